@@ -1,0 +1,161 @@
+//! The errors a switch or a parent change can report.
+
+use std::any::Any;
+use std::fmt;
+
+/// Why a [`switch`](crate::Greenlet::switch) or [`throw`](crate::Greenlet::throw)
+/// did not hand back a value of the expected type.
+///
+/// A switch returns whatever the *next* greenlet to switch back sends, so the
+/// error describes what arrived, not (necessarily) what the target did.
+#[non_exhaustive]
+pub enum SwitchError {
+    /// A greenlet whose result was routed here panicked; the payload is the
+    /// original one (`&'static str` or `String` for `panic!` messages).
+    Panicked(Box<dyn Any + Send>),
+    /// A greenlet [`throw`](crate::Greenlet::throw)-ed this payload here.
+    Thrown(Box<dyn Any + Send>),
+    /// A value arrived whose type is not the one this switch expected. The
+    /// value has been dropped.
+    TypeMismatch {
+        /// The type this switch (or the unstarted greenlet's function) expected.
+        expected: &'static str,
+        /// The type of the value that arrived.
+        found: &'static str,
+    },
+    /// A greenlet whose result was routed here was killed (it unwound
+    /// without producing a value).
+    Killed,
+    /// The current greenlet may not switch away right now: it is unwinding
+    /// (a panic or a kill is under way on its stack). The value was dropped.
+    Unwinding,
+    /// This thread's greenlet runtime has already been torn down (the call
+    /// came from a thread-local destructor that ran after it).
+    ThreadExiting,
+}
+
+impl SwitchError {
+    /// The panic or throw message, if the payload is a `&str` or `String`.
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            SwitchError::Panicked(p) | SwitchError::Thrown(p) => payload_message(p.as_ref()),
+            _ => None,
+        }
+    }
+}
+
+/// Reads a panic-style payload as text, if it is text.
+pub(crate) fn payload_message(payload: &(dyn Any + Send)) -> Option<&str> {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        Some(s)
+    } else {
+        payload.downcast_ref::<String>().map(String::as_str)
+    }
+}
+
+impl fmt::Debug for SwitchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SwitchError::Panicked(p) => f
+                .debug_tuple("Panicked")
+                .field(&payload_message(p.as_ref()).unwrap_or("<non-text payload>"))
+                .finish(),
+            SwitchError::Thrown(p) => f
+                .debug_tuple("Thrown")
+                .field(&payload_message(p.as_ref()).unwrap_or("<non-text payload>"))
+                .finish(),
+            SwitchError::TypeMismatch { expected, found } => f
+                .debug_struct("TypeMismatch")
+                .field("expected", expected)
+                .field("found", found)
+                .finish(),
+            SwitchError::Killed => f.write_str("Killed"),
+            SwitchError::Unwinding => f.write_str("Unwinding"),
+            SwitchError::ThreadExiting => f.write_str("ThreadExiting"),
+        }
+    }
+}
+
+impl fmt::Display for SwitchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SwitchError::Panicked(p) => match payload_message(p.as_ref()) {
+                Some(m) => write!(f, "a greenlet panicked: {m}"),
+                None => f.write_str("a greenlet panicked (non-text payload)"),
+            },
+            SwitchError::Thrown(p) => match payload_message(p.as_ref()) {
+                Some(m) => write!(f, "an error was thrown into this greenlet: {m}"),
+                None => f.write_str("an error was thrown into this greenlet (non-text payload)"),
+            },
+            SwitchError::TypeMismatch { expected, found } => write!(
+                f,
+                "switch expected a value of type `{expected}` but received `{found}` (the value was dropped)"
+            ),
+            SwitchError::Killed => f.write_str("the greenlet that would have sent a value was killed"),
+            SwitchError::Unwinding => f.write_str(
+                "cannot switch away from a greenlet that is unwinding (a panic or kill is in progress)",
+            ),
+            SwitchError::ThreadExiting => {
+                f.write_str("this thread's greenlet runtime has already been torn down")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SwitchError {}
+
+/// Why [`set_parent`](crate::Greenlet::set_parent) refused; the old parent
+/// stays in place.
+#[non_exhaustive]
+#[derive(Clone, PartialEq, Eq)]
+pub enum ParentError {
+    /// The new parent is the greenlet itself or one of its descendants.
+    Cycle {
+        /// The greenlet whose parent was to change (its name, or `#id`).
+        child: String,
+        /// The refused parent (its name, or `#id`).
+        parent: String,
+    },
+    /// The main greenlet has no parent and never gets one.
+    Main,
+}
+
+impl fmt::Debug for ParentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for ParentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParentError::Cycle { child, parent } => write!(
+                f,
+                "cyclic parent chain: greenlet {parent} is {child} itself or one of its descendants"
+            ),
+            ParentError::Main => f.write_str("the main greenlet's parent cannot be set"),
+        }
+    }
+}
+
+impl std::error::Error for ParentError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_the_types_and_payloads() {
+        let e = SwitchError::TypeMismatch {
+            expected: "u32",
+            found: "alloc::string::String",
+        };
+        assert!(e.to_string().contains("`u32`"));
+        assert!(e.to_string().contains("`alloc::string::String`"));
+        let p = SwitchError::Panicked(Box::new("boom"));
+        assert_eq!(p.message(), Some("boom"));
+        assert!(p.to_string().contains("boom"));
+        let t = SwitchError::Thrown(Box::new(String::from("stop")));
+        assert_eq!(t.message(), Some("stop"));
+    }
+}

@@ -1,0 +1,386 @@
+//! The `Greenlet` handle and its `Builder`.
+
+use std::any::Any;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::io;
+use std::marker::PhantomData;
+use std::rc::Rc;
+
+use crate::error::{ParentError, SwitchError};
+use crate::runtime::{Key, Runtime, State, MAIN, NONE};
+use crate::stack::DEFAULT_STACK_SIZE;
+
+/// A handle to a greenlet: a function running on its own stack, which runs
+/// only when something switches to it.
+///
+/// Handles are cheap to clone and compare equal when they name the same
+/// greenlet. A greenlet lives while something refers to it: a handle, a
+/// child whose parent it is, or a greenlet it is killing. Dropping the last
+/// handle of a suspended greenlet kills it (see [`kill`](Greenlet::kill));
+/// an unstarted one is discarded without running its function.
+///
+/// Greenlets belong to the thread that made them; the handle is neither
+/// `Send` nor `Sync`:
+///
+/// ```compile_fail
+/// fn needs_send<T: Send>(_: T) {}
+/// needs_send(greenlet::Greenlet::current());
+/// ```
+///
+/// ```compile_fail
+/// fn needs_sync<T: Sync>(_: T) {}
+/// needs_sync(greenlet::Greenlet::current());
+/// ```
+pub struct Greenlet {
+    key: Key,
+    /// Thread affinity: `*const ()` is neither `Send` nor `Sync`.
+    _thread: PhantomData<*const ()>,
+}
+
+/// Configures a greenlet before creating it: name, stack size, parent.
+///
+/// ```
+/// use greenlet::Greenlet;
+///
+/// let g = Greenlet::builder()
+///     .name("worker")
+///     .stack_size(256 * 1024)
+///     .build(|x: u32| x * 2)?;
+/// assert_eq!(g.name().as_deref(), Some("worker"));
+/// assert_eq!(g.switch::<u32, u32>(21).unwrap(), 42);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Default)]
+pub struct Builder {
+    name: Option<Rc<str>>,
+    stack_size: Option<usize>,
+    parent: Option<Greenlet>,
+}
+
+impl Builder {
+    /// A builder with no name, the default stack size and the current
+    /// greenlet as parent.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Names the greenlet (shown by `Debug` and error messages).
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(Rc::from(name.into()));
+        self
+    }
+
+    /// Usable stack size in bytes; the default is
+    /// [`DEFAULT_STACK_SIZE`](crate::DEFAULT_STACK_SIZE) (1 MiB). Only
+    /// default-size stacks are pooled for reuse; others are mapped for the
+    /// greenlet and unmapped when it dies.
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// The greenlet that receives this one's result (default: the current
+    /// greenlet at `build` time).
+    pub fn parent(mut self, parent: &Greenlet) -> Builder {
+        self.parent = Some(parent.clone());
+        self
+    }
+
+    /// Creates the greenlet, unstarted. The first switch to it calls `f`
+    /// with the switched value.
+    ///
+    /// The stack is taken here (from the thread's pool, or freshly mapped),
+    /// so a switch never fails for want of one. When the OS refuses a new
+    /// stack the error is returned as is: typically `ENOMEM` from `mmap` or
+    /// `mprotect` once the process reaches the kernel's limit on memory
+    /// mappings (`vm.max_map_count`, 65,530 on a stock Linux; each guarded
+    /// stack takes two mappings, so about 32,000 greenlets). Raise it with
+    /// `sysctl -w vm.max_map_count=...`.
+    pub fn build<F, A, R>(self, f: F) -> io::Result<Greenlet>
+    where
+        F: FnOnce(A) -> R + 'static,
+        A: 'static,
+        R: 'static,
+    {
+        let rt = Runtime::get();
+        let parent = match &self.parent {
+            Some(p) => p.key,
+            None => rt.current(),
+        };
+        let key = rt.create(
+            f,
+            self.name,
+            self.stack_size.unwrap_or(DEFAULT_STACK_SIZE),
+            parent,
+        )?;
+        Ok(Greenlet::from_new_ref(key))
+    }
+}
+
+impl Greenlet {
+    /// Creates an unstarted greenlet whose parent is the current greenlet
+    /// (row 1). Nothing runs until the first [`switch`](Greenlet::switch),
+    /// whose value becomes `f`'s argument (rows 2 and 3).
+    ///
+    /// ```
+    /// use greenlet::Greenlet;
+    ///
+    /// let g = Greenlet::new(|name: &'static str| format!("hello, {name}"));
+    /// assert!(!g.is_started());
+    /// let reply: String = g.switch("world").unwrap();
+    /// assert_eq!(reply, "hello, world");
+    /// assert!(g.is_dead());
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When no stack can be had; the message names the mapping limit and its
+    /// remedy. Use [`Builder::build`] to get the `io::Error` instead.
+    pub fn new<F, A, R>(f: F) -> Greenlet
+    where
+        F: FnOnce(A) -> R + 'static,
+        A: 'static,
+        R: 'static,
+    {
+        match Builder::new().build(f) {
+            Ok(g) => g,
+            Err(e) => panic!(
+                "greenlet: cannot allocate a stack for a new greenlet: {e}. \
+                 Each greenlet stack takes two memory mappings and Linux limits \
+                 a process to vm.max_map_count of them (65530 by default, about \
+                 32,000 greenlets); raise it with `sysctl -w vm.max_map_count=N`, \
+                 or use Greenlet::builder().build(..) to handle the error"
+            ),
+        }
+    }
+
+    /// A [`Builder`] for a named greenlet, a custom stack size or parent.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+
+    /// The greenlet running now (row 13). On a thread that has not used
+    /// greenlets yet, this is its main greenlet, created on the spot.
+    pub fn current() -> Greenlet {
+        let rt = Runtime::get();
+        let key = rt.current();
+        rt.add_ref(key);
+        Greenlet::from_new_ref(key)
+    }
+
+    /// This thread's main greenlet: the thread's own stack. It has no
+    /// parent and never dies.
+    pub fn main() -> Greenlet {
+        Runtime::get().add_ref(MAIN);
+        Greenlet::from_new_ref(MAIN)
+    }
+
+    /// Wraps a key whose reference count already includes this handle.
+    fn from_new_ref(key: Key) -> Greenlet {
+        Greenlet {
+            key,
+            _thread: PhantomData,
+        }
+    }
+
+    /// Switches to this greenlet, sending `value`, and returns the value that
+    /// is later switched back here — by any greenlet, not necessarily this
+    /// one (row 4).
+    ///
+    /// - Unstarted: `value` becomes its function's argument. If its type is
+    ///   not the argument type, nothing runs, the greenlet stays unstarted
+    ///   and this returns [`SwitchError::TypeMismatch`].
+    /// - The current greenlet: returns `value` at once, no stack switch
+    ///   (row 5; `TypeMismatch` if `T` is not `R`).
+    /// - Dead: goes up its parent chain to the first greenlet that is not
+    ///   dead (row 8), which may be the caller itself (then as row 5).
+    ///
+    /// What arrives is checked against `R` by `TypeId`: a value of another
+    /// type is dropped and reported as [`SwitchError::TypeMismatch`]; a
+    /// greenlet's panic, a throw and a kill arrive as the matching variants.
+    /// A greenlet that is unwinding (a panic or a kill) cannot switch away:
+    /// it gets [`SwitchError::Unwinding`] and `value` is dropped.
+    ///
+    /// Values cross without heap allocation.
+    #[inline]
+    pub fn switch<T: 'static, R: 'static>(&self, value: T) -> Result<R, SwitchError> {
+        Runtime::get().switch(self.key, value)
+    }
+
+    /// Switches to this greenlet and makes its pending switch return
+    /// `Err(SwitchError::Thrown(error))` (row 10).
+    ///
+    /// - Unstarted: it dies without running its function, and the error
+    ///   goes to its parent (which may be the caller, whose `throw` then
+    ///   returns it).
+    /// - Dead: the error goes up the parent chain to the first greenlet that
+    ///   is not dead.
+    /// - The current greenlet (or routed back to it): returns
+    ///   `Err(SwitchError::Thrown(error))` at once.
+    pub fn throw<E: Any + Send, R: 'static>(&self, error: E) -> Result<R, SwitchError> {
+        Runtime::get().throw(self.key, Box::new(error))
+    }
+
+    /// Kills this greenlet now (row 11): its stack is unwound, every
+    /// destructor on it runs, and control returns to the caller; the
+    /// greenlet is dead afterwards.
+    ///
+    /// The unwinding is a panic payload of a private type raised with
+    /// `std::panic::resume_unwind` at the victim's pending switch, so no
+    /// panic message is printed and only an explicit `catch_unwind` can
+    /// intercept it. While it unwinds, the victim cannot switch away
+    /// (its switches return [`SwitchError::Unwinding`]), so the kill always
+    /// completes; it may create, switch into and kill other greenlets from
+    /// its destructors, as those come back to it.
+    ///
+    /// - Unstarted: its function is dropped without running.
+    /// - Dead, main, or already being killed: nothing happens.
+    /// - The current greenlet: unwinds the caller itself (this call does not
+    ///   return); its parent receives [`SwitchError::Killed`].
+    /// - If the victim's function catches the unwind and returns, its value
+    ///   is dropped; if it panics, the panic resumes in the caller.
+    pub fn kill(&self) {
+        Runtime::get().kill(self.key)
+    }
+
+    /// The greenlet that receives this one's result; `None` for main.
+    pub fn parent(&self) -> Option<Greenlet> {
+        let rt = Runtime::get();
+        let parent = rt.with_record(self.key, |r| r.parent);
+        if parent == NONE {
+            None
+        } else {
+            rt.add_ref(parent);
+            Some(Greenlet::from_new_ref(parent))
+        }
+    }
+
+    /// Makes `parent` the greenlet that receives this one's result (row 9).
+    /// Allowed in any state. Refused, leaving the old parent, when `parent`
+    /// is this greenlet or one of its descendants ([`ParentError::Cycle`])
+    /// or when this is the main greenlet ([`ParentError::Main`]).
+    pub fn set_parent(&self, parent: &Greenlet) -> Result<(), ParentError> {
+        if self.key == MAIN {
+            return Err(ParentError::Main);
+        }
+        Runtime::get()
+            .set_parent(self.key, parent.key)
+            .map_err(|_| ParentError::Cycle {
+                child: self.label(),
+                parent: parent.label(),
+            })
+    }
+
+    /// Whether it has ever been switched to (dead greenlets count as started).
+    pub fn is_started(&self) -> bool {
+        self.state() != State::Unstarted
+    }
+
+    /// Running or suspended: started and not dead.
+    pub fn is_active(&self) -> bool {
+        self.state() == State::Active
+    }
+
+    /// Returned, panicked, or killed.
+    pub fn is_dead(&self) -> bool {
+        self.state() == State::Dead
+    }
+
+    /// Whether this is its thread's main greenlet.
+    pub fn is_main(&self) -> bool {
+        self.key == MAIN
+    }
+
+    /// Whether this greenlet is the one running now.
+    pub fn is_current(&self) -> bool {
+        Runtime::get().current() == self.key
+    }
+
+    /// The name given to the builder (`"main"` for the main greenlet).
+    pub fn name(&self) -> Option<Rc<str>> {
+        Runtime::get().with_record(self.key, |r| r.name.clone())
+    }
+
+    /// A number that identifies the greenlet for its thread's lifetime
+    /// (main is 0; never reused).
+    pub fn id(&self) -> u64 {
+        Runtime::get().with_record(self.key, |r| r.id)
+    }
+
+    fn state(&self) -> State {
+        Runtime::get().with_record(self.key, |r| r.state)
+    }
+
+    /// `'name'` or `#id`, for messages.
+    fn label(&self) -> String {
+        match self.name() {
+            Some(n) => format!("'{n}'"),
+            None => format!("#{}", self.id()),
+        }
+    }
+}
+
+/// Switches to `target` with `value`; the same as `target.switch(value)`.
+#[inline]
+pub fn switch<T: 'static, R: 'static>(target: &Greenlet, value: T) -> Result<R, SwitchError> {
+    target.switch(value)
+}
+
+/// The greenlet running now; the same as [`Greenlet::current`].
+pub fn current() -> Greenlet {
+    Greenlet::current()
+}
+
+impl Clone for Greenlet {
+    fn clone(&self) -> Greenlet {
+        Runtime::get().add_ref(self.key);
+        Greenlet::from_new_ref(self.key)
+    }
+}
+
+impl Drop for Greenlet {
+    fn drop(&mut self) {
+        // After the thread's runtime is torn down there is nothing to free.
+        if let Some(rt) = Runtime::try_get() {
+            rt.release_ref(self.key);
+        }
+    }
+}
+
+impl PartialEq for Greenlet {
+    fn eq(&self, other: &Greenlet) -> bool {
+        // A key stays taken while any handle to it exists, so equal keys
+        // mean the same greenlet.
+        self.key == other.key
+    }
+}
+
+impl Eq for Greenlet {}
+
+impl Hash for Greenlet {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key.hash(state);
+    }
+}
+
+impl fmt::Debug for Greenlet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(rt) = Runtime::try_get() else {
+            return f.write_str("Greenlet(<thread exited>)");
+        };
+        let (id, name, state) = rt.with_record(self.key, |r| (r.id, r.name.clone(), r.state));
+        let state = match state {
+            State::Unstarted => "unstarted",
+            State::Active if rt.current() == self.key => "running",
+            State::Active => "suspended",
+            State::Dead => "dead",
+        };
+        let mut d = f.debug_struct("Greenlet");
+        d.field("id", &id);
+        if let Some(name) = name {
+            d.field("name", &name);
+        }
+        d.field("state", &format_args!("{state}")).finish()
+    }
+}

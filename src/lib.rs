@@ -1,0 +1,85 @@
+//! Python's greenlets for Rust: stackful green threads with explicit,
+//! symmetric switches.
+//!
+//! A [`Greenlet`] is a function running on its own stack. Nothing runs it but
+//! a [`switch`](Greenlet::switch): `g.switch(v)` suspends the caller, hands
+//! `v` to `g`, and returns whatever some greenlet later switches back. Every
+//! thread has an implicit main greenlet (its own stack); every other greenlet
+//! has a parent, which receives its return value or its panic.
+//!
+//! # A short tour
+//!
+//! ```
+//! use greenlet::{Greenlet, SwitchError};
+//!
+//! // Created, not started (lazy start); the parent is the current greenlet.
+//! let echo = Greenlet::new(|first: String| -> usize {
+//!     let main = Greenlet::main();
+//!     // Send something back and wait for the next value.
+//!     let second: String = main.switch(first.len()).unwrap();
+//!     second.len() // a return value goes to the parent
+//! });
+//!
+//! // The first switch's value is the function's argument.
+//! let n: usize = echo.switch(String::from("hello")).unwrap();
+//! assert_eq!(n, 5);
+//! assert!(echo.is_active());
+//!
+//! // Switching again resumes it where it left off.
+//! let n: usize = echo.switch(String::from("hi")).unwrap();
+//! assert_eq!(n, 2);
+//! assert!(echo.is_dead());
+//!
+//! // Values are type-checked on arrival, never transmuted.
+//! let g = Greenlet::new(|x: u8| x);
+//! assert!(matches!(g.switch::<u8, String>(1), Err(SwitchError::TypeMismatch { .. })));
+//!
+//! // A panic reaches the parent as an error with its payload.
+//! let boom = Greenlet::new(|()| -> () { panic!("boom") });
+//! let err = boom.switch::<(), ()>(()).unwrap_err();
+//! assert_eq!(err.message(), Some("boom"));
+//! ```
+//!
+//! Killing a suspended greenlet unwinds its stack so its destructors run
+//! ([`Greenlet::kill`]); dropping the last handle to one does the same. A
+//! greenlet's stack comes from a per-thread pool of guarded stacks
+//! ([`DEFAULT_STACK_SIZE`] unless the [`Builder`] says otherwise).
+//!
+//! # Where things are
+//!
+//! - [`greenlet`](crate::Greenlet) (`src/greenlet.rs`): the handle and the builder.
+//! - `src/runtime.rs`: the thread's state and the trampoline, the one place
+//!   coroutines are resumed; the switch path starts at `Runtime::switch`.
+//! - `src/value.rs`: how a value crosses a switch without allocating.
+//! - `src/stack.rs`: guarded stacks and their pool.
+//! - `src/error.rs`: [`SwitchError`] and [`ParentError`].
+
+#![warn(missing_docs, unreachable_pub)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod error;
+mod greenlet;
+mod runtime;
+mod stack;
+mod value;
+
+pub use crate::error::{ParentError, SwitchError};
+pub use crate::greenlet::{current, switch, Builder, Greenlet};
+pub use crate::stack::DEFAULT_STACK_SIZE;
+
+/// How many stacks this thread's pool holds, and how many are lent to live
+/// greenlets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackStats {
+    /// Stacks waiting in the pool for the next greenlet.
+    pub pooled: usize,
+    /// Stacks held by greenlets that are unstarted, active, or dead but not
+    /// yet recycled.
+    pub in_use: usize,
+}
+
+/// The current thread's stack pool figures.
+pub fn stack_stats() -> StackStats {
+    let (pooled, in_use) = runtime::Runtime::get().stack_counts();
+    StackStats { pooled, in_use }
+}

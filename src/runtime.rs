@@ -1,0 +1,925 @@
+//! A thread's greenlet state and the one loop that resumes coroutines.
+//!
+//! # The switch path
+//!
+//! corosensei coroutines are asymmetric (`resume` from a parent, `suspend`
+//! back to it); greenlets are symmetric. The bridge: the main greenlet is the
+//! thread's own stack, and every other greenlet is a coroutine that only the
+//! [`Runtime::trampoline`] resumes, on the main greenlet's stack.
+//!
+//! - main → child: main runs the trampoline, which resumes the child.
+//! - child → main: the child suspends with `MAIN`; the trampoline returns.
+//! - child → child: the child suspends with the target's key; the trampoline
+//!   resumes the target (two stack switches).
+//!
+//! Before switching, the sender publishes a [`Transfer`] (two words: a
+//! pointer to the value in its own frame and a pointer to the value's type);
+//! the receiver consumes it first thing. Everything unusual (a signal, a
+//! finished greenlet whose stack must be recycled, an orphan to reap) makes
+//! the transfer point at [`SIGNAL`] and travels in [`Slow`], which only the
+//! cold path reads.
+//!
+//! # The one borrowing rule
+//!
+//! The runtime's state lives in `Cell`s and `UnsafeCell`s reached through a
+//! raw thread-local pointer. No reference into it is ever held across a
+//! stack switch or across a call into user code (a destructor, a closure),
+//! because either may re-enter the runtime. Every `unsafe` block below relies
+//! on this rule; they say so as "the borrowing rule".
+
+use std::any::{Any, TypeId};
+use std::cell::{Cell, UnsafeCell};
+use std::io;
+use std::mem::{ManuallyDrop, MaybeUninit};
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+use std::rc::Rc;
+
+use corosensei::{Coroutine, CoroutineResult, Yielder};
+use slab::Slab;
+
+use crate::error::SwitchError;
+use crate::stack::{PooledStack, StackPool};
+use crate::value::{cast_same, type_of, GreenletExit, Signal, Transfer, ValueType};
+
+/// A greenlet's index in its thread's slab.
+pub(crate) type Key = u32;
+/// The main greenlet's key: it is inserted first and never removed.
+pub(crate) const MAIN: Key = 0;
+/// "No greenlet".
+pub(crate) const NONE: Key = Key::MAX;
+
+/// Every greenlet's coroutine has this one type: values travel through the
+/// runtime, the yielded `Key` names the greenlet to run next, and the
+/// coroutine never returns (it is reset after its final suspend).
+pub(crate) type Co = Coroutine<(), Key, (), PooledStack>;
+type Y = Yielder<(), Key>;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum State {
+    /// Created, never switched to.
+    Unstarted,
+    /// Running or suspended.
+    Active,
+    /// Returned, panicked, or killed.
+    Dead,
+}
+
+/// Record flag: a kill is unwinding this greenlet.
+const DYING: u8 = 1;
+/// Record flag: this greenlet is inside `kill()` while its own stack unwinds
+/// a panic; sending it a kill would unwind inside a landing pad.
+const UNWINDING: u8 = 2;
+
+pub(crate) struct Record {
+    pub(crate) state: State,
+    flags: u8,
+    /// Handles, children's parent links, and victims' killer links.
+    refs: u32,
+    pub(crate) parent: Key,
+    /// Who receives this greenlet's death while a kill is under way.
+    killer: Key,
+    /// Lives at the top of the greenlet's own stack; null for main and once
+    /// the stack has gone back to the pool.
+    coroutine: *mut Co,
+    /// Set on first entry; null for main (which runs the trampoline instead).
+    yielder: *const Y,
+    /// The type the function takes, checked when a switch would start it.
+    arg: &'static ValueType,
+    pub(crate) id: u64,
+    pub(crate) name: Option<Rc<str>>,
+}
+
+/// The slow lane of a transfer.
+pub(crate) struct Slow {
+    signal: Signal,
+    /// A greenlet that has just died: the receiver recycles its stack after
+    /// consuming the value (which lives on that stack).
+    finished: Key,
+    /// An unreachable greenlet that has just switched away: the receiver
+    /// kills it.
+    reap: Key,
+}
+
+/// What a receiver does with a kill signal.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnKill {
+    /// Unwind the current stack (a pending switch).
+    Unwind,
+    /// Report it (a greenlet's entry, before its function runs).
+    Report,
+}
+
+pub(crate) struct Runtime {
+    current: Cell<Key>,
+    transfer: Cell<Transfer>,
+    slow: UnsafeCell<Option<Slow>>,
+    records: UnsafeCell<Slab<Record>>,
+    pool: UnsafeCell<StackPool>,
+    next_id: Cell<u64>,
+}
+
+/// The marker left in the thread-local pointer once the runtime is gone.
+const TORN_DOWN: *const Runtime = 1 as *const Runtime;
+
+thread_local! {
+    /// The thread's runtime. A `const`-initialised `Cell` with no destructor,
+    /// so reaching it is a single thread-local load.
+    static RUNTIME: Cell<*const Runtime> = const { Cell::new(ptr::null()) };
+    /// Owns the runtime and tears it down when the thread exits.
+    static OWNER: Owner = const { Owner };
+}
+
+struct Owner;
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let rt = RUNTIME.with(Cell::get);
+        if rt.is_null() || rt == TORN_DOWN {
+            return;
+        }
+        // SAFETY: the pointer came from `Box::into_raw` in `init` and is
+        // only freed here, after teardown.
+        unsafe {
+            if (*rt).teardown() {
+                RUNTIME.with(|c| c.set(TORN_DOWN));
+                drop(Box::from_raw(rt as *mut Runtime));
+            } else {
+                // A greenlet other than main is running the thread's exit
+                // (for example it called `std::process::exit`): its stack
+                // cannot be unwound from here, so everything is left as is.
+                RUNTIME.with(|c| c.set(TORN_DOWN));
+            }
+        }
+    }
+}
+
+impl Runtime {
+    /// The calling thread's runtime, created on first use.
+    #[inline(always)]
+    pub(crate) fn get() -> &'static Runtime {
+        let rt = RUNTIME.with(Cell::get);
+        if (rt as usize) > (TORN_DOWN as usize) {
+            // SAFETY: a non-null, non-marker pointer is the live runtime of
+            // this thread; it is freed only by `Owner::drop`, after which the
+            // pointer is the marker.
+            unsafe { &*rt }
+        } else {
+            Runtime::init()
+        }
+    }
+
+    /// The runtime if it is (or can be made) usable, `None` once torn down.
+    #[inline]
+    pub(crate) fn try_get() -> Option<&'static Runtime> {
+        let rt = RUNTIME.with(Cell::get);
+        if rt == TORN_DOWN {
+            None
+        } else {
+            Some(Runtime::get())
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn init() -> &'static Runtime {
+        if RUNTIME.with(Cell::get) == TORN_DOWN {
+            panic!(
+                "greenlet: this thread's greenlet runtime has been torn down \
+                 (a thread-local destructor used greenlets after it)"
+            );
+        }
+        if OWNER.try_with(|_| ()).is_err() {
+            panic!("greenlet: cannot start a greenlet runtime while the thread is exiting");
+        }
+        let mut records = Slab::new();
+        let main = records.insert(Record {
+            state: State::Active,
+            flags: 0,
+            // The main greenlet holds a reference to itself: it is never
+            // unreachable and never freed before teardown.
+            refs: 1,
+            parent: NONE,
+            killer: NONE,
+            coroutine: ptr::null_mut(),
+            yielder: ptr::null(),
+            arg: type_of::<()>(),
+            id: 0,
+            name: Some(Rc::from("main")),
+        });
+        debug_assert_eq!(main, MAIN as usize);
+        let rt = Box::into_raw(Box::new(Runtime {
+            current: Cell::new(MAIN),
+            transfer: Cell::new(Transfer::EMPTY),
+            slow: UnsafeCell::new(None),
+            records: UnsafeCell::new(records),
+            pool: UnsafeCell::new(StackPool::new()),
+            next_id: Cell::new(1),
+        }));
+        RUNTIME.with(|c| c.set(rt));
+        // SAFETY: just allocated; freed only by `Owner::drop`.
+        unsafe { &*rt }
+    }
+
+    /// The record of a live key.
+    ///
+    /// # Safety
+    /// `key` is in the slab (every handle, parent link, killer link and
+    /// `current` is), and the pointer is not used after the slab changes
+    /// shape (an insert or remove) nor across a switch (the borrowing rule).
+    #[inline(always)]
+    unsafe fn record(&self, key: Key) -> *mut Record {
+        // SAFETY: see above; the `&mut Slab` lives only for this call.
+        unsafe { (*self.records.get()).get_unchecked_mut(key as usize) }
+    }
+
+    #[inline(always)]
+    pub(crate) fn current(&self) -> Key {
+        self.current.get()
+    }
+
+    /// Reads one field set of a record (for queries).
+    pub(crate) fn with_record<T>(&self, key: Key, f: impl FnOnce(&Record) -> T) -> T {
+        // SAFETY: handles keep their key in the slab; `f` only reads plain
+        // fields and cannot reach the runtime (it gets a `&Record`, and the
+        // callers pass closures that copy or clone fields).
+        unsafe { f(&*self.record(key)) }
+    }
+
+    fn pool(&self) -> *mut StackPool {
+        self.pool.get()
+    }
+
+    /// (pooled, in use) stack counts.
+    pub(crate) fn stack_counts(&self) -> (usize, usize) {
+        // SAFETY: the borrowing rule; plain reads.
+        unsafe { ((*self.pool()).pooled(), (*self.pool()).in_use()) }
+    }
+
+    // ----- creation and reference counting -----
+
+    /// Creates an unstarted greenlet with one reference (the caller's handle).
+    pub(crate) fn create<F, A, R>(
+        &self,
+        f: F,
+        name: Option<Rc<str>>,
+        stack_size: usize,
+        parent: Key,
+    ) -> io::Result<Key>
+    where
+        F: FnOnce(A) -> R + 'static,
+        A: 'static,
+        R: 'static,
+    {
+        // SAFETY: the borrowing rule: `take` runs no user code.
+        let stack = unsafe { (*self.pool()).take(stack_size)? };
+        // SAFETY: the borrowing rule; `len` is a plain read.
+        if unsafe { (*self.records.get()).vacant_key() } >= NONE as usize {
+            // SAFETY: as above.
+            unsafe { (*self.pool()).give(stack) };
+            return Err(io::Error::other(
+                "greenlet: too many greenlets on this thread",
+            ));
+        }
+        let slot = stack.coroutine_slot();
+        let co = Co::with_stack(stack, move |y: &Y, ()| entry::<F, A, R>(y, f));
+        // SAFETY: `slot` is the reserved, suitably aligned top of the stack
+        // that `co` owns; it is not part of the usable stack, so nothing
+        // else writes there while the coroutine lives.
+        unsafe { ptr::write(slot, co) };
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        // SAFETY: the borrowing rule: `insert` runs no user code, and no
+        // record pointer is live here.
+        let key = unsafe {
+            (*self.records.get()).insert(Record {
+                state: State::Unstarted,
+                flags: 0,
+                refs: 1,
+                parent,
+                killer: NONE,
+                coroutine: slot,
+                yielder: ptr::null(),
+                arg: type_of::<A>(),
+                id,
+                name,
+            })
+        } as Key;
+        self.add_ref(parent);
+        Ok(key)
+    }
+
+    #[inline]
+    pub(crate) fn add_ref(&self, key: Key) {
+        // SAFETY: `key` is live (the caller holds a reference to it).
+        unsafe { (*self.record(key)).refs += 1 }
+    }
+
+    /// Drops one reference; an unreachable greenlet is killed or freed.
+    #[inline]
+    pub(crate) fn release_ref(&self, key: Key) {
+        // SAFETY: `key` is live until its last reference goes, which is
+        // this one at the earliest.
+        let left = unsafe {
+            let r = self.record(key);
+            (*r).refs -= 1;
+            (*r).refs
+        };
+        if left == 0 {
+            self.unreachable(key);
+        }
+    }
+
+    /// Nobody refers to `key` any more.
+    #[cold]
+    fn unreachable(&self, key: Key) {
+        if key == self.current() {
+            // Running: reaped when it switches away, freed if it finishes.
+            return;
+        }
+        // SAFETY: `key` is still in the slab (freed only below).
+        let (state, pending) = unsafe {
+            let r = self.record(key);
+            ((*r).state, !(*r).coroutine.is_null())
+        };
+        match state {
+            // A dead greenlet whose stack is still waiting for its receiver
+            // is freed by `recycle`.
+            State::Dead if pending => {}
+            State::Dead => self.free(key),
+            // Row 12: killed right now, from the dropper. The kill frees it.
+            State::Unstarted | State::Active => self.kill(key),
+        }
+    }
+
+    /// Removes a dead, recycled, unreferenced record.
+    fn free(&self, key: Key) {
+        // SAFETY: the borrowing rule; the record is dead and unreferenced.
+        let record = unsafe { (*self.records.get()).remove(key as usize) };
+        debug_assert!(record.coroutine.is_null());
+        let parent = record.parent;
+        drop(record);
+        if parent != NONE {
+            self.release_ref(parent);
+        }
+    }
+
+    // ----- the switch -----
+
+    /// Switches to `target` with `value`; returns what is later sent back.
+    #[inline(always)]
+    pub(crate) fn switch<T: 'static, R: 'static>(
+        &self,
+        target: Key,
+        value: T,
+    ) -> Result<R, SwitchError> {
+        let cur = self.current.get();
+        // SAFETY: `cur` and `target` are live (current, and a handle's key);
+        // the pointers are used before anything can change the slab.
+        let (me, to) = unsafe { (self.record(cur), self.record(target)) };
+        // SAFETY: as above; plain field reads.
+        let fast = unsafe {
+            (*me).refs != 0
+                && (*me).flags == 0
+                && (*to).state == State::Active
+                && target != cur
+                && !std::thread::panicking()
+        };
+        if fast {
+            let mut value = ManuallyDrop::new(value);
+            self.transfer.set(Transfer::of(&mut value));
+            // SAFETY: `me` is current, so its yielder (if a child) is the
+            // one this stack was resumed through; the value stays in this
+            // frame until the receiver has consumed it.
+            unsafe {
+                self.jump((*me).yielder, target);
+                self.receive::<R>()
+            }
+        } else {
+            self.switch_slow(target, value)
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn switch_slow<T: 'static, R: 'static>(&self, target: Key, value: T) -> Result<R, SwitchError> {
+        let cur = self.current.get();
+        if let Some(err) = self.cannot_leave(cur) {
+            drop(value);
+            return Err(err);
+        }
+        let target = self.first_live(target);
+        if target == cur {
+            // Rows 5 and 8: a switch to oneself returns the value at once.
+            return cast_same::<T, R>(value).map_err(|value| {
+                drop(value);
+                mismatch::<R, T>()
+            });
+        }
+        // SAFETY: `target` is live (an ancestor of a live key).
+        let (state, arg) = unsafe {
+            let r = self.record(target);
+            ((*r).state, (*r).arg)
+        };
+        if state == State::Unstarted && arg.id != TypeId::of::<T>() {
+            // The greenlet stays unstarted; the sender hears of it.
+            drop(value);
+            return Err(SwitchError::TypeMismatch {
+                expected: arg.name(),
+                found: std::any::type_name::<T>(),
+            });
+        }
+        let mut value = ManuallyDrop::new(value);
+        let reap = self.orphan_key(cur);
+        if reap == NONE {
+            self.transfer.set(Transfer::of(&mut value));
+        } else {
+            self.transfer
+                .set(Transfer::signal((&mut *value as *mut T).cast()));
+            self.set_slow(Signal::Value(type_of::<T>()), NONE, reap);
+        }
+        // SAFETY: as in `switch`.
+        unsafe {
+            self.jump((*self.record(cur)).yielder, target);
+            self.receive::<R>()
+        }
+    }
+
+    /// Throws `payload` into `target` (row 10).
+    pub(crate) fn throw<R: 'static>(
+        &self,
+        target: Key,
+        payload: Box<dyn Any + Send>,
+    ) -> Result<R, SwitchError> {
+        let cur = self.current.get();
+        if let Some(err) = self.cannot_leave(cur) {
+            drop(payload);
+            return Err(err);
+        }
+        let target = self.first_live(target);
+        if target == cur {
+            // Into self (or routed back to self): raised at once.
+            return Err(SwitchError::Thrown(payload));
+        }
+        let reap = self.orphan_key(cur);
+        self.transfer.set(Transfer::signal(ptr::null_mut()));
+        self.set_slow(Signal::Thrown(payload), NONE, reap);
+        // SAFETY: as in `switch`.
+        unsafe {
+            self.jump((*self.record(cur)).yielder, target);
+            self.receive::<R>()
+        }
+    }
+
+    /// Why the current greenlet may not switch away, if it may not.
+    fn cannot_leave(&self, cur: Key) -> Option<SwitchError> {
+        // SAFETY: `cur` is live.
+        let dying = unsafe { (*self.record(cur)).flags & DYING != 0 };
+        if dying || std::thread::panicking() {
+            Some(SwitchError::Unwinding)
+        } else {
+            None
+        }
+    }
+
+    /// `cur` if nobody can ever switch back to it, else `NONE`.
+    fn orphan_key(&self, cur: Key) -> Key {
+        // SAFETY: `cur` is live.
+        if unsafe { (*self.record(cur)).refs } == 0 {
+            cur
+        } else {
+            NONE
+        }
+    }
+
+    fn set_slow(&self, signal: Signal, finished: Key, reap: Key) {
+        // SAFETY: the borrowing rule; the slot is empty or stale (a value
+        // left there would be a bug, caught in debug builds).
+        unsafe {
+            let slot = &mut *self.slow.get();
+            debug_assert!(slot.is_none(), "slow lane overwritten");
+            *slot = Some(Slow {
+                signal,
+                finished,
+                reap,
+            });
+        }
+    }
+
+    /// The first greenlet at or above `key` that is not dead (rows 6 and 8).
+    /// Main never dies, so the walk ends.
+    fn first_live(&self, mut key: Key) -> Key {
+        loop {
+            // SAFETY: `key` is live; parents are kept alive by their
+            // children's links.
+            let (state, parent) = unsafe {
+                let r = self.record(key);
+                ((*r).state, (*r).parent)
+            };
+            if state != State::Dead {
+                return key;
+            }
+            key = parent;
+        }
+    }
+
+    /// Transfers control to `target`, which must be active or unstarted and
+    /// not current; returns when something switches back here.
+    ///
+    /// # Safety
+    /// `yielder` is the current greenlet's yielder (null for main), and a
+    /// transfer has been published.
+    #[inline(always)]
+    unsafe fn jump(&self, yielder: *const Y, target: Key) {
+        if yielder.is_null() {
+            // SAFETY: only main has a null yielder, and main is not inside
+            // the trampoline while it runs.
+            unsafe { self.trampoline(target) }
+        } else {
+            // SAFETY: the yielder lives on the current greenlet's stack and
+            // is the one the trampoline resumed it through.
+            unsafe { (*yielder).suspend(target) };
+        }
+    }
+
+    /// The only place coroutines are resumed; runs on main's stack until a
+    /// greenlet switches to main.
+    ///
+    /// # Safety
+    /// Called by main, with `target` a live, non-main greenlet that is
+    /// suspended or unstarted, and a transfer published for it.
+    #[inline(always)]
+    unsafe fn trampoline(&self, mut target: Key) {
+        loop {
+            self.current.set(target);
+            // SAFETY: `target` is live and not main, so its coroutine is
+            // set and sits at a fixed address on its own stack; no other
+            // reference to it exists while it runs.
+            let result = unsafe { (*(*self.record(target)).coroutine).resume(()) };
+            match result {
+                CoroutineResult::Yield(next) => target = next,
+                CoroutineResult::Return(()) => unreachable_return(),
+            }
+            if target == MAIN {
+                self.current.set(MAIN);
+                return;
+            }
+        }
+    }
+
+    // ----- receiving -----
+
+    /// Consumes the published transfer as an `R`.
+    ///
+    /// # Safety
+    /// Called once, first thing after being switched back to.
+    #[inline(always)]
+    unsafe fn receive<R: 'static>(&self) -> Result<R, SwitchError> {
+        let t = self.transfer.get();
+        if ptr::eq(t.ty, type_of::<R>()) {
+            // SAFETY: the sender published a live `R` and is suspended; it
+            // will never touch the value again (it is in `ManuallyDrop`).
+            Ok(unsafe { ptr::read(t.value.cast::<R>()) })
+        } else {
+            // SAFETY: forwarded.
+            unsafe { self.receive_slow(t, OnKill::Unwind) }
+        }
+    }
+
+    /// Everything but a plain value of the expected type at its usual address.
+    ///
+    /// # Safety
+    /// As for `receive`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn receive_slow<R: 'static>(
+        &self,
+        t: Transfer,
+        on_kill: OnKill,
+    ) -> Result<R, SwitchError> {
+        let (signal, finished, reap) = if t.is_signal() {
+            // SAFETY: the borrowing rule; the sender filled the slot.
+            match unsafe { (*self.slow.get()).take() } {
+                Some(s) => (s.signal, s.finished, s.reap),
+                None => (Signal::Killed, NONE, NONE),
+            }
+        } else {
+            // SAFETY: a non-signal transfer points at a `ValueType` constant.
+            (Signal::Value(unsafe { &*t.ty }), NONE, NONE)
+        };
+        let mut late_panic = None;
+        let result = match signal {
+            Signal::Value(ty) if ty.id == TypeId::of::<R>() => {
+                // SAFETY: the value is a live `R` (equal `TypeId`s) that the
+                // suspended sender will not touch again.
+                Ok(unsafe { ptr::read(t.value.cast::<R>()) })
+            }
+            Signal::Value(ty) => {
+                // The value is dropped here, in the receiver; a panic in its
+                // destructor is held until the housekeeping below is done.
+                // SAFETY: as above, and it is dropped exactly once.
+                let dropped =
+                    panic::catch_unwind(AssertUnwindSafe(|| unsafe { ty.drop_in_place(t.value) }));
+                late_panic = dropped.err();
+                Err(SwitchError::TypeMismatch {
+                    expected: std::any::type_name::<R>(),
+                    found: ty.name(),
+                })
+            }
+            Signal::Thrown(p) => Err(SwitchError::Thrown(p)),
+            Signal::Panicked(p) => Err(SwitchError::Panicked(p)),
+            Signal::Mismatch { expected, found } => {
+                Err(SwitchError::TypeMismatch { expected, found })
+            }
+            Signal::Killed => Err(SwitchError::Killed),
+            Signal::Kill => {
+                if on_kill == OnKill::Unwind {
+                    // `resume_unwind` skips the panic hook: a kill prints
+                    // nothing.
+                    panic::resume_unwind(Box::new(GreenletExit));
+                }
+                Err(SwitchError::Killed)
+            }
+        };
+        if finished != NONE {
+            self.recycle(finished);
+        }
+        if reap != NONE {
+            // The sender was unreachable when it left: kill it now, from here.
+            self.kill(reap);
+        }
+        if let Some(p) = late_panic {
+            drop(result);
+            panic::resume_unwind(p);
+        }
+        result
+    }
+
+    // ----- entry and exit -----
+
+    /// Returns a finished greenlet's stack to the pool, once its receiver
+    /// has taken the value that lived on it.
+    fn recycle(&self, key: Key) {
+        // SAFETY: `key` is live (freed only below); the borrowing rule.
+        let (co, refs, killer) = unsafe {
+            let r = self.record(key);
+            let killer = (*r).killer;
+            (*r).killer = NONE;
+            (
+                std::mem::replace(&mut (*r).coroutine, ptr::null_mut()),
+                (*r).refs,
+                killer,
+            )
+        };
+        if !co.is_null() {
+            // SAFETY: the coroutine lives at `co` and is taken out exactly
+            // once (the record's pointer was cleared above).
+            let mut co = unsafe { ptr::read(co) };
+            // SAFETY: the greenlet is suspended in its final `suspend` in
+            // `finish`, where nothing on its stack needs dropping: the
+            // function, its argument and its result have all been consumed.
+            unsafe { co.force_reset() };
+            let stack = co.into_stack();
+            // SAFETY: the borrowing rule; `give` runs no user code.
+            unsafe { (*self.pool()).give(stack) };
+        }
+        if refs == 0 {
+            self.free(key);
+        }
+        if killer != NONE {
+            self.release_ref(killer);
+        }
+    }
+
+    /// Kills `victim` (row 11): unwinds its stack so its destructors run,
+    /// then returns here. See `Greenlet::kill` for the edge cases.
+    pub(crate) fn kill(&self, victim: Key) {
+        if victim == MAIN {
+            return;
+        }
+        let cur = self.current.get();
+        // SAFETY: `victim` is live (a handle or a reap key).
+        let (state, flags) = unsafe {
+            let r = self.record(victim);
+            ((*r).state, (*r).flags)
+        };
+        if state == State::Dead || flags & (DYING | UNWINDING) != 0 {
+            return;
+        }
+        if victim == cur {
+            if std::thread::panicking() {
+                return;
+            }
+            // SAFETY: `cur` is live.
+            unsafe { (*self.record(cur)).flags |= DYING };
+            panic::resume_unwind(Box::new(GreenletExit));
+        }
+        // SAFETY: both live.
+        unsafe {
+            let r = self.record(victim);
+            (*r).flags |= DYING;
+            (*r).killer = cur;
+        }
+        self.add_ref(cur);
+        let unwinding = std::thread::panicking();
+        // SAFETY: `cur` is live.
+        let yielder = unsafe {
+            let me = self.record(cur);
+            if unwinding {
+                (*me).flags |= UNWINDING;
+            }
+            (*me).yielder
+        };
+        self.transfer.set(Transfer::signal(ptr::null_mut()));
+        self.set_slow(Signal::Kill, NONE, NONE);
+        // SAFETY: a transfer is published; `yielder` is current's.
+        unsafe { self.jump(yielder, victim) };
+        if unwinding {
+            // SAFETY: `cur` is live (it is running).
+            unsafe { (*self.record(cur)).flags &= !UNWINDING };
+        }
+        // The victim cannot switch anywhere but back here, so what arrives
+        // is its death: `Killed`, or its return value or panic if its
+        // function caught the kill and carried on.
+        // SAFETY: first thing after being switched back to.
+        let outcome = unsafe { self.receive_slow::<()>(self.transfer.get(), OnKill::Unwind) };
+        if let Err(SwitchError::Panicked(p)) = outcome {
+            panic::resume_unwind(p);
+        }
+    }
+
+    /// Sets `child`'s parent to `parent`, refusing cycles (row 9).
+    pub(crate) fn set_parent(&self, child: Key, parent: Key) -> Result<(), Key> {
+        let mut walk = parent;
+        while walk != NONE {
+            if walk == child {
+                return Err(walk);
+            }
+            // SAFETY: ancestors of a live key are live.
+            walk = unsafe { (*self.record(walk)).parent };
+        }
+        // SAFETY: `child` is live.
+        let old = unsafe { std::mem::replace(&mut (*self.record(child)).parent, parent) };
+        self.add_ref(parent);
+        if old != NONE {
+            self.release_ref(old);
+        }
+        Ok(())
+    }
+
+    /// Kills every greenlet of the thread (row 15). Returns false when that
+    /// cannot be done because main is not the current greenlet.
+    fn teardown(&self) -> bool {
+        if self.current.get() != MAIN {
+            return false;
+        }
+        loop {
+            let mut killed_any = false;
+            // SAFETY: the borrowing rule; re-read every round, since kills
+            // run destructors that may create or free greenlets.
+            let mut key = 1;
+            while key < unsafe { (*self.records.get()).capacity() } {
+                // SAFETY: as above; `get` checks occupancy.
+                let live = unsafe {
+                    (*self.records.get())
+                        .get(key)
+                        .is_some_and(|r| r.state != State::Dead)
+                };
+                if live {
+                    let k = key as Key;
+                    self.add_ref(k);
+                    self.kill(k);
+                    self.release_ref(k);
+                    killed_any = true;
+                }
+                key += 1;
+            }
+            if !killed_any {
+                break;
+            }
+        }
+        // A dead greenlet whose receiver switched away before recycling it
+        // (a destructor in the receiver did) still holds its stack.
+        let mut key = 1;
+        // SAFETY: the borrowing rule, as above.
+        while key < unsafe { (*self.records.get()).capacity() } {
+            // SAFETY: as above.
+            let pending = unsafe {
+                (*self.records.get())
+                    .get(key)
+                    .is_some_and(|r| !r.coroutine.is_null())
+            };
+            if pending {
+                self.recycle(key as Key);
+            }
+            key += 1;
+        }
+        // SAFETY: the borrowing rule; nothing runs any more.
+        unsafe { (*self.pool()).clear() };
+        true
+    }
+}
+
+#[cold]
+fn unreachable_return() -> ! {
+    // Coroutines never return: `finish` ends in a final suspend.
+    std::process::abort()
+}
+
+fn mismatch<R: 'static, T: 'static>() -> SwitchError {
+    SwitchError::TypeMismatch {
+        expected: std::any::type_name::<R>(),
+        found: std::any::type_name::<T>(),
+    }
+}
+
+/// The first frame of every greenlet: take the argument, run the function,
+/// hand the outcome on.
+fn entry<F, A, R>(y: &Y, f: F)
+where
+    F: FnOnce(A) -> R,
+    A: 'static,
+    R: 'static,
+{
+    let rt = Runtime::get();
+    let me = rt.current.get();
+    // SAFETY: `me` is current and live.
+    unsafe {
+        let r = rt.record(me);
+        (*r).yielder = y;
+        (*r).state = State::Active;
+    }
+    // SAFETY: first thing after being resumed.
+    let arg = unsafe {
+        let t = rt.transfer.get();
+        if ptr::eq(t.ty, type_of::<A>()) {
+            Ok(ptr::read(t.value.cast::<A>()))
+        } else {
+            rt.receive_slow::<A>(t, OnKill::Report)
+        }
+    };
+    let outcome = match arg {
+        Ok(arg) => match panic::catch_unwind(AssertUnwindSafe(move || f(arg))) {
+            Ok(value) => Ok(value),
+            Err(p) if p.is::<GreenletExit>() => Err(SwitchError::Killed),
+            Err(p) => Err(SwitchError::Panicked(p)),
+        },
+        // Rows 7 and 10: an error (or a kill) reached a greenlet that never
+        // ran; its function is dropped unrun and the error walks on.
+        Err(e) => match panic::catch_unwind(AssertUnwindSafe(move || drop(f))) {
+            Ok(()) => Err(e),
+            Err(p) => Err(SwitchError::Panicked(p)),
+        },
+    };
+    rt.finish(y, outcome)
+}
+
+impl Runtime {
+    /// Hands a dead greenlet's outcome to its parent (or killer), walking
+    /// past dead ancestors, and never comes back.
+    fn finish<R: 'static>(&self, y: &Y, outcome: Result<R, SwitchError>) -> ! {
+        let me = self.current.get();
+        let mut slot = MaybeUninit::<R>::uninit();
+        let signal = match outcome {
+            Ok(value) => {
+                slot.write(value);
+                Signal::Value(type_of::<R>())
+            }
+            Err(SwitchError::Panicked(p)) => Signal::Panicked(p),
+            Err(SwitchError::Thrown(p)) => Signal::Thrown(p),
+            Err(SwitchError::TypeMismatch { expected, found }) => {
+                Signal::Mismatch { expected, found }
+            }
+            Err(_) => Signal::Killed,
+        };
+        // SAFETY: `me` is live; no user code runs from here on.
+        let start = unsafe {
+            let r = self.record(me);
+            (*r).state = State::Dead;
+            if (*r).killer != NONE {
+                (*r).killer
+            } else {
+                (*r).parent
+            }
+        };
+        let dest = self.first_live(start);
+        self.transfer
+            .set(Transfer::signal(slot.as_mut_ptr().cast()));
+        self.set_slow(signal, me, NONE);
+        // The receiver moves the value out of `slot` (or drops it) and then
+        // recycles this stack; nothing ever resumes it.
+        y.suspend(dest);
+        unreachable_return()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coroutine_fits_the_reserved_bytes() {
+        assert!(std::mem::size_of::<Co>() <= crate::stack::RESERVED);
+        assert!(std::mem::align_of::<Co>() <= 64);
+    }
+}
