@@ -59,6 +59,7 @@
 
 mod error;
 mod greenlet;
+pub mod hub;
 mod runtime;
 mod stack;
 mod value;
