@@ -203,7 +203,7 @@ impl Greenlet {
     /// it gets [`SwitchError::Unwinding`] and `value` is dropped.
     ///
     /// Values cross without heap allocation.
-    #[inline]
+    #[inline(always)]
     pub fn switch<T: 'static, R: 'static>(&self, value: T) -> Result<R, SwitchError> {
         Runtime::get().switch(self.key, value)
     }

@@ -12,12 +12,11 @@
 //! - child → child: the child suspends with the target's key; the trampoline
 //!   resumes the target (two stack switches).
 //!
-//! Before switching, the sender publishes a [`Transfer`] (two words: a
-//! pointer to the value in its own frame and a pointer to the value's type);
-//! the receiver consumes it first thing. Everything unusual (a signal, a
-//! finished greenlet whose stack must be recycled, an orphan to reap) makes
-//! the transfer point at [`SIGNAL`] and travels in [`Slow`], which only the
-//! cold path reads.
+//! The value crosses in a register (see `value.rs`); its type goes beside
+//! it in `Runtime::incoming`, and the receiver consumes both first thing.
+//! Everything unusual (a signal, a finished greenlet whose stack must be
+//! recycled, an orphan to reap) sets `incoming` to [`SIGNAL`] and travels in
+//! [`Slow`], which only the cold path reads.
 //!
 //! # The one borrowing rule
 //!
@@ -40,7 +39,7 @@ use slab::Slab;
 
 use crate::error::SwitchError;
 use crate::stack::{PooledStack, StackPool};
-use crate::value::{cast_same, type_of, GreenletExit, Signal, Transfer, ValueType};
+use crate::value::{cast_same, decode, encode, type_of, GreenletExit, Signal, ValueType, SIGNAL};
 
 /// A greenlet's index in its thread's slab.
 pub(crate) type Key = u32;
@@ -49,11 +48,11 @@ pub(crate) const MAIN: Key = 0;
 /// "No greenlet".
 pub(crate) const NONE: Key = Key::MAX;
 
-/// Every greenlet's coroutine has this one type: values travel through the
-/// runtime, the yielded `Key` names the greenlet to run next, and the
-/// coroutine never returns (it is reset after its final suspend).
-pub(crate) type Co = Coroutine<(), Key, (), PooledStack>;
-type Y = Yielder<(), Key>;
+/// Every greenlet's coroutine has this one type: a value's word goes in and
+/// out (see `value.rs`), and the coroutine never returns (it is reset after
+/// its final suspend).
+pub(crate) type Co = Coroutine<usize, usize, (), PooledStack>;
+type Y = Yielder<usize, usize>;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum State {
@@ -67,11 +66,20 @@ pub(crate) enum State {
 
 /// Record flag: a kill is unwinding this greenlet.
 const DYING: u8 = 1;
+/// Record flag: the last reference to this greenlet went while it was
+/// running; when it switches away, the receiver kills it.
+const ORPHAN: u8 = 2;
 /// Record flag: this greenlet is inside `kill()` while its own stack unwinds
 /// a panic; sending it a kill would unwind inside a landing pad.
-const UNWINDING: u8 = 2;
+const UNWINDING: u8 = 4;
+/// The flags that send a greenlet's switches down the slow path; the runtime
+/// counts the records that carry one, so the fast path checks one counter
+/// instead of the current greenlet's record.
+const RESTRICTING: u8 = DYING | ORPHAN;
 
 pub(crate) struct Record {
+    /// This record's own key (the switch path starts from a record).
+    key: Key,
     pub(crate) state: State,
     flags: u8,
     /// Handles, children's parent links, and victims' killer links.
@@ -112,7 +120,16 @@ enum OnKill {
 
 pub(crate) struct Runtime {
     current: Cell<Key>,
-    transfer: Cell<Transfer>,
+    /// The current greenlet's yielder (null while main runs, and while an
+    /// unstarted greenlet has not reached its entry yet).
+    current_yielder: Cell<*const Y>,
+    /// How many records carry a `RESTRICTING` flag.
+    restricted: Cell<u32>,
+    /// The type of the value word in flight, or `&SIGNAL`.
+    incoming: Cell<*const ValueType>,
+    /// The coroutine the trampoline resumes next, set by the child that
+    /// suspends (null: return to main).
+    next: Cell<*mut Co>,
     slow: UnsafeCell<Option<Slow>>,
     records: UnsafeCell<Slab<Record>>,
     pool: UnsafeCell<StackPool>,
@@ -194,6 +211,7 @@ impl Runtime {
         }
         let mut records = Slab::new();
         let main = records.insert(Record {
+            key: MAIN,
             state: State::Active,
             flags: 0,
             // The main greenlet holds a reference to itself: it is never
@@ -210,7 +228,10 @@ impl Runtime {
         debug_assert_eq!(main, MAIN as usize);
         let rt = Box::into_raw(Box::new(Runtime {
             current: Cell::new(MAIN),
-            transfer: Cell::new(Transfer::EMPTY),
+            current_yielder: Cell::new(ptr::null()),
+            restricted: Cell::new(0),
+            incoming: Cell::new(&SIGNAL),
+            next: Cell::new(ptr::null_mut()),
             slow: UnsafeCell::new(None),
             records: UnsafeCell::new(records),
             pool: UnsafeCell::new(StackPool::new()),
@@ -282,7 +303,9 @@ impl Runtime {
             ));
         }
         let slot = stack.coroutine_slot();
-        let co = Co::with_stack(stack, move |y: &Y, ()| entry::<F, A, R>(y, f));
+        let co = Co::with_stack(stack, move |y: &Y, word: usize| {
+            entry::<F, A, R>(y, word, f)
+        });
         // SAFETY: `slot` is the reserved, suitably aligned top of the stack
         // that `co` owns; it is not part of the usable stack, so nothing
         // else writes there while the coroutine lives.
@@ -292,7 +315,10 @@ impl Runtime {
         // SAFETY: the borrowing rule: `insert` runs no user code, and no
         // record pointer is live here.
         let key = unsafe {
-            (*self.records.get()).insert(Record {
+            let records = &mut *self.records.get();
+            let key = records.vacant_key() as Key;
+            records.insert(Record {
+                key,
                 state: State::Unstarted,
                 flags: 0,
                 refs: 1,
@@ -335,6 +361,7 @@ impl Runtime {
     fn unreachable(&self, key: Key) {
         if key == self.current() {
             // Running: reaped when it switches away, freed if it finishes.
+            self.set_flags(key, ORPHAN);
             return;
         }
         // SAFETY: `key` is still in the slab (freed only below).
@@ -373,27 +400,24 @@ impl Runtime {
         target: Key,
         value: T,
     ) -> Result<R, SwitchError> {
-        let cur = self.current.get();
-        // SAFETY: `cur` and `target` are live (current, and a handle's key);
-        // the pointers are used before anything can change the slab.
-        let (me, to) = unsafe { (self.record(cur), self.record(target)) };
-        // SAFETY: as above; plain field reads.
-        let fast = unsafe {
-            (*me).refs != 0
-                && (*me).flags == 0
-                && (*to).state == State::Active
-                && target != cur
-                && !std::thread::panicking()
-        };
+        // SAFETY: `target` is a handle's key, so it is live; the pointer is
+        // used before anything can change the slab.
+        let to = unsafe { self.record(target) };
+        // SAFETY: as above; a plain field read.
+        let fast = unsafe { (*to).state == State::Active }
+            && target != self.current.get()
+            && self.restricted.get() == 0
+            && !std::thread::panicking();
         if fast {
             let mut value = ManuallyDrop::new(value);
-            self.transfer.set(Transfer::of(&mut value));
-            // SAFETY: `me` is current, so its yielder (if a child) is the
-            // one this stack was resumed through; the value stays in this
+            self.incoming.set(type_of::<T>());
+            // SAFETY: `to` is active and not current, the word's type is
+            // published, and the value (if not in the word) stays in this
             // frame until the receiver has consumed it.
             unsafe {
-                self.jump((*me).yielder, target);
-                self.receive::<R>()
+                let word = encode(&mut value);
+                let back = self.jump(to, word);
+                self.receive::<R>(back)
             }
         } else {
             self.switch_slow(target, value)
@@ -403,6 +427,24 @@ impl Runtime {
     #[cold]
     #[inline(never)]
     fn switch_slow<T: 'static, R: 'static>(&self, target: Key, value: T) -> Result<R, SwitchError> {
+        // The common slow case first: starting a greenlet.
+        // SAFETY: `target` is a handle's key, so it is live.
+        let to = unsafe { self.record(target) };
+        // SAFETY: as above; plain field reads.
+        if unsafe { (*to).state == State::Unstarted && (*to).arg.id == TypeId::of::<T>() }
+            && self.restricted.get() == 0
+            && !std::thread::panicking()
+        {
+            let mut value = ManuallyDrop::new(value);
+            self.incoming.set(type_of::<T>());
+            // SAFETY: `to` is unstarted (so not current), the argument type
+            // matches, and the value stays in this frame until taken.
+            return unsafe {
+                let word = encode(&mut value);
+                let back = self.jump(to, word);
+                self.receive::<R>(back)
+            };
+        }
         let cur = self.current.get();
         if let Some(err) = self.cannot_leave(cur) {
             drop(value);
@@ -432,16 +474,17 @@ impl Runtime {
         let mut value = ManuallyDrop::new(value);
         let reap = self.orphan_key(cur);
         if reap == NONE {
-            self.transfer.set(Transfer::of(&mut value));
+            self.incoming.set(type_of::<T>());
         } else {
-            self.transfer
-                .set(Transfer::signal((&mut *value as *mut T).cast()));
+            self.incoming.set(&SIGNAL);
             self.set_slow(Signal::Value(type_of::<T>()), NONE, reap);
         }
-        // SAFETY: as in `switch`.
+        // SAFETY: `target` is live, not current, active or unstarted; the
+        // word's type is published and the value stays in this frame.
         unsafe {
-            self.jump((*self.record(cur)).yielder, target);
-            self.receive::<R>()
+            let word = encode(&mut value);
+            let back = self.jump(self.record(target), word);
+            self.receive::<R>(back)
         }
     }
 
@@ -462,12 +505,12 @@ impl Runtime {
             return Err(SwitchError::Thrown(payload));
         }
         let reap = self.orphan_key(cur);
-        self.transfer.set(Transfer::signal(ptr::null_mut()));
+        self.incoming.set(&SIGNAL);
         self.set_slow(Signal::Thrown(payload), NONE, reap);
-        // SAFETY: as in `switch`.
+        // SAFETY: as in `switch_slow`.
         unsafe {
-            self.jump((*self.record(cur)).yielder, target);
-            self.receive::<R>()
+            let back = self.jump(self.record(target), 0);
+            self.receive::<R>(back)
         }
     }
 
@@ -485,10 +528,44 @@ impl Runtime {
     /// `cur` if nobody can ever switch back to it, else `NONE`.
     fn orphan_key(&self, cur: Key) -> Key {
         // SAFETY: `cur` is live.
-        if unsafe { (*self.record(cur)).refs } == 0 {
+        let (refs, flags) = unsafe {
+            let r = self.record(cur);
+            ((*r).refs, (*r).flags)
+        };
+        if refs == 0 {
             cur
         } else {
+            if flags & ORPHAN != 0 {
+                // It took a new handle to itself after its last one went.
+                self.clear_flags(cur, ORPHAN);
+            }
             NONE
+        }
+    }
+
+    fn set_flags(&self, key: Key, flags: u8) {
+        // SAFETY: `key` is live; plain field access.
+        let before = unsafe {
+            let r = self.record(key);
+            let before = (*r).flags;
+            (*r).flags |= flags;
+            before
+        };
+        if before & RESTRICTING == 0 && flags & RESTRICTING != 0 {
+            self.restricted.set(self.restricted.get() + 1);
+        }
+    }
+
+    fn clear_flags(&self, key: Key, flags: u8) {
+        // SAFETY: `key` is live; plain field access.
+        let (before, after) = unsafe {
+            let r = self.record(key);
+            let before = (*r).flags;
+            (*r).flags &= !flags;
+            (before, (*r).flags)
+        };
+        if before & RESTRICTING != 0 && after & RESTRICTING == 0 {
+            self.restricted.set(self.restricted.get() - 1);
         }
     }
 
@@ -523,66 +600,77 @@ impl Runtime {
         }
     }
 
-    /// Transfers control to `target`, which must be active or unstarted and
-    /// not current; returns when something switches back here.
+    /// Transfers control, and `word`, to the greenlet of record `to`, which
+    /// must be active or unstarted and not current; returns the word that
+    /// comes back when something switches here again. The sender does the
+    /// bookkeeping (who is current, whose yielder is in use, which coroutine
+    /// runs next) so that the trampoline is a bare resume loop.
     ///
     /// # Safety
-    /// `yielder` is the current greenlet's yielder (null for main), and a
-    /// transfer has been published.
+    /// `to` points at such a record, and `incoming` describes `word`.
     #[inline(always)]
-    unsafe fn jump(&self, yielder: *const Y, target: Key) {
-        if yielder.is_null() {
-            // SAFETY: only main has a null yielder, and main is not inside
-            // the trampoline while it runs.
-            unsafe { self.trampoline(target) }
+    unsafe fn jump(&self, to: *mut Record, word: usize) -> usize {
+        // SAFETY: `to` is a live record; see above.
+        let (key, co, yielder) = unsafe { ((*to).key, (*to).coroutine, (*to).yielder) };
+        let mine = self.current_yielder.replace(yielder);
+        self.current.set(key);
+        if mine.is_null() {
+            // SAFETY: only main runs with a null yielder (an unstarted
+            // greenlet sets its own before it can switch), and main is not
+            // inside the trampoline while it runs; `co` is a child's.
+            unsafe { self.trampoline(co, word) }
         } else {
+            self.next.set(co);
             // SAFETY: the yielder lives on the current greenlet's stack and
             // is the one the trampoline resumed it through.
-            unsafe { (*yielder).suspend(target) };
+            unsafe { (*mine).suspend(word) }
         }
     }
 
     /// The only place coroutines are resumed; runs on main's stack until a
-    /// greenlet switches to main.
+    /// greenlet switches to main, and returns the word it sent.
     ///
     /// # Safety
-    /// Called by main, with `target` a live, non-main greenlet that is
-    /// suspended or unstarted, and a transfer published for it.
+    /// Called by main, with `co` the coroutine of a live greenlet that is
+    /// suspended or unstarted, and `incoming` describing `word`.
     #[inline(always)]
-    unsafe fn trampoline(&self, mut target: Key) {
+    unsafe fn trampoline(&self, mut co: *mut Co, mut word: usize) -> usize {
         loop {
-            self.current.set(target);
-            // SAFETY: `target` is live and not main, so its coroutine is
-            // set and sits at a fixed address on its own stack; no other
-            // reference to it exists while it runs.
-            let result = unsafe { (*(*self.record(target)).coroutine).resume(()) };
-            match result {
-                CoroutineResult::Yield(next) => target = next,
+            // SAFETY: `co` belongs to a live greenlet and sits at a fixed
+            // address on its own stack; no other reference to it exists
+            // while it runs (only the trampoline resumes coroutines).
+            match unsafe { (*co).resume(word) } {
+                CoroutineResult::Yield(back) => {
+                    co = self.next.get();
+                    if co.is_null() {
+                        return back;
+                    }
+                    word = back;
+                }
                 CoroutineResult::Return(()) => unreachable_return(),
-            }
-            if target == MAIN {
-                self.current.set(MAIN);
-                return;
             }
         }
     }
 
     // ----- receiving -----
 
-    /// Consumes the published transfer as an `R`.
+    /// Consumes the word that arrived as an `R`.
     ///
     /// # Safety
-    /// Called once, first thing after being switched back to.
+    /// Called once, first thing after being switched back to, with the word
+    /// that the switch returned.
     #[inline(always)]
-    unsafe fn receive<R: 'static>(&self) -> Result<R, SwitchError> {
-        let t = self.transfer.get();
-        if ptr::eq(t.ty, type_of::<R>()) {
-            // SAFETY: the sender published a live `R` and is suspended; it
-            // will never touch the value again (it is in `ManuallyDrop`).
-            Ok(unsafe { ptr::read(t.value.cast::<R>()) })
+    unsafe fn receive<R: 'static>(&self, word: usize) -> Result<R, SwitchError> {
+        // SAFETY: `incoming` always points at a `ValueType` constant or
+        // `SIGNAL`. A type's constant may have several addresses (one per
+        // codegen unit), so the `TypeId`s are compared.
+        if unsafe { (*self.incoming.get()).id } == TypeId::of::<R>() {
+            // SAFETY: the word carries a live `R` that its suspended sender
+            // will never touch again.
+            Ok(unsafe { decode::<R>(word) })
         } else {
             // SAFETY: forwarded.
-            unsafe { self.receive_slow(t, OnKill::Unwind) }
+            unsafe { self.receive_slow(word, OnKill::Unwind) }
         }
     }
 
@@ -594,32 +682,33 @@ impl Runtime {
     #[inline(never)]
     unsafe fn receive_slow<R: 'static>(
         &self,
-        t: Transfer,
+        word: usize,
         on_kill: OnKill,
     ) -> Result<R, SwitchError> {
-        let (signal, finished, reap) = if t.is_signal() {
+        let ty = self.incoming.get();
+        let (signal, finished, reap) = if ptr::eq(ty, &SIGNAL) {
             // SAFETY: the borrowing rule; the sender filled the slot.
             match unsafe { (*self.slow.get()).take() } {
                 Some(s) => (s.signal, s.finished, s.reap),
                 None => (Signal::Killed, NONE, NONE),
             }
         } else {
-            // SAFETY: a non-signal transfer points at a `ValueType` constant.
-            (Signal::Value(unsafe { &*t.ty }), NONE, NONE)
+            // SAFETY: `incoming` points at a `ValueType` constant.
+            (Signal::Value(unsafe { &*ty }), NONE, NONE)
         };
         let mut late_panic = None;
         let result = match signal {
             Signal::Value(ty) if ty.id == TypeId::of::<R>() => {
-                // SAFETY: the value is a live `R` (equal `TypeId`s) that the
-                // suspended sender will not touch again.
-                Ok(unsafe { ptr::read(t.value.cast::<R>()) })
+                // SAFETY: the word carries a live `R` (equal `TypeId`s) that
+                // the suspended sender will not touch again.
+                Ok(unsafe { decode::<R>(word) })
             }
             Signal::Value(ty) => {
                 // The value is dropped here, in the receiver; a panic in its
                 // destructor is held until the housekeeping below is done.
                 // SAFETY: as above, and it is dropped exactly once.
                 let dropped =
-                    panic::catch_unwind(AssertUnwindSafe(|| unsafe { ty.drop_in_place(t.value) }));
+                    panic::catch_unwind(AssertUnwindSafe(|| unsafe { ty.drop_word(word) }));
                 late_panic = dropped.err();
                 Err(SwitchError::TypeMismatch {
                     expected: std::any::type_name::<R>(),
@@ -710,39 +799,30 @@ impl Runtime {
             if std::thread::panicking() {
                 return;
             }
-            // SAFETY: `cur` is live.
-            unsafe { (*self.record(cur)).flags |= DYING };
+            self.set_flags(cur, DYING);
             panic::resume_unwind(Box::new(GreenletExit));
         }
-        // SAFETY: both live.
-        unsafe {
-            let r = self.record(victim);
-            (*r).flags |= DYING;
-            (*r).killer = cur;
-        }
+        self.set_flags(victim, DYING);
+        // SAFETY: `victim` is live.
+        unsafe { (*self.record(victim)).killer = cur };
         self.add_ref(cur);
         let unwinding = std::thread::panicking();
-        // SAFETY: `cur` is live.
-        let yielder = unsafe {
-            let me = self.record(cur);
-            if unwinding {
-                (*me).flags |= UNWINDING;
-            }
-            (*me).yielder
-        };
-        self.transfer.set(Transfer::signal(ptr::null_mut()));
-        self.set_slow(Signal::Kill, NONE, NONE);
-        // SAFETY: a transfer is published; `yielder` is current's.
-        unsafe { self.jump(yielder, victim) };
         if unwinding {
-            // SAFETY: `cur` is live (it is running).
-            unsafe { (*self.record(cur)).flags &= !UNWINDING };
+            self.set_flags(cur, UNWINDING);
+        }
+        self.incoming.set(&SIGNAL);
+        self.set_slow(Signal::Kill, NONE, NONE);
+        // SAFETY: `victim` is live, not current, active or unstarted (not
+        // dead, checked above), and `incoming` is published.
+        let back = unsafe { self.jump(self.record(victim), 0) };
+        if unwinding {
+            self.clear_flags(cur, UNWINDING);
         }
         // The victim cannot switch anywhere but back here, so what arrives
         // is its death: `Killed`, or its return value or panic if its
         // function caught the kill and carried on.
         // SAFETY: first thing after being switched back to.
-        let outcome = unsafe { self.receive_slow::<()>(self.transfer.get(), OnKill::Unwind) };
+        let outcome = unsafe { self.receive_slow::<()>(back, OnKill::Unwind) };
         if let Err(SwitchError::Panicked(p)) = outcome {
             panic::resume_unwind(p);
         }
@@ -835,7 +915,7 @@ fn mismatch<R: 'static, T: 'static>() -> SwitchError {
 
 /// The first frame of every greenlet: take the argument, run the function,
 /// hand the outcome on.
-fn entry<F, A, R>(y: &Y, f: F)
+fn entry<F, A, R>(y: &Y, word: usize, f: F)
 where
     F: FnOnce(A) -> R,
     A: 'static,
@@ -849,13 +929,14 @@ where
         (*r).yielder = y;
         (*r).state = State::Active;
     }
-    // SAFETY: first thing after being resumed.
+    rt.current_yielder.set(y);
+    // SAFETY: first thing after being resumed, with the word it brought;
+    // `incoming` points at a `ValueType` constant or `SIGNAL`.
     let arg = unsafe {
-        let t = rt.transfer.get();
-        if ptr::eq(t.ty, type_of::<A>()) {
-            Ok(ptr::read(t.value.cast::<A>()))
+        if (*rt.incoming.get()).id == TypeId::of::<A>() {
+            Ok(decode::<A>(word))
         } else {
-            rt.receive_slow::<A>(t, OnKill::Report)
+            rt.receive_slow::<A>(word, OnKill::Report)
         }
     };
     let outcome = match arg {
@@ -879,10 +960,14 @@ impl Runtime {
     /// past dead ancestors, and never comes back.
     fn finish<R: 'static>(&self, y: &Y, outcome: Result<R, SwitchError>) -> ! {
         let me = self.current.get();
-        let mut slot = MaybeUninit::<R>::uninit();
+        let mut slot = MaybeUninit::<ManuallyDrop<R>>::uninit();
+        let mut word = 0;
         let signal = match outcome {
             Ok(value) => {
-                slot.write(value);
+                // SAFETY: the slot is new and is not used again here; it
+                // stays on this (never resumed) stack until the receiver
+                // has taken the value.
+                word = unsafe { encode(slot.write(ManuallyDrop::new(value))) };
                 Signal::Value(type_of::<R>())
             }
             Err(SwitchError::Panicked(p)) => Signal::Panicked(p),
@@ -892,6 +977,7 @@ impl Runtime {
             }
             Err(_) => Signal::Killed,
         };
+        self.clear_flags(me, RESTRICTING);
         // SAFETY: `me` is live; no user code runs from here on.
         let start = unsafe {
             let r = self.record(me);
@@ -903,12 +989,20 @@ impl Runtime {
             }
         };
         let dest = self.first_live(start);
-        self.transfer
-            .set(Transfer::signal(slot.as_mut_ptr().cast()));
+        self.incoming.set(&SIGNAL);
         self.set_slow(signal, me, NONE);
-        // The receiver moves the value out of `slot` (or drops it) and then
-        // recycles this stack; nothing ever resumes it.
-        y.suspend(dest);
+        // SAFETY: `dest` is live and not dead (first_live), and not `me`
+        // (which is dead now); the bookkeeping matches `jump`.
+        let co = unsafe {
+            let to = self.record(dest);
+            self.current.set(dest);
+            self.current_yielder.set((*to).yielder);
+            (*to).coroutine
+        };
+        self.next.set(co);
+        // The receiver takes the value (or drops it) and then recycles this
+        // stack; nothing ever resumes it.
+        y.suspend(word);
         unreachable_return()
     }
 }

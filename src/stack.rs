@@ -13,6 +13,7 @@
 
 use std::io;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use corosensei::stack::{DefaultStack, Stack, StackPointer};
 
@@ -61,6 +62,7 @@ impl PooledStack {
     }
 
     /// The usable size in bytes (guard page and reserved bytes excluded).
+    #[cfg(test)]
     pub(crate) fn usable_size(&self) -> usize {
         self.mapped_len() - page_size() - RESERVED
     }
@@ -138,10 +140,7 @@ impl StackPool {
     /// Takes back a stack whose greenlet has finished with it.
     pub(crate) fn give(&mut self, stack: PooledStack) {
         self.in_use -= 1;
-        if stack.usable_size() < DEFAULT_STACK_SIZE
-            || stack.mapped_len() > default_mapped_len()
-            || self.stacks.len() >= POOL_CAPACITY
-        {
+        if stack.mapped_len() != default_mapped_len() || self.stacks.len() >= POOL_CAPACITY {
             return; // dropping unmaps it
         }
         if self.stacks.len() >= WARM_STACKS {
@@ -175,13 +174,18 @@ fn default_mapped_len() -> usize {
     (DEFAULT_STACK_SIZE + RESERVED + page + page - 1) & !(page - 1)
 }
 
+/// The system page size, asked once per process.
 pub(crate) fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if size > 0 {
-        size as usize
-    } else {
-        4096
+    static PAGE_SIZE: AtomicUsize = AtomicUsize::new(0);
+    match PAGE_SIZE.load(Ordering::Relaxed) {
+        0 => {
+            // SAFETY: sysconf has no preconditions.
+            let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            let size = if size > 0 { size as usize } else { 4096 };
+            PAGE_SIZE.store(size, Ordering::Relaxed);
+            size
+        }
+        size => size,
     }
 }
 

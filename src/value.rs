@@ -1,22 +1,30 @@
 //! Moving a value of any `'static` type from one greenlet to the next
 //! without allocating.
 //!
-//! The sender keeps the value in its own (about to be suspended) frame and
-//! publishes a [`Transfer`]: a pointer to the value and a pointer to the
-//! value's [`ValueType`]. The greenlet that runs next consumes the transfer
-//! before anything else happens: it moves the value out when the type is the
-//! one it expects, and otherwise drops it in place and reports a mismatch.
-//! Nothing is boxed and nothing is transmuted.
+//! A value crosses a switch as one machine word, passed in a register
+//! through corosensei's resume/suspend: the value's own bits when it fits in
+//! a word (like corosensei does for its own values), otherwise a pointer to
+//! it in the sender's suspended frame. Beside the word, the sender leaves a
+//! pointer to the value's [`ValueType`] in the runtime. The receiver consumes
+//! the value before anything else happens: it moves it out when the
+//! `TypeId` is the one it expects, and otherwise drops it and reports a
+//! mismatch. Nothing is boxed and nothing is transmuted to another type.
+//!
+//! Keeping the value in a register matters: a round trip through memory
+//! (store, switch, load) puts store-forwarding latency on the data path of
+//! every switch.
 
 use std::any::TypeId;
-use std::mem::ManuallyDrop;
+use std::mem::{self, ManuallyDrop};
 use std::ptr;
 
 /// What a receiver needs to know about a value it did not create: its
-/// identity, its name for error messages, and how to drop it.
+/// identity, its name for error messages, how it travels, how to drop it.
 pub(crate) struct ValueType {
     pub(crate) id: TypeId,
     name: fn() -> &'static str,
+    /// Whether the value travels in the word itself.
+    inline: bool,
     drop: unsafe fn(*mut u8),
 }
 
@@ -26,15 +34,28 @@ impl ValueType {
         (self.name)()
     }
 
-    /// Drops the value at `value` in place.
+    /// Drops the value that `word` carries.
     ///
     /// # Safety
-    /// `value` points to a live, initialised value of this type that nobody
-    /// will use again.
-    pub(crate) unsafe fn drop_in_place(&self, value: *mut u8) {
-        // SAFETY: forwarded from the caller.
-        unsafe { (self.drop)(value) }
+    /// `word` was made by [`encode`] from a value of this type, which nobody
+    /// has taken or dropped since.
+    pub(crate) unsafe fn drop_word(&self, word: usize) {
+        let mut word = word;
+        let place = if self.inline {
+            (&mut word as *mut usize).cast::<u8>()
+        } else {
+            word as *mut u8
+        };
+        // SAFETY: `place` holds the live value (in `word` itself, which is
+        // word-aligned, or in the sender's frame); forwarded from the caller.
+        unsafe { (self.drop)(place) }
     }
+}
+
+/// Whether a `T` travels in the word itself.
+const fn fits<T>() -> bool {
+    mem::size_of::<T>() <= mem::size_of::<usize>()
+        && mem::align_of::<T>() <= mem::align_of::<usize>()
 }
 
 /// Gives every `'static` type one promoted `ValueType` constant.
@@ -46,6 +67,7 @@ impl<T: 'static> Typed for T {
     const TYPE: ValueType = ValueType {
         id: TypeId::of::<T>(),
         name: std::any::type_name::<T>,
+        inline: fits::<T>(),
         drop: drop_value::<T>,
     };
 }
@@ -57,61 +79,66 @@ unsafe fn drop_value<T>(value: *mut u8) {
     unsafe { ptr::drop_in_place(value.cast::<T>()) }
 }
 
-/// The `ValueType` of `T`. The reference is to a promoted constant, so it is
-/// usually (not always: codegen units may hold copies) the same address for
-/// the same `T`; receivers compare addresses first and `TypeId`s second.
+/// The `ValueType` of `T`: a promoted constant. Its address is not unique
+/// (each codegen unit may hold a copy), so receivers compare `id`s.
 #[inline(always)]
 pub(crate) fn type_of<T: 'static>() -> &'static ValueType {
     &<T as Typed>::TYPE
 }
 
-/// The marker a sender puts in [`Transfer::ty`] when the receiver must look
-/// at the runtime's slow lane (a signal, a finished greenlet, a reap).
+/// Turns the value in `slot` into the word that crosses the switch. For a
+/// small value the slot is emptied (its bits move into the word); for a
+/// large one the word points at the slot, which must then stay where it is,
+/// untouched, until the receiver has taken the value.
+///
+/// # Safety
+/// `slot` holds a live value, and is not used again by the caller.
+#[inline(always)]
+pub(crate) unsafe fn encode<T>(slot: &mut ManuallyDrop<T>) -> usize {
+    if fits::<T>() {
+        let mut word = 0usize;
+        // SAFETY: a `T` fits in a `usize` and needs no more alignment;
+        // the value is moved out of the slot exactly once.
+        unsafe {
+            ptr::write(
+                (&mut word as *mut usize).cast::<T>(),
+                ManuallyDrop::take(slot),
+            )
+        };
+        word
+    } else {
+        (&mut **slot as *mut T) as usize
+    }
+}
+
+/// Takes the value out of a word made by [`encode`].
+///
+/// # Safety
+/// `word` was made by `encode::<R>` (or of a type with the same `TypeId`),
+/// and the value has not been taken or dropped since.
+#[inline(always)]
+pub(crate) unsafe fn decode<R>(word: usize) -> R {
+    if fits::<R>() {
+        // SAFETY: the word holds an `R`'s bits (see above).
+        unsafe { ptr::read((&word as *const usize).cast::<R>()) }
+    } else {
+        // SAFETY: the word points at a live `R` in a suspended frame.
+        unsafe { ptr::read(word as *const R) }
+    }
+}
+
+/// The marker type a sender leaves when the receiver must look at the
+/// runtime's slow lane (a signal, a finished greenlet, a reap).
 pub(crate) static SIGNAL: ValueType = ValueType {
     id: TypeId::of::<Signal>(),
     name: || "<signal>",
+    inline: true,
     drop: drop_nothing,
 };
 
 /// # Safety
 /// Always safe; the signature matches `ValueType::drop`.
 unsafe fn drop_nothing(_: *mut u8) {}
-
-/// The two words that cross every switch.
-#[derive(Clone, Copy)]
-pub(crate) struct Transfer {
-    /// The value's type, or `&SIGNAL`.
-    pub(crate) ty: *const ValueType,
-    /// The value, in the sender's frame.
-    pub(crate) value: *mut u8,
-}
-
-impl Transfer {
-    pub(crate) const EMPTY: Transfer = Transfer {
-        ty: &SIGNAL,
-        value: ptr::null_mut(),
-    };
-
-    /// A transfer of the value in `slot`.
-    #[inline(always)]
-    pub(crate) fn of<T: 'static>(slot: &mut ManuallyDrop<T>) -> Transfer {
-        Transfer {
-            ty: type_of::<T>(),
-            value: (&mut **slot as *mut T).cast(),
-        }
-    }
-
-    /// A transfer that points the receiver at the slow lane.
-    #[inline]
-    pub(crate) fn signal(value: *mut u8) -> Transfer {
-        Transfer { ty: &SIGNAL, value }
-    }
-
-    #[inline(always)]
-    pub(crate) fn is_signal(&self) -> bool {
-        ptr::eq(self.ty, &SIGNAL)
-    }
-}
 
 /// What the slow lane carries besides (or instead of) a plain value.
 pub(crate) enum Signal {
@@ -153,6 +180,22 @@ pub(crate) struct GreenletExit;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn words_carry_small_and_large_values() {
+        let mut small = ManuallyDrop::new(7u32);
+        // SAFETY: each value is encoded once and decoded once.
+        unsafe {
+            assert_eq!(decode::<u32>(encode(&mut small)), 7);
+            let mut large = ManuallyDrop::new([1u64, 2, 3]);
+            assert_eq!(decode::<[u64; 3]>(encode(&mut large)), [1, 2, 3]);
+            let mut text = ManuallyDrop::new(String::from("hi"));
+            let word = encode(&mut text);
+            type_of::<String>().drop_word(word);
+        }
+        assert!(type_of::<Box<u8>>().inline);
+        assert!(!type_of::<String>().inline);
+    }
 
     #[test]
     fn type_of_identifies_types() {
