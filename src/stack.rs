@@ -46,8 +46,16 @@ pub(crate) struct PooledStack {
 impl PooledStack {
     /// Maps a new stack with at least `size` usable bytes.
     fn map(size: usize) -> io::Result<PooledStack> {
+        // corosensei panics on sizes whose page rounding overflows; such a
+        // request could never be mapped anyway.
+        if size > isize::MAX as usize / 2 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("greenlet stack size of {size} bytes is too large"),
+            ));
+        }
         Ok(PooledStack {
-            inner: DefaultStack::new(size.saturating_add(RESERVED))?,
+            inner: DefaultStack::new(size + RESERVED)?,
         })
     }
 
