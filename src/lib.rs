@@ -45,6 +45,44 @@
 //! greenlet's stack comes from a per-thread pool of guarded stacks
 //! ([`DEFAULT_STACK_SIZE`] unless the [`Builder`] says otherwise).
 //!
+//! # Semantics, row by row
+//!
+//! The crate follows Python's greenlet; where Python's behaviour has no
+//! direct Rust equivalent, this is what was decided.
+//!
+//! - **Creation, lazy start, first value** (rows 1–3): [`Greenlet::new`]
+//!   runs nothing; the parent is the greenlet current at creation. The
+//!   stack is taken at creation, so a refused stack is an `io::Error` from
+//!   [`Builder::build`] and a switch never fails for want of one. The first
+//!   switch's value is the function's argument; a value of the wrong type is
+//!   dropped and reported to the sender as [`SwitchError::TypeMismatch`],
+//!   and the greenlet stays unstarted.
+//! - **Switch** (rows 4, 5, 8): returns whatever is later switched back,
+//!   checked by `TypeId`; a switch to oneself returns the value at once; a
+//!   switch to a dead greenlet goes to its first live ancestor.
+//! - **Return and panic** (rows 6, 7): a return value goes to the parent
+//!   (dead parents are skipped; an unstarted ancestor is started with it);
+//!   a panic arrives at the parent's pending switch as
+//!   [`SwitchError::Panicked`] with its payload, and an unstarted ancestor on
+//!   the way dies without running.
+//! - **Parents** (row 9): [`Greenlet::set_parent`] refuses cycles and the
+//!   main greenlet; cross-thread parents cannot be expressed (`!Send`).
+//! - **Throw** (row 10): the target's pending switch returns
+//!   [`SwitchError::Thrown`]; into an unstarted greenlet it dies unrun and
+//!   the error goes to its parent; into a dead one it goes up the chain;
+//!   into oneself it is returned at once.
+//! - **Kill** (rows 11, 12): [`Greenlet::kill`] unwinds the victim's stack
+//!   with a private payload (no panic message) and returns to the caller.
+//!   An unwinding greenlet cannot switch away ([`SwitchError::Unwinding`]),
+//!   so a victim cannot "refuse to die" by switching; if its function
+//!   catches the unwind and returns, the value is dropped. Dropping the
+//!   last handle of a suspended greenlet kills it from the dropper; an
+//!   unstarted one is discarded unrun. Handles captured in cycles leak, as
+//!   `Rc` cycles do.
+//! - **Threads** (rows 13–15): each thread has its own main greenlet and
+//!   runtime; [`Greenlet`] is `!Send` and `!Sync`; when a thread exits,
+//!   every greenlet it still has is unwound before the thread ends.
+//!
 //! # Where things are
 //!
 //! - [`greenlet`](crate::Greenlet) (`src/greenlet.rs`): the handle and the builder.
