@@ -32,6 +32,9 @@ pub enum SwitchError {
     /// This thread's greenlet runtime has already been torn down (the call
     /// came from a thread-local destructor that ran after it).
     ThreadExiting,
+    /// The switch was attempted from inside the switch hook, which may not
+    /// switch. The value was dropped.
+    InSwitchHook,
 }
 
 impl SwitchError {
@@ -72,6 +75,7 @@ impl fmt::Debug for SwitchError {
             SwitchError::Killed => f.write_str("Killed"),
             SwitchError::Unwinding => f.write_str("Unwinding"),
             SwitchError::ThreadExiting => f.write_str("ThreadExiting"),
+            SwitchError::InSwitchHook => f.write_str("InSwitchHook"),
         }
     }
 }
@@ -97,6 +101,9 @@ impl fmt::Display for SwitchError {
             ),
             SwitchError::ThreadExiting => {
                 f.write_str("this thread's greenlet runtime has already been torn down")
+            }
+            SwitchError::InSwitchHook => {
+                f.write_str("cannot switch from inside the switch hook")
             }
         }
     }

@@ -176,6 +176,18 @@ impl Greenlet {
         Greenlet::from_new_ref(MAIN)
     }
 
+    /// A new handle to a live key (counts a reference).
+    pub(crate) fn from_key(key: Key) -> Greenlet {
+        Runtime::get().add_ref(key);
+        Greenlet::from_new_ref(key)
+    }
+
+    /// The key, for crate-internal bookkeeping.
+    #[allow(dead_code)]
+    pub(crate) fn key(&self) -> Key {
+        self.key
+    }
+
     /// Wraps a key whose reference count already includes this handle.
     fn from_new_ref(key: Key) -> Greenlet {
         Greenlet {

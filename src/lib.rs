@@ -100,11 +100,13 @@ mod greenlet;
 pub mod hub;
 mod runtime;
 mod stack;
+mod trace;
 mod value;
 
 pub use crate::error::{ParentError, SwitchError};
 pub use crate::greenlet::{current, switch, Builder, Greenlet};
 pub use crate::stack::DEFAULT_STACK_SIZE;
+pub use crate::trace::{set_switch_hook, SwitchEvent, SwitchHook, SwitchKind};
 
 /// How many stacks this thread's pool holds, and how many are lent to live
 /// greenlets.

@@ -39,6 +39,7 @@ use slab::Slab;
 
 use crate::error::SwitchError;
 use crate::stack::{PooledStack, StackPool};
+use crate::trace::{SwitchKind, Tracer};
 use crate::value::{cast_same, decode, encode, type_of, GreenletExit, Signal, ValueType, SIGNAL};
 
 /// A greenlet's index in its thread's slab.
@@ -134,6 +135,7 @@ pub(crate) struct Runtime {
     records: UnsafeCell<Slab<Record>>,
     pool: UnsafeCell<StackPool>,
     next_id: Cell<u64>,
+    tracer: Tracer,
 }
 
 /// The marker left in the thread-local pointer once the runtime is gone.
@@ -236,6 +238,7 @@ impl Runtime {
             records: UnsafeCell::new(records),
             pool: UnsafeCell::new(StackPool::new()),
             next_id: Cell::new(1),
+            tracer: Tracer::new(),
         }));
         RUNTIME.with(|c| c.set(rt));
         // SAFETY: just allocated; freed only by `Owner::drop`.
@@ -265,6 +268,17 @@ impl Runtime {
         // fields and cannot reach the runtime (it gets a `&Record`, and the
         // callers pass closures that copy or clone fields).
         unsafe { f(&*self.record(key)) }
+    }
+
+    pub(crate) fn tracer(&self) -> &Tracer {
+        &self.tracer
+    }
+
+    /// Sends every switch down the slow path (or stops doing so) for a
+    /// reason outside the records, such as a switch hook.
+    pub(crate) fn restrict(&self, on: bool) {
+        let n = self.restricted.get();
+        self.restricted.set(if on { n + 1 } else { n - 1 });
     }
 
     fn pool(&self) -> *mut StackPool {
@@ -471,6 +485,15 @@ impl Runtime {
                 found: std::any::type_name::<T>(),
             });
         }
+        if let Err(p) = self.tracer.emit(cur, target, SwitchKind::Switch) {
+            drop(value);
+            panic::resume_unwind(p);
+        }
+        // SAFETY: `target` is live.
+        if unsafe { (*self.record(target)).state } == State::Dead {
+            // The hook killed it: route again.
+            return self.switch_slow(target, value);
+        }
         let mut value = ManuallyDrop::new(value);
         let reap = self.orphan_key(cur);
         if reap == NONE {
@@ -504,6 +527,15 @@ impl Runtime {
             // Into self (or routed back to self): raised at once.
             return Err(SwitchError::Thrown(payload));
         }
+        if let Err(p) = self.tracer.emit(cur, target, SwitchKind::Throw) {
+            drop(payload);
+            panic::resume_unwind(p);
+        }
+        // SAFETY: `target` is live.
+        if unsafe { (*self.record(target)).state } == State::Dead {
+            // The hook killed it: route again.
+            return self.throw(target, payload);
+        }
         let reap = self.orphan_key(cur);
         self.incoming.set(&SIGNAL);
         self.set_slow(Signal::Thrown(payload), NONE, reap);
@@ -520,6 +552,8 @@ impl Runtime {
         let dying = unsafe { (*self.record(cur)).flags & DYING != 0 };
         if dying || std::thread::panicking() {
             Some(SwitchError::Unwinding)
+        } else if self.tracer.running() {
+            Some(SwitchError::InSwitchHook)
         } else {
             None
         }
@@ -802,6 +836,13 @@ impl Runtime {
             self.set_flags(cur, DYING);
             panic::resume_unwind(Box::new(GreenletExit));
         }
+        if let Err(p) = self.tracer.emit(cur, victim, SwitchKind::Kill) {
+            panic::resume_unwind(p);
+        }
+        // SAFETY: `victim` is live.
+        if unsafe { (*self.record(victim)).state } == State::Dead {
+            return; // the hook killed it
+        }
         self.set_flags(victim, DYING);
         // SAFETY: `victim` is live.
         unsafe { (*self.record(victim)).killer = cur };
@@ -988,6 +1029,15 @@ impl Runtime {
                 (*r).parent
             }
         };
+        let kind = match signal {
+            Signal::Panicked(_) => SwitchKind::Panic,
+            _ => SwitchKind::Finish,
+        };
+        if let Err(p) = self.tracer.emit(me, self.first_live(start), kind) {
+            let what = crate::error::payload_message(p.as_ref()).unwrap_or("non-text payload");
+            eprintln!("greenlet: the switch hook panicked and was removed: {what}");
+        }
+        // Walk again: the hook may have killed the destination.
         let dest = self.first_live(start);
         self.incoming.set(&SIGNAL);
         self.set_slow(signal, me, NONE);

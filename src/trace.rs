@@ -1,0 +1,171 @@
+//! Switch tracing: a per-thread hook that sees every transfer of control
+//! (row 17).
+//!
+//! The hook costs nothing while none is set: setting one raises the
+//! runtime's `restricted` count, which sends every switch down the slow
+//! path, and only the slow path calls the hook.
+
+use std::cell::{Cell, UnsafeCell};
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+
+use crate::greenlet::Greenlet;
+use crate::runtime::{Key, Runtime};
+
+/// A per-thread switch hook; see [`set_switch_hook`].
+pub type SwitchHook = Box<dyn FnMut(&SwitchEvent)>;
+
+/// What kind of transfer a [`SwitchEvent`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SwitchKind {
+    /// A [`switch`](Greenlet::switch) (including the first one, which starts
+    /// the target).
+    Switch,
+    /// A [`throw`](Greenlet::throw).
+    Throw,
+    /// A [`kill`](Greenlet::kill) (or the drop of a last handle) unwinding
+    /// the target.
+    Kill,
+    /// The origin returned (or was killed); control goes to its parent or
+    /// killer.
+    Finish,
+    /// The origin panicked; the panic goes to its parent.
+    Panic,
+}
+
+/// One transfer of control, as seen by the switch hook.
+pub struct SwitchEvent {
+    /// The greenlet that is giving up control.
+    pub origin: Greenlet,
+    /// The greenlet that runs next.
+    pub target: Greenlet,
+    /// Why.
+    pub kind: SwitchKind,
+}
+
+impl fmt::Debug for SwitchEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SwitchEvent")
+            .field("origin", &self.origin)
+            .field("target", &self.target)
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+/// Sets (or, with `None`, clears) this thread's switch hook and returns the
+/// previous one.
+///
+/// The hook runs on the origin's stack just before each transfer of
+/// control: switches, throws, kills, and a greenlet's finish or panic. It
+/// may not switch itself: a switch or throw from inside the hook returns
+/// [`SwitchError::InSwitchHook`](crate::SwitchError::InSwitchHook), and
+/// transfers made while it runs (a kill's unwinding, say) are not reported.
+/// A hook that panics is removed; the panic propagates to the greenlet that
+/// was about to switch (the switch does not happen), or, for a finishing
+/// greenlet, is reported on stderr.
+///
+/// With no hook set, switches pay nothing for this feature.
+///
+/// ```
+/// use std::cell::RefCell;
+/// use std::rc::Rc;
+/// use greenlet::{set_switch_hook, Greenlet, SwitchKind};
+///
+/// let seen = Rc::new(RefCell::new(Vec::new()));
+/// let log = seen.clone();
+/// set_switch_hook(Some(Box::new(move |e| log.borrow_mut().push(e.kind))));
+/// let g = Greenlet::new(|x: u32| x + 1);
+/// assert_eq!(g.switch::<u32, u32>(1).unwrap(), 2);
+/// set_switch_hook(None);
+/// assert_eq!(*seen.borrow(), [SwitchKind::Switch, SwitchKind::Finish]);
+/// ```
+pub fn set_switch_hook(hook: Option<SwitchHook>) -> Option<SwitchHook> {
+    Runtime::get().tracer().replace(hook)
+}
+
+/// The hook slot of one thread's runtime.
+pub(crate) struct Tracer {
+    hook: UnsafeCell<Option<SwitchHook>>,
+    /// A hook is set (it may be lent out to a running call).
+    set: Cell<bool>,
+    /// A hook call is under way.
+    running: Cell<bool>,
+}
+
+impl Tracer {
+    pub(crate) const fn new() -> Tracer {
+        Tracer {
+            hook: UnsafeCell::new(None),
+            set: Cell::new(false),
+            running: Cell::new(false),
+        }
+    }
+
+    /// Whether a hook call is under way (switching is refused then).
+    pub(crate) fn running(&self) -> bool {
+        self.running.get()
+    }
+
+    fn replace(&self, hook: Option<SwitchHook>) -> Option<SwitchHook> {
+        let now = hook.is_some();
+        // SAFETY: the slot is only touched here and in `emit`, neither of
+        // which holds a reference to it while user code runs.
+        let old = unsafe { std::mem::replace(&mut *self.hook.get(), hook) };
+        if now != self.set.get() {
+            self.set.set(now);
+            Runtime::get().restrict(now);
+        }
+        old
+    }
+
+    /// Reports a transfer to the hook, if one is set and none is running.
+    /// Returns the hook's panic, if it panicked (the hook is then removed).
+    #[cold]
+    pub(crate) fn emit(
+        &self,
+        origin: Key,
+        target: Key,
+        kind: SwitchKind,
+    ) -> Result<(), Box<dyn std::any::Any + Send>> {
+        if !self.set.get() || self.running.get() {
+            return Ok(());
+        }
+        // SAFETY: as in `replace`; the hook is moved out for the call, so
+        // a `set_switch_hook` from inside it sees an empty slot.
+        let Some(mut hook) = (unsafe { (*self.hook.get()).take() }) else {
+            return Ok(());
+        };
+        let event = SwitchEvent {
+            origin: Greenlet::from_key(origin),
+            target: Greenlet::from_key(target),
+            kind,
+        };
+        self.running.set(true);
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| hook(&event)));
+        self.running.set(false);
+        drop(event);
+        match outcome {
+            Ok(()) => {
+                // SAFETY: as above. Put the hook back unless the call
+                // replaced or cleared it.
+                let slot = unsafe { &mut *self.hook.get() };
+                if slot.is_none() && self.set.get() {
+                    *slot = Some(hook);
+                }
+                Ok(())
+            }
+            Err(p) => {
+                drop(hook);
+                // SAFETY: as above.
+                let replaced = unsafe { (*self.hook.get()).is_some() };
+                if !replaced && self.set.get() {
+                    self.set.set(false);
+                    Runtime::get().restrict(false);
+                }
+                Err(p)
+            }
+        }
+    }
+}
