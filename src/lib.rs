@@ -98,14 +98,18 @@
 mod error;
 mod greenlet;
 pub mod hub;
+mod local;
 mod runtime;
 mod stack;
+mod stats;
 mod trace;
 mod value;
 
 pub use crate::error::{ParentError, SwitchError};
 pub use crate::greenlet::{current, switch, Builder, Greenlet};
+pub use crate::local::Local;
 pub use crate::stack::DEFAULT_STACK_SIZE;
+pub use crate::stats::{stats, GreenletInfo, GreenletState, Stats, WaitOn};
 pub use crate::trace::{set_switch_hook, SwitchEvent, SwitchHook, SwitchKind};
 
 /// How many stacks this thread's pool holds, and how many are lent to live

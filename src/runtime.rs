@@ -38,7 +38,9 @@ use corosensei::{Coroutine, CoroutineResult, Yielder};
 use slab::Slab;
 
 use crate::error::SwitchError;
+use crate::local::Locals;
 use crate::stack::{PooledStack, StackPool};
+use crate::stats::{GreenletInfo, GreenletState, WaitOn};
 use crate::trace::{SwitchKind, Tracer};
 use crate::value::{cast_same, decode, encode, type_of, GreenletExit, Signal, ValueType, SIGNAL};
 
@@ -97,6 +99,10 @@ pub(crate) struct Record {
     arg: &'static ValueType,
     pub(crate) id: u64,
     pub(crate) name: Option<Rc<str>>,
+    /// Greenlet-local values, by `Local` slot.
+    locals: Locals,
+    /// What it is blocked on, as the hub records it.
+    waiting_on: Option<WaitOn>,
 }
 
 /// The slow lane of a transfer.
@@ -226,6 +232,8 @@ impl Runtime {
             arg: type_of::<()>(),
             id: 0,
             name: Some(Rc::from("main")),
+            locals: Vec::new(),
+            waiting_on: None,
         });
         debug_assert_eq!(main, MAIN as usize);
         let rt = Box::into_raw(Box::new(Runtime {
@@ -268,6 +276,90 @@ impl Runtime {
         // fields and cannot reach the runtime (it gets a `&Record`, and the
         // callers pass closures that copy or clone fields).
         unsafe { f(&*self.record(key)) }
+    }
+
+    /// The current greenlet's value in greenlet-local `slot`, if set.
+    pub(crate) fn local(&self, slot: usize) -> Option<*const ()> {
+        // SAFETY: current is live; the borrowing rule (nothing here runs
+        // user code).
+        unsafe {
+            let r = self.record(self.current.get());
+            match (&(*r).locals).get(slot) {
+                Some(Some(value)) => Some(&**value as *const dyn Any as *const ()),
+                _ => None,
+            }
+        }
+    }
+
+    /// Stores the current greenlet's value for `slot` unless one is there
+    /// already; returns the stored value.
+    pub(crate) fn set_local(&self, slot: usize, value: Box<dyn Any>) -> *const () {
+        // SAFETY: as in `local`; `value` is dropped (if unused) after the
+        // record pointer is no longer used.
+        let (stored, spare) = unsafe {
+            let locals = &mut (*self.record(self.current.get())).locals;
+            if locals.len() <= slot {
+                locals.resize_with(slot + 1, || None);
+            }
+            let spare = match &locals[slot] {
+                Some(_) => Some(value),
+                None => {
+                    locals[slot] = Some(value);
+                    None
+                }
+            };
+            let stored = locals[slot]
+                .as_deref()
+                .map(|v| v as *const dyn Any as *const ());
+            (stored, spare)
+        };
+        drop(spare);
+        stored.unwrap_or(ptr::null())
+    }
+
+    /// Takes the current greenlet's local values, to be dropped by the caller.
+    fn take_locals(&self) -> Locals {
+        // SAFETY: as in `local`.
+        unsafe { std::mem::take(&mut (*self.record(self.current.get())).locals) }
+    }
+
+    /// Records what the current greenlet is about to block on (or clears it).
+    #[allow(dead_code)]
+    pub(crate) fn set_waiting_on(&self, what: Option<WaitOn>) {
+        // SAFETY: current is live; a plain store.
+        unsafe { (*self.record(self.current.get())).waiting_on = what }
+    }
+
+    /// One `GreenletInfo` per record.
+    pub(crate) fn snapshot(&self) -> Vec<GreenletInfo> {
+        let cur = self.current.get();
+        // SAFETY: the borrowing rule: the walk reads plain fields and clones
+        // `Rc<str>` names, which runs no user code.
+        let records = unsafe { &*self.records.get() };
+        let id_of = |key: Key| records.get(key as usize).map(|r| r.id);
+        records
+            .iter()
+            .map(|(key, r)| GreenletInfo {
+                id: r.id,
+                name: r.name.clone(),
+                state: match r.state {
+                    State::Unstarted => GreenletState::Unstarted,
+                    State::Active if key as Key == cur => GreenletState::Running,
+                    State::Active => GreenletState::Suspended,
+                    State::Dead => GreenletState::Dead,
+                },
+                parent: if r.parent == NONE {
+                    None
+                } else {
+                    id_of(r.parent)
+                },
+                waiting_on: if r.state == State::Active {
+                    r.waiting_on
+                } else {
+                    None
+                },
+            })
+            .collect()
     }
 
     pub(crate) fn tracer(&self) -> &Tracer {
@@ -343,6 +435,8 @@ impl Runtime {
                 arg: type_of::<A>(),
                 id,
                 name,
+                locals: Vec::new(),
+                waiting_on: None,
             })
         } as Key;
         self.add_ref(parent);
@@ -935,6 +1029,9 @@ impl Runtime {
             }
             key += 1;
         }
+        // Main's greenlet-locals go last, as its thread-locals do.
+        let locals = self.take_locals();
+        let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(locals)));
         // SAFETY: the borrowing rule; nothing runs any more.
         unsafe { (*self.pool()).clear() };
         true
@@ -992,6 +1089,13 @@ where
             Ok(()) => Err(e),
             Err(p) => Err(SwitchError::Panicked(p)),
         },
+    };
+    // Greenlet-locals die with the greenlet, on its own stack; a panic in
+    // their destructors replaces the outcome.
+    let locals = rt.take_locals();
+    let outcome = match panic::catch_unwind(AssertUnwindSafe(move || drop(locals))) {
+        Ok(()) => outcome,
+        Err(p) => Err(SwitchError::Panicked(p)),
     };
     rt.finish(y, outcome)
 }

@@ -1,0 +1,125 @@
+//! Greenlet-local storage (row 18): a value per greenlet, like
+//! `thread_local!` is a value per thread.
+//!
+//! `thread_local!` is shared by every greenlet of a thread: a greenlet that
+//! sets a thread-local and switches away lets the next greenlet see (and
+//! change) the same value. A [`Local`] gives each greenlet its own value,
+//! created on first access and dropped when the greenlet finishes (on its own
+//! stack, after its function returned or unwound); the main greenlet's values
+//! are dropped when the thread exits.
+//!
+//! Each `Local` gets a small index, once, the first time it is used; a
+//! greenlet keeps its values in a vector indexed by it. Reading a value costs
+//! a thread-local load, a slab lookup and an index: no hashing and no
+//! dynamic type check.
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::runtime::Runtime;
+
+/// Declares greenlet-local statics, like `thread_local!` declares
+/// thread-locals.
+///
+/// ```
+/// use std::cell::Cell;
+/// use greenlet::{greenlet_local, Greenlet};
+///
+/// greenlet_local! {
+///     static DEPTH: Cell<u32> = Cell::new(0);
+/// }
+///
+/// DEPTH.with(|d| d.set(7));
+/// let g = Greenlet::new(|()| DEPTH.with(|d| d.get()));
+/// assert_eq!(g.switch::<(), u32>(()).unwrap(), 0); // its own, fresh value
+/// assert_eq!(DEPTH.with(|d| d.get()), 7); // main's is untouched
+/// ```
+#[macro_export]
+macro_rules! greenlet_local {
+    ($($(#[$attr:meta])* $vis:vis static $name:ident: $t:ty = $init:expr;)*) => {
+        $(
+            $(#[$attr])*
+            $vis static $name: $crate::Local<$t> = $crate::Local::new({
+                fn init() -> $t {
+                    $init
+                }
+                init
+            });
+        )*
+    };
+}
+
+/// A greenlet-local value; declare one with [`greenlet_local!`] or as a
+/// `static` holding [`Local::new`].
+///
+/// Values are reached through shared references, so use `Cell` or
+/// `RefCell` for mutable state, as with `thread_local!`.
+pub struct Local<T: 'static> {
+    init: fn() -> T,
+    /// 1 + the slot index; 0 until first use.
+    slot: AtomicUsize,
+    _value: PhantomData<fn() -> T>,
+}
+
+/// Slot indices handed out so far, for every `Local` in the process.
+static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+impl<T: 'static> Local<T> {
+    /// A greenlet-local whose value is `init()` in each greenlet that reads
+    /// it.
+    pub const fn new(init: fn() -> T) -> Local<T> {
+        Local {
+            init,
+            slot: AtomicUsize::new(0),
+            _value: PhantomData,
+        }
+    }
+
+    fn slot(&self) -> usize {
+        match self.slot.load(Ordering::Relaxed) {
+            0 => self.assign_slot(),
+            n => n - 1,
+        }
+    }
+
+    #[cold]
+    fn assign_slot(&self) -> usize {
+        let fresh = NEXT_SLOT.fetch_add(1, Ordering::Relaxed) + 1;
+        match self
+            .slot
+            .compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => fresh - 1,
+            // Another thread got there first; its index wins.
+            Err(won) => won - 1,
+        }
+    }
+
+    /// Calls `f` with the current greenlet's value, creating it first if
+    /// this greenlet has not read it before.
+    ///
+    /// The value lives until the greenlet finishes, so `f` may switch away
+    /// and come back while holding the reference.
+    pub fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        let rt = Runtime::get();
+        let slot = self.slot();
+        let value = match rt.local(slot) {
+            Some(value) => value,
+            None => {
+                // `init` is user code: run it with no borrow held, then
+                // store (a re-entrant `with` from `init` would have stored
+                // its own value meanwhile; keep the first).
+                let fresh: Box<dyn Any> = Box::new((self.init)());
+                rt.set_local(slot, fresh)
+            }
+        };
+        // SAFETY: slot `slot` belongs to this `Local<T>` alone, so the box
+        // holds a `T`; it stays put (boxed) until the greenlet finishes,
+        // which cannot happen while this greenlet runs `f`.
+        f(unsafe { &*value.cast::<T>() })
+    }
+}
+
+/// A greenlet's local values, indexed by slot.
+pub(crate) type Locals = Vec<Option<Box<dyn Any>>>;

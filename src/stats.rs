@@ -1,0 +1,185 @@
+//! Introspection: what greenlets a thread has, in which state, and what the
+//! suspended ones wait on.
+
+use std::fmt;
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::runtime::Runtime;
+
+/// Where a greenlet is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GreenletState {
+    /// Created, never switched to.
+    Unstarted,
+    /// The greenlet running now.
+    Running,
+    /// Started, switched away.
+    Suspended,
+    /// Returned, panicked, or killed (still referenced by a handle).
+    Dead,
+}
+
+/// What a suspended greenlet is blocked on, as recorded by the
+/// [`hub`](crate::hub)'s blocking calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WaitOn {
+    /// In the hub's ready queue: it will run without waiting for anything.
+    Ready,
+    /// `hub::sleep` until the given instant.
+    Sleep {
+        /// When it wakes.
+        until: Instant,
+    },
+    /// `Queue::get` on the queue with this id.
+    QueueGet {
+        /// The queue (see `Queue::id`).
+        queue: u64,
+        /// The timeout's deadline, if any.
+        until: Option<Instant>,
+    },
+    /// `Queue::put` on the (full) queue with this id.
+    QueuePut {
+        /// The queue (see `Queue::id`).
+        queue: u64,
+        /// The timeout's deadline, if any.
+        until: Option<Instant>,
+    },
+    /// `Event::wait`.
+    Event {
+        /// The timeout's deadline, if any.
+        until: Option<Instant>,
+    },
+    /// `JoinHandle::join` on the greenlet with this id.
+    Join {
+        /// The joined greenlet's id.
+        greenlet: u64,
+    },
+    /// The hub itself, parked until the next timer (or with nothing to do).
+    Hub,
+}
+
+impl fmt::Display for WaitOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let now = Instant::now();
+        let left = |until: &Instant| until.saturating_duration_since(now);
+        match self {
+            WaitOn::Ready => f.write_str("ready to run"),
+            WaitOn::Sleep { until } => write!(f, "sleeping, {:?} left", left(until)),
+            WaitOn::QueueGet { queue, until } => {
+                write!(f, "get on queue #{queue}")?;
+                timeout(f, until.as_ref().map(left))
+            }
+            WaitOn::QueuePut { queue, until } => {
+                write!(f, "put on full queue #{queue}")?;
+                timeout(f, until.as_ref().map(left))
+            }
+            WaitOn::Event { until } => {
+                f.write_str("waiting for an event")?;
+                timeout(f, until.as_ref().map(left))
+            }
+            WaitOn::Join { greenlet } => write!(f, "joining greenlet {greenlet}"),
+            WaitOn::Hub => f.write_str("hub loop"),
+        }
+    }
+}
+
+fn timeout(f: &mut fmt::Formatter<'_>, left: Option<std::time::Duration>) -> fmt::Result {
+    match left {
+        Some(left) => write!(f, " (times out in {left:?})"),
+        None => Ok(()),
+    }
+}
+
+/// One greenlet, as [`stats`] saw it.
+#[derive(Clone, Debug)]
+pub struct GreenletInfo {
+    /// Its [`id`](crate::Greenlet::id).
+    pub id: u64,
+    /// Its name, if it has one.
+    pub name: Option<Rc<str>>,
+    /// Its state.
+    pub state: GreenletState,
+    /// Its parent's id (`None` for main).
+    pub parent: Option<u64>,
+    /// What it waits on, if it is blocked in a hub call.
+    pub waiting_on: Option<WaitOn>,
+}
+
+/// A snapshot of the current thread's greenlets; `Display` prints one line
+/// per greenlet ("what is everybody waiting on").
+#[derive(Clone, Debug)]
+pub struct Stats {
+    /// Greenlets never switched to.
+    pub unstarted: usize,
+    /// Started and not dead, the running one included.
+    pub active: usize,
+    /// Dead but still referenced by a handle.
+    pub dead: usize,
+    /// Stacks waiting in the thread's pool.
+    pub stacks_pooled: usize,
+    /// Stacks held by greenlets.
+    pub stacks_in_use: usize,
+    /// Every greenlet of the thread, main first, in creation order of their
+    /// slots.
+    pub greenlets: Vec<GreenletInfo>,
+}
+
+/// Takes a [`Stats`] snapshot of the current thread.
+///
+/// ```
+/// use greenlet::{stats, Greenlet, GreenletState};
+///
+/// let g = Greenlet::builder().name("worker").build(|()| ()).unwrap();
+/// let s = stats();
+/// assert!(s.unstarted >= 1);
+/// let info = s.greenlets.iter().find(|i| i.id == g.id()).unwrap();
+/// assert_eq!(info.state, GreenletState::Unstarted);
+/// assert_eq!(info.name.as_deref(), Some("worker"));
+/// println!("{s}");
+/// ```
+pub fn stats() -> Stats {
+    let rt = Runtime::get();
+    let greenlets = rt.snapshot();
+    let count = |s: GreenletState| greenlets.iter().filter(|g| g.state == s).count();
+    let (stacks_pooled, stacks_in_use) = rt.stack_counts();
+    Stats {
+        unstarted: count(GreenletState::Unstarted),
+        active: count(GreenletState::Running) + count(GreenletState::Suspended),
+        dead: count(GreenletState::Dead),
+        stacks_pooled,
+        stacks_in_use,
+        greenlets,
+    }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} greenlets: {} unstarted, {} active, {} dead; stacks: {} in use, {} pooled",
+            self.greenlets.len(),
+            self.unstarted,
+            self.active,
+            self.dead,
+            self.stacks_in_use,
+            self.stacks_pooled
+        )?;
+        for g in &self.greenlets {
+            write!(f, "  #{}", g.id)?;
+            if let Some(name) = &g.name {
+                write!(f, " '{name}'")?;
+            }
+            write!(f, " {:?}", g.state)?;
+            if let Some(parent) = g.parent {
+                write!(f, ", parent #{parent}")?;
+            }
+            if let Some(w) = &g.waiting_on {
+                write!(f, ": {w}")?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
