@@ -96,6 +96,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod error;
+mod generator;
 mod greenlet;
 pub mod hub;
 mod local;
@@ -106,6 +107,7 @@ mod trace;
 mod value;
 
 pub use crate::error::{ParentError, SwitchError};
+pub use crate::generator::{Generator, Yielder};
 pub use crate::greenlet::{current, switch, Builder, Greenlet};
 pub use crate::local::Local;
 pub use crate::stack::DEFAULT_STACK_SIZE;

@@ -145,7 +145,7 @@ pub(crate) struct Runtime {
 }
 
 /// The marker left in the thread-local pointer once the runtime is gone.
-const TORN_DOWN: *const Runtime = 1 as *const Runtime;
+const TORN_DOWN: *const Runtime = ptr::dangling();
 
 thread_local! {
     /// The thread's runtime. A `const`-initialised `Cell` with no destructor,
@@ -284,7 +284,8 @@ impl Runtime {
         // user code).
         unsafe {
             let r = self.record(self.current.get());
-            match (&(*r).locals).get(slot) {
+            let locals: &Locals = &(*r).locals;
+            match locals.get(slot) {
                 Some(Some(value)) => Some(&**value as *const dyn Any as *const ()),
                 _ => None,
             }
@@ -321,6 +322,12 @@ impl Runtime {
     fn take_locals(&self) -> Locals {
         // SAFETY: as in `local`.
         unsafe { std::mem::take(&mut (*self.record(self.current.get())).locals) }
+    }
+
+    /// The parent of a live greenlet (`NONE` for main).
+    pub(crate) fn parent_of(&self, key: Key) -> Key {
+        // SAFETY: `key` is live; a plain read.
+        unsafe { (*self.record(key)).parent }
     }
 
     /// Records what the current greenlet is about to block on (or clears it).

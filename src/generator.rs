@@ -1,0 +1,168 @@
+//! Generators: a function on its own greenlet that hands out values one at a
+//! time, exposed as an `Iterator`.
+//!
+//! The producer runs on a greenlet whose parent is the consumer (the
+//! greenlet calling `next`). A yield is a switch to the parent with
+//! `Step(Some(item))`; when the producer returns, its value goes into a slot
+//! shared with the generator and its greenlet's result, `Step(None)`, arrives
+//! at the parent the way any greenlet's result does. Because
+//! the producer is an ordinary greenlet, it may call anything, to any depth,
+//! including blocking calls of the [`hub`](crate::hub), and dropping the
+//! generator early kills it, so the destructors on its stack run.
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+use std::panic;
+use std::rc::Rc;
+
+use crate::error::SwitchError;
+use crate::greenlet::Greenlet;
+use crate::runtime::{Key, Runtime};
+
+/// What crosses from the producer to the consumer: an item, or the end.
+struct Step<Y>(Option<Y>);
+
+/// Lets a generator's producer hand out values; see [`Generator`].
+pub struct Yielder<Y> {
+    /// The producer's greenlet.
+    key: Key,
+    _item: PhantomData<fn(Y)>,
+}
+
+impl<Y: 'static> Yielder<Y> {
+    /// Hands `item` to the consumer and waits until it asks for the next one.
+    ///
+    /// # Panics
+    ///
+    /// When called from a greenlet other than the generator's own (a
+    /// yielder cannot be used from a greenlet the producer switched to).
+    pub fn yield_(&self, item: Y) {
+        let rt = Runtime::get();
+        assert!(
+            rt.current() == self.key,
+            "greenlet::Yielder::yield_ called outside its generator's greenlet"
+        );
+        let consumer = rt.parent_of(self.key);
+        // The consumer resumes us with `()` (`next`) or kills us (drop),
+        // which unwinds from here; anything else is a misuse of the
+        // generator's greenlet by other code.
+        if let Err(e) = rt.switch::<Step<Y>, ()>(consumer, Step(Some(item))) {
+            panic!("greenlet::Generator: the producer was resumed with an error: {e}");
+        }
+    }
+}
+
+/// A producer function, run on its own greenlet, seen as an `Iterator` of
+/// the values it yields; its return value is kept for
+/// [`return_value`](Generator::return_value).
+///
+/// ```
+/// use greenlet::{Generator, Yielder};
+///
+/// fn countdown(y: &Yielder<u32>, from: u32) {
+///     for i in (1..=from).rev() {
+///         y.yield_(i); // from any depth of calls
+///     }
+/// }
+///
+/// let mut g = Generator::new(|y: &Yielder<u32>| {
+///     countdown(y, 3);
+///     "liftoff"
+/// });
+/// assert_eq!(g.by_ref().collect::<Vec<_>>(), [3, 2, 1]);
+/// assert_eq!(g.return_value(), Some("liftoff"));
+/// ```
+///
+/// The producer's panic resumes in the consumer's `next`. Dropping the
+/// generator before it finishes unwinds the producer's stack.
+pub struct Generator<Y: 'static, R: 'static = ()> {
+    greenlet: Greenlet,
+    done: bool,
+    returned: Rc<Cell<Option<R>>>,
+    _item: PhantomData<fn() -> Y>,
+}
+
+impl<Y: 'static, R: 'static> Generator<Y, R> {
+    /// A generator that runs `producer` on a new greenlet (default stack
+    /// size) once the first item is asked for.
+    ///
+    /// # Panics
+    ///
+    /// As [`Greenlet::new`], when no stack can be had.
+    pub fn new<F>(producer: F) -> Generator<Y, R>
+    where
+        F: FnOnce(&Yielder<Y>) -> R + 'static,
+    {
+        let returned = Rc::new(Cell::new(None));
+        let slot = returned.clone();
+        let greenlet = Greenlet::new(move |()| {
+            let yielder = Yielder {
+                key: Runtime::get().current(),
+                _item: PhantomData,
+            };
+            slot.set(Some(producer(&yielder)));
+            Step::<Y>(None)
+        });
+        Generator {
+            greenlet,
+            done: false,
+            returned,
+            _item: PhantomData,
+        }
+    }
+
+    /// The producer's return value, once it has finished (taken once).
+    pub fn return_value(&mut self) -> Option<R> {
+        self.returned.take()
+    }
+
+    /// Whether the producer has finished (returned, panicked or was killed).
+    pub fn is_finished(&self) -> bool {
+        self.done
+    }
+
+    /// The greenlet the producer runs on.
+    pub fn greenlet(&self) -> &Greenlet {
+        &self.greenlet
+    }
+}
+
+impl<Y: 'static, R: 'static> Iterator for Generator<Y, R> {
+    type Item = Y;
+
+    fn next(&mut self) -> Option<Y> {
+        if self.done {
+            return None;
+        }
+        let rt = Runtime::get();
+        let me = rt.current();
+        let producer = self.greenlet.key();
+        assert!(me != producer, "a generator cannot iterate itself");
+        if rt.parent_of(producer) != me {
+            // Whoever asks receives the items (and the return value).
+            let consumer = Greenlet::current();
+            if self.greenlet.set_parent(&consumer).is_err() {
+                panic!("a generator cannot be iterated from its own producer's descendants");
+            }
+        }
+        match rt.switch::<(), Step<Y>>(producer, ()) {
+            Ok(Step(Some(item))) => Some(item),
+            Ok(Step(None)) => {
+                self.done = true;
+                None
+            }
+            Err(e) => self.finished(e),
+        }
+    }
+}
+
+impl<Y: 'static, R: 'static> Generator<Y, R> {
+    #[cold]
+    fn finished(&mut self, e: SwitchError) -> Option<Y> {
+        self.done = true;
+        match e {
+            SwitchError::Panicked(p) => panic::resume_unwind(p),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! Generators, greenlet-local storage, switch tracing and introspection.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use greenlet::{
+    greenlet_local, set_switch_hook, stats, Generator, Greenlet, GreenletState, SwitchError,
+    SwitchKind, Yielder,
+};
+
+#[path = "../examples/tree_walk.rs"]
+mod tree_walk;
+
+struct Counted(Rc<Cell<usize>>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+// ----- generators -----
+
+#[test]
+fn tree_walk_example_yields_keys_in_order() {
+    let (keys, count) = tree_walk::run();
+    assert_eq!(keys, [20, 30, 35, 40, 50, 60, 65, 70, 80]);
+    assert_eq!(count, Some(9));
+}
+
+#[test]
+fn generator_yields_from_a_thousand_nested_calls() {
+    fn nest(depth: u32, y: &Yielder<u32>) {
+        if depth == 0 {
+            y.yield_(1000);
+        } else {
+            y.yield_(depth);
+            nest(depth - 1, y);
+        }
+    }
+    let g = Generator::new(|y: &Yielder<u32>| nest(1000, y));
+    let got: Vec<u32> = g.collect();
+    assert_eq!(got.len(), 1001);
+    assert_eq!(got[0], 1000);
+    assert_eq!(got[999], 1);
+    assert_eq!(got[1000], 1000);
+}
+
+#[test]
+fn generator_hands_back_its_return_value_once() {
+    let mut g = Generator::new(|y: &Yielder<&str>| {
+        y.yield_("a");
+        42
+    });
+    assert_eq!(g.return_value(), None);
+    assert_eq!(g.next(), Some("a"));
+    assert!(!g.is_finished());
+    assert_eq!(g.next(), None);
+    assert!(g.is_finished());
+    assert_eq!(g.next(), None);
+    assert_eq!(g.return_value(), Some(42));
+    assert_eq!(g.return_value(), None);
+}
+
+#[test]
+fn dropping_a_generator_half_way_unwinds_the_producer() {
+    let drops = Rc::new(Cell::new(0));
+    let d = drops.clone();
+    let mut g = Generator::new(move |y: &Yielder<u32>| {
+        let _guard = Counted(d);
+        for i in 0.. {
+            y.yield_(i);
+        }
+    });
+    assert_eq!(g.next(), Some(0));
+    assert_eq!(g.next(), Some(1));
+    assert_eq!(drops.get(), 0);
+    drop(g);
+    assert_eq!(drops.get(), 1, "the producer's stack was unwound");
+}
+
+#[test]
+fn a_producer_panic_resumes_in_the_consumer() {
+    let mut g = Generator::new(|y: &Yielder<u32>| {
+        y.yield_(1);
+        panic!("producer failed");
+    });
+    assert_eq!(g.next(), Some(1));
+    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| g.next())).unwrap_err();
+    assert_eq!(err.downcast_ref::<&str>(), Some(&"producer failed"));
+    assert!(g.is_finished());
+    assert_eq!(g.next(), None);
+}
+
+#[test]
+fn a_generator_can_be_consumed_from_another_greenlet() {
+    let gen = Rc::new(RefCell::new(Generator::new(|y: &Yielder<u32>| {
+        for i in 0..4 {
+            y.yield_(i);
+        }
+        "done"
+    })));
+    assert_eq!(gen.borrow_mut().next(), Some(0));
+    let g2 = gen.clone();
+    let consumer = Greenlet::new(move |()| {
+        let mut g = g2.borrow_mut();
+        let rest: Vec<u32> = g.by_ref().collect();
+        (rest, g.return_value())
+    });
+    let (rest, ret) = consumer.switch::<(), (Vec<u32>, Option<&str>)>(()).unwrap();
+    assert_eq!(rest, [1, 2, 3]);
+    assert_eq!(ret, Some("done"));
+}
+
+// ----- greenlet-local storage -----
+
+greenlet_local! {
+    static NAME: RefCell<String> = RefCell::new(String::from("unset"));
+    static INITS: Cell<u32> = Cell::new(0);
+}
+
+thread_local! {
+    static SHARED: Cell<u32> = const { Cell::new(0) };
+}
+
+#[test]
+fn locals_are_per_greenlet_and_lazily_initialised() {
+    NAME.with(|n| *n.borrow_mut() = String::from("main"));
+    let g = Greenlet::new(|()| {
+        let before = NAME.with(|n| n.borrow().clone());
+        NAME.with(|n| *n.borrow_mut() = String::from("child"));
+        let _: () = Greenlet::main().switch(()).unwrap();
+        let after = NAME.with(|n| n.borrow().clone());
+        (before, after)
+    });
+    g.switch::<(), ()>(()).unwrap();
+    assert_eq!(NAME.with(|n| n.borrow().clone()), "main");
+    let (before, after) = g.switch::<(), (String, String)>(()).unwrap();
+    assert_eq!(before, "unset", "a new greenlet starts with a fresh value");
+    assert_eq!(after, "child", "its value survived the switch");
+}
+
+#[test]
+fn thread_locals_are_shared_by_all_greenlets() {
+    SHARED.with(|s| s.set(1));
+    let g = Greenlet::new(|()| SHARED.with(|s| s.replace(2)));
+    assert_eq!(g.switch::<(), u32>(()).unwrap(), 1);
+    assert_eq!(SHARED.with(Cell::get), 2);
+    INITS.with(|i| i.set(i.get() + 1));
+    assert_eq!(INITS.with(Cell::get), 1);
+}
+
+greenlet_local! {
+    static GUARD: RefCell<Option<Counted>> = RefCell::new(None);
+}
+
+#[test]
+fn locals_are_dropped_when_the_greenlet_dies() {
+    for kill in [false, true] {
+        let drops = Rc::new(Cell::new(0));
+        let d = drops.clone();
+        let g = Greenlet::new(move |()| {
+            GUARD.with(|g| *g.borrow_mut() = Some(Counted(d)));
+            let _: () = Greenlet::main().switch(()).unwrap();
+        });
+        g.switch::<(), ()>(()).unwrap();
+        assert_eq!(drops.get(), 0);
+        if kill {
+            g.kill();
+        } else {
+            g.switch::<(), ()>(()).unwrap();
+        }
+        assert!(g.is_dead());
+        assert_eq!(drops.get(), 1, "kill = {kill}");
+    }
+}
+
+#[test]
+fn main_locals_are_dropped_at_thread_exit() {
+    let drops = Rc::new(Cell::new(0));
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        struct Flag(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        greenlet_local! {
+            static FLAG: RefCell<Option<Flag>> = RefCell::new(None);
+        }
+        FLAG.with(|f| *f.borrow_mut() = Some(Flag(s)));
+    })
+    .join()
+    .unwrap();
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
+    drop(drops);
+}
+
+// ----- switch tracing -----
+
+#[test]
+fn the_hook_sees_switch_throw_kill_finish_and_panic() {
+    let log: Rc<RefCell<Vec<(String, String, SwitchKind)>>> = Rc::default();
+    let l = log.clone();
+    let name = |g: &Greenlet| g.name().map(|n| n.to_string()).unwrap_or_default();
+    let old = set_switch_hook(Some(Box::new(move |e| {
+        l.borrow_mut()
+            .push((name(&e.origin), name(&e.target), e.kind));
+    })));
+    assert!(old.is_none());
+
+    let a = Greenlet::builder()
+        .name("a")
+        .build(|x: u32| -> u32 {
+            let r: Result<(), SwitchError> = Greenlet::main().switch(x);
+            assert!(matches!(r, Err(SwitchError::Thrown(_))));
+            x + 1
+        })
+        .unwrap();
+    assert_eq!(a.switch::<u32, u32>(1).unwrap(), 1);
+    assert_eq!(a.throw::<&str, u32>("stop").unwrap(), 2);
+    let b = Greenlet::builder()
+        .name("b")
+        .build(|()| -> () { panic!("b failed") })
+        .unwrap();
+    assert!(b.switch::<(), ()>(()).is_err());
+    let c = Greenlet::builder()
+        .name("c")
+        .build(|()| {
+            let _: () = Greenlet::main().switch(()).unwrap();
+        })
+        .unwrap();
+    c.switch::<(), ()>(()).unwrap();
+    c.kill();
+    set_switch_hook(None);
+    // Nothing is reported once the hook is gone.
+    let d = Greenlet::new(|()| ());
+    d.switch::<(), ()>(()).unwrap();
+
+    let got = log.borrow().clone();
+    let want: Vec<(&str, &str, SwitchKind)> = vec![
+        ("main", "a", SwitchKind::Switch),
+        ("a", "main", SwitchKind::Switch),
+        ("main", "a", SwitchKind::Throw),
+        ("a", "main", SwitchKind::Finish),
+        ("main", "b", SwitchKind::Switch),
+        ("b", "main", SwitchKind::Panic),
+        ("main", "c", SwitchKind::Switch),
+        ("c", "main", SwitchKind::Switch),
+        ("main", "c", SwitchKind::Kill),
+        ("c", "main", SwitchKind::Finish),
+    ];
+    let got: Vec<(&str, &str, SwitchKind)> = got
+        .iter()
+        .map(|(o, t, k)| (o.as_str(), t.as_str(), *k))
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn the_hook_may_not_switch() {
+    let results: Rc<RefCell<Vec<String>>> = Rc::default();
+    let r = results.clone();
+    let other = Greenlet::new(|()| ());
+    set_switch_hook(Some(Box::new(move |_| {
+        let e = other.switch::<(), ()>(()).unwrap_err();
+        r.borrow_mut().push(e.to_string());
+    })));
+    let g = Greenlet::new(|x: u8| x);
+    assert_eq!(g.switch::<u8, u8>(5).unwrap(), 5);
+    set_switch_hook(None);
+    let results = results.borrow();
+    assert_eq!(results.len(), 2);
+    assert!(matches!(
+        results[0].as_str(),
+        "cannot switch from inside the switch hook"
+    ));
+}
+
+#[test]
+fn a_panicking_hook_is_removed_and_the_panic_reaches_the_switcher() {
+    let drops = Rc::new(Cell::new(0));
+    set_switch_hook(Some(Box::new(|_| panic!("hook failed"))));
+    let g = Greenlet::new(|c: Counted| c);
+    let d = drops.clone();
+    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = g.switch::<Counted, Counted>(Counted(d));
+    }))
+    .unwrap_err();
+    assert_eq!(err.downcast_ref::<&str>(), Some(&"hook failed"));
+    assert_eq!(
+        drops.get(),
+        1,
+        "the value was dropped, the switch did not happen"
+    );
+    assert!(!g.is_started());
+    assert!(set_switch_hook(None).is_none(), "the hook was removed");
+    let d = drops.clone();
+    let back = g.switch::<Counted, Counted>(Counted(d)).unwrap();
+    drop(back);
+    assert_eq!(drops.get(), 2);
+}
+
+// ----- introspection -----
+
+#[test]
+fn stats_list_every_greenlet_with_its_state_and_parent() {
+    let a = Greenlet::builder().name("a").build(|()| ()).unwrap();
+    let b = Greenlet::builder()
+        .name("b")
+        .build(|()| {
+            let _: () = Greenlet::main().switch(()).unwrap();
+        })
+        .unwrap();
+    b.switch::<(), ()>(()).unwrap();
+    let c = Greenlet::builder().name("c").build(|()| ()).unwrap();
+    c.switch::<(), ()>(()).unwrap();
+
+    let s = stats();
+    let find = |g: &Greenlet| s.greenlets.iter().find(|i| i.id == g.id()).unwrap().clone();
+    assert_eq!(find(&a).state, GreenletState::Unstarted);
+    assert_eq!(find(&b).state, GreenletState::Suspended);
+    assert_eq!(find(&c).state, GreenletState::Dead);
+    assert_eq!(find(&Greenlet::main()).state, GreenletState::Running);
+    assert_eq!(find(&b).parent, Some(0));
+    assert_eq!(find(&Greenlet::main()).parent, None);
+    assert_eq!((s.unstarted, s.active, s.dead), (1, 2, 1));
+    assert_eq!(s.stacks_in_use, 2, "a and b hold stacks, c's went back");
+    let text = s.to_string();
+    assert!(text.contains("'b' Suspended, parent #0"), "{text}");
+}
