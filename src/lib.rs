@@ -130,3 +130,8 @@ pub fn stack_stats() -> StackStats {
     let (pooled, in_use) = runtime::Runtime::get().stack_counts();
     StackStats { pooled, in_use }
 }
+
+// The README's examples compile and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
