@@ -2,10 +2,12 @@
 //! time, exposed as an `Iterator`.
 //!
 //! The producer runs on a greenlet whose parent is the consumer (the
-//! greenlet calling `next`). A yield is a switch to the parent with
-//! `Step(Some(item))`; when the producer returns, its value goes into a slot
-//! shared with the generator and its greenlet's result, `Step(None)`, arrives
-//! at the parent the way any greenlet's result does. Because
+//! greenlet calling `next`). A yield is a plain switch of the item to the
+//! parent, so items travel like any switched value (in a register when they
+//! fit). When the producer returns, its value goes into a slot shared with
+//! the generator, and its greenlet finishes with a private `End` marker,
+//! which reaches the consumer's pending switch as a type mismatch; the
+//! consumer knows it is the end because the producer is then dead. Because
 //! the producer is an ordinary greenlet, it may call anything, to any depth,
 //! including blocking calls of the [`hub`](crate::hub), and dropping the
 //! generator early kills it, so the destructors on its stack run.
@@ -19,8 +21,8 @@ use crate::error::SwitchError;
 use crate::greenlet::Greenlet;
 use crate::runtime::{Key, Runtime};
 
-/// What crosses from the producer to the consumer: an item, or the end.
-struct Step<Y>(Option<Y>);
+/// What the producer's greenlet returns after storing the return value.
+struct End;
 
 /// Lets a generator's producer hand out values; see [`Generator`].
 pub struct Yielder<Y> {
@@ -36,6 +38,7 @@ impl<Y: 'static> Yielder<Y> {
     ///
     /// When called from a greenlet other than the generator's own (a
     /// yielder cannot be used from a greenlet the producer switched to).
+    #[inline]
     pub fn yield_(&self, item: Y) {
         let rt = Runtime::get();
         assert!(
@@ -46,7 +49,7 @@ impl<Y: 'static> Yielder<Y> {
         // The consumer resumes us with `()` (`next`) or kills us (drop),
         // which unwinds from here; anything else is a misuse of the
         // generator's greenlet by other code.
-        if let Err(e) = rt.switch::<Step<Y>, ()>(consumer, Step(Some(item))) {
+        if let Err(e) = rt.switch::<Y, ()>(consumer, item) {
             panic!("greenlet::Generator: the producer was resumed with an error: {e}");
         }
     }
@@ -101,7 +104,7 @@ impl<Y: 'static, R: 'static> Generator<Y, R> {
                 _item: PhantomData,
             };
             slot.set(Some(producer(&yielder)));
-            Step::<Y>(None)
+            End
         });
         Generator {
             greenlet,
@@ -130,6 +133,7 @@ impl<Y: 'static, R: 'static> Generator<Y, R> {
 impl<Y: 'static, R: 'static> Iterator for Generator<Y, R> {
     type Item = Y;
 
+    #[inline]
     fn next(&mut self) -> Option<Y> {
         if self.done {
             return None;
@@ -145,12 +149,8 @@ impl<Y: 'static, R: 'static> Iterator for Generator<Y, R> {
                 panic!("a generator cannot be iterated from its own producer's descendants");
             }
         }
-        match rt.switch::<(), Step<Y>>(producer, ()) {
-            Ok(Step(Some(item))) => Some(item),
-            Ok(Step(None)) => {
-                self.done = true;
-                None
-            }
+        match rt.switch::<(), Y>(producer, ()) {
+            Ok(item) => Some(item),
             Err(e) => self.finished(e),
         }
     }
@@ -159,10 +159,18 @@ impl<Y: 'static, R: 'static> Iterator for Generator<Y, R> {
 impl<Y: 'static, R: 'static> Generator<Y, R> {
     #[cold]
     fn finished(&mut self, e: SwitchError) -> Option<Y> {
-        self.done = true;
         match e {
-            SwitchError::Panicked(p) => panic::resume_unwind(p),
-            _ => None,
+            // The producer's `End` (see the module docs).
+            SwitchError::TypeMismatch { .. } if self.greenlet.is_dead() => {}
+            SwitchError::Panicked(p) => {
+                self.done = true;
+                panic::resume_unwind(p)
+            }
+            SwitchError::Killed => {}
+            // Another greenlet switched into the consumer while it waited.
+            e => panic!("greenlet::Generator: the consumer was resumed by something else: {e}"),
         }
+        self.done = true;
+        None
     }
 }

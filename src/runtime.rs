@@ -325,6 +325,7 @@ impl Runtime {
     }
 
     /// The parent of a live greenlet (`NONE` for main).
+    #[inline(always)]
     pub(crate) fn parent_of(&self, key: Key) -> Key {
         // SAFETY: `key` is live; a plain read.
         unsafe { (*self.record(key)).parent }
