@@ -1,7 +1,9 @@
 //! Generators and the switch hook's cost when unset.
 //!
-//! - ns per item of a generator over 0..n, beside a hand-written `Iterator`
-//!   (`Range`) and corosensei used directly as a generator (the floor);
+//! - ns per item of an in-order walk of a 65,535-node tree: recursive
+//!   through a `greenlet::Generator`, recursive through corosensei used
+//!   directly as a generator (the floor), and a hand-written `Iterator` with
+//!   an explicit stack;
 //! - a main <-> child round trip on a thread that never set a switch hook,
 //!   and on one that set a hook and cleared it again (it must cost the same).
 //!
@@ -9,38 +11,93 @@
 //! batches measured in this same run, and the ratios.
 
 use std::hint::black_box;
+use std::rc::Rc;
 use std::time::Instant;
 
 use corosensei::{Coroutine, CoroutineResult};
 use criterion::{criterion_group, Criterion};
 use greenlet::{set_switch_hook, Generator, Greenlet, Yielder};
 
-const ITEMS: u64 = 1 << 20;
+/// Nodes in the benchmark tree (a complete binary tree).
+const NODES: u64 = (1 << 16) - 1;
 
-fn generator_sum(n: u64) -> u64 {
-    let g = Generator::new(move |y: &Yielder<u64>| {
-        for i in 0..n {
-            y.yield_(i);
-        }
-    });
-    g.sum()
+/// A complete binary tree of `u64` keys, in-order = 0..NODES.
+struct Node {
+    key: u64,
+    left: Option<Box<Node>>,
+    right: Option<Box<Node>>,
 }
 
-fn corosensei_sum(n: u64) -> u64 {
-    let mut co: Coroutine<(), u64, ()> = Coroutine::new(move |y, ()| {
-        for i in 0..n {
-            y.suspend(i);
+fn build(lo: u64, hi: u64) -> Option<Box<Node>> {
+    if lo >= hi {
+        return None;
+    }
+    let mid = lo + (hi - lo) / 2;
+    Some(Box::new(Node {
+        key: mid,
+        left: build(lo, mid),
+        right: build(mid + 1, hi),
+    }))
+}
+
+/// The recursive walk, yielding through a greenlet generator.
+fn walk_greenlet(node: &Option<Box<Node>>, y: &Yielder<u64>) {
+    if let Some(n) = node {
+        walk_greenlet(&n.left, y);
+        y.yield_(n.key);
+        walk_greenlet(&n.right, y);
+    }
+}
+
+/// The same walk, yielding through corosensei directly.
+fn walk_corosensei(node: &Option<Box<Node>>, y: &corosensei::Yielder<(), u64>) {
+    if let Some(n) = node {
+        walk_corosensei(&n.left, y);
+        y.suspend(n.key);
+        walk_corosensei(&n.right, y);
+    }
+}
+
+/// A hand-written in-order iterator: an explicit stack of pending nodes.
+struct InOrder<'a> {
+    stack: Vec<&'a Node>,
+    next: Option<&'a Node>,
+}
+
+impl<'a> Iterator for InOrder<'a> {
+    type Item = u64;
+    fn next(&mut self) -> Option<u64> {
+        while let Some(n) = self.next {
+            self.stack.push(n);
+            self.next = n.left.as_deref();
         }
-    });
+        let n = self.stack.pop()?;
+        self.next = n.right.as_deref();
+        Some(n.key)
+    }
+}
+
+fn greenlet_sum(tree: &Rc<Option<Box<Node>>>) -> u64 {
+    let tree = tree.clone();
+    Generator::new(move |y: &Yielder<u64>| walk_greenlet(&tree, y)).sum()
+}
+
+fn corosensei_sum(tree: &Rc<Option<Box<Node>>>) -> u64 {
+    let tree = tree.clone();
+    let mut co: Coroutine<(), u64, ()> = Coroutine::new(move |y, ()| walk_corosensei(&tree, y));
     let mut sum = 0u64;
-    while let CoroutineResult::Yield(i) = co.resume(()) {
-        sum = sum.wrapping_add(i);
+    while let CoroutineResult::Yield(k) = co.resume(()) {
+        sum = sum.wrapping_add(k);
     }
     sum
 }
 
-fn iterator_sum(n: u64) -> u64 {
-    black_box(0..n).sum()
+fn iterator_sum(tree: &Rc<Option<Box<Node>>>) -> u64 {
+    InOrder {
+        stack: Vec::new(),
+        next: tree.as_deref(),
+    }
+    .sum()
 }
 
 /// A child that echoes what main sends, and `rounds` round trips with it.
@@ -56,11 +113,12 @@ fn round_trips(rounds: u64) {
 }
 
 fn benches(c: &mut Criterion) {
-    let mut g = c.benchmark_group("generator_per_item");
-    g.throughput(criterion::Throughput::Elements(ITEMS));
-    g.bench_function("corosensei", |b| b.iter(|| corosensei_sum(ITEMS)));
-    g.bench_function("greenlet_generator", |b| b.iter(|| generator_sum(ITEMS)));
-    g.bench_function("iterator", |b| b.iter(|| iterator_sum(ITEMS)));
+    let tree = Rc::new(build(0, NODES));
+    let mut g = c.benchmark_group("tree_walk_per_item");
+    g.throughput(criterion::Throughput::Elements(NODES));
+    g.bench_function("corosensei", |b| b.iter(|| corosensei_sum(&tree)));
+    g.bench_function("greenlet_generator", |b| b.iter(|| greenlet_sum(&tree)));
+    g.bench_function("hand_written_iterator", |b| b.iter(|| iterator_sum(&tree)));
     g.finish();
 
     let mut g = c.benchmark_group("switch_hook_unset");
@@ -86,16 +144,21 @@ fn median_ns(units: u64, mut f: impl FnMut(u64)) -> f64 {
     samples[samples.len() / 2]
 }
 
+/// Median ns per node of `f(tree)`, over several walks.
+fn walk_ns(tree: &Rc<Option<Box<Node>>>, f: fn(&Rc<Option<Box<Node>>>) -> u64) -> f64 {
+    assert_eq!(f(tree), NODES * (NODES - 1) / 2, "every key, once");
+    median_ns(NODES * 16, |units| {
+        for _ in 0..units / NODES {
+            black_box(f(tree));
+        }
+    })
+}
+
 fn summary() {
-    let coro = median_ns(ITEMS, |n| {
-        black_box(corosensei_sum(n));
-    });
-    let gen = median_ns(ITEMS, |n| {
-        black_box(generator_sum(n));
-    });
-    let iter = median_ns(ITEMS, |n| {
-        black_box(iterator_sum(n));
-    });
+    let tree = Rc::new(build(0, NODES));
+    let coro = walk_ns(&tree, corosensei_sum);
+    let gen = walk_ns(&tree, greenlet_sum);
+    let iter = walk_ns(&tree, iterator_sum);
     let unset = median_ns(1_000_000, round_trips);
     set_switch_hook(Some(Box::new(|_| {})));
     set_switch_hook(None);
@@ -104,13 +167,13 @@ fn summary() {
     println!("summary (median of 11 batches, same run)");
     println!("| measurement | ns | ratio |");
     println!("|---|---:|---:|");
-    println!("| corosensei generator, per item (floor) | {coro:.2} | 1.00x |");
+    println!("| tree walk, corosensei generator, per item (floor) | {coro:.2} | 1.00x |");
     println!(
-        "| greenlet::Generator, per item | {gen:.2} | {:.2}x |",
+        "| tree walk, greenlet::Generator, per item | {gen:.2} | {:.2}x |",
         gen / coro
     );
     println!(
-        "| hand-written Iterator (Range), per item | {iter:.2} | {:.2}x |",
+        "| tree walk, hand-written Iterator, per item | {iter:.2} | {:.2}x |",
         iter / coro
     );
     println!("| round trip, hook never set | {unset:.2} | 1.00x |");
