@@ -1,0 +1,266 @@
+//! Every value passed through a switch, and every object held on a
+//! greenlet's stack, is dropped exactly once, on every path: normal return,
+//! panic, kill, drop of the last handle, thread exit, type mismatch, throw.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use greenlet::{Greenlet, SwitchError};
+
+/// Counts drops in a shared counter; each value carries a payload so that
+/// it is not word-sized and crosses by pointer as well.
+struct Counted {
+    drops: Rc<Cell<usize>>,
+    _payload: [u64; 4],
+}
+
+fn counted(drops: &Rc<Cell<usize>>) -> Counted {
+    Counted {
+        drops: drops.clone(),
+        _payload: [1, 2, 3, 4],
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.drops.set(self.drops.get() + 1);
+    }
+}
+
+/// A word-sized value with a destructor (crosses in a register).
+struct Small(Box<Rc<Cell<usize>>>);
+
+impl Drop for Small {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+fn main_switch<T: 'static, R: 'static>(v: T) -> Result<R, SwitchError> {
+    Greenlet::main().switch(v)
+}
+
+#[test]
+fn values_moved_through_switches_are_dropped_once_by_their_final_owner() {
+    let drops = Rc::new(Cell::new(0));
+    let g = Greenlet::new(|first: Counted| {
+        // Echo it back, then take another and return it.
+        let second: Counted = main_switch(first).unwrap();
+        second
+    });
+    let back: Counted = g.switch(counted(&drops)).unwrap();
+    assert_eq!(drops.get(), 0);
+    drop(back);
+    assert_eq!(drops.get(), 1);
+    let returned: Counted = g.switch(counted(&drops)).unwrap();
+    assert_eq!(drops.get(), 1);
+    drop(returned);
+    assert_eq!(drops.get(), 2);
+}
+
+#[test]
+fn small_values_with_destructors_cross_in_registers_without_double_drops() {
+    let drops = Rc::new(Cell::new(0));
+    let g = Greenlet::new(|s: Small| -> Small {
+        let s2: Small = main_switch(s).unwrap();
+        s2
+    });
+    let s: Small = g.switch(Small(Box::new(drops.clone()))).unwrap();
+    let s: Small = g.switch(s).unwrap();
+    assert_eq!(drops.get(), 0);
+    drop(s);
+    assert_eq!(drops.get(), 1);
+}
+
+#[test]
+fn normal_return_drops_stack_objects_once() {
+    let drops = Rc::new(Cell::new(0));
+    let d = drops.clone();
+    let g = Greenlet::new(move |()| {
+        let _a = counted(&d);
+        let _b = counted(&d);
+        5u8
+    });
+    assert_eq!(g.switch::<(), u8>(()).unwrap(), 5);
+    assert_eq!(drops.get(), 2);
+}
+
+#[test]
+fn panic_drops_stack_objects_and_the_argument_once() {
+    let drops = Rc::new(Cell::new(0));
+    let d = drops.clone();
+    let g = Greenlet::new(move |arg: Counted| -> () {
+        let _a = counted(&d);
+        let _arg = arg;
+        panic!("boom");
+    });
+    assert!(g.switch::<Counted, ()>(counted(&drops)).is_err());
+    assert_eq!(drops.get(), 2);
+}
+
+#[test]
+fn kill_drops_stack_objects_once() {
+    let drops = Rc::new(Cell::new(0));
+    let d = drops.clone();
+    let g = Greenlet::new(move |arg: Counted| {
+        let _a = counted(&d);
+        let _arg = arg;
+        let _: () = main_switch(()).unwrap();
+    });
+    g.switch::<Counted, ()>(counted(&drops)).unwrap();
+    g.kill();
+    g.kill();
+    drop(g);
+    assert_eq!(drops.get(), 2);
+}
+
+#[test]
+fn dropping_the_last_handle_drops_stack_objects_once() {
+    let drops = Rc::new(Cell::new(0));
+    let d = drops.clone();
+    let g = Greenlet::new(move |()| {
+        let _a = counted(&d);
+        let _: () = main_switch(()).unwrap();
+    });
+    g.switch::<(), ()>(()).unwrap();
+    let g2 = g.clone();
+    drop(g);
+    assert_eq!(drops.get(), 0, "another handle remains");
+    drop(g2);
+    assert_eq!(drops.get(), 1);
+}
+
+#[test]
+fn unstarted_closures_are_dropped_once_on_drop_kill_and_throw() {
+    let drops = Rc::new(Cell::new(0));
+    for how in 0..3 {
+        let c = counted(&drops);
+        let g = Greenlet::new(move |()| drop(c));
+        match how {
+            0 => drop(g),
+            1 => g.kill(),
+            _ => assert!(g.throw::<&str, ()>("no").is_err()),
+        }
+    }
+    assert_eq!(drops.get(), 3);
+}
+
+#[test]
+fn type_mismatches_drop_the_value_once() {
+    let drops = Rc::new(Cell::new(0));
+    // To a suspended greenlet expecting something else.
+    let g = Greenlet::new(|()| -> String {
+        match main_switch::<(), u32>(()) {
+            Err(SwitchError::TypeMismatch { found, .. }) => found.to_string(),
+            other => format!("{other:?}"),
+        }
+    });
+    g.switch::<(), ()>(()).unwrap();
+    let found: String = g.switch(counted(&drops)).unwrap();
+    assert!(found.ends_with("Counted"));
+    assert_eq!(drops.get(), 1);
+    // To an unstarted greenlet with another argument type.
+    let h = Greenlet::new(|x: u32| x);
+    assert!(h.switch::<Counted, u32>(counted(&drops)).is_err());
+    assert_eq!(drops.get(), 2);
+    // To oneself.
+    assert!(Greenlet::current()
+        .switch::<Counted, u32>(counted(&drops))
+        .is_err());
+    assert_eq!(drops.get(), 3);
+    // A small value to a mismatched receiver.
+    let k = Greenlet::new(|()| main_switch::<(), String>(()).is_err());
+    k.switch::<(), ()>(()).unwrap();
+    assert!(k
+        .switch::<Small, bool>(Small(Box::new(drops.clone())))
+        .unwrap());
+    assert_eq!(drops.get(), 4);
+}
+
+#[test]
+fn a_return_value_nobody_accepts_is_dropped_once() {
+    let drops = Rc::new(Cell::new(0));
+    let d = drops.clone();
+    let g = Greenlet::new(move |()| counted(&d));
+    let err = g.switch::<(), String>(()).unwrap_err();
+    assert!(matches!(err, SwitchError::TypeMismatch { .. }));
+    assert_eq!(drops.get(), 1);
+    assert_eq!(greenlet::stack_stats().in_use, 0, "its stack was recycled");
+}
+
+#[test]
+fn throw_payloads_are_dropped_once() {
+    let drops = Rc::new(Cell::new(0));
+    let g = Greenlet::new(|()| {
+        let r = main_switch::<(), ()>(());
+        assert!(matches!(r, Err(SwitchError::Thrown(_))));
+    });
+    g.switch::<(), ()>(()).unwrap();
+    struct SendCounted(Arc<AtomicUsize>);
+    impl Drop for SendCounted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let n = Arc::new(AtomicUsize::new(0));
+    g.throw::<SendCounted, ()>(SendCounted(n.clone())).unwrap();
+    assert_eq!(n.load(Ordering::SeqCst), 1);
+    let err = Greenlet::current()
+        .throw::<SendCounted, ()>(SendCounted(n.clone()))
+        .unwrap_err();
+    assert_eq!(n.load(Ordering::SeqCst), 1);
+    drop(err);
+    assert_eq!(n.load(Ordering::SeqCst), 2);
+    drop(drops);
+}
+
+#[test]
+fn a_value_in_flight_to_a_greenlet_killed_later_is_not_lost() {
+    // The receiver takes the value before anything else runs, so a kill
+    // afterwards drops only what is on its stack.
+    let drops = Rc::new(Cell::new(0));
+    let g = Greenlet::new(|()| {
+        let held: Counted = main_switch(()).unwrap();
+        let _: () = main_switch(()).unwrap();
+        drop(held);
+    });
+    g.switch::<(), ()>(()).unwrap();
+    g.switch::<Counted, ()>(counted(&drops)).unwrap();
+    assert_eq!(drops.get(), 0);
+    g.kill();
+    assert_eq!(drops.get(), 1);
+}
+
+#[test]
+fn thread_exit_drops_everything_once() {
+    let n = Arc::new(AtomicUsize::new(0));
+    struct SendCounted(Arc<AtomicUsize>);
+    impl Drop for SendCounted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let m = n.clone();
+    std::thread::spawn(move || {
+        let a = SendCounted(m.clone());
+        let suspended = Greenlet::new(move |arg: SendCounted| {
+            let _a = a;
+            let _arg = arg;
+            let _: () = main_switch(()).unwrap();
+        });
+        suspended
+            .switch::<SendCounted, ()>(SendCounted(m.clone()))
+            .unwrap();
+        let b = SendCounted(m.clone());
+        let unstarted = Greenlet::new(move |()| drop(b));
+        std::mem::forget(suspended.clone());
+        std::mem::forget(unstarted);
+        // `suspended` is still held here too when the thread ends.
+        std::mem::forget(suspended);
+    })
+    .join()
+    .unwrap();
+    assert_eq!(n.load(Ordering::SeqCst), 3);
+}
