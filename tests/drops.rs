@@ -30,7 +30,7 @@ impl Drop for Counted {
 }
 
 /// A word-sized value with a destructor (crosses in a register).
-struct Small(Box<Rc<Cell<usize>>>);
+struct Small(Rc<Cell<usize>>);
 
 impl Drop for Small {
     fn drop(&mut self) {
@@ -67,7 +67,7 @@ fn small_values_with_destructors_cross_in_registers_without_double_drops() {
         let s2: Small = main_switch(s).unwrap();
         s2
     });
-    let s: Small = g.switch(Small(Box::new(drops.clone()))).unwrap();
+    let s: Small = g.switch(Small(drops.clone())).unwrap();
     let s: Small = g.switch(s).unwrap();
     assert_eq!(drops.get(), 0);
     drop(s);
@@ -173,9 +173,7 @@ fn type_mismatches_drop_the_value_once() {
     // A small value to a mismatched receiver.
     let k = Greenlet::new(|()| main_switch::<(), String>(()).is_err());
     k.switch::<(), ()>(()).unwrap();
-    assert!(k
-        .switch::<Small, bool>(Small(Box::new(drops.clone())))
-        .unwrap());
+    assert!(k.switch::<Small, bool>(Small(drops.clone())).unwrap());
     assert_eq!(drops.get(), 4);
 }
 
