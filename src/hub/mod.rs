@@ -1,3 +1,508 @@
-//! The hub: one greenlet per thread that owns a ready queue and timers and
-//! gives cooperative `spawn`, `sleep` and blocking queues on top of plain
-//! switches. (Work in progress.)
+//! The hub: one greenlet per thread that owns a ready queue and timers, and
+//! gives cooperative `spawn`, `sleep`, blocking queues, events, joins and
+//! timeouts on top of plain switches (gevent's model, rows H1–H9).
+//!
+//! ```
+//! use std::time::Duration;
+//! use greenlet::hub::{self, Queue};
+//!
+//! let q = Queue::bounded(1);
+//! let producer = {
+//!     let q = q.clone();
+//!     hub::spawn(move || {
+//!         for i in 0..3 {
+//!             q.put(i); // blocks while the queue is full
+//!         }
+//!     })
+//! };
+//! let consumer = {
+//!     let q = q.clone();
+//!     hub::spawn(move || {
+//!         let mut got = Vec::new();
+//!         for _ in 0..3 {
+//!             got.push(q.get());
+//!             hub::sleep(Duration::from_millis(1));
+//!         }
+//!         got
+//!     })
+//! };
+//! hub::run(); // until nothing is ready and no timer is pending
+//! assert!(producer.is_finished());
+//! assert_eq!(consumer.join().unwrap(), [0, 1, 2]);
+//! ```
+//!
+//! # How it runs
+//!
+//! The hub greenlet is created on first use, with the main greenlet as its
+//! parent. A blocking call registers a *wait* (the current greenlet and the
+//! reason it was woken) and switches away; whoever makes it runnable puts it
+//! on the FIFO ready queue. Switching away goes straight to the next ready
+//! greenlet (one greenlet switch); the hub's own loop runs only between
+//! rounds: it fires due timers, parks the thread until the next deadline
+//! when only timers remain, and switches back to main when nothing is left.
+//!
+//! A *round* is the set of greenlets that were ready when it began; a
+//! greenlet made ready during a round (by `yield_now`, say) runs in the next
+//! one, and due timers are fired between rounds, so all ready greenlets run
+//! before any due timer and a yielding loop cannot starve a sleeper.
+//!
+//! Decisions:
+//! - `run` may only be called from the main greenlet; blocking calls work
+//!   from any greenlet except the hub itself (a panic naming the call).
+//! - A blocking call made from main when nothing else can run (nothing
+//!   ready, no timer) panics with "... would block forever"; the same call
+//!   from another greenlet leaves it blocked and returns control to main.
+//! - Queue items are never handed to a waiter directly: a woken getter has
+//!   an item *reserved* in the queue and takes it when it runs, so killing
+//!   or timing out a woken waiter just passes the reservation on (no item is
+//!   lost or duplicated).
+//! - Blocking is impossible while the current greenlet unwinds (a panic or
+//!   a kill): a blocking call from a destructor then panics, which aborts.
+
+mod event;
+mod join;
+mod queue;
+mod timeout;
+mod timer;
+mod wait_list;
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::error::SwitchError;
+use crate::greenlet::Greenlet;
+use crate::runtime::Runtime;
+use crate::stats::WaitOn;
+use crate::value::GreenletExit;
+
+use self::timer::{Action, Timers};
+
+pub use self::event::Event;
+pub use self::join::{JoinError, JoinHandle};
+pub use self::queue::Queue;
+pub use self::timeout::{with_timeout, Elapsed};
+
+/// Why a wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// Not yet.
+    Pending,
+    /// What it waited for happened.
+    Ready,
+    /// Its own deadline passed.
+    TimedOut,
+    /// The `with_timeout` scope with this key expired.
+    Interrupted(usize),
+}
+
+/// One blocked call.
+struct Wait {
+    greenlet: Greenlet,
+    wake: Wake,
+    timer: Option<usize>,
+}
+
+/// A `with_timeout` scope.
+struct Scope {
+    fired: bool,
+    /// The wait its greenlet is blocked in, if any.
+    wait: Option<usize>,
+    timer: usize,
+}
+
+/// The private payload thrown into main when it would block forever.
+struct BlockedForever;
+
+/// A thread's hub.
+pub(crate) struct Hub {
+    greenlet: Greenlet,
+    ready: RefCell<VecDeque<Greenlet>>,
+    /// Ready greenlets left in the current round.
+    round_left: Cell<usize>,
+    timers: RefCell<Timers>,
+    waits: RefCell<Slab<Wait>>,
+    scopes: RefCell<Slab<Scope>>,
+    /// The call main is blocked in, if it is.
+    main_blocked: Cell<Option<&'static str>>,
+    next_queue_id: Cell<u64>,
+}
+
+thread_local! {
+    static HUB: RefCell<Option<Rc<Hub>>> = const { RefCell::new(None) };
+}
+
+crate::greenlet_local! {
+    /// The keys of the current greenlet's active `with_timeout` scopes,
+    /// innermost last.
+    static SCOPES: RefCell<Vec<usize>> = RefCell::new(Vec::new());
+}
+
+/// This thread's hub, created on first use.
+pub(crate) fn hub() -> Rc<Hub> {
+    HUB.with(|h| {
+        if let Some(hub) = &*h.borrow() {
+            return hub.clone();
+        }
+        let hub = Hub::new();
+        *h.borrow_mut() = Some(hub.clone());
+        hub
+    })
+}
+
+impl Hub {
+    fn new() -> Rc<Hub> {
+        Rc::new_cyclic(|weak: &std::rc::Weak<Hub>| {
+            let weak = weak.clone();
+            let greenlet = Greenlet::builder()
+                .name("hub")
+                .parent(&Greenlet::main())
+                .build(move |()| {
+                    let hub = weak
+                        .upgrade()
+                        .expect("the hub outlives its greenlet's start");
+                    hub.run_loop()
+                })
+                .unwrap_or_else(|e| panic!("greenlet::hub: cannot allocate the hub's stack: {e}"));
+            Hub {
+                greenlet,
+                ready: RefCell::new(VecDeque::new()),
+                round_left: Cell::new(0),
+                timers: RefCell::new(Timers::new()),
+                waits: RefCell::new(Slab::new()),
+                scopes: RefCell::new(Slab::new()),
+                main_blocked: Cell::new(None),
+                next_queue_id: Cell::new(1),
+            }
+        })
+    }
+
+    /// The hub greenlet's loop; see the module docs.
+    fn run_loop(&self) {
+        let main = Greenlet::main();
+        loop {
+            self.fire_due_timers();
+            self.round_left.set(self.ready.borrow().len());
+            if let Some(next) = self.pop_ready() {
+                // What comes back (a spawned greenlet's `()`, a self-kill's
+                // error) only means "carry on".
+                let _ = next.switch::<(), ()>(());
+                continue;
+            }
+            let deadline = self.timers.borrow_mut().next_deadline();
+            if let Some(deadline) = deadline {
+                // Only timers remain: park the thread until the first.
+                Runtime::get().set_waiting_on(Some(WaitOn::Hub));
+                std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                Runtime::get().set_waiting_on(None);
+                continue;
+            }
+            // Nothing is left. Main either ran `run` (it returns) or is
+            // blocked in a call nothing can ever complete (H9).
+            if self.main_blocked.get().is_some() {
+                let _ = main.throw::<BlockedForever, ()>(BlockedForever);
+            } else {
+                let _ = main.switch::<(), ()>(());
+            }
+        }
+    }
+
+    /// Moves the greenlets of due timers to the ready queue, in deadline
+    /// order.
+    fn fire_due_timers(&self) {
+        if self.timers.borrow().is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        loop {
+            let due = self.timers.borrow_mut().pop_due(now);
+            match due {
+                Some(Action::Wait(w)) => {
+                    self.wake(w, Wake::TimedOut);
+                }
+                Some(Action::Interrupt(s)) => self.interrupt(s),
+                None => return,
+            }
+        }
+    }
+
+    /// The next ready greenlet of the current round, skipping dead ones.
+    fn pop_ready(&self) -> Option<Greenlet> {
+        while self.round_left.get() > 0 {
+            self.round_left.set(self.round_left.get() - 1);
+            let next = self.ready.borrow_mut().pop_front()?;
+            if !next.is_dead() {
+                return Some(next);
+            }
+        }
+        None
+    }
+
+    /// The greenlet a blocking greenlet hands control to: the next ready one
+    /// of this round; at a round's end, a new round starts right here when
+    /// no timer is pending (the hub would do nothing else), otherwise `None`
+    /// (go through the hub, which fires the timers first).
+    fn next_for_handoff(&self) -> Option<Greenlet> {
+        if self.round_left.get() == 0 {
+            if !self.timers.borrow().is_empty() {
+                return None;
+            }
+            self.round_left.set(self.ready.borrow().len());
+        }
+        self.pop_ready()
+    }
+
+    /// Puts `g` at the back of the ready queue.
+    fn make_ready(&self, g: Greenlet) {
+        self.ready.borrow_mut().push_back(g);
+    }
+
+    /// Registers a wait for the current greenlet, with an optional
+    /// deadline; returns its key.
+    pub(crate) fn new_wait(&self, deadline: Option<Instant>) -> usize {
+        let w = self.waits.borrow_mut().insert(Wait {
+            greenlet: Greenlet::current(),
+            wake: Wake::Pending,
+            timer: None,
+        });
+        if let Some(deadline) = deadline {
+            let t = self.timers.borrow_mut().add(deadline, Action::Wait(w));
+            self.waits.borrow_mut()[w].timer = Some(t);
+        }
+        w
+    }
+
+    /// Wakes wait `w` for `reason` unless it was already woken; returns
+    /// whether this call woke it.
+    pub(crate) fn wake(&self, w: usize, reason: Wake) -> bool {
+        let (greenlet, timer) = {
+            let mut waits = self.waits.borrow_mut();
+            let Some(wait) = waits.get_mut(w) else {
+                return false;
+            };
+            if wait.wake != Wake::Pending {
+                return false;
+            }
+            wait.wake = reason;
+            (wait.greenlet.clone(), wait.timer.take())
+        };
+        if let Some(t) = timer {
+            self.timers.borrow_mut().cancel(t, Action::Wait(w));
+        }
+        self.make_ready(greenlet);
+        true
+    }
+
+    /// Ends wait `w` (from its blocked call, on every exit path) and says
+    /// how it ended.
+    pub(crate) fn end_wait(&self, w: usize) -> Wake {
+        let wait = self.waits.borrow_mut().try_remove(w);
+        match wait {
+            Some(wait) => {
+                if let Some(t) = wait.timer {
+                    self.timers.borrow_mut().cancel(t, Action::Wait(w));
+                }
+                wait.wake
+            }
+            None => Wake::Pending,
+        }
+    }
+
+    /// Blocks the current greenlet in wait `w` until it is woken; `call`
+    /// names the blocking call for errors, `on` describes it for `stats`.
+    pub(crate) fn block(&self, w: usize, call: &'static str, on: WaitOn) -> Wake {
+        // A `with_timeout` scope that already expired interrupts right away.
+        if let Some(s) = self.fired_scope() {
+            return Wake::Interrupted(s);
+        }
+        self.set_scopes_wait(Some(w));
+        let rt = Runtime::get();
+        rt.set_waiting_on(Some(on));
+        let wake = loop {
+            self.switch_away(call);
+            let wake = self
+                .waits
+                .borrow()
+                .get(w)
+                .map_or(Wake::Pending, |wait| wait.wake);
+            if wake != Wake::Pending {
+                break wake;
+            }
+        };
+        rt.set_waiting_on(None);
+        self.set_scopes_wait(None);
+        wake
+    }
+
+    /// Gives control to the next ready greenlet (or the hub) until
+    /// something switches back here.
+    fn switch_away(&self, call: &'static str) {
+        if self.greenlet.is_current() {
+            panic!("greenlet::hub: {call} cannot block inside the hub greenlet");
+        }
+        let is_main = Greenlet::current().is_main();
+        if is_main {
+            self.main_blocked.set(Some(call));
+        }
+        let next = self.next_for_handoff();
+        let outcome = match &next {
+            Some(g) => g.switch::<(), ()>(()),
+            None => self.greenlet.switch::<(), ()>(()),
+        };
+        drop(next);
+        if is_main {
+            self.main_blocked.set(None);
+        }
+        match outcome {
+            Ok(()) => {}
+            Err(SwitchError::Thrown(p)) if p.is::<BlockedForever>() => panic!(
+                "greenlet::hub: {call} would block forever: \
+                 no other greenlet is ready and no timer is pending"
+            ),
+            Err(SwitchError::Unwinding) => {
+                panic!("greenlet::hub: {call} cannot block while the greenlet unwinds")
+            }
+            // Anything else (a stray value) is a spurious wake-up: the
+            // caller checks its wait and blocks again.
+            Err(_) => {}
+        }
+    }
+
+    /// Puts the current greenlet at the back of the ready queue and lets the
+    /// others run.
+    fn yield_now(&self) {
+        self.make_ready(Greenlet::current());
+        self.switch_away("hub::yield_now");
+    }
+
+    fn fired_scope(&self) -> Option<usize> {
+        SCOPES.with(|active| {
+            let scopes = self.scopes.borrow();
+            active
+                .borrow()
+                .iter()
+                .rev()
+                .copied()
+                .find(|s| scopes.get(*s).is_some_and(|scope| scope.fired))
+        })
+    }
+
+    fn set_scopes_wait(&self, w: Option<usize>) {
+        SCOPES.with(|active| {
+            let mut scopes = self.scopes.borrow_mut();
+            for s in active.borrow().iter() {
+                if let Some(scope) = scopes.get_mut(*s) {
+                    scope.wait = w;
+                }
+            }
+        })
+    }
+
+    /// The `with_timeout` scope `s` expired.
+    fn interrupt(&self, s: usize) {
+        let wait = {
+            let mut scopes = self.scopes.borrow_mut();
+            let Some(scope) = scopes.get_mut(s) else {
+                return;
+            };
+            scope.fired = true;
+            scope.wait
+        };
+        if let Some(w) = wait {
+            self.wake(w, Wake::Interrupted(s));
+        }
+    }
+
+    fn queue_id(&self) -> u64 {
+        let id = self.next_queue_id.get();
+        self.next_queue_id.set(id + 1);
+        id
+    }
+}
+
+/// The payload a blocked call unwinds with when its `with_timeout` scope
+/// expires.
+pub(crate) struct Interrupt(pub(crate) usize);
+
+/// Unwinds out of a blocking call interrupted by `with_timeout`.
+pub(crate) fn interrupted(scope: usize) -> ! {
+    std::panic::resume_unwind(Box::new(Interrupt(scope)))
+}
+
+/// Whether a caught panic payload is a kill, which must not be swallowed.
+pub(crate) fn is_kill(payload: &(dyn std::any::Any + Send)) -> bool {
+    payload.is::<GreenletExit>()
+}
+
+/// Spawns `f` on a new greenlet whose parent is the hub. Never switches:
+/// the greenlet is put on the ready queue and starts when the caller blocks
+/// or yields. A panic in `f` is caught and kept for
+/// [`JoinHandle::join`]; it never unwinds into the hub.
+///
+/// # Panics
+///
+/// When no stack can be had (see [`Greenlet::new`]).
+pub fn spawn<F, R>(f: F) -> JoinHandle<R>
+where
+    F: FnOnce() -> R + 'static,
+    R: 'static,
+{
+    join::spawn(&hub(), f)
+}
+
+/// Suspends the current greenlet for `d` (rows H3, H4). `sleep(0)` is
+/// [`yield_now`]; sleepers wake in deadline order, ties in the order they
+/// went to sleep, and only after every greenlet that was ready.
+pub fn sleep(d: Duration) {
+    if d.is_zero() {
+        return yield_now();
+    }
+    let hub = hub();
+    let until = Instant::now() + d;
+    let w = hub.new_wait(Some(until));
+    let guard = EndWait { hub: &hub, w };
+    match hub.block(w, "hub::sleep", WaitOn::Sleep { until }) {
+        Wake::Interrupted(s) => {
+            drop(guard);
+            interrupted(s)
+        }
+        _ => drop(guard),
+    }
+}
+
+/// Goes to the back of the ready queue and lets every other ready greenlet
+/// run first: strict round-robin (two greenlets yielding in turn run
+/// `1A 2A 1B 2B`). No allocation happens per call.
+pub fn yield_now() {
+    hub().yield_now();
+}
+
+/// Drives the hub from the main greenlet until no greenlet is ready and no
+/// timer is pending.
+///
+/// # Panics
+///
+/// When called from a greenlet other than main.
+pub fn run() {
+    let hub = hub();
+    assert!(
+        Greenlet::current().is_main(),
+        "greenlet::hub::run must be called from the main greenlet"
+    );
+    let _ = hub.greenlet.switch::<(), ()>(());
+}
+
+/// Ends a wait on every exit path of a blocking call.
+pub(crate) struct EndWait<'a> {
+    pub(crate) hub: &'a Hub,
+    pub(crate) w: usize,
+}
+
+impl Drop for EndWait<'_> {
+    fn drop(&mut self) {
+        self.hub.end_wait(self.w);
+    }
+}

@@ -1,0 +1,134 @@
+//! `Event`: a flag greenlets can wait for (row H7).
+
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::wait_list::WaitList;
+use super::{hub, interrupted, Hub, Wake};
+use crate::stats::WaitOn;
+
+/// A flag that greenlets of one thread can wait for; `Clone` shares it.
+///
+/// `set` wakes every waiter, in the order they started waiting; the flag
+/// stays set (later `wait`s return at once) until `clear`.
+///
+/// ```
+/// use greenlet::hub::{self, Event};
+///
+/// let ready = Event::new();
+/// let r = ready.clone();
+/// let waiter = hub::spawn(move || {
+///     r.wait();
+///     "woken"
+/// });
+/// hub::yield_now(); // the waiter runs and blocks
+/// assert!(!waiter.is_finished());
+/// ready.set();
+/// assert_eq!(waiter.join().unwrap(), "woken");
+/// ```
+#[derive(Clone)]
+pub struct Event {
+    inner: Rc<RefCell<Inner>>,
+}
+
+struct Inner {
+    set: bool,
+    waiters: WaitList,
+}
+
+impl Event {
+    /// A new, clear event.
+    pub fn new() -> Event {
+        Event {
+            inner: Rc::new(RefCell::new(Inner {
+                set: false,
+                waiters: WaitList::new(),
+            })),
+        }
+    }
+
+    /// Sets the flag and wakes every waiter.
+    pub fn set(&self) {
+        let hub = hub();
+        let mut e = self.inner.borrow_mut();
+        e.set = true;
+        while let Some(w) = e.waiters.pop_front() {
+            hub.wake(w, Wake::Ready);
+        }
+    }
+
+    /// Clears the flag.
+    pub fn clear(&self) {
+        self.inner.borrow_mut().set = false;
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        self.inner.borrow().set
+    }
+
+    /// Blocks the calling greenlet until the flag is set.
+    pub fn wait(&self) {
+        self.wait_until(None, "Event::wait");
+    }
+
+    /// Blocks until the flag is set or `timeout` passes; returns whether it
+    /// was set.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_until(Some(Instant::now() + timeout), "Event::wait_timeout")
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>, call: &'static str) -> bool {
+        if self.is_set() {
+            return true;
+        }
+        let hub = hub();
+        let w = hub.new_wait(deadline);
+        let node = self.inner.borrow_mut().waiters.push_back(w);
+        let guard = WaiterGuard {
+            event: &self.inner,
+            hub: &hub,
+            w,
+            node,
+        };
+        let wake = hub.block(w, call, WaitOn::Event { until: deadline });
+        drop(guard);
+        match wake {
+            Wake::Ready => true,
+            Wake::Interrupted(s) => interrupted(s),
+            Wake::TimedOut | Wake::Pending => self.is_set(),
+        }
+    }
+}
+
+/// Leaves the waiters list on every exit path of a `wait`.
+struct WaiterGuard<'a> {
+    event: &'a RefCell<Inner>,
+    hub: &'a Hub,
+    w: usize,
+    node: usize,
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        if self.hub.end_wait(self.w) != Wake::Ready {
+            self.event.borrow_mut().waiters.remove(self.node, self.w);
+        }
+    }
+}
+
+impl Default for Event {
+    fn default() -> Event {
+        Event::new()
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("set", &self.is_set())
+            .finish()
+    }
+}

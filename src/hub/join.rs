@@ -1,0 +1,197 @@
+//! `spawn`'s handle: join a spawned greenlet, kill it, ask whether it is
+//! done (rows H1, H2, H8).
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+
+use super::wait_list::WaitList;
+use super::{hub, interrupted, is_kill, Hub, Wake};
+use crate::error::payload_message;
+use crate::greenlet::Greenlet;
+use crate::stats::WaitOn;
+
+/// Why [`JoinHandle::join`] has no value.
+#[non_exhaustive]
+pub enum JoinError {
+    /// The greenlet panicked; the payload is the original one.
+    Panicked(Box<dyn Any + Send>),
+    /// The greenlet was killed (before or while running).
+    Killed,
+}
+
+impl fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::Panicked(p) => f
+                .debug_tuple("Panicked")
+                .field(&payload_message(p.as_ref()).unwrap_or("<non-text payload>"))
+                .finish(),
+            JoinError::Killed => f.write_str("Killed"),
+        }
+    }
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::Panicked(p) => match payload_message(p.as_ref()) {
+                Some(m) => write!(f, "the spawned greenlet panicked: {m}"),
+                None => f.write_str("the spawned greenlet panicked (non-text payload)"),
+            },
+            JoinError::Killed => f.write_str("the spawned greenlet was killed"),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+/// What a spawned greenlet leaves for its joiner.
+struct JoinState<R> {
+    result: RefCell<Option<Result<R, JoinError>>>,
+    finished: Cell<bool>,
+    joiners: RefCell<WaitList>,
+}
+
+impl<R> JoinState<R> {
+    fn finish(&self, hub: &Hub, result: Result<R, JoinError>) {
+        *self.result.borrow_mut() = Some(result);
+        self.finished.set(true);
+        let mut joiners = self.joiners.borrow_mut();
+        while let Some(w) = joiners.pop_front() {
+            hub.wake(w, Wake::Ready);
+        }
+    }
+}
+
+/// Owned by the spawned closure: records `Killed` if the greenlet ends
+/// without a result (its closure dropped unrun, or its stack unwound).
+struct Finisher<R> {
+    state: Rc<JoinState<R>>,
+    hub: Rc<Hub>,
+}
+
+impl<R> Drop for Finisher<R> {
+    fn drop(&mut self) {
+        if !self.state.finished.get() {
+            self.state.finish(&self.hub, Err(JoinError::Killed));
+        }
+    }
+}
+
+/// The handle [`spawn`](super::spawn) returns.
+pub struct JoinHandle<R> {
+    greenlet: Greenlet,
+    state: Rc<JoinState<R>>,
+}
+
+pub(crate) fn spawn<F, R>(hub: &Rc<Hub>, f: F) -> JoinHandle<R>
+where
+    F: FnOnce() -> R + 'static,
+    R: 'static,
+{
+    let state = Rc::new(JoinState {
+        result: RefCell::new(None),
+        finished: Cell::new(false),
+        joiners: RefCell::new(WaitList::new()),
+    });
+    let finisher = Finisher {
+        state: state.clone(),
+        hub: hub.clone(),
+    };
+    let greenlet = Greenlet::builder()
+        .parent(&hub.greenlet)
+        .build(move |()| {
+            let finisher = finisher;
+            let result = match panic::catch_unwind(AssertUnwindSafe(f)) {
+                Ok(value) => Ok(value),
+                // A kill must finish unwinding the stack.
+                Err(p) if is_kill(p.as_ref()) => panic::resume_unwind(p),
+                Err(p) => Err(JoinError::Panicked(p)),
+            };
+            finisher.state.finish(&finisher.hub, result);
+        })
+        .unwrap_or_else(|e| {
+            panic!(
+                "greenlet::hub::spawn: cannot allocate a stack: {e} \
+                 (see vm.max_map_count in the Greenlet::new docs)"
+            )
+        });
+    hub.make_ready(greenlet.clone());
+    JoinHandle { greenlet, state }
+}
+
+impl<R: 'static> JoinHandle<R> {
+    /// Waits (blocking the calling greenlet) until the spawned greenlet
+    /// finishes, and returns its value, or why there is none.
+    pub fn join(self) -> Result<R, JoinError> {
+        if !self.state.finished.get() {
+            let hub = hub();
+            let w = hub.new_wait(None);
+            let node = self.state.joiners.borrow_mut().push_back(w);
+            let guard = JoinGuard {
+                joiners: &self.state.joiners,
+                hub: &hub,
+                w,
+                node,
+            };
+            let on = WaitOn::Join {
+                greenlet: self.greenlet.id(),
+            };
+            let wake = hub.block(w, "JoinHandle::join", on);
+            drop(guard);
+            if let Wake::Interrupted(s) = wake {
+                interrupted(s);
+            }
+        }
+        self.state
+            .result
+            .borrow_mut()
+            .take()
+            .unwrap_or(Err(JoinError::Killed))
+    }
+
+    /// Kills the spawned greenlet (see [`Greenlet::kill`]); `join` then
+    /// returns [`JoinError::Killed`] unless it had already finished.
+    pub fn kill(&self) {
+        self.greenlet.kill();
+    }
+
+    /// Whether the spawned greenlet has finished (returned, panicked or was
+    /// killed).
+    pub fn is_finished(&self) -> bool {
+        self.state.finished.get()
+    }
+
+    /// The spawned greenlet.
+    pub fn greenlet(&self) -> &Greenlet {
+        &self.greenlet
+    }
+}
+
+impl<R> fmt::Debug for JoinHandle<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("greenlet", &self.greenlet)
+            .field("finished", &self.state.finished.get())
+            .finish()
+    }
+}
+
+/// Leaves the joiners list on every exit path of a `join`.
+struct JoinGuard<'a> {
+    joiners: &'a RefCell<WaitList>,
+    hub: &'a Hub,
+    w: usize,
+    node: usize,
+}
+
+impl Drop for JoinGuard<'_> {
+    fn drop(&mut self) {
+        if self.hub.end_wait(self.w) != Wake::Ready {
+            self.joiners.borrow_mut().remove(self.node, self.w);
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! `Queue<T>`: a FIFO whose `get` blocks the calling greenlet while it is
+//! empty and whose `put` blocks while a bounded queue is full (row H6).
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fmt;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::wait_list::WaitList;
+use super::{hub, interrupted, Hub, Wake};
+use crate::stats::WaitOn;
+
+/// A queue of `T` shared by the greenlets of one thread; `Clone` gives
+/// another handle to the same queue.
+///
+/// Getters and putters are served in the order they blocked. An item is
+/// never handed to a blocked getter directly: waking a getter *reserves*
+/// the front item for it, and it takes the item when it runs. A getter that
+/// is killed or times out after being woken passes its reservation to the
+/// next getter, so every item is taken exactly once or stays in the queue.
+///
+/// ```
+/// use greenlet::hub::{self, Queue};
+///
+/// let q = Queue::new();
+/// let q2 = q.clone();
+/// let consumer = hub::spawn(move || q2.get() + q2.get());
+/// q.put(20);
+/// q.put(22);
+/// assert_eq!(consumer.join().unwrap(), 42);
+/// assert!(q.is_empty());
+/// ```
+pub struct Queue<T> {
+    inner: Rc<RefCell<Inner<T>>>,
+}
+
+struct Inner<T> {
+    items: VecDeque<T>,
+    capacity: Option<usize>,
+    getters: WaitList,
+    putters: WaitList,
+    /// Items promised to woken getters that have not run yet.
+    reserved_items: usize,
+    /// Free places promised to woken putters that have not run yet.
+    reserved_slots: usize,
+    id: u64,
+}
+
+impl<T> Inner<T> {
+    fn has_space(&self) -> bool {
+        self.capacity
+            .is_none_or(|cap| self.items.len() + self.reserved_slots < cap)
+    }
+
+    /// Wakes the first waiting getter if an unreserved item is there.
+    fn wake_getter(&mut self, hub: &Hub) {
+        while self.items.len() > self.reserved_items {
+            let Some(w) = self.getters.pop_front() else {
+                return;
+            };
+            // A getter whose deadline already woke it is skipped.
+            if hub.wake(w, Wake::Ready) {
+                self.reserved_items += 1;
+                return;
+            }
+        }
+    }
+
+    /// Wakes the first waiting putter if an unreserved place is free.
+    fn wake_putter(&mut self, hub: &Hub) {
+        while self.has_space() {
+            let Some(w) = self.putters.pop_front() else {
+                return;
+            };
+            if hub.wake(w, Wake::Ready) {
+                self.reserved_slots += 1;
+                return;
+            }
+        }
+    }
+}
+
+impl<T: 'static> Queue<T> {
+    /// An unbounded queue: `put` never blocks.
+    pub fn new() -> Queue<T> {
+        Queue::with_capacity(None)
+    }
+
+    /// A queue of at most `capacity` items: `put` blocks while it is full.
+    ///
+    /// # Panics
+    ///
+    /// When `capacity` is 0.
+    pub fn bounded(capacity: usize) -> Queue<T> {
+        assert!(
+            capacity > 0,
+            "greenlet::hub::Queue::bounded needs a capacity of at least 1"
+        );
+        Queue::with_capacity(Some(capacity))
+    }
+
+    fn with_capacity(capacity: Option<usize>) -> Queue<T> {
+        Queue {
+            inner: Rc::new(RefCell::new(Inner {
+                items: VecDeque::new(),
+                capacity,
+                getters: WaitList::new(),
+                putters: WaitList::new(),
+                reserved_items: 0,
+                reserved_slots: 0,
+                id: hub().queue_id(),
+            })),
+        }
+    }
+
+    /// Adds `item` at the back, blocking the calling greenlet while a
+    /// bounded queue is full.
+    pub fn put(&self, item: T) {
+        if let Err(_item) = self.put_until(item, None, "Queue::put") {
+            unreachable!("a put without a deadline cannot time out");
+        }
+    }
+
+    /// Adds `item` if there is room now; gives it back otherwise.
+    pub fn try_put(&self, item: T) -> Result<(), T> {
+        let hub = hub();
+        let mut q = self.inner.borrow_mut();
+        // Blocked putters are only ever waiting when there is no room.
+        if q.has_space() {
+            q.items.push_back(item);
+            q.wake_getter(&hub);
+            Ok(())
+        } else {
+            Err(item)
+        }
+    }
+
+    /// Like [`put`](Queue::put), but gives the item back if no room was made
+    /// within `timeout`.
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), T> {
+        self.put_until(item, Some(Instant::now() + timeout), "Queue::put_timeout")
+    }
+
+    /// Takes the front item, blocking the calling greenlet while the queue
+    /// is empty.
+    pub fn get(&self) -> T {
+        match self.get_until(None, "Queue::get") {
+            Some(item) => item,
+            None => unreachable!("a get without a deadline cannot time out"),
+        }
+    }
+
+    /// Takes the front item if there is one (and no blocked getter is owed
+    /// it).
+    pub fn try_get(&self) -> Option<T> {
+        let hub = hub();
+        let mut q = self.inner.borrow_mut();
+        if q.items.len() > q.reserved_items {
+            let item = q.items.pop_front();
+            q.wake_putter(&hub);
+            item
+        } else {
+            None
+        }
+    }
+
+    /// Like [`get`](Queue::get), but gives up after `timeout`.
+    pub fn get_timeout(&self, timeout: Duration) -> Option<T> {
+        self.get_until(Some(Instant::now() + timeout), "Queue::get_timeout")
+    }
+
+    /// How many items are in the queue (including ones reserved for woken
+    /// getters that have not run yet).
+    pub fn len(&self) -> usize {
+        self.inner.borrow().items.len()
+    }
+
+    /// Whether the queue holds no item.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bound given to [`bounded`](Queue::bounded); `None` if unbounded.
+    pub fn capacity(&self) -> Option<usize> {
+        self.inner.borrow().capacity
+    }
+
+    /// A number identifying this queue in [`stats`](crate::stats) output.
+    pub fn id(&self) -> u64 {
+        self.inner.borrow().id
+    }
+
+    fn get_until(&self, deadline: Option<Instant>, call: &'static str) -> Option<T> {
+        if let Some(item) = self.try_get() {
+            return Some(item);
+        }
+        let hub = hub();
+        let w = hub.new_wait(deadline);
+        let (node, queue) = {
+            let mut q = self.inner.borrow_mut();
+            (q.getters.push_back(w), q.id)
+        };
+        let mut guard = GetterGuard {
+            queue: &self.inner,
+            hub: &hub,
+            w,
+            node,
+            took: false,
+        };
+        let on = WaitOn::QueueGet {
+            queue,
+            until: deadline,
+        };
+        match hub.block(w, call, on) {
+            Wake::Ready => {
+                let item = {
+                    let mut q = self.inner.borrow_mut();
+                    q.reserved_items -= 1;
+                    let item = q.items.pop_front();
+                    q.wake_putter(&hub);
+                    item
+                };
+                guard.took = true;
+                drop(guard);
+                debug_assert!(item.is_some(), "a reserved item is there");
+                item
+            }
+            Wake::TimedOut | Wake::Pending => None,
+            Wake::Interrupted(s) => {
+                drop(guard);
+                interrupted(s)
+            }
+        }
+    }
+
+    fn put_until(&self, item: T, deadline: Option<Instant>, call: &'static str) -> Result<(), T> {
+        let item = match self.try_put(item) {
+            Ok(()) => return Ok(()),
+            Err(item) => item,
+        };
+        let hub = hub();
+        let w = hub.new_wait(deadline);
+        let (node, queue) = {
+            let mut q = self.inner.borrow_mut();
+            (q.putters.push_back(w), q.id)
+        };
+        let mut guard = PutterGuard {
+            queue: &self.inner,
+            hub: &hub,
+            w,
+            node,
+            put: false,
+        };
+        let on = WaitOn::QueuePut {
+            queue,
+            until: deadline,
+        };
+        match hub.block(w, call, on) {
+            Wake::Ready => {
+                {
+                    let mut q = self.inner.borrow_mut();
+                    q.reserved_slots -= 1;
+                    q.items.push_back(item);
+                    q.wake_getter(&hub);
+                }
+                guard.put = true;
+                Ok(())
+            }
+            Wake::TimedOut | Wake::Pending => Err(item),
+            Wake::Interrupted(s) => {
+                drop(guard);
+                drop(item);
+                interrupted(s)
+            }
+        }
+    }
+}
+
+/// Cleans up a blocked `get` on every exit path: leaves the getters list,
+/// or passes on an item reserved for it that it did not take.
+struct GetterGuard<'a, T> {
+    queue: &'a RefCell<Inner<T>>,
+    hub: &'a Hub,
+    w: usize,
+    node: usize,
+    took: bool,
+}
+
+impl<T> Drop for GetterGuard<'_, T> {
+    fn drop(&mut self) {
+        let wake = self.hub.end_wait(self.w);
+        let mut q = self.queue.borrow_mut();
+        if wake == Wake::Ready {
+            if !self.took {
+                q.reserved_items -= 1;
+                q.wake_getter(self.hub);
+            }
+        } else {
+            q.getters.remove(self.node, self.w);
+        }
+    }
+}
+
+/// Cleans up a blocked `put` on every exit path.
+struct PutterGuard<'a, T> {
+    queue: &'a RefCell<Inner<T>>,
+    hub: &'a Hub,
+    w: usize,
+    node: usize,
+    put: bool,
+}
+
+impl<T> Drop for PutterGuard<'_, T> {
+    fn drop(&mut self) {
+        let wake = self.hub.end_wait(self.w);
+        let mut q = self.queue.borrow_mut();
+        if wake == Wake::Ready {
+            if !self.put {
+                q.reserved_slots -= 1;
+                q.wake_putter(self.hub);
+            }
+        } else {
+            q.putters.remove(self.node, self.w);
+        }
+    }
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Queue<T> {
+        Queue {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T: 'static> Default for Queue<T> {
+    fn default() -> Queue<T> {
+        Queue::new()
+    }
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let q = self.inner.borrow();
+        f.debug_struct("Queue")
+            .field("id", &q.id)
+            .field("len", &q.items.len())
+            .field("capacity", &q.capacity)
+            .finish()
+    }
+}
