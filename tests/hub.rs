@@ -1,0 +1,549 @@
+//! The hub: rows H1–H9 of `shared/design/semantics.md`, and issue 3's
+//! behaviour list.
+
+use std::cell::{Cell, RefCell};
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+use std::time::Duration;
+
+use greenlet::hub::{self, with_timeout, Event, JoinError, Queue};
+use greenlet::{stats, Greenlet, WaitOn};
+
+#[derive(Clone, Default)]
+struct Log(Rc<RefCell<Vec<String>>>);
+
+impl Log {
+    fn push(&self, s: impl Into<String>) {
+        self.0.borrow_mut().push(s.into());
+    }
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut self.0.borrow_mut())
+    }
+}
+
+const MS: Duration = Duration::from_millis(1);
+
+// ----- H1, H2: structure and spawn -----
+
+#[test]
+fn h1_spawned_greenlets_have_the_hub_as_parent_and_the_hub_has_main() {
+    let h = hub::spawn(|| Greenlet::current().parent().unwrap());
+    let hub_greenlet = h.greenlet().parent().unwrap();
+    assert_eq!(hub_greenlet.name().as_deref(), Some("hub"));
+    assert!(hub_greenlet.parent().unwrap().is_main());
+    assert_eq!(h.join().unwrap(), hub_greenlet);
+}
+
+#[test]
+fn h1_a_panic_is_kept_for_join_and_never_reaches_the_hub() {
+    let bad = hub::spawn(|| -> u32 { panic!("spawned failure") });
+    let good = hub::spawn(|| 5u32);
+    hub::run();
+    match bad.join() {
+        Err(JoinError::Panicked(p)) => {
+            assert_eq!(p.downcast_ref::<&str>(), Some(&"spawned failure"))
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(good.join().unwrap(), 5, "the hub kept running");
+}
+
+#[test]
+fn h2_spawn_never_switches() {
+    let log = Log::default();
+    let l = log.clone();
+    let h = hub::spawn(move || l.push("spawned ran"));
+    log.push("after spawn");
+    assert!(!h.is_finished());
+    hub::yield_now();
+    log.push("after yield");
+    assert_eq!(log.take(), ["after spawn", "spawned ran", "after yield"]);
+    assert!(h.is_finished());
+}
+
+// ----- H3: yield_now -----
+
+#[test]
+fn h3_yield_now_is_strict_round_robin() {
+    let log = Log::default();
+    for name in ["1", "2"] {
+        let l = log.clone();
+        hub::spawn(move || {
+            for step in ["A", "B", "C"] {
+                l.push(format!("{name}{step}"));
+                hub::yield_now();
+            }
+        });
+    }
+    hub::run();
+    assert_eq!(log.take(), ["1A", "2A", "1B", "2B", "1C", "2C"]);
+}
+
+#[test]
+fn h3_all_ready_greenlets_run_before_a_due_timer() {
+    let log = Log::default();
+    let l = log.clone();
+    hub::spawn(move || {
+        hub::sleep(Duration::from_nanos(1));
+        l.push("sleeper");
+    });
+    let l = log.clone();
+    hub::spawn(move || {
+        // Make sure the sleeper's timer is due, then keep yielding.
+        let start = std::time::Instant::now();
+        while start.elapsed() < MS {
+            std::hint::spin_loop();
+        }
+        for i in 0..3 {
+            l.push(format!("yielder {i}"));
+            hub::yield_now();
+        }
+    });
+    hub::run();
+    let got = log.take();
+    // The due timer is fired between rounds: after the yielder's first
+    // round, before it can starve the sleeper.
+    assert_eq!(got[0], "yielder 0");
+    assert!(got.contains(&"sleeper".to_string()));
+    assert_eq!(got.len(), 4);
+}
+
+// ----- H4: sleep -----
+
+#[test]
+fn h4_sleepers_wake_in_deadline_order_ties_in_arrival_order() {
+    let log = Log::default();
+    for (name, ms) in [("c", 3), ("a", 1), ("b1", 2), ("b2", 2)] {
+        let l = log.clone();
+        hub::spawn(move || {
+            hub::sleep(Duration::from_millis(ms));
+            l.push(name);
+        });
+    }
+    hub::run();
+    assert_eq!(log.take(), ["a", "b1", "b2", "c"]);
+}
+
+#[test]
+fn h4_sleep_zero_is_yield_now() {
+    let log = Log::default();
+    for name in ["x", "y"] {
+        let l = log.clone();
+        hub::spawn(move || {
+            l.push(format!("{name}1"));
+            hub::sleep(Duration::ZERO);
+            l.push(format!("{name}2"));
+        });
+    }
+    hub::run();
+    assert_eq!(log.take(), ["x1", "y1", "x2", "y2"]);
+}
+
+// ----- H5: blocking -----
+
+#[test]
+fn h5_main_can_block_and_is_switched_back() {
+    let q = Queue::new();
+    let q2 = q.clone();
+    hub::spawn(move || {
+        hub::sleep(MS);
+        q2.put("from a greenlet");
+    });
+    assert_eq!(q.get(), "from a greenlet");
+}
+
+#[test]
+fn h5_blocking_inside_the_hub_is_an_error() {
+    // Only the hub's own loop runs on the hub greenlet; a switch hook runs
+    // on the origin's stack, so a hook seeing the hub switch away runs on
+    // the hub and can try to block there.
+    let h = hub::spawn(|| Greenlet::current().parent().unwrap());
+    let hub_id = h.join().unwrap().id();
+    let message = Rc::new(RefCell::new(None));
+    let m = message.clone();
+    let q: Queue<u8> = Queue::new();
+    greenlet::set_switch_hook(Some(Box::new(move |e| {
+        if e.origin.id() == hub_id && m.borrow().is_none() {
+            let caught = panic::catch_unwind(AssertUnwindSafe(|| q.get())).unwrap_err();
+            *m.borrow_mut() = caught.downcast_ref::<String>().cloned();
+        }
+    })));
+    hub::spawn(|| ());
+    hub::run();
+    greenlet::set_switch_hook(None);
+    let message = message.borrow().clone().unwrap();
+    assert!(
+        message.contains("Queue::get cannot block inside the hub greenlet"),
+        "{message}"
+    );
+    // The hub still works.
+    assert_eq!(hub::spawn(|| 1).join().unwrap(), 1);
+}
+
+// ----- H6: Queue -----
+
+#[test]
+fn h6_getters_are_served_in_the_order_they_blocked() {
+    let q = Queue::new();
+    let log = Log::default();
+    for name in ["g1", "g2", "g3"] {
+        let (q, l) = (q.clone(), log.clone());
+        hub::spawn(move || {
+            let item: u32 = q.get();
+            l.push(format!("{name}={item}"));
+        });
+    }
+    hub::yield_now(); // all three block, in order
+    for i in 1..=3 {
+        q.put(i);
+    }
+    hub::run();
+    assert_eq!(log.take(), ["g1=1", "g2=2", "g3=3"]);
+}
+
+#[test]
+fn h6_bounded_put_blocks_while_full_and_putters_are_fifo() {
+    let q = Queue::bounded(1);
+    let log = Log::default();
+    q.put(0u32);
+    for i in 1..=3 {
+        let (q, l) = (q.clone(), log.clone());
+        hub::spawn(move || {
+            l.push(format!("put {i}?"));
+            q.put(i);
+            l.push(format!("put {i}!"));
+        });
+    }
+    hub::yield_now();
+    assert_eq!(q.len(), 1, "all three putters are blocked");
+    let got: Vec<u32> = (0..4).map(|_| q.get()).collect();
+    hub::run();
+    assert_eq!(got, [0, 1, 2, 3]);
+    let l = log.take();
+    assert_eq!(&l[..3], ["put 1?", "put 2?", "put 3?"]);
+    assert_eq!(q.capacity(), Some(1));
+}
+
+#[test]
+fn h6_unbounded_put_never_blocks() {
+    let q = Queue::new();
+    for i in 0..10_000u32 {
+        q.put(i);
+    }
+    assert_eq!(q.len(), 10_000);
+    assert_eq!(q.capacity(), None);
+    assert_eq!(q.try_get(), Some(0));
+}
+
+#[test]
+fn h6_try_and_timeout_variants() {
+    let q = Queue::bounded(2);
+    assert_eq!(q.try_get(), None);
+    assert_eq!(q.try_put(1u8), Ok(()));
+    assert_eq!(q.try_put(2), Ok(()));
+    assert_eq!(q.try_put(3), Err(3));
+    assert_eq!(q.put_timeout(4, MS), Err(4));
+    assert_eq!(q.get_timeout(MS), Some(1));
+    assert_eq!(q.get_timeout(MS), Some(2));
+    assert_eq!(q.get_timeout(MS), None);
+    assert!(q.is_empty());
+}
+
+// ----- H7: Event -----
+
+#[test]
+fn h7_event_wakes_waiters_in_order() {
+    let e = Event::new();
+    let log = Log::default();
+    for name in ["w1", "w2", "w3"] {
+        let (e, l) = (e.clone(), log.clone());
+        hub::spawn(move || {
+            e.wait();
+            l.push(name);
+        });
+    }
+    hub::yield_now();
+    assert!(log.take().is_empty());
+    e.set();
+    hub::run();
+    assert_eq!(log.take(), ["w1", "w2", "w3"]);
+    assert!(e.is_set());
+    e.wait(); // set: returns at once
+    e.clear();
+    assert!(!e.wait_timeout(MS));
+}
+
+// ----- H8: timeouts and kill -----
+
+#[test]
+fn h8_with_timeout_interrupts_a_blocking_call_and_removes_its_waiter() {
+    let q: Queue<u32> = Queue::new();
+    let q2 = q.clone();
+    let h = hub::spawn(move || with_timeout(MS, || q2.get()));
+    assert!(h.join().unwrap().is_err());
+    q.put(7);
+    assert_eq!(q.try_get(), Some(7), "no stale getter took it");
+    // Completing in time is Ok.
+    q.put(8);
+    assert_eq!(with_timeout(Duration::from_secs(5), || q.get()), Ok(8));
+    // Nested: the inner, shorter one fires.
+    let r = with_timeout(Duration::from_secs(5), || with_timeout(MS, || q.get()));
+    assert_eq!(r.map(|inner| inner.is_err()), Ok(true));
+}
+
+#[test]
+fn h8_killing_a_blocked_greenlet_removes_its_waiter() {
+    let q = Queue::new();
+    let q2 = q.clone();
+    let victim = hub::spawn(move || q2.get());
+    hub::yield_now(); // it blocks in get
+    victim.kill();
+    assert!(matches!(victim.join(), Err(JoinError::Killed)));
+    q.put(1u32);
+    assert_eq!(
+        q.try_get(),
+        Some(1),
+        "the item was not lost to the dead getter"
+    );
+}
+
+#[test]
+fn h8_a_woken_getter_killed_before_it_runs_passes_its_item_on() {
+    let q = Queue::new();
+    let log = Log::default();
+    let (q1, l1) = (q.clone(), log.clone());
+    let first = hub::spawn(move || l1.push(format!("first {}", q1.get())));
+    let (q2, l2) = (q.clone(), log.clone());
+    hub::spawn(move || l2.push(format!("second {}", q2.get())));
+    hub::yield_now(); // both block
+    q.put(1u32); // reserved for `first`, which has not run yet
+    first.kill();
+    hub::run();
+    assert_eq!(log.take(), ["second 1"]);
+    assert!(q.is_empty());
+}
+
+#[test]
+fn h8_kill_of_an_unstarted_spawn_is_killed_for_join() {
+    let ran = Rc::new(Cell::new(false));
+    let r = ran.clone();
+    let h = hub::spawn(move || r.set(true));
+    h.kill();
+    hub::run();
+    assert!(!ran.get());
+    assert!(h.is_finished());
+    assert!(matches!(h.join(), Err(JoinError::Killed)));
+}
+
+#[test]
+fn h8_items_arrive_exactly_once_while_consumers_are_killed_and_timed_out() {
+    // 100,000 items through a bounded queue; consumers are killed and time
+    // out at random; every item is received once or is still queued.
+    const ITEMS: u64 = 100_000;
+    let q = Queue::bounded(64);
+    let received = Rc::new(RefCell::new(vec![0u8; ITEMS as usize]));
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let producer = {
+        let q = q.clone();
+        hub::spawn(move || {
+            for i in 0..ITEMS {
+                q.put(i);
+            }
+        })
+    };
+    let mut consumers = Vec::new();
+    let spawn_consumer = |timeout_us: u64| {
+        let (q, received) = (q.clone(), received.clone());
+        hub::spawn(move || loop {
+            let item = if timeout_us == 0 {
+                Some(q.get())
+            } else {
+                q.get_timeout(Duration::from_micros(timeout_us))
+            };
+            match item {
+                Some(i) => received.borrow_mut()[i as usize] += 1,
+                None => return,
+            }
+        })
+    };
+    for _ in 0..4 {
+        consumers.push(spawn_consumer(0));
+    }
+    let mut rounds = 0;
+    while !producer.is_finished() {
+        rounds += 1;
+        match next() % 4 {
+            0 => {
+                let victim = consumers.swap_remove((next() % consumers.len() as u64) as usize);
+                victim.kill();
+                consumers.push(spawn_consumer(0));
+            }
+            1 => consumers.push(spawn_consumer(1 + next() % 50)),
+            _ => {}
+        }
+        let _ = with_timeout(Duration::from_micros(next() % 200), || {
+            for _ in 0..(next() % 8) {
+                hub::yield_now();
+            }
+            if next() % 3 == 0 {
+                hub::sleep(Duration::from_micros(next() % 100));
+            }
+        });
+        consumers.retain(|c| !c.is_finished());
+        if consumers.is_empty() {
+            consumers.push(spawn_consumer(0));
+        }
+    }
+    // Drain: kill the consumers, then take what is left.
+    for c in &consumers {
+        c.kill();
+    }
+    let mut left = Vec::new();
+    while let Some(i) = q.try_get() {
+        left.push(i);
+    }
+    let received = received.borrow();
+    for i in 0..ITEMS {
+        let got = received[i as usize] as usize + left.iter().filter(|x| **x == i).count();
+        assert_eq!(got, 1, "item {i} arrived {got} times");
+    }
+    assert!(rounds > 10);
+}
+
+// ----- H9: blocked forever -----
+
+#[test]
+fn h9_blocking_main_with_nothing_else_to_run_is_an_error_not_a_hang() {
+    let q: Queue<u8> = Queue::new();
+    let err = panic::catch_unwind(AssertUnwindSafe(|| q.get())).unwrap_err();
+    let msg = err.downcast_ref::<String>().unwrap();
+    assert!(msg.contains("Queue::get would block forever"), "{msg}");
+    // The hub stays usable.
+    let h = hub::spawn(|| 3);
+    assert_eq!(h.join().unwrap(), 3);
+    // Joining a greenlet that waits forever is the same error, for join.
+    let q2 = q.clone();
+    let stuck = hub::spawn(move || q2.get());
+    let err = panic::catch_unwind(AssertUnwindSafe(|| stuck.join())).unwrap_err();
+    let msg = err.downcast_ref::<String>().unwrap();
+    assert!(
+        msg.contains("JoinHandle::join would block forever"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn h9_a_greenlet_blocked_forever_leaves_run_returning() {
+    let q: Queue<u8> = Queue::new();
+    let q2 = q.clone();
+    let h = hub::spawn(move || q2.get());
+    hub::run(); // returns: nothing can run
+    assert!(!h.is_finished());
+    q.put(9);
+    assert_eq!(h.join().unwrap(), 9);
+}
+
+#[test]
+fn run_from_a_spawned_greenlet_is_an_error() {
+    let h = hub::spawn(|| panic::catch_unwind(hub::run).is_err());
+    assert!(h.join().unwrap());
+}
+
+// ----- introspection -----
+
+#[test]
+fn stats_show_what_each_blocked_greenlet_waits_on() {
+    let q: Queue<u8> = Queue::bounded(1);
+    let e = Event::new();
+    let (q1, q2, e1) = (q.clone(), q.clone(), e.clone());
+    let getter = hub::spawn(move || q1.get());
+    let sleeper = hub::spawn(|| hub::sleep(Duration::from_secs(3600)));
+    let waiter = hub::spawn(move || e1.wait());
+    hub::yield_now();
+    let s = stats();
+    let on = |h: &Greenlet| {
+        s.greenlets
+            .iter()
+            .find(|i| i.id == h.id())
+            .unwrap()
+            .waiting_on
+    };
+    assert_eq!(
+        on(getter.greenlet()),
+        Some(WaitOn::QueueGet {
+            queue: q.id(),
+            until: None
+        })
+    );
+    assert!(matches!(on(sleeper.greenlet()), Some(WaitOn::Sleep { .. })));
+    assert_eq!(on(waiter.greenlet()), Some(WaitOn::Event { until: None }));
+    assert!(s.to_string().contains(&format!("get on queue #{}", q.id())));
+    q2.put(1);
+    e.set();
+    sleeper.kill();
+    assert_eq!(getter.join().unwrap(), 1);
+    waiter.join().unwrap();
+}
+
+// ----- threads -----
+
+#[test]
+fn threads_have_their_own_hubs_and_exit_cleanly_with_blocked_greenlets() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    struct Flag(Arc<AtomicUsize>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..3u64)
+        .map(|t| {
+            let dropped = dropped.clone();
+            std::thread::spawn(move || {
+                let q = Queue::bounded(8);
+                let sum = Rc::new(Cell::new(0u64));
+                let (qc, s) = (q.clone(), sum.clone());
+                hub::spawn(move || {
+                    for _ in 0..1000 {
+                        s.set(s.get() + qc.get());
+                    }
+                });
+                let qp = q.clone();
+                hub::spawn(move || {
+                    for i in 0..1000 {
+                        qp.put(i * (t + 1));
+                    }
+                });
+                hub::run();
+                // Leave greenlets blocked in get and in sleep, holding flags.
+                let (qb, f) = (q.clone(), Flag(dropped.clone()));
+                hub::spawn(move || {
+                    let _f = f;
+                    let _: u64 = qb.get();
+                });
+                let f = Flag(dropped.clone());
+                hub::spawn(move || {
+                    let _f = f;
+                    hub::sleep(Duration::from_secs(3600));
+                });
+                hub::yield_now();
+                sum.get()
+            })
+        })
+        .collect();
+    let sums: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(sums, [499_500, 999_000, 1_498_500]);
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        6,
+        "blocked greenlets unwound at exit"
+    );
+}
