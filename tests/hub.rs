@@ -547,3 +547,32 @@ fn threads_have_their_own_hubs_and_exit_cleanly_with_blocked_greenlets() {
         "blocked greenlets unwound at exit"
     );
 }
+
+// ----- the example -----
+
+#[path = "../examples/hub_prodcons.rs"]
+mod hub_prodcons;
+
+#[test]
+fn hub_prodcons_example_trace() {
+    assert_eq!(
+        hub_prodcons::run_trace(),
+        [
+            "producer: put item 1",
+            "producer: put item 2",
+            "consumer A: got item 1",
+            "consumer B: got item 2",
+            "producer: put item 3",
+            "producer: put item 4",
+            "consumer A: got item 3",
+            "consumer B: got item 4",
+            "producer: put item 5",
+            "producer: put item 6",
+            "consumer A: got item 5",
+            "consumer B: got item 6",
+            "producer: done",
+            "consumer A: done",
+            "consumer B: done",
+        ]
+    );
+}
