@@ -7,7 +7,6 @@ use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 
-use super::wait_list::WaitList;
 use super::{hub, interrupted, is_kill, Hub, Wake};
 use crate::error::payload_message;
 use crate::greenlet::Greenlet;
@@ -48,19 +47,19 @@ impl fmt::Display for JoinError {
 
 impl std::error::Error for JoinError {}
 
-/// What a spawned greenlet leaves for its joiner.
+/// What a spawned greenlet leaves for its joiner. `join` consumes the one
+/// `JoinHandle`, so there is at most one joiner.
 struct JoinState<R> {
     result: RefCell<Option<Result<R, JoinError>>>,
     finished: Cell<bool>,
-    joiners: RefCell<WaitList>,
+    joiner: Cell<Option<usize>>,
 }
 
 impl<R> JoinState<R> {
     fn finish(&self, hub: &Hub, result: Result<R, JoinError>) {
         *self.result.borrow_mut() = Some(result);
         self.finished.set(true);
-        let mut joiners = self.joiners.borrow_mut();
-        while let Some(w) = joiners.pop_front() {
+        if let Some(w) = self.joiner.take() {
             hub.wake(w, Wake::Ready);
         }
     }
@@ -95,7 +94,7 @@ where
     let state = Rc::new(JoinState {
         result: RefCell::new(None),
         finished: Cell::new(false),
-        joiners: RefCell::new(WaitList::new()),
+        joiner: Cell::new(None),
     });
     let finisher = Finisher {
         state: state.clone(),
@@ -112,6 +111,7 @@ where
                 Err(p) => Err(JoinError::Panicked(p)),
             };
             finisher.state.finish(&finisher.hub, result);
+            finisher.hub.hand_off_on_finish();
         })
         .unwrap_or_else(|e| {
             panic!(
@@ -130,12 +130,11 @@ impl<R: 'static> JoinHandle<R> {
         if !self.state.finished.get() {
             let hub = hub();
             let w = hub.new_wait(None);
-            let node = self.state.joiners.borrow_mut().push_back(w);
+            self.state.joiner.set(Some(w));
             let guard = JoinGuard {
-                joiners: &self.state.joiners,
+                joiner: &self.state.joiner,
                 hub: &hub,
                 w,
-                node,
             };
             let on = WaitOn::Join {
                 greenlet: self.greenlet.id(),
@@ -180,18 +179,18 @@ impl<R> fmt::Debug for JoinHandle<R> {
     }
 }
 
-/// Leaves the joiners list on every exit path of a `join`.
+/// Withdraws the joiner on every exit path of a `join`.
 struct JoinGuard<'a> {
-    joiners: &'a RefCell<WaitList>,
+    joiner: &'a Cell<Option<usize>>,
     hub: &'a Hub,
     w: usize,
-    node: usize,
 }
 
 impl Drop for JoinGuard<'_> {
     fn drop(&mut self) {
-        if self.hub.end_wait(self.w) != Wake::Ready {
-            self.joiners.borrow_mut().remove(self.node, self.w);
+        self.hub.end_wait(self.w);
+        if self.joiner.get() == Some(self.w) {
+            self.joiner.set(None);
         }
     }
 }

@@ -75,7 +75,7 @@ use slab::Slab;
 
 use crate::error::SwitchError;
 use crate::greenlet::Greenlet;
-use crate::runtime::Runtime;
+use crate::runtime::{Key, Runtime, MAIN};
 use crate::stats::WaitOn;
 use crate::value::GreenletExit;
 
@@ -120,6 +120,8 @@ struct BlockedForever;
 /// A thread's hub.
 pub(crate) struct Hub {
     greenlet: Greenlet,
+    /// `greenlet`'s key, for cheap "am I the hub" checks.
+    key: Key,
     ready: RefCell<VecDeque<Greenlet>>,
     /// Ready greenlets left in the current round.
     round_left: Cell<usize>,
@@ -132,7 +134,24 @@ pub(crate) struct Hub {
 }
 
 thread_local! {
-    static HUB: RefCell<Option<Rc<Hub>>> = const { RefCell::new(None) };
+    /// The thread's hub: one strong reference, reached with a single
+    /// thread-local load. `HubOwner` gives the reference up at thread exit;
+    /// blocked calls hold references of their own, so the hub outlives them.
+    static HUB: Cell<*const Hub> = const { Cell::new(std::ptr::null()) };
+    static HUB_OWNER: HubOwner = const { HubOwner };
+}
+
+struct HubOwner;
+
+impl Drop for HubOwner {
+    fn drop(&mut self) {
+        let hub = HUB.with(|h| h.replace(std::ptr::null()));
+        if !hub.is_null() {
+            // SAFETY: the pointer came from `Rc::into_raw` in `hub()` and is
+            // released once, here (it was just cleared).
+            drop(unsafe { Rc::from_raw(hub) });
+        }
+    }
 }
 
 crate::greenlet_local! {
@@ -142,15 +161,30 @@ crate::greenlet_local! {
 }
 
 /// This thread's hub, created on first use.
+#[inline]
 pub(crate) fn hub() -> Rc<Hub> {
-    HUB.with(|h| {
-        if let Some(hub) = &*h.borrow() {
-            return hub.clone();
-        }
-        let hub = Hub::new();
-        *h.borrow_mut() = Some(hub.clone());
-        hub
-    })
+    let hub = HUB.with(Cell::get);
+    if hub.is_null() {
+        return new_hub();
+    }
+    // SAFETY: a non-null pointer is the thread's own strong reference
+    // (`HubOwner` clears it before releasing that reference), so the count
+    // is at least one and this makes another.
+    unsafe {
+        Rc::increment_strong_count(hub);
+        Rc::from_raw(hub)
+    }
+}
+
+#[cold]
+fn new_hub() -> Rc<Hub> {
+    assert!(
+        HUB_OWNER.try_with(|_| ()).is_ok(),
+        "greenlet::hub: cannot start a hub while the thread is exiting"
+    );
+    let hub = Hub::new();
+    HUB.with(|h| h.set(Rc::into_raw(hub.clone())));
+    hub
 }
 
 impl Hub {
@@ -168,6 +202,7 @@ impl Hub {
                 })
                 .unwrap_or_else(|e| panic!("greenlet::hub: cannot allocate the hub's stack: {e}"));
             Hub {
+                key: greenlet.key(),
                 greenlet,
                 ready: RefCell::new(VecDeque::new()),
                 round_left: Cell::new(0),
@@ -340,10 +375,11 @@ impl Hub {
     /// Gives control to the next ready greenlet (or the hub) until
     /// something switches back here.
     fn switch_away(&self, call: &'static str) {
-        if self.greenlet.is_current() {
+        let me = Runtime::get().current();
+        if me == self.key {
             panic!("greenlet::hub: {call} cannot block inside the hub greenlet");
         }
-        let is_main = Greenlet::current().is_main();
+        let is_main = me == MAIN;
         if is_main {
             self.main_blocked.set(Some(call));
         }
@@ -371,6 +407,19 @@ impl Hub {
         }
     }
 
+    /// Called by a spawned greenlet about to return: its result goes to its
+    /// parent, so making the next ready greenlet its parent hands control
+    /// straight there instead of through the hub.
+    fn hand_off_on_finish(&self) {
+        if let Some(next) = self.next_for_handoff() {
+            if Greenlet::current().set_parent(&next).is_err() {
+                // `next` is one of our own descendants: let the hub run it.
+                self.ready.borrow_mut().push_front(next);
+                self.round_left.set(self.round_left.get() + 1);
+            }
+        }
+    }
+
     /// Puts the current greenlet at the back of the ready queue and lets the
     /// others run.
     fn yield_now(&self) {
@@ -379,6 +428,10 @@ impl Hub {
     }
 
     fn fired_scope(&self) -> Option<usize> {
+        // No scope anywhere on the thread: skip the greenlet-local lookup.
+        if self.scopes.borrow().is_empty() {
+            return None;
+        }
         SCOPES.with(|active| {
             let scopes = self.scopes.borrow();
             active
@@ -391,6 +444,9 @@ impl Hub {
     }
 
     fn set_scopes_wait(&self, w: Option<usize>) {
+        if self.scopes.borrow().is_empty() {
+            return;
+        }
         SCOPES.with(|active| {
             let mut scopes = self.scopes.borrow_mut();
             for s in active.borrow().iter() {

@@ -1,0 +1,248 @@
+//! The hub beside tokio's current-thread runtime, doing the same work in
+//! the same run:
+//!
+//! - `yield_now` round-robin among 2 and 1,000 greenlets / tasks (ns per
+//!   yield);
+//! - a ping-pong through two bounded(1) queues / `mpsc` channels of
+//!   capacity 1 (ns per hop);
+//! - 1,000,000 `u64` from a producer to a consumer through a bounded(1024)
+//!   and an unbounded queue / channel (items per second);
+//! - spawn + join of a trivial greenlet / task.
+//!
+//! Each row is the median of repeated timed batches; the summary table
+//! gives ours / tokio (below 1 means faster than tokio).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use greenlet::hub::{self, Queue};
+use tokio::runtime::{Builder, Runtime};
+use tokio::sync::mpsc;
+
+fn tokio_rt() -> Runtime {
+    Builder::new_current_thread().build().unwrap()
+}
+
+fn hub_yield(tasks: u64, yields: u64) {
+    for _ in 0..tasks {
+        hub::spawn(move || {
+            for _ in 0..yields {
+                hub::yield_now();
+            }
+        });
+    }
+    hub::run();
+}
+
+fn tokio_yield(rt: &Runtime, tasks: u64, yields: u64) {
+    rt.block_on(async {
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                tokio::spawn(async move {
+                    for _ in 0..yields {
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.unwrap();
+        }
+    });
+}
+
+fn hub_ping_pong(rounds: u64) {
+    let (ping, pong) = (Queue::bounded(1), Queue::bounded(1));
+    let (pi, po) = (ping.clone(), pong.clone());
+    hub::spawn(move || {
+        for _ in 0..rounds {
+            let v: u64 = pi.get();
+            po.put(v + 1);
+        }
+    });
+    hub::spawn(move || {
+        let mut v = 0;
+        for _ in 0..rounds {
+            ping.put(v);
+            v = pong.get();
+        }
+        black_box(v);
+    });
+    hub::run();
+}
+
+fn tokio_ping_pong(rt: &Runtime, rounds: u64) {
+    rt.block_on(async {
+        let (ping_tx, mut ping_rx) = mpsc::channel::<u64>(1);
+        let (pong_tx, mut pong_rx) = mpsc::channel::<u64>(1);
+        let echo = tokio::spawn(async move {
+            for _ in 0..rounds {
+                let v = ping_rx.recv().await.unwrap();
+                pong_tx.send(v + 1).await.unwrap();
+            }
+        });
+        let driver = tokio::spawn(async move {
+            let mut v = 0;
+            for _ in 0..rounds {
+                ping_tx.send(v).await.unwrap();
+                v = pong_rx.recv().await.unwrap();
+            }
+            black_box(v);
+        });
+        echo.await.unwrap();
+        driver.await.unwrap();
+    });
+}
+
+fn hub_stream(items: u64, bound: Option<usize>) {
+    let q = match bound {
+        Some(n) => Queue::bounded(n),
+        None => Queue::new(),
+    };
+    let qp = q.clone();
+    hub::spawn(move || {
+        for i in 0..items {
+            qp.put(i);
+        }
+    });
+    let consumer = hub::spawn(move || {
+        let mut sum = 0u64;
+        for _ in 0..items {
+            sum = sum.wrapping_add(q.get());
+        }
+        sum
+    });
+    hub::run();
+    black_box(consumer.join().unwrap());
+}
+
+fn tokio_stream(rt: &Runtime, items: u64, bound: Option<usize>) {
+    rt.block_on(async {
+        let sum = match bound {
+            Some(n) => {
+                let (tx, mut rx) = mpsc::channel::<u64>(n);
+                tokio::spawn(async move {
+                    for i in 0..items {
+                        tx.send(i).await.unwrap();
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut sum = 0u64;
+                    while let Some(v) = rx.recv().await {
+                        sum = sum.wrapping_add(v);
+                    }
+                    sum
+                })
+                .await
+                .unwrap()
+            }
+            None => {
+                let (tx, mut rx) = mpsc::unbounded_channel::<u64>();
+                tokio::spawn(async move {
+                    for i in 0..items {
+                        tx.send(i).unwrap();
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut sum = 0u64;
+                    while let Some(v) = rx.recv().await {
+                        sum = sum.wrapping_add(v);
+                    }
+                    sum
+                })
+                .await
+                .unwrap()
+            }
+        };
+        black_box(sum);
+    });
+}
+
+fn hub_spawn_join(n: u64) {
+    for i in 0..n {
+        black_box(hub::spawn(move || i + 1).join().unwrap());
+    }
+}
+
+fn tokio_spawn_join(rt: &Runtime, n: u64) {
+    rt.block_on(async {
+        for i in 0..n {
+            black_box(tokio::spawn(async move { i + 1 }).await.unwrap());
+        }
+    });
+}
+
+/// Median ns per unit over 9 timed runs of `f` (after one warm-up).
+fn median_ns(units: u64, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut samples: Vec<f64> = (0..9)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_nanos() as f64 / units as f64
+        })
+        .collect();
+    samples.sort_by(|a, b| a.total_cmp(b));
+    samples[samples.len() / 2]
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs it with no
+    // argument: then only a quick smoke run.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let scale = if quick { 100 } else { 1 };
+    let rt = tokio_rt();
+
+    let mut rows: Vec<(String, f64, f64, &str)> = Vec::new();
+    for tasks in [2u64, 1_000] {
+        let yields = 200_000 / tasks / scale;
+        let total = tasks * yields;
+        let ours = median_ns(total, || hub_yield(tasks, yields));
+        let theirs = median_ns(total, || tokio_yield(&rt, tasks, yields));
+        rows.push((
+            format!("yield_now among {tasks}, ns/yield"),
+            ours,
+            theirs,
+            "ns",
+        ));
+    }
+    let rounds = 100_000 / scale;
+    let ours = median_ns(rounds * 2, || hub_ping_pong(rounds));
+    let theirs = median_ns(rounds * 2, || tokio_ping_pong(&rt, rounds));
+    rows.push((
+        "ping-pong via bounded(1), ns/hop".into(),
+        ours,
+        theirs,
+        "ns",
+    ));
+    let items = 1_000_000 / scale;
+    for (label, bound) in [("bounded(1024)", Some(1024)), ("unbounded", None)] {
+        let ours = median_ns(items, || hub_stream(items, bound));
+        let theirs = median_ns(items, || tokio_stream(&rt, items, bound));
+        rows.push((
+            format!("1M u64 through {label}, items/s"),
+            ours,
+            theirs,
+            "items/s",
+        ));
+    }
+    let n = 100_000 / scale;
+    let ours = median_ns(n, || hub_spawn_join(n));
+    let theirs = median_ns(n, || tokio_spawn_join(&rt, n));
+    rows.push(("spawn + join, ns".into(), ours, theirs, "ns"));
+
+    println!("| measurement | greenlet::hub | tokio current-thread | hub / tokio time |");
+    println!("|---|---:|---:|---:|");
+    for (label, ours, theirs, unit) in rows {
+        let (a, b) = if unit == "items/s" {
+            (
+                format!("{:.1}M/s", 1e3 / ours),
+                format!("{:.1}M/s", 1e3 / theirs),
+            )
+        } else {
+            (format!("{ours:.1}"), format!("{theirs:.1}"))
+        };
+        println!("| {label} | {a} | {b} | {:.2}x |", ours / theirs);
+    }
+    let _ = Duration::ZERO;
+}
