@@ -28,9 +28,11 @@ pub const DEFAULT_STACK_SIZE: usize = 1024 * 1024;
 /// unmapped.
 pub(crate) const POOL_CAPACITY: usize = 64;
 
-/// Released stacks beyond this many pooled ones have everything but their top
-/// [`KEEP_RESIDENT`] bytes given back to the kernel (`MADV_DONTNEED`) before
-/// they are pooled, so a burst of deep greenlets does not pin memory.
+/// The pool is a stack (LIFO): the most recently released stacks are reused
+/// first and stay warm. A stack pushed further down than this many places
+/// has everything but its top [`KEEP_RESIDENT`] bytes given back to the
+/// kernel (`MADV_DONTNEED`), once, so a burst of deep greenlets does not pin
+/// memory, while a steady create/finish cycle makes no system call.
 const WARM_STACKS: usize = 8;
 const KEEP_RESIDENT: usize = 64 * 1024;
 
@@ -116,7 +118,9 @@ unsafe impl Stack for PooledStack {
 
 /// A thread's stash of released default-size stacks.
 pub(crate) struct StackPool {
-    stacks: Vec<PooledStack>,
+    /// Pooled stacks, most recently released last, each with whether it has
+    /// been trimmed.
+    stacks: Vec<(PooledStack, bool)>,
     /// Stacks currently lent to greenlets.
     in_use: usize,
 }
@@ -133,10 +137,10 @@ impl StackPool {
     /// the default, otherwise a fresh mapping.
     pub(crate) fn take(&mut self, size: usize) -> io::Result<PooledStack> {
         let stack = match self.stacks.pop() {
-            Some(stack) if size == DEFAULT_STACK_SIZE => stack,
+            Some((stack, _)) if size == DEFAULT_STACK_SIZE => stack,
             other => {
-                if let Some(stack) = other {
-                    self.stacks.push(stack);
+                if let Some(pooled) = other {
+                    self.stacks.push(pooled);
                 }
                 PooledStack::map(size)?
             }
@@ -151,13 +155,19 @@ impl StackPool {
         if stack.mapped_len() != default_mapped_len() || self.stacks.len() >= POOL_CAPACITY {
             return; // dropping unmaps it
         }
-        if self.stacks.len() >= WARM_STACKS {
-            stack.trim();
-        }
         if self.stacks.capacity() == 0 {
             self.stacks.reserve_exact(POOL_CAPACITY);
         }
-        self.stacks.push(stack);
+        self.stacks.push((stack, false));
+        // The stack that just left the warm top of the pool gives its
+        // memory back (once).
+        if let Some(cold) = self.stacks.len().checked_sub(WARM_STACKS + 1) {
+            let (stack, trimmed) = &mut self.stacks[cold];
+            if !*trimmed {
+                stack.trim();
+                *trimmed = true;
+            }
+        }
     }
 
     /// Stacks waiting in the pool.
