@@ -1101,9 +1101,13 @@ where
     // Greenlet-locals die with the greenlet, on its own stack; a panic in
     // their destructors replaces the outcome.
     let locals = rt.take_locals();
-    let outcome = match panic::catch_unwind(AssertUnwindSafe(move || drop(locals))) {
-        Ok(()) => outcome,
-        Err(p) => Err(SwitchError::Panicked(p)),
+    let outcome = if locals.is_empty() {
+        outcome
+    } else {
+        match panic::catch_unwind(AssertUnwindSafe(move || drop(locals))) {
+            Ok(()) => outcome,
+            Err(p) => Err(SwitchError::Panicked(p)),
+        }
     };
     rt.finish(y, outcome)
 }
@@ -1145,9 +1149,11 @@ impl Runtime {
             Signal::Panicked(_) => SwitchKind::Panic,
             _ => SwitchKind::Finish,
         };
-        if let Err(p) = self.tracer.emit(me, self.first_live(start), kind) {
-            let what = crate::error::payload_message(p.as_ref()).unwrap_or("non-text payload");
-            eprintln!("greenlet: the switch hook panicked and was removed: {what}");
+        if self.tracer.is_set() {
+            if let Err(p) = self.tracer.emit(me, self.first_live(start), kind) {
+                let what = crate::error::payload_message(p.as_ref()).unwrap_or("non-text payload");
+                eprintln!("greenlet: the switch hook panicked and was removed: {what}");
+            }
         }
         // Walk again: the hook may have killed the destination.
         let dest = self.first_live(start);

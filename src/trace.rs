@@ -103,6 +103,12 @@ impl Tracer {
         }
     }
 
+    /// Whether a hook is set.
+    #[inline]
+    pub(crate) fn is_set(&self) -> bool {
+        self.set.get()
+    }
+
     /// Whether a hook call is under way (switching is refused then).
     pub(crate) fn running(&self) -> bool {
         self.running.get()
