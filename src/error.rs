@@ -114,31 +114,20 @@ impl std::error::Error for SwitchError {}
 /// Why [`set_parent`](crate::Greenlet::set_parent) refused; the old parent
 /// stays in place.
 #[non_exhaustive]
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ParentError {
-    /// The new parent is the greenlet itself or one of its descendants.
-    Cycle {
-        /// The greenlet whose parent was to change (its name, or `#id`).
-        child: String,
-        /// The refused parent (its name, or `#id`).
-        parent: String,
-    },
+    /// The new parent is the greenlet itself or one of its descendants
+    /// (Python's `ValueError: cyclic parent chain`).
+    Cycle,
     /// The main greenlet has no parent and never gets one.
     Main,
-}
-
-impl fmt::Debug for ParentError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
 }
 
 impl fmt::Display for ParentError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ParentError::Cycle { child, parent } => write!(
-                f,
-                "cyclic parent chain: greenlet {parent} is {child} itself or one of its descendants"
+            ParentError::Cycle => f.write_str(
+                "cyclic parent chain: the new parent is the greenlet itself or one of its descendants",
             ),
             ParentError::Main => f.write_str("the main greenlet's parent cannot be set"),
         }

@@ -278,10 +278,7 @@ impl Greenlet {
         }
         Runtime::get()
             .set_parent(self.key, parent.key)
-            .map_err(|_| ParentError::Cycle {
-                child: self.label(),
-                parent: parent.label(),
-            })
+            .map_err(|_| ParentError::Cycle)
     }
 
     /// Whether it has ever been switched to (dead greenlets count as started).
@@ -322,14 +319,6 @@ impl Greenlet {
 
     fn state(&self) -> State {
         Runtime::get().with_record(self.key, |r| r.state)
-    }
-
-    /// `'name'` or `#id`, for messages.
-    fn label(&self) -> String {
-        match self.name() {
-            Some(n) => format!("'{n}'"),
-            None => format!("#{}", self.id()),
-        }
     }
 }
 

@@ -331,3 +331,23 @@ fn stats_list_every_greenlet_with_its_state_and_parent() {
     let text = s.to_string();
     assert!(text.contains("'b' Suspended, parent #0"), "{text}");
 }
+
+#[path = "../examples/trace.rs"]
+mod trace_example;
+
+#[test]
+fn trace_example_sees_every_switch_of_prodcons() {
+    let events: Vec<String> = trace_example::run()
+        .iter()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    let mut want = vec!["main -> producer Switch".to_string()];
+    for _ in 0..3 {
+        want.push("producer -> consumer Switch".into());
+        want.push("consumer -> producer Switch".into());
+    }
+    want.push("producer -> consumer Switch".into());
+    want.push("consumer -> producer Finish".into());
+    want.push("producer -> main Finish".into());
+    assert_eq!(events, want);
+}

@@ -355,9 +355,8 @@ fn row09_parent_reassignment_in_any_state() {
 fn row09_cycles_are_refused_and_the_old_parent_kept() {
     let g = Greenlet::builder().name("g").build(|()| ()).unwrap();
     let err = g.set_parent(&g).unwrap_err();
-    assert!(matches!(err, ParentError::Cycle { .. }));
+    assert!(matches!(err, ParentError::Cycle));
     assert!(err.to_string().contains("cyclic parent chain"), "{err}");
-    assert!(err.to_string().contains("'g'"), "{err}");
     assert!(g.parent().unwrap().is_main());
 
     // Length 2 and 10.
@@ -370,14 +369,8 @@ fn row09_cycles_are_refused_and_the_old_parent_kept() {
             .unwrap();
         chain.push(next);
     }
-    assert!(matches!(
-        g.set_parent(&chain[1]),
-        Err(ParentError::Cycle { .. })
-    ));
-    assert!(matches!(
-        g.set_parent(&chain[9]),
-        Err(ParentError::Cycle { .. })
-    ));
+    assert!(matches!(g.set_parent(&chain[1]), Err(ParentError::Cycle)));
+    assert!(matches!(g.set_parent(&chain[9]), Err(ParentError::Cycle)));
     assert!(g.parent().unwrap().is_main(), "old parent kept");
     // A non-cycle is fine.
     chain[9].set_parent(&chain[0]).unwrap();
