@@ -9,12 +9,14 @@
 //!   and an unbounded queue / channel (items per second);
 //! - spawn + join of a trivial greenlet / task.
 //!
-//! Each row is the median of repeated timed batches; the summary table
-//! gives ours / tokio (below 1 means faster than tokio).
+//! Criterion measures each pair first; then a summary table gives the
+//! median of repeated timed batches for each row and ours / tokio (below 1
+//! means faster than tokio), all from this one run.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use criterion::{criterion_group, Criterion, Throughput};
 use greenlet::hub::{self, Queue};
 use tokio::runtime::{Builder, Runtime};
 use tokio::sync::mpsc;
@@ -186,10 +188,59 @@ fn median_ns(units: u64, mut f: impl FnMut()) -> f64 {
     samples[samples.len() / 2]
 }
 
+fn benches(c: &mut Criterion) {
+    let rt = tokio_rt();
+    let mut g = c.benchmark_group("hub_vs_tokio");
+    for tasks in [2u64, 1_000] {
+        // Enough yields per greenlet that creating them is noise.
+        let yields = 200_000 / tasks;
+        g.throughput(Throughput::Elements(tasks * yields));
+        g.bench_function(format!("hub_yield_now_{tasks}"), |b| {
+            b.iter(|| hub_yield(tasks, yields))
+        });
+        g.bench_function(format!("tokio_yield_now_{tasks}"), |b| {
+            b.iter(|| tokio_yield(&rt, tasks, yields))
+        });
+    }
+    g.throughput(Throughput::Elements(20_000));
+    g.bench_function("hub_ping_pong", |b| b.iter(|| hub_ping_pong(10_000)));
+    g.bench_function("tokio_ping_pong", |b| {
+        b.iter(|| tokio_ping_pong(&rt, 10_000))
+    });
+    g.throughput(Throughput::Elements(100_000));
+    for (label, bound) in [("bounded_1024", Some(1024)), ("unbounded", None)] {
+        g.bench_function(format!("hub_stream_{label}"), |b| {
+            b.iter(|| hub_stream(100_000, bound))
+        });
+        g.bench_function(format!("tokio_stream_{label}"), |b| {
+            b.iter(|| tokio_stream(&rt, 100_000, bound))
+        });
+    }
+    g.throughput(Throughput::Elements(1_000));
+    g.bench_function("hub_spawn_join", |b| b.iter(|| hub_spawn_join(1_000)));
+    g.bench_function("tokio_spawn_join", |b| {
+        b.iter(|| tokio_spawn_join(&rt, 1_000))
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = group;
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    targets = benches
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` runs it with no
-    // argument: then only a quick smoke run.
+    // argument: then only a quick smoke run of the summary.
     let quick = !std::env::args().any(|a| a == "--bench");
+    if !quick {
+        group();
+        Criterion::default().configure_from_args().final_summary();
+    }
     let scale = if quick { 100 } else { 1 };
     let rt = tokio_rt();
 
@@ -244,5 +295,4 @@ fn main() {
         };
         println!("| {label} | {a} | {b} | {:.2}x |", ours / theirs);
     }
-    let _ = Duration::ZERO;
 }
