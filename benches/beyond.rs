@@ -12,11 +12,13 @@
 
 use std::hint::black_box;
 use std::rc::Rc;
-use std::time::Instant;
 
 use corosensei::{Coroutine, CoroutineResult};
+mod support;
+
 use criterion::{criterion_group, Criterion};
 use greenlet::{set_switch_hook, Generator, Greenlet, Yielder};
+use support::median_ns;
 
 /// Nodes in the benchmark tree (a complete binary tree).
 const NODES: u64 = (1 << 16) - 1;
@@ -128,20 +130,6 @@ fn benches(c: &mut Criterion) {
     set_switch_hook(None);
     g.bench_function("set_then_cleared", |b| b.iter(|| round_trips(100_000)));
     g.finish();
-}
-
-/// Median ns per unit of `f(units)` over several timed batches.
-fn median_ns(units: u64, mut f: impl FnMut(u64)) -> f64 {
-    f(units / 8); // warm up
-    let mut samples: Vec<f64> = (0..11)
-        .map(|_| {
-            let t = Instant::now();
-            f(units);
-            t.elapsed().as_nanos() as f64 / units as f64
-        })
-        .collect();
-    samples.sort_by(|a, b| a.total_cmp(b));
-    samples[samples.len() / 2]
 }
 
 /// Median ns per node of `f(tree)`, over several walks.

@@ -14,10 +14,13 @@
 //! means faster than tokio), all from this one run.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod support;
 
 use criterion::{criterion_group, Criterion, Throughput};
 use greenlet::hub::{self, Queue};
+use support::median_ns;
 use tokio::runtime::{Builder, Runtime};
 use tokio::sync::mpsc;
 
@@ -174,20 +177,6 @@ fn tokio_spawn_join(rt: &Runtime, n: u64) {
     });
 }
 
-/// Median ns per unit over 9 timed runs of `f` (after one warm-up).
-fn median_ns(units: u64, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut samples: Vec<f64> = (0..9)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_nanos() as f64 / units as f64
-        })
-        .collect();
-    samples.sort_by(|a, b| a.total_cmp(b));
-    samples[samples.len() / 2]
-}
-
 fn benches(c: &mut Criterion) {
     let rt = tokio_rt();
     let mut g = c.benchmark_group("hub_vs_tokio");
@@ -248,8 +237,8 @@ fn main() {
     for tasks in [2u64, 1_000] {
         let yields = 200_000 / tasks / scale;
         let total = tasks * yields;
-        let ours = median_ns(total, || hub_yield(tasks, yields));
-        let theirs = median_ns(total, || tokio_yield(&rt, tasks, yields));
+        let ours = median_ns(total, |_| hub_yield(tasks, yields));
+        let theirs = median_ns(total, |_| tokio_yield(&rt, tasks, yields));
         rows.push((
             format!("yield_now among {tasks}, ns/yield"),
             ours,
@@ -258,8 +247,8 @@ fn main() {
         ));
     }
     let rounds = 100_000 / scale;
-    let ours = median_ns(rounds * 2, || hub_ping_pong(rounds));
-    let theirs = median_ns(rounds * 2, || tokio_ping_pong(&rt, rounds));
+    let ours = median_ns(rounds * 2, |_| hub_ping_pong(rounds));
+    let theirs = median_ns(rounds * 2, |_| tokio_ping_pong(&rt, rounds));
     rows.push((
         "ping-pong via bounded(1), ns/hop".into(),
         ours,
@@ -268,8 +257,8 @@ fn main() {
     ));
     let items = 1_000_000 / scale;
     for (label, bound) in [("bounded(1024)", Some(1024)), ("unbounded", None)] {
-        let ours = median_ns(items, || hub_stream(items, bound));
-        let theirs = median_ns(items, || tokio_stream(&rt, items, bound));
+        let ours = median_ns(items, |_| hub_stream(items, bound));
+        let theirs = median_ns(items, |_| tokio_stream(&rt, items, bound));
         rows.push((
             format!("1M u64 through {label}, items/s"),
             ours,
@@ -278,8 +267,8 @@ fn main() {
         ));
     }
     let n = 100_000 / scale;
-    let ours = median_ns(n, || hub_spawn_join(n));
-    let theirs = median_ns(n, || tokio_spawn_join(&rt, n));
+    let ours = median_ns(n, |_| hub_spawn_join(n));
+    let theirs = median_ns(n, |_| tokio_spawn_join(&rt, n));
     rows.push(("spawn + join, ns".into(), ours, theirs, "ns"));
 
     println!("| measurement | greenlet::hub | tokio current-thread | hub / tokio time |");

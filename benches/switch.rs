@@ -14,8 +14,11 @@ use std::time::{Duration, Instant};
 
 use corosensei::stack::DefaultStack;
 use corosensei::{Coroutine, CoroutineResult};
+mod support;
+
 use criterion::{criterion_group, Criterion};
 use greenlet::{Greenlet, DEFAULT_STACK_SIZE};
+use support::median_ns;
 
 /// `n` raw corosensei round trips.
 fn raw_round_trips(n: u64) {
@@ -183,20 +186,6 @@ fn benches(c: &mut Criterion) {
         })
     });
     g.finish();
-}
-
-/// Median ns per operation of `f(units)` over 11 timed batches.
-fn median_ns(units: u64, f: fn(u64)) -> f64 {
-    f(units / 10 + 1); // warm up (and fill the stack pool)
-    let mut samples: Vec<f64> = (0..11)
-        .map(|_| {
-            let t = Instant::now();
-            f(units);
-            t.elapsed().as_nanos() as f64 / units as f64
-        })
-        .collect();
-    samples.sort_by(|a, b| a.total_cmp(b));
-    samples[samples.len() / 2]
 }
 
 fn summary() {
