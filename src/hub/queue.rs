@@ -201,12 +201,13 @@ impl<T: 'static> Queue<T> {
             let mut q = self.inner.borrow_mut();
             (q.getters.push_back(w), q.id)
         };
-        let mut guard = GetterGuard {
+        let mut guard = WaitGuard {
             queue: &self.inner,
             hub: &hub,
+            side: Side::Get,
             w,
             node,
-            took: false,
+            done: false,
         };
         let on = WaitOn::QueueGet {
             queue,
@@ -221,7 +222,7 @@ impl<T: 'static> Queue<T> {
                     q.wake_putter(&hub);
                     item
                 };
-                guard.took = true;
+                guard.done = true;
                 drop(guard);
                 debug_assert!(item.is_some(), "a reserved item is there");
                 item
@@ -245,12 +246,13 @@ impl<T: 'static> Queue<T> {
             let mut q = self.inner.borrow_mut();
             (q.putters.push_back(w), q.id)
         };
-        let mut guard = PutterGuard {
+        let mut guard = WaitGuard {
             queue: &self.inner,
             hub: &hub,
+            side: Side::Put,
             w,
             node,
-            put: false,
+            done: false,
         };
         let on = WaitOn::QueuePut {
             queue,
@@ -264,7 +266,7 @@ impl<T: 'static> Queue<T> {
                     q.items.push_back(item);
                     q.wake_getter(&hub);
                 }
-                guard.put = true;
+                guard.done = true;
                 Ok(())
             }
             Wake::TimedOut | Wake::Pending => Err(item),
@@ -277,51 +279,46 @@ impl<T: 'static> Queue<T> {
     }
 }
 
-/// Cleans up a blocked `get` on every exit path: leaves the getters list,
-/// or passes on an item reserved for it that it did not take.
-struct GetterGuard<'a, T> {
-    queue: &'a RefCell<Inner<T>>,
-    hub: &'a Hub,
-    w: usize,
-    node: usize,
-    took: bool,
+/// Which side of the queue a blocked call waits on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Get,
+    Put,
 }
 
-impl<T> Drop for GetterGuard<'_, T> {
+/// Cleans up a blocked `get` or `put` on every exit path: leaves its wait
+/// list, or passes on a reservation (an item, a free place) that it was
+/// woken for but did not use.
+struct WaitGuard<'a, T> {
+    queue: &'a RefCell<Inner<T>>,
+    hub: &'a Hub,
+    side: Side,
+    w: usize,
+    node: usize,
+    /// The call used its reservation.
+    done: bool,
+}
+
+impl<T> Drop for WaitGuard<'_, T> {
     fn drop(&mut self) {
         let wake = self.hub.end_wait(self.w);
         let mut q = self.queue.borrow_mut();
-        if wake == Wake::Ready {
-            if !self.took {
+        match (wake == Wake::Ready, self.side) {
+            (true, _) if self.done => {}
+            (true, Side::Get) => {
                 q.reserved_items -= 1;
                 q.wake_getter(self.hub);
             }
-        } else {
-            q.getters.remove(self.node, self.w);
-        }
-    }
-}
-
-/// Cleans up a blocked `put` on every exit path.
-struct PutterGuard<'a, T> {
-    queue: &'a RefCell<Inner<T>>,
-    hub: &'a Hub,
-    w: usize,
-    node: usize,
-    put: bool,
-}
-
-impl<T> Drop for PutterGuard<'_, T> {
-    fn drop(&mut self) {
-        let wake = self.hub.end_wait(self.w);
-        let mut q = self.queue.borrow_mut();
-        if wake == Wake::Ready {
-            if !self.put {
+            (true, Side::Put) => {
                 q.reserved_slots -= 1;
                 q.wake_putter(self.hub);
             }
-        } else {
-            q.putters.remove(self.node, self.w);
+            (false, Side::Get) => {
+                q.getters.remove(self.node, self.w);
+            }
+            (false, Side::Put) => {
+                q.putters.remove(self.node, self.w);
+            }
         }
     }
 }
