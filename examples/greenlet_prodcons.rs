@@ -67,8 +67,7 @@ pub fn run() -> Vec<String> {
     trace
         .borrow_mut()
         .push(format!("main: done, {handled} items"));
-    let lines = trace.borrow().clone();
-    lines
+    trace.take()
 }
 
 #[allow(dead_code)]

@@ -3,13 +3,15 @@
 //! between items, and `hub::run` drives them all on one thread.
 //!
 //! The trace is deterministic: ready greenlets run in FIFO order before any
-//! timer, and sleepers wake in the order of their deadlines.
+//! timer, sleepers wake in the order of their deadlines, and the consumers
+//! sleep until shared instants (a tick every 2 ms), so which of them wake
+//! together does not depend on how fast the code in between runs.
 //!
 //! Run with `cargo run --example hub_prodcons`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use greenlet::hub::{self, Queue};
 
@@ -21,6 +23,7 @@ pub fn run_trace() -> Vec<String> {
     let trace = Rc::new(RefCell::new(Vec::new()));
     // Room for two items: the producer blocks when both consumers lag.
     let queue: Queue<Option<u32>> = Queue::bounded(2);
+    let start = Instant::now();
 
     for name in ["consumer A", "consumer B"] {
         let (queue, log) = (queue.clone(), trace.clone());
@@ -28,7 +31,9 @@ pub fn run_trace() -> Vec<String> {
             // `None` means the producer is done.
             while let Some(item) = queue.get() {
                 log.borrow_mut().push(format!("{name}: got item {item}"));
-                hub::sleep(Duration::from_millis(2));
+                // Items 1 and 2 rest until tick 1, items 3 and 4 until tick 2...
+                let tick = item.div_ceil(2);
+                hub::sleep_until(start + Duration::from_millis(2) * tick);
             }
             log.borrow_mut().push(format!("{name}: done"));
         });

@@ -112,11 +112,14 @@ fn h3_all_ready_greenlets_run_before_a_due_timer() {
 
 #[test]
 fn h4_sleepers_wake_in_deadline_order_ties_in_arrival_order() {
+    // Deadlines from one base instant, so the order cannot depend on how
+    // long spawning and starting the greenlets takes.
     let log = Log::default();
+    let base = std::time::Instant::now();
     for (name, ms) in [("c", 3), ("a", 1), ("b1", 2), ("b2", 2)] {
         let l = log.clone();
         hub::spawn(move || {
-            hub::sleep(Duration::from_millis(ms));
+            hub::sleep_until(base + Duration::from_millis(ms));
             l.push(name);
         });
     }

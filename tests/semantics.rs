@@ -782,7 +782,9 @@ fn row15_thread_exit_unwinds_every_suspended_greenlet() {
         });
         outer.switch::<(), ()>(()).unwrap();
         std::mem::forget(outer);
-        std::mem::forget(keep);
+        // Handles still alive (forgotten, so no drop kills them) when the
+        // thread ends.
+        keep.into_iter().for_each(std::mem::forget);
     })
     .join()
     .unwrap();

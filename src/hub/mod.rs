@@ -519,8 +519,16 @@ pub fn sleep(d: Duration) {
     if d.is_zero() {
         return yield_now();
     }
+    sleep_until(Instant::now() + d);
+}
+
+/// Suspends the current greenlet until `deadline` (at least until the next
+/// round if it has passed). Greenlets sleeping until the same instant wake
+/// together, in the order they went to sleep, which makes schedules that do
+/// not depend on how fast the code in between runs.
+pub fn sleep_until(deadline: Instant) {
     let hub = hub();
-    let until = Instant::now() + d;
+    let until = deadline;
     let w = hub.new_wait(Some(until));
     let guard = EndWait { hub: &hub, w };
     match hub.block(w, "hub::sleep", WaitOn::Sleep { until }) {
