@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test binary under valgrind's memcheck: any memory error or
+# definitely-lost block fails the run. corosensei registers its stacks with
+# valgrind, so stack switches are understood. Takes a few minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 1; }
+
+bins=$(mktemp)
+trap 'rm -f "$bins"' EXIT
+cargo test --no-run --message-format=json 2>/dev/null |
+    grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | sort -u > "$bins"
+
+status=0
+while read -r bin; do
+    echo "== $(basename "$bin")"
+    if ! valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
+        --error-exitcode=9 "$bin" --test-threads=1 >"$bin.valgrind.log" 2>&1; then
+        echo "   FAILED: see $bin.valgrind.log"
+        status=1
+    fi
+done < "$bins"
+exit $status
