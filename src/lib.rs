@@ -91,6 +91,10 @@
 //! - `src/value.rs`: how a value crosses a switch without allocating.
 //! - `src/stack.rs`: guarded stacks and their pool.
 //! - `src/error.rs`: [`SwitchError`] and [`ParentError`].
+//! - [`hub`] (`src/hub/`): spawn, sleep, `Queue`, `Event`, joins and
+//!   timeouts on top of switches.
+//! - `src/generator.rs`: [`Generator`]; `src/local.rs`: [`Local`];
+//!   `src/trace.rs`: [`set_switch_hook`]; `src/stats.rs`: [`stats`].
 
 #![warn(missing_docs, unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]
