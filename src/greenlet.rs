@@ -183,7 +183,6 @@ impl Greenlet {
     }
 
     /// The key, for crate-internal bookkeeping.
-    #[allow(dead_code)]
     pub(crate) fn key(&self) -> Key {
         self.key
     }

@@ -332,7 +332,6 @@ impl Runtime {
     }
 
     /// Records what the current greenlet is about to block on (or clears it).
-    #[allow(dead_code)]
     pub(crate) fn set_waiting_on(&self, what: Option<WaitOn>) {
         // SAFETY: current is live; a plain store.
         unsafe { (*self.record(self.current.get())).waiting_on = what }

@@ -77,13 +77,6 @@ impl PooledStack {
         self.mapped_len() - page_size() - RESERVED
     }
 
-    /// Whether `addr` lies in this stack's guard page.
-    #[allow(dead_code)]
-    pub(crate) fn guard_contains(&self, addr: usize) -> bool {
-        let low = self.inner.limit().get();
-        addr >= low && addr < low + page_size()
-    }
-
     /// Gives all but the top `KEEP_RESIDENT` bytes back to the kernel.
     fn trim(&self) {
         let low = self.inner.limit().get() + page_size();
@@ -176,7 +169,6 @@ impl StackPool {
     }
 
     /// Stacks lent to live greenlets.
-    #[allow(dead_code)]
     pub(crate) fn in_use(&self) -> usize {
         self.in_use
     }
