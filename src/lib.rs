@@ -104,6 +104,7 @@ mod generator;
 mod greenlet;
 pub mod hub;
 mod local;
+mod overflow;
 mod runtime;
 mod stack;
 mod stats;

@@ -103,6 +103,10 @@ pub(crate) struct Record {
     locals: Locals,
     /// What it is blocked on, as the hub records it.
     waiting_on: Option<WaitOn>,
+    /// The guard page below its stack (0 for main), and the stack size it
+    /// asked for: for the overflow message.
+    guard_page: usize,
+    stack_size: usize,
 }
 
 /// The slow lane of a transfer.
@@ -169,6 +173,7 @@ impl Drop for Owner {
             if (*rt).teardown() {
                 RUNTIME.with(|c| c.set(TORN_DOWN));
                 drop(Box::from_raw(rt as *mut Runtime));
+                crate::overflow::release_alt_stack();
             } else {
                 // A greenlet other than main is running the thread's exit
                 // (for example it called `std::process::exit`): its stack
@@ -234,6 +239,8 @@ impl Runtime {
             name: Some(Rc::from("main")),
             locals: Vec::new(),
             waiting_on: None,
+            guard_page: 0,
+            stack_size: 0,
         });
         debug_assert_eq!(main, MAIN as usize);
         let rt = Box::into_raw(Box::new(Runtime {
@@ -249,6 +256,7 @@ impl Runtime {
             tracer: Tracer::new(),
         }));
         RUNTIME.with(|c| c.set(rt));
+        crate::overflow::install();
         // SAFETY: just allocated; freed only by `Owner::drop`.
         unsafe { &*rt }
     }
@@ -322,6 +330,31 @@ impl Runtime {
     fn take_locals(&self) -> Locals {
         // SAFETY: as in `local`.
         unsafe { std::mem::take(&mut (*self.record(self.current.get())).locals) }
+    }
+
+    /// If `addr` lies in the guard page of the current greenlet's stack,
+    /// what the overflow message needs. Called from a signal handler: it
+    /// only reads.
+    pub(crate) fn overflow_at(addr: usize) -> Option<crate::overflow::Overflow> {
+        let rt = RUNTIME.try_with(Cell::get).ok()?;
+        if (rt as usize) <= (TORN_DOWN as usize) {
+            return None;
+        }
+        // SAFETY: a live runtime (see `get`); the fault interrupted this
+        // thread, which holds no reference into the slab across user code,
+        // so the records are in a consistent state; nothing is written.
+        unsafe {
+            let r = (*(*rt).records.get()).get((*rt).current.get() as usize)?;
+            let page = crate::stack::page_size();
+            if r.guard_page == 0 || addr < r.guard_page || addr >= r.guard_page + page {
+                return None;
+            }
+            Some(crate::overflow::Overflow {
+                name: r.name.as_ref().map(|n| (n.as_ptr(), n.len())),
+                id: r.id,
+                stack_size: r.stack_size,
+            })
+        }
     }
 
     /// The parent of a live greenlet (`NONE` for main).
@@ -416,6 +449,7 @@ impl Runtime {
             ));
         }
         let slot = stack.coroutine_slot();
+        let guard_page = stack.guard_page();
         let co = Co::with_stack(stack, move |y: &Y, word: usize| {
             entry::<F, A, R>(y, word, f)
         });
@@ -444,6 +478,8 @@ impl Runtime {
                 name,
                 locals: Vec::new(),
                 waiting_on: None,
+                guard_page,
+                stack_size,
             })
         } as Key;
         self.add_ref(parent);

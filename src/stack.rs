@@ -77,6 +77,11 @@ impl PooledStack {
         self.mapped_len() - page_size() - RESERVED
     }
 
+    /// The lowest address of the guard page below the stack.
+    pub(crate) fn guard_page(&self) -> usize {
+        self.inner.limit().get()
+    }
+
     /// Gives all but the top `KEEP_RESIDENT` bytes back to the kernel.
     fn trim(&self) {
         let low = self.inner.limit().get() + page_size();

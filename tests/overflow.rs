@@ -1,0 +1,79 @@
+//! A greenlet that overflows its stack gets a clear message and an abort;
+//! other stack overflows still get Rust's own report. Each case runs in a
+//! child process (this test binary, re-run with an environment variable).
+
+use std::hint::black_box;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+
+use greenlet::Greenlet;
+
+const CHILD: &str = "GREENLET_OVERFLOW_CHILD";
+
+/// Recurses until the stack runs out (the base case is never reached).
+fn recurse(depth: u64) -> u64 {
+    if depth == u64::MAX {
+        return 0;
+    }
+    let frame = black_box([depth as u8; 256]);
+    recurse(depth + 1) + u64::from(frame[0])
+}
+
+#[test]
+fn overflow_child() {
+    match std::env::var(CHILD).as_deref() {
+        Ok("greenlet") => {
+            let g = Greenlet::builder()
+                .name("deep")
+                .stack_size(64 * 1024)
+                .build(|()| recurse(0))
+                .unwrap();
+            let _ = g.switch::<(), u64>(());
+        }
+        Ok("thread") => {
+            // The runtime (and its handler) exists, but the overflow is on
+            // the thread's own stack.
+            let _ = Greenlet::current();
+            black_box(recurse(0));
+        }
+        _ => {}
+    }
+}
+
+fn run_child(mode: &str) -> std::process::Output {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "overflow_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, mode)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_greenlet_overflow_names_the_greenlet_and_the_remedy() {
+    let out = run_child("greenlet");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "greenlet 'deep' (id 1) overflowed its stack of 64 KiB; raise it with Builder::stack_size"
+        ),
+        "stderr: {stderr}"
+    );
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{:?}", out.status);
+}
+
+#[test]
+fn other_overflows_go_to_the_previous_handler() {
+    let out = run_child("thread");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("has overflowed its stack"),
+        "stderr: {stderr}"
+    );
+    assert!(!stderr.contains("greenlet '"), "stderr: {stderr}");
+    assert!(!out.status.success());
+}
