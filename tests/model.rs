@@ -1,0 +1,692 @@
+//! A model-based randomized test of rows 1–12: random programs run on the
+//! real crate and on a small reference interpreter (no stack switching), and
+//! the full traces must match: who runs, what value or error arrives, which
+//! greenlets unwind, in what order.
+//!
+//! A program is a list of operations. Whichever greenlet is current executes
+//! the next one (every greenlet, main included, runs the same interpreter),
+//! so a switch hands the rest of the program to its target. Operations name
+//! greenlets by index into a table of handles (index 0 is main); an index is
+//! taken modulo the table's length.
+//!
+//! 10,000 cases run in `cargo test`; set `GREENLET_MODEL_CASES` for more.
+//! A failure shrinks to a minimal program, printed in the message.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fmt;
+
+use greenlet::{Greenlet, SwitchError};
+use proptest::prelude::*;
+
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    /// Create a greenlet; its parent is the table entry, or the current
+    /// greenlet if that handle was dropped.
+    Create {
+        parent: usize,
+        current_parent: bool,
+    },
+    Switch {
+        target: usize,
+        value: u32,
+    },
+    Throw {
+        target: usize,
+        payload: u32,
+    },
+    Kill {
+        target: usize,
+    },
+    /// Drop the table's handle.
+    Drop {
+        target: usize,
+    },
+    SetParent {
+        target: usize,
+        parent: usize,
+    },
+    /// The current greenlet returns (ignored in main).
+    Return {
+        value: u32,
+    },
+    /// The current greenlet panics (ignored in main).
+    Panic {
+        value: u32,
+    },
+}
+
+/// The value main receives when the program is exhausted in another greenlet.
+const END: u32 = u32::MAX;
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0..8usize, any::<bool>()).prop_map(|(parent, current_parent)| Op::Create { parent, current_parent }),
+        6 => (0..8usize, 0..100u32).prop_map(|(target, value)| Op::Switch { target, value }),
+        1 => (0..8usize, 0..100u32).prop_map(|(target, payload)| Op::Throw { target, payload }),
+        1 => (0..8usize).prop_map(|target| Op::Kill { target }),
+        1 => (0..8usize).prop_map(|target| Op::Drop { target }),
+        1 => (0..8usize, 0..8usize).prop_map(|(target, parent)| Op::SetParent { target, parent }),
+        2 => (0..100u32).prop_map(|value| Op::Return { value }),
+        1 => (0..100u32).prop_map(|value| Op::Panic { value }),
+    ]
+}
+
+/// What arrived at a pending switch, in a form both sides can print.
+enum Arrival {
+    Ok(u32),
+    Thrown(u32),
+    Panicked(u32),
+    Killed,
+}
+
+impl fmt::Display for Arrival {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Arrival::Ok(v) => write!(f, "Ok({v})"),
+            Arrival::Thrown(v) => write!(f, "Thrown({v})"),
+            Arrival::Panicked(v) => write!(f, "Panicked({v})"),
+            Arrival::Killed => f.write_str("Killed"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The real crate.
+
+struct Real {
+    ops: RefCell<VecDeque<Op>>,
+    table: RefCell<Vec<Option<Greenlet>>>,
+    /// Greenlet index by id (index into `table`).
+    ids: RefCell<Vec<u64>>,
+    log: RefCell<Vec<String>>,
+}
+
+thread_local! {
+    static REAL: RefCell<Option<std::rc::Rc<Real>>> = const { RefCell::new(None) };
+}
+
+fn real() -> std::rc::Rc<Real> {
+    REAL.with(|r| r.borrow().clone().unwrap())
+}
+
+impl Real {
+    fn index_of_current(&self) -> usize {
+        let id = Greenlet::current().id();
+        self.ids.borrow().iter().position(|x| *x == id).unwrap()
+    }
+
+    fn push(&self, s: String) {
+        self.log.borrow_mut().push(s);
+    }
+
+    fn handle(&self, i: usize) -> Option<Greenlet> {
+        let table = self.table.borrow();
+        table[i % table.len()].clone()
+    }
+
+    fn resolve(&self, i: usize) -> usize {
+        i % self.table.borrow().len()
+    }
+}
+
+/// Logs "gN exit" when a greenlet's function ends, however it ends.
+struct ExitGuard(usize);
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        // After a failed case, leftovers are unwound at thread exit, when
+        // there is no log any more.
+        if let Ok(Some(rt)) = REAL.try_with(|r| r.borrow().clone()) {
+            rt.push(format!("g{} exit", self.0));
+        }
+    }
+}
+
+fn arrival(r: Result<u32, SwitchError>) -> Arrival {
+    match r {
+        Ok(v) => Arrival::Ok(v),
+        Err(SwitchError::Thrown(p)) => Arrival::Thrown(*p.downcast_ref::<u32>().unwrap()),
+        Err(SwitchError::Panicked(p)) => Arrival::Panicked(*p.downcast_ref::<u32>().unwrap()),
+        Err(SwitchError::Killed) => Arrival::Killed,
+        Err(e) => panic!("unexpected error in the model test: {e:?}"),
+    }
+}
+
+fn body(first: u32) -> u32 {
+    let rt = real();
+    let me = rt.index_of_current();
+    let _guard = ExitGuard(me);
+    rt.push(format!("g{me} started with {first}"));
+    drop(rt);
+    run_ops(me).unwrap_or(0)
+}
+
+/// Runs operations as greenlet `me`; returns `Some(v)` when it executes a
+/// `Return` (never for main), `None` when main sees the end.
+fn run_ops(me: usize) -> Option<u32> {
+    loop {
+        let rt = real();
+        let op = rt.ops.borrow_mut().pop_front();
+        let Some(op) = op else {
+            if me == 0 {
+                return None;
+            }
+            // Hand the end to main.
+            let main = Greenlet::main();
+            drop(rt);
+            let r = main.switch::<u32, u32>(END);
+            let rt = real();
+            rt.push(format!("g{me} got {}", arrival(r)));
+            continue;
+        };
+        match op {
+            Op::Create {
+                parent,
+                current_parent,
+            } => {
+                let p = if current_parent {
+                    None
+                } else {
+                    rt.handle(parent)
+                };
+                let mut b = Greenlet::builder();
+                if let Some(p) = &p {
+                    b = b.parent(p);
+                }
+                drop(p);
+                let g = b.build(body).unwrap();
+                rt.ids.borrow_mut().push(g.id());
+                rt.table.borrow_mut().push(Some(g));
+            }
+            Op::Switch { target, value } => {
+                if let Some(g) = rt.handle(target) {
+                    drop(rt);
+                    let r = g.switch::<u32, u32>(value);
+                    let rt = real();
+                    let a = arrival(r);
+                    rt.push(format!("g{me} got {a}"));
+                    drop(rt);
+                    drop(g);
+                    if me == 0 && matches!(a, Arrival::Ok(END)) {
+                        return None;
+                    }
+                }
+            }
+            Op::Throw { target, payload } => {
+                if let Some(g) = rt.handle(target) {
+                    drop(rt);
+                    let r = g.throw::<u32, u32>(payload);
+                    let rt = real();
+                    let a = arrival(r);
+                    rt.push(format!("g{me} got {a}"));
+                    drop(rt);
+                    drop(g);
+                    if me == 0 && matches!(a, Arrival::Ok(END)) {
+                        return None;
+                    }
+                }
+            }
+            Op::Kill { target } => {
+                let t = rt.resolve(target);
+                drop(rt);
+                // Killing through a shared borrow keeps the reference
+                // counts as the model has them (no extra handle).
+                let rt2 = real();
+                let table = rt2.table.borrow();
+                if let Some(g) = &table[t] {
+                    g.kill();
+                }
+            }
+            Op::Drop { target } => {
+                let t = rt.resolve(target);
+                let g = rt.table.borrow_mut()[t].take();
+                drop(rt);
+                drop(g);
+            }
+            Op::SetParent { target, parent } => {
+                let (t, p) = (rt.resolve(target), rt.resolve(parent));
+                let table = rt.table.borrow();
+                if let (Some(g), Some(pg)) = (&table[t], &table[p]) {
+                    let r = g.set_parent(pg);
+                    drop(table);
+                    rt.push(format!("g{me} set_parent(g{t}, g{p}) = {r:?}"));
+                }
+            }
+            Op::Return { value } if me != 0 => return Some(value),
+            Op::Panic { value } if me != 0 => std::panic::panic_any(value),
+            Op::Return { .. } | Op::Panic { .. } => {}
+        }
+    }
+}
+
+/// Runs the program on a fresh thread (whose exit then unwinds whatever the
+/// program left suspended); returns the trace and how many greenlets were
+/// still alive once every table handle was dropped.
+fn run_real(program: &[Op]) -> (Vec<String>, usize) {
+    let program = program.to_vec();
+    std::thread::spawn(move || run_real_here(&program))
+        .join()
+        .expect("the real run panicked")
+}
+
+fn run_real_here(program: &[Op]) -> (Vec<String>, usize) {
+    let rt = std::rc::Rc::new(Real {
+        ops: RefCell::new(program.iter().copied().collect()),
+        table: RefCell::new(vec![Some(Greenlet::main())]),
+        ids: RefCell::new(vec![0]),
+        log: RefCell::new(Vec::new()),
+    });
+    REAL.with(|r| *r.borrow_mut() = Some(rt.clone()));
+    run_ops(0);
+    // Drop the table's handles in order.
+    let n = rt.table.borrow().len();
+    for i in 0..n {
+        let g = rt.table.borrow_mut()[i].take();
+        drop(g);
+    }
+    let log = std::mem::take(&mut *rt.log.borrow_mut());
+    REAL.with(|r| *r.borrow_mut() = None);
+    // Suspended greenlets that hold handles to each other (a frame holding
+    // a handle, a parent link back) leak until the thread exits, as `Rc`
+    // cycles do; the model predicts how many.
+    (log, greenlet::stats().greenlets.len())
+}
+
+// ---------------------------------------------------------------------------
+// The model.
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum St {
+    Unstarted,
+    Active,
+    Dead,
+}
+
+/// What travels to a receiver.
+#[derive(Clone, Copy)]
+enum Sig {
+    Value(u32),
+    Thrown(u32),
+    Panicked(u32),
+    Killed,
+}
+
+impl Sig {
+    fn arrival(self) -> Arrival {
+        match self {
+            Sig::Value(v) => Arrival::Ok(v),
+            Sig::Thrown(v) => Arrival::Thrown(v),
+            Sig::Panicked(v) => Arrival::Panicked(v),
+            Sig::Killed => Arrival::Killed,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct G {
+    st: St,
+    parent: Option<usize>,
+    handle: bool,
+    freed: bool,
+    /// Dead, and its stack not yet recycled by a receiver.
+    pending: bool,
+    /// Lost its last reference while running.
+    orphan: bool,
+    /// The handle (table index) it holds while suspended in a switch/throw.
+    holding: Option<usize>,
+    /// Kills under way with this greenlet as the killer (each holds a
+    /// reference to it until the victim's stack is recycled).
+    killing: usize,
+}
+
+struct Model {
+    gs: Vec<G>,
+    cur: usize,
+    log: Vec<String>,
+    /// Main received the end of the program.
+    ended: bool,
+}
+
+impl Model {
+    fn refs(&self, k: usize) -> usize {
+        let mut n = usize::from(self.gs[k].handle) + usize::from(k == 0) + self.gs[k].killing;
+        for g in &self.gs {
+            if !g.freed && g.parent == Some(k) {
+                n += 1;
+            }
+            if g.holding == Some(k) {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn first_live(&self, mut k: usize) -> usize {
+        while self.gs[k].st == St::Dead {
+            k = self.gs[k].parent.unwrap();
+        }
+        k
+    }
+
+    /// A reference to `k` went away.
+    fn released(&mut self, k: usize) {
+        if self.gs[k].freed || self.refs(k) != 0 {
+            return;
+        }
+        if k == self.cur {
+            self.gs[k].orphan = true;
+            return;
+        }
+        match self.gs[k].st {
+            St::Dead if self.gs[k].pending => {}
+            St::Dead => self.free(k),
+            St::Unstarted | St::Active => self.kill(k),
+        }
+    }
+
+    fn free(&mut self, k: usize) {
+        self.gs[k].freed = true;
+        if let Some(p) = self.gs[k].parent {
+            self.released(p);
+        }
+    }
+
+    fn recycle(&mut self, k: usize) {
+        self.gs[k].pending = false;
+        if self.refs(k) == 0 {
+            self.free(k);
+        }
+    }
+
+    /// The greenlet `k` (suspended in an operation) is unwound: it drops the
+    /// handle it held, then its exit guard runs.
+    fn unwind_suspended(&mut self, k: usize) {
+        if let Some(t) = self.gs[k].holding.take() {
+            self.released(t);
+        }
+        self.log.push(format!("g{k} exit"));
+    }
+
+    /// Kills `v` (not current, not dead, not main) from the current greenlet.
+    fn kill(&mut self, v: usize) {
+        let killer = self.cur;
+        self.gs[killer].killing += 1;
+        if self.gs[v].st == St::Active {
+            self.cur = v;
+            self.unwind_suspended(v);
+        }
+        self.gs[v].st = St::Dead;
+        self.gs[v].pending = true;
+        self.gs[v].orphan = false;
+        self.cur = killer;
+        self.recycle(v);
+        self.gs[killer].killing -= 1;
+        self.released(killer);
+    }
+
+    /// The current greenlet `from` died with `sig`: hand it to the first
+    /// live ancestor, as `finish` does.
+    fn finish(&mut self, from: usize, sig: Sig) {
+        self.gs[from].st = St::Dead;
+        self.gs[from].pending = true;
+        self.gs[from].orphan = false;
+        let dest = self.first_live(self.gs[from].parent.unwrap());
+        self.arrive(dest, sig, Some(from), None);
+    }
+
+    /// `sig` arrives at `dest` (which becomes current). `finished` is a
+    /// greenlet whose stack the receiver recycles; `reap` an orphan it kills.
+    fn arrive(&mut self, dest: usize, sig: Sig, finished: Option<usize>, reap: Option<usize>) {
+        self.cur = dest;
+        if let Some(k) = finished {
+            self.recycle(k);
+        }
+        if let Some(k) = reap {
+            if !self.gs[k].freed && self.gs[k].st == St::Active {
+                self.kill(k);
+            }
+        }
+        match self.gs[dest].st {
+            St::Unstarted => match sig {
+                Sig::Value(v) => {
+                    self.gs[dest].st = St::Active;
+                    self.log.push(format!("g{dest} started with {v}"));
+                }
+                err => {
+                    // Dies without running; the error walks on.
+                    self.gs[dest].st = St::Active;
+                    self.finish(dest, err);
+                }
+            },
+            St::Active => {
+                self.log.push(format!("g{dest} got {}", sig.arrival()));
+                if dest == 0 && matches!(sig, Sig::Value(END)) {
+                    self.ended = true;
+                }
+                if let Some(t) = self.gs[dest].holding.take() {
+                    self.released(t);
+                }
+            }
+            St::Dead => unreachable!("arrival at a dead greenlet"),
+        }
+    }
+
+    /// The current greenlet sends `sig` towards `target` (a switch or throw).
+    fn send(&mut self, target: usize, sig: Sig, throw: bool) {
+        let c = self.cur;
+        let x = self.first_live(target);
+        if x == c {
+            self.log.push(format!("g{c} got {}", sig.arrival()));
+            return;
+        }
+        self.gs[c].holding = Some(target);
+        let reap = (c != 0 && self.refs(c) == 0).then_some(c);
+        if self.gs[x].st == St::Unstarted && throw {
+            // The throw starts it with the error: it dies without running.
+            self.cur = x;
+            if let Some(k) = reap {
+                self.kill(k);
+            }
+            self.cur = x;
+            self.gs[x].st = St::Active;
+            self.finish(x, sig);
+            return;
+        }
+        self.arrive(x, sig, None, reap);
+    }
+
+    fn step(&mut self, op: Op, table_len: &mut usize, handles: &mut Vec<usize>) {
+        let c = self.cur;
+        let n = *table_len;
+        match op {
+            Op::Create {
+                parent,
+                current_parent,
+            } => {
+                let p = parent % n;
+                let parent = if !current_parent && self.gs[handles[p]].handle {
+                    handles[p]
+                } else {
+                    c
+                };
+                self.gs.push(G {
+                    st: St::Unstarted,
+                    parent: Some(parent),
+                    handle: true,
+                    freed: false,
+                    pending: false,
+                    orphan: false,
+                    holding: None,
+                    killing: 0,
+                });
+                handles.push(self.gs.len() - 1);
+                *table_len += 1;
+            }
+            Op::Switch { target, value } => {
+                let t = handles[target % n];
+                if self.gs[t].handle {
+                    if t == c {
+                        self.log.push(format!("g{c} got Ok({value})"));
+                    } else {
+                        self.send(t, Sig::Value(value), false);
+                    }
+                }
+            }
+            Op::Throw { target, payload } => {
+                let t = handles[target % n];
+                if self.gs[t].handle {
+                    if t == c {
+                        self.log.push(format!("g{c} got Thrown({payload})"));
+                    } else {
+                        self.send(t, Sig::Thrown(payload), true);
+                    }
+                }
+            }
+            Op::Kill { target } => {
+                let t = handles[target % n];
+                if self.gs[t].handle && t != 0 && self.gs[t].st != St::Dead {
+                    if t == c {
+                        // Self-kill: unwinds, the parent gets Killed.
+                        self.log.push(format!("g{c} exit"));
+                        self.finish(c, Sig::Killed);
+                    } else {
+                        self.kill(t);
+                    }
+                }
+            }
+            Op::Drop { target } => {
+                let t = handles[target % n];
+                if self.gs[t].handle && t != 0 {
+                    self.gs[t].handle = false;
+                    self.released(t);
+                } else if t == 0 && self.gs[0].handle {
+                    self.gs[0].handle = false;
+                }
+            }
+            Op::SetParent { target, parent } => {
+                let (ti, pi) = (target % n, parent % n);
+                let (t, p) = (handles[ti], handles[pi]);
+                if self.gs[t].handle && self.gs[p].handle {
+                    let r = if t == 0 {
+                        "Err(Main)".to_string()
+                    } else {
+                        let mut w = Some(p);
+                        let mut cycle = false;
+                        while let Some(k) = w {
+                            if k == t {
+                                cycle = true;
+                                break;
+                            }
+                            w = self.gs[k].parent;
+                        }
+                        if cycle {
+                            "Err(Cycle)".to_string()
+                        } else {
+                            let old = self.gs[t].parent.replace(p);
+                            if let Some(old) = old {
+                                self.released(old);
+                            }
+                            "Ok(())".to_string()
+                        }
+                    };
+                    self.log
+                        .push(format!("g{c} set_parent(g{ti}, g{pi}) = {r}"));
+                }
+            }
+            Op::Return { value } if c != 0 => {
+                self.log.push(format!("g{c} exit"));
+                self.finish(c, Sig::Value(value));
+            }
+            Op::Panic { value } if c != 0 => {
+                self.log.push(format!("g{c} exit"));
+                self.finish(c, Sig::Panicked(value));
+            }
+            Op::Return { .. } | Op::Panic { .. } => {}
+        }
+    }
+}
+
+fn run_model(program: &[Op]) -> (Vec<String>, usize) {
+    let mut m = Model {
+        gs: vec![G {
+            st: St::Active,
+            parent: None,
+            handle: true,
+            freed: false,
+            pending: false,
+            orphan: false,
+            holding: None,
+            killing: 0,
+        }],
+        cur: 0,
+        log: Vec::new(),
+        ended: false,
+    };
+    // Table index -> greenlet (they coincide: greenlet k is table entry k).
+    let mut handles = vec![0usize];
+    let mut table_len = 1usize;
+    let mut ops: VecDeque<Op> = program.iter().copied().collect();
+    loop {
+        let Some(op) = ops.pop_front() else {
+            if m.cur == 0 {
+                break;
+            }
+            // The current greenlet hands the end to main.
+            m.send(0, Sig::Value(END), false);
+            if m.ended {
+                break;
+            }
+            continue;
+        };
+        m.step(op, &mut table_len, &mut handles);
+        if m.ended {
+            break;
+        }
+    }
+    // Main drops every handle, in order.
+    for &k in &handles[..table_len] {
+        if m.gs[k].handle && k != 0 {
+            m.gs[k].handle = false;
+            m.released(k);
+        }
+    }
+    let left = m.gs.iter().filter(|g| !g.freed).count();
+    (m.log, left)
+}
+
+/// The programs' own panics (u32 payloads) print nothing.
+fn quiet_panics() {
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !info.payload().is::<u32>() {
+                default(info);
+            }
+        }));
+    });
+}
+
+fn cases() -> u32 {
+    std::env::var("GREENLET_MODEL_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: cases(),
+        failure_persistence: None,
+        .. ProptestConfig::default()
+    })]
+
+    #[test]
+    fn the_crate_behaves_like_the_model(program in proptest::collection::vec(op_strategy(), 0..40)) {
+        quiet_panics();
+        let real = run_real(&program);
+        let model = run_model(&program);
+        prop_assert_eq!(real, model, "program: {:?}", program);
+    }
+}
