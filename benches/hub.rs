@@ -14,46 +14,95 @@
 //! means faster than tokio), all from this one run.
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 mod support;
 
 use criterion::{criterion_group, Criterion, Throughput};
-use greenlet::hub::{self, Queue};
+use greenlet::hub::{self, Event, Queue};
 use support::median_ns;
 use tokio::runtime::{Builder, Runtime};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch, Notify};
 
 fn tokio_rt() -> Runtime {
     Builder::new_current_thread().build().unwrap()
 }
 
-fn hub_yield(tasks: u64, yields: u64) {
+/// `tasks` greenlets yield `yields` times each; returns the time of the
+/// yielding alone. The greenlets are created and parked on an event before
+/// the clock starts, and park on another one when done: with 1,000 of them,
+/// creating and finishing them would otherwise dominate (beyond the pool's
+/// 64 stacks, each new greenlet maps a fresh stack and each finished one
+/// unmaps it; `spawn + join` below is the row for that cost).
+fn hub_yield(tasks: u64, yields: u64) -> Duration {
+    let (start, stop) = (Event::new(), Event::new());
     for _ in 0..tasks {
+        let (start, stop) = (start.clone(), stop.clone());
         hub::spawn(move || {
+            start.wait();
             for _ in 0..yields {
                 hub::yield_now();
             }
+            stop.wait();
         });
     }
+    hub::run(); // every greenlet waits on `start`
+    let t = Instant::now();
+    start.set();
+    hub::run(); // every greenlet has yielded and waits on `stop`
+    let elapsed = t.elapsed();
+    stop.set();
     hub::run();
+    elapsed
 }
 
-fn tokio_yield(rt: &Runtime, tasks: u64, yields: u64) {
+/// The same with tokio tasks, parked on `watch` channels; the last task
+/// to finish yielding stops the clock through a `Notify`.
+fn tokio_yield(rt: &Runtime, tasks: u64, yields: u64) -> Duration {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
     rt.block_on(async {
+        let (start_tx, start_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let done = Arc::new((AtomicU64::new(0), Notify::new()));
         let handles: Vec<_> = (0..tasks)
             .map(|_| {
+                let (mut start, mut stop) = (start_rx.clone(), stop_rx.clone());
+                let done = done.clone();
                 tokio::spawn(async move {
+                    start.wait_for(|go| *go).await.unwrap();
                     for _ in 0..yields {
                         tokio::task::yield_now().await;
                     }
+                    if done.0.fetch_add(1, Ordering::Relaxed) + 1 == tasks {
+                        done.1.notify_one();
+                    }
+                    stop.wait_for(|go| *go).await.unwrap();
                 })
             })
             .collect();
+        // Let every task start and park.
+        tokio::task::yield_now().await;
+        let t = Instant::now();
+        start_tx.send(true).unwrap();
+        done.1.notified().await;
+        let elapsed = t.elapsed();
+        stop_tx.send(true).unwrap();
         for h in handles {
             h.await.unwrap();
         }
-    });
+        elapsed
+    })
+}
+
+/// Median ns per unit of `f`'s own timing over 11 runs, after a warm-up.
+fn median_timed(units: u64, mut f: impl FnMut() -> Duration) -> f64 {
+    f();
+    let mut samples: Vec<f64> = (0..11)
+        .map(|_| f().as_nanos() as f64 / units as f64)
+        .collect();
+    samples.sort_by(|a, b| a.total_cmp(b));
+    samples[samples.len() / 2]
 }
 
 fn hub_ping_pong(rounds: u64) {
@@ -181,14 +230,13 @@ fn benches(c: &mut Criterion) {
     let rt = tokio_rt();
     let mut g = c.benchmark_group("hub_vs_tokio");
     for tasks in [2u64, 1_000] {
-        // Enough yields per greenlet that creating them is noise.
-        let yields = 200_000 / tasks;
+        let yields = 1_000_000 / tasks;
         g.throughput(Throughput::Elements(tasks * yields));
         g.bench_function(format!("hub_yield_now_{tasks}"), |b| {
-            b.iter(|| hub_yield(tasks, yields))
+            b.iter_custom(|iters| (0..iters).map(|_| hub_yield(tasks, yields)).sum())
         });
         g.bench_function(format!("tokio_yield_now_{tasks}"), |b| {
-            b.iter(|| tokio_yield(&rt, tasks, yields))
+            b.iter_custom(|iters| (0..iters).map(|_| tokio_yield(&rt, tasks, yields)).sum())
         });
     }
     g.throughput(Throughput::Elements(20_000));
@@ -235,10 +283,10 @@ fn main() {
 
     let mut rows: Vec<(String, f64, f64, &str)> = Vec::new();
     for tasks in [2u64, 1_000] {
-        let yields = 200_000 / tasks / scale;
+        let yields = 1_000_000 / tasks / scale;
         let total = tasks * yields;
-        let ours = median_ns(total, |_| hub_yield(tasks, yields));
-        let theirs = median_ns(total, |_| tokio_yield(&rt, tasks, yields));
+        let ours = median_timed(total, || hub_yield(tasks, yields));
+        let theirs = median_timed(total, || tokio_yield(&rt, tasks, yields));
         rows.push((
             format!("yield_now among {tasks}, ns/yield"),
             ours,

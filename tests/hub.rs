@@ -84,28 +84,26 @@ fn h3_all_ready_greenlets_run_before_a_due_timer() {
     let log = Log::default();
     let l = log.clone();
     hub::spawn(move || {
-        hub::sleep(Duration::from_nanos(1));
+        // A deadline that has already passed: due at the first check.
+        hub::sleep_until(std::time::Instant::now());
         l.push("sleeper");
     });
     let l = log.clone();
     hub::spawn(move || {
-        // Make sure the sleeper's timer is due, then keep yielding.
-        let start = std::time::Instant::now();
-        while start.elapsed() < MS {
-            std::hint::spin_loop();
-        }
         for i in 0..3 {
             l.push(format!("yielder {i}"));
             hub::yield_now();
         }
     });
     hub::run();
-    let got = log.take();
-    // The due timer is fired between rounds: after the yielder's first
-    // round, before it can starve the sleeper.
-    assert_eq!(got[0], "yielder 0");
-    assert!(got.contains(&"sleeper".to_string()));
-    assert_eq!(got.len(), 4);
+    // Round 1 runs the sleeper (it blocks) and the yielder; the due timer
+    // is fired between rounds, so the sleeper joins the back of round 2,
+    // after the yielder that was already ready: a yielding loop cannot
+    // starve a sleeper, and a timer never overtakes ready work.
+    assert_eq!(
+        log.take(),
+        ["yielder 0", "yielder 1", "sleeper", "yielder 2"]
+    );
 }
 
 // ----- H4: sleep -----
@@ -327,6 +325,30 @@ fn h8_a_woken_getter_killed_before_it_runs_passes_its_item_on() {
 }
 
 #[test]
+fn joining_oneself_is_an_error_not_a_hang() {
+    // The spawned greenlet gets its own handle through a shared slot.
+    type Slot = Rc<RefCell<Option<hub::JoinHandle<()>>>>;
+    let slot: Slot = Rc::default();
+    let message = Rc::new(RefCell::new(String::new()));
+    let (s, m) = (slot.clone(), message.clone());
+    let h = hub::spawn(move || {
+        let me = s.borrow_mut().take().unwrap();
+        let err = panic::catch_unwind(AssertUnwindSafe(|| me.join())).unwrap_err();
+        *m.borrow_mut() = match err.downcast_ref::<&str>() {
+            Some(text) => text.to_string(),
+            None => err.downcast_ref::<String>().cloned().unwrap_or_default(),
+        };
+    });
+    *slot.borrow_mut() = Some(h);
+    hub::run();
+    let message = message.borrow();
+    assert!(
+        message.contains("JoinHandle::join called from the greenlet it joins"),
+        "{message}"
+    );
+}
+
+#[test]
 fn h8_kill_of_an_unstarted_spawn_is_killed_for_join() {
     let ran = Rc::new(Cell::new(false));
     let r = ran.clone();
@@ -456,6 +478,122 @@ fn h9_a_greenlet_blocked_forever_leaves_run_returning() {
 fn run_from_a_spawned_greenlet_is_an_error() {
     let h = hub::spawn(|| panic::catch_unwind(hub::run).is_err());
     assert!(h.join().unwrap());
+}
+
+#[test]
+fn h9_main_in_a_switch_of_its_own_gets_an_error_when_nothing_can_run() {
+    // Main starts a plain greenlet that blocks in a hub call; nothing else
+    // can run, so the hub hands control back to main as an error (gevent's
+    // LoopExit), never as a stray value that looks like a reply.
+    let q: Queue<u8> = Queue::new();
+    let got = Rc::new(Cell::new(None));
+    let (q2, g2) = (q.clone(), got.clone());
+    let g = Greenlet::new(move |()| g2.set(Some(q2.get())));
+    let err = g.switch::<(), ()>(()).unwrap_err();
+    let msg = err.message().unwrap_or_default().to_string();
+    assert!(msg.contains("nothing can run"), "{msg}");
+    assert!(msg.contains("Queue::get"), "{msg}");
+    assert!(g.is_active(), "still blocked, and resumable");
+    q.put(4);
+    hub::run();
+    assert_eq!(got.get(), Some(4));
+    assert!(g.is_dead());
+}
+
+// ----- what reaches a blocked greenlet from outside the hub -----
+
+#[test]
+fn a_panic_routed_to_a_blocked_main_is_not_lost() {
+    // `g`'s parent is main; it panics while main is blocked in `get`. The
+    // panic arrives at main's pending switch and unwinds out of `get`.
+    let g = Greenlet::new(|()| {
+        hub::yield_now();
+        panic!("boom from g")
+    });
+    let starter = hub::spawn(move || {
+        let _ = g.switch::<(), ()>(());
+    });
+    let q: Queue<u8> = Queue::new();
+    let err = panic::catch_unwind(AssertUnwindSafe(|| q.get())).unwrap_err();
+    assert_eq!(err.downcast_ref::<&str>(), Some(&"boom from g"));
+    // The getter was removed: an item put now stays in the queue.
+    q.put(1);
+    assert_eq!(q.try_get(), Some(1));
+    drop(starter);
+}
+
+#[test]
+fn a_throw_into_a_blocked_greenlet_unwinds_out_of_its_call() {
+    let q: Queue<u8> = Queue::new();
+    let q2 = q.clone();
+    let h = hub::spawn(move || {
+        let p = panic::catch_unwind(AssertUnwindSafe(|| q2.get())).unwrap_err();
+        p.downcast_ref::<&str>().map(|s| s.to_string())
+    });
+    hub::yield_now(); // it blocks in get
+    let _ = h.greenlet().throw::<&str, ()>("stop");
+    assert!(h.is_finished());
+    assert_eq!(h.join().unwrap().as_deref(), Some("stop"));
+    q.put(2);
+    assert_eq!(q.try_get(), Some(2), "no stale getter took it");
+}
+
+#[test]
+fn with_timeout_interrupts_a_yielding_loop() {
+    let yields = Rc::new(Cell::new(0u64));
+    let y = yields.clone();
+    let r = with_timeout(MS, move || loop {
+        y.set(y.get() + 1);
+        hub::yield_now();
+    });
+    assert!(r.is_err());
+    assert!(yields.get() > 0);
+}
+
+#[test]
+fn hub_calls_in_destructors_at_thread_exit_do_not_abort() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // Runs at thread exit while blocked greenlets are unwound: wakes others,
+    // creates a queue, reads and writes queues and events.
+    struct Busy(Queue<u8>, Event, Arc<AtomicUsize>);
+    impl Drop for Busy {
+        fn drop(&mut self) {
+            let _ = self.0.try_put(1);
+            let _ = self.0.try_get();
+            self.1.set();
+            let fresh: Queue<u8> = Queue::bounded(1);
+            let _ = fresh.try_put(2);
+            self.2.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicUsize::new(0));
+    for runtime_first in [true, false] {
+        let d = dropped.clone();
+        std::thread::spawn(move || {
+            if runtime_first {
+                // The greenlet runtime exists before the hub: the two
+                // thread-locals are torn down in the other order.
+                let _ = Greenlet::current();
+            }
+            let (q, e) = (Queue::new(), Event::new());
+            for _ in 0..2 {
+                let busy = Busy(q.clone(), e.clone(), d.clone());
+                let (q, e) = (q.clone(), e.clone());
+                hub::spawn(move || {
+                    let _busy = busy;
+                    if q.get() == 0 {
+                        e.wait();
+                    }
+                });
+            }
+            hub::spawn(move || hub::sleep(Duration::from_secs(3600)));
+            hub::yield_now();
+        })
+        .join()
+        .unwrap();
+    }
+    assert_eq!(dropped.load(Ordering::SeqCst), 4);
 }
 
 // ----- introspection -----

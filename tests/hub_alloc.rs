@@ -80,3 +80,33 @@ fn timers_allocate_nothing() {
     });
     assert_eq!(n, 0);
 }
+
+#[test]
+fn timers_cancelled_before_their_deadline_allocate_nothing() {
+    // A receive loop with a long timeout that is always met: every get
+    // blocks (its timer is set) and is served quickly (its timer is
+    // cancelled). Cancelled timers must not pile up in the heap, even
+    // behind an earlier deadline that stays pending (a long sleeper).
+    let sleeper = hub::spawn(|| hub::sleep(Duration::from_secs(1800)));
+    let (ping, pong) = (Queue::bounded(1), Queue::bounded(1));
+    let (pi, po) = (ping.clone(), pong.clone());
+    let echo = hub::spawn(move || loop {
+        let v: u64 = pi.get();
+        if v == u64::MAX {
+            return;
+        }
+        po.put(v + 1);
+    });
+    let (pi, po) = (ping.clone(), pong.clone());
+    let n = steady_state(40_000, move |i| {
+        pi.put(i as u64);
+        assert_eq!(
+            po.get_timeout(Duration::from_secs(3600)),
+            Some(i as u64 + 1)
+        );
+    });
+    ping.put(u64::MAX);
+    echo.join().unwrap();
+    sleeper.kill();
+    assert_eq!(n, 0);
+}

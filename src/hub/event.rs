@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::wait_list::WaitList;
-use super::{hub, interrupted, Hub, Wake};
+use super::{hub, interrupted, try_hub, Hub, Wake};
 use crate::stats::WaitOn;
 
 /// A flag that greenlets of one thread can wait for; `Clone` shares it.
@@ -51,9 +51,16 @@ impl Event {
 
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) {
-        let hub = hub();
         let mut e = self.inner.borrow_mut();
         e.set = true;
+        if e.waiters.is_empty() {
+            return;
+        }
+        // Waiters were registered with this thread's hub. It is only gone
+        // during thread exit, when they are about to be unwound anyway.
+        let Some(hub) = try_hub() else {
+            return;
+        };
         while let Some(w) = e.waiters.pop_front() {
             hub.wake(w, Wake::Ready);
         }

@@ -126,8 +126,19 @@ where
 impl<R: 'static> JoinHandle<R> {
     /// Waits (blocking the calling greenlet) until the spawned greenlet
     /// finishes, and returns its value, or why there is none.
+    ///
+    /// # Panics
+    ///
+    /// When called from the spawned greenlet itself (it could never
+    /// finish), and as any blocking call does (see the [module
+    /// docs](super)).
     pub fn join(self) -> Result<R, JoinError> {
         if !self.state.finished.get() {
+            assert!(
+                !self.greenlet.is_current(),
+                "greenlet::hub: JoinHandle::join called from the greenlet it joins \
+                 (it would wait for itself forever)"
+            );
             let hub = hub();
             let w = hub.new_wait(None);
             self.state.joiner.set(Some(w));

@@ -51,7 +51,20 @@
 //!   from any greenlet except the hub itself (a panic naming the call).
 //! - A blocking call made from main when nothing else can run (nothing
 //!   ready, no timer) panics with "... would block forever"; the same call
-//!   from another greenlet leaves it blocked and returns control to main.
+//!   from another greenlet leaves it blocked and returns control to main:
+//!   `run` returns, and a switch of main's own (main started a greenlet
+//!   that blocked) gets `Err(SwitchError::Thrown(message))` saying nothing
+//!   can run (gevent's `LoopExit`), never a stray value.
+//! - What reaches a blocked greenlet from outside the hub is not dropped: a
+//!   [`throw`](crate::Greenlet::throw) into it, or the panic of a child
+//!   whose parent it is, unwinds out of the blocking call (as
+//!   `resume_unwind`, waiter removed); a child's return value is ignored
+//!   and the call keeps waiting. The same holds for main inside `run`.
+//! - An expired [`with_timeout`] interrupts the next blocking call,
+//!   `yield_now` included, so a yielding loop can be timed out too.
+//! - Calls that never block (`try_put`, `try_get`, `Event::set`, creating
+//!   a queue) never create the hub, so they also work from destructors while
+//!   the thread exits.
 //! - Queue items are never handed to a waiter directly: a woken getter has
 //!   an item *reserved* in the queue and takes it when it runs, so killing
 //!   or timing out a woken waiter just passes the reservation on (no item is
@@ -130,7 +143,11 @@ pub(crate) struct Hub {
     scopes: RefCell<Slab<Scope>>,
     /// The call main is blocked in, if it is.
     main_blocked: Cell<Option<&'static str>>,
-    next_queue_id: Cell<u64>,
+    /// Main is in `run`, waiting for the hub to run out of work.
+    main_in_run: Cell<bool>,
+    /// The blocking call that switched away last (for the message main
+    /// gets when the hub runs dry while main is in none of its calls).
+    last_call: Cell<&'static str>,
 }
 
 thread_local! {
@@ -176,6 +193,22 @@ pub(crate) fn hub() -> Rc<Hub> {
     }
 }
 
+/// This thread's hub if it has one; never creates it. Calls that only
+/// wake others use this, so they work without a hub (there is then nobody
+/// to wake) and from destructors during thread exit.
+#[inline]
+pub(crate) fn try_hub() -> Option<Rc<Hub>> {
+    let hub = HUB.with(Cell::get);
+    if hub.is_null() {
+        return None;
+    }
+    // SAFETY: as in `hub`.
+    unsafe {
+        Rc::increment_strong_count(hub);
+        Some(Rc::from_raw(hub))
+    }
+}
+
 #[cold]
 fn new_hub() -> Rc<Hub> {
     assert!(
@@ -210,7 +243,8 @@ impl Hub {
                 waits: RefCell::new(Slab::new()),
                 scopes: RefCell::new(Slab::new()),
                 main_blocked: Cell::new(None),
-                next_queue_id: Cell::new(1),
+                main_in_run: Cell::new(false),
+                last_call: Cell::new("a blocking call"),
             }
         })
     }
@@ -235,12 +269,23 @@ impl Hub {
                 Runtime::get().set_waiting_on(None);
                 continue;
             }
-            // Nothing is left. Main either ran `run` (it returns) or is
-            // blocked in a call nothing can ever complete (H9).
+            // Nothing is left. Main ran `run` (which returns), or is
+            // blocked in a call nothing can ever complete (H9), or is in a
+            // switch of its own while the greenlets it started are all
+            // blocked: then its switch gets an error saying so (gevent's
+            // `LoopExit`), never a stray value.
             if self.main_blocked.get().is_some() {
                 let _ = main.throw::<BlockedForever, ()>(BlockedForever);
-            } else {
+            } else if self.main_in_run.replace(false) {
                 let _ = main.switch::<(), ()>(());
+            } else {
+                let message = format!(
+                    "greenlet::hub: nothing can run: no greenlet is ready and no timer \
+                     is pending (the last blocking call was {}), so the hub switched \
+                     back to main",
+                    self.last_call.get()
+                );
+                let _ = main.throw::<String, ()>(message);
             }
         }
     }
@@ -385,6 +430,7 @@ impl Hub {
         if is_main {
             self.main_blocked.set(Some(call));
         }
+        self.last_call.set(call);
         let next = self.next_for_handoff();
         let outcome = match &next {
             Some(g) => g.switch::<(), ()>(()),
@@ -403,9 +449,31 @@ impl Hub {
             Err(SwitchError::Unwinding) => {
                 panic!("greenlet::hub: {call} cannot block while the greenlet unwinds")
             }
+            // A panic of a child whose parent is this greenlet, or a throw
+            // into it: it must not vanish, so it unwinds out of the blocking
+            // call (whose guard removes the waiter), as `resume_unwind`.
+            Err(SwitchError::Panicked(p) | SwitchError::Thrown(p)) => {
+                self.forget_ready(me);
+                std::panic::resume_unwind(p)
+            }
             // Anything else (a stray value) is a spurious wake-up: the
             // caller checks its wait and blocks again.
             Err(_) => {}
+        }
+    }
+
+    /// Takes greenlet `key` off the ready queue, if it is there: it is
+    /// leaving its blocking call another way (cold path).
+    #[cold]
+    fn forget_ready(&self, key: Key) {
+        let mut ready = self.ready.borrow_mut();
+        if let Some(i) = ready.iter().position(|g| g.key() == key) {
+            let g = ready.remove(i);
+            if i < self.round_left.get() {
+                self.round_left.set(self.round_left.get() - 1);
+            }
+            drop(ready);
+            drop(g);
         }
     }
 
@@ -426,6 +494,10 @@ impl Hub {
     /// others run.
     #[inline]
     fn yield_now(&self) {
+        // An expired `with_timeout` scope interrupts a yielding loop too.
+        if let Some(s) = self.fired_scope() {
+            interrupted(s);
+        }
         self.make_ready(Greenlet::current());
         self.switch_away("hub::yield_now");
     }
@@ -473,12 +545,6 @@ impl Hub {
         if let Some(w) = wait {
             self.wake(w, Wake::Interrupted(s));
         }
-    }
-
-    fn queue_id(&self) -> u64 {
-        let id = self.next_queue_id.get();
-        self.next_queue_id.set(id + 1);
-        id
     }
 }
 
@@ -560,7 +626,28 @@ pub fn run() {
         Greenlet::current().is_main(),
         "greenlet::hub::run must be called from the main greenlet"
     );
-    let _ = hub.greenlet.switch::<(), ()>(());
+    /// Clears the flag on every exit path.
+    struct InRun<'a>(&'a Hub);
+    impl Drop for InRun<'_> {
+        fn drop(&mut self) {
+            self.0.main_in_run.set(false);
+        }
+    }
+    hub.main_in_run.set(true);
+    let _in_run = InRun(&hub);
+    loop {
+        let outcome = hub.greenlet.switch::<(), ()>(());
+        if !hub.main_in_run.get() {
+            // The hub ran out of work and cleared the flag.
+            return;
+        }
+        // A child of main panicked (or something threw into main) meanwhile:
+        // it must not vanish. A stray value (a child of main returned) only
+        // means: keep driving.
+        if let Err(SwitchError::Panicked(p) | SwitchError::Thrown(p)) = outcome {
+            std::panic::resume_unwind(p);
+        }
+    }
 }
 
 /// Ends a wait on every exit path of a blocking call.

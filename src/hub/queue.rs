@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::wait_list::WaitList;
-use super::{hub, interrupted, Hub, Wake};
+use super::{hub, interrupted, try_hub, Hub, Wake};
 use crate::stats::WaitOn;
 
 /// A queue of `T` shared by the greenlets of one thread; `Clone` gives
@@ -81,6 +81,14 @@ impl<T> Inner<T> {
     }
 }
 
+/// A new queue id: unique in the process, so `stats` output can name queues
+/// without a hub (creating a queue does not start one).
+fn next_queue_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 impl<T: 'static> Queue<T> {
     /// An unbounded queue: `put` never blocks.
     pub fn new() -> Queue<T> {
@@ -109,7 +117,7 @@ impl<T: 'static> Queue<T> {
                 putters: WaitList::new(),
                 reserved_items: 0,
                 reserved_slots: 0,
-                id: hub().queue_id(),
+                id: next_queue_id(),
             })),
         }
     }
@@ -124,12 +132,15 @@ impl<T: 'static> Queue<T> {
 
     /// Adds `item` if there is room now; gives it back otherwise.
     pub fn try_put(&self, item: T) -> Result<(), T> {
-        let hub = hub();
+        let hub = try_hub();
         let mut q = self.inner.borrow_mut();
         // Blocked putters are only ever waiting when there is no room.
         if q.has_space() {
             q.items.push_back(item);
-            q.wake_getter(&hub);
+            // Without a hub nobody can be waiting.
+            if let Some(hub) = &hub {
+                q.wake_getter(hub);
+            }
             Ok(())
         } else {
             Err(item)
@@ -154,11 +165,13 @@ impl<T: 'static> Queue<T> {
     /// Takes the front item if there is one (and no blocked getter is owed
     /// it).
     pub fn try_get(&self) -> Option<T> {
-        let hub = hub();
+        let hub = try_hub();
         let mut q = self.inner.borrow_mut();
         if q.items.len() > q.reserved_items {
             let item = q.items.pop_front();
-            q.wake_putter(&hub);
+            if let Some(hub) = &hub {
+                q.wake_putter(hub);
+            }
             item
         } else {
             None

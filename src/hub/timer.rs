@@ -1,15 +1,15 @@
 //! The hub's timers: a deadline heap with cancellation.
 //!
-//! Entries live in a `Slab` (their keys are the timer handles) and the heap
-//! orders `(deadline, sequence, key)`; the sequence number makes equal
-//! deadlines fire in the order they were set and tells a heap entry whose
-//! timer was cancelled (and whose slot was reused) from a live one.
-//! Cancelling only frees the slab slot; the stale heap entry is skipped when
-//! it comes up. Both containers keep their capacity, so a steady state of
-//! timers allocates nothing.
+//! Entries live in a `Slab` (their keys are the timer handles) and a binary
+//! min-heap of keys orders them by `(deadline, sequence)`; the sequence
+//! number makes equal deadlines fire in the order they were set. Each entry
+//! knows its place in the heap, so cancelling removes it at once
+//! (O(log n)): cancelled timers never pile up behind an earlier pending
+//! one (a receive loop with a long timeout that is always met, next to a
+//! long sleeper, would otherwise grow the heap without bound). Both
+//! containers keep their capacity, so a steady state of timers allocates
+//! nothing.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::time::Instant;
 
 use slab::Slab;
@@ -24,22 +24,26 @@ pub(crate) enum Action {
 }
 
 struct Entry {
+    deadline: Instant,
     seq: u64,
+    /// Index of this entry's key in `heap`.
+    pos: usize,
     action: Action,
 }
 
 /// A set of pending timers.
 pub(crate) struct Timers {
-    heap: BinaryHeap<Reverse<(Instant, u64, usize)>>,
     entries: Slab<Entry>,
+    /// Entry keys, a min-heap by `(deadline, seq)`.
+    heap: Vec<usize>,
     next_seq: u64,
 }
 
 impl Timers {
     pub(crate) fn new() -> Timers {
         Timers {
-            heap: BinaryHeap::new(),
             entries: Slab::new(),
+            heap: Vec::new(),
             next_seq: 0,
         }
     }
@@ -48,51 +52,115 @@ impl Timers {
     pub(crate) fn add(&mut self, deadline: Instant, action: Action) -> usize {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let key = self.entries.insert(Entry { seq, action });
-        self.heap.push(Reverse((deadline, seq, key)));
+        let pos = self.heap.len();
+        let key = self.entries.insert(Entry {
+            deadline,
+            seq,
+            pos,
+            action,
+        });
+        self.heap.push(key);
+        self.sift_up(pos);
         key
     }
 
-    /// Cancels a timer that has not fired (a no-op for one that has).
+    /// Cancels a timer that has not fired (a no-op for one that has, even
+    /// if its slot now holds another timer: the action tells them apart).
     pub(crate) fn cancel(&mut self, key: usize, action: Action) {
-        if self.entries.get(key).is_some_and(|e| e.action == action) {
-            self.entries.remove(key);
+        if let Some(e) = self.entries.get(key) {
+            if e.action == action {
+                let pos = e.pos;
+                self.remove_at(pos);
+            }
         }
     }
 
     /// Whether any timer is pending.
     pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.heap.is_empty()
+    }
+
+    /// How many timers are pending.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
     }
 
     /// The earliest pending deadline.
     pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
-        self.skip_cancelled();
-        self.heap.peek().map(|Reverse((deadline, _, _))| *deadline)
+        self.heap.first().map(|&key| self.entries[key].deadline)
     }
 
     /// Removes and returns the earliest timer due at `now`, if any.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Action> {
-        self.skip_cancelled();
-        match self.heap.peek() {
-            Some(Reverse((deadline, _, key))) if *deadline <= now => {
-                let key = *key;
-                self.heap.pop();
-                Some(self.entries.remove(key).action)
-            }
-            _ => None,
+        let &first = self.heap.first()?;
+        if self.entries[first].deadline > now {
+            return None;
         }
+        Some(self.remove_at(0))
     }
 
-    fn skip_cancelled(&mut self) {
-        while let Some(Reverse((_, seq, key))) = self.heap.peek() {
-            match self.entries.get(*key) {
-                Some(e) if e.seq == *seq => return,
-                _ => {
-                    self.heap.pop();
-                }
-            }
+    /// Removes the entry at heap position `pos` and returns its action.
+    fn remove_at(&mut self, pos: usize) -> Action {
+        let key = self.heap.swap_remove(pos);
+        let action = self.entries.remove(key).action;
+        if pos < self.heap.len() {
+            // The last key moved into the hole: it may belong above or below.
+            let moved = self.heap[pos];
+            self.entries[moved].pos = pos;
+            self.sift_up(pos);
+            let pos = self.entries[moved].pos;
+            self.sift_down(pos);
         }
+        action
+    }
+
+    fn less(&self, a: usize, b: usize) -> bool {
+        let (a, b) = (&self.entries[a], &self.entries[b]);
+        (a.deadline, a.seq) < (b.deadline, b.seq)
+    }
+
+    fn place(&mut self, pos: usize, key: usize) {
+        self.heap[pos] = key;
+        self.entries[key].pos = pos;
+    }
+
+    fn sift_up(&mut self, mut pos: usize) {
+        let key = self.heap[pos];
+        while pos > 0 {
+            let parent = (pos - 1) / 2;
+            let above = self.heap[parent];
+            if !self.less(key, above) {
+                break;
+            }
+            self.place(pos, above);
+            pos = parent;
+        }
+        self.place(pos, key);
+    }
+
+    fn sift_down(&mut self, mut pos: usize) {
+        let key = self.heap[pos];
+        let len = self.heap.len();
+        loop {
+            let left = 2 * pos + 1;
+            if left >= len {
+                break;
+            }
+            let right = left + 1;
+            let child = if right < len && self.less(self.heap[right], self.heap[left]) {
+                right
+            } else {
+                left
+            };
+            let below = self.heap[child];
+            if !self.less(below, key) {
+                break;
+            }
+            self.place(pos, below);
+            pos = child;
+        }
+        self.place(pos, key);
     }
 }
 
@@ -122,11 +190,52 @@ mod tests {
         t.cancel(a, Action::Wait(1));
         let b = t.add(now + Duration::from_millis(5), Action::Wait(2));
         assert_eq!(a, b, "the slot is reused");
-        assert_eq!(t.pop_due(now), None, "the stale heap entry is skipped");
+        t.cancel(a, Action::Wait(1)); // stale: leaves the new timer alone
+        assert_eq!(t.pop_due(now), None);
         assert_eq!(t.next_deadline(), Some(now + Duration::from_millis(5)));
         assert_eq!(
             t.pop_due(now + Duration::from_millis(5)),
             Some(Action::Wait(2))
         );
+    }
+
+    #[test]
+    fn cancelling_behind_an_earlier_timer_removes_at_once() {
+        let mut t = Timers::new();
+        let now = Instant::now();
+        t.add(now + Duration::from_secs(1), Action::Wait(0));
+        for i in 1..1000 {
+            let k = t.add(now + Duration::from_secs(2), Action::Wait(i));
+            t.cancel(k, Action::Wait(i));
+        }
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn random_adds_and_cancels_keep_the_order() {
+        let mut t = Timers::new();
+        let now = Instant::now();
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut kept = Vec::new();
+        for i in 0..2000usize {
+            let ms = next() % 500;
+            let k = t.add(now + Duration::from_millis(ms), Action::Wait(i));
+            if next() % 3 == 0 {
+                t.cancel(k, Action::Wait(i));
+            } else {
+                kept.push((ms, i));
+            }
+        }
+        kept.sort_unstable(); // by deadline, then insertion order
+        let end = now + Duration::from_secs(1);
+        let fired: Vec<_> = std::iter::from_fn(|| t.pop_due(end)).collect();
+        let expected: Vec<_> = kept.iter().map(|&(_, i)| Action::Wait(i)).collect();
+        assert_eq!(fired, expected);
     }
 }

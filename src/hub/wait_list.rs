@@ -65,7 +65,7 @@ impl WaitList {
         }
     }
 
-    #[cfg(test)]
+    /// Whether nobody waits.
     pub(crate) fn is_empty(&self) -> bool {
         self.head == NIL
     }
