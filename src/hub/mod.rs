@@ -310,6 +310,7 @@ impl Hub {
     }
 
     /// The next ready greenlet of the current round, skipping dead ones.
+    #[inline]
     fn pop_ready(&self) -> Option<Greenlet> {
         while self.round_left.get() > 0 {
             self.round_left.set(self.round_left.get() - 1);
@@ -325,6 +326,7 @@ impl Hub {
     /// of this round; at a round's end, a new round starts right here when
     /// no timer is pending (the hub would do nothing else), otherwise `None`
     /// (go through the hub, which fires the timers first).
+    #[inline]
     fn next_for_handoff(&self) -> Option<Greenlet> {
         if self.round_left.get() == 0 {
             if !self.timers.borrow().is_empty() {
@@ -336,6 +338,7 @@ impl Hub {
     }
 
     /// Puts `g` at the back of the ready queue.
+    #[inline]
     fn make_ready(&self, g: Greenlet) {
         self.ready.borrow_mut().push_back(g);
     }
@@ -502,6 +505,7 @@ impl Hub {
         self.switch_away("hub::yield_now");
     }
 
+    #[inline]
     fn fired_scope(&self) -> Option<usize> {
         // No scope anywhere on the thread: skip the greenlet-local lookup.
         if self.scopes.borrow().is_empty() {
