@@ -83,6 +83,35 @@
 //!   runtime; [`Greenlet`] is `!Send` and `!Sync`; when a thread exits,
 //!   every greenlet it still has is unwound before the thread ends.
 //!
+//! # Hostile use
+//!
+//! Misuse gets an error or a documented outcome, never undefined behaviour:
+//!
+//! - Switching while the current greenlet unwinds (from a destructor during
+//!   a panic or a kill): [`SwitchError::Unwinding`], the value dropped. A
+//!   kill from such a destructor is allowed (it always comes back).
+//! - Killing a greenlet from its own child: the parent unwinds, its death
+//!   returns to the child (its killer); the child's own result later walks
+//!   past the dead parent.
+//! - A destructor that panics: in a value dropped by a mismatched receiver,
+//!   the panic resumes in the receiver after its bookkeeping; in a dropped,
+//!   unstarted greenlet's closure, it resumes in whoever dropped or killed
+//!   it; during a normal return it becomes the greenlet's panic. A
+//!   destructor that panics *while* a panic or kill unwinds aborts the
+//!   process, as it does anywhere in Rust.
+//! - A switch hook that panics is removed and the panic reaches the
+//!   switcher; a hook cannot switch ([`SwitchError::InSwitchHook`]).
+//! - Parent cycles of any length: [`ParentError::Cycle`], the old parent
+//!   kept. The main greenlet's parent: [`ParentError::Main`].
+//! - Blocking inside the hub greenlet, `hub::run` from a greenlet other than
+//!   main, a blocking call from main that nothing can complete, joining
+//!   oneself: panics naming the call (see [`hub`]).
+//! - Overflowing a greenlet's stack: a message naming the greenlet, its
+//!   stack size and `Builder::stack_size`, then an abort.
+//! - Handles captured in a cycle (a suspended frame holding a handle to a
+//!   greenlet whose parent it is, say) leak until the thread exits, as `Rc`
+//!   cycles do; thread exit unwinds them.
+//!
 //! # Where things are
 //!
 //! - [`greenlet`](crate::Greenlet) (`src/greenlet.rs`): the handle and the builder.
