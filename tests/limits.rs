@@ -4,7 +4,8 @@
 //! binary, re-run with an environment variable) whose address space is
 //! capped with `setrlimit(RLIMIT_AS)`, so other tests are unaffected.
 
-use std::process::Command;
+#[path = "support/child.rs"]
+mod child;
 
 use greenlet::Greenlet;
 
@@ -39,17 +40,7 @@ fn child_main(mode: &str) {
 }
 
 fn run_child(mode: &str) -> std::process::Output {
-    let exe = std::env::current_exe().unwrap();
-    Command::new(exe)
-        .args([
-            "--exact",
-            "refusal_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, mode)
-        .output()
-        .unwrap()
+    child::run("refusal_child", CHILD, mode)
 }
 
 #[test]

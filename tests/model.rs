@@ -162,6 +162,25 @@ fn body(first: u32) -> u32 {
     run_ops(me).unwrap_or(0)
 }
 
+/// A switch or throw from greenlet `me` to table entry `target` (if its
+/// handle is there), holding the handle while suspended as real code does;
+/// logs what arrives. Returns whether main received the end.
+fn send_op(
+    me: usize,
+    rt: std::rc::Rc<Real>,
+    target: usize,
+    send: impl FnOnce(&Greenlet) -> Result<u32, SwitchError>,
+) -> bool {
+    let Some(g) = rt.handle(target) else {
+        return false;
+    };
+    drop(rt);
+    let a = arrival(send(&g));
+    real().push(format!("g{me} got {a}"));
+    drop(g);
+    me == 0 && matches!(a, Arrival::Ok(END))
+}
+
 /// Runs operations as greenlet `me`; returns `Some(v)` when it executes a
 /// `Return` (never for main), `None` when main sees the end.
 fn run_ops(me: usize) -> Option<u32> {
@@ -200,31 +219,13 @@ fn run_ops(me: usize) -> Option<u32> {
                 rt.table.borrow_mut().push(Some(g));
             }
             Op::Switch { target, value } => {
-                if let Some(g) = rt.handle(target) {
-                    drop(rt);
-                    let r = g.switch::<u32, u32>(value);
-                    let rt = real();
-                    let a = arrival(r);
-                    rt.push(format!("g{me} got {a}"));
-                    drop(rt);
-                    drop(g);
-                    if me == 0 && matches!(a, Arrival::Ok(END)) {
-                        return None;
-                    }
+                if send_op(me, rt, target, |g| g.switch::<u32, u32>(value)) {
+                    return None;
                 }
             }
             Op::Throw { target, payload } => {
-                if let Some(g) = rt.handle(target) {
-                    drop(rt);
-                    let r = g.throw::<u32, u32>(payload);
-                    let rt = real();
-                    let a = arrival(r);
-                    rt.push(format!("g{me} got {a}"));
-                    drop(rt);
-                    drop(g);
-                    if me == 0 && matches!(a, Arrival::Ok(END)) {
-                        return None;
-                    }
+                if send_op(me, rt, target, |g| g.throw::<u32, u32>(payload)) {
+                    return None;
                 }
             }
             Op::Kill { target } => {

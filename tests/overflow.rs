@@ -2,9 +2,11 @@
 //! other stack overflows still get Rust's own report. Each case runs in a
 //! child process (this test binary, re-run with an environment variable).
 
+#[path = "support/child.rs"]
+mod child;
+
 use std::hint::black_box;
 use std::os::unix::process::ExitStatusExt;
-use std::process::Command;
 
 use greenlet::Greenlet;
 
@@ -41,16 +43,7 @@ fn overflow_child() {
 }
 
 fn run_child(mode: &str) -> std::process::Output {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "overflow_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, mode)
-        .output()
-        .unwrap()
+    child::run("overflow_child", CHILD, mode)
 }
 
 #[test]
