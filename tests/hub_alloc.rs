@@ -45,10 +45,9 @@ fn yield_now_allocates_nothing() {
     assert_eq!(n, 0);
 }
 
-#[test]
-fn queue_hand_offs_allocate_nothing() {
-    // A ping-pong through two bounded(1) queues: every get blocks and every
-    // put wakes the other side.
+/// Two bounded(1) queues and a greenlet that answers each `v` put on the
+/// first with `v + 1` on the second, until it gets `u64::MAX`.
+fn echo_pair() -> (Queue<u64>, Queue<u64>, hub::JoinHandle<()>) {
     let (ping, pong) = (Queue::bounded(1), Queue::bounded(1));
     let (pi, po) = (ping.clone(), pong.clone());
     let echo = hub::spawn(move || loop {
@@ -58,6 +57,14 @@ fn queue_hand_offs_allocate_nothing() {
         }
         po.put(v + 1);
     });
+    (ping, pong, echo)
+}
+
+#[test]
+fn queue_hand_offs_allocate_nothing() {
+    // A ping-pong through two bounded(1) queues: every get blocks and every
+    // put wakes the other side.
+    let (ping, pong, echo) = echo_pair();
     let (pi, po) = (ping.clone(), pong.clone());
     let n = steady_state(20_000, move |i| {
         pi.put(i as u64);
@@ -88,15 +95,7 @@ fn timers_cancelled_before_their_deadline_allocate_nothing() {
     // cancelled). Cancelled timers must not pile up in the heap, even
     // behind an earlier deadline that stays pending (a long sleeper).
     let sleeper = hub::spawn(|| hub::sleep(Duration::from_secs(1800)));
-    let (ping, pong) = (Queue::bounded(1), Queue::bounded(1));
-    let (pi, po) = (ping.clone(), pong.clone());
-    let echo = hub::spawn(move || loop {
-        let v: u64 = pi.get();
-        if v == u64::MAX {
-            return;
-        }
-        po.put(v + 1);
-    });
+    let (ping, pong, echo) = echo_pair();
     let (pi, po) = (ping.clone(), pong.clone());
     let n = steady_state(40_000, move |i| {
         pi.put(i as u64);
