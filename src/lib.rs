@@ -132,6 +132,7 @@ mod error;
 mod generator;
 mod greenlet;
 pub mod hub;
+pub mod net;
 mod local;
 mod overflow;
 mod runtime;

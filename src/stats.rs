@@ -56,7 +56,29 @@ pub enum WaitOn {
         /// The joined greenlet's id.
         greenlet: u64,
     },
-    /// The hub itself, parked until the next timer (or with nothing to do).
+    /// A socket read, receive or accept (`greenlet::net`).
+    Readable {
+        /// The socket's file descriptor.
+        fd: i32,
+        /// The timeout's deadline, if any.
+        until: Option<Instant>,
+    },
+    /// A socket write, send or connect (`greenlet::net`).
+    Writable {
+        /// The socket's file descriptor.
+        fd: i32,
+        /// The timeout's deadline, if any.
+        until: Option<Instant>,
+    },
+    /// `Receiver::recv` on the channel with this id.
+    Channel {
+        /// The channel (see `hub::channel`).
+        channel: u64,
+        /// The timeout's deadline, if any.
+        until: Option<Instant>,
+    },
+    /// The hub itself, parked until the next timer or I/O (or with nothing
+    /// to do).
     Hub,
 }
 
@@ -80,6 +102,18 @@ impl fmt::Display for WaitOn {
                 timeout(f, until.as_ref().map(left))
             }
             WaitOn::Join { greenlet } => write!(f, "joining greenlet {greenlet}"),
+            WaitOn::Readable { fd, until } => {
+                write!(f, "waiting to read fd {fd}")?;
+                timeout(f, until.as_ref().map(left))
+            }
+            WaitOn::Writable { fd, until } => {
+                write!(f, "waiting to write fd {fd}")?;
+                timeout(f, until.as_ref().map(left))
+            }
+            WaitOn::Channel { channel, until } => {
+                write!(f, "recv on channel #{channel}")?;
+                timeout(f, until.as_ref().map(left))
+            }
             WaitOn::Hub => f.write_str("hub loop"),
         }
     }

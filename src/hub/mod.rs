@@ -72,14 +72,18 @@
 //! - Blocking is impossible while the current greenlet unwinds (a panic or
 //!   a kill): a blocking call from a destructor then panics, which aborts.
 
+mod channel;
 mod event;
 mod join;
 mod queue;
+pub(crate) mod reactor;
+mod remote;
 mod timeout;
 mod timer;
 mod wait_list;
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
+use std::io;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -92,11 +96,14 @@ use crate::runtime::{Key, Runtime, MAIN};
 use crate::stats::WaitOn;
 use crate::value::GreenletExit;
 
+use self::reactor::{Direction, Reactor, Registration};
 use self::timer::{Action, Timers};
 
+pub use self::channel::{channel, Iter, Receiver, Sender};
 pub use self::event::Event;
 pub use self::join::{JoinError, JoinHandle};
 pub use self::queue::Queue;
+pub use self::remote::{remote, Remote, RemoteClosed};
 pub use self::timeout::{with_timeout, Elapsed};
 
 /// Why a wait ended.
@@ -148,6 +155,11 @@ pub(crate) struct Hub {
     /// The blocking call that switched away last (for the message main
     /// gets when the hub runs dry while main is in none of its calls).
     last_call: Cell<&'static str>,
+    /// Sockets and channels; created on first use.
+    reactor: OnceCell<Reactor>,
+    /// Greenlets blocked on a socket or a channel: while there are any, the
+    /// hub polls between rounds and parks in `poll` instead of returning.
+    io_waits: Cell<usize>,
 }
 
 thread_local! {
@@ -245,6 +257,8 @@ impl Hub {
                 main_blocked: Cell::new(None),
                 main_in_run: Cell::new(false),
                 last_call: Cell::new("a blocking call"),
+                reactor: OnceCell::new(),
+                io_waits: Cell::new(0),
             }
         })
     }
@@ -254,6 +268,10 @@ impl Hub {
         let main = Greenlet::main();
         loop {
             self.fire_due_timers();
+            if self.wants_poll() && !self.ready.borrow().is_empty() {
+                // Others are ready: collect I/O without waiting.
+                self.poll_io(Some(Duration::ZERO));
+            }
             self.round_left.set(self.ready.borrow().len());
             if let Some(next) = self.pop_ready() {
                 // What comes back (a spawned greenlet's `()`, a self-kill's
@@ -262,10 +280,23 @@ impl Hub {
                 continue;
             }
             let deadline = self.timers.borrow_mut().next_deadline();
-            if let Some(deadline) = deadline {
+            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if self.io_waits.get() > 0 {
+                // Park in `poll` until I/O, another thread's wake-up, or
+                // the first timer.
+                Runtime::get().set_waiting_on(Some(WaitOn::Hub));
+                self.poll_io(timeout);
+                Runtime::get().set_waiting_on(None);
+                continue;
+            }
+            if let Some(timeout) = timeout {
                 // Only timers remain: park the thread until the first.
                 Runtime::get().set_waiting_on(Some(WaitOn::Hub));
-                std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+                match self.reactor.get() {
+                    // Remote work may arrive meanwhile.
+                    Some(_) => self.poll_io(Some(timeout)),
+                    None => std::thread::sleep(timeout),
+                }
                 Runtime::get().set_waiting_on(None);
                 continue;
             }
@@ -287,6 +318,113 @@ impl Hub {
                 );
                 let _ = main.throw::<String, ()>(message);
             }
+        }
+    }
+
+    /// Whether the hub should poll for I/O between rounds: a greenlet waits
+    /// on a socket or a channel, or another thread left work.
+    #[inline]
+    fn wants_poll(&self) -> bool {
+        self.io_waits.get() > 0 || self.reactor.get().is_some_and(Reactor::has_mail)
+    }
+
+    /// Polls the reactor (see [`Reactor::poll`]), making the greenlets of
+    /// ready sockets runnable and taking other threads' mail.
+    fn poll_io(&self, timeout: Option<Duration>) {
+        let Some(reactor) = self.reactor.get() else {
+            return;
+        };
+        reactor.poll(
+            timeout,
+            |w| {
+                self.wake(w, Wake::Ready);
+            },
+            |inbox| {
+                let mail = inbox.take();
+                for token in mail.wakeups {
+                    reactor.notify(token, |w| {
+                        self.wake(w, Wake::Ready);
+                    });
+                }
+                if !mail.tasks.is_empty() {
+                    let hub = hub();
+                    for task in mail.tasks {
+                        // Detached: a panic is kept in the dropped handle's
+                        // state and goes nowhere, as for any unjoined spawn.
+                        drop(join::spawn(&hub, task));
+                    }
+                }
+            },
+        );
+    }
+
+    /// The reactor, created on first use.
+    pub(crate) fn reactor_or_init(&self) -> io::Result<&Reactor> {
+        if let Some(reactor) = self.reactor.get() {
+            return Ok(reactor);
+        }
+        let reactor = Reactor::new()?;
+        Ok(self.reactor.get_or_init(|| reactor))
+    }
+
+    /// The reactor, created on first use by `call`, which panics if that
+    /// fails.
+    pub(crate) fn reactor_or_panic(&self, call: &str) -> &Reactor {
+        self.reactor_or_init().unwrap_or_else(|e| {
+            panic!("greenlet::{call}: cannot create the hub's I/O reactor: {e}")
+        })
+    }
+
+    /// The reactor, if this hub has one.
+    pub(crate) fn reactor(&self) -> Option<&Reactor> {
+        self.reactor.get()
+    }
+
+    /// Blocks the current greenlet until `reg` reports `dir` ready (or its
+    /// channel is written to), `deadline` passes (`Err(TimedOut)`), or a
+    /// `with_timeout` scope expires (unwinds). Killing the greenlet here
+    /// withdraws the wait.
+    pub(crate) fn wait_io(
+        &self,
+        reg: &Registration,
+        dir: Direction,
+        deadline: Option<Instant>,
+        call: &'static str,
+        on: WaitOn,
+    ) -> io::Result<()> {
+        /// Withdraws the wait on every exit path (a kill unwinds through
+        /// here).
+        struct IoWait<'a> {
+            hub: &'a Hub,
+            reg: &'a Registration,
+            dir: Direction,
+            w: usize,
+        }
+        impl Drop for IoWait<'_> {
+            fn drop(&mut self) {
+                self.reg.remove_waiter(self.dir, self.w);
+                self.hub.io_waits.set(self.hub.io_waits.get() - 1);
+                self.hub.end_wait(self.w);
+            }
+        }
+        let w = self.new_wait(deadline);
+        reg.add_waiter(dir, w);
+        self.io_waits.set(self.io_waits.get() + 1);
+        let guard = IoWait {
+            hub: self,
+            reg,
+            dir,
+            w,
+        };
+        let wake = self.block(w, call, on);
+        drop(guard);
+        match wake {
+            Wake::Interrupted(s) => interrupted(s),
+            Wake::TimedOut => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("greenlet::{call} timed out"),
+            )),
+            Wake::Ready | Wake::Pending => Ok(()),
         }
     }
 
@@ -329,7 +467,7 @@ impl Hub {
     #[inline]
     fn next_for_handoff(&self) -> Option<Greenlet> {
         if self.round_left.get() == 0 {
-            if !self.timers.borrow().is_empty() {
+            if !self.timers.borrow().is_empty() || self.wants_poll() {
                 return None;
             }
             self.round_left.set(self.ready.borrow().len());

@@ -1,0 +1,280 @@
+//! A channel from any thread into a greenlet: [`channel`] gives a `Send`
+//! [`Sender`] and a [`Receiver`] whose `recv` blocks only the calling
+//! greenlet, woken through the hub's `mio::Waker`.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{RecvError, RecvTimeoutError, SendError, TryRecvError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::reactor::{Direction, Registration};
+use super::remote::Inbox;
+use super::{hub, Hub};
+use crate::stats::WaitOn;
+
+/// The shared part: the items and who is still there.
+struct Chan<T> {
+    state: Mutex<State<T>>,
+    inbox: Arc<Inbox>,
+    /// The receiver's registration, which senders ask the hub to wake.
+    token: usize,
+    id: u64,
+}
+
+struct State<T> {
+    items: VecDeque<T>,
+    senders: usize,
+    receiver_alive: bool,
+    /// The receiver found nothing and is (about to be) blocked: the next
+    /// send must wake it. Cleared by that send, so a burst of sends to a
+    /// busy receiver costs one wake-up.
+    receiver_waiting: bool,
+}
+
+impl<T> Chan<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // Only pushes, pops and counter updates happen under the lock; none
+        // can leave the state inconsistent if a panic poisons it.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Creates a channel: the [`Sender`] may go to any thread (and be cloned),
+/// the [`Receiver`] stays on this one and is drained by its greenlets.
+/// Unbounded: `send` never blocks.
+///
+/// The errors are `std::sync::mpsc`'s: `send` fails once the receiver is
+/// dropped, `recv` once every sender is dropped and nothing is left.
+///
+/// ```
+/// use greenlet::hub;
+///
+/// let (tx, rx) = hub::channel();
+/// let workers: Vec<_> = (0..4u64)
+///     .map(|i| {
+///         let tx = tx.clone();
+///         std::thread::spawn(move || tx.send(i * i).unwrap())
+///     })
+///     .collect();
+/// drop(tx);
+/// let mut got: Vec<u64> = rx.iter().collect(); // ends when all senders are gone
+/// got.sort();
+/// assert_eq!(got, [0, 1, 4, 9]);
+/// # for w in workers { w.join().unwrap(); }
+/// ```
+///
+/// # Panics
+///
+/// When the thread's reactor cannot be created (see [`remote`](super::remote)).
+pub fn channel<T: Send + 'static>() -> (Sender<T>, Receiver<T>) {
+    static IDS: AtomicU64 = AtomicU64::new(1);
+    let hub = hub();
+    let reactor = hub.reactor_or_panic("hub::channel");
+    let reg = reactor.add();
+    let chan = Arc::new(Chan {
+        state: Mutex::new(State {
+            items: VecDeque::new(),
+            senders: 1,
+            receiver_alive: true,
+            receiver_waiting: false,
+        }),
+        inbox: reactor.inbox().clone(),
+        token: reg.token(),
+        id: IDS.fetch_add(1, Ordering::Relaxed),
+    });
+    let sender = Sender { chan: chan.clone() };
+    let receiver = Receiver {
+        chan,
+        reg,
+        hub: hub.clone(),
+        _not_send: PhantomData,
+    };
+    (sender, receiver)
+}
+
+/// The sending half of a [`channel`]: `Send + Sync + Clone`, usable from
+/// any thread.
+pub struct Sender<T> {
+    chan: Arc<Chan<T>>,
+}
+
+impl<T> Sender<T> {
+    /// Queues `value` for the receiver, waking it if it waits. Never blocks.
+    /// Fails (giving `value` back) once the receiver is dropped, or its
+    /// thread has exited.
+    pub fn send(&self, value: T) -> Result<(), SendError<T>> {
+        let mut state = self.chan.lock();
+        if !state.receiver_alive {
+            return Err(SendError(value));
+        }
+        state.items.push_back(value);
+        let wake = std::mem::replace(&mut state.receiver_waiting, false);
+        drop(state);
+        if wake {
+            // A closed inbox means the receiver's thread is exiting; the
+            // value is dropped with the channel.
+            let _ = self.chan.inbox.wake_readers(self.chan.token);
+        }
+        Ok(())
+    }
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Sender<T> {
+        self.chan.lock().senders += 1;
+        Sender {
+            chan: self.chan.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        let mut state = self.chan.lock();
+        state.senders -= 1;
+        let wake = state.senders == 0 && std::mem::replace(&mut state.receiver_waiting, false);
+        drop(state);
+        if wake {
+            // The receiver must learn that nothing more will come.
+            let _ = self.chan.inbox.wake_readers(self.chan.token);
+        }
+    }
+}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender").field("channel", &self.chan.id).finish()
+    }
+}
+
+/// The receiving half of a [`channel`]. `!Send`: it belongs to the thread
+/// (and hub) that created it; any of that thread's greenlets may receive.
+pub struct Receiver<T> {
+    chan: Arc<Chan<T>>,
+    reg: Rc<Registration>,
+    hub: Rc<Hub>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<T> Receiver<T> {
+    /// Takes the next value, blocking the calling greenlet (only it) while
+    /// there is none. `Err(RecvError)` once every sender is dropped and the
+    /// channel is empty.
+    ///
+    /// # Panics
+    ///
+    /// As any blocking hub call (see the [hub docs](super)).
+    pub fn recv(&self) -> Result<T, RecvError> {
+        self.recv_until(None).map_err(|_| RecvError)
+    }
+
+    /// Like [`recv`](Receiver::recv), giving up after `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.recv_until(Some(Instant::now() + timeout))
+    }
+
+    /// Takes the next value if there is one, without blocking.
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        let mut state = self.chan.lock();
+        match state.items.pop_front() {
+            Some(value) => Ok(value),
+            None if state.senders == 0 => Err(TryRecvError::Disconnected),
+            None => Err(TryRecvError::Empty),
+        }
+    }
+
+    /// An iterator of received values that ends when every sender is gone.
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter { receiver: self }
+    }
+
+    fn recv_until(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        loop {
+            {
+                let mut state = self.chan.lock();
+                if let Some(value) = state.items.pop_front() {
+                    return Ok(value);
+                }
+                if state.senders == 0 {
+                    return Err(RecvTimeoutError::Disconnected);
+                }
+                // Set under the same lock the senders take: a send after
+                // this point sees it and wakes us.
+                state.receiver_waiting = true;
+            }
+            let on = WaitOn::Channel {
+                channel: self.chan.id,
+                until: deadline,
+            };
+            let woken = self
+                .hub
+                .wait_io(&self.reg, Direction::Read, deadline, "Receiver::recv", on);
+            if woken.is_err() {
+                // Timed out; a value may have come in just now.
+                return self.try_recv().map_err(|e| match e {
+                    TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                });
+            }
+        }
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        let items = {
+            let mut state = self.chan.lock();
+            state.receiver_alive = false;
+            std::mem::take(&mut state.items)
+        };
+        // Dropped outside the lock: an item's destructor may send.
+        drop(items);
+        if let Some(reactor) = self.hub.reactor() {
+            reactor.remove(&self.reg);
+        }
+    }
+}
+
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver").field("channel", &self.chan.id).finish()
+    }
+}
+
+/// The iterator of [`Receiver::iter`].
+#[derive(Debug)]
+pub struct Iter<'a, T> {
+    receiver: &'a Receiver<T>,
+}
+
+impl<T> Iterator for Iter<'_, T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        self.receiver.recv().ok()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Receiver<T> {
+    type Item = T;
+    type IntoIter = Iter<'a, T>;
+
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sender_is_send_sync() {
+        fn check<T: Send + Sync + Clone>() {}
+        check::<Sender<String>>();
+    }
+}

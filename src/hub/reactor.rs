@@ -1,0 +1,269 @@
+//! The hub's I/O reactor: mio's `Poll`, what is registered with it, and
+//! who waits on what.
+//!
+//! Created on the first socket, channel or [`remote`](super::remote) of a
+//! thread, so a hub that never does I/O opens no file descriptor and parks
+//! with a plain sleep. Once it exists, the hub parks in `Poll::poll` with
+//! the next timer's deadline as the timeout.
+//!
+//! Readiness is tracked per registration, as mio's edge-triggered model
+//! asks: a direction is assumed ready until an operation says `WouldBlock`
+//! (or, on Linux, a read fills less than its buffer, which proves the
+//! socket drained), and is set again by the next event. So a greenlet only
+//! waits after the kernel said "not now", and skips the syscall that would
+//! only say so again.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mio::event::Source;
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use super::remote::Inbox;
+
+/// The token of the waker through which other threads reach the hub.
+const WAKER: Token = Token(usize::MAX);
+
+/// How many events one `poll` takes at most.
+const EVENTS: usize = 1024;
+
+/// Which half of a registration an operation needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// Reading, accepting, receiving.
+    Read,
+    /// Writing, connecting, sending.
+    Write,
+}
+
+impl Direction {
+    /// "Ready", cleared when the kernel says `WouldBlock`.
+    fn bit(self) -> u8 {
+        match self {
+            Direction::Read => 1,
+            Direction::Write => 2,
+        }
+    }
+
+    /// "Closed" (EOF, a reset, an error): sticky, since no further edge
+    /// would ever come for it. Without it, a read that takes the last bytes
+    /// before an EOF (a short read, which clears "ready") would wait for
+    /// an event the kernel already delivered.
+    fn closed_bit(self) -> u8 {
+        match self {
+            Direction::Read => 4,
+            Direction::Write => 8,
+        }
+    }
+}
+
+/// One socket (or channel) known to the reactor: the readiness last seen
+/// for each direction and the waits blocked on each.
+pub(crate) struct Registration {
+    token: usize,
+    /// `Direction::bit`s believed ready.
+    ready: Cell<u8>,
+    readers: RefCell<Vec<usize>>,
+    writers: RefCell<Vec<usize>>,
+}
+
+impl Registration {
+    /// Its key in the reactor (the mio token).
+    pub(crate) fn token(&self) -> usize {
+        self.token
+    }
+
+    /// Whether `dir` may be ready (an operation is worth a try).
+    #[inline]
+    pub(crate) fn is_ready(&self, dir: Direction) -> bool {
+        self.ready.get() & (dir.bit() | dir.closed_bit()) != 0
+    }
+
+    /// A short read drained `dir`: wait for the next event, unless the
+    /// direction is closed (its EOF or error is still to be read).
+    #[inline]
+    pub(crate) fn clear_ready(&self, dir: Direction) {
+        self.ready.set(self.ready.get() & !dir.bit());
+    }
+
+    /// The kernel said `WouldBlock`: whatever was seen is consumed (a UDP
+    /// socket's error, say), so wait for the next event.
+    #[inline]
+    pub(crate) fn would_block(&self, dir: Direction) {
+        self.ready.set(self.ready.get() & !(dir.bit() | dir.closed_bit()));
+    }
+
+    fn waiters(&self, dir: Direction) -> &RefCell<Vec<usize>> {
+        match dir {
+            Direction::Read => &self.readers,
+            Direction::Write => &self.writers,
+        }
+    }
+
+    /// Adds wait `w` to the waiters of `dir`.
+    pub(crate) fn add_waiter(&self, dir: Direction, w: usize) {
+        self.waiters(dir).borrow_mut().push(w);
+    }
+
+    /// Removes wait `w` (woken or not) from the waiters of `dir`.
+    pub(crate) fn remove_waiter(&self, dir: Direction, w: usize) {
+        let mut waiters = self.waiters(dir).borrow_mut();
+        if let Some(i) = waiters.iter().position(|x| *x == w) {
+            waiters.swap_remove(i);
+        }
+    }
+
+    /// Marks `dir` ready (and closed, for good) and hands its waits to
+    /// `wake`.
+    fn fire(&self, dir: Direction, closed: bool, mut wake: impl FnMut(usize)) {
+        let closed = if closed { dir.closed_bit() } else { 0 };
+        self.ready.set(self.ready.get() | dir.bit() | closed);
+        // `drain` keeps the vector's capacity: no allocation per wake-up.
+        for w in self.waiters(dir).borrow_mut().drain(..) {
+            wake(w);
+        }
+    }
+}
+
+/// The reactor proper. Every `RefCell` here is borrowed only for the length
+/// of a call that cannot switch greenlets.
+pub(crate) struct Reactor {
+    poll: RefCell<Poll>,
+    events: RefCell<Events>,
+    registrations: RefCell<Slab<Rc<Registration>>>,
+    inbox: Arc<Inbox>,
+}
+
+impl Reactor {
+    pub(crate) fn new() -> io::Result<Reactor> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        Ok(Reactor {
+            poll: RefCell::new(poll),
+            events: RefCell::new(Events::with_capacity(EVENTS)),
+            registrations: RefCell::new(Slab::new()),
+            inbox: Arc::new(Inbox::new(waker)),
+        })
+    }
+
+    /// The mailbox other threads reach this hub through.
+    pub(crate) fn inbox(&self) -> &Arc<Inbox> {
+        &self.inbox
+    }
+
+    /// A registration with no file descriptor behind it (a channel's
+    /// receiving end): woken through the inbox only.
+    pub(crate) fn add(&self) -> Rc<Registration> {
+        let mut registrations = self.registrations.borrow_mut();
+        let entry = registrations.vacant_entry();
+        let reg = Rc::new(Registration {
+            token: entry.key(),
+            // Both directions start "maybe ready": the first operation
+            // always tries the syscall.
+            ready: Cell::new(Direction::Read.bit() | Direction::Write.bit()),
+            readers: RefCell::new(Vec::new()),
+            writers: RefCell::new(Vec::new()),
+        });
+        entry.insert(reg.clone());
+        reg
+    }
+
+    /// Registers `io` for both directions, edge-triggered.
+    pub(crate) fn register(&self, io: &mut impl Source) -> io::Result<Rc<Registration>> {
+        let reg = self.add();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        let registered = io.register(self.poll.borrow().registry(), Token(reg.token), interest);
+        if let Err(e) = registered {
+            self.remove(&reg);
+            return Err(e);
+        }
+        Ok(reg)
+    }
+
+    /// Forgets `reg` (its waiters are gone: waiting borrows the socket).
+    pub(crate) fn remove(&self, reg: &Registration) {
+        self.registrations.borrow_mut().try_remove(reg.token);
+    }
+
+    /// Deregisters `io` and forgets `reg`.
+    pub(crate) fn deregister(&self, io: &mut impl Source, reg: &Registration) {
+        // The fd is about to close, which removes it from the epoll set in
+        // any case; an error here changes nothing.
+        let _ = io.deregister(self.poll.borrow().registry());
+        self.remove(reg);
+    }
+
+    /// Whether another thread left work or a wake-up in the inbox.
+    pub(crate) fn has_mail(&self) -> bool {
+        self.inbox.has_mail()
+    }
+
+    /// Waits up to `timeout` (`None`: no limit) for events, then hands each
+    /// ready registration's waits to `wake`, and runs `mail` if other
+    /// threads wrote to the inbox.
+    pub(crate) fn poll(
+        &self,
+        timeout: Option<Duration>,
+        mut wake: impl FnMut(usize),
+        mail: impl FnOnce(&Inbox),
+    ) {
+        let mut events = self.events.borrow_mut();
+        loop {
+            match self.poll.borrow_mut().poll(&mut events, timeout) {
+                Ok(()) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    events.clear();
+                    break;
+                }
+                Err(e) => panic!("greenlet::hub: polling for I/O failed: {e}"),
+            }
+        }
+        let registrations = self.registrations.borrow();
+        let mut mailed = false;
+        for event in events.iter() {
+            if event.token() == WAKER {
+                mailed = true;
+                continue;
+            }
+            // A stale token (its socket closed since) finds nothing.
+            let Some(reg) = registrations.get(event.token().0) else {
+                continue;
+            };
+            // An error or a closed half wakes the waiters too: their retry
+            // gets the error or the EOF.
+            let read_closed = event.is_read_closed() || event.is_error();
+            if event.is_readable() || read_closed {
+                reg.fire(Direction::Read, read_closed, &mut wake);
+            }
+            let write_closed = event.is_write_closed() || event.is_error();
+            if event.is_writable() || write_closed {
+                reg.fire(Direction::Write, write_closed, &mut wake);
+            }
+        }
+        drop(registrations);
+        drop(events);
+        if mailed || self.inbox.has_mail() {
+            mail(&self.inbox);
+        }
+    }
+
+    /// Wakes the readers of registration `token`, if it still exists (a
+    /// channel's receiver, named by a sender on another thread).
+    pub(crate) fn notify(&self, token: usize, wake: impl FnMut(usize)) {
+        if let Some(reg) = self.registrations.borrow().get(token) {
+            reg.fire(Direction::Read, false, wake);
+        }
+    }
+}
+
+impl Drop for Reactor {
+    fn drop(&mut self) {
+        // Other threads holding a `Remote` or a `Sender` learn the hub is
+        // gone; work they left is dropped here.
+        self.inbox.close();
+    }
+}

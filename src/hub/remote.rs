@@ -1,0 +1,195 @@
+//! Reaching a hub from other threads: [`remote`] gives a `Send + Sync`
+//! handle whose work the hub's thread picks up at its next poll, woken
+//! through `mio::Waker`.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use mio::Waker;
+
+use super::hub;
+
+/// Work another thread hands to the hub.
+type Task = Box<dyn FnOnce() + Send>;
+
+/// What other threads have left for the hub since it last looked.
+#[derive(Default)]
+pub(crate) struct Mail {
+    closed: bool,
+    /// Closures to spawn as greenlets.
+    pub(crate) tasks: Vec<Task>,
+    /// Registrations (channel receivers) whose readers to wake.
+    pub(crate) wakeups: Vec<usize>,
+}
+
+/// The hub's mailbox, shared with every `Remote` and channel `Sender`.
+pub(crate) struct Inbox {
+    waker: Waker,
+    /// Something is in `mail`: lets the hub skip the lock, and lets senders
+    /// skip the waker's syscall when a wake-up is already on its way.
+    pending: AtomicBool,
+    mail: Mutex<Mail>,
+}
+
+impl Inbox {
+    pub(crate) fn new(waker: Waker) -> Inbox {
+        Inbox {
+            waker,
+            pending: AtomicBool::new(false),
+            mail: Mutex::new(Mail::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Mail> {
+        // The lock guards plain pushes and swaps: a panic cannot leave the
+        // mail half-written, so a poisoned lock is still sound to use.
+        self.mail.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn has_mail(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Leaves something for the hub and wakes it if it was not already
+    /// woken; `Err` (with nothing posted) once the hub is gone.
+    fn post(&self, write: impl FnOnce(&mut Mail)) -> Result<(), RemoteClosed> {
+        let mut mail = self.lock();
+        if mail.closed {
+            return Err(RemoteClosed(()));
+        }
+        write(&mut mail);
+        let first = !self.pending.swap(true, Ordering::AcqRel);
+        drop(mail);
+        if first {
+            // An eventfd write; it fails only if the counter would
+            // overflow, and then the hub is already due to wake.
+            let _ = self.waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Asks the hub to wake the readers of registration `token`.
+    pub(crate) fn wake_readers(&self, token: usize) -> Result<(), RemoteClosed> {
+        self.post(|mail| mail.wakeups.push(token))
+    }
+
+    /// Takes everything posted so far (on the hub's thread).
+    pub(crate) fn take(&self) -> Mail {
+        let mut mail = self.lock();
+        self.pending.store(false, Ordering::Release);
+        Mail {
+            closed: mail.closed,
+            tasks: std::mem::take(&mut mail.tasks),
+            wakeups: std::mem::take(&mut mail.wakeups),
+        }
+    }
+
+    /// The hub is going away: refuse further posts, drop what is queued.
+    pub(crate) fn close(&self) {
+        let tasks = {
+            let mut mail = self.lock();
+            mail.closed = true;
+            mail.wakeups.clear();
+            std::mem::take(&mut mail.tasks)
+        };
+        // Dropped outside the lock: a closure's destructor may use a
+        // `Remote` itself.
+        drop(tasks);
+    }
+
+    fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+}
+
+/// The error of handing something to a hub whose thread has exited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RemoteClosed(());
+
+impl fmt::Display for RemoteClosed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the hub's thread has exited")
+    }
+}
+
+impl std::error::Error for RemoteClosed {}
+
+/// A handle to one thread's hub that any thread may hold: `Send + Sync +
+/// Clone`. See [`remote`].
+#[derive(Clone)]
+pub struct Remote {
+    inbox: Arc<Inbox>,
+}
+
+impl Remote {
+    /// Runs `f` on the hub's thread, in a new greenlet spawned the next
+    /// time that hub polls (when its greenlets are all blocked, or between
+    /// rounds while some wait on I/O). A panic in `f` is caught and
+    /// dropped, as for a [`spawn`](super::spawn)ed greenlet nobody joins.
+    ///
+    /// Fails with [`RemoteClosed`] (dropping `f`) once the hub's thread has
+    /// exited.
+    pub fn spawn<F: FnOnce() + Send + 'static>(&self, f: F) -> Result<(), RemoteClosed> {
+        self.inbox.post(|mail| mail.tasks.push(Box::new(f)))
+    }
+
+    /// Whether the hub's thread has exited (so `spawn` fails).
+    pub fn is_closed(&self) -> bool {
+        self.inbox.is_closed()
+    }
+}
+
+impl fmt::Debug for Remote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Remote")
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+/// A handle to this thread's hub through which other OS threads hand it
+/// work ([`Remote::spawn`]); values go through a [`channel`](super::channel).
+///
+/// Remote work does not keep [`run`](super::run) going on its own: the hub
+/// picks it up whenever it polls, which it does while any greenlet waits on
+/// a socket or a channel. A thread that serves remote work therefore keeps
+/// a greenlet blocked in [`Receiver::recv`](super::Receiver::recv) (or a
+/// socket call).
+///
+/// ```
+/// use greenlet::hub;
+///
+/// // Offload a blocking computation to an OS thread, get the result back
+/// // in a greenlet, without blocking the hub's other greenlets.
+/// let (tx, rx) = hub::channel();
+/// let remote = hub::remote();
+/// std::thread::spawn(move || {
+///     let sum: u64 = (1..=100).sum();
+///     remote.spawn(move || println!("hello from the hub's thread")).unwrap();
+///     tx.send(sum).unwrap();
+/// });
+/// assert_eq!(rx.recv(), Ok(5050));
+/// ```
+///
+/// # Panics
+///
+/// When the thread's reactor cannot be created (`epoll_create` or the
+/// waker's `eventfd` failed, at the open-file limit).
+pub fn remote() -> Remote {
+    let hub = hub();
+    Remote {
+        inbox: hub.reactor_or_panic("hub::remote").inbox().clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_is_send_sync_clone() {
+        fn check<T: Send + Sync + Clone + 'static>() {}
+        check::<Remote>();
+    }
+}

@@ -1,0 +1,134 @@
+//! Sockets that block only their greenlet (gevent's model): plain blocking
+//! code, serving thousands of connections on one thread.
+//!
+//! Each type mirrors its `std::net` (or `std::os::unix::net`) namesake. A
+//! call that would block registers interest with the thread's
+//! [hub](crate::hub) and switches away; the greenlet runs again when the
+//! socket is ready, meanwhile the others run. It works the same from the
+//! main greenlet, which needs no [`hub::run`](crate::hub::run) for it.
+//!
+//! ```
+//! use std::io::{BufRead, BufReader, Write};
+//! use greenlet::hub;
+//! use greenlet::net::{TcpListener, TcpStream};
+//!
+//! let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+//! let addr = listener.local_addr().unwrap();
+//! // One greenlet per connection, written as blocking code.
+//! hub::spawn(move || {
+//!     for conn in listener.incoming().take(2) {
+//!         let conn = conn.unwrap();
+//!         hub::spawn(move || {
+//!             let mut line = String::new();
+//!             BufReader::new(&conn).read_line(&mut line).unwrap();
+//!             (&conn).write_all(line.to_uppercase().as_bytes()).unwrap();
+//!         });
+//!     }
+//! });
+//! let clients: Vec<_> = ["ping\n", "pong\n"]
+//!     .into_iter()
+//!     .map(|msg| {
+//!         hub::spawn(move || {
+//!             let mut conn = TcpStream::connect(addr).unwrap();
+//!             conn.write_all(msg.as_bytes()).unwrap();
+//!             let mut reply = String::new();
+//!             BufReader::new(conn).read_line(&mut reply).unwrap();
+//!             reply
+//!         })
+//!     })
+//!     .collect();
+//! let replies: Vec<String> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+//! assert_eq!(replies, ["PING\n", "PONG\n"]);
+//! ```
+//!
+//! Decisions:
+//! - Sockets are `!Send`: they are registered with the hub of the thread
+//!   that made them. Move a connection between threads as a
+//!   `std::net::TcpStream` (`from_std` registers it again).
+//! - An expired read or write timeout is an error of kind
+//!   `ErrorKind::TimedOut` (std lets platforms say `WouldBlock` instead).
+//! - [`with_timeout`](crate::hub::with_timeout) interrupts a socket wait;
+//!   killing a greenlet that waits withdraws its wait. Dropping a socket
+//!   deregisters it and closes its fd, once.
+//! - Name resolution (a `ToSocketAddrs` that is a host name) is the
+//!   system's blocking `getaddrinfo`, as in std; pass a `SocketAddr` to
+//!   avoid it.
+//! - [`hub::run`](crate::hub::run) keeps going while a greenlet waits on a
+//!   socket: it parks in `epoll_wait` until something is ready.
+
+mod socket;
+mod tcp;
+mod udp;
+#[cfg(unix)]
+mod unix;
+
+pub use self::tcp::{Incoming, TcpListener, TcpStream};
+pub use self::udp::UdpSocket;
+#[cfg(unix)]
+pub use self::unix::{UnixIncoming, UnixListener, UnixStream};
+
+/// `Read` and `Write` for a stream type and for a shared reference to it.
+macro_rules! stream_io {
+    ($t:ty, $read:literal, $write:literal) => {
+        impl std::io::Read for &$t {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let len = buf.len();
+                self.socket.read($read, len, |s| {
+                    let mut s = s;
+                    std::io::Read::read(&mut s, buf)
+                })
+            }
+        }
+
+        impl std::io::Write for &$t {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.socket
+                    .io($crate::hub::reactor::Direction::Write, $write, |s| {
+                        let mut s = s;
+                        std::io::Write::write(&mut s, buf)
+                    })
+            }
+
+            fn flush(&mut self) -> std::io::Result<()> {
+                // Writes go straight to the kernel: nothing is buffered.
+                Ok(())
+            }
+        }
+
+        impl std::io::Read for $t {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                std::io::Read::read(&mut &*self, buf)
+            }
+        }
+
+        impl std::io::Write for $t {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                std::io::Write::write(&mut &*self, buf)
+            }
+
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+    };
+}
+
+/// `AsRawFd` and `AsFd` for socket types with a `socket` field.
+macro_rules! fd_impls {
+    ($($t:ty),*) => {$(
+        impl AsRawFd for $t {
+            fn as_raw_fd(&self) -> RawFd {
+                self.socket.get().as_raw_fd()
+            }
+        }
+
+        impl AsFd for $t {
+            fn as_fd(&self) -> BorrowedFd<'_> {
+                self.socket.get().as_fd()
+            }
+        }
+    )*};
+}
+
+use fd_impls;
+use stream_io;

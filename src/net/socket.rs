@@ -1,0 +1,159 @@
+//! A mio socket registered with the thread's hub: the one place where a
+//! socket call that would block turns into a greenlet wait.
+
+use std::cell::Cell;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use mio::event::Source;
+
+use crate::hub::reactor::{Direction, Registration};
+use crate::hub::{hub, Hub};
+use crate::stats::WaitOn;
+
+/// `io` plus its registration and the std-style timeouts. Dropping it
+/// deregisters `io` and then drops it, which closes the fd (once).
+pub(crate) struct Socket<S: Source + AsRawFd> {
+    io: S,
+    reg: Rc<Registration>,
+    hub: Rc<Hub>,
+    read_timeout: Cell<Option<Duration>>,
+    write_timeout: Cell<Option<Duration>>,
+}
+
+impl<S: Source + AsRawFd> Socket<S> {
+    /// Registers a non-blocking `io` with this thread's hub (creating the
+    /// hub and its reactor if needed).
+    pub(crate) fn new(mut io: S) -> io::Result<Socket<S>> {
+        let hub = hub();
+        let reg = hub.reactor_or_init()?.register(&mut io)?;
+        Ok(Socket {
+            io,
+            reg,
+            hub,
+            read_timeout: Cell::new(None),
+            write_timeout: Cell::new(None),
+        })
+    }
+
+    /// The mio socket.
+    pub(crate) fn get(&self) -> &S {
+        &self.io
+    }
+
+    /// Runs `op` until it says anything but `WouldBlock`, blocking the
+    /// calling greenlet on `dir` in between, within the read or write
+    /// timeout (`dir`'s).
+    #[inline]
+    pub(crate) fn io<R>(
+        &self,
+        dir: Direction,
+        call: &'static str,
+        op: impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let timeout = match dir {
+            Direction::Read => self.read_timeout.get(),
+            Direction::Write => self.write_timeout.get(),
+        };
+        self.io_within(dir, call, timeout, op)
+    }
+
+    /// [`io`](Socket::io) with an explicit timeout.
+    pub(crate) fn io_within<R>(
+        &self,
+        dir: Direction,
+        call: &'static str,
+        timeout: Option<Duration>,
+        mut op: impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
+        // The deadline counts from the first wait, not from each retry.
+        let mut deadline: Option<Option<Instant>> = None;
+        loop {
+            if self.reg.is_ready(dir) {
+                match op(&self.io) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.reg.would_block(dir),
+                    done => return done,
+                }
+            }
+            let until = *deadline.get_or_insert_with(|| timeout.map(|t| Instant::now() + t));
+            let fd = self.io.as_raw_fd();
+            let on = match dir {
+                Direction::Read => WaitOn::Readable { fd, until },
+                Direction::Write => WaitOn::Writable { fd, until },
+            };
+            self.hub.wait_io(&self.reg, dir, until, call, on)?;
+        }
+    }
+
+    /// A stream read of up to `len` bytes by `op`. On Linux (epoll), a read
+    /// that fills less than its buffer proves the socket drained, so the
+    /// next read waits for an event instead of asking the kernel first.
+    #[inline]
+    pub(crate) fn read(
+        &self,
+        call: &'static str,
+        len: usize,
+        op: impl FnMut(&S) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let n = self.io(Direction::Read, call, op)?;
+        if cfg!(target_os = "linux") && n > 0 && n < len {
+            self.reg.clear_ready(Direction::Read);
+        }
+        Ok(n)
+    }
+
+    pub(crate) fn set_timeout(&self, dir: Direction, timeout: Option<Duration>) -> io::Result<()> {
+        if timeout == Some(Duration::ZERO) {
+            // std's rule: a zero timeout is an error, not "never block".
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot set a 0 duration timeout",
+            ));
+        }
+        match dir {
+            Direction::Read => self.read_timeout.set(timeout),
+            Direction::Write => self.write_timeout.set(timeout),
+        }
+        Ok(())
+    }
+
+    pub(crate) fn timeout(&self, dir: Direction) -> Option<Duration> {
+        match dir {
+            Direction::Read => self.read_timeout.get(),
+            Direction::Write => self.write_timeout.get(),
+        }
+    }
+}
+
+impl<S: Source + AsRawFd> Drop for Socket<S> {
+    fn drop(&mut self) {
+        if let Some(reactor) = self.hub.reactor() {
+            reactor.deregister(&mut self.io, &self.reg);
+        }
+        // `self.io` drops after this, closing the fd.
+    }
+}
+
+/// Tries `f` on each address `addr` resolves to, as std does; the last
+/// error if none works. Resolution is the system's blocking
+/// `getaddrinfo`: pass a `SocketAddr` to stay off it.
+pub(crate) fn each_addr<A: std::net::ToSocketAddrs, T>(
+    addr: A,
+    mut f: impl FnMut(std::net::SocketAddr) -> io::Result<T>,
+) -> io::Result<T> {
+    let mut last = None;
+    for addr in addr.to_socket_addrs()? {
+        match f(addr) {
+            Ok(t) => return Ok(t),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "could not resolve to any addresses",
+        )
+    }))
+}

@@ -1,0 +1,263 @@
+//! TCP: [`TcpListener`] and [`TcpStream`].
+
+use std::fmt;
+use std::io;
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::time::Duration;
+
+use crate::hub::reactor::Direction;
+
+use super::socket::{each_addr, Socket};
+
+/// A TCP socket server, listening for connections; `accept` blocks only the
+/// calling greenlet.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use greenlet::hub;
+/// use greenlet::net::{TcpListener, TcpStream};
+///
+/// let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+/// let addr = listener.local_addr().unwrap();
+/// let server = hub::spawn(move || {
+///     let (mut conn, _) = listener.accept().unwrap();
+///     let mut buf = [0; 5];
+///     conn.read_exact(&mut buf).unwrap();
+///     conn.write_all(&buf).unwrap(); // echo
+/// });
+/// // The main greenlet blocks like any other: the server runs meanwhile.
+/// let mut client = TcpStream::connect(addr).unwrap();
+/// client.write_all(b"hello").unwrap();
+/// let mut echoed = String::new();
+/// client.read_to_string(&mut echoed).unwrap(); // until the server closes
+/// assert_eq!(echoed, "hello");
+/// server.join().unwrap();
+/// ```
+pub struct TcpListener {
+    socket: Socket<mio::net::TcpListener>,
+}
+
+impl TcpListener {
+    /// Binds to `addr` (each address it resolves to in turn) and listens.
+    pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
+        let listener = each_addr(addr, mio::net::TcpListener::bind)?;
+        Ok(TcpListener {
+            socket: Socket::new(listener)?,
+        })
+    }
+
+    /// Wraps a listener made with std, making it non-blocking.
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        listener.set_nonblocking(true)?;
+        Ok(TcpListener {
+            socket: Socket::new(mio::net::TcpListener::from_std(listener))?,
+        })
+    }
+
+    /// Waits (blocking the calling greenlet only) for a connection.
+    pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (stream, addr) = self
+            .socket
+            .io(Direction::Read, "net::TcpListener::accept", |l| l.accept())?;
+        Ok((TcpStream::from_mio(stream)?, addr))
+    }
+
+    /// An endless iterator of accepted connections.
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming { listener: self }
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.get().local_addr()
+    }
+
+    /// Sets the `IP_TTL` option.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.socket.get().set_ttl(ttl)
+    }
+
+    /// The `IP_TTL` option.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.socket.get().ttl()
+    }
+
+    /// Takes the pending `SO_ERROR`, if any.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.socket.get().take_error()
+    }
+}
+
+/// The iterator of [`TcpListener::incoming`].
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    listener: &'a TcpListener,
+}
+
+impl Iterator for Incoming<'_> {
+    type Item = io::Result<TcpStream>;
+
+    fn next(&mut self) -> Option<io::Result<TcpStream>> {
+        Some(self.listener.accept().map(|(stream, _)| stream))
+    }
+}
+
+/// A TCP connection whose reads and writes block only the calling greenlet.
+///
+/// It implements `Read` and `Write` (also through `&TcpStream`, so two
+/// greenlets sharing it in an `Rc` can read and write at once), so
+/// `BufReader`, `read_to_end` and friends work unchanged inside a
+/// greenlet, the main one included. `flush` has nothing to do.
+pub struct TcpStream {
+    socket: Socket<mio::net::TcpStream>,
+}
+
+impl TcpStream {
+    /// Connects to `addr` (each address it resolves to in turn), blocking
+    /// the calling greenlet until the handshake is done.
+    pub fn connect<A: ToSocketAddrs>(addr: A) -> io::Result<TcpStream> {
+        each_addr(addr, |a| TcpStream::connect_within(a, None))
+    }
+
+    /// Connects to `addr`, giving up with `ErrorKind::TimedOut` after
+    /// `timeout`.
+    pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+        if timeout.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot set a 0 duration timeout",
+            ));
+        }
+        TcpStream::connect_within(*addr, Some(timeout))
+    }
+
+    fn connect_within(addr: SocketAddr, timeout: Option<Duration>) -> io::Result<TcpStream> {
+        let stream = TcpStream::from_mio(mio::net::TcpStream::connect(addr)?)?;
+        // mio's connect is non-blocking: the socket turns writable when the
+        // handshake ends, with `SO_ERROR` set if it failed.
+        stream.socket.io_within(
+            Direction::Write,
+            "net::TcpStream::connect",
+            timeout,
+            |s| {
+                if let Some(e) = s.take_error()? {
+                    return Err(e);
+                }
+                match s.peer_addr() {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                        Err(io::ErrorKind::WouldBlock.into())
+                    }
+                    Err(e) => Err(e),
+                }
+            },
+        )?;
+        Ok(stream)
+    }
+
+    /// Wraps a connected stream made with std, making it non-blocking.
+    pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        stream.set_nonblocking(true)?;
+        TcpStream::from_mio(mio::net::TcpStream::from_std(stream))
+    }
+
+    fn from_mio(stream: mio::net::TcpStream) -> io::Result<TcpStream> {
+        Ok(TcpStream {
+            socket: Socket::new(stream)?,
+        })
+    }
+
+    /// The remote address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.get().peer_addr()
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.get().local_addr()
+    }
+
+    /// Shuts down the read half, the write half (the peer reads EOF) or
+    /// both.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.socket.get().shutdown(how)
+    }
+
+    /// Sets `TCP_NODELAY` (no Nagle delay for small writes).
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.socket.get().set_nodelay(nodelay)
+    }
+
+    /// The `TCP_NODELAY` option.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.socket.get().nodelay()
+    }
+
+    /// Sets the `IP_TTL` option.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.socket.get().set_ttl(ttl)
+    }
+
+    /// The `IP_TTL` option.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.socket.get().ttl()
+    }
+
+    /// Takes the pending `SO_ERROR`, if any.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.socket.get().take_error()
+    }
+
+    /// Sets how long a read may wait before failing with
+    /// `ErrorKind::TimedOut` (`None`: forever). `Some(ZERO)` is refused with
+    /// `InvalidInput`, as std does.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.socket.set_timeout(Direction::Read, timeout)
+    }
+
+    /// Sets how long a write may wait before failing with
+    /// `ErrorKind::TimedOut` (`None`: forever).
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.socket.set_timeout(Direction::Write, timeout)
+    }
+
+    /// The read timeout.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.socket.timeout(Direction::Read))
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.socket.timeout(Direction::Write))
+    }
+
+    /// Reads without consuming, blocking the calling greenlet until data
+    /// (or EOF) is there.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.socket
+            .io(Direction::Read, "net::TcpStream::peek", |s| s.peek(buf))
+    }
+}
+
+super::stream_io!(TcpStream, "net::TcpStream::read", "net::TcpStream::write");
+super::fd_impls!(TcpListener, TcpStream);
+
+impl fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpListener")
+            .field("addr", &self.local_addr().ok())
+            .field("fd", &self.as_raw_fd())
+            .finish()
+    }
+}
+
+impl fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpStream")
+            .field("addr", &self.local_addr().ok())
+            .field("peer", &self.peer_addr().ok())
+            .field("fd", &self.as_raw_fd())
+            .finish()
+    }
+}

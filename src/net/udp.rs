@@ -1,0 +1,164 @@
+//! UDP: [`UdpSocket`].
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::time::Duration;
+
+use crate::hub::reactor::Direction;
+
+use super::socket::{each_addr, Socket};
+
+/// A UDP socket whose receives (and full-buffer sends) block only the
+/// calling greenlet.
+///
+/// ```
+/// use greenlet::net::UdpSocket;
+///
+/// let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+/// let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+/// a.send_to(b"hi", b.local_addr().unwrap()).unwrap();
+/// let mut buf = [0; 8];
+/// let (n, from) = b.recv_from(&mut buf).unwrap();
+/// assert_eq!((&buf[..n], from), (&b"hi"[..], a.local_addr().unwrap()));
+/// ```
+pub struct UdpSocket {
+    socket: Socket<mio::net::UdpSocket>,
+}
+
+impl UdpSocket {
+    /// Binds to `addr` (each address it resolves to in turn).
+    pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<UdpSocket> {
+        let socket = each_addr(addr, mio::net::UdpSocket::bind)?;
+        Ok(UdpSocket {
+            socket: Socket::new(socket)?,
+        })
+    }
+
+    /// Wraps a socket made with std, making it non-blocking.
+    pub fn from_std(socket: std::net::UdpSocket) -> io::Result<UdpSocket> {
+        socket.set_nonblocking(true)?;
+        Ok(UdpSocket {
+            socket: Socket::new(mio::net::UdpSocket::from_std(socket))?,
+        })
+    }
+
+    /// Sets the default peer for `send` and the only source for `recv`.
+    pub fn connect<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
+        each_addr(addr, |a| self.socket.get().connect(a))
+    }
+
+    /// Sends a datagram to `target` (its first address).
+    pub fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], target: A) -> io::Result<usize> {
+        let target = target.to_socket_addrs()?.next().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")
+        })?;
+        self.socket
+            .io(Direction::Write, "net::UdpSocket::send_to", |s| {
+                s.send_to(buf, target)
+            })
+    }
+
+    /// Receives a datagram, waiting for one.
+    pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.socket
+            .io(Direction::Read, "net::UdpSocket::recv_from", |s| {
+                s.recv_from(buf)
+            })
+    }
+
+    /// Like `recv_from`, leaving the datagram queued.
+    pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.socket
+            .io(Direction::Read, "net::UdpSocket::peek_from", |s| {
+                s.peek_from(buf)
+            })
+    }
+
+    /// Sends a datagram to the connected peer.
+    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.socket
+            .io(Direction::Write, "net::UdpSocket::send", |s| s.send(buf))
+    }
+
+    /// Receives a datagram from the connected peer, waiting for one.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.socket
+            .io(Direction::Read, "net::UdpSocket::recv", |s| s.recv(buf))
+    }
+
+    /// Like `recv`, leaving the datagram queued.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.socket
+            .io(Direction::Read, "net::UdpSocket::peek", |s| s.peek(buf))
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.get().local_addr()
+    }
+
+    /// The connected peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.get().peer_addr()
+    }
+
+    /// Sets `SO_BROADCAST`.
+    pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
+        self.socket.get().set_broadcast(on)
+    }
+
+    /// The `SO_BROADCAST` option.
+    pub fn broadcast(&self) -> io::Result<bool> {
+        self.socket.get().broadcast()
+    }
+
+    /// Sets the `IP_TTL` option.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.socket.get().set_ttl(ttl)
+    }
+
+    /// The `IP_TTL` option.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.socket.get().ttl()
+    }
+
+    /// Takes the pending `SO_ERROR`, if any.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.socket.get().take_error()
+    }
+
+    /// Sets how long a receive may wait before failing with
+    /// `ErrorKind::TimedOut` (`None`: forever; `Some(ZERO)` is refused).
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.socket.set_timeout(Direction::Read, timeout)
+    }
+
+    /// Sets how long a send may wait before failing with
+    /// `ErrorKind::TimedOut`.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.socket.set_timeout(Direction::Write, timeout)
+    }
+
+    /// The read timeout.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.socket.timeout(Direction::Read))
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.socket.timeout(Direction::Write))
+    }
+}
+
+super::fd_impls!(UdpSocket);
+
+impl fmt::Debug for UdpSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UdpSocket")
+            .field("addr", &self.local_addr().ok())
+            .field("fd", &self.as_raw_fd())
+            .finish()
+    }
+}

@@ -1,0 +1,191 @@
+//! Unix domain sockets: [`UnixListener`] and [`UnixStream`].
+
+use std::fmt;
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::hub::reactor::Direction;
+
+use super::socket::Socket;
+
+/// A Unix domain socket server; `accept` blocks only the calling greenlet.
+pub struct UnixListener {
+    socket: Socket<mio::net::UnixListener>,
+}
+
+impl UnixListener {
+    /// Binds to the socket file `path` and listens.
+    pub fn bind<P: AsRef<Path>>(path: P) -> io::Result<UnixListener> {
+        Ok(UnixListener {
+            socket: Socket::new(mio::net::UnixListener::bind(path)?)?,
+        })
+    }
+
+    /// Wraps a listener made with std, making it non-blocking.
+    pub fn from_std(listener: std::os::unix::net::UnixListener) -> io::Result<UnixListener> {
+        listener.set_nonblocking(true)?;
+        Ok(UnixListener {
+            socket: Socket::new(mio::net::UnixListener::from_std(listener))?,
+        })
+    }
+
+    /// Waits (blocking the calling greenlet only) for a connection.
+    pub fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
+        let (stream, addr) = self
+            .socket
+            .io(Direction::Read, "net::UnixListener::accept", |l| l.accept())?;
+        Ok((UnixStream::from_mio(stream)?, addr))
+    }
+
+    /// An endless iterator of accepted connections.
+    pub fn incoming(&self) -> UnixIncoming<'_> {
+        UnixIncoming { listener: self }
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.get().local_addr()
+    }
+
+    /// Takes the pending `SO_ERROR`, if any.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.socket.get().take_error()
+    }
+}
+
+/// The iterator of [`UnixListener::incoming`].
+#[derive(Debug)]
+pub struct UnixIncoming<'a> {
+    listener: &'a UnixListener,
+}
+
+impl Iterator for UnixIncoming<'_> {
+    type Item = io::Result<UnixStream>;
+
+    fn next(&mut self) -> Option<io::Result<UnixStream>> {
+        Some(self.listener.accept().map(|(stream, _)| stream))
+    }
+}
+
+/// A Unix domain stream whose reads and writes block only the calling
+/// greenlet; `Read` and `Write` as for [`TcpStream`](super::TcpStream).
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use greenlet::net::UnixStream;
+///
+/// let (mut a, mut b) = UnixStream::pair().unwrap();
+/// a.write_all(b"ping").unwrap();
+/// let mut buf = [0; 4];
+/// b.read_exact(&mut buf).unwrap();
+/// assert_eq!(&buf, b"ping");
+/// ```
+pub struct UnixStream {
+    socket: Socket<mio::net::UnixStream>,
+}
+
+impl UnixStream {
+    /// Connects to the socket file `path`, blocking the calling greenlet
+    /// while the connection is in progress.
+    pub fn connect<P: AsRef<Path>>(path: P) -> io::Result<UnixStream> {
+        let stream = UnixStream::from_mio(mio::net::UnixStream::connect(path)?)?;
+        stream
+            .socket
+            .io(Direction::Write, "net::UnixStream::connect", |s| {
+                if let Some(e) = s.take_error()? {
+                    return Err(e);
+                }
+                match s.peer_addr() {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                        Err(io::ErrorKind::WouldBlock.into())
+                    }
+                    Err(e) => Err(e),
+                }
+            })?;
+        Ok(stream)
+    }
+
+    /// A connected pair.
+    pub fn pair() -> io::Result<(UnixStream, UnixStream)> {
+        let (a, b) = mio::net::UnixStream::pair()?;
+        Ok((UnixStream::from_mio(a)?, UnixStream::from_mio(b)?))
+    }
+
+    /// Wraps a stream made with std, making it non-blocking.
+    pub fn from_std(stream: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
+        stream.set_nonblocking(true)?;
+        UnixStream::from_mio(mio::net::UnixStream::from_std(stream))
+    }
+
+    fn from_mio(stream: mio::net::UnixStream) -> io::Result<UnixStream> {
+        Ok(UnixStream {
+            socket: Socket::new(stream)?,
+        })
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.get().local_addr()
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.get().peer_addr()
+    }
+
+    /// Shuts down the read half, the write half or both.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.socket.get().shutdown(how)
+    }
+
+    /// Takes the pending `SO_ERROR`, if any.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.socket.get().take_error()
+    }
+
+    /// Sets how long a read may wait before failing with
+    /// `ErrorKind::TimedOut` (`None`: forever; `Some(ZERO)` is refused).
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.socket.set_timeout(Direction::Read, timeout)
+    }
+
+    /// Sets how long a write may wait before failing with
+    /// `ErrorKind::TimedOut`.
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.socket.set_timeout(Direction::Write, timeout)
+    }
+
+    /// The read timeout.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.socket.timeout(Direction::Read))
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.socket.timeout(Direction::Write))
+    }
+}
+
+super::stream_io!(UnixStream, "net::UnixStream::read", "net::UnixStream::write");
+super::fd_impls!(UnixListener, UnixStream);
+
+impl fmt::Debug for UnixListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnixListener")
+            .field("fd", &self.as_raw_fd())
+            .finish()
+    }
+}
+
+impl fmt::Debug for UnixStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnixStream")
+            .field("fd", &self.as_raw_fd())
+            .finish()
+    }
+}
