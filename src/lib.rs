@@ -106,6 +106,10 @@
 //! - Blocking inside the hub greenlet, `hub::run` from a greenlet other than
 //!   main, a blocking call from main that nothing can complete, joining
 //!   oneself: panics naming the call (see [`hub`]).
+//! - A socket or channel receiver moved to another thread: a compile error
+//!   (`!Send`); a value sent to a channel whose receiver is gone comes back
+//!   in `SendError`; work handed to the hub of an exited thread comes back
+//!   as [`hub::RemoteClosed`].
 //! - Overflowing a greenlet's stack: a message naming the greenlet, its
 //!   stack size and `Builder::stack_size`, then an abort.
 //! - Handles captured in a cycle (a suspended frame holding a handle to a
@@ -121,7 +125,11 @@
 //! - `src/stack.rs`: guarded stacks and their pool.
 //! - `src/error.rs`: [`SwitchError`] and [`ParentError`].
 //! - [`hub`] (`src/hub/`): spawn, sleep, `Queue`, `Event`, joins and
-//!   timeouts on top of switches.
+//!   timeouts on top of switches; `src/hub/reactor.rs` is its mio `Poll`,
+//!   `src/hub/remote.rs` and `src/hub/channel.rs` reach it from other
+//!   threads ([`hub::remote`], [`hub::channel`]).
+//! - [`net`] (`src/net/`): TCP, UDP and Unix sockets that block only their
+//!   greenlet; `src/net/socket.rs` turns a would-block into a hub wait.
 //! - `src/generator.rs`: [`Generator`]; `src/local.rs`: [`Local`];
 //!   `src/trace.rs`: [`set_switch_hook`]; `src/stats.rs`: [`stats`].
 

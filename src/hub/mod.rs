@@ -71,6 +71,16 @@
 //!   lost or duplicated).
 //! - Blocking is impossible while the current greenlet unwinds (a panic or
 //!   a kill): a blocking call from a destructor then panics, which aborts.
+//!
+//! # I/O and other threads
+//!
+//! The first socket ([`crate::net`]), [`channel`] or [`remote`] of a thread
+//! gives its hub a mio `Poll` (a hub without one opens no file descriptor).
+//! While any greenlet waits on a socket or a channel, the hub polls between
+//! rounds without waiting, and when nothing is ready it parks in `poll`
+//! with the next timer's deadline as the timeout; `run` keeps going as long
+//! as such waits exist. Other threads reach the hub through a `Remote` or a
+//! channel `Sender`, which wake the poll with a `mio::Waker`.
 
 mod channel;
 mod event;
@@ -756,8 +766,8 @@ pub fn yield_now() {
     hub().yield_now();
 }
 
-/// Drives the hub from the main greenlet until no greenlet is ready and no
-/// timer is pending.
+/// Drives the hub from the main greenlet until no greenlet is ready, no
+/// timer is pending and no greenlet waits on a socket or a channel.
 ///
 /// # Panics
 ///

@@ -212,15 +212,12 @@ impl Reactor {
         mail: impl FnOnce(&Inbox),
     ) {
         let mut events = self.events.borrow_mut();
-        loop {
-            match self.poll.borrow_mut().poll(&mut events, timeout) {
-                Ok(()) => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                    events.clear();
-                    break;
-                }
-                Err(e) => panic!("greenlet::hub: polling for I/O failed: {e}"),
-            }
+        let polled = self.poll.borrow_mut().poll(&mut events, timeout);
+        match polled {
+            Ok(()) => {}
+            // A signal cut the wait short: the hub loop polls again.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
+            Err(e) => panic!("greenlet::hub: polling for I/O failed: {e}"),
         }
         let registrations = self.registrations.borrow();
         let mut mailed = false;

@@ -91,8 +91,26 @@ pub struct UnixStream {
 impl UnixStream {
     /// Connects to the socket file `path`, blocking the calling greenlet
     /// while the connection is in progress.
+    ///
+    /// A listener whose backlog is full makes the non-blocking `connect(2)`
+    /// fail with `EAGAIN`, with nothing to wait on (Linux queues no
+    /// connection and gives no event): then it retries after a short
+    /// [`hub::sleep`](crate::hub::sleep), from 1 ms doubling up to 64 ms,
+    /// as long as it takes, the way std's blocking `connect` waits for
+    /// room.
     pub fn connect<P: AsRef<Path>>(path: P) -> io::Result<UnixStream> {
-        let stream = UnixStream::from_mio(mio::net::UnixStream::connect(path)?)?;
+        let path = path.as_ref();
+        let mut backoff = Duration::from_millis(1);
+        let stream = loop {
+            match mio::net::UnixStream::connect(path) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    crate::hub::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_millis(64));
+                }
+                connected => break connected?,
+            }
+        };
+        let stream = UnixStream::from_mio(stream)?;
         stream
             .socket
             .io(Direction::Write, "net::UnixStream::connect", |s| {
