@@ -276,9 +276,15 @@ impl Hub {
     /// The hub greenlet's loop; see the module docs.
     fn run_loop(&self) {
         let main = Greenlet::main();
+        // Whether the last pass parked in `poll`: its events are fresh, so
+        // no second look is needed before the round.
+        let mut polled = false;
         loop {
             self.fire_due_timers();
-            if self.wants_poll() && !self.ready.borrow().is_empty() {
+            if !std::mem::take(&mut polled)
+                && self.wants_poll()
+                && !self.ready.borrow().is_empty()
+            {
                 // Others are ready: collect I/O without waiting.
                 self.poll_io(Some(Duration::ZERO));
             }
@@ -297,6 +303,7 @@ impl Hub {
                 Runtime::get().set_waiting_on(Some(WaitOn::Hub));
                 self.poll_io(timeout);
                 Runtime::get().set_waiting_on(None);
+                polled = true;
                 continue;
             }
             if let Some(timeout) = timeout {
@@ -304,7 +311,10 @@ impl Hub {
                 Runtime::get().set_waiting_on(Some(WaitOn::Hub));
                 match self.reactor.get() {
                     // Remote work may arrive meanwhile.
-                    Some(_) => self.poll_io(Some(timeout)),
+                    Some(_) => {
+                        self.poll_io(Some(timeout));
+                        polled = true;
+                    }
                     None => std::thread::sleep(timeout),
                 }
                 Runtime::get().set_waiting_on(None);
