@@ -147,7 +147,9 @@ impl<T> Drop for Sender<T> {
 
 impl<T> fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sender").field("channel", &self.chan.id).finish()
+        f.debug_struct("Sender")
+            .field("channel", &self.chan.id)
+            .finish()
     }
 }
 
@@ -210,9 +212,9 @@ impl<T> Receiver<T> {
                 channel: self.chan.id,
                 until: deadline,
             };
-            let woken = self
-                .hub
-                .wait_io(&self.reg, Direction::Read, deadline, "Receiver::recv", on);
+            let woken =
+                self.hub
+                    .wait_io(&self.reg, Direction::Read, deadline, "Receiver::recv", on);
             if woken.is_err() {
                 // Timed out; a value may have come in just now.
                 return self.try_recv().map_err(|e| match e {
@@ -241,7 +243,9 @@ impl<T> Drop for Receiver<T> {
 
 impl<T> fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Receiver").field("channel", &self.chan.id).finish()
+        f.debug_struct("Receiver")
+            .field("channel", &self.chan.id)
+            .finish()
     }
 }
 

@@ -93,8 +93,8 @@ mod timer;
 mod wait_list;
 
 use std::cell::{Cell, OnceCell, RefCell};
-use std::io;
 use std::collections::VecDeque;
+use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -281,9 +281,7 @@ impl Hub {
         let mut polled = false;
         loop {
             self.fire_due_timers();
-            if !std::mem::take(&mut polled)
-                && self.wants_poll()
-                && !self.ready.borrow().is_empty()
+            if !std::mem::take(&mut polled) && self.wants_poll() && !self.ready.borrow().is_empty()
             {
                 // Others are ready: collect I/O without waiting.
                 self.poll_io(Some(Duration::ZERO));
@@ -318,6 +316,12 @@ impl Hub {
                     None => std::thread::sleep(timeout),
                 }
                 Runtime::get().set_waiting_on(None);
+                continue;
+            }
+            if self.reactor.get().is_some_and(Reactor::has_mail) {
+                // Another thread posted work since the last poll: take it
+                // before deciding nothing is left.
+                self.poll_io(Some(Duration::ZERO));
                 continue;
             }
             // Nothing is left. Main ran `run` (which returns), or is

@@ -94,7 +94,8 @@ impl Registration {
     /// socket's error, say), so wait for the next event.
     #[inline]
     pub(crate) fn would_block(&self, dir: Direction) {
-        self.ready.set(self.ready.get() & !(dir.bit() | dir.closed_bit()));
+        self.ready
+            .set(self.ready.get() & !(dir.bit() | dir.closed_bit()));
     }
 
     fn waiters(&self, dir: Direction) -> &RefCell<Vec<usize>> {

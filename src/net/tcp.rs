@@ -39,9 +39,25 @@ pub struct TcpListener {
 }
 
 impl TcpListener {
-    /// Binds to `addr` (each address it resolves to in turn) and listens.
+    /// The listen backlog `bind` asks for: tokio's, above std's 128, so
+    /// that a thousand greenlets connecting in one round are all queued.
+    pub const BACKLOG: i32 = 1024;
+
+    /// Binds to `addr` (each address it resolves to in turn) and listens,
+    /// with a backlog of [`BACKLOG`](TcpListener::BACKLOG) connections.
     pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
         let listener = each_addr(addr, mio::net::TcpListener::bind)?;
+        // mio (like std) listens with a backlog of 128. One greenlet round
+        // can open far more connections than that, and on loopback a
+        // connect completes inside the syscall: an overflowing accept queue
+        // drops SYNs, which the client retries only a second later. A
+        // second `listen` raises the backlog (the kernel caps it at
+        // `net.core.somaxconn`).
+        // SAFETY: `listen` takes a plain fd, owned by `listener`, which
+        // stays open for the call; it touches no memory of ours.
+        if unsafe { libc::listen(listener.as_raw_fd(), TcpListener::BACKLOG) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
         Ok(TcpListener {
             socket: Socket::new(listener)?,
         })
@@ -136,11 +152,9 @@ impl TcpStream {
         let stream = TcpStream::from_mio(mio::net::TcpStream::connect(addr)?)?;
         // mio's connect is non-blocking: the socket turns writable when the
         // handshake ends, with `SO_ERROR` set if it failed.
-        stream.socket.io_within(
-            Direction::Write,
-            "net::TcpStream::connect",
-            timeout,
-            |s| {
+        stream
+            .socket
+            .io_within(Direction::Write, "net::TcpStream::connect", timeout, |s| {
                 if let Some(e) = s.take_error()? {
                     return Err(e);
                 }
@@ -151,8 +165,7 @@ impl TcpStream {
                     }
                     Err(e) => Err(e),
                 }
-            },
-        )?;
+            })?;
         Ok(stream)
     }
 

@@ -189,7 +189,11 @@ impl UnixStream {
     }
 }
 
-super::stream_io!(UnixStream, "net::UnixStream::read", "net::UnixStream::write");
+super::stream_io!(
+    UnixStream,
+    "net::UnixStream::read",
+    "net::UnixStream::write"
+);
 super::fd_impls!(UnixListener, UnixStream);
 
 impl fmt::Debug for UnixListener {

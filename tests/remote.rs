@@ -1,0 +1,475 @@
+//! Other OS threads reaching a hub (issue 6): `hub::channel` from any
+//! thread into a greenlet, and `hub::remote()` to run closures on the hub's
+//! thread.
+//!
+//! Cross-thread order is never left to timing: where a test needs "the
+//! greenlet is blocked before the other thread acts", the other thread
+//! waits on a std channel that a greenlet signals.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvError, RecvTimeoutError, SendError, TryRecvError};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use greenlet::hub::{self, with_timeout, Receiver};
+use greenlet::{stats, Greenlet, WaitOn};
+
+/// A timeout meant to expire: nothing will arrive.
+const SHORT: Duration = Duration::from_millis(20);
+
+/// What greenlet `g` is blocked on, per `stats()`.
+fn waiting_on(g: &Greenlet) -> Option<WaitOn> {
+    stats()
+        .greenlets
+        .into_iter()
+        .find(|info| info.id == g.id())
+        .and_then(|info| info.waiting_on)
+}
+
+/// Counts its drops; `Send`, so it can ride in values and closures that
+/// cross threads.
+struct Dropped(Arc<AtomicUsize>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+// ----- channel -----
+
+#[test]
+fn a_hundred_thousand_values_from_several_threads_arrive_exactly_once() {
+    const THREADS: usize = 4;
+    const VALUES: usize = 100_000;
+    let (tx, rx) = hub::channel::<usize>();
+    // Thread `t` sends the values `v` with `v % THREADS == t`, in order.
+    let senders: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let tx = tx.clone();
+            thread::spawn(move || {
+                for v in (t..VALUES).step_by(THREADS) {
+                    tx.send(v).unwrap();
+                }
+            })
+        })
+        .collect();
+    drop(tx); // the receiver's loop ends when the threads' senders are gone
+
+    let drain = hub::spawn(move || {
+        let mut seen = vec![false; VALUES];
+        let mut last: Vec<Option<usize>> = vec![None; THREADS];
+        let (mut count, mut sum) = (0usize, 0usize);
+        for v in &rx {
+            assert!(!seen[v], "{v} arrived twice");
+            seen[v] = true;
+            let t = v % THREADS;
+            assert!(last[t] < Some(v), "thread {t}'s values out of order");
+            last[t] = Some(v);
+            count += 1;
+            sum += v;
+        }
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+        (count, sum, seen.iter().all(|s| *s))
+    });
+    hub::run(); // until the drain ends: a channel wait keeps the hub going
+
+    for s in senders {
+        s.join().unwrap();
+    }
+    let (count, sum, all_seen) = drain.join().unwrap();
+    assert_eq!(count, VALUES);
+    assert_eq!(sum, VALUES * (VALUES - 1) / 2);
+    assert!(all_seen);
+}
+
+#[test]
+fn offloaded_work_comes_back_to_a_greenlet_while_others_run() {
+    let (result_tx, result_rx) = hub::channel::<u64>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    // The worker starts computing only when told, which the ticker does
+    // after ticking: the result cannot arrive before the ticks.
+    let worker = thread::spawn(move || {
+        go_rx.recv().unwrap();
+        let sum: u64 = (1..=1000u64).map(|x| x * x).sum();
+        result_tx.send(sum).unwrap();
+        thread::current().id()
+    });
+
+    let log = Rc::new(RefCell::new(Vec::<String>::new()));
+    let waiter = {
+        let log = log.clone();
+        hub::spawn(move || {
+            let sum = result_rx.recv().unwrap();
+            log.borrow_mut().push(format!("result {sum}"));
+            (sum, thread::current().id())
+        })
+    };
+    let ticker = {
+        let log = log.clone();
+        let waiter = waiter.greenlet().clone();
+        hub::spawn(move || {
+            for i in 0..5 {
+                let on = waiting_on(&waiter);
+                assert!(matches!(on, Some(WaitOn::Channel { .. })), "{on:?}");
+                log.borrow_mut().push(format!("tick {i}"));
+                hub::yield_now();
+            }
+            go_tx.send(()).unwrap();
+            log.borrow_mut().push("go".into());
+        })
+    };
+    hub::run();
+
+    ticker.join().unwrap();
+    let (sum, waiter_thread) = waiter.join().unwrap();
+    assert_eq!(sum, 333_833_500);
+    assert_eq!(waiter_thread, thread::current().id());
+    assert_ne!(worker.join().unwrap(), waiter_thread);
+    assert_eq!(
+        *log.borrow(),
+        [
+            "tick 0",
+            "tick 1",
+            "tick 2",
+            "tick 3",
+            "tick 4",
+            "go",
+            "result 333833500"
+        ]
+    );
+}
+
+#[test]
+fn recv_fails_once_every_sender_is_gone_and_nothing_is_queued() {
+    let (tx, rx) = hub::channel::<u32>();
+    thread::spawn(move || {
+        for i in 0..3 {
+            tx.send(i).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    // Queued values outlive their senders.
+    assert_eq!(rx.recv(), Ok(0));
+    assert_eq!(rx.try_recv(), Ok(1));
+    assert_eq!(rx.recv_timeout(SHORT), Ok(2));
+    assert_eq!(rx.recv(), Err(RecvError));
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    assert_eq!(rx.recv_timeout(SHORT), Err(RecvTimeoutError::Disconnected));
+}
+
+#[test]
+fn a_receiver_blocked_in_recv_wakes_when_the_last_sender_drops() {
+    let (tx, rx) = hub::channel::<u32>();
+    let tx2 = tx.clone();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let dropper = thread::spawn(move || {
+        go_rx.recv().unwrap();
+        drop(tx);
+        drop(tx2);
+    });
+    let receiver = hub::spawn(move || rx.recv());
+    // Spawned second, runs second: the receiver is blocked by then.
+    let signal = {
+        let receiver = receiver.greenlet().clone();
+        hub::spawn(move || {
+            let on = waiting_on(&receiver);
+            assert!(matches!(on, Some(WaitOn::Channel { .. })), "{on:?}");
+            go_tx.send(()).unwrap();
+        })
+    };
+    hub::run();
+    signal.join().unwrap();
+    dropper.join().unwrap();
+    assert_eq!(receiver.join().unwrap(), Err(RecvError));
+}
+
+#[test]
+fn send_fails_once_the_receiver_is_dropped_and_queued_values_are_dropped() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = hub::channel::<Dropped>();
+    for _ in 0..3 {
+        tx.send(Dropped(drops.clone())).unwrap();
+    }
+    drop(rx);
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        3,
+        "the receiver dropped what was queued"
+    );
+
+    // The refused value comes back to the sender, undropped.
+    let SendError(back) = tx.send(Dropped(drops.clone())).unwrap_err();
+    assert_eq!(drops.load(Ordering::SeqCst), 3);
+    drop(back);
+    // From another thread too.
+    let refused = thread::spawn(move || tx.send(Dropped(drops)).is_err())
+        .join()
+        .unwrap();
+    assert!(refused);
+}
+
+#[test]
+fn recv_timeout_times_out_then_receives() {
+    let (tx, rx) = hub::channel::<u32>();
+    assert_eq!(rx.recv_timeout(SHORT), Err(RecvTimeoutError::Timeout));
+    assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    let sender = thread::spawn(move || {
+        tx.send(7).unwrap();
+        tx // kept alive: the channel stays connected
+    });
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(7));
+    let tx = sender.join().unwrap();
+    assert_eq!(rx.recv_timeout(SHORT), Err(RecvTimeoutError::Timeout));
+    drop(tx);
+    assert_eq!(rx.recv_timeout(SHORT), Err(RecvTimeoutError::Disconnected));
+}
+
+#[test]
+fn with_timeout_interrupts_recv_and_the_receiver_stays_usable() {
+    let (tx, rx) = hub::channel::<&'static str>();
+    assert!(with_timeout(SHORT, || rx.recv()).is_err());
+    // The interrupted wait left nothing behind: `run` has nothing to do.
+    hub::run();
+    thread::spawn(move || tx.send("after").unwrap())
+        .join()
+        .unwrap();
+    assert_eq!(rx.recv(), Ok("after"));
+}
+
+#[test]
+fn a_killed_receiver_leaves_no_wait_behind() {
+    let (tx, rx) = hub::channel::<u32>();
+    let rx = Rc::new(rx);
+    let receiver = {
+        let rx = rx.clone();
+        hub::spawn(move || rx.recv())
+    };
+    hub::yield_now(); // the receiver blocks
+    assert!(matches!(
+        waiting_on(receiver.greenlet()),
+        Some(WaitOn::Channel { .. })
+    ));
+    receiver.kill();
+    hub::run(); // returns: nobody waits on the channel any more
+    tx.send(1).unwrap();
+    assert_eq!(rx.recv(), Ok(1));
+}
+
+#[test]
+fn two_greenlets_receiving_from_one_receiver_share_the_values() {
+    let (tx, rx) = hub::channel::<u32>();
+    let rx = Rc::new(rx);
+    let receivers: Vec<_> = (0..2)
+        .map(|_| {
+            let rx = rx.clone();
+            hub::spawn(move || rx.iter().collect::<Vec<u32>>())
+        })
+        .collect();
+    hub::yield_now(); // both block in recv
+    let sender = thread::spawn(move || {
+        for v in 0..100 {
+            tx.send(v).unwrap();
+        }
+    });
+    // Main joins (and so blocks) while the receivers drain; they end when
+    // the thread's sender is dropped.
+    let mut got: Vec<u32> = receivers
+        .into_iter()
+        .flat_map(|r| r.join().unwrap())
+        .collect();
+    sender.join().unwrap();
+    got.sort_unstable();
+    assert_eq!(got, (0..100).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_sender_fails_once_the_receivers_thread_exits_with_it_blocked() {
+    let (sender_tx, sender_rx) = mpsc::channel();
+    let hub_thread = thread::spawn(move || {
+        let (tx, rx) = hub::channel::<u32>();
+        sender_tx.send(tx).unwrap();
+        let receiver = hub::spawn(move || rx.recv());
+        hub::yield_now(); // blocked in recv when the thread exits
+        assert!(!receiver.is_finished());
+    });
+    let tx = sender_rx.recv().unwrap();
+    hub_thread.join().unwrap();
+    assert_eq!(tx.send(5), Err(SendError(5)));
+}
+
+#[test]
+fn channel_halves_have_the_promised_auto_traits() {
+    fn send_sync_clone<T: Send + Sync + Clone>() {}
+    send_sync_clone::<hub::Sender<String>>();
+    send_sync_clone::<hub::Remote>();
+    // `Receiver` is `!Send`; that is a compile-time property (it holds the
+    // hub's `Rc`), checked here only as far as it stays usable where made.
+    let (tx, rx): (_, Receiver<u8>) = hub::channel();
+    tx.send(1).unwrap();
+    assert_eq!(rx.iter().next(), Some(1));
+    assert!(format!("{tx:?} {rx:?}").contains("Sender"));
+}
+
+// ----- remote -----
+
+thread_local! {
+    /// Counts remote closures that ran on this thread.
+    static HITS: Cell<usize> = const { Cell::new(0) };
+}
+
+#[test]
+fn remote_spawn_runs_the_closure_in_a_greenlet_on_the_hubs_thread() {
+    let remote = hub::remote();
+    assert!(!remote.is_closed());
+    assert!(format!("{remote:?}").contains("Remote"));
+    let (tx, rx) = hub::channel();
+    let hub_thread = thread::current().id();
+    let spawner = thread::spawn(move || {
+        remote
+            .spawn(move || {
+                HITS.with(|h| h.set(h.get() + 1));
+                assert!(!Greenlet::current().is_main());
+                // A greenlet like any other: it may block.
+                hub::sleep(Duration::from_millis(1));
+                tx.send(thread::current().id()).unwrap();
+            })
+            .unwrap();
+        thread::current().id()
+    });
+    // Main blocks in recv; the hub picks the closure up when it polls.
+    let ran_on = rx.recv().unwrap();
+    let spawner = spawner.join().unwrap();
+    assert_eq!(ran_on, hub_thread);
+    assert_ne!(ran_on, spawner);
+    assert_eq!(HITS.with(Cell::get), 1);
+    // The closure, and the last sender with it, is gone.
+    assert_eq!(rx.recv(), Err(RecvError));
+}
+
+#[test]
+fn remote_spawn_from_many_threads_runs_every_closure_once() {
+    const THREADS: usize = 4;
+    const EACH: usize = 250;
+    let remote = hub::remote();
+    let (tx, rx) = hub::channel::<usize>();
+    let spawners: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (remote, tx) = (remote.clone(), tx.clone());
+            thread::spawn(move || {
+                for i in 0..EACH {
+                    let tx = tx.clone();
+                    remote
+                        .spawn(move || {
+                            HITS.with(|h| h.set(h.get() + 1));
+                            tx.send(t * EACH + i).unwrap();
+                        })
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let mut seen = vec![false; THREADS * EACH];
+    for v in &rx {
+        assert!(!seen[v], "closure {v} ran twice");
+        seen[v] = true;
+    }
+    for s in spawners {
+        s.join().unwrap();
+    }
+    assert!(seen.iter().all(|s| *s));
+    assert_eq!(HITS.with(Cell::get), THREADS * EACH);
+}
+
+#[test]
+fn remote_work_reaches_a_hub_whose_greenlets_only_yield() {
+    // Nobody here waits on I/O: the hub must still look at its mail
+    // between rounds, or this loop would never end.
+    let remote = hub::remote();
+    let helper = thread::spawn(move || remote.spawn(|| HITS.with(|h| h.set(h.get() + 1))).unwrap());
+    let mut yields = 0u64;
+    while HITS.with(Cell::get) == 0 {
+        hub::yield_now();
+        yields += 1;
+    }
+    helper.join().unwrap();
+    assert!(yields > 0);
+    assert_eq!(HITS.with(Cell::get), 1);
+}
+
+#[test]
+fn a_panicking_remote_closure_does_not_stop_the_hub() {
+    let remote = hub::remote();
+    let (tx, rx) = hub::channel::<&'static str>();
+    thread::spawn(move || {
+        remote.spawn(|| panic!("remote closure failure")).unwrap();
+        remote
+            .spawn(move || tx.send("still running").unwrap())
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+    assert_eq!(rx.recv(), Ok("still running"));
+}
+
+#[test]
+fn remote_spawn_fails_after_the_hubs_thread_exits_and_drops_the_closure() {
+    // The thread's receiver goes with it.
+    let (remote, tx) = thread::spawn(|| {
+        let (tx, _rx) = hub::channel::<u32>();
+        (hub::remote(), tx)
+    })
+    .join()
+    .unwrap();
+    assert!(remote.is_closed());
+    let drops = Arc::new(AtomicUsize::new(0));
+    let guard = Dropped(drops.clone());
+    let err = remote
+        .spawn(move || {
+            let _guard = guard;
+            unreachable!("a closed hub runs nothing");
+        })
+        .unwrap_err();
+    assert!(!err.to_string().is_empty());
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        1,
+        "the refused closure was dropped"
+    );
+    assert_eq!(tx.send(1), Err(SendError(1)));
+}
+
+#[test]
+fn work_posted_to_a_hub_that_exits_without_polling_is_dropped_unrun() {
+    let (remote_tx, remote_rx) = mpsc::channel();
+    let (posted_tx, posted_rx) = mpsc::channel::<()>();
+    let hub_thread = thread::spawn(move || {
+        remote_tx.send(hub::remote()).unwrap();
+        // Exits once the work is posted, without ever running the hub.
+        posted_rx.recv().unwrap();
+    });
+    let remote = remote_rx.recv().unwrap();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let ran = Arc::new(AtomicUsize::new(0));
+    {
+        let guard = Dropped(drops.clone());
+        let ran = ran.clone();
+        remote
+            .spawn(move || {
+                let _guard = guard;
+                ran.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap();
+    }
+    posted_tx.send(()).unwrap();
+    hub_thread.join().unwrap();
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped at the hub's exit");
+    assert!(remote.is_closed());
+    assert!(remote.spawn(|| ()).is_err());
+}
