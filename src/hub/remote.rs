@@ -124,9 +124,9 @@ pub struct Remote {
 
 impl Remote {
     /// Runs `f` on the hub's thread, in a new greenlet spawned the next
-    /// time that hub polls (when its greenlets are all blocked, or between
-    /// rounds while some wait on I/O). A panic in `f` is caught and
-    /// dropped, as for a [`spawn`](super::spawn)ed greenlet nobody joins.
+    /// time that hub polls (see [`remote`]). A panic in `f` is reported by
+    /// the panic hook and goes no further, as for a
+    /// [`spawn`](super::spawn)ed greenlet nobody joins.
     ///
     /// Fails with [`RemoteClosed`] (dropping `f`) once the hub's thread has
     /// exited.
@@ -151,11 +151,12 @@ impl fmt::Debug for Remote {
 /// A handle to this thread's hub through which other OS threads hand it
 /// work ([`Remote::spawn`]); values go through a [`channel`](super::channel).
 ///
-/// Remote work does not keep [`run`](super::run) going on its own: the hub
-/// picks it up whenever it polls, which it does while any greenlet waits on
-/// a socket or a channel. A thread that serves remote work therefore keeps
-/// a greenlet blocked in [`Receiver::recv`](super::Receiver::recv) (or a
-/// socket call).
+/// The hub picks remote work up whenever it polls: between rounds while
+/// any greenlet waits on a socket or a channel, and once more before
+/// [`run`](super::run) returns, so work posted before that point runs.
+/// Remote work does not keep `run` going on its own: a thread that serves
+/// remote work keeps a greenlet blocked in
+/// [`Receiver::recv`](super::Receiver::recv) (or a socket call).
 ///
 /// ```
 /// use greenlet::hub;
