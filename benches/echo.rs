@@ -1,0 +1,290 @@
+//! TCP echo round trips per second: this crate's echo server (a greenlet per
+//! connection) beside a tokio current-thread echo server written the
+//! ordinary way (tokio's own echo example), in the same run, driven by the
+//! same client.
+//!
+//! - Each server runs on a `std::thread` of its own, started for the run and
+//!   stopped after it (every connection closed, the thread joined).
+//! - The client is this crate's: one greenlet per connection on another
+//!   thread's hub. It opens its C connections and does one untimed round
+//!   trip on each (so every connection is accepted and has its handler);
+//!   then the clock runs while every connection does N round trips of a
+//!   64-byte message (`write_all`, then `read_exact` of the echo), all at
+//!   once. Connections close after the clock stops.
+//! - Every socket, on both ends, has `TCP_NODELAY`.
+//! - Each row (C = 1, 100, 1,000 connections) is measured 7 times per
+//!   server, the two servers back to back in each run (alternating which
+//!   goes first). The table gives each server's median, greenlet / tokio as
+//!   the median of the runs' ratios (above 1 means the greenlet server is
+//!   faster; pairing the runs cancels the machine's slow drifts), and each
+//!   server's spread, (max - min) / median.
+//!
+//! `cargo bench --bench echo`; `cargo test --benches` does a quick smoke
+//! run.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::mpsc as std_mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use greenlet::hub::{self, Event};
+use greenlet::net;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The size of one message.
+const MESSAGE: usize = 64;
+
+/// Timed runs per row and server.
+const RUNS: usize = 7;
+
+/// Connections, and round trips per connection in one run (a timed run
+/// takes 0.5 to 1.5 s here).
+const ROWS: [(u64, u64); 3] = [(1, 10_000), (100, 1_200), (1_000, 300)];
+
+/// A running echo server.
+struct Server {
+    addr: SocketAddr,
+    stop: Box<dyn FnOnce()>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl Server {
+    /// Stops accepting, lets the remaining connections end and joins the
+    /// server's thread.
+    fn shutdown(self) {
+        (self.stop)();
+        self.thread.join().expect("the server thread panicked");
+    }
+}
+
+/// Spawns a thread named `name` (for profilers) running `f`.
+fn named<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> thread::JoinHandle<T> {
+    thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        .expect("spawn a thread")
+}
+
+/// Echoes everything `stream` receives until the peer closes it.
+fn greenlet_echo(mut stream: net::TcpStream) -> io::Result<()> {
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        stream.write_all(&buf[..n])?;
+    }
+}
+
+/// The greenlet echo server (as `examples/echo_server.rs`): an accept loop
+/// spawning a greenlet per connection. The main greenlet waits on a
+/// channel for the stop; then the accept loop is killed (which closes the
+/// listener) and `hub::run` returns once every connection has ended.
+fn greenlet_server() -> Server {
+    let (tx, rx) = std_mpsc::channel();
+    let thread = named("greenlet-server", move || {
+        let listener = net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let (stop_tx, stop_rx) = hub::channel::<()>();
+        tx.send((listener.local_addr().expect("local_addr"), stop_tx))
+            .unwrap();
+        let acceptor = hub::spawn(move || {
+            for stream in listener.incoming() {
+                let stream = stream.expect("accept");
+                stream.set_nodelay(true).expect("set_nodelay");
+                hub::spawn(move || greenlet_echo(stream));
+            }
+        });
+        let _ = stop_rx.recv(); // the server runs meanwhile
+        acceptor.kill();
+        hub::run();
+    });
+    let (addr, stop_tx) = rx.recv().expect("the server did not start");
+    Server {
+        addr,
+        stop: Box::new(move || {
+            let _ = stop_tx.send(());
+        }),
+        thread,
+    }
+}
+
+/// The tokio echo server: a current-thread runtime, an accept loop and a
+/// task per connection that reads into a 4 KiB buffer and `write_all`s it
+/// back, as in tokio's `examples/echo.rs`. The accept loop is a task of its
+/// own so that the stop (a oneshot awaited by `block_on`) can abort it;
+/// dropping the runtime then drops every connection's task.
+fn tokio_server() -> Server {
+    let (tx, rx) = std_mpsc::channel();
+    let thread = named("tokio-server", move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            tx.send((listener.local_addr().expect("local_addr"), stop_tx))
+                .unwrap();
+            let acceptor = tokio::spawn(async move {
+                loop {
+                    let (mut socket, _) = listener.accept().await.expect("accept");
+                    socket.set_nodelay(true).expect("set_nodelay");
+                    tokio::spawn(async move {
+                        let mut buf = vec![0; 4096];
+                        loop {
+                            let n = match socket.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => n,
+                            };
+                            if socket.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            });
+            let _ = stop_rx.await;
+            acceptor.abort();
+        });
+    });
+    let (addr, stop_tx) = rx.recv().expect("the server did not start");
+    Server {
+        addr,
+        stop: Box::new(move || {
+            let _ = stop_tx.send(());
+        }),
+        thread,
+    }
+}
+
+/// One round trip on `stream`.
+fn round_trip(stream: &mut net::TcpStream, msg: &[u8; MESSAGE]) -> io::Result<()> {
+    let mut reply = [0u8; MESSAGE];
+    stream.write_all(msg)?;
+    stream.read_exact(&mut reply)?;
+    assert_eq!(&reply, msg, "the echo differs from the message");
+    Ok(())
+}
+
+/// The client, on a thread (and hub) of its own: `conns` connections to
+/// `addr`, `trips` round trips on each at once. Returns the time of the
+/// timed round trips alone.
+fn client(addr: SocketAddr, conns: u64, trips: u64) -> Duration {
+    named("client", move || {
+        let go = Event::new();
+        let clients: Vec<_> = (0..conns)
+            .map(|i| {
+                let mut stream = net::TcpStream::connect(addr).expect("connect");
+                stream.set_nodelay(true).expect("set_nodelay");
+                let go = go.clone();
+                hub::spawn(move || -> io::Result<net::TcpStream> {
+                    let msg = [i as u8; MESSAGE];
+                    round_trip(&mut stream, &msg)?; // untimed
+                    go.wait();
+                    for _ in 0..trips {
+                        round_trip(&mut stream, &msg)?;
+                    }
+                    Ok(stream) // closed after the clock stops
+                })
+            })
+            .collect();
+        hub::run(); // every connection made its first round trip
+        let start = Instant::now();
+        go.set();
+        hub::run();
+        let elapsed = start.elapsed();
+        for c in clients {
+            let stream = c.join().expect("a client greenlet died");
+            drop(stream.expect("a connection failed"));
+        }
+        elapsed
+    })
+    .join()
+    .expect("the client thread panicked")
+}
+
+/// Round trips per second of one run against a fresh server.
+fn measure(server: fn() -> Server, conns: u64, trips: u64) -> f64 {
+    let server = server();
+    let elapsed = client(server.addr, conns, trips);
+    server.shutdown();
+    (conns * trips) as f64 / elapsed.as_secs_f64()
+}
+
+/// The median of `samples`, and their spread: (max - min) / median.
+fn median(mut samples: Vec<f64>) -> (f64, f64) {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let mid = samples[samples.len() / 2];
+    (mid, (samples[samples.len() - 1] - samples[0]) / mid)
+}
+
+/// Raises the soft limit on open files to the hard one: 1,000 connections
+/// are 2,000 descriptors in this process (both ends live here).
+fn raise_fd_limit(needed: libc::rlim_t) {
+    // SAFETY: `getrlimit` and `setrlimit` only read and write the `rlimit`
+    // passed to them, which lives on this stack.
+    let soft = unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            panic!("getrlimit: {}", io::Error::last_os_error());
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                panic!("setrlimit: {}", io::Error::last_os_error());
+            }
+        }
+        lim.rlim_cur
+    };
+    assert!(
+        soft >= needed,
+        "RLIMIT_NOFILE is {soft} (hard limit), the bench needs about {needed}; raise it with ulimit -Hn"
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs it with no
+    // argument: then only a quick smoke run.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let (runs, scale) = if quick { (1, 100) } else { (RUNS, 1) };
+    let max_conns = ROWS.iter().map(|r| r.0).max().unwrap_or(0);
+    raise_fd_limit(2 * max_conns + 64);
+
+    let servers: [fn() -> Server; 2] = [greenlet_server, tokio_server];
+    // Warm-up: page in both servers and the client once.
+    for server in servers {
+        measure(server, 100, (100 / scale).max(1));
+    }
+
+    println!("echo round trips per second ({MESSAGE}-byte messages, median of {runs} runs)\n");
+    println!(
+        "| connections | round trips / conn | greenlet rt/s | tokio rt/s | greenlet / tokio \
+         | spread greenlet / tokio |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for (conns, trips) in ROWS {
+        let trips = (trips / scale).max(1);
+        let mut samples = [Vec::new(), Vec::new()];
+        for run in 0..runs {
+            // Alternate which server goes first.
+            for k in [run % 2, 1 - run % 2] {
+                samples[k].push(measure(servers[k], conns, trips));
+            }
+        }
+        let ratios = samples[0].iter().zip(&samples[1]).map(|(g, t)| g / t);
+        let (ratio, _) = median(ratios.collect());
+        let [(ours, our_spread), (theirs, their_spread)] = samples.map(median);
+        println!(
+            "| {conns} | {trips} | {ours:.0} | {theirs:.0} | {ratio:.2} | {:.0}% / {:.0}% |",
+            our_spread * 100.0,
+            their_spread * 100.0,
+        );
+    }
+}

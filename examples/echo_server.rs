@@ -1,0 +1,45 @@
+//! A TCP echo server: one greenlet per connection, written as plain blocking
+//! code. Each `read`, `write_all` and `accept` blocks only its own greenlet;
+//! the hub runs the others meanwhile, all on this one thread.
+//!
+//! Run with `cargo run --release --example echo_server [ADDR]` (default
+//! `127.0.0.1:7878`), then talk to it with `nc 127.0.0.1 7878` or load it with
+//! `cargo run --release --example echo_client`.
+
+use std::io::{self, Read, Write};
+
+use greenlet::hub;
+use greenlet::net::{TcpListener, TcpStream};
+
+/// Sends back everything `stream` receives, until the peer closes it.
+fn echo(mut stream: TcpStream) -> io::Result<()> {
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Ok(()); // EOF: the peer is done
+        }
+        stream.write_all(&buf[..n])?;
+    }
+}
+
+fn main() -> io::Result<()> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:7878".to_string());
+    let listener = TcpListener::bind(&addr)?;
+    println!("echo server listening on {}", listener.local_addr()?);
+
+    // `accept` blocks the main greenlet only: the connections' greenlets run
+    // while it waits.
+    for stream in listener.incoming() {
+        let stream = stream?;
+        stream.set_nodelay(true)?;
+        hub::spawn(move || {
+            if let Err(e) = echo(stream) {
+                eprintln!("connection error: {e}");
+            }
+        });
+    }
+    Ok(())
+}
