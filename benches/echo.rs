@@ -12,10 +12,14 @@
 //!   64-byte message (`write_all`, then `read_exact` of the echo), all at
 //!   once. Connections close after the clock stops.
 //! - Every socket, on both ends, has `TCP_NODELAY`.
+//! - The greenlet server runs twice: with the hub's default idle spin
+//!   (it polls for up to 50 µs before parking) and with the spin off
+//!   (`hub::set_idle_spin(Duration::ZERO)`), which parks at once as tokio
+//!   does. The client keeps the default.
 //! - Each row (C = 1, 100, 1,000 connections) is measured 7 times per
-//!   server, the two servers back to back in each run (alternating which
-//!   goes first). The table gives each server's median, greenlet / tokio as
-//!   the median of the runs' ratios (above 1 means the greenlet server is
+//!   server, the servers back to back in each run (rotating which goes
+//!   first). The table gives each server's median, greenlet / tokio as the
+//!   median of the runs' ratios (above 1 means the greenlet server is
 //!   faster; pairing the runs cancels the machine's slow drifts), and each
 //!   server's spread, (max - min) / median.
 //!
@@ -86,8 +90,22 @@ fn greenlet_echo(mut stream: net::TcpStream) -> io::Result<()> {
 /// channel for the stop; then the accept loop is killed (which closes the
 /// listener) and `hub::run` returns once every connection has ended.
 fn greenlet_server() -> Server {
+    greenlet_server_with(None)
+}
+
+/// The same server with the hub's idle spin turned off
+/// (`hub::set_idle_spin(Duration::ZERO)`): it parks in `epoll_wait` as
+/// soon as nothing is ready, as tokio does.
+fn greenlet_server_no_spin() -> Server {
+    greenlet_server_with(Some(Duration::ZERO))
+}
+
+fn greenlet_server_with(spin: Option<Duration>) -> Server {
     let (tx, rx) = std_mpsc::channel();
     let thread = named("greenlet-server", move || {
+        if let Some(spin) = spin {
+            hub::set_idle_spin(spin);
+        }
         let listener = net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let (stop_tx, stop_rx) = hub::channel::<()>();
         tx.send((listener.local_addr().expect("local_addr"), stop_tx))
@@ -257,8 +275,8 @@ fn main() {
     let max_conns = ROWS.iter().map(|r| r.0).max().unwrap_or(0);
     raise_fd_limit(2 * max_conns + 64);
 
-    let servers: [fn() -> Server; 2] = [greenlet_server, tokio_server];
-    // Warm-up: page in both servers and the client once.
+    let servers: [fn() -> Server; 3] = [greenlet_server, tokio_server, greenlet_server_no_spin];
+    // Warm-up: page in the servers and the client once.
     for server in servers {
         measure(server, 100, (100 / scale).max(1));
     }
@@ -266,25 +284,32 @@ fn main() {
     println!("echo round trips per second ({MESSAGE}-byte messages, median of {runs} runs)\n");
     println!(
         "| connections | round trips / conn | greenlet rt/s | tokio rt/s | greenlet / tokio \
-         | spread greenlet / tokio |"
+         | greenlet, idle spin off, rt/s | spin off / tokio | spread greenlet / tokio / spin off |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (conns, trips) in ROWS {
         let trips = (trips / scale).max(1);
-        let mut samples = [Vec::new(), Vec::new()];
+        let mut samples = [Vec::new(), Vec::new(), Vec::new()];
         for run in 0..runs {
-            // Alternate which server goes first.
-            for k in [run % 2, 1 - run % 2] {
+            // Rotate which server goes first.
+            for i in 0..servers.len() {
+                let k = (run + i) % servers.len();
                 samples[k].push(measure(servers[k], conns, trips));
             }
         }
-        let ratios = samples[0].iter().zip(&samples[1]).map(|(g, t)| g / t);
-        let (ratio, _) = median(ratios.collect());
-        let [(ours, our_spread), (theirs, their_spread)] = samples.map(median);
+        // Ratios within each run cancel the machine's slow drifts.
+        let ratio = |k: usize| {
+            let ratios = samples[k].iter().zip(&samples[1]).map(|(g, t)| g / t);
+            median(ratios.collect()).0
+        };
+        let (spin_ratio, off_ratio) = (ratio(0), ratio(2));
+        let [(ours, our_spread), (theirs, their_spread), (off, off_spread)] = samples.map(median);
         println!(
-            "| {conns} | {trips} | {ours:.0} | {theirs:.0} | {ratio:.2} | {:.0}% / {:.0}% |",
+            "| {conns} | {trips} | {ours:.0} | {theirs:.0} | {spin_ratio:.2} | {off:.0} | {off_ratio:.2} \
+             | {:.0}% / {:.0}% / {:.0}% |",
             our_spread * 100.0,
             their_spread * 100.0,
+            off_spread * 100.0,
         );
     }
 }

@@ -130,5 +130,36 @@ macro_rules! fd_impls {
     )*};
 }
 
+/// std's timeout setters and getters, for a type with a `socket` field.
+macro_rules! timeouts {
+    ($t:ty) => {
+        impl $t {
+            /// Sets how long a read (or receive) may wait before failing
+            /// with `ErrorKind::TimedOut` (`None`: forever). `Some(ZERO)` is
+            /// refused with `InvalidInput`, as std does.
+            pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+                self.socket.set_timeout(Direction::Read, timeout)
+            }
+
+            /// Sets how long a write (or send) may wait before failing with
+            /// `ErrorKind::TimedOut` (`None`: forever).
+            pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+                self.socket.set_timeout(Direction::Write, timeout)
+            }
+
+            /// The read timeout.
+            pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+                Ok(self.socket.timeout(Direction::Read))
+            }
+
+            /// The write timeout.
+            pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+                Ok(self.socket.timeout(Direction::Write))
+            }
+        }
+    };
+}
+
 use fd_impls;
 use stream_io;
+use timeouts;

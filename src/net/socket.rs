@@ -157,3 +157,19 @@ pub(crate) fn each_addr<A: std::net::ToSocketAddrs, T>(
         )
     }))
 }
+
+/// One look at a non-blocking connect in progress: the socket turns
+/// writable when the handshake ends, with `SO_ERROR` set if it failed, and
+/// has a peer once it succeeded. `WouldBlock` while it is still going.
+pub(crate) fn connect_done(
+    error: io::Result<Option<io::Error>>,
+    peer: io::Result<()>,
+) -> io::Result<()> {
+    if let Some(e) = error? {
+        return Err(e);
+    }
+    match peer {
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Err(io::ErrorKind::WouldBlock.into()),
+        done => done,
+    }
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::hub::reactor::Direction;
 
-use super::socket::{each_addr, Socket};
+use super::socket::{connect_done, each_addr, Socket};
 
 /// A TCP socket server, listening for connections; `accept` blocks only the
 /// calling greenlet.
@@ -150,21 +150,10 @@ impl TcpStream {
 
     fn connect_within(addr: SocketAddr, timeout: Option<Duration>) -> io::Result<TcpStream> {
         let stream = TcpStream::from_mio(mio::net::TcpStream::connect(addr)?)?;
-        // mio's connect is non-blocking: the socket turns writable when the
-        // handshake ends, with `SO_ERROR` set if it failed.
         stream
             .socket
             .io_within(Direction::Write, "net::TcpStream::connect", timeout, |s| {
-                if let Some(e) = s.take_error()? {
-                    return Err(e);
-                }
-                match s.peer_addr() {
-                    Ok(_) => Ok(()),
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                        Err(io::ErrorKind::WouldBlock.into())
-                    }
-                    Err(e) => Err(e),
-                }
+                connect_done(s.take_error(), s.peer_addr().map(drop))
             })?;
         Ok(stream)
     }
@@ -222,29 +211,6 @@ impl TcpStream {
         self.socket.get().take_error()
     }
 
-    /// Sets how long a read may wait before failing with
-    /// `ErrorKind::TimedOut` (`None`: forever). `Some(ZERO)` is refused with
-    /// `InvalidInput`, as std does.
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.socket.set_timeout(Direction::Read, timeout)
-    }
-
-    /// Sets how long a write may wait before failing with
-    /// `ErrorKind::TimedOut` (`None`: forever).
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.socket.set_timeout(Direction::Write, timeout)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.socket.timeout(Direction::Read))
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.socket.timeout(Direction::Write))
-    }
-
     /// Reads without consuming, blocking the calling greenlet until data
     /// (or EOF) is there.
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -255,6 +221,7 @@ impl TcpStream {
 
 super::stream_io!(TcpStream, "net::TcpStream::read", "net::TcpStream::write");
 super::fd_impls!(TcpListener, TcpStream);
+super::timeouts!(TcpStream);
 
 impl fmt::Debug for TcpListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -128,31 +128,10 @@ impl UdpSocket {
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.socket.get().take_error()
     }
-
-    /// Sets how long a receive may wait before failing with
-    /// `ErrorKind::TimedOut` (`None`: forever; `Some(ZERO)` is refused).
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.socket.set_timeout(Direction::Read, timeout)
-    }
-
-    /// Sets how long a send may wait before failing with
-    /// `ErrorKind::TimedOut`.
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.socket.set_timeout(Direction::Write, timeout)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.socket.timeout(Direction::Read))
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.socket.timeout(Direction::Write))
-    }
 }
 
 super::fd_impls!(UdpSocket);
+super::timeouts!(UdpSocket);
 
 impl fmt::Debug for UdpSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

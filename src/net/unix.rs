@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::hub::reactor::Direction;
 
-use super::socket::Socket;
+use super::socket::{connect_done, Socket};
 
 /// A Unix domain socket server; `accept` blocks only the calling greenlet.
 pub struct UnixListener {
@@ -114,16 +114,7 @@ impl UnixStream {
         stream
             .socket
             .io(Direction::Write, "net::UnixStream::connect", |s| {
-                if let Some(e) = s.take_error()? {
-                    return Err(e);
-                }
-                match s.peer_addr() {
-                    Ok(_) => Ok(()),
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                        Err(io::ErrorKind::WouldBlock.into())
-                    }
-                    Err(e) => Err(e),
-                }
+                connect_done(s.take_error(), s.peer_addr().map(drop))
             })?;
         Ok(stream)
     }
@@ -165,28 +156,6 @@ impl UnixStream {
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.socket.get().take_error()
     }
-
-    /// Sets how long a read may wait before failing with
-    /// `ErrorKind::TimedOut` (`None`: forever; `Some(ZERO)` is refused).
-    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.socket.set_timeout(Direction::Read, timeout)
-    }
-
-    /// Sets how long a write may wait before failing with
-    /// `ErrorKind::TimedOut`.
-    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.socket.set_timeout(Direction::Write, timeout)
-    }
-
-    /// The read timeout.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.socket.timeout(Direction::Read))
-    }
-
-    /// The write timeout.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.socket.timeout(Direction::Write))
-    }
 }
 
 super::stream_io!(
@@ -195,6 +164,7 @@ super::stream_io!(
     "net::UnixStream::write"
 );
 super::fd_impls!(UnixListener, UnixStream);
+super::timeouts!(UnixStream);
 
 impl fmt::Debug for UnixListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
