@@ -1,5 +1,5 @@
-//! The hub allocates nothing per `yield_now`, per queue hand-off or per
-//! timer once warmed up (its containers keep their capacity and its slabs
+//! The hub allocates nothing per `yield_now`, per queue hand-off, per
+//! timer, per socket wait or per channel receive once warmed up (its containers keep their capacity and its slabs
 //! reuse slots). Counted per thread, so other test threads don't interfere.
 
 mod common;
@@ -107,5 +107,58 @@ fn timers_cancelled_before_their_deadline_allocate_nothing() {
     ping.put(u64::MAX);
     echo.join().unwrap();
     sleeper.kill();
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn socket_waits_allocate_nothing() {
+    use greenlet::net::UnixStream;
+    use std::io::{Read, Write};
+
+    // An echo over a socket pair: every read blocks its greenlet on the
+    // socket (a hub wait, a poll, a wake-up) and every write wakes the
+    // other side through the kernel. The sockets and the reactor are made
+    // before counting; mio's `Events` buffer is allocated once.
+    let (a, b) = UnixStream::pair().unwrap();
+    let echo = hub::spawn(move || {
+        let mut b = b;
+        let mut buf = [0u8; 8];
+        while b.read_exact(&mut buf).is_ok() {
+            b.write_all(&buf).unwrap();
+        }
+    });
+    let a = std::rc::Rc::new(a);
+    let client = a.clone();
+    let n = steady_state(4_000, move |i| {
+        let mut a = &*client;
+        a.write_all(&(i as u64).to_le_bytes()).unwrap();
+        let mut buf = [0u8; 8];
+        a.read_exact(&mut buf).unwrap();
+        assert_eq!(u64::from_le_bytes(buf), i as u64);
+    });
+    drop(a); // EOF for the echo greenlet
+    echo.join().unwrap();
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn channel_receives_allocate_nothing_on_the_receiving_thread() {
+    // Values from another thread: each recv that finds the channel empty
+    // blocks (a hub wait woken through the waker), others find a value
+    // waiting. The counter is per thread, so the sender's allocations (the
+    // queue's growth, the inbox) are not counted; what the receiving hub
+    // does per value is.
+    const VALUES: usize = 4_000;
+    let (tx, rx) = hub::channel::<u64>();
+    let sender = std::thread::spawn(move || {
+        for v in 0..VALUES as u64 {
+            tx.send(v).unwrap();
+        }
+    });
+    let rx = std::rc::Rc::new(rx);
+    let r = rx.clone();
+    let n = steady_state(VALUES, move |i| assert_eq!(r.recv(), Ok(i as u64)));
+    sender.join().unwrap();
+    assert_eq!(rx.recv(), Err(std::sync::mpsc::RecvError));
     assert_eq!(n, 0);
 }
