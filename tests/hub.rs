@@ -717,3 +717,48 @@ fn hub_prodcons_example_trace() {
         ]
     );
 }
+
+/// A `with_timeout` scope whose blocking call unwound (a throw, caught
+/// inside the scope) must not keep pointing at the freed wait: when the
+/// scope expires it would interrupt whichever greenlet's wait reused that
+/// key.
+#[test]
+fn an_unwound_wait_is_not_interrupted_by_its_old_scope_in_another_greenlet() {
+    let stuck: Queue<u32> = Queue::new();
+    let other: Queue<u32> = Queue::new();
+    let deadline_passed = Event::new();
+    let a = {
+        let (stuck, deadline_passed) = (stuck.clone(), deadline_passed.clone());
+        hub::spawn(move || {
+            with_timeout(Duration::from_millis(20), || {
+                let thrown = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stuck.get()));
+                assert!(thrown.is_err());
+                // Wait past the deadline without blocking in a scope call
+                // of the old wait: the event is set by a sleeper below.
+                while !deadline_passed.is_set() {
+                    hub::yield_now();
+                }
+            })
+            .is_err()
+        })
+    };
+    hub::yield_now(); // `a` blocks in get (wait key k)
+    let _ = a.greenlet().throw::<&str, ()>("boom"); // `a` catches it
+    let h = {
+        let other = other.clone();
+        hub::spawn(move || other.get()) // reuses wait key k
+    };
+    let sleeper = {
+        let deadline_passed = deadline_passed.clone();
+        hub::spawn(move || {
+            hub::sleep(Duration::from_millis(40));
+            deadline_passed.set();
+        })
+    };
+    // `a`'s scope expires while `h` waits; only then is `h` served.
+    sleeper.join().unwrap();
+    other.put(7);
+    assert_eq!(h.join().unwrap(), 7);
+    // `a`'s own next blocking call (a yield) was the one interrupted.
+    assert!(a.join().unwrap());
+}

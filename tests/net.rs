@@ -1063,3 +1063,46 @@ fn unix_connect_waits_for_room_in_a_full_backlog() {
         );
     }
 }
+
+/// TCP urgent data: Linux stops a read at the urgent mark once it has
+/// copied anything, with more data queued and no new edge to come. The
+/// short read must not make the next read wait for an event (a regression
+/// would fail with `TimedOut` here instead of reading "world").
+#[test]
+fn data_after_the_urgent_mark_is_read_without_a_new_event() {
+    let (client, server) = tcp_pair();
+    let reader = hub::spawn(move || {
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let (mut got, mut buf) = (Vec::new(), [0u8; 64]);
+        // "hello" and "world" in order; the urgent byte stays out of band.
+        while got.len() < 10 {
+            let n = (&server).read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        io::Result::Ok(got)
+    });
+    // The reader blocks first, so the data arrives while it waits.
+    wait_until_blocked(&reader);
+    let send = |bytes: &[u8], flags: libc::c_int| {
+        // SAFETY: `bytes` is a live slice for the call; the fd is the
+        // client's open socket.
+        let n = unsafe {
+            libc::send(
+                client.as_raw_fd(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                flags,
+            )
+        };
+        assert_eq!(n, bytes.len() as isize, "{}", io::Error::last_os_error());
+    };
+    send(b"hello", 0);
+    send(b"!", libc::MSG_OOB);
+    send(b"world", 0);
+    assert_eq!(reader.join().unwrap().unwrap(), b"helloworld");
+}

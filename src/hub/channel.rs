@@ -167,6 +167,13 @@ impl<T> Receiver<T> {
     /// there is none. `Err(RecvError)` once every sender is dropped and the
     /// channel is empty.
     ///
+    /// Unlike [`Queue::get`](super::Queue::get), a wait here is never
+    /// reported as "would block forever": a sender may live on another
+    /// thread, so the hub parks in `epoll_wait` until one sends or all are
+    /// dropped. A greenlet that waits for values only it could send
+    /// (holding the last `Sender` itself) waits forever, as with
+    /// `std::sync::mpsc`; so does [`run`](super::run) while it waits.
+    ///
     /// # Panics
     ///
     /// As any blocking hub call (see the [hub docs](super)).

@@ -373,8 +373,9 @@ impl Hub {
                         self.wake(w, Wake::Ready);
                     });
                 }
-                if !mail.tasks.is_empty() {
-                    let hub = hub();
+                // Never `hub()` here: that would make a new hub if the
+                // thread's own were being torn down. Then the tasks drop.
+                if let Some(hub) = try_hub().filter(|_| !mail.tasks.is_empty()) {
                     for task in mail.tasks {
                         // Detached: a panic is kept in the dropped handle's
                         // state and goes nowhere, as for any unjoined spawn.
@@ -593,9 +594,20 @@ impl Hub {
         if let Some(s) = self.fired_scope() {
             return Wake::Interrupted(s);
         }
+        /// Undoes what `block` points at `w` on every exit path: a throw
+        /// or a child's panic unwinds out of `switch_away`, and a scope
+        /// left pointing at the freed wait would later interrupt whichever
+        /// greenlet's wait reuses its key.
+        struct Unblock<'a>(&'a Hub);
+        impl Drop for Unblock<'_> {
+            fn drop(&mut self) {
+                Runtime::get().set_waiting_on(None);
+                self.0.set_scopes_wait(None);
+            }
+        }
         self.set_scopes_wait(Some(w));
-        let rt = Runtime::get();
-        rt.set_waiting_on(Some(on));
+        Runtime::get().set_waiting_on(Some(on));
+        let unblock = Unblock(self);
         let wake = loop {
             self.switch_away(call);
             let wake = self
@@ -607,8 +619,7 @@ impl Hub {
                 break wake;
             }
         };
-        rt.set_waiting_on(None);
-        self.set_scopes_wait(None);
+        drop(unblock);
         wake
     }
 

@@ -31,6 +31,9 @@ const WAKER: Token = Token(usize::MAX);
 /// How many events one `poll` takes at most.
 const EVENTS: usize = 1024;
 
+/// Sticky: the socket has received TCP urgent data (`EPOLLPRI`).
+const URGENT: u8 = 16;
+
 /// Which half of a registration an operation needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Direction {
@@ -83,11 +86,18 @@ impl Registration {
         self.ready.get() & (dir.bit() | dir.closed_bit()) != 0
     }
 
-    /// A short read drained `dir`: wait for the next event, unless the
-    /// direction is closed (its EOF or error is still to be read).
+    /// A stream read came back short, which on Linux (epoll) means the
+    /// receive queue is drained: the next read waits for an event instead
+    /// of asking the kernel first, saving a `WouldBlock` syscall per
+    /// message (tokio does the same). Not when the read half is closed
+    /// (its EOF or error is still to be read), nor on a socket that has
+    /// seen TCP urgent data: Linux stops a read at the urgent mark with
+    /// more data queued and no new edge to come.
     #[inline]
-    pub(crate) fn clear_ready(&self, dir: Direction) {
-        self.ready.set(self.ready.get() & !dir.bit());
+    pub(crate) fn short_read(&self) {
+        if cfg!(target_os = "linux") && self.ready.get() & URGENT == 0 {
+            self.ready.set(self.ready.get() & !Direction::Read.bit());
+        }
     }
 
     /// The kernel said `WouldBlock`: whatever was seen is consumed (a UDP
@@ -177,6 +187,9 @@ impl Reactor {
     pub(crate) fn register(&self, io: &mut impl Source) -> io::Result<Rc<Registration>> {
         let reg = self.add();
         let interest = Interest::READABLE | Interest::WRITABLE;
+        // `EPOLLPRI` tells of TCP urgent data (see `short_read`).
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let interest = interest | Interest::PRIORITY;
         let registered = io.register(self.poll.borrow().registry(), Token(reg.token), interest);
         if let Err(e) = registered {
             self.remove(&reg);
@@ -233,8 +246,11 @@ impl Reactor {
             };
             // An error or a closed half wakes the waiters too: their retry
             // gets the error or the EOF.
+            if event.is_priority() {
+                reg.ready.set(reg.ready.get() | URGENT);
+            }
             let read_closed = event.is_read_closed() || event.is_error();
-            if event.is_readable() || read_closed {
+            if event.is_readable() || read_closed || event.is_priority() {
                 reg.fire(Direction::Read, read_closed, &mut wake);
             }
             let write_closed = event.is_write_closed() || event.is_error();

@@ -69,11 +69,11 @@ pub use self::unix::{UnixIncoming, UnixListener, UnixStream};
 
 /// `Read` and `Write` for a stream type and for a shared reference to it.
 macro_rules! stream_io {
-    ($t:ty, $read:literal, $write:literal) => {
+    ($t:ty, $read:literal, $write:literal, short_reads_drain: $drain:literal) => {
         impl std::io::Read for &$t {
             fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
                 let len = buf.len();
-                self.socket.read($read, len, |s| {
+                self.socket.read($read, len, $drain, |s| {
                     let mut s = s;
                     std::io::Read::read(&mut s, buf)
                 })

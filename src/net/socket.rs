@@ -87,19 +87,22 @@ impl<S: Source + AsRawFd> Socket<S> {
         }
     }
 
-    /// A stream read of up to `len` bytes by `op`. On Linux (epoll), a read
-    /// that fills less than its buffer proves the socket drained, so the
-    /// next read waits for an event instead of asking the kernel first.
+    /// A stream read of up to `len` bytes by `op`. If `short_drains` (TCP),
+    /// a read that fills less than its buffer marks the socket drained
+    /// (see `Registration::short_read`). Unix streams do not: a read stops
+    /// early at a boundary between writers with different credentials
+    /// under `SO_PASSCRED`, with more data queued.
     #[inline]
     pub(crate) fn read(
         &self,
         call: &'static str,
         len: usize,
+        short_drains: bool,
         op: impl FnMut(&S) -> io::Result<usize>,
     ) -> io::Result<usize> {
         let n = self.io(Direction::Read, call, op)?;
-        if cfg!(target_os = "linux") && n > 0 && n < len {
-            self.reg.clear_ready(Direction::Read);
+        if short_drains && n > 0 && n < len {
+            self.reg.short_read();
         }
         Ok(n)
     }

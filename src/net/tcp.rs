@@ -219,7 +219,12 @@ impl TcpStream {
     }
 }
 
-super::stream_io!(TcpStream, "net::TcpStream::read", "net::TcpStream::write");
+super::stream_io!(
+    TcpStream,
+    "net::TcpStream::read",
+    "net::TcpStream::write",
+    short_reads_drain: true
+);
 super::fd_impls!(TcpListener, TcpStream);
 super::timeouts!(TcpStream);
 

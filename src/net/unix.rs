@@ -161,7 +161,8 @@ impl UnixStream {
 super::stream_io!(
     UnixStream,
     "net::UnixStream::read",
-    "net::UnixStream::write"
+    "net::UnixStream::write",
+    short_reads_drain: false
 );
 super::fd_impls!(UnixListener, UnixStream);
 super::timeouts!(UnixStream);
