@@ -22,12 +22,18 @@
 //!   median of the runs' ratios (above 1 means the greenlet server is
 //!   faster; pairing the runs cancels the machine's slow drifts), and each
 //!   server's spread, (max - min) / median.
+//! - A second table gives the CPU time (user + system) each server's
+//!   thread spent per round trip while the clock ran, read from the
+//!   thread's CPU clock, and the share of a core that makes. The client
+//!   is the same for all servers, so a server that needs less CPU per
+//!   round trip leaves more CPU to it where cores are few.
 //!
 //! `cargo bench --bench echo`; `cargo test --benches` does a quick smoke
 //! run.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::os::unix::thread::JoinHandleExt;
 use std::sync::mpsc as std_mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -49,6 +55,8 @@ const ROWS: [(u64, u64); 3] = [(1, 10_000), (100, 1_200), (1_000, 300)];
 /// A running echo server.
 struct Server {
     addr: SocketAddr,
+    /// The CPU-time clock of the server's thread (user + system time).
+    cpu: libc::clockid_t,
     stop: Box<dyn FnOnce()>,
     thread: thread::JoinHandle<()>,
 }
@@ -60,6 +68,29 @@ impl Server {
         (self.stop)();
         self.thread.join().expect("the server thread panicked");
     }
+}
+
+/// The CPU-time clock of `thread`, which is running.
+fn cpu_clock<T>(thread: &thread::JoinHandle<T>) -> libc::clockid_t {
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: the pthread handle is the live thread's (it is joined only
+    // in `Server::shutdown`, after the last reading), and the call writes
+    // only `clock`, which lives on this stack.
+    let rc = unsafe { libc::pthread_getcpuclockid(thread.as_pthread_t(), &mut clock) };
+    assert_eq!(rc, 0, "pthread_getcpuclockid: error {rc}");
+    clock
+}
+
+/// The CPU time `clock` has counted so far.
+fn cpu_time(clock: libc::clockid_t) -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `clock_gettime` writes only `ts`, which lives on this stack.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime: {}", io::Error::last_os_error());
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// Spawns a thread named `name` (for profilers) running `f`.
@@ -124,6 +155,7 @@ fn greenlet_server_with(spin: Option<Duration>) -> Server {
     let (addr, stop_tx) = rx.recv().expect("the server did not start");
     Server {
         addr,
+        cpu: cpu_clock(&thread),
         stop: Box::new(move || {
             let _ = stop_tx.send(());
         }),
@@ -175,6 +207,7 @@ fn tokio_server() -> Server {
     let (addr, stop_tx) = rx.recv().expect("the server did not start");
     Server {
         addr,
+        cpu: cpu_clock(&thread),
         stop: Box::new(move || {
             let _ = stop_tx.send(());
         }),
@@ -193,8 +226,14 @@ fn round_trip(stream: &mut net::TcpStream, msg: &[u8; MESSAGE]) -> io::Result<()
 
 /// The client, on a thread (and hub) of its own: `conns` connections to
 /// `addr`, `trips` round trips on each at once. Returns the time of the
-/// timed round trips alone.
-fn client(addr: SocketAddr, conns: u64, trips: u64) -> Duration {
+/// timed round trips alone, and the CPU time the server's thread (whose
+/// clock is `server_cpu`) spent meanwhile.
+fn client(
+    addr: SocketAddr,
+    server_cpu: libc::clockid_t,
+    conns: u64,
+    trips: u64,
+) -> (Duration, Duration) {
     named("client", move || {
         let go = Event::new();
         let clients: Vec<_> = (0..conns)
@@ -215,25 +254,39 @@ fn client(addr: SocketAddr, conns: u64, trips: u64) -> Duration {
             .collect();
         hub::run(); // every connection made its first round trip
         let start = Instant::now();
+        let cpu_start = cpu_time(server_cpu);
         go.set();
         hub::run();
+        let cpu = cpu_time(server_cpu) - cpu_start;
         let elapsed = start.elapsed();
         for c in clients {
             let stream = c.join().expect("a client greenlet died");
             drop(stream.expect("a connection failed"));
         }
-        elapsed
+        (elapsed, cpu)
     })
     .join()
     .expect("the client thread panicked")
 }
 
-/// Round trips per second of one run against a fresh server.
-fn measure(server: fn() -> Server, conns: u64, trips: u64) -> f64 {
+/// One run against a fresh server.
+struct Sample {
+    /// Round trips per second.
+    rate: f64,
+    /// The server thread's CPU time per round trip, in microseconds.
+    cpu_us: f64,
+}
+
+/// Measures one run against a fresh server.
+fn measure(server: fn() -> Server, conns: u64, trips: u64) -> Sample {
     let server = server();
-    let elapsed = client(server.addr, conns, trips);
+    let (elapsed, cpu) = client(server.addr, server.cpu, conns, trips);
     server.shutdown();
-    (conns * trips) as f64 / elapsed.as_secs_f64()
+    let n = (conns * trips) as f64;
+    Sample {
+        rate: n / elapsed.as_secs_f64(),
+        cpu_us: cpu.as_secs_f64() * 1e6 / n,
+    }
 }
 
 /// The median of `samples`, and their spread: (max - min) / median.
@@ -287,9 +340,10 @@ fn main() {
          | greenlet, idle spin off, rt/s | spin off / tokio | spread greenlet / tokio / spin off |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut cpu_rows = Vec::new();
     for (conns, trips) in ROWS {
         let trips = (trips / scale).max(1);
-        let mut samples = [Vec::new(), Vec::new(), Vec::new()];
+        let mut samples: [Vec<Sample>; 3] = [Vec::new(), Vec::new(), Vec::new()];
         for run in 0..runs {
             // Rotate which server goes first.
             for i in 0..servers.len() {
@@ -299,11 +353,20 @@ fn main() {
         }
         // Ratios within each run cancel the machine's slow drifts.
         let ratio = |k: usize| {
-            let ratios = samples[k].iter().zip(&samples[1]).map(|(g, t)| g / t);
+            let ratios = samples[k]
+                .iter()
+                .zip(&samples[1])
+                .map(|(g, t)| g.rate / t.rate);
             median(ratios.collect()).0
         };
         let (spin_ratio, off_ratio) = (ratio(0), ratio(2));
-        let [(ours, our_spread), (theirs, their_spread), (off, off_spread)] = samples.map(median);
+        let rates = samples
+            .each_ref()
+            .map(|s| median(s.iter().map(|x| x.rate).collect()));
+        let cpu = samples
+            .each_ref()
+            .map(|s| median(s.iter().map(|x| x.cpu_us).collect()).0);
+        let [(ours, our_spread), (theirs, their_spread), (off, off_spread)] = rates;
         println!(
             "| {conns} | {trips} | {ours:.0} | {theirs:.0} | {spin_ratio:.2} | {off:.0} | {off_ratio:.2} \
              | {:.0}% / {:.0}% / {:.0}% |",
@@ -311,5 +374,25 @@ fn main() {
             their_spread * 100.0,
             off_spread * 100.0,
         );
+        // The share of one core the server used while the clock ran.
+        let busy = |k: usize| cpu[k] * rates[k].0 / 1e4;
+        cpu_rows.push(format!(
+            "| {conns} | {:.2} | {:.2} | {:.2} | {:.0}% | {:.0}% | {:.0}% |",
+            cpu[0],
+            cpu[1],
+            cpu[2],
+            busy(0),
+            busy(1),
+            busy(2),
+        ));
+    }
+    println!("\nserver thread CPU time (user + system) per round trip, in µs, and the server's share of a core (medians)\n");
+    println!(
+        "| connections | greenlet µs | tokio µs | greenlet, spin off µs \
+         | greenlet busy | tokio busy | spin off busy |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for row in cpu_rows {
+        println!("{row}");
     }
 }
