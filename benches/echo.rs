@@ -62,6 +62,21 @@ struct Server {
 }
 
 impl Server {
+    /// The server listening on `addr` and running on `thread`; `stop` tells
+    /// it to stop.
+    fn new(
+        addr: SocketAddr,
+        thread: thread::JoinHandle<()>,
+        stop: impl FnOnce() + 'static,
+    ) -> Server {
+        Server {
+            addr,
+            cpu: cpu_clock(&thread),
+            stop: Box::new(stop),
+            thread,
+        }
+    }
+
     /// Stops accepting, lets the remaining connections end and joins the
     /// server's thread.
     fn shutdown(self) {
@@ -153,14 +168,9 @@ fn greenlet_server_with(spin: Option<Duration>) -> Server {
         hub::run();
     });
     let (addr, stop_tx) = rx.recv().expect("the server did not start");
-    Server {
-        addr,
-        cpu: cpu_clock(&thread),
-        stop: Box::new(move || {
-            let _ = stop_tx.send(());
-        }),
-        thread,
-    }
+    Server::new(addr, thread, move || {
+        let _ = stop_tx.send(());
+    })
 }
 
 /// The tokio echo server: a current-thread runtime, an accept loop and a
@@ -205,14 +215,9 @@ fn tokio_server() -> Server {
         });
     });
     let (addr, stop_tx) = rx.recv().expect("the server did not start");
-    Server {
-        addr,
-        cpu: cpu_clock(&thread),
-        stop: Box::new(move || {
-            let _ = stop_tx.send(());
-        }),
-        thread,
-    }
+    Server::new(addr, thread, move || {
+        let _ = stop_tx.send(());
+    })
 }
 
 /// One round trip on `stream`.
