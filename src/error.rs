@@ -155,3 +155,16 @@ mod tests {
         assert_eq!(t.message(), Some("stop"));
     }
 }
+
+/// A [`kill`](crate::Greenlet::try_kill) the victim refused: it caught the
+/// unwinding and switched away, and is alive, suspended at that switch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KillRefused;
+
+impl fmt::Display for KillRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the greenlet caught the unwinding of its kill and switched away")
+    }
+}
+
+impl std::error::Error for KillRefused {}

@@ -7,7 +7,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::rc::Rc;
 
-use crate::error::{ParentError, SwitchError};
+use crate::error::{KillRefused, ParentError, SwitchError};
 use crate::runtime::{Key, Runtime, State, MAIN, NONE};
 use crate::stack::DEFAULT_STACK_SIZE;
 
@@ -51,7 +51,7 @@ pub struct Greenlet {
 /// assert_eq!(g.switch::<u32, u32>(21).unwrap(), 42);
 /// # Ok::<(), std::io::Error>(())
 /// ```
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct Builder {
     name: Option<Rc<str>>,
     stack_size: Option<usize>,
@@ -252,7 +252,44 @@ impl Greenlet {
     /// - If the victim's function catches the unwind and returns, its value
     ///   is dropped; if it panics, the panic resumes in the caller.
     pub fn kill(&self) {
-        Runtime::get().kill(self.key)
+        let rt = Runtime::get();
+        if rt.kill(self.key).is_err() {
+            rt.report_refused(self.key, "Greenlet::kill");
+        }
+    }
+
+    /// Kills this greenlet as [`kill`](Greenlet::kill) does, and says
+    /// whether the victim refused.
+    ///
+    /// A victim refuses when its code catches the unwinding (with
+    /// `std::panic::catch_unwind`) and then switches away instead of
+    /// finishing. Python lets such a greenlet live on; so does this crate,
+    /// but it never lets the killer hang: the victim's switch does not go
+    /// where it asked (its value is dropped) but back to the killer, whose
+    /// kill returns [`KillRefused`]. The victim stays suspended at that
+    /// switch, alive, until something switches to it or kills it again.
+    /// [`kill`](Greenlet::kill) and the drop of a last handle report a
+    /// refusal on stderr instead, naming the greenlet.
+    ///
+    /// # Errors
+    ///
+    /// [`KillRefused`] when the victim caught the kill and switched away.
+    ///
+    /// ```
+    /// use std::panic::{catch_unwind, AssertUnwindSafe};
+    /// use greenlet::{Greenlet, KillRefused};
+    ///
+    /// let stubborn = Greenlet::new(|()| loop {
+    ///     let main = Greenlet::main();
+    ///     // Catching the kill and switching again refuses it.
+    ///     let _ = catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+    /// });
+    /// stubborn.switch::<(), ()>(()).unwrap();
+    /// assert_eq!(stubborn.try_kill(), Err(KillRefused));
+    /// assert!(stubborn.is_active()); // suspended, alive
+    /// ```
+    pub fn try_kill(&self) -> Result<(), KillRefused> {
+        Runtime::get().kill(self.key).map_err(|_| KillRefused)
     }
 
     /// The greenlet that receives this one's result; `None` for main.

@@ -149,7 +149,7 @@ mod stats;
 mod trace;
 mod value;
 
-pub use crate::error::{ParentError, SwitchError};
+pub use crate::error::{KillRefused, ParentError, SwitchError};
 pub use crate::generator::{Generator, Yielder};
 pub use crate::greenlet::{current, switch, Builder, Greenlet};
 pub use crate::local::Local;

@@ -75,6 +75,12 @@ const ORPHAN: u8 = 2;
 /// Record flag: this greenlet is inside `kill()` while its own stack unwinds
 /// a panic; sending it a kill would unwind inside a landing pad.
 const UNWINDING: u8 = 4;
+/// Record flag: the greenlet's function keeps its own outcome (a hub
+/// spawn, whose result goes to its `JoinHandle`). An error that ends it
+/// before it started is handed to its function's destructor (see
+/// `Runtime::take_unrun_cause`), and a throw that ends it unstarted comes
+/// back to the thrower, as a kill does, instead of reaching its parent.
+const OWNS_OUTCOME: u8 = 8;
 /// The flags that send a greenlet's switches down the slow path; the runtime
 /// counts the records that carry one, so the fast path checks one counter
 /// instead of the current greenlet's record.
@@ -120,6 +126,15 @@ pub(crate) struct Slow {
     reap: Key,
 }
 
+/// Whether a greenlet may switch away (`Runtime::may_leave`).
+enum Leave {
+    Yes,
+    No(SwitchError),
+    /// It is being killed but caught the unwinding: its switch refuses
+    /// the kill (see `Runtime::refuse_kill`).
+    RefusingKill,
+}
+
 /// What a receiver does with a kill signal.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum OnKill {
@@ -146,7 +161,18 @@ pub(crate) struct Runtime {
     pool: UnsafeCell<StackPool>,
     next_id: Cell<u64>,
     tracer: Tracer,
+    /// The error ending an unstarted greenlet while its function is being
+    /// dropped unrun, with that greenlet's key (see `take_unrun_cause`).
+    unrun_cause: Cell<Option<(Key, SwitchError)>>,
+    /// Set while `teardown` runs: kills that are refused are reported and
+    /// not retried.
+    tearing_down: Cell<bool>,
 }
+
+/// A kill the victim refused: it caught the unwinding and switched away,
+/// so it is suspended, alive, at that switch.
+#[derive(Debug)]
+pub(crate) struct Refused;
 
 /// The marker left in the thread-local pointer once the runtime is gone.
 const TORN_DOWN: *const Runtime = ptr::dangling();
@@ -254,6 +280,8 @@ impl Runtime {
             pool: UnsafeCell::new(StackPool::new()),
             next_id: Cell::new(1),
             tracer: Tracer::new(),
+            unrun_cause: Cell::new(None),
+            tearing_down: Cell::new(false),
         }));
         RUNTIME.with(|c| c.set(rt));
         crate::overflow::install();
@@ -324,6 +352,43 @@ impl Runtime {
         };
         drop(spare);
         stored.unwrap_or(ptr::null())
+    }
+
+    /// Drops the current greenlet's local values. A panic in one of their
+    /// destructors is returned as `Panicked`; a kill that arrives while one
+    /// of them is suspended in a switch is returned as `Killed` (it must not
+    /// reach the killer as a panic).
+    pub(crate) fn drop_locals(&self) -> Result<(), SwitchError> {
+        let locals = self.take_locals();
+        if locals.is_empty() {
+            return Ok(());
+        }
+        match panic::catch_unwind(AssertUnwindSafe(move || drop(locals))) {
+            Ok(()) => Ok(()),
+            Err(p) if p.is::<GreenletExit>() => Err(SwitchError::Killed),
+            Err(p) => Err(SwitchError::Panicked(p)),
+        }
+    }
+
+    /// While the function of an unstarted greenlet is dropped unrun (an
+    /// error or a kill reached it first), its destructor may take the
+    /// error here, from that greenlet's own stack. The greenlet then ends
+    /// as if its function had returned `()` instead of passing the error
+    /// on. A hub spawn's closure does this so the error reaches its
+    /// `JoinHandle`, not the hub.
+    pub(crate) fn take_unrun_cause(&self) -> Option<SwitchError> {
+        match self.unrun_cause.take() {
+            Some((key, e)) if key == self.current.get() => Some(e),
+            other => {
+                self.unrun_cause.set(other);
+                None
+            }
+        }
+    }
+
+    /// Marks `key` as keeping its own outcome (see `OWNS_OUTCOME`).
+    pub(crate) fn set_owns_outcome(&self, key: Key) {
+        self.set_flags(key, OWNS_OUTCOME);
     }
 
     /// Takes the current greenlet's local values, to be dropped by the caller.
@@ -526,19 +591,43 @@ impl Runtime {
             State::Dead if pending => {}
             State::Dead => self.free(key),
             // Row 12: killed right now, from the dropper. The kill frees it.
-            State::Unstarted | State::Active => self.kill(key),
+            State::Unstarted | State::Active => {
+                if self.kill(key).is_err() {
+                    self.report_refused(key, "its last handle was dropped");
+                }
+            }
         }
     }
 
-    /// Removes a dead, recycled, unreferenced record.
+    /// Removes a dead, recycled, unreferenced record, and then each
+    /// ancestor that this leaves dead, recycled and unreferenced. A loop,
+    /// not a recursion: a chain of finished greenlets each parented to the
+    /// next (the hub's hand-off makes them) can be any length.
     fn free(&self, key: Key) {
-        // SAFETY: the borrowing rule; the record is dead and unreferenced.
-        let record = unsafe { (*self.records.get()).remove(key as usize) };
-        debug_assert!(record.coroutine.is_null());
-        let parent = record.parent;
-        drop(record);
-        if parent != NONE {
-            self.release_ref(parent);
+        let mut key = key;
+        loop {
+            // SAFETY: the borrowing rule; the record is dead and unreferenced.
+            let record = unsafe { (*self.records.get()).remove(key as usize) };
+            debug_assert!(record.coroutine.is_null());
+            let parent = record.parent;
+            drop(record);
+            if parent == NONE {
+                return;
+            }
+            // SAFETY: `parent` is live: the removed record's link kept it.
+            let (left, state, pending) = unsafe {
+                let r = self.record(parent);
+                (*r).refs -= 1;
+                ((*r).refs, (*r).state, !(*r).coroutine.is_null())
+            };
+            if left != 0 {
+                return;
+            }
+            if state == State::Dead && !pending && parent != self.current() {
+                key = parent; // freed by the next turn, without recursing
+            } else {
+                return self.unreachable(parent);
+            }
         }
     }
 
@@ -597,9 +686,20 @@ impl Runtime {
             };
         }
         let cur = self.current.get();
-        if let Some(err) = self.cannot_leave(cur) {
-            drop(value);
-            return Err(err);
+        match self.may_leave(cur) {
+            Leave::Yes => {}
+            Leave::No(err) => {
+                drop(value);
+                return Err(err);
+            }
+            Leave::RefusingKill => {
+                if self.has_killer(cur) {
+                    drop(value);
+                    return self.refuse_kill::<R>(cur);
+                }
+                // It killed itself and caught that: it simply lives on.
+                self.clear_flags(cur, DYING);
+            }
         }
         let target = self.first_live(target);
         if target == cur {
@@ -655,9 +755,19 @@ impl Runtime {
         payload: Box<dyn Any + Send>,
     ) -> Result<R, SwitchError> {
         let cur = self.current.get();
-        if let Some(err) = self.cannot_leave(cur) {
-            drop(payload);
-            return Err(err);
+        match self.may_leave(cur) {
+            Leave::Yes => {}
+            Leave::No(err) => {
+                drop(payload);
+                return Err(err);
+            }
+            Leave::RefusingKill => {
+                if self.has_killer(cur) {
+                    drop(payload);
+                    return self.refuse_kill::<R>(cur);
+                }
+                self.clear_flags(cur, DYING);
+            }
         }
         let target = self.first_live(target);
         if target == cur {
@@ -669,9 +779,20 @@ impl Runtime {
             panic::resume_unwind(p);
         }
         // SAFETY: `target` is live.
-        if unsafe { (*self.record(target)).state } == State::Dead {
+        let (state, flags) = unsafe {
+            let r = self.record(target);
+            ((*r).state, (*r).flags)
+        };
+        if state == State::Dead {
             // The hook killed it: route again.
             return self.throw(target, payload);
+        }
+        if state == State::Unstarted && flags & OWNS_OUTCOME != 0 {
+            // It ends unrun and keeps the error; its end comes back here,
+            // as a kill's does, rather than going to its parent.
+            // SAFETY: `target` is live; a plain store.
+            unsafe { (*self.record(target)).killer = cur };
+            self.add_ref(cur);
         }
         let reap = self.orphan_key(cur);
         self.incoming.set(&SIGNAL);
@@ -683,16 +804,19 @@ impl Runtime {
         }
     }
 
-    /// Why the current greenlet may not switch away, if it may not.
-    fn cannot_leave(&self, cur: Key) -> Option<SwitchError> {
+    /// Whether the current greenlet may switch away now.
+    fn may_leave(&self, cur: Key) -> Leave {
         // SAFETY: `cur` is live.
         let dying = unsafe { (*self.record(cur)).flags & DYING != 0 };
-        if dying || std::thread::panicking() {
-            Some(SwitchError::Unwinding)
+        if std::thread::panicking() {
+            Leave::No(SwitchError::Unwinding)
+        } else if dying {
+            // Being killed, yet not unwinding: it caught the kill.
+            Leave::RefusingKill
         } else if self.tracer.running() {
-            Some(SwitchError::InSwitchHook)
+            Leave::No(SwitchError::InSwitchHook)
         } else {
-            None
+            Leave::Yes
         }
     }
 
@@ -891,7 +1015,9 @@ impl Runtime {
             Signal::Mismatch { expected, found } => {
                 Err(SwitchError::TypeMismatch { expected, found })
             }
-            Signal::Killed => Err(SwitchError::Killed),
+            // A refusal only ever goes to the killer, which consumes it in
+            // `kill`; anywhere else it means only "no value".
+            Signal::Killed | Signal::Refused => Err(SwitchError::Killed),
             Signal::Kill => {
                 if on_kill == OnKill::Unwind {
                     // `resume_unwind` skips the panic hook: a kill prints
@@ -906,7 +1032,9 @@ impl Runtime {
         }
         if reap != NONE {
             // The sender was unreachable when it left: kill it now, from here.
-            self.kill(reap);
+            if self.kill(reap).is_err() {
+                self.report_refused(reap, "its last handle was dropped while it ran");
+            }
         }
         if let Some(p) = late_panic {
             drop(result);
@@ -953,22 +1081,53 @@ impl Runtime {
 
     /// Kills `victim` (row 11): unwinds its stack so its destructors run,
     /// then returns here. See `Greenlet::kill` for the edge cases.
-    pub(crate) fn kill(&self, victim: Key) {
+    ///
+    /// Returns `Err(Refused)` when the victim caught the unwinding and
+    /// switched away: it is then alive, suspended at that switch.
+    pub(crate) fn kill(&self, victim: Key) -> Result<(), Refused> {
         if victim == MAIN {
-            return;
+            return Ok(());
         }
+        // Hold the victim for the whole kill: the hook's event handles and
+        // the destructors that run may drop its last reference, and its
+        // record must not be freed (or its key reused) under this frame.
+        struct Hold<'a>(&'a Runtime, Key);
+        impl Drop for Hold<'_> {
+            fn drop(&mut self) {
+                self.0.release_ref(self.1);
+            }
+        }
+        self.add_ref(victim);
+        let hold = Hold(self, victim);
+        let outcome = self.kill_held(victim);
+        if outcome.is_err() {
+            // Refused: the hold goes without reaping (that would only kill
+            // it again); the caller reports the refusal.
+            std::mem::forget(hold);
+            self.forget_ref(victim);
+        }
+        outcome
+    }
+
+    /// Drops one reference without reaping an unreachable greenlet.
+    fn forget_ref(&self, key: Key) {
+        // SAFETY: `key` is live (the caller held this reference).
+        unsafe { (*self.record(key)).refs -= 1 }
+    }
+
+    fn kill_held(&self, victim: Key) -> Result<(), Refused> {
         let cur = self.current.get();
-        // SAFETY: `victim` is live (a handle or a reap key).
+        // SAFETY: `victim` is live (held by `kill`).
         let (state, flags) = unsafe {
             let r = self.record(victim);
             ((*r).state, (*r).flags)
         };
         if state == State::Dead || flags & (DYING | UNWINDING) != 0 {
-            return;
+            return Ok(());
         }
         if victim == cur {
             if std::thread::panicking() {
-                return;
+                return Ok(());
             }
             self.set_flags(cur, DYING);
             panic::resume_unwind(Box::new(GreenletExit));
@@ -978,7 +1137,7 @@ impl Runtime {
         }
         // SAFETY: `victim` is live.
         if unsafe { (*self.record(victim)).state } == State::Dead {
-            return; // the hook killed it
+            return Ok(()); // the hook killed it
         }
         self.set_flags(victim, DYING);
         // SAFETY: `victim` is live.
@@ -996,6 +1155,12 @@ impl Runtime {
         if unwinding {
             self.clear_flags(cur, UNWINDING);
         }
+        if self.take_refusal() {
+            // The victim gave its killer link up (see `refuse_kill`); the
+            // reference it held on this greenlet goes with it.
+            self.release_ref(cur);
+            return Err(Refused);
+        }
         // The victim cannot switch anywhere but back here, so what arrives
         // is its death: `Killed`, or its return value or panic if its
         // function caught the kill and carried on.
@@ -1004,6 +1169,74 @@ impl Runtime {
         if let Err(SwitchError::Panicked(p)) = outcome {
             panic::resume_unwind(p);
         }
+        Ok(())
+    }
+
+    /// Whether what just arrived is a victim's refusal of this greenlet's
+    /// kill; if so it is consumed.
+    fn take_refusal(&self) -> bool {
+        if !ptr::eq(self.incoming.get(), &SIGNAL) {
+            return false;
+        }
+        // SAFETY: the borrowing rule; the sender filled the slot.
+        let slot = unsafe { &mut *self.slow.get() };
+        if matches!(
+            slot,
+            Some(Slow {
+                signal: Signal::Refused,
+                ..
+            })
+        ) {
+            *slot = None;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The current greenlet caught the unwinding of a kill and now tries
+    /// to switch away: the kill is refused. It stops dying, and control
+    /// goes back to its killer (whose `kill` reports the refusal) instead
+    /// of to the switch's target; the caller's switch then waits here for
+    /// whatever is later switched to this greenlet. Only for a greenlet
+    /// with a killer (see `has_killer`).
+    #[cold]
+    fn refuse_kill<R: 'static>(&self, cur: Key) -> Result<R, SwitchError> {
+        // SAFETY: `cur` is live; plain field access.
+        let killer = unsafe { std::mem::replace(&mut (*self.record(cur)).killer, NONE) };
+        debug_assert!(killer != NONE);
+        self.clear_flags(cur, DYING);
+        self.incoming.set(&SIGNAL);
+        self.set_slow(Signal::Refused, NONE, NONE);
+        // SAFETY: the killer is live (this greenlet's link holds it, and
+        // the killer releases that link itself on seeing the refusal), it
+        // is suspended in `kill`, and `incoming` is published.
+        unsafe {
+            let back = self.jump(self.record(killer), 0);
+            self.receive::<R>(back)
+        }
+    }
+
+    /// Whether a kill of `key` is under way with a killer to return to.
+    fn has_killer(&self, key: Key) -> bool {
+        // SAFETY: `key` is live; a plain read.
+        unsafe { (*self.record(key)).killer != NONE }
+    }
+
+    /// Reports a kill that nobody can be told of (a dropped last handle,
+    /// thread exit) and that the victim refused.
+    pub(crate) fn report_refused(&self, victim: Key, why: &str) {
+        // SAFETY: `victim` is live (the caller holds it or is killing it).
+        let (name, id) = unsafe {
+            let r = self.record(victim);
+            ((*r).name.clone(), (*r).id)
+        };
+        eprintln!(
+            "greenlet: {} caught the unwinding of its kill ({why}) and switched away; \
+             it stays suspended, and its stack and destructors are leaked until something \
+             switches to it or kills it again",
+            describe(name.as_deref(), id)
+        );
     }
 
     /// Sets `child`'s parent to `parent`, refusing cycles (row 9).
@@ -1025,29 +1258,62 @@ impl Runtime {
         Ok(())
     }
 
-    /// Kills every greenlet of the thread (row 15). Returns false when that
-    /// cannot be done because main is not the current greenlet.
-    fn teardown(&self) -> bool {
-        if self.current.get() != MAIN {
-            return false;
-        }
+    /// Kills every greenlet of the thread but main, from main, each in
+    /// isolation: a panic that escapes one greenlet's unwinding (it
+    /// answered the kill with a new panic, say) or a refused kill is
+    /// reported on stderr in one line naming the greenlet, and the others
+    /// are still killed. Greenlets created meanwhile (by destructors) are
+    /// killed too; a refusing greenlet is not asked twice.
+    pub(crate) fn kill_all(&self, when: &str) {
+        debug_assert_eq!(self.current.get(), MAIN);
+        let mut refused: Vec<u64> = Vec::new();
         loop {
             let mut killed_any = false;
+            let mut key = 1;
             // SAFETY: the borrowing rule; re-read every round, since kills
             // run destructors that may create or free greenlets.
-            let mut key = 1;
             while key < unsafe { (*self.records.get()).capacity() } {
                 // SAFETY: as above; `get` checks occupancy.
-                let live = unsafe {
+                let target = unsafe {
                     (*self.records.get())
                         .get(key)
-                        .is_some_and(|r| r.state != State::Dead)
+                        .filter(|r| r.state != State::Dead && !refused.contains(&r.id))
+                        .map(|r| (r.name.clone(), r.id))
                 };
-                if live {
+                if let Some((name, id)) = target {
                     let k = key as Key;
                     self.add_ref(k);
-                    self.kill(k);
-                    self.release_ref(k);
+                    let outcome = panic::catch_unwind(AssertUnwindSafe(|| self.kill(k)));
+                    let who = describe(name.as_deref(), id);
+                    match outcome {
+                        Ok(Ok(())) => {}
+                        Ok(Err(Refused)) => {
+                            refused.push(id);
+                            eprintln!(
+                                "greenlet: {when}, {who} caught the unwinding of its kill and \
+                                 switched away; it is left suspended and its stack is leaked"
+                            );
+                        }
+                        Err(p) => eprintln!(
+                            "greenlet: {when}, {who} panicked while its stack was unwound: {}",
+                            crate::error::payload_message(p.as_ref())
+                                .unwrap_or("(non-text payload)")
+                        ),
+                    }
+                    let release = || {
+                        if refused.contains(&id) {
+                            self.forget_ref(k);
+                        } else {
+                            self.release_ref(k);
+                        }
+                    };
+                    if let Err(p) = panic::catch_unwind(AssertUnwindSafe(release)) {
+                        eprintln!(
+                            "greenlet: {when}, dropping {who} panicked: {}",
+                            crate::error::payload_message(p.as_ref())
+                                .unwrap_or("(non-text payload)")
+                        );
+                    }
                     killed_any = true;
                 }
                 key += 1;
@@ -1056,6 +1322,16 @@ impl Runtime {
                 break;
             }
         }
+    }
+
+    /// Kills every greenlet of the thread (row 15). Returns false when that
+    /// cannot be done because main is not the current greenlet.
+    fn teardown(&self) -> bool {
+        if self.current.get() != MAIN {
+            return false;
+        }
+        self.tearing_down.set(true);
+        self.kill_all("at thread exit");
         // A dead greenlet whose receiver switched away before recycling it
         // (a destructor in the receiver did) still holds its stack.
         let mut key = 1;
@@ -1074,10 +1350,24 @@ impl Runtime {
         }
         // Main's greenlet-locals go last, as its thread-locals do.
         let locals = self.take_locals();
-        let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(locals)));
+        if let Err(p) = panic::catch_unwind(AssertUnwindSafe(move || drop(locals))) {
+            eprintln!(
+                "greenlet: at thread exit, a greenlet-local value of the main greenlet \
+                 panicked in its destructor: {}",
+                crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
+            );
+        }
         // SAFETY: the borrowing rule; nothing runs any more.
         unsafe { (*self.pool()).clear() };
         true
+    }
+}
+
+/// "greenlet 'name' (id N)", for messages.
+pub(crate) fn describe(name: Option<&str>, id: u64) -> String {
+    match name {
+        Some(name) => format!("greenlet '{name}' (id {id})"),
+        None => format!("greenlet {id}"),
     }
 }
 
@@ -1127,22 +1417,25 @@ where
             Err(p) => Err(SwitchError::Panicked(p)),
         },
         // Rows 7 and 10: an error (or a kill) reached a greenlet that never
-        // ran; its function is dropped unrun and the error walks on.
-        Err(e) => match panic::catch_unwind(AssertUnwindSafe(move || drop(f))) {
-            Ok(()) => Err(e),
-            Err(p) => Err(SwitchError::Panicked(p)),
-        },
+        // ran; its function is dropped unrun and the error walks on, unless
+        // the function's destructor took it (see `take_unrun_cause`): then
+        // the greenlet ends as if its function had returned `()`.
+        Err(e) => {
+            let outer = rt.unrun_cause.replace(Some((me, e)));
+            let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(f)));
+            let cause = rt.unrun_cause.replace(outer);
+            match (dropped, cause) {
+                (Err(p), _) => Err(SwitchError::Panicked(p)),
+                (Ok(()), Some((_, e))) => Err(e),
+                (Ok(()), None) => cast_same::<(), R>(()).map_err(|()| SwitchError::Killed),
+            }
+        }
     };
     // Greenlet-locals die with the greenlet, on its own stack; a panic in
     // their destructors replaces the outcome.
-    let locals = rt.take_locals();
-    let outcome = if locals.is_empty() {
-        outcome
-    } else {
-        match panic::catch_unwind(AssertUnwindSafe(move || drop(locals))) {
-            Ok(()) => outcome,
-            Err(p) => Err(SwitchError::Panicked(p)),
-        }
+    let outcome = match rt.drop_locals() {
+        Ok(()) => outcome,
+        Err(e) => Err(e),
     };
     rt.finish(y, outcome)
 }

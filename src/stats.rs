@@ -29,8 +29,10 @@ pub enum WaitOn {
     Ready,
     /// `hub::sleep` until the given instant.
     Sleep {
-        /// When it wakes.
-        until: Instant,
+        /// When it wakes; `None` for a sleep too long to have a deadline
+        /// (`Duration::MAX`), which ends only by a kill, a throw or a
+        /// `with_timeout`.
+        until: Option<Instant>,
     },
     /// `Queue::get` on the queue with this id.
     QueueGet {
@@ -88,7 +90,10 @@ impl fmt::Display for WaitOn {
         let left = |until: &Instant| until.saturating_duration_since(now);
         match self {
             WaitOn::Ready => f.write_str("ready to run"),
-            WaitOn::Sleep { until } => write!(f, "sleeping, {:?} left", left(until)),
+            WaitOn::Sleep { until: Some(until) } => {
+                write!(f, "sleeping, {:?} left", left(until))
+            }
+            WaitOn::Sleep { until: None } => f.write_str("sleeping forever"),
             WaitOn::QueueGet { queue, until } => {
                 write!(f, "get on queue #{queue}")?;
                 timeout(f, until.as_ref().map(left))

@@ -155,6 +155,9 @@ pub(crate) enum Signal {
     },
     /// Unwind now: the receiver is being killed.
     Kill,
+    /// The sender refused the receiver's kill of it (it caught the
+    /// unwinding and switched away).
+    Refused,
     /// The sender was killed.
     Killed,
 }

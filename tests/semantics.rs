@@ -558,15 +558,29 @@ fn row11_a_caught_kill_that_returns_is_still_dead() {
             let _: () = main_switch(());
         });
         assert!(r.is_err(), "the kill unwound through here");
-        // Switching is refused while dying.
-        assert!(matches!(
-            Greenlet::main().switch::<(), ()>(()),
-            Err(SwitchError::Unwinding)
-        ));
         7
     });
     g.switch::<(), ()>(()).unwrap();
     g.kill();
+    assert!(g.is_dead());
+}
+
+#[test]
+fn row11_a_caught_kill_followed_by_a_switch_is_refused_and_the_killer_goes_on() {
+    let g = Greenlet::new(|()| -> u32 {
+        let r = std::panic::catch_unwind(|| {
+            let _: () = main_switch(());
+        });
+        assert!(r.is_err(), "the kill unwound through here");
+        // This switch refuses the kill: it goes back to the killer (its
+        // value dropped), and waits here like any switch.
+        let v: u32 = Greenlet::main().switch::<&str, u32>("dropped").unwrap();
+        v + 2
+    });
+    g.switch::<(), ()>(()).unwrap();
+    assert_eq!(g.try_kill(), Err(greenlet::KillRefused));
+    assert!(g.is_active(), "a refusing greenlet lives on");
+    assert_eq!(g.switch::<u32, u32>(5).unwrap(), 7);
     assert!(g.is_dead());
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::reactor::{Direction, Registration};
 use super::remote::Inbox;
-use super::{hub, Hub};
+use super::{deadline_after, hub, Hub};
 use crate::stats::WaitOn;
 
 /// The shared part: the items and who is still there.
@@ -183,7 +183,7 @@ impl<T> Receiver<T> {
 
     /// Like [`recv`](Receiver::recv), giving up after `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        self.recv_until(Some(Instant::now() + timeout))
+        self.recv_until(deadline_after(timeout))
     }
 
     /// Takes the next value if there is one, without blocking.

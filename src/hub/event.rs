@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::wait_list::WaitList;
-use super::{hub, interrupted, try_hub, Hub, Wake};
+use super::{deadline_after, hub, interrupted, try_hub, Hub, Wake};
 use crate::stats::WaitOn;
 
 /// A flag that greenlets of one thread can wait for; `Clone` shares it.
@@ -84,7 +84,7 @@ impl Event {
     /// Blocks until the flag is set or `timeout` passes; returns whether it
     /// was set.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.wait_until(Some(Instant::now() + timeout), "Event::wait_timeout")
+        self.wait_until(deadline_after(timeout), "Event::wait_timeout")
     }
 
     fn wait_until(&self, deadline: Option<Instant>, call: &'static str) -> bool {

@@ -4,18 +4,22 @@
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 
 use super::{hub, interrupted, is_kill, Hub, Wake};
-use crate::error::payload_message;
+use crate::error::{payload_message, SwitchError};
 use crate::greenlet::Greenlet;
+use crate::runtime::Runtime;
 use crate::stats::WaitOn;
+use crate::value::GreenletExit;
 
 /// Why [`JoinHandle::join`] has no value.
 #[non_exhaustive]
 pub enum JoinError {
-    /// The greenlet panicked; the payload is the original one.
+    /// The greenlet panicked, or an error [thrown](crate::Greenlet::throw)
+    /// into it ended it; the payload is the original one.
     Panicked(Box<dyn Any + Send>),
     /// The greenlet was killed (before or while running).
     Killed,
@@ -75,7 +79,15 @@ struct Finisher<R> {
 impl<R> Drop for Finisher<R> {
     fn drop(&mut self) {
         if !self.state.finished.get() {
-            self.state.finish(&self.hub, Err(JoinError::Killed));
+            // Dropped unrun: an error that ended the greenlet before it
+            // started (a throw, say) is its result, not the hub's problem.
+            let result = match Runtime::get().take_unrun_cause() {
+                Some(SwitchError::Panicked(p) | SwitchError::Thrown(p)) => {
+                    Err(JoinError::Panicked(p))
+                }
+                _ => Err(JoinError::Killed),
+            };
+            self.state.finish(&self.hub, result);
         }
     }
 }
@@ -91,6 +103,28 @@ where
     F: FnOnce() -> R + 'static,
     R: 'static,
 {
+    spawn_with(hub, Greenlet::builder(), f).unwrap_or_else(|e| {
+        panic!(
+            "greenlet::hub::spawn: cannot allocate a stack: {e}. Each greenlet stack \
+             takes two memory mappings and Linux limits a process to vm.max_map_count \
+             of them (65530 by default); raise it with `sysctl -w vm.max_map_count=N`, \
+             keep fewer greenlets alive at once, or use hub::Builder::spawn to get \
+             the error instead"
+        )
+    })
+}
+
+/// Spawns `f` on a greenlet made by `builder` (whose parent is set to the
+/// hub here).
+pub(crate) fn spawn_with<F, R>(
+    hub: &Rc<Hub>,
+    builder: crate::greenlet::Builder,
+    f: F,
+) -> io::Result<JoinHandle<R>>
+where
+    F: FnOnce() -> R + 'static,
+    R: 'static,
+{
     let state = Rc::new(JoinState {
         result: RefCell::new(None),
         finished: Cell::new(false),
@@ -100,27 +134,29 @@ where
         state: state.clone(),
         hub: hub.clone(),
     };
-    let greenlet = Greenlet::builder()
-        .parent(&hub.greenlet)
-        .build(move |()| {
-            let finisher = finisher;
-            let result = match panic::catch_unwind(AssertUnwindSafe(f)) {
-                Ok(value) => Ok(value),
-                // A kill must finish unwinding the stack.
-                Err(p) if is_kill(p.as_ref()) => panic::resume_unwind(p),
-                Err(p) => Err(JoinError::Panicked(p)),
-            };
-            finisher.state.finish(&finisher.hub, result);
-            finisher.hub.hand_off_on_finish();
-        })
-        .unwrap_or_else(|e| {
-            panic!(
-                "greenlet::hub::spawn: cannot allocate a stack: {e} \
-                 (see vm.max_map_count in the Greenlet::new docs)"
-            )
-        });
+    let greenlet = builder.parent(&hub.greenlet).build(move |()| {
+        let finisher = finisher;
+        let mut result = match panic::catch_unwind(AssertUnwindSafe(f)) {
+            Ok(value) => Ok(value),
+            // A kill must finish unwinding the stack.
+            Err(p) if is_kill(p.as_ref()) => panic::resume_unwind(p),
+            Err(p) => Err(JoinError::Panicked(p)),
+        };
+        // Greenlet-locals go now, while this is still an ordinary hub
+        // greenlet: their destructors may block, and a panic in one is
+        // this greenlet's to report, through its handle.
+        match Runtime::get().drop_locals() {
+            Ok(()) => {}
+            Err(SwitchError::Killed) => panic::resume_unwind(Box::new(GreenletExit)),
+            Err(SwitchError::Panicked(p)) => result = Err(JoinError::Panicked(p)),
+            Err(_) => {}
+        }
+        finisher.state.finish(&finisher.hub, result);
+        finisher.hub.hand_off_on_finish();
+    })?;
+    Runtime::get().set_owns_outcome(greenlet.key());
     hub.make_ready(greenlet.clone());
-    JoinHandle { greenlet, state }
+    Ok(JoinHandle { greenlet, state })
 }
 
 impl<R: 'static> JoinHandle<R> {

@@ -640,7 +640,10 @@ impl Hub {
         let next = self.next_for_handoff();
         let outcome = match &next {
             Some(g) => g.switch::<(), ()>(()),
-            None => self.greenlet.switch::<(), ()>(()),
+            None => {
+                self.check_alive(call);
+                self.greenlet.switch::<(), ()>(())
+            }
         };
         drop(next);
         if is_main {
@@ -665,6 +668,15 @@ impl Hub {
             // Anything else (a stray value) is a spurious wake-up: the
             // caller checks its wait and blocks again.
             Err(_) => {}
+        }
+    }
+
+    /// Panics if the hub greenlet is dead: a switch to it would land back
+    /// in the caller (or in main) and the blocking call would spin.
+    #[inline]
+    fn check_alive(&self, call: &str) {
+        if self.greenlet.is_dead() {
+            hub_is_dead(call);
         }
     }
 
@@ -755,6 +767,16 @@ impl Hub {
     }
 }
 
+#[cold]
+#[inline(never)]
+fn hub_is_dead(call: &str) -> ! {
+    panic!(
+        "greenlet::hub: {call} cannot block: this thread's hub greenlet is dead (it was \
+         killed, a switch hook panicked on its switch, or the thread is exiting), so \
+         nothing could ever wake the caller"
+    )
+}
+
 /// The payload a blocked call unwinds with when its `with_timeout` scope
 /// expires.
 pub(crate) struct Interrupt(pub(crate) usize);
@@ -776,13 +798,71 @@ pub(crate) fn is_kill(payload: &(dyn std::any::Any + Send)) -> bool {
 ///
 /// # Panics
 ///
-/// When no stack can be had (see [`Greenlet::new`]).
+/// When no stack can be had (the OS mapping limit); the message names the
+/// limit and its remedies. [`Builder::spawn`] returns the error instead.
 pub fn spawn<F, R>(f: F) -> JoinHandle<R>
 where
     F: FnOnce() -> R + 'static,
     R: 'static,
 {
     join::spawn(&hub(), f)
+}
+
+/// Configures a greenlet before [spawning](Builder::spawn) it on the hub:
+/// its name and stack size. Unlike [`spawn`], a refused stack is an
+/// error, not a panic, so an accept loop can report it and carry on.
+///
+/// ```
+/// use greenlet::hub;
+///
+/// let h = hub::Builder::new()
+///     .name("worker")
+///     .stack_size(64 * 1024)
+///     .spawn(|| 6 * 7)?;
+/// assert_eq!(h.greenlet().name().as_deref(), Some("worker"));
+/// assert_eq!(h.join().unwrap(), 42);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct Builder {
+    greenlet: crate::greenlet::Builder,
+}
+
+impl Builder {
+    /// A builder with no name and the default stack size.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Names the greenlet (shown by `Debug`, [`stats`](crate::stats) and
+    /// error messages).
+    pub fn name(self, name: impl Into<String>) -> Builder {
+        Builder {
+            greenlet: self.greenlet.name(name),
+        }
+    }
+
+    /// Usable stack size in bytes (see
+    /// [`greenlet::Builder::stack_size`](crate::Builder::stack_size)).
+    pub fn stack_size(self, bytes: usize) -> Builder {
+        Builder {
+            greenlet: self.greenlet.stack_size(bytes),
+        }
+    }
+
+    /// Spawns `f` as [`spawn`] does.
+    ///
+    /// # Errors
+    ///
+    /// When no stack can be had, typically at the OS mapping limit
+    /// (`vm.max_map_count`); nothing is spawned then.
+    pub fn spawn<F, R>(self, f: F) -> io::Result<JoinHandle<R>>
+    where
+        F: FnOnce() -> R + 'static,
+        R: 'static,
+    {
+        join::spawn_with(&hub(), self.greenlet, f)
+    }
 }
 
 /// Suspends the current greenlet for `d` (rows H3, H4). `sleep(0)` is
@@ -792,7 +872,7 @@ pub fn sleep(d: Duration) {
     if d.is_zero() {
         return yield_now();
     }
-    sleep_until(Instant::now() + d);
+    sleep_until_or_forever(deadline_after(d));
 }
 
 /// Suspends the current greenlet until `deadline` (at least until the next
@@ -800,17 +880,30 @@ pub fn sleep(d: Duration) {
 /// together, in the order they went to sleep, which makes schedules that do
 /// not depend on how fast the code in between runs.
 pub fn sleep_until(deadline: Instant) {
+    sleep_until_or_forever(Some(deadline));
+}
+
+/// Sleeps until `deadline`, or until killed, thrown into or interrupted
+/// when there is none.
+fn sleep_until_or_forever(deadline: Option<Instant>) {
     let hub = hub();
-    let until = deadline;
-    let w = hub.new_wait(Some(until));
+    let w = hub.new_wait(deadline);
     let guard = EndWait { hub: &hub, w };
-    match hub.block(w, "hub::sleep", WaitOn::Sleep { until }) {
+    match hub.block(w, "hub::sleep", WaitOn::Sleep { until: deadline }) {
         Wake::Interrupted(s) => {
             drop(guard);
             interrupted(s)
         }
         _ => drop(guard),
     }
+}
+
+/// The instant `d` from now, or `None` ("no deadline") when it cannot be
+/// represented: a timeout too long to ever pass (`Duration::MAX`, say) is
+/// no timeout at all, as std and tokio treat it.
+#[inline]
+pub(crate) fn deadline_after(d: Duration) -> Option<Instant> {
+    Instant::now().checked_add(d)
 }
 
 /// Goes to the back of the ready queue and lets every other ready greenlet
@@ -880,6 +973,7 @@ pub fn run() {
     hub.main_in_run.set(true);
     let _in_run = InRun(&hub);
     loop {
+        hub.check_alive("hub::run");
         let outcome = hub.greenlet.switch::<(), ()>(());
         if !hub.main_in_run.get() {
             // The hub ran out of work and cleared the flag.

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::wait_list::WaitList;
-use super::{hub, interrupted, try_hub, Hub, Wake};
+use super::{deadline_after, hub, interrupted, try_hub, Hub, Wake};
 use crate::stats::WaitOn;
 
 /// A queue of `T` shared by the greenlets of one thread; `Clone` gives
@@ -150,7 +150,7 @@ impl<T: 'static> Queue<T> {
     /// Like [`put`](Queue::put), but gives the item back if no room was made
     /// within `timeout`.
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), T> {
-        self.put_until(item, Some(Instant::now() + timeout), "Queue::put_timeout")
+        self.put_until(item, deadline_after(timeout), "Queue::put_timeout")
     }
 
     /// Takes the front item, blocking the calling greenlet while the queue
@@ -180,7 +180,7 @@ impl<T: 'static> Queue<T> {
 
     /// Like [`get`](Queue::get), but gives up after `timeout`.
     pub fn get_timeout(&self, timeout: Duration) -> Option<T> {
-        self.get_until(Some(Instant::now() + timeout), "Queue::get_timeout")
+        self.get_until(deadline_after(timeout), "Queue::get_timeout")
     }
 
     /// How many items are in the queue (including ones reserved for woken

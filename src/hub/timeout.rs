@@ -2,10 +2,10 @@
 
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::timer::Action;
-use super::{hub, Interrupt, Scope, SCOPES};
+use super::{deadline_after, hub, Interrupt, Scope, SCOPES};
 
 /// The error [`with_timeout`] returns when its deadline passed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,16 +39,17 @@ impl std::error::Error for Elapsed {}
 /// assert!(with_timeout(Duration::from_millis(5), || q.get()).is_err());
 /// ```
 pub fn with_timeout<R>(d: Duration, f: impl FnOnce() -> R) -> Result<R, Elapsed> {
+    let Some(deadline) = deadline_after(d) else {
+        // A deadline too far to represent never passes.
+        return Ok(f());
+    };
     let hub = hub();
     let s = hub.scopes.borrow_mut().insert(Scope {
         fired: false,
         wait: None,
         timer: 0,
     });
-    let timer = hub
-        .timers
-        .borrow_mut()
-        .add(Instant::now() + d, Action::Interrupt(s));
+    let timer = hub.timers.borrow_mut().add(deadline, Action::Interrupt(s));
     hub.scopes.borrow_mut()[s].timer = timer;
     SCOPES.with(|active| active.borrow_mut().push(s));
     let outcome = panic::catch_unwind(AssertUnwindSafe(f));

@@ -56,6 +56,7 @@
 //! - [`hub::run`](crate::hub::run) keeps going while a greenlet waits on a
 //!   socket: it parks in `epoll_wait` until something is ready.
 
+mod accept;
 mod socket;
 mod tcp;
 mod udp;

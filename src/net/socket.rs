@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use mio::event::Source;
 
 use crate::hub::reactor::{Direction, Registration};
-use crate::hub::{hub, Hub};
+use crate::hub::{deadline_after, hub, Hub};
 use crate::stats::WaitOn;
 
 /// `io` plus its registration and the std-style timeouts. Dropping it
@@ -77,7 +77,7 @@ impl<S: Source + AsRawFd> Socket<S> {
                     done => return done,
                 }
             }
-            let until = *deadline.get_or_insert_with(|| timeout.map(|t| Instant::now() + t));
+            let until = *deadline.get_or_insert_with(|| timeout.and_then(deadline_after));
             let fd = self.io.as_raw_fd();
             let on = match dir {
                 Direction::Read => WaitOn::Readable { fd, until },

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::hub::reactor::Direction;
 
+use super::accept::AcceptBackoff;
 use super::socket::{connect_done, each_addr, Socket};
 
 /// A TCP socket server, listening for connections; `accept` blocks only the
@@ -36,6 +37,7 @@ use super::socket::{connect_done, each_addr, Socket};
 /// ```
 pub struct TcpListener {
     socket: Socket<mio::net::TcpListener>,
+    backoff: AcceptBackoff,
 }
 
 impl TcpListener {
@@ -60,6 +62,7 @@ impl TcpListener {
         }
         Ok(TcpListener {
             socket: Socket::new(listener)?,
+            backoff: AcceptBackoff::default(),
         })
     }
 
@@ -68,15 +71,27 @@ impl TcpListener {
         listener.set_nonblocking(true)?;
         Ok(TcpListener {
             socket: Socket::new(mio::net::TcpListener::from_std(listener))?,
+            backoff: AcceptBackoff::default(),
         })
     }
 
     /// Waits (blocking the calling greenlet only) for a connection.
+    ///
+    /// # Errors
+    ///
+    /// The OS's accept error. When it says the process ran out of
+    /// descriptors or memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`), the
+    /// call first sleeps, so the greenlets that would close connections
+    /// get to run: 1 ms, doubling with each further failure up to 250 ms,
+    /// reset by the next success. A loop that logs the error and accepts
+    /// again therefore neither spins nor starves the others.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (stream, addr) = self
+        let accepted = self
             .socket
-            .io(Direction::Read, "net::TcpListener::accept", |l| l.accept())?;
-        Ok((TcpStream::from_mio(stream)?, addr))
+            .io(Direction::Read, "net::TcpListener::accept", |l| l.accept());
+        // Registering the new socket can run out of resources too.
+        let accepted = accepted.and_then(|(stream, addr)| Ok((TcpStream::from_mio(stream)?, addr)));
+        self.backoff.after(accepted)
     }
 
     /// An endless iterator of accepted connections.

@@ -10,11 +10,13 @@ use std::time::Duration;
 
 use crate::hub::reactor::Direction;
 
+use super::accept::AcceptBackoff;
 use super::socket::{connect_done, Socket};
 
 /// A Unix domain socket server; `accept` blocks only the calling greenlet.
 pub struct UnixListener {
     socket: Socket<mio::net::UnixListener>,
+    backoff: AcceptBackoff,
 }
 
 impl UnixListener {
@@ -22,6 +24,7 @@ impl UnixListener {
     pub fn bind<P: AsRef<Path>>(path: P) -> io::Result<UnixListener> {
         Ok(UnixListener {
             socket: Socket::new(mio::net::UnixListener::bind(path)?)?,
+            backoff: AcceptBackoff::default(),
         })
     }
 
@@ -30,15 +33,28 @@ impl UnixListener {
         listener.set_nonblocking(true)?;
         Ok(UnixListener {
             socket: Socket::new(mio::net::UnixListener::from_std(listener))?,
+            backoff: AcceptBackoff::default(),
         })
     }
 
     /// Waits (blocking the calling greenlet only) for a connection.
+    ///
+    /// # Errors
+    ///
+    /// The OS's accept error. When it says the process ran out of
+    /// descriptors or memory (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`), the
+    /// call first sleeps, so the greenlets that would close connections
+    /// get to run: 1 ms, doubling with each further failure up to 250 ms,
+    /// reset by the next success. A loop that logs the error and accepts
+    /// again therefore neither spins nor starves the others.
     pub fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
-        let (stream, addr) = self
+        let accepted = self
             .socket
-            .io(Direction::Read, "net::UnixListener::accept", |l| l.accept())?;
-        Ok((UnixStream::from_mio(stream)?, addr))
+            .io(Direction::Read, "net::UnixListener::accept", |l| l.accept());
+        // Registering the new socket can run out of resources too.
+        let accepted =
+            accepted.and_then(|(stream, addr)| Ok((UnixStream::from_mio(stream)?, addr)));
+        self.backoff.after(accepted)
     }
 
     /// An endless iterator of accepted connections.
