@@ -23,23 +23,40 @@ fn echo(mut stream: TcpStream) -> io::Result<()> {
     }
 }
 
-fn main() -> io::Result<()> {
-    let addr = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "127.0.0.1:7878".to_string());
-    let listener = TcpListener::bind(&addr)?;
+fn serve(addr: &str) -> io::Result<()> {
+    let listener = TcpListener::bind(addr)?;
     println!("echo server listening on {}", listener.local_addr()?);
 
     // `accept` blocks the main greenlet only: the connections' greenlets run
-    // while it waits.
+    // while it waits. Out of descriptors (EMFILE), it waits a little before
+    // returning the error, so logging it and going on is safe.
     for stream in listener.incoming() {
-        let stream = stream?;
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                eprintln!("accept: {e}");
+                continue;
+            }
+        };
         stream.set_nodelay(true)?;
-        hub::spawn(move || {
+        let spawned = hub::Builder::new().name("connection").spawn(move || {
             if let Err(e) = echo(stream) {
                 eprintln!("connection error: {e}");
             }
         });
+        if let Err(e) = spawned {
+            // Out of memory mappings: this connection is dropped (closed).
+            eprintln!("cannot serve a connection: {e}");
+        }
     }
     Ok(())
+}
+
+fn main() -> io::Result<()> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:7878".to_string());
+    // Connections still open when `serve` returns are unwound (their
+    // sockets closed) while the thread's thread-locals are still alive.
+    hub::run_main(|| serve(&addr))
 }

@@ -7,6 +7,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::rc::Rc;
 
+use crate::current::CurrentGreenlet;
 use crate::error::{KillRefused, ParentError, SwitchError};
 use crate::runtime::{Key, Runtime, State, MAIN, NONE};
 use crate::stack::DEFAULT_STACK_SIZE;
@@ -162,10 +163,41 @@ impl Greenlet {
 
     /// The greenlet running now (row 13). On a thread that has not used
     /// greenlets yet, this is its main greenlet, created on the spot.
-    pub fn current() -> Greenlet {
+    ///
+    /// The handle derefs to `Greenlet` but does not keep the greenlet
+    /// alive (see [`CurrentGreenlet`]): so the direct translation of
+    /// Python's `getcurrent().parent.switch(v)`,
+    /// `Greenlet::current().parent().unwrap().switch(v)`, leaves nothing
+    /// in the suspended frame that keeps the greenlet from being killed
+    /// when its last outside handle goes. Store `Greenlet::current().clone()`
+    /// (an ordinary handle) to keep it alive from elsewhere.
+    ///
+    /// ```
+    /// use greenlet::Greenlet;
+    ///
+    /// let g = Greenlet::new(|()| {
+    ///     let parent = Greenlet::current().parent().unwrap();
+    ///     assert!(parent.is_main());
+    ///     let me: Greenlet = Greenlet::current().clone(); // counts
+    ///     me.id()
+    /// });
+    /// assert!(g.switch::<(), u64>(()).unwrap() > 0);
+    /// ```
+    pub fn current() -> CurrentGreenlet {
+        CurrentGreenlet::new()
+    }
+
+    /// An ordinary (counting) handle to the running greenlet.
+    pub(crate) fn current_owned() -> Greenlet {
         let rt = Runtime::get();
         let key = rt.current();
         rt.add_ref(key);
+        Greenlet::from_new_ref(key)
+    }
+
+    /// A handle whose reference is not counted; only `CurrentGreenlet`
+    /// makes one, and never drops it as a `Greenlet`.
+    pub(crate) fn from_uncounted(key: Key) -> Greenlet {
         Greenlet::from_new_ref(key)
     }
 
@@ -365,7 +397,7 @@ pub fn switch<T: 'static, R: 'static>(target: &Greenlet, value: T) -> Result<R, 
 }
 
 /// The greenlet running now; the same as [`Greenlet::current`].
-pub fn current() -> Greenlet {
+pub fn current() -> CurrentGreenlet {
     Greenlet::current()
 }
 

@@ -73,15 +73,39 @@
 //!   into oneself it is returned at once.
 //! - **Kill** (rows 11, 12): [`Greenlet::kill`] unwinds the victim's stack
 //!   with a private payload (no panic message) and returns to the caller.
-//!   An unwinding greenlet cannot switch away ([`SwitchError::Unwinding`]),
-//!   so a victim cannot "refuse to die" by switching; if its function
-//!   catches the unwind and returns, the value is dropped. Dropping the
-//!   last handle of a suspended greenlet kills it from the dropper; an
-//!   unstarted one is discarded unrun. Handles captured in cycles leak, as
-//!   `Rc` cycles do.
+//!   While it unwinds, the victim cannot switch away
+//!   ([`SwitchError::Unwinding`]); if its function catches the unwind and
+//!   returns, the value is dropped. A victim that catches the unwind and
+//!   then switches *refuses* the kill, as Python allows, but never hangs
+//!   its killer: that switch goes back to the killer, whose
+//!   [`Greenlet::try_kill`] returns [`KillRefused`] (`kill` and a drop
+//!   report it on stderr, naming the greenlet), and the victim lives on,
+//!   suspended at that switch. Dropping the last handle of a suspended
+//!   greenlet kills it from the dropper; an unstarted one is discarded
+//!   unrun. Handles captured in cycles leak, as `Rc` cycles do; the handle
+//!   [`Greenlet::current`] returns ([`CurrentGreenlet`]) does not count, so
+//!   a greenlet's own frame holding one (Python's
+//!   `getcurrent().parent.switch(v)`) does not keep it alive.
 //! - **Threads** (rows 13–15): each thread has its own main greenlet and
 //!   runtime; [`Greenlet`] is `!Send` and `!Sync`; when a thread exits,
-//!   every greenlet it still has is unwound before the thread ends.
+//!   every greenlet it still has is unwound before the thread ends, each in
+//!   isolation: a panic escaping one greenlet's unwinding, or a refused
+//!   kill, is reported on stderr in one line naming it, and the others are
+//!   still unwound. Thread-locals first used after the greenlet runtime are
+//!   already destroyed by then, so a destructor on a greenlet's stack that
+//!   reaches one with `LocalKey::with` panics during the unwinding, which
+//!   aborts (Rust's rule for a panic in a destructor during unwinding):
+//!   end a program with [`hub::run_main`], which unwinds what is left
+//!   while every thread-local is alive, or use `try_with` there.
+//!
+//! # Builds with `panic = "abort"`
+//!
+//! Kills, [`hub::with_timeout`] expiries and throws into greenlets blocked
+//! in the hub unwind a stack, which such a build cannot do. The first one
+//! prints a line saying so and aborts the process; switches, returns,
+//! panics caught by nothing, sleeps and queues work as usual, and at thread
+//! exit greenlets still alive are left as they are (their destructors do
+//! not run).
 //!
 //! # Hostile use
 //!
@@ -90,6 +114,8 @@
 //! - Switching while the current greenlet unwinds (from a destructor during
 //!   a panic or a kill): [`SwitchError::Unwinding`], the value dropped. A
 //!   kill from such a destructor is allowed (it always comes back).
+//! - Catching a kill and switching again: the kill is refused (see
+//!   **Kill** above); the killer's `kill` returns, never loops.
 //! - Killing a greenlet from its own child: the parent unwinds, its death
 //!   returns to the child (its killer); the child's own result later walks
 //!   past the dead parent.
@@ -136,6 +162,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod current;
 mod error;
 mod generator;
 mod greenlet;
@@ -147,8 +174,10 @@ mod runtime;
 mod stack;
 mod stats;
 mod trace;
+mod unwind;
 mod value;
 
+pub use crate::current::CurrentGreenlet;
 pub use crate::error::{KillRefused, ParentError, SwitchError};
 pub use crate::generator::{Generator, Yielder};
 pub use crate::greenlet::{current, switch, Builder, Greenlet};

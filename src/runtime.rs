@@ -93,6 +93,9 @@ pub(crate) struct Record {
     flags: u8,
     /// Handles, children's parent links, and victims' killer links.
     refs: u32,
+    /// `CurrentGreenlet` handles: they keep the record (so their key
+    /// stays valid) but not the greenlet alive.
+    pins: u32,
     pub(crate) parent: Key,
     /// Who receives this greenlet's death while a kill is under way.
     killer: Key,
@@ -256,6 +259,7 @@ impl Runtime {
             // The main greenlet holds a reference to itself: it is never
             // unreachable and never freed before teardown.
             refs: 1,
+            pins: 0,
             parent: NONE,
             killer: NONE,
             coroutine: ptr::null_mut(),
@@ -534,6 +538,7 @@ impl Runtime {
                 state: State::Unstarted,
                 flags: 0,
                 refs: 1,
+                pins: 0,
                 parent,
                 killer: NONE,
                 coroutine: slot,
@@ -572,6 +577,31 @@ impl Runtime {
         }
     }
 
+    /// Keeps `key`'s record (not the greenlet) alive for a
+    /// `CurrentGreenlet`.
+    #[inline]
+    pub(crate) fn pin(&self, key: Key) {
+        // SAFETY: `key` is live (the current greenlet); a plain store.
+        unsafe { (*self.record(key)).pins += 1 }
+    }
+
+    /// Undoes a `pin`; frees the record if it was all that kept it.
+    #[inline]
+    pub(crate) fn unpin(&self, key: Key) {
+        // SAFETY: `key` is live: the pin being dropped kept it.
+        let free = unsafe {
+            let r = self.record(key);
+            (*r).pins -= 1;
+            (*r).pins == 0
+                && (*r).refs == 0
+                && (*r).state == State::Dead
+                && (*r).coroutine.is_null()
+        };
+        if free {
+            self.free(key);
+        }
+    }
+
     /// Nobody refers to `key` any more.
     #[cold]
     fn unreachable(&self, key: Key) {
@@ -581,14 +611,14 @@ impl Runtime {
             return;
         }
         // SAFETY: `key` is still in the slab (freed only below).
-        let (state, pending) = unsafe {
+        let (state, pending, pinned) = unsafe {
             let r = self.record(key);
-            ((*r).state, !(*r).coroutine.is_null())
+            ((*r).state, !(*r).coroutine.is_null(), (*r).pins != 0)
         };
         match state {
             // A dead greenlet whose stack is still waiting for its receiver
-            // is freed by `recycle`.
-            State::Dead if pending => {}
+            // is freed by `recycle`; a pinned one by the last `unpin`.
+            State::Dead if pending || pinned => {}
             State::Dead => self.free(key),
             // Row 12: killed right now, from the dropper. The kill frees it.
             State::Unstarted | State::Active => {
@@ -615,15 +645,20 @@ impl Runtime {
                 return;
             }
             // SAFETY: `parent` is live: the removed record's link kept it.
-            let (left, state, pending) = unsafe {
+            let (left, state, pending, pinned) = unsafe {
                 let r = self.record(parent);
                 (*r).refs -= 1;
-                ((*r).refs, (*r).state, !(*r).coroutine.is_null())
+                (
+                    (*r).refs,
+                    (*r).state,
+                    !(*r).coroutine.is_null(),
+                    (*r).pins != 0,
+                )
             };
             if left != 0 {
                 return;
             }
-            if state == State::Dead && !pending && parent != self.current() {
+            if state == State::Dead && !pending && !pinned && parent != self.current() {
                 key = parent; // freed by the next turn, without recursing
             } else {
                 return self.unreachable(parent);
@@ -1071,7 +1106,8 @@ impl Runtime {
             // SAFETY: the borrowing rule; `give` runs no user code.
             unsafe { (*self.pool()).give(stack) };
         }
-        if refs == 0 {
+        // SAFETY: `key` is live; a plain read.
+        if refs == 0 && unsafe { (*self.record(key)).pins } == 0 {
             self.free(key);
         }
         if killer != NONE {
@@ -1124,6 +1160,9 @@ impl Runtime {
         };
         if state == State::Dead || flags & (DYING | UNWINDING) != 0 {
             return Ok(());
+        }
+        if state == State::Active {
+            crate::unwind::require_unwinding("a kill");
         }
         if victim == cur {
             if std::thread::panicking() {
@@ -1264,7 +1303,7 @@ impl Runtime {
     /// reported on stderr in one line naming the greenlet, and the others
     /// are still killed. Greenlets created meanwhile (by destructors) are
     /// killed too; a refusing greenlet is not asked twice.
-    pub(crate) fn kill_all(&self, when: &str) {
+    pub(crate) fn kill_all(&self, when: &str, spare: Option<Key>) {
         debug_assert_eq!(self.current.get(), MAIN);
         let mut refused: Vec<u64> = Vec::new();
         loop {
@@ -1277,7 +1316,11 @@ impl Runtime {
                 let target = unsafe {
                     (*self.records.get())
                         .get(key)
-                        .filter(|r| r.state != State::Dead && !refused.contains(&r.id))
+                        .filter(|r| {
+                            r.state != State::Dead
+                                && !refused.contains(&r.id)
+                                && Some(r.key) != spare
+                        })
                         .map(|r| (r.name.clone(), r.id))
                 };
                 if let Some((name, id)) = target {
@@ -1331,7 +1374,13 @@ impl Runtime {
             return false;
         }
         self.tearing_down.set(true);
-        self.kill_all("at thread exit");
+        if cfg!(panic = "abort") {
+            // Nothing can be unwound: the greenlets still alive are left as
+            // they are (their destructors do not run), as the thread's own
+            // stack would be by an abort.
+            return false;
+        }
+        self.kill_all("at thread exit", None);
         // A dead greenlet whose receiver switched away before recycling it
         // (a destructor in the receiver did) still holds its stack.
         let mut key = 1;

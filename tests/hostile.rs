@@ -147,3 +147,93 @@ fn a_kill_from_a_destructor_during_unwinding_completes() {
     assert_eq!(err.message(), Some("killer panics"));
     assert!(victim_dropped.get());
 }
+
+// ----- a kill the victim refuses -----
+
+/// A greenlet that catches every kill and switches to main again.
+fn stubborn(name: &str) -> Greenlet {
+    let g = Greenlet::builder()
+        .name(name)
+        .build(|()| loop {
+            let main = Greenlet::main();
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+        })
+        .unwrap();
+    g.switch::<(), ()>(()).unwrap();
+    g
+}
+
+#[test]
+fn a_refused_kill_returns_to_the_killer_instead_of_looping() {
+    let g = stubborn("stubborn");
+    // Each kill comes back; it used to loop forever.
+    for _ in 0..3 {
+        assert_eq!(g.try_kill(), Err(greenlet::KillRefused));
+        assert!(g.is_active());
+    }
+    g.kill(); // reports on stderr, returns
+    assert!(g.is_active());
+}
+
+#[test]
+fn a_refused_kill_from_a_drop_is_reported_naming_the_greenlet() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "refused_drop_child", "--nocapture"])
+        .env("GREENLET_REFUSED_DROP_CHILD", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("greenlet 'obstinate'"))
+        .unwrap_or_else(|| panic!("no report: {stderr}"));
+    assert!(line.contains("its last handle was dropped"), "{line}");
+}
+
+#[test]
+fn refused_drop_child() {
+    if std::env::var("GREENLET_REFUSED_DROP_CHILD").is_ok() {
+        drop(stubborn("obstinate"));
+    }
+}
+
+// ----- a greenlet's own frame holding a handle to it -----
+
+#[test]
+fn the_python_one_liner_does_not_keep_its_greenlet_alive() {
+    // `getcurrent().parent.switch(v)`, translated word for word: the
+    // temporary from `current()` lives across the switch.
+    let drops = Rc::new(Cell::new(0));
+    let d = drops.clone();
+    let g = Greenlet::new(move |()| {
+        struct Count(Rc<Cell<u32>>);
+        impl Drop for Count {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() + 1);
+            }
+        }
+        let _count = Count(d);
+        loop {
+            let _: () = Greenlet::current().parent().unwrap().switch(()).unwrap();
+        }
+    });
+    g.switch::<(), ()>(()).unwrap();
+    let before = greenlet::stats().active;
+    drop(g); // the last outside handle
+    assert_eq!(drops.get(), 1, "the greenlet was killed and unwound");
+    assert_eq!(greenlet::stats().active, before - 1);
+}
+
+#[test]
+fn a_current_handle_that_outlives_its_greenlet_sees_it_dead() {
+    let g = Greenlet::new(|()| Greenlet::current());
+    let escaped: greenlet::CurrentGreenlet = g.switch(()).unwrap();
+    drop(g);
+    assert!(escaped.is_dead());
+    // A switch to it goes up the parent chain: to main, which is current.
+    assert_eq!(escaped.switch::<u8, u8>(4).unwrap(), 4);
+    let owned: Greenlet = escaped.clone();
+    drop(escaped);
+    assert!(owned.is_dead());
+}

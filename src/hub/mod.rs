@@ -71,6 +71,24 @@
 //!   lost or duplicated).
 //! - Blocking is impossible while the current greenlet unwinds (a panic or
 //!   a kill): a blocking call from a destructor then panics, which aborts.
+//! - A spawned greenlet's result goes to its [`JoinHandle`] whatever ends
+//!   it. A [`throw`](crate::Greenlet::throw) into one that has not started
+//!   ends it at once, the error becoming its [`JoinError::Panicked`], and
+//!   the throw returns `Ok(())` to the thrower (as a kill comes back to the
+//!   killer) instead of reaching the hub. A throw into one that is blocked
+//!   unwinds its blocking call (its handle gets the error unless it
+//!   catches it); control then goes on through the hub, reaching the
+//!   thrower only when something switches to it.
+//! - The hub greenlet can still be killed by hand (or die of a switch hook
+//!   that panics on its switch). From then on every blocking call, and
+//!   `run`, panics saying the hub is dead, instead of spinning.
+//! - Timeouts too long to have a deadline (`Duration::MAX`) are no
+//!   timeout, everywhere a `Duration` is taken.
+//! - A greenlet's [`Local`](crate::Local) values are dropped before its
+//!   result is published, as part of the greenlet: their destructors may
+//!   block, and a panic in one becomes its `JoinError::Panicked`.
+//! - [`run_main`] runs a program's body and then unwinds every greenlet it
+//!   left, while the thread's thread-locals are still alive.
 //!
 //! # I/O and other threads
 //!
@@ -540,7 +558,7 @@ impl Hub {
     /// deadline; returns its key.
     pub(crate) fn new_wait(&self, deadline: Option<Instant>) -> usize {
         let w = self.waits.borrow_mut().insert(Wait {
-            greenlet: Greenlet::current(),
+            greenlet: Greenlet::current_owned(),
             wake: Wake::Pending,
             timer: None,
         });
@@ -663,6 +681,7 @@ impl Hub {
             // call (whose guard removes the waiter), as `resume_unwind`.
             Err(SwitchError::Panicked(p) | SwitchError::Thrown(p)) => {
                 self.forget_ready(me);
+                crate::unwind::require_unwinding("a throw into a blocked greenlet");
                 std::panic::resume_unwind(p)
             }
             // Anything else (a stray value) is a spurious wake-up: the
@@ -716,7 +735,7 @@ impl Hub {
         if let Some(s) = self.fired_scope() {
             interrupted(s);
         }
-        self.make_ready(Greenlet::current());
+        self.make_ready(Greenlet::current_owned());
         self.switch_away("hub::yield_now");
     }
 
@@ -783,6 +802,7 @@ pub(crate) struct Interrupt(pub(crate) usize);
 
 /// Unwinds out of a blocking call interrupted by `with_timeout`.
 pub(crate) fn interrupted(scope: usize) -> ! {
+    crate::unwind::require_unwinding("a with_timeout expiry");
     std::panic::resume_unwind(Box::new(Interrupt(scope)))
 }
 
@@ -986,6 +1006,52 @@ pub fn run() {
             std::panic::resume_unwind(p);
         }
     }
+}
+
+/// Runs `f` as a program's body on the main greenlet, then kills every
+/// greenlet it left alive (spawned or not; the hub itself is spared) and
+/// returns `f`'s value — or, if `f` panicked, kills them and then resumes
+/// the panic.
+///
+/// Greenlets still alive when a thread exits are killed from the thread's
+/// exit, after some of its thread-locals are already gone; a destructor on
+/// their stacks that touches one then fails. This kills them while every
+/// thread-local is still there, the way a server should shut down:
+/// connections' greenlets unwind, their sockets close, their guards run.
+/// A greenlet whose unwinding panics (or that refuses its kill) is
+/// reported on stderr in one line naming it, and the others are still
+/// killed.
+///
+/// # Panics
+///
+/// When called from a greenlet other than main, and when `f` panics.
+///
+/// ```
+/// use std::time::Duration;
+/// use greenlet::hub;
+///
+/// let served = hub::run_main(|| {
+///     let conn = hub::spawn(|| hub::sleep(Duration::from_secs(3600)));
+///     hub::sleep(Duration::from_millis(1)); // serve a while
+///     conn.is_finished()
+/// });
+/// assert!(!served); // the connection was still open; it has been killed
+/// ```
+pub fn run_main<R>(f: impl FnOnce() -> R) -> R {
+    assert!(
+        Greenlet::current().is_main(),
+        "greenlet::hub::run_main must be called from the main greenlet"
+    );
+    /// Kills what `f` left, on every exit path.
+    struct KillLeft;
+    impl Drop for KillLeft {
+        fn drop(&mut self) {
+            let spare = try_hub().map(|hub| hub.key);
+            Runtime::get().kill_all("when hub::run_main ended", spare);
+        }
+    }
+    let _left = KillLeft;
+    f()
 }
 
 /// Ends a wait on every exit path of a blocking call.

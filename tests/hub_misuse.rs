@@ -1,0 +1,198 @@
+//! What users do to the hub that it must survive: throws, kills and switches
+//! aimed at spawned greenlets (or at the hub itself), timeouts too long to
+//! have a deadline, refused stacks. Each outcome is an error or a clear
+//! panic, never a dead hub that spins or a result that goes astray.
+
+#[path = "support/child.rs"]
+mod child;
+
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::panic;
+use std::rc::Rc;
+use std::time::Duration;
+
+use greenlet::hub::{self, with_timeout, Event, JoinError, Queue};
+use greenlet::net::{TcpListener, TcpStream};
+use greenlet::Greenlet;
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
+// ----- throws into spawned greenlets -----
+
+#[test]
+fn a_throw_into_an_unstarted_spawn_before_the_hub_ever_ran_reaches_its_handle() {
+    let h = hub::spawn(|| 1);
+    // It ends unrun; the throw comes back to the thrower.
+    h.greenlet().throw::<&str, ()>("stop").unwrap();
+    assert!(h.greenlet().is_dead());
+    // The hub is alive: a sleep sleeps and returns (it used to spin).
+    hub::sleep(Duration::from_millis(1));
+    match h.join() {
+        Err(JoinError::Panicked(p)) => assert_eq!(panic_text(p.as_ref()), "stop"),
+        other => panic!("expected the thrown error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_throw_into_an_unstarted_spawn_from_a_running_hub_reaches_its_handle() {
+    let victim: Rc<RefCell<Option<hub::JoinHandle<u32>>>> = Rc::default();
+    let v = victim.clone();
+    let thrower = hub::spawn(move || {
+        let h = v.borrow_mut().take().unwrap();
+        h.greenlet().throw::<&str, ()>("stop").unwrap();
+        h.join()
+    });
+    *victim.borrow_mut() = Some(hub::spawn(|| 1));
+    hub::run();
+    match thrower.join().unwrap() {
+        Err(JoinError::Panicked(p)) => assert_eq!(panic_text(p.as_ref()), "stop"),
+        other => panic!("expected the thrown error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_throw_into_a_blocked_spawn_unwinds_it_into_its_handle() {
+    let ev = Event::new();
+    let e = ev.clone();
+    let h = hub::spawn(move || e.wait());
+    hub::yield_now(); // it blocks on the event
+    let _ = h.greenlet().throw::<&str, ()>("stop");
+    hub::run();
+    match h.join() {
+        Err(JoinError::Panicked(p)) => assert_eq!(panic_text(p.as_ref()), "stop"),
+        other => panic!("expected the thrown error, got {other:?}"),
+    }
+}
+
+// ----- a dead hub says so -----
+
+#[test]
+fn a_killed_hub_makes_blocking_calls_panic_instead_of_spinning() {
+    let killer = hub::spawn(|| Greenlet::current().parent().unwrap().kill());
+    let run = panic::catch_unwind(hub::run).unwrap_err();
+    assert!(
+        panic_text(run.as_ref()).contains("hub greenlet is dead"),
+        "{}",
+        panic_text(run.as_ref())
+    );
+    assert!(killer.is_finished());
+    let sleep = panic::catch_unwind(|| hub::sleep(Duration::from_millis(1))).unwrap_err();
+    assert!(panic_text(sleep.as_ref()).contains("hub greenlet is dead"));
+}
+
+// ----- Duration::MAX is no deadline -----
+
+#[test]
+fn duration_max_means_no_deadline_everywhere() {
+    let max = Duration::MAX;
+    // Things already there are taken at once.
+    let q = Queue::new();
+    q.put(1);
+    assert_eq!(q.get_timeout(max), Some(1));
+    assert_eq!(q.put_timeout(2, max), Ok(()));
+    assert_eq!(q.try_get(), Some(2));
+    let ev = Event::new();
+    ev.set();
+    assert!(ev.wait_timeout(max));
+    assert_eq!(with_timeout(max, || 5), Ok(5));
+    let (tx, rx) = hub::channel();
+    tx.send(3).unwrap();
+    assert_eq!(rx.recv_timeout(max), Ok(3));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut server, _) = listener.accept().unwrap();
+    client.write_all(b"hi").unwrap();
+    server.set_read_timeout(Some(max)).unwrap();
+    let mut buf = [0; 2];
+    server.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"hi");
+
+    // Waits that must block do, until something else completes them.
+    let q2 = q.clone();
+    let getter = hub::spawn(move || q2.get_timeout(max));
+    let sleeper = hub::spawn(move || with_timeout(max, || hub::sleep(max)));
+    hub::yield_now();
+    q.put(7);
+    hub::yield_now();
+    assert_eq!(getter.join().unwrap(), Some(7));
+    sleeper.kill();
+    assert!(matches!(sleeper.join(), Err(JoinError::Killed)));
+}
+
+// ----- refused stacks -----
+
+const CHILD: &str = "GREENLET_HUB_MISUSE_CHILD";
+
+/// In the child: cap the address space, then spawn until refused.
+fn refused_stack_main(mode: &str) {
+    let cap = libc::rlimit {
+        rlim_cur: 512 << 20,
+        rlim_max: 512 << 20,
+    };
+    // SAFETY: setrlimit with a valid pointer; this process is ours alone.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &cap) }, 0);
+    let mut keep = Vec::new();
+    for _ in 0..100_000 {
+        if mode == "builder" {
+            match hub::Builder::new().name("conn").spawn(|| ()) {
+                Ok(h) => keep.push(h),
+                Err(e) => {
+                    println!("spawn error: kind={:?}", e.kind());
+                    // Nothing was spawned; the hub still runs the others.
+                    let n = keep.len();
+                    hub::run();
+                    let finished = keep.iter().filter(|h| h.is_finished()).count();
+                    println!("finished {finished} of {n}");
+                    return;
+                }
+            }
+        } else {
+            keep.push(hub::spawn(|| ()));
+        }
+    }
+    println!("never refused");
+}
+
+#[test]
+fn refused_stack_child() {
+    // Only does something when re-run by the tests below.
+    if let Ok(mode) = std::env::var(CHILD) {
+        refused_stack_main(&mode);
+    }
+}
+
+#[test]
+fn builder_spawn_returns_a_refused_stack_as_an_error() {
+    let out = child::run("refused_stack_child", CHILD, "builder");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "child failed: {stdout}");
+    assert!(stdout.contains("spawn error: kind=OutOfMemory"), "{stdout}");
+    let line = stdout.lines().find(|l| l.starts_with("finished")).unwrap();
+    let words: Vec<&str> = line.split(' ').collect();
+    assert_eq!(words[1], words[3], "{line}");
+}
+
+#[test]
+fn spawn_panics_naming_the_limit_and_the_remedy() {
+    let out = child::run("refused_stack_child", CHILD, "spawn");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("vm.max_map_count"), "{stderr}");
+    assert!(stderr.contains("hub::Builder::spawn"), "{stderr}");
+}
+
+#[test]
+fn builder_names_the_spawned_greenlet_and_sizes_its_stack() {
+    let h = hub::Builder::new()
+        .name("worker")
+        .stack_size(64 * 1024)
+        .spawn(|| Greenlet::current().name().map(|n| n.to_string()))
+        .unwrap();
+    assert_eq!(h.join().unwrap().as_deref(), Some("worker"));
+}

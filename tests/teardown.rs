@@ -1,0 +1,140 @@
+//! Greenlets left alive when their thread exits are killed from the
+//! thread's exit. That must never abort the process: each greenlet's
+//! unwinding is isolated, and what goes wrong in one is reported on stderr
+//! naming it. `hub::run_main` kills them earlier, while every thread-local
+//! is still alive. Each case runs in a child process (this test binary, re-run
+//! with an environment variable) whose whole exit is observed.
+
+#[path = "support/child.rs"]
+mod child;
+
+use std::cell::RefCell;
+use std::panic::{self, AssertUnwindSafe};
+use std::time::Duration;
+
+use greenlet::{hub, Greenlet};
+
+const CHILD: &str = "GREENLET_TEARDOWN_CHILD";
+
+thread_local! {
+    /// A thread-local with a destructor, first used after the greenlet
+    /// runtime: the thread's exit destroys it before the runtime.
+    static LOG: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Touches `LOG` when dropped.
+struct UsesThreadLocal;
+
+impl Drop for UsesThreadLocal {
+    fn drop(&mut self) {
+        match LOG.try_with(|log| log.borrow_mut().push("dropped")) {
+            Ok(()) => println!("guard: thread-local alive"),
+            Err(_) => println!("guard: thread-local gone"),
+        }
+    }
+}
+
+/// A greenlet that answers its kill with a new panic.
+fn leave_a_greenlet_that_panics_when_killed() {
+    let g = Greenlet::builder()
+        .name("stubborn")
+        .build(|()| {
+            let main = Greenlet::main();
+            let caught = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+            assert!(caught.is_err());
+            panic!("a new panic instead of dying");
+        })
+        .unwrap();
+    g.switch::<(), ()>(()).unwrap();
+    std::mem::forget(g); // alive at thread exit
+}
+
+/// A greenlet whose stack holds a guard that uses a thread-local.
+fn leave_a_greenlet_with_a_thread_local_guard() {
+    let g = Greenlet::builder()
+        .name("holder")
+        .build(|()| {
+            let _guard = UsesThreadLocal;
+            let _: () = Greenlet::main().switch(()).unwrap();
+        })
+        .unwrap();
+    g.switch::<(), ()>(()).unwrap();
+    LOG.with(|log| log.borrow_mut().push("first use, after the runtime"));
+    std::mem::forget(g);
+}
+
+fn child_main(mode: &str) {
+    let mode = mode.to_string();
+    std::thread::spawn(move || match mode.as_str() {
+        "panic" => {
+            leave_a_greenlet_that_panics_when_killed();
+            let _other = hub::spawn(|| hub::sleep(Duration::from_secs(3600)));
+            hub::yield_now();
+        }
+        "thread-local" => leave_a_greenlet_with_a_thread_local_guard(),
+        "run_main" => hub::run_main(|| {
+            leave_a_greenlet_with_a_thread_local_guard();
+            let conn = hub::spawn(|| {
+                let _guard = UsesThreadLocal;
+                hub::sleep(Duration::from_secs(3600));
+            });
+            hub::yield_now();
+            assert!(!conn.is_finished());
+        }),
+        _ => unreachable!(),
+    })
+    .join()
+    .unwrap();
+    println!("thread exited");
+}
+
+#[test]
+fn teardown_child() {
+    // Only does something when re-run by the tests below.
+    if let Ok(mode) = std::env::var(CHILD) {
+        child_main(&mode);
+    }
+}
+
+fn run(mode: &str) -> (String, String) {
+    let out = child::run("teardown_child", CHILD, mode);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "child failed ({:?})\nstdout: {stdout}\nstderr: {stderr}",
+        out.status
+    );
+    (stdout, stderr)
+}
+
+#[test]
+fn a_greenlet_answering_its_kill_with_a_panic_is_reported_and_teardown_goes_on() {
+    let (stdout, stderr) = run("panic");
+    assert!(stdout.contains("thread exited"), "{stdout}");
+    let report = stderr
+        .lines()
+        .find(|l| l.contains("greenlet 'stubborn'"))
+        .unwrap_or_else(|| panic!("no report in: {stderr}"));
+    assert!(report.contains("at thread exit"), "{report}");
+    assert!(report.contains("a new panic instead of dying"), "{report}");
+}
+
+#[test]
+fn a_destructor_using_a_destroyed_thread_local_at_thread_exit_does_not_abort() {
+    let (stdout, _) = run("thread-local");
+    assert!(stdout.contains("thread exited"), "{stdout}");
+    assert!(stdout.contains("guard: thread-local gone"), "{stdout}");
+}
+
+#[test]
+fn run_main_unwinds_what_it_left_while_thread_locals_are_alive() {
+    let (stdout, stderr) = run("run_main");
+    assert!(stdout.contains("thread exited"), "{stdout}");
+    assert_eq!(
+        stdout.matches("guard: thread-local alive").count(),
+        2,
+        "{stdout}\n{stderr}"
+    );
+    assert!(!stdout.contains("guard: thread-local gone"), "{stdout}");
+}
