@@ -439,8 +439,9 @@ impl Runtime {
         unsafe { (*self.record(self.current.get())).waiting_on = what }
     }
 
-    /// One `GreenletInfo` per record.
-    pub(crate) fn snapshot(&self) -> Vec<GreenletInfo> {
+    /// One `GreenletInfo` per record; the suspended greenlets in `ready`
+    /// (the hub's ready queue) show as `WaitOn::Ready`.
+    pub(crate) fn snapshot(&self, ready: &[Key]) -> Vec<GreenletInfo> {
         let cur = self.current.get();
         // SAFETY: the borrowing rule: the walk reads plain fields and clones
         // `Rc<str>` names, which runs no user code.
@@ -462,10 +463,12 @@ impl Runtime {
                 } else {
                     id_of(r.parent)
                 },
-                waiting_on: if r.state == State::Active {
-                    r.waiting_on
-                } else {
-                    None
+                waiting_on: match r.state {
+                    State::Active if key as Key != cur && ready.contains(&(key as Key)) => {
+                        Some(WaitOn::Ready)
+                    }
+                    State::Active => r.waiting_on,
+                    _ => None,
                 },
             })
             .collect()

@@ -180,7 +180,7 @@ pub struct Stats {
 /// ```
 pub fn stats() -> Stats {
     let rt = Runtime::get();
-    let greenlets = rt.snapshot();
+    let greenlets = rt.snapshot(&crate::hub::ready_keys());
     let count = |s: GreenletState| greenlets.iter().filter(|g| g.state == s).count();
     let (stacks_pooled, stacks_in_use) = rt.stack_counts();
     Stats {

@@ -148,9 +148,15 @@ impl Tracer {
             target: Greenlet::from_key(target),
             kind,
         };
+        // While the hook runs every switch takes the slow path, which
+        // refuses it, even if the hook clears itself (which lifts the
+        // restriction that `set` put up).
+        let rt = Runtime::get();
+        rt.restrict(true);
         self.running.set(true);
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| hook(&event)));
         self.running.set(false);
+        rt.restrict(false);
         drop(event);
         match outcome {
             Ok(()) => {
@@ -161,6 +167,16 @@ impl Tracer {
                     *slot = Some(hook);
                 }
                 Ok(())
+            }
+            // The hook killed the origin (a watchdog): not the hook's
+            // failure. It stays installed, and the kill unwinds on.
+            Err(p) if p.is::<crate::value::GreenletExit>() => {
+                // SAFETY: as above.
+                let slot = unsafe { &mut *self.hook.get() };
+                if slot.is_none() && self.set.get() {
+                    *slot = Some(hook);
+                }
+                Err(p)
             }
             Err(p) => {
                 drop(hook);

@@ -811,6 +811,13 @@ pub(crate) fn is_kill(payload: &(dyn std::any::Any + Send)) -> bool {
     payload.is::<GreenletExit>()
 }
 
+/// The keys of the greenlets in this thread's ready queue (for `stats`).
+pub(crate) fn ready_keys() -> Vec<Key> {
+    try_hub().map_or_else(Vec::new, |hub| {
+        hub.ready.borrow().iter().map(Greenlet::key).collect()
+    })
+}
+
 /// Spawns `f` on a new greenlet whose parent is the hub. Never switches:
 /// the greenlet is put on the ready queue and starts when the caller blocks
 /// or yields. A panic in `f` is caught and kept for
