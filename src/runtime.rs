@@ -1514,29 +1514,44 @@ impl Runtime {
             }
             Err(_) => Signal::Killed,
         };
-        self.clear_flags(me, RESTRICTING);
-        // SAFETY: `me` is live; no user code runs from here on.
-        let start = unsafe {
-            let r = self.record(me);
-            (*r).state = State::Dead;
-            if (*r).killer != NONE {
-                (*r).killer
-            } else {
-                (*r).parent
+        // Who receives it: its killer while a kill is under way, else its
+        // parent. Read after the hook, which may change either.
+        let start = || {
+            // SAFETY: `me` is live; plain reads.
+            unsafe {
+                let r = self.record(me);
+                if (*r).killer != NONE {
+                    (*r).killer
+                } else {
+                    (*r).parent
+                }
             }
-        };
-        let kind = match signal {
-            Signal::Panicked(_) => SwitchKind::Panic,
-            _ => SwitchKind::Finish,
         };
         if self.tracer.is_set() {
-            if let Err(p) = self.tracer.emit(me, self.first_live(start), kind) {
-                let what = crate::error::payload_message(p.as_ref()).unwrap_or("non-text payload");
-                eprintln!("greenlet: the switch hook panicked and was removed: {what}");
+            // The hook sees this greenlet still running (not yet dead), so
+            // a kill it issues from here comes back here as usual.
+            let kind = match signal {
+                Signal::Panicked(_) => SwitchKind::Panic,
+                _ => SwitchKind::Finish,
+            };
+            match self.tracer.emit(me, self.first_live(start()), kind) {
+                Ok(()) => {}
+                // It killed this greenlet, which is ending anyway.
+                Err(p) if p.is::<GreenletExit>() => {}
+                Err(p) => {
+                    let what =
+                        crate::error::payload_message(p.as_ref()).unwrap_or("non-text payload");
+                    eprintln!("greenlet: the switch hook panicked and was removed: {what}");
+                }
             }
         }
+        // The hook may also have dropped this greenlet's last handle (an
+        // orphan flag); none of its flags matter any more.
+        self.clear_flags(me, RESTRICTING);
+        // SAFETY: `me` is live; no user code runs from here on.
+        unsafe { (*self.record(me)).state = State::Dead };
         // Walk again: the hook may have killed the destination.
-        let dest = self.first_live(start);
+        let dest = self.first_live(start());
         self.incoming.set(&SIGNAL);
         self.set_slow(signal, me, NONE);
         // SAFETY: `dest` is live and not dead (first_live), and not `me`

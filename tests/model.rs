@@ -9,6 +9,11 @@
 //! greenlets by index into a table of handles (index 0 is main); an index is
 //! taken modulo the table's length.
 //!
+//! Some programs run with a switch hook set that records every event it
+//! sees in the trace and, every so many events, drops a table handle from
+//! inside the hook (which may kill a greenlet in the middle of a switch,
+//! a kill or a finish); the model predicts those events too.
+//!
 //! 10,000 cases run in `cargo test`; set `GREENLET_MODEL_CASES` for more.
 //! A failure shrinks to a minimal program, printed in the message.
 
@@ -16,7 +21,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
 
-use greenlet::{Greenlet, SwitchError};
+use greenlet::{set_switch_hook, Greenlet, SwitchError};
 use proptest::prelude::*;
 
 #[derive(Clone, Copy, Debug)]
@@ -54,6 +59,25 @@ enum Op {
     Panic {
         value: u32,
     },
+}
+
+/// A switch hook for a program: it logs every event and, when `drop_every`
+/// is not zero, drops table entry `drop_target` (modulo the table's length)
+/// on every `drop_every`-th event.
+#[derive(Clone, Copy, Debug)]
+struct Hook {
+    drop_every: u32,
+    drop_target: usize,
+}
+
+fn hook_strategy() -> impl Strategy<Value = Option<Hook>> {
+    proptest::option::weighted(
+        0.3,
+        (0..4u32, 0..8usize).prop_map(|(drop_every, drop_target)| Hook {
+            drop_every,
+            drop_target,
+        }),
+    )
 }
 
 /// The value main receives when the program is exhausted in another greenlet.
@@ -229,13 +253,11 @@ fn run_ops(me: usize) -> Option<u32> {
                 }
             }
             Op::Kill { target } => {
-                let t = rt.resolve(target);
+                // Through a clone of the handle: no borrow of the table is
+                // held while the hook may drop one of its entries.
+                let g = rt.handle(target);
                 drop(rt);
-                // Killing through a shared borrow keeps the reference
-                // counts as the model has them (no extra handle).
-                let rt2 = real();
-                let table = rt2.table.borrow();
-                if let Some(g) = &table[t] {
+                if let Some(g) = g {
                     g.kill();
                 }
             }
@@ -247,11 +269,12 @@ fn run_ops(me: usize) -> Option<u32> {
             }
             Op::SetParent { target, parent } => {
                 let (t, p) = (rt.resolve(target), rt.resolve(parent));
-                let table = rt.table.borrow();
-                if let (Some(g), Some(pg)) = (&table[t], &table[p]) {
-                    let r = g.set_parent(pg);
-                    drop(table);
+                if let (Some(g), Some(pg)) = (rt.handle(t), rt.handle(p)) {
+                    let r = g.set_parent(&pg);
                     rt.push(format!("g{me} set_parent(g{t}, g{p}) = {r:?}"));
+                    drop(rt);
+                    drop(g);
+                    drop(pg);
                 }
             }
             Op::Return { value } if me != 0 => return Some(value),
@@ -264,14 +287,32 @@ fn run_ops(me: usize) -> Option<u32> {
 /// Runs the program on a fresh thread (whose exit then unwinds whatever the
 /// program left suspended); returns the trace and how many greenlets were
 /// still alive once every table handle was dropped.
-fn run_real(program: &[Op]) -> (Vec<String>, usize) {
+fn run_real(program: &[Op], hook: Option<Hook>) -> (Vec<String>, usize) {
     let program = program.to_vec();
-    std::thread::spawn(move || run_real_here(&program))
+    std::thread::spawn(move || run_real_here(&program, hook))
         .join()
         .expect("the real run panicked")
 }
 
-fn run_real_here(program: &[Op]) -> (Vec<String>, usize) {
+/// Installs the program's hook (see `Hook`).
+fn install_hook(hook: Hook) {
+    let mut events = 0u32;
+    set_switch_hook(Some(Box::new(move |e| {
+        let rt = real();
+        let index = |g: &Greenlet| rt.ids.borrow().iter().position(|x| *x == g.id()).unwrap();
+        let (o, t) = (index(&e.origin), index(&e.target));
+        rt.push(format!("hook {:?} g{o}->g{t}", e.kind));
+        events += 1;
+        if hook.drop_every != 0 && events % hook.drop_every == 0 {
+            let i = rt.resolve(hook.drop_target);
+            let g = rt.table.borrow_mut()[i].take();
+            drop(rt);
+            drop(g);
+        }
+    })));
+}
+
+fn run_real_here(program: &[Op], hook: Option<Hook>) -> (Vec<String>, usize) {
     let rt = std::rc::Rc::new(Real {
         ops: RefCell::new(program.iter().copied().collect()),
         table: RefCell::new(vec![Some(Greenlet::main())]),
@@ -279,6 +320,9 @@ fn run_real_here(program: &[Op]) -> (Vec<String>, usize) {
         log: RefCell::new(Vec::new()),
     });
     REAL.with(|r| *r.borrow_mut() = Some(rt.clone()));
+    if let Some(hook) = hook {
+        install_hook(hook);
+    }
     run_ops(0);
     // Drop the table's handles in order.
     let n = rt.table.borrow().len();
@@ -286,6 +330,7 @@ fn run_real_here(program: &[Op]) -> (Vec<String>, usize) {
         let g = rt.table.borrow_mut()[i].take();
         drop(g);
     }
+    set_switch_hook(None);
     let log = std::mem::take(&mut *rt.log.borrow_mut());
     REAL.with(|r| *r.borrow_mut() = None);
     // Suspended greenlets that hold handles to each other (a frame holding
@@ -339,6 +384,9 @@ struct G {
     /// Kills under way with this greenlet as the killer (each holds a
     /// reference to it until the victim's stack is recycled).
     killing: usize,
+    /// Transient references: a kill holds its victim, a hook's event its
+    /// origin and target.
+    held: usize,
 }
 
 struct Model {
@@ -347,11 +395,20 @@ struct Model {
     log: Vec<String>,
     /// Main received the end of the program.
     ended: bool,
+    hook: Option<Hook>,
+    events: u32,
+    /// A hook call is under way: transfers are not reported.
+    in_hook: bool,
+    /// Table index -> greenlet, and the table's length.
+    handles: Vec<usize>,
 }
 
 impl Model {
     fn refs(&self, k: usize) -> usize {
-        let mut n = usize::from(self.gs[k].handle) + usize::from(k == 0) + self.gs[k].killing;
+        let mut n = usize::from(self.gs[k].handle)
+            + usize::from(k == 0)
+            + self.gs[k].killing
+            + self.gs[k].held;
         for g in &self.gs {
             if !g.freed && g.parent == Some(k) {
                 n += 1;
@@ -409,29 +466,79 @@ impl Model {
         self.log.push(format!("g{k} exit"));
     }
 
-    /// Kills `v` (not current, not dead, not main) from the current greenlet.
+    /// Kills `v` (not current, not dead, not main) from the current greenlet,
+    /// holding it for the whole kill.
     fn kill(&mut self, v: usize) {
         let killer = self.cur;
-        self.gs[killer].killing += 1;
-        if self.gs[v].st == St::Active {
+        self.gs[v].held += 1;
+        self.emit(killer, v, "Kill");
+        if self.gs[v].st != St::Dead {
+            self.gs[killer].killing += 1;
             self.cur = v;
-            self.unwind_suspended(v);
+            if self.gs[v].st == St::Active {
+                self.unwind_suspended(v);
+            }
+            // Its death goes back to the killer; the hook sees it before
+            // it is marked dead.
+            self.emit(v, killer, "Finish");
+            self.gs[v].st = St::Dead;
+            self.gs[v].pending = true;
+            self.gs[v].orphan = false;
+            self.cur = killer;
+            self.recycle(v);
+            self.gs[killer].killing -= 1;
+            self.released(killer);
         }
-        self.gs[v].st = St::Dead;
-        self.gs[v].pending = true;
-        self.gs[v].orphan = false;
-        self.cur = killer;
-        self.recycle(v);
-        self.gs[killer].killing -= 1;
-        self.released(killer);
+        self.gs[v].held -= 1;
+        self.released(v);
+    }
+
+    /// A transfer from `origin` to `target`, as the hook sees it: logged,
+    /// and every `drop_every`-th one drops a table handle from inside the
+    /// hook (whose own transfers are not reported).
+    fn emit(&mut self, origin: usize, target: usize, kind: &str) {
+        let Some(hook) = self.hook else {
+            return;
+        };
+        if self.in_hook {
+            return;
+        }
+        self.log.push(format!("hook {kind} g{origin}->g{target}"));
+        self.events += 1;
+        self.in_hook = true;
+        // The event holds a handle to each.
+        self.gs[origin].held += 1;
+        self.gs[target].held += 1;
+        if hook.drop_every != 0 && self.events % hook.drop_every == 0 {
+            let t = self.handles[hook.drop_target % self.handles.len()];
+            if self.gs[t].handle {
+                self.gs[t].handle = false;
+                if t != 0 {
+                    self.released(t);
+                }
+            }
+        }
+        // The event goes: its origin, then its target.
+        self.gs[origin].held -= 1;
+        self.released(origin);
+        self.gs[target].held -= 1;
+        self.released(target);
+        self.in_hook = false;
     }
 
     /// The current greenlet `from` died with `sig`: hand it to the first
     /// live ancestor, as `finish` does.
     fn finish(&mut self, from: usize, sig: Sig) {
+        let kind = match sig {
+            Sig::Panicked(_) => "Panic",
+            _ => "Finish",
+        };
+        let first = self.first_live(self.gs[from].parent.unwrap());
+        self.emit(from, first, kind);
         self.gs[from].st = St::Dead;
         self.gs[from].pending = true;
         self.gs[from].orphan = false;
+        // Walk again: the hook may have killed the destination.
         let dest = self.first_live(self.gs[from].parent.unwrap());
         self.arrive(dest, sig, Some(from), None);
     }
@@ -476,12 +583,21 @@ impl Model {
     /// The current greenlet sends `sig` towards `target` (a switch or throw).
     fn send(&mut self, target: usize, sig: Sig, throw: bool) {
         let c = self.cur;
-        let x = self.first_live(target);
-        if x == c {
-            self.log.push(format!("g{c} got {}", sig.arrival()));
-            return;
-        }
         self.gs[c].holding = Some(target);
+        let x = loop {
+            let x = self.first_live(target);
+            if x == c {
+                self.gs[c].holding = None;
+                self.log.push(format!("g{c} got {}", sig.arrival()));
+                self.released(target);
+                return;
+            }
+            self.emit(c, x, if throw { "Throw" } else { "Switch" });
+            // The hook may have killed it: route again.
+            if self.gs[x].st != St::Dead {
+                break x;
+            }
+        };
         let reap = (c != 0 && self.refs(c) == 0).then_some(c);
         if self.gs[x].st == St::Unstarted && throw {
             // The throw starts it with the error: it dies without running.
@@ -497,17 +613,17 @@ impl Model {
         self.arrive(x, sig, None, reap);
     }
 
-    fn step(&mut self, op: Op, table_len: &mut usize, handles: &mut Vec<usize>) {
+    fn step(&mut self, op: Op) {
         let c = self.cur;
-        let n = *table_len;
+        let n = self.handles.len();
         match op {
             Op::Create {
                 parent,
                 current_parent,
             } => {
                 let p = parent % n;
-                let parent = if !current_parent && self.gs[handles[p]].handle {
-                    handles[p]
+                let parent = if !current_parent && self.gs[self.handles[p]].handle {
+                    self.handles[p]
                 } else {
                     c
                 };
@@ -520,12 +636,12 @@ impl Model {
                     orphan: false,
                     holding: None,
                     killing: 0,
+                    held: 0,
                 });
-                handles.push(self.gs.len() - 1);
-                *table_len += 1;
+                self.handles.push(self.gs.len() - 1);
             }
             Op::Switch { target, value } => {
-                let t = handles[target % n];
+                let t = self.handles[target % n];
                 if self.gs[t].handle {
                     if t == c {
                         self.log.push(format!("g{c} got Ok({value})"));
@@ -535,7 +651,7 @@ impl Model {
                 }
             }
             Op::Throw { target, payload } => {
-                let t = handles[target % n];
+                let t = self.handles[target % n];
                 if self.gs[t].handle {
                     if t == c {
                         self.log.push(format!("g{c} got Thrown({payload})"));
@@ -545,19 +661,23 @@ impl Model {
                 }
             }
             Op::Kill { target } => {
-                let t = handles[target % n];
+                let t = self.handles[target % n];
                 if self.gs[t].handle && t != 0 && self.gs[t].st != St::Dead {
                     if t == c {
                         // Self-kill: unwinds, the parent gets Killed.
                         self.log.push(format!("g{c} exit"));
                         self.finish(c, Sig::Killed);
                     } else {
+                        // The real program kills through a clone.
+                        self.gs[t].held += 1;
                         self.kill(t);
+                        self.gs[t].held -= 1;
+                        self.released(t);
                     }
                 }
             }
             Op::Drop { target } => {
-                let t = handles[target % n];
+                let t = self.handles[target % n];
                 if self.gs[t].handle && t != 0 {
                     self.gs[t].handle = false;
                     self.released(t);
@@ -567,8 +687,11 @@ impl Model {
             }
             Op::SetParent { target, parent } => {
                 let (ti, pi) = (target % n, parent % n);
-                let (t, p) = (handles[ti], handles[pi]);
+                let (t, p) = (self.handles[ti], self.handles[pi]);
                 if self.gs[t].handle && self.gs[p].handle {
+                    // The real program holds a clone of each meanwhile.
+                    self.gs[t].held += 1;
+                    self.gs[p].held += 1;
                     let r = if t == 0 {
                         "Err(Main)".to_string()
                     } else {
@@ -593,6 +716,10 @@ impl Model {
                     };
                     self.log
                         .push(format!("g{c} set_parent(g{ti}, g{pi}) = {r}"));
+                    self.gs[t].held -= 1;
+                    self.released(t);
+                    self.gs[p].held -= 1;
+                    self.released(p);
                 }
             }
             Op::Return { value } if c != 0 => {
@@ -608,7 +735,7 @@ impl Model {
     }
 }
 
-fn run_model(program: &[Op]) -> (Vec<String>, usize) {
+fn run_model(program: &[Op], hook: Option<Hook>) -> (Vec<String>, usize) {
     let mut m = Model {
         gs: vec![G {
             st: St::Active,
@@ -619,14 +746,17 @@ fn run_model(program: &[Op]) -> (Vec<String>, usize) {
             orphan: false,
             holding: None,
             killing: 0,
+            held: 0,
         }],
         cur: 0,
         log: Vec::new(),
         ended: false,
+        hook,
+        events: 0,
+        in_hook: false,
+        // Table index -> greenlet (they coincide: greenlet k is table entry k).
+        handles: vec![0usize],
     };
-    // Table index -> greenlet (they coincide: greenlet k is table entry k).
-    let mut handles = vec![0usize];
-    let mut table_len = 1usize;
     let mut ops: VecDeque<Op> = program.iter().copied().collect();
     loop {
         let Some(op) = ops.pop_front() else {
@@ -640,13 +770,14 @@ fn run_model(program: &[Op]) -> (Vec<String>, usize) {
             }
             continue;
         };
-        m.step(op, &mut table_len, &mut handles);
+        m.step(op);
         if m.ended {
             break;
         }
     }
     // Main drops every handle, in order.
-    for &k in &handles[..table_len] {
+    for i in 0..m.handles.len() {
+        let k = m.handles[i];
         if m.gs[k].handle && k != 0 {
             m.gs[k].handle = false;
             m.released(k);
@@ -684,10 +815,13 @@ proptest! {
     })]
 
     #[test]
-    fn the_crate_behaves_like_the_model(program in proptest::collection::vec(op_strategy(), 0..40)) {
+    fn the_crate_behaves_like_the_model(
+        program in proptest::collection::vec(op_strategy(), 0..40),
+        hook in hook_strategy(),
+    ) {
         quiet_panics();
-        let real = run_real(&program);
-        let model = run_model(&program);
-        prop_assert_eq!(real, model, "program: {:?}", program);
+        let real = run_real(&program, hook);
+        let model = run_model(&program, hook);
+        prop_assert_eq!(real, model, "program: {:?}, hook: {:?}", program, hook);
     }
 }
