@@ -303,7 +303,7 @@ fn install_hook(hook: Hook) {
         let (o, t) = (index(&e.origin), index(&e.target));
         rt.push(format!("hook {:?} g{o}->g{t}", e.kind));
         events += 1;
-        if hook.drop_every != 0 && events % hook.drop_every == 0 {
+        if hook.drop_every != 0 && events.is_multiple_of(hook.drop_every) {
             let i = rt.resolve(hook.drop_target);
             let g = rt.table.borrow_mut()[i].take();
             drop(rt);
@@ -509,7 +509,7 @@ impl Model {
         // The event holds a handle to each.
         self.gs[origin].held += 1;
         self.gs[target].held += 1;
-        if hook.drop_every != 0 && self.events % hook.drop_every == 0 {
+        if hook.drop_every != 0 && self.events.is_multiple_of(hook.drop_every) {
             let t = self.handles[hook.drop_target % self.handles.len()];
             if self.gs[t].handle {
                 self.gs[t].handle = false;
