@@ -28,6 +28,12 @@
 //!   is the same for all servers, so a server that needs less CPU per
 //!   round trip leaves more CPU to it where cores are few.
 //!
+//! - A churn row: 1,000 connections opened in a burst, one round trip
+//!   each, closed; repeated. Every connection is a new handler greenlet
+//!   (or task) on the server, so this row measures the stack supply.
+//!   Connections per second, greenlet (default spin) and tokio servers
+//!   back to back in each run.
+//!
 //! `cargo bench --bench echo`; `cargo test --benches` does a quick smoke
 //! run.
 
@@ -274,6 +280,42 @@ fn client(
     .expect("the client thread panicked")
 }
 
+/// Churn: `rounds` times, `conns` connections opened at once, one round
+/// trip each, closed; returns connections per second.
+fn churn(addr: SocketAddr, conns: u64, rounds: u64) -> f64 {
+    named("churn", move || {
+        let start = Instant::now();
+        for _ in 0..rounds {
+            let clients: Vec<_> = (0..conns)
+                .map(|i| {
+                    hub::spawn(move || -> io::Result<()> {
+                        let mut stream = net::TcpStream::connect(addr)?;
+                        stream.set_nodelay(true)?;
+                        round_trip(&mut stream, &[i as u8; MESSAGE])
+                    })
+                })
+                .collect();
+            hub::run();
+            for c in clients {
+                c.join()
+                    .expect("a client greenlet died")
+                    .expect("a connection failed");
+            }
+        }
+        (conns * rounds) as f64 / start.elapsed().as_secs_f64()
+    })
+    .join()
+    .expect("the churn thread panicked")
+}
+
+/// One churn run against a fresh server.
+fn measure_churn(server: fn() -> Server, conns: u64, rounds: u64) -> f64 {
+    let server = server();
+    let rate = churn(server.addr, conns, rounds);
+    server.shutdown();
+    rate
+}
+
 /// One run against a fresh server.
 struct Sample {
     /// Round trips per second.
@@ -391,6 +433,35 @@ fn main() {
             busy(2),
         ));
     }
+    // Churn: greenlet and tokio servers back to back, rotating.
+    let (conns, rounds) = (1_000 / scale, 5);
+    let churners: [fn() -> Server; 2] = [greenlet_server, tokio_server];
+    let mut churn_rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for run in 0..runs {
+        for i in 0..2 {
+            let k = (run + i) % 2;
+            churn_rates[k].push(measure_churn(churners[k], conns, rounds));
+        }
+    }
+    let churn_ratio = median(
+        churn_rates[0]
+            .iter()
+            .zip(&churn_rates[1])
+            .map(|(g, t)| g / t)
+            .collect(),
+    )
+    .0;
+    let [(ours, our_spread), (theirs, their_spread)] =
+        churn_rates.each_ref().map(|r| median(r.clone()));
+    println!("\nchurn: {conns} connections opened at once, one round trip each, closed; {rounds} times a run (median of {runs} runs)\n");
+    println!("| connections / burst | greenlet conn/s | tokio conn/s | greenlet / tokio | spread greenlet / tokio |");
+    println!("|---:|---:|---:|---:|---:|");
+    println!(
+        "| {conns} | {ours:.0} | {theirs:.0} | {churn_ratio:.2} | {:.0}% / {:.0}% |",
+        our_spread * 100.0,
+        their_spread * 100.0
+    );
+
     println!("\nserver thread CPU time (user + system) per round trip, in µs, and the server's share of a core (medians)\n");
     println!(
         "| connections | greenlet µs | tokio µs | greenlet, spin off µs \

@@ -182,7 +182,7 @@ pub use crate::error::{KillRefused, ParentError, SwitchError};
 pub use crate::generator::{Generator, Yielder};
 pub use crate::greenlet::{current, switch, Builder, Greenlet};
 pub use crate::local::Local;
-pub use crate::stack::DEFAULT_STACK_SIZE;
+pub use crate::stack::{set_stack_policy, trim_stacks, StackPolicy, DEFAULT_STACK_SIZE};
 pub use crate::stats::{stats, GreenletInfo, GreenletState, Stats, WaitOn};
 pub use crate::trace::{set_switch_hook, SwitchEvent, SwitchHook, SwitchKind};
 

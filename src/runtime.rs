@@ -485,7 +485,7 @@ impl Runtime {
         self.restricted.set(if on { n + 1 } else { n - 1 });
     }
 
-    fn pool(&self) -> *mut StackPool {
+    pub(crate) fn pool(&self) -> *mut StackPool {
         self.pool.get()
     }
 

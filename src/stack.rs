@@ -1,11 +1,35 @@
-//! Guarded stacks for greenlets, and the per-thread pool that recycles them.
+//! Guarded stacks for greenlets, and the per-thread pool that supplies them.
 //!
-//! Every greenlet runs on a corosensei [`DefaultStack`]: an `mmap`-ed region
-//! with a `PROT_NONE` guard page below it, so an overflow faults instead of
-//! corrupting memory. Mapping and protecting a stack costs two system calls
-//! (and unmapping a third), far more than a greenlet's whole life on a warm
-//! stack, so finished greenlets hand their stacks to a [`StackPool`] and the
-//! next greenlet of the thread takes one from there.
+//! Every greenlet runs on a stack with an inaccessible guard page below it,
+//! so an overflow faults instead of corrupting memory. Getting such a stack
+//! from the kernel is the expensive part of a greenlet's life (a map, a
+//! guard, an unmap, and fresh page faults: tens of microseconds against a
+//! few nanoseconds per switch), so the pool here makes it rare and cheap:
+//!
+//! - **Batches.** Default-size stacks are mapped many at a time, one `mmap`
+//!   per batch (16 stacks at first, doubling up to 256), and their guard
+//!   pages are installed together: as lightweight guard regions
+//!   (`MADV_GUARD_INSTALL`, Linux 6.13 and later) in one `process_madvise`
+//!   call for the whole batch, which also keeps the batch a single memory
+//!   mapping; where the kernel lacks them, with one `mprotect` per guard
+//!   page as before (two mappings per stack).
+//! - **Reuse.** A finished greenlet's stack goes back to the pool still
+//!   mapped and still resident, and the next greenlet takes the most
+//!   recently released one (LIFO): a warm stack costs no system call and no
+//!   page fault. Stacks stay mapped up to [`StackPolicy::max_pooled`];
+//!   beyond it a released stack is unmapped.
+//! - **Cold stacks give their memory back.** A pooled stack that has not
+//!   been reused for [`StackPolicy::cold_after`] is *trimmed*: its pages go
+//!   back to the kernel (`MADV_DONTNEED`), so the resident set falls after a
+//!   burst, while the mapping stays for the next one. The most recently
+//!   released [`StackPolicy::resident`] stacks are never trimmed by age.
+//!   The check runs when the pool is used, and [`trim_stacks`] trims at
+//!   once. `MADV_DONTNEED` rather than `MADV_FREE`: freed pages stay in
+//!   the resident set until the system runs short of memory, and touching
+//!   one again costs about as much as a fresh fault.
+//!
+//! Stacks of any other size (set with `Builder::stack_size`) are mapped one
+//! at a time and unmapped when their greenlet is done.
 //!
 //! The top [`RESERVED`] bytes of each stack hold the greenlet's corosensei
 //! `Coroutine` object itself: it needs an address that never moves (corosensei
@@ -13,164 +37,303 @@
 
 use std::io;
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::time::Duration;
 
-use corosensei::stack::{DefaultStack, Stack, StackPointer};
+use corosensei::stack::{Stack, StackPointer, MIN_STACK_SIZE};
 
-use crate::runtime::Co;
+use crate::runtime::{Co, Runtime};
 
 /// The usable size of a greenlet's stack when the builder does not set one:
 /// 1 MiB, the same as corosensei's default. Memory is only committed as the
 /// stack is touched, so an idle greenlet costs about one page of it.
 pub const DEFAULT_STACK_SIZE: usize = 1024 * 1024;
 
-/// How many stacks a thread keeps for reuse. Beyond this, released stacks are
-/// unmapped.
-pub(crate) const POOL_CAPACITY: usize = 64;
-
-/// The pool is a stack (LIFO): the most recently released stacks are reused
-/// first and stay warm. A stack pushed further down than this many places
-/// has everything but its top [`KEEP_RESIDENT`] bytes given back to the
-/// kernel (`MADV_DONTNEED`), once, so a burst of deep greenlets does not pin
-/// memory, while a steady create/finish cycle makes no system call.
-const WARM_STACKS: usize = 8;
-const KEEP_RESIDENT: usize = 64 * 1024;
-
 /// Bytes at the top of each stack that hold the greenlet's `Coroutine`.
 pub(crate) const RESERVED: usize = (std::mem::size_of::<Co>() + 63) & !63;
 
-/// A [`DefaultStack`] whose top [`RESERVED`] bytes are kept out of the
-/// usable stack, to hold the coroutine that runs on it.
+/// Stacks in the first batch a thread maps; each further batch is as large
+/// as everything mapped so far, up to [`MAX_BATCH`].
+const FIRST_BATCH: usize = 16;
+const MAX_BATCH: usize = 256;
+
+/// How the pool keeps and gives back default-size stacks, per thread.
+///
+/// The default suits servers: every stack a burst needed stays mapped for
+/// the next burst (up to 32,768 of them, about the most the kernel's stock
+/// mapping limit allows live at once anyway), the 16 most recently released
+/// stay resident, and the others give their memory back once they have not
+/// been reused for a second. Set it with [`set_stack_policy`].
+///
+/// ```
+/// use std::time::Duration;
+/// use greenlet::{set_stack_policy, StackPolicy};
+///
+/// // A thread that wants its memory back sooner, and keeps fewer stacks.
+/// let previous = set_stack_policy(
+///     StackPolicy::new()
+///         .max_pooled_bytes(256 << 20)
+///         .resident(4)
+///         .cold_after(Duration::from_millis(100)),
+/// );
+/// assert_eq!(previous, StackPolicy::default());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackPolicy {
+    max_pooled: usize,
+    resident: usize,
+    cold_after: Duration,
+}
+
+impl StackPolicy {
+    /// The default policy (see the type's docs).
+    pub const fn new() -> StackPolicy {
+        StackPolicy {
+            max_pooled: 32_768,
+            resident: 16,
+            cold_after: Duration::from_secs(1),
+        }
+    }
+
+    /// Keeps at most `stacks` released default-size stacks mapped for
+    /// reuse; a stack released beyond that is unmapped. Zero turns reuse
+    /// off. A stack that is kept costs address space and, once trimmed,
+    /// no memory but its page-table entries.
+    pub const fn max_pooled(mut self, stacks: usize) -> StackPolicy {
+        self.max_pooled = stacks;
+        self
+    }
+
+    /// The same limit in bytes of mapped stack (guard page included): as
+    /// many default-size stacks as fit in `bytes`.
+    pub fn max_pooled_bytes(self, bytes: usize) -> StackPolicy {
+        self.max_pooled(bytes / default_mapped_len())
+    }
+
+    /// Keeps the `stacks` most recently released stacks resident however
+    /// long they wait (only [`trim_stacks`] trims them), so a thread that
+    /// comes back to work after a pause finds that many warm.
+    pub const fn resident(mut self, stacks: usize) -> StackPolicy {
+        self.resident = stacks;
+        self
+    }
+
+    /// Gives back the memory of pooled stacks (beyond the resident ones)
+    /// that have not been reused for `delay`. Zero trims every stack as
+    /// soon as the pool is next used after its release.
+    pub const fn cold_after(mut self, delay: Duration) -> StackPolicy {
+        self.cold_after = delay;
+        self
+    }
+}
+
+impl Default for StackPolicy {
+    fn default() -> StackPolicy {
+        StackPolicy::new()
+    }
+}
+
+/// Sets the current thread's [`StackPolicy`] and returns the one it
+/// replaces. Pooled stacks beyond a lowered [`StackPolicy::max_pooled`]
+/// are unmapped at once.
+pub fn set_stack_policy(policy: StackPolicy) -> StackPolicy {
+    let rt = Runtime::get();
+    // SAFETY: the borrowing rule: the pool runs no user code, and nothing
+    // else holds a reference into it.
+    unsafe { (*rt.pool()).set_policy(policy) }
+}
+
+/// Gives the memory of every stack in the current thread's pool back to
+/// the kernel now, resident ones included; the stacks stay mapped for
+/// reuse. The pool does this by itself for stacks that go cold (see
+/// [`StackPolicy::cold_after`]); this is for a thread that knows it is done
+/// with a burst, or that is about to sleep.
+///
+/// ```
+/// use greenlet::Greenlet;
+///
+/// let many: Vec<Greenlet> = (0..100).map(|_| Greenlet::new(|()| ())).collect();
+/// drop(many);
+/// greenlet::trim_stacks();
+/// assert!(greenlet::stack_stats().pooled >= 100); // still mapped
+/// ```
+pub fn trim_stacks() {
+    let rt = Runtime::get();
+    // SAFETY: as in `set_stack_policy`.
+    unsafe { (*rt.pool()).trim_all() }
+}
+
+/// A guarded stack whose top [`RESERVED`] bytes are kept out of the usable
+/// stack, to hold the coroutine that runs on it.
 pub(crate) struct PooledStack {
-    inner: DefaultStack,
+    /// The lowest address: the guard page, then the usable stack.
+    low: usize,
+    /// Bytes from `low` to the top, guard page included.
+    len: usize,
+    /// Whether the stack is a mapping of its own (unmapped on drop) rather
+    /// than a slot of one of the pool's batches (whose mapping the pool
+    /// manages: a slot dropped outside the pool stays mapped).
+    owned: bool,
 }
 
 impl PooledStack {
-    /// Maps a new stack with at least `size` usable bytes.
-    fn map(size: usize) -> io::Result<PooledStack> {
-        // corosensei panics on sizes whose page rounding overflows; such a
-        // request could never be mapped anyway.
-        if size > isize::MAX as usize / 2 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("greenlet stack size of {size} bytes is too large"),
-            ));
-        }
+    /// Maps a stack of its own with at least `size` usable bytes.
+    fn map_single(size: usize) -> io::Result<PooledStack> {
+        let len = mapped_len(size)?;
+        let low = map_batch(len, 1)?;
         Ok(PooledStack {
-            inner: DefaultStack::new(size + RESERVED)?,
+            low,
+            len,
+            owned: true,
         })
-    }
-
-    /// The bytes the mapping spans, guard page included.
-    fn mapped_len(&self) -> usize {
-        self.inner.base().get() - self.inner.limit().get()
     }
 
     /// Where the coroutine that runs on this stack lives.
     pub(crate) fn coroutine_slot(&self) -> *mut Co {
-        (self.inner.base().get() - RESERVED) as *mut Co
+        (self.low + self.len - RESERVED) as *mut Co
     }
 
     /// The usable size in bytes (guard page and reserved bytes excluded).
     #[cfg(test)]
     pub(crate) fn usable_size(&self) -> usize {
-        self.mapped_len() - page_size() - RESERVED
+        self.len - page_size() - RESERVED
     }
 
     /// The lowest address of the guard page below the stack.
     pub(crate) fn guard_page(&self) -> usize {
-        self.inner.limit().get()
+        self.low
     }
 
-    /// Gives all but the top `KEEP_RESIDENT` bytes back to the kernel.
-    fn trim(&self) {
-        let low = self.inner.limit().get() + page_size();
-        let high = self.inner.base().get().saturating_sub(KEEP_RESIDENT);
-        if high > low {
-            // SAFETY: [low, high) lies inside this stack's writable mapping,
-            // and no greenlet runs on a stack while it is being released, so
-            // nothing live is stored there.
-            unsafe {
-                libc::madvise(low as *mut libc::c_void, high - low, libc::MADV_DONTNEED);
-            }
+    /// The stack's memory, guard page excluded.
+    fn usable(&self) -> (usize, usize) {
+        (self.low + page_size(), self.len - page_size())
+    }
+
+    /// Unmaps a batch slot (the batch mapping around it stays).
+    fn unmap(self) {
+        // SAFETY: the range is this stack's own slot, which nothing else
+        // uses: the pool holds it and no greenlet runs on it.
+        unsafe { libc::munmap(self.low as *mut libc::c_void, self.len) };
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for PooledStack {
+    fn drop(&mut self) {
+        if self.owned {
+            // SAFETY: the mapping is this stack's own; the stack is being
+            // dropped, so nothing runs on it any more.
+            unsafe { libc::munmap(self.low as *mut libc::c_void, self.len) };
         }
     }
 }
 
-// SAFETY: the limit and the guard page are those of the inner
-// `DefaultStack`; the base is moved down by `RESERVED` (a multiple of 64, so
-// it stays 16-byte aligned), which leaves at least `MIN_STACK_SIZE` usable
-// bytes because `map` adds `RESERVED` to the requested size.
+// SAFETY: `[low, low + page)` is the guard page (inaccessible), and the
+// rest up to `low + len` is readable and writable memory owned by this
+// stack. The base is moved down by `RESERVED` (a multiple of 64, so it
+// stays 16-byte aligned), which leaves at least `MIN_STACK_SIZE` usable
+// bytes because `mapped_len` adds `RESERVED` to the requested size.
 unsafe impl Stack for PooledStack {
     #[inline]
     fn base(&self) -> StackPointer {
-        // `RESERVED` is far smaller than any mapping, so this never hits 0.
-        NonZeroUsize::new(self.inner.base().get() - RESERVED).expect("stack base underflow")
+        // `low` is a mapping's address, never 0.
+        NonZeroUsize::new(self.low + self.len - RESERVED).expect("stack base underflow")
     }
 
     #[inline]
     fn limit(&self) -> StackPointer {
-        self.inner.limit()
+        NonZeroUsize::new(self.low).expect("stack at address 0")
     }
 }
 
-/// A thread's stash of released default-size stacks.
+/// A pooled stack and when it came back, in the pool's clock ticks.
+struct Pooled {
+    stack: PooledStack,
+    released: u64,
+}
+
+/// A thread's supply of default-size stacks.
+///
+/// `free` is a LIFO: a stack is released on top and taken from the top.
+/// Every stack in it was therefore released after every stack below it,
+/// and the `released` ticks grow from bottom to top; the stacks that have
+/// waited longest, the cold ones, are always a prefix. Trimmed stacks are
+/// such a prefix too, `free[..trimmed]`: trimming only ever extends the
+/// prefix, and taking a stack from within it shortens it.
 pub(crate) struct StackPool {
-    /// Pooled stacks, most recently released last, each with whether it has
-    /// been trimmed.
-    stacks: Vec<(PooledStack, bool)>,
+    free: Vec<Pooled>,
+    /// `free[..trimmed]` have given their memory back (or are fresh).
+    trimmed: usize,
     /// Stacks currently lent to greenlets.
     in_use: usize,
+    /// Default-size stacks mapped so far (sizes the next batch).
+    mapped: usize,
+    /// The last clock reading, in milliseconds (see `now_ms`).
+    last_tick: u64,
+    policy: StackPolicy,
 }
 
 impl StackPool {
     pub(crate) const fn new() -> StackPool {
         StackPool {
-            stacks: Vec::new(),
+            free: Vec::new(),
+            trimmed: 0,
             in_use: 0,
+            mapped: 0,
+            last_tick: 0,
+            policy: StackPolicy::new(),
         }
     }
 
     /// A stack with at least `size` usable bytes: a pooled one when `size` is
     /// the default, otherwise a fresh mapping.
+    #[inline]
     pub(crate) fn take(&mut self, size: usize) -> io::Result<PooledStack> {
-        let stack = match self.stacks.pop() {
-            Some((stack, _)) if size == DEFAULT_STACK_SIZE => stack,
-            other => {
-                if let Some(pooled) = other {
-                    self.stacks.push(pooled);
-                }
-                PooledStack::map(size)?
+        if size != DEFAULT_STACK_SIZE {
+            let stack = PooledStack::map_single(size)?;
+            self.in_use += 1;
+            return Ok(stack);
+        }
+        if self.free.len() > self.trimmed + self.policy.resident {
+            // Stacks that may have gone cold: check before taking one.
+            self.age();
+        }
+        let stack = match self.free.pop() {
+            Some(pooled) => {
+                self.trimmed = self.trimmed.min(self.free.len());
+                pooled.stack
             }
+            None => self.map_more()?,
         };
         self.in_use += 1;
         Ok(stack)
     }
 
     /// Takes back a stack whose greenlet has finished with it.
+    #[inline]
     pub(crate) fn give(&mut self, stack: PooledStack) {
         self.in_use -= 1;
-        if stack.mapped_len() != default_mapped_len() || self.stacks.len() >= POOL_CAPACITY {
+        if stack.owned {
             return; // dropping unmaps it
         }
-        if self.stacks.capacity() == 0 {
-            self.stacks.reserve_exact(POOL_CAPACITY);
+        if self.free.len() >= self.policy.max_pooled {
+            stack.unmap();
+            return;
         }
-        self.stacks.push((stack, false));
-        // The stack that just left the warm top of the pool gives its
-        // memory back (once).
-        if let Some(cold) = self.stacks.len().checked_sub(WARM_STACKS + 1) {
-            let (stack, trimmed) = &mut self.stacks[cold];
-            if !*trimmed {
-                stack.trim();
-                *trimmed = true;
-            }
-        }
+        // Below the resident reserve the stack cannot be trimmed before
+        // `resident` more are released on top of it, so the last reading
+        // of the clock is soon enough (and keeps the ticks in order).
+        let released = if self.free.len() >= self.policy.resident {
+            self.tick()
+        } else {
+            self.last_tick
+        };
+        self.free.push(Pooled { stack, released });
     }
 
     /// Stacks waiting in the pool.
     pub(crate) fn pooled(&self) -> usize {
-        self.stacks.len()
+        self.free.len()
     }
 
     /// Stacks lent to live greenlets.
@@ -178,15 +341,316 @@ impl StackPool {
         self.in_use
     }
 
-    /// Unmaps every pooled stack.
+    /// Unmaps every pooled stack (the thread is exiting). Stacks still
+    /// lent out, if any, stay mapped.
     pub(crate) fn clear(&mut self) {
-        self.stacks = Vec::new();
+        let mut stacks: Vec<PooledStack> = self.free.drain(..).map(|p| p.stack).collect();
+        self.trimmed = 0;
+        stacks.sort_unstable_by_key(|s| s.low);
+        // Neighbouring slots of a batch go in one call.
+        let mut run: Option<(usize, usize)> = None;
+        for stack in stacks {
+            let (low, len) = (stack.low, stack.len);
+            std::mem::forget(stack);
+            run = match run {
+                Some((start, end)) if end == low => Some((start, end + len)),
+                Some((start, end)) => {
+                    // SAFETY: a run of pooled slots, which nothing uses.
+                    unsafe { libc::munmap(start as *mut libc::c_void, end - start) };
+                    Some((low, low + len))
+                }
+                None => Some((low, low + len)),
+            };
+        }
+        if let Some((start, end)) = run {
+            // SAFETY: as above.
+            unsafe { libc::munmap(start as *mut libc::c_void, end - start) };
+        }
+    }
+
+    fn set_policy(&mut self, policy: StackPolicy) -> StackPolicy {
+        let old = std::mem::replace(&mut self.policy, policy);
+        if self.free.len() > policy.max_pooled {
+            // The coldest go: the bottom of the LIFO.
+            let excess = self.free.len() - policy.max_pooled;
+            for pooled in self.free.drain(..excess) {
+                pooled.stack.unmap();
+            }
+            self.trimmed = self.trimmed.saturating_sub(excess);
+        }
+        old
+    }
+
+    /// Reads the clock (coarse, a few nanoseconds) and remembers it.
+    fn tick(&mut self) -> u64 {
+        let now = now_ms().max(self.last_tick);
+        self.last_tick = now;
+        now
+    }
+
+    /// Trims the pooled stacks that have gone cold.
+    #[cold]
+    fn age(&mut self) {
+        let now = self.tick();
+        let cold_after = self.policy.cold_after.as_millis() as u64;
+        let end = self.free.len().saturating_sub(self.policy.resident);
+        if end <= self.trimmed {
+            return;
+        }
+        let first_warm = self.free[self.trimmed..end]
+            .iter()
+            .position(|p| p.released.saturating_add(cold_after) > now)
+            .map_or(end, |i| self.trimmed + i);
+        self.trim_to(first_warm);
+    }
+
+    /// Trims every pooled stack.
+    fn trim_all(&mut self) {
+        self.trim_to(self.free.len());
+    }
+
+    /// Trims `free[trimmed..end]`.
+    fn trim_to(&mut self, end: usize) {
+        if end > self.trimmed {
+            give_back(
+                self.free[self.trimmed..end]
+                    .iter()
+                    .map(|p| p.stack.usable()),
+            );
+            self.trimmed = end;
+        }
+    }
+
+    /// Maps a batch of default-size stacks, keeps all but one in the pool
+    /// and returns that one.
+    #[cold]
+    fn map_more(&mut self) -> io::Result<PooledStack> {
+        let len = default_mapped_len();
+        let mut count = self
+            .mapped
+            .clamp(FIRST_BATCH, MAX_BATCH)
+            .min(self.policy.max_pooled.saturating_add(1))
+            .max(1);
+        // Near an address-space or mapping limit, smaller batches may
+        // still fit; the error is the one for a single stack.
+        let low = loop {
+            match map_batch(len, count) {
+                Ok(low) => break low,
+                Err(_) if count > 1 => count /= 2,
+                Err(e) => return Err(e),
+            }
+        };
+        self.mapped += count;
+        // Fresh stacks hold no memory yet: they count as trimmed. They go
+        // in so that the lowest is taken first.
+        debug_assert!(self.free.is_empty());
+        let released = self.last_tick;
+        self.free.extend((1..count).rev().map(|i| Pooled {
+            stack: PooledStack {
+                low: low + i * len,
+                len,
+                owned: false,
+            },
+            released,
+        }));
+        self.trimmed = self.free.len();
+        Ok(PooledStack {
+            low,
+            len,
+            owned: false,
+        })
     }
 }
 
-fn default_mapped_len() -> usize {
+/// The mapped length of a stack with `size` usable bytes: the size and the
+/// reserved bytes rounded up to pages, plus the guard page.
+fn mapped_len(size: usize) -> io::Result<usize> {
     let page = page_size();
-    (DEFAULT_STACK_SIZE + RESERVED + page + page - 1) & !(page - 1)
+    size.max(MIN_STACK_SIZE)
+        .checked_add(RESERVED + 2 * page - 1)
+        .filter(|&n| n <= isize::MAX as usize / 2)
+        .map(|n| n & !(page - 1))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("greenlet stack size of {size} bytes is too large"),
+            )
+        })
+}
+
+fn default_mapped_len() -> usize {
+    mapped_len(DEFAULT_STACK_SIZE).expect("the default stack size maps")
+}
+
+/// Maps `count` stacks of `len` bytes each, contiguous, with a guard page
+/// at the bottom of each; returns the lowest address.
+fn map_batch(len: usize, count: usize) -> io::Result<usize> {
+    let total = len
+        .checked_mul(count)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: a fresh private anonymous mapping at an address the kernel
+    // picks; nothing else refers to it yet.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            total,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let low = addr as usize;
+    if let Err(e) = install_guards((0..count).map(|i| low + i * len)) {
+        // SAFETY: the mapping made above, not handed out.
+        unsafe { libc::munmap(addr, total) };
+        return Err(e);
+    }
+    Ok(low)
+}
+
+/// `MADV_GUARD_INSTALL` (Linux 6.13): makes the range fault on access
+/// without changing the mapping's protection, so no mapping is split.
+#[cfg(target_os = "linux")]
+const MADV_GUARD_INSTALL: libc::c_int = 102;
+
+/// The `pidfd` that names the calling process to `process_madvise`
+/// (`PIDFD_SELF`, Linux 6.14).
+#[cfg(target_os = "linux")]
+const PIDFD_SELF: libc::c_int = -10000;
+
+/// How guard pages are installed, found out once per process: lightweight
+/// guards for a whole batch in one call, lightweight guards one call each,
+/// or `mprotect`.
+static GUARD_MODE: AtomicU8 = AtomicU8::new(GUARDS_BATCHED);
+const GUARDS_BATCHED: u8 = 0;
+const GUARDS_EACH: u8 = 1;
+const GUARDS_MPROTECT: u8 = 2;
+
+/// Whether `process_madvise` takes `MADV_DONTNEED` for this process.
+static TRIM_BATCHED: AtomicU8 = AtomicU8::new(1);
+
+/// Makes the page at each address inaccessible.
+fn install_guards(pages: impl Iterator<Item = usize> + Clone) -> io::Result<()> {
+    let page = page_size();
+    #[cfg(target_os = "linux")]
+    {
+        if GUARD_MODE.load(Ordering::Relaxed) == GUARDS_BATCHED {
+            if advise_batched(pages.clone().map(|p| (p, page)), MADV_GUARD_INSTALL).is_ok() {
+                return Ok(());
+            }
+            GUARD_MODE.store(GUARDS_EACH, Ordering::Relaxed);
+        }
+        if GUARD_MODE.load(Ordering::Relaxed) == GUARDS_EACH {
+            let mut first = true;
+            for p in pages.clone() {
+                // SAFETY: `p` is a page of a mapping this module just made.
+                if unsafe { libc::madvise(p as *mut libc::c_void, page, MADV_GUARD_INSTALL) } != 0 {
+                    let e = io::Error::last_os_error();
+                    if !first || e.raw_os_error() != Some(libc::EINVAL) {
+                        return Err(e);
+                    }
+                    // The kernel has no lightweight guards (or not for
+                    // this mapping): protect every page instead.
+                    GUARD_MODE.store(GUARDS_MPROTECT, Ordering::Relaxed);
+                    break;
+                }
+                first = false;
+            }
+            if GUARD_MODE.load(Ordering::Relaxed) == GUARDS_EACH {
+                return Ok(());
+            }
+        }
+    }
+    for p in pages {
+        // SAFETY: as above.
+        if unsafe { libc::mprotect(p as *mut libc::c_void, page, libc::PROT_NONE) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Gives the memory of each `(address, length)` range back to the kernel.
+/// Best effort: a refusal leaves the memory resident, nothing worse.
+fn give_back(ranges: impl Iterator<Item = (usize, usize)> + Clone) {
+    #[cfg(target_os = "linux")]
+    {
+        if TRIM_BATCHED.load(Ordering::Relaxed) == 1 {
+            if advise_batched(ranges.clone(), libc::MADV_DONTNEED).is_ok() {
+                return;
+            }
+            TRIM_BATCHED.store(0, Ordering::Relaxed);
+        }
+    }
+    for (addr, len) in ranges {
+        // SAFETY: the range is a pooled stack's usable memory; no greenlet
+        // runs on a pooled stack, so nothing live is stored there.
+        unsafe { libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED) };
+    }
+}
+
+/// Applies `advice` to every range, up to 1,024 ranges per system call
+/// (`process_madvise` on this process).
+#[cfg(target_os = "linux")]
+fn advise_batched(
+    ranges: impl Iterator<Item = (usize, usize)>,
+    advice: libc::c_int,
+) -> io::Result<()> {
+    const IOV_MAX: usize = 1024;
+    let mut iov: Vec<libc::iovec> = Vec::new();
+    let mut ranges = ranges.peekable();
+    while ranges.peek().is_some() {
+        iov.clear();
+        iov.extend(
+            ranges
+                .by_ref()
+                .take(IOV_MAX)
+                .map(|(addr, len)| libc::iovec {
+                    iov_base: addr as *mut libc::c_void,
+                    iov_len: len,
+                }),
+        );
+        let want: usize = iov.iter().map(|v| v.iov_len).sum();
+        // SAFETY: `iov` holds `iov.len()` valid entries, each a range of a
+        // mapping this module made and owns.
+        let done = unsafe {
+            libc::syscall(
+                libc::SYS_process_madvise,
+                PIDFD_SELF,
+                iov.as_ptr(),
+                iov.len(),
+                advice,
+                0,
+            )
+        };
+        if done < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if done as usize != want {
+            return Err(io::Error::other("process_madvise stopped short"));
+        }
+    }
+    Ok(())
+}
+
+/// A coarse monotonic clock in milliseconds (a few milliseconds' resolution,
+/// read without a system call).
+fn now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    #[cfg(target_os = "linux")]
+    let clock = libc::CLOCK_MONOTONIC_COARSE;
+    #[cfg(not(target_os = "linux"))]
+    let clock = libc::CLOCK_MONOTONIC;
+    // SAFETY: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
 /// The system page size, asked once per process.
@@ -208,27 +672,102 @@ pub(crate) fn page_size() -> usize {
 mod tests {
     use super::*;
 
+    /// Pages of `[addr, addr + len)` that are resident.
+    fn resident_pages(addr: usize, len: usize) -> usize {
+        let page = page_size();
+        let mut vec = vec![0u8; len / page];
+        // SAFETY: a mapped range and a vector of one byte per page.
+        let r = unsafe { libc::mincore(addr as *mut libc::c_void, len, vec.as_mut_ptr()) };
+        assert_eq!(r, 0);
+        vec.iter().filter(|&&b| b & 1 != 0).count()
+    }
+
+    fn touch_top(s: &PooledStack) {
+        // SAFETY: the byte just below the reserved slot is usable stack.
+        unsafe { ((s.low + s.len - RESERVED - 1) as *mut u8).write_volatile(1) };
+    }
+
     #[test]
-    fn pool_reuses_default_stacks_and_is_bounded() {
+    fn pool_reuses_default_stacks_lifo() {
         let mut pool = StackPool::new();
         let a = pool.take(DEFAULT_STACK_SIZE).unwrap();
         let base = a.coroutine_slot();
         assert!(a.usable_size() >= DEFAULT_STACK_SIZE);
+        assert_eq!(pool.pooled(), FIRST_BATCH - 1, "the rest of the batch");
         pool.give(a);
-        assert_eq!(pool.pooled(), 1);
         let b = pool.take(DEFAULT_STACK_SIZE).unwrap();
         assert_eq!(b.coroutine_slot(), base, "the pooled stack is reused");
         pool.give(b);
 
-        let many: Vec<_> = (0..POOL_CAPACITY + 5)
+        let many: Vec<_> = (0..200)
             .map(|_| pool.take(DEFAULT_STACK_SIZE).unwrap())
             .collect();
-        assert_eq!(pool.in_use(), POOL_CAPACITY + 5);
+        assert_eq!(pool.in_use(), 200);
+        let mapped = pool.mapped;
         for s in many {
             pool.give(s);
         }
-        assert_eq!(pool.pooled(), POOL_CAPACITY);
+        assert_eq!(pool.pooled(), mapped, "every stack kept");
+        let again: Vec<_> = (0..200)
+            .map(|_| pool.take(DEFAULT_STACK_SIZE).unwrap())
+            .collect();
+        assert_eq!(pool.mapped, mapped, "no new mapping");
+        for s in again {
+            pool.give(s);
+        }
         assert_eq!(pool.in_use(), 0);
+        pool.clear();
+    }
+
+    #[test]
+    fn max_pooled_bounds_the_pool() {
+        let mut pool = StackPool::new();
+        pool.set_policy(StackPolicy::new().max_pooled(20));
+        let many: Vec<_> = (0..50)
+            .map(|_| pool.take(DEFAULT_STACK_SIZE).unwrap())
+            .collect();
+        for s in many {
+            pool.give(s);
+        }
+        assert_eq!(pool.pooled(), 20);
+        pool.set_policy(StackPolicy::new().max_pooled(5));
+        assert_eq!(pool.pooled(), 5);
+        pool.clear();
+    }
+
+    #[test]
+    fn cold_stacks_are_trimmed_and_warm_ones_kept() {
+        let mut pool = StackPool::new();
+        pool.set_policy(StackPolicy::new().resident(2).cold_after(Duration::ZERO));
+        let many: Vec<_> = (0..8)
+            .map(|_| {
+                let s = pool.take(DEFAULT_STACK_SIZE).unwrap();
+                touch_top(&s);
+                s
+            })
+            .collect();
+        let spans: Vec<(usize, usize)> = many.iter().map(|s| s.usable()).collect();
+        for s in many {
+            pool.give(s);
+        }
+        let resident = |pool: &StackPool| {
+            pool.free
+                .iter()
+                .map(|p| {
+                    let (a, l) = p.stack.usable();
+                    resident_pages(a, l)
+                })
+                .sum::<usize>()
+        };
+        assert!(resident(&pool) >= 8);
+        // Taking one ages the rest: every cold one but the 2 resident.
+        let one = pool.take(DEFAULT_STACK_SIZE).unwrap();
+        assert_eq!(resident(&pool), 1, "only the remaining resident stack");
+        pool.give(one);
+        pool.trim_all();
+        assert_eq!(resident(&pool), 0);
+        assert!(spans.iter().all(|&(a, l)| resident_pages(a, l) == 0));
+        pool.clear();
     }
 
     #[test]
@@ -238,5 +777,13 @@ mod tests {
         assert!(s.usable_size() >= 64 * 1024);
         pool.give(s);
         assert_eq!(pool.pooled(), 0);
+    }
+
+    #[test]
+    fn absurd_sizes_are_refused() {
+        let mut pool = StackPool::new();
+        let e = pool.take(usize::MAX).err().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(pool.in_use(), 0);
     }
 }

@@ -1,0 +1,54 @@
+//! An overflow on a default-size stack, which lives in the middle of a
+//! batch of stacks mapped together, still hits its own guard page and
+//! still names the greenlet. Runs in a child process (this test binary,
+//! re-run with an environment variable).
+
+#[path = "support/child.rs"]
+mod child;
+
+use std::hint::black_box;
+use std::os::unix::process::ExitStatusExt;
+
+use greenlet::Greenlet;
+
+const CHILD: &str = "GREENLET_STACK_OVERFLOW_CHILD";
+
+/// Recurses until the stack runs out (the base case is never reached).
+fn recurse(depth: u64) -> u64 {
+    if depth == u64::MAX {
+        return 0;
+    }
+    let frame = black_box([depth as u8; 256]);
+    recurse(depth + 1) + u64::from(frame[0])
+}
+
+#[test]
+fn batch_overflow_child() {
+    if std::env::var(CHILD).is_err() {
+        return;
+    }
+    // Neighbours on both sides: live stacks of the same batch below it,
+    // pooled ones above it.
+    let below: Vec<Greenlet> = (0..3).map(|_| Greenlet::new(|()| ())).collect();
+    let g = Greenlet::builder()
+        .name("batch-deep")
+        .build(|()| recurse(0))
+        .unwrap();
+    assert!(greenlet::stack_stats().pooled > 0, "a batch was mapped");
+    let _ = g.switch::<(), u64>(());
+    drop(below);
+}
+
+#[test]
+fn an_overflow_on_a_batch_mapped_stack_names_the_greenlet() {
+    let out = child::run("batch_overflow_child", CHILD, "1");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "greenlet 'batch-deep' (id 4) overflowed its stack of 1024 KiB; \
+             raise it with Builder::stack_size"
+        ),
+        "stderr: {stderr}"
+    );
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{:?}", out.status);
+}
