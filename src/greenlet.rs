@@ -95,9 +95,10 @@ impl Builder {
     /// so a switch never fails for want of one. When the OS refuses a new
     /// stack the error is returned as is: typically `ENOMEM` from `mmap` or
     /// `mprotect` once the process reaches the kernel's limit on memory
-    /// mappings (`vm.max_map_count`, 65,530 on a stock Linux; each guarded
-    /// stack takes two mappings, so about 32,000 greenlets). Raise it with
-    /// `sysctl -w vm.max_map_count=...`.
+    /// mappings (`vm.max_map_count`, 65,530 on a stock Linux; on kernels
+    /// without lightweight guard pages each guarded stack takes two
+    /// mappings, so about 32,000 greenlets), or when memory runs out. Raise
+    /// the limit with `sysctl -w vm.max_map_count=...`.
     pub fn build<F, A, R>(self, f: F) -> io::Result<Greenlet>
     where
         F: FnOnce(A) -> R + 'static,
@@ -148,9 +149,10 @@ impl Greenlet {
             Ok(g) => g,
             Err(e) => panic!(
                 "greenlet: cannot allocate a stack for a new greenlet: {e}. \
-                 Each greenlet stack takes two memory mappings and Linux limits \
-                 a process to vm.max_map_count of them (65530 by default, about \
-                 32,000 greenlets); raise it with `sysctl -w vm.max_map_count=N`, \
+                 Greenlet stacks take memory mappings (two each on kernels without \
+                 lightweight guard pages) and Linux limits a process to \
+                 vm.max_map_count of them (65530 by default, about 32,000 greenlets \
+                 there); raise it with `sysctl -w vm.max_map_count=N`, \
                  or use Greenlet::builder().build(..) to handle the error"
             ),
         }

@@ -105,9 +105,10 @@ where
 {
     spawn_with(hub, Greenlet::builder(), f).unwrap_or_else(|e| {
         panic!(
-            "greenlet::hub::spawn: cannot allocate a stack: {e}. Each greenlet stack \
-             takes two memory mappings and Linux limits a process to vm.max_map_count \
-             of them (65530 by default); raise it with `sysctl -w vm.max_map_count=N`, \
+            "greenlet::hub::spawn: cannot allocate a stack: {e}. Greenlet stacks take \
+             memory mappings (two each on kernels without lightweight guard pages) and \
+             Linux limits a process to vm.max_map_count of them (65530 by default); \
+             raise it with `sysctl -w vm.max_map_count=N`, \
              keep fewer greenlets alive at once, or use hub::Builder::spawn to get \
              the error instead"
         )
