@@ -82,6 +82,7 @@
 //! as such waits exist. Other threads reach the hub through a `Remote` or a
 //! channel `Sender`, which wake the poll with a `mio::Waker`.
 
+mod blocking;
 mod channel;
 mod event;
 mod join;
@@ -109,6 +110,7 @@ use crate::value::GreenletExit;
 use self::reactor::{Direction, Reactor, Registration};
 use self::timer::{Action, Timers};
 
+pub use self::blocking::{spawn_blocking, ThreadPool};
 pub use self::channel::{channel, Iter, Receiver, Sender};
 pub use self::event::Event;
 pub use self::join::{JoinError, JoinHandle};
