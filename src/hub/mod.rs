@@ -117,6 +117,8 @@ pub use self::join::{JoinError, JoinHandle};
 pub use self::queue::Queue;
 pub use self::remote::{remote, Remote, RemoteClosed};
 pub use self::timeout::{with_timeout, Elapsed};
+#[cfg(unix)]
+pub use crate::net::fd::{wait_readable, wait_writable};
 
 /// Why a wait ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -56,12 +56,16 @@
 //! - [`hub::run`](crate::hub::run) keeps going while a greenlet waits on a
 //!   socket: it parks in `epoll_wait` until something is ready.
 
+#[cfg(unix)]
+pub(crate) mod fd;
 mod socket;
 mod tcp;
 mod udp;
 #[cfg(unix)]
 mod unix;
 
+#[cfg(unix)]
+pub use self::fd::AsyncFd;
 pub use self::tcp::{Incoming, TcpListener, TcpStream};
 pub use self::udp::UdpSocket;
 #[cfg(unix)]
