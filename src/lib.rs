@@ -143,6 +143,8 @@ pub mod hub;
 mod local;
 pub mod net;
 mod overflow;
+#[cfg(unix)]
+pub mod process;
 mod runtime;
 mod stack;
 mod stats;
