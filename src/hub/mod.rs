@@ -89,6 +89,8 @@ mod join;
 mod queue;
 pub(crate) mod reactor;
 mod remote;
+#[cfg(unix)]
+mod signal;
 mod timeout;
 mod timer;
 mod wait_list;
@@ -116,6 +118,8 @@ pub use self::event::Event;
 pub use self::join::{JoinError, JoinHandle};
 pub use self::queue::Queue;
 pub use self::remote::{remote, Remote, RemoteClosed};
+#[cfg(unix)]
+pub use self::signal::{signal, Signal};
 pub use self::timeout::{with_timeout, Elapsed};
 #[cfg(unix)]
 pub use crate::net::fd::{wait_readable, wait_writable};
