@@ -66,7 +66,8 @@ impl Signal {
     /// # Panics
     ///
     /// As any blocking hub call (see the [hub docs](super)). A wait here
-    /// keeps [`run`](super::run) going, as a channel receive does.
+    /// keeps [`run`](super::run) going, as a channel receive does; wait
+    /// in a [`daemon`](super::daemon) if it should not.
     pub fn recv(&self) {
         // The sender lives in the registry until this value drops.
         let _ = self.rx.recv();
