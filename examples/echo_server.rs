@@ -4,9 +4,10 @@
 //!
 //! Run with `cargo run --release --example echo_server [ADDR]` (default
 //! `127.0.0.1:7878`), then talk to it with `nc 127.0.0.1 7878` or load it with
-//! `cargo run --release --example echo_client`.
+//! `cargo run --release --example echo_client`. Ctrl-C stops it cleanly.
 
 use std::io::{self, Read, Write};
+use std::rc::Rc;
 
 use greenlet::hub;
 use greenlet::net::{TcpListener, TcpStream};
@@ -27,13 +28,30 @@ fn main() -> io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:7878".to_string());
-    let listener = TcpListener::bind(&addr)?;
+    let listener = Rc::new(TcpListener::bind(&addr)?);
     println!("echo server listening on {}", listener.local_addr()?);
+
+    // Ctrl-C closes the listener, which wakes the `accept` below with an
+    // error: the loop ends and `main` returns. A daemon: waiting for the
+    // signal alone keeps nothing running.
+    let sigint = hub::signal(libc::SIGINT)?;
+    {
+        let listener = listener.clone();
+        hub::spawn_daemon(move || {
+            sigint.recv();
+            println!("\nSIGINT: closing the listener");
+            listener.close();
+        });
+    }
 
     // `accept` blocks the main greenlet only: the connections' greenlets run
     // while it waits.
     for stream in listener.incoming() {
-        let stream = stream?;
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => break,
+            Err(e) => return Err(e),
+        };
         stream.set_nodelay(true)?;
         hub::spawn(move || {
             if let Err(e) = echo(stream) {
@@ -41,5 +59,6 @@ fn main() -> io::Result<()> {
             }
         });
     }
+    println!("stopped accepting");
     Ok(())
 }
