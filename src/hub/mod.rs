@@ -87,6 +87,7 @@ mod channel;
 mod daemon;
 mod event;
 mod join;
+mod monitor;
 mod queue;
 pub(crate) mod reactor;
 mod remote;
@@ -118,6 +119,7 @@ pub use self::channel::{channel, Iter, Receiver, Sender};
 pub use self::daemon::{daemon, spawn_daemon};
 pub use self::event::Event;
 pub use self::join::{JoinError, JoinHandle};
+pub use self::monitor::{monitor, monitor_with, Blocked};
 pub use self::queue::Queue;
 pub use self::remote::{remote, Remote, RemoteClosed};
 #[cfg(unix)]
@@ -257,6 +259,7 @@ fn new_hub() -> Rc<Hub> {
     );
     let hub = Hub::new();
     HUB.with(|h| h.set(Rc::into_raw(hub.clone())));
+    monitor::from_env();
     hub
 }
 
