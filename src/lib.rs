@@ -143,6 +143,7 @@ pub mod hub;
 mod local;
 pub mod net;
 mod overflow;
+mod panic_hook;
 #[cfg(unix)]
 pub mod process;
 mod runtime;
