@@ -15,7 +15,7 @@
 //!   5.3 and later), which the hub polls like any descriptor: no signal
 //!   handler, no `SIGCHLD` disposition changed, nothing process-wide. On
 //!   older kernels (and other systems) a wait polls `try_wait` on a
-//!   backing-off [`hub::sleep`](crate::hub::sleep) (1 ms up to 50 ms).
+//!   backing-off [`hub::sleep`] (1 ms up to 50 ms).
 //! - Piped stdin, stdout and stderr are pipes in non-blocking mode,
 //!   registered with the hub ([`AsyncFd`]); they implement `Read` /
 //!   `Write` (also through shared references).

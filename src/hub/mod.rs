@@ -81,6 +81,13 @@
 //! with the next timer's deadline as the timeout; `run` keeps going as long
 //! as such waits exist. Other threads reach the hub through a `Remote` or a
 //! channel `Sender`, which wake the poll with a `mio::Waker`.
+//!
+//! On the same machinery: [`spawn_blocking`] runs blocking work on a
+//! [`ThreadPool`], [`wait_readable`] / [`wait_writable`] wait on any
+//! descriptor, [`signal`] receives Unix signals, and [`daemon`] /
+//! [`spawn_daemon`] mark waits that do not keep `run` going. [`monitor`]
+//! reports greenlets that run too long without switching (see the crate
+//! docs' "What blocks the hub").
 
 mod blocking;
 mod channel;

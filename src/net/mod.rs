@@ -55,6 +55,11 @@
 //!   avoid it.
 //! - [`hub::run`](crate::hub::run) keeps going while a greenlet waits on a
 //!   socket: it parks in `epoll_wait` until something is ready.
+//! - `close()` (on every socket type) wakes the greenlets blocked on the
+//!   socket with `ErrorKind::ConnectionAborted`; the descriptor is released
+//!   when the value drops. `try_clone()` registers a duplicate.
+//! - [`AsyncFd`] gives any other descriptor (pipes, ttys, eventfds) the
+//!   same treatment.
 
 #[cfg(unix)]
 pub(crate) mod fd;
