@@ -62,7 +62,7 @@ fn chain(n: u64, teardown: Teardown) -> u64 {
     } else {
         0
     });
-    let mut start = Greenlet::current();
+    let mut start = Greenlet::current().clone();
     for _ in 0..n {
         let link = Greenlet::new(|next: Greenlet| {
             // Wait (suspended) for the value, then pass it on. The switch

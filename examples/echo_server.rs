@@ -4,9 +4,10 @@
 //!
 //! Run with `cargo run --release --example echo_server [ADDR]` (default
 //! `127.0.0.1:7878`), then talk to it with `nc 127.0.0.1 7878` or load it with
-//! `cargo run --release --example echo_client`.
+//! `cargo run --release --example echo_client`. Ctrl-C stops it cleanly.
 
 use std::io::{self, Read, Write};
+use std::rc::Rc;
 
 use greenlet::hub;
 use greenlet::net::{TcpListener, TcpStream};
@@ -24,8 +25,21 @@ fn echo(mut stream: TcpStream) -> io::Result<()> {
 }
 
 fn serve(addr: &str) -> io::Result<()> {
-    let listener = TcpListener::bind(addr)?;
+    let listener = Rc::new(TcpListener::bind(addr)?);
     println!("echo server listening on {}", listener.local_addr()?);
+
+    // Ctrl-C closes the listener, which wakes the `accept` below with an
+    // error: the loop ends and `main` returns. A daemon: waiting for the
+    // signal alone keeps nothing running.
+    let sigint = hub::signal(libc::SIGINT)?;
+    {
+        let listener = listener.clone();
+        hub::spawn_daemon(move || {
+            sigint.recv();
+            println!("\nSIGINT: closing the listener");
+            listener.close();
+        });
+    }
 
     // `accept` blocks the main greenlet only: the connections' greenlets run
     // while it waits. Out of descriptors (EMFILE), it waits a little before
@@ -33,6 +47,8 @@ fn serve(addr: &str) -> io::Result<()> {
     for stream in listener.incoming() {
         let stream = match stream {
             Ok(stream) => stream,
+            // Closed by the Ctrl-C handler.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => break,
             Err(e) => {
                 eprintln!("accept: {e}");
                 continue;
@@ -49,6 +65,7 @@ fn serve(addr: &str) -> io::Result<()> {
             eprintln!("cannot serve a connection: {e}");
         }
     }
+    println!("stopped accepting");
     Ok(())
 }
 

@@ -105,6 +105,7 @@ impl Builder {
         A: 'static,
         R: 'static,
     {
+        crate::panic_hook::note_greenlet_thread();
         let rt = Runtime::get();
         let parent = match &self.parent {
             Some(p) => p.key,

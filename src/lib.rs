@@ -142,6 +142,34 @@
 //!   greenlet whose parent it is, say) leak until the thread exits, as `Rc`
 //!   cycles do; thread exit unwinds them.
 //!
+//! # What blocks the hub
+//!
+//! A greenlet runs until it calls into the [`hub`] (a blocking hub, [`net`]
+//! or [`process`] call, [`hub::yield_now`], a join). A call that blocks the
+//! OS thread instead, or long computation without such a call, stops every
+//! greenlet of the thread; nothing fails, concurrency just stops.
+//!
+//! - `std::net` sockets: use [`net`] (`from_std` converts one).
+//! - `std::thread::sleep`: use [`hub::sleep`].
+//! - Pipes, ttys, eventfds, other libraries' sockets: [`net::AsyncFd`], or
+//!   [`hub::wait_readable`] / [`hub::wait_writable`] around non-blocking
+//!   calls.
+//! - `std::process` waits and pipes: [`process::Command`].
+//! - Name lookup (a host name given to `ToSocketAddrs`, which calls the
+//!   system's blocking `getaddrinfo`, also inside
+//!   `net::TcpStream::connect("host:port")`), `std::fs` (regular files are
+//!   never "not ready"), blocking crates (database drivers, blocking HTTP
+//!   clients): run them in [`hub::spawn_blocking`] (or a
+//!   [`hub::ThreadPool`] of their own) and join the handle.
+//! - `std::sync::mpsc`, `Mutex` or `Condvar` waits for other threads: use
+//!   [`hub::channel`]; `sigwait`: [`hub::signal`].
+//! - Long CPU work: call [`hub::yield_now`] every few milliseconds, or move
+//!   it to [`hub::spawn_blocking`].
+//!
+//! [`hub::monitor`] (or `GREENLET_MAX_BLOCKING_MS=10` in the environment)
+//! reports each greenlet that ran past a limit without switching, with its
+//! name, id and how long; a panic inside a greenlet names it on stderr.
+//!
 //! # Where things are
 //!
 //! - [`greenlet`](crate::Greenlet) (`src/greenlet.rs`): the handle and the builder.
@@ -154,8 +182,15 @@
 //!   timeouts on top of switches; `src/hub/reactor.rs` is its mio `Poll`,
 //!   `src/hub/remote.rs` and `src/hub/channel.rs` reach it from other
 //!   threads ([`hub::remote`], [`hub::channel`]).
+//!   `src/hub/blocking.rs` is the thread pool ([`hub::spawn_blocking`]),
+//!   `src/hub/signal.rs` signals, `src/hub/daemon.rs` daemon waits,
+//!   `src/hub/monitor.rs` the blocked-hub monitor.
 //! - [`net`] (`src/net/`): TCP, UDP and Unix sockets that block only their
-//!   greenlet; `src/net/socket.rs` turns a would-block into a hub wait.
+//!   greenlet; `src/net/socket.rs` turns a would-block into a hub wait;
+//!   `src/net/fd.rs` does the same for any descriptor ([`net::AsyncFd`]).
+//! - [`process`] (`src/process.rs`): subprocesses, their exit watched
+//!   through a pidfd.
+//! - `src/panic_hook.rs`: the panic hook that names the panicking greenlet.
 //! - `src/generator.rs`: [`Generator`]; `src/local.rs`: [`Local`];
 //!   `src/trace.rs`: [`set_switch_hook`]; `src/stats.rs`: [`stats`].
 
@@ -170,6 +205,9 @@ pub mod hub;
 mod local;
 pub mod net;
 mod overflow;
+mod panic_hook;
+#[cfg(unix)]
+pub mod process;
 mod runtime;
 mod stack;
 mod stats;

@@ -58,14 +58,16 @@ pub enum WaitOn {
         /// The joined greenlet's id.
         greenlet: u64,
     },
-    /// A socket read, receive or accept (`greenlet::net`).
+    /// A socket read, receive or accept (`greenlet::net`), or a wait for a
+    /// descriptor to be readable (`hub::wait_readable`, `net::AsyncFd`).
     Readable {
         /// The socket's file descriptor.
         fd: i32,
         /// The timeout's deadline, if any.
         until: Option<Instant>,
     },
-    /// A socket write, send or connect (`greenlet::net`).
+    /// A socket write, send or connect (`greenlet::net`), or a wait for a
+    /// descriptor to be writable (`hub::wait_writable`, `net::AsyncFd`).
     Writable {
         /// The socket's file descriptor.
         fd: i32,

@@ -99,13 +99,25 @@
 //! with the next timer's deadline as the timeout; `run` keeps going as long
 //! as such waits exist. Other threads reach the hub through a `Remote` or a
 //! channel `Sender`, which wake the poll with a `mio::Waker`.
+//!
+//! On the same machinery: [`spawn_blocking`] runs blocking work on a
+//! [`ThreadPool`], [`wait_readable`] / [`wait_writable`] wait on any
+//! descriptor, [`signal`] receives Unix signals, and [`daemon`] /
+//! [`spawn_daemon`] mark waits that do not keep `run` going. [`monitor`]
+//! reports greenlets that run too long without switching (see the crate
+//! docs' "What blocks the hub").
 
+mod blocking;
 mod channel;
+mod daemon;
 mod event;
 mod join;
+mod monitor;
 mod queue;
 pub(crate) mod reactor;
 mod remote;
+#[cfg(unix)]
+mod signal;
 mod timeout;
 mod timer;
 mod wait_list;
@@ -127,12 +139,19 @@ use crate::value::GreenletExit;
 use self::reactor::{Direction, Reactor, Registration};
 use self::timer::{Action, Timers};
 
+pub use self::blocking::{spawn_blocking, ThreadPool};
 pub use self::channel::{channel, Iter, Receiver, Sender};
+pub use self::daemon::{daemon, spawn_daemon};
 pub use self::event::Event;
 pub use self::join::{JoinError, JoinHandle};
+pub use self::monitor::{monitor, monitor_with, Blocked};
 pub use self::queue::Queue;
 pub use self::remote::{remote, Remote, RemoteClosed};
+#[cfg(unix)]
+pub use self::signal::{signal, Signal};
 pub use self::timeout::{with_timeout, Elapsed};
+#[cfg(unix)]
+pub use crate::net::fd::{wait_readable, wait_writable};
 
 /// Why a wait ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,6 +171,8 @@ struct Wait {
     greenlet: Greenlet,
     wake: Wake,
     timer: Option<usize>,
+    /// Made by a daemon greenlet: it does not keep `run` going.
+    daemon: bool,
 }
 
 /// A `with_timeout` scope.
@@ -190,6 +211,10 @@ pub(crate) struct Hub {
     io_waits: Cell<usize>,
     /// How long to keep polling before parking (`None`: the default).
     idle_spin: Cell<Option<Duration>>,
+    /// Greenlets marked as daemons now (see `daemon.rs`).
+    daemons: Cell<usize>,
+    /// Of `io_waits`, those of daemons.
+    daemon_io_waits: Cell<usize>,
 }
 
 thread_local! {
@@ -259,6 +284,7 @@ fn new_hub() -> Rc<Hub> {
     );
     let hub = Hub::new();
     HUB.with(|h| h.set(Rc::into_raw(hub.clone())));
+    monitor::from_env();
     hub
 }
 
@@ -290,6 +316,8 @@ impl Hub {
                 reactor: OnceCell::new(),
                 io_waits: Cell::new(0),
                 idle_spin: Cell::new(None),
+                daemons: Cell::new(0),
+                daemon_io_waits: Cell::new(0),
             }
         })
     }
@@ -312,6 +340,12 @@ impl Hub {
                 // What comes back (a spawned greenlet's `()`, a self-kill's
                 // error) only means "carry on".
                 let _ = next.switch::<(), ()>(());
+                continue;
+            }
+            if self.daemons.get() > 0 && self.main_in_run.get() && self.only_daemons_wait() {
+                // What is left would only keep daemons going: `run` returns.
+                self.main_in_run.set(false);
+                let _ = main.switch::<(), ()>(());
                 continue;
             }
             let deadline = self.timers.borrow_mut().next_deadline();
@@ -472,22 +506,32 @@ impl Hub {
             reg: &'a Registration,
             dir: Direction,
             w: usize,
+            daemon: bool,
         }
         impl Drop for IoWait<'_> {
             fn drop(&mut self) {
                 self.reg.remove_waiter(self.dir, self.w);
                 self.hub.io_waits.set(self.hub.io_waits.get() - 1);
+                if self.daemon {
+                    let n = &self.hub.daemon_io_waits;
+                    n.set(n.get() - 1);
+                }
                 self.hub.end_wait(self.w);
             }
         }
         let w = self.new_wait(deadline);
         reg.add_waiter(dir, w);
         self.io_waits.set(self.io_waits.get() + 1);
+        let daemon = self.daemons.get() > 0 && self.waits.borrow()[w].daemon;
+        if daemon {
+            self.daemon_io_waits.set(self.daemon_io_waits.get() + 1);
+        }
         let guard = IoWait {
             hub: self,
             reg,
             dir,
             w,
+            daemon,
         };
         let wake = self.block(w, call, on);
         drop(guard);
@@ -557,10 +601,12 @@ impl Hub {
     /// Registers a wait for the current greenlet, with an optional
     /// deadline; returns its key.
     pub(crate) fn new_wait(&self, deadline: Option<Instant>) -> usize {
+        let daemon = self.daemons.get() > 0 && daemon::current_is_daemon();
         let w = self.waits.borrow_mut().insert(Wait {
             greenlet: Greenlet::current_owned(),
             wake: Wake::Pending,
             timer: None,
+            daemon,
         });
         if let Some(deadline) = deadline {
             let t = self.timers.borrow_mut().add(deadline, Action::Wait(w));

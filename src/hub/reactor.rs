@@ -34,6 +34,10 @@ const EVENTS: usize = 1024;
 /// Sticky: the socket has received TCP urgent data (`EPOLLPRI`).
 const URGENT: u8 = 16;
 
+/// Sticky: the owner closed it (`close` from some greenlet); every wait on
+/// it was woken and every later operation fails.
+const CLOSED: u8 = 32;
+
 /// Which half of a registration an operation needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Direction {
@@ -84,6 +88,20 @@ impl Registration {
     #[inline]
     pub(crate) fn is_ready(&self, dir: Direction) -> bool {
         self.ready.get() & (dir.bit() | dir.closed_bit()) != 0
+    }
+
+    /// Whether the owner closed it (see [`close`](Registration::close)).
+    #[inline]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.ready.get() & CLOSED != 0
+    }
+
+    /// Marks it closed and hands every wait on it, both directions, to
+    /// `wake`: the waiters' retries see [`is_closed`](Registration::is_closed).
+    pub(crate) fn close(&self, mut wake: impl FnMut(usize)) {
+        self.ready.set(self.ready.get() | CLOSED);
+        self.fire(Direction::Read, true, &mut wake);
+        self.fire(Direction::Write, true, &mut wake);
     }
 
     /// A stream read came back short, which on Linux (epoll) means the

@@ -55,14 +55,23 @@
 //!   avoid it.
 //! - [`hub::run`](crate::hub::run) keeps going while a greenlet waits on a
 //!   socket: it parks in `epoll_wait` until something is ready.
+//! - `close()` (on every socket type) wakes the greenlets blocked on the
+//!   socket with `ErrorKind::ConnectionAborted`; the descriptor is released
+//!   when the value drops. `try_clone()` registers a duplicate.
+//! - [`AsyncFd`] gives any other descriptor (pipes, ttys, eventfds) the
+//!   same treatment.
 
 mod accept;
+#[cfg(unix)]
+pub(crate) mod fd;
 mod socket;
 mod tcp;
 mod udp;
 #[cfg(unix)]
 mod unix;
 
+#[cfg(unix)]
+pub use self::fd::AsyncFd;
 pub use self::tcp::{Incoming, TcpListener, TcpStream};
 pub use self::udp::UdpSocket;
 #[cfg(unix)]
@@ -161,6 +170,44 @@ macro_rules! timeouts {
     };
 }
 
+/// `close` and `try_clone` for a socket type with a `socket` field and a
+/// `from_std` constructor taking `$std`. Streams pass `shutdown`: they
+/// are shut down both ways on close, so the peer (and any clone) sees the
+/// end too.
+macro_rules! close_and_clone {
+    ($t:ty, $std:ty $(, $shutdown:ident)?) => {
+        impl $t {
+            /// Closes it for every greenlet sharing it (gevent's
+            /// `close`/`cancel_wait`): greenlets blocked on it wake up
+            /// with an error of kind `ConnectionAborted`, later calls fail
+            /// the same way, and the hub forgets it. Streams are also shut
+            /// down both ways, so the peer sees the end (and so do
+            /// clones). The descriptor is released when the value drops;
+            /// closing twice does nothing more.
+            pub fn close(&self) {
+                // Already shut down or never connected: nothing to say.
+                $(let _ = self.socket.get().$shutdown(std::net::Shutdown::Both);)?
+                self.socket.close();
+            }
+
+            /// A new handle to the same socket (a duplicated descriptor,
+            /// registered on its own, with the same timeouts), as std's
+            /// `try_clone`. Closing one handle wakes its own waiters only
+            /// (but shuts a stream down for both).
+            ///
+            /// # Errors
+            ///
+            /// `dup`'s or the hub's, or `ConnectionAborted` once closed.
+            pub fn try_clone(&self) -> std::io::Result<$t> {
+                let clone = <$t>::from_std(<$std>::from(self.socket.dup()?))?;
+                clone.socket.copy_timeouts(&self.socket);
+                Ok(clone)
+            }
+        }
+    };
+}
+
+use close_and_clone;
 use fd_impls;
 use stream_io;
 use timeouts;

@@ -3,11 +3,12 @@
 
 use std::cell::Cell;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use mio::event::Source;
+use mio::unix::SourceFd;
 
 use crate::hub::reactor::{Direction, Registration};
 use crate::hub::{deadline_after, hub, Hub};
@@ -71,6 +72,9 @@ impl<S: Source + AsRawFd> Socket<S> {
         // The deadline counts from the first wait, not from each retry.
         let mut deadline: Option<Option<Instant>> = None;
         loop {
+            if self.reg.is_closed() {
+                return Err(closed(call));
+            }
             if self.reg.is_ready(dir) {
                 match op(&self.io) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.reg.would_block(dir),
@@ -107,6 +111,41 @@ impl<S: Source + AsRawFd> Socket<S> {
         Ok(n)
     }
 
+    /// Closes it for every greenlet sharing it: the greenlets blocked on it
+    /// wake up with an error, later operations fail at once, and the hub
+    /// forgets it. The descriptor itself is closed when the value drops.
+    pub(crate) fn close(&self) {
+        if self.reg.is_closed() {
+            return;
+        }
+        let hub = &self.hub;
+        self.reg.close(|w| {
+            hub.wake(w, crate::hub::Wake::Ready);
+        });
+        if let Some(reactor) = hub.reactor() {
+            reactor.deregister(&mut SourceFd(&self.io.as_raw_fd()), &self.reg);
+        }
+    }
+
+    /// A duplicate of its descriptor (for `try_clone`), which the caller
+    /// registers as a socket of its own, with the same timeouts.
+    pub(crate) fn dup(&self) -> io::Result<OwnedFd> {
+        if self.reg.is_closed() {
+            return Err(closed("net::try_clone"));
+        }
+        // SAFETY: the descriptor is owned by `self.io`, open while `self`
+        // lives, and borrowed only for this call.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.io.as_raw_fd()) };
+        fd.try_clone_to_owned()
+    }
+
+    /// Gives `self` the timeouts of `other` (a clone keeps them, as std's
+    /// `try_clone`, where they are socket options).
+    pub(crate) fn copy_timeouts(&self, other: &Socket<S>) {
+        self.read_timeout.set(other.read_timeout.get());
+        self.write_timeout.set(other.write_timeout.get());
+    }
+
     pub(crate) fn set_timeout(&self, dir: Direction, timeout: Option<Duration>) -> io::Result<()> {
         if timeout == Some(Duration::ZERO) {
             // std's rule: a zero timeout is an error, not "never block".
@@ -132,11 +171,27 @@ impl<S: Source + AsRawFd> Socket<S> {
 
 impl<S: Source + AsRawFd> Drop for Socket<S> {
     fn drop(&mut self) {
+        // A closed socket was deregistered then (and its token may belong
+        // to another registration by now).
+        if self.reg.is_closed() {
+            return;
+        }
         if let Some(reactor) = self.hub.reactor() {
             reactor.deregister(&mut self.io, &self.reg);
         }
         // `self.io` drops after this, closing the fd.
     }
+}
+
+/// The error of an operation on (or a wait cut short by) a closed socket.
+#[cold]
+fn closed(call: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        format!(
+            "greenlet::{call}: the socket was closed (by `close`, maybe from another greenlet)"
+        ),
+    )
 }
 
 /// Tries `f` on each address `addr` resolves to, as std does; the last

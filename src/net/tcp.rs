@@ -241,6 +241,8 @@ super::stream_io!(
     short_reads_drain: true
 );
 super::fd_impls!(TcpListener, TcpStream);
+super::close_and_clone!(TcpListener, std::net::TcpListener);
+super::close_and_clone!(TcpStream, std::net::TcpStream, shutdown);
 super::timeouts!(TcpStream);
 
 impl fmt::Debug for TcpListener {

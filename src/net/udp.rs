@@ -131,6 +131,7 @@ impl UdpSocket {
 }
 
 super::fd_impls!(UdpSocket);
+super::close_and_clone!(UdpSocket, std::net::UdpSocket);
 super::timeouts!(UdpSocket);
 
 impl fmt::Debug for UdpSocket {

@@ -181,6 +181,8 @@ super::stream_io!(
     short_reads_drain: false
 );
 super::fd_impls!(UnixListener, UnixStream);
+super::close_and_clone!(UnixListener, std::os::unix::net::UnixListener);
+super::close_and_clone!(UnixStream, std::os::unix::net::UnixStream, shutdown);
 super::timeouts!(UnixStream);
 
 impl fmt::Debug for UnixListener {

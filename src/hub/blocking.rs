@@ -1,0 +1,305 @@
+//! Blocking work off the hub's thread: [`spawn_blocking`] runs a closure
+//! on a [`ThreadPool`] and blocks only the greenlet that waits for it
+//! (gevent's `ThreadPool`, tokio's `spawn_blocking`).
+//!
+//! The result comes back through a [`channel`](super::channel), so the hub
+//! is woken by the pool thread through its `mio::Waker`; a greenlet spawned
+//! on the hub waits on that channel and gives the caller an ordinary
+//! [`JoinHandle`].
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
+
+use super::JoinHandle;
+
+/// Work for a pool thread. Every job catches its own panic.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A pool of OS threads for blocking work; `Clone` shares it, and it may
+/// be used from any thread. Threads are started on demand, up to
+/// [`max_threads`](ThreadPool::max_threads); a thread that found no work
+/// for [`idle_timeout`](ThreadPool::idle_timeout) exits. Work beyond
+/// `max_threads` waits in a FIFO until a thread is free.
+///
+/// [`spawn_blocking`] uses a process-wide pool (see
+/// [`ThreadPool::global`]); make one of your own to bound a kind of work
+/// separately (file I/O on 4 threads, say).
+///
+/// ```
+/// use std::time::Duration;
+/// use greenlet::hub::ThreadPool;
+///
+/// let files = ThreadPool::new(4, Duration::from_secs(5));
+/// let len = files.spawn(|| std::fs::read("Cargo.toml").map(|b| b.len()));
+/// assert!(len.join().unwrap().unwrap() > 0);
+/// ```
+#[derive(Clone)]
+pub struct ThreadPool {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled once per job handed to an idle thread.
+    work: Condvar,
+    max_threads: usize,
+    idle_timeout: Duration,
+}
+
+struct State {
+    jobs: VecDeque<Job>,
+    /// Threads alive (working or idle).
+    threads: usize,
+    /// Threads waiting for work.
+    idle: usize,
+    /// Jobs announced to idle threads and not yet taken up: an idle thread
+    /// leaves its wait only by taking one of these (or timing out), so
+    /// spurious wake-ups and timeouts never lose a job.
+    notified: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Only counters and the queue change under the lock, and no job
+        // runs while it is held: a poisoned lock still guards sound state.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl ThreadPool {
+    /// The pool [`spawn_blocking`] uses: up to 128 threads, each exiting
+    /// after 10 s without work. Created on first use; its threads are
+    /// started only when work comes.
+    pub fn global() -> &'static ThreadPool {
+        static GLOBAL: OnceLock<ThreadPool> = OnceLock::new();
+        GLOBAL.get_or_init(|| ThreadPool::new(128, Duration::from_secs(10)))
+    }
+
+    /// A pool of at most `max_threads` threads, each exiting after
+    /// `idle_timeout` without work. No thread is started yet.
+    ///
+    /// # Panics
+    ///
+    /// When `max_threads` is zero (work would wait forever).
+    pub fn new(max_threads: usize, idle_timeout: Duration) -> ThreadPool {
+        assert!(
+            max_threads > 0,
+            "greenlet::hub::ThreadPool::new: max_threads must be at least 1"
+        );
+        ThreadPool {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    jobs: VecDeque::new(),
+                    threads: 0,
+                    idle: 0,
+                    notified: 0,
+                }),
+                work: Condvar::new(),
+                max_threads,
+                idle_timeout,
+            }),
+        }
+    }
+
+    /// The most threads this pool runs at once.
+    pub fn max_threads(&self) -> usize {
+        self.shared.max_threads
+    }
+
+    /// How long a thread waits for work before it exits.
+    pub fn idle_timeout(&self) -> Duration {
+        self.shared.idle_timeout
+    }
+
+    /// The threads alive now (working or idle).
+    pub fn threads(&self) -> usize {
+        self.shared.lock().threads
+    }
+
+    /// Runs `f` on one of the pool's threads and returns a handle whose
+    /// [`join`](JoinHandle::join) blocks only the calling greenlet until
+    /// `f` is done; the hub's other greenlets run meanwhile. Never blocks
+    /// or switches itself.
+    ///
+    /// The handle is that of a greenlet spawned on this thread's hub that
+    /// waits for the result, so everything a [`JoinHandle`] does applies:
+    /// - a panic in `f` comes back as [`JoinError::Panicked`] with the
+    ///   original payload (the pool thread survives it);
+    /// - [`with_timeout`](super::with_timeout) around `join` stops waiting,
+    ///   and [`kill`](JoinHandle::kill) stops the greenlet that waits
+    ///   (`join` then says [`JoinError::Killed`]). Neither can stop `f`,
+    ///   which runs to its end on the pool thread; its result is dropped
+    ///   there;
+    /// - while the result is awaited, [`run`](super::run) keeps going
+    ///   (the wait is a channel receive).
+    ///
+    /// If no thread can be started (the system refused) and none is alive
+    /// to take the work, `join` reports a panic saying so.
+    ///
+    /// [`JoinError::Panicked`]: super::JoinError::Panicked
+    /// [`JoinError::Killed`]: super::JoinError::Killed
+    ///
+    /// # Panics
+    ///
+    /// When this thread's hub cannot get a stack for the greenlet or its
+    /// reactor cannot be created (see [`spawn`](super::spawn) and
+    /// [`channel`](super::channel)).
+    pub fn spawn<F, R>(&self, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = super::channel::<std::thread::Result<R>>();
+        let job: Job = Box::new(move || {
+            let result = panic::catch_unwind(AssertUnwindSafe(f));
+            // Fails only when nobody waits any more (the waiting greenlet
+            // was killed or its thread exited): the result drops here.
+            let _ = tx.send(result);
+        });
+        let queued = self.execute(job);
+        super::spawn(move || {
+            if let Err(e) = queued {
+                panic!("greenlet::hub::spawn_blocking: cannot start a pool thread: {e}");
+            }
+            match rx.recv() {
+                Ok(Ok(value)) => value,
+                // The original payload, for `JoinError::Panicked`.
+                Ok(Err(payload)) => panic::resume_unwind(payload),
+                // The job was dropped unrun: only when the pool is gone
+                // with its threads, which cannot happen while work is
+                // queued; said plainly rather than hanging.
+                Err(_) => panic!("greenlet::hub::spawn_blocking: the pool dropped the job"),
+            }
+        })
+    }
+
+    /// Queues `job` and makes sure a thread will take it: an idle one is
+    /// told, or a new one is started if the pool has room. Fails only if
+    /// no thread could be started and none is alive (the job is dropped).
+    fn execute(&self, job: Job) -> io::Result<()> {
+        let shared = &self.shared;
+        let mut state = shared.lock();
+        state.jobs.push_back(job);
+        if state.idle > state.notified {
+            state.notified += 1;
+            drop(state);
+            shared.work.notify_one();
+            return Ok(());
+        }
+        if state.threads >= shared.max_threads {
+            // Every thread is busy: the first to finish takes it.
+            return Ok(());
+        }
+        state.threads += 1;
+        drop(state);
+        let worker = shared.clone();
+        let started = std::thread::Builder::new()
+            .name("greenlet-pool".into())
+            .spawn(move || work(&worker));
+        match started {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let mut state = shared.lock();
+                state.threads -= 1;
+                if state.threads > 0 {
+                    // A live thread takes the job when it is done.
+                    return Ok(());
+                }
+                let jobs = std::mem::take(&mut state.jobs);
+                drop(state);
+                // Dropped outside the lock (a job's captures may use the
+                // pool in their destructors).
+                drop(jobs);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A pool thread: takes jobs until none came for the idle timeout.
+fn work(shared: &Shared) {
+    let mut state = shared.lock();
+    loop {
+        if let Some(job) = state.jobs.pop_front() {
+            drop(state);
+            job();
+            state = shared.lock();
+            continue;
+        }
+        state.idle += 1;
+        let timed_out = loop {
+            let (s, wait) = shared
+                .work
+                .wait_timeout(state, shared.idle_timeout)
+                .unwrap_or_else(PoisonError::into_inner);
+            state = s;
+            if state.notified > 0 {
+                state.notified -= 1;
+                break false;
+            }
+            if wait.timed_out() {
+                break true;
+            }
+        };
+        state.idle -= 1;
+        if timed_out && state.jobs.is_empty() {
+            state.threads -= 1;
+            return;
+        }
+    }
+}
+
+impl fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.shared.lock();
+        f.debug_struct("ThreadPool")
+            .field("max_threads", &self.shared.max_threads)
+            .field("idle_timeout", &self.shared.idle_timeout)
+            .field("threads", &state.threads)
+            .field("queued", &state.jobs.len())
+            .finish()
+    }
+}
+
+/// Runs `f` on the process-wide [`ThreadPool`] (see
+/// [`ThreadPool::global`]) and returns a handle whose
+/// [`join`](JoinHandle::join) blocks only the calling greenlet: the way to
+/// call blocking code (a blocking library, `std::fs`, name lookup, long
+/// CPU work) without stopping the hub's other greenlets. See
+/// [`ThreadPool::spawn`] for panics, timeouts and kills.
+///
+/// ```
+/// use std::time::Duration;
+/// use greenlet::hub;
+///
+/// let ticks = hub::spawn(|| {
+///     let mut n = 0;
+///     for _ in 0..3 {
+///         hub::sleep(Duration::from_millis(1));
+///         n += 1;
+///     }
+///     n
+/// });
+/// // A blocking name lookup runs on a pool thread; `ticks` keeps running.
+/// let addrs = hub::spawn_blocking(|| {
+///     use std::net::ToSocketAddrs;
+///     ("localhost", 80).to_socket_addrs().map(|a| a.count())
+/// });
+/// assert!(addrs.join().unwrap().is_ok());
+/// assert_eq!(ticks.join().unwrap(), 3);
+/// ```
+///
+/// # Panics
+///
+/// As [`ThreadPool::spawn`].
+pub fn spawn_blocking<F, R>(f: F) -> JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    ThreadPool::global().spawn(f)
+}

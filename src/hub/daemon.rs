@@ -1,0 +1,117 @@
+//! Daemon greenlets: waits that do not keep [`run`](super::run) going
+//! (gevent's `ref=False`, a daemon thread's role).
+//!
+//! A wait made while its greenlet is marked ([`daemon`], [`spawn_daemon`])
+//! carries a flag. When the hub runs out of ready greenlets while main is
+//! in `run`, and every wait that would keep it going (a socket, channel or
+//! fd wait, a timer of a sleep, timed wait or `with_timeout`) is a
+//! daemon's, `run` returns; the daemons stay parked, and run again on the
+//! next `run` or blocking call of main. With no daemon marked, the hub
+//! pays one integer test per idle pass.
+
+use std::cell::Cell;
+
+use super::{hub, spawn, Hub, JoinHandle};
+
+crate::greenlet_local! {
+    /// The current greenlet is marked as a daemon.
+    static DAEMON: Cell<bool> = Cell::new(false);
+}
+
+/// Whether the current greenlet is marked as a daemon.
+pub(super) fn current_is_daemon() -> bool {
+    DAEMON.with(Cell::get)
+}
+
+/// Runs `f` with the current greenlet marked as a daemon: its waits inside
+/// `f` do not keep [`run`](super::run) going. Marks nest; the mark is
+/// removed when `f` returns or unwinds.
+///
+/// ```
+/// use greenlet::hub;
+///
+/// let (tx, rx) = hub::channel::<&str>();
+/// let listener = hub::spawn(move || hub::daemon(|| rx.recv()));
+/// hub::run(); // returns although `listener` waits (and `tx` is alive)
+/// assert!(!listener.is_finished());
+/// tx.send("late").unwrap();
+/// assert_eq!(listener.join().unwrap(), Ok("late"));
+/// ```
+pub fn daemon<R>(f: impl FnOnce() -> R) -> R {
+    let hub = hub();
+    let was = DAEMON.with(|d| d.replace(true));
+    /// Unmarks on every exit path (a kill unwinds through here).
+    struct Unmark<'a> {
+        hub: &'a Hub,
+        was: bool,
+    }
+    impl Drop for Unmark<'_> {
+        fn drop(&mut self) {
+            if !self.was {
+                DAEMON.with(|d| d.set(false));
+                self.hub.daemons.set(self.hub.daemons.get() - 1);
+            }
+        }
+    }
+    if !was {
+        hub.daemons.set(hub.daemons.get() + 1);
+    }
+    let _unmark = Unmark { hub: &hub, was };
+    f()
+}
+
+/// [`spawn`] for a greenlet whose waits never keep [`run`](super::run)
+/// going (it runs `f` inside [`daemon`]): a listener for signals, a
+/// periodic flusher, a monitor.
+///
+/// ```
+/// use std::time::Duration;
+/// use greenlet::hub;
+///
+/// let ticker = hub::spawn_daemon(|| loop {
+///     hub::sleep(Duration::from_secs(3600));
+/// });
+/// let work = hub::spawn(|| 42);
+/// hub::run(); // does not wait an hour for the ticker
+/// assert_eq!(work.join().unwrap(), 42);
+/// assert!(!ticker.is_finished());
+/// ```
+///
+/// # Panics
+///
+/// As [`spawn`].
+pub fn spawn_daemon<F, R>(f: F) -> JoinHandle<R>
+where
+    F: FnOnce() -> R + 'static,
+    R: 'static,
+{
+    spawn(move || daemon(f))
+}
+
+impl Hub {
+    /// Whether every wait that would keep the hub going is a daemon's.
+    /// Called only when nothing is ready, main is in `run`, and some
+    /// greenlet is marked.
+    pub(super) fn only_daemons_wait(&self) -> bool {
+        if self.io_waits.get() > self.daemon_io_waits.get() {
+            return false;
+        }
+        if self.reactor().is_some_and(|r| r.has_mail()) {
+            // Work from another thread comes first.
+            return false;
+        }
+        let waits = self.waits.borrow();
+        if waits.iter().any(|(_, w)| w.timer.is_some() && !w.daemon) {
+            return false;
+        }
+        // A pending `with_timeout` deadline counts for its greenlet, known
+        // through the wait it is blocked in (none: not a daemon's).
+        self.scopes.borrow().iter().all(|(_, scope)| {
+            scope.fired
+                || scope
+                    .wait
+                    .and_then(|w| waits.get(w))
+                    .is_some_and(|w| w.daemon)
+        })
+    }
+}

@@ -1,0 +1,319 @@
+//! Unix signals delivered to greenlets: [`signal`] gives a [`Signal`]
+//! whose [`recv`](Signal::recv) blocks only the calling greenlet (gevent's
+//! `signal_handler`, tokio's `signal::unix::signal`).
+//!
+//! How it works: the first `signal(n)` installs a handler for `n` that
+//! writes the signal's number to a process-wide pipe (the self-pipe trick;
+//! `write` is async-signal-safe, and the handler does nothing else). One
+//! OS thread, started with the first `signal` call, reads that pipe and
+//! forwards each number to every [`Signal`] for it through a hub
+//! [`channel`](super::channel), which wakes the receiving hub with its
+//! `mio::Waker`. Any thread may take the signal; no signal mask changes.
+
+use std::fmt;
+use std::io;
+use std::os::raw::c_int;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
+
+use super::{channel, Receiver, Sender};
+
+/// The write end of the self-pipe (-1 until it exists). Read by the
+/// handler, so an atomic and never closed once set.
+static PIPE: AtomicI32 = AtomicI32::new(-1);
+
+/// Who wants which signal.
+struct Registry {
+    /// Handlers installed, by signal number.
+    installed: Vec<bool>,
+    subscribers: Vec<Subscriber>,
+}
+
+struct Subscriber {
+    id: u64,
+    signum: c_int,
+    tx: Sender<()>,
+}
+
+fn registry() -> MutexGuard<'static, Registry> {
+    static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+        installed: Vec::new(),
+        subscribers: Vec::new(),
+    });
+    // Only pushes and removals happen under the lock: a panic cannot leave
+    // the lists inconsistent.
+    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Receives one kind of Unix signal; see [`signal`]. `!Send`: its
+/// greenlets belong to the thread that made it.
+pub struct Signal {
+    rx: Receiver<()>,
+    signum: c_int,
+    id: u64,
+}
+
+impl Signal {
+    /// Waits (blocking only the calling greenlet) for the next delivery of
+    /// the signal.
+    ///
+    /// Deliveries that arrive while nobody waits are kept and returned by
+    /// the next calls; several deliveries of one signal that the kernel
+    /// merges (it keeps one pending instance of each standard signal) are
+    /// one.
+    ///
+    /// # Panics
+    ///
+    /// As any blocking hub call (see the [hub docs](super)). A wait here
+    /// keeps [`run`](super::run) going, as a channel receive does; wait
+    /// in a [`daemon`](super::daemon) if it should not.
+    pub fn recv(&self) {
+        // The sender lives in the registry until this value drops.
+        let _ = self.rx.recv();
+    }
+
+    /// Like [`recv`](Signal::recv), giving up after `timeout`; returns
+    /// whether the signal came.
+    pub fn recv_timeout(&self, timeout: Duration) -> bool {
+        self.rx.recv_timeout(timeout).is_ok()
+    }
+
+    /// Takes one pending delivery if there is one, without blocking.
+    pub fn try_recv(&self) -> bool {
+        self.rx.try_recv().is_ok()
+    }
+
+    /// The signal's number.
+    pub fn signum(&self) -> c_int {
+        self.signum
+    }
+}
+
+impl Drop for Signal {
+    fn drop(&mut self) {
+        let removed = {
+            let mut reg = registry();
+            reg.subscribers
+                .iter()
+                .position(|s| s.id == self.id)
+                .map(|i| reg.subscribers.swap_remove(i))
+        };
+        // Dropped outside the lock.
+        drop(removed);
+    }
+}
+
+impl fmt::Debug for Signal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signal")
+            .field("signum", &self.signum)
+            .finish()
+    }
+}
+
+/// Starts receiving signal `signum` (`libc::SIGINT`, `libc::SIGTERM`,
+/// `libc::SIGHUP`, ...) in this thread's greenlets.
+///
+/// The first call for a signal replaces its disposition for the rest of
+/// the process: from then on the signal no longer has its default effect
+/// (`SIGINT` no longer ends the process) but is counted and handed to
+/// every live [`Signal`] for it, on any thread; with none alive it is
+/// ignored. Handlers installed before are replaced, not chained.
+///
+/// ```
+/// use greenlet::hub;
+///
+/// let sigusr1 = hub::signal(libc::SIGUSR1).unwrap();
+/// let waiter = hub::spawn(move || {
+///     sigusr1.recv(); // blocks only this greenlet
+///     "got SIGUSR1"
+/// });
+/// hub::yield_now();
+/// // SAFETY: `raise` only sends a signal to the calling thread.
+/// unsafe { libc::raise(libc::SIGUSR1) };
+/// assert_eq!(waiter.join().unwrap(), "got SIGUSR1");
+/// ```
+///
+/// # Errors
+///
+/// `InvalidInput` for a number that is not a signal, or one that cannot
+/// be caught or must not be (`SIGKILL`, `SIGSTOP`, and the faults
+/// `SIGSEGV`, `SIGBUS`, `SIGILL`, `SIGFPE`, `SIGTRAP`); the OS error if the
+/// pipe, the thread or the handler cannot be set up.
+///
+/// # Panics
+///
+/// When the thread's reactor cannot be created (see
+/// [`channel`](super::channel)).
+pub fn signal(signum: c_int) -> io::Result<Signal> {
+    const FORBIDDEN: [c_int; 7] = [
+        libc::SIGKILL,
+        libc::SIGSTOP,
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGILL,
+        libc::SIGFPE,
+        libc::SIGTRAP,
+    ];
+    if signum <= 0 || signum >= max_signal() || FORBIDDEN.contains(&signum) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("greenlet::hub::signal: signal {signum} cannot be received"),
+        ));
+    }
+    start_dispatcher()?;
+    static IDS: AtomicU64 = AtomicU64::new(1);
+    let (tx, rx) = channel();
+    let id = IDS.fetch_add(1, Ordering::Relaxed);
+    let mut reg = registry();
+    let index = signum as usize;
+    if reg.installed.len() <= index {
+        reg.installed.resize(index + 1, false);
+    }
+    if !reg.installed[index] {
+        install_handler(signum)?;
+        reg.installed[index] = true;
+    }
+    reg.subscribers.push(Subscriber { id, signum, tx });
+    Ok(Signal { rx, signum, id })
+}
+
+/// One past the highest signal number.
+fn max_signal() -> c_int {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        libc::SIGRTMAX() + 1
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        32
+    }
+}
+
+/// Creates the self-pipe and the thread that reads it, once.
+fn start_dispatcher() -> io::Result<()> {
+    static STARTED: OnceLock<Result<(), i32>> = OnceLock::new();
+    let started = STARTED.get_or_init(|| {
+        let mut fds = [0 as c_int; 2];
+        // SAFETY: `fds` is a valid array of two `c_int`s for `pipe` to
+        // fill; nothing else is touched.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            return Err(io::Error::last_os_error().raw_os_error().unwrap_or(0));
+        }
+        let [read, write] = fds;
+        // SAFETY: `fcntl` on the two descriptors just created, which we
+        // own; plain integer arguments. The write end must never block a
+        // signal handler (a full pipe drops the byte: deliveries already
+        // queued will wake the receivers), and neither end leaks into
+        // children.
+        unsafe {
+            libc::fcntl(read, libc::F_SETFD, libc::FD_CLOEXEC);
+            libc::fcntl(write, libc::F_SETFD, libc::FD_CLOEXEC);
+            let flags = libc::fcntl(write, libc::F_GETFL);
+            libc::fcntl(write, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+        let spawned = std::thread::Builder::new()
+            .name("greenlet-signals".into())
+            .spawn(move || dispatch(read));
+        if let Err(e) = spawned {
+            // SAFETY: both descriptors are ours and used by nobody else
+            // yet (the handler is installed only after this succeeded).
+            unsafe {
+                libc::close(read);
+                libc::close(write);
+            }
+            return Err(e.raw_os_error().unwrap_or(0));
+        }
+        PIPE.store(write, Ordering::Release);
+        Ok(())
+    });
+    started.map_err(io::Error::from_raw_os_error)
+}
+
+/// The dispatcher thread: forwards each signal number read from the pipe
+/// to its subscribers, for the life of the process.
+fn dispatch(read: c_int) {
+    let mut buf = [0u8; 64];
+    loop {
+        // SAFETY: `buf` is valid for writes of its length; `read` is the
+        // pipe's read end, owned by this thread and never closed.
+        let n = unsafe { libc::read(read, buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            // EINTR (this thread took a signal itself): read again. The
+            // write end is never closed, so there is no EOF.
+            continue;
+        }
+        let mut reg = registry();
+        for &signum in &buf[..n as usize] {
+            // A receiver dropped without its `Drop` having run yet (its
+            // thread exiting) refuses: forget it.
+            reg.subscribers
+                .retain(|s| s.signum != c_int::from(signum) || s.tx.send(()).is_ok());
+        }
+    }
+}
+
+/// The handler: writes the signal's number to the pipe, nothing else.
+extern "C" fn on_signal(signum: c_int) {
+    let fd = PIPE.load(Ordering::Acquire);
+    if fd < 0 {
+        return;
+    }
+    let byte = signum as u8;
+    // The interrupted code may be between a failed call and its read of
+    // errno: keep errno as it was.
+    let saved = errno();
+    // SAFETY: `write` is async-signal-safe; `byte` lives across the call
+    // and `fd` is the pipe's write end, which is never closed. A full pipe
+    // (EAGAIN) drops the byte, which is harmless: the receivers have
+    // wake-ups queued already.
+    unsafe {
+        libc::write(fd, (&byte as *const u8).cast(), 1);
+    }
+    set_errno(saved);
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn errno() -> c_int {
+    // SAFETY: `__errno_location` returns the calling thread's errno slot,
+    // valid for the thread's life.
+    unsafe { *libc::__errno_location() }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn set_errno(value: c_int) {
+    // SAFETY: as in `errno`.
+    unsafe { *libc::__errno_location() = value }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn errno() -> c_int {
+    0
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn set_errno(_: c_int) {}
+
+fn install_handler(signum: c_int) -> io::Result<()> {
+    // SAFETY: `sigaction` is a plain C struct for which all-zeroes is a
+    // valid value (no handler, empty mask, no flags); the fields are set
+    // below before use.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = on_signal as extern "C" fn(c_int) as libc::sighandler_t;
+    // Interrupted system calls restart, as under the default disposition
+    // of a signal that stops nothing.
+    action.sa_flags = libc::SA_RESTART;
+    // SAFETY: `sa_mask` is a valid `sigset_t` to clear; `action` is fully
+    // initialised and outlives the call; the old action is not wanted. The
+    // handler only reads an atomic and calls `write`, both
+    // async-signal-safe.
+    let installed = unsafe {
+        libc::sigemptyset(&mut action.sa_mask);
+        libc::sigaction(signum, &action, std::ptr::null_mut())
+    };
+    if installed != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

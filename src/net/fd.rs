@@ -1,0 +1,510 @@
+//! Readiness on any file descriptor: [`AsyncFd`] (tokio's `AsyncFd` is the
+//! model) keeps one registered with the hub, and [`wait_readable`] /
+//! [`wait_writable`] wait once on a descriptor nobody registered (gevent's
+//! `wait_read` / `wait_write`).
+
+use std::cell::Cell;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+
+use crate::hub::reactor::{Direction, Registration};
+use crate::hub::{hub, Hub};
+use crate::stats::WaitOn;
+
+/// Blocks the calling greenlet (only it) until `fd` is readable, or has
+/// hung up or failed (the next read then says so), or `timeout` passes
+/// (`ErrorKind::TimedOut`). Returns at once when `fd` is ready already.
+///
+/// For a descriptor read in a loop, an [`AsyncFd`] is cheaper: it stays
+/// registered, where this call registers `fd` with the hub's epoll and
+/// removes it again each time. `fd` may be registered elsewhere (a
+/// [`TcpStream`](super::TcpStream) of the same hub, say): the wait then
+/// uses a duplicate of it. A regular file is always ready.
+///
+/// ```
+/// use std::io::Write;
+/// use greenlet::hub;
+///
+/// let (reader, mut writer) = std::io::pipe().unwrap();
+/// let waiter = hub::spawn(move || hub::wait_readable(&reader, None));
+/// hub::yield_now(); // the waiter blocks: the pipe is empty
+/// assert!(!waiter.is_finished());
+/// writer.write_all(b"x").unwrap();
+/// waiter.join().unwrap().unwrap();
+/// ```
+///
+/// # Errors
+///
+/// `ErrorKind::TimedOut` when `timeout` passes first; the error of `poll`
+/// or `epoll_ctl` for a descriptor that cannot be waited on (a closed one
+/// says `EBADF`).
+///
+/// # Panics
+///
+/// As any blocking hub call (see the [hub docs](crate::hub)), and when the
+/// hub's reactor cannot be created (see [`hub::channel`](crate::hub::channel)).
+pub fn wait_readable(fd: impl AsFd, timeout: Option<Duration>) -> io::Result<()> {
+    wait_once(fd.as_fd(), Direction::Read, timeout, "hub::wait_readable")
+}
+
+/// Blocks the calling greenlet (only it) until `fd` is writable, or has
+/// hung up or failed (the next write then says so), or `timeout` passes
+/// (`ErrorKind::TimedOut`). See [`wait_readable`].
+///
+/// ```
+/// use greenlet::hub;
+///
+/// let (_reader, writer) = std::io::pipe().unwrap();
+/// hub::wait_writable(&writer, None).unwrap(); // an empty pipe has room
+/// ```
+///
+/// # Errors
+///
+/// As [`wait_readable`].
+///
+/// # Panics
+///
+/// As [`wait_readable`].
+pub fn wait_writable(fd: impl AsFd, timeout: Option<Duration>) -> io::Result<()> {
+    wait_once(fd.as_fd(), Direction::Write, timeout, "hub::wait_writable")
+}
+
+fn wait_once(
+    fd: BorrowedFd<'_>,
+    dir: Direction,
+    timeout: Option<Duration>,
+    call: &'static str,
+) -> io::Result<()> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    // Ready now? One `poll` saves registering at all (and answers for
+    // regular files, which epoll refuses).
+    if poll_now(fd, dir)? {
+        return Ok(());
+    }
+    let hub = hub();
+    let reactor = hub.reactor_or_panic(call);
+    let raw = fd.as_raw_fd();
+    let mut dup = None;
+    let reg = match reactor.register(&mut SourceFd(&raw)) {
+        Ok(reg) => reg,
+        // Already in this epoll set (its owner registered it): a duplicate
+        // is a separate entry, with readiness of its own.
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            let copy = fd.try_clone_to_owned()?;
+            let reg = reactor.register(&mut SourceFd(&copy.as_raw_fd()))?;
+            dup = Some(copy);
+            reg
+        }
+        // Files and other descriptors epoll does not support are always
+        // ready.
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let registered = dup.as_ref().map_or(raw, AsRawFd::as_raw_fd);
+    /// Deregisters on every exit path (a kill or a `with_timeout`
+    /// unwinds through the wait), before a duplicate closes.
+    struct Registered<'a> {
+        hub: &'a Hub,
+        reg: Rc<Registration>,
+        fd: RawFd,
+    }
+    impl Drop for Registered<'_> {
+        fn drop(&mut self) {
+            if let Some(reactor) = self.hub.reactor() {
+                reactor.deregister(&mut SourceFd(&self.fd), &self.reg);
+            }
+        }
+    }
+    let guard = Registered {
+        hub: &hub,
+        reg,
+        fd: registered,
+    };
+    let on = wait_on(raw, dir, deadline);
+    let waited = hub.wait_io(&guard.reg, dir, deadline, call, on);
+    drop(guard);
+    drop(dup);
+    waited
+}
+
+/// Whether `fd` is ready for `dir` right now (or hung up, or failed).
+fn poll_now(fd: BorrowedFd<'_>, dir: Direction) -> io::Result<bool> {
+    let events = match dir {
+        Direction::Read => libc::POLLIN | libc::POLLPRI,
+        Direction::Write => libc::POLLOUT,
+    };
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid `pollfd` that lives across the call, and
+    // a zero timeout never blocks.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(false)
+        } else {
+            Err(e)
+        };
+    }
+    if pfd.revents & libc::POLLNVAL != 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    Ok(n > 0 && pfd.revents != 0)
+}
+
+fn wait_on(fd: RawFd, dir: Direction, until: Option<Instant>) -> WaitOn {
+    match dir {
+        Direction::Read => WaitOn::Readable { fd, until },
+        Direction::Write => WaitOn::Writable { fd, until },
+    }
+}
+
+/// A file descriptor registered with the thread's hub, so that reading or
+/// writing it blocks only the calling greenlet: pipes, ttys, eventfds,
+/// FIFOs, character devices, sockets made by other libraries.
+///
+/// [`AsyncFd::new`] puts the descriptor in non-blocking mode; reads and
+/// writes then try the operation and, on `WouldBlock`, wait for the hub to
+/// report the descriptor ready. [`Read`] and [`Write`] work through it
+/// when the wrapped type has them, and through `&AsyncFd<T>` for any `T`
+/// (as `read(2)` and `write(2)` on the descriptor), so `BufReader`,
+/// `read_to_end` and friends block only their greenlet. For other calls,
+/// [`read_with`](AsyncFd::read_with) and [`write_with`](AsyncFd::write_with)
+/// run any operation in that loop.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use greenlet::hub;
+/// use greenlet::net::AsyncFd;
+///
+/// let (reader, writer) = std::io::pipe().unwrap();
+/// let mut reader = AsyncFd::new(reader).unwrap();
+/// let writer = hub::spawn(move || {
+///     let mut writer = AsyncFd::new(writer).unwrap();
+///     for word in ["hello ", "pipe"] {
+///         writer.write_all(word.as_bytes()).unwrap();
+///         hub::yield_now();
+///     }
+///     // Dropping the writer closes it: the reader sees EOF.
+/// });
+/// let mut text = String::new();
+/// reader.read_to_string(&mut text).unwrap(); // blocks only main
+/// assert_eq!(text, "hello pipe");
+/// writer.join().unwrap();
+/// ```
+///
+/// Decisions:
+/// - `O_NONBLOCK` belongs to the open file, shared by every duplicate of
+///   the descriptor, so wrapping a terminal the parent shell shares sets
+///   it for the shell too (as every event loop does); [`into_inner`]
+///   leaves it set.
+/// - `!Send`: it is registered with the hub of the thread that made it.
+/// - Regular files are refused (`epoll` cannot wait on them; they never
+///   block for readiness): use [`spawn_blocking`](crate::hub::spawn_blocking).
+/// - Dropping it deregisters the descriptor, then drops the wrapped value
+///   (which closes it, if it owns it).
+///
+/// [`into_inner`]: AsyncFd::into_inner
+pub struct AsyncFd<T: AsFd> {
+    /// `None` only after `into_inner` took it.
+    inner: Option<T>,
+    reg: Rc<Registration>,
+    hub: Rc<Hub>,
+    read_timeout: Cell<Option<Duration>>,
+    write_timeout: Cell<Option<Duration>>,
+}
+
+impl<T: AsFd> AsyncFd<T> {
+    /// Puts `inner`'s descriptor in non-blocking mode and registers it
+    /// with this thread's hub.
+    ///
+    /// # Errors
+    ///
+    /// `fcntl`'s or `epoll_ctl`'s: `EPERM` for a regular file, `EEXIST`
+    /// when the descriptor is already registered with this hub (wrap a
+    /// duplicate instead), `EBADF` for a closed one; and the reactor's, if
+    /// it cannot be created.
+    pub fn new(inner: T) -> io::Result<AsyncFd<T>> {
+        set_nonblocking(inner.as_fd())?;
+        let hub = hub();
+        let raw = inner.as_fd().as_raw_fd();
+        let reg = hub.reactor_or_init()?.register(&mut SourceFd(&raw))?;
+        Ok(AsyncFd {
+            inner: Some(inner),
+            reg,
+            hub,
+            read_timeout: Cell::new(None),
+            write_timeout: Cell::new(None),
+        })
+    }
+
+    /// The wrapped value.
+    pub fn get_ref(&self) -> &T {
+        self.inner.as_ref().expect("present until into_inner")
+    }
+
+    /// The wrapped value, mutably.
+    pub fn get_mut(&mut self) -> &mut T {
+        self.inner.as_mut().expect("present until into_inner")
+    }
+
+    /// Deregisters the descriptor and gives the wrapped value back (still
+    /// in non-blocking mode).
+    pub fn into_inner(mut self) -> T {
+        self.deregister();
+        self.inner.take().expect("present until into_inner")
+    }
+
+    /// Runs `op` until it returns anything but `WouldBlock`, blocking the
+    /// calling greenlet until the descriptor is readable in between (up to
+    /// the [read timeout](AsyncFd::set_read_timeout)).
+    ///
+    /// # Errors
+    ///
+    /// `op`'s, or `ErrorKind::TimedOut` when the read timeout passes.
+    pub fn read_with<R>(&self, op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
+        self.io_with(Direction::Read, "net::AsyncFd::read", op)
+    }
+
+    /// Runs `op` until it returns anything but `WouldBlock`, blocking the
+    /// calling greenlet until the descriptor is writable in between (up to
+    /// the [write timeout](AsyncFd::set_write_timeout)).
+    ///
+    /// # Errors
+    ///
+    /// `op`'s, or `ErrorKind::TimedOut` when the write timeout passes.
+    pub fn write_with<R>(&self, op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
+        self.io_with(Direction::Write, "net::AsyncFd::write", op)
+    }
+
+    /// Sets how long a read may wait before failing with
+    /// `ErrorKind::TimedOut` (`None`: forever). `Some(ZERO)` is refused
+    /// with `InvalidInput`, as std's sockets do.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.read_timeout.set(check_timeout(timeout)?);
+        Ok(())
+    }
+
+    /// Sets how long a write may wait before failing with
+    /// `ErrorKind::TimedOut` (`None`: forever).
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.write_timeout.set(check_timeout(timeout)?);
+        Ok(())
+    }
+
+    /// The read timeout.
+    pub fn read_timeout(&self) -> Option<Duration> {
+        self.read_timeout.get()
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> Option<Duration> {
+        self.write_timeout.get()
+    }
+
+    fn io_with<R>(
+        &self,
+        dir: Direction,
+        call: &'static str,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let inner = self.get_ref();
+        let parts = Parts {
+            reg: &self.reg,
+            hub: &self.hub,
+            fd: inner.as_fd().as_raw_fd(),
+            read_timeout: self.read_timeout.get(),
+            write_timeout: self.write_timeout.get(),
+        };
+        drive(parts, dir, call, &mut || op(inner))
+    }
+
+    /// The loop's parts and the wrapped value, borrowed apart.
+    fn split(&mut self) -> (Parts<'_>, &mut T) {
+        let inner = self.inner.as_mut().expect("present until into_inner");
+        let parts = Parts {
+            reg: &self.reg,
+            hub: &self.hub,
+            fd: inner.as_fd().as_raw_fd(),
+            read_timeout: self.read_timeout.get(),
+            write_timeout: self.write_timeout.get(),
+        };
+        (parts, inner)
+    }
+
+    fn deregister(&mut self) {
+        if let (Some(inner), Some(reactor)) = (&self.inner, self.hub.reactor()) {
+            reactor.deregister(&mut SourceFd(&inner.as_fd().as_raw_fd()), &self.reg);
+        }
+    }
+}
+
+/// What the operation loop needs, borrowed apart from the wrapped value
+/// (which `Read for AsyncFd<T>` borrows mutably at the same time).
+struct Parts<'a> {
+    reg: &'a Registration,
+    hub: &'a Hub,
+    fd: RawFd,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+}
+
+fn drive<R>(
+    parts: Parts<'_>,
+    dir: Direction,
+    call: &'static str,
+    op: &mut dyn FnMut() -> io::Result<R>,
+) -> io::Result<R> {
+    let timeout = match dir {
+        Direction::Read => parts.read_timeout,
+        Direction::Write => parts.write_timeout,
+    };
+    // The deadline counts from the first wait, not from each retry.
+    let mut deadline: Option<Option<Instant>> = None;
+    loop {
+        if parts.reg.is_ready(dir) {
+            match op() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => parts.reg.would_block(dir),
+                done => return done,
+            }
+        }
+        let until = *deadline.get_or_insert_with(|| timeout.map(|t| Instant::now() + t));
+        let on = wait_on(parts.fd, dir, until);
+        parts.hub.wait_io(parts.reg, dir, until, call, on)?;
+    }
+}
+
+fn check_timeout(timeout: Option<Duration>) -> io::Result<Option<Duration>> {
+    if timeout == Some(Duration::ZERO) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "cannot set a 0 duration timeout",
+        ));
+    }
+    Ok(timeout)
+}
+
+/// Sets `O_NONBLOCK` on `fd`'s open file.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let raw = fd.as_raw_fd();
+    // SAFETY: `F_GETFL` and `F_SETFL` take and return plain integers and
+    // touch no memory of ours; `fd` is borrowed, so open, for the calls.
+    unsafe {
+        let flags = libc::fcntl(raw, libc::F_GETFL);
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if flags & libc::O_NONBLOCK == 0
+            && libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+impl<T: AsFd> Drop for AsyncFd<T> {
+    fn drop(&mut self) {
+        // Before `inner` drops (and maybe closes the descriptor).
+        self.deregister();
+    }
+}
+
+impl<T: AsFd + Read> Read for AsyncFd<T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let (parts, inner) = self.split();
+        drive(parts, Direction::Read, "net::AsyncFd::read", &mut || {
+            inner.read(buf)
+        })
+    }
+}
+
+impl<T: AsFd + Write> Write for AsyncFd<T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let (parts, inner) = self.split();
+        drive(parts, Direction::Write, "net::AsyncFd::write", &mut || {
+            inner.write(buf)
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let (parts, inner) = self.split();
+        drive(parts, Direction::Write, "net::AsyncFd::flush", &mut || {
+            inner.flush()
+        })
+    }
+}
+
+/// Reads the descriptor itself with `read(2)`, whatever `T` is, so that
+/// greenlets sharing an `AsyncFd` (in an `Rc`, say) can all read it.
+impl<T: AsFd> Read for &AsyncFd<T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_with(|inner| {
+            // SAFETY: `buf` is valid for writes of `buf.len()` bytes for
+            // the call, and the descriptor is borrowed from `inner`, so
+            // open.
+            let n = unsafe {
+                libc::read(
+                    inner.as_fd().as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                )
+            };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        })
+    }
+}
+
+/// Writes the descriptor itself with `write(2)`, whatever `T` is.
+impl<T: AsFd> Write for &AsyncFd<T> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_with(|inner| {
+            // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the
+            // call, and the descriptor is borrowed from `inner`, so open.
+            let n =
+                unsafe { libc::write(inner.as_fd().as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // `write(2)` buffers nothing in this process.
+        Ok(())
+    }
+}
+
+impl<T: AsFd> AsFd for AsyncFd<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.get_ref().as_fd()
+    }
+}
+
+impl<T: AsFd> AsRawFd for AsyncFd<T> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+impl<T: AsFd + fmt::Debug> fmt::Debug for AsyncFd<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncFd")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}

@@ -1,0 +1,522 @@
+//! Subprocesses whose waits and pipes block only the calling greenlet:
+//! [`Command`] and [`Child`] in `std::process`'s shape (gevent's
+//! `gevent.subprocess`).
+//!
+//! ```
+//! use greenlet::process::Command;
+//!
+//! let out = Command::new("sh").args(["-c", "echo hi; exit 3"]).output().unwrap();
+//! assert_eq!(out.stdout, b"hi\n");
+//! assert_eq!(out.status.code(), Some(3));
+//! ```
+//!
+//! Decisions:
+//! - The child's exit is watched through a *pidfd* (`pidfd_open`, Linux
+//!   5.3 and later), which the hub polls like any descriptor: no signal
+//!   handler, no `SIGCHLD` disposition changed, nothing process-wide. On
+//!   older kernels (and other systems) a wait polls `try_wait` on a
+//!   backing-off [`hub::sleep`] (1 ms up to 50 ms).
+//! - Piped stdin, stdout and stderr are pipes in non-blocking mode,
+//!   registered with the hub ([`AsyncFd`]); they implement `Read` /
+//!   `Write` (also through shared references).
+//! - As with std, dropping a [`Child`] neither kills nor reaps it.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::path::Path;
+use std::process::{ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::hub;
+use crate::net::AsyncFd;
+
+/// A process builder, as [`std::process::Command`], whose
+/// [`output`](Command::output) and [`status`](Command::status) block only
+/// the calling greenlet.
+pub struct Command {
+    std: std::process::Command,
+    stdin: Option<Stdio>,
+    stdout: Option<Stdio>,
+    stderr: Option<Stdio>,
+}
+
+impl Command {
+    /// A command running `program`, as [`std::process::Command::new`].
+    pub fn new(program: impl AsRef<OsStr>) -> Command {
+        Command {
+            std: std::process::Command::new(program),
+            stdin: None,
+            stdout: None,
+            stderr: None,
+        }
+    }
+
+    /// Adds an argument.
+    pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Command {
+        self.std.arg(arg);
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I, S>(&mut self, args: I) -> &mut Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.std.args(args);
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn env(&mut self, key: impl AsRef<OsStr>, val: impl AsRef<OsStr>) -> &mut Command {
+        self.std.env(key, val);
+        self
+    }
+
+    /// Sets environment variables.
+    pub fn envs<I, K, V>(&mut self, vars: I) -> &mut Command
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        self.std.envs(vars);
+        self
+    }
+
+    /// Removes an environment variable.
+    pub fn env_remove(&mut self, key: impl AsRef<OsStr>) -> &mut Command {
+        self.std.env_remove(key);
+        self
+    }
+
+    /// Clears the environment.
+    pub fn env_clear(&mut self) -> &mut Command {
+        self.std.env_clear();
+        self
+    }
+
+    /// Sets the working directory.
+    pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Command {
+        self.std.current_dir(dir);
+        self
+    }
+
+    /// The child's standard input (default: inherited for `spawn` and
+    /// `status`, null for `output`).
+    pub fn stdin(&mut self, cfg: impl Into<Stdio>) -> &mut Command {
+        self.stdin = Some(cfg.into());
+        self
+    }
+
+    /// The child's standard output (default: inherited for `spawn` and
+    /// `status`, piped for `output`).
+    pub fn stdout(&mut self, cfg: impl Into<Stdio>) -> &mut Command {
+        self.stdout = Some(cfg.into());
+        self
+    }
+
+    /// The child's standard error (default: inherited for `spawn` and
+    /// `status`, piped for `output`).
+    pub fn stderr(&mut self, cfg: impl Into<Stdio>) -> &mut Command {
+        self.stderr = Some(cfg.into());
+        self
+    }
+
+    /// The std command underneath, for settings this type does not mirror
+    /// (`std::os::unix::process::CommandExt`, say). Its stdio settings are
+    /// overridden by this type's.
+    pub fn as_std_mut(&mut self) -> &mut std::process::Command {
+        &mut self.std
+    }
+
+    /// Starts the process. Never blocks the hub (`fork`/`exec` aside).
+    ///
+    /// # Errors
+    ///
+    /// std's (the program cannot be found or run), or the hub's when a pipe
+    /// cannot be registered.
+    pub fn spawn(&mut self) -> io::Result<Child> {
+        self.spawn_with(Stdio::inherit, Stdio::inherit, Stdio::inherit)
+    }
+
+    /// Runs the process to its end, collecting its stdout and stderr,
+    /// blocking only the calling greenlet. Stdin is null unless set.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Command::spawn), and the pipes' read errors.
+    pub fn output(&mut self) -> io::Result<Output> {
+        self.spawn_with(Stdio::null, Stdio::piped, Stdio::piped)?
+            .wait_with_output()
+    }
+
+    /// Runs the process to its end, blocking only the calling greenlet.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Command::spawn).
+    pub fn status(&mut self) -> io::Result<ExitStatus> {
+        let mut child = self.spawn()?;
+        // As std: nothing will write the child's stdin.
+        drop(child.stdin.take());
+        child.wait()
+    }
+
+    fn spawn_with(
+        &mut self,
+        stdin: fn() -> Stdio,
+        stdout: fn() -> Stdio,
+        stderr: fn() -> Stdio,
+    ) -> io::Result<Child> {
+        // A `Stdio` is used up by one spawn, as in std (which also resets
+        // what was set once a process was spawned with it).
+        self.std.stdin(self.stdin.take().unwrap_or_else(stdin));
+        self.std.stdout(self.stdout.take().unwrap_or_else(stdout));
+        self.std.stderr(self.stderr.take().unwrap_or_else(stderr));
+        let mut std = self.std.spawn()?;
+        let exit = ExitWatch::new(std.id());
+        let stdin = std.stdin.take().map(ChildStdin::new).transpose();
+        let stdout = std.stdout.take().map(ChildStdout::new).transpose();
+        let stderr = std.stderr.take().map(ChildStderr::new).transpose();
+        let (stdin, stdout, stderr) = match (stdin, stdout, stderr) {
+            (Ok(i), Ok(o), Ok(e)) => (i, o, e),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                // Not left running unwatched: kill and reap it.
+                let _ = std.kill();
+                let _ = std.wait();
+                return Err(e);
+            }
+        };
+        Ok(Child {
+            stdin,
+            stdout,
+            stderr,
+            std,
+            exit,
+        })
+    }
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.std.fmt(f)
+    }
+}
+
+/// How a child's exit is noticed.
+enum ExitWatch {
+    /// Readable once the process has exited.
+    #[cfg(target_os = "linux")]
+    Pidfd(AsyncFd<std::os::fd::OwnedFd>),
+    /// No pidfd: `try_wait` on a backing-off sleep.
+    Poll,
+}
+
+impl ExitWatch {
+    fn new(pid: u32) -> ExitWatch {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::{FromRawFd, OwnedFd};
+            // SAFETY: `pidfd_open(pid, 0)` takes two integers and returns
+            // a new descriptor or -1; it touches no memory of ours. The pid
+            // is our unreaped child, so it cannot name another process.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+            if fd >= 0 {
+                // SAFETY: `fd` was just returned by the kernel, is open,
+                // and nothing else owns it.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+                if let Ok(fd) = AsyncFd::new(fd) {
+                    return ExitWatch::Pidfd(fd);
+                }
+            }
+        }
+        let _ = pid;
+        ExitWatch::Poll
+    }
+}
+
+/// A running (or finished) child process, as [`std::process::Child`],
+/// whose waits block only the calling greenlet.
+pub struct Child {
+    /// Its standard input, if piped.
+    pub stdin: Option<ChildStdin>,
+    /// Its standard output, if piped.
+    pub stdout: Option<ChildStdout>,
+    /// Its standard error, if piped.
+    pub stderr: Option<ChildStderr>,
+    std: std::process::Child,
+    exit: ExitWatch,
+}
+
+impl Child {
+    /// The OS process id.
+    pub fn id(&self) -> u32 {
+        self.std.id()
+    }
+
+    /// Sends `SIGKILL` (nothing if it has already been reaped).
+    ///
+    /// # Errors
+    ///
+    /// std's.
+    pub fn kill(&mut self) -> io::Result<()> {
+        self.std.kill()
+    }
+
+    /// Its exit status if it has exited, without blocking.
+    ///
+    /// # Errors
+    ///
+    /// std's.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.std.try_wait()
+    }
+
+    /// Waits (blocking only the calling greenlet) for it to exit and reaps
+    /// it. Its stdin is closed first, as std does, so a child reading it
+    /// sees EOF.
+    ///
+    /// # Errors
+    ///
+    /// std's.
+    ///
+    /// # Panics
+    ///
+    /// As any blocking hub call (see the [hub docs](crate::hub)).
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        drop(self.stdin.take());
+        match self.wait_until(None)? {
+            Some(status) => Ok(status),
+            None => unreachable!("a wait without a deadline ends only with the exit"),
+        }
+    }
+
+    /// Waits up to `timeout` for it to exit: `Ok(None)` if it is still
+    /// running then (it is left running; [`kill`](Child::kill) it if
+    /// needed). Stdin is left open.
+    ///
+    /// # Errors
+    ///
+    /// std's.
+    ///
+    /// # Panics
+    ///
+    /// As [`wait`](Child::wait).
+    pub fn wait_timeout(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+        self.wait_until(Some(Instant::now() + timeout))
+    }
+
+    fn wait_until(&mut self, deadline: Option<Instant>) -> io::Result<Option<ExitStatus>> {
+        let std = &mut self.std;
+        match &self.exit {
+            #[cfg(target_os = "linux")]
+            ExitWatch::Pidfd(fd) => {
+                let left = match deadline {
+                    None => None,
+                    Some(d) => match d.checked_duration_since(Instant::now()) {
+                        Some(left) if !left.is_zero() => Some(left),
+                        _ => return std.try_wait(),
+                    },
+                };
+                fd.set_read_timeout(left)?;
+                // A pidfd turns readable when the process exits (and
+                // stays so): try to reap, wait for that edge, try again.
+                let reaped = fd.read_with(|_| {
+                    std.try_wait()?
+                        .ok_or_else(|| io::ErrorKind::WouldBlock.into())
+                });
+                match reaped {
+                    Ok(status) => Ok(Some(status)),
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => std.try_wait(),
+                    Err(e) => Err(e),
+                }
+            }
+            ExitWatch::Poll => {
+                let mut pause = Duration::from_millis(1);
+                loop {
+                    if let Some(status) = std.try_wait()? {
+                        return Ok(Some(status));
+                    }
+                    let mut until = Instant::now() + pause;
+                    if let Some(d) = deadline {
+                        if Instant::now() >= d {
+                            return Ok(None);
+                        }
+                        until = until.min(d);
+                    }
+                    hub::sleep_until(until);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+
+    /// Closes stdin, reads stdout and stderr to their ends (at the same
+    /// time, in two greenlets) and waits for the exit, blocking only the
+    /// calling greenlet.
+    ///
+    /// # Errors
+    ///
+    /// The pipes' read errors, and std's.
+    ///
+    /// # Panics
+    ///
+    /// As [`wait`](Child::wait).
+    pub fn wait_with_output(mut self) -> io::Result<Output> {
+        drop(self.stdin.take());
+        let stderr = self.stderr.take().map(|mut err| {
+            hub::spawn(move || {
+                let mut buf = Vec::new();
+                err.read_to_end(&mut buf).map(|_| buf)
+            })
+        });
+        /// Kills the stderr reader if this call unwinds (a kill or a
+        /// `with_timeout`), so it does not outlive the call.
+        struct KillOnUnwind(Option<hub::JoinHandle<io::Result<Vec<u8>>>>);
+        impl Drop for KillOnUnwind {
+            fn drop(&mut self) {
+                if let Some(h) = self.0.take() {
+                    h.kill();
+                }
+            }
+        }
+        let mut stderr = KillOnUnwind(stderr);
+        let mut stdout = Vec::new();
+        if let Some(mut out) = self.stdout.take() {
+            out.read_to_end(&mut stdout)?;
+        }
+        let stderr = match stderr.0.take() {
+            Some(h) => match h.join() {
+                Ok(read) => read?,
+                Err(e) => return Err(io::Error::other(e.to_string())),
+            },
+            None => Vec::new(),
+        };
+        let status = self.wait()?;
+        Ok(Output {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+impl fmt::Debug for Child {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Child")
+            .field("pid", &self.std.id())
+            .field(
+                "exit_watch",
+                &match self.exit {
+                    #[cfg(target_os = "linux")]
+                    ExitWatch::Pidfd(_) => "pidfd",
+                    ExitWatch::Poll => "poll",
+                },
+            )
+            .finish()
+    }
+}
+
+macro_rules! pipe_type {
+    ($(#[$doc:meta])* $name:ident, $std:ty, $($io:ident)+) => {
+        $(#[$doc])*
+        pub struct $name {
+            fd: AsyncFd<$std>,
+        }
+
+        impl $name {
+            fn new(std: $std) -> io::Result<$name> {
+                Ok($name {
+                    fd: AsyncFd::new(std)?,
+                })
+            }
+
+            /// Sets how long one read or write may wait before failing
+            /// with `ErrorKind::TimedOut` (`None`: forever; zero is
+            /// refused with `InvalidInput`).
+            pub fn set_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+                self.fd.set_read_timeout(timeout)?;
+                self.fd.set_write_timeout(timeout)
+            }
+        }
+
+        impl AsFd for $name {
+            fn as_fd(&self) -> BorrowedFd<'_> {
+                self.fd.as_fd()
+            }
+        }
+
+        impl AsRawFd for $name {
+            fn as_raw_fd(&self) -> RawFd {
+                self.fd.as_raw_fd()
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("fd", &self.as_raw_fd())
+                    .finish()
+            }
+        }
+
+        $(pipe_type!(@$io $name);)+
+    };
+    (@read $name:ident) => {
+        impl Read for $name {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                (&self.fd).read(buf)
+            }
+        }
+
+        impl Read for &$name {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                (&self.fd).read(buf)
+            }
+        }
+    };
+    (@write $name:ident) => {
+        impl Write for $name {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                (&self.fd).write(buf)
+            }
+
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+
+        impl Write for &$name {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                (&self.fd).write(buf)
+            }
+
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+    };
+}
+
+pipe_type!(
+    /// A child's standard input: writes block only the calling greenlet.
+    /// Dropping it closes the pipe (the child reads EOF).
+    ChildStdin,
+    std::process::ChildStdin,
+    write
+);
+pipe_type!(
+    /// A child's standard output: reads block only the calling greenlet.
+    ChildStdout,
+    std::process::ChildStdout,
+    read
+);
+pipe_type!(
+    /// A child's standard error: reads block only the calling greenlet.
+    ChildStderr,
+    std::process::ChildStderr,
+    read
+);

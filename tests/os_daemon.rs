@@ -1,0 +1,91 @@
+//! Daemon greenlets: waits that do not keep `hub::run` going.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use greenlet::hub::{self, with_timeout, Queue};
+
+/// Long enough that `run` waiting for it would be a hang, not a delay.
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[test]
+fn run_returns_with_a_daemon_still_parked_on_a_channel() {
+    let (tx, rx) = hub::channel::<u32>();
+    let d = hub::spawn_daemon(move || rx.recv().unwrap());
+    hub::run();
+    assert!(!d.is_finished(), "the daemon is still parked");
+    // It still works: a value wakes it on the next run.
+    tx.send(5).unwrap();
+    hub::run();
+    assert!(d.is_finished());
+    assert_eq!(d.join().unwrap(), 5);
+}
+
+#[test]
+fn run_returns_with_a_daemon_asleep_but_waits_for_other_sleepers() {
+    let sleeper = hub::spawn_daemon(|| hub::sleep(HOUR));
+    let worker_done = Rc::new(Cell::new(false));
+    let worker = {
+        let done = worker_done.clone();
+        hub::spawn(move || {
+            hub::sleep(Duration::from_millis(1));
+            done.set(true);
+        })
+    };
+    hub::run();
+    assert!(worker_done.get(), "a non-daemon's timer kept run going");
+    assert!(worker.is_finished());
+    assert!(!sleeper.is_finished());
+    sleeper.kill();
+}
+
+#[test]
+fn a_with_timeout_deadline_inside_a_daemon_does_not_keep_run_going() {
+    let (_tx, rx) = hub::channel::<()>();
+    let d = hub::spawn_daemon(move || with_timeout(HOUR, || rx.recv()));
+    hub::run();
+    assert!(!d.is_finished());
+    d.kill();
+}
+
+#[test]
+fn the_mark_is_scoped_and_a_marked_wait_ends_when_the_greenlet_goes_on() {
+    let (tx, rx) = hub::channel::<u32>();
+    let q = Queue::new();
+    let g = {
+        let q = q.clone();
+        hub::spawn(move || {
+            // Only this wait is a daemon's...
+            let first = hub::daemon(|| rx.recv().unwrap());
+            q.put(first);
+            // ...this one keeps run going.
+            hub::sleep(Duration::from_millis(1));
+            first * 2
+        })
+    };
+    hub::run();
+    assert!(!g.is_finished());
+    tx.send(21).unwrap();
+    hub::run(); // runs through the non-daemon sleep
+    assert!(g.is_finished());
+    assert_eq!(q.try_get(), Some(21));
+    assert_eq!(g.join().unwrap(), 42);
+}
+
+#[test]
+fn a_daemon_killed_while_parked_leaves_no_mark_behind() {
+    let (_tx, rx) = hub::channel::<()>();
+    let d = hub::spawn_daemon(move || rx.recv());
+    hub::run();
+    d.kill();
+    // No daemons are left: a plain channel wait keeps run going again,
+    // which this test sees through the value it gets.
+    let (tx2, rx2) = hub::channel::<u32>();
+    let g = hub::spawn(move || rx2.recv().unwrap());
+    let sender = std::thread::spawn(move || tx2.send(9).unwrap());
+    hub::run(); // returns only once g got its value
+    assert!(g.is_finished());
+    assert_eq!(g.join().unwrap(), 9);
+    sender.join().unwrap();
+}

@@ -1,0 +1,188 @@
+//! Readiness on any file descriptor: `hub::wait_readable` /
+//! `hub::wait_writable` and `net::AsyncFd`, on pipes.
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::rc::Rc;
+use std::time::Duration;
+
+use greenlet::hub;
+use greenlet::net::{AsyncFd, TcpListener, TcpStream};
+use greenlet::{stats, Greenlet, WaitOn};
+
+/// What greenlet `g` is blocked on, per `stats()`.
+fn waiting_on(g: &Greenlet) -> Option<WaitOn> {
+    stats()
+        .greenlets
+        .into_iter()
+        .find(|info| info.id == g.id())
+        .and_then(|info| info.waiting_on)
+}
+
+/// A pipe whose write end is full (non-blocking, so filling stops at
+/// `WouldBlock`); returns how many bytes it holds.
+fn full_pipe() -> (io::PipeReader, io::PipeWriter, usize) {
+    let (reader, writer) = io::pipe().unwrap();
+    let writer_fd = AsyncFd::new(writer).unwrap().into_inner(); // now O_NONBLOCK
+    let chunk = [7u8; 4096];
+    let mut held = 0;
+    loop {
+        match (&writer_fd).write(&chunk) {
+            Ok(n) => held += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("filling the pipe: {e}"),
+        }
+    }
+    (reader, writer_fd, held)
+}
+
+#[test]
+fn wait_writable_on_a_full_pipe_blocks_only_its_greenlet_until_a_read_makes_room() {
+    let (mut reader, writer, held) = full_pipe();
+    assert!(held > 0);
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let w = {
+        let log = log.clone();
+        hub::spawn(move || {
+            log.borrow_mut().push("waiting");
+            hub::wait_writable(&writer, None).unwrap();
+            log.borrow_mut().push("writable");
+            (&writer).write(b"more").unwrap()
+        })
+    };
+    // Others keep running while it waits.
+    let other = {
+        let log = log.clone();
+        hub::spawn(move || {
+            for _ in 0..3 {
+                log.borrow_mut().push("other");
+                hub::yield_now();
+            }
+        })
+    };
+    other.join().unwrap();
+    assert!(!w.is_finished());
+    assert!(matches!(
+        waiting_on(w.greenlet()),
+        Some(WaitOn::Writable { until: None, .. })
+    ));
+    // Drain the pipe (a blocking std read; the pipe is full, so it never
+    // waits): the writer wakes.
+    let mut buf = vec![0u8; held];
+    reader.read_exact(&mut buf).unwrap();
+    assert_eq!(w.join().unwrap(), 4);
+    assert_eq!(
+        *log.borrow(),
+        ["waiting", "other", "other", "other", "writable"]
+    );
+}
+
+#[test]
+fn wait_writable_times_out_on_a_pipe_nobody_drains() {
+    let (_reader, writer, _) = full_pipe();
+    let err = hub::wait_writable(&writer, Some(Duration::from_millis(5))).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    // The registration is gone: waiting again works the same way.
+    let err = hub::wait_writable(&writer, Some(Duration::from_millis(1))).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+}
+
+#[test]
+fn wait_readable_returns_at_once_when_ready_and_on_hang_up() {
+    let (reader, mut writer) = io::pipe().unwrap();
+    writer.write_all(b"x").unwrap();
+    hub::wait_readable(&reader, None).unwrap();
+    // A closed write end makes the read end "readable" (EOF).
+    let (reader, writer) = io::pipe().unwrap();
+    let waiter = hub::spawn(move || hub::wait_readable(&reader, None));
+    hub::yield_now();
+    assert!(!waiter.is_finished());
+    drop(writer);
+    waiter.join().unwrap().unwrap();
+}
+
+#[test]
+fn wait_readable_on_a_regular_file_returns_at_once() {
+    let file = std::fs::File::open("Cargo.toml").unwrap();
+    hub::wait_readable(&file, None).unwrap();
+    hub::wait_writable(&file, Some(Duration::from_millis(1))).unwrap();
+}
+
+#[test]
+fn waiting_on_a_socket_the_hub_already_has_works_through_a_duplicate() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = hub::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        // The socket is registered with this hub by its own type.
+        hub::wait_readable(conn.as_fd(), None).unwrap();
+        let mut buf = [0; 2];
+        (&conn).read_exact(&mut buf).unwrap();
+        buf
+    });
+    let mut client = TcpStream::connect(addr).unwrap();
+    hub::yield_now();
+    client.write_all(b"hi").unwrap();
+    assert_eq!(&server.join().unwrap(), b"hi");
+}
+
+#[test]
+fn async_fd_pipe_reads_block_only_the_reader() {
+    let (reader, writer) = io::pipe().unwrap();
+    let reader = AsyncFd::new(reader).unwrap();
+    let mut writer = AsyncFd::new(writer).unwrap();
+    let got = hub::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 16];
+        loop {
+            let n = (&reader).read(&mut buf).unwrap();
+            if n == 0 {
+                return got;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    });
+    for i in 0..5u8 {
+        writer.write_all(&[i; 3]).unwrap();
+        hub::yield_now(); // the reader runs, drains, and blocks again
+        assert!(!got.is_finished());
+    }
+    drop(writer);
+    assert_eq!(
+        got.join().unwrap(),
+        [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
+    );
+}
+
+#[test]
+fn async_fd_read_timeout_and_refusals() {
+    let (reader, _writer) = io::pipe().unwrap();
+    let reader = AsyncFd::new(reader).unwrap();
+    assert_eq!(
+        reader
+            .set_read_timeout(Some(Duration::ZERO))
+            .unwrap_err()
+            .kind(),
+        io::ErrorKind::InvalidInput
+    );
+    reader
+        .set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    let mut buf = [0u8; 4];
+    let err = (&reader).read(&mut buf).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    // A regular file cannot be registered: a clear error, no panic.
+    let file = std::fs::File::open("Cargo.toml").unwrap();
+    assert_eq!(
+        AsyncFd::new(file).unwrap_err().raw_os_error(),
+        Some(libc::EPERM)
+    );
+    // Nor can a descriptor the hub already has.
+    let again = AsyncFd::new(reader.as_fd()).unwrap_err();
+    assert_eq!(again.raw_os_error(), Some(libc::EEXIST));
+    drop(reader);
+    // Dropping deregistered it: a new wrapper of a new pipe is fine.
+    let (r2, _w2) = io::pipe().unwrap();
+    drop(AsyncFd::new(r2).unwrap());
+}

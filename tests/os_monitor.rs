@@ -1,0 +1,123 @@
+//! The blocked-hub monitor: reports greenlets that run too long without
+//! switching, and says nothing when off.
+//!
+//! The spinning greenlets busy-loop on a clock (that is what the monitor
+//! is for); the assertions are on the reports, not on time.
+
+use std::cell::{Cell, RefCell};
+use std::process::Command;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use greenlet::hub::{self, Blocked};
+use greenlet::{set_switch_hook, Greenlet};
+
+/// Runs without switching for `d`.
+fn spin(d: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
+const LIMIT: Duration = Duration::from_millis(10);
+const SPIN: Duration = Duration::from_millis(60);
+
+fn collect() -> Rc<RefCell<Vec<Blocked>>> {
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let log = reports.clone();
+    hub::monitor_with(LIMIT, move |b| log.borrow_mut().push(b.clone()));
+    reports
+}
+
+#[test]
+fn a_greenlet_spinning_past_the_limit_is_reported_with_name_id_and_duration() {
+    let reports = collect();
+    let spinner = Greenlet::builder()
+        .name("spinner")
+        .build(|()| spin(SPIN))
+        .unwrap();
+    let id = spinner.id();
+    spinner.switch::<(), ()>(()).unwrap();
+    // A spawned one too, among greenlets that switch often.
+    let polite = hub::spawn(|| {
+        for _ in 0..100 {
+            hub::yield_now();
+        }
+    });
+    let spawned = hub::spawn(|| spin(SPIN));
+    let spawned_id = spawned.greenlet().id();
+    hub::run();
+    hub::monitor(None);
+    polite.join().unwrap();
+
+    let reports = reports.borrow();
+    let mine: Vec<_> = reports.iter().filter(|b| b.id == id).collect();
+    assert_eq!(mine.len(), 1, "{reports:?}");
+    assert_eq!(mine[0].name.as_deref(), Some("spinner"));
+    assert!(mine[0].ran >= SPIN, "{:?}", mine[0].ran);
+    assert_eq!(mine[0].limit, LIMIT);
+    let text = mine[0].to_string();
+    assert!(text.contains("greenlet 'spinner' (id"), "{text}");
+    assert!(text.contains("without switching"), "{text}");
+    let theirs: Vec<_> = reports.iter().filter(|b| b.id == spawned_id).collect();
+    assert_eq!(theirs.len(), 1, "{reports:?}");
+    assert_eq!(theirs[0].name, None);
+}
+
+#[test]
+fn nothing_is_reported_once_turned_off_and_a_previous_hook_is_chained_then_restored() {
+    let calls = Rc::new(Cell::new(0u32));
+    let seen = calls.clone();
+    set_switch_hook(Some(Box::new(move |_| seen.set(seen.get() + 1))));
+    let reports = collect();
+    let g = Greenlet::new(|()| ());
+    g.switch::<(), ()>(()).unwrap();
+    assert_eq!(calls.get(), 2, "the earlier hook still sees the switches");
+    hub::monitor(None);
+    let quiet = Greenlet::new(|()| spin(SPIN));
+    quiet.switch::<(), ()>(()).unwrap();
+    assert!(
+        reports.borrow().iter().all(|b| b.id != quiet.id()),
+        "off: nothing said"
+    );
+    assert_eq!(calls.get(), 4, "the earlier hook is back");
+    set_switch_hook(None);
+}
+
+/// The child half of `the_environment_variable_turns_it_on_and_off`.
+#[test]
+fn child_spins_in_a_spawned_greenlet() {
+    if std::env::var_os("GREENLET_TEST_CHILD").is_none() {
+        return;
+    }
+    hub::spawn(|| spin(SPIN)).join().unwrap();
+}
+
+#[test]
+fn the_environment_variable_turns_it_on_and_off() {
+    let run = |limit: Option<&str>| {
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "--exact",
+            "child_spins_in_a_spawned_greenlet",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("GREENLET_TEST_CHILD", "1")
+        .env_remove("GREENLET_MAX_BLOCKING_MS");
+        if let Some(limit) = limit {
+            cmd.env("GREENLET_MAX_BLOCKING_MS", limit);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let on = run(Some("10"));
+    assert!(on.contains("greenlet::hub::monitor: greenlet id"), "{on}");
+    assert!(on.contains("without switching (limit 10ms)"), "{on}");
+    let off = run(None);
+    assert!(!off.contains("greenlet::hub::monitor"), "{off}");
+    let bad = run(Some("soon"));
+    assert!(bad.contains("is not a number of milliseconds"), "{bad}");
+}

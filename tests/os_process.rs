@@ -1,0 +1,145 @@
+//! `greenlet::process`: subprocess waits and pipes that block only the
+//! calling greenlet.
+
+use std::cell::Cell;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::Stdio;
+use std::rc::Rc;
+use std::time::Duration;
+
+use greenlet::hub;
+use greenlet::process::Command;
+
+/// A greenlet that yields until told to stop, counting its switches.
+fn ticker() -> (Rc<Cell<u64>>, Rc<Cell<bool>>, hub::JoinHandle<()>) {
+    let switches = Rc::new(Cell::new(0u64));
+    let stop = Rc::new(Cell::new(false));
+    let h = {
+        let (switches, stop) = (switches.clone(), stop.clone());
+        hub::spawn(move || {
+            while !stop.get() {
+                hub::yield_now();
+                switches.set(switches.get() + 1);
+            }
+        })
+    };
+    (switches, stop, h)
+}
+
+#[test]
+fn a_childs_output_is_read_while_other_greenlets_run() {
+    let mut child = Command::new("cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = hub::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            lines.push(line.unwrap());
+        }
+        lines
+    });
+    let (switches, stop, ticker) = ticker();
+    // The reader is blocked on the child's stdout (nothing was written
+    // yet, so nothing can come): the ticker keeps switching.
+    let before = switches.get();
+    while switches.get() < before + 100 {
+        hub::yield_now();
+    }
+    assert!(!reader.is_finished());
+    let writer = hub::spawn(move || {
+        let mut stdin = stdin;
+        for i in 0..3 {
+            writeln!(stdin, "line {i}").unwrap();
+            hub::yield_now();
+        }
+        // Dropping stdin closes it: cat exits.
+    });
+    writer.join().unwrap();
+    assert_eq!(reader.join().unwrap(), ["line 0", "line 1", "line 2"]);
+    assert!(child.wait().unwrap().success());
+    stop.set(true);
+    ticker.join().unwrap();
+}
+
+#[test]
+fn wait_timeout_gives_up_leaving_the_child_running_and_others_run_meanwhile() {
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    let (switches, stop, ticker) = ticker();
+    assert_eq!(child.wait_timeout(Duration::from_millis(20)).unwrap(), None);
+    assert!(switches.get() > 0, "the ticker ran while main waited");
+    assert_eq!(child.try_wait().unwrap(), None, "still running");
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    stop.set(true);
+    ticker.join().unwrap();
+}
+
+#[test]
+fn wait_timeout_returns_the_status_of_a_child_that_exits_in_time() {
+    let mut child = Command::new("true").spawn().unwrap();
+    let status = child.wait_timeout(Duration::from_secs(30)).unwrap();
+    assert!(status.unwrap().success());
+    // Reaped: further waits give the same status at once.
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn output_collects_stdout_and_stderr_and_the_exit_code() {
+    let out = Command::new("sh")
+        .args(["-c", "echo out; echo err >&2; exit 3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr, b"err\n");
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn output_of_a_large_stream_on_both_pipes_does_not_deadlock() {
+    // 256 KiB on each pipe, more than a pipe holds: both must be drained
+    // at the same time.
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "head -c 262144 /dev/zero; head -c 262144 /dev/zero >&2; \
+             head -c 10 /dev/zero",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout.len(), 262144 + 10);
+    assert_eq!(out.stderr.len(), 262144);
+    assert!(out.status.success());
+}
+
+#[test]
+fn status_and_a_missing_program() {
+    let status = Command::new("sh").args(["-c", "exit 7"]).status().unwrap();
+    assert_eq!(status.code(), Some(7));
+    let err = Command::new("/nonexistent/program").spawn().unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+}
+
+#[test]
+fn a_pipe_read_timeout_is_an_error_not_a_hang() {
+    let mut child = Command::new("sleep")
+        .arg("30")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    stdout.set_timeout(Some(Duration::from_millis(5))).unwrap();
+    let mut buf = [0u8; 8];
+    let err = stdout.read(&mut buf).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
