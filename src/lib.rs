@@ -150,7 +150,7 @@ mod trace;
 mod value;
 
 pub use crate::error::{ParentError, SwitchError};
-pub use crate::generator::{Generator, Yielder};
+pub use crate::generator::{Generator, GeneratorState, Thrown, Yielder};
 pub use crate::greenlet::{current, switch, Builder, Greenlet};
 pub use crate::local::Local;
 pub use crate::stack::DEFAULT_STACK_SIZE;
