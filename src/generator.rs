@@ -39,7 +39,32 @@ struct End;
 /// consumer sends back; see [`Generator`].
 ///
 /// `Y` is the type of the items, `S` the type of the values sent back
-/// (`()` for a plain iterator).
+/// (`()` for a plain iterator). The producer gets it by reference and may
+/// pass it down to any depth of calls:
+///
+/// ```
+/// use greenlet::{Generator, Yielder};
+///
+/// fn digits(y: &Yielder<u8>, n: u32) {
+///     if n >= 10 {
+///         digits(y, n / 10);
+///     }
+///     y.yield_((n % 10) as u8);
+/// }
+///
+/// let g = Generator::new(|y: &Yielder<u8>| digits(y, 2026));
+/// assert_eq!(g.collect::<Vec<_>>(), [2, 0, 2, 6]);
+/// ```
+///
+/// It stays on its thread (a yielder only works on its producer's
+/// greenlet):
+///
+/// ```compile_fail
+/// use greenlet::{Generator, Yielder};
+///
+/// fn needs_send<T: Send>(_: T) {}
+/// let _ = Generator::new(|y: &Yielder<u8>| needs_send(y));
+/// ```
 pub struct Yielder<Y, S = ()> {
     /// The producer's greenlet.
     key: Key,
