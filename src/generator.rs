@@ -822,6 +822,15 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
     }
 }
 
+impl<Y: 'static, R: 'static, S: 'static> fmt::Debug for Generator<Y, R, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Generator")
+            .field("producer", &self.greenlet)
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
 impl<Y: 'static, R: 'static> Iterator for Generator<Y, R, ()> {
     type Item = Y;
 

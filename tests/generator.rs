@@ -61,6 +61,12 @@ fn resume_reports_yielded_complete_then_exhausted() {
     assert!(g.is_finished());
     assert_eq!(g.resume("x".to_string()), GeneratorState::Exhausted);
     assert_eq!(g.return_value(), None, "handed out by resume");
+    let shown = format!("{g:?}");
+    assert!(
+        shown.starts_with("Generator { producer: Greenlet {"),
+        "{shown}"
+    );
+    assert!(shown.ends_with("finished: true }"), "{shown}");
 }
 
 #[test]
@@ -509,4 +515,35 @@ fn a_closer_killed_by_the_producers_destructor_still_dies() {
     );
     assert!(!after_close.get());
     assert!(closer.is_dead());
+}
+
+// ----- with the hub -----
+
+#[test]
+fn producers_may_block_in_the_hub_between_items() {
+    use greenlet::hub;
+
+    let trace = Rc::new(RefCell::new(Vec::new()));
+    let consumers: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let log = trace.clone();
+            hub::spawn(move || {
+                let numbers = Generator::new(|y: &Yielder<u32>| {
+                    for i in 0..3 {
+                        hub::yield_now(); // lets the other consumer run
+                        y.yield_(i);
+                    }
+                });
+                for i in numbers {
+                    log.borrow_mut().push(format!("{name}{i}"));
+                }
+            })
+        })
+        .collect();
+    hub::run();
+    for c in consumers {
+        c.join().unwrap();
+    }
+    assert_eq!(*trace.borrow(), ["a0", "b0", "a1", "b1", "a2", "b2"]);
 }
