@@ -101,11 +101,11 @@ impl<Y: 'static, S: 'static> Yielder<Y, S> {
     ///   consumer's `throw` returns it. Use [`try_yield`](Yielder::try_yield)
     ///   to handle it as a value instead.
     /// - When called from a greenlet other than the generator's own (a
-    ///   yielder cannot be used from a greenlet the producer switched to),
-    ///   or while the producer unwinds: during a [`close`](Generator::close),
-    ///   after catching it, this is the producer's panic, which `close`
-    ///   reports; from a destructor run by a panic, it aborts the process,
-    ///   as any panic during unwinding does.
+    ///   yielder cannot be used from a greenlet the producer switched to).
+    /// - When the producer is being unwound and cannot yield: after it
+    ///   caught the unwinding of a [`close`](Generator::close) (`close`
+    ///   then returns this panic as its error), or from a destructor run by
+    ///   a panic (the process aborts, as for any panic during unwinding).
     // Inlining the switch into the producer's own frame keeps call/return
     // pairs from straddling the stack switch (which costs the CPU's return
     // predictions several nanoseconds per item); debug builds skip it so a
@@ -186,6 +186,9 @@ fn raise(e: SwitchError) -> ! {
         // `resume_unwind` skips the panic hook: an unhandled throw prints
         // nothing on its way back to the consumer.
         SwitchError::Thrown(p) => panic::resume_unwind(Box::new(Thrown(p))),
+        // The panic of a child greenlet whose parent the producer is (as
+        // in the hub, it unwinds out of the call that was waiting).
+        SwitchError::Panicked(p) => panic::resume_unwind(p),
         SwitchError::Unwinding => panic!(
             "greenlet::Generator: the producer yielded while it was being unwound \
              (it was closed or dropped, or is panicking); it cannot yield again"

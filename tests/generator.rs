@@ -547,3 +547,23 @@ fn producers_may_block_in_the_hub_between_items() {
     }
     assert_eq!(*trace.borrow(), ["a0", "b0", "a1", "b1", "a2", "b2"]);
 }
+
+#[test]
+fn a_panic_of_the_producers_own_child_unwinds_out_of_its_yield() {
+    use greenlet::Greenlet;
+
+    let mut g = Generator::new(|y: &Yielder<Greenlet>| {
+        // A child of the producer's: its panic comes to the producer.
+        let child = Greenlet::new(|()| -> () { panic!("child failed") });
+        let caught = panic::catch_unwind(AssertUnwindSafe(|| y.yield_(child)));
+        let p = caught.unwrap_err();
+        assert_eq!(p.downcast_ref::<&str>(), Some(&"child failed"));
+        "survived"
+    });
+    let child = g.next().unwrap();
+    // The consumer starts the child; the child's panic goes to its parent,
+    // the producer, at its pending yield, and the producer then returns.
+    assert!(child.switch::<(), ()>(()).is_err());
+    assert!(g.is_finished());
+    assert_eq!(g.return_value(), Some("survived"));
+}
