@@ -1,68 +1,357 @@
 //! Generators: a function on its own greenlet that hands out values one at a
-//! time, exposed as an `Iterator`.
+//! time and, like Python 2.5's enhanced generators, is sent a value back at
+//! every yield.
+//!
+//! # How it runs
 //!
 //! The producer runs on a greenlet whose parent is the consumer (the
-//! greenlet calling `next`). A yield is a plain switch of the item to the
-//! parent, so items travel like any switched value (in a register when they
-//! fit). When the producer returns, its value goes into a slot shared with
-//! the generator, and its greenlet finishes with a private `End` marker,
-//! which reaches the consumer's pending switch as a type mismatch; the
-//! consumer knows it is the end because the producer is then dead. Because
-//! the producer is an ordinary greenlet, it may call anything, to any depth,
-//! including blocking calls of the [`hub`](crate::hub), and dropping the
-//! generator early kills it, so the destructors on its stack run.
+//! greenlet calling `next`, `resume`, `send`, `throw`). A yield is a plain
+//! switch of the item to the parent, and a resume a plain switch of the sent
+//! value to the producer, so both travel like any switched value (in a
+//! register when they fit) and nothing is allocated per item. When the
+//! producer returns, its value goes into a slot shared with the generator,
+//! and its greenlet finishes with a private `End` marker, which reaches the
+//! consumer's pending switch as a type mismatch; the consumer knows it is
+//! the end because the producer is then dead. Because the producer is an
+//! ordinary greenlet, it may call anything, to any depth, including blocking
+//! calls of the [`hub`](crate::hub) and other generators.
+//!
+//! The decisions about the first value, throw and close are documented on
+//! [`Generator`].
 
+use std::any::{Any, TypeId};
 use std::cell::Cell;
+use std::fmt;
+use std::iter::FusedIterator;
 use std::marker::PhantomData;
-use std::panic;
+use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 
-use crate::error::SwitchError;
+use crate::error::{payload_message, SwitchError};
 use crate::greenlet::Greenlet;
 use crate::runtime::{Key, Runtime};
+use crate::value::GreenletExit;
 
 /// What the producer's greenlet returns after storing the return value.
 struct End;
 
-/// Lets a generator's producer hand out values; see [`Generator`].
-pub struct Yielder<Y> {
+/// Lets a generator's producer hand out values and receive what the
+/// consumer sends back; see [`Generator`].
+///
+/// `Y` is the type of the items, `S` the type of the values sent back
+/// (`()` for a plain iterator). The producer gets it by reference and may
+/// pass it down to any depth of calls:
+///
+/// ```
+/// use greenlet::{Generator, Yielder};
+///
+/// fn digits(y: &Yielder<u8>, n: u32) {
+///     if n >= 10 {
+///         digits(y, n / 10);
+///     }
+///     y.yield_((n % 10) as u8);
+/// }
+///
+/// let g = Generator::new(|y: &Yielder<u8>| digits(y, 2026));
+/// assert_eq!(g.collect::<Vec<_>>(), [2, 0, 2, 6]);
+/// ```
+///
+/// It stays on its thread (a yielder only works on its producer's
+/// greenlet):
+///
+/// ```compile_fail
+/// use greenlet::{Generator, Yielder};
+///
+/// fn needs_send<T: Send>(_: T) {}
+/// let _ = Generator::new(|y: &Yielder<u8>| needs_send(y));
+/// ```
+pub struct Yielder<Y, S = ()> {
     /// The producer's greenlet.
     key: Key,
-    _item: PhantomData<fn(Y)>,
+    _types: PhantomData<fn(Y) -> S>,
+    /// `*const ()` is neither `Send` nor `Sync`: a yielder only makes
+    /// sense on its own producer's greenlet, so it stays on its thread.
+    _thread: PhantomData<*const ()>,
 }
 
-impl<Y: 'static> Yielder<Y> {
-    /// Hands `item` to the consumer and waits until it asks for the next one.
+impl<Y: 'static, S: 'static> Yielder<Y, S> {
+    /// Hands `item` to the consumer, waits until it resumes the generator,
+    /// and returns the value it sent (`()` for `next`).
+    ///
+    /// ```
+    /// use greenlet::{Generator, Yielder};
+    ///
+    /// // A running total: every value sent in is added, the total yielded.
+    /// let mut totals = Generator::two_way(|y: &Yielder<u64, u64>, first: u64| {
+    ///     let mut total = first;
+    ///     loop {
+    ///         total += y.yield_(total);
+    ///     }
+    /// });
+    /// assert_eq!(totals.send(5), Some(5));
+    /// assert_eq!(totals.send(10), Some(15));
+    /// assert_eq!(totals.send(1), Some(16));
+    /// ```
     ///
     /// # Panics
     ///
-    /// When called from a greenlet other than the generator's own (a
-    /// yielder cannot be used from a greenlet the producer switched to).
+    /// - An error [`thrown`](Generator::throw) into the generator while it
+    ///   waits here unwinds the producer from this call with a [`Thrown`]
+    ///   payload (no panic message); unless the producer catches it, the
+    ///   consumer's `throw` returns it. Use [`try_yield`](Yielder::try_yield)
+    ///   to handle it as a value instead.
+    /// - When called from a greenlet other than the generator's own (a
+    ///   yielder cannot be used from a greenlet the producer switched to).
+    /// - When the producer is being unwound and cannot yield: after it
+    ///   caught the unwinding of a [`close`](Generator::close) (`close`
+    ///   then returns this panic as its error), or from a destructor run by
+    ///   a panic (the process aborts, as for any panic during unwinding).
     // Inlining the switch into the producer's own frame keeps call/return
     // pairs from straddling the stack switch (which costs the CPU's return
     // predictions several nanoseconds per item); debug builds skip it so a
     // deeply recursive producer keeps small frames.
     #[cfg_attr(debug_assertions, inline)]
     #[cfg_attr(not(debug_assertions), inline(always))]
-    pub fn yield_(&self, item: Y) {
+    pub fn yield_(&self, item: Y) -> S {
+        match self.switch_out(item) {
+            Ok(value) => value,
+            Err(e) => raise(e),
+        }
+    }
+
+    /// Like [`yield_`](Yielder::yield_), but an error
+    /// [`thrown`](Generator::throw) into the generator while it waits comes
+    /// back as `Err`, to be handled or passed on with `?`.
+    ///
+    /// ```
+    /// use greenlet::{Generator, Thrown, Yielder};
+    ///
+    /// #[derive(Debug, PartialEq)]
+    /// struct Reset;
+    ///
+    /// // Counts up; a thrown `Reset` starts again from zero, anything else
+    /// // ends the producer with the error as its return value.
+    /// let mut counter = Generator::new(|y: &Yielder<u32>| -> Result<(), Thrown> {
+    ///     let mut n = 0;
+    ///     loop {
+    ///         match y.try_yield(n) {
+    ///             Ok(()) => n += 1,
+    ///             Err(e) if e.is::<Reset>() => n = 0,
+    ///             Err(e) => return Err(e),
+    ///         }
+    ///     }
+    /// });
+    /// assert_eq!(counter.next(), Some(0));
+    /// assert_eq!(counter.next(), Some(1));
+    /// assert_eq!(counter.throw(Reset).unwrap(), Some(0));
+    /// assert_eq!(counter.next(), Some(1));
+    /// assert_eq!(counter.throw("stop").unwrap(), None); // it returned
+    /// let err = counter.return_value().unwrap().unwrap_err();
+    /// assert_eq!(err.message(), Some("stop"));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`yield_`](Yielder::yield_), except for thrown errors.
+    #[cfg_attr(debug_assertions, inline)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
+    pub fn try_yield(&self, item: Y) -> Result<S, Thrown> {
+        match self.switch_out(item) {
+            Ok(value) => Ok(value),
+            Err(SwitchError::Thrown(p)) => Err(Thrown(p)),
+            Err(e) => raise(e),
+        }
+    }
+
+    /// Switches `item` to the consumer (the producer's parent).
+    #[inline(always)]
+    fn switch_out(&self, item: Y) -> Result<S, SwitchError> {
         let rt = Runtime::get();
         assert!(
             rt.current() == self.key,
-            "greenlet::Yielder::yield_ called outside its generator's greenlet"
+            "greenlet::Yielder: yield called outside its generator's greenlet"
         );
         let consumer = rt.parent_of(self.key);
-        // The consumer resumes us with `()` (`next`) or kills us (drop),
-        // which unwinds from here; anything else is a misuse of the
-        // generator's greenlet by other code.
-        if let Err(e) = rt.switch::<Y, ()>(consumer, item) {
-            panic!("greenlet::Generator: the producer was resumed with an error: {e}");
+        // The consumer resumes us with an `S`, throws into us, or kills us
+        // (a close or a drop, which unwinds from inside this switch).
+        rt.switch::<Y, S>(consumer, item)
+    }
+}
+
+/// What reached a pending yield instead of a sent value.
+#[cold]
+#[inline(never)]
+fn raise(e: SwitchError) -> ! {
+    match e {
+        // `resume_unwind` skips the panic hook: an unhandled throw prints
+        // nothing on its way back to the consumer.
+        SwitchError::Thrown(p) => panic::resume_unwind(Box::new(Thrown(p))),
+        // The panic of a child greenlet whose parent the producer is (as
+        // in the hub, it unwinds out of the call that was waiting).
+        SwitchError::Panicked(p) => panic::resume_unwind(p),
+        SwitchError::Unwinding => panic!(
+            "greenlet::Generator: the producer yielded while it was being unwound \
+             (it was closed or dropped, or is panicking); it cannot yield again"
+        ),
+        e => panic!("greenlet::Generator: the producer was resumed with an error: {e}"),
+    }
+}
+
+/// An error [`thrown`](Generator::throw) into a generator: what
+/// [`Yielder::try_yield`] returns, what unwinds the producer from
+/// [`Yielder::yield_`], and what `throw` returns when the producer did not
+/// handle it.
+///
+/// It holds the error as thrown, type-erased (as a panic payload is);
+/// [`downcast`](Thrown::downcast) gets it back.
+///
+/// ```
+/// use greenlet::{Generator, Yielder};
+///
+/// let mut g = Generator::new(|y: &Yielder<u8>| y.yield_(1));
+/// assert_eq!(g.next(), Some(1));
+/// // `yield_` does not handle it: the error comes back out of `throw`.
+/// let err = g.throw(std::io::Error::other("disk full")).unwrap_err();
+/// assert!(err.is::<std::io::Error>());
+/// assert_eq!(err.downcast::<std::io::Error>().unwrap().to_string(), "disk full");
+/// assert!(g.is_finished());
+/// ```
+pub struct Thrown(Box<dyn Any + Send>);
+
+impl Thrown {
+    /// Whether the error is an `E`.
+    ///
+    /// ```
+    /// # use greenlet::{Generator, Yielder};
+    /// let mut g = Generator::new(|y: &Yielder<u8>| y.yield_(1));
+    /// g.next();
+    /// assert!(g.throw(42u32).unwrap_err().is::<u32>());
+    /// ```
+    pub fn is<E: Any>(&self) -> bool {
+        self.0.is::<E>()
+    }
+
+    /// The error as an `E`, or `Err(self)` when it is of another type.
+    ///
+    /// ```
+    /// # use greenlet::{Generator, Yielder};
+    /// let mut g = Generator::new(|y: &Yielder<u8>| y.yield_(1));
+    /// let err = g.throw(7i64).unwrap_err(); // never started: comes back
+    /// let err = err.downcast::<String>().unwrap_err();
+    /// assert_eq!(err.downcast::<i64>().unwrap(), 7);
+    /// ```
+    pub fn downcast<E: Any>(self) -> Result<E, Thrown> {
+        self.0.downcast::<E>().map(|e| *e).map_err(Thrown)
+    }
+
+    /// A reference to the error, if it is an `E`.
+    ///
+    /// ```
+    /// # use greenlet::{Generator, Yielder};
+    /// let mut g = Generator::new(|y: &Yielder<u8>| y.yield_(1));
+    /// let err = g.throw(7i64).unwrap_err();
+    /// assert_eq!(err.downcast_ref::<i64>(), Some(&7));
+    /// ```
+    pub fn downcast_ref<E: Any>(&self) -> Option<&E> {
+        self.0.downcast_ref::<E>()
+    }
+
+    /// The error's text, when it is a `&'static str` or a `String`.
+    ///
+    /// ```
+    /// # use greenlet::{Generator, Yielder};
+    /// let mut g = Generator::new(|y: &Yielder<u8>| y.yield_(1));
+    /// let err = g.throw("stop").unwrap_err();
+    /// assert_eq!(err.message(), Some("stop"));
+    /// ```
+    pub fn message(&self) -> Option<&str> {
+        payload_message(self.0.as_ref())
+    }
+
+    /// The error, boxed as it was thrown.
+    ///
+    /// ```
+    /// # use greenlet::{Generator, Yielder};
+    /// let mut g = Generator::new(|y: &Yielder<u8>| y.yield_(1));
+    /// let payload = g.throw(3u8).unwrap_err().into_payload();
+    /// assert_eq!(*payload.downcast::<u8>().unwrap(), 3);
+    /// ```
+    pub fn into_payload(self) -> Box<dyn Any + Send> {
+        self.0
+    }
+
+    /// Raises the error again from the producer: it unwinds the producer
+    /// (with no panic message) and comes back out of the consumer's
+    /// [`throw`](Generator::throw) as if the producer had not caught it.
+    ///
+    /// ```
+    /// use greenlet::{Generator, Yielder};
+    ///
+    /// let mut g = Generator::new(|y: &Yielder<u8>| {
+    ///     if let Err(e) = y.try_yield(1) {
+    ///         if e.is::<u8>() {
+    ///             e.raise(); // not ours to handle
+    ///         }
+    ///     }
+    /// });
+    /// g.next();
+    /// assert_eq!(g.throw(9u8).unwrap_err().downcast::<u8>().unwrap(), 9);
+    /// ```
+    pub fn raise(self) -> ! {
+        panic::resume_unwind(Box::new(self))
+    }
+}
+
+impl fmt::Debug for Thrown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Thrown")
+            .field(&self.message().unwrap_or("<non-text payload>"))
+            .finish()
+    }
+}
+
+impl fmt::Display for Thrown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.message() {
+            Some(m) => write!(f, "an error was thrown into a generator: {m}"),
+            None => f.write_str("an error was thrown into a generator (non-text payload)"),
         }
     }
 }
 
-/// A producer function, run on its own greenlet, seen as an `Iterator` of
-/// the values it yields; its return value is kept for
-/// [`return_value`](Generator::return_value).
+impl std::error::Error for Thrown {}
+
+/// What [`Generator::resume`] got: an item, the producer's return value, or
+/// nothing more.
+///
+/// ```
+/// use greenlet::{Generator, GeneratorState, Yielder};
+///
+/// let mut g = Generator::new(|y: &Yielder<char>| {
+///     y.yield_('a');
+///     "done"
+/// });
+/// assert_eq!(g.resume(()), GeneratorState::Yielded('a'));
+/// assert_eq!(g.resume(()), GeneratorState::Complete("done"));
+/// assert_eq!(g.resume(()), GeneratorState::Exhausted);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GeneratorState<Y, R> {
+    /// The producer yielded this item and is suspended.
+    Yielded(Y),
+    /// The producer has returned this value (handed out once).
+    Complete(R),
+    /// The producer has finished and there is no return value to hand out:
+    /// it was handed out already (by an earlier `resume` or
+    /// [`return_value`](Generator::return_value)), or the producer never
+    /// produced one (it was closed, killed or panicked). The value sent was
+    /// dropped.
+    Exhausted,
+}
+
+/// A producer function, run on its own greenlet, that yields items of type
+/// `Y`, receives a value of type `S` back at every yield, and returns an
+/// `R`. With `S = ()` it is an `Iterator` of its items.
 ///
 /// ```
 /// use greenlet::{Generator, Yielder};
@@ -81,101 +370,508 @@ impl<Y: 'static> Yielder<Y> {
 /// assert_eq!(g.return_value(), Some("liftoff"));
 /// ```
 ///
-/// The producer's panic resumes in the consumer's `next`. Dropping the
-/// generator before it finishes unwinds the producer's stack.
-pub struct Generator<Y: 'static, R: 'static = ()> {
+/// Two-way, as Python's enhanced generators (decisions below):
+///
+/// ```
+/// use greenlet::{Generator, Yielder};
+///
+/// // A consumer written as a generator: it is sent lines, yields how many
+/// // it has seen, and returns them all when closed by a `None`.
+/// let mut collect = Generator::two_way(|y: &Yielder<usize, Option<String>>, first| {
+///     let mut lines = Vec::new();
+///     let mut next = first;
+///     while let Some(line) = next {
+///         lines.push(line);
+///         next = y.yield_(lines.len());
+///     }
+///     lines
+/// });
+/// assert_eq!(collect.send(Some("a".into())), Some(1));
+/// assert_eq!(collect.send(Some("b".into())), Some(2));
+/// assert_eq!(collect.send(None), None);
+/// assert_eq!(collect.return_value(), Some(vec!["a".to_string(), "b".to_string()]));
+/// ```
+///
+/// # Two-way generators, decided
+///
+/// - **The first value.** Python requires the first `send` to be `None`,
+///   because the generator has not reached a `yield` that could receive it.
+///   Here the first value sent is not lost and needs no priming call: it is
+///   the producer's second argument ([`Generator::two_way`]), just as a
+///   greenlet's first switch value is its function's argument. Generators
+///   made with [`Generator::new`] send `()` and take no argument.
+/// - **Throw.** [`Generator::throw`] raises the error at the producer's
+///   pending yield: [`Yielder::try_yield`] returns it as `Err(Thrown)` for
+///   `match` or `?`; [`Yielder::yield_`] unwinds the producer with it (as an
+///   exception propagates through a Python generator). If the producer then
+///   yields, `throw` returns `Ok(Some(item))`; if it returns, `Ok(None)`; if
+///   the error unwinds out of it unhandled, `throw` returns `Err(thrown)`,
+///   the same error. A throw into a generator that never started ends it
+///   without running the producer; into a finished one it comes straight
+///   back. Both return `Err(thrown)`, as Python raises the error there.
+/// - **Close and drop.** [`Generator::close`] unwinds a suspended producer
+///   (its destructors run, as a kill does), discards an unstarted one
+///   unrun, and does nothing to a finished one; it returns `Ok(())` unless
+///   the producer panicked while it was being closed (yielding again during
+///   a close is such a panic, Python's "generator ignored GeneratorExit"),
+///   and then `Err(payload)`. Dropping an unfinished generator closes it,
+///   so a generator nested in another one's producer is unwound with it.
+/// - **Panics** in the producer resume in the consumer's `next`, `resume`,
+///   `send` or `throw`; the generator is finished afterwards.
+pub struct Generator<Y: 'static, R: 'static = (), S: 'static = ()> {
     greenlet: Greenlet,
+    /// The consumer has seen the end (or closed it); the producer's
+    /// greenlet is dead or was never started.
     done: bool,
     returned: Rc<Cell<Option<R>>>,
-    _item: PhantomData<fn() -> Y>,
+    _types: PhantomData<fn(S) -> Y>,
 }
 
-impl<Y: 'static, R: 'static> Generator<Y, R> {
+impl<Y: 'static, R: 'static> Generator<Y, R, ()> {
     /// A generator that runs `producer` on a new greenlet (default stack
     /// size) once the first item is asked for.
+    ///
+    /// ```
+    /// use greenlet::{Generator, Yielder};
+    ///
+    /// let squares = Generator::new(|y: &Yielder<u64>| {
+    ///     for i in 1..=4 {
+    ///         y.yield_(i * i);
+    ///     }
+    /// });
+    /// assert_eq!(squares.collect::<Vec<_>>(), [1, 4, 9, 16]);
+    /// ```
     ///
     /// # Panics
     ///
     /// As [`Greenlet::new`], when no stack can be had.
-    pub fn new<F>(producer: F) -> Generator<Y, R>
+    pub fn new<F>(producer: F) -> Generator<Y, R, ()>
     where
         F: FnOnce(&Yielder<Y>) -> R + 'static,
     {
+        Generator::two_way(move |y: &Yielder<Y>, ()| producer(y))
+    }
+}
+
+impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
+    /// A generator that is sent a value of type `S` at every resume: the
+    /// first one becomes `producer`'s second argument, each later one is
+    /// what the pending [`yield_`](Yielder::yield_) returns. The producer
+    /// runs on a new greenlet (default stack size) from the first resume.
+    ///
+    /// ```
+    /// use greenlet::{Generator, Yielder};
+    ///
+    /// // Python's running average, without the priming `next()`.
+    /// let mut average = Generator::two_way(|y: &Yielder<f64, f64>, first: f64| {
+    ///     let (mut sum, mut n) = (first, 1.0);
+    ///     loop {
+    ///         sum += y.yield_(sum / n);
+    ///         n += 1.0;
+    ///     }
+    /// });
+    /// assert_eq!(average.send(10.0), Some(10.0));
+    /// assert_eq!(average.send(20.0), Some(15.0));
+    /// assert_eq!(average.send(60.0), Some(30.0));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`Greenlet::new`], when no stack can be had.
+    pub fn two_way<F>(producer: F) -> Generator<Y, R, S>
+    where
+        F: FnOnce(&Yielder<Y, S>, S) -> R + 'static,
+    {
         let returned = Rc::new(Cell::new(None));
         let slot = returned.clone();
-        let greenlet = Greenlet::new(move |()| {
+        let greenlet = Greenlet::new(move |first: S| {
             let yielder = Yielder {
                 key: Runtime::get().current(),
-                _item: PhantomData,
+                _types: PhantomData,
+                _thread: PhantomData,
             };
-            slot.set(Some(producer(&yielder)));
+            slot.set(Some(producer(&yielder, first)));
             End
         });
         Generator {
             greenlet,
             done: false,
             returned,
-            _item: PhantomData,
+            _types: PhantomData,
+        }
+    }
+
+    /// Sends `value` and runs the producer until it yields or finishes.
+    ///
+    /// ```
+    /// use greenlet::{Generator, GeneratorState, Yielder};
+    ///
+    /// let mut echo = Generator::two_way(|y: &Yielder<String, &str>, mut word| {
+    ///     while word != "bye" {
+    ///         word = y.yield_(word.to_uppercase());
+    ///     }
+    ///     word.len()
+    /// });
+    /// assert_eq!(echo.resume("hi"), GeneratorState::Yielded("HI".to_string()));
+    /// assert_eq!(echo.resume("bye"), GeneratorState::Complete(3));
+    /// assert_eq!(echo.resume("again"), GeneratorState::Exhausted);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// - When the producer panics: its panic resumes here (the generator is
+    ///   finished afterwards).
+    /// - When called from the producer's own greenlet or one of its
+    ///   descendants (Python's "generator already executing").
+    pub fn resume(&mut self, value: S) -> GeneratorState<Y, R> {
+        match self.step(value) {
+            Some(item) => GeneratorState::Yielded(item),
+            None => match self.returned.take() {
+                Some(r) => GeneratorState::Complete(r),
+                None => GeneratorState::Exhausted,
+            },
+        }
+    }
+
+    /// Python's `send`: sends `value` and returns the next item, or `None`
+    /// once the producer has finished (its return value stays for
+    /// [`return_value`](Generator::return_value)).
+    ///
+    /// ```
+    /// use greenlet::{Generator, Yielder};
+    ///
+    /// let mut doubler = Generator::two_way(|y: &Yielder<u32, u32>, mut n: u32| {
+    ///     while n != 0 {
+    ///         n = y.yield_(n * 2);
+    ///     }
+    ///     "zero ends it"
+    /// });
+    /// assert_eq!(doubler.send(4), Some(8));
+    /// assert_eq!(doubler.send(21), Some(42));
+    /// assert_eq!(doubler.send(0), None);
+    /// assert_eq!(doubler.return_value(), Some("zero ends it"));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`resume`](Generator::resume).
+    #[inline]
+    pub fn send(&mut self, value: S) -> Option<Y> {
+        self.step(value)
+    }
+
+    /// Python's `throw`: raises `error` at the producer's pending yield
+    /// (see [`Yielder::try_yield`] and [`Yielder::yield_`]) and runs the
+    /// producer until it yields or finishes.
+    ///
+    /// - `Ok(Some(item))`: the producer handled the error and yielded.
+    /// - `Ok(None)`: it handled the error and returned (the value is kept
+    ///   for [`return_value`](Generator::return_value)), or it was killed.
+    /// - `Err(thrown)`: the error unwound out of the producer unhandled (or
+    ///   it raised it again with [`Thrown::raise`]); or the generator had
+    ///   not started, and then the producer never runs (its closure is
+    ///   dropped); or it had finished already. The generator is finished.
+    ///
+    /// ```
+    /// use greenlet::{Generator, Yielder};
+    ///
+    /// let mut g = Generator::new(|y: &Yielder<&str>| {
+    ///     // A thrown error ends the loop, and the producer says goodbye.
+    ///     while y.try_yield("working").is_ok() {}
+    ///     y.yield_("cleaning up");
+    /// });
+    /// assert_eq!(g.next(), Some("working"));
+    /// assert_eq!(g.throw("enough").unwrap(), Some("cleaning up"));
+    /// assert_eq!(g.next(), None);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`resume`](Generator::resume).
+    pub fn throw<E: Any + Send>(&mut self, error: E) -> Result<Option<Y>, Thrown> {
+        if self.is_finished() {
+            self.done = true;
+            return Err(Thrown(Box::new(error)));
+        }
+        self.adopt();
+        match Runtime::get().throw::<Y>(self.greenlet.key(), Box::new(error)) {
+            Ok(item) => Ok(Some(item)),
+            Err(e) => self.ended(e).map(|()| None),
+        }
+    }
+
+    /// Python's `close`: unwinds a suspended producer from its pending yield
+    /// (every destructor on its stack runs, as with
+    /// [`Greenlet::kill`]); an unstarted one is discarded without running
+    /// (its closure is dropped); a finished one is left alone. The generator
+    /// is finished afterwards.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    /// use greenlet::{Generator, Yielder};
+    ///
+    /// struct Flag(Rc<Cell<bool>>);
+    /// impl Drop for Flag {
+    ///     fn drop(&mut self) {
+    ///         self.0.set(true);
+    ///     }
+    /// }
+    ///
+    /// let cleaned = Rc::new(Cell::new(false));
+    /// let flag = Flag(cleaned.clone());
+    /// let mut g = Generator::new(move |y: &Yielder<u32>| {
+    ///     let _flag = flag;
+    ///     for i in 0.. {
+    ///         y.yield_(i);
+    ///     }
+    /// });
+    /// assert_eq!(g.next(), Some(0));
+    /// assert!(g.close().is_ok());
+    /// assert!(cleaned.get());
+    /// assert_eq!(g.next(), None);
+    /// assert!(g.close().is_ok()); // closing again does nothing
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `Err(payload)` when the producer panicked while it was being closed:
+    /// it caught the unwinding (`catch_unwind`) and then panicked, or tried
+    /// to yield again. If it caught the unwinding and returned instead, that
+    /// is `Ok(())`, and its value is kept for
+    /// [`return_value`](Generator::return_value).
+    ///
+    /// # Panics
+    ///
+    /// When called from the producer's own greenlet.
+    pub fn close(&mut self) -> std::thread::Result<()> {
+        if self.is_finished() {
+            self.done = true;
+            return Ok(());
+        }
+        assert!(
+            !self.greenlet.is_current(),
+            "greenlet::Generator: a generator cannot close itself from its own producer"
+        );
+        self.done = true;
+        match panic::catch_unwind(AssertUnwindSafe(|| self.greenlet.kill())) {
+            // The closer itself was killed meanwhile (by one of the
+            // producer's destructors): that unwinding is not ours to stop.
+            Err(p) if p.is::<GreenletExit>() => panic::resume_unwind(p),
+            outcome => outcome,
         }
     }
 
     /// The producer's return value, once it has finished (taken once).
+    ///
+    /// ```
+    /// use greenlet::{Generator, Yielder};
+    ///
+    /// let mut g = Generator::new(|y: &Yielder<u8>| {
+    ///     y.yield_(1);
+    ///     "end"
+    /// });
+    /// assert_eq!(g.return_value(), None); // not finished yet
+    /// assert_eq!(g.by_ref().count(), 1);
+    /// assert_eq!(g.return_value(), Some("end"));
+    /// assert_eq!(g.return_value(), None); // taken
+    /// ```
     pub fn return_value(&mut self) -> Option<R> {
         self.returned.take()
     }
 
-    /// Whether the producer has finished (returned, panicked or was killed).
+    /// Whether the producer has finished: returned, panicked, was closed or
+    /// killed, or an error thrown into it ended it.
+    ///
+    /// ```
+    /// use greenlet::{Generator, Yielder};
+    ///
+    /// let mut g = Generator::new(|y: &Yielder<u8>| y.yield_(1));
+    /// assert!(!g.is_finished());
+    /// g.next();
+    /// assert!(!g.is_finished()); // suspended at its yield
+    /// g.next();
+    /// assert!(g.is_finished());
+    /// ```
     pub fn is_finished(&self) -> bool {
-        self.done
+        self.done || self.greenlet.is_dead()
     }
 
     /// The greenlet the producer runs on.
+    ///
+    /// ```
+    /// use greenlet::{Generator, Yielder};
+    ///
+    /// let mut g = Generator::new(|y: &Yielder<u8>| y.yield_(1));
+    /// assert!(!g.greenlet().is_started());
+    /// g.next();
+    /// g.greenlet().kill(); // as good as a close
+    /// assert_eq!(g.next(), None);
+    /// ```
     pub fn greenlet(&self) -> &Greenlet {
         &self.greenlet
     }
-}
 
-impl<Y: 'static, R: 'static> Iterator for Generator<Y, R> {
-    type Item = Y;
-
-    #[inline]
-    fn next(&mut self) -> Option<Y> {
+    /// Resumes the producer with `value`: the item it yields, or `None` once
+    /// it has finished.
+    #[inline(always)]
+    fn step(&mut self, value: S) -> Option<Y> {
         if self.done {
             return None;
         }
         let rt = Runtime::get();
-        let me = rt.current();
         let producer = self.greenlet.key();
-        assert!(me != producer, "a generator cannot iterate itself");
-        if rt.parent_of(producer) != me {
-            // Whoever asks receives the items (and the return value).
-            let consumer = Greenlet::current();
-            if self.greenlet.set_parent(&consumer).is_err() {
-                panic!("a generator cannot be iterated from its own producer's descendants");
-            }
+        // The fast path: the producer is already the current greenlet's
+        // child. If it died unseen (killed from outside), the switch walks
+        // up to its first live ancestor, this very greenlet, and a switch
+        // to oneself hands the value straight back: as a mismatch, which
+        // `ended` reads as the end, unless `S` and `Y` are the same type.
+        // Only then must the state be checked first (a constant condition,
+        // so other generators pay nothing for it).
+        if (rt.parent_of(producer) != rt.current()
+            || (TypeId::of::<S>() == TypeId::of::<Y>() && self.greenlet.is_dead()))
+            && !self.prepare()
+        {
+            return None;
         }
-        match rt.switch::<(), Y>(producer, ()) {
+        match rt.switch::<S, Y>(producer, value) {
             Ok(item) => Some(item),
-            Err(e) => self.finished(e),
+            Err(e) => self.ended_in_step(e),
         }
     }
-}
 
-impl<Y: 'static, R: 'static> Generator<Y, R> {
+    /// Before the first resume, a resume from a new consumer, or one after
+    /// the producer died without the consumer seeing it (killed from
+    /// outside): whether there is a producer to switch to.
     #[cold]
-    fn finished(&mut self, e: SwitchError) -> Option<Y> {
+    #[inline(never)]
+    fn prepare(&mut self) -> bool {
+        if self.greenlet.is_dead() {
+            // A switch would walk up the dead producer's parent chain, which
+            // may lead back here; there is nothing to resume.
+            self.done = true;
+            return false;
+        }
+        self.adopt();
+        true
+    }
+
+    /// Makes the current greenlet the producer's parent, so the items (and
+    /// the end) come here: whoever resumes a generator is its consumer.
+    fn adopt(&self) {
+        let rt = Runtime::get();
+        let me = rt.current();
+        let producer = self.greenlet.key();
+        assert!(
+            me != producer,
+            "greenlet::Generator: a generator cannot be resumed from its own producer"
+        );
+        if rt.parent_of(producer) != me {
+            let consumer = Greenlet::current();
+            if self.greenlet.set_parent(&consumer).is_err() {
+                panic!(
+                    "greenlet::Generator: a generator cannot be resumed from its own \
+                     producer's descendants"
+                );
+            }
+        }
+    }
+
+    /// A resume that did not bring an item.
+    #[cold]
+    #[inline(never)]
+    fn ended_in_step(&mut self, e: SwitchError) -> Option<Y> {
+        match self.ended(e) {
+            Ok(()) => None,
+            // The producer caught a thrown error earlier and raised it
+            // again now: it unwinds the consumer, as any panic of the
+            // producer does.
+            Err(thrown) => thrown.raise(),
+        }
+    }
+
+    /// What a switch or throw to the producer got instead of an item.
+    #[cold]
+    #[inline(never)]
+    fn ended(&mut self, e: SwitchError) -> Result<(), Thrown> {
+        let dead = self.greenlet.is_dead();
         match e {
             // The producer's `End` (see the module docs).
-            SwitchError::TypeMismatch { .. } if self.greenlet.is_dead() => {}
+            SwitchError::TypeMismatch { .. } if dead => {}
+            SwitchError::Killed => {}
+            // An unhandled throw (see `raise`).
+            SwitchError::Panicked(p) if p.is::<Thrown>() => {
+                self.done = true;
+                return Err(match p.downcast::<Thrown>() {
+                    Ok(thrown) => *thrown,
+                    Err(p) => Thrown(p),
+                });
+            }
             SwitchError::Panicked(p) => {
                 self.done = true;
                 panic::resume_unwind(p)
             }
-            SwitchError::Killed => {}
+            // A throw into an unstarted producer: it died unrun and the
+            // error came up to its parent, here.
+            SwitchError::Thrown(p) if dead => {
+                self.done = true;
+                return Err(Thrown(p));
+            }
             // Another greenlet switched into the consumer while it waited.
             e => panic!("greenlet::Generator: the consumer was resumed by something else: {e}"),
         }
         self.done = true;
-        None
+        Ok(())
+    }
+}
+
+impl<Y: 'static, R: 'static, S: 'static> fmt::Debug for Generator<Y, R, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Generator")
+            .field("producer", &self.greenlet)
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+impl<Y: 'static, R: 'static> Iterator for Generator<Y, R, ()> {
+    type Item = Y;
+
+    /// The next item, or `None` once the producer has finished.
+    ///
+    /// # Panics
+    ///
+    /// As [`resume`](Generator::resume).
+    #[inline]
+    fn next(&mut self) -> Option<Y> {
+        self.step(())
+    }
+}
+
+/// After the first `None`, always `None`.
+impl<Y: 'static, R: 'static> FusedIterator for Generator<Y, R, ()> {}
+
+impl<Y: 'static, R: 'static, S: 'static> Drop for Generator<Y, R, S> {
+    /// Closes an unfinished generator (see [`close`](Generator::close)): a
+    /// suspended producer is unwound now, from the dropper, even when other
+    /// references keep its greenlet alive (a nested generator's producer is
+    /// the parent of the inner one's, so reference counting alone would
+    /// never free either). A panic of the producer while it is closed
+    /// resumes here, unless the thread is already panicking.
+    fn drop(&mut self) {
+        // After the thread's runtime is torn down there is nothing to close.
+        if self.done || Runtime::try_get().is_none() {
+            return;
+        }
+        if self.greenlet.is_current() || self.greenlet.is_dead() {
+            // Dropped by its own producer (through a cycle of its making):
+            // the greenlet handle's drop deals with it, as with any greenlet.
+            return;
+        }
+        if let Err(p) = self.close() {
+            if !std::thread::panicking() {
+                panic::resume_unwind(p);
+            }
+        }
     }
 }

@@ -217,7 +217,7 @@ mod value;
 
 pub use crate::current::CurrentGreenlet;
 pub use crate::error::{KillRefused, ParentError, SwitchError};
-pub use crate::generator::{Generator, Yielder};
+pub use crate::generator::{Generator, GeneratorState, Thrown, Yielder};
 pub use crate::greenlet::{current, switch, Builder, Greenlet};
 pub use crate::local::Local;
 pub use crate::stack::{set_stack_policy, trim_stacks, StackPolicy, DEFAULT_STACK_SIZE};

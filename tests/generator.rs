@@ -1,0 +1,569 @@
+//! Two-way generators: send, throw, close, drop, and the producer's stack.
+
+use std::cell::{Cell, RefCell};
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+
+use greenlet::{stack_stats, Generator, GeneratorState, Thrown, Yielder};
+
+/// Counts its drops in a shared counter.
+struct Counted(Rc<Cell<usize>>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+fn counter() -> Rc<Cell<usize>> {
+    Rc::new(Cell::new(0))
+}
+
+// ----- send and resume -----
+
+#[test]
+fn sent_values_arrive_in_order_and_the_first_is_the_argument() {
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let log = seen.clone();
+    let mut g = Generator::two_way(move |y: &Yielder<u32, u32>, first: u32| {
+        let mut v = first;
+        for _ in 0..5 {
+            log.borrow_mut().push(v);
+            v = y.yield_(v * 10);
+        }
+        log.borrow_mut().push(v);
+        "end"
+    });
+    let mut out = Vec::new();
+    for v in 1..=5 {
+        out.push(g.send(v).expect("an item per send"));
+    }
+    assert_eq!(out, [10, 20, 30, 40, 50]);
+    assert_eq!(g.send(6), None);
+    assert_eq!(*seen.borrow(), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(g.return_value(), Some("end"));
+    assert_eq!(g.send(7), None, "a finished generator takes nothing more");
+    assert_eq!(*seen.borrow(), [1, 2, 3, 4, 5, 6]);
+}
+
+#[test]
+fn resume_reports_yielded_complete_then_exhausted() {
+    let mut g = Generator::two_way(|y: &Yielder<String, String>, first: String| {
+        let second = y.yield_(first.to_uppercase());
+        second.len()
+    });
+    assert_eq!(
+        g.resume("abc".to_string()),
+        GeneratorState::Yielded("ABC".to_string())
+    );
+    assert!(!g.is_finished());
+    assert_eq!(g.resume("four".to_string()), GeneratorState::Complete(4));
+    assert!(g.is_finished());
+    assert_eq!(g.resume("x".to_string()), GeneratorState::Exhausted);
+    assert_eq!(g.return_value(), None, "handed out by resume");
+    let shown = format!("{g:?}");
+    assert!(
+        shown.starts_with("Generator { producer: Greenlet {"),
+        "{shown}"
+    );
+    assert!(shown.ends_with("finished: true }"), "{shown}");
+}
+
+#[test]
+fn large_values_cross_both_ways() {
+    // Values wider than a word travel by pointer into the sender's frame.
+    let mut g = Generator::two_way(|y: &Yielder<[u64; 8], [u64; 8]>, first: [u64; 8]| {
+        let mut v = first;
+        loop {
+            v.iter_mut().for_each(|x| *x += 1);
+            v = y.yield_(v);
+        }
+    });
+    assert_eq!(g.send([0; 8]), Some([1; 8]));
+    assert_eq!(g.send([41; 8]), Some([42; 8]));
+}
+
+#[test]
+fn every_value_sent_or_yielded_is_dropped_once() {
+    let drops = counter();
+    let made = Rc::new(Cell::new(0));
+    let (d, m) = (drops.clone(), made.clone());
+    let mut g = Generator::two_way(move |y: &Yielder<Counted, Counted>, first: Counted| {
+        let mut got = vec![first];
+        loop {
+            m.set(m.get() + 1);
+            got.push(y.yield_(Counted(d.clone())));
+        }
+    });
+    for _ in 0..10 {
+        made.set(made.get() + 1);
+        let item = g.send(Counted(drops.clone())).unwrap();
+        drop(item);
+    }
+    assert_eq!(made.get(), 20);
+    assert_eq!(
+        drops.get(),
+        10,
+        "the yielded items, dropped by the consumer"
+    );
+    drop(g); // unwinds the producer, which holds the ten sent values
+    assert_eq!(drops.get(), 20);
+}
+
+#[test]
+fn a_panic_during_send_resumes_in_the_consumer() {
+    let mut g = Generator::two_way(|y: &Yielder<u8, u8>, first: u8| {
+        let v = y.yield_(first);
+        if v == 0 {
+            panic!("zero sent");
+        }
+    });
+    assert_eq!(g.send(1), Some(1));
+    let err = panic::catch_unwind(AssertUnwindSafe(|| g.send(0))).unwrap_err();
+    assert_eq!(err.downcast_ref::<&str>(), Some(&"zero sent"));
+    assert!(g.is_finished());
+    assert_eq!(g.send(1), None);
+}
+
+// ----- throw -----
+
+#[derive(Debug, PartialEq)]
+struct Stop(u32);
+
+#[test]
+fn a_handled_throw_returns_the_next_item() {
+    let mut g = Generator::new(|y: &Yielder<u32>| {
+        let mut n = 0;
+        loop {
+            match y.try_yield(n) {
+                Ok(()) => n += 1,
+                Err(e) => n = e.downcast::<Stop>().expect("a Stop").0,
+            }
+        }
+    });
+    assert_eq!(g.next(), Some(0));
+    assert_eq!(g.next(), Some(1));
+    assert_eq!(g.throw(Stop(100)).unwrap(), Some(100));
+    assert_eq!(g.next(), Some(101));
+    assert!(!g.is_finished());
+}
+
+#[test]
+fn a_handled_throw_that_ends_the_producer_returns_none() {
+    let mut g = Generator::new(|y: &Yielder<u32>| -> Result<&str, Thrown> {
+        y.try_yield(1)?;
+        y.try_yield(2)?;
+        Ok("finished")
+    });
+    assert_eq!(g.next(), Some(1));
+    assert_eq!(g.throw(Stop(5)).unwrap(), None);
+    assert!(g.is_finished());
+    let err = g.return_value().unwrap().unwrap_err();
+    assert_eq!(err.downcast::<Stop>().unwrap(), Stop(5));
+    assert_eq!(g.next(), None);
+}
+
+#[test]
+fn an_unhandled_throw_unwinds_the_producer_and_comes_back() {
+    let drops = counter();
+    let d = drops.clone();
+    let mut g = Generator::new(move |y: &Yielder<u32>| {
+        let _guard = Counted(d);
+        for i in 0.. {
+            y.yield_(i);
+        }
+    });
+    let before = stack_stats().in_use;
+    assert_eq!(g.next(), Some(0));
+    let err = g.throw(Stop(7)).unwrap_err();
+    assert_eq!(err.downcast::<Stop>().unwrap(), Stop(7));
+    assert_eq!(drops.get(), 1, "the producer's stack was unwound");
+    assert!(g.is_finished());
+    assert!(g.greenlet().is_dead());
+    assert_eq!(g.next(), None);
+    assert_eq!(g.return_value(), None);
+    assert_eq!(
+        stack_stats().in_use,
+        before - 1,
+        "its stack is back in the pool"
+    );
+}
+
+#[test]
+fn a_thrown_error_can_be_caught_as_an_unwind_and_raised_again() {
+    let mut g = Generator::new(|y: &Yielder<&str>| {
+        let caught = panic::catch_unwind(AssertUnwindSafe(|| y.yield_("first")));
+        let thrown = *caught.unwrap_err().downcast::<Thrown>().unwrap();
+        assert!(thrown.is::<Stop>());
+        y.yield_("caught it");
+        thrown.raise();
+    });
+    assert_eq!(g.next(), Some("first"));
+    assert_eq!(g.throw(Stop(1)).unwrap(), Some("caught it"));
+    // Raised again on the next resume: it unwinds the consumer's `next`.
+    let p = panic::catch_unwind(AssertUnwindSafe(|| g.next())).unwrap_err();
+    assert_eq!(
+        p.downcast::<Thrown>().unwrap().downcast::<Stop>().unwrap(),
+        Stop(1)
+    );
+    assert!(g.is_finished());
+}
+
+#[test]
+fn a_panic_while_handling_a_throw_resumes_in_the_consumer() {
+    let mut g = Generator::new(|y: &Yielder<u8>| {
+        if y.try_yield(1).is_err() {
+            panic!("cannot handle it");
+        }
+    });
+    g.next();
+    let p = panic::catch_unwind(AssertUnwindSafe(|| g.throw(Stop(0)))).unwrap_err();
+    assert_eq!(p.downcast_ref::<&str>(), Some(&"cannot handle it"));
+    assert!(g.is_finished());
+}
+
+#[test]
+fn a_throw_into_a_never_started_generator_never_runs_it() {
+    let drops = counter();
+    let ran = Rc::new(Cell::new(false));
+    let (d, r) = (Counted(drops.clone()), ran.clone());
+    let before = stack_stats().in_use;
+    let mut g = Generator::new(move |y: &Yielder<u8>| {
+        let _d = d;
+        r.set(true);
+        y.yield_(1);
+    });
+    let err = g.throw(Stop(3)).unwrap_err();
+    assert_eq!(err.downcast::<Stop>().unwrap(), Stop(3));
+    assert!(!ran.get());
+    assert_eq!(drops.get(), 1, "the producer's closure was dropped unrun");
+    assert!(g.is_finished());
+    assert_eq!(g.next(), None);
+    assert_eq!(stack_stats().in_use, before);
+}
+
+#[test]
+fn a_throw_into_a_finished_generator_comes_straight_back() {
+    let mut g = Generator::new(|y: &Yielder<u8>| y.yield_(1));
+    assert_eq!(g.by_ref().count(), 1);
+    let err = g.throw("late").unwrap_err();
+    assert_eq!(err.message(), Some("late"));
+    assert_eq!(
+        err.to_string(),
+        "an error was thrown into a generator: late"
+    );
+    assert_eq!(format!("{err:?}"), "Thrown(\"late\")");
+}
+
+// ----- close and drop -----
+
+#[test]
+fn close_unwinds_a_suspended_producer() {
+    let drops = counter();
+    let d = drops.clone();
+    let before = stack_stats().in_use;
+    let mut g = Generator::new(move |y: &Yielder<u32>| {
+        let _guard = Counted(d);
+        for i in 0.. {
+            y.yield_(i);
+        }
+        "never"
+    });
+    assert_eq!(g.next(), Some(0));
+    assert!(g.close().is_ok());
+    assert_eq!(drops.get(), 1);
+    assert!(g.is_finished());
+    assert_eq!(g.next(), None);
+    assert_eq!(g.resume(()), GeneratorState::Exhausted);
+    assert!(g.close().is_ok(), "a second close does nothing");
+    drop(g);
+    assert_eq!(drops.get(), 1);
+    assert_eq!(stack_stats().in_use, before);
+}
+
+#[test]
+fn close_of_a_finished_generator_keeps_its_return_value() {
+    let mut g = Generator::new(|y: &Yielder<u8>| {
+        y.yield_(1);
+        "value"
+    });
+    assert_eq!(g.by_ref().count(), 1);
+    assert!(g.close().is_ok());
+    assert_eq!(g.return_value(), Some("value"));
+}
+
+#[test]
+fn close_of_a_never_started_generator_drops_the_producer_unrun() {
+    let drops = counter();
+    let ran = Rc::new(Cell::new(false));
+    let (d, r) = (Counted(drops.clone()), ran.clone());
+    let before = stack_stats().in_use;
+    let mut g = Generator::new(move |y: &Yielder<u8>| {
+        let _d = d;
+        r.set(true);
+        y.yield_(1);
+    });
+    assert!(g.close().is_ok());
+    assert!(!ran.get());
+    assert_eq!(drops.get(), 1);
+    assert!(g.is_finished());
+    assert_eq!(g.next(), None);
+    assert_eq!(stack_stats().in_use, before);
+}
+
+#[test]
+fn a_producer_that_yields_while_closed_is_reported() {
+    let drops = counter();
+    let d = drops.clone();
+    let mut g = Generator::new(move |y: &Yielder<u8>| {
+        let _guard = Counted(d);
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| loop {
+            y.yield_(1);
+        }));
+        y.yield_(2); // refuses to die
+    });
+    assert_eq!(g.next(), Some(1));
+    let p = g.close().unwrap_err();
+    let msg = p.downcast_ref::<&str>().copied().unwrap_or_default();
+    assert!(msg.contains("yielded while it was being unwound"), "{msg}");
+    assert_eq!(drops.get(), 1);
+    assert!(g.is_finished());
+    assert_eq!(g.next(), None);
+}
+
+#[test]
+fn a_producer_that_catches_the_close_and_returns_keeps_its_value() {
+    let mut g = Generator::new(|y: &Yielder<u8>| {
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| loop {
+            y.yield_(1);
+        }));
+        assert!(outcome.is_err(), "the close unwound the loop");
+        "cleaned up"
+    });
+    assert_eq!(g.next(), Some(1));
+    assert!(g.close().is_ok());
+    assert_eq!(g.return_value(), Some("cleaned up"));
+}
+
+#[test]
+fn dropping_an_unstarted_or_suspended_generator_drops_everything_once() {
+    let drops = counter();
+    let before = stack_stats().in_use;
+    for started in [false, true] {
+        let held = Counted(drops.clone());
+        let d = drops.clone();
+        let mut g = Generator::new(move |y: &Yielder<Counted>| {
+            let _held = held;
+            loop {
+                y.yield_(Counted(d.clone()));
+            }
+        });
+        if started {
+            drop(g.next());
+        }
+        drop(g);
+    }
+    // Unstarted: the closure's value. Started: one item and the closure's.
+    assert_eq!(drops.get(), 3);
+    assert_eq!(stack_stats().in_use, before);
+}
+
+// ----- nesting -----
+
+fn nums(drops: Rc<Cell<usize>>) -> Generator<u32> {
+    Generator::new(move |y: &Yielder<u32>| {
+        let _guard = Counted(drops);
+        for i in 0.. {
+            y.yield_(i)
+        }
+    })
+}
+
+#[test]
+fn nested_generators_dropped_early_are_unwound_and_free_their_stacks() {
+    let drops = counter();
+    let before = stack_stats().in_use;
+    for _ in 0..1000 {
+        let d = drops.clone();
+        let evens: Generator<u32> = Generator::new(move |y: &Yielder<u32>| {
+            let _guard = Counted(d.clone());
+            for v in nums(d) {
+                if v % 2 == 0 {
+                    y.yield_(v)
+                }
+            }
+        });
+        let got: Vec<u32> = evens.take(3).collect();
+        assert_eq!(got, [0, 2, 4]);
+    }
+    assert_eq!(stack_stats().in_use, before, "no stack kept by a cycle");
+    assert_eq!(drops.get(), 2000, "both producers unwound, every round");
+}
+
+#[test]
+fn a_generator_can_send_to_another_from_its_producer() {
+    // A pipeline: the outer producer feeds every item it is sent through an
+    // inner two-way generator.
+    let mut outer = Generator::two_way(|y: &Yielder<u32, u32>, first: u32| {
+        let mut double = Generator::two_way(|y: &Yielder<u32, u32>, mut v: u32| loop {
+            v = y.yield_(v * 2);
+        });
+        let mut v = first;
+        loop {
+            let doubled = double.send(v).unwrap();
+            v = y.yield_(doubled + 1);
+        }
+    });
+    assert_eq!(outer.send(1), Some(3));
+    assert_eq!(outer.send(10), Some(21));
+}
+
+// ----- a killed producer -----
+
+#[test]
+fn a_killed_unit_generator_ends() {
+    let mut g = Generator::new(|y: &Yielder<()>| loop {
+        y.yield_(());
+    });
+    assert_eq!(g.next(), Some(()));
+    g.greenlet().kill();
+    assert!(g.is_finished());
+    assert_eq!(g.next(), None);
+    assert_eq!(g.next(), None);
+    assert_eq!(g.resume(()), GeneratorState::Exhausted);
+
+    // Items of another type than the sent one take the same way out.
+    let mut numbers = Generator::new(|y: &Yielder<u32>| loop {
+        y.yield_(7);
+    });
+    assert_eq!(numbers.next(), Some(7));
+    numbers.greenlet().kill();
+    assert_eq!(numbers.next(), None);
+
+    let mut unstarted = Generator::new(|y: &Yielder<()>| y.yield_(()));
+    unstarted.greenlet().kill();
+    assert_eq!(unstarted.next(), None);
+    assert!(unstarted.throw(Stop(1)).is_err());
+    assert!(unstarted.close().is_ok());
+}
+
+// ----- deep recursion -----
+
+/// Walks down `depth` levels; at each level on the way down and up it
+/// yields the level and adds what it is sent.
+fn descend(y: &Yielder<u32, u64>, depth: u32) -> u64 {
+    let down = y.yield_(depth);
+    let below = if depth == 0 { 0 } else { descend(y, depth - 1) };
+    let up = y.yield_(depth);
+    down + below + up
+}
+
+#[test]
+fn a_producer_yields_from_deep_recursion_while_receiving_values() {
+    const DEPTH: u32 = 1000;
+    let mut g = Generator::two_way(|y: &Yielder<u32, u64>, first: u64| first + descend(y, DEPTH));
+    let mut levels = Vec::new();
+    let mut sent = 0u64;
+    let mut v = 1u64;
+    let total = loop {
+        match g.resume(v) {
+            GeneratorState::Yielded(level) => {
+                levels.push(level);
+                v = u64::from(level) * 3 + 1;
+                sent += v;
+            }
+            GeneratorState::Complete(total) => break total,
+            GeneratorState::Exhausted => unreachable!(),
+        }
+    };
+    let down: Vec<u32> = (0..=DEPTH).rev().collect();
+    let up: Vec<u32> = (0..=DEPTH).collect();
+    assert_eq!(levels, [down, up].concat());
+    assert_eq!(total, 1 + sent, "every sent value arrived once");
+}
+
+#[test]
+fn a_closer_killed_by_the_producers_destructor_still_dies() {
+    use greenlet::Greenlet;
+
+    /// Kills the greenlet it holds when dropped.
+    struct KillOnDrop(Greenlet);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            self.0.kill();
+        }
+    }
+
+    let after_close = Rc::new(Cell::new(false));
+    let flag = after_close.clone();
+    let closer = Greenlet::new(move |()| {
+        let me = Greenlet::current().clone();
+        let mut g = Generator::new(move |y: &Yielder<u8>| {
+            let _killer = KillOnDrop(me);
+            loop {
+                y.yield_(1);
+            }
+        });
+        assert_eq!(g.next(), Some(1));
+        let _ = g.close();
+        flag.set(true); // never reached: the close killed this greenlet
+    });
+    let outcome = closer.switch::<(), ()>(());
+    assert!(
+        matches!(outcome, Err(greenlet::SwitchError::Killed)),
+        "{outcome:?}"
+    );
+    assert!(!after_close.get());
+    assert!(closer.is_dead());
+}
+
+// ----- with the hub -----
+
+#[test]
+fn producers_may_block_in_the_hub_between_items() {
+    use greenlet::hub;
+
+    let trace = Rc::new(RefCell::new(Vec::new()));
+    let consumers: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let log = trace.clone();
+            hub::spawn(move || {
+                let numbers = Generator::new(|y: &Yielder<u32>| {
+                    for i in 0..3 {
+                        hub::yield_now(); // lets the other consumer run
+                        y.yield_(i);
+                    }
+                });
+                for i in numbers {
+                    log.borrow_mut().push(format!("{name}{i}"));
+                }
+            })
+        })
+        .collect();
+    hub::run();
+    for c in consumers {
+        c.join().unwrap();
+    }
+    assert_eq!(*trace.borrow(), ["a0", "b0", "a1", "b1", "a2", "b2"]);
+}
+
+#[test]
+fn a_panic_of_the_producers_own_child_unwinds_out_of_its_yield() {
+    use greenlet::Greenlet;
+
+    let mut g = Generator::new(|y: &Yielder<Greenlet>| {
+        // A child of the producer's: its panic comes to the producer.
+        let child = Greenlet::new(|()| -> () { panic!("child failed") });
+        let caught = panic::catch_unwind(AssertUnwindSafe(|| y.yield_(child)));
+        let p = caught.unwrap_err();
+        assert_eq!(p.downcast_ref::<&str>(), Some(&"child failed"));
+        "survived"
+    });
+    let child = g.next().unwrap();
+    // The consumer starts the child; the child's panic goes to its parent,
+    // the producer, at its pending yield, and the producer then returns.
+    assert!(child.switch::<(), ()>(()).is_err());
+    assert!(g.is_finished());
+    assert_eq!(g.return_value(), Some("survived"));
+}
