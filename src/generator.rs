@@ -493,6 +493,9 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
             slot.set(Some(producer(&yielder, first)));
             End
         });
+        // A close ends the producer: a yield after catching it is an error
+        // in the producer, not a refusal that would leave it alive.
+        Runtime::get().set_no_refusal(greenlet.key());
         Generator {
             greenlet,
             done: false,

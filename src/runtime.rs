@@ -81,6 +81,10 @@ const UNWINDING: u8 = 4;
 /// `Runtime::take_unrun_cause`), and a throw that ends it unstarted comes
 /// back to the thrower, as a kill does, instead of reaching its parent.
 const OWNS_OUTCOME: u8 = 8;
+/// Record flag: a kill of this greenlet cannot be refused; a switch after
+/// catching it gets `SwitchError::Unwinding` instead (a generator's
+/// producer: a close must end it, as Python's does).
+const NO_REFUSAL: u8 = 16;
 /// The flags that send a greenlet's switches down the slow path; the runtime
 /// counts the records that carry one, so the fast path checks one counter
 /// instead of the current greenlet's record.
@@ -388,6 +392,11 @@ impl Runtime {
                 None
             }
         }
+    }
+
+    /// Makes kills of `key` impossible to refuse (see `NO_REFUSAL`).
+    pub(crate) fn set_no_refusal(&self, key: Key) {
+        self.set_flags(key, NO_REFUSAL);
     }
 
     /// Marks `key` as keeping its own outcome (see `OWNS_OUTCOME`).
@@ -845,10 +854,10 @@ impl Runtime {
     /// Whether the current greenlet may switch away now.
     fn may_leave(&self, cur: Key) -> Leave {
         // SAFETY: `cur` is live.
-        let dying = unsafe { (*self.record(cur)).flags & DYING != 0 };
-        if std::thread::panicking() {
+        let flags = unsafe { (*self.record(cur)).flags };
+        if std::thread::panicking() || flags & (DYING | NO_REFUSAL) == DYING | NO_REFUSAL {
             Leave::No(SwitchError::Unwinding)
-        } else if dying {
+        } else if flags & DYING != 0 {
             // Being killed, yet not unwinding: it caught the kill.
             Leave::RefusingKill
         } else if self.tracer.running() {
