@@ -196,3 +196,32 @@ fn builder_names_the_spawned_greenlet_and_sizes_its_stack() {
         .unwrap();
     assert_eq!(h.join().unwrap().as_deref(), Some("worker"));
 }
+
+// ----- parents and switches of spawned greenlets -----
+
+#[test]
+fn a_spawned_greenlet_reparented_to_main_still_reports_to_its_handle() {
+    let h = hub::spawn(|| {
+        hub::yield_now();
+        7
+    });
+    h.greenlet().set_parent(&Greenlet::main()).unwrap();
+    let other = hub::spawn(|| 8);
+    hub::run();
+    assert_eq!(h.join().unwrap(), 7);
+    assert_eq!(other.join().unwrap(), 8);
+    // The hub is alive and well.
+    hub::sleep(Duration::from_millis(1));
+}
+
+#[test]
+fn switching_into_a_spawned_greenlet_by_hand_leaves_the_hub_working() {
+    let h = hub::spawn(|| 5);
+    // Main starts it itself; it finishes and control reaches main again.
+    let _ = h.greenlet().switch::<(), ()>(());
+    assert!(h.is_finished());
+    assert_eq!(h.join().unwrap(), 5);
+    let later = hub::spawn(|| 6);
+    hub::run();
+    assert_eq!(later.join().unwrap(), 6);
+}
