@@ -171,9 +171,6 @@ pub(crate) struct Runtime {
     /// The error ending an unstarted greenlet while its function is being
     /// dropped unrun, with that greenlet's key (see `take_unrun_cause`).
     unrun_cause: Cell<Option<(Key, SwitchError)>>,
-    /// Set while `teardown` runs: kills that are refused are reported and
-    /// not retried.
-    tearing_down: Cell<bool>,
 }
 
 /// A kill the victim refused: it caught the unwinding and switched away,
@@ -289,7 +286,6 @@ impl Runtime {
             next_id: Cell::new(1),
             tracer: Tracer::new(),
             unrun_cause: Cell::new(None),
-            tearing_down: Cell::new(false),
         }));
         RUNTIME.with(|c| c.set(rt));
         crate::overflow::install();
@@ -1385,7 +1381,6 @@ impl Runtime {
         if self.current.get() != MAIN {
             return false;
         }
-        self.tearing_down.set(true);
         if cfg!(panic = "abort") {
             // Nothing can be unwound: the greenlets still alive are left as
             // they are (their destructors do not run), as the thread's own
