@@ -3,6 +3,8 @@
 //! have a deadline, refused stacks. Each outcome is an error or a clear
 //! panic, never a dead hub that spins or a result that goes astray.
 
+#[path = "support/address_space.rs"]
+mod address_space;
 #[path = "support/child.rs"]
 mod child;
 
@@ -131,12 +133,7 @@ const CHILD: &str = "GREENLET_HUB_MISUSE_CHILD";
 
 /// In the child: cap the address space, then spawn until refused.
 fn refused_stack_main(mode: &str) {
-    let cap = libc::rlimit {
-        rlim_cur: 512 << 20,
-        rlim_max: 512 << 20,
-    };
-    // SAFETY: setrlimit with a valid pointer; this process is ours alone.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &cap) }, 0);
+    address_space::cap();
     let mut keep = Vec::new();
     for _ in 0..100_000 {
         if mode == "builder" {
