@@ -533,3 +533,16 @@ fn mpsc_from_other_threads() {
     got.sort();
     assert_eq!(got, (0..400).collect::<Vec<_>>());
 }
+
+#[test]
+fn block_on_stream_iterates_until_the_stream_ends() {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+    let producer = hub::spawn_local(async move {
+        for i in 0..10 {
+            tx.send(i).await.unwrap(); // waits while the buffer is full
+        }
+    });
+    let got: Vec<i32> = hub::block_on_stream(|cx| rx.poll_recv(cx)).collect();
+    assert_eq!(got, (0..10).collect::<Vec<_>>());
+    producer.join().unwrap();
+}

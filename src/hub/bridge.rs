@@ -301,3 +301,52 @@ where
 {
     super::spawn(move || block_on(fut))
 }
+
+/// An iterator over the items of an async stream, for a greenlet: each
+/// `next` [`block_on`]s the stream's next item, blocking only the calling
+/// greenlet, and the iterator ends when the stream does.
+///
+/// The stream is given as its poll function, so that any stream type
+/// works without a dependency on a stream trait: `|cx| rx.poll_recv(cx)`
+/// for a tokio `mpsc::Receiver`, `|cx| stream.as_mut().poll_next(cx)` for
+/// a pinned `futures::Stream`.
+///
+/// ```
+/// use greenlet::hub;
+///
+/// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+/// std::thread::spawn(move || {
+///     for i in 1..=3 {
+///         tx.send(i).unwrap();
+///     }
+/// });
+/// let got: Vec<u32> = hub::block_on_stream(|cx| rx.poll_recv(cx)).collect();
+/// assert_eq!(got, [1, 2, 3]);
+/// ```
+///
+/// # Panics
+///
+/// As [`block_on`], on each `next`.
+pub fn block_on_stream<T, P>(poll_next: P) -> BlockOnStream<P>
+where
+    P: FnMut(&mut Context<'_>) -> Poll<Option<T>>,
+{
+    BlockOnStream { poll_next }
+}
+
+/// The iterator of [`block_on_stream`].
+#[derive(Debug)]
+pub struct BlockOnStream<P> {
+    poll_next: P,
+}
+
+impl<T, P> Iterator for BlockOnStream<P>
+where
+    P: FnMut(&mut Context<'_>) -> Poll<Option<T>>,
+{
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        block_on(std::future::poll_fn(&mut self.poll_next))
+    }
+}

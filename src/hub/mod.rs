@@ -143,7 +143,7 @@ use self::timer::{Action, Timers};
 pub use self::blocking::{spawn_blocking, ThreadPool};
 #[cfg(feature = "tokio")]
 pub use self::bridge::set_tokio_handle;
-pub use self::bridge::{block_on, spawn_local, Call, CallError};
+pub use self::bridge::{block_on, block_on_stream, spawn_local, BlockOnStream, Call, CallError};
 pub use self::channel::{channel, Iter, Receiver, Sender};
 pub use self::daemon::{daemon, spawn_daemon};
 pub use self::event::Event;
