@@ -81,6 +81,17 @@ pub enum WaitOn {
         /// The timeout's deadline, if any.
         until: Option<Instant>,
     },
+    /// `Semaphore::acquire` or `Mutex::lock` (and their variants), waiting
+    /// for a permit.
+    Acquire {
+        /// The timeout's deadline, if any.
+        until: Option<Instant>,
+    },
+    /// `hub::wait` (or `wait_any`, `iwait`) on several things at once.
+    Any {
+        /// The timeout's deadline, if any.
+        until: Option<Instant>,
+    },
     /// The hub itself, parked until the next timer or I/O (or with nothing
     /// to do).
     Hub,
@@ -119,6 +130,14 @@ impl fmt::Display for WaitOn {
             }
             WaitOn::Channel { channel, until } => {
                 write!(f, "recv on channel #{channel}")?;
+                timeout(f, until.as_ref().map(left))
+            }
+            WaitOn::Acquire { until } => {
+                f.write_str("waiting for a permit or a lock")?;
+                timeout(f, until.as_ref().map(left))
+            }
+            WaitOn::Any { until } => {
+                f.write_str("waiting for any of several things")?;
                 timeout(f, until.as_ref().map(left))
             }
             WaitOn::Hub => f.write_str("hub loop"),

@@ -113,9 +113,12 @@ mod daemon;
 mod event;
 mod join;
 mod monitor;
+mod mutex;
+mod permits;
 mod queue;
 pub(crate) mod reactor;
 mod remote;
+mod semaphore;
 #[cfg(unix)]
 mod signal;
 mod timeout;
@@ -145,8 +148,12 @@ pub use self::daemon::{daemon, spawn_daemon};
 pub use self::event::Event;
 pub use self::join::{JoinError, JoinHandle};
 pub use self::monitor::{monitor, monitor_with, Blocked};
+pub use self::mutex::{Mutex, MutexGuard};
 pub use self::queue::Queue;
 pub use self::remote::{remote, Remote, RemoteClosed};
+pub use self::semaphore::{
+    BoundedSemaphore, OwnedSemaphorePermit, Semaphore, SemaphorePermit, TooManyReleases,
+};
 #[cfg(unix)]
 pub use self::signal::{signal, Signal};
 pub use self::timeout::{with_timeout, Elapsed};
