@@ -107,6 +107,7 @@
 //! reports greenlets that run too long without switching (see the crate
 //! docs' "What blocks the hub").
 
+mod async_result;
 mod blocking;
 mod channel;
 mod daemon;
@@ -123,6 +124,7 @@ mod semaphore;
 mod signal;
 mod timeout;
 mod timer;
+mod wait_any;
 mod wait_list;
 
 use std::cell::{Cell, OnceCell, RefCell};
@@ -142,6 +144,7 @@ use crate::value::GreenletExit;
 use self::reactor::{Direction, Reactor, Registration};
 use self::timer::{Action, Timers};
 
+pub use self::async_result::AsyncResult;
 pub use self::blocking::{spawn_blocking, ThreadPool};
 pub use self::channel::{channel, Iter, Receiver, Sender};
 pub use self::daemon::{daemon, spawn_daemon};
@@ -157,6 +160,7 @@ pub use self::semaphore::{
 #[cfg(unix)]
 pub use self::signal::{signal, Signal};
 pub use self::timeout::{with_timeout, Elapsed};
+pub use self::wait_any::{iwait, join_all, wait, wait_any, Iwait, Waitable};
 #[cfg(unix)]
 pub use crate::net::fd::{wait_readable, wait_writable};
 
