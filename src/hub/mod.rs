@@ -113,6 +113,7 @@ mod channel;
 mod daemon;
 mod event;
 mod join;
+mod joinable_queue;
 mod monitor;
 mod mutex;
 mod permits;
@@ -150,9 +151,10 @@ pub use self::channel::{channel, Iter, Receiver, Sender};
 pub use self::daemon::{daemon, spawn_daemon};
 pub use self::event::Event;
 pub use self::join::{JoinError, JoinHandle};
+pub use self::joinable_queue::{JoinableQueue, TooManyTaskDone};
 pub use self::monitor::{monitor, monitor_with, Blocked};
 pub use self::mutex::{Mutex, MutexGuard};
-pub use self::queue::Queue;
+pub use self::queue::{Closed, Queue, QueueIter};
 pub use self::remote::{remote, Remote, RemoteClosed};
 pub use self::semaphore::{
     BoundedSemaphore, OwnedSemaphorePermit, Semaphore, SemaphorePermit, TooManyReleases,
