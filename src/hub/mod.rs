@@ -112,6 +112,7 @@ mod blocking;
 mod channel;
 mod daemon;
 mod event;
+mod group;
 mod join;
 mod joinable_queue;
 mod monitor;
@@ -125,6 +126,7 @@ mod semaphore;
 mod signal;
 mod timeout;
 mod timer;
+mod timer_handle;
 mod wait_any;
 mod wait_list;
 
@@ -150,6 +152,7 @@ pub use self::blocking::{spawn_blocking, ThreadPool};
 pub use self::channel::{channel, Iter, Receiver, Sender};
 pub use self::daemon::{daemon, spawn_daemon};
 pub use self::event::Event;
+pub use self::group::{Group, Pool};
 pub use self::join::{JoinError, JoinHandle};
 pub use self::joinable_queue::{JoinableQueue, TooManyTaskDone};
 pub use self::monitor::{monitor, monitor_with, Blocked};
@@ -162,6 +165,7 @@ pub use self::semaphore::{
 #[cfg(unix)]
 pub use self::signal::{signal, Signal};
 pub use self::timeout::{with_timeout, Elapsed};
+pub use self::timer_handle::{spawn_after, spawn_at, Scheduled};
 pub use self::wait_any::{iwait, join_all, wait, wait_any, Iwait, Waitable};
 #[cfg(unix)]
 pub use crate::net::fd::{wait_readable, wait_writable};
