@@ -253,14 +253,26 @@ impl ServerHandle {
     /// listener), lets the handlers running finish for up to `grace`, then
     /// kills those left (their greenlets unwind: sockets close, guards
     /// run). Returns when all is done; a second call waits for the first.
-    /// A handler may call it (to stop the server from a request); it is
-    /// then spared from the kill.
+    ///
+    /// Called from one of the server's own handlers (to stop it from a
+    /// request), it starts the stop in a greenlet of its own and returns at
+    /// once: waiting would wait for the caller itself. The caller then
+    /// counts among the handlers that get the grace.
     ///
     /// # Panics
     ///
     /// As any blocking call (see the [hub's docs](crate::hub)).
     pub fn stop(&self, grace: Duration) {
         let shared = &self.shared;
+        let members = match &shared.members {
+            Members::Group(g) => g.members(),
+            Members::Pool(p) => p.members(),
+        };
+        if members.iter().any(|g| g.is_current()) {
+            let handle = self.clone();
+            drop(hub::spawn(move || handle.stop(grace)));
+            return;
+        }
         if shared.stopping.replace(true) {
             shared.stopped.wait();
             return;
