@@ -83,6 +83,17 @@ pub enum WaitOn {
     },
     /// `hub::block_on`: a future that has not woken its waker yet.
     Future,
+    /// `Semaphore::acquire` or `Mutex::lock` (and their variants), waiting
+    /// for a permit.
+    Acquire {
+        /// The timeout's deadline, if any.
+        until: Option<Instant>,
+    },
+    /// `hub::wait` (or `wait_any`, `iwait`) on several things at once.
+    Any {
+        /// The timeout's deadline, if any.
+        until: Option<Instant>,
+    },
     /// The hub itself, parked until the next timer or I/O (or with nothing
     /// to do).
     Hub,
@@ -124,6 +135,14 @@ impl fmt::Display for WaitOn {
                 timeout(f, until.as_ref().map(left))
             }
             WaitOn::Future => f.write_str("awaiting a future"),
+            WaitOn::Acquire { until } => {
+                f.write_str("waiting for a permit or a lock")?;
+                timeout(f, until.as_ref().map(left))
+            }
+            WaitOn::Any { until } => {
+                f.write_str("waiting for any of several things")?;
+                timeout(f, until.as_ref().map(left))
+            }
             WaitOn::Hub => f.write_str("hub loop"),
         }
     }

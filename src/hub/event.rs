@@ -35,6 +35,8 @@ pub struct Event {
 
 struct Inner {
     set: bool,
+    /// When it was last set (for `hub::iwait`'s order).
+    stamp: u64,
     waiters: WaitList,
 }
 
@@ -44,6 +46,7 @@ impl Event {
         Event {
             inner: Rc::new(RefCell::new(Inner {
                 set: false,
+                stamp: 0,
                 waiters: WaitList::new(),
             })),
         }
@@ -52,6 +55,9 @@ impl Event {
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) {
         let mut e = self.inner.borrow_mut();
+        if !e.set {
+            e.stamp = super::wait_any::next_stamp();
+        }
         e.set = true;
         if e.waiters.is_empty() {
             return;
@@ -139,3 +145,23 @@ impl fmt::Debug for Event {
             .finish()
     }
 }
+
+impl super::wait_any::sealed::Source for Event {
+    fn is_ready(&self) -> bool {
+        self.is_set()
+    }
+
+    fn ready_stamp(&self) -> u64 {
+        self.inner.borrow().stamp
+    }
+
+    fn add_waiter(&self, w: usize) -> usize {
+        self.inner.borrow_mut().waiters.push_back(w)
+    }
+
+    fn remove_waiter(&self, node: usize, w: usize) {
+        self.inner.borrow_mut().waiters.remove(node, w);
+    }
+}
+
+impl super::wait_any::Waitable for Event {}

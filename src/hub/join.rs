@@ -7,8 +7,10 @@ use std::fmt;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
-use super::{hub, interrupted, is_kill, Hub, Wake};
+use super::wait_list::WaitList;
+use super::{deadline_after, hub, interrupted, is_kill, Hub, Wake};
 use crate::error::{payload_message, SwitchError};
 use crate::greenlet::Greenlet;
 use crate::runtime::Runtime;
@@ -52,21 +54,55 @@ impl fmt::Display for JoinError {
 impl std::error::Error for JoinError {}
 
 /// What a spawned greenlet leaves for its joiner. `join` consumes the one
-/// `JoinHandle`, so there is at most one joiner.
+/// `JoinHandle`, so there is at most one joiner; the handle's
+/// non-consuming waits (`wait`, `hub::wait`) queue in `waiters`.
 struct JoinState<R> {
     result: RefCell<Option<Result<R, JoinError>>>,
     finished: Cell<bool>,
+    /// When it finished (for `hub::iwait`'s order).
+    stamp: Cell<u64>,
     joiner: Cell<Option<usize>>,
+    waiters: RefCell<WaitList>,
+    /// `on_finish` callbacks, run in a greenlet of their own at the end.
+    on_finish: RefCell<Vec<Box<dyn FnOnce()>>>,
 }
 
 impl<R> JoinState<R> {
-    fn finish(&self, hub: &Hub, result: Result<R, JoinError>) {
+    fn finish(&self, hub: &Rc<Hub>, result: Result<R, JoinError>) {
         *self.result.borrow_mut() = Some(result);
         self.finished.set(true);
+        self.stamp.set(super::wait_any::next_stamp());
         if let Some(w) = self.joiner.take() {
             hub.wake(w, Wake::Ready);
         }
+        loop {
+            let next = self.waiters.borrow_mut().pop_front();
+            match next {
+                Some(w) => {
+                    hub.wake(w, Wake::Ready);
+                }
+                None => break,
+            }
+        }
+        let callbacks = std::mem::take(&mut *self.on_finish.borrow_mut());
+        if !callbacks.is_empty() {
+            run_callbacks(hub, callbacks);
+        }
     }
+}
+
+/// Runs `on_finish` callbacks in a new greenlet (gevent runs links from its
+/// loop too): they may block, and a panic in one is that greenlet's, not
+/// the finishing greenlet's, which may be unwinding from a kill.
+fn run_callbacks(hub: &Rc<Hub>, callbacks: Vec<Box<dyn FnOnce()>>) {
+    let builder = Greenlet::builder().name("on_finish");
+    // Without a stack the callbacks cannot run; they are dropped unrun
+    // rather than panicking in a greenlet that may be unwinding.
+    drop(spawn_with(hub, builder, move || {
+        for callback in callbacks {
+            callback();
+        }
+    }));
 }
 
 /// Owned by the spawned closure: records `Killed` if the greenlet ends
@@ -129,7 +165,10 @@ where
     let state = Rc::new(JoinState {
         result: RefCell::new(None),
         finished: Cell::new(false),
+        stamp: Cell::new(0),
         joiner: Cell::new(None),
+        waiters: RefCell::new(WaitList::new()),
+        on_finish: RefCell::new(Vec::new()),
     });
     let finisher = Finisher {
         state: state.clone(),
@@ -200,6 +239,94 @@ impl<R: 'static> JoinHandle<R> {
             .unwrap_or(Err(JoinError::Killed))
     }
 
+    /// Blocks until the spawned greenlet finishes, without taking its
+    /// result: the handle stays usable (`join` then returns at once).
+    ///
+    /// # Panics
+    ///
+    /// As [`join`](JoinHandle::join).
+    pub fn wait(&self) {
+        self.wait_until(None, "JoinHandle::wait");
+    }
+
+    /// Like [`wait`](JoinHandle::wait), but gives up after `timeout`;
+    /// returns whether the greenlet finished. After a timeout the handle
+    /// is as before: wait again, join or kill it.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use greenlet::hub;
+    ///
+    /// let h = hub::spawn(|| {
+    ///     hub::sleep(Duration::from_millis(5));
+    ///     "done"
+    /// });
+    /// assert!(!h.wait_timeout(Duration::from_millis(1)));
+    /// assert!(h.wait_timeout(Duration::from_secs(60)));
+    /// assert_eq!(h.join().unwrap(), "done");
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`join`](JoinHandle::join).
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_until(deadline_after(timeout), "JoinHandle::wait_timeout")
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>, call: &'static str) -> bool {
+        if self.state.finished.get() {
+            return true;
+        }
+        assert!(
+            !self.greenlet.is_current(),
+            "greenlet::hub: {call} called from the greenlet it waits for \
+             (it would wait for itself forever)"
+        );
+        let hub = hub();
+        let w = hub.new_wait(deadline);
+        let node = self.state.waiters.borrow_mut().push_back(w);
+        let guard = WaitGuard {
+            waiters: &self.state.waiters,
+            hub: &hub,
+            w,
+            node,
+        };
+        let on = WaitOn::Join {
+            greenlet: self.greenlet.id(),
+        };
+        let wake = hub.block(w, call, on);
+        drop(guard);
+        if let Wake::Interrupted(s) = wake {
+            interrupted(s);
+        }
+        self.state.finished.get()
+    }
+
+    /// Calls `f` once the spawned greenlet has finished, however it ended
+    /// (gevent's `link`). Callbacks run in a greenlet of their own, in the
+    /// order they were added, soon after the end (or soon after this call
+    /// if it already ended); they may block.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use std::rc::Rc;
+    /// use greenlet::hub;
+    ///
+    /// let seen = Rc::new(Cell::new(false));
+    /// let h = hub::spawn(|| 1);
+    /// let s = seen.clone();
+    /// h.on_finish(move || s.set(true));
+    /// hub::run();
+    /// assert!(seen.get());
+    /// ```
+    pub fn on_finish(&self, f: impl FnOnce() + 'static) {
+        if self.state.finished.get() {
+            run_callbacks(&hub(), vec![Box::new(f)]);
+        } else {
+            self.state.on_finish.borrow_mut().push(Box::new(f));
+        }
+    }
+
     /// Kills the spawned greenlet (see [`Greenlet::kill`]); `join` then
     /// returns [`JoinError::Killed`] unless it had already finished.
     pub fn kill(&self) {
@@ -226,6 +353,42 @@ impl<R> fmt::Debug for JoinHandle<R> {
             .finish()
     }
 }
+
+/// Leaves the waiters list on every exit path of a `wait`.
+struct WaitGuard<'a> {
+    waiters: &'a RefCell<WaitList>,
+    hub: &'a Hub,
+    w: usize,
+    node: usize,
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        if self.hub.end_wait(self.w) != Wake::Ready {
+            self.waiters.borrow_mut().remove(self.node, self.w);
+        }
+    }
+}
+
+impl<R: 'static> super::wait_any::sealed::Source for JoinHandle<R> {
+    fn is_ready(&self) -> bool {
+        self.state.finished.get()
+    }
+
+    fn ready_stamp(&self) -> u64 {
+        self.state.stamp.get()
+    }
+
+    fn add_waiter(&self, w: usize) -> usize {
+        self.state.waiters.borrow_mut().push_back(w)
+    }
+
+    fn remove_waiter(&self, node: usize, w: usize) {
+        self.state.waiters.borrow_mut().remove(node, w);
+    }
+}
+
+impl<R: 'static> super::wait_any::Waitable for JoinHandle<R> {}
 
 /// Withdraws the joiner on every exit path of a `join`.
 struct JoinGuard<'a> {

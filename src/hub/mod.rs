@@ -107,20 +107,28 @@
 //! reports greenlets that run too long without switching (see the crate
 //! docs' "What blocks the hub").
 
+mod async_result;
 mod blocking;
 mod bridge;
 mod channel;
 mod daemon;
 mod event;
+mod group;
 mod join;
+mod joinable_queue;
 mod monitor;
+mod mutex;
+mod permits;
 mod queue;
 pub(crate) mod reactor;
 mod remote;
+mod semaphore;
 #[cfg(unix)]
 mod signal;
 mod timeout;
 mod timer;
+mod timer_handle;
+mod wait_any;
 mod wait_list;
 
 use std::cell::{Cell, OnceCell, RefCell};
@@ -140,6 +148,7 @@ use crate::value::GreenletExit;
 use self::reactor::{Direction, Reactor, Registration};
 use self::timer::{Action, Timers};
 
+pub use self::async_result::AsyncResult;
 pub use self::blocking::{spawn_blocking, ThreadPool};
 #[cfg(feature = "tokio")]
 pub use self::bridge::set_tokio_handle;
@@ -147,13 +156,21 @@ pub use self::bridge::{block_on, block_on_stream, spawn_local, BlockOnStream, Ca
 pub use self::channel::{channel, Iter, Receiver, Sender};
 pub use self::daemon::{daemon, spawn_daemon};
 pub use self::event::Event;
+pub use self::group::{Group, Pool};
 pub use self::join::{JoinError, JoinHandle};
+pub use self::joinable_queue::{JoinableQueue, TooManyTaskDone};
 pub use self::monitor::{monitor, monitor_with, Blocked};
-pub use self::queue::Queue;
+pub use self::mutex::{Mutex, MutexGuard};
+pub use self::queue::{Closed, Queue, QueueIter};
 pub use self::remote::{remote, Remote, RemoteClosed};
+pub use self::semaphore::{
+    BoundedSemaphore, OwnedSemaphorePermit, Semaphore, SemaphorePermit, TooManyReleases,
+};
 #[cfg(unix)]
 pub use self::signal::{signal, Signal};
 pub use self::timeout::{with_timeout, Elapsed};
+pub use self::timer_handle::{spawn_after, spawn_at, Scheduled};
+pub use self::wait_any::{iwait, join_all, wait, wait_any, Iwait, Waitable};
 #[cfg(unix)]
 pub use crate::net::fd::{wait_readable, wait_writable};
 

@@ -44,6 +44,10 @@ struct Inner<T> {
     reserved_items: usize,
     /// Free places promised to woken putters that have not run yet.
     reserved_slots: usize,
+    /// Greenlets blocked in `peek`: all woken by the next put.
+    peekers: WaitList,
+    /// No more puts; gets drain what is left.
+    closed: bool,
     id: u64,
 }
 
@@ -117,6 +121,8 @@ impl<T: 'static> Queue<T> {
                 putters: WaitList::new(),
                 reserved_items: 0,
                 reserved_slots: 0,
+                peekers: WaitList::new(),
+                closed: false,
                 id: next_queue_id(),
             })),
         }
@@ -124,22 +130,104 @@ impl<T: 'static> Queue<T> {
 
     /// Adds `item` at the back, blocking the calling greenlet while a
     /// bounded queue is full.
+    ///
+    /// # Panics
+    ///
+    /// When the queue is [closed](Queue::close) (before or while this
+    /// waits); [`send`](Queue::send) gives the item back instead.
     pub fn put(&self, item: T) {
-        if let Err(_item) = self.put_until(item, None, "Queue::put") {
-            unreachable!("a put without a deadline cannot time out");
+        if self.put_until(item, None, "Queue::put").is_err() {
+            panic!("greenlet::hub::Queue::put on a closed queue (use Queue::send to get the item back)");
         }
     }
 
-    /// Adds `item` if there is room now; gives it back otherwise.
+    /// Like [`put`](Queue::put), but a closed queue gives the item back.
+    ///
+    /// # Errors
+    ///
+    /// [`Closed`] holding `item` when the queue is closed, or gets closed
+    /// while this waits for room.
+    pub fn send(&self, item: T) -> Result<(), Closed<T>> {
+        self.put_until(item, None, "Queue::send").map_err(Closed)
+    }
+
+    /// Closes the queue: puts fail from now on (blocked putters too, with
+    /// their items back), and gets take what is left, then fail
+    /// ([`recv`](Queue::recv) with `Closed`, the iterator ends). Closing
+    /// again does nothing.
+    ///
+    /// ```
+    /// use greenlet::hub::{self, Queue};
+    ///
+    /// let q = Queue::bounded(2);
+    /// let q2 = q.clone();
+    /// let consumer = hub::spawn(move || q2.iter().sum::<u32>());
+    /// for i in 1..=4 {
+    ///     q.put(i);
+    /// }
+    /// q.close();
+    /// assert_eq!(consumer.join().unwrap(), 10);
+    /// assert!(q.send(5).is_err());
+    /// ```
+    pub fn close(&self) {
+        let mut q = self.inner.borrow_mut();
+        if q.closed {
+            return;
+        }
+        q.closed = true;
+        let Some(hub) = try_hub() else {
+            return;
+        };
+        // Waiters still listed hold no reservation: they are woken as if
+        // their deadline passed, and see the queue closed.
+        let q = &mut *q;
+        for list in [&mut q.getters, &mut q.putters, &mut q.peekers] {
+            while let Some(w) = list.pop_front() {
+                hub.wake(w, Wake::TimedOut);
+            }
+        }
+    }
+
+    /// Whether [`close`](Queue::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.borrow().closed
+    }
+
+    /// Takes the front item, blocking the calling greenlet while the queue
+    /// is empty and open.
+    ///
+    /// # Errors
+    ///
+    /// [`Closed`] once the queue is closed and empty.
+    pub fn recv(&self) -> Result<T, Closed> {
+        self.get_until(None, "Queue::recv").ok_or(Closed(()))
+    }
+
+    /// An iterator taking items until the queue is closed and empty.
+    pub fn iter(&self) -> QueueIter<'_, T> {
+        QueueIter { queue: self }
+    }
+
+    /// Whether a bounded queue holds as many items as it may.
+    pub fn is_full(&self) -> bool {
+        let q = self.inner.borrow();
+        q.capacity.is_some_and(|cap| q.items.len() >= cap)
+    }
+
+    /// Adds `item` if there is room now (and the queue is not closed);
+    /// gives it back otherwise.
     pub fn try_put(&self, item: T) -> Result<(), T> {
         let hub = try_hub();
         let mut q = self.inner.borrow_mut();
         // Blocked putters are only ever waiting when there is no room.
-        if q.has_space() {
+        if q.has_space() && !q.closed {
             q.items.push_back(item);
             // Without a hub nobody can be waiting.
             if let Some(hub) = &hub {
                 q.wake_getter(hub);
+                while let Some(w) = q.peekers.pop_front() {
+                    hub.wake(w, Wake::Ready);
+                }
             }
             Ok(())
         } else {
@@ -148,17 +236,25 @@ impl<T: 'static> Queue<T> {
     }
 
     /// Like [`put`](Queue::put), but gives the item back if no room was made
-    /// within `timeout`.
+    /// within `timeout` (or the queue is closed).
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), T> {
         self.put_until(item, deadline_after(timeout), "Queue::put_timeout")
     }
 
     /// Takes the front item, blocking the calling greenlet while the queue
     /// is empty.
+    ///
+    /// # Panics
+    ///
+    /// When the queue is [closed](Queue::close) and empty;
+    /// [`recv`](Queue::recv) returns an error instead.
     pub fn get(&self) -> T {
         match self.get_until(None, "Queue::get") {
             Some(item) => item,
-            None => unreachable!("a get without a deadline cannot time out"),
+            None => panic!(
+                "greenlet::hub::Queue::get on a closed, empty queue (use Queue::recv or \
+                 Queue::iter to see the end)"
+            ),
         }
     }
 
@@ -178,7 +274,8 @@ impl<T: 'static> Queue<T> {
         }
     }
 
-    /// Like [`get`](Queue::get), but gives up after `timeout`.
+    /// Like [`get`](Queue::get), but gives up after `timeout` (or at once
+    /// when the queue is closed and empty).
     pub fn get_timeout(&self, timeout: Duration) -> Option<T> {
         self.get_until(deadline_after(timeout), "Queue::get_timeout")
     }
@@ -207,6 +304,9 @@ impl<T: 'static> Queue<T> {
     fn get_until(&self, deadline: Option<Instant>, call: &'static str) -> Option<T> {
         if let Some(item) = self.try_get() {
             return Some(item);
+        }
+        if self.is_closed() {
+            return None;
         }
         let hub = hub();
         let w = hub.new_wait(deadline);
@@ -253,6 +353,9 @@ impl<T: 'static> Queue<T> {
             Ok(()) => return Ok(()),
             Err(item) => item,
         };
+        if self.is_closed() {
+            return Err(item);
+        }
         let hub = hub();
         let w = hub.new_wait(deadline);
         let (node, queue) = {
@@ -289,6 +392,124 @@ impl<T: 'static> Queue<T> {
                 interrupted(s)
             }
         }
+    }
+}
+
+impl<T: Clone + 'static> Queue<T> {
+    /// A clone of the front item, blocking the calling greenlet while the
+    /// queue is empty; the item stays in the queue. `None` when the queue
+    /// is closed and empty.
+    pub fn peek(&self) -> Option<T> {
+        self.peek_until(None)
+    }
+
+    /// Like [`peek`](Queue::peek), but `None` after `timeout` too.
+    pub fn peek_timeout(&self, timeout: Duration) -> Option<T> {
+        self.peek_until(deadline_after(timeout))
+    }
+
+    /// A clone of the front item if there is one; never blocks.
+    pub fn try_peek(&self) -> Option<T> {
+        self.inner.borrow().items.front().cloned()
+    }
+
+    fn peek_until(&self, deadline: Option<Instant>) -> Option<T> {
+        loop {
+            if let Some(item) = self.try_peek() {
+                return Some(item);
+            }
+            if self.is_closed() {
+                return None;
+            }
+            let hub = hub();
+            let w = hub.new_wait(deadline);
+            let (node, queue) = {
+                let mut q = self.inner.borrow_mut();
+                (q.peekers.push_back(w), q.id)
+            };
+            let guard = PeekGuard {
+                queue: &self.inner,
+                hub: &hub,
+                w,
+                node,
+            };
+            let on = WaitOn::QueueGet {
+                queue,
+                until: deadline,
+            };
+            let wake = hub.block(w, "Queue::peek", on);
+            drop(guard);
+            match wake {
+                Wake::Ready => {}
+                Wake::TimedOut | Wake::Pending => return self.try_peek(),
+                Wake::Interrupted(s) => interrupted(s),
+            }
+        }
+    }
+}
+
+/// Leaves the peekers list on every exit path of a `peek`.
+struct PeekGuard<'a, T> {
+    queue: &'a RefCell<Inner<T>>,
+    hub: &'a Hub,
+    w: usize,
+    node: usize,
+}
+
+impl<T> Drop for PeekGuard<'_, T> {
+    fn drop(&mut self) {
+        if self.hub.end_wait(self.w) != Wake::Ready {
+            self.queue.borrow_mut().peekers.remove(self.node, self.w);
+        }
+    }
+}
+
+/// The error of using a [closed](Queue::close) queue: a put gives its item
+/// back in it (`Closed<T>`); a get that found the queue drained returns
+/// `Closed<()>`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Closed<T = ()>(pub T);
+
+impl<T> fmt::Debug for Closed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Closed(..)")
+    }
+}
+
+impl<T> fmt::Display for Closed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the queue is closed")
+    }
+}
+
+impl<T> std::error::Error for Closed<T> {}
+
+/// The iterator of [`Queue::iter`]: each `next` blocks for the next item
+/// and it ends when the queue is closed and empty.
+pub struct QueueIter<'a, T> {
+    queue: &'a Queue<T>,
+}
+
+impl<T: 'static> Iterator for QueueIter<'_, T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        self.queue.recv().ok()
+    }
+}
+
+impl<'a, T: 'static> IntoIterator for &'a Queue<T> {
+    type Item = T;
+    type IntoIter = QueueIter<'a, T>;
+
+    fn into_iter(self) -> QueueIter<'a, T> {
+        self.iter()
+    }
+}
+
+impl<T> fmt::Debug for QueueIter<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("QueueIter")
     }
 }
 

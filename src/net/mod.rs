@@ -64,6 +64,7 @@
 mod accept;
 #[cfg(unix)]
 pub(crate) mod fd;
+mod server;
 mod socket;
 mod tcp;
 mod udp;
@@ -72,6 +73,7 @@ mod unix;
 
 #[cfg(unix)]
 pub use self::fd::AsyncFd;
+pub use self::server::{Server, ServerHandle, Stopper};
 pub use self::tcp::{Incoming, TcpListener, TcpStream};
 pub use self::udp::UdpSocket;
 #[cfg(unix)]

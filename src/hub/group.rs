@@ -1,0 +1,321 @@
+//! `Group` and `Pool`: spawned greenlets kept together so they can be
+//! waited for and killed as one, a pool limiting how many run at once
+//! (gevent's `Group` and `Pool`).
+
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use slab::Slab;
+
+use super::event::Event;
+use super::semaphore::Semaphore;
+use super::JoinHandle;
+use crate::greenlet::Greenlet;
+
+/// A set of spawned greenlets; `Clone` shares it.
+///
+/// [`spawn`](Group::spawn) starts a greenlet as a member; it leaves the
+/// group when it finishes, however it ends. [`join`](Group::join) waits
+/// until the group is empty, [`kill_all`](Group::kill_all) kills every
+/// member.
+///
+/// ```
+/// use std::time::Duration;
+/// use greenlet::hub::{self, Group};
+///
+/// let group = Group::new();
+/// for i in 0..3 {
+///     group.spawn(move || hub::sleep(Duration::from_millis(i)));
+/// }
+/// assert_eq!(group.len(), 3);
+/// group.join();
+/// assert!(group.is_empty());
+///
+/// group.spawn(|| hub::sleep(Duration::from_secs(3600)));
+/// assert!(!group.join_timeout(Duration::from_millis(1)));
+/// group.kill_all();
+/// assert!(group.is_empty());
+/// ```
+#[derive(Clone)]
+pub struct Group {
+    inner: Rc<Inner>,
+}
+
+struct Inner {
+    members: RefCell<Slab<Greenlet>>,
+    /// Set while the group is empty.
+    empty: Event,
+}
+
+/// Owned by a member's closure: takes it out of the group when the
+/// closure ends, runs to completion or not.
+struct Leave {
+    group: Weak<Inner>,
+    key: usize,
+}
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        if let Some(group) = self.group.upgrade() {
+            let now_empty = {
+                let mut members = group.members.borrow_mut();
+                members.try_remove(self.key);
+                members.is_empty()
+            };
+            if now_empty {
+                group.empty.set();
+            }
+        }
+    }
+}
+
+impl Group {
+    /// An empty group.
+    pub fn new() -> Group {
+        let empty = Event::new();
+        empty.set();
+        Group {
+            inner: Rc::new(Inner {
+                members: RefCell::new(Slab::new()),
+                empty,
+            }),
+        }
+    }
+
+    /// Spawns `f` (as [`hub::spawn`](super::spawn)) as a member.
+    ///
+    /// # Panics
+    ///
+    /// As [`hub::spawn`](super::spawn).
+    pub fn spawn<F, R>(&self, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + 'static,
+        R: 'static,
+    {
+        let key = self.inner.members.borrow().vacant_key();
+        let leave = Leave {
+            group: Rc::downgrade(&self.inner),
+            key,
+        };
+        let handle = super::spawn(move || {
+            let _leave = leave;
+            f()
+        });
+        // The new greenlet has not run yet (spawning never switches), so
+        // it joins before it can leave.
+        self.inner
+            .members
+            .borrow_mut()
+            .insert(handle.greenlet().clone());
+        self.inner.empty.clear();
+        handle
+    }
+
+    /// How many members are alive.
+    pub fn len(&self) -> usize {
+        self.inner.members.borrow().len()
+    }
+
+    /// Whether no member is alive.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The members alive now.
+    pub fn members(&self) -> Vec<Greenlet> {
+        self.inner
+            .members
+            .borrow()
+            .iter()
+            .map(|(_, g)| g.clone())
+            .collect()
+    }
+
+    /// Whether `g` is a member.
+    pub fn contains(&self, g: &Greenlet) -> bool {
+        self.inner.members.borrow().iter().any(|(_, m)| m == g)
+    }
+
+    /// Blocks until every member has finished (members spawned meanwhile
+    /// included).
+    ///
+    /// # Panics
+    ///
+    /// As any blocking call (see the [module docs](super)).
+    pub fn join(&self) {
+        self.inner.empty.wait();
+    }
+
+    /// Like [`join`](Group::join), but gives up after `timeout`; returns
+    /// whether the group is empty.
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        self.inner.empty.wait_timeout(timeout)
+    }
+
+    /// Kills every member (see [`Greenlet::kill`]); the calling greenlet
+    /// is spared if it is one. Returns when they are gone.
+    pub fn kill_all(&self) {
+        for g in self.members() {
+            if !g.is_current() {
+                g.kill();
+            }
+        }
+    }
+}
+
+impl Default for Group {
+    fn default() -> Group {
+        Group::new()
+    }
+}
+
+impl fmt::Debug for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Group").field("len", &self.len()).finish()
+    }
+}
+
+/// A [`Group`] of at most `size` members (gevent's `Pool`): `spawn`
+/// blocks while it is full. `Clone` shares it.
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+/// use greenlet::hub::{self, Pool};
+///
+/// let pool = Pool::new(2);
+/// let most = Rc::new(Cell::new(0));
+/// for _ in 0..6 {
+///     let (p, most) = (pool.clone(), most.clone());
+///     pool.spawn(move || {
+///         most.set(most.get().max(p.len()));
+///         hub::yield_now();
+///     });
+/// }
+/// pool.join();
+/// assert_eq!(most.get(), 2);
+/// assert_eq!(pool.free_count(), 2);
+/// ```
+#[derive(Clone)]
+pub struct Pool {
+    group: Group,
+    slots: Semaphore,
+    size: usize,
+}
+
+impl Pool {
+    /// A pool of at most `size` members.
+    ///
+    /// # Panics
+    ///
+    /// When `size` is 0 (nothing could ever be spawned).
+    pub fn new(size: usize) -> Pool {
+        assert!(
+            size > 0,
+            "greenlet::hub::Pool::new needs a size of at least 1"
+        );
+        Pool {
+            group: Group::new(),
+            slots: Semaphore::new(size),
+            size,
+        }
+    }
+
+    /// Spawns `f` as a member, blocking the calling greenlet while the
+    /// pool is full (slots go to blocked spawners in order).
+    ///
+    /// # Panics
+    ///
+    /// As [`hub::spawn`](super::spawn) and any blocking call.
+    pub fn spawn<F, R>(&self, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + 'static,
+        R: 'static,
+    {
+        let slot = self.slots.acquire_owned();
+        self.group.spawn(move || {
+            let _slot = slot;
+            f()
+        })
+    }
+
+    /// Spawns `f` if a slot is free now; gives `f` back otherwise.
+    ///
+    /// # Errors
+    ///
+    /// `Err(f)` when the pool is full.
+    pub fn try_spawn<F, R>(&self, f: F) -> Result<JoinHandle<R>, F>
+    where
+        F: FnOnce() -> R + 'static,
+        R: 'static,
+    {
+        let Some(slot) = self.slots.try_acquire_owned() else {
+            return Err(f);
+        };
+        Ok(self.group.spawn(move || {
+            let _slot = slot;
+            f()
+        }))
+    }
+
+    /// Blocks until a slot is free (without taking it).
+    pub fn wait_available(&self) {
+        drop(self.slots.acquire());
+    }
+
+    /// Free slots.
+    pub fn free_count(&self) -> usize {
+        self.slots.available_permits()
+    }
+
+    /// Whether every slot is taken.
+    pub fn is_full(&self) -> bool {
+        self.free_count() == 0
+    }
+
+    /// The most members at once.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// See [`Group::len`].
+    pub fn len(&self) -> usize {
+        self.group.len()
+    }
+
+    /// See [`Group::is_empty`].
+    pub fn is_empty(&self) -> bool {
+        self.group.is_empty()
+    }
+
+    /// See [`Group::members`].
+    pub fn members(&self) -> Vec<Greenlet> {
+        self.group.members()
+    }
+
+    /// See [`Group::join`].
+    pub fn join(&self) {
+        self.group.join();
+    }
+
+    /// See [`Group::join_timeout`].
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        self.group.join_timeout(timeout)
+    }
+
+    /// See [`Group::kill_all`].
+    pub fn kill_all(&self) {
+        self.group.kill_all();
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("len", &self.len())
+            .field("size", &self.size)
+            .finish()
+    }
+}

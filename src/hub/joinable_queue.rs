@@ -1,0 +1,238 @@
+//! `JoinableQueue<T>`: a [`Queue`] that counts unfinished items, so a
+//! producer can wait until consumers have handled everything it put
+//! (gevent's and Python's `JoinableQueue`).
+
+use std::cell::Cell;
+use std::fmt;
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::event::Event;
+use super::queue::{Closed, Queue};
+
+/// A [`Queue`] whose consumers call [`task_done`](JoinableQueue::task_done)
+/// for each item they finished, and whose [`join`](JoinableQueue::join)
+/// blocks until every item put has been finished. `Clone` shares it.
+///
+/// ```
+/// use greenlet::hub::{self, JoinableQueue};
+///
+/// let q = JoinableQueue::new();
+/// for _ in 0..2 {
+///     let q = q.clone();
+///     hub::spawn(move || {
+///         while let Ok(job) = q.recv() {
+///             let _ = job * 2; // work
+///             q.task_done().unwrap();
+///         }
+///     });
+/// }
+/// for job in 0..10 {
+///     q.put(job);
+/// }
+/// q.join(); // all ten were handled
+/// assert_eq!(q.unfinished(), 0);
+/// q.close(); // the workers' loops end
+/// hub::run();
+/// ```
+pub struct JoinableQueue<T> {
+    queue: Queue<T>,
+    tasks: Rc<Tasks>,
+}
+
+struct Tasks {
+    unfinished: Cell<usize>,
+    /// Set while nothing is unfinished.
+    all_done: Event,
+}
+
+/// The error of calling [`JoinableQueue::task_done`] more times than items
+/// were put.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooManyTaskDone(());
+
+impl fmt::Display for TooManyTaskDone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("task_done called more times than items were put")
+    }
+}
+
+impl std::error::Error for TooManyTaskDone {}
+
+impl<T: 'static> JoinableQueue<T> {
+    /// An unbounded joinable queue.
+    pub fn new() -> JoinableQueue<T> {
+        JoinableQueue::from_queue(Queue::new())
+    }
+
+    /// A joinable queue of at most `capacity` items.
+    ///
+    /// # Panics
+    ///
+    /// When `capacity` is 0.
+    pub fn bounded(capacity: usize) -> JoinableQueue<T> {
+        JoinableQueue::from_queue(Queue::bounded(capacity))
+    }
+
+    fn from_queue(queue: Queue<T>) -> JoinableQueue<T> {
+        let all_done = Event::new();
+        all_done.set();
+        JoinableQueue {
+            queue,
+            tasks: Rc::new(Tasks {
+                unfinished: Cell::new(0),
+                all_done,
+            }),
+        }
+    }
+
+    fn added(&self) {
+        let n = self.tasks.unfinished.get();
+        self.tasks.unfinished.set(n + 1);
+        if n == 0 {
+            self.tasks.all_done.clear();
+        }
+    }
+
+    /// See [`Queue::put`]; the item counts as unfinished.
+    ///
+    /// # Panics
+    ///
+    /// As [`Queue::put`].
+    pub fn put(&self, item: T) {
+        // Counted first: a consumer may take it and finish before this
+        // returns.
+        self.added();
+        if self.queue.send(item).is_err() {
+            self.finished_one();
+            panic!("greenlet::hub::JoinableQueue::put on a closed queue");
+        }
+    }
+
+    /// See [`Queue::send`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::send`].
+    pub fn send(&self, item: T) -> Result<(), Closed<T>> {
+        self.added();
+        self.queue.send(item).inspect_err(|_| self.finished_one())
+    }
+
+    /// See [`Queue::try_put`].
+    ///
+    /// # Errors
+    ///
+    /// Gives `item` back when there is no room or the queue is closed.
+    pub fn try_put(&self, item: T) -> Result<(), T> {
+        self.queue.try_put(item).inspect(|()| self.added())
+    }
+
+    /// See [`Queue::get`].
+    ///
+    /// # Panics
+    ///
+    /// As [`Queue::get`].
+    pub fn get(&self) -> T {
+        self.queue.get()
+    }
+
+    /// See [`Queue::recv`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::recv`].
+    pub fn recv(&self) -> Result<T, Closed> {
+        self.queue.recv()
+    }
+
+    /// See [`Queue::try_get`].
+    pub fn try_get(&self) -> Option<T> {
+        self.queue.try_get()
+    }
+
+    /// See [`Queue::get_timeout`].
+    pub fn get_timeout(&self, timeout: Duration) -> Option<T> {
+        self.queue.get_timeout(timeout)
+    }
+
+    /// See [`Queue::close`].
+    pub fn close(&self) {
+        self.queue.close();
+    }
+
+    /// See [`Queue::len`].
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// See [`Queue::is_empty`].
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Marks one item taken from the queue as finished.
+    ///
+    /// # Errors
+    ///
+    /// [`TooManyTaskDone`] when every item put is already finished.
+    pub fn task_done(&self) -> Result<(), TooManyTaskDone> {
+        if self.tasks.unfinished.get() == 0 {
+            return Err(TooManyTaskDone(()));
+        }
+        self.finished_one();
+        Ok(())
+    }
+
+    fn finished_one(&self) {
+        let n = self.tasks.unfinished.get() - 1;
+        self.tasks.unfinished.set(n);
+        if n == 0 {
+            self.tasks.all_done.set();
+        }
+    }
+
+    /// Items put and not yet marked finished.
+    pub fn unfinished(&self) -> usize {
+        self.tasks.unfinished.get()
+    }
+
+    /// Blocks until every item put has been marked finished.
+    ///
+    /// # Panics
+    ///
+    /// As any blocking call (see the [module docs](super)).
+    pub fn join(&self) {
+        self.tasks.all_done.wait();
+    }
+
+    /// Like [`join`](JoinableQueue::join), but gives up after `timeout`;
+    /// returns whether everything was finished.
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        self.tasks.all_done.wait_timeout(timeout)
+    }
+}
+
+impl<T> Clone for JoinableQueue<T> {
+    fn clone(&self) -> JoinableQueue<T> {
+        JoinableQueue {
+            queue: self.queue.clone(),
+            tasks: self.tasks.clone(),
+        }
+    }
+}
+
+impl<T: 'static> Default for JoinableQueue<T> {
+    fn default() -> JoinableQueue<T> {
+        JoinableQueue::new()
+    }
+}
+
+impl<T> fmt::Debug for JoinableQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinableQueue")
+            .field("queue", &self.queue)
+            .field("unfinished", &self.tasks.unfinished.get())
+            .finish()
+    }
+}

@@ -1,0 +1,142 @@
+//! The counter of permits under [`Semaphore`](super::Semaphore) and
+//! [`Mutex`](super::Mutex): waiters are served in the order they blocked,
+//! and a released permit goes straight to the first of them (a hand-off),
+//! so a greenlet that did not wait cannot take it first (no barging).
+
+use std::cell::{Cell, RefCell};
+use std::time::Instant;
+
+use super::wait_list::WaitList;
+use super::{hub, interrupted, try_hub, Hub, Wake};
+use crate::stats::WaitOn;
+
+/// Free permits and the waits queued for one.
+///
+/// Invariant: while `available > 0`, every wait still in `waiters` has
+/// already been woken another way (a deadline, a scope) and only awaits
+/// its own removal, so a free permit never sits beside a waiter it should
+/// have gone to.
+pub(crate) struct Permits {
+    available: Cell<usize>,
+    waiters: RefCell<WaitList>,
+}
+
+impl Permits {
+    pub(crate) fn new(available: usize) -> Permits {
+        Permits {
+            available: Cell::new(available),
+            waiters: RefCell::new(WaitList::new()),
+        }
+    }
+
+    /// Free permits (not counting ones handed to woken waiters that have
+    /// not run yet).
+    #[inline]
+    pub(crate) fn available(&self) -> usize {
+        self.available.get()
+    }
+
+    /// Whether some greenlet waits for a permit.
+    pub(crate) fn has_waiters(&self) -> bool {
+        !self.waiters.borrow().is_empty()
+    }
+
+    /// Takes a free permit if there is one.
+    #[inline]
+    pub(crate) fn try_take(&self) -> bool {
+        let n = self.available.get();
+        if n > 0 {
+            self.available.set(n - 1);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Takes a permit, blocking the calling greenlet until one is handed to
+    /// it or `deadline` passes (then `false`). A `with_timeout` expiry
+    /// unwinds; a kill unwinds too. Neither loses a permit: one handed to
+    /// a waiter that then leaves goes on to the next.
+    #[inline]
+    pub(crate) fn take_until(&self, deadline: Option<Instant>, call: &'static str) -> bool {
+        self.try_take() || self.take_slow(deadline, call)
+    }
+
+    #[inline(never)]
+    fn take_slow(&self, deadline: Option<Instant>, call: &'static str) -> bool {
+        let hub = hub();
+        let w = hub.new_wait(deadline);
+        let node = self.waiters.borrow_mut().push_back(w);
+        let mut guard = TakeGuard {
+            permits: self,
+            hub: &hub,
+            w,
+            node,
+            kept: false,
+        };
+        match hub.block(w, call, WaitOn::Acquire { until: deadline }) {
+            Wake::Ready => {
+                guard.kept = true;
+                true
+            }
+            Wake::TimedOut | Wake::Pending => false,
+            Wake::Interrupted(s) => {
+                drop(guard);
+                interrupted(s)
+            }
+        }
+    }
+
+    /// Gives a permit back: to the first waiter if one is queued (it is
+    /// woken owning it), else to the free count.
+    #[inline]
+    pub(crate) fn give(&self) {
+        if self.has_waiters() && self.hand_off() {
+            return;
+        }
+        self.available.set(self.available.get() + 1);
+    }
+
+    /// Hands a permit to the first waiter that is still waiting; `false`
+    /// when there is none.
+    #[inline(never)]
+    fn hand_off(&self) -> bool {
+        // Waiters were registered with this thread's hub; it is only gone
+        // during thread exit, when they are about to be unwound anyway.
+        let Some(hub) = try_hub() else {
+            return false;
+        };
+        loop {
+            let next = self.waiters.borrow_mut().pop_front();
+            match next {
+                // A waiter whose deadline already woke it is skipped.
+                Some(w) if hub.wake(w, Wake::Ready) => return true,
+                Some(_) => {}
+                None => return false,
+            }
+        }
+    }
+}
+
+/// Cleans up a blocked take on every exit path: leaves the wait list, or
+/// passes on a permit it was handed but will not keep (it was killed, or
+/// interrupted, after being woken).
+struct TakeGuard<'a> {
+    permits: &'a Permits,
+    hub: &'a Hub,
+    w: usize,
+    node: usize,
+    kept: bool,
+}
+
+impl Drop for TakeGuard<'_> {
+    fn drop(&mut self) {
+        if self.hub.end_wait(self.w) == Wake::Ready {
+            if !self.kept {
+                self.permits.give();
+            }
+        } else {
+            self.permits.waiters.borrow_mut().remove(self.node, self.w);
+        }
+    }
+}

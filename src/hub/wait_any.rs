@@ -1,0 +1,261 @@
+//! Waiting on several things at once: [`wait`], [`wait_any`] and
+//! [`iwait`] over [`JoinHandle`](super::JoinHandle)s,
+//! [`Event`](super::Event)s and [`AsyncResult`](super::AsyncResult)s
+//! (gevent's `gevent.wait` / `gevent.iwait`), and [`join_all`].
+
+use std::time::{Duration, Instant};
+
+use super::{deadline_after, hub, interrupted, Hub, JoinError, JoinHandle, Wake};
+use crate::stats::WaitOn;
+
+pub(crate) mod sealed {
+    /// What [`Waitable`](super::Waitable) needs of a thing, kept private so
+    /// that only this crate's types implement it.
+    pub trait Source {
+        /// Whether it is ready now (a wait on it would return at once).
+        fn is_ready(&self) -> bool;
+        /// When it became ready, as a [`next_stamp`](super::next_stamp)
+        /// taken then: orders things that became ready before a waiter
+        /// could look.
+        fn ready_stamp(&self) -> u64;
+        /// Adds hub wait `w` to the waits woken (with `Wake::Ready`) when
+        /// it becomes ready; returns a key for `remove_waiter`.
+        fn add_waiter(&self, w: usize) -> usize;
+        /// Withdraws wait `w` added under `node`, if it is still there.
+        fn remove_waiter(&self, node: usize, w: usize);
+    }
+}
+
+/// Something a greenlet can wait for alongside others: a
+/// [`JoinHandle`](super::JoinHandle) (ready when the greenlet finished), an
+/// [`Event`](super::Event) (when set), an [`AsyncResult`](super::AsyncResult)
+/// (when it has a value or an error). Implemented by this crate's types
+/// only, and by references to them.
+pub trait Waitable: sealed::Source {}
+
+/// A number from a counter that only grows, taken when something becomes
+/// ready, so [`iwait`] can report things in the order they became ready.
+pub(crate) fn next_stamp() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+impl<W: Waitable + ?Sized> sealed::Source for &W {
+    fn is_ready(&self) -> bool {
+        (**self).is_ready()
+    }
+    fn ready_stamp(&self) -> u64 {
+        (**self).ready_stamp()
+    }
+    fn add_waiter(&self, w: usize) -> usize {
+        (**self).add_waiter(w)
+    }
+    fn remove_waiter(&self, node: usize, w: usize) {
+        (**self).remove_waiter(node, w)
+    }
+}
+
+impl<W: Waitable + ?Sized> Waitable for &W {}
+
+/// Blocks until `count` of `items` are ready (all of them if `None`) or
+/// `timeout` passes, and returns the indices of the ready ones in the
+/// order they became ready (those already ready at the start come first,
+/// in the order they became ready too). On a timeout it returns those
+/// ready by then.
+///
+/// ```
+/// use std::time::Duration;
+/// use greenlet::hub::{self, Event};
+///
+/// let (a, b) = (Event::new(), Event::new());
+/// let b2 = b.clone();
+/// hub::spawn(move || {
+///     hub::sleep(Duration::from_millis(1));
+///     b2.set();
+/// });
+/// assert_eq!(hub::wait(&[&a, &b], Some(1), None), [1]);
+/// assert_eq!(hub::wait(&[&a, &b], None, Some(Duration::from_millis(1))), [1]);
+/// ```
+///
+/// # Panics
+///
+/// As any blocking call (see the [module docs](super)).
+pub fn wait<W: Waitable>(
+    items: &[W],
+    count: Option<usize>,
+    timeout: Option<Duration>,
+) -> Vec<usize> {
+    let want = count.unwrap_or(items.len()).min(items.len());
+    let deadline = timeout.and_then(deadline_after);
+    let mut it = Iwait::new(items, deadline);
+    let mut done = Vec::with_capacity(want);
+    while done.len() < want {
+        match it.next() {
+            Some(i) => done.push(i),
+            None => break,
+        }
+    }
+    done
+}
+
+/// Blocks until one of `items` is ready or `timeout` passes; returns its
+/// index (the first to become ready if several are), or `None` on a
+/// timeout (or
+/// when `items` is empty).
+///
+/// ```
+/// use std::time::Duration;
+/// use greenlet::hub::{self, AsyncResult};
+///
+/// let fast: AsyncResult<&str> = AsyncResult::new();
+/// let slow: AsyncResult<&str> = AsyncResult::new();
+/// let f = fast.clone();
+/// hub::spawn(move || f.set("fast").unwrap());
+/// assert_eq!(hub::wait_any(&[&slow, &fast], None), Some(1));
+/// assert_eq!(hub::wait_any(&[&slow], Some(Duration::from_millis(1))), None);
+/// ```
+///
+/// # Panics
+///
+/// As any blocking call (see the [module docs](super)).
+pub fn wait_any<W: Waitable>(items: &[W], timeout: Option<Duration>) -> Option<usize> {
+    Iwait::new(items, timeout.and_then(deadline_after)).next()
+}
+
+/// An iterator over the indices of `items` in the order they become
+/// ready, each `next` blocking until one more is; it ends when all were
+/// yielded or `timeout` (one deadline for the whole iteration) passes.
+///
+/// ```
+/// use greenlet::hub::{self, iwait};
+///
+/// let handles: Vec<_> = [3u64, 1, 2]
+///     .into_iter()
+///     .map(|n| hub::spawn(move || for _ in 0..n { hub::yield_now() }))
+///     .collect();
+/// let order: Vec<usize> = iwait(&handles, None).collect();
+/// assert_eq!(order, [1, 2, 0]); // fewest yields first
+/// ```
+pub fn iwait<W: Waitable>(items: &[W], timeout: Option<Duration>) -> Iwait<'_, W> {
+    Iwait::new(items, timeout.and_then(deadline_after))
+}
+
+/// The iterator of [`iwait`].
+pub struct Iwait<'a, W> {
+    items: &'a [W],
+    yielded: Vec<bool>,
+    left: usize,
+    deadline: Option<Instant>,
+    timed_out: bool,
+}
+
+impl<'a, W: Waitable> Iwait<'a, W> {
+    fn new(items: &'a [W], deadline: Option<Instant>) -> Iwait<'a, W> {
+        Iwait {
+            items,
+            yielded: vec![false; items.len()],
+            left: items.len(),
+            deadline,
+            timed_out: false,
+        }
+    }
+
+    fn take_ready(&mut self) -> Option<usize> {
+        let i = (0..self.items.len())
+            .filter(|&i| !self.yielded[i] && self.items[i].is_ready())
+            .min_by_key(|&i| self.items[i].ready_stamp())?;
+        self.yielded[i] = true;
+        self.left -= 1;
+        Some(i)
+    }
+
+    /// Blocks until any item not yet yielded may be ready; `false` on the
+    /// deadline.
+    fn block(&mut self) -> bool {
+        let hub = hub();
+        let w = hub.new_wait(self.deadline);
+        let mut guard = AnyGuard {
+            hub: &hub,
+            w,
+            added: Vec::with_capacity(self.left),
+            items: self.items,
+        };
+        for (i, item) in self.items.iter().enumerate() {
+            if !self.yielded[i] {
+                guard.added.push((i, item.add_waiter(w)));
+            }
+        }
+        match hub.block(
+            w,
+            "hub::wait",
+            WaitOn::Any {
+                until: self.deadline,
+            },
+        ) {
+            Wake::Ready => true,
+            Wake::TimedOut | Wake::Pending => false,
+            Wake::Interrupted(s) => {
+                drop(guard);
+                interrupted(s)
+            }
+        }
+    }
+}
+
+impl<W: Waitable> Iterator for Iwait<'_, W> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        loop {
+            if self.left == 0 || self.timed_out {
+                return None;
+            }
+            if let Some(i) = self.take_ready() {
+                return Some(i);
+            }
+            if !self.block() {
+                self.timed_out = true;
+                // What became ready at the deadline still counts.
+                return self.take_ready();
+            }
+        }
+    }
+}
+
+/// Withdraws a multi-wait from every item on every exit path.
+struct AnyGuard<'a, W: Waitable> {
+    hub: &'a Hub,
+    w: usize,
+    added: Vec<(usize, usize)>,
+    items: &'a [W],
+}
+
+impl<W: Waitable> Drop for AnyGuard<'_, W> {
+    fn drop(&mut self) {
+        for &(i, node) in &self.added {
+            self.items[i].remove_waiter(node, self.w);
+        }
+        self.hub.end_wait(self.w);
+    }
+}
+
+/// Joins every handle, in the order given, and returns their results in
+/// that order.
+///
+/// ```
+/// use greenlet::hub;
+///
+/// let hs: Vec<_> = (0..3).map(|i| hub::spawn(move || i * 10)).collect();
+/// let all: Vec<i32> = hub::join_all(hs).into_iter().map(Result::unwrap).collect();
+/// assert_eq!(all, [0, 10, 20]);
+/// ```
+///
+/// # Panics
+///
+/// As [`JoinHandle::join`].
+pub fn join_all<R: 'static>(
+    handles: impl IntoIterator<Item = JoinHandle<R>>,
+) -> Vec<Result<R, JoinError>> {
+    handles.into_iter().map(JoinHandle::join).collect()
+}

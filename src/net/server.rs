@@ -1,0 +1,371 @@
+//! `Server`: a TCP server that runs a handler in its own greenlet per
+//! connection, optionally limits how many run at once, and stops cleanly
+//! (gevent's `StreamServer`).
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::tcp::{TcpListener, TcpStream};
+use crate::hub::{self, Event, Group, JoinHandle, Pool, Sender};
+
+/// The first pause after an accept error other than running out of
+/// resources (which `accept` paces itself).
+const MIN_PAUSE: Duration = Duration::from_millis(1);
+/// The longest pause between two accepts that keep failing.
+const MAX_PAUSE: Duration = Duration::from_millis(250);
+
+type Handler = Rc<dyn Fn(TcpStream, SocketAddr)>;
+
+/// A TCP server: bind (or take a listener), then [`start`](Server::start)
+/// it; each accepted connection is handed to the handler in a greenlet of
+/// its own.
+///
+/// ```
+/// use std::io::{BufRead, BufReader, Read, Write};
+/// use std::time::Duration;
+/// use greenlet::net::{Server, TcpStream};
+///
+/// let server = Server::bind("127.0.0.1:0", |conn: TcpStream, _peer| {
+///     // Never read an unbounded line from a peer: `take` a limit.
+///     let mut line = String::new();
+///     if BufReader::new((&conn).take(1024)).read_line(&mut line).is_ok() {
+///         let _ = (&conn).write_all(line.to_uppercase().as_bytes());
+///     }
+/// })?
+/// .max_connections(100)
+/// .start();
+///
+/// let mut client = TcpStream::connect(server.local_addr())?;
+/// client.write_all(b"hello\n")?;
+/// let mut reply = String::new();
+/// BufReader::new(client).read_line(&mut reply)?;
+/// assert_eq!(reply, "HELLO\n");
+///
+/// server.stop(Duration::from_secs(1));
+/// assert!(server.is_stopped());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Server {
+    listener: TcpListener,
+    handler: Handler,
+    max_connections: Option<usize>,
+}
+
+impl Server {
+    /// Binds a listener to `addr` (see [`TcpListener::bind`]) for a server
+    /// running `handler` on each connection.
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpListener::bind`].
+    pub fn bind<A, F>(addr: A, handler: F) -> io::Result<Server>
+    where
+        A: ToSocketAddrs,
+        F: Fn(TcpStream, SocketAddr) + 'static,
+    {
+        Ok(Server::new(TcpListener::bind(addr)?, handler))
+    }
+
+    /// A server accepting on `listener`.
+    pub fn new<F>(listener: TcpListener, handler: F) -> Server
+    where
+        F: Fn(TcpStream, SocketAddr) + 'static,
+    {
+        Server {
+            listener,
+            handler: Rc::new(handler),
+            max_connections: None,
+        }
+    }
+
+    /// Serves at most `n` connections at once: while `n` handlers run,
+    /// the server stops accepting and new connections wait in the kernel's
+    /// backlog.
+    ///
+    /// # Panics
+    ///
+    /// When `n` is 0.
+    pub fn max_connections(mut self, n: usize) -> Server {
+        assert!(
+            n > 0,
+            "greenlet::net::Server::max_connections needs at least 1"
+        );
+        self.max_connections = Some(n);
+        self
+    }
+
+    /// The address the listener is bound to.
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpListener::local_addr`].
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Starts accepting, in a greenlet of its own, and returns a handle to
+    /// stop the server or wait for it. Nothing runs until the calling
+    /// greenlet blocks or yields.
+    ///
+    /// # Panics
+    ///
+    /// As [`hub::spawn`], and when the listener's address cannot be read.
+    pub fn start(self) -> ServerHandle {
+        let addr = self
+            .listener
+            .local_addr()
+            .expect("greenlet::net::Server: the listener has no local address");
+        let members = match self.max_connections {
+            Some(n) => Members::Pool(Pool::new(n)),
+            None => Members::Group(Group::new()),
+        };
+        let listener = Rc::new(self.listener);
+        let shared = Rc::new(Shared {
+            listener: RefCell::new(Some(listener.clone())),
+            addr,
+            members,
+            stopping: Cell::new(false),
+            stopped: Event::new(),
+            acceptor: RefCell::new(None),
+            watcher: RefCell::new(None),
+            stop_tx: RefCell::new(None),
+            accept_errors: Cell::new(0),
+        });
+        let s = shared.clone();
+        let handler = self.handler;
+        let acceptor = hub::Builder::new()
+            .name("server accept")
+            .spawn(move || accept_loop(&s, &listener, &handler))
+            .unwrap_or_else(|e| panic!("greenlet::net::Server::start: {e}"));
+        *shared.acceptor.borrow_mut() = Some(acceptor);
+        ServerHandle { shared }
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("listener", &self.listener)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+enum Members {
+    Group(Group),
+    Pool(Pool),
+}
+
+struct Shared {
+    /// Taken by `stop`: the descriptor is released once the acceptor is
+    /// gone too.
+    listener: RefCell<Option<Rc<TcpListener>>>,
+    addr: SocketAddr,
+    members: Members,
+    stopping: Cell<bool>,
+    /// Set once `stop` has finished.
+    stopped: Event,
+    acceptor: RefCell<Option<JoinHandle<()>>>,
+    /// The greenlet waiting for a stop from another thread, if any.
+    watcher: RefCell<Option<JoinHandle<()>>>,
+    stop_tx: RefCell<Option<Sender<Duration>>>,
+    accept_errors: Cell<u64>,
+}
+
+impl Shared {
+    fn group_len(&self) -> usize {
+        match &self.members {
+            Members::Group(g) => g.len(),
+            Members::Pool(p) => p.len(),
+        }
+    }
+}
+
+fn accept_loop(shared: &Shared, listener: &TcpListener, handler: &Handler) {
+    let mut pause = MIN_PAUSE;
+    while !shared.stopping.get() {
+        if let Members::Pool(pool) = &shared.members {
+            // Full: leave connections in the backlog until a slot frees.
+            pool.wait_available();
+            if shared.stopping.get() {
+                return;
+            }
+        }
+        match listener.accept() {
+            Ok((conn, peer)) => {
+                pause = MIN_PAUSE;
+                let handler = handler.clone();
+                let serve = move || handler(conn, peer);
+                // Only this greenlet spawns into the pool, which has a
+                // free slot: this does not block.
+                match &shared.members {
+                    Members::Group(g) => drop(g.spawn(serve)),
+                    Members::Pool(p) => drop(p.spawn(serve)),
+                }
+            }
+            Err(_) if shared.stopping.get() => return,
+            Err(_) => {
+                // A peer that reset before the accept, a closed listener,
+                // a resource failure (`accept` already slept): count it
+                // and pause, growing, so a listener that keeps failing
+                // does not spin.
+                shared.accept_errors.set(shared.accept_errors.get() + 1);
+                hub::sleep(pause);
+                pause = (pause * 2).min(MAX_PAUSE);
+            }
+        }
+    }
+}
+
+/// A running [`Server`]; `Clone` shares it. Dropping the handles does not
+/// stop the server.
+#[derive(Clone)]
+pub struct ServerHandle {
+    shared: Rc<Shared>,
+}
+
+impl ServerHandle {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// Connections being handled now.
+    pub fn connections(&self) -> usize {
+        self.shared.group_len()
+    }
+
+    /// Accepts that failed so far (the server pauses after each).
+    pub fn accept_errors(&self) -> u64 {
+        self.shared.accept_errors.get()
+    }
+
+    /// Whether [`stop`](ServerHandle::stop) has finished.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopped.is_set()
+    }
+
+    /// Stops the server gracefully: stops accepting (closing the
+    /// listener), lets the handlers running finish for up to `grace`, then
+    /// kills those left (their greenlets unwind: sockets close, guards
+    /// run). Returns when all is done; a second call waits for the first.
+    ///
+    /// Called from one of the server's own handlers (to stop it from a
+    /// request), it starts the stop in a greenlet of its own and returns at
+    /// once: waiting would wait for the caller itself. The caller then
+    /// counts among the handlers that get the grace.
+    ///
+    /// # Panics
+    ///
+    /// As any blocking call (see the [hub's docs](crate::hub)).
+    pub fn stop(&self, grace: Duration) {
+        let shared = &self.shared;
+        let members = match &shared.members {
+            Members::Group(g) => g.members(),
+            Members::Pool(p) => p.members(),
+        };
+        if members.iter().any(|g| g.is_current()) {
+            let handle = self.clone();
+            drop(hub::spawn(move || handle.stop(grace)));
+            return;
+        }
+        if shared.stopping.replace(true) {
+            shared.stopped.wait();
+            return;
+        }
+        if let Some(listener) = shared.listener.borrow_mut().take() {
+            listener.close(); // wakes the acceptor's `accept`
+        }
+        if let Some(acceptor) = shared.acceptor.borrow_mut().take() {
+            if !acceptor.greenlet().is_current() {
+                // Blocked on a full pool, it needs a kill to leave.
+                acceptor.kill();
+            }
+        }
+        let done = match &shared.members {
+            Members::Group(g) => g.join_timeout(grace),
+            Members::Pool(p) => p.join_timeout(grace),
+        };
+        if !done {
+            match &shared.members {
+                Members::Group(g) => g.kill_all(),
+                Members::Pool(p) => p.kill_all(),
+            }
+        }
+        shared.stop_tx.borrow_mut().take();
+        if let Some(watcher) = shared.watcher.borrow_mut().take() {
+            if !watcher.greenlet().is_current() {
+                watcher.kill();
+            }
+        }
+        shared.stopped.set();
+    }
+
+    /// Blocks until the server has stopped (`serve_forever`).
+    ///
+    /// # Panics
+    ///
+    /// As any blocking call.
+    pub fn wait(&self) {
+        self.shared.stopped.wait();
+    }
+
+    /// A handle that stops the server from any thread.
+    ///
+    /// # Panics
+    ///
+    /// When the hub's channel cannot be created (see
+    /// [`hub::channel`]).
+    pub fn stopper(&self) -> Stopper {
+        if let Some(tx) = &*self.shared.stop_tx.borrow() {
+            return Stopper { tx: tx.clone() };
+        }
+        let (tx, rx) = hub::channel::<Duration>();
+        let handle = self.clone();
+        // A daemon: waiting for a stop keeps nothing running on its own.
+        let watcher = hub::spawn_daemon(move || {
+            if let Ok(grace) = rx.recv() {
+                handle.stop(grace);
+            }
+        });
+        *self.shared.watcher.borrow_mut() = Some(watcher);
+        *self.shared.stop_tx.borrow_mut() = Some(tx.clone());
+        Stopper { tx }
+    }
+}
+
+impl fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("addr", &self.shared.addr)
+            .field("connections", &self.connections())
+            .field("stopped", &self.is_stopped())
+            .finish()
+    }
+}
+
+/// Stops a [`Server`] from another thread: `Send + Sync + Clone`. See
+/// [`ServerHandle::stopper`].
+#[derive(Clone)]
+pub struct Stopper {
+    tx: Sender<Duration>,
+}
+
+impl Stopper {
+    /// Asks the server to [`stop`](ServerHandle::stop) with `grace`;
+    /// returns at once. `false` when the server has already stopped (or
+    /// its thread has exited).
+    pub fn stop(&self, grace: Duration) -> bool {
+        self.tx.send(grace).is_ok()
+    }
+}
+
+impl fmt::Debug for Stopper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Stopper")
+    }
+}

@@ -1,0 +1,152 @@
+//! Groups, pools and delayed spawns.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use greenlet::hub::{self, Event, Group, JoinError, Pool};
+
+const MS: Duration = Duration::from_millis(1);
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[test]
+fn members_leave_the_group_however_they_end() {
+    let g = Group::new();
+    let ok = g.spawn(|| 1);
+    let panics = g.spawn(|| -> u8 { panic!("member failed") });
+    let sleeper = g.spawn(|| hub::sleep(HOUR));
+    let unstarted = g.spawn(|| ());
+    assert_eq!(g.len(), 4);
+    assert!(g.contains(sleeper.greenlet()));
+    unstarted.kill(); // killed before it ran
+    hub::yield_now();
+    assert_eq!(g.len(), 1);
+    assert_eq!(g.members(), [sleeper.greenlet().clone()]);
+    sleeper.kill();
+    assert!(g.is_empty());
+    assert_eq!(ok.join().unwrap(), 1);
+    assert!(matches!(panics.join(), Err(JoinError::Panicked(_))));
+    assert!(g.join_timeout(MS));
+}
+
+#[test]
+fn join_waits_for_members_spawned_meanwhile() {
+    let g = Group::new();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let (g2, l2) = (g.clone(), log.clone());
+    g.spawn(move || {
+        hub::yield_now();
+        let l3 = l2.clone();
+        g2.spawn(move || {
+            hub::sleep(MS);
+            l3.borrow_mut().push("child");
+        });
+        l2.borrow_mut().push("parent");
+    });
+    g.join();
+    assert_eq!(*log.borrow(), ["parent", "child"]);
+}
+
+#[test]
+fn kill_all_kills_every_member_and_spares_the_caller() {
+    let g = Group::new();
+    let e = Event::new();
+    let hs: Vec<_> = (0..3)
+        .map(|_| {
+            let e = e.clone();
+            g.spawn(move || e.wait())
+        })
+        .collect();
+    let g2 = g.clone();
+    let killer = g.spawn(move || {
+        hub::yield_now();
+        g2.kill_all();
+        "survived"
+    });
+    assert_eq!(killer.join().unwrap(), "survived");
+    for h in hs {
+        assert!(matches!(h.join(), Err(JoinError::Killed)));
+    }
+    assert!(g.is_empty());
+}
+
+#[test]
+fn pool_spawn_blocks_while_full_and_slots_go_in_order() {
+    let pool = Pool::new(2);
+    let gate = Event::new();
+    let order = Rc::new(RefCell::new(Vec::new()));
+    for i in 0..2 {
+        let (gate, order) = (gate.clone(), order.clone());
+        pool.spawn(move || {
+            gate.wait();
+            order.borrow_mut().push(i);
+        });
+    }
+    assert!(pool.is_full());
+    let p = pool.clone();
+    let o = order.clone();
+    let spawner = hub::spawn(move || {
+        for i in 2..4 {
+            let o = o.clone();
+            p.spawn(move || o.borrow_mut().push(i));
+        }
+    });
+    assert!(!spawner.wait_timeout(MS), "blocked while the pool is full");
+    assert!(pool.try_spawn(|| ()).is_err());
+    gate.set();
+    spawner.join().unwrap();
+    pool.join();
+    assert_eq!(*order.borrow(), [0, 1, 2, 3]);
+    assert_eq!(pool.free_count(), 2);
+    assert_eq!(pool.size(), 2);
+}
+
+#[test]
+fn a_killed_pool_member_frees_its_slot() {
+    let pool = Pool::new(1);
+    let h = pool.spawn(|| hub::sleep(HOUR));
+    assert_eq!(pool.free_count(), 0);
+    hub::yield_now();
+    h.kill();
+    assert_eq!(pool.free_count(), 1);
+    let Ok(unrun) = pool.try_spawn(|| ()) else {
+        panic!("a slot is free")
+    };
+    unrun.kill();
+    assert_eq!(pool.free_count(), 1);
+    pool.kill_all();
+}
+
+#[test]
+fn spawn_after_runs_after_the_delay_and_cancel_stops_it() {
+    let ran = Rc::new(Cell::new(0));
+    let r = ran.clone();
+    let later = hub::spawn_after(2 * MS, move || {
+        r.set(r.get() + 1);
+        "ran"
+    });
+    let r = ran.clone();
+    let cancelled = hub::spawn_after(HOUR, move || r.set(r.get() + 10));
+    assert!(!later.has_started());
+    assert!(cancelled.cancel());
+    assert!(!cancelled.cancel(), "cancelled once");
+    assert_eq!(later.join().unwrap(), "ran");
+    assert_eq!(ran.get(), 1);
+    assert!(matches!(cancelled.join(), Err(JoinError::Killed)));
+}
+
+#[test]
+fn cancel_after_start_leaves_it_running() {
+    let (e, running) = (Event::new(), Event::new());
+    let (e2, r2) = (e.clone(), running.clone());
+    let s = hub::spawn_at(Instant::now(), move || {
+        r2.set();
+        e2.wait();
+        7
+    });
+    running.wait();
+    assert!(s.has_started());
+    assert!(!s.cancel());
+    e.set();
+    assert_eq!(s.join().unwrap(), 7);
+}

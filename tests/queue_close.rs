@@ -1,0 +1,129 @@
+//! Queue completeness: close (blocked putters get their items back,
+//! getters drain then see the end), peek, is_full, the iterator, and
+//! JoinableQueue's task accounting.
+
+use std::time::Duration;
+
+use greenlet::hub::{self, with_timeout, Closed, JoinableQueue, Queue};
+
+const MS: Duration = Duration::from_millis(1);
+
+#[test]
+fn close_fails_blocked_putters_with_their_items_back() {
+    let q = Queue::bounded(1);
+    q.put(1);
+    let q2 = q.clone();
+    let putter = hub::spawn(move || q2.send(2));
+    hub::yield_now();
+    q.close();
+    assert_eq!(putter.join().unwrap().unwrap_err().0, 2);
+    assert_eq!(q.try_put(3), Err(3));
+    assert_eq!(q.put_timeout(4, MS), Err(4));
+    assert!(q.is_closed());
+}
+
+#[test]
+fn getters_drain_what_is_left_then_see_the_close() {
+    let q = Queue::new();
+    q.put(1);
+    q.put(2);
+    q.close();
+    assert_eq!(q.recv(), Ok(1));
+    assert_eq!(q.get(), 2);
+    assert_eq!(q.recv(), Err(Closed(())));
+    assert_eq!(q.get_timeout(Duration::from_secs(3600)), None);
+    assert_eq!(q.try_get(), None);
+}
+
+#[test]
+fn close_wakes_every_blocked_getter() {
+    let q: Queue<u8> = Queue::new();
+    let getters: Vec<_> = (0..3)
+        .map(|_| {
+            let q = q.clone();
+            hub::spawn(move || q.recv())
+        })
+        .collect();
+    hub::yield_now();
+    q.close();
+    for g in getters {
+        assert_eq!(g.join().unwrap(), Err(Closed(())));
+    }
+}
+
+#[test]
+#[should_panic(expected = "closed, empty queue")]
+fn get_on_a_closed_empty_queue_panics_with_a_message() {
+    let q: Queue<u8> = Queue::new();
+    q.close();
+    q.get();
+}
+
+#[test]
+fn iterator_ends_at_close() {
+    let q = Queue::bounded(2);
+    let q2 = q.clone();
+    let consumer = hub::spawn(move || q2.iter().collect::<Vec<_>>());
+    for i in 0..5 {
+        q.put(i);
+    }
+    q.close();
+    assert_eq!(consumer.join().unwrap(), [0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn peek_waits_for_an_item_and_leaves_it() {
+    let q = Queue::new();
+    let q2 = q.clone();
+    let peeker = hub::spawn(move || q2.peek());
+    hub::yield_now();
+    assert!(!peeker.is_finished());
+    q.put("a");
+    assert_eq!(peeker.join().unwrap(), Some("a"));
+    assert_eq!(q.len(), 1);
+    assert_eq!(q.try_peek(), Some("a"));
+    assert_eq!(q.get(), "a");
+    assert_eq!(q.peek_timeout(MS), None);
+    assert!(with_timeout(MS, || q.peek()).is_err());
+    q.close();
+    assert_eq!(q.peek(), None);
+}
+
+#[test]
+fn is_full_follows_the_bound() {
+    let q = Queue::bounded(2);
+    assert!(!q.is_full());
+    q.put(1);
+    q.put(2);
+    assert!(q.is_full());
+    q.get();
+    assert!(!q.is_full());
+    assert!(!Queue::<u8>::new().is_full());
+}
+
+#[test]
+fn joinable_queue_join_waits_for_every_task_done() {
+    let q = JoinableQueue::new();
+    let q2 = q.clone();
+    let worker = hub::spawn(move || {
+        let mut n = 0;
+        while let Ok(v) = q2.recv() {
+            hub::yield_now();
+            n += v;
+            q2.task_done().unwrap();
+        }
+        n
+    });
+    assert!(q.join_timeout(MS), "nothing put, nothing to wait for");
+    for i in 1..=4 {
+        q.put(i);
+    }
+    assert_eq!(q.unfinished(), 4);
+    q.join();
+    assert_eq!(q.unfinished(), 0);
+    q.close();
+    assert_eq!(worker.join().unwrap(), 10);
+    assert!(q.task_done().is_err());
+    assert!(q.send(1).is_err());
+    assert_eq!(q.unfinished(), 0, "a refused put is not counted");
+}

@@ -1,0 +1,168 @@
+//! `net::Server`: a greenlet per connection, the connection limit, a
+//! graceful stop that kills what outlives the grace, and a stop from
+//! another thread.
+
+use std::cell::Cell;
+use std::io::{Read, Write};
+use std::rc::Rc;
+use std::time::Duration;
+
+use greenlet::hub::{self, Event};
+use greenlet::net::{Server, TcpStream};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// A handler that echoes one read back.
+fn echo_once(mut conn: TcpStream, _peer: std::net::SocketAddr) {
+    let mut buf = [0u8; 64];
+    if let Ok(n) = conn.read(&mut buf) {
+        let _ = conn.write_all(&buf[..n]);
+    }
+}
+
+fn round_trip(addr: std::net::SocketAddr, msg: &[u8]) -> Vec<u8> {
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(msg).unwrap();
+    let mut reply = vec![0u8; msg.len()];
+    c.read_exact(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn each_connection_gets_its_own_greenlet() {
+    let server = Server::bind("127.0.0.1:0", echo_once).unwrap().start();
+    let addr = server.local_addr();
+    let clients: Vec<_> = (0..5u8)
+        .map(|i| hub::spawn(move || round_trip(addr, &[i; 3])))
+        .collect();
+    for (i, c) in clients.into_iter().enumerate() {
+        assert_eq!(c.join().unwrap(), [i as u8; 3]);
+    }
+    server.stop(HOUR);
+    assert!(server.is_stopped());
+    assert_eq!(server.connections(), 0);
+    assert!(TcpStream::connect(addr).is_err(), "no longer listening");
+}
+
+#[test]
+fn the_connection_limit_holds_further_connections_in_the_backlog() {
+    let (gate, two_inside) = (Event::new(), Event::new());
+    let inside = Rc::new(Cell::new(0));
+    let most = Rc::new(Cell::new(0));
+    let (g, t, i, m) = (
+        gate.clone(),
+        two_inside.clone(),
+        inside.clone(),
+        most.clone(),
+    );
+    let server = Server::bind("127.0.0.1:0", move |conn, peer| {
+        i.set(i.get() + 1);
+        m.set(m.get().max(i.get()));
+        if i.get() == 2 {
+            t.set();
+        }
+        g.wait();
+        echo_once(conn, peer);
+        i.set(i.get() - 1);
+    })
+    .unwrap()
+    .max_connections(2)
+    .start();
+    let addr = server.local_addr();
+    let clients: Vec<_> = (0..5u8)
+        .map(|n| hub::spawn(move || round_trip(addr, &[n])))
+        .collect();
+    two_inside.wait();
+    // Every client has had rounds to connect; the acceptor waits for a slot.
+    for _ in 0..10 {
+        hub::yield_now();
+    }
+    assert_eq!(server.connections(), 2);
+    gate.set();
+    for (n, c) in clients.into_iter().enumerate() {
+        assert_eq!(c.join().unwrap(), [n as u8]);
+    }
+    assert_eq!(most.get(), 2);
+    server.stop(HOUR);
+}
+
+#[test]
+fn stop_lets_handlers_finish_within_the_grace_then_kills_the_rest() {
+    let finished = Rc::new(Cell::new(0));
+    let killed = Rc::new(Cell::new(0));
+    struct Count(Rc<Cell<u32>>);
+    impl Drop for Count {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.0.set(self.0.get() + 1);
+            }
+        }
+    }
+    let (f, k) = (finished.clone(), killed.clone());
+    let server = Server::bind("127.0.0.1:0", move |mut conn: TcpStream, _| {
+        let _count = Count(k.clone());
+        let mut b = [0u8; 1];
+        conn.read_exact(&mut b).unwrap();
+        if b[0] == b's' {
+            hub::sleep(Duration::from_millis(1)); // finishes within the grace
+            f.set(f.get() + 1);
+        } else {
+            hub::sleep(HOUR); // outlives it
+        }
+    })
+    .unwrap()
+    .start();
+    let addr = server.local_addr();
+    let mut quick = TcpStream::connect(addr).unwrap();
+    let mut slow = TcpStream::connect(addr).unwrap();
+    quick.write_all(b"s").unwrap();
+    slow.write_all(b"l").unwrap();
+    // Both handlers have read their byte once the quick one is done.
+    while finished.get() == 0 || server.connections() < 1 {
+        hub::yield_now();
+    }
+    server.stop(Duration::from_millis(50));
+    assert_eq!(finished.get(), 1);
+    assert_eq!(killed.get(), 1, "the slow handler was killed and unwound");
+    assert_eq!(server.connections(), 0);
+    // The killed handler's socket was closed: its peer sees the end.
+    let mut rest = Vec::new();
+    assert_eq!(slow.read_to_end(&mut rest).unwrap(), 0);
+    drop(quick);
+}
+
+#[test]
+fn a_stopper_stops_the_server_from_another_thread() {
+    let server = Server::bind("127.0.0.1:0", echo_once).unwrap().start();
+    let stopper = server.stopper();
+    let addr = server.local_addr();
+    let t = std::thread::spawn(move || {
+        // A blocking client on a plain thread, then the stop.
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.write_all(b"x").unwrap();
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).unwrap();
+        assert!(stopper.stop(Duration::from_secs(5)));
+        b
+    });
+    server.wait();
+    assert!(server.is_stopped());
+    assert_eq!(t.join().unwrap(), *b"x");
+}
+
+#[test]
+fn a_handler_can_stop_its_own_server() {
+    let slot: Rc<Cell<Option<greenlet::net::ServerHandle>>> = Rc::new(Cell::new(None));
+    let s = slot.clone();
+    let server = Server::bind("127.0.0.1:0", move |_conn, _| {
+        if let Some(h) = s.take() {
+            h.stop(Duration::from_secs(1));
+        }
+    })
+    .unwrap()
+    .start();
+    slot.set(Some(server.clone()));
+    let _c = TcpStream::connect(server.local_addr()).unwrap();
+    server.wait();
+    assert!(server.is_stopped());
+}

@@ -1,0 +1,69 @@
+//! Semaphore acquire/release and mutex lock/unlock allocate nothing once
+//! warmed up, uncontended and contended (a hand-off between two
+//! greenlets). Counted per thread.
+
+mod common;
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use common::allocations;
+use greenlet::hub::{self, Mutex, Semaphore};
+
+/// Runs `rounds` of `step` in a greenlet and returns the allocations made
+/// by the second half (the first half warms everything up).
+fn steady_state(rounds: usize, step: impl Fn(usize) + 'static) -> usize {
+    let counted = Rc::new(Cell::new(0));
+    let c = counted.clone();
+    let h = hub::spawn(move || {
+        for i in 0..rounds / 2 {
+            step(i);
+        }
+        let before = allocations();
+        for i in rounds / 2..rounds {
+            step(i);
+        }
+        c.set(allocations() - before);
+    });
+    h.join().unwrap();
+    counted.get()
+}
+
+#[test]
+fn uncontended_semaphore_and_mutex_allocate_nothing() {
+    let sem = Semaphore::new(1);
+    let m = Mutex::new(0u64);
+    let n = steady_state(10_000, move |_| {
+        drop(sem.acquire());
+        *m.lock() += 1;
+    });
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn contended_hand_offs_allocate_nothing() {
+    // A partner takes the lock and yields while holding it, so every lock
+    // of the counted greenlet blocks and is handed the lock.
+    let m = Rc::new(Mutex::new(0u64));
+    let sem = Semaphore::new(1);
+    let stop = Rc::new(Cell::new(false));
+    let (m2, s2, stop2) = (m.clone(), sem.clone(), stop.clone());
+    let partner = hub::spawn(move || {
+        while !stop2.get() {
+            let g = m2.lock();
+            let p = s2.acquire();
+            hub::yield_now();
+            drop(p);
+            drop(g);
+            hub::yield_now();
+        }
+    });
+    let n = steady_state(10_000, move |_| {
+        hub::yield_now();
+        *m.lock() += 1;
+        drop(sem.acquire());
+    });
+    stop.set(true);
+    partner.join().unwrap();
+    assert_eq!(n, 0);
+}
