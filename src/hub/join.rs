@@ -8,7 +8,8 @@ use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 
-use super::{hub, interrupted, is_kill, Hub, Wake};
+use super::wait::{Unlink, WaitKey, Waiter, Wake};
+use super::{hub, is_kill, Hub};
 use crate::error::{payload_message, SwitchError};
 use crate::greenlet::Greenlet;
 use crate::runtime::Runtime;
@@ -56,7 +57,7 @@ impl std::error::Error for JoinError {}
 struct JoinState<R> {
     result: RefCell<Option<Result<R, JoinError>>>,
     finished: Cell<bool>,
-    joiner: Cell<Option<usize>>,
+    joiner: Cell<Option<WaitKey>>,
 }
 
 impl<R> JoinState<R> {
@@ -177,21 +178,14 @@ impl<R: 'static> JoinHandle<R> {
                  (it would wait for itself forever)"
             );
             let hub = hub();
-            let w = hub.new_wait(None);
-            self.state.joiner.set(Some(w));
-            let guard = JoinGuard {
-                joiner: &self.state.joiner,
-                hub: &hub,
-                w,
-            };
+            let mut waiter = Waiter::new(&hub, None, |w| {
+                self.state.joiner.set(Some(w));
+                JoinLink(&self.state.joiner)
+            });
             let on = WaitOn::Join {
                 greenlet: self.greenlet.id(),
             };
-            let wake = hub.block(w, "JoinHandle::join", on);
-            drop(guard);
-            if let Wake::Interrupted(s) = wake {
-                interrupted(s);
-            }
+            waiter.wait("JoinHandle::join", on);
         }
         self.state
             .result
@@ -227,18 +221,13 @@ impl<R> fmt::Debug for JoinHandle<R> {
     }
 }
 
-/// Withdraws the joiner on every exit path of a `join`.
-struct JoinGuard<'a> {
-    joiner: &'a Cell<Option<usize>>,
-    hub: &'a Hub,
-    w: usize,
-}
+/// The joiner's place in the state: withdrawn when the join ends.
+struct JoinLink<'a>(&'a Cell<Option<WaitKey>>);
 
-impl Drop for JoinGuard<'_> {
-    fn drop(&mut self) {
-        self.hub.end_wait(self.w);
-        if self.joiner.get() == Some(self.w) {
-            self.joiner.set(None);
+impl Unlink for JoinLink<'_> {
+    fn unlink(&mut self, _: &Hub, key: WaitKey, _: Wake) {
+        if self.0.get() == Some(key) {
+            self.0.set(None);
         }
     }
 }

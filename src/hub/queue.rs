@@ -7,8 +7,9 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::wait::{Unlink, WaitKey, Waiter, Wake, Woken};
 use super::wait_list::WaitList;
-use super::{deadline_after, hub, interrupted, try_hub, Hub, Wake};
+use super::{deadline_after, hub, try_hub, Hub};
 use crate::stats::WaitOn;
 
 /// A queue of `T` shared by the greenlets of one thread; `Clone` gives
@@ -209,42 +210,23 @@ impl<T: 'static> Queue<T> {
             return Some(item);
         }
         let hub = hub();
-        let w = hub.new_wait(deadline);
-        let (node, queue) = {
-            let mut q = self.inner.borrow_mut();
-            (q.getters.push_back(w), q.id)
-        };
-        let mut guard = WaitGuard {
-            queue: &self.inner,
-            hub: &hub,
-            side: Side::Get,
-            w,
-            node,
-            done: false,
-        };
+        let mut waiter = Waiter::new(&hub, deadline, |w| self.link(Side::Get, w));
         let on = WaitOn::QueueGet {
-            queue,
+            queue: waiter.link.queue.borrow().id,
             until: deadline,
         };
-        match hub.block(w, call, on) {
-            Wake::Ready => {
-                let item = {
-                    let mut q = self.inner.borrow_mut();
-                    q.reserved_items -= 1;
-                    let item = q.items.pop_front();
-                    q.wake_putter(&hub);
-                    item
-                };
-                guard.done = true;
-                drop(guard);
+        match waiter.wait(call, on) {
+            Woken::Ready => {
+                let mut q = self.inner.borrow_mut();
+                q.reserved_items -= 1;
+                let item = q.items.pop_front();
+                q.wake_putter(&hub);
+                drop(q);
+                waiter.link.done = true;
                 debug_assert!(item.is_some(), "a reserved item is there");
                 item
             }
-            Wake::TimedOut | Wake::Pending => None,
-            Wake::Interrupted(s) => {
-                drop(guard);
-                interrupted(s)
-            }
+            Woken::TimedOut => None,
         }
     }
 
@@ -254,40 +236,37 @@ impl<T: 'static> Queue<T> {
             Err(item) => item,
         };
         let hub = hub();
-        let w = hub.new_wait(deadline);
-        let (node, queue) = {
-            let mut q = self.inner.borrow_mut();
-            (q.putters.push_back(w), q.id)
-        };
-        let mut guard = WaitGuard {
-            queue: &self.inner,
-            hub: &hub,
-            side: Side::Put,
-            w,
-            node,
-            done: false,
-        };
+        let mut waiter = Waiter::new(&hub, deadline, |w| self.link(Side::Put, w));
         let on = WaitOn::QueuePut {
-            queue,
+            queue: waiter.link.queue.borrow().id,
             until: deadline,
         };
-        match hub.block(w, call, on) {
-            Wake::Ready => {
-                {
-                    let mut q = self.inner.borrow_mut();
-                    q.reserved_slots -= 1;
-                    q.items.push_back(item);
-                    q.wake_getter(&hub);
-                }
-                guard.done = true;
+        match waiter.wait(call, on) {
+            Woken::Ready => {
+                let mut q = self.inner.borrow_mut();
+                q.reserved_slots -= 1;
+                q.items.push_back(item);
+                q.wake_getter(&hub);
+                drop(q);
+                waiter.link.done = true;
                 Ok(())
             }
-            Wake::TimedOut | Wake::Pending => Err(item),
-            Wake::Interrupted(s) => {
-                drop(guard);
-                drop(item);
-                interrupted(s)
-            }
+            Woken::TimedOut => Err(item),
+        }
+    }
+
+    /// Puts wait `w` at the back of the `side` list.
+    fn link(&self, side: Side, w: WaitKey) -> QueueLink<'_, T> {
+        let mut q = self.inner.borrow_mut();
+        let node = match side {
+            Side::Get => q.getters.push_back(w),
+            Side::Put => q.putters.push_back(w),
+        };
+        QueueLink {
+            queue: &self.inner,
+            side,
+            node,
+            done: false,
         }
     }
 }
@@ -299,38 +278,35 @@ enum Side {
     Put,
 }
 
-/// Cleans up a blocked `get` or `put` on every exit path: leaves its wait
+/// A blocked `get` or `put`'s part: when its wait ends it leaves its wait
 /// list, or passes on a reservation (an item, a free place) that it was
 /// woken for but did not use.
-struct WaitGuard<'a, T> {
+struct QueueLink<'a, T> {
     queue: &'a RefCell<Inner<T>>,
-    hub: &'a Hub,
     side: Side,
-    w: usize,
     node: usize,
     /// The call used its reservation.
     done: bool,
 }
 
-impl<T> Drop for WaitGuard<'_, T> {
-    fn drop(&mut self) {
-        let wake = self.hub.end_wait(self.w);
+impl<T> Unlink for QueueLink<'_, T> {
+    fn unlink(&mut self, hub: &Hub, key: WaitKey, how: Wake) {
         let mut q = self.queue.borrow_mut();
-        match (wake == Wake::Ready, self.side) {
+        match (how == Wake::Ready, self.side) {
             (true, _) if self.done => {}
             (true, Side::Get) => {
                 q.reserved_items -= 1;
-                q.wake_getter(self.hub);
+                q.wake_getter(hub);
             }
             (true, Side::Put) => {
                 q.reserved_slots -= 1;
-                q.wake_putter(self.hub);
+                q.wake_putter(hub);
             }
             (false, Side::Get) => {
-                q.getters.remove(self.node, self.w);
+                q.getters.remove(self.node, key);
             }
             (false, Side::Put) => {
-                q.putters.remove(self.node, self.w);
+                q.putters.remove(self.node, key);
             }
         }
     }

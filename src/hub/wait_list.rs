@@ -7,10 +7,12 @@
 
 use slab::Slab;
 
+use super::wait::WaitKey;
+
 const NIL: usize = usize::MAX;
 
 struct Node {
-    wait: usize,
+    wait: WaitKey,
     prev: usize,
     next: usize,
 }
@@ -32,7 +34,8 @@ impl WaitList {
     }
 
     /// Appends `wait`; the returned key removes it.
-    pub(crate) fn push_back(&mut self, wait: usize) -> usize {
+    pub(crate) fn push_back(&mut self, wait: impl Into<WaitKey>) -> usize {
+        let wait = wait.into();
         let key = self.nodes.insert(Node {
             wait,
             prev: self.tail,
@@ -47,7 +50,7 @@ impl WaitList {
     }
 
     /// Removes and returns the oldest wait.
-    pub(crate) fn pop_front(&mut self) -> Option<usize> {
+    pub(crate) fn pop_front(&mut self) -> Option<WaitKey> {
         match self.head {
             NIL => None,
             head => Some(self.unlink(head)),
@@ -56,7 +59,8 @@ impl WaitList {
 
     /// Removes the member `key` (from `push_back`) if it is still there and
     /// holds `wait`.
-    pub(crate) fn remove(&mut self, key: usize, wait: usize) -> bool {
+    pub(crate) fn remove(&mut self, key: usize, wait: impl Into<WaitKey>) -> bool {
+        let wait = wait.into();
         if self.nodes.get(key).is_some_and(|n| n.wait == wait) {
             self.unlink(key);
             true
@@ -70,7 +74,7 @@ impl WaitList {
         self.head == NIL
     }
 
-    fn unlink(&mut self, key: usize) -> usize {
+    fn unlink(&mut self, key: usize) -> WaitKey {
         let node = self.nodes.remove(key);
         match node.prev {
             NIL => self.head = node.next,
@@ -87,24 +91,26 @@ impl WaitList {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::slots::SlotKey;
 
     #[test]
     fn fifo_with_removal_from_anywhere() {
+        let w = |i| WaitKey::pack(i, 0);
         let mut l = WaitList::new();
-        let a = l.push_back(10);
-        let b = l.push_back(20);
-        let c = l.push_back(30);
-        assert!(l.remove(b, 20));
-        assert!(!l.remove(b, 20), "already gone");
-        let d = l.push_back(40);
+        let a = l.push_back(w(10));
+        let b = l.push_back(w(20));
+        let c = l.push_back(w(30));
+        assert!(l.remove(b, w(20)));
+        assert!(!l.remove(b, w(20)), "already gone");
+        let d = l.push_back(w(40));
         assert_eq!(d, b, "slot reused");
         assert!(
-            !l.remove(a, 99),
+            !l.remove(a, w(99)),
             "a stale key with another wait is left alone"
         );
-        assert_eq!(l.pop_front(), Some(10));
-        assert!(l.remove(c, 30));
-        assert_eq!(l.pop_front(), Some(40));
+        assert_eq!(l.pop_front(), Some(w(10)));
+        assert!(l.remove(c, w(30)));
+        assert_eq!(l.pop_front(), Some(w(40)));
         assert_eq!(l.pop_front(), None);
         assert!(l.is_empty());
     }
