@@ -108,6 +108,7 @@
 //! docs' "What blocks the hub").
 
 mod blocking;
+mod budget;
 mod channel;
 mod daemon;
 mod event;
@@ -144,6 +145,7 @@ use self::timer::Timers;
 use self::wait::Wait;
 
 pub use self::blocking::{spawn_blocking, ThreadPool};
+pub use self::budget::COOP_BUDGET;
 pub use self::channel::{channel, Iter, Receiver, Sender};
 pub use self::daemon::{daemon, spawn_daemon};
 pub use self::event::Event;
@@ -199,6 +201,8 @@ pub(crate) struct Hub {
     daemons: Cell<usize>,
     /// Of `io_waits`, those of daemons.
     daemon_io_waits: Cell<usize>,
+    /// What is left of the running greenlet's budget (see `budget.rs`).
+    budget: Cell<u32>,
 }
 
 thread_local! {
@@ -296,6 +300,7 @@ impl Hub {
                 idle_spin: Cell::new(None),
                 daemons: Cell::new(0),
                 daemon_io_waits: Cell::new(0),
+                budget: Cell::new(COOP_BUDGET),
             }
         })
     }

@@ -206,6 +206,9 @@ impl<T: 'static> Queue<T> {
     }
 
     fn get_until(&self, deadline: Option<Instant>, call: &'static str) -> Option<T> {
+        if let Some(hub) = try_hub() {
+            hub.coop();
+        }
         if let Some(item) = self.try_get() {
             return Some(item);
         }
@@ -231,6 +234,9 @@ impl<T: 'static> Queue<T> {
     }
 
     fn put_until(&self, item: T, deadline: Option<Instant>, call: &'static str) -> Result<(), T> {
+        if let Some(hub) = try_hub() {
+            hub.coop();
+        }
         let item = match self.try_put(item) {
             Ok(()) => return Ok(()),
             Err(item) => item,

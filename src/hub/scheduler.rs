@@ -111,6 +111,7 @@ impl Hub {
             self.round_left.set(self.round_left.get() - 1);
             let next = self.ready.borrow_mut().pop_front()?;
             if !next.is_dead() {
+                self.refill_budget();
                 return Some(next);
             }
         }

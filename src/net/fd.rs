@@ -367,6 +367,7 @@ fn drive<R>(
         Direction::Read => parts.read_timeout,
         Direction::Write => parts.write_timeout,
     };
+    parts.hub.coop();
     // The deadline counts from the first wait, not from each retry.
     let mut deadline: Option<Option<Instant>> = None;
     loop {
