@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::wait::{Unlink, WaitKey, Waiter, Wake, Woken};
 use super::wait_list::WaitList;
-use super::{deadline_after, hub, try_hub, Hub};
+use super::{deadline_after, hub as hub_or_new, try_hub, Hub};
 use crate::stats::WaitOn;
 
 /// A queue of `T` shared by the greenlets of one thread; `Clone` gives
@@ -133,13 +133,18 @@ impl<T: 'static> Queue<T> {
 
     /// Adds `item` if there is room now; gives it back otherwise.
     pub fn try_put(&self, item: T) -> Result<(), T> {
-        let hub = try_hub();
+        self.try_put_with(try_hub().as_deref(), item)
+    }
+
+    /// `try_put` with the hub at hand (`None`: the thread has none, so
+    /// nobody can be waiting).
+    #[inline]
+    fn try_put_with(&self, hub: Option<&Hub>, item: T) -> Result<(), T> {
         let mut q = self.inner.borrow_mut();
         // Blocked putters are only ever waiting when there is no room.
         if q.has_space() {
             q.items.push_back(item);
-            // Without a hub nobody can be waiting.
-            if let Some(hub) = &hub {
+            if let Some(hub) = hub {
                 q.wake_getter(hub);
             }
             Ok(())
@@ -166,11 +171,16 @@ impl<T: 'static> Queue<T> {
     /// Takes the front item if there is one (and no blocked getter is owed
     /// it).
     pub fn try_get(&self) -> Option<T> {
-        let hub = try_hub();
+        self.try_get_with(try_hub().as_deref())
+    }
+
+    /// `try_get` with the hub at hand (see `try_put_with`).
+    #[inline]
+    fn try_get_with(&self, hub: Option<&Hub>) -> Option<T> {
         let mut q = self.inner.borrow_mut();
         if q.items.len() > q.reserved_items {
             let item = q.items.pop_front();
-            if let Some(hub) = &hub {
+            if let Some(hub) = hub {
                 q.wake_putter(hub);
             }
             item
@@ -206,13 +216,14 @@ impl<T: 'static> Queue<T> {
     }
 
     fn get_until(&self, deadline: Option<Instant>, call: &'static str) -> Option<T> {
-        if let Some(hub) = try_hub() {
+        let hub = try_hub();
+        if let Some(hub) = &hub {
             hub.coop();
         }
-        if let Some(item) = self.try_get() {
+        if let Some(item) = self.try_get_with(hub.as_deref()) {
             return Some(item);
         }
-        let hub = hub();
+        let hub = hub.unwrap_or_else(hub_or_new);
         let mut waiter = Waiter::new(&hub, deadline, |w| self.link(Side::Get, w));
         let on = WaitOn::QueueGet {
             queue: waiter.link.queue.borrow().id,
@@ -234,14 +245,15 @@ impl<T: 'static> Queue<T> {
     }
 
     fn put_until(&self, item: T, deadline: Option<Instant>, call: &'static str) -> Result<(), T> {
-        if let Some(hub) = try_hub() {
+        let hub = try_hub();
+        if let Some(hub) = &hub {
             hub.coop();
         }
-        let item = match self.try_put(item) {
+        let item = match self.try_put_with(hub.as_deref(), item) {
             Ok(()) => return Ok(()),
             Err(item) => item,
         };
-        let hub = hub();
+        let hub = hub.unwrap_or_else(hub_or_new);
         let mut waiter = Waiter::new(&hub, deadline, |w| self.link(Side::Put, w));
         let on = WaitOn::QueuePut {
             queue: waiter.link.queue.borrow().id,

@@ -70,7 +70,8 @@ pub(crate) enum Woken {
 
 /// One blocked call.
 pub(super) struct Wait {
-    greenlet: Greenlet,
+    /// Moved to the ready queue by the wake-up.
+    greenlet: Option<Greenlet>,
     pub(super) wake: Wake,
     pub(super) timer: Option<super::timer::TimerKey>,
     /// Made by a daemon greenlet: it does not keep `run` going.
@@ -153,7 +154,7 @@ impl Hub {
     fn register(&self, deadline: Option<Instant>) -> WaitKey {
         let daemon = self.daemons.get() > 0 && daemon::current_is_daemon();
         let w = self.waits.borrow_mut().insert(Wait {
-            greenlet: Greenlet::current_owned(),
+            greenlet: Some(Greenlet::current_owned()),
             wake: Wake::Pending,
             timer: None,
             daemon,
@@ -217,12 +218,14 @@ impl Hub {
                 return false;
             }
             wait.wake = reason;
-            (wait.greenlet.clone(), wait.timer.take())
+            (wait.greenlet.take(), wait.timer.take())
         };
         if let Some(t) = timer {
             self.timers.borrow_mut().cancel(t);
         }
-        self.make_ready(greenlet);
+        if let Some(greenlet) = greenlet {
+            self.make_ready(greenlet);
+        }
         true
     }
 
