@@ -89,6 +89,22 @@
 //!   block, and a panic in one becomes its `JoinError::Panicked`.
 //! - [`run_main`] runs a program's body and then unwinds every greenlet it
 //!   left, while the thread's thread-locals are still alive.
+//! - Operations that may block but complete at once (a socket read that
+//!   finds data, a `get` from a non-empty queue...) spend a per-turn budget
+//!   of [`COOP_BUDGET`]; when it is spent, the next one yields first, so a
+//!   greenlet whose reads always succeed cannot starve the others.
+//! - Every deadline is read on the hub's clock ([`time::now`]), which a
+//!   test can [pause](time::pause): the hub then jumps to the next timer
+//!   instead of waiting for it.
+//!
+//! # Code map
+//!
+//! `wait.rs` is the one place where a greenlet blocks: every blocking call
+//! builds a `Waiter`, and supplies only how to leave its own wait list.
+//! `scheduler.rs` holds the rounds and the hand-off between greenlets,
+//! `io.rs` the polling and parking on I/O, `time.rs` the clock and timers,
+//! `timeout.rs` the `with_timeout` scopes, `slots.rs` the generation-checked
+//! keys that name waits, timers and scopes.
 //!
 //! # I/O and other threads
 //!
