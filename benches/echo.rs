@@ -34,6 +34,13 @@
 //!   Connections per second, greenlet (default spin) and tokio servers
 //!   back to back in each run.
 //!
+//! - A flood row: 100 connections doing round trips one at a time while
+//!   one more connection sends as fast as it can (a thread writing 64 KiB
+//!   blocks, another draining the echo); the median and p99 of the 100
+//!   connections' round trips, with the flood off and on, for both servers.
+//!   Without the hub's cooperative budget the flooding connection's
+//!   greenlet would hold the server's thread as long as its reads succeed.
+//!
 //! `cargo bench --bench echo`; `cargo test --benches` does a quick smoke
 //! run.
 
@@ -336,6 +343,85 @@ fn measure(server: fn() -> Server, conns: u64, trips: u64) -> Sample {
     }
 }
 
+/// The round trips of `conns` connections doing `trips` each against a
+/// fresh server, while (if `flood`) one more connection floods it.
+fn flood_round_trips(server: fn() -> Server, flood: bool, conns: u64, trips: u64) -> Vec<f64> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let server = server();
+    let addr = server.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooder = flood.then(|| {
+        let mut writer = std::net::TcpStream::connect(addr).expect("connect");
+        writer.set_nodelay(true).expect("set_nodelay");
+        let mut reader = writer.try_clone().expect("try_clone");
+        let drain = named("flood-reader", move || {
+            let mut buf = vec![0u8; 1 << 16];
+            while matches!(reader.read(&mut buf), Ok(n) if n > 0) {}
+        });
+        let stop = stop.clone();
+        let fill = named("flood-writer", move || {
+            let block = vec![0x5au8; 1 << 16];
+            while !stop.load(Ordering::Relaxed) {
+                if writer.write_all(&block).is_err() {
+                    break;
+                }
+            }
+            let _ = writer.shutdown(std::net::Shutdown::Write);
+        });
+        (drain, fill)
+    });
+    let times = named("client", move || {
+        let go = Event::new();
+        let clients: Vec<_> = (0..conns)
+            .map(|i| {
+                let mut stream = net::TcpStream::connect(addr).expect("connect");
+                stream.set_nodelay(true).expect("set_nodelay");
+                let go = go.clone();
+                hub::spawn(move || -> io::Result<Vec<f64>> {
+                    let msg = [i as u8; MESSAGE];
+                    round_trip(&mut stream, &msg)?; // untimed
+                    go.wait();
+                    let mut times = Vec::with_capacity(trips as usize);
+                    for _ in 0..trips {
+                        let t = Instant::now();
+                        round_trip(&mut stream, &msg)?;
+                        times.push(t.elapsed().as_secs_f64() * 1e6);
+                    }
+                    Ok(times)
+                })
+            })
+            .collect();
+        hub::run();
+        go.set();
+        hub::run();
+        clients
+            .into_iter()
+            .flat_map(|c| {
+                c.join()
+                    .expect("a client greenlet died")
+                    .expect("a connection failed")
+            })
+            .collect::<Vec<f64>>()
+    })
+    .join()
+    .expect("the client thread panicked");
+    stop.store(true, Ordering::Relaxed);
+    if let Some((drain, fill)) = flooder {
+        fill.join().expect("the flood writer panicked");
+        drain.join().expect("the flood reader panicked");
+    }
+    server.shutdown();
+    times
+}
+
+/// The median and the 99th percentile of `samples`.
+fn median_p99(mut samples: Vec<f64>) -> (f64, f64) {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: usize| samples[(samples.len() * q / 100).min(samples.len() - 1)];
+    (at(50), at(99))
+}
+
 /// The median of `samples`, and their spread: (max - min) / median.
 fn median(mut samples: Vec<f64>) -> (f64, f64) {
     samples.sort_by(|a, b| a.total_cmp(b));
@@ -461,6 +547,21 @@ fn main() {
         our_spread * 100.0,
         their_spread * 100.0
     );
+
+    // Flood: 100 connections' round trips, one more connection flooding.
+    let (conns, trips) = (100, (300 / scale).max(1));
+    println!("\nflood: {conns} connections doing {trips} round trips each, one more connection sending 64 KiB blocks as fast as it can; round trip in µs\n");
+    println!("| server | flood | median µs | p99 µs |");
+    println!("|---|---|---:|---:|");
+    type MakeServer = fn() -> Server;
+    let flooded: [(&str, MakeServer); 2] = [("greenlet", greenlet_server), ("tokio", tokio_server)];
+    for (name, server) in flooded {
+        for flood in [false, true] {
+            let (median, p99) = median_p99(flood_round_trips(server, flood, conns, trips));
+            let on = if flood { "on" } else { "off" };
+            println!("| {name} | {on} | {median:.0} | {p99:.0} |");
+        }
+    }
 
     println!("\nserver thread CPU time (user + system) per round trip, in µs, and the server's share of a core (medians)\n");
     println!(

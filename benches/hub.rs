@@ -7,7 +7,9 @@
 //!   capacity 1 (ns per hop);
 //! - 1,000,000 `u64` from a producer to a consumer through a bounded(1024)
 //!   and an unbounded queue / channel (items per second);
-//! - spawn + join of a trivial greenlet / task.
+//! - spawn + join of a trivial greenlet / task;
+//! - in the summary, `yield_now` among 1,000 greenlets / tasks spawned
+//!   inside the timed part and finishing there.
 //!
 //! Criterion measures each pair first; then a summary table gives the
 //! median of repeated timed batches for each row and ours / tokio (below 1
@@ -54,6 +56,46 @@ fn hub_yield(tasks: u64, yields: u64) -> Duration {
     stop.set();
     hub::run();
     elapsed
+}
+
+/// `tasks` greenlets spawned inside the timed part, each yielding
+/// `yields` times and finishing there too: what a new user would time.
+fn hub_yield_spawned(tasks: u64, yields: u64) -> Duration {
+    let t = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            hub::spawn(move || {
+                for _ in 0..yields {
+                    hub::yield_now();
+                }
+            })
+        })
+        .collect();
+    hub::run();
+    for h in handles {
+        h.join().unwrap();
+    }
+    t.elapsed()
+}
+
+/// The same with tokio tasks.
+fn tokio_yield_spawned(rt: &Runtime, tasks: u64, yields: u64) -> Duration {
+    rt.block_on(async {
+        let t = Instant::now();
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                tokio::spawn(async move {
+                    for _ in 0..yields {
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.unwrap();
+        }
+        t.elapsed()
+    })
 }
 
 /// The same with tokio tasks, parked on `watch` channels; the last task
@@ -289,6 +331,18 @@ fn main() {
         let theirs = median_timed(total, || tokio_yield(&rt, tasks, yields));
         rows.push((
             format!("yield_now among {tasks}, ns/yield"),
+            ours,
+            theirs,
+            "ns",
+        ));
+    }
+    {
+        let (tasks, yields) = (1_000u64, 1_000 / scale);
+        let total = tasks * yields;
+        let ours = median_timed(total, || hub_yield_spawned(tasks, yields));
+        let theirs = median_timed(total, || tokio_yield_spawned(&rt, tasks, yields));
+        rows.push((
+            "yield_now among 1,000 spawned and finished in the timed part, ns/yield".into(),
             ours,
             theirs,
             "ns",

@@ -306,7 +306,7 @@ impl Child {
     ///
     /// As [`wait`](Child::wait).
     pub fn wait_timeout(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
-        self.wait_until(Some(Instant::now() + timeout))
+        self.wait_until(Some(crate::hub::time::now() + timeout))
     }
 
     fn wait_until(&mut self, deadline: Option<Instant>) -> io::Result<Option<ExitStatus>> {
@@ -316,7 +316,7 @@ impl Child {
             ExitWatch::Pidfd(fd) => {
                 let left = match deadline {
                     None => None,
-                    Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(d) => match d.checked_duration_since(crate::hub::time::now()) {
                         Some(left) if !left.is_zero() => Some(left),
                         _ => return std.try_wait(),
                     },
@@ -340,9 +340,9 @@ impl Child {
                     if let Some(status) = std.try_wait()? {
                         return Ok(Some(status));
                     }
-                    let mut until = Instant::now() + pause;
+                    let mut until = crate::hub::time::now() + pause;
                     if let Some(d) = deadline {
-                        if Instant::now() >= d {
+                        if crate::hub::time::now() >= d {
                             return Ok(None);
                         }
                         until = until.min(d);

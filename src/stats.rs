@@ -101,7 +101,7 @@ pub enum WaitOn {
 
 impl fmt::Display for WaitOn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let now = Instant::now();
+        let now = crate::hub::time::now();
         let left = |until: &Instant| until.saturating_duration_since(now);
         match self {
             WaitOn::Ready => f.write_str("ready to run"),

@@ -202,6 +202,7 @@ impl<T> Receiver<T> {
     }
 
     fn recv_until(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        self.hub.coop();
         loop {
             {
                 let mut state = self.chan.lock();

@@ -5,8 +5,9 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::wait::{Unlink, WaitKey, Waiter, Wake, Woken};
 use super::wait_list::WaitList;
-use super::{deadline_after, hub, interrupted, try_hub, Hub, Wake};
+use super::{deadline_after, hub, try_hub, Hub};
 use crate::stats::WaitOn;
 
 /// A flag that greenlets of one thread can wait for; `Clone` shares it.
@@ -98,36 +99,28 @@ impl Event {
             return true;
         }
         let hub = hub();
-        let w = hub.new_wait(deadline);
-        let node = self.inner.borrow_mut().waiters.push_back(w);
-        let guard = WaiterGuard {
+        let mut waiter = Waiter::new(&hub, deadline, |w| EventLink {
             event: &self.inner,
-            hub: &hub,
-            w,
-            node,
-        };
-        let wake = hub.block(w, call, WaitOn::Event { until: deadline });
-        drop(guard);
-        match wake {
-            Wake::Ready => true,
-            Wake::Interrupted(s) => interrupted(s),
-            Wake::TimedOut | Wake::Pending => self.is_set(),
+            node: self.inner.borrow_mut().waiters.push_back(w),
+        });
+        match waiter.wait(call, WaitOn::Event { until: deadline }) {
+            Woken::Ready => true,
+            Woken::TimedOut => self.is_set(),
         }
     }
 }
 
-/// Leaves the waiters list on every exit path of a `wait`.
-struct WaiterGuard<'a> {
+/// A waiter's place in the event's list.
+struct EventLink<'a> {
     event: &'a RefCell<Inner>,
-    hub: &'a Hub,
-    w: usize,
     node: usize,
 }
 
-impl Drop for WaiterGuard<'_> {
-    fn drop(&mut self) {
-        if self.hub.end_wait(self.w) != Wake::Ready {
-            self.event.borrow_mut().waiters.remove(self.node, self.w);
+impl Unlink for EventLink<'_> {
+    fn unlink(&mut self, _: &Hub, key: WaitKey, how: Wake) {
+        // A `set` took it off the list when it woke it.
+        if how != Wake::Ready {
+            self.event.borrow_mut().waiters.remove(self.node, key);
         }
     }
 }

@@ -9,8 +9,9 @@ use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::wait::{Unlink, WaitKey, Waiter, Wake, Woken};
 use super::wait_list::WaitList;
-use super::{deadline_after, hub, interrupted, is_kill, Hub, Wake};
+use super::{deadline_after, hub, is_kill, Hub};
 use crate::error::{payload_message, SwitchError};
 use crate::greenlet::Greenlet;
 use crate::runtime::Runtime;
@@ -61,7 +62,7 @@ struct JoinState<R> {
     finished: Cell<bool>,
     /// When it finished (for `hub::iwait`'s order).
     stamp: Cell<u64>,
-    joiner: Cell<Option<usize>>,
+    joiner: Cell<Option<WaitKey>>,
     waiters: RefCell<WaitList>,
     /// `on_finish` callbacks, run in a greenlet of their own at the end.
     on_finish: RefCell<Vec<Box<dyn FnOnce()>>>,
@@ -216,21 +217,14 @@ impl<R: 'static> JoinHandle<R> {
                  (it would wait for itself forever)"
             );
             let hub = hub();
-            let w = hub.new_wait(None);
-            self.state.joiner.set(Some(w));
-            let guard = JoinGuard {
-                joiner: &self.state.joiner,
-                hub: &hub,
-                w,
-            };
+            let mut waiter = Waiter::new(&hub, None, |w| {
+                self.state.joiner.set(Some(w));
+                JoinLink(&self.state.joiner)
+            });
             let on = WaitOn::Join {
                 greenlet: self.greenlet.id(),
             };
-            let wake = hub.block(w, "JoinHandle::join", on);
-            drop(guard);
-            if let Wake::Interrupted(s) = wake {
-                interrupted(s);
-            }
+            waiter.wait("JoinHandle::join", on);
         }
         self.state
             .result
@@ -283,23 +277,16 @@ impl<R: 'static> JoinHandle<R> {
              (it would wait for itself forever)"
         );
         let hub = hub();
-        let w = hub.new_wait(deadline);
-        let node = self.state.waiters.borrow_mut().push_back(w);
-        let guard = WaitGuard {
+        let mut waiter = Waiter::new(&hub, deadline, |w| WaitersLink {
             waiters: &self.state.waiters,
-            hub: &hub,
-            w,
-            node,
-        };
+            node: self.state.waiters.borrow_mut().push_back(w),
+        });
         let on = WaitOn::Join {
             greenlet: self.greenlet.id(),
         };
-        let wake = hub.block(w, call, on);
-        drop(guard);
-        if let Wake::Interrupted(s) = wake {
-            interrupted(s);
+        match waiter.wait(call, on) {
+            Woken::Ready | Woken::TimedOut => self.state.finished.get(),
         }
-        self.state.finished.get()
     }
 
     /// Calls `f` once the spawned greenlet has finished, however it ended
@@ -355,17 +342,16 @@ impl<R> fmt::Debug for JoinHandle<R> {
 }
 
 /// Leaves the waiters list on every exit path of a `wait`.
-struct WaitGuard<'a> {
+struct WaitersLink<'a> {
     waiters: &'a RefCell<WaitList>,
-    hub: &'a Hub,
-    w: usize,
     node: usize,
 }
 
-impl Drop for WaitGuard<'_> {
-    fn drop(&mut self) {
-        if self.hub.end_wait(self.w) != Wake::Ready {
-            self.waiters.borrow_mut().remove(self.node, self.w);
+impl Unlink for WaitersLink<'_> {
+    fn unlink(&mut self, _: &Hub, key: WaitKey, how: Wake) {
+        // `finish` took it off the list when it woke it.
+        if how != Wake::Ready {
+            self.waiters.borrow_mut().remove(self.node, key);
         }
     }
 }
@@ -390,18 +376,13 @@ impl<R: 'static> super::wait_any::sealed::Source for JoinHandle<R> {
 
 impl<R: 'static> super::wait_any::Waitable for JoinHandle<R> {}
 
-/// Withdraws the joiner on every exit path of a `join`.
-struct JoinGuard<'a> {
-    joiner: &'a Cell<Option<usize>>,
-    hub: &'a Hub,
-    w: usize,
-}
+/// The joiner's place in the state: withdrawn when the join ends.
+struct JoinLink<'a>(&'a Cell<Option<WaitKey>>);
 
-impl Drop for JoinGuard<'_> {
-    fn drop(&mut self) {
-        self.hub.end_wait(self.w);
-        if self.joiner.get() == Some(self.w) {
-            self.joiner.set(None);
+impl Unlink for JoinLink<'_> {
+    fn unlink(&mut self, _: &Hub, key: WaitKey, _: Wake) {
+        if self.0.get() == Some(key) {
+            self.0.set(None);
         }
     }
 }

@@ -7,8 +7,9 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::wait::{Unlink, WaitKey, Waiter, Wake, Woken};
 use super::wait_list::WaitList;
-use super::{deadline_after, hub, interrupted, try_hub, Hub, Wake};
+use super::{deadline_after, hub as hub_or_new, try_hub, Hub};
 use crate::stats::WaitOn;
 
 /// A queue of `T` shared by the greenlets of one thread; `Clone` gives
@@ -217,13 +218,18 @@ impl<T: 'static> Queue<T> {
     /// Adds `item` if there is room now (and the queue is not closed);
     /// gives it back otherwise.
     pub fn try_put(&self, item: T) -> Result<(), T> {
-        let hub = try_hub();
+        self.try_put_with(try_hub().as_deref(), item)
+    }
+
+    /// `try_put` with the hub at hand (`None`: the thread has none, so
+    /// nobody can be waiting).
+    #[inline]
+    fn try_put_with(&self, hub: Option<&Hub>, item: T) -> Result<(), T> {
         let mut q = self.inner.borrow_mut();
         // Blocked putters are only ever waiting when there is no room.
         if q.has_space() && !q.closed {
             q.items.push_back(item);
-            // Without a hub nobody can be waiting.
-            if let Some(hub) = &hub {
+            if let Some(hub) = hub {
                 q.wake_getter(hub);
                 while let Some(w) = q.peekers.pop_front() {
                     hub.wake(w, Wake::Ready);
@@ -261,11 +267,16 @@ impl<T: 'static> Queue<T> {
     /// Takes the front item if there is one (and no blocked getter is owed
     /// it).
     pub fn try_get(&self) -> Option<T> {
-        let hub = try_hub();
+        self.try_get_with(try_hub().as_deref())
+    }
+
+    /// `try_get` with the hub at hand (see `try_put_with`).
+    #[inline]
+    fn try_get_with(&self, hub: Option<&Hub>) -> Option<T> {
         let mut q = self.inner.borrow_mut();
         if q.items.len() > q.reserved_items {
             let item = q.items.pop_front();
-            if let Some(hub) = &hub {
+            if let Some(hub) = hub {
                 q.wake_putter(hub);
             }
             item
@@ -302,95 +313,81 @@ impl<T: 'static> Queue<T> {
     }
 
     fn get_until(&self, deadline: Option<Instant>, call: &'static str) -> Option<T> {
-        if let Some(item) = self.try_get() {
+        let hub = try_hub();
+        if let Some(hub) = &hub {
+            hub.coop();
+        }
+        if let Some(item) = self.try_get_with(hub.as_deref()) {
             return Some(item);
         }
         if self.is_closed() {
             return None;
         }
-        let hub = hub();
-        let w = hub.new_wait(deadline);
-        let (node, queue) = {
-            let mut q = self.inner.borrow_mut();
-            (q.getters.push_back(w), q.id)
-        };
-        let mut guard = WaitGuard {
-            queue: &self.inner,
-            hub: &hub,
-            side: Side::Get,
-            w,
-            node,
-            done: false,
-        };
+        let hub = hub.unwrap_or_else(hub_or_new);
+        let mut waiter = Waiter::new(&hub, deadline, |w| self.link(Side::Get, w));
         let on = WaitOn::QueueGet {
-            queue,
+            queue: waiter.link.queue.borrow().id,
             until: deadline,
         };
-        match hub.block(w, call, on) {
-            Wake::Ready => {
-                let item = {
-                    let mut q = self.inner.borrow_mut();
-                    q.reserved_items -= 1;
-                    let item = q.items.pop_front();
-                    q.wake_putter(&hub);
-                    item
-                };
-                guard.done = true;
-                drop(guard);
+        match waiter.wait(call, on) {
+            Woken::Ready => {
+                let mut q = self.inner.borrow_mut();
+                q.reserved_items -= 1;
+                let item = q.items.pop_front();
+                q.wake_putter(&hub);
+                drop(q);
+                waiter.link.done = true;
                 debug_assert!(item.is_some(), "a reserved item is there");
                 item
             }
-            Wake::TimedOut | Wake::Pending => None,
-            Wake::Interrupted(s) => {
-                drop(guard);
-                interrupted(s)
-            }
+            Woken::TimedOut => None,
         }
     }
 
     fn put_until(&self, item: T, deadline: Option<Instant>, call: &'static str) -> Result<(), T> {
-        let item = match self.try_put(item) {
+        let hub = try_hub();
+        if let Some(hub) = &hub {
+            hub.coop();
+        }
+        let item = match self.try_put_with(hub.as_deref(), item) {
             Ok(()) => return Ok(()),
             Err(item) => item,
         };
         if self.is_closed() {
             return Err(item);
         }
-        let hub = hub();
-        let w = hub.new_wait(deadline);
-        let (node, queue) = {
-            let mut q = self.inner.borrow_mut();
-            (q.putters.push_back(w), q.id)
-        };
-        let mut guard = WaitGuard {
-            queue: &self.inner,
-            hub: &hub,
-            side: Side::Put,
-            w,
-            node,
-            done: false,
-        };
+        let hub = hub.unwrap_or_else(hub_or_new);
+        let mut waiter = Waiter::new(&hub, deadline, |w| self.link(Side::Put, w));
         let on = WaitOn::QueuePut {
-            queue,
+            queue: waiter.link.queue.borrow().id,
             until: deadline,
         };
-        match hub.block(w, call, on) {
-            Wake::Ready => {
-                {
-                    let mut q = self.inner.borrow_mut();
-                    q.reserved_slots -= 1;
-                    q.items.push_back(item);
-                    q.wake_getter(&hub);
-                }
-                guard.done = true;
+        match waiter.wait(call, on) {
+            Woken::Ready => {
+                let mut q = self.inner.borrow_mut();
+                q.reserved_slots -= 1;
+                q.items.push_back(item);
+                q.wake_getter(&hub);
+                drop(q);
+                waiter.link.done = true;
                 Ok(())
             }
-            Wake::TimedOut | Wake::Pending => Err(item),
-            Wake::Interrupted(s) => {
-                drop(guard);
-                drop(item);
-                interrupted(s)
-            }
+            Woken::TimedOut => Err(item),
+        }
+    }
+
+    /// Puts wait `w` at the back of the `side` list.
+    fn link(&self, side: Side, w: WaitKey) -> QueueLink<'_, T> {
+        let mut q = self.inner.borrow_mut();
+        let node = match side {
+            Side::Get => q.getters.push_back(w),
+            Side::Put => q.putters.push_back(w),
+        };
+        QueueLink {
+            queue: &self.inner,
+            side,
+            node,
+            done: false,
         }
     }
 }
@@ -421,45 +418,35 @@ impl<T: Clone + 'static> Queue<T> {
             if self.is_closed() {
                 return None;
             }
-            let hub = hub();
-            let w = hub.new_wait(deadline);
-            let (node, queue) = {
-                let mut q = self.inner.borrow_mut();
-                (q.peekers.push_back(w), q.id)
-            };
-            let guard = PeekGuard {
+            let hub = hub_or_new();
+            let queue = self.inner.borrow().id;
+            let mut waiter = Waiter::new(&hub, deadline, |w| PeekLink {
                 queue: &self.inner,
-                hub: &hub,
-                w,
-                node,
-            };
+                node: self.inner.borrow_mut().peekers.push_back(w),
+            });
             let on = WaitOn::QueueGet {
                 queue,
                 until: deadline,
             };
-            let wake = hub.block(w, "Queue::peek", on);
-            drop(guard);
-            match wake {
-                Wake::Ready => {}
-                Wake::TimedOut | Wake::Pending => return self.try_peek(),
-                Wake::Interrupted(s) => interrupted(s),
+            match waiter.wait("Queue::peek", on) {
+                Woken::Ready => {}
+                Woken::TimedOut => return self.try_peek(),
             }
         }
     }
 }
 
-/// Leaves the peekers list on every exit path of a `peek`.
-struct PeekGuard<'a, T> {
+/// A peeker's place in the peekers list.
+struct PeekLink<'a, T> {
     queue: &'a RefCell<Inner<T>>,
-    hub: &'a Hub,
-    w: usize,
     node: usize,
 }
 
-impl<T> Drop for PeekGuard<'_, T> {
-    fn drop(&mut self) {
-        if self.hub.end_wait(self.w) != Wake::Ready {
-            self.queue.borrow_mut().peekers.remove(self.node, self.w);
+impl<T> Unlink for PeekLink<'_, T> {
+    fn unlink(&mut self, _: &Hub, key: WaitKey, how: Wake) {
+        // A put (or close) took it off the list when it woke it.
+        if how != Wake::Ready {
+            self.queue.borrow_mut().peekers.remove(self.node, key);
         }
     }
 }
@@ -520,38 +507,35 @@ enum Side {
     Put,
 }
 
-/// Cleans up a blocked `get` or `put` on every exit path: leaves its wait
+/// A blocked `get` or `put`'s part: when its wait ends it leaves its wait
 /// list, or passes on a reservation (an item, a free place) that it was
 /// woken for but did not use.
-struct WaitGuard<'a, T> {
+struct QueueLink<'a, T> {
     queue: &'a RefCell<Inner<T>>,
-    hub: &'a Hub,
     side: Side,
-    w: usize,
     node: usize,
     /// The call used its reservation.
     done: bool,
 }
 
-impl<T> Drop for WaitGuard<'_, T> {
-    fn drop(&mut self) {
-        let wake = self.hub.end_wait(self.w);
+impl<T> Unlink for QueueLink<'_, T> {
+    fn unlink(&mut self, hub: &Hub, key: WaitKey, how: Wake) {
         let mut q = self.queue.borrow_mut();
-        match (wake == Wake::Ready, self.side) {
+        match (how == Wake::Ready, self.side) {
             (true, _) if self.done => {}
             (true, Side::Get) => {
                 q.reserved_items -= 1;
-                q.wake_getter(self.hub);
+                q.wake_getter(hub);
             }
             (true, Side::Put) => {
                 q.reserved_slots -= 1;
-                q.wake_putter(self.hub);
+                q.wake_putter(hub);
             }
             (false, Side::Get) => {
-                q.getters.remove(self.node, self.w);
+                q.getters.remove(self.node, key);
             }
             (false, Side::Put) => {
-                q.putters.remove(self.node, self.w);
+                q.putters.remove(self.node, key);
             }
         }
     }

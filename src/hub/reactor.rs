@@ -24,6 +24,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use super::remote::Inbox;
+use super::wait::WaitKey;
 
 /// The token of the waker through which other threads reach the hub.
 const WAKER: Token = Token(usize::MAX);
@@ -74,8 +75,8 @@ pub(crate) struct Registration {
     token: usize,
     /// `Direction::bit`s believed ready.
     ready: Cell<u8>,
-    readers: RefCell<Vec<usize>>,
-    writers: RefCell<Vec<usize>>,
+    readers: RefCell<Vec<WaitKey>>,
+    writers: RefCell<Vec<WaitKey>>,
 }
 
 impl Registration {
@@ -98,7 +99,7 @@ impl Registration {
 
     /// Marks it closed and hands every wait on it, both directions, to
     /// `wake`: the waiters' retries see [`is_closed`](Registration::is_closed).
-    pub(crate) fn close(&self, mut wake: impl FnMut(usize)) {
+    pub(crate) fn close(&self, mut wake: impl FnMut(WaitKey)) {
         self.ready.set(self.ready.get() | CLOSED);
         self.fire(Direction::Read, true, &mut wake);
         self.fire(Direction::Write, true, &mut wake);
@@ -126,7 +127,7 @@ impl Registration {
             .set(self.ready.get() & !(dir.bit() | dir.closed_bit()));
     }
 
-    fn waiters(&self, dir: Direction) -> &RefCell<Vec<usize>> {
+    fn waiters(&self, dir: Direction) -> &RefCell<Vec<WaitKey>> {
         match dir {
             Direction::Read => &self.readers,
             Direction::Write => &self.writers,
@@ -134,12 +135,12 @@ impl Registration {
     }
 
     /// Adds wait `w` to the waiters of `dir`.
-    pub(crate) fn add_waiter(&self, dir: Direction, w: usize) {
+    pub(crate) fn add_waiter(&self, dir: Direction, w: WaitKey) {
         self.waiters(dir).borrow_mut().push(w);
     }
 
     /// Removes wait `w` (woken or not) from the waiters of `dir`.
-    pub(crate) fn remove_waiter(&self, dir: Direction, w: usize) {
+    pub(crate) fn remove_waiter(&self, dir: Direction, w: WaitKey) {
         let mut waiters = self.waiters(dir).borrow_mut();
         if let Some(i) = waiters.iter().position(|x| *x == w) {
             waiters.swap_remove(i);
@@ -148,7 +149,7 @@ impl Registration {
 
     /// Marks `dir` ready (and closed, for good) and hands its waits to
     /// `wake`.
-    fn fire(&self, dir: Direction, closed: bool, mut wake: impl FnMut(usize)) {
+    fn fire(&self, dir: Direction, closed: bool, mut wake: impl FnMut(WaitKey)) {
         let closed = if closed { dir.closed_bit() } else { 0 };
         self.ready.set(self.ready.get() | dir.bit() | closed);
         // `drain` keeps the vector's capacity: no allocation per wake-up.
@@ -240,7 +241,7 @@ impl Reactor {
     pub(crate) fn poll(
         &self,
         timeout: Option<Duration>,
-        mut wake: impl FnMut(usize),
+        mut wake: impl FnMut(WaitKey),
         mail: impl FnOnce(&Inbox),
     ) {
         let mut events = self.events.borrow_mut();
@@ -285,7 +286,7 @@ impl Reactor {
 
     /// Wakes the readers of registration `token`, if it still exists (a
     /// channel's receiver, named by a sender on another thread).
-    pub(crate) fn notify(&self, token: usize, wake: impl FnMut(usize)) {
+    pub(crate) fn notify(&self, token: usize, wake: impl FnMut(WaitKey)) {
         if let Some(reg) = self.registrations.borrow().get(token) {
             reg.fire(Direction::Read, false, wake);
         }

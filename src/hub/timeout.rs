@@ -1,11 +1,97 @@
 //! `with_timeout`: interrupt a blocking call that takes too long (row H8).
 
+use std::cell::RefCell;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
 
-use super::timer::Action;
-use super::{deadline_after, hub, Interrupt, Scope, SCOPES};
+use super::slots::slot_key;
+use super::time::deadline_after;
+use super::timer::{Action, TimerKey};
+use super::wait::{WaitKey, Wake};
+use super::{hub, Hub};
+
+slot_key! {
+    /// Names a `with_timeout` scope while it is active.
+    ScopeKey
+}
+
+/// A `with_timeout` scope.
+pub(super) struct Scope {
+    pub(super) fired: bool,
+    /// The wait its greenlet is blocked in, if any.
+    pub(super) wait: Option<WaitKey>,
+    timer: Option<TimerKey>,
+}
+
+crate::greenlet_local! {
+    /// The keys of the current greenlet's active `with_timeout` scopes,
+    /// innermost last.
+    static SCOPES: RefCell<Vec<ScopeKey>> = RefCell::new(Vec::new());
+}
+
+/// The payload a blocked call unwinds with when its `with_timeout` scope
+/// expires.
+pub(crate) struct Interrupt(ScopeKey);
+
+/// Unwinds out of a blocking call interrupted by `with_timeout`.
+pub(crate) fn interrupted(scope: ScopeKey) -> ! {
+    crate::unwind::require_unwinding("a with_timeout expiry");
+    panic::resume_unwind(Box::new(Interrupt(scope)))
+}
+
+impl Hub {
+    /// The innermost expired scope of the current greenlet, if any.
+    #[inline]
+    pub(super) fn fired_scope(&self) -> Option<ScopeKey> {
+        // No scope anywhere on the thread: skip the greenlet-local lookup.
+        if self.scopes.borrow().is_empty() {
+            return None;
+        }
+        SCOPES.with(|active| {
+            let scopes = self.scopes.borrow();
+            active
+                .borrow()
+                .iter()
+                .rev()
+                .copied()
+                .find(|s| scopes.get(*s).is_some_and(|scope| scope.fired))
+        })
+    }
+
+    /// Points the current greenlet's scopes at the wait it blocks in
+    /// (`None`: it no longer does), so an expiry can wake it.
+    #[inline]
+    pub(super) fn set_scopes_wait(&self, w: Option<WaitKey>) {
+        if self.scopes.borrow().is_empty() {
+            return;
+        }
+        SCOPES.with(|active| {
+            let mut scopes = self.scopes.borrow_mut();
+            for s in active.borrow().iter() {
+                if let Some(scope) = scopes.get_mut(*s) {
+                    scope.wait = w;
+                }
+            }
+        })
+    }
+
+    /// The `with_timeout` scope `s` expired.
+    pub(super) fn interrupt(&self, s: ScopeKey) {
+        let wait = {
+            let mut scopes = self.scopes.borrow_mut();
+            let Some(scope) = scopes.get_mut(s) else {
+                return;
+            };
+            scope.fired = true;
+            scope.timer = None;
+            scope.wait
+        };
+        if let Some(w) = wait {
+            self.wake(w, Wake::Interrupted(s));
+        }
+    }
+}
 
 /// The error [`with_timeout`] returns when its deadline passed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,10 +133,12 @@ pub fn with_timeout<R>(d: Duration, f: impl FnOnce() -> R) -> Result<R, Elapsed>
     let s = hub.scopes.borrow_mut().insert(Scope {
         fired: false,
         wait: None,
-        timer: 0,
+        timer: None,
     });
     let timer = hub.timers.borrow_mut().add(deadline, Action::Interrupt(s));
-    hub.scopes.borrow_mut()[s].timer = timer;
+    if let Some(scope) = hub.scopes.borrow_mut().get_mut(s) {
+        scope.timer = Some(timer);
+    }
     SCOPES.with(|active| active.borrow_mut().push(s));
     let outcome = panic::catch_unwind(AssertUnwindSafe(f));
     SCOPES.with(|active| {
@@ -59,8 +147,10 @@ pub fn with_timeout<R>(d: Duration, f: impl FnOnce() -> R) -> Result<R, Elapsed>
             active.remove(i);
         }
     });
-    hub.timers.borrow_mut().cancel(timer, Action::Interrupt(s));
-    hub.scopes.borrow_mut().remove(s);
+    let scope = hub.scopes.borrow_mut().remove(s);
+    if let Some(timer) = scope.and_then(|scope| scope.timer) {
+        hub.timers.borrow_mut().cancel(timer);
+    }
     match outcome {
         Ok(value) => Ok(value),
         Err(p) => match p.downcast_ref::<Interrupt>() {

@@ -12,15 +12,23 @@
 
 use std::time::Instant;
 
-use slab::Slab;
+use super::slots::{slot_key, Slots};
+use super::timeout::ScopeKey;
+use super::wait::WaitKey;
+
+slot_key! {
+    /// Names a pending timer; a fired or cancelled timer's key names
+    /// nothing, even after its slot is reused.
+    TimerKey
+}
 
 /// What a due timer does; the hub interprets it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Action {
-    /// Wake this wait (see `Waits`) as timed out.
-    Wait(usize),
+    /// Wake this wait as timed out.
+    Wait(WaitKey),
     /// Interrupt the greenlet of this `with_timeout` scope.
-    Interrupt(usize),
+    Interrupt(ScopeKey),
 }
 
 struct Entry {
@@ -33,23 +41,23 @@ struct Entry {
 
 /// A set of pending timers.
 pub(crate) struct Timers {
-    entries: Slab<Entry>,
+    entries: Slots<TimerKey, Entry>,
     /// Entry keys, a min-heap by `(deadline, seq)`.
-    heap: Vec<usize>,
+    heap: Vec<TimerKey>,
     next_seq: u64,
 }
 
 impl Timers {
     pub(crate) fn new() -> Timers {
         Timers {
-            entries: Slab::new(),
+            entries: Slots::new(),
             heap: Vec::new(),
             next_seq: 0,
         }
     }
 
     /// Sets a timer; the returned key cancels it.
-    pub(crate) fn add(&mut self, deadline: Instant, action: Action) -> usize {
+    pub(crate) fn add(&mut self, deadline: Instant, action: Action) -> TimerKey {
         let seq = self.next_seq;
         self.next_seq += 1;
         let pos = self.heap.len();
@@ -65,13 +73,11 @@ impl Timers {
     }
 
     /// Cancels a timer that has not fired (a no-op for one that has, even
-    /// if its slot now holds another timer: the action tells them apart).
-    pub(crate) fn cancel(&mut self, key: usize, action: Action) {
+    /// if its slot now holds another timer).
+    pub(crate) fn cancel(&mut self, key: TimerKey) {
         if let Some(e) = self.entries.get(key) {
-            if e.action == action {
-                let pos = e.pos;
-                self.remove_at(pos);
-            }
+            let pos = e.pos;
+            self.remove_at(pos);
         }
     }
 
@@ -88,13 +94,13 @@ impl Timers {
 
     /// The earliest pending deadline.
     pub(crate) fn next_deadline(&mut self) -> Option<Instant> {
-        self.heap.first().map(|&key| self.entries[key].deadline)
+        self.heap.first().map(|&key| self.entry(key).deadline)
     }
 
     /// Removes and returns the earliest timer due at `now`, if any.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Action> {
         let &first = self.heap.first()?;
-        if self.entries[first].deadline > now {
+        if self.entry(first).deadline > now {
             return None;
         }
         Some(self.remove_at(0))
@@ -103,26 +109,44 @@ impl Timers {
     /// Removes the entry at heap position `pos` and returns its action.
     fn remove_at(&mut self, pos: usize) -> Action {
         let key = self.heap.swap_remove(pos);
-        let action = self.entries.remove(key).action;
+        let action = self
+            .entries
+            .remove(key)
+            .expect("a heap key names a pending timer")
+            .action;
         if pos < self.heap.len() {
             // The last key moved into the hole: it may belong above or below.
             let moved = self.heap[pos];
-            self.entries[moved].pos = pos;
+            self.entry_mut(moved).pos = pos;
             self.sift_up(pos);
-            let pos = self.entries[moved].pos;
+            let pos = self.entry(moved).pos;
             self.sift_down(pos);
         }
         action
     }
 
-    fn less(&self, a: usize, b: usize) -> bool {
-        let (a, b) = (&self.entries[a], &self.entries[b]);
+    #[inline]
+    fn entry(&self, key: TimerKey) -> &Entry {
+        self.entries
+            .get(key)
+            .expect("a heap key names a pending timer")
+    }
+
+    #[inline]
+    fn entry_mut(&mut self, key: TimerKey) -> &mut Entry {
+        self.entries
+            .get_mut(key)
+            .expect("a heap key names a pending timer")
+    }
+
+    fn less(&self, a: TimerKey, b: TimerKey) -> bool {
+        let (a, b) = (self.entry(a), self.entry(b));
         (a.deadline, a.seq) < (b.deadline, b.seq)
     }
 
-    fn place(&mut self, pos: usize, key: usize) {
+    fn place(&mut self, pos: usize, key: TimerKey) {
         self.heap[pos] = key;
-        self.entries[key].pos = pos;
+        self.entry_mut(key).pos = pos;
     }
 
     fn sift_up(&mut self, mut pos: usize) {
@@ -167,18 +191,24 @@ impl Timers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::slots::SlotKey;
     use std::time::Duration;
+
+    #[allow(non_snake_case)]
+    fn Wait(i: usize) -> Action {
+        Action::Wait(WaitKey::pack(i, 0))
+    }
 
     #[test]
     fn fires_in_deadline_order_ties_in_insertion_order() {
         let mut t = Timers::new();
         let now = Instant::now();
-        t.add(now + Duration::from_millis(20), Action::Wait(1));
-        t.add(now + Duration::from_millis(10), Action::Wait(2));
-        t.add(now + Duration::from_millis(10), Action::Wait(3));
+        t.add(now + Duration::from_millis(20), Wait(1));
+        t.add(now + Duration::from_millis(10), Wait(2));
+        t.add(now + Duration::from_millis(10), Wait(3));
         let later = now + Duration::from_millis(30);
         let fired: Vec<_> = std::iter::from_fn(|| t.pop_due(later)).collect();
-        assert_eq!(fired, [Action::Wait(2), Action::Wait(3), Action::Wait(1)]);
+        assert_eq!(fired, [Wait(2), Wait(3), Wait(1)]);
         assert!(t.is_empty());
     }
 
@@ -186,27 +216,24 @@ mod tests {
     fn cancelled_timers_never_fire_even_when_their_slot_is_reused() {
         let mut t = Timers::new();
         let now = Instant::now();
-        let a = t.add(now, Action::Wait(1));
-        t.cancel(a, Action::Wait(1));
-        let b = t.add(now + Duration::from_millis(5), Action::Wait(2));
-        assert_eq!(a, b, "the slot is reused");
-        t.cancel(a, Action::Wait(1)); // stale: leaves the new timer alone
+        let a = t.add(now, Wait(1));
+        t.cancel(a);
+        let b = t.add(now + Duration::from_millis(5), Wait(2));
+        assert_ne!(a, b, "the slot is reused under a new generation");
+        t.cancel(a); // stale: leaves the new timer alone
         assert_eq!(t.pop_due(now), None);
         assert_eq!(t.next_deadline(), Some(now + Duration::from_millis(5)));
-        assert_eq!(
-            t.pop_due(now + Duration::from_millis(5)),
-            Some(Action::Wait(2))
-        );
+        assert_eq!(t.pop_due(now + Duration::from_millis(5)), Some(Wait(2)));
     }
 
     #[test]
     fn cancelling_behind_an_earlier_timer_removes_at_once() {
         let mut t = Timers::new();
         let now = Instant::now();
-        t.add(now + Duration::from_secs(1), Action::Wait(0));
+        t.add(now + Duration::from_secs(1), Wait(0));
         for i in 1..1000 {
-            let k = t.add(now + Duration::from_secs(2), Action::Wait(i));
-            t.cancel(k, Action::Wait(i));
+            let k = t.add(now + Duration::from_secs(2), Wait(i));
+            t.cancel(k);
         }
         assert_eq!(t.len(), 1);
     }
@@ -225,9 +252,9 @@ mod tests {
         let mut kept = Vec::new();
         for i in 0..2000usize {
             let ms = next() % 500;
-            let k = t.add(now + Duration::from_millis(ms), Action::Wait(i));
+            let k = t.add(now + Duration::from_millis(ms), Wait(i));
             if next() % 3 == 0 {
-                t.cancel(k, Action::Wait(i));
+                t.cancel(k);
             } else {
                 kept.push((ms, i));
             }
@@ -235,7 +262,7 @@ mod tests {
         kept.sort_unstable(); // by deadline, then insertion order
         let end = now + Duration::from_secs(1);
         let fired: Vec<_> = std::iter::from_fn(|| t.pop_due(end)).collect();
-        let expected: Vec<_> = kept.iter().map(|&(_, i)| Action::Wait(i)).collect();
+        let expected: Vec<_> = kept.iter().map(|&(_, i)| Wait(i)).collect();
         assert_eq!(fired, expected);
     }
 }

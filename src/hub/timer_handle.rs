@@ -6,7 +6,8 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::{deadline_after, sleep_until_or_forever, JoinError, JoinHandle};
+use super::time::sleep_until_or_forever;
+use super::{deadline_after, JoinError, JoinHandle};
 
 /// The handle of [`spawn_after`] / [`spawn_at`].
 pub struct Scheduled<R> {

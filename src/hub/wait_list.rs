@@ -1,111 +1,147 @@
 //! A FIFO of waits that supports removing any member: the getters or
-//! putters of a queue, the waiters of an event or a join.
+//! putters of a queue, the waiters of an event.
 //!
-//! A doubly linked list threaded through a `Slab`, so pushing, popping and
-//! removing a member are O(1) and reuse slots (no allocation in a steady
-//! state).
+//! A ring buffer of `(ticket, wait)` in push order. Pushing and popping
+//! are a ring buffer's; removing a member (a wait that timed out or was
+//! killed) takes it out at once when it is at either end, the common case,
+//! and otherwise leaves a hole found by binary search on its ticket (the
+//! tickets increase along the ring) in O(log n). Holes are skipped by
+//! `pop_front` and squeezed out once they are half the ring, so their
+//! memory stays bounded, and a steady state allocates nothing.
 
-use slab::Slab;
+use std::collections::VecDeque;
 
-const NIL: usize = usize::MAX;
-
-struct Node {
-    wait: usize,
-    prev: usize,
-    next: usize,
-}
+use super::wait::WaitKey;
 
 /// Wait keys in the order they were pushed.
 pub(crate) struct WaitList {
-    nodes: Slab<Node>,
-    head: usize,
-    tail: usize,
+    /// `(ticket, wait)`; `None`: a removed member not yet squeezed out.
+    members: VecDeque<(usize, Option<WaitKey>)>,
+    /// The next push's ticket.
+    next_ticket: usize,
+    /// How many `None`s `members` holds.
+    holes: usize,
 }
 
 impl WaitList {
     pub(crate) fn new() -> WaitList {
         WaitList {
-            nodes: Slab::new(),
-            head: NIL,
-            tail: NIL,
+            members: VecDeque::new(),
+            next_ticket: 0,
+            holes: 0,
         }
     }
 
-    /// Appends `wait`; the returned key removes it.
-    pub(crate) fn push_back(&mut self, wait: usize) -> usize {
-        let key = self.nodes.insert(Node {
-            wait,
-            prev: self.tail,
-            next: NIL,
-        });
-        match self.tail {
-            NIL => self.head = key,
-            tail => self.nodes[tail].next = key,
-        }
-        self.tail = key;
-        key
+    /// Appends `wait`; the returned ticket removes it.
+    #[inline]
+    pub(crate) fn push_back(&mut self, wait: impl Into<WaitKey>) -> usize {
+        let ticket = self.next_ticket;
+        self.next_ticket = ticket.wrapping_add(1);
+        self.members.push_back((ticket, Some(wait.into())));
+        ticket
     }
 
     /// Removes and returns the oldest wait.
-    pub(crate) fn pop_front(&mut self) -> Option<usize> {
-        match self.head {
-            NIL => None,
-            head => Some(self.unlink(head)),
+    #[inline]
+    pub(crate) fn pop_front(&mut self) -> Option<WaitKey> {
+        loop {
+            match self.members.pop_front()? {
+                (_, Some(wait)) => return Some(wait),
+                (_, None) => self.holes -= 1,
+            }
         }
     }
 
-    /// Removes the member `key` (from `push_back`) if it is still there and
-    /// holds `wait`.
-    pub(crate) fn remove(&mut self, key: usize, wait: usize) -> bool {
-        if self.nodes.get(key).is_some_and(|n| n.wait == wait) {
-            self.unlink(key);
-            true
-        } else {
-            false
+    /// Removes the member `ticket` (from `push_back`) if it is still there
+    /// and holds `wait`.
+    pub(crate) fn remove(&mut self, ticket: usize, wait: impl Into<WaitKey>) -> bool {
+        let wait = Some(wait.into());
+        if self.members.back() == Some(&(ticket, wait)) {
+            self.members.pop_back();
+            // Holes that are now at the back go too.
+            while self.members.back().is_some_and(|m| m.1.is_none()) {
+                self.members.pop_back();
+                self.holes -= 1;
+            }
+            return true;
         }
+        if self.members.front() == Some(&(ticket, wait)) {
+            self.members.pop_front();
+            return true;
+        }
+        // Tickets increase from front to back (modulo wrapping, which
+        // would take 2^64 pushes on one list).
+        let Ok(i) = self.members.binary_search_by_key(&ticket, |m| m.0) else {
+            return false;
+        };
+        if self.members[i].1 != wait {
+            return false;
+        }
+        self.members[i].1 = None;
+        self.holes += 1;
+        if self.holes > 16 && self.holes * 2 > self.members.len() {
+            self.members.retain(|m| m.1.is_some());
+            self.holes = 0;
+        }
+        true
     }
 
     /// Whether nobody waits.
     pub(crate) fn is_empty(&self) -> bool {
-        self.head == NIL
-    }
-
-    fn unlink(&mut self, key: usize) -> usize {
-        let node = self.nodes.remove(key);
-        match node.prev {
-            NIL => self.head = node.next,
-            prev => self.nodes[prev].next = node.next,
-        }
-        match node.next {
-            NIL => self.tail = node.prev,
-            next => self.nodes[next].prev = node.prev,
-        }
-        node.wait
+        self.members.len() == self.holes
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::slots::SlotKey;
 
     #[test]
     fn fifo_with_removal_from_anywhere() {
+        let w = |i| WaitKey::pack(i, 0);
         let mut l = WaitList::new();
-        let a = l.push_back(10);
-        let b = l.push_back(20);
-        let c = l.push_back(30);
-        assert!(l.remove(b, 20));
-        assert!(!l.remove(b, 20), "already gone");
-        let d = l.push_back(40);
-        assert_eq!(d, b, "slot reused");
+        let a = l.push_back(w(10));
+        let b = l.push_back(w(20));
+        let c = l.push_back(w(30));
+        assert!(l.remove(b, w(20)));
+        assert!(!l.remove(b, w(20)), "already gone");
+        let _d = l.push_back(w(40));
         assert!(
-            !l.remove(a, 99),
+            !l.remove(a, w(99)),
             "a stale key with another wait is left alone"
         );
-        assert_eq!(l.pop_front(), Some(10));
-        assert!(l.remove(c, 30));
-        assert_eq!(l.pop_front(), Some(40));
+        assert_eq!(l.pop_front(), Some(w(10)));
+        assert!(l.remove(c, w(30)));
+        assert_eq!(l.pop_front(), Some(w(40)));
         assert_eq!(l.pop_front(), None);
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn holes_in_the_middle_are_skipped_and_squeezed_out() {
+        let w = |i| WaitKey::pack(i, 0);
+        let mut l = WaitList::new();
+        let first = l.push_back(w(0));
+        for round in 1..1000 {
+            let a = l.push_back(w(round));
+            let _b = l.push_back(w(round + 10_000));
+            assert!(l.remove(a, w(round)));
+            assert!(l.members.len() <= 2 * (round + 1) + 17, "holes are bounded");
+            // Waiters that come and go behind a long one leave nothing.
+            let c = l.push_back(w(99_999));
+            let d = l.push_back(w(99_998));
+            assert!(l.remove(c, w(99_999)));
+            assert!(l.remove(d, w(99_998)));
+        }
+        assert_eq!(l.pop_front(), Some(w(0)));
+        let _ = first;
+        let mut rest = Vec::new();
+        while let Some(k) = l.pop_front() {
+            rest.push(k);
+        }
+        let expected: Vec<_> = (1..1000).map(|r| w(r + 10_000)).collect();
+        assert_eq!(rest, expected);
         assert!(l.is_empty());
     }
 }

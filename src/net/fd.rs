@@ -80,7 +80,7 @@ fn wait_once(
     timeout: Option<Duration>,
     call: &'static str,
 ) -> io::Result<()> {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.map(|t| crate::hub::time::now() + t);
     // Ready now? One `poll` saves registering at all (and answers for
     // regular files, which epoll refuses).
     if poll_now(fd, dir)? {
@@ -367,6 +367,7 @@ fn drive<R>(
         Direction::Read => parts.read_timeout,
         Direction::Write => parts.write_timeout,
     };
+    parts.hub.coop();
     // The deadline counts from the first wait, not from each retry.
     let mut deadline: Option<Option<Instant>> = None;
     loop {
@@ -376,7 +377,7 @@ fn drive<R>(
                 done => return done,
             }
         }
-        let until = *deadline.get_or_insert_with(|| timeout.map(|t| Instant::now() + t));
+        let until = *deadline.get_or_insert_with(|| timeout.map(|t| crate::hub::time::now() + t));
         let on = wait_on(parts.fd, dir, until);
         parts.hub.wait_io(parts.reg, dir, until, call, on)?;
     }

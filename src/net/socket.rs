@@ -69,6 +69,7 @@ impl<S: Source + AsRawFd> Socket<S> {
         timeout: Option<Duration>,
         mut op: impl FnMut(&S) -> io::Result<R>,
     ) -> io::Result<R> {
+        self.hub.coop();
         // The deadline counts from the first wait, not from each retry.
         let mut deadline: Option<Option<Instant>> = None;
         loop {

@@ -1,0 +1,264 @@
+//! The scheduler: the hub greenlet's loop of rounds, the ready queue, and
+//! the hand-off that lets a blocking greenlet switch straight to the next
+//! ready one (see the [hub docs](super) for rounds).
+
+use std::time::Duration;
+
+use super::reactor::Reactor;
+use super::time;
+use super::wait::BlockedForever;
+use super::{hub, try_hub, Hub};
+use crate::error::SwitchError;
+use crate::greenlet::Greenlet;
+use crate::runtime::{Key, Runtime};
+use crate::stats::WaitOn;
+
+impl Hub {
+    /// The hub greenlet's loop; see the module docs.
+    pub(super) fn run_loop(&self) {
+        let main = Greenlet::main();
+        // Whether the last pass parked in `poll`: its events are fresh, so
+        // no second look is needed before the round.
+        let mut polled = false;
+        loop {
+            self.fire_due_timers();
+            if !std::mem::take(&mut polled) && self.wants_poll() && !self.ready.borrow().is_empty()
+            {
+                // Others are ready: collect I/O without waiting.
+                self.poll_io(Some(Duration::ZERO));
+            }
+            self.round_left.set(self.ready.borrow().len());
+            if let Some(next) = self.pop_ready() {
+                // What comes back (a spawned greenlet's `()`, a self-kill's
+                // error) only means "carry on".
+                let _ = next.switch::<(), ()>(());
+                continue;
+            }
+            if self.daemons.get() > 0 && self.main_in_run.get() && self.only_daemons_wait() {
+                // What is left would only keep daemons going: `run` returns.
+                self.main_in_run.set(false);
+                let _ = main.switch::<(), ()>(());
+                continue;
+            }
+            let deadline = self.timers.borrow_mut().next_deadline();
+            if let Some(deadline) = deadline.filter(|_| time::is_paused()) {
+                // A paused clock jumps to the next timer instead of
+                // waiting for it, once I/O that is ready has been taken.
+                if self.reactor.get().is_some() {
+                    self.poll_io(Some(Duration::ZERO));
+                    if !self.ready.borrow().is_empty() {
+                        continue;
+                    }
+                }
+                time::jump_to(deadline);
+                continue;
+            }
+            let timeout = deadline.map(|d| d.saturating_duration_since(time::now()));
+            if self.io_waits.get() > 0 {
+                // Park in `poll` until I/O, another thread's wake-up, or
+                // the first timer.
+                Runtime::get().set_waiting_on(Some(WaitOn::Hub));
+                self.park_io(timeout);
+                Runtime::get().set_waiting_on(None);
+                polled = true;
+                continue;
+            }
+            if let Some(timeout) = timeout {
+                // Only timers remain: park the thread until the first.
+                Runtime::get().set_waiting_on(Some(WaitOn::Hub));
+                match self.reactor.get() {
+                    // Remote work may arrive meanwhile.
+                    Some(_) => {
+                        self.poll_io(Some(timeout));
+                        polled = true;
+                    }
+                    None => std::thread::sleep(timeout),
+                }
+                Runtime::get().set_waiting_on(None);
+                continue;
+            }
+            if self.reactor.get().is_some_and(Reactor::has_mail) {
+                // Another thread posted work since the last poll: take it
+                // before deciding nothing is left.
+                self.poll_io(Some(Duration::ZERO));
+                continue;
+            }
+            // Nothing is left. Main ran `run` (which returns), or is
+            // blocked in a call nothing can ever complete (H9), or is in a
+            // switch of its own while the greenlets it started are all
+            // blocked: then its switch gets an error saying so (gevent's
+            // `LoopExit`), never a stray value.
+            if self.main_blocked.get().is_some() {
+                let _ = main.throw::<BlockedForever, ()>(BlockedForever);
+            } else if self.main_in_run.replace(false) {
+                let _ = main.switch::<(), ()>(());
+            } else {
+                let message = format!(
+                    "greenlet::hub: nothing can run: no greenlet is ready and no timer \
+                     is pending (the last blocking call was {}), so the hub switched \
+                     back to main",
+                    self.last_call.get()
+                );
+                let _ = main.throw::<String, ()>(message);
+            }
+        }
+    }
+
+    /// The next ready greenlet of the current round, skipping dead ones.
+    #[inline]
+    pub(super) fn pop_ready(&self) -> Option<Greenlet> {
+        while self.round_left.get() > 0 {
+            self.round_left.set(self.round_left.get() - 1);
+            let next = self.ready.borrow_mut().pop_front()?;
+            if !next.is_dead() {
+                self.refill_budget();
+                return Some(next);
+            }
+        }
+        None
+    }
+
+    /// The greenlet a blocking greenlet hands control to: the next ready one
+    /// of this round; at a round's end, a new round starts right here when
+    /// no timer is pending (the hub would do nothing else), otherwise `None`
+    /// (go through the hub, which fires the timers first).
+    #[inline]
+    pub(super) fn next_for_handoff(&self) -> Option<Greenlet> {
+        if self.round_left.get() == 0 {
+            if !self.timers.borrow().is_empty() || self.wants_poll() {
+                return None;
+            }
+            self.round_left.set(self.ready.borrow().len());
+        }
+        self.pop_ready()
+    }
+
+    /// Puts `g` at the back of the ready queue.
+    #[inline]
+    pub(super) fn make_ready(&self, g: Greenlet) {
+        self.ready.borrow_mut().push_back(g);
+    }
+
+    /// Called by a spawned greenlet about to return: its result goes to its
+    /// parent, so making the next ready greenlet its parent hands control
+    /// straight there instead of through the hub.
+    pub(super) fn hand_off_on_finish(&self) {
+        if let Some(next) = self.next_for_handoff() {
+            if Greenlet::current().set_parent(&next).is_err() {
+                // `next` is one of our own descendants: let the hub run it.
+                self.ready.borrow_mut().push_front(next);
+                self.round_left.set(self.round_left.get() + 1);
+            }
+        }
+    }
+
+    /// Puts the current greenlet at the back of the ready queue and lets the
+    /// others run.
+    #[inline]
+    pub(super) fn yield_now(&self) {
+        // An expired `with_timeout` scope interrupts a yielding loop too.
+        if let Some(s) = self.fired_scope() {
+            super::timeout::interrupted(s);
+        }
+        self.make_ready(Greenlet::current_owned());
+        self.switch_away("hub::yield_now");
+    }
+}
+
+/// The keys of the greenlets in this thread's ready queue (for `stats`).
+pub(crate) fn ready_keys() -> Vec<Key> {
+    try_hub().map_or_else(Vec::new, |hub| {
+        hub.ready.borrow().iter().map(Greenlet::key).collect()
+    })
+}
+
+/// Goes to the back of the ready queue and lets every other ready greenlet
+/// run first: strict round-robin (two greenlets yielding in turn run
+/// `1A 2A 1B 2B`). No allocation happens per call.
+#[inline]
+pub fn yield_now() {
+    hub().yield_now();
+}
+
+/// Drives the hub from the main greenlet until no greenlet is ready, no
+/// timer is pending and no greenlet waits on a socket or a channel.
+///
+/// # Panics
+///
+/// When called from a greenlet other than main.
+pub fn run() {
+    let hub = hub();
+    assert!(
+        Greenlet::current().is_main(),
+        "greenlet::hub::run must be called from the main greenlet"
+    );
+    /// Clears the flag on every exit path.
+    struct InRun<'a>(&'a Hub);
+    impl Drop for InRun<'_> {
+        fn drop(&mut self) {
+            self.0.main_in_run.set(false);
+        }
+    }
+    hub.main_in_run.set(true);
+    let _in_run = InRun(&hub);
+    loop {
+        hub.check_alive("hub::run");
+        let outcome = hub.greenlet.switch::<(), ()>(());
+        if !hub.main_in_run.get() {
+            // The hub ran out of work and cleared the flag.
+            return;
+        }
+        // A child of main panicked (or something threw into main) meanwhile:
+        // it must not vanish. A stray value (a child of main returned) only
+        // means: keep driving.
+        if let Err(SwitchError::Panicked(p) | SwitchError::Thrown(p)) = outcome {
+            std::panic::resume_unwind(p);
+        }
+    }
+}
+
+/// Runs `f` as a program's body on the main greenlet, then kills every
+/// greenlet it left alive (spawned or not; the hub itself is spared) and
+/// returns `f`'s value — or, if `f` panicked, kills them and then resumes
+/// the panic.
+///
+/// Greenlets still alive when a thread exits are killed from the thread's
+/// exit, after some of its thread-locals are already gone; a destructor on
+/// their stacks that touches one then fails. This kills them while every
+/// thread-local is still there, the way a server should shut down:
+/// connections' greenlets unwind, their sockets close, their guards run.
+/// A greenlet whose unwinding panics (or that refuses its kill) is
+/// reported on stderr in one line naming it, and the others are still
+/// killed.
+///
+/// # Panics
+///
+/// When called from a greenlet other than main, and when `f` panics.
+///
+/// ```
+/// use std::time::Duration;
+/// use greenlet::hub;
+///
+/// let served = hub::run_main(|| {
+///     let conn = hub::spawn(|| hub::sleep(Duration::from_secs(3600)));
+///     hub::sleep(Duration::from_millis(1)); // serve a while
+///     conn.is_finished()
+/// });
+/// assert!(!served); // the connection was still open; it has been killed
+/// ```
+pub fn run_main<R>(f: impl FnOnce() -> R) -> R {
+    assert!(
+        Greenlet::current().is_main(),
+        "greenlet::hub::run_main must be called from the main greenlet"
+    );
+    /// Kills what `f` left, on every exit path.
+    struct KillLeft;
+    impl Drop for KillLeft {
+        fn drop(&mut self) {
+            let spare = try_hub().map(|hub| hub.key);
+            Runtime::get().kill_all("when hub::run_main ended", spare);
+        }
+    }
+    let _left = KillLeft;
+    f()
+}

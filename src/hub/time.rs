@@ -1,0 +1,209 @@
+//! The hub's clock: [`sleep`], deadlines, the firing of due timers, and a
+//! test clock that can be [paused](pause) and [advanced](advance).
+//!
+//! Every deadline the hub computes (sleeps, `*_timeout` calls, socket
+//! timeouts, [`with_timeout`](super::with_timeout)) is measured on this
+//! thread's hub clock, which is [`Instant::now`] unless a test pauses it.
+//!
+//! # Testing with a paused clock
+//!
+//! While the clock is paused, [`now`] stands still, and whenever no
+//! greenlet is ready (and no socket is ready) the hub jumps the clock to
+//! the next timer instead of parking the thread. A test of a 30-second
+//! timeout then runs in microseconds, and the same way every time:
+//!
+//! ```
+//! use std::time::Duration;
+//! use greenlet::hub::{self, time, Queue};
+//!
+//! time::pause();
+//! let start = time::now();
+//! let q: Queue<u32> = Queue::new();
+//! // Nobody ever puts: the get times out after exactly 30 s of hub time.
+//! assert_eq!(q.get_timeout(Duration::from_secs(30)), None);
+//! assert_eq!(time::now() - start, Duration::from_secs(30));
+//!
+//! let sleeper = hub::spawn(|| hub::sleep(Duration::from_secs(10)));
+//! hub::yield_now(); // the sleeper starts and goes to sleep
+//! time::advance(Duration::from_secs(9));
+//! assert!(!sleeper.is_finished());
+//! time::advance(Duration::from_secs(1)); // its timer fires; it runs
+//! assert!(sleeper.is_finished());
+//! time::resume();
+//! ```
+//!
+//! The clock belongs to the thread (as its hub does); other threads'
+//! clocks are not affected.
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+use super::timer::Action;
+use super::wait::{Waiter, Wake};
+use super::{hub, yield_now, Hub};
+use crate::stats::WaitOn;
+
+#[derive(Clone, Copy)]
+enum Clock {
+    /// `Instant::now()`.
+    Real,
+    /// Stopped at this instant.
+    Paused(Instant),
+    /// Running again since `real` (a real instant), when it read `at`.
+    Resumed { at: Instant, real: Instant },
+}
+
+thread_local! {
+    static CLOCK: Cell<Clock> = const { Cell::new(Clock::Real) };
+}
+
+/// The current instant of this thread's hub clock: [`Instant::now`] unless
+/// the clock was [paused](pause) (then it moves only by [`advance`] and by
+/// the hub's jumps to the next timer).
+///
+/// ```
+/// use greenlet::hub::time;
+///
+/// let a = time::now();
+/// assert!(time::now() >= a);
+/// ```
+#[inline]
+pub fn now() -> Instant {
+    match CLOCK.with(Cell::get) {
+        Clock::Real => Instant::now(),
+        Clock::Paused(at) => at,
+        Clock::Resumed { at, real } => at + real.elapsed(),
+    }
+}
+
+/// Stops this thread's hub clock (tokio's `time::pause`): [`now`] stands
+/// still until [`advance`] moves it, and whenever nothing is ready to run
+/// the hub jumps it to the next timer instead of waiting. See the [module
+/// docs](self).
+///
+/// # Panics
+///
+/// When the clock is already paused.
+pub fn pause() {
+    let at = now();
+    CLOCK.with(|c| {
+        assert!(
+            !matches!(c.get(), Clock::Paused(_)),
+            "greenlet::hub::time::pause: the clock is already paused"
+        );
+        c.set(Clock::Paused(at));
+    });
+}
+
+/// Restarts this thread's paused hub clock: it runs on from where it
+/// stood, at the real clock's rate.
+///
+/// # Panics
+///
+/// When the clock is not paused.
+pub fn resume() {
+    CLOCK.with(|c| match c.get() {
+        Clock::Paused(at) => c.set(Clock::Resumed {
+            at,
+            real: Instant::now(),
+        }),
+        _ => panic!("greenlet::hub::time::resume: the clock is not paused"),
+    });
+}
+
+/// Moves this thread's paused hub clock forward by `d`, then lets the
+/// greenlets whose timers came due run (the caller blocks as in
+/// [`sleep`], waking after them).
+///
+/// # Panics
+///
+/// When the clock is not paused, when `now() + d` cannot be represented,
+/// and as any blocking call (see the [hub docs](super)).
+pub fn advance(d: Duration) {
+    let to = CLOCK.with(|c| match c.get() {
+        Clock::Paused(at) => {
+            let to = at
+                .checked_add(d)
+                .expect("greenlet::hub::time::advance: the clock would overflow");
+            c.set(Clock::Paused(to));
+            to
+        }
+        _ => panic!("greenlet::hub::time::advance: the clock is not paused"),
+    });
+    // A timer at `to` is due at once; it is behind every timer due by
+    // then (deadline order, ties in the order they were set).
+    sleep_until(to);
+}
+
+/// Whether this thread's clock is paused.
+#[inline]
+pub(super) fn is_paused() -> bool {
+    matches!(CLOCK.with(Cell::get), Clock::Paused(_))
+}
+
+/// Moves a paused clock to `to` if that is later (the hub's jump to its
+/// next timer).
+pub(super) fn jump_to(to: Instant) {
+    CLOCK.with(|c| {
+        if let Clock::Paused(at) = c.get() {
+            if to > at {
+                c.set(Clock::Paused(to));
+            }
+        }
+    });
+}
+
+/// The instant `d` from now, or `None` ("no deadline") when it cannot be
+/// represented: a timeout too long to ever pass (`Duration::MAX`, say) is
+/// no timeout at all, as std and tokio treat it.
+#[inline]
+pub(crate) fn deadline_after(d: Duration) -> Option<Instant> {
+    now().checked_add(d)
+}
+
+/// Suspends the current greenlet for `d` (rows H3, H4). `sleep(0)` is
+/// [`yield_now`]; sleepers wake in deadline order, ties in the order they
+/// went to sleep, and only after every greenlet that was ready.
+pub fn sleep(d: Duration) {
+    if d.is_zero() {
+        return yield_now();
+    }
+    sleep_until_or_forever(deadline_after(d));
+}
+
+/// Suspends the current greenlet until `deadline` (at least until the next
+/// round if it has passed). Greenlets sleeping until the same instant wake
+/// together, in the order they went to sleep, which makes schedules that do
+/// not depend on how fast the code in between runs.
+pub fn sleep_until(deadline: Instant) {
+    sleep_until_or_forever(Some(deadline));
+}
+
+/// Sleeps until `deadline`, or until killed, thrown into or interrupted
+/// when there is none.
+pub(crate) fn sleep_until_or_forever(deadline: Option<Instant>) {
+    let hub = hub();
+    let mut waiter = Waiter::new(&hub, deadline, |_| ());
+    waiter.wait("hub::sleep", WaitOn::Sleep { until: deadline });
+}
+
+impl Hub {
+    /// Moves the greenlets of due timers to the ready queue, in deadline
+    /// order.
+    pub(super) fn fire_due_timers(&self) {
+        if self.timers.borrow().is_empty() {
+            return;
+        }
+        let now = now();
+        loop {
+            let due = self.timers.borrow_mut().pop_due(now);
+            match due {
+                Some(Action::Wait(w)) => {
+                    self.wake(w, Wake::TimedOut);
+                }
+                Some(Action::Interrupt(s)) => self.interrupt(s),
+                None => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! Waiting: the one place where a greenlet blocks.
+//!
+//! Every blocking call of the hub (a queue's `get` and `put`, an event's
+//! `wait`, a `join`, a `sleep`, a socket or channel wait) builds a
+//! [`Waiter`]: it registers a *wait* (the greenlet, why it was woken, its
+//! deadline's timer), lets the primitive put the wait's key on its own list,
+//! switches away until the wait is woken, and on every exit path (woken,
+//! timed out, interrupted by `with_timeout`, killed, thrown into) ends the
+//! wait, cancels its timer, clears the `stats` and scope bookkeeping and
+//! calls the primitive's [`Unlink`] once. A primitive supplies only that
+//! unlinking.
+
+use std::time::Instant;
+
+use super::slots::{slot_key, SlotKey};
+use super::timeout::{interrupted, ScopeKey};
+use super::timer::Action;
+use super::{daemon, Hub};
+use crate::error::SwitchError;
+use crate::greenlet::Greenlet;
+use crate::runtime::{Key, Runtime, MAIN};
+use crate::stats::WaitOn;
+
+slot_key! {
+    /// Names one blocked call's wait. A key kept past the wait's end (in a
+    /// wait list, a socket's waiters, a scope) names nothing, even after its
+    /// slot is reused.
+    WaitKey
+}
+
+/// The packed form, for code that keeps wait keys as plain integers.
+impl From<WaitKey> for usize {
+    #[inline]
+    fn from(key: WaitKey) -> usize {
+        key.packed()
+    }
+}
+
+/// From the packed form ([`From<WaitKey> for usize`]).
+impl From<usize> for WaitKey {
+    #[inline]
+    fn from(packed: usize) -> WaitKey {
+        // With generation 0, `pack` keeps its index argument as it is, so
+        // the packed form round-trips.
+        WaitKey::pack(packed, 0)
+    }
+}
+
+/// Why a wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// Not yet.
+    Pending,
+    /// What it waited for happened.
+    Ready,
+    /// Its own deadline passed.
+    TimedOut,
+    /// The `with_timeout` scope with this key expired.
+    Interrupted(ScopeKey),
+}
+
+/// How a [`Waiter::wait`] ended (an interruption unwinds instead).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Woken {
+    /// What it waited for happened.
+    Ready,
+    /// Its deadline passed first.
+    TimedOut,
+}
+
+/// One blocked call.
+pub(super) struct Wait {
+    /// Moved to the ready queue by the wake-up.
+    greenlet: Option<Greenlet>,
+    pub(super) wake: Wake,
+    pub(super) timer: Option<super::timer::TimerKey>,
+    /// Made by a daemon greenlet: it does not keep `run` going.
+    pub(super) daemon: bool,
+}
+
+/// What a primitive undoes when one of its waits ends.
+pub(crate) trait Unlink {
+    /// Called once, on every exit path, after the wait has ended: `how` is
+    /// [`Wake::Ready`] when something woke it (and so took it off the
+    /// primitive's list), anything else when it is still there.
+    fn unlink(&mut self, hub: &Hub, key: WaitKey, how: Wake);
+}
+
+/// A wait nobody but the hub knows of (a `sleep`).
+impl Unlink for () {
+    #[inline]
+    fn unlink(&mut self, _: &Hub, _: WaitKey, _: Wake) {}
+}
+
+/// A registered wait of the current greenlet; dropping it ends the wait.
+pub(crate) struct Waiter<'h, U: Unlink> {
+    hub: &'h Hub,
+    key: WaitKey,
+    /// The primitive's part (its list node, what it was woken for...).
+    pub(crate) link: U,
+}
+
+impl<'h, U: Unlink> Waiter<'h, U> {
+    /// Registers a wait of the current greenlet with an optional deadline;
+    /// `link` puts its key where the primitive's wakers find it.
+    #[inline]
+    pub(crate) fn new(
+        hub: &'h Hub,
+        deadline: Option<Instant>,
+        link: impl FnOnce(WaitKey) -> U,
+    ) -> Waiter<'h, U> {
+        let key = hub.register(deadline);
+        /// Ends the wait if `link` panics.
+        struct Registered<'a>(&'a Hub, WaitKey);
+        impl Drop for Registered<'_> {
+            fn drop(&mut self) {
+                self.0.end(self.1);
+            }
+        }
+        let registered = Registered(hub, key);
+        let link = link(key);
+        std::mem::forget(registered);
+        Waiter { hub, key, link }
+    }
+
+    /// Blocks until the wait is woken; `call` names the blocking call for
+    /// errors, `on` describes it for `stats`. An expired `with_timeout`
+    /// scope unwinds out of here (the wait ends as the waiter drops).
+    #[inline]
+    pub(crate) fn wait(&mut self, call: &'static str, on: WaitOn) -> Woken {
+        match self.hub.block_key(self.key, call, on) {
+            Wake::Ready => Woken::Ready,
+            Wake::TimedOut | Wake::Pending => Woken::TimedOut,
+            Wake::Interrupted(s) => interrupted(s),
+        }
+    }
+}
+
+impl<U: Unlink> Drop for Waiter<'_, U> {
+    #[inline]
+    fn drop(&mut self) {
+        let how = self.hub.end(self.key);
+        self.link.unlink(self.hub, self.key, how);
+    }
+}
+
+/// The private payload thrown into main when it would block forever.
+pub(super) struct BlockedForever;
+
+impl Hub {
+    /// Registers a wait for the current greenlet, with an optional
+    /// deadline.
+    #[inline]
+    fn register(&self, deadline: Option<Instant>) -> WaitKey {
+        let daemon = self.daemons.get() > 0 && daemon::current_is_daemon();
+        let w = self.waits.borrow_mut().insert(Wait {
+            greenlet: Some(Greenlet::current_owned()),
+            wake: Wake::Pending,
+            timer: None,
+            daemon,
+        });
+        if let Some(deadline) = deadline {
+            let t = self.timers.borrow_mut().add(deadline, Action::Wait(w));
+            if let Some(wait) = self.waits.borrow_mut().get_mut(w) {
+                wait.timer = Some(t);
+            }
+        }
+        w
+    }
+
+    /// Ends wait `w` and says how it ended.
+    #[inline]
+    fn end(&self, w: WaitKey) -> Wake {
+        let wait = self.waits.borrow_mut().remove(w);
+        match wait {
+            Some(wait) => {
+                if let Some(t) = wait.timer {
+                    self.timers.borrow_mut().cancel(t);
+                }
+                wait.wake
+            }
+            None => Wake::Pending,
+        }
+    }
+
+    /// Registers a wait for the current greenlet; returns its key in
+    /// packed form. Prefer [`Waiter`], which cannot forget to end it.
+    #[allow(dead_code)]
+    pub(crate) fn new_wait(&self, deadline: Option<Instant>) -> usize {
+        self.register(deadline).into()
+    }
+
+    /// Ends wait `w` (from [`new_wait`](Hub::new_wait)) and says how it
+    /// ended.
+    #[allow(dead_code)]
+    pub(crate) fn end_wait(&self, w: impl Into<WaitKey>) -> Wake {
+        self.end(w.into())
+    }
+
+    /// Blocks the current greenlet in wait `w` (from
+    /// [`new_wait`](Hub::new_wait)) until it is woken.
+    #[allow(dead_code)]
+    pub(crate) fn block(&self, w: impl Into<WaitKey>, call: &'static str, on: WaitOn) -> Wake {
+        self.block_key(w.into(), call, on)
+    }
+
+    /// Wakes wait `w` for `reason` unless it was already woken (or has
+    /// ended); returns whether this call woke it.
+    #[inline]
+    pub(crate) fn wake(&self, w: impl Into<WaitKey>, reason: Wake) -> bool {
+        let w = w.into();
+        let (greenlet, timer) = {
+            let mut waits = self.waits.borrow_mut();
+            let Some(wait) = waits.get_mut(w) else {
+                return false;
+            };
+            if wait.wake != Wake::Pending {
+                return false;
+            }
+            wait.wake = reason;
+            (wait.greenlet.take(), wait.timer.take())
+        };
+        if let Some(t) = timer {
+            self.timers.borrow_mut().cancel(t);
+        }
+        if let Some(greenlet) = greenlet {
+            self.make_ready(greenlet);
+        }
+        true
+    }
+
+    /// Blocks the current greenlet in wait `w` until it is woken.
+    fn block_key(&self, w: WaitKey, call: &'static str, on: WaitOn) -> Wake {
+        // A `with_timeout` scope that already expired interrupts right away.
+        if let Some(s) = self.fired_scope() {
+            return Wake::Interrupted(s);
+        }
+        /// Undoes what `block` points at `w` on every exit path: a throw
+        /// or a child's panic unwinds out of `switch_away`.
+        struct Unblock<'a>(&'a Hub);
+        impl Drop for Unblock<'_> {
+            fn drop(&mut self) {
+                Runtime::get().set_waiting_on(None);
+                self.0.set_scopes_wait(None);
+            }
+        }
+        self.set_scopes_wait(Some(w));
+        Runtime::get().set_waiting_on(Some(on));
+        let unblock = Unblock(self);
+        let wake = loop {
+            self.switch_away(call);
+            let wake = self
+                .waits
+                .borrow()
+                .get(w)
+                .map_or(Wake::Pending, |wait| wait.wake);
+            if wake != Wake::Pending {
+                break wake;
+            }
+        };
+        drop(unblock);
+        wake
+    }
+
+    /// Gives control to the next ready greenlet (or the hub) until
+    /// something switches back here. Inlined so that no call/return pair
+    /// straddles the stack switch (the CPU's return prediction suffers).
+    #[inline(always)]
+    pub(super) fn switch_away(&self, call: &'static str) {
+        let me = Runtime::get().current();
+        if me == self.key {
+            panic!("greenlet::hub: {call} cannot block inside the hub greenlet");
+        }
+        let is_main = me == MAIN;
+        if is_main {
+            self.main_blocked.set(Some(call));
+        }
+        self.last_call.set(call);
+        let next = self.next_for_handoff();
+        let outcome = match &next {
+            Some(g) => g.switch::<(), ()>(()),
+            None => {
+                self.check_alive(call);
+                self.greenlet.switch::<(), ()>(())
+            }
+        };
+        drop(next);
+        if is_main {
+            self.main_blocked.set(None);
+        }
+        match outcome {
+            Ok(()) => {}
+            Err(SwitchError::Thrown(p)) if p.is::<BlockedForever>() => panic!(
+                "greenlet::hub: {call} would block forever: \
+                 no other greenlet is ready and no timer is pending"
+            ),
+            Err(SwitchError::Unwinding) => {
+                panic!("greenlet::hub: {call} cannot block while the greenlet unwinds")
+            }
+            // A panic of a child whose parent is this greenlet, or a throw
+            // into it: it must not vanish, so it unwinds out of the blocking
+            // call (whose waiter ends the wait), as `resume_unwind`.
+            Err(SwitchError::Panicked(p) | SwitchError::Thrown(p)) => {
+                self.forget_ready(me);
+                crate::unwind::require_unwinding("a throw into a blocked greenlet");
+                std::panic::resume_unwind(p)
+            }
+            // Anything else (a stray value) is a spurious wake-up: the
+            // caller checks its wait and blocks again.
+            Err(_) => {}
+        }
+    }
+
+    /// Panics if the hub greenlet is dead: a switch to it would land back
+    /// in the caller (or in main) and the blocking call would spin.
+    #[inline]
+    pub(super) fn check_alive(&self, call: &str) {
+        if self.greenlet.is_dead() {
+            hub_is_dead(call);
+        }
+    }
+
+    /// Takes greenlet `key` off the ready queue, if it is there: it is
+    /// leaving its blocking call another way (cold path).
+    #[cold]
+    fn forget_ready(&self, key: Key) {
+        let mut ready = self.ready.borrow_mut();
+        if let Some(i) = ready.iter().position(|g| g.key() == key) {
+            let g = ready.remove(i);
+            if i < self.round_left.get() {
+                self.round_left.set(self.round_left.get() - 1);
+            }
+            drop(ready);
+            drop(g);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn hub_is_dead(call: &str) -> ! {
+    panic!(
+        "greenlet::hub: {call} cannot block: this thread's hub greenlet is dead (it was \
+         killed, a switch hook panicked on its switch, or the thread is exiting), so \
+         nothing could ever wake the caller"
+    )
+}

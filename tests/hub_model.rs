@@ -1,0 +1,779 @@
+//! A model-based randomized test of the hub: random programs of `spawn`,
+//! `yield_now`, `sleep`, queue puts and gets (unbounded and bounded, with
+//! and without timeouts), `Event` set / clear / wait, `join`, `kill` and
+//! `with_timeout`, run on the real hub under the paused clock and on a
+//! small reference model of the round-based scheduler (no stacks). The full
+//! traces (who completes which call, with what result, at what hub time,
+//! in order) and the queues' final contents must match.
+//!
+//! Each program is a list of greenlets, each a list of steps; main spawns
+//! them all in order and calls `run`. A step is one call, optionally inside
+//! `with_timeout`. Greenlets name each other by index.
+//!
+//! 10,000 cases run in `cargo test`; set `GREENLET_HUB_MODEL_CASES` for
+//! more. A failure shrinks to a minimal program, printed in the message.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use greenlet::hub::{self, time, Event, JoinError, JoinHandle, Queue};
+use greenlet::Greenlet;
+use proptest::prelude::*;
+
+const QUEUES: usize = 3;
+const EVENTS: usize = 2;
+
+/// Queue 0 is unbounded, 1 holds one item, 2 holds two.
+fn capacity(q: usize) -> Option<usize> {
+    [None, Some(1), Some(2)][q]
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Yield,
+    Sleep(u64),
+    Put { q: usize, timeout: Option<u64> },
+    Get { q: usize, timeout: Option<u64> },
+    Set(usize),
+    Clear(usize),
+    Wait { e: usize, timeout: Option<u64> },
+    Join(usize),
+    Kill(usize),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Step {
+    op: Op,
+    /// Inside `with_timeout` of this many milliseconds.
+    scope: Option<u64>,
+}
+
+type Program = Vec<Vec<Step>>;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Outcome {
+    Done,
+    Got(Option<u8>),
+    Put(Result<(), u8>),
+    Waited(bool),
+    Joined(Result<u8, &'static str>),
+    /// The step's `with_timeout` expired.
+    Elapsed,
+}
+
+/// `(greenlet, step, hub milliseconds, outcome)`.
+type Entry = (usize, usize, u64, Outcome);
+
+/// The value greenlet `g` puts at step `s`.
+fn value(g: usize, s: usize) -> u8 {
+    (g * 16 + s) as u8
+}
+
+// ---------------------------------------------------------------- real --
+
+struct World {
+    queues: Vec<Queue<u8>>,
+    events: Vec<Event>,
+    handles: RefCell<Vec<Option<JoinHandle<u8>>>>,
+    greenlets: RefCell<Vec<Greenlet>>,
+    trace: RefCell<Vec<Entry>>,
+    start: Instant,
+}
+
+fn exec(w: &World, me: usize, s: usize, op: Op) -> Outcome {
+    let ms = Duration::from_millis;
+    match op {
+        Op::Yield => {
+            hub::yield_now();
+            Outcome::Done
+        }
+        Op::Sleep(t) => {
+            hub::sleep(ms(t));
+            Outcome::Done
+        }
+        Op::Put { q, timeout: None } => {
+            w.queues[q].put(value(me, s));
+            Outcome::Put(Ok(()))
+        }
+        Op::Put {
+            q,
+            timeout: Some(t),
+        } => Outcome::Put(w.queues[q].put_timeout(value(me, s), ms(t))),
+        Op::Get { q, timeout: None } => Outcome::Got(Some(w.queues[q].get())),
+        Op::Get {
+            q,
+            timeout: Some(t),
+        } => Outcome::Got(w.queues[q].get_timeout(ms(t))),
+        Op::Set(e) => {
+            w.events[e].set();
+            Outcome::Done
+        }
+        Op::Clear(e) => {
+            w.events[e].clear();
+            Outcome::Done
+        }
+        Op::Wait { e, timeout: None } => {
+            w.events[e].wait();
+            Outcome::Waited(true)
+        }
+        Op::Wait {
+            e,
+            timeout: Some(t),
+        } => Outcome::Waited(w.events[e].wait_timeout(ms(t))),
+        Op::Join(j) if j == me => Outcome::Done,
+        Op::Join(j) => {
+            let h = w.handles.borrow_mut()[j].take();
+            Outcome::Joined(match h {
+                None => Err("gone"),
+                Some(h) => match h.join() {
+                    Ok(v) => Ok(v),
+                    Err(JoinError::Killed) => Err("killed"),
+                    Err(_) => Err("panicked"),
+                },
+            })
+        }
+        Op::Kill(j) if j == me => Outcome::Done,
+        Op::Kill(j) => {
+            let g = w.greenlets.borrow()[j].clone();
+            g.kill();
+            Outcome::Done
+        }
+    }
+}
+
+fn run_real(prog: &Program) -> (Vec<Entry>, Vec<Vec<u8>>) {
+    let w = Rc::new(World {
+        queues: (0..QUEUES)
+            .map(|q| match capacity(q) {
+                None => Queue::new(),
+                Some(c) => Queue::bounded(c),
+            })
+            .collect(),
+        events: (0..EVENTS).map(|_| Event::new()).collect(),
+        handles: RefCell::new(Vec::new()),
+        greenlets: RefCell::new(Vec::new()),
+        trace: RefCell::new(Vec::new()),
+        start: time::now(),
+    });
+    for (me, steps) in prog.iter().enumerate() {
+        let (w2, steps) = (w.clone(), steps.clone());
+        let h = hub::spawn(move || {
+            for (s, step) in steps.iter().enumerate() {
+                let outcome = match step.scope {
+                    None => exec(&w2, me, s, step.op),
+                    Some(t) => {
+                        hub::with_timeout(Duration::from_millis(t), || exec(&w2, me, s, step.op))
+                            .unwrap_or(Outcome::Elapsed)
+                    }
+                };
+                let at = (time::now() - w2.start).as_millis() as u64;
+                w2.trace.borrow_mut().push((me, s, at, outcome));
+            }
+            me as u8
+        });
+        w.greenlets.borrow_mut().push(h.greenlet().clone());
+        w.handles.borrow_mut().push(Some(h));
+    }
+    hub::run();
+    // Whatever is left is blocked for good: unwind it, then let the hub
+    // drop the dead from its ready queue.
+    let left: Vec<Greenlet> = w.greenlets.borrow().clone();
+    for g in left {
+        g.kill();
+    }
+    hub::run();
+    let contents = w
+        .queues
+        .iter()
+        .map(|q| std::iter::from_fn(|| q.try_get()).collect())
+        .collect();
+    let trace = w.trace.borrow().clone();
+    w.handles.borrow_mut().clear();
+    w.greenlets.borrow_mut().clear();
+    (trace, contents)
+}
+
+// --------------------------------------------------------------- model --
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Wake {
+    Pending,
+    Ready,
+    TimedOut,
+    Interrupted,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Sleep,
+    Get(usize),
+    Put(usize, u8),
+    Event(usize),
+    Join(usize),
+}
+
+struct Wait {
+    g: usize,
+    wake: Wake,
+    timer: Option<u64>,
+    kind: Kind,
+}
+
+#[derive(Clone, Copy)]
+enum Action {
+    Wait(usize),
+    Scope(usize),
+}
+
+struct Scope {
+    fired: bool,
+    timer: u64,
+    wait: Option<usize>,
+}
+
+#[derive(Default)]
+struct QueueM {
+    items: VecDeque<u8>,
+    cap: Option<usize>,
+    getters: VecDeque<usize>,
+    putters: VecDeque<usize>,
+    reserved_items: usize,
+    reserved_slots: usize,
+}
+
+#[derive(Default)]
+struct EventM {
+    set: bool,
+    waiters: VecDeque<usize>,
+}
+
+#[derive(Default)]
+struct G {
+    steps: Vec<Step>,
+    pc: usize,
+    started: bool,
+    dead: bool,
+    result: Option<Result<u8, &'static str>>,
+    handle_taken: bool,
+    joiner: Option<usize>,
+    /// The wait it is blocked in.
+    wait: Option<usize>,
+    /// Its active `with_timeout` scope.
+    scope: Option<usize>,
+}
+
+/// How a greenlet left the CPU.
+enum Left {
+    /// Blocked, or yielded (it is on the ready queue).
+    Switched,
+    Finished,
+}
+
+#[derive(Default)]
+struct Model {
+    gs: Vec<G>,
+    queues: Vec<QueueM>,
+    events: Vec<EventM>,
+    ready: VecDeque<usize>,
+    round_left: usize,
+    /// `(deadline, seq) -> action`.
+    timers: BTreeMap<(u64, u64), Action>,
+    seq: u64,
+    waits: BTreeMap<usize, Wait>,
+    next_wait: usize,
+    scopes: BTreeMap<usize, Scope>,
+    next_scope: usize,
+    now: u64,
+    trace: Vec<Entry>,
+}
+
+impl Model {
+    fn add_timer(&mut self, deadline: u64, action: Action) -> u64 {
+        let seq = self.seq;
+        self.seq += 1;
+        self.timers.insert((deadline, seq), action);
+        seq
+    }
+
+    fn cancel_timer(&mut self, seq: u64) {
+        self.timers.retain(|&(_, s), _| s != seq);
+    }
+
+    fn new_wait(&mut self, g: usize, timeout: Option<u64>, kind: Kind) -> usize {
+        let w = self.next_wait;
+        self.next_wait += 1;
+        let timer = timeout.map(|t| self.add_timer(self.now + t, Action::Wait(w)));
+        self.waits.insert(
+            w,
+            Wait {
+                g,
+                wake: Wake::Pending,
+                timer,
+                kind,
+            },
+        );
+        self.gs[g].wait = Some(w);
+        if let Some(s) = self.gs[g].scope {
+            self.scopes.get_mut(&s).unwrap().wait = Some(w);
+        }
+        w
+    }
+
+    fn wake(&mut self, w: usize, why: Wake) -> bool {
+        let Some(wait) = self.waits.get_mut(&w) else {
+            return false;
+        };
+        if wait.wake != Wake::Pending {
+            return false;
+        }
+        wait.wake = why;
+        let (g, timer) = (wait.g, wait.timer.take());
+        if let Some(t) = timer {
+            self.cancel_timer(t);
+        }
+        self.ready.push_back(g);
+        true
+    }
+
+    fn wake_getter(&mut self, q: usize) {
+        while self.queues[q].items.len() > self.queues[q].reserved_items {
+            let Some(w) = self.queues[q].getters.pop_front() else {
+                return;
+            };
+            if self.wake(w, Wake::Ready) {
+                self.queues[q].reserved_items += 1;
+                return;
+            }
+        }
+    }
+
+    fn has_space(&self, q: usize) -> bool {
+        let m = &self.queues[q];
+        m.cap.is_none_or(|c| m.items.len() + m.reserved_slots < c)
+    }
+
+    fn wake_putter(&mut self, q: usize) {
+        while self.has_space(q) {
+            let Some(w) = self.queues[q].putters.pop_front() else {
+                return;
+            };
+            if self.wake(w, Wake::Ready) {
+                self.queues[q].reserved_slots += 1;
+                return;
+            }
+        }
+    }
+
+    /// Ends wait `w` of its greenlet, unlinking it as its primitive does;
+    /// `used`: the call took what it was woken for.
+    fn end_wait(&mut self, w: usize, used: bool) -> Wake {
+        let wait = self.waits.remove(&w).unwrap();
+        if let Some(t) = wait.timer {
+            self.cancel_timer(t);
+        }
+        let g = wait.g;
+        self.gs[g].wait = None;
+        if let Some(s) = self.gs[g].scope {
+            self.scopes.get_mut(&s).unwrap().wait = None;
+        }
+        let ready = wait.wake == Wake::Ready;
+        match wait.kind {
+            Kind::Sleep => {}
+            Kind::Get(q) => match (ready, used) {
+                (true, true) => {}
+                (true, false) => {
+                    self.queues[q].reserved_items -= 1;
+                    self.wake_getter(q);
+                }
+                (false, _) => self.queues[q].getters.retain(|x| *x != w),
+            },
+            Kind::Put(q, _) => match (ready, used) {
+                (true, true) => {}
+                (true, false) => {
+                    self.queues[q].reserved_slots -= 1;
+                    self.wake_putter(q);
+                }
+                (false, _) => self.queues[q].putters.retain(|x| *x != w),
+            },
+            Kind::Event(e) => {
+                if !ready {
+                    self.events[e].waiters.retain(|x| *x != w);
+                }
+            }
+            Kind::Join(j) => {
+                if self.gs[j].joiner == Some(w) {
+                    self.gs[j].joiner = None;
+                }
+            }
+        }
+        wait.wake
+    }
+
+    fn end_scope(&mut self, g: usize) {
+        if let Some(s) = self.gs[g].scope.take() {
+            let scope = self.scopes.remove(&s).unwrap();
+            self.cancel_timer(scope.timer);
+        }
+    }
+
+    fn finish(&mut self, g: usize, result: Result<u8, &'static str>) {
+        self.gs[g].dead = true;
+        self.gs[g].result = Some(result);
+        if let Some(w) = self.gs[g].joiner.take() {
+            self.wake(w, Wake::Ready);
+        }
+    }
+
+    fn record(&mut self, g: usize, outcome: Outcome) {
+        let s = self.gs[g].pc;
+        self.end_scope(g);
+        self.trace.push((g, s, self.now, outcome));
+        self.gs[g].pc += 1;
+    }
+
+    /// Completes the blocked call of `g` after its wake-up.
+    fn complete(&mut self, g: usize) {
+        let w = self.gs[g].wait.unwrap();
+        let wake = self.waits[&w].wake;
+        let kind = self.waits[&w].kind;
+        if wake == Wake::Interrupted {
+            self.end_wait(w, false);
+            return self.record(g, Outcome::Elapsed);
+        }
+        let outcome = match (kind, wake) {
+            (Kind::Sleep, _) => Outcome::Done,
+            (Kind::Get(q), Wake::Ready) => {
+                let m = &mut self.queues[q];
+                m.reserved_items -= 1;
+                let item = m.items.pop_front();
+                self.wake_putter(q);
+                Outcome::Got(item)
+            }
+            (Kind::Get(_), _) => Outcome::Got(None),
+            (Kind::Put(q, v), Wake::Ready) => {
+                let m = &mut self.queues[q];
+                m.reserved_slots -= 1;
+                m.items.push_back(v);
+                self.wake_getter(q);
+                Outcome::Put(Ok(()))
+            }
+            (Kind::Put(_, v), _) => Outcome::Put(Err(v)),
+            (Kind::Event(_), Wake::Ready) => Outcome::Waited(true),
+            (Kind::Event(e), _) => Outcome::Waited(self.events[e].set),
+            (Kind::Join(j), _) => Outcome::Joined(self.gs[j].result.unwrap()),
+        };
+        self.end_wait(w, true);
+        self.record(g, outcome);
+    }
+
+    fn kill(&mut self, j: usize) {
+        if self.gs[j].dead {
+            return;
+        }
+        if self.gs[j].started {
+            if let Some(w) = self.gs[j].wait {
+                self.end_wait(w, false);
+            }
+            self.end_scope(j);
+        }
+        self.finish(j, Err("killed"));
+    }
+
+    /// Runs `g` until it switches away or finishes.
+    fn run(&mut self, g: usize) -> Left {
+        if !self.gs[g].started {
+            self.gs[g].started = true;
+        } else if self.gs[g].wait.is_some() {
+            self.complete(g);
+        } else {
+            // Back from a yield.
+            self.record(g, Outcome::Done);
+        }
+        loop {
+            let pc = self.gs[g].pc;
+            let Some(step) = self.gs[g].steps.get(pc).copied() else {
+                self.finish(g, Ok(g as u8));
+                return Left::Finished;
+            };
+            if let Some(t) = step.scope {
+                let s = self.next_scope;
+                self.next_scope += 1;
+                let timer = self.add_timer(self.now + t, Action::Scope(s));
+                self.scopes.insert(
+                    s,
+                    Scope {
+                        fired: false,
+                        timer,
+                        wait: None,
+                    },
+                );
+                self.gs[g].scope = Some(s);
+            }
+            let outcome = match step.op {
+                Op::Yield => {
+                    self.ready.push_back(g);
+                    return Left::Switched;
+                }
+                Op::Sleep(t) => {
+                    self.new_wait(g, Some(t), Kind::Sleep);
+                    return Left::Switched;
+                }
+                Op::Put { q, timeout } => {
+                    if self.has_space(q) {
+                        self.queues[q].items.push_back(value(g, pc));
+                        self.wake_getter(q);
+                        Outcome::Put(Ok(()))
+                    } else {
+                        let w = self.new_wait(g, timeout, Kind::Put(q, value(g, pc)));
+                        self.queues[q].putters.push_back(w);
+                        return Left::Switched;
+                    }
+                }
+                Op::Get { q, timeout } => {
+                    let m = &mut self.queues[q];
+                    if m.items.len() > m.reserved_items {
+                        let item = m.items.pop_front();
+                        self.wake_putter(q);
+                        Outcome::Got(item)
+                    } else {
+                        let w = self.new_wait(g, timeout, Kind::Get(q));
+                        self.queues[q].getters.push_back(w);
+                        return Left::Switched;
+                    }
+                }
+                Op::Set(e) => {
+                    self.events[e].set = true;
+                    while let Some(w) = self.events[e].waiters.pop_front() {
+                        self.wake(w, Wake::Ready);
+                    }
+                    Outcome::Done
+                }
+                Op::Clear(e) => {
+                    self.events[e].set = false;
+                    Outcome::Done
+                }
+                Op::Wait { e, timeout } => {
+                    if self.events[e].set {
+                        Outcome::Waited(true)
+                    } else {
+                        let w = self.new_wait(g, timeout, Kind::Event(e));
+                        self.events[e].waiters.push_back(w);
+                        return Left::Switched;
+                    }
+                }
+                Op::Join(j) if j == g => Outcome::Done,
+                Op::Join(j) => {
+                    if std::mem::replace(&mut self.gs[j].handle_taken, true) {
+                        Outcome::Joined(Err("gone"))
+                    } else if let Some(r) = self.gs[j].result {
+                        Outcome::Joined(r)
+                    } else {
+                        let w = self.new_wait(g, None, Kind::Join(j));
+                        self.gs[j].joiner = Some(w);
+                        return Left::Switched;
+                    }
+                }
+                Op::Kill(j) if j == g => Outcome::Done,
+                Op::Kill(j) => {
+                    self.kill(j);
+                    Outcome::Done
+                }
+            };
+            self.record(g, outcome);
+        }
+    }
+
+    fn pop_ready(&mut self) -> Option<usize> {
+        while self.round_left > 0 {
+            self.round_left -= 1;
+            let g = self.ready.pop_front()?;
+            if !self.gs[g].dead {
+                return Some(g);
+            }
+        }
+        None
+    }
+
+    fn next_for_handoff(&mut self) -> Option<usize> {
+        if self.round_left == 0 {
+            if !self.timers.is_empty() {
+                return None;
+            }
+            self.round_left = self.ready.len();
+        }
+        self.pop_ready()
+    }
+
+    fn fire_due_timers(&mut self) {
+        while let Some((&(deadline, seq), &action)) = self.timers.iter().next() {
+            if deadline > self.now {
+                return;
+            }
+            self.timers.remove(&(deadline, seq));
+            match action {
+                Action::Wait(w) => {
+                    self.wake(w, Wake::TimedOut);
+                }
+                Action::Scope(s) => {
+                    let scope = self.scopes.get_mut(&s).unwrap();
+                    scope.fired = true;
+                    if let Some(w) = scope.wait {
+                        self.wake(w, Wake::Interrupted);
+                    }
+                }
+            }
+        }
+    }
+
+    fn hub_loop(&mut self) {
+        loop {
+            self.fire_due_timers();
+            self.round_left = self.ready.len();
+            if let Some(mut g) = self.pop_ready() {
+                loop {
+                    self.run(g);
+                    match self.next_for_handoff() {
+                        Some(next) => g = next,
+                        None => break,
+                    }
+                }
+                continue;
+            }
+            match self.timers.keys().next() {
+                Some(&(deadline, _)) => self.now = deadline,
+                None => return,
+            }
+        }
+    }
+}
+
+fn run_model(prog: &Program) -> (Vec<Entry>, Vec<Vec<u8>>) {
+    let mut m = Model {
+        queues: (0..QUEUES)
+            .map(|q| QueueM {
+                cap: capacity(q),
+                ..QueueM::default()
+            })
+            .collect(),
+        events: (0..EVENTS).map(|_| EventM::default()).collect(),
+        ..Model::default()
+    };
+    for (g, steps) in prog.iter().enumerate() {
+        m.gs.push(G {
+            steps: steps.clone(),
+            ..G::default()
+        });
+        m.ready.push_back(g);
+    }
+    m.hub_loop();
+    let contents = m
+        .queues
+        .iter()
+        .map(|q| q.items.iter().copied().collect())
+        .collect();
+    (m.trace, contents)
+}
+
+// ---------------------------------------------------------------- test --
+
+fn op(greenlets: usize) -> impl Strategy<Value = Op> {
+    let t = 1u64..=3;
+    let q = 0..QUEUES;
+    let e = 0..EVENTS;
+    let timeout = proptest::option::of(t.clone());
+    prop_oneof![
+        2 => Just(Op::Yield),
+        2 => t.prop_map(Op::Sleep),
+        4 => (q.clone(), timeout.clone()).prop_map(|(q, timeout)| Op::Put { q, timeout }),
+        4 => (q, timeout.clone()).prop_map(|(q, timeout)| Op::Get { q, timeout }),
+        1 => e.clone().prop_map(Op::Set),
+        1 => e.clone().prop_map(Op::Clear),
+        2 => (e, timeout).prop_map(|(e, timeout)| Op::Wait { e, timeout }),
+        1 => (0..greenlets).prop_map(Op::Join),
+        1 => (0..greenlets).prop_map(Op::Kill),
+    ]
+}
+
+fn program() -> impl Strategy<Value = Program> {
+    (1usize..=5).prop_flat_map(|n| {
+        let step = (op(n), proptest::option::weighted(0.2, 1u64..=3))
+            .prop_map(|(op, scope)| Step { op, scope });
+        proptest::collection::vec(proptest::collection::vec(step, 0..=10), n)
+    })
+}
+
+fn cases() -> u32 {
+    std::env::var("GREENLET_HUB_MODEL_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: cases(),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn the_hub_runs_programs_as_the_model_does(prog in program()) {
+        let real = {
+            let _paused = Paused::new();
+            run_real(&prog)
+        };
+        let model = run_model(&prog);
+        prop_assert_eq!(&real.0, &model.0, "traces differ");
+        prop_assert_eq!(&real.1, &model.1, "queue contents differ");
+    }
+}
+
+/// Resumes the clock however the case ends.
+struct Paused;
+
+impl Paused {
+    fn new() -> Paused {
+        time::pause();
+        Paused
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        time::resume();
+    }
+}
+
+#[test]
+fn a_set_wakes_the_waiters_in_order_after_the_sleeper_that_set_it() {
+    let s = |op| Step { op, scope: None };
+    let prog: Program = vec![
+        vec![
+            s(Op::Wait {
+                e: 0,
+                timeout: None,
+            }),
+            s(Op::Yield),
+        ],
+        vec![s(Op::Wait {
+            e: 0,
+            timeout: None,
+        })],
+        vec![s(Op::Sleep(2)), s(Op::Set(0))],
+    ];
+    let real = {
+        let _paused = Paused::new();
+        run_real(&prog)
+    };
+    let expected = vec![
+        (2, 0, 2, Outcome::Done),
+        (2, 1, 2, Outcome::Done),
+        (0, 0, 2, Outcome::Waited(true)),
+        (1, 0, 2, Outcome::Waited(true)),
+        (0, 1, 2, Outcome::Done),
+    ];
+    assert_eq!(real.0, expected);
+    assert_eq!(run_model(&prog).0, expected);
+}

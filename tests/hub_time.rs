@@ -1,0 +1,121 @@
+//! The hub's test clock: `hub::time::{pause, advance, resume}`.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use greenlet::hub::{self, time, Event, Queue};
+
+const SEC: Duration = Duration::from_secs(1);
+
+#[test]
+fn a_paused_clock_jumps_to_the_next_timer_instead_of_waiting() {
+    time::pause();
+    let start = time::now();
+    let q: Queue<u8> = Queue::new();
+    assert_eq!(q.get_timeout(30 * SEC), None);
+    assert_eq!(time::now() - start, 30 * SEC, "exactly the timeout");
+    hub::sleep(3600 * SEC);
+    assert_eq!(time::now() - start, 3630 * SEC);
+    time::resume();
+}
+
+#[test]
+fn the_clock_stands_still_while_paused() {
+    time::pause();
+    let a = time::now();
+    for _ in 0..100 {
+        hub::yield_now();
+    }
+    assert_eq!(time::now(), a);
+    time::resume();
+    assert!(time::now() >= a, "resumed from where it stood");
+}
+
+#[test]
+fn advance_runs_the_greenlets_whose_timers_came_due_in_deadline_order() {
+    time::pause();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    for (name, secs) in [("c", 3), ("a", 1), ("b", 2), ("a2", 1)] {
+        let log = log.clone();
+        hub::spawn(move || {
+            hub::sleep(secs * SEC);
+            log.borrow_mut().push(name);
+        });
+    }
+    hub::yield_now(); // all four start and go to sleep
+    time::advance(SEC / 2);
+    assert!(log.borrow().is_empty());
+    time::advance(SEC / 2);
+    assert_eq!(*log.borrow(), ["a", "a2"]);
+    time::advance(5 * SEC);
+    assert_eq!(*log.borrow(), ["a", "a2", "b", "c"]);
+    time::resume();
+}
+
+#[test]
+fn with_timeout_and_timed_waits_use_the_paused_clock() {
+    time::pause();
+    let start = time::now();
+    let never = Event::new();
+    let r = hub::with_timeout(10 * SEC, || never.wait());
+    assert!(r.is_err());
+    assert_eq!(time::now() - start, 10 * SEC);
+    assert!(!never.wait_timeout(5 * SEC));
+    assert_eq!(time::now() - start, 15 * SEC);
+
+    // A timeout that is met does not move the clock.
+    let q = Queue::new();
+    let q2 = q.clone();
+    hub::spawn(move || q2.put(7));
+    assert_eq!(q.get_timeout(60 * SEC), Some(7));
+    assert_eq!(time::now() - start, 15 * SEC);
+    time::resume();
+}
+
+#[test]
+fn a_long_timeout_next_to_a_short_one() {
+    time::pause();
+    let start = time::now();
+    let fast = hub::spawn(move || {
+        hub::sleep(SEC);
+        time::now()
+    });
+    let slow = hub::spawn(move || {
+        hub::sleep(86_400 * SEC);
+        time::now()
+    });
+    hub::run();
+    assert_eq!(fast.join().unwrap() - start, SEC);
+    assert_eq!(slow.join().unwrap() - start, 86_400 * SEC);
+    time::resume();
+}
+
+#[test]
+fn misuse_panics_with_a_message() {
+    let e = std::panic::catch_unwind(|| time::advance(SEC)).unwrap_err();
+    assert!(e.downcast_ref::<&str>().unwrap().contains("not paused"));
+    let e = std::panic::catch_unwind(time::resume).unwrap_err();
+    assert!(e.downcast_ref::<&str>().unwrap().contains("not paused"));
+    time::pause();
+    let e = std::panic::catch_unwind(time::pause).unwrap_err();
+    assert!(e.downcast_ref::<&str>().unwrap().contains("already paused"));
+    time::resume();
+}
+
+#[test]
+fn each_thread_has_its_own_clock() {
+    time::pause();
+    let here = time::now();
+    std::thread::spawn(|| {
+        let a = time::now();
+        let b = time::now();
+        assert!(b >= a);
+        // Not paused there: `advance` is refused.
+        assert!(std::panic::catch_unwind(|| time::advance(SEC)).is_err());
+    })
+    .join()
+    .unwrap();
+    assert_eq!(time::now(), here);
+    time::resume();
+}
