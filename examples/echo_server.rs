@@ -1,16 +1,16 @@
-//! A TCP echo server: one greenlet per connection, written as plain blocking
-//! code. Each `read`, `write_all` and `accept` blocks only its own greenlet;
-//! the hub runs the others meanwhile, all on this one thread.
+//! A TCP echo server on `net::Server`: one greenlet per connection, written
+//! as plain blocking code. Each `read` and `write_all` blocks only its own
+//! greenlet; the hub runs the others meanwhile, all on this one thread.
 //!
 //! Run with `cargo run --release --example echo_server [ADDR]` (default
 //! `127.0.0.1:7878`), then talk to it with `nc 127.0.0.1 7878` or load it with
 //! `cargo run --release --example echo_client`. Ctrl-C stops it cleanly.
 
 use std::io::{self, Read, Write};
-use std::rc::Rc;
+use std::time::Duration;
 
 use greenlet::hub;
-use greenlet::net::{TcpListener, TcpStream};
+use greenlet::net::{Server, TcpStream};
 
 /// Sends back everything `stream` receives, until the peer closes it.
 fn echo(mut stream: TcpStream) -> io::Result<()> {
@@ -24,56 +24,37 @@ fn echo(mut stream: TcpStream) -> io::Result<()> {
     }
 }
 
-fn serve(addr: &str) -> io::Result<()> {
-    let listener = Rc::new(TcpListener::bind(addr)?);
-    println!("echo server listening on {}", listener.local_addr()?);
-
-    // Ctrl-C closes the listener, which wakes the `accept` below with an
-    // error: the loop ends and `main` returns. A daemon: waiting for the
-    // signal alone keeps nothing running.
-    let sigint = hub::signal(libc::SIGINT)?;
-    {
-        let listener = listener.clone();
-        hub::spawn_daemon(move || {
-            sigint.recv();
-            println!("\nSIGINT: closing the listener");
-            listener.close();
-        });
-    }
-
-    // `accept` blocks the main greenlet only: the connections' greenlets run
-    // while it waits. Out of descriptors (EMFILE), it waits a little before
-    // returning the error, so logging it and going on is safe.
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(stream) => stream,
-            // Closed by the Ctrl-C handler.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => break,
-            Err(e) => {
-                eprintln!("accept: {e}");
-                continue;
-            }
-        };
-        stream.set_nodelay(true)?;
-        let spawned = hub::Builder::new().name("connection").spawn(move || {
-            if let Err(e) = echo(stream) {
-                eprintln!("connection error: {e}");
-            }
-        });
-        if let Err(e) = spawned {
-            // Out of memory mappings: this connection is dropped (closed).
-            eprintln!("cannot serve a connection: {e}");
-        }
-    }
-    println!("stopped accepting");
-    Ok(())
-}
-
 fn main() -> io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:7878".to_string());
-    // Connections still open when `serve` returns are unwound (their
+    // Connections still open when the body returns are unwound (their
     // sockets closed) while the thread's thread-locals are still alive.
-    hub::run_main(|| serve(&addr))
+    hub::run_main(|| {
+        // `net::Server` accepts (backing off when descriptors run out) and
+        // runs each connection in a greenlet of its own.
+        let server = Server::bind(addr.as_str(), |stream: TcpStream, _peer| {
+            let served = stream.set_nodelay(true).and_then(|()| echo(stream));
+            if let Err(e) = served {
+                eprintln!("connection error: {e}");
+            }
+        })?
+        .start();
+        println!("echo server listening on {}", server.local_addr());
+
+        // Ctrl-C: stop accepting, give open connections a second, then
+        // close the rest. A daemon: waiting for the signal alone keeps
+        // nothing running.
+        let sigint = hub::signal(libc::SIGINT)?;
+        let handle = server.clone();
+        hub::spawn_daemon(move || {
+            sigint.recv();
+            println!("\nSIGINT: stopping");
+            handle.stop(Duration::from_secs(1));
+        });
+
+        server.wait();
+        println!("stopped");
+        Ok(())
+    })
 }
