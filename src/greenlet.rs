@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use crate::current::CurrentGreenlet;
 use crate::error::{KillRefused, ParentError, SwitchError};
-use crate::runtime::{Key, Runtime, State, MAIN, NONE};
+use crate::runtime::{Key, Runtime, State, MAIN};
 use crate::stack::DEFAULT_STACK_SIZE;
 
 /// A handle to a greenlet: a function running on its own stack, which runs
@@ -330,13 +330,9 @@ impl Greenlet {
     /// The greenlet that receives this one's result; `None` for main.
     pub fn parent(&self) -> Option<Greenlet> {
         let rt = Runtime::get();
-        let parent = rt.with_record(self.key, |r| r.parent);
-        if parent == NONE {
-            None
-        } else {
-            rt.add_ref(parent);
-            Some(Greenlet::from_new_ref(parent))
-        }
+        let parent = rt.parent_of(self.key)?;
+        rt.add_ref(parent);
+        Some(Greenlet::from_new_ref(parent))
     }
 
     /// Makes `parent` the greenlet that receives this one's result (row 9).
@@ -347,9 +343,11 @@ impl Greenlet {
         if self.key == MAIN {
             return Err(ParentError::Main);
         }
-        Runtime::get()
-            .set_parent(self.key, parent.key)
-            .map_err(|_| ParentError::Cycle)
+        if Runtime::get().set_parent(self.key, parent.key) {
+            Ok(())
+        } else {
+            Err(ParentError::Cycle)
+        }
     }
 
     /// Whether it has ever been switched to (dead greenlets count as started).
@@ -379,17 +377,17 @@ impl Greenlet {
 
     /// The name given to the builder (`"main"` for the main greenlet).
     pub fn name(&self) -> Option<Rc<str>> {
-        Runtime::get().with_record(self.key, |r| r.name.clone())
+        Runtime::get().records().name(self.key)
     }
 
     /// A number that identifies the greenlet for its thread's lifetime
     /// (main is 0; never reused).
     pub fn id(&self) -> u64 {
-        Runtime::get().with_record(self.key, |r| r.id)
+        Runtime::get().records().id(self.key)
     }
 
     fn state(&self) -> State {
-        Runtime::get().with_record(self.key, |r| r.state)
+        Runtime::get().records().state(self.key)
     }
 }
 
@@ -441,7 +439,12 @@ impl fmt::Debug for Greenlet {
         let Some(rt) = Runtime::try_get() else {
             return f.write_str("Greenlet(<thread exited>)");
         };
-        let (id, name, state) = rt.with_record(self.key, |r| (r.id, r.name.clone(), r.state));
+        let records = rt.records();
+        let (id, name, state) = (
+            records.id(self.key),
+            records.name(self.key),
+            records.state(self.key),
+        );
         let state = match state {
             State::Unstarted => "unstarted",
             State::Active if rt.current() == self.key => "running",

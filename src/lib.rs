@@ -224,23 +224,6 @@ pub use crate::stack::{set_stack_policy, trim_stacks, StackPolicy, DEFAULT_STACK
 pub use crate::stats::{stats, GreenletInfo, GreenletState, Stats, WaitOn};
 pub use crate::trace::{set_switch_hook, SwitchEvent, SwitchHook, SwitchKind};
 
-/// How many stacks this thread's pool holds, and how many are lent to live
-/// greenlets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StackStats {
-    /// Stacks waiting in the pool for the next greenlet.
-    pub pooled: usize,
-    /// Stacks held by greenlets that are unstarted, active, or dead but not
-    /// yet recycled.
-    pub in_use: usize,
-}
-
-/// The current thread's stack pool figures.
-pub fn stack_stats() -> StackStats {
-    let (pooled, in_use) = runtime::Runtime::get().stack_counts();
-    StackStats { pooled, in_use }
-}
-
 // The README's examples compile and run as doctests.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
