@@ -74,6 +74,15 @@ pub struct Yielder<Y, S = ()> {
     _thread: PhantomData<*const ()>,
 }
 
+impl<Y, S> fmt::Debug for Yielder<Y, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Yielder")
+            .field("item", &std::any::type_name::<Y>())
+            .field("sent", &std::any::type_name::<S>())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<Y: 'static, S: 'static> Yielder<Y, S> {
     /// Hands `item` to the consumer, waits until it resumes the generator,
     /// and returns the value it sent (`()` for `next`).

@@ -123,8 +123,8 @@ impl Builder {
 
 impl Greenlet {
     /// Creates an unstarted greenlet whose parent is the current greenlet
-    /// (row 1). Nothing runs until the first [`switch`](Greenlet::switch),
-    /// whose value becomes `f`'s argument (rows 2 and 3).
+    /// ([row 1](crate::semantics)). Nothing runs until the first [`switch`](Greenlet::switch),
+    /// whose value becomes `f`'s argument ([rows 2 and 3](crate::semantics)).
     ///
     /// ```
     /// use greenlet::Greenlet;
@@ -164,7 +164,7 @@ impl Greenlet {
         Builder::new()
     }
 
-    /// The greenlet running now (row 13). On a thread that has not used
+    /// The greenlet running now ([row 13](crate::semantics)). On a thread that has not used
     /// greenlets yet, this is its main greenlet, created on the spot.
     ///
     /// The handle derefs to `Greenlet` but does not keep the greenlet
@@ -232,15 +232,15 @@ impl Greenlet {
 
     /// Switches to this greenlet, sending `value`, and returns the value that
     /// is later switched back here — by any greenlet, not necessarily this
-    /// one (row 4).
+    /// one ([row 4](crate::semantics)).
     ///
     /// - Unstarted: `value` becomes its function's argument. If its type is
     ///   not the argument type, nothing runs, the greenlet stays unstarted
     ///   and this returns [`SwitchError::TypeMismatch`].
     /// - The current greenlet: returns `value` at once, no stack switch
-    ///   (row 5; `TypeMismatch` if `T` is not `R`).
+    ///   ([row 5](crate::semantics); `TypeMismatch` if `T` is not `R`).
     /// - Dead: goes up its parent chain to the first greenlet that is not
-    ///   dead (row 8), which may be the caller itself (then as row 5).
+    ///   dead ([row 8](crate::semantics)), which may be the caller itself (then as [row 5](crate::semantics)).
     ///
     /// What arrives is checked against `R` by `TypeId`: a value of another
     /// type is dropped and reported as [`SwitchError::TypeMismatch`]; a
@@ -255,7 +255,7 @@ impl Greenlet {
     }
 
     /// Switches to this greenlet and makes its pending switch return
-    /// `Err(SwitchError::Thrown(error))` (row 10).
+    /// `Err(SwitchError::Thrown(error))` ([row 10](crate::semantics)).
     ///
     /// - Unstarted: it dies without running its function, and the error
     ///   goes to its parent (which may be the caller, whose `throw` then
@@ -268,7 +268,7 @@ impl Greenlet {
         Runtime::get().throw(self.key, Box::new(error))
     }
 
-    /// Kills this greenlet now (row 11): its stack is unwound, every
+    /// Kills this greenlet now ([row 11](crate::semantics)): its stack is unwound, every
     /// destructor on it runs, and control returns to the caller; the
     /// greenlet is dead afterwards.
     ///
@@ -335,7 +335,7 @@ impl Greenlet {
         Some(Greenlet::from_new_ref(parent))
     }
 
-    /// Makes `parent` the greenlet that receives this one's result (row 9).
+    /// Makes `parent` the greenlet that receives this one's result ([row 9](crate::semantics)).
     /// Allowed in any state. Refused, leaving the old parent, when `parent`
     /// is this greenlet or one of its descendants ([`ParentError::Cycle`])
     /// or when this is the main greenlet ([`ParentError::Main`]).

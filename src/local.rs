@@ -1,4 +1,4 @@
-//! Greenlet-local storage (row 18): a value per greenlet, like
+//! Greenlet-local storage ([row 18](crate::semantics)): a value per greenlet, like
 //! `thread_local!` is a value per thread.
 //!
 //! `thread_local!` is shared by every greenlet of a thread: a greenlet that
@@ -73,6 +73,15 @@ pub struct Local<T: 'static> {
     /// 1 + the slot index; 0 until first use.
     slot: AtomicUsize,
     _value: PhantomData<fn() -> T>,
+}
+
+impl<T: 'static> std::fmt::Debug for Local<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Local")
+            .field("type", &std::any::type_name::<T>())
+            .field("slot", &self.slot.load(Ordering::Relaxed).checked_sub(1))
+            .finish()
+    }
 }
 
 /// Slot indices handed out so far, for every `Local` in the process.

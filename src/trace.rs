@@ -1,5 +1,5 @@
 //! Switch tracing: a per-thread hook that sees every transfer of control
-//! (row 17).
+//! ([row 17](crate::semantics)).
 //!
 //! The hook costs nothing while none is set: setting one raises the
 //! runtime's `slow_path_forced` count, which forces every switch onto the

@@ -1,5 +1,5 @@
-//! One test (or more) per row of `shared/design/semantics.md`, rows 1–16,
-//! named after the row.
+//! One test (or more) per row of the crate's semantics (`docs/semantics.md`,
+//! shown as `greenlet::semantics`), rows 1–16, named after the row.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
