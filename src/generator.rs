@@ -18,6 +18,24 @@
 //!
 //! The decisions about the first value, throw and close are documented on
 //! [`Generator`].
+//!
+//! # Generators and the hub
+//!
+//! A producer may block in the hub (sleep, wait on a queue) between items;
+//! its consumer then waits, suspended in `next`, until the item comes. Two
+//! consequences follow from the producer being a greenlet of its own:
+//!
+//! - [`with_timeout`](crate::hub::with_timeout) interrupts the blocking
+//!   calls of the greenlet that called it. A producer's blocking calls are
+//!   not the consumer's, so a scope around `next()` does not interrupt a
+//!   sleeping producer: the item arrives (late) and the scope returns
+//!   `Ok`. Put the timeout inside the producer, around its own wait.
+//! - Close the generator (or drop it, or kill its *consumer*, which drops
+//!   it) to stop a producer; do not kill the producer's greenlet directly
+//!   while its consumer waits for it. A kill hands the victim's end back
+//!   to its killer, so the consumer, suspended in a switch to the producer
+//!   rather than in a hub wait, would never be resumed (until its own
+//!   thread exits and unwinds it).
 
 use std::any::{Any, TypeId};
 use std::cell::Cell;

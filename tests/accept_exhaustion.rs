@@ -125,6 +125,7 @@ fn running_out_of_descriptors_neither_spins_nor_starves_the_server() {
     // Read to the end, so the child never writes into a closed pipe.
     let rest: Vec<String> = lines.map(Result::unwrap).collect();
     let stats = rest.iter().find(|l| l.starts_with("served")).unwrap();
+    eprintln!("server: {stats}");
     assert!(child.0.wait().unwrap().success());
     let n: Vec<usize> = stats.split(' ').filter_map(|w| w.parse().ok()).collect();
     let (served, attempts, errors) = (n[0], n[1], n[2]);

@@ -3,6 +3,8 @@
 //! have a deadline, refused stacks. Each outcome is an error or a clear
 //! panic, never a dead hub that spins or a result that goes astray.
 
+#[path = "support/address_space.rs"]
+mod address_space;
 #[path = "support/child.rs"]
 mod child;
 
@@ -131,12 +133,7 @@ const CHILD: &str = "GREENLET_HUB_MISUSE_CHILD";
 
 /// In the child: cap the address space, then spawn until refused.
 fn refused_stack_main(mode: &str) {
-    let cap = libc::rlimit {
-        rlim_cur: 512 << 20,
-        rlim_max: 512 << 20,
-    };
-    // SAFETY: setrlimit with a valid pointer; this process is ours alone.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &cap) }, 0);
+    address_space::cap();
     let mut keep = Vec::new();
     for _ in 0..100_000 {
         if mode == "builder" {
@@ -195,4 +192,33 @@ fn builder_names_the_spawned_greenlet_and_sizes_its_stack() {
         .spawn(|| Greenlet::current().name().map(|n| n.to_string()))
         .unwrap();
     assert_eq!(h.join().unwrap().as_deref(), Some("worker"));
+}
+
+// ----- parents and switches of spawned greenlets -----
+
+#[test]
+fn a_spawned_greenlet_reparented_to_main_still_reports_to_its_handle() {
+    let h = hub::spawn(|| {
+        hub::yield_now();
+        7
+    });
+    h.greenlet().set_parent(&Greenlet::main()).unwrap();
+    let other = hub::spawn(|| 8);
+    hub::run();
+    assert_eq!(h.join().unwrap(), 7);
+    assert_eq!(other.join().unwrap(), 8);
+    // The hub is alive and well.
+    hub::sleep(Duration::from_millis(1));
+}
+
+#[test]
+fn switching_into_a_spawned_greenlet_by_hand_leaves_the_hub_working() {
+    let h = hub::spawn(|| 5);
+    // Main starts it itself; it finishes and control reaches main again.
+    let _ = h.greenlet().switch::<(), ()>(());
+    assert!(h.is_finished());
+    assert_eq!(h.join().unwrap(), 5);
+    let later = hub::spawn(|| 6);
+    hub::run();
+    assert_eq!(later.join().unwrap(), 6);
 }

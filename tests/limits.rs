@@ -4,6 +4,8 @@
 //! binary, re-run with an environment variable) whose address space is
 //! capped with `setrlimit(RLIMIT_AS)`, so other tests are unaffected.
 
+#[path = "support/address_space.rs"]
+mod address_space;
 #[path = "support/child.rs"]
 mod child;
 
@@ -13,12 +15,7 @@ const CHILD: &str = "GREENLET_LIMITS_CHILD";
 
 /// In the child: cap the address space, then create greenlets until refused.
 fn child_main(mode: &str) {
-    let cap = libc::rlimit {
-        rlim_cur: 512 << 20,
-        rlim_max: 512 << 20,
-    };
-    // SAFETY: setrlimit with a valid pointer; this process is ours alone.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &cap) }, 0);
+    address_space::cap();
     let mut keep = Vec::new();
     for _ in 0..100_000 {
         match mode {

@@ -5,22 +5,15 @@
 
 #[path = "support/child.rs"]
 mod child;
+#[path = "support/recurse.rs"]
+mod recurse;
 
-use std::hint::black_box;
 use std::os::unix::process::ExitStatusExt;
 
 use greenlet::Greenlet;
+use recurse::recurse;
 
 const CHILD: &str = "GREENLET_STACK_OVERFLOW_CHILD";
-
-/// Recurses until the stack runs out (the base case is never reached).
-fn recurse(depth: u64) -> u64 {
-    if depth == u64::MAX {
-        return 0;
-    }
-    let frame = black_box([depth as u8; 256]);
-    recurse(depth + 1) + u64::from(frame[0])
-}
 
 #[test]
 fn batch_overflow_child() {

@@ -130,6 +130,14 @@ impl Remote {
     ///
     /// Fails with [`RemoteClosed`] (dropping `f`) once the hub's thread has
     /// exited.
+    ///
+    /// `Ok` means *queued*, not *run*: work posted while the hub's thread
+    /// is exiting can be accepted and then dropped unrun with the queue
+    /// (its closure's destructors run; nothing reports it). Wait for a
+    /// reply (a channel the work answers on) when it matters that the work
+    /// ran. The queue is unbounded and takes no backpressure: a thread that
+    /// posts faster than the hub runs the work grows it until memory runs
+    /// out, so throttle with a bounded channel of replies or a counter.
     pub fn spawn<F: FnOnce() + Send + 'static>(&self, f: F) -> Result<(), RemoteClosed> {
         self.inbox.post(|mail| mail.tasks.push(Box::new(f)))
     }
