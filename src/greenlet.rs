@@ -249,6 +249,19 @@ impl Greenlet {
     /// it gets [`SwitchError::Unwinding`] and `value` is dropped.
     ///
     /// Values cross without heap allocation.
+    ///
+    /// # Errors
+    ///
+    /// What arrived instead of an `R`, as described above.
+    ///
+    /// # Panics
+    ///
+    /// When the switch hook (see [`set_switch_hook`](crate::set_switch_hook))
+    /// panics, the hook is removed and its panic resumes here, the value
+    /// dropped. When a greenlet being killed by this one is reaped on the
+    /// way and answers its kill with a panic, that panic resumes here. When
+    /// the value arriving here has the wrong type and its destructor
+    /// panics, that panic resumes here after the bookkeeping.
     #[inline(always)]
     pub fn switch<T: 'static, R: 'static>(&self, value: T) -> Result<R, SwitchError> {
         Runtime::get().switch(self.key, value)
@@ -264,6 +277,17 @@ impl Greenlet {
     ///   is not dead.
     /// - The current greenlet (or routed back to it): returns
     ///   `Err(SwitchError::Thrown(error))` at once.
+    ///
+    /// # Errors
+    ///
+    /// What arrives back here instead of an `R` (for a throw that comes
+    /// back, `SwitchError::Thrown` with the payload).
+    ///
+    /// # Panics
+    ///
+    /// As for [`switch`](Greenlet::switch): a panicking switch hook's
+    /// panic resumes here, as does a destructor's panic in a value of the
+    /// wrong type that arrives here.
     pub fn throw<E: Any + Send, R: 'static>(&self, error: E) -> Result<R, SwitchError> {
         Runtime::get().throw(self.key, Box::new(error))
     }
@@ -286,6 +310,14 @@ impl Greenlet {
     ///   return); its parent receives [`SwitchError::Killed`].
     /// - If the victim's function catches the unwind and returns, its value
     ///   is dropped; if it panics, the panic resumes in the caller.
+    ///
+    /// # Panics
+    ///
+    /// When the victim answers the kill with a panic (its function caught
+    /// the unwinding and panicked), that panic resumes in the caller; so
+    /// does the panic of a switch hook, which is then removed. In a build
+    /// with `panic = "abort"` a kill of a started greenlet cannot unwind:
+    /// it prints why and aborts the process.
     pub fn kill(&self) {
         let rt = Runtime::get();
         if rt.kill(self.key).is_err() {
@@ -309,6 +341,10 @@ impl Greenlet {
     /// # Errors
     ///
     /// [`KillRefused`] when the victim caught the kill and switched away.
+    ///
+    /// # Panics
+    ///
+    /// As for [`kill`](Greenlet::kill).
     ///
     /// ```
     /// use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -113,6 +113,10 @@
 //!
 //! Misuse gets an error or a documented outcome, never undefined behaviour:
 //!
+//! - Using greenlets from a thread-local destructor that runs after the
+//!   thread's greenlet runtime was torn down: every call that needs the
+//!   runtime panics, saying so (this holds for every public call, and is
+//!   not repeated in each one's `# Panics`).
 //! - Switching while the current greenlet unwinds (from a destructor during
 //!   a panic or a kill): [`SwitchError::Unwinding`], the value dropped. A
 //!   kill from such a destructor is allowed (it always comes back).

@@ -123,6 +123,11 @@ impl<T: 'static> Local<T> {
     ///
     /// The value lives until the greenlet finishes, so `f` may switch away
     /// and come back while holding the reference.
+    ///
+    /// # Panics
+    ///
+    /// A panic of `init` or of `f` passes through (after a panicking
+    /// `init`, no value is stored and the next call tries again).
     pub fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
         let rt = Runtime::get();
         let slot = self.slot();
