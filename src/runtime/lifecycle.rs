@@ -8,7 +8,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 use std::rc::Rc;
 
-use super::records::{Record, DYING, FORCES_SLOW_PATH, ORPHAN, UNWINDING, Y};
+use super::records::{Record, DYING, ORPHAN, UNWINDING, Y};
 use super::switch::{unreachable_return, OnKill};
 use super::{Key, Runtime, State, MAIN};
 use crate::error::SwitchError;
@@ -137,10 +137,9 @@ impl Runtime {
             let parent = record.parent();
             drop(record);
             let Some(parent) = parent else { return };
-            if self.records.drop_ref(parent) != 0 {
+            let Some((state, holds_stack, pinned)) = self.records.drop_last_ref(parent) else {
                 return;
-            }
-            let (state, holds_stack, pinned) = self.records.liveness(parent);
+            };
             if state == State::Dead && !holds_stack && !pinned && parent != self.current() {
                 key = parent; // freed by the next turn, without recursing
             } else {
@@ -168,13 +167,12 @@ impl Runtime {
     /// Returns a finished greenlet's stack to the pool, once its receiver
     /// has taken the value that lived on it.
     pub(super) fn recycle(&self, key: Key) {
-        let killer = self.records.replace_killer(key, None);
-        let co = self.records.take_coroutine(key);
+        let (co, killer, unkept) = self.records.retire(key);
         if !co.is_null() {
             let co = self.take_coroutine_at(co);
             self.with_pool(|pool| pool.give(co.into_stack()));
         }
-        if self.records.refs(key) == 0 && !self.records.liveness(key).2 {
+        if unkept {
             self.free(key);
         }
         if let Some(killer) = killer {
@@ -487,8 +485,8 @@ impl Runtime {
         }
         // The hook may also have dropped this greenlet's last handle (an
         // orphan flag); none of its flags matter any more.
-        self.clear_flags(me, FORCES_SLOW_PATH);
-        self.records.set_state(me, State::Dead);
+        let (before, after) = self.records.mark_dead(me);
+        self.count_forcing(before, after);
         // Walk again: the hook may have killed the destination.
         let dest = self.first_live(start());
         self.incoming.set(&SLOW_LANE);
@@ -524,8 +522,7 @@ where
 {
     let rt = Runtime::get();
     let me = rt.current.get();
-    rt.records.set_yielder(me, y);
-    rt.records.set_state(me, State::Active);
+    rt.records.enter(me, y);
     rt.current_yielder.set(y);
     let arg = if rt.incoming.get().id == TypeId::of::<A>() {
         // SAFETY: first thing after being resumed, with the word it

@@ -115,6 +115,7 @@ pub(crate) struct Record {
 impl Record {
     /// The main greenlet's record. It holds a reference to itself: main is
     /// never unreachable and never freed before teardown.
+    #[inline]
     pub(crate) fn main() -> Record {
         let mut main = Record::unstarted(
             None,
@@ -131,6 +132,7 @@ impl Record {
 
     /// A new, unstarted greenlet's record with one reference (its
     /// creator's handle).
+    #[inline]
     pub(crate) fn unstarted(
         parent: Option<Key>,
         coroutine: *mut Co,
@@ -199,6 +201,7 @@ pub(crate) struct Records {
 
 impl Records {
     /// Records holding only `main`, which gets the key [`MAIN`].
+    #[inline]
     pub(crate) fn new(main: Record) -> Records {
         let mut slab = Slab::new();
         let key = slab.insert(main);
@@ -244,17 +247,20 @@ impl Records {
     }
 
     /// Whether another record fits (keys are `u32`s).
+    #[inline]
     pub(crate) fn has_room(&self) -> bool {
         self.slab(|slab| slab.vacant_key() < u32::MAX as usize)
     }
 
     /// Adds a record (after `has_room`).
+    #[inline]
     pub(crate) fn insert(&self, record: Record) -> Key {
         Key(self.slab(|slab| slab.insert(record)) as u32)
     }
 
     /// Removes a record and hands it to the caller, which drops it (its
     /// name and locals) outside the slab.
+    #[inline]
     pub(crate) fn remove(&self, key: Key) -> Record {
         self.slab(|slab| slab.try_remove(key.index()))
             .unwrap_or_else(|| stale(key))
@@ -262,16 +268,19 @@ impl Records {
 
     /// One past the highest key in use (for walks that tolerate the slab
     /// changing between steps).
+    #[inline]
     pub(crate) fn key_bound(&self) -> u32 {
         self.slab(|slab| slab.capacity()) as u32
     }
 
     /// The record at `index`, if there is one (for walks).
+    #[inline]
     pub(crate) fn view_at(&self, index: u32) -> Option<View> {
         self.slab(|slab| slab.get(index as usize).map(|r| view(Key(index), r)))
     }
 
     /// Every record, in key order.
+    #[inline]
     pub(crate) fn views(&self) -> Vec<View> {
         self.slab(|slab| slab.iter().map(|(k, r)| view(Key(k as u32), r)).collect())
     }
@@ -294,15 +303,58 @@ impl Records {
         self.read(key, |r| r.state)
     }
 
-    pub(crate) fn set_state(&self, key: Key, state: State) {
-        self.write(key, |r| r.state = state)
+    /// A greenlet's first entry: it is active, suspending through `y`.
+    #[inline]
+    pub(crate) fn enter(&self, key: Key, yielder: *const Y) {
+        self.write(key, |r| {
+            r.state = State::Active;
+            r.yielder = yielder;
+        })
     }
 
+    /// A greenlet's end: it is dead, and its flags that force the slow
+    /// path are cleared. Returns the flags before and after.
+    #[inline]
+    pub(crate) fn mark_dead(&self, key: Key) -> (u8, u8) {
+        self.write(key, |r| {
+            r.state = State::Dead;
+            let before = r.flags;
+            r.flags &= !FORCES_SLOW_PATH;
+            (before, r.flags)
+        })
+    }
+
+    /// Takes a dead greenlet's stack and killer link out, for recycling.
+    /// Returns (coroutine, killer, whether nothing keeps the record: no
+    /// reference, no pin).
+    #[inline]
+    pub(crate) fn retire(&self, key: Key) -> (*mut Co, Option<Key>, bool) {
+        self.write(key, |r| {
+            (
+                std::mem::replace(&mut r.coroutine, ptr::null_mut()),
+                r.killer.take(),
+                r.refs == 0 && r.pins == 0,
+            )
+        })
+    }
+
+    /// Drops one reference; when none is left, returns the liveness (as
+    /// `liveness` does) for the caller to decide the record's fate.
+    #[inline]
+    pub(crate) fn drop_last_ref(&self, key: Key) -> Option<(State, bool, bool)> {
+        self.write(key, |r| {
+            r.refs -= 1;
+            (r.refs == 0).then_some((r.state, !r.coroutine.is_null(), r.pins != 0))
+        })
+    }
+
+    #[inline]
     pub(crate) fn flags(&self, key: Key) -> u8 {
         self.read(key, |r| r.flags)
     }
 
     /// Sets `set` and clears `clear`; returns the flags before and after.
+    #[inline]
     pub(crate) fn change_flags(&self, key: Key, set: u8, clear: u8) -> (u8, u8) {
         self.write(key, |r| {
             let before = r.flags;
@@ -317,21 +369,25 @@ impl Records {
     }
 
     /// Sets the parent link; returns the old one.
+    #[inline]
     pub(crate) fn replace_parent(&self, key: Key, parent: Option<Key>) -> Option<Key> {
         self.write(key, |r| std::mem::replace(&mut r.parent, parent))
     }
 
+    #[inline]
     pub(crate) fn killer(&self, key: Key) -> Option<Key> {
         self.read(key, |r| r.killer)
     }
 
     /// Sets the killer link; returns the old one.
+    #[inline]
     pub(crate) fn replace_killer(&self, key: Key, killer: Option<Key>) -> Option<Key> {
         self.write(key, |r| std::mem::replace(&mut r.killer, killer))
     }
 
     /// Where a dead greenlet's outcome goes: its killer while a kill is
     /// under way, else its parent.
+    #[inline]
     pub(crate) fn receiver(&self, key: Key) -> Option<Key> {
         self.read(key, |r| r.killer.or(r.parent))
     }
@@ -351,16 +407,19 @@ impl Records {
         })
     }
 
+    #[inline]
     pub(crate) fn refs(&self, key: Key) -> u32 {
         self.read(key, |r| r.refs)
     }
 
+    #[inline]
     pub(crate) fn pin(&self, key: Key) {
         self.write(key, |r| r.pins += 1)
     }
 
     /// Undoes a pin; returns whether nothing keeps the record any more (no
     /// pin, no reference, dead, its stack recycled).
+    #[inline]
     pub(crate) fn unpin(&self, key: Key) -> bool {
         self.write(key, |r| {
             r.pins -= 1;
@@ -370,30 +429,23 @@ impl Records {
 
     /// (state, stack still held, pinned), to decide whether an
     /// unreferenced record can go.
+    #[inline]
     pub(crate) fn liveness(&self, key: Key) -> (State, bool, bool) {
         self.read(key, |r| (r.state, !r.coroutine.is_null(), r.pins != 0))
     }
 
-    /// Takes the coroutine pointer out (null if already taken).
-    pub(crate) fn take_coroutine(&self, key: Key) -> *mut Co {
-        self.write(key, |r| {
-            std::mem::replace(&mut r.coroutine, ptr::null_mut())
-        })
-    }
-
-    pub(crate) fn set_yielder(&self, key: Key, yielder: *const Y) {
-        self.write(key, |r| r.yielder = yielder)
-    }
-
+    #[inline]
     pub(crate) fn id(&self, key: Key) -> u64 {
         self.read(key, |r| r.id)
     }
 
     /// The name (a reference-count increment, which runs no user code).
+    #[inline]
     pub(crate) fn name(&self, key: Key) -> Option<Rc<str>> {
         self.read(key, |r| r.name.clone())
     }
 
+    #[inline]
     pub(crate) fn set_waiting_on(&self, key: Key, what: Option<WaitOn>) {
         self.write(key, |r| r.waiting_on = what)
     }
@@ -401,6 +453,7 @@ impl Records {
     /// The address of `key`'s value in greenlet-local `slot`, if set. The
     /// value is boxed, so the address stays put until the locals are
     /// taken (when the greenlet finishes).
+    #[inline]
     pub(crate) fn local(&self, key: Key, slot: usize) -> Option<*const ()> {
         self.read(key, |r| match r.locals.get(slot) {
             Some(Some(value)) => Some(&**value as *const dyn Any as *const ()),
@@ -411,6 +464,7 @@ impl Records {
     /// Stores `value` in `slot` unless one is there already. Returns the
     /// stored value's address and, if `value` was not used, `value` (for
     /// the caller to drop outside the slab).
+    #[inline]
     pub(crate) fn set_local(
         &self,
         key: Key,
@@ -436,6 +490,7 @@ impl Records {
     }
 
     /// Takes `key`'s local values, for the caller to drop.
+    #[inline]
     pub(crate) fn take_locals(&self, key: Key) -> Locals {
         self.write(key, |r| std::mem::take(&mut r.locals))
     }
@@ -445,6 +500,7 @@ impl Records {
     /// Called from the signal handler on the faulting thread, which was
     /// interrupted outside any door of this module (a door runs no code
     /// that can fault on a guard page), so the slab is consistent.
+    #[inline]
     pub(crate) fn guard_info(&self, key: Key) -> Option<GuardInfo> {
         self.slab(|slab| {
             let r = slab.get(key.index())?;
@@ -460,11 +516,13 @@ impl Records {
 
 impl Record {
     /// The parent link the record held (for the caller to release).
+    #[inline]
     pub(crate) fn parent(&self) -> Option<Key> {
         self.parent
     }
 
     /// Whether its stack was recycled.
+    #[inline]
     pub(crate) fn stack_recycled(&self) -> bool {
         self.coroutine.is_null()
     }
