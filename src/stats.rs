@@ -81,6 +81,8 @@ pub enum WaitOn {
         /// The timeout's deadline, if any.
         until: Option<Instant>,
     },
+    /// `hub::block_on`: a future that has not woken its waker yet.
+    Future,
     /// The hub itself, parked until the next timer or I/O (or with nothing
     /// to do).
     Hub,
@@ -121,6 +123,7 @@ impl fmt::Display for WaitOn {
                 write!(f, "recv on channel #{channel}")?;
                 timeout(f, until.as_ref().map(left))
             }
+            WaitOn::Future => f.write_str("awaiting a future"),
             WaitOn::Hub => f.write_str("hub loop"),
         }
     }

@@ -108,6 +108,7 @@
 //! docs' "What blocks the hub").
 
 mod blocking;
+mod bridge;
 mod channel;
 mod daemon;
 mod event;
@@ -140,6 +141,9 @@ use self::reactor::{Direction, Reactor, Registration};
 use self::timer::{Action, Timers};
 
 pub use self::blocking::{spawn_blocking, ThreadPool};
+#[cfg(feature = "tokio")]
+pub use self::bridge::set_tokio_handle;
+pub use self::bridge::{block_on, block_on_stream, spawn_local, BlockOnStream, Call, CallError};
 pub use self::channel::{channel, Iter, Receiver, Sender};
 pub use self::daemon::{daemon, spawn_daemon};
 pub use self::event::Event;

@@ -1,0 +1,352 @@
+//! Async code and greenlets together: [`block_on`] awaits any `Future`
+//! from a greenlet (blocking only that greenlet), [`spawn_local`] runs a
+//! future on the hub's thread beside the greenlets, and
+//! [`Remote::call`](super::Remote::call) lets async code on any thread
+//! await work done by a greenlet.
+//!
+//! # How a greenlet awaits
+//!
+//! Each waiting greenlet borrows a *slot* from a per-thread pool: a waker
+//! and a channel-like registration with the hub's reactor. The future is
+//! polled on the greenlet's own stack; when it is pending, the greenlet
+//! blocks on the registration like a channel receiver. The waker sets a
+//! flag and then wakes that registration's waiter: from the hub's own
+//! thread by putting it on the ready queue directly, from any other thread
+//! through the hub's mailbox and `mio::Waker`, which coalesces wake-ups
+//! the hub has not taken yet. A wake-up that finds the flag already set
+//! does nothing more, and one that arrives for an earlier wait (a waker
+//! kept by a future after it completed) finds the flag clear and only
+//! sends the greenlet back to waiting, without polling its future.
+//!
+//! Slots go back to the pool when the wait ends, so a warmed-up thread
+//! awaits without allocating.
+
+mod call;
+#[cfg(feature = "tokio")]
+mod tokio;
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake as TaskWake, Waker};
+
+use super::reactor::{Direction, Registration};
+use super::remote::Inbox;
+use super::{hub, try_hub, Hub, JoinHandle, Wake};
+use crate::stats::WaitOn;
+
+pub use self::call::{Call, CallError};
+#[cfg(feature = "tokio")]
+pub use self::tokio::set_tokio_handle;
+
+/// What a waker of a waiting greenlet points at; shared with whatever
+/// thread holds the waker.
+struct Signal {
+    /// Set by a wake-up since the greenlet last cleared it (before a poll).
+    woken: AtomicBool,
+    /// The mailbox of the hub the greenlet belongs to.
+    inbox: Arc<Inbox>,
+    /// The registration the greenlet waits on.
+    token: usize,
+}
+
+impl TaskWake for Signal {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // Only the first wake-up since the last poll goes any further: the
+        // others would find the greenlet already woken.
+        if self.woken.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // On the hub's own thread: straight to the ready queue.
+        if let Some(hub) = try_hub() {
+            if let Some(reactor) = hub.reactor() {
+                if Arc::ptr_eq(reactor.inbox(), &self.inbox) {
+                    reactor.notify(self.token, |w| {
+                        hub.wake(w, Wake::Ready);
+                    });
+                    return;
+                }
+            }
+        }
+        // From elsewhere: through the mailbox. A closed one means the hub's
+        // thread has exited, and nobody is left to wake.
+        let _ = self.inbox.wake_readers(self.token);
+    }
+}
+
+/// A waker and what it wakes, reused from wait to wait.
+struct Slot {
+    signal: Arc<Signal>,
+    waker: Waker,
+    reg: Rc<Registration>,
+}
+
+impl Slot {
+    fn new(hub: &Hub) -> Slot {
+        let reactor = hub.reactor_or_panic("hub::block_on");
+        let reg = reactor.add();
+        let signal = Arc::new(Signal {
+            woken: AtomicBool::new(false),
+            inbox: reactor.inbox().clone(),
+            token: reg.token(),
+        });
+        Slot {
+            waker: Waker::from(signal.clone()),
+            signal,
+            reg,
+        }
+    }
+}
+
+thread_local! {
+    /// Slots not in use on this thread.
+    static POOL: RefCell<Vec<Slot>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A slot borrowed from the pool for one `block_on`; given back on every
+/// exit path (a kill or a timeout unwinds through here).
+struct Lease(Option<Slot>);
+
+impl Lease {
+    fn take(hub: &Hub) -> Lease {
+        let pooled = POOL.try_with(|pool| pool.borrow_mut().pop()).ok().flatten();
+        Lease(Some(pooled.unwrap_or_else(|| Slot::new(hub))))
+    }
+
+    fn slot(&self) -> &Slot {
+        self.0
+            .as_ref()
+            .expect("a lease holds its slot until dropped")
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.take() {
+            // During thread exit the pool may be gone: the slot just drops.
+            let _ = POOL.try_with(move |pool| pool.borrow_mut().push(slot));
+        }
+    }
+}
+
+/// Runs `fut` to completion, blocking only the calling greenlet (main
+/// included) while it is pending; other greenlets run meanwhile. Works for
+/// any future, `Send` or not: it is polled on the caller's own stack.
+///
+/// The future's waker may be used from any thread. Woken from the hub's
+/// thread (by another greenlet, or a future of [`spawn_local`]), the
+/// caller goes on the ready queue; woken from another thread (a tokio
+/// runtime's worker, a `oneshot` sent from an OS thread), it is woken
+/// through the hub's poll, as a [`channel`](super::channel) receiver is. A
+/// future that wakes itself while polled (a yield) lets the other ready
+/// greenlets run before it is polled again.
+///
+/// ```
+/// use greenlet::hub;
+///
+/// // A oneshot answered by another OS thread, awaited by a greenlet.
+/// let (tx, rx) = tokio::sync::oneshot::channel();
+/// let waiter = hub::spawn(move || hub::block_on(rx).unwrap() * 2);
+/// std::thread::spawn(move || tx.send(21).unwrap());
+/// assert_eq!(waiter.join().unwrap(), 42);
+/// ```
+///
+/// A [`with_timeout`](super::with_timeout) that expires, or a
+/// [`kill`](crate::Greenlet::kill), interrupts the wait: the future is
+/// dropped on the greenlet's stack as the call unwinds, exactly once.
+///
+/// ```
+/// use std::time::Duration;
+/// use greenlet::hub;
+///
+/// let never = std::future::pending::<()>();
+/// let r = hub::with_timeout(Duration::from_millis(5), || hub::block_on(never));
+/// assert!(r.is_err());
+/// ```
+///
+/// # tokio
+///
+/// tokio's I/O and timer futures need a tokio runtime's context when they
+/// are created and polled. With a runtime running on other threads, give
+/// the thread that context: with the `tokio` cargo feature,
+/// `hub::set_tokio_handle(Some(handle))` makes `block_on` enter the
+/// runtime around every poll on this thread (create the future inside an
+/// `async` block passed to `block_on`, so that it is made during a poll);
+/// without it, keep a `handle.enter()` guard alive in the main greenlet
+/// for as long as the thread uses tokio.
+///
+/// # Panics
+///
+/// When the future panics (the panic unwinds out of `block_on` into the
+/// caller); as any blocking hub call (see the [hub docs](super)); and when
+/// a tokio future is polled without a runtime context: the message then
+/// names the remedies above. A wait here, like a channel's, is never
+/// reported as "would block forever", since a waker may be on another
+/// thread: a future that nothing will ever wake blocks its greenlet (and a
+/// `run` waiting for it) forever.
+pub fn block_on<F: Future>(fut: F) -> F::Output {
+    let mut fut = pin!(fut);
+    let hub = hub();
+    let lease = Lease::take(&hub);
+    let slot = lease.slot();
+    let mut cx = Context::from_waker(&slot.waker);
+    loop {
+        // Cleared before the poll: a wake-up during or after it is seen.
+        slot.signal.woken.swap(false, Ordering::AcqRel);
+        if let Poll::Ready(value) = poll_in_context(fut.as_mut(), &mut cx) {
+            return value;
+        }
+        if slot.signal.woken.load(Ordering::Acquire) {
+            // It woke itself while polled: a yield, so let the others run.
+            super::yield_now();
+            continue;
+        }
+        // Wake-ups for an earlier wait find the flag clear: wait again
+        // without polling.
+        while !slot.signal.woken.load(Ordering::Acquire) {
+            wait(&hub, &slot.reg);
+        }
+    }
+}
+
+/// Blocks on `reg` until it is woken (a kill or a timeout unwinds).
+fn wait(hub: &Hub, reg: &Registration) {
+    // Without a deadline the wait can only end woken or unwinding.
+    let _ = hub.wait_io(reg, Direction::Read, None, "hub::block_on", WaitOn::Future);
+}
+
+/// Polls `fut` inside this thread's tokio context, if one is set, turning
+/// tokio's "no runtime" panic into one that says what to do.
+#[inline]
+fn poll_in_context<F: Future + ?Sized>(
+    fut: std::pin::Pin<&mut F>,
+    cx: &mut Context<'_>,
+) -> Poll<F::Output> {
+    let poll = std::panic::AssertUnwindSafe(|| {
+        #[cfg(feature = "tokio")]
+        return self::tokio::in_context(|| fut.poll(cx));
+        #[cfg(not(feature = "tokio"))]
+        fut.poll(cx)
+    });
+    match std::panic::catch_unwind(poll) {
+        Ok(poll) => poll,
+        Err(p) => match crate::error::payload_message(p.as_ref()) {
+            Some(m) if is_no_runtime(m) => no_runtime(m),
+            _ => std::panic::resume_unwind(p),
+        },
+    }
+}
+
+/// Whether a panic message is tokio's "not in a runtime" one.
+fn is_no_runtime(message: &str) -> bool {
+    message.contains("Tokio 1.x runtime") || message.contains("no reactor running")
+}
+
+#[cold]
+#[inline(never)]
+fn no_runtime(message: &str) -> ! {
+    panic!(
+        "greenlet::hub::block_on: a tokio future was polled outside a tokio runtime's \
+         context ({message}). Remedy: run a tokio runtime (on other threads) and give this \
+         thread its context, either with the `tokio` cargo feature and \
+         `greenlet::hub::set_tokio_handle(Some(runtime.handle().clone()))` (then create the \
+         future inside the `async` block given to block_on), or by keeping a \
+         `runtime.handle().enter()` guard alive in the main greenlet"
+    )
+}
+
+/// Runs `fut` on this thread's hub, beside the greenlets, and returns a
+/// handle to its output: the future may be `!Send` and may use anything of
+/// this thread (`Rc`s, the crate's queues and events, sockets), and its
+/// wakers work from any thread, as [`block_on`]'s do.
+///
+/// The future is driven by a greenlet of its own that [`block_on`]s it, so
+/// it may also call blocking hub functions directly (a `hub::sleep` inside
+/// an `async` block blocks only that future). Like [`spawn`](super::spawn),
+/// it starts when the caller blocks or yields; a panic becomes the
+/// handle's [`JoinError::Panicked`](super::JoinError::Panicked), and
+/// [`JoinHandle::kill`] drops the future.
+///
+/// ```
+/// use std::rc::Rc;
+/// use std::cell::Cell;
+/// use greenlet::hub;
+///
+/// let seen = Rc::new(Cell::new(0)); // !Send: fine on the hub's thread
+/// let s = seen.clone();
+/// let task = hub::spawn_local(async move {
+///     let (tx, rx) = tokio::sync::oneshot::channel();
+///     std::thread::spawn(move || tx.send(7).unwrap());
+///     s.set(rx.await.unwrap());
+///     "done"
+/// });
+/// assert_eq!(task.join().unwrap(), "done");
+/// assert_eq!(seen.get(), 7);
+/// ```
+///
+/// # Panics
+///
+/// As [`spawn`](super::spawn) when no stack can be had.
+pub fn spawn_local<F>(fut: F) -> JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    super::spawn(move || block_on(fut))
+}
+
+/// An iterator over the items of an async stream, for a greenlet: each
+/// `next` [`block_on`]s the stream's next item, blocking only the calling
+/// greenlet, and the iterator ends when the stream does.
+///
+/// The stream is given as its poll function, so that any stream type
+/// works without a dependency on a stream trait: `|cx| rx.poll_recv(cx)`
+/// for a tokio `mpsc::Receiver`, `|cx| stream.as_mut().poll_next(cx)` for
+/// a pinned `futures::Stream`.
+///
+/// ```
+/// use greenlet::hub;
+///
+/// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+/// std::thread::spawn(move || {
+///     for i in 1..=3 {
+///         tx.send(i).unwrap();
+///     }
+/// });
+/// let got: Vec<u32> = hub::block_on_stream(|cx| rx.poll_recv(cx)).collect();
+/// assert_eq!(got, [1, 2, 3]);
+/// ```
+///
+/// # Panics
+///
+/// As [`block_on`], on each `next`.
+pub fn block_on_stream<T, P>(poll_next: P) -> BlockOnStream<P>
+where
+    P: FnMut(&mut Context<'_>) -> Poll<Option<T>>,
+{
+    BlockOnStream { poll_next }
+}
+
+/// The iterator of [`block_on_stream`].
+#[derive(Debug)]
+pub struct BlockOnStream<P> {
+    poll_next: P,
+}
+
+impl<T, P> Iterator for BlockOnStream<P>
+where
+    P: FnMut(&mut Context<'_>) -> Poll<Option<T>>,
+{
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        block_on(std::future::poll_fn(&mut self.poll_next))
+    }
+}

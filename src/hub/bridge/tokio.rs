@@ -1,0 +1,65 @@
+//! The `tokio` feature: a tokio runtime's context entered around every
+//! poll of [`block_on`](super::block_on) on this thread.
+
+use std::cell::RefCell;
+
+use tokio::runtime::Handle;
+
+thread_local! {
+    /// The runtime whose context this thread's polls run in.
+    static HANDLE: RefCell<Option<Handle>> = const { RefCell::new(None) };
+}
+
+/// Makes every poll by [`block_on`](super::block_on) (and so by
+/// [`spawn_local`](super::spawn_local)) on this thread run inside the
+/// context of the tokio runtime `handle` belongs to, so that tokio's timer
+/// and I/O futures work from greenlets; `None` stops it. Returns the
+/// previous handle. Requires the `tokio` cargo feature.
+///
+/// The runtime itself runs on other threads (a multi-thread runtime, or a
+/// current-thread one driven by another thread): its workers drive timers
+/// and sockets and wake the greenlets through their wakers. A tokio future
+/// needs the context when it is *created* too, so create it inside the
+/// `async` block given to `block_on`, which runs during a poll.
+///
+/// ```
+/// use std::time::Duration;
+/// use greenlet::hub;
+///
+/// let rt = tokio::runtime::Builder::new_multi_thread()
+///     .worker_threads(1)
+///     .enable_all()
+///     .build()
+///     .unwrap();
+/// hub::set_tokio_handle(Some(rt.handle().clone()));
+/// let sleeper = hub::spawn(|| {
+///     hub::block_on(async { tokio::time::sleep(Duration::from_millis(1)).await });
+///     "slept"
+/// });
+/// assert_eq!(sleeper.join().unwrap(), "slept");
+/// hub::set_tokio_handle(None);
+/// ```
+///
+/// A future polled inside the context must not block its greenlet from
+/// inside `poll` (calling a blocking hub function there): the context is
+/// the thread's, and another greenlet entering it meanwhile would leave it
+/// out of order. Blocking calls between `.await`s of a
+/// [`spawn_local`](super::spawn_local) future are fine when no handle is
+/// set.
+pub fn set_tokio_handle(handle: Option<Handle>) -> Option<Handle> {
+    HANDLE.with(|h| std::mem::replace(&mut *h.borrow_mut(), handle))
+}
+
+/// Runs `f` inside this thread's runtime context, if one is set.
+#[inline]
+pub(super) fn in_context<R>(f: impl FnOnce() -> R) -> R {
+    // A clone, so that no borrow of the cell is held while `f` runs (it
+    // may set another handle).
+    match HANDLE.try_with(|h| h.borrow().clone()).ok().flatten() {
+        Some(handle) => {
+            let _entered = handle.enter();
+            f()
+        }
+        None => f(),
+    }
+}

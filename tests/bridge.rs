@@ -1,0 +1,548 @@
+//! `hub::block_on`, `hub::spawn_local` and `Remote::call`: futures awaited
+//! by greenlets, woken from the same thread and from others, interrupted,
+//! panicking; greenlets called from async code.
+
+mod common;
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use greenlet::hub::{self, CallError, JoinError};
+
+/// A one-thread flag a greenlet can await; `set` wakes the awaiter.
+#[derive(Clone, Default)]
+struct Flag(Rc<FlagInner>);
+
+#[derive(Default)]
+struct FlagInner {
+    set: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+    polls: Cell<usize>,
+}
+
+impl Flag {
+    fn set(&self) {
+        self.0.set.set(true);
+        if let Some(w) = self.0.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    fn wait(&self) -> FlagWait {
+        FlagWait(self.clone())
+    }
+}
+
+struct FlagWait(Flag);
+
+impl Future for FlagWait {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let f = &self.0 .0;
+        f.polls.set(f.polls.get() + 1);
+        if f.set.replace(false) {
+            return Poll::Ready(());
+        }
+        let mut waker = f.waker.borrow_mut();
+        match &mut *waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            w => *w = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+/// Pending forever; counts its drops.
+struct Never(Rc<Cell<usize>>);
+
+impl Future for Never {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+}
+
+impl Drop for Never {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+#[test]
+fn ready_future_returns_at_once() {
+    assert_eq!(hub::block_on(async { 6 * 7 }), 42);
+    assert_eq!(hub::block_on(std::future::ready("x")), "x");
+}
+
+#[test]
+fn same_thread_wake_resumes_the_awaiter() {
+    let flag = Flag::default();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let waiter = {
+        let (flag, log) = (flag.clone(), log.clone());
+        hub::spawn(move || {
+            log.borrow_mut().push("waiting");
+            hub::block_on(flag.wait());
+            log.borrow_mut().push("woken");
+        })
+    };
+    let setter = {
+        let (flag, log) = (flag.clone(), log.clone());
+        hub::spawn(move || {
+            log.borrow_mut().push("setting");
+            flag.set();
+            log.borrow_mut().push("set");
+        })
+    };
+    hub::run();
+    assert!(waiter.is_finished() && setter.is_finished());
+    assert_eq!(*log.borrow(), ["waiting", "setting", "set", "woken"]);
+    // One poll that found it clear, one after the wake.
+    assert_eq!(flag.0.polls.get(), 2);
+}
+
+#[test]
+fn main_greenlet_can_await() {
+    let flag = Flag::default();
+    let f = flag.clone();
+    hub::spawn(move || f.set());
+    hub::block_on(flag.wait());
+    assert_eq!(flag.0.polls.get(), 2);
+}
+
+/// A future woken from another thread: it ships its waker there, and the
+/// thread sets the flag and wakes it.
+struct Remote {
+    set: Arc<AtomicBool>,
+    to_thread: mpsc::Sender<Waker>,
+    polls: Rc<Cell<usize>>,
+}
+
+impl Future for Remote {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.polls.set(self.polls.get() + 1);
+        if self.set.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        self.to_thread.send(cx.waker().clone()).unwrap();
+        Poll::Pending
+    }
+}
+
+#[test]
+fn cross_thread_wake_resumes_the_awaiter() {
+    let (tx, rx) = mpsc::channel::<Waker>();
+    let set = Arc::new(AtomicBool::new(false));
+    let s = set.clone();
+    let thread = std::thread::spawn(move || {
+        let waker = rx.recv().unwrap();
+        s.store(true, Ordering::Release);
+        // Several wakes: coalesced into one resume.
+        waker.wake_by_ref();
+        waker.wake_by_ref();
+        waker.wake();
+    });
+    let polls = Rc::new(Cell::new(0));
+    // Another greenlet keeps running meanwhile: only the awaiter blocks.
+    let ticks = Rc::new(Cell::new(0));
+    let t = ticks.clone();
+    let ticker = hub::spawn(move || {
+        for _ in 0..3 {
+            t.set(t.get() + 1);
+            hub::yield_now();
+        }
+    });
+    hub::block_on(Remote {
+        set,
+        to_thread: tx,
+        polls: polls.clone(),
+    });
+    thread.join().unwrap();
+    assert_eq!(polls.get(), 2);
+    ticker.join().unwrap();
+    assert_eq!(ticks.get(), 3);
+}
+
+#[test]
+fn oneshot_from_another_thread() {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let waiter = hub::spawn(move || hub::block_on(rx).unwrap());
+    let thread = std::thread::spawn(move || tx.send(String::from("hi")).unwrap());
+    assert_eq!(waiter.join().unwrap(), "hi");
+    thread.join().unwrap();
+}
+
+/// Wakes itself `n` times while polled (each a yield), then is ready.
+struct Yields {
+    left: usize,
+    polls: Rc<Cell<usize>>,
+}
+
+impl Future for Yields {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.polls.set(self.polls.get() + 1);
+        if self.left == 0 {
+            return Poll::Ready(());
+        }
+        self.left -= 1;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+#[test]
+fn a_future_waking_itself_yields_to_the_others() {
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let polls = Rc::new(Cell::new(0));
+    let a = {
+        let (log, polls) = (log.clone(), polls.clone());
+        hub::spawn(move || {
+            log.borrow_mut().push("a start");
+            hub::block_on(Yields {
+                left: 2,
+                polls: polls.clone(),
+            });
+            log.borrow_mut().push("a done");
+        })
+    };
+    let b = {
+        let log = log.clone();
+        hub::spawn(move || {
+            for i in 0..3 {
+                log.borrow_mut().push(["b0", "b1", "b2"][i]);
+                hub::yield_now();
+            }
+        })
+    };
+    hub::run();
+    assert!(a.is_finished() && b.is_finished());
+    assert_eq!(polls.get(), 3);
+    // Round-robin: each self-wake lets `b` take one turn.
+    assert_eq!(*log.borrow(), ["a start", "b0", "b1", "a done", "b2"]);
+}
+
+#[test]
+fn a_panicking_future_panics_in_the_awaiter() {
+    let h = hub::spawn(|| {
+        hub::block_on(async {
+            if true {
+                panic!("boom in poll");
+            }
+        })
+    });
+    match h.join() {
+        Err(JoinError::Panicked(p)) => {
+            assert_eq!(p.downcast_ref::<&str>(), Some(&"boom in poll"));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // The awaiter's slot went back: awaiting still works.
+    assert_eq!(hub::block_on(async { 1 }), 1);
+}
+
+#[test]
+fn timeout_during_a_wait_drops_the_future_once() {
+    let drops = Rc::new(Cell::new(0));
+    let r = hub::with_timeout(Duration::from_millis(2), || {
+        hub::block_on(Never(drops.clone()))
+    });
+    assert!(r.is_err());
+    assert_eq!(drops.get(), 1);
+    // And from a spawned greenlet.
+    let d = drops.clone();
+    let h = hub::spawn(move || {
+        hub::with_timeout(Duration::from_millis(2), || hub::block_on(Never(d))).is_err()
+    });
+    assert!(h.join().unwrap());
+    assert_eq!(drops.get(), 2);
+}
+
+#[test]
+fn kill_during_a_wait_drops_the_future_once() {
+    let drops = Rc::new(Cell::new(0));
+    let d = drops.clone();
+    let h = hub::spawn(move || hub::block_on(Never(d)));
+    hub::yield_now(); // it runs, polls once and blocks
+    assert!(!h.is_finished());
+    assert_eq!(drops.get(), 0);
+    h.kill();
+    assert_eq!(drops.get(), 1);
+    assert!(matches!(h.join(), Err(JoinError::Killed)));
+    assert_eq!(drops.get(), 1);
+}
+
+#[test]
+fn stale_wakes_only_cost_a_spurious_resume() {
+    // A waker kept from a finished wait, woken while the same greenlet
+    // awaits something else: the new future is not polled for it.
+    let kept: Rc<RefCell<Option<Waker>>> = Rc::default();
+    let k = kept.clone();
+    hub::block_on(std::future::poll_fn(move |cx| {
+        *k.borrow_mut() = Some(cx.waker().clone());
+        Poll::Ready(())
+    }));
+    let flag = Flag::default();
+    let f = flag.clone();
+    let old = kept.borrow_mut().take().unwrap();
+    hub::spawn(move || {
+        old.wake(); // stale: the awaiter's flag was cleared before its poll
+        hub::yield_now();
+        f.set();
+    });
+    hub::block_on(flag.wait());
+    // One poll before, one after the real wake. The stale wake came while
+    // the awaiter was polled... or not: it may add one poll at most.
+    assert!(flag.0.polls.get() <= 3, "polls: {}", flag.0.polls.get());
+}
+
+#[test]
+fn spawn_local_runs_a_non_send_future() {
+    let cell = Rc::new(Cell::new(0));
+    let flag = Flag::default();
+    let task = {
+        let (cell, flag) = (cell.clone(), flag.clone());
+        hub::spawn_local(async move {
+            flag.wait().await;
+            cell.set(cell.get() + 1);
+            cell.get() * 10
+        })
+    };
+    hub::yield_now();
+    assert_eq!(cell.get(), 0);
+    flag.set();
+    assert_eq!(task.join().unwrap(), 10);
+}
+
+#[test]
+fn spawn_local_kill_drops_the_future() {
+    let drops = Rc::new(Cell::new(0));
+    let task = hub::spawn_local(Never(drops.clone()));
+    hub::yield_now();
+    task.kill();
+    assert_eq!(drops.get(), 1);
+    assert!(matches!(task.join(), Err(JoinError::Killed)));
+}
+
+/// A thread whose hub serves calls until its stop sender is dropped.
+fn hub_thread() -> (hub::Remote, hub::Sender<()>, std::thread::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let (stop_tx, stop_rx) = hub::channel::<()>();
+        tx.send((hub::remote(), stop_tx)).unwrap();
+        let _ = stop_rx.recv();
+    });
+    let (remote, stop) = rx.recv().unwrap();
+    (remote, stop, thread)
+}
+
+fn current_thread_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn remote_call_returns_the_value_and_the_panic() {
+    let (remote, stop, thread) = hub_thread();
+    let rt = current_thread_rt();
+    let v = rt.block_on(remote.call(|| {
+        hub::yield_now();
+        String::from("from a greenlet")
+    }));
+    assert_eq!(v.unwrap(), "from a greenlet");
+    let e = rt.block_on(remote.call(|| -> u32 { panic!("call panicked") }));
+    match e {
+        Err(CallError::Panicked(p)) => {
+            assert_eq!(p.downcast_ref::<&str>(), Some(&"call panicked"))
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    drop(stop);
+    thread.join().unwrap();
+    // The hub's thread is gone: the call says so.
+    let closed = rt.block_on(remote.call(|| 1));
+    assert!(matches!(closed, Err(CallError::Closed)));
+}
+
+#[test]
+fn remote_call_future_is_send() {
+    fn check<T: Send>(_: &T) {}
+    let (remote, stop, thread) = hub_thread();
+    let call = remote.call(|| 1);
+    check(&call);
+    assert_eq!(current_thread_rt().block_on(call).unwrap(), 1);
+    drop(stop);
+    thread.join().unwrap();
+}
+
+#[test]
+fn dropping_a_call_kills_its_greenlet() {
+    let (remote, stop, thread) = hub_thread();
+    let (started_tx, started_rx) = mpsc::channel();
+    let (dropped_tx, dropped_rx) = mpsc::channel();
+    struct Guard(mpsc::Sender<&'static str>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.send("unwound").unwrap();
+        }
+    }
+    let call = remote.call(move || {
+        let _guard = Guard(dropped_tx);
+        let (_keep, never) = hub::channel::<()>();
+        started_tx.send(()).unwrap();
+        let _ = never.recv(); // blocks until killed
+        "finished"
+    });
+    let rt = current_thread_rt();
+    let mut call = Box::pin(call);
+    // Poll once so that it has a waker, then wait until it runs.
+    rt.block_on(std::future::poll_fn(|cx| {
+        assert!(call.as_mut().poll(cx).is_pending());
+        Poll::Ready(())
+    }));
+    started_rx.recv().unwrap();
+    drop(call);
+    assert_eq!(dropped_rx.recv().unwrap(), "unwound");
+    drop(stop);
+    thread.join().unwrap();
+}
+
+#[test]
+fn many_calls_from_a_multi_thread_runtime() {
+    let (remote, stop, thread) = hub_thread();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+    let total: u64 = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for i in 0..200u64 {
+            let (remote, done) = (remote.clone(), done.clone());
+            tasks.push(tokio::spawn(async move {
+                let v = remote
+                    .call(move || {
+                        hub::yield_now();
+                        i * 2
+                    })
+                    .await
+                    .unwrap();
+                done.fetch_add(1, Ordering::Relaxed);
+                v
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap();
+        }
+        total
+    });
+    assert_eq!(done.load(Ordering::Relaxed), 200);
+    assert_eq!(total, (0..200u64).map(|i| i * 2).sum());
+    drop(stop);
+    thread.join().unwrap();
+}
+
+#[test]
+fn waits_allocate_nothing_in_steady_state() {
+    let flag = Flag::default();
+    let stop = Rc::new(Cell::new(false));
+    let setter = {
+        let (flag, stop) = (flag.clone(), stop.clone());
+        hub::spawn(move || {
+            while !stop.get() {
+                flag.set();
+                hub::yield_now();
+            }
+        })
+    };
+    let counted = Rc::new(Cell::new(usize::MAX));
+    let c = counted.clone();
+    let waiter = hub::spawn(move || {
+        for _ in 0..1000 {
+            hub::block_on(flag.wait());
+            hub::block_on(std::future::ready(()));
+        }
+        let before = common::allocations();
+        for _ in 0..1000 {
+            hub::block_on(flag.wait());
+            hub::block_on(std::future::ready(()));
+        }
+        c.set(common::allocations() - before);
+        stop.set(true);
+    });
+    waiter.join().unwrap();
+    setter.join().unwrap();
+    assert_eq!(counted.get(), 0);
+}
+
+#[test]
+fn a_mutex_shared_with_tokio_style_wakers() {
+    // tokio::sync::Mutex contended by greenlets of one thread: each lock
+    // waits for the previous holder, woken through block_on's waker.
+    let m = Rc::new(tokio::sync::Mutex::new(Vec::new()));
+    let mut hs = Vec::new();
+    for i in 0..5 {
+        let m = m.clone();
+        hs.push(hub::spawn(move || {
+            let mut g = hub::block_on(m.lock());
+            g.push(i);
+            hub::yield_now(); // hold it across a switch
+            g.push(i);
+        }));
+    }
+    for h in hs {
+        h.join().unwrap();
+    }
+    let v = hub::block_on(m.lock()).clone();
+    assert_eq!(v, [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]);
+}
+
+#[test]
+fn mpsc_from_other_threads() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let sent = Arc::new(Mutex::new(0));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (tx, sent) = (tx.clone(), sent.clone());
+            std::thread::spawn(move || {
+                for i in 0..100 {
+                    tx.send(t * 100 + i).unwrap();
+                    *sent.lock().unwrap() += 1;
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let mut got = Vec::new();
+    while let Some(v) = hub::block_on(rx.recv()) {
+        got.push(v);
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    got.sort();
+    assert_eq!(got, (0..400).collect::<Vec<_>>());
+}
+
+#[test]
+fn block_on_stream_iterates_until_the_stream_ends() {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+    let producer = hub::spawn_local(async move {
+        for i in 0..10 {
+            tx.send(i).await.unwrap(); // waits while the buffer is full
+        }
+    });
+    let got: Vec<i32> = hub::block_on_stream(|cx| rx.poll_recv(cx)).collect();
+    assert_eq!(got, (0..10).collect::<Vec<_>>());
+    producer.join().unwrap();
+}

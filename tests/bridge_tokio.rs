@@ -1,0 +1,192 @@
+//! tokio's futures awaited by greenlets, with a multi-thread runtime
+//! running in the background: timers, oneshots from other threads, TCP in
+//! both directions, and the message of a future polled outside a runtime.
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use greenlet::hub;
+use greenlet::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn ten_thousand_greenlets_await_a_sleep_and_a_oneshot() {
+    const N: usize = 10_000;
+    let rt = runtime();
+    // The thread's context, for the whole test (the main greenlet holds it).
+    let _context = rt.enter();
+    let done = std::rc::Rc::new(std::cell::Cell::new(0usize));
+    let mut senders = Vec::with_capacity(N);
+    for i in 0..N {
+        let (tx, rx) = tokio::sync::oneshot::channel::<usize>();
+        senders.push(tx);
+        let done = done.clone();
+        hub::spawn(move || {
+            hub::block_on(tokio::time::sleep(Duration::from_millis(1)));
+            let v = hub::block_on(rx).unwrap();
+            assert_eq!(v, i * 3);
+            done.set(done.get() + 1);
+        });
+    }
+    // Four OS threads answer the oneshots.
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut chunks: Vec<Vec<_>> = (0..4).map(|_| Vec::new()).collect();
+    for (i, tx) in senders.into_iter().enumerate() {
+        chunks[i % 4].push((i, tx));
+    }
+    let threads: Vec<_> = chunks
+        .into_iter()
+        .map(|chunk| {
+            let sent = sent.clone();
+            std::thread::spawn(move || {
+                for (i, tx) in chunk {
+                    tx.send(i * 3).unwrap();
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    hub::run();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(sent.load(Ordering::Relaxed), N);
+    assert_eq!(done.get(), N);
+}
+
+/// A greenlet echo server on this thread's hub; returns its address.
+fn greenlet_echo_server() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    hub::spawn_daemon(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            hub::spawn(move || {
+                let mut buf = [0u8; 1024];
+                loop {
+                    let n = stream.read(&mut buf).unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    stream.write_all(&buf[..n]).unwrap();
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn greenlets_talk_to_the_crate_echo_server_through_tokio_sockets() {
+    let rt = runtime();
+    let _context = rt.enter();
+    let addr = greenlet_echo_server();
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            hub::spawn(move || {
+                hub::block_on(async move {
+                    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+                    let mut got = Vec::new();
+                    for i in 0..10u8 {
+                        let msg = [c, i, b'!'];
+                        s.write_all(&msg).await.unwrap();
+                        let mut back = [0u8; 3];
+                        s.read_exact(&mut back).await.unwrap();
+                        got.push(back);
+                    }
+                    got
+                })
+            })
+        })
+        .collect();
+    for (c, h) in clients.into_iter().enumerate() {
+        let got = h.join().unwrap();
+        let want: Vec<_> = (0..10u8).map(|i| [c as u8, i, b'!']).collect();
+        assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn greenlet_clients_talk_to_a_tokio_echo_server() {
+    let rt = runtime();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                loop {
+                    let n = s.read(&mut buf).await.unwrap();
+                    if n == 0 {
+                        return;
+                    }
+                    s.write_all(&buf[..n]).await.unwrap();
+                }
+            });
+        }
+    });
+    let clients: Vec<_> = (0..8u8)
+        .map(|c| {
+            hub::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                let mut got = Vec::new();
+                for i in 0..10u8 {
+                    s.write_all(&[c, i]).unwrap();
+                    let mut back = [0u8; 2];
+                    s.read_exact(&mut back).unwrap();
+                    got.push(back);
+                }
+                got
+            })
+        })
+        .collect();
+    for (c, h) in clients.into_iter().enumerate() {
+        let want: Vec<_> = (0..10u8).map(|i| [c as u8, i]).collect();
+        assert_eq!(h.join().unwrap(), want);
+    }
+}
+
+#[test]
+fn a_tokio_future_without_a_runtime_names_the_remedy() {
+    let h =
+        hub::spawn(|| hub::block_on(async { tokio::time::sleep(Duration::from_millis(1)).await }));
+    let message = match h.join() {
+        Err(hub::JoinError::Panicked(p)) => p.downcast_ref::<String>().cloned().unwrap_or_default(),
+        other => panic!("unexpected {other:?}"),
+    };
+    assert!(message.contains("outside a tokio runtime"), "{message}");
+    assert!(message.contains("handle().enter()"), "{message}");
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn set_tokio_handle_enters_the_runtime_around_polls() {
+    let rt = runtime();
+    assert!(hub::set_tokio_handle(Some(rt.handle().clone())).is_none());
+    let hs: Vec<_> = (0..100u64)
+        .map(|i| {
+            hub::spawn_local(async move {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                tokio::spawn(async move { tx.send(i + 1).unwrap() });
+                rx.await.unwrap()
+            })
+        })
+        .collect();
+    let total: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(total, (1..=100).sum());
+    assert!(hub::set_tokio_handle(None).is_some());
+}
