@@ -29,9 +29,6 @@ pub enum SwitchError {
     /// The current greenlet may not switch away right now: it is unwinding
     /// (a panic or a kill is under way on its stack). The value was dropped.
     Unwinding,
-    /// This thread's greenlet runtime has already been torn down (the call
-    /// came from a thread-local destructor that ran after it).
-    ThreadExiting,
     /// The switch was attempted from inside the switch hook, which may not
     /// switch. The value was dropped.
     InSwitchHook,
@@ -74,7 +71,6 @@ impl fmt::Debug for SwitchError {
                 .finish(),
             SwitchError::Killed => f.write_str("Killed"),
             SwitchError::Unwinding => f.write_str("Unwinding"),
-            SwitchError::ThreadExiting => f.write_str("ThreadExiting"),
             SwitchError::InSwitchHook => f.write_str("InSwitchHook"),
         }
     }
@@ -99,9 +95,6 @@ impl fmt::Display for SwitchError {
             SwitchError::Unwinding => f.write_str(
                 "cannot switch away from a greenlet that is unwinding (a panic or kill is in progress)",
             ),
-            SwitchError::ThreadExiting => {
-                f.write_str("this thread's greenlet runtime has already been torn down")
-            }
             SwitchError::InSwitchHook => {
                 f.write_str("cannot switch from inside the switch hook")
             }

@@ -47,7 +47,7 @@ use std::rc::Rc;
 
 use crate::error::{payload_message, SwitchError};
 use crate::greenlet::Greenlet;
-use crate::runtime::{Key, Runtime};
+use crate::runtime::{Key, Runtime, MAIN};
 use crate::value::GreenletExit;
 
 /// What the producer's greenlet returns after storing the return value.
@@ -90,6 +90,15 @@ pub struct Yielder<Y, S = ()> {
     /// `*const ()` is neither `Send` nor `Sync`: a yielder only makes
     /// sense on its own producer's greenlet, so it stays on its thread.
     _thread: PhantomData<*const ()>,
+}
+
+impl<Y, S> fmt::Debug for Yielder<Y, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Yielder")
+            .field("item", &std::any::type_name::<Y>())
+            .field("sent", &std::any::type_name::<S>())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<Y: 'static, S: 'static> Yielder<Y, S> {
@@ -189,7 +198,8 @@ impl<Y: 'static, S: 'static> Yielder<Y, S> {
             rt.current() == self.key,
             "greenlet::Yielder: yield called outside its generator's greenlet"
         );
-        let consumer = rt.parent_of(self.key);
+        // A producer is never main, so it has a parent.
+        let consumer = rt.parent_of(self.key).unwrap_or(MAIN);
         // The consumer resumes us with an `S`, throws into us, or kills us
         // (a close or a drop, which unwinds from inside this switch).
         rt.switch::<Y, S>(consumer, item)
@@ -749,7 +759,7 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
         // `ended` reads as the end, unless `S` and `Y` are the same type.
         // Only then must the state be checked first (a constant condition,
         // so other generators pay nothing for it).
-        if (rt.parent_of(producer) != rt.current()
+        if (rt.parent_of(producer) != Some(rt.current())
             || (TypeId::of::<S>() == TypeId::of::<Y>() && self.greenlet.is_dead()))
             && !self.prepare()
         {
@@ -787,7 +797,7 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
             me != producer,
             "greenlet::Generator: a generator cannot be resumed from its own producer"
         );
-        if rt.parent_of(producer) != me {
+        if rt.parent_of(producer) != Some(me) {
             let consumer = Greenlet::current();
             if self.greenlet.set_parent(&consumer).is_err() {
                 panic!(

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use crate::current::CurrentGreenlet;
 use crate::error::{KillRefused, ParentError, SwitchError};
-use crate::runtime::{Key, Runtime, State, MAIN, NONE};
+use crate::runtime::{Key, Runtime, State, MAIN};
 use crate::stack::DEFAULT_STACK_SIZE;
 
 /// A handle to a greenlet: a function running on its own stack, which runs
@@ -123,8 +123,8 @@ impl Builder {
 
 impl Greenlet {
     /// Creates an unstarted greenlet whose parent is the current greenlet
-    /// (row 1). Nothing runs until the first [`switch`](Greenlet::switch),
-    /// whose value becomes `f`'s argument (rows 2 and 3).
+    /// ([row 1](crate::semantics)). Nothing runs until the first [`switch`](Greenlet::switch),
+    /// whose value becomes `f`'s argument ([rows 2 and 3](crate::semantics)).
     ///
     /// ```
     /// use greenlet::Greenlet;
@@ -164,7 +164,7 @@ impl Greenlet {
         Builder::new()
     }
 
-    /// The greenlet running now (row 13). On a thread that has not used
+    /// The greenlet running now ([row 13](crate::semantics)). On a thread that has not used
     /// greenlets yet, this is its main greenlet, created on the spot.
     ///
     /// The handle derefs to `Greenlet` but does not keep the greenlet
@@ -232,15 +232,15 @@ impl Greenlet {
 
     /// Switches to this greenlet, sending `value`, and returns the value that
     /// is later switched back here — by any greenlet, not necessarily this
-    /// one (row 4).
+    /// one ([row 4](crate::semantics)).
     ///
     /// - Unstarted: `value` becomes its function's argument. If its type is
     ///   not the argument type, nothing runs, the greenlet stays unstarted
     ///   and this returns [`SwitchError::TypeMismatch`].
     /// - The current greenlet: returns `value` at once, no stack switch
-    ///   (row 5; `TypeMismatch` if `T` is not `R`).
+    ///   ([row 5](crate::semantics); `TypeMismatch` if `T` is not `R`).
     /// - Dead: goes up its parent chain to the first greenlet that is not
-    ///   dead (row 8), which may be the caller itself (then as row 5).
+    ///   dead ([row 8](crate::semantics)), which may be the caller itself (then as [row 5](crate::semantics)).
     ///
     /// What arrives is checked against `R` by `TypeId`: a value of another
     /// type is dropped and reported as [`SwitchError::TypeMismatch`]; a
@@ -249,13 +249,26 @@ impl Greenlet {
     /// it gets [`SwitchError::Unwinding`] and `value` is dropped.
     ///
     /// Values cross without heap allocation.
+    ///
+    /// # Errors
+    ///
+    /// What arrived instead of an `R`, as described above.
+    ///
+    /// # Panics
+    ///
+    /// When the switch hook (see [`set_switch_hook`](crate::set_switch_hook))
+    /// panics, the hook is removed and its panic resumes here, the value
+    /// dropped. When a greenlet being killed by this one is reaped on the
+    /// way and answers its kill with a panic, that panic resumes here. When
+    /// the value arriving here has the wrong type and its destructor
+    /// panics, that panic resumes here after the bookkeeping.
     #[inline(always)]
     pub fn switch<T: 'static, R: 'static>(&self, value: T) -> Result<R, SwitchError> {
         Runtime::get().switch(self.key, value)
     }
 
     /// Switches to this greenlet and makes its pending switch return
-    /// `Err(SwitchError::Thrown(error))` (row 10).
+    /// `Err(SwitchError::Thrown(error))` ([row 10](crate::semantics)).
     ///
     /// - Unstarted: it dies without running its function, and the error
     ///   goes to its parent (which may be the caller, whose `throw` then
@@ -264,11 +277,22 @@ impl Greenlet {
     ///   is not dead.
     /// - The current greenlet (or routed back to it): returns
     ///   `Err(SwitchError::Thrown(error))` at once.
+    ///
+    /// # Errors
+    ///
+    /// What arrives back here instead of an `R` (for a throw that comes
+    /// back, `SwitchError::Thrown` with the payload).
+    ///
+    /// # Panics
+    ///
+    /// As for [`switch`](Greenlet::switch): a panicking switch hook's
+    /// panic resumes here, as does a destructor's panic in a value of the
+    /// wrong type that arrives here.
     pub fn throw<E: Any + Send, R: 'static>(&self, error: E) -> Result<R, SwitchError> {
         Runtime::get().throw(self.key, Box::new(error))
     }
 
-    /// Kills this greenlet now (row 11): its stack is unwound, every
+    /// Kills this greenlet now ([row 11](crate::semantics)): its stack is unwound, every
     /// destructor on it runs, and control returns to the caller; the
     /// greenlet is dead afterwards.
     ///
@@ -286,6 +310,14 @@ impl Greenlet {
     ///   return); its parent receives [`SwitchError::Killed`].
     /// - If the victim's function catches the unwind and returns, its value
     ///   is dropped; if it panics, the panic resumes in the caller.
+    ///
+    /// # Panics
+    ///
+    /// When the victim answers the kill with a panic (its function caught
+    /// the unwinding and panicked), that panic resumes in the caller; so
+    /// does the panic of a switch hook, which is then removed. In a build
+    /// with `panic = "abort"` a kill of a started greenlet cannot unwind:
+    /// it prints why and aborts the process.
     pub fn kill(&self) {
         let rt = Runtime::get();
         if rt.kill(self.key).is_err() {
@@ -310,6 +342,10 @@ impl Greenlet {
     ///
     /// [`KillRefused`] when the victim caught the kill and switched away.
     ///
+    /// # Panics
+    ///
+    /// As for [`kill`](Greenlet::kill).
+    ///
     /// ```
     /// use std::panic::{catch_unwind, AssertUnwindSafe};
     /// use greenlet::{Greenlet, KillRefused};
@@ -330,16 +366,12 @@ impl Greenlet {
     /// The greenlet that receives this one's result; `None` for main.
     pub fn parent(&self) -> Option<Greenlet> {
         let rt = Runtime::get();
-        let parent = rt.with_record(self.key, |r| r.parent);
-        if parent == NONE {
-            None
-        } else {
-            rt.add_ref(parent);
-            Some(Greenlet::from_new_ref(parent))
-        }
+        let parent = rt.parent_of(self.key)?;
+        rt.add_ref(parent);
+        Some(Greenlet::from_new_ref(parent))
     }
 
-    /// Makes `parent` the greenlet that receives this one's result (row 9).
+    /// Makes `parent` the greenlet that receives this one's result ([row 9](crate::semantics)).
     /// Allowed in any state. Refused, leaving the old parent, when `parent`
     /// is this greenlet or one of its descendants ([`ParentError::Cycle`])
     /// or when this is the main greenlet ([`ParentError::Main`]).
@@ -347,9 +379,11 @@ impl Greenlet {
         if self.key == MAIN {
             return Err(ParentError::Main);
         }
-        Runtime::get()
-            .set_parent(self.key, parent.key)
-            .map_err(|_| ParentError::Cycle)
+        if Runtime::get().set_parent(self.key, parent.key) {
+            Ok(())
+        } else {
+            Err(ParentError::Cycle)
+        }
     }
 
     /// Whether it has ever been switched to (dead greenlets count as started).
@@ -379,17 +413,17 @@ impl Greenlet {
 
     /// The name given to the builder (`"main"` for the main greenlet).
     pub fn name(&self) -> Option<Rc<str>> {
-        Runtime::get().with_record(self.key, |r| r.name.clone())
+        Runtime::get().records().name(self.key)
     }
 
     /// A number that identifies the greenlet for its thread's lifetime
     /// (main is 0; never reused).
     pub fn id(&self) -> u64 {
-        Runtime::get().with_record(self.key, |r| r.id)
+        Runtime::get().records().id(self.key)
     }
 
     fn state(&self) -> State {
-        Runtime::get().with_record(self.key, |r| r.state)
+        Runtime::get().records().state(self.key)
     }
 }
 
@@ -441,7 +475,12 @@ impl fmt::Debug for Greenlet {
         let Some(rt) = Runtime::try_get() else {
             return f.write_str("Greenlet(<thread exited>)");
         };
-        let (id, name, state) = rt.with_record(self.key, |r| (r.id, r.name.clone(), r.state));
+        let records = rt.records();
+        let (id, name, state) = (
+            records.id(self.key),
+            records.name(self.key),
+            records.state(self.key),
+        );
         let state = match state {
             State::Unstarted => "unstarted",
             State::Active if rt.current() == self.key => "running",

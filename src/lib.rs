@@ -48,30 +48,32 @@
 //! # Semantics, row by row
 //!
 //! The crate follows Python's greenlet; where Python's behaviour has no
-//! direct Rust equivalent, this is what was decided.
+//! direct Rust equivalent, this is what was decided. The rows are written
+//! out in full in [`semantics`] (`docs/semantics.md`), which numbered rows
+//! ("row 11", "H8") in comments and test names refer to.
 //!
-//! - **Creation, lazy start, first value** (rows 1–3): [`Greenlet::new`]
+//! - **Creation, lazy start, first value** ([rows 1–3](crate::semantics)): [`Greenlet::new`]
 //!   runs nothing; the parent is the greenlet current at creation. The
 //!   stack is taken at creation, so a refused stack is an `io::Error` from
 //!   [`Builder::build`] and a switch never fails for want of one. The first
 //!   switch's value is the function's argument; a value of the wrong type is
 //!   dropped and reported to the sender as [`SwitchError::TypeMismatch`],
 //!   and the greenlet stays unstarted.
-//! - **Switch** (rows 4, 5, 8): returns whatever is later switched back,
+//! - **Switch** ([rows 4, 5, 8](crate::semantics)): returns whatever is later switched back,
 //!   checked by `TypeId`; a switch to oneself returns the value at once; a
 //!   switch to a dead greenlet goes to its first live ancestor.
-//! - **Return and panic** (rows 6, 7): a return value goes to the parent
+//! - **Return and panic** ([rows 6, 7](crate::semantics)): a return value goes to the parent
 //!   (dead parents are skipped; an unstarted ancestor is started with it);
 //!   a panic arrives at the parent's pending switch as
 //!   [`SwitchError::Panicked`] with its payload, and an unstarted ancestor on
 //!   the way dies without running.
-//! - **Parents** (row 9): [`Greenlet::set_parent`] refuses cycles and the
+//! - **Parents** ([row 9](crate::semantics)): [`Greenlet::set_parent`] refuses cycles and the
 //!   main greenlet; cross-thread parents cannot be expressed (`!Send`).
-//! - **Throw** (row 10): the target's pending switch returns
+//! - **Throw** ([row 10](crate::semantics)): the target's pending switch returns
 //!   [`SwitchError::Thrown`]; into an unstarted greenlet it dies unrun and
 //!   the error goes to its parent; into a dead one it goes up the chain;
 //!   into oneself it is returned at once.
-//! - **Kill** (rows 11, 12): [`Greenlet::kill`] unwinds the victim's stack
+//! - **Kill** ([rows 11, 12](crate::semantics)): [`Greenlet::kill`] unwinds the victim's stack
 //!   with a private payload (no panic message) and returns to the caller.
 //!   While it unwinds, the victim cannot switch away
 //!   ([`SwitchError::Unwinding`]); if its function catches the unwind and
@@ -86,7 +88,7 @@
 //!   [`Greenlet::current`] returns ([`CurrentGreenlet`]) does not count, so
 //!   a greenlet's own frame holding one (Python's
 //!   `getcurrent().parent.switch(v)`) does not keep it alive.
-//! - **Threads** (rows 13–15): each thread has its own main greenlet and
+//! - **Threads** ([rows 13–15](crate::semantics)): each thread has its own main greenlet and
 //!   runtime; [`Greenlet`] is `!Send` and `!Sync`; when a thread exits,
 //!   every greenlet it still has is unwound before the thread ends, each in
 //!   isolation: a panic escaping one greenlet's unwinding, or a refused
@@ -111,6 +113,10 @@
 //!
 //! Misuse gets an error or a documented outcome, never undefined behaviour:
 //!
+//! - Using greenlets from a thread-local destructor that runs after the
+//!   thread's greenlet runtime was torn down: every call that needs the
+//!   runtime panics, saying so (this holds for every public call, and is
+//!   not repeated in each one's `# Panics`).
 //! - Switching while the current greenlet unwinds (from a destructor during
 //!   a panic or a kill): [`SwitchError::Unwinding`], the value dropped. A
 //!   kill from such a destructor is allowed (it always comes back).
@@ -173,8 +179,10 @@
 //! # Where things are
 //!
 //! - [`greenlet`](crate::Greenlet) (`src/greenlet.rs`): the handle and the builder.
-//! - `src/runtime.rs`: the thread's state and the trampoline, the one place
-//!   coroutines are resumed; the switch path starts at `Runtime::switch`.
+//! - `src/runtime/`: the thread's state (`mod.rs`), the slab of greenlet
+//!   records behind a safe layer (`records.rs`), the switch path and the
+//!   trampoline, the one place coroutines are resumed (`switch.rs`), and a
+//!   greenlet's life from creation to kill and teardown (`lifecycle.rs`).
 //! - `src/value.rs`: how a value crosses a switch without allocating.
 //! - `src/stack.rs`: guarded stacks and their pool.
 //! - `src/error.rs`: [`SwitchError`] and [`ParentError`].
@@ -194,8 +202,17 @@
 //! - `src/generator.rs`: [`Generator`]; `src/local.rs`: [`Local`];
 //!   `src/trace.rs`: [`set_switch_hook`]; `src/stats.rs`: [`stats`].
 
-#![warn(missing_docs, unreachable_pub)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    clippy::undocumented_unsafe_blocks
+)]
 #![deny(unsafe_op_in_unsafe_fn)]
+#![doc(test(attr(deny(warnings))))]
+
+#[cfg(not(unix))]
+compile_error!("greenlet supports Unix only: its stacks, signals and sockets use Unix APIs");
 
 mod current;
 mod error;
@@ -209,6 +226,8 @@ mod panic_hook;
 #[cfg(unix)]
 pub mod process;
 mod runtime;
+#[doc = include_str!("../docs/semantics.md")]
+pub mod semantics {}
 mod stack;
 mod stats;
 mod trace;
@@ -223,23 +242,6 @@ pub use crate::local::Local;
 pub use crate::stack::{set_stack_policy, trim_stacks, StackPolicy, DEFAULT_STACK_SIZE};
 pub use crate::stats::{stats, GreenletInfo, GreenletState, Stats, WaitOn};
 pub use crate::trace::{set_switch_hook, SwitchEvent, SwitchHook, SwitchKind};
-
-/// How many stacks this thread's pool holds, and how many are lent to live
-/// greenlets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StackStats {
-    /// Stacks waiting in the pool for the next greenlet.
-    pub pooled: usize,
-    /// Stacks held by greenlets that are unstarted, active, or dead but not
-    /// yet recycled.
-    pub in_use: usize,
-}
-
-/// The current thread's stack pool figures.
-pub fn stack_stats() -> StackStats {
-    let (pooled, in_use) = runtime::Runtime::get().stack_counts();
-    StackStats { pooled, in_use }
-}
 
 // The README's examples compile and run as doctests.
 #[doc = include_str!("../README.md")]

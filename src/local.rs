@@ -1,4 +1,4 @@
-//! Greenlet-local storage (row 18): a value per greenlet, like
+//! Greenlet-local storage ([row 18](crate::semantics)): a value per greenlet, like
 //! `thread_local!` is a value per thread.
 //!
 //! `thread_local!` is shared by every greenlet of a thread: a greenlet that
@@ -75,6 +75,15 @@ pub struct Local<T: 'static> {
     _value: PhantomData<fn() -> T>,
 }
 
+impl<T: 'static> std::fmt::Debug for Local<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Local")
+            .field("type", &std::any::type_name::<T>())
+            .field("slot", &self.slot.load(Ordering::Relaxed).checked_sub(1))
+            .finish()
+    }
+}
+
 /// Slot indices handed out so far, for every `Local` in the process.
 static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
 
@@ -114,6 +123,11 @@ impl<T: 'static> Local<T> {
     ///
     /// The value lives until the greenlet finishes, so `f` may switch away
     /// and come back while holding the reference.
+    ///
+    /// # Panics
+    ///
+    /// A panic of `init` or of `f` passes through (after a panicking
+    /// `init`, no value is stored and the next call tries again).
     pub fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
         let rt = Runtime::get();
         let slot = self.slot();

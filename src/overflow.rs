@@ -63,8 +63,10 @@ pub(crate) fn install() {
 /// Gives the calling thread an alternate signal stack if it has none, so the
 /// handler can run when the thread's current stack is the one that overflowed.
 fn ensure_alt_stack() {
-    // SAFETY: querying the current alternate stack writes into `current`.
+    // SAFETY: `stack_t` is a plain C struct, valid all zeroes.
     let mut current: libc::stack_t = unsafe { mem::zeroed() };
+    // SAFETY: a null new stack only queries; `current` is a valid,
+    // writable `stack_t`.
     if unsafe { libc::sigaltstack(ptr::null(), &mut current) } != 0
         || current.ss_flags & libc::SS_DISABLE == 0
     {

@@ -60,8 +60,9 @@ fn current_greenlet() -> Option<String> {
     if key == MAIN {
         return None;
     }
-    Some(rt.with_record(key, |r| match &r.name {
-        Some(name) => format!("greenlet '{name}' (id {})", r.id),
-        None => format!("greenlet id {}", r.id),
-    }))
+    let id = rt.records().id(key);
+    Some(match rt.records().name(key) {
+        Some(name) => format!("greenlet '{name}' (id {id})"),
+        None => format!("greenlet id {id}"),
+    })
 }

@@ -43,7 +43,13 @@ use std::time::Duration;
 use corosensei::stack::valgrind::ValgrindStackRegistration;
 use corosensei::stack::{Stack, StackPointer, MIN_STACK_SIZE};
 
-use crate::runtime::{Co, Runtime};
+use crate::runtime::Runtime;
+
+/// Every greenlet's coroutine has this one type: a value's word goes in and
+/// out (see `value.rs`), and the coroutine never returns (it is reset after
+/// its final suspend). It lives in the top [`RESERVED`] bytes of its own
+/// stack.
+pub(crate) type Co = corosensei::Coroutine<usize, usize, (), PooledStack>;
 
 /// The usable size of a greenlet's stack when the builder does not set one:
 /// 1 MiB, the same as corosensei's default. Memory is only committed as the
@@ -138,10 +144,7 @@ impl Default for StackPolicy {
 /// replaces. Pooled stacks beyond a lowered [`StackPolicy::max_pooled`]
 /// are unmapped at once.
 pub fn set_stack_policy(policy: StackPolicy) -> StackPolicy {
-    let rt = Runtime::get();
-    // SAFETY: the borrowing rule: the pool runs no user code, and nothing
-    // else holds a reference into it.
-    unsafe { (*rt.pool()).set_policy(policy) }
+    Runtime::get().with_pool(|pool| pool.set_policy(policy))
 }
 
 /// Gives the memory of every stack in the current thread's pool back to
@@ -156,12 +159,10 @@ pub fn set_stack_policy(policy: StackPolicy) -> StackPolicy {
 /// let many: Vec<Greenlet> = (0..100).map(|_| Greenlet::new(|()| ())).collect();
 /// drop(many);
 /// greenlet::trim_stacks();
-/// assert!(greenlet::stack_stats().pooled >= 100); // still mapped
+/// assert!(greenlet::stats().stacks_pooled >= 100); // still mapped
 /// ```
 pub fn trim_stacks() {
-    let rt = Runtime::get();
-    // SAFETY: as in `set_stack_policy`.
-    unsafe { (*rt.pool()).trim_all() }
+    Runtime::get().with_pool(|pool| pool.trim_all())
 }
 
 /// A guarded stack whose top [`RESERVED`] bytes are kept out of the usable

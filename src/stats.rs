@@ -5,7 +5,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::Instant;
 
-use crate::runtime::Runtime;
+use crate::runtime::{Key, Runtime, State};
 
 /// Where a greenlet is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -204,7 +204,7 @@ pub struct Stats {
 /// ```
 pub fn stats() -> Stats {
     let rt = Runtime::get();
-    let greenlets = rt.snapshot(&crate::hub::ready_keys());
+    let greenlets = snapshot(rt, &crate::hub::ready_keys());
     let count = |s: GreenletState| greenlets.iter().filter(|g| g.state == s).count();
     let (stacks_pooled, stacks_in_use) = rt.stack_counts();
     Stats {
@@ -215,6 +215,33 @@ pub fn stats() -> Stats {
         stacks_in_use,
         greenlets,
     }
+}
+
+/// One `GreenletInfo` per record; the suspended greenlets in `ready` (the
+/// hub's ready queue) show as `WaitOn::Ready`.
+fn snapshot(rt: &Runtime, ready: &[Key]) -> Vec<GreenletInfo> {
+    let cur = rt.current();
+    let views = rt.records().views();
+    let id_of = |key: Key| views.iter().find(|v| v.key == key).map(|v| v.id);
+    views
+        .iter()
+        .map(|v| GreenletInfo {
+            id: v.id,
+            name: v.name.clone(),
+            state: match v.state {
+                State::Unstarted => GreenletState::Unstarted,
+                State::Active if v.key == cur => GreenletState::Running,
+                State::Active => GreenletState::Suspended,
+                State::Dead => GreenletState::Dead,
+            },
+            parent: v.parent.and_then(id_of),
+            waiting_on: match v.state {
+                State::Active if v.key != cur && ready.contains(&v.key) => Some(WaitOn::Ready),
+                State::Active => v.waiting_on,
+                _ => None,
+            },
+        })
+        .collect()
 }
 
 impl fmt::Display for Stats {

@@ -1,9 +1,9 @@
 //! Switch tracing: a per-thread hook that sees every transfer of control
-//! (row 17).
+//! ([row 17](crate::semantics)).
 //!
 //! The hook costs nothing while none is set: setting one raises the
-//! runtime's `restricted` count, which sends every switch down the slow
-//! path, and only the slow path calls the hook.
+//! runtime's `slow_path_forced` count, which forces every switch onto the
+//! slow path, and only the slow path calls the hook.
 
 use std::cell::{Cell, UnsafeCell};
 use std::fmt;
@@ -121,7 +121,7 @@ impl Tracer {
         let old = unsafe { std::mem::replace(&mut *self.hook.get(), hook) };
         if now != self.set.get() {
             self.set.set(now);
-            Runtime::get().restrict(now);
+            Runtime::get().force_slow_path(now);
         }
         old
     }
@@ -150,13 +150,13 @@ impl Tracer {
         };
         // While the hook runs every switch takes the slow path, which
         // refuses it, even if the hook clears itself (which lifts the
-        // restriction that `set` put up).
+        // forcing that `set` put up).
         let rt = Runtime::get();
-        rt.restrict(true);
+        rt.force_slow_path(true);
         self.running.set(true);
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| hook(&event)));
         self.running.set(false);
-        rt.restrict(false);
+        rt.force_slow_path(false);
         drop(event);
         match outcome {
             Ok(()) => {
@@ -184,7 +184,7 @@ impl Tracer {
                 let replaced = unsafe { (*self.hook.get()).is_some() };
                 if !replaced && self.set.get() {
                     self.set.set(false);
-                    Runtime::get().restrict(false);
+                    Runtime::get().force_slow_path(false);
                 }
                 Err(p)
             }

@@ -129,9 +129,9 @@ pub(crate) unsafe fn decode<R>(word: usize) -> R {
 
 /// The marker type a sender leaves when the receiver must look at the
 /// runtime's slow lane (a signal, a finished greenlet, a reap).
-pub(crate) static SIGNAL: ValueType = ValueType {
+pub(crate) static SLOW_LANE: ValueType = ValueType {
     id: TypeId::of::<Signal>(),
-    name: || "<signal>",
+    name: || "<slow lane>",
     inline: true,
     drop: drop_nothing,
 };
@@ -142,7 +142,7 @@ unsafe fn drop_nothing(_: *mut u8) {}
 
 /// What the slow lane carries besides (or instead of) a plain value.
 pub(crate) enum Signal {
-    /// A value whose type is given here (the transfer's `ty` is `SIGNAL`).
+    /// A value whose type is given here (the word's type is `SLOW_LANE`).
     Value(&'static ValueType),
     /// `throw` payload.
     Thrown(Box<dyn std::any::Any + Send>),
@@ -153,8 +153,9 @@ pub(crate) enum Signal {
         expected: &'static str,
         found: &'static str,
     },
-    /// Unwind now: the receiver is being killed.
-    Kill,
+    /// Unwind now: the receiver is being killed (its pending switch
+    /// unwinds its stack; an unstarted receiver ends unrun).
+    UnwindNow,
     /// The sender refused the receiver's kill of it (it caught the
     /// unwinding and switched away).
     Refused,

@@ -185,7 +185,7 @@ fn a_return_value_nobody_accepts_is_dropped_once() {
     let err = g.switch::<(), String>(()).unwrap_err();
     assert!(matches!(err, SwitchError::TypeMismatch { .. }));
     assert_eq!(drops.get(), 1);
-    assert_eq!(greenlet::stack_stats().in_use, 0, "its stack was recycled");
+    assert_eq!(greenlet::stats().stacks_in_use, 0, "its stack was recycled");
 }
 
 #[test]

@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 
-use greenlet::{stack_stats, Generator, GeneratorState, Thrown, Yielder};
+use greenlet::{stats, Generator, GeneratorState, Thrown, Yielder};
 
 /// Counts its drops in a shared counter.
 struct Counted(Rc<Cell<usize>>);
@@ -173,7 +173,7 @@ fn an_unhandled_throw_unwinds_the_producer_and_comes_back() {
             y.yield_(i);
         }
     });
-    let before = stack_stats().in_use;
+    let before = stats().stacks_in_use;
     assert_eq!(g.next(), Some(0));
     let err = g.throw(Stop(7)).unwrap_err();
     assert_eq!(err.downcast::<Stop>().unwrap(), Stop(7));
@@ -183,7 +183,7 @@ fn an_unhandled_throw_unwinds_the_producer_and_comes_back() {
     assert_eq!(g.next(), None);
     assert_eq!(g.return_value(), None);
     assert_eq!(
-        stack_stats().in_use,
+        stats().stacks_in_use,
         before - 1,
         "its stack is back in the pool"
     );
@@ -227,7 +227,7 @@ fn a_throw_into_a_never_started_generator_never_runs_it() {
     let drops = counter();
     let ran = Rc::new(Cell::new(false));
     let (d, r) = (Counted(drops.clone()), ran.clone());
-    let before = stack_stats().in_use;
+    let before = stats().stacks_in_use;
     let mut g = Generator::new(move |y: &Yielder<u8>| {
         let _d = d;
         r.set(true);
@@ -239,7 +239,7 @@ fn a_throw_into_a_never_started_generator_never_runs_it() {
     assert_eq!(drops.get(), 1, "the producer's closure was dropped unrun");
     assert!(g.is_finished());
     assert_eq!(g.next(), None);
-    assert_eq!(stack_stats().in_use, before);
+    assert_eq!(stats().stacks_in_use, before);
 }
 
 #[test]
@@ -261,7 +261,7 @@ fn a_throw_into_a_finished_generator_comes_straight_back() {
 fn close_unwinds_a_suspended_producer() {
     let drops = counter();
     let d = drops.clone();
-    let before = stack_stats().in_use;
+    let before = stats().stacks_in_use;
     let mut g = Generator::new(move |y: &Yielder<u32>| {
         let _guard = Counted(d);
         for i in 0.. {
@@ -278,7 +278,7 @@ fn close_unwinds_a_suspended_producer() {
     assert!(g.close().is_ok(), "a second close does nothing");
     drop(g);
     assert_eq!(drops.get(), 1);
-    assert_eq!(stack_stats().in_use, before);
+    assert_eq!(stats().stacks_in_use, before);
 }
 
 #[test]
@@ -297,7 +297,7 @@ fn close_of_a_never_started_generator_drops_the_producer_unrun() {
     let drops = counter();
     let ran = Rc::new(Cell::new(false));
     let (d, r) = (Counted(drops.clone()), ran.clone());
-    let before = stack_stats().in_use;
+    let before = stats().stacks_in_use;
     let mut g = Generator::new(move |y: &Yielder<u8>| {
         let _d = d;
         r.set(true);
@@ -308,7 +308,7 @@ fn close_of_a_never_started_generator_drops_the_producer_unrun() {
     assert_eq!(drops.get(), 1);
     assert!(g.is_finished());
     assert_eq!(g.next(), None);
-    assert_eq!(stack_stats().in_use, before);
+    assert_eq!(stats().stacks_in_use, before);
 }
 
 #[test]
@@ -348,7 +348,7 @@ fn a_producer_that_catches_the_close_and_returns_keeps_its_value() {
 #[test]
 fn dropping_an_unstarted_or_suspended_generator_drops_everything_once() {
     let drops = counter();
-    let before = stack_stats().in_use;
+    let before = stats().stacks_in_use;
     for started in [false, true] {
         let held = Counted(drops.clone());
         let d = drops.clone();
@@ -365,7 +365,7 @@ fn dropping_an_unstarted_or_suspended_generator_drops_everything_once() {
     }
     // Unstarted: the closure's value. Started: one item and the closure's.
     assert_eq!(drops.get(), 3);
-    assert_eq!(stack_stats().in_use, before);
+    assert_eq!(stats().stacks_in_use, before);
 }
 
 // ----- nesting -----
@@ -382,7 +382,7 @@ fn nums(drops: Rc<Cell<usize>>) -> Generator<u32> {
 #[test]
 fn nested_generators_dropped_early_are_unwound_and_free_their_stacks() {
     let drops = counter();
-    let before = stack_stats().in_use;
+    let before = stats().stacks_in_use;
     for _ in 0..1000 {
         let d = drops.clone();
         let evens: Generator<u32> = Generator::new(move |y: &Yielder<u32>| {
@@ -396,7 +396,7 @@ fn nested_generators_dropped_early_are_unwound_and_free_their_stacks() {
         let got: Vec<u32> = evens.take(3).collect();
         assert_eq!(got, [0, 2, 4]);
     }
-    assert_eq!(stack_stats().in_use, before, "no stack kept by a cycle");
+    assert_eq!(stats().stacks_in_use, before, "no stack kept by a cycle");
     assert_eq!(drops.get(), 2000, "both producers unwound, every round");
 }
 

@@ -25,18 +25,18 @@ const STORY: [&str; 11] = [
 
 #[test]
 fn generator_prodcons_tells_the_story_with_main_passing_items() {
-    let before = greenlet::stack_stats().in_use;
+    let before = greenlet::stats().stacks_in_use;
     let trace = generator_prodcons::run();
     // Main, not the producer, hands the items over and hears the count.
     let mut expected: Vec<&str> = STORY.to_vec();
     expected.remove(9);
     assert_eq!(trace, expected);
-    assert_eq!(greenlet::stack_stats().in_use, before);
+    assert_eq!(greenlet::stats().stacks_in_use, before);
 }
 
 #[test]
 fn multitask_prodcons_matches_the_hub_version() {
-    let before = greenlet::stack_stats().in_use;
+    let before = greenlet::stats().stacks_in_use;
     assert_eq!(
         multitask_prodcons::run_trace(),
         [
@@ -58,7 +58,7 @@ fn multitask_prodcons_matches_the_hub_version() {
         ]
     );
     // Every task finished and gave its stack back.
-    assert_eq!(greenlet::stack_stats().in_use, before);
+    assert_eq!(greenlet::stats().stacks_in_use, before);
 }
 
 #[test]

@@ -67,7 +67,7 @@ fn a_value_whose_drop_panics_is_dropped_once_and_the_panic_reaches_the_receiver(
     let got: Option<String> = g.switch(PanicOnDrop("bad drop")).unwrap();
     assert_eq!(got.as_deref(), Some("bad drop"));
     assert!(g.is_dead());
-    assert_eq!(greenlet::stack_stats().in_use, 0);
+    assert_eq!(greenlet::stats().stacks_in_use, 0);
 }
 
 #[test]
@@ -83,7 +83,7 @@ fn a_closure_whose_drop_panics_reaches_whoever_discards_it() {
     );
     // Everything is still usable.
     assert_eq!(Greenlet::new(|x: u8| x).switch::<u8, u8>(4).unwrap(), 4);
-    assert_eq!(greenlet::stack_stats().in_use, 0);
+    assert_eq!(greenlet::stats().stacks_in_use, 0);
 }
 
 #[test]

@@ -1,5 +1,5 @@
-//! The hub: rows H1–H9 of `shared/design/semantics.md`, and issue 3's
-//! behaviour list.
+//! The hub: rows H1–H9 of the crate's semantics (`docs/semantics.md`), and
+//! what reaches a blocked greenlet from outside, introspection and threads.
 
 use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};

@@ -83,5 +83,5 @@ fn absurd_stack_sizes_are_an_error_not_a_crash() {
         .build(|()| ())
         .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
-    assert_eq!(greenlet::stack_stats().in_use, 0);
+    assert_eq!(greenlet::stats().stacks_in_use, 0);
 }

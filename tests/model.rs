@@ -1,4 +1,4 @@
-//! A model-based randomized test of rows 1–12: random programs run on the
+//! A model-based randomized test of rows 1–12 of `docs/semantics.md`: random programs run on the
 //! real crate and on a small reference interpreter (no stack switching), and
 //! the full traces must match: who runs, what value or error arrives, which
 //! greenlets unwind, in what order.

@@ -1,4 +1,4 @@
-//! `greenlet::net` over loopback (issue 6): many concurrent connections,
+//! `greenlet::net` over loopback: many concurrent connections,
 //! resets, half-close, back-pressure, timeouts, kills, and the std-shaped
 //! API (the main greenlet, UDP, Unix sockets, shared streams, `BufRead`).
 //!

@@ -1,4 +1,4 @@
-//! File-descriptor accounting (issue 6): every socket closes its fd, on
+//! File-descriptor accounting: every socket closes its fd, on
 //! every path (normal drop, reset, refused or timed-out connect, kill in
 //! accept, read, write or connect, `with_timeout`, thread exit with
 //! greenlets still blocked), and a thread's hub closes its own epoll and

@@ -22,5 +22,5 @@ fn producer_and_consumer_alternate_and_the_count_reaches_main() {
         ]
     );
     // Both greenlets are dead and their stacks went back to the pool.
-    assert_eq!(greenlet::stack_stats().in_use, 0);
+    assert_eq!(greenlet::stats().stacks_in_use, 0);
 }

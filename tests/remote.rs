@@ -1,4 +1,4 @@
-//! Other OS threads reaching a hub (issue 6): `hub::channel` from any
+//! Other OS threads reaching a hub: `hub::channel` from any
 //! thread into a greenlet, and `hub::remote()` to run closures on the hub's
 //! thread.
 //!

@@ -1,5 +1,5 @@
-//! One test (or more) per row of `shared/design/semantics.md`, rows 1–16,
-//! named after the row.
+//! One test (or more) per row of the crate's semantics (`docs/semantics.md`,
+//! shown as `greenlet::semantics`), rows 1–16, named after the row.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -654,7 +654,7 @@ fn row12_dropping_unstarted_or_dead_runs_nothing() {
     let g = Greenlet::new(|()| 5u8);
     g.switch::<(), u8>(()).unwrap();
     drop(g);
-    assert_eq!(greenlet::stack_stats().in_use, 0);
+    assert_eq!(greenlet::stats().stacks_in_use, 0);
 }
 
 #[test]

@@ -27,7 +27,7 @@ fn batch_overflow_child() {
         .name("batch-deep")
         .build(|()| recurse(0))
         .unwrap();
-    assert!(greenlet::stack_stats().pooled > 0, "a batch was mapped");
+    assert!(greenlet::stats().stacks_pooled > 0, "a batch was mapped");
     let _ = g.switch::<(), u64>(());
     drop(below);
 }

@@ -65,7 +65,7 @@ fn cold_stacks_give_their_memory_back() {
         aged <= before + slack_kib,
         "aged stacks are trimmed: {before} KiB before, {aged} KiB after"
     );
-    assert!(greenlet::stack_stats().pooled >= N, "and still mapped");
+    assert!(greenlet::stats().stacks_pooled >= N, "and still mapped");
 
     // `trim_stacks` trims everything at once.
     greenlet::set_stack_policy(StackPolicy::new());

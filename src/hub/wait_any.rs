@@ -150,6 +150,17 @@ pub struct Iwait<'a, W> {
     timed_out: bool,
 }
 
+impl<W> std::fmt::Debug for Iwait<'_, W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Iwait")
+            .field("items", &self.items.len())
+            .field("left", &self.left)
+            .field("deadline", &self.deadline)
+            .field("timed_out", &self.timed_out)
+            .finish()
+    }
+}
+
 impl<'a, W: Waitable> Iwait<'a, W> {
     fn new(items: &'a [W], deadline: Option<Instant>) -> Iwait<'a, W> {
         Iwait {

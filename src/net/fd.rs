@@ -270,6 +270,10 @@ impl<T: AsFd> AsyncFd<T> {
     /// # Errors
     ///
     /// `op`'s, or `ErrorKind::TimedOut` when the read timeout passes.
+    ///
+    /// # Panics
+    ///
+    /// As any blocking hub call (see the [hub docs](crate::hub)).
     pub fn read_with<R>(&self, op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
         self.io_with(Direction::Read, "net::AsyncFd::read", op)
     }
@@ -281,6 +285,10 @@ impl<T: AsFd> AsyncFd<T> {
     /// # Errors
     ///
     /// `op`'s, or `ErrorKind::TimedOut` when the write timeout passes.
+    ///
+    /// # Panics
+    ///
+    /// As any blocking hub call (see the [hub docs](crate::hub)).
     pub fn write_with<R>(&self, op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
         self.io_with(Direction::Write, "net::AsyncFd::write", op)
     }

@@ -85,6 +85,10 @@ impl TcpListener {
     /// get to run: 1 ms, doubling with each further failure up to 250 ms,
     /// reset by the next success. A loop that logs the error and accepts
     /// again therefore neither spins nor starves the others.
+    ///
+    /// # Panics
+    ///
+    /// As any blocking hub call (see the [hub docs](crate::hub)).
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let accepted = self
             .socket
@@ -147,12 +151,20 @@ pub struct TcpStream {
 impl TcpStream {
     /// Connects to `addr` (each address it resolves to in turn), blocking
     /// the calling greenlet until the handshake is done.
+    ///
+    /// # Panics
+    ///
+    /// As any blocking hub call (see the [hub docs](crate::hub)).
     pub fn connect<A: ToSocketAddrs>(addr: A) -> io::Result<TcpStream> {
         each_addr(addr, |a| TcpStream::connect_within(a, None))
     }
 
     /// Connects to `addr`, giving up with `ErrorKind::TimedOut` after
     /// `timeout`.
+    ///
+    /// # Panics
+    ///
+    /// As any blocking hub call (see the [hub docs](crate::hub)).
     pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
         if timeout.is_zero() {
             return Err(io::Error::new(
@@ -228,6 +240,10 @@ impl TcpStream {
 
     /// Reads without consuming, blocking the calling greenlet until data
     /// (or EOF) is there.
+    ///
+    /// # Panics
+    ///
+    /// As any blocking hub call (see the [hub docs](crate::hub)).
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.socket
             .io(Direction::Read, "net::TcpStream::peek", |s| s.peek(buf))

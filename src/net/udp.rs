@@ -50,6 +50,10 @@ impl UdpSocket {
     }
 
     /// Sends a datagram to `target` (its first address).
+    ///
+    /// # Panics
+    ///
+    /// As any blocking hub call (see the [hub docs](crate::hub)).
     pub fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], target: A) -> io::Result<usize> {
         let target = target.to_socket_addrs()?.next().ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")
@@ -61,6 +65,10 @@ impl UdpSocket {
     }
 
     /// Receives a datagram, waiting for one.
+    ///
+    /// # Panics
+    ///
+    /// As any blocking hub call (see the [hub docs](crate::hub)).
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.socket
             .io(Direction::Read, "net::UdpSocket::recv_from", |s| {
@@ -69,6 +77,10 @@ impl UdpSocket {
     }
 
     /// Like `recv_from`, leaving the datagram queued.
+    ///
+    /// # Panics
+    ///
+    /// As any blocking hub call (see the [hub docs](crate::hub)).
     pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.socket
             .io(Direction::Read, "net::UdpSocket::peek_from", |s| {
@@ -77,18 +89,30 @@ impl UdpSocket {
     }
 
     /// Sends a datagram to the connected peer.
+    ///
+    /// # Panics
+    ///
+    /// As any blocking hub call (see the [hub docs](crate::hub)).
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
         self.socket
             .io(Direction::Write, "net::UdpSocket::send", |s| s.send(buf))
     }
 
     /// Receives a datagram from the connected peer, waiting for one.
+    ///
+    /// # Panics
+    ///
+    /// As any blocking hub call (see the [hub docs](crate::hub)).
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.socket
             .io(Direction::Read, "net::UdpSocket::recv", |s| s.recv(buf))
     }
 
     /// Like `recv`, leaving the datagram queued.
+    ///
+    /// # Panics
+    ///
+    /// As any blocking hub call (see the [hub docs](crate::hub)).
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.socket
             .io(Direction::Read, "net::UdpSocket::peek", |s| s.peek(buf))

@@ -47,6 +47,10 @@ impl UnixListener {
     /// get to run: 1 ms, doubling with each further failure up to 250 ms,
     /// reset by the next success. A loop that logs the error and accepts
     /// again therefore neither spins nor starves the others.
+    ///
+    /// # Panics
+    ///
+    /// As any blocking hub call (see the [hub docs](crate::hub)).
     pub fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
         let accepted = self
             .socket
@@ -114,6 +118,10 @@ impl UnixStream {
     /// [`hub::sleep`](crate::hub::sleep), from 1 ms doubling up to 64 ms,
     /// as long as it takes, the way std's blocking `connect` waits for
     /// room.
+    ///
+    /// # Panics
+    ///
+    /// As any blocking hub call (see the [hub docs](crate::hub)).
     pub fn connect<P: AsRef<Path>>(path: P) -> io::Result<UnixStream> {
         let path = path.as_ref();
         let mut backoff = Duration::from_millis(1);

@@ -1,0 +1,563 @@
+//! A greenlet's life: creation, references, its entry and finish, kills
+//! (and their refusal), and the thread's teardown.
+
+use std::any::TypeId;
+use std::io;
+use std::mem::{ManuallyDrop, MaybeUninit};
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+use std::rc::Rc;
+
+use super::records::{Record, DYING, ORPHAN, UNWINDING, Y};
+use super::switch::{unreachable_return, OnKill};
+use super::{Key, Runtime, State, MAIN};
+use crate::error::SwitchError;
+use crate::stack::Co;
+use crate::trace::SwitchKind;
+use crate::value::{cast_same, decode, encode, type_of, GreenletExit, Signal, SLOW_LANE};
+
+/// A kill the victim refused: it caught the unwinding and switched away,
+/// so it is suspended, alive, at that switch.
+#[derive(Debug)]
+pub(crate) struct Refused;
+
+impl Runtime {
+    // ----- creation and reference counting -----
+
+    /// Creates an unstarted greenlet with one reference (the caller's handle).
+    pub(crate) fn create<F, A, R>(
+        &self,
+        f: F,
+        name: Option<Rc<str>>,
+        stack_size: usize,
+        parent: Key,
+    ) -> io::Result<Key>
+    where
+        F: FnOnce(A) -> R + 'static,
+        A: 'static,
+        R: 'static,
+    {
+        if !self.records.has_room() {
+            return Err(io::Error::other(
+                "greenlet: too many greenlets on this thread",
+            ));
+        }
+        let stack = self.with_pool(|pool| pool.take(stack_size))?;
+        let slot = stack.coroutine_slot();
+        let guard_page = stack.guard_page();
+        let co = Co::with_stack(stack, move |y: &Y, word: usize| {
+            entry::<F, A, R>(y, word, f)
+        });
+        // SAFETY: `slot` is the reserved, suitably aligned top of the stack
+        // that `co` owns; it is not part of the usable stack, so nothing
+        // else writes there while the coroutine lives.
+        unsafe { ptr::write(slot, co) };
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        let record = Record::unstarted(
+            Some(parent),
+            slot,
+            type_of::<A>(),
+            id,
+            name,
+            guard_page,
+            stack_size,
+        );
+        let key = self.records.insert(record);
+        self.records.add_ref(parent);
+        Ok(key)
+    }
+
+    #[inline]
+    pub(crate) fn add_ref(&self, key: Key) {
+        self.records.add_ref(key)
+    }
+
+    /// Drops one reference; an unreachable greenlet is killed or freed.
+    #[inline]
+    pub(crate) fn release_ref(&self, key: Key) {
+        if self.records.drop_ref(key) == 0 {
+            self.unreachable(key);
+        }
+    }
+
+    /// Drops one reference without reaping an unreachable greenlet.
+    fn forget_ref(&self, key: Key) {
+        self.records.drop_ref(key);
+    }
+
+    /// Keeps `key`'s record (not the greenlet) alive for a
+    /// `CurrentGreenlet`.
+    #[inline]
+    pub(crate) fn pin(&self, key: Key) {
+        self.records.pin(key)
+    }
+
+    /// Undoes a `pin`; frees the record if it was all that kept it.
+    #[inline]
+    pub(crate) fn unpin(&self, key: Key) {
+        if self.records.unpin(key) {
+            self.free(key);
+        }
+    }
+
+    /// Nobody refers to `key` any more.
+    #[cold]
+    fn unreachable(&self, key: Key) {
+        if key == self.current() {
+            // Running: reaped when it switches away, freed if it finishes.
+            self.set_flags(key, ORPHAN);
+            return;
+        }
+        let (state, holds_stack, pinned) = self.records.liveness(key);
+        match state {
+            // A dead greenlet whose stack is still waiting for its receiver
+            // is freed by `recycle`; a pinned one by the last `unpin`.
+            State::Dead if holds_stack || pinned => {}
+            State::Dead => self.free(key),
+            // Collected: killed right now, from the dropper. The kill
+            // frees it.
+            State::Unstarted | State::Active => {
+                if self.kill(key).is_err() {
+                    self.report_refused(key, "its last handle was dropped");
+                }
+            }
+        }
+    }
+
+    /// Removes a dead, recycled, unreferenced record, and then each
+    /// ancestor that this leaves dead, recycled and unreferenced. A loop,
+    /// not a recursion: a chain of finished greenlets each parented to the
+    /// next (the hub's hand-off makes them) can be any length.
+    fn free(&self, key: Key) {
+        let mut key = key;
+        loop {
+            let record = self.records.remove(key);
+            debug_assert!(record.stack_recycled());
+            let parent = record.parent();
+            drop(record);
+            let Some(parent) = parent else { return };
+            let Some((state, holds_stack, pinned)) = self.records.drop_last_ref(parent) else {
+                return;
+            };
+            if state == State::Dead && !holds_stack && !pinned && parent != self.current() {
+                key = parent; // freed by the next turn, without recursing
+            } else {
+                return self.unreachable(parent);
+            }
+        }
+    }
+
+    /// Takes the coroutine out of the stack top it lives at.
+    fn take_coroutine_at(&self, co: *mut Co) -> Co {
+        // SAFETY: `co` was a record's coroutine pointer, which the caller
+        // has just taken out of the record (or never put into one), so the
+        // coroutine is moved out exactly once; it sits, initialised, at
+        // the top of its stack. It is suspended in its final
+        // `suspend` in `finish`, where nothing on its stack needs dropping
+        // (the function, its argument and its result have been consumed),
+        // so resetting it without unwinding leaks nothing.
+        unsafe {
+            let mut co = ptr::read(co);
+            co.force_reset();
+            co
+        }
+    }
+
+    /// Returns a finished greenlet's stack to the pool, once its receiver
+    /// has taken the value that lived on it.
+    pub(super) fn recycle(&self, key: Key) {
+        let (co, killer, unkept) = self.records.retire(key);
+        if !co.is_null() {
+            let co = self.take_coroutine_at(co);
+            self.with_pool(|pool| pool.give(co.into_stack()));
+        }
+        if unkept {
+            self.free(key);
+        }
+        if let Some(killer) = killer {
+            self.release_ref(killer);
+        }
+    }
+
+    // ----- kills -----
+
+    /// Kills `victim`: unwinds its stack so its destructors run, then
+    /// returns here. See `Greenlet::kill` for the edge cases.
+    ///
+    /// Returns `Err(Refused)` when the victim caught the unwinding and
+    /// switched away: it is then alive, suspended at that switch.
+    pub(crate) fn kill(&self, victim: Key) -> Result<(), Refused> {
+        if victim == MAIN {
+            return Ok(());
+        }
+        // Hold the victim for the whole kill: the hook's event handles and
+        // the destructors that run may drop its last reference, and its
+        // record must not be freed (or its key reused) under this frame.
+        struct Hold<'a>(&'a Runtime, Key);
+        impl Drop for Hold<'_> {
+            fn drop(&mut self) {
+                self.0.release_ref(self.1);
+            }
+        }
+        self.add_ref(victim);
+        let hold = Hold(self, victim);
+        let outcome = self.kill_held(victim);
+        if outcome.is_err() {
+            // Refused: the hold goes without reaping (that would only kill
+            // it again); the caller reports the refusal.
+            std::mem::forget(hold);
+            self.forget_ref(victim);
+        }
+        outcome
+    }
+
+    fn kill_held(&self, victim: Key) -> Result<(), Refused> {
+        let cur = self.current.get();
+        let state = self.records.state(victim);
+        if state == State::Dead || self.records.flags(victim) & (DYING | UNWINDING) != 0 {
+            return Ok(());
+        }
+        if state == State::Active {
+            crate::unwind::require_unwinding("a kill");
+        }
+        if victim == cur {
+            if std::thread::panicking() {
+                return Ok(());
+            }
+            self.set_flags(cur, DYING);
+            panic::resume_unwind(Box::new(GreenletExit));
+        }
+        if let Err(p) = self.tracer.emit(cur, victim, SwitchKind::Kill) {
+            panic::resume_unwind(p);
+        }
+        let to = self.records.target(victim);
+        if to.state == State::Dead {
+            return Ok(()); // the hook killed it
+        }
+        self.set_flags(victim, DYING);
+        self.records.replace_killer(victim, Some(cur));
+        self.add_ref(cur);
+        let unwinding = std::thread::panicking();
+        if unwinding {
+            self.set_flags(cur, UNWINDING);
+        }
+        self.incoming.set(&SLOW_LANE);
+        self.set_slow_lane(Signal::UnwindNow, None, None);
+        // SAFETY: `to` is the victim's record, read after the hook ran: not
+        // dead, so active or unstarted; the victim is not current; the
+        // slow lane is filled and announced. What comes back is read first
+        // thing (a refusal, or else through `receive_slow`).
+        let back = unsafe { self.jump(victim, to, 0) };
+        if unwinding {
+            self.clear_flags(cur, UNWINDING);
+        }
+        if self.take_refusal() {
+            // The victim gave its killer link up (see `refuse_kill`); the
+            // reference it held on this greenlet goes with it.
+            self.release_ref(cur);
+            return Err(Refused);
+        }
+        // The victim cannot switch anywhere but back here, so what arrives
+        // is its death: `Killed`, or its return value or panic if its
+        // function caught the kill and carried on.
+        // SAFETY: the word `jump` returned, received once, and first thing
+        // but for `take_refusal`, which only looked at the slow lane.
+        let outcome = unsafe { self.receive_slow::<()>(back, OnKill::Unwind) };
+        if let Err(SwitchError::Panicked(p)) = outcome {
+            panic::resume_unwind(p);
+        }
+        Ok(())
+    }
+
+    /// Whether what just arrived is a victim's refusal of this greenlet's
+    /// kill; if so it is consumed.
+    fn take_refusal(&self) -> bool {
+        if !ptr::eq(self.incoming.get(), &SLOW_LANE) {
+            return false;
+        }
+        match self.slow_lane.take() {
+            Some(lane) if matches!(lane.signal, Signal::Refused) => true,
+            other => {
+                self.slow_lane.set(other);
+                false
+            }
+        }
+    }
+
+    /// The current greenlet caught the unwinding of a kill and now tries
+    /// to switch away: the kill is refused. It stops dying, and control
+    /// goes back to its killer (whose `kill` reports the refusal) instead
+    /// of to the switch's target; the caller's switch then waits here for
+    /// whatever is later switched to this greenlet. Only for a greenlet
+    /// with a killer.
+    #[cold]
+    pub(super) fn refuse_kill<R: 'static>(&self, cur: Key) -> Result<R, SwitchError> {
+        let killer = self
+            .records
+            .replace_killer(cur, None)
+            .expect("a refusing greenlet has a killer");
+        self.clear_flags(cur, DYING);
+        self.incoming.set(&SLOW_LANE);
+        self.set_slow_lane(Signal::Refused, None, None);
+        let to = self.records.target(killer);
+        // SAFETY: the killer is live (this greenlet's link held it, and the
+        // killer releases that link itself on seeing the refusal), active
+        // and suspended in `kill`, so not current; the slow lane is filled
+        // and announced, and `receive` follows first thing.
+        unsafe {
+            let back = self.jump(killer, to, 0);
+            self.receive::<R>(back)
+        }
+    }
+
+    /// Reports a kill that nobody can be told of (a dropped last handle,
+    /// thread exit) and that the victim refused.
+    pub(crate) fn report_refused(&self, victim: Key, why: &str) {
+        let name = self.records.name(victim);
+        let id = self.records.id(victim);
+        eprintln!(
+            "greenlet: {} caught the unwinding of its kill ({why}) and switched away; \
+             it stays suspended, and its stack and destructors are leaked until something \
+             switches to it or kills it again",
+            describe(name.as_deref(), id)
+        );
+    }
+
+    /// Sets `child`'s parent to `parent`; returns false (changing
+    /// nothing) if that would make a cycle.
+    pub(crate) fn set_parent(&self, child: Key, parent: Key) -> bool {
+        let mut walk = Some(parent);
+        while let Some(k) = walk {
+            if k == child {
+                return false;
+            }
+            walk = self.records.parent(k);
+        }
+        let old = self.records.replace_parent(child, Some(parent));
+        self.add_ref(parent);
+        if let Some(old) = old {
+            self.release_ref(old);
+        }
+        true
+    }
+
+    /// Kills every greenlet of the thread but main (and `spare`), from
+    /// main, each in isolation: a panic that escapes one greenlet's
+    /// unwinding (it answered the kill with a new panic, say) or a refused
+    /// kill is reported on stderr in one line naming the greenlet, and the
+    /// others are still killed. Greenlets created meanwhile (by
+    /// destructors) are killed too; a refusing greenlet is not asked twice.
+    pub(crate) fn kill_all(&self, when: &str, spare: Option<Key>) {
+        debug_assert_eq!(self.current.get(), MAIN);
+        let mut refused: Vec<u64> = Vec::new();
+        loop {
+            let mut killed_any = false;
+            // Re-read the bound every step: kills run destructors that may
+            // create or free greenlets.
+            let mut index = 1;
+            while index < self.records.key_bound() {
+                let target = self.records.view_at(index).filter(|v| {
+                    v.state != State::Dead && !refused.contains(&v.id) && Some(v.key) != spare
+                });
+                index += 1;
+                let Some(view) = target else { continue };
+                let (k, id) = (view.key, view.id);
+                let who = describe(view.name.as_deref(), id);
+                drop(view);
+                self.add_ref(k);
+                let outcome = panic::catch_unwind(AssertUnwindSafe(|| self.kill(k)));
+                match outcome {
+                    Ok(Ok(())) => {}
+                    Ok(Err(Refused)) => {
+                        refused.push(id);
+                        eprintln!(
+                            "greenlet: {when}, {who} caught the unwinding of its kill and \
+                             switched away; it is left suspended and its stack is leaked"
+                        );
+                    }
+                    Err(p) => eprintln!(
+                        "greenlet: {when}, {who} panicked while its stack was unwound: {}",
+                        crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
+                    ),
+                }
+                let release = || {
+                    if refused.contains(&id) {
+                        self.forget_ref(k);
+                    } else {
+                        self.release_ref(k);
+                    }
+                };
+                if let Err(p) = panic::catch_unwind(AssertUnwindSafe(release)) {
+                    eprintln!(
+                        "greenlet: {when}, dropping {who} panicked: {}",
+                        crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
+                    );
+                }
+                killed_any = true;
+            }
+            if !killed_any {
+                break;
+            }
+        }
+    }
+
+    /// Kills every greenlet of the thread (at thread exit). Returns false
+    /// when that cannot be done because main is not the current greenlet.
+    pub(super) fn teardown(&self) -> bool {
+        if self.current.get() != MAIN {
+            return false;
+        }
+        if cfg!(panic = "abort") {
+            // Nothing can be unwound: the greenlets still alive are left as
+            // they are (their destructors do not run), as the thread's own
+            // stack would be by an abort.
+            return false;
+        }
+        self.kill_all("at thread exit", None);
+        // A dead greenlet whose receiver switched away before recycling it
+        // (a destructor in the receiver did) still holds its stack.
+        let mut index = 1;
+        while index < self.records.key_bound() {
+            if let Some(view) = self.records.view_at(index) {
+                if view.holds_stack {
+                    self.recycle(view.key);
+                }
+            }
+            index += 1;
+        }
+        // Main's greenlet-locals go last, as its thread-locals do.
+        let locals = self.take_locals();
+        if let Err(p) = panic::catch_unwind(AssertUnwindSafe(move || drop(locals))) {
+            eprintln!(
+                "greenlet: at thread exit, a greenlet-local value of the main greenlet \
+                 panicked in its destructor: {}",
+                crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
+            );
+        }
+        self.with_pool(|pool| pool.clear());
+        true
+    }
+
+    // ----- finishing -----
+
+    /// Hands a dead greenlet's outcome to its parent (or killer), walking
+    /// past dead ancestors, and never comes back.
+    fn finish<R: 'static>(&self, y: &Y, outcome: Result<R, SwitchError>) -> ! {
+        let me = self.current.get();
+        let mut slot = MaybeUninit::<ManuallyDrop<R>>::uninit();
+        let mut word = 0;
+        let signal = match outcome {
+            Ok(value) => {
+                // SAFETY: the slot is new and is not used again here; it
+                // stays on this (never resumed) stack until the receiver
+                // has taken the value.
+                word = unsafe { encode(slot.write(ManuallyDrop::new(value))) };
+                Signal::Value(type_of::<R>())
+            }
+            Err(SwitchError::Panicked(p)) => Signal::Panicked(p),
+            Err(SwitchError::Thrown(p)) => Signal::Thrown(p),
+            Err(SwitchError::TypeMismatch { expected, found }) => {
+                Signal::Mismatch { expected, found }
+            }
+            Err(_) => Signal::Killed,
+        };
+        // Who receives it: its killer while a kill is under way, else its
+        // parent. Read after the hook, which may change either.
+        let start = || self.records.receiver(me).unwrap_or(MAIN);
+        if self.tracer.is_set() {
+            // The hook sees this greenlet still running (not yet dead), so
+            // a kill it issues from here comes back here as usual.
+            let kind = match signal {
+                Signal::Panicked(_) => SwitchKind::Panic,
+                _ => SwitchKind::Finish,
+            };
+            match self.tracer.emit(me, self.first_live(start()), kind) {
+                Ok(()) => {}
+                // It killed this greenlet, which is ending anyway.
+                Err(p) if p.is::<GreenletExit>() => {}
+                Err(p) => {
+                    let what =
+                        crate::error::payload_message(p.as_ref()).unwrap_or("non-text payload");
+                    eprintln!("greenlet: the switch hook panicked and was removed: {what}");
+                }
+            }
+        }
+        // The hook may also have dropped this greenlet's last handle (an
+        // orphan flag); none of its flags matter any more.
+        let (before, after) = self.records.mark_dead(me);
+        self.count_forcing(before, after);
+        // Walk again: the hook may have killed the destination.
+        let dest = self.first_live(start());
+        self.incoming.set(&SLOW_LANE);
+        self.set_slow_lane(signal, Some(me), None);
+        // The bookkeeping of `jump`, done here because this greenlet
+        // suspends through its own `y` for the last time.
+        let to = self.records.target(dest);
+        self.current.set(dest);
+        self.current_yielder.set(to.yielder);
+        self.next.set(to.coroutine);
+        // The receiver takes the value (or drops it) and then recycles this
+        // stack; nothing ever resumes it.
+        y.suspend(word);
+        unreachable_return()
+    }
+}
+
+/// "greenlet 'name' (id N)", for messages.
+pub(crate) fn describe(name: Option<&str>, id: u64) -> String {
+    match name {
+        Some(name) => format!("greenlet '{name}' (id {id})"),
+        None => format!("greenlet {id}"),
+    }
+}
+
+/// The first frame of every greenlet: take the argument, run the function,
+/// hand the outcome on.
+fn entry<F, A, R>(y: &Y, word: usize, f: F)
+where
+    F: FnOnce(A) -> R,
+    A: 'static,
+    R: 'static,
+{
+    let rt = Runtime::get();
+    let me = rt.current.get();
+    rt.records.enter(me, y);
+    rt.current_yielder.set(y);
+    let arg = if rt.incoming.get().id == TypeId::of::<A>() {
+        // SAFETY: first thing after being resumed, with the word it
+        // brought, which `incoming` says is an `A`, received once.
+        Ok(unsafe { decode::<A>(word) })
+    } else {
+        // SAFETY: as above, for whatever `incoming` says it is.
+        unsafe { rt.receive_slow::<A>(word, OnKill::Report) }
+    };
+    let outcome = match arg {
+        Ok(arg) => match panic::catch_unwind(AssertUnwindSafe(move || f(arg))) {
+            Ok(value) => Ok(value),
+            Err(p) if p.is::<GreenletExit>() => Err(SwitchError::Killed),
+            Err(p) => Err(SwitchError::Panicked(p)),
+        },
+        // An error (or a kill) reached a greenlet that never ran; its
+        // function is dropped unrun and the error walks on, unless the
+        // function's destructor took it (see `take_unrun_cause`): then the
+        // greenlet ends as if its function had returned `()`.
+        Err(e) => {
+            let outer = rt.unrun_cause.replace(Some((me, e)));
+            let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(f)));
+            let cause = rt.unrun_cause.replace(outer);
+            match (dropped, cause) {
+                (Err(p), _) => Err(SwitchError::Panicked(p)),
+                (Ok(()), Some((_, e))) => Err(e),
+                (Ok(()), None) => cast_same::<(), R>(()).map_err(|()| SwitchError::Killed),
+            }
+        }
+    };
+    // Greenlet-locals die with the greenlet, on its own stack; a panic in
+    // their destructors replaces the outcome.
+    let outcome = match rt.drop_locals() {
+        Ok(()) => outcome,
+        Err(e) => Err(e),
+    };
+    rt.finish(y, outcome)
+}

@@ -1,0 +1,345 @@
+//! A thread's greenlet state and the one loop that resumes coroutines.
+//!
+//! # The switch path
+//!
+//! corosensei coroutines are asymmetric (`resume` from a parent, `suspend`
+//! back to it); greenlets are symmetric. The bridge: the main greenlet is the
+//! thread's own stack, and every other greenlet is a coroutine that only the
+//! trampoline (`switch.rs`) resumes, on the main greenlet's stack.
+//!
+//! - main → child: main runs the trampoline, which resumes the child.
+//! - child → main: the child suspends with a null "next"; the trampoline
+//!   returns.
+//! - child → child: the child suspends naming the target's coroutine; the
+//!   trampoline resumes the target (two stack switches).
+//!
+//! The value crosses in a register (see `value.rs`); its type goes beside
+//! it in `Runtime::incoming`, and the receiver consumes both first thing.
+//! Everything unusual (a signal, a finished greenlet whose stack must be
+//! recycled, an orphan to reap) sets `incoming` to [`SLOW_LANE`] and
+//! travels in [`SlowLane`], which only the cold path reads.
+//!
+//! # Files
+//!
+//! - `records.rs`: the slab of greenlet records behind a safe, copy-out
+//!   layer; it states the borrowing rule that makes that layer sound.
+//! - `switch.rs`: switch, throw, the jump between stacks, the trampoline,
+//!   and what a receiver does with what arrives.
+//! - `lifecycle.rs`: creation, references, kills, a greenlet's entry and
+//!   finish, and the thread's teardown.
+//! - this file: the runtime's state, how a thread reaches it, and the
+//!   small per-greenlet services (locals, flags, what it waits on).
+//!
+//! # The one borrowing rule
+//!
+//! The runtime's state lives in `Cell`s (and, for the slab and the stack
+//! pool, `UnsafeCell`s behind closures that run no user code) reached through
+//! a raw thread-local pointer. No reference into it is ever held across a
+//! stack switch or across a call into user code (a destructor, a closure),
+//! because either may re-enter the runtime.
+
+mod lifecycle;
+mod records;
+mod switch;
+
+use std::any::Any;
+use std::cell::{Cell, UnsafeCell};
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+
+use crate::error::SwitchError;
+use crate::local::Locals;
+use crate::stack::{Co, StackPool};
+use crate::stats::WaitOn;
+use crate::trace::Tracer;
+use crate::value::{GreenletExit, ValueType, SLOW_LANE};
+
+pub(crate) use self::records::{Key, Records, State, MAIN};
+use self::records::{Record, FORCES_SLOW_PATH, NO_REFUSAL, OWNS_OUTCOME, Y};
+use self::switch::SlowLane;
+
+pub(crate) struct Runtime {
+    current: Cell<Key>,
+    /// The current greenlet's yielder (null while main runs, and while an
+    /// unstarted greenlet has not reached its entry yet).
+    current_yielder: Cell<*const Y>,
+    /// How many reasons force every switch onto the slow path: records
+    /// carrying a `FORCES_SLOW_PATH` flag, and a switch hook (see
+    /// `force_slow_path`). The fast path checks this one counter.
+    slow_path_forced: Cell<u32>,
+    /// The type of the value word in flight, or `&SLOW_LANE`.
+    incoming: Cell<&'static ValueType>,
+    /// The coroutine the trampoline resumes next, set by the child that
+    /// suspends (null: return to main).
+    next: Cell<*mut Co>,
+    /// What travels beside the word when `incoming` is `SLOW_LANE`.
+    slow_lane: Cell<Option<SlowLane>>,
+    records: Records,
+    pool: UnsafeCell<StackPool>,
+    next_id: Cell<u64>,
+    tracer: Tracer,
+    /// The error ending an unstarted greenlet while its function is being
+    /// dropped unrun, with that greenlet's key (see `take_unrun_cause`).
+    unrun_cause: Cell<Option<(Key, SwitchError)>>,
+}
+
+/// The marker left in the thread-local pointer once the runtime is gone.
+const TORN_DOWN: *const Runtime = ptr::dangling();
+
+thread_local! {
+    /// The thread's runtime. A `const`-initialised `Cell` with no destructor,
+    /// so reaching it is a single thread-local load.
+    static RUNTIME: Cell<*const Runtime> = const { Cell::new(ptr::null()) };
+    /// Owns the runtime and tears it down when the thread exits.
+    static OWNER: Owner = const { Owner };
+}
+
+struct Owner;
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let rt = RUNTIME.with(Cell::get);
+        if rt.is_null() || rt == TORN_DOWN {
+            return;
+        }
+        // SAFETY: the pointer came from `Box::into_raw` in `init`; this is
+        // the thread's last use of it, so it is freed here, once, after
+        // the teardown that needed it (the marker stops any later use).
+        unsafe {
+            if (*rt).teardown() {
+                RUNTIME.with(|c| c.set(TORN_DOWN));
+                drop(Box::from_raw(rt as *mut Runtime));
+                crate::overflow::release_alt_stack();
+            } else {
+                // A greenlet other than main is running the thread's exit
+                // (for example it called `std::process::exit`): its stack
+                // cannot be unwound from here, so everything is left as is.
+                RUNTIME.with(|c| c.set(TORN_DOWN));
+            }
+        }
+    }
+}
+
+impl Runtime {
+    /// The calling thread's runtime, created on first use.
+    #[inline(always)]
+    pub(crate) fn get() -> &'static Runtime {
+        let rt = RUNTIME.with(Cell::get);
+        if (rt as usize) > (TORN_DOWN as usize) {
+            // SAFETY: a non-null, non-marker pointer is the live runtime of
+            // this thread; it is freed only by `Owner::drop`, after which the
+            // pointer is the marker.
+            unsafe { &*rt }
+        } else {
+            Runtime::init()
+        }
+    }
+
+    /// The runtime if it is (or can be made) usable, `None` once torn down.
+    #[inline]
+    pub(crate) fn try_get() -> Option<&'static Runtime> {
+        let rt = RUNTIME.with(Cell::get);
+        if rt == TORN_DOWN {
+            None
+        } else {
+            Some(Runtime::get())
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn init() -> &'static Runtime {
+        if RUNTIME.with(Cell::get) == TORN_DOWN {
+            panic!(
+                "greenlet: this thread's greenlet runtime has been torn down \
+                 (a thread-local destructor used greenlets after it)"
+            );
+        }
+        if OWNER.try_with(|_| ()).is_err() {
+            panic!("greenlet: cannot start a greenlet runtime while the thread is exiting");
+        }
+        let rt: &'static Runtime = Box::leak(Box::new(Runtime {
+            current: Cell::new(MAIN),
+            current_yielder: Cell::new(ptr::null()),
+            slow_path_forced: Cell::new(0),
+            incoming: Cell::new(&SLOW_LANE),
+            next: Cell::new(ptr::null_mut()),
+            slow_lane: Cell::new(None),
+            records: Records::new(Record::main()),
+            pool: UnsafeCell::new(StackPool::new()),
+            next_id: Cell::new(1),
+            tracer: Tracer::new(),
+            unrun_cause: Cell::new(None),
+        }));
+        RUNTIME.with(|c| c.set(rt));
+        crate::overflow::install();
+        rt
+    }
+
+    /// The records, for copy-out queries.
+    #[inline(always)]
+    pub(crate) fn records(&self) -> &Records {
+        &self.records
+    }
+
+    #[inline(always)]
+    pub(crate) fn current(&self) -> Key {
+        self.current.get()
+    }
+
+    /// The parent of a live greenlet (`None` for main).
+    #[inline(always)]
+    pub(crate) fn parent_of(&self, key: Key) -> Option<Key> {
+        self.records.parent(key)
+    }
+
+    pub(crate) fn tracer(&self) -> &Tracer {
+        &self.tracer
+    }
+
+    /// Forces every switch onto the slow path (or stops doing so) for a
+    /// reason outside the records, such as a switch hook.
+    pub(crate) fn force_slow_path(&self, on: bool) {
+        let n = self.slow_path_forced.get();
+        self.slow_path_forced.set(if on { n + 1 } else { n - 1 });
+    }
+
+    /// Runs `f` on the thread's stack pool.
+    pub(crate) fn with_pool<T>(&self, f: impl FnOnce(&mut StackPool) -> T) -> T {
+        // SAFETY: the borrowing rule: no other reference to the pool exists
+        // (every use goes through here), and the pool's methods map, unmap
+        // and list stacks without running user code or re-entering here.
+        f(unsafe { &mut *self.pool.get() })
+    }
+
+    /// (pooled, in use) stack counts.
+    pub(crate) fn stack_counts(&self) -> (usize, usize) {
+        self.with_pool(|pool| (pool.pooled(), pool.in_use()))
+    }
+
+    // ----- per-greenlet services -----
+
+    /// The current greenlet's value in greenlet-local `slot`, if set.
+    pub(crate) fn local(&self, slot: usize) -> Option<*const ()> {
+        self.records.local(self.current.get(), slot)
+    }
+
+    /// Stores the current greenlet's value for `slot` unless one is there
+    /// already; returns the stored value.
+    pub(crate) fn set_local(&self, slot: usize, value: Box<dyn Any>) -> *const () {
+        let (stored, spare) = self.records.set_local(self.current.get(), slot, value);
+        drop(spare);
+        stored
+    }
+
+    /// Drops the current greenlet's local values. A panic in one of their
+    /// destructors is returned as `Panicked`; a kill that arrives while one
+    /// of them is suspended in a switch is returned as `Killed` (it must not
+    /// reach the killer as a panic).
+    pub(crate) fn drop_locals(&self) -> Result<(), SwitchError> {
+        let locals = self.take_locals();
+        if locals.is_empty() {
+            return Ok(());
+        }
+        match panic::catch_unwind(AssertUnwindSafe(move || drop(locals))) {
+            Ok(()) => Ok(()),
+            Err(p) if p.is::<GreenletExit>() => Err(SwitchError::Killed),
+            Err(p) => Err(SwitchError::Panicked(p)),
+        }
+    }
+
+    /// Takes the current greenlet's local values, to be dropped by the caller.
+    fn take_locals(&self) -> Locals {
+        self.records.take_locals(self.current.get())
+    }
+
+    /// While the function of an unstarted greenlet is dropped unrun (an
+    /// error or a kill reached it first), its destructor may take the
+    /// error here, from that greenlet's own stack. The greenlet then ends
+    /// as if its function had returned `()` instead of passing the error
+    /// on. A hub spawn's closure does this so the error reaches its
+    /// `JoinHandle`, not the hub.
+    pub(crate) fn take_unrun_cause(&self) -> Option<SwitchError> {
+        match self.unrun_cause.take() {
+            Some((key, e)) if key == self.current.get() => Some(e),
+            other => {
+                self.unrun_cause.set(other);
+                None
+            }
+        }
+    }
+
+    /// Makes kills of `key` impossible to refuse (see `NO_REFUSAL`).
+    pub(crate) fn set_no_refusal(&self, key: Key) {
+        self.set_flags(key, NO_REFUSAL);
+    }
+
+    /// Marks `key` as keeping its own outcome (see `OWNS_OUTCOME`).
+    pub(crate) fn set_owns_outcome(&self, key: Key) {
+        self.set_flags(key, OWNS_OUTCOME);
+    }
+
+    /// Records what the current greenlet is about to block on (or clears it).
+    pub(crate) fn set_waiting_on(&self, what: Option<WaitOn>) {
+        self.records.set_waiting_on(self.current.get(), what)
+    }
+
+    /// If `addr` lies in the guard page of the current greenlet's stack,
+    /// what the overflow message needs. Called from a signal handler: it
+    /// only reads.
+    pub(crate) fn overflow_at(addr: usize) -> Option<crate::overflow::Overflow> {
+        let rt = RUNTIME.try_with(Cell::get).ok()?;
+        if (rt as usize) <= (TORN_DOWN as usize) {
+            return None;
+        }
+        // SAFETY: a live runtime (see `get`), on the thread the fault
+        // interrupted; only `Cell` reads and a copy-out follow.
+        let rt = unsafe { &*rt };
+        let info = rt.records.guard_info(rt.current.get())?;
+        let page = crate::stack::page_size();
+        if addr < info.guard_page || addr >= info.guard_page + page {
+            return None;
+        }
+        Some(crate::overflow::Overflow {
+            name: info.name,
+            id: info.id,
+            stack_size: info.stack_size,
+        })
+    }
+
+    // ----- flags -----
+
+    fn set_flags(&self, key: Key, flags: u8) {
+        let (before, after) = self.records.change_flags(key, flags, 0);
+        self.count_forcing(before, after);
+    }
+
+    fn clear_flags(&self, key: Key, flags: u8) {
+        let (before, after) = self.records.change_flags(key, 0, flags);
+        self.count_forcing(before, after);
+    }
+
+    /// Keeps `slow_path_forced` counting the records with a
+    /// `FORCES_SLOW_PATH` flag.
+    fn count_forcing(&self, before: u8, after: u8) {
+        match (
+            before & FORCES_SLOW_PATH != 0,
+            after & FORCES_SLOW_PATH != 0,
+        ) {
+            (false, true) => self.force_slow_path(true),
+            (true, false) => self.force_slow_path(false),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coroutine_fits_the_reserved_bytes() {
+        assert!(std::mem::size_of::<Co>() <= crate::stack::RESERVED);
+        assert!(std::mem::align_of::<Co>() <= 64);
+    }
+}

@@ -1,0 +1,547 @@
+//! The slab of greenlet records, behind a safe layer.
+//!
+//! # The borrowing rule
+//!
+//! The records live in an `UnsafeCell<Slab<Record>>`. No reference into the
+//! slab ever leaves this module: every accessor copies plain data out (or
+//! in) and returns, and the closures this module passes to its two private
+//! doors ([`Records::read`] and [`Records::write`]) only move fields, so no
+//! user code (a destructor, a closure, a hook) and no other runtime call
+//! runs while a reference into the slab is alive. That is what makes the
+//! layer sound: user code is the only thing that could re-enter the runtime
+//! and reshape the slab (an insert may move it, a remove frees a record)
+//! under a live reference, and a stack switch is a call into user code.
+//!
+//! Values that can run user code when dropped (greenlet-local values, a
+//! record being removed) are moved out whole and dropped by the caller,
+//! after the door has closed. A stale key (one whose record is gone) is a
+//! bug in the runtime; it panics here rather than reading another record.
+
+use std::any::Any;
+use std::cell::UnsafeCell;
+use std::ptr;
+use std::rc::Rc;
+
+use corosensei::Yielder;
+use slab::Slab;
+
+use crate::local::Locals;
+use crate::stack::Co;
+use crate::stats::WaitOn;
+use crate::value::ValueType;
+
+/// The yielder through which a greenlet's coroutine suspends.
+pub(crate) type Y = Yielder<usize, usize>;
+
+/// A greenlet's index in its thread's slab of records. "No greenlet" is
+/// `Option<Key>`'s `None`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub(crate) struct Key(u32);
+
+impl Key {
+    #[inline(always)]
+    fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// The main greenlet's key: it is inserted first and never removed.
+pub(crate) const MAIN: Key = Key(0);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum State {
+    /// Created, never switched to.
+    Unstarted,
+    /// Running or suspended.
+    Active,
+    /// Returned, panicked, or killed.
+    Dead,
+}
+
+/// Record flag: a kill is unwinding this greenlet.
+pub(crate) const DYING: u8 = 1;
+/// Record flag: the last reference to this greenlet went while it was
+/// running; when it switches away, the receiver kills it.
+pub(crate) const ORPHAN: u8 = 2;
+/// Record flag: this greenlet is inside `kill()` while its own stack unwinds
+/// a panic; sending it a kill would unwind inside a landing pad.
+pub(crate) const UNWINDING: u8 = 4;
+/// Record flag: the greenlet's function keeps its own outcome (a hub
+/// spawn, whose result goes to its `JoinHandle`). An error that ends it
+/// before it started is handed to its function's destructor (see
+/// `Runtime::take_unrun_cause`), and a throw that ends it unstarted comes
+/// back to the thrower, as a kill does, instead of reaching its parent.
+pub(crate) const OWNS_OUTCOME: u8 = 8;
+/// Record flag: a kill of this greenlet cannot be refused; a switch after
+/// catching it gets `SwitchError::Unwinding` instead (a generator's
+/// producer: a close must end it, as Python's does).
+pub(crate) const NO_REFUSAL: u8 = 16;
+/// The flags that force a greenlet's switches onto the slow path; the
+/// runtime counts the records that carry one, so the fast path checks one
+/// counter instead of the current greenlet's record.
+pub(crate) const FORCES_SLOW_PATH: u8 = DYING | ORPHAN;
+
+/// One greenlet's bookkeeping. Only this module sees its fields.
+pub(crate) struct Record {
+    state: State,
+    flags: u8,
+    /// Handles, children's parent links, and victims' killer links.
+    refs: u32,
+    /// `CurrentGreenlet` handles: they keep the record (so its key stays
+    /// valid) but not the greenlet alive.
+    pins: u32,
+    parent: Option<Key>,
+    /// Who receives this greenlet's death while a kill is under way.
+    killer: Option<Key>,
+    /// Lives at the top of the greenlet's own stack; null for main and once
+    /// the stack has gone back to the pool.
+    coroutine: *mut Co,
+    /// Set on first entry; null for main (which runs the trampoline instead).
+    yielder: *const Y,
+    /// The type the function takes, checked when a switch would start it.
+    arg: &'static ValueType,
+    id: u64,
+    name: Option<Rc<str>>,
+    /// Greenlet-local values, by `Local` slot.
+    locals: Locals,
+    /// What it is blocked on, as the hub records it.
+    waiting_on: Option<WaitOn>,
+    /// The guard page below its stack (0 for main), and the stack size it
+    /// asked for: for the overflow message.
+    guard_page: usize,
+    stack_size: usize,
+}
+
+impl Record {
+    /// The main greenlet's record. It holds a reference to itself: main is
+    /// never unreachable and never freed before teardown.
+    #[inline]
+    pub(crate) fn main() -> Record {
+        let mut main = Record::unstarted(
+            None,
+            ptr::null_mut(),
+            crate::value::type_of::<()>(),
+            0,
+            Some(Rc::from("main")),
+            0,
+            0,
+        );
+        main.state = State::Active;
+        main
+    }
+
+    /// A new, unstarted greenlet's record with one reference (its
+    /// creator's handle).
+    #[inline]
+    pub(crate) fn unstarted(
+        parent: Option<Key>,
+        coroutine: *mut Co,
+        arg: &'static ValueType,
+        id: u64,
+        name: Option<Rc<str>>,
+        guard_page: usize,
+        stack_size: usize,
+    ) -> Record {
+        Record {
+            state: State::Unstarted,
+            flags: 0,
+            refs: 1,
+            pins: 0,
+            parent,
+            killer: None,
+            coroutine,
+            yielder: ptr::null(),
+            arg,
+            id,
+            name,
+            locals: Vec::new(),
+            waiting_on: None,
+            guard_page,
+            stack_size,
+        }
+    }
+}
+
+/// What a switch needs of its target, copied out in one lookup.
+#[derive(Clone, Copy)]
+pub(crate) struct Target {
+    pub(crate) state: State,
+    pub(crate) arg: &'static ValueType,
+    pub(crate) coroutine: *mut Co,
+    pub(crate) yielder: *const Y,
+}
+
+/// What introspection shows of a record (a copy).
+pub(crate) struct View {
+    pub(crate) key: Key,
+    pub(crate) id: u64,
+    pub(crate) name: Option<Rc<str>>,
+    pub(crate) state: State,
+    pub(crate) parent: Option<Key>,
+    pub(crate) waiting_on: Option<WaitOn>,
+    /// Its stack is still held (dead, but not yet recycled).
+    pub(crate) holds_stack: bool,
+}
+
+/// What the overflow message names.
+pub(crate) struct GuardInfo {
+    pub(crate) guard_page: usize,
+    pub(crate) stack_size: usize,
+    pub(crate) id: u64,
+    /// The name's bytes, borrowed raw: the signal handler prints them
+    /// without allocating, while the faulting greenlet (their owner) is
+    /// stopped.
+    pub(crate) name: Option<(*const u8, usize)>,
+}
+
+/// The thread's records.
+pub(crate) struct Records {
+    slab: UnsafeCell<Slab<Record>>,
+}
+
+impl Records {
+    /// Records holding only `main`, which gets the key [`MAIN`].
+    #[inline]
+    pub(crate) fn new(main: Record) -> Records {
+        let mut slab = Slab::new();
+        let key = slab.insert(main);
+        debug_assert_eq!(key, MAIN.index());
+        Records {
+            slab: UnsafeCell::new(slab),
+        }
+    }
+
+    /// The one door for reading a record.
+    #[inline(always)]
+    fn read<T>(&self, key: Key, f: impl FnOnce(&Record) -> T) -> T {
+        // SAFETY: the borrowing rule (module docs): every `f` given here
+        // copies fields out, so nothing reshapes the slab while the shared
+        // reference lives, and it ends with this call.
+        let slab = unsafe { &*self.slab.get() };
+        match slab.get(key.index()) {
+            Some(record) => f(record),
+            None => stale(key),
+        }
+    }
+
+    /// The one door for changing a record.
+    #[inline(always)]
+    fn write<T>(&self, key: Key, f: impl FnOnce(&mut Record) -> T) -> T {
+        // SAFETY: the borrowing rule (module docs): every `f` given here
+        // stores or swaps plain fields and drops nothing that runs user
+        // code, so this is the only reference into the slab while it lives.
+        let slab = unsafe { &mut *self.slab.get() };
+        match slab.get_mut(key.index()) {
+            Some(record) => f(record),
+            None => stale(key),
+        }
+    }
+
+    /// The one door for the slab as a whole (insert, remove, walk).
+    #[inline]
+    fn slab<T>(&self, f: impl FnOnce(&mut Slab<Record>) -> T) -> T {
+        // SAFETY: the borrowing rule (module docs): the closures given here
+        // insert, remove (returning the record, dropped by the caller) or
+        // copy fields out, and run no user code.
+        f(unsafe { &mut *self.slab.get() })
+    }
+
+    /// Whether another record fits (keys are `u32`s).
+    #[inline]
+    pub(crate) fn has_room(&self) -> bool {
+        self.slab(|slab| slab.vacant_key() < u32::MAX as usize)
+    }
+
+    /// Adds a record (after `has_room`).
+    #[inline]
+    pub(crate) fn insert(&self, record: Record) -> Key {
+        Key(self.slab(|slab| slab.insert(record)) as u32)
+    }
+
+    /// Removes a record and hands it to the caller, which drops it (its
+    /// name and locals) outside the slab.
+    #[inline]
+    pub(crate) fn remove(&self, key: Key) -> Record {
+        self.slab(|slab| slab.try_remove(key.index()))
+            .unwrap_or_else(|| stale(key))
+    }
+
+    /// One past the highest key in use (for walks that tolerate the slab
+    /// changing between steps).
+    #[inline]
+    pub(crate) fn key_bound(&self) -> u32 {
+        self.slab(|slab| slab.capacity()) as u32
+    }
+
+    /// The record at `index`, if there is one (for walks).
+    #[inline]
+    pub(crate) fn view_at(&self, index: u32) -> Option<View> {
+        self.slab(|slab| slab.get(index as usize).map(|r| view(Key(index), r)))
+    }
+
+    /// Every record, in key order.
+    #[inline]
+    pub(crate) fn views(&self) -> Vec<View> {
+        self.slab(|slab| slab.iter().map(|(k, r)| view(Key(k as u32), r)).collect())
+    }
+
+    // ----- copy-out accessors -----
+
+    /// What a switch needs of `key`.
+    #[inline(always)]
+    pub(crate) fn target(&self, key: Key) -> Target {
+        self.read(key, |r| Target {
+            state: r.state,
+            arg: r.arg,
+            coroutine: r.coroutine,
+            yielder: r.yielder,
+        })
+    }
+
+    #[inline(always)]
+    pub(crate) fn state(&self, key: Key) -> State {
+        self.read(key, |r| r.state)
+    }
+
+    /// A greenlet's first entry: it is active, suspending through `y`.
+    #[inline]
+    pub(crate) fn enter(&self, key: Key, yielder: *const Y) {
+        self.write(key, |r| {
+            r.state = State::Active;
+            r.yielder = yielder;
+        })
+    }
+
+    /// A greenlet's end: it is dead, and its flags that force the slow
+    /// path are cleared. Returns the flags before and after.
+    #[inline]
+    pub(crate) fn mark_dead(&self, key: Key) -> (u8, u8) {
+        self.write(key, |r| {
+            r.state = State::Dead;
+            let before = r.flags;
+            r.flags &= !FORCES_SLOW_PATH;
+            (before, r.flags)
+        })
+    }
+
+    /// Takes a dead greenlet's stack and killer link out, for recycling.
+    /// Returns (coroutine, killer, whether nothing keeps the record: no
+    /// reference, no pin).
+    #[inline]
+    pub(crate) fn retire(&self, key: Key) -> (*mut Co, Option<Key>, bool) {
+        self.write(key, |r| {
+            (
+                std::mem::replace(&mut r.coroutine, ptr::null_mut()),
+                r.killer.take(),
+                r.refs == 0 && r.pins == 0,
+            )
+        })
+    }
+
+    /// Drops one reference; when none is left, returns the liveness (as
+    /// `liveness` does) for the caller to decide the record's fate.
+    #[inline]
+    pub(crate) fn drop_last_ref(&self, key: Key) -> Option<(State, bool, bool)> {
+        self.write(key, |r| {
+            r.refs -= 1;
+            (r.refs == 0).then_some((r.state, !r.coroutine.is_null(), r.pins != 0))
+        })
+    }
+
+    #[inline]
+    pub(crate) fn flags(&self, key: Key) -> u8 {
+        self.read(key, |r| r.flags)
+    }
+
+    /// Sets `set` and clears `clear`; returns the flags before and after.
+    #[inline]
+    pub(crate) fn change_flags(&self, key: Key, set: u8, clear: u8) -> (u8, u8) {
+        self.write(key, |r| {
+            let before = r.flags;
+            r.flags = (before | set) & !clear;
+            (before, r.flags)
+        })
+    }
+
+    #[inline(always)]
+    pub(crate) fn parent(&self, key: Key) -> Option<Key> {
+        self.read(key, |r| r.parent)
+    }
+
+    /// Sets the parent link; returns the old one.
+    #[inline]
+    pub(crate) fn replace_parent(&self, key: Key, parent: Option<Key>) -> Option<Key> {
+        self.write(key, |r| std::mem::replace(&mut r.parent, parent))
+    }
+
+    #[inline]
+    pub(crate) fn killer(&self, key: Key) -> Option<Key> {
+        self.read(key, |r| r.killer)
+    }
+
+    /// Sets the killer link; returns the old one.
+    #[inline]
+    pub(crate) fn replace_killer(&self, key: Key, killer: Option<Key>) -> Option<Key> {
+        self.write(key, |r| std::mem::replace(&mut r.killer, killer))
+    }
+
+    /// Where a dead greenlet's outcome goes: its killer while a kill is
+    /// under way, else its parent.
+    #[inline]
+    pub(crate) fn receiver(&self, key: Key) -> Option<Key> {
+        self.read(key, |r| r.killer.or(r.parent))
+    }
+
+    /// Adds one reference.
+    #[inline]
+    pub(crate) fn add_ref(&self, key: Key) {
+        self.write(key, |r| r.refs += 1)
+    }
+
+    /// Drops one reference; returns how many are left.
+    #[inline]
+    pub(crate) fn drop_ref(&self, key: Key) -> u32 {
+        self.write(key, |r| {
+            r.refs -= 1;
+            r.refs
+        })
+    }
+
+    #[inline]
+    pub(crate) fn refs(&self, key: Key) -> u32 {
+        self.read(key, |r| r.refs)
+    }
+
+    #[inline]
+    pub(crate) fn pin(&self, key: Key) {
+        self.write(key, |r| r.pins += 1)
+    }
+
+    /// Undoes a pin; returns whether nothing keeps the record any more (no
+    /// pin, no reference, dead, its stack recycled).
+    #[inline]
+    pub(crate) fn unpin(&self, key: Key) -> bool {
+        self.write(key, |r| {
+            r.pins -= 1;
+            r.pins == 0 && r.refs == 0 && r.state == State::Dead && r.coroutine.is_null()
+        })
+    }
+
+    /// (state, stack still held, pinned), to decide whether an
+    /// unreferenced record can go.
+    #[inline]
+    pub(crate) fn liveness(&self, key: Key) -> (State, bool, bool) {
+        self.read(key, |r| (r.state, !r.coroutine.is_null(), r.pins != 0))
+    }
+
+    #[inline]
+    pub(crate) fn id(&self, key: Key) -> u64 {
+        self.read(key, |r| r.id)
+    }
+
+    /// The name (a reference-count increment, which runs no user code).
+    #[inline]
+    pub(crate) fn name(&self, key: Key) -> Option<Rc<str>> {
+        self.read(key, |r| r.name.clone())
+    }
+
+    #[inline]
+    pub(crate) fn set_waiting_on(&self, key: Key, what: Option<WaitOn>) {
+        self.write(key, |r| r.waiting_on = what)
+    }
+
+    /// The address of `key`'s value in greenlet-local `slot`, if set. The
+    /// value is boxed, so the address stays put until the locals are
+    /// taken (when the greenlet finishes).
+    #[inline]
+    pub(crate) fn local(&self, key: Key, slot: usize) -> Option<*const ()> {
+        self.read(key, |r| match r.locals.get(slot) {
+            Some(Some(value)) => Some(&**value as *const dyn Any as *const ()),
+            _ => None,
+        })
+    }
+
+    /// Stores `value` in `slot` unless one is there already. Returns the
+    /// stored value's address and, if `value` was not used, `value` (for
+    /// the caller to drop outside the slab).
+    #[inline]
+    pub(crate) fn set_local(
+        &self,
+        key: Key,
+        slot: usize,
+        value: Box<dyn Any>,
+    ) -> (*const (), Option<Box<dyn Any>>) {
+        self.write(key, |r| {
+            if r.locals.len() <= slot {
+                r.locals.resize_with(slot + 1, || None);
+            }
+            let spare = match &r.locals[slot] {
+                Some(_) => Some(value),
+                None => {
+                    r.locals[slot] = Some(value);
+                    None
+                }
+            };
+            let stored = r.locals[slot]
+                .as_deref()
+                .map_or(ptr::null(), |v| v as *const dyn Any as *const ());
+            (stored, spare)
+        })
+    }
+
+    /// Takes `key`'s local values, for the caller to drop.
+    #[inline]
+    pub(crate) fn take_locals(&self, key: Key) -> Locals {
+        self.write(key, |r| std::mem::take(&mut r.locals))
+    }
+
+    /// What the overflow message needs, if `key` has a guard page.
+    ///
+    /// Called from the signal handler on the faulting thread, which was
+    /// interrupted outside any door of this module (a door runs no code
+    /// that can fault on a guard page), so the slab is consistent.
+    #[inline]
+    pub(crate) fn guard_info(&self, key: Key) -> Option<GuardInfo> {
+        self.slab(|slab| {
+            let r = slab.get(key.index())?;
+            (r.guard_page != 0).then(|| GuardInfo {
+                guard_page: r.guard_page,
+                stack_size: r.stack_size,
+                id: r.id,
+                name: r.name.as_ref().map(|n| (n.as_ptr(), n.len())),
+            })
+        })
+    }
+}
+
+impl Record {
+    /// The parent link the record held (for the caller to release).
+    #[inline]
+    pub(crate) fn parent(&self) -> Option<Key> {
+        self.parent
+    }
+
+    /// Whether its stack was recycled.
+    #[inline]
+    pub(crate) fn stack_recycled(&self) -> bool {
+        self.coroutine.is_null()
+    }
+}
+
+fn view(key: Key, r: &Record) -> View {
+    View {
+        key,
+        id: r.id,
+        name: r.name.clone(),
+        state: r.state,
+        parent: r.parent,
+        waiting_on: r.waiting_on,
+        holds_stack: !r.coroutine.is_null(),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn stale(key: Key) -> ! {
+    panic!("greenlet: internal error: no record for key {}", key.0)
+}

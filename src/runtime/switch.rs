@@ -1,0 +1,439 @@
+//! Switch and throw: routing, the jump between stacks, the trampoline, and
+//! what a receiver does with what arrives.
+
+use std::any::{Any, TypeId};
+use std::mem::ManuallyDrop;
+use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
+
+use corosensei::CoroutineResult;
+
+use super::records::{Target, DYING, NO_REFUSAL, ORPHAN, OWNS_OUTCOME};
+use super::{Key, Runtime, State};
+use crate::error::SwitchError;
+use crate::stack::Co;
+use crate::trace::SwitchKind;
+use crate::value::{cast_same, decode, encode, type_of, GreenletExit, Signal, SLOW_LANE};
+
+/// The slow lane of a transfer: what travels beside the word when
+/// `incoming` is `SLOW_LANE`.
+pub(crate) struct SlowLane {
+    pub(super) signal: Signal,
+    /// A greenlet that has just died: the receiver recycles its stack after
+    /// consuming the value (which lives on that stack).
+    pub(super) finished: Option<Key>,
+    /// An unreachable greenlet that has just switched away: the receiver
+    /// kills it.
+    pub(super) reap: Option<Key>,
+}
+
+/// Whether a greenlet may switch away (`Runtime::may_leave`).
+pub(super) enum Leave {
+    Yes,
+    No(SwitchError),
+    /// It is being killed but caught the unwinding: its switch refuses
+    /// the kill (see `Runtime::refuse_kill`).
+    RefusingKill,
+}
+
+/// What a receiver does with an `UnwindNow` signal.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum OnKill {
+    /// Unwind the current stack (a pending switch).
+    Unwind,
+    /// Report it (a greenlet's entry, before its function runs).
+    Report,
+}
+
+impl Runtime {
+    /// Switches to `target` with `value`; returns what is later sent back.
+    #[inline(always)]
+    pub(crate) fn switch<T: 'static, R: 'static>(
+        &self,
+        target: Key,
+        value: T,
+    ) -> Result<R, SwitchError> {
+        let to = self.records.target(target);
+        if to.state == State::Active
+            && target != self.current.get()
+            && self.slow_path_forced.get() == 0
+            && !std::thread::panicking()
+        {
+            self.incoming.set(type_of::<T>());
+            // SAFETY: `to` is active and not current, and `incoming` names
+            // `T`, the type of the value sent.
+            unsafe { self.send(target, to, value) }
+        } else {
+            self.switch_slow(target, value)
+        }
+    }
+
+    /// Sends `value` to `key` (whose record `to` is) and receives what
+    /// later comes back.
+    ///
+    /// # Safety
+    /// `to` is `key`'s record, active or unstarted, and `key` is not
+    /// current; `incoming` describes `value` (its `T` or, through the slow
+    /// lane, `Signal::Value` of `T`).
+    #[inline(always)]
+    unsafe fn send<T: 'static, R: 'static>(
+        &self,
+        key: Key,
+        to: Target,
+        value: T,
+    ) -> Result<R, SwitchError> {
+        let mut value = ManuallyDrop::new(value);
+        // SAFETY: the caller's contract covers `jump`'s; the value stays in
+        // this frame, which outlives the jump, and its receiver moves it
+        // out exactly once (`ManuallyDrop` keeps this frame from dropping
+        // it); `receive` is called first thing after coming back.
+        unsafe {
+            let word = encode(&mut value);
+            let back = self.jump(key, to, word);
+            self.receive::<R>(back)
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn switch_slow<T: 'static, R: 'static>(&self, target: Key, value: T) -> Result<R, SwitchError> {
+        // The common slow case first: starting a greenlet.
+        let to = self.records.target(target);
+        if to.state == State::Unstarted
+            && to.arg.id == TypeId::of::<T>()
+            && self.slow_path_forced.get() == 0
+            && !std::thread::panicking()
+        {
+            self.incoming.set(type_of::<T>());
+            // SAFETY: `to` is unstarted (so not current), takes a `T`, and
+            // `incoming` names `T`.
+            return unsafe { self.send(target, to, value) };
+        }
+        let cur = self.current.get();
+        match self.may_leave(cur) {
+            Leave::Yes => {}
+            Leave::No(err) => {
+                drop(value);
+                return Err(err);
+            }
+            Leave::RefusingKill => {
+                if self.records.killer(cur).is_some() {
+                    drop(value);
+                    return self.refuse_kill::<R>(cur);
+                }
+                // It killed itself and caught that: it simply lives on.
+                self.clear_flags(cur, DYING);
+            }
+        }
+        let target = self.first_live(target);
+        if target == cur {
+            // A switch to oneself (or to a dead greenlet whose first live
+            // ancestor is oneself) returns the value at once.
+            return cast_same::<T, R>(value).map_err(|value| {
+                drop(value);
+                mismatch::<R, T>()
+            });
+        }
+        let to = self.records.target(target);
+        if to.state == State::Unstarted && to.arg.id != TypeId::of::<T>() {
+            // The greenlet stays unstarted; the sender hears of it.
+            drop(value);
+            return Err(SwitchError::TypeMismatch {
+                expected: to.arg.name(),
+                found: std::any::type_name::<T>(),
+            });
+        }
+        if let Err(p) = self.tracer.emit(cur, target, SwitchKind::Switch) {
+            drop(value);
+            panic::resume_unwind(p);
+        }
+        let to = self.records.target(target);
+        if to.state == State::Dead {
+            // The hook killed it: route again.
+            return self.switch_slow(target, value);
+        }
+        match self.orphan_key(cur) {
+            None => self.incoming.set(type_of::<T>()),
+            Some(reap) => {
+                self.incoming.set(&SLOW_LANE);
+                self.set_slow_lane(Signal::Value(type_of::<T>()), None, Some(reap));
+            }
+        }
+        // SAFETY: `to`, read after the hook ran, is `target`'s record,
+        // active or unstarted (not dead) with the argument type checked
+        // above, and not current (`target != cur`); `incoming` describes
+        // `value`.
+        unsafe { self.send(target, to, value) }
+    }
+
+    /// Throws `payload` into `target`.
+    pub(crate) fn throw<R: 'static>(
+        &self,
+        target: Key,
+        payload: Box<dyn Any + Send>,
+    ) -> Result<R, SwitchError> {
+        let cur = self.current.get();
+        match self.may_leave(cur) {
+            Leave::Yes => {}
+            Leave::No(err) => {
+                drop(payload);
+                return Err(err);
+            }
+            Leave::RefusingKill => {
+                if self.records.killer(cur).is_some() {
+                    drop(payload);
+                    return self.refuse_kill::<R>(cur);
+                }
+                self.clear_flags(cur, DYING);
+            }
+        }
+        let target = self.first_live(target);
+        if target == cur {
+            // Into self (or routed back to self): raised at once.
+            return Err(SwitchError::Thrown(payload));
+        }
+        if let Err(p) = self.tracer.emit(cur, target, SwitchKind::Throw) {
+            drop(payload);
+            panic::resume_unwind(p);
+        }
+        let to = self.records.target(target);
+        if to.state == State::Dead {
+            // The hook killed it: route again.
+            return self.throw(target, payload);
+        }
+        if to.state == State::Unstarted && self.records.flags(target) & OWNS_OUTCOME != 0 {
+            // It ends unrun and keeps the error; its end comes back here,
+            // as a kill's does, rather than going to its parent.
+            self.records.replace_killer(target, Some(cur));
+            self.records.add_ref(cur);
+        }
+        let reap = self.orphan_key(cur);
+        self.incoming.set(&SLOW_LANE);
+        self.set_slow_lane(Signal::Thrown(payload), None, reap);
+        // SAFETY: `to` is `target`'s record, read after the hook ran, and
+        // not dead; `target` is not current; the slow lane is filled and
+        // announced, and `receive` follows first thing.
+        unsafe {
+            let back = self.jump(target, to, 0);
+            self.receive::<R>(back)
+        }
+    }
+
+    /// Whether the current greenlet may switch away now.
+    pub(super) fn may_leave(&self, cur: Key) -> Leave {
+        let flags = self.records.flags(cur);
+        if std::thread::panicking() || flags & (DYING | NO_REFUSAL) == DYING | NO_REFUSAL {
+            Leave::No(SwitchError::Unwinding)
+        } else if flags & DYING != 0 {
+            // Being killed, yet not unwinding: it caught the kill.
+            Leave::RefusingKill
+        } else if self.tracer.running() {
+            Leave::No(SwitchError::InSwitchHook)
+        } else {
+            Leave::Yes
+        }
+    }
+
+    /// `cur` if nobody can ever switch back to it.
+    fn orphan_key(&self, cur: Key) -> Option<Key> {
+        if self.records.refs(cur) == 0 {
+            Some(cur)
+        } else {
+            if self.records.flags(cur) & ORPHAN != 0 {
+                // It took a new handle to itself after its last one went.
+                self.clear_flags(cur, ORPHAN);
+            }
+            None
+        }
+    }
+
+    /// Fills the slow lane (which must be empty).
+    pub(super) fn set_slow_lane(&self, signal: Signal, finished: Option<Key>, reap: Option<Key>) {
+        let old = self.slow_lane.replace(Some(SlowLane {
+            signal,
+            finished,
+            reap,
+        }));
+        debug_assert!(old.is_none(), "slow lane overwritten");
+    }
+
+    /// The first greenlet at or above `key` that is not dead: a switch or a
+    /// result aimed at a dead greenlet goes to its first live ancestor.
+    /// Main never dies, so the walk ends.
+    pub(super) fn first_live(&self, mut key: Key) -> Key {
+        loop {
+            if self.records.state(key) != State::Dead {
+                return key;
+            }
+            match self.records.parent(key) {
+                Some(parent) => key = parent,
+                None => return key,
+            }
+        }
+    }
+
+    /// Transfers control, and `word`, to greenlet `key`, whose record is
+    /// `to`; returns the word that comes back when something switches here
+    /// again. The sender does the bookkeeping (who is current, whose
+    /// yielder is in use, which coroutine runs next) so that the trampoline
+    /// is a bare resume loop.
+    ///
+    /// # Safety
+    /// `to` is `key`'s record, active or unstarted, and `key` is not
+    /// current; `incoming` describes `word`; the caller calls `receive` (or
+    /// `receive_slow`) with the returned word first thing.
+    #[inline(always)]
+    pub(super) unsafe fn jump(&self, key: Key, to: Target, word: usize) -> usize {
+        let mine = self.current_yielder.replace(to.yielder);
+        self.current.set(key);
+        if mine.is_null() {
+            // SAFETY: only main runs with a null yielder (an unstarted
+            // greenlet sets its own before it can switch), and main is not
+            // inside the trampoline while it runs; `to.coroutine` is the
+            // child's, suspended or unstarted (the caller's contract).
+            unsafe { self.trampoline(to.coroutine, word) }
+        } else {
+            self.next.set(to.coroutine);
+            // SAFETY: `mine` was the current greenlet's yielder: it lives on
+            // that greenlet's stack (this one, so it is live now) and is
+            // the one the trampoline resumed this greenlet through.
+            unsafe { (*mine).suspend(word) }
+        }
+    }
+
+    /// The only place coroutines are resumed; runs on main's stack until a
+    /// greenlet switches to main, and returns the word it sent.
+    ///
+    /// # Safety
+    /// Called by main, with `co` the coroutine of a live greenlet that is
+    /// suspended or unstarted, and `incoming` describing `word`.
+    #[inline(always)]
+    unsafe fn trampoline(&self, mut co: *mut Co, mut word: usize) -> usize {
+        loop {
+            // SAFETY: `co` is a live greenlet's coroutine (the caller's, or
+            // the one the suspending child named in `next`), at a fixed
+            // address at the top of its own stack; only this loop resumes
+            // coroutines, so no other reference to it is in use.
+            match unsafe { (*co).resume(word) } {
+                CoroutineResult::Yield(back) => {
+                    co = self.next.get();
+                    if co.is_null() {
+                        return back;
+                    }
+                    word = back;
+                }
+                CoroutineResult::Return(()) => unreachable_return(),
+            }
+        }
+    }
+
+    // ----- receiving -----
+
+    /// Consumes the word that arrived as an `R`.
+    ///
+    /// # Safety
+    /// Called once, first thing after being switched back to, with the word
+    /// that the switch returned.
+    #[inline(always)]
+    pub(super) unsafe fn receive<R: 'static>(&self, word: usize) -> Result<R, SwitchError> {
+        // A type's `ValueType` constant may have several addresses (one per
+        // codegen unit), so the `TypeId`s are compared.
+        if self.incoming.get().id == TypeId::of::<R>() {
+            // SAFETY: `incoming` names `R`, so the word carries a live `R`
+            // that its suspended sender will never touch again, and this
+            // is its only receipt (the caller's contract).
+            Ok(unsafe { decode::<R>(word) })
+        } else {
+            // SAFETY: forwarded: the same word, first thing, once.
+            unsafe { self.receive_slow(word, OnKill::Unwind) }
+        }
+    }
+
+    /// Everything but a plain value of the expected type at its usual
+    /// address.
+    ///
+    /// # Safety
+    /// As for `receive`.
+    #[cold]
+    #[inline(never)]
+    pub(super) unsafe fn receive_slow<R: 'static>(
+        &self,
+        word: usize,
+        on_kill: OnKill,
+    ) -> Result<R, SwitchError> {
+        let ty = self.incoming.get();
+        let (signal, finished, reap) = if ptr::eq(ty, &SLOW_LANE) {
+            match self.slow_lane.take() {
+                Some(s) => (s.signal, s.finished, s.reap),
+                None => (Signal::Killed, None, None),
+            }
+        } else {
+            (Signal::Value(ty), None, None)
+        };
+        let mut late_panic = None;
+        let result = match signal {
+            Signal::Value(ty) if ty.id == TypeId::of::<R>() => {
+                // SAFETY: the word carries a live `R` (equal `TypeId`s),
+                // announced once and consumed here once; its suspended
+                // sender will not touch it again.
+                Ok(unsafe { decode::<R>(word) })
+            }
+            Signal::Value(ty) => {
+                // The value is dropped here, in the receiver; a panic in its
+                // destructor is held until the housekeeping below is done.
+                // SAFETY: the word carries a live value of type `ty`, which
+                // its sender will not touch again; it is dropped once.
+                let dropped =
+                    panic::catch_unwind(AssertUnwindSafe(|| unsafe { ty.drop_word(word) }));
+                late_panic = dropped.err();
+                Err(SwitchError::TypeMismatch {
+                    expected: std::any::type_name::<R>(),
+                    found: ty.name(),
+                })
+            }
+            Signal::Thrown(p) => Err(SwitchError::Thrown(p)),
+            Signal::Panicked(p) => Err(SwitchError::Panicked(p)),
+            Signal::Mismatch { expected, found } => {
+                Err(SwitchError::TypeMismatch { expected, found })
+            }
+            // A refusal only ever goes to the killer, which consumes it in
+            // `kill`; anywhere else it means only "no value".
+            Signal::Killed | Signal::Refused => Err(SwitchError::Killed),
+            Signal::UnwindNow => {
+                if on_kill == OnKill::Unwind {
+                    // `resume_unwind` skips the panic hook: a kill prints
+                    // nothing.
+                    panic::resume_unwind(Box::new(GreenletExit));
+                }
+                Err(SwitchError::Killed)
+            }
+        };
+        if let Some(finished) = finished {
+            self.recycle(finished);
+        }
+        if let Some(reap) = reap {
+            // The sender was unreachable when it left: kill it now, from here.
+            if self.kill(reap).is_err() {
+                self.report_refused(reap, "its last handle was dropped while it ran");
+            }
+        }
+        if let Some(p) = late_panic {
+            drop(result);
+            panic::resume_unwind(p);
+        }
+        result
+    }
+}
+
+#[cold]
+pub(super) fn unreachable_return() -> ! {
+    // Coroutines never return: `finish` ends in a final suspend.
+    std::process::abort()
+}
+
+fn mismatch<R: 'static, T: 'static>() -> SwitchError {
+    SwitchError::TypeMismatch {
+        expected: std::any::type_name::<R>(),
+        found: std::any::type_name::<T>(),
+    }
+}
