@@ -18,6 +18,10 @@
 //! `cargo bench --bench burst`; `cargo test --benches` does a quick smoke
 //! run.
 
+#[path = "support/quick.rs"]
+mod quick;
+
+use quick::criterion_unless_quick;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -179,13 +183,7 @@ fn main() {
         child(n, rounds);
         return;
     }
-    // `cargo bench` passes `--bench`; `cargo test --benches` runs it with no
-    // argument: then only a quick smoke run of the summary.
-    let quick = !std::env::args().any(|a| a == "--bench");
-    if !quick {
-        group();
-        Criterion::default().configure_from_args().final_summary();
-    }
+    let quick = criterion_unless_quick(group);
     let (sizes, rounds): (&[usize], usize) = if quick {
         (&[1_000], 2)
     } else {

@@ -31,6 +31,10 @@
 //! `cargo bench --bench chain`; `cargo test --benches` does a quick smoke
 //! run.
 
+#[path = "support/quick.rs"]
+mod quick;
+
+use quick::criterion_unless_quick;
 use std::hint::black_box;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -146,13 +150,7 @@ fn main() {
         child(n, later as usize, teardown);
         return;
     }
-    // `cargo bench` passes `--bench`; `cargo test --benches` runs it with no
-    // argument: then only a quick smoke run of the summary.
-    let quick = !std::env::args().any(|a| a == "--bench");
-    if !quick {
-        group();
-        Criterion::default().configure_from_args().final_summary();
-    }
+    let quick = criterion_unless_quick(group);
     let (sizes, later): (&[u64], usize) = if quick {
         (&[1_000], 1)
     } else {

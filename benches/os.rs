@@ -8,10 +8,13 @@
 //! median of repeated timed batches and ours / tokio (below 1 means faster
 //! than tokio), all from this one run.
 
+use quick::criterion_unless_quick;
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::time::Duration;
 
+#[path = "support/quick.rs"]
+mod quick;
 mod support;
 
 use criterion::{criterion_group, Criterion, Throughput};
@@ -143,13 +146,7 @@ criterion_group! {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` runs it with no
-    // argument: then only a quick smoke run of the summary.
-    let quick = !std::env::args().any(|a| a == "--bench");
-    if !quick {
-        group();
-        Criterion::default().configure_from_args().final_summary();
-    }
+    let quick = criterion_unless_quick(group);
     let scale = if quick { 16 } else { 1 };
     let rt = tokio_rt();
     let calls = 4096 / scale;

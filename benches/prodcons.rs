@@ -20,6 +20,10 @@
 //! each row's time over std's `sync_channel` with the same buffer (below 1
 //! means faster).
 
+#[path = "support/quick.rs"]
+mod quick;
+
+use quick::criterion_unless_quick;
 use std::collections::VecDeque;
 use std::hint::black_box;
 use std::sync::{Arc, Condvar, Mutex};
@@ -286,13 +290,7 @@ fn median_per_item(way: &Way, items: u64, cap: usize, runs: usize) -> f64 {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` runs it with no
-    // argument: then only a quick smoke run of the summary.
-    let quick = !std::env::args().any(|a| a == "--bench");
-    if !quick {
-        group();
-        Criterion::default().configure_from_args().final_summary();
-    }
+    let quick = criterion_unless_quick(group);
     let (items, runs) = if quick { (10_000, 1) } else { (1_000_000, 5) };
 
     let ways = ways();

@@ -15,10 +15,13 @@
 //! median of repeated timed batches for each row and ours / tokio (below 1
 //! means faster than tokio).
 
+use quick::criterion_unless_quick;
 use std::hint::black_box;
 use std::rc::Rc;
 use std::time::Duration;
 
+#[path = "support/quick.rs"]
+mod quick;
 mod support;
 
 use criterion::{criterion_group, Criterion, Throughput};
@@ -174,13 +177,7 @@ criterion_group! {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` runs it with no
-    // argument: then only a quick smoke run of the summary.
-    let quick = !std::env::args().any(|a| a == "--bench");
-    if !quick {
-        group();
-        Criterion::default().configure_from_args().final_summary();
-    }
+    let quick = criterion_unless_quick(group);
     let scale = if quick { 100 } else { 1 };
     let rt = tokio_rt();
     let n = 1_000_000 / scale;
