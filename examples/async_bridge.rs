@@ -16,7 +16,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use greenlet::hub;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// An async service: answers each line with the line upper-cased.
 async fn shout_service(listener: tokio::net::TcpListener) {
@@ -26,7 +26,8 @@ async fn shout_service(listener: tokio::net::TcpListener) {
         };
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
-            let mut lines = BufReader::new(read).lines();
+            // A bounded read: a peer cannot make one line grow forever.
+            let mut lines = BufReader::new(read.take(64 * 1024)).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 let reply = format!("{}\n", line.to_uppercase());
                 if write.write_all(reply.as_bytes()).await.is_err() {
@@ -43,7 +44,9 @@ async fn shout(addr: std::net::SocketAddr, words: &str) -> std::io::Result<Strin
     let (read, mut write) = stream.into_split();
     write.write_all(format!("{words}\n").as_bytes()).await?;
     let mut reply = String::new();
-    BufReader::new(read).read_line(&mut reply).await?;
+    BufReader::new(read.take(64 * 1024))
+        .read_line(&mut reply)
+        .await?;
     Ok(reply.trim_end().to_string())
 }
 

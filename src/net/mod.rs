@@ -8,7 +8,7 @@
 //! main greenlet, which needs no [`hub::run`](crate::hub::run) for it.
 //!
 //! ```
-//! use std::io::{BufRead, BufReader, Write};
+//! use std::io::{BufRead, BufReader, Read, Write};
 //! use greenlet::hub;
 //! use greenlet::net::{TcpListener, TcpStream};
 //!
@@ -20,7 +20,8 @@
 //!         let conn = conn.unwrap();
 //!         hub::spawn(move || {
 //!             let mut line = String::new();
-//!             BufReader::new(&conn).read_line(&mut line).unwrap();
+//!             // Never an unbounded line from a peer: at most 1 KiB.
+//!             BufReader::new((&conn).take(1024)).read_line(&mut line).unwrap();
 //!             (&conn).write_all(line.to_uppercase().as_bytes()).unwrap();
 //!         });
 //!     }
@@ -32,7 +33,7 @@
 //!             let mut conn = TcpStream::connect(addr).unwrap();
 //!             conn.write_all(msg.as_bytes()).unwrap();
 //!             let mut reply = String::new();
-//!             BufReader::new(conn).read_line(&mut reply).unwrap();
+//!             BufReader::new(conn.take(1024)).read_line(&mut reply).unwrap();
 //!             reply
 //!         })
 //!     })

@@ -42,7 +42,7 @@ type Handler = Rc<dyn Fn(TcpStream, SocketAddr)>;
 /// let mut client = TcpStream::connect(server.local_addr())?;
 /// client.write_all(b"hello\n")?;
 /// let mut reply = String::new();
-/// BufReader::new(client).read_line(&mut reply)?;
+/// BufReader::new(client.take(1024)).read_line(&mut reply)?;
 /// assert_eq!(reply, "HELLO\n");
 ///
 /// server.stop(Duration::from_secs(1));
