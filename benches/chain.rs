@@ -37,7 +37,7 @@ mod quick;
 use quick::criterion_unless_quick;
 use std::hint::black_box;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{criterion_group, Criterion};
 use greenlet::Greenlet;
@@ -132,10 +132,7 @@ fn benches(c: &mut Criterion) {
 
 criterion_group! {
     name = group;
-    config = Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2));
+    config = quick::config(20, 500, 2000);
     targets = benches
 }
 

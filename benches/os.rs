@@ -11,7 +11,6 @@
 use quick::criterion_unless_quick;
 use std::hint::black_box;
 use std::io::{Read, Write};
-use std::time::Duration;
 
 #[path = "support/quick.rs"]
 mod quick;
@@ -138,10 +137,7 @@ fn benches(c: &mut Criterion) {
 
 criterion_group! {
     name = group;
-    config = Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1));
+    config = quick::config(20, 300, 1000);
     targets = benches
 }
 

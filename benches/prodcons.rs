@@ -28,7 +28,7 @@ use std::collections::VecDeque;
 use std::hint::black_box;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{criterion_group, Criterion, Throughput};
 use greenlet::hub::{self, Queue};
@@ -265,10 +265,7 @@ fn benches(c: &mut Criterion) {
 
 criterion_group! {
     name = group;
-    config = Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1));
+    config = quick::config(10, 300, 1000);
     targets = benches
 }
 

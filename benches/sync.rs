@@ -18,7 +18,6 @@
 use quick::criterion_unless_quick;
 use std::hint::black_box;
 use std::rc::Rc;
-use std::time::Duration;
 
 #[path = "support/quick.rs"]
 mod quick;
@@ -169,10 +168,7 @@ fn benches(c: &mut Criterion) {
 
 criterion_group! {
     name = group;
-    config = Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1));
+    config = quick::config(20, 300, 1000);
     targets = benches
 }
 
