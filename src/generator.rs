@@ -47,7 +47,7 @@ use std::rc::Rc;
 
 use crate::error::{payload_message, SwitchError};
 use crate::greenlet::Greenlet;
-use crate::runtime::{Key, Runtime, MAIN};
+use crate::runtime::{Key, Runtime};
 use crate::value::GreenletExit;
 
 /// What the producer's greenlet returns after storing the return value.
@@ -199,7 +199,7 @@ impl<Y: 'static, S: 'static> Yielder<Y, S> {
             "greenlet::Yielder: yield called outside its generator's greenlet"
         );
         // A producer is never main, so it has a parent.
-        let consumer = rt.parent_of(self.key).unwrap_or(MAIN);
+        let consumer = rt.parent_of(self.key).unwrap_or(rt.main_key());
         // The consumer resumes us with an `S`, throws into us, or kills us
         // (a close or a drop, which unwinds from inside this switch).
         rt.switch::<Y, S>(consumer, item)

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use crate::current::CurrentGreenlet;
 use crate::error::{KillRefused, ParentError, SwitchError};
-use crate::runtime::{Key, Runtime, State, MAIN};
+use crate::runtime::{Key, Runtime, State};
 use crate::stack::DEFAULT_STACK_SIZE;
 
 /// A handle to a greenlet: a function running on its own stack, which runs
@@ -207,8 +207,10 @@ impl Greenlet {
     /// This thread's main greenlet: the thread's own stack. It has no
     /// parent and never dies.
     pub fn main() -> Greenlet {
-        Runtime::get().add_ref(MAIN);
-        Greenlet::from_new_ref(MAIN)
+        let rt = Runtime::get();
+        let main = rt.main_key();
+        rt.add_ref(main);
+        Greenlet::from_new_ref(main)
     }
 
     /// A new handle to a live key (counts a reference).
@@ -376,7 +378,7 @@ impl Greenlet {
     /// is this greenlet or one of its descendants ([`ParentError::Cycle`])
     /// or when this is the main greenlet ([`ParentError::Main`]).
     pub fn set_parent(&self, parent: &Greenlet) -> Result<(), ParentError> {
-        if self.key == MAIN {
+        if self.key == Runtime::get().main_key() {
             return Err(ParentError::Main);
         }
         if Runtime::get().set_parent(self.key, parent.key) {
@@ -403,7 +405,7 @@ impl Greenlet {
 
     /// Whether this is its thread's main greenlet.
     pub fn is_main(&self) -> bool {
-        self.key == MAIN
+        self.key == Runtime::get().main_key()
     }
 
     /// Whether this greenlet is the one running now.

@@ -13,7 +13,7 @@
 use std::cell::Cell;
 use std::sync::Once;
 
-use crate::runtime::{Runtime, MAIN};
+use crate::runtime::Runtime;
 
 thread_local! {
     /// This thread built a greenlet, so it has a runtime worth asking.
@@ -57,7 +57,7 @@ fn current_greenlet() -> Option<String> {
     }
     let rt = Runtime::try_get()?;
     let key = rt.current();
-    if key == MAIN {
+    if key == rt.main_key() {
         return None;
     }
     let id = rt.records().id(key);

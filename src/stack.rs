@@ -172,6 +172,9 @@ pub(crate) struct PooledStack {
     low: usize,
     /// Bytes from `low` to the top, guard page included.
     len: usize,
+    /// `low + len - RESERVED`: the top of the usable stack, kept rather
+    /// than computed because corosensei asks for it on every resume.
+    base: NonZeroUsize,
     /// Whether the stack is a mapping of its own (unmapped on drop) rather
     /// than a slot of one of the pool's batches (whose mapping the pool
     /// manages: a slot dropped outside the pool stays mapped).
@@ -189,6 +192,9 @@ impl PooledStack {
         PooledStack {
             low,
             len,
+            // `low` is a mapping's address, never 0, and `len` exceeds
+            // `RESERVED` (see `mapped_len`).
+            base: NonZeroUsize::new(low + len - RESERVED).expect("stack base at address 0"),
             owned,
             _valgrind: ValgrindStackRegistration::new(low as *mut u8, len),
         }
@@ -249,8 +255,7 @@ impl Drop for PooledStack {
 unsafe impl Stack for PooledStack {
     #[inline]
     fn base(&self) -> StackPointer {
-        // `low` is a mapping's address, never 0.
-        NonZeroUsize::new(self.low + self.len - RESERVED).expect("stack base underflow")
+        self.base
     }
 
     #[inline]

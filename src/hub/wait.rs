@@ -18,7 +18,7 @@ use super::timer::Action;
 use super::{daemon, Hub};
 use crate::error::SwitchError;
 use crate::greenlet::Greenlet;
-use crate::runtime::{Key, Runtime, MAIN};
+use crate::runtime::{Key, Runtime};
 use crate::stats::WaitOn;
 
 slot_key! {
@@ -267,11 +267,12 @@ impl Hub {
     /// straddles the stack switch (the CPU's return prediction suffers).
     #[inline(always)]
     pub(super) fn switch_away(&self, call: &'static str) {
-        let me = Runtime::get().current();
+        let rt = Runtime::get();
+        let me = rt.current();
         if me == self.key {
             panic!("greenlet::hub: {call} cannot block inside the hub greenlet");
         }
-        let is_main = me == MAIN;
+        let is_main = me == rt.main_key();
         if is_main {
             self.main_blocked.set(Some(call));
         }

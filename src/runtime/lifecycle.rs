@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use super::records::{Record, DYING, ORPHAN, UNWINDING, Y};
 use super::switch::{unreachable_return, OnKill};
-use super::{Key, Runtime, State, MAIN};
+use super::{Key, Runtime, State};
 use crate::error::SwitchError;
 use crate::stack::Co;
 use crate::trace::SwitchKind;
@@ -37,11 +37,6 @@ impl Runtime {
         A: 'static,
         R: 'static,
     {
-        if !self.records.has_room() {
-            return Err(io::Error::other(
-                "greenlet: too many greenlets on this thread",
-            ));
-        }
         let stack = self.with_pool(|pool| pool.take(stack_size))?;
         let slot = stack.coroutine_slot();
         let guard_page = stack.guard_page();
@@ -188,7 +183,7 @@ impl Runtime {
     /// Returns `Err(Refused)` when the victim caught the unwinding and
     /// switched away: it is then alive, suspended at that switch.
     pub(crate) fn kill(&self, victim: Key) -> Result<(), Refused> {
-        if victim == MAIN {
+        if victim == self.main_key() {
             return Ok(());
         }
         // Hold the victim for the whole kill: the hook's event handles and
@@ -349,7 +344,7 @@ impl Runtime {
     /// others are still killed. Greenlets created meanwhile (by
     /// destructors) are killed too; a refusing greenlet is not asked twice.
     pub(crate) fn kill_all(&self, when: &str, spare: Option<Key>) {
-        debug_assert_eq!(self.current.get(), MAIN);
+        debug_assert_eq!(self.current.get(), self.main_key());
         let mut refused: Vec<u64> = Vec::new();
         loop {
             let mut killed_any = false;
@@ -405,7 +400,7 @@ impl Runtime {
     /// Kills every greenlet of the thread (at thread exit). Returns false
     /// when that cannot be done because main is not the current greenlet.
     pub(super) fn teardown(&self) -> bool {
-        if self.current.get() != MAIN {
+        if self.current.get() != self.main_key() {
             return false;
         }
         if cfg!(panic = "abort") {
@@ -464,7 +459,7 @@ impl Runtime {
         };
         // Who receives it: its killer while a kill is under way, else its
         // parent. Read after the hook, which may change either.
-        let start = || self.records.receiver(me).unwrap_or(MAIN);
+        let start = || self.records.receiver(me).unwrap_or(self.main_key());
         if self.tracer.is_set() {
             // The hook sees this greenlet still running (not yet dead), so
             // a kill it issues from here comes back here as usual.

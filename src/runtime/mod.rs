@@ -21,7 +21,7 @@
 //!
 //! # Files
 //!
-//! - `records.rs`: the slab of greenlet records behind a safe, copy-out
+//! - `records.rs`: the greenlet records, at fixed addresses, behind a safe, copy-out
 //!   layer; it states the borrowing rule that makes that layer sound.
 //! - `switch.rs`: switch, throw, the jump between stacks, the trampoline,
 //!   and what a receiver does with what arrives.
@@ -32,7 +32,7 @@
 //!
 //! # The one borrowing rule
 //!
-//! The runtime's state lives in `Cell`s (and, for the slab and the stack
+//! The runtime's state lives in `Cell`s (and, for the records and the stack
 //! pool, `UnsafeCell`s behind closures that run no user code) reached through
 //! a raw thread-local pointer. No reference into it is ever held across a
 //! stack switch or across a call into user code (a destructor, a closure),
@@ -54,7 +54,7 @@ use crate::stats::WaitOn;
 use crate::trace::Tracer;
 use crate::value::{GreenletExit, ValueType, SLOW_LANE};
 
-pub(crate) use self::records::{Key, Records, State, MAIN};
+pub(crate) use self::records::{Key, Records, State};
 use self::records::{Record, FORCES_SLOW_PATH, NO_REFUSAL, OWNS_OUTCOME, Y};
 use self::switch::SlowLane;
 
@@ -67,6 +67,11 @@ pub(crate) struct Runtime {
     /// carrying a `FORCES_SLOW_PATH` flag, and a switch hook (see
     /// `force_slow_path`). The fast path checks this one counter.
     slow_path_forced: Cell<u32>,
+    /// The state, as a byte, that a switch's target must be in for the
+    /// fast path: `Active` while nothing forces the slow path, else
+    /// [`NO_STATE`]. One compare then checks both the target and the
+    /// counter above.
+    fast_state: Cell<u8>,
     /// The type of the value word in flight, or `&SLOW_LANE`.
     incoming: Cell<&'static ValueType>,
     /// The coroutine the trampoline resumes next, set by the child that
@@ -82,6 +87,9 @@ pub(crate) struct Runtime {
     /// dropped unrun, with that greenlet's key (see `take_unrun_cause`).
     unrun_cause: Cell<Option<(Key, SwitchError)>>,
 }
+
+/// A byte no `State` has: `fast_state` while the slow path is forced.
+const NO_STATE: u8 = u8::MAX;
 
 /// The marker left in the thread-local pointer once the runtime is gone.
 const TORN_DOWN: *const Runtime = ptr::dangling();
@@ -158,14 +166,16 @@ impl Runtime {
         if OWNER.try_with(|_| ()).is_err() {
             panic!("greenlet: cannot start a greenlet runtime while the thread is exiting");
         }
+        let records = Records::new(Record::main());
         let rt: &'static Runtime = Box::leak(Box::new(Runtime {
-            current: Cell::new(MAIN),
+            current: Cell::new(records.main()),
             current_yielder: Cell::new(ptr::null()),
             slow_path_forced: Cell::new(0),
+            fast_state: Cell::new(State::Active as u8),
             incoming: Cell::new(&SLOW_LANE),
             next: Cell::new(ptr::null_mut()),
             slow_lane: Cell::new(None),
-            records: Records::new(Record::main()),
+            records,
             pool: UnsafeCell::new(StackPool::new()),
             next_id: Cell::new(1),
             tracer: Tracer::new(),
@@ -180,6 +190,12 @@ impl Runtime {
     #[inline(always)]
     pub(crate) fn records(&self) -> &Records {
         &self.records
+    }
+
+    /// The main greenlet's key.
+    #[inline(always)]
+    pub(crate) fn main_key(&self) -> Key {
+        self.records.main()
     }
 
     #[inline(always)]
@@ -201,7 +217,13 @@ impl Runtime {
     /// reason outside the records, such as a switch hook.
     pub(crate) fn force_slow_path(&self, on: bool) {
         let n = self.slow_path_forced.get();
-        self.slow_path_forced.set(if on { n + 1 } else { n - 1 });
+        let n = if on { n + 1 } else { n - 1 };
+        self.slow_path_forced.set(n);
+        self.fast_state.set(if n == 0 {
+            State::Active as u8
+        } else {
+            NO_STATE
+        });
     }
 
     /// Runs `f` on the thread's stack pool.

@@ -1,29 +1,34 @@
-//! The slab of greenlet records, behind a safe layer.
+//! The greenlet records, at fixed addresses, behind a safe layer.
 //!
 //! # The borrowing rule
 //!
-//! The records live in an `UnsafeCell<Slab<Record>>`. No reference into the
-//! slab ever leaves this module: every accessor copies plain data out (or
+//! The records live in slots that never move: chunks of [`CHUNK`] slots,
+//! each allocated once and kept until the thread's runtime is dropped, with
+//! a free list of vacant slots. A [`Key`] is the address of its slot, so a
+//! handle reaches its record in one load, with no index to check and no
+//! slab to search; a vacant slot holds a default record, so even a stale
+//! key reads valid memory (and trips a debug assertion).
+//!
+//! No reference into a slot ever leaves this module: every accessor copies plain data out (or
 //! in) and returns, and the closures this module passes to its two private
 //! doors ([`Records::read`] and [`Records::write`]) only move fields, so no
 //! user code (a destructor, a closure, a hook) and no other runtime call
-//! runs while a reference into the slab is alive. That is what makes the
+//! runs while a reference into a slot is alive. That is what makes the
 //! layer sound: user code is the only thing that could re-enter the runtime
-//! and reshape the slab (an insert may move it, a remove frees a record)
-//! under a live reference, and a stack switch is a call into user code.
+//! and change a record (or the chunk list, which an insert may grow) under
+//! a live reference, and a stack switch is a call into user code.
 //!
 //! Values that can run user code when dropped (greenlet-local values, a
 //! record being removed) are moved out whole and dropped by the caller,
 //! after the door has closed. A stale key (one whose record is gone) is a
-//! bug in the runtime; it panics here rather than reading another record.
+//! bug in the runtime.
 
 use std::any::Any;
 use std::cell::UnsafeCell;
-use std::ptr;
+use std::ptr::{self, NonNull};
 use std::rc::Rc;
 
 use corosensei::Yielder;
-use slab::Slab;
 
 use crate::local::Locals;
 use crate::stack::Co;
@@ -33,22 +38,20 @@ use crate::value::ValueType;
 /// The yielder through which a greenlet's coroutine suspends.
 pub(crate) type Y = Yielder<usize, usize>;
 
-/// A greenlet's index in its thread's slab of records. "No greenlet" is
-/// `Option<Key>`'s `None`.
+/// A greenlet: the address of its record's slot in its thread's records.
+/// "No greenlet" is `Option<Key>`'s `None`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
-pub(crate) struct Key(u32);
+pub(crate) struct Key(NonNull<Slot>);
 
-impl Key {
-    #[inline(always)]
-    fn index(self) -> usize {
-        self.0 as usize
-    }
-}
+/// Slots per chunk of records.
+pub(crate) const CHUNK: usize = 64;
 
-/// The main greenlet's key: it is inserted first and never removed.
-pub(crate) const MAIN: Key = Key(0);
+/// A record's place, at a fixed address from its chunk's allocation until
+/// the records are dropped.
+pub(crate) struct Slot(UnsafeCell<Record>);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
 pub(crate) enum State {
     /// Created, never switched to.
     Unstarted,
@@ -83,6 +86,8 @@ pub(crate) const FORCES_SLOW_PATH: u8 = DYING | ORPHAN;
 
 /// One greenlet's bookkeeping. Only this module sees its fields.
 pub(crate) struct Record {
+    /// False in a vacant slot.
+    live: bool,
     state: State,
     flags: u8,
     /// Handles, children's parent links, and victims' killer links.
@@ -143,6 +148,7 @@ impl Record {
         stack_size: usize,
     ) -> Record {
         Record {
+            live: true,
             state: State::Unstarted,
             flags: 0,
             refs: 1,
@@ -159,6 +165,25 @@ impl Record {
             guard_page,
             stack_size,
         }
+    }
+}
+
+impl Record {
+    /// What a vacant slot holds.
+    fn vacant() -> Record {
+        let mut r = Record::unstarted(
+            None,
+            ptr::null_mut(),
+            crate::value::type_of::<()>(),
+            0,
+            None,
+            0,
+            0,
+        );
+        r.live = false;
+        r.refs = 0;
+        r.state = State::Dead;
+        r
     }
 }
 
@@ -196,93 +221,143 @@ pub(crate) struct GuardInfo {
 
 /// The thread's records.
 pub(crate) struct Records {
-    slab: UnsafeCell<Slab<Record>>,
+    /// Chunks of slots, allocated as needed and never freed nor moved
+    /// before `Records` is dropped.
+    chunks: UnsafeCell<Vec<Box<[Slot]>>>,
+    /// Vacant slots, reused last-freed first.
+    vacant: UnsafeCell<Vec<Key>>,
+    /// Slots handed out so far (all chunks but the last are full).
+    used: UnsafeCell<usize>,
+    main: Key,
 }
 
 impl Records {
-    /// Records holding only `main`, which gets the key [`MAIN`].
+    /// Records holding only `main`, whose key [`main`](Records::main)
+    /// returns.
     #[inline]
     pub(crate) fn new(main: Record) -> Records {
-        let mut slab = Slab::new();
-        let key = slab.insert(main);
-        debug_assert_eq!(key, MAIN.index());
-        Records {
-            slab: UnsafeCell::new(slab),
-        }
+        let records = Records {
+            chunks: UnsafeCell::new(Vec::new()),
+            vacant: UnsafeCell::new(Vec::new()),
+            used: UnsafeCell::new(0),
+            main: Key(NonNull::dangling()),
+        };
+        let main = records.insert(main);
+        Records { main, ..records }
+    }
+
+    /// The main greenlet's key: inserted first and never removed.
+    #[inline(always)]
+    pub(crate) fn main(&self) -> Key {
+        self.main
     }
 
     /// The one door for reading a record.
     #[inline(always)]
     fn read<T>(&self, key: Key, f: impl FnOnce(&Record) -> T) -> T {
-        // SAFETY: the borrowing rule (module docs): every `f` given here
-        // copies fields out, so nothing reshapes the slab while the shared
-        // reference lives, and it ends with this call.
-        let slab = unsafe { &*self.slab.get() };
-        match slab.get(key.index()) {
-            Some(record) => f(record),
-            None => stale(key),
-        }
+        // SAFETY: `key` is the address of a slot of this thread's records
+        // (keys are made only by `insert`), which stays allocated until the
+        // records are dropped and always holds an initialised record. The
+        // borrowing rule (module docs): every `f` given here copies fields
+        // out, so nothing writes the record while the shared reference
+        // lives, and it ends with this call.
+        let record = unsafe { &*key.0.as_ref().0.get() };
+        debug_assert!(record.live, "greenlet: internal error: stale key");
+        f(record)
     }
 
     /// The one door for changing a record.
     #[inline(always)]
     fn write<T>(&self, key: Key, f: impl FnOnce(&mut Record) -> T) -> T {
-        // SAFETY: the borrowing rule (module docs): every `f` given here
-        // stores or swaps plain fields and drops nothing that runs user
-        // code, so this is the only reference into the slab while it lives.
-        let slab = unsafe { &mut *self.slab.get() };
-        match slab.get_mut(key.index()) {
-            Some(record) => f(record),
-            None => stale(key),
-        }
+        // SAFETY: as in `read`, the slot is allocated and initialised. The
+        // borrowing rule (module docs): every `f` given here stores or
+        // swaps plain fields and drops nothing that runs user code, so this
+        // is the only reference into the slot while it lives.
+        let record = unsafe { &mut *key.0.as_ref().0.get() };
+        debug_assert!(record.live, "greenlet: internal error: stale key");
+        f(record)
     }
 
-    /// The one door for the slab as a whole (insert, remove, walk).
-    #[inline]
-    fn slab<T>(&self, f: impl FnOnce(&mut Slab<Record>) -> T) -> T {
-        // SAFETY: the borrowing rule (module docs): the closures given here
-        // insert, remove (returning the record, dropped by the caller) or
-        // copy fields out, and run no user code.
-        f(unsafe { &mut *self.slab.get() })
-    }
-
-    /// Whether another record fits (keys are `u32`s).
-    #[inline]
-    pub(crate) fn has_room(&self) -> bool {
-        self.slab(|slab| slab.vacant_key() < u32::MAX as usize)
-    }
-
-    /// Adds a record (after `has_room`).
+    /// Adds a record.
     #[inline]
     pub(crate) fn insert(&self, record: Record) -> Key {
-        Key(self.slab(|slab| slab.insert(record)) as u32)
+        // SAFETY: the borrowing rule (module docs): the free list is used
+        // only here and in `remove`, which run no user code, so this is its
+        // only reference.
+        let reused = unsafe { (*self.vacant.get()).pop() };
+        let key = reused.unwrap_or_else(|| self.new_slot());
+        // SAFETY: `key` is a vacant slot of these records (from the free
+        // list or just made); nothing else refers into it. The vacant
+        // record it held has nothing to drop that runs user code.
+        unsafe { *key.0.as_ref().0.get() = record };
+        key
+    }
+
+    /// A slot never used before, in a new chunk if the last one is full.
+    #[cold]
+    fn new_slot(&self) -> Key {
+        // SAFETY: the borrowing rule (module docs): the chunk list and the
+        // count are used only here and in the walks below, which run no
+        // user code; growing the list moves the boxes, not the slots.
+        let (chunks, used) = unsafe { (&mut *self.chunks.get(), &mut *self.used.get()) };
+        if *used == chunks.len() * CHUNK {
+            chunks.push(
+                (0..CHUNK)
+                    .map(|_| Slot(UnsafeCell::new(Record::vacant())))
+                    .collect(),
+            );
+        }
+        let slot = &chunks[*used / CHUNK][*used % CHUNK];
+        *used += 1;
+        Key(NonNull::from(slot))
     }
 
     /// Removes a record and hands it to the caller, which drops it (its
-    /// name and locals) outside the slab.
+    /// name and locals) outside the records.
     #[inline]
     pub(crate) fn remove(&self, key: Key) -> Record {
-        self.slab(|slab| slab.try_remove(key.index()))
-            .unwrap_or_else(|| stale(key))
+        debug_assert!(key != self.main, "main's record is never removed");
+        let record = self.write(key, |r| std::mem::replace(r, Record::vacant()));
+        // SAFETY: the borrowing rule, as in `insert`.
+        unsafe { (*self.vacant.get()).push(key) };
+        record
     }
 
-    /// One past the highest key in use (for walks that tolerate the slab
-    /// changing between steps).
+    /// One past the highest slot index in use (for walks that tolerate the
+    /// records changing between steps).
     #[inline]
     pub(crate) fn key_bound(&self) -> u32 {
-        self.slab(|slab| slab.capacity()) as u32
+        // SAFETY: a copy of the count; see `new_slot`.
+        unsafe { *self.used.get() as u32 }
     }
 
-    /// The record at `index`, if there is one (for walks).
+    /// The key at slot `index` (main's is 0), if its record is live.
+    fn key_at(&self, index: u32) -> Option<Key> {
+        let index = index as usize;
+        // SAFETY: the borrowing rule; a shared look at the chunk list,
+        // which ends before this returns.
+        let chunks = unsafe { &*self.chunks.get() };
+        let slot = chunks.get(index / CHUNK)?.get(index % CHUNK)?;
+        let key = Key(NonNull::from(slot));
+        // SAFETY: as in `read` (without its assertion: the slot may be
+        // vacant, which is what is asked).
+        let live = unsafe { (*slot.0.get()).live };
+        live.then_some(key)
+    }
+
+    /// The record at slot `index`, if there is one (for walks).
     #[inline]
     pub(crate) fn view_at(&self, index: u32) -> Option<View> {
-        self.slab(|slab| slab.get(index as usize).map(|r| view(Key(index), r)))
+        let key = self.key_at(index)?;
+        Some(self.read(key, |r| view(key, r)))
     }
 
-    /// Every record, in key order.
+    /// Every record, in slot order.
     #[inline]
     pub(crate) fn views(&self) -> Vec<View> {
-        self.slab(|slab| slab.iter().map(|(k, r)| view(Key(k as u32), r)).collect())
+        (0..self.key_bound())
+            .filter_map(|i| self.view_at(i))
+            .collect()
     }
 
     // ----- copy-out accessors -----
@@ -463,7 +538,7 @@ impl Records {
 
     /// Stores `value` in `slot` unless one is there already. Returns the
     /// stored value's address and, if `value` was not used, `value` (for
-    /// the caller to drop outside the slab).
+    /// the caller to drop outside the records).
     #[inline]
     pub(crate) fn set_local(
         &self,
@@ -499,11 +574,10 @@ impl Records {
     ///
     /// Called from the signal handler on the faulting thread, which was
     /// interrupted outside any door of this module (a door runs no code
-    /// that can fault on a guard page), so the slab is consistent.
+    /// that can fault on a guard page), so the records are consistent.
     #[inline]
     pub(crate) fn guard_info(&self, key: Key) -> Option<GuardInfo> {
-        self.slab(|slab| {
-            let r = slab.get(key.index())?;
+        self.read(key, |r| {
             (r.guard_page != 0).then(|| GuardInfo {
                 guard_page: r.guard_page,
                 stack_size: r.stack_size,
@@ -538,10 +612,4 @@ fn view(key: Key, r: &Record) -> View {
         waiting_on: r.waiting_on,
         holds_stack: !r.coroutine.is_null(),
     }
-}
-
-#[cold]
-#[inline(never)]
-fn stale(key: Key) -> ! {
-    panic!("greenlet: internal error: no record for key {}", key.0)
 }

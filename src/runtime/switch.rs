@@ -54,9 +54,9 @@ impl Runtime {
         value: T,
     ) -> Result<R, SwitchError> {
         let to = self.records.target(target);
-        if to.state == State::Active
+        // `fast_state` is `Active` unless something forces the slow path.
+        if to.state as u8 == self.fast_state.get()
             && target != self.current.get()
-            && self.slow_path_forced.get() == 0
             && !std::thread::panicking()
         {
             self.incoming.set(type_of::<T>());
