@@ -6,8 +6,9 @@
 use std::cell::{Cell, RefCell};
 use std::time::Instant;
 
+use super::wait::{Unlink, WaitKey, Waiter, Wake, Woken};
 use super::wait_list::WaitList;
-use super::{hub, interrupted, try_hub, Hub, Wake};
+use super::{hub, try_hub, Hub};
 use crate::stats::WaitOn;
 
 /// Free permits and the waits queued for one.
@@ -65,25 +66,17 @@ impl Permits {
     #[inline(never)]
     fn take_slow(&self, deadline: Option<Instant>, call: &'static str) -> bool {
         let hub = hub();
-        let w = hub.new_wait(deadline);
-        let node = self.waiters.borrow_mut().push_back(w);
-        let mut guard = TakeGuard {
+        let mut waiter = Waiter::new(&hub, deadline, |w| TakeLink {
             permits: self,
-            hub: &hub,
-            w,
-            node,
+            node: self.waiters.borrow_mut().push_back(w),
             kept: false,
-        };
-        match hub.block(w, call, WaitOn::Acquire { until: deadline }) {
-            Wake::Ready => {
-                guard.kept = true;
+        });
+        match waiter.wait(call, WaitOn::Acquire { until: deadline }) {
+            Woken::Ready => {
+                waiter.link.kept = true;
                 true
             }
-            Wake::TimedOut | Wake::Pending => false,
-            Wake::Interrupted(s) => {
-                drop(guard);
-                interrupted(s)
-            }
+            Woken::TimedOut => false,
         }
     }
 
@@ -118,25 +111,27 @@ impl Permits {
     }
 }
 
-/// Cleans up a blocked take on every exit path: leaves the wait list, or
-/// passes on a permit it was handed but will not keep (it was killed, or
-/// interrupted, after being woken).
-struct TakeGuard<'a> {
+/// A blocked take's place in the wait list.
+struct TakeLink<'a> {
     permits: &'a Permits,
-    hub: &'a Hub,
-    w: usize,
     node: usize,
+    /// Set once the take returns the permit handed to it: it is the
+    /// caller's now, not one to pass on.
     kept: bool,
 }
 
-impl Drop for TakeGuard<'_> {
-    fn drop(&mut self) {
-        if self.hub.end_wait(self.w) == Wake::Ready {
+impl Unlink for TakeLink<'_> {
+    fn unlink(&mut self, _: &Hub, key: WaitKey, how: Wake) {
+        if how == Wake::Ready {
+            // `hand_off` took it off the list and gave it a permit. One it
+            // will not keep (killed, thrown into or interrupted after the
+            // wake-up) goes on to the next waiter, or back to the free
+            // count, so the invariant of `Permits` holds and no permit is lost.
             if !self.kept {
                 self.permits.give();
             }
         } else {
-            self.permits.waiters.borrow_mut().remove(self.node, self.w);
+            self.permits.waiters.borrow_mut().remove(self.node, key);
         }
     }
 }

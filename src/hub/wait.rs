@@ -128,7 +128,7 @@ impl<'h, U: Unlink> Waiter<'h, U> {
     /// scope unwinds out of here (the wait ends as the waiter drops).
     #[inline]
     pub(crate) fn wait(&mut self, call: &'static str, on: WaitOn) -> Woken {
-        match self.hub.block_key(self.key, call, on) {
+        match self.hub.block(self.key, call, on) {
             Wake::Ready => Woken::Ready,
             Wake::TimedOut | Wake::Pending => Woken::TimedOut,
             Wake::Interrupted(s) => interrupted(s),
@@ -183,27 +183,6 @@ impl Hub {
         }
     }
 
-    /// Registers a wait for the current greenlet; returns its key in
-    /// packed form. Prefer [`Waiter`], which cannot forget to end it.
-    #[allow(dead_code)]
-    pub(crate) fn new_wait(&self, deadline: Option<Instant>) -> usize {
-        self.register(deadline).into()
-    }
-
-    /// Ends wait `w` (from [`new_wait`](Hub::new_wait)) and says how it
-    /// ended.
-    #[allow(dead_code)]
-    pub(crate) fn end_wait(&self, w: impl Into<WaitKey>) -> Wake {
-        self.end(w.into())
-    }
-
-    /// Blocks the current greenlet in wait `w` (from
-    /// [`new_wait`](Hub::new_wait)) until it is woken.
-    #[allow(dead_code)]
-    pub(crate) fn block(&self, w: impl Into<WaitKey>, call: &'static str, on: WaitOn) -> Wake {
-        self.block_key(w.into(), call, on)
-    }
-
     /// Wakes wait `w` for `reason` unless it was already woken (or has
     /// ended); returns whether this call woke it.
     #[inline]
@@ -230,7 +209,7 @@ impl Hub {
     }
 
     /// Blocks the current greenlet in wait `w` until it is woken.
-    fn block_key(&self, w: WaitKey, call: &'static str, on: WaitOn) -> Wake {
+    fn block(&self, w: WaitKey, call: &'static str, on: WaitOn) -> Wake {
         // A `with_timeout` scope that already expired interrupts right away.
         if let Some(s) = self.fired_scope() {
             return Wake::Interrupted(s);

@@ -5,7 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::{deadline_after, hub, interrupted, Hub, JoinError, JoinHandle, Wake};
+use super::wait::{Unlink, WaitKey, Waiter, Wake, Woken};
+use super::{deadline_after, hub, Hub, JoinError, JoinHandle};
 use crate::stats::WaitOn;
 
 pub(crate) mod sealed {
@@ -185,32 +186,22 @@ impl<'a, W: Waitable> Iwait<'a, W> {
     /// deadline.
     fn block(&mut self) -> bool {
         let hub = hub();
-        let w = hub.new_wait(self.deadline);
-        let mut guard = AnyGuard {
-            hub: &hub,
-            w,
-            added: Vec::with_capacity(self.left),
-            items: self.items,
+        let mut waiter = Waiter::new(&hub, self.deadline, |w| {
+            let mut link = AnyLink {
+                items: self.items,
+                added: Vec::with_capacity(self.left),
+            };
+            for (i, item) in self.items.iter().enumerate() {
+                if !self.yielded[i] {
+                    link.added.push((i, item.add_waiter(w.into())));
+                }
+            }
+            link
+        });
+        let on = WaitOn::Any {
+            until: self.deadline,
         };
-        for (i, item) in self.items.iter().enumerate() {
-            if !self.yielded[i] {
-                guard.added.push((i, item.add_waiter(w)));
-            }
-        }
-        match hub.block(
-            w,
-            "hub::wait",
-            WaitOn::Any {
-                until: self.deadline,
-            },
-        ) {
-            Wake::Ready => true,
-            Wake::TimedOut | Wake::Pending => false,
-            Wake::Interrupted(s) => {
-                drop(guard);
-                interrupted(s)
-            }
-        }
+        waiter.wait("hub::wait", on) == Woken::Ready
     }
 }
 
@@ -234,20 +225,20 @@ impl<W: Waitable> Iterator for Iwait<'_, W> {
     }
 }
 
-/// Withdraws a multi-wait from every item on every exit path.
-struct AnyGuard<'a, W: Waitable> {
-    hub: &'a Hub,
-    w: usize,
-    added: Vec<(usize, usize)>,
+/// A multi-wait's places in the waiter lists of the items it waits on.
+struct AnyLink<'a, W: Waitable> {
     items: &'a [W],
+    /// `(index in items, node from add_waiter)`.
+    added: Vec<(usize, usize)>,
 }
 
-impl<W: Waitable> Drop for AnyGuard<'_, W> {
-    fn drop(&mut self) {
+impl<W: Waitable> Unlink for AnyLink<'_, W> {
+    fn unlink(&mut self, _: &Hub, key: WaitKey, _: Wake) {
+        // Even when woken, only the item that woke it took it off its
+        // list: every other one still holds it.
         for &(i, node) in &self.added {
-            self.items[i].remove_waiter(node, self.w);
+            self.items[i].remove_waiter(node, key.into());
         }
-        self.hub.end_wait(self.w);
     }
 }
 
