@@ -111,6 +111,10 @@ impl<T, E> AsyncResult<T, E> {
 
     /// Blocks until the slot is filled or `timeout` passes; returns whether
     /// it is filled.
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.inner.ready.wait_timeout(timeout)
     }
@@ -146,6 +150,10 @@ impl<T: Clone, E: Clone> AsyncResult<T, E> {
 
     /// Like [`get`](AsyncResult::get), but `None` if the slot was not
     /// filled within `timeout`.
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     pub fn get_timeout(&self, timeout: Duration) -> Option<Result<T, E>> {
         if self.inner.ready.wait_timeout(timeout) {
             self.try_get()

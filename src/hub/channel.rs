@@ -182,6 +182,10 @@ impl<T> Receiver<T> {
     }
 
     /// Like [`recv`](Receiver::recv), giving up after `timeout`.
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
         self.recv_until(deadline_after(timeout))
     }

@@ -84,12 +84,20 @@ impl Event {
     }
 
     /// Blocks the calling greenlet until the flag is set.
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     pub fn wait(&self) {
         self.wait_until(None, "Event::wait");
     }
 
     /// Blocks until the flag is set or `timeout` passes; returns whether it
     /// was set.
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_until(deadline_after(timeout), "Event::wait_timeout")
     }

@@ -150,6 +150,10 @@ impl Group {
 
     /// Like [`join`](Group::join), but gives up after `timeout`; returns
     /// whether the group is empty.
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     pub fn join_timeout(&self, timeout: Duration) -> bool {
         self.inner.empty.wait_timeout(timeout)
     }
@@ -261,6 +265,10 @@ impl Pool {
     }
 
     /// Blocks until a slot is free (without taking it).
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     pub fn wait_available(&self) {
         drop(self.slots.acquire());
     }
@@ -296,11 +304,19 @@ impl Pool {
     }
 
     /// See [`Group::join`].
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     pub fn join(&self) {
         self.group.join();
     }
 
     /// See [`Group::join_timeout`].
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     pub fn join_timeout(&self, timeout: Duration) -> bool {
         self.group.join_timeout(timeout)
     }

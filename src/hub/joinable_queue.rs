@@ -114,6 +114,10 @@ impl<T: 'static> JoinableQueue<T> {
     /// # Errors
     ///
     /// As [`Queue::send`].
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     pub fn send(&self, item: T) -> Result<(), Closed<T>> {
         self.added();
         self.queue.send(item).inspect_err(|_| self.finished_one())
@@ -142,6 +146,10 @@ impl<T: 'static> JoinableQueue<T> {
     /// # Errors
     ///
     /// As [`Queue::recv`].
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     pub fn recv(&self) -> Result<T, Closed> {
         self.queue.recv()
     }
@@ -152,6 +160,10 @@ impl<T: 'static> JoinableQueue<T> {
     }
 
     /// See [`Queue::get_timeout`].
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     pub fn get_timeout(&self, timeout: Duration) -> Option<T> {
         self.queue.get_timeout(timeout)
     }
@@ -208,6 +220,10 @@ impl<T: 'static> JoinableQueue<T> {
 
     /// Like [`join`](JoinableQueue::join), but gives up after `timeout`;
     /// returns whether everything was finished.
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     pub fn join_timeout(&self, timeout: Duration) -> bool {
         self.tasks.all_done.wait_timeout(timeout)
     }

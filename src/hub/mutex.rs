@@ -90,6 +90,10 @@ impl<T: ?Sized> Mutex<T> {
 
     /// Like [`lock`](Mutex::lock), but gives up (`None`) if the lock did
     /// not come within `timeout`.
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     pub fn lock_timeout(&self, timeout: Duration) -> Option<MutexGuard<'_, T>> {
         self.lock
             .take_until(deadline_after(timeout), "Mutex::lock_timeout")

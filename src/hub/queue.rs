@@ -148,6 +148,10 @@ impl<T: 'static> Queue<T> {
     ///
     /// [`Closed`] holding `item` when the queue is closed, or gets closed
     /// while this waits for room.
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     pub fn send(&self, item: T) -> Result<(), Closed<T>> {
         self.put_until(item, None, "Queue::send").map_err(Closed)
     }
@@ -200,6 +204,10 @@ impl<T: 'static> Queue<T> {
     /// # Errors
     ///
     /// [`Closed`] once the queue is closed and empty.
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     pub fn recv(&self) -> Result<T, Closed> {
         self.get_until(None, "Queue::recv").ok_or(Closed(()))
     }
@@ -243,6 +251,10 @@ impl<T: 'static> Queue<T> {
 
     /// Like [`put`](Queue::put), but gives the item back if no room was made
     /// within `timeout` (or the queue is closed).
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), T> {
         self.put_until(item, deadline_after(timeout), "Queue::put_timeout")
     }
@@ -287,6 +299,10 @@ impl<T: 'static> Queue<T> {
 
     /// Like [`get`](Queue::get), but gives up after `timeout` (or at once
     /// when the queue is closed and empty).
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     pub fn get_timeout(&self, timeout: Duration) -> Option<T> {
         self.get_until(deadline_after(timeout), "Queue::get_timeout")
     }

@@ -175,6 +175,10 @@ pub(crate) fn ready_keys() -> Vec<Key> {
 /// Goes to the back of the ready queue and lets every other ready greenlet
 /// run first: strict round-robin (two greenlets yielding in turn run
 /// `1A 2A 1B 2B`). No allocation happens per call.
+///
+/// # Panics
+///
+/// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
 #[inline]
 pub fn yield_now() {
     hub().yield_now();

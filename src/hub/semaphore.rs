@@ -106,6 +106,10 @@ impl Semaphore {
 
     /// Like [`acquire`](Semaphore::acquire), but gives up (`None`) if no
     /// permit came within `timeout`.
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     pub fn acquire_timeout(&self, timeout: Duration) -> Option<SemaphorePermit<'_>> {
         self.inner
             .acquire_until(deadline_after(timeout), "Semaphore::acquire_timeout")
@@ -114,6 +118,10 @@ impl Semaphore {
 
     /// Like [`acquire`](Semaphore::acquire), but the guard keeps the
     /// semaphore alive itself, so it can move into a spawned greenlet.
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     pub fn acquire_owned(&self) -> OwnedSemaphorePermit {
         self.inner.acquire_until(None, "Semaphore::acquire_owned");
         OwnedSemaphorePermit {
@@ -252,6 +260,10 @@ impl BoundedSemaphore {
     }
 
     /// See [`Semaphore::acquire`].
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     pub fn acquire(&self) -> SemaphorePermit<'_> {
         self.sem.acquire()
     }
@@ -262,11 +274,19 @@ impl BoundedSemaphore {
     }
 
     /// See [`Semaphore::acquire_timeout`].
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     pub fn acquire_timeout(&self, timeout: Duration) -> Option<SemaphorePermit<'_>> {
         self.sem.acquire_timeout(timeout)
     }
 
     /// See [`Semaphore::acquire_owned`].
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     pub fn acquire_owned(&self) -> OwnedSemaphorePermit {
         self.sem.acquire_owned()
     }

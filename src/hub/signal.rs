@@ -75,6 +75,10 @@ impl Signal {
 
     /// Like [`recv`](Signal::recv), giving up after `timeout`; returns
     /// whether the signal came.
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     pub fn recv_timeout(&self, timeout: Duration) -> bool {
         self.rx.recv_timeout(timeout).is_ok()
     }

@@ -164,6 +164,10 @@ pub(crate) fn deadline_after(d: Duration) -> Option<Instant> {
 /// Suspends the current greenlet for `d` (rows H3, H4). `sleep(0)` is
 /// [`yield_now`]; sleepers wake in deadline order, ties in the order they
 /// went to sleep, and only after every greenlet that was ready.
+///
+/// # Panics
+///
+/// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
 pub fn sleep(d: Duration) {
     if d.is_zero() {
         return yield_now();
@@ -175,6 +179,10 @@ pub fn sleep(d: Duration) {
 /// round if it has passed). Greenlets sleeping until the same instant wake
 /// together, in the order they went to sleep, which makes schedules that do
 /// not depend on how fast the code in between runs.
+///
+/// # Panics
+///
+/// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
 pub fn sleep_until(deadline: Instant) {
     sleep_until_or_forever(Some(deadline));
 }

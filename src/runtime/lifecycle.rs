@@ -127,10 +127,9 @@ impl Runtime {
     fn free(&self, key: Key) {
         let mut key = key;
         loop {
-            let record = self.records.remove(key);
-            debug_assert!(record.stack_recycled());
-            let parent = record.parent();
-            drop(record);
+            let removed = self.records.remove(key);
+            let parent = removed.parent;
+            drop(removed);
             let Some(parent) = parent else { return };
             let Some((state, holds_stack, pinned)) = self.records.drop_last_ref(parent) else {
                 return;

@@ -258,11 +258,17 @@ impl Runtime {
     /// destructors is returned as `Panicked`; a kill that arrives while one
     /// of them is suspended in a switch is returned as `Killed` (it must not
     /// reach the killer as a panic).
+    #[inline]
     pub(crate) fn drop_locals(&self) -> Result<(), SwitchError> {
-        let locals = self.take_locals();
-        if locals.is_empty() {
+        if !self.records.has_locals(self.current.get()) {
             return Ok(());
         }
+        self.drop_locals_slow()
+    }
+
+    #[cold]
+    fn drop_locals_slow(&self) -> Result<(), SwitchError> {
+        let locals = self.take_locals();
         match panic::catch_unwind(AssertUnwindSafe(move || drop(locals))) {
             Ok(()) => Ok(()),
             Err(p) if p.is::<GreenletExit>() => Err(SwitchError::Killed),

@@ -288,8 +288,9 @@ impl Records {
         let key = reused.unwrap_or_else(|| self.new_slot());
         // SAFETY: `key` is a vacant slot of these records (from the free
         // list or just made); nothing else refers into it. The vacant
-        // record it held has nothing to drop that runs user code.
-        unsafe { *key.0.as_ref().0.get() = record };
+        // record it held owns nothing (`remove` took its name and locals),
+        // so overwriting it without dropping it leaks nothing.
+        unsafe { ptr::write(key.0.as_ref().0.get(), record) };
         key
     }
 
@@ -312,15 +313,26 @@ impl Records {
         Key(NonNull::from(slot))
     }
 
-    /// Removes a record and hands it to the caller, which drops it (its
-    /// name and locals) outside the records.
+    /// Removes a dead record whose stack was recycled. Returns its parent
+    /// link (for the caller to release) and what it owned that can run
+    /// code when dropped (its name, its locals), for the caller to drop
+    /// outside the records. Only that is moved: the slot keeps the rest,
+    /// which the next `insert` overwrites.
     #[inline]
-    pub(crate) fn remove(&self, key: Key) -> Record {
+    pub(crate) fn remove(&self, key: Key) -> Removed {
         debug_assert!(key != self.main, "main's record is never removed");
-        let record = self.write(key, |r| std::mem::replace(r, Record::vacant()));
+        let removed = self.write(key, |r| {
+            debug_assert!(r.coroutine.is_null(), "removed with its stack");
+            r.live = false;
+            Removed {
+                parent: r.parent.take(),
+                _name: r.name.take(),
+                _locals: (r.locals.capacity() != 0).then(|| std::mem::take(&mut r.locals)),
+            }
+        });
         // SAFETY: the borrowing rule, as in `insert`.
         unsafe { (*self.vacant.get()).push(key) };
-        record
+        removed
     }
 
     /// One past the highest slot index in use (for walks that tolerate the
@@ -570,6 +582,12 @@ impl Records {
         self.write(key, |r| std::mem::take(&mut r.locals))
     }
 
+    /// Whether `key` has greenlet-local values.
+    #[inline]
+    pub(crate) fn has_locals(&self, key: Key) -> bool {
+        self.read(key, |r| !r.locals.is_empty())
+    }
+
     /// What the overflow message needs, if `key` has a guard page.
     ///
     /// Called from the signal handler on the faulting thread, which was
@@ -588,18 +606,13 @@ impl Records {
     }
 }
 
-impl Record {
-    /// The parent link the record held (for the caller to release).
-    #[inline]
-    pub(crate) fn parent(&self) -> Option<Key> {
-        self.parent
-    }
-
-    /// Whether its stack was recycled.
-    #[inline]
-    pub(crate) fn stack_recycled(&self) -> bool {
-        self.coroutine.is_null()
-    }
+/// What a removed record held that its remover must deal with.
+pub(crate) struct Removed {
+    /// The parent link, still counted on the parent.
+    pub(crate) parent: Option<Key>,
+    /// Dropped with this value, outside the records.
+    _name: Option<Rc<str>>,
+    _locals: Option<Locals>,
 }
 
 fn view(key: Key, r: &Record) -> View {
