@@ -5,7 +5,9 @@
 //! `cargo run --release --example instructions_switch -- SCENARIO N`, where
 //! SCENARIO is `main_child` (a main <-> child round trip), `child_child` (a
 //! round trip between two children), `create_finish` (create, first switch
-//! and finish on a pooled stack), or `corosensei` (a raw corosensei
+//! and finish on a pooled stack), `create_kill` (create, start, and kill
+//! by dropping the handle while it is suspended: one unwinding), or
+//! `corosensei` (a raw corosensei
 //! resume/suspend round trip, the floor).
 
 use std::hint::black_box;
@@ -21,6 +23,7 @@ fn main() {
         "main_child" => main_child(n),
         "child_child" => child_child(n),
         "create_finish" => create_finish(n),
+        "create_kill" => create_kill(n),
         "corosensei" => corosensei(n),
         other => panic!("unknown scenario {other}"),
     };
@@ -64,6 +67,19 @@ fn create_finish(n: u64) -> u64 {
     for _ in 0..n {
         let g = Greenlet::new(|x: u64| x + 1);
         x = g.switch::<u64, u64>(black_box(x)).unwrap();
+    }
+    x
+}
+
+fn create_kill(n: u64) -> u64 {
+    let mut x = 0;
+    for _ in 0..n {
+        let g = Greenlet::new(|x: u64| {
+            let main = Greenlet::main();
+            main.switch::<u64, u64>(x + 1).unwrap()
+        });
+        x = g.switch::<u64, u64>(black_box(x)).unwrap();
+        drop(g); // suspended in its switch: killed, its stack unwound
     }
     x
 }

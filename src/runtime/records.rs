@@ -221,14 +221,53 @@ pub(crate) struct GuardInfo {
 
 /// The thread's records.
 pub(crate) struct Records {
-    /// Chunks of slots, allocated as needed and never freed nor moved
-    /// before `Records` is dropped.
-    chunks: UnsafeCell<Vec<Box<[Slot]>>>,
-    /// Vacant slots, reused last-freed first.
-    vacant: UnsafeCell<Vec<Key>>,
-    /// Slots handed out so far (all chunks but the last are full).
-    used: UnsafeCell<usize>,
+    /// Where the slots are and which are vacant.
+    store: UnsafeCell<Store>,
     main: Key,
+}
+
+/// The slots' bookkeeping, behind its own door ([`Records::store`]).
+struct Store {
+    /// Chunks of slots, allocated as needed and never freed nor moved
+    /// before `Records` is dropped (growing this list moves the boxes,
+    /// not the slots).
+    chunks: Vec<Box<[Slot]>>,
+    /// Vacant slots, reused last-freed first.
+    vacant: Vec<Key>,
+    /// Slots handed out so far (all chunks but the last are full).
+    used: usize,
+}
+
+impl Store {
+    /// A vacant slot: a freed one, or else a new one.
+    #[inline]
+    fn take_vacant(&mut self) -> Key {
+        match self.vacant.pop() {
+            Some(key) => key,
+            None => self.new_slot(),
+        }
+    }
+
+    /// A slot never used before, in a new chunk if the last one is full.
+    #[cold]
+    fn new_slot(&mut self) -> Key {
+        if self.used == self.chunks.len() * CHUNK {
+            self.chunks.push(
+                (0..CHUNK)
+                    .map(|_| Slot(UnsafeCell::new(Record::vacant())))
+                    .collect(),
+            );
+        }
+        let slot = &self.chunks[self.used / CHUNK][self.used % CHUNK];
+        self.used += 1;
+        Key(NonNull::from(slot))
+    }
+
+    /// The key of slot number `index` (main's is 0), if it was handed out.
+    fn key_at(&self, index: usize) -> Option<Key> {
+        let slot = self.chunks.get(index / CHUNK)?.get(index % CHUNK)?;
+        Some(Key(NonNull::from(slot)))
+    }
 }
 
 impl Records {
@@ -237,9 +276,11 @@ impl Records {
     #[inline]
     pub(crate) fn new(main: Record) -> Records {
         let records = Records {
-            chunks: UnsafeCell::new(Vec::new()),
-            vacant: UnsafeCell::new(Vec::new()),
-            used: UnsafeCell::new(0),
+            store: UnsafeCell::new(Store {
+                chunks: Vec::new(),
+                vacant: Vec::new(),
+                used: 0,
+            }),
             main: Key(NonNull::dangling()),
         };
         let main = records.insert(main);
@@ -252,65 +293,56 @@ impl Records {
         self.main
     }
 
-    /// The one door for reading a record.
+    /// The one door into a record, vacant or not.
     #[inline(always)]
-    fn read<T>(&self, key: Key, f: impl FnOnce(&Record) -> T) -> T {
+    fn slot<T>(&self, key: Key, f: impl FnOnce(&mut Record) -> T) -> T {
         // SAFETY: `key` is the address of a slot of this thread's records
-        // (keys are made only by `insert`), which stays allocated until the
+        // (keys are made only by `Store`), which stays allocated until the
         // records are dropped and always holds an initialised record. The
-        // borrowing rule (module docs): every `f` given here copies fields
-        // out, so nothing writes the record while the shared reference
-        // lives, and it ends with this call.
-        let record = unsafe { &*key.0.as_ref().0.get() };
-        debug_assert!(record.live, "greenlet: internal error: stale key");
-        f(record)
+        // borrowing rule (module docs): every `f` given here copies, stores
+        // or swaps plain fields and runs no user code, so this is the only
+        // reference into the slot while it lives, and it ends with the call.
+        f(unsafe { &mut *key.0.as_ref().0.get() })
     }
 
-    /// The one door for changing a record.
+    /// The door for the slots' bookkeeping.
+    #[inline(always)]
+    fn store<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
+        // SAFETY: the borrowing rule (module docs): the closures given here
+        // push, pop or look up slots and run no user code, so this is the
+        // only reference to the store while it lives.
+        f(unsafe { &mut *self.store.get() })
+    }
+
+    /// Reads a live record.
+    #[inline(always)]
+    fn read<T>(&self, key: Key, f: impl FnOnce(&Record) -> T) -> T {
+        self.slot(key, |r| {
+            debug_assert!(r.live, "greenlet: internal error: stale key");
+            f(r)
+        })
+    }
+
+    /// Changes a live record.
     #[inline(always)]
     fn write<T>(&self, key: Key, f: impl FnOnce(&mut Record) -> T) -> T {
-        // SAFETY: as in `read`, the slot is allocated and initialised. The
-        // borrowing rule (module docs): every `f` given here stores or
-        // swaps plain fields and drops nothing that runs user code, so this
-        // is the only reference into the slot while it lives.
-        let record = unsafe { &mut *key.0.as_ref().0.get() };
-        debug_assert!(record.live, "greenlet: internal error: stale key");
-        f(record)
+        self.slot(key, |r| {
+            debug_assert!(r.live, "greenlet: internal error: stale key");
+            f(r)
+        })
     }
 
     /// Adds a record.
     #[inline]
     pub(crate) fn insert(&self, record: Record) -> Key {
-        // SAFETY: the borrowing rule (module docs): the free list is used
-        // only here and in `remove`, which run no user code, so this is its
-        // only reference.
-        let reused = unsafe { (*self.vacant.get()).pop() };
-        let key = reused.unwrap_or_else(|| self.new_slot());
-        // SAFETY: `key` is a vacant slot of these records (from the free
-        // list or just made); nothing else refers into it. The vacant
-        // record it held owns nothing (`remove` took its name and locals),
-        // so overwriting it without dropping it leaks nothing.
-        unsafe { ptr::write(key.0.as_ref().0.get(), record) };
+        let key = self.store(Store::take_vacant);
+        self.slot(key, |r| {
+            // SAFETY: `r` is a valid place for a record. The vacant record
+            // there owns nothing (`remove` took its name and locals, a new
+            // slot's are empty), so overwriting it unread leaks nothing.
+            unsafe { ptr::write(r, record) }
+        });
         key
-    }
-
-    /// A slot never used before, in a new chunk if the last one is full.
-    #[cold]
-    fn new_slot(&self) -> Key {
-        // SAFETY: the borrowing rule (module docs): the chunk list and the
-        // count are used only here and in the walks below, which run no
-        // user code; growing the list moves the boxes, not the slots.
-        let (chunks, used) = unsafe { (&mut *self.chunks.get(), &mut *self.used.get()) };
-        if *used == chunks.len() * CHUNK {
-            chunks.push(
-                (0..CHUNK)
-                    .map(|_| Slot(UnsafeCell::new(Record::vacant())))
-                    .collect(),
-            );
-        }
-        let slot = &chunks[*used / CHUNK][*used % CHUNK];
-        *used += 1;
-        Key(NonNull::from(slot))
     }
 
     /// Removes a dead record whose stack was recycled. Returns its parent
@@ -330,8 +362,7 @@ impl Records {
                 _locals: (r.locals.capacity() != 0).then(|| std::mem::take(&mut r.locals)),
             }
         });
-        // SAFETY: the borrowing rule, as in `insert`.
-        unsafe { (*self.vacant.get()).push(key) };
+        self.store(|s| s.vacant.push(key));
         removed
     }
 
@@ -339,29 +370,14 @@ impl Records {
     /// records changing between steps).
     #[inline]
     pub(crate) fn key_bound(&self) -> u32 {
-        // SAFETY: a copy of the count; see `new_slot`.
-        unsafe { *self.used.get() as u32 }
-    }
-
-    /// The key at slot `index` (main's is 0), if its record is live.
-    fn key_at(&self, index: u32) -> Option<Key> {
-        let index = index as usize;
-        // SAFETY: the borrowing rule; a shared look at the chunk list,
-        // which ends before this returns.
-        let chunks = unsafe { &*self.chunks.get() };
-        let slot = chunks.get(index / CHUNK)?.get(index % CHUNK)?;
-        let key = Key(NonNull::from(slot));
-        // SAFETY: as in `read` (without its assertion: the slot may be
-        // vacant, which is what is asked).
-        let live = unsafe { (*slot.0.get()).live };
-        live.then_some(key)
+        self.store(|s| s.used as u32)
     }
 
     /// The record at slot `index`, if there is one (for walks).
     #[inline]
     pub(crate) fn view_at(&self, index: u32) -> Option<View> {
-        let key = self.key_at(index)?;
-        Some(self.read(key, |r| view(key, r)))
+        let key = self.store(|s| s.key_at(index as usize))?;
+        self.slot(key, |r| r.live.then(|| view(key, r)))
     }
 
     /// Every record, in slot order.
