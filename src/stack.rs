@@ -162,7 +162,9 @@ pub fn set_stack_policy(policy: StackPolicy) -> StackPolicy {
 /// assert!(greenlet::stats().stacks_pooled >= 100); // still mapped
 /// ```
 pub fn trim_stacks() {
-    Runtime::get().with_pool(|pool| pool.trim_all())
+    let rt = Runtime::get();
+    rt.recycle_finished();
+    rt.with_pool(|pool| pool.trim_all())
 }
 
 /// A guarded stack whose top [`RESERVED`] bytes are kept out of the usable

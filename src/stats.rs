@@ -204,6 +204,9 @@ pub struct Stats {
 /// ```
 pub fn stats() -> Stats {
     let rt = Runtime::get();
+    // A greenlet that just finished may still hold its stack (and so its
+    // record): settle that first, so the snapshot shows it as gone.
+    rt.recycle_finished();
     let greenlets = snapshot(rt, &crate::hub::ready_keys());
     let count = |s: GreenletState| greenlets.iter().filter(|g| g.state == s).count();
     let (stacks_pooled, stacks_in_use) = rt.stack_counts();

@@ -137,6 +137,9 @@ fn test_senders_that_die() {
 
 #[test]
 fn test_two_waiters_one_dies() {
+    // The paused clock makes "the zero timeouts fire before main's sleep
+    // ends" hold however slowly the spawned greenlets start.
+    hub::time::pause();
     let q = Queue::new();
     let dying: AsyncResult<&str> = AsyncResult::new();
     let waiting: AsyncResult<&str> = AsyncResult::new();
@@ -152,6 +155,7 @@ fn test_two_waiters_one_dies() {
 
 #[test]
 fn test_two_bogus_waiters() {
+    hub::time::pause(); // as in `test_two_waiters_one_dies`
     let q = Queue::new();
     let (e1, e2): (AsyncResult<&str>, AsyncResult<&str>) = (AsyncResult::new(), AsyncResult::new());
     for e in [&e1, &e2] {

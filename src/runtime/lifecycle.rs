@@ -37,6 +37,7 @@ impl Runtime {
         A: 'static,
         R: 'static,
     {
+        self.recycle_finished();
         let stack = self.with_pool(|pool| pool.take(stack_size))?;
         let slot = stack.coroutine_slot();
         let guard_page = stack.guard_page();
@@ -106,6 +107,12 @@ impl Runtime {
         }
         let (state, holds_stack, pinned) = self.records.liveness(key);
         match state {
+            // The fast lane's finished greenlet: its receiver has its
+            // value, so it is recycled (and freed) now, as if that had
+            // happened on receipt.
+            State::Dead if holds_stack && self.finished.get() == Some(key) => {
+                self.recycle_finished()
+            }
             // A dead greenlet whose stack is still waiting for its receiver
             // is freed by `recycle`; a pinned one by the last `unpin`.
             State::Dead if holds_stack || pinned => {}
@@ -155,6 +162,16 @@ impl Runtime {
             let mut co = ptr::read(co);
             co.force_reset();
             co
+        }
+    }
+
+    /// Recycles the stack of the greenlet that last finished through the
+    /// fast lane, if that is still to do. Its receiver has taken its value:
+    /// a receiver takes what arrives first thing, before it can call here.
+    #[inline]
+    pub(crate) fn recycle_finished(&self) {
+        if let Some(key) = self.finished.take() {
+            self.recycle(key);
         }
     }
 
@@ -409,6 +426,7 @@ impl Runtime {
             return false;
         }
         self.kill_all("at thread exit", None);
+        self.recycle_finished();
         // A dead greenlet whose receiver switched away before recycling it
         // (a destructor in the receiver did) still holds its stack.
         let mut index = 1;
@@ -439,6 +457,8 @@ impl Runtime {
     /// past dead ancestors, and never comes back.
     fn finish<R: 'static>(&self, y: &Y, outcome: Result<R, SwitchError>) -> ! {
         let me = self.current.get();
+        // At most one greenlet waits in the fast lane's recycling slot.
+        self.recycle_finished();
         let mut slot = MaybeUninit::<ManuallyDrop<R>>::uninit();
         let mut word = 0;
         let signal = match outcome {
@@ -483,8 +503,22 @@ impl Runtime {
         self.count_forcing(before, after);
         // Walk again: the hook may have killed the destination.
         let dest = self.first_live(start());
-        self.incoming.set(&SLOW_LANE);
-        self.set_slow_lane(signal, Some(me), None);
+        match signal {
+            // The fast lane: a plain value to a receiver that is not a
+            // killer travels as any switch's value does (the receiver's
+            // fast path takes it), and this stack is recycled later, by
+            // `recycle_finished`. Only while a handle keeps the record:
+            // recycling an unreferenced one frees it and releases its
+            // parent, which must happen as the receiver gets the value.
+            Signal::Value(ty) if self.records.killer(me).is_none() && self.records.refs(me) > 0 => {
+                self.incoming.set(ty);
+                self.finished.set(Some(me));
+            }
+            signal => {
+                self.incoming.set(&SLOW_LANE);
+                self.set_slow_lane(signal, Some(me), None);
+            }
+        }
         // The bookkeeping of `jump`, done here because this greenlet
         // suspends through its own `y` for the last time.
         let to = self.records.target(dest);

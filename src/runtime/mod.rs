@@ -79,6 +79,11 @@ pub(crate) struct Runtime {
     next: Cell<*mut Co>,
     /// What travels beside the word when `incoming` is `SLOW_LANE`.
     slow_lane: Cell<Option<SlowLane>>,
+    /// A greenlet that returned a value through the fast lane (see
+    /// `finish`) and whose stack, which may hold that value until its
+    /// receiver takes it, is recycled by the next runtime call that needs
+    /// stacks or counts them (`recycle_finished`).
+    finished: Cell<Option<Key>>,
     records: Records,
     pool: UnsafeCell<StackPool>,
     next_id: Cell<u64>,
@@ -175,6 +180,7 @@ impl Runtime {
             incoming: Cell::new(&SLOW_LANE),
             next: Cell::new(ptr::null_mut()),
             slow_lane: Cell::new(None),
+            finished: Cell::new(None),
             records,
             pool: UnsafeCell::new(StackPool::new()),
             next_id: Cell::new(1),
@@ -236,6 +242,7 @@ impl Runtime {
 
     /// (pooled, in use) stack counts.
     pub(crate) fn stack_counts(&self) -> (usize, usize) {
+        self.recycle_finished();
         self.with_pool(|pool| (pool.pooled(), pool.in_use()))
     }
 

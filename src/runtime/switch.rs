@@ -247,6 +247,22 @@ impl Runtime {
         }
     }
 
+    /// Whether the slow lane holds a bare `UnwindNow` (nothing else to
+    /// hand over: no finished greenlet, no orphan).
+    fn unwind_is_next(&self) -> bool {
+        let lane = self.slow_lane.take();
+        let bare = matches!(
+            &lane,
+            Some(SlowLane {
+                signal: Signal::UnwindNow,
+                finished: None,
+                reap: None,
+            })
+        );
+        self.slow_lane.set(lane);
+        bare
+    }
+
     /// Fills the slow lane (which must be empty).
     pub(super) fn set_slow_lane(&self, signal: Signal, finished: Option<Key>, reap: Option<Key>) {
         let old = self.slow_lane.replace(Some(SlowLane {
@@ -362,6 +378,13 @@ impl Runtime {
         on_kill: OnKill,
     ) -> Result<R, SwitchError> {
         let ty = self.incoming.get();
+        if on_kill == OnKill::Unwind && ptr::eq(ty, &SLOW_LANE) && self.unwind_is_next() {
+            // Raised before anything of this frame needs dropping, so the
+            // unwinder passes this frame without a landing pad here (a
+            // kill's cost is mostly the unwinder's, frame by frame).
+            self.slow_lane.set(None);
+            unwind_now();
+        }
         let (signal, finished, reap) = if ptr::eq(ty, &SLOW_LANE) {
             match self.slow_lane.take() {
                 Some(s) => (s.signal, s.finished, s.reap),
@@ -399,14 +422,8 @@ impl Runtime {
             // A refusal only ever goes to the killer, which consumes it in
             // `kill`; anywhere else it means only "no value".
             Signal::Killed | Signal::Refused => Err(SwitchError::Killed),
-            Signal::UnwindNow => {
-                if on_kill == OnKill::Unwind {
-                    // `resume_unwind` skips the panic hook: a kill prints
-                    // nothing.
-                    panic::resume_unwind(Box::new(GreenletExit));
-                }
-                Err(SwitchError::Killed)
-            }
+            // (With `OnKill::Unwind` it was raised above.)
+            Signal::UnwindNow => Err(SwitchError::Killed),
         };
         if let Some(finished) = finished {
             self.recycle(finished);
@@ -423,6 +440,15 @@ impl Runtime {
         }
         result
     }
+}
+
+/// Starts unwinding the current stack for a kill. `resume_unwind` skips
+/// the panic hook, so a kill prints nothing. Its own small frame, so that
+/// the frames it is raised from need no landing pad for it.
+#[cold]
+#[inline(never)]
+pub(super) fn unwind_now() -> ! {
+    panic::resume_unwind(Box::new(GreenletExit))
 }
 
 #[cold]
