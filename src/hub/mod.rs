@@ -214,7 +214,7 @@ pub(crate) struct Hub {
     greenlet: Greenlet,
     /// `greenlet`'s key, for cheap "am I the hub" checks.
     key: Key,
-    ready: RefCell<VecDeque<Greenlet>>,
+    ready: RefCell<VecDeque<scheduler::Counted>>,
     /// Ready greenlets left in the current round.
     round_left: Cell<usize>,
     timers: RefCell<Timers>,

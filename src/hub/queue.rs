@@ -59,6 +59,7 @@ impl<T> Inner<T> {
     }
 
     /// Wakes the first waiting getter if an unreserved item is there.
+    #[inline]
     fn wake_getter(&mut self, hub: &Hub) {
         while self.items.len() > self.reserved_items {
             let Some(w) = self.getters.pop_front() else {
@@ -72,7 +73,19 @@ impl<T> Inner<T> {
         }
     }
 
+    /// Wakes every greenlet blocked in `peek`.
+    #[inline]
+    fn wake_peekers(&mut self, hub: &Hub) {
+        if self.peekers.is_empty() {
+            return;
+        }
+        while let Some(w) = self.peekers.pop_front() {
+            hub.wake(w, Wake::Ready);
+        }
+    }
+
     /// Wakes the first waiting putter if an unreserved place is free.
+    #[inline]
     fn wake_putter(&mut self, hub: &Hub) {
         while self.has_space() {
             let Some(w) = self.putters.pop_front() else {
@@ -231,9 +244,7 @@ impl<T: 'static> Queue<T> {
             q.items.push_back(item);
             if let Some(hub) = hub {
                 q.wake_getter(hub);
-                while let Some(w) = q.peekers.pop_front() {
-                    hub.wake(w, Wake::Ready);
-                }
+                q.wake_peekers(hub);
             }
             Ok(())
         } else {
@@ -317,18 +328,31 @@ impl<T: 'static> Queue<T> {
         if let Some(hub) = &hub {
             hub.coop();
         }
-        if let Some(item) = self.try_get_with(hub.as_deref()) {
-            return Some(item);
+        // One borrow finds an item, or the queue closed, or registers the
+        // wait.
+        let mut q = self.inner.borrow_mut();
+        if q.items.len() > q.reserved_items {
+            let item = q.items.pop_front();
+            if let Some(hub) = &hub {
+                q.wake_putter(hub);
+            }
+            return item;
         }
-        if self.is_closed() {
+        if q.closed {
             return None;
         }
         let hub = hub.unwrap_or_else(hub_or_new);
-        let mut waiter = Waiter::new(&hub, deadline, |w| self.link(Side::Get, w));
         let on = WaitOn::QueueGet {
-            queue: waiter.link.queue.borrow().id,
+            queue: q.id,
             until: deadline,
         };
+        let mut waiter = Waiter::new(&hub, deadline, |w| QueueLink {
+            queue: &self.inner,
+            side: Side::Get,
+            node: q.getters.push_back(w),
+            done: false,
+        });
+        drop(q);
         match waiter.wait(call, on) {
             Woken::Ready => {
                 let mut q = self.inner.borrow_mut();
@@ -349,19 +373,32 @@ impl<T: 'static> Queue<T> {
         if let Some(hub) = &hub {
             hub.coop();
         }
-        let item = match self.try_put_with(hub.as_deref(), item) {
-            Ok(()) => return Ok(()),
-            Err(item) => item,
-        };
-        if self.is_closed() {
+        // One borrow stores the item, or finds the queue closed, or
+        // registers the wait.
+        let mut q = self.inner.borrow_mut();
+        if q.closed {
             return Err(item);
         }
+        if q.has_space() {
+            q.items.push_back(item);
+            if let Some(hub) = &hub {
+                q.wake_getter(hub);
+                q.wake_peekers(hub);
+            }
+            return Ok(());
+        }
         let hub = hub.unwrap_or_else(hub_or_new);
-        let mut waiter = Waiter::new(&hub, deadline, |w| self.link(Side::Put, w));
         let on = WaitOn::QueuePut {
-            queue: waiter.link.queue.borrow().id,
+            queue: q.id,
             until: deadline,
         };
+        let mut waiter = Waiter::new(&hub, deadline, |w| QueueLink {
+            queue: &self.inner,
+            side: Side::Put,
+            node: q.putters.push_back(w),
+            done: false,
+        });
+        drop(q);
         match waiter.wait(call, on) {
             Woken::Ready => {
                 let mut q = self.inner.borrow_mut();
@@ -373,21 +410,6 @@ impl<T: 'static> Queue<T> {
                 Ok(())
             }
             Woken::TimedOut => Err(item),
-        }
-    }
-
-    /// Puts wait `w` at the back of the `side` list.
-    fn link(&self, side: Side, w: WaitKey) -> QueueLink<'_, T> {
-        let mut q = self.inner.borrow_mut();
-        let node = match side {
-            Side::Get => q.getters.push_back(w),
-            Side::Put => q.putters.push_back(w),
-        };
-        QueueLink {
-            queue: &self.inner,
-            side,
-            node,
-            done: false,
         }
     }
 }
@@ -519,10 +541,15 @@ struct QueueLink<'a, T> {
 }
 
 impl<T> Unlink for QueueLink<'_, T> {
+    #[inline]
     fn unlink(&mut self, hub: &Hub, key: WaitKey, how: Wake) {
+        if self.done {
+            // The call took what it was woken for (and so was woken: it is
+            // off its list).
+            return;
+        }
         let mut q = self.queue.borrow_mut();
         match (how == Wake::Ready, self.side) {
-            (true, _) if self.done => {}
             (true, Side::Get) => {
                 q.reserved_items -= 1;
                 q.wake_getter(hub);
