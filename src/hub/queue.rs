@@ -1,7 +1,7 @@
 //! `Queue<T>`: a FIFO whose `get` blocks the calling greenlet while it is
 //! empty and whose `put` blocks while a bounded queue is full (row H6).
 
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
 use std::collections::VecDeque;
 use std::fmt;
 use std::rc::Rc;
@@ -149,6 +149,7 @@ impl<T: 'static> Queue<T> {
     ///
     /// When the queue is [closed](Queue::close) (before or while this
     /// waits); [`send`](Queue::send) gives the item back instead.
+    #[inline]
     pub fn put(&self, item: T) {
         if self.put_until(item, None, "Queue::put").is_err() {
             panic!("greenlet::hub::Queue::put on a closed queue (use Queue::send to get the item back)");
@@ -265,6 +266,7 @@ impl<T: 'static> Queue<T> {
     ///
     /// When the queue is [closed](Queue::close) and empty;
     /// [`recv`](Queue::recv) returns an error instead.
+    #[inline]
     pub fn get(&self) -> T {
         match self.get_until(None, "Queue::get") {
             Some(item) => item,
@@ -323,6 +325,8 @@ impl<T: 'static> Queue<T> {
         self.inner.borrow().id
     }
 
+    /// The fast path (an item is there) is inlined; the rest is not.
+    #[inline]
     fn get_until(&self, deadline: Option<Instant>, call: &'static str) -> Option<T> {
         let hub = try_hub();
         if let Some(hub) = &hub {
@@ -338,6 +342,18 @@ impl<T: 'static> Queue<T> {
             }
             return item;
         }
+        self.get_slow(q, hub, deadline, call)
+    }
+
+    /// `get_until` when no item is there: closed, or block.
+    #[inline(always)]
+    fn get_slow(
+        &self,
+        mut q: RefMut<'_, Inner<T>>,
+        hub: Option<Rc<Hub>>,
+        deadline: Option<Instant>,
+        call: &'static str,
+    ) -> Option<T> {
         if q.closed {
             return None;
         }
@@ -368,6 +384,8 @@ impl<T: 'static> Queue<T> {
         }
     }
 
+    /// The fast path (room is there) is inlined; the rest is not.
+    #[inline]
     fn put_until(&self, item: T, deadline: Option<Instant>, call: &'static str) -> Result<(), T> {
         let hub = try_hub();
         if let Some(hub) = &hub {
@@ -376,16 +394,29 @@ impl<T: 'static> Queue<T> {
         // One borrow stores the item, or finds the queue closed, or
         // registers the wait.
         let mut q = self.inner.borrow_mut();
-        if q.closed {
-            return Err(item);
-        }
-        if q.has_space() {
+        if q.has_space() && !q.closed {
             q.items.push_back(item);
             if let Some(hub) = &hub {
                 q.wake_getter(hub);
                 q.wake_peekers(hub);
             }
             return Ok(());
+        }
+        self.put_slow(q, item, hub, deadline, call)
+    }
+
+    /// `put_until` when there is no room: closed, or block.
+    #[inline(never)]
+    fn put_slow(
+        &self,
+        mut q: RefMut<'_, Inner<T>>,
+        item: T,
+        hub: Option<Rc<Hub>>,
+        deadline: Option<Instant>,
+        call: &'static str,
+    ) -> Result<(), T> {
+        if q.closed {
+            return Err(item);
         }
         let hub = hub.unwrap_or_else(hub_or_new);
         let on = WaitOn::QueuePut {

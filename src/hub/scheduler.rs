@@ -158,7 +158,7 @@ impl Hub {
     }
 
     /// The next ready greenlet of the current round, skipping dead ones.
-    #[inline]
+    #[inline(always)]
     pub(super) fn pop_ready(&self) -> Option<Counted> {
         let mut left = self.round_left.get();
         let mut ready = self.ready.borrow_mut();
@@ -187,7 +187,7 @@ impl Hub {
     /// of this round; at a round's end, a new round starts right here when
     /// no timer is pending (the hub would do nothing else), otherwise `None`
     /// (go through the hub, which fires the timers first).
-    #[inline]
+    #[inline(always)]
     pub(super) fn next_for_handoff(&self) -> Option<Counted> {
         if self.round_left.get() == 0 {
             if !self.timers.borrow().is_empty() || self.wants_poll() {
@@ -215,10 +215,11 @@ impl Hub {
     /// straight there instead of through the hub.
     pub(super) fn hand_off_on_finish(&self) {
         if let Some(next) = self.next_for_handoff() {
-            if Greenlet::current()
-                .set_parent(&Greenlet::from_key(next.key()))
-                .is_err()
-            {
+            // Straight to the runtime: the caller is a spawned greenlet
+            // (never main), and no handle to it is needed.
+            let rt = Runtime::get();
+            debug_assert_ne!(rt.current(), crate::runtime::MAIN);
+            if !rt.set_parent(rt.current(), next.key()) {
                 // `next` is one of our own descendants: let the hub run it.
                 self.ready.borrow_mut().push_front(next);
                 self.round_left.set(self.round_left.get() + 1);
