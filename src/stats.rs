@@ -207,7 +207,7 @@ pub fn stats() -> Stats {
     // A greenlet that just finished may still hold its stack (and so its
     // record): settle that first, so the snapshot shows it as gone.
     rt.recycle_finished();
-    let greenlets = snapshot(rt, &crate::hub::ready_keys());
+    let greenlets = snapshot(rt, &crate::hub::ready_keys(), &crate::hub::blocked());
     let count = |s: GreenletState| greenlets.iter().filter(|g| g.state == s).count();
     let (stacks_pooled, stacks_in_use) = rt.stack_counts();
     Stats {
@@ -221,8 +221,9 @@ pub fn stats() -> Stats {
 }
 
 /// One `GreenletInfo` per record; the suspended greenlets in `ready` (the
-/// hub's ready queue) show as `WaitOn::Ready`.
-fn snapshot(rt: &Runtime, ready: &[Key]) -> Vec<GreenletInfo> {
+/// hub's ready queue) show as `WaitOn::Ready`, those in `blocked` (the
+/// hub's blocked calls) as what they wait on.
+fn snapshot(rt: &Runtime, ready: &[Key], blocked: &[(Key, WaitOn)]) -> Vec<GreenletInfo> {
     let cur = rt.current();
     let views = rt.records().views();
     let id_of = |key: Key| views.iter().find(|v| v.key == key).map(|v| v.id);
@@ -240,7 +241,10 @@ fn snapshot(rt: &Runtime, ready: &[Key]) -> Vec<GreenletInfo> {
             parent: v.parent.and_then(id_of),
             waiting_on: match v.state {
                 State::Active if v.key != cur && ready.contains(&v.key) => Some(WaitOn::Ready),
-                State::Active => v.waiting_on,
+                State::Active if v.key != cur => blocked
+                    .iter()
+                    .find(|(key, _)| *key == v.key)
+                    .map(|&(_, on)| on),
                 _ => None,
             },
         })

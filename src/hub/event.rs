@@ -107,11 +107,12 @@ impl Event {
             return true;
         }
         let hub = hub();
-        let mut waiter = Waiter::new(&hub, deadline, |w| EventLink {
+        let on = WaitOn::Event { until: deadline };
+        let mut waiter = Waiter::new(&hub, deadline, on, |w| EventLink {
             event: &self.inner,
             node: self.inner.borrow_mut().waiters.push_back(w),
         });
-        match waiter.wait(call, WaitOn::Event { until: deadline }) {
+        match waiter.wait(call) {
             Woken::Ready => true,
             Woken::TimedOut => self.is_set(),
         }

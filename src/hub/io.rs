@@ -130,7 +130,7 @@ impl Hub {
         call: &'static str,
         on: WaitOn,
     ) -> io::Result<()> {
-        let mut waiter = Waiter::new(self, deadline, |w| {
+        let mut waiter = Waiter::new(self, deadline, on, |w| {
             reg.add_waiter(dir, w);
             self.io_waits.set(self.io_waits.get() + 1);
             let daemon = self.daemons.get() > 0
@@ -140,7 +140,7 @@ impl Hub {
             }
             IoLink { reg, dir, daemon }
         });
-        match waiter.wait(call, on) {
+        match waiter.wait(call) {
             Woken::TimedOut => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("greenlet::{call} timed out"),

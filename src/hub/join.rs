@@ -217,14 +217,14 @@ impl<R: 'static> JoinHandle<R> {
                  (it would wait for itself forever)"
             );
             let hub = hub();
-            let mut waiter = Waiter::new(&hub, None, |w| {
-                self.state.joiner.set(Some(w));
-                JoinLink(&self.state.joiner)
-            });
             let on = WaitOn::Join {
                 greenlet: self.greenlet.id(),
             };
-            waiter.wait("JoinHandle::join", on);
+            let mut waiter = Waiter::new(&hub, None, on, |w| {
+                self.state.joiner.set(Some(w));
+                JoinLink(&self.state.joiner)
+            });
+            waiter.wait("JoinHandle::join");
         }
         self.state
             .result
@@ -277,14 +277,14 @@ impl<R: 'static> JoinHandle<R> {
              (it would wait for itself forever)"
         );
         let hub = hub();
-        let mut waiter = Waiter::new(&hub, deadline, |w| WaitersLink {
-            waiters: &self.state.waiters,
-            node: self.state.waiters.borrow_mut().push_back(w),
-        });
         let on = WaitOn::Join {
             greenlet: self.greenlet.id(),
         };
-        match waiter.wait(call, on) {
+        let mut waiter = Waiter::new(&hub, deadline, on, |w| WaitersLink {
+            waiters: &self.state.waiters,
+            node: self.state.waiters.borrow_mut().push_back(w),
+        });
+        match waiter.wait(call) {
             Woken::Ready | Woken::TimedOut => self.state.finished.get(),
         }
     }

@@ -201,6 +201,7 @@ pub use crate::net::fd::{wait_readable, wait_writable};
 
 pub(crate) use self::scheduler::ready_keys;
 pub(crate) use self::time::deadline_after;
+pub(crate) use self::wait::blocked;
 pub(crate) use self::wait::Wake;
 // For primitives built on the wait protocol.
 #[allow(unused_imports)]
@@ -214,9 +215,12 @@ pub(crate) struct Hub {
     greenlet: Greenlet,
     /// `greenlet`'s key, for cheap "am I the hub" checks.
     key: Key,
-    ready: RefCell<VecDeque<Greenlet>>,
+    ready: RefCell<VecDeque<scheduler::Counted>>,
     /// Ready greenlets left in the current round.
     round_left: Cell<usize>,
+    /// The hub greenlet is parking the thread (in `poll` or a sleep): what
+    /// `stats` shows as [`WaitOn::Hub`](crate::stats::WaitOn::Hub).
+    parked: Cell<bool>,
     timers: RefCell<Timers>,
     waits: RefCell<Slots<WaitKey, Wait>>,
     scopes: RefCell<Slots<ScopeKey, Scope>>,
@@ -326,6 +330,7 @@ impl Hub {
                 greenlet,
                 ready: RefCell::new(VecDeque::new()),
                 round_left: Cell::new(0),
+                parked: Cell::new(false),
                 timers: RefCell::new(Timers::new()),
                 waits: RefCell::new(Slots::new()),
                 scopes: RefCell::new(Slots::new()),

@@ -66,12 +66,13 @@ impl Permits {
     #[inline(never)]
     fn take_slow(&self, deadline: Option<Instant>, call: &'static str) -> bool {
         let hub = hub();
-        let mut waiter = Waiter::new(&hub, deadline, |w| TakeLink {
+        let on = WaitOn::Acquire { until: deadline };
+        let mut waiter = Waiter::new(&hub, deadline, on, |w| TakeLink {
             permits: self,
             node: self.waiters.borrow_mut().push_back(w),
             kept: false,
         });
-        match waiter.wait(call, WaitOn::Acquire { until: deadline }) {
+        match waiter.wait(call) {
             Woken::Ready => {
                 waiter.link.kept = true;
                 true

@@ -1,7 +1,7 @@
 //! `Queue<T>`: a FIFO whose `get` blocks the calling greenlet while it is
 //! empty and whose `put` blocks while a bounded queue is full (row H6).
 
-use std::cell::RefCell;
+use std::cell::{RefCell, RefMut};
 use std::collections::VecDeque;
 use std::fmt;
 use std::rc::Rc;
@@ -59,6 +59,7 @@ impl<T> Inner<T> {
     }
 
     /// Wakes the first waiting getter if an unreserved item is there.
+    #[inline]
     fn wake_getter(&mut self, hub: &Hub) {
         while self.items.len() > self.reserved_items {
             let Some(w) = self.getters.pop_front() else {
@@ -72,7 +73,19 @@ impl<T> Inner<T> {
         }
     }
 
+    /// Wakes every greenlet blocked in `peek`.
+    #[inline]
+    fn wake_peekers(&mut self, hub: &Hub) {
+        if self.peekers.is_empty() {
+            return;
+        }
+        while let Some(w) = self.peekers.pop_front() {
+            hub.wake(w, Wake::Ready);
+        }
+    }
+
     /// Wakes the first waiting putter if an unreserved place is free.
+    #[inline]
     fn wake_putter(&mut self, hub: &Hub) {
         while self.has_space() {
             let Some(w) = self.putters.pop_front() else {
@@ -136,6 +149,7 @@ impl<T: 'static> Queue<T> {
     ///
     /// When the queue is [closed](Queue::close) (before or while this
     /// waits); [`send`](Queue::send) gives the item back instead.
+    #[inline]
     pub fn put(&self, item: T) {
         if self.put_until(item, None, "Queue::put").is_err() {
             panic!("greenlet::hub::Queue::put on a closed queue (use Queue::send to get the item back)");
@@ -239,9 +253,7 @@ impl<T: 'static> Queue<T> {
             q.items.push_back(item);
             if let Some(hub) = hub {
                 q.wake_getter(hub);
-                while let Some(w) = q.peekers.pop_front() {
-                    hub.wake(w, Wake::Ready);
-                }
+                q.wake_peekers(hub);
             }
             Ok(())
         } else {
@@ -266,6 +278,7 @@ impl<T: 'static> Queue<T> {
     ///
     /// When the queue is [closed](Queue::close) and empty;
     /// [`recv`](Queue::recv) returns an error instead.
+    #[inline]
     pub fn get(&self) -> T {
         match self.get_until(None, "Queue::get") {
             Some(item) => item,
@@ -328,24 +341,51 @@ impl<T: 'static> Queue<T> {
         self.inner.borrow().id
     }
 
+    /// The fast path (an item is there) is inlined; the rest is not.
+    #[inline]
     fn get_until(&self, deadline: Option<Instant>, call: &'static str) -> Option<T> {
         let hub = try_hub();
         if let Some(hub) = &hub {
             hub.coop();
         }
-        if let Some(item) = self.try_get_with(hub.as_deref()) {
-            return Some(item);
+        // One borrow finds an item, or the queue closed, or registers the
+        // wait.
+        let mut q = self.inner.borrow_mut();
+        if q.items.len() > q.reserved_items {
+            let item = q.items.pop_front();
+            if let Some(hub) = &hub {
+                q.wake_putter(hub);
+            }
+            return item;
         }
-        if self.is_closed() {
+        self.get_slow(q, hub, deadline, call)
+    }
+
+    /// `get_until` when no item is there: closed, or block.
+    #[inline(always)]
+    fn get_slow(
+        &self,
+        mut q: RefMut<'_, Inner<T>>,
+        hub: Option<Rc<Hub>>,
+        deadline: Option<Instant>,
+        call: &'static str,
+    ) -> Option<T> {
+        if q.closed {
             return None;
         }
         let hub = hub.unwrap_or_else(hub_or_new);
-        let mut waiter = Waiter::new(&hub, deadline, |w| self.link(Side::Get, w));
         let on = WaitOn::QueueGet {
-            queue: waiter.link.queue.borrow().id,
+            queue: q.id,
             until: deadline,
         };
-        match waiter.wait(call, on) {
+        let mut waiter = Waiter::new(&hub, deadline, on, |w| QueueLink {
+            queue: &self.inner,
+            side: Side::Get,
+            node: q.getters.push_back(w),
+            done: false,
+        });
+        drop(q);
+        match waiter.wait(call) {
             Woken::Ready => {
                 let mut q = self.inner.borrow_mut();
                 q.reserved_items -= 1;
@@ -360,25 +400,53 @@ impl<T: 'static> Queue<T> {
         }
     }
 
+    /// The fast path (room is there) is inlined; the rest is not.
+    #[inline]
     fn put_until(&self, item: T, deadline: Option<Instant>, call: &'static str) -> Result<(), T> {
         let hub = try_hub();
         if let Some(hub) = &hub {
             hub.coop();
         }
-        let item = match self.try_put_with(hub.as_deref(), item) {
-            Ok(()) => return Ok(()),
-            Err(item) => item,
-        };
-        if self.is_closed() {
+        // One borrow stores the item, or finds the queue closed, or
+        // registers the wait.
+        let mut q = self.inner.borrow_mut();
+        if q.has_space() && !q.closed {
+            q.items.push_back(item);
+            if let Some(hub) = &hub {
+                q.wake_getter(hub);
+                q.wake_peekers(hub);
+            }
+            return Ok(());
+        }
+        self.put_slow(q, item, hub, deadline, call)
+    }
+
+    /// `put_until` when there is no room: closed, or block.
+    #[inline(never)]
+    fn put_slow(
+        &self,
+        mut q: RefMut<'_, Inner<T>>,
+        item: T,
+        hub: Option<Rc<Hub>>,
+        deadline: Option<Instant>,
+        call: &'static str,
+    ) -> Result<(), T> {
+        if q.closed {
             return Err(item);
         }
         let hub = hub.unwrap_or_else(hub_or_new);
-        let mut waiter = Waiter::new(&hub, deadline, |w| self.link(Side::Put, w));
         let on = WaitOn::QueuePut {
-            queue: waiter.link.queue.borrow().id,
+            queue: q.id,
             until: deadline,
         };
-        match waiter.wait(call, on) {
+        let mut waiter = Waiter::new(&hub, deadline, on, |w| QueueLink {
+            queue: &self.inner,
+            side: Side::Put,
+            node: q.putters.push_back(w),
+            done: false,
+        });
+        drop(q);
+        match waiter.wait(call) {
             Woken::Ready => {
                 let mut q = self.inner.borrow_mut();
                 q.reserved_slots -= 1;
@@ -389,21 +457,6 @@ impl<T: 'static> Queue<T> {
                 Ok(())
             }
             Woken::TimedOut => Err(item),
-        }
-    }
-
-    /// Puts wait `w` at the back of the `side` list.
-    fn link(&self, side: Side, w: WaitKey) -> QueueLink<'_, T> {
-        let mut q = self.inner.borrow_mut();
-        let node = match side {
-            Side::Get => q.getters.push_back(w),
-            Side::Put => q.putters.push_back(w),
-        };
-        QueueLink {
-            queue: &self.inner,
-            side,
-            node,
-            done: false,
         }
     }
 }
@@ -436,15 +489,15 @@ impl<T: Clone + 'static> Queue<T> {
             }
             let hub = hub_or_new();
             let queue = self.inner.borrow().id;
-            let mut waiter = Waiter::new(&hub, deadline, |w| PeekLink {
-                queue: &self.inner,
-                node: self.inner.borrow_mut().peekers.push_back(w),
-            });
             let on = WaitOn::QueueGet {
                 queue,
                 until: deadline,
             };
-            match waiter.wait("Queue::peek", on) {
+            let mut waiter = Waiter::new(&hub, deadline, on, |w| PeekLink {
+                queue: &self.inner,
+                node: self.inner.borrow_mut().peekers.push_back(w),
+            });
+            match waiter.wait("Queue::peek") {
                 Woken::Ready => {}
                 Woken::TimedOut => return self.try_peek(),
             }
@@ -535,10 +588,15 @@ struct QueueLink<'a, T> {
 }
 
 impl<T> Unlink for QueueLink<'_, T> {
+    #[inline]
     fn unlink(&mut self, hub: &Hub, key: WaitKey, how: Wake) {
+        if self.done {
+            // The call took what it was woken for (and so was woken: it is
+            // off its list).
+            return;
+        }
         let mut q = self.queue.borrow_mut();
         match (how == Wake::Ready, self.side) {
-            (true, _) if self.done => {}
             (true, Side::Get) => {
                 q.reserved_items -= 1;
                 q.wake_getter(hub);

@@ -10,8 +10,60 @@ use super::wait::BlockedForever;
 use super::{hub, try_hub, Hub};
 use crate::error::SwitchError;
 use crate::greenlet::Greenlet;
-use crate::runtime::{Key, Runtime};
-use crate::stats::WaitOn;
+use crate::runtime::{Key, Runtime, State};
+
+/// A counted reference to a greenlet, as the ready queue and the waits keep
+/// it: what a [`Greenlet`] handle is, with the count changed inline (the
+/// handle's own methods are calls into another unit).
+pub(super) struct Counted(Key);
+
+impl Counted {
+    /// A reference to the running greenlet.
+    #[inline]
+    pub(super) fn current() -> Counted {
+        let rt = Runtime::get();
+        let key = rt.current();
+        rt.add_ref(key);
+        Counted(key)
+    }
+
+    /// `g`'s reference, taken over.
+    #[inline]
+    pub(super) fn from_greenlet(g: Greenlet) -> Counted {
+        let key = g.key();
+        // The handle's count goes to the `Counted`, which releases it.
+        std::mem::forget(g);
+        Counted(key)
+    }
+
+    #[inline]
+    pub(super) fn key(&self) -> Key {
+        self.0
+    }
+
+    /// Switches to the greenlet (see [`Greenlet::switch`]).
+    #[inline(always)]
+    pub(super) fn switch(&self) -> Result<(), SwitchError> {
+        Runtime::get().switch::<(), ()>(self.0, ())
+    }
+
+    /// Returned, panicked, or killed.
+    #[inline]
+    fn is_dead(&self) -> bool {
+        Runtime::get().records().state(self.0) == State::Dead
+    }
+}
+
+impl Drop for Counted {
+    /// As a handle's drop: the last reference to a greenlet reaps it.
+    #[inline]
+    fn drop(&mut self) {
+        // After the thread's runtime is torn down there is nothing to free.
+        if let Some(rt) = Runtime::try_get() {
+            rt.release_ref(self.0);
+        }
+    }
+}
 
 impl Hub {
     /// The hub greenlet's loop; see the module docs.
@@ -31,7 +83,7 @@ impl Hub {
             if let Some(next) = self.pop_ready() {
                 // What comes back (a spawned greenlet's `()`, a self-kill's
                 // error) only means "carry on".
-                let _ = next.switch::<(), ()>(());
+                let _ = next.switch();
                 continue;
             }
             if self.daemons.get() > 0 && self.main_in_run.get() && self.only_daemons_wait() {
@@ -57,15 +109,15 @@ impl Hub {
             if self.io_waits.get() > 0 {
                 // Park in `poll` until I/O, another thread's wake-up, or
                 // the first timer.
-                Runtime::get().set_waiting_on(Some(WaitOn::Hub));
+                self.parked.set(true);
                 self.park_io(timeout);
-                Runtime::get().set_waiting_on(None);
+                self.parked.set(false);
                 polled = true;
                 continue;
             }
             if let Some(timeout) = timeout {
                 // Only timers remain: park the thread until the first.
-                Runtime::get().set_waiting_on(Some(WaitOn::Hub));
+                self.parked.set(true);
                 match self.reactor.get() {
                     // Remote work may arrive meanwhile.
                     Some(_) => {
@@ -74,7 +126,7 @@ impl Hub {
                     }
                     None => std::thread::sleep(timeout),
                 }
-                Runtime::get().set_waiting_on(None);
+                self.parked.set(false);
                 continue;
             }
             if self.reactor.get().is_some_and(Reactor::has_mail) {
@@ -105,16 +157,28 @@ impl Hub {
     }
 
     /// The next ready greenlet of the current round, skipping dead ones.
-    #[inline]
-    pub(super) fn pop_ready(&self) -> Option<Greenlet> {
-        while self.round_left.get() > 0 {
-            self.round_left.set(self.round_left.get() - 1);
-            let next = self.ready.borrow_mut().pop_front()?;
+    #[inline(always)]
+    pub(super) fn pop_ready(&self) -> Option<Counted> {
+        let mut left = self.round_left.get();
+        let mut ready = self.ready.borrow_mut();
+        while left > 0 {
+            left -= 1;
+            let Some(next) = ready.pop_front() else {
+                break;
+            };
             if !next.is_dead() {
+                self.round_left.set(left);
+                drop(ready);
                 self.refill_budget();
                 return Some(next);
             }
+            // Dropping a dead greenlet's reference runs no user code, but
+            // the queue is not borrowed while it happens anyway.
+            drop(ready);
+            drop(next);
+            ready = self.ready.borrow_mut();
         }
+        self.round_left.set(left);
         None
     }
 
@@ -122,8 +186,8 @@ impl Hub {
     /// of this round; at a round's end, a new round starts right here when
     /// no timer is pending (the hub would do nothing else), otherwise `None`
     /// (go through the hub, which fires the timers first).
-    #[inline]
-    pub(super) fn next_for_handoff(&self) -> Option<Greenlet> {
+    #[inline(always)]
+    pub(super) fn next_for_handoff(&self) -> Option<Counted> {
         if self.round_left.get() == 0 {
             if !self.timers.borrow().is_empty() || self.wants_poll() {
                 return None;
@@ -136,6 +200,12 @@ impl Hub {
     /// Puts `g` at the back of the ready queue.
     #[inline]
     pub(super) fn make_ready(&self, g: Greenlet) {
+        self.push_ready(Counted::from_greenlet(g));
+    }
+
+    /// Puts `g` at the back of the ready queue.
+    #[inline]
+    pub(super) fn push_ready(&self, g: Counted) {
         self.ready.borrow_mut().push_back(g);
     }
 
@@ -144,7 +214,11 @@ impl Hub {
     /// straight there instead of through the hub.
     pub(super) fn hand_off_on_finish(&self) {
         if let Some(next) = self.next_for_handoff() {
-            if Greenlet::current().set_parent(&next).is_err() {
+            // Straight to the runtime: the caller is a spawned greenlet
+            // (never main), and no handle to it is needed.
+            let rt = Runtime::get();
+            debug_assert_ne!(rt.current(), rt.main_key());
+            if !rt.set_parent(rt.current(), next.key()) {
                 // `next` is one of our own descendants: let the hub run it.
                 self.ready.borrow_mut().push_front(next);
                 self.round_left.set(self.round_left.get() + 1);
@@ -160,7 +234,7 @@ impl Hub {
         if let Some(s) = self.fired_scope() {
             super::timeout::interrupted(s);
         }
-        self.make_ready(Greenlet::current_owned());
+        self.push_ready(Counted::current());
         self.switch_away("hub::yield_now");
     }
 }
@@ -168,7 +242,7 @@ impl Hub {
 /// The keys of the greenlets in this thread's ready queue (for `stats`).
 pub(crate) fn ready_keys() -> Vec<Key> {
     try_hub().map_or_else(Vec::new, |hub| {
-        hub.ready.borrow().iter().map(Greenlet::key).collect()
+        hub.ready.borrow().iter().map(Counted::key).collect()
     })
 }
 

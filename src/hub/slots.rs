@@ -1,7 +1,7 @@
 //! Typed, generation-checked keys for the hub's tables of waits, timers
 //! and `with_timeout` scopes.
 //!
-//! A `Slab` reuses a freed slot for the next insert, so a plain index kept
+//! A table reuses a freed slot for the next insert, so a plain index kept
 //! past its entry's end (a timer that already fired, a scope that ended, a
 //! wait whose greenlet moved on) would silently name whatever took the slot
 //! next. Each key here carries the generation its entry was inserted with;
@@ -10,8 +10,6 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-
-use slab::Slab;
 
 /// Bits of a key's packed form that hold the slot index; the rest hold the
 /// generation.
@@ -67,24 +65,36 @@ pub(crate) fn debug_key(name: &str, packed: usize, f: &mut fmt::Formatter<'_>) -
     )
 }
 
+/// One place of a table: its current generation, and the entry or (when
+/// vacant) the next vacant place.
 struct Slot<T> {
     generation: usize,
-    value: T,
+    value: Option<T>,
+    /// When vacant: the next vacant slot (`NO_SLOT`: none).
+    next_free: usize,
 }
 
-/// A slab of `T` addressed by keys of type `K`.
+/// The end of the vacant list.
+const NO_SLOT: usize = usize::MAX;
+
+/// A table of `T` addressed by keys of type `K`: a vector with a list of
+/// vacant places, each place counting its generation. A removal bumps its
+/// place's generation, so the key it had names nothing afterwards (until
+/// the generation wraps, after 2^32 reuses of that one place on 64-bit).
 pub(crate) struct Slots<K, T> {
-    slab: Slab<Slot<T>>,
-    /// The generation the next insert gets (wrapping within its bits).
-    generation: usize,
+    slots: Vec<Slot<T>>,
+    /// The first vacant slot (`NO_SLOT`: none).
+    free: usize,
+    len: usize,
     _key: PhantomData<K>,
 }
 
 impl<K: SlotKey, T> Slots<K, T> {
     pub(crate) fn new() -> Slots<K, T> {
         Slots {
-            slab: Slab::new(),
-            generation: 0,
+            slots: Vec::new(),
+            free: NO_SLOT,
+            len: 0,
             _key: PhantomData,
         }
     }
@@ -92,58 +102,94 @@ impl<K: SlotKey, T> Slots<K, T> {
     /// Stores `value`; its key names it until it is removed.
     #[inline]
     pub(crate) fn insert(&mut self, value: T) -> K {
-        let generation = self.generation;
-        self.generation = (generation + 1) & (usize::MAX >> INDEX_BITS);
-        let index = self.slab.insert(Slot { generation, value });
+        self.len += 1;
+        let index = self.free;
+        if let Some(slot) = self.slots.get_mut(index) {
+            self.free = slot.next_free;
+            slot.value = Some(value);
+            return K::pack(index, slot.generation);
+        }
+        self.push(value)
+    }
+
+    /// `insert` when no place is vacant: the table grows.
+    #[cold]
+    #[inline(never)]
+    fn push(&mut self, value: T) -> K {
+        let index = self.slots.len();
         assert!(
             index <= INDEX_MASK,
             "greenlet::hub: too many entries in one table"
         );
-        K::pack(index, generation)
+        self.slots.push(Slot {
+            generation: 0,
+            value: Some(value),
+            next_free: NO_SLOT,
+        });
+        K::pack(index, 0)
     }
 
+    /// The slot `key` names, if its generation is current.
     #[inline]
-    fn slot(&self, key: K) -> Option<&Slot<T>> {
+    fn slot_mut(&mut self, key: K) -> Option<&mut Slot<T>> {
         let packed = key.packed();
-        self.slab
-            .get(packed & INDEX_MASK)
+        self.slots
+            .get_mut(packed & INDEX_MASK)
             .filter(|s| s.generation == packed >> INDEX_BITS)
     }
 
     /// The entry `key` names, if it is still there.
     #[inline]
     pub(crate) fn get(&self, key: K) -> Option<&T> {
-        self.slot(key).map(|s| &s.value)
+        let packed = key.packed();
+        self.slots
+            .get(packed & INDEX_MASK)
+            .filter(|s| s.generation == packed >> INDEX_BITS)
+            .and_then(|s| s.value.as_ref())
     }
 
     /// The entry `key` names, if it is still there.
     #[inline]
     pub(crate) fn get_mut(&mut self, key: K) -> Option<&mut T> {
-        let packed = key.packed();
-        self.slab
-            .get_mut(packed & INDEX_MASK)
-            .filter(|s| s.generation == packed >> INDEX_BITS)
-            .map(|s| &mut s.value)
+        self.slot_mut(key).and_then(|s| s.value.as_mut())
     }
 
     /// Removes the entry `key` names, if it is still there.
     #[inline]
     pub(crate) fn remove(&mut self, key: K) -> Option<T> {
-        self.slot(key)?;
-        Some(self.slab.remove(key.packed() & INDEX_MASK).value)
+        self.remove_if(key, |_| true)
+    }
+
+    /// Removes the entry `key` names if it is there and `take` says so
+    /// (one lookup for "look, then maybe remove").
+    #[inline]
+    pub(crate) fn remove_if(&mut self, key: K, take: impl FnOnce(&T) -> bool) -> Option<T> {
+        let free = self.free;
+        let slot = self.slot_mut(key)?;
+        if !take(slot.value.as_ref()?) {
+            return None;
+        }
+        let value = slot.value.take();
+        slot.generation = (slot.generation + 1) & (usize::MAX >> INDEX_BITS);
+        slot.next_free = free;
+        self.free = key.packed() & INDEX_MASK;
+        self.len -= 1;
+        value
     }
 
     /// Whether the table is empty.
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.slab.is_empty()
+        self.len == 0
     }
 
     /// The entries with their keys.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (K, &T)> {
-        self.slab
-            .iter()
-            .map(|(index, s)| (K::pack(index, s.generation), &s.value))
+        self.slots.iter().enumerate().filter_map(|(index, s)| {
+            s.value
+                .as_ref()
+                .map(|value| (K::pack(index, s.generation), value))
+        })
     }
 }
 

@@ -191,8 +191,9 @@ pub fn sleep_until(deadline: Instant) {
 /// when there is none.
 pub(crate) fn sleep_until_or_forever(deadline: Option<Instant>) {
     let hub = hub();
-    let mut waiter = Waiter::new(&hub, deadline, |_| ());
-    waiter.wait("hub::sleep", WaitOn::Sleep { until: deadline });
+    let on = WaitOn::Sleep { until: deadline };
+    let mut waiter = Waiter::new(&hub, deadline, on, |_| ());
+    waiter.wait("hub::sleep");
 }
 
 impl Hub {

@@ -12,12 +12,12 @@
 
 use std::time::Instant;
 
-use super::slots::{slot_key, SlotKey};
+use super::scheduler::Counted;
+use super::slots::{slot_key, SlotKey, Slots};
 use super::timeout::{interrupted, ScopeKey};
 use super::timer::Action;
 use super::{daemon, Hub};
 use crate::error::SwitchError;
-use crate::greenlet::Greenlet;
 use crate::runtime::{Key, Runtime};
 use crate::stats::WaitOn;
 
@@ -71,11 +71,13 @@ pub(crate) enum Woken {
 /// One blocked call.
 pub(super) struct Wait {
     /// Moved to the ready queue by the wake-up.
-    greenlet: Option<Greenlet>,
+    greenlet: Option<Counted>,
     pub(super) wake: Wake,
     pub(super) timer: Option<super::timer::TimerKey>,
     /// Made by a daemon greenlet: it does not keep `run` going.
     pub(super) daemon: bool,
+    /// What the call waits on, for `stats`.
+    on: WaitOn,
 }
 
 /// What a primitive undoes when one of its waits ends.
@@ -96,20 +98,25 @@ impl Unlink for () {
 pub(crate) struct Waiter<'h, U: Unlink> {
     hub: &'h Hub,
     key: WaitKey,
+    /// How the wait ended, once [`wait`](Waiter::wait) has taken it off
+    /// the hub's table (`None`: it is still there, and the drop ends it).
+    ended: Option<Wake>,
     /// The primitive's part (its list node, what it was woken for...).
     pub(crate) link: U,
 }
 
 impl<'h, U: Unlink> Waiter<'h, U> {
     /// Registers a wait of the current greenlet with an optional deadline;
-    /// `link` puts its key where the primitive's wakers find it.
+    /// `on` says what it waits on (for `stats`), and `link` puts its key
+    /// where the primitive's wakers find it.
     #[inline]
     pub(crate) fn new(
         hub: &'h Hub,
         deadline: Option<Instant>,
+        on: WaitOn,
         link: impl FnOnce(WaitKey) -> U,
     ) -> Waiter<'h, U> {
-        let key = hub.register(deadline);
+        let key = hub.register(deadline, on);
         /// Ends the wait if `link` panics.
         struct Registered<'a>(&'a Hub, WaitKey);
         impl Drop for Registered<'_> {
@@ -120,15 +127,32 @@ impl<'h, U: Unlink> Waiter<'h, U> {
         let registered = Registered(hub, key);
         let link = link(key);
         std::mem::forget(registered);
-        Waiter { hub, key, link }
+        Waiter {
+            hub,
+            key,
+            ended: None,
+            link,
+        }
     }
 
     /// Blocks until the wait is woken; `call` names the blocking call for
-    /// errors, `on` describes it for `stats`. An expired `with_timeout`
-    /// scope unwinds out of here (the wait ends as the waiter drops).
+    /// errors. An expired `with_timeout` scope unwinds out of here (the
+    /// wait ends as the waiter drops).
     #[inline]
-    pub(crate) fn wait(&mut self, call: &'static str, on: WaitOn) -> Woken {
-        match self.hub.block(self.key, call, on) {
+    pub(crate) fn wait(&mut self, call: &'static str) -> Woken {
+        let wake = match self.ended {
+            Some(wake) => wake,
+            None => {
+                let wake = self.hub.block_and_end(self.key, call);
+                // An interruption found before blocking leaves the wait in
+                // the table (the drop ends it); any other wake took it out.
+                if !matches!(wake, Wake::Interrupted(_)) {
+                    self.ended = Some(wake);
+                }
+                wake
+            }
+        };
+        match wake {
             Wake::Ready => Woken::Ready,
             Wake::TimedOut | Wake::Pending => Woken::TimedOut,
             Wake::Interrupted(s) => interrupted(s),
@@ -139,9 +163,29 @@ impl<'h, U: Unlink> Waiter<'h, U> {
 impl<U: Unlink> Drop for Waiter<'_, U> {
     #[inline]
     fn drop(&mut self) {
-        let how = self.hub.end(self.key);
+        let how = match self.ended {
+            Some(how) => how,
+            None => self.hub.end(self.key),
+        };
         self.link.unlink(self.hub, self.key, how);
     }
+}
+
+/// What each blocked greenlet of this thread's hub waits on (the hub
+/// greenlet itself while it parks the thread), for `stats`.
+pub(crate) fn blocked() -> Vec<(Key, WaitOn)> {
+    let Some(hub) = super::try_hub() else {
+        return Vec::new();
+    };
+    let waits = hub.waits.borrow();
+    let mut blocked: Vec<(Key, WaitOn)> = waits
+        .iter()
+        .filter_map(|(_, wait)| Some((wait.greenlet.as_ref()?.key(), wait.on)))
+        .collect();
+    if hub.parked.get() {
+        blocked.push((hub.greenlet.key(), WaitOn::Hub));
+    }
+    blocked
 }
 
 /// The private payload thrown into main when it would block forever.
@@ -151,13 +195,14 @@ impl Hub {
     /// Registers a wait for the current greenlet, with an optional
     /// deadline.
     #[inline]
-    fn register(&self, deadline: Option<Instant>) -> WaitKey {
+    fn register(&self, deadline: Option<Instant>, on: WaitOn) -> WaitKey {
         let daemon = self.daemons.get() > 0 && daemon::current_is_daemon();
         let w = self.waits.borrow_mut().insert(Wait {
-            greenlet: Some(Greenlet::current_owned()),
+            greenlet: Some(Counted::current()),
             wake: Wake::Pending,
             timer: None,
             daemon,
+            on,
         });
         if let Some(deadline) = deadline {
             let t = self.timers.borrow_mut().add(deadline, Action::Wait(w));
@@ -203,36 +248,64 @@ impl Hub {
             self.timers.borrow_mut().cancel(t);
         }
         if let Some(greenlet) = greenlet {
-            self.make_ready(greenlet);
+            self.push_ready(greenlet);
         }
         true
     }
 
-    /// Blocks the current greenlet in wait `w` until it is woken.
-    fn block(&self, w: WaitKey, call: &'static str, on: WaitOn) -> Wake {
-        // A `with_timeout` scope that already expired interrupts right away.
-        if let Some(s) = self.fired_scope() {
-            return Wake::Interrupted(s);
+    /// Blocks the current greenlet in wait `w` until it is woken, and ends
+    /// the wait in the same look-up that finds it woken; an interruption
+    /// by an expired `with_timeout` scope found before blocking leaves it.
+    #[inline]
+    fn block_and_end(&self, w: WaitKey, call: &'static str) -> Wake {
+        self.block_until(w, call, |waits| {
+            match waits.remove_if(w, |wait| wait.wake != Wake::Pending) {
+                Some(wait) => {
+                    // A wake-up takes the timer with the greenlet.
+                    debug_assert!(wait.timer.is_none());
+                    wait.wake
+                }
+                // Not woken yet (a spurious wake-up), or ended by hand.
+                None if waits.get(w).is_some() => Wake::Pending,
+                None => Wake::TimedOut,
+            }
+        })
+    }
+
+    /// Switches away until `woken` (given the table of waits) is no longer
+    /// [`Wake::Pending`].
+    #[inline(always)]
+    fn block_until(
+        &self,
+        w: WaitKey,
+        call: &'static str,
+        mut woken: impl FnMut(&mut Slots<WaitKey, Wait>) -> Wake,
+    ) -> Wake {
+        // With no `with_timeout` scope on the thread, there is no scope
+        // bookkeeping either (the common case: one check).
+        let scoped = !self.scopes.borrow().is_empty();
+        if scoped {
+            // A scope that already expired interrupts right away.
+            if let Some(s) = self.fired_scope() {
+                return Wake::Interrupted(s);
+            }
+            self.set_scopes_wait(Some(w));
         }
         /// Undoes what `block` points at `w` on every exit path: a throw
         /// or a child's panic unwinds out of `switch_away`.
-        struct Unblock<'a>(&'a Hub);
+        struct Unblock<'a>(&'a Hub, bool);
         impl Drop for Unblock<'_> {
+            #[inline]
             fn drop(&mut self) {
-                Runtime::get().set_waiting_on(None);
-                self.0.set_scopes_wait(None);
+                if self.1 {
+                    self.0.set_scopes_wait(None);
+                }
             }
         }
-        self.set_scopes_wait(Some(w));
-        Runtime::get().set_waiting_on(Some(on));
-        let unblock = Unblock(self);
+        let unblock = Unblock(self, scoped);
         let wake = loop {
             self.switch_away(call);
-            let wake = self
-                .waits
-                .borrow()
-                .get(w)
-                .map_or(Wake::Pending, |wait| wait.wake);
+            let wake = woken(&mut self.waits.borrow_mut());
             if wake != Wake::Pending {
                 break wake;
             }
@@ -258,7 +331,7 @@ impl Hub {
         self.last_call.set(call);
         let next = self.next_for_handoff();
         let outcome = match &next {
-            Some(g) => g.switch::<(), ()>(()),
+            Some(g) => g.switch(),
             None => {
                 self.check_alive(call);
                 self.greenlet.switch::<(), ()>(())

@@ -186,7 +186,10 @@ impl<'a, W: Waitable> Iwait<'a, W> {
     /// deadline.
     fn block(&mut self) -> bool {
         let hub = hub();
-        let mut waiter = Waiter::new(&hub, self.deadline, |w| {
+        let on = WaitOn::Any {
+            until: self.deadline,
+        };
+        let mut waiter = Waiter::new(&hub, self.deadline, on, |w| {
             let mut link = AnyLink {
                 items: self.items,
                 added: Vec::with_capacity(self.left),
@@ -198,10 +201,7 @@ impl<'a, W: Waitable> Iwait<'a, W> {
             }
             link
         });
-        let on = WaitOn::Any {
-            until: self.deadline,
-        };
-        waiter.wait("hub::wait", on) == Woken::Ready
+        waiter.wait("hub::wait") == Woken::Ready
     }
 }
 

@@ -50,7 +50,6 @@ use std::ptr;
 use crate::error::SwitchError;
 use crate::local::Locals;
 use crate::stack::{Co, StackPool};
-use crate::stats::WaitOn;
 use crate::trace::Tracer;
 use crate::value::{GreenletExit, ValueType, SLOW_LANE};
 
@@ -312,11 +311,6 @@ impl Runtime {
     /// Marks `key` as keeping its own outcome (see `OWNS_OUTCOME`).
     pub(crate) fn set_owns_outcome(&self, key: Key) {
         self.set_flags(key, OWNS_OUTCOME);
-    }
-
-    /// Records what the current greenlet is about to block on (or clears it).
-    pub(crate) fn set_waiting_on(&self, what: Option<WaitOn>) {
-        self.records.set_waiting_on(self.current.get(), what)
     }
 
     /// If `addr` lies in the guard page of the current greenlet's stack,

@@ -32,7 +32,6 @@ use corosensei::Yielder;
 
 use crate::local::Locals;
 use crate::stack::Co;
-use crate::stats::WaitOn;
 use crate::value::ValueType;
 
 /// The yielder through which a greenlet's coroutine suspends.
@@ -109,8 +108,6 @@ pub(crate) struct Record {
     name: Option<Rc<str>>,
     /// Greenlet-local values, by `Local` slot.
     locals: Locals,
-    /// What it is blocked on, as the hub records it.
-    waiting_on: Option<WaitOn>,
     /// The guard page below its stack (0 for main), and the stack size it
     /// asked for: for the overflow message.
     guard_page: usize,
@@ -161,7 +158,6 @@ impl Record {
             id,
             name,
             locals: Vec::new(),
-            waiting_on: None,
             guard_page,
             stack_size,
         }
@@ -203,7 +199,6 @@ pub(crate) struct View {
     pub(crate) name: Option<Rc<str>>,
     pub(crate) state: State,
     pub(crate) parent: Option<Key>,
-    pub(crate) waiting_on: Option<WaitOn>,
     /// Its stack is still held (dead, but not yet recycled).
     pub(crate) holds_stack: bool,
 }
@@ -548,11 +543,6 @@ impl Records {
         self.read(key, |r| r.name.clone())
     }
 
-    #[inline]
-    pub(crate) fn set_waiting_on(&self, key: Key, what: Option<WaitOn>) {
-        self.write(key, |r| r.waiting_on = what)
-    }
-
     /// The address of `key`'s value in greenlet-local `slot`, if set. The
     /// value is boxed, so the address stays put until the locals are
     /// taken (when the greenlet finishes).
@@ -638,7 +628,6 @@ fn view(key: Key, r: &Record) -> View {
         name: r.name.clone(),
         state: r.state,
         parent: r.parent,
-        waiting_on: r.waiting_on,
         holds_stack: !r.coroutine.is_null(),
     }
 }
