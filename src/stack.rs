@@ -34,6 +34,13 @@
 //! The top [`RESERVED`] bytes of each stack hold the greenlet's corosensei
 //! `Coroutine` object itself: it needs an address that never moves (corosensei
 //! writes back into it after every resume) and that costs no heap allocation.
+//!
+//! Each stack's top is moved down by its *colour*, one of 16 multiples of
+//! 64 bytes, which differs from one stack to the next. Without it every
+//! stack's hottest lines (the coroutine and the frames of its pending
+//! switch) would sit at the same offset in their pages, so in the same few
+//! sets of the CPU's caches, and switching among more greenlets than those
+//! sets have ways would miss every time.
 
 use std::io;
 use std::num::NonZeroUsize;
@@ -55,6 +62,11 @@ pub(crate) type Co = corosensei::Coroutine<usize, usize, (), PooledStack>;
 /// 1 MiB, the same as corosensei's default. Memory is only committed as the
 /// stack is touched, so an idle greenlet costs about one page of it.
 pub const DEFAULT_STACK_SIZE: usize = 1024 * 1024;
+
+/// How many colours (offsets of 64 bytes) stack tops cycle through. Kept
+/// small so that a parked greenlet's frames still fit in its stack's top
+/// page (a page more per greenlet would double an idle one's memory).
+const COLOURS: usize = 16;
 
 /// Bytes at the top of each stack that hold the greenlet's `Coroutine`.
 pub(crate) const RESERVED: usize = (std::mem::size_of::<Co>() + 63) & !63;
@@ -174,8 +186,9 @@ pub(crate) struct PooledStack {
     low: usize,
     /// Bytes from `low` to the top, guard page included.
     len: usize,
-    /// `low + len - RESERVED`: the top of the usable stack, kept rather
-    /// than computed because corosensei asks for it on every resume.
+    /// `low + len - colour - RESERVED`: the top of the usable stack (and
+    /// where the coroutine lives), kept rather than computed because
+    /// corosensei asks for it on every resume.
     base: NonZeroUsize,
     /// Whether the stack is a mapping of its own (unmapped on drop) rather
     /// than a slot of one of the pool's batches (whose mapping the pool
@@ -191,12 +204,15 @@ pub(crate) struct PooledStack {
 impl PooledStack {
     /// The stack of `len` bytes at `low`, registered with valgrind.
     fn at(low: usize, len: usize, owned: bool) -> PooledStack {
+        // Consecutive stacks (a batch's slots) get consecutive colours.
+        let colour = (low / len) % COLOURS * 64;
         PooledStack {
             low,
             len,
             // `low` is a mapping's address, never 0, and `len` exceeds
-            // `RESERVED` (see `mapped_len`).
-            base: NonZeroUsize::new(low + len - RESERVED).expect("stack base at address 0"),
+            // `RESERVED` plus a page (see `mapped_len`).
+            base: NonZeroUsize::new(low + len - colour - RESERVED)
+                .expect("stack base at address 0"),
             owned,
             _valgrind: ValgrindStackRegistration::new(low as *mut u8, len),
         }
@@ -211,13 +227,13 @@ impl PooledStack {
 
     /// Where the coroutine that runs on this stack lives.
     pub(crate) fn coroutine_slot(&self) -> *mut Co {
-        (self.low + self.len - RESERVED) as *mut Co
+        self.base.get() as *mut Co
     }
 
     /// The usable size in bytes (guard page and reserved bytes excluded).
     #[cfg(test)]
     pub(crate) fn usable_size(&self) -> usize {
-        self.len - page_size() - RESERVED
+        self.base.get() - self.low - page_size()
     }
 
     /// The lowest address of the guard page below the stack.
@@ -251,9 +267,10 @@ impl Drop for PooledStack {
 
 // SAFETY: `[low, low + page)` is the guard page (inaccessible), and the
 // rest up to `low + len` is readable and writable memory owned by this
-// stack. The base is moved down by `RESERVED` (a multiple of 64, so it
-// stays 16-byte aligned), which leaves at least `MIN_STACK_SIZE` usable
-// bytes because `mapped_len` adds `RESERVED` to the requested size.
+// stack. The base is moved down by the colour and `RESERVED` (multiples of
+// 64, so it stays 16-byte aligned), which leaves at least `MIN_STACK_SIZE`
+// usable bytes because `mapped_len` adds `RESERVED` and a page (more than
+// any colour) to the requested size.
 unsafe impl Stack for PooledStack {
     #[inline]
     fn base(&self) -> StackPointer {
@@ -479,7 +496,8 @@ impl StackPool {
 fn mapped_len(size: usize) -> io::Result<usize> {
     let page = page_size();
     size.max(MIN_STACK_SIZE)
-        .checked_add(RESERVED + 2 * page - 1)
+        // The guard page, the reserved bytes and up to a page of colour.
+        .checked_add(RESERVED + 3 * page - 1)
         .filter(|&n| n <= isize::MAX as usize / 2)
         .map(|n| n & !(page - 1))
         .ok_or_else(|| {
@@ -696,7 +714,7 @@ mod tests {
 
     fn touch_top(s: &PooledStack) {
         // SAFETY: the byte just below the reserved slot is usable stack.
-        unsafe { ((s.low + s.len - RESERVED - 1) as *mut u8).write_volatile(1) };
+        unsafe { ((s.base.get() - 1) as *mut u8).write_volatile(1) };
     }
 
     #[test]

@@ -17,7 +17,8 @@ const DELAY: Duration = Duration::from_millis(2);
 
 #[test]
 fn test_api() {
-    // Nothing happens if the block finishes before the timeout expires.
+    hub::time::pause(); // deadlines in order however slowly this runs
+                        // Nothing happens if the block finishes before the timeout expires.
     assert_eq!(with_timeout(DELAY * 2, || hub::sleep(DELAY)), Ok(()));
     hub::sleep(DELAY * 2); // and the timer was cancelled: nothing fires
                            // It expires otherwise.
@@ -27,14 +28,16 @@ fn test_api() {
 
 #[test]
 fn test_api_no_timeout() {
-    // `Timeout(None)`: a timeout too long to have a deadline is none.
+    hub::time::pause(); // deadlines in order however slowly this runs
+                        // `Timeout(None)`: a timeout too long to have a deadline is none.
     assert_eq!(with_timeout(Duration::MAX, || hub::sleep(DELAY)), Ok(()));
 }
 
 #[test]
 fn test_nested_timeout() {
-    // The outer one fires first: the inner block is interrupted by it,
-    // and it is the outer one that reports.
+    hub::time::pause(); // deadlines in order however slowly this runs
+                        // The outer one fires first: the inner block is interrupted by it,
+                        // and it is the outer one that reports.
     let outer = with_timeout(DELAY, || {
         let inner = with_timeout(DELAY * 20, || hub::sleep(DELAY * 30));
         unreachable!("the outer timeout unwinds through the inner block: {inner:?}")
