@@ -202,16 +202,16 @@ fn summary() {
     println!("|---|---:|---:|---|");
     println!("| raw corosensei round trip (floor) | {raw:.2} | 1.00x | |");
     println!(
-        "| main <-> child round trip | {mc:.2} | {:.2}x raw | <= 1.5x |",
+        "| main <-> child round trip | {mc:.2} | {:.2}x raw | <= 2.0x |",
         mc / raw
     );
     println!(
-        "| child <-> child round trip | {cc:.2} | {:.2}x raw | <= 3x |",
+        "| child <-> child round trip | {cc:.2} | {:.2}x raw | <= 3.3x |",
         cc / raw
     );
     println!("| corosensei create-to-finish, reused stack | {co_reused:.1} | 1.00x | |");
     println!(
-        "| greenlet create-to-finish, pooled stack | {pooled:.1} | {:.2}x corosensei reused | <= 2.5x |",
+        "| greenlet create-to-finish, pooled stack | {pooled:.1} | {:.2}x corosensei reused | <= 3x |",
         pooled / co_reused
     );
     println!(
