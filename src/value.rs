@@ -53,7 +53,7 @@ impl ValueType {
 }
 
 /// Whether a `T` travels in the word itself.
-const fn fits<T>() -> bool {
+pub(crate) const fn fits<T>() -> bool {
     mem::size_of::<T>() <= mem::size_of::<usize>()
         && mem::align_of::<T>() <= mem::align_of::<usize>()
 }

@@ -262,3 +262,67 @@ fn thread_exit_drops_everything_once() {
     .unwrap();
     assert_eq!(n.load(Ordering::SeqCst), 3);
 }
+
+/// Creates and finishes a few greenlets that write over 16 KiB of their
+/// stacks, so that the stack pool hands out (and overwrites) the stacks it
+/// holds.
+fn churn_stacks() {
+    for i in 0..4u64 {
+        let g = Greenlet::new(|x: u64| {
+            let scribble = std::hint::black_box([0xa5u8; 16 * 1024]);
+            x + u64::from(scribble[x as usize] & 1)
+        });
+        assert_eq!(g.switch::<u64, u64>(i).unwrap(), i + 1);
+    }
+}
+
+/// A return value that lives on the finished greenlet's stack (it does
+/// not fit in a word), dropped by a receiver that expected another type:
+/// its destructor runs greenlets, so stacks are reused meanwhile, and it
+/// still sees its value intact (the finished stack is recycled after the
+/// drop, not under it).
+#[test]
+fn a_large_mismatched_return_value_is_dropped_intact_while_stacks_are_reused() {
+    struct Big {
+        data: [u64; 32],
+        seen: Rc<Cell<u64>>,
+    }
+    impl Drop for Big {
+        fn drop(&mut self) {
+            churn_stacks();
+            self.seen.set(self.data.iter().sum());
+        }
+    }
+    let seen = Rc::new(Cell::new(0));
+    let s = seen.clone();
+    let g = Greenlet::new(move |()| Big {
+        data: [7; 32],
+        seen: s,
+    });
+    let r = g.switch::<(), u32>(());
+    assert!(matches!(r, Err(SwitchError::TypeMismatch { .. })), "{r:?}");
+    assert_eq!(seen.get(), 7 * 32);
+    assert!(g.is_dead());
+}
+
+/// The same with a value that travels in the word itself (the finished
+/// greenlet's stack may then be recycled at any time after the switch).
+#[test]
+fn a_small_mismatched_return_value_is_dropped_once_while_stacks_are_reused() {
+    struct Small(Rc<Cell<u64>>);
+    impl Drop for Small {
+        fn drop(&mut self) {
+            churn_stacks();
+            self.0.set(self.0.get() + 1);
+        }
+    }
+    let drops = Rc::new(Cell::new(0));
+    let d = drops.clone();
+    let g = Greenlet::new(move |()| Small(d));
+    let r = g.switch::<(), u32>(());
+    assert!(matches!(r, Err(SwitchError::TypeMismatch { .. })), "{r:?}");
+    assert_eq!(drops.get(), 1);
+    drop(g);
+    churn_stacks();
+    assert_eq!(drops.get(), 1);
+}

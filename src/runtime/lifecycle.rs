@@ -14,7 +14,7 @@ use super::{Key, Runtime, State};
 use crate::error::SwitchError;
 use crate::stack::Co;
 use crate::trace::SwitchKind;
-use crate::value::{cast_same, decode, encode, type_of, GreenletExit, Signal, SLOW_LANE};
+use crate::value::{cast_same, decode, encode, fits, type_of, GreenletExit, Signal, SLOW_LANE};
 
 /// A kill the victim refused: it caught the unwinding and switched away,
 /// so it is suspended, alive, at that switch.
@@ -507,10 +507,18 @@ impl Runtime {
             // The fast lane: a plain value to a receiver that is not a
             // killer travels as any switch's value does (the receiver's
             // fast path takes it), and this stack is recycled later, by
-            // `recycle_finished`. Only while a handle keeps the record:
+            // `recycle_finished`. Only for a value that travels in the word
+            // itself: one that lives on this stack could be dropped in
+            // place by a receiver that expected another type, and that
+            // drop may call into the runtime, which would recycle this
+            // stack under it. And only while a handle keeps the record:
             // recycling an unreferenced one frees it and releases its
             // parent, which must happen as the receiver gets the value.
-            Signal::Value(ty) if self.records.killer(me).is_none() && self.records.refs(me) > 0 => {
+            Signal::Value(ty)
+                if fits::<R>()
+                    && self.records.killer(me).is_none()
+                    && self.records.refs(me) > 0 =>
+            {
                 self.incoming.set(ty);
                 self.finished.set(Some(me));
             }
