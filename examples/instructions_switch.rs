@@ -6,8 +6,10 @@
 //! SCENARIO is `main_child` (a main <-> child round trip), `child_child` (a
 //! round trip between two children), `create_finish` (create, first switch
 //! and finish on a pooled stack), `create_kill` (create, start, and kill
-//! by dropping the handle while it is suspended: one unwinding), or
-//! `corosensei` (a raw corosensei
+//! by dropping the handle while it is suspended: one unwinding),
+//! `generator` (one item through a `greenlet::Generator`),
+//! `corosensei_generator` (one item through a raw corosensei coroutine
+//! used as a generator), or `corosensei` (a raw corosensei
 //! resume/suspend round trip, the floor).
 
 use std::hint::black_box;
@@ -24,6 +26,8 @@ fn main() {
         "child_child" => child_child(n),
         "create_finish" => create_finish(n),
         "create_kill" => create_kill(n),
+        "generator" => generator(n),
+        "corosensei_generator" => corosensei_generator(n),
         "corosensei" => corosensei(n),
         other => panic!("unknown scenario {other}"),
     };
@@ -82,6 +86,28 @@ fn create_kill(n: u64) -> u64 {
         drop(g); // suspended in its switch: killed, its stack unwound
     }
     x
+}
+
+fn generator(n: u64) -> u64 {
+    let items = greenlet::Generator::new(move |y: &greenlet::Yielder<u64>| {
+        for i in 0..n {
+            y.yield_(black_box(i));
+        }
+    });
+    items.sum()
+}
+
+fn corosensei_generator(n: u64) -> u64 {
+    let mut co = Coroutine::new(move |y, ()| {
+        for i in 0..n {
+            y.suspend(black_box(i));
+        }
+    });
+    let mut sum = 0;
+    while let CoroutineResult::Yield(i) = co.resume(()) {
+        sum += i;
+    }
+    sum
 }
 
 fn corosensei(n: u64) -> u64 {

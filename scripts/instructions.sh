@@ -39,6 +39,9 @@ srow "main <-> child round trip" main_child
 srow "child <-> child round trip" child_child
 srow "create -> first switch -> finish, pooled" create_finish
 srow "raw corosensei round trip (floor)" corosensei
+srow "greenlet::Generator, per item" generator
+srow "corosensei generator, per item (floor)" corosensei_generator
+srow "create, start, kill (dropped handle)" create_kill
 echo
 
 hub=target/release/examples/instructions
