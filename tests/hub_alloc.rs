@@ -148,16 +148,32 @@ fn channel_receives_allocate_nothing_on_the_receiving_thread() {
     // waiting. The counter is per thread, so the sender's allocations (the
     // queue's growth, the inbox) are not counted; what the receiving hub
     // does per value is.
+    //
+    // The first `WARM` values are sent only when a greenlet that runs once
+    // the receiver has blocked asks for them, so the warm-up half surely
+    // takes the blocking path (and grows whatever it needs) whatever the
+    // threads' timing; the counted half may block or not.
     const VALUES: usize = 4_000;
+    const WARM: usize = 16;
     let (tx, rx) = hub::channel::<u64>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
     let sender = std::thread::spawn(move || {
         for v in 0..VALUES as u64 {
+            if (v as usize) < WARM {
+                go_rx.recv().unwrap();
+            }
             tx.send(v).unwrap();
         }
     });
     let rx = std::rc::Rc::new(rx);
     let r = rx.clone();
-    let n = steady_state(VALUES, move |i| assert_eq!(r.recv(), Ok(i as u64)));
+    let n = steady_state(VALUES, move |i| {
+        if i < WARM {
+            let go = go_tx.clone();
+            hub::spawn(move || go.send(()).unwrap());
+        }
+        assert_eq!(r.recv(), Ok(i as u64));
+    });
     sender.join().unwrap();
     assert_eq!(rx.recv(), Err(std::sync::mpsc::RecvError));
     assert_eq!(n, 0);
