@@ -3,31 +3,14 @@
 //! reuse slots). Counted per thread, so other test threads don't interfere.
 
 mod common;
+#[path = "common/steady_state.rs"]
+mod steady_state;
 
 use std::cell::Cell;
 use std::time::Duration;
 
-use common::allocations;
 use greenlet::hub::{self, Event, Queue};
-
-/// Runs `rounds` of `step` in greenlets and returns the allocations made by
-/// the second half (the first half warms everything up).
-fn steady_state(rounds: usize, step: impl Fn(usize) + 'static) -> usize {
-    let counted = std::rc::Rc::new(Cell::new(0));
-    let c = counted.clone();
-    let h = hub::spawn(move || {
-        for i in 0..rounds / 2 {
-            step(i);
-        }
-        let before = allocations();
-        for i in rounds / 2..rounds {
-            step(i);
-        }
-        c.set(allocations() - before);
-    });
-    h.join().unwrap();
-    counted.get()
-}
+use steady_state::steady_state;
 
 #[test]
 fn yield_now_allocates_nothing() {

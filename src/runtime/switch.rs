@@ -27,15 +27,6 @@ pub(crate) struct SlowLane {
     pub(super) reap: Option<Key>,
 }
 
-/// Whether a greenlet may switch away (`Runtime::may_leave`).
-pub(super) enum Leave {
-    Yes,
-    No(SwitchError),
-    /// It is being killed but caught the unwinding: its switch refuses
-    /// the kill (see `Runtime::refuse_kill`).
-    RefusingKill,
-}
-
 /// What a receiver does with an `UnwindNow` signal.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum OnKill {
@@ -110,21 +101,10 @@ impl Runtime {
             return unsafe { self.send(target, to, value) };
         }
         let cur = self.current.get();
-        match self.may_leave(cur) {
-            Leave::Yes => {}
-            Leave::No(err) => {
-                drop(value);
-                return Err(err);
-            }
-            Leave::RefusingKill => {
-                if self.records.killer(cur).is_some() {
-                    drop(value);
-                    return self.refuse_kill::<R>(cur);
-                }
-                // It killed itself and caught that: it simply lives on.
-                self.clear_flags(cur, DYING);
-            }
-        }
+        let value = match self.leave(cur, value) {
+            Ok(value) => value,
+            Err(instead) => return instead,
+        };
         let target = self.first_live(target);
         if target == cur {
             // A switch to oneself (or to a dead greenlet whose first live
@@ -173,20 +153,10 @@ impl Runtime {
         payload: Box<dyn Any + Send>,
     ) -> Result<R, SwitchError> {
         let cur = self.current.get();
-        match self.may_leave(cur) {
-            Leave::Yes => {}
-            Leave::No(err) => {
-                drop(payload);
-                return Err(err);
-            }
-            Leave::RefusingKill => {
-                if self.records.killer(cur).is_some() {
-                    drop(payload);
-                    return self.refuse_kill::<R>(cur);
-                }
-                self.clear_flags(cur, DYING);
-            }
-        }
+        let payload = match self.leave(cur, payload) {
+            Ok(payload) => payload,
+            Err(instead) => return instead,
+        };
         let target = self.first_live(target);
         if target == cur {
             // Into self (or routed back to self): raised at once.
@@ -219,19 +189,32 @@ impl Runtime {
         }
     }
 
-    /// Whether the current greenlet may switch away now.
-    pub(super) fn may_leave(&self, cur: Key) -> Leave {
+    /// Whether the current greenlet `cur` may switch away now with what it
+    /// sends: `Ok` gives that back to go on; otherwise it is dropped and
+    /// `Err` holds what the switch returns instead: an error, or (when
+    /// `cur` caught the unwinding of a kill) what later reaches it after
+    /// the refusal sent control back to its killer (see `refuse_kill`).
+    fn leave<V, R: 'static>(&self, cur: Key, sent: V) -> Result<V, Result<R, SwitchError>> {
         let flags = self.records.flags(cur);
-        if std::thread::panicking() || flags & (DYING | NO_REFUSAL) == DYING | NO_REFUSAL {
-            Leave::No(SwitchError::Unwinding)
+        let err = if std::thread::panicking() || flags & (DYING | NO_REFUSAL) == DYING | NO_REFUSAL
+        {
+            SwitchError::Unwinding
         } else if flags & DYING != 0 {
             // Being killed, yet not unwinding: it caught the kill.
-            Leave::RefusingKill
+            if self.records.killer(cur).is_some() {
+                drop(sent);
+                return Err(self.refuse_kill::<R>(cur));
+            }
+            // It killed itself and caught that: it simply lives on.
+            self.clear_flags(cur, DYING);
+            return Ok(sent);
         } else if self.tracer.running() {
-            Leave::No(SwitchError::InSwitchHook)
+            SwitchError::InSwitchHook
         } else {
-            Leave::Yes
-        }
+            return Ok(sent);
+        };
+        drop(sent);
+        Err(Err(err))
     }
 
     /// `cur` if nobody can ever switch back to it.
@@ -245,22 +228,6 @@ impl Runtime {
             }
             None
         }
-    }
-
-    /// Whether the slow lane holds a bare `UnwindNow` (nothing else to
-    /// hand over: no finished greenlet, no orphan).
-    fn unwind_is_next(&self) -> bool {
-        let lane = self.slow_lane.take();
-        let bare = matches!(
-            &lane,
-            Some(SlowLane {
-                signal: Signal::UnwindNow,
-                finished: None,
-                reap: None,
-            })
-        );
-        self.slow_lane.set(lane);
-        bare
     }
 
     /// Fills the slow lane (which must be empty).
@@ -378,15 +345,29 @@ impl Runtime {
         on_kill: OnKill,
     ) -> Result<R, SwitchError> {
         let ty = self.incoming.get();
-        if on_kill == OnKill::Unwind && ptr::eq(ty, &SLOW_LANE) && self.unwind_is_next() {
-            // Raised before anything of this frame needs dropping, so the
-            // unwinder passes this frame without a landing pad here (a
-            // kill's cost is mostly the unwinder's, frame by frame).
-            self.slow_lane.set(None);
+        let lane = if ptr::eq(ty, &SLOW_LANE) {
+            self.slow_lane.take()
+        } else {
+            None
+        };
+        let bare_kill = matches!(
+            lane,
+            Some(SlowLane {
+                signal: Signal::UnwindNow,
+                finished: None,
+                reap: None,
+            })
+        );
+        if bare_kill && on_kill == OnKill::Unwind {
+            // A kill, raised before anything of this frame needs dropping
+            // (the lane holds nothing to drop, and is forgotten), so the
+            // unwinder passes this frame without a landing pad here: a
+            // kill's cost is mostly the unwinder's, frame by frame.
+            std::mem::forget(lane);
             unwind_now();
         }
         let (signal, finished, reap) = if ptr::eq(ty, &SLOW_LANE) {
-            match self.slow_lane.take() {
+            match lane {
                 Some(s) => (s.signal, s.finished, s.reap),
                 None => (Signal::Killed, None, None),
             }
@@ -422,7 +403,9 @@ impl Runtime {
             // A refusal only ever goes to the killer, which consumes it in
             // `kill`; anywhere else it means only "no value".
             Signal::Killed | Signal::Refused => Err(SwitchError::Killed),
-            // (With `OnKill::Unwind` it was raised above.)
+            // (With `OnKill::Unwind`, when nothing else travels with it,
+            // it was raised above.)
+            Signal::UnwindNow if on_kill == OnKill::Unwind => unwind_now(),
             Signal::UnwindNow => Err(SwitchError::Killed),
         };
         if let Some(finished) = finished {
