@@ -9,6 +9,8 @@
 //! enough that one flooding client delays the others by about 128
 //! operations' worth of work, not by its whole backlog.
 
+use std::cell::Cell;
+
 use crate::runtime::Runtime;
 
 use super::Hub;
@@ -40,37 +42,77 @@ use super::Hub;
 /// ```
 pub const COOP_BUDGET: u32 = 128;
 
+thread_local! {
+    /// What is left of the running greenlet's budget. A thread-local of
+    /// its own rather than a field of the hub: the fast paths of queue
+    /// operations spend it without reaching the hub (no reference count).
+    /// A thread without a hub has a budget too; spending it there does
+    /// nothing but refill it.
+    static LEFT: Cell<u32> = const { Cell::new(COOP_BUDGET) };
+}
+
+/// Whether the running greenlet has budget left. An operation's fast path
+/// checks this first and calls [`spend`] once it goes on; when it is
+/// spent, the operation calls [`yield_for_budget`] and starts again.
+#[inline(always)]
+pub(crate) fn has_left() -> bool {
+    LEFT.with(Cell::get) > 0
+}
+
+/// Spends one unit of a budget that [`has_left`] found not spent.
+#[inline(always)]
+pub(crate) fn spend() {
+    LEFT.with(|left| left.set(left.get().saturating_sub(1)));
+}
+
+/// The slow path of an operation that found the budget spent: yields to
+/// the other ready greenlets, then refills it (on a thread without a hub
+/// there is nobody to yield to: it only refills it).
+#[cold]
+#[inline(never)]
+pub(crate) fn yield_for_budget() {
+    if let Some(hub) = super::try_hub() {
+        hub.yield_for_budget();
+    }
+    refill();
+}
+
+/// Refills the budget: the running greenlet starts a fresh turn.
+#[inline]
+pub(crate) fn refill() {
+    LEFT.with(|left| left.set(COOP_BUDGET));
+}
+
 impl Hub {
     /// Spends one unit of the current greenlet's budget, yielding first
     /// if it is spent. Called by operations that may complete without
     /// blocking, before they try.
     #[inline]
     pub(crate) fn coop(&self) {
-        let left = self.budget.get();
-        if left == 0 {
-            self.budget_spent();
-        } else {
-            self.budget.set(left - 1);
+        if !has_left() {
+            self.yield_for_budget();
+            refill();
         }
+        spend();
     }
 
+    /// Yields to the other ready greenlets because the current one spent
+    /// its budget; where yielding is impossible (the hub itself, an
+    /// unwinding greenlet, a dead hub), the operation just goes on.
     #[cold]
     #[inline(never)]
-    fn budget_spent(&self) {
-        // Where yielding is impossible (the hub itself, an unwinding
-        // greenlet, a dead hub), the operation just goes on.
+    fn yield_for_budget(&self) {
         if !std::thread::panicking()
             && Runtime::get().current() != self.key
             && !self.greenlet.is_dead()
         {
             self.yield_now();
         }
-        self.budget.set(COOP_BUDGET - 1);
     }
 
     /// A greenlet is given control: it starts a fresh turn.
     #[inline]
     pub(super) fn refill_budget(&self) {
-        self.budget.set(COOP_BUDGET);
+        refill();
     }
 }

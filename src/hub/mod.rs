@@ -242,8 +242,6 @@ pub(crate) struct Hub {
     daemons: Cell<usize>,
     /// Of `io_waits`, those of daemons.
     daemon_io_waits: Cell<usize>,
-    /// What is left of the running greenlet's budget (see `budget.rs`).
-    budget: Cell<u32>,
 }
 
 thread_local! {
@@ -342,7 +340,6 @@ impl Hub {
                 idle_spin: Cell::new(None),
                 daemons: Cell::new(0),
                 daemon_io_waits: Cell::new(0),
-                budget: Cell::new(COOP_BUDGET),
             }
         })
     }

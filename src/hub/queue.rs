@@ -7,6 +7,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::budget;
 use super::wait::{Unlink, WaitKey, Waiter, Wake, Woken};
 use super::wait_list::WaitList;
 use super::{deadline_after, hub as hub_or_new, try_hub, Hub};
@@ -341,24 +342,36 @@ impl<T: 'static> Queue<T> {
         self.inner.borrow().id
     }
 
-    /// The fast path (an item is there) is inlined; the rest is not.
+    /// The fast path (budget left, an item there) is inlined and reaches
+    /// the hub only to wake a blocked putter; the rest is not.
     #[inline]
     fn get_until(&self, deadline: Option<Instant>, call: &'static str) -> Option<T> {
-        let hub = try_hub();
-        if let Some(hub) = &hub {
-            hub.coop();
-        }
         // One borrow finds an item, or the queue closed, or registers the
         // wait.
         let mut q = self.inner.borrow_mut();
+        if !budget::has_left() {
+            drop(q);
+            return self.get_after_yield(deadline, call);
+        }
+        budget::spend();
         if q.items.len() > q.reserved_items {
             let item = q.items.pop_front();
-            if let Some(hub) = &hub {
-                q.wake_putter(hub);
+            if !q.putters.is_empty() {
+                if let Some(hub) = try_hub() {
+                    q.wake_putter(&hub);
+                }
             }
             return item;
         }
-        self.get_slow(q, hub, deadline, call)
+        self.get_slow(q, deadline, call)
+    }
+
+    /// `get_until` with the budget spent: yields first (see `budget.rs`).
+    #[cold]
+    #[inline(never)]
+    fn get_after_yield(&self, deadline: Option<Instant>, call: &'static str) -> Option<T> {
+        budget::yield_for_budget();
+        self.get_until(deadline, call)
     }
 
     /// `get_until` when no item is there: closed, or block.
@@ -366,14 +379,13 @@ impl<T: 'static> Queue<T> {
     fn get_slow(
         &self,
         mut q: RefMut<'_, Inner<T>>,
-        hub: Option<Rc<Hub>>,
         deadline: Option<Instant>,
         call: &'static str,
     ) -> Option<T> {
         if q.closed {
             return None;
         }
-        let hub = hub.unwrap_or_else(hub_or_new);
+        let hub = hub_or_new();
         let on = WaitOn::QueueGet {
             queue: q.id,
             until: deadline,
@@ -400,25 +412,42 @@ impl<T: 'static> Queue<T> {
         }
     }
 
-    /// The fast path (room is there) is inlined; the rest is not.
+    /// The fast path (budget left, room there) is inlined and reaches the
+    /// hub only to wake a blocked getter or peekers; the rest is not.
     #[inline]
     fn put_until(&self, item: T, deadline: Option<Instant>, call: &'static str) -> Result<(), T> {
-        let hub = try_hub();
-        if let Some(hub) = &hub {
-            hub.coop();
-        }
         // One borrow stores the item, or finds the queue closed, or
         // registers the wait.
         let mut q = self.inner.borrow_mut();
+        if !budget::has_left() {
+            drop(q);
+            return self.put_after_yield(item, deadline, call);
+        }
+        budget::spend();
         if q.has_space() && !q.closed {
             q.items.push_back(item);
-            if let Some(hub) = &hub {
-                q.wake_getter(hub);
-                q.wake_peekers(hub);
+            if !q.getters.is_empty() || !q.peekers.is_empty() {
+                if let Some(hub) = try_hub() {
+                    q.wake_getter(&hub);
+                    q.wake_peekers(&hub);
+                }
             }
             return Ok(());
         }
-        self.put_slow(q, item, hub, deadline, call)
+        self.put_slow(q, item, deadline, call)
+    }
+
+    /// `put_until` with the budget spent: yields first (see `budget.rs`).
+    #[cold]
+    #[inline(never)]
+    fn put_after_yield(
+        &self,
+        item: T,
+        deadline: Option<Instant>,
+        call: &'static str,
+    ) -> Result<(), T> {
+        budget::yield_for_budget();
+        self.put_until(item, deadline, call)
     }
 
     /// `put_until` when there is no room: closed, or block.
@@ -427,14 +456,13 @@ impl<T: 'static> Queue<T> {
         &self,
         mut q: RefMut<'_, Inner<T>>,
         item: T,
-        hub: Option<Rc<Hub>>,
         deadline: Option<Instant>,
         call: &'static str,
     ) -> Result<(), T> {
         if q.closed {
             return Err(item);
         }
-        let hub = hub.unwrap_or_else(hub_or_new);
+        let hub = hub_or_new();
         let on = WaitOn::QueuePut {
             queue: q.id,
             until: deadline,
