@@ -199,9 +199,17 @@ fn tokio_server() -> Server {
             .build()
             .expect("tokio runtime");
         rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
+            // The same listen backlog as the greenlet server's (tokio's
+            // `TcpListener::bind` takes std's 128: a burst of a thousand
+            // connects would overflow it, and each dropped SYN is retried
+            // only a second later).
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket
+                .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
                 .expect("bind");
+            let listener = socket
+                .listen(net::TcpListener::BACKLOG as u32)
+                .expect("listen");
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
             tx.send((listener.local_addr().expect("local_addr"), stop_tx))
                 .unwrap();
