@@ -10,7 +10,6 @@ use std::rc::Rc;
 use crate::current::CurrentGreenlet;
 use crate::error::{KillRefused, ParentError, SwitchError};
 use crate::runtime::{Key, Runtime, State};
-use crate::stack::DEFAULT_STACK_SIZE;
 
 /// A handle to a greenlet: a function running on its own stack, which runs
 /// only when something switches to it.
@@ -72,10 +71,11 @@ impl Builder {
         self
     }
 
-    /// Usable stack size in bytes; the default is
-    /// [`DEFAULT_STACK_SIZE`](crate::DEFAULT_STACK_SIZE) (1 MiB). Only
-    /// default-size stacks are pooled for reuse; others are mapped for the
-    /// greenlet and unmapped when it dies.
+    /// Usable stack size in bytes; the default is the thread's
+    /// [`StackPolicy::stack_size`](crate::StackPolicy::stack_size),
+    /// [`DEFAULT_STACK_SIZE`](crate::DEFAULT_STACK_SIZE) (1 MiB) unless
+    /// set. Only stacks of the policy's size are pooled for reuse; others
+    /// are mapped for the greenlet and unmapped when it dies.
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = Some(bytes);
         self
@@ -111,12 +111,7 @@ impl Builder {
             Some(p) => p.key,
             None => rt.current(),
         };
-        let key = rt.create(
-            f,
-            self.name,
-            self.stack_size.unwrap_or(DEFAULT_STACK_SIZE),
-            parent,
-        )?;
+        let key = rt.create(f, self.name, self.stack_size, parent)?;
         Ok(Greenlet::from_new_ref(key))
     }
 }

@@ -43,7 +43,8 @@
 //! Killing a suspended greenlet unwinds its stack so its destructors run
 //! ([`Greenlet::kill`]); dropping the last handle to one does the same. A
 //! greenlet's stack comes from a per-thread pool of guarded stacks
-//! ([`DEFAULT_STACK_SIZE`] unless the [`Builder`] says otherwise).
+//! ([`DEFAULT_STACK_SIZE`] unless the [`Builder`] or the thread's
+//! [`StackPolicy`] says otherwise).
 //!
 //! # Semantics, row by row
 //!

@@ -28,8 +28,10 @@
 //!   the resident set until the system runs short of memory, and touching
 //!   one again costs about as much as a fresh fault.
 //!
-//! Stacks of any other size (set with `Builder::stack_size`) are mapped one
-//! at a time and unmapped when their greenlet is done.
+//! The pool's stacks are [`StackPolicy::stack_size`] (1 MiB unless the
+//! thread sets another size). Stacks of any other size (set with
+//! `Builder::stack_size`) are mapped one at a time and unmapped when their
+//! greenlet is done.
 //!
 //! The top [`RESERVED`] bytes of each stack hold the greenlet's corosensei
 //! `Coroutine` object itself: it needs an address that never moves (corosensei
@@ -58,9 +60,10 @@ use crate::runtime::Runtime;
 /// stack.
 pub(crate) type Co = corosensei::Coroutine<usize, usize, (), PooledStack>;
 
-/// The usable size of a greenlet's stack when the builder does not set one:
-/// 1 MiB, the same as corosensei's default. Memory is only committed as the
-/// stack is touched, so an idle greenlet costs about one page of it.
+/// The usable size of a greenlet's stack when neither its builder nor the
+/// thread's [`StackPolicy::stack_size`] sets one: 1 MiB, the same as
+/// corosensei's default. Memory is only committed as the stack is touched,
+/// so an idle greenlet costs about one page of it.
 pub const DEFAULT_STACK_SIZE: usize = 1024 * 1024;
 
 /// How many colours (offsets of 64 bytes) stack tops cycle through: up to
@@ -79,13 +82,17 @@ pub(crate) const RESERVED: usize = (std::mem::size_of::<Co>() + 63) & !63;
 const FIRST_BATCH: usize = 16;
 const MAX_BATCH: usize = 256;
 
-/// How the pool keeps and gives back default-size stacks, per thread.
+/// How the pool keeps and gives back stacks, per thread, and what size
+/// they are.
 ///
 /// The default suits servers: every stack a burst needed stays mapped for
 /// the next burst (up to 32,768 of them, about the most the kernel's stock
 /// mapping limit allows live at once anyway), the 16 most recently released
 /// stay resident, and the others give their memory back once they have not
-/// been reused for a second. Set it with [`set_stack_policy`].
+/// been reused for a second. Stacks are [`DEFAULT_STACK_SIZE`]; a thread
+/// that runs many shallow greenlets can pool smaller ones
+/// ([`stack_size`](StackPolicy::stack_size)). Set it with
+/// [`set_stack_policy`].
 ///
 /// ```
 /// use std::time::Duration;
@@ -102,6 +109,7 @@ const MAX_BATCH: usize = 256;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StackPolicy {
+    stack_size: usize,
     max_pooled: usize,
     resident: usize,
     cold_after: Duration,
@@ -111,13 +119,50 @@ impl StackPolicy {
     /// The default policy (see the type's docs).
     pub const fn new() -> StackPolicy {
         StackPolicy {
+            stack_size: DEFAULT_STACK_SIZE,
             max_pooled: 32_768,
             resident: 16,
             cold_after: Duration::from_secs(1),
         }
     }
 
-    /// Keeps at most `stacks` released default-size stacks mapped for
+    /// The usable size of the stacks the pool keeps, in bytes: the stack
+    /// of every greenlet this thread creates without
+    /// [`Builder::stack_size`](crate::Builder::stack_size) (hub spawns and
+    /// generators included), and of those whose builder asks for this very
+    /// size. Stacks of any other size are mapped for their greenlet and
+    /// unmapped when it is done; the hub's own greenlet keeps
+    /// [`DEFAULT_STACK_SIZE`].
+    ///
+    /// Smaller stacks cost less than their size suggests, because a stack
+    /// only holds the pages it touched either way: what shrinks is the
+    /// address space and the kernel's page tables. With the stack tops of
+    /// many greenlets closer together, a thread that switches among
+    /// thousands of them takes fewer TLB and cache misses, and a new
+    /// greenlet's first page fault is cheaper. The price is the depth a
+    /// greenlet may reach: one that overflows its stack aborts the process
+    /// with a message naming it (see [`Builder::stack_size`](crate::Builder::stack_size)).
+    ///
+    /// A new size takes effect at once: the pooled stacks of the old size
+    /// are unmapped, and those still in use are unmapped when their
+    /// greenlets finish. A size too large to map makes the next creation
+    /// fail with [`InvalidInput`](std::io::ErrorKind::InvalidInput).
+    ///
+    /// ```
+    /// use greenlet::{set_stack_policy, Greenlet, StackPolicy};
+    ///
+    /// // A server thread whose connection greenlets stay shallow.
+    /// set_stack_policy(StackPolicy::new().stack_size(64 * 1024));
+    /// let g = Greenlet::new(|()| 6 * 7);
+    /// assert_eq!(g.switch::<(), i32>(()).unwrap(), 42);
+    /// # set_stack_policy(StackPolicy::new());
+    /// ```
+    pub const fn stack_size(mut self, bytes: usize) -> StackPolicy {
+        self.stack_size = bytes;
+        self
+    }
+
+    /// Keeps at most `stacks` released pooled stacks mapped for
     /// reuse; a stack released beyond that is unmapped. Zero turns reuse
     /// off. A stack that is kept costs address space and, once trimmed,
     /// no memory but its page-table entries.
@@ -127,9 +172,11 @@ impl StackPolicy {
     }
 
     /// The same limit in bytes of mapped stack (guard page included): as
-    /// many default-size stacks as fit in `bytes`.
+    /// many stacks of this policy's [`stack_size`](StackPolicy::stack_size)
+    /// (as set so far) as fit in `bytes`.
     pub fn max_pooled_bytes(self, bytes: usize) -> StackPolicy {
-        self.max_pooled(bytes / default_mapped_len())
+        let len = mapped_len(self.stack_size).unwrap_or(usize::MAX);
+        self.max_pooled(bytes / len)
     }
 
     /// Keeps the `stacks` most recently released stacks resident however
@@ -156,8 +203,9 @@ impl Default for StackPolicy {
 }
 
 /// Sets the current thread's [`StackPolicy`] and returns the one it
-/// replaces. Pooled stacks beyond a lowered [`StackPolicy::max_pooled`]
-/// are unmapped at once.
+/// replaces. Pooled stacks beyond a lowered [`StackPolicy::max_pooled`],
+/// and all of them when the [`stack_size`](StackPolicy::stack_size)
+/// changes, are unmapped at once.
 pub fn set_stack_policy(policy: StackPolicy) -> StackPolicy {
     Runtime::get().with_pool(|pool| pool.set_policy(policy))
 }
@@ -303,7 +351,7 @@ struct Pooled {
     released: u64,
 }
 
-/// A thread's supply of default-size stacks.
+/// A thread's supply of stacks of its policy's size.
 ///
 /// `free` is a LIFO: a stack is released on top and taken from the top.
 /// Every stack in it was therefore released after every stack below it,
@@ -317,8 +365,12 @@ pub(crate) struct StackPool {
     trimmed: usize,
     /// Stacks currently lent to greenlets.
     in_use: usize,
-    /// Default-size stacks mapped so far (sizes the next batch).
+    /// Pooled-size stacks mapped so far (sizes the next batch).
     mapped: usize,
+    /// The mapped length of the policy's stacks, known from the first
+    /// batch of that size on (0 before it): a stack of another length
+    /// that comes back, made before the size changed, is unmapped.
+    stack_len: usize,
     /// The last clock reading, in milliseconds (see `now_ms`).
     last_tick: u64,
     policy: StackPolicy,
@@ -331,20 +383,31 @@ impl StackPool {
             trimmed: 0,
             in_use: 0,
             mapped: 0,
+            stack_len: 0,
             last_tick: 0,
             policy: StackPolicy::new(),
         }
     }
 
-    /// A stack with at least `size` usable bytes: a pooled one when `size` is
-    /// the default, otherwise a fresh mapping.
+    /// A stack with at least `size` usable bytes (`None`: the policy's
+    /// size): a pooled one when that is the policy's size, otherwise a
+    /// fresh mapping. Also returns the size.
     #[inline]
-    pub(crate) fn take(&mut self, size: usize) -> io::Result<PooledStack> {
-        if size != DEFAULT_STACK_SIZE {
-            let stack = PooledStack::map_single(size)?;
-            self.in_use += 1;
-            return Ok(stack);
+    pub(crate) fn take(&mut self, size: Option<usize>) -> io::Result<(PooledStack, usize)> {
+        let pooled_size = self.policy.stack_size;
+        match size {
+            Some(size) if size != pooled_size => {
+                let stack = PooledStack::map_single(size)?;
+                self.in_use += 1;
+                Ok((stack, size))
+            }
+            _ => Ok((self.take_pooled()?, pooled_size)),
         }
+    }
+
+    /// A stack of the policy's size, from the pool if it has one.
+    #[inline]
+    fn take_pooled(&mut self) -> io::Result<PooledStack> {
         if self.free.len() > self.trimmed + self.policy.resident {
             // Stacks that may have gone cold: check before taking one.
             self.age();
@@ -367,7 +430,7 @@ impl StackPool {
         if stack.owned {
             return; // dropping unmaps it
         }
-        if self.free.len() >= self.policy.max_pooled {
+        if self.free.len() >= self.policy.max_pooled || stack.len != self.stack_len {
             stack.unmap();
             return;
         }
@@ -421,6 +484,15 @@ impl StackPool {
 
     fn set_policy(&mut self, policy: StackPolicy) -> StackPolicy {
         let old = std::mem::replace(&mut self.policy, policy);
+        if policy.stack_size != old.stack_size {
+            // Pooled stacks of the old size are of no use any more.
+            for pooled in self.free.drain(..) {
+                pooled.stack.unmap();
+            }
+            self.trimmed = 0;
+            self.mapped = 0;
+            self.stack_len = 0;
+        }
         if self.free.len() > policy.max_pooled {
             // The coldest go: the bottom of the LIFO.
             let excess = self.free.len() - policy.max_pooled;
@@ -472,11 +544,12 @@ impl StackPool {
         }
     }
 
-    /// Maps a batch of default-size stacks, keeps all but one in the pool
+    /// Maps a batch of the policy's stacks, keeps all but one in the pool
     /// and returns that one.
     #[cold]
     fn map_more(&mut self) -> io::Result<PooledStack> {
-        let len = default_mapped_len();
+        let len = mapped_len(self.policy.stack_size)?;
+        self.stack_len = len;
         let mut count = self
             .mapped
             .clamp(FIRST_BATCH, MAX_BATCH)
@@ -520,10 +593,6 @@ fn mapped_len(size: usize) -> io::Result<usize> {
                 format!("greenlet stack size of {size} bytes is too large"),
             )
         })
-}
-
-fn default_mapped_len() -> usize {
-    mapped_len(DEFAULT_STACK_SIZE).expect("the default stack size maps")
 }
 
 /// Maps `count` stacks of `len` bytes each, contiguous, with a guard page
@@ -734,27 +803,23 @@ mod tests {
     #[test]
     fn pool_reuses_default_stacks_lifo() {
         let mut pool = StackPool::new();
-        let a = pool.take(DEFAULT_STACK_SIZE).unwrap();
+        let a = take(&mut pool);
         let base = a.coroutine_slot();
         assert!(a.usable_size() >= DEFAULT_STACK_SIZE);
         assert_eq!(pool.pooled(), FIRST_BATCH - 1, "the rest of the batch");
         pool.give(a);
-        let b = pool.take(DEFAULT_STACK_SIZE).unwrap();
+        let b = take(&mut pool);
         assert_eq!(b.coroutine_slot(), base, "the pooled stack is reused");
         pool.give(b);
 
-        let many: Vec<_> = (0..200)
-            .map(|_| pool.take(DEFAULT_STACK_SIZE).unwrap())
-            .collect();
+        let many: Vec<_> = (0..200).map(|_| take(&mut pool)).collect();
         assert_eq!(pool.in_use(), 200);
         let mapped = pool.mapped;
         for s in many {
             pool.give(s);
         }
         assert_eq!(pool.pooled(), mapped, "every stack kept");
-        let again: Vec<_> = (0..200)
-            .map(|_| pool.take(DEFAULT_STACK_SIZE).unwrap())
-            .collect();
+        let again: Vec<_> = (0..200).map(|_| take(&mut pool)).collect();
         assert_eq!(pool.mapped, mapped, "no new mapping");
         for s in again {
             pool.give(s);
@@ -767,9 +832,7 @@ mod tests {
     fn max_pooled_bounds_the_pool() {
         let mut pool = StackPool::new();
         pool.set_policy(StackPolicy::new().max_pooled(20));
-        let many: Vec<_> = (0..50)
-            .map(|_| pool.take(DEFAULT_STACK_SIZE).unwrap())
-            .collect();
+        let many: Vec<_> = (0..50).map(|_| take(&mut pool)).collect();
         for s in many {
             pool.give(s);
         }
@@ -785,7 +848,7 @@ mod tests {
         pool.set_policy(StackPolicy::new().resident(2).cold_after(Duration::ZERO));
         let many: Vec<_> = (0..8)
             .map(|_| {
-                let s = pool.take(DEFAULT_STACK_SIZE).unwrap();
+                let s = take(&mut pool);
                 touch_top(&s);
                 s
             })
@@ -805,7 +868,7 @@ mod tests {
         };
         assert!(resident(&pool) >= 8);
         // Taking one ages the rest: every cold one but the 2 resident.
-        let one = pool.take(DEFAULT_STACK_SIZE).unwrap();
+        let one = take(&mut pool);
         assert_eq!(resident(&pool), 1, "only the remaining resident stack");
         pool.give(one);
         pool.trim_all();
@@ -817,7 +880,8 @@ mod tests {
     #[test]
     fn odd_sizes_are_not_pooled() {
         let mut pool = StackPool::new();
-        let s = pool.take(64 * 1024).unwrap();
+        let (s, size) = pool.take(Some(64 * 1024)).unwrap();
+        assert_eq!(size, 64 * 1024);
         assert!(s.usable_size() >= 64 * 1024);
         pool.give(s);
         assert_eq!(pool.pooled(), 0);
@@ -826,8 +890,66 @@ mod tests {
     #[test]
     fn absurd_sizes_are_refused() {
         let mut pool = StackPool::new();
-        let e = pool.take(usize::MAX).err().unwrap();
+        let e = pool.take(Some(usize::MAX)).err().unwrap();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         assert_eq!(pool.in_use(), 0);
+    }
+
+    #[test]
+    fn the_policy_sets_the_pooled_size() {
+        let mut pool = StackPool::new();
+        pool.set_policy(StackPolicy::new().stack_size(64 * 1024));
+        let (a, size) = pool.take(None).unwrap();
+        assert_eq!(size, 64 * 1024);
+        assert!(a.usable_size() >= 64 * 1024 && a.usable_size() < 128 * 1024);
+        let base = a.coroutine_slot();
+        pool.give(a);
+        let pooled = pool.pooled();
+        // Asking for the policy's size by name takes a pooled stack too.
+        let (b, _) = pool.take(Some(64 * 1024)).unwrap();
+        assert_eq!(b.coroutine_slot(), base, "the pooled stack is reused");
+        // Another size (the old default included) is a mapping of its own.
+        let (c, size) = pool.take(Some(DEFAULT_STACK_SIZE)).unwrap();
+        assert_eq!(size, DEFAULT_STACK_SIZE);
+        assert_eq!(pool.pooled(), pooled - 1);
+        pool.give(c);
+        pool.give(b);
+        assert_eq!(pool.pooled(), pooled);
+        pool.clear();
+    }
+
+    #[test]
+    fn a_new_size_unmaps_the_stacks_of_the_old_one() {
+        let mut pool = StackPool::new();
+        let (lent, _) = pool.take(None).unwrap();
+        let (back, _) = pool.take(None).unwrap();
+        pool.give(back);
+        assert!(pool.pooled() > 0);
+        pool.set_policy(StackPolicy::new().stack_size(64 * 1024));
+        assert_eq!(pool.pooled(), 0, "the pooled old-size stacks are unmapped");
+        // One still lent when the size changed is unmapped on its return.
+        pool.give(lent);
+        assert_eq!(pool.pooled(), 0);
+        assert_eq!(pool.in_use(), 0);
+        let (s, _) = pool.take(None).unwrap();
+        assert!(s.usable_size() < 128 * 1024, "the new size");
+        pool.give(s);
+        pool.clear();
+    }
+
+    #[test]
+    fn an_absurd_policy_size_fails_the_creation() {
+        let mut pool = StackPool::new();
+        pool.set_policy(StackPolicy::new().stack_size(usize::MAX));
+        let e = pool.take(None).err().unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(pool.in_use(), 0);
+        // An explicit, sane size still works.
+        let (s, _) = pool.take(Some(64 * 1024)).unwrap();
+        pool.give(s);
+    }
+
+    fn take(pool: &mut StackPool) -> PooledStack {
+        pool.take(None).unwrap().0
     }
 }

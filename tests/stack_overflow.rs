@@ -45,3 +45,36 @@ fn an_overflow_on_a_batch_mapped_stack_names_the_greenlet() {
     );
     assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{:?}", out.status);
 }
+
+const SMALL_CHILD: &str = "GREENLET_SMALL_STACK_OVERFLOW_CHILD";
+
+#[test]
+fn small_pooled_overflow_child() {
+    if std::env::var(SMALL_CHILD).is_err() {
+        return;
+    }
+    greenlet::set_stack_policy(greenlet::StackPolicy::new().stack_size(64 * 1024));
+    let _warm: Vec<Greenlet> = (0..3).map(|_| Greenlet::new(|()| ())).collect();
+    let g = Greenlet::builder()
+        .name("small-deep")
+        .build(|()| recurse(0))
+        .unwrap();
+    assert!(greenlet::stats().stacks_pooled > 0, "a batch was mapped");
+    let _ = g.switch::<(), u64>(());
+}
+
+/// A thread whose policy pools 64 KiB stacks gives them to greenlets built
+/// without a size: an overflow hits the guard page 64 KiB down and says so.
+#[test]
+fn an_overflow_on_a_small_pooled_stack_names_the_greenlet_and_the_size() {
+    let out = child::run("small_pooled_overflow_child", SMALL_CHILD, "1");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "greenlet 'small-deep' (id 4) overflowed its stack of 64 KiB; \
+             raise it with Builder::stack_size"
+        ),
+        "stderr: {stderr}"
+    );
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{:?}", out.status);
+}

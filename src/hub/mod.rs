@@ -313,8 +313,12 @@ impl Hub {
     fn new() -> Rc<Hub> {
         Rc::new_cyclic(|weak: &std::rc::Weak<Hub>| {
             let weak = weak.clone();
+            // The hub's loop keeps the default stack whatever size the
+            // thread's `StackPolicy` pools: a policy sized for the user's
+            // greenlets says nothing about the reactor's and timers' frames.
             let greenlet = Greenlet::builder()
                 .name("hub")
+                .stack_size(crate::DEFAULT_STACK_SIZE)
                 .parent(&Greenlet::main())
                 .build(move |()| {
                     let hub = weak

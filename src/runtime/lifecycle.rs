@@ -29,7 +29,7 @@ impl Runtime {
         &self,
         f: F,
         name: Option<Rc<str>>,
-        stack_size: usize,
+        stack_size: Option<usize>,
         parent: Key,
     ) -> io::Result<Key>
     where
@@ -38,7 +38,7 @@ impl Runtime {
         R: 'static,
     {
         self.recycle_finished();
-        let stack = self.with_pool(|pool| pool.take(stack_size))?;
+        let (stack, stack_size) = self.with_pool(|pool| pool.take(stack_size))?;
         let slot = stack.coroutine_slot();
         let guard_page = stack.guard_page();
         let co = Co::with_stack(stack, move |y: &Y, word: usize| {
