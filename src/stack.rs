@@ -389,20 +389,22 @@ impl StackPool {
         }
     }
 
-    /// A stack with at least `size` usable bytes (`None`: the policy's
-    /// size): a pooled one when that is the policy's size, otherwise a
-    /// fresh mapping. Also returns the size.
+    /// The usable size of the stacks the pool keeps (the policy's).
     #[inline]
-    pub(crate) fn take(&mut self, size: Option<usize>) -> io::Result<(PooledStack, usize)> {
-        let pooled_size = self.policy.stack_size;
-        match size {
-            Some(size) if size != pooled_size => {
-                let stack = PooledStack::map_single(size)?;
-                self.in_use += 1;
-                Ok((stack, size))
-            }
-            _ => Ok((self.take_pooled()?, pooled_size)),
+    pub(crate) fn stack_size(&self) -> usize {
+        self.policy.stack_size
+    }
+
+    /// A stack with at least `size` usable bytes: a pooled one when `size`
+    /// is the policy's, otherwise a fresh mapping.
+    #[inline]
+    pub(crate) fn take(&mut self, size: usize) -> io::Result<PooledStack> {
+        if size != self.policy.stack_size {
+            let stack = PooledStack::map_single(size)?;
+            self.in_use += 1;
+            return Ok(stack);
         }
+        self.take_pooled()
     }
 
     /// A stack of the policy's size, from the pool if it has one.
@@ -880,8 +882,7 @@ mod tests {
     #[test]
     fn odd_sizes_are_not_pooled() {
         let mut pool = StackPool::new();
-        let (s, size) = pool.take(Some(64 * 1024)).unwrap();
-        assert_eq!(size, 64 * 1024);
+        let s = pool.take(64 * 1024).unwrap();
         assert!(s.usable_size() >= 64 * 1024);
         pool.give(s);
         assert_eq!(pool.pooled(), 0);
@@ -890,7 +891,7 @@ mod tests {
     #[test]
     fn absurd_sizes_are_refused() {
         let mut pool = StackPool::new();
-        let e = pool.take(Some(usize::MAX)).err().unwrap();
+        let e = pool.take(usize::MAX).err().unwrap();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         assert_eq!(pool.in_use(), 0);
     }
@@ -899,18 +900,17 @@ mod tests {
     fn the_policy_sets_the_pooled_size() {
         let mut pool = StackPool::new();
         pool.set_policy(StackPolicy::new().stack_size(64 * 1024));
-        let (a, size) = pool.take(None).unwrap();
-        assert_eq!(size, 64 * 1024);
+        assert_eq!(pool.stack_size(), 64 * 1024);
+        let a = take(&mut pool);
         assert!(a.usable_size() >= 64 * 1024 && a.usable_size() < 128 * 1024);
         let base = a.coroutine_slot();
         pool.give(a);
         let pooled = pool.pooled();
         // Asking for the policy's size by name takes a pooled stack too.
-        let (b, _) = pool.take(Some(64 * 1024)).unwrap();
+        let b = pool.take(64 * 1024).unwrap();
         assert_eq!(b.coroutine_slot(), base, "the pooled stack is reused");
         // Another size (the old default included) is a mapping of its own.
-        let (c, size) = pool.take(Some(DEFAULT_STACK_SIZE)).unwrap();
-        assert_eq!(size, DEFAULT_STACK_SIZE);
+        let c = pool.take(DEFAULT_STACK_SIZE).unwrap();
         assert_eq!(pool.pooled(), pooled - 1);
         pool.give(c);
         pool.give(b);
@@ -921,8 +921,8 @@ mod tests {
     #[test]
     fn a_new_size_unmaps_the_stacks_of_the_old_one() {
         let mut pool = StackPool::new();
-        let (lent, _) = pool.take(None).unwrap();
-        let (back, _) = pool.take(None).unwrap();
+        let lent = take(&mut pool);
+        let back = take(&mut pool);
         pool.give(back);
         assert!(pool.pooled() > 0);
         pool.set_policy(StackPolicy::new().stack_size(64 * 1024));
@@ -931,7 +931,7 @@ mod tests {
         pool.give(lent);
         assert_eq!(pool.pooled(), 0);
         assert_eq!(pool.in_use(), 0);
-        let (s, _) = pool.take(None).unwrap();
+        let s = take(&mut pool);
         assert!(s.usable_size() < 128 * 1024, "the new size");
         pool.give(s);
         pool.clear();
@@ -941,15 +941,16 @@ mod tests {
     fn an_absurd_policy_size_fails_the_creation() {
         let mut pool = StackPool::new();
         pool.set_policy(StackPolicy::new().stack_size(usize::MAX));
-        let e = pool.take(None).err().unwrap();
+        let e = pool.take(usize::MAX).err().unwrap();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         assert_eq!(pool.in_use(), 0);
         // An explicit, sane size still works.
-        let (s, _) = pool.take(Some(64 * 1024)).unwrap();
+        let s = pool.take(64 * 1024).unwrap();
         pool.give(s);
     }
 
     fn take(pool: &mut StackPool) -> PooledStack {
-        pool.take(None).unwrap().0
+        let size = pool.stack_size();
+        pool.take(size).unwrap()
     }
 }

@@ -38,7 +38,10 @@ impl Runtime {
         R: 'static,
     {
         self.recycle_finished();
-        let (stack, stack_size) = self.with_pool(|pool| pool.take(stack_size))?;
+        let (stack, stack_size) = self.with_pool(|pool| {
+            let size = stack_size.unwrap_or(pool.stack_size());
+            pool.take(size).map(|stack| (stack, size))
+        })?;
         let slot = stack.coroutine_slot();
         let guard_page = stack.guard_page();
         let co = Co::with_stack(stack, move |y: &Y, word: usize| {
