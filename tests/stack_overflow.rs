@@ -32,18 +32,23 @@ fn batch_overflow_child() {
     drop(below);
 }
 
+/// Runs the child test `name` (which overflows a stack) and checks that
+/// it aborted with `message` on stderr.
+fn assert_overflow(name: &str, env: &str, message: &str) {
+    let out = child::run(name, env, "1");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(message), "stderr: {stderr}");
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{:?}", out.status);
+}
+
 #[test]
 fn an_overflow_on_a_batch_mapped_stack_names_the_greenlet() {
-    let out = child::run("batch_overflow_child", CHILD, "1");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains(
-            "greenlet 'batch-deep' (id 4) overflowed its stack of 1024 KiB; \
-             raise it with Builder::stack_size"
-        ),
-        "stderr: {stderr}"
+    assert_overflow(
+        "batch_overflow_child",
+        CHILD,
+        "greenlet 'batch-deep' (id 4) overflowed its stack of 1024 KiB; \
+         raise it with Builder::stack_size",
     );
-    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{:?}", out.status);
 }
 
 const SMALL_CHILD: &str = "GREENLET_SMALL_STACK_OVERFLOW_CHILD";
@@ -67,14 +72,10 @@ fn small_pooled_overflow_child() {
 /// without a size: an overflow hits the guard page 64 KiB down and says so.
 #[test]
 fn an_overflow_on_a_small_pooled_stack_names_the_greenlet_and_the_size() {
-    let out = child::run("small_pooled_overflow_child", SMALL_CHILD, "1");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains(
-            "greenlet 'small-deep' (id 4) overflowed its stack of 64 KiB; \
-             raise it with Builder::stack_size"
-        ),
-        "stderr: {stderr}"
+    assert_overflow(
+        "small_pooled_overflow_child",
+        SMALL_CHILD,
+        "greenlet 'small-deep' (id 4) overflowed its stack of 64 KiB; \
+         raise it with Builder::stack_size",
     );
-    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{:?}", out.status);
 }
