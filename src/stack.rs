@@ -6,8 +6,9 @@
 //! guard, an unmap, and fresh page faults: tens of microseconds against a
 //! few nanoseconds per switch), so the pool here makes it rare and cheap:
 //!
-//! - **Batches.** Pooled stacks (see below for their size) are mapped many at a time, one `mmap`
-//!   per batch (16 stacks at first, doubling up to 256), and their guard
+//! - **Batches.** Pooled stacks (see below for their size) are mapped many
+//!   at a time, one `mmap` per batch (16 stacks at first, doubling up to
+//!   256), and their guard
 //!   pages are installed together: as lightweight guard regions
 //!   (`MADV_GUARD_INSTALL`, Linux 6.13 and later) in one `process_madvise`
 //!   call for the whole batch, which also keeps the batch a single memory
