@@ -8,12 +8,11 @@
 //!
 //! - **Batches.** Pooled stacks (see below for their size) are mapped many
 //!   at a time, one `mmap` per batch (16 stacks at first, doubling up to
-//!   256), and their guard
-//!   pages are installed together: as lightweight guard regions
-//!   (`MADV_GUARD_INSTALL`, Linux 6.13 and later) in one `process_madvise`
-//!   call for the whole batch, which also keeps the batch a single memory
-//!   mapping; where the kernel lacks them, with one `mprotect` per guard
-//!   page as before (two mappings per stack).
+//!   256), and their guard pages are installed together: as lightweight
+//!   guard regions (`MADV_GUARD_INSTALL`, Linux 6.13 and later) in one
+//!   `process_madvise` call for the whole batch, which also keeps the batch
+//!   a single memory mapping; where the kernel lacks them, with one
+//!   `mprotect` per guard page as before (two mappings per stack).
 //! - **Reuse.** A finished greenlet's stack goes back to the pool still
 //!   mapped and still resident, and the next greenlet takes the most
 //!   recently released one (LIFO): a warm stack costs no system call and no
