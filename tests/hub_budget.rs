@@ -127,3 +127,24 @@ fn try_calls_never_yield() {
     stop.set(true);
     ticker.join().unwrap();
 }
+
+/// A thread that uses a queue without ever blocking has no hub to yield
+/// to: its operations spend and refill the budget without starting one.
+#[test]
+fn a_queue_on_a_thread_without_a_hub_never_starts_one() {
+    std::thread::spawn(|| {
+        let q = Queue::bounded(4 * COOP_BUDGET as usize);
+        for round in 0..3 {
+            for i in 0..2 * COOP_BUDGET {
+                q.put(round * 1000 + i);
+            }
+            for i in 0..2 * COOP_BUDGET {
+                assert_eq!(q.get(), round * 1000 + i);
+            }
+        }
+        // Only main: no hub greenlet was created.
+        assert_eq!(greenlet::stats().greenlets.len(), 1);
+    })
+    .join()
+    .unwrap();
+}
