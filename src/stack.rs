@@ -404,12 +404,6 @@ impl StackPool {
             self.in_use += 1;
             return Ok(stack);
         }
-        self.take_pooled()
-    }
-
-    /// A stack of the policy's size, from the pool if it has one.
-    #[inline]
-    fn take_pooled(&mut self) -> io::Result<PooledStack> {
         if self.free.len() > self.trimmed + self.policy.resident {
             // Stacks that may have gone cold: check before taking one.
             self.age();

@@ -15,21 +15,25 @@ use recurse::recurse;
 
 const CHILD: &str = "GREENLET_STACK_OVERFLOW_CHILD";
 
-#[test]
-fn batch_overflow_child() {
-    if std::env::var(CHILD).is_err() {
-        return;
-    }
-    // Neighbours on both sides: live stacks of the same batch below it,
-    // pooled ones above it.
+/// In a child: creates three greenlets (so the next stack has neighbours
+/// of its batch on both sides: live ones below, pooled ones above), then
+/// one named `name` that recurses until its stack overflows.
+fn overflow_in_a_batch(name: &str) {
     let below: Vec<Greenlet> = (0..3).map(|_| Greenlet::new(|()| ())).collect();
     let g = Greenlet::builder()
-        .name("batch-deep")
+        .name(name)
         .build(|()| recurse(0))
         .unwrap();
     assert!(greenlet::stats().stacks_pooled > 0, "a batch was mapped");
     let _ = g.switch::<(), u64>(());
     drop(below);
+}
+
+#[test]
+fn batch_overflow_child() {
+    if std::env::var(CHILD).is_ok() {
+        overflow_in_a_batch("batch-deep");
+    }
 }
 
 /// Runs the child test `name` (which overflows a stack) and checks that
@@ -55,17 +59,10 @@ const SMALL_CHILD: &str = "GREENLET_SMALL_STACK_OVERFLOW_CHILD";
 
 #[test]
 fn small_pooled_overflow_child() {
-    if std::env::var(SMALL_CHILD).is_err() {
-        return;
+    if std::env::var(SMALL_CHILD).is_ok() {
+        greenlet::set_stack_policy(greenlet::StackPolicy::new().stack_size(64 * 1024));
+        overflow_in_a_batch("small-deep");
     }
-    greenlet::set_stack_policy(greenlet::StackPolicy::new().stack_size(64 * 1024));
-    let _warm: Vec<Greenlet> = (0..3).map(|_| Greenlet::new(|()| ())).collect();
-    let g = Greenlet::builder()
-        .name("small-deep")
-        .build(|()| recurse(0))
-        .unwrap();
-    assert!(greenlet::stats().stacks_pooled > 0, "a batch was mapped");
-    let _ = g.switch::<(), u64>(());
 }
 
 /// A thread whose policy pools 64 KiB stacks gives them to greenlets built

@@ -71,13 +71,14 @@ pub(crate) fn spend() {
 #[cold]
 #[inline(never)]
 pub(crate) fn yield_for_budget() {
-    if let Some(hub) = super::try_hub() {
-        hub.yield_for_budget();
+    match super::try_hub() {
+        Some(hub) => hub.yield_for_budget(),
+        None => refill(),
     }
-    refill();
 }
 
-/// Refills the budget: the running greenlet starts a fresh turn.
+/// Refills the budget: the running greenlet starts a fresh turn (the
+/// scheduler calls this whenever it gives a greenlet control).
 #[inline]
 pub(crate) fn refill() {
     LEFT.with(|left| left.set(COOP_BUDGET));
@@ -91,14 +92,14 @@ impl Hub {
     pub(crate) fn coop(&self) {
         if !has_left() {
             self.yield_for_budget();
-            refill();
         }
         spend();
     }
 
     /// Yields to the other ready greenlets because the current one spent
-    /// its budget; where yielding is impossible (the hub itself, an
-    /// unwinding greenlet, a dead hub), the operation just goes on.
+    /// its budget, then refills it; where yielding is impossible (the hub
+    /// itself, an unwinding greenlet, a dead hub), the operation just goes
+    /// on with a fresh budget.
     #[cold]
     #[inline(never)]
     fn yield_for_budget(&self) {
@@ -108,11 +109,6 @@ impl Hub {
         {
             self.yield_now();
         }
-    }
-
-    /// A greenlet is given control: it starts a fresh turn.
-    #[inline]
-    pub(super) fn refill_budget(&self) {
         refill();
     }
 }

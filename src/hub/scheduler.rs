@@ -169,7 +169,7 @@ impl Hub {
             if !next.is_dead() {
                 self.round_left.set(left);
                 drop(ready);
-                self.refill_budget();
+                super::budget::refill();
                 return Some(next);
             }
             // Dropping a dead greenlet's reference runs no user code, but
