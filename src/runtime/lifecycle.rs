@@ -1,7 +1,6 @@
 //! A greenlet's life: creation, references, its entry and finish, kills
 //! (and their refusal), and the thread's teardown.
 
-use std::any::TypeId;
 use std::io;
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::panic::{self, AssertUnwindSafe};
@@ -14,7 +13,9 @@ use super::{Key, Runtime, State};
 use crate::error::SwitchError;
 use crate::stack::Co;
 use crate::trace::SwitchKind;
-use crate::value::{cast_same, decode, encode, fits, type_of, GreenletExit, Signal, SLOW_LANE};
+use crate::value::{
+    cast_same, decode, encode, fits, is_type, type_of, GreenletExit, Signal, SLOW_LANE,
+};
 
 /// A kill the victim refused: it caught the unwinding and switched away,
 /// so it is suspended, alive, at that switch.
@@ -563,7 +564,7 @@ where
     let me = rt.current.get();
     rt.records.enter(me, y);
     rt.current_yielder.set(y);
-    let arg = if rt.incoming.get().id == TypeId::of::<A>() {
+    let arg = if is_type::<A>(rt.incoming.get()) {
         // SAFETY: first thing after being resumed, with the word it
         // brought, which `incoming` says is an `A`, received once.
         Ok(unsafe { decode::<A>(word) })

@@ -13,7 +13,7 @@ use super::{Key, Runtime, State};
 use crate::error::SwitchError;
 use crate::stack::Co;
 use crate::trace::SwitchKind;
-use crate::value::{cast_same, decode, encode, type_of, GreenletExit, Signal, SLOW_LANE};
+use crate::value::{cast_same, decode, encode, is_type, type_of, GreenletExit, Signal, SLOW_LANE};
 
 /// The slow lane of a transfer: what travels beside the word when
 /// `incoming` is `SLOW_LANE`.
@@ -319,9 +319,7 @@ impl Runtime {
     /// that the switch returned.
     #[inline(always)]
     pub(super) unsafe fn receive<R: 'static>(&self, word: usize) -> Result<R, SwitchError> {
-        // A type's `ValueType` constant may have several addresses (one per
-        // codegen unit), so the `TypeId`s are compared.
-        if self.incoming.get().id == TypeId::of::<R>() {
+        if is_type::<R>(self.incoming.get()) {
             // SAFETY: `incoming` names `R`, so the word carries a live `R`
             // that its suspended sender will never touch again, and this
             // is its only receipt (the caller's contract).
