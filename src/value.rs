@@ -114,6 +114,14 @@ fn well_known<T: 'static>() -> Option<&'static ValueType> {
     None
 }
 
+/// The `TypeId` comparison, out of line: on the well-known types' path it
+/// runs only when the address differs, which is the slow lane anyway.
+#[cold]
+#[inline(never)]
+fn same_id<R: 'static>(incoming: &ValueType) -> bool {
+    incoming.id == TypeId::of::<R>()
+}
+
 /// Whether `incoming` describes an `R`: by address for a
 /// [well-known](well_known) `R` (whose senders all use its one `static`),
 /// by `TypeId` otherwise, and by `TypeId` again when the address differs,
@@ -121,7 +129,7 @@ fn well_known<T: 'static>() -> Option<&'static ValueType> {
 #[inline(always)]
 pub(crate) fn is_type<R: 'static>(incoming: &'static ValueType) -> bool {
     match well_known::<R>() {
-        Some(ty) => ptr::eq(incoming, ty) || incoming.id == TypeId::of::<R>(),
+        Some(ty) => ptr::eq(incoming, ty) || same_id::<R>(incoming),
         None => incoming.id == TypeId::of::<R>(),
     }
 }

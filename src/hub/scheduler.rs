@@ -21,7 +21,12 @@ impl Counted {
     /// A reference to the running greenlet.
     #[inline]
     pub(super) fn current() -> Counted {
-        let rt = Runtime::get();
+        Counted::current_in(Runtime::get())
+    }
+
+    /// A reference to the running greenlet of `rt` (the thread's runtime).
+    #[inline]
+    pub(super) fn current_in(rt: &Runtime) -> Counted {
         let key = rt.current();
         rt.add_ref(key);
         Counted(key)
@@ -41,16 +46,26 @@ impl Counted {
         self.0
     }
 
-    /// Switches to the greenlet (see [`Greenlet::switch`]).
+    /// Switches to the greenlet (see [`Greenlet::switch`]); `rt` is the
+    /// thread's runtime.
     #[inline(always)]
-    pub(super) fn switch(&self) -> Result<(), SwitchError> {
-        Runtime::get().switch::<(), ()>(self.0, ())
+    pub(super) fn switch_in(&self, rt: &Runtime) -> Result<(), SwitchError> {
+        rt.switch::<(), ()>(self.0, ())
     }
 
     /// Returned, panicked, or killed.
     #[inline]
-    fn is_dead(&self) -> bool {
-        Runtime::get().records().state(self.0) == State::Dead
+    fn is_dead_in(&self, rt: &Runtime) -> bool {
+        rt.records().state(self.0) == State::Dead
+    }
+
+    /// Drops the reference through `rt`, the thread's live runtime (what
+    /// the drop does after looking the runtime up).
+    #[inline]
+    pub(super) fn release_in(self, rt: &Runtime) {
+        let key = self.0;
+        std::mem::forget(self);
+        rt.release_ref(key);
     }
 }
 
@@ -80,10 +95,11 @@ impl Hub {
                 self.poll_io(Some(Duration::ZERO));
             }
             self.round_left.set(self.ready.borrow().len());
-            if let Some(next) = self.pop_ready() {
+            let rt = Runtime::get();
+            if let Some(next) = self.pop_ready(rt) {
                 // What comes back (a spawned greenlet's `()`, a self-kill's
                 // error) only means "carry on".
-                let _ = next.switch();
+                let _ = next.switch_in(rt);
                 continue;
             }
             if self.daemons.get() > 0 && self.main_in_run.get() && self.only_daemons_wait() {
@@ -158,7 +174,7 @@ impl Hub {
 
     /// The next ready greenlet of the current round, skipping dead ones.
     #[inline(always)]
-    pub(super) fn pop_ready(&self) -> Option<Counted> {
+    pub(super) fn pop_ready(&self, rt: &Runtime) -> Option<Counted> {
         let mut left = self.round_left.get();
         let mut ready = self.ready.borrow_mut();
         while left > 0 {
@@ -166,7 +182,7 @@ impl Hub {
             let Some(next) = ready.pop_front() else {
                 break;
             };
-            if !next.is_dead() {
+            if !next.is_dead_in(rt) {
                 self.round_left.set(left);
                 drop(ready);
                 super::budget::refill();
@@ -187,14 +203,14 @@ impl Hub {
     /// no timer is pending (the hub would do nothing else), otherwise `None`
     /// (go through the hub, which fires the timers first).
     #[inline(always)]
-    pub(super) fn next_for_handoff(&self) -> Option<Counted> {
+    pub(super) fn next_for_handoff(&self, rt: &Runtime) -> Option<Counted> {
         if self.round_left.get() == 0 {
             if !self.timers.borrow().is_empty() || self.wants_poll() {
                 return None;
             }
             self.round_left.set(self.ready.borrow().len());
         }
-        self.pop_ready()
+        self.pop_ready(rt)
     }
 
     /// Puts `g` at the back of the ready queue.
@@ -213,10 +229,10 @@ impl Hub {
     /// parent, so making the next ready greenlet its parent hands control
     /// straight there instead of through the hub.
     pub(super) fn hand_off_on_finish(&self) {
-        if let Some(next) = self.next_for_handoff() {
+        let rt = Runtime::get();
+        if let Some(next) = self.next_for_handoff(rt) {
             // Straight to the runtime: the caller is a spawned greenlet
             // (never main), and no handle to it is needed.
-            let rt = Runtime::get();
             debug_assert_ne!(rt.current(), rt.main_key());
             if !rt.set_parent(rt.current(), next.key()) {
                 // `next` is one of our own descendants: let the hub run it.
@@ -234,8 +250,9 @@ impl Hub {
         if let Some(s) = self.fired_scope() {
             super::timeout::interrupted(s);
         }
-        self.push_ready(Counted::current());
-        self.switch_away("hub::yield_now");
+        let rt = Runtime::get();
+        self.push_ready(Counted::current_in(rt));
+        self.switch_away_in(rt, "hub::yield_now");
     }
 }
 

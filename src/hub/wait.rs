@@ -319,7 +319,14 @@ impl Hub {
     /// straddles the stack switch (the CPU's return prediction suffers).
     #[inline(always)]
     pub(super) fn switch_away(&self, call: &'static str) {
-        let rt = Runtime::get();
+        self.switch_away_in(Runtime::get(), call);
+    }
+
+    /// [`switch_away`](Hub::switch_away) with the thread's runtime already
+    /// in hand: it is reached once per blocking call, not once per step
+    /// (each reach is a thread-local load and a check).
+    #[inline(always)]
+    pub(super) fn switch_away_in(&self, rt: &Runtime, call: &'static str) {
         let me = rt.current();
         if me == self.key {
             panic!("greenlet::hub: {call} cannot block inside the hub greenlet");
@@ -329,38 +336,66 @@ impl Hub {
             self.main_blocked.set(Some(call));
         }
         self.last_call.set(call);
-        let next = self.next_for_handoff();
-        let outcome = match &next {
-            Some(g) => g.switch(),
+        // Each arm looks at its own outcome: merged, the two would be one
+        // 40-byte `Result` copied on every return.
+        match self.next_for_handoff(rt) {
+            Some(next) => {
+                let outcome = next.switch_in(rt);
+                // The runtime outlives every greenlet frame that resumes.
+                next.release_in(rt);
+                self.switched_back(outcome, me, is_main, call);
+            }
             None => {
                 self.check_alive(call);
-                self.greenlet.switch::<(), ()>(())
+                let outcome = self.greenlet.switch::<(), ()>(());
+                self.switched_back(outcome, me, is_main, call);
             }
-        };
-        drop(next);
+        }
+    }
+
+    /// Where a blocked greenlet resumes: main is no longer blocked, and an
+    /// error instead of `()` is handled out of line.
+    #[inline(always)]
+    fn switched_back(
+        &self,
+        outcome: Result<(), SwitchError>,
+        me: Key,
+        is_main: bool,
+        call: &'static str,
+    ) {
         if is_main {
             self.main_blocked.set(None);
         }
-        match outcome {
-            Ok(()) => {}
-            Err(SwitchError::Thrown(p)) if p.is::<BlockedForever>() => panic!(
+        if let Err(e) = outcome {
+            self.switched_back_with(e, me, call);
+        }
+    }
+
+    /// What a blocked greenlet does when its switch away came back with an
+    /// error instead of `()` (cold: kept out of every blocking call's
+    /// frame).
+    #[cold]
+    #[inline(never)]
+    fn switched_back_with(&self, e: SwitchError, me: Key, call: &'static str) {
+        match e {
+            SwitchError::Thrown(p) if p.is::<BlockedForever>() => panic!(
                 "greenlet::hub: {call} would block forever: \
                  no other greenlet is ready and no timer is pending"
             ),
-            Err(SwitchError::Unwinding) => {
+            SwitchError::Unwinding => {
                 panic!("greenlet::hub: {call} cannot block while the greenlet unwinds")
             }
             // A panic of a child whose parent is this greenlet, or a throw
             // into it: it must not vanish, so it unwinds out of the blocking
             // call (whose waiter ends the wait), as `resume_unwind`.
-            Err(SwitchError::Panicked(p) | SwitchError::Thrown(p)) => {
+            SwitchError::Panicked(p) | SwitchError::Thrown(p) => {
                 self.forget_ready(me);
                 crate::unwind::require_unwinding("a throw into a blocked greenlet");
                 std::panic::resume_unwind(p)
             }
             // Anything else (a stray value) is a spurious wake-up: the
             // caller checks its wait and blocks again.
-            Err(_) => {}
+            _ => {}
         }
     }
 
