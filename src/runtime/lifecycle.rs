@@ -54,6 +54,7 @@ impl Runtime {
         unsafe { ptr::write(slot, co) };
         let id = self.next_id.get();
         self.next_id.set(id + 1);
+        let key = self.records.reserve();
         let record = Record::unstarted(
             Some(parent),
             slot,
@@ -63,7 +64,7 @@ impl Runtime {
             guard_page,
             stack_size,
         );
-        let key = self.records.insert(record);
+        self.records.fill(key, record);
         self.records.add_ref(parent);
         Ok(key)
     }
@@ -140,7 +141,7 @@ impl Runtime {
         loop {
             let removed = self.records.remove(key);
             let parent = removed.parent;
-            drop(removed);
+            removed.drop_owned();
             let Some(parent) = parent else { return };
             let Some((state, holds_stack, pinned)) = self.records.drop_last_ref(parent) else {
                 return;

@@ -330,14 +330,30 @@ impl Records {
     /// Adds a record.
     #[inline]
     pub(crate) fn insert(&self, record: Record) -> Key {
-        let key = self.store(Store::take_vacant);
+        let key = self.reserve();
+        self.fill(key, record);
+        key
+    }
+
+    /// Takes a vacant slot for [`fill`](Records::fill). Split from it so
+    /// that a record built between the two is written straight into its
+    /// slot, not built on the stack and copied. A reserved slot that is
+    /// never filled is lost (not unsound: it stays vacant and unlisted).
+    #[inline(always)]
+    pub(crate) fn reserve(&self) -> Key {
+        self.store(Store::take_vacant)
+    }
+
+    /// Puts `record` into the slot `key` from [`reserve`](Records::reserve).
+    #[inline(always)]
+    pub(crate) fn fill(&self, key: Key, record: Record) {
         self.slot(key, |r| {
+            debug_assert!(!r.live, "greenlet: internal error: filling a live slot");
             // SAFETY: `r` is a valid place for a record. The vacant record
             // there owns nothing (`remove` took its name and locals, a new
             // slot's are empty), so overwriting it unread leaks nothing.
             unsafe { ptr::write(r, record) }
         });
-        key
     }
 
     /// Removes a dead record whose stack was recycled. Returns its parent
@@ -351,11 +367,14 @@ impl Records {
         let removed = self.write(key, |r| {
             debug_assert!(r.coroutine.is_null(), "removed with its stack");
             r.live = false;
-            Removed {
-                parent: r.parent.take(),
+            let parent = r.parent.take();
+            // Most greenlets have neither a name nor locals: then nothing
+            // is moved out and nothing is dropped later.
+            let owned = (r.name.is_some() || r.locals.capacity() != 0).then(|| Owned {
                 _name: r.name.take(),
-                _locals: (r.locals.capacity() != 0).then(|| std::mem::take(&mut r.locals)),
-            }
+                _locals: std::mem::take(&mut r.locals),
+            });
+            Removed { parent, owned }
         });
         self.store(|s| s.vacant.push(key));
         removed
@@ -617,8 +636,30 @@ pub(crate) struct Removed {
     /// The parent link, still counted on the parent.
     pub(crate) parent: Option<Key>,
     /// Dropped with this value, outside the records.
+    owned: Option<Owned>,
+}
+
+impl Removed {
+    /// Drops what the record owned (its destructors may run user code,
+    /// so this is done outside the records); out of line, as most records
+    /// own nothing.
+    #[inline]
+    pub(crate) fn drop_owned(self) {
+        if let Some(owned) = self.owned {
+            drop_owned(owned);
+        }
+    }
+}
+
+#[inline(never)]
+fn drop_owned(owned: Owned) {
+    drop(owned);
+}
+
+/// What a removed record owned that can run code when dropped.
+struct Owned {
     _name: Option<Rc<str>>,
-    _locals: Option<Locals>,
+    _locals: Locals,
 }
 
 fn view(key: Key, r: &Record) -> View {
