@@ -281,13 +281,13 @@ impl<T: 'static> Queue<T> {
     /// [`recv`](Queue::recv) returns an error instead.
     #[inline]
     pub fn get(&self) -> T {
-        match self.get_until(None, "Queue::get") {
+        self.get_then(None, "Queue::get", |item| match item {
             Some(item) => item,
             None => panic!(
                 "greenlet::hub::Queue::get on a closed, empty queue (use Queue::recv or \
                  Queue::iter to see the end)"
             ),
-        }
+        })
     }
 
     /// Takes the front item if there is one (and no blocked getter is owed
@@ -346,12 +346,25 @@ impl<T: 'static> Queue<T> {
     /// the hub only to wake a blocked putter; the rest is not.
     #[inline]
     fn get_until(&self, deadline: Option<Instant>, call: &'static str) -> Option<T> {
+        self.get_then(deadline, call, |item| item)
+    }
+
+    /// `get_until`, with what the caller makes of the outcome applied on
+    /// each path: merged first, the fast path's item would be tested for
+    /// `None` again at a return shared with the slow paths.
+    #[inline(always)]
+    fn get_then<U>(
+        &self,
+        deadline: Option<Instant>,
+        call: &'static str,
+        then: impl FnOnce(Option<T>) -> U,
+    ) -> U {
         // One borrow finds an item, or the queue closed, or registers the
         // wait.
         let mut q = self.inner.borrow_mut();
         if !budget::has_left() {
             drop(q);
-            return self.get_after_yield(deadline, call);
+            return then(self.get_after_yield(deadline, call));
         }
         budget::spend();
         if q.items.len() > q.reserved_items {
@@ -361,9 +374,10 @@ impl<T: 'static> Queue<T> {
                     q.wake_putter(&hub);
                 }
             }
-            return item;
+            drop(q);
+            return then(item);
         }
-        self.get_slow(q, deadline, call)
+        then(self.get_slow(q, deadline, call))
     }
 
     /// `get_until` with the budget spent: yields first (see `budget.rs`).

@@ -109,7 +109,7 @@ impl<'h, U: Unlink> Waiter<'h, U> {
     /// Registers a wait of the current greenlet with an optional deadline;
     /// `on` says what it waits on (for `stats`), and `link` puts its key
     /// where the primitive's wakers find it.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(
         hub: &'h Hub,
         deadline: Option<Instant>,
@@ -138,7 +138,7 @@ impl<'h, U: Unlink> Waiter<'h, U> {
     /// Blocks until the wait is woken; `call` names the blocking call for
     /// errors. An expired `with_timeout` scope unwinds out of here (the
     /// wait ends as the waiter drops).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn wait(&mut self, call: &'static str) -> Woken {
         let wake = match self.ended {
             Some(wake) => wake,
@@ -194,7 +194,7 @@ pub(super) struct BlockedForever;
 impl Hub {
     /// Registers a wait for the current greenlet, with an optional
     /// deadline.
-    #[inline]
+    #[inline(always)]
     fn register(&self, deadline: Option<Instant>, on: WaitOn) -> WaitKey {
         let daemon = self.daemons.get() > 0 && daemon::current_is_daemon();
         let w = self.waits.borrow_mut().insert(Wait {
@@ -256,7 +256,7 @@ impl Hub {
     /// Blocks the current greenlet in wait `w` until it is woken, and ends
     /// the wait in the same look-up that finds it woken; an interruption
     /// by an expired `with_timeout` scope found before blocking leaves it.
-    #[inline]
+    #[inline(always)]
     fn block_and_end(&self, w: WaitKey, call: &'static str) -> Wake {
         self.block_until(w, call, |waits| {
             match waits.remove_if(w, |wait| wait.wake != Wake::Pending) {
