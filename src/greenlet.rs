@@ -105,12 +105,34 @@ impl Builder {
         A: 'static,
         R: 'static,
     {
-        crate::panic_hook::note_greenlet_thread();
         let rt = Runtime::get();
         let parent = match &self.parent {
             Some(p) => p.key,
             None => rt.current(),
         };
+        self.build_under_key(rt, parent, f)
+    }
+
+    /// [`build`](Builder::build) with `parent` as the parent, whatever the
+    /// builder says, and without taking a handle to it (the hub spawns
+    /// every greenlet under its own).
+    pub(crate) fn build_under<F, A, R>(self, parent: &Greenlet, f: F) -> io::Result<Greenlet>
+    where
+        F: FnOnce(A) -> R + 'static,
+        A: 'static,
+        R: 'static,
+    {
+        self.build_under_key(Runtime::get(), parent.key, f)
+    }
+
+    #[inline(always)]
+    fn build_under_key<F, A, R>(self, rt: &Runtime, parent: Key, f: F) -> io::Result<Greenlet>
+    where
+        F: FnOnce(A) -> R + 'static,
+        A: 'static,
+        R: 'static,
+    {
+        crate::panic_hook::note_greenlet_thread();
         let key = rt.create(f, self.name, self.stack_size, parent)?;
         Ok(Greenlet::from_new_ref(key))
     }

@@ -85,8 +85,8 @@ impl<R> JoinState<R> {
                 None => break,
             }
         }
-        let callbacks = std::mem::take(&mut *self.on_finish.borrow_mut());
-        if !callbacks.is_empty() {
+        if !self.on_finish.borrow().is_empty() {
+            let callbacks = std::mem::take(&mut *self.on_finish.borrow_mut());
             run_callbacks(hub, callbacks);
         }
     }
@@ -175,7 +175,7 @@ where
         state: state.clone(),
         hub: hub.clone(),
     };
-    let greenlet = builder.parent(&hub.greenlet).build(move |()| {
+    let greenlet = builder.build_under(&hub.greenlet, move |()| {
         let finisher = finisher;
         let mut result = match panic::catch_unwind(AssertUnwindSafe(f)) {
             Ok(value) => Ok(value),
