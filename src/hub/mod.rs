@@ -224,6 +224,9 @@ pub(crate) struct Hub {
     timers: RefCell<Timers>,
     waits: RefCell<Slots<WaitKey, Wait>>,
     scopes: RefCell<Slots<ScopeKey, Scope>>,
+    /// How many `scopes` there are: every blocking call asks whether
+    /// there are any, and a `Cell` answers without a borrow.
+    live_scopes: Cell<usize>,
     /// The call main is blocked in, if it is.
     main_blocked: Cell<Option<&'static str>>,
     /// Main is in `run`, waiting for the hub to run out of work.
@@ -336,6 +339,7 @@ impl Hub {
                 timers: RefCell::new(Timers::new()),
                 waits: RefCell::new(Slots::new()),
                 scopes: RefCell::new(Slots::new()),
+                live_scopes: Cell::new(0),
                 main_blocked: Cell::new(None),
                 main_in_run: Cell::new(false),
                 last_call: Cell::new("a blocking call"),

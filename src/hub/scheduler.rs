@@ -175,24 +175,85 @@ impl Hub {
     /// The next ready greenlet of the current round, skipping dead ones.
     #[inline(always)]
     pub(super) fn pop_ready(&self, rt: &Runtime) -> Option<Counted> {
-        let mut left = self.round_left.get();
+        self.rotate_ready(rt, None, false)
+    }
+
+    /// Puts `back` (a yielding greenlet) at the back of the ready queue and
+    /// takes the next greenlet of the round (of a new round when
+    /// `new_round`: all that is ready, `back` included), with one borrow
+    /// of the queue.
+    #[inline(always)]
+    fn rotate_ready(
+        &self,
+        rt: &Runtime,
+        back: Option<Counted>,
+        new_round: bool,
+    ) -> Option<Counted> {
         let mut ready = self.ready.borrow_mut();
-        while left > 0 {
-            left -= 1;
-            let Some(next) = ready.pop_front() else {
-                break;
+        if let Some(g) = back {
+            ready.push_back(g);
+        }
+        let left = if new_round {
+            ready.len()
+        } else {
+            self.round_left.get()
+        };
+        if left == 0 {
+            self.round_left.set(0);
+            return None;
+        }
+        match ready.pop_front() {
+            Some(next) if !next.is_dead_in(rt) => {
+                self.round_left.set(left - 1);
+                drop(ready);
+                super::budget::refill();
+                Some(next)
+            }
+            other => {
+                drop(ready);
+                self.pop_ready_past_dead(rt, other, left - 1)
+            }
+        }
+    }
+
+    /// [`rotate_ready`](Hub::rotate_ready) after it popped a dead greenlet
+    /// (`dead`), or nothing: drops it and takes the next live one among
+    /// the round's `left` (cold: a greenlet killed while ready).
+    #[cold]
+    #[inline(never)]
+    fn pop_ready_past_dead(
+        &self,
+        rt: &Runtime,
+        dead: Option<Counted>,
+        left: usize,
+    ) -> Option<Counted> {
+        let Some(dead) = dead else {
+            // The queue ran out first.
+            self.round_left.set(left);
+            return None;
+        };
+        // Dropping a dead greenlet's reference runs no user code, but the
+        // queue is not borrowed while it happens anyway.
+        drop(dead);
+        let mut left = left;
+        loop {
+            let next = {
+                let mut ready = self.ready.borrow_mut();
+                if left == 0 {
+                    break;
+                }
+                left -= 1;
+                match ready.pop_front() {
+                    Some(next) => next,
+                    None => break,
+                }
             };
             if !next.is_dead_in(rt) {
                 self.round_left.set(left);
-                drop(ready);
                 super::budget::refill();
                 return Some(next);
             }
-            // Dropping a dead greenlet's reference runs no user code, but
-            // the queue is not borrowed while it happens anyway.
-            drop(ready);
             drop(next);
-            ready = self.ready.borrow_mut();
         }
         self.round_left.set(left);
         None
@@ -201,16 +262,19 @@ impl Hub {
     /// The greenlet a blocking greenlet hands control to: the next ready one
     /// of this round; at a round's end, a new round starts right here when
     /// no timer is pending (the hub would do nothing else), otherwise `None`
-    /// (go through the hub, which fires the timers first).
+    /// (go through the hub, which fires the timers first). A yielding
+    /// greenlet passes itself as `back`, to go to the back of the queue
+    /// first.
     #[inline(always)]
-    pub(super) fn next_for_handoff(&self, rt: &Runtime) -> Option<Counted> {
-        if self.round_left.get() == 0 {
-            if !self.timers.borrow().is_empty() || self.wants_poll() {
-                return None;
+    pub(super) fn next_for_handoff(&self, rt: &Runtime, back: Option<Counted>) -> Option<Counted> {
+        let new_round = self.round_left.get() == 0;
+        if new_round && (!self.timers.borrow().is_empty() || self.wants_poll()) {
+            if let Some(g) = back {
+                self.push_ready(g);
             }
-            self.round_left.set(self.ready.borrow().len());
+            return None;
         }
-        self.pop_ready(rt)
+        self.rotate_ready(rt, back, new_round)
     }
 
     /// Puts `g` at the back of the ready queue.
@@ -230,7 +294,7 @@ impl Hub {
     /// straight there instead of through the hub.
     pub(super) fn hand_off_on_finish(&self) {
         let rt = Runtime::get();
-        if let Some(next) = self.next_for_handoff(rt) {
+        if let Some(next) = self.next_for_handoff(rt, None) {
             // Straight to the runtime: the caller is a spawned greenlet
             // (never main), and no handle to it is needed.
             debug_assert_ne!(rt.current(), rt.main_key());
@@ -251,8 +315,7 @@ impl Hub {
             super::timeout::interrupted(s);
         }
         let rt = Runtime::get();
-        self.push_ready(Counted::current_in(rt));
-        self.switch_away_in(rt, "hub::yield_now");
+        self.hand_off::<false>(rt, "hub::yield_now");
     }
 }
 

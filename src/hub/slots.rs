@@ -177,12 +177,6 @@ impl<K: SlotKey, T> Slots<K, T> {
         value
     }
 
-    /// Whether the table is empty.
-    #[inline]
-    pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// The entries with their keys.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (K, &T)> {
         self.slots.iter().enumerate().filter_map(|(index, s)| {

@@ -41,11 +41,17 @@ pub(crate) fn interrupted(scope: ScopeKey) -> ! {
 }
 
 impl Hub {
+    /// Whether any greenlet of the thread is inside a `with_timeout`.
+    #[inline(always)]
+    pub(super) fn has_scopes(&self) -> bool {
+        self.live_scopes.get() != 0
+    }
+
     /// The innermost expired scope of the current greenlet, if any.
     #[inline]
     pub(super) fn fired_scope(&self) -> Option<ScopeKey> {
         // No scope anywhere on the thread: skip the greenlet-local lookup.
-        if self.scopes.borrow().is_empty() {
+        if !self.has_scopes() {
             return None;
         }
         SCOPES.with(|active| {
@@ -63,7 +69,7 @@ impl Hub {
     /// (`None`: it no longer does), so an expiry can wake it.
     #[inline]
     pub(super) fn set_scopes_wait(&self, w: Option<WaitKey>) {
-        if self.scopes.borrow().is_empty() {
+        if !self.has_scopes() {
             return;
         }
         SCOPES.with(|active| {
@@ -135,6 +141,7 @@ pub fn with_timeout<R>(d: Duration, f: impl FnOnce() -> R) -> Result<R, Elapsed>
         wait: None,
         timer: None,
     });
+    hub.live_scopes.set(hub.live_scopes.get() + 1);
     let timer = hub.timers.borrow_mut().add(deadline, Action::Interrupt(s));
     if let Some(scope) = hub.scopes.borrow_mut().get_mut(s) {
         scope.timer = Some(timer);
@@ -148,6 +155,7 @@ pub fn with_timeout<R>(d: Duration, f: impl FnOnce() -> R) -> Result<R, Elapsed>
         }
     });
     let scope = hub.scopes.borrow_mut().remove(s);
+    hub.live_scopes.set(hub.live_scopes.get() - 1);
     if let Some(timer) = scope.and_then(|scope| scope.timer) {
         hub.timers.borrow_mut().cancel(timer);
     }

@@ -283,7 +283,7 @@ impl Hub {
     ) -> Wake {
         // With no `with_timeout` scope on the thread, there is no scope
         // bookkeeping either (the common case: one check).
-        let scoped = !self.scopes.borrow().is_empty();
+        let scoped = self.has_scopes();
         if scoped {
             // A scope that already expired interrupts right away.
             if let Some(s) = self.fired_scope() {
@@ -327,47 +327,61 @@ impl Hub {
     /// (each reach is a thread-local load and a check).
     #[inline(always)]
     pub(super) fn switch_away_in(&self, rt: &Runtime, call: &'static str) {
+        self.hand_off::<true>(rt, call);
+    }
+
+    /// Switches away, as a blocking call (`BLOCKING`) or as a yield: a
+    /// yielding greenlet goes to the back of the ready queue first, so it
+    /// can never be the one left blocked forever, and is neither marked as
+    /// main's blocking call nor remembered as the last one.
+    #[inline(always)]
+    pub(super) fn hand_off<const BLOCKING: bool>(&self, rt: &Runtime, call: &'static str) {
         let me = rt.current();
         if me == self.key {
-            panic!("greenlet::hub: {call} cannot block inside the hub greenlet");
+            blocking_in_hub(call);
         }
-        let is_main = me == rt.main_key();
+        let is_main = BLOCKING && me == rt.main_key();
         if is_main {
             self.main_blocked.set(Some(call));
         }
-        self.last_call.set(call);
-        // Each arm looks at its own outcome: merged, the two would be one
-        // 40-byte `Result` copied on every return.
-        match self.next_for_handoff(rt) {
-            Some(next) => {
-                let outcome = next.switch_in(rt);
-                // The runtime outlives every greenlet frame that resumes.
-                next.release_in(rt);
-                self.switched_back(outcome, me, is_main, call);
-            }
+        let back = if BLOCKING {
+            self.last_call.set(call);
+            None
+        } else {
+            Some(Counted::current_in(rt))
+        };
+        // Each arm looks at its own outcome, before anything else: merged,
+        // or kept across another call, it would be a 40-byte `Result` in
+        // memory on every return.
+        match self.next_for_handoff(rt, back) {
+            Some(next) => match next.switch_in(rt) {
+                Ok(()) => {
+                    // The runtime outlives every greenlet frame that resumes.
+                    next.release_in(rt);
+                    self.switched_back(is_main);
+                }
+                Err(e) => {
+                    next.release_in(rt);
+                    self.switched_back(is_main);
+                    self.switched_back_with(e, call);
+                }
+            },
             None => {
                 self.check_alive(call);
                 let outcome = self.greenlet.switch::<(), ()>(());
-                self.switched_back(outcome, me, is_main, call);
+                self.switched_back(is_main);
+                if let Err(e) = outcome {
+                    self.switched_back_with(e, call);
+                }
             }
         }
     }
 
-    /// Where a blocked greenlet resumes: main is no longer blocked, and an
-    /// error instead of `()` is handled out of line.
+    /// Where a blocked greenlet resumes: main is no longer blocked.
     #[inline(always)]
-    fn switched_back(
-        &self,
-        outcome: Result<(), SwitchError>,
-        me: Key,
-        is_main: bool,
-        call: &'static str,
-    ) {
+    fn switched_back(&self, is_main: bool) {
         if is_main {
             self.main_blocked.set(None);
-        }
-        if let Err(e) = outcome {
-            self.switched_back_with(e, me, call);
         }
     }
 
@@ -376,7 +390,7 @@ impl Hub {
     /// frame).
     #[cold]
     #[inline(never)]
-    fn switched_back_with(&self, e: SwitchError, me: Key, call: &'static str) {
+    fn switched_back_with(&self, e: SwitchError, call: &'static str) {
         match e {
             SwitchError::Thrown(p) if p.is::<BlockedForever>() => panic!(
                 "greenlet::hub: {call} would block forever: \
@@ -389,7 +403,8 @@ impl Hub {
             // into it: it must not vanish, so it unwinds out of the blocking
             // call (whose waiter ends the wait), as `resume_unwind`.
             SwitchError::Panicked(p) | SwitchError::Thrown(p) => {
-                self.forget_ready(me);
+                // Back on this greenlet, so it is the runtime's current.
+                self.forget_ready(Runtime::get().current());
                 crate::unwind::require_unwinding("a throw into a blocked greenlet");
                 std::panic::resume_unwind(p)
             }
@@ -422,6 +437,14 @@ impl Hub {
             drop(g);
         }
     }
+}
+
+/// Out of line: formatting `call` in place would keep it in the blocking
+/// call's frame.
+#[cold]
+#[inline(never)]
+fn blocking_in_hub(call: &str) -> ! {
+    panic!("greenlet::hub: {call} cannot block inside the hub greenlet")
 }
 
 #[cold]
