@@ -105,12 +105,14 @@ impl Builder {
         A: 'static,
         R: 'static,
     {
+        crate::panic_hook::note_greenlet_thread();
         let rt = Runtime::get();
         let parent = match &self.parent {
             Some(p) => p.key,
             None => rt.current(),
         };
-        self.build_under_key(rt, parent, f)
+        let key = rt.create(f, self.name, self.stack_size, parent)?;
+        Ok(Greenlet::from_new_ref(key))
     }
 
     /// [`build`](Builder::build) with `parent` as the parent, whatever the
@@ -122,18 +124,9 @@ impl Builder {
         A: 'static,
         R: 'static,
     {
-        self.build_under_key(Runtime::get(), parent.key, f)
-    }
-
-    #[inline(always)]
-    fn build_under_key<F, A, R>(self, rt: &Runtime, parent: Key, f: F) -> io::Result<Greenlet>
-    where
-        F: FnOnce(A) -> R + 'static,
-        A: 'static,
-        R: 'static,
-    {
         crate::panic_hook::note_greenlet_thread();
-        let key = rt.create(f, self.name, self.stack_size, parent)?;
+        let rt = Runtime::get();
+        let key = rt.create(f, self.name, self.stack_size, parent.key)?;
         Ok(Greenlet::from_new_ref(key))
     }
 }
@@ -426,6 +419,7 @@ impl Greenlet {
     }
 
     /// Whether this greenlet is the one running now.
+    #[inline]
     pub fn is_current(&self) -> bool {
         Runtime::get().current() == self.key
     }
@@ -437,6 +431,7 @@ impl Greenlet {
 
     /// A number that identifies the greenlet for its thread's lifetime
     /// (main is 0; never reused).
+    #[inline]
     pub fn id(&self) -> u64 {
         Runtime::get().records().id(self.key)
     }
@@ -458,6 +453,7 @@ pub fn current() -> CurrentGreenlet {
 }
 
 impl Clone for Greenlet {
+    #[inline]
     fn clone(&self) -> Greenlet {
         Runtime::get().add_ref(self.key);
         Greenlet::from_new_ref(self.key)

@@ -319,21 +319,15 @@ impl Hub {
     /// straddles the stack switch (the CPU's return prediction suffers).
     #[inline(always)]
     pub(super) fn switch_away(&self, call: &'static str) {
-        self.switch_away_in(Runtime::get(), call);
-    }
-
-    /// [`switch_away`](Hub::switch_away) with the thread's runtime already
-    /// in hand: it is reached once per blocking call, not once per step
-    /// (each reach is a thread-local load and a check).
-    #[inline(always)]
-    pub(super) fn switch_away_in(&self, rt: &Runtime, call: &'static str) {
-        self.hand_off::<true>(rt, call);
+        self.hand_off::<true>(Runtime::get(), call);
     }
 
     /// Switches away, as a blocking call (`BLOCKING`) or as a yield: a
     /// yielding greenlet goes to the back of the ready queue first, so it
     /// can never be the one left blocked forever, and is neither marked as
-    /// main's blocking call nor remembered as the last one.
+    /// main's blocking call nor remembered as the last one. `rt` is the
+    /// thread's runtime, reached once for the whole hand-off (each reach is
+    /// a thread-local load and a check).
     #[inline(always)]
     pub(super) fn hand_off<const BLOCKING: bool>(&self, rt: &Runtime, call: &'static str) {
         let me = rt.current();
