@@ -50,7 +50,7 @@ impl Counted {
     /// thread's runtime.
     #[inline(always)]
     pub(super) fn switch_in(&self, rt: &Runtime) -> Result<(), SwitchError> {
-        rt.switch::<(), ()>(self.0, ())
+        rt.switch_or_start::<(), ()>(self.0, ())
     }
 
     /// Returned, panicked, or killed.

@@ -59,6 +59,35 @@ impl Runtime {
         }
     }
 
+    /// [`switch`](Runtime::switch), with the first switch into an
+    /// unstarted target on the inlined path too: the hub's hand-offs, which
+    /// often start a spawned greenlet. Out of line, that start would leave
+    /// `switch_slow`'s frame on the parked caller's stack, where it is
+    /// written on the way out and read again on the way back (cache lines
+    /// that a burst of greenlets pays for each).
+    #[inline(always)]
+    pub(crate) fn switch_or_start<T: 'static, R: 'static>(
+        &self,
+        target: Key,
+        value: T,
+    ) -> Result<R, SwitchError> {
+        let to = self.records.target(target);
+        if to.state == State::Unstarted
+            && self.fast_state.get() == State::Active as u8
+            && is_type::<T>(to.arg)
+            && !std::thread::panicking()
+        {
+            // As `switch_slow`'s first case: unstarted (so not current),
+            // the type it takes, nothing forcing the slow path.
+            self.incoming.set(type_of::<T>());
+            // SAFETY: `to` is unstarted (so not current) and takes a `T`;
+            // `incoming` names `T`, the type of the value sent.
+            unsafe { self.send(target, to, value) }
+        } else {
+            self.switch(target, value)
+        }
+    }
+
     /// Sends `value` to `key` (whose record `to` is) and receives what
     /// later comes back.
     ///
