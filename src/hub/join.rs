@@ -9,6 +9,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use super::pooled_rc::PooledRc;
 use super::wait::{Unlink, WaitKey, Waiter, Wake, Woken};
 use super::wait_list::WaitList;
 use super::{deadline_after, hub, is_kill, Hub};
@@ -109,7 +110,7 @@ fn run_callbacks(hub: &Rc<Hub>, callbacks: Vec<Box<dyn FnOnce()>>) {
 /// Owned by the spawned closure: records `Killed` if the greenlet ends
 /// without a result (its closure dropped unrun, or its stack unwound).
 struct Finisher<R> {
-    state: Rc<JoinState<R>>,
+    state: PooledRc<JoinState<R>>,
     hub: Rc<Hub>,
 }
 
@@ -132,7 +133,7 @@ impl<R> Drop for Finisher<R> {
 /// The handle [`spawn`](super::spawn) returns.
 pub struct JoinHandle<R> {
     greenlet: Greenlet,
-    state: Rc<JoinState<R>>,
+    state: PooledRc<JoinState<R>>,
 }
 
 pub(crate) fn spawn<F, R>(hub: &Rc<Hub>, f: F) -> JoinHandle<R>
@@ -163,7 +164,7 @@ where
     F: FnOnce() -> R + 'static,
     R: 'static,
 {
-    let state = Rc::new(JoinState {
+    let state = PooledRc::new(JoinState {
         result: RefCell::new(None),
         finished: Cell::new(false),
         stamp: Cell::new(0),

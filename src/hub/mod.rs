@@ -104,7 +104,9 @@
 //! `scheduler.rs` holds the rounds and the hand-off between greenlets,
 //! `io.rs` the polling and parking on I/O, `time.rs` the clock and timers,
 //! `timeout.rs` the `with_timeout` scopes, `slots.rs` the generation-checked
-//! keys that name waits, timers and scopes.
+//! keys that name waits, timers and scopes. `join.rs` is `spawn` and its
+//! handle, whose shared state lives in a `pooled_rc.rs` box (an `Rc` whose
+//! memory each thread reuses).
 //!
 //! # I/O and other threads
 //!
@@ -137,6 +139,7 @@ mod joinable_queue;
 mod monitor;
 mod mutex;
 mod permits;
+mod pooled_rc;
 mod queue;
 pub(crate) mod reactor;
 mod remote;

@@ -1,0 +1,263 @@
+//! A single-threaded reference-counted box whose memory goes back to a
+//! per-thread pool: the state every `spawn` shares between the spawned
+//! greenlet and its handle.
+//!
+//! `Rc::new` and the last `Rc` drop are a `malloc` and a `free`, about a
+//! tenth of a spawn and join. Here each thread keeps up to [`KEEP`] freed
+//! blocks of each of a few sizes, so a steady stream of spawns takes its
+//! blocks back from the pool and allocates nothing. A value too large (or
+//! too aligned) for the size classes is allocated as `Rc` would be.
+//!
+//! The safe surface is `new`, `clone`, `Deref` and `Drop`, as for `Rc`. The
+//! unsafe parts are the block handling: a block is allocated with its
+//! class's layout (or the value's own) and freed with the same one, and a
+//! pooled block is only ever handed out again for a value that fits it.
+//! `PooledRc` is neither `Send` nor `Sync` (it holds a raw pointer), so a
+//! block is freed on the thread that allocated it.
+
+use std::alloc::{self, Layout};
+use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::ptr::NonNull;
+
+/// Block sizes, smallest first; every block is aligned to [`ALIGN`].
+const CLASSES: [usize; 3] = [64, 128, 256];
+const ALIGN: usize = 16;
+/// Freed blocks a thread keeps per class; the rest go back to the
+/// allocator.
+const KEEP: usize = 128;
+
+thread_local! {
+    /// Each class's free blocks.
+    static POOL: Pool = const {
+        Pool([const { RefCell::new(Vec::new()) }; CLASSES.len()])
+    };
+}
+
+struct Pool([RefCell<Vec<NonNull<u8>>>; CLASSES.len()]);
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        for (class, blocks) in self.0.iter_mut().enumerate() {
+            for block in blocks.get_mut().drain(..) {
+                // SAFETY: every pooled block was allocated by `alloc_block`
+                // with this class's layout and is owned by the pool alone.
+                unsafe { alloc::dealloc(block.as_ptr(), class_layout(class)) }
+            }
+        }
+    }
+}
+
+/// The layout of a block of class `class`.
+fn class_layout(class: usize) -> Layout {
+    // A power-of-two alignment and a size that is a multiple of it.
+    Layout::from_size_align(CLASSES[class], ALIGN).expect("a valid class layout")
+}
+
+/// The class a value of `layout` is allocated in, if any.
+const fn class_of(layout: Layout) -> Option<usize> {
+    if layout.align() > ALIGN {
+        return None;
+    }
+    let mut class = 0;
+    while class < CLASSES.len() {
+        if layout.size() <= CLASSES[class] {
+            return Some(class);
+        }
+        class += 1;
+    }
+    None
+}
+
+/// A new block of `layout` from the allocator.
+fn alloc_block(layout: Layout) -> NonNull<u8> {
+    // SAFETY: `layout` has a non-zero size (an `Inner` holds a count).
+    let raw = unsafe { alloc::alloc(layout) };
+    NonNull::new(raw).unwrap_or_else(|| alloc::handle_alloc_error(layout))
+}
+
+struct Inner<T> {
+    count: Cell<usize>,
+    value: T,
+}
+
+/// A shared, single-threaded, reference-counted `T` (like `Rc<T>`, without
+/// weak references), whose memory is pooled per thread.
+pub(crate) struct PooledRc<T> {
+    ptr: NonNull<Inner<T>>,
+    /// Owns an `Inner<T>` (for drop check and variance).
+    _owns: PhantomData<Inner<T>>,
+}
+
+impl<T> PooledRc<T> {
+    const CLASS: Option<usize> = class_of(Layout::new::<Inner<T>>());
+
+    /// The layout a block for an `Inner<T>` is allocated and freed with.
+    fn block_layout() -> Layout {
+        match Self::CLASS {
+            Some(class) => class_layout(class),
+            None => Layout::new::<Inner<T>>(),
+        }
+    }
+
+    /// Moves `value` into a block from the pool (or a new one).
+    #[inline]
+    pub(crate) fn new(value: T) -> PooledRc<T> {
+        let pooled = Self::CLASS.and_then(|class| {
+            POOL.try_with(|pool| pool.0[class].borrow_mut().pop())
+                .ok()
+                .flatten()
+        });
+        let block = pooled.unwrap_or_else(|| alloc_block(Self::block_layout()));
+        let ptr = block.cast::<Inner<T>>();
+        // SAFETY: `block` is unused memory of `block_layout()`, which is at
+        // least as large and as aligned as an `Inner<T>` (`class_of`).
+        unsafe {
+            ptr.as_ptr().write(Inner {
+                count: Cell::new(1),
+                value,
+            })
+        };
+        PooledRc {
+            ptr,
+            _owns: PhantomData,
+        }
+    }
+
+    fn inner(&self) -> &Inner<T> {
+        // SAFETY: the block holds a live `Inner<T>` while any `PooledRc` to
+        // it exists (it is dropped and freed only when the count reaches
+        // zero), and only shared references to it are ever made.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T> Deref for PooledRc<T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.inner().value
+    }
+}
+
+impl<T> Clone for PooledRc<T> {
+    #[inline]
+    fn clone(&self) -> PooledRc<T> {
+        let count = &self.inner().count;
+        // Counting past `usize::MAX` needs more handles than memory holds;
+        // abort as `Rc` does rather than wrap.
+        let Some(n) = count.get().checked_add(1) else {
+            std::process::abort()
+        };
+        count.set(n);
+        PooledRc {
+            ptr: self.ptr,
+            _owns: PhantomData,
+        }
+    }
+}
+
+impl<T> Drop for PooledRc<T> {
+    #[inline]
+    fn drop(&mut self) {
+        let count = &self.inner().count;
+        let n = count.get() - 1;
+        count.set(n);
+        if n == 0 {
+            release(self.ptr);
+        }
+    }
+}
+
+/// Drops the value of the last reference and gives its block back.
+#[inline(never)]
+fn release<T>(ptr: NonNull<Inner<T>>) {
+    /// Gives the block back even if the value's destructor panics.
+    struct GiveBack<T>(NonNull<Inner<T>>);
+    impl<T> Drop for GiveBack<T> {
+        fn drop(&mut self) {
+            let block = self.0.cast::<u8>();
+            if let Some(class) = PooledRc::<T>::CLASS {
+                let kept = POOL.try_with(|pool| {
+                    let mut blocks = pool.0[class].borrow_mut();
+                    (blocks.len() < KEEP).then(|| blocks.push(block)).is_some()
+                });
+                if kept == Ok(true) {
+                    return;
+                }
+            }
+            // SAFETY: the block was allocated with `block_layout()` by
+            // `PooledRc::new`, and its value has been dropped.
+            unsafe { alloc::dealloc(block.as_ptr(), PooledRc::<T>::block_layout()) }
+        }
+    }
+    let give_back = GiveBack(ptr);
+    // SAFETY: the count reached zero, so this was the last reference: the
+    // value is dropped exactly once, and nothing reads it afterwards (the
+    // block is only reused for a new value written over it).
+    unsafe { std::ptr::drop_in_place(&raw mut (*ptr.as_ptr()).value) };
+    drop(give_back);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::rc::Rc;
+
+    #[test]
+    fn values_are_shared_and_dropped_once() {
+        let drops = Rc::new(Cell::new(0));
+        struct Counted(Rc<Cell<u32>>);
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() + 1);
+            }
+        }
+        let a = PooledRc::new(Counted(drops.clone()));
+        let b = a.clone();
+        drop(a);
+        assert_eq!(drops.get(), 0);
+        drop(b);
+        assert_eq!(drops.get(), 1);
+    }
+
+    #[test]
+    fn a_freed_block_is_reused_for_the_next_value_of_its_class() {
+        let a = PooledRc::new([1u64; 4]);
+        let first = a.ptr.cast::<u8>();
+        drop(a);
+        let b = PooledRc::new([2u64; 5]);
+        assert_eq!(b.ptr.cast::<u8>(), first, "same class, same block");
+        assert_eq!(*b, [2u64; 5]);
+    }
+
+    #[test]
+    fn large_and_overaligned_values_use_the_allocator() {
+        #[repr(align(64))]
+        struct Wide(u8);
+        assert_eq!(PooledRc::<[u8; 4096]>::CLASS, None);
+        assert_eq!(PooledRc::<Wide>::CLASS, None);
+        let big = PooledRc::new([7u8; 4096]);
+        assert_eq!(big[4095], 7);
+        let wide = PooledRc::new(Wide(3));
+        assert_eq!(wide.0, 3);
+        assert_eq!(std::ptr::from_ref(&*wide) as usize % 64, 0);
+    }
+
+    #[test]
+    fn a_panicking_destructor_still_gives_the_block_back() {
+        struct Boom;
+        impl Drop for Boom {
+            fn drop(&mut self) {
+                panic!("boom");
+            }
+        }
+        let a = PooledRc::new(Boom);
+        let block = a.ptr.cast::<u8>();
+        assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(a))).is_err());
+        let b = PooledRc::new(0u64);
+        assert_eq!(b.ptr.cast::<u8>(), block);
+    }
+}
