@@ -1,6 +1,8 @@
 //! The hub allocates nothing per `yield_now`, per queue hand-off, per
-//! timer, per socket wait or per channel receive once warmed up (its containers keep their capacity and its slabs
-//! reuse slots). Counted per thread, so other test threads don't interfere.
+//! spawn and join, per timer, per socket wait or per channel receive once
+//! warmed up (its containers keep their capacity, its slabs reuse slots,
+//! the stack pool and the spawn states' pool reuse their blocks). Counted
+//! per thread, so other test threads don't interfere.
 
 mod common;
 #[path = "common/steady_state.rs"]
@@ -25,6 +27,16 @@ fn yield_now_allocates_nothing() {
     let n = steady_state(20_000, |_| hub::yield_now());
     stop.set(true);
     hub::run();
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn spawn_and_join_allocate_nothing() {
+    // Each step spawns a greenlet (a pooled stack, a recycled record, a
+    // pooled join state), joins it and drops its handle.
+    let n = steady_state(20_000, |i| {
+        assert_eq!(hub::spawn(move || i * 2).join().unwrap(), i * 2);
+    });
     assert_eq!(n, 0);
 }
 
