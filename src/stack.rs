@@ -777,6 +777,33 @@ pub(crate) fn page_size() -> usize {
     }
 }
 
+/// How much of a parked greenlet's stack, below its coroutine at the top,
+/// [`prefetch_parked_frames`] warms.
+const PARKED_FRAMES: usize = 1536;
+
+/// Asks the CPU to start loading the top of the stack whose coroutine is
+/// `co` (the frames a parked greenlet resumes through), so that a greenlet
+/// resumed soon after does not wait for each of those cache lines in turn.
+/// A hint only: nothing is read, and any address is allowed.
+#[inline]
+pub(crate) fn prefetch_parked_frames(co: *const Co) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let top = co.cast::<i8>();
+        let mut offset = 64;
+        while offset <= PARKED_FRAMES {
+            // SAFETY: a prefetch reads nothing and never faults, whatever
+            // the address (wrapping arithmetic makes no reference); SSE is
+            // part of the x86_64 baseline.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(top.wrapping_sub(offset)) };
+            offset += 64;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = co;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -298,6 +298,12 @@ impl Hub {
             // Straight to the runtime: the caller is a spawned greenlet
             // (never main), and no handle to it is needed.
             debug_assert_ne!(rt.current(), rt.main_key());
+            // A burst of finishing greenlets resumes one parked stack after
+            // another, each out of cache: start loading the one after
+            // `next` while `next` runs.
+            if let Some(after) = self.ready.borrow().front() {
+                crate::stack::prefetch_parked_frames(rt.records().target(after.key()).coroutine);
+            }
             if !rt.set_parent(rt.current(), next.key()) {
                 // `next` is one of our own descendants: let the hub run it.
                 self.ready.borrow_mut().push_front(next);
