@@ -105,14 +105,8 @@ impl Builder {
         A: 'static,
         R: 'static,
     {
-        crate::panic_hook::note_greenlet_thread();
-        let rt = Runtime::get();
-        let parent = match &self.parent {
-            Some(p) => p.key,
-            None => rt.current(),
-        };
-        let key = rt.create(f, self.name, self.stack_size, parent)?;
-        Ok(Greenlet::from_new_ref(key))
+        let parent = self.parent.as_ref().map(|p| p.key);
+        self.build_with(parent, f)
     }
 
     /// [`build`](Builder::build) with `parent` as the parent, whatever the
@@ -124,9 +118,21 @@ impl Builder {
         A: 'static,
         R: 'static,
     {
+        self.build_with(Some(parent.key), f)
+    }
+
+    /// Both builds: `parent`, or the current greenlet when `None`.
+    #[inline]
+    fn build_with<F, A, R>(self, parent: Option<Key>, f: F) -> io::Result<Greenlet>
+    where
+        F: FnOnce(A) -> R + 'static,
+        A: 'static,
+        R: 'static,
+    {
         crate::panic_hook::note_greenlet_thread();
         let rt = Runtime::get();
-        let key = rt.create(f, self.name, self.stack_size, parent.key)?;
+        let parent = parent.unwrap_or_else(|| rt.current());
+        let key = rt.create(f, self.name, self.stack_size, parent)?;
         Ok(Greenlet::from_new_ref(key))
     }
 }
