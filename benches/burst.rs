@@ -15,9 +15,16 @@
 //!   is what the pool does by itself once the stacks have been idle for the
 //!   policy's cold delay).
 //!
+//! - A last column gives the kernel's floor for a first round, measured in
+//!   a fresh process of its own: mapping, guarding and faulting in the top
+//!   page of N default-sized (1 MiB) stacks, with no greenlet at all (see
+//!   `support/kernel_floor.rs`).
+//!
 //! `cargo bench --bench burst`; `cargo test --benches` does a quick smoke
 //! run.
 
+#[path = "support/kernel_floor.rs"]
+mod kernel_floor;
 #[path = "support/quick.rs"]
 mod quick;
 
@@ -173,7 +180,11 @@ criterion_group! {
     targets = benches
 }
 
+/// The pool's default stack size (`StackPolicy::stack_size`'s default).
+const DEFAULT_STACK: usize = 1 << 20;
+
 fn main() {
+    kernel_floor::run_if_child();
     if let Ok(spec) = std::env::var(CHILD) {
         let mut words = spec.split_whitespace().map(|w| w.parse().unwrap());
         let (n, rounds) = (words.next().unwrap(), words.next().unwrap());
@@ -191,13 +202,17 @@ fn main() {
         "summary: ns per greenlet / task (first round in a fresh process; median of the {} later rounds)",
         rounds - 1
     );
-    println!("| N | first round | later rounds | tokio (median) | later / tokio | target |");
-    println!("|---:|---:|---:|---:|---:|---|");
+    println!(
+        "| N | first round | later rounds | tokio (median) | later / tokio | target | \
+         kernel floor of a first round |"
+    );
+    println!("|---:|---:|---:|---:|---:|---|---:|");
     let mut rss = Vec::new();
     for &n in sizes {
         let f = in_child(n, rounds);
+        let floor = kernel_floor::ns_per_stack(n, DEFAULT_STACK);
         println!(
-            "| {n} | {:.0} | {:.0} | {:.0} | {:.2}x | first <= 3000, later <= 2x tokio |",
+            "| {n} | {:.0} | {:.0} | {:.0} | {:.2}x | first <= 3000, later <= 2x tokio | {floor:.0} |",
             f.first,
             f.later,
             f.tokio,

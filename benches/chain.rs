@@ -29,6 +29,12 @@
 //!   with an environment variable), which also makes runs later, warm.
 //! - **later runs**: the median of the next runs in that same process.
 //!
+//! - **kernel floor**: what a first run cannot go below on this machine,
+//!   measured in a fresh process of its own: mapping, guarding and
+//!   faulting in the top page of one stack per link, with no greenlet at
+//!   all (see `support/kernel_floor.rs`); for the 1 MiB and the 64 KiB
+//!   stacks.
+//!
 //! Criterion times a warm 1,000-link chain first; then the summary table
 //! gives first and later runs for 1,000, 10,000 and 30,000 links (the
 //! sizes Python's script takes), for each teardown.
@@ -36,6 +42,8 @@
 //! `cargo bench --bench chain`; `cargo test --benches` does a quick smoke
 //! run.
 
+#[path = "support/kernel_floor.rs"]
+mod kernel_floor;
 #[path = "support/quick.rs"]
 mod quick;
 
@@ -143,7 +151,11 @@ criterion_group! {
     targets = benches
 }
 
+/// The pool's default stack size (`StackPolicy::stack_size`'s default).
+const DEFAULT_STACK: usize = 1 << 20;
+
 fn main() {
+    kernel_floor::run_if_child();
     if let Ok(spec) = std::env::var(CHILD) {
         let mut words = spec.split_whitespace().map(|w| w.parse().unwrap());
         let (n, later) = (words.next().unwrap(), words.next().unwrap());
@@ -178,6 +190,10 @@ fn main() {
         ] {
             let (first, later) = in_child(n, later, teardown);
             println!("| {n} | {name} | {first:.0} | {later:.0} | <= 3000 / <= 500 |");
+        }
+        for (size, name) in [(DEFAULT_STACK, "1 MiB"), (SMALL_STACK, "64 KiB")] {
+            let floor = kernel_floor::ns_per_stack(n as usize, size);
+            println!("| {n} | kernel floor, {name} stacks | {floor:.0} | | |");
         }
     }
 }
