@@ -18,7 +18,7 @@ mod support;
 
 use criterion::{criterion_group, Criterion};
 use greenlet::{set_switch_hook, Generator, Greenlet, Yielder};
-use support::median_ns;
+use support::{interleaved_medians, median_ns};
 
 /// Nodes in the benchmark tree (a complete binary tree).
 const NODES: u64 = (1 << 16) - 1;
@@ -29,6 +29,9 @@ struct Node {
     left: Option<Box<Node>>,
     right: Option<Box<Node>>,
 }
+
+/// A tree shared with the generators that walk it.
+type Tree = Rc<Option<Box<Node>>>;
 
 fn build(lo: u64, hi: u64) -> Option<Box<Node>> {
     if lo >= hi {
@@ -79,12 +82,12 @@ impl<'a> Iterator for InOrder<'a> {
     }
 }
 
-fn greenlet_sum(tree: &Rc<Option<Box<Node>>>) -> u64 {
+fn greenlet_sum(tree: &Tree) -> u64 {
     let tree = tree.clone();
     Generator::new(move |y: &Yielder<u64>| walk_greenlet(&tree, y)).sum()
 }
 
-fn corosensei_sum(tree: &Rc<Option<Box<Node>>>) -> u64 {
+fn corosensei_sum(tree: &Tree) -> u64 {
     let tree = tree.clone();
     let mut co: Coroutine<(), u64, ()> = Coroutine::new(move |y, ()| walk_corosensei(&tree, y));
     let mut sum = 0u64;
@@ -94,7 +97,7 @@ fn corosensei_sum(tree: &Rc<Option<Box<Node>>>) -> u64 {
     sum
 }
 
-fn iterator_sum(tree: &Rc<Option<Box<Node>>>) -> u64 {
+fn iterator_sum(tree: &Tree) -> u64 {
     InOrder {
         stack: Vec::new(),
         next: tree.as_deref(),
@@ -132,27 +135,34 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-/// Median ns per node of `f(tree)`, over several walks.
-fn walk_ns(tree: &Rc<Option<Box<Node>>>, f: fn(&Rc<Option<Box<Node>>>) -> u64) -> f64 {
-    assert_eq!(f(tree), NODES * (NODES - 1) / 2, "every key, once");
-    median_ns(NODES * 16, |units| {
-        for _ in 0..units / NODES {
-            black_box(f(tree));
+/// Median ns per node of each of the walks, over several walks, timed in
+/// turn.
+fn walks_ns<const N: usize>(tree: &Tree, walks: [fn(&Tree) -> u64; N]) -> [f64; N] {
+    for f in walks {
+        assert_eq!(f(tree), NODES * (NODES - 1) / 2, "every key, once");
+    }
+    let mut runs = walks.map(|f| {
+        move |units: u64| {
+            for _ in 0..units / NODES {
+                black_box(f(tree));
+            }
         }
-    })
+    });
+    interleaved_medians(
+        NODES * 16,
+        runs.each_mut().map(|r| r as &mut dyn FnMut(u64)),
+    )
 }
 
 fn summary() {
     let tree = Rc::new(build(0, NODES));
-    let coro = walk_ns(&tree, corosensei_sum);
-    let gen = walk_ns(&tree, greenlet_sum);
-    let iter = walk_ns(&tree, iterator_sum);
+    let [coro, gen, iter] = walks_ns(&tree, [corosensei_sum, greenlet_sum, iterator_sum]);
     let unset = median_ns(1_000_000, round_trips);
     set_switch_hook(Some(Box::new(|_| {})));
     set_switch_hook(None);
     let cleared = median_ns(1_000_000, round_trips);
     println!();
-    println!("summary (median of 11 batches, same run)");
+    println!("summary (median of 11 batches, same run; the walks are timed in turn)");
     println!("| measurement | ns | ratio |");
     println!("|---|---:|---:|");
     println!("| tree walk, corosensei generator, per item (floor) | {coro:.2} | 1.00x |");

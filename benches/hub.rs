@@ -25,7 +25,7 @@ mod support;
 
 use criterion::{criterion_group, Criterion, Throughput};
 use greenlet::hub::{self, Event, Queue};
-use support::median_ns;
+use support::{interleaved_medians, medians_in_turn};
 use tokio::runtime::{Builder, Runtime};
 use tokio::sync::{mpsc, watch, Notify};
 
@@ -141,13 +141,14 @@ fn tokio_yield(rt: &Runtime, tasks: u64, yields: u64) -> Duration {
 }
 
 /// Median ns per unit of `f`'s own timing over 11 runs, after a warm-up.
-fn median_timed(units: u64, mut f: impl FnMut() -> Duration) -> f64 {
-    f();
-    let mut samples: Vec<f64> = (0..11)
-        .map(|_| f().as_nanos() as f64 / units as f64)
-        .collect();
-    samples.sort_by(|a, b| a.total_cmp(b));
-    samples[samples.len() / 2]
+/// Median nanoseconds per unit of each of the two `fs`, which time their
+/// own runs, timed in turn (see `medians_in_turn`) after one warm-up each.
+fn timed_in_turn(units: u64, mut fs: [&mut dyn FnMut() -> Duration; 2]) -> [f64; 2] {
+    for f in fs.iter_mut() {
+        f();
+    }
+    let mut per_unit = fs.map(|f| move || f().as_nanos() as f64 / units as f64);
+    medians_in_turn(per_unit.each_mut().map(|f| f as &mut dyn FnMut() -> f64))
 }
 
 fn hub_ping_pong(rounds: u64) {
@@ -321,8 +322,12 @@ fn main() {
     for tasks in [2u64, 1_000] {
         let yields = 1_000_000 / tasks / scale;
         let total = tasks * yields;
-        let ours = median_timed(total, || hub_yield(tasks, yields));
-        let theirs = median_timed(total, || tokio_yield(&rt, tasks, yields));
+        let [ours, theirs] = timed_in_turn(
+            total,
+            [&mut || hub_yield(tasks, yields), &mut || {
+                tokio_yield(&rt, tasks, yields)
+            }],
+        );
         rows.push((
             format!("yield_now among {tasks}, ns/yield"),
             ours,
@@ -333,8 +338,12 @@ fn main() {
     {
         let (tasks, yields) = (1_000u64, 1_000 / scale);
         let total = tasks * yields;
-        let ours = median_timed(total, || hub_yield_spawned(tasks, yields));
-        let theirs = median_timed(total, || tokio_yield_spawned(&rt, tasks, yields));
+        let [ours, theirs] = timed_in_turn(
+            total,
+            [&mut || hub_yield_spawned(tasks, yields), &mut || {
+                tokio_yield_spawned(&rt, tasks, yields)
+            }],
+        );
         rows.push((
             "yield_now among 1,000 spawned and finished in the timed part, ns/yield".into(),
             ours,
@@ -343,8 +352,12 @@ fn main() {
         ));
     }
     let rounds = 100_000 / scale;
-    let ours = median_ns(rounds * 2, |_| hub_ping_pong(rounds));
-    let theirs = median_ns(rounds * 2, |_| tokio_ping_pong(&rt, rounds));
+    let [ours, theirs] = interleaved_medians(
+        rounds * 2,
+        [&mut |_| hub_ping_pong(rounds), &mut |_| {
+            tokio_ping_pong(&rt, rounds)
+        }],
+    );
     rows.push((
         "ping-pong via bounded(1), ns/hop".into(),
         ours,
@@ -353,8 +366,12 @@ fn main() {
     ));
     let items = 1_000_000 / scale;
     for (label, bound) in [("bounded(1024)", Some(1024)), ("unbounded", None)] {
-        let ours = median_ns(items, |_| hub_stream(items, bound));
-        let theirs = median_ns(items, |_| tokio_stream(&rt, items, bound));
+        let [ours, theirs] = interleaved_medians(
+            items,
+            [&mut |_| hub_stream(items, bound), &mut |_| {
+                tokio_stream(&rt, items, bound)
+            }],
+        );
         rows.push((
             format!("1M u64 through {label}, items/s"),
             ours,
@@ -363,8 +380,12 @@ fn main() {
         ));
     }
     let n = 100_000 / scale;
-    let ours = median_ns(n, |_| hub_spawn_join(n));
-    let theirs = median_ns(n, |_| tokio_spawn_join(&rt, n));
+    let [ours, theirs] = interleaved_medians(
+        n,
+        [&mut |_| hub_spawn_join(n), &mut |_| {
+            tokio_spawn_join(&rt, n)
+        }],
+    );
     rows.push(("spawn + join, ns".into(), ours, theirs, "ns"));
 
     println!("| measurement | greenlet::hub | tokio current-thread | hub / tokio time |");

@@ -18,7 +18,7 @@ mod support;
 
 use criterion::{criterion_group, Criterion};
 use greenlet::{Greenlet, DEFAULT_STACK_SIZE};
-use support::median_ns;
+use support::{interleaved_medians, median_ns};
 
 /// `n` raw corosensei round trips.
 fn raw_round_trips(n: u64) {
@@ -189,15 +189,25 @@ fn benches(c: &mut Criterion) {
 }
 
 fn summary() {
-    let raw = median_ns(2_000_000, raw_round_trips);
-    let mc = median_ns(2_000_000, main_child_round_trips);
-    let cc = median_ns(2_000_000, child_child_round_trips);
-    let co_reused = median_ns(200_000, corosensei_create_to_finish_reused);
-    let pooled = median_ns(200_000, create_to_finish_pooled);
+    let [raw, mc, cc] = interleaved_medians(
+        2_000_000,
+        [
+            &mut raw_round_trips,
+            &mut main_child_round_trips,
+            &mut child_child_round_trips,
+        ],
+    );
+    let [co_reused, pooled] = interleaved_medians(
+        200_000,
+        [
+            &mut corosensei_create_to_finish_reused,
+            &mut create_to_finish_pooled,
+        ],
+    );
     let co_fresh = median_ns(5_000, corosensei_create_to_finish_fresh);
     let fresh = median_ns(5_000, create_to_finish_fresh);
     println!();
-    println!("summary (median of 11 batches, same run)");
+    println!("summary (median of 11 batches, same run; the rows compared are timed in turn)");
     println!("| measurement | median ns | ratio | target |");
     println!("|---|---:|---:|---|");
     println!("| raw corosensei round trip (floor) | {raw:.2} | 1.00x | |");
