@@ -55,6 +55,9 @@ impl fmt::Display for JoinError {
 
 impl std::error::Error for JoinError {}
 
+/// `on_finish` callbacks, in the order they were added.
+type Callbacks = Vec<Box<dyn FnOnce()>>;
+
 /// What a spawned greenlet leaves for its joiner. `join` consumes the one
 /// `JoinHandle`, so there is at most one joiner; the handle's
 /// non-consuming waits (`wait`, `hub::wait`) queue in `waiters`.
@@ -65,8 +68,10 @@ struct JoinState<R> {
     stamp: Cell<u64>,
     joiner: Cell<Option<WaitKey>>,
     waiters: RefCell<WaitList>,
-    /// `on_finish` callbacks, run in a greenlet of their own at the end.
-    on_finish: RefCell<Vec<Box<dyn FnOnce()>>>,
+    /// `on_finish` callbacks, run in a greenlet of their own at the end
+    /// (`None` until the first: most handles never get one, and an absent
+    /// list costs its drop nothing).
+    on_finish: RefCell<Option<Callbacks>>,
 }
 
 impl<R> JoinState<R> {
@@ -86,8 +91,8 @@ impl<R> JoinState<R> {
                 None => break,
             }
         }
-        if !self.on_finish.borrow().is_empty() {
-            let callbacks = std::mem::take(&mut *self.on_finish.borrow_mut());
+        let callbacks = self.on_finish.borrow_mut().take();
+        if let Some(callbacks) = callbacks {
             run_callbacks(hub, callbacks);
         }
     }
@@ -96,7 +101,7 @@ impl<R> JoinState<R> {
 /// Runs `on_finish` callbacks in a new greenlet (gevent runs links from its
 /// loop too): they may block, and a panic in one is that greenlet's, not
 /// the finishing greenlet's, which may be unwinding from a kill.
-fn run_callbacks(hub: &Rc<Hub>, callbacks: Vec<Box<dyn FnOnce()>>) {
+fn run_callbacks(hub: &Rc<Hub>, callbacks: Callbacks) {
     let builder = Greenlet::builder().name("on_finish");
     // Without a stack the callbacks cannot run; they are dropped unrun
     // rather than panicking in a greenlet that may be unwinding.
@@ -164,13 +169,13 @@ where
     F: FnOnce() -> R + 'static,
     R: 'static,
 {
-    let state = PooledRc::new(JoinState {
+    let state = PooledRc::new_with(|| JoinState {
         result: RefCell::new(None),
         finished: Cell::new(false),
         stamp: Cell::new(0),
         joiner: Cell::new(None),
         waiters: RefCell::new(WaitList::new()),
-        on_finish: RefCell::new(Vec::new()),
+        on_finish: RefCell::new(None),
     });
     let finisher = Finisher {
         state: state.clone(),
@@ -311,7 +316,8 @@ impl<R: 'static> JoinHandle<R> {
         if self.state.finished.get() {
             run_callbacks(&hub(), vec![Box::new(f)]);
         } else {
-            self.state.on_finish.borrow_mut().push(Box::new(f));
+            let mut callbacks = self.state.on_finish.borrow_mut();
+            callbacks.get_or_insert_with(Vec::new).push(Box::new(f));
         }
     }
 

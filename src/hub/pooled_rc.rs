@@ -102,8 +102,20 @@ impl<T> PooledRc<T> {
     }
 
     /// Moves `value` into a block from the pool (or a new one).
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn new(value: T) -> PooledRc<T> {
+        PooledRc::new_with(|| value)
+    }
+
+    /// Makes the value straight into a block from the pool (or a new one):
+    /// `make` runs once the block is at hand, so a value built from
+    /// constants is written in place rather than built on the stack and
+    /// copied (a `memcpy` call for `spawn`'s join state).
+    ///
+    /// `make` should not panic: if it does, the block is not returned to
+    /// the pool (it leaks; nothing unsound).
+    #[inline]
+    pub(crate) fn new_with(make: impl FnOnce() -> T) -> PooledRc<T> {
         let pooled = Self::CLASS.and_then(|class| {
             POOL.try_with(|pool| pool.0[class].borrow_mut().pop())
                 .ok()
@@ -116,7 +128,7 @@ impl<T> PooledRc<T> {
         unsafe {
             ptr.as_ptr().write(Inner {
                 count: Cell::new(1),
-                value,
+                value: make(),
             })
         };
         PooledRc {
