@@ -3,6 +3,7 @@
 //! [`Event`](super::Event)s and [`AsyncResult`](super::AsyncResult)s
 //! (gevent's `gevent.wait` / `gevent.iwait`), and [`join_all`].
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use super::wait::{Unlink, WaitKey, Waiter, Wake, Woken};
@@ -36,10 +37,20 @@ pub trait Waitable: sealed::Source {}
 
 /// A number from a counter that only grows, taken when something becomes
 /// ready, so [`iwait`] can report things in the order they became ready.
+/// Per thread: everything waitable lives on one thread, so stamps are only
+/// ever compared with stamps of the same thread, and a thread-local needs
+/// no locked instruction (an atomic add costs a finishing greenlet about
+/// 20 cycles).
+#[inline]
 pub(crate) fn next_stamp() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
+    thread_local! {
+        static NEXT: Cell<u64> = const { Cell::new(1) };
+    }
+    NEXT.with(|next| {
+        let stamp = next.get();
+        next.set(stamp + 1);
+        stamp
+    })
 }
 
 impl<W: Waitable + ?Sized> sealed::Source for &W {
