@@ -106,24 +106,29 @@ impl Builder {
         R: 'static,
     {
         let parent = self.parent.as_ref().map(|p| p.key);
-        self.build_with(parent, f)
+        self.build_with::<F, A, R, false>(parent, f)
     }
 
-    /// [`build`](Builder::build) with `parent` as the parent, whatever the
-    /// builder says, and without taking a handle to it (the hub spawns
-    /// every greenlet under its own).
-    pub(crate) fn build_under<F, A, R>(self, parent: &Greenlet, f: F) -> io::Result<Greenlet>
+    /// [`build`](Builder::build) for a hub spawn: `parent` (the hub) as the
+    /// parent, whatever the builder says, and without taking a handle to
+    /// it; the greenlet keeps its own outcome (its `JoinHandle` gets it).
+    pub(crate) fn build_spawned<F, A, R>(self, parent: &Greenlet, f: F) -> io::Result<Greenlet>
     where
         F: FnOnce(A) -> R + 'static,
         A: 'static,
         R: 'static,
     {
-        self.build_with(Some(parent.key), f)
+        self.build_with::<F, A, R, true>(Some(parent.key), f)
     }
 
-    /// Both builds: `parent`, or the current greenlet when `None`.
+    /// Both builds: `parent`, or the current greenlet when `None`;
+    /// `OWNS_OUTCOME` for a hub spawn (see `build_spawned`).
     #[inline]
-    fn build_with<F, A, R>(self, parent: Option<Key>, f: F) -> io::Result<Greenlet>
+    fn build_with<F, A, R, const OWNS_OUTCOME: bool>(
+        self,
+        parent: Option<Key>,
+        f: F,
+    ) -> io::Result<Greenlet>
     where
         F: FnOnce(A) -> R + 'static,
         A: 'static,
@@ -132,7 +137,7 @@ impl Builder {
         crate::panic_hook::note_greenlet_thread();
         let rt = Runtime::get();
         let parent = parent.unwrap_or_else(|| rt.current());
-        let key = rt.create(f, self.name, self.stack_size, parent)?;
+        let key = rt.create::<F, A, R, OWNS_OUTCOME>(f, self.name, self.stack_size, parent)?;
         Ok(Greenlet::from_new_ref(key))
     }
 }

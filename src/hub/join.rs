@@ -181,7 +181,7 @@ where
         state: state.clone(),
         hub: hub.clone(),
     };
-    let greenlet = builder.build_under(&hub.greenlet, move |()| {
+    let greenlet = builder.build_spawned(&hub.greenlet, move |()| {
         let finisher = finisher;
         let mut result = match panic::catch_unwind(AssertUnwindSafe(f)) {
             Ok(value) => Ok(value),
@@ -201,7 +201,6 @@ where
         finisher.state.finish(&finisher.hub, result);
         finisher.hub.hand_off_on_finish();
     })?;
-    Runtime::get().set_owns_outcome(greenlet.key());
     hub.make_ready(greenlet.clone());
     Ok(JoinHandle { greenlet, state })
 }

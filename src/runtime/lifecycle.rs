@@ -25,8 +25,11 @@ pub(crate) struct Refused;
 impl Runtime {
     // ----- creation and reference counting -----
 
-    /// Creates an unstarted greenlet with one reference (the caller's handle).
-    pub(crate) fn create<F, A, R>(
+    /// Creates an unstarted greenlet with one reference (the caller's
+    /// handle); `OWNS`: a hub spawn, whose function keeps its own outcome
+    /// (see `OWNS_OUTCOME`; a constant, so a plain greenlet's creation
+    /// pays nothing for it).
+    pub(crate) fn create<F, A, R, const OWNS: bool>(
         &self,
         f: F,
         name: Option<Rc<str>>,
@@ -63,7 +66,8 @@ impl Runtime {
             name,
             guard_page,
             stack_size,
-        );
+        )
+        .owning_outcome(OWNS);
         self.records.fill(key, record);
         self.records.add_ref(parent);
         Ok(key)

@@ -54,7 +54,7 @@ use crate::trace::Tracer;
 use crate::value::{GreenletExit, ValueType, SLOW_LANE};
 
 pub(crate) use self::records::{Key, Records, State};
-use self::records::{Record, FORCES_SLOW_PATH, NO_REFUSAL, OWNS_OUTCOME, Y};
+use self::records::{Record, FORCES_SLOW_PATH, NO_REFUSAL, Y};
 use self::switch::SlowLane;
 
 pub(crate) struct Runtime {
@@ -306,11 +306,6 @@ impl Runtime {
     /// Makes kills of `key` impossible to refuse (see `NO_REFUSAL`).
     pub(crate) fn set_no_refusal(&self, key: Key) {
         self.set_flags(key, NO_REFUSAL);
-    }
-
-    /// Marks `key` as keeping its own outcome (see `OWNS_OUTCOME`).
-    pub(crate) fn set_owns_outcome(&self, key: Key) {
-        self.set_flags(key, OWNS_OUTCOME);
     }
 
     /// If `addr` lies in the guard page of the current greenlet's stack,

@@ -162,6 +162,15 @@ impl Record {
             stack_size,
         }
     }
+
+    /// This new record, with `OWNS_OUTCOME` when `owns` (a hub spawn).
+    #[inline]
+    pub(crate) fn owning_outcome(mut self, owns: bool) -> Record {
+        if owns {
+            self.flags |= OWNS_OUTCOME;
+        }
+        self
+    }
 }
 
 impl Record {
