@@ -121,10 +121,10 @@ impl Builder {
         self.build_with::<F, A, R, true>(Some(parent.key), f)
     }
 
-    /// Both builds: `parent`, or the current greenlet when `None`;
-    /// `OWNS_OUTCOME` for a hub spawn (see `build_spawned`).
+    /// Both builds: `parent`, or the current greenlet when `None`; `OWNS`
+    /// for a hub spawn, which keeps its own outcome (see `build_spawned`).
     #[inline]
-    fn build_with<F, A, R, const OWNS_OUTCOME: bool>(
+    fn build_with<F, A, R, const OWNS: bool>(
         self,
         parent: Option<Key>,
         f: F,
@@ -137,7 +137,7 @@ impl Builder {
         crate::panic_hook::note_greenlet_thread();
         let rt = Runtime::get();
         let parent = parent.unwrap_or_else(|| rt.current());
-        let key = rt.create::<F, A, R, OWNS_OUTCOME>(f, self.name, self.stack_size, parent)?;
+        let key = rt.create::<F, A, R, OWNS>(f, self.name, self.stack_size, parent)?;
         Ok(Greenlet::from_new_ref(key))
     }
 }

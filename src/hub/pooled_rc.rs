@@ -112,8 +112,7 @@ impl<T> PooledRc<T> {
     /// constants is written in place rather than built on the stack and
     /// copied (a `memcpy` call for `spawn`'s join state).
     ///
-    /// `make` should not panic: if it does, the block is not returned to
-    /// the pool (it leaks; nothing unsound).
+    /// If `make` panics, the block goes back to the pool.
     #[inline]
     pub(crate) fn new_with(make: impl FnOnce() -> T) -> PooledRc<T> {
         let pooled = Self::CLASS.and_then(|class| {
@@ -123,6 +122,7 @@ impl<T> PooledRc<T> {
         });
         let block = pooled.unwrap_or_else(|| alloc_block(Self::block_layout()));
         let ptr = block.cast::<Inner<T>>();
+        let unwritten = GiveBack(ptr);
         // SAFETY: `block` is unused memory of `block_layout()`, which is at
         // least as large and as aligned as an `Inner<T>` (`class_of`).
         unsafe {
@@ -131,6 +131,7 @@ impl<T> PooledRc<T> {
                 value: make(),
             })
         };
+        std::mem::forget(unwritten);
         PooledRc {
             ptr,
             _owns: PhantomData,
@@ -183,28 +184,34 @@ impl<T> Drop for PooledRc<T> {
     }
 }
 
-/// Drops the value of the last reference and gives its block back.
+/// Gives a block back (to the pool, or to the allocator) when dropped: on
+/// every exit of `release`, and of `new_with` if its `make` panics. Holds
+/// no value: the block's `Inner<T>` has been dropped, or was never written.
+struct GiveBack<T>(NonNull<Inner<T>>);
+
+impl<T> Drop for GiveBack<T> {
+    fn drop(&mut self) {
+        let block = self.0.cast::<u8>();
+        if let Some(class) = PooledRc::<T>::CLASS {
+            let kept = POOL.try_with(|pool| {
+                let mut blocks = pool.0[class].borrow_mut();
+                (blocks.len() < KEEP).then(|| blocks.push(block)).is_some()
+            });
+            if kept == Ok(true) {
+                return;
+            }
+        }
+        // SAFETY: the block was allocated with `block_layout()` (by
+        // `alloc_block` or for a pooled block of the same class), and holds
+        // no live value (see the type's invariant).
+        unsafe { alloc::dealloc(block.as_ptr(), PooledRc::<T>::block_layout()) }
+    }
+}
+
+/// Drops the value of the last reference and gives its block back (even
+/// if the value's destructor panics).
 #[inline(never)]
 fn release<T>(ptr: NonNull<Inner<T>>) {
-    /// Gives the block back even if the value's destructor panics.
-    struct GiveBack<T>(NonNull<Inner<T>>);
-    impl<T> Drop for GiveBack<T> {
-        fn drop(&mut self) {
-            let block = self.0.cast::<u8>();
-            if let Some(class) = PooledRc::<T>::CLASS {
-                let kept = POOL.try_with(|pool| {
-                    let mut blocks = pool.0[class].borrow_mut();
-                    (blocks.len() < KEEP).then(|| blocks.push(block)).is_some()
-                });
-                if kept == Ok(true) {
-                    return;
-                }
-            }
-            // SAFETY: the block was allocated with `block_layout()` by
-            // `PooledRc::new`, and its value has been dropped.
-            unsafe { alloc::dealloc(block.as_ptr(), PooledRc::<T>::block_layout()) }
-        }
-    }
     let give_back = GiveBack(ptr);
     // SAFETY: the count reached zero, so this was the last reference: the
     // value is dropped exactly once, and nothing reads it afterwards (the
@@ -271,5 +278,17 @@ mod tests {
         assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(a))).is_err());
         let b = PooledRc::new(0u64);
         assert_eq!(b.ptr.cast::<u8>(), block);
+    }
+
+    #[test]
+    fn a_panicking_make_gives_the_block_back() {
+        let a = PooledRc::new(1u64);
+        let block = a.ptr.cast::<u8>();
+        drop(a);
+        let made = std::panic::catch_unwind(|| PooledRc::<u64>::new_with(|| panic!("no value")));
+        assert!(made.is_err());
+        let b = PooledRc::new(2u64);
+        assert_eq!(b.ptr.cast::<u8>(), block, "the block went back to the pool");
+        assert_eq!(*b, 2);
     }
 }
