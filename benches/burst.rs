@@ -23,13 +23,14 @@
 //! `cargo bench --bench burst`; `cargo test --benches` does a quick smoke
 //! run.
 
+#[path = "support/child.rs"]
+mod child;
 #[path = "support/kernel_floor.rs"]
 mod kernel_floor;
 #[path = "support/quick.rs"]
 mod quick;
 
 use quick::criterion_unless_quick;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};
@@ -142,20 +143,7 @@ struct Figures {
 }
 
 fn in_child(n: usize, rounds: usize) -> Figures {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .env(CHILD, format!("{n} {rounds}"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "burst child failed: {stdout}");
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("figures "))
-        .expect("the child's figures");
-    let w: Vec<f64> = line
-        .split_whitespace()
-        .map(|w| w.parse().unwrap())
-        .collect();
+    let w = child::figures(CHILD, format!("{n} {rounds}"), "figures ");
     Figures {
         first: w[0],
         later: w[1],

@@ -42,6 +42,8 @@
 //! `cargo bench --bench chain`; `cargo test --benches` does a quick smoke
 //! run.
 
+#[path = "support/child.rs"]
+mod child;
 #[path = "support/kernel_floor.rs"]
 mod kernel_floor;
 #[path = "support/quick.rs"]
@@ -49,7 +51,6 @@ mod quick;
 
 use quick::criterion_unless_quick;
 use std::hint::black_box;
-use std::process::Command;
 use std::time::Instant;
 
 use criterion::{criterion_group, Criterion};
@@ -110,28 +111,18 @@ fn timed(n: u64, teardown: Teardown) -> f64 {
 }
 
 /// In the child: a first run, then the later ones; prints
-/// `first <ns> later <median ns>`.
+/// `figures <first ns> <median of the later ns>`.
 fn child(n: u64, later: usize, teardown: Teardown) {
     let first = timed(n, teardown);
     let mut runs: Vec<f64> = (0..later.max(1)).map(|_| timed(n, teardown)).collect();
     runs.sort_by(f64::total_cmp);
-    println!("first {first:.1} later {:.1}", runs[runs.len() / 2]);
+    println!("figures {first:.1} {:.1}", runs[runs.len() / 2]);
 }
 
 /// Runs one chain size in a child process: (first, later) ns per link.
 fn in_child(n: u64, later: usize, teardown: Teardown) -> (f64, f64) {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .env(CHILD, format!("{n} {later} {}", teardown as u8))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "chain child failed: {stdout}");
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("first "))
-        .expect("the child's figures");
-    let words: Vec<&str> = line.split_whitespace().collect();
-    (words[1].parse().unwrap(), words[3].parse().unwrap())
+    let w = child::figures(CHILD, format!("{n} {later} {}", teardown as u8), "figures ");
+    (w[0], w[1])
 }
 
 fn benches(c: &mut Criterion) {

@@ -16,7 +16,6 @@
 //! [`CHILD`] set), so its pages are as new to the process as a first
 //! burst's are.
 
-use std::process::Command;
 use std::time::Instant;
 
 /// The environment variable that makes a bench binary a child measuring the
@@ -47,18 +46,7 @@ pub fn run_if_child() {
 /// Nanoseconds per stack to map `stacks` stacks of `size` usable bytes,
 /// guard them and fault in the top page of each, in a fresh process.
 pub fn ns_per_stack(stacks: usize, size: usize) -> f64 {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .env(CHILD, format!("{stacks} {size}"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "kernel floor child failed: {stdout}");
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("floor "))
-        .expect("the child's figure")
-        .parse()
-        .unwrap()
+    crate::child::figures(CHILD, format!("{stacks} {size}"), "floor ")[0]
 }
 
 fn measure(stacks: usize, size: usize) -> f64 {
