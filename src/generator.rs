@@ -586,7 +586,8 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
     /// # Panics
     ///
     /// As [`resume`](Generator::resume).
-    #[inline]
+    // Inlined to the switch, as `hub::yield_now` (see there).
+    #[inline(always)]
     pub fn send(&mut self, value: S) -> Option<Y> {
         self.step(value)
     }
@@ -873,7 +874,8 @@ impl<Y: 'static, R: 'static> Iterator for Generator<Y, R, ()> {
     /// # Panics
     ///
     /// As [`resume`](Generator::resume).
-    #[inline]
+    // Inlined to the switch, as `hub::yield_now` (see there).
+    #[inline(always)]
     fn next(&mut self) -> Option<Y> {
         self.step(())
     }

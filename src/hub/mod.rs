@@ -143,6 +143,7 @@ mod pooled_rc;
 mod queue;
 pub(crate) mod reactor;
 mod remote;
+mod ring;
 mod scheduler;
 mod semaphore;
 #[cfg(unix)]
@@ -157,7 +158,6 @@ mod wait_any;
 mod wait_list;
 
 use std::cell::{Cell, OnceCell, RefCell};
-use std::collections::VecDeque;
 use std::io as stdio;
 use std::rc::Rc;
 use std::time::Duration;
@@ -167,6 +167,7 @@ use crate::runtime::Key;
 use crate::value::GreenletExit;
 
 use self::reactor::Reactor;
+use self::ring::Ring;
 use self::slots::Slots;
 use self::timeout::{Scope, ScopeKey};
 use self::timer::Timers;
@@ -218,7 +219,7 @@ pub(crate) struct Hub {
     greenlet: Greenlet,
     /// `greenlet`'s key, for cheap "am I the hub" checks.
     key: Key,
-    ready: RefCell<VecDeque<scheduler::Counted>>,
+    ready: RefCell<Ring<scheduler::Counted>>,
     /// Ready greenlets left in the current round.
     round_left: Cell<usize>,
     /// The hub greenlet is parking the thread (in `poll` or a sleep): what
@@ -336,7 +337,7 @@ impl Hub {
             Hub {
                 key: greenlet.key(),
                 greenlet,
-                ready: RefCell::new(VecDeque::new()),
+                ready: RefCell::new(Ring::new()),
                 round_left: Cell::new(0),
                 parked: Cell::new(false),
                 timers: RefCell::new(Timers::new()),

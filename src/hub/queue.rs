@@ -2,12 +2,12 @@
 //! empty and whose `put` blocks while a bounded queue is full (row H6).
 
 use std::cell::{RefCell, RefMut};
-use std::collections::VecDeque;
 use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::budget;
+use super::ring::Ring;
 use super::wait::{Unlink, WaitKey, Waiter, Wake, Woken};
 use super::wait_list::WaitList;
 use super::{deadline_after, hub as hub_or_new, try_hub, Hub};
@@ -38,7 +38,7 @@ pub struct Queue<T> {
 }
 
 struct Inner<T> {
-    items: VecDeque<T>,
+    items: Ring<T>,
     capacity: Option<usize>,
     getters: WaitList,
     putters: WaitList,
@@ -130,7 +130,7 @@ impl<T: 'static> Queue<T> {
     fn with_capacity(capacity: Option<usize>) -> Queue<T> {
         Queue {
             inner: Rc::new(RefCell::new(Inner {
-                items: VecDeque::new(),
+                items: Ring::new(),
                 capacity,
                 getters: WaitList::new(),
                 putters: WaitList::new(),
@@ -279,7 +279,8 @@ impl<T: 'static> Queue<T> {
     ///
     /// When the queue is [closed](Queue::close) and empty;
     /// [`recv`](Queue::recv) returns an error instead.
-    #[inline]
+    // Inlined to the switch, as `yield_now` (see there).
+    #[inline(always)]
     pub fn get(&self) -> T {
         self.get_then(None, "Queue::get", |item| match item {
             Some(item) => item,

@@ -190,19 +190,23 @@ impl Hub {
         new_round: bool,
     ) -> Option<Counted> {
         let mut ready = self.ready.borrow_mut();
-        if let Some(g) = back {
-            ready.push_back(g);
-        }
         let left = if new_round {
-            ready.len()
+            ready.len() + usize::from(back.is_some())
         } else {
             self.round_left.get()
         };
-        if left == 0 {
-            self.round_left.set(0);
-            return None;
-        }
-        match ready.pop_front() {
+        // A yielding greenlet is pushed and the next one popped in one
+        // step (with `back`, `left` is at least 1: a new round counts it,
+        // and a round under way has some left).
+        let popped = match back {
+            Some(g) => Some(ready.rotate(g)),
+            None if left == 0 => {
+                self.round_left.set(0);
+                return None;
+            }
+            None => ready.pop_front(),
+        };
+        match popped {
             Some(next) if !next.is_dead_in(rt) => {
                 self.round_left.set(left - 1);
                 drop(ready);
@@ -314,7 +318,7 @@ impl Hub {
 
     /// Puts the current greenlet at the back of the ready queue and lets the
     /// others run.
-    #[inline]
+    #[inline(always)]
     pub(super) fn yield_now(&self) {
         // An expired `with_timeout` scope interrupts a yielding loop too.
         if let Some(s) = self.fired_scope() {
@@ -339,7 +343,12 @@ pub(crate) fn ready_keys() -> Vec<Key> {
 /// # Panics
 ///
 /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
-#[inline]
+// Inlined all the way to the switch, into the caller's frame: a call whose
+// frame is live across the stack switch has its return mispredicted (the
+// CPU's return stack was filled by the other greenlet), twice per switch.
+// Left to the compiler's choice, a caller of some size kept it out of
+// line: 25 ns a yield between two greenlets instead of 7.4.
+#[inline(always)]
 pub fn yield_now() {
     hub().yield_now();
 }

@@ -422,7 +422,8 @@ impl Hub {
     #[cold]
     fn forget_ready(&self, key: Key) {
         let mut ready = self.ready.borrow_mut();
-        if let Some(i) = ready.iter().position(|g| g.key() == key) {
+        let found = ready.iter().position(|g| g.key() == key);
+        if let Some(i) = found {
             let g = ready.remove(i);
             if i < self.round_left.get() {
                 self.round_left.set(self.round_left.get() - 1);
