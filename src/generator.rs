@@ -586,7 +586,7 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
     /// # Panics
     ///
     /// As [`resume`](Generator::resume).
-    // Inlined to the switch, as `hub::yield_now` (see there).
+    // Inlined to the switch (see `hub/wait.rs`).
     #[inline(always)]
     pub fn send(&mut self, value: S) -> Option<Y> {
         self.step(value)
@@ -874,7 +874,7 @@ impl<Y: 'static, R: 'static> Iterator for Generator<Y, R, ()> {
     /// # Panics
     ///
     /// As [`resume`](Generator::resume).
-    // Inlined to the switch, as `hub::yield_now` (see there).
+    // Inlined to the switch (see `hub/wait.rs`).
     #[inline(always)]
     fn next(&mut self) -> Option<Y> {
         self.step(())

@@ -453,7 +453,7 @@ impl Greenlet {
 }
 
 /// Switches to `target` with `value`; the same as `target.switch(value)`.
-// Inlined to the switch, as `hub::yield_now` (see there).
+// Inlined to the switch (see `hub/wait.rs`).
 #[inline(always)]
 pub fn switch<T: 'static, R: 'static>(target: &Greenlet, value: T) -> Result<R, SwitchError> {
     target.switch(value)

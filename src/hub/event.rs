@@ -88,6 +88,7 @@ impl Event {
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    #[inline(always)]
     pub fn wait(&self) {
         self.wait_until(None, "Event::wait");
     }
@@ -102,6 +103,7 @@ impl Event {
         self.wait_until(deadline_after(timeout), "Event::wait_timeout")
     }
 
+    #[inline(always)]
     fn wait_until(&self, deadline: Option<Instant>, call: &'static str) -> bool {
         if self.is_set() {
             return true;

@@ -214,6 +214,7 @@ impl<R: 'static> JoinHandle<R> {
     /// When called from the spawned greenlet itself (it could never
     /// finish), and as any blocking call does (see the [module
     /// docs](super)).
+    #[inline(always)]
     pub fn join(self) -> Result<R, JoinError> {
         if !self.state.finished.get() {
             assert!(

@@ -76,7 +76,7 @@ impl<T: ?Sized> Mutex<T> {
     /// locking again from the greenlet that holds the lock when nothing
     /// else can run; a [`with_timeout`](super::with_timeout) expiry unwinds
     /// out of it.
-    #[inline]
+    #[inline(always)]
     pub fn lock(&self) -> MutexGuard<'_, T> {
         self.lock.take_until(None, "Mutex::lock");
         MutexGuard { mutex: self }

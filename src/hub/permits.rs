@@ -58,12 +58,13 @@ impl Permits {
     /// it or `deadline` passes (then `false`). A `with_timeout` expiry
     /// unwinds; a kill unwinds too. Neither loses a permit: one handed to
     /// a waiter that then leaves goes on to the next.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take_until(&self, deadline: Option<Instant>, call: &'static str) -> bool {
         self.try_take() || self.take_slow(deadline, call)
     }
 
-    #[inline(never)]
+    // Inlined to the switch (see `wait.rs`).
+    #[inline(always)]
     fn take_slow(&self, deadline: Option<Instant>, call: &'static str) -> bool {
         let hub = hub();
         let on = WaitOn::Acquire { until: deadline };

@@ -150,7 +150,7 @@ impl<T: 'static> Queue<T> {
     ///
     /// When the queue is [closed](Queue::close) (before or while this
     /// waits); [`send`](Queue::send) gives the item back instead.
-    #[inline]
+    #[inline(always)]
     pub fn put(&self, item: T) {
         if self.put_until(item, None, "Queue::put").is_err() {
             panic!("greenlet::hub::Queue::put on a closed queue (use Queue::send to get the item back)");
@@ -279,7 +279,7 @@ impl<T: 'static> Queue<T> {
     ///
     /// When the queue is [closed](Queue::close) and empty;
     /// [`recv`](Queue::recv) returns an error instead.
-    // Inlined to the switch, as `yield_now` (see there).
+    // Inlined to the switch (see `wait.rs`).
     #[inline(always)]
     pub fn get(&self) -> T {
         self.get_then(None, "Queue::get", |item| match item {
@@ -345,7 +345,7 @@ impl<T: 'static> Queue<T> {
 
     /// The fast path (budget left, an item there) is inlined and reaches
     /// the hub only to wake a blocked putter; the rest is not.
-    #[inline]
+    #[inline(always)]
     fn get_until(&self, deadline: Option<Instant>, call: &'static str) -> Option<T> {
         self.get_then(deadline, call, |item| item)
     }
@@ -429,7 +429,7 @@ impl<T: 'static> Queue<T> {
 
     /// The fast path (budget left, room there) is inlined and reaches the
     /// hub only to wake a blocked getter or peekers; the rest is not.
-    #[inline]
+    #[inline(always)]
     fn put_until(&self, item: T, deadline: Option<Instant>, call: &'static str) -> Result<(), T> {
         // One borrow stores the item, or finds the queue closed, or
         // registers the wait.
@@ -466,7 +466,7 @@ impl<T: 'static> Queue<T> {
     }
 
     /// `put_until` when there is no room: closed, or block.
-    #[inline(never)]
+    #[inline(always)]
     fn put_slow(
         &self,
         mut q: RefMut<'_, Inner<T>>,

@@ -62,6 +62,7 @@ struct Inner {
 }
 
 impl Inner {
+    #[inline(always)]
     fn acquire_until(&self, deadline: Option<Instant>, call: &'static str) -> bool {
         self.permits.take_until(deadline, call)
     }
@@ -89,7 +90,7 @@ impl Semaphore {
     ///
     /// As any blocking call (see the [module docs](super)); a
     /// [`with_timeout`](super::with_timeout) expiry unwinds out of it.
-    #[inline]
+    #[inline(always)]
     pub fn acquire(&self) -> SemaphorePermit<'_> {
         self.inner.acquire_until(None, "Semaphore::acquire");
         SemaphorePermit { sem: &self.inner }
@@ -264,6 +265,7 @@ impl BoundedSemaphore {
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    #[inline(always)]
     pub fn acquire(&self) -> SemaphorePermit<'_> {
         self.sem.acquire()
     }

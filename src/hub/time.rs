@@ -168,6 +168,7 @@ pub(crate) fn deadline_after(d: Duration) -> Option<Instant> {
 /// # Panics
 ///
 /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+#[inline(always)]
 pub fn sleep(d: Duration) {
     if d.is_zero() {
         return yield_now();
@@ -183,12 +184,14 @@ pub fn sleep(d: Duration) {
 /// # Panics
 ///
 /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+#[inline(always)]
 pub fn sleep_until(deadline: Instant) {
     sleep_until_or_forever(Some(deadline));
 }
 
 /// Sleeps until `deadline`, or until killed, thrown into or interrupted
 /// when there is none.
+#[inline(always)]
 pub(crate) fn sleep_until_or_forever(deadline: Option<Instant>) {
     let hub = hub();
     let on = WaitOn::Sleep { until: deadline };

