@@ -99,6 +99,7 @@ impl Event {
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    #[inline(always)]
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_until(deadline_after(timeout), "Event::wait_timeout")
     }

@@ -94,6 +94,7 @@ impl<T: ?Sized> Mutex<T> {
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    #[inline(always)]
     pub fn lock_timeout(&self, timeout: Duration) -> Option<MutexGuard<'_, T>> {
         self.lock
             .take_until(deadline_after(timeout), "Mutex::lock_timeout")

@@ -167,6 +167,7 @@ impl<T: 'static> Queue<T> {
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    #[inline(always)]
     pub fn send(&self, item: T) -> Result<(), Closed<T>> {
         self.put_until(item, None, "Queue::send").map_err(Closed)
     }
@@ -223,6 +224,7 @@ impl<T: 'static> Queue<T> {
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    #[inline(always)]
     pub fn recv(&self) -> Result<T, Closed> {
         self.get_until(None, "Queue::recv").ok_or(Closed(()))
     }
@@ -268,6 +270,7 @@ impl<T: 'static> Queue<T> {
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    #[inline(always)]
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), T> {
         self.put_until(item, deadline_after(timeout), "Queue::put_timeout")
     }
@@ -318,6 +321,7 @@ impl<T: 'static> Queue<T> {
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    #[inline(always)]
     pub fn get_timeout(&self, timeout: Duration) -> Option<T> {
         self.get_until(deadline_after(timeout), "Queue::get_timeout")
     }

@@ -111,6 +111,7 @@ impl Semaphore {
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    #[inline(always)]
     pub fn acquire_timeout(&self, timeout: Duration) -> Option<SemaphorePermit<'_>> {
         self.inner
             .acquire_until(deadline_after(timeout), "Semaphore::acquire_timeout")
@@ -123,6 +124,7 @@ impl Semaphore {
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    #[inline(always)]
     pub fn acquire_owned(&self) -> OwnedSemaphorePermit {
         self.inner.acquire_until(None, "Semaphore::acquire_owned");
         OwnedSemaphorePermit {
@@ -280,6 +282,7 @@ impl BoundedSemaphore {
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    #[inline(always)]
     pub fn acquire_timeout(&self, timeout: Duration) -> Option<SemaphorePermit<'_>> {
         self.sem.acquire_timeout(timeout)
     }
@@ -289,6 +292,7 @@ impl BoundedSemaphore {
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    #[inline(always)]
     pub fn acquire_owned(&self) -> OwnedSemaphorePermit {
         self.sem.acquire_owned()
     }
