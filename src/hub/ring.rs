@@ -96,6 +96,20 @@ impl<T> Ring<T> {
         Some(unsafe { self.slots.get_unchecked(head).assume_init_read() })
     }
 
+    /// Takes the back value.
+    #[inline]
+    pub(crate) fn pop_back(&mut self) -> Option<T> {
+        if self.len == 0 {
+            return None;
+        }
+        self.len -= 1;
+        let back = self.slot(self.len);
+        // SAFETY: with `len` non-zero, `back` (a masked index into the
+        // non-empty slots) held the back value; it is no longer counted
+        // among the held ones, so the value is moved out exactly once.
+        Some(unsafe { self.slots.get_unchecked(back).assume_init_read() })
+    }
+
     /// Appends `value` and takes the front value, in one step: what
     /// `push_back` then `pop_front` would do (so `value` itself comes back
     /// when the ring is empty), without a growth check.
@@ -131,10 +145,38 @@ impl<T> Ring<T> {
         Some(unsafe { self.slots[self.slot(i)].assume_init_ref() })
     }
 
+    /// The `i`-th value from the front, to change.
+    #[inline]
+    pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        if i >= self.len {
+            return None;
+        }
+        let slot = self.slot(i);
+        // SAFETY: as in `get`, the slot holds a value; borrowed mutably as
+        // long as `self` is.
+        Some(unsafe { self.slots[slot].assume_init_mut() })
+    }
+
     /// The front value.
     #[inline]
     pub(crate) fn front(&self) -> Option<&T> {
         self.get(0)
+    }
+
+    /// The back value.
+    #[inline]
+    pub(crate) fn back(&self) -> Option<&T> {
+        self.len.checked_sub(1).and_then(|i| self.get(i))
+    }
+
+    /// Keeps only the values `keep` says yes to, in order.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        for _ in 0..self.len {
+            let value = self.pop_front().expect("a value per round");
+            if keep(&value) {
+                self.push_back(value);
+            }
+        }
     }
 
     /// The values, front first.
@@ -226,6 +268,14 @@ mod tests {
                     model.push_front(n);
                 }
                 3 | 4 => assert_eq!(ring.pop_front(), model.pop_front()),
+                6 if n % 2 == 0 => {
+                    assert_eq!(ring.pop_back(), model.pop_back());
+                    assert_eq!(ring.back(), model.back());
+                }
+                6 if n % 3 == 0 => {
+                    ring.retain(|v| v % 5 != 0);
+                    model.retain(|v| v % 5 != 0);
+                }
                 5 => {
                     let out = ring.rotate(n);
                     model.push_back(n);

@@ -1,7 +1,7 @@
 //! A FIFO of waits that supports removing any member: the getters or
 //! putters of a queue, the waiters of an event.
 //!
-//! A ring buffer of `(ticket, wait)` in push order. Pushing and popping
+//! A ring buffer (`ring.rs`) of `(ticket, wait)` in push order. Pushing and popping
 //! are a ring buffer's; removing a member (a wait that timed out or was
 //! killed) takes it out at once when it is at either end, the common case,
 //! and otherwise leaves a hole found by binary search on its ticket (the
@@ -9,14 +9,13 @@
 //! `pop_front` and squeezed out once they are half the ring, so their
 //! memory stays bounded, and a steady state allocates nothing.
 
-use std::collections::VecDeque;
-
+use super::ring::Ring;
 use super::wait::WaitKey;
 
 /// Wait keys in the order they were pushed.
 pub(crate) struct WaitList {
     /// `(ticket, wait)`; `None`: a removed member not yet squeezed out.
-    members: VecDeque<(usize, Option<WaitKey>)>,
+    members: Ring<(usize, Option<WaitKey>)>,
     /// The next push's ticket.
     next_ticket: usize,
     /// How many `None`s `members` holds.
@@ -26,7 +25,7 @@ pub(crate) struct WaitList {
 impl WaitList {
     pub(crate) fn new() -> WaitList {
         WaitList {
-            members: VecDeque::new(),
+            members: Ring::new(),
             next_ticket: 0,
             holes: 0,
         }
@@ -71,19 +70,34 @@ impl WaitList {
         }
         // Tickets increase from front to back (modulo wrapping, which
         // would take 2^64 pushes on one list).
-        let Ok(i) = self.members.binary_search_by_key(&ticket, |m| m.0) else {
+        let Some(i) = self.position(ticket) else {
             return false;
         };
-        if self.members[i].1 != wait {
+        let Some(member) = self.members.get_mut(i).filter(|m| m.1 == wait) else {
             return false;
-        }
-        self.members[i].1 = None;
+        };
+        member.1 = None;
         self.holes += 1;
         if self.holes > 16 && self.holes * 2 > self.members.len() {
             self.members.retain(|m| m.1.is_some());
             self.holes = 0;
         }
         true
+    }
+
+    /// Where the member with `ticket` is, by binary search.
+    fn position(&self, ticket: usize) -> Option<usize> {
+        let (mut low, mut high) = (0, self.members.len());
+        while low < high {
+            let mid = low + (high - low) / 2;
+            let at = self.members.get(mid)?.0;
+            match at.cmp(&ticket) {
+                std::cmp::Ordering::Less => low = mid + 1,
+                std::cmp::Ordering::Greater => high = mid,
+                std::cmp::Ordering::Equal => return Some(mid),
+            }
+        }
+        None
     }
 
     /// Whether nobody waits.
