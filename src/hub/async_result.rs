@@ -105,6 +105,7 @@ impl<T, E> AsyncResult<T, E> {
     /// # Panics
     ///
     /// As any blocking call (see the [module docs](super)).
+    #[inline(always)]
     pub fn wait(&self) {
         self.inner.ready.wait();
     }
@@ -115,6 +116,7 @@ impl<T, E> AsyncResult<T, E> {
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    #[inline(always)]
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.inner.ready.wait_timeout(timeout)
     }
@@ -134,6 +136,7 @@ impl<T: Clone, E: Clone> AsyncResult<T, E> {
     /// # Panics
     ///
     /// As any blocking call (see the [module docs](super)).
+    #[inline(always)]
     pub fn get(&self) -> Result<T, E> {
         loop {
             if let Some(r) = self.try_get() {
@@ -154,6 +157,7 @@ impl<T: Clone, E: Clone> AsyncResult<T, E> {
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    #[inline(always)]
     pub fn get_timeout(&self, timeout: Duration) -> Option<Result<T, E>> {
         if self.inner.ready.wait_timeout(timeout) {
             self.try_get()

@@ -144,6 +144,7 @@ impl Group {
     /// # Panics
     ///
     /// As any blocking call (see the [module docs](super)).
+    #[inline(always)]
     pub fn join(&self) {
         self.inner.empty.wait();
     }
@@ -154,6 +155,7 @@ impl Group {
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    #[inline(always)]
     pub fn join_timeout(&self, timeout: Duration) -> bool {
         self.inner.empty.wait_timeout(timeout)
     }
@@ -269,6 +271,7 @@ impl Pool {
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    #[inline(always)]
     pub fn wait_available(&self) {
         drop(self.slots.acquire());
     }
@@ -308,6 +311,7 @@ impl Pool {
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    #[inline(always)]
     pub fn join(&self) {
         self.group.join();
     }
@@ -317,6 +321,7 @@ impl Pool {
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    #[inline(always)]
     pub fn join_timeout(&self, timeout: Duration) -> bool {
         self.group.join_timeout(timeout)
     }

@@ -245,6 +245,7 @@ impl<R: 'static> JoinHandle<R> {
     /// # Panics
     ///
     /// As [`join`](JoinHandle::join).
+    #[inline(always)]
     pub fn wait(&self) {
         self.wait_until(None, "JoinHandle::wait");
     }
@@ -269,10 +270,12 @@ impl<R: 'static> JoinHandle<R> {
     /// # Panics
     ///
     /// As [`join`](JoinHandle::join).
+    #[inline(always)]
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_until(deadline_after(timeout), "JoinHandle::wait_timeout")
     }
 
+    #[inline(always)]
     fn wait_until(&self, deadline: Option<Instant>, call: &'static str) -> bool {
         if self.state.finished.get() {
             return true;

@@ -99,6 +99,7 @@ impl<T: 'static> JoinableQueue<T> {
     /// # Panics
     ///
     /// As [`Queue::put`].
+    #[inline(always)]
     pub fn put(&self, item: T) {
         // Counted first: a consumer may take it and finish before this
         // returns.
@@ -118,6 +119,7 @@ impl<T: 'static> JoinableQueue<T> {
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    #[inline(always)]
     pub fn send(&self, item: T) -> Result<(), Closed<T>> {
         self.added();
         self.queue.send(item).inspect_err(|_| self.finished_one())
@@ -137,6 +139,7 @@ impl<T: 'static> JoinableQueue<T> {
     /// # Panics
     ///
     /// As [`Queue::get`].
+    #[inline(always)]
     pub fn get(&self) -> T {
         self.queue.get()
     }
@@ -150,6 +153,7 @@ impl<T: 'static> JoinableQueue<T> {
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    #[inline(always)]
     pub fn recv(&self) -> Result<T, Closed> {
         self.queue.recv()
     }
@@ -164,6 +168,7 @@ impl<T: 'static> JoinableQueue<T> {
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    #[inline(always)]
     pub fn get_timeout(&self, timeout: Duration) -> Option<T> {
         self.queue.get_timeout(timeout)
     }
@@ -214,6 +219,7 @@ impl<T: 'static> JoinableQueue<T> {
     /// # Panics
     ///
     /// As any blocking call (see the [module docs](super)).
+    #[inline(always)]
     pub fn join(&self) {
         self.tasks.all_done.wait();
     }
@@ -224,6 +230,7 @@ impl<T: 'static> JoinableQueue<T> {
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    #[inline(always)]
     pub fn join_timeout(&self, timeout: Duration) -> bool {
         self.tasks.all_done.wait_timeout(timeout)
     }

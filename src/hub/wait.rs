@@ -16,15 +16,15 @@
 //! mispredicted, and so is the next greenlet's, on every block. So every
 //! function from the public entry of the hub's own blocking calls down to
 //! the switch is `#[inline(always)]`: `yield_now`, `sleep`, `sleep_until`,
-//! `Queue` (`get`, `put`, `recv`, `send` and their timeouts),
-//! `Event::wait` and `wait_timeout`, `JoinHandle::join`, `Mutex::lock`,
-//! `Semaphore::acquire` and their timeouts. Measured: a `Mutex` handed back
-//! and forth 49.6 -> 28.7 ns a lock, `yield_now` between two greenlets 25
-//! -> 7.4 ns. Work that returns before the switch (registering, waking
-//! others) may stay out of line. Calls built on these (`Group`,
-//! `JoinableQueue`, `AsyncResult`, `wait_any`) and the I/O waits (a system
-//! call dominates them) keep out-of-line frames: a block there costs those
-//! mispredictions, about 20 ns (the `Mutex` figure above).
+//! `Queue` and `JoinableQueue` (`get`, `put`, `recv`, `send`, their
+//! timeouts, `join`), `Event`, `AsyncResult`, `JoinHandle` (`join`, `wait`),
+//! `Group`/`Pool` joins, `Mutex::lock`, `Semaphore::acquire` and their
+//! timeouts. Measured: a `Mutex` handed back and forth 49.6 -> 28.7 ns a
+//! lock, `yield_now` between two greenlets 25 -> 7.4 ns. Work that returns
+//! before the switch (registering, waking others) may stay out of line.
+//! `wait_any` / `iwait` and the I/O waits (a system call dominates them)
+//! keep out-of-line frames: a block there costs those mispredictions,
+//! about 20 ns (the `Mutex` figure above).
 
 use std::time::Instant;
 
