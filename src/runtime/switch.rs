@@ -77,10 +77,7 @@ impl Runtime {
         // common one's compare (which cost a round trip 10 instructions).
         let target = std::hint::black_box(target);
         let to = self.records.target(target);
-        if self.fast_state.get() == State::Active as u8
-            && is_type::<T>(to.arg)
-            && !std::thread::panicking()
-        {
+        if self.starts_here::<T>(&to) {
             self.incoming.set(type_of::<T>());
             // SAFETY: `to` is unstarted (so not current) and takes a `T`;
             // `incoming` names `T`, the type of the value sent.
@@ -88,6 +85,16 @@ impl Runtime {
         } else {
             self.switch_slow(target, value)
         }
+    }
+
+    /// Whether unstarted `to` can be started on the inlined path with a
+    /// `T`: nothing forces the slow path, `T` is the type it takes, and no
+    /// panic is under way.
+    #[inline(always)]
+    fn starts_here<T: 'static>(&self, to: &Target) -> bool {
+        self.fast_state.get() == State::Active as u8
+            && is_type::<T>(to.arg)
+            && !std::thread::panicking()
     }
 
     /// [`switch`](Runtime::switch), trying the start of an unstarted
@@ -99,11 +106,7 @@ impl Runtime {
         value: T,
     ) -> Result<R, SwitchError> {
         let to = self.records.target(target);
-        if to.state == State::Unstarted
-            && self.fast_state.get() == State::Active as u8
-            && is_type::<T>(to.arg)
-            && !std::thread::panicking()
-        {
+        if to.state == State::Unstarted && self.starts_here::<T>(&to) {
             // As `switch_to_unstarted`, without reading the record again.
             self.incoming.set(type_of::<T>());
             // SAFETY: `to` is unstarted (so not current) and takes a `T`;
