@@ -356,8 +356,9 @@ impl<T: 'static> Queue<T> {
         self.inner.borrow().id
     }
 
-    /// The fast path (budget left, an item there) is inlined and reaches
-    /// the hub only to wake a blocked putter; the rest is not.
+    /// The fast path (budget left, an item there) reaches the hub only to
+    /// wake a blocked putter. Inlined whole, blocking path included, so
+    /// the switch happens in the caller's frame (see `wait.rs`).
     #[inline(always)]
     fn get_until(&self, deadline: Option<Instant>, call: &'static str) -> Option<T> {
         self.get_then(deadline, call, |item| item)
@@ -440,8 +441,8 @@ impl<T: 'static> Queue<T> {
         }
     }
 
-    /// The fast path (budget left, room there) is inlined and reaches the
-    /// hub only to wake a blocked getter or peekers; the rest is not.
+    /// The fast path (budget left, room there) reaches the hub only to wake
+    /// a blocked getter or peekers. Inlined whole, as `get_until`.
     #[inline(always)]
     fn put_until(&self, item: T, deadline: Option<Instant>, call: &'static str) -> Result<(), T> {
         // One borrow stores the item, or finds the queue closed, or
