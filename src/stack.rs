@@ -420,7 +420,7 @@ impl StackPool {
     }
 
     /// Takes back a stack whose greenlet has finished with it.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn give(&mut self, stack: PooledStack) {
         self.in_use -= 1;
         if stack.owned {

@@ -187,6 +187,16 @@ impl Runtime {
     /// Returns a finished greenlet's stack to the pool, once its receiver
     /// has taken the value that lived on it.
     pub(super) fn recycle(&self, key: Key) {
+        self.recycle_inline(key);
+    }
+
+    /// `recycle`, inlined into `finish`: a finishing greenlet recycles its
+    /// predecessor on its own stack, below the frames it had used, and
+    /// every call level there writes lines that a chain of thousands of
+    /// greenlets has long evicted (a 30,000-link chain's later runs: 19.4
+    /// -> 17.7 misses to memory a link).
+    #[inline(always)]
+    fn recycle_inline(&self, key: Key) {
         let (co, killer, unkept) = self.records.retire(key);
         if !co.is_null() {
             let co = self.take_coroutine_at(co);
@@ -467,7 +477,9 @@ impl Runtime {
     fn finish<R: 'static>(&self, y: &Y, outcome: Result<R, SwitchError>) -> ! {
         let me = self.current.get();
         // At most one greenlet waits in the fast lane's recycling slot.
-        self.recycle_finished();
+        if let Some(key) = self.finished.take() {
+            self.recycle_inline(key);
+        }
         let mut slot = MaybeUninit::<ManuallyDrop<R>>::uninit();
         let mut word = 0;
         let signal = match outcome {
