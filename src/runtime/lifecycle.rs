@@ -472,6 +472,24 @@ impl Runtime {
 
     // ----- finishing -----
 
+    /// Tells the switch hook that greenlet `me` finishes towards `to` (cold
+    /// and out of line: its locals would widen the frame of every
+    /// greenlet's end). The hook sees `me` still running (not yet dead),
+    /// so a kill it issues from here comes back here as usual.
+    #[cold]
+    #[inline(never)]
+    fn trace_finish(&self, me: Key, to: Key, kind: SwitchKind) {
+        match self.tracer.emit(me, self.first_live(to), kind) {
+            Ok(()) => {}
+            // It killed this greenlet, which is ending anyway.
+            Err(p) if p.is::<GreenletExit>() => {}
+            Err(p) => {
+                let what = crate::error::payload_message(p.as_ref()).unwrap_or("non-text payload");
+                eprintln!("greenlet: the switch hook panicked and was removed: {what}");
+            }
+        }
+    }
+
     /// Hands a dead greenlet's outcome to its parent (or killer), walking
     /// past dead ancestors, and never comes back.
     fn finish<R: 'static>(&self, y: &Y, outcome: Result<R, SwitchError>) -> ! {
@@ -501,22 +519,11 @@ impl Runtime {
         // parent. Read after the hook, which may change either.
         let start = || self.records.receiver(me).unwrap_or(self.main_key());
         if self.tracer.is_set() {
-            // The hook sees this greenlet still running (not yet dead), so
-            // a kill it issues from here comes back here as usual.
             let kind = match signal {
                 Signal::Panicked(_) => SwitchKind::Panic,
                 _ => SwitchKind::Finish,
             };
-            match self.tracer.emit(me, self.first_live(start()), kind) {
-                Ok(()) => {}
-                // It killed this greenlet, which is ending anyway.
-                Err(p) if p.is::<GreenletExit>() => {}
-                Err(p) => {
-                    let what =
-                        crate::error::payload_message(p.as_ref()).unwrap_or("non-text payload");
-                    eprintln!("greenlet: the switch hook panicked and was removed: {what}");
-                }
-            }
+            self.trace_finish(me, start(), kind);
         }
         // The hook may also have dropped this greenlet's last handle (an
         // orphan flag); none of its flags matter any more.
@@ -569,6 +576,26 @@ pub(crate) fn describe(name: Option<&str>, id: u64) -> String {
     }
 }
 
+/// What a greenlet that never ran ends with: an error (or a kill) reached
+/// it before its first switch in; its function is dropped unrun and the
+/// error walks on, unless the function's destructor took it (see
+/// `take_unrun_cause`): then the greenlet ends as if its function had
+/// returned `()`. Out of line, so that its locals do not widen `entry`'s
+/// frame, which every parked greenlet keeps in the cache lines of its
+/// stack top.
+#[cold]
+#[inline(never)]
+fn never_ran<F, R: 'static>(rt: &Runtime, me: Key, e: SwitchError, f: F) -> Result<R, SwitchError> {
+    let outer = rt.unrun_cause.replace(Some((me, e)));
+    let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(f)));
+    let cause = rt.unrun_cause.replace(outer);
+    match (dropped, cause) {
+        (Err(p), _) => Err(SwitchError::Panicked(p)),
+        (Ok(()), Some((_, e))) => Err(e),
+        (Ok(()), None) => cast_same::<(), R>(()).map_err(|()| SwitchError::Killed),
+    }
+}
+
 /// The first frame of every greenlet: take the argument, run the function,
 /// hand the outcome on.
 fn entry<F, A, R>(y: &Y, word: usize, f: F)
@@ -595,20 +622,7 @@ where
             Err(p) if p.is::<GreenletExit>() => Err(SwitchError::Killed),
             Err(p) => Err(SwitchError::Panicked(p)),
         },
-        // An error (or a kill) reached a greenlet that never ran; its
-        // function is dropped unrun and the error walks on, unless the
-        // function's destructor took it (see `take_unrun_cause`): then the
-        // greenlet ends as if its function had returned `()`.
-        Err(e) => {
-            let outer = rt.unrun_cause.replace(Some((me, e)));
-            let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(f)));
-            let cause = rt.unrun_cause.replace(outer);
-            match (dropped, cause) {
-                (Err(p), _) => Err(SwitchError::Panicked(p)),
-                (Ok(()), Some((_, e))) => Err(e),
-                (Ok(()), None) => cast_same::<(), R>(()).map_err(|()| SwitchError::Killed),
-            }
-        }
+        Err(e) => never_ran(rt, me, e, f),
     };
     // Greenlet-locals die with the greenlet, on its own stack; a panic in
     // their destructors replaces the outcome.
