@@ -25,6 +25,9 @@ pub(crate) struct Ring<T> {
     /// slots.
     head: usize,
     len: usize,
+    /// `slots.len() - 1` once there are slots (0 before): kept rather than
+    /// computed, one load less per index.
+    mask: usize,
 }
 
 /// Slots of the first allocation.
@@ -37,6 +40,7 @@ impl<T> Ring<T> {
             slots: Vec::new(),
             head: 0,
             len: 0,
+            mask: 0,
         }
     }
 
@@ -53,7 +57,8 @@ impl<T> Ring<T> {
     /// The slot of the `i`-th value from the front (`slots` is not empty).
     #[inline]
     fn slot(&self, i: usize) -> usize {
-        (self.head + i) & (self.slots.len() - 1)
+        debug_assert!(self.slots.is_empty() || self.mask == self.slots.len() - 1);
+        (self.head + i) & self.mask
     }
 
     /// Appends `value`.
@@ -63,8 +68,9 @@ impl<T> Ring<T> {
             self.grow();
         }
         let i = self.slot(self.len);
-        // SAFETY: `slot` masks with `slots.len() - 1`, and `slots` is not
-        // empty (`grow` made some if there were none), so `i` is in bounds.
+        // SAFETY: `slots` is not empty (`grow` made some if there were
+        // none), so `slot` masks with `mask == slots.len() - 1` and `i` is
+        // in bounds.
         unsafe { self.slots.get_unchecked_mut(i) }.write(value);
         self.len += 1;
     }
@@ -218,6 +224,7 @@ impl<T> Ring<T> {
         slots.resize_with(capacity, MaybeUninit::uninit);
         self.slots = slots;
         self.head = 0;
+        self.mask = capacity - 1;
     }
 }
 
