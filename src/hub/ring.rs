@@ -1,4 +1,5 @@
-//! `Ring<T>`: the hub's FIFOs of values (the ready queue, a queue's items).
+//! `Ring<T>`: the hub's FIFOs of values (the ready queue, a queue's items,
+//! the wait lists).
 //!
 //! A ring buffer whose capacity is zero or a power of two, so the slot of
 //! the `i`-th value is `(head + i) & mask`: no compare-and-subtract per
@@ -9,9 +10,11 @@
 //! the front one in a single step, with no length change and so no growth
 //! check.
 //!
-//! The safe layer is the methods; the unsafe part is reading a slot, which
-//! is sound because of one invariant: the `len` slots from `head` on
-//! (wrapping) hold values, every other slot holds none.
+//! The safe layer is the methods; the unsafe part is reaching a slot
+//! without a bounds check and reading or writing it, which is sound because
+//! of two invariants: `mask` is `slots.len() - 1` whenever there are slots
+//! (so a masked index is in bounds), and the `len` slots from `head` on
+//! (wrapping) hold values while every other slot holds none.
 
 use std::fmt;
 use std::mem::{self, MaybeUninit};
