@@ -5,7 +5,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::wait::{Unlink, WaitKey, Waiter, Wake, Woken};
+use super::wait::{Unlink, WaitNode, WaitRef, Waiter, Wake, Woken};
 use super::wait_list::WaitList;
 use super::{deadline_after, hub, try_hub, Hub};
 use crate::stats::WaitOn;
@@ -111,7 +111,8 @@ impl Event {
         }
         let hub = hub();
         let on = WaitOn::Event { until: deadline };
-        let mut waiter = Waiter::new(&hub, deadline, on, |w| EventLink {
+        let node = WaitNode::new();
+        let mut waiter = Waiter::with_node(&hub, &node, deadline, on, |w| EventLink {
             event: &self.inner,
             node: self.inner.borrow_mut().waiters.push_back(w),
         });
@@ -129,7 +130,7 @@ struct EventLink<'a> {
 }
 
 impl Unlink for EventLink<'_> {
-    fn unlink(&mut self, _: &Hub, key: WaitKey, how: Wake) {
+    fn unlink(&mut self, _: &Hub, key: WaitRef, how: Wake) {
         // A `set` took it off the list when it woke it.
         if how != Wake::Ready {
             self.event.borrow_mut().waiters.remove(self.node, key);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::join;
 use super::reactor::{Direction, Reactor, Registration};
-use super::wait::{Unlink, WaitKey, Waiter, Wake, Woken};
+use super::wait::{Unlink, WaitRef, Waiter, Wake, Woken};
 use super::{hub, try_hub, Hub};
 use crate::stats::WaitOn;
 
@@ -20,8 +20,8 @@ struct IoLink<'a> {
 }
 
 impl Unlink for IoLink<'_> {
-    fn unlink(&mut self, hub: &Hub, key: WaitKey, _: Wake) {
-        self.reg.remove_waiter(self.dir, key);
+    fn unlink(&mut self, hub: &Hub, key: WaitRef, _: Wake) {
+        self.reg.remove_waiter(self.dir, key.key());
         hub.io_waits.set(hub.io_waits.get() - 1);
         if self.daemon {
             let n = &hub.daemon_io_waits;

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::pooled_rc::PooledRc;
-use super::wait::{Unlink, WaitKey, Waiter, Wake, Woken};
+use super::wait::{Unlink, WaitNode, WaitRef, Waiter, Wake, Woken};
 use super::wait_list::WaitList;
 use super::{deadline_after, hub, is_kill, Hub};
 use crate::error::{payload_message, SwitchError};
@@ -66,7 +66,7 @@ struct JoinState<R> {
     finished: Cell<bool>,
     /// When it finished (for `hub::iwait`'s order).
     stamp: Cell<u64>,
-    joiner: Cell<Option<WaitKey>>,
+    joiner: Cell<Option<WaitRef>>,
     waiters: RefCell<WaitList>,
     /// `on_finish` callbacks, run in a greenlet of their own at the end
     /// (`None` until the first: most handles never get one, and an absent
@@ -226,11 +226,13 @@ impl<R: 'static> JoinHandle<R> {
             let on = WaitOn::Join {
                 greenlet: self.greenlet.id(),
             };
-            let mut waiter = Waiter::new(&hub, None, on, |w| {
+            let node = WaitNode::new();
+            let mut waiter = Waiter::with_node(&hub, &node, None, on, |w| {
                 self.state.joiner.set(Some(w));
                 JoinLink(&self.state.joiner)
             });
             waiter.wait("JoinHandle::join");
+            waiter.end();
         }
         self.state
             .result
@@ -289,7 +291,8 @@ impl<R: 'static> JoinHandle<R> {
         let on = WaitOn::Join {
             greenlet: self.greenlet.id(),
         };
-        let mut waiter = Waiter::new(&hub, deadline, on, |w| WaitersLink {
+        let node = WaitNode::new();
+        let mut waiter = Waiter::with_node(&hub, &node, deadline, on, |w| WaitersLink {
             waiters: &self.state.waiters,
             node: self.state.waiters.borrow_mut().push_back(w),
         });
@@ -358,7 +361,7 @@ struct WaitersLink<'a> {
 }
 
 impl Unlink for WaitersLink<'_> {
-    fn unlink(&mut self, _: &Hub, key: WaitKey, how: Wake) {
+    fn unlink(&mut self, _: &Hub, key: WaitRef, how: Wake) {
         // `finish` took it off the list when it woke it.
         if how != Wake::Ready {
             self.waiters.borrow_mut().remove(self.node, key);
@@ -387,10 +390,10 @@ impl<R: 'static> super::wait_any::sealed::Source for JoinHandle<R> {
 impl<R: 'static> super::wait_any::Waitable for JoinHandle<R> {}
 
 /// The joiner's place in the state: withdrawn when the join ends.
-struct JoinLink<'a>(&'a Cell<Option<WaitKey>>);
+struct JoinLink<'a>(&'a Cell<Option<WaitRef>>);
 
 impl Unlink for JoinLink<'_> {
-    fn unlink(&mut self, _: &Hub, key: WaitKey, _: Wake) {
+    fn unlink(&mut self, _: &Hub, key: WaitRef, _: Wake) {
         if self.0.get() == Some(key) {
             self.0.set(None);
         }

@@ -227,6 +227,9 @@ pub(crate) struct Hub {
     parked: Cell<bool>,
     timers: RefCell<Timers>,
     waits: RefCell<Slots<WaitKey, Wait>>,
+    /// The newest of the waits kept in blocked frames (`wait::WaitNode`),
+    /// linked through them; null when none.
+    frame_waits: Cell<*const wait::WaitNode>,
     scopes: RefCell<Slots<ScopeKey, Scope>>,
     /// How many `scopes` there are: every blocking call asks whether
     /// there are any, and a `Cell` answers without a borrow.
@@ -342,6 +345,7 @@ impl Hub {
                 parked: Cell::new(false),
                 timers: RefCell::new(Timers::new()),
                 waits: RefCell::new(Slots::new()),
+                frame_waits: Cell::new(std::ptr::null()),
                 scopes: RefCell::new(Slots::new()),
                 live_scopes: Cell::new(0),
                 main_blocked: Cell::new(None),

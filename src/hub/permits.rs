@@ -6,7 +6,7 @@
 use std::cell::{Cell, RefCell};
 use std::time::Instant;
 
-use super::wait::{Unlink, WaitKey, Waiter, Wake, Woken};
+use super::wait::{Unlink, WaitNode, WaitRef, Waiter, Wake, Woken};
 use super::wait_list::WaitList;
 use super::{hub, try_hub, Hub};
 use crate::stats::WaitOn;
@@ -68,7 +68,8 @@ impl Permits {
     fn take_slow(&self, deadline: Option<Instant>, call: &'static str) -> bool {
         let hub = hub();
         let on = WaitOn::Acquire { until: deadline };
-        let mut waiter = Waiter::new(&hub, deadline, on, |w| TakeLink {
+        let node = WaitNode::new();
+        let mut waiter = Waiter::with_node(&hub, &node, deadline, on, |w| TakeLink {
             permits: self,
             node: self.waiters.borrow_mut().push_back(w),
             kept: false,
@@ -123,7 +124,7 @@ struct TakeLink<'a> {
 }
 
 impl Unlink for TakeLink<'_> {
-    fn unlink(&mut self, _: &Hub, key: WaitKey, how: Wake) {
+    fn unlink(&mut self, _: &Hub, key: WaitRef, how: Wake) {
         if how == Wake::Ready {
             // `hand_off` took it off the list and gave it a permit. One it
             // will not keep (killed, thrown into or interrupted after the

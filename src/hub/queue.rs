@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::budget;
 use super::ring::Ring;
-use super::wait::{Unlink, WaitKey, Waiter, Wake, Woken};
+use super::wait::{Unlink, WaitNode, WaitRef, Waiter, Wake, Woken};
 use super::wait_list::WaitList;
 use super::{deadline_after, hub as hub_or_new, try_hub, Hub};
 use crate::stats::WaitOn;
@@ -74,12 +74,17 @@ impl<T> Inner<T> {
         }
     }
 
-    /// Wakes every greenlet blocked in `peek`.
-    #[inline]
+    /// Wakes every greenlet blocked in `peek` (nobody, the common case,
+    /// is checked inline).
+    #[inline(always)]
     fn wake_peekers(&mut self, hub: &Hub) {
-        if self.peekers.is_empty() {
-            return;
+        if !self.peekers.is_empty() {
+            self.wake_all_peekers(hub);
         }
+    }
+
+    #[inline(never)]
+    fn wake_all_peekers(&mut self, hub: &Hub) {
         while let Some(w) = self.peekers.pop_front() {
             hub.wake(w, Wake::Ready);
         }
@@ -419,7 +424,8 @@ impl<T: 'static> Queue<T> {
             queue: q.id,
             until: deadline,
         };
-        let mut waiter = Waiter::new(&hub, deadline, on, |w| QueueLink {
+        let node = WaitNode::new();
+        let mut waiter = Waiter::with_node(&hub, &node, deadline, on, |w| QueueLink {
             queue: &self.inner,
             side: Side::Get,
             node: q.getters.push_back(w),
@@ -434,6 +440,7 @@ impl<T: 'static> Queue<T> {
                 q.wake_putter(&hub);
                 drop(q);
                 waiter.link.done = true;
+                waiter.end();
                 debug_assert!(item.is_some(), "a reserved item is there");
                 item
             }
@@ -496,7 +503,8 @@ impl<T: 'static> Queue<T> {
             queue: q.id,
             until: deadline,
         };
-        let mut waiter = Waiter::new(&hub, deadline, on, |w| QueueLink {
+        let node = WaitNode::new();
+        let mut waiter = Waiter::with_node(&hub, &node, deadline, on, |w| QueueLink {
             queue: &self.inner,
             side: Side::Put,
             node: q.putters.push_back(w),
@@ -550,7 +558,8 @@ impl<T: Clone + 'static> Queue<T> {
                 queue,
                 until: deadline,
             };
-            let mut waiter = Waiter::new(&hub, deadline, on, |w| PeekLink {
+            let node = WaitNode::new();
+            let mut waiter = Waiter::with_node(&hub, &node, deadline, on, |w| PeekLink {
                 queue: &self.inner,
                 node: self.inner.borrow_mut().peekers.push_back(w),
             });
@@ -569,7 +578,7 @@ struct PeekLink<'a, T> {
 }
 
 impl<T> Unlink for PeekLink<'_, T> {
-    fn unlink(&mut self, _: &Hub, key: WaitKey, how: Wake) {
+    fn unlink(&mut self, _: &Hub, key: WaitRef, how: Wake) {
         // A put (or close) took it off the list when it woke it.
         if how != Wake::Ready {
             self.queue.borrow_mut().peekers.remove(self.node, key);
@@ -646,7 +655,7 @@ struct QueueLink<'a, T> {
 
 impl<T> Unlink for QueueLink<'_, T> {
     #[inline]
-    fn unlink(&mut self, hub: &Hub, key: WaitKey, how: Wake) {
+    fn unlink(&mut self, hub: &Hub, key: WaitRef, how: Wake) {
         if self.done {
             // The call took what it was woken for (and so was woken: it is
             // off its list).

@@ -6,7 +6,7 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use super::wait::{Unlink, WaitKey, Waiter, Wake, Woken};
+use super::wait::{Unlink, WaitRef, Waiter, Wake, Woken};
 use super::{deadline_after, hub, Hub, JoinError, JoinHandle};
 use crate::stats::WaitOn;
 
@@ -244,11 +244,11 @@ struct AnyLink<'a, W: Waitable> {
 }
 
 impl<W: Waitable> Unlink for AnyLink<'_, W> {
-    fn unlink(&mut self, _: &Hub, key: WaitKey, _: Wake) {
+    fn unlink(&mut self, _: &Hub, key: WaitRef, _: Wake) {
         // Even when woken, only the item that woke it took it off its
         // list: every other one still holds it.
         for &(i, node) in &self.added {
-            self.items[i].remove_waiter(node, key.into());
+            self.items[i].remove_waiter(node, key.key().into());
         }
     }
 }

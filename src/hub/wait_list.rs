@@ -1,4 +1,4 @@
-//! A FIFO of waits that supports removing any member: the getters or
+//! A FIFO of waits (keys or frame nodes, see `wait.rs`) that supports removing any member: the getters or
 //! putters of a queue, the waiters of an event.
 //!
 //! A ring buffer (`ring.rs`) of `(ticket, wait)` in push order. Pushing and popping
@@ -10,12 +10,12 @@
 //! memory stays bounded, and a steady state allocates nothing.
 
 use super::ring::Ring;
-use super::wait::WaitKey;
+use super::wait::WaitRef;
 
-/// Wait keys in the order they were pushed.
+/// Waits in the order they were pushed.
 pub(crate) struct WaitList {
     /// `(ticket, wait)`; `None`: a removed member not yet squeezed out.
-    members: Ring<(usize, Option<WaitKey>)>,
+    members: Ring<(usize, Option<WaitRef>)>,
     /// The next push's ticket.
     next_ticket: usize,
     /// How many `None`s `members` holds.
@@ -33,7 +33,7 @@ impl WaitList {
 
     /// Appends `wait`; the returned ticket removes it.
     #[inline]
-    pub(crate) fn push_back(&mut self, wait: impl Into<WaitKey>) -> usize {
+    pub(crate) fn push_back(&mut self, wait: impl Into<WaitRef>) -> usize {
         let ticket = self.next_ticket;
         self.next_ticket = ticket.wrapping_add(1);
         self.members.push_back((ticket, Some(wait.into())));
@@ -42,7 +42,7 @@ impl WaitList {
 
     /// Removes and returns the oldest wait.
     #[inline]
-    pub(crate) fn pop_front(&mut self) -> Option<WaitKey> {
+    pub(crate) fn pop_front(&mut self) -> Option<WaitRef> {
         loop {
             match self.members.pop_front()? {
                 (_, Some(wait)) => return Some(wait),
@@ -53,7 +53,7 @@ impl WaitList {
 
     /// Removes the member `ticket` (from `push_back`) if it is still there
     /// and holds `wait`.
-    pub(crate) fn remove(&mut self, ticket: usize, wait: impl Into<WaitKey>) -> bool {
+    pub(crate) fn remove(&mut self, ticket: usize, wait: impl Into<WaitRef>) -> bool {
         let wait = Some(wait.into());
         if self.members.back() == Some(&(ticket, wait)) {
             self.members.pop_back();
@@ -110,10 +110,11 @@ impl WaitList {
 mod tests {
     use super::*;
     use crate::hub::slots::SlotKey;
+    use crate::hub::wait::WaitKey;
 
     #[test]
     fn fifo_with_removal_from_anywhere() {
-        let w = |i| WaitKey::pack(i, 0);
+        let w = |i| WaitRef::Key(WaitKey::pack(i, 0));
         let mut l = WaitList::new();
         let a = l.push_back(w(10));
         let b = l.push_back(w(20));
@@ -134,7 +135,7 @@ mod tests {
 
     #[test]
     fn holes_in_the_middle_are_skipped_and_squeezed_out() {
-        let w = |i| WaitKey::pack(i, 0);
+        let w = |i| WaitRef::Key(WaitKey::pack(i, 0));
         let mut l = WaitList::new();
         let first = l.push_back(w(0));
         for round in 1..1000 {
