@@ -111,7 +111,7 @@ impl Event {
         }
         let hub = hub();
         let on = WaitOn::Event { until: deadline };
-        let node = WaitNode::new();
+        let node = WaitNode::new(on);
         let mut waiter = Waiter::with_node(&hub, &node, deadline, on, |w| EventLink {
             event: &self.inner,
             node: self.inner.borrow_mut().waiters.push_back(w),
@@ -129,7 +129,9 @@ struct EventLink<'a> {
     node: usize,
 }
 
-impl Unlink for EventLink<'_> {
+// SAFETY: the wait's only copy is its place on the waiters list, which
+// `unlink` removes unless `set` already took it off.
+unsafe impl Unlink for EventLink<'_> {
     fn unlink(&mut self, _: &Hub, key: WaitRef, how: Wake) {
         // A `set` took it off the list when it woke it.
         if how != Wake::Ready {

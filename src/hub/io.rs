@@ -19,7 +19,9 @@ struct IoLink<'a> {
     daemon: bool,
 }
 
-impl Unlink for IoLink<'_> {
+// SAFETY: an I/O wait is registered by `Waiter::new`: it is given a table
+// key only, never a node.
+unsafe impl Unlink for IoLink<'_> {
     fn unlink(&mut self, hub: &Hub, key: WaitRef, _: Wake) {
         self.reg.remove_waiter(self.dir, key.key());
         hub.io_waits.set(hub.io_waits.get() - 1);

@@ -217,16 +217,20 @@ impl<R: 'static> JoinHandle<R> {
     #[inline(always)]
     pub fn join(self) -> Result<R, JoinError> {
         if !self.state.finished.get() {
+            // The runtime, reached once (each reach is a thread-local load
+            // and a check).
+            let rt = Runtime::get();
+            let key = self.greenlet.key();
             assert!(
-                !self.greenlet.is_current(),
+                rt.current() != key,
                 "greenlet::hub: JoinHandle::join called from the greenlet it joins \
                  (it would wait for itself forever)"
             );
             let hub = hub();
             let on = WaitOn::Join {
-                greenlet: self.greenlet.id(),
+                greenlet: rt.records().id(key),
             };
-            let node = WaitNode::new();
+            let node = WaitNode::new(on);
             let mut waiter = Waiter::with_node(&hub, &node, None, on, |w| {
                 self.state.joiner.set(Some(w));
                 JoinLink(&self.state.joiner)
@@ -291,7 +295,7 @@ impl<R: 'static> JoinHandle<R> {
         let on = WaitOn::Join {
             greenlet: self.greenlet.id(),
         };
-        let node = WaitNode::new();
+        let node = WaitNode::new(on);
         let mut waiter = Waiter::with_node(&hub, &node, deadline, on, |w| WaitersLink {
             waiters: &self.state.waiters,
             node: self.state.waiters.borrow_mut().push_back(w),
@@ -360,7 +364,9 @@ struct WaitersLink<'a> {
     node: usize,
 }
 
-impl Unlink for WaitersLink<'_> {
+// SAFETY: the wait's only copy is its place on the waiters list, which
+// `unlink` removes unless `finish` already took it off.
+unsafe impl Unlink for WaitersLink<'_> {
     fn unlink(&mut self, _: &Hub, key: WaitRef, how: Wake) {
         // `finish` took it off the list when it woke it.
         if how != Wake::Ready {
@@ -392,7 +398,9 @@ impl<R: 'static> super::wait_any::Waitable for JoinHandle<R> {}
 /// The joiner's place in the state: withdrawn when the join ends.
 struct JoinLink<'a>(&'a Cell<Option<WaitRef>>);
 
-impl Unlink for JoinLink<'_> {
+// SAFETY: the wait's only copy is the joiner slot, which `unlink` empties
+// unless `finish` already took it (or it holds another wait's).
+unsafe impl Unlink for JoinLink<'_> {
     fn unlink(&mut self, _: &Hub, key: WaitRef, _: Wake) {
         if self.0.get() == Some(key) {
             self.0.set(None);

@@ -68,7 +68,7 @@ impl Permits {
     fn take_slow(&self, deadline: Option<Instant>, call: &'static str) -> bool {
         let hub = hub();
         let on = WaitOn::Acquire { until: deadline };
-        let node = WaitNode::new();
+        let node = WaitNode::new(on);
         let mut waiter = Waiter::with_node(&hub, &node, deadline, on, |w| TakeLink {
             permits: self,
             node: self.waiters.borrow_mut().push_back(w),
@@ -123,7 +123,9 @@ struct TakeLink<'a> {
     kept: bool,
 }
 
-impl Unlink for TakeLink<'_> {
+// SAFETY: the wait's only copy is its place on the waiters list, which
+// `unlink` removes unless a wake-up already took it off.
+unsafe impl Unlink for TakeLink<'_> {
     fn unlink(&mut self, _: &Hub, key: WaitRef, how: Wake) {
         if how == Wake::Ready {
             // `hand_off` took it off the list and gave it a permit. One it

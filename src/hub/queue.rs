@@ -424,7 +424,7 @@ impl<T: 'static> Queue<T> {
             queue: q.id,
             until: deadline,
         };
-        let node = WaitNode::new();
+        let node = WaitNode::new(on);
         let mut waiter = Waiter::with_node(&hub, &node, deadline, on, |w| QueueLink {
             queue: &self.inner,
             side: Side::Get,
@@ -503,7 +503,7 @@ impl<T: 'static> Queue<T> {
             queue: q.id,
             until: deadline,
         };
-        let node = WaitNode::new();
+        let node = WaitNode::new(on);
         let mut waiter = Waiter::with_node(&hub, &node, deadline, on, |w| QueueLink {
             queue: &self.inner,
             side: Side::Put,
@@ -558,7 +558,7 @@ impl<T: Clone + 'static> Queue<T> {
                 queue,
                 until: deadline,
             };
-            let node = WaitNode::new();
+            let node = WaitNode::new(on);
             let mut waiter = Waiter::with_node(&hub, &node, deadline, on, |w| PeekLink {
                 queue: &self.inner,
                 node: self.inner.borrow_mut().peekers.push_back(w),
@@ -577,7 +577,9 @@ struct PeekLink<'a, T> {
     node: usize,
 }
 
-impl<T> Unlink for PeekLink<'_, T> {
+// SAFETY: the wait's only copy is its place on the peekers list, which
+// `unlink` removes unless a put or `close` already took it off.
+unsafe impl<T> Unlink for PeekLink<'_, T> {
     fn unlink(&mut self, _: &Hub, key: WaitRef, how: Wake) {
         // A put (or close) took it off the list when it woke it.
         if how != Wake::Ready {
@@ -653,7 +655,10 @@ struct QueueLink<'a, T> {
     done: bool,
 }
 
-impl<T> Unlink for QueueLink<'_, T> {
+// SAFETY: the wait's only copy is its place on the getters' or putters'
+// list. Woken (`how` is `Ready`, or `done`), it was taken off by the
+// wake-up; otherwise `unlink` removes it.
+unsafe impl<T> Unlink for QueueLink<'_, T> {
     #[inline]
     fn unlink(&mut self, hub: &Hub, key: WaitRef, how: Wake) {
         if self.done {

@@ -20,7 +20,7 @@
 //! pointer to it ([`WaitRef::Node`]) that the waiter's drop takes back on
 //! every exit path. With the wake-up of such a wait and the waiter's end
 //! inlined where they are used, a ping-pong hop between two greenlets went
-//! from 464 to 370 instructions, a spawn and join from 1,090 to 1,014.
+//! from 464 to 370 instructions, a spawn and join from 1,090 to 1,002.
 //!
 //! The switch should happen in the caller's own frame: a call whose frame
 //! is live across a stack switch returns, once resumed, through a CPU
@@ -82,8 +82,16 @@ impl From<usize> for WaitKey {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum WaitRef {
     Key(WaitKey),
-    Node(NonNull<WaitNode>),
+    Node(NodeRef),
 }
+
+/// A pointer to a live [`WaitNode`]. Only [`Waiter::with_node`] makes one
+/// (the field is private to this module), and it is valid until that
+/// waiter ends: a primitive may keep copies only where its [`Unlink`]
+/// takes them back, and a waker uses one it takes off such a list at once,
+/// before anything can switch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NodeRef(NonNull<WaitNode>);
 
 impl WaitRef {
     /// The key of a wait registered by [`Waiter::new`], which is always in
@@ -134,7 +142,10 @@ impl From<usize> for WaitRef {
 pub(crate) struct WaitNode {
     /// Moved to the ready queue by the wake-up.
     greenlet: Cell<Option<Counted>>,
-    wake: Cell<Wake>,
+    /// How it was woken: [`Wake::Pending`], [`Wake::Ready`] or
+    /// [`Wake::TimedOut`] (no timer or scope ever reaches a frame wait), as
+    /// one byte.
+    wake: Cell<NodeWake>,
     /// What the call waits on, for `stats`.
     on: Cell<WaitOn>,
     /// The hub's list of frame waits (for `stats`): the neighbours.
@@ -142,22 +153,45 @@ pub(crate) struct WaitNode {
     next: Cell<*const WaitNode>,
 }
 
-impl Default for WaitNode {
-    fn default() -> WaitNode {
-        WaitNode::new()
+impl WaitNode {
+    /// A node for a wait on `on` (what `stats` shows).
+    #[inline(always)]
+    pub(crate) fn new(on: WaitOn) -> WaitNode {
+        WaitNode {
+            greenlet: Cell::new(None),
+            wake: Cell::new(NodeWake::Pending),
+            on: Cell::new(on),
+            prev: Cell::new(ptr::null()),
+            next: Cell::new(ptr::null()),
+        }
     }
 }
 
-impl WaitNode {
-    /// A node no wait uses yet.
+/// [`Wake`] as a frame wait keeps it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NodeWake {
+    Pending,
+    Ready,
+    TimedOut,
+}
+
+impl NodeWake {
     #[inline(always)]
-    pub(crate) fn new() -> WaitNode {
-        WaitNode {
-            greenlet: Cell::new(None),
-            wake: Cell::new(Wake::Pending),
-            on: Cell::new(WaitOn::Ready),
-            prev: Cell::new(ptr::null()),
-            next: Cell::new(ptr::null()),
+    fn of(wake: Wake) -> NodeWake {
+        match wake {
+            Wake::Pending => NodeWake::Pending,
+            Wake::Ready => NodeWake::Ready,
+            // A close; nothing else ends a frame wait early.
+            Wake::TimedOut | Wake::Interrupted(_) => NodeWake::TimedOut,
+        }
+    }
+
+    #[inline(always)]
+    fn wake(self) -> Wake {
+        match self {
+            NodeWake::Pending => Wake::Pending,
+            NodeWake::Ready => Wake::Ready,
+            NodeWake::TimedOut => Wake::TimedOut,
         }
     }
 }
@@ -197,7 +231,14 @@ pub(super) struct Wait {
 }
 
 /// What a primitive undoes when one of its waits ends.
-pub(crate) trait Unlink {
+///
+/// # Safety
+///
+/// `unlink` must leave no copy of a [`WaitRef::Node`] it was given (in a
+/// list, a slot, anywhere the primitive keeps it): the node it points to
+/// goes away once `unlink` returns, and a copy left behind would be used
+/// by a later wake-up.
+pub(crate) unsafe trait Unlink {
     /// Called once, on every exit path, after the wait has ended: `how` is
     /// [`Wake::Ready`] when something woke it (and so took it off the
     /// primitive's list), anything else when it is still there. A
@@ -207,7 +248,8 @@ pub(crate) trait Unlink {
 }
 
 /// A wait nobody but the hub knows of (a `sleep`).
-impl Unlink for () {
+// SAFETY: it keeps nothing.
+unsafe impl Unlink for () {
     #[inline]
     fn unlink(&mut self, _: &Hub, _: WaitRef, _: Wake) {}
 }
@@ -268,11 +310,10 @@ impl<'h, U: Unlink> Waiter<'h, U> {
         if deadline.is_some() || hub.has_scopes() {
             return Waiter::new(hub, deadline, on, |key| link(WaitRef::Key(key)));
         }
+        debug_assert!(node.wake.get() == NodeWake::Pending);
         node.greenlet.set(Some(Counted::current()));
-        node.wake.set(Wake::Pending);
-        node.on.set(on);
         hub.link_node(node);
-        let wait = WaitRef::Node(NonNull::from(node));
+        let wait = WaitRef::Node(NodeRef(NonNull::from(node)));
         /// Ends the wait if `link` panics.
         struct Registered<'a>(&'a Hub, &'a WaitNode);
         impl Drop for Registered<'_> {
@@ -298,15 +339,15 @@ impl<'h, U: Unlink> Waiter<'h, U> {
     pub(crate) fn wait(&mut self, call: &'static str) -> Woken {
         let wake = match (self.ended, self.wait) {
             (Some(wake), _) => wake,
-            (None, WaitRef::Node(node)) => {
+            (None, WaitRef::Node(NodeRef(node))) => {
                 // SAFETY: the node outlives this waiter (it is borrowed
                 // for `'h`), so it is live.
                 let node = unsafe { node.as_ref() };
                 let wake = loop {
                     self.hub.switch_away(call);
                     let wake = node.wake.get();
-                    if wake != Wake::Pending {
-                        break wake;
+                    if wake != NodeWake::Pending {
+                        break wake.wake();
                     }
                 };
                 self.hub.unlink_node(node);
@@ -348,7 +389,7 @@ impl<U: Unlink> Waiter<'_, U> {
         let how = match (self.ended, self.wait) {
             (Some(how), _) => how,
             // SAFETY: the node outlives this waiter (borrowed for `'h`).
-            (None, WaitRef::Node(node)) => self.hub.end_node(unsafe { node.as_ref() }),
+            (None, WaitRef::Node(NodeRef(node))) => self.hub.end_node(unsafe { node.as_ref() }),
             (None, WaitRef::Key(key)) => self.hub.end_key(key),
         };
         self.link.unlink(self.hub, self.wait, how);
@@ -444,9 +485,11 @@ impl Hub {
     pub(crate) fn wake(&self, w: impl Into<WaitRef>, reason: Wake) -> bool {
         match w.into() {
             WaitRef::Key(key) => self.wake_key(key, reason),
-            // SAFETY: a node reached through a primitive's list is live (it
-            // leaves the list before its waiter ends, see `WaitNode`).
-            WaitRef::Node(node) => self.wake_node(unsafe { node.as_ref() }, reason),
+            // SAFETY: a node reference is used at once after it is taken
+            // off the primitive's list, and is on that list only while its
+            // waiter lives (`NodeRef`, the `Unlink` contract), so the node
+            // is live.
+            WaitRef::Node(NodeRef(node)) => self.wake_node(unsafe { node.as_ref() }, reason),
         }
     }
 
@@ -476,10 +519,10 @@ impl Hub {
     /// Wakes a frame wait for `reason` unless it was already woken.
     #[inline(always)]
     fn wake_node(&self, node: &WaitNode, reason: Wake) -> bool {
-        if node.wake.get() != Wake::Pending {
+        if node.wake.get() != NodeWake::Pending {
             return false;
         }
-        node.wake.set(reason);
+        node.wake.set(NodeWake::of(reason));
         if let Some(greenlet) = node.greenlet.take() {
             self.push_ready(greenlet);
         }
@@ -490,7 +533,7 @@ impl Hub {
     #[inline(always)]
     fn link_node(&self, node: &WaitNode) {
         let head = self.frame_waits.get();
-        node.prev.set(ptr::null());
+        debug_assert!(node.prev.get().is_null(), "a new node");
         node.next.set(head);
         if !head.is_null() {
             // SAFETY: the list holds live nodes only (see `WaitNode`).
@@ -522,7 +565,7 @@ impl Hub {
         self.unlink_node(node);
         // A greenlet still waiting drops its own reference here.
         drop(node.greenlet.take());
-        node.wake.get()
+        node.wake.get().wake()
     }
 
     /// Blocks the current greenlet in wait `w` until it is woken, and ends

@@ -243,7 +243,9 @@ struct AnyLink<'a, W: Waitable> {
     added: Vec<(usize, usize)>,
 }
 
-impl<W: Waitable> Unlink for AnyLink<'_, W> {
+// SAFETY: a multi-wait is registered by `Waiter::new`: it is given table
+// keys only, never a node.
+unsafe impl<W: Waitable> Unlink for AnyLink<'_, W> {
     fn unlink(&mut self, _: &Hub, key: WaitRef, _: Wake) {
         // Even when woken, only the item that woke it took it off its
         // list: every other one still holds it.
