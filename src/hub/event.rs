@@ -132,10 +132,10 @@ struct EventLink<'a> {
 // SAFETY: the wait's only copy is its place on the waiters list, which
 // `unlink` removes unless `set` already took it off.
 unsafe impl Unlink for EventLink<'_> {
-    fn unlink(&mut self, _: &Hub, key: WaitRef, how: Wake) {
+    fn unlink(&mut self, _: &Hub, wait: WaitRef, how: Wake) {
         // A `set` took it off the list when it woke it.
         if how != Wake::Ready {
-            self.event.borrow_mut().waiters.remove(self.node, key);
+            self.event.borrow_mut().waiters.remove(self.node, wait);
         }
     }
 }

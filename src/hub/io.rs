@@ -22,8 +22,8 @@ struct IoLink<'a> {
 // SAFETY: an I/O wait is registered by `Waiter::new`: it is given a table
 // key only, never a node.
 unsafe impl Unlink for IoLink<'_> {
-    fn unlink(&mut self, hub: &Hub, key: WaitRef, _: Wake) {
-        self.reg.remove_waiter(self.dir, key.key());
+    fn unlink(&mut self, hub: &Hub, wait: WaitRef, _: Wake) {
+        self.reg.remove_waiter(self.dir, wait.key());
         hub.io_waits.set(hub.io_waits.get() - 1);
         if self.daemon {
             let n = &hub.daemon_io_waits;

@@ -367,10 +367,10 @@ struct WaitersLink<'a> {
 // SAFETY: the wait's only copy is its place on the waiters list, which
 // `unlink` removes unless `finish` already took it off.
 unsafe impl Unlink for WaitersLink<'_> {
-    fn unlink(&mut self, _: &Hub, key: WaitRef, how: Wake) {
+    fn unlink(&mut self, _: &Hub, wait: WaitRef, how: Wake) {
         // `finish` took it off the list when it woke it.
         if how != Wake::Ready {
-            self.waiters.borrow_mut().remove(self.node, key);
+            self.waiters.borrow_mut().remove(self.node, wait);
         }
     }
 }
@@ -401,8 +401,8 @@ struct JoinLink<'a>(&'a Cell<Option<WaitRef>>);
 // SAFETY: the wait's only copy is the joiner slot, which `unlink` empties
 // unless `finish` already took it (or it holds another wait's).
 unsafe impl Unlink for JoinLink<'_> {
-    fn unlink(&mut self, _: &Hub, key: WaitRef, _: Wake) {
-        if self.0.get() == Some(key) {
+    fn unlink(&mut self, _: &Hub, wait: WaitRef, _: Wake) {
+        if self.0.get() == Some(wait) {
             self.0.set(None);
         }
     }

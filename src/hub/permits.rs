@@ -126,7 +126,7 @@ struct TakeLink<'a> {
 // SAFETY: the wait's only copy is its place on the waiters list, which
 // `unlink` removes unless a wake-up already took it off.
 unsafe impl Unlink for TakeLink<'_> {
-    fn unlink(&mut self, _: &Hub, key: WaitRef, how: Wake) {
+    fn unlink(&mut self, _: &Hub, wait: WaitRef, how: Wake) {
         if how == Wake::Ready {
             // `hand_off` took it off the list and gave it a permit. One it
             // will not keep (killed, thrown into or interrupted after the
@@ -136,7 +136,7 @@ unsafe impl Unlink for TakeLink<'_> {
                 self.permits.give();
             }
         } else {
-            self.permits.waiters.borrow_mut().remove(self.node, key);
+            self.permits.waiters.borrow_mut().remove(self.node, wait);
         }
     }
 }

@@ -580,10 +580,10 @@ struct PeekLink<'a, T> {
 // SAFETY: the wait's only copy is its place on the peekers list, which
 // `unlink` removes unless a put or `close` already took it off.
 unsafe impl<T> Unlink for PeekLink<'_, T> {
-    fn unlink(&mut self, _: &Hub, key: WaitRef, how: Wake) {
+    fn unlink(&mut self, _: &Hub, wait: WaitRef, how: Wake) {
         // A put (or close) took it off the list when it woke it.
         if how != Wake::Ready {
-            self.queue.borrow_mut().peekers.remove(self.node, key);
+            self.queue.borrow_mut().peekers.remove(self.node, wait);
         }
     }
 }
@@ -660,7 +660,7 @@ struct QueueLink<'a, T> {
 // wake-up; otherwise `unlink` removes it.
 unsafe impl<T> Unlink for QueueLink<'_, T> {
     #[inline]
-    fn unlink(&mut self, hub: &Hub, key: WaitRef, how: Wake) {
+    fn unlink(&mut self, hub: &Hub, wait: WaitRef, how: Wake) {
         if self.done {
             // The call took what it was woken for (and so was woken: it is
             // off its list).
@@ -677,10 +677,10 @@ unsafe impl<T> Unlink for QueueLink<'_, T> {
                 q.wake_putter(hub);
             }
             (false, Side::Get) => {
-                q.getters.remove(self.node, key);
+                q.getters.remove(self.node, wait);
             }
             (false, Side::Put) => {
-                q.putters.remove(self.node, key);
+                q.putters.remove(self.node, wait);
             }
         }
     }

@@ -246,11 +246,11 @@ struct AnyLink<'a, W: Waitable> {
 // SAFETY: a multi-wait is registered by `Waiter::new`: it is given table
 // keys only, never a node.
 unsafe impl<W: Waitable> Unlink for AnyLink<'_, W> {
-    fn unlink(&mut self, _: &Hub, key: WaitRef, _: Wake) {
+    fn unlink(&mut self, _: &Hub, wait: WaitRef, _: Wake) {
         // Even when woken, only the item that woke it took it off its
         // list: every other one still holds it.
         for &(i, node) in &self.added {
-            self.items[i].remove_waiter(node, key.key().into());
+            self.items[i].remove_waiter(node, wait.key().into());
         }
     }
 }
