@@ -17,9 +17,13 @@ fn ticker() -> (Rc<Cell<u64>>, Rc<Cell<bool>>, hub::JoinHandle<()>) {
     let h = {
         let (switches, stop) = (switches.clone(), stop.clone());
         hub::spawn(move || {
+            // Counts each turn it gets before giving the next one away,
+            // so a turn counts even if the wait it interleaves with ends
+            // before the ticker is resumed (under valgrind, starting this
+            // greenlet's first stack can take longer than a short timeout).
             while !stop.get() {
-                hub::yield_now();
                 switches.set(switches.get() + 1);
+                hub::yield_now();
             }
         })
     };
