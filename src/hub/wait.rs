@@ -277,28 +277,22 @@ impl<'h, U: Unlink> Waiter<'h, U> {
         link: impl FnOnce(WaitKey) -> U,
     ) -> Waiter<'h, U> {
         let key = hub.register(deadline, on);
-        /// Ends the wait if `link` panics.
-        struct Registered<'a>(&'a Hub, WaitKey);
-        impl Drop for Registered<'_> {
-            fn drop(&mut self) {
-                self.0.end(self.1);
-            }
-        }
-        let registered = Registered(hub, key);
-        let link = link(key);
-        std::mem::forget(registered);
-        Waiter {
+        Waiter::linked(
             hub,
-            wait: WaitRef::Key(key),
-            ended: None,
-            link,
-        }
+            WaitRef::Key(key),
+            || {
+                hub.end(key);
+            },
+            || link(key),
+        )
     }
 
     /// [`new`](Waiter::new) for a primitive that can be woken through a
     /// [`WaitRef`]: a wait with no deadline, while no `with_timeout`
     /// scope is live on the thread, is kept in `node` (see [`WaitNode`]);
-    /// any other is registered in the hub's table.
+    /// any other is registered in the hub's table. `on` is the node's too,
+    /// given again so that the table's path takes it as it is (read back
+    /// from the node, it cost a bounded queue's items 4 instructions each).
     #[inline(always)]
     pub(crate) fn with_node(
         hub: &'h Hub,
@@ -314,16 +308,35 @@ impl<'h, U: Unlink> Waiter<'h, U> {
         node.greenlet.set(Some(Counted::current()));
         hub.link_node(node);
         let wait = WaitRef::Node(NodeRef(NonNull::from(node)));
-        /// Ends the wait if `link` panics.
-        struct Registered<'a>(&'a Hub, &'a WaitNode);
-        impl Drop for Registered<'_> {
+        Waiter::linked(
+            hub,
+            wait,
+            || {
+                hub.end_node(node);
+            },
+            || link(wait),
+        )
+    }
+
+    /// The waiter of `wait`, just registered: `link` puts it where the
+    /// primitive's wakers find it, and if `link` panics, `end` ends it.
+    #[inline(always)]
+    fn linked(
+        hub: &'h Hub,
+        wait: WaitRef,
+        end: impl FnMut(),
+        link: impl FnOnce() -> U,
+    ) -> Waiter<'h, U> {
+        /// Runs its function when dropped, unless forgotten.
+        struct OnUnwind<F: FnMut()>(F);
+        impl<F: FnMut()> Drop for OnUnwind<F> {
             fn drop(&mut self) {
-                self.0.end_node(self.1);
+                (self.0)();
             }
         }
-        let registered = Registered(hub, node);
-        let link = link(wait);
-        std::mem::forget(registered);
+        let guard = OnUnwind(end);
+        let link = link();
+        std::mem::forget(guard);
         Waiter {
             hub,
             wait,
