@@ -36,6 +36,8 @@
 //! The top [`RESERVED`] bytes of each stack hold the greenlet's corosensei
 //! `Coroutine` object itself: it needs an address that never moves (corosensei
 //! writes back into it after every resume) and that costs no heap allocation.
+//! It sits so that its hot words share a cache line with corosensei's link
+//! slot just below it (see [`LINK_SHARE`]).
 //!
 //! Each stack's top is moved down by its *colour*, one of 32 multiples of
 //! 64 bytes, which differs from one stack to the next. Without it every
@@ -74,8 +76,20 @@ pub const DEFAULT_STACK_SIZE: usize = 1024 * 1024;
 /// time with one colour and 0.9-1.0x with 32.
 const COLOURS: usize = 32;
 
-/// Bytes at the top of each stack that hold the greenlet's `Coroutine`.
-pub(crate) const RESERVED: usize = (std::mem::size_of::<Co>() + 63) & !63;
+/// Bytes at the top of each stack that hold the greenlet's `Coroutine`: its
+/// size rounded up to a cache line, plus [`LINK_SHARE`].
+pub(crate) const RESERVED: usize = ((std::mem::size_of::<Co>() + 63) & !63) + LINK_SHARE;
+
+/// How far above a cache-line boundary the coroutine (and so the stack's
+/// base) sits. A resume touches two places of the parked greenlet's stack
+/// top: the coroutine's first words (its saved stack pointer and the
+/// stack's base, which it passes along) and corosensei's link to the
+/// resumer, stored 16 bytes below the base, which the next suspend reads.
+/// With the base 32 bytes above a line boundary both share one line, so a
+/// parked greenlet costs a cache line less to resume: among 1,000 greenlets
+/// yielding in turn, L1 misses went from 13.3 to 9.2 a yield (callgrind),
+/// and the yield from 44-46 to 28-38 ns on a 512 KiB-L2 machine.
+const LINK_SHARE: usize = 32;
 
 /// Stacks in the first batch a thread maps; each further batch is as large
 /// as everything mapped so far, up to [`MAX_BATCH`].
@@ -330,7 +344,7 @@ impl Drop for PooledStack {
 // SAFETY: `[low, low + page)` is the guard page (inaccessible), and the
 // rest up to `low + len` is readable and writable memory owned by this
 // stack. The base is moved down by the colour and `RESERVED` (multiples of
-// 64, so it stays 16-byte aligned), which leaves at least `MIN_STACK_SIZE`
+// 16, so it stays 16-byte aligned), which leaves at least `MIN_STACK_SIZE`
 // usable bytes because `mapped_len` adds `RESERVED` and a page (more than
 // any colour) to the requested size.
 unsafe impl Stack for PooledStack {

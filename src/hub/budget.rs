@@ -107,7 +107,7 @@ impl Hub {
             && Runtime::get().current() != self.key
             && !self.greenlet.is_dead()
         {
-            self.yield_now();
+            super::yield_now();
         }
         refill();
     }

@@ -291,6 +291,20 @@ pub(crate) fn hub() -> Rc<Hub> {
     }
 }
 
+/// This thread's hub (created on first use) as a pointer, taking no
+/// reference: for work that does not switch, where an `Rc` clone and its
+/// drop would be all the cost. The pointer stays valid until the thread's
+/// `HubOwner` gives its reference up at thread exit; a borrow made from it
+/// must end before anything could get there (a switch away, for one).
+#[inline(always)]
+pub(crate) fn hub_ptr() -> *const Hub {
+    let hub = HUB.with(Cell::get);
+    if hub.is_null() {
+        return Rc::as_ptr(&new_hub());
+    }
+    hub
+}
+
 /// This thread's hub if it has one; never creates it. Calls that only
 /// wake others use this, so they work without a hub (there is then nobody
 /// to wake) and from destructors during thread exit.

@@ -53,6 +53,14 @@ impl Counted {
         rt.switch_or_start::<(), ()>(self.0, ())
     }
 
+    /// Switches to the greenlet with `()` (see [`Greenlet::switch`]);
+    /// anything else coming back goes to `on_error` (see
+    /// `Runtime::hand_to`). `rt` is the thread's runtime.
+    #[inline(always)]
+    pub(super) fn hand_in(&self, rt: &Runtime, on_error: impl FnOnce(SwitchError)) {
+        rt.hand_to(self.0, on_error);
+    }
+
     /// Returned, panicked, or killed.
     #[inline]
     fn is_dead_in(&self, rt: &Runtime) -> bool {
@@ -99,7 +107,7 @@ impl Hub {
             if let Some(next) = self.pop_ready(rt) {
                 // What comes back (a spawned greenlet's `()`, a self-kill's
                 // error) only means "carry on".
-                let _ = next.switch_in(rt);
+                next.hand_in(rt, drop);
                 continue;
             }
             if self.daemons.get() > 0 && self.main_in_run.get() && self.only_daemons_wait() {
@@ -316,16 +324,36 @@ impl Hub {
         }
     }
 
-    /// Puts the current greenlet at the back of the ready queue and lets the
-    /// others run.
+    /// A yield's work before its switch: puts the current greenlet at the
+    /// back of the ready queue and takes the one to hand control to, or
+    /// `None` when the hub greenlet runs next (see
+    /// [`next_for_handoff`](Hub::next_for_handoff)).
     #[inline(always)]
-    pub(super) fn yield_now(&self) {
+    fn yield_next(&self, rt: &Runtime) -> Option<Counted> {
         // An expired `with_timeout` scope interrupts a yielding loop too.
         if let Some(s) = self.fired_scope() {
             super::timeout::interrupted(s);
         }
-        let rt = Runtime::get();
-        self.hand_off::<false>(rt, "hub::yield_now");
+        if rt.current() == self.key {
+            super::wait::blocking_in_hub(YIELD);
+        }
+        self.next_for_handoff(rt, Some(Counted::current_in(rt)))
+    }
+}
+
+/// The name a yield gives in its panics.
+const YIELD: &str = "hub::yield_now";
+
+/// [`yield_now`] when the hub greenlet runs next: at a round's end with
+/// timers or I/O to look at (once a round, so out of line).
+#[cold]
+#[inline(never)]
+fn yield_through_hub() {
+    let hub = hub();
+    hub.check_alive(YIELD);
+    if let Err(e) = hub.greenlet.switch::<(), ()>(()) {
+        drop(hub);
+        super::wait::switched_back_with(e, YIELD);
     }
 }
 
@@ -348,7 +376,22 @@ pub(crate) fn ready_keys() -> Vec<Key> {
 // yield between two greenlets instead of 7.4.
 #[inline(always)]
 pub fn yield_now() {
-    hub().yield_now();
+    let rt = Runtime::get();
+    // No reference to the hub is kept across the switch: a parked
+    // greenlet's frame holds only what it resumes with (the greenlet it
+    // handed control to, whose reference it drops), a cache line less
+    // for each of many parked greenlets.
+    // SAFETY: the borrow ends before the switch, and nothing before it
+    // (taking the next greenlet, queueing this one) ends the thread.
+    let next = unsafe { &*super::hub_ptr() }.yield_next(rt);
+    match next {
+        Some(next) => {
+            next.hand_in(rt, |e| super::wait::switched_back_with(e, YIELD));
+            // The runtime outlives every greenlet frame that resumes.
+            next.release_in(rt);
+        }
+        None => yield_through_hub(),
+    }
 }
 
 /// Drives the hub from the main greenlet until no greenlet is ready, no

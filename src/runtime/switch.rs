@@ -117,6 +117,71 @@ impl Runtime {
         }
     }
 
+    /// `switch_or_start::<(), ()>` for the hub's hand-offs, with no result
+    /// in the caller's frame: anything but a plain `()` coming back (an
+    /// error, a throw, a stray value) goes to `on_error`, on a cold path,
+    /// before this returns. Returning a `Result` instead, the fast path
+    /// wrote its `Ok` into a 40-byte slot of the blocked greenlet's frame
+    /// on every resume, one more cache line per parked greenlet (see
+    /// `hub/wait.rs`).
+    #[inline(always)]
+    pub(crate) fn hand_to<E: FnOnce(SwitchError)>(&self, target: Key, on_error: E) {
+        let to = self.records.target(target);
+        if to.state == State::Unstarted && self.starts_here::<()>(&to) {
+            // SAFETY: `to` is unstarted (so not current) and takes a `()`.
+            unsafe { self.hand_over(target, to, on_error) }
+        } else if to.state as u8 == self.fast_state.get()
+            && target != self.current.get()
+            && !std::thread::panicking()
+        {
+            // SAFETY: `to` is active and not current.
+            unsafe { self.hand_over(target, to, on_error) }
+        } else {
+            self.hand_to_slow(target, on_error);
+        }
+    }
+
+    /// The jump of [`hand_to`](Runtime::hand_to), and the check of what
+    /// comes back.
+    ///
+    /// # Safety
+    /// `to` is `key`'s record, active or unstarted (then taking a `()`),
+    /// and `key` is not current.
+    #[inline(always)]
+    unsafe fn hand_over<E: FnOnce(SwitchError)>(&self, key: Key, to: Target, on_error: E) {
+        self.incoming.set(type_of::<()>());
+        // SAFETY: the caller's contract covers `jump`'s; `incoming` names
+        // `()`, the type of the word sent (a `()` is no bytes: the word is
+        // 0); what comes back is received first thing, below.
+        let back = unsafe { self.jump(key, to, 0) };
+        if !is_type::<()>(self.incoming.get()) {
+            // SAFETY: the word that came back, first thing, once.
+            unsafe { self.hand_to_receive_slow(back, on_error) };
+        }
+    }
+
+    /// [`hand_to`](Runtime::hand_to)'s arrival of anything but a `()`.
+    ///
+    /// # Safety
+    /// As for `receive`.
+    #[cold]
+    #[inline(never)]
+    unsafe fn hand_to_receive_slow<E: FnOnce(SwitchError)>(&self, word: usize, on_error: E) {
+        // SAFETY: forwarded: the same word, first thing, once.
+        if let Err(e) = unsafe { self.receive_slow::<()>(word, OnKill::Unwind) } {
+            on_error(e);
+        }
+    }
+
+    /// [`hand_to`](Runtime::hand_to) when the fast path does not apply.
+    #[cold]
+    #[inline(never)]
+    fn hand_to_slow<E: FnOnce(SwitchError)>(&self, target: Key, on_error: E) {
+        if let Err(e) = self.switch_slow::<(), ()>(target, ()) {
+            on_error(e);
+        }
+    }
+
     /// Sends `value` to `key` (whose record `to` is) and receives what
     /// later comes back.
     ///
