@@ -117,13 +117,15 @@ impl Runtime {
         }
     }
 
-    /// `switch_or_start::<(), ()>` for the hub's hand-offs, with no result
-    /// in the caller's frame: anything but a plain `()` coming back (an
-    /// error, a throw, a stray value) goes to `on_error`, on a cold path,
-    /// before this returns. Returning a `Result` instead, the fast path
-    /// wrote its `Ok` into a 40-byte slot of the blocked greenlet's frame
-    /// on every resume, one more cache line per parked greenlet (see
-    /// `hub/wait.rs`).
+    /// `switch_or_start::<(), ()>` for yields and the hub loop, with no result in
+    /// the caller's frame: anything but a plain `()` coming back (an error,
+    /// a throw, a stray value) goes to `on_error`, on a cold path, before
+    /// this returns. Returning a `Result` instead, the fast path wrote its
+    /// `Ok` into a 40-byte slot of the yielding greenlet's frame on every
+    /// resume: among many parked greenlets, one cache line more to bring
+    /// back for each (see `RESERVED` in `stack.rs` for why lines count).
+    /// `on_error` should capture nothing but constants, or it is built in
+    /// the frame before the switch.
     #[inline(always)]
     pub(crate) fn hand_to<E: FnOnce(SwitchError)>(&self, target: Key, on_error: E) {
         let to = self.records.target(target);
