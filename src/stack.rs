@@ -76,6 +76,11 @@ pub const DEFAULT_STACK_SIZE: usize = 1024 * 1024;
 /// time with one colour and 0.9-1.0x with 32.
 const COLOURS: usize = 32;
 
+// A stack's colour and `RESERVED` stay under the smallest page, so the
+// mapping's end is the first page boundary above the base (which
+// `PooledStack::len` relies on).
+const _: () = assert!((COLOURS - 1) * 64 + RESERVED < 4096);
+
 /// Bytes at the top of each stack that hold the greenlet's `Coroutine`.
 ///
 /// A resume touches two places of a parked greenlet's stack top: the

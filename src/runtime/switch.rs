@@ -98,7 +98,8 @@ impl Runtime {
     }
 
     /// [`switch`](Runtime::switch), trying the start of an unstarted
-    /// target first: the hub's hand-offs often start a spawned greenlet.
+    /// target first: the hub's blocking calls often start a spawned
+    /// greenlet.
     #[inline(always)]
     pub(crate) fn switch_or_start<T: 'static, R: 'static>(
         &self,
@@ -117,61 +118,45 @@ impl Runtime {
         }
     }
 
-    /// `switch_or_start::<(), ()>` for yields and the hub loop, with no result in
-    /// the caller's frame: anything but a plain `()` coming back (an error,
-    /// a throw, a stray value) goes to `on_error`, on a cold path, before
-    /// this returns. Returning a `Result` instead, the fast path wrote its
-    /// `Ok` into a 40-byte slot of the yielding greenlet's frame on every
-    /// resume: among many parked greenlets, one cache line more to bring
-    /// back for each (see `RESERVED` in `stack.rs` for why lines count).
-    /// `on_error` should capture nothing but constants, or it is built in
-    /// the frame before the switch.
+    /// Switches to `target` with `()`, starting it if it is unstarted,
+    /// for the hub's yields and its own loop, with no result in the
+    /// caller's frame: anything but a plain `()`
+    /// coming back (an error, a throw, a stray value) goes to `on_error`,
+    /// on a cold path, before this returns. Returning a `Result` instead,
+    /// the fast path wrote its `Ok` into a 40-byte slot of the parked
+    /// greenlet's frame on every resume: among many parked greenlets, one
+    /// cache line more to bring back for each (see `RESERVED` in `stack.rs`
+    /// for why lines count). `on_error` should capture nothing but
+    /// constants, or it is built in the frame before the switch. (The
+    /// blocking calls keep `switch_or_start`: through this, spawn + join
+    /// took 1,012 instructions instead of 997.)
     #[inline(always)]
     pub(crate) fn hand_to<E: FnOnce(SwitchError)>(&self, target: Key, on_error: E) {
         let to = self.records.target(target);
-        if to.state == State::Unstarted && self.starts_here::<()>(&to) {
-            // SAFETY: `to` is unstarted (so not current) and takes a `()`.
-            unsafe { self.hand_over(target, to, on_error) }
-        } else if to.state as u8 == self.fast_state.get()
-            && target != self.current.get()
-            && !std::thread::panicking()
+        // The two fast cases: an unstarted target taking a `()`, as in
+        // `switch_to_unstarted`, or an active one, as in `switch`.
+        let unstarted = to.state == State::Unstarted && self.starts_here::<()>(&to);
+        if unstarted
+            || (to.state as u8 == self.fast_state.get()
+                && target != self.current.get()
+                && !std::thread::panicking())
         {
-            // SAFETY: `to` is active and not current.
-            unsafe { self.hand_over(target, to, on_error) }
+            self.incoming.set(type_of::<()>());
+            // SAFETY: `to` is `target`'s record, unstarted and taking a
+            // `()` (so not current), or active and not current; `incoming`
+            // names `()`, the type of the word sent (a `()` is no bytes: the
+            // word is 0). What comes back is looked at first thing: its
+            // type, and anything but a `()` received once by `receive_slow`.
+            unsafe {
+                let back = self.jump(target, to, 0);
+                if !is_type::<()>(self.incoming.get()) {
+                    if let Err(e) = self.receive_slow::<()>(back, OnKill::Unwind) {
+                        on_error(e);
+                    }
+                }
+            }
         } else {
             self.hand_to_slow(target, on_error);
-        }
-    }
-
-    /// The jump of [`hand_to`](Runtime::hand_to), and the check of what
-    /// comes back.
-    ///
-    /// # Safety
-    /// `to` is `key`'s record, active or unstarted (then taking a `()`),
-    /// and `key` is not current.
-    #[inline(always)]
-    unsafe fn hand_over<E: FnOnce(SwitchError)>(&self, key: Key, to: Target, on_error: E) {
-        self.incoming.set(type_of::<()>());
-        // SAFETY: the caller's contract covers `jump`'s; `incoming` names
-        // `()`, the type of the word sent (a `()` is no bytes: the word is
-        // 0); what comes back is received first thing, below.
-        let back = unsafe { self.jump(key, to, 0) };
-        if !is_type::<()>(self.incoming.get()) {
-            // SAFETY: the word that came back, first thing, once.
-            unsafe { self.hand_to_receive_slow(back, on_error) };
-        }
-    }
-
-    /// [`hand_to`](Runtime::hand_to)'s arrival of anything but a `()`.
-    ///
-    /// # Safety
-    /// As for `receive`.
-    #[cold]
-    #[inline(never)]
-    unsafe fn hand_to_receive_slow<E: FnOnce(SwitchError)>(&self, word: usize, on_error: E) {
-        // SAFETY: forwarded: the same word, first thing, once.
-        if let Err(e) = unsafe { self.receive_slow::<()>(word, OnKill::Unwind) } {
-            on_error(e);
         }
     }
 
