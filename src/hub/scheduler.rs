@@ -352,7 +352,6 @@ fn yield_through_hub() {
     let hub = hub();
     hub.check_alive(YIELD);
     if let Err(e) = hub.greenlet.switch::<(), ()>(()) {
-        drop(hub);
         super::wait::switched_back_with(e, YIELD);
     }
 }

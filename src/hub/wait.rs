@@ -675,7 +675,7 @@ impl Hub {
                 }
                 Err(e) => {
                     next.release_in(rt);
-                    self.switched_back(is_main);
+                    // Marks main as no longer blocked, too.
                     switched_back_with(e, call);
                 }
             },

@@ -120,9 +120,9 @@ impl Runtime {
 
     /// Switches to `target` with `()`, starting it if it is unstarted,
     /// for the hub's yields and its own loop, with no result in the
-    /// caller's frame: anything but a plain `()`
-    /// coming back (an error, a throw, a stray value) goes to `on_error`,
-    /// on a cold path, before this returns. Returning a `Result` instead,
+    /// caller's frame: anything but a plain `()` coming back (an error, a
+    /// throw, a stray value) goes to `on_error`, on a cold path, before
+    /// this returns. Returning a `Result` instead,
     /// the fast path wrote its `Ok` into a 40-byte slot of the parked
     /// greenlet's frame on every resume: among many parked greenlets, one
     /// cache line more to bring back for each (see `RESERVED` in `stack.rs`
