@@ -244,10 +244,11 @@ pub fn set_stack_policy(policy: StackPolicy) -> StackPolicy {
 /// [`StackPolicy::cold_after`]); this is for a thread that knows it is done
 /// with a burst, or that is about to sleep.
 ///
-/// With glibc it also asks the C allocator to return the free memory at
-/// the ends of its heaps (`malloc_trim`): a burst's greenlets leave their
-/// closures' and join handles' allocations freed but resident (about a
-/// megabyte after 10,000 hub spawns).
+/// It also frees the blocks the hub keeps for the next spawns' join states
+/// (up to a megabyte of them after a burst), and with glibc it asks the C
+/// allocator to return the free memory at the ends of its heaps
+/// (`malloc_trim`): a burst's greenlets leave their closures' allocations
+/// freed but resident.
 ///
 /// ```
 /// use greenlet::Greenlet;
@@ -261,6 +262,7 @@ pub fn trim_stacks() {
     let rt = Runtime::get();
     rt.recycle_finished();
     rt.with_pool(|pool| pool.trim_all());
+    crate::hub::trim_pooled_blocks();
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `malloc_trim` may be called at any time from any thread; it
     // only releases memory the allocator holds free.

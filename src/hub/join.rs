@@ -2,7 +2,7 @@
 //! done (rows H1, H2, H8).
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
@@ -60,28 +60,75 @@ type Callbacks = Vec<Box<dyn FnOnce()>>;
 
 /// What a spawned greenlet leaves for its joiner. `join` consumes the one
 /// `JoinHandle`, so there is at most one joiner; the handle's
-/// non-consuming waits (`wait`, `hub::wait`) queue in `waiters`.
+/// non-consuming waits (`wait`, `hub::wait`) and its `on_finish` callbacks
+/// live in an [`Extra`] made on first use.
+///
+/// Small on purpose: with a `usize` result it fills one cache line of its
+/// pooled block, count included. A burst of spawned greenlets brings each
+/// one's state back into the cache at its spawn, its end and its join, so
+/// every line more is three misses more (the waiters list and the
+/// callbacks inline made it three lines).
 struct JoinState<R> {
-    result: RefCell<Option<Result<R, JoinError>>>,
-    finished: Cell<bool>,
-    /// When it finished (for `hub::iwait`'s order).
+    /// The outcome, from the greenlet's end until `join` takes it.
+    result: Cell<Option<Result<R, JoinError>>>,
+    /// When it finished, for `hub::iwait`'s order: a stamp from
+    /// `next_stamp` (never 0); 0 while it has not.
     stamp: Cell<u64>,
     joiner: Cell<Option<WaitRef>>,
+    /// Most handles never get a waiter or a callback.
+    extra: OnceCell<Box<Extra>>,
+}
+
+// With a `usize` result and its count, one 64-byte block (see `pooled_rc`).
+const _: () = assert!(std::mem::size_of::<JoinState<usize>>() <= 64 - 8);
+
+/// The rarer parts of a [`JoinState`].
+struct Extra {
     waiters: RefCell<WaitList>,
-    /// `on_finish` callbacks, run in a greenlet of their own at the end
-    /// (`None` until the first: most handles never get one, and an absent
-    /// list costs its drop nothing).
-    on_finish: RefCell<Option<Callbacks>>,
+    /// `on_finish` callbacks, run in a greenlet of their own at the end.
+    on_finish: RefCell<Callbacks>,
 }
 
 impl<R> JoinState<R> {
+    fn new() -> JoinState<R> {
+        JoinState {
+            result: Cell::new(None),
+            stamp: Cell::new(0),
+            joiner: Cell::new(None),
+            extra: OnceCell::new(),
+        }
+    }
+
+    #[inline]
+    fn is_finished(&self) -> bool {
+        self.stamp.get() != 0
+    }
+
+    fn extra(&self) -> &Extra {
+        self.extra.get_or_init(|| {
+            Box::new(Extra {
+                waiters: RefCell::new(WaitList::new()),
+                on_finish: RefCell::new(Vec::new()),
+            })
+        })
+    }
+
     fn finish(&self, hub: &Rc<Hub>, result: Result<R, JoinError>) {
-        *self.result.borrow_mut() = Some(result);
-        self.finished.set(true);
+        self.result.set(Some(result));
         self.stamp.set(super::wait_any::next_stamp());
         if let Some(w) = self.joiner.take() {
             hub.wake(w, Wake::Ready);
         }
+        if let Some(extra) = self.extra.get() {
+            extra.finish(hub);
+        }
+    }
+}
+
+impl Extra {
+    /// Wakes every waiter and runs the callbacks.
+    #[cold]
+    fn finish(&self, hub: &Rc<Hub>) {
         loop {
             let next = self.waiters.borrow_mut().pop_front();
             match next {
@@ -91,8 +138,8 @@ impl<R> JoinState<R> {
                 None => break,
             }
         }
-        let callbacks = self.on_finish.borrow_mut().take();
-        if let Some(callbacks) = callbacks {
+        let callbacks = std::mem::take(&mut *self.on_finish.borrow_mut());
+        if !callbacks.is_empty() {
             run_callbacks(hub, callbacks);
         }
     }
@@ -121,7 +168,7 @@ struct Finisher<R> {
 
 impl<R> Drop for Finisher<R> {
     fn drop(&mut self) {
-        if !self.state.finished.get() {
+        if !self.state.is_finished() {
             // Dropped unrun: an error that ended the greenlet before it
             // started (a throw, say) is its result, not the hub's problem.
             let result = match Runtime::get().take_unrun_cause() {
@@ -169,14 +216,7 @@ where
     F: FnOnce() -> R + 'static,
     R: 'static,
 {
-    let state = PooledRc::new_with(|| JoinState {
-        result: RefCell::new(None),
-        finished: Cell::new(false),
-        stamp: Cell::new(0),
-        joiner: Cell::new(None),
-        waiters: RefCell::new(WaitList::new()),
-        on_finish: RefCell::new(None),
-    });
+    let state = PooledRc::new_with(JoinState::new);
     let finisher = Finisher {
         state: state.clone(),
         hub: hub.clone(),
@@ -216,7 +256,7 @@ impl<R: 'static> JoinHandle<R> {
     /// docs](super)).
     #[inline(always)]
     pub fn join(self) -> Result<R, JoinError> {
-        if !self.state.finished.get() {
+        if !self.state.is_finished() {
             // The runtime, reached once (each reach is a thread-local load
             // and a check).
             let rt = Runtime::get();
@@ -238,11 +278,7 @@ impl<R: 'static> JoinHandle<R> {
             waiter.wait("JoinHandle::join");
             waiter.end();
         }
-        self.state
-            .result
-            .borrow_mut()
-            .take()
-            .unwrap_or(Err(JoinError::Killed))
+        self.state.result.take().unwrap_or(Err(JoinError::Killed))
     }
 
     /// Blocks until the spawned greenlet finishes, without taking its
@@ -283,7 +319,7 @@ impl<R: 'static> JoinHandle<R> {
 
     #[inline(always)]
     fn wait_until(&self, deadline: Option<Instant>, call: &'static str) -> bool {
-        if self.state.finished.get() {
+        if self.state.is_finished() {
             return true;
         }
         assert!(
@@ -296,12 +332,13 @@ impl<R: 'static> JoinHandle<R> {
             greenlet: self.greenlet.id(),
         };
         let node = WaitNode::new(on);
+        let waiters = &self.state.extra().waiters;
         let mut waiter = Waiter::with_node(&hub, &node, deadline, on, |w| WaitersLink {
-            waiters: &self.state.waiters,
-            node: self.state.waiters.borrow_mut().push_back(w),
+            waiters,
+            node: waiters.borrow_mut().push_back(w),
         });
         match waiter.wait(call) {
-            Woken::Ready | Woken::TimedOut => self.state.finished.get(),
+            Woken::Ready | Woken::TimedOut => self.state.is_finished(),
         }
     }
 
@@ -323,11 +360,11 @@ impl<R: 'static> JoinHandle<R> {
     /// assert!(seen.get());
     /// ```
     pub fn on_finish(&self, f: impl FnOnce() + 'static) {
-        if self.state.finished.get() {
+        if self.state.is_finished() {
             run_callbacks(&hub(), vec![Box::new(f)]);
         } else {
-            let mut callbacks = self.state.on_finish.borrow_mut();
-            callbacks.get_or_insert_with(Vec::new).push(Box::new(f));
+            let mut callbacks = self.state.extra().on_finish.borrow_mut();
+            callbacks.push(Box::new(f));
         }
     }
 
@@ -340,7 +377,7 @@ impl<R: 'static> JoinHandle<R> {
     /// Whether the spawned greenlet has finished (returned, panicked or was
     /// killed).
     pub fn is_finished(&self) -> bool {
-        self.state.finished.get()
+        self.state.is_finished()
     }
 
     /// The spawned greenlet.
@@ -353,7 +390,7 @@ impl<R> fmt::Debug for JoinHandle<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JoinHandle")
             .field("greenlet", &self.greenlet)
-            .field("finished", &self.state.finished.get())
+            .field("finished", &self.state.is_finished())
             .finish()
     }
 }
@@ -377,7 +414,7 @@ unsafe impl Unlink for WaitersLink<'_> {
 
 impl<R: 'static> super::wait_any::sealed::Source for JoinHandle<R> {
     fn is_ready(&self) -> bool {
-        self.state.finished.get()
+        self.state.is_finished()
     }
 
     fn ready_stamp(&self) -> u64 {
@@ -385,11 +422,11 @@ impl<R: 'static> super::wait_any::sealed::Source for JoinHandle<R> {
     }
 
     fn add_waiter(&self, w: usize) -> usize {
-        self.state.waiters.borrow_mut().push_back(w)
+        self.state.extra().waiters.borrow_mut().push_back(w)
     }
 
     fn remove_waiter(&self, node: usize, w: usize) {
-        self.state.waiters.borrow_mut().remove(node, w);
+        self.state.extra().waiters.borrow_mut().remove(node, w);
     }
 }
 

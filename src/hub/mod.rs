@@ -140,6 +140,7 @@ mod monitor;
 mod mutex;
 mod permits;
 mod pooled_rc;
+pub(crate) use pooled_rc::trim as trim_pooled_blocks;
 mod queue;
 pub(crate) mod reactor;
 mod remote;
