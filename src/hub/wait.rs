@@ -139,6 +139,12 @@ impl From<usize> for WaitRef {
 /// of frame waits before the node can go. The stack it lives on is only
 /// freed once its greenlet has finished, by when every frame on it has
 /// been left (a kill unwinds them).
+///
+/// In this order, 16-byte aligned: what a waker reads and writes (the
+/// greenlet, how it was woken) shares one 16-byte unit, so one cache line.
+/// In the compiler's order they were 24 bytes apart, and a burst's
+/// `Event::set` missed on two lines of each parked greenlet's node.
+#[repr(C, align(16))]
 pub(crate) struct WaitNode {
     /// Moved to the ready queue by the wake-up.
     greenlet: Cell<Option<Counted>>,
@@ -146,11 +152,11 @@ pub(crate) struct WaitNode {
     /// [`Wake::TimedOut`] (no timer or scope ever reaches a frame wait), as
     /// one byte.
     wake: Cell<NodeWake>,
-    /// What the call waits on, for `stats`.
-    on: Cell<WaitOn>,
     /// The hub's list of frame waits (for `stats`): the neighbours.
     prev: Cell<*const WaitNode>,
     next: Cell<*const WaitNode>,
+    /// What the call waits on, for `stats`.
+    on: Cell<WaitOn>,
 }
 
 impl WaitNode {
