@@ -285,6 +285,33 @@ mod tests {
         assert_eq!(std::ptr::from_ref(&*wide) as usize % 128, 0);
     }
 
+    /// How many freed blocks of `class` this thread keeps.
+    fn kept(class: usize) -> usize {
+        POOL.with(|pool| pool.0[class].borrow().len())
+    }
+
+    #[test]
+    fn the_pool_keeps_at_most_its_bytes_and_trim_gives_them_all_back() {
+        trim();
+        let limit = KEEP_BYTES / CLASSES[0];
+        let many: Vec<PooledRc<u64>> = (0..limit as u64 + 10).map(PooledRc::new).collect();
+        assert_eq!(kept(0), 0);
+        drop(many);
+        assert_eq!(kept(0), limit, "the rest went back to the allocator");
+        trim();
+        assert_eq!(kept(0), 0);
+        let again = PooledRc::new(5u64);
+        assert_eq!(*again, 5);
+    }
+
+    #[test]
+    fn blocks_are_line_aligned() {
+        let blocks: Vec<PooledRc<u64>> = (0..8).map(PooledRc::new).collect();
+        for b in &blocks {
+            assert_eq!(b.ptr.as_ptr() as usize % 64, 0);
+        }
+    }
+
     #[test]
     fn a_panicking_destructor_still_gives_the_block_back() {
         struct Boom;
