@@ -145,6 +145,21 @@ impl Extra {
     }
 }
 
+/// Calls a spawned greenlet's function in a frame of its own, below the
+/// greenlet's first frames rather than inlined among them.
+///
+/// Those first frames are large (the outcome, the unwinding guards, the
+/// join state's hand-over), and the function's own locals, inlined there,
+/// land wherever the compiler lays them out, one cache line from the
+/// switch's saved registers or three. A parked greenlet brings back every
+/// line its frames write on each resume: a greenlet yielding in a loop
+/// touched four lines of its stack a yield, against three for the same
+/// loop with its locals next to the switch.
+#[inline(never)]
+fn run_in_own_frame<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 /// Runs `on_finish` callbacks in a new greenlet (gevent runs links from its
 /// loop too): they may block, and a panic in one is that greenlet's, not
 /// the finishing greenlet's, which may be unwinding from a kill.
@@ -223,7 +238,7 @@ where
     };
     let greenlet = builder.build_spawned(&hub.greenlet, move |()| {
         let finisher = finisher;
-        let mut result = match panic::catch_unwind(AssertUnwindSafe(f)) {
+        let mut result = match panic::catch_unwind(AssertUnwindSafe(|| run_in_own_frame(f))) {
             Ok(value) => Ok(value),
             // A kill must finish unwinding the stack.
             Err(p) if is_kill(p.as_ref()) => panic::resume_unwind(p),
