@@ -146,18 +146,22 @@ impl Extra {
 }
 
 /// Calls a spawned greenlet's function in a frame of its own, below the
-/// greenlet's first frames rather than inlined among them.
+/// greenlet's first frames rather than inlined among them, and catches
+/// its panic (or the unwinding of a kill, which the caller passes on).
 ///
 /// Those first frames are large (the outcome, the unwinding guards, the
 /// join state's hand-over), and the function's own locals, inlined there,
 /// land wherever the compiler lays them out, one cache line from the
 /// switch's saved registers or three. A parked greenlet brings back every
 /// line its frames write on each resume: a greenlet yielding in a loop
-/// touched four lines of its stack a yield, against three for the same
-/// loop with its locals next to the switch.
+/// touched four lines of its stack a yield, against three with its locals
+/// next to the switch (valgrind's lackey). The catch is here rather than
+/// in the caller so that a kill's first unwinding stops one frame sooner:
+/// with the frame alone, a spawned greenlet's kill took 67,600
+/// instructions instead of 59,800; with the catch here, 51,100.
 #[inline(never)]
-fn run_in_own_frame<R>(f: impl FnOnce() -> R) -> R {
-    f()
+fn run_in_own_frame<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    panic::catch_unwind(AssertUnwindSafe(f))
 }
 
 /// Runs `on_finish` callbacks in a new greenlet (gevent runs links from its
@@ -238,7 +242,7 @@ where
     };
     let greenlet = builder.build_spawned(&hub.greenlet, move |()| {
         let finisher = finisher;
-        let mut result = match panic::catch_unwind(AssertUnwindSafe(|| run_in_own_frame(f))) {
+        let mut result = match run_in_own_frame(f) {
             Ok(value) => Ok(value),
             // A kill must finish unwinding the stack.
             Err(p) if is_kill(p.as_ref()) => panic::resume_unwind(p),
