@@ -91,10 +91,9 @@ const _: () = assert!((COLOURS - 1) * 64 + RESERVED < 4096);
 /// one cache line: a parked greenlet costs a line less to resume, and its
 /// frames start 16 bytes higher than under a whole line of its own. Among
 /// 1,000 greenlets yielding in turn, with the records' and `yield_now`'s
-/// lines also cut, L1 misses went from 13.3 to 6.1 a yield (callgrind);
-/// this layout's share, against the coroutine on a line above the link,
-/// is 8.1 -> 6.1. (Were the coroutine larger, it would get whole lines of
-/// its own.)
+/// lines also cut, L1 data misses went from 10.0 to 4.1 a yield
+/// (callgrind's cache model); this layout's share is the one line. (Were
+/// the coroutine larger, it would get whole lines of its own.)
 pub(crate) const RESERVED: usize = if std::mem::size_of::<Co>() + LINK <= 64 {
     64 - LINK
 } else {

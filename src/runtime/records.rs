@@ -101,15 +101,15 @@ const OWNS_VALUES: u8 = 64;
 /// the yielder, the argument type, the counts, the state) and everything a
 /// greenlet's creation writes. With the compiler's order they sat at both
 /// ends of the record, two lines, and each greenlet resumed among many out
-/// of cache missed on both (callgrind, 1,000 greenlets yielding in turn:
-/// 9.1 -> 8.1 L1 misses a yield).
+/// of cache missed on both (valgrind's lackey, 1,000 greenlets yielding in
+/// turn: the record's two lines a yield became one).
 ///
 /// The second line holds what most greenlets never set: the killer link,
 /// the name and the greenlet-local values. A vacant slot keeps them empty
 /// (`remove` takes them out), so filling a slot writes the second line only
 /// for a name, and flags ([`HAS_KILLER`], [`OWNS_VALUES`]) say when it is
-/// worth reading: a burst of 10,000 spawned greenlets missed the cache
-/// about three times fewer a greenlet (callgrind).
+/// worth reading: a burst of 10,000 spawned greenlets (spawn, park, wake,
+/// join) missed the cache about three times fewer a greenlet (callgrind).
 #[repr(C)]
 pub(crate) struct Record {
     /// Lives at the top of the greenlet's own stack; null for main and once
