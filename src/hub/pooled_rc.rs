@@ -4,8 +4,8 @@
 //!
 //! `Rc::new` and the last `Rc` drop are a `malloc` and a `free`, about a
 //! tenth of a spawn and join. Here each thread keeps up to [`KEEP_BYTES`]
-//! of freed blocks of each of a few sizes, so a steady stream of spawns takes its
-//! blocks back from the pool and allocates nothing. A value too large (or
+//! of freed blocks of each of a few sizes, so a steady stream of spawns
+//! takes its blocks back from the pool and allocates nothing. A value too large (or
 //! too aligned) for the size classes is allocated as `Rc` would be.
 //!
 //! The safe surface is `new`, `clone`, `Deref` and `Drop`, as for `Rc`. The
@@ -27,10 +27,11 @@ const CLASSES: [usize; 3] = [64, 128, 256];
 const ALIGN: usize = 64;
 /// Bytes of freed blocks a thread keeps per class; the rest go back to the
 /// allocator ([`trim`] gives back all). Enough for a burst of 10,000 hub
-/// spawns to take the next burst's join states from the pool: from the
-/// allocator, each cost a spawn and join more cache misses than the state
-/// itself (callgrind: 11.7 misses a greenlet in `malloc` and `free` with
-/// 128 kept, against 2.4 when the blocks were not line-aligned).
+/// spawns to take the next burst's join states from the pool. Taken from
+/// the allocator, they cost more cache misses than the states themselves
+/// (callgrind, a burst of 10,000 with 128 blocks kept: 11.7 misses a
+/// greenlet in `malloc` and `free`, 2.4 before the blocks were
+/// line-aligned; none with the blocks kept).
 const KEEP_BYTES: usize = 1 << 20;
 
 thread_local! {

@@ -109,7 +109,8 @@ const OWNS_VALUES: u8 = 64;
 /// (`remove` takes them out), so filling a slot writes the second line only
 /// for a name, and flags ([`HAS_KILLER`], [`OWNS_VALUES`]) say when it is
 /// worth reading: a burst of 10,000 spawned greenlets (spawn, park, wake,
-/// join) missed the cache about three times fewer a greenlet (callgrind).
+/// join) took about three cache misses fewer a greenlet (callgrind, 54.8
+/// -> 51.8).
 #[repr(C)]
 pub(crate) struct Record {
     /// Lives at the top of the greenlet's own stack; null for main and once
