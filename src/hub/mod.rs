@@ -306,6 +306,16 @@ pub(crate) fn hub_ptr() -> *const Hub {
     hub
 }
 
+/// This thread's hub if it has one, as a pointer, taking no reference
+/// (never creates it): for a wake-up on an operation's fast path, where the
+/// `Rc` clone and drop of [`try_hub`] were a tenth of a queue hand-off's
+/// own work. As with [`hub_ptr`], a borrow made from it must end before
+/// anything could switch.
+#[inline(always)]
+pub(crate) fn try_hub_ptr() -> Option<std::ptr::NonNull<Hub>> {
+    std::ptr::NonNull::new(HUB.with(Cell::get).cast_mut())
+}
+
 /// This thread's hub if it has one; never creates it. Calls that only
 /// wake others use this, so they work without a hub (there is then nobody
 /// to wake) and from destructors during thread exit.

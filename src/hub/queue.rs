@@ -10,7 +10,7 @@ use super::budget;
 use super::ring::Ring;
 use super::wait::{Unlink, WaitNode, WaitRef, Waiter, Wake, Woken};
 use super::wait_list::WaitList;
-use super::{deadline_after, hub as hub_or_new, try_hub, Hub};
+use super::{deadline_after, hub as hub_or_new, try_hub, try_hub_ptr, Hub};
 use crate::stats::WaitOn;
 
 /// A queue of `T` shared by the greenlets of one thread; `Clone` gives
@@ -257,7 +257,9 @@ impl<T: 'static> Queue<T> {
     /// Adds `item` if there is room now (and the queue is not closed);
     /// gives it back otherwise.
     pub fn try_put(&self, item: T) -> Result<(), T> {
-        self.try_put_with(try_hub().as_deref(), item)
+        // SAFETY: as in `get_then`: `try_put_with` only wakes, so nothing
+        // switches while the thread's hub is borrowed.
+        self.try_put_with(try_hub_ptr().map(|hub| unsafe { hub.as_ref() }), item)
     }
 
     /// `try_put` with the hub at hand (`None`: the thread has none, so
@@ -311,7 +313,8 @@ impl<T: 'static> Queue<T> {
     /// Takes the front item if there is one (and no blocked getter is owed
     /// it).
     pub fn try_get(&self) -> Option<T> {
-        self.try_get_with(try_hub().as_deref())
+        // SAFETY: as in `get_then`: `try_get_with` only wakes a putter.
+        self.try_get_with(try_hub_ptr().map(|hub| unsafe { hub.as_ref() }))
     }
 
     /// `try_get` with the hub at hand (see `try_put_with`).
@@ -390,8 +393,12 @@ impl<T: 'static> Queue<T> {
         if q.items.len() > q.reserved_items {
             let item = q.items.pop_front();
             if !q.putters.is_empty() {
-                if let Some(hub) = try_hub() {
-                    q.wake_putter(&hub);
+                if let Some(hub) = try_hub_ptr() {
+                    // SAFETY: the thread's hub lives until its owner gives
+                    // it up at thread exit, and waking a putter only moves
+                    // it to the ready queue: nothing switches while this
+                    // borrow lives.
+                    q.wake_putter(unsafe { hub.as_ref() });
                 }
             }
             drop(q);
@@ -463,9 +470,13 @@ impl<T: 'static> Queue<T> {
         if q.has_space() && !q.closed {
             q.items.push_back(item);
             if !q.getters.is_empty() || !q.peekers.is_empty() {
-                if let Some(hub) = try_hub() {
-                    q.wake_getter(&hub);
-                    q.wake_peekers(&hub);
+                if let Some(hub) = try_hub_ptr() {
+                    // SAFETY: as in `get_then`: waking getters and peekers
+                    // only moves them to the ready queue, so nothing
+                    // switches while the thread's hub is borrowed.
+                    let hub = unsafe { hub.as_ref() };
+                    q.wake_getter(hub);
+                    q.wake_peekers(hub);
                 }
             }
             return Ok(());
