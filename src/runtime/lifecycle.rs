@@ -82,7 +82,15 @@ impl Runtime {
     #[inline]
     pub(crate) fn release_ref(&self, key: Key) {
         if self.records.drop_ref(key) == 0 {
-            self.unreachable(key);
+            if self.finished.get() == Some(key) {
+                // The common last drop, a joined greenlet's handle: it has
+                // just finished through the fast lane, and its receiver
+                // has its value, so it is recycled (and freed) now, as
+                // `unreachable` would, without that cold call's checks.
+                self.recycle_finished();
+            } else {
+                self.unreachable(key);
+            }
         }
     }
 
