@@ -151,10 +151,9 @@ impl Runtime {
     fn free(&self, key: Key) {
         let mut key = key;
         loop {
-            let removed = self.records.remove(key);
-            let parent = removed.parent;
-            removed.drop_owned();
-            let Some(parent) = parent else { return };
+            let Some(parent) = self.records.remove(key) else {
+                return;
+            };
             let Some((state, holds_stack, pinned)) = self.records.drop_last_ref(parent) else {
                 return;
             };

@@ -4,10 +4,11 @@
 //!
 //! The records live in slots that never move: chunks of [`CHUNK`] slots,
 //! each allocated once and kept until the thread's runtime is dropped, with
-//! a free list of vacant slots. A [`Key`] is the address of its slot, so a
-//! handle reaches its record in one load, with no index to check and no
-//! slab to search; a vacant slot holds a default record, so even a stale
-//! key reads valid memory (and trips a debug assertion).
+//! a free list of vacant slots (linked through their records' `parent`
+//! fields). A [`Key`] is the address of its slot, so a handle reaches its
+//! record in one load, with no index to check and no slab to search; a
+//! vacant slot holds a record that is not live, so even a stale key reads
+//! valid memory (and trips a debug assertion).
 //!
 //! No reference into a slot ever leaves this module: every accessor copies plain data out (or
 //! in) and returns, and the closures this module passes to its two private
@@ -270,8 +271,11 @@ struct Store {
     /// before `Records` is dropped (growing this list moves the boxes,
     /// not the slots).
     chunks: Vec<Box<[Slot]>>,
-    /// Vacant slots, reused last-freed first.
-    vacant: Vec<Key>,
+    /// The last-freed vacant slot, reused first; each vacant slot's
+    /// `parent` links the one freed before it (an intrusive list: freeing
+    /// and reusing a slot writes a word or two, where a `Vec` of keys had
+    /// its own length and capacity to keep).
+    vacant: Option<Key>,
     /// Slots handed out so far (all chunks but the last are full).
     used: usize,
 }
@@ -279,12 +283,6 @@ struct Store {
 impl Store {
     /// A vacant slot: a freed one, or else a new one.
     #[inline]
-    fn take_vacant(&mut self) -> Key {
-        match self.vacant.pop() {
-            Some(key) => key,
-            None => self.new_slot(),
-        }
-    }
 
     /// A slot never used before, in a new chunk if the last one is full.
     #[cold]
@@ -316,7 +314,7 @@ impl Records {
         let records = Records {
             store: UnsafeCell::new(Store {
                 chunks: Vec::new(),
-                vacant: Vec::new(),
+                vacant: None,
                 used: 0,
             }),
             main: Key(NonNull::dangling()),
@@ -384,7 +382,14 @@ impl Records {
     /// never filled is lost (not unsound: it stays vacant and unlisted).
     #[inline(always)]
     pub(crate) fn reserve(&self) -> Key {
-        self.store(Store::take_vacant)
+        match self.store(|s| s.vacant) {
+            Some(key) => {
+                let next = self.slot(key, |r| r.parent.take());
+                self.store(|s| s.vacant = next);
+                key
+            }
+            None => self.store(Store::new_slot),
+        }
     }
 
     /// Puts `record` into the slot `key` from [`reserve`](Records::reserve).
@@ -437,29 +442,42 @@ impl Records {
         });
     }
 
-    /// Removes a dead record whose stack was recycled. Returns its parent
-    /// link (for the caller to release) and what it owned that can run
-    /// code when dropped (its name, its locals), for the caller to drop
-    /// outside the records. Only that is moved: the slot keeps the rest,
-    /// which the next `insert` overwrites.
+    /// Removes a dead record whose stack was recycled, and returns its
+    /// parent link (still counted on the parent, for the caller to
+    /// release). What it owned that can run code when dropped (its name,
+    /// its locals) is dropped here, outside any borrow of the records and
+    /// before the slot is listed as vacant, so nothing that code does can
+    /// reach the slot. The slot keeps the rest, which the next `insert`
+    /// overwrites.
     #[inline]
-    pub(crate) fn remove(&self, key: Key) -> Removed {
+    pub(crate) fn remove(&self, key: Key) -> Option<Key> {
         debug_assert!(key != self.main, "main's record is never removed");
-        let removed = self.write(key, |r| {
+        let (parent, owns_values) = self.write(key, |r| {
             debug_assert!(r.coroutine.is_null(), "removed with its stack");
-            r.live = false;
-            let parent = r.parent.take();
-            // Most greenlets have neither a name nor locals: then nothing
-            // is moved out and nothing is dropped later.
             debug_assert!(r.killer.is_none(), "removed with a killer link");
-            let owned = (r.flags & OWNS_VALUES != 0).then(|| Owned {
-                _name: r.name.take(),
-                _locals: std::mem::take(&mut r.locals),
-            });
-            Removed { parent, owned }
+            r.live = false;
+            (r.parent.take(), r.flags & OWNS_VALUES != 0)
         });
-        self.store(|s| s.vacant.push(key));
-        removed
+        // Most greenlets have neither a name nor locals: then nothing is
+        // moved out and nothing is dropped.
+        if owns_values {
+            self.drop_values(key);
+        }
+        let next = self.store(|s| s.vacant.replace(key));
+        self.slot(key, |r| r.parent = next);
+        parent
+    }
+
+    /// Takes a removed record's name and locals out of its slot and drops
+    /// them (their destructors may run user code: after the borrow ends).
+    #[cold]
+    #[inline(never)]
+    fn drop_values(&self, key: Key) {
+        let owned = self.slot(key, |r| {
+            r.flags &= !OWNS_VALUES;
+            (r.name.take(), std::mem::take(&mut r.locals))
+        });
+        drop(owned);
     }
 
     /// One past the highest slot index in use (for walks that tolerate the
@@ -745,37 +763,6 @@ fn take_killer(r: &mut Record) -> Option<Key> {
     } else {
         None
     }
-}
-
-/// What a removed record held that its remover must deal with.
-pub(crate) struct Removed {
-    /// The parent link, still counted on the parent.
-    pub(crate) parent: Option<Key>,
-    /// Dropped with this value, outside the records.
-    owned: Option<Owned>,
-}
-
-impl Removed {
-    /// Drops what the record owned (its destructors may run user code,
-    /// so this is done outside the records); out of line, as most records
-    /// own nothing.
-    #[inline]
-    pub(crate) fn drop_owned(self) {
-        if let Some(owned) = self.owned {
-            drop_owned(owned);
-        }
-    }
-}
-
-#[inline(never)]
-fn drop_owned(owned: Owned) {
-    drop(owned);
-}
-
-/// What a removed record owned that can run code when dropped.
-struct Owned {
-    _name: Option<Rc<str>>,
-    _locals: Locals,
 }
 
 fn view(key: Key, r: &Record) -> View {
