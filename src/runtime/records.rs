@@ -281,9 +281,6 @@ struct Store {
 }
 
 impl Store {
-    /// A vacant slot: a freed one, or else a new one.
-    #[inline]
-
     /// A slot never used before, in a new chunk if the last one is full.
     #[cold]
     fn new_slot(&mut self) -> Key {
