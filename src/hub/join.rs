@@ -259,14 +259,15 @@ where
         // Greenlet-locals go now, while this is still an ordinary hub
         // greenlet: their destructors may block, and a panic in one is
         // this greenlet's to report, through its handle.
-        match Runtime::get().drop_locals() {
+        let rt = Runtime::get();
+        match rt.drop_locals() {
             Ok(()) => {}
             Err(SwitchError::Killed) => panic::resume_unwind(Box::new(GreenletExit)),
             Err(SwitchError::Panicked(p)) => result = Err(JoinError::Panicked(p)),
             Err(_) => {}
         }
         finisher.state.finish(&finisher.hub, result);
-        finisher.hub.hand_off_on_finish();
+        finisher.hub.hand_off_on_finish(rt);
     })?;
     hub.make_ready(greenlet.clone());
     Ok(JoinHandle { greenlet, state })

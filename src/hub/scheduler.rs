@@ -304,8 +304,7 @@ impl Hub {
     /// Called by a spawned greenlet about to return: its result goes to its
     /// parent, so making the next ready greenlet its parent hands control
     /// straight there instead of through the hub.
-    pub(super) fn hand_off_on_finish(&self) {
-        let rt = Runtime::get();
+    pub(super) fn hand_off_on_finish(&self, rt: &Runtime) {
         if let Some(next) = self.next_for_handoff(rt, None) {
             // Straight to the runtime: the caller is a spawned greenlet
             // (never main), and no handle to it is needed.
@@ -316,7 +315,9 @@ impl Hub {
             if let Some(after) = self.ready.borrow().front() {
                 crate::stack::prefetch_parked_frames(rt.records().target(after.key()).coroutine);
             }
-            if !rt.set_parent(rt.current(), next.key()) {
+            if rt.set_parent(rt.current(), next.key()) {
+                next.release_in(rt);
+            } else {
                 // `next` is one of our own descendants: let the hub run it.
                 self.ready.borrow_mut().push_front(next);
                 self.round_left.set(self.round_left.get() + 1);
