@@ -29,6 +29,7 @@ impl Runtime {
     /// handle); `OWNS`: a hub spawn, whose function keeps its own outcome
     /// (see `OWNS_OUTCOME`; a constant, so a plain greenlet's creation
     /// pays nothing for it).
+    #[inline(always)]
     pub(crate) fn create<F, A, R, const OWNS: bool>(
         &self,
         f: F,
@@ -515,12 +516,9 @@ impl Runtime {
                 word = unsafe { encode(slot.write(ManuallyDrop::new(value))) };
                 Signal::Value(type_of::<R>())
             }
-            Err(SwitchError::Panicked(p)) => Signal::Panicked(p),
-            Err(SwitchError::Thrown(p)) => Signal::Thrown(p),
-            Err(SwitchError::TypeMismatch { expected, found }) => {
-                Signal::Mismatch { expected, found }
-            }
-            Err(_) => Signal::Killed,
+            // Out of line: matched here, the error's variants made a jump
+            // table that every plain return went through.
+            Err(e) => error_signal(e),
         };
         // Who receives it: its killer while a kill is under way, else its
         // parent. Read after the hook, which may change either.
@@ -572,6 +570,18 @@ impl Runtime {
         // stack; nothing ever resumes it.
         y.suspend(word);
         unreachable_return()
+    }
+}
+
+/// What a greenlet that ended with error `e` sends on (see `finish`).
+#[cold]
+#[inline(never)]
+fn error_signal(e: SwitchError) -> Signal {
+    match e {
+        SwitchError::Panicked(p) => Signal::Panicked(p),
+        SwitchError::Thrown(p) => Signal::Thrown(p),
+        SwitchError::TypeMismatch { expected, found } => Signal::Mismatch { expected, found },
+        _ => Signal::Killed,
     }
 }
 
