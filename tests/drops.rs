@@ -326,3 +326,49 @@ fn a_small_mismatched_return_value_is_dropped_once_while_stacks_are_reused() {
     churn_stacks();
     assert_eq!(drops.get(), 1);
 }
+
+/// A name goes with its greenlet's record, once, and a reused record slot
+/// carries nothing over: the freed slots are reused (most recently freed
+/// first) by greenlets with no name, a parent of their own and a fresh
+/// state, whether the named ones finished, were killed or never ran.
+#[test]
+fn a_name_is_dropped_with_its_record_and_a_reused_slot_carries_nothing_over() {
+    for round in 0..3 {
+        let named: Vec<Greenlet> = (0..8)
+            .map(|i| {
+                let g = Greenlet::builder()
+                    .name(format!("r{round}-{i}"))
+                    .build(|()| Greenlet::main().switch::<(), ()>(()))
+                    .unwrap();
+                match i % 3 {
+                    0 => {}                               // never runs
+                    1 => g.switch::<(), ()>(()).unwrap(), // suspended, killed by the drop
+                    _ => {
+                        g.switch::<(), ()>(()).unwrap();
+                        g.switch::<(), Result<(), SwitchError>>(())
+                            .unwrap()
+                            .unwrap(); // finished
+                    }
+                }
+                g
+            })
+            .collect();
+        let held: Vec<Rc<str>> = named.iter().map(|g| g.name().unwrap()).collect();
+        for h in &held {
+            assert_eq!(Rc::strong_count(h), 2, "the record's and this one");
+        }
+        drop(named);
+        for h in &held {
+            assert_eq!(Rc::strong_count(h), 1, "the record let its name go");
+        }
+        let plain: Vec<Greenlet> = (0..8).map(|_| Greenlet::new(|x: u32| x + 1)).collect();
+        for g in &plain {
+            assert_eq!(g.name(), None);
+            assert!(!g.is_started() && !g.is_dead());
+            assert!(g.parent().unwrap().is_main());
+        }
+        for (i, g) in plain.iter().enumerate() {
+            assert_eq!(g.switch::<u32, u32>(i as u32).unwrap(), i as u32 + 1);
+        }
+    }
+}
