@@ -88,6 +88,11 @@ impl Runtime {
                 // just finished through the fast lane, and its receiver
                 // has its value, so it is recycled (and freed) now, as
                 // `unreachable` would, without that cold call's checks.
+                debug_assert!(
+                    matches!(self.records.liveness(key), (State::Dead, true, _)),
+                    "greenlet: internal error: the fast lane's finished greenlet is dead \
+                     and holds its stack until recycled"
+                );
                 self.recycle_finished();
             } else {
                 self.unreachable(key);
@@ -460,7 +465,13 @@ impl Runtime {
         while index < self.records.key_bound() {
             if let Some(view) = self.records.view_at(index) {
                 if view.holds_stack {
-                    self.recycle(view.key);
+                    if self.finished.get() == Some(view.key) {
+                        // Taken off the fast lane's slot too, so that
+                        // nothing recycles (and frees) it a second time.
+                        self.recycle_finished();
+                    } else {
+                        self.recycle(view.key);
+                    }
                 }
             }
             index += 1;

@@ -19,10 +19,11 @@
 //! and change a record (or the chunk list, which an insert may grow) under
 //! a live reference, and a stack switch is a call into user code.
 //!
-//! Values that can run user code when dropped (greenlet-local values, a
-//! record being removed) are moved out whole and dropped by the caller,
-//! after the door has closed. A stale key (one whose record is gone) is a
-//! bug in the runtime.
+//! Values that can run user code when dropped (greenlet-local values, the
+//! name and locals of a record being removed) are moved out whole and
+//! dropped after the door has closed: by the caller, or for a removed
+//! record by `remove` itself, before the slot is listed as vacant. A stale
+//! key (one whose record is gone) is a bug in the runtime.
 
 use std::any::Any;
 use std::cell::UnsafeCell;
