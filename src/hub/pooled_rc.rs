@@ -220,7 +220,11 @@ impl<T> PooledRc<T> {
     /// If `make` panics, the block goes back to the pool.
     #[inline]
     pub(crate) fn new_with(make: impl FnOnce() -> T) -> PooledRc<T> {
-        let pooled = Self::CLASS.and_then(|class| POOL.with(|pool| pool.take(class)));
+        // `try_with`: where thread-locals live under OS keys, even one
+        // without a destructor can be gone at thread exit (then the block
+        // comes from the allocator); with native thread-locals this costs
+        // nothing over `with`.
+        let pooled = Self::CLASS.and_then(|class| POOL.try_with(|pool| pool.take(class)).ok()?);
         let block = pooled.unwrap_or_else(|| alloc_block(Self::block_layout()));
         let ptr = block.cast::<Inner<T>>();
         let unwritten = GiveBack(ptr);
@@ -294,7 +298,7 @@ impl<T> Drop for GiveBack<T> {
     fn drop(&mut self) {
         let block = self.0.cast::<u8>();
         if let Some(class) = PooledRc::<T>::CLASS {
-            if POOL.with(|pool| pool.keep(class, block)) {
+            if POOL.try_with(|pool| pool.keep(class, block)) == Ok(true) {
                 return;
             }
         }
