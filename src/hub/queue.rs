@@ -90,6 +90,28 @@ impl<T> Inner<T> {
         }
     }
 
+    /// Wakes a getter for a new item, and every peeker.
+    #[inline(always)]
+    fn wake_for_item(&mut self, hub: &Hub) {
+        self.wake_getter(hub);
+        self.wake_peekers(hub);
+    }
+
+    /// Runs `wake` (one of the wake-ups of this impl) with this thread's
+    /// hub, if it has one: without a hub nobody can be waiting. The hub is
+    /// borrowed through its pointer, taking no reference (an `Rc` clone
+    /// and drop were a tenth of a queue hand-off's own work).
+    #[inline(always)]
+    fn wake_with(&mut self, wake: impl FnOnce(&mut Self, &Hub)) {
+        if let Some(hub) = try_hub_ptr() {
+            // SAFETY: the thread's hub lives until its owner gives it up at
+            // thread exit, and the callers pass only this impl's wake-ups,
+            // which move greenlets to the ready queue and switch nowhere,
+            // so the borrow ends before anything could switch.
+            wake(self, unsafe { hub.as_ref() });
+        }
+    }
+
     /// Wakes the first waiting putter if an unreserved place is free.
     #[inline(always)]
     fn wake_putter(&mut self, hub: &Hub) {
@@ -257,23 +279,11 @@ impl<T: 'static> Queue<T> {
     /// Adds `item` if there is room now (and the queue is not closed);
     /// gives it back otherwise.
     pub fn try_put(&self, item: T) -> Result<(), T> {
-        // SAFETY: as in `get_then`: `try_put_with` only wakes, so nothing
-        // switches while the thread's hub is borrowed.
-        self.try_put_with(try_hub_ptr().map(|hub| unsafe { hub.as_ref() }), item)
-    }
-
-    /// `try_put` with the hub at hand (`None`: the thread has none, so
-    /// nobody can be waiting).
-    #[inline]
-    fn try_put_with(&self, hub: Option<&Hub>, item: T) -> Result<(), T> {
         let mut q = self.inner.borrow_mut();
         // Blocked putters are only ever waiting when there is no room.
         if q.has_space() && !q.closed {
             q.items.push_back(item);
-            if let Some(hub) = hub {
-                q.wake_getter(hub);
-                q.wake_peekers(hub);
-            }
+            q.wake_with(Inner::wake_for_item);
             Ok(())
         } else {
             Err(item)
@@ -313,19 +323,10 @@ impl<T: 'static> Queue<T> {
     /// Takes the front item if there is one (and no blocked getter is owed
     /// it).
     pub fn try_get(&self) -> Option<T> {
-        // SAFETY: as in `get_then`: `try_get_with` only wakes a putter.
-        self.try_get_with(try_hub_ptr().map(|hub| unsafe { hub.as_ref() }))
-    }
-
-    /// `try_get` with the hub at hand (see `try_put_with`).
-    #[inline]
-    fn try_get_with(&self, hub: Option<&Hub>) -> Option<T> {
         let mut q = self.inner.borrow_mut();
         if q.items.len() > q.reserved_items {
             let item = q.items.pop_front();
-            if let Some(hub) = hub {
-                q.wake_putter(hub);
-            }
+            q.wake_with(Inner::wake_putter);
             item
         } else {
             None
@@ -393,13 +394,7 @@ impl<T: 'static> Queue<T> {
         if q.items.len() > q.reserved_items {
             let item = q.items.pop_front();
             if !q.putters.is_empty() {
-                if let Some(hub) = try_hub_ptr() {
-                    // SAFETY: the thread's hub lives until its owner gives
-                    // it up at thread exit, and waking a putter only moves
-                    // it to the ready queue: nothing switches while this
-                    // borrow lives.
-                    q.wake_putter(unsafe { hub.as_ref() });
-                }
+                q.wake_with(Inner::wake_putter);
             }
             drop(q);
             return then(item);
@@ -470,14 +465,7 @@ impl<T: 'static> Queue<T> {
         if q.has_space() && !q.closed {
             q.items.push_back(item);
             if !q.getters.is_empty() || !q.peekers.is_empty() {
-                if let Some(hub) = try_hub_ptr() {
-                    // SAFETY: as in `get_then`: waking getters and peekers
-                    // only moves them to the ready queue, so nothing
-                    // switches while the thread's hub is borrowed.
-                    let hub = unsafe { hub.as_ref() };
-                    q.wake_getter(hub);
-                    q.wake_peekers(hub);
-                }
+                q.wake_with(Inner::wake_for_item);
             }
             return Ok(());
         }

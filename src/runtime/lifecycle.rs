@@ -193,13 +193,24 @@ impl Runtime {
     #[inline]
     pub(crate) fn recycle_finished(&self) {
         if let Some(key) = self.finished.take() {
-            self.recycle(key);
+            self.recycle_out_of_line(key);
         }
     }
 
     /// Returns a finished greenlet's stack to the pool, once its receiver
-    /// has taken the value that lived on it.
+    /// has taken the value that lived on it. A greenlet waiting in the fast
+    /// lane's slot leaves it, so nothing recycles (and frees) it twice.
+    #[inline]
     pub(super) fn recycle(&self, key: Key) {
+        if self.finished.get() == Some(key) {
+            self.finished.set(None);
+        }
+        self.recycle_out_of_line(key);
+    }
+
+    /// [`recycle`](Runtime::recycle) once `key` is off the fast lane's slot.
+    #[inline(never)]
+    fn recycle_out_of_line(&self, key: Key) {
         self.recycle_inline(key);
     }
 
@@ -465,13 +476,7 @@ impl Runtime {
         while index < self.records.key_bound() {
             if let Some(view) = self.records.view_at(index) {
                 if view.holds_stack {
-                    if self.finished.get() == Some(view.key) {
-                        // Taken off the fast lane's slot too, so that
-                        // nothing recycles (and frees) it a second time.
-                        self.recycle_finished();
-                    } else {
-                        self.recycle(view.key);
-                    }
+                    self.recycle(view.key);
                 }
             }
             index += 1;
