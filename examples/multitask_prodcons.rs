@@ -66,10 +66,10 @@ fn sleep(y: &Yielder<Call, Reply>, ms: u64) {
     y.yield_(Call::Sleep(ms));
 }
 
-/// A bounded queue and the tasks waiting on it. As the hub's `Queue`, it
-/// never hands an item to a waiting task directly: waking a getter reserves
-/// an item for it, waking a putter reserves a place, and the woken task
-/// takes it when it runs.
+/// A bounded queue and the tasks waiting on it. It never hands an item to
+/// a waiting task directly (the hub's `Queue` hands a put's item straight
+/// to a blocked getter): waking a getter reserves an item for it, waking a
+/// putter reserves a place, and the woken task takes it when it runs.
 #[derive(Default)]
 struct Queue {
     items: VecDeque<Option<u32>>,

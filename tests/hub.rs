@@ -325,6 +325,70 @@ fn h8_a_woken_getter_killed_before_it_runs_passes_its_item_on() {
 }
 
 #[test]
+fn h8_a_put_hands_each_item_to_the_getter_that_blocked_first() {
+    // `first` blocks; the putter puts two items and takes one before
+    // `first` runs: `first` gets the item put while it waited, the putter
+    // the next one.
+    let q = Queue::new();
+    let q1 = q.clone();
+    let first = hub::spawn(move || q1.get());
+    hub::yield_now(); // it blocks
+    q.put(1u32);
+    q.put(2);
+    assert_eq!(q.len(), 2, "the handed item counts until its getter runs");
+    assert_eq!(q.try_peek(), Some(2), "but is out of the queue's reach");
+    assert_eq!(q.get(), 2);
+    assert_eq!(first.join().unwrap(), 1);
+    assert!(q.is_empty());
+}
+
+#[test]
+fn h8_a_handed_item_takes_its_place_in_a_bounded_queue() {
+    let q = Queue::bounded(1);
+    let q1 = q.clone();
+    let getter = hub::spawn(move || q1.get());
+    hub::yield_now(); // it blocks
+    q.put(1u32);
+    assert!(q.is_full());
+    assert_eq!(q.try_put(2), Err(2), "no room until the getter runs");
+    assert_eq!(getter.join().unwrap(), 1);
+    assert_eq!(q.try_put(2), Ok(()));
+}
+
+#[test]
+fn h8_an_item_handed_to_a_getter_killed_before_it_runs_goes_back_to_the_front() {
+    let q = Queue::bounded(2);
+    let q1 = q.clone();
+    let getter = hub::spawn(move || q1.get());
+    hub::yield_now(); // it blocks
+    q.put(1u32); // handed to `getter`, which has not run yet
+    q.put(2);
+    assert!(q.is_full());
+    getter.kill();
+    assert!(matches!(getter.join(), Err(JoinError::Killed)));
+    assert_eq!(q.len(), 2);
+    assert!(q.is_full());
+    assert_eq!(q.try_get(), Some(1), "back at the front");
+    assert_eq!(q.try_get(), Some(2));
+    assert_eq!(q.try_get(), None);
+}
+
+#[test]
+fn h8_an_item_handed_to_a_getter_thrown_into_is_not_lost() {
+    let q = Queue::new();
+    let q1 = q.clone();
+    let getter = hub::spawn(move || panic::catch_unwind(AssertUnwindSafe(|| q1.get())).is_err());
+    let q2 = q.clone();
+    let next = hub::spawn(move || q2.get());
+    hub::yield_now(); // both block
+    q.put(1u32); // handed to `getter`
+    let _ = getter.greenlet().throw::<&str, ()>("stop");
+    assert!(getter.join().unwrap(), "its get unwound");
+    assert_eq!(next.join().unwrap(), 1, "passed on to the next getter");
+    assert!(q.is_empty());
+}
+
+#[test]
 fn joining_oneself_is_an_error_not_a_hang() {
     // The spawned greenlet gets its own handle through a shared slot.
     type Slot = Rc<RefCell<Option<hub::JoinHandle<()>>>>;

@@ -239,7 +239,8 @@ struct QueueM {
     cap: Option<usize>,
     getters: VecDeque<usize>,
     putters: VecDeque<usize>,
-    reserved_items: usize,
+    /// Items handed to woken getters, by wait, until they run.
+    handed: BTreeMap<usize, u8>,
     reserved_slots: usize,
 }
 
@@ -337,21 +338,29 @@ impl Model {
         true
     }
 
-    fn wake_getter(&mut self, q: usize) {
-        while self.queues[q].items.len() > self.queues[q].reserved_items {
-            let Some(w) = self.queues[q].getters.pop_front() else {
-                return;
-            };
+    /// Hands `v` to the first blocked getter that can still take it;
+    /// gives it back if there is none.
+    fn hand_to_getter(&mut self, q: usize, v: u8) -> Result<(), u8> {
+        while let Some(w) = self.queues[q].getters.pop_front() {
             if self.wake(w, Wake::Ready) {
-                self.queues[q].reserved_items += 1;
-                return;
+                self.queues[q].handed.insert(w, v);
+                return Ok(());
             }
+        }
+        Err(v)
+    }
+
+    /// Adds `v` to a queue with room: to a blocked getter, or at the back.
+    fn add(&mut self, q: usize, v: u8) {
+        if let Err(v) = self.hand_to_getter(q, v) {
+            self.queues[q].items.push_back(v);
         }
     }
 
     fn has_space(&self, q: usize) -> bool {
         let m = &self.queues[q];
-        m.cap.is_none_or(|c| m.items.len() + m.reserved_slots < c)
+        m.cap
+            .is_none_or(|c| m.items.len() + m.handed.len() + m.reserved_slots < c)
     }
 
     fn wake_putter(&mut self, q: usize) {
@@ -384,8 +393,12 @@ impl Model {
             Kind::Get(q) => match (ready, used) {
                 (true, true) => {}
                 (true, false) => {
-                    self.queues[q].reserved_items -= 1;
-                    self.wake_getter(q);
+                    // Handed an item it did not take: to the next getter,
+                    // or back to the front.
+                    let v = self.queues[q].handed.remove(&w).unwrap();
+                    if let Err(v) = self.hand_to_getter(q, v) {
+                        self.queues[q].items.push_front(v);
+                    }
                 }
                 (false, _) => self.queues[q].getters.retain(|x| *x != w),
             },
@@ -445,9 +458,7 @@ impl Model {
         let outcome = match (kind, wake) {
             (Kind::Sleep, _) => Outcome::Done,
             (Kind::Get(q), Wake::Ready) => {
-                let m = &mut self.queues[q];
-                m.reserved_items -= 1;
-                let item = m.items.pop_front();
+                let item = self.queues[q].handed.remove(&w);
                 self.wake_putter(q);
                 Outcome::Got(item)
             }
@@ -455,8 +466,7 @@ impl Model {
             (Kind::Put(q, v), Wake::Ready) => {
                 let m = &mut self.queues[q];
                 m.reserved_slots -= 1;
-                m.items.push_back(v);
-                self.wake_getter(q);
+                self.add(q, v);
                 Outcome::Put(Ok(()))
             }
             (Kind::Put(_, v), _) => Outcome::Put(Err(v)),
@@ -522,8 +532,7 @@ impl Model {
                 }
                 Op::Put { q, timeout } => {
                     if self.has_space(q) {
-                        self.queues[q].items.push_back(value(g, pc));
-                        self.wake_getter(q);
+                        self.add(q, value(g, pc));
                         Outcome::Put(Ok(()))
                     } else {
                         let w = self.new_wait(g, timeout, Kind::Put(q, value(g, pc)));
@@ -533,7 +542,7 @@ impl Model {
                 }
                 Op::Get { q, timeout } => {
                     let m = &mut self.queues[q];
-                    if m.items.len() > m.reserved_items {
+                    if !m.items.is_empty() {
                         let item = m.items.pop_front();
                         self.wake_putter(q);
                         Outcome::Got(item)

@@ -65,10 +65,13 @@
 //! - Calls that never block (`try_put`, `try_get`, `Event::set`, creating
 //!   a queue) never create the hub, so they also work from destructors while
 //!   the thread exits.
-//! - Queue items are never handed to a waiter directly: a woken getter has
-//!   an item *reserved* in the queue and takes it when it runs, so killing
-//!   or timing out a woken waiter just passes the reservation on (no item is
-//!   lost or duplicated).
+//! - A queue's put hands its item straight to the getter that blocked
+//!   first (the item counts in the queue's length and capacity until that
+//!   getter runs), and a get that frees a place in a full bounded queue
+//!   reserves it for the putter that blocked first. A woken getter killed
+//!   or thrown into before it runs passes its item on (to the next getter,
+//!   or back to the front), a woken putter its place: no item is lost or
+//!   duplicated.
 //! - Blocking is impossible while the current greenlet unwinds (a panic or
 //!   a kill): a blocking call from a destructor then panics, which aborts.
 //! - A spawned greenlet's result goes to its [`JoinHandle`] whatever ends
@@ -133,6 +136,7 @@ mod channel;
 mod daemon;
 mod event;
 mod group;
+mod handoff;
 mod io;
 mod join;
 mod joinable_queue;

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::budget;
+use super::handoff::{Handoff, HandoffList};
 use super::ring::Ring;
 use super::wait::{Unlink, WaitNode, WaitRef, Waiter, Wake, Woken};
 use super::wait_list::WaitList;
@@ -16,11 +17,17 @@ use crate::stats::WaitOn;
 /// A queue of `T` shared by the greenlets of one thread; `Clone` gives
 /// another handle to the same queue.
 ///
-/// Getters and putters are served in the order they blocked. An item is
-/// never handed to a blocked getter directly: waking a getter *reserves*
-/// the front item for it, and it takes the item when it runs. A getter that
-/// is killed or times out after being woken passes its reservation to the
-/// next getter, so every item is taken exactly once or stays in the queue.
+/// Getters and putters are served in the order they blocked. A put that
+/// finds getters blocked hands its item straight to the longest-waiting
+/// one; until that getter runs, the item still counts in
+/// [`len`](Queue::len) and takes its place in a bounded queue, but
+/// [`peek`](Queue::peek) cannot see it. A getter handed an item that is
+/// killed (or thrown into) before it runs passes the item on to the next
+/// getter, or puts it back at the front. A get that frees a place in a
+/// full bounded queue *reserves* it for the longest-waiting putter, which
+/// stores its item when it runs (or passes the place on if it leaves
+/// another way). So every item is taken exactly once or stays in the
+/// queue.
 ///
 /// ```
 /// use greenlet::hub::{self, Queue};
@@ -40,13 +47,17 @@ pub struct Queue<T> {
 struct Inner<T> {
     items: Ring<T>,
     capacity: Option<usize>,
-    getters: WaitList,
-    putters: WaitList,
-    /// Items promised to woken getters that have not run yet.
-    reserved_items: usize,
-    /// Free places promised to woken putters that have not run yet.
+    /// Blocked getters: only while `items` is empty.
+    getters: HandoffList<T>,
+    /// Blocked putters: only while a bounded queue has no free place.
+    putters: HandoffList<T>,
+    /// Places promised to woken calls that have not run yet: items handed
+    /// to getters, and free places reserved for putters (one sum, so that
+    /// a put's room check reads one field, as it did before hand-offs).
+    promised: usize,
+    /// The free places among `promised`.
     reserved_slots: usize,
-    /// Greenlets blocked in `peek`: all woken by the next put.
+    /// Greenlets blocked in `peek`: all woken by the next item stored.
     peekers: WaitList,
     /// No more puts; gets drain what is left.
     closed: bool,
@@ -54,31 +65,69 @@ struct Inner<T> {
 }
 
 impl<T> Inner<T> {
-    fn has_space(&self) -> bool {
-        self.capacity
-            .is_none_or(|cap| self.items.len() + self.reserved_slots < cap)
+    /// How many items the queue holds, handed ones included.
+    #[inline(always)]
+    fn len(&self) -> usize {
+        self.items.len() + self.promised - self.reserved_slots
     }
 
-    /// Wakes the first waiting getter if an unreserved item is there.
-    #[inline]
-    fn wake_getter(&mut self, hub: &Hub) {
-        while self.items.len() > self.reserved_items {
-            let Some(w) = self.getters.pop_front() else {
-                return;
-            };
-            // A getter whose deadline already woke it is skipped.
-            if hub.wake(w, Wake::Ready) {
-                self.reserved_items += 1;
-                return;
+    #[inline(always)]
+    fn has_space(&self) -> bool {
+        self.capacity
+            .is_none_or(|cap| self.items.len() + self.promised < cap)
+    }
+
+    /// Adds `item` (there is room): hands it to a blocked getter if there
+    /// is one, or stores it at the back and wakes every peeker.
+    #[inline(always)]
+    fn add(&mut self, item: T) {
+        // Getters block only while `items` is empty, so handing the item
+        // over keeps the order.
+        let mut item = item;
+        if !self.getters.is_empty() {
+            // Without a hub (the thread is exiting, its blocked greenlets
+            // unwinding) nobody can be woken, and the item is stored.
+            if let Some(hub) = try_hub_ptr() {
+                // SAFETY: as in `with_hub`: the hub lives until thread
+                // exit, and handing over switches nowhere.
+                match self.hand_to_getter(unsafe { hub.as_ref() }, item) {
+                    Ok(()) => return,
+                    Err(back) => item = back,
+                }
             }
+        }
+        self.items.push_back(item);
+        if !self.peekers.is_empty() {
+            self.wake_with(Inner::wake_all_peekers);
         }
     }
 
-    /// Wakes every greenlet blocked in `peek` (nobody, the common case,
-    /// is checked inline).
+    /// Hands `item` to the longest-waiting getter that can still take it
+    /// (one whose deadline woke it already cannot); gives it back if there
+    /// is none.
     #[inline(always)]
-    fn wake_peekers(&mut self, hub: &Hub) {
-        if !self.peekers.is_empty() {
+    fn hand_to_getter(&mut self, hub: &Hub, item: T) -> Result<(), T> {
+        while let Some(slot) = self.getters.pop_front() {
+            // SAFETY: a slot just taken off its list is alive until its
+            // call resumes, and nothing here switches (`pop_front`).
+            let slot = unsafe { slot.as_ref() };
+            if slot.wake(hub, Wake::Ready) {
+                slot.item.set(Some(item));
+                self.promised += 1;
+                return Ok(());
+            }
+        }
+        Err(item)
+    }
+
+    /// Takes back `item`, handed to a getter that left without it (killed
+    /// or thrown into before it ran): it goes to the next getter, or back
+    /// to the front.
+    #[cold]
+    fn give_back(&mut self, hub: &Hub, item: T) {
+        self.promised -= 1;
+        if let Err(item) = self.hand_to_getter(hub, item) {
+            self.items.push_front(item);
             self.wake_all_peekers(hub);
         }
     }
@@ -90,26 +139,30 @@ impl<T> Inner<T> {
         }
     }
 
-    /// Wakes a getter for a new item, and every peeker.
+    /// Runs `wake` (one of the wake-ups of this impl) with this thread's
+    /// hub, if it has one: without a hub nobody can be woken.
     #[inline(always)]
-    fn wake_for_item(&mut self, hub: &Hub) {
-        self.wake_getter(hub);
-        self.wake_peekers(hub);
+    fn wake_with(&mut self, wake: impl FnOnce(&mut Self, &Hub)) {
+        self.with_hub(|q, hub| {
+            if let Some(hub) = hub {
+                wake(q, hub);
+            }
+        });
     }
 
-    /// Runs `wake` (one of the wake-ups of this impl) with this thread's
-    /// hub, if it has one: without a hub nobody can be waiting. The hub is
+    /// Runs `f` (one of the wake-ups or hand-offs of this impl) with this
+    /// thread's hub, if it has one (none during thread exit, while its
+    /// blocked greenlets unwind: nobody can be woken then). The hub is
     /// borrowed through its pointer, taking no reference (an `Rc` clone
     /// and drop were a tenth of a queue hand-off's own work).
     #[inline(always)]
-    fn wake_with(&mut self, wake: impl FnOnce(&mut Self, &Hub)) {
-        if let Some(hub) = try_hub_ptr() {
-            // SAFETY: the thread's hub lives until its owner gives it up at
-            // thread exit, and the callers pass only this impl's wake-ups,
-            // which move greenlets to the ready queue and switch nowhere,
-            // so the borrow ends before anything could switch.
-            wake(self, unsafe { hub.as_ref() });
-        }
+    fn with_hub<R>(&mut self, f: impl FnOnce(&mut Self, Option<&Hub>) -> R) -> R {
+        // SAFETY: the thread's hub lives until its owner gives it up at
+        // thread exit, and the callers pass only this impl's wake-ups and
+        // hand-offs, which move greenlets to the ready queue and switch
+        // nowhere, so the borrow ends before anything could switch.
+        let hub = try_hub_ptr().map(|hub| unsafe { hub.as_ref() });
+        f(self, hub)
     }
 
     /// Wakes the first waiting putter if an unreserved place is free.
@@ -122,17 +175,30 @@ impl<T> Inner<T> {
         }
     }
 
-    #[inline]
+    #[inline(never)]
     fn wake_first_putter(&mut self, hub: &Hub) {
         while self.has_space() {
-            let Some(w) = self.putters.pop_front() else {
+            let Some(slot) = self.putters.pop_front() else {
                 return;
             };
-            if hub.wake(w, Wake::Ready) {
+            // SAFETY: as in `hand_to_getter`.
+            let slot = unsafe { slot.as_ref() };
+            if slot.wake(hub, Wake::Ready) {
+                self.promised += 1;
                 self.reserved_slots += 1;
                 return;
             }
         }
+    }
+
+    /// Takes the front item, and wakes a putter for the freed place.
+    #[inline(always)]
+    fn take(&mut self) -> Option<T> {
+        let item = self.items.pop_front();
+        if !self.putters.is_empty() {
+            self.wake_with(Inner::wake_first_putter);
+        }
+        item
     }
 }
 
@@ -168,9 +234,9 @@ impl<T: 'static> Queue<T> {
             inner: Rc::new(RefCell::new(Inner {
                 items: Ring::new(),
                 capacity,
-                getters: WaitList::new(),
-                putters: WaitList::new(),
-                reserved_items: 0,
+                getters: HandoffList::new(),
+                putters: HandoffList::new(),
+                promised: 0,
                 reserved_slots: 0,
                 peekers: WaitList::new(),
                 closed: false,
@@ -235,13 +301,17 @@ impl<T: 'static> Queue<T> {
         let Some(hub) = try_hub() else {
             return;
         };
-        // Waiters still listed hold no reservation: they are woken as if
+        // Calls still listed were handed nothing: they are woken as if
         // their deadline passed, and see the queue closed.
         let q = &mut *q;
-        for list in [&mut q.getters, &mut q.putters, &mut q.peekers] {
-            while let Some(w) = list.pop_front() {
-                hub.wake(w, Wake::TimedOut);
+        for list in [&mut q.getters, &mut q.putters] {
+            while let Some(slot) = list.pop_front() {
+                // SAFETY: as in `Inner::hand_to_getter`.
+                unsafe { slot.as_ref() }.wake(&hub, Wake::TimedOut);
             }
+        }
+        while let Some(w) = q.peekers.pop_front() {
+            hub.wake(w, Wake::TimedOut);
         }
     }
 
@@ -273,7 +343,7 @@ impl<T: 'static> Queue<T> {
     /// Whether a bounded queue holds as many items as it may.
     pub fn is_full(&self) -> bool {
         let q = self.inner.borrow();
-        q.capacity.is_some_and(|cap| q.items.len() >= cap)
+        q.capacity.is_some_and(|cap| q.len() >= cap)
     }
 
     /// Adds `item` if there is room now (and the queue is not closed);
@@ -282,8 +352,7 @@ impl<T: 'static> Queue<T> {
         let mut q = self.inner.borrow_mut();
         // Blocked putters are only ever waiting when there is no room.
         if q.has_space() && !q.closed {
-            q.items.push_back(item);
-            q.wake_with(Inner::wake_for_item);
+            q.add(item);
             Ok(())
         } else {
             Err(item)
@@ -320,17 +389,9 @@ impl<T: 'static> Queue<T> {
         })
     }
 
-    /// Takes the front item if there is one (and no blocked getter is owed
-    /// it).
+    /// Takes the front item if there is one.
     pub fn try_get(&self) -> Option<T> {
-        let mut q = self.inner.borrow_mut();
-        if q.items.len() > q.reserved_items {
-            let item = q.items.pop_front();
-            q.wake_with(Inner::wake_putter);
-            item
-        } else {
-            None
-        }
+        self.inner.borrow_mut().take()
     }
 
     /// Like [`get`](Queue::get), but gives up after `timeout` (or at once
@@ -344,10 +405,10 @@ impl<T: 'static> Queue<T> {
         self.get_until(deadline_after(timeout), "Queue::get_timeout")
     }
 
-    /// How many items are in the queue (including ones reserved for woken
-    /// getters that have not run yet).
+    /// How many items are in the queue, including ones handed to woken
+    /// getters that have not run yet.
     pub fn len(&self) -> usize {
-        self.inner.borrow().items.len()
+        self.inner.borrow().len()
     }
 
     /// Whether the queue holds no item.
@@ -391,11 +452,8 @@ impl<T: 'static> Queue<T> {
             return then(self.get_after_yield(deadline, call));
         }
         budget::spend();
-        if q.items.len() > q.reserved_items {
-            let item = q.items.pop_front();
-            if !q.putters.is_empty() {
-                q.wake_with(Inner::wake_putter);
-            }
+        if !q.items.is_empty() {
+            let item = q.take();
             drop(q);
             return then(item);
         }
@@ -410,7 +468,8 @@ impl<T: 'static> Queue<T> {
         self.get_until(deadline, call)
     }
 
-    /// `get_until` when no item is there: closed, or block.
+    /// `get_until` when no item is there: closed, or block until a put
+    /// hands one over.
     #[inline(always)]
     fn get_slow(
         &self,
@@ -426,24 +485,29 @@ impl<T: 'static> Queue<T> {
             queue: q.id,
             until: deadline,
         };
-        let node = WaitNode::new(on);
-        let mut waiter = Waiter::with_node(&hub, &node, deadline, on, |w| QueueLink {
-            queue: &self.inner,
-            side: Side::Get,
-            node: q.getters.push_back(w),
-            done: false,
+        let slot = Handoff::new(on);
+        let mut waiter = Waiter::with_node(&hub, &slot.node, deadline, on, |w| {
+            // SAFETY: `slot` is declared before the waiter, so it outlives
+            // it, and the waiter's `unlink` takes it off the list.
+            unsafe { q.getters.push_back(&slot, w) };
+            QueueLink {
+                queue: &self.inner,
+                slot: &slot,
+                side: Side::Get,
+            }
         });
         drop(q);
         match waiter.wait(call) {
             Woken::Ready => {
                 let mut q = self.inner.borrow_mut();
-                q.reserved_items -= 1;
-                let item = q.items.pop_front();
+                q.promised -= 1;
                 q.wake_putter(&hub);
                 drop(q);
-                waiter.link.done = true;
-                waiter.end();
-                debug_assert!(item.is_some(), "a reserved item is there");
+                let item = slot.item.take();
+                // SAFETY: woken, the slot is off the getters' list (the
+                // put took it off), and the item it was handed is taken.
+                unsafe { waiter.end_woken() };
+                debug_assert!(item.is_some(), "a put hands the item over");
                 item
             }
             Woken::TimedOut => None,
@@ -463,10 +527,7 @@ impl<T: 'static> Queue<T> {
         }
         budget::spend();
         if q.has_space() && !q.closed {
-            q.items.push_back(item);
-            if !q.getters.is_empty() || !q.peekers.is_empty() {
-                q.wake_with(Inner::wake_for_item);
-            }
+            q.add(item);
             return Ok(());
         }
         self.put_slow(q, item, deadline, call)
@@ -485,7 +546,8 @@ impl<T: 'static> Queue<T> {
         self.put_until(item, deadline, call)
     }
 
-    /// `put_until` when there is no room: closed, or block.
+    /// `put_until` when there is no room: closed, or block until a get
+    /// takes the item into the queue.
     #[inline(always)]
     fn put_slow(
         &self,
@@ -502,22 +564,28 @@ impl<T: 'static> Queue<T> {
             queue: q.id,
             until: deadline,
         };
-        let node = WaitNode::new(on);
-        let mut waiter = Waiter::with_node(&hub, &node, deadline, on, |w| QueueLink {
-            queue: &self.inner,
-            side: Side::Put,
-            node: q.putters.push_back(w),
-            done: false,
+        let slot = Handoff::new(on);
+        let mut waiter = Waiter::with_node(&hub, &slot.node, deadline, on, |w| {
+            // SAFETY: as in `get_slow`.
+            unsafe { q.putters.push_back(&slot, w) };
+            QueueLink {
+                queue: &self.inner,
+                slot: &slot,
+                side: Side::Put,
+            }
         });
         drop(q);
         match waiter.wait(call) {
             Woken::Ready => {
                 let mut q = self.inner.borrow_mut();
+                q.promised -= 1;
                 q.reserved_slots -= 1;
-                q.items.push_back(item);
-                q.wake_getter(&hub);
+                q.add(item);
                 drop(q);
-                waiter.link.done = true;
+                // SAFETY: woken, the slot is off the putters' list (the get
+                // that made room took it off), and the place it was
+                // promised is used.
+                unsafe { waiter.end_woken() };
                 Ok(())
             }
             Woken::TimedOut => Err(item),
@@ -643,44 +711,35 @@ enum Side {
     Put,
 }
 
-/// A blocked `get` or `put`'s part: when its wait ends it leaves its wait
-/// list, or passes on a reservation (an item, a free place) that it was
-/// woken for but did not use.
+/// A blocked `get` or `put`'s part: when its wait ends it leaves its list
+/// (if no wake-up took it off), or passes on what it was woken for and
+/// did not use (a getter's item, a putter's free place).
 struct QueueLink<'a, T> {
     queue: &'a RefCell<Inner<T>>,
+    slot: &'a Handoff<T>,
     side: Side,
-    node: usize,
-    /// The call used its reservation.
-    done: bool,
 }
 
-// SAFETY: the wait's only copy is its place on the getters' or putters'
-// list. Woken (`how` is `Ready`, or `done`), it was taken off by the
-// wake-up; otherwise `unlink` removes it.
+// SAFETY: the wait's only copy is its slot's place on the getters' or
+// putters' list (with its key, if it has one); woken (`how` is `Ready`),
+// the slot was taken off by the wake-up; otherwise `unlink` takes it off.
 unsafe impl<T> Unlink for QueueLink<'_, T> {
-    #[inline]
-    fn unlink(&mut self, hub: &Hub, wait: WaitRef, how: Wake) {
-        if self.done {
-            // The call took what it was woken for (and so was woken: it is
-            // off its list).
-            return;
-        }
+    fn unlink(&mut self, hub: &Hub, _: WaitRef, how: Wake) {
         let mut q = self.queue.borrow_mut();
         match (how == Wake::Ready, self.side) {
             (true, Side::Get) => {
-                q.reserved_items -= 1;
-                q.wake_getter(hub);
+                // Woken with an item it did not take.
+                if let Some(item) = self.slot.item.take() {
+                    q.give_back(hub, item);
+                }
             }
             (true, Side::Put) => {
+                q.promised -= 1;
                 q.reserved_slots -= 1;
                 q.wake_putter(hub);
             }
-            (false, Side::Get) => {
-                q.getters.remove(self.node, wait);
-            }
-            (false, Side::Put) => {
-                q.putters.remove(self.node, wait);
-            }
+            (false, Side::Get) => q.getters.remove(self.slot),
+            (false, Side::Put) => q.putters.remove(self.slot),
         }
     }
 }
