@@ -486,16 +486,7 @@ impl<T: 'static> Queue<T> {
             until: deadline,
         };
         let slot = Handoff::new(on);
-        let mut waiter = Waiter::with_node(&hub, &slot.node, deadline, on, |w| {
-            // SAFETY: `slot` is declared before the waiter, so it outlives
-            // it, and the waiter's `unlink` takes it off the list.
-            unsafe { q.getters.push_back(&slot, w) };
-            QueueLink {
-                queue: &self.inner,
-                slot: &slot,
-                side: Side::Get,
-            }
-        });
+        let mut waiter = self.block_in(&mut q, &hub, &slot, deadline, on, Side::Get);
         drop(q);
         match waiter.wait(call) {
             Woken::Ready => {
@@ -512,6 +503,35 @@ impl<T: 'static> Queue<T> {
             }
             Woken::TimedOut => None,
         }
+    }
+
+    /// Registers the calling greenlet's blocked get or put (`side`) on
+    /// `on`: its `slot` goes on that side's list.
+    #[inline(always)]
+    fn block_in<'a>(
+        &'a self,
+        q: &mut Inner<T>,
+        hub: &'a Hub,
+        slot: &'a Handoff<T>,
+        deadline: Option<Instant>,
+        on: WaitOn,
+        side: Side,
+    ) -> Waiter<'a, QueueLink<'a, T>> {
+        Waiter::with_node(hub, &slot.node, deadline, on, |w| {
+            let list = match side {
+                Side::Get => &mut q.getters,
+                Side::Put => &mut q.putters,
+            };
+            // SAFETY: `slot` is borrowed for `'a`, as long as the waiter
+            // lives, so it stays put and alive until the waiter's `unlink`
+            // (which runs on every way out) takes it off the list.
+            unsafe { list.push_back(slot, w) };
+            QueueLink {
+                queue: &self.inner,
+                slot,
+                side,
+            }
+        })
     }
 
     /// The fast path (budget left, room there) reaches the hub only to wake
@@ -547,7 +567,7 @@ impl<T: 'static> Queue<T> {
     }
 
     /// `put_until` when there is no room: closed, or block until a get
-    /// takes the item into the queue.
+    /// frees a place for the item.
     #[inline(always)]
     fn put_slow(
         &self,
@@ -565,15 +585,7 @@ impl<T: 'static> Queue<T> {
             until: deadline,
         };
         let slot = Handoff::new(on);
-        let mut waiter = Waiter::with_node(&hub, &slot.node, deadline, on, |w| {
-            // SAFETY: as in `get_slow`.
-            unsafe { q.putters.push_back(&slot, w) };
-            QueueLink {
-                queue: &self.inner,
-                slot: &slot,
-                side: Side::Put,
-            }
-        });
+        let mut waiter = self.block_in(&mut q, &hub, &slot, deadline, on, Side::Put);
         drop(q);
         match waiter.wait(call) {
             Woken::Ready => {
