@@ -447,17 +447,47 @@ impl<T: 'static> Queue<T> {
         // One borrow finds an item, or the queue closed, or registers the
         // wait.
         let mut q = self.inner.borrow_mut();
+        if q.items.is_empty() {
+            return then(self.get_or_end(q, deadline, call));
+        }
         if !budget::has_left() {
             drop(q);
             return then(self.get_after_yield(deadline, call));
         }
         budget::spend();
-        if !q.items.is_empty() {
-            let item = q.take();
+        let item = q.take();
+        drop(q);
+        then(item)
+    }
+
+    /// `get_until` with the queue empty: blocks (a switch, so no budget
+    /// is spent) unless the queue is closed.
+    #[inline(always)]
+    fn get_or_end(
+        &self,
+        q: RefMut<'_, Inner<T>>,
+        deadline: Option<Instant>,
+        call: &'static str,
+    ) -> Option<T> {
+        if q.closed {
             drop(q);
-            return then(item);
+            return self.closed_get();
         }
-        then(self.get_slow(q, deadline, call))
+        self.get_slow(q, deadline, call)
+    }
+
+    /// A get of a closed, drained queue: it completes without blocking, so
+    /// it spends budget (and yields first when that is spent).
+    #[cold]
+    #[inline(never)]
+    fn closed_get(&self) -> Option<T> {
+        if !budget::has_left() {
+            budget::yield_for_budget();
+        }
+        budget::spend();
+        // `None`, unless a getter handed an item before the close left
+        // without it during the yield, giving it back.
+        self.try_get()
     }
 
     /// `get_until` with the budget spent: yields first (see `budget.rs`).
@@ -468,8 +498,8 @@ impl<T: 'static> Queue<T> {
         self.get_until(deadline, call)
     }
 
-    /// `get_until` when no item is there: closed, or block until a put
-    /// hands one over.
+    /// `get_until` when no item is there and the queue is open: blocks
+    /// until a put hands one over.
     #[inline(always)]
     fn get_slow(
         &self,
@@ -477,9 +507,6 @@ impl<T: 'static> Queue<T> {
         deadline: Option<Instant>,
         call: &'static str,
     ) -> Option<T> {
-        if q.closed {
-            return None;
-        }
         let hub = hub_or_new();
         let on = WaitOn::QueueGet {
             queue: q.id,
@@ -541,16 +568,34 @@ impl<T: 'static> Queue<T> {
         // One borrow stores the item, or finds the queue closed, or
         // registers the wait.
         let mut q = self.inner.borrow_mut();
+        if q.closed {
+            drop(q);
+            return self.closed_put(item);
+        }
+        if !q.has_space() {
+            // It blocks, which switches: no budget is spent.
+            return self.put_slow(q, item, deadline, call);
+        }
         if !budget::has_left() {
             drop(q);
             return self.put_after_yield(item, deadline, call);
         }
         budget::spend();
-        if q.has_space() && !q.closed {
-            q.add(item);
-            return Ok(());
+        q.add(item);
+        Ok(())
+    }
+
+    /// A put into a closed queue: it fails without blocking, so it spends
+    /// budget (and yields first when that is spent), as a put that
+    /// succeeds does.
+    #[cold]
+    #[inline(never)]
+    fn closed_put(&self, item: T) -> Result<(), T> {
+        if !budget::has_left() {
+            budget::yield_for_budget();
         }
-        self.put_slow(q, item, deadline, call)
+        budget::spend();
+        Err(item)
     }
 
     /// `put_until` with the budget spent: yields first (see `budget.rs`).
@@ -566,8 +611,8 @@ impl<T: 'static> Queue<T> {
         self.put_until(item, deadline, call)
     }
 
-    /// `put_until` when there is no room: closed, or block until a get
-    /// frees a place for the item.
+    /// `put_until` when there is no room and the queue is open: blocks
+    /// until a get frees a place for the item.
     #[inline(always)]
     fn put_slow(
         &self,
@@ -576,9 +621,6 @@ impl<T: 'static> Queue<T> {
         deadline: Option<Instant>,
         call: &'static str,
     ) -> Result<(), T> {
-        if q.closed {
-            return Err(item);
-        }
         let hub = hub_or_new();
         let on = WaitOn::QueuePut {
             queue: q.id,
