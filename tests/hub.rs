@@ -389,6 +389,81 @@ fn h8_an_item_handed_to_a_getter_thrown_into_is_not_lost() {
 }
 
 #[test]
+fn h8_an_item_handed_before_a_close_comes_back_when_its_getter_is_killed() {
+    let q = Queue::new();
+    let q1 = q.clone();
+    let getter = hub::spawn(move || q1.get());
+    hub::yield_now(); // it blocks
+    q.put(1u32); // handed to `getter`
+    q.close();
+    getter.kill();
+    assert!(matches!(getter.join(), Err(JoinError::Killed)));
+    assert_eq!(q.recv(), Ok(1), "a closed queue still drains");
+    assert!(q.recv().is_err());
+}
+
+#[test]
+fn h8_a_getter_with_a_deadline_is_handed_items_too() {
+    // With a deadline its wait is in the hub's table, not its frame.
+    let q = Queue::new();
+    let (q1, q2) = (q.clone(), q.clone());
+    let served = hub::spawn(move || q1.get_timeout(Duration::from_secs(3600)));
+    let killed = hub::spawn(move || q2.get_timeout(Duration::from_secs(3600)));
+    hub::yield_now(); // both block
+    q.put(1u32); // handed to `served`
+    q.put(2); // handed to `killed`
+    killed.kill();
+    assert_eq!(q.len(), 2, "`served`'s item and the one given back");
+    assert_eq!(served.join().unwrap(), Some(1));
+    assert_eq!(q.try_get(), Some(2));
+}
+
+#[test]
+fn h8_a_woken_putter_killed_before_it_runs_passes_its_place_on() {
+    let q = Queue::bounded(1);
+    q.put("a");
+    let (q1, q2) = (q.clone(), q.clone());
+    let first = hub::spawn(move || q1.put("b"));
+    let second = hub::spawn(move || q2.put("c"));
+    hub::yield_now(); // both block: the queue is full
+    assert_eq!(q.try_get(), Some("a")); // the place is promised to `first`
+    assert_eq!(q.len(), 0);
+    assert_eq!(q.try_put("x"), Err("x"), "the free place is promised");
+    first.kill();
+    assert!(matches!(first.join(), Err(JoinError::Killed)));
+    second.join().unwrap();
+    assert_eq!(q.len(), 1);
+    assert!(q.is_full());
+    assert_eq!(q.try_get(), Some("c"));
+}
+
+#[test]
+fn an_item_handed_to_a_getter_is_dropped_once_when_the_thread_exits() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    struct Item(Arc<AtomicUsize>);
+    impl Drop for Item {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let d = dropped.clone();
+    std::thread::spawn(move || {
+        let q = Queue::new();
+        let q1 = q.clone();
+        // Blocked in get; handed an item it never runs to take.
+        hub::spawn(move || drop(q1.get()));
+        hub::yield_now();
+        q.put(Item(d.clone()));
+        q.put(Item(d));
+    })
+    .join()
+    .unwrap();
+    assert_eq!(dropped.load(Ordering::SeqCst), 2);
+}
+
+#[test]
 fn joining_oneself_is_an_error_not_a_hang() {
     // The spawned greenlet gets its own handle through a shared slot.
     type Slot = Rc<RefCell<Option<hub::JoinHandle<()>>>>;

@@ -8,8 +8,8 @@
 //! the very item that woke it. (The item still counts in the queue's
 //! length and capacity until its getter runs, as a reserved item did
 //! before, so a bounded queue's bound means what it did.) A ping-pong hop
-//! through two queues went from 363 to 316 instructions with this, the
-//! intrusive list below, and a woken getter's end that skips the unlinking
+//! through two queues went from 363 to 317 instructions with this, the
+//! intrusive list below, and a woken call's end that skips the unlinking
 //! it does not need (`Waiter::end_woken`).
 //!
 //! The list is intrusive: it links the `Handoff`s themselves, through raw
@@ -57,6 +57,13 @@ impl<T> Handoff<T> {
             next: Cell::new(ptr::null()),
             linked: Cell::new(false),
         }
+    }
+
+    /// Whether the slot is on a list (a woken call's is not: its waker
+    /// took it off).
+    #[inline(always)]
+    pub(crate) fn is_linked(&self) -> bool {
+        self.linked.get()
     }
 
     /// Wakes this call for `reason` unless it was woken already (by its
@@ -191,8 +198,9 @@ mod tests {
             list.push_back(&c, key(3));
         }
         list.remove(&b);
-        list.remove(&b); // not on it any more: nothing
-                         // SAFETY: as above.
+        // Not on it any more: nothing.
+        list.remove(&b);
+        // SAFETY: as above.
         unsafe { list.push_back(&d, key(4)) };
         let first = list.pop_front().unwrap();
         assert!(ptr::eq(first.as_ptr(), &a));

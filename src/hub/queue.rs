@@ -23,7 +23,9 @@ use crate::stats::WaitOn;
 /// [`len`](Queue::len) and takes its place in a bounded queue, but
 /// [`peek`](Queue::peek) cannot see it. A getter handed an item that is
 /// killed (or thrown into) before it runs passes the item on to the next
-/// getter, or puts it back at the front. A get that frees a place in a
+/// blocked getter, or puts it back at the front (so if a later item was
+/// handed to another getter meanwhile, those two are taken out of the
+/// order they were put in). A get that frees a place in a
 /// full bounded queue *reserves* it for the longest-waiting putter, which
 /// stores its item when it runs (or passes the place on if it leaves
 /// another way). So every item is taken exactly once or stays in the
@@ -47,7 +49,8 @@ pub struct Queue<T> {
 struct Inner<T> {
     items: Ring<T>,
     capacity: Option<usize>,
-    /// Blocked getters: only while `items` is empty.
+    /// Blocked getters: only while `items` is empty (but while the thread
+    /// exits, when nobody can be woken and a put stores its item).
     getters: HandoffList<T>,
     /// Blocked putters: only while a bounded queue has no free place.
     putters: HandoffList<T>,
@@ -88,7 +91,7 @@ impl<T> Inner<T> {
             // Without a hub (the thread is exiting, its blocked greenlets
             // unwinding) nobody can be woken, and the item is stored.
             if let Some(hub) = try_hub_ptr() {
-                // SAFETY: as in `with_hub`: the hub lives until thread
+                // SAFETY: as in `wake_with`: the hub lives until thread
                 // exit, and handing over switches nowhere.
                 match self.hand_to_getter(unsafe { hub.as_ref() }, item) {
                     Ok(()) => return,
@@ -140,29 +143,19 @@ impl<T> Inner<T> {
     }
 
     /// Runs `wake` (one of the wake-ups of this impl) with this thread's
-    /// hub, if it has one: without a hub nobody can be woken.
+    /// hub, if it has one (none during thread exit, while its blocked
+    /// greenlets unwind: nobody can be woken then). The hub is borrowed
+    /// through its pointer, taking no reference (an `Rc` clone and drop
+    /// were a tenth of a queue hand-off's own work).
     #[inline(always)]
     fn wake_with(&mut self, wake: impl FnOnce(&mut Self, &Hub)) {
-        self.with_hub(|q, hub| {
-            if let Some(hub) = hub {
-                wake(q, hub);
-            }
-        });
-    }
-
-    /// Runs `f` (one of the wake-ups or hand-offs of this impl) with this
-    /// thread's hub, if it has one (none during thread exit, while its
-    /// blocked greenlets unwind: nobody can be woken then). The hub is
-    /// borrowed through its pointer, taking no reference (an `Rc` clone
-    /// and drop were a tenth of a queue hand-off's own work).
-    #[inline(always)]
-    fn with_hub<R>(&mut self, f: impl FnOnce(&mut Self, Option<&Hub>) -> R) -> R {
-        // SAFETY: the thread's hub lives until its owner gives it up at
-        // thread exit, and the callers pass only this impl's wake-ups and
-        // hand-offs, which move greenlets to the ready queue and switch
-        // nowhere, so the borrow ends before anything could switch.
-        let hub = try_hub_ptr().map(|hub| unsafe { hub.as_ref() });
-        f(self, hub)
+        if let Some(hub) = try_hub_ptr() {
+            // SAFETY: the thread's hub lives until its owner gives it up at
+            // thread exit, and the callers pass only this impl's wake-ups,
+            // which move greenlets to the ready queue and switch nowhere,
+            // so the borrow ends before anything could switch.
+            wake(self, unsafe { hub.as_ref() });
+        }
     }
 
     /// Wakes the first waiting putter if an unreserved place is free.
@@ -517,15 +510,19 @@ impl<T: 'static> Queue<T> {
         drop(q);
         match waiter.wait(call) {
             Woken::Ready => {
+                let item = slot.item.take();
+                debug_assert!(
+                    !slot.is_linked() && item.is_some(),
+                    "a put hands the item over"
+                );
+                // SAFETY: woken, the slot is off the getters' list (the
+                // put took it off), and the item it was handed is taken:
+                // `unlink` would pass on what is done next, again.
+                unsafe { waiter.end_woken() };
                 let mut q = self.inner.borrow_mut();
                 q.promised -= 1;
                 q.wake_putter(&hub);
                 drop(q);
-                let item = slot.item.take();
-                // SAFETY: woken, the slot is off the getters' list (the
-                // put took it off), and the item it was handed is taken.
-                unsafe { waiter.end_woken() };
-                debug_assert!(item.is_some(), "a put hands the item over");
                 item
             }
             Woken::TimedOut => None,
@@ -631,15 +628,16 @@ impl<T: 'static> Queue<T> {
         drop(q);
         match waiter.wait(call) {
             Woken::Ready => {
+                debug_assert!(!slot.is_linked(), "the get that made room took it off");
+                // SAFETY: woken, the slot is off the putters' list (the get
+                // that made room took it off), and the place it was
+                // promised is used right below: `unlink` would pass the
+                // place on as well.
+                unsafe { waiter.end_woken() };
                 let mut q = self.inner.borrow_mut();
                 q.promised -= 1;
                 q.reserved_slots -= 1;
                 q.add(item);
-                drop(q);
-                // SAFETY: woken, the slot is off the putters' list (the get
-                // that made room took it off), and the place it was
-                // promised is used.
-                unsafe { waiter.end_woken() };
                 Ok(())
             }
             Woken::TimedOut => Err(item),
@@ -817,7 +815,7 @@ impl<T> fmt::Debug for Queue<T> {
         let q = self.inner.borrow();
         f.debug_struct("Queue")
             .field("id", &q.id)
-            .field("len", &q.items.len())
+            .field("len", &q.len())
             .field("capacity", &q.capacity)
             .finish()
     }

@@ -8,7 +8,9 @@
 //! timed out, interrupted by `with_timeout`, killed, thrown into) ends the
 //! wait, cancels its timer, clears the `stats` and scope bookkeeping and
 //! calls the primitive's [`Unlink`] once. A primitive supplies only that
-//! unlinking.
+//! unlinking. (One exception: a call that has used what its wait was woken
+//! for may end it with [`Waiter::end_woken`], which skips the `Unlink`
+//! when it has nothing left to undo; it is `unsafe` for that reason.)
 //!
 //! A wait lives in one of two places. One with a deadline, or made while a
 //! `with_timeout` scope is live on the thread, or one that a timer, a
@@ -145,9 +147,10 @@ impl From<usize> for WaitRef {
 /// outlives the waiter and cannot move while the waiter lives. A
 /// primitive's list holds it as a [`WaitRef::Node`] pointer, which stays
 /// valid because every way out of a wait (woken, closed, killed, thrown
-/// into) ends with the waiter's drop, and that drop takes the pointer off
-/// the primitive's list (the [`Unlink`] contract) and off the hub's list
-/// of frame waits before the node can go. The stack it lives on is only
+/// into) ends with the waiter's drop (or [`Waiter::end_woken`], whose
+/// caller vouches that the pointer is off the primitive's lists), and that
+/// drop takes the pointer off the primitive's list (the [`Unlink`]
+/// contract) and off the hub's list of frame waits before the node can go. The stack it lives on is only
 /// freed once its greenlet has finished, by when every frame on it has
 /// been left (a kill unwinds them).
 ///
@@ -256,7 +259,8 @@ pub(super) struct Wait {
 /// goes away once `unlink` returns, and a copy left behind would be used
 /// by a later wake-up.
 pub(crate) unsafe trait Unlink {
-    /// Called once, on every exit path, after the wait has ended: `how` is
+    /// Called once, on every exit path but [`Waiter::end_woken`]'s, after
+    /// the wait has ended: `how` is
     /// [`Wake::Ready`] when something woke it (and so took it off the
     /// primitive's list), anything else when it is still there. A
     /// [`WaitRef::Node`] must be off every list of the primitive when this
@@ -416,15 +420,18 @@ impl<U: Unlink> Waiter<'_, U> {
 
     /// Ends a wait that [`wait`](Waiter::wait) saw woken with
     /// [`Woken::Ready`], without calling the primitive's [`Unlink`]: the
-    /// common exit of a hand-off, where there is nothing to undo (`wait`
-    /// already ended the wait), in 24 instructions less than
+    /// common exit of a hand-off, where `wait` already ended the wait and
+    /// the caller uses what it was woken for, in 24 instructions less than
     /// [`end`](Waiter::end) on a ping-pong hop.
     ///
     /// # Safety
     ///
-    /// The primitive's `unlink(.., Wake::Ready)` would do nothing for this
-    /// wait: its `WaitRef` is on none of the primitive's lists (the
-    /// wake-up took it off) and it holds nothing to pass on.
+    /// Nothing of the wait may be left for `unlink` to undo: its
+    /// `WaitRef` is on none of the primitive's lists (the wake-up took it
+    /// off), and the caller has used, or goes on to use, what the wait
+    /// was woken for (an `unlink(.., Wake::Ready)` would pass that on, a
+    /// second time). Call it before that use, so that a panic in between
+    /// cannot drop the waiter and run `unlink` after all.
     #[inline(always)]
     pub(crate) unsafe fn end_woken(self) {
         const {
