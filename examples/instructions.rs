@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Kernels: `hub-pingpong`, `hub-yield2`, `hub-yield1000`, `hub-spawn-join`,
-//! `hub-bounded1024`, and the same with `tokio-` for tokio.
+//! `hub-bounded1024`, `hub-unbounded`, and the same with `tokio-` for
+//! tokio.
 
 use std::hint::black_box;
 
@@ -71,6 +72,27 @@ fn hub_bounded(n: u64) {
     for i in 0..n {
         q.put(i);
     }
+    black_box(consumer.join().unwrap());
+}
+
+/// `items` through an unbounded queue, from a spawned producer to a
+/// spawned consumer (as the unbounded row of `benches/hub.rs`).
+fn hub_unbounded(items: u64) {
+    let q = Queue::new();
+    let qp = q.clone();
+    hub::spawn(move || {
+        for i in 0..items {
+            qp.put(i);
+        }
+    });
+    let consumer = hub::spawn(move || {
+        let mut sum = 0u64;
+        for _ in 0..items {
+            sum = sum.wrapping_add(q.get());
+        }
+        sum
+    });
+    hub::run();
     black_box(consumer.join().unwrap());
 }
 
@@ -142,6 +164,25 @@ fn tokio_bounded(n: u64) {
     });
 }
 
+fn tokio_unbounded(n: u64) {
+    rt().block_on(async move {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+        tokio::spawn(async move {
+            for i in 0..n {
+                tx.send(i).unwrap();
+            }
+        });
+        let consumer = tokio::spawn(async move {
+            let mut sum = 0u64;
+            for _ in 0..n {
+                sum = sum.wrapping_add(rx.recv().await.unwrap());
+            }
+            sum
+        });
+        black_box(consumer.await.unwrap());
+    });
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (kernel, n) = match args.as_slice() {
@@ -157,11 +198,13 @@ fn main() {
         "hub-yield1000" => hub_yield(1000, n),
         "hub-spawn-join" => hub_spawn_join(n),
         "hub-bounded1024" => hub_bounded(n),
+        "hub-unbounded" => hub_unbounded(n),
         "tokio-pingpong" => tokio_pingpong(n),
         "tokio-yield2" => tokio_yield(2, n),
         "tokio-yield1000" => tokio_yield(1000, n),
         "tokio-spawn-join" => tokio_spawn_join(n),
         "tokio-bounded1024" => tokio_bounded(n),
+        "tokio-unbounded" => tokio_unbounded(n),
         _ => {
             eprintln!("unknown kernel {kernel}");
             std::process::exit(2);

@@ -55,3 +55,4 @@ row "yield_now among 2, per yield" yield2
 row "yield_now among 1,000, per yield" yield1000
 row "spawn + join from main" spawn-join
 row "bounded(1024), per item" bounded1024
+row "unbounded, per item" unbounded

@@ -184,14 +184,15 @@ impl<T> Inner<T> {
         }
     }
 
-    /// Takes the front item, and wakes a putter for the freed place.
+    /// Takes the front item, if there is one, and wakes a putter for the
+    /// freed place.
     #[inline(always)]
     fn take(&mut self) -> Option<T> {
-        let item = self.items.pop_front();
+        let item = self.items.pop_front()?;
         if !self.putters.is_empty() {
             self.wake_with(Inner::wake_first_putter);
         }
-        item
+        Some(item)
     }
 }
 
@@ -440,17 +441,18 @@ impl<T: 'static> Queue<T> {
         // One borrow finds an item, or the queue closed, or registers the
         // wait.
         let mut q = self.inner.borrow_mut();
-        if q.items.is_empty() {
-            return then(self.get_or_end(q, deadline, call));
-        }
         if !budget::has_left() {
             drop(q);
             return then(self.get_after_yield(deadline, call));
         }
-        budget::spend();
-        let item = q.take();
-        drop(q);
-        then(item)
+        if let Some(item) = q.take() {
+            budget::spend();
+            drop(q);
+            return then(Some(item));
+        }
+        // Empty: it blocks (a switch, so no budget is spent) unless the
+        // queue is closed.
+        then(self.get_or_end(q, deadline, call))
     }
 
     /// `get_until` with the queue empty: blocks (a switch, so no budget
