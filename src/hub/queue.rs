@@ -3,6 +3,7 @@
 
 use std::cell::{RefCell, RefMut};
 use std::fmt;
+use std::ptr::NonNull;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -86,18 +87,12 @@ impl<T> Inner<T> {
     fn add(&mut self, item: T) {
         // Getters block only while `items` is empty, so handing the item
         // over keeps the order.
-        let mut item = item;
-        if !self.getters.is_empty() {
-            // Without a hub (the thread is exiting, its blocked greenlets
-            // unwinding) nobody can be woken, and the item is stored.
-            if let Some(hub) = try_hub_ptr() {
-                // SAFETY: as in `wake_with`: the hub lives until thread
-                // exit, and handing over switches nowhere.
-                match self.hand_to_getter(unsafe { hub.as_ref() }, item) {
-                    Ok(()) => return,
-                    Err(back) => item = back,
-                }
-            }
+        if let Some(slot) = self.woken_getter() {
+            // SAFETY: a getter just woken is still blocked, and its slot
+            // lives until its call resumes, which takes a switch.
+            unsafe { slot.as_ref() }.item.set(Some(item));
+            self.promised += 1;
+            return;
         }
         self.items.push_back(item);
         if !self.peekers.is_empty() {
@@ -105,33 +100,43 @@ impl<T> Inner<T> {
         }
     }
 
-    /// Hands `item` to the longest-waiting getter that can still take it
-    /// (one whose deadline woke it already cannot); gives it back if there
-    /// is none.
+    /// Wakes the longest-waiting getter that can still take an item (one
+    /// whose deadline woke it already cannot) and returns its slot, for
+    /// the item; `None` if there is none, or no hub (the thread is exiting,
+    /// its blocked greenlets unwinding: nobody can be woken). The item
+    /// itself is not passed in: moved in and back out, it was kept in the
+    /// frame of every put, handed or not.
     #[inline(always)]
-    fn hand_to_getter(&mut self, hub: &Hub, item: T) -> Result<(), T> {
+    fn woken_getter(&mut self) -> Option<NonNull<Handoff<T>>> {
+        if self.getters.is_empty() {
+            return None;
+        }
+        // SAFETY: as in `wake_with`: the hub lives until thread exit, and
+        // waking switches nowhere.
+        let hub = unsafe { try_hub_ptr()?.as_ref() };
         while let Some(slot) = self.getters.pop_front() {
             // SAFETY: a slot just taken off its list is alive until its
             // call resumes, and nothing here switches (`pop_front`).
-            let slot = unsafe { slot.as_ref() };
-            if slot.wake(hub, Wake::Ready) {
-                slot.item.set(Some(item));
-                self.promised += 1;
-                return Ok(());
+            if unsafe { slot.as_ref() }.wake(hub, Wake::Ready) {
+                return Some(slot);
             }
         }
-        Err(item)
+        None
     }
 
     /// Takes back `item`, handed to a getter that left without it (killed
     /// or thrown into before it ran): it goes to the next getter, or back
     /// to the front.
     #[cold]
-    fn give_back(&mut self, hub: &Hub, item: T) {
+    fn give_back(&mut self, item: T) {
         self.promised -= 1;
-        if let Err(item) = self.hand_to_getter(hub, item) {
+        if let Some(slot) = self.woken_getter() {
+            // SAFETY: as in `add`.
+            unsafe { slot.as_ref() }.item.set(Some(item));
+            self.promised += 1;
+        } else {
             self.items.push_front(item);
-            self.wake_all_peekers(hub);
+            self.wake_with(Inner::wake_all_peekers);
         }
     }
 
@@ -174,7 +179,7 @@ impl<T> Inner<T> {
             let Some(slot) = self.putters.pop_front() else {
                 return;
             };
-            // SAFETY: as in `hand_to_getter`.
+            // SAFETY: as in `woken_getter`.
             let slot = unsafe { slot.as_ref() };
             if slot.wake(hub, Wake::Ready) {
                 self.promised += 1;
@@ -300,7 +305,7 @@ impl<T: 'static> Queue<T> {
         let q = &mut *q;
         for list in [&mut q.getters, &mut q.putters] {
             while let Some(slot) = list.pop_front() {
-                // SAFETY: as in `Inner::hand_to_getter`.
+                // SAFETY: as in `Inner::woken_getter`.
                 unsafe { slot.as_ref() }.wake(&hub, Wake::TimedOut);
             }
         }
@@ -784,7 +789,7 @@ unsafe impl<T> Unlink for QueueLink<'_, T> {
             (true, Side::Get) => {
                 // Woken with an item it did not take.
                 if let Some(item) = self.slot.item.take() {
-                    q.give_back(hub, item);
+                    q.give_back(item);
                 }
             }
             (true, Side::Put) => {
