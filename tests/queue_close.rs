@@ -90,6 +90,27 @@ fn peek_waits_for_an_item_and_leaves_it() {
 }
 
 #[test]
+fn peekers_all_see_the_item_a_killed_one_leaves_nothing_behind_and_close_ends_them() {
+    let q = Queue::new();
+    let peek = |q: &Queue<&'static str>| {
+        let q = q.clone();
+        hub::spawn(move || q.peek())
+    };
+    let (first, killed, second) = (peek(&q), peek(&q), peek(&q));
+    hub::yield_now(); // all three block
+    killed.kill();
+    assert!(killed.join().is_err());
+    q.put("a");
+    assert_eq!(first.join().unwrap(), Some("a"));
+    assert_eq!(second.join().unwrap(), Some("a"));
+    assert_eq!(q.get(), "a");
+    let waiting = peek(&q);
+    hub::yield_now(); // it blocks
+    q.close();
+    assert_eq!(waiting.join().unwrap(), None);
+}
+
+#[test]
 fn is_full_follows_the_bound() {
     let q = Queue::bounded(2);
     assert!(!q.is_full());

@@ -1,5 +1,6 @@
-//! A blocked `Queue` call's place in its queue: a [`Handoff`] in the
-//! blocked call's own frame, and the FIFO of them ([`HandoffList`]).
+//! A blocked `Queue` call's place in its queue (a get's, a put's or a
+//! peek's): a [`Handoff`] in the blocked call's own frame, and the FIFO of
+//! them ([`HandoffList`]).
 //!
 //! A `put` that finds a getter blocked gives the item straight to the
 //! longest-waiting one, into that getter's `Handoff`, instead of storing it
@@ -27,8 +28,8 @@ use super::wait::{WaitKey, WaitNode, WaitRef, Wake};
 use super::Hub;
 use crate::stats::WaitOn;
 
-/// One blocked `get` or `put`: its frame wait, how wakers reach it, and
-/// the item handed across.
+/// One blocked `get`, `put` or `peek`: its frame wait, how wakers reach
+/// it, and the item handed across.
 pub(crate) struct Handoff<T> {
     /// The frame wait, used when the call has no deadline and no
     /// `with_timeout` scope is live (see `wait.rs`).
@@ -37,7 +38,8 @@ pub(crate) struct Handoff<T> {
     /// with a deadline, or made under a `with_timeout` scope); `None`: the
     /// wait is `node`.
     key: Cell<Option<WaitKey>>,
-    /// A getter's: the item a put handed it (a putter's stays empty).
+    /// A getter's: the item a put handed it (a putter's or a peeker's
+    /// stays empty).
     pub(crate) item: Cell<Option<T>>,
     prev: Cell<*const Handoff<T>>,
     next: Cell<*const Handoff<T>>,

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 use super::budget;
 use super::handoff::{Handoff, HandoffList};
 use super::ring::Ring;
-use super::wait::{Unlink, WaitNode, WaitRef, Waiter, Wake, Woken};
-use super::wait_list::WaitList;
+use super::wait::{Unlink, WaitRef, Waiter, Wake, Woken};
 use super::{deadline_after, hub as hub_or_new, try_hub, try_hub_ptr, Hub};
 use crate::stats::WaitOn;
 
@@ -62,7 +61,7 @@ struct Inner<T> {
     /// The free places among `promised`.
     reserved_slots: usize,
     /// Greenlets blocked in `peek`: all woken by the next item stored.
-    peekers: WaitList,
+    peekers: HandoffList<T>,
     /// No more puts; gets drain what is left.
     closed: bool,
     id: u64,
@@ -142,8 +141,9 @@ impl<T> Inner<T> {
 
     #[inline(never)]
     fn wake_all_peekers(&mut self, hub: &Hub) {
-        while let Some(w) = self.peekers.pop_front() {
-            hub.wake(w, Wake::Ready);
+        while let Some(slot) = self.peekers.pop_front() {
+            // SAFETY: as in `woken_getter`.
+            unsafe { slot.as_ref() }.wake(hub, Wake::Ready);
         }
     }
 
@@ -237,7 +237,7 @@ impl<T: 'static> Queue<T> {
                 putters: HandoffList::new(),
                 promised: 0,
                 reserved_slots: 0,
-                peekers: WaitList::new(),
+                peekers: HandoffList::new(),
                 closed: false,
                 id: next_queue_id(),
             })),
@@ -303,14 +303,11 @@ impl<T: 'static> Queue<T> {
         // Calls still listed were handed nothing: they are woken as if
         // their deadline passed, and see the queue closed.
         let q = &mut *q;
-        for list in [&mut q.getters, &mut q.putters] {
+        for list in [&mut q.getters, &mut q.putters, &mut q.peekers] {
             while let Some(slot) = list.pop_front() {
                 // SAFETY: as in `Inner::woken_getter`.
                 unsafe { slot.as_ref() }.wake(&hub, Wake::TimedOut);
             }
-        }
-        while let Some(w) = q.peekers.pop_front() {
-            hub.wake(w, Wake::TimedOut);
         }
     }
 
@@ -684,10 +681,16 @@ impl<T: Clone + 'static> Queue<T> {
                 queue,
                 until: deadline,
             };
-            let node = WaitNode::new(on);
-            let mut waiter = Waiter::with_node(&hub, &node, deadline, on, |w| PeekLink {
-                queue: &self.inner,
-                node: self.inner.borrow_mut().peekers.push_back(w),
+            let slot = Handoff::new(on);
+            let mut waiter = Waiter::with_node(&hub, &slot.node, deadline, on, |w| {
+                // SAFETY: `slot` is declared before the waiter, which
+                // borrows it, so it outlives the waiter, whose `unlink`
+                // takes it off the list.
+                unsafe { self.inner.borrow_mut().peekers.push_back(&slot, w) };
+                PeekLink {
+                    queue: &self.inner,
+                    slot: &slot,
+                }
             });
             match waiter.wait("Queue::peek") {
                 Woken::Ready => {}
@@ -697,20 +700,19 @@ impl<T: Clone + 'static> Queue<T> {
     }
 }
 
-/// A peeker's place in the peekers list.
+/// A peeker's place in the peekers list (its slot carries no item: a
+/// peeker looks at the queue when it runs).
 struct PeekLink<'a, T> {
     queue: &'a RefCell<Inner<T>>,
-    node: usize,
+    slot: &'a Handoff<T>,
 }
 
-// SAFETY: the wait's only copy is its place on the peekers list, which
-// `unlink` removes unless a put or `close` already took it off.
+// SAFETY: the wait's only copy is its slot's place on the peekers list,
+// which `unlink` removes unless a put or `close` already took it off.
 unsafe impl<T> Unlink for PeekLink<'_, T> {
-    fn unlink(&mut self, _: &Hub, wait: WaitRef, how: Wake) {
-        // A put (or close) took it off the list when it woke it.
-        if how != Wake::Ready {
-            self.queue.borrow_mut().peekers.remove(self.node, wait);
-        }
+    fn unlink(&mut self, _: &Hub, _: WaitRef, _: Wake) {
+        // A no-op when a put (or close) took it off to wake it.
+        self.queue.borrow_mut().peekers.remove(self.slot);
     }
 }
 
