@@ -17,19 +17,21 @@ use crate::stats::WaitOn;
 /// A queue of `T` shared by the greenlets of one thread; `Clone` gives
 /// another handle to the same queue.
 ///
-/// Getters and putters are served in the order they blocked. A put that
-/// finds getters blocked hands its item straight to the longest-waiting
-/// one; until that getter runs, the item still counts in
-/// [`len`](Queue::len) and takes its place in a bounded queue, but
-/// [`peek`](Queue::peek) cannot see it. A getter handed an item that is
-/// killed (or thrown into) before it runs passes the item on to the next
-/// blocked getter, or puts it back at the front (so if a later item was
-/// handed to another getter meanwhile, those two are taken out of the
-/// order they were put in). A get that frees a place in a
-/// full bounded queue *reserves* it for the longest-waiting putter, which
-/// stores its item when it runs (or passes the place on if it leaves
-/// another way). So every item is taken exactly once or stays in the
-/// queue.
+/// Getters and putters are served in the order they blocked.
+///
+/// A put that finds getters blocked hands its item straight to the
+/// longest-waiting one, which gets that very item when it runs. Until
+/// then the item still counts in [`len`](Queue::len) and takes its place
+/// in a bounded queue, but [`peek`](Queue::peek) cannot see it. A getter
+/// handed an item that is killed (or thrown into) before it runs passes
+/// the item on to the next blocked getter, or puts it back at the front;
+/// if a later item was handed to another getter meanwhile, those two are
+/// then taken out of the order they were put in.
+///
+/// A get that frees a place in a full bounded queue *reserves* it for the
+/// longest-waiting putter, which stores its item when it runs (or passes
+/// the place on if it leaves another way). So every item is taken exactly
+/// once or stays in the queue.
 ///
 /// ```
 /// use greenlet::hub::{self, Queue};
