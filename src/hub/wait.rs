@@ -20,7 +20,8 @@
 //! a [`WaitNode`] in the blocked call's own frame ([`Waiter::with_node`]):
 //! nothing will ever look it up by key, and the primitive's list holds a
 //! pointer to it ([`WaitRef::Node`]) that the waiter's drop takes back on
-//! every exit path. With the wake-up of such a wait and the waiter's end
+//! every exit path. (A `Queue` links the blocked call's slot, which holds
+//! the node and carries the item across: `hub/handoff.rs`.) With the wake-up of such a wait and the waiter's end
 //! inlined where they are used, a ping-pong hop between two greenlets went
 //! from 464 to 370 instructions, a spawn and join from 1,090 to 1,002.
 //!
