@@ -66,6 +66,10 @@ struct Inner<T> {
     peekers: HandoffList<T>,
     /// No more puts; gets drain what is left.
     closed: bool,
+    /// A put finds room while `items.len() + promised < limit`: the
+    /// capacity (`usize::MAX` when unbounded) while the queue is open, 0
+    /// once it is closed, so that one compare also finds it closed.
+    limit: usize,
     id: u64,
 }
 
@@ -78,8 +82,7 @@ impl<T> Inner<T> {
 
     #[inline(always)]
     fn has_space(&self) -> bool {
-        self.capacity
-            .is_none_or(|cap| self.items.len() + self.promised < cap)
+        self.items.len() + self.promised < self.limit
     }
 
     /// Adds `item` (there is room): hands it to a blocked getter if there
@@ -241,6 +244,7 @@ impl<T: 'static> Queue<T> {
                 reserved_slots: 0,
                 peekers: HandoffList::new(),
                 closed: false,
+                limit: capacity.unwrap_or(usize::MAX),
                 id: next_queue_id(),
             })),
         }
@@ -299,6 +303,7 @@ impl<T: 'static> Queue<T> {
             return;
         }
         q.closed = true;
+        q.limit = 0;
         let Some(hub) = try_hub() else {
             return;
         };
@@ -349,7 +354,7 @@ impl<T: 'static> Queue<T> {
     pub fn try_put(&self, item: T) -> Result<(), T> {
         let mut q = self.inner.borrow_mut();
         // Blocked putters are only ever waiting when there is no room.
-        if q.has_space() && !q.closed {
+        if q.has_space() {
             q.add(item);
             Ok(())
         } else {
@@ -571,11 +576,11 @@ impl<T: 'static> Queue<T> {
         // One borrow stores the item, or finds the queue closed, or
         // registers the wait.
         let mut q = self.inner.borrow_mut();
-        if q.closed {
-            drop(q);
-            return self.closed_put(item);
-        }
         if !q.has_space() {
+            if q.closed {
+                drop(q);
+                return self.closed_put(item);
+            }
             // It blocks, which switches: no budget is spent.
             return self.put_slow(q, item, deadline, call);
         }
