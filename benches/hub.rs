@@ -15,10 +15,13 @@
 //! median of repeated timed batches for each row and ours / tokio (below 1
 //! means faster than tokio), all from this one run.
 
+use hub_stream::hub_stream;
 use quick::criterion_unless_quick;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+#[path = "support/hub_stream.rs"]
+mod hub_stream;
 #[path = "support/quick.rs"]
 mod quick;
 mod support;
@@ -192,28 +195,6 @@ fn tokio_ping_pong(rt: &Runtime, rounds: u64) {
         echo.await.unwrap();
         driver.await.unwrap();
     });
-}
-
-fn hub_stream(items: u64, bound: Option<usize>) {
-    let q = match bound {
-        Some(n) => Queue::bounded(n),
-        None => Queue::new(),
-    };
-    let qp = q.clone();
-    hub::spawn(move || {
-        for i in 0..items {
-            qp.put(i);
-        }
-    });
-    let consumer = hub::spawn(move || {
-        let mut sum = 0u64;
-        for _ in 0..items {
-            sum = sum.wrapping_add(q.get());
-        }
-        sum
-    });
-    hub::run();
-    black_box(consumer.join().unwrap());
 }
 
 fn tokio_stream(rt: &Runtime, items: u64, bound: Option<usize>) {

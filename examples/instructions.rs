@@ -15,6 +15,10 @@ use std::hint::black_box;
 
 use greenlet::hub::{self, Queue};
 
+#[path = "../benches/support/hub_stream.rs"]
+mod hub_stream;
+use hub_stream::hub_stream;
+
 fn hub_pingpong(hops: u64) {
     let (there, back) = (Queue::bounded(1), Queue::bounded(1));
     let echo = {
@@ -72,27 +76,6 @@ fn hub_bounded(n: u64) {
     for i in 0..n {
         q.put(i);
     }
-    black_box(consumer.join().unwrap());
-}
-
-/// `items` through an unbounded queue, from a spawned producer to a
-/// spawned consumer (as the unbounded row of `benches/hub.rs`).
-fn hub_unbounded(items: u64) {
-    let q = Queue::new();
-    let qp = q.clone();
-    hub::spawn(move || {
-        for i in 0..items {
-            qp.put(i);
-        }
-    });
-    let consumer = hub::spawn(move || {
-        let mut sum = 0u64;
-        for _ in 0..items {
-            sum = sum.wrapping_add(q.get());
-        }
-        sum
-    });
-    hub::run();
     black_box(consumer.join().unwrap());
 }
 
@@ -198,7 +181,7 @@ fn main() {
         "hub-yield1000" => hub_yield(1000, n),
         "hub-spawn-join" => hub_spawn_join(n),
         "hub-bounded1024" => hub_bounded(n),
-        "hub-unbounded" => hub_unbounded(n),
+        "hub-unbounded" => hub_stream(n, None),
         "tokio-pingpong" => tokio_pingpong(n),
         "tokio-yield2" => tokio_yield(2, n),
         "tokio-yield1000" => tokio_yield(1000, n),

@@ -4,10 +4,21 @@
 use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use greenlet::hub::{self, with_timeout, Event, JoinError, Queue};
 use greenlet::{stats, Greenlet, WaitOn};
+
+/// Counts its drops, across threads.
+struct DropCount(Arc<AtomicUsize>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
 
 #[derive(Clone, Default)]
 struct Log(Rc<RefCell<Vec<String>>>);
@@ -439,14 +450,6 @@ fn h8_a_woken_putter_killed_before_it_runs_passes_its_place_on() {
 
 #[test]
 fn an_item_handed_to_a_getter_is_dropped_once_when_the_thread_exits() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    struct Item(Arc<AtomicUsize>);
-    impl Drop for Item {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
     let dropped = Arc::new(AtomicUsize::new(0));
     let d = dropped.clone();
     std::thread::spawn(move || {
@@ -455,8 +458,8 @@ fn an_item_handed_to_a_getter_is_dropped_once_when_the_thread_exits() {
         // Blocked in get; handed an item it never runs to take.
         hub::spawn(move || drop(q1.get()));
         hub::yield_now();
-        q.put(Item(d.clone()));
-        q.put(Item(d));
+        q.put(DropCount(d.clone()));
+        q.put(DropCount(d));
     })
     .join()
     .unwrap();
@@ -691,8 +694,6 @@ fn with_timeout_interrupts_a_yielding_loop() {
 
 #[test]
 fn hub_calls_in_destructors_at_thread_exit_do_not_abort() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
     // Runs at thread exit while blocked greenlets are unwound: wakes others,
     // creates a queue, reads and writes queues and events.
     struct Busy(Queue<u8>, Event, Arc<AtomicUsize>);
@@ -775,14 +776,6 @@ fn stats_show_what_each_blocked_greenlet_waits_on() {
 
 #[test]
 fn threads_have_their_own_hubs_and_exit_cleanly_with_blocked_greenlets() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-    struct Flag(Arc<AtomicUsize>);
-    impl Drop for Flag {
-        fn drop(&mut self) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
     let dropped = Arc::new(AtomicUsize::new(0));
     let handles: Vec<_> = (0..3u64)
         .map(|t| {
@@ -804,12 +797,12 @@ fn threads_have_their_own_hubs_and_exit_cleanly_with_blocked_greenlets() {
                 });
                 hub::run();
                 // Leave greenlets blocked in get and in sleep, holding flags.
-                let (qb, f) = (q.clone(), Flag(dropped.clone()));
+                let (qb, f) = (q.clone(), DropCount(dropped.clone()));
                 hub::spawn(move || {
                     let _f = f;
                     let _: u64 = qb.get();
                 });
-                let f = Flag(dropped.clone());
+                let f = DropCount(dropped.clone());
                 hub::spawn(move || {
                     let _f = f;
                     hub::sleep(Duration::from_secs(3600));

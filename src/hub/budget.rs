@@ -77,6 +77,17 @@ pub(crate) fn yield_for_budget() {
     }
 }
 
+/// Spends one unit of the running greenlet's budget, yielding first if it
+/// is spent: [`Hub::coop`] for a caller that does not hold the hub (and
+/// may run on a thread without one).
+#[inline]
+pub(crate) fn coop() {
+    if !has_left() {
+        yield_for_budget();
+    }
+    spend();
+}
+
 /// Refills the budget: the running greenlet starts a fresh turn (the
 /// scheduler calls this whenever it gives a greenlet control).
 #[inline]

@@ -485,10 +485,7 @@ impl<T: 'static> Queue<T> {
     #[cold]
     #[inline(never)]
     fn closed_get(&self) -> Option<T> {
-        if !budget::has_left() {
-            budget::yield_for_budget();
-        }
-        budget::spend();
+        budget::coop();
         // `None`, unless a getter handed an item before the close left
         // without it during the yield, giving it back.
         self.try_get()
@@ -599,10 +596,7 @@ impl<T: 'static> Queue<T> {
     #[cold]
     #[inline(never)]
     fn closed_put(&self, item: T) -> Result<(), T> {
-        if !budget::has_left() {
-            budget::yield_for_budget();
-        }
-        budget::spend();
+        budget::coop();
         Err(item)
     }
 
