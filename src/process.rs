@@ -306,7 +306,8 @@ impl Child {
     ///
     /// As [`wait`](Child::wait).
     pub fn wait_timeout(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
-        self.wait_until(Some(crate::hub::time::now() + timeout))
+        // A timeout too long for an `Instant` is no deadline at all.
+        self.wait_until(crate::hub::deadline_after(timeout))
     }
 
     fn wait_until(&mut self, deadline: Option<Instant>) -> io::Result<Option<ExitStatus>> {
@@ -340,7 +341,8 @@ impl Child {
                     if let Some(status) = std.try_wait()? {
                         return Ok(Some(status));
                     }
-                    let mut until = crate::hub::time::now() + pause;
+                    let now = crate::hub::time::now();
+                    let mut until = now.checked_add(pause).unwrap_or(now);
                     if let Some(d) = deadline {
                         if crate::hub::time::now() >= d {
                             return Ok(None);

@@ -150,3 +150,26 @@ fn cancel_after_start_leaves_it_running() {
     e.set();
     assert_eq!(s.join().unwrap(), 7);
 }
+
+#[test]
+fn join_waits_for_members_spawned_while_it_waited() {
+    let group = Group::new();
+    let gate = Event::new();
+    let g = gate.clone();
+    group.spawn(move || g.wait());
+    let grp = group.clone();
+    let joiner = hub::spawn(move || {
+        grp.join();
+        grp.len()
+    });
+    hub::yield_now(); // the joiner blocks
+    gate.set();
+    hub::yield_now(); // the member finishes, waking the joiner
+    let late = Event::new();
+    let l = late.clone();
+    group.spawn(move || l.wait()); // before the joiner runs
+    hub::yield_now();
+    assert!(!joiner.is_finished(), "a member is alive");
+    late.set();
+    assert_eq!(joiner.join().unwrap(), 0);
+}

@@ -194,6 +194,64 @@ fn builder_names_the_spawned_greenlet_and_sizes_its_stack() {
     assert_eq!(h.join().unwrap().as_deref(), Some("worker"));
 }
 
+#[test]
+fn a_remote_task_that_gets_no_stack_is_dropped_and_the_hub_runs_on() {
+    hub::yield_now(); // the hub greenlet has its stack
+    let remote = hub::remote();
+    let (tx, rx) = hub::channel();
+    let refused = tx.clone();
+    // Every stack this thread maps from now on is refused.
+    greenlet::set_stack_policy(greenlet::StackPolicy::new().stack_size(1 << 50));
+    remote.spawn(move || refused.send(1).unwrap()).unwrap();
+    hub::yield_now(); // the hub takes its mail: no stack for the task
+    greenlet::set_stack_policy(greenlet::StackPolicy::new());
+    remote.spawn(move || tx.send(2).unwrap()).unwrap();
+    assert_eq!(rx.recv(), Ok(2), "the first task was dropped unrun");
+    assert!(rx.recv().is_err(), "and its sender with it");
+}
+
+// ----- kills a spawned greenlet catches -----
+
+/// A spawned greenlet that catches the unwinding of its kill (a
+/// `catch_unwind` around its blocking work) and returns.
+fn catches_its_kill() -> hub::JoinHandle<u32> {
+    hub::spawn(|| {
+        let _ = panic::catch_unwind(|| hub::sleep(Duration::from_secs(3600)));
+        5
+    })
+}
+
+#[test]
+fn a_spawn_that_catches_its_kill_and_returns_is_still_killed() {
+    let victim = catches_its_kill();
+    hub::yield_now(); // it blocks
+    let ran = Rc::new(RefCell::new(Vec::new()));
+    let r = ran.clone();
+    let ready = hub::spawn(move || r.borrow_mut().push("ready"));
+    victim.kill();
+    // Control came straight back to the killer: the other greenlet is
+    // still ready, not taken by the victim's end.
+    assert!(ran.borrow().is_empty());
+    assert!(
+        matches!(victim.join(), Err(JoinError::Killed)),
+        "its value is dropped"
+    );
+    ready.join().unwrap();
+    assert_eq!(*ran.borrow(), ["ready"]);
+}
+
+#[test]
+fn a_caught_kill_from_another_greenlet_leaves_main_ready() {
+    let victim = catches_its_kill();
+    hub::yield_now(); // it blocks
+    let g = victim.greenlet().clone();
+    let killer = hub::spawn(move || g.kill());
+    // The killer runs while main is ready; main's yield returns.
+    hub::yield_now();
+    assert!(killer.is_finished());
+    assert!(matches!(victim.join(), Err(JoinError::Killed)));
+}
+
 // ----- parents and switches of spawned greenlets -----
 
 #[test]

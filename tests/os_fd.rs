@@ -103,6 +103,26 @@ fn wait_readable_returns_at_once_when_ready_and_on_hang_up() {
 }
 
 #[test]
+fn a_timeout_too_long_for_an_instant_waits_without_a_deadline() {
+    let (reader, mut writer) = io::pipe().unwrap();
+    let reader = AsyncFd::new(reader).unwrap();
+    reader.set_read_timeout(Some(Duration::MAX)).unwrap();
+    let got = hub::spawn(move || {
+        let mut buf = [0u8; 4];
+        let n = (&reader).read(&mut buf).unwrap();
+        buf[..n].to_vec()
+    });
+    let (bare, mut bare_writer) = io::pipe().unwrap();
+    let waited = hub::spawn(move || hub::wait_readable(&bare, Some(Duration::MAX)));
+    hub::yield_now();
+    assert!(!got.is_finished() && !waited.is_finished(), "both wait");
+    writer.write_all(b"late").unwrap();
+    bare_writer.write_all(b"x").unwrap();
+    assert_eq!(got.join().unwrap(), b"late");
+    waited.join().unwrap().unwrap();
+}
+
+#[test]
 fn wait_readable_on_a_regular_file_returns_at_once() {
     let file = std::fs::File::open("Cargo.toml").unwrap();
     hub::wait_readable(&file, None).unwrap();

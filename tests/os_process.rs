@@ -94,6 +94,10 @@ fn wait_timeout_returns_the_status_of_a_child_that_exits_in_time() {
     assert!(status.unwrap().success());
     // Reaped: further waits give the same status at once.
     assert!(child.wait().unwrap().success());
+    // A timeout too long for an `Instant` is no deadline, not a panic.
+    let mut child = Command::new("true").spawn().unwrap();
+    let status = child.wait_timeout(Duration::MAX).unwrap();
+    assert!(status.unwrap().success());
 }
 
 #[test]

@@ -5,7 +5,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use greenlet::hub::{self, iwait, wait, wait_any, with_timeout, AsyncResult, Event, JoinError};
+use greenlet::hub::{
+    self, iwait, time, wait, wait_any, with_timeout, AsyncResult, Event, JoinError,
+};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -149,4 +151,114 @@ fn a_multi_wait_interrupted_leaves_no_waiter_behind() {
     hub::yield_now();
     b.set();
     assert_eq!(w.join().unwrap(), Some(0));
+}
+
+#[test]
+fn a_multi_wait_counts_an_event_set_and_cleared_before_it_ran() {
+    let (quiet, pulsed) = (Event::new(), Event::new());
+    let (q, p) = (quiet.clone(), pulsed.clone());
+    let waiter = hub::spawn(move || wait_any(&[&q, &p], None));
+    hub::yield_now(); // the waiter blocks
+    pulsed.set();
+    pulsed.clear(); // before the waiter runs again
+    assert_eq!(waiter.join().unwrap(), Some(1), "as Event::wait would");
+    // A filled result taken by someone else first counts too.
+    let r: AsyncResult<u8> = AsyncResult::new();
+    let r2 = r.clone();
+    let waiter = hub::spawn(move || iwait(&[&r2], None).collect::<Vec<_>>());
+    hub::yield_now();
+    r.set(7).unwrap();
+    assert_eq!(r.take(), Some(Ok(7)));
+    assert_eq!(waiter.join().unwrap(), [0]);
+    // What was set and cleared before the wait began does not count.
+    let old = Event::new();
+    old.set();
+    old.clear();
+    assert_eq!(wait_any(&[&old], Some(MS)), None);
+}
+
+#[test]
+fn a_timed_out_wait_returns_every_item_ready_at_the_deadline() {
+    time::pause();
+    let (a, b, never) = (Event::new(), Event::new(), Event::new());
+    // A setter whose timer comes due at the waiter's deadline, and was set
+    // first: the deadline wakes the waiter before the setter runs, and
+    // both events are set by the time the waiter runs again.
+    let setter = |first: &Event, second: &Event| {
+        let (first, second) = (first.clone(), second.clone());
+        hub::spawn(move || {
+            hub::sleep(Duration::from_secs(1));
+            first.set();
+            second.set();
+        });
+        hub::yield_now(); // its timer is set before the waiter's deadline
+    };
+    let secs = Some(Duration::from_secs(1));
+    setter(&b, &a);
+    assert_eq!(wait(&[&a, &b, &never], None, secs), [1, 0]);
+    a.clear();
+    b.clear();
+    setter(&a, &b);
+    let items = [&a, &b, &never];
+    let mut it = iwait(&items, secs);
+    assert_eq!(it.next(), Some(0));
+    // Set after the deadline: the iteration has ended all the same.
+    never.set();
+    assert_eq!(it.next(), Some(1));
+    assert_eq!(it.next(), None);
+    time::resume();
+}
+
+#[test]
+fn a_wait_on_nothing_but_the_callers_own_handle_panics() {
+    let slot: Rc<RefCell<Option<hub::JoinHandle<()>>>> = Rc::new(RefCell::new(None));
+    let said = Rc::new(RefCell::new(String::new()));
+    let (s, out) = (slot.clone(), said.clone());
+    let h = hub::spawn(move || {
+        let own = s.borrow_mut().take().unwrap();
+        let never = Event::new();
+        let items: [&dyn hub::Waitable; 2] = [&own, &never];
+        // With a deadline, or with anything else to wait for, it waits.
+        assert_eq!(wait_any(&[&own], Some(MS)), None);
+        never.set();
+        assert_eq!(wait_any(&items, None), Some(1));
+        let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            wait_any(&[&own], None);
+        }));
+        let p = waited.expect_err("it would wait for itself forever");
+        *out.borrow_mut() = match p.downcast::<String>() {
+            Ok(s) => *s,
+            Err(p) => p.downcast_ref::<&str>().unwrap_or(&"").to_string(),
+        };
+    });
+    *slot.borrow_mut() = Some(h);
+    hub::run();
+    assert!(
+        said.borrow()
+            .contains("hub::wait called from the greenlet it waits for"),
+        "{}",
+        said.borrow()
+    );
+}
+
+#[test]
+fn async_result_get_timeout_waits_on_after_the_value_is_taken() {
+    time::pause();
+    let r: AsyncResult<u8> = AsyncResult::new();
+    let start = time::now();
+    let (r2, r3) = (r.clone(), r.clone());
+    let getter = hub::spawn(move || r2.get_timeout(Duration::from_secs(5)));
+    hub::yield_now(); // the getter blocks
+    r.set(1).unwrap();
+    assert_eq!(r.take(), Some(Ok(1))); // gone before the getter runs
+    hub::spawn(move || {
+        hub::sleep(Duration::from_secs(2));
+        r3.set(2).unwrap();
+    });
+    assert_eq!(getter.join().unwrap(), Some(Ok(2)));
+    assert_eq!(time::now() - start, Duration::from_secs(2));
+    r.take();
+    assert_eq!(r.get_timeout(Duration::from_secs(5)), None);
+    assert_eq!(time::now() - start, Duration::from_secs(7));
+    time::resume();
 }

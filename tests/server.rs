@@ -166,3 +166,39 @@ fn a_handler_can_stop_its_own_server() {
     server.wait();
     assert!(server.is_stopped());
 }
+
+#[test]
+fn an_interrupted_stop_kills_the_handlers_left_and_still_stops() {
+    let (inside, gate) = (Event::new(), Event::new());
+    let killed = Rc::new(Cell::new(0));
+    struct Count(Rc<Cell<u32>>);
+    impl Drop for Count {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.0.set(self.0.get() + 1);
+            }
+        }
+    }
+    let (i, g, k) = (inside.clone(), gate.clone(), killed.clone());
+    let server = Server::bind("127.0.0.1:0", move |_conn, _| {
+        let _count = Count(k.clone());
+        i.set();
+        g.wait(); // never set: only the stop ends this handler
+    })
+    .unwrap()
+    .start();
+    let _client = TcpStream::connect(server.local_addr()).unwrap();
+    inside.wait();
+    // The stop is cut short while it waits out its hour of grace.
+    let cut = hub::with_timeout(Duration::from_millis(1), || server.stop(HOUR));
+    assert!(cut.is_err(), "the scope expired inside stop");
+    assert!(
+        server.is_stopped(),
+        "the interrupted stop finished on its way out"
+    );
+    assert_eq!(killed.get(), 1, "the handler left was killed");
+    assert_eq!(server.connections(), 0);
+    // Later calls return at once instead of waiting for the first stop.
+    server.stop(HOUR);
+    server.wait();
+}

@@ -149,6 +149,55 @@ fn add_permits_wakes_waiters() {
 }
 
 #[test]
+fn add_permits_takes_one_step_per_waiter_and_refuses_to_overflow() {
+    let sem = Semaphore::new(0);
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let s = sem.clone();
+            hub::spawn(move || s.acquire().forget())
+        })
+        .collect();
+    hub::yield_now();
+    // Two hand-offs and one addition, not a loop of 2^64 steps.
+    sem.add_permits(usize::MAX - 1);
+    for w in waiters {
+        w.join().unwrap();
+    }
+    assert_eq!(sem.available_permits(), usize::MAX - 3);
+    let s = sem.clone();
+    let over = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || s.add_permits(3)));
+    assert!(over.is_err(), "usize::MAX permits in all at most");
+    assert_eq!(sem.available_permits(), usize::MAX - 3, "unchanged");
+    // Up to exactly usize::MAX in all (two of them taken for good).
+    sem.add_permits(1);
+    drop(sem.acquire());
+    assert_eq!(sem.available_permits(), usize::MAX - 2);
+}
+
+#[test]
+fn bounded_semaphore_releases_only_forgotten_permits() {
+    // A permit handed to a waiter that has not run yet is the waiter's.
+    let sem = BoundedSemaphore::new(1);
+    sem.acquire().forget();
+    let s = sem.clone();
+    let w = hub::spawn(move || drop(s.acquire()));
+    hub::yield_now(); // it waits
+    assert!(sem.release().is_ok()); // handed to it
+    assert!(sem.release().is_err(), "nothing else was taken for good");
+    w.join().unwrap();
+    assert_eq!(sem.available_permits(), 1);
+    // A permit held by a guard goes back when the guard drops.
+    let guard = sem.acquire();
+    assert!(sem.release().is_err());
+    drop(guard);
+    assert_eq!(sem.available_permits(), 1);
+    // Owned permits too.
+    sem.acquire_owned().forget();
+    assert!(sem.release().is_ok());
+    assert_eq!(sem.available_permits(), 1);
+}
+
+#[test]
 fn bounded_semaphore_refuses_a_release_past_its_bound() {
     let sem = BoundedSemaphore::new(2);
     assert!(sem.release().is_err());

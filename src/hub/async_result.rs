@@ -7,6 +7,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
+use super::deadline_after;
 use super::event::Event;
 
 /// A one-shot slot for a `Result<T, E>` shared by the greenlets of one
@@ -111,7 +112,9 @@ impl<T, E> AsyncResult<T, E> {
     }
 
     /// Blocks until the slot is filled or `timeout` passes; returns whether
-    /// it is filled.
+    /// it was filled while this greenlet waited (as for
+    /// [`wait`](AsyncResult::wait), another greenlet may have taken what
+    /// was there before this one ran).
     ///
     /// # Panics
     ///
@@ -152,17 +155,27 @@ impl<T: Clone, E: Clone> AsyncResult<T, E> {
     }
 
     /// Like [`get`](AsyncResult::get), but `None` if the slot was not
-    /// filled within `timeout`.
+    /// filled within `timeout`. As `get`, it waits on when the slot was
+    /// filled and then emptied ([`take`](AsyncResult::take)) before this
+    /// greenlet ran: for the rest of `timeout`.
     ///
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     #[inline(always)]
     pub fn get_timeout(&self, timeout: Duration) -> Option<Result<T, E>> {
-        if self.inner.ready.wait_timeout(timeout) {
-            self.try_get()
-        } else {
-            None
+        let deadline = deadline_after(timeout);
+        loop {
+            if let Some(r) = self.try_get() {
+                return Some(r);
+            }
+            if !self
+                .inner
+                .ready
+                .wait_until(deadline, "AsyncResult::get_timeout")
+            {
+                return self.try_get();
+            }
         }
     }
 }

@@ -104,8 +104,10 @@ impl Event {
         self.wait_until(deadline_after(timeout), "Event::wait_timeout")
     }
 
+    /// Blocks until the flag is set or `deadline` (`None`: never) passes;
+    /// returns whether it was set.
     #[inline(always)]
-    fn wait_until(&self, deadline: Option<Instant>, call: &'static str) -> bool {
+    pub(crate) fn wait_until(&self, deadline: Option<Instant>, call: &'static str) -> bool {
         if self.is_set() {
             return true;
         }

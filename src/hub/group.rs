@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use slab::Slab;
 
+use super::deadline_after;
 use super::event::Event;
 use super::semaphore::Semaphore;
 use super::JoinHandle;
@@ -139,14 +140,16 @@ impl Group {
     }
 
     /// Blocks until every member has finished (members spawned meanwhile
-    /// included).
+    /// included): when it returns, the group is empty.
     ///
     /// # Panics
     ///
     /// As any blocking call (see the [module docs](super)).
     #[inline(always)]
     pub fn join(&self) {
-        self.inner.empty.wait();
+        while !self.is_empty() {
+            self.inner.empty.wait();
+        }
     }
 
     /// Like [`join`](Group::join), but gives up after `timeout`; returns
@@ -157,7 +160,13 @@ impl Group {
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     #[inline(always)]
     pub fn join_timeout(&self, timeout: Duration) -> bool {
-        self.inner.empty.wait_timeout(timeout)
+        let deadline = deadline_after(timeout);
+        while !self.is_empty() {
+            if !self.inner.empty.wait_until(deadline, "Group::join_timeout") {
+                break;
+            }
+        }
+        self.is_empty()
     }
 
     /// Kills every member (see [`Greenlet::kill`]); the calling greenlet

@@ -64,7 +64,16 @@ impl Hub {
                     for task in mail.tasks {
                         // Detached: a panic is kept in the dropped handle's
                         // state and goes nowhere, as for any unjoined spawn.
-                        drop(join::spawn(&hub, task));
+                        // Without a stack the task is dropped unrun, said on
+                        // stderr: a panic here would end the hub greenlet
+                        // and strand every greenlet of the thread.
+                        let builder = crate::greenlet::Greenlet::builder();
+                        if let Err(e) = join::spawn_with(&hub, builder, task) {
+                            eprintln!(
+                                "greenlet::hub: a task posted through Remote::spawn was \
+                                 dropped unrun: no stack for its greenlet ({e})"
+                            );
+                        }
                     }
                 }
             },

@@ -166,6 +166,15 @@ fn run_in_own_frame<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
     panic::catch_unwind(AssertUnwindSafe(f))
 }
 
+/// Whether another greenlet's kill of the current one is under way: its
+/// function caught the unwinding and returned instead of letting it end
+/// the greenlet.
+#[inline]
+fn killed_meanwhile() -> bool {
+    let rt = Runtime::get();
+    rt.records().killer(rt.current()).is_some()
+}
+
 /// Runs `on_finish` callbacks in a new greenlet (gevent runs links from its
 /// loop too): they may block, and a panic in one is that greenlet's, not
 /// the finishing greenlet's, which may be unwinding from a kill.
@@ -245,6 +254,14 @@ where
     let greenlet = builder.build_spawned(&hub.greenlet, move |()| {
         let finisher = finisher;
         let mut result = match run_in_own_frame(f) {
+            // Its function caught a kill's unwinding and returned: the
+            // greenlet is dead all the same and its value is dropped (row
+            // 11), and its end goes to its killer, not to the next ready
+            // greenlet, so there is nothing to hand off either.
+            Ok(value) if killed_meanwhile() => {
+                drop(value);
+                return;
+            }
             Ok(value) => Ok(value),
             // Killed: its function's frames are unwound, and the greenlet
             // ends here, as a function that caught the kill would (`kill`
@@ -455,6 +472,10 @@ impl<R: 'static> super::wait_any::sealed::Source for JoinHandle<R> {
 
     fn remove_waiter(&self, node: usize, w: usize) {
         self.state.extra().waiters.borrow_mut().remove(node, w);
+    }
+
+    fn waits_for_caller(&self) -> bool {
+        !self.state.is_finished() && self.greenlet.is_current()
     }
 }
 

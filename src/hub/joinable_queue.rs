@@ -7,6 +7,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
+use super::deadline_after;
 use super::event::Event;
 use super::queue::{Closed, Queue};
 
@@ -44,6 +45,26 @@ struct Tasks {
     unfinished: Cell<usize>,
     /// Set while nothing is unfinished.
     all_done: Event,
+}
+
+/// Takes back the count of an item whose put did not go through, when
+/// dropped.
+struct Uncount<'a>(&'a Tasks);
+
+impl Drop for Uncount<'_> {
+    fn drop(&mut self) {
+        self.0.finished_one();
+    }
+}
+
+impl Tasks {
+    fn finished_one(&self) {
+        let n = self.unfinished.get() - 1;
+        self.unfinished.set(n);
+        if n == 0 {
+            self.all_done.set();
+        }
+    }
 }
 
 /// The error of calling [`JoinableQueue::task_done`] more times than items
@@ -101,11 +122,7 @@ impl<T: 'static> JoinableQueue<T> {
     /// As [`Queue::put`].
     #[inline(always)]
     pub fn put(&self, item: T) {
-        // Counted first: a consumer may take it and finish before this
-        // returns.
-        self.added();
-        if self.queue.send(item).is_err() {
-            self.finished_one();
+        if self.send(item).is_err() {
             panic!("greenlet::hub::JoinableQueue::put on a closed queue");
         }
     }
@@ -121,8 +138,17 @@ impl<T: 'static> JoinableQueue<T> {
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     #[inline(always)]
     pub fn send(&self, item: T) -> Result<(), Closed<T>> {
+        // Counted first: a consumer may take it and finish before this
+        // returns. Uncounted if it never goes in: refused, or its putter
+        // killed, thrown into or interrupted while it blocked (the item
+        // was still its own then, and goes with its frame).
         self.added();
-        self.queue.send(item).inspect_err(|_| self.finished_one())
+        let uncount = Uncount(&self.tasks);
+        let sent = self.queue.send(item);
+        if sent.is_ok() {
+            std::mem::forget(uncount);
+        }
+        sent
     }
 
     /// See [`Queue::try_put`].
@@ -202,11 +228,7 @@ impl<T: 'static> JoinableQueue<T> {
     }
 
     fn finished_one(&self) {
-        let n = self.tasks.unfinished.get() - 1;
-        self.tasks.unfinished.set(n);
-        if n == 0 {
-            self.tasks.all_done.set();
-        }
+        self.tasks.finished_one();
     }
 
     /// Items put and not yet marked finished.
@@ -214,14 +236,17 @@ impl<T: 'static> JoinableQueue<T> {
         self.tasks.unfinished.get()
     }
 
-    /// Blocks until every item put has been marked finished.
+    /// Blocks until every item put has been marked finished: when it
+    /// returns, nothing is unfinished (items put while it waited included).
     ///
     /// # Panics
     ///
     /// As any blocking call (see the [module docs](super)).
     #[inline(always)]
     pub fn join(&self) {
-        self.tasks.all_done.wait();
+        while self.unfinished() > 0 {
+            self.tasks.all_done.wait();
+        }
     }
 
     /// Like [`join`](JoinableQueue::join), but gives up after `timeout`;
@@ -232,7 +257,17 @@ impl<T: 'static> JoinableQueue<T> {
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     #[inline(always)]
     pub fn join_timeout(&self, timeout: Duration) -> bool {
-        self.tasks.all_done.wait_timeout(timeout)
+        let deadline = deadline_after(timeout);
+        while self.unfinished() > 0 {
+            if !self
+                .tasks
+                .all_done
+                .wait_until(deadline, "JoinableQueue::join_timeout")
+            {
+                break;
+            }
+        }
+        self.unfinished() == 0
     }
 }
 

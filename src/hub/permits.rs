@@ -93,6 +93,16 @@ impl Permits {
         self.available.set(self.available.get() + 1);
     }
 
+    /// Gives `n` permits back: one to each of the first `n` waiters still
+    /// waiting, the rest to the free count (whose overflow the caller
+    /// rules out).
+    pub(crate) fn give_many(&self, mut n: usize) {
+        while n > 0 && self.has_waiters() && self.hand_off() {
+            n -= 1;
+        }
+        self.available.set(self.available.get() + n);
+    }
+
     /// Hands a permit to the first waiter that is still waiting; `false`
     /// when there is none.
     #[inline(never)]

@@ -133,7 +133,10 @@ impl Remote {
     ///
     /// `Ok` means *queued*, not *run*: work posted while the hub's thread
     /// is exiting can be accepted and then dropped unrun with the queue
-    /// (its closure's destructors run; nothing reports it). Wait for a
+    /// (its closure's destructors run; nothing reports it), and work that
+    /// gets no stack on the hub's thread (see
+    /// [`Builder::spawn`](super::Builder::spawn)) is dropped unrun with a
+    /// line on stderr, the hub running on. Wait for a
     /// reply (a channel the work answers on) when it matters that the work
     /// ran. The queue is unbounded and takes no backpressure: a thread that
     /// posts faster than the hub runs the work grows it until memory runs

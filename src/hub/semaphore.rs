@@ -2,6 +2,7 @@
 //! take and give back (gevent's `Semaphore` / `BoundedSemaphore`, tokio's
 //! `Semaphore`).
 
+use std::cell::Cell;
 use std::fmt;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -59,6 +60,14 @@ struct Inner {
     permits: Permits,
     /// A `BoundedSemaphore`'s initial count.
     bound: Option<usize>,
+    /// Every permit there is: free, handed to a waiter, held by a guard
+    /// or taken for good. Only `add_permits` changes it, and refuses to
+    /// overflow it, so giving a permit back can never overflow the free
+    /// count.
+    total: Cell<usize>,
+    /// Permits taken for good with `forget`: the ones a
+    /// `BoundedSemaphore::release` may give back.
+    forgotten: Cell<usize>,
 }
 
 impl Inner {
@@ -79,6 +88,8 @@ impl Semaphore {
             inner: Rc::new(Inner {
                 permits: Permits::new(permits),
                 bound,
+                total: Cell::new(permits),
+                forgotten: Cell::new(0),
             }),
         }
     }
@@ -150,11 +161,28 @@ impl Semaphore {
     }
 
     /// Adds `n` permits, waking as many waiters (gevent's `release`, called
-    /// without a matching acquire).
+    /// without a matching acquire). The work is one step per waiter woken,
+    /// whatever `n` is.
+    ///
+    /// ```
+    /// use greenlet::hub::Semaphore;
+    ///
+    /// let sem = Semaphore::new(0);
+    /// sem.add_permits(3);
+    /// assert_eq!(sem.available_permits(), 3);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When the semaphore would then have more than `usize::MAX` permits
+    /// in all (free, held or taken for good); nothing changes then.
     pub fn add_permits(&self, n: usize) {
-        for _ in 0..n {
-            self.inner.permits.give();
-        }
+        let inner = &self.inner;
+        let total = inner.total.get().checked_add(n).unwrap_or_else(|| {
+            panic!("greenlet::hub: Semaphore::add_permits({n}) would overflow the permit count")
+        });
+        inner.total.set(total);
+        inner.permits.give_many(n);
     }
 }
 
@@ -174,8 +202,12 @@ pub struct SemaphorePermit<'a> {
 }
 
 impl SemaphorePermit<'_> {
-    /// Keeps the permit taken for good: the semaphore has one fewer.
+    /// Keeps the permit taken for good: the semaphore has one fewer (a
+    /// [`BoundedSemaphore`] takes it back with
+    /// [`release`](BoundedSemaphore::release)).
     pub fn forget(self) {
+        let forgotten = &self.sem.forgotten;
+        forgotten.set(forgotten.get() + 1);
         std::mem::forget(self);
     }
 }
@@ -202,9 +234,13 @@ pub struct OwnedSemaphorePermit {
 }
 
 impl OwnedSemaphorePermit {
-    /// Keeps the permit taken for good: the semaphore has one fewer.
+    /// Keeps the permit taken for good: the semaphore has one fewer (a
+    /// [`BoundedSemaphore`] takes it back with
+    /// [`release`](BoundedSemaphore::release)).
     pub fn forget(mut self) {
-        self.sem = None;
+        if let Some(sem) = self.sem.take() {
+            sem.forgotten.set(sem.forgotten.get() + 1);
+        }
     }
 }
 
@@ -308,18 +344,24 @@ impl BoundedSemaphore {
     }
 
     /// Gives back one permit taken for good (with
-    /// [`SemaphorePermit::forget`]).
+    /// [`SemaphorePermit::forget`]): to the first waiter, if any.
+    ///
+    /// Only a forgotten permit can be released. A permit still held by a
+    /// guard goes back when the guard drops, and one handed to a waiter
+    /// that has not run yet is that waiter's: releasing in their stead
+    /// would leave the semaphore with more permits than it started with.
     ///
     /// # Errors
     ///
-    /// [`TooManyReleases`] when every permit is already free; nothing
+    /// [`TooManyReleases`] when no permit is taken for good; nothing
     /// changes then.
     pub fn release(&self) -> Result<(), TooManyReleases> {
         let inner = &self.sem.inner;
-        let bound = inner.bound.unwrap_or(usize::MAX);
-        if inner.permits.available() >= bound {
+        let forgotten = inner.forgotten.get();
+        if forgotten == 0 {
             return Err(TooManyReleases(()));
         }
+        inner.forgotten.set(forgotten - 1);
         inner.permits.give();
         Ok(())
     }

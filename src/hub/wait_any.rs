@@ -25,6 +25,11 @@ pub(crate) mod sealed {
         fn add_waiter(&self, w: usize) -> usize;
         /// Withdraws wait `w` added under `node`, if it is still there.
         fn remove_waiter(&self, node: usize, w: usize);
+        /// Whether it can only become ready once the calling greenlet
+        /// has finished (a join handle of the caller itself).
+        fn waits_for_caller(&self) -> bool {
+            false
+        }
     }
 }
 
@@ -66,6 +71,9 @@ impl<W: Waitable + ?Sized> sealed::Source for &W {
     fn remove_waiter(&self, node: usize, w: usize) {
         (**self).remove_waiter(node, w)
     }
+    fn waits_for_caller(&self) -> bool {
+        (**self).waits_for_caller()
+    }
 }
 
 impl<W: Waitable + ?Sized> Waitable for &W {}
@@ -74,7 +82,14 @@ impl<W: Waitable + ?Sized> Waitable for &W {}
 /// `timeout` passes, and returns the indices of the ready ones in the
 /// order they became ready (those already ready at the start come first,
 /// in the order they became ready too). On a timeout it returns those
-/// ready by then.
+/// ready by then, up to `count`.
+///
+/// An item counts once it became ready while the call waited, even if it
+/// is no longer ready when the caller runs again: an [`Event`](super::Event)
+/// set and cleared at once (a pulse), or an
+/// [`AsyncResult`](super::AsyncResult) filled and taken by another greenlet
+/// first. This is what [`Event::wait`](super::Event::wait) does for one
+/// event, and what gevent's `wait` does.
 ///
 /// ```
 /// use std::time::Duration;
@@ -92,7 +107,10 @@ impl<W: Waitable + ?Sized> Waitable for &W {}
 ///
 /// # Panics
 ///
-/// As any blocking call (see the [module docs](super)).
+/// As any blocking call (see the [module docs](super)); and when, without
+/// a timeout, the only items left to wait for are join handles of the
+/// calling greenlet itself (they could never become ready), as
+/// [`JoinHandle::wait`](super::JoinHandle::wait) does.
 pub fn wait<W: Waitable>(
     items: &[W],
     count: Option<usize>,
@@ -130,7 +148,7 @@ pub fn wait<W: Waitable>(
 ///
 /// # Panics
 ///
-/// As any blocking call (see the [module docs](super)).
+/// As [`wait`].
 pub fn wait_any<W: Waitable>(items: &[W], timeout: Option<Duration>) -> Option<usize> {
     Iwait::new(items, timeout.and_then(deadline_after)).next()
 }
@@ -138,6 +156,12 @@ pub fn wait_any<W: Waitable>(items: &[W], timeout: Option<Duration>) -> Option<u
 /// An iterator over the indices of `items` in the order they become
 /// ready, each `next` blocking until one more is; it ends when all were
 /// yielded or `timeout` (one deadline for the whole iteration) passes.
+/// When the deadline passes, the items ready by then are still yielded,
+/// in order, before it ends; an item counts as ready as for [`wait`].
+///
+/// # Panics
+///
+/// `next` panics as [`wait`] does.
 ///
 /// ```
 /// use greenlet::hub::{self, iwait};
@@ -157,9 +181,15 @@ pub fn iwait<W: Waitable>(items: &[W], timeout: Option<Duration>) -> Iwait<'_, W
 pub struct Iwait<'a, W> {
     items: &'a [W],
     yielded: Vec<bool>,
+    /// Each item's [`ready_stamp`](sealed::Source::ready_stamp) when the
+    /// iteration began: a stamp that moved since means the item became
+    /// ready since, even if it is not ready any more.
+    seen: Vec<u64>,
     left: usize,
     deadline: Option<Instant>,
-    timed_out: bool,
+    /// Once the deadline passed: the items ready at that moment, not yet
+    /// yielded, in reverse order (the next one last).
+    last: Option<Vec<usize>>,
 }
 
 impl<W> std::fmt::Debug for Iwait<'_, W> {
@@ -168,7 +198,7 @@ impl<W> std::fmt::Debug for Iwait<'_, W> {
             .field("items", &self.items.len())
             .field("left", &self.left)
             .field("deadline", &self.deadline)
-            .field("timed_out", &self.timed_out)
+            .field("timed_out", &self.last.is_some())
             .finish()
     }
 }
@@ -178,15 +208,24 @@ impl<'a, W: Waitable> Iwait<'a, W> {
         Iwait {
             items,
             yielded: vec![false; items.len()],
+            seen: items.iter().map(|item| item.ready_stamp()).collect(),
             left: items.len(),
             deadline,
-            timed_out: false,
+            last: None,
         }
     }
 
+    /// Whether item `i`, not yet yielded, is ready or became ready since
+    /// the iteration began.
+    fn fired(&self, i: usize) -> bool {
+        !self.yielded[i]
+            && (self.items[i].is_ready() || self.items[i].ready_stamp() != self.seen[i])
+    }
+
+    /// Yields the item that became ready first among those that fired.
     fn take_ready(&mut self) -> Option<usize> {
         let i = (0..self.items.len())
-            .filter(|&i| !self.yielded[i] && self.items[i].is_ready())
+            .filter(|&i| self.fired(i))
             .min_by_key(|&i| self.items[i].ready_stamp())?;
         self.yielded[i] = true;
         self.left -= 1;
@@ -196,6 +235,16 @@ impl<'a, W: Waitable> Iwait<'a, W> {
     /// Blocks until any item not yet yielded may be ready; `false` on the
     /// deadline.
     fn block(&mut self) -> bool {
+        if self.deadline.is_none() {
+            let all_caller = (0..self.items.len())
+                .filter(|&i| !self.yielded[i])
+                .all(|i| self.items[i].waits_for_caller());
+            assert!(
+                !all_caller,
+                "greenlet::hub: hub::wait called from the greenlet it waits for \
+                 (it would wait for itself forever)"
+            );
+        }
         let hub = hub();
         let on = WaitOn::Any {
             until: self.deadline,
@@ -221,16 +270,21 @@ impl<W: Waitable> Iterator for Iwait<'_, W> {
 
     fn next(&mut self) -> Option<usize> {
         loop {
-            if self.left == 0 || self.timed_out {
+            if let Some(last) = &mut self.last {
+                return last.pop();
+            }
+            if self.left == 0 {
                 return None;
             }
             if let Some(i) = self.take_ready() {
                 return Some(i);
             }
             if !self.block() {
-                self.timed_out = true;
-                // What became ready at the deadline still counts.
-                return self.take_ready();
+                // What was ready at the deadline still counts, and nothing
+                // that becomes ready later.
+                let mut last: Vec<usize> = std::iter::from_fn(|| self.take_ready()).collect();
+                last.reverse();
+                self.last = Some(last);
             }
         }
     }

@@ -80,7 +80,8 @@ fn wait_once(
     timeout: Option<Duration>,
     call: &'static str,
 ) -> io::Result<()> {
-    let deadline = timeout.map(|t| crate::hub::time::now() + t);
+    // A timeout too long for an `Instant` is no deadline at all.
+    let deadline = timeout.and_then(crate::hub::deadline_after);
     // Ready now? One `poll` saves registering at all (and answers for
     // regular files, which epoll refuses).
     if poll_now(fd, dir)? {
@@ -385,7 +386,7 @@ fn drive<R>(
                 done => return done,
             }
         }
-        let until = *deadline.get_or_insert_with(|| timeout.map(|t| crate::hub::time::now() + t));
+        let until = *deadline.get_or_insert_with(|| timeout.and_then(crate::hub::deadline_after));
         let on = wait_on(parts.fd, dir, until);
         parts.hub.wait_io(parts.reg, dir, until, call, on)?;
     }

@@ -228,6 +228,34 @@ pub struct ServerHandle {
     shared: Rc<Shared>,
 }
 
+/// The end of [`ServerHandle::stop`], run when it drops: kills the
+/// handlers left unless all are done, then the watcher, and marks the
+/// server stopped.
+struct StopTail<'a> {
+    shared: &'a Shared,
+    all_done: bool,
+}
+
+impl Drop for StopTail<'_> {
+    fn drop(&mut self) {
+        let shared = self.shared;
+        if !self.all_done {
+            // Allowed while unwinding too: a kill always comes back.
+            match &shared.members {
+                Members::Group(g) => g.kill_all(),
+                Members::Pool(p) => p.kill_all(),
+            }
+        }
+        shared.stop_tx.borrow_mut().take();
+        if let Some(watcher) = shared.watcher.borrow_mut().take() {
+            if !watcher.greenlet().is_current() {
+                watcher.kill();
+            }
+        }
+        shared.stopped.set();
+    }
+}
+
 impl ServerHandle {
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
@@ -259,6 +287,12 @@ impl ServerHandle {
     /// once: waiting would wait for the caller itself. The caller then
     /// counts among the handlers that get the grace.
     ///
+    /// A caller interrupted while it waits out the grace (a
+    /// [`with_timeout`](crate::hub::with_timeout) expiry, a kill, a throw)
+    /// cuts the grace short: the handlers left are killed and the stop
+    /// finishes before the interruption goes on, so later `stop` and
+    /// [`wait`](ServerHandle::wait) calls return.
+    ///
     /// # Panics
     ///
     /// As any blocking call (see the [hub's docs](crate::hub)).
@@ -286,23 +320,18 @@ impl ServerHandle {
                 acceptor.kill();
             }
         }
-        let done = match &shared.members {
+        // The rest runs also if this greenlet is interrupted while it
+        // waits out the grace (a `with_timeout` expiry, a kill, a throw):
+        // the grace is then over, and the stop is finished on the way out,
+        // so that no later `stop` or `wait` waits for it forever.
+        let mut tail = StopTail {
+            shared,
+            all_done: false,
+        };
+        tail.all_done = match &shared.members {
             Members::Group(g) => g.join_timeout(grace),
             Members::Pool(p) => p.join_timeout(grace),
         };
-        if !done {
-            match &shared.members {
-                Members::Group(g) => g.kill_all(),
-                Members::Pool(p) => p.kill_all(),
-            }
-        }
-        shared.stop_tx.borrow_mut().take();
-        if let Some(watcher) = shared.watcher.borrow_mut().take() {
-            if !watcher.greenlet().is_current() {
-                watcher.kill();
-            }
-        }
-        shared.stopped.set();
     }
 
     /// Blocks until the server has stopped (`serve_forever`).
