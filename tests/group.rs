@@ -173,3 +173,36 @@ fn join_waits_for_members_spawned_while_it_waited() {
     late.set();
     assert_eq!(joiner.join().unwrap(), 0);
 }
+
+#[test]
+fn kill_all_also_kills_members_spawned_while_it_kills() {
+    let group = Group::new();
+    struct SpawnsOnDrop(Group, Rc<Cell<u32>>);
+    impl Drop for SpawnsOnDrop {
+        fn drop(&mut self) {
+            struct Count(Rc<Cell<u32>>);
+            impl Drop for Count {
+                fn drop(&mut self) {
+                    self.0.set(self.0.get() + 1);
+                }
+            }
+            // A member spawned by a dying member's destructor; its count
+            // goes when it ends, run or not.
+            let count = Count(self.1.clone());
+            self.0.spawn(move || {
+                let _count = count;
+                hub::sleep(HOUR);
+            });
+        }
+    }
+    let killed_late = Rc::new(Cell::new(0));
+    let (grp, k) = (group.clone(), killed_late.clone());
+    group.spawn(move || {
+        let _spawns = SpawnsOnDrop(grp, k);
+        hub::sleep(HOUR);
+    });
+    hub::yield_now();
+    group.kill_all();
+    assert_eq!(group.len(), 0, "the late member is gone too");
+    assert_eq!(killed_late.get(), 1);
+}

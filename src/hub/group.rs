@@ -170,12 +170,25 @@ impl Group {
     }
 
     /// Kills every member (see [`Greenlet::kill`]); the calling greenlet
-    /// is spared if it is one. Returns when they are gone.
+    /// is spared if it is one. Returns when they are gone, members spawned
+    /// meanwhile (by a dying member's destructor, say) included; a member
+    /// that refuses its kill (it caught the unwinding and switched away)
+    /// is killed once and left alive.
     pub fn kill_all(&self) {
-        for g in self.members() {
-            if !g.is_current() {
+        let mut tried: Vec<Greenlet> = Vec::new();
+        loop {
+            let victims: Vec<Greenlet> = self
+                .members()
+                .into_iter()
+                .filter(|g| !g.is_current() && !tried.contains(g))
+                .collect();
+            if victims.is_empty() {
+                return;
+            }
+            for g in &victims {
                 g.kill();
             }
+            tried.extend(victims);
         }
     }
 }
