@@ -148,3 +148,26 @@ fn a_queue_on_a_thread_without_a_hub_never_starts_one() {
     .join()
     .unwrap();
 }
+
+#[test]
+fn waiting_on_a_descriptor_that_is_always_ready_lets_a_ticker_run() {
+    let stop = Rc::new(Cell::new(false));
+    let (ticks, ticker) = ticker(&stop);
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let waiter = {
+        let (seen, ticks, stop) = (seen.clone(), ticks.clone(), stop.clone());
+        hub::spawn(move || {
+            // A regular file is always ready: no wait ever blocks.
+            let file = std::fs::File::open("Cargo.toml").unwrap();
+            for _ in 0..10 * B {
+                seen.borrow_mut().push(ticks.get());
+                hub::wait_readable(&file, None).unwrap();
+            }
+            stop.set(true);
+        })
+    };
+    hub::run();
+    waiter.join().unwrap();
+    ticker.join().unwrap();
+    assert_ticked_once_per_budget(&seen.borrow());
+}

@@ -1113,3 +1113,31 @@ fn data_after_the_urgent_mark_is_read_without_a_new_event() {
     send(b"world", 0);
     assert_eq!(reader.join().unwrap().unwrap(), b"helloworld");
 }
+
+#[test]
+fn a_buffered_writer_flushing_into_a_full_socket_as_it_unwinds_fails_without_an_abort() {
+    let (client, server) = tcp_pair();
+    shrink_send_buffer(&server);
+    // Fill the send buffer: nobody reads the client end.
+    server.set_write_timeout(Some(SHORT)).unwrap();
+    let data = pattern(BIG);
+    while (&server).write(&data).is_ok() {}
+    server.set_write_timeout(None).unwrap();
+    // An expired scope unwinds through a `BufWriter` holding bytes; its
+    // drop flushes, which would have to wait. Blocking is impossible
+    // while unwinding: the flush fails (and `BufWriter` ignores that),
+    // where a panic in that destructor would abort the process.
+    let cut = with_timeout(Duration::from_millis(1), || {
+        let mut w = std::io::BufWriter::new(&server);
+        w.write_all(b"held").unwrap();
+        hub::sleep(Duration::from_secs(3600));
+    });
+    assert!(cut.is_err());
+    // The same call outside unwinding still blocks and times out.
+    server.set_write_timeout(Some(SHORT)).unwrap();
+    assert_eq!(
+        (&server).write(b"x").unwrap_err().kind(),
+        ErrorKind::TimedOut
+    );
+    drop(client);
+}

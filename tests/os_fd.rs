@@ -1,9 +1,12 @@
 //! Readiness on any file descriptor: `hub::wait_readable` /
 //! `hub::wait_writable` and `net::AsyncFd`, on pipes.
 
+#[path = "support/child.rs"]
+mod child;
+
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -205,4 +208,42 @@ fn async_fd_read_timeout_and_refusals() {
     // Dropping deregistered it: a new wrapper of a new pipe is fine.
     let (r2, _w2) = io::pipe().unwrap();
     drop(AsyncFd::new(r2).unwrap());
+}
+
+const CHILD: &str = "GREENLET_OS_FD_CHILD";
+
+/// In the child: no descriptor can be opened any more when the thread's
+/// first wait needs the hub's reactor (an epoll and an eventfd).
+#[test]
+fn out_of_descriptors_child() {
+    if std::env::var(CHILD).is_err() {
+        return; // only when re-run by the test below
+    }
+    let (reader, _writer) = io::pipe().unwrap();
+    // Every descriptor number below the lowest free one is taken, so a
+    // limit there leaves none to open.
+    let lowest_free = std::fs::File::open("/dev/null").unwrap().as_raw_fd() as libc::rlim_t;
+    let cap = libc::rlimit {
+        rlim_cur: lowest_free,
+        rlim_max: lowest_free,
+    };
+    // SAFETY: setrlimit with a valid pointer, in a process of its own.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &cap) }, 0);
+    let e = hub::wait_readable(&reader, None).unwrap_err();
+    println!("wait_readable: {:?}", e.raw_os_error());
+}
+
+#[test]
+fn a_first_wait_without_descriptors_for_the_reactor_is_an_error() {
+    let out = child::run("out_of_descriptors_child", CHILD, "1");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("wait_readable: Some({})", libc::EMFILE)),
+        "{stdout}"
+    );
 }

@@ -202,3 +202,10 @@ fn an_interrupted_stop_kills_the_handlers_left_and_still_stops() {
     server.stop(HOUR);
     server.wait();
 }
+
+#[test]
+fn a_stopper_made_after_the_stop_says_so() {
+    let server = Server::bind("127.0.0.1:0", echo_once).unwrap().start();
+    server.stop(HOUR);
+    assert!(!server.stopper().stop(HOUR), "nothing is left to stop");
+}

@@ -133,6 +133,13 @@ impl Hub {
     /// channel is written to), `deadline` passes (`Err(TimedOut)`), or a
     /// `with_timeout` scope expires (unwinds). Killing the greenlet here
     /// withdraws the wait.
+    ///
+    /// A greenlet that unwinds (a destructor during a panic or a kill)
+    /// cannot block; it gets an `ErrorKind::Other` error at once instead
+    /// of the panic any other blocking call gives it, which in a
+    /// destructor would abort the process. A `BufWriter` over a socket,
+    /// flushing as it drops, is the common case: the flush fails, as it
+    /// would on a dead connection, and the unwinding goes on.
     pub(crate) fn wait_io(
         &self,
         reg: &Registration,
@@ -141,6 +148,9 @@ impl Hub {
         call: &'static str,
         on: WaitOn,
     ) -> io::Result<()> {
+        if std::thread::panicking() {
+            return Err(cannot_wait_unwinding(call));
+        }
         let mut waiter = Waiter::new(self, deadline, on, |w| {
             reg.add_waiter(dir, w);
             self.io_waits.set(self.io_waits.get() + 1);
@@ -159,6 +169,14 @@ impl Hub {
             Woken::Ready => Ok(()),
         }
     }
+}
+
+/// The error of an I/O wait asked for while the greenlet unwinds.
+#[cold]
+fn cannot_wait_unwinding(call: &str) -> io::Error {
+    io::Error::other(format!(
+        "greenlet::{call} would have to wait while the greenlet unwinds"
+    ))
 }
 
 /// The idle spin of a hub whose thread has not set one: 50 µs on a machine

@@ -74,6 +74,9 @@
 //!   duplicated.
 //! - Blocking is impossible while the current greenlet unwinds (a panic or
 //!   a kill): a blocking call from a destructor then panics, which aborts.
+//!   I/O that returns `io::Result` (sockets, [`AsyncFd`](crate::net::AsyncFd),
+//!   [`wait_readable`]) fails instead, with `ErrorKind::Other`, so a
+//!   buffered writer flushing as it drops gets an error, not an abort.
 //! - A spawned greenlet's result goes to its [`JoinHandle`] whatever ends
 //!   it. A [`throw`](crate::Greenlet::throw) into one that has not started
 //!   ends it at once, the error becoming its [`JoinError::Panicked`], and

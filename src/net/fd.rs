@@ -38,16 +38,22 @@ use crate::stats::WaitOn;
 /// waiter.join().unwrap().unwrap();
 /// ```
 ///
+/// Like a read of a socket, it spends the greenlet's cooperative budget
+/// (see the [hub docs](crate::hub)): a loop over a descriptor that is
+/// always ready lets the other greenlets run now and then.
+///
 /// # Errors
 ///
 /// `ErrorKind::TimedOut` when `timeout` passes first; the error of `poll`
 /// or `epoll_ctl` for a descriptor that cannot be waited on (a closed one
-/// says `EBADF`).
+/// says `EBADF`); the error of creating the hub's reactor on a thread's
+/// first wait (out of descriptors, say); `ErrorKind::Other` when it would
+/// have to wait while the greenlet unwinds (from a destructor during a
+/// panic or a kill), where blocking is impossible.
 ///
 /// # Panics
 ///
-/// As any blocking hub call (see the [hub docs](crate::hub)), and when the
-/// hub's reactor cannot be created (see [`hub::channel`](crate::hub::channel)).
+/// As any blocking hub call (see the [hub docs](crate::hub)).
 pub fn wait_readable(fd: impl AsFd, timeout: Option<Duration>) -> io::Result<()> {
     wait_once(fd.as_fd(), Direction::Read, timeout, "hub::wait_readable")
 }
@@ -80,6 +86,8 @@ fn wait_once(
     timeout: Option<Duration>,
     call: &'static str,
 ) -> io::Result<()> {
+    let hub = hub();
+    hub.coop();
     // A timeout too long for an `Instant` is no deadline at all.
     let deadline = timeout.and_then(crate::hub::deadline_after);
     // Ready now? One `poll` saves registering at all (and answers for
@@ -87,8 +95,7 @@ fn wait_once(
     if poll_now(fd, dir)? {
         return Ok(());
     }
-    let hub = hub();
-    let reactor = hub.reactor_or_panic(call);
+    let reactor = hub.reactor_or_init()?;
     let raw = fd.as_raw_fd();
     let mut dup = None;
     let reg = match reactor.register(&mut SourceFd(&raw)) {
@@ -252,7 +259,11 @@ impl<T: AsFd> AsyncFd<T> {
         self.inner.as_ref().expect("present until into_inner")
     }
 
-    /// The wrapped value, mutably.
+    /// The wrapped value, mutably, to use it (set options, say), not to
+    /// swap its descriptor: the registration is the descriptor's that was
+    /// wrapped, so reads and writes on another one would wait for
+    /// readiness that is never reported. Rewrap a new descriptor with
+    /// [`new`](AsyncFd::new) instead (tokio's `AsyncFd` has the same rule).
     pub fn get_mut(&mut self) -> &mut T {
         self.inner.as_mut().expect("present until into_inner")
     }

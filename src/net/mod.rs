@@ -58,7 +58,11 @@
 //!   socket: it parks in `epoll_wait` until something is ready.
 //! - `close()` (on every socket type) wakes the greenlets blocked on the
 //!   socket with `ErrorKind::ConnectionAborted`; the descriptor is released
-//!   when the value drops. `try_clone()` registers a duplicate.
+//!   when the value drops. `try_clone()` registers a duplicate. A greenlet
+//!   in [`hub::wait_readable`](crate::hub::wait_readable) on a socket's
+//!   descriptor waits on a duplicate of it: `close()` wakes it for a stream
+//!   (through the shutdown, which the duplicate sees too), not for a
+//!   listener or a UDP socket.
 //! - [`AsyncFd`] gives any other descriptor (pipes, ttys, eventfds) the
 //!   same treatment.
 

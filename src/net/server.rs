@@ -353,6 +353,12 @@ impl ServerHandle {
         if let Some(tx) = &*self.shared.stop_tx.borrow() {
             return Stopper { tx: tx.clone() };
         }
+        if self.shared.stopping.get() {
+            // Stopped (or stopping) already: a stopper with nobody to
+            // hear it, whose `stop` says so.
+            let (tx, _) = hub::channel::<Duration>();
+            return Stopper { tx };
+        }
         let (tx, rx) = hub::channel::<Duration>();
         let handle = self.clone();
         // A daemon: waiting for a stop keeps nothing running on its own.
