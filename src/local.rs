@@ -9,7 +9,15 @@
 //! are dropped when the thread exits.
 //!
 //! Each `Local` gets a small index, once, the first time it is used; a
-//! greenlet keeps its values in a vector indexed by it. Reading a value costs
+//! greenlet keeps its values in a vector indexed by it.
+//!
+//! When a greenlet finishes, its values are dropped one at a time, from the
+//! highest index down (the `Local` first used latest in the process goes
+//! first), each while the others are still in place: a destructor may read
+//! the values not dropped yet, and may create values the greenlet never
+//! had, which are then dropped in turn, on the same greenlet. Reading a
+//! value already dropped panics, as reading a destroyed `thread_local!`
+//! does (so the dropping always ends). Reading a value costs
 //! a thread-local load, a slab lookup and an index: no hashing and no
 //! dynamic type check.
 
@@ -62,6 +70,13 @@ macro_rules! greenlet_local {
 ///
 /// Values are reached through shared references, so use `Cell` or
 /// `RefCell` for mutable state, as with `thread_local!`.
+///
+/// When a greenlet finishes, its values are dropped one at a time, from the
+/// `Local` first used latest in the process down, each while the others
+/// are still in place: a destructor may read the values not dropped yet,
+/// and may create values the greenlet never had, which are then dropped in
+/// turn, on the same greenlet. Reading a value already dropped panics, as
+/// reading a destroyed `thread_local!` does (so the dropping always ends).
 ///
 /// Cost: a read is a thread-local load, one slab lookup of the current
 /// greenlet's record and an index into its vector of values (each `Local`
@@ -127,13 +142,19 @@ impl<T: 'static> Local<T> {
     /// # Panics
     ///
     /// A panic of `init` or of `f` passes through (after a panicking
-    /// `init`, no value is stored and the next call tries again).
+    /// `init`, no value is stored and the next call tries again). Called
+    /// from the destructor of another value of this greenlet after this
+    /// value was dropped (see [`Local`]), it panics, as
+    /// `thread_local!` does after its value was destroyed.
     pub fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
         let rt = Runtime::get();
         let slot = self.slot();
         let value = match rt.local(slot) {
             Some(value) => value,
             None => {
+                if rt.local_dropped(slot) {
+                    dropped_local::<T>();
+                }
                 // `init` is user code: run it with no borrow held, then
                 // store (a re-entrant `with` from `init` would have stored
                 // its own value meanwhile; keep the first).
@@ -148,5 +169,26 @@ impl<T: 'static> Local<T> {
     }
 }
 
+/// The panic of a read of a value already dropped (see [`Local::with`]).
+#[cold]
+#[inline(never)]
+fn dropped_local<T>() -> ! {
+    panic!(
+        "greenlet::Local::with: this greenlet's {} value was already dropped \
+         (the greenlet finished, and its values are being dropped)",
+        std::any::type_name::<T>()
+    )
+}
+
 /// A greenlet's local values, indexed by slot.
-pub(crate) type Locals = Vec<Option<Box<dyn Any>>>;
+pub(crate) type Locals = Vec<LocalSlot>;
+
+/// One greenlet's value of one [`Local`].
+pub(crate) enum LocalSlot {
+    /// Not created (yet).
+    Empty,
+    Set(Box<dyn Any>),
+    /// Dropped with the greenlet's other values (it finished); reading it
+    /// again is a bug, as reading a destroyed `thread_local!` is.
+    Dropped,
+}

@@ -198,6 +198,113 @@ fn main_locals_are_dropped_at_thread_exit() {
     drop(drops);
 }
 
+/// Locals whose destructors use other locals. Values are dropped from the
+/// highest slot down, and slots go by first use in the process: each test
+/// below touches these in declaration order before anything else, so
+/// `HIGH` is dropped before `LOW` and `FIRST`, and `LATE` (created while
+/// they are dropped) right after `HIGH`.
+mod cross {
+    use std::cell::{Cell, RefCell};
+
+    greenlet::greenlet_local! {
+        pub static FIRST: RefCell<Option<ReadsHigh>> = RefCell::new(None);
+        pub static LOW: Cell<u32> = Cell::new(0);
+        pub static HIGH: RefCell<Option<ReadsLowMakesLate>> = RefCell::new(None);
+        pub static LATE: RefCell<Option<Logs>> = RefCell::new(None);
+    }
+
+    thread_local! {
+        pub static LOG: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub fn log(line: String) {
+        LOG.with(|l| l.borrow_mut().push(line));
+    }
+
+    /// Fixes the slots' order: `FIRST` < `LOW` < `HIGH` < `LATE`.
+    pub fn order_slots() {
+        FIRST.with(|_| ());
+        LOW.with(|_| ());
+        HIGH.with(|_| ());
+        LATE.with(|_| ());
+    }
+
+    /// On drop: logs what `LOW` holds, and creates `LATE`.
+    pub struct ReadsLowMakesLate;
+
+    impl Drop for ReadsLowMakesLate {
+        fn drop(&mut self) {
+            log(format!("HIGH saw LOW = {}", LOW.with(Cell::get)));
+            LATE.with(|l| *l.borrow_mut() = Some(Logs));
+        }
+    }
+
+    /// On drop: logs which greenlet drops it.
+    pub struct Logs;
+
+    impl Drop for Logs {
+        fn drop(&mut self) {
+            log(format!("LATE dropped in {}", greenlet::current().id()));
+        }
+    }
+
+    /// On drop: reads `HIGH`, which is dropped by then.
+    pub struct ReadsHigh;
+
+    impl Drop for ReadsHigh {
+        fn drop(&mut self) {
+            HIGH.with(|_| ());
+        }
+    }
+}
+
+#[test]
+fn local_destructors_see_the_values_not_yet_dropped_on_their_own_greenlet() {
+    use cross::*;
+    order_slots();
+    LOG.with(|l| l.borrow_mut().clear());
+    let g = Greenlet::new(|()| {
+        LOW.with(|l| l.set(42));
+        HIGH.with(|h| *h.borrow_mut() = Some(ReadsLowMakesLate));
+        greenlet::current().id()
+    });
+    let id: u64 = g.switch(()).unwrap();
+    assert!(g.is_dead());
+    let log = LOG.with(|l| l.borrow_mut().split_off(0));
+    // `LOW` was still there, not a fresh value; `LATE`, created while the
+    // values were dropped, went too, on the finishing greenlet.
+    assert_eq!(
+        log,
+        [
+            "HIGH saw LOW = 42".to_string(),
+            format!("LATE dropped in {id}")
+        ]
+    );
+}
+
+#[test]
+fn reading_a_local_already_dropped_panics_into_the_greenlets_outcome() {
+    use cross::*;
+    order_slots();
+    let bystander = greenlet::hub::spawn(|| {
+        greenlet::hub::yield_now();
+        "untouched"
+    });
+    // `FIRST` is dropped last, after `HIGH`, whose value it then reads.
+    let h = greenlet::hub::spawn(|| {
+        FIRST.with(|f| *f.borrow_mut() = Some(ReadsHigh));
+        HIGH.with(|h| *h.borrow_mut() = Some(ReadsLowMakesLate));
+    });
+    match h.join() {
+        Err(greenlet::hub::JoinError::Panicked(p)) => {
+            let text = p.downcast_ref::<String>().cloned().unwrap_or_default();
+            assert!(text.contains("already dropped"), "{text}");
+        }
+        other => panic!("the panic belongs to its handle: {other:?}"),
+    }
+    assert_eq!(bystander.join().unwrap(), "untouched");
+}
+
 // ----- switch tracing -----
 
 #[test]

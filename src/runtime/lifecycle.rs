@@ -482,8 +482,7 @@ impl Runtime {
             index += 1;
         }
         // Main's greenlet-locals go last, as its thread-locals do.
-        let locals = self.take_locals();
-        if let Err(p) = panic::catch_unwind(AssertUnwindSafe(move || drop(locals))) {
+        if let Err(SwitchError::Panicked(p)) = self.drop_locals() {
             eprintln!(
                 "greenlet: at thread exit, a greenlet-local value of the main greenlet \
                  panicked in its destructor: {}",

@@ -48,7 +48,6 @@ use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 
 use crate::error::SwitchError;
-use crate::local::Locals;
 use crate::stack::{Co, StackPool};
 use crate::trace::Tracer;
 use crate::value::{GreenletExit, ValueType, SLOW_LANE};
@@ -253,16 +252,29 @@ impl Runtime {
     }
 
     /// Stores the current greenlet's value for `slot` unless one is there
-    /// already; returns the stored value.
+    /// already; returns the stored value (null if the slot's value was
+    /// dropped: see `local_dropped`, which callers check first).
     pub(crate) fn set_local(&self, slot: usize, value: Box<dyn Any>) -> *const () {
         let (stored, spare) = self.records.set_local(self.current.get(), slot, value);
         drop(spare);
+        assert!(
+            !stored.is_null(),
+            "greenlet::Local: a value stored after it was dropped"
+        );
         stored
     }
 
-    /// Drops the current greenlet's local values. A panic in one of their
-    /// destructors is returned as `Panicked`; a kill that arrives while one
-    /// of them is suspended in a switch is returned as `Killed` (it must not
+    /// Whether the current greenlet's value in `slot` was dropped.
+    pub(crate) fn local_dropped(&self, slot: usize) -> bool {
+        self.records.local_dropped(self.current.get(), slot)
+    }
+
+    /// Drops the current greenlet's local values, one at a time, each while
+    /// the others are still readable, until none is left (a destructor may
+    /// create values never created before, which go too). A panic in one
+    /// of their destructors is returned as `Panicked` (the first one; the
+    /// other values are still dropped); a kill that arrives while one of
+    /// them is suspended in a switch is returned as `Killed` (it must not
     /// reach the killer as a panic).
     #[inline]
     pub(crate) fn drop_locals(&self) -> Result<(), SwitchError> {
@@ -274,17 +286,18 @@ impl Runtime {
 
     #[cold]
     fn drop_locals_slow(&self) -> Result<(), SwitchError> {
-        let locals = self.take_locals();
-        match panic::catch_unwind(AssertUnwindSafe(move || drop(locals))) {
-            Ok(()) => Ok(()),
-            Err(p) if p.is::<GreenletExit>() => Err(SwitchError::Killed),
-            Err(p) => Err(SwitchError::Panicked(p)),
+        let me = self.current.get();
+        let mut outcome = Ok(());
+        while let Some(value) = self.records.take_one_local(me) {
+            match panic::catch_unwind(AssertUnwindSafe(move || drop(value))) {
+                Ok(()) => {}
+                Err(p) if p.is::<GreenletExit>() => outcome = Err(SwitchError::Killed),
+                Err(p) if outcome.is_ok() => outcome = Err(SwitchError::Panicked(p)),
+                // A later panic's payload goes; the first one is reported.
+                Err(_) => {}
+            }
         }
-    }
-
-    /// Takes the current greenlet's local values, to be dropped by the caller.
-    fn take_locals(&self) -> Locals {
-        self.records.take_locals(self.current.get())
+        outcome
     }
 
     /// While the function of an unstarted greenlet is dropped unrun (an

@@ -32,7 +32,7 @@ use std::rc::Rc;
 
 use corosensei::Yielder;
 
-use crate::local::Locals;
+use crate::local::{LocalSlot, Locals};
 use crate::stack::Co;
 use crate::value::ValueType;
 
@@ -677,7 +677,7 @@ impl Records {
                 return None;
             }
             match r.locals.get(slot) {
-                Some(Some(value)) => Some(&**value as *const dyn Any as *const ()),
+                Some(LocalSlot::Set(value)) => Some(&**value as *const dyn Any as *const ()),
                 _ => None,
             }
         })
@@ -696,26 +696,44 @@ impl Records {
         self.write(key, |r| {
             r.flags |= OWNS_VALUES;
             if r.locals.len() <= slot {
-                r.locals.resize_with(slot + 1, || None);
+                r.locals.resize_with(slot + 1, || LocalSlot::Empty);
             }
             let spare = match &r.locals[slot] {
-                Some(_) => Some(value),
-                None => {
-                    r.locals[slot] = Some(value);
+                LocalSlot::Empty => {
+                    r.locals[slot] = LocalSlot::Set(value);
                     None
                 }
+                LocalSlot::Set(_) | LocalSlot::Dropped => Some(value),
             };
-            let stored = r.locals[slot]
-                .as_deref()
-                .map_or(ptr::null(), |v| v as *const dyn Any as *const ());
+            let stored = match &r.locals[slot] {
+                LocalSlot::Set(v) => &**v as *const dyn Any as *const (),
+                LocalSlot::Empty | LocalSlot::Dropped => ptr::null(),
+            };
             (stored, spare)
         })
     }
 
-    /// Takes `key`'s local values, for the caller to drop.
-    #[inline]
-    pub(crate) fn take_locals(&self, key: Key) -> Locals {
-        self.write(key, |r| std::mem::take(&mut r.locals))
+    /// Whether `key`'s value in greenlet-local `slot` was dropped.
+    pub(crate) fn local_dropped(&self, key: Key, slot: usize) -> bool {
+        self.read(key, |r| {
+            matches!(r.locals.get(slot), Some(LocalSlot::Dropped))
+        })
+    }
+
+    /// Takes one of `key`'s local values out, the one in the highest slot,
+    /// for the caller to drop; its slot is marked dropped. The others stay
+    /// where they are, readable by its destructor.
+    pub(crate) fn take_one_local(&self, key: Key) -> Option<Box<dyn Any>> {
+        self.write(key, |r| {
+            let i = r
+                .locals
+                .iter()
+                .rposition(|s| matches!(s, LocalSlot::Set(_)))?;
+            match std::mem::replace(&mut r.locals[i], LocalSlot::Dropped) {
+                LocalSlot::Set(value) => Some(value),
+                LocalSlot::Empty | LocalSlot::Dropped => None,
+            }
+        })
     }
 
     /// Whether `key` has greenlet-local values.
