@@ -119,3 +119,51 @@ fn each_thread_has_its_own_clock() {
     assert_eq!(time::now(), here);
     time::resume();
 }
+
+#[test]
+fn advance_also_runs_timers_set_during_it_that_are_due_by_its_end() {
+    time::pause();
+    let t0 = time::now();
+    // Its greenlet sets its timer when it first runs, during the advance.
+    let later = hub::spawn_after(SEC, || 5);
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let l = log.clone();
+    let chain = hub::spawn(move || {
+        hub::sleep_until(t0 + SEC);
+        l.borrow_mut().push(1);
+        hub::sleep_until(t0 + SEC + SEC / 2); // still before the advance's end
+        l.borrow_mut().push(2);
+    });
+    time::advance(2 * SEC);
+    assert!(later.has_started());
+    assert_eq!(*log.borrow(), [1, 2]);
+    assert!(chain.is_finished());
+    assert_eq!(later.join().unwrap(), 5);
+    assert_eq!(time::now() - t0, 2 * SEC);
+    time::resume();
+}
+
+#[test]
+fn a_caught_with_timeout_expiry_comes_once() {
+    time::pause();
+    let q: Queue<u32> = Queue::new();
+    let q2 = q.clone();
+    hub::spawn(move || {
+        hub::sleep(2 * SEC);
+        q2.put(7);
+    });
+    let tries = Rc::new(RefCell::new(0));
+    let t = tries.clone();
+    // A retry loop that catches the interruption: the next get blocks as
+    // usual (before, every later call unwound at once, without a switch).
+    let got = hub::with_timeout(SEC, || loop {
+        *t.borrow_mut() += 1;
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| q.get()));
+        if let Ok(item) = caught {
+            break item;
+        }
+    });
+    assert_eq!(got, Ok(7));
+    assert_eq!(*tries.borrow(), 2);
+    time::resume();
+}

@@ -148,3 +148,23 @@ fn joinable_queue_join_waits_for_every_task_done() {
     assert!(q.send(1).is_err());
     assert_eq!(q.unfinished(), 0, "a refused put is not counted");
 }
+
+#[test]
+fn a_putter_promised_a_place_before_the_close_gets_its_item_back() {
+    let q = Queue::bounded(1);
+    q.put(1u32);
+    let q2 = q.clone();
+    let putter = hub::spawn(move || q2.send(2));
+    hub::yield_now(); // it blocks: the queue is full
+    assert_eq!(q.try_get(), Some(1)); // its place is promised to it
+    assert!(q.is_full(), "the promised place counts as taken");
+    assert_eq!(q.try_put(3), Err(3));
+    q.close(); // before the putter runs
+    assert_eq!(
+        putter.join().unwrap(),
+        Err(Closed(2)),
+        "its item comes back"
+    );
+    assert_eq!(q.len(), 0);
+    assert!(!q.is_full());
+}

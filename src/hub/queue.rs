@@ -343,10 +343,13 @@ impl<T: 'static> Queue<T> {
         QueueIter { queue: self }
     }
 
-    /// Whether a bounded queue holds as many items as it may.
+    /// Whether a bounded queue holds as many items as it may, a place
+    /// promised to a blocked putter that has not run yet counting as
+    /// taken: while it is full, a `put` blocks and a `try_put` fails.
     pub fn is_full(&self) -> bool {
         let q = self.inner.borrow();
-        q.capacity.is_some_and(|cap| q.len() >= cap)
+        q.capacity
+            .is_some_and(|cap| q.len() + q.reserved_slots >= cap)
     }
 
     /// Adds `item` if there is room now (and the queue is not closed);
@@ -642,6 +645,12 @@ impl<T: 'static> Queue<T> {
                 let mut q = self.inner.borrow_mut();
                 q.promised -= 1;
                 q.reserved_slots -= 1;
+                if q.closed {
+                    // Closed after its place was promised, before it ran:
+                    // it fails as every put after a close does (the
+                    // getters may already have seen the queue end).
+                    return Err(item);
+                }
                 q.add(item);
                 Ok(())
             }
@@ -654,6 +663,15 @@ impl<T: Clone + 'static> Queue<T> {
     /// A clone of the front item, blocking the calling greenlet while the
     /// queue is empty; the item stays in the queue. `None` when the queue
     /// is closed and empty.
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    /// The item is cloned while the queue is borrowed, so its `Clone` must
+    /// neither use this queue nor block: a call on the queue from inside
+    /// it, or from another greenlet it let run, panics ("already
+    /// borrowed"). The same holds for [`try_peek`](Queue::try_peek) and
+    /// [`peek_timeout`](Queue::peek_timeout).
     pub fn peek(&self) -> Option<T> {
         self.peek_until(None)
     }

@@ -113,7 +113,10 @@ pub fn resume() {
 
 /// Moves this thread's paused hub clock forward by `d`, then lets the
 /// greenlets whose timers came due run (the caller blocks as in
-/// [`sleep`], waking after them).
+/// [`sleep`], waking after them). Timers due by the new time that those
+/// greenlets set as they run (a sleep until a time already passed, the
+/// first sleep of a [`spawn_after`](super::spawn_after) whose greenlet
+/// had not run yet) come due too before it returns.
 ///
 /// # Panics
 ///
@@ -131,8 +134,16 @@ pub fn advance(d: Duration) {
         _ => panic!("greenlet::hub::time::advance: the clock is not paused"),
     });
     // A timer at `to` is due at once; it is behind every timer due by
-    // then (deadline order, ties in the order they were set).
-    sleep_until(to);
+    // then (deadline order, ties in the order they were set). The
+    // greenlets that run before it may set more timers due by `to`: again
+    // until none is left.
+    loop {
+        sleep_until(to);
+        let next = hub().timers.borrow_mut().next_deadline();
+        if next.is_none_or(|at| at > to) {
+            return;
+        }
+    }
 }
 
 /// Whether this thread's clock is paused.

@@ -19,6 +19,9 @@ slot_key! {
 /// A `with_timeout` scope.
 pub(super) struct Scope {
     pub(super) fired: bool,
+    /// Its interruption was raised: it comes once (a caller that catches
+    /// it and blocks again inside the scope blocks as usual).
+    delivered: bool,
     /// The wait its greenlet is blocked in, if any.
     pub(super) wait: Option<WaitKey>,
     timer: Option<TimerKey>,
@@ -37,6 +40,11 @@ pub(crate) struct Interrupt(ScopeKey);
 /// Unwinds out of a blocking call interrupted by `with_timeout`.
 pub(crate) fn interrupted(scope: ScopeKey) -> ! {
     crate::unwind::require_unwinding("a with_timeout expiry");
+    if let Some(hub) = super::try_hub() {
+        if let Some(s) = hub.scopes.borrow_mut().get_mut(scope) {
+            s.delivered = true;
+        }
+    }
     panic::resume_unwind(Box::new(Interrupt(scope)))
 }
 
@@ -56,12 +64,11 @@ impl Hub {
         }
         SCOPES.with(|active| {
             let scopes = self.scopes.borrow();
-            active
-                .borrow()
-                .iter()
-                .rev()
-                .copied()
-                .find(|s| scopes.get(*s).is_some_and(|scope| scope.fired))
+            active.borrow().iter().rev().copied().find(|s| {
+                scopes
+                    .get(*s)
+                    .is_some_and(|scope| scope.fired && !scope.delivered)
+            })
         })
     }
 
@@ -118,7 +125,10 @@ impl std::error::Error for Elapsed {}
 ///
 /// A deadline that passes while `f` is not blocked interrupts its next
 /// blocking call; if `f` returns first, it returns `Ok`. Scopes nest; the
-/// innermost expired one is reported first.
+/// innermost expired one is reported first. The interruption comes once:
+/// if `f` catches it (a `catch_unwind` around the call) and blocks again,
+/// that call blocks as usual, and `with_timeout` returns what `f`
+/// returns.
 ///
 /// ```
 /// use std::time::Duration;
@@ -138,6 +148,7 @@ pub fn with_timeout<R>(d: Duration, f: impl FnOnce() -> R) -> Result<R, Elapsed>
     let hub = hub();
     let s = hub.scopes.borrow_mut().insert(Scope {
         fired: false,
+        delivered: false,
         wait: None,
         timer: None,
     });
