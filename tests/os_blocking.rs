@@ -188,3 +188,64 @@ fn kill_stops_waiting_and_the_thread_drops_the_result() {
 fn a_pool_without_threads_is_refused() {
     let _ = ThreadPool::new(0, Duration::from_secs(1));
 }
+
+#[test]
+fn a_result_whose_destructor_panics_on_the_pool_thread_does_not_wedge_the_pool() {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("a result's destructor panics (expected)");
+        }
+    }
+    let pool = ThreadPool::new(1, Duration::from_secs(3600));
+    let (open, gate) = mpsc::channel::<()>();
+    let h = pool.spawn(move || {
+        gate.recv().unwrap();
+        PanicsOnDrop
+    });
+    hub::yield_now(); // its waiter blocks
+    h.kill(); // nobody waits: the result drops on the pool thread
+    open.send(()).unwrap();
+    // The pool's one thread lives on and takes the next job (the bound
+    // only turns a wedged pool into a failure instead of a hang).
+    let next = pool.spawn(|| 42);
+    assert_eq!(
+        with_timeout(Duration::from_secs(60), || next.join().unwrap()),
+        Ok(42)
+    );
+}
+
+#[test]
+fn a_dropped_pools_threads_leave_when_out_of_work_not_at_their_idle_timeout() {
+    // Each pool thread says when it exits, through a thread-local.
+    struct SaysBye(mpsc::Sender<()>);
+    impl Drop for SaysBye {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+    thread_local! {
+        static BYE: Cell<Option<SaysBye>> = const { Cell::new(None) };
+    }
+    let (bye, byes) = mpsc::channel();
+    let pool = ThreadPool::new(2, Duration::from_secs(3600));
+    let gate = Arc::new(std::sync::Barrier::new(2));
+    let jobs: Vec<_> = (0..2)
+        .map(|_| {
+            let (bye, gate) = (bye.clone(), gate.clone());
+            // Both jobs wait for each other: two threads run them.
+            pool.spawn(move || {
+                BYE.with(|b| b.set(Some(SaysBye(bye))));
+                gate.wait();
+            })
+        })
+        .collect();
+    for j in jobs {
+        j.join().unwrap();
+    }
+    drop(pool);
+    for _ in 0..2 {
+        byes.recv_timeout(Duration::from_secs(60))
+            .expect("an idle thread of a dropped pool left");
+    }
+}

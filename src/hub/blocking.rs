@@ -40,6 +40,21 @@ type Job = Box<dyn FnOnce() + Send>;
 #[derive(Clone)]
 pub struct ThreadPool {
     shared: Arc<Shared>,
+    /// Shared by the pool's handles (not its threads): when the last
+    /// handle goes, the idle threads leave at once instead of at their
+    /// idle timeout (see [`Handles`]).
+    _handles: Arc<Handles>,
+}
+
+/// The handles of a pool: dropped with the last one, it tells the pool's
+/// threads to leave once the queued work is done.
+struct Handles(Arc<Shared>);
+
+impl Drop for Handles {
+    fn drop(&mut self) {
+        self.0.lock().closed = true;
+        self.0.work.notify_all();
+    }
 }
 
 struct Shared {
@@ -60,6 +75,8 @@ struct State {
     /// leaves its wait only by taking one of these (or timing out), so
     /// spurious wake-ups and timeouts never lose a job.
     notified: usize,
+    /// The pool's last handle is gone: threads leave when out of work.
+    closed: bool,
 }
 
 impl Shared {
@@ -80,7 +97,8 @@ impl ThreadPool {
     }
 
     /// A pool of at most `max_threads` threads, each exiting after
-    /// `idle_timeout` without work. No thread is started yet.
+    /// `idle_timeout` without work, or as soon as it is out of work once
+    /// every handle of the pool was dropped. No thread is started yet.
     ///
     /// # Panics
     ///
@@ -90,18 +108,21 @@ impl ThreadPool {
             max_threads > 0,
             "greenlet::hub::ThreadPool::new: max_threads must be at least 1"
         );
-        ThreadPool {
-            shared: Arc::new(Shared {
-                state: Mutex::new(State {
-                    jobs: VecDeque::new(),
-                    threads: 0,
-                    idle: 0,
-                    notified: 0,
-                }),
-                work: Condvar::new(),
-                max_threads,
-                idle_timeout,
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                jobs: VecDeque::new(),
+                threads: 0,
+                idle: 0,
+                notified: 0,
+                closed: false,
             }),
+            work: Condvar::new(),
+            max_threads,
+            idle_timeout,
+        });
+        ThreadPool {
+            _handles: Arc::new(Handles(shared.clone())),
+            shared,
         }
     }
 
@@ -157,8 +178,12 @@ impl ThreadPool {
         let job: Job = Box::new(move || {
             let result = panic::catch_unwind(AssertUnwindSafe(f));
             // Fails only when nobody waits any more (the waiting greenlet
-            // was killed or its thread exited): the result drops here.
-            let _ = tx.send(result);
+            // was killed or its thread exited): the result drops here. Its
+            // destructor is user code, and a panic in it must not end this
+            // pool thread (the pool would count it alive forever).
+            if let Err(unsent) = tx.send(result) {
+                let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(unsent)));
+            }
         });
         let queued = self.execute(job);
         super::spawn(move || {
@@ -220,7 +245,8 @@ impl ThreadPool {
     }
 }
 
-/// A pool thread: takes jobs until none came for the idle timeout.
+/// A pool thread: takes jobs until none came for the idle timeout, or
+/// none is left once the pool's last handle is gone.
 fn work(shared: &Shared) {
     let mut state = shared.lock();
     loop {
@@ -232,6 +258,9 @@ fn work(shared: &Shared) {
         }
         state.idle += 1;
         let timed_out = loop {
+            if state.closed {
+                break true;
+            }
             let (s, wait) = shared
                 .work
                 .wait_timeout(state, shared.idle_timeout)
