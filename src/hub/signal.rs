@@ -3,18 +3,19 @@
 //! `signal_handler`, tokio's `signal::unix::signal`).
 //!
 //! How it works: the first `signal(n)` installs a handler for `n` that
-//! writes the signal's number to a process-wide pipe (the self-pipe trick;
-//! `write` is async-signal-safe, and the handler does nothing else). One
-//! OS thread, started with the first `signal` call, reads that pipe and
-//! forwards each number to every [`Signal`] for it through a hub
+//! marks `n` pending and writes a byte to a process-wide pipe (the
+//! self-pipe trick; an atomic store and `write` are async-signal-safe, and
+//! the handler does nothing else). One OS thread, started with the first
+//! `signal` call, is woken by that pipe and forwards each pending signal
+//! to every [`Signal`] for it through a hub
 //! [`channel`](super::channel), which wakes the receiving hub with its
 //! `mio::Waker`. Any thread may take the signal; no signal mask changes.
 
 use std::fmt;
 use std::io;
 use std::os::raw::c_int;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use super::{channel, Receiver, Sender};
@@ -22,6 +23,12 @@ use super::{channel, Receiver, Sender};
 /// The write end of the self-pipe (-1 until it exists). Read by the
 /// handler, so an atomic and never closed once set.
 static PIPE: AtomicI32 = AtomicI32::new(-1);
+
+/// Signals raised and not forwarded yet, by number: the handler sets one,
+/// the dispatcher takes them all after each read of the pipe, whose bytes
+/// only wake it. A byte dropped on a full pipe (a burst of one signal)
+/// therefore loses no other signal: its flag is still set.
+static PENDING: [AtomicBool; 128] = [const { AtomicBool::new(false) }; 128];
 
 /// Who wants which signal.
 struct Registry {
@@ -60,8 +67,8 @@ impl Signal {
     ///
     /// Deliveries that arrive while nobody waits are kept and returned by
     /// the next calls; several deliveries of one signal that the kernel
-    /// merges (it keeps one pending instance of each standard signal) are
-    /// one.
+    /// merges (it keeps one pending instance of each standard signal), or
+    /// that come faster than they are forwarded, are one.
     ///
     /// # Panics
     ///
@@ -195,15 +202,20 @@ fn max_signal() -> c_int {
     }
 }
 
-/// Creates the self-pipe and the thread that reads it, once.
+/// Creates the self-pipe and the thread that reads it, once. A failure
+/// (out of descriptors, say) is not kept: the next call tries again.
 fn start_dispatcher() -> io::Result<()> {
-    static STARTED: OnceLock<Result<(), i32>> = OnceLock::new();
-    let started = STARTED.get_or_init(|| {
+    static STARTED: Mutex<bool> = Mutex::new(false);
+    let mut started = STARTED.lock().unwrap_or_else(PoisonError::into_inner);
+    if *started {
+        return Ok(());
+    }
+    let outcome = (|| {
         let mut fds = [0 as c_int; 2];
         // SAFETY: `fds` is a valid array of two `c_int`s for `pipe` to
         // fill; nothing else is touched.
         if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-            return Err(io::Error::last_os_error().raw_os_error().unwrap_or(0));
+            return Err(io::Error::last_os_error());
         }
         let [read, write] = fds;
         // SAFETY: `fcntl` on the two descriptors just created, which we
@@ -227,15 +239,16 @@ fn start_dispatcher() -> io::Result<()> {
                 libc::close(read);
                 libc::close(write);
             }
-            return Err(e.raw_os_error().unwrap_or(0));
+            return Err(e);
         }
         PIPE.store(write, Ordering::Release);
         Ok(())
-    });
-    started.map_err(io::Error::from_raw_os_error)
+    })();
+    *started = outcome.is_ok();
+    outcome
 }
 
-/// The dispatcher thread: forwards each signal number read from the pipe
+/// The dispatcher thread: woken by the pipe, forwards each pending signal
 /// to its subscribers, for the life of the process.
 fn dispatch(read: c_int) {
     let mut buf = [0u8; 64];
@@ -249,11 +262,14 @@ fn dispatch(read: c_int) {
             continue;
         }
         let mut reg = registry();
-        for &signum in &buf[..n as usize] {
+        for (signum, pending) in PENDING.iter().enumerate() {
+            if !pending.swap(false, Ordering::SeqCst) {
+                continue;
+            }
             // A receiver dropped without its `Drop` having run yet (its
             // thread exiting) refuses: forget it.
             reg.subscribers
-                .retain(|s| s.signum != c_int::from(signum) || s.tx.send(()).is_ok());
+                .retain(|s| s.signum as usize != signum || s.tx.send(()).is_ok());
         }
     }
 }
@@ -264,40 +280,54 @@ extern "C" fn on_signal(signum: c_int) {
     if fd < 0 {
         return;
     }
+    // An atomic store is async-signal-safe.
+    if let Some(pending) = PENDING.get(signum as usize) {
+        pending.store(true, Ordering::SeqCst);
+    }
     let byte = signum as u8;
     // The interrupted code may be between a failed call and its read of
     // errno: keep errno as it was.
-    let saved = errno();
+    let slot = errno_slot();
+    // SAFETY: `slot` is null or the calling thread's errno, valid for the
+    // thread's life.
+    let saved = unsafe { slot.as_ref().copied() };
     // SAFETY: `write` is async-signal-safe; `byte` lives across the call
     // and `fd` is the pipe's write end, which is never closed. A full pipe
-    // (EAGAIN) drops the byte, which is harmless: the receivers have
-    // wake-ups queued already.
+    // (EAGAIN) drops the byte, which is harmless: the dispatcher has a
+    // wake-up queued already, and the signal's flag is set.
     unsafe {
         libc::write(fd, (&byte as *const u8).cast(), 1);
     }
-    set_errno(saved);
+    if let Some(saved) = saved {
+        // SAFETY: as above; `slot` is not null.
+        unsafe { *slot = saved };
+    }
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn errno() -> c_int {
-    // SAFETY: `__errno_location` returns the calling thread's errno slot,
-    // valid for the thread's life.
-    unsafe { *libc::__errno_location() }
+/// The calling thread's errno, where libc says where it is (null
+/// elsewhere: then it is not kept).
+fn errno_slot() -> *mut c_int {
+    #[cfg(target_os = "linux")]
+    // SAFETY: returns the calling thread's errno slot; no arguments.
+    let slot = unsafe { libc::__errno_location() };
+    #[cfg(any(target_os = "android", target_os = "netbsd", target_os = "openbsd"))]
+    // SAFETY: as above.
+    let slot = unsafe { libc::__errno() };
+    #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
+    // SAFETY: as above.
+    let slot = unsafe { libc::__error() };
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd"
+    )))]
+    let slot = std::ptr::null_mut();
+    slot
 }
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn set_errno(value: c_int) {
-    // SAFETY: as in `errno`.
-    unsafe { *libc::__errno_location() = value }
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn errno() -> c_int {
-    0
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn set_errno(_: c_int) {}
 
 fn install_handler(signum: c_int) -> io::Result<()> {
     // SAFETY: `sigaction` is a plain C struct for which all-zeroes is a
@@ -320,4 +350,30 @@ fn install_handler(signum: c_int) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signal_raised_while_the_pipe_is_full_still_arrives() {
+        let usr2 = signal(libc::SIGUSR2).unwrap();
+        let fd = PIPE.load(Ordering::Acquire);
+        {
+            // With the registry held, the dispatcher stops after its next
+            // read; then the pipe fills up, as a burst of one signal would
+            // fill it, and the byte of this raise is dropped.
+            let _held = registry();
+            let junk = [0u8; 4096];
+            // SAFETY: writes from a valid buffer to the pipe's write end
+            // (non-blocking: it stops at EAGAIN once the pipe is full).
+            while unsafe { libc::write(fd, junk.as_ptr().cast(), junk.len()) } > 0 {}
+            // SAFETY: raising a signal whose handler is installed.
+            assert_eq!(unsafe { libc::raise(libc::SIGUSR2) }, 0);
+        }
+        // The pending flag brings it through (bounded only so that a lost
+        // signal fails instead of hanging).
+        assert!(usr2.recv_timeout(Duration::from_secs(60)));
+    }
 }
