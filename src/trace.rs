@@ -85,6 +85,11 @@ pub fn set_switch_hook(hook: Option<SwitchHook>) -> Option<SwitchHook> {
     Runtime::get().tracer().replace(hook)
 }
 
+/// Where `hook`'s closure lives: it stays put while the box moves.
+pub(crate) fn hook_addr(hook: &SwitchHook) -> *const () {
+    &**hook as *const dyn FnMut(&SwitchEvent) as *const ()
+}
+
 /// The hook slot of one thread's runtime.
 pub(crate) struct Tracer {
     hook: UnsafeCell<Option<SwitchHook>>,
@@ -92,6 +97,9 @@ pub(crate) struct Tracer {
     set: Cell<bool>,
     /// A hook call is under way.
     running: Cell<bool>,
+    /// The address of the hook lent out to the running call (see
+    /// `hook_addr`).
+    lent: Cell<*const ()>,
 }
 
 impl Tracer {
@@ -100,6 +108,20 @@ impl Tracer {
             hook: UnsafeCell::new(None),
             set: Cell::new(false),
             running: Cell::new(false),
+            lent: Cell::new(std::ptr::null()),
+        }
+    }
+
+    /// The address of the installed hook's closure (null if none), also
+    /// while it is lent out to its own call: what tells a hook installed
+    /// by this crate (the hub's monitor) whether it is still the one.
+    pub(crate) fn hook_addr(&self) -> *const () {
+        // SAFETY: as in `replace`; only read, and no reference outlives
+        // this call.
+        match unsafe { &*self.hook.get() } {
+            Some(hook) => hook_addr(hook),
+            None if self.set.get() && self.running.get() => self.lent.get(),
+            None => std::ptr::null(),
         }
     }
 
@@ -154,7 +176,9 @@ impl Tracer {
         let rt = Runtime::get();
         rt.force_slow_path(true);
         self.running.set(true);
+        self.lent.set(hook_addr(&hook));
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| hook(&event)));
+        self.lent.set(std::ptr::null());
         self.running.set(false);
         rt.force_slow_path(false);
         drop(event);

@@ -88,15 +88,19 @@ fn nothing_is_reported_once_turned_off_and_a_previous_hook_is_chained_then_resto
 /// The child half of `the_environment_variable_turns_it_on_and_off`.
 #[test]
 fn child_spins_in_a_spawned_greenlet() {
-    if std::env::var_os("GREENLET_TEST_CHILD").is_none() {
+    let Some(mode) = std::env::var_os("GREENLET_TEST_CHILD") else {
         return;
+    };
+    if mode == "explicit" {
+        // Set before the hub starts: the environment must not override it.
+        hub::monitor_with(LIMIT, |b| eprintln!("explicit callback: {}", b.ran >= SPIN));
     }
     hub::spawn(|| spin(SPIN)).join().unwrap();
 }
 
 #[test]
 fn the_environment_variable_turns_it_on_and_off() {
-    let run = |limit: Option<&str>| {
+    let run_as = |mode: &str, limit: Option<&str>| {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
         cmd.args([
             "--exact",
@@ -104,7 +108,7 @@ fn the_environment_variable_turns_it_on_and_off() {
             "--nocapture",
             "--test-threads=1",
         ])
-        .env("GREENLET_TEST_CHILD", "1")
+        .env("GREENLET_TEST_CHILD", mode)
         .env_remove("GREENLET_MAX_BLOCKING_MS");
         if let Some(limit) = limit {
             cmd.env("GREENLET_MAX_BLOCKING_MS", limit);
@@ -113,6 +117,10 @@ fn the_environment_variable_turns_it_on_and_off() {
         assert!(out.status.success());
         String::from_utf8(out.stderr).unwrap()
     };
+    let run = |limit| run_as("1", limit);
+    // A monitor the thread set itself wins over the environment's.
+    let explicit = run_as("explicit", Some("100000"));
+    assert!(explicit.contains("explicit callback: true"), "{explicit}");
     let on = run(Some("10"));
     assert!(on.contains("greenlet::hub::monitor: greenlet id"), "{on}");
     assert!(on.contains("without switching (limit 10ms)"), "{on}");
@@ -120,4 +128,61 @@ fn the_environment_variable_turns_it_on_and_off() {
     assert!(!off.contains("greenlet::hub::monitor"), "{off}");
     let bad = run(Some("soon"));
     assert!(bad.contains("is not a number of milliseconds"), "{bad}");
+}
+
+#[test]
+fn a_callback_that_switches_the_monitor_to_stderr_is_not_called_again() {
+    let calls = Rc::new(Cell::new(0u32));
+    let c = calls.clone();
+    hub::monitor_with(LIMIT, move |_| {
+        c.set(c.get() + 1);
+        hub::monitor(Some(LIMIT)); // from now on: stderr
+    });
+    for _ in 0..2 {
+        let g = Greenlet::new(|()| spin(SPIN));
+        g.switch::<(), ()>(()).unwrap();
+    }
+    hub::monitor(None);
+    assert_eq!(calls.get(), 1);
+}
+
+#[test]
+fn turning_the_monitor_off_keeps_a_hook_set_after_it_that_chains_to_it() {
+    let reports = collect();
+    let calls = Rc::new(Cell::new(0u32));
+    let seen = calls.clone();
+    // A later hook that keeps the monitor's and calls it.
+    let slot: Rc<RefCell<Option<greenlet::SwitchHook>>> = Rc::new(RefCell::new(None));
+    let chained = slot.clone();
+    let monitors = set_switch_hook(Some(Box::new(move |e| {
+        seen.set(seen.get() + 1);
+        if let Some(m) = chained.borrow_mut().as_mut() {
+            m(e);
+        }
+    })));
+    *slot.borrow_mut() = monitors;
+    hub::monitor(None); // the monitor's hook was replaced: off, nothing swapped
+    let g = Greenlet::new(|()| spin(SPIN));
+    g.switch::<(), ()>(()).unwrap();
+    assert_eq!(calls.get(), 2, "the later hook is still the thread's");
+    assert!(reports.borrow().is_empty(), "the monitor is off");
+    set_switch_hook(None);
+    slot.borrow_mut().take();
+}
+
+#[test]
+fn a_monitor_set_while_the_old_one_is_stashed_away_reports() {
+    let old = collect();
+    let stashed = set_switch_hook(None); // a tracer borrows the slot, say
+    let reports = collect();
+    let g = Greenlet::new(|()| spin(SPIN));
+    let id = g.id();
+    g.switch::<(), ()>(()).unwrap();
+    hub::monitor(None);
+    assert!(
+        reports.borrow().iter().any(|b| b.id == id),
+        "the new monitor is on"
+    );
+    assert!(old.borrow().is_empty());
+    drop(stashed);
 }

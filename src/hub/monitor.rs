@@ -8,7 +8,7 @@
 //! The hub greenlet itself is never reported (its long stretches are
 //! parks in `epoll_wait` or a sleep, with nothing to run).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
@@ -53,16 +53,40 @@ struct State {
     limit: Duration,
     /// `None`: print to stderr.
     report: Option<Report>,
+    /// Bumped by every change of the settings: a report callback that
+    /// changed them must not have its old callback put back.
+    settings: u64,
+    /// Turned off while its hook was not the thread's (replaced by a later
+    /// hook that chains to it, or stashed away): it only passes events on.
+    off: bool,
     /// When the running greenlet got control.
     since: Instant,
     /// The switch hook that was set before, called after ours.
     previous: Option<SwitchHook>,
+    /// Where our hook's closure lives (see `trace::hook_addr`).
+    hook: *const (),
 }
 
 thread_local! {
-    /// The state of this thread's monitor while its hook is installed (the
+    /// The state of this thread's monitor while its hook is alive (the
     /// hook holds the only strong reference).
     static MONITOR: RefCell<Weak<RefCell<State>>> = const { RefCell::new(Weak::new()) };
+    /// The thread set its monitor itself (on or off): the environment's
+    /// default does not override that.
+    static SET_EXPLICITLY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// This thread's monitor, if its hook is the thread's switch hook now. A
+/// monitor whose hook was replaced or stashed away is turned off (it only
+/// passes events on to the hook before it) and forgotten.
+fn current() -> Option<Rc<RefCell<State>>> {
+    let state = MONITOR.with(|m| m.borrow().upgrade())?;
+    if crate::runtime::Runtime::get().tracer().hook_addr() == state.borrow().hook {
+        return Some(state);
+    }
+    state.borrow_mut().off = true;
+    MONITOR.with(|m| *m.borrow_mut() = Weak::new());
+    None
 }
 
 /// Turns this thread's blocked-hub monitor on with the limit
@@ -73,9 +97,11 @@ thread_local! {
 /// ran. The monitor is this thread's [switch hook](crate::set_switch_hook)
 /// while it is on: a hook set before is chained (called after it) and put
 /// back when it is turned off; a hook set after replaces it (turning it
-/// off). Setting the environment variable `GREENLET_MAX_BLOCKING_MS` (to a
-/// number of milliseconds) turns it on for every hub thread of the process
-/// when its hub starts.
+/// off, even if that hook keeps it and calls it; turning it off then
+/// leaves that hook in place). Setting the environment variable
+/// `GREENLET_MAX_BLOCKING_MS` (to a number of milliseconds) turns it on
+/// for every hub thread of the process when its hub starts, unless the
+/// thread set its monitor (on or off) before.
 ///
 /// ```
 /// use std::time::Duration;
@@ -87,6 +113,7 @@ thread_local! {
 /// hub::monitor(None);
 /// ```
 pub fn monitor(max_blocking: Option<Duration>) {
+    SET_EXPLICITLY.with(|e| e.set(true));
     match max_blocking {
         Some(limit) => install(limit, None),
         None => uninstall(),
@@ -117,33 +144,41 @@ pub fn monitor(max_blocking: Option<Duration>) {
 /// assert!(reports.borrow().contains(&id));
 /// ```
 pub fn monitor_with(max_blocking: Duration, report: impl FnMut(&Blocked) + 'static) {
+    SET_EXPLICITLY.with(|e| e.set(true));
     install(max_blocking, Some(Box::new(report)));
 }
 
 fn install(limit: Duration, report: Option<Report>) {
-    if let Some(state) = MONITOR.with(|m| m.borrow().upgrade()) {
+    if let Some(state) = current() {
         // Already on: change the settings in place.
         let mut state = state.borrow_mut();
         state.limit = limit;
         state.report = report;
+        state.settings += 1;
         return;
     }
     let state = Rc::new(RefCell::new(State {
         limit,
         report,
+        settings: 0,
+        off: false,
         since: Instant::now(),
         previous: None,
+        hook: std::ptr::null(),
     }));
     MONITOR.with(|m| *m.borrow_mut() = Rc::downgrade(&state));
     let hook_state = state.clone();
-    let previous = set_switch_hook(Some(Box::new(move |event| on_switch(&hook_state, event))));
+    let hook: SwitchHook = Box::new(move |event| on_switch(&hook_state, event));
+    state.borrow_mut().hook = crate::trace::hook_addr(&hook);
+    let previous = set_switch_hook(Some(hook));
     state.borrow_mut().previous = previous;
 }
 
 fn uninstall() {
-    let Some(state) = MONITOR.with(|m| std::mem::take(&mut *m.borrow_mut()).upgrade()) else {
+    let Some(state) = current() else {
         return;
     };
+    MONITOR.with(|m| *m.borrow_mut() = Weak::new());
     let previous = state.borrow_mut().previous.take();
     drop(state);
     // Drops our hook (and the last reference to the state).
@@ -154,13 +189,13 @@ fn uninstall() {
 /// giving up control.
 fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
     let now = Instant::now();
-    let (ran, limit) = {
+    let (ran, limit, off) = {
         let mut s = state.borrow_mut();
         let ran = now.saturating_duration_since(s.since);
         s.since = now;
-        (ran, s.limit)
+        (ran, s.limit, s.off)
     };
-    if ran > limit && !is_hub(&event.origin) {
+    if ran > limit && !off && !is_hub(&event.origin) {
         let blocked = Blocked {
             id: event.origin.id(),
             name: event.origin.name(),
@@ -169,12 +204,17 @@ fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
         };
         // Taken out for the call: the callback may turn the monitor off or
         // change it.
-        let report = state.borrow_mut().report.take();
+        let (report, settings) = {
+            let mut s = state.borrow_mut();
+            (s.report.take(), s.settings)
+        };
         match report {
             Some(mut report) => {
                 report(&blocked);
                 let mut s = state.borrow_mut();
-                if s.report.is_none() {
+                // Back, unless the call changed the settings (or turned
+                // the monitor off).
+                if s.settings == settings && !s.off {
                     s.report = Some(report);
                 }
             }
@@ -214,6 +254,10 @@ pub(super) fn from_env() {
             }
         }
     });
+    if limit.is_some() && SET_EXPLICITLY.with(Cell::get) {
+        // The thread's own choice wins over the process's default.
+        return;
+    }
     if let Some(limit) = *limit {
         install(limit, None);
     }
