@@ -12,6 +12,17 @@ use greenlet::net::{Server, TcpStream};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
+/// Counts the handlers unwound (killed) while it lives in their frame.
+struct Count(Rc<Cell<u32>>);
+
+impl Drop for Count {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+}
+
 /// A handler that echoes one read back.
 fn echo_once(mut conn: TcpStream, _peer: std::net::SocketAddr) {
     let mut buf = [0u8; 64];
@@ -90,14 +101,6 @@ fn the_connection_limit_holds_further_connections_in_the_backlog() {
 fn stop_lets_handlers_finish_within_the_grace_then_kills_the_rest() {
     let finished = Rc::new(Cell::new(0));
     let killed = Rc::new(Cell::new(0));
-    struct Count(Rc<Cell<u32>>);
-    impl Drop for Count {
-        fn drop(&mut self) {
-            if std::thread::panicking() {
-                self.0.set(self.0.get() + 1);
-            }
-        }
-    }
     let (f, k) = (finished.clone(), killed.clone());
     let server = Server::bind("127.0.0.1:0", move |mut conn: TcpStream, _| {
         let _count = Count(k.clone());
@@ -171,14 +174,6 @@ fn a_handler_can_stop_its_own_server() {
 fn an_interrupted_stop_kills_the_handlers_left_and_still_stops() {
     let (inside, gate) = (Event::new(), Event::new());
     let killed = Rc::new(Cell::new(0));
-    struct Count(Rc<Cell<u32>>);
-    impl Drop for Count {
-        fn drop(&mut self) {
-            if std::thread::panicking() {
-                self.0.set(self.0.get() + 1);
-            }
-        }
-    }
     let (i, g, k) = (inside.clone(), gate.clone(), killed.clone());
     let server = Server::bind("127.0.0.1:0", move |_conn, _| {
         let _count = Count(k.clone());
