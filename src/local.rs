@@ -87,6 +87,10 @@ pub struct Local<T: 'static> {
     init: fn() -> T,
     /// 1 + the slot index; 0 until first use.
     slot: AtomicUsize,
+    /// Made again, fresh, when read after it was dropped, instead of
+    /// panicking: the crate's own bookkeeping, which the blocking calls
+    /// of a user value's destructor read while the values are dropped.
+    revive: bool,
     _value: PhantomData<fn() -> T>,
 }
 
@@ -109,6 +113,21 @@ impl<T: 'static> Local<T> {
         Local {
             init,
             slot: AtomicUsize::new(0),
+            revive: false,
+            _value: PhantomData,
+        }
+    }
+
+    /// Like [`new`](Local::new), for the crate's own bookkeeping: read
+    /// after it was dropped (by a blocking call in another value's
+    /// destructor), it is made again instead of panicking, and dropped in
+    /// turn. Its destructor must not read other `Local`s, or the dropping
+    /// might not end.
+    pub(crate) const fn revivable(init: fn() -> T) -> Local<T> {
+        Local {
+            init,
+            slot: AtomicUsize::new(0),
+            revive: true,
             _value: PhantomData,
         }
     }
@@ -152,7 +171,7 @@ impl<T: 'static> Local<T> {
         let value = match rt.local(slot) {
             Some(value) => value,
             None => {
-                if rt.local_dropped(slot) {
+                if !self.revive && rt.local_dropped(slot) {
                     dropped_local::<T>();
                 }
                 // `init` is user code: run it with no borrow held, then

@@ -167,3 +167,22 @@ fn a_caught_with_timeout_expiry_comes_once() {
     assert_eq!(*tries.borrow(), 2);
     time::resume();
 }
+
+#[test]
+fn advance_returns_while_a_greenlet_polls_with_a_zero_timeout() {
+    time::pause();
+    let stop = Rc::new(RefCell::new(false));
+    let ev = Event::new();
+    let (s, e) = (stop.clone(), ev.clone());
+    // Sets a timer due at `now` every time it runs.
+    let poller = hub::spawn(move || {
+        while !*s.borrow() {
+            e.wait_timeout(Duration::ZERO);
+        }
+    });
+    hub::yield_now();
+    time::advance(SEC);
+    *stop.borrow_mut() = true;
+    poller.join().unwrap();
+    time::resume();
+}

@@ -13,10 +13,10 @@ use std::cell::Cell;
 
 use super::{hub, spawn, Hub, JoinHandle};
 
-crate::greenlet_local! {
-    /// The current greenlet is marked as a daemon.
-    static DAEMON: Cell<bool> = Cell::new(false);
-}
+/// The current greenlet is marked as a daemon. Revivable (see
+/// `Local::revivable`): blocking calls read it, also from the destructor of
+/// a greenlet-local value dropped after it.
+static DAEMON: crate::Local<Cell<bool>> = crate::Local::revivable(|| Cell::new(false));
 
 /// Whether the current greenlet is marked as a daemon.
 pub(super) fn current_is_daemon() -> bool {

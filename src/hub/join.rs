@@ -279,7 +279,12 @@ where
         let rt = Runtime::get();
         match rt.drop_locals() {
             Ok(()) => {}
-            Err(SwitchError::Killed) => panic::resume_unwind(Box::new(GreenletExit)),
+            Err(SwitchError::Killed) => {
+                // Dropped before the kill's unwinding goes on, which in a
+                // destructor would make a panic of its an abort.
+                let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(result)));
+                panic::resume_unwind(Box::new(GreenletExit))
+            }
             Err(SwitchError::Panicked(p)) => result = Err(JoinError::Panicked(p)),
             Err(_) => {}
         }

@@ -319,10 +319,17 @@ impl Hub {
                 next.release_in(rt);
             } else {
                 // `next` is one of our own descendants: let the hub run it.
-                self.ready.borrow_mut().push_front(next);
-                self.round_left.set(self.round_left.get() + 1);
+                self.unpop_ready(next);
             }
         }
+    }
+
+    /// Puts `next`, just taken for a hand-off that did not happen, back at
+    /// the front of the ready queue, in the round it was taken from.
+    #[cold]
+    pub(super) fn unpop_ready(&self, next: Counted) {
+        self.ready.borrow_mut().push_front(next);
+        self.round_left.set(self.round_left.get() + 1);
     }
 
     /// A yield's work before its switch: puts the current greenlet at the
@@ -357,6 +364,25 @@ fn yield_through_hub() {
     }
 }
 
+/// [`yield_now`] from a greenlet whose switches may go elsewhere (to its
+/// killer, refusing a kill) or fail (see `Runtime::may_divert`): queued,
+/// then through the hub greenlet, so that no ready greenlet is taken for
+/// a hand-off that does not happen; off the queue again if the switch
+/// failed.
+#[cold]
+#[inline(never)]
+fn yield_diverted() {
+    let hub = hub();
+    hub.check_alive(YIELD);
+    let rt = Runtime::get();
+    hub.push_ready(Counted::current_in(rt));
+    if let Err(e) = hub.greenlet.switch::<(), ()>(()) {
+        // Still queued: this greenlet did not leave.
+        hub.forget_ready(rt.current());
+        super::wait::switched_back_with(e, YIELD);
+    }
+}
+
 /// The keys of the greenlets in this thread's ready queue (for `stats`).
 pub(crate) fn ready_keys() -> Vec<Key> {
     try_hub().map_or_else(Vec::new, |hub| {
@@ -377,6 +403,9 @@ pub(crate) fn ready_keys() -> Vec<Key> {
 #[inline(always)]
 pub fn yield_now() {
     let rt = Runtime::get();
+    if rt.may_divert(rt.current()) {
+        return yield_diverted();
+    }
     // No reference to the hub is kept across the switch: a parked
     // greenlet's frame holds only what it resumes with (the greenlet it
     // handed control to, whose reference it drops), a cache line less

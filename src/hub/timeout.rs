@@ -27,11 +27,11 @@ pub(super) struct Scope {
     timer: Option<TimerKey>,
 }
 
-crate::greenlet_local! {
-    /// The keys of the current greenlet's active `with_timeout` scopes,
-    /// innermost last.
-    static SCOPES: RefCell<Vec<ScopeKey>> = RefCell::new(Vec::new());
-}
+/// The keys of the current greenlet's active `with_timeout` scopes,
+/// innermost last. Revivable (see `Local::revivable`): blocking calls read
+/// it, also from the destructor of a greenlet-local value dropped after it.
+static SCOPES: crate::Local<RefCell<Vec<ScopeKey>>> =
+    crate::Local::revivable(|| RefCell::new(Vec::new()));
 
 /// The payload a blocked call unwinds with when its `with_timeout` scope
 /// expires.

@@ -714,7 +714,15 @@ impl Hub {
         // Each arm looks at its own outcome, before anything else: merged,
         // or kept across another call, it would be a 40-byte `Result` in
         // memory on every return.
-        match self.next_for_handoff(rt, None) {
+        // A greenlet whose switches may go elsewhere (to its killer) goes
+        // through the hub: a hand-off would take a ready greenlet that
+        // then never runs.
+        let handoff = if rt.may_divert(me) {
+            None
+        } else {
+            self.next_for_handoff(rt, None)
+        };
+        match handoff {
             Some(next) => match next.switch_in(rt) {
                 Ok(()) => {
                     // The runtime outlives every greenlet frame that resumes.
@@ -722,7 +730,8 @@ impl Hub {
                     self.switched_back(is_main);
                 }
                 Err(e) => {
-                    next.release_in(rt);
+                    // It did not run: back to the front of the queue.
+                    self.unpop_ready(next);
                     // Marks main as no longer blocked, too.
                     switched_back_with(e, call);
                 }
@@ -758,7 +767,7 @@ impl Hub {
     /// Takes greenlet `key` off the ready queue, if it is there: it is
     /// leaving its blocking call another way (cold path).
     #[cold]
-    fn forget_ready(&self, key: Key) {
+    pub(super) fn forget_ready(&self, key: Key) {
         let mut ready = self.ready.borrow_mut();
         let found = ready.iter().position(|g| g.key() == key);
         if let Some(i) = found {

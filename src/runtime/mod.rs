@@ -53,7 +53,7 @@ use crate::trace::Tracer;
 use crate::value::{GreenletExit, ValueType, SLOW_LANE};
 
 pub(crate) use self::records::{Key, Records, State};
-use self::records::{Record, FORCES_SLOW_PATH, NO_REFUSAL, Y};
+use self::records::{Record, DYING, FORCES_SLOW_PATH, NO_REFUSAL, Y};
 use self::switch::SlowLane;
 
 pub(crate) struct Runtime {
@@ -264,6 +264,16 @@ impl Runtime {
         stored
     }
 
+    /// Whether a switch away from `me` (the current greenlet) may go
+    /// somewhere other than its target or fail: `me` is being killed (a
+    /// switch refuses the kill and goes to the killer, or fails once it
+    /// may not refuse). The hub then goes through its own greenlet instead
+    /// of handing off to a ready one. Two loads while nothing is dying.
+    #[inline(always)]
+    pub(crate) fn may_divert(&self, me: Key) -> bool {
+        self.slow_path_forced.get() != 0 && self.records.flags(me) & DYING != 0
+    }
+
     /// Whether the current greenlet's value in `slot` was dropped.
     pub(crate) fn local_dropped(&self, slot: usize) -> bool {
         self.records.local_dropped(self.current.get(), slot)
@@ -291,7 +301,14 @@ impl Runtime {
         while let Some(value) = self.records.take_one_local(me) {
             match panic::catch_unwind(AssertUnwindSafe(move || drop(value))) {
                 Ok(()) => {}
-                Err(p) if p.is::<GreenletExit>() => outcome = Err(SwitchError::Killed),
+                Err(p) if p.is::<GreenletExit>() => {
+                    // A kill came while that destructor was suspended. The
+                    // others still go, but none may refuse the kill by
+                    // switching away: their switches fail (`Unwinding`), as
+                    // they would have during the kill's unwinding.
+                    self.set_no_refusal(me);
+                    outcome = Err(SwitchError::Killed);
+                }
                 Err(p) if outcome.is_ok() => outcome = Err(SwitchError::Panicked(p)),
                 // A later panic's payload goes; the first one is reported.
                 Err(_) => {}

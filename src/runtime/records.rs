@@ -698,12 +698,14 @@ impl Records {
             if r.locals.len() <= slot {
                 r.locals.resize_with(slot + 1, || LocalSlot::Empty);
             }
+            // A dropped slot is filled again only for a revivable `Local`
+            // (the caller checks).
             let spare = match &r.locals[slot] {
-                LocalSlot::Empty => {
+                LocalSlot::Empty | LocalSlot::Dropped => {
                     r.locals[slot] = LocalSlot::Set(value);
                     None
                 }
-                LocalSlot::Set(_) | LocalSlot::Dropped => Some(value),
+                LocalSlot::Set(_) => Some(value),
             };
             let stored = match &r.locals[slot] {
                 LocalSlot::Set(v) => &**v as *const dyn Any as *const (),
