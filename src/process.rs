@@ -36,10 +36,12 @@ use crate::net::AsyncFd;
 /// [`output`](Command::output) and [`status`](Command::status) block only
 /// the calling greenlet.
 pub struct Command {
+    /// Holds the stdio settings made through this type (std keeps them
+    /// for every spawn, as this type does).
     std: std::process::Command,
-    stdin: Option<Stdio>,
-    stdout: Option<Stdio>,
-    stderr: Option<Stdio>,
+    /// Which of stdin, stdout and stderr were set: the others get the
+    /// default of the call that spawns.
+    set: [bool; 3],
 }
 
 impl Command {
@@ -47,9 +49,7 @@ impl Command {
     pub fn new(program: impl AsRef<OsStr>) -> Command {
         Command {
             std: std::process::Command::new(program),
-            stdin: None,
-            stdout: None,
-            stderr: None,
+            set: [false; 3],
         }
     }
 
@@ -107,27 +107,31 @@ impl Command {
     /// The child's standard input (default: inherited for `spawn` and
     /// `status`, null for `output`).
     pub fn stdin(&mut self, cfg: impl Into<Stdio>) -> &mut Command {
-        self.stdin = Some(cfg.into());
+        self.std.stdin(cfg);
+        self.set[0] = true;
         self
     }
 
     /// The child's standard output (default: inherited for `spawn` and
     /// `status`, piped for `output`).
     pub fn stdout(&mut self, cfg: impl Into<Stdio>) -> &mut Command {
-        self.stdout = Some(cfg.into());
+        self.std.stdout(cfg);
+        self.set[1] = true;
         self
     }
 
     /// The child's standard error (default: inherited for `spawn` and
     /// `status`, piped for `output`).
     pub fn stderr(&mut self, cfg: impl Into<Stdio>) -> &mut Command {
-        self.stderr = Some(cfg.into());
+        self.std.stderr(cfg);
+        self.set[2] = true;
         self
     }
 
     /// The std command underneath, for settings this type does not mirror
     /// (`std::os::unix::process::CommandExt`, say). Its stdio settings are
-    /// overridden by this type's.
+    /// overridden by the defaults of the call that spawns, unless set
+    /// through this type.
     pub fn as_std_mut(&mut self) -> &mut std::process::Command {
         &mut self.std
     }
@@ -143,7 +147,9 @@ impl Command {
     }
 
     /// Runs the process to its end, collecting its stdout and stderr,
-    /// blocking only the calling greenlet. Stdin is null unless set.
+    /// blocking only the calling greenlet. Stdin is null unless set. If the
+    /// call is interrupted (a [`with_timeout`](crate::hub::with_timeout)
+    /// expiry, a kill) or fails, the process is killed and reaped.
     ///
     /// # Errors
     ///
@@ -154,15 +160,21 @@ impl Command {
     }
 
     /// Runs the process to its end, blocking only the calling greenlet.
+    /// If the call is interrupted (a
+    /// [`with_timeout`](crate::hub::with_timeout) expiry, a kill), the
+    /// process is killed and reaped.
     ///
     /// # Errors
     ///
     /// As [`spawn`](Command::spawn).
     pub fn status(&mut self) -> io::Result<ExitStatus> {
-        let mut child = self.spawn()?;
+        let mut child = ReapOnUnwind(Some(self.spawn()?));
+        let running = child.0.as_mut().expect("present until the end");
         // As std: nothing will write the child's stdin.
-        drop(child.stdin.take());
-        child.wait()
+        drop(running.stdin.take());
+        let status = running.wait();
+        child.0 = None;
+        status
     }
 
     fn spawn_with(
@@ -171,11 +183,17 @@ impl Command {
         stdout: fn() -> Stdio,
         stderr: fn() -> Stdio,
     ) -> io::Result<Child> {
-        // A `Stdio` is used up by one spawn, as in std (which also resets
-        // what was set once a process was spawned with it).
-        self.std.stdin(self.stdin.take().unwrap_or_else(stdin));
-        self.std.stdout(self.stdout.take().unwrap_or_else(stdout));
-        self.std.stderr(self.stderr.take().unwrap_or_else(stderr));
+        // What was set stays for the next spawn, as in std; the rest gets
+        // this call's default.
+        if !self.set[0] {
+            self.std.stdin(stdin());
+        }
+        if !self.set[1] {
+            self.std.stdout(stdout());
+        }
+        if !self.set[2] {
+            self.std.stderr(stderr());
+        }
         let mut std = self.std.spawn()?;
         let exit = ExitWatch::new(std.id());
         let stdin = std.stdin.take().map(ChildStdin::new).transpose();
@@ -358,23 +376,44 @@ impl Child {
 
     /// Closes stdin, reads stdout and stderr to their ends (at the same
     /// time, in two greenlets) and waits for the exit, blocking only the
-    /// calling greenlet.
+    /// calling greenlet. If the call is interrupted (a
+    /// [`with_timeout`](crate::hub::with_timeout) expiry, a kill) or
+    /// fails, the process, which the caller gave up, is killed and reaped.
     ///
     /// # Errors
     ///
-    /// The pipes' read errors, and std's.
+    /// The pipes' read errors, std's, and the hub's when the stderr
+    /// reader's greenlet gets no stack.
     ///
     /// # Panics
     ///
     /// As [`wait`](Child::wait).
-    pub fn wait_with_output(mut self) -> io::Result<Output> {
+    pub fn wait_with_output(self) -> io::Result<Output> {
+        let mut child = ReapOnUnwind(Some(self));
+        let output = child.0.as_mut().expect("present").collect_output();
+        if output.is_ok() {
+            // Reaped: nothing left to do.
+            child.0 = None;
+        }
+        output
+    }
+
+    /// The body of `wait_with_output`; on an error (or an unwinding) the
+    /// caller kills and reaps the child.
+    fn collect_output(&mut self) -> io::Result<Output> {
         drop(self.stdin.take());
-        let stderr = self.stderr.take().map(|mut err| {
-            hub::spawn(move || {
-                let mut buf = Vec::new();
-                err.read_to_end(&mut buf).map(|_| buf)
-            })
-        });
+        let stderr = match self.stderr.take() {
+            Some(mut err) => Some(
+                hub::Builder::new()
+                    .spawn(move || {
+                        let mut buf = Vec::new();
+                        err.read_to_end(&mut buf).map(|_| buf)
+                    })
+                    // No stack for the reader: an error, not a panic.
+                    .map_err(|e| io::Error::new(e.kind(), format!("greenlet::process: {e}")))?,
+            ),
+            None => None,
+        };
         /// Kills the stderr reader if this call unwinds (a kill or a
         /// `with_timeout`), so it does not outlive the call.
         struct KillOnUnwind(Option<hub::JoinHandle<io::Result<Vec<u8>>>>);
@@ -390,6 +429,11 @@ impl Child {
         if let Some(mut out) = self.stdout.take() {
             out.read_to_end(&mut stdout)?;
         }
+        // Waited for through the guard, which kills the reader if this
+        // call is interrupted meanwhile.
+        if let Some(h) = &stderr.0 {
+            h.wait();
+        }
         let stderr = match stderr.0.take() {
             Some(h) => match h.join() {
                 Ok(read) => read?,
@@ -403,6 +447,25 @@ impl Child {
             stdout,
             stderr,
         })
+    }
+}
+
+/// Holds a child that a call (`Command::output`, `status`,
+/// `Child::wait_with_output`) waits for: if the call is interrupted (a kill
+/// or a `with_timeout` expiry unwinds through it) or fails, the child,
+/// which its caller can no longer reach, is killed and reaped, not left
+/// running or as a zombie. Taken out (`None`) once the call succeeded.
+struct ReapOnUnwind(Option<Child>);
+
+impl Drop for ReapOnUnwind {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.std.kill();
+            // Blocks the thread, but only until the kernel has ended a
+            // killed process, and no hub wait can be made while the caller
+            // unwinds.
+            let _ = child.std.wait();
+        }
     }
 }
 

@@ -10,6 +10,9 @@ use std::time::Duration;
 use greenlet::hub;
 use greenlet::process::Command;
 
+#[path = "support/child.rs"]
+mod child;
+
 /// A greenlet that yields until told to stop, counting its switches.
 fn ticker() -> (Rc<Cell<u64>>, Rc<Cell<bool>>, hub::JoinHandle<()>) {
     let switches = Rc::new(Cell::new(0u64));
@@ -150,4 +153,117 @@ fn a_pipe_read_timeout_is_an_error_not_a_hang() {
     assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+#[test]
+fn a_command_keeps_its_stdio_settings_for_the_next_spawn_as_std_does() {
+    let mut cmd = Command::new("echo");
+    cmd.arg("hi").stdout(Stdio::piped());
+    for _ in 0..2 {
+        let mut child = cmd.spawn().unwrap();
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .expect("piped")
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, "hi\n");
+        assert!(child.wait().unwrap().success());
+    }
+}
+
+#[test]
+fn output_without_a_stack_for_its_reader_is_an_error_and_leaves_no_child() {
+    hub::yield_now(); // the hub greenlet has its stack
+                      // Every stack this thread maps from now on is refused.
+    let old = greenlet::set_stack_policy(greenlet::StackPolicy::new().stack_size(1 << 50));
+    let out = Command::new("true").output();
+    greenlet::set_stack_policy(old);
+    assert!(out.is_err(), "{out:?}");
+}
+
+/// The processes whose parent is this one, with their state letter (`Z`
+/// for a zombie nobody reaped).
+fn children() -> Vec<(u32, char)> {
+    let me = std::process::id();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces, so split
+        // after its closing parenthesis.
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let mut rest = stat[close + 1..].split_whitespace();
+        let state = rest.next().and_then(|s| s.chars().next());
+        let ppid: Option<u32> = rest.next().and_then(|p| p.parse().ok());
+        if ppid == Some(me) {
+            let pid = stat.split_whitespace().next().unwrap().parse().unwrap();
+            found.push((pid, state.unwrap_or('?')));
+        }
+    }
+    found
+}
+
+const CHILD: &str = "GREENLET_OS_PROCESS_CHILD";
+
+/// In a process of its own (so that its children are the only ones):
+/// interrupts `output`, `status` and `wait_with_output` while they wait,
+/// and prints the children left after each.
+#[test]
+fn interrupted_waits_child() {
+    if std::env::var(CHILD).is_err() {
+        return; // only when re-run by the test below
+    }
+    type Run = fn() -> std::io::Result<()>;
+    let runs: [(&str, Run); 3] = [
+        ("output", || {
+            Command::new("sleep").arg("30").output().map(drop)
+        }),
+        ("status", || {
+            Command::new("sleep").arg("30").status().map(drop)
+        }),
+        ("wait_with_output", || {
+            // Its stdout ends at once; its stderr stays open.
+            let child = Command::new("sh")
+                .args(["-c", "exec 1>&-; sleep 30"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()?;
+            child.wait_with_output().map(drop)
+        }),
+    ];
+    for (name, run) in runs {
+        let waiter = hub::spawn(run);
+        hub::yield_now(); // it starts the process and blocks
+        let before = children().len();
+        waiter.kill();
+        println!("{name}: {before} running, then {:?}", children());
+    }
+    let cut = hub::with_timeout(Duration::from_millis(1), || {
+        Command::new("sleep").arg("30").output()
+    });
+    println!("with_timeout: {} then {:?}", cut.is_err(), children());
+    hub::run(); // nothing is left blocked (a stderr reader, say)
+}
+
+#[test]
+fn an_interrupted_wait_kills_and_reaps_the_process_it_waited_for() {
+    let out = child::run("interrupted_waits_child", CHILD, "1");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["output", "status", "wait_with_output"] {
+        assert!(
+            stdout.contains(&format!("{name}: 1 running, then []")),
+            "{stdout}"
+        );
+    }
+    assert!(stdout.contains("with_timeout: true then []"), "{stdout}");
 }
