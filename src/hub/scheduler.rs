@@ -327,7 +327,7 @@ impl Hub {
     /// Puts `next`, just taken for a hand-off that did not happen, back at
     /// the front of the ready queue, in the round it was taken from.
     #[cold]
-    pub(super) fn unpop_ready(&self, next: Counted) {
+    fn unpop_ready(&self, next: Counted) {
         self.ready.borrow_mut().push_front(next);
         self.round_left.set(self.round_left.get() + 1);
     }

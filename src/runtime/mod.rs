@@ -265,13 +265,17 @@ impl Runtime {
     }
 
     /// Whether a switch away from `me` (the current greenlet) may go
-    /// somewhere other than its target or fail: `me` is being killed (a
-    /// switch refuses the kill and goes to the killer, or fails once it
-    /// may not refuse). The hub then goes through its own greenlet instead
-    /// of handing off to a ready one. Two loads while nothing is dying.
+    /// somewhere other than its target or fail at once: `me` is being
+    /// killed (a switch refuses the kill and goes to the killer, or fails
+    /// once it may not refuse), a switch hook is running (switches are
+    /// refused), or `me` unwinds. The hub then goes through its own
+    /// greenlet instead of handing off to a ready one. A few loads while
+    /// nothing of the kind is under way.
     #[inline(always)]
     pub(crate) fn may_divert(&self, me: Key) -> bool {
-        self.slow_path_forced.get() != 0 && self.records.flags(me) & DYING != 0
+        (self.slow_path_forced.get() != 0
+            && (self.records.flags(me) & DYING != 0 || self.tracer.running()))
+            || std::thread::panicking()
     }
 
     /// Whether the current greenlet's value in `slot` was dropped.
