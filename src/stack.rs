@@ -484,9 +484,18 @@ impl StackPool {
         }
         // Below the resident reserve the stack cannot be trimmed before
         // `resident` more are released on top of it, so the last reading
-        // of the clock is soon enough (and keeps the ticks in order).
+        // of the clock will do for it (and keeps the ticks in order). The
+        // stack this release pushes out of the reserve can be trimmed from
+        // now on: it counts as released now, as if it had just come back,
+        // or its stale reading would make it cold at once.
         let released = if self.free.len() >= self.policy.resident {
-            self.tick()
+            let now = self.tick();
+            if let Some(crossing) = self.free.len().checked_sub(self.policy.resident) {
+                if crossing >= self.trimmed && crossing < self.free.len() {
+                    self.free[crossing].released = now;
+                }
+            }
+            now
         } else {
             self.last_tick
         };
@@ -563,7 +572,8 @@ impl StackPool {
     #[cold]
     fn age(&mut self) {
         let now = self.tick();
-        let cold_after = self.policy.cold_after.as_millis() as u64;
+        // A delay too long for u64 milliseconds never passes.
+        let cold_after = u64::try_from(self.policy.cold_after.as_millis()).unwrap_or(u64::MAX);
         let end = self.free.len().saturating_sub(self.policy.resident);
         if end <= self.trimmed {
             return;
@@ -949,6 +959,53 @@ mod tests {
         pool.trim_all();
         assert_eq!(resident(&pool), 0);
         assert!(spans.iter().all(|&(a, l)| resident_pages(a, l) == 0));
+        pool.clear();
+    }
+
+    #[test]
+    fn stacks_leaving_the_resident_reserve_count_from_then_not_from_a_stale_reading() {
+        let mut pool = StackPool::new();
+        pool.set_policy(
+            StackPolicy::new()
+                .resident(2)
+                .cold_after(Duration::from_secs(3600)),
+        );
+        // The whole first batch: the pool is empty, and the first two
+        // stacks given back go into the reserve.
+        let many: Vec<_> = (0..FIRST_BATCH)
+            .map(|_| {
+                let s = take(&mut pool);
+                touch_top(&s);
+                s
+            })
+            .collect();
+        assert_eq!(pool.pooled(), 0);
+        // The pool last read the clock two hours ago (it was idle).
+        pool.last_tick = now_ms().saturating_sub(2 * 3600 * 1000);
+        for s in many {
+            pool.give(s);
+        }
+        // Released a moment ago, all of them: taking one trims none.
+        let one = take(&mut pool);
+        assert_eq!(pool.free.len() - pool.trimmed, FIRST_BATCH - 1);
+        let resident: Vec<usize> = pool.free[pool.trimmed..]
+            .iter()
+            .map(|p| {
+                let (a, l) = p.stack.usable();
+                resident_pages(a, l)
+            })
+            .collect();
+        assert!(resident.iter().all(|&pages| pages > 0), "{resident:?}");
+        pool.give(one);
+        // A delay too long for u64 milliseconds never passes.
+        pool.set_policy(StackPolicy::new().resident(0).cold_after(Duration::MAX));
+        let one = take(&mut pool);
+        assert!(pool.free[pool.trimmed..].iter().all(|p| {
+            let (a, l) = p.stack.usable();
+            resident_pages(a, l) > 0
+        }));
+        assert_eq!(pool.free.len() - pool.trimmed, FIRST_BATCH - 1);
+        pool.give(one);
         pool.clear();
     }
 
