@@ -210,6 +210,23 @@ fn a_remote_task_that_gets_no_stack_is_dropped_and_the_hub_runs_on() {
     assert!(rx.recv().is_err(), "and its sender with it");
 }
 
+#[test]
+fn a_blocking_call_inside_a_switch_hook_panics_instead_of_spinning() {
+    let said = Rc::new(RefCell::new(None));
+    let (s, armed) = (said.clone(), Rc::new(std::cell::Cell::new(true)));
+    greenlet::set_switch_hook(Some(Box::new(move |_| {
+        if armed.replace(false) {
+            let blocked = panic::catch_unwind(|| hub::sleep(Duration::from_millis(1)));
+            *s.borrow_mut() = blocked.err().map(|p| panic_text(p.as_ref()));
+        }
+    })));
+    let h = hub::spawn(|| 1);
+    assert_eq!(h.join().unwrap(), 1);
+    greenlet::set_switch_hook(None);
+    let said = said.borrow().clone().expect("the sleep panicked");
+    assert!(said.contains("cannot block inside a switch hook"), "{said}");
+}
+
 // ----- kills a spawned greenlet catches -----
 
 /// A spawned greenlet that catches the unwinding of its kill (a

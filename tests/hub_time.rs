@@ -186,3 +186,15 @@ fn advance_returns_while_a_greenlet_polls_with_a_zero_timeout() {
     poller.join().unwrap();
     time::resume();
 }
+
+#[test]
+fn advance_runs_a_spawn_after_due_exactly_at_its_end() {
+    time::pause();
+    // Its greenlet sets its timer, due exactly at the advance's end, when
+    // it first runs during the advance.
+    let s = hub::spawn_after(SEC, || 5);
+    time::advance(SEC);
+    assert!(s.has_started());
+    assert_eq!(s.join().unwrap(), 5);
+    time::resume();
+}

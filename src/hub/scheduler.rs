@@ -373,6 +373,10 @@ fn yield_through_hub() {
 #[inline(never)]
 fn yield_diverted() {
     let hub = hub();
+    // An expired `with_timeout` scope interrupts a yielding loop here too.
+    if let Some(s) = hub.fired_scope() {
+        super::timeout::interrupted(s);
+    }
     hub.check_alive(YIELD);
     let rt = Runtime::get();
     hub.push_ready(Counted::current_in(rt));

@@ -113,9 +113,9 @@ pub fn resume() {
 
 /// Moves this thread's paused hub clock forward by `d`, then lets the
 /// greenlets whose timers came due run (the caller blocks as in
-/// [`sleep`], waking after them). Timers due before the new time that
-/// those greenlets set as they run (a sleep until a time already passed,
-/// the first sleep of a [`spawn_after`](super::spawn_after) whose greenlet
+/// [`sleep`], waking after them). Timers due by the new time that those
+/// greenlets set as they run (a sleep until a time already passed, the
+/// first sleep of a [`spawn_after`](super::spawn_after) whose greenlet
 /// had not run yet) come due too before it returns.
 ///
 /// # Panics
@@ -135,15 +135,17 @@ pub fn advance(d: Duration) {
     });
     // A timer at `to` is due at once; it is behind every timer due by
     // then (deadline order, ties in the order they were set). The
-    // greenlets that run before it may set more timers due before `to`:
-    // again until none is left. Timers at `to` itself, which a greenlet
-    // polling with a zero timeout sets every time it runs, do not count,
-    // or this would never end.
+    // greenlets that run before it may set more timers due by `to`: again
+    // while one is due before `to`, and once more for those due at `to`
+    // itself (once only: a greenlet polling with a zero timeout sets one
+    // every time it runs, and would keep this from ever returning).
+    let mut last_pass = false;
     loop {
         sleep_until(to);
-        let next = hub().timers.borrow_mut().next_deadline();
-        if next.is_none_or(|at| at >= to) {
-            return;
+        match hub().timers.borrow_mut().next_deadline() {
+            Some(at) if at < to => {}
+            Some(at) if at == to && !last_pass => last_pass = true,
+            _ => return,
         }
     }
 }

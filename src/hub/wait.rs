@@ -822,6 +822,10 @@ pub(super) fn switched_back_with(e: SwitchError, call: &'static str) {
         SwitchError::Unwinding => {
             panic!("greenlet::hub: {call} cannot block while the greenlet unwinds")
         }
+        // Blocking again would fail again: a spin, not a spurious wake-up.
+        SwitchError::InSwitchHook => {
+            panic!("greenlet::hub: {call} cannot block inside a switch hook")
+        }
         // A panic of a child whose parent is this greenlet, or a throw
         // into it: it must not vanish, so it unwinds out of the blocking
         // call (whose waiter ends the wait), as `resume_unwind`.
