@@ -61,7 +61,9 @@
 //!   `resume_unwind`, waiter removed); a child's return value is ignored
 //!   and the call keeps waiting. The same holds for main inside `run`.
 //! - An expired [`with_timeout`] interrupts the next blocking call,
-//!   `yield_now` included, so a yielding loop can be timed out too.
+//!   `yield_now` included, so a yielding loop can be timed out too; once
+//!   (a caller that catches the interruption and blocks again blocks as
+//!   usual).
 //! - Calls that never block (`try_put`, `try_get`, `Event::set`, creating
 //!   a queue) never create the hub, so they also work from destructors while
 //!   the thread exits.
