@@ -227,6 +227,72 @@ fn a_blocking_call_inside_a_switch_hook_panics_instead_of_spinning() {
     assert!(said.contains("cannot block inside a switch hook"), "{said}");
 }
 
+#[test]
+fn a_yield_or_block_that_fails_while_unwinding_takes_no_ready_greenlet_with_it() {
+    struct YieldsAndBlocks(Rc<RefCell<Vec<bool>>>);
+    impl Drop for YieldsAndBlocks {
+        fn drop(&mut self) {
+            // Run while a panic unwinds, each in a `catch_unwind`: both
+            // fail, and leave the ready queue as it was.
+            let yielded = panic::catch_unwind(hub::yield_now);
+            let slept = panic::catch_unwind(|| hub::sleep(Duration::from_millis(1)));
+            self.0.borrow_mut().extend([yielded.is_ok(), slept.is_ok()]);
+        }
+    }
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s = seen.clone();
+    let unwinder = hub::spawn(move || {
+        let _ = panic::catch_unwind(panic::AssertUnwindSafe(|| {
+            let _d = YieldsAndBlocks(s);
+            panic::resume_unwind(Box::new("unwinding on purpose"));
+        }));
+        7
+    });
+    let runs = Rc::new(std::cell::Cell::new(0));
+    let others: Vec<_> = (0..3)
+        .map(|_| {
+            let r = runs.clone();
+            hub::spawn(move || {
+                r.set(r.get() + 1);
+                hub::yield_now();
+                r.set(r.get() + 1);
+            })
+        })
+        .collect();
+    assert_eq!(unwinder.join().unwrap(), 7);
+    for h in others {
+        h.join().unwrap();
+    }
+    assert_eq!(runs.get(), 6, "every ready greenlet ran to its end");
+    assert_eq!(*seen.borrow(), [false, false]);
+}
+
+#[test]
+fn a_victim_that_refuses_its_kill_by_blocking_again_takes_no_ready_greenlet_with_it() {
+    let (first, second) = (Event::new(), Event::new());
+    let (f, s) = (first.clone(), second.clone());
+    let victim = hub::spawn(move || {
+        assert!(panic::catch_unwind(panic::AssertUnwindSafe(|| f.wait())).is_err());
+        s.wait(); // refuses the kill: control goes back to the killer
+        "lived on"
+    });
+    hub::yield_now(); // it blocks
+    let runs = Rc::new(std::cell::Cell::new(0));
+    let others: Vec<_> = (0..3)
+        .map(|_| {
+            let r = runs.clone();
+            hub::spawn(move || r.set(r.get() + 1))
+        })
+        .collect();
+    assert!(victim.greenlet().try_kill().is_err(), "refused");
+    for h in others {
+        h.join().unwrap();
+    }
+    assert_eq!(runs.get(), 3);
+    second.set();
+    assert_eq!(victim.join().unwrap(), "lived on");
+}
+
 // ----- kills a spawned greenlet catches -----
 
 /// A spawned greenlet that catches the unwinding of its kill (a

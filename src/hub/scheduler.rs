@@ -327,7 +327,7 @@ impl Hub {
     /// Puts `next`, just taken for a hand-off that did not happen, back at
     /// the front of the ready queue, in the round it was taken from.
     #[cold]
-    fn unpop_ready(&self, next: Counted) {
+    pub(super) fn unpop_ready(&self, next: Counted) {
         self.ready.borrow_mut().push_front(next);
         self.round_left.set(self.round_left.get() + 1);
     }
@@ -360,15 +360,33 @@ fn yield_through_hub() {
     let hub = hub();
     hub.check_alive(YIELD);
     if let Err(e) = hub.greenlet.switch::<(), ()>(()) {
+        let rt = Runtime::get();
+        if rt.switch_fails_at_once() {
+            // It never left: off the ready queue again.
+            hub.forget_ready(rt.current());
+        }
         super::wait::switched_back_with(e, YIELD);
     }
 }
 
+/// A yield whose switch failed at once (see
+/// `Runtime::switch_fails_at_once`): the greenlet `next` it took goes back
+/// to the front of the ready queue, and the yielder, which never left,
+/// off it.
+#[cold]
+#[inline(never)]
+fn undo_yield(rt: &Runtime, next: Key) {
+    let hub = hub();
+    hub.forget_ready(rt.current());
+    rt.add_ref(next);
+    hub.unpop_ready(Counted(next));
+}
+
 /// [`yield_now`] from a greenlet whose switches may go elsewhere (to its
-/// killer, refusing a kill) or fail (see `Runtime::may_divert`): queued,
-/// then through the hub greenlet, so that no ready greenlet is taken for
-/// a hand-off that does not happen; off the queue again if the switch
-/// failed.
+/// killer, refusing a kill, or failing once it may not refuse: see
+/// `Runtime::may_divert`): queued, then through the hub greenlet, so that
+/// no ready greenlet is taken for a hand-off that does not happen; off
+/// the queue again if the switch failed.
 #[cold]
 #[inline(never)]
 fn yield_diverted() {
@@ -419,7 +437,13 @@ pub fn yield_now() {
     let next = unsafe { &*super::hub_ptr() }.yield_next(rt);
     match next {
         Some(next) => {
-            next.hand_in(rt, |e| super::wait::switched_back_with(e, YIELD));
+            let key = next.key();
+            next.hand_in(rt, |e| {
+                if rt.switch_fails_at_once() {
+                    undo_yield(rt, key);
+                }
+                super::wait::switched_back_with(e, YIELD);
+            });
             // The runtime outlives every greenlet frame that resumes.
             next.release_in(rt);
         }

@@ -714,9 +714,9 @@ impl Hub {
         // Each arm looks at its own outcome, before anything else: merged,
         // or kept across another call, it would be a 40-byte `Result` in
         // memory on every return.
-        // A greenlet whose switches may go elsewhere (to its killer) or
-        // fail at once goes through the hub: a hand-off would take a ready
-        // greenlet that then never runs.
+        // A greenlet whose switches may go elsewhere (to its killer) goes
+        // through the hub: a hand-off would take a ready greenlet that
+        // then never runs.
         let handoff = if rt.may_divert(me) {
             None
         } else {
@@ -730,10 +730,14 @@ impl Hub {
                     self.switched_back(is_main);
                 }
                 Err(e) => {
-                    // What came back when this greenlet was switched to
-                    // again (a throw, say): `next` ran. A switch that
-                    // would fail at once never gets here (`may_divert`).
-                    next.release_in(rt);
+                    if rt.switch_fails_at_once() {
+                        // It never left: `next` did not run.
+                        self.unpop_ready(next);
+                    } else {
+                        // What came back when this greenlet was switched
+                        // to again (a throw, say): `next` ran.
+                        next.release_in(rt);
+                    }
                     // Marks main as no longer blocked, too.
                     switched_back_with(e, call);
                 }

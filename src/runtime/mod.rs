@@ -265,17 +265,26 @@ impl Runtime {
     }
 
     /// Whether a switch away from `me` (the current greenlet) may go
-    /// somewhere other than its target or fail at once: `me` is being
-    /// killed (a switch refuses the kill and goes to the killer, or fails
-    /// once it may not refuse), a switch hook is running (switches are
-    /// refused), or `me` unwinds. The hub then goes through its own
-    /// greenlet instead of handing off to a ready one. A few loads while
-    /// nothing of the kind is under way.
+    /// somewhere other than its target: `me` is being killed (a switch
+    /// refuses the kill and goes to the killer, or fails once it may not
+    /// refuse). The hub then goes through its own greenlet instead of
+    /// handing off to a ready one. Two loads while nothing is dying.
     #[inline(always)]
     pub(crate) fn may_divert(&self, me: Key) -> bool {
-        (self.slow_path_forced.get() != 0
-            && (self.records.flags(me) & DYING != 0 || self.tracer.running()))
-            || std::thread::panicking()
+        self.slow_path_forced.get() != 0 && self.records.flags(me) & DYING != 0
+    }
+
+    /// Whether a switch made now fails at once, without leaving: the
+    /// current greenlet unwinds, or a switch hook runs. Asked on the error
+    /// path of the hub's hand-offs: the same error also comes when the
+    /// greenlet, having left, is switched to again with an error (a
+    /// throw), and only an error of the first kind leaves the ready
+    /// greenlet it took unrun. Neither condition can hold when a greenlet
+    /// is switched to again (a greenlet that unwinds, or a hook, cannot
+    /// switch), so the two are told apart.
+    #[cold]
+    pub(crate) fn switch_fails_at_once(&self) -> bool {
+        std::thread::panicking() || self.tracer.running()
     }
 
     /// Whether the current greenlet's value in `slot` was dropped.
