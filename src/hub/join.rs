@@ -170,8 +170,7 @@ fn run_in_own_frame<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
 /// function caught the unwinding and returned instead of letting it end
 /// the greenlet.
 #[inline]
-fn killed_meanwhile() -> bool {
-    let rt = Runtime::get();
+fn killed_meanwhile(rt: &Runtime) -> bool {
     rt.records().killer(rt.current()).is_some()
 }
 
@@ -253,12 +252,16 @@ where
     };
     let greenlet = builder.build_spawned(&hub.greenlet, move |()| {
         let finisher = finisher;
-        let mut result = match run_in_own_frame(f) {
+        let ran = run_in_own_frame(f);
+        // The thread's runtime, reached once for the whole end (each reach
+        // is a thread-local load and a check).
+        let rt = Runtime::get();
+        let mut result = match ran {
             // Its function caught a kill's unwinding and returned: the
             // greenlet is dead all the same and its value is dropped (row
             // 11), and its end goes to its killer, not to the next ready
             // greenlet, so there is nothing to hand off either.
-            Ok(value) if killed_meanwhile() => {
+            Ok(value) if killed_meanwhile(rt) => {
                 drop(value);
                 return;
             }
@@ -276,7 +279,6 @@ where
         // Greenlet-locals go now, while this is still an ordinary hub
         // greenlet: their destructors may block, and a panic in one is
         // this greenlet's to report, through its handle.
-        let rt = Runtime::get();
         match rt.drop_locals() {
             Ok(()) => {}
             Err(SwitchError::Killed) => {
