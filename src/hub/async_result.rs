@@ -165,18 +165,11 @@ impl<T: Clone, E: Clone> AsyncResult<T, E> {
     #[inline(always)]
     pub fn get_timeout(&self, timeout: Duration) -> Option<Result<T, E>> {
         let deadline = deadline_after(timeout);
-        loop {
-            if let Some(r) = self.try_get() {
-                return Some(r);
-            }
-            if !self
-                .inner
-                .ready
-                .wait_until(deadline, "AsyncResult::get_timeout")
-            {
-                return self.try_get();
-            }
-        }
+        let filled = || self.is_ready();
+        self.inner
+            .ready
+            .wait_for(filled, deadline, "AsyncResult::get_timeout");
+        self.try_get()
     }
 }
 

@@ -104,6 +104,26 @@ impl Event {
         self.wait_until(deadline_after(timeout), "Event::wait_timeout")
     }
 
+    /// Blocks while `done` says no, waking at each `set`, until `deadline`
+    /// (`None`: never) passes; returns what `done` says at the end. For
+    /// the waits on a condition this event signals (a group empty, every
+    /// task done, a slot filled): a `set` followed by a change before the
+    /// waiter runs makes it wait again, not return early.
+    #[inline(always)]
+    pub(crate) fn wait_for(
+        &self,
+        done: impl Fn() -> bool,
+        deadline: Option<Instant>,
+        call: &'static str,
+    ) -> bool {
+        while !done() {
+            if !self.wait_until(deadline, call) {
+                break;
+            }
+        }
+        done()
+    }
+
     /// Blocks until the flag is set or `deadline` (`None`: never) passes;
     /// returns whether it was set.
     #[inline(always)]

@@ -147,9 +147,9 @@ impl Group {
     /// As any blocking call (see the [module docs](super)).
     #[inline(always)]
     pub fn join(&self) {
-        while !self.is_empty() {
-            self.inner.empty.wait();
-        }
+        self.inner
+            .empty
+            .wait_for(|| self.is_empty(), None, "Event::wait");
     }
 
     /// Like [`join`](Group::join), but gives up after `timeout`; returns
@@ -161,12 +161,9 @@ impl Group {
     #[inline(always)]
     pub fn join_timeout(&self, timeout: Duration) -> bool {
         let deadline = deadline_after(timeout);
-        while !self.is_empty() {
-            if !self.inner.empty.wait_until(deadline, "Group::join_timeout") {
-                break;
-            }
-        }
-        self.is_empty()
+        self.inner
+            .empty
+            .wait_for(|| self.is_empty(), deadline, "Group::join_timeout")
     }
 
     /// Kills every member (see [`Greenlet::kill`]); the calling greenlet

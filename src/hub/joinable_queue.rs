@@ -244,9 +244,8 @@ impl<T: 'static> JoinableQueue<T> {
     /// As any blocking call (see the [module docs](super)).
     #[inline(always)]
     pub fn join(&self) {
-        while self.unfinished() > 0 {
-            self.tasks.all_done.wait();
-        }
+        let done = || self.unfinished() == 0;
+        self.tasks.all_done.wait_for(done, None, "Event::wait");
     }
 
     /// Like [`join`](JoinableQueue::join), but gives up after `timeout`;
@@ -258,16 +257,10 @@ impl<T: 'static> JoinableQueue<T> {
     #[inline(always)]
     pub fn join_timeout(&self, timeout: Duration) -> bool {
         let deadline = deadline_after(timeout);
-        while self.unfinished() > 0 {
-            if !self
-                .tasks
-                .all_done
-                .wait_until(deadline, "JoinableQueue::join_timeout")
-            {
-                break;
-            }
-        }
-        self.unfinished() == 0
+        let done = || self.unfinished() == 0;
+        self.tasks
+            .all_done
+            .wait_for(done, deadline, "JoinableQueue::join_timeout")
     }
 }
 
