@@ -324,8 +324,10 @@ impl Greenlet {
     /// panic message is printed and only an explicit `catch_unwind` can
     /// intercept it. While it unwinds, the victim cannot switch away
     /// (its switches return [`SwitchError::Unwinding`]), so the kill always
-    /// completes; it may create, switch into and kill other greenlets from
-    /// its destructors, as those come back to it.
+    /// completes; its destructors may create and kill other greenlets (a
+    /// kill comes back), but not switch into them. That holds until it is
+    /// dead: for the destructors of its greenlet-locals, dropped after the
+    /// unwinding, and of the function of an unstarted victim, dropped unrun.
     ///
     /// - Unstarted: its function is dropped without running.
     /// - Dead, main, or already being killed: nothing happens.

@@ -77,6 +77,12 @@ macro_rules! greenlet_local {
 /// and may create values the greenlet never had, which are then dropped in
 /// turn, on the same greenlet. Reading a value already dropped panics, as
 /// reading a destroyed `thread_local!` does (so the dropping always ends).
+/// The destructors may switch away and be switched back to, as any code
+/// on the greenlet, except when the greenlet is being killed: then they
+/// are part of the kill, and, as every destructor during a kill's
+/// unwinding, cannot switch (a switch returns
+/// [`SwitchError::Unwinding`](crate::SwitchError::Unwinding),
+/// and a hub call that would block panics, which reaches the killer).
 ///
 /// Cost: a read is a thread-local load, one slab lookup of the current
 /// greenlet's record and an index into its vector of values (each `Local`

@@ -15,28 +15,38 @@ use std::sync::Once;
 
 use crate::runtime::Runtime;
 
+/// What this thread knows: it has built no greenlet yet.
+const NO_GREENLETS: u8 = 0;
+/// It built a greenlet (so it has a runtime worth asking), but saw no hook
+/// installed yet: the next build tries again.
+const HOOK_PENDING: u8 = 1;
+/// It built a greenlet, and the hook is installed.
+const READY: u8 = 2;
+
 thread_local! {
-    /// This thread built a greenlet, so it has a runtime worth asking.
-    static HAS_GREENLETS: Cell<bool> = const { Cell::new(false) };
+    /// `NO_GREENLETS`, `HOOK_PENDING` or `READY`.
+    static THREAD: Cell<u8> = const { Cell::new(NO_GREENLETS) };
 }
 
 /// Called when a greenlet is built: installs the hook once per process
 /// and marks the thread.
 #[inline]
 pub(crate) fn note_greenlet_thread() {
-    if HAS_GREENLETS.with(Cell::get) {
+    if THREAD.with(Cell::get) == READY {
         return;
     }
-    HAS_GREENLETS.with(|h| h.set(true));
-    install();
+    let installed = install();
+    THREAD.with(|t| t.set(if installed { READY } else { HOOK_PENDING }));
 }
 
+/// Installs the hook unless it is; returns whether it is installed.
 #[cold]
-fn install() {
+fn install() -> bool {
     static INSTALL: Once = Once::new();
-    // `take_hook` panics while the thread panics: try again next time.
+    // `take_hook` panics while the thread panics: try again at the next
+    // build (the thread stays `HOOK_PENDING`).
     if std::thread::panicking() {
-        return;
+        return INSTALL.is_completed();
     }
     INSTALL.call_once(|| {
         let previous = std::panic::take_hook();
@@ -47,12 +57,13 @@ fn install() {
             previous(info);
         }));
     });
+    true
 }
 
 /// "greenlet 'name' (id N)" for the running greenlet, unless it is main or
 /// the thread has no live runtime.
 fn current_greenlet() -> Option<String> {
-    if !HAS_GREENLETS.try_with(Cell::get).unwrap_or(false) {
+    if THREAD.try_with(Cell::get).unwrap_or(NO_GREENLETS) == NO_GREENLETS {
         return None;
     }
     let rt = Runtime::try_get()?;

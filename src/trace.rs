@@ -66,6 +66,13 @@ impl fmt::Debug for SwitchEvent {
 /// was about to switch (the switch does not happen), or, for a finishing
 /// greenlet, is reported on stderr.
 ///
+/// Called from inside the hook, this sees the slot empty, since the hook
+/// is running (it is not in the slot while it runs, so it cannot be
+/// handed out): it returns `None`, and what it sets takes effect when
+/// the running hook returns, replacing it; `None` there removes the
+/// running hook. So "take the hook, then put it back" does not work
+/// inside the hook: the running hook stays unless it sets something.
+///
 /// With no hook set, switches pay nothing for this feature.
 ///
 /// ```
@@ -100,6 +107,10 @@ pub(crate) struct Tracer {
     /// The address of the hook lent out to the running call (see
     /// `hook_addr`).
     lent: Cell<*const ()>,
+    /// A hook call panicked (and the hook was removed) since the last
+    /// `take_hook_panicked`: tells a hook's panic out of a kill from the
+    /// victim's.
+    hook_panicked: Cell<bool>,
 }
 
 impl Tracer {
@@ -109,7 +120,19 @@ impl Tracer {
             set: Cell::new(false),
             running: Cell::new(false),
             lent: Cell::new(std::ptr::null()),
+            hook_panicked: Cell::new(false),
         }
+    }
+
+    /// Whether a hook call panicked since the last time this was asked.
+    pub(crate) fn take_hook_panicked(&self) -> bool {
+        self.hook_panicked.replace(false)
+    }
+
+    /// Takes the hook out (the thread is exiting: it is dropped while the
+    /// runtime can still serve its destructor).
+    pub(crate) fn take(&self) -> Option<SwitchHook> {
+        self.replace(None)
     }
 
     /// The address of the installed hook's closure (null if none), also
@@ -203,6 +226,7 @@ impl Tracer {
                 Err(p)
             }
             Err(p) => {
+                self.hook_panicked.set(true);
                 drop(hook);
                 // SAFETY: as above.
                 let replaced = unsafe { (*self.hook.get()).is_some() };

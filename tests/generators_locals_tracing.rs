@@ -175,6 +175,60 @@ fn locals_are_dropped_when_the_greenlet_dies() {
     }
 }
 
+/// A value whose destructor tries to run a helper greenlet (which would
+/// come straight back) and records what the switch returned.
+struct SwitchesWhenDropped(Rc<RefCell<Vec<Result<u32, String>>>>);
+
+impl Drop for SwitchesWhenDropped {
+    fn drop(&mut self) {
+        let r = Greenlet::new(|()| 7u32).switch::<(), u32>(());
+        self.0.borrow_mut().push(r.map_err(|e| format!("{e:?}")));
+    }
+}
+
+greenlet_local! {
+    static SWITCHER: RefCell<Option<SwitchesWhenDropped>> = RefCell::new(None);
+}
+
+/// A kill's destructors cannot switch, also those of the greenlet-locals
+/// (dropped after the unwinding) and of an unstarted greenlet's function:
+/// the switch fails with `Unwinding` and the kill completes. (It was taken
+/// for a refusal: the victim stayed suspended in the destructor, and the
+/// killer was told it caught the kill.)
+#[test]
+fn a_kill_completes_when_a_local_or_unrun_function_switches_as_it_drops() {
+    // A greenlet-local's destructor.
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s = seen.clone();
+    let g = Greenlet::new(move |()| {
+        SWITCHER.with(|l| *l.borrow_mut() = Some(SwitchesWhenDropped(s)));
+        let _: () = Greenlet::main().switch(()).unwrap();
+        unreachable!("killed");
+    });
+    g.switch::<(), ()>(()).unwrap();
+    assert_eq!(g.try_kill(), Ok(()));
+    assert!(g.is_dead());
+    assert_eq!(*seen.borrow(), [Err("Unwinding".to_string())]);
+
+    // An unstarted greenlet's function, dropped unrun.
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let guard = SwitchesWhenDropped(seen.clone());
+    let g = Greenlet::new(move |()| drop(guard));
+    assert_eq!(g.try_kill(), Ok(()));
+    assert!(g.is_dead());
+    assert_eq!(*seen.borrow(), [Err("Unwinding".to_string())]);
+
+    // Without a kill, the local's destructor switches as any code does.
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s = seen.clone();
+    let g = Greenlet::new(move |()| {
+        SWITCHER.with(|l| *l.borrow_mut() = Some(SwitchesWhenDropped(s)));
+    });
+    g.switch::<(), ()>(()).unwrap();
+    assert!(g.is_dead());
+    assert_eq!(*seen.borrow(), [Ok(7)]);
+}
+
 #[test]
 fn main_locals_are_dropped_at_thread_exit() {
     let drops = Rc::new(Cell::new(0));

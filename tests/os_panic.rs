@@ -38,6 +38,28 @@ fn child_panics() {
             g.switch::<(), ()>(()).unwrap();
             g.kill();
         }
+        "first built while unwinding" => {
+            // The process's first greenlet is built by a destructor while
+            // the thread unwinds (the hook cannot be installed then); the
+            // next build installs it.
+            struct BuildsOne;
+            impl Drop for BuildsOne {
+                fn drop(&mut self) {
+                    drop(Greenlet::new(|()| ()));
+                }
+            }
+            let caught = std::panic::catch_unwind(|| {
+                let _b = BuildsOne;
+                panic!("first panic");
+            });
+            assert!(caught.is_err());
+            let g = Greenlet::builder()
+                .name("later")
+                .build(|()| -> () { panic!("boom in later") })
+                .unwrap();
+            eprintln!("id={}", g.id());
+            assert!(g.switch::<(), ()>(()).is_err());
+        }
         other => panic!("unknown mode {other}"),
     }
 }
@@ -84,4 +106,11 @@ fn main_and_kills_add_nothing() {
     assert!(!stderr.contains("panic in greenlet"), "{stderr}");
     let stderr = run("kill");
     assert!(!stderr.contains("panic"), "{stderr}");
+}
+
+#[test]
+fn the_hook_is_installed_by_a_later_build_if_the_first_came_while_unwinding() {
+    let stderr = run("first built while unwinding");
+    let expected = format!("panic in greenlet 'later' (id {}):", id(&stderr));
+    assert!(stderr.contains(&expected), "{stderr}");
 }

@@ -76,3 +76,33 @@ fn an_overflow_on_a_small_pooled_stack_names_the_greenlet_and_the_size() {
          raise it with Builder::stack_size",
     );
 }
+
+const TINY_CHILD: &str = "GREENLET_TINY_STACK_OVERFLOW_CHILD";
+
+#[test]
+fn tiny_stack_overflow_child() {
+    if std::env::var(TINY_CHILD).is_ok() {
+        let g = Greenlet::builder()
+            .name("tiny")
+            .stack_size(1000)
+            .build(|()| recurse(0))
+            .unwrap();
+        let _ = g.switch::<(), u64>(());
+    }
+}
+
+/// A stack asked for with fewer bytes than corosensei's minimum gets the
+/// minimum, and the message names what it got, not "0 KiB".
+#[test]
+fn an_overflow_on_a_stack_below_the_minimum_names_the_minimum() {
+    let kib = corosensei::stack::MIN_STACK_SIZE / 1024;
+    assert!(kib > 0);
+    assert_overflow(
+        "tiny_stack_overflow_child",
+        TINY_CHILD,
+        &format!(
+            "greenlet 'tiny' (id 1) overflowed its stack of {kib} KiB; \
+             raise it with Builder::stack_size"
+        ),
+    );
+}

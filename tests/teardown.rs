@@ -63,6 +63,72 @@ fn leave_a_greenlet_with_a_thread_local_guard() {
     std::mem::forget(g);
 }
 
+/// Prints the current greenlet's id when dropped: a switch hook's captured
+/// state that uses the runtime in its destructor.
+struct NamesCurrent;
+
+impl Drop for NamesCurrent {
+    fn drop(&mut self) {
+        println!(
+            "hook state dropped on greenlet {}",
+            Greenlet::current().id()
+        );
+    }
+}
+
+/// A greenlet left suspended, and a switch hook left set, whose captured
+/// state uses the runtime when dropped, or that panics on the teardown's
+/// kill.
+fn leave_a_hook(panics: bool) {
+    let g = Greenlet::builder()
+        .name("sleeper")
+        .build(|()| {
+            let _: () = Greenlet::main().switch(()).unwrap();
+        })
+        .unwrap();
+    g.switch::<(), ()>(()).unwrap();
+    std::mem::forget(g);
+    let state = NamesCurrent;
+    greenlet::set_switch_hook(Some(Box::new(move |e| {
+        let _ = &state;
+        if panics && e.kind == greenlet::SwitchKind::Kill {
+            panic!("hook boom");
+        }
+    })));
+}
+
+greenlet::greenlet_local! {
+    static SIBLING: std::cell::Cell<u32> = std::cell::Cell::new(0);
+    static READER: std::cell::Cell<Option<ReadsSibling>> = std::cell::Cell::new(None);
+}
+
+/// Reads `SIBLING` when dropped.
+struct ReadsSibling;
+
+impl Drop for ReadsSibling {
+    fn drop(&mut self) {
+        println!("reader dropped, sibling {}", SIBLING.with(|s| s.get()));
+    }
+}
+
+/// A greenlet with greenlet-locals that refuses every kill: at thread exit
+/// it stays suspended, and its locals stay with its leaked stack.
+fn leave_a_refusing_greenlet_with_locals() {
+    let g = Greenlet::builder()
+        .name("refuser")
+        .build(|()| {
+            SIBLING.with(|s| s.set(42));
+            READER.with(|r| r.set(Some(ReadsSibling)));
+            loop {
+                let main = Greenlet::main();
+                let _ = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+            }
+        })
+        .unwrap();
+    g.switch::<(), ()>(()).unwrap();
+    drop(g);
+}
+
 fn child_main(mode: &str) {
     let mode = mode.to_string();
     std::thread::spawn(move || match mode.as_str() {
@@ -72,6 +138,9 @@ fn child_main(mode: &str) {
             hub::yield_now();
         }
         "thread-local" => leave_a_greenlet_with_a_thread_local_guard(),
+        "hook" => leave_a_hook(false),
+        "panicking hook" => leave_a_hook(true),
+        "refusing locals" => leave_a_refusing_greenlet_with_locals(),
         "run_main" => hub::run_main(|| {
             leave_a_greenlet_with_a_thread_local_guard();
             let conn = hub::spawn(|| {
@@ -136,4 +205,50 @@ fn run_main_unwinds_what_it_left_while_thread_locals_are_alive() {
         "{stdout}\n{stderr}"
     );
     assert!(!stdout.contains("guard: thread-local gone"), "{stdout}");
+}
+
+/// The switch hook is dropped during the teardown, while the runtime can
+/// still serve its destructor (it was dropped with the runtime, and a
+/// destructor using greenlets aborted the process).
+#[test]
+fn a_switch_hook_left_set_is_dropped_while_the_runtime_lives() {
+    let (stdout, _) = run("hook");
+    assert!(
+        stdout.contains("hook state dropped on greenlet 0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("thread exited"), "{stdout}");
+}
+
+/// A hook that panics on the teardown's kill is reported as the hook's
+/// panic, not as the victim's.
+#[test]
+fn a_switch_hook_panicking_at_thread_exit_is_reported_as_the_hook() {
+    let (stdout, stderr) = run("panicking hook");
+    assert!(stdout.contains("thread exited"), "{stdout}");
+    assert!(
+        stderr.contains(
+            "at thread exit, the switch hook panicked on the kill of greenlet 'sleeper' (id 1) \
+             and was removed: hook boom"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked while its stack was unwound"),
+        "{stderr}"
+    );
+}
+
+/// A greenlet that refuses its kill at thread exit stays suspended with
+/// its stack leaked, and its greenlet-locals with it: they are not dropped
+/// on main, where they would read main's values.
+#[test]
+fn the_locals_of_a_greenlet_refusing_its_kill_at_thread_exit_are_leaked() {
+    let (stdout, stderr) = run("refusing locals");
+    assert!(stdout.contains("thread exited"), "{stdout}");
+    assert!(
+        stderr.contains("greenlet 'refuser' (id 1) caught the unwinding"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("reader dropped"), "{stdout}");
 }

@@ -45,7 +45,11 @@ impl Runtime {
         self.recycle_finished();
         let (stack, stack_size) = self.with_pool(|pool| {
             let size = stack_size.unwrap_or(pool.stack_size());
-            pool.take(size).map(|stack| (stack, size))
+            // What the overflow message names: the size asked for, or
+            // corosensei's minimum if that is more (the stack has at least
+            // that much).
+            let named = size.max(corosensei::stack::MIN_STACK_SIZE);
+            pool.take(size).map(|stack| (stack, named))
         })?;
         let slot = stack.coroutine_slot();
         let guard_page = stack.guard_page();
@@ -420,6 +424,7 @@ impl Runtime {
                 let who = describe(view.name.as_deref(), id);
                 drop(view);
                 self.add_ref(k);
+                self.tracer.take_hook_panicked();
                 let outcome = panic::catch_unwind(AssertUnwindSafe(|| self.kill(k)));
                 match outcome {
                     Ok(Ok(())) => {}
@@ -430,6 +435,11 @@ impl Runtime {
                              switched away; it is left suspended and its stack is leaked"
                         );
                     }
+                    Err(p) if self.tracer.take_hook_panicked() => eprintln!(
+                        "greenlet: {when}, the switch hook panicked on the kill of {who} and \
+                         was removed: {}",
+                        crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
+                    ),
                     Err(p) => eprintln!(
                         "greenlet: {when}, {who} panicked while its stack was unwound: {}",
                         crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
@@ -471,17 +481,26 @@ impl Runtime {
         self.kill_all("at thread exit", None);
         self.recycle_finished();
         // A dead greenlet whose receiver switched away before recycling it
-        // (a destructor in the receiver did) still holds its stack.
+        // (a destructor in the receiver did) still holds its stack. One
+        // still alive refused its kill: it stays suspended, its stack
+        // leaked with the frames on it, and its greenlet-locals with them
+        // (dropped on main, they would read main's values, and after the
+        // runtime is gone, no runtime at all).
         let mut index = 1;
         while index < self.records.key_bound() {
             if let Some(view) = self.records.view_at(index) {
-                if view.holds_stack {
+                if view.state != State::Dead {
+                    self.records.leak_locals(view.key);
+                } else if view.holds_stack {
                     self.recycle(view.key);
                 }
             }
             index += 1;
         }
-        // Main's greenlet-locals go last, as its thread-locals do.
+        // The switch hook and main's greenlet-locals go last, as the
+        // thread-locals do, while their destructors can still use the
+        // runtime (a local's destructor may set a hook again).
+        self.drop_hook_at_exit();
         if let Err(SwitchError::Panicked(p)) = self.drop_locals() {
             eprintln!(
                 "greenlet: at thread exit, a greenlet-local value of the main greenlet \
@@ -489,8 +508,22 @@ impl Runtime {
                 crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
             );
         }
+        self.drop_hook_at_exit();
         self.with_pool(|pool| pool.clear());
         true
+    }
+
+    /// Drops the switch hook, if one is set, at thread exit.
+    fn drop_hook_at_exit(&self) {
+        let Some(hook) = self.tracer.take() else {
+            return;
+        };
+        if let Err(p) = panic::catch_unwind(AssertUnwindSafe(move || drop(hook))) {
+            eprintln!(
+                "greenlet: at thread exit, the switch hook panicked in its destructor: {}",
+                crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
+            );
+        }
     }
 
     // ----- finishing -----
@@ -618,6 +651,7 @@ pub(crate) fn describe(name: Option<&str>, id: u64) -> String {
 #[cold]
 #[inline(never)]
 fn never_ran<F, R: 'static>(rt: &Runtime, me: Key, e: SwitchError, f: F) -> Result<R, SwitchError> {
+    rt.finishing_its_kill(me);
     let outer = rt.unrun_cause.replace(Some((me, e)));
     let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(f)));
     let cause = rt.unrun_cause.replace(outer);

@@ -307,6 +307,7 @@ impl Runtime {
     #[cold]
     fn drop_locals_slow(&self) -> Result<(), SwitchError> {
         let me = self.current.get();
+        self.finishing_its_kill(me);
         let mut outcome = Ok(());
         while let Some(value) = self.records.take_one_local(me) {
             match panic::catch_unwind(AssertUnwindSafe(move || drop(value))) {
@@ -340,6 +341,19 @@ impl Runtime {
                 self.unrun_cause.set(other);
                 None
             }
+        }
+    }
+
+    /// The function of `me` has ended (returned, unwound, or never ran),
+    /// and what is left of it (its greenlet-locals, or its unrun function)
+    /// is dropped next. If a kill is under way, those destructors are part
+    /// of it: a switch from them fails with `SwitchError::Unwinding`, as
+    /// during the kill's unwinding, rather than being taken for a refusal
+    /// (which would leave `me` suspended in a destructor, its killer told
+    /// it caught the kill).
+    pub(crate) fn finishing_its_kill(&self, me: Key) {
+        if self.records.flags(me) & DYING != 0 {
+            self.set_no_refusal(me);
         }
     }
 

@@ -80,7 +80,8 @@ pub(crate) const UNWINDING: u8 = 4;
 pub(crate) const OWNS_OUTCOME: u8 = 8;
 /// Record flag: a kill of this greenlet cannot be refused; a switch after
 /// catching it gets `SwitchError::Unwinding` instead (a generator's
-/// producer: a close must end it, as Python's does).
+/// producer: a close must end it, as Python's does; and any dying greenlet
+/// once its function has ended, while its locals or unrun function drop).
 pub(crate) const NO_REFUSAL: u8 = 16;
 /// The flags that force a greenlet's switches onto the slow path; the
 /// runtime counts the records that carry one, so the fast path checks one
@@ -476,6 +477,14 @@ impl Records {
             (r.name.take(), std::mem::take(&mut r.locals))
         });
         drop(owned);
+    }
+
+    /// Forgets the greenlet-local values of `key` without dropping them:
+    /// they belong with the frames of a greenlet left suspended for good
+    /// (one that refused its kill at thread exit), whose stack is leaked.
+    #[cold]
+    pub(crate) fn leak_locals(&self, key: Key) {
+        std::mem::forget(self.slot(key, |r| std::mem::take(&mut r.locals)));
     }
 
     /// One past the highest slot index in use (for walks that tolerate the
