@@ -64,7 +64,11 @@ impl fmt::Debug for SwitchEvent {
 /// transfers made while it runs (a kill's unwinding, say) are not reported.
 /// A hook that panics is removed; the panic propagates to the greenlet that
 /// was about to switch (the switch does not happen), or, for a finishing
-/// greenlet, is reported on stderr.
+/// greenlet and for the hub greenlet, is reported on stderr (and the
+/// transfer happens: the hub's loop must go on). While a hook is set, the
+/// hub's blocking calls and yields switch to the hub greenlet, which picks
+/// the next greenlet, instead of handing control straight to it: the hook
+/// sees every such transfer as two switches.
 ///
 /// Called from inside the hook, this sees the slot empty, since the hook
 /// is running (it is not in the slot while it runs, so it cannot be

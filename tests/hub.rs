@@ -894,3 +894,65 @@ fn an_unwound_wait_is_not_interrupted_by_its_old_scope_in_another_greenlet() {
     // `a`'s own next blocking call (a yield) was the one interrupted.
     assert!(a.join().unwrap());
 }
+
+// ----- the result of a spawned greenlet whose handle is gone -----
+
+/// A spawned greenlet's result is dropped with its join state when its
+/// handle is gone; the destructor runs before the greenlet hands control
+/// to the next ready one. (It ran after: a panic in it unwound into that
+/// greenlet's blocking call, losing the item it had been handed, and a
+/// destructor that blocked left that greenlet off every queue.)
+#[test]
+fn a_results_destructor_runs_before_the_hand_off_to_the_next_greenlet() {
+    struct Bomb;
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            panic!("bomb");
+        }
+    }
+    struct WaitsWhenDropped(Queue<u32>);
+    impl Drop for WaitsWhenDropped {
+        fn drop(&mut self) {
+            let _ = self.0.get();
+        }
+    }
+    let q: Queue<u32> = Queue::new();
+    let got = Log::default();
+    let getter = |q: Queue<u32>, got: Log| {
+        hub::spawn(move || {
+            let r = panic::catch_unwind(AssertUnwindSafe(|| q.get()));
+            got.push(format!("{:?}", r.map_err(|_| "unwound")));
+        })
+    };
+
+    // A destructor that panics: the getter gets its item.
+    let n = getter(q.clone(), got.clone());
+    hub::yield_now(); // n blocks in `get`
+    let q2 = q.clone();
+    drop(hub::spawn(move || {
+        q2.put(7); // n is ready, next
+        Bomb
+    }));
+    hub::run();
+    assert!(n.is_finished());
+    assert_eq!(got.take(), ["Ok(7)"]);
+
+    // A destructor that blocks: the getter still runs.
+    let n = getter(q.clone(), got.clone());
+    hub::yield_now();
+    let (q2, ack) = (q.clone(), Queue::new());
+    let ack2 = ack.clone();
+    let handle = hub::spawn(move || {
+        q2.put(8);
+        WaitsWhenDropped(ack2)
+    });
+    let g = handle.greenlet().clone();
+    drop(handle);
+    hub::run();
+    assert!(n.is_finished(), "woken with its item, it ran");
+    assert_eq!(got.take(), ["Ok(8)"]);
+    assert!(!g.is_dead(), "still in its result's destructor");
+    ack.put(0);
+    hub::run();
+    assert!(g.is_dead());
+}

@@ -363,3 +363,96 @@ fn switching_into_a_spawned_greenlet_by_hand_leaves_the_hub_working() {
     hub::run();
     assert_eq!(later.join().unwrap(), 6);
 }
+
+// ----- a switch hook that panics on the hub's switches -----
+
+/// Arms a switch hook that panics once, on the first switch to a greenlet
+/// `target` accepts.
+fn hook_panicking_once_on_switch_to(target: impl Fn(&Greenlet) -> bool + 'static) {
+    let armed = std::cell::Cell::new(true);
+    greenlet::set_switch_hook(Some(Box::new(move |e| {
+        if target(&e.target) && e.kind == greenlet::SwitchKind::Switch && armed.replace(false) {
+            panic!("hook panic");
+        }
+    })));
+}
+
+/// A hook that panics on the switch to a greenlet just woken: it still
+/// runs. (A blocking call handed control straight to it, and the hook's
+/// panic unwound past it: taken off the ready queue, it never ran.) With
+/// a hook set, the hub's calls go through the hub greenlet, whose loop
+/// reports a hook's panic on its own switches and goes on.
+#[test]
+fn a_hook_panicking_on_the_switch_to_a_woken_greenlet_loses_nothing() {
+    let (woken, gate) = (Event::new(), Event::new());
+    let n = {
+        let woken = woken.clone();
+        hub::spawn(move || woken.wait())
+    };
+    let g = {
+        let (woken, gate) = (woken.clone(), gate.clone());
+        let n = n.greenlet().clone();
+        hub::spawn(move || {
+            woken.set();
+            hook_panicking_once_on_switch_to(move |t| *t == n);
+            gate.wait();
+        })
+    };
+    hub::run();
+    greenlet::set_switch_hook(None);
+    assert!(n.is_finished(), "woken, it ran");
+    gate.set();
+    g.join().unwrap();
+}
+
+/// The same for a yield: the greenlet the yield would have handed control
+/// to runs every one of its turns.
+#[test]
+fn a_hook_panicking_on_a_yields_switch_loses_nothing() {
+    let turns = Rc::new(std::cell::Cell::new(0));
+    let n = {
+        let turns = turns.clone();
+        hub::spawn(move || {
+            for _ in 0..3 {
+                turns.set(turns.get() + 1);
+                hub::yield_now();
+            }
+        })
+    };
+    let target = n.greenlet().clone();
+    let g = hub::spawn(move || {
+        hook_panicking_once_on_switch_to(move |t| *t == target);
+        for _ in 0..5 {
+            hub::yield_now();
+        }
+    });
+    hub::run();
+    greenlet::set_switch_hook(None);
+    assert_eq!(turns.get(), 3);
+    assert!(n.is_finished());
+    g.join().unwrap();
+}
+
+/// A hook that panics on a greenlet's own switch to the hub greenlet
+/// unwinds that greenlet's call (as the hook's docs say), and leaves it
+/// off the ready queue: queued, it would later be resumed in the middle
+/// of whatever switch it made next.
+#[test]
+fn a_hook_panicking_on_a_yield_to_the_hub_leaves_the_yielder_unqueued() {
+    hub::time::pause();
+    let g = hub::spawn(|| {
+        hook_panicking_once_on_switch_to(|t| t.name().as_deref() == Some("hub"));
+        let r = panic::catch_unwind(hub::yield_now);
+        assert_eq!(panic_text(r.unwrap_err().as_ref()), "hook panic");
+        // A plain child that blocks in the hub: this greenlet waits in a
+        // plain switch for the child's value, not for the hub.
+        let child = Greenlet::new(|()| {
+            hub::sleep(Duration::from_secs(1));
+            42u32
+        });
+        child.switch::<(), u32>(()).unwrap()
+    });
+    assert_eq!(g.join().unwrap(), 42);
+    greenlet::set_switch_hook(None);
+    hub::time::resume();
+}

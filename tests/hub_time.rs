@@ -198,3 +198,18 @@ fn advance_runs_a_spawn_after_due_exactly_at_its_end() {
     assert_eq!(s.join().unwrap(), 5);
     time::resume();
 }
+
+/// Nested `with_timeout` scopes expiring at the same instant report the
+/// innermost, as scopes do (the outer one's timer, made first, fired
+/// first, and the call unwound through the inner scope to the outer).
+#[test]
+fn nested_timeouts_expiring_together_report_the_innermost() {
+    time::pause();
+    let ms = Duration::from_millis(1);
+    let r = hub::with_timeout(10 * ms, || {
+        let inner = hub::with_timeout(10 * ms, || hub::sleep(100 * ms));
+        inner.is_err()
+    });
+    assert_eq!(r, Ok(true));
+    time::resume();
+}

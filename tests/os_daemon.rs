@@ -89,3 +89,31 @@ fn a_daemon_killed_while_parked_leaves_no_mark_behind() {
     assert_eq!(g.join().unwrap(), 9);
     sender.join().unwrap();
 }
+
+/// Main blocked in a call that only a daemon's wait could complete is
+/// told it would block forever, as with no daemon at all (it waited for
+/// ever while the daemon ticked: with the paused clock, a busy loop); a
+/// call that other work completes still waits while daemons tick.
+#[test]
+fn main_blocked_on_what_only_daemons_wait_for_gets_the_blocked_forever_panic() {
+    hub::time::pause();
+    let _ticker = hub::spawn_daemon(|| loop {
+        hub::sleep(Duration::from_secs(1));
+    });
+    let q: Queue<u32> = Queue::new();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| q.get()));
+    let p = r.unwrap_err();
+    let text = p
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    assert!(text.contains("would block forever"), "{text}");
+    let q2 = q.clone();
+    let _putter = hub::spawn(move || {
+        hub::sleep(Duration::from_secs(5));
+        q2.put(3);
+    });
+    assert_eq!(q.get(), 3);
+    hub::time::resume();
+}

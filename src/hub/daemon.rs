@@ -6,8 +6,12 @@
 //! in `run`, and every wait that would keep it going (a socket, channel or
 //! fd wait, a timer of a sleep, timed wait or `with_timeout`) is a
 //! daemon's, `run` returns; the daemons stay parked, and run again on the
-//! next `run` or blocking call of main. With no daemon marked, the hub
-//! pays one integer test per idle pass.
+//! next `run` or blocking call of main. In the same state while main is
+//! blocked in a call, that call panics as one that would block forever
+//! (the daemons alone could keep it waiting for ever): a daemon's wait
+//! never keeps main waiting, as gevent raises `LoopExit` when only
+//! `ref=False` watchers are left. With no daemon marked, the hub pays one
+//! integer test per idle pass.
 
 use std::cell::Cell;
 

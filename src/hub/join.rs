@@ -5,7 +5,9 @@ use std::any::Any;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -195,6 +197,31 @@ struct Finisher<R> {
     hub: Rc<Hub>,
 }
 
+impl<R> Finisher<R> {
+    /// After `finish`, before the hand-off: lets the join state go, and
+    /// with it the result if the handle is gone, whose destructor is user
+    /// code. It runs now, while this is an ordinary greenlet of the hub:
+    /// the hand-off makes the next ready greenlet the parent, into which a
+    /// panic of that destructor would unwind, and which a destructor that
+    /// blocks would leave off every queue. A panic there is the panic
+    /// hook's to report (the handle that could have been told is gone); a
+    /// kill that came while it blocked unwinds on.
+    fn release_state(self) -> Rc<Hub> {
+        debug_assert!(self.state.is_finished());
+        let this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again, so each field is
+        // moved out of it exactly once (and `Finisher::drop`, which would
+        // do nothing for a finished state, does not run).
+        let (state, hub) = unsafe { (ptr::read(&this.state), ptr::read(&this.hub)) };
+        if let Err(p) = panic::catch_unwind(AssertUnwindSafe(move || drop(state))) {
+            if is_kill(p.as_ref()) {
+                panic::resume_unwind(p);
+            }
+        }
+        hub
+    }
+}
+
 impl<R> Drop for Finisher<R> {
     fn drop(&mut self) {
         if !self.state.is_finished() {
@@ -291,7 +318,7 @@ where
             Err(_) => {}
         }
         finisher.state.finish(&finisher.hub, result);
-        finisher.hub.hand_off_on_finish(rt);
+        finisher.release_state().hand_off_on_finish(rt);
     })?;
     hub.make_ready(greenlet.clone());
     Ok(JoinHandle { greenlet, state })

@@ -87,9 +87,11 @@
 //!   unwinds its blocking call (its handle gets the error unless it
 //!   catches it); control then goes on through the hub, reaching the
 //!   thrower only when something switches to it.
-//! - The hub greenlet can still be killed by hand (or die of a switch hook
-//!   that panics on its switch). From then on every blocking call, and
-//!   `run`, panics saying the hub is dead, instead of spinning.
+//! - The hub greenlet can still be killed by hand. From then on every
+//!   blocking call, and `run`, panics saying the hub is dead, instead of
+//!   spinning. A switch hook that panics on one of the hub's own switches
+//!   does not kill it: the panic is reported on stderr, the hook removed,
+//!   and the switch made.
 //! - Timeouts too long to have a deadline (`Duration::MAX`) are no
 //!   timeout, everywhere a `Duration` is taken.
 //! - A greenlet's [`Local`](crate::Local) values are dropped before its
@@ -371,6 +373,10 @@ impl Hub {
                     hub.run_loop()
                 })
                 .unwrap_or_else(|e| panic!("greenlet::hub: cannot allocate the hub's stack: {e}"));
+            // A switch hook's panic on one of the hub's own switches is
+            // reported, and the loop goes on: unwound, the hub would die,
+            // and every greenlet with it.
+            crate::runtime::Runtime::get().report_hook_panics_of(greenlet.key());
             Hub {
                 key: greenlet.key(),
                 greenlet,

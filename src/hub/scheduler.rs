@@ -110,10 +110,22 @@ impl Hub {
                 next.hand_in(rt, drop);
                 continue;
             }
-            if self.daemons.get() > 0 && self.main_in_run.get() && self.only_daemons_wait() {
-                // What is left would only keep daemons going: `run` returns.
-                self.main_in_run.set(false);
-                let _ = main.switch::<(), ()>(());
+            if self.daemons.get() > 0
+                && (self.main_in_run.get() || self.main_blocked.get().is_some())
+                && self.only_daemons_wait()
+            {
+                if self.main_blocked.get().is_some() {
+                    // Main waits for what nothing but a daemon's wait could
+                    // bring: as if nothing were left (gevent's `LoopExit`
+                    // with only `ref=False` watchers), not a wait that
+                    // daemons keep going for ever.
+                    let _ = main.throw::<BlockedForever, ()>(BlockedForever);
+                } else {
+                    // What is left would only keep daemons going: `run`
+                    // returns.
+                    self.main_in_run.set(false);
+                    let _ = main.switch::<(), ()>(());
+                }
                 continue;
             }
             let deadline = self.timers.borrow_mut().next_deadline();
@@ -398,7 +410,19 @@ fn yield_diverted() {
     hub.check_alive(YIELD);
     let rt = Runtime::get();
     hub.push_ready(Counted::current_in(rt));
-    if let Err(e) = hub.greenlet.switch::<(), ()>(()) {
+    /// Takes the yielder off the ready queue if the switch unwinds
+    /// instead of happening (a switch hook panicked on it): queued, it
+    /// would later be resumed in whatever switch it makes next.
+    struct Unqueue<'a>(&'a Hub, &'a Runtime);
+    impl Drop for Unqueue<'_> {
+        fn drop(&mut self) {
+            self.0.forget_ready(self.1.current());
+        }
+    }
+    let unqueue = Unqueue(&hub, rt);
+    let outcome = hub.greenlet.switch::<(), ()>(());
+    std::mem::forget(unqueue);
+    if let Err(e) = outcome {
         // Still queued: this greenlet did not leave.
         hub.forget_ready(rt.current());
         super::wait::switched_back_with(e, YIELD);

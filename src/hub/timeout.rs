@@ -40,7 +40,14 @@ pub(crate) struct Interrupt(ScopeKey);
 /// Unwinds out of a blocking call interrupted by `with_timeout`.
 pub(crate) fn interrupted(scope: ScopeKey) -> ! {
     crate::unwind::require_unwinding("a with_timeout expiry");
+    let mut scope = scope;
     if let Some(hub) = super::try_hub() {
+        // Nested scopes expiring at the same instant wake the call with the
+        // key of the first timer to fire (the outer scope's, made first):
+        // the innermost expired one is the one reported.
+        if let Some(innermost) = hub.fired_scope() {
+            scope = innermost;
+        }
         if let Some(s) = hub.scopes.borrow_mut().get_mut(scope) {
             s.delivered = true;
         }

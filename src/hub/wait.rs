@@ -744,8 +744,17 @@ impl Hub {
             },
             None => {
                 self.check_alive(call);
+                /// Main is no longer blocked, also when the switch unwinds
+                /// instead of happening (a switch hook panicked on it).
+                struct Back<'a>(&'a Hub, bool);
+                impl Drop for Back<'_> {
+                    fn drop(&mut self) {
+                        self.0.switched_back(self.1);
+                    }
+                }
+                let back = Back(self, is_main);
                 let outcome = self.greenlet.switch::<(), ()>(());
-                self.switched_back(is_main);
+                drop(back);
                 if let Err(e) = outcome {
                     switched_back_with(e, call);
                 }

@@ -89,6 +89,9 @@ pub(crate) struct Runtime {
     /// The error ending an unstarted greenlet while its function is being
     /// dropped unrun, with that greenlet's key (see `take_unrun_cause`).
     unrun_cause: Cell<Option<(Key, SwitchError)>>,
+    /// The greenlet whose switches go on when the hook panics on them (see
+    /// `report_hook_panics_of`).
+    hook_panics_reported_for: Cell<Option<Key>>,
 }
 
 /// A byte no `State` has: `fast_state` while the slow path is forced.
@@ -184,6 +187,7 @@ impl Runtime {
             next_id: Cell::new(1),
             tracer: Tracer::new(),
             unrun_cause: Cell::new(None),
+            hook_panics_reported_for: Cell::new(None),
         }));
         RUNTIME.with(|c| c.set(rt));
         crate::overflow::install();
@@ -264,11 +268,22 @@ impl Runtime {
     /// Whether a switch away from `me` (the current greenlet) may go
     /// somewhere other than its target: `me` is being killed (a switch
     /// refuses the kill and goes to the killer, or fails once it may not
-    /// refuse). The hub then goes through its own greenlet instead of
-    /// handing off to a ready one. Two loads while nothing is dying.
+    /// refuse), or a switch hook is set (it may panic instead of letting
+    /// the switch happen). The hub then goes through its own greenlet
+    /// instead of handing off to a ready one, which would be left off
+    /// every queue. One load while nothing is dying and no hook is set.
     #[inline(always)]
     pub(crate) fn may_divert(&self, me: Key) -> bool {
-        self.slow_path_forced.get() != 0 && self.records.flags(me) & DYING != 0
+        self.slow_path_forced.get() != 0
+            && (self.records.flags(me) & DYING != 0 || self.tracer.is_set())
+    }
+
+    /// Makes `key` (the hub greenlet) the greenlet whose switches go on
+    /// when the switch hook panics on them, the panic reported on stderr
+    /// rather than unwinding it (it has nobody to pass the panic to, and
+    /// its loop must go on).
+    pub(crate) fn report_hook_panics_of(&self, key: Key) {
+        self.hook_panics_reported_for.set(Some(key));
     }
 
     /// Whether a switch made now fails at once, without leaving: the

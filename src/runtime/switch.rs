@@ -234,8 +234,10 @@ impl Runtime {
             });
         }
         if let Err(p) = self.tracer.emit(cur, target, SwitchKind::Switch) {
-            drop(value);
-            panic::resume_unwind(p);
+            if !self.reports_hook_panic(cur, p.as_ref()) {
+                drop(value);
+                panic::resume_unwind(p);
+            }
         }
         let to = self.records.target(target);
         if to.state == State::Dead {
@@ -273,8 +275,10 @@ impl Runtime {
             return Err(SwitchError::Thrown(payload));
         }
         if let Err(p) = self.tracer.emit(cur, target, SwitchKind::Throw) {
-            drop(payload);
-            panic::resume_unwind(p);
+            if !self.reports_hook_panic(cur, p.as_ref()) {
+                drop(payload);
+                panic::resume_unwind(p);
+            }
         }
         let to = self.records.target(target);
         if to.state == State::Dead {
@@ -297,6 +301,22 @@ impl Runtime {
             let back = self.jump(target, to, 0);
             self.receive::<R>(back)
         }
+    }
+
+    /// The hook panicked with `p` on a switch or throw of `cur`: whether
+    /// that is reported on stderr and the transfer goes on (`cur` is the
+    /// greenlet set by `report_hook_panics_of`, and the hook did not kill
+    /// it), instead of unwinding `cur`.
+    #[cold]
+    fn reports_hook_panic(&self, cur: Key, p: &(dyn Any + Send)) -> bool {
+        if self.hook_panics_reported_for.get() != Some(cur) || p.is::<GreenletExit>() {
+            return false;
+        }
+        let what = crate::error::payload_message(p).unwrap_or("non-text payload");
+        eprintln!(
+            "greenlet: the switch hook panicked on a switch of the hub and was removed: {what}"
+        );
+        true
     }
 
     /// Whether the current greenlet `cur` may switch away now with what it
