@@ -53,6 +53,19 @@ pub(crate) fn payload_message(payload: &(dyn Any + Send)) -> Option<&str> {
     }
 }
 
+/// Drops `value`, which nobody is left to receive (a replaced outcome, a
+/// reported panic's payload), where a panic must not escape: a panic in
+/// its destructor is swallowed, and that panic's own payload forgotten
+/// (as std's runtime does with a payload whose destructor panics).
+#[cold]
+#[inline(never)]
+pub(crate) fn drop_quietly<T>(value: T) {
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)));
+    if let Err(again) = dropped {
+        std::mem::forget(again);
+    }
+}
+
 impl fmt::Debug for SwitchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -112,6 +112,7 @@ impl Builder {
     /// [`build`](Builder::build) for a hub spawn: `parent` (the hub) as the
     /// parent, whatever the builder says, and without taking a handle to
     /// it; the greenlet keeps its own outcome (its `JoinHandle` gets it).
+    #[inline(always)]
     pub(crate) fn build_spawned<F, A, R>(self, parent: &Greenlet, f: F) -> io::Result<Greenlet>
     where
         F: FnOnce(A) -> R + 'static,

@@ -82,7 +82,9 @@ macro_rules! greenlet_local {
 /// are part of the kill, and, as every destructor during a kill's
 /// unwinding, cannot switch (a switch returns
 /// [`SwitchError::Unwinding`](crate::SwitchError::Unwinding),
-/// and a hub call that would block panics, which reaches the killer).
+/// and a hub call that would block panics, which reaches the caller of
+/// [`Greenlet::kill`](crate::Greenlet::kill); `JoinHandle::kill` reports it
+/// on stderr instead).
 ///
 /// Cost: a read is a thread-local load, one slab lookup of the current
 /// greenlet's record and an index into its vector of values (each `Local`

@@ -5,6 +5,7 @@
 //! runtime's `slow_path_forced` count, which forces every switch onto the
 //! slow path, and only the slow path calls the hook.
 
+use std::any::{Any, TypeId};
 use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
@@ -111,10 +112,10 @@ pub(crate) struct Tracer {
     /// The address of the hook lent out to the running call (see
     /// `hook_addr`).
     lent: Cell<*const ()>,
-    /// A hook call panicked (and the hook was removed) since the last
-    /// `take_hook_panicked`: tells a hook's panic out of a kill from the
-    /// victim's.
-    hook_panicked: Cell<bool>,
+    /// The payload of the last panic of a hook call (the hook was removed
+    /// then), by address and type: tells a hook's panic out of a kill from
+    /// the victim's.
+    hook_panic: Cell<Option<(*const (), TypeId)>>,
 }
 
 impl Tracer {
@@ -124,13 +125,13 @@ impl Tracer {
             set: Cell::new(false),
             running: Cell::new(false),
             lent: Cell::new(std::ptr::null()),
-            hook_panicked: Cell::new(false),
+            hook_panic: Cell::new(None),
         }
     }
 
-    /// Whether a hook call panicked since the last time this was asked.
-    pub(crate) fn take_hook_panicked(&self) -> bool {
-        self.hook_panicked.replace(false)
+    /// Whether `p` is the payload of a hook call's panic (the last one).
+    pub(crate) fn is_hook_panic(&self, p: &(dyn Any + Send)) -> bool {
+        self.hook_panic.get() == Some(payload_id(p))
     }
 
     /// Takes the hook out (the thread is exiting: it is dropped while the
@@ -230,7 +231,7 @@ impl Tracer {
                 Err(p)
             }
             Err(p) => {
-                self.hook_panicked.set(true);
+                self.hook_panic.set(Some(payload_id(p.as_ref())));
                 drop(hook);
                 // SAFETY: as above.
                 let replaced = unsafe { (*self.hook.get()).is_some() };
@@ -242,4 +243,10 @@ impl Tracer {
             }
         }
     }
+}
+
+/// A panic payload's address and type, which tell it apart from another
+/// payload alive at the same time.
+fn payload_id(p: &(dyn Any + Send)) -> (*const (), TypeId) {
+    ((p as *const (dyn Any + Send)).cast::<()>(), (*p).type_id())
 }

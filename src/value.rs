@@ -229,6 +229,16 @@ pub(crate) fn cast_same<T: 'static, R: 'static>(value: T) -> Result<R, T> {
 /// The panic payload that a kill unwinds a greenlet's stack with.
 pub(crate) struct GreenletExit;
 
+impl Drop for GreenletExit {
+    /// The payload is dropped where the unwinding was caught: the kill's
+    /// unwinding of the current greenlet is over (see `KILL_IN_FLIGHT`).
+    fn drop(&mut self) {
+        if let Some(rt) = crate::runtime::Runtime::try_get() {
+            rt.kill_unwinding_caught();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

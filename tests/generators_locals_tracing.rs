@@ -229,6 +229,56 @@ fn a_kill_completes_when_a_local_or_unrun_function_switches_as_it_drops() {
     assert_eq!(*seen.borrow(), [Ok(7)]);
 }
 
+greenlet_local! {
+    static FIRST_SWITCHER: RefCell<Option<SwitchesWhenDropped>> = RefCell::new(None);
+}
+
+/// A kill that comes while one greenlet-local's destructor is suspended
+/// in a switch, and that the destructor catches: the next local's switch
+/// fails too (it was taken for a refusal). And a greenlet that kills
+/// itself, catches that and returns is not being killed: its locals'
+/// destructors switch as usual (they got `Unwinding`).
+#[test]
+fn locals_after_a_caught_kill_or_a_caught_self_kill() {
+    // Greenlet-locals drop from the one first used latest: `SWITCHER`'s
+    // value goes before `FIRST_SWITCHER`'s.
+    struct CatchesItsKill;
+    impl Drop for CatchesItsKill {
+        fn drop(&mut self) {
+            let main = Greenlet::main();
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                main.switch::<(), ()>(())
+            }));
+        }
+    }
+    greenlet_local! {
+        static CATCHER: RefCell<Option<CatchesItsKill>> = RefCell::new(None);
+    }
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s = seen.clone();
+    let g = Greenlet::new(move |()| {
+        FIRST_SWITCHER.with(|l| *l.borrow_mut() = Some(SwitchesWhenDropped(s)));
+        CATCHER.with(|c| *c.borrow_mut() = Some(CatchesItsKill));
+    });
+    g.switch::<(), ()>(()).unwrap();
+    assert!(!g.is_dead(), "suspended in the catcher's destructor");
+    assert_eq!(g.try_kill(), Ok(()));
+    assert!(g.is_dead());
+    assert_eq!(*seen.borrow(), [Err("Unwinding".to_string())]);
+
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s = seen.clone();
+    let g = Greenlet::new(move |()| {
+        SWITCHER.with(|l| *l.borrow_mut() = Some(SwitchesWhenDropped(s)));
+        let me = Greenlet::current();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| me.kill()));
+        assert!(caught.is_err());
+        5u32
+    });
+    assert_eq!(g.switch::<(), u32>(()).unwrap(), 5);
+    assert_eq!(*seen.borrow(), [Ok(7)]);
+}
+
 #[test]
 fn main_locals_are_dropped_at_thread_exit() {
     let drops = Rc::new(Cell::new(0));

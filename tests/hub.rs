@@ -956,3 +956,38 @@ fn a_results_destructor_runs_before_the_hand_off_to_the_next_greenlet() {
     hub::run();
     assert!(g.is_dead());
 }
+
+/// `JoinHandle::kill`, as gevent's, keeps the victim's panics from the
+/// caller: a destructor that blocks during the kill (which a kill forbids)
+/// panics in the victim, is reported, and the kill completes; `kill_all`
+/// of a group kills every member past such a one.
+#[test]
+fn a_spawned_greenlets_panic_as_it_is_killed_stays_its_own() {
+    greenlet::greenlet_local! {
+        static SLEEPS_WHEN_DROPPED: RefCell<Option<SleepsWhenDropped>> = RefCell::new(None);
+    }
+    struct SleepsWhenDropped;
+    impl Drop for SleepsWhenDropped {
+        fn drop(&mut self) {
+            hub::sleep(MS);
+        }
+    }
+    let h = hub::spawn(|| {
+        SLEEPS_WHEN_DROPPED.with(|s| *s.borrow_mut() = Some(SleepsWhenDropped));
+        hub::sleep(3600 * 1000 * MS);
+    });
+    hub::yield_now();
+    h.kill();
+    assert!(h.greenlet().is_dead());
+    assert!(matches!(h.join(), Err(JoinError::Killed)));
+
+    let group = hub::Group::new();
+    let stubborn = group.spawn(|| {
+        SLEEPS_WHEN_DROPPED.with(|s| *s.borrow_mut() = Some(SleepsWhenDropped));
+        hub::sleep(3600 * 1000 * MS);
+    });
+    let other = group.spawn(|| hub::sleep(3600 * 1000 * MS));
+    hub::yield_now();
+    group.kill_all();
+    assert!(stubborn.greenlet().is_dead() && other.greenlet().is_dead());
+}

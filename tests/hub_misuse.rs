@@ -456,3 +456,49 @@ fn a_hook_panicking_on_a_yield_to_the_hub_leaves_the_yielder_unqueued() {
     greenlet::set_switch_hook(None);
     hub::time::resume();
 }
+
+/// The schedule of a few greenlets that yield and sleep past a deadline.
+fn a_schedule() -> Vec<String> {
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let l = log.clone();
+    let mut handles = vec![hub::spawn(move || {
+        // A deadline already passed: it wakes after every greenlet that
+        // was ready.
+        hub::sleep_until(hub::time::now());
+        l.borrow_mut().push("A".to_string());
+    })];
+    for name in ["B", "C"] {
+        let l = log.clone();
+        handles.push(hub::spawn(move || {
+            for turn in 1..=3 {
+                l.borrow_mut().push(format!("{name}{turn}"));
+                if turn < 3 {
+                    hub::yield_now();
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+    let order = log.borrow().clone();
+    order
+}
+
+/// A switch hook that only watches (or `hub::monitor`, which sets one)
+/// does not change the schedule: the hub, switched to in the middle of a
+/// round (no hand-offs while a hook is set), carries the round on. (It
+/// started a new one: the sleeper came before the round's second turns.)
+#[test]
+fn a_watching_hook_leaves_the_schedule_as_it_is() {
+    hub::time::pause();
+    let plain = a_schedule();
+    assert_eq!(plain, ["B1", "C1", "B2", "C2", "A", "B3", "C3"]);
+    greenlet::set_switch_hook(Some(Box::new(|_| {})));
+    assert_eq!(a_schedule(), plain);
+    greenlet::set_switch_hook(None);
+    hub::monitor(Some(Duration::from_secs(3600)));
+    assert_eq!(a_schedule(), plain);
+    hub::monitor(None);
+    hub::time::resume();
+}

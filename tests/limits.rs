@@ -85,3 +85,23 @@ fn absurd_stack_sizes_are_an_error_not_a_crash() {
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     assert_eq!(greenlet::stats().stacks_in_use, 0);
 }
+
+/// A closure of any size makes a greenlet: one that captures more than
+/// corosensei moves onto a new stack (1,024 bytes) is boxed. (It panicked,
+/// "type is too big to transfer", and leaked the stack it had taken.)
+#[test]
+fn a_closure_capturing_kilobytes_makes_a_greenlet() {
+    let big = [7u8; 4096];
+    let hub_spawned = greenlet::hub::spawn(move || big[4095]);
+    assert_eq!(hub_spawned.join().unwrap(), 7);
+    // The hub's greenlet keeps its stack from here on.
+    let in_use = greenlet::stats().stacks_in_use;
+    let g = Greenlet::new(move |i: usize| big[i] as u32 + big.len() as u32);
+    assert_eq!(g.switch::<usize, u32>(3).unwrap(), 4103);
+    let built = Greenlet::builder()
+        .build(move |()| big.iter().map(|&b| b as u32).sum::<u32>())
+        .unwrap();
+    assert_eq!(built.switch::<(), u32>(()).unwrap(), 7 * 4096);
+    drop((g, built));
+    assert_eq!(greenlet::stats().stacks_in_use, in_use);
+}

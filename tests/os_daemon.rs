@@ -117,3 +117,22 @@ fn main_blocked_on_what_only_daemons_wait_for_gets_the_blocked_forever_panic() {
     assert_eq!(q.get(), 3);
     hub::time::resume();
 }
+
+/// Main's own sleep inside `hub::daemon` waits for its timer while a
+/// daemon ticks: main's wait is not blocked for ever. (It was counted as a
+/// daemon's, and the sleep panicked "would block forever".)
+#[test]
+fn main_sleeping_inside_daemon_sleeps() {
+    hub::time::pause();
+    let ticks = Rc::new(Cell::new(0));
+    let t = ticks.clone();
+    let _ticker = hub::spawn_daemon(move || loop {
+        hub::sleep(Duration::from_secs(1));
+        t.set(t.get() + 1);
+    });
+    let start = hub::time::now();
+    hub::daemon(|| hub::sleep(Duration::from_secs(5)));
+    assert_eq!(hub::time::now() - start, Duration::from_secs(5));
+    assert!(ticks.get() >= 4, "{}", ticks.get());
+    hub::time::resume();
+}

@@ -129,6 +129,109 @@ fn leave_a_refusing_greenlet_with_locals() {
     drop(g);
 }
 
+/// A panic payload whose destructor panics too.
+struct PayloadPanickingOnDrop;
+
+impl Drop for PayloadPanickingOnDrop {
+    fn drop(&mut self) {
+        panic!("payload drop");
+    }
+}
+
+/// Two greenlets left suspended: one answers its kill at thread exit with
+/// a panic whose payload panics when dropped; the other must still be
+/// unwound.
+fn leave_a_panic_whose_payload_panics_when_dropped() {
+    let g = Greenlet::builder()
+        .name("thrower")
+        .build(|()| {
+            let main = Greenlet::main();
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+            panic::panic_any(PayloadPanickingOnDrop);
+        })
+        .unwrap();
+    g.switch::<(), ()>(()).unwrap();
+    std::mem::forget(g);
+    leave_a_greenlet_with_a_thread_local_guard();
+}
+
+/// A switch hook whose captured guard puts back, when dropped, the hook
+/// that was set before it (a scoped hook).
+fn scoped_hook(before: Option<greenlet::SwitchHook>) -> greenlet::SwitchHook {
+    struct PutsBack(Option<greenlet::SwitchHook>);
+    impl Drop for PutsBack {
+        fn drop(&mut self) {
+            println!(
+                "scoped hook dropped on greenlet {}",
+                Greenlet::current().id()
+            );
+            greenlet::set_switch_hook(self.0.take());
+        }
+    }
+    let guard = PutsBack(before);
+    Box::new(move |_| {
+        let _ = &guard;
+    })
+}
+
+/// Three scoped hooks nested, all left set at thread exit: dropping each
+/// sets the one before it again.
+fn leave_three_scoped_hooks() {
+    for _ in 0..3 {
+        let before = greenlet::set_switch_hook(None);
+        greenlet::set_switch_hook(Some(scoped_hook(before)));
+    }
+    Greenlet::new(|()| ()).switch::<(), ()>(()).unwrap();
+}
+
+greenlet::greenlet_local! {
+    static MAKES_A_GREENLET: std::cell::Cell<Option<MakesAGreenlet>> = std::cell::Cell::new(None);
+    static PROBE: std::cell::Cell<Option<Probe>> = std::cell::Cell::new(None);
+}
+
+/// Prints whether the runtime still serves it when dropped.
+struct Probe;
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        println!("probe dropped on greenlet {}", Greenlet::current().id());
+    }
+}
+
+/// Makes a greenlet when dropped, left suspended with a `Probe` local.
+struct MakesAGreenlet;
+
+impl Drop for MakesAGreenlet {
+    fn drop(&mut self) {
+        let g = Greenlet::new(|()| {
+            PROBE.with(|p| p.set(Some(Probe)));
+            let _: () = Greenlet::main().switch(()).unwrap();
+        });
+        g.switch::<(), ()>(()).unwrap();
+        std::mem::forget(g);
+    }
+}
+
+/// A hook that panics on every Panic event, and a victim that answers its
+/// kill at thread exit with a panic of its own.
+fn leave_a_victim_panicking_past_a_panicking_hook() {
+    greenlet::set_switch_hook(Some(Box::new(|e| {
+        if e.kind == greenlet::SwitchKind::Panic {
+            panic!("hook boom");
+        }
+    })));
+    let victim = Greenlet::builder()
+        .name("victim")
+        .build(|()| {
+            let main = Greenlet::main();
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+            panic!("victim boom");
+        })
+        .unwrap();
+    victim.switch::<(), ()>(()).unwrap();
+    std::mem::forget(victim);
+}
+
 fn child_main(mode: &str) {
     let mode = mode.to_string();
     std::thread::spawn(move || match mode.as_str() {
@@ -141,6 +244,10 @@ fn child_main(mode: &str) {
         "hook" => leave_a_hook(false),
         "panicking hook" => leave_a_hook(true),
         "refusing locals" => leave_a_refusing_greenlet_with_locals(),
+        "panicking payload" => leave_a_panic_whose_payload_panics_when_dropped(),
+        "scoped hooks" => leave_three_scoped_hooks(),
+        "late greenlet" => MAKES_A_GREENLET.with(|m| m.set(Some(MakesAGreenlet))),
+        "victim past a hook" => leave_a_victim_panicking_past_a_panicking_hook(),
         "run_main" => hub::run_main(|| {
             leave_a_greenlet_with_a_thread_local_guard();
             let conn = hub::spawn(|| {
@@ -251,4 +358,62 @@ fn the_locals_of_a_greenlet_refusing_its_kill_at_thread_exit_are_leaked() {
         "{stderr}"
     );
     assert!(!stdout.contains("reader dropped"), "{stdout}");
+}
+
+/// A panic out of a greenlet's unwinding at thread exit is reported, and
+/// its payload dropped where a panic of its destructor cannot escape: the
+/// other greenlets are still unwound. (The payload's panic aborted the
+/// process from the runtime's thread-local destructor.)
+#[test]
+fn a_panic_payload_panicking_when_dropped_at_thread_exit_does_not_abort() {
+    let (stdout, stderr) = run("panicking payload");
+    assert!(stdout.contains("thread exited"), "{stdout}");
+    assert!(
+        stdout.contains("guard: thread-local"),
+        "the other greenlet was unwound: {stdout}"
+    );
+    assert!(
+        stderr.contains("greenlet 'thrower' (id 1) panicked while its stack was unwound"),
+        "{stderr}"
+    );
+}
+
+/// Hooks whose destructors set hooks again are all dropped while the
+/// runtime lives (two rounds were not enough: the third aborted the
+/// process).
+#[test]
+fn hooks_setting_hooks_as_they_drop_at_thread_exit_do_not_abort() {
+    let (stdout, _) = run("scoped hooks");
+    assert_eq!(
+        stdout.matches("scoped hook dropped on greenlet 0").count(),
+        3,
+        "{stdout}"
+    );
+    assert!(stdout.contains("thread exited"), "{stdout}");
+}
+
+/// A greenlet made by a destructor of main's greenlet-locals at thread
+/// exit is killed in its turn, its locals dropped on it. (It was left
+/// alive, and its locals dropped after the runtime had gone.)
+#[test]
+fn a_greenlet_made_by_mains_locals_at_thread_exit_is_killed_in_turn() {
+    let (stdout, stderr) = run("late greenlet");
+    assert!(
+        stdout.contains("probe dropped on greenlet 1"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("thread exited"), "{stdout}");
+}
+
+/// A victim's own panic at thread exit is reported as its own, after a
+/// hook panicked (and was reported) on its Panic event.
+#[test]
+fn a_victims_panic_after_a_hook_panic_is_reported_as_the_victims() {
+    let (stdout, stderr) = run("victim past a hook");
+    assert!(stdout.contains("thread exited"), "{stdout}");
+    assert!(
+        stderr
+            .contains("greenlet 'victim' (id 1) panicked while its stack was unwound: victim boom"),
+        "{stderr}"
+    );
 }

@@ -10,12 +10,14 @@
 //! blocked in a call, that call panics as one that would block forever
 //! (the daemons alone could keep it waiting for ever): a daemon's wait
 //! never keeps main waiting, as gevent raises `LoopExit` when only
-//! `ref=False` watchers are left. With no daemon marked, the hub pays one
+//! `ref=False` watchers are left. (Unless main itself is inside `daemon`:
+//! then its own wait is one of those.) With no daemon marked, the hub pays one
 //! integer test per idle pass.
 
 use std::cell::Cell;
 
 use super::{hub, spawn, Hub, JoinHandle};
+use crate::Greenlet;
 
 /// The current greenlet is marked as a daemon. Revivable (see
 /// `Local::revivable`): blocking calls read it, also from the destructor of
@@ -54,11 +56,19 @@ pub fn daemon<R>(f: impl FnOnce() -> R) -> R {
             if !self.was {
                 DAEMON.with(|d| d.set(false));
                 self.hub.daemons.set(self.hub.daemons.get() - 1);
+                if Greenlet::current().is_main() {
+                    self.hub.main_is_daemon.set(false);
+                }
             }
         }
     }
     if !was {
         hub.daemons.set(hub.daemons.get() + 1);
+        if Greenlet::current().is_main() {
+            // Main's own waits then count as daemons' for `run`, but main
+            // blocked in a call is not blocked for ever for all that.
+            hub.main_is_daemon.set(true);
+        }
     }
     let _unmark = Unmark { hub: &hub, was };
     f()

@@ -166,8 +166,9 @@ impl Group {
             .wait_for(|| self.is_empty(), deadline, "Group::join_timeout")
     }
 
-    /// Kills every member (see [`Greenlet::kill`]); the calling greenlet
-    /// is spared if it is one. Returns when they are gone, members spawned
+    /// Kills every member (see [`JoinHandle::kill`](super::JoinHandle::kill):
+    /// a member's panic as it dies is reported, and the others are still
+    /// killed); the calling greenlet is spared if it is one. Returns when they are gone, members spawned
     /// meanwhile (by a dying member's destructor, say) included; a member
     /// that refuses its kill (it caught the unwinding and switched away)
     /// is killed once and left alive.
@@ -183,7 +184,7 @@ impl Group {
                 return;
             }
             for g in &victims {
-                g.kill();
+                super::join::kill_spawned(g);
             }
             tried.extend(victims);
         }

@@ -449,8 +449,14 @@ impl<R: 'static> JoinHandle<R> {
 
     /// Kills the spawned greenlet (see [`Greenlet::kill`]); `join` then
     /// returns [`JoinError::Killed`] unless it had already finished.
+    ///
+    /// As gevent's `kill`, and unlike [`Greenlet::kill`], a panic out of
+    /// the greenlet's end (its function caught the kill and panicked, or
+    /// a destructor that runs during the kill panicked, or tried to block,
+    /// which a kill forbids) is the greenlet's: it is reported on stderr,
+    /// not raised in the caller.
     pub fn kill(&self) {
-        self.greenlet.kill();
+        kill_spawned(&self.greenlet);
     }
 
     /// Whether the spawned greenlet has finished (returned, panicked or was
@@ -472,6 +478,24 @@ impl<R> fmt::Debug for JoinHandle<R> {
             .field("finished", &self.state.is_finished())
             .finish()
     }
+}
+
+/// Kills `g`, a spawned greenlet (see [`JoinHandle::kill`]): a panic of its
+/// end is reported on stderr and dropped; a kill or a `with_timeout`
+/// interruption of the caller itself unwinds on.
+pub(super) fn kill_spawned(g: &Greenlet) {
+    let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| g.kill())) else {
+        return;
+    };
+    if is_kill(p.as_ref()) || p.is::<super::timeout::Interrupt>() {
+        panic::resume_unwind(p);
+    }
+    eprintln!(
+        "greenlet::hub: greenlet {} panicked as it was killed: {}",
+        g.id(),
+        payload_message(p.as_ref()).unwrap_or("(non-text payload)")
+    );
+    crate::error::drop_quietly(p);
 }
 
 /// Leaves the waiters list on every exit path of a `wait`.

@@ -96,13 +96,22 @@ impl Hub {
         // no second look is needed before the round.
         let mut polled = false;
         loop {
-            self.fire_due_timers();
-            if !std::mem::take(&mut polled) && self.wants_poll() && !self.ready.borrow().is_empty()
-            {
-                // Others are ready: collect I/O without waiting.
-                self.poll_io(Some(Duration::ZERO));
+            // A round's end: timers and I/O, then a new round of what is
+            // ready. The hub is also switched to in the middle of a round
+            // (by a greenlet whose switches must not hand off: see
+            // `Runtime::may_divert`), and then carries the round on, so
+            // that the order is the same as with hand-offs.
+            if self.round_left.get() == 0 {
+                self.fire_due_timers();
+                if !std::mem::take(&mut polled)
+                    && self.wants_poll()
+                    && !self.ready.borrow().is_empty()
+                {
+                    // Others are ready: collect I/O without waiting.
+                    self.poll_io(Some(Duration::ZERO));
+                }
+                self.round_left.set(self.ready.borrow().len());
             }
-            self.round_left.set(self.ready.borrow().len());
             let rt = Runtime::get();
             if let Some(next) = self.pop_ready(rt) {
                 // What comes back (a spawned greenlet's `()`, a self-kill's
@@ -110,11 +119,16 @@ impl Hub {
                 next.hand_in(rt, drop);
                 continue;
             }
+            // Nothing left of the round, if anything was (the queue can
+            // run out before the count does).
+            self.round_left.set(0);
+            let main_waits_for_daemons =
+                self.main_blocked.get().is_some() && !self.main_is_daemon.get();
             if self.daemons.get() > 0
-                && (self.main_in_run.get() || self.main_blocked.get().is_some())
+                && (self.main_in_run.get() || main_waits_for_daemons)
                 && self.only_daemons_wait()
             {
-                if self.main_blocked.get().is_some() {
+                if main_waits_for_daemons {
                     // Main waits for what nothing but a daemon's wait could
                     // bring: as if nothing were left (gevent's `LoopExit`
                     // with only `ref=False` watchers), not a wait that

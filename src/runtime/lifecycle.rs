@@ -17,6 +17,16 @@ use crate::value::{
     cast_same, decode, encode, fits, is_type, type_of, GreenletExit, Signal, SLOW_LANE,
 };
 
+/// The largest function (closure and captures) moved onto a new stack as
+/// it is: corosensei refuses more than 1,024 bytes there ("type is too big
+/// to transfer"), and the bytes it moves count against the stack too.
+const MAX_CLOSURE_ON_STACK: usize = 512;
+
+/// How many times a thread's exit goes round its steps (kill what is
+/// alive, drop the hook, drop main's locals) while each round's
+/// destructors leave more to do.
+const TEARDOWN_ROUNDS: usize = 16;
+
 /// A kill the victim refused: it caught the unwinding and switched away,
 /// so it is suspended, alive, at that switch.
 #[derive(Debug)]
@@ -29,8 +39,34 @@ impl Runtime {
     /// handle); `OWNS`: a hub spawn, whose function keeps its own outcome
     /// (see `OWNS_OUTCOME`; a constant, so a plain greenlet's creation
     /// pays nothing for it).
+    ///
+    /// The function is moved onto the new stack, where corosensei takes at
+    /// most `MAX_CLOSURE_ON_STACK` bytes: a larger one is boxed, and the
+    /// box moved there instead (a constant choice: small closures, nearly
+    /// all, pay nothing for it).
     #[inline(always)]
     pub(crate) fn create<F, A, R, const OWNS: bool>(
+        &self,
+        f: F,
+        name: Option<Rc<str>>,
+        stack_size: Option<usize>,
+        parent: Key,
+    ) -> io::Result<Key>
+    where
+        F: FnOnce(A) -> R + 'static,
+        A: 'static,
+        R: 'static,
+    {
+        if std::mem::size_of::<F>() > MAX_CLOSURE_ON_STACK {
+            self.create_with::<Box<F>, A, R, OWNS>(Box::new(f), name, stack_size, parent)
+        } else {
+            self.create_with::<F, A, R, OWNS>(f, name, stack_size, parent)
+        }
+    }
+
+    /// [`create`](Runtime::create), for a function that fits on the stack.
+    #[inline(always)]
+    fn create_with<F, A, R, const OWNS: bool>(
         &self,
         f: F,
         name: Option<Rc<str>>,
@@ -227,8 +263,8 @@ impl Runtime {
     fn recycle_inline(&self, key: Key) {
         let (co, killer, unkept) = self.records.retire(key);
         if !co.is_null() {
-            let co = self.take_coroutine_at(co);
-            self.with_pool(|pool| pool.give(co.into_stack()));
+            let stack = self.take_coroutine_at(co).into_stack();
+            self.give_stack(stack);
         }
         if unkept {
             self.free(key);
@@ -272,19 +308,23 @@ impl Runtime {
 
     fn kill_held(&self, victim: Key) -> Result<(), Refused> {
         let cur = self.current.get();
+        if victim == cur {
+            // Unwinding already, nothing; otherwise it unwinds, also after
+            // catching the unwinding of a kill (it is running, so it is
+            // not waiting for one).
+            if self.unwinding_here(cur) {
+                return Ok(());
+            }
+            crate::unwind::require_unwinding("a kill");
+            self.set_flags(cur, DYING);
+            self.unwind_now();
+        }
         let state = self.records.state(victim);
         if state == State::Dead || self.records.flags(victim) & (DYING | UNWINDING) != 0 {
             return Ok(());
         }
         if state == State::Active {
             crate::unwind::require_unwinding("a kill");
-        }
-        if victim == cur {
-            if std::thread::panicking() {
-                return Ok(());
-            }
-            self.set_flags(cur, DYING);
-            panic::resume_unwind(Box::new(GreenletExit));
         }
         if let Err(p) = self.tracer.emit(cur, victim, SwitchKind::Kill) {
             panic::resume_unwind(p);
@@ -318,14 +358,36 @@ impl Runtime {
         }
         // The victim cannot switch anywhere but back here, so what arrives
         // is its death: `Killed`, or its return value or panic if its
-        // function caught the kill and carried on.
+        // function caught the kill and carried on; or, if it caught the
+        // kill and killed this greenlet in turn, this greenlet's own kill,
+        // which unwinds it out of here. The victim must not then refuse
+        // into this frame, gone: it is let go (see `Abandon`).
+        let abandon = Abandon {
+            rt: self,
+            victim,
+            killer: cur,
+        };
         // SAFETY: the word `jump` returned, received once, and first thing
         // but for `take_refusal`, which only looked at the slow lane.
         let outcome = unsafe { self.receive_slow::<()>(back, OnKill::Unwind) };
+        std::mem::forget(abandon);
         if let Err(SwitchError::Panicked(p)) = outcome {
             panic::resume_unwind(p);
         }
         Ok(())
+    }
+
+    /// A victim let go by its killer: no longer dying, its killer link (and
+    /// the reference that link held) gone. It caught the kill and lives
+    /// on, as after a refusal that nobody hears of.
+    #[cold]
+    #[inline(never)]
+    fn abandon_victim(&self, victim: Key, killer: Key) {
+        if self.records.killer(victim) == Some(killer) {
+            self.records.replace_killer(victim, None);
+            self.clear_flags(victim, DYING);
+            self.release_ref(killer);
+        }
     }
 
     /// Whether what just arrived is a victim's refusal of this greenlet's
@@ -407,8 +469,13 @@ impl Runtime {
     /// others are still killed. Greenlets created meanwhile (by
     /// destructors) are killed too; a refusing greenlet is not asked twice.
     pub(crate) fn kill_all(&self, when: &str, spare: Option<Key>) {
+        self.kill_all_but(when, spare, &mut Vec::new());
+    }
+
+    /// [`kill_all`](Runtime::kill_all), sparing the greenlets numbered in
+    /// `refused` too; adds those that refuse their kills to it.
+    fn kill_all_but(&self, when: &str, spare: Option<Key>, refused: &mut Vec<u64>) {
         debug_assert_eq!(self.current.get(), self.main_key());
-        let mut refused: Vec<u64> = Vec::new();
         loop {
             let mut killed_any = false;
             // Re-read the bound every step: kills run destructors that may
@@ -424,7 +491,6 @@ impl Runtime {
                 let who = describe(view.name.as_deref(), id);
                 drop(view);
                 self.add_ref(k);
-                self.tracer.take_hook_panicked();
                 let outcome = panic::catch_unwind(AssertUnwindSafe(|| self.kill(k)));
                 match outcome {
                     Ok(Ok(())) => {}
@@ -435,15 +501,23 @@ impl Runtime {
                              switched away; it is left suspended and its stack is leaked"
                         );
                     }
-                    Err(p) if self.tracer.take_hook_panicked() => eprintln!(
-                        "greenlet: {when}, the switch hook panicked on the kill of {who} and \
-                         was removed: {}",
-                        crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
-                    ),
-                    Err(p) => eprintln!(
-                        "greenlet: {when}, {who} panicked while its stack was unwound: {}",
-                        crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
-                    ),
+                    Err(p) => {
+                        let what = crate::error::payload_message(p.as_ref())
+                            .unwrap_or("(non-text payload)");
+                        if self.tracer.is_hook_panic(p.as_ref()) {
+                            eprintln!(
+                                "greenlet: {when}, the switch hook panicked on the kill of {who} \
+                                 and was removed: {what}"
+                            );
+                        } else {
+                            eprintln!(
+                                "greenlet: {when}, {who} panicked while its stack was unwound: \
+                                 {what}"
+                            );
+                        }
+                        // Its destructor may panic too: not out of here.
+                        crate::error::drop_quietly(p);
+                    }
                 }
                 let release = || {
                     if refused.contains(&id) {
@@ -478,52 +552,86 @@ impl Runtime {
             // stack would be by an abort.
             return false;
         }
-        self.kill_all("at thread exit", None);
-        self.recycle_finished();
-        // A dead greenlet whose receiver switched away before recycling it
-        // (a destructor in the receiver did) still holds its stack. One
-        // still alive refused its kill: it stays suspended, its stack
-        // leaked with the frames on it, and its greenlet-locals with them
-        // (dropped on main, they would read main's values, and after the
-        // runtime is gone, no runtime at all).
-        let mut index = 1;
-        while index < self.records.key_bound() {
-            if let Some(view) = self.records.view_at(index) {
-                if view.state != State::Dead {
-                    self.records.leak_locals(view.key);
-                } else if view.holds_stack {
-                    self.recycle(view.key);
+        // Destructors run by each step may make more to do for the others
+        // (a greenlet-local of main whose destructor creates a greenlet, a
+        // hook whose destructor sets another): the steps go round until
+        // nothing is left, a bounded number of times.
+        let mut refused = Vec::new();
+        for _ in 0..TEARDOWN_ROUNDS {
+            self.kill_all_but("at thread exit", None, &mut refused);
+            self.recycle_finished();
+            // A dead greenlet whose receiver switched away before recycling
+            // it (a destructor in the receiver did) still holds its stack.
+            // One still alive refused its kill: it stays suspended, its
+            // stack leaked with the frames on it, and its greenlet-locals
+            // with them (dropped on main, they would read main's values,
+            // and after the runtime is gone, no runtime at all).
+            let mut index = 1;
+            while index < self.records.key_bound() {
+                if let Some(view) = self.records.view_at(index) {
+                    if view.state != State::Dead {
+                        self.records.leak_locals(view.key);
+                    } else if view.holds_stack {
+                        self.recycle(view.key);
+                    }
                 }
+                index += 1;
             }
-            index += 1;
+            // The switch hook and main's greenlet-locals go last, as the
+            // thread-locals do, while their destructors can still use the
+            // runtime.
+            let hook = self.drop_hook_at_exit();
+            let locals = self.records.has_locals(self.main_key());
+            if let Err(SwitchError::Panicked(p)) = self.drop_locals() {
+                eprintln!(
+                    "greenlet: at thread exit, a greenlet-local value of the main greenlet \
+                     panicked in its destructor: {}",
+                    crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
+                );
+                crate::error::drop_quietly(p);
+            }
+            if !hook && !locals && !self.any_alive_but(&refused) {
+                break;
+            }
         }
-        // The switch hook and main's greenlet-locals go last, as the
-        // thread-locals do, while their destructors can still use the
-        // runtime (a local's destructor may set a hook again).
-        self.drop_hook_at_exit();
-        if let Err(SwitchError::Panicked(p)) = self.drop_locals() {
-            eprintln!(
-                "greenlet: at thread exit, a greenlet-local value of the main greenlet \
-                 panicked in its destructor: {}",
-                crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
-            );
+        // Whatever is still there now goes without its destructors: a
+        // hook left set, greenlets refusing their kills (reported).
+        if let Some(hook) = self.tracer.take() {
+            std::mem::forget(hook);
         }
-        self.drop_hook_at_exit();
         self.with_pool(|pool| pool.clear());
         true
     }
 
-    /// Drops the switch hook, if one is set, at thread exit.
-    fn drop_hook_at_exit(&self) {
+    /// Whether a greenlet other than main is alive, but for those
+    /// numbered in `refused`.
+    fn any_alive_but(&self, refused: &[u64]) -> bool {
+        let mut index = 1;
+        while index < self.records.key_bound() {
+            if let Some(view) = self.records.view_at(index) {
+                if view.state != State::Dead && !refused.contains(&view.id) {
+                    return true;
+                }
+            }
+            index += 1;
+        }
+        false
+    }
+
+    /// Drops the switch hook, if one is set, at thread exit; returns
+    /// whether there was one.
+    fn drop_hook_at_exit(&self) -> bool {
         let Some(hook) = self.tracer.take() else {
-            return;
+            return false;
         };
         if let Err(p) = panic::catch_unwind(AssertUnwindSafe(move || drop(hook))) {
             eprintln!(
                 "greenlet: at thread exit, the switch hook panicked in its destructor: {}",
                 crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
             );
+            crate::error::drop_quietly(p);
         }
+        true
     }
 
     // ----- finishing -----
@@ -652,12 +760,26 @@ pub(crate) fn describe(name: Option<&str>, id: u64) -> String {
 #[inline(never)]
 fn never_ran<F, R: 'static>(rt: &Runtime, me: Key, e: SwitchError, f: F) -> Result<R, SwitchError> {
     rt.finishing_its_kill(me);
-    let outer = rt.unrun_cause.replace(Some((me, e)));
+    rt.unrun_causes.borrow_mut().push((me, Some(e)));
+    // The destructor may switch away (no borrow is held): other greenlets'
+    // functions may be dropped unrun meanwhile, in any order.
     let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(f)));
-    let cause = rt.unrun_cause.replace(outer);
+    let cause = {
+        let mut causes = rt.unrun_causes.borrow_mut();
+        let at = causes.iter().position(|(k, _)| *k == me);
+        at.and_then(|at| causes.swap_remove(at).1)
+    };
     match (dropped, cause) {
-        (Err(p), _) => Err(SwitchError::Panicked(p)),
-        (Ok(()), Some((_, e))) => Err(e),
+        (Err(p), cause) => {
+            crate::error::drop_quietly(cause);
+            if p.is::<GreenletExit>() {
+                // A kill unwound the destructor, suspended in a switch.
+                Err(SwitchError::Killed)
+            } else {
+                Err(SwitchError::Panicked(p))
+            }
+        }
+        (Ok(()), Some(e)) => Err(e),
         (Ok(()), None) => cast_same::<(), R>(()).map_err(|()| SwitchError::Killed),
     }
 }
@@ -674,13 +796,15 @@ where
     let me = rt.current.get();
     rt.records.enter(me, y);
     rt.current_yielder.set(y);
-    let arg = if is_type::<A>(rt.incoming.get()) {
-        // SAFETY: first thing after being resumed, with the word it
-        // brought, which `incoming` says is an `A`, received once.
-        Ok(unsafe { decode::<A>(word) })
-    } else {
-        // SAFETY: as above, for whatever `incoming` says it is.
-        unsafe { rt.receive_slow::<A>(word, OnKill::Report) }
+    // SAFETY: first thing after being resumed, with the word it brought,
+    // received once: decoded as an `A` where `incoming` says it is one,
+    // otherwise read as whatever `incoming` says it is.
+    let arg = unsafe {
+        if is_type::<A>(rt.incoming.get()) {
+            Ok(decode::<A>(word))
+        } else {
+            receive_first_slow::<A>(rt, word)
+        }
     };
     let outcome = match arg {
         Ok(arg) => match panic::catch_unwind(AssertUnwindSafe(move || f(arg))) {
@@ -694,7 +818,51 @@ where
     // their destructors replaces the outcome.
     let outcome = match rt.drop_locals() {
         Ok(()) => outcome,
-        Err(e) => Err(e),
+        Err(e) => {
+            // The outcome it replaces is dropped here: `finish` never
+            // returns, so a shadowed binding would never be.
+            crate::error::drop_quietly(outcome);
+            Err(e)
+        }
     };
     rt.finish(y, outcome)
+}
+
+/// What an unstarted greenlet receives on its first switch in when it is
+/// not a plain `A`: an error, a kill, a value of another type. A panic on
+/// the way (a mismatched value's destructor, an unreachable sender reaped
+/// here that answers its kill with a panic) is this greenlet's outcome:
+/// unwound out of its first frame, it would leave the coroutine.
+///
+/// # Safety
+///
+/// As `receive_slow`'s: first thing after being resumed, with the word it
+/// brought, received once.
+#[cold]
+#[inline(never)]
+unsafe fn receive_first_slow<A: 'static>(rt: &Runtime, word: usize) -> Result<A, SwitchError> {
+    // SAFETY: the caller's contract is `receive_slow`'s.
+    let received = panic::catch_unwind(AssertUnwindSafe(|| unsafe {
+        rt.receive_slow::<A>(word, OnKill::Report)
+    }));
+    match received {
+        Ok(arg) => arg,
+        Err(p) if p.is::<GreenletExit>() => Err(SwitchError::Killed),
+        Err(p) => Err(SwitchError::Panicked(p)),
+    }
+}
+
+/// Lets the victim of a kill go if its killer unwinds out of `kill_held`
+/// instead of hearing of the victim's death or refusal (the victim caught
+/// the kill and killed its killer). Forgotten on every other way out.
+struct Abandon<'a> {
+    rt: &'a Runtime,
+    victim: Key,
+    killer: Key,
+}
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        self.rt.abandon_victim(self.victim, self.killer);
+    }
 }

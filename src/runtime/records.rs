@@ -83,6 +83,12 @@ pub(crate) const OWNS_OUTCOME: u8 = 8;
 /// producer: a close must end it, as Python's does; and any dying greenlet
 /// once its function has ended, while its locals or unrun function drop).
 pub(crate) const NO_REFUSAL: u8 = 16;
+/// Record flag: the unwinding of a kill raised on this greenlet's stack is
+/// under way (its payload, a `GreenletExit`, has not been dropped, which
+/// is what catching it does): while its killer panics, this tells the
+/// greenlet's own unwinding from its killer's, which the thread-wide
+/// `std::thread::panicking` counts alike.
+pub(crate) const KILL_IN_FLIGHT: u8 = 128;
 /// The flags that force a greenlet's switches onto the slow path; the
 /// runtime counts the records that carry one, so the fast path checks one
 /// counter instead of the current greenlet's record.
@@ -663,6 +669,13 @@ impl Records {
     #[inline]
     pub(crate) fn liveness(&self, key: Key) -> (State, bool, bool) {
         self.read(key, |r| (r.state, !r.coroutine.is_null(), r.pins != 0))
+    }
+
+    /// Whether the slot of `key` still holds the greenlet numbered `id`
+    /// (not freed, nor reused by another greenlet since).
+    #[inline]
+    pub(crate) fn is_live_with_id(&self, key: Key, id: u64) -> bool {
+        self.slot(key, |r| r.live && r.id == id)
     }
 
     #[inline]

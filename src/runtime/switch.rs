@@ -8,7 +8,7 @@ use std::ptr;
 
 use corosensei::CoroutineResult;
 
-use super::records::{Target, DYING, NO_REFUSAL, ORPHAN, OWNS_OUTCOME};
+use super::records::{Target, DYING, KILL_IN_FLIGHT, NO_REFUSAL, ORPHAN, OWNS_OUTCOME, UNWINDING};
 use super::{Key, Runtime, State};
 use crate::error::SwitchError;
 use crate::stack::Co;
@@ -211,19 +211,21 @@ impl Runtime {
             return unsafe { self.send(target, to, value) };
         }
         let cur = self.current.get();
-        let value = match self.leave(cur, value) {
-            Ok(value) => value,
-            Err(instead) => return instead,
-        };
         let target = self.first_live(target);
         if target == cur {
             // A switch to oneself (or to a dead greenlet whose first live
-            // ancestor is oneself) returns the value at once.
+            // ancestor is oneself) returns the value at once: it leaves
+            // nothing, so it is not refused while unwinding, nor taken for
+            // the refusal of a kill.
             return cast_same::<T, R>(value).map_err(|value| {
                 drop(value);
                 mismatch::<R, T>()
             });
         }
+        let value = match self.leave(cur, value) {
+            Ok(value) => value,
+            Err(instead) => return instead,
+        };
         let to = self.records.target(target);
         if to.state == State::Unstarted && to.arg.id != TypeId::of::<T>() {
             // The greenlet stays unstarted; the sender hears of it.
@@ -265,15 +267,16 @@ impl Runtime {
         payload: Box<dyn Any + Send>,
     ) -> Result<R, SwitchError> {
         let cur = self.current.get();
+        let target = self.first_live(target);
+        if target == cur {
+            // Into self (or routed back to self): raised at once, leaving
+            // nothing (see `switch_slow`).
+            return Err(SwitchError::Thrown(payload));
+        }
         let payload = match self.leave(cur, payload) {
             Ok(payload) => payload,
             Err(instead) => return instead,
         };
-        let target = self.first_live(target);
-        if target == cur {
-            // Into self (or routed back to self): raised at once.
-            return Err(SwitchError::Thrown(payload));
-        }
         if let Err(p) = self.tracer.emit(cur, target, SwitchKind::Throw) {
             if !self.reports_hook_panic(cur, p.as_ref()) {
                 drop(payload);
@@ -303,6 +306,51 @@ impl Runtime {
         }
     }
 
+    /// Starts unwinding the current greenlet's stack for a kill, marked
+    /// as under way until caught (see `KILL_IN_FLIGHT`). `resume_unwind`
+    /// skips the panic hook, so a kill prints nothing. Inlined into the
+    /// (cold) receiver: every frame between the raise and the greenlet's
+    /// entry costs the unwinder a look-up and a CFA program in each of its
+    /// two phases (about 1,200 instructions a frame), and a kill already
+    /// passes three of std's. Nothing in the receiver needs a landing pad
+    /// for it: the box moves straight into `resume_unwind`, which never
+    /// returns.
+    #[cold]
+    #[inline(always)]
+    pub(super) fn unwind_now(&self) -> ! {
+        self.set_flags(self.current.get(), KILL_IN_FLIGHT);
+        panic::resume_unwind(Box::new(GreenletExit))
+    }
+
+    /// Whether the current greenlet `cur` is unwinding: the thread panics,
+    /// and not only because the killer of `cur` does. (`cur` may be the
+    /// victim of a killer that issued the kill while unwinding, from a
+    /// destructor, and have caught the kill's own unwinding since: the
+    /// thread-wide `std::thread::panicking` still counts the killer's
+    /// panic, but `cur` is free to refuse its kill.)
+    pub(super) fn unwinding_here(&self, cur: Key) -> bool {
+        if !std::thread::panicking() {
+            return false;
+        }
+        let flags = self.records.flags(cur);
+        if flags & DYING == 0 || flags & KILL_IN_FLIGHT != 0 {
+            return true;
+        }
+        match self.records.killer(cur) {
+            Some(killer) => self.records.flags(killer) & UNWINDING == 0,
+            None => true,
+        }
+    }
+
+    /// A kill's payload was dropped: the current greenlet's unwinding for
+    /// that kill was caught.
+    pub(crate) fn kill_unwinding_caught(&self) {
+        let cur = self.current.get();
+        if self.records.flags(cur) & KILL_IN_FLIGHT != 0 {
+            self.clear_flags(cur, KILL_IN_FLIGHT);
+        }
+    }
+
     /// The hook panicked with `p` on a switch or throw of `cur`: whether
     /// that is reported on stderr and the transfer goes on (`cur` is the
     /// greenlet set by `report_hook_panics_of`, and the hook did not kill
@@ -326,7 +374,7 @@ impl Runtime {
     /// the refusal sent control back to its killer (see `refuse_kill`).
     fn leave<V, R: 'static>(&self, cur: Key, sent: V) -> Result<V, Result<R, SwitchError>> {
         let flags = self.records.flags(cur);
-        let err = if std::thread::panicking() || flags & (DYING | NO_REFUSAL) == DYING | NO_REFUSAL
+        let err = if self.unwinding_here(cur) || flags & (DYING | NO_REFUSAL) == DYING | NO_REFUSAL
         {
             SwitchError::Unwinding
         } else if flags & DYING != 0 {
@@ -492,7 +540,7 @@ impl Runtime {
             // unwinder passes this frame without a landing pad here: a
             // kill's cost is mostly the unwinder's, frame by frame.
             std::mem::forget(lane);
-            unwind_now();
+            self.unwind_now();
         }
         let (signal, finished, reap) = if ptr::eq(ty, &SLOW_LANE) {
             match lane {
@@ -502,6 +550,10 @@ impl Runtime {
         } else {
             (Signal::Value(ty), None, None)
         };
+        // Who to reap, told apart from a greenlet that may take its slot
+        // while a destructor below runs user code (which may let the
+        // sender finish and its record go).
+        let reap = reap.map(|key| (key, self.records.id(key)));
         let mut late_panic = None;
         let result = match signal {
             Signal::Value(ty) if ty.id == TypeId::of::<R>() => {
@@ -533,13 +585,13 @@ impl Runtime {
             Signal::Killed | Signal::Refused => Err(SwitchError::Killed),
             // (With `OnKill::Unwind`, when nothing else travels with it,
             // it was raised above.)
-            Signal::UnwindNow if on_kill == OnKill::Unwind => unwind_now(),
+            Signal::UnwindNow if on_kill == OnKill::Unwind => self.unwind_now(),
             Signal::UnwindNow => Err(SwitchError::Killed),
         };
         if let Some(finished) = finished {
             self.recycle(finished);
         }
-        if let Some(reap) = reap {
+        if let Some((reap, _)) = reap.filter(|&(key, id)| self.records.is_live_with_id(key, id)) {
             // The sender was unreachable when it left: kill it now, from here.
             if self.kill(reap).is_err() {
                 self.report_refused(reap, "its last handle was dropped while it ran");
@@ -551,19 +603,6 @@ impl Runtime {
         }
         result
     }
-}
-
-/// Starts unwinding the current stack for a kill. `resume_unwind` skips
-/// the panic hook, so a kill prints nothing. Inlined into the (cold)
-/// receiver: every frame between the raise and the greenlet's entry costs
-/// the unwinder a look-up and a CFA program in each of its two phases
-/// (about 1,200 instructions a frame), and a kill already passes three of
-/// std's. Nothing in the receiver needs a landing pad for it: the box
-/// moves straight into `resume_unwind`, which never returns.
-#[cold]
-#[inline(always)]
-pub(super) fn unwind_now() -> ! {
-    panic::resume_unwind(Box::new(GreenletExit))
 }
 
 #[cold]

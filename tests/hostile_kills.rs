@@ -1,0 +1,361 @@
+//! Kills, unrun greenlets and orphans under hostile use: a victim that
+//! kills its killer, destructors that switch or panic at the worst moment,
+//! a sender's slot reused while its receiver still has to reap it. Each
+//! gets a documented outcome; none corrupts the runtime.
+
+use std::cell::{Cell, RefCell};
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use greenlet::{greenlet_local, CurrentGreenlet, Greenlet, SwitchError};
+
+/// Counts its drops.
+struct Counted(Rc<Cell<u32>>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+/// Panics when dropped.
+struct PanicsOnDrop(&'static str);
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("{}", self.0);
+    }
+}
+
+/// Switches to main once when dropped, sending its tag.
+struct SwitchesToMainOnDrop(&'static str);
+
+impl Drop for SwitchesToMainOnDrop {
+    fn drop(&mut self) {
+        let _ = Greenlet::main().switch::<&'static str, ()>(self.0);
+    }
+}
+
+/// A greenlet that has dropped its own last counted handle (an orphan:
+/// only the two returned uncounted handles reach it), then runs `f`.
+fn orphan<R: 'static>(f: impl FnOnce() -> R + 'static) -> (CurrentGreenlet, CurrentGreenlet) {
+    let slot: Rc<RefCell<Option<Greenlet>>> = Rc::default();
+    let s = slot.clone();
+    let g = Greenlet::new(move |()| {
+        let _: () = Greenlet::main()
+            .switch((Greenlet::current(), Greenlet::current()))
+            .unwrap();
+        drop(s.borrow_mut().take());
+        f()
+    });
+    *slot.borrow_mut() = Some(g.clone());
+    let handles = g.switch(()).unwrap();
+    drop(g);
+    handles
+}
+
+/// A victim that catches its kill, kills its killer (suspended in `kill`)
+/// and then switches away: its killer is gone, so the switch is an
+/// ordinary one. (It was taken for a refusal and jumped into the dead
+/// killer's stack: the runtime named the dead greenlet current, and the
+/// next switch crashed.)
+#[test]
+fn a_victim_that_kills_its_killer_then_switches_switches() {
+    let killer: Rc<RefCell<Option<Greenlet>>> = Rc::default();
+    let k2 = killer.clone();
+    let victim = Greenlet::new(move |()| {
+        let main = Greenlet::main();
+        let caught = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+        assert!(caught.is_err(), "the kill unwound the pending switch");
+        let k = k2.borrow_mut().take().unwrap();
+        k.kill();
+        assert!(k.is_dead());
+        main.switch::<u32, u32>(7).unwrap() + 1
+    });
+    victim.switch::<(), ()>(()).unwrap();
+    let v = victim.clone();
+    let k = Greenlet::new(move |()| {
+        let _ = v.try_kill();
+        unreachable!("killed by its victim");
+    });
+    *killer.borrow_mut() = Some(k.clone());
+    // The killer's death goes to its parent (main): it was killed.
+    assert!(matches!(
+        k.switch::<(), u32>(()),
+        Err(SwitchError::Killed) | Ok(7)
+    ));
+    assert!(Greenlet::current().is_main());
+    assert!(k.is_dead());
+    // The victim lives on, no longer dying.
+    assert_eq!(victim.switch::<u32, u32>(1).unwrap(), 2);
+    assert!(victim.is_dead());
+    let fresh = Greenlet::new(|x: u32| x + 1);
+    assert_eq!(fresh.switch::<u32, u32>(1).unwrap(), 2);
+}
+
+/// A kill that reaches an unstarted greenlet while its function, dropped
+/// unrun after a throw, is suspended in a switch: the kill completes and
+/// the killer hears nothing. (The kill's own unwinding was reported as a
+/// panic of the victim, and resumed in the killer.)
+#[test]
+fn killing_a_greenlet_suspended_in_its_unrun_functions_destructor_completes() {
+    let guard = SwitchesToMainOnDrop("dropping");
+    let g = Greenlet::new(move |()| drop(guard));
+    assert_eq!(g.throw::<_, &'static str>("error").unwrap(), "dropping");
+    assert!(g.is_active(), "suspended in the destructor");
+    let killed = panic::catch_unwind(AssertUnwindSafe(|| g.kill()));
+    assert!(killed.is_ok(), "the kill unwound the killer");
+    assert!(g.is_dead());
+}
+
+/// Two unstarted greenlets ended by throws, whose functions' destructors
+/// switch away and finish in the other order: each ends with its own error.
+/// (One slot held the error of the function being dropped: the second
+/// took the first's, and the first's was lost.)
+#[test]
+fn unrun_functions_dropped_in_interleaved_order_keep_their_own_errors() {
+    let a = Greenlet::new({
+        let guard = SwitchesToMainOnDrop("a");
+        move |()| drop(guard)
+    });
+    let b = Greenlet::new({
+        let guard = SwitchesToMainOnDrop("b");
+        move |()| drop(guard)
+    });
+    assert_eq!(a.throw::<_, &'static str>("error for a").unwrap(), "a");
+    assert_eq!(b.throw::<_, &'static str>("error for b").unwrap(), "b");
+    let ra = a.switch::<(), ()>(()).unwrap_err();
+    let rb = b.switch::<(), ()>(()).unwrap_err();
+    assert_eq!(ra.message(), Some("error for a"));
+    assert_eq!(rb.message(), Some("error for b"));
+}
+
+greenlet_local! {
+    static BOMB: RefCell<Option<PanicsOnDrop>> = RefCell::new(None);
+}
+
+/// When a greenlet-local's destructor panics, the panic replaces the
+/// greenlet's outcome, and the outcome it replaces is dropped: a returned
+/// value, or the function's own panic payload. (Neither was ever dropped.)
+#[test]
+fn an_outcome_replaced_by_a_locals_panic_is_dropped() {
+    let drops = Rc::new(Cell::new(0));
+    let d = drops.clone();
+    let g = Greenlet::new(move |()| {
+        BOMB.with(|b| *b.borrow_mut() = Some(PanicsOnDrop("local")));
+        Counted(d)
+    });
+    let err = g.switch::<(), Counted>(()).err().unwrap();
+    assert_eq!(err.message(), Some("local"));
+    assert_eq!(drops.get(), 1, "the returned value");
+
+    static PAYLOAD_DROPS: AtomicU32 = AtomicU32::new(0);
+    struct Payload;
+    impl Drop for Payload {
+        fn drop(&mut self) {
+            PAYLOAD_DROPS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let g = Greenlet::new(move |()| -> () {
+        BOMB.with(|b| *b.borrow_mut() = Some(PanicsOnDrop("local")));
+        panic::panic_any(Payload)
+    });
+    let err = g.switch::<(), ()>(()).unwrap_err();
+    assert_eq!(err.message(), Some("local"));
+    assert_eq!(
+        PAYLOAD_DROPS.load(Ordering::SeqCst),
+        1,
+        "the function's panic payload"
+    );
+}
+
+/// A value of the wrong type that starts an unstarted greenlet and panics
+/// as it is dropped there: the panic is that greenlet's outcome, reaching
+/// its parent. (It escaped the greenlet's first frame, left the coroutine,
+/// and left the runtime naming the greenlet current.)
+#[test]
+fn a_panic_while_an_unstarted_greenlet_receives_its_first_value_ends_it() {
+    let u = Greenlet::new(|x: u64| x);
+    let c = Greenlet::builder()
+        .parent(&u)
+        .build(|()| PanicsOnDrop("mismatched"))
+        .unwrap();
+    // C returns into U, which expected a u64: U drops the value, panics.
+    let err = c.switch::<(), u64>(()).unwrap_err();
+    assert_eq!(err.message(), Some("mismatched"));
+    assert!(Greenlet::current().is_main());
+    assert!(u.is_dead() && c.is_dead());
+    let fresh = Greenlet::new(|x: u8| x + 1);
+    assert_eq!(fresh.switch::<u8, u8>(1).unwrap(), 2);
+}
+
+/// An orphan switches into an unstarted greenlet, which reaps it first
+/// thing; the orphan answers its kill with a panic (Python's
+/// `test_dealloc_catches_GreenletExit_throws_other`): that panic is the
+/// unstarted greenlet's outcome, not an escape from its first frame.
+#[test]
+fn an_orphan_answering_its_reap_with_a_panic_ends_the_unstarted_receiver() {
+    let u = Greenlet::new(|x: u64| x + 1);
+    let u2 = u.clone();
+    let (c, _) = orphan(move || {
+        let r = panic::catch_unwind(AssertUnwindSafe(|| u2.switch::<u64, ()>(1)));
+        if r.is_err() {
+            panic!("raised on its kill");
+        }
+    });
+    let err = c.switch::<(), u64>(()).unwrap_err();
+    assert_eq!(err.message(), Some("raised on its kill"));
+    assert!(Greenlet::current().is_main());
+    assert!(u.is_dead() && c.is_dead());
+    let fresh = Greenlet::new(|x: u8| x + 1);
+    assert_eq!(fresh.switch::<u8, u8>(1).unwrap(), 2);
+}
+
+thread_local! {
+    static SENDER: RefCell<Option<CurrentGreenlet>> = const { RefCell::new(None) };
+    static NEWCOMER: RefCell<Option<Greenlet>> = const { RefCell::new(None) };
+}
+
+/// A value of the wrong type whose destructor, run by its receiver before
+/// the receiver reaps the orphan that sent it, lets the sender finish,
+/// frees its record and creates a greenlet that takes the freed slot.
+struct FreesItsSender;
+
+impl Drop for FreesItsSender {
+    fn drop(&mut self) {
+        let sender = SENDER.with(|s| s.borrow_mut().take()).unwrap();
+        let _ = sender.switch::<(), ()>(());
+        assert!(sender.is_dead());
+        drop(sender);
+        let newcomer = Greenlet::builder()
+            .parent(&Greenlet::main())
+            .build(|x: u32| x * 2)
+            .unwrap();
+        NEWCOMER.with(|n| *n.borrow_mut() = Some(newcomer));
+    }
+}
+
+/// The receiver reaps the greenlet that sent it the value, not one that
+/// took its slot meanwhile. (The newcomer was killed.)
+#[test]
+fn a_reap_spares_the_greenlet_that_took_the_senders_slot() {
+    let receiver = Greenlet::new(|()| {
+        let got = Greenlet::main().switch::<(), u32>(());
+        assert!(matches!(got, Err(SwitchError::TypeMismatch { .. })));
+    });
+    receiver.switch::<(), ()>(()).unwrap();
+    let r = receiver.clone();
+    let (sender, for_the_value) = orphan(move || {
+        let _ = r.switch::<FreesItsSender, ()>(FreesItsSender);
+    });
+    SENDER.with(|s| *s.borrow_mut() = Some(for_the_value));
+    // The sender sends; the receiver's drop of the value resumes it, and it
+    // returns to main.
+    let _ = sender.switch::<(), ()>(());
+    drop(sender);
+    // The receiver goes on with its bookkeeping, then finishes.
+    receiver.switch::<(), ()>(()).unwrap();
+    let newcomer = NEWCOMER.with(|n| n.borrow_mut().take()).unwrap();
+    assert!(
+        !newcomer.is_dead(),
+        "the newcomer was reaped in the sender's place"
+    );
+    assert_eq!(newcomer.switch::<u32, u32>(21).unwrap(), 42);
+}
+
+/// A switch or throw to oneself leaves nothing: it returns at once, also
+/// from a greenlet that caught its kill (it was taken for a refusal of the
+/// kill) and from a destructor during a panic (it failed with `Unwinding`).
+#[test]
+fn a_switch_or_throw_to_oneself_returns_at_once_even_while_dying_or_unwinding() {
+    let g = Greenlet::new(|()| {
+        let main = Greenlet::main();
+        let caught = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+        assert!(caught.is_err());
+        let me = Greenlet::current();
+        let thrown = me.throw::<_, ()>("self");
+        assert_eq!(thrown.unwrap_err().message(), Some("self"));
+        assert_eq!(me.switch::<u32, u32>(4).unwrap(), 4);
+        5u32
+    });
+    g.switch::<(), ()>(()).unwrap();
+    assert_eq!(
+        g.try_kill(),
+        Ok(()),
+        "the function returned: the kill completed"
+    );
+    assert!(g.is_dead());
+
+    struct SwitchesToItself(Rc<Cell<Option<u32>>>);
+    impl Drop for SwitchesToItself {
+        fn drop(&mut self) {
+            self.0.set(Greenlet::current().switch::<u32, u32>(9).ok());
+        }
+    }
+    let seen = Rc::new(Cell::new(None));
+    let s = seen.clone();
+    let unwound = panic::catch_unwind(AssertUnwindSafe(move || {
+        let _guard = SwitchesToItself(s);
+        panic!("boom");
+    }));
+    assert!(unwound.is_err());
+    assert_eq!(seen.get(), Some(9));
+}
+
+/// A kill issued by a killer that is itself unwinding a panic (a handle
+/// dropped during the panic): the victim, once it has caught the kill,
+/// can refuse it, and the killer's unwinding goes on. (The thread-wide
+/// `std::thread::panicking` made every switch of the victim fail with
+/// `Unwinding`, and the stubborn loop of `try_kill`'s docs spun for ever.)
+/// The same victim's own kill of itself then unwinds it.
+#[test]
+fn a_kill_from_a_panicking_killer_can_be_refused() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let refusals = Rc::new(Cell::new(0));
+        let r = refusals.clone();
+        let stubborn = Greenlet::new(move |()| {
+            for _ in 0..2 {
+                let main = Greenlet::main();
+                let caught = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+                if caught.is_err() {
+                    r.set(r.get() + 1);
+                }
+            }
+            // Caught twice; now it kills itself, which does not return.
+            Greenlet::current().kill();
+            unreachable!("a self-kill unwinds");
+        });
+        stubborn.switch::<(), ()>(()).unwrap();
+        let keep = stubborn.clone();
+        /// Kills its greenlet when dropped, and keeps the outcome.
+        struct KillsWhenDropped(
+            Greenlet,
+            Rc<Cell<Option<Result<(), greenlet::KillRefused>>>>,
+        );
+        impl Drop for KillsWhenDropped {
+            fn drop(&mut self) {
+                self.1.set(Some(self.0.try_kill()));
+            }
+        }
+        let outcome = Rc::new(Cell::new(None));
+        let o = outcome.clone();
+        let unwound = panic::catch_unwind(AssertUnwindSafe(move || {
+            let _kills = KillsWhenDropped(stubborn, o); // as main unwinds
+            panic!("main panics");
+        }));
+        assert!(unwound.is_err());
+        assert_eq!(outcome.get(), Some(Err(greenlet::KillRefused)));
+        assert_eq!(refusals.get(), 1);
+        assert!(!keep.is_dead(), "it refused");
+        // Killed again, with no panic under way: it catches, leaves its
+        // loop, and kills itself.
+        assert_eq!(keep.try_kill(), Ok(()));
+        assert!(keep.is_dead());
+        assert_eq!(refusals.get(), 2);
+        tx.send(()).unwrap();
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the killer hung while the victim spun");
+}
