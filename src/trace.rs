@@ -129,9 +129,17 @@ impl Tracer {
         }
     }
 
-    /// Whether `p` is the payload of a hook call's panic (the last one).
+    /// Whether `p` is the payload of the last hook call's panic that was
+    /// not reported where it happened (see `forget_hook_panic`).
     pub(crate) fn is_hook_panic(&self, p: &(dyn Any + Send)) -> bool {
         self.hook_panic.get() == Some(payload_id(p))
+    }
+
+    /// Forgets the last hook call's panic: it was reported where it
+    /// happened (a finishing greenlet's), or a new transfer begins, whose
+    /// hook panic is the one to look for.
+    pub(crate) fn forget_hook_panic(&self) {
+        self.hook_panic.set(None);
     }
 
     /// Takes the hook out (the thread is exiting: it is dropped while the

@@ -226,15 +226,35 @@ pub(crate) fn cast_same<T: 'static, R: 'static>(value: T) -> Result<R, T> {
     }
 }
 
-/// The panic payload that a kill unwinds a greenlet's stack with.
-pub(crate) struct GreenletExit;
+/// The panic payload that a kill unwinds a greenlet's stack with: the
+/// number of the greenlet it unwinds, if its unwinding is marked as under
+/// way (see `KILL_IN_FLIGHT`). (A number, not a key: a payload is `Send`.)
+pub(crate) struct GreenletExit(Option<u64>);
+
+impl GreenletExit {
+    /// The payload of a kill that unwinds the greenlet numbered `id`,
+    /// marked as under way until the payload is dropped.
+    pub(crate) fn of(id: u64) -> GreenletExit {
+        GreenletExit(Some(id))
+    }
+
+    /// A payload that goes on with a kill's unwinding, with no mark.
+    pub(crate) fn unmarked() -> GreenletExit {
+        GreenletExit(None)
+    }
+}
 
 impl Drop for GreenletExit {
-    /// The payload is dropped where the unwinding was caught: the kill's
-    /// unwinding of the current greenlet is over (see `KILL_IN_FLIGHT`).
+    /// The payload is dropped where the unwinding was caught: if that is
+    /// on the greenlet it unwound, that greenlet's unwinding for the kill
+    /// is over. (Dropped elsewhere, after being handed out, the mark stays,
+    /// and the greenlet counts as unwinding while a panic is under way:
+    /// its switches fail, as they did before the mark existed.)
     fn drop(&mut self) {
-        if let Some(rt) = crate::runtime::Runtime::try_get() {
-            rt.kill_unwinding_caught();
+        if let Some(id) = self.0 {
+            if let Some(rt) = crate::runtime::Runtime::try_get() {
+                rt.kill_unwinding_caught(id);
+            }
         }
     }
 }

@@ -359,3 +359,91 @@ fn a_kill_from_a_panicking_killer_can_be_refused() {
     rx.recv_timeout(std::time::Duration::from_secs(60))
         .expect("the killer hung while the victim spun");
 }
+
+/// Dropping the last handle of a long chain of suspended greenlets (each
+/// the parent of the next, only the leaf held) kills the whole chain
+/// without nesting a kill per link on the dropper's stack: here a 32 KiB
+/// greenlet stack, which 2,000 nested kills overflowed.
+#[test]
+fn a_long_chain_of_suspended_greenlets_is_collected_without_recursing() {
+    let drops = Rc::new(Cell::new(0));
+    let mut leaf: Option<Greenlet> = None;
+    for _ in 0..2_000 {
+        let guard = Counted(drops.clone());
+        let mut builder = Greenlet::builder();
+        if let Some(parent) = &leaf {
+            builder = builder.parent(parent);
+        }
+        let link = builder
+            .build(move |()| {
+                let _guard = guard;
+                let _: () = Greenlet::main().switch(()).unwrap();
+            })
+            .unwrap();
+        link.switch::<(), ()>(()).unwrap();
+        leaf = Some(link);
+    }
+    let dropper = Greenlet::builder()
+        .stack_size(32 * 1024)
+        .build(move |()| drop(leaf))
+        .unwrap();
+    dropper.switch::<(), ()>(()).unwrap();
+    assert_eq!(drops.get(), 2_000);
+    assert_eq!(greenlet::stats().greenlets.len(), 2, "main and the dropper");
+}
+
+/// A kill's payload caught on one greenlet and dropped on another, while
+/// that other unwinds for a kill from a panicking killer: the other is
+/// still unwinding, so its switch in a destructor fails. (The drop marked
+/// the other's unwinding as caught, its switch was taken for a refusal,
+/// and it was left suspended in the middle of its unwinding: the process
+/// aborted.)
+#[test]
+fn a_foreign_kill_payload_dropped_during_an_unwinding_changes_nothing() {
+    let payload: Rc<RefCell<Option<Box<dyn std::any::Any + Send>>>> = Rc::default();
+    let p = payload.clone();
+    let catcher = Greenlet::new(move |()| {
+        let main = Greenlet::main();
+        let caught = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+        *p.borrow_mut() = Some(caught.unwrap_err());
+    });
+    catcher.switch::<(), ()>(()).unwrap();
+    catcher.kill();
+    assert!(payload.borrow().is_some());
+
+    /// Drops the stored payload, then tries to switch, when dropped.
+    struct DropsItThenSwitches(
+        Rc<RefCell<Option<Box<dyn std::any::Any + Send>>>>,
+        Rc<RefCell<Vec<String>>>,
+    );
+    impl Drop for DropsItThenSwitches {
+        fn drop(&mut self) {
+            drop(self.0.borrow_mut().take());
+            let r = Greenlet::main().switch::<(), ()>(());
+            self.1.borrow_mut().push(format!("{r:?}"));
+        }
+    }
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let (p, s) = (payload.clone(), seen.clone());
+    let victim = Greenlet::new(move |()| {
+        let _guard = DropsItThenSwitches(p, s);
+        let _ = Greenlet::main().switch::<(), ()>(());
+    });
+    victim.switch::<(), ()>(()).unwrap();
+    /// Kills its victim when dropped (here, as its greenlet panics).
+    struct KillsWhenDropped(Greenlet);
+    impl Drop for KillsWhenDropped {
+        fn drop(&mut self) {
+            let _ = self.0.try_kill();
+        }
+    }
+    let v = victim.clone();
+    let killer = Greenlet::new(move |()| -> () {
+        let _kills = KillsWhenDropped(v);
+        panic!("killer panics");
+    });
+    let err = killer.switch::<(), ()>(()).unwrap_err();
+    assert_eq!(err.message(), Some("killer panics"));
+    assert!(victim.is_dead());
+    assert_eq!(*seen.borrow(), ["Err(Unwinding)"]);
+}

@@ -502,3 +502,25 @@ fn a_watching_hook_leaves_the_schedule_as_it_is() {
     hub::monitor(None);
     hub::time::resume();
 }
+
+/// With a hook set, the hub is switched to mid-round; a greenlet killed
+/// while ready, dead at the front of the queue, ends the round, and what
+/// is ready behind it runs in a new one. (It was not seen: main's join
+/// panicked "would block forever" although a greenlet was ready.)
+#[test]
+fn a_dead_greenlet_ending_a_round_carried_on_hides_nothing() {
+    greenlet::set_switch_hook(Some(Box::new(|_| {})));
+    let ran = Rc::new(std::cell::Cell::new(false));
+    let victim: Rc<RefCell<Option<hub::JoinHandle<()>>>> = Rc::default();
+    let (v, r) = (victim.clone(), ran.clone());
+    let killer = hub::spawn(move || {
+        v.borrow_mut().take().unwrap().kill(); // ready, unstarted: dead in the queue
+        let late = hub::spawn(move || r.set(true));
+        hub::yield_now();
+        late.join().unwrap();
+    });
+    *victim.borrow_mut() = Some(hub::spawn(|| ()));
+    killer.join().unwrap();
+    greenlet::set_switch_hook(None);
+    assert!(ran.get());
+}

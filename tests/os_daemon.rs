@@ -136,3 +136,24 @@ fn main_sleeping_inside_daemon_sleeps() {
     assert!(ticks.get() >= 4, "{}", ticks.get());
     hub::time::resume();
 }
+
+/// Main inside `hub::daemon`, waiting on what nothing can bring while a
+/// daemon ticks, is told it would block forever: its own wait, a daemon's
+/// for `run`, has no timer, and nothing outside the thread can end it.
+#[test]
+fn main_inside_daemon_waiting_on_nothing_gets_the_blocked_forever_panic() {
+    hub::time::pause();
+    let ticks = Rc::new(Cell::new(0));
+    let t = ticks.clone();
+    let _ticker = hub::spawn_daemon(move || loop {
+        hub::sleep(Duration::from_secs(1));
+        t.set(t.get() + 1);
+    });
+    let never = hub::Event::new();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        hub::daemon(|| never.wait())
+    }));
+    assert!(r.is_err());
+    assert_eq!(ticks.get(), 0, "told at once, not after ticks");
+    hub::time::resume();
+}

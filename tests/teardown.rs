@@ -232,6 +232,28 @@ fn leave_a_victim_panicking_past_a_panicking_hook() {
     std::mem::forget(victim);
 }
 
+/// A zero-sized panic payload.
+struct Stop;
+
+/// A hook that panics once with a zero-sized payload (and is removed),
+/// then a victim that answers its kill at thread exit with a panic of the
+/// same zero-sized type.
+fn leave_a_victim_panicking_like_an_earlier_hook() {
+    greenlet::set_switch_hook(Some(Box::new(|_| panic::panic_any(Stop))));
+    let g = Greenlet::new(|()| ());
+    assert!(panic::catch_unwind(AssertUnwindSafe(|| g.switch::<(), ()>(()))).is_err());
+    let victim = Greenlet::builder()
+        .name("victim")
+        .build(|()| {
+            let main = Greenlet::main();
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+            panic::panic_any(Stop);
+        })
+        .unwrap();
+    victim.switch::<(), ()>(()).unwrap();
+    std::mem::forget(victim);
+}
+
 fn child_main(mode: &str) {
     let mode = mode.to_string();
     std::thread::spawn(move || match mode.as_str() {
@@ -248,6 +270,7 @@ fn child_main(mode: &str) {
         "scoped hooks" => leave_three_scoped_hooks(),
         "late greenlet" => MAKES_A_GREENLET.with(|m| m.set(Some(MakesAGreenlet))),
         "victim past a hook" => leave_a_victim_panicking_past_a_panicking_hook(),
+        "victim like a hook" => leave_a_victim_panicking_like_an_earlier_hook(),
         "run_main" => hub::run_main(|| {
             leave_a_greenlet_with_a_thread_local_guard();
             let conn = hub::spawn(|| {
@@ -414,6 +437,19 @@ fn a_victims_panic_after_a_hook_panic_is_reported_as_the_victims() {
     assert!(
         stderr
             .contains("greenlet 'victim' (id 1) panicked while its stack was unwound: victim boom"),
+        "{stderr}"
+    );
+}
+
+/// The same when the hook's panic, long gone, had a payload that cannot be
+/// told from the victim's by address and type (zero-sized, of the same
+/// type): a hook's panic counts only during the kill it interrupts.
+#[test]
+fn a_victims_panic_like_an_earlier_hooks_is_reported_as_the_victims() {
+    let (stdout, stderr) = run("victim like a hook");
+    assert!(stdout.contains("thread exited"), "{stdout}");
+    assert!(
+        stderr.contains("greenlet 'victim' (id 2) panicked while its stack was unwound"),
         "{stderr}"
     );
 }

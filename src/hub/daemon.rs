@@ -17,7 +17,7 @@
 use std::cell::Cell;
 
 use super::{hub, spawn, Hub, JoinHandle};
-use crate::Greenlet;
+use crate::runtime::Key;
 
 /// The current greenlet is marked as a daemon. Revivable (see
 /// `Local::revivable`): blocking calls read it, also from the destructor of
@@ -56,19 +56,11 @@ pub fn daemon<R>(f: impl FnOnce() -> R) -> R {
             if !self.was {
                 DAEMON.with(|d| d.set(false));
                 self.hub.daemons.set(self.hub.daemons.get() - 1);
-                if Greenlet::current().is_main() {
-                    self.hub.main_is_daemon.set(false);
-                }
             }
         }
     }
     if !was {
         hub.daemons.set(hub.daemons.get() + 1);
-        if Greenlet::current().is_main() {
-            // Main's own waits then count as daemons' for `run`, but main
-            // blocked in a call is not blocked for ever for all that.
-            hub.main_is_daemon.set(true);
-        }
     }
     let _unmark = Unmark { hub: &hub, was };
     f()
@@ -103,9 +95,31 @@ where
 }
 
 impl Hub {
+    /// Whether main, blocked, may be woken without another greenlet: one
+    /// of its waits has a timer (a deadline, a `with_timeout`), or waits
+    /// for a descriptor, another thread or a future. (Inside `daemon`,
+    /// main's waits count as daemons' for `run`; they are main's all the
+    /// same.)
+    pub(super) fn main_can_wake_itself(&self, main: Key) -> bool {
+        let waits = self.waits.borrow();
+        if waits
+            .iter()
+            .any(|(_, w)| w.is_of(main) && (w.timer.is_some() || w.waits_outside()))
+        {
+            return true;
+        }
+        self.scopes.borrow().iter().any(|(_, scope)| {
+            scope.pending()
+                && scope
+                    .wait
+                    .and_then(|w| waits.get(w))
+                    .is_some_and(|w| w.is_of(main))
+        })
+    }
+
     /// Whether every wait that would keep the hub going is a daemon's.
-    /// Called only when nothing is ready, main is in `run`, and some
-    /// greenlet is marked.
+    /// Called only when nothing is ready, main is in `run` or blocked in
+    /// a call, and some greenlet is marked.
     pub(super) fn only_daemons_wait(&self) -> bool {
         if self.io_waits.get() > self.daemon_io_waits.get() {
             return false;

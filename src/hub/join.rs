@@ -312,7 +312,7 @@ where
                 // Dropped before the kill's unwinding goes on, which in a
                 // destructor would make a panic of its an abort.
                 let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(result)));
-                panic::resume_unwind(Box::new(GreenletExit))
+                panic::resume_unwind(Box::new(GreenletExit::unmarked()))
             }
             Err(SwitchError::Panicked(p)) => result = Err(JoinError::Panicked(p)),
             Err(_) => {}

@@ -262,8 +262,6 @@ pub(crate) struct Hub {
     idle_spin: Cell<Option<Duration>>,
     /// Greenlets marked as daemons now (see `daemon.rs`).
     daemons: Cell<usize>,
-    /// Main is inside [`daemon`] (its own waits are daemons').
-    main_is_daemon: Cell<bool>,
     /// Of `io_waits`, those of daemons.
     daemon_io_waits: Cell<usize>,
 }
@@ -397,7 +395,6 @@ impl Hub {
                 io_waits: Cell::new(0),
                 idle_spin: Cell::new(None),
                 daemons: Cell::new(0),
-                main_is_daemon: Cell::new(false),
                 daemon_io_waits: Cell::new(0),
             }
         })

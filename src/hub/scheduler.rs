@@ -120,10 +120,16 @@ impl Hub {
                 continue;
             }
             // Nothing left of the round, if anything was (the queue can
-            // run out before the count does).
+            // run out before the count does, and a round carried on can end
+            // on greenlets killed while ready): what else is ready goes in
+            // a new round, after the timers.
             self.round_left.set(0);
-            let main_waits_for_daemons =
-                self.main_blocked.get().is_some() && !self.main_is_daemon.get();
+            if !self.ready.borrow().is_empty() {
+                continue;
+            }
+            let main_waits_for_daemons = self.main_blocked.get().is_some()
+                && self.daemons.get() > 0
+                && !self.main_can_wake_itself(main.key());
             if self.daemons.get() > 0
                 && (self.main_in_run.get() || main_waits_for_daemons)
                 && self.only_daemons_wait()

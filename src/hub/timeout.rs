@@ -27,6 +27,13 @@ pub(super) struct Scope {
     timer: Option<TimerKey>,
 }
 
+impl Scope {
+    /// Its deadline is still to come.
+    pub(super) fn pending(&self) -> bool {
+        !self.fired && self.timer.is_some()
+    }
+}
+
 /// The keys of the current greenlet's active `with_timeout` scopes,
 /// innermost last. Revivable (see `Local::revivable`): blocking calls read
 /// it, also from the destructor of a greenlet-local value dropped after it.

@@ -251,6 +251,25 @@ pub(super) struct Wait {
     on: WaitOn,
 }
 
+impl Wait {
+    /// Whether the greenlet `key` is the one waiting.
+    pub(super) fn is_of(&self, key: Key) -> bool {
+        self.greenlet.as_ref().is_some_and(|g| g.key() == key)
+    }
+
+    /// Whether what it waits for can come from outside the thread's
+    /// greenlets: a descriptor, another thread's channel, a future.
+    pub(super) fn waits_outside(&self) -> bool {
+        matches!(
+            self.on,
+            WaitOn::Readable { .. }
+                | WaitOn::Writable { .. }
+                | WaitOn::Channel { .. }
+                | WaitOn::Future
+        )
+    }
+}
+
 /// What a primitive undoes when one of its waits ends.
 ///
 /// # Safety

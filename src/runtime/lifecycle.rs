@@ -22,6 +22,10 @@ use crate::value::{
 /// to transfer"), and the bytes it moves count against the stack too.
 const MAX_CLOSURE_ON_STACK: usize = 512;
 
+/// How deep the collections of unreachable greenlets nest before the
+/// next ones are queued (see `Runtime::collect`).
+const MAX_NESTED_COLLECTIONS: u32 = 8;
+
 /// How many times a thread's exit goes round its steps (kill what is
 /// alive, drop the hook, drop main's locals) while each round's
 /// destructors leave more to do.
@@ -180,13 +184,58 @@ impl Runtime {
             // is freed by `recycle`; a pinned one by the last `unpin`.
             State::Dead if holds_stack || pinned => {}
             State::Dead => self.free(key),
-            // Collected: killed right now, from the dropper. The kill
-            // frees it.
-            State::Unstarted | State::Active => {
-                if self.kill(key).is_err() {
-                    self.report_refused(key, "its last handle was dropped");
+            // Collected: killed from the dropper. The kill frees it.
+            State::Unstarted | State::Active => self.collect(key),
+        }
+    }
+
+    /// Kills `key`, live and unreachable, now, unless collections are
+    /// already nested `MAX_NESTED_COLLECTIONS` deep (a kill's end frees the
+    /// victim's parent, which may be unreachable in turn, and so on up a
+    /// chain of any length; each level nests on the dropper's stack): then
+    /// it is queued, and the outermost collection kills it after its own
+    /// victim, in a loop. Python's greenlet defers deep deallocations the
+    /// same way (its trashcan).
+    fn collect(&self, key: Key) {
+        let depth = self.collecting.get();
+        if depth >= MAX_NESTED_COLLECTIONS {
+            let id = self.records.id(key);
+            self.to_collect.borrow_mut().push((key, id));
+            return;
+        }
+        /// Undoes the nesting count on every way out (a victim's panic
+        /// resumes here).
+        struct Nested<'a>(&'a Runtime);
+        impl Drop for Nested<'_> {
+            fn drop(&mut self) {
+                self.0.collecting.set(self.0.collecting.get() - 1);
+            }
+        }
+        self.collecting.set(depth + 1);
+        let _nested = Nested(self);
+        self.kill_collected(key);
+        if depth == 0 {
+            // The outermost: what deeper ones queued. Each is killed only
+            // if it is still the same greenlet, alive and unreachable
+            // (something may have taken a handle to it meanwhile, or let it
+            // finish).
+            loop {
+                let next = self.to_collect.borrow_mut().pop();
+                let Some((key, id)) = next else { break };
+                if self.records.is_live_with_id(key, id)
+                    && self.records.refs(key) == 0
+                    && self.records.state(key) != State::Dead
+                {
+                    self.kill_collected(key);
                 }
             }
+        }
+    }
+
+    /// Kills `key`, which nobody refers to, reporting a refusal.
+    fn kill_collected(&self, key: Key) {
+        if self.kill(key).is_err() {
+            self.report_refused(key, "its last handle was dropped");
         }
     }
 
@@ -491,6 +540,7 @@ impl Runtime {
                 let who = describe(view.name.as_deref(), id);
                 drop(view);
                 self.add_ref(k);
+                self.tracer.forget_hook_panic();
                 let outcome = panic::catch_unwind(AssertUnwindSafe(|| self.kill(k)));
                 match outcome {
                     Ok(Ok(())) => {}
@@ -648,6 +698,7 @@ impl Runtime {
             // It killed this greenlet, which is ending anyway.
             Err(p) if p.is::<GreenletExit>() => {}
             Err(p) => {
+                self.tracer.forget_hook_panic();
                 let what = crate::error::payload_message(p.as_ref()).unwrap_or("non-text payload");
                 eprintln!("greenlet: the switch hook panicked and was removed: {what}");
             }

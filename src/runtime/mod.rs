@@ -94,6 +94,10 @@ pub(crate) struct Runtime {
     /// The greenlet whose switches go on when the hook panics on them (see
     /// `report_hook_panics_of`).
     hook_panics_reported_for: Cell<Option<Key>>,
+    /// How deep collections of unreachable greenlets are nested now, and
+    /// the ones queued by the deepest (see `collect`).
+    collecting: Cell<u32>,
+    to_collect: RefCell<Vec<(Key, u64)>>,
 }
 
 /// A byte no `State` has: `fast_state` while the slow path is forced.
@@ -190,6 +194,8 @@ impl Runtime {
             tracer: Tracer::new(),
             unrun_causes: RefCell::new(Vec::new()),
             hook_panics_reported_for: Cell::new(None),
+            collecting: Cell::new(0),
+            to_collect: RefCell::new(Vec::new()),
         }));
         RUNTIME.with(|c| c.set(rt));
         crate::overflow::install();

@@ -318,8 +318,9 @@ impl Runtime {
     #[cold]
     #[inline(always)]
     pub(super) fn unwind_now(&self) -> ! {
-        self.set_flags(self.current.get(), KILL_IN_FLIGHT);
-        panic::resume_unwind(Box::new(GreenletExit))
+        let me = self.current.get();
+        self.set_flags(me, KILL_IN_FLIGHT);
+        panic::resume_unwind(Box::new(GreenletExit::of(self.records.id(me))))
     }
 
     /// Whether the current greenlet `cur` is unwinding: the thread panics,
@@ -342,11 +343,12 @@ impl Runtime {
         }
     }
 
-    /// A kill's payload was dropped: the current greenlet's unwinding for
-    /// that kill was caught.
-    pub(crate) fn kill_unwinding_caught(&self) {
+    /// The payload of the kill of the greenlet numbered `id` was dropped
+    /// on the current greenlet: if that is the one, its unwinding for the
+    /// kill was caught.
+    pub(crate) fn kill_unwinding_caught(&self, id: u64) {
         let cur = self.current.get();
-        if self.records.flags(cur) & KILL_IN_FLIGHT != 0 {
+        if self.records.id(cur) == id && self.records.flags(cur) & KILL_IN_FLIGHT != 0 {
             self.clear_flags(cur, KILL_IN_FLIGHT);
         }
     }
@@ -364,6 +366,7 @@ impl Runtime {
         eprintln!(
             "greenlet: the switch hook panicked on a switch of the hub and was removed: {what}"
         );
+        self.tracer.forget_hook_panic();
         true
     }
 
