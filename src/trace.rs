@@ -5,7 +5,6 @@
 //! runtime's `slow_path_forced` count, which forces every switch onto the
 //! slow path, and only the slow path calls the hook.
 
-use std::any::{Any, TypeId};
 use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
@@ -112,10 +111,6 @@ pub(crate) struct Tracer {
     /// The address of the hook lent out to the running call (see
     /// `hook_addr`).
     lent: Cell<*const ()>,
-    /// The payload of the last panic of a hook call (the hook was removed
-    /// then), by address and type: tells a hook's panic out of a kill from
-    /// the victim's.
-    hook_panic: Cell<Option<(*const (), TypeId)>>,
 }
 
 impl Tracer {
@@ -125,21 +120,7 @@ impl Tracer {
             set: Cell::new(false),
             running: Cell::new(false),
             lent: Cell::new(std::ptr::null()),
-            hook_panic: Cell::new(None),
         }
-    }
-
-    /// Whether `p` is the payload of the last hook call's panic that was
-    /// not reported where it happened (see `forget_hook_panic`).
-    pub(crate) fn is_hook_panic(&self, p: &(dyn Any + Send)) -> bool {
-        self.hook_panic.get() == Some(payload_id(p))
-    }
-
-    /// Forgets the last hook call's panic: it was reported where it
-    /// happened (a finishing greenlet's), or a new transfer begins, whose
-    /// hook panic is the one to look for.
-    pub(crate) fn forget_hook_panic(&self) {
-        self.hook_panic.set(None);
     }
 
     /// Takes the hook out (the thread is exiting: it is dropped while the
@@ -239,7 +220,6 @@ impl Tracer {
                 Err(p)
             }
             Err(p) => {
-                self.hook_panic.set(Some(payload_id(p.as_ref())));
                 drop(hook);
                 // SAFETY: as above.
                 let replaced = unsafe { (*self.hook.get()).is_some() };
@@ -251,10 +231,4 @@ impl Tracer {
             }
         }
     }
-}
-
-/// A panic payload's address and type, which tell it apart from another
-/// payload alive at the same time.
-fn payload_id(p: &(dyn Any + Send)) -> (*const (), TypeId) {
-    ((p as *const (dyn Any + Send)).cast::<()>(), (*p).type_id())
 }

@@ -17,6 +17,7 @@
 use std::any::TypeId;
 use std::mem::{self, ManuallyDrop};
 use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What a receiver needs to know about a value it did not create: its
 /// identity, its name for error messages, how it travels, how to drop it.
@@ -227,33 +228,39 @@ pub(crate) fn cast_same<T: 'static, R: 'static>(value: T) -> Result<R, T> {
 }
 
 /// The panic payload that a kill unwinds a greenlet's stack with: the
-/// number of the greenlet it unwinds, if its unwinding is marked as under
-/// way (see `KILL_IN_FLIGHT`). (A number, not a key: a payload is `Send`.)
+/// kill's number, if its unwinding is listed as under way (see
+/// `Runtime::kills_in_flight`).
 pub(crate) struct GreenletExit(Option<u64>);
 
+/// Numbers kills across the process, so a payload that another thread
+/// drops is told from this thread's.
+static KILLS: AtomicU64 = AtomicU64::new(0);
+
+/// A new kill's number.
+pub(crate) fn next_kill() -> u64 {
+    KILLS.fetch_add(1, Ordering::Relaxed)
+}
+
 impl GreenletExit {
-    /// The payload of a kill that unwinds the greenlet numbered `id`,
-    /// marked as under way until the payload is dropped.
-    pub(crate) fn of(id: u64) -> GreenletExit {
-        GreenletExit(Some(id))
+    /// The payload of kill number `kill`, listed as under way until the
+    /// payload is dropped.
+    pub(crate) fn of(kill: u64) -> GreenletExit {
+        GreenletExit(Some(kill))
     }
 
-    /// A payload that goes on with a kill's unwinding, with no mark.
+    /// A payload that goes on with a kill's unwinding, not listed.
     pub(crate) fn unmarked() -> GreenletExit {
         GreenletExit(None)
     }
 }
 
 impl Drop for GreenletExit {
-    /// The payload is dropped where the unwinding was caught: if that is
-    /// on the greenlet it unwound, that greenlet's unwinding for the kill
-    /// is over. (Dropped elsewhere, after being handed out, the mark stays,
-    /// and the greenlet counts as unwinding while a panic is under way:
-    /// its switches fail, as they did before the mark existed.)
+    /// The payload is dropped where the unwinding was caught, or after
+    /// being handed on from there: that kill's unwinding is over.
     fn drop(&mut self) {
-        if let Some(id) = self.0 {
-            if let Some(rt) = crate::runtime::Runtime::try_get() {
-                rt.kill_unwinding_caught(id);
+        if let Some(kill) = self.0 {
+            if let Some(rt) = crate::runtime::Runtime::if_running() {
+                rt.kill_unwinding_caught(kill);
             }
         }
     }

@@ -447,3 +447,125 @@ fn a_foreign_kill_payload_dropped_during_an_unwinding_changes_nothing() {
     assert!(victim.is_dead());
     assert_eq!(*seen.borrow(), ["Err(Unwinding)"]);
 }
+
+/// A victim keeps the payload of an earlier kill it caught, and drops it
+/// while a second kill, from a panicking killer, unwinds it: that is not
+/// the second kill's payload, so the victim is still unwinding and its
+/// switch in a destructor fails. (Marks were per greenlet, not per kill:
+/// the switch refused the kill mid-unwinding, and the process aborted.)
+/// The same for a payload caught on another thread, which numbers its
+/// greenlets alike.
+#[test]
+fn a_stale_or_foreign_kill_payload_dropped_during_an_unwinding_changes_nothing() {
+    type Slot = Rc<RefCell<Option<Box<dyn std::any::Any + Send>>>>;
+    /// Drops the stored payload, then tries to switch, when dropped.
+    struct DropsItThenSwitches(Slot, Rc<RefCell<Vec<String>>>);
+    impl Drop for DropsItThenSwitches {
+        fn drop(&mut self) {
+            drop(self.0.borrow_mut().take());
+            let r = Greenlet::main().switch::<(), ()>(());
+            self.1.borrow_mut().push(format!("{r:?}"));
+        }
+    }
+    /// Kills its victim when dropped (here, as its greenlet panics).
+    struct KillsWhenDropped(Greenlet);
+    impl Drop for KillsWhenDropped {
+        fn drop(&mut self) {
+            let _ = self.0.try_kill();
+        }
+    }
+    fn kill_from_a_panicking_killer(victim: &Greenlet) {
+        let v = victim.clone();
+        let killer = Greenlet::new(move |()| -> () {
+            let _kills = KillsWhenDropped(v);
+            panic!("killer panics");
+        });
+        assert_eq!(
+            killer.switch::<(), ()>(()).unwrap_err().message(),
+            Some("killer panics")
+        );
+    }
+
+    // Its own earlier payload.
+    let slot: Slot = Rc::default();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let (p, s) = (slot.clone(), seen.clone());
+    let victim = Greenlet::new(move |()| {
+        let main = Greenlet::main();
+        let caught = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+        *p.borrow_mut() = Some(caught.unwrap_err()); // kept
+        let _guard = DropsItThenSwitches(p, s);
+        let _ = main.switch::<(), ()>(()); // refuses the first kill
+        let _ = main.switch::<(), ()>(());
+    });
+    victim.switch::<(), ()>(()).unwrap();
+    assert_eq!(victim.try_kill(), Err(greenlet::KillRefused));
+    kill_from_a_panicking_killer(&victim);
+    assert!(victim.is_dead());
+    assert_eq!(*seen.borrow(), ["Err(Unwinding)"]);
+
+    // Another thread's payload.
+    let (tx, rx) = std::sync::mpsc::channel::<Box<dyn std::any::Any + Send>>();
+    std::thread::spawn(move || {
+        let slot: Slot = Rc::default();
+        let s = slot.clone();
+        let catcher = Greenlet::new(move |()| {
+            let main = Greenlet::main();
+            let caught = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+            *s.borrow_mut() = Some(caught.unwrap_err());
+        });
+        catcher.switch::<(), ()>(()).unwrap();
+        catcher.kill();
+        tx.send(slot.borrow_mut().take().unwrap()).unwrap();
+    })
+    .join()
+    .unwrap();
+    let slot: Slot = Rc::new(RefCell::new(Some(rx.recv().unwrap())));
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let (p, s) = (slot.clone(), seen.clone());
+    let victim = Greenlet::new(move |()| {
+        let _guard = DropsItThenSwitches(p, s);
+        let _ = Greenlet::main().switch::<(), ()>(());
+    });
+    victim.switch::<(), ()>(()).unwrap();
+    kill_from_a_panicking_killer(&victim);
+    assert!(victim.is_dead());
+    assert_eq!(*seen.borrow(), ["Err(Unwinding)"]);
+}
+
+/// Collections queued past the nesting limit are killed by the outermost
+/// one also when its own victim answers its kill with a panic (which then
+/// reaches the dropper). (They were left alive, with no handle.)
+#[test]
+fn queued_collections_are_killed_even_when_the_outermost_kill_panics() {
+    let drops = Rc::new(Cell::new(0));
+    let mut leaf: Option<Greenlet> = None;
+    for link in 0..12 {
+        let guard = Counted(drops.clone());
+        let mut builder = Greenlet::builder();
+        if let Some(parent) = &leaf {
+            builder = builder.parent(parent);
+        }
+        let g = builder
+            .build(move |()| {
+                let body = move || {
+                    let _guard = guard;
+                    let _: () = Greenlet::main().switch(()).unwrap();
+                };
+                if link == 11 {
+                    // The leaf, killed first: it answers with a panic.
+                    let _ = panic::catch_unwind(AssertUnwindSafe(body));
+                    panic!("the leaf answers its kill");
+                }
+                body();
+            })
+            .unwrap();
+        g.switch::<(), ()>(()).unwrap();
+        leaf = Some(g);
+    }
+    let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(leaf)));
+    let p = dropped.unwrap_err();
+    assert_eq!(p.downcast_ref::<&str>(), Some(&"the leaf answers its kill"));
+    assert_eq!(drops.get(), 12);
+    assert_eq!(greenlet::stats().greenlets.len(), 1, "main alone");
+}

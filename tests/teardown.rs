@@ -254,6 +254,29 @@ fn leave_a_victim_panicking_like_an_earlier_hook() {
     std::mem::forget(victim);
 }
 
+/// A hook that panics on kills of greenlet 'w', and a victim that, having
+/// caught its kill at thread exit, kills 'w' (the hook's panic, caught),
+/// then panics on its own.
+fn leave_a_victim_panicking_after_catching_a_hook_panic() {
+    greenlet::set_switch_hook(Some(Box::new(|e| {
+        if e.kind == greenlet::SwitchKind::Kill && e.target.name().as_deref() == Some("w") {
+            panic!("hook boom");
+        }
+    })));
+    let victim = Greenlet::builder()
+        .name("victim")
+        .build(|()| {
+            let main = Greenlet::main();
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+            let w = Greenlet::builder().name("w").build(|()| ()).unwrap();
+            assert!(panic::catch_unwind(AssertUnwindSafe(|| w.kill())).is_err());
+            panic!("victim boom");
+        })
+        .unwrap();
+    victim.switch::<(), ()>(()).unwrap();
+    std::mem::forget(victim);
+}
+
 fn child_main(mode: &str) {
     let mode = mode.to_string();
     std::thread::spawn(move || match mode.as_str() {
@@ -271,6 +294,7 @@ fn child_main(mode: &str) {
         "late greenlet" => MAKES_A_GREENLET.with(|m| m.set(Some(MakesAGreenlet))),
         "victim past a hook" => leave_a_victim_panicking_past_a_panicking_hook(),
         "victim like a hook" => leave_a_victim_panicking_like_an_earlier_hook(),
+        "victim after a hook" => leave_a_victim_panicking_after_catching_a_hook_panic(),
         "run_main" => hub::run_main(|| {
             leave_a_greenlet_with_a_thread_local_guard();
             let conn = hub::spawn(|| {
@@ -450,6 +474,19 @@ fn a_victims_panic_like_an_earlier_hooks_is_reported_as_the_victims() {
     assert!(stdout.contains("thread exited"), "{stdout}");
     assert!(
         stderr.contains("greenlet 'victim' (id 2) panicked while its stack was unwound"),
+        "{stderr}"
+    );
+}
+
+/// And when, during the kill, the hook's panic stopped another kill (the
+/// victim's own, of another greenlet) and was caught there.
+#[test]
+fn a_victims_panic_after_a_caught_hook_panic_is_reported_as_the_victims() {
+    let (stdout, stderr) = run("victim after a hook");
+    assert!(stdout.contains("thread exited"), "{stdout}");
+    assert!(
+        stderr
+            .contains("greenlet 'victim' (id 1) panicked while its stack was unwound: victim boom"),
         "{stderr}"
     );
 }

@@ -194,8 +194,9 @@ impl Runtime {
     /// victim's parent, which may be unreachable in turn, and so on up a
     /// chain of any length; each level nests on the dropper's stack): then
     /// it is queued, and the outermost collection kills it after its own
-    /// victim, in a loop. Python's greenlet defers deep deallocations the
-    /// same way (its trashcan).
+    /// victim, in a loop, also if that victim's kill unwinds (its panic,
+    /// or a kill of the collector). Python's greenlet defers deep
+    /// deallocations the same way (its trashcan).
     fn collect(&self, key: Key) {
         let depth = self.collecting.get();
         if depth >= MAX_NESTED_COLLECTIONS {
@@ -203,31 +204,51 @@ impl Runtime {
             self.to_collect.borrow_mut().push((key, id));
             return;
         }
-        /// Undoes the nesting count on every way out (a victim's panic
-        /// resumes here).
-        struct Nested<'a>(&'a Runtime);
+        /// Ends a nesting level on every way out; the outermost kills what
+        /// deeper ones queued.
+        struct Nested<'a> {
+            rt: &'a Runtime,
+            outermost: bool,
+        }
         impl Drop for Nested<'_> {
             fn drop(&mut self) {
-                self.0.collecting.set(self.0.collecting.get() - 1);
+                if self.outermost {
+                    self.rt.collect_queued();
+                }
+                self.rt.collecting.set(self.rt.collecting.get() - 1);
             }
         }
         self.collecting.set(depth + 1);
-        let _nested = Nested(self);
+        let _nested = Nested {
+            rt: self,
+            outermost: depth == 0,
+        };
         self.kill_collected(key);
-        if depth == 0 {
-            // The outermost: what deeper ones queued. Each is killed only
-            // if it is still the same greenlet, alive and unreachable
-            // (something may have taken a handle to it meanwhile, or let it
-            // finish).
-            loop {
-                let next = self.to_collect.borrow_mut().pop();
-                let Some((key, id)) = next else { break };
-                if self.records.is_live_with_id(key, id)
-                    && self.records.refs(key) == 0
-                    && self.records.state(key) != State::Dead
-                {
-                    self.kill_collected(key);
-                }
+    }
+
+    /// Kills what deeper collections queued, each only if it is still the
+    /// same greenlet, alive and unreachable (something may have taken a
+    /// handle to it meanwhile, or let it finish). Runs in a destructor,
+    /// possibly while unwinding: a panic out of a kill is reported, not
+    /// raised.
+    #[cold]
+    fn collect_queued(&self) {
+        loop {
+            let next = self.to_collect.borrow_mut().pop();
+            let Some((key, id)) = next else { break };
+            if !(self.records.is_live_with_id(key, id)
+                && self.records.refs(key) == 0
+                && self.records.state(key) != State::Dead)
+            {
+                continue;
+            }
+            if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| self.kill_collected(key))) {
+                eprintln!(
+                    "greenlet: greenlet {id}, whose last handle was dropped, panicked as it \
+                     was killed: {}",
+                    crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
+                );
+                crate::error::drop_quietly(p);
             }
         }
     }
@@ -376,6 +397,9 @@ impl Runtime {
             crate::unwind::require_unwinding("a kill");
         }
         if let Err(p) = self.tracer.emit(cur, victim, SwitchKind::Kill) {
+            // The hook's own panic, raised instead of the kill (told apart
+            // from the victim's by `kill_all`).
+            self.hook_stopped_kill_of.set(Some(victim));
             panic::resume_unwind(p);
         }
         let to = self.records.target(victim);
@@ -540,7 +564,7 @@ impl Runtime {
                 let who = describe(view.name.as_deref(), id);
                 drop(view);
                 self.add_ref(k);
-                self.tracer.forget_hook_panic();
+                self.hook_stopped_kill_of.set(None);
                 let outcome = panic::catch_unwind(AssertUnwindSafe(|| self.kill(k)));
                 match outcome {
                     Ok(Ok(())) => {}
@@ -554,7 +578,7 @@ impl Runtime {
                     Err(p) => {
                         let what = crate::error::payload_message(p.as_ref())
                             .unwrap_or("(non-text payload)");
-                        if self.tracer.is_hook_panic(p.as_ref()) {
+                        if self.hook_stopped_kill_of.take() == Some(k) {
                             eprintln!(
                                 "greenlet: {when}, the switch hook panicked on the kill of {who} \
                                  and was removed: {what}"
@@ -698,7 +722,6 @@ impl Runtime {
             // It killed this greenlet, which is ending anyway.
             Err(p) if p.is::<GreenletExit>() => {}
             Err(p) => {
-                self.tracer.forget_hook_panic();
                 let what = crate::error::payload_message(p.as_ref()).unwrap_or("non-text payload");
                 eprintln!("greenlet: the switch hook panicked and was removed: {what}");
             }

@@ -94,10 +94,19 @@ pub(crate) struct Runtime {
     /// The greenlet whose switches go on when the hook panics on them (see
     /// `report_hook_panics_of`).
     hook_panics_reported_for: Cell<Option<Key>>,
+    /// The victim of the last kill that the switch hook's panic stopped
+    /// before it began (see `kill_all`).
+    hook_stopped_kill_of: Cell<Option<Key>>,
     /// How deep collections of unreachable greenlets are nested now, and
     /// the ones queued by the deepest (see `collect`).
     collecting: Cell<u32>,
     to_collect: RefCell<Vec<(Key, u64)>>,
+    /// The kills whose unwinding is under way, as (greenlet number, kill
+    /// number): raised, and their payload not dropped yet (dropping it is
+    /// what catching it does). While a killer panics, this tells its
+    /// victim's own unwinding from the killer's, which the thread-wide
+    /// `std::thread::panicking` counts alike.
+    kills_in_flight: RefCell<Vec<(u64, u64)>>,
 }
 
 /// A byte no `State` has: `fast_state` while the slow path is forced.
@@ -144,14 +153,24 @@ impl Runtime {
     /// The calling thread's runtime, created on first use.
     #[inline(always)]
     pub(crate) fn get() -> &'static Runtime {
+        match Runtime::if_running() {
+            Some(rt) => rt,
+            None => Runtime::init(),
+        }
+    }
+
+    /// The thread's runtime if it has one and it is not torn down (never
+    /// makes one).
+    #[inline(always)]
+    pub(crate) fn if_running() -> Option<&'static Runtime> {
         let rt = RUNTIME.with(Cell::get);
         if (rt as usize) > (TORN_DOWN as usize) {
             // SAFETY: a non-null, non-marker pointer is the live runtime of
             // this thread; it is freed only by `Owner::drop`, after which the
             // pointer is the marker.
-            unsafe { &*rt }
+            Some(unsafe { &*rt })
         } else {
-            Runtime::init()
+            None
         }
     }
 
@@ -194,8 +213,10 @@ impl Runtime {
             tracer: Tracer::new(),
             unrun_causes: RefCell::new(Vec::new()),
             hook_panics_reported_for: Cell::new(None),
+            hook_stopped_kill_of: Cell::new(None),
             collecting: Cell::new(0),
             to_collect: RefCell::new(Vec::new()),
+            kills_in_flight: RefCell::new(Vec::new()),
         }));
         RUNTIME.with(|c| c.set(rt));
         crate::overflow::install();

@@ -83,12 +83,6 @@ pub(crate) const OWNS_OUTCOME: u8 = 8;
 /// producer: a close must end it, as Python's does; and any dying greenlet
 /// once its function has ended, while its locals or unrun function drop).
 pub(crate) const NO_REFUSAL: u8 = 16;
-/// Record flag: the unwinding of a kill raised on this greenlet's stack is
-/// under way (its payload, a `GreenletExit`, has not been dropped, which
-/// is what catching it does): while its killer panics, this tells the
-/// greenlet's own unwinding from its killer's, which the thread-wide
-/// `std::thread::panicking` counts alike.
-pub(crate) const KILL_IN_FLIGHT: u8 = 128;
 /// The flags that force a greenlet's switches onto the slow path; the
 /// runtime counts the records that carry one, so the fast path checks one
 /// counter instead of the current greenlet's record.

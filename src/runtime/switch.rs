@@ -8,7 +8,7 @@ use std::ptr;
 
 use corosensei::CoroutineResult;
 
-use super::records::{Target, DYING, KILL_IN_FLIGHT, NO_REFUSAL, ORPHAN, OWNS_OUTCOME, UNWINDING};
+use super::records::{Target, DYING, NO_REFUSAL, ORPHAN, OWNS_OUTCOME, UNWINDING};
 use super::{Key, Runtime, State};
 use crate::error::SwitchError;
 use crate::stack::Co;
@@ -306,8 +306,8 @@ impl Runtime {
         }
     }
 
-    /// Starts unwinding the current greenlet's stack for a kill, marked
-    /// as under way until caught (see `KILL_IN_FLIGHT`). `resume_unwind`
+    /// Starts unwinding the current greenlet's stack for a kill, listed
+    /// as under way until its payload is dropped (see `kills_in_flight`). `resume_unwind`
     /// skips the panic hook, so a kill prints nothing. Inlined into the
     /// (cold) receiver: every frame between the raise and the greenlet's
     /// entry costs the unwinder a look-up and a CFA program in each of its
@@ -319,8 +319,11 @@ impl Runtime {
     #[inline(always)]
     pub(super) fn unwind_now(&self) -> ! {
         let me = self.current.get();
-        self.set_flags(me, KILL_IN_FLIGHT);
-        panic::resume_unwind(Box::new(GreenletExit::of(self.records.id(me))))
+        let kill = crate::value::next_kill();
+        self.kills_in_flight
+            .borrow_mut()
+            .push((self.records.id(me), kill));
+        panic::resume_unwind(Box::new(GreenletExit::of(kill)))
     }
 
     /// Whether the current greenlet `cur` is unwinding: the thread panics,
@@ -333,8 +336,16 @@ impl Runtime {
         if !std::thread::panicking() {
             return false;
         }
-        let flags = self.records.flags(cur);
-        if flags & DYING == 0 || flags & KILL_IN_FLIGHT != 0 {
+        if self.records.flags(cur) & DYING == 0 {
+            return true;
+        }
+        let id = self.records.id(cur);
+        if self
+            .kills_in_flight
+            .borrow()
+            .iter()
+            .any(|&(who, _)| who == id)
+        {
             return true;
         }
         match self.records.killer(cur) {
@@ -343,13 +354,13 @@ impl Runtime {
         }
     }
 
-    /// The payload of the kill of the greenlet numbered `id` was dropped
-    /// on the current greenlet: if that is the one, its unwinding for the
-    /// kill was caught.
-    pub(crate) fn kill_unwinding_caught(&self, id: u64) {
-        let cur = self.current.get();
-        if self.records.id(cur) == id && self.records.flags(cur) & KILL_IN_FLIGHT != 0 {
-            self.clear_flags(cur, KILL_IN_FLIGHT);
+    /// The payload of kill number `kill` was dropped: if that kill was
+    /// raised on this thread, its unwinding was caught (wherever the
+    /// payload went since).
+    pub(crate) fn kill_unwinding_caught(&self, kill: u64) {
+        let mut in_flight = self.kills_in_flight.borrow_mut();
+        if let Some(at) = in_flight.iter().position(|&(_, k)| k == kill) {
+            in_flight.swap_remove(at);
         }
     }
 
@@ -366,7 +377,6 @@ impl Runtime {
         eprintln!(
             "greenlet: the switch hook panicked on a switch of the hub and was removed: {what}"
         );
-        self.tracer.forget_hook_panic();
         true
     }
 
