@@ -569,3 +569,78 @@ fn queued_collections_are_killed_even_when_the_outermost_kill_panics() {
     assert_eq!(drops.get(), 12);
     assert_eq!(greenlet::stats().greenlets.len(), 1, "main alone");
 }
+
+/// A greenlet that leaked the payload of a kill it caught refuses a later
+/// kill from a panicking killer as any greenlet does: the leaked kill is
+/// over once the greenlet is killed again. (Its entry stayed listed as in
+/// flight for ever, and the refusal failed with `Unwinding`.)
+#[test]
+fn a_leaked_kill_payload_does_not_stop_a_later_refusal() {
+    let victim = Greenlet::new(move |()| {
+        let main = Greenlet::main();
+        let caught = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+        std::mem::forget(caught.unwrap_err());
+        loop {
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+        }
+    });
+    victim.switch::<(), ()>(()).unwrap();
+    assert_eq!(victim.try_kill(), Err(greenlet::KillRefused));
+    /// Kills its victim when dropped, keeping the outcome.
+    struct KillsWhenDropped(
+        Greenlet,
+        Rc<Cell<Option<Result<(), greenlet::KillRefused>>>>,
+    );
+    impl Drop for KillsWhenDropped {
+        fn drop(&mut self) {
+            self.1.set(Some(self.0.try_kill()));
+        }
+    }
+    let outcome = Rc::new(Cell::new(None));
+    let (v, o) = (victim.clone(), outcome.clone());
+    let unwound = panic::catch_unwind(AssertUnwindSafe(move || {
+        let _kills = KillsWhenDropped(v, o);
+        panic!("the killer panics");
+    }));
+    assert!(unwound.is_err());
+    assert_eq!(outcome.get(), Some(Err(greenlet::KillRefused)));
+    assert!(!victim.is_dead());
+}
+
+/// A victim's panic as it is collected reaches the dropper whether the
+/// collection was nested or queued: the outermost raises the first once
+/// the queue is done, as an unqueued collection would. (Past the nesting
+/// limit it was only printed.)
+#[test]
+fn a_panic_of_a_queued_collection_reaches_the_dropper() {
+    let drops = Rc::new(Cell::new(0));
+    let mut leaf: Option<Greenlet> = None;
+    for link in 0..12 {
+        let guard = Counted(drops.clone());
+        let mut builder = Greenlet::builder();
+        if let Some(parent) = &leaf {
+            builder = builder.parent(parent);
+        }
+        let g = builder
+            .build(move |()| {
+                let body = move || {
+                    let _guard = guard;
+                    let _: () = Greenlet::main().switch(()).unwrap();
+                };
+                if link == 0 {
+                    // The root, collected last, from the queue.
+                    let _ = panic::catch_unwind(AssertUnwindSafe(body));
+                    panic!("the root answers its kill");
+                }
+                body();
+            })
+            .unwrap();
+        g.switch::<(), ()>(()).unwrap();
+        leaf = Some(g);
+    }
+    let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(leaf)));
+    let p = dropped.expect_err("the root's panic reaches the dropper");
+    assert_eq!(p.downcast_ref::<&str>(), Some(&"the root answers its kill"));
+    assert_eq!(drops.get(), 12);
+    assert_eq!(greenlet::stats().greenlets.len(), 1, "main alone");
+}

@@ -1,6 +1,7 @@
 //! A greenlet's life: creation, references, its entry and finish, kills
 //! (and their refusal), and the thread's teardown.
 
+use std::any::Any;
 use std::io;
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::panic::{self, AssertUnwindSafe};
@@ -212,10 +213,15 @@ impl Runtime {
         }
         impl Drop for Nested<'_> {
             fn drop(&mut self) {
-                if self.outermost {
-                    self.rt.collect_queued();
-                }
+                let raise = if self.outermost {
+                    self.rt.collect_queued()
+                } else {
+                    None
+                };
                 self.rt.collecting.set(self.rt.collecting.get() - 1);
+                if let Some(p) = raise {
+                    panic::resume_unwind(p);
+                }
             }
         }
         self.collecting.set(depth + 1);
@@ -228,11 +234,17 @@ impl Runtime {
 
     /// Kills what deeper collections queued, each only if it is still the
     /// same greenlet, alive and unreachable (something may have taken a
-    /// handle to it meanwhile, or let it finish). Runs in a destructor,
-    /// possibly while unwinding: a panic out of a kill is reported, not
-    /// raised.
+    /// handle to it meanwhile, or let it finish). Runs in a destructor: the
+    /// first panic out of those kills (a victim's, or a kill of the
+    /// collector itself) is returned, to be raised once all are done, as a
+    /// collection that had not been queued would have raised it; if the
+    /// collector is unwinding already, the victims' panics are reported
+    /// instead (and a kill of the collector, which would only unwind it
+    /// again, dropped).
     #[cold]
-    fn collect_queued(&self) {
+    fn collect_queued(&self) -> Option<Box<dyn Any + Send>> {
+        let unwinding = self.unwinding_here(self.current.get());
+        let mut first = None;
         loop {
             let next = self.to_collect.borrow_mut().pop();
             let Some((key, id)) = next else { break };
@@ -242,15 +254,33 @@ impl Runtime {
             {
                 continue;
             }
-            if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| self.kill_collected(key))) {
+            let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| self.kill_collected(key))) else {
+                continue;
+            };
+            if !unwinding && first.is_none() {
+                first = Some(p);
+                continue;
+            }
+            if !p.is::<GreenletExit>() {
                 eprintln!(
-                    "greenlet: greenlet {id}, whose last handle was dropped, panicked as it \
-                     was killed: {}",
+                    "greenlet: a panic as greenlet {id}, whose last handle was dropped, was \
+                     killed: {}",
                     crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
                 );
-                crate::error::drop_quietly(p);
+            }
+            // Its destructor may switch, and the collector be killed
+            // meanwhile: that kill goes on (raised after the others), unless
+            // the collector is unwinding already.
+            let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(p)));
+            if let Err(again) = dropped {
+                if again.is::<GreenletExit>() && !unwinding && first.is_none() {
+                    first = Some(again);
+                } else {
+                    std::mem::forget(again);
+                }
             }
         }
+        first
     }
 
     /// Kills `key`, which nobody refers to, reporting a refusal.
@@ -444,6 +474,9 @@ impl Runtime {
         // but for `take_refusal`, which only looked at the slow lane.
         let outcome = unsafe { self.receive_slow::<()>(back, OnKill::Unwind) };
         std::mem::forget(abandon);
+        // Dead: no kill of it is in flight any more (one whose payload it
+        // kept, or sent away, is left listed otherwise).
+        self.forget_kills_of(victim);
         if let Err(SwitchError::Panicked(p)) = outcome {
             panic::resume_unwind(p);
         }

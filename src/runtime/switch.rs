@@ -320,9 +320,13 @@ impl Runtime {
     pub(super) fn unwind_now(&self) -> ! {
         let me = self.current.get();
         let kill = crate::value::next_kill();
-        self.kills_in_flight
-            .borrow_mut()
-            .push((self.records.id(me), kill));
+        let id = self.records.id(me);
+        let mut in_flight = self.kills_in_flight.borrow_mut();
+        // An earlier kill's entry still there (its payload kept, forgotten,
+        // or dropped on another thread) is over: `me` is running again.
+        in_flight.retain(|&(who, _)| who != id);
+        in_flight.push((id, kill));
+        drop(in_flight);
         panic::resume_unwind(Box::new(GreenletExit::of(kill)))
     }
 
@@ -351,6 +355,15 @@ impl Runtime {
         match self.records.killer(cur) {
             Some(killer) => self.records.flags(killer) & UNWINDING == 0,
             None => true,
+        }
+    }
+
+    /// Forgets the kills in flight of `key`, which is dead.
+    pub(super) fn forget_kills_of(&self, key: Key) {
+        let id = self.records.id(key);
+        let mut in_flight = self.kills_in_flight.borrow_mut();
+        if !in_flight.is_empty() {
+            in_flight.retain(|&(who, _)| who != id);
         }
     }
 
