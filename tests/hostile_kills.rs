@@ -644,3 +644,59 @@ fn a_panic_of_a_queued_collection_reaches_the_dropper() {
     assert_eq!(drops.get(), 12);
     assert_eq!(greenlet::stats().greenlets.len(), 1, "main alone");
 }
+
+/// A greenlet answering its kill with a panic while its killer unwinds (its
+/// last handle dropped during a panic): the panic is reported, not raised
+/// in a destructor that runs during an unwinding, which aborted the
+/// process. The same for the queued collections of a long chain dropped
+/// then (a `Vec` of two chains whose roots panic: the first chain's panic
+/// unwinds the `Vec`'s drop, which drops the second).
+#[test]
+fn a_victims_panic_while_its_killer_unwinds_is_reported_not_raised() {
+    fn answers_its_kill_with_a_panic(parent: Option<&Greenlet>) -> Greenlet {
+        let mut builder = Greenlet::builder();
+        if let Some(p) = parent {
+            builder = builder.parent(p);
+        }
+        let g = builder
+            .build(|()| {
+                let main = Greenlet::main();
+                let _ = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+                panic!("answers its kill");
+            })
+            .unwrap();
+        g.switch::<(), ()>(()).unwrap();
+        g
+    }
+    let lone = answers_its_kill_with_a_panic(None);
+    let unwound = panic::catch_unwind(AssertUnwindSafe(move || {
+        let _last = lone;
+        panic!("the dropper panics");
+    }));
+    assert_eq!(
+        unwound.unwrap_err().downcast_ref::<&str>(),
+        Some(&"the dropper panics")
+    );
+
+    let chain = || {
+        let mut leaf = answers_its_kill_with_a_panic(None); // the root
+        for _ in 0..11 {
+            let link = Greenlet::builder()
+                .parent(&leaf)
+                .build(|()| {
+                    let _: () = Greenlet::main().switch(()).unwrap();
+                })
+                .unwrap();
+            link.switch::<(), ()>(()).unwrap();
+            leaf = link;
+        }
+        leaf
+    };
+    let both = vec![chain(), chain()];
+    let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(both)));
+    assert_eq!(
+        dropped.unwrap_err().downcast_ref::<&str>(),
+        Some(&"answers its kill")
+    );
+    assert_eq!(greenlet::stats().greenlets.len(), 1, "main alone");
+}

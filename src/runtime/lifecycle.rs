@@ -210,11 +210,17 @@ impl Runtime {
         struct Nested<'a> {
             rt: &'a Runtime,
             outermost: bool,
+            /// Its own kill returned: this is the normal way out, not an
+            /// unwinding, so a panic may be raised from here.
+            returned: bool,
         }
         impl Drop for Nested<'_> {
             fn drop(&mut self) {
+                // Raising from a destructor that runs during an unwinding
+                // (a handle dropped then) would abort the process.
                 let raise = if self.outermost {
-                    self.rt.collect_queued()
+                    self.rt
+                        .collect_queued(self.returned && !std::thread::panicking())
                 } else {
                     None
                 };
@@ -225,25 +231,27 @@ impl Runtime {
             }
         }
         self.collecting.set(depth + 1);
-        let _nested = Nested {
+        let mut nested = Nested {
             rt: self,
             outermost: depth == 0,
+            returned: false,
         };
         self.kill_collected(key);
+        nested.returned = true;
     }
 
     /// Kills what deeper collections queued, each only if it is still the
     /// same greenlet, alive and unreachable (something may have taken a
-    /// handle to it meanwhile, or let it finish). Runs in a destructor: the
-    /// first panic out of those kills (a victim's, or a kill of the
+    /// handle to it meanwhile, or let it finish). Runs in a destructor:
+    /// when that runs on the normal way out (`may_raise`), the first panic
+    /// out of those kills (a victim's, or, before it, a kill of the
     /// collector itself) is returned, to be raised once all are done, as a
-    /// collection that had not been queued would have raised it; if the
-    /// collector is unwinding already, the victims' panics are reported
-    /// instead (and a kill of the collector, which would only unwind it
-    /// again, dropped).
+    /// collection that had not been queued would have raised it; while
+    /// unwinding, the victims' panics are reported instead (and a kill of
+    /// the collector, which would only unwind it again, dropped).
     #[cold]
-    fn collect_queued(&self) -> Option<Box<dyn Any + Send>> {
-        let unwinding = self.unwinding_here(self.current.get());
+    fn collect_queued(&self, may_raise: bool) -> Option<Box<dyn Any + Send>> {
+        let unwinding = !may_raise;
         let mut first = None;
         loop {
             let next = self.to_collect.borrow_mut().pop();
@@ -273,10 +281,20 @@ impl Runtime {
             // the collector is unwinding already.
             let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(p)));
             if let Err(again) = dropped {
-                if again.is::<GreenletExit>() && !unwinding && first.is_none() {
-                    first = Some(again);
+                if again.is::<GreenletExit>() && !unwinding {
+                    // The collector's own kill comes first: the victim's
+                    // panic kept until now is reported and goes.
+                    if let Some(kept) = first.replace(again) {
+                        eprintln!(
+                            "greenlet: a panic as a greenlet whose last handle was dropped \
+                             was killed: {}",
+                            crate::error::payload_message(kept.as_ref())
+                                .unwrap_or("(non-text payload)")
+                        );
+                        crate::error::drop_quietly(kept);
+                    }
                 } else {
-                    std::mem::forget(again);
+                    crate::error::drop_quietly(again);
                 }
             }
         }
@@ -478,9 +496,31 @@ impl Runtime {
         // kept, or sent away, is left listed otherwise).
         self.forget_kills_of(victim);
         if let Err(SwitchError::Panicked(p)) = outcome {
-            panic::resume_unwind(p);
+            if unwinding {
+                // Raised here, in a destructor that runs while this
+                // greenlet unwinds (a handle dropped then), it would abort
+                // the process: it is reported instead.
+                self.report_victims_panic(victim, p);
+            } else {
+                panic::resume_unwind(p);
+            }
         }
         Ok(())
+    }
+
+    /// Reports on stderr the panic with which `victim` answered a kill
+    /// made while the killer unwinds, and drops it.
+    #[cold]
+    fn report_victims_panic(&self, victim: Key, p: Box<dyn Any + Send>) {
+        eprintln!(
+            "greenlet: {}, killed while its killer unwound a panic, panicked: {}",
+            describe(
+                self.records.name(victim).as_deref(),
+                self.records.id(victim)
+            ),
+            crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
+        );
+        crate::error::drop_quietly(p);
     }
 
     /// A victim let go by its killer: no longer dying, its killer link (and
