@@ -700,3 +700,44 @@ fn a_victims_panic_while_its_killer_unwinds_is_reported_not_raised() {
     );
     assert_eq!(greenlet::stats().greenlets.len(), 1, "main alone");
 }
+
+/// A victim that caught a kill made while its killer unwinds runs on its
+/// normal path: a greenlet it kills, or whose last handle it drops, and
+/// that answers with a panic, raises that panic in it as anywhere. (It was
+/// only reported, because the killer's panic was under way on the thread.)
+#[test]
+fn a_victim_of_a_panicking_killer_still_gets_the_panics_of_its_own_kills() {
+    fn answers_its_kill_with_a_panic() -> Greenlet {
+        let g = Greenlet::new(|()| {
+            let main = Greenlet::main();
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+            panic!("answers its kill");
+        });
+        g.switch::<(), ()>(()).unwrap();
+        g
+    }
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s = seen.clone();
+    // Made and started beforehand: a victim that caught its kill cannot
+    // switch without refusing it.
+    let (first, second) = (
+        answers_its_kill_with_a_panic(),
+        answers_its_kill_with_a_panic(),
+    );
+    let victim = Greenlet::new(move |()| {
+        let main = Greenlet::main();
+        let caught = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+        drop(caught); // the kill from the panicking killer, caught
+        let killed = panic::catch_unwind(AssertUnwindSafe(|| first.kill()));
+        s.borrow_mut().push(killed.is_err());
+        let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(second)));
+        s.borrow_mut().push(dropped.is_err());
+    });
+    victim.switch::<(), ()>(()).unwrap();
+    let unwound = panic::catch_unwind(AssertUnwindSafe(move || {
+        let _last = victim; // killed as this unwinds
+        panic!("the killer panics");
+    }));
+    assert!(unwound.is_err());
+    assert_eq!(*seen.borrow(), [true, true]);
+}

@@ -219,8 +219,9 @@ impl Runtime {
                 // Raising from a destructor that runs during an unwinding
                 // (a handle dropped then) would abort the process.
                 let raise = if self.outermost {
-                    self.rt
-                        .collect_queued(self.returned && !std::thread::panicking())
+                    self.rt.collect_queued(
+                        self.returned && !self.rt.unwinding_here(self.rt.current.get()),
+                    )
                 } else {
                     None
                 };
@@ -461,6 +462,10 @@ impl Runtime {
         if unwinding {
             self.set_flags(cur, UNWINDING);
         }
+        // Whether this greenlet's own stack unwinds (the panic under way may
+        // be its killer's, on another stack, when it caught a kill): then the
+        // victim's panic cannot be raised here.
+        let unwinding_here = unwinding && self.unwinding_here(cur);
         self.incoming.set(&SLOW_LANE);
         self.set_slow_lane(Signal::UnwindNow, None, None);
         // SAFETY: `to` is the victim's record, read after the hook ran: not
@@ -496,7 +501,7 @@ impl Runtime {
         // kept, or sent away, is left listed otherwise).
         self.forget_kills_of(victim);
         if let Err(SwitchError::Panicked(p)) = outcome {
-            if unwinding {
+            if unwinding_here {
                 // Raised here, in a destructor that runs while this
                 // greenlet unwinds (a handle dropped then), it would abort
                 // the process: it is reported instead.
