@@ -8,7 +8,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use greenlet::{greenlet_local, CurrentGreenlet, Greenlet, SwitchError};
+use greenlet::{greenlet_local, CurrentGreenlet, Greenlet, KillRefused, SwitchError};
 
 /// Counts its drops.
 struct Counted(Rc<Cell<u32>>);
@@ -53,6 +53,96 @@ fn orphan<R: 'static>(f: impl FnOnce() -> R + 'static) -> (CurrentGreenlet, Curr
     let handles = g.switch(()).unwrap();
     drop(g);
     handles
+}
+
+/// A kill's payload, caught and kept.
+type PayloadSlot = Rc<RefCell<Option<Box<dyn std::any::Any + Send>>>>;
+
+/// Drops the stored payload, then tries to switch, when dropped, keeping
+/// what the switch returned.
+struct DropsItThenSwitches(PayloadSlot, Rc<RefCell<Vec<String>>>);
+
+impl Drop for DropsItThenSwitches {
+    fn drop(&mut self) {
+        drop(self.0.borrow_mut().take());
+        let r = Greenlet::main().switch::<(), ()>(());
+        self.1.borrow_mut().push(format!("{r:?}"));
+    }
+}
+
+/// Kills its greenlet when dropped (as its owner unwinds, here), keeping
+/// the outcome.
+struct KillsWhenDropped(Greenlet, Rc<Cell<Option<Result<(), KillRefused>>>>);
+
+impl Drop for KillsWhenDropped {
+    fn drop(&mut self) {
+        self.1.set(Some(self.0.try_kill()));
+    }
+}
+
+/// Kills `victim` from a greenlet that panics, as it unwinds.
+fn kill_from_a_panicking_killer(victim: &Greenlet) {
+    let v = victim.clone();
+    let killer = Greenlet::new(move |()| -> () {
+        let _kills = KillsWhenDropped(v, Rc::default());
+        panic!("killer panics");
+    });
+    assert_eq!(
+        killer.switch::<(), ()>(()).unwrap_err().message(),
+        Some("killer panics")
+    );
+}
+
+/// A started greenlet (a child of `parent`, or of the current one) that
+/// answers its kill with a panic, "answers its kill".
+fn answers_its_kill_with_a_panic(parent: Option<&Greenlet>) -> Greenlet {
+    let mut builder = Greenlet::builder();
+    if let Some(p) = parent {
+        builder = builder.parent(p);
+    }
+    let g = builder
+        .build(|()| {
+            let main = Greenlet::main();
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+            panic!("answers its kill");
+        })
+        .unwrap();
+    g.switch::<(), ()>(()).unwrap();
+    g
+}
+
+/// A chain of `links` suspended greenlets, each the parent of the next;
+/// returns the last, the only handle. Each link holds a `Counted` on
+/// `drops`; the link numbered `panics`, if any, answers its kill with a
+/// panic saying `message`.
+fn chain(links: usize, drops: &Rc<Cell<u32>>, panics: Option<(usize, &'static str)>) -> Greenlet {
+    let mut leaf: Option<Greenlet> = None;
+    for link in 0..links {
+        let guard = Counted(drops.clone());
+        let mut builder = Greenlet::builder();
+        if let Some(parent) = &leaf {
+            builder = builder.parent(parent);
+        }
+        let g = builder
+            .build(move |()| {
+                let body = move || {
+                    let _guard = guard;
+                    let _: () = Greenlet::main().switch(()).unwrap();
+                };
+                match panics {
+                    Some((at, message)) if at == link => {
+                        let _ = panic::catch_unwind(AssertUnwindSafe(body));
+                        // A `&str` payload, as `panic!` with a literal gives.
+                        panic::panic_any(message);
+                    }
+                    _ => body(),
+                }
+            })
+            .unwrap();
+        g.switch::<(), ()>(()).unwrap();
+        leaf = Some(g);
+    }
+    leaf.unwrap()
 }
 
 /// A victim that catches its kill, kills its killer (suspended in `kill`)
@@ -329,16 +419,6 @@ fn a_kill_from_a_panicking_killer_can_be_refused() {
         });
         stubborn.switch::<(), ()>(()).unwrap();
         let keep = stubborn.clone();
-        /// Kills its greenlet when dropped, and keeps the outcome.
-        struct KillsWhenDropped(
-            Greenlet,
-            Rc<Cell<Option<Result<(), greenlet::KillRefused>>>>,
-        );
-        impl Drop for KillsWhenDropped {
-            fn drop(&mut self) {
-                self.1.set(Some(self.0.try_kill()));
-            }
-        }
         let outcome = Rc::new(Cell::new(None));
         let o = outcome.clone();
         let unwound = panic::catch_unwind(AssertUnwindSafe(move || {
@@ -346,7 +426,7 @@ fn a_kill_from_a_panicking_killer_can_be_refused() {
             panic!("main panics");
         }));
         assert!(unwound.is_err());
-        assert_eq!(outcome.get(), Some(Err(greenlet::KillRefused)));
+        assert_eq!(outcome.get(), Some(Err(KillRefused)));
         assert_eq!(refusals.get(), 1);
         assert!(!keep.is_dead(), "it refused");
         // Killed again, with no panic under way: it catches, leaves its
@@ -367,22 +447,7 @@ fn a_kill_from_a_panicking_killer_can_be_refused() {
 #[test]
 fn a_long_chain_of_suspended_greenlets_is_collected_without_recursing() {
     let drops = Rc::new(Cell::new(0));
-    let mut leaf: Option<Greenlet> = None;
-    for _ in 0..2_000 {
-        let guard = Counted(drops.clone());
-        let mut builder = Greenlet::builder();
-        if let Some(parent) = &leaf {
-            builder = builder.parent(parent);
-        }
-        let link = builder
-            .build(move |()| {
-                let _guard = guard;
-                let _: () = Greenlet::main().switch(()).unwrap();
-            })
-            .unwrap();
-        link.switch::<(), ()>(()).unwrap();
-        leaf = Some(link);
-    }
+    let leaf = chain(2_000, &drops, None);
     let dropper = Greenlet::builder()
         .stack_size(32 * 1024)
         .build(move |()| drop(leaf))
@@ -400,7 +465,7 @@ fn a_long_chain_of_suspended_greenlets_is_collected_without_recursing() {
 /// aborted.)
 #[test]
 fn a_foreign_kill_payload_dropped_during_an_unwinding_changes_nothing() {
-    let payload: Rc<RefCell<Option<Box<dyn std::any::Any + Send>>>> = Rc::default();
+    let payload: PayloadSlot = Rc::default();
     let p = payload.clone();
     let catcher = Greenlet::new(move |()| {
         let main = Greenlet::main();
@@ -410,19 +475,6 @@ fn a_foreign_kill_payload_dropped_during_an_unwinding_changes_nothing() {
     catcher.switch::<(), ()>(()).unwrap();
     catcher.kill();
     assert!(payload.borrow().is_some());
-
-    /// Drops the stored payload, then tries to switch, when dropped.
-    struct DropsItThenSwitches(
-        Rc<RefCell<Option<Box<dyn std::any::Any + Send>>>>,
-        Rc<RefCell<Vec<String>>>,
-    );
-    impl Drop for DropsItThenSwitches {
-        fn drop(&mut self) {
-            drop(self.0.borrow_mut().take());
-            let r = Greenlet::main().switch::<(), ()>(());
-            self.1.borrow_mut().push(format!("{r:?}"));
-        }
-    }
     let seen = Rc::new(RefCell::new(Vec::new()));
     let (p, s) = (payload.clone(), seen.clone());
     let victim = Greenlet::new(move |()| {
@@ -430,20 +482,7 @@ fn a_foreign_kill_payload_dropped_during_an_unwinding_changes_nothing() {
         let _ = Greenlet::main().switch::<(), ()>(());
     });
     victim.switch::<(), ()>(()).unwrap();
-    /// Kills its victim when dropped (here, as its greenlet panics).
-    struct KillsWhenDropped(Greenlet);
-    impl Drop for KillsWhenDropped {
-        fn drop(&mut self) {
-            let _ = self.0.try_kill();
-        }
-    }
-    let v = victim.clone();
-    let killer = Greenlet::new(move |()| -> () {
-        let _kills = KillsWhenDropped(v);
-        panic!("killer panics");
-    });
-    let err = killer.switch::<(), ()>(()).unwrap_err();
-    assert_eq!(err.message(), Some("killer panics"));
+    kill_from_a_panicking_killer(&victim);
     assert!(victim.is_dead());
     assert_eq!(*seen.borrow(), ["Err(Unwinding)"]);
 }
@@ -457,37 +496,8 @@ fn a_foreign_kill_payload_dropped_during_an_unwinding_changes_nothing() {
 /// greenlets alike.
 #[test]
 fn a_stale_or_foreign_kill_payload_dropped_during_an_unwinding_changes_nothing() {
-    type Slot = Rc<RefCell<Option<Box<dyn std::any::Any + Send>>>>;
-    /// Drops the stored payload, then tries to switch, when dropped.
-    struct DropsItThenSwitches(Slot, Rc<RefCell<Vec<String>>>);
-    impl Drop for DropsItThenSwitches {
-        fn drop(&mut self) {
-            drop(self.0.borrow_mut().take());
-            let r = Greenlet::main().switch::<(), ()>(());
-            self.1.borrow_mut().push(format!("{r:?}"));
-        }
-    }
-    /// Kills its victim when dropped (here, as its greenlet panics).
-    struct KillsWhenDropped(Greenlet);
-    impl Drop for KillsWhenDropped {
-        fn drop(&mut self) {
-            let _ = self.0.try_kill();
-        }
-    }
-    fn kill_from_a_panicking_killer(victim: &Greenlet) {
-        let v = victim.clone();
-        let killer = Greenlet::new(move |()| -> () {
-            let _kills = KillsWhenDropped(v);
-            panic!("killer panics");
-        });
-        assert_eq!(
-            killer.switch::<(), ()>(()).unwrap_err().message(),
-            Some("killer panics")
-        );
-    }
-
     // Its own earlier payload.
-    let slot: Slot = Rc::default();
+    let slot: PayloadSlot = Rc::default();
     let seen = Rc::new(RefCell::new(Vec::new()));
     let (p, s) = (slot.clone(), seen.clone());
     let victim = Greenlet::new(move |()| {
@@ -499,7 +509,7 @@ fn a_stale_or_foreign_kill_payload_dropped_during_an_unwinding_changes_nothing()
         let _ = main.switch::<(), ()>(());
     });
     victim.switch::<(), ()>(()).unwrap();
-    assert_eq!(victim.try_kill(), Err(greenlet::KillRefused));
+    assert_eq!(victim.try_kill(), Err(KillRefused));
     kill_from_a_panicking_killer(&victim);
     assert!(victim.is_dead());
     assert_eq!(*seen.borrow(), ["Err(Unwinding)"]);
@@ -507,7 +517,7 @@ fn a_stale_or_foreign_kill_payload_dropped_during_an_unwinding_changes_nothing()
     // Another thread's payload.
     let (tx, rx) = std::sync::mpsc::channel::<Box<dyn std::any::Any + Send>>();
     std::thread::spawn(move || {
-        let slot: Slot = Rc::default();
+        let slot: PayloadSlot = Rc::default();
         let s = slot.clone();
         let catcher = Greenlet::new(move |()| {
             let main = Greenlet::main();
@@ -520,7 +530,7 @@ fn a_stale_or_foreign_kill_payload_dropped_during_an_unwinding_changes_nothing()
     })
     .join()
     .unwrap();
-    let slot: Slot = Rc::new(RefCell::new(Some(rx.recv().unwrap())));
+    let slot: PayloadSlot = Rc::new(RefCell::new(Some(rx.recv().unwrap())));
     let seen = Rc::new(RefCell::new(Vec::new()));
     let (p, s) = (slot.clone(), seen.clone());
     let victim = Greenlet::new(move |()| {
@@ -539,30 +549,8 @@ fn a_stale_or_foreign_kill_payload_dropped_during_an_unwinding_changes_nothing()
 #[test]
 fn queued_collections_are_killed_even_when_the_outermost_kill_panics() {
     let drops = Rc::new(Cell::new(0));
-    let mut leaf: Option<Greenlet> = None;
-    for link in 0..12 {
-        let guard = Counted(drops.clone());
-        let mut builder = Greenlet::builder();
-        if let Some(parent) = &leaf {
-            builder = builder.parent(parent);
-        }
-        let g = builder
-            .build(move |()| {
-                let body = move || {
-                    let _guard = guard;
-                    let _: () = Greenlet::main().switch(()).unwrap();
-                };
-                if link == 11 {
-                    // The leaf, killed first: it answers with a panic.
-                    let _ = panic::catch_unwind(AssertUnwindSafe(body));
-                    panic!("the leaf answers its kill");
-                }
-                body();
-            })
-            .unwrap();
-        g.switch::<(), ()>(()).unwrap();
-        leaf = Some(g);
-    }
+    // The leaf, killed first, answers with a panic.
+    let leaf = chain(12, &drops, Some((11, "the leaf answers its kill")));
     let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(leaf)));
     let p = dropped.unwrap_err();
     assert_eq!(p.downcast_ref::<&str>(), Some(&"the leaf answers its kill"));
@@ -585,17 +573,7 @@ fn a_leaked_kill_payload_does_not_stop_a_later_refusal() {
         }
     });
     victim.switch::<(), ()>(()).unwrap();
-    assert_eq!(victim.try_kill(), Err(greenlet::KillRefused));
-    /// Kills its victim when dropped, keeping the outcome.
-    struct KillsWhenDropped(
-        Greenlet,
-        Rc<Cell<Option<Result<(), greenlet::KillRefused>>>>,
-    );
-    impl Drop for KillsWhenDropped {
-        fn drop(&mut self) {
-            self.1.set(Some(self.0.try_kill()));
-        }
-    }
+    assert_eq!(victim.try_kill(), Err(KillRefused));
     let outcome = Rc::new(Cell::new(None));
     let (v, o) = (victim.clone(), outcome.clone());
     let unwound = panic::catch_unwind(AssertUnwindSafe(move || {
@@ -603,7 +581,7 @@ fn a_leaked_kill_payload_does_not_stop_a_later_refusal() {
         panic!("the killer panics");
     }));
     assert!(unwound.is_err());
-    assert_eq!(outcome.get(), Some(Err(greenlet::KillRefused)));
+    assert_eq!(outcome.get(), Some(Err(KillRefused)));
     assert!(!victim.is_dead());
 }
 
@@ -614,30 +592,8 @@ fn a_leaked_kill_payload_does_not_stop_a_later_refusal() {
 #[test]
 fn a_panic_of_a_queued_collection_reaches_the_dropper() {
     let drops = Rc::new(Cell::new(0));
-    let mut leaf: Option<Greenlet> = None;
-    for link in 0..12 {
-        let guard = Counted(drops.clone());
-        let mut builder = Greenlet::builder();
-        if let Some(parent) = &leaf {
-            builder = builder.parent(parent);
-        }
-        let g = builder
-            .build(move |()| {
-                let body = move || {
-                    let _guard = guard;
-                    let _: () = Greenlet::main().switch(()).unwrap();
-                };
-                if link == 0 {
-                    // The root, collected last, from the queue.
-                    let _ = panic::catch_unwind(AssertUnwindSafe(body));
-                    panic!("the root answers its kill");
-                }
-                body();
-            })
-            .unwrap();
-        g.switch::<(), ()>(()).unwrap();
-        leaf = Some(g);
-    }
+    // The root, collected last, from the queue, answers with a panic.
+    let leaf = chain(12, &drops, Some((0, "the root answers its kill")));
     let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(leaf)));
     let p = dropped.expect_err("the root's panic reaches the dropper");
     assert_eq!(p.downcast_ref::<&str>(), Some(&"the root answers its kill"));
@@ -653,21 +609,6 @@ fn a_panic_of_a_queued_collection_reaches_the_dropper() {
 /// unwinds the `Vec`'s drop, which drops the second).
 #[test]
 fn a_victims_panic_while_its_killer_unwinds_is_reported_not_raised() {
-    fn answers_its_kill_with_a_panic(parent: Option<&Greenlet>) -> Greenlet {
-        let mut builder = Greenlet::builder();
-        if let Some(p) = parent {
-            builder = builder.parent(p);
-        }
-        let g = builder
-            .build(|()| {
-                let main = Greenlet::main();
-                let _ = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
-                panic!("answers its kill");
-            })
-            .unwrap();
-        g.switch::<(), ()>(()).unwrap();
-        g
-    }
     let lone = answers_its_kill_with_a_panic(None);
     let unwound = panic::catch_unwind(AssertUnwindSafe(move || {
         let _last = lone;
@@ -678,26 +619,15 @@ fn a_victims_panic_while_its_killer_unwinds_is_reported_not_raised() {
         Some(&"the dropper panics")
     );
 
-    let chain = || {
-        let mut leaf = answers_its_kill_with_a_panic(None); // the root
-        for _ in 0..11 {
-            let link = Greenlet::builder()
-                .parent(&leaf)
-                .build(|()| {
-                    let _: () = Greenlet::main().switch(()).unwrap();
-                })
-                .unwrap();
-            link.switch::<(), ()>(()).unwrap();
-            leaf = link;
-        }
-        leaf
-    };
-    let both = vec![chain(), chain()];
+    let drops = Rc::new(Cell::new(0));
+    let root = Some((0, "answers its kill"));
+    let both = vec![chain(12, &drops, root), chain(12, &drops, root)];
     let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(both)));
     assert_eq!(
         dropped.unwrap_err().downcast_ref::<&str>(),
         Some(&"answers its kill")
     );
+    assert_eq!(drops.get(), 24);
     assert_eq!(greenlet::stats().greenlets.len(), 1, "main alone");
 }
 
@@ -707,22 +637,13 @@ fn a_victims_panic_while_its_killer_unwinds_is_reported_not_raised() {
 /// only reported, because the killer's panic was under way on the thread.)
 #[test]
 fn a_victim_of_a_panicking_killer_still_gets_the_panics_of_its_own_kills() {
-    fn answers_its_kill_with_a_panic() -> Greenlet {
-        let g = Greenlet::new(|()| {
-            let main = Greenlet::main();
-            let _ = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
-            panic!("answers its kill");
-        });
-        g.switch::<(), ()>(()).unwrap();
-        g
-    }
     let seen = Rc::new(RefCell::new(Vec::new()));
     let s = seen.clone();
     // Made and started beforehand: a victim that caught its kill cannot
     // switch without refusing it.
     let (first, second) = (
-        answers_its_kill_with_a_panic(),
-        answers_its_kill_with_a_panic(),
+        answers_its_kill_with_a_panic(None),
+        answers_its_kill_with_a_panic(None),
     );
     let victim = Greenlet::new(move |()| {
         let main = Greenlet::main();

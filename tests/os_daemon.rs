@@ -118,18 +118,25 @@ fn main_blocked_on_what_only_daemons_wait_for_gets_the_blocked_forever_panic() {
     hub::time::resume();
 }
 
+/// A daemon greenlet that sleeps a second at a time, for ever, and the
+/// count of its ticks.
+fn daemon_ticking_every_second() -> (Rc<Cell<u32>>, hub::JoinHandle<()>) {
+    let ticks = Rc::new(Cell::new(0));
+    let t = ticks.clone();
+    let ticker = hub::spawn_daemon(move || loop {
+        hub::sleep(Duration::from_secs(1));
+        t.set(t.get() + 1);
+    });
+    (ticks, ticker)
+}
+
 /// Main's own sleep inside `hub::daemon` waits for its timer while a
 /// daemon ticks: main's wait is not blocked for ever. (It was counted as a
 /// daemon's, and the sleep panicked "would block forever".)
 #[test]
 fn main_sleeping_inside_daemon_sleeps() {
     hub::time::pause();
-    let ticks = Rc::new(Cell::new(0));
-    let t = ticks.clone();
-    let _ticker = hub::spawn_daemon(move || loop {
-        hub::sleep(Duration::from_secs(1));
-        t.set(t.get() + 1);
-    });
+    let (ticks, _ticker) = daemon_ticking_every_second();
     let start = hub::time::now();
     hub::daemon(|| hub::sleep(Duration::from_secs(5)));
     assert_eq!(hub::time::now() - start, Duration::from_secs(5));
@@ -143,12 +150,7 @@ fn main_sleeping_inside_daemon_sleeps() {
 #[test]
 fn main_inside_daemon_waiting_on_nothing_gets_the_blocked_forever_panic() {
     hub::time::pause();
-    let ticks = Rc::new(Cell::new(0));
-    let t = ticks.clone();
-    let _ticker = hub::spawn_daemon(move || loop {
-        hub::sleep(Duration::from_secs(1));
-        t.set(t.get() + 1);
-    });
+    let (ticks, _ticker) = daemon_ticking_every_second();
     let never = hub::Event::new();
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         hub::daemon(|| never.wait())
