@@ -66,6 +66,27 @@ pub(crate) fn drop_quietly<T>(value: T) {
     }
 }
 
+/// Reports on stderr a panic or a throw that reached the hub greenlet
+/// (through a finished spawned greenlet, whose parent it is, or a child
+/// greenlet that outlived the spawned greenlet that made it), and drops
+/// it: the hub has nobody to pass it to, and its loop goes on. Anything
+/// else that arrives there (a value, a kill's "no value") means nothing.
+#[cold]
+#[inline(never)]
+pub(crate) fn report_reaching_the_hub(e: SwitchError) {
+    let (what, p) = match e {
+        SwitchError::Panicked(p) => ("a panic", p),
+        SwitchError::Thrown(p) => ("a throw", p),
+        _ => return,
+    };
+    eprintln!(
+        "greenlet::hub: {what} reached the hub greenlet (the parent of every spawned \
+         greenlet, also once it has finished) and was dropped: {}",
+        payload_message(p.as_ref()).unwrap_or("(non-text payload)")
+    );
+    drop_quietly(p);
+}
+
 impl fmt::Debug for SwitchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -890,7 +890,8 @@ impl<Y: 'static, R: 'static, S: 'static> Drop for Generator<Y, R, S> {
     /// references keep its greenlet alive (a nested generator's producer is
     /// the parent of the inner one's, so reference counting alone would
     /// never free either). A panic of the producer while it is closed
-    /// resumes here, unless the thread is already panicking.
+    /// resumes here, unless the dropper's own stack is unwinding: then it
+    /// is reported on stderr, as for any kill (semantics row 11).
     fn drop(&mut self) {
         // After the thread's runtime is torn down there is nothing to close.
         if self.done || Runtime::try_get().is_none() {
@@ -902,7 +903,14 @@ impl<Y: 'static, R: 'static, S: 'static> Drop for Generator<Y, R, S> {
             return;
         }
         if let Err(p) = self.close() {
-            if !std::thread::panicking() {
+            // The kill in `close` reports the producer's panic instead of
+            // raising it where this greenlet unwinds (semantics row 11),
+            // so this one may be raised. (`std::thread::panicking` would
+            // also count the panic of a suspended killer whose kill this
+            // greenlet caught, and drop it unseen.)
+            if Runtime::get().current_unwinds() {
+                crate::error::drop_quietly(p);
+            } else {
                 panic::resume_unwind(p);
             }
         }

@@ -364,6 +364,14 @@ impl Greenlet {
     /// [`kill`](Greenlet::kill) and the drop of a last handle report a
     /// refusal on stderr instead, naming the greenlet.
     ///
+    /// A kill issued while the killer itself unwinds a panic (from a
+    /// destructor) can be refused too, once the victim has dropped the
+    /// payload it caught: until then its switches fail with
+    /// [`SwitchError::Unwinding`](crate::SwitchError::Unwinding), because
+    /// std tells the victim's unwinding from its killer's by nothing else
+    /// (a victim that keeps the payload to raise it again later cannot
+    /// switch before).
+    ///
     /// # Errors
     ///
     /// [`KillRefused`] when the victim caught the kill and switched away.

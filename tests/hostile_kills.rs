@@ -662,3 +662,63 @@ fn a_victim_of_a_panicking_killer_still_gets_the_panics_of_its_own_kills() {
     assert!(unwound.is_err());
     assert_eq!(*seen.borrow(), [true, true]);
 }
+
+/// Kills `victim` from main as main unwinds a panic; returns the outcome.
+fn kill_as_main_unwinds(victim: Greenlet) -> Option<Result<(), KillRefused>> {
+    let outcome = Rc::new(Cell::new(None));
+    let o = outcome.clone();
+    let unwound = panic::catch_unwind(AssertUnwindSafe(move || {
+        let _kills = KillsWhenDropped(victim, o);
+        panic!("main panics");
+    }));
+    assert!(unwound.is_err());
+    outcome.get()
+}
+
+/// A victim of a panicking killer that caught its kill (and dropped it) is
+/// not unwinding, although the thread still counts the killer's panic: it
+/// may wait on I/O again, here a channel's receive, which refuses the
+/// kill. (The I/O waits asked the thread-wide `panicking` and failed at
+/// once, as if every sender were gone.)
+#[test]
+fn a_caught_kill_from_a_panicking_killer_lets_its_victim_wait_on_io_again() {
+    let (tx, rx) = greenlet::hub::channel::<u32>();
+    let victim = greenlet::hub::spawn(move || {
+        let caught = panic::catch_unwind(AssertUnwindSafe(|| rx.recv())).is_err();
+        (caught, rx.recv().ok())
+    });
+    greenlet::hub::yield_now(); // it blocks in its first receive
+    let g = victim.greenlet().clone();
+    assert_eq!(kill_as_main_unwinds(g), Some(Err(KillRefused)));
+    tx.send(7).unwrap();
+    assert_eq!(victim.join().unwrap(), (true, Some(7)));
+}
+
+/// The same victim raises the panic of a generator's producer that it
+/// closes (by dropping the generator), as any greenlet does: here the
+/// producer never started, and its function's destructor panics as the
+/// function is dropped unrun. (The drop asked the thread-wide `panicking`
+/// and dropped the panic unseen.)
+#[test]
+fn a_caught_kill_from_a_panicking_killer_lets_its_victim_hear_a_producers_panic() {
+    struct PanicsWhenDropped;
+    impl Drop for PanicsWhenDropped {
+        fn drop(&mut self) {
+            panic!("producer dropped");
+        }
+    }
+    let heard = Rc::new(Cell::new(None));
+    let h = heard.clone();
+    let victim = Greenlet::new(move |()| {
+        let main = Greenlet::main();
+        assert!(panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(()))).is_err());
+        let never = PanicsWhenDropped;
+        let gen = greenlet::Generator::new(move |_: &greenlet::Yielder<u8>| drop(never));
+        let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(gen)));
+        h.set(Some(dropped.map_err(|p| p.downcast_ref::<&str>().copied())));
+    });
+    victim.switch::<(), ()>(()).unwrap();
+    let outcome = kill_as_main_unwinds(victim);
+    assert_eq!(heard.get(), Some(Err(Some("producer dropped"))));
+    assert_eq!(outcome, Some(Ok(())));
+}

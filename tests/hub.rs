@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use greenlet::hub::{self, with_timeout, Event, JoinError, Queue};
-use greenlet::{stats, Greenlet, WaitOn};
+use greenlet::{stats, Greenlet, SwitchError, WaitOn};
 
 /// Counts its drops, across threads.
 struct DropCount(Arc<AtomicUsize>);
@@ -57,6 +57,96 @@ fn h1_a_panic_is_kept_for_join_and_never_reaches_the_hub() {
         other => panic!("unexpected {other:?}"),
     }
     assert_eq!(good.join().unwrap(), 5, "the hub kept running");
+}
+
+/// What main's own switch into the hub gets back when the hub has nothing
+/// to run: gevent's `LoopExit`, as an error saying so.
+fn assert_nothing_could_run(back: Result<(), SwitchError>) {
+    match back {
+        Err(SwitchError::Thrown(p)) => {
+            let message = p.downcast_ref::<String>().unwrap();
+            assert!(message.contains("nothing can run"), "{message}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// A spawned greenlet `d` that wakes `a`, blocked in a get, and finishes
+/// while `a` is the next ready greenlet (control goes straight to `a`).
+fn finished_while_another_was_ready() -> (Greenlet, hub::JoinHandle<(u32, u32)>, Queue<u32>) {
+    let q: Queue<u32> = Queue::new();
+    let q1 = q.clone();
+    let a = hub::spawn(move || (q1.get(), q1.get()));
+    hub::yield_now(); // `a` blocks in its first get
+    let q2 = q.clone();
+    let d = hub::spawn(move || q2.put(1));
+    let dg = d.greenlet().clone();
+    d.join().unwrap();
+    assert!(dg.is_dead());
+    (dg, a, q)
+}
+
+#[test]
+fn h1_a_finished_spawned_greenlet_keeps_the_hub_as_parent() {
+    let (d, a, q) = finished_while_another_was_ready();
+    let hub_greenlet = a.greenlet().parent().unwrap();
+    assert_eq!(d.parent().unwrap(), hub_greenlet);
+    q.put(2);
+    assert_eq!(a.join().unwrap(), (1, 2));
+}
+
+#[test]
+fn h1_a_throw_into_a_finished_spawned_greenlet_reaches_the_hub_not_another_greenlet() {
+    let (d, a, q) = finished_while_another_was_ready();
+    // Routed up to the hub, which reports it and goes on; `a`, which ran
+    // after `d`, is untouched (so nothing can run until main puts).
+    assert_nothing_could_run(d.throw::<&str, ()>("stray"));
+    q.put(2);
+    assert_eq!(a.join().unwrap(), (1, 2));
+    hub::sleep(Duration::ZERO);
+}
+
+#[test]
+fn h1_a_throw_reaching_the_hub_before_its_loop_ran_does_not_end_it() {
+    // Main hands off to `h` and `h` back to main: the hub never runs.
+    let h = hub::spawn(|| 1u32);
+    let (g, hub_greenlet) = (h.greenlet().clone(), h.greenlet().parent().unwrap());
+    assert_eq!(h.join().unwrap(), 1);
+    assert!(!hub_greenlet.is_started());
+    assert_nothing_could_run(g.throw::<&str, ()>("stray"));
+    assert!(hub_greenlet.is_active(), "the hub lives on");
+    hub::sleep(Duration::ZERO);
+    assert_eq!(hub::spawn(|| 2u32).join().unwrap(), 2);
+}
+
+#[test]
+fn h1_the_panic_of_a_child_that_outlived_its_spawned_parent_reaches_the_hub() {
+    let q: Queue<u32> = Queue::new();
+    let q1 = q.clone();
+    let a = hub::spawn(move || (q1.get(), q1.get()));
+    hub::yield_now(); // `a` blocks in its first get
+    let q2 = q.clone();
+    let s = hub::spawn(move || {
+        // A plain child, suspended with `s` as its parent, outlives `s`.
+        let child = Greenlet::new(|()| {
+            Greenlet::current()
+                .parent()
+                .unwrap()
+                .switch::<(), ()>(())
+                .unwrap();
+            panic!("orphan");
+        });
+        child.switch::<(), ()>(()).unwrap();
+        q2.put(1); // `a` is the next ready greenlet when `s` finishes
+        child
+    });
+    let child = s.join().unwrap();
+    // Its panic skips its dead parent for the hub, which reports it: no
+    // greenlet that merely ran after `s` is unwound by it.
+    assert_nothing_could_run(child.switch::<(), ()>(()));
+    assert!(child.is_dead());
+    q.put(2);
+    assert_eq!(a.join().unwrap(), (1, 2));
 }
 
 #[test]

@@ -204,3 +204,51 @@ fn a_stopper_made_after_the_stop_says_so() {
     server.stop(HOUR);
     assert!(!server.stopper().stop(HOUR), "nothing is left to stop");
 }
+
+/// The greenlet running `stop` may belong to a handler: the handler's
+/// guard kills it when the stop kills the handler. The stop still finishes
+/// (later `stop` and `wait` return) and the other handlers are still
+/// killed.
+#[test]
+fn a_stop_killed_by_a_handler_it_kills_still_finishes() {
+    /// Kills the greenlet it holds as it drops.
+    struct KillsOnDrop(Option<hub::JoinHandle<()>>);
+    impl Drop for KillsOnDrop {
+        fn drop(&mut self) {
+            if let Some(h) = self.0.take() {
+                h.kill();
+            }
+        }
+    }
+    let (inside, gate) = (Event::new(), Event::new());
+    let slot: Rc<Cell<Option<greenlet::net::ServerHandle>>> = Rc::new(Cell::new(None));
+    let killed = Rc::new(Cell::new(0));
+    let (i, g, s, k) = (inside.clone(), gate.clone(), slot.clone(), killed.clone());
+    let server = Server::bind("127.0.0.1:0", move |_conn, _| {
+        let _count = Count(k.clone());
+        // The first handler owns the greenlet that stops the server, once
+        // a second handler is in.
+        let owned = s.take().map(|h| {
+            let i = i.clone();
+            hub::spawn(move || {
+                i.wait();
+                h.stop(Duration::ZERO);
+            })
+        });
+        if owned.is_none() {
+            i.set();
+        }
+        let _guard = KillsOnDrop(owned);
+        g.wait(); // never set: only the stop ends a handler
+    })
+    .unwrap()
+    .start();
+    slot.set(Some(server.clone()));
+    let _first = TcpStream::connect(server.local_addr()).unwrap();
+    let _second = TcpStream::connect(server.local_addr()).unwrap();
+    server.wait();
+    assert!(server.is_stopped());
+    assert_eq!(killed.get(), 2, "both handlers were killed");
+    assert_eq!(server.connections(), 0);
+    server.stop(HOUR);
+}

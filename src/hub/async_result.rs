@@ -138,7 +138,14 @@ impl<T: Clone, E: Clone> AsyncResult<T, E> {
     ///
     /// # Panics
     ///
-    /// As any blocking call (see the [module docs](super)).
+    /// As any blocking call (see the [module docs](super)). The value is
+    /// cloned while the slot is borrowed, so its `Clone` must neither use
+    /// this `AsyncResult` nor block: [`set`](AsyncResult::set),
+    /// [`take`](AsyncResult::take) or [`set_error`](AsyncResult::set_error)
+    /// from inside it, or from another greenlet it let run, panics
+    /// ("already borrowed"). The same holds for
+    /// [`try_get`](AsyncResult::try_get) and
+    /// [`get_timeout`](AsyncResult::get_timeout).
     #[inline(always)]
     pub fn get(&self) -> Result<T, E> {
         loop {

@@ -114,10 +114,8 @@ impl Hub {
     #[cold]
     #[inline(never)]
     fn yield_for_budget(&self) {
-        if !std::thread::panicking()
-            && Runtime::get().current() != self.key
-            && !self.greenlet.is_dead()
-        {
+        let rt = Runtime::get();
+        if !rt.current_unwinds() && rt.current() != self.key && !self.greenlet.is_dead() {
             super::yield_now();
         }
         refill();

@@ -9,6 +9,7 @@ use super::join;
 use super::reactor::{Direction, Reactor, Registration};
 use super::wait::{Unlink, WaitRef, Waiter, Wake, Woken};
 use super::{hub, try_hub, Hub};
+use crate::runtime::Runtime;
 use crate::stats::WaitOn;
 
 /// A socket or channel wait's part: the registration's waiter list and the
@@ -148,7 +149,7 @@ impl Hub {
         call: &'static str,
         on: WaitOn,
     ) -> io::Result<()> {
-        if std::thread::panicking() {
+        if Runtime::get().current_unwinds() {
             return Err(cannot_wait_unwinding(call));
         }
         let mut waiter = Waiter::new(self, deadline, on, |w| {

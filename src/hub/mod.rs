@@ -87,6 +87,12 @@
 //!   unwinds its blocking call (its handle gets the error unless it
 //!   catches it); control then goes on through the hub, reaching the
 //!   thrower only when something switches to it.
+//! - A spawned greenlet keeps the hub as its parent once it has finished.
+//!   A throw into a finished one therefore reaches the hub
+//!   ([row 10](crate::semantics) routes it up the parent chain), as does
+//!   the panic of a child greenlet that outlived the spawned greenlet that
+//!   made it: the hub reports it on stderr, drops it and goes on (gevent's
+//!   hub prints such errors too).
 //! - The hub greenlet can still be killed by hand. From then on every
 //!   blocking call, and `run`, panics saying the hub is dead, instead of
 //!   spinning. A switch hook that panics on one of the hub's own switches
@@ -373,10 +379,11 @@ impl Hub {
                     hub.run_loop()
                 })
                 .unwrap_or_else(|e| panic!("greenlet::hub: cannot allocate the hub's stack: {e}"));
-            // A switch hook's panic on one of the hub's own switches is
-            // reported, and the loop goes on: unwound, the hub would die,
-            // and every greenlet with it.
-            crate::runtime::Runtime::get().report_hook_panics_of(greenlet.key());
+            // A switch hook's panic on one of the hub's own switches, or a
+            // panic or throw that reaches the hub before its loop first
+            // ran, is reported, and the loop goes on: unwound, the hub
+            // would die, and every greenlet with it.
+            crate::runtime::Runtime::get().set_hub(greenlet.key());
             Hub {
                 key: greenlet.key(),
                 greenlet,

@@ -8,7 +8,7 @@ use super::reactor::Reactor;
 use super::time;
 use super::wait::BlockedForever;
 use super::{hub, try_hub, Hub};
-use crate::error::SwitchError;
+use crate::error::{report_reaching_the_hub, SwitchError};
 use crate::greenlet::Greenlet;
 use crate::runtime::{Key, Runtime, State};
 
@@ -67,13 +67,19 @@ impl Counted {
         rt.records().state(self.0) == State::Dead
     }
 
+    /// The key, with the reference it holds, taken over by the caller.
+    #[inline]
+    pub(super) fn into_key(self) -> Key {
+        let key = self.0;
+        std::mem::forget(self);
+        key
+    }
+
     /// Drops the reference through `rt`, the thread's live runtime (what
     /// the drop does after looking the runtime up).
     #[inline]
     pub(super) fn release_in(self, rt: &Runtime) {
-        let key = self.0;
-        std::mem::forget(self);
-        rt.release_ref(key);
+        rt.release_ref(self.into_key());
     }
 }
 
@@ -115,8 +121,9 @@ impl Hub {
             let rt = Runtime::get();
             if let Some(next) = self.pop_ready(rt) {
                 // What comes back (a spawned greenlet's `()`, a self-kill's
-                // error) only means "carry on".
-                next.hand_in(rt, drop);
+                // error) only means "carry on"; a panic or a throw that
+                // reached the hub is reported.
+                next.hand_in(rt, report_reaching_the_hub);
                 continue;
             }
             // Nothing left of the round, if anything was (the queue can
@@ -134,17 +141,20 @@ impl Hub {
                 && (self.main_in_run.get() || main_waits_for_daemons)
                 && self.only_daemons_wait()
             {
-                if main_waits_for_daemons {
+                let back = if main_waits_for_daemons {
                     // Main waits for what nothing but a daemon's wait could
                     // bring: as if nothing were left (gevent's `LoopExit`
                     // with only `ref=False` watchers), not a wait that
                     // daemons keep going for ever.
-                    let _ = main.throw::<BlockedForever, ()>(BlockedForever);
+                    main.throw::<BlockedForever, ()>(BlockedForever)
                 } else {
                     // What is left would only keep daemons going: `run`
                     // returns.
                     self.main_in_run.set(false);
-                    let _ = main.switch::<(), ()>(());
+                    main.switch::<(), ()>(())
+                };
+                if let Err(e) = back {
+                    report_reaching_the_hub(e);
                 }
                 continue;
             }
@@ -196,10 +206,10 @@ impl Hub {
             // switch of its own while the greenlets it started are all
             // blocked: then its switch gets an error saying so (gevent's
             // `LoopExit`), never a stray value.
-            if self.main_blocked.get().is_some() {
-                let _ = main.throw::<BlockedForever, ()>(BlockedForever);
+            let back = if self.main_blocked.get().is_some() {
+                main.throw::<BlockedForever, ()>(BlockedForever)
             } else if self.main_in_run.replace(false) {
-                let _ = main.switch::<(), ()>(());
+                main.switch::<(), ()>(())
             } else {
                 let message = format!(
                     "greenlet::hub: nothing can run: no greenlet is ready and no timer \
@@ -207,7 +217,10 @@ impl Hub {
                      back to main",
                     self.last_call.get()
                 );
-                let _ = main.throw::<String, ()>(message);
+                main.throw::<String, ()>(message)
+            };
+            if let Err(e) = back {
+                report_reaching_the_hub(e);
             }
         }
     }
@@ -333,9 +346,10 @@ impl Hub {
         self.ready.borrow_mut().push_back(g);
     }
 
-    /// Called by a spawned greenlet about to return: its result goes to its
-    /// parent, so making the next ready greenlet its parent hands control
-    /// straight there instead of through the hub.
+    /// Called by a spawned greenlet about to return: its end goes to the
+    /// next ready greenlet instead of its parent (the hub), which hands
+    /// control straight there instead of through the hub. Its parent stays
+    /// the hub (see `Runtime::finish_into`).
     pub(super) fn hand_off_on_finish(&self, rt: &Runtime) {
         if let Some(next) = self.next_for_handoff(rt, None) {
             // Straight to the runtime: the caller is a spawned greenlet
@@ -347,12 +361,7 @@ impl Hub {
             if let Some(after) = self.ready.borrow().front() {
                 crate::stack::prefetch_parked_frames(rt.records().target(after.key()).coroutine);
             }
-            if rt.set_parent(rt.current(), next.key()) {
-                next.release_in(rt);
-            } else {
-                // `next` is one of our own descendants: let the hub run it.
-                self.unpop_ready(next);
-            }
+            rt.finish_into(next.into_key());
         }
     }
 

@@ -183,6 +183,15 @@ impl Shared {
             Members::Pool(p) => p.len(),
         }
     }
+
+    /// Kills the handlers left. Allowed while unwinding too: a kill always
+    /// comes back.
+    fn kill_handlers(&self) {
+        match &self.members {
+            Members::Group(g) => g.kill_all(),
+            Members::Pool(p) => p.kill_all(),
+        }
+    }
 }
 
 fn accept_loop(shared: &Shared, listener: &TcpListener, handler: &Handler) {
@@ -238,13 +247,34 @@ struct StopTail<'a> {
 
 impl Drop for StopTail<'_> {
     fn drop(&mut self) {
+        // The rest is a guard of its own: a handler's destructor may kill
+        // this very greenlet (one the handler owns) while the kills run,
+        // and the stop must still finish, the handlers left still be
+        // killed, as this greenlet unwinds.
+        let mut rest = StopRest {
+            shared: self.shared,
+            kill_left: !self.all_done,
+        };
+        if rest.kill_left {
+            self.shared.kill_handlers();
+            rest.kill_left = false;
+        }
+    }
+}
+
+/// The part of [`StopTail`] that also runs when its kills unwind it.
+struct StopRest<'a> {
+    shared: &'a Shared,
+    /// Whether the kills were cut short (or not made): the handlers left
+    /// are killed on the way out.
+    kill_left: bool,
+}
+
+impl Drop for StopRest<'_> {
+    fn drop(&mut self) {
         let shared = self.shared;
-        if !self.all_done {
-            // Allowed while unwinding too: a kill always comes back.
-            match &shared.members {
-                Members::Group(g) => g.kill_all(),
-                Members::Pool(p) => p.kill_all(),
-            }
+        if self.kill_left {
+            shared.kill_handlers();
         }
         shared.stop_tx.borrow_mut().take();
         if let Some(watcher) = shared.watcher.borrow_mut().take() {

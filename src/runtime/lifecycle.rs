@@ -380,7 +380,7 @@ impl Runtime {
     /// -> 17.7 misses to memory a link).
     #[inline(always)]
     fn recycle_inline(&self, key: Key) {
-        let (co, killer, unkept) = self.records.retire(key);
+        let (co, receiver, unkept) = self.records.retire(key);
         if !co.is_null() {
             let stack = self.take_coroutine_at(co).into_stack();
             self.give_stack(stack);
@@ -388,8 +388,8 @@ impl Runtime {
         if unkept {
             self.free(key);
         }
-        if let Some(killer) = killer {
-            self.release_ref(killer);
+        if let Some(receiver) = receiver {
+            self.release_ref(receiver);
         }
     }
 
@@ -593,6 +593,20 @@ impl Runtime {
              switches to it or kills it again",
             describe(name.as_deref(), id)
         );
+    }
+
+    /// Makes the outcome of the current greenlet, which is about to
+    /// finish, go to `dest` instead of its parent, without touching its
+    /// parent link: how the hub hands control from a finishing spawned
+    /// greenlet straight to the next ready one, while the finished one
+    /// keeps the hub as its parent (a switch or throw into it later, or the
+    /// end of a child that outlived it, still goes up to the hub). Takes
+    /// over one reference to `dest`, which the record keeps until the
+    /// finisher's stack is recycled, as a killer link's. A kill under way
+    /// takes the outcome to the killer instead, so the hub hands off only
+    /// from a greenlet that is not being killed.
+    pub(crate) fn finish_into(&self, dest: Key) {
+        self.records.set_hand_off(self.current.get(), dest);
     }
 
     /// Sets `child`'s parent to `parent`; returns false (changing
@@ -828,8 +842,9 @@ impl Runtime {
             // table that every plain return went through.
             Err(e) => error_signal(e),
         };
-        // Who receives it: its killer while a kill is under way, else its
-        // parent. Read after the hook, which may change either.
+        // Who receives it: its killer while a kill is under way, else the
+        // greenlet the hub hands control to (`finish_into`), else its
+        // parent. Read after the hook, which may change either link.
         let start = || self.records.receiver(me).unwrap_or(self.main_key());
         if self.tracer.is_set() {
             let kind = match signal {
@@ -936,6 +951,37 @@ fn never_ran<F, R: 'static>(rt: &Runtime, me: Key, e: SwitchError, f: F) -> Resu
     }
 }
 
+/// The hub greenlet's start when an error reached it first (a panic or a
+/// throw routed up to it before its loop first ran): reported, and the
+/// loop starts all the same (see `Runtime::set_hub`). A kill by hand still
+/// ends it unrun.
+fn hub_starts_anyway<A: 'static>(e: SwitchError) -> Result<A, SwitchError> {
+    if matches!(e, SwitchError::Killed) {
+        return Err(e);
+    }
+    match cast_same::<(), A>(()) {
+        Ok(arg) => {
+            crate::error::report_reaching_the_hub(e);
+            Ok(arg)
+        }
+        Err(()) => Err(e),
+    }
+}
+
+/// Runs a greenlet's function: its outcome, a kill's unwinding caught as
+/// `Killed`.
+#[inline(always)]
+fn run<F, A, R>(f: F, arg: A) -> Result<R, SwitchError>
+where
+    F: FnOnce(A) -> R,
+{
+    match panic::catch_unwind(AssertUnwindSafe(move || f(arg))) {
+        Ok(value) => Ok(value),
+        Err(p) if p.is::<GreenletExit>() => Err(SwitchError::Killed),
+        Err(p) => Err(SwitchError::Panicked(p)),
+    }
+}
+
 /// The first frame of every greenlet: take the argument, run the function,
 /// hand the outcome on.
 fn entry<F, A, R>(y: &Y, word: usize, f: F)
@@ -959,11 +1005,7 @@ where
         }
     };
     let outcome = match arg {
-        Ok(arg) => match panic::catch_unwind(AssertUnwindSafe(move || f(arg))) {
-            Ok(value) => Ok(value),
-            Err(p) if p.is::<GreenletExit>() => Err(SwitchError::Killed),
-            Err(p) => Err(SwitchError::Panicked(p)),
-        },
+        Ok(arg) => run(f, arg),
         Err(e) => never_ran(rt, me, e, f),
     };
     // Greenlet-locals die with the greenlet, on its own stack; a panic in
@@ -984,7 +1026,8 @@ where
 /// not a plain `A`: an error, a kill, a value of another type. A panic on
 /// the way (a mismatched value's destructor, an unreachable sender reaped
 /// here that answers its kill with a panic) is this greenlet's outcome:
-/// unwound out of its first frame, it would leave the coroutine.
+/// unwound out of its first frame, it would leave the coroutine. The hub
+/// greenlet starts all the same (`hub_starts_anyway`).
 ///
 /// # Safety
 ///
@@ -997,10 +1040,14 @@ unsafe fn receive_first_slow<A: 'static>(rt: &Runtime, word: usize) -> Result<A,
     let received = panic::catch_unwind(AssertUnwindSafe(|| unsafe {
         rt.receive_slow::<A>(word, OnKill::Report)
     }));
-    match received {
+    let arg = match received {
         Ok(arg) => arg,
         Err(p) if p.is::<GreenletExit>() => Err(SwitchError::Killed),
         Err(p) => Err(SwitchError::Panicked(p)),
+    };
+    match arg {
+        Err(e) if rt.hub.get() == Some(rt.current.get()) => hub_starts_anyway(e),
+        arg => arg,
     }
 }
 

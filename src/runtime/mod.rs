@@ -91,9 +91,8 @@ pub(crate) struct Runtime {
     /// `take_unrun_cause`; `None` once taken). A list, not one slot: those
     /// destructors may switch, so the drops interleave.
     unrun_causes: RefCell<Vec<(Key, Option<SwitchError>)>>,
-    /// The greenlet whose switches go on when the hook panics on them (see
-    /// `report_hook_panics_of`).
-    hook_panics_reported_for: Cell<Option<Key>>,
+    /// The hub greenlet, which the runtime keeps going (see `set_hub`).
+    hub: Cell<Option<Key>>,
     /// The victim of the last kill that the switch hook's panic stopped
     /// before it began (see `kill_all`).
     hook_stopped_kill_of: Cell<Option<Key>>,
@@ -212,7 +211,7 @@ impl Runtime {
             next_id: Cell::new(1),
             tracer: Tracer::new(),
             unrun_causes: RefCell::new(Vec::new()),
-            hook_panics_reported_for: Cell::new(None),
+            hub: Cell::new(None),
             hook_stopped_kill_of: Cell::new(None),
             collecting: Cell::new(0),
             to_collect: RefCell::new(Vec::new()),
@@ -238,6 +237,14 @@ impl Runtime {
     #[inline(always)]
     pub(crate) fn current(&self) -> Key {
         self.current.get()
+    }
+
+    /// Whether the current greenlet's stack is unwinding (see
+    /// `unwinding_here`): where the hub must not block, rather than the
+    /// thread-wide `std::thread::panicking`, which also counts the panic
+    /// of a suspended killer whose kill the current greenlet caught.
+    pub(crate) fn current_unwinds(&self) -> bool {
+        self.unwinding_here(self.current.get())
     }
 
     /// The parent of a live greenlet (`None` for main).
@@ -319,12 +326,14 @@ impl Runtime {
             && (self.records.flags(me) & DYING != 0 || self.tracer.is_set())
     }
 
-    /// Makes `key` (the hub greenlet) the greenlet whose switches go on
-    /// when the switch hook panics on them, the panic reported on stderr
-    /// rather than unwinding it (it has nobody to pass the panic to, and
-    /// its loop must go on).
-    pub(crate) fn report_hook_panics_of(&self, key: Key) {
-        self.hook_panics_reported_for.set(Some(key));
+    /// Makes `key` the hub greenlet, which has nobody to pass a panic to
+    /// and whose loop must go on: its switches go on when the switch hook
+    /// panics on them (the panic reported on stderr rather than unwinding
+    /// it), and an error that reaches it before its loop first ran (a
+    /// panic or throw routed up to it, see `never_ran`) is reported and it
+    /// starts all the same.
+    pub(crate) fn set_hub(&self, key: Key) {
+        self.hub.set(Some(key));
     }
 
     /// Whether a switch made now fails at once, without leaving: the

@@ -92,6 +92,11 @@ pub(crate) const FORCES_SLOW_PATH: u8 = DYING | ORPHAN;
 /// killer link (every greenlet's end asks who receives it) look at the
 /// record's first line only.
 const HAS_KILLER: u8 = 32;
+/// Record flag: `killer` holds, instead of a killer, the greenlet that
+/// this one's end goes to instead of its parent: the hub's hand-off from a
+/// finishing spawned greenlet to the next ready one (see
+/// `Runtime::finish_into`). Never set together with [`HAS_KILLER`].
+const HANDS_OFF: u8 = 128;
 /// Record flag: the record may hold a name or greenlet-local values. Kept
 /// so that creating and removing a record without either (most records)
 /// touches its first line only.
@@ -141,7 +146,9 @@ pub(crate) struct Record {
     guard_page: usize,
     id: u64,
     // ----- the second line: see `HAS_KILLER` and `OWNS_VALUES` -----
-    /// Who receives this greenlet's death while a kill is under way.
+    /// Who receives this greenlet's end instead of its parent: its killer
+    /// while a kill is under way ([`HAS_KILLER`]), or the greenlet the hub
+    /// hands control to as it finishes ([`HANDS_OFF`]). Holds a reference.
     killer: Option<Key>,
     name: Option<Rc<str>>,
     /// Greenlet-local values, by `Local` slot.
@@ -548,15 +555,16 @@ impl Records {
         })
     }
 
-    /// Takes a dead greenlet's stack and killer link out, for recycling.
-    /// Returns (coroutine, killer, whether nothing keeps the record: no
-    /// reference, no pin).
+    /// Takes a dead greenlet's stack and receiver link (its killer, or
+    /// where it handed off to) out, for recycling. Returns (coroutine,
+    /// receiver link, whether nothing keeps the record: no reference, no
+    /// pin).
     #[inline]
     pub(crate) fn retire(&self, key: Key) -> (*mut Co, Option<Key>, bool) {
         self.write(key, |r| {
             (
                 std::mem::replace(&mut r.coroutine, ptr::null_mut()),
-                take_killer(r),
+                take_receiver_link(r),
                 r.refs == 0 && r.pins == 0,
             )
         })
@@ -603,11 +611,12 @@ impl Records {
         self.read(key, killer)
     }
 
-    /// Sets the killer link; returns the old one.
+    /// Sets the killer link; returns the old receiver link (a killer, or
+    /// a hand-off's destination, which a kill replaces).
     #[inline]
     pub(crate) fn replace_killer(&self, key: Key, killer: Option<Key>) -> Option<Key> {
         self.write(key, |r| {
-            let old = take_killer(r);
+            let old = take_receiver_link(r);
             if killer.is_some() {
                 r.killer = killer;
                 r.flags |= HAS_KILLER;
@@ -617,10 +626,27 @@ impl Records {
     }
 
     /// Where a dead greenlet's outcome goes: its killer while a kill is
-    /// under way, else its parent.
+    /// under way, else the greenlet it hands off to, else its parent.
     #[inline]
     pub(crate) fn receiver(&self, key: Key) -> Option<Key> {
-        self.read(key, |r| killer(r).or(r.parent))
+        self.read(key, |r| {
+            if r.flags & (HAS_KILLER | HANDS_OFF) != 0 {
+                r.killer
+            } else {
+                r.parent
+            }
+        })
+    }
+
+    /// Makes the greenlet `dest` receive `key`'s end instead of its parent,
+    /// taking over one reference to it (see `Runtime::finish_into`).
+    #[inline]
+    pub(crate) fn set_hand_off(&self, key: Key, dest: Key) {
+        self.write(key, |r| {
+            debug_assert!(r.flags & (HAS_KILLER | HANDS_OFF) == 0);
+            r.killer = Some(dest);
+            r.flags |= HANDS_OFF;
+        })
     }
 
     /// Adds one reference.
@@ -788,11 +814,12 @@ fn killer(r: &Record) -> Option<Key> {
     }
 }
 
-/// Takes `r`'s killer link out.
+/// Takes `r`'s receiver link out: its killer, or the greenlet it hands
+/// off to.
 #[inline(always)]
-fn take_killer(r: &mut Record) -> Option<Key> {
-    if r.flags & HAS_KILLER != 0 {
-        r.flags &= !HAS_KILLER;
+fn take_receiver_link(r: &mut Record) -> Option<Key> {
+    if r.flags & (HAS_KILLER | HANDS_OFF) != 0 {
+        r.flags &= !(HAS_KILLER | HANDS_OFF);
         r.killer.take()
     } else {
         None

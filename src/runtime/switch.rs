@@ -379,11 +379,11 @@ impl Runtime {
 
     /// The hook panicked with `p` on a switch or throw of `cur`: whether
     /// that is reported on stderr and the transfer goes on (`cur` is the
-    /// greenlet set by `report_hook_panics_of`, and the hook did not kill
+    /// hub greenlet (see `set_hub`), and the hook did not kill
     /// it), instead of unwinding `cur`.
     #[cold]
     fn reports_hook_panic(&self, cur: Key, p: &(dyn Any + Send)) -> bool {
-        if self.hook_panics_reported_for.get() != Some(cur) || p.is::<GreenletExit>() {
+        if self.hub.get() != Some(cur) || p.is::<GreenletExit>() {
             return false;
         }
         let what = crate::error::payload_message(p).unwrap_or("non-text payload");
