@@ -9,6 +9,10 @@
 //! `with_timeout` interruptions unwind with `resume_unwind`, which skips
 //! panic hooks, so they print nothing. A hook set later by the program
 //! replaces this one.
+//!
+//! The hook also tells the runtime that the running greenlet panics (see
+//! `Runtime::note_panic`): the one case where `std::thread::panicking`
+//! cannot say whether that greenlet's own stack unwinds.
 
 use std::cell::Cell;
 use std::sync::Once;
@@ -71,6 +75,8 @@ fn current_greenlet() -> Option<String> {
     if key == rt.main_key() {
         return None;
     }
+    // The runtime tells this greenlet's own unwinding from a killer's.
+    rt.note_panic();
     let id = rt.records().id(key);
     Some(match rt.records().name(key) {
         Some(name) => format!("greenlet '{name}' (id {id})"),

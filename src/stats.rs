@@ -172,6 +172,12 @@ pub struct GreenletInfo {
 
 /// A snapshot of the current thread's greenlets; `Display` prints one line
 /// per greenlet ("what is everybody waiting on").
+///
+/// The counts include main and, once the thread has used the hub, the hub
+/// greenlet (named `"hub"`, the parent of every spawned greenlet, unstarted
+/// until its loop first runs): a leak check that compares counts before
+/// and after some work should take its snapshots once the hub exists, or
+/// look for the greenlets it made by id.
 #[derive(Clone, Debug)]
 pub struct Stats {
     /// Greenlets never switched to.

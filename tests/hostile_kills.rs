@@ -722,3 +722,48 @@ fn a_caught_kill_from_a_panicking_killer_lets_its_victim_hear_a_producers_panic(
     assert_eq!(heard.get(), Some(Err(Some("producer dropped"))));
     assert_eq!(outcome, Some(Ok(())));
 }
+
+/// Such a victim that then panics anew unwinds, although the thread-wide
+/// `panicking` cannot tell its panic from its killer's (the crate's panic
+/// hook tells the runtime): an I/O wait in a destructor of that unwinding
+/// fails at once, and dropping a generator there reports its producer's
+/// panic instead of raising it (which aborted).
+#[test]
+fn a_victim_of_a_panicking_killer_that_panics_anew_unwinds() {
+    /// Receives on a channel as it drops, keeping what came of it.
+    struct ReceivesWhenDropped(greenlet::hub::Receiver<u32>, Rc<Cell<Option<bool>>>);
+    impl Drop for ReceivesWhenDropped {
+        fn drop(&mut self) {
+            self.1.set(Some(self.0.recv().is_err()));
+        }
+    }
+    struct PanicsWhenDropped;
+    impl Drop for PanicsWhenDropped {
+        fn drop(&mut self) {
+            panic!("producer dropped");
+        }
+    }
+    let (tx, rx) = greenlet::hub::channel::<u32>();
+    let failed_at_once = Rc::new(Cell::new(None));
+    let f = failed_at_once.clone();
+    let victim = greenlet::hub::spawn(move || {
+        let caught = panic::catch_unwind(AssertUnwindSafe(|| rx.recv())).is_err();
+        let own = panic::catch_unwind(AssertUnwindSafe(move || {
+            let _receives = ReceivesWhenDropped(rx, f);
+            let never = PanicsWhenDropped;
+            let _gen = greenlet::Generator::new(move |_: &greenlet::Yielder<u8>| drop(never));
+            panic!("own panic");
+        }));
+        (caught, own.is_err())
+    });
+    greenlet::hub::yield_now(); // it blocks in its first receive
+    let g = victim.greenlet().clone();
+    assert_eq!(
+        kill_as_main_unwinds(g),
+        Some(Ok(())),
+        "no switch mid-unwinding"
+    );
+    assert_eq!(failed_at_once.get(), Some(true));
+    drop(tx);
+    assert!(victim.join().is_err(), "killed");
+}

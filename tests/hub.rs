@@ -149,6 +149,86 @@ fn h1_the_panic_of_a_child_that_outlived_its_spawned_parent_reaches_the_hub() {
     assert_eq!(a.join().unwrap(), (1, 2));
 }
 
+/// A greenlet-local that blocks or panics as it drops, set by a spawned
+/// greenlet's result as that result drops (its handle is gone): after the
+/// hand-off to the next ready greenlet.
+mod late_locals {
+    use std::cell::RefCell;
+
+    use greenlet::hub::Event;
+    use greenlet::Local;
+
+    pub struct Blocks(pub Event);
+    impl Drop for Blocks {
+        fn drop(&mut self) {
+            self.0.wait();
+        }
+    }
+
+    pub struct Panics;
+    impl Drop for Panics {
+        fn drop(&mut self) {
+            panic!("late local");
+        }
+    }
+
+    static BLOCKS: Local<RefCell<Option<Blocks>>> = Local::new(|| RefCell::new(None));
+    static PANICS: Local<RefCell<Option<Panics>>> = Local::new(|| RefCell::new(None));
+
+    /// A result that sets a late local that blocks on `Event`.
+    pub struct SetsBlocking(pub Event);
+    impl Drop for SetsBlocking {
+        fn drop(&mut self) {
+            let e = self.0.clone();
+            BLOCKS.with(|c| *c.borrow_mut() = Some(Blocks(e)));
+        }
+    }
+
+    /// A result that sets a late local that panics.
+    pub struct SetsPanicking;
+    impl Drop for SetsPanicking {
+        fn drop(&mut self) {
+            PANICS.with(|c| *c.borrow_mut() = Some(Panics));
+        }
+    }
+}
+
+#[test]
+fn h1_a_spawned_greenlet_killed_after_its_hand_off_gives_the_next_one_back() {
+    let never = Event::new();
+    let e = never.clone();
+    let first = hub::spawn(move || late_locals::SetsBlocking(e));
+    let g = first.greenlet().clone();
+    drop(first);
+    let next = hub::spawn(|| 7u32);
+    let next_id = next.greenlet().id();
+    hub::yield_now(); // `first` hands off to `next`, then blocks in its local
+    assert!(!g.is_dead());
+    g.kill();
+    assert_eq!(next.join().unwrap(), 7, "the next greenlet still runs");
+    drop(g);
+    hub::sleep(Duration::ZERO);
+    assert!(
+        stats().greenlets.iter().all(|i| i.id != next_id),
+        "nothing holds the next greenlet any more"
+    );
+}
+
+#[test]
+fn h1_a_late_panic_of_a_spawned_greenlet_after_its_hand_off_reaches_the_hub() {
+    let q: Queue<u32> = Queue::new();
+    let q2 = q.clone();
+    let next = hub::spawn(move || q2.get());
+    hub::yield_now(); // `next` blocks in its get
+    let q1 = q.clone();
+    drop(hub::spawn(move || {
+        q1.put(5); // `next` is ready when this one finishes
+        late_locals::SetsPanicking
+    }));
+    assert_eq!(next.join().unwrap(), 5, "the late panic did not unwind it");
+    assert_eq!(hub::spawn(|| 1u32).join().unwrap(), 1, "the hub goes on");
+}
+
 #[test]
 fn h2_spawn_never_switches() {
     let log = Log::default();

@@ -252,3 +252,67 @@ fn a_stop_killed_by_a_handler_it_kills_still_finishes() {
     assert_eq!(server.connections(), 0);
     server.stop(HOUR);
 }
+
+/// A connection the server has no stack for (here a policy whose stacks
+/// the system refuses; at the mapping limit, the same) is closed and
+/// counted as an accept error; the server goes on accepting.
+#[test]
+fn a_connection_without_a_stack_is_closed_and_the_server_goes_on() {
+    let server = Server::bind("127.0.0.1:0", echo_once).unwrap().start();
+    hub::yield_now(); // the acceptor waits for a connection
+    let old = greenlet::set_stack_policy(greenlet::StackPolicy::new().stack_size(usize::MAX));
+    let mut refused = TcpStream::connect(server.local_addr()).unwrap();
+    let mut rest = Vec::new();
+    assert_eq!(refused.read_to_end(&mut rest).unwrap(), 0, "closed");
+    assert_eq!(server.accept_errors(), 1);
+    greenlet::set_stack_policy(old);
+    assert_eq!(round_trip(server.local_addr(), b"x"), b"x");
+    server.stop(HOUR);
+}
+
+/// The handler closure's destructor (run as `stop` kills the acceptor,
+/// which holds the closure) kills the greenlet running `stop`: the stop
+/// still finishes.
+#[test]
+fn a_stop_killed_as_it_kills_the_acceptor_still_finishes() {
+    type Slot = Rc<std::cell::RefCell<Option<hub::JoinHandle<()>>>>;
+    struct KillsWhenDropped(Slot);
+    impl Drop for KillsWhenDropped {
+        fn drop(&mut self) {
+            if let Some(h) = self.0.borrow_mut().take() {
+                h.kill();
+            }
+        }
+    }
+    let slot: Slot = Rc::default();
+    let kills = KillsWhenDropped(slot.clone());
+    let server = Server::bind("127.0.0.1:0", move |_conn, _| {
+        let _ = &kills;
+    })
+    .unwrap()
+    .start();
+    hub::yield_now(); // the acceptor blocks in accept
+    let h = server.clone();
+    let stopper = hub::spawn(move || h.stop(Duration::ZERO));
+    let g = stopper.greenlet().clone();
+    *slot.borrow_mut() = Some(stopper);
+    drop(slot);
+    server.wait();
+    assert!(g.is_dead());
+    assert!(server.is_stopped());
+}
+
+#[test]
+fn handlers_get_their_name_and_stack_size() {
+    let server = Server::bind("127.0.0.1:0", |conn: TcpStream, peer| {
+        let me = greenlet::Greenlet::current();
+        assert_eq!(me.name().unwrap().as_ref(), format!("conn {peer}"));
+        echo_once(conn, peer);
+    })
+    .unwrap()
+    .handler_name("conn")
+    .handler_stack_size(64 * 1024)
+    .start();
+    assert_eq!(round_trip(server.local_addr(), b"y"), b"y");
+    server.stop(HOUR);
+}

@@ -3,7 +3,9 @@
 //! (gevent's `Group` and `Pool`).
 
 use std::cell::RefCell;
+use std::convert::Infallible;
 use std::fmt;
+use std::io;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
@@ -48,6 +50,23 @@ struct Inner {
     members: RefCell<Slab<Greenlet>>,
     /// Set while the group is empty.
     empty: Event,
+}
+
+/// A member's function, with what makes it leave its group when it ends
+/// (however it ends: the `Leave` drops as its greenlet unwinds too).
+struct Member<F> {
+    leave: Leave,
+    f: F,
+}
+
+impl<F> Member<F> {
+    fn run<R>(self) -> R
+    where
+        F: FnOnce() -> R,
+    {
+        let _leave = self.leave;
+        (self.f)()
+    }
 }
 
 /// Owned by a member's closure: takes it out of the group when the
@@ -95,15 +114,54 @@ impl Group {
         F: FnOnce() -> R + 'static,
         R: 'static,
     {
+        let Ok(handle) =
+            self.spawn_member(f, |m| Ok::<_, Infallible>(super::spawn(move || m.run())));
+        handle
+    }
+
+    /// Spawns `f` as a member on a greenlet configured by `builder` (its
+    /// name, its stack size), as [`Builder::spawn`](super::Builder::spawn)
+    /// does.
+    ///
+    /// ```
+    /// use greenlet::hub::{Builder, Group};
+    ///
+    /// let group = Group::new();
+    /// let h = group.spawn_with(Builder::new().name("worker"), || 7)?;
+    /// assert_eq!(h.greenlet().name().as_deref(), Some("worker"));
+    /// assert_eq!(h.join().unwrap(), 7);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// When no stack can be had (see
+    /// [`Builder::spawn`](super::Builder::spawn)); nothing is spawned then.
+    pub fn spawn_with<F, R>(&self, builder: super::Builder, f: F) -> io::Result<JoinHandle<R>>
+    where
+        F: FnOnce() -> R + 'static,
+        R: 'static,
+    {
+        self.spawn_member(f, |m| builder.spawn(move || m.run()))
+    }
+
+    /// Spawns `f`, wrapped to leave the group when it ends, through
+    /// `spawn`, and adds it to the group.
+    fn spawn_member<F, R, E>(
+        &self,
+        f: F,
+        spawn: impl FnOnce(Member<F>) -> Result<JoinHandle<R>, E>,
+    ) -> Result<JoinHandle<R>, E>
+    where
+        F: FnOnce() -> R + 'static,
+        R: 'static,
+    {
         let key = self.inner.members.borrow().vacant_key();
         let leave = Leave {
             group: Rc::downgrade(&self.inner),
             key,
         };
-        let handle = super::spawn(move || {
-            let _leave = leave;
-            f()
-        });
+        let handle = spawn(Member { leave, f })?;
         // The new greenlet has not run yet (spawning never switches), so
         // it joins before it can leave.
         self.inner
@@ -111,7 +169,7 @@ impl Group {
             .borrow_mut()
             .insert(handle.greenlet().clone());
         self.inner.empty.clear();
-        handle
+        Ok(handle)
     }
 
     /// How many members are alive.
@@ -262,6 +320,30 @@ impl Pool {
     {
         let slot = self.slots.acquire_owned();
         self.group.spawn(move || {
+            let _slot = slot;
+            f()
+        })
+    }
+
+    /// [`spawn`](Pool::spawn) on a greenlet configured by `builder`, as
+    /// [`Group::spawn_with`]; a slot taken for a greenlet that could not
+    /// be spawned is given back.
+    ///
+    /// # Errors
+    ///
+    /// When no stack can be had (see
+    /// [`Builder::spawn`](super::Builder::spawn)); nothing is spawned then.
+    ///
+    /// # Panics
+    ///
+    /// As any blocking call.
+    pub fn spawn_with<F, R>(&self, builder: super::Builder, f: F) -> io::Result<JoinHandle<R>>
+    where
+        F: FnOnce() -> R + 'static,
+        R: 'static,
+    {
+        let slot = self.slots.acquire_owned();
+        self.group.spawn_with(builder, move || {
             let _slot = slot;
             f()
         })

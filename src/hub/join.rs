@@ -239,6 +239,12 @@ impl<R> Drop for Finisher<R> {
 }
 
 /// The handle [`spawn`](super::spawn) returns.
+///
+/// Dropping it detaches the greenlet, as dropping a `std::thread`'s handle
+/// does: it runs on (the hub keeps it while it is ready or blocked), and
+/// its result is dropped when it ends. [`kill`](JoinHandle::kill) ends it
+/// early. (A plain [`Greenlet`]'s last handle, dropped, kills a suspended
+/// greenlet instead: nothing else could ever switch to it.)
 pub struct JoinHandle<R> {
     greenlet: Greenlet,
     state: PooledRc<JoinState<R>>,

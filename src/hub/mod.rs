@@ -383,7 +383,7 @@ impl Hub {
             // panic or throw that reaches the hub before its loop first
             // ran, is reported, and the loop goes on: unwound, the hub
             // would die, and every greenlet with it.
-            crate::runtime::Runtime::get().set_hub(greenlet.key());
+            crate::runtime::Runtime::get().set_hub(greenlet.key(), scheduler::hand_back);
             Hub {
                 key: greenlet.key(),
                 greenlet,

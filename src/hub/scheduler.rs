@@ -94,6 +94,16 @@ impl Drop for Counted {
     }
 }
 
+/// Takes back `next` (and its reference), which a finishing greenlet's
+/// hand-off named and which the runtime gives back: that greenlet was
+/// killed, or ended with an error, before it finished into `next`.
+pub(super) fn hand_back(next: Key) {
+    let next = Counted(next);
+    if let Some(hub) = try_hub() {
+        hub.unpop_ready(next);
+    }
+}
+
 impl Hub {
     /// The hub greenlet's loop; see the module docs.
     pub(super) fn run_loop(&self) {
@@ -366,7 +376,8 @@ impl Hub {
     }
 
     /// Puts `next`, just taken for a hand-off that did not happen, back at
-    /// the front of the ready queue, in the round it was taken from.
+    /// the front of the ready queue, in the round it was taken from (see
+    /// [`hand_back`]).
     #[cold]
     pub(super) fn unpop_ready(&self, next: Counted) {
         self.ready.borrow_mut().push_front(next);

@@ -53,6 +53,28 @@ pub struct Server {
     listener: TcpListener,
     handler: Handler,
     max_connections: Option<usize>,
+    handlers: HandlerGreenlets,
+}
+
+/// How the handlers' greenlets are made.
+#[derive(Clone, Debug, Default)]
+struct HandlerGreenlets {
+    name: Option<Rc<str>>,
+    stack_size: Option<usize>,
+}
+
+impl HandlerGreenlets {
+    /// The builder of the greenlet that serves `peer`.
+    fn builder(&self, peer: SocketAddr) -> hub::Builder {
+        let mut builder = hub::Builder::new();
+        if let Some(name) = &self.name {
+            builder = builder.name(format!("{name} {peer}"));
+        }
+        if let Some(bytes) = self.stack_size {
+            builder = builder.stack_size(bytes);
+        }
+        builder
+    }
 }
 
 impl Server {
@@ -79,7 +101,40 @@ impl Server {
             listener,
             handler: Rc::new(handler),
             max_connections: None,
+            handlers: HandlerGreenlets::default(),
         }
+    }
+
+    /// Names each handler's greenlet `"{name} {peer address}"`, as panics,
+    /// [`stats`](crate::stats) and `Debug` show it (unnamed by default).
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use greenlet::net::{Server, TcpStream};
+    ///
+    /// let server = Server::bind("127.0.0.1:0", |conn: TcpStream, _| {
+    ///     let me = greenlet::Greenlet::current();
+    ///     assert!(me.name().unwrap().starts_with("echo 127.0.0.1:"));
+    ///     drop(conn);
+    /// })?
+    /// .handler_name("echo")
+    /// .start();
+    /// let mut client = TcpStream::connect(server.local_addr())?;
+    /// assert_eq!(client.read(&mut [0; 1])?, 0); // served, then closed
+    /// server.stop(std::time::Duration::ZERO);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn handler_name(mut self, name: impl Into<String>) -> Server {
+        self.handlers.name = Some(name.into().into());
+        self
+    }
+
+    /// The usable stack size of each handler's greenlet (see
+    /// [`Builder::stack_size`](crate::Builder::stack_size)); the thread's
+    /// [`StackPolicy`](crate::StackPolicy) size by default.
+    pub fn handler_stack_size(mut self, bytes: usize) -> Server {
+        self.handlers.stack_size = Some(bytes);
+        self
     }
 
     /// Serves at most `n` connections at once: while `n` handlers run,
@@ -136,10 +191,10 @@ impl Server {
             accept_errors: Cell::new(0),
         });
         let s = shared.clone();
-        let handler = self.handler;
+        let (handler, handlers) = (self.handler, self.handlers);
         let acceptor = hub::Builder::new()
             .name("server accept")
-            .spawn(move || accept_loop(&s, &listener, &handler))
+            .spawn(move || accept_loop(&s, &listener, &handler, &handlers))
             .unwrap_or_else(|e| panic!("greenlet::net::Server::start: {e}"));
         *shared.acceptor.borrow_mut() = Some(acceptor);
         ServerHandle { shared }
@@ -151,6 +206,8 @@ impl fmt::Debug for Server {
         f.debug_struct("Server")
             .field("listener", &self.listener)
             .field("max_connections", &self.max_connections)
+            .field("handler_name", &self.handlers.name)
+            .field("handler_stack_size", &self.handlers.stack_size)
             .finish()
     }
 }
@@ -194,7 +251,12 @@ impl Shared {
     }
 }
 
-fn accept_loop(shared: &Shared, listener: &TcpListener, handler: &Handler) {
+fn accept_loop(
+    shared: &Shared,
+    listener: &TcpListener,
+    handler: &Handler,
+    handlers: &HandlerGreenlets,
+) {
     let mut pause = MIN_PAUSE;
     while !shared.stopping.get() {
         if let Members::Pool(pool) = &shared.members {
@@ -206,14 +268,25 @@ fn accept_loop(shared: &Shared, listener: &TcpListener, handler: &Handler) {
         }
         match listener.accept() {
             Ok((conn, peer)) => {
-                pause = MIN_PAUSE;
                 let handler = handler.clone();
                 let serve = move || handler(conn, peer);
                 // Only this greenlet spawns into the pool, which has a
                 // free slot: this does not block.
-                match &shared.members {
-                    Members::Group(g) => drop(g.spawn(serve)),
-                    Members::Pool(p) => drop(p.spawn(serve)),
+                let builder = handlers.builder(peer);
+                let spawned = match &shared.members {
+                    Members::Group(g) => g.spawn_with(builder, serve).map(drop),
+                    Members::Pool(p) => p.spawn_with(builder, serve).map(drop),
+                };
+                match spawned {
+                    Ok(()) => pause = MIN_PAUSE,
+                    // No stack for it (the mapping limit): the connection
+                    // was closed with the function that owned it; counted
+                    // and paced as a failed accept, the server goes on.
+                    Err(_) => {
+                        shared.accept_errors.set(shared.accept_errors.get() + 1);
+                        hub::sleep(pause);
+                        pause = (pause * 2).min(MAX_PAUSE);
+                    }
                 }
             }
             Err(_) if shared.stopping.get() => return,
@@ -341,6 +414,16 @@ impl ServerHandle {
             shared.stopped.wait();
             return;
         }
+        // The rest runs also if this greenlet is interrupted from here on:
+        // by a kill from a destructor that the acceptor's kill below runs
+        // (the handler's), or while it waits out the grace (a
+        // `with_timeout` expiry, a kill, a throw): the grace is then over,
+        // and the stop is finished on the way out, so that no later `stop`
+        // or `wait` waits for it forever.
+        let mut tail = StopTail {
+            shared,
+            all_done: false,
+        };
         if let Some(listener) = shared.listener.borrow_mut().take() {
             listener.close(); // wakes the acceptor's `accept`
         }
@@ -350,14 +433,6 @@ impl ServerHandle {
                 acceptor.kill();
             }
         }
-        // The rest runs also if this greenlet is interrupted while it
-        // waits out the grace (a `with_timeout` expiry, a kill, a throw):
-        // the grace is then over, and the stop is finished on the way out,
-        // so that no later `stop` or `wait` waits for it forever.
-        let mut tail = StopTail {
-            shared,
-            all_done: false,
-        };
         tail.all_done = match &shared.members {
             Members::Group(g) => g.join_timeout(grace),
             Members::Pool(p) => p.join_timeout(grace),

@@ -456,6 +456,10 @@ impl Runtime {
             return Ok(()); // the hook killed it
         }
         self.set_flags(victim, DYING);
+        // A finishing victim's end goes to its killer, not where the hub
+        // chose to hand off (a greenlet-local's destructor blocked after
+        // the hand-off was made, say).
+        self.hand_back(victim);
         self.records.replace_killer(victim, Some(cur));
         self.add_ref(cur);
         let unwinding = std::thread::panicking();
@@ -839,8 +843,13 @@ impl Runtime {
                 Signal::Value(type_of::<R>())
             }
             // Out of line: matched here, the error's variants made a jump
-            // table that every plain return went through.
-            Err(e) => error_signal(e),
+            // table that every plain return went through. Only a plain end
+            // is handed off: an error (a late local's panic, a throw) goes
+            // to the parent, the hub, as any other.
+            Err(e) => {
+                self.hand_back(me);
+                error_signal(e)
+            }
         };
         // Who receives it: its killer while a kill is under way, else the
         // greenlet the hub hands control to (`finish_into`), else its

@@ -91,8 +91,11 @@ pub(crate) struct Runtime {
     /// `take_unrun_cause`; `None` once taken). A list, not one slot: those
     /// destructors may switch, so the drops interleave.
     unrun_causes: RefCell<Vec<(Key, Option<SwitchError>)>>,
-    /// The hub greenlet, which the runtime keeps going (see `set_hub`).
+    /// The hub greenlet, which the runtime keeps going, and how a
+    /// greenlet taken for a hand-off goes back to the hub's ready queue
+    /// (see `set_hub`).
     hub: Cell<Option<Key>>,
+    hand_back: Cell<Option<fn(Key)>>,
     /// The victim of the last kill that the switch hook's panic stopped
     /// before it began (see `kill_all`).
     hook_stopped_kill_of: Cell<Option<Key>>,
@@ -212,6 +215,7 @@ impl Runtime {
             tracer: Tracer::new(),
             unrun_causes: RefCell::new(Vec::new()),
             hub: Cell::new(None),
+            hand_back: Cell::new(None),
             hook_stopped_kill_of: Cell::new(None),
             collecting: Cell::new(0),
             to_collect: RefCell::new(Vec::new()),
@@ -332,8 +336,28 @@ impl Runtime {
     /// it), and an error that reaches it before its loop first ran (a
     /// panic or throw routed up to it, see `never_ran`) is reported and it
     /// starts all the same.
-    pub(crate) fn set_hub(&self, key: Key) {
+    ///
+    /// `hand_back` takes back (with its reference) a greenlet that the hub
+    /// chose to receive the end of a finishing greenlet (`finish_into`)
+    /// when that end does not go there after all: the finisher is killed
+    /// first, or ends with an error (see `hand_back`).
+    pub(crate) fn set_hub(&self, key: Key, hand_back: fn(Key)) {
         self.hub.set(Some(key));
+        self.hand_back.set(Some(hand_back));
+    }
+
+    /// Gives the greenlet that `key`'s hand-off named, if any, back to the
+    /// hub: `key` is being killed, or ends with an error, which go to its
+    /// killer or parent as usual rather than into an unrelated greenlet
+    /// (which would otherwise never run: it is in no ready queue).
+    #[cold]
+    pub(super) fn hand_back(&self, key: Key) {
+        if let Some(next) = self.records.take_hand_off(key) {
+            match self.hand_back.get() {
+                Some(give_back) => give_back(next),
+                None => self.release_ref(next),
+            }
+        }
     }
 
     /// Whether a switch made now fails at once, without leaving: the

@@ -638,6 +638,20 @@ impl Records {
         })
     }
 
+    /// Takes out the greenlet that `key`'s hand-off names, if any, with its
+    /// reference.
+    #[inline]
+    pub(crate) fn take_hand_off(&self, key: Key) -> Option<Key> {
+        self.write(key, |r| {
+            if r.flags & HANDS_OFF != 0 {
+                r.flags &= !HANDS_OFF;
+                r.killer.take()
+            } else {
+                None
+            }
+        })
+    }
+
     /// Makes the greenlet `dest` receive `key`'s end instead of its parent,
     /// taking over one reference to it (see `Runtime::finish_into`).
     #[inline]

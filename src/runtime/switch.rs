@@ -27,6 +27,10 @@ pub(crate) struct SlowLane {
     pub(super) reap: Option<Key>,
 }
 
+/// The number under which `note_panic` lists a greenlet's own panic among
+/// the kills in flight: no kill gets it (they are counted from 0).
+const OWN_PANIC: u64 = u64::MAX;
+
 /// What a receiver does with an `UnwindNow` signal.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum OnKill {
@@ -355,6 +359,25 @@ impl Runtime {
         match self.records.killer(cur) {
             Some(killer) => self.records.flags(killer) & UNWINDING == 0,
             None => true,
+        }
+    }
+
+    /// A `panic!` on this thread (told by the crate's panic hook): a
+    /// greenlet that caught a kill from a killer that unwinds, and now
+    /// panics anew, unwinds, which the thread-wide `panicking` cannot tell
+    /// from its killer's panic. It is listed as unwinding (in
+    /// `kills_in_flight`, under a number no kill has) until it dies or is
+    /// killed again: until then its switches fail with `Unwinding`, also
+    /// once it has caught that panic (the safe side: a switch in the middle
+    /// of an unwinding would let another greenlet run inside it). A panic
+    /// raised with `resume_unwind`, or under a hook set by the program in
+    /// place of the crate's, is not seen.
+    pub(crate) fn note_panic(&self) {
+        let cur = self.current.get();
+        if self.records.flags(cur) & DYING != 0 && !self.unwinding_here(cur) {
+            if let Ok(mut in_flight) = self.kills_in_flight.try_borrow_mut() {
+                in_flight.push((self.records.id(cur), OWN_PANIC));
+            }
         }
     }
 
