@@ -15,7 +15,7 @@
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
 
-use greenlet::hub::{self, with_timeout, AsyncResult, JoinableQueue, Queue};
+use greenlet::hub::{self, with_timeout, AsyncResult, JoinableQueue, Queue, TryPutError};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -23,7 +23,7 @@ const MS: Duration = Duration::from_millis(1);
 fn test_put_nowait_simple() {
     let q = Queue::bounded(1);
     assert_eq!(q.try_put(2), Ok(()));
-    assert_eq!(q.try_put(3), Err(3), "Full");
+    assert_eq!(q.try_put(3), Err(TryPutError::Full(3)), "Full");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use greenlet::hub::{self, with_timeout, Event, JoinError, Queue};
+use greenlet::hub::{self, with_timeout, Event, JoinError, PutTimeoutError, Queue, TryPutError};
 use greenlet::{stats, Greenlet, SwitchError, WaitOn};
 
 /// Counts its drops, across threads.
@@ -423,8 +423,8 @@ fn h6_try_and_timeout_variants() {
     assert_eq!(q.try_get(), None);
     assert_eq!(q.try_put(1u8), Ok(()));
     assert_eq!(q.try_put(2), Ok(()));
-    assert_eq!(q.try_put(3), Err(3));
-    assert_eq!(q.put_timeout(4, MS), Err(4));
+    assert_eq!(q.try_put(3), Err(TryPutError::Full(3)));
+    assert_eq!(q.put_timeout(4, MS), Err(PutTimeoutError::Timeout(4)));
     assert_eq!(q.get_timeout(MS), Some(1));
     assert_eq!(q.get_timeout(MS), Some(2));
     assert_eq!(q.get_timeout(MS), None);
@@ -531,7 +531,11 @@ fn h8_a_handed_item_takes_its_place_in_a_bounded_queue() {
     hub::yield_now(); // it blocks
     q.put(1u32);
     assert!(q.is_full());
-    assert_eq!(q.try_put(2), Err(2), "no room until the getter runs");
+    assert_eq!(
+        q.try_put(2),
+        Err(TryPutError::Full(2)),
+        "no room until the getter runs"
+    );
     assert_eq!(getter.join().unwrap(), 1);
     assert_eq!(q.try_put(2), Ok(()));
 }
@@ -609,7 +613,11 @@ fn h8_a_woken_putter_killed_before_it_runs_passes_its_place_on() {
     hub::yield_now(); // both block: the queue is full
     assert_eq!(q.try_get(), Some("a")); // the place is promised to `first`
     assert_eq!(q.len(), 0);
-    assert_eq!(q.try_put("x"), Err("x"), "the free place is promised");
+    assert_eq!(
+        q.try_put("x"),
+        Err(TryPutError::Full("x")),
+        "the free place is promised"
+    );
     first.kill();
     assert!(matches!(first.join(), Err(JoinError::Killed)));
     second.join().unwrap();

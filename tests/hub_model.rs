@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use greenlet::hub::{self, time, Event, JoinError, JoinHandle, Queue};
+use greenlet::hub::{self, time, Event, JoinError, JoinHandle, PutTimeoutError, Queue};
 use greenlet::Greenlet;
 use proptest::prelude::*;
 
@@ -100,7 +100,11 @@ fn exec(w: &World, me: usize, s: usize, op: Op) -> Outcome {
         Op::Put {
             q,
             timeout: Some(t),
-        } => Outcome::Put(w.queues[q].put_timeout(value(me, s), ms(t))),
+        } => Outcome::Put(
+            w.queues[q]
+                .put_timeout(value(me, s), ms(t))
+                .map_err(PutTimeoutError::into_inner),
+        ),
         Op::Get { q, timeout: None } => Outcome::Got(Some(w.queues[q].get())),
         Op::Get {
             q,

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use greenlet::hub::{self, with_timeout, Closed, JoinableQueue, Queue};
+use greenlet::hub::{
+    self, with_timeout, Closed, JoinableQueue, PutTimeoutError, Queue, TryPutError,
+};
 
 const MS: Duration = Duration::from_millis(1);
 
@@ -17,8 +19,8 @@ fn close_fails_blocked_putters_with_their_items_back() {
     hub::yield_now();
     q.close();
     assert_eq!(putter.join().unwrap().unwrap_err().0, 2);
-    assert_eq!(q.try_put(3), Err(3));
-    assert_eq!(q.put_timeout(4, MS), Err(4));
+    assert_eq!(q.try_put(3), Err(TryPutError::Closed(3)));
+    assert_eq!(q.put_timeout(4, MS), Err(PutTimeoutError::Closed(4)));
     assert!(q.is_closed());
 }
 
@@ -158,7 +160,7 @@ fn a_putter_promised_a_place_before_the_close_gets_its_item_back() {
     hub::yield_now(); // it blocks: the queue is full
     assert_eq!(q.try_get(), Some(1)); // its place is promised to it
     assert!(q.is_full(), "the promised place counts as taken");
-    assert_eq!(q.try_put(3), Err(3));
+    assert_eq!(q.try_put(3), Err(TryPutError::Full(3)));
     q.close(); // before the putter runs
     assert_eq!(
         putter.join().unwrap(),

@@ -124,7 +124,9 @@ fn stop_lets_handlers_finish_within_the_grace_then_kills_the_rest() {
     while finished.get() == 0 || server.connections() < 1 {
         hub::yield_now();
     }
+    assert!(!server.is_stopping());
     server.stop(Duration::from_millis(50));
+    assert!(server.is_stopping() && server.is_stopped());
     assert_eq!(finished.get(), 1);
     assert_eq!(killed.get(), 1, "the slow handler was killed and unwound");
     assert_eq!(server.connections(), 0);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::deadline_after;
 use super::event::Event;
-use super::queue::{Closed, Queue};
+use super::queue::{Closed, Queue, TryPutError};
 
 /// A [`Queue`] whose consumers call [`task_done`](JoinableQueue::task_done)
 /// for each item they finished, and whose [`join`](JoinableQueue::join)
@@ -156,7 +156,7 @@ impl<T: 'static> JoinableQueue<T> {
     /// # Errors
     ///
     /// Gives `item` back when there is no room or the queue is closed.
-    pub fn try_put(&self, item: T) -> Result<(), T> {
+    pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
         self.queue.try_put(item).inspect(|()| self.added())
     }
 

@@ -206,7 +206,7 @@ pub use self::join::{JoinError, JoinHandle};
 pub use self::joinable_queue::{JoinableQueue, TooManyTaskDone};
 pub use self::monitor::{monitor, monitor_with, Blocked};
 pub use self::mutex::{Mutex, MutexGuard};
-pub use self::queue::{Closed, Queue, QueueIter};
+pub use self::queue::{Closed, PutTimeoutError, Queue, QueueIter, TryPutError};
 pub use self::remote::{remote, Remote, RemoteClosed};
 pub use self::scheduler::{run, run_main, yield_now};
 pub use self::semaphore::{

@@ -352,28 +352,59 @@ impl<T: 'static> Queue<T> {
             .is_some_and(|cap| q.len() + q.reserved_slots >= cap)
     }
 
-    /// Adds `item` if there is room now (and the queue is not closed);
-    /// gives it back otherwise.
-    pub fn try_put(&self, item: T) -> Result<(), T> {
+    /// Adds `item` if there is room now and the queue is not closed; never
+    /// blocks.
+    ///
+    /// ```
+    /// use greenlet::hub::{Queue, TryPutError};
+    ///
+    /// let q = Queue::bounded(1);
+    /// assert_eq!(q.try_put(1), Ok(()));
+    /// assert_eq!(q.try_put(2), Err(TryPutError::Full(2)));
+    /// q.close();
+    /// assert_eq!(q.try_put(3), Err(TryPutError::Closed(3)));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Gives `item` back, in [`TryPutError::Full`] when a bounded queue has
+    /// no room (a place promised to a blocked putter counting as taken),
+    /// in [`TryPutError::Closed`] when the queue is closed.
+    pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
         let mut q = self.inner.borrow_mut();
         // Blocked putters are only ever waiting when there is no room.
         if q.has_space() {
             q.add(item);
             Ok(())
+        } else if q.closed {
+            Err(TryPutError::Closed(item))
         } else {
-            Err(item)
+            Err(TryPutError::Full(item))
         }
     }
 
     /// Like [`put`](Queue::put), but gives the item back if no room was made
-    /// within `timeout` (or the queue is closed).
+    /// within `timeout` or the queue is closed.
+    ///
+    /// # Errors
+    ///
+    /// Gives `item` back, in [`PutTimeoutError::Timeout`] when `timeout`
+    /// passed with the queue still full, in [`PutTimeoutError::Closed`]
+    /// when the queue is closed (before or while this waits).
     ///
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     #[inline(always)]
-    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), T> {
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
         self.put_until(item, deadline_after(timeout), "Queue::put_timeout")
+            .map_err(|item| {
+                if self.is_closed() {
+                    PutTimeoutError::Closed(item)
+                } else {
+                    PutTimeoutError::Timeout(item)
+                }
+            })
     }
 
     /// Takes the front item, blocking the calling greenlet while the queue
@@ -754,6 +785,102 @@ impl<T> fmt::Display for Closed<T> {
 }
 
 impl<T> std::error::Error for Closed<T> {}
+
+/// Why [`Queue::try_put`] gave its item back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum TryPutError<T> {
+    /// The bounded queue had no room.
+    Full(T),
+    /// The queue is closed.
+    Closed(T),
+}
+
+/// Why [`Queue::put_timeout`] gave its item back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum PutTimeoutError<T> {
+    /// The timeout passed with the queue still full.
+    Timeout(T),
+    /// The queue is closed.
+    Closed(T),
+}
+
+impl<T> TryPutError<T> {
+    /// The item given back.
+    pub fn into_inner(self) -> T {
+        match self {
+            TryPutError::Full(item) | TryPutError::Closed(item) => item,
+        }
+    }
+
+    /// Whether the queue was full (not closed).
+    pub fn is_full(&self) -> bool {
+        matches!(self, TryPutError::Full(_))
+    }
+
+    /// Whether the queue is closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TryPutError::Closed(_))
+    }
+}
+
+impl<T> PutTimeoutError<T> {
+    /// The item given back.
+    pub fn into_inner(self) -> T {
+        match self {
+            PutTimeoutError::Timeout(item) | PutTimeoutError::Closed(item) => item,
+        }
+    }
+
+    /// Whether the timeout passed (the queue is not closed).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, PutTimeoutError::Timeout(_))
+    }
+
+    /// Whether the queue is closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, PutTimeoutError::Closed(_))
+    }
+}
+
+impl<T> fmt::Debug for TryPutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TryPutError::Full(_) => "Full(..)",
+            TryPutError::Closed(_) => "Closed(..)",
+        })
+    }
+}
+
+impl<T> fmt::Display for TryPutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TryPutError::Full(_) => "the queue is full",
+            TryPutError::Closed(_) => "the queue is closed",
+        })
+    }
+}
+
+impl<T> std::error::Error for TryPutError<T> {}
+
+impl<T> fmt::Debug for PutTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PutTimeoutError::Timeout(_) => "Timeout(..)",
+            PutTimeoutError::Closed(_) => "Closed(..)",
+        })
+    }
+}
+
+impl<T> fmt::Display for PutTimeoutError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PutTimeoutError::Timeout(_) => "the queue stayed full until the timeout",
+            PutTimeoutError::Closed(_) => "the queue is closed",
+        })
+    }
+}
+
+impl<T> std::error::Error for PutTimeoutError<T> {}
 
 /// The iterator of [`Queue::iter`]: each `next` blocks for the next item
 /// and it ends when the queue is closed and empty.

@@ -380,6 +380,14 @@ impl ServerHandle {
         self.shared.stopped.is_set()
     }
 
+    /// Whether a [`stop`](ServerHandle::stop) has begun (the listener is
+    /// closed; the handlers left are in their grace, or killed): a
+    /// handler that can reach the handle may check it between requests to
+    /// say goodbye and end early instead of sitting out the grace.
+    pub fn is_stopping(&self) -> bool {
+        self.shared.stopping.get()
+    }
+
     /// Stops the server gracefully: stops accepting (closing the
     /// listener), lets the handlers running finish for up to `grace`, then
     /// kills those left (their greenlets unwind: sockets close, guards
