@@ -230,6 +230,42 @@ fn h1_a_late_panic_of_a_spawned_greenlet_after_its_hand_off_reaches_the_hub() {
 }
 
 #[test]
+fn h1_a_spawned_greenlet_blocking_after_its_hand_off_gives_the_next_one_back() {
+    // `first`'s late local waits for what only `next` does: the greenlet
+    // taken for the hand-off must not wait for `first` to finish.
+    let woken = Event::new();
+    let e = woken.clone();
+    drop(hub::spawn(move || late_locals::SetsBlocking(e)));
+    let e = woken.clone();
+    let next = hub::spawn(move || {
+        e.set();
+        7u32
+    });
+    assert_eq!(next.join().unwrap(), 7);
+}
+
+#[test]
+fn h1_a_kill_of_an_outlived_child_reaching_the_hub_before_its_loop_ran_does_not_end_it() {
+    let outlived = Rc::new(RefCell::new(None));
+    let o = outlived.clone();
+    let spawned = hub::spawn(move || {
+        // A plain child of the spawned greenlet, which kills itself once
+        // switched to: its end goes up to the hub.
+        *o.borrow_mut() = Some(Greenlet::new(|()| Greenlet::current().kill()));
+    });
+    let hub_greenlet = spawned.greenlet().parent().unwrap();
+    spawned.join().unwrap();
+    assert!(!hub_greenlet.is_started());
+    let child = outlived.borrow_mut().take().unwrap();
+    assert_nothing_could_run(child.switch::<(), ()>(()));
+    assert!(
+        hub_greenlet.is_active(),
+        "only a kill of its own ends the hub"
+    );
+    assert_eq!(hub::spawn(|| 3u8).join().unwrap(), 3);
+}
+
+#[test]
 fn h2_spawn_never_switches() {
     let log = Log::default();
     let l = log.clone();

@@ -610,7 +610,17 @@ impl Runtime {
     /// takes the outcome to the killer instead, so the hub hands off only
     /// from a greenlet that is not being killed.
     pub(crate) fn finish_into(&self, dest: Key) {
-        self.records.set_hand_off(self.current.get(), dest);
+        let me = self.current.get();
+        self.records.set_hand_off(me, dest);
+        // Until it finishes, a switch away (a late greenlet-local's
+        // destructor that blocks) must give `dest` back first: it is in
+        // no ready queue meanwhile. The slow path, where `leave` does it.
+        if let Some(other) = self.handing_off.replace(Some(me)) {
+            debug_assert!(false, "two hand-offs pending");
+            self.handing_off.set(Some(other));
+        } else {
+            self.force_slow_path(true);
+        }
     }
 
     /// Sets `child`'s parent to `parent`; returns false (changing
@@ -828,6 +838,7 @@ impl Runtime {
     /// past dead ancestors, and never comes back.
     fn finish<R: 'static>(&self, y: &Y, outcome: Result<R, SwitchError>) -> ! {
         let me = self.current.get();
+        self.hand_off_over(me);
         // At most one greenlet waits in the fast lane's recycling slot.
         if let Some(key) = self.finished.take() {
             self.recycle_inline(key);
@@ -964,8 +975,9 @@ fn never_ran<F, R: 'static>(rt: &Runtime, me: Key, e: SwitchError, f: F) -> Resu
 /// throw routed up to it before its loop first ran): reported, and the
 /// loop starts all the same (see `Runtime::set_hub`). A kill by hand still
 /// ends it unrun.
-fn hub_starts_anyway<A: 'static>(e: SwitchError) -> Result<A, SwitchError> {
-    if matches!(e, SwitchError::Killed) {
+fn hub_starts_anyway<A: 'static>(rt: &Runtime, e: SwitchError) -> Result<A, SwitchError> {
+    if rt.records.flags(rt.current.get()) & DYING != 0 {
+        // Its own kill, not the end of a greenlet that reached it.
         return Err(e);
     }
     match cast_same::<(), A>(()) {
@@ -1055,7 +1067,7 @@ unsafe fn receive_first_slow<A: 'static>(rt: &Runtime, word: usize) -> Result<A,
         Err(p) => Err(SwitchError::Panicked(p)),
     };
     match arg {
-        Err(e) if rt.hub.get() == Some(rt.current.get()) => hub_starts_anyway(e),
+        Err(e) if rt.hub.get() == Some(rt.current.get()) => hub_starts_anyway(rt, e),
         arg => arg,
     }
 }

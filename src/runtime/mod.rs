@@ -96,6 +96,10 @@ pub(crate) struct Runtime {
     /// (see `set_hub`).
     hub: Cell<Option<Key>>,
     hand_back: Cell<Option<fn(Key)>>,
+    /// The greenlet whose hand-off (`finish_into`) is made and which has
+    /// not finished yet: until it does, every switch takes the slow path,
+    /// where its own switch away gives the greenlet it chose back first.
+    handing_off: Cell<Option<Key>>,
     /// The victim of the last kill that the switch hook's panic stopped
     /// before it began (see `kill_all`).
     hook_stopped_kill_of: Cell<Option<Key>>,
@@ -216,6 +220,7 @@ impl Runtime {
             unrun_causes: RefCell::new(Vec::new()),
             hub: Cell::new(None),
             hand_back: Cell::new(None),
+            handing_off: Cell::new(None),
             hook_stopped_kill_of: Cell::new(None),
             collecting: Cell::new(0),
             to_collect: RefCell::new(Vec::new()),
@@ -352,11 +357,22 @@ impl Runtime {
     /// (which would otherwise never run: it is in no ready queue).
     #[cold]
     pub(super) fn hand_back(&self, key: Key) {
+        self.hand_off_over(key);
         if let Some(next) = self.records.take_hand_off(key) {
             match self.hand_back.get() {
                 Some(give_back) => give_back(next),
                 None => self.release_ref(next),
             }
+        }
+    }
+
+    /// `key`'s hand-off, if one is pending, no longer needs its switches
+    /// watched: it finishes, or gives its greenlet back.
+    #[inline]
+    pub(super) fn hand_off_over(&self, key: Key) {
+        if self.handing_off.get() == Some(key) {
+            self.handing_off.set(None);
+            self.force_slow_path(false);
         }
     }
 

@@ -422,6 +422,11 @@ impl Runtime {
     /// `cur` caught the unwinding of a kill) what later reaches it after
     /// the refusal sent control back to its killer (see `refuse_kill`).
     fn leave<V, R: 'static>(&self, cur: Key, sent: V) -> Result<V, Result<R, SwitchError>> {
+        if self.handing_off.get() == Some(cur) {
+            // It made its hand-off and switches away before finishing:
+            // the greenlet it chose goes back to the hub's ready queue.
+            self.hand_back(cur);
+        }
         let flags = self.records.flags(cur);
         let err = if self.unwinding_here(cur) || flags & (DYING | NO_REFUSAL) == DYING | NO_REFUSAL
         {
