@@ -20,13 +20,25 @@
 //!   registered with the hub ([`AsyncFd`]); they implement `Read` /
 //!   `Write` (also through shared references).
 //! - As with std, dropping a [`Child`] neither kills nor reaps it.
+//! - A kill (and the kill that `output`, `status` and `wait_with_output`
+//!   make when a `with_timeout` expiry or a kill interrupts them) ends the
+//!   child only, not what it started: a shell's background jobs live on.
+//!   To end those too, start the child in a process group of its own
+//!   (`std::os::unix::process::CommandExt::process_group(0)` on
+//!   [`Command::as_std_mut`]) and signal the group (`libc::kill(-pid, ..)`).
+//! - A paused hub clock ([`hub::time::pause`]) does not wait for a child:
+//!   it jumps past one still running to the next timer, as tokio's does.
 
 use std::ffi::OsStr;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::Path;
-use std::process::{ExitStatus, Output, Stdio};
+use std::process::{ExitStatus, Output};
+
+/// std's, re-exported: what [`Command::stdin`], [`Command::stdout`] and
+/// [`Command::stderr`] take.
+pub use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::hub;

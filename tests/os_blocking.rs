@@ -249,3 +249,21 @@ fn a_dropped_pools_threads_leave_when_out_of_work_not_at_their_idle_timeout() {
             .expect("an idle thread of a dropped pool left");
     }
 }
+
+/// A paused hub clock waits for a thread pool's job instead of jumping to
+/// the next timer, which timed the job out whatever its real duration.
+/// (The job is real work, longer than the hub's look for ready I/O.)
+#[test]
+fn a_paused_clock_waits_for_a_thread_pool_job() {
+    hub::time::pause();
+    let start = hub::time::now();
+    let job = hub::spawn_blocking(|| {
+        (0..20_000_000u64).fold(0u64, |a, x| {
+            std::hint::black_box(a ^ x.wrapping_mul(0x9E37_79B9))
+        })
+    });
+    let joined = with_timeout(Duration::from_secs(60), || job.join());
+    assert!(joined.is_ok(), "the job was timed out");
+    assert_eq!(hub::time::now(), start, "the clock stood still");
+    hub::time::resume();
+}

@@ -186,7 +186,10 @@ impl ThreadPool {
             }
         });
         let queued = self.execute(job);
+        // Counted until the result is in (or the greenlet is gone).
+        let off_hub = super::time::OffHubWork::begin();
         super::spawn(move || {
+            let _off_hub = off_hub;
             if let Err(e) = queued {
                 panic!("greenlet::hub::spawn_blocking: cannot start a pool thread: {e}");
             }

@@ -270,6 +270,9 @@ pub(crate) struct Hub {
     daemons: Cell<usize>,
     /// Of `io_waits`, those of daemons.
     daemon_io_waits: Cell<usize>,
+    /// Thread-pool jobs being waited for, which wake the hub when they end
+    /// (see `time::OffHubWork`).
+    off_hub_work: Cell<usize>,
 }
 
 thread_local! {
@@ -403,6 +406,7 @@ impl Hub {
                 idle_spin: Cell::new(None),
                 daemons: Cell::new(0),
                 daemon_io_waits: Cell::new(0),
+                off_hub_work: Cell::new(0),
             }
         })
     }

@@ -171,8 +171,16 @@ impl Hub {
             let deadline = self.timers.borrow_mut().next_deadline();
             if let Some(deadline) = deadline.filter(|_| time::is_paused()) {
                 // A paused clock jumps to the next timer instead of
-                // waiting for it, once I/O that is ready has been taken.
+                // waiting for it, once I/O that is ready has been taken;
+                // but a thread pool's job ends when it ends: the hub waits
+                // for it rather than time it out (see `time::OffHubWork`).
                 if self.reactor.get().is_some() {
+                    if self.off_hub_work.get() > 0 {
+                        self.parked.set(true);
+                        self.poll_io(None);
+                        self.parked.set(false);
+                        continue;
+                    }
                     self.poll_io(Some(Duration::ZERO));
                     if !self.ready.borrow().is_empty() {
                         continue;

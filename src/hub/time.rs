@@ -34,6 +34,20 @@
 //!
 //! The clock belongs to the thread (as its hub does); other threads'
 //! clocks are not affected.
+//!
+//! A job on a thread pool holds a paused clock: while a greenlet waits
+//! for a [`ThreadPool`] job ([`spawn_blocking`]), the hub waits for it in
+//! real time instead of jumping to the next timer, which would time the
+//! job out whatever its real duration (tokio's paused clock waits for its
+//! blocking tasks the same way). So a job that never ends by itself (one
+//! that spins until a timeout tells it to stop) keeps a paused clock from
+//! ever reaching that timeout: test it on the real clock. Child processes
+//! ([`process`](crate::process)) do not hold the clock, as in tokio: a
+//! paused clock jumps past a child that is still running, so with a paused
+//! clock, wait for a child without a timeout or use the real clock.
+//!
+//! [`ThreadPool`]: super::ThreadPool
+//! [`spawn_blocking`]: super::spawn_blocking
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -232,5 +246,27 @@ impl Hub {
                 None => return,
             }
         }
+    }
+}
+
+/// Work running off the hub thread that wakes the hub when it ends (a
+/// thread pool's job), counted while this lives: a paused clock waits for
+/// it instead of jumping past it (see the [module docs](self)).
+pub(crate) struct OffHubWork {
+    hub: std::rc::Rc<super::Hub>,
+}
+
+impl OffHubWork {
+    /// Counts work that starts now on this thread's hub.
+    pub(crate) fn begin() -> OffHubWork {
+        let hub = super::hub();
+        hub.off_hub_work.set(hub.off_hub_work.get() + 1);
+        OffHubWork { hub }
+    }
+}
+
+impl Drop for OffHubWork {
+    fn drop(&mut self) {
+        self.hub.off_hub_work.set(self.hub.off_hub_work.get() - 1);
     }
 }
