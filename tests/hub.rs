@@ -153,7 +153,8 @@ fn h1_the_panic_of_a_child_that_outlived_its_spawned_parent_reaches_the_hub() {
 /// greenlet's result as that result drops (its handle is gone): after the
 /// hand-off to the next ready greenlet.
 mod late_locals {
-    use std::cell::RefCell;
+    use std::cell::{Cell, RefCell};
+    use std::rc::Rc;
 
     use greenlet::hub::Event;
     use greenlet::Local;
@@ -184,6 +185,27 @@ mod late_locals {
         }
     }
 
+    /// Yields until its flag is set, as it drops.
+    pub struct YieldsUntil(pub Rc<Cell<bool>>);
+    impl Drop for YieldsUntil {
+        fn drop(&mut self) {
+            while !self.0.get() {
+                greenlet::hub::yield_now();
+            }
+        }
+    }
+
+    static YIELDS: Local<RefCell<Option<YieldsUntil>>> = Local::new(|| RefCell::new(None));
+
+    /// A result that sets a late local that yields until `flag` is set.
+    pub struct SetsYielding(pub Rc<Cell<bool>>);
+    impl Drop for SetsYielding {
+        fn drop(&mut self) {
+            let flag = self.0.clone();
+            YIELDS.with(|c| *c.borrow_mut() = Some(YieldsUntil(flag)));
+        }
+    }
+
     /// A result that sets a late local that panics.
     pub struct SetsPanicking;
     impl Drop for SetsPanicking {
@@ -207,7 +229,8 @@ fn h1_a_spawned_greenlet_killed_after_its_hand_off_gives_the_next_one_back() {
     g.kill();
     assert_eq!(next.join().unwrap(), 7, "the next greenlet still runs");
     drop(g);
-    hub::sleep(Duration::ZERO);
+    // A turn of the hub's loop lets go of what its frame still holds.
+    hub::run();
     assert!(
         stats().greenlets.iter().all(|i| i.id != next_id),
         "nothing holds the next greenlet any more"
@@ -242,6 +265,21 @@ fn h1_a_spawned_greenlet_blocking_after_its_hand_off_gives_the_next_one_back() {
         7u32
     });
     assert_eq!(next.join().unwrap(), 7);
+}
+
+#[test]
+fn h1_a_spawned_greenlet_yielding_after_its_hand_off_lets_the_next_one_run() {
+    let done = Rc::new(Cell::new(false));
+    drop(hub::spawn({
+        let done = done.clone();
+        move || late_locals::SetsYielding(done)
+    }));
+    let next = hub::spawn({
+        let done = done.clone();
+        move || done.set(true)
+    });
+    next.join().unwrap();
+    assert!(done.get());
 }
 
 #[test]

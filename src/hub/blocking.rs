@@ -186,7 +186,8 @@ impl ThreadPool {
             }
         });
         let queued = self.execute(job);
-        // Counted until the result is in (or the greenlet is gone).
+        // Counted until the result is in (or the greenlet waiting for it
+        // is gone): the job runs that long, waited for or not.
         let off_hub = super::time::OffHubWork::begin();
         super::spawn(move || {
             let _off_hub = off_hub;

@@ -35,13 +35,15 @@
 //! The clock belongs to the thread (as its hub does); other threads'
 //! clocks are not affected.
 //!
-//! A job on a thread pool holds a paused clock: while a greenlet waits
-//! for a [`ThreadPool`] job ([`spawn_blocking`]), the hub waits for it in
-//! real time instead of jumping to the next timer, which would time the
-//! job out whatever its real duration (tokio's paused clock waits for its
-//! blocking tasks the same way). So a job that never ends by itself (one
-//! that spins until a timeout tells it to stop) keeps a paused clock from
-//! ever reaching that timeout: test it on the real clock. Child processes
+//! A job on a thread pool holds a paused clock: while a [`ThreadPool`]
+//! job ([`spawn_blocking`]) runs, whether or not a greenlet still waits
+//! for it, the hub waits for it in real time instead of jumping to the
+//! next timer, which would time the job out whatever its real duration
+//! (tokio's paused clock waits for its blocking tasks the same way). So a
+//! job that never ends by itself (one that spins until a timeout tells it
+//! to stop, or waits for a greenlet's paused-clock sleep) keeps a paused
+//! clock from ever reaching that timer: test it on the real clock, or
+//! [`advance`] the clock by hand. Child processes
 //! ([`process`](crate::process)) do not hold the clock, as in tokio: a
 //! paused clock jumps past a child that is still running, so with a paused
 //! clock, wait for a child without a timeout or use the real clock.

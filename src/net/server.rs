@@ -384,6 +384,32 @@ impl ServerHandle {
     /// closed; the handlers left are in their grace, or killed): a
     /// handler that can reach the handle may check it between requests to
     /// say goodbye and end early instead of sitting out the grace.
+    ///
+    /// The handler is built before the server starts, so it reaches the
+    /// handle through a cell filled after [`start`](Server::start):
+    ///
+    /// ```
+    /// use std::cell::OnceCell;
+    /// use std::rc::Rc;
+    /// use std::time::Duration;
+    /// use greenlet::net::{Server, ServerHandle, TcpStream};
+    ///
+    /// let me: Rc<OnceCell<ServerHandle>> = Rc::default();
+    /// let handle = me.clone();
+    /// let server = Server::bind("127.0.0.1:0", move |_conn, _peer| {
+    ///     let server = handle.get().expect("set after start");
+    ///     if !server.is_stopping() {
+    ///         // One request, then the whole server stops.
+    ///         server.stop(Duration::from_secs(1));
+    ///     }
+    /// })?
+    /// .start();
+    /// me.set(server.clone()).ok();
+    /// let _client = TcpStream::connect(server.local_addr())?;
+    /// server.wait();
+    /// assert!(server.is_stopping() && server.is_stopped());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn is_stopping(&self) -> bool {
         self.shared.stopping.get()
     }

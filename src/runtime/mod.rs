@@ -328,11 +328,17 @@ impl Runtime {
     /// refuse), or a switch hook is set (it may panic instead of letting
     /// the switch happen). The hub then goes through its own greenlet
     /// instead of handing off to a ready one, which would be left off
-    /// every queue. One load while nothing is dying and no hook is set.
+    /// every queue. So it does while `me` has made its hand-off and not
+    /// finished (see `finish_into`): the greenlet it took is in no ready
+    /// queue until its switch away gives it back, and a yield that chose
+    /// its target first would find none but `me`. One load while nothing
+    /// forces the slow path.
     #[inline(always)]
     pub(crate) fn may_divert(&self, me: Key) -> bool {
         self.slow_path_forced.get() != 0
-            && (self.records.flags(me) & DYING != 0 || self.tracer.is_set())
+            && (self.records.flags(me) & DYING != 0
+                || self.tracer.is_set()
+                || self.handing_off.get() == Some(me))
     }
 
     /// Makes `key` the hub greenlet, which has nobody to pass a panic to
