@@ -206,6 +206,23 @@ mod late_locals {
         }
     }
 
+    /// Waits on its event as it drops, catching a kill that comes
+    /// meanwhile (a function may catch its kill).
+    pub struct CatchesItsKill(pub Event);
+    impl Drop for CatchesItsKill {
+        fn drop(&mut self) {
+            let e = self.0.clone();
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| e.wait()));
+        }
+    }
+
+    static CATCHES: Local<RefCell<Option<CatchesItsKill>>> = Local::new(|| RefCell::new(None));
+
+    /// Sets a local that catches its greenlet's kill as it drops.
+    pub fn set_catching(e: Event) {
+        CATCHES.with(|c| *c.borrow_mut() = Some(CatchesItsKill(e)));
+    }
+
     /// A result that sets a late local that panics.
     pub struct SetsPanicking;
     impl Drop for SetsPanicking {
@@ -280,6 +297,24 @@ fn h1_a_spawned_greenlet_yielding_after_its_hand_off_lets_the_next_one_run() {
     });
     next.join().unwrap();
     assert!(done.get());
+}
+
+#[test]
+fn h1_a_spawned_greenlet_that_caught_its_kill_as_it_ended_hands_nothing_off() {
+    // Its local's destructor catches the kill; its end goes to its killer
+    // (a spawned greenlet), and the greenlet ready meanwhile is left in the
+    // ready queue: both run.
+    let victim = hub::spawn(|| late_locals::set_catching(Event::new()));
+    hub::yield_now(); // it returns, and blocks in its local's destructor
+    let g = victim.greenlet().clone();
+    let killer = hub::spawn(move || g.kill());
+    let ran = Rc::new(Cell::new(0));
+    let r = ran.clone();
+    let ready = hub::spawn(move || r.set(r.get() + 1));
+    killer.join().unwrap();
+    ready.join().unwrap();
+    assert_eq!(ran.get(), 1);
+    assert!(victim.greenlet().is_dead());
 }
 
 #[test]

@@ -369,6 +369,12 @@ impl Hub {
     /// control straight there instead of through the hub. Its parent stays
     /// the hub (see `Runtime::finish_into`).
     pub(super) fn hand_off_on_finish(&self, rt: &Runtime) {
+        if rt.records().killer(rt.current()).is_some() {
+            // A kill is under way (caught by a destructor of its locals or
+            // its result): its end goes to its killer, and nothing is taken
+            // off the ready queue.
+            return;
+        }
         if let Some(next) = self.next_for_handoff(rt, None) {
             // Straight to the runtime: the caller is a spawned greenlet
             // (never main), and no handle to it is needed.
