@@ -318,3 +318,23 @@ fn handlers_get_their_name_and_stack_size() {
     assert_eq!(round_trip(server.local_addr(), b"y"), b"y");
     server.stop(HOUR);
 }
+
+/// A stop asked for from a handler runs in a greenlet of its own, from the
+/// handler's next block or yield on; it counts as begun at once.
+#[test]
+fn a_stop_asked_for_by_a_handler_counts_as_begun_at_once() {
+    let me: Rc<std::cell::OnceCell<greenlet::net::ServerHandle>> = Rc::default();
+    let seen = Rc::new(Cell::new(None));
+    let (handle, s) = (me.clone(), seen.clone());
+    let server = Server::bind("127.0.0.1:0", move |_conn, _| {
+        let server = handle.get().unwrap();
+        server.stop(HOUR);
+        s.set(Some(server.is_stopping()));
+    })
+    .unwrap()
+    .start();
+    me.set(server.clone()).ok();
+    let _client = TcpStream::connect(server.local_addr()).unwrap();
+    server.wait();
+    assert_eq!(seen.get(), Some(true));
+}

@@ -136,7 +136,13 @@ impl Group {
     /// # Errors
     ///
     /// When no stack can be had (see
-    /// [`Builder::spawn`](super::Builder::spawn)); nothing is spawned then.
+    /// [`Builder::spawn`](super::Builder::spawn)): the mapping limit, or
+    /// `InvalidInput` for a stack size too large to map; nothing is
+    /// spawned then, and `f` is dropped.
+    ///
+    /// # Panics
+    ///
+    /// As [`hub::spawn`](super::spawn) for anything but the stack.
     pub fn spawn_with<F, R>(&self, builder: super::Builder, f: F) -> io::Result<JoinHandle<R>>
     where
         F: FnOnce() -> R + 'static,
@@ -331,12 +337,11 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// When no stack can be had (see
-    /// [`Builder::spawn`](super::Builder::spawn)); nothing is spawned then.
+    /// As [`Group::spawn_with`]; the slot is given back.
     ///
     /// # Panics
     ///
-    /// As any blocking call.
+    /// As any blocking call, and as [`Group::spawn_with`].
     pub fn spawn_with<F, R>(&self, builder: super::Builder, f: F) -> io::Result<JoinHandle<R>>
     where
         F: FnOnce() -> R + 'static,

@@ -35,11 +35,13 @@
 //! The clock belongs to the thread (as its hub does); other threads'
 //! clocks are not affected.
 //!
-//! A job on a thread pool holds a paused clock: while a [`ThreadPool`]
-//! job ([`spawn_blocking`]) runs, whether or not a greenlet still waits
-//! for it, the hub waits for it in real time instead of jumping to the
-//! next timer, which would time the job out whatever its real duration
-//! (tokio's paused clock waits for its blocking tasks the same way). So a
+//! A job on a thread pool holds a paused clock: from the time a
+//! [`ThreadPool`] job ([`spawn_blocking`]) is queued until its result is
+//! in, whether or not anyone joins it, the hub waits for it in real time
+//! instead of jumping to the next timer, which would time the job out
+//! whatever its real duration (tokio's paused clock waits for its blocking
+//! tasks the same way). Killing its [`JoinHandle`](super::JoinHandle)
+//! gives the hold up (the job runs on, unheard of). So a
 //! job that never ends by itself (one that spins until a timeout tells it
 //! to stop, or waits for a greenlet's paused-clock sleep) keeps a paused
 //! clock from ever reaching that timer: test it on the real clock, or

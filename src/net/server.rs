@@ -130,8 +130,13 @@ impl Server {
     }
 
     /// The usable stack size of each handler's greenlet (see
-    /// [`Builder::stack_size`](crate::Builder::stack_size)); the thread's
-    /// [`StackPolicy`](crate::StackPolicy) size by default.
+    /// [`Builder::stack_size`](crate::Builder::stack_size): a size below
+    /// the minimum is raised to it); the thread's
+    /// [`StackPolicy`](crate::StackPolicy) size by default. A size the
+    /// system refuses makes every connection fail as at the mapping limit:
+    /// accepted, closed unserved and counted in
+    /// [`accept_errors`](ServerHandle::accept_errors), while the server
+    /// goes on.
     pub fn handler_stack_size(mut self, bytes: usize) -> Server {
         self.handlers.stack_size = Some(bytes);
         self
@@ -184,6 +189,7 @@ impl Server {
             addr,
             members,
             stopping: Cell::new(false),
+            stop_asked: Cell::new(false),
             stopped: Event::new(),
             acceptor: RefCell::new(None),
             watcher: RefCell::new(None),
@@ -224,6 +230,9 @@ struct Shared {
     addr: SocketAddr,
     members: Members,
     stopping: Cell<bool>,
+    /// A handler asked for a stop, which runs in a greenlet of its own
+    /// from the handler's next block or yield on.
+    stop_asked: Cell<bool>,
     /// Set once `stop` has finished.
     stopped: Event,
     acceptor: RefCell<Option<JoinHandle<()>>>,
@@ -370,7 +379,9 @@ impl ServerHandle {
         self.shared.group_len()
     }
 
-    /// Accepts that failed so far (the server pauses after each).
+    /// Accepts that failed so far, and connections closed unserved
+    /// because no stack could be had for their handler (the server pauses
+    /// after each).
     pub fn accept_errors(&self) -> u64 {
         self.shared.accept_errors.get()
     }
@@ -411,7 +422,7 @@ impl ServerHandle {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn is_stopping(&self) -> bool {
-        self.shared.stopping.get()
+        self.shared.stopping.get() || self.shared.stop_asked.get()
     }
 
     /// Stops the server gracefully: stops accepting (closing the
@@ -440,6 +451,7 @@ impl ServerHandle {
             Members::Pool(p) => p.members(),
         };
         if members.iter().any(|g| g.is_current()) {
+            shared.stop_asked.set(true);
             let handle = self.clone();
             drop(hub::spawn(move || handle.stop(grace)));
             return;
