@@ -473,3 +473,43 @@ fn work_posted_to_a_hub_that_exits_without_polling_is_dropped_unrun() {
     assert!(remote.is_closed());
     assert!(remote.spawn(|| ()).is_err());
 }
+
+/// A plain thread calls into the hub and waits for the value; a panic in
+/// the call resumes in that thread; a hub whose thread has exited says so;
+/// the hub's own thread may not wait for itself.
+#[test]
+fn call_blocking_returns_the_value_and_the_panic_to_a_plain_thread() {
+    let remote = hub::remote();
+    let (tx, rx) = hub::channel::<u32>();
+    let caller = thread::spawn(move || {
+        let value = remote
+            .call_blocking(|| Greenlet::current().is_main())
+            .unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            remote.call_blocking(|| -> u32 { panic!("in the call") })
+        }));
+        let message = panicked.unwrap_err().downcast_ref::<&str>().copied();
+        tx.send(u32::from(!value) + u32::from(message == Some("in the call")))
+            .unwrap();
+    });
+    // Main waits on the channel: the hub polls, and runs both calls.
+    assert_eq!(
+        rx.recv(),
+        Ok(2),
+        "ran in a greenlet, not main; panic resumed"
+    );
+    caller.join().unwrap();
+
+    let on_own_thread = std::panic::catch_unwind(|| hub::remote().call_blocking(|| 1));
+    assert!(
+        on_own_thread.is_err(),
+        "the hub's own thread would wait for itself"
+    );
+}
+
+#[test]
+fn call_blocking_on_a_hub_whose_thread_exited_fails() {
+    let remote = thread::spawn(hub::remote).join().unwrap();
+    let e = remote.call_blocking(|| 1).unwrap_err();
+    assert_eq!(e.to_string(), "the hub's thread has exited");
+}

@@ -145,6 +145,61 @@ impl Remote {
         self.inbox.post(|mail| mail.tasks.push(Box::new(f)))
     }
 
+    /// Runs `f` on the hub's thread, as [`spawn`](Remote::spawn) does, and
+    /// blocks the calling OS thread until it has returned its value: how a
+    /// plain (not async, not greenlet) thread calls into a hub. A panic in
+    /// `f` resumes here, in the caller.
+    ///
+    /// ```
+    /// use greenlet::hub;
+    ///
+    /// let remote = hub::remote();
+    /// let (tx, rx) = hub::channel();
+    /// let caller = std::thread::spawn(move || {
+    ///     let id = remote.call_blocking(|| std::thread::current().id()).unwrap();
+    ///     tx.send(id).unwrap();
+    /// });
+    /// // The hub picks the call up while main waits for the answer.
+    /// assert_eq!(rx.recv(), Ok(std::thread::current().id()));
+    /// caller.join().unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`RemoteClosed`] when the hub's thread has exited, or drops `f`
+    /// unrun (it exits first, or has no stack for the greenlet).
+    ///
+    /// # Panics
+    ///
+    /// When called on the hub's own thread, whose hub could never run `f`
+    /// while this waits (use [`spawn`](super::spawn) there); and as `f`.
+    pub fn call_blocking<F, R>(&self, f: F) -> Result<R, RemoteClosed>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        if super::try_hub()
+            .and_then(|hub| hub.reactor().map(|r| Arc::ptr_eq(r.inbox(), &self.inbox)))
+            .unwrap_or(false)
+        {
+            panic!(
+                "greenlet::hub::Remote::call_blocking on the hub's own thread would wait \
+                 for itself (use hub::spawn and join there)"
+            );
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.spawn(move || {
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            // The caller waits until this is sent or dropped.
+            let _ = tx.send(ran);
+        })?;
+        match rx.recv() {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(payload)) => std::panic::resume_unwind(payload),
+            Err(_) => Err(RemoteClosed(())),
+        }
+    }
+
     /// Whether the hub's thread has exited (so `spawn` fails).
     pub fn is_closed(&self) -> bool {
         self.inbox.is_closed()
