@@ -70,6 +70,42 @@ impl Drop for DropsItThenSwitches {
     }
 }
 
+/// The payload of a kill that a greenlet caught (and kept), the greenlet
+/// since gone.
+fn a_caught_kill_payload() -> Box<dyn std::any::Any + Send> {
+    let slot: PayloadSlot = Rc::default();
+    let s = slot.clone();
+    let catcher = Greenlet::new(move |()| {
+        let main = Greenlet::main();
+        let caught = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+        *s.borrow_mut() = Some(caught.unwrap_err());
+    });
+    catcher.switch::<(), ()>(()).unwrap();
+    catcher.kill();
+    let payload = slot
+        .borrow_mut()
+        .take()
+        .expect("the catcher kept its payload");
+    payload
+}
+
+/// Kills, from a panicking killer, a greenlet whose destructor drops
+/// `payload` and then tries to switch: that switch must fail with
+/// `Unwinding` (the victim still unwinds).
+fn drop_it_while_unwinding(payload: Box<dyn std::any::Any + Send>) {
+    let slot: PayloadSlot = Rc::new(RefCell::new(Some(payload)));
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let (p, s) = (slot, seen.clone());
+    let victim = Greenlet::new(move |()| {
+        let _guard = DropsItThenSwitches(p, s);
+        let _ = Greenlet::main().switch::<(), ()>(());
+    });
+    victim.switch::<(), ()>(()).unwrap();
+    kill_from_a_panicking_killer(&victim);
+    assert!(victim.is_dead());
+    assert_eq!(*seen.borrow(), ["Err(Unwinding)"]);
+}
+
 /// Kills its greenlet when dropped (as its owner unwinds, here), keeping
 /// the outcome.
 struct KillsWhenDropped(Greenlet, Rc<Cell<Option<Result<(), KillRefused>>>>);
@@ -465,26 +501,7 @@ fn a_long_chain_of_suspended_greenlets_is_collected_without_recursing() {
 /// aborted.)
 #[test]
 fn a_foreign_kill_payload_dropped_during_an_unwinding_changes_nothing() {
-    let payload: PayloadSlot = Rc::default();
-    let p = payload.clone();
-    let catcher = Greenlet::new(move |()| {
-        let main = Greenlet::main();
-        let caught = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
-        *p.borrow_mut() = Some(caught.unwrap_err());
-    });
-    catcher.switch::<(), ()>(()).unwrap();
-    catcher.kill();
-    assert!(payload.borrow().is_some());
-    let seen = Rc::new(RefCell::new(Vec::new()));
-    let (p, s) = (payload.clone(), seen.clone());
-    let victim = Greenlet::new(move |()| {
-        let _guard = DropsItThenSwitches(p, s);
-        let _ = Greenlet::main().switch::<(), ()>(());
-    });
-    victim.switch::<(), ()>(()).unwrap();
-    kill_from_a_panicking_killer(&victim);
-    assert!(victim.is_dead());
-    assert_eq!(*seen.borrow(), ["Err(Unwinding)"]);
+    drop_it_while_unwinding(a_caught_kill_payload());
 }
 
 /// A victim keeps the payload of an earlier kill it caught, and drops it
@@ -515,32 +532,8 @@ fn a_stale_or_foreign_kill_payload_dropped_during_an_unwinding_changes_nothing()
     assert_eq!(*seen.borrow(), ["Err(Unwinding)"]);
 
     // Another thread's payload.
-    let (tx, rx) = std::sync::mpsc::channel::<Box<dyn std::any::Any + Send>>();
-    std::thread::spawn(move || {
-        let slot: PayloadSlot = Rc::default();
-        let s = slot.clone();
-        let catcher = Greenlet::new(move |()| {
-            let main = Greenlet::main();
-            let caught = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
-            *s.borrow_mut() = Some(caught.unwrap_err());
-        });
-        catcher.switch::<(), ()>(()).unwrap();
-        catcher.kill();
-        tx.send(slot.borrow_mut().take().unwrap()).unwrap();
-    })
-    .join()
-    .unwrap();
-    let slot: PayloadSlot = Rc::new(RefCell::new(Some(rx.recv().unwrap())));
-    let seen = Rc::new(RefCell::new(Vec::new()));
-    let (p, s) = (slot.clone(), seen.clone());
-    let victim = Greenlet::new(move |()| {
-        let _guard = DropsItThenSwitches(p, s);
-        let _ = Greenlet::main().switch::<(), ()>(());
-    });
-    victim.switch::<(), ()>(()).unwrap();
-    kill_from_a_panicking_killer(&victim);
-    assert!(victim.is_dead());
-    assert_eq!(*seen.borrow(), ["Err(Unwinding)"]);
+    let foreign = std::thread::spawn(a_caught_kill_payload).join().unwrap();
+    drop_it_while_unwinding(foreign);
 }
 
 /// Collections queued past the nesting limit are killed by the outermost

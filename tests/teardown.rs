@@ -452,16 +452,21 @@ fn a_greenlet_made_by_mains_locals_at_thread_exit_is_killed_in_turn() {
     assert!(stdout.contains("thread exited"), "{stdout}");
 }
 
+/// Runs `scenario`, whose thread exits, and checks that stderr reports
+/// `report`: a victim's panic, as the victim's.
+fn assert_reported_as_the_victims(scenario: &str, report: &str) {
+    let (stdout, stderr) = run(scenario);
+    assert!(stdout.contains("thread exited"), "{stdout}");
+    assert!(stderr.contains(report), "{stderr}");
+}
+
 /// A victim's own panic at thread exit is reported as its own, after a
 /// hook panicked (and was reported) on its Panic event.
 #[test]
 fn a_victims_panic_after_a_hook_panic_is_reported_as_the_victims() {
-    let (stdout, stderr) = run("victim past a hook");
-    assert!(stdout.contains("thread exited"), "{stdout}");
-    assert!(
-        stderr
-            .contains("greenlet 'victim' (id 1) panicked while its stack was unwound: victim boom"),
-        "{stderr}"
+    assert_reported_as_the_victims(
+        "victim past a hook",
+        "greenlet 'victim' (id 1) panicked while its stack was unwound: victim boom",
     );
 }
 
@@ -470,11 +475,9 @@ fn a_victims_panic_after_a_hook_panic_is_reported_as_the_victims() {
 /// type): a hook's panic counts only during the kill it interrupts.
 #[test]
 fn a_victims_panic_like_an_earlier_hooks_is_reported_as_the_victims() {
-    let (stdout, stderr) = run("victim like a hook");
-    assert!(stdout.contains("thread exited"), "{stdout}");
-    assert!(
-        stderr.contains("greenlet 'victim' (id 2) panicked while its stack was unwound"),
-        "{stderr}"
+    assert_reported_as_the_victims(
+        "victim like a hook",
+        "greenlet 'victim' (id 2) panicked while its stack was unwound",
     );
 }
 
@@ -482,11 +485,8 @@ fn a_victims_panic_like_an_earlier_hooks_is_reported_as_the_victims() {
 /// victim's own, of another greenlet) and was caught there.
 #[test]
 fn a_victims_panic_after_a_caught_hook_panic_is_reported_as_the_victims() {
-    let (stdout, stderr) = run("victim after a hook");
-    assert!(stdout.contains("thread exited"), "{stdout}");
-    assert!(
-        stderr
-            .contains("greenlet 'victim' (id 1) panicked while its stack was unwound: victim boom"),
-        "{stderr}"
+    assert_reported_as_the_victims(
+        "victim after a hook",
+        "greenlet 'victim' (id 1) panicked while its stack was unwound: victim boom",
     );
 }
