@@ -2,7 +2,8 @@
 //! every path (normal drop, reset, refused or timed-out connect, kill in
 //! accept, read, write or connect, `with_timeout`, thread exit with
 //! greenlets still blocked), and a thread's hub closes its own epoll and
-//! waker fds when the thread exits.
+//! waker fds when the thread exits, also while other threads still hold
+//! its `Remote` or a channel `Sender`.
 //!
 //! ONE test in this binary: tests of one binary run on parallel threads
 //! that share the process's fd table, so any other test would disturb the
@@ -77,6 +78,24 @@ fn every_fd_is_closed_and_a_hubs_own_fds_go_with_its_thread() {
         &open_fds(),
         "after a thread that left greenlets blocked",
     );
+    let (remote, sender) = thread::spawn(outlived_by_its_mailbox).join().unwrap();
+    assert_same_fds(
+        &before,
+        &open_fds(),
+        "after a thread whose Remote and channel Sender live on",
+    );
+    assert!(remote.spawn(|| ()).is_err(), "the hub's thread has exited");
+    assert!(sender.send(1).is_err(), "the receiver's hub has exited");
+}
+
+/// A thread whose hub's mailbox outlives it: a `Remote` and a channel
+/// `Sender` given to another thread. The hub's waker fd closes with the
+/// hub, not with the last of them.
+fn outlived_by_its_mailbox() -> (hub::Remote, hub::Sender<u8>) {
+    let (tx, rx) = hub::channel::<u8>();
+    hub::spawn(move || rx.recv());
+    hub::yield_now(); // blocked in `recv` at exit
+    (hub::remote(), tx)
 }
 
 /// Every phase runs with the hub's reactor already open, and must leave the

@@ -25,7 +25,12 @@ pub(crate) struct Mail {
 
 /// The hub's mailbox, shared with every `Remote` and channel `Sender`.
 pub(crate) struct Inbox {
-    waker: Waker,
+    /// The hub's `mio::Waker` (an eventfd on Linux), taken out and closed
+    /// when the hub goes: a `Remote`, a channel `Sender` or a thread-pool
+    /// job that outlives the hub's thread keeps this mailbox, not the fd.
+    /// A lock of its own, so a wake-up's system call is not made under the
+    /// mail's lock.
+    waker: Mutex<Option<Waker>>,
     /// Something is in `mail`: lets the hub skip the lock, and lets senders
     /// skip the waker's syscall when a wake-up is already on its way.
     pending: AtomicBool,
@@ -35,16 +40,14 @@ pub(crate) struct Inbox {
 impl Inbox {
     pub(crate) fn new(waker: Waker) -> Inbox {
         Inbox {
-            waker,
+            waker: Mutex::new(Some(waker)),
             pending: AtomicBool::new(false),
             mail: Mutex::new(Mail::default()),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, Mail> {
-        // The lock guards plain pushes and swaps: a panic cannot leave the
-        // mail half-written, so a poisoned lock is still sound to use.
-        self.mail.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.mail)
     }
 
     pub(crate) fn has_mail(&self) -> bool {
@@ -62,9 +65,13 @@ impl Inbox {
         let first = !self.pending.swap(true, Ordering::AcqRel);
         drop(mail);
         if first {
-            // An eventfd write; it fails only if the counter would
-            // overflow, and then the hub is already due to wake.
-            let _ = self.waker.wake();
+            // Gone only when the hub closed since the mail was posted (and
+            // then nobody is left to wake). An eventfd write; it fails
+            // only if the counter would overflow, and then the hub is
+            // already due to wake.
+            if let Some(waker) = &*lock(&self.waker) {
+                let _ = waker.wake();
+            }
         }
         Ok(())
     }
@@ -85,8 +92,10 @@ impl Inbox {
         }
     }
 
-    /// The hub is going away: refuse further posts, drop what is queued.
+    /// The hub is going away: refuse further posts, drop what is queued,
+    /// close the waker.
     pub(crate) fn close(&self) {
+        drop(lock(&self.waker).take());
         let tasks = {
             let mut mail = self.lock();
             mail.closed = true;
@@ -101,6 +110,13 @@ impl Inbox {
     fn is_closed(&self) -> bool {
         self.lock().closed
     }
+}
+
+/// Locks `m`. Its holders make plain pushes, swaps and a waker's call: a
+/// panic cannot leave the data half-written, so a poisoned lock is still
+/// sound to use.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The error of handing something to a hub whose thread has exited.
@@ -223,6 +239,11 @@ impl fmt::Debug for Remote {
 /// Remote work does not keep `run` going on its own: a thread that serves
 /// remote work keeps a greenlet blocked in
 /// [`Receiver::recv`](super::Receiver::recv) (or a socket call).
+///
+/// A `Remote` (or a channel [`Sender`](super::Sender)) that outlives the
+/// hub's thread keeps only a small shared mailbox alive: the hub's own file
+/// descriptors close when its thread exits, and every later call fails
+/// with [`RemoteClosed`].
 ///
 /// ```
 /// use greenlet::hub;
