@@ -213,6 +213,7 @@ pub fn stats() -> Stats {
     // A greenlet that just finished may still hold its stack (and so its
     // record): settle that first, so the snapshot shows it as gone.
     rt.recycle_finished();
+    crate::hub::settle_handed_in();
     let greenlets = snapshot(rt, &crate::hub::ready_keys(), &crate::hub::blocked());
     let count = |s: GreenletState| greenlets.iter().filter(|g| g.state == s).count();
     let (stacks_pooled, stacks_in_use) = rt.stack_counts();

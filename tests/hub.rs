@@ -980,6 +980,95 @@ fn with_timeout_interrupts_a_yielding_loop() {
 }
 
 #[test]
+fn an_expired_with_timeout_interrupts_the_first_yield_too() {
+    // The deadline has passed when the body starts; the timer fires while
+    // the yield waits for its turn, and the yield is interrupted as it
+    // comes back (it was let through before, and only a second one was).
+    let after_yield = Rc::new(Cell::new(false));
+    let a = after_yield.clone();
+    let r = with_timeout(Duration::ZERO, move || {
+        hub::yield_now();
+        a.set(true);
+    });
+    assert!(r.is_err());
+    assert!(!after_yield.get(), "the first yield came back normally");
+    // Under the paused clock too, and with others ready to run.
+    hub::time::pause();
+    let other = hub::spawn(|| hub::yield_now());
+    let r = with_timeout(Duration::ZERO, hub::yield_now);
+    hub::time::resume();
+    assert!(r.is_err());
+    other.join().unwrap();
+}
+
+/// The records `stats` lists besides main and the hub greenlet.
+fn others_listed() -> Vec<(Option<String>, greenlet::GreenletState)> {
+    let main = Greenlet::main().id();
+    stats()
+        .greenlets
+        .iter()
+        .filter(|g| g.id != main && g.name.as_deref() != Some("hub"))
+        .map(|g| (g.name.as_deref().map(String::from), g.state))
+        .collect()
+}
+
+#[test]
+fn stats_lists_no_finished_greenlet_once_its_handles_are_gone() {
+    hub::yield_now(); // the hub exists
+                      // Woken by the hub's loop (a timer), joined: the loop held a
+                      // reference to it while it ran, and it finished by handing control
+                      // straight to main.
+    let h = hub::Builder::new()
+        .name("joined")
+        .spawn(|| hub::sleep(Duration::from_millis(1)))
+        .unwrap();
+    h.join().unwrap();
+    assert_eq!(others_listed(), vec![]);
+    // The same, detached: it sets the event main waits on, and finishes.
+    let ev = Event::new();
+    let e = ev.clone();
+    drop(
+        hub::Builder::new()
+            .name("detached")
+            .spawn(move || {
+                hub::sleep(Duration::from_millis(1));
+                e.set();
+            })
+            .unwrap(),
+    );
+    ev.wait();
+    assert_eq!(others_listed(), vec![]);
+    // Handed control by a greenlet that then stays blocked: it held a
+    // reference to it until it ran again.
+    let q: Queue<u8> = Queue::new();
+    let q2 = q.clone();
+    let blocked = hub::Builder::new()
+        .name("blocked")
+        .spawn(move || q2.get())
+        .unwrap();
+    let done = Event::new();
+    let d = done.clone();
+    let quick = hub::Builder::new()
+        .name("quick")
+        .spawn(move || d.set())
+        .unwrap();
+    // `blocked` runs first and blocks in `get`, handing control to `quick`,
+    // which wakes main and finishes.
+    done.wait();
+    quick.join().unwrap();
+    assert_eq!(
+        others_listed(),
+        vec![(
+            Some("blocked".to_string()),
+            greenlet::GreenletState::Suspended
+        )]
+    );
+    q.put(7);
+    assert_eq!(blocked.join().unwrap(), 7);
+    assert_eq!(others_listed(), vec![]);
+}
+
+#[test]
 fn hub_calls_in_destructors_at_thread_exit_do_not_abort() {
     // Runs at thread exit while blocked greenlets are unwound: wakes others,
     // creates a queue, reads and writes queues and events.

@@ -221,7 +221,7 @@ pub use self::wait_any::{iwait, join_all, wait, wait_any, Iwait, Waitable};
 #[cfg(unix)]
 pub use crate::net::fd::{wait_readable, wait_writable};
 
-pub(crate) use self::scheduler::ready_keys;
+pub(crate) use self::scheduler::{ready_keys, settle_handed_in};
 pub(crate) use self::time::deadline_after;
 pub(crate) use self::wait::blocked;
 pub(crate) use self::wait::Wake;
@@ -238,6 +238,12 @@ pub(crate) struct Hub {
     /// `greenlet`'s key, for cheap "am I the hub" checks.
     key: Key,
     ready: RefCell<Ring<scheduler::Counted>>,
+    /// The greenlet the hub's loop handed control to, with the reference
+    /// the loop took off the ready queue: kept here, not in the loop's
+    /// frame, so that `stats` can let it go once the greenlet is dead (a
+    /// greenlet that finishes hands control on without coming back to the
+    /// loop, which would otherwise keep its record until it turns again).
+    handed_in: Cell<Option<scheduler::Counted>>,
     /// Ready greenlets left in the current round.
     round_left: Cell<usize>,
     /// The hub greenlet is parking the thread (in `poll` or a sleep): what
@@ -391,6 +397,7 @@ impl Hub {
                 key: greenlet.key(),
                 greenlet,
                 ready: RefCell::new(Ring::new()),
+                handed_in: Cell::new(None),
                 round_left: Cell::new(0),
                 parked: Cell::new(false),
                 timers: RefCell::new(Timers::new()),

@@ -32,6 +32,14 @@ impl Counted {
         Counted(key)
     }
 
+    /// A new reference to `key`, a live greenlet of `rt` (the thread's
+    /// runtime).
+    #[cold]
+    pub(super) fn of(rt: &Runtime, key: Key) -> Counted {
+        rt.add_ref(key);
+        Counted(key)
+    }
+
     /// `g`'s reference, taken over.
     #[inline]
     pub(super) fn from_greenlet(g: Greenlet) -> Counted {
@@ -46,19 +54,22 @@ impl Counted {
         self.0
     }
 
-    /// Switches to the greenlet (see [`Greenlet::switch`]); `rt` is the
-    /// thread's runtime.
+    /// For a hand-off, before the switch: gives the reference up at once
+    /// when others hold the greenlet too (a handle: the count only goes
+    /// down, nothing is reaped), and returns it otherwise, for the caller
+    /// to keep until it runs again (released now, the greenlet would be
+    /// reaped before it ran). A reference kept across the switch would
+    /// keep the greenlet's record, and `stats` would list it, after it
+    /// finished until the caller runs again, which a blocked caller may not
+    /// do for a long time.
     #[inline(always)]
-    pub(super) fn switch_in(&self, rt: &Runtime) -> Result<(), SwitchError> {
-        rt.switch_or_start::<(), ()>(self.0, ())
-    }
-
-    /// Switches to the greenlet with `()` (see [`Greenlet::switch`]);
-    /// anything else coming back goes to `on_error` (see
-    /// `Runtime::hand_to`). `rt` is the thread's runtime.
-    #[inline(always)]
-    pub(super) fn hand_in(&self, rt: &Runtime, on_error: impl FnOnce(SwitchError)) {
-        rt.hand_to(self.0, on_error);
+    pub(super) fn release_if_shared(self, rt: &Runtime) -> Option<Counted> {
+        if rt.records().refs(self.0) > 1 {
+            rt.records().drop_ref(self.into_key());
+            None
+        } else {
+            Some(self)
+        }
     }
 
     /// Returned, panicked, or killed.
@@ -132,8 +143,15 @@ impl Hub {
             if let Some(next) = self.pop_ready(rt) {
                 // What comes back (a spawned greenlet's `()`, a self-kill's
                 // error) only means "carry on"; a panic or a throw that
-                // reached the hub is reported.
-                next.hand_in(rt, report_reaching_the_hub);
+                // reached the hub is reported. The reference is held in
+                // `handed_in` meanwhile (see there), and let go when the
+                // loop is back, unless `stats` let it go first.
+                let key = next.key();
+                self.handed_in.set(Some(next));
+                rt.hand_to(key, report_reaching_the_hub);
+                if let Some(next) = self.handed_in.take() {
+                    next.release_in(rt);
+                }
                 continue;
             }
             // Nothing left of the round, if anything was (the queue can
@@ -444,8 +462,9 @@ fn yield_through_hub() {
 fn undo_yield(rt: &Runtime, next: Key) {
     let hub = hub();
     hub.forget_ready(rt.current());
-    rt.add_ref(next);
-    hub.unpop_ready(Counted(next));
+    // With a reference of its own: the yield's (if it kept one) is
+    // released after this.
+    hub.unpop_ready(Counted::of(rt, next));
 }
 
 /// [`yield_now`] from a greenlet whose switches may go elsewhere (to its
@@ -481,6 +500,8 @@ fn yield_diverted() {
         hub.forget_ready(rt.current());
         super::wait::switched_back_with(e, YIELD);
     }
+    drop(hub);
+    interrupt_if_expired();
 }
 
 /// The keys of the greenlets in this thread's ready queue (for `stats`).
@@ -516,16 +537,52 @@ pub fn yield_now() {
     match next {
         Some(next) => {
             let key = next.key();
-            next.hand_in(rt, |e| {
+            let kept = next.release_if_shared(rt);
+            rt.hand_to(key, |e| {
                 if rt.switch_fails_at_once() {
                     undo_yield(rt, key);
                 }
                 super::wait::switched_back_with(e, YIELD);
             });
             // The runtime outlives every greenlet frame that resumes.
-            next.release_in(rt);
+            if let Some(next) = kept {
+                next.release_in(rt);
+            }
         }
         None => yield_through_hub(),
+    }
+    interrupt_if_expired();
+}
+
+/// The end of a yield: a `with_timeout` deadline that came due while this
+/// greenlet waited for its turn (the hub fires timers between rounds)
+/// interrupts the yield on its way out, as it would have interrupted a
+/// sleep.
+#[inline(always)]
+fn interrupt_if_expired() {
+    if let Some(hub) = super::try_hub_ptr() {
+        // SAFETY: the thread's hub, live while its pointer is set; the
+        // borrow ends before anything could switch (`interrupted` unwinds,
+        // holding nothing of it).
+        let hub = unsafe { hub.as_ref() };
+        if let Some(s) = hub.fired_scope() {
+            super::timeout::interrupted(s);
+        }
+    }
+}
+
+/// Lets the hub loop's reference to the greenlet it last handed control
+/// to go when that greenlet is dead (see `Hub::handed_in`), for `stats`.
+pub(crate) fn settle_handed_in() {
+    if let Some(hub) = try_hub() {
+        let rt = Runtime::get();
+        if let Some(g) = hub.handed_in.take() {
+            if g.is_dead_in(rt) {
+                g.release_in(rt);
+            } else {
+                hub.handed_in.set(Some(g));
+            }
+        }
     }
 }
 

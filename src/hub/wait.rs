@@ -742,25 +742,33 @@ impl Hub {
             self.next_for_handoff(rt, None)
         };
         match handoff {
-            Some(next) => match next.switch_in(rt) {
-                Ok(()) => {
-                    // The runtime outlives every greenlet frame that resumes.
-                    next.release_in(rt);
-                    self.switched_back(is_main);
-                }
-                Err(e) => {
-                    if rt.switch_fails_at_once() {
-                        // It never left: `next` did not run.
-                        self.unpop_ready(next);
-                    } else {
-                        // What came back when this greenlet was switched
-                        // to again (a throw, say): `next` ran.
-                        next.release_in(rt);
+            Some(next) => {
+                let key = next.key();
+                let kept = next.release_if_shared(rt);
+                match rt.switch_or_start::<(), ()>(key, ()) {
+                    Ok(()) => {
+                        // The runtime outlives every greenlet frame that
+                        // resumes.
+                        if let Some(next) = kept {
+                            next.release_in(rt);
+                        }
+                        self.switched_back(is_main);
                     }
-                    // Marks main as no longer blocked, too.
-                    switched_back_with(e, call);
+                    Err(e) => {
+                        if rt.switch_fails_at_once() {
+                            // It never left: `next` did not run, and goes
+                            // back with a reference again.
+                            self.unpop_ready(kept.unwrap_or_else(|| Counted::of(rt, key)));
+                        } else if let Some(next) = kept {
+                            // What came back when this greenlet was
+                            // switched to again (a throw, say): `next` ran.
+                            next.release_in(rt);
+                        }
+                        // Marks main as no longer blocked, too.
+                        switched_back_with(e, call);
+                    }
                 }
-            },
+            }
             None => {
                 self.check_alive(call);
                 /// Main is no longer blocked, also when the switch unwinds
