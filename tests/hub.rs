@@ -994,7 +994,7 @@ fn an_expired_with_timeout_interrupts_the_first_yield_too() {
     assert!(!after_yield.get(), "the first yield came back normally");
     // Under the paused clock too, and with others ready to run.
     hub::time::pause();
-    let other = hub::spawn(|| hub::yield_now());
+    let other = hub::spawn(hub::yield_now);
     let r = with_timeout(Duration::ZERO, hub::yield_now);
     hub::time::resume();
     assert!(r.is_err());
