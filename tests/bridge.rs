@@ -546,3 +546,49 @@ fn block_on_stream_iterates_until_the_stream_ends() {
     assert_eq!(got, (0..10).collect::<Vec<_>>());
     producer.join().unwrap();
 }
+
+#[test]
+fn block_on_in_a_destructor_during_a_kill_panics_instead_of_spinning() {
+    // A `block_on` that would have to wait while its greenlet unwinds: the
+    // I/O wait refuses at once, and `block_on` used to wait again, for
+    // ever, starving the hub. It panics now, as every blocking call does
+    // there; the destructor catches that panic (uncaught, it would abort).
+    struct AwaitsOnDrop(Rc<RefCell<Option<String>>>);
+    impl Drop for AwaitsOnDrop {
+        fn drop(&mut self) {
+            let r = std::panic::catch_unwind(|| {
+                hub::block_on(std::future::pending::<()>());
+            });
+            let p = r.expect_err("block_on returned while its greenlet unwinds");
+            let text = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()));
+            *self.0.borrow_mut() = text;
+        }
+    }
+    let seen = Rc::new(RefCell::new(None));
+    let guard = AwaitsOnDrop(seen.clone());
+    let ticks = Rc::new(Cell::new(0));
+    let t = ticks.clone();
+    let ticker = hub::spawn(move || {
+        for _ in 0..3 {
+            t.set(t.get() + 1);
+            hub::yield_now();
+        }
+    });
+    let victim = hub::spawn(move || {
+        let _guard = guard;
+        hub::sleep(Duration::from_secs(3600));
+    });
+    hub::yield_now(); // the victim sleeps
+    victim.kill();
+    assert!(matches!(victim.join(), Err(JoinError::Killed)));
+    let text = seen.borrow().clone().expect("a panic with a message");
+    assert!(
+        text.contains("cannot block while the greenlet unwinds"),
+        "{text}"
+    );
+    ticker.join().unwrap();
+    assert_eq!(ticks.get(), 3);
+}

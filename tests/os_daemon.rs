@@ -109,6 +109,11 @@ fn main_blocked_on_what_only_daemons_wait_for_gets_the_blocked_forever_panic() {
         .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_default();
     assert!(text.contains("would block forever"), "{text}");
+    // It says why: a timer is pending, a daemon's (it used to say none was).
+    assert!(
+        text.contains("only daemon greenlets wait") && !text.contains("no timer is pending"),
+        "{text}"
+    );
     let q2 = q.clone();
     let _putter = hub::spawn(move || {
         hub::sleep(Duration::from_secs(5));

@@ -217,9 +217,21 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
 }
 
 /// Blocks on `reg` until it is woken (a kill or a timeout unwinds).
+///
+/// # Panics
+///
+/// When the greenlet unwinds (a `block_on` in a destructor during a panic
+/// or a kill), as every blocking call that cannot fail with an error: the
+/// I/O wait refuses at once, and waiting again would spin.
 fn wait(hub: &Hub, reg: &Registration) {
-    // Without a deadline the wait can only end woken or unwinding.
-    let _ = hub.wait_io(reg, Direction::Read, None, "hub::block_on", WaitOn::Future);
+    // Without a deadline the wait can only end woken, unwinding, or
+    // refused because the greenlet unwinds.
+    if hub
+        .wait_io(reg, Direction::Read, None, "hub::block_on", WaitOn::Future)
+        .is_err()
+    {
+        panic!("greenlet::hub: hub::block_on cannot block while the greenlet unwinds");
+    }
 }
 
 /// Polls `fut` inside this thread's tokio context, if one is set, turning

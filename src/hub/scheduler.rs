@@ -174,7 +174,7 @@ impl Hub {
                     // bring: as if nothing were left (gevent's `LoopExit`
                     // with only `ref=False` watchers), not a wait that
                     // daemons keep going for ever.
-                    main.throw::<BlockedForever, ()>(BlockedForever)
+                    main.throw::<BlockedForever, ()>(BlockedForever::OnlyDaemons)
                 } else {
                     // What is left would only keep daemons going: `run`
                     // returns.
@@ -243,7 +243,7 @@ impl Hub {
             // blocked: then its switch gets an error saying so (gevent's
             // `LoopExit`), never a stray value.
             let back = if self.main_blocked.get().is_some() {
-                main.throw::<BlockedForever, ()>(BlockedForever)
+                main.throw::<BlockedForever, ()>(BlockedForever::NothingLeft)
             } else if self.main_in_run.replace(false) {
                 main.switch::<(), ()>(())
             } else {

@@ -35,6 +35,21 @@
 //! The clock belongs to the thread (as its hub does); other threads'
 //! clocks are not affected.
 //!
+//! Three things to keep in mind when a test runs on a paused clock:
+//! - Take instants from [`now`], never from [`Instant::now`]: both are
+//!   `Instant`s (the hub takes `std`'s type, where tokio has its own), so
+//!   mixing them compiles, and a deadline built from the real clock is far
+//!   behind or ahead of the paused one.
+//! - The clock moves only when nothing is ready: a loop that only yields
+//!   keeps it standing still, so a [`with_timeout`](super::with_timeout)
+//!   around it never expires. Step such a loop with [`advance`], or let it
+//!   sleep.
+//! - Work on other threads is not waited for, except thread-pool jobs
+//!   (below): a value sent on a [`channel`](super::channel) by a plain OS
+//!   thread can arrive at any paused time, or after a timed receive has
+//!   already given up. Do such work with
+//!   [`spawn_blocking`](super::spawn_blocking) in tests.
+//!
 //! A job on a thread pool holds a paused clock: from the time a
 //! [`ThreadPool`] job ([`spawn_blocking`]) is queued until its result is
 //! in, whether or not anyone joins it, the hub waits for it in real time
@@ -131,10 +146,21 @@ pub fn resume() {
 
 /// Moves this thread's paused hub clock forward by `d`, then lets the
 /// greenlets whose timers came due run (the caller blocks as in
-/// [`sleep`], waking after them). Timers due by the new time that those
-/// greenlets set as they run (a sleep until a time already passed, the
-/// first sleep of a [`spawn_after`](super::spawn_after) whose greenlet
-/// had not run yet) come due too before it returns.
+/// [`sleep`], waking after them). The clock jumps straight to the new
+/// time, as tokio's `advance` does: a greenlet sleeping 10 ms in a loop
+/// wakes once during `advance(35 ms)`, at 35 ms, where sleeping 35 ms
+/// from main (each timer in turn) would wake it at 10, 20 and 30.
+///
+/// Timers that those greenlets set as they run come due before it returns
+/// when they are due *before* the new time (in passes, until none is).
+/// Of those due *at* the new time (a sleep until `now()`, the first sleep
+/// of a [`spawn_after`](super::spawn_after) made by a greenlet that just
+/// woke), one more pass runs the ones already set when the last pass
+/// began; what those set in turn is left for the caller's next blocking
+/// call (a `yield_now` or `sleep(Duration::ZERO)` runs it): a greenlet
+/// that sleeps until `now()` in a loop would otherwise keep `advance`
+/// from ever returning. Work woken by the greenlets that ran (a getter
+/// woken by their `put`) may likewise still be ready when it returns.
 ///
 /// # Panics
 ///

@@ -513,7 +513,13 @@ pub(crate) fn blocked() -> Vec<(Key, WaitOn)> {
 }
 
 /// The private payload thrown into main when it would block forever.
-pub(super) struct BlockedForever;
+pub(super) enum BlockedForever {
+    /// Nothing is ready, and no timer or wait is left.
+    NothingLeft,
+    /// What is left are waits and timers of daemon greenlets, which never
+    /// keep main waiting (see `daemon.rs`).
+    OnlyDaemons,
+}
 
 impl Hub {
     /// Registers a wait for the current greenlet, with an optional
@@ -855,10 +861,19 @@ pub(super) fn switched_back_with(e: SwitchError, call: &'static str) {
         hub.switched_back(rt.current() == rt.main_key());
     }
     match e {
-        SwitchError::Thrown(p) if p.is::<BlockedForever>() => panic!(
-            "greenlet::hub: {call} would block forever: \
-             no other greenlet is ready and no timer is pending"
-        ),
+        SwitchError::Thrown(p) if p.is::<BlockedForever>() => {
+            match p.downcast_ref::<BlockedForever>() {
+                Some(BlockedForever::OnlyDaemons) => panic!(
+                    "greenlet::hub: {call} would block forever: no other greenlet is ready, \
+                     and only daemon greenlets wait (their waits and timers never keep main \
+                     waiting; see `hub::daemon`)"
+                ),
+                _ => panic!(
+                    "greenlet::hub: {call} would block forever: \
+                     no other greenlet is ready and no timer is pending"
+                ),
+            }
+        }
         SwitchError::Unwinding => {
             panic!("greenlet::hub: {call} cannot block while the greenlet unwinds")
         }
