@@ -190,3 +190,53 @@ fn set_tokio_handle_enters_the_runtime_around_polls() {
     assert_eq!(total, (1..=100).sum());
     assert!(hub::set_tokio_handle(None).is_some());
 }
+
+/// A future whose destructor needs the runtime's context, as a pooled
+/// connection spawns a task to give itself back.
+#[cfg(feature = "tokio")]
+struct SpawnsOnDrop(Arc<AtomicUsize>);
+
+#[cfg(feature = "tokio")]
+impl std::future::Future for SpawnsOnDrop {
+    type Output = ();
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        std::task::Poll::Pending
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Drop for SpawnsOnDrop {
+    fn drop(&mut self) {
+        let given_back = self.0.clone();
+        tokio::spawn(async move {
+            given_back.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn a_cancelled_block_on_drops_its_future_inside_the_runtime_context() {
+    // Killed or timed out, the waiting greenlet unwinds and drops the
+    // future; outside the context its `tokio::spawn` panicked there, which
+    // aborted the process.
+    let rt = runtime();
+    hub::set_tokio_handle(Some(rt.handle().clone()));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let d = dropped.clone();
+    let waiter = hub::spawn(move || hub::block_on(SpawnsOnDrop(d)));
+    hub::yield_now(); // it waits
+    waiter.kill();
+    let d = dropped.clone();
+    let timed = hub::with_timeout(Duration::from_millis(1), move || {
+        hub::block_on(SpawnsOnDrop(d))
+    });
+    assert!(timed.is_err());
+    hub::set_tokio_handle(None);
+    // Both tasks were spawned; wait for them on the runtime.
+    rt.block_on(async {
+        while dropped.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+    });
+}

@@ -27,7 +27,8 @@ mod tokio;
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::pin::pin;
+use std::mem::ManuallyDrop;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -160,7 +161,9 @@ impl Drop for Lease {
 ///
 /// A [`with_timeout`](super::with_timeout) that expires, or a
 /// [`kill`](crate::Greenlet::kill), interrupts the wait: the future is
-/// dropped on the greenlet's stack as the call unwinds, exactly once.
+/// dropped on the greenlet's stack as the call unwinds, exactly once (with
+/// the `tokio` feature, inside the context set with `set_tokio_handle`,
+/// as its polls are: a destructor may spawn a tokio task).
 ///
 /// ```
 /// use std::time::Duration;
@@ -192,7 +195,11 @@ impl Drop for Lease {
 /// thread: a future that nothing will ever wake blocks its greenlet (and a
 /// `run` waiting for it) forever.
 pub fn block_on<F: Future>(fut: F) -> F::Output {
-    let mut fut = pin!(fut);
+    let mut held = DroppedInContext(ManuallyDrop::new(fut));
+    // SAFETY: `held` stays in this frame and is never moved after this
+    // (only this pinned reference to its future is used), and its `Drop`
+    // drops the future in place: the pinning guarantee holds (as `pin!`).
+    let mut fut = unsafe { Pin::new_unchecked(&mut *held.0) };
     let hub = hub();
     let lease = Lease::take(&hub);
     let slot = lease.slot();
@@ -231,6 +238,31 @@ fn wait(hub: &Hub, reg: &Registration) {
         .is_err()
     {
         panic!("greenlet::hub: hub::block_on cannot block while the greenlet unwinds");
+    }
+}
+
+/// The future of a [`block_on`], dropped inside this thread's tokio
+/// context if one is set, as it is polled: a wait cancelled by a kill or a
+/// `with_timeout` drops it as the greenlet unwinds, and a future whose
+/// destructor needs the runtime (a pooled connection that spawns a task to
+/// give itself back) would panic outside it, which aborts during an
+/// unwinding.
+struct DroppedInContext<F>(ManuallyDrop<F>);
+
+impl<F> Drop for DroppedInContext<F> {
+    fn drop(&mut self) {
+        #[cfg(feature = "tokio")]
+        self::tokio::in_context(|| self.drop_future());
+        #[cfg(not(feature = "tokio"))]
+        self.drop_future();
+    }
+}
+
+impl<F> DroppedInContext<F> {
+    fn drop_future(&mut self) {
+        // SAFETY: called once, from `drop`: the future is dropped in place
+        // (it may be pinned), and never used again.
+        unsafe { ManuallyDrop::drop(&mut self.0) }
     }
 }
 
