@@ -374,6 +374,28 @@ fn remote_call_returns_the_value_and_the_panic() {
 }
 
 #[test]
+fn remote_call_that_gets_no_stack_says_so_not_that_the_hub_exited() {
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let (stop_tx, stop_rx) = hub::channel::<()>();
+        // The hub greenlet starts (it has its stack), then every new
+        // stack is refused.
+        hub::time::pause();
+        hub::sleep(Duration::from_millis(1));
+        hub::time::resume();
+        greenlet::set_stack_policy(greenlet::StackPolicy::new().stack_size(1 << 60));
+        tx.send((hub::remote(), stop_tx)).unwrap();
+        let _ = stop_rx.recv();
+    });
+    let (remote, stop) = rx.recv().unwrap();
+    let r = current_thread_rt().block_on(remote.call(|| 1));
+    assert!(matches!(r, Err(CallError::NoStack)), "{r:?}");
+    assert!(!remote.is_closed());
+    stop.send(()).unwrap();
+    thread.join().unwrap();
+}
+
+#[test]
 fn remote_call_future_is_send() {
     fn check<T: Send>(_: &T) {}
     let (remote, stop, thread) = hub_thread();

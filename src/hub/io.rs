@@ -69,7 +69,10 @@ impl Hub {
                         // stderr: a panic here would end the hub greenlet
                         // and strand every greenlet of the thread.
                         let builder = crate::greenlet::Greenlet::builder();
-                        if let Err(e) = join::spawn_with(&hub, builder, task) {
+                        NO_STACK.with(|n| n.set(true));
+                        let spawned = join::spawn_with(&hub, builder, task);
+                        NO_STACK.with(|n| n.set(false));
+                        if let Err(e) = spawned {
                             eprintln!(
                                 "greenlet::hub: a task posted through Remote::spawn was \
                                  dropped unrun: no stack for its greenlet ({e})"
@@ -170,6 +173,20 @@ impl Hub {
             Woken::Ready => Ok(()),
         }
     }
+}
+
+thread_local! {
+    /// Set while the hub spawns a task posted by another thread: if it gets
+    /// no stack, the task is dropped unrun meanwhile, and a
+    /// `Remote::call`'s completer tells its caller why (not that the hub
+    /// has exited).
+    static NO_STACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a posted task dropped now is dropped because no stack could be
+/// had for its greenlet (see `NO_STACK`).
+pub(crate) fn dropping_unrun_for_want_of_a_stack() -> bool {
+    NO_STACK.try_with(std::cell::Cell::get).unwrap_or(false)
 }
 
 /// The error of an I/O wait asked for while the greenlet unwinds.

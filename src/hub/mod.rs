@@ -150,7 +150,7 @@ mod daemon;
 mod event;
 mod group;
 mod handoff;
-mod io;
+pub(crate) mod io;
 mod join;
 mod joinable_queue;
 mod monitor;

@@ -28,6 +28,10 @@ pub enum CallError {
     Killed,
     /// The hub's thread had exited: the function never ran.
     Closed,
+    /// The hub could not get a stack for the call's greenlet (the system
+    /// refused the mapping: see [`Builder::spawn`](crate::hub::Builder::spawn)):
+    /// the function never ran, and the hub runs on.
+    NoStack,
 }
 
 impl fmt::Debug for CallError {
@@ -39,6 +43,7 @@ impl fmt::Debug for CallError {
                 .finish(),
             CallError::Killed => f.write_str("Killed"),
             CallError::Closed => f.write_str("Closed"),
+            CallError::NoStack => f.write_str("NoStack"),
         }
     }
 }
@@ -52,6 +57,7 @@ impl fmt::Display for CallError {
             },
             CallError::Killed => f.write_str("the called greenlet was killed"),
             CallError::Closed => f.write_str("the hub's thread has exited"),
+            CallError::NoStack => f.write_str("the hub could not get a stack for the call"),
         }
     }
 }
@@ -115,6 +121,8 @@ impl<R> Drop for Completer<R> {
     fn drop(&mut self) {
         let error = if self.started {
             CallError::Killed
+        } else if crate::hub::io::dropping_unrun_for_want_of_a_stack() {
+            CallError::NoStack
         } else {
             CallError::Closed
         };
@@ -182,7 +190,8 @@ impl Remote {
     /// The future is `Send` and resolves to `f`'s value, or to a
     /// [`CallError`]: `Panicked` with the panic's payload, `Killed` when the
     /// greenlet was killed before returning, `Closed` when the hub's thread
-    /// had exited. Dropping the future before it resolves kills the
+    /// had exited, `NoStack` when the hub could not get a stack for the
+    /// greenlet (the hub runs on). Dropping the future before it resolves kills the
     /// greenlet (its stack unwinds, its destructors run), or keeps `f` from
     /// starting if it has not yet.
     ///
