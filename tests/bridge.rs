@@ -614,3 +614,28 @@ fn block_on_in_a_destructor_during_a_kill_panics_instead_of_spinning() {
     ticker.join().unwrap();
     assert_eq!(ticks.get(), 3);
 }
+
+#[test]
+fn block_on_of_futures_that_are_always_ready_lets_others_run() {
+    // Each `block_on` spends the cooperative budget: a greenlet awaiting
+    // ready futures in a loop yields once a budget, as a queue's getter
+    // does (it never gave up its turn).
+    let ticks = Rc::new(Cell::new(0u32));
+    let t = ticks.clone();
+    let ticker = hub::spawn(move || loop {
+        t.set(t.get() + 1);
+        hub::yield_now();
+    });
+    hub::yield_now(); // the ticker starts
+    let before = ticks.get();
+    for i in 0..3 * hub::COOP_BUDGET {
+        assert_eq!(hub::block_on(std::future::ready(i)), i);
+    }
+    assert!(ticks.get() >= before + 2, "{} ticks", ticks.get() - before);
+    // And a `with_timeout` can stop such a loop.
+    let r = hub::with_timeout(Duration::from_millis(1), || loop {
+        hub::block_on(std::future::ready(()));
+    });
+    assert!(r.is_err());
+    ticker.kill();
+}

@@ -201,6 +201,9 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
     // drops the future in place: the pinning guarantee holds (as `pin!`).
     let mut fut = unsafe { Pin::new_unchecked(&mut *held.0) };
     let hub = hub();
+    // A future that is always ready (a tokio channel that is never empty)
+    // would otherwise keep the other greenlets from running for good.
+    hub.coop();
     let lease = Lease::take(&hub);
     let slot = lease.slot();
     let mut cx = Context::from_waker(&slot.waker);

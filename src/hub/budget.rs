@@ -18,7 +18,8 @@ use super::Hub;
 /// How many operations that complete without blocking a greenlet may do
 /// in one turn before the next one yields to the other ready greenlets
 /// (socket reads, writes and accepts, `Queue` gets and puts, channel
-/// receives; the `try_*` calls never yield).
+/// receives, [`block_on`](super::block_on) calls; the `try_*` calls never
+/// yield).
 ///
 /// ```
 /// use std::cell::Cell;
