@@ -12,10 +12,11 @@ use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
 use std::time::Duration;
 
-use greenlet::hub;
-use greenlet::net::TcpListener;
+use greenlet::hub::{self, time, Event};
+use greenlet::net::{Server as NetServer, TcpListener};
 
 const CHILD: &str = "GREENLET_ACCEPT_EXHAUSTION_CHILD";
+const SERVER_CHILD: &str = "GREENLET_ACCEPT_EXHAUSTION_SERVER_CHILD";
 const CLIENTS: usize = 100;
 
 /// In the child: a server that accepts `CLIENTS` connections with at most
@@ -133,4 +134,90 @@ fn running_out_of_descriptors_neither_spins_nor_starves_the_server() {
     assert_eq!(attempts, CLIENTS + errors, "{stats}");
     // A spinning loop makes millions of attempts; backing off, a few dozen.
     assert!(errors < 200, "{stats}");
+}
+
+/// In the child: a `net::Server` whose handlers hold their connections,
+/// so that it runs out of descriptors; on the paused clock, it prints the
+/// hub times of its first failed accepts (sampled every 100 µs).
+fn paced_server() {
+    let cap = libc::rlimit {
+        rlim_cur: 48,
+        rlim_max: 48,
+    };
+    // SAFETY: setrlimit with a valid pointer; this process is ours alone.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &cap) }, 0);
+    time::pause();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    println!("port {}", listener.local_addr().unwrap().port());
+    std::io::stdout().flush().unwrap();
+    let release = Event::new();
+    let r = release.clone();
+    let server = NetServer::new(listener, move |conn, _| {
+        r.wait();
+        drop(conn);
+    })
+    .start();
+    let mut errors_at = Vec::new();
+    while errors_at.len() < 5 {
+        hub::sleep(Duration::from_micros(100));
+        while errors_at.len() < server.accept_errors() as usize {
+            errors_at.push(time::now());
+        }
+    }
+    let gaps: Vec<String> = errors_at
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_micros().to_string())
+        .collect();
+    println!("gaps {}", gaps.join(" "));
+    std::io::stdout().flush().unwrap();
+    release.set();
+    server.stop(Duration::from_secs(1));
+}
+
+#[test]
+fn accept_exhaustion_server_child() {
+    // Only does something when re-run by the test below.
+    if std::env::var(SERVER_CHILD).is_ok() {
+        paced_server();
+    }
+}
+
+#[test]
+fn a_server_out_of_descriptors_pauses_once_per_failed_accept() {
+    // `accept` sleeps 1, 2, 4, 8 ms after successive resource failures;
+    // the server's loop paused as long again after each (gaps of 3, 6,
+    // 12 ms): it now counts the failure and accepts again.
+    let mut child = Server(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "accept_exhaustion_server_child", "--nocapture"])
+            .env(SERVER_CHILD, "1")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
+    let port: u16 = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(port) = line.strip_prefix("port ") {
+            break port.parse().unwrap();
+        }
+    };
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let gaps = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some(gaps) = line.strip_prefix("gaps ") {
+            break gaps.to_string();
+        }
+    };
+    drop(clients);
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert!(child.0.wait().unwrap().success(), "{rest:?}");
+    let gaps: Vec<u128> = gaps.split(' ').map(|g| g.parse().unwrap()).collect();
+    eprintln!("gaps between failed accepts, hub time: {gaps:?} µs");
+    // Sampled every 100 µs: each gap within a sample of 2, 4, 8, 16 ms.
+    for (gap, expected) in gaps.iter().zip([2_000u128, 4_000, 8_000, 16_000]) {
+        assert!(gap.abs_diff(expected) <= 100, "gaps {gaps:?} µs");
+    }
 }

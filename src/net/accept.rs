@@ -44,7 +44,7 @@ impl AcceptBackoff {
 
 /// Whether `e` says the process or the system ran out of descriptors or
 /// memory, which only others closing or freeing something can cure.
-fn is_resource_exhaustion(e: &io::Error) -> bool {
+pub(crate) fn is_resource_exhaustion(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)

@@ -299,14 +299,17 @@ fn accept_loop(
                 }
             }
             Err(_) if shared.stopping.get() => return,
-            Err(_) => {
-                // A peer that reset before the accept, a closed listener,
-                // a resource failure (`accept` already slept): count it
-                // and pause, growing, so a listener that keeps failing
-                // does not spin.
+            Err(e) => {
+                // A peer that reset before the accept, a closed listener:
+                // count it and pause, growing, so a listener that keeps
+                // failing does not spin. A resource failure was paced by
+                // `accept` itself (its own back-off, the same delays): a
+                // second pause would double them.
                 shared.accept_errors.set(shared.accept_errors.get() + 1);
-                hub::sleep(pause);
-                pause = (pause * 2).min(MAX_PAUSE);
+                if !super::accept::is_resource_exhaustion(&e) {
+                    hub::sleep(pause);
+                    pause = (pause * 2).min(MAX_PAUSE);
+                }
             }
         }
     }
@@ -380,8 +383,11 @@ impl ServerHandle {
     }
 
     /// Accepts that failed so far, and connections closed unserved
-    /// because no stack could be had for their handler (the server pauses
-    /// after each).
+    /// because no stack could be had for their handler. The server pauses
+    /// after each, 1 ms and twice as long after each further one up to
+    /// 250 ms, reset by the next success (after running out of descriptors,
+    /// that pause is the accept's own back-off: see
+    /// [`TcpListener::accept`](super::TcpListener::accept)).
     pub fn accept_errors(&self) -> u64 {
         self.shared.accept_errors.get()
     }
