@@ -254,10 +254,8 @@ pub(crate) struct Hub {
     /// The newest of the waits kept in blocked frames (`wait::WaitNode`),
     /// linked through them; null when none.
     frame_waits: Cell<*const wait::WaitNode>,
+    /// The thread's `with_timeout` scopes (how many: `timeout::LIVE_SCOPES`).
     scopes: RefCell<Slots<ScopeKey, Scope>>,
-    /// How many `scopes` there are: every blocking call asks whether
-    /// there are any, and a `Cell` answers without a borrow.
-    live_scopes: Cell<usize>,
     /// The call main is blocked in, if it is.
     main_blocked: Cell<Option<&'static str>>,
     /// Main is in `run`, waiting for the hub to run out of work.
@@ -404,7 +402,6 @@ impl Hub {
                 waits: RefCell::new(Slots::new()),
                 frame_waits: Cell::new(std::ptr::null()),
                 scopes: RefCell::new(Slots::new()),
-                live_scopes: Cell::new(0),
                 main_blocked: Cell::new(None),
                 main_in_run: Cell::new(false),
                 last_call: Cell::new("a blocking call"),

@@ -64,12 +64,24 @@ impl Counted {
     /// do for a long time.
     #[inline(always)]
     pub(super) fn release_if_shared(self, rt: &Runtime) -> Option<Counted> {
-        if rt.records().refs(self.0) > 1 {
-            rt.records().drop_ref(self.into_key());
+        // One count written, and written back in the rare case it was the
+        // last (cheaper than reading it first).
+        if rt.records().drop_ref(self.0) != 0 {
+            self.into_key();
             None
         } else {
-            Some(self)
+            self.kept_after_all(rt)
         }
+    }
+
+    /// [`release_if_shared`](Counted::release_if_shared) found the
+    /// reference to be the last: it is counted again and kept (rare: a
+    /// detached greenlet).
+    #[cold]
+    #[inline(never)]
+    fn kept_after_all(self, rt: &Runtime) -> Option<Counted> {
+        rt.add_ref(self.0);
+        Some(self)
     }
 
     /// Returned, panicked, or killed.
@@ -560,6 +572,9 @@ pub fn yield_now() {
 /// sleep.
 #[inline(always)]
 fn interrupt_if_expired() {
+    if !super::timeout::any_scopes() {
+        return;
+    }
     if let Some(hub) = super::try_hub_ptr() {
         // SAFETY: the thread's hub, live while its pointer is set; the
         // borrow ends before anything could switch (`interrupted` unwinds,

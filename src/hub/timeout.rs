@@ -1,6 +1,6 @@
 //! `with_timeout`: interrupt a blocking call that takes too long (row H8).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
@@ -62,11 +62,25 @@ pub(crate) fn interrupted(scope: ScopeKey) -> ! {
     panic::resume_unwind(Box::new(Interrupt(scope)))
 }
 
+thread_local! {
+    /// How many `with_timeout` scopes the thread's hub has: every blocking
+    /// call and every yield asks whether there are any. A thread-local of
+    /// its own (one hub per thread), so that a yield asks with one load,
+    /// without reaching the hub first.
+    static LIVE_SCOPES: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Whether any greenlet of the thread is inside a `with_timeout`.
+#[inline(always)]
+pub(super) fn any_scopes() -> bool {
+    LIVE_SCOPES.with(Cell::get) != 0
+}
+
 impl Hub {
     /// Whether any greenlet of the thread is inside a `with_timeout`.
     #[inline(always)]
     pub(super) fn has_scopes(&self) -> bool {
-        self.live_scopes.get() != 0
+        any_scopes()
     }
 
     /// The innermost expired scope of the current greenlet, if any.
@@ -166,7 +180,7 @@ pub fn with_timeout<R>(d: Duration, f: impl FnOnce() -> R) -> Result<R, Elapsed>
         wait: None,
         timer: None,
     });
-    hub.live_scopes.set(hub.live_scopes.get() + 1);
+    LIVE_SCOPES.with(|n| n.set(n.get() + 1));
     let timer = hub.timers.borrow_mut().add(deadline, Action::Interrupt(s));
     if let Some(scope) = hub.scopes.borrow_mut().get_mut(s) {
         scope.timer = Some(timer);
@@ -180,7 +194,7 @@ pub fn with_timeout<R>(d: Duration, f: impl FnOnce() -> R) -> Result<R, Elapsed>
         }
     });
     let scope = hub.scopes.borrow_mut().remove(s);
-    hub.live_scopes.set(hub.live_scopes.get() - 1);
+    LIVE_SCOPES.with(|n| n.set(n.get() - 1));
     if let Some(timer) = scope.and_then(|scope| scope.timer) {
         hub.timers.borrow_mut().cancel(timer);
     }
