@@ -178,6 +178,12 @@ pub struct GreenletInfo {
 /// until its loop first runs): a leak check that compares counts before
 /// and after some work should take its snapshots once the hub exists, or
 /// look for the greenlets it made by id.
+///
+/// A finished spawned greenlet is gone from the snapshot once its handles
+/// are, with one exception: a *detached* one (no handle left) that was
+/// handed control by a greenlet still blocked since is kept (as `Dead`)
+/// until that greenlet runs again. The hand-off holds the only reference
+/// to it while it runs, which cannot be let go before it runs.
 #[derive(Clone, Debug)]
 pub struct Stats {
     /// Greenlets never switched to.
