@@ -213,3 +213,23 @@ fn nested_timeouts_expiring_together_report_the_innermost() {
     assert_eq!(r, Ok(true));
     time::resume();
 }
+
+#[test]
+fn a_clock_hold_waits_for_another_threads_send() {
+    // Without the hold, the paused clock jumps to the receive's deadline
+    // as soon as nothing is ready, long before the thread's send.
+    time::pause();
+    let start = time::now();
+    let (tx, rx) = hub::channel();
+    let hold = time::hold();
+    let worker = std::thread::spawn(move || tx.send(7u32).unwrap());
+    assert_eq!(rx.recv_timeout(Duration::from_secs(1)), Ok(7));
+    assert_eq!(time::now(), start, "the clock stood still");
+    drop(hold);
+    worker.join().unwrap();
+    // Released, the clock jumps again.
+    let (_tx, rx) = hub::channel::<u32>();
+    assert!(rx.recv_timeout(Duration::from_secs(1)).is_err());
+    assert_eq!(time::now() - start, Duration::from_secs(1));
+    time::resume();
+}

@@ -47,8 +47,8 @@
 //! - Work on other threads is not waited for, except thread-pool jobs
 //!   (below): a value sent on a [`channel`](super::channel) by a plain OS
 //!   thread can arrive at any paused time, or after a timed receive has
-//!   already given up. Do such work with
-//!   [`spawn_blocking`](super::spawn_blocking) in tests.
+//!   already given up. Hold the clock meanwhile with [`hold`], or do such
+//!   work with [`spawn_blocking`](super::spawn_blocking) in tests.
 //!
 //! A job on a thread pool holds a paused clock: from the time a
 //! [`ThreadPool`] job ([`spawn_blocking`]) is queued until its result is
@@ -279,11 +279,58 @@ impl Hub {
     }
 }
 
+/// Holds this thread's paused hub clock for work on other threads: while
+/// a `ClockHold` lives and nothing is ready, a paused clock does not jump
+/// to the next timer; the hub waits, in real time, to be woken (by a
+/// [`channel`](super::channel) send or a [`Remote`](super::Remote) call
+/// from the other thread), as it does for a thread-pool job. Drop it once
+/// the other thread's part is in. On a running clock it changes nothing.
+///
+/// ```
+/// use std::time::Duration;
+/// use greenlet::hub::{self, time};
+///
+/// time::pause();
+/// let (tx, rx) = hub::channel();
+/// let hold = time::hold();
+/// let worker = std::thread::spawn(move || tx.send(42).unwrap());
+/// // Without the hold, the paused clock could jump past the timeout
+/// // before the worker's send.
+/// assert_eq!(rx.recv_timeout(Duration::from_secs(1)), Ok(42));
+/// drop(hold);
+/// worker.join().unwrap();
+/// time::resume();
+/// ```
+///
+/// A hold kept while the other thread will never wake the hub keeps a
+/// paused clock from ever reaching its next timer (see the
+/// [module docs](self)).
+#[derive(Debug)]
+#[must_use = "the clock is held only while the `ClockHold` lives"]
+pub struct ClockHold {
+    /// Counted while it lives; only its drop matters.
+    _work: OffHubWork,
+}
+
+/// Holds this thread's paused clock until the returned guard is dropped
+/// (see [`ClockHold`]). Creates the hub if the thread has none.
+pub fn hold() -> ClockHold {
+    ClockHold {
+        _work: OffHubWork::begin(),
+    }
+}
+
 /// Work running off the hub thread that wakes the hub when it ends (a
 /// thread pool's job), counted while this lives: a paused clock waits for
 /// it instead of jumping past it (see the [module docs](self)).
 pub(crate) struct OffHubWork {
     hub: std::rc::Rc<super::Hub>,
+}
+
+impl std::fmt::Debug for OffHubWork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OffHubWork")
+    }
 }
 
 impl OffHubWork {
