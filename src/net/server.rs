@@ -436,6 +436,12 @@ impl ServerHandle {
     /// kills those left (their greenlets unwind: sockets close, guards
     /// run). Returns when all is done; a second call waits for the first.
     ///
+    /// A handler waiting for the next request of an idle keep-alive
+    /// connection sits out the whole grace (gevent's servers behave the
+    /// same): give its reads a timeout, or check
+    /// [`is_stopping`](ServerHandle::is_stopping) between requests, to let
+    /// it end early; a grace of zero kills every handler at once.
+    ///
     /// Called from one of the server's own handlers (to stop it from a
     /// request), it starts the stop in a greenlet of its own and returns at
     /// once: waiting would wait for the caller itself. The caller then
