@@ -1136,3 +1136,27 @@ fn a_buffered_writer_flushing_into_a_full_socket_as_it_unwinds_fails_without_an_
     assert!(cut.is_err());
     drop(client);
 }
+
+#[test]
+fn try_peek_never_switches_and_tells_a_quiet_connection_from_a_closed_one() {
+    let listener = TcpListener::bind(LOCALHOST).unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    let ran = Rc::new(Cell::new(false));
+    let r = ran.clone();
+    let other = hub::spawn(move || r.set(true));
+    let mut buf = [0; 4];
+    // Quiet: `WouldBlock`, and the ready greenlet did not get to run.
+    let e = client.try_peek(&mut buf).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WouldBlock);
+    assert!(!ran.get());
+    other.join().unwrap();
+    // The peer closed: 0, once the close has arrived (a blocking peek
+    // waits for it).
+    drop(server);
+    assert_eq!(client.peek(&mut buf).unwrap(), 0);
+    assert_eq!(client.try_peek(&mut buf).unwrap(), 0);
+    // Closed here: the same error as every other call.
+    client.close();
+    assert!(client.try_peek(&mut buf).is_err());
+}

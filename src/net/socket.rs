@@ -61,6 +61,26 @@ impl<S: Source + AsRawFd> Socket<S> {
         self.io_within(dir, call, timeout, op)
     }
 
+    /// Runs `op` once, never blocking: a `WouldBlock` comes back as the
+    /// error (and the readiness it disproves is forgotten, as in `io`).
+    pub(crate) fn try_io<R>(
+        &self,
+        dir: Direction,
+        call: &'static str,
+        op: impl FnOnce(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
+        if self.reg.is_closed() {
+            return Err(closed(call));
+        }
+        match op(&self.io) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.reg.would_block(dir);
+                Err(e)
+            }
+            done => done,
+        }
+    }
+
     /// [`io`](Socket::io) with an explicit timeout.
     pub(crate) fn io_within<R>(
         &self,

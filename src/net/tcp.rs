@@ -248,6 +248,39 @@ impl TcpStream {
         self.socket
             .io(Direction::Read, "net::TcpStream::peek", |s| s.peek(buf))
     }
+
+    /// [`peek`](TcpStream::peek) that never blocks or switches: an error of
+    /// kind `WouldBlock` when no data is there yet. A liveness check of an
+    /// idle pooled connection: `Ok(0)` means the peer closed it,
+    /// `WouldBlock` that it is open and quiet.
+    ///
+    /// ```
+    /// use std::io::{ErrorKind, Write};
+    /// use greenlet::net::{TcpListener, TcpStream};
+    ///
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let client = TcpStream::connect(listener.local_addr()?)?;
+    /// let (server, _) = listener.accept()?;
+    /// let mut buf = [0; 8];
+    /// assert_eq!(client.try_peek(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
+    /// (&server).write_all(b"hi")?;
+    /// assert_eq!(client.peek(&mut buf)?, 2); // waits for the bytes to arrive
+    /// assert_eq!(client.try_peek(&mut buf)?, 2); // still there: not consumed
+    /// drop(server);
+    /// let mut two = [0; 2];
+    /// std::io::Read::read_exact(&mut &client, &mut two)?;
+    /// assert_eq!(client.peek(&mut buf)?, 0); // waits for the close to arrive
+    /// assert_eq!(client.try_peek(&mut buf)?, 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `WouldBlock` as above; as [`peek`](TcpStream::peek) otherwise.
+    pub fn try_peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.socket
+            .try_io(Direction::Read, "net::TcpStream::try_peek", |s| s.peek(buf))
+    }
 }
 
 super::stream_io!(
