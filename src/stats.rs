@@ -180,10 +180,14 @@ pub struct GreenletInfo {
 /// look for the greenlets it made by id.
 ///
 /// A finished spawned greenlet is gone from the snapshot once its handles
-/// are, with one exception: a *detached* one (no handle left) that was
-/// handed control by a greenlet still blocked since is kept (as `Dead`)
-/// until that greenlet runs again. The hand-off holds the only reference
-/// to it while it runs, which cannot be let go before it runs.
+/// are, with two exceptions, each listed as `Dead` for a while:
+/// - a *detached* one (no handle left) that was handed control by a
+///   greenlet still blocked since, until that greenlet runs again (the
+///   hand-off holds the only reference to it while it runs, which cannot
+///   be let go before it runs);
+/// - one killed while it was ready to run (not started yet, or woken and
+///   not yet resumed), until the hub reaches its place in the ready queue,
+///   which holds a reference to it.
 #[derive(Clone, Debug)]
 pub struct Stats {
     /// Greenlets never switched to.

@@ -240,3 +240,34 @@ fn a_cancelled_block_on_drops_its_future_inside_the_runtime_context() {
         }
     });
 }
+
+#[cfg(feature = "tokio")]
+#[test]
+fn a_thread_exiting_with_a_block_on_pending_drops_its_future_without_aborting() {
+    // The thread's handle is set before tokio's own thread-local is first
+    // used (by the poll), so tokio's is torn down first at thread exit;
+    // the blocked greenlet is killed after, and its future dropped then
+    // (entering the gone context panicked there, which aborted).
+    let rt = runtime();
+    let handle = rt.handle().clone();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let d = dropped.clone();
+    std::thread::spawn(move || {
+        hub::set_tokio_handle(Some(handle));
+        struct Counted(Arc<AtomicUsize>);
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let guard = Counted(d);
+        let _waiter = hub::spawn(move || {
+            let _guard = guard;
+            hub::block_on(std::future::pending::<()>())
+        });
+        hub::yield_now(); // it polls once, and waits
+    })
+    .join()
+    .unwrap();
+    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+}

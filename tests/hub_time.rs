@@ -233,3 +233,29 @@ fn a_clock_hold_waits_for_another_threads_send() {
     assert_eq!(time::now() - start, Duration::from_secs(1));
     time::resume();
 }
+
+#[test]
+fn a_clock_hold_taken_before_the_remote_that_wakes_the_hub() {
+    // On a fresh thread: the hold comes first, the reactor with the
+    // `Remote` the other thread answers through.
+    thread_local! {
+        static ANSWERS: Queue<u32> = Queue::new();
+    }
+    std::thread::spawn(|| {
+        time::pause();
+        let start = time::now();
+        let hold = time::hold();
+        let remote = hub::remote();
+        let worker = std::thread::spawn(move || {
+            remote.spawn(|| ANSWERS.with(|q| q.put(9))).unwrap();
+        });
+        let got = ANSWERS.with(|q| q.get_timeout(Duration::from_secs(3600)));
+        assert_eq!(got, Some(9));
+        assert_eq!(time::now(), start, "the clock stood still");
+        drop(hold);
+        worker.join().unwrap();
+        time::resume();
+    })
+    .join()
+    .unwrap();
+}

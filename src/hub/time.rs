@@ -302,9 +302,12 @@ impl Hub {
 /// time::resume();
 /// ```
 ///
-/// A hold kept while the other thread will never wake the hub keeps a
-/// paused clock from ever reaching its next timer (see the
-/// [module docs](self)).
+/// The other thread can wake the hub only through its I/O reactor, which
+/// the first channel, socket or [`remote`](super::remote) of the thread
+/// makes: until then there is nothing to wait for, and a hold is not
+/// looked at (the clock jumps as if there were none). A hold kept while
+/// the other thread will never wake the hub keeps a paused clock from
+/// ever reaching its next timer (see the [module docs](self)).
 #[derive(Debug)]
 #[must_use = "the clock is held only while the `ClockHold` lives"]
 pub struct ClockHold {

@@ -56,10 +56,19 @@ pub(super) fn in_context<R>(f: impl FnOnce() -> R) -> R {
     // A clone, so that no borrow of the cell is held while `f` runs (it
     // may set another handle).
     match HANDLE.try_with(|h| h.borrow().clone()).ok().flatten() {
-        Some(handle) => {
+        // During thread exit tokio's own thread-local may be gone before
+        // this one (a future dropped as the thread's greenlets are killed):
+        // entering would panic, and abort the unwinding; `f` then runs
+        // without the context.
+        Some(handle) if !context_destroyed() => {
             let _entered = handle.enter();
             f()
         }
-        None => f(),
+        _ => f(),
     }
+}
+
+/// Whether tokio's context thread-local is destroyed (thread exit).
+fn context_destroyed() -> bool {
+    matches!(Handle::try_current(), Err(e) if e.is_thread_local_destroyed())
 }
