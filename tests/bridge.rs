@@ -639,3 +639,22 @@ fn block_on_of_futures_that_are_always_ready_lets_others_run() {
     assert!(r.is_err());
     ticker.kill();
 }
+
+#[test]
+fn block_on_of_ready_futures_inside_a_switch_hook_never_yields_for_its_budget() {
+    // A switch hook may not switch: the budget's yield is skipped there,
+    // as in an unwinding greenlet (every 128th `block_on` panicked).
+    let ok = Rc::new(Cell::new(0u32));
+    let o = ok.clone();
+    greenlet::set_switch_hook(Some(Box::new(move |_| {
+        for i in 0..300u32 {
+            assert_eq!(hub::block_on(std::future::ready(i)), i);
+        }
+        o.set(o.get() + 1);
+    })));
+    let g = greenlet::Greenlet::new(|x: u32| x + 1);
+    let r = g.switch::<u32, u32>(1);
+    greenlet::set_switch_hook(None);
+    assert_eq!(r.unwrap(), 2);
+    assert!(ok.get() >= 2, "{} hook calls finished", ok.get());
+}

@@ -110,13 +110,17 @@ impl Hub {
 
     /// Yields to the other ready greenlets because the current one spent
     /// its budget, then refills it; where yielding is impossible (the hub
-    /// itself, an unwinding greenlet, a dead hub), the operation just goes
-    /// on with a fresh budget.
+    /// itself, an unwinding greenlet, a switch hook, a dead hub), the
+    /// operation just goes on with a fresh budget.
     #[cold]
     #[inline(never)]
     fn yield_for_budget(&self) {
         let rt = Runtime::get();
-        if !rt.current_unwinds() && rt.current() != self.key && !self.greenlet.is_dead() {
+        if !rt.current_unwinds()
+            && rt.current() != self.key
+            && !rt.tracer().running()
+            && !self.greenlet.is_dead()
+        {
             super::yield_now();
         }
         refill();

@@ -69,9 +69,10 @@ impl Hub {
                         // stderr: a panic here would end the hub greenlet
                         // and strand every greenlet of the thread.
                         let builder = crate::greenlet::Greenlet::builder();
-                        NO_STACK.with(|n| n.set(true));
-                        let spawned = join::spawn_with(&hub, builder, task);
-                        NO_STACK.with(|n| n.set(false));
+                        let spawned = {
+                            let _flag = NoStackFlag::set();
+                            join::spawn_with(&hub, builder, task)
+                        };
                         if let Err(e) = spawned {
                             eprintln!(
                                 "greenlet::hub: a task posted through Remote::spawn was \
@@ -181,6 +182,22 @@ thread_local! {
     /// `Remote::call`'s completer tells its caller why (not that the hub
     /// has exited).
     static NO_STACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `NO_STACK`, set while it lives (cleared on every way out).
+struct NoStackFlag;
+
+impl NoStackFlag {
+    fn set() -> NoStackFlag {
+        NO_STACK.with(|n| n.set(true));
+        NoStackFlag
+    }
+}
+
+impl Drop for NoStackFlag {
+    fn drop(&mut self) {
+        let _ = NO_STACK.try_with(|n| n.set(false));
+    }
 }
 
 /// Whether a posted task dropped now is dropped because no stack could be
