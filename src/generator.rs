@@ -685,8 +685,14 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
             !self.greenlet.is_current(),
             "greenlet::Generator: a generator cannot close itself from its own producer"
         );
-        self.done = true;
-        match panic::catch_unwind(AssertUnwindSafe(|| self.greenlet.kill())) {
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| self.greenlet.kill()));
+        // Finished once the producer is dead. A switch hook that panicked
+        // on the kill stopped it before it began: the producer is still
+        // suspended, and a later `close` (or the drop) tries again.
+        if self.greenlet.is_dead() {
+            self.done = true;
+        }
+        match outcome {
             // The closer itself was killed meanwhile (by one of the
             // producer's destructors): that unwinding is not ours to stop.
             Err(p) if p.is::<GreenletExit>() => panic::resume_unwind(p),
@@ -834,6 +840,9 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
             // An unhandled throw (see `raise`).
             SwitchError::Panicked(p) if p.is::<Thrown>() => {
                 self.done = true;
+                // Ended by an error: a value it returned before (then a
+                // destructor of its locals raised) is not its result.
+                drop(self.returned.take());
                 return Err(match p.downcast::<Thrown>() {
                     Ok(thrown) => *thrown,
                     Err(p) => Thrown(p),
@@ -841,6 +850,9 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
             }
             SwitchError::Panicked(p) => {
                 self.done = true;
+                // As above: a panic after its return (a destructor of its
+                // locals) leaves it without a return value.
+                drop(self.returned.take());
                 panic::resume_unwind(p)
             }
             // A throw into an unstarted producer: it died unrun and the

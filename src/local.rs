@@ -20,6 +20,20 @@
 //! does (so the dropping always ends). Reading a value costs
 //! a thread-local load, a slab lookup and an index: no hashing and no
 //! dynamic type check.
+//!
+//! A `Local` is meant to be a `static` (as [`greenlet_local!`] declares
+//! it), like `thread_local!`: it is not gevent's `local()` object made per
+//! instance. Every `Local` value ever used takes an index for the life of
+//! the process, and every greenlet that touches it keeps a vector that
+//! long: a `Local` made in a loop or per object (or a `const`, which is a
+//! new `Local` at each use) is never given back, and makes every later
+//! greenlet's vector longer. Keep per-object state in the object, keyed by
+//! [`Greenlet::id`](crate::Greenlet::id) if it must be per greenlet.
+//!
+//! A switch hook sees a finishing greenlet's `Finish` event after its
+//! values were dropped: reading a `Local` there panics (and the hook is
+//! removed). A [`Generator`](crate::Generator)'s producer is a greenlet of
+//! its own, with its own values: what the consumer set is not seen there.
 
 use std::any::Any;
 use std::marker::PhantomData;

@@ -567,3 +567,67 @@ fn a_panic_of_the_producers_own_child_unwinds_out_of_its_yield() {
     assert!(g.is_finished());
     assert_eq!(g.return_value(), Some("survived"));
 }
+
+#[test]
+fn a_close_stopped_by_a_panicking_switch_hook_leaves_the_generator_open() {
+    // The hook panics on the kill, before it begins: the producer is
+    // still suspended, so the generator is not finished, and the next
+    // close runs its destructors (it was marked finished, and only the
+    // generator's drop cleaned up).
+    struct Guard(Rc<Cell<u32>>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+    let cleaned = Rc::new(Cell::new(0));
+    let c = cleaned.clone();
+    let mut g = Generator::new(move |y: &Yielder<u8>| {
+        let _guard = Guard(c);
+        loop {
+            y.yield_(1);
+        }
+    });
+    assert_eq!(g.next(), Some(1));
+    let mut fired = false;
+    greenlet::set_switch_hook(Some(Box::new(move |e| {
+        if e.kind == greenlet::SwitchKind::Kill && !fired {
+            fired = true;
+            panic!("a profiler's bug");
+        }
+    })));
+    let first = g.close();
+    greenlet::set_switch_hook(None);
+    assert!(first.is_err());
+    assert!(!g.is_finished());
+    assert_eq!(cleaned.get(), 0);
+    assert!(g.close().is_ok());
+    assert!(g.is_finished());
+    assert_eq!(cleaned.get(), 1);
+    assert_eq!(g.next(), None);
+}
+
+#[test]
+fn a_producer_whose_local_panics_after_it_returned_has_no_return_value() {
+    // It returned "ret", then a destructor of one of its greenlet-locals
+    // panicked as the greenlet ended: the consumer gets the panic, and the
+    // generator no return value (it was kept).
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("a local's destructor");
+        }
+    }
+    static LATE: greenlet::Local<RefCell<Option<PanicsOnDrop>>> =
+        greenlet::Local::new(|| RefCell::new(None));
+    let mut g = Generator::new(|y: &Yielder<u8>| {
+        LATE.with(|l| *l.borrow_mut() = Some(PanicsOnDrop));
+        y.yield_(1);
+        "ret"
+    });
+    assert_eq!(g.next(), Some(1));
+    let r = panic::catch_unwind(AssertUnwindSafe(|| g.next()));
+    assert!(r.is_err(), "the local's panic reaches the consumer");
+    assert!(g.is_finished());
+    assert_eq!(g.return_value(), None);
+}
