@@ -239,7 +239,7 @@ pub use crate::current::CurrentGreenlet;
 pub use crate::error::{KillRefused, ParentError, SwitchError};
 pub use crate::generator::{Generator, GeneratorState, Thrown, Yielder};
 pub use crate::greenlet::{current, switch, Builder, Greenlet};
-pub use crate::local::Local;
+pub use crate::local::{Local, LocalDropped};
 pub use crate::stack::{set_stack_policy, trim_stacks, StackPolicy, DEFAULT_STACK_SIZE};
 pub use crate::stats::{stats, GreenletInfo, GreenletState, Stats, WaitOn};
 pub use crate::trace::{set_switch_hook, SwitchEvent, SwitchHook, SwitchKind};

@@ -31,8 +31,8 @@
 //! [`Greenlet::id`](crate::Greenlet::id) if it must be per greenlet.
 //!
 //! A switch hook sees a finishing greenlet's `Finish` event after its
-//! values were dropped: reading a `Local` there panics (and the hook is
-//! removed). A [`Generator`](crate::Generator)'s producer is a greenlet of
+//! values were dropped: reading a `Local` there with `with` panics (and
+//! the hook is removed); [`Local::try_with`] says so instead. A [`Generator`](crate::Generator)'s producer is a greenlet of
 //! its own, with its own values: what the consumer set is not seen there.
 
 use std::any::Any;
@@ -210,13 +210,60 @@ impl<T: 'static> Local<T> {
     }
 }
 
+/// The error of [`Local::try_with`]: the current greenlet has finished
+/// and its value of that `Local` was already dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalDropped(());
+
+impl std::fmt::Display for LocalDropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("this greenlet's value of the greenlet-local was already dropped")
+    }
+}
+
+impl std::error::Error for LocalDropped {}
+
+impl<T: 'static> Local<T> {
+    /// [`with`](Local::with) that does not panic when this greenlet's value
+    /// was already dropped: in the destructor of another of its values, or
+    /// in a switch hook's `Finish` event, which comes after the values were
+    /// dropped (as `thread_local!`'s `try_with`).
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use greenlet::greenlet_local;
+    ///
+    /// greenlet_local! {
+    ///     static REQUEST: Cell<u32> = Cell::new(7);
+    /// }
+    /// assert_eq!(REQUEST.try_with(Cell::get), Ok(7));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`LocalDropped`] when the value was already dropped.
+    ///
+    /// # Panics
+    ///
+    /// A panic of `init` or of `f` passes through.
+    pub fn try_with<R>(&self, f: impl FnOnce(&T) -> R) -> Result<R, LocalDropped> {
+        let rt = Runtime::get();
+        let slot = self.slot();
+        if !self.revive && rt.local(slot).is_none() && rt.local_dropped(slot) {
+            return Err(LocalDropped(()));
+        }
+        Ok(self.with(f))
+    }
+}
+
 /// The panic of a read of a value already dropped (see [`Local::with`]).
 #[cold]
 #[inline(never)]
 fn dropped_local<T>() -> ! {
     panic!(
         "greenlet::Local::with: this greenlet's {} value was already dropped \
-         (the greenlet finished, and its values are being dropped)",
+         (the greenlet finished, and its values were or are being dropped; \
+         `Local::try_with` does not panic)",
         std::any::type_name::<T>()
     )
 }

@@ -562,3 +562,30 @@ fn trace_example_sees_every_switch_of_prodcons() {
     want.push("producer -> main Finish".into());
     assert_eq!(events, want);
 }
+
+#[test]
+fn try_with_reads_a_local_in_a_switch_hook_even_after_the_greenlet_finished() {
+    // A profiler's hook reading a request id: on a greenlet's `Finish`,
+    // its values are gone; `try_with` says so where `with` panicked (and
+    // the hook was removed).
+    greenlet::greenlet_local! {
+        static REQUEST: std::cell::Cell<u32> = std::cell::Cell::new(0);
+    }
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s = seen.clone();
+    greenlet::set_switch_hook(Some(Box::new(move |e| {
+        s.borrow_mut()
+            .push((e.kind, REQUEST.try_with(std::cell::Cell::get).ok()));
+    })));
+    let g = Greenlet::new(|()| REQUEST.with(|r| r.set(42)));
+    g.switch::<(), ()>(()).unwrap();
+    let hook = greenlet::set_switch_hook(None);
+    assert!(hook.is_some(), "the hook was not removed");
+    assert_eq!(
+        *seen.borrow(),
+        [
+            (greenlet::SwitchKind::Switch, Some(0)),
+            (greenlet::SwitchKind::Finish, None)
+        ]
+    );
+}
