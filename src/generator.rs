@@ -692,6 +692,11 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
         if self.greenlet.is_dead() {
             self.done = true;
         }
+        if outcome.is_err() {
+            // It caught the kill, returned, and then panicked (a destructor
+            // of its locals): no return value, as in `ended`.
+            drop(self.returned.take());
+        }
         match outcome {
             // The closer itself was killed meanwhile (by one of the
             // producer's destructors): that unwinding is not ours to stop.

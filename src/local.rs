@@ -225,9 +225,11 @@ impl std::error::Error for LocalDropped {}
 
 impl<T: 'static> Local<T> {
     /// [`with`](Local::with) that does not panic when this greenlet's value
-    /// was already dropped: in the destructor of another of its values, or
-    /// in a switch hook's `Finish` event, which comes after the values were
-    /// dropped (as `thread_local!`'s `try_with`).
+    /// was already dropped: in the destructor of another of its values, in
+    /// a switch hook's `Finish` event, which comes after the values were
+    /// dropped (also those of `Local`s the greenlet never used: none is
+    /// made for it then), or after the thread's runtime was torn down at
+    /// thread exit (as `thread_local!`'s `try_with`).
     ///
     /// ```
     /// use std::cell::Cell;
@@ -247,7 +249,11 @@ impl<T: 'static> Local<T> {
     ///
     /// A panic of `init` or of `f` passes through.
     pub fn try_with<R>(&self, f: impl FnOnce(&T) -> R) -> Result<R, LocalDropped> {
-        let rt = Runtime::get();
+        // After the thread's runtime is torn down (a thread-local's
+        // destructor at thread exit), every value is gone.
+        let Some(rt) = Runtime::try_get() else {
+            return Err(LocalDropped(()));
+        };
         let slot = self.slot();
         if !self.revive && rt.local(slot).is_none() && rt.local_dropped(slot) {
             return Err(LocalDropped(()));

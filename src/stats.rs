@@ -180,7 +180,9 @@ pub struct GreenletInfo {
 /// look for the greenlets it made by id.
 ///
 /// A finished spawned greenlet is gone from the snapshot once its handles
-/// are, with two exceptions, each listed as `Dead` for a while:
+/// are, with three exceptions, each listed as `Dead` for a while:
+/// - one that is still the parent of a live greenlet (a plain `Greenlet`
+///   it made, which its end or panic would go to), until that one is gone;
 /// - a *detached* one (no handle left) that was handed control by a
 ///   greenlet still blocked since, until that greenlet runs again (the
 ///   hand-off holds the only reference to it while it runs, which cannot
@@ -194,7 +196,8 @@ pub struct Stats {
     pub unstarted: usize,
     /// Started and not dead, the running one included.
     pub active: usize,
-    /// Dead but still referenced by a handle.
+    /// Dead but still referenced: by a handle, as the parent of a live
+    /// greenlet, or by the hub for a while (see [`Stats`]).
     pub dead: usize,
     /// Stacks waiting in the thread's pool.
     pub stacks_pooled: usize,

@@ -271,3 +271,34 @@ fn a_thread_exiting_with_a_block_on_pending_drops_its_future_without_aborting() 
     .unwrap();
     assert_eq!(dropped.load(Ordering::SeqCst), 1);
 }
+
+#[cfg(feature = "tokio")]
+#[test]
+fn set_tokio_handle_from_a_destructor_at_thread_exit_does_not_panic() {
+    // A guard restoring the previous handle, in a greenlet killed at thread
+    // exit after the handle's cell is gone: `set_tokio_handle` panicked
+    // there (which aborts during a kill's unwinding).
+    static RESTORED: AtomicUsize = AtomicUsize::new(0);
+    struct Restore(Option<tokio::runtime::Handle>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            hub::set_tokio_handle(self.0.take());
+            RESTORED.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let rt = runtime();
+    let h = rt.handle().clone();
+    std::thread::spawn(move || {
+        let _ = greenlet::Greenlet::current(); // the runtime first
+        let g = greenlet::Greenlet::new(move |()| {
+            let prev = hub::set_tokio_handle(Some(h));
+            let _restore = Restore(prev);
+            greenlet::Greenlet::main().switch::<(), ()>(()).unwrap();
+        });
+        g.switch::<(), ()>(()).unwrap();
+        std::mem::forget(g); // left suspended: killed at thread exit
+    })
+    .join()
+    .unwrap();
+    assert_eq!(RESTORED.load(Ordering::SeqCst), 1);
+}

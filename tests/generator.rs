@@ -631,3 +631,27 @@ fn a_producer_whose_local_panics_after_it_returned_has_no_return_value() {
     assert!(g.is_finished());
     assert_eq!(g.return_value(), None);
 }
+
+#[test]
+fn a_producer_that_catches_its_close_returns_and_panics_has_no_return_value() {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("a local's destructor");
+        }
+    }
+    static LATE: greenlet::Local<RefCell<Option<PanicsOnDrop>>> =
+        greenlet::Local::new(|| RefCell::new(None));
+    let mut g = Generator::new(|y: &Yielder<u8>| {
+        LATE.with(|l| *l.borrow_mut() = Some(PanicsOnDrop));
+        // Catches the close's unwinding and returns.
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| loop {
+            y.yield_(1);
+        }));
+        "ret"
+    });
+    assert_eq!(g.next(), Some(1));
+    assert!(g.close().is_err(), "the local's panic");
+    assert!(g.is_finished());
+    assert_eq!(g.return_value(), None);
+}

@@ -589,3 +589,79 @@ fn try_with_reads_a_local_in_a_switch_hook_even_after_the_greenlet_finished() {
         ]
     );
 }
+
+#[test]
+fn try_with_makes_no_value_for_a_finished_greenlet_and_says_so_after_teardown() {
+    // In a `Finish` hook, a `Local` the greenlet never used counts as
+    // dropped too (a value made there was dropped later, on another
+    // greenlet); after the thread's runtime is torn down, `try_with` says
+    // so (it panicked, which in a thread-local's destructor aborts).
+    greenlet::greenlet_local! {
+        static NEVER_USED: Cell<u32> = Cell::new(5);
+    }
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s = seen.clone();
+    greenlet::set_switch_hook(Some(Box::new(move |e| {
+        if e.kind == greenlet::SwitchKind::Finish {
+            s.borrow_mut().push(NEVER_USED.try_with(Cell::get).is_err());
+        }
+    })));
+    let g = Greenlet::new(|()| ());
+    g.switch::<(), ()>(()).unwrap();
+    greenlet::set_switch_hook(None);
+    assert_eq!(*seen.borrow(), [true]);
+
+    static AFTER_TEARDOWN: std::sync::Mutex<Option<bool>> = std::sync::Mutex::new(None);
+    struct ReadsLocal;
+    impl Drop for ReadsLocal {
+        fn drop(&mut self) {
+            let dropped = NEVER_USED.try_with(Cell::get).is_err();
+            *AFTER_TEARDOWN.lock().unwrap() = Some(dropped);
+        }
+    }
+    thread_local! {
+        static GUARD: ReadsLocal = const { ReadsLocal };
+    }
+    std::thread::spawn(|| {
+        // Registered before the greenlet runtime: destroyed after it.
+        GUARD.with(|_| ());
+        NEVER_USED.with(|n| n.set(9));
+    })
+    .join()
+    .unwrap();
+    assert_eq!(*AFTER_TEARDOWN.lock().unwrap(), Some(true));
+}
+
+#[test]
+fn a_switch_hook_panicking_on_a_kill_made_while_unwinding_is_reported_not_raised() {
+    // The last handle of a suspended greenlet dropped during an unwinding:
+    // the hook's panic on that kill, raised there, aborted the process. It
+    // is reported, the hook removed, and the kill goes on.
+    struct Counted(Rc<Cell<u32>>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+    let unwound = Rc::new(Cell::new(0));
+    let u = unwound.clone();
+    let g = Greenlet::new(move |()| {
+        let _c = Counted(u);
+        Greenlet::main().switch::<(), ()>(()).unwrap();
+    });
+    g.switch::<(), ()>(()).unwrap();
+    greenlet::set_switch_hook(Some(Box::new(|e| {
+        if e.kind == greenlet::SwitchKind::Kill {
+            panic!("a profiler's bug");
+        }
+    })));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _g = g;
+        panic!("unrelated");
+    }));
+    let hook = greenlet::set_switch_hook(None);
+    let p = r.unwrap_err();
+    assert_eq!(p.downcast_ref::<&str>(), Some(&"unrelated"));
+    assert!(hook.is_none(), "the panicking hook was removed");
+    assert_eq!(unwound.get(), 1, "the greenlet was killed");
+}

@@ -446,10 +446,22 @@ impl Runtime {
             crate::unwind::require_unwinding("a kill");
         }
         if let Err(p) = self.tracer.emit(cur, victim, SwitchKind::Kill) {
-            // The hook's own panic, raised instead of the kill (told apart
-            // from the victim's by `kill_all`).
-            self.hook_stopped_kill_of.set(Some(victim));
-            panic::resume_unwind(p);
+            if self.unwinding_here(cur) {
+                // Raised here, in a destructor during an unwinding (a last
+                // handle dropped then), it would abort the process: it is
+                // reported, and the kill goes on without the hook (removed).
+                let what = crate::error::payload_message(p.as_ref()).unwrap_or("non-text payload");
+                eprintln!(
+                    "greenlet: the switch hook panicked on a kill made while unwinding, \
+                     and was removed: {what}"
+                );
+                crate::error::drop_quietly(p);
+            } else {
+                // The hook's own panic, raised instead of the kill (told
+                // apart from the victim's by `kill_all`).
+                self.hook_stopped_kill_of.set(Some(victim));
+                panic::resume_unwind(p);
+            }
         }
         let to = self.records.target(victim);
         if to.state == State::Dead {
@@ -876,6 +888,7 @@ impl Runtime {
         // The hook may also have dropped this greenlet's last handle (an
         // orphan flag); none of its flags matter any more.
         let (before, after) = self.records.mark_dead(me);
+        self.locals_closed.set(None);
         self.count_forcing(before, after);
         // Walk again: the hook may have killed the destination.
         let dest = self.first_live(start());
@@ -1040,6 +1053,7 @@ where
             Err(e)
         }
     };
+    rt.close_locals();
     rt.finish(y, outcome)
 }
 

@@ -82,6 +82,11 @@ pub(crate) struct Runtime {
     /// receiver takes it, is recycled by the next runtime call that needs
     /// stacks or counts them (`recycle_finished`).
     finished: Cell<Option<Key>>,
+    /// The finishing greenlet whose locals were all dropped, until it is
+    /// marked dead: its values of the `Local`s it never used count as
+    /// dropped too (a switch hook's `Finish` event reads them then; made
+    /// there, they would be dropped later, on another greenlet).
+    locals_closed: Cell<Option<Key>>,
     records: Records,
     pool: UnsafeCell<StackPool>,
     next_id: Cell<u64>,
@@ -213,6 +218,7 @@ impl Runtime {
             next: Cell::new(ptr::null_mut()),
             slow_lane: Cell::new(None),
             finished: Cell::new(None),
+            locals_closed: Cell::new(None),
             records,
             pool: UnsafeCell::new(StackPool::new()),
             next_id: Cell::new(1),
@@ -397,7 +403,14 @@ impl Runtime {
 
     /// Whether the current greenlet's value in `slot` was dropped.
     pub(crate) fn local_dropped(&self, slot: usize) -> bool {
-        self.records.local_dropped(self.current.get(), slot)
+        let cur = self.current.get();
+        self.locals_closed.get() == Some(cur) || self.records.local_dropped(cur, slot)
+    }
+
+    /// The current greenlet's locals were all dropped and it is about to
+    /// finish: no value may be made for it any more (see `locals_closed`).
+    pub(crate) fn close_locals(&self) {
+        self.locals_closed.set(Some(self.current.get()));
     }
 
     /// Drops the current greenlet's local values, one at a time, each while

@@ -47,7 +47,12 @@ thread_local! {
 /// [`spawn_local`](super::spawn_local) future are fine when no handle is
 /// set.
 pub fn set_tokio_handle(handle: Option<Handle>) -> Option<Handle> {
-    HANDLE.with(|h| std::mem::replace(&mut *h.borrow_mut(), handle))
+    // During thread exit (a guard restoring the previous handle as the
+    // thread's greenlets are killed) the cell may be gone: there is then
+    // nothing to set, and no handle to give back.
+    HANDLE
+        .try_with(|h| std::mem::replace(&mut *h.borrow_mut(), handle))
+        .unwrap_or(None)
 }
 
 /// Runs `f` inside this thread's runtime context, if one is set.
