@@ -883,12 +883,15 @@ impl Runtime {
                 Signal::Panicked(_) => SwitchKind::Panic,
                 _ => SwitchKind::Finish,
             };
+            // The hook is the only user code left before the greenlet is
+            // dead, and its locals are gone: it may not make new ones.
+            self.close_locals();
             self.trace_finish(me, start(), kind);
+            self.locals_closed.set(None);
         }
         // The hook may also have dropped this greenlet's last handle (an
         // orphan flag); none of its flags matter any more.
         let (before, after) = self.records.mark_dead(me);
-        self.locals_closed.set(None);
         self.count_forcing(before, after);
         // Walk again: the hook may have killed the destination.
         let dest = self.first_live(start());
@@ -1053,7 +1056,6 @@ where
             Err(e)
         }
     };
-    rt.close_locals();
     rt.finish(y, outcome)
 }
 

@@ -82,10 +82,10 @@ pub(crate) struct Runtime {
     /// receiver takes it, is recycled by the next runtime call that needs
     /// stacks or counts them (`recycle_finished`).
     finished: Cell<Option<Key>>,
-    /// The finishing greenlet whose locals were all dropped, until it is
-    /// marked dead: its values of the `Local`s it never used count as
-    /// dropped too (a switch hook's `Finish` event reads them then; made
-    /// there, they would be dropped later, on another greenlet).
+    /// The finishing greenlet whose locals were all dropped, while the
+    /// switch hook sees its end: its values of the `Local`s it never used
+    /// count as dropped too (made there, they would be dropped later, on
+    /// another greenlet).
     locals_closed: Cell<Option<Key>>,
     records: Records,
     pool: UnsafeCell<StackPool>,
@@ -407,8 +407,9 @@ impl Runtime {
         self.locals_closed.get() == Some(cur) || self.records.local_dropped(cur, slot)
     }
 
-    /// The current greenlet's locals were all dropped and it is about to
-    /// finish: no value may be made for it any more (see `locals_closed`).
+    /// The current greenlet's locals were all dropped and its end goes to
+    /// the switch hook: no value may be made for it any more (see
+    /// `locals_closed`).
     pub(crate) fn close_locals(&self) {
         self.locals_closed.set(Some(self.current.get()));
     }
