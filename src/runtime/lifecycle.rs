@@ -885,9 +885,9 @@ impl Runtime {
             };
             // The hook is the only user code left before the greenlet is
             // dead, and its locals are gone: it may not make new ones.
-            self.close_locals();
+            let outer = self.locals_closed.replace(Some(me));
             self.trace_finish(me, start(), kind);
-            self.locals_closed.set(None);
+            self.locals_closed.set(outer);
         }
         // The hook may also have dropped this greenlet's last handle (an
         // orphan flag); none of its flags matter any more.

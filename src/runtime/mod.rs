@@ -407,12 +407,6 @@ impl Runtime {
         self.locals_closed.get() == Some(cur) || self.records.local_dropped(cur, slot)
     }
 
-    /// The current greenlet's locals were all dropped and its end goes to
-    /// the switch hook: no value may be made for it any more (see
-    /// `locals_closed`).
-    pub(crate) fn close_locals(&self) {
-        self.locals_closed.set(Some(self.current.get()));
-    }
 
     /// Drops the current greenlet's local values, one at a time, each while
     /// the others are still readable, until none is left (a destructor may
