@@ -694,8 +694,9 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
         }
         if outcome.is_err() {
             // It caught the kill, returned, and then panicked (a destructor
-            // of its locals): no return value, as in `ended`.
-            drop(self.returned.take());
+            // of its locals): no return value, as in `ended`. Dropped
+            // quietly: the producer's panic is what `close` returns.
+            crate::error::drop_quietly(self.returned.take());
         }
         match outcome {
             // The closer itself was killed meanwhile (by one of the

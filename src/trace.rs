@@ -64,8 +64,10 @@ impl fmt::Debug for SwitchEvent {
 /// transfers made while it runs (a kill's unwinding, say) are not reported.
 /// A hook that panics is removed; the panic propagates to the greenlet that
 /// was about to switch (the switch does not happen), or, for a finishing
-/// greenlet and for the hub greenlet, is reported on stderr (and the
-/// transfer happens: the hub's loop must go on). While a hook is set, the
+/// greenlet, for the hub greenlet, and for a kill made while the killer
+/// unwinds (a handle dropped during a panic, where a second panic would
+/// abort the process), is reported on stderr (and the transfer happens:
+/// the hub's loop must go on). While a hook is set, the
 /// hub's blocking calls and yields switch to the hub greenlet, which picks
 /// the next greenlet, instead of handing control straight to it: the hook
 /// sees every such transfer as two switches.

@@ -665,3 +665,77 @@ fn a_switch_hook_panicking_on_a_kill_made_while_unwinding_is_reported_not_raised
     assert!(hook.is_none(), "the panicking hook was removed");
     assert_eq!(unwound.get(), 1, "the greenlet was killed");
 }
+
+/// A greenlet started and parked in a switch to main.
+fn parked() -> Greenlet {
+    let g = Greenlet::new(|()| {
+        Greenlet::main().switch::<(), ()>(()).unwrap();
+    });
+    g.switch::<(), ()>(()).unwrap();
+    g
+}
+
+#[test]
+fn a_finish_hook_that_kills_another_greenlet_keeps_the_finishing_ones_locals_closed() {
+    // The killed greenlet's own end, inside the hook, closed and reopened
+    // the locals in place of the finishing greenlet's.
+    greenlet::greenlet_local! {
+        static NEVER_USED: Cell<u32> = Cell::new(5);
+    }
+    let b = Rc::new(RefCell::new(Some(parked())));
+    let a = Greenlet::new(|()| ());
+    let a_id = a.id();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let (s, bb) = (seen.clone(), b.clone());
+    greenlet::set_switch_hook(Some(Box::new(move |e| {
+        if e.kind == greenlet::SwitchKind::Finish && e.origin.id() == a_id {
+            s.borrow_mut().push(NEVER_USED.try_with(Cell::get).is_err());
+            if let Some(victim) = bb.borrow_mut().take() {
+                victim.kill();
+            }
+            s.borrow_mut().push(NEVER_USED.try_with(Cell::get).is_err());
+        }
+    })));
+    a.switch::<(), ()>(()).unwrap();
+    greenlet::set_switch_hook(None);
+    assert_eq!(*seen.borrow(), [true, true]);
+}
+
+#[test]
+fn a_hooks_kill_of_a_killer_that_caught_its_own_kill_while_main_unwinds_goes_on() {
+    // K, killed by main's unwinding drop, catches that kill and kills V;
+    // the hook, on that kill, kills K (a watchdog). K's new unwinding was
+    // taken for a hook panic: reported, dropped, and K ran on.
+    let v = Rc::new(RefCell::new(Some(parked())));
+    let v_id = v.borrow().as_ref().unwrap().id();
+    let reached = Rc::new(Cell::new(false));
+    let (vv, r) = (v.clone(), reached.clone());
+    let k = Greenlet::new(move |()| {
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Greenlet::main().switch::<(), ()>(()).unwrap();
+        }));
+        assert!(caught.is_err());
+        drop(caught);
+        let victim = vv.borrow_mut().take().unwrap();
+        victim.kill();
+        r.set(true);
+    });
+    k.switch::<(), ()>(()).unwrap();
+    let k_id = k.id();
+    greenlet::set_switch_hook(Some(Box::new(move |e| {
+        if e.kind == greenlet::SwitchKind::Kill && e.origin.id() == k_id && e.target.id() == v_id {
+            e.origin.kill();
+        }
+    })));
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _k = k;
+        panic!("unrelated");
+    }));
+    let hook = greenlet::set_switch_hook(None);
+    assert!(res.is_err());
+    assert!(
+        hook.is_some(),
+        "a hook that killed its origin is not removed"
+    );
+    assert!(!reached.get(), "K was killed by the hook");
+}

@@ -445,8 +445,11 @@ impl Runtime {
         if state == State::Active {
             crate::unwind::require_unwinding("a kill");
         }
+        // Asked before the hook runs: a hook may kill the killer itself
+        // (a watchdog), and that kill's unwinding must go on.
+        let killer_unwinds = self.unwinding_here(cur);
         if let Err(p) = self.tracer.emit(cur, victim, SwitchKind::Kill) {
-            if self.unwinding_here(cur) {
+            if killer_unwinds && !p.is::<GreenletExit>() {
                 // Raised here, in a destructor during an unwinding (a last
                 // handle dropped then), it would abort the process: it is
                 // reported, and the kill goes on without the hook (removed).

@@ -407,7 +407,6 @@ impl Runtime {
         self.locals_closed.get() == Some(cur) || self.records.local_dropped(cur, slot)
     }
 
-
     /// Drops the current greenlet's local values, one at a time, each while
     /// the others are still readable, until none is left (a destructor may
     /// create values never created before, which go too). A panic in one
