@@ -85,12 +85,16 @@ impl Drop for Server {
     }
 }
 
-#[test]
-fn running_out_of_descriptors_neither_spins_nor_starves_the_server() {
+/// The server's output, line by line.
+type Lines = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
+/// Re-runs this binary as the server of test `test` (with `var` set), and
+/// reads the port it prints first.
+fn start_server(test: &str, var: &str) -> (Server, Lines, u16) {
     let mut child = Server(
         Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "accept_exhaustion_child", "--nocapture"])
-            .env(CHILD, "1")
+            .args(["--exact", test, "--nocapture"])
+            .env(var, "1")
             .stdout(Stdio::piped())
             .spawn()
             .unwrap(),
@@ -102,6 +106,12 @@ fn running_out_of_descriptors_neither_spins_nor_starves_the_server() {
             break port.parse().unwrap();
         }
     };
+    (child, lines, port)
+}
+
+#[test]
+fn running_out_of_descriptors_neither_spins_nor_starves_the_server() {
+    let (mut child, mut lines, port) = start_server("accept_exhaustion_child", CHILD);
     // Every client connects first; the server's handlers wait for their
     // requests, so it runs out of descriptors.
     let mut clients = Vec::new();
@@ -187,21 +197,7 @@ fn a_server_out_of_descriptors_pauses_once_per_failed_accept() {
     // `accept` sleeps 1, 2, 4, 8 ms after successive resource failures;
     // the server's loop paused as long again after each (gaps of 3, 6,
     // 12 ms): it now counts the failure and accepts again.
-    let mut child = Server(
-        Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "accept_exhaustion_server_child", "--nocapture"])
-            .env(SERVER_CHILD, "1")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
-    let port: u16 = loop {
-        let line = lines.next().unwrap().unwrap();
-        if let Some(port) = line.strip_prefix("port ") {
-            break port.parse().unwrap();
-        }
-    };
+    let (mut child, mut lines, port) = start_server("accept_exhaustion_server_child", SERVER_CHILD);
     // The server may be done (its listener closed) before the last ones
     // connect: those are refused, which is fine.
     let clients: Vec<_> = (0..CLIENTS)

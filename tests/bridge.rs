@@ -152,14 +152,7 @@ fn cross_thread_wake_resumes_the_awaiter() {
     });
     let polls = Rc::new(Cell::new(0));
     // Another greenlet keeps running meanwhile: only the awaiter blocks.
-    let ticks = Rc::new(Cell::new(0));
-    let t = ticks.clone();
-    let ticker = hub::spawn(move || {
-        for _ in 0..3 {
-            t.set(t.get() + 1);
-            hub::yield_now();
-        }
-    });
+    let (ticks, ticker) = three_ticks();
     hub::block_on(Remote {
         set,
         to_thread: tx,
@@ -569,6 +562,20 @@ fn block_on_stream_iterates_until_the_stream_ends() {
     producer.join().unwrap();
 }
 
+/// A greenlet that counts three turns, yielding between them: it runs on
+/// while another greenlet blocks.
+fn three_ticks() -> (Rc<Cell<u32>>, hub::JoinHandle<()>) {
+    let ticks = Rc::new(Cell::new(0));
+    let t = ticks.clone();
+    let ticker = hub::spawn(move || {
+        for _ in 0..3 {
+            t.set(t.get() + 1);
+            hub::yield_now();
+        }
+    });
+    (ticks, ticker)
+}
+
 #[test]
 fn block_on_in_a_destructor_during_a_kill_panics_instead_of_spinning() {
     // A `block_on` that would have to wait while its greenlet unwinds: the
@@ -591,14 +598,7 @@ fn block_on_in_a_destructor_during_a_kill_panics_instead_of_spinning() {
     }
     let seen = Rc::new(RefCell::new(None));
     let guard = AwaitsOnDrop(seen.clone());
-    let ticks = Rc::new(Cell::new(0));
-    let t = ticks.clone();
-    let ticker = hub::spawn(move || {
-        for _ in 0..3 {
-            t.set(t.get() + 1);
-            hub::yield_now();
-        }
-    });
+    let (ticks, ticker) = three_ticks();
     let victim = hub::spawn(move || {
         let _guard = guard;
         hub::sleep(Duration::from_secs(3600));

@@ -607,11 +607,9 @@ fn a_close_stopped_by_a_panicking_switch_hook_leaves_the_generator_open() {
     assert_eq!(g.next(), None);
 }
 
-#[test]
-fn a_producer_whose_local_panics_after_it_returned_has_no_return_value() {
-    // It returned "ret", then a destructor of one of its greenlet-locals
-    // panicked as the greenlet ended: the consumer gets the panic, and the
-    // generator no return value (it was kept).
+/// Makes one of the current greenlet's locals panic when it is dropped,
+/// as the greenlet ends.
+fn panic_when_locals_drop() {
     struct PanicsOnDrop;
     impl Drop for PanicsOnDrop {
         fn drop(&mut self) {
@@ -620,8 +618,16 @@ fn a_producer_whose_local_panics_after_it_returned_has_no_return_value() {
     }
     static LATE: greenlet::Local<RefCell<Option<PanicsOnDrop>>> =
         greenlet::Local::new(|| RefCell::new(None));
+    LATE.with(|l| *l.borrow_mut() = Some(PanicsOnDrop));
+}
+
+#[test]
+fn a_producer_whose_local_panics_after_it_returned_has_no_return_value() {
+    // It returned "ret", then a destructor of one of its greenlet-locals
+    // panicked as the greenlet ended: the consumer gets the panic, and the
+    // generator no return value (it was kept).
     let mut g = Generator::new(|y: &Yielder<u8>| {
-        LATE.with(|l| *l.borrow_mut() = Some(PanicsOnDrop));
+        panic_when_locals_drop();
         y.yield_(1);
         "ret"
     });
@@ -634,16 +640,8 @@ fn a_producer_whose_local_panics_after_it_returned_has_no_return_value() {
 
 #[test]
 fn a_producer_that_catches_its_close_returns_and_panics_has_no_return_value() {
-    struct PanicsOnDrop;
-    impl Drop for PanicsOnDrop {
-        fn drop(&mut self) {
-            panic!("a local's destructor");
-        }
-    }
-    static LATE: greenlet::Local<RefCell<Option<PanicsOnDrop>>> =
-        greenlet::Local::new(|| RefCell::new(None));
     let mut g = Generator::new(|y: &Yielder<u8>| {
-        LATE.with(|l| *l.borrow_mut() = Some(PanicsOnDrop));
+        panic_when_locals_drop();
         // Catches the close's unwinding and returns.
         let _ = panic::catch_unwind(AssertUnwindSafe(|| loop {
             y.yield_(1);

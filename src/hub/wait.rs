@@ -861,19 +861,17 @@ pub(super) fn switched_back_with(e: SwitchError, call: &'static str) {
         hub.switched_back(rt.current() == rt.main_key());
     }
     match e {
-        SwitchError::Thrown(p) if p.is::<BlockedForever>() => {
-            match p.downcast_ref::<BlockedForever>() {
-                Some(BlockedForever::OnlyDaemons) => panic!(
-                    "greenlet::hub: {call} would block forever: no other greenlet is ready, \
-                     and only daemon greenlets wait (their waits and timers never keep main \
-                     waiting; see `hub::daemon`)"
-                ),
-                _ => panic!(
-                    "greenlet::hub: {call} would block forever: \
-                     no other greenlet is ready and no timer is pending"
-                ),
-            }
+        SwitchError::Thrown(p) if matches!(p.downcast_ref(), Some(BlockedForever::OnlyDaemons)) => {
+            panic!(
+                "greenlet::hub: {call} would block forever: no other greenlet is ready, \
+                 and only daemon greenlets wait (their waits and timers never keep main \
+                 waiting; see `hub::daemon`)"
+            )
         }
+        SwitchError::Thrown(p) if p.is::<BlockedForever>() => panic!(
+            "greenlet::hub: {call} would block forever: \
+             no other greenlet is ready and no timer is pending"
+        ),
         SwitchError::Unwinding => {
             panic!("greenlet::hub: {call} cannot block while the greenlet unwinds")
         }
