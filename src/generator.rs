@@ -31,8 +31,14 @@
 //!   sleeping producer: the item arrives (late) and the scope returns
 //!   `Ok`. Put the timeout inside the producer, around its own wait.
 //! - Close the generator (or drop it, or kill its *consumer*, which drops
-//!   it) to stop a producer; do not kill the producer's greenlet directly
-//!   while its consumer waits for it. A kill hands the victim's end back
+//!   it) to stop a producer. Dropping the consumer's last handle is not
+//!   enough while the consumer is suspended holding an unfinished
+//!   generator: the producer's parent link counts as a reference to the
+//!   consumer (semantics row 12), and the consumer's stack holds the
+//!   producer, so the two are a cycle, as `Rc`s can be, and stay until the
+//!   thread exits. (Python's garbage collector frees such a pair; Rust has
+//!   none.) Do not kill the producer's greenlet directly while its
+//!   consumer waits for it. A kill hands the victim's end back
 //!   to its killer, so the consumer, suspended in a switch to the producer
 //!   rather than in a hub wait, would never be resumed (until its own
 //!   thread exits and unwinds it).
@@ -45,7 +51,7 @@ use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 
-use crate::error::{payload_message, SwitchError};
+use crate::error::{into_payload, payload_message, SwitchError};
 use crate::greenlet::Greenlet;
 use crate::runtime::{Key, Runtime};
 use crate::value::GreenletExit;
@@ -604,6 +610,9 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
     ///   not started, and then the producer never runs (its closure is
     ///   dropped); or it had finished already. The generator is finished.
     ///
+    /// As with [`Greenlet::throw`], a `Box<dyn Any + Send>` is thrown as
+    /// the payload itself, not boxed again.
+    ///
     /// ```
     /// use greenlet::{Generator, Yielder};
     ///
@@ -623,10 +632,10 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
     pub fn throw<E: Any + Send>(&mut self, error: E) -> Result<Option<Y>, Thrown> {
         if self.is_finished() {
             self.done = true;
-            return Err(Thrown(Box::new(error)));
+            return Err(Thrown(into_payload(error)));
         }
         self.adopt();
-        match Runtime::get().throw::<Y>(self.greenlet.key(), Box::new(error)) {
+        match Runtime::get().throw::<Y>(self.greenlet.key(), into_payload(error)) {
             Ok(item) => Ok(Some(item)),
             Err(e) => self.ended(e).map(|()| None),
         }

@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 
 use crate::current::CurrentGreenlet;
-use crate::error::{KillRefused, ParentError, SwitchError};
+use crate::error::{into_payload, KillRefused, ParentError, SwitchError};
 use crate::runtime::{Key, Runtime, State};
 
 /// A handle to a greenlet: a function running on its own stack, which runs
@@ -302,6 +302,28 @@ impl Greenlet {
     /// - The current greenlet (or routed back to it): returns
     ///   `Err(SwitchError::Thrown(error))` at once.
     ///
+    /// `error` is boxed as the payload, except a `Box<dyn Any + Send>`,
+    /// which is the payload as it is: a payload received in
+    /// `SwitchError::Thrown` or `SwitchError::Panicked` (or caught by
+    /// `catch_unwind`) is passed on unchanged, not nested in a second box.
+    ///
+    /// ```
+    /// use greenlet::{Greenlet, SwitchError};
+    ///
+    /// let inner = Greenlet::new(|()| -> () { panic!("disk full") });
+    /// let Err(SwitchError::Panicked(payload)) = inner.switch::<(), ()>(()) else {
+    ///     unreachable!()
+    /// };
+    /// // Re-throw the panic's payload into another greenlet.
+    /// let outer = Greenlet::new(|()| match Greenlet::main().switch::<(), ()>(()) {
+    ///     Err(e) => e.message().map(String::from),
+    ///     Ok(()) => None,
+    /// });
+    /// outer.switch::<(), ()>(()).unwrap();
+    /// let message: Option<String> = outer.throw(payload).unwrap();
+    /// assert_eq!(message.as_deref(), Some("disk full"));
+    /// ```
+    ///
     /// # Errors
     ///
     /// What arrives back here instead of an `R` (for a throw that comes
@@ -313,7 +335,7 @@ impl Greenlet {
     /// panic resumes here, as does a destructor's panic in a value of the
     /// wrong type that arrives here.
     pub fn throw<E: Any + Send, R: 'static>(&self, error: E) -> Result<R, SwitchError> {
-        Runtime::get().throw(self.key, Box::new(error))
+        Runtime::get().throw(self.key, into_payload(error))
     }
 
     /// Kills this greenlet now ([row 11](crate::semantics)): its stack is unwound, every

@@ -225,11 +225,13 @@ impl std::error::Error for LocalDropped {}
 
 impl<T: 'static> Local<T> {
     /// [`with`](Local::with) that does not panic when this greenlet's value
-    /// was already dropped: in the destructor of another of its values, in
-    /// a switch hook's `Finish` event, which comes after the values were
-    /// dropped (also those of `Local`s the greenlet never used: none is
-    /// made for it then), or after the thread's runtime was torn down at
-    /// thread exit (as `thread_local!`'s `try_with`).
+    /// was already dropped: in the destructor of another of its values,
+    /// once this one's turn has passed (a value the greenlet never had is
+    /// made there and dropped in turn, so that answers `Ok`, as `with`
+    /// does); in a switch hook's `Finish` event, which comes after all the
+    /// values were dropped (`Err` also for `Local`s the greenlet never
+    /// used: none is made for it then); or after the thread's runtime was
+    /// torn down at thread exit (as `thread_local!`'s `try_with`).
     ///
     /// ```
     /// use std::cell::Cell;

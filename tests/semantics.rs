@@ -464,6 +464,41 @@ fn row10_throw_into_dead_goes_up_the_chain() {
 }
 
 #[test]
+fn row10_a_received_payload_is_thrown_on_unchanged() {
+    // A payload received as `Thrown` (or `Panicked`) and thrown on arrives
+    // as the same payload, not in a second box.
+    let relay = Greenlet::new(|()| -> () {
+        let r: Result<(), SwitchError> = Greenlet::main().switch(());
+        let Err(SwitchError::Thrown(payload)) = r else {
+            panic!("expected a throw")
+        };
+        let target = Greenlet::new(|()| -> Option<u32> {
+            let r: Result<(), SwitchError> = Greenlet::current().parent().unwrap().switch(());
+            match r {
+                Err(SwitchError::Thrown(p)) => p.downcast::<u32>().ok().map(|b| *b),
+                _ => None,
+            }
+        });
+        target.switch::<(), ()>(()).unwrap();
+        let got: Option<u32> = target.throw(payload).unwrap();
+        let _: () = main_switch(got);
+    });
+    relay.switch::<(), ()>(()).unwrap();
+    let got: Option<u32> = relay.throw(7u32).unwrap();
+    assert_eq!(got, Some(7));
+
+    // The generator's throw does the same.
+    let mut gen = greenlet::Generator::new(|y: &greenlet::Yielder<u32>| {
+        if let Err(t) = y.try_yield(0) {
+            y.yield_(t.downcast::<u32>().ok().unwrap());
+        }
+    });
+    assert_eq!(gen.next(), Some(0));
+    let payload: Box<dyn std::any::Any + Send> = Box::new(9u32);
+    assert_eq!(gen.throw(payload).ok().flatten(), Some(9));
+}
+
+#[test]
 fn row10_throw_into_self_is_returned_at_once() {
     let err = current().throw::<&str, ()>("self").unwrap_err();
     assert_eq!(err.message(), Some("self"));
