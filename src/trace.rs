@@ -62,6 +62,11 @@ impl fmt::Debug for SwitchEvent {
 /// may not switch itself: a switch or throw from inside the hook returns
 /// [`SwitchError::InSwitchHook`](crate::SwitchError::InSwitchHook), and
 /// transfers made while it runs (a kill's unwinding, say) are not reported.
+/// It may do anything else (drop handles, reparent, kill): the transfer
+/// under way holds its target until it is made, so a target whose last
+/// handle the hook dropped still gets the transfer (and is killed once it
+/// switches away, as any running greenlet that lost its last handle), and
+/// a target the hook killed is routed past, as any dead greenlet.
 /// A hook that panics is removed; the panic propagates to the greenlet that
 /// was about to switch (the switch does not happen), or, for a finishing
 /// greenlet, for the hub greenlet, and for a kill made while the killer

@@ -746,6 +746,45 @@ fn row12_a_running_greenlet_that_loses_its_last_reference_is_killed_once_it_leav
     assert!(greenlet::stats().greenlets.iter().all(|i| i.id != id));
 }
 
+#[test]
+fn row12_a_target_whose_last_reference_a_switch_hook_drops_still_runs_then_is_reaped() {
+    // As above, but the reparenting that drops `g`'s last reference is
+    // done by a switch hook, in the middle of the switch to `g` (routed
+    // there from the dead child): the switch is made, `g` runs, and is
+    // killed once it switches away. The same for a throw.
+    for throw in [false, true] {
+        let drops = Rc::new(Cell::new(0));
+        let d = drops.clone();
+        let g = Greenlet::new(move |()| {
+            let _c = Counted(d);
+            let child = Greenlet::new(|()| ());
+            child.switch::<(), ()>(()).unwrap(); // dead now; its parent is `g`
+            let r: Result<(), SwitchError> = Greenlet::main().switch(child.clone());
+            let _: () = main_switch(r.is_err());
+            unreachable!("nobody can switch back here");
+        });
+        let id = g.id();
+        let child: Greenlet = g.switch(()).unwrap();
+        drop(g);
+        let moved = child.clone();
+        greenlet::set_switch_hook(Some(Box::new(move |_| {
+            if !moved.parent().is_some_and(|p| p.is_main()) {
+                moved.set_parent(&Greenlet::main()).unwrap();
+            }
+        })));
+        let thrown: bool = if throw {
+            child.throw::<&str, bool>("stop").unwrap()
+        } else {
+            child.switch::<(), bool>(()).unwrap()
+        };
+        greenlet::set_switch_hook(None);
+        assert_eq!(thrown, throw);
+        assert_eq!(drops.get(), 1, "killed right after it switched away");
+        assert!(greenlet::stats().greenlets.iter().all(|i| i.id != id));
+        assert!(child.parent().unwrap().is_main());
+    }
+}
+
 // ----- row 13: current and main -----
 
 #[test]

@@ -150,6 +150,15 @@ impl Runtime {
         self.records.drop_ref(key);
     }
 
+    /// Holds `key` for a frame of the runtime that reads its record while
+    /// user code runs (a switch hook, the destructors of a kill), which may
+    /// drop its last reference: the record must not be freed, nor its key
+    /// reused, under that frame.
+    pub(super) fn hold(&self, key: Key) -> Hold<'_> {
+        self.add_ref(key);
+        Hold { rt: self, key }
+    }
+
     /// Keeps `key`'s record (not the greenlet) alive for a
     /// `CurrentGreenlet`.
     #[inline]
@@ -405,22 +414,13 @@ impl Runtime {
             return Ok(());
         }
         // Hold the victim for the whole kill: the hook's event handles and
-        // the destructors that run may drop its last reference, and its
-        // record must not be freed (or its key reused) under this frame.
-        struct Hold<'a>(&'a Runtime, Key);
-        impl Drop for Hold<'_> {
-            fn drop(&mut self) {
-                self.0.release_ref(self.1);
-            }
-        }
-        self.add_ref(victim);
-        let hold = Hold(self, victim);
+        // the destructors that run may drop its last reference.
+        let hold = self.hold(victim);
         let outcome = self.kill_held(victim);
         if outcome.is_err() {
             // Refused: the hold goes without reaping (that would only kill
             // it again); the caller reports the refusal.
-            std::mem::forget(hold);
-            self.forget_ref(victim);
+            hold.forget();
         }
         outcome
     }
@@ -1103,5 +1103,39 @@ struct Abandon<'a> {
 impl Drop for Abandon<'_> {
     fn drop(&mut self) {
         self.rt.abandon_victim(self.victim, self.killer);
+    }
+}
+
+/// A reference to a greenlet held by a frame of the runtime (see
+/// [`Runtime::hold`]). Dropped, it is released as a handle's is, which
+/// may reap the greenlet.
+pub(super) struct Hold<'a> {
+    rt: &'a Runtime,
+    key: Key,
+}
+
+impl Hold<'_> {
+    /// Lets go without reaping (a refused kill: reaping would only kill
+    /// the victim again).
+    pub(super) fn forget(self) {
+        let this = ManuallyDrop::new(self);
+        this.rt.forget_ref(this.key);
+    }
+
+    /// Lets go just before the holder switches to the held greenlet. If
+    /// that was its last reference, it is unreachable but about to run:
+    /// it is then what a running greenlet that lost its last handle is
+    /// (`unreachable`), reaped once it switches away, freed if it finishes.
+    pub(super) fn let_go_into(self) {
+        let this = ManuallyDrop::new(self);
+        if this.rt.records.drop_ref(this.key) == 0 {
+            this.rt.set_flags(this.key, ORPHAN);
+        }
+    }
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.rt.release_ref(self.key);
     }
 }

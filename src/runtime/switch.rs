@@ -239,6 +239,10 @@ impl Runtime {
                 found: std::any::type_name::<T>(),
             });
         }
+        // The hook may drop the target's last reference (the event's
+        // handles, a reparenting): held, its record stays while this frame
+        // reads it.
+        let hold = self.tracer.is_set().then(|| self.hold(target));
         if let Err(p) = self.tracer.emit(cur, target, SwitchKind::Switch) {
             if !self.reports_hook_panic(cur, p.as_ref()) {
                 drop(value);
@@ -247,8 +251,12 @@ impl Runtime {
         }
         let to = self.records.target(target);
         if to.state == State::Dead {
-            // The hook killed it: route again.
+            // The hook killed it: route again, holding it (and so its
+            // parent chain) until the switch is made.
             return self.switch_slow(target, value);
+        }
+        if let Some(hold) = hold {
+            hold.let_go_into();
         }
         match self.orphan_key(cur) {
             None => self.incoming.set(type_of::<T>()),
@@ -281,6 +289,8 @@ impl Runtime {
             Ok(payload) => payload,
             Err(instead) => return instead,
         };
+        // Held while the hook runs, as in `switch_slow`.
+        let hold = self.tracer.is_set().then(|| self.hold(target));
         if let Err(p) = self.tracer.emit(cur, target, SwitchKind::Throw) {
             if !self.reports_hook_panic(cur, p.as_ref()) {
                 drop(payload);
@@ -289,8 +299,11 @@ impl Runtime {
         }
         let to = self.records.target(target);
         if to.state == State::Dead {
-            // The hook killed it: route again.
+            // The hook killed it: route again (held, as in `switch_slow`).
             return self.throw(target, payload);
+        }
+        if let Some(hold) = hold {
+            hold.let_go_into();
         }
         if to.state == State::Unstarted && self.records.flags(target) & OWNS_OUTCOME != 0 {
             // It ends unrun and keeps the error; its end comes back here,
