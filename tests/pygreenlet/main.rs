@@ -1,5 +1,5 @@
 //! Python greenlet's own test suite (`src/greenlet/tests/` of
-//! python-greenlet/greenlet, greenlet 3.5.3, commit 74b3c41), ported one
+//! python-greenlet/greenlet, greenlet 3.5.4.dev0, commit 74b3c41), ported one
 //! module per Python file, as crossbeam-channel's `tests/golang.rs` ports
 //! Go's. Each module's header names the file it ports, how Python's
 //! concepts map onto this crate, and what is not ported and why; each test

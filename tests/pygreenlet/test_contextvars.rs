@@ -1,5 +1,5 @@
 //! The scenarios of Python greenlet's `src/greenlet/tests/test_contextvars.py`
-//! (greenlet 3.5.3, commit 74b3c41), each test named after the one it
+//! (greenlet 3.5.4.dev0, commit 74b3c41), each test named after the one it
 //! ports. A `ContextVar` is a greenlet-local here (`greenlet_local!`,
 //! semantics row 18): each greenlet has its own value, made fresh on its
 //! first read, dropped when it finishes. There is no `Context` object to

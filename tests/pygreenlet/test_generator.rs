@@ -1,5 +1,5 @@
 //! The scenarios of Python greenlet's `src/greenlet/tests/test_generator.py`
-//! and `src/greenlet/tests/test_generator_nested.py` (greenlet 3.5.3,
+//! and `src/greenlet/tests/test_generator_nested.py` (greenlet 3.5.4.dev0,
 //! commit 74b3c41), each test named after the one it ports.
 //!
 //! Those files build a generator out of greenlets (`genlet`: the consumer

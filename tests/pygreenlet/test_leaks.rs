@@ -1,5 +1,5 @@
 //! The scenarios of Python greenlet's `src/greenlet/tests/test_leaks.py`,
-//! `test_gc.py` and `test_weakref.py` (greenlet 3.5.3, commit 74b3c41)
+//! `test_gc.py` and `test_weakref.py` (greenlet 3.5.4.dev0, commit 74b3c41)
 //! that have a Rust-shaped counterpart, each test named after the one it
 //! ports (prefixed with its file where it helps). A reference-count or
 //! `gc.collect` check becomes a drop count: every value, closure capture

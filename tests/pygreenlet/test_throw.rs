@@ -1,5 +1,5 @@
 //! The scenarios of Python greenlet's `src/greenlet/tests/test_throw.py`
-//! (greenlet 3.5.3, commit 74b3c41), each test named after the one it
+//! (greenlet 3.5.4.dev0, commit 74b3c41), each test named after the one it
 //! ports. A Python exception class is a Rust type thrown as the payload
 //! (`Greenlet::throw` takes any `Any + Send` value); "caught" is a match on
 //! `SwitchError::Thrown`, and an exception that a greenlet does not catch

@@ -1,5 +1,5 @@
 //! The scenarios of Python greenlet's `src/greenlet/tests/test_tracing.py`
-//! (greenlet 3.5.3, commit 74b3c41), each test named after the one it
+//! (greenlet 3.5.4.dev0, commit 74b3c41), each test named after the one it
 //! ports. `greenlet.settrace` is `set_switch_hook` (semantics row 17): a
 //! per-thread hook that sees every transfer of control, as
 //! `(origin, target, kind)`. Python names two kinds, `switch` and
