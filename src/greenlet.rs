@@ -296,7 +296,9 @@ impl Greenlet {
     ///
     /// - Unstarted: it dies without running its function, and the error
     ///   goes to its parent (which may be the caller, whose `throw` then
-    ///   returns it).
+    ///   returns it). The function is dropped on the greenlet's own stack
+    ///   first: a destructor there that switches away leaves it active,
+    ///   and the error goes on when it is switched back to.
     /// - Dead: the error goes up the parent chain to the first greenlet that
     ///   is not dead.
     /// - The current greenlet (or routed back to it): returns

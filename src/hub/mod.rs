@@ -83,7 +83,9 @@
 //!   it. A [`throw`](crate::Greenlet::throw) into one that has not started
 //!   ends it at once, the error becoming its [`JoinError::Panicked`], and
 //!   the throw returns `Ok(())` to the thrower (as a kill comes back to the
-//!   killer) instead of reaching the hub. A throw into one that is blocked
+//!   killer) instead of reaching the hub. (Its function is dropped unrun
+//!   first, on its own stack: a destructor there that switches away or
+//!   blocks is followed first, as any code of the greenlet.) A throw into one that is blocked
 //!   unwinds its blocking call (its handle gets the error unless it
 //!   catches it); control then goes on through the hub, reaching the
 //!   thrower only when something switches to it.

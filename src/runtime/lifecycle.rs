@@ -790,7 +790,18 @@ impl Runtime {
             }
         }
         // Whatever is still there now goes without its destructors: a
-        // hook left set, greenlets refusing their kills (reported).
+        // hook left set, greenlets refusing their kills (reported), and
+        // what destructors kept making round after round (reported here).
+        if self.tracer.is_set()
+            || self.records.has_locals(self.main_key())
+            || self.any_alive_but(&refused)
+        {
+            eprintln!(
+                "greenlet: at thread exit, destructors were still making greenlets, switch \
+                 hooks or main's greenlet-locals after {TEARDOWN_ROUNDS} rounds of teardown; \
+                 what is left is leaked without its destructors"
+            );
+        }
         if let Some(hook) = self.tracer.take() {
             std::mem::forget(hook);
         }

@@ -13,9 +13,14 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+#[path = "../support/child.rs"]
+mod child;
+mod fail_scripts;
 mod test_contextvars;
 mod test_generator;
 mod test_greenlet;
+mod test_greenlet_trash;
+mod test_interpreter_shutdown;
 mod test_leaks;
 mod test_throw;
 mod test_tracing;

@@ -644,7 +644,7 @@ fn edge_genlet_killed_half_way_with_its_consumer() {
     // The genlets' consumer is a greenlet, killed while the genlets are
     // suspended on its stack: every level is unwound. (Dropping the
     // consumer's last handle instead would not collect it: its genlet's
-    // parent link keeps it alive, a cycle; see `pygreenlet_leaks.rs`.)
+    // parent link keeps it alive, a cycle; see `test_leaks`.)
     let c = Census::default();
     let c2 = c.clone();
     let consumer = Greenlet::new(move |()| {
