@@ -55,13 +55,18 @@ pub(crate) fn payload_message(payload: &(dyn Any + Send)) -> Option<&str> {
 
 /// Boxes a thrown error as a payload, except a payload already boxed (a
 /// `Box<dyn Any + Send>`, as received in [`SwitchError::Thrown`] or
-/// [`SwitchError::Panicked`] or caught by `catch_unwind`), which is passed
-/// on as it is: re-throwing a received payload must not nest it in a
-/// second box (its message and downcasts would then be lost).
+/// [`SwitchError::Panicked`] or caught by `catch_unwind`, or a generator's
+/// [`Thrown`](crate::Thrown)), which is passed on as it is: re-throwing a
+/// received payload must not nest it in a second box (its message and
+/// downcasts would then be lost).
 pub(crate) fn into_payload<E: Any + Send>(error: E) -> Box<dyn Any + Send> {
     let boxed: Box<dyn Any + Send> = Box::new(error);
-    match boxed.downcast::<Box<dyn Any + Send>>() {
-        Ok(payload) => *payload,
+    let boxed = match boxed.downcast::<Box<dyn Any + Send>>() {
+        Ok(payload) => return *payload,
+        Err(boxed) => boxed,
+    };
+    match boxed.downcast::<crate::generator::Thrown>() {
+        Ok(thrown) => thrown.into_payload(),
         Err(boxed) => boxed,
     }
 }

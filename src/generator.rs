@@ -610,8 +610,8 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
     ///   not started, and then the producer never runs (its closure is
     ///   dropped); or it had finished already. The generator is finished.
     ///
-    /// As with [`Greenlet::throw`], a `Box<dyn Any + Send>` is thrown as
-    /// the payload itself, not boxed again.
+    /// As with [`Greenlet::throw`], a `Box<dyn Any + Send>` or a
+    /// [`Thrown`] is thrown as the payload itself, not boxed again.
     ///
     /// ```
     /// use greenlet::{Generator, Yielder};

@@ -304,10 +304,11 @@ impl Greenlet {
     /// - The current greenlet (or routed back to it): returns
     ///   `Err(SwitchError::Thrown(error))` at once.
     ///
-    /// `error` is boxed as the payload, except a `Box<dyn Any + Send>`,
-    /// which is the payload as it is: a payload received in
-    /// `SwitchError::Thrown` or `SwitchError::Panicked` (or caught by
-    /// `catch_unwind`) is passed on unchanged, not nested in a second box.
+    /// `error` is boxed as the payload, except a `Box<dyn Any + Send>` or
+    /// a generator's [`Thrown`](crate::Thrown), which is the payload as it
+    /// is: a payload received in `SwitchError::Thrown` or
+    /// `SwitchError::Panicked` (or caught by `catch_unwind`, or handed out
+    /// by a generator) is passed on unchanged, not nested in a second box.
     ///
     /// ```
     /// use greenlet::{Greenlet, SwitchError};

@@ -315,6 +315,20 @@ impl Runtime {
     fn kill_collected(&self, key: Key) {
         if self.kill(key).is_err() {
             self.report_refused(key, "its last handle was dropped");
+            self.keep_refuser(key);
+        }
+    }
+
+    /// A greenlet that refused the kill of its collection without taking
+    /// a new handle to itself is leaked: it holds a reference to itself
+    /// from then on, as Python's greenlet does with one that refuses to
+    /// die unresurrected, so no temporary handle, hold or hook event made
+    /// later brings its count to zero and collects it anew. It stays
+    /// suspended until the thread exits. (One that took a handle to itself
+    /// is collected again when that handle goes, as in Python.)
+    pub(super) fn keep_refuser(&self, key: Key) {
+        if self.records.refs(key) == 0 {
+            self.add_ref(key);
         }
     }
 
@@ -776,7 +790,7 @@ impl Runtime {
             // thread-locals do, while their destructors can still use the
             // runtime.
             let hook = self.drop_hook_at_exit();
-            let locals = self.records.has_locals(self.main_key());
+            let locals = self.records.has_live_locals(self.main_key());
             if let Err(SwitchError::Panicked(p)) = self.drop_locals() {
                 eprintln!(
                     "greenlet: at thread exit, a greenlet-local value of the main greenlet \
@@ -793,7 +807,7 @@ impl Runtime {
         // hook left set, greenlets refusing their kills (reported), and
         // what destructors kept making round after round (reported here).
         if self.tracer.is_set()
-            || self.records.has_locals(self.main_key())
+            || self.records.has_live_locals(self.main_key())
             || self.any_alive_but(&refused)
         {
             eprintln!(
@@ -1125,7 +1139,17 @@ pub(super) struct Hold<'a> {
     key: Key,
 }
 
-impl Hold<'_> {
+impl<'a> Hold<'a> {
+    /// Holds `next` instead: taken before this hold is let go, which may
+    /// free a dead greenlet and the dead links above it, and must not
+    /// collect `next`.
+    pub(super) fn pass_to(self, next: Key) -> Hold<'a> {
+        let rt = self.rt;
+        let next = rt.hold(next);
+        drop(self);
+        next
+    }
+
     /// Lets go without reaping (a refused kill: reaping would only kill
     /// the victim again).
     pub(super) fn forget(self) {

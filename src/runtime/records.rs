@@ -800,6 +800,15 @@ impl Records {
         self.read(key, |r| r.flags & OWNS_VALUES != 0 && !r.locals.is_empty())
     }
 
+    /// Whether `key` has greenlet-local values not dropped yet (the slots
+    /// of dropped ones stay marked, so `has_locals` still answers `true`
+    /// for them).
+    pub(crate) fn has_live_locals(&self, key: Key) -> bool {
+        self.read(key, |r| {
+            r.locals.iter().any(|s| matches!(s, LocalSlot::Set(_)))
+        })
+    }
+
     /// What the overflow message needs, if `key` has a guard page.
     ///
     /// Called from the signal handler on the faulting thread, which was

@@ -8,6 +8,7 @@ use std::ptr;
 
 use corosensei::CoroutineResult;
 
+use super::lifecycle::Hold;
 use super::records::{Target, DYING, NO_REFUSAL, ORPHAN, OWNS_OUTCOME, UNWINDING};
 use super::{Key, Runtime, State};
 use crate::error::SwitchError;
@@ -202,6 +203,18 @@ impl Runtime {
     #[cold]
     #[inline(never)]
     fn switch_slow<T: 'static, R: 'static>(&self, target: Key, value: T) -> Result<R, SwitchError> {
+        self.switch_routed(target, value, None)
+    }
+
+    /// [`switch_slow`](Runtime::switch_slow); `held` is this transfer's
+    /// hold on `target` when an earlier pass routed it here because the
+    /// switch hook killed that pass's target (see below).
+    fn switch_routed<T: 'static, R: 'static>(
+        &self,
+        target: Key,
+        value: T,
+        held: Option<Hold<'_>>,
+    ) -> Result<R, SwitchError> {
         // The common slow case first: starting a greenlet.
         let to = self.records.target(target);
         if to.state == State::Unstarted
@@ -209,6 +222,9 @@ impl Runtime {
             && self.slow_path_forced.get() == 0
             && !std::thread::panicking()
         {
+            if let Some(hold) = held {
+                hold.let_go_into();
+            }
             self.incoming.set(type_of::<T>());
             // SAFETY: `to` is unstarted (so not current), takes a `T`, and
             // `incoming` names `T`.
@@ -221,6 +237,7 @@ impl Runtime {
             // ancestor is oneself) returns the value at once: it leaves
             // nothing, so it is not refused while unwinding, nor taken for
             // the refusal of a kill.
+            drop(held);
             return cast_same::<T, R>(value).map_err(|value| {
                 drop(value);
                 mismatch::<R, T>()
@@ -241,8 +258,8 @@ impl Runtime {
         }
         // The hook may drop the target's last reference (the event's
         // handles, a reparenting): held, its record stays while this frame
-        // reads it.
-        let hold = self.tracer.is_set().then(|| self.hold(target));
+        // reads it, and the hold is let go just before the jump.
+        let hold = held.or_else(|| self.tracer.is_set().then(|| self.hold(target)));
         if let Err(p) = self.tracer.emit(cur, target, SwitchKind::Switch) {
             if !self.reports_hook_panic(cur, p.as_ref()) {
                 drop(value);
@@ -251,9 +268,12 @@ impl Runtime {
         }
         let to = self.records.target(target);
         if to.state == State::Dead {
-            // The hook killed it: route again, holding it (and so its
-            // parent chain) until the switch is made.
-            return self.switch_slow(target, value);
+            // The hook killed it: route again, to its first live ancestor,
+            // whose hold replaces this one (letting go of the dead target
+            // may free it and the dead links above it).
+            let next = self.first_live(target);
+            let hold = hold.map(|hold| hold.pass_to(next));
+            return self.switch_routed(next, value, hold);
         }
         if let Some(hold) = hold {
             hold.let_go_into();
@@ -278,19 +298,30 @@ impl Runtime {
         target: Key,
         payload: Box<dyn Any + Send>,
     ) -> Result<R, SwitchError> {
+        self.throw_routed(target, payload, None)
+    }
+
+    /// [`throw`](Runtime::throw), with `held` as in `switch_routed`.
+    fn throw_routed<R: 'static>(
+        &self,
+        target: Key,
+        payload: Box<dyn Any + Send>,
+        held: Option<Hold<'_>>,
+    ) -> Result<R, SwitchError> {
         let cur = self.current.get();
         let target = self.first_live(target);
         if target == cur {
             // Into self (or routed back to self): raised at once, leaving
             // nothing (see `switch_slow`).
+            drop(held);
             return Err(SwitchError::Thrown(payload));
         }
         let payload = match self.leave(cur, payload) {
             Ok(payload) => payload,
             Err(instead) => return instead,
         };
-        // Held while the hook runs, as in `switch_slow`.
-        let hold = self.tracer.is_set().then(|| self.hold(target));
+        // Held while the hook runs, as in `switch_routed`.
+        let hold = held.or_else(|| self.tracer.is_set().then(|| self.hold(target)));
         if let Err(p) = self.tracer.emit(cur, target, SwitchKind::Throw) {
             if !self.reports_hook_panic(cur, p.as_ref()) {
                 drop(payload);
@@ -299,8 +330,10 @@ impl Runtime {
         }
         let to = self.records.target(target);
         if to.state == State::Dead {
-            // The hook killed it: route again (held, as in `switch_slow`).
-            return self.throw(target, payload);
+            // The hook killed it: route again, as in `switch_routed`.
+            let next = self.first_live(target);
+            let hold = hold.map(|hold| hold.pass_to(next));
+            return self.throw_routed(next, payload, hold);
         }
         if let Some(hold) = hold {
             hold.let_go_into();
@@ -662,6 +695,7 @@ impl Runtime {
             // The sender was unreachable when it left: kill it now, from here.
             if self.kill(reap).is_err() {
                 self.report_refused(reap, "its last handle was dropped while it ran");
+                self.keep_refuser(reap);
             }
         }
         if let Some(p) = late_panic {

@@ -1,0 +1,87 @@
+//! A greenlet that refused the kill of its collection without taking a
+//! handle to itself holds itself from then on (row 12, as Python's greenlet
+//! leaks one that refuses to die): reached through a `CurrentGreenlet`,
+//! neither a switch hook's event nor a temporary handle collects it anew.
+
+use std::cell::{Cell, RefCell};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+
+use greenlet::{set_switch_hook, CurrentGreenlet, Greenlet, SwitchEvent};
+
+/// Returns (the uncounted handle to a refusing, unreachable greenlet, its
+/// count of caught kills, its count of resumes).
+/// Where the refuser keeps an uncounted handle to itself.
+type Slot = Rc<RefCell<Option<CurrentGreenlet>>>;
+
+fn refusing_unreachable() -> (Slot, Rc<Cell<u32>>, Rc<Cell<u32>>) {
+    let slot: Slot = Rc::new(RefCell::new(None));
+    let kills = Rc::new(Cell::new(0));
+    let resumes = Rc::new(Cell::new(0));
+    let (s2, k2, r2) = (slot.clone(), kills.clone(), resumes.clone());
+    let g = Greenlet::new(move |()| {
+        *s2.borrow_mut() = Some(Greenlet::current());
+        loop {
+            let caught = catch_unwind(AssertUnwindSafe(|| {
+                Greenlet::main().switch::<(), ()>(()).unwrap();
+            }));
+            if caught.is_err() {
+                k2.set(k2.get() + 1);
+            } else {
+                r2.set(r2.get() + 1);
+            }
+        }
+    });
+    g.switch::<(), ()>(()).unwrap();
+    drop(g); // collected: it catches the kill and switches away (refused)
+    assert_eq!(kills.get(), 1);
+    (slot, kills, resumes)
+}
+
+fn resume_twice(slot: &Slot) {
+    for _ in 0..2 {
+        let g: Greenlet = (**slot.borrow().as_ref().unwrap()).clone();
+        // A counted handle for the switch itself, dropped after.
+        let _ = catch_unwind(AssertUnwindSafe(|| g.switch::<(), ()>(())));
+        drop(g);
+    }
+}
+
+fn resume_twice_uncounted(slot: &Slot) {
+    for _ in 0..2 {
+        let b = slot.borrow();
+        let g: &Greenlet = b.as_ref().unwrap();
+        let _ = catch_unwind(AssertUnwindSafe(|| g.switch::<(), ()>(())));
+    }
+}
+
+#[test]
+fn no_hook_uncounted() {
+    let (slot, kills, resumes) = refusing_unreachable();
+    resume_twice_uncounted(&slot);
+    eprintln!("no hook: kills {} resumes {}", kills.get(), resumes.get());
+    assert_eq!((kills.get(), resumes.get()), (1, 2));
+}
+
+#[test]
+fn noop_hook_uncounted() {
+    let (slot, kills, resumes) = refusing_unreachable();
+    set_switch_hook(Some(Box::new(|_e: &SwitchEvent| {})));
+    resume_twice_uncounted(&slot);
+    set_switch_hook(None);
+    eprintln!(
+        "no-op hook: kills {} resumes {}",
+        kills.get(),
+        resumes.get()
+    );
+    // Same as without a hook.
+    assert_eq!((kills.get(), resumes.get()), (1, 2));
+}
+
+#[test]
+fn no_hook_counted() {
+    let (slot, kills, resumes) = refusing_unreachable();
+    resume_twice(&slot);
+    // Temporary counted handles do not collect it anew either.
+    assert_eq!((kills.get(), resumes.get()), (1, 2));
+}
