@@ -911,6 +911,10 @@ fn edge_a_suspended_generator_at_thread_exit() {
     let log = Log::default();
     let l = log.clone();
     on_a_thread(move || {
+        // Kept past the teardown (dropped then, it closes nothing).
+        let kept = Rc::new(RefCell::new(None));
+        let k = kept.clone();
+        at_exit_after_teardown(move || drop(k.borrow_mut().take()));
         let mut g = greenlet::Generator::new(move |y: &greenlet::Yielder<u32>| {
             let _g = l.guard("producer unwound");
             for i in 0.. {
@@ -918,7 +922,7 @@ fn edge_a_suspended_generator_at_thread_exit() {
             }
         });
         assert_eq!(g.next(), Some(0));
-        std::mem::forget(g);
+        *kept.borrow_mut() = Some(g);
     });
     assert_eq!(log.lines(), ["producer unwound"]);
 }
@@ -993,7 +997,8 @@ fn hub_in_every_state(l: &Log) {
     });
     keep_until_exit(suspended_worker(l, "plain".into()));
     assert!(!sleeper.is_finished() && !timed.is_finished() && !ready.is_finished());
-    std::mem::forget((sleeper, timed, ready));
+    // Dropped handles detach: the hub keeps the greenlets.
+    drop((sleeper, timed, ready));
 }
 
 fn assert_hub_states_unwound(log: &Log, first: &str) {
@@ -1049,7 +1054,7 @@ fn edge_spawning_from_destructors_at_thread_exit() {
                 if run {
                     hub::run();
                 }
-                std::mem::forget(h);
+                drop(h); // detached
             }));
             match r {
                 Ok(()) => l.push(format!("spawn (run {run}) returned")),
@@ -1072,7 +1077,7 @@ fn edge_spawning_from_destructors_at_thread_exit() {
             hub::sleep(Duration::from_secs(3600));
         });
         hub::yield_now();
-        std::mem::forget(h);
+        drop(h); // detached
         ON_MAIN.with(|m| *m.borrow_mut() = Some(SpawnsOnDrop(l.clone(), true)));
     });
     let lines = log.lines();
@@ -1286,7 +1291,7 @@ fn edge_a_spawned_greenlet_blocked_in_a_local_destructor_at_thread_exit() {
         });
         hub::yield_now();
         assert!(!h.is_finished());
-        std::mem::forget(h);
+        drop(h); // detached
     });
     let lines = log.lines();
     assert_eq!(log.count("local drop sleeps"), 1, "{lines:?}");
@@ -1304,7 +1309,7 @@ fn edge_an_exit_handler_running_the_hub() {
     on_a_thread(move || {
         for i in 0..3u64 {
             let l = l.clone();
-            std::mem::forget(hub::spawn(move || {
+            drop(hub::spawn(move || {
                 let _g = l.guard(format!("sleeper {i} ended"));
                 hub::sleep(Duration::from_millis(i));
                 l.push(format!("sleeper {i} woke"));
@@ -1384,8 +1389,7 @@ fn edge_thread_exit_during_a_pending_hub_hand_off() {
             "main's get: {:?}",
             v.map_err(|p| message(p.as_ref()))
         ));
-        std::mem::forget(putter);
-        std::mem::forget((first, next));
+        drop((putter, first, next)); // detached
     });
     assert_eq!(
         log.lines(),

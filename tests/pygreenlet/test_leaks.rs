@@ -203,7 +203,7 @@ fn untracked_memory_thread(deallocate_in_thread: bool) {
         } else {
             // The handles cannot leave the thread (`!Send`): left to its
             // exit.
-            std::mem::forget(glets);
+            glets.into_iter().for_each(std::mem::forget);
         }
     })
     .join()
