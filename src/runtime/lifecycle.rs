@@ -177,6 +177,10 @@ impl Runtime {
     /// Nobody refers to `key` any more.
     #[cold]
     fn unreachable(&self, key: Key) {
+        if self.is_kept_refuser(key) {
+            // Leaked for good: it refused its collection already.
+            return;
+        }
         if key == self.current() {
             // Running: reaped when it switches away, freed if it finishes.
             self.set_flags(key, ORPHAN);
@@ -319,17 +323,33 @@ impl Runtime {
         }
     }
 
-    /// A greenlet that refused the kill of its collection without taking
-    /// a new handle to itself is leaked: it holds a reference to itself
-    /// from then on, as Python's greenlet does with one that refuses to
-    /// die unresurrected, so no temporary handle, hold or hook event made
-    /// later brings its count to zero and collects it anew. It stays
-    /// suspended until the thread exits. (One that took a handle to itself
-    /// is collected again when that handle goes, as in Python.)
+    /// A greenlet that refused the kill of its collection with no
+    /// reference left to it is leaked, as Python's greenlet leaks one that
+    /// refuses to die unresurrected: listed, it is never collected again
+    /// while it lives, so no temporary handle, hold or hook event made
+    /// later collects it anew. Once it dies (it is switched to and returns,
+    /// or is killed by hand) its record goes as any other. One that is
+    /// referred to after its refusal (a handle it took to itself, a child's
+    /// parent link) is collected again when the last of those goes, as in
+    /// Python.
     pub(super) fn keep_refuser(&self, key: Key) {
         if self.records.refs(key) == 0 {
-            self.add_ref(key);
+            let mut kept = self.kept_refusers.borrow_mut();
+            kept.retain(|&(k, id)| self.records.is_live_with_id(k, id));
+            kept.push((key, self.records.id(key)));
         }
+    }
+
+    /// Whether `key`, alive, is a leaked refuser (see `keep_refuser`).
+    /// Asked only when a greenlet loses its last reference (rare).
+    #[cold]
+    pub(super) fn is_kept_refuser(&self, key: Key) -> bool {
+        let kept = self.kept_refusers.borrow();
+        !kept.is_empty()
+            && self.records.state(key) != State::Dead
+            && kept
+                .iter()
+                .any(|&(k, id)| k == key && self.records.is_live_with_id(k, id))
     }
 
     /// Removes a dead, recycled, unreferenced record, and then each
@@ -1163,7 +1183,7 @@ impl<'a> Hold<'a> {
     /// (`unreachable`), reaped once it switches away, freed if it finishes.
     pub(super) fn let_go_into(self) {
         let this = ManuallyDrop::new(self);
-        if this.rt.records.drop_ref(this.key) == 0 {
+        if this.rt.records.drop_ref(this.key) == 0 && !this.rt.is_kept_refuser(this.key) {
             this.rt.set_flags(this.key, ORPHAN);
         }
     }

@@ -118,6 +118,10 @@ pub(crate) struct Runtime {
     /// victim's own unwinding from the killer's, which the thread-wide
     /// `std::thread::panicking` counts alike.
     kills_in_flight: RefCell<Vec<(u64, u64)>>,
+    /// The greenlets that refused the kill of their collection with no
+    /// reference left, as (key, greenlet number): leaked, never collected
+    /// again while they live (see `keep_refuser`).
+    kept_refusers: RefCell<Vec<(Key, u64)>>,
 }
 
 /// A byte no `State` has: `fast_state` while the slow path is forced.
@@ -231,6 +235,7 @@ impl Runtime {
             collecting: Cell::new(0),
             to_collect: RefCell::new(Vec::new()),
             kills_in_flight: RefCell::new(Vec::new()),
+            kept_refusers: RefCell::new(Vec::new()),
         }));
         RUNTIME.with(|c| c.set(rt));
         crate::overflow::install();

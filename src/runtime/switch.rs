@@ -497,7 +497,7 @@ impl Runtime {
 
     /// `cur` if nobody can ever switch back to it.
     fn orphan_key(&self, cur: Key) -> Option<Key> {
-        if self.records.refs(cur) == 0 {
+        if self.records.refs(cur) == 0 && !self.is_kept_refuser(cur) {
             Some(cur)
         } else {
             if self.records.flags(cur) & ORPHAN != 0 {

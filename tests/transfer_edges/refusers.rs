@@ -85,3 +85,29 @@ fn no_hook_counted() {
     // Temporary counted handles do not collect it anew either.
     assert_eq!((kills.get(), resumes.get()), (1, 2));
 }
+
+/// A refuser referred to after its refusal (here by a child's parent link)
+/// is not leaked: when that last reference goes, it is collected, and
+/// killed, again (as Python's resurrected greenlet is).
+#[test]
+fn a_refuser_with_a_child_is_collected_again_when_the_child_goes() {
+    let kills = Rc::new(Cell::new(0));
+    let child: Rc<RefCell<Option<Greenlet>>> = Rc::new(RefCell::new(None));
+    let (k2, c2) = (kills.clone(), child.clone());
+    let g = Greenlet::new(move |()| loop {
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            Greenlet::main().switch::<(), ()>(()).unwrap();
+        }));
+        if r.is_err() {
+            k2.set(k2.get() + 1);
+            if k2.get() == 1 {
+                *c2.borrow_mut() = Some(Greenlet::new(|()| ()));
+            }
+        }
+    });
+    g.switch::<(), ()>(()).unwrap();
+    drop(g); // collected: it refuses, after making a child
+    assert_eq!(kills.get(), 1);
+    child.borrow_mut().take(); // its link was the refuser's only reference
+    assert_eq!(kills.get(), 2);
+}
