@@ -319,12 +319,11 @@ impl Runtime {
     fn kill_collected(&self, key: Key) {
         if self.kill(key).is_err() {
             self.report_refused(key, "its last handle was dropped");
-            self.keep_refuser(key);
         }
     }
 
-    /// A greenlet that refused the kill of its collection with no
-    /// reference left to it is leaked, as Python's greenlet leaks one that
+    /// A greenlet that refused a kill (of its collection, or by hand) with
+    /// no reference left to it is leaked, as Python's greenlet leaks one that
     /// refuses to die unresurrected: listed, it is never collected again
     /// while it lives, so no temporary handle, hold or hook event made
     /// later collects it anew. Once it dies (it is switched to and returns,
@@ -332,11 +331,14 @@ impl Runtime {
     /// referred to after its refusal (a handle it took to itself, a child's
     /// parent link) is collected again when the last of those goes, as in
     /// Python.
-    pub(super) fn keep_refuser(&self, key: Key) {
+    fn keep_refuser(&self, key: Key) {
         if self.records.refs(key) == 0 {
+            let entry = (key, self.records.id(key));
             let mut kept = self.kept_refusers.borrow_mut();
             kept.retain(|&(k, id)| self.records.is_live_with_id(k, id));
-            kept.push((key, self.records.id(key)));
+            if !kept.contains(&entry) {
+                kept.push(entry);
+            }
         }
     }
 
@@ -453,8 +455,11 @@ impl Runtime {
         let outcome = self.kill_held(victim);
         if outcome.is_err() {
             // Refused: the hold goes without reaping (that would only kill
-            // it again); the caller reports the refusal.
+            // it again); the caller reports the refusal. With no reference
+            // left (a collection, or a victim that dropped its own last
+            // handle while it refused), it is leaked.
             hold.forget();
+            self.keep_refuser(victim);
         }
         outcome
     }
@@ -751,6 +756,7 @@ impl Runtime {
                 let release = || {
                     if refused.contains(&id) {
                         self.forget_ref(k);
+                        self.keep_refuser(k);
                     } else {
                         self.release_ref(k);
                     }

@@ -695,7 +695,6 @@ impl Runtime {
             // The sender was unreachable when it left: kill it now, from here.
             if self.kill(reap).is_err() {
                 self.report_refused(reap, "its last handle was dropped while it ran");
-                self.keep_refuser(reap);
             }
         }
         if let Some(p) = late_panic {

@@ -3,9 +3,42 @@
 //! collection, the payload a throw carries, and the thread-exit teardown
 //! around them; one module per concern.
 
+use std::cell::{Cell, Ref, RefCell};
+use std::rc::Rc;
+
+use greenlet::{stats, CurrentGreenlet, Greenlet, GreenletState};
+
 mod holds;
 mod payloads;
 mod refusers;
 mod refusers_dying;
 mod refusers_in_the_hub;
+mod refusers_listed;
+mod refusers_listed_more;
 mod teardown_rounds;
+
+/// Where a refuser keeps an uncounted handle to itself.
+type Slot = Rc<RefCell<Option<CurrentGreenlet>>>;
+
+/// The greenlet in `slot`, through its uncounted handle.
+fn uncounted(slot: &Slot) -> Ref<'_, Greenlet> {
+    Ref::map(slot.borrow(), |s| &**s.as_ref().unwrap())
+}
+
+/// The state `stats()` shows for greenlet number `id`, if it is listed.
+fn state_of(id: u64) -> Option<GreenletState> {
+    stats()
+        .greenlets
+        .iter()
+        .find(|i| i.id == id)
+        .map(|i| i.state)
+}
+
+/// Counts its drops.
+struct Flag(Rc<Cell<u32>>);
+
+impl Drop for Flag {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}

@@ -7,12 +7,8 @@ use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
-use greenlet::{set_switch_hook, CurrentGreenlet, Greenlet, SwitchEvent};
-
-/// Returns (the uncounted handle to a refusing, unreachable greenlet, its
-/// count of caught kills, its count of resumes).
-/// Where the refuser keeps an uncounted handle to itself.
-type Slot = Rc<RefCell<Option<CurrentGreenlet>>>;
+use super::Slot;
+use greenlet::{set_switch_hook, Greenlet, SwitchEvent};
 
 fn refusing_unreachable() -> (Slot, Rc<Cell<u32>>, Rc<Cell<u32>>) {
     let slot: Slot = Rc::new(RefCell::new(None));

@@ -8,9 +8,8 @@ use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
-use greenlet::{stats, CurrentGreenlet, Greenlet, GreenletState};
-
-type Slot = Rc<RefCell<Option<CurrentGreenlet>>>;
+use super::{state_of, Slot};
+use greenlet::{stats, Greenlet, GreenletState};
 
 struct Flag(Rc<Cell<bool>>);
 impl Drop for Flag {
@@ -50,14 +49,6 @@ fn refuser(parent: Option<&Greenlet>) -> (Slot, u64) {
     let id = g.id();
     drop(g); // collected: refuses
     (slot, id)
-}
-
-fn state_of(id: u64) -> Option<GreenletState> {
-    stats()
-        .greenlets
-        .iter()
-        .find(|i| i.id == id)
-        .map(|i| i.state)
 }
 
 #[test]

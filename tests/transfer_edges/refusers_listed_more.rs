@@ -1,0 +1,275 @@
+//! Leaked refusers in the hub, in chains of queued collections, at thread
+//! exit and in `hub::run_main` (whose kill a greenlet may refuse after
+//! dropping its own last handle), and one that makes a child later: that
+//! child's link does not make it collectable again.
+use std::cell::{Cell, RefCell};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::time::Duration;
+
+use super::{state_of, uncounted, Flag, Slot};
+use greenlet::hub;
+use greenlet::{stats, CurrentGreenlet, Greenlet, GreenletState};
+
+/// A spawn whose JoinHandle is dropped while it is suspended outside the
+/// hub (switched to main by hand): collected, refuses by switching to main:
+/// listed. Resumed later through a CurrentGreenlet, it parks in the hub
+/// (sleep, twice), whose counted reference goes after each wake-up: it is
+/// not collected again. Then it finishes: its record goes.
+#[test]
+fn listed_spawn_parks_in_hub_then_finishes() {
+    let kills = Rc::new(Cell::new(0));
+    let drops = Rc::new(Cell::new(0));
+    let slot: Slot = Rc::new(RefCell::new(None));
+    let (k2, d2, s2) = (kills.clone(), drops.clone(), slot.clone());
+    let s3 = slot.clone();
+    let id = hub::run_main(move || {
+        let slot = s3;
+        let j = hub::spawn(move || {
+            let _f = Flag(d2);
+            *s2.borrow_mut() = Some(Greenlet::current());
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                Greenlet::main().switch::<(), ()>(()).unwrap()
+            }));
+            assert!(r.is_err());
+            k2.set(k2.get() + 1);
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                Greenlet::main().switch::<(), ()>(()).unwrap()
+            })); // refuses
+            if r.is_err() {
+                k2.set(k2.get() + 1);
+            }
+            for _ in 0..2 {
+                let r = catch_unwind(AssertUnwindSafe(|| hub::sleep(Duration::from_millis(2))));
+                if r.is_err() {
+                    k2.set(k2.get() + 1);
+                }
+            }
+        });
+        hub::yield_now();
+        let id = j.greenlet().id();
+        drop(j);
+        assert_eq!(kills.get(), 1);
+        // resume it: it parks in the hub
+        uncounted(&slot).switch::<(), ()>(()).unwrap_or(());
+        hub::sleep(Duration::from_millis(30));
+        assert_eq!(kills.get(), 1, "collected anew after parking in the hub");
+        assert_eq!(drops.get(), 1, "did not finish");
+        id
+    });
+    slot.borrow_mut().take();
+    assert_eq!(state_of(id), None, "finished listed spawn still listed");
+}
+
+/// A chain of 20 suspended greenlets, each the parent of the next, only
+/// the last one held: dropped, the collections nest and then queue
+/// (past 8). Each refuses its first kill and accepts the next. The ones
+/// refusing in the queued part are listed too; killing the lowest listed
+/// one by hand frees it, and the chain above is collected (refusing again,
+/// once each) ... until every record is gone.
+#[test]
+fn chain_of_refusers_queued_collections() {
+    let n = 20;
+    let drops = Rc::new(Cell::new(0));
+    let kills = Rc::new(Cell::new(0));
+    let slots: Rc<RefCell<Vec<(u64, CurrentGreenlet)>>> = Rc::new(RefCell::new(Vec::new()));
+    let seen: Rc<RefCell<Vec<u64>>> = Rc::new(RefCell::new(Vec::new()));
+    let mut prev: Option<Greenlet> = None;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let (d2, k2, s2, seen2) = (drops.clone(), kills.clone(), slots.clone(), seen.clone());
+        let f = move |()| {
+            let _f = Flag(d2);
+            loop {
+                let r = catch_unwind(AssertUnwindSafe(|| {
+                    Greenlet::main().switch::<(), ()>(()).unwrap()
+                }));
+                if let Err(p) = r {
+                    k2.set(k2.get() + 1);
+                    // refuse only the first kill, and only the lower half
+                    let me = Greenlet::current();
+                    let first = !seen2.borrow().contains(&me.id());
+                    if i < n / 2 && first {
+                        seen2.borrow_mut().push(me.id());
+                        s2.borrow_mut().push((me.id(), me));
+                        continue;
+                    }
+                    std::panic::resume_unwind(p);
+                }
+            }
+        };
+        let g = match &prev {
+            Some(p) => Greenlet::builder().parent(p).build(f).unwrap(),
+            None => Greenlet::new(f),
+        };
+        g.switch::<(), ()>(()).unwrap();
+        ids.push(g.id());
+        prev = Some(g); // drops the previous handle: kept by the child's link
+    }
+    drop(prev);
+    eprintln!(
+        "after drop: kills {} drops {} listed {}",
+        kills.get(),
+        drops.get(),
+        slots.borrow().len()
+    );
+    // Kill the listed refusers by hand until none is left.
+    loop {
+        let next = slots.borrow_mut().pop();
+        let Some((_id, cg)) = next else { break };
+        let g: &Greenlet = &cg;
+        g.kill();
+        drop(cg);
+    }
+    eprintln!("after kills: kills {} drops {}", kills.get(), drops.get());
+    assert_eq!(drops.get(), n as u32);
+    for id in ids {
+        assert_eq!(state_of(id), None, "greenlet {id} still listed");
+    }
+}
+
+/// Thread exit with listed refusers: one refuses the teardown's kill too
+/// (leaked, reported), one accepts and its destructor tries to switch.
+/// The thread must end (no hang).
+#[test]
+fn thread_exit_with_listed_refusers() {
+    let t = std::thread::spawn(|| {
+        // always refuses
+        let g = Greenlet::new(|()| loop {
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                Greenlet::main().switch::<(), ()>(()).unwrap()
+            }));
+        });
+        g.switch::<(), ()>(()).unwrap();
+        drop(g);
+        // refuses once; at exit accepts, its destructor switches
+        struct Sw;
+        impl Drop for Sw {
+            fn drop(&mut self) {
+                let r = Greenlet::main().switch::<(), ()>(());
+                eprintln!("destructor's switch at exit: {:?}", r.is_err());
+            }
+        }
+        let g = Greenlet::new(|()| {
+            let _s = Sw;
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                Greenlet::main().switch::<(), ()>(()).unwrap()
+            }));
+            Greenlet::main().switch::<(), ()>(()).unwrap();
+        });
+        g.switch::<(), ()>(()).unwrap();
+        drop(g);
+        stats().greenlets.len()
+    });
+    let n = t.join().unwrap();
+    eprintln!("greenlets before exit: {n}");
+}
+
+/// run_main with a listed refuser that refuses run_main's kill as well,
+/// then is resumed after run_main and returns: record freed.
+#[test]
+fn run_main_with_listed_refuser_refusing_again() {
+    let slot: Slot = Rc::new(RefCell::new(None));
+    let kills = Rc::new(Cell::new(0));
+    let drops = Rc::new(Cell::new(0));
+    let (s2, k2, d2) = (slot.clone(), kills.clone(), drops.clone());
+    let id = hub::run_main(move || {
+        let g = Greenlet::new(move |()| {
+            let _f = Flag(d2);
+            *s2.borrow_mut() = Some(Greenlet::current());
+            loop {
+                let r = catch_unwind(AssertUnwindSafe(|| {
+                    Greenlet::main().switch::<(), bool>(()).unwrap()
+                }));
+                match r {
+                    Err(_) => k2.set(k2.get() + 1),
+                    Ok(true) => return,
+                    Ok(false) => {}
+                }
+            }
+        });
+        g.switch::<(), ()>(()).unwrap();
+        let id = g.id();
+        drop(g);
+        id
+    });
+    eprintln!("kills after run_main: {}", kills.get());
+    assert_eq!(kills.get(), 2);
+    assert_eq!(state_of(id), Some(GreenletState::Suspended));
+    // a temporary handle does not collect it
+    let t: Greenlet = uncounted(&slot).clone();
+    drop(t);
+    assert_eq!(kills.get(), 2);
+    uncounted(&slot).switch::<bool, ()>(true).unwrap();
+    slot.borrow_mut().take();
+    assert_eq!(drops.get(), 1);
+    assert_eq!(state_of(id), None);
+}
+
+/// A listed refuser, resumed later, makes a child (whose parent link now
+/// refers to it) and switches away; the child goes: row 12 ("If something
+/// does (a handle it took to itself, a child's parent link), it is
+/// collected again when the last of those goes") reads as if it were
+/// collected again; it is not (it stays leaked, as Python's would).
+#[test]
+fn listed_refuser_child_made_later() {
+    let kills = Rc::new(Cell::new(0));
+    let child: Rc<RefCell<Option<Greenlet>>> = Rc::new(RefCell::new(None));
+    let slot: Slot = Rc::new(RefCell::new(None));
+    let (k2, c2, s2) = (kills.clone(), child.clone(), slot.clone());
+    let g = Greenlet::new(move |()| {
+        *s2.borrow_mut() = Some(Greenlet::current());
+        loop {
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                Greenlet::main().switch::<(), bool>(()).unwrap()
+            }));
+            match r {
+                Err(_) => k2.set(k2.get() + 1),
+                Ok(true) => *c2.borrow_mut() = Some(Greenlet::new(|()| ())),
+                Ok(false) => {}
+            }
+        }
+    });
+    g.switch::<(), ()>(()).unwrap();
+    drop(g);
+    assert_eq!(kills.get(), 1);
+    slot.borrow()
+        .as_ref()
+        .unwrap()
+        .switch::<bool, ()>(true)
+        .unwrap();
+    child.borrow_mut().take();
+    eprintln!("kills after the later child went: {}", kills.get());
+}
+
+/// The same through `hub::run_main`'s kills: a greenlet that drops its own
+/// last handle while refusing run_main's kill is leaked; a temporary
+/// handle later does not collect it anew.
+#[test]
+fn run_mains_kill_refused_with_no_reference_left_leaks_the_victim() {
+    let kills = Rc::new(Cell::new(0));
+    let slot: Slot = Rc::new(RefCell::new(None));
+    let owner: Rc<RefCell<Option<Greenlet>>> = Rc::new(RefCell::new(None));
+    let (k2, s2, o2, o3) = (kills.clone(), slot.clone(), owner.clone(), owner.clone());
+    hub::run_main(move || {
+        let g = Greenlet::new(move |()| {
+            *s2.borrow_mut() = Some(Greenlet::current());
+            loop {
+                let r = catch_unwind(AssertUnwindSafe(|| {
+                    Greenlet::main().switch::<(), ()>(()).unwrap()
+                }));
+                if r.is_err() {
+                    k2.set(k2.get() + 1);
+                    drop(o2.borrow_mut().take());
+                }
+            }
+        });
+        g.switch::<(), ()>(()).unwrap();
+        *o3.borrow_mut() = Some(g);
+    });
+    assert_eq!(kills.get(), 1);
+    let t: Greenlet = (**slot.borrow().as_ref().unwrap()).clone();
+    drop(t);
+    eprintln!("kills after a temporary handle: {}", kills.get());
+    assert_eq!(kills.get(), 1, "collected anew by a temporary handle");
+}
