@@ -333,25 +333,28 @@ impl Runtime {
     /// Python.
     fn keep_refuser(&self, key: Key) {
         if self.records.refs(key) == 0 {
-            let entry = (key, self.records.id(key));
-            let mut kept = self.kept_refusers.borrow_mut();
-            kept.retain(|&(k, id)| self.records.is_live_with_id(k, id));
-            if !kept.contains(&entry) {
-                kept.push(entry);
-            }
+            let id = self.records.id(key);
+            self.kept_refusers.borrow_mut().insert(key, id);
         }
     }
 
     /// Whether `key`, alive, is a leaked refuser (see `keep_refuser`).
-    /// Asked only when a greenlet loses its last reference (rare).
+    /// Asked only when a greenlet's count reaches zero; an entry left by a
+    /// refuser that has died since goes here.
     #[cold]
     pub(super) fn is_kept_refuser(&self, key: Key) -> bool {
-        let kept = self.kept_refusers.borrow();
-        !kept.is_empty()
-            && self.records.state(key) != State::Dead
-            && kept
-                .iter()
-                .any(|&(k, id)| k == key && self.records.is_live_with_id(k, id))
+        let mut kept = self.kept_refusers.borrow_mut();
+        if kept.is_empty() {
+            return false;
+        }
+        let Some(&id) = kept.get(&key) else {
+            return false;
+        };
+        if self.records.is_live_with_id(key, id) && self.records.state(key) != State::Dead {
+            return true;
+        }
+        kept.remove(&key);
+        false
     }
 
     /// Removes a dead, recycled, unreferenced record, and then each

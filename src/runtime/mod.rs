@@ -44,6 +44,7 @@ mod switch;
 
 use std::any::Any;
 use std::cell::{Cell, RefCell, UnsafeCell};
+use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 
@@ -118,10 +119,12 @@ pub(crate) struct Runtime {
     /// victim's own unwinding from the killer's, which the thread-wide
     /// `std::thread::panicking` counts alike.
     kills_in_flight: RefCell<Vec<(u64, u64)>>,
-    /// The greenlets that refused the kill of their collection with no
-    /// reference left, as (key, greenlet number): leaked, never collected
-    /// again while they live (see `keep_refuser`).
-    kept_refusers: RefCell<Vec<(Key, u64)>>,
+    /// The greenlets that refused a kill with no reference left, by key,
+    /// with their greenlet number (a key is reused once its record goes):
+    /// leaked, never collected again while they live (see
+    /// `keep_refuser`). A map, so that many of them cost each collection
+    /// one look-up, not a scan; only a count reaching zero asks it.
+    kept_refusers: RefCell<HashMap<Key, u64>>,
 }
 
 /// A byte no `State` has: `fast_state` while the slow path is forced.
@@ -235,7 +238,7 @@ impl Runtime {
             collecting: Cell::new(0),
             to_collect: RefCell::new(Vec::new()),
             kills_in_flight: RefCell::new(Vec::new()),
-            kept_refusers: RefCell::new(Vec::new()),
+            kept_refusers: RefCell::new(HashMap::new()),
         }));
         RUNTIME.with(|c| c.set(rt));
         crate::overflow::install();
