@@ -490,7 +490,13 @@ impl<R> fmt::Debug for JoinHandle<R> {
 /// end is reported on stderr and dropped; a kill or a `with_timeout`
 /// interruption of the caller itself unwinds on.
 pub(super) fn kill_spawned(g: &Greenlet) {
-    let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| g.kill())) else {
+    let kill = || {
+        let rt = Runtime::get();
+        if rt.kill(g.key()).is_err() {
+            rt.report_refused(g.key(), "JoinHandle::kill");
+        }
+    };
+    let Err(p) = panic::catch_unwind(AssertUnwindSafe(kill)) else {
         return;
     };
     if is_kill(p.as_ref()) || p.is::<super::timeout::Interrupt>() {

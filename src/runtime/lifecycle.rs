@@ -272,7 +272,8 @@ impl Runtime {
             let Some((key, id)) = next else { break };
             if !(self.records.is_live_with_id(key, id)
                 && self.records.refs(key) == 0
-                && self.records.state(key) != State::Dead)
+                && self.records.state(key) != State::Dead
+                && !self.is_kept_refuser(key))
             {
                 continue;
             }
@@ -651,7 +652,8 @@ impl Runtime {
         eprintln!(
             "greenlet: {} caught the unwinding of its kill ({why}) and switched away; \
              it stays suspended, and its stack and destructors are leaked until something \
-             switches to it or kills it again",
+             switches to it or kills it again (or, if a handle still holds it, until the \
+             last handle goes)",
             describe(name.as_deref(), id)
         );
     }

@@ -273,3 +273,88 @@ fn run_mains_kill_refused_with_no_reference_left_leaks_the_victim() {
     eprintln!("kills after a temporary handle: {}", kills.get());
     assert_eq!(kills.get(), 1, "collected anew by a temporary handle");
 }
+
+struct OnDrop<F: FnMut()>(F);
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+/// Eight collections nest; the eighth victim's destructor drops the last
+/// handle of `q` (queued, past the nesting limit), then kills `q` by hand
+/// through an uncounted handle: `q` refuses with no reference left and is
+/// leaked, so the outermost collector's turn at the queue passes it over.
+#[test]
+fn a_queued_collection_passes_over_a_refuser_leaked_meanwhile() {
+    let kills = Rc::new(Cell::new(0));
+    let slot: Slot = Rc::default();
+    let (k2, s2) = (kills.clone(), slot.clone());
+    let q = Greenlet::new(move |()| {
+        *s2.borrow_mut() = Some(Greenlet::current());
+        loop {
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                Greenlet::main().switch::<(), bool>(()).unwrap()
+            }));
+            match r {
+                Err(_) => k2.set(k2.get() + 1),
+                Ok(true) => return,
+                Ok(false) => {}
+            }
+        }
+    });
+    q.switch::<(), ()>(()).unwrap();
+    let qid = q.id();
+    let hand_result: Rc<Cell<Option<bool>>> = Rc::default();
+    let kills_at_hand: Rc<Cell<u32>> = Rc::default();
+    // A_8: its unwinding drops q's last handle (queued: depth 8), then
+    // kills q by hand through the uncounted handle.
+    let (s3, hr, kh, k3) = (
+        slot.clone(),
+        hand_result.clone(),
+        kills_at_hand.clone(),
+        kills.clone(),
+    );
+    let mut qh = Some(q);
+    let mut next = Greenlet::new(move |()| {
+        let _g = OnDrop(move || {
+            let before = k3.get();
+            drop(qh.take());
+            let queued = k3.get() == before; // not killed at once: queued
+            let r = (**s3.borrow().as_ref().unwrap()).try_kill();
+            hr.set(Some(r.is_err()));
+            kh.set(k3.get());
+            assert!(queued, "past the nesting limit, the collection is queued");
+        });
+        Greenlet::main().switch::<(), ()>(()).unwrap();
+    });
+    next.switch::<(), ()>(()).unwrap();
+    // A_7 .. A_1: each one's unwinding drops the next's last handle.
+    for _ in 0..7 {
+        let mut h = Some(next);
+        let g = Greenlet::new(move |()| {
+            let _g = OnDrop(move || drop(h.take()));
+            Greenlet::main().switch::<(), ()>(()).unwrap();
+        });
+        g.switch::<(), ()>(()).unwrap();
+        next = g;
+    }
+    drop(next); // A_1 collected
+    assert_eq!(
+        hand_result.get(),
+        Some(true),
+        "the kill by hand was refused"
+    );
+    assert_eq!(state_of(qid), Some(GreenletState::Suspended));
+    let total = kills.get();
+    // finish q
+    (**slot.borrow().as_ref().unwrap())
+        .switch::<bool, ()>(true)
+        .unwrap();
+    slot.borrow_mut().take();
+    assert_eq!(
+        total,
+        kills_at_hand.get(),
+        "collected again by the queued collection"
+    );
+}
