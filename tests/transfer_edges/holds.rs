@@ -9,20 +9,26 @@ use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
+use super::Flag;
 use greenlet::{
     set_switch_hook, stats, Greenlet, GreenletState, SwitchError, SwitchEvent, SwitchKind,
 };
 
-struct Flag(Rc<Cell<usize>>);
-impl Drop for Flag {
-    fn drop(&mut self) {
-        self.0.set(self.0.get() + 1);
-    }
-}
-
 type Log = Rc<RefCell<Vec<String>>>;
 fn log() -> Log {
     Rc::new(RefCell::new(Vec::new()))
+}
+
+/// A suspended greenlet holding `held` (switched to once, waiting in a
+/// switch to main that nothing resumes).
+fn suspended_holding(held: Flag) -> Greenlet {
+    let p = Greenlet::new(move |()| {
+        let _held = held;
+        Greenlet::main().switch::<(), ()>(()).unwrap();
+        unreachable!();
+    });
+    p.switch::<(), ()>(()).unwrap();
+    p
 }
 
 /// A dead child `d` of `p`, `p` reachable through that link alone. Returns `d`.
@@ -216,14 +222,7 @@ fn orphan_takes_new_handle_to_itself() {
 #[test]
 fn hook_panics_after_dropping_last_reference_suspended() {
     let dropped = Rc::new(Cell::new(0));
-    let fl = Flag(dropped.clone());
-    let p = Greenlet::new(move |()| {
-        let _f = fl;
-        Greenlet::main().switch::<(), ()>(()).unwrap();
-        unreachable!();
-    });
-    p.switch::<(), ()>(()).unwrap();
-    let d = dead_child_of(p);
+    let d = dead_child_of(suspended_holding(Flag(dropped.clone())));
     let dd = d.clone();
     hook_once(move |_e| {
         dd.set_parent(&Greenlet::main()).unwrap();
@@ -297,14 +296,7 @@ fn hook_panics_after_dropping_last_reference_unstarted() {
 #[test]
 fn hook_reparents_and_kills_target_routes_to_self() {
     let dropped = Rc::new(Cell::new(0));
-    let fl = Flag(dropped.clone());
-    let p = Greenlet::new(move |()| {
-        let _f = fl;
-        Greenlet::main().switch::<(), ()>(()).unwrap();
-        unreachable!();
-    });
-    p.switch::<(), ()>(()).unwrap();
-    let d = dead_child_of(p);
+    let d = dead_child_of(suspended_holding(Flag(dropped.clone())));
     let dd = d.clone();
     hook_once(move |e| {
         dd.set_parent(&Greenlet::main()).unwrap();
@@ -320,14 +312,7 @@ fn hook_reparents_and_kills_target_routes_to_self() {
 #[test]
 fn hook_reparents_and_kills_target_throw() {
     let dropped = Rc::new(Cell::new(0));
-    let fl = Flag(dropped.clone());
-    let p = Greenlet::new(move |()| {
-        let _f = fl;
-        Greenlet::main().switch::<(), ()>(()).unwrap();
-        unreachable!();
-    });
-    p.switch::<(), ()>(()).unwrap();
-    let d = dead_child_of(p);
+    let d = dead_child_of(suspended_holding(Flag(dropped.clone())));
     let dd = d.clone();
     hook_once(move |e| {
         dd.set_parent(&Greenlet::main()).unwrap();

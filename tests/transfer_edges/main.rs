@@ -42,3 +42,30 @@ impl Drop for Flag {
         self.0.set(self.0.get() + 1);
     }
 }
+
+/// Where a greenlet's only counted handle is kept, so that it can drop it.
+type Owner = Rc<RefCell<Option<Greenlet>>>;
+
+/// A greenlet that keeps an uncounted handle to itself in `slot` and, each
+/// time a kill reaches it, counts it in `kills`, drops the handle in
+/// `owner` (where the caller puts its only counted one) and switches back
+/// to main: it refuses every kill, the first one with nothing left
+/// referring to it. Returned suspended, not yet in `owner`.
+fn refuses_dropping_its_owner(kills: &Rc<Cell<u32>>, slot: &Slot, owner: &Owner) -> Greenlet {
+    let (k, s, o) = (kills.clone(), slot.clone(), owner.clone());
+    let g = Greenlet::new(move |()| {
+        *s.borrow_mut() = Some(Greenlet::current());
+        loop {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                Greenlet::main().switch::<(), ()>(()).unwrap()
+            }));
+            if r.is_err() {
+                k.set(k.get() + 1);
+                // Its last counted handle goes during the kill.
+                drop(o.borrow_mut().take());
+            }
+        }
+    });
+    g.switch::<(), ()>(()).unwrap();
+    g
+}

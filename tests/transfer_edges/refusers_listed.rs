@@ -7,7 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
-use super::{state_of, uncounted, Flag, Slot};
+use super::{refuses_dropping_its_owner, state_of, uncounted, Flag, Owner, Slot};
 use greenlet::{set_switch_hook, stats, Greenlet, GreenletState, KillRefused, SwitchEvent};
 
 /// A greenlet that catches every kill (counting it) and switches to main;
@@ -48,25 +48,9 @@ fn stubborn(
 #[test]
 fn a_kill_by_hand_refused_with_no_reference_left_leaks_the_victim() {
     let kills = Rc::new(Cell::new(0));
-    let drops = Rc::new(Cell::new(0));
-    let owner: Rc<RefCell<Option<Greenlet>>> = Rc::new(RefCell::new(None));
+    let owner: Owner = Rc::new(RefCell::new(None));
     let slot: Slot = Rc::new(RefCell::new(None));
-    let (s2, k2, o2, d2) = (slot.clone(), kills.clone(), owner.clone(), drops.clone());
-    let g = Greenlet::new(move |()| {
-        let _f = Flag(d2);
-        *s2.borrow_mut() = Some(Greenlet::current());
-        loop {
-            let r = catch_unwind(AssertUnwindSafe(|| {
-                Greenlet::main().switch::<(), ()>(()).unwrap()
-            }));
-            if r.is_err() {
-                k2.set(k2.get() + 1);
-                // Its last counted handle goes during the kill.
-                drop(o2.borrow_mut().take());
-            }
-        }
-    });
-    g.switch::<(), ()>(()).unwrap();
+    let g = refuses_dropping_its_owner(&kills, &slot, &owner);
     let id = g.id();
     *owner.borrow_mut() = Some(g);
     let r = uncounted(&slot).try_kill();
@@ -89,24 +73,9 @@ fn a_kill_by_hand_refused_with_no_reference_left_leaks_the_victim() {
 #[test]
 fn a_hook_event_does_not_collect_a_victim_leaked_by_a_refused_kill() {
     let kills = Rc::new(Cell::new(0));
-    let drops = Rc::new(Cell::new(0));
-    let owner: Rc<RefCell<Option<Greenlet>>> = Rc::new(RefCell::new(None));
+    let owner: Owner = Rc::new(RefCell::new(None));
     let slot: Slot = Rc::new(RefCell::new(None));
-    let (s2, k2, o2, d2) = (slot.clone(), kills.clone(), owner.clone(), drops.clone());
-    let g = Greenlet::new(move |()| {
-        let _f = Flag(d2);
-        *s2.borrow_mut() = Some(Greenlet::current());
-        loop {
-            let r = catch_unwind(AssertUnwindSafe(|| {
-                Greenlet::main().switch::<(), ()>(()).unwrap()
-            }));
-            if r.is_err() {
-                k2.set(k2.get() + 1);
-                drop(o2.borrow_mut().take());
-            }
-        }
-    });
-    g.switch::<(), ()>(()).unwrap();
+    let g = refuses_dropping_its_owner(&kills, &slot, &owner);
     *owner.borrow_mut() = Some(g);
     assert_eq!(uncounted(&slot).try_kill(), Err(KillRefused));
     set_switch_hook(Some(Box::new(|_e: &SwitchEvent| {})));

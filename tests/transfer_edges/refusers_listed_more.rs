@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::{state_of, uncounted, Flag, Slot};
+use super::{refuses_dropping_its_owner, state_of, uncounted, Flag, Owner, Slot};
 use greenlet::hub;
 use greenlet::{stats, CurrentGreenlet, Greenlet, GreenletState};
 
@@ -250,23 +250,11 @@ fn a_child_made_after_the_refusal_does_not_make_it_collectable() {
 fn run_mains_kill_refused_with_no_reference_left_leaks_the_victim() {
     let kills = Rc::new(Cell::new(0));
     let slot: Slot = Rc::new(RefCell::new(None));
-    let owner: Rc<RefCell<Option<Greenlet>>> = Rc::new(RefCell::new(None));
-    let (k2, s2, o2, o3) = (kills.clone(), slot.clone(), owner.clone(), owner.clone());
+    let owner: Owner = Rc::new(RefCell::new(None));
+    let (k2, s2, o2) = (kills.clone(), slot.clone(), owner.clone());
     hub::run_main(move || {
-        let g = Greenlet::new(move |()| {
-            *s2.borrow_mut() = Some(Greenlet::current());
-            loop {
-                let r = catch_unwind(AssertUnwindSafe(|| {
-                    Greenlet::main().switch::<(), ()>(()).unwrap()
-                }));
-                if r.is_err() {
-                    k2.set(k2.get() + 1);
-                    drop(o2.borrow_mut().take());
-                }
-            }
-        });
-        g.switch::<(), ()>(()).unwrap();
-        *o3.borrow_mut() = Some(g);
+        let g = refuses_dropping_its_owner(&k2, &s2, &o2);
+        *o2.borrow_mut() = Some(g);
     });
     assert_eq!(kills.get(), 1);
     let t: Greenlet = (**slot.borrow().as_ref().unwrap()).clone();
