@@ -1367,3 +1367,31 @@ fn a_spawned_greenlets_panic_as_it_is_killed_stays_its_own() {
     group.kill_all();
     assert!(stubborn.greenlet().is_dead() && other.greenlet().is_dead());
 }
+
+#[test]
+fn h9_the_joins_of_a_group_a_pool_and_a_joinable_queue_are_named_in_their_panic() {
+    fn message(f: impl FnOnce()) -> String {
+        let err = panic::catch_unwind(AssertUnwindSafe(f)).unwrap_err();
+        err.downcast_ref::<String>().unwrap().clone()
+    }
+    let group = hub::Group::new();
+    let q = Queue::<u8>::new();
+    let q2 = q.clone();
+    group.spawn(move || q2.get());
+    let msg = message(|| group.join());
+    assert!(msg.contains("Group::join would block forever"), "{msg}");
+    let pool = hub::Pool::new(1);
+    let q2 = q.clone();
+    pool.spawn(move || q2.get());
+    let msg = message(|| pool.join());
+    assert!(msg.contains("Pool::join would block forever"), "{msg}");
+    let jq = hub::JoinableQueue::new();
+    jq.put(1u8);
+    let msg = message(|| jq.join());
+    assert!(
+        msg.contains("JoinableQueue::join would block forever"),
+        "{msg}"
+    );
+    group.kill_all();
+    pool.kill_all();
+}

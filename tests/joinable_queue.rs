@@ -82,3 +82,43 @@ fn join_waits_for_items_put_while_it_waited() {
     );
     time::resume();
 }
+
+/// An item counts from when it goes in, as in Python: a put blocked on a
+/// full queue holds its item in its own frame, so `task_done` cannot
+/// finish it and `join` does not wait for it; when that put then fails
+/// (here interrupted by a timeout), there is nothing to take back. (The
+/// put used to count first: the second `task_done` was accepted, and the
+/// interrupted put's take-back underflowed the count: a panic in a
+/// destructor during unwinding, which aborted, or in release a wrapped
+/// count on which every later `join` hung.)
+#[test]
+fn a_put_blocked_on_a_full_queue_is_not_unfinished_until_its_item_goes_in() {
+    time::pause();
+    let q = JoinableQueue::bounded(1);
+    q.put(1u32);
+    let q2 = q.clone();
+    let blocked = hub::spawn(move || with_timeout(Duration::from_secs(5), || q2.put(2)));
+    hub::yield_now(); // it blocks: the queue is full
+    assert_eq!((q.len(), q.unfinished()), (1, 1));
+    assert_eq!(q.task_done(), Ok(())); // item 1 (still in the queue, as Python allows)
+    assert!(q.task_done().is_err(), "only one item went in");
+    assert!(
+        q.join_timeout(Duration::ZERO),
+        "nothing that went in is unfinished"
+    );
+    time::advance(Duration::from_secs(10));
+    assert!(blocked.join().unwrap().is_err(), "its put timed out");
+    assert_eq!((q.len(), q.unfinished()), (1, 0));
+    assert!(q.task_done().is_err());
+
+    // The same put, let in: it counts once it is in.
+    let q2 = q.clone();
+    let let_in = hub::spawn(move || q2.put(3));
+    hub::yield_now();
+    assert_eq!(q.unfinished(), 0);
+    assert_eq!(q.get(), 1);
+    hub::yield_now(); // the putter stores 3
+    assert!(let_in.is_finished());
+    assert_eq!((q.len(), q.unfinished()), (1, 1));
+    time::resume();
+}

@@ -513,3 +513,35 @@ fn call_blocking_on_a_hub_whose_thread_exited_fails() {
     let e = remote.call_blocking(|| 1).unwrap_err();
     assert_eq!(e.to_string(), "the hub's thread has exited");
 }
+
+#[test]
+fn call_blocking_fails_with_remote_closed_when_its_greenlet_is_killed_by_the_hubs_shutdown() {
+    let (remote_tx, remote_rx) = mpsc::channel();
+    let server = thread::spawn(move || {
+        hub::run_main(move || {
+            let (stop, stopped) = hub::channel::<()>();
+            remote_tx.send((hub::remote(), stop)).unwrap();
+            stopped.recv().unwrap();
+        });
+        // `run_main` has returned: it killed the greenlet running `f`.
+    });
+    let (remote, stop) = remote_rx.recv().unwrap();
+    let (started_tx, started_rx) = mpsc::channel();
+    let caller = thread::spawn(move || {
+        remote.call_blocking(move || {
+            let (_keep, never) = hub::channel::<u32>();
+            started_tx.send(()).unwrap();
+            never.recv().ok() // blocks until killed
+        })
+    });
+    started_rx.recv().unwrap();
+    stop.send(()).unwrap();
+    server.join().unwrap();
+    let outcome = caller
+        .join()
+        .expect("the caller saw a panic: the crate's kill signal, handed over");
+    assert_eq!(
+        outcome.unwrap_err().to_string(),
+        "the hub's thread has exited"
+    );
+}

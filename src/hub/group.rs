@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::io;
 use std::rc::{Rc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use slab::Slab;
 
@@ -211,9 +211,16 @@ impl Group {
     /// As any blocking call (see the [module docs](super)).
     #[inline(always)]
     pub fn join(&self) {
+        self.join_until(None, "Group::join");
+    }
+
+    /// `join` until `deadline` (`None`: none), named `call` in its panics
+    /// and in `stats`; returns whether the group is empty.
+    #[inline(always)]
+    fn join_until(&self, deadline: Option<Instant>, call: &'static str) -> bool {
         self.inner
             .empty
-            .wait_for(|| self.is_empty(), None, "Event::wait");
+            .wait_for(|| self.is_empty(), deadline, call)
     }
 
     /// Like [`join`](Group::join), but gives up after `timeout`; returns
@@ -224,10 +231,7 @@ impl Group {
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     #[inline(always)]
     pub fn join_timeout(&self, timeout: Duration) -> bool {
-        let deadline = deadline_after(timeout);
-        self.inner
-            .empty
-            .wait_for(|| self.is_empty(), deadline, "Group::join_timeout")
+        self.join_until(deadline_after(timeout), "Group::join_timeout")
     }
 
     /// Kills every member (see [`JoinHandle::kill`](super::JoinHandle::kill):
@@ -420,7 +424,7 @@ impl Pool {
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     #[inline(always)]
     pub fn join(&self) {
-        self.group.join();
+        self.group.join_until(None, "Pool::join");
     }
 
     /// See [`Group::join_timeout`].
@@ -430,7 +434,8 @@ impl Pool {
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     #[inline(always)]
     pub fn join_timeout(&self, timeout: Duration) -> bool {
-        self.group.join_timeout(timeout)
+        self.group
+            .join_until(deadline_after(timeout), "Pool::join_timeout")
     }
 
     /// See [`Group::kill_all`].

@@ -47,26 +47,6 @@ struct Tasks {
     all_done: Event,
 }
 
-/// Takes back the count of an item whose put did not go through, when
-/// dropped.
-struct Uncount<'a>(&'a Tasks);
-
-impl Drop for Uncount<'_> {
-    fn drop(&mut self) {
-        self.0.finished_one();
-    }
-}
-
-impl Tasks {
-    fn finished_one(&self) {
-        let n = self.unfinished.get() - 1;
-        self.unfinished.set(n);
-        if n == 0 {
-            self.all_done.set();
-        }
-    }
-}
-
 /// The error of calling [`JoinableQueue::task_done`] more times than items
 /// were put.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,15 +118,16 @@ impl<T: 'static> JoinableQueue<T> {
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     #[inline(always)]
     pub fn send(&self, item: T) -> Result<(), Closed<T>> {
-        // Counted first: a consumer may take it and finish before this
-        // returns. Uncounted if it never goes in: refused, or its putter
-        // killed, thrown into or interrupted while it blocked (the item
-        // was still its own then, and goes with its frame).
-        self.added();
-        let uncount = Uncount(&self.tasks);
+        // Counted once it went in, as Python counts in `_put`: a put still
+        // blocked on a full queue holds its item in its own frame, so it
+        // is not unfinished yet (`task_done` cannot finish it, `join` does
+        // not wait for it, and a put that never goes in has nothing to
+        // take back). No other greenlet runs between the item going in and
+        // this count: a put stores its item in its own frame, after any
+        // wait, and returns without switching (see `Queue::put_until`).
         let sent = self.queue.send(item);
         if sent.is_ok() {
-            std::mem::forget(uncount);
+            self.added();
         }
         sent
     }
@@ -220,18 +201,20 @@ impl<T: 'static> JoinableQueue<T> {
     ///
     /// [`TooManyTaskDone`] when every item put is already finished.
     pub fn task_done(&self) -> Result<(), TooManyTaskDone> {
-        if self.tasks.unfinished.get() == 0 {
+        let n = self.tasks.unfinished.get();
+        if n == 0 {
             return Err(TooManyTaskDone(()));
         }
-        self.finished_one();
+        self.tasks.unfinished.set(n - 1);
+        if n == 1 {
+            self.tasks.all_done.set();
+        }
         Ok(())
     }
 
-    fn finished_one(&self) {
-        self.tasks.finished_one();
-    }
-
-    /// Items put and not yet marked finished.
+    /// Items put and not yet marked finished: an item counts from when it
+    /// goes into the queue (a put blocked on a full queue does not count
+    /// until its item is in), as in Python.
     pub fn unfinished(&self) -> usize {
         self.tasks.unfinished.get()
     }
@@ -245,7 +228,9 @@ impl<T: 'static> JoinableQueue<T> {
     #[inline(always)]
     pub fn join(&self) {
         let done = || self.unfinished() == 0;
-        self.tasks.all_done.wait_for(done, None, "Event::wait");
+        self.tasks
+            .all_done
+            .wait_for(done, None, "JoinableQueue::join");
     }
 
     /// Like [`join`](JoinableQueue::join), but gives up after `timeout`;

@@ -183,7 +183,10 @@ impl Remote {
     /// # Errors
     ///
     /// [`RemoteClosed`] when the hub's thread has exited, or drops `f`
-    /// unrun (it exits first, or has no stack for the greenlet).
+    /// unrun (it exits first, or has no stack for the greenlet), or the
+    /// greenlet running `f` is killed before `f` returns (as when the hub's
+    /// thread exits, or [`run_main`](super::run_main) ends, while `f` is
+    /// blocked).
     ///
     /// # Panics
     ///
@@ -205,7 +208,14 @@ impl Remote {
         }
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.spawn(move || {
-            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            let ran = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                // Killed while `f` ran (its hub shutting down, say): the
+                // kill finishes unwinding this greenlet, and `tx` drops
+                // with it, so the caller hears `RemoteClosed`, not the
+                // crate's private kill signal.
+                Err(p) if super::is_kill(p.as_ref()) => std::panic::resume_unwind(p),
+                ran => ran,
+            };
             // The caller waits until this is sent or dropped.
             let _ = tx.send(ran);
         })?;
