@@ -199,6 +199,29 @@ fn advance_runs_a_spawn_after_due_exactly_at_its_end() {
     time::resume();
 }
 
+/// A time already passed runs `f` at the next round, alongside a plain
+/// spawn made at the same moment. (Its greenlet used to sleep until that
+/// past time, which waited for the timers fired after the next round: `f`
+/// started two rounds after the spawn.)
+#[test]
+fn spawn_at_a_passed_time_runs_at_the_next_round_as_a_spawn_does() {
+    time::pause();
+    let past = time::now();
+    time::advance(SEC);
+    let order = Rc::new(RefCell::new(Vec::new()));
+    let o = order.clone();
+    let scheduled = hub::spawn_at(past, move || o.borrow_mut().push("spawn_at"));
+    let o = order.clone();
+    let spawned = hub::spawn(move || o.borrow_mut().push("spawn"));
+    hub::yield_now(); // one round: both run
+    assert!(scheduled.has_started() && spawned.is_finished());
+    assert_eq!(*order.borrow(), ["spawn_at", "spawn"]);
+    let zero = hub::spawn_after(Duration::ZERO, || 1);
+    hub::yield_now();
+    assert!(zero.is_finished(), "a zero delay is the next round too");
+    time::resume();
+}
+
 /// Nested `with_timeout` scopes expiring at the same instant report the
 /// innermost, as scopes do (the outer one's timer, made first, fired
 /// first, and the call unwound through the inner scope to the outer).

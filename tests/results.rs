@@ -209,6 +209,38 @@ fn a_timed_out_wait_returns_every_item_ready_at_the_deadline() {
     time::resume();
 }
 
+/// A `next` first called after the deadline yields what is ready at that
+/// call, and then the iteration ends: an item that becomes ready later is
+/// not yielded. (Each late `next` used to yield whatever had become ready
+/// by then.)
+#[test]
+fn an_iteration_past_its_deadline_ends_with_what_is_ready_at_the_first_late_next() {
+    time::pause();
+    let (a, b, c) = (Event::new(), Event::new(), Event::new());
+    let (a2, b2, c2) = (a.clone(), b.clone(), c.clone());
+    hub::spawn(move || {
+        hub::sleep(MS);
+        a2.set();
+        hub::sleep(20 * MS);
+        b2.set(); // at 21 ms, after the deadline (10 ms)
+        hub::sleep(20 * MS);
+        c2.set(); // at 41 ms
+    });
+    let items = [&a, &b, &c];
+    let mut it = iwait(&items, Some(10 * MS));
+    assert_eq!(it.next(), Some(0));
+    hub::sleep(30 * MS); // busy elsewhere past the deadline
+    assert_eq!(it.next(), Some(1), "ready at the first late next");
+    hub::sleep(20 * MS);
+    assert!(c.is_set());
+    assert_eq!(
+        it.next(),
+        None,
+        "the iteration ended at the first late next"
+    );
+    time::resume();
+}
+
 #[test]
 fn a_wait_on_nothing_but_the_callers_own_handle_panics() {
     let slot: Rc<RefCell<Option<hub::JoinHandle<()>>>> = Rc::new(RefCell::new(None));

@@ -10,9 +10,12 @@
 //! blocked in a call, that call panics as one that would block forever
 //! (the daemons alone could keep it waiting for ever): a daemon's wait
 //! never keeps main waiting, as gevent raises `LoopExit` when only
-//! `ref=False` watchers are left. (Unless main itself is inside `daemon`:
-//! then its own wait is one of those.) With no daemon marked, the hub pays one
-//! integer test per idle pass.
+//! `ref=False` watchers are left. A wait of main's own that can end by
+//! itself (a deadline, a `with_timeout`, a descriptor, another thread)
+//! keeps its call waiting as usual, inside `daemon` too; but main blocked
+//! (inside `daemon` or not) on what only a daemon greenlet could bring (an
+//! `Event` a daemon sets after a sleep) panics like any such call. With no
+//! daemon marked, the hub pays one integer test per idle pass.
 
 use std::cell::Cell;
 

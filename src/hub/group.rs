@@ -204,7 +204,11 @@ impl Group {
     }
 
     /// Blocks until every member has finished (members spawned meanwhile
-    /// included): when it returns, the group is empty.
+    /// included): when it returns, the group is empty. A member that joins
+    /// its own group waits for itself, as in gevent, until something
+    /// kills it, throws into it or times it out (unlike
+    /// [`JoinHandle::join`](super::JoinHandle::join) of one's own handle,
+    /// this is not refused with a panic).
     ///
     /// # Panics
     ///

@@ -43,8 +43,8 @@ where
     schedule(deadline_after(delay), f)
 }
 
-/// Runs `f` in a new greenlet at `at` (at the next round if it has
-/// passed); see [`spawn_after`].
+/// Runs `f` in a new greenlet at `at`; see [`spawn_after`]. If `at` has
+/// passed by the next round, `f` runs then, as with [`spawn`](super::spawn).
 ///
 /// # Panics
 ///
@@ -65,8 +65,13 @@ where
     let started = Rc::new(Cell::new(false));
     let s = started.clone();
     let handle = super::spawn(move || {
-        // `None`: a delay too long to have a deadline never passes.
-        sleep_until_or_forever(at);
+        // `None`: a delay too long to have a deadline never passes. A time
+        // already passed at the greenlet's first run (the next round) runs
+        // `f` then, as a plain spawn would: sleeping until it would wait
+        // for the timers of the round after.
+        if at.is_none_or(|at| at > super::time::now()) {
+            sleep_until_or_forever(at);
+        }
         s.set(true);
         f()
     });

@@ -156,8 +156,11 @@ pub fn wait_any<W: Waitable>(items: &[W], timeout: Option<Duration>) -> Option<u
 /// An iterator over the indices of `items` in the order they become
 /// ready, each `next` blocking until one more is; it ends when all were
 /// yielded or `timeout` (one deadline for the whole iteration) passes.
-/// When the deadline passes, the items ready by then are still yielded,
-/// in order, before it ends; an item counts as ready as for [`wait`].
+/// When the deadline passes while a `next` blocks, the items ready by
+/// then are still yielded, in order, and then it ends; a `next` first
+/// called after the deadline does the same with the items ready at that
+/// call. Nothing that becomes ready later is yielded. An item counts as
+/// ready as for [`wait`].
 ///
 /// # Panics
 ///
@@ -232,6 +235,14 @@ impl<'a, W: Waitable> Iwait<'a, W> {
         Some(i)
     }
 
+    /// Ends the iteration (the deadline passed) after the items ready now:
+    /// they still count, and nothing that becomes ready later does.
+    fn end_with_ready(&mut self) {
+        let mut last: Vec<usize> = std::iter::from_fn(|| self.take_ready()).collect();
+        last.reverse();
+        self.last = Some(last);
+    }
+
     /// Blocks until any item not yet yielded may be ready; `false` on the
     /// deadline.
     fn block(&mut self) -> bool {
@@ -276,15 +287,17 @@ impl<W: Waitable> Iterator for Iwait<'_, W> {
             if self.left == 0 {
                 return None;
             }
+            if self.deadline.is_some_and(|d| super::time::now() >= d) {
+                // Called after the deadline, without blocking through it:
+                // what is ready now is all that is left to yield.
+                self.end_with_ready();
+                continue;
+            }
             if let Some(i) = self.take_ready() {
                 return Some(i);
             }
             if !self.block() {
-                // What was ready at the deadline still counts, and nothing
-                // that becomes ready later.
-                let mut last: Vec<usize> = std::iter::from_fn(|| self.take_ready()).collect();
-                last.reverse();
-                self.last = Some(last);
+                self.end_with_ready();
             }
         }
     }
