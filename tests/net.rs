@@ -1160,3 +1160,48 @@ fn try_peek_never_switches_and_tells_a_quiet_connection_from_a_closed_one() {
     client.close();
     assert!(client.try_peek(&mut buf).is_err());
 }
+
+// ----- into_std -----
+
+/// An accepted connection leaves this thread's hub with `into_std` and is
+/// served by another thread's hub (`from_std`); the descriptor is the
+/// same one, closed once, by its last owner.
+#[test]
+fn into_std_moves_a_connection_to_another_threads_hub() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = hub::spawn(move || {
+        let mut conn = TcpStream::connect(addr).unwrap();
+        conn.write_all(b"ping").unwrap();
+        let mut reply = Vec::new();
+        conn.read_to_end(&mut reply).unwrap();
+        reply
+    });
+    let (conn, _) = listener.accept().unwrap();
+    let fd = conn.as_raw_fd();
+    let moved = conn.into_std();
+    assert_eq!(moved.as_raw_fd(), fd, "the same descriptor");
+    let worker = std::thread::spawn(move || {
+        let conn = TcpStream::from_std(moved).unwrap();
+        let mut buf = [0; 4];
+        (&conn).read_exact(&mut buf).unwrap();
+        (&conn).write_all(&buf.to_ascii_uppercase()).unwrap();
+        // Dropped here: the client reads to the end.
+    });
+    assert_eq!(client.join().unwrap(), b"PING");
+    worker.join().unwrap();
+
+    // A listener, and a UDP socket, taken back for blocking use.
+    let std_listener = listener.into_std();
+    std_listener.set_nonblocking(false).unwrap();
+    let connector = std::thread::spawn(move || std::net::TcpStream::connect(addr).is_ok());
+    assert!(std_listener.accept().is_ok());
+    assert!(connector.join().unwrap());
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_addr = udp.local_addr().unwrap();
+    let udp = udp.into_std();
+    udp.set_nonblocking(false).unwrap();
+    udp.send_to(b"x", udp_addr).unwrap();
+    let mut buf = [0; 1];
+    assert_eq!(udp.recv_from(&mut buf).unwrap().0, 1);
+}

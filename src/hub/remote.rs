@@ -164,7 +164,12 @@ impl Remote {
     /// Runs `f` on the hub's thread, as [`spawn`](Remote::spawn) does, and
     /// blocks the calling OS thread until it has returned its value: how a
     /// plain (not async, not greenlet) thread calls into a hub. A panic in
-    /// `f` resumes here, in the caller.
+    /// `f` resumes here, in the caller. From a greenlet it blocks its whole
+    /// thread, every greenlet of its hub with it (two hubs calling each
+    /// other this way deadlock): there, block only the greenlet with
+    /// `hub::block_on(remote.call(f))` (see [`Remote::call`]), or post `f`
+    /// with [`spawn`](Remote::spawn) and wait on a
+    /// [`channel`](super::channel) for its answer.
     ///
     /// ```
     /// use greenlet::hub;

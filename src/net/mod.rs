@@ -45,7 +45,8 @@
 //! Decisions:
 //! - Sockets are `!Send`: they are registered with the hub of the thread
 //!   that made them. Move a connection between threads as a
-//!   `std::net::TcpStream` (`from_std` registers it again).
+//!   `std::net::TcpStream` (`into_std` takes it off this hub, `from_std`
+//!   registers it with the other thread's).
 //! - An expired read or write timeout is an error of kind
 //!   `ErrorKind::TimedOut` (std lets platforms say `WouldBlock` instead).
 //! - [`with_timeout`](crate::hub::with_timeout) interrupts a socket wait;
@@ -147,6 +148,27 @@ macro_rules! fd_impls {
     )*};
 }
 
+/// `into_std` for socket types with a `socket` field, into their std
+/// namesake.
+macro_rules! into_std {
+    ($($t:ty => $std:ty),*) => {$(
+        impl $t {
+            #[doc = concat!(
+                "Gives the socket back as a [`", stringify!($std), "`], taken off this ",
+                "thread's hub: to move it to another thread (whose `from_std` ",
+                "registers it there) or to use it with blocking code. It stays in ",
+                "non-blocking mode, as tokio's `into_std` leaves it: call ",
+                "`set_nonblocking(false)` on it for blocking calls. The read and ",
+                "write timeouts set here are not carried over (they are the hub's, ",
+                "not socket options)."
+            )]
+            pub fn into_std(self) -> $std {
+                <$std>::from(self.socket.into_inner())
+            }
+        }
+    )*};
+}
+
 /// std's timeout setters and getters, for a type with a `socket` field.
 macro_rules! timeouts {
     ($t:ty) => {
@@ -216,5 +238,6 @@ macro_rules! close_and_clone {
 
 use close_and_clone;
 use fd_impls;
+use into_std;
 use stream_io;
 use timeouts;

@@ -148,6 +148,29 @@ impl<S: Source + AsRawFd> Socket<S> {
         }
     }
 
+    /// The mio socket itself, deregistered from the hub (unless closed,
+    /// which deregistered it then) and no longer this thread's: for
+    /// `into_std`. Greenlets blocked on it cannot exist, as this takes the
+    /// socket by value.
+    pub(crate) fn into_inner(self) -> S {
+        if !self.reg.is_closed() {
+            if let Some(reactor) = self.hub.reactor() {
+                reactor.deregister(&mut SourceFd(&self.io.as_raw_fd()), &self.reg);
+            }
+        }
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used again and, in a `ManuallyDrop`,
+        // never dropped: `Drop for Socket` (which would deregister `io`
+        // again and close it) does not run. Each field that owns something
+        // (`io`, `reg`, `hub`; the timeouts are `Copy`) is read out once
+        // here, so each is dropped or returned exactly once.
+        unsafe {
+            drop(std::ptr::read(&this.reg));
+            drop(std::ptr::read(&this.hub));
+            std::ptr::read(&this.io)
+        }
+    }
+
     /// A duplicate of its descriptor (for `try_clone`), which the caller
     /// registers as a socket of its own, with the same timeouts.
     pub(crate) fn dup(&self) -> io::Result<OwnedFd> {

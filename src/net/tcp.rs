@@ -290,6 +290,7 @@ super::stream_io!(
     short_reads_drain: true
 );
 super::fd_impls!(TcpListener, TcpStream);
+super::into_std!(TcpListener => std::net::TcpListener, TcpStream => std::net::TcpStream);
 super::close_and_clone!(TcpListener, std::net::TcpListener);
 super::close_and_clone!(TcpStream, std::net::TcpStream, shutdown);
 super::timeouts!(TcpStream);

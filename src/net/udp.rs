@@ -155,6 +155,7 @@ impl UdpSocket {
 }
 
 super::fd_impls!(UdpSocket);
+super::into_std!(UdpSocket => std::net::UdpSocket);
 super::close_and_clone!(UdpSocket, std::net::UdpSocket);
 super::timeouts!(UdpSocket);
 

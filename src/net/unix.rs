@@ -189,6 +189,7 @@ super::stream_io!(
     short_reads_drain: false
 );
 super::fd_impls!(UnixListener, UnixStream);
+super::into_std!(UnixListener => std::os::unix::net::UnixListener, UnixStream => std::os::unix::net::UnixStream);
 super::close_and_clone!(UnixListener, std::os::unix::net::UnixListener);
 super::close_and_clone!(UnixStream, std::os::unix::net::UnixStream, shutdown);
 super::timeouts!(UnixStream);
