@@ -175,8 +175,9 @@ impl Greenlet {
                  Greenlet stacks take memory mappings (two each on kernels without \
                  lightweight guard pages) and Linux limits a process to \
                  vm.max_map_count of them (65530 by default, about 32,000 greenlets \
-                 there); raise it with `sysctl -w vm.max_map_count=N`, \
-                 or use Greenlet::builder().build(..) to handle the error"
+                 there); raise it with `sysctl -w vm.max_map_count=N`. Or the address \
+                 space ran out: see `ulimit -v` and the thread's StackPolicy::stack_size. \
+                 Greenlet::builder().build(..) returns the error instead"
             ),
         }
     }

@@ -8,7 +8,7 @@
 //! the stack of this thread's current greenlet, it prints
 //!
 //! ```text
-//! greenlet 'NAME' (id N) overflowed its stack of S KiB; raise it with Builder::stack_size
+//! greenlet 'NAME' (id N) overflowed its stack of S KiB; raise it with Builder::stack_size or StackPolicy::stack_size
 //! ```
 //!
 //! to stderr and aborts. Any other fault goes to the handler that was there
@@ -163,7 +163,7 @@ fn report(o: &Overflow) {
     buf.number(o.id);
     buf.push(b") overflowed its stack of ");
     buf.number((o.stack_size / 1024) as u64);
-    buf.push(b" KiB; raise it with Builder::stack_size\n");
+    buf.push(b" KiB; raise it with Builder::stack_size or StackPolicy::stack_size\n");
     // SAFETY: writing a valid buffer to fd 2.
     unsafe { libc::write(2, buf.bytes.as_ptr().cast(), buf.len) };
 }

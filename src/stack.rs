@@ -173,7 +173,10 @@ impl StackPolicy {
     /// A new size takes effect at once: the pooled stacks of the old size
     /// are unmapped, and those still in use are unmapped when their
     /// greenlets finish. A size too large to map makes the next creation
-    /// fail with [`InvalidInput`](std::io::ErrorKind::InvalidInput).
+    /// fail: with [`InvalidInput`](std::io::ErrorKind::InvalidInput) when
+    /// it is more than half the address space can express, otherwise with
+    /// the kernel's refusal (`OutOfMemory`, as when the address space or
+    /// the mapping limit runs out).
     ///
     /// ```
     /// use greenlet::{set_stack_policy, Greenlet, StackPolicy};
@@ -232,7 +235,11 @@ impl Default for StackPolicy {
 /// Sets the current thread's [`StackPolicy`] and returns the one it
 /// replaces. Pooled stacks beyond a lowered [`StackPolicy::max_pooled`],
 /// and all of them when the [`stack_size`](StackPolicy::stack_size)
-/// changes, are unmapped at once.
+/// changes, are unmapped at once. (At the kernel's mapping limit, the
+/// unmapping of a stack in the middle of a batch can be refused, as it
+/// would split the batch's mapping in two: such a stack gives its memory
+/// back at once and is unmapped by a later [`trim_stacks`] or at thread
+/// exit.)
 pub fn set_stack_policy(policy: StackPolicy) -> StackPolicy {
     Runtime::get().with_pool(|pool| pool.set_policy(policy))
 }
@@ -360,12 +367,18 @@ impl PooledStack {
         (self.low() + page_size(), self.len() - page_size())
     }
 
-    /// Unmaps a batch slot (the batch mapping around it stays).
-    fn unmap(self) {
+    /// Unmaps the stack: its own mapping, or its slot of a batch (the
+    /// batch mapping around it stays). The kernel may refuse, at the
+    /// mapping limit: unmapping a slot in the middle of a mapping splits
+    /// it in two, which takes one mapping more. Then the stack comes back.
+    fn unmap(self) -> Result<(), PooledStack> {
         // SAFETY: the range is this stack's own slot, which nothing else
         // uses: the pool holds it and no greenlet runs on it.
-        unsafe { libc::munmap(self.low() as *mut libc::c_void, self.len()) };
+        if unsafe { libc::munmap(self.low() as *mut libc::c_void, self.len()) } != 0 {
+            return Err(self);
+        }
         std::mem::forget(self);
+        Ok(())
     }
 }
 
@@ -426,6 +439,10 @@ pub(crate) struct StackPool {
     /// The last clock reading, in milliseconds (see `now_ms`).
     last_tick: u64,
     policy: StackPolicy,
+    /// Stacks the kernel refused to unmap (see `PooledStack::unmap`):
+    /// their memory is given back at once, and their unmapping tried
+    /// again by `trim_all` (`trim_stacks`) and `clear` (thread exit).
+    stranded: Vec<PooledStack>,
 }
 
 impl StackPool {
@@ -438,6 +455,26 @@ impl StackPool {
             stack_len: 0,
             last_tick: 0,
             policy: StackPolicy::new(),
+            stranded: Vec::new(),
+        }
+    }
+
+    /// Unmaps `stack`, or, if the kernel refuses, gives its memory back
+    /// and keeps it among the stranded, to unmap later.
+    #[cold]
+    fn unmap(&mut self, stack: PooledStack) {
+        if let Err(stack) = stack.unmap() {
+            give_back(std::iter::once(stack.usable()));
+            self.stranded.push(stack);
+        }
+    }
+
+    /// Tries the unmapping of the stranded stacks again.
+    fn unmap_stranded(&mut self) {
+        for stack in std::mem::take(&mut self.stranded) {
+            if let Err(stack) = stack.unmap() {
+                self.stranded.push(stack);
+            }
         }
     }
 
@@ -475,11 +512,11 @@ impl StackPool {
     #[inline(always)]
     pub(crate) fn give(&mut self, stack: PooledStack) {
         self.in_use -= 1;
-        if stack.owned() {
-            return; // dropping unmaps it
-        }
-        if self.free.len() >= self.policy.max_pooled || stack.len() != self.stack_len {
-            stack.unmap();
+        if stack.owned()
+            || self.free.len() >= self.policy.max_pooled
+            || stack.len() != self.stack_len
+        {
+            self.unmap(stack);
             return;
         }
         // Below the resident reserve the stack cannot be trimmed before
@@ -516,6 +553,7 @@ impl StackPool {
     /// lent out, if any, stay mapped.
     pub(crate) fn clear(&mut self) {
         let mut stacks: Vec<PooledStack> = self.free.drain(..).map(|p| p.stack).collect();
+        stacks.append(&mut self.stranded);
         self.trimmed = 0;
         stacks.sort_unstable_by_key(PooledStack::low);
         // Neighbouring slots of a batch go in one call.
@@ -541,10 +579,23 @@ impl StackPool {
 
     fn set_policy(&mut self, policy: StackPolicy) -> StackPolicy {
         let old = std::mem::replace(&mut self.policy, policy);
+        if policy.resident < old.resident {
+            // Stacks that leave the reserve now count as released now, as
+            // in `give`: their readings may be stale.
+            let len = self.free.len();
+            let from = len.saturating_sub(old.resident).max(self.trimmed);
+            let to = len.saturating_sub(policy.resident);
+            if from < to {
+                let now = self.tick();
+                for pooled in &mut self.free[from..to] {
+                    pooled.released = now;
+                }
+            }
+        }
         if policy.stack_size != old.stack_size {
             // Pooled stacks of the old size are of no use any more.
-            for pooled in self.free.drain(..) {
-                pooled.stack.unmap();
+            for pooled in std::mem::take(&mut self.free) {
+                self.unmap(pooled.stack);
             }
             self.trimmed = 0;
             self.mapped = 0;
@@ -553,8 +604,9 @@ impl StackPool {
         if self.free.len() > policy.max_pooled {
             // The coldest go: the bottom of the LIFO.
             let excess = self.free.len() - policy.max_pooled;
-            for pooled in self.free.drain(..excess) {
-                pooled.stack.unmap();
+            let coldest: Vec<Pooled> = self.free.drain(..excess).collect();
+            for pooled in coldest {
+                self.unmap(pooled.stack);
             }
             self.trimmed = self.trimmed.saturating_sub(excess);
         }
@@ -585,9 +637,11 @@ impl StackPool {
         self.trim_to(first_warm);
     }
 
-    /// Trims every pooled stack.
+    /// Trims every pooled stack (and unmaps the stranded ones, if the
+    /// kernel lets it now).
     fn trim_all(&mut self) {
         self.trim_to(self.free.len());
+        self.unmap_stranded();
     }
 
     /// Trims `free[trimmed..end]`.
@@ -959,6 +1013,47 @@ mod tests {
         pool.trim_all();
         assert_eq!(resident(&pool), 0);
         assert!(spans.iter().all(|&(a, l)| resident_pages(a, l) == 0));
+        pool.clear();
+    }
+
+    /// Lowering `resident` takes stacks out of the reserve: they count as
+    /// released from then on, as one pushed out by a release does. (Their
+    /// stale readings made them cold at once: a pool idle for hours, then
+    /// a burst, then `resident(0)`, trimmed the burst's stacks at the next
+    /// take, with an hour's `cold_after`.)
+    #[test]
+    fn stacks_leaving_the_reserve_by_a_lowered_resident_count_from_then() {
+        let mut pool = StackPool::new();
+        pool.set_policy(
+            StackPolicy::new()
+                .resident(16)
+                .cold_after(Duration::from_secs(3600)),
+        );
+        let some: Vec<_> = (0..8)
+            .map(|_| {
+                let s = take(&mut pool);
+                touch_top(&s);
+                s
+            })
+            .collect();
+        let fresh = pool.pooled(); // the rest of the batch, never used
+                                   // The pool last read the clock two hours ago (it was idle).
+        pool.last_tick = now_ms().saturating_sub(2 * 3600 * 1000);
+        for s in some {
+            pool.give(s); // all into the reserve: stamped with that reading
+        }
+        pool.set_policy(
+            StackPolicy::new()
+                .resident(0)
+                .cold_after(Duration::from_secs(3600)),
+        );
+        let one = take(&mut pool);
+        assert_eq!(pool.free.len() - pool.trimmed, 7, "none trimmed");
+        assert!(pool.free[fresh..].iter().all(|p| {
+            let (a, l) = p.stack.usable();
+            resident_pages(a, l) > 0
+        }));
+        pool.give(one);
         pool.clear();
     }
 

@@ -260,9 +260,10 @@ where
             "greenlet::hub::spawn: cannot allocate a stack: {e}. Greenlet stacks take \
              memory mappings (two each on kernels without lightweight guard pages) and \
              Linux limits a process to vm.max_map_count of them (65530 by default); \
-             raise it with `sysctl -w vm.max_map_count=N`, \
-             keep fewer greenlets alive at once, or use hub::Builder::spawn to get \
-             the error instead"
+             raise it with `sysctl -w vm.max_map_count=N`, or keep fewer greenlets \
+             alive at once. Or the address space ran out: see `ulimit -v` and the \
+             thread's StackPolicy::stack_size. hub::Builder::spawn returns the error \
+             instead"
         )
     })
 }

@@ -493,9 +493,12 @@ impl Runtime {
         self.set_flags(key, NO_REFUSAL);
     }
 
-    /// If `addr` lies in the guard page of the current greenlet's stack,
-    /// what the overflow message needs. Called from a signal handler: it
-    /// only reads.
+    /// If `addr` lies in the guard page of a greenlet's stack, what the
+    /// overflow message needs. The current greenlet's is looked at first;
+    /// then every greenlet's, because a switch names its target current
+    /// before the leaving greenlet's last frames (corosensei's suspend)
+    /// are pushed on its own stack, where an overflow can land too.
+    /// Called from a signal handler: it only reads.
     pub(crate) fn overflow_at(addr: usize) -> Option<crate::overflow::Overflow> {
         let rt = RUNTIME.try_with(Cell::get).ok()?;
         if (rt as usize) <= (TORN_DOWN as usize) {
@@ -504,11 +507,12 @@ impl Runtime {
         // SAFETY: a live runtime (see `get`), on the thread the fault
         // interrupted; only `Cell` reads and a copy-out follow.
         let rt = unsafe { &*rt };
-        let info = rt.records.guard_info(rt.current.get())?;
         let page = crate::stack::page_size();
-        if addr < info.guard_page || addr >= info.guard_page + page {
-            return None;
-        }
+        let info = rt
+            .records
+            .guard_info(rt.current.get())
+            .filter(|info| addr.wrapping_sub(info.guard_page) < page)
+            .or_else(|| rt.records.guard_info_holding(addr, page))?;
         Some(crate::overflow::Overflow {
             name: info.name,
             id: info.id,
@@ -550,5 +554,30 @@ mod tests {
     fn coroutine_fits_the_reserved_bytes() {
         assert!(std::mem::size_of::<Co>() <= crate::stack::RESERVED);
         assert!(std::mem::align_of::<Co>() <= 64);
+    }
+
+    /// A fault in the guard page of a greenlet that is not current (as in
+    /// a switch's last frames, after `jump` named the target current) is
+    /// still that greenlet's overflow. (Only the current greenlet's guard
+    /// page was looked at: such an overflow died of a bare SIGSEGV.)
+    #[test]
+    fn an_overflow_is_found_in_the_guard_page_of_a_greenlet_that_is_not_current() {
+        let g = crate::Greenlet::builder()
+            .name("switchy")
+            .build(|()| crate::Greenlet::main().switch::<(), ()>(()).unwrap())
+            .unwrap();
+        g.switch::<(), ()>(()).unwrap(); // started, suspended: main is current
+        let rt = Runtime::get();
+        let guard = rt.records.guard_info(g.key()).unwrap().guard_page;
+        let page = crate::stack::page_size();
+        for addr in [guard, guard + page / 2, guard + page - 1] {
+            let found = Runtime::overflow_at(addr).expect("the greenlet's guard page");
+            assert_eq!(found.id, g.id());
+            assert_eq!(found.name.map(|(_, len)| len), Some("switchy".len()));
+        }
+        assert!(Runtime::overflow_at(guard + page).is_none(), "its stack");
+        assert!(Runtime::overflow_at(guard - 1).is_none(), "below it");
+        assert!(Runtime::overflow_at(0).is_none());
+        g.switch::<(), ()>(()).unwrap();
     }
 }

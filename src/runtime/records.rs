@@ -816,15 +816,35 @@ impl Records {
     /// that can fault on a guard page), so the records are consistent.
     #[inline]
     pub(crate) fn guard_info(&self, key: Key) -> Option<GuardInfo> {
-        self.read(key, |r| {
-            (r.guard_page != 0).then(|| GuardInfo {
-                guard_page: r.guard_page,
-                stack_size: r.stack_kib as usize * 1024,
-                id: r.id,
-                name: r.name.as_ref().map(|n| (n.as_ptr(), n.len())),
+        self.read(key, guard_info)
+    }
+
+    /// What the overflow message needs of the live greenlet whose guard
+    /// page (of `page` bytes) holds `addr`, looking through every record:
+    /// for a fault while `current` already names another greenlet (a
+    /// switch's last frames, pushed on the leaving greenlet's stack after
+    /// `jump` named its target current). Called from the signal handler,
+    /// as [`guard_info`](Records::guard_info); the chunks of slots never
+    /// move, and a switch's window is outside any door.
+    pub(crate) fn guard_info_holding(&self, addr: usize, page: usize) -> Option<GuardInfo> {
+        (0..self.key_bound()).find_map(|i| {
+            let key = self.store(|s| s.key_at(i as usize))?;
+            self.slot(key, |r| {
+                let holds = r.guard_page != 0 && addr.wrapping_sub(r.guard_page) < page;
+                (r.live && holds).then(|| guard_info(r)).flatten()
             })
         })
     }
+}
+
+/// What the overflow message needs of `r`, if it has a guard page.
+fn guard_info(r: &Record) -> Option<GuardInfo> {
+    (r.guard_page != 0).then(|| GuardInfo {
+        guard_page: r.guard_page,
+        stack_size: r.stack_kib as usize * 1024,
+        id: r.id,
+        name: r.name.as_ref().map(|n| (n.as_ptr(), n.len())),
+    })
 }
 
 /// `r`'s killer link (read only when [`HAS_KILLER`] says it is there).
