@@ -205,11 +205,9 @@ fn stacks_refused_unmapping_at_the_mapping_limit_give_their_memory_back_and_are_
     };
     let pooled = figure("pooled");
     assert!(pooled >= 199, "{line}");
-    // Each stack held 64 KiB of used memory, and maps about 1 MiB.
-    assert!(
-        figure("rss_freed_kib") >= pooled * 60,
-        "memory kept: {line}"
-    );
+    // 200 of them held about 64 KiB of used memory each; each maps about
+    // 1 MiB.
+    assert!(figure("rss_freed_kib") >= 200 * 50, "memory kept: {line}");
     let unmapped = figure("virt_freed_at_once_kib") + figure("virt_freed_by_trim_kib");
     assert!(unmapped >= pooled * 1000, "address space kept: {line}");
 }

@@ -241,6 +241,32 @@ fn an_iteration_past_its_deadline_ends_with_what_is_ready_at_the_first_late_next
     time::resume();
 }
 
+/// A zero timeout polls: with nothing ready, the other greenlets run once
+/// before the wait gives up, as `Event::wait_timeout(ZERO)` lets them, so
+/// a polling loop ends. (A review of the late-`next` change: it returned
+/// at once without switching, and such a loop spun for ever.)
+#[test]
+fn a_zero_timeout_wait_lets_the_others_run_once() {
+    let ev = Event::new();
+    let setter = ev.clone();
+    hub::spawn(move || setter.set());
+    let mut polls = 0;
+    while wait_any(&[&ev], Some(Duration::ZERO)).is_none() {
+        polls += 1;
+        assert!(polls < 100, "the setter never ran");
+    }
+    let h = hub::spawn(|| 7);
+    assert_eq!(wait(&[&h], None, Some(Duration::ZERO)), [0]);
+    let ev = Event::new();
+    let setter = ev.clone();
+    hub::spawn(move || setter.set());
+    assert_eq!(iwait(&[&ev], Some(Duration::ZERO)).next(), Some(0));
+    // With an item ready, it is yielded without a switch.
+    let spawned = hub::spawn(|| ());
+    assert_eq!(wait_any(&[&ev], Some(Duration::ZERO)), Some(0));
+    assert!(!spawned.is_finished());
+}
+
 #[test]
 fn a_wait_on_nothing_but_the_callers_own_handle_panics() {
     let slot: Rc<RefCell<Option<hub::JoinHandle<()>>>> = Rc::new(RefCell::new(None));

@@ -189,9 +189,10 @@ impl Remote {
     ///
     /// [`RemoteClosed`] when the hub's thread has exited, or drops `f`
     /// unrun (it exits first, or has no stack for the greenlet), or the
-    /// greenlet running `f` is killed before `f` returns (as when the hub's
+    /// greenlet running `f` is killed while `f` runs (as when the hub's
     /// thread exits, or [`run_main`](super::run_main) ends, while `f` is
-    /// blocked).
+    /// blocked) and the kill unwinds out of `f` (an `f` that catches it and
+    /// returns gives its value).
     ///
     /// # Panics
     ///

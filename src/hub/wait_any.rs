@@ -159,8 +159,10 @@ pub fn wait_any<W: Waitable>(items: &[W], timeout: Option<Duration>) -> Option<u
 /// When the deadline passes while a `next` blocks, the items ready by
 /// then are still yielded, in order, and then it ends; a `next` first
 /// called after the deadline does the same with the items ready at that
-/// call. Nothing that becomes ready later is yielded. An item counts as
-/// ready as for [`wait`].
+/// call (with none ready, after letting the other greenlets run once, as
+/// a wait that times out does: so a zero timeout polls). Nothing that
+/// becomes ready later is yielded. An item counts as ready as for
+/// [`wait`].
 ///
 /// # Panics
 ///
@@ -289,7 +291,13 @@ impl<W: Waitable> Iterator for Iwait<'_, W> {
             }
             if self.deadline.is_some_and(|d| super::time::now() >= d) {
                 // Called after the deadline, without blocking through it:
-                // what is ready now is all that is left to yield.
+                // what is ready is all that is left to yield. With nothing
+                // ready, the others run once first, as in a wait that
+                // times out (a zero-timeout poll in a loop would starve
+                // them otherwise).
+                if !(0..self.items.len()).any(|i| self.fired(i)) {
+                    self.block();
+                }
                 self.end_with_ready();
                 continue;
             }

@@ -580,4 +580,34 @@ mod tests {
         assert!(Runtime::overflow_at(0).is_none());
         g.switch::<(), ()>(()).unwrap();
     }
+
+    /// A finished greenlet whose handle is kept keeps its record, and the
+    /// record its old guard page: the stack's new owner is named, and a
+    /// stack back in the pool is nobody's (a fault there is no overflow).
+    #[test]
+    fn a_stack_reused_or_pooled_is_not_a_finished_greenlets() {
+        let finished = crate::Greenlet::builder()
+            .name("finished")
+            .build(|()| ())
+            .unwrap();
+        finished.switch::<(), ()>(()).unwrap();
+        let owner = crate::Greenlet::builder()
+            .name("owner")
+            .build(|()| crate::Greenlet::main().switch::<(), ()>(()).unwrap())
+            .unwrap();
+        owner.switch::<(), ()>(()).unwrap(); // suspended on the reused stack
+        let rt = Runtime::get();
+        let guard = rt.records.guard_info(owner.key()).unwrap().guard_page;
+        let page = crate::stack::page_size();
+        assert_eq!(
+            rt.records.guard_info(finished.key()).map(|i| i.guard_page),
+            Some(guard),
+            "the same stack, LIFO"
+        );
+        assert_eq!(Runtime::overflow_at(guard).map(|o| o.id), Some(owner.id()));
+        owner.switch::<(), ()>(()).unwrap(); // finishes
+        rt.recycle_finished(); // its stack goes back to the pool
+        assert!(Runtime::overflow_at(guard).is_none());
+        assert!(rt.records.guard_info_holding(guard, page).is_none());
+    }
 }

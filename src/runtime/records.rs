@@ -830,8 +830,13 @@ impl Records {
         (0..self.key_bound()).find_map(|i| {
             let key = self.store(|s| s.key_at(i as usize))?;
             self.slot(key, |r| {
+                // A dead greenlet's record keeps its old `guard_page`
+                // after its stack went back to the pool (to be reused by
+                // another greenlet, or to wait there): only a record that
+                // still owns its coroutine owns that stack.
+                let owns_stack = r.live && !r.coroutine.is_null();
                 let holds = r.guard_page != 0 && addr.wrapping_sub(r.guard_page) < page;
-                (r.live && holds).then(|| guard_info(r)).flatten()
+                (owns_stack && holds).then(|| guard_info(r)).flatten()
             })
         })
     }
