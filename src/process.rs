@@ -18,7 +18,13 @@
 //!   backing-off [`hub::sleep`] (1 ms up to 50 ms).
 //! - Piped stdin, stdout and stderr are pipes in non-blocking mode,
 //!   registered with the hub ([`AsyncFd`]); they implement `Read` /
-//!   `Write` (also through shared references).
+//!   `Write` (also through shared references). To feed one to another
+//!   child, convert it (`Stdio::try_from(child.stdout.take().unwrap())`,
+//!   or `into_std`): that takes it off the hub and makes it blocking again.
+//!   A duplicate of its descriptor shares the non-blocking mode, which the
+//!   other child's reads would fail on.
+//! - A child is `!Send`, unlike std's: its exit watch belongs to the hub of
+//!   the thread that spawned it.
 //! - As with std, dropping a [`Child`] neither kills nor reaps it.
 //! - A kill (and the kill that `output`, `status` and `wait_with_output`
 //!   make when a `with_timeout` expiry or a kill interrupts them) ends the
@@ -414,12 +420,22 @@ impl Child {
     /// caller kills and reaps the child.
     fn collect_output(&mut self) -> io::Result<Output> {
         drop(self.stdin.take());
+        // The reader is part of this call: a daemon's call keeps it a
+        // daemon too, or its pipe wait would keep `hub::run` going.
+        let daemon = hub::current_is_daemon();
         let stderr = match self.stderr.take() {
             Some(mut err) => Some(
                 hub::Builder::new()
                     .spawn(move || {
-                        let mut buf = Vec::new();
-                        err.read_to_end(&mut buf).map(|_| buf)
+                        let mut read = move || {
+                            let mut buf = Vec::new();
+                            err.read_to_end(&mut buf).map(|_| buf)
+                        };
+                        if daemon {
+                            hub::daemon(read)
+                        } else {
+                            read()
+                        }
                     })
                     // No stack for the reader: an error, not a panic.
                     .map_err(|e| io::Error::new(e.kind(), format!("greenlet::process: {e}")))?,
@@ -517,6 +533,32 @@ macro_rules! pipe_type {
             pub fn set_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
                 self.fd.set_read_timeout(timeout)?;
                 self.fd.set_write_timeout(timeout)
+            }
+
+            #[doc = concat!(
+                "Gives the pipe back as std's `", stringify!($std), "`, taken off ",
+                "this thread's hub and in blocking mode again: to hand to another ",
+                "child (through `Stdio`, as `From` does) or to blocking code.\n\n",
+                "# Errors\n\nWhen its blocking mode cannot be restored (`fcntl`)."
+            )]
+            pub fn into_std(self) -> io::Result<$std> {
+                let std = self.fd.into_inner();
+                // The open file is shared with whoever gets it next (a
+                // child reading a non-blocking pipe fails with EAGAIN).
+                crate::net::fd::set_blocking(std.as_fd())?;
+                Ok(std)
+            }
+        }
+
+        impl TryFrom<$name> for Stdio {
+            type Error = io::Error;
+
+            #[doc = concat!(
+                "Feeds the pipe to another child (`", stringify!($name),
+                "::into_std`, then std's conversion)."
+            )]
+            fn try_from(pipe: $name) -> io::Result<Stdio> {
+                pipe.into_std().map(Stdio::from)
             }
         }
 

@@ -164,3 +164,39 @@ fn main_inside_daemon_waiting_on_nothing_gets_the_blocked_forever_panic() {
     assert_eq!(ticks.get(), 0, "told at once, not after ticks");
     hub::time::resume();
 }
+
+/// `wait_with_output` (and so `output`) in a daemon: its hidden stderr
+/// reader waits as a daemon too, so `run` returns while the child still
+/// runs. (The reader was an ordinary greenlet: its pipe wait kept `run`
+/// going until the child ended.)
+#[test]
+fn a_daemons_wait_with_output_does_not_keep_run_going() {
+    let pid = Rc::new(Cell::new(0));
+    let p = pid.clone();
+    let daemon = hub::spawn_daemon(move || {
+        let child = greenlet::process::Command::new("sleep")
+            .arg("10")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        p.set(child.id());
+        child.wait_with_output()
+    });
+    hub::run();
+    let pid = pid.get() as libc::pid_t;
+    assert!(pid > 0);
+    // Running (sleeping), not ended (a zombie) nor reaped.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rfind(')').and_then(|at| stat[at + 2..].chars().next());
+    let alive = matches!(state, Some('R' | 'S' | 'D'));
+    // SAFETY: the child is ours, not reaped yet (its daemon waits for it).
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert!(daemon.wait_timeout(Duration::from_secs(60)));
+    let output = daemon.join().unwrap().unwrap();
+    assert!(!output.status.success());
+    assert!(
+        alive,
+        "run returned only once the daemon's child had ended: {state:?}"
+    );
+}

@@ -267,3 +267,46 @@ fn an_interrupted_wait_kills_and_reaps_the_process_it_waited_for() {
     }
     assert!(stdout.contains("with_timeout: true then []"), "{stdout}");
 }
+
+/// One child's output feeds another's input, as with std's
+/// `Stdio::from(child.stdout)`: the pipe leaves the hub in blocking mode
+/// again. (There was no way but a duplicate of the descriptor, still
+/// non-blocking: the second child's first read of the empty pipe failed,
+/// "cat: -: Resource temporarily unavailable".)
+#[test]
+fn a_childs_stdout_feeds_another_childs_stdin() {
+    let mut first = Command::new("sh")
+        .args(["-c", "read line; echo \"$line\"; echo done"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pipe = first.stdout.take().unwrap().into_std().unwrap();
+    // SAFETY: `F_GETFL` reads the open file's flags; the descriptor is open.
+    let flags = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&pipe), libc::F_GETFL) };
+    assert_eq!(flags & libc::O_NONBLOCK, 0, "blocking again");
+    let second = Command::new("cat")
+        .stdin(Stdio::from(pipe))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first child writes only now: the second one waits on an empty
+    // pipe first.
+    let mut input = first.stdin.take().unwrap();
+    input.write_all(b"hello\n").unwrap();
+    drop(input);
+    let output = second.wait_with_output().unwrap();
+    assert_eq!(output.stdout, b"hello\ndone\n");
+    assert!(output.status.success());
+    assert!(first.wait().unwrap().success());
+    // `TryFrom` does the same.
+    let mut third = Command::new("echo")
+        .arg("via TryFrom")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = Stdio::try_from(third.stdout.take().unwrap()).unwrap();
+    let out = Command::new("cat").stdin(stdin).output().unwrap();
+    assert_eq!(out.stdout, b"via TryFrom\n");
+    third.wait().unwrap();
+}

@@ -28,7 +28,7 @@ use crate::runtime::Key;
 static DAEMON: crate::Local<Cell<bool>> = crate::Local::revivable(|| Cell::new(false));
 
 /// Whether the current greenlet is marked as a daemon.
-pub(super) fn current_is_daemon() -> bool {
+pub(crate) fn current_is_daemon() -> bool {
     DAEMON.with(Cell::get)
 }
 

@@ -223,6 +223,7 @@ pub use self::wait_any::{iwait, join_all, wait, wait_any, Iwait, Waitable};
 #[cfg(unix)]
 pub use crate::net::fd::{wait_readable, wait_writable};
 
+pub(crate) use self::daemon::current_is_daemon;
 pub(crate) use self::scheduler::{ready_keys, settle_handed_in};
 pub(crate) use self::time::deadline_after;
 pub(crate) use self::wait::blocked;

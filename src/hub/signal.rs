@@ -3,18 +3,19 @@
 //! `signal_handler`, tokio's `signal::unix::signal`).
 //!
 //! How it works: the first `signal(n)` installs a handler for `n` that
-//! marks `n` pending and writes a byte to a process-wide pipe (the
-//! self-pipe trick; an atomic store and `write` are async-signal-safe, and
-//! the handler does nothing else). One OS thread, started with the first
-//! `signal` call, is woken by that pipe and forwards each pending signal
-//! to every [`Signal`] for it through a hub
+//! counts `n` raised once more and writes a byte to a process-wide pipe
+//! (the self-pipe trick; an atomic add and `write` are async-signal-safe,
+//! and the handler does nothing else). One OS thread, started with the
+//! first `signal` call, is woken by that pipe and forwards each signal
+//! raised since its last look to every [`Signal`] for it made before the
+//! raise, through a hub
 //! [`channel`](super::channel), which wakes the receiving hub with its
 //! `mio::Waker`. Any thread may take the signal; no signal mask changes.
 
 use std::fmt;
 use std::io;
 use std::os::raw::c_int;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -24,11 +25,14 @@ use super::{channel, Receiver, Sender};
 /// handler, so an atomic and never closed once set.
 static PIPE: AtomicI32 = AtomicI32::new(-1);
 
-/// Signals raised and not forwarded yet, by number: the handler sets one,
-/// the dispatcher takes them all after each read of the pipe, whose bytes
-/// only wake it. A byte dropped on a full pipe (a burst of one signal)
-/// therefore loses no other signal: its flag is still set.
-static PENDING: [AtomicBool; 128] = [const { AtomicBool::new(false) }; 128];
+/// How many times each signal was raised, by number: the handler counts
+/// one, the dispatcher compares them with what it forwarded after each
+/// read of the pipe, whose bytes only wake it. A byte dropped on a full
+/// pipe (a burst of one signal) therefore loses no other signal: its count
+/// moved. A [`Signal`] notes its signal's count when made, and is handed
+/// only the raises counted after it (a signal raised while none is alive
+/// is ignored, not kept for the next one made).
+static RAISED: [AtomicU64; 128] = [const { AtomicU64::new(0) }; 128];
 
 /// Who wants which signal.
 struct Registry {
@@ -40,6 +44,8 @@ struct Registry {
 struct Subscriber {
     id: u64,
     signum: c_int,
+    /// The signal's raise count when it was made.
+    since: u64,
     tx: Sender<()>,
 }
 
@@ -186,7 +192,14 @@ pub fn signal(signum: c_int) -> io::Result<Signal> {
         install_handler(signum)?;
         reg.installed[index] = true;
     }
-    reg.subscribers.push(Subscriber { id, signum, tx });
+    // Read under the lock, which the dispatcher holds while it forwards.
+    let since = RAISED[index].load(Ordering::SeqCst);
+    reg.subscribers.push(Subscriber {
+        id,
+        signum,
+        since,
+        tx,
+    });
     Ok(Signal { rx, signum, id })
 }
 
@@ -212,20 +225,18 @@ fn start_dispatcher() -> io::Result<()> {
     }
     let outcome = (|| {
         let mut fds = [0 as c_int; 2];
-        // SAFETY: `fds` is a valid array of two `c_int`s for `pipe` to
-        // fill; nothing else is touched.
-        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        // SAFETY: `fds` is a valid array of two `c_int`s for `pipe2` to
+        // fill; nothing else is touched. Close-on-exec from birth: a child
+        // spawned by another thread meanwhile inherits neither end.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
             return Err(io::Error::last_os_error());
         }
         let [read, write] = fds;
-        // SAFETY: `fcntl` on the two descriptors just created, which we
-        // own; plain integer arguments. The write end must never block a
-        // signal handler (a full pipe drops the byte: deliveries already
-        // queued will wake the receivers), and neither end leaks into
-        // children.
+        // SAFETY: `fcntl` on the write end just created, which we own;
+        // plain integer arguments. It must never block a signal handler (a
+        // full pipe drops the byte: deliveries already queued will wake
+        // the receivers).
         unsafe {
-            libc::fcntl(read, libc::F_SETFD, libc::FD_CLOEXEC);
-            libc::fcntl(write, libc::F_SETFD, libc::FD_CLOEXEC);
             let flags = libc::fcntl(write, libc::F_GETFL);
             libc::fcntl(write, libc::F_SETFL, flags | libc::O_NONBLOCK);
         }
@@ -252,6 +263,8 @@ fn start_dispatcher() -> io::Result<()> {
 /// to its subscribers, for the life of the process.
 fn dispatch(read: c_int) {
     let mut buf = [0u8; 64];
+    // The raise counts forwarded so far.
+    let mut forwarded = [0u64; 128];
     loop {
         // SAFETY: `buf` is valid for writes of its length; `read` is the
         // pipe's read end, owned by this thread and never closed.
@@ -262,14 +275,17 @@ fn dispatch(read: c_int) {
             continue;
         }
         let mut reg = registry();
-        for (signum, pending) in PENDING.iter().enumerate() {
-            if !pending.swap(false, Ordering::SeqCst) {
+        for (signum, raised) in RAISED.iter().enumerate() {
+            let now = raised.load(Ordering::SeqCst);
+            if now == forwarded[signum] {
                 continue;
             }
-            // A receiver dropped without its `Drop` having run yet (its
-            // thread exiting) refuses: forget it.
+            forwarded[signum] = now;
+            // To those made before the latest raise. A receiver dropped
+            // without its `Drop` having run yet (its thread exiting)
+            // refuses: forget it.
             reg.subscribers
-                .retain(|s| s.signum as usize != signum || s.tx.send(()).is_ok());
+                .retain(|s| s.signum as usize != signum || s.since >= now || s.tx.send(()).is_ok());
         }
     }
 }
@@ -280,9 +296,9 @@ extern "C" fn on_signal(signum: c_int) {
     if fd < 0 {
         return;
     }
-    // An atomic store is async-signal-safe.
-    if let Some(pending) = PENDING.get(signum as usize) {
-        pending.store(true, Ordering::SeqCst);
+    // A lock-free atomic add is async-signal-safe.
+    if let Some(raised) = RAISED.get(signum as usize) {
+        raised.fetch_add(1, Ordering::SeqCst);
     }
     let byte = signum as u8;
     // The interrupted code may be between a failed call and its read of

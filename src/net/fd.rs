@@ -432,6 +432,25 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// Clears `O_NONBLOCK` on `fd`'s open file (for a descriptor handed on to
+/// blocking code, a child process above all).
+pub(crate) fn set_blocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let raw = fd.as_raw_fd();
+    // SAFETY: as in `set_nonblocking`.
+    unsafe {
+        let flags = libc::fcntl(raw, libc::F_GETFL);
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if flags & libc::O_NONBLOCK != 0
+            && libc::fcntl(raw, libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 impl<T: AsFd> Drop for AsyncFd<T> {
     fn drop(&mut self) {
         // Before `inner` drops (and maybe closes the descriptor).
