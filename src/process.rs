@@ -26,6 +26,8 @@
 //! - A child is `!Send`, unlike std's: its exit watch belongs to the hub of
 //!   the thread that spawned it.
 //! - As with std, dropping a [`Child`] neither kills nor reaps it.
+//! - [`Child::kill`] takes `&mut self`, as std's; to signal a child that
+//!   another greenlet waits for, take a [`Child::signaller`] first.
 //! - A kill (and the kill that `output`, `status` and `wait_with_output`
 //!   make when a `with_timeout` expiry or a kill interrupts them) ends the
 //!   child only, not what it started: a shell's background jobs live on.
@@ -302,6 +304,43 @@ impl Child {
         self.std.kill()
     }
 
+    /// A handle that signals this child from anywhere (another greenlet,
+    /// another thread) while a greenlet waits for it, which holds the
+    /// `Child` itself: a watchdog that kills a hung child, a supervisor
+    /// that forwards `SIGTERM`. It names the process through a pidfd, so
+    /// once the child has been reaped it fails with `ESRCH` rather than
+    /// reach a process that took over its pid.
+    ///
+    /// ```
+    /// use greenlet::hub;
+    /// use greenlet::process::Command;
+    ///
+    /// let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+    /// let signaller = child.signaller().unwrap();
+    /// let watchdog = hub::spawn(move || signaller.send_signal(libc::SIGTERM));
+    /// let status = child.wait().unwrap(); // woken by the watchdog's signal
+    /// watchdog.join().unwrap().unwrap();
+    /// use std::os::unix::process::ExitStatusExt;
+    /// assert_eq!(status.signal(), Some(libc::SIGTERM));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` where the child has no pidfd (kernels before Linux
+    /// 5.3, other systems); the error of duplicating the descriptor.
+    pub fn signaller(&self) -> io::Result<ChildSignaller> {
+        match &self.exit {
+            #[cfg(target_os = "linux")]
+            ExitWatch::Pidfd(fd) => Ok(ChildSignaller {
+                pidfd: fd.get_ref().try_clone()?,
+            }),
+            ExitWatch::Poll => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "greenlet::process: no pidfd for this child (Linux 5.3 or later)",
+            )),
+        }
+    }
+
     /// Its exit status if it has exited, without blocking.
     ///
     /// # Errors
@@ -511,6 +550,61 @@ impl fmt::Debug for Child {
             )
             .finish()
     }
+}
+
+/// Signals a child from anywhere; see [`Child::signaller`]. `Send`: a
+/// duplicate of the child's pidfd, closed when this drops.
+#[derive(Debug)]
+pub struct ChildSignaller {
+    pidfd: std::os::fd::OwnedFd,
+}
+
+impl ChildSignaller {
+    /// Sends signal `signum` to the child.
+    ///
+    /// # Errors
+    ///
+    /// `pidfd_send_signal`'s: `ESRCH` once the child has exited (or been
+    /// reaped), `EINVAL` for a bad signal number.
+    pub fn send_signal(&self, signum: libc::c_int) -> io::Result<()> {
+        pidfd_send_signal(&self.pidfd, signum)
+    }
+
+    /// Sends `SIGKILL`.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_signal`](ChildSignaller::send_signal).
+    pub fn kill(&self) -> io::Result<()> {
+        self.send_signal(libc::SIGKILL)
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn pidfd_send_signal(pidfd: &std::os::fd::OwnedFd, signum: libc::c_int) -> io::Result<()> {
+    // SAFETY: `pidfd_send_signal(fd, sig, NULL, 0)` takes a descriptor the
+    // caller owns (open for the call), a signal number, a null info pointer
+    // (the kernel fills in the usual `kill` info) and no flags; it touches
+    // no memory of ours.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signum,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Never reached: `Child::signaller` says `Unsupported` without pidfds.
+#[cfg(not(target_os = "linux"))]
+fn pidfd_send_signal(_: &std::os::fd::OwnedFd, _: libc::c_int) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
 }
 
 macro_rules! pipe_type {

@@ -310,3 +310,31 @@ fn a_childs_stdout_feeds_another_childs_stdin() {
     assert_eq!(out.stdout, b"via TryFrom\n");
     third.wait().unwrap();
 }
+
+/// A watchdog greenlet, or another thread, signals a child while a
+/// greenlet waits for it (and holds the `Child`): through a
+/// `ChildSignaller`, which fails once the child is gone instead of
+/// reaching a process that took its pid.
+#[test]
+fn a_signaller_reaches_a_child_that_another_greenlet_waits_for() {
+    use std::os::unix::process::ExitStatusExt;
+    fn is_send<T: Send>(_: &T) {}
+    let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+    let signaller = child.signaller().unwrap();
+    is_send(&signaller);
+    let waiter = hub::spawn(move || child.wait().unwrap());
+    hub::yield_now(); // it waits
+    let from_a_thread = std::thread::spawn(move || {
+        signaller.send_signal(libc::SIGTERM).unwrap();
+        signaller
+    });
+    let status = waiter.join().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGTERM));
+    let signaller = from_a_thread.join().unwrap();
+    let gone = signaller.kill().unwrap_err();
+    assert_eq!(gone.raw_os_error(), Some(libc::ESRCH));
+    assert_eq!(
+        signaller.send_signal(0).unwrap_err().raw_os_error(),
+        Some(libc::ESRCH)
+    );
+}
