@@ -459,9 +459,12 @@ impl Child {
     /// caller kills and reaps the child.
     fn collect_output(&mut self) -> io::Result<Output> {
         drop(self.stdin.take());
-        // The reader is part of this call: a daemon's call keeps it a
-        // daemon too, or its pipe wait would keep `hub::run` going.
-        let daemon = hub::current_is_daemon();
+        // The reader is part of this call: a daemon greenlet's call keeps
+        // it a daemon too, or its pipe wait would keep `hub::run` going.
+        // Not main's: main blocked inside `daemon` waits on the reader, and
+        // a wait of main's on a daemon is refused as one that would block
+        // forever (no `run` is going then, for the reader to keep going).
+        let daemon = hub::current_is_daemon() && !crate::Greenlet::current().is_main();
         let stderr = match self.stderr.take() {
             Some(mut err) => Some(
                 hub::Builder::new()
@@ -632,7 +635,7 @@ macro_rules! pipe_type {
             #[doc = concat!(
                 "Gives the pipe back as std's `", stringify!($std), "`, taken off ",
                 "this thread's hub and in blocking mode again: to hand to another ",
-                "child (through `Stdio`, as `From` does) or to blocking code.\n\n",
+                "child (through `Stdio`, as `Stdio::try_from` does) or to blocking code.\n\n",
                 "# Errors\n\nWhen its blocking mode cannot be restored (`fcntl`)."
             )]
             pub fn into_std(self) -> io::Result<$std> {

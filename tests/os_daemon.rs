@@ -200,3 +200,20 @@ fn a_daemons_wait_with_output_does_not_keep_run_going() {
         "run returned only once the daemon's child had ended: {state:?}"
     );
 }
+
+/// Main inside `daemon` collecting a child's output waits on the hidden
+/// stderr reader: that reader stays an ordinary greenlet for main, or the
+/// wait would be refused as one only a daemon could end. (The change that
+/// made the reader a daemon for a daemon's call did so for main too: this
+/// panicked, "would block forever".) The child is slow on purpose, so
+/// that main waits on the reader.
+#[test]
+fn main_inside_daemon_collects_a_childs_output() {
+    let child = greenlet::process::Command::new("sh")
+        .args(["-c", "sleep 0.2; echo err >&2"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = hub::daemon(|| child.wait_with_output()).unwrap();
+    assert_eq!(output.stderr, b"err\n");
+}
