@@ -25,7 +25,8 @@
 //!   other child's reads would fail on.
 //! - A child is `!Send`, unlike std's: its exit watch belongs to the hub of
 //!   the thread that spawned it.
-//! - As with std, dropping a [`Child`] neither kills nor reaps it.
+//! - As with std, dropping a [`Child`] neither kills nor reaps it, unless
+//!   it was spawned with [`Command::kill_on_drop`].
 //! - [`Child::kill`] takes `&mut self`, as std's; to signal a child that
 //!   another greenlet waits for, take a [`Child::signaller`] first.
 //! - A kill (and the kill that `output`, `status` and `wait_with_output`
@@ -62,6 +63,8 @@ pub struct Command {
     /// Which of stdin, stdout and stderr were set: the others get the
     /// default of the call that spawns.
     set: [bool; 3],
+    /// Whether the children it spawns are killed when their `Child` drops.
+    kill_on_drop: bool,
 }
 
 impl Command {
@@ -70,6 +73,7 @@ impl Command {
         Command {
             std: std::process::Command::new(program),
             set: [false; 3],
+            kill_on_drop: false,
         }
     }
 
@@ -156,6 +160,30 @@ impl Command {
         &mut self.std
     }
 
+    /// Whether a child spawned from now on is killed (and reaped) when its
+    /// [`Child`] is dropped while it runs (tokio's name; off by default, as
+    /// in std, where a dropped child runs on). With it, a supervisor's
+    /// workers killed with their greenlets take their children with them.
+    /// The drop sends `SIGKILL` and then waits for the kernel to end the
+    /// process, blocking the thread for that moment (as the kill of an
+    /// interrupted [`output`](Command::output) does).
+    ///
+    /// ```
+    /// use greenlet::hub;
+    /// use greenlet::process::Command;
+    ///
+    /// let worker = hub::spawn(|| {
+    ///     let mut child = Command::new("sleep").arg("60").kill_on_drop(true).spawn().unwrap();
+    ///     child.wait() // killed while it waits: the child goes too
+    /// });
+    /// hub::yield_now();
+    /// worker.kill();
+    /// ```
+    pub fn kill_on_drop(&mut self, kill: bool) -> &mut Command {
+        self.kill_on_drop = kill;
+        self
+    }
+
     /// Starts the process. Never blocks the hub (`fork`/`exec` aside).
     ///
     /// # Errors
@@ -234,6 +262,7 @@ impl Command {
             stderr,
             std,
             exit,
+            kill_on_drop: self.kill_on_drop,
         })
     }
 }
@@ -287,6 +316,19 @@ pub struct Child {
     pub stderr: Option<ChildStderr>,
     std: std::process::Child,
     exit: ExitWatch,
+    /// See [`Command::kill_on_drop`].
+    kill_on_drop: bool,
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.kill_on_drop && matches!(self.std.try_wait(), Ok(None)) {
+            let _ = self.std.kill();
+            // Blocks the thread until the kernel has ended the killed
+            // process (see `Command::kill_on_drop`).
+            let _ = self.std.wait();
+        }
+    }
 }
 
 impl Child {

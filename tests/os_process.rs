@@ -338,3 +338,41 @@ fn a_signaller_reaches_a_child_that_another_greenlet_waits_for() {
         Some(libc::ESRCH)
     );
 }
+
+/// `kill_on_drop`: a worker greenlet killed while it waits for its child
+/// takes the child with it (killed and reaped: no process, no zombie). By
+/// default a dropped child runs on, as in std.
+#[test]
+fn a_child_spawned_with_kill_on_drop_goes_with_its_killed_worker() {
+    let pid = Rc::new(Cell::new(0));
+    let p = pid.clone();
+    let worker = hub::spawn(move || {
+        let mut child = Command::new("sleep")
+            .arg("60")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        p.set(child.id());
+        child.wait()
+    });
+    hub::yield_now(); // it waits
+    worker.kill();
+    assert!(pid.get() > 0);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{}", pid.get())).exists(),
+        "killed and reaped"
+    );
+
+    let left = Command::new("sleep").arg("60").spawn().unwrap();
+    let id = left.id();
+    drop(left);
+    assert!(
+        std::path::Path::new(&format!("/proc/{id}")).exists(),
+        "runs on"
+    );
+    // SAFETY: our own child, not reaped: no other process has its pid.
+    unsafe { libc::kill(id as libc::pid_t, libc::SIGKILL) };
+    // Reap it: waitpid on our own child.
+    // SAFETY: a plain call with a null status pointer.
+    unsafe { libc::waitpid(id as libc::pid_t, std::ptr::null_mut(), 0) };
+}
