@@ -166,7 +166,9 @@ impl Command {
     /// workers killed with their greenlets take their children with them.
     /// The drop sends `SIGKILL` and then waits for the kernel to end the
     /// process, blocking the thread for that moment (as the kill of an
-    /// interrupted [`output`](Command::output) does).
+    /// interrupted [`output`](Command::output) does). Only the child goes:
+    /// what it started lives on (see the [module docs](self) for process
+    /// groups).
     ///
     /// ```
     /// use greenlet::hub;
@@ -260,9 +262,11 @@ impl Command {
             stdin,
             stdout,
             stderr,
-            std,
+            std: StdChild {
+                inner: std,
+                kill_on_drop: self.kill_on_drop,
+            },
             exit,
-            kill_on_drop: self.kill_on_drop,
         })
     }
 }
@@ -314,19 +318,39 @@ pub struct Child {
     pub stdout: Option<ChildStdout>,
     /// Its standard error, if piped.
     pub stderr: Option<ChildStderr>,
-    std: std::process::Child,
+    std: StdChild,
     exit: ExitWatch,
-    /// See [`Command::kill_on_drop`].
+}
+
+/// std's child, killed and reaped when dropped if it was spawned with
+/// [`Command::kill_on_drop`]: in a field of its own, so that [`Child`]
+/// has no `Drop` and its pipes can be moved out of it, as out of std's.
+struct StdChild {
+    inner: std::process::Child,
     kill_on_drop: bool,
 }
 
-impl Drop for Child {
+impl std::ops::Deref for StdChild {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &std::process::Child {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for StdChild {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.inner
+    }
+}
+
+impl Drop for StdChild {
     fn drop(&mut self) {
-        if self.kill_on_drop && matches!(self.std.try_wait(), Ok(None)) {
-            let _ = self.std.kill();
+        if self.kill_on_drop && matches!(self.inner.try_wait(), Ok(None)) {
+            let _ = self.inner.kill();
             // Blocks the thread until the kernel has ended the killed
             // process (see `Command::kill_on_drop`).
-            let _ = self.std.wait();
+            let _ = self.inner.wait();
         }
     }
 }
@@ -378,7 +402,8 @@ impl Child {
             }),
             ExitWatch::Poll => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
-                "greenlet::process: no pidfd for this child (Linux 5.3 or later)",
+                "greenlet::process: no pidfd for this child (pidfd_open failed when \
+                 it was spawned, or the kernel is older than Linux 5.3)",
             )),
         }
     }
@@ -585,6 +610,9 @@ impl fmt::Debug for Child {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Child")
             .field("pid", &self.std.id())
+            .field("stdin", &self.stdin)
+            .field("stdout", &self.stdout)
+            .field("stderr", &self.stderr)
             .field(
                 "exit_watch",
                 &match self.exit {
@@ -593,6 +621,7 @@ impl fmt::Debug for Child {
                     ExitWatch::Poll => "poll",
                 },
             )
+            .field("kill_on_drop", &self.std.kill_on_drop)
             .finish()
     }
 }
@@ -609,8 +638,9 @@ impl ChildSignaller {
     ///
     /// # Errors
     ///
-    /// `pidfd_send_signal`'s: `ESRCH` once the child has exited (or been
-    /// reaped), `EINVAL` for a bad signal number.
+    /// `pidfd_send_signal`'s: `ESRCH` once the child has been reaped (an
+    /// exited child not reaped yet still takes signals, to no effect, as
+    /// with `kill`), `EINVAL` for a bad signal number.
     pub fn send_signal(&self, signum: libc::c_int) -> io::Result<()> {
         pidfd_send_signal(&self.pidfd, signum)
     }

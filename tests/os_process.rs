@@ -376,3 +376,31 @@ fn a_child_spawned_with_kill_on_drop_goes_with_its_killed_worker() {
     // SAFETY: a plain call with a null status pointer.
     unsafe { libc::waitpid(id as libc::pid_t, std::ptr::null_mut(), 0) };
 }
+
+/// A pipe moves out of a `Child`, as out of std's (`Child` has no `Drop`
+/// of its own: `kill_on_drop` lives on an inner field), and the rest of
+/// it drops as usual. (The first version of `kill_on_drop` put the `Drop`
+/// on `Child`, and this did not compile.)
+#[test]
+fn a_pipe_moves_out_of_a_child_as_out_of_stds() {
+    // (Without `kill_on_drop`: the rest of the child drops at once, and
+    // with it the child would be killed before it wrote.)
+    let mut stdout = Command::new("echo")
+        .arg("moved")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+        .stdout
+        .unwrap();
+    let mut text = String::new();
+    stdout.read_to_string(&mut text).unwrap();
+    assert_eq!(text, "moved\n");
+    let child = Command::new("true").stdout(Stdio::piped()).spawn().unwrap();
+    let debug = format!("{child:?}");
+    assert!(
+        debug.contains("stdout: Some(") && debug.contains("kill_on_drop: false"),
+        "{debug}"
+    );
+    let greenlet::process::Child { stdout, .. } = child;
+    assert!(stdout.is_some());
+}
