@@ -658,3 +658,44 @@ fn block_on_of_ready_futures_inside_a_switch_hook_never_yields_for_its_budget() 
     assert_eq!(r.unwrap(), 2);
     assert!(ok.get() >= 2, "{} hook calls finished", ok.get());
 }
+
+/// Ready on its second poll, waking itself on the first (a yield, as
+/// tokio's `yield_now` or `futures::pending!()`).
+struct YieldsOnce(bool);
+
+impl Future for YieldsOnce {
+    type Output = u32;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
+        if self.0 {
+            return Poll::Ready(7);
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+/// A destructor that runs during a kill finishes its async clean-up with
+/// `block_on` of a future that only yields: the yield cannot switch while
+/// the greenlet unwinds, so the future is polled again at once. (It
+/// yielded, which panicked "cannot block while the greenlet unwinds" in a
+/// destructor during an unwinding: the process aborted.)
+#[test]
+fn block_on_of_a_yielding_future_in_a_destructor_during_a_kill() {
+    struct CleanUp(Rc<Cell<u32>>);
+    impl Drop for CleanUp {
+        fn drop(&mut self) {
+            self.0.set(hub::block_on(YieldsOnce(false)));
+        }
+    }
+    let done = Rc::new(Cell::new(0));
+    let d = done.clone();
+    let g = hub::spawn(move || {
+        let _clean_up = CleanUp(d);
+        hub::sleep(Duration::from_secs(3600));
+    });
+    hub::yield_now();
+    g.kill();
+    assert_eq!(done.get(), 7);
+}

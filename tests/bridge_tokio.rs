@@ -302,3 +302,45 @@ fn set_tokio_handle_from_a_destructor_at_thread_exit_does_not_panic() {
     .unwrap();
     assert_eq!(RESTORED.load(Ordering::SeqCst), 1);
 }
+
+/// A `block_on` nested in the poll of a future polled inside the tokio
+/// context (a handle set) that has to wait is refused with a message
+/// saying what to do: it would block its greenlet with the context
+/// entered. (Two greenlets doing it left tokio's context stack out of
+/// order: tokio panicked, "`EnterGuard` values dropped out of order", in
+/// whichever resumed first.) A nested `block_on` whose future is ready
+/// does not block, and is fine.
+#[cfg(feature = "tokio")]
+#[test]
+fn a_nested_block_on_that_would_wait_inside_the_tokio_context_is_refused() {
+    let rt = runtime();
+    hub::set_tokio_handle(Some(rt.handle().clone()));
+    let ready = hub::block_on(async { hub::block_on(async { 5 }) });
+    assert_eq!(ready, 5);
+    let (tx1, rx1) = tokio::sync::oneshot::channel::<u32>();
+    let (tx2, rx2) = tokio::sync::oneshot::channel::<u32>();
+    let a = hub::spawn(move || hub::block_on(async move { hub::block_on(rx1).unwrap() }));
+    let b = hub::spawn(move || hub::block_on(async move { hub::block_on(rx2).unwrap() }));
+    hub::yield_now(); // both refused already: the receivers are gone
+    assert!(tx1.send(1).is_err() && tx2.send(2).is_err());
+    for joined in [a.join(), b.join()] {
+        match joined {
+            Err(hub::JoinError::Panicked(p)) => {
+                let message = p
+                    .downcast_ref::<&str>()
+                    .map(|m| m.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                assert!(message.contains(".await the inner future"), "{message}");
+            }
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+    // The context is in order: a plain block_on works.
+    let timer = hub::block_on(async {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        7
+    });
+    assert_eq!(timer, 7);
+    hub::set_tokio_handle(None);
+}

@@ -37,6 +37,7 @@ use std::task::{Context, Poll, Wake as TaskWake, Waker};
 use super::reactor::{Direction, Registration};
 use super::remote::Inbox;
 use super::{hub, try_hub, Hub, JoinHandle, Wake};
+use crate::runtime::Runtime;
 use crate::stats::WaitOn;
 
 pub use self::call::{Call, CallError};
@@ -190,7 +191,14 @@ impl Drop for Lease {
 /// When the future panics (the panic unwinds out of `block_on` into the
 /// caller); as any blocking hub call (see the [hub docs](super)); and when
 /// a tokio future is polled without a runtime context: the message then
-/// names the remedies above. A wait here, like a channel's, is never
+/// names the remedies above. With a tokio handle set
+/// (`hub::set_tokio_handle`, `tokio` feature), also when called from inside the poll of a
+/// future polled in that context (a `block_on` in an `async` block given
+/// to `block_on`) on a future that is not ready: it would block its
+/// greenlet with the context entered; `.await` the inner future instead.
+/// A future that keeps waking itself while the greenlet unwinds (a
+/// `block_on` in a destructor during a kill, which cannot switch) is
+/// polled again at once, up to 1,024 times, then refused the same way. A wait here, like a channel's, is never
 /// reported as "would block forever", since a waker may be on another
 /// thread: a future that nothing will ever wake blocks its greenlet (and a
 /// `run` waiting for it) forever.
@@ -207,15 +215,35 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
     let lease = Lease::take(&hub);
     let slot = lease.slot();
     let mut cx = Context::from_waker(&slot.waker);
+    // Self-wakes polled again at once while the greenlet unwinds.
+    let mut repolls = 0;
     loop {
         // Cleared before the poll: a wake-up during or after it is seen.
         slot.signal.woken.swap(false, Ordering::AcqRel);
         if let Poll::Ready(value) = poll_in_context(fut.as_mut(), &mut cx) {
             return value;
         }
+        #[cfg(feature = "tokio")]
+        if self::tokio::poll_entered() {
+            refuse_blocking_in_an_entered_poll();
+        }
         if slot.signal.woken.load(Ordering::Acquire) {
-            // It woke itself while polled: a yield, so let the others run.
-            super::yield_now();
+            // It woke itself while polled: a yield, so let the others run;
+            // but a greenlet that unwinds (a `block_on` in a destructor
+            // during a kill) cannot switch, so it polls again at once, up
+            // to a bound (a future that yields for ever would spin), after
+            // which it refuses as a wait does.
+            if Runtime::get().current_unwinds() {
+                repolls += 1;
+                if repolls > MAX_REPOLLS_UNWINDING {
+                    panic!(
+                        "greenlet::hub: hub::block_on cannot block while the greenlet \
+                         unwinds (its future kept yielding)"
+                    );
+                }
+            } else {
+                super::yield_now();
+            }
             continue;
         }
         // Wake-ups for an earlier wait find the flag clear: wait again
@@ -225,6 +253,25 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
         }
     }
 }
+
+/// A `block_on` inside the poll of a future polled with a tokio handle
+/// set, whose future is not ready: it would switch away with tokio's
+/// context entered, which another greenlet entering it meanwhile leaves
+/// out of order (tokio then panics in whichever greenlet resumes first).
+#[cfg(feature = "tokio")]
+#[cold]
+fn refuse_blocking_in_an_entered_poll() -> ! {
+    panic!(
+        "greenlet::hub::block_on: a future polled inside the tokio context \
+         (hub::set_tokio_handle) called block_on on a future that is not ready, \
+         which would block its greenlet with the context entered; .await the \
+         inner future instead"
+    );
+}
+
+/// How many times `block_on` polls a future that keeps waking itself
+/// while its greenlet unwinds (and so cannot yield) before refusing.
+const MAX_REPOLLS_UNWINDING: u32 = 1024;
 
 /// Blocks on `reg` until it is woken (a kill or a timeout unwinds).
 ///
@@ -278,7 +325,7 @@ fn poll_in_context<F: Future + ?Sized>(
 ) -> Poll<F::Output> {
     let poll = std::panic::AssertUnwindSafe(|| {
         #[cfg(feature = "tokio")]
-        return self::tokio::in_context(|| fut.poll(cx));
+        return self::tokio::poll_in_context(|| fut.poll(cx));
         #[cfg(not(feature = "tokio"))]
         fut.poll(cx)
     });

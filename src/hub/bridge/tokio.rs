@@ -55,6 +55,40 @@ pub fn set_tokio_handle(handle: Option<Handle>) -> Option<Handle> {
         .unwrap_or(None)
 }
 
+thread_local! {
+    /// How many polls of this thread run inside an entered runtime context
+    /// (see `poll_entered`).
+    static POLLS_ENTERED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether a poll that entered this thread's runtime context is under way
+/// (on this greenlet or, suspended, on another): a greenlet that blocks
+/// now would switch away with the context entered, and another greenlet
+/// entering it meanwhile leaves tokio's context stack out of order.
+pub(super) fn poll_entered() -> bool {
+    POLLS_ENTERED.try_with(|n| n.get() > 0).unwrap_or(false)
+}
+
+/// [`in_context`] for a poll: counted in [`poll_entered`] while `f` runs
+/// inside the context.
+#[inline]
+pub(super) fn poll_in_context<R>(f: impl FnOnce() -> R) -> R {
+    struct Counted;
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            let _ = POLLS_ENTERED.try_with(|n| n.set(n.get() - 1));
+        }
+    }
+    match HANDLE.try_with(|h| h.borrow().is_some()) {
+        Ok(true) => {
+            let _ = POLLS_ENTERED.try_with(|n| n.set(n.get() + 1));
+            let _counted = Counted;
+            in_context(f)
+        }
+        _ => in_context(f),
+    }
+}
+
 /// Runs `f` inside this thread's runtime context, if one is set.
 #[inline]
 pub(super) fn in_context<R>(f: impl FnOnce() -> R) -> R {
