@@ -62,6 +62,10 @@ impl fmt::Debug for SwitchEvent {
 /// may not switch itself: a switch or throw from inside the hook returns
 /// [`SwitchError::InSwitchHook`](crate::SwitchError::InSwitchHook), and
 /// transfers made while it runs (a kill's unwinding, say) are not reported.
+/// (A switch or throw whose target is the hook's own greenlet, or routes
+/// to it through dead greenlets, leaves nothing: it answers at once, as
+/// anywhere: a switch with its value back, a throw with
+/// `SwitchError::Thrown` of its payload.)
 /// It may do anything else (drop handles, reparent, kill): the transfer
 /// under way holds its target until it is made, so a target whose last
 /// handle the hook dropped still gets the transfer (and is killed once it

@@ -344,3 +344,84 @@ fn a_nested_block_on_that_would_wait_inside_the_tokio_context_is_refused() {
     assert_eq!(timer, 7);
     hub::set_tokio_handle(None);
 }
+
+/// Nested `block_on`s of ready futures, many of them, in two greenlets at
+/// once, beside a plain `block_on` in a third: the nested ones never
+/// switch (their budget yield would leave the context entered), and the
+/// plain one is not refused (the count of entered polls is the
+/// greenlet's, not the thread's). (The nested ones yielded every 128
+/// calls, which brought tokio's "`EnterGuard` values dropped out of order"
+/// back, and the plain one was refused as if nested.)
+#[cfg(feature = "tokio")]
+#[test]
+fn nested_ready_block_ons_never_switch_and_leave_the_others_alone() {
+    let rt = runtime();
+    hub::set_tokio_handle(Some(rt.handle().clone()));
+    let nested = || {
+        hub::spawn(|| {
+            hub::block_on(async {
+                let mut sum = 0u64;
+                for i in 0..1000u64 {
+                    sum += hub::block_on(async move { i });
+                }
+                sum
+            })
+        })
+    };
+    let (a, b) = (nested(), nested());
+    let plain = hub::spawn(|| {
+        hub::block_on(async {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            "slept"
+        })
+    });
+    assert_eq!(a.join().unwrap(), 499_500);
+    assert_eq!(b.join().unwrap(), 499_500);
+    assert_eq!(plain.join().unwrap(), "slept");
+    hub::set_tokio_handle(None);
+}
+
+/// Ready at once; its destructor waits with a `block_on`.
+#[cfg(feature = "tokio")]
+struct DropWaits(Option<tokio::sync::oneshot::Receiver<u32>>);
+
+#[cfg(feature = "tokio")]
+impl std::future::Future for DropWaits {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        std::task::Poll::Ready(())
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Drop for DropWaits {
+    fn drop(&mut self) {
+        if let Some(rx) = self.0.take() {
+            let _ = hub::block_on(rx);
+        }
+    }
+}
+
+/// `block_on` drops its future inside the tokio context: a destructor
+/// that waits there is refused as a nested wait is. (It waited with the
+/// context entered, and two greenlets doing so left it out of order.)
+#[cfg(feature = "tokio")]
+#[test]
+fn a_block_on_that_would_wait_in_the_drop_of_a_future_is_refused() {
+    let rt = runtime();
+    hub::set_tokio_handle(Some(rt.handle().clone()));
+    let (_tx, rx) = tokio::sync::oneshot::channel::<u32>();
+    let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        hub::block_on(DropWaits(Some(rx)));
+    }))
+    .unwrap_err();
+    let message = refused
+        .downcast_ref::<&str>()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    assert!(message.contains(".await the inner future"), "{message}");
+    // The count is back: a plain block_on waits as usual.
+    hub::block_on(async { tokio::time::sleep(Duration::from_millis(1)).await });
+    hub::set_tokio_handle(None);
+}

@@ -925,3 +925,33 @@ fn row16_state_queries_and_debug_in_every_state() {
         "{dbg}"
     );
 }
+
+/// Row 17 with row 5: the hook may not switch (`InSwitchHook`), but a
+/// switch or throw to its own greenlet leaves nothing and answers at once,
+/// as anywhere.
+#[test]
+fn row17_a_hooks_switch_to_its_own_greenlet_answers_at_once_and_one_elsewhere_is_refused() {
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s = seen.clone();
+    let main = Greenlet::main();
+    greenlet::set_switch_hook(Some(Box::new(move |_| {
+        let me = Greenlet::current();
+        let own = me.switch::<u8, u8>(9).map_err(|e| e.to_string());
+        let thrown = matches!(me.throw::<_, ()>("t"), Err(SwitchError::Thrown(_)));
+        let elsewhere = if me == main {
+            None
+        } else {
+            Some(matches!(
+                main.switch::<u8, u8>(1),
+                Err(SwitchError::InSwitchHook)
+            ))
+        };
+        s.borrow_mut().push((own, thrown, elsewhere));
+    })));
+    let g = Greenlet::new(|()| ());
+    g.switch::<(), ()>(()).unwrap(); // the hook runs on main, then on `g` as it finishes
+    greenlet::set_switch_hook(None);
+    let seen = seen.borrow();
+    assert_eq!(seen[0], (Ok(9), true, None));
+    assert_eq!(seen[1], (Ok(9), true, Some(true)));
+}

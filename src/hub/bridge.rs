@@ -192,13 +192,15 @@ impl Drop for Lease {
 /// caller); as any blocking hub call (see the [hub docs](super)); and when
 /// a tokio future is polled without a runtime context: the message then
 /// names the remedies above. With a tokio handle set
-/// (`hub::set_tokio_handle`, `tokio` feature), also when called from inside the poll of a
-/// future polled in that context (a `block_on` in an `async` block given
-/// to `block_on`) on a future that is not ready: it would block its
-/// greenlet with the context entered; `.await` the inner future instead.
-/// A future that keeps waking itself while the greenlet unwinds (a
-/// `block_on` in a destructor during a kill, which cannot switch) is
-/// polled again at once, up to 1,024 times, then refused the same way. A wait here, like a channel's, is never
+/// (`hub::set_tokio_handle`, `tokio` feature), also when called from
+/// inside the poll or the drop of a future polled in that context (a
+/// `block_on` in an `async` block given to `block_on`) on a future that is
+/// not ready: it would block its greenlet with the context entered;
+/// `.await` the inner future instead. A future that keeps waking itself
+/// while the greenlet unwinds (a `block_on` in a destructor during a kill,
+/// which cannot switch) is polled again at once, up to 1,024 times, then
+/// refused the same way; a panic in a destructor during an unwinding
+/// aborts the process, as any does. A wait here, like a channel's, is never
 /// reported as "would block forever", since a waker may be on another
 /// thread: a future that nothing will ever wake blocks its greenlet (and a
 /// `run` waiting for it) forever.
@@ -210,7 +212,14 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
     let mut fut = unsafe { Pin::new_unchecked(&mut *held.0) };
     let hub = hub();
     // A future that is always ready (a tokio channel that is never empty)
-    // would otherwise keep the other greenlets from running for good.
+    // would otherwise keep the other greenlets from running for good. Not
+    // inside the tokio context (a `block_on` nested in a poll, or in a
+    // future's drop): the yield would switch away with it entered.
+    #[cfg(feature = "tokio")]
+    if !self::tokio::entered() {
+        hub.coop();
+    }
+    #[cfg(not(feature = "tokio"))]
     hub.coop();
     let lease = Lease::take(&hub);
     let slot = lease.slot();
@@ -224,7 +233,7 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
             return value;
         }
         #[cfg(feature = "tokio")]
-        if self::tokio::poll_entered() {
+        if self::tokio::entered() {
             refuse_blocking_in_an_entered_poll();
         }
         if slot.signal.woken.load(Ordering::Acquire) {
@@ -254,10 +263,11 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
     }
 }
 
-/// A `block_on` inside the poll of a future polled with a tokio handle
-/// set, whose future is not ready: it would switch away with tokio's
-/// context entered, which another greenlet entering it meanwhile leaves
-/// out of order (tokio then panics in whichever greenlet resumes first).
+/// A `block_on` inside the poll (or the drop) of a future polled with a
+/// tokio handle set, whose future is not ready: it would switch away with
+/// tokio's context entered, which another greenlet entering it meanwhile
+/// leaves out of order (tokio then panics in whichever greenlet resumes
+/// first).
 #[cfg(feature = "tokio")]
 #[cold]
 fn refuse_blocking_in_an_entered_poll() -> ! {
@@ -325,7 +335,7 @@ fn poll_in_context<F: Future + ?Sized>(
 ) -> Poll<F::Output> {
     let poll = std::panic::AssertUnwindSafe(|| {
         #[cfg(feature = "tokio")]
-        return self::tokio::poll_in_context(|| fut.poll(cx));
+        return self::tokio::in_context(|| fut.poll(cx));
         #[cfg(not(feature = "tokio"))]
         fut.poll(cx)
     });

@@ -55,38 +55,21 @@ pub fn set_tokio_handle(handle: Option<Handle>) -> Option<Handle> {
         .unwrap_or(None)
 }
 
-thread_local! {
-    /// How many polls of this thread run inside an entered runtime context
-    /// (see `poll_entered`).
-    static POLLS_ENTERED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-}
+/// How many times the current greenlet is inside this thread's runtime
+/// context, entered by [`in_context`] (a poll, or a future's drop). A
+/// greenlet-local, not a thread-local: another greenlet suspended inside
+/// the context (which only a call forbidden there can do) does not make
+/// this one's waits unsafe, as its own polls enter and leave the context
+/// without switching. Revivable: read from destructors too.
+static ENTERED: crate::Local<std::cell::Cell<u32>> =
+    crate::Local::revivable(|| std::cell::Cell::new(0));
 
-/// Whether a poll that entered this thread's runtime context is under way
-/// (on this greenlet or, suspended, on another): a greenlet that blocks
-/// now would switch away with the context entered, and another greenlet
-/// entering it meanwhile leaves tokio's context stack out of order.
-pub(super) fn poll_entered() -> bool {
-    POLLS_ENTERED.try_with(|n| n.get() > 0).unwrap_or(false)
-}
-
-/// [`in_context`] for a poll: counted in [`poll_entered`] while `f` runs
-/// inside the context.
-#[inline]
-pub(super) fn poll_in_context<R>(f: impl FnOnce() -> R) -> R {
-    struct Counted;
-    impl Drop for Counted {
-        fn drop(&mut self) {
-            let _ = POLLS_ENTERED.try_with(|n| n.set(n.get() - 1));
-        }
-    }
-    match HANDLE.try_with(|h| h.borrow().is_some()) {
-        Ok(true) => {
-            let _ = POLLS_ENTERED.try_with(|n| n.set(n.get() + 1));
-            let _counted = Counted;
-            in_context(f)
-        }
-        _ => in_context(f),
-    }
+/// Whether the current greenlet is inside the runtime context that
+/// [`in_context`] entered: a switch now would leave the context entered,
+/// and another greenlet entering it meanwhile leaves tokio's context stack
+/// out of order.
+pub(super) fn entered() -> bool {
+    ENTERED.try_with(|n| n.get() > 0).unwrap_or(false)
 }
 
 /// Runs `f` inside this thread's runtime context, if one is set.
@@ -100,6 +83,14 @@ pub(super) fn in_context<R>(f: impl FnOnce() -> R) -> R {
         // entering would panic, and abort the unwinding; `f` then runs
         // without the context.
         Some(handle) if !context_destroyed() => {
+            struct Counted;
+            impl Drop for Counted {
+                fn drop(&mut self) {
+                    let _ = ENTERED.try_with(|n| n.set(n.get().saturating_sub(1)));
+                }
+            }
+            let _ = ENTERED.try_with(|n| n.set(n.get() + 1));
+            let _counted = Counted;
             let _entered = handle.enter();
             f()
         }
