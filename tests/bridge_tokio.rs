@@ -425,3 +425,42 @@ fn a_block_on_that_would_wait_in_the_drop_of_a_future_is_refused() {
     hub::block_on(async { tokio::time::sleep(Duration::from_millis(1)).await });
     hub::set_tokio_handle(None);
 }
+
+/// Inside an entered poll nothing may switch away to the hub: a
+/// generator's producer (another greenlet, resumed by the consumer's
+/// poll) is refused a wait as the consumer would be, and the budget's
+/// yield of an operation that completes (an unbounded put) is skipped.
+/// (The producer waited with the consumer's context entered, and the
+/// budget yielded there: with two greenlets, tokio's context stack went
+/// out of order.)
+#[cfg(feature = "tokio")]
+#[test]
+fn nothing_inside_an_entered_poll_switches_to_the_hub() {
+    use greenlet::{Generator, Yielder};
+    let rt = runtime();
+    hub::set_tokio_handle(Some(rt.handle().clone()));
+    let (_tx, rx) = tokio::sync::oneshot::channel::<u32>();
+    let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        hub::block_on(async move {
+            let mut producer = Generator::new(move |y: &Yielder<u32>| {
+                y.yield_(hub::block_on(rx).unwrap());
+            });
+            producer.next()
+        })
+    }));
+    assert!(refused.is_err(), "the producer's wait was refused");
+    let puts = |n: u32| {
+        hub::spawn(move || {
+            hub::block_on(async move {
+                let q = hub::Queue::new();
+                for i in 0..n {
+                    q.put(i); // past the budget: no yield here
+                }
+                q.len()
+            })
+        })
+    };
+    let (a, b) = (puts(400), puts(400));
+    assert_eq!((a.join().unwrap(), b.join().unwrap()), (400, 400));
+    hub::set_tokio_handle(None);
+}

@@ -25,6 +25,9 @@ mod call;
 #[cfg(feature = "tokio")]
 mod tokio;
 
+#[cfg(feature = "tokio")]
+pub(crate) use self::tokio::entered as tokio_context_entered;
+
 use std::cell::RefCell;
 use std::future::Future;
 use std::mem::ManuallyDrop;
@@ -268,6 +271,20 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
 /// tokio's context entered, which another greenlet entering it meanwhile
 /// leaves out of order (tokio then panics in whichever greenlet resumes
 /// first).
+/// A blocking hub call (`call`) while this thread's tokio context is
+/// entered by a poll or a drop (see `tokio::entered`): refused, as a
+/// nested `block_on` is.
+#[cfg(feature = "tokio")]
+#[cold]
+#[inline(never)]
+pub(crate) fn refuse_blocking_in_tokio_context(call: &str) -> ! {
+    panic!(
+        "greenlet::hub: {call} inside the poll (or the drop) of a future polled in the \
+         tokio context (hub::set_tokio_handle) would block its greenlet with the context \
+         entered; .await instead"
+    );
+}
+
 #[cfg(feature = "tokio")]
 #[cold]
 fn refuse_blocking_in_an_entered_poll() -> ! {

@@ -110,13 +110,19 @@ impl Hub {
 
     /// Yields to the other ready greenlets because the current one spent
     /// its budget, then refills it; where yielding is impossible (the hub
-    /// itself, an unwinding greenlet, a switch hook, a dead hub), the
-    /// operation just goes on with a fresh budget.
+    /// itself, an unwinding greenlet, a switch hook, a dead hub, a poll
+    /// inside tokio's context), the operation just goes on with a fresh
+    /// budget.
     #[cold]
     #[inline(never)]
     fn yield_for_budget(&self) {
         let rt = Runtime::get();
+        #[cfg(feature = "tokio")]
+        let in_tokio_context = super::tokio_context_entered();
+        #[cfg(not(feature = "tokio"))]
+        let in_tokio_context = false;
         if !rt.current_unwinds()
+            && !in_tokio_context
             && rt.current() != self.key
             && !rt.tracer().running()
             && !self.greenlet.is_dead()

@@ -223,6 +223,8 @@ pub use self::wait_any::{iwait, join_all, wait, wait_any, Iwait, Waitable};
 #[cfg(unix)]
 pub use crate::net::fd::{wait_readable, wait_writable};
 
+#[cfg(feature = "tokio")]
+pub(crate) use self::bridge::{refuse_blocking_in_tokio_context, tokio_context_entered};
 pub(crate) use self::daemon::current_is_daemon;
 pub(crate) use self::scheduler::{ready_keys, settle_handed_in};
 pub(crate) use self::time::deadline_after;

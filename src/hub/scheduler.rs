@@ -535,6 +535,10 @@ pub(crate) fn ready_keys() -> Vec<Key> {
 // yield between two greenlets instead of 7.4.
 #[inline(always)]
 pub fn yield_now() {
+    #[cfg(feature = "tokio")]
+    if super::tokio_context_entered() {
+        super::refuse_blocking_in_tokio_context("hub::yield_now");
+    }
     let rt = Runtime::get();
     if rt.may_divert(rt.current()) {
         return yield_diverted();

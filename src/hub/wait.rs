@@ -391,6 +391,10 @@ impl<'h, U: Unlink> Waiter<'h, U> {
     /// wait ends as the waiter drops).
     #[inline(always)]
     pub(crate) fn wait(&mut self, call: &'static str) -> Woken {
+        #[cfg(feature = "tokio")]
+        if self.ended.is_none() && super::tokio_context_entered() {
+            super::refuse_blocking_in_tokio_context(call);
+        }
         let wake = match (self.ended, self.wait) {
             (Some(wake), _) => wake,
             (None, WaitRef::Node(NodeRef(node))) => {

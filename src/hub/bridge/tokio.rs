@@ -41,11 +41,13 @@ thread_local! {
 /// ```
 ///
 /// A future polled inside the context must not block its greenlet from
-/// inside `poll` (calling a blocking hub function there): the context is
-/// the thread's, and another greenlet entering it meanwhile would leave it
-/// out of order. Blocking calls between `.await`s of a
-/// [`spawn_local`](super::spawn_local) future are fine when no handle is
-/// set.
+/// inside `poll` or its drop (calling a blocking hub function there, or
+/// resuming a greenlet that does): the context is the thread's, and
+/// another greenlet entering it meanwhile would leave it out of order. Such
+/// a call panics (every hub wait, `yield_now` and a `block_on` that would
+/// wait check), and the cooperative budget does not yield there. Blocking
+/// calls between `.await`s of a [`spawn_local`](super::spawn_local) future
+/// are fine when no handle is set.
 pub fn set_tokio_handle(handle: Option<Handle>) -> Option<Handle> {
     // During thread exit (a guard restoring the previous handle as the
     // thread's greenlets are killed) the cell may be gone: there is then
@@ -55,20 +57,20 @@ pub fn set_tokio_handle(handle: Option<Handle>) -> Option<Handle> {
         .unwrap_or(None)
 }
 
-/// How many times the current greenlet is inside this thread's runtime
-/// context, entered by [`in_context`] (a poll, or a future's drop). A
-/// greenlet-local, not a thread-local: another greenlet suspended inside
-/// the context (which only a call forbidden there can do) does not make
-/// this one's waits unsafe, as its own polls enter and leave the context
-/// without switching. Revivable: read from destructors too.
-static ENTERED: crate::Local<std::cell::Cell<u32>> =
-    crate::Local::revivable(|| std::cell::Cell::new(0));
+thread_local! {
+    /// How many entries of this thread's runtime context by [`in_context`]
+    /// (a poll, or a future's drop) are under way, on any greenlet: a
+    /// greenlet that switches to another inside one (a generator's
+    /// consumer resuming its producer) leaves it entered.
+    static ENTERED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
 
-/// Whether the current greenlet is inside the runtime context that
-/// [`in_context`] entered: a switch now would leave the context entered,
-/// and another greenlet entering it meanwhile leaves tokio's context stack
-/// out of order.
-pub(super) fn entered() -> bool {
+/// Whether this thread's runtime context is entered by a poll or a drop
+/// under way: a greenlet that blocks (or yields) now would switch away
+/// with it entered, and another greenlet entering it meanwhile leaves
+/// tokio's context stack out of order. Every hub wait refuses then (see
+/// `Waiter::wait`), and the budget's yields are skipped.
+pub(crate) fn entered() -> bool {
     ENTERED.try_with(|n| n.get() > 0).unwrap_or(false)
 }
 
