@@ -11,6 +11,15 @@ use greenlet::hub;
 use greenlet::net::{TcpListener, TcpStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// A panic's message, whether raised with a literal or a formatted one.
+#[cfg(feature = "tokio")]
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|m| m.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -326,11 +335,7 @@ fn a_nested_block_on_that_would_wait_inside_the_tokio_context_is_refused() {
     for joined in [a.join(), b.join()] {
         match joined {
             Err(hub::JoinError::Panicked(p)) => {
-                let message = p
-                    .downcast_ref::<&str>()
-                    .map(|m| m.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
+                let message = panic_message(p.as_ref());
                 assert!(message.contains(".await the inner future"), "{message}");
             }
             other => panic!("not refused: {other:?}"),
@@ -347,11 +352,11 @@ fn a_nested_block_on_that_would_wait_inside_the_tokio_context_is_refused() {
 
 /// Nested `block_on`s of ready futures, many of them, in two greenlets at
 /// once, beside a plain `block_on` in a third: the nested ones never
-/// switch (their budget yield would leave the context entered), and the
-/// plain one is not refused (the count of entered polls is the
-/// greenlet's, not the thread's). (The nested ones yielded every 128
-/// calls, which brought tokio's "`EnterGuard` values dropped out of order"
-/// back, and the plain one was refused as if nested.)
+/// switch (their budget yield would leave the context entered), so no
+/// greenlet is ever parked inside an entered poll, and the plain one is
+/// not refused. (The nested ones yielded every 128 calls, which brought
+/// tokio's "`EnterGuard` values dropped out of order" back, and the plain
+/// one was refused as if nested.)
 #[cfg(feature = "tokio")]
 #[test]
 fn nested_ready_block_ons_never_switch_and_leave_the_others_alone() {
@@ -416,10 +421,7 @@ fn a_block_on_that_would_wait_in_the_drop_of_a_future_is_refused() {
         hub::block_on(DropWaits(Some(rx)));
     }))
     .unwrap_err();
-    let message = refused
-        .downcast_ref::<&str>()
-        .map(|m| m.to_string())
-        .unwrap_or_default();
+    let message = panic_message(refused.as_ref());
     assert!(message.contains(".await the inner future"), "{message}");
     // The count is back: a plain block_on waits as usual.
     hub::block_on(async { tokio::time::sleep(Duration::from_millis(1)).await });

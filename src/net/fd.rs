@@ -415,6 +415,17 @@ fn check_timeout(timeout: Option<Duration>) -> io::Result<Option<Duration>> {
 
 /// Sets `O_NONBLOCK` on `fd`'s open file.
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    set_o_nonblock(fd, true)
+}
+
+/// Clears `O_NONBLOCK` on `fd`'s open file (for a descriptor handed on to
+/// blocking code, a child process above all).
+pub(crate) fn set_blocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    set_o_nonblock(fd, false)
+}
+
+/// Sets or clears `O_NONBLOCK` on `fd`'s open file, if it is not so yet.
+fn set_o_nonblock(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
     let raw = fd.as_raw_fd();
     // SAFETY: `F_GETFL` and `F_SETFL` take and return plain integers and
     // touch no memory of ours; `fd` is borrowed, so open, for the calls.
@@ -423,28 +434,12 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
         if flags < 0 {
             return Err(io::Error::last_os_error());
         }
-        if flags & libc::O_NONBLOCK == 0
-            && libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0
-        {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-/// Clears `O_NONBLOCK` on `fd`'s open file (for a descriptor handed on to
-/// blocking code, a child process above all).
-pub(crate) fn set_blocking(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let raw = fd.as_raw_fd();
-    // SAFETY: as in `set_nonblocking`.
-    unsafe {
-        let flags = libc::fcntl(raw, libc::F_GETFL);
-        if flags < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if flags & libc::O_NONBLOCK != 0
-            && libc::fcntl(raw, libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0
-        {
+        let wanted = if on {
+            flags | libc::O_NONBLOCK
+        } else {
+            flags & !libc::O_NONBLOCK
+        };
+        if wanted != flags && libc::fcntl(raw, libc::F_SETFL, wanted) < 0 {
             return Err(io::Error::last_os_error());
         }
     }

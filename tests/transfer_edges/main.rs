@@ -69,3 +69,19 @@ fn refuses_dropping_its_owner(kills: &Rc<Cell<u32>>, slot: &Slot, owner: &Owner)
     g.switch::<(), ()>(()).unwrap();
     g
 }
+
+/// The body of a greenlet that refuses every kill: it catches each one
+/// (counting it in `kills`) and switches back to main, until main sends
+/// `true`.
+pub fn refuse_kills_until_released(kills: &Cell<u32>) {
+    loop {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Greenlet::main().switch::<(), bool>(()).unwrap()
+        }));
+        match r {
+            Err(_) => kills.set(kills.get() + 1),
+            Ok(true) => return,
+            Ok(false) => {}
+        }
+    }
+}

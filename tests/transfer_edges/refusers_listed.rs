@@ -22,16 +22,7 @@ fn stubborn(
     let f = move |()| {
         let _f = Flag(drops);
         *s2.borrow_mut() = Some(Greenlet::current());
-        loop {
-            let r = catch_unwind(AssertUnwindSafe(|| {
-                Greenlet::main().switch::<(), bool>(()).unwrap()
-            }));
-            match r {
-                Err(_) => kills.set(kills.get() + 1),
-                Ok(true) => return,
-                Ok(false) => {}
-            }
-        }
+        super::refuse_kills_until_released(&kills);
     };
     let g = match parent {
         Some(p) => Greenlet::builder().parent(p).build(f).unwrap(),

@@ -177,16 +177,7 @@ fn run_main_with_listed_refuser_refusing_again() {
         let g = Greenlet::new(move |()| {
             let _f = Flag(d2);
             *s2.borrow_mut() = Some(Greenlet::current());
-            loop {
-                let r = catch_unwind(AssertUnwindSafe(|| {
-                    Greenlet::main().switch::<(), bool>(()).unwrap()
-                }));
-                match r {
-                    Err(_) => k2.set(k2.get() + 1),
-                    Ok(true) => return,
-                    Ok(false) => {}
-                }
-            }
+            super::refuse_kills_until_released(&k2);
         });
         g.switch::<(), ()>(()).unwrap();
         let id = g.id();
@@ -281,16 +272,7 @@ fn a_queued_collection_passes_over_a_refuser_leaked_meanwhile() {
     let (k2, s2) = (kills.clone(), slot.clone());
     let q = Greenlet::new(move |()| {
         *s2.borrow_mut() = Some(Greenlet::current());
-        loop {
-            let r = catch_unwind(AssertUnwindSafe(|| {
-                Greenlet::main().switch::<(), bool>(()).unwrap()
-            }));
-            match r {
-                Err(_) => k2.set(k2.get() + 1),
-                Ok(true) => return,
-                Ok(false) => {}
-            }
-        }
+        super::refuse_kills_until_released(&k2);
     });
     q.switch::<(), ()>(()).unwrap();
     let qid = q.id();
