@@ -164,7 +164,9 @@
 //! - `std::process` waits and pipes: [`process::Command`].
 //! - Name lookup (a host name given to `ToSocketAddrs`, which calls the
 //!   system's blocking `getaddrinfo`, also inside
-//!   `net::TcpStream::connect("host:port")`), `std::fs` (regular files are
+//!   `net::TcpStream::connect("host:port")`): resolve with
+//!   [`net::lookup_host`] and connect to a `SocketAddr`.
+//! - `std::fs` (regular files are
 //!   never "not ready"), blocking crates (database drivers, blocking HTTP
 //!   clients): run them in [`hub::spawn_blocking`] (or a
 //!   [`hub::ThreadPool`] of their own) and join the handle.

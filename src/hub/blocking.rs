@@ -175,17 +175,7 @@ impl ThreadPool {
         R: Send + 'static,
     {
         let (tx, rx) = super::channel::<std::thread::Result<R>>();
-        let job: Job = Box::new(move || {
-            let result = panic::catch_unwind(AssertUnwindSafe(f));
-            // Fails only when nobody waits any more (the waiting greenlet
-            // was killed or its thread exited): the result drops here. Its
-            // destructor is user code, and a panic in it must not end this
-            // pool thread (the pool would count it alive forever).
-            if let Err(unsent) = tx.send(result) {
-                let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(unsent)));
-            }
-        });
-        let queued = self.execute(job);
+        let queued = self.execute(sending_job(f, tx));
         // Counted until the result is in (or the greenlet waiting for it
         // is gone): the job runs that long, waited for or not.
         let off_hub = super::time::OffHubWork::begin();
@@ -204,6 +194,30 @@ impl ThreadPool {
                 Err(_) => panic!("greenlet::hub::spawn_blocking: the pool dropped the job"),
             }
         })
+    }
+
+    /// Runs `f` on one of the pool's threads and blocks the calling
+    /// greenlet (only it) until `f` is done, with no greenlet of its own:
+    /// a kill or a `with_timeout` expiry unwinds the caller at once, and
+    /// `f` runs to its end on the pool thread, its result dropped there.
+    /// A panic in `f` resumes in the caller; `Err` when no thread could be
+    /// started and none is alive to take the work.
+    pub(crate) fn run<F, R>(&self, f: F) -> io::Result<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let (tx, rx) = super::channel::<std::thread::Result<R>>();
+        self.execute(sending_job(f, tx))?;
+        // Counted while the caller waits: a paused clock waits for the
+        // job instead of jumping past it to a timeout.
+        let _off_hub = super::time::OffHubWork::begin();
+        match rx.recv() {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(payload)) => panic::resume_unwind(payload),
+            // As in `spawn`: only when the pool is gone with its threads.
+            Err(_) => panic!("greenlet::hub::ThreadPool: the pool dropped the job"),
+        }
     }
 
     /// Queues `job` and makes sure a thread will take it: an idle one is
@@ -247,6 +261,25 @@ impl ThreadPool {
             }
         }
     }
+}
+
+/// The job that runs `f` and sends its outcome (its value, or its panic's
+/// payload) to the greenlet waiting on `tx`.
+fn sending_job<F, R>(f: F, tx: super::Sender<std::thread::Result<R>>) -> Job
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    Box::new(move || {
+        let result = panic::catch_unwind(AssertUnwindSafe(f));
+        // Fails only when nobody waits any more (the waiting greenlet was
+        // killed or its thread exited): the result drops here. Its
+        // destructor is user code, and a panic in it must not end this
+        // pool thread (the pool would count it alive forever).
+        if let Err(unsent) = tx.send(result) {
+            let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(unsent)));
+        }
+    })
 }
 
 /// A pool thread: takes jobs until none came for the idle timeout, or

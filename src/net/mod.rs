@@ -52,9 +52,11 @@
 //! - [`with_timeout`](crate::hub::with_timeout) interrupts a socket wait;
 //!   killing a greenlet that waits withdraws its wait. Dropping a socket
 //!   deregisters it and closes its fd, once.
-//! - Name resolution (a `ToSocketAddrs` that is a host name) is the
-//!   system's blocking `getaddrinfo`, as in std; pass a `SocketAddr` to
-//!   avoid it.
+//! - Name resolution inside a call taking a `ToSocketAddrs` (a host name
+//!   given to `connect`, `bind`, `send_to`) is the system's blocking
+//!   `getaddrinfo` on the calling thread, as in std; [`lookup_host`]
+//!   resolves on a pool thread instead, blocking only its greenlet: pass
+//!   the `SocketAddr`s it gives.
 //! - [`hub::run`](crate::hub::run) keeps going while a greenlet waits on a
 //!   socket: it parks in `epoll_wait` until something is ready.
 //! - `close()` (on every socket type) wakes the greenlets blocked on the
@@ -70,6 +72,7 @@
 mod accept;
 #[cfg(unix)]
 pub(crate) mod fd;
+mod lookup;
 mod server;
 mod socket;
 mod tcp;
@@ -79,6 +82,7 @@ mod unix;
 
 #[cfg(unix)]
 pub use self::fd::AsyncFd;
+pub use self::lookup::lookup_host;
 pub use self::server::{Server, ServerHandle, Stopper};
 pub use self::tcp::{Incoming, TcpListener, TcpStream};
 pub use self::udp::UdpSocket;

@@ -1,0 +1,110 @@
+//! `net::lookup_host`: resolution on a pool thread, blocking only its
+//! greenlet.
+
+use std::cell::Cell;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use greenlet::hub;
+use greenlet::net::lookup_host;
+
+#[test]
+fn an_address_resolves_to_itself() {
+    let addr: SocketAddr = "127.0.0.1:4242".parse().unwrap();
+    let got: Vec<SocketAddr> = lookup_host(addr).unwrap().collect();
+    assert_eq!(got, [addr]);
+    let got: Vec<SocketAddr> = lookup_host(("::1", 7)).unwrap().collect();
+    assert_eq!(got, ["[::1]:7".parse::<SocketAddr>().unwrap()]);
+}
+
+#[test]
+fn an_invalid_port_is_an_error_of_the_resolver() {
+    let err = lookup_host("127.0.0.1:notaport").unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+}
+
+/// A `ToSocketAddrs` that blocks its thread until told to go on, the way
+/// `getaddrinfo` blocks on a slow name server.
+struct SlowName {
+    go: mpsc::Receiver<()>,
+    addr: SocketAddr,
+}
+
+impl ToSocketAddrs for SlowName {
+    type Iter = std::vec::IntoIter<SocketAddr>;
+    fn to_socket_addrs(&self) -> io::Result<Self::Iter> {
+        self.go.recv().unwrap();
+        Ok(vec![self.addr].into_iter())
+    }
+}
+
+#[test]
+fn a_slow_lookup_blocks_only_its_greenlet() {
+    let (go, wait) = mpsc::channel();
+    let addr: SocketAddr = "10.1.2.3:80".parse().unwrap();
+    let ticks = Rc::new(Cell::new(0));
+    let ticker = {
+        let ticks = ticks.clone();
+        hub::spawn(move || {
+            // The other greenlets run while the lookup blocks its pool
+            // thread; the third tick lets the name server answer.
+            for _ in 0..3 {
+                hub::yield_now();
+                ticks.set(ticks.get() + 1);
+            }
+            go.send(()).unwrap();
+        })
+    };
+    let got: Vec<SocketAddr> = lookup_host(SlowName { go: wait, addr }).unwrap().collect();
+    assert_eq!(got, [addr]);
+    assert_eq!(ticks.get(), 3);
+    ticker.join().unwrap();
+}
+
+#[test]
+fn a_kill_stops_the_wait_and_the_lookup_ends_on_its_own() {
+    let (go, wait) = mpsc::channel::<()>();
+    let addr: SocketAddr = "10.1.2.3:80".parse().unwrap();
+    let looker = hub::spawn(move || lookup_host(SlowName { go: wait, addr }).map(drop));
+    hub::yield_now(); // it starts, and waits for its pool thread
+    looker.kill();
+    assert!(matches!(looker.join(), Err(hub::JoinError::Killed)));
+    // The wait no longer holds the paused clock: it jumps past an hour at
+    // once although the lookup still runs on its pool thread.
+    hub::time::pause();
+    hub::sleep(Duration::from_secs(3600));
+    hub::time::resume();
+    // The lookup ends; its result is dropped on the pool thread.
+    go.send(()).unwrap();
+}
+
+#[test]
+fn a_panic_of_the_resolver_resumes_in_the_caller() {
+    struct Panics;
+    impl ToSocketAddrs for Panics {
+        type Iter = std::vec::IntoIter<SocketAddr>;
+        fn to_socket_addrs(&self) -> io::Result<Self::Iter> {
+            panic!("resolver broke");
+        }
+    }
+    let caught = std::panic::catch_unwind(|| lookup_host(Panics)).unwrap_err();
+    assert_eq!(caught.downcast_ref::<&str>(), Some(&"resolver broke"));
+}
+
+#[test]
+fn localhost_resolves_and_connects() {
+    let listener = greenlet::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let addrs: Vec<SocketAddr> = lookup_host(("localhost", port)).unwrap().collect();
+    assert!(addrs
+        .iter()
+        .any(|a| a.ip().is_loopback() && a.port() == port));
+    let v4 = addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .expect("localhost has 127.0.0.1");
+    greenlet::net::TcpStream::connect(*v4).unwrap();
+}
