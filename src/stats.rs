@@ -89,6 +89,11 @@ pub enum WaitOn {
         /// The timeout's deadline, if any.
         until: Option<Instant>,
     },
+    /// `Condvar::wait` (or its variants), waiting for a notification.
+    Condvar {
+        /// The timeout's deadline, if any.
+        until: Option<Instant>,
+    },
     /// `hub::wait` (or `wait_any`, `iwait`) on several things at once.
     Any {
         /// The timeout's deadline, if any.
@@ -137,6 +142,10 @@ impl fmt::Display for WaitOn {
             WaitOn::Future => f.write_str("awaiting a future"),
             WaitOn::Acquire { until } => {
                 f.write_str("waiting for a permit or a lock")?;
+                timeout(f, until.as_ref().map(left))
+            }
+            WaitOn::Condvar { until } => {
+                f.write_str("waiting for a notification")?;
                 timeout(f, until.as_ref().map(left))
             }
             WaitOn::Any { until } => {

@@ -1,6 +1,7 @@
 //! Semaphore acquire/release and mutex lock/unlock allocate nothing once
 //! warmed up, uncontended and contended (a hand-off between two
-//! greenlets). Counted per thread.
+//! greenlets), and so do a condition variable's waits and notifications.
+//! Counted per thread.
 
 mod common;
 #[path = "common/steady_state.rs"]
@@ -9,7 +10,7 @@ mod steady_state;
 use std::cell::Cell;
 use std::rc::Rc;
 
-use greenlet::hub::{self, Mutex, Semaphore};
+use greenlet::hub::{self, Condvar, Mutex, Semaphore};
 use steady_state::steady_state;
 
 #[test]
@@ -45,6 +46,29 @@ fn contended_hand_offs_allocate_nothing() {
         hub::yield_now();
         *m.lock() += 1;
         drop(sem.acquire());
+    });
+    stop.set(true);
+    partner.join().unwrap();
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn condvar_waits_and_notifications_allocate_nothing() {
+    // A partner notifies each wait of the counted greenlet.
+    let state = Rc::new((Mutex::new(0u64), Condvar::new()));
+    let stop = Rc::new(Cell::new(false));
+    let (s2, stop2) = (state.clone(), stop.clone());
+    let partner = hub::spawn(move || {
+        while !stop2.get() {
+            *s2.0.lock() += 1;
+            s2.1.notify_one();
+            hub::yield_now();
+        }
+    });
+    let n = steady_state(10_000, move |_| {
+        let (m, cv) = &*state;
+        let seen = *m.lock();
+        drop(cv.wait_while(m.lock(), |n| *n == seen));
     });
     stop.set(true);
     partner.join().unwrap();

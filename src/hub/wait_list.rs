@@ -23,7 +23,7 @@ pub(crate) struct WaitList {
 }
 
 impl WaitList {
-    pub(crate) fn new() -> WaitList {
+    pub(crate) const fn new() -> WaitList {
         WaitList {
             members: Ring::new(),
             next_ticket: 0,
@@ -38,6 +38,13 @@ impl WaitList {
         self.next_ticket = ticket.wrapping_add(1);
         self.members.push_back((ticket, Some(wait.into())));
         ticket
+    }
+
+    /// The ticket the next push gets: every member pushed so far has a
+    /// smaller one.
+    #[inline]
+    pub(crate) fn next_ticket(&self) -> usize {
+        self.next_ticket
     }
 
     /// Removes and returns the oldest wait.
