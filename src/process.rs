@@ -271,9 +271,14 @@ impl Command {
     }
 }
 
+/// std's form (the command line), then `(kill on drop)` when set.
 impl fmt::Debug for Command {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.std.fmt(f)
+        self.std.fmt(f)?;
+        if self.kill_on_drop {
+            f.write_str(" (kill on drop)")?;
+        }
+        Ok(())
     }
 }
 
@@ -652,6 +657,32 @@ impl ChildSignaller {
     /// As [`send_signal`](ChildSignaller::send_signal).
     pub fn kill(&self) -> io::Result<()> {
         self.send_signal(libc::SIGKILL)
+    }
+
+    /// A second signaller of the same child (a duplicate of the pidfd),
+    /// for a second watchdog or thread.
+    ///
+    /// # Errors
+    ///
+    /// When the descriptor cannot be duplicated (`EMFILE`, ...).
+    pub fn try_clone(&self) -> io::Result<ChildSignaller> {
+        Ok(ChildSignaller {
+            pidfd: self.pidfd.try_clone()?,
+        })
+    }
+}
+
+/// The pidfd: readable once the child has exited (to wait for it in an
+/// event loop of your own); it stays open as long as the signaller.
+impl std::os::fd::AsFd for ChildSignaller {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+}
+
+impl std::os::fd::AsRawFd for ChildSignaller {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.pidfd.as_raw_fd()
     }
 }
 

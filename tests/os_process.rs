@@ -348,6 +348,37 @@ fn a_signaller_reaches_a_child_that_another_greenlet_waits_for() {
     );
 }
 
+/// A signaller's clone reaches the same child; its pidfd turns readable
+/// when the child exits; `Command`'s `Debug` shows `kill_on_drop`.
+#[test]
+fn a_cloned_signaller_reaches_the_same_child_and_its_fd_says_when_it_exits() {
+    use std::os::fd::{AsFd, AsRawFd};
+    let mut cmd = Command::new("sleep");
+    cmd.arg("60").kill_on_drop(true);
+    assert!(
+        format!("{cmd:?}").ends_with("\"60\" (kill on drop)"),
+        "{cmd:?}"
+    );
+    let mut child = cmd.spawn().unwrap();
+    let Ok(first) = child.signaller() else {
+        // No pidfd (valgrind): `signaller`'s own test checks the error.
+        return;
+    };
+    let second = first.try_clone().unwrap();
+    assert_ne!(first.as_raw_fd(), second.as_raw_fd());
+    drop(first);
+    assert_eq!(
+        hub::wait_readable(&second, Some(std::time::Duration::ZERO))
+            .unwrap_err()
+            .kind(),
+        std::io::ErrorKind::TimedOut,
+        "not readable while the child runs"
+    );
+    second.kill().unwrap();
+    hub::wait_readable(second.as_fd(), None).unwrap();
+    assert!(!child.wait().unwrap().success());
+}
+
 /// `kill_on_drop`: a worker greenlet killed while it waits for its child
 /// takes the child with it (killed and reaped: no process, no zombie). By
 /// default a dropped child runs on, as in std.
