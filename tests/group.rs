@@ -206,3 +206,24 @@ fn kill_all_also_kills_members_spawned_while_it_kills() {
     assert_eq!(group.len(), 0, "the late member is gone too");
     assert_eq!(killed_late.get(), 1);
 }
+
+/// `wait_available` gives up its turn as it returns: a spawn queued
+/// behind it takes the slot (review 50; the docs said a slot is free then).
+#[test]
+fn wait_available_passes_the_slot_to_a_spawn_queued_behind_it() {
+    let pool = Pool::new(1);
+    let gate = Event::new();
+    let g = gate.clone();
+    pool.spawn(move || g.wait());
+    let (p1, p2) = (pool.clone(), pool.clone());
+    let waiter = hub::spawn(move || {
+        p1.wait_available();
+        p1.free_count()
+    });
+    let spawner = hub::spawn(move || drop(p2.spawn(|| ())));
+    hub::yield_now(); // both queue for the slot, the waiter first
+    gate.set();
+    assert_eq!(waiter.join().unwrap(), 0, "the spawn behind took it");
+    spawner.join().unwrap();
+    pool.join();
+}

@@ -170,3 +170,40 @@ fn a_putter_promised_a_place_before_the_close_gets_its_item_back() {
     assert_eq!(q.len(), 0);
     assert!(!q.is_full());
 }
+
+/// A getter woken by `close` with nothing handed to it still takes an item
+/// that a cancelled getter gave back meanwhile (review 50: `recv` said
+/// `Closed` and the iterator ended with the item left in the queue).
+#[test]
+fn a_getter_woken_by_close_takes_an_item_given_back_by_a_cancelled_getter() {
+    for cancel in ["kill", "throw"] {
+        let q: Queue<u32> = Queue::new();
+        let (qa, qb) = (q.clone(), q.clone());
+        let a = hub::spawn(move || qa.recv());
+        let b = hub::spawn(move || qb.recv());
+        hub::yield_now(); // both block, `a` first
+        q.put(1); // handed to `a`
+        q.close(); // `b` woken with nothing
+        if cancel == "kill" {
+            a.kill();
+            assert_eq!(q.len(), 1, "given back to the front");
+        } else {
+            // The throw goes on through the hub: `b` may run before main.
+            let _ = a.greenlet().throw::<&str, ()>("stop");
+        }
+        assert_eq!(b.join().unwrap(), Ok(1), "{cancel}");
+        assert_eq!(q.len(), 0);
+    }
+    // The same for an iterator and a get with a timeout.
+    let q: Queue<u32> = Queue::new();
+    let (qa, qb, qc) = (q.clone(), q.clone(), q.clone());
+    let a = hub::spawn(move || qa.recv());
+    let b = hub::spawn(move || qb.iter().collect::<Vec<_>>());
+    let c = hub::spawn(move || qc.get_timeout(std::time::Duration::from_secs(60)));
+    hub::yield_now();
+    q.put(7);
+    q.close();
+    a.kill();
+    assert_eq!(b.join().unwrap(), [7]);
+    assert_eq!(c.join().unwrap(), None);
+}

@@ -381,7 +381,14 @@ impl Pool {
         }))
     }
 
-    /// Blocks until a slot is free (without taking it).
+    /// Blocks until this caller's turn for a slot comes, without taking
+    /// it (gevent's `wait_available`). Slots go to waiting callers in the
+    /// order they asked, so when a [`spawn`](Pool::spawn) waits behind this
+    /// call, the slot freed for this call goes on to that spawn as this
+    /// call returns: the pool may be full again by then, and a
+    /// [`try_spawn`](Pool::try_spawn) right after can fail. It cannot when
+    /// the caller is the only greenlet spawning into the pool (an accept
+    /// loop's pattern).
     ///
     /// # Panics
     ///

@@ -567,7 +567,26 @@ impl<T: 'static> Queue<T> {
                 drop(q);
                 item
             }
-            Woken::TimedOut => None,
+            Woken::TimedOut => {
+                drop(waiter);
+                // Woken by `close` with nothing handed over: what is left
+                // is still to be taken (an item handed to a getter that was
+                // then cancelled before it ran came back to the front).
+                self.closed_leftover()
+            }
+        }
+    }
+
+    /// After a get's wait ended without an item: on a closed queue, an item
+    /// given back since the close (see [`Inner::give_back`]); `None` on an
+    /// open one (the deadline passed).
+    #[cold]
+    #[inline(never)]
+    fn closed_leftover(&self) -> Option<T> {
+        if self.is_closed() {
+            self.try_get()
+        } else {
+            None
         }
     }
 
