@@ -338,3 +338,35 @@ fn a_stop_asked_for_by_a_handler_counts_as_begun_at_once() {
     server.wait();
     assert_eq!(seen.get(), Some(true));
 }
+
+/// A stop run by a daemon (a signal listener, a `Stopper`'s watcher) while
+/// main waits in `wait` and a handler waits on something only the stop
+/// ends: main waits out the grace (review 51: main panicked "would block
+/// forever", the daemon's grace timer not counting, and the server was
+/// left half stopped).
+#[test]
+fn a_stop_run_by_a_daemon_is_waited_for_by_main() {
+    hub::time::pause();
+    let never = Event::new();
+    let n = never.clone();
+    let server = Server::bind("127.0.0.1:0", move |_conn: TcpStream, _| n.wait())
+        .unwrap()
+        .start();
+    let _client = TcpStream::connect(server.local_addr()).unwrap();
+    while server.connections() == 0 {
+        hub::yield_now();
+    }
+    let trigger = Event::new();
+    let (t, h) = (trigger.clone(), server.clone());
+    hub::spawn_daemon(move || {
+        t.wait(); // stands in for `signal.recv()`
+        h.stop(Duration::from_secs(30));
+    });
+    trigger.set();
+    let start = hub::time::now();
+    server.wait();
+    assert!(server.is_stopped());
+    assert_eq!(server.connections(), 0);
+    assert_eq!(hub::time::now() - start, Duration::from_secs(30));
+    hub::time::resume();
+}

@@ -69,6 +69,30 @@ pub fn daemon<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Runs `f` with the current greenlet's daemon mark lifted: work a daemon
+/// starts that others wait for (a server's stop waiting out its grace,
+/// which main may wait for in `ServerHandle::wait`) keeps `run` and main's
+/// waits going like any greenlet's. The mark comes back when `f` returns
+/// or unwinds.
+pub(crate) fn not_daemon<R>(f: impl FnOnce() -> R) -> R {
+    if !current_is_daemon() {
+        return f();
+    }
+    let hub = hub();
+    DAEMON.with(|d| d.set(false));
+    hub.daemons.set(hub.daemons.get() - 1);
+    /// Marks again on every exit path.
+    struct Remark<'a>(&'a Hub);
+    impl Drop for Remark<'_> {
+        fn drop(&mut self) {
+            DAEMON.with(|d| d.set(true));
+            self.0.daemons.set(self.0.daemons.get() + 1);
+        }
+    }
+    let _remark = Remark(&hub);
+    f()
+}
+
 /// [`spawn`] for a greenlet whose waits never keep [`run`](super::run)
 /// going (it runs `f` inside [`daemon`]): a listener for signals, a
 /// periodic flusher, a monitor.

@@ -158,6 +158,7 @@ mod join;
 mod joinable_queue;
 mod monitor;
 mod mutex;
+mod order;
 mod permits;
 mod pooled_rc;
 pub(crate) use pooled_rc::trim as trim_pooled_blocks;
@@ -210,7 +211,10 @@ pub use self::join::{JoinError, JoinHandle};
 pub use self::joinable_queue::{JoinableQueue, TooManyTaskDone};
 pub use self::monitor::{monitor, monitor_with, Blocked};
 pub use self::mutex::{Mutex, MutexGuard};
-pub use self::queue::{Closed, PutTimeoutError, Queue, QueueIter, TryPutError};
+pub use self::order::{Fifo, Lifo, Order, Priority};
+pub use self::queue::{
+    Closed, LifoQueue, PriorityQueue, PutTimeoutError, Queue, QueueIter, TryPutError,
+};
 pub use self::remote::{remote, Remote, RemoteClosed};
 pub use self::scheduler::{run, run_main, yield_now};
 pub use self::semaphore::{
@@ -227,7 +231,7 @@ pub use crate::net::fd::{wait_readable, wait_writable};
 
 #[cfg(feature = "tokio")]
 pub(crate) use self::bridge::{refuse_blocking_in_tokio_context, tokio_context_entered};
-pub(crate) use self::daemon::current_is_daemon;
+pub(crate) use self::daemon::{current_is_daemon, not_daemon};
 pub(crate) use self::scheduler::{ready_keys, settle_handed_in};
 pub(crate) use self::time::deadline_after;
 pub(crate) use self::wait::blocked;

@@ -1,5 +1,6 @@
-//! `Queue<T>`: a FIFO whose `get` blocks the calling greenlet while it is
-//! empty and whose `put` blocks while a bounded queue is full (row H6).
+//! `Queue<T>`: a queue whose `get` blocks the calling greenlet while it is
+//! empty and whose `put` blocks while a bounded queue is full (row H6);
+//! FIFO by default, LIFO or by priority on request (`order.rs`).
 
 use std::cell::{RefCell, RefMut};
 use std::fmt;
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::budget;
 use super::handoff::{Handoff, HandoffList};
-use super::ring::Ring;
+use super::order::{Fifo, Lifo, Order, Priority};
 use super::wait::{Unlink, WaitRef, Waiter, Wake, Woken};
 use super::{deadline_after, hub as hub_or_new, try_hub, try_hub_ptr, Hub};
 use crate::stats::WaitOn;
@@ -17,7 +18,12 @@ use crate::stats::WaitOn;
 /// A queue of `T` shared by the greenlets of one thread; `Clone` gives
 /// another handle to the same queue.
 ///
-/// Getters and putters are served in the order they blocked.
+/// Items come out first in, first out ([`Queue::new`],
+/// [`Queue::bounded`]), last in, first out ([`Queue::lifo`], gevent's
+/// `LifoQueue`) or greatest first ([`Queue::priority`], gevent's
+/// `PriorityQueue`); the second type parameter names the [`Order`], and
+/// everything below holds for all three. Getters and putters are served
+/// in the order they blocked.
 ///
 /// A put that finds getters blocked hands its item straight to the
 /// longest-waiting one, which gets that very item when it runs. Until
@@ -44,12 +50,22 @@ use crate::stats::WaitOn;
 /// assert_eq!(consumer.join().unwrap(), 42);
 /// assert!(q.is_empty());
 /// ```
-pub struct Queue<T> {
-    inner: Rc<RefCell<Inner<T>>>,
+pub struct Queue<T, O: Order<T> = Fifo> {
+    inner: Rc<RefCell<Inner<T, O>>>,
 }
 
-struct Inner<T> {
-    items: Ring<T>,
+/// A LIFO [`Queue`]: [`Queue::lifo`], [`Queue::lifo_bounded`] (gevent's
+/// `LifoQueue`).
+pub type LifoQueue<T> = Queue<T, Lifo>;
+
+/// A [`Queue`] that gives out its greatest item first:
+/// [`Queue::priority`], [`Queue::priority_bounded`] (gevent's
+/// `PriorityQueue`; see [`Priority`]).
+pub type PriorityQueue<T> = Queue<T, Priority>;
+
+struct Inner<T, O: Order<T>> {
+    /// The items stored, in the order's own structure.
+    items: O::Store,
     capacity: Option<usize>,
     /// Blocked getters: only while `items` is empty (but while the thread
     /// exits, when nobody can be woken and a put stores its item).
@@ -73,16 +89,22 @@ struct Inner<T> {
     id: u64,
 }
 
-impl<T> Inner<T> {
+impl<T, O: Order<T>> Inner<T, O> {
+    /// How many items are stored (not counting handed ones).
+    #[inline(always)]
+    fn stored(&self) -> usize {
+        O::len(&self.items)
+    }
+
     /// How many items the queue holds, handed ones included.
     #[inline(always)]
     fn len(&self) -> usize {
-        self.items.len() + self.promised - self.reserved_slots
+        self.stored() + self.promised - self.reserved_slots
     }
 
     #[inline(always)]
     fn has_space(&self) -> bool {
-        self.items.len() + self.promised < self.limit
+        self.stored() + self.promised < self.limit
     }
 
     /// Adds `item` (there is room): hands it to a blocked getter if there
@@ -98,7 +120,7 @@ impl<T> Inner<T> {
             self.promised += 1;
             return;
         }
-        self.items.push_back(item);
+        O::push(&mut self.items, item);
         if !self.peekers.is_empty() {
             self.wake_with(Inner::wake_all_peekers);
         }
@@ -139,7 +161,7 @@ impl<T> Inner<T> {
             unsafe { slot.as_ref() }.item.set(Some(item));
             self.promised += 1;
         } else {
-            self.items.push_front(item);
+            O::give_back(&mut self.items, item);
             self.wake_with(Inner::wake_all_peekers);
         }
     }
@@ -198,7 +220,7 @@ impl<T> Inner<T> {
     /// freed place.
     #[inline(always)]
     fn take(&mut self) -> Option<T> {
-        let item = self.items.pop_front()?;
+        let item = O::pop(&mut self.items)?;
         if !self.putters.is_empty() {
             self.wake_with(Inner::wake_first_putter);
         }
@@ -215,28 +237,101 @@ fn next_queue_id() -> u64 {
 }
 
 impl<T: 'static> Queue<T> {
-    /// An unbounded queue: `put` never blocks.
+    /// An unbounded FIFO queue: `put` never blocks.
     pub fn new() -> Queue<T> {
         Queue::with_capacity(None)
     }
 
-    /// A queue of at most `capacity` items: `put` blocks while it is full.
+    /// A FIFO queue of at most `capacity` items: `put` blocks while it is
+    /// full.
     ///
     /// # Panics
     ///
     /// When `capacity` is 0.
     pub fn bounded(capacity: usize) -> Queue<T> {
+        Queue::with_bound(capacity, "Queue::bounded")
+    }
+}
+
+impl<T: 'static> Queue<T, Lifo> {
+    /// An unbounded LIFO queue: a get takes the item put last (gevent's
+    /// `LifoQueue`).
+    ///
+    /// ```
+    /// use greenlet::hub::Queue;
+    ///
+    /// let stack = Queue::lifo();
+    /// for i in 1..=3 {
+    ///     stack.put(i);
+    /// }
+    /// assert_eq!([stack.get(), stack.get(), stack.get()], [3, 2, 1]);
+    /// ```
+    pub fn lifo() -> Queue<T, Lifo> {
+        Queue::with_capacity(None)
+    }
+
+    /// A LIFO queue of at most `capacity` items.
+    ///
+    /// # Panics
+    ///
+    /// When `capacity` is 0.
+    pub fn lifo_bounded(capacity: usize) -> Queue<T, Lifo> {
+        Queue::with_bound(capacity, "Queue::lifo_bounded")
+    }
+}
+
+impl<T: Ord + 'static> Queue<T, Priority> {
+    /// An unbounded priority queue: a get takes the greatest item (gevent's
+    /// `PriorityQueue`, with `BinaryHeap`'s order: wrap items in
+    /// [`Reverse`](std::cmp::Reverse) for least first).
+    ///
+    /// The items are compared while the queue is borrowed, so their `Ord`
+    /// must neither use this queue nor block (as an item's `Clone` in
+    /// [`peek`](Queue::peek)): a call on the queue from inside it, or from
+    /// another greenlet it let run, panics ("already borrowed").
+    ///
+    /// ```
+    /// use std::cmp::Reverse;
+    /// use greenlet::hub::Queue;
+    ///
+    /// let jobs = Queue::priority();
+    /// jobs.put((1, "low"));
+    /// jobs.put((9, "urgent"));
+    /// jobs.put((5, "normal"));
+    /// assert_eq!(jobs.get(), (9, "urgent"));
+    ///
+    /// let deadlines = Queue::priority();
+    /// deadlines.put(Reverse(30));
+    /// deadlines.put(Reverse(10));
+    /// assert_eq!(deadlines.get(), Reverse(10));
+    /// ```
+    pub fn priority() -> Queue<T, Priority> {
+        Queue::with_capacity(None)
+    }
+
+    /// A priority queue of at most `capacity` items.
+    ///
+    /// # Panics
+    ///
+    /// When `capacity` is 0.
+    pub fn priority_bounded(capacity: usize) -> Queue<T, Priority> {
+        Queue::with_bound(capacity, "Queue::priority_bounded")
+    }
+}
+
+impl<T: 'static, O: Order<T>> Queue<T, O> {
+    fn with_bound(capacity: usize, call: &str) -> Queue<T, O> {
         assert!(
             capacity > 0,
-            "greenlet::hub::Queue::bounded needs a capacity of at least 1"
+            "greenlet::hub::{call} needs a capacity of at least 1"
         );
         Queue::with_capacity(Some(capacity))
     }
 
-    fn with_capacity(capacity: Option<usize>) -> Queue<T> {
+    fn with_capacity(capacity: Option<usize>) -> Queue<T, O> {
         Queue {
             inner: Rc::new(RefCell::new(Inner {
-                items: Ring::new(),
+                items: O::new_store(),
                 capacity,
                 getters: HandoffList::new(),
                 putters: HandoffList::new(),
@@ -339,7 +434,7 @@ impl<T: 'static> Queue<T> {
     }
 
     /// An iterator taking items until the queue is closed and empty.
-    pub fn iter(&self) -> QueueIter<'_, T> {
+    pub fn iter(&self) -> QueueIter<'_, T, O> {
         QueueIter { queue: self }
     }
 
@@ -503,7 +598,7 @@ impl<T: 'static> Queue<T> {
     #[inline(always)]
     fn get_or_end(
         &self,
-        q: RefMut<'_, Inner<T>>,
+        q: RefMut<'_, Inner<T, O>>,
         deadline: Option<Instant>,
         call: &'static str,
     ) -> Option<T> {
@@ -538,7 +633,7 @@ impl<T: 'static> Queue<T> {
     #[inline(always)]
     fn get_slow(
         &self,
-        mut q: RefMut<'_, Inner<T>>,
+        mut q: RefMut<'_, Inner<T, O>>,
         deadline: Option<Instant>,
         call: &'static str,
     ) -> Option<T> {
@@ -567,22 +662,21 @@ impl<T: 'static> Queue<T> {
                 drop(q);
                 item
             }
-            Woken::TimedOut => {
-                drop(waiter);
-                // Woken by `close` with nothing handed over: what is left
-                // is still to be taken (an item handed to a getter that was
-                // then cancelled before it ran came back to the front).
-                self.closed_leftover()
-            }
+            // Woken by `close` with nothing handed over: what is left is
+            // still to be taken (an item handed to a getter that was then
+            // cancelled before it ran came back in).
+            Woken::TimedOut => self.closed_leftover(waiter),
         }
     }
 
-    /// After a get's wait ended without an item: on a closed queue, an item
-    /// given back since the close (see [`Inner::give_back`]); `None` on an
-    /// open one (the deadline passed).
+    /// Ends a get's wait that ended without an item, and takes an item
+    /// given back since a close (see [`Inner::give_back`]) if the queue is
+    /// closed; `None` on an open one (the deadline passed). Out of line:
+    /// in `get_slow`, the hop paid for it on its woken path.
     #[cold]
     #[inline(never)]
-    fn closed_leftover(&self) -> Option<T> {
+    fn closed_leftover(&self, waiter: Waiter<'_, QueueLink<'_, T, O>>) -> Option<T> {
+        drop(waiter);
         if self.is_closed() {
             self.try_get()
         } else {
@@ -595,13 +689,13 @@ impl<T: 'static> Queue<T> {
     #[inline(always)]
     fn block_in<'a>(
         &'a self,
-        q: &mut Inner<T>,
+        q: &mut Inner<T, O>,
         hub: &'a Hub,
         slot: &'a Handoff<T>,
         deadline: Option<Instant>,
         on: WaitOn,
         side: Side,
-    ) -> Waiter<'a, QueueLink<'a, T>> {
+    ) -> Waiter<'a, QueueLink<'a, T, O>> {
         Waiter::with_node(hub, &slot.node, deadline, on, |w| {
             let list = match side {
                 Side::Get => &mut q.getters,
@@ -671,7 +765,7 @@ impl<T: 'static> Queue<T> {
     #[inline(always)]
     fn put_slow(
         &self,
-        mut q: RefMut<'_, Inner<T>>,
+        mut q: RefMut<'_, Inner<T, O>>,
         item: T,
         deadline: Option<Instant>,
         call: &'static str,
@@ -709,7 +803,7 @@ impl<T: 'static> Queue<T> {
     }
 }
 
-impl<T: Clone + 'static> Queue<T> {
+impl<T: Clone + 'static, O: Order<T>> Queue<T, O> {
     /// A clone of the front item, blocking the calling greenlet while the
     /// queue is empty; the item stays in the queue. `None` when the queue
     /// is closed and empty.
@@ -733,7 +827,7 @@ impl<T: Clone + 'static> Queue<T> {
 
     /// A clone of the front item if there is one; never blocks.
     pub fn try_peek(&self) -> Option<T> {
-        self.inner.borrow().items.front().cloned()
+        O::peek(&self.inner.borrow().items).cloned()
     }
 
     fn peek_until(&self, deadline: Option<Instant>) -> Option<T> {
@@ -771,14 +865,14 @@ impl<T: Clone + 'static> Queue<T> {
 
 /// A peeker's place in the peekers list (its slot carries no item: a
 /// peeker looks at the queue when it runs).
-struct PeekLink<'a, T> {
-    queue: &'a RefCell<Inner<T>>,
+struct PeekLink<'a, T, O: Order<T>> {
+    queue: &'a RefCell<Inner<T, O>>,
     slot: &'a Handoff<T>,
 }
 
 // SAFETY: the wait's only copy is its slot's place on the peekers list,
 // which `unlink` removes unless a put or `close` already took it off.
-unsafe impl<T> Unlink for PeekLink<'_, T> {
+unsafe impl<T, O: Order<T>> Unlink for PeekLink<'_, T, O> {
     fn unlink(&mut self, _: &Hub, _: WaitRef, _: Wake) {
         // A no-op when a put (or close) took it off to wake it.
         self.queue.borrow_mut().peekers.remove(self.slot);
@@ -903,11 +997,11 @@ impl<T> std::error::Error for PutTimeoutError<T> {}
 
 /// The iterator of [`Queue::iter`]: each `next` blocks for the next item
 /// and it ends when the queue is closed and empty.
-pub struct QueueIter<'a, T> {
-    queue: &'a Queue<T>,
+pub struct QueueIter<'a, T, O: Order<T> = Fifo> {
+    queue: &'a Queue<T, O>,
 }
 
-impl<T: 'static> Iterator for QueueIter<'_, T> {
+impl<T: 'static, O: Order<T>> Iterator for QueueIter<'_, T, O> {
     type Item = T;
 
     fn next(&mut self) -> Option<T> {
@@ -915,16 +1009,16 @@ impl<T: 'static> Iterator for QueueIter<'_, T> {
     }
 }
 
-impl<'a, T: 'static> IntoIterator for &'a Queue<T> {
+impl<'a, T: 'static, O: Order<T>> IntoIterator for &'a Queue<T, O> {
     type Item = T;
-    type IntoIter = QueueIter<'a, T>;
+    type IntoIter = QueueIter<'a, T, O>;
 
-    fn into_iter(self) -> QueueIter<'a, T> {
+    fn into_iter(self) -> QueueIter<'a, T, O> {
         self.iter()
     }
 }
 
-impl<T> fmt::Debug for QueueIter<'_, T> {
+impl<T, O: Order<T>> fmt::Debug for QueueIter<'_, T, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("QueueIter")
     }
@@ -940,8 +1034,8 @@ enum Side {
 /// A blocked `get` or `put`'s part: when its wait ends it leaves its list
 /// (if no wake-up took it off), or passes on what it was woken for and
 /// did not use (a getter's item, a putter's free place).
-struct QueueLink<'a, T> {
-    queue: &'a RefCell<Inner<T>>,
+struct QueueLink<'a, T, O: Order<T>> {
+    queue: &'a RefCell<Inner<T, O>>,
     slot: &'a Handoff<T>,
     side: Side,
 }
@@ -949,7 +1043,7 @@ struct QueueLink<'a, T> {
 // SAFETY: the wait's only copy is its slot's place on the getters' or
 // putters' list (with its key, if it has one); woken (`how` is `Ready`),
 // the slot was taken off by the wake-up; otherwise `unlink` takes it off.
-unsafe impl<T> Unlink for QueueLink<'_, T> {
+unsafe impl<T, O: Order<T>> Unlink for QueueLink<'_, T, O> {
     fn unlink(&mut self, hub: &Hub, _: WaitRef, how: Wake) {
         let mut q = self.queue.borrow_mut();
         match (how == Wake::Ready, self.side) {
@@ -970,8 +1064,8 @@ unsafe impl<T> Unlink for QueueLink<'_, T> {
     }
 }
 
-impl<T> Clone for Queue<T> {
-    fn clone(&self) -> Queue<T> {
+impl<T, O: Order<T>> Clone for Queue<T, O> {
+    fn clone(&self) -> Queue<T, O> {
         Queue {
             inner: self.inner.clone(),
         }
@@ -984,7 +1078,7 @@ impl<T: 'static> Default for Queue<T> {
     }
 }
 
-impl<T> fmt::Debug for Queue<T> {
+impl<T, O: Order<T>> fmt::Debug for Queue<T, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let q = self.inner.borrow();
         f.debug_struct("Queue")

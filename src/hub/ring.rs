@@ -20,7 +20,11 @@ use std::fmt;
 use std::mem::{self, MaybeUninit};
 
 /// A FIFO of `T` that can also take values at the front.
-pub(crate) struct Ring<T> {
+///
+/// Declared `pub` only because it is the store of a FIFO queue's public
+/// (sealed) order, [`Fifo`](super::Fifo); the module is private, so
+/// nothing outside the crate can name it.
+pub struct Ring<T> {
     /// Zero or a power of two slots (all of the `Vec`'s length): the `len`
     /// from `head` on, wrapping, are initialised; the others are not.
     slots: Vec<MaybeUninit<T>>,

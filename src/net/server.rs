@@ -491,10 +491,13 @@ impl ServerHandle {
                 acceptor.kill();
             }
         }
-        tail.all_done = match &shared.members {
+        // Waited out as ordinary work even by a daemon (a `Stopper`'s
+        // watcher, a signal listener): main may be waiting for the stop in
+        // `wait`, and a daemon's grace timer would not keep it waiting.
+        tail.all_done = hub::not_daemon(|| match &shared.members {
             Members::Group(g) => g.join_timeout(grace),
             Members::Pool(p) => p.join_timeout(grace),
-        };
+        });
     }
 
     /// Blocks until the server has stopped (`serve_forever`).
