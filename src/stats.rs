@@ -1,6 +1,7 @@
 //! Introspection: what greenlets a thread has, in which state, and what the
 //! suspended ones wait on.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::rc::Rc;
 use std::time::Instant;
@@ -219,6 +220,11 @@ pub struct Stats {
 
 /// Takes a [`Stats`] snapshot of the current thread.
 ///
+/// A diagnostic, not a fast path: it allocates, and its cost follows the
+/// greenlets alive now plus the most there ever were at once on the
+/// thread (their records are kept for reuse and looked through), about
+/// 10 ns a record: a millisecond after a burst of 100,000 greenlets.
+///
 /// ```
 /// use greenlet::{stats, Greenlet, GreenletState};
 ///
@@ -255,7 +261,15 @@ pub fn stats() -> Stats {
 fn snapshot(rt: &Runtime, ready: &[Key], blocked: &[(Key, WaitOn)]) -> Vec<GreenletInfo> {
     let cur = rt.current();
     let views = rt.records().views();
-    let id_of = |key: Key| views.iter().find(|v| v.key == key).map(|v| v.id);
+    // Looked up once per greenlet: maps, not scans, or a snapshot of
+    // 30,000 greenlets took a quarter of a second.
+    let ids: HashMap<Key, u64> = views.iter().map(|v| (v.key, v.id)).collect();
+    let ready: HashSet<Key> = ready.iter().copied().collect();
+    let mut waits: HashMap<Key, WaitOn> = HashMap::with_capacity(blocked.len());
+    for &(key, on) in blocked {
+        waits.entry(key).or_insert(on);
+    }
+    let id_of = |key: Key| ids.get(&key).copied();
     views
         .iter()
         .map(|v| GreenletInfo {
@@ -270,10 +284,7 @@ fn snapshot(rt: &Runtime, ready: &[Key], blocked: &[(Key, WaitOn)]) -> Vec<Green
             parent: v.parent.and_then(id_of),
             waiting_on: match v.state {
                 State::Active if v.key != cur && ready.contains(&v.key) => Some(WaitOn::Ready),
-                State::Active if v.key != cur => blocked
-                    .iter()
-                    .find(|(key, _)| *key == v.key)
-                    .map(|&(_, on)| on),
+                State::Active if v.key != cur => waits.get(&v.key).copied(),
                 _ => None,
             },
         })

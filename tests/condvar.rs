@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use greenlet::hub::{self, time, with_timeout, Condvar, JoinHandle, Mutex};
+use greenlet::hub::{self, time, with_timeout, Condvar, Event, JoinHandle, Mutex};
 
 /// A mutex-guarded counter with its condition variable, shared.
 type Shared = Rc<(Mutex<u32>, Condvar)>;
@@ -258,4 +258,94 @@ fn a_zero_timeout_lets_the_others_run_once() {
     drop(g);
     assert!(ran.get() >= 2, "the others ran at each zero wait");
     other.kill();
+}
+
+/// A waiter woken by `notify_one` and cancelled while it waits to lock the
+/// mutex again passes the notification on (review 52: the consumer next in
+/// line slept for ever with an item in the buffer).
+#[test]
+fn a_notification_goes_on_when_its_waiter_is_cancelled_while_it_relocks() {
+    for cancel in ["kill", "with_timeout"] {
+        time::pause();
+        let s = shared();
+        let log = Rc::default();
+        let first = if cancel == "kill" {
+            waiter(&s, &log, 0)
+        } else {
+            let s = s.clone();
+            hub::spawn(move || {
+                let (m, cv) = &*s;
+                let r = with_timeout(Duration::from_secs(1), || drop(cv.wait(m.lock())));
+                assert!(r.is_err(), "interrupted while it relocks");
+            })
+        };
+        let second = waiter(&s, &log, 1);
+        hub::yield_now(); // both wait
+        let (m, cv) = &*s;
+        let mut g = m.lock();
+        *g = 42;
+        cv.notify_one(); // for `first`
+        hub::yield_now(); // it runs, and queues for the mutex we hold
+        if cancel == "kill" {
+            first.kill();
+        } else {
+            hub::sleep(Duration::from_secs(2)); // its scope expires
+        }
+        drop(g);
+        second.join().unwrap();
+        assert_eq!(*log.borrow(), [(1, 42)], "{cancel}");
+        if cancel != "kill" {
+            first.join().unwrap();
+        }
+        time::resume();
+    }
+}
+
+/// A `notify_all` that finds nobody waiting does nothing: a waiter woken
+/// by an earlier `notify_one` and killed before it runs still passes its
+/// notification on (review 52: it was taken for one of the `notify_all`).
+#[test]
+fn a_notify_all_that_wakes_nobody_leaves_a_notify_one_to_be_passed_on() {
+    let s = shared();
+    let log = Rc::default();
+    let a = waiter(&s, &log, 0);
+    hub::yield_now(); // `a` waits
+    let later = waiter(&s, &log, 1);
+    let killer = hub::spawn(move || {
+        a.kill();
+        a.join()
+    });
+    let (_, cv) = &*s;
+    cv.notify_one(); // for `a`
+    cv.notify_all(); // nobody else waits: nothing
+                     // `later` starts waiting, then `a` is killed before it runs.
+    assert!(matches!(
+        killer.join().unwrap(),
+        Err(hub::JoinError::Killed)
+    ));
+    later.join().unwrap();
+    assert_eq!(*log.borrow(), [(1, 0)]);
+}
+
+/// Main blocked for ever while it locks the mutex again after a wait: the
+/// panic names the condition variable's wait.
+#[test]
+fn main_blocked_for_ever_as_it_relocks_is_told_which_call() {
+    let s = shared();
+    let holder = {
+        let s = s.clone();
+        hub::spawn(move || {
+            let (m, cv) = &*s;
+            let _g = m.lock();
+            cv.notify_one();
+            Event::new().wait(); // holds the lock for ever
+        })
+    };
+    let (m, cv) = &*s;
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(cv.wait(m.lock()))))
+        .unwrap_err();
+    let msg = caught.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("Condvar::wait"), "{msg}");
+    holder.kill();
+    assert!(!m.is_locked());
 }

@@ -6,7 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use super::mutex::MutexGuard;
+use super::mutex::{Mutex, MutexGuard};
 use super::wait::{Unlink, WaitNode, WaitRef, Waiter, Wake, Woken};
 use super::wait_list::WaitList;
 use super::{deadline_after, hub, try_hub, Hub};
@@ -32,7 +32,8 @@ use crate::stats::WaitOn;
 ///   queue.
 /// - **A notification is not lost to a cancelled waiter**: a greenlet woken
 ///   by `notify_one` that is killed, thrown into or interrupted by
-///   [`with_timeout`](super::with_timeout) before it runs passes the
+///   [`with_timeout`](super::with_timeout) before `wait` returns (before it
+///   runs, or while it waits to lock the mutex again) passes the
 ///   notification on to the next waiter, as if it had been that one's.
 /// - A cancelled wait (a kill, a throw, a `with_timeout` expiry) unwinds
 ///   without locking the mutex again: the guard was given to `wait`, so
@@ -106,8 +107,8 @@ impl Condvar {
     /// out of the wait.
     pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
         let mutex = guard.mutex;
-        self.block(guard, None, "Condvar::wait");
-        mutex.lock()
+        let notified = self.block(guard, None, "Condvar::wait");
+        self.relock(mutex, notified, "Condvar::wait")
     }
 
     /// Waits (as [`wait`](Condvar::wait)) for as long as `condition` holds
@@ -146,7 +147,10 @@ impl Condvar {
     ) -> (MutexGuard<'a, T>, WaitTimeoutResult) {
         let mutex = guard.mutex;
         let notified = self.block(guard, deadline_after(timeout), "Condvar::wait_timeout");
-        (mutex.lock(), WaitTimeoutResult(!notified))
+        (
+            self.relock(mutex, notified, "Condvar::wait_timeout"),
+            WaitTimeoutResult(notified.is_none()),
+        )
     }
 
     /// [`wait_while`](Condvar::wait_while) with a timeout for the whole
@@ -172,8 +176,8 @@ impl Condvar {
             // wait of the hub, so a loop of zero timeouts cannot spin.
             let mutex = guard.mutex;
             let notified = self.block(guard, deadline, "Condvar::wait_timeout_while");
-            guard = mutex.lock();
-            if !notified {
+            guard = self.relock(mutex, notified, "Condvar::wait_timeout_while");
+            if notified.is_none() {
                 let still = condition(&mut *guard);
                 return (guard, WaitTimeoutResult(still));
             }
@@ -202,24 +206,73 @@ impl Condvar {
     /// Wakes every greenlet waiting now.
     pub fn notify_all(&self) {
         let mut waiters = self.waiters.borrow_mut();
-        self.notified_all_below.set(waiters.next_ticket());
+        let below = waiters.next_ticket();
         let Some(hub) = try_hub() else {
             return;
         };
+        let mut woke = false;
         while let Some(w) = waiters.pop_front() {
-            hub.wake(w, Wake::Ready);
+            woke |= hub.wake(w, Wake::Ready);
+        }
+        // Only a `notify_all` that woke someone covers the `notify_one`s
+        // before it (see `pass_on`); one that found nobody does nothing.
+        if woke {
+            self.notified_all_below.set(below);
         }
     }
 
-    /// Registers a wait, unlocks `guard`, and blocks until notified
-    /// (`true`) or `deadline` passes (`false`).
+    /// Locks `mutex` again after a wait. A wait woken by a `notify_one`
+    /// (`notified` holds its ticket) that is cancelled while it waits for
+    /// the lock (killed, thrown into, interrupted by `with_timeout`) passes
+    /// the notification on, as one cancelled before it ran does: it has
+    /// not returned it to its caller yet.
+    fn relock<'a, T: ?Sized>(
+        &self,
+        mutex: &'a Mutex<T>,
+        notified: Option<usize>,
+        call: &'static str,
+    ) -> MutexGuard<'a, T> {
+        /// Passes the notification on if the lock unwinds.
+        struct PassOn<'c> {
+            condvar: &'c Condvar,
+            ticket: Option<usize>,
+        }
+        impl Drop for PassOn<'_> {
+            fn drop(&mut self) {
+                if let Some(ticket) = self.ticket {
+                    self.condvar.pass_on(ticket);
+                }
+            }
+        }
+        let mut pass_on = PassOn {
+            condvar: self,
+            ticket: notified,
+        };
+        let guard = mutex.lock_for(call);
+        pass_on.ticket = None;
+        guard
+    }
+
+    /// Gives a notification that the wait with `ticket` was woken by and
+    /// did not return to the next waiter, if it came from a `notify_one`.
+    /// One woken by a `notify_all` has nothing to pass on: everyone waiting
+    /// then was woken too. Nor has one woken by a `notify_one` before a
+    /// `notify_all` that woke others: what it would pass on, they had.
+    fn pass_on(&self, ticket: usize) {
+        if ticket >= self.notified_all_below.get() {
+            self.notify_one();
+        }
+    }
+
+    /// Registers a wait, unlocks `guard`, and blocks until notified (the
+    /// wait's ticket) or `deadline` passes (`None`).
     #[inline]
     fn block<T: ?Sized>(
         &self,
         guard: MutexGuard<'_, T>,
         deadline: Option<Instant>,
         call: &'static str,
-    ) -> bool {
+    ) -> Option<usize> {
         let hub = hub();
         let on = WaitOn::Condvar { until: deadline };
         let node = WaitNode::new(on);
@@ -235,9 +288,9 @@ impl Condvar {
         match waiter.wait(call) {
             Woken::Ready => {
                 waiter.link.kept = true;
-                true
+                Some(waiter.link.ticket)
             }
-            Woken::TimedOut => false,
+            Woken::TimedOut => None,
         }
     }
 }
@@ -270,12 +323,10 @@ unsafe impl Unlink for NotifyLink<'_> {
     fn unlink(&mut self, _: &Hub, wait: WaitRef, how: Wake) {
         if how != Wake::Ready {
             self.condvar.waiters.borrow_mut().remove(self.ticket, wait);
-        } else if !self.kept && self.ticket >= self.condvar.notified_all_below.get() {
-            // Woken by a `notify_one` and cancelled before it ran: the
-            // notification goes to the next waiter instead of being lost.
-            // (One woken by a `notify_all` has nothing to pass on: everyone
-            // waiting then was woken too.)
-            self.condvar.notify_one();
+        } else if !self.kept {
+            // Woken and cancelled before it ran: the notification goes to
+            // the next waiter instead of being lost.
+            self.condvar.pass_on(self.ticket);
         }
     }
 }

@@ -155,12 +155,19 @@ impl Hub {
             // Work from another thread comes first.
             return false;
         }
-        let waits = self.waits.borrow();
-        if waits.iter().any(|(_, w)| w.timer.is_some() && !w.daemon) {
+        if self.timed_waits.get() > 0 {
             return false;
         }
+        debug_assert!(!self
+            .waits
+            .borrow()
+            .iter()
+            .any(|(_, w)| w.timer.is_some() && !w.daemon));
         // A pending `with_timeout` deadline counts for its greenlet, known
-        // through the wait it is blocked in (none: not a daemon's).
+        // through the wait it is blocked in (none: not a daemon's). The
+        // walk costs the scopes alive now, and stops at the first that is
+        // not a daemon's.
+        let waits = self.waits.borrow();
         self.scopes.borrow().iter().all(|(_, scope)| {
             scope.fired
                 || scope

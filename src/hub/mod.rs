@@ -285,6 +285,10 @@ pub(crate) struct Hub {
     daemons: Cell<usize>,
     /// Of `io_waits`, those of daemons.
     daemon_io_waits: Cell<usize>,
+    /// Waits in the table with a timer still to fire, daemons' not
+    /// counted: each keeps the hub going (see `daemon.rs`), and the count
+    /// saves walking the table on every idle pass.
+    timed_waits: Cell<usize>,
     /// Thread-pool jobs being waited for, which wake the hub when they end
     /// (see `time::OffHubWork`).
     off_hub_work: Cell<usize>,
@@ -421,6 +425,7 @@ impl Hub {
                 idle_spin: Cell::new(None),
                 daemons: Cell::new(0),
                 daemon_io_waits: Cell::new(0),
+                timed_waits: Cell::new(0),
                 off_hub_work: Cell::new(0),
             }
         })

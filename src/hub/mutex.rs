@@ -82,6 +82,14 @@ impl<T: ?Sized> Mutex<T> {
         MutexGuard { mutex: self }
     }
 
+    /// [`lock`](Mutex::lock) for another blocking call (a `Condvar` wait
+    /// locking again), named as that call in panics and `stats`.
+    #[inline(always)]
+    pub(super) fn lock_for(&self, call: &'static str) -> MutexGuard<'_, T> {
+        self.lock.take_until(None, call);
+        MutexGuard { mutex: self }
+    }
+
     /// Locks if the lock is free; never blocks.
     #[inline]
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {

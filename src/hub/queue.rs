@@ -379,6 +379,14 @@ impl<T: 'static, O: Order<T>> Queue<T, O> {
     /// ([`recv`](Queue::recv) with `Closed`, the iterator ends). Closing
     /// again does nothing.
     ///
+    /// An item handed to a blocked getter before the close belongs to that
+    /// getter: other gets do not wait for it, and may see the end while
+    /// [`len`](Queue::len) still counts it. If that getter is then killed
+    /// or thrown into before it runs, the item comes back into the queue
+    /// (a getter woken by the close that has not run yet takes it); one
+    /// that comes back after every getter has seen the end stays there for
+    /// a [`try_get`](Queue::try_get) (and is dropped with the queue).
+    ///
     /// ```
     /// use greenlet::hub::{self, Queue};
     ///

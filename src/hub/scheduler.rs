@@ -174,13 +174,22 @@ impl Hub {
             if !self.ready.borrow().is_empty() {
                 continue;
             }
-            let main_waits_for_daemons = self.main_blocked.get().is_some()
-                && self.daemons.get() > 0
-                && !self.main_can_wake_itself(main.key());
-            if self.daemons.get() > 0
-                && (self.main_in_run.get() || main_waits_for_daemons)
+            // With daemons marked, what is left may be only theirs: then
+            // `run` returns, or main, blocked in a call it cannot be woken
+            // from by itself, is told it would wait for ever.
+            // `only_daemons_wait` reads counters in the common case;
+            // `main_can_wake_itself` walks the waits, so it is asked last.
+            let main_is_blocked = self.main_blocked.get().is_some();
+            let mut main_waits_for_daemons = false;
+            let only_daemons_left = self.daemons.get() > 0
+                && (self.main_in_run.get() || main_is_blocked)
                 && self.only_daemons_wait()
-            {
+                && {
+                    main_waits_for_daemons =
+                        main_is_blocked && !self.main_can_wake_itself(main.key());
+                    self.main_in_run.get() || main_waits_for_daemons
+                };
+            if only_daemons_left {
                 let back = if main_waits_for_daemons {
                     // Main waits for what nothing but a daemon's wait could
                     // bring: as if nothing were left (gevent's `LoopExit`

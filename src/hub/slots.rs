@@ -70,8 +70,9 @@ pub(crate) fn debug_key(name: &str, packed: usize, f: &mut fmt::Formatter<'_>) -
 struct Slot<T> {
     generation: usize,
     value: Option<T>,
-    /// When vacant: the next vacant slot (`NO_SLOT`: none).
-    next_free: usize,
+    /// When vacant: the next vacant slot (`NO_SLOT`: none). When
+    /// occupied: where the slot's index is in the table's `live` list.
+    link: usize,
 }
 
 /// The end of the vacant list.
@@ -81,11 +82,18 @@ const NO_SLOT: usize = usize::MAX;
 /// vacant places, each place counting its generation. A removal bumps its
 /// place's generation, so the key it had names nothing afterwards (until
 /// the generation wraps, after 2^32 reuses of that one place on 64-bit).
+///
+/// The table never shrinks (its places keep their generations), so the
+/// indices of the occupied places are also kept in a dense list: walking
+/// the entries costs what is in the table now, not the most it ever held
+/// (after a burst of 100,000 waits, the hub's idle checks walked them all
+/// on every pass).
 pub(crate) struct Slots<K, T> {
     slots: Vec<Slot<T>>,
     /// The first vacant slot (`NO_SLOT`: none).
     free: usize,
-    len: usize,
+    /// The occupied slots' indices, in no order.
+    live: Vec<usize>,
     _key: PhantomData<K>,
 }
 
@@ -94,7 +102,7 @@ impl<K: SlotKey, T> Slots<K, T> {
         Slots {
             slots: Vec::new(),
             free: NO_SLOT,
-            len: 0,
+            live: Vec::new(),
             _key: PhantomData,
         }
     }
@@ -102,11 +110,13 @@ impl<K: SlotKey, T> Slots<K, T> {
     /// Stores `value`; its key names it until it is removed.
     #[inline]
     pub(crate) fn insert(&mut self, value: T) -> K {
-        self.len += 1;
         let index = self.free;
+        let at = self.live.len();
         if let Some(slot) = self.slots.get_mut(index) {
-            self.free = slot.next_free;
+            self.free = slot.link;
             slot.value = Some(value);
+            slot.link = at;
+            self.live.push(index);
             return K::pack(index, slot.generation);
         }
         self.push(value)
@@ -124,8 +134,9 @@ impl<K: SlotKey, T> Slots<K, T> {
         self.slots.push(Slot {
             generation: 0,
             value: Some(value),
-            next_free: NO_SLOT,
+            link: self.live.len(),
         });
+        self.live.push(index);
         K::pack(index, 0)
     }
 
@@ -171,18 +182,29 @@ impl<K: SlotKey, T> Slots<K, T> {
         }
         let value = slot.value.take();
         slot.generation = (slot.generation + 1) & (usize::MAX >> INDEX_BITS);
-        slot.next_free = free;
+        let at = std::mem::replace(&mut slot.link, free);
         self.free = key.packed() & INDEX_MASK;
-        self.len -= 1;
+        // Out of the live list; the index moved into its place says so.
+        self.live.swap_remove(at);
+        if let Some(&moved) = self.live.get(at) {
+            self.slots[moved].link = at;
+        }
         value
     }
 
-    /// The entries with their keys.
+    /// How many entries the table holds.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    /// The entries with their keys, in no particular order; costs what the
+    /// table holds now.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (K, &T)> {
-        self.slots.iter().enumerate().filter_map(|(index, s)| {
-            s.value
-                .as_ref()
-                .map(|value| (K::pack(index, s.generation), value))
+        self.live.iter().map(|&index| {
+            let s = &self.slots[index];
+            let value = s.value.as_ref().expect("a live slot holds its entry");
+            (K::pack(index, s.generation), value)
         })
     }
 }
@@ -212,5 +234,32 @@ mod tests {
             s.iter().map(|(k, v)| (k, *v)).collect::<Vec<_>>(),
             [(b, "b")]
         );
+    }
+
+    #[test]
+    fn iteration_sees_exactly_the_entries_left_whatever_the_order_of_removal() {
+        let mut s: Slots<TestKey, usize> = Slots::new();
+        let mut keys: Vec<(TestKey, usize)> = (0..200).map(|i| (s.insert(i), i)).collect();
+        // Remove in a scrambled order, checking the walk each time.
+        let mut x = 12345u64;
+        while !keys.is_empty() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let (k, v) = keys.swap_remove((x % keys.len() as u64) as usize);
+            assert_eq!(s.remove(k), Some(v));
+            let mut seen: Vec<(TestKey, usize)> = s.iter().map(|(k, v)| (k, *v)).collect();
+            let mut want = keys.clone();
+            seen.sort_by_key(|e| e.1);
+            want.sort_by_key(|e| e.1);
+            assert_eq!(seen, want);
+            assert_eq!(s.len(), keys.len());
+            if x.is_multiple_of(3) {
+                // Reuse a place on the way.
+                let v = 1000 + keys.len();
+                keys.push((s.insert(v), v));
+            }
+        }
+        assert_eq!(s.iter().count(), 0);
     }
 }

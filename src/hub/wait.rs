@@ -542,9 +542,21 @@ impl Hub {
             let t = self.timers.borrow_mut().add(deadline, Action::Wait(w));
             if let Some(wait) = self.waits.borrow_mut().get_mut(w) {
                 wait.timer = Some(t);
+                if !daemon {
+                    self.timed_waits.set(self.timed_waits.get() + 1);
+                }
             }
         }
         w
+    }
+
+    /// A wait's timer is gone (fired, cancelled by a wake-up or the wait's
+    /// end): one timed wait fewer keeps the hub going.
+    #[inline]
+    fn timer_gone(&self, daemon: bool) {
+        if !daemon {
+            self.timed_waits.set(self.timed_waits.get() - 1);
+        }
     }
 
     /// [`end`](Hub::end), out of line: the drop of every waiter, inlined,
@@ -562,6 +574,7 @@ impl Hub {
             Some(wait) => {
                 if let Some(t) = wait.timer {
                     self.timers.borrow_mut().cancel(t);
+                    self.timer_gone(wait.daemon);
                 }
                 wait.wake
             }
@@ -586,7 +599,7 @@ impl Hub {
     /// [`wake`](Hub::wake) for a wait in the table.
     #[inline(never)]
     fn wake_key(&self, w: WaitKey, reason: Wake) -> bool {
-        let (greenlet, timer) = {
+        let (greenlet, timer, daemon) = {
             let mut waits = self.waits.borrow_mut();
             let Some(wait) = waits.get_mut(w) else {
                 return false;
@@ -595,10 +608,11 @@ impl Hub {
                 return false;
             }
             wait.wake = reason;
-            (wait.greenlet.take(), wait.timer.take())
+            (wait.greenlet.take(), wait.timer.take(), wait.daemon)
         };
         if let Some(t) = timer {
             self.timers.borrow_mut().cancel(t);
+            self.timer_gone(daemon);
         }
         if let Some(greenlet) = greenlet {
             self.push_ready(greenlet);
