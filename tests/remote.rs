@@ -545,3 +545,116 @@ fn call_blocking_fails_with_remote_closed_when_its_greenlet_is_killed_by_the_hub
         "the hub's thread has exited"
     );
 }
+
+/// Switches made while `f` runs, counted by a switch hook.
+fn switches_during(f: impl FnOnce()) -> u64 {
+    let switches = Rc::new(Cell::new(0u64));
+    let s2 = switches.clone();
+    greenlet::set_switch_hook(Some(Box::new(move |e| {
+        if e.kind == greenlet::SwitchKind::Switch {
+            s2.set(s2.get() + 1);
+        }
+    })));
+    f();
+    greenlet::set_switch_hook(None);
+    switches.get()
+}
+
+/// Switches per value with `receivers` greenlets receiving on one channel.
+fn switches_per_value(receivers: usize) -> u64 {
+    let (tx, rx) = hub::channel::<u32>();
+    let rx = Rc::new(rx);
+    let got = Rc::new(Cell::new(0u32));
+    let hs: Vec<_> = (0..receivers)
+        .map(|_| {
+            let (rx, got) = (rx.clone(), got.clone());
+            hub::spawn(move || {
+                while rx.recv().is_ok() {
+                    got.set(got.get() + 1);
+                }
+            })
+        })
+        .collect();
+    hub::yield_now(); // all wait
+    const VALUES: u32 = 50;
+    let n = switches_during(|| {
+        for i in 0..VALUES {
+            tx.send(i).unwrap();
+            while got.get() <= i {
+                hub::yield_now();
+            }
+        }
+    });
+    drop(tx);
+    for h in hs {
+        h.join().unwrap();
+    }
+    n / u64::from(VALUES)
+}
+
+/// A send wakes one of the greenlets waiting on a channel, not all
+/// (review 53: 1,000 receivers took 2,004 switches a value).
+#[test]
+fn a_send_wakes_one_receiver_however_many_wait() {
+    let one = switches_per_value(1);
+    let many = switches_per_value(100);
+    assert_eq!(
+        one, many,
+        "switches per value: {one} with one receiver, {many} with 100"
+    );
+}
+
+/// Values sent in a burst (one notification) reach as many waiting
+/// receivers, one each; the end reaches them all.
+#[test]
+fn a_burst_of_sends_and_the_end_reach_every_waiting_receiver() {
+    let (tx, rx) = hub::channel::<u32>();
+    let rx = Rc::new(rx);
+    let receivers = |n: usize| -> Vec<hub::JoinHandle<Result<u32, RecvError>>> {
+        let hs = (0..n)
+            .map(|_| {
+                let rx = rx.clone();
+                hub::spawn(move || rx.recv())
+            })
+            .collect();
+        hub::yield_now(); // all wait
+        hs
+    };
+    let hs = receivers(3);
+    let tx = thread::spawn(move || {
+        for i in 0..3 {
+            tx.send(i).unwrap();
+        }
+        tx
+    })
+    .join()
+    .unwrap();
+    let mut got: Vec<u32> = hs.into_iter().map(|h| h.join().unwrap().unwrap()).collect();
+    got.sort();
+    assert_eq!(got, [0, 1, 2]);
+    let hs = receivers(3);
+    thread::spawn(move || drop(tx)).join().unwrap();
+    for h in hs {
+        assert_eq!(h.join().unwrap(), Err(RecvError));
+    }
+}
+
+/// The receiver a send woke, killed before it runs, hands the wake-up to
+/// the next one: the value is not left waiting for another send.
+#[test]
+fn a_woken_receiver_killed_before_it_runs_wakes_the_next() {
+    let (tx, rx) = hub::channel::<u32>();
+    let rx = Rc::new(rx);
+    let (r1, r2) = (rx.clone(), rx.clone());
+    let first = hub::spawn(move || r1.recv());
+    let second = hub::spawn(move || r2.recv());
+    hub::yield_now(); // both wait, `first` longest
+    tx.send(7).unwrap();
+    // Main is ready before the hub takes the send's notification, so it
+    // runs first after it: `first` is woken and has not run.
+    hub::yield_now();
+    assert_eq!(waiting_on(first.greenlet()), Some(WaitOn::Ready));
+    first.kill();
+    assert_eq!(second.join().unwrap(), Ok(7));
+    drop(tx);
+}

@@ -73,9 +73,7 @@ impl TaskWake for Signal {
         if let Some(hub) = try_hub() {
             if let Some(reactor) = hub.reactor() {
                 if Arc::ptr_eq(reactor.inbox(), &self.inbox) {
-                    reactor.notify(self.token, |w| {
-                        hub.wake(w, Wake::Ready);
-                    });
+                    reactor.notify(self.token, |w| hub.wake(w, Wake::Ready));
                     return;
                 }
             }

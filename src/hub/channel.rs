@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::reactor::{Direction, Registration};
 use super::remote::Inbox;
-use super::{deadline_after, hub, Hub};
+use super::{deadline_after, hub, Hub, Wake};
 use crate::stats::WaitOn;
 
 /// The shared part: the items and who is still there.
@@ -29,9 +29,11 @@ struct State<T> {
     items: VecDeque<T>,
     senders: usize,
     receiver_alive: bool,
-    /// The receiver found nothing and is (about to be) blocked: the next
-    /// send must wake it. Cleared by that send, so a burst of sends to a
-    /// busy receiver costs one wake-up.
+    /// A receiving greenlet found nothing and is (about to be) blocked:
+    /// the next send must wake one. Cleared by that send, so a burst of
+    /// sends to a busy receiver costs one wake-up; the woken receiver
+    /// passes it on to another waiting one if more came (see
+    /// `Receiver::take_or_end`).
     receiver_waiting: bool,
 }
 
@@ -75,6 +77,8 @@ pub fn channel<T: Send + 'static>() -> (Sender<T>, Receiver<T>) {
     let hub = hub();
     let reactor = hub.reactor_or_panic("hub::channel");
     let reg = reactor.add();
+    // Each receive takes one value: a send wakes one waiting receiver.
+    reg.set_wake_one();
     let chan = Arc::new(Chan {
         state: Mutex::new(State {
             items: VecDeque::new(),
@@ -154,7 +158,10 @@ impl<T> fmt::Debug for Sender<T> {
 }
 
 /// The receiving half of a [`channel`]. `!Send`: it belongs to the thread
-/// (and hub) that created it; any of that thread's greenlets may receive.
+/// (and hub) that created it; any of that thread's greenlets may receive
+/// (share it with an `Rc`): each value goes to one of them, and a send
+/// wakes one waiting greenlet, not all (the longest waiting, as a rule; one
+/// woken and killed before it runs passes the wake-up on).
 pub struct Receiver<T> {
     chan: Arc<Chan<T>>,
     reg: Rc<Registration>,
@@ -210,14 +217,11 @@ impl<T> Receiver<T> {
         loop {
             {
                 let mut state = self.chan.lock();
-                if let Some(value) = state.items.pop_front() {
-                    return Ok(value);
-                }
-                if state.senders == 0 {
-                    return Err(RecvTimeoutError::Disconnected);
+                if let Some(end) = self.take_or_end(&mut state) {
+                    return end;
                 }
                 // Set under the same lock the senders take: a send after
-                // this point sees it and wakes us.
+                // this point sees it and wakes a receiver.
                 state.receiver_waiting = true;
             }
             let on = WaitOn::Channel {
@@ -229,12 +233,34 @@ impl<T> Receiver<T> {
                     .wait_io(&self.reg, Direction::Read, deadline, "Receiver::recv", on);
             if woken.is_err() {
                 // Timed out; a value may have come in just now.
-                return self.try_recv().map_err(|e| match e {
-                    TryRecvError::Empty => RecvTimeoutError::Timeout,
-                    TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
-                });
+                let mut state = self.chan.lock();
+                return self
+                    .take_or_end(&mut state)
+                    .unwrap_or(Err(RecvTimeoutError::Timeout));
             }
         }
+    }
+
+    /// Takes the next value, or sees the end (every sender gone); `None`
+    /// when there is neither. A send wakes one waiting receiver (a
+    /// notification per burst of sends, see `State::receiver_waiting`), so
+    /// the wake-up goes on from here: to one more waiting receiver if there
+    /// is more for it (a value, or the end), else to the next send.
+    fn take_or_end(&self, state: &mut State<T>) -> Option<Result<T, RecvTimeoutError>> {
+        let taken = match state.items.pop_front() {
+            Some(value) => Ok(value),
+            None if state.senders == 0 => Err(RecvTimeoutError::Disconnected),
+            None => return None,
+        };
+        if self.reg.has_waiters(Direction::Read) {
+            if !state.items.is_empty() || state.senders == 0 {
+                self.reg
+                    .wake_first(Direction::Read, |w| self.hub.wake(w, Wake::Ready));
+            } else {
+                state.receiver_waiting = true;
+            }
+        }
+        Some(taken)
     }
 }
 

@@ -18,13 +18,21 @@ struct IoLink<'a> {
     reg: &'a Registration,
     dir: Direction,
     daemon: bool,
+    /// Set once the wait returns its wake-up to the caller.
+    kept: bool,
 }
 
 // SAFETY: an I/O wait is registered by `Waiter::new`: it is given a table
 // key only, never a node.
 unsafe impl Unlink for IoLink<'_> {
-    fn unlink(&mut self, hub: &Hub, wait: WaitRef, _: Wake) {
+    fn unlink(&mut self, hub: &Hub, wait: WaitRef, how: Wake) {
         self.reg.remove_waiter(self.dir, wait.key());
+        if how == Wake::Ready && !self.kept && self.reg.wakes_one() {
+            // The one reader a channel's notification woke was cancelled
+            // before it ran: the next one takes its place, or the value
+            // would wait for the next send.
+            self.reg.wake_first(self.dir, |w| hub.wake(w, Wake::Ready));
+        }
         hub.io_waits.set(hub.io_waits.get() - 1);
         if self.daemon {
             let n = &hub.daemon_io_waits;
@@ -55,9 +63,7 @@ impl Hub {
             |inbox| {
                 let mail = inbox.take();
                 for token in mail.wakeups {
-                    reactor.notify(token, |w| {
-                        self.wake(w, Wake::Ready);
-                    });
+                    reactor.notify(token, |w| self.wake(w, Wake::Ready));
                 }
                 // Never `hub()` here: that would make a new hub if the
                 // thread's own were being torn down. Then the tasks drop.
@@ -164,14 +170,22 @@ impl Hub {
             if daemon {
                 self.daemon_io_waits.set(self.daemon_io_waits.get() + 1);
             }
-            IoLink { reg, dir, daemon }
+            IoLink {
+                reg,
+                dir,
+                daemon,
+                kept: false,
+            }
         });
         match waiter.wait(call) {
             Woken::TimedOut => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("greenlet::{call} timed out"),
             )),
-            Woken::Ready => Ok(()),
+            Woken::Ready => {
+                waiter.link.kept = true;
+                Ok(())
+            }
         }
     }
 }

@@ -77,6 +77,9 @@ pub(crate) struct Registration {
     ready: Cell<u8>,
     readers: RefCell<Vec<WaitKey>>,
     writers: RefCell<Vec<WaitKey>>,
+    /// A channel's: a notification wakes one reader, not all (see
+    /// [`wake_first`](Registration::wake_first)).
+    wake_one: Cell<bool>,
 }
 
 impl Registration {
@@ -147,6 +150,42 @@ impl Registration {
         }
     }
 
+    /// Makes a notification wake one reader, not all: for a channel's
+    /// receivers, which take one value each (a socket's readiness is for
+    /// every reader).
+    pub(crate) fn set_wake_one(&self) {
+        self.wake_one.set(true);
+    }
+
+    /// Whether a notification wakes one reader (see `set_wake_one`).
+    pub(crate) fn wakes_one(&self) -> bool {
+        self.wake_one.get()
+    }
+
+    /// Whether some wait is listed on `dir`.
+    pub(crate) fn has_waiters(&self, dir: Direction) -> bool {
+        !self.waiters(dir).borrow().is_empty()
+    }
+
+    /// Hands the longest-listed wait of `dir` that `wake` takes (one woken
+    /// another way already, by its deadline, is passed over and dropped
+    /// from the list); `false` if there was none.
+    pub(crate) fn wake_first(&self, dir: Direction, mut wake: impl FnMut(WaitKey) -> bool) -> bool {
+        self.ready.set(self.ready.get() | dir.bit());
+        loop {
+            let w = {
+                let mut waiters = self.waiters(dir).borrow_mut();
+                if waiters.is_empty() {
+                    return false;
+                }
+                waiters.remove(0)
+            };
+            if wake(w) {
+                return true;
+            }
+        }
+    }
+
     /// Marks `dir` ready (and closed, for good) and hands its waits to
     /// `wake`.
     fn fire(&self, dir: Direction, closed: bool, mut wake: impl FnMut(WaitKey)) {
@@ -197,6 +236,7 @@ impl Reactor {
             ready: Cell::new(Direction::Read.bit() | Direction::Write.bit()),
             readers: RefCell::new(Vec::new()),
             writers: RefCell::new(Vec::new()),
+            wake_one: Cell::new(false),
         });
         entry.insert(reg.clone());
         reg
@@ -285,10 +325,18 @@ impl Reactor {
     }
 
     /// Wakes the readers of registration `token`, if it still exists (a
-    /// channel's receiver, named by a sender on another thread).
-    pub(crate) fn notify(&self, token: usize, wake: impl FnMut(WaitKey)) {
+    /// channel's receiver, named by a sender on another thread): one of
+    /// them if it wakes one (see `set_wake_one`), else all. `wake` says
+    /// whether it woke the wait it was given.
+    pub(crate) fn notify(&self, token: usize, mut wake: impl FnMut(WaitKey) -> bool) {
         if let Some(reg) = self.registrations.borrow().get(token) {
-            reg.fire(Direction::Read, false, wake);
+            if reg.wakes_one() {
+                reg.wake_first(Direction::Read, wake);
+            } else {
+                reg.fire(Direction::Read, false, |w| {
+                    wake(w);
+                });
+            }
         }
     }
 }
