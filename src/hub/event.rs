@@ -73,6 +73,21 @@ impl Event {
         }
     }
 
+    /// Whether `self` and `other` are handles of the same event (as
+    /// [`Rc::ptr_eq`]): to find an event among others, or tell a
+    /// replaced one from the one a waiter holds.
+    ///
+    /// ```
+    /// use greenlet::hub::Event;
+    ///
+    /// let a = Event::new();
+    /// assert!(a.ptr_eq(&a.clone()));
+    /// assert!(!a.ptr_eq(&Event::new()));
+    /// ```
+    pub fn ptr_eq(&self, other: &Event) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Clears the flag.
     pub fn clear(&self) {
         self.inner.borrow_mut().set = false;

@@ -436,6 +436,11 @@ impl ServerHandle {
     /// kills those left (their greenlets unwind: sockets close, guards
     /// run). Returns when all is done; a second call waits for the first.
     ///
+    /// Connections the kernel completed but the server had not accepted
+    /// yet (still in the listener's backlog) are reset as the listener
+    /// closes: their clients get `ECONNRESET` with no reply, as with
+    /// gevent's servers and most others.
+    ///
     /// A handler waiting for the next request of an idle keep-alive
     /// connection sits out the whole grace (gevent's servers behave the
     /// same): give its reads a timeout, or check
