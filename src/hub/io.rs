@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::join;
 use super::reactor::{Direction, Reactor, Registration};
-use super::wait::{Unlink, WaitRef, Waiter, Wake, Woken};
+use super::wait::{Unlink, WaitKey, WaitRef, Waiter, Wake, Woken};
 use super::{hub, try_hub, Hub};
 use crate::runtime::Runtime;
 use crate::stats::WaitOn;
@@ -133,6 +133,29 @@ impl Hub {
         self.reactor_or_init().unwrap_or_else(|e| {
             panic!("greenlet::{call}: cannot create the hub's I/O reactor: {e}")
         })
+    }
+
+    /// Counts a wait on a descriptor made outside `wait_io` (a
+    /// `net::Readiness` in a multi-wait): while it lasts, the hub polls for
+    /// I/O, and (unless it is a daemon's, as `w` says) keeps `run` going.
+    /// Returns whether it counts as a daemon's, for
+    /// [`io_wait_ended`](Hub::io_wait_ended).
+    pub(crate) fn io_wait_began(&self, w: WaitKey) -> bool {
+        self.io_waits.set(self.io_waits.get() + 1);
+        let daemon =
+            self.daemons.get() > 0 && self.waits.borrow().get(w).is_some_and(|wait| wait.daemon);
+        if daemon {
+            self.daemon_io_waits.set(self.daemon_io_waits.get() + 1);
+        }
+        daemon
+    }
+
+    /// Ends what [`io_wait_began`](Hub::io_wait_began) counted.
+    pub(crate) fn io_wait_ended(&self, daemon: bool) {
+        self.io_waits.set(self.io_waits.get() - 1);
+        if daemon {
+            self.daemon_io_waits.set(self.daemon_io_waits.get() - 1);
+        }
     }
 
     /// The reactor, if this hub has one.

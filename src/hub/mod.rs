@@ -236,6 +236,7 @@ pub(crate) use self::scheduler::{ready_keys, settle_handed_in};
 pub(crate) use self::time::deadline_after;
 pub(crate) use self::wait::blocked;
 pub(crate) use self::wait::Wake;
+pub(crate) use self::wait_any::sealed as waitable;
 // For primitives built on the wait protocol.
 #[allow(unused_imports)]
 pub(crate) use self::{

@@ -36,8 +36,11 @@ pub(crate) mod sealed {
 /// Something a greenlet can wait for alongside others: a
 /// [`JoinHandle`](super::JoinHandle) (ready when the greenlet finished), an
 /// [`Event`](super::Event) (when set), an [`AsyncResult`](super::AsyncResult)
-/// (when it has a value or an error). Implemented by this crate's types
-/// only, and by references to them.
+/// (when it has a value or an error), a socket's
+/// [`Readiness`](crate::net::Readiness) (when a read or write would not
+/// block), a [`ServerHandle`](crate::net::ServerHandle) (when a stop has
+/// begun). Implemented by this crate's types only, and by references to
+/// them; mix kinds in one wait as `&dyn Waitable`s.
 pub trait Waitable: sealed::Source {}
 
 /// A number from a counter that only grows, taken when something becomes

@@ -73,6 +73,7 @@ mod accept;
 #[cfg(unix)]
 pub(crate) mod fd;
 mod lookup;
+mod readiness;
 mod server;
 mod socket;
 mod tcp;
@@ -83,6 +84,7 @@ mod unix;
 #[cfg(unix)]
 pub use self::fd::AsyncFd;
 pub use self::lookup::lookup_host;
+pub use self::readiness::Readiness;
 pub use self::server::{Server, ServerHandle, Stopper};
 pub use self::tcp::{Incoming, TcpListener, TcpStream};
 pub use self::udp::UdpSocket;

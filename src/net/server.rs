@@ -190,6 +190,7 @@ impl Server {
             members,
             stopping: Cell::new(false),
             stop_asked: Cell::new(false),
+            stop_begun: Event::new(),
             stopped: Event::new(),
             acceptor: RefCell::new(None),
             watcher: RefCell::new(None),
@@ -233,6 +234,9 @@ struct Shared {
     /// A handler asked for a stop, which runs in a greenlet of its own
     /// from the handler's next block or yield on.
     stop_asked: Cell<bool>,
+    /// Set once a stop has begun (what `is_stopping` says): what a
+    /// `ServerHandle` waits for as a `Waitable`.
+    stop_begun: Event,
     /// Set once `stop` has finished.
     stopped: Event,
     acceptor: RefCell<Option<JoinHandle<()>>>,
@@ -443,9 +447,13 @@ impl ServerHandle {
     ///
     /// A handler waiting for the next request of an idle keep-alive
     /// connection sits out the whole grace (gevent's servers behave the
-    /// same): give its reads a timeout, or check
-    /// [`is_stopping`](ServerHandle::is_stopping) between requests, to let
-    /// it end early; a grace of zero kills every handler at once.
+    /// same) unless it waits for the stop too: a `ServerHandle` is a
+    /// [`Waitable`](hub::Waitable), ready once a stop has begun, so
+    /// `hub::wait_any(&[&conn.readable(), &server], None)` wakes for
+    /// either (see the example on the impl). Giving its reads a timeout,
+    /// or checking [`is_stopping`](ServerHandle::is_stopping) between
+    /// requests, also lets it end early; a grace of zero kills every
+    /// handler at once.
     ///
     /// Called from one of the server's own handlers (to stop it from a
     /// request), it starts the stop in a greenlet of its own and returns at
@@ -469,6 +477,7 @@ impl ServerHandle {
         };
         if members.iter().any(|g| g.is_current()) {
             shared.stop_asked.set(true);
+            shared.stop_begun.set();
             let handle = self.clone();
             drop(hub::spawn(move || handle.stop(grace)));
             return;
@@ -477,6 +486,7 @@ impl ServerHandle {
             shared.stopped.wait();
             return;
         }
+        shared.stop_begun.set();
         // The rest runs also if this greenlet is interrupted from here on:
         // by a kill from a destructor that the acceptor's kill below runs
         // (the handler's), or while it waits out the grace (a
@@ -543,6 +553,62 @@ impl ServerHandle {
         Stopper { tx }
     }
 }
+
+/// A `ServerHandle` is ready once a stop has begun (as
+/// [`is_stopping`](ServerHandle::is_stopping) says): a handler waiting for
+/// its next request can wait for a stop too, and say goodbye at once
+/// instead of sitting out the grace.
+///
+/// ```
+/// use std::cell::OnceCell;
+/// use std::io::Write;
+/// use std::rc::Rc;
+/// use std::time::Duration;
+/// use greenlet::hub::{self, Waitable};
+/// use greenlet::net::{Server, ServerHandle, TcpStream};
+///
+/// let me: Rc<OnceCell<ServerHandle>> = Rc::default();
+/// let handle = me.clone();
+/// let server = Server::bind("127.0.0.1:0", move |conn: TcpStream, _| {
+///     let server = handle.get().expect("set after start");
+///     let readable = conn.readable();
+///     let either: [&dyn Waitable; 2] = [&readable, server];
+///     if hub::wait_any(&either, None) == Some(1) {
+///         let _ = (&conn).write_all(b"bye\n"); // stopping: leave now
+///     }
+/// })?
+/// .start();
+/// me.set(server.clone()).ok();
+/// let _idle = TcpStream::connect(server.local_addr())?;
+/// while server.connections() == 0 {
+///     hub::yield_now();
+/// }
+/// hub::time::pause();
+/// let start = hub::time::now();
+/// server.stop(Duration::from_secs(60));
+/// assert_eq!(hub::time::now(), start, "no grace sat out");
+/// hub::time::resume();
+/// # Ok::<(), std::io::Error>(())
+/// ```
+impl hub::waitable::Source for ServerHandle {
+    fn is_ready(&self) -> bool {
+        self.shared.stop_begun.is_ready()
+    }
+
+    fn ready_stamp(&self) -> u64 {
+        self.shared.stop_begun.ready_stamp()
+    }
+
+    fn add_waiter(&self, w: usize) -> usize {
+        self.shared.stop_begun.add_waiter(w)
+    }
+
+    fn remove_waiter(&self, node: usize, w: usize) {
+        self.shared.stop_begun.remove_waiter(node, w);
+    }
+}
+
+impl hub::Waitable for ServerHandle {}
 
 impl fmt::Debug for ServerHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

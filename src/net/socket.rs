@@ -44,6 +44,11 @@ impl<S: Source + AsRawFd> Socket<S> {
         &self.io
     }
 
+    /// Its readiness for `dir`, to wait for among other things.
+    pub(crate) fn readiness(&self, dir: Direction) -> super::Readiness<'_> {
+        super::Readiness::new(&self.reg, &self.hub, &self.io, dir)
+    }
+
     /// Runs `op` until it says anything but `WouldBlock`, blocking the
     /// calling greenlet on `dir` in between, within the read or write
     /// timeout (`dir`'s).

@@ -166,6 +166,19 @@ impl UnixStream {
         self.socket.get().local_addr()
     }
 
+    /// Its readiness to read (data, the end of the stream or an error is
+    /// there), to wait for beside other things with
+    /// [`hub::wait_any`](crate::hub::wait_any): see [`Readiness`](super::Readiness).
+    pub fn readable(&self) -> super::Readiness<'_> {
+        self.socket.readiness(Direction::Read)
+    }
+
+    /// Its readiness to write (room in the send buffer, or an error), as
+    /// [`readable`](UnixStream::readable).
+    pub fn writable(&self) -> super::Readiness<'_> {
+        self.socket.readiness(Direction::Write)
+    }
+
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.socket.get().peer_addr()

@@ -1,0 +1,131 @@
+//! `Readiness`: a socket's readiness to read or write, as something to
+//! wait for beside other things in [`hub::wait_any`](crate::hub::wait_any)
+//! (gevent's `select` over a socket and an event).
+
+use std::fmt;
+use std::os::fd::{AsRawFd, RawFd};
+
+use crate::hub::reactor::{Direction, Registration};
+use crate::hub::{waitable, Hub, WaitKey, Waitable};
+
+/// A socket's readiness to read ([`TcpStream::readable`](super::TcpStream::readable),
+/// [`UnixStream::readable`](super::UnixStream::readable)) or write (the
+/// `writable` methods), for [`hub::wait`](crate::hub::wait),
+/// [`wait_any`](crate::hub::wait_any) and [`iwait`](crate::hub::iwait)
+/// beside [`Event`](crate::hub::Event)s, joins and the like: a handler
+/// can wait for the next request *or* a shutdown, a watcher for a change
+/// *or* its client going away.
+///
+/// It is ready when the call it stands for would not block: data, an end
+/// of stream or an error to read (the read then says which), room to
+/// write. The kernel is asked (a zero-timeout `poll`) whenever the hub
+/// cannot rule it out, so a fresh connection with nothing sent is not
+/// ready. Only what is ready while the wait looks counts: data another
+/// greenlet read meanwhile is gone, as in `select`.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use greenlet::hub::{self, Event, Waitable};
+/// use greenlet::net::{TcpListener, TcpStream};
+///
+/// let listener = TcpListener::bind("127.0.0.1:0")?;
+/// let mut client = TcpStream::connect(listener.local_addr()?)?;
+/// let (conn, _) = listener.accept()?;
+/// let shutdown = Event::new();
+///
+/// // Nothing sent yet, nobody shutting down: neither is ready.
+/// let readable = conn.readable();
+/// let either: [&dyn Waitable; 2] = [&readable, &shutdown];
+/// assert_eq!(hub::wait_any(&either, Some(std::time::Duration::ZERO)), None);
+///
+/// client.write_all(b"ping")?;
+/// assert_eq!(hub::wait_any(&either, None), Some(0));
+/// let mut buf = [0; 4];
+/// (&conn).read_exact(&mut buf)?;
+///
+/// shutdown.set();
+/// assert_eq!(hub::wait_any(&either, None), Some(1));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Readiness<'a> {
+    reg: &'a Registration,
+    hub: &'a Hub,
+    fd: RawFd,
+    dir: Direction,
+}
+
+impl<'a> Readiness<'a> {
+    pub(crate) fn new(
+        reg: &'a Registration,
+        hub: &'a Hub,
+        fd: &'a impl AsRawFd,
+        dir: Direction,
+    ) -> Readiness<'a> {
+        Readiness {
+            reg,
+            hub,
+            fd: fd.as_raw_fd(),
+            dir,
+        }
+    }
+}
+
+impl fmt::Debug for Readiness<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Readiness")
+            .field("fd", &self.fd)
+            .field("direction", &self.dir)
+            .finish()
+    }
+}
+
+impl waitable::Source for Readiness<'_> {
+    fn is_ready(&self) -> bool {
+        if self.reg.is_closed() {
+            // Closed by `close`: the call fails at once.
+            return true;
+        }
+        if !self.reg.is_ready(self.dir) {
+            // The kernel said "would block", and no event came since.
+            return false;
+        }
+        let events = match self.dir {
+            Direction::Read => libc::POLLIN | libc::POLLRDHUP,
+            Direction::Write => libc::POLLOUT,
+        };
+        let mut pfd = libc::pollfd {
+            fd: self.fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: `pfd` is one valid `pollfd` that lives across the call;
+        // the descriptor is the socket's, open while `self` borrows it,
+        // and a zero timeout makes the call return at once.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        // An error of `poll` itself (`EINTR`, `ENOMEM`) counts as ready:
+        // the call it stands for will say what is wrong, or block.
+        let ready = n != 0;
+        if !ready {
+            self.reg.would_block(self.dir);
+        }
+        ready
+    }
+
+    fn ready_stamp(&self) -> u64 {
+        // Readiness is the kernel's, asked each time; it keeps no history.
+        0
+    }
+
+    fn add_waiter(&self, w: usize) -> usize {
+        let w = WaitKey::from(w);
+        self.reg.add_waiter(self.dir, w);
+        usize::from(self.hub.io_wait_began(w))
+    }
+
+    fn remove_waiter(&self, daemon: usize, w: usize) {
+        self.reg.remove_waiter(self.dir, WaitKey::from(w));
+        self.hub.io_wait_ended(daemon != 0);
+    }
+}
+
+impl Waitable for Readiness<'_> {}

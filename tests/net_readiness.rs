@@ -1,0 +1,124 @@
+//! `net::Readiness` in multi-waits (a socket beside events and joins), and
+//! a `ServerHandle` as something to wait for.
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use greenlet::hub::{self, Event, Waitable};
+use greenlet::net::{TcpListener, TcpStream, UnixStream};
+
+/// A connected pair of TCP streams on this thread's hub.
+fn pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    (client, server)
+}
+
+/// Runs `f` on a thread of its own and fails if it has not returned
+/// within a minute: a lost wake-up or a leaked I/O wait shows as a hang.
+fn within_a_minute(f: impl FnOnce() + Send + 'static) {
+    let (done, finished) = mpsc::channel();
+    let t = std::thread::spawn(move || {
+        f();
+        done.send(()).unwrap();
+    });
+    match finished.recv_timeout(Duration::from_secs(60)) {
+        Ok(()) => t.join().unwrap(),
+        Err(_) if t.is_finished() => std::panic::resume_unwind(t.join().unwrap_err()),
+        Err(_) => panic!("hung"),
+    }
+}
+
+#[test]
+fn readable_wakes_a_multi_wait_for_data_and_for_the_end_of_the_stream() {
+    let (mut client, server) = pair();
+    let never = Event::new();
+    let readable = server.readable();
+    let either: [&dyn Waitable; 2] = [&readable, &never];
+    let writer = hub::spawn(move || {
+        hub::yield_now();
+        client.write_all(b"x").unwrap();
+        client
+    });
+    assert_eq!(hub::wait_any(&either, None), Some(0));
+    let mut byte = [0];
+    (&server).read_exact(&mut byte).unwrap();
+    // Drained: not ready again until the peer does something.
+    assert_eq!(hub::wait_any(&either, Some(Duration::ZERO)), None);
+    let client = writer.join().unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(hub::wait_any(&either, None), Some(0));
+    assert_eq!(
+        (&server).read(&mut byte).unwrap(),
+        0,
+        "the end of the stream"
+    );
+}
+
+#[test]
+fn writable_is_ready_while_the_send_buffer_has_room() {
+    let (client, _server) = pair();
+    let writable = client.writable();
+    assert_eq!(hub::wait_any(&[writable], Some(Duration::ZERO)), Some(0));
+    let (a, _b) = UnixStream::pair().unwrap();
+    assert_eq!(hub::wait_any(&[a.writable()], None), Some(0));
+}
+
+#[test]
+fn a_greenlet_killed_in_a_socket_wait_leaves_nothing_for_run_to_wait_for() {
+    within_a_minute(|| {
+        let (_client, server) = pair();
+        let server = std::rc::Rc::new(server);
+        let s = server.clone();
+        let waiter = hub::spawn(move || hub::wait_any(&[s.readable()], None));
+        hub::yield_now(); // it waits on the socket
+        waiter.kill();
+        // Had the socket wait been left counted, `run` would park in
+        // `epoll_wait` for ever.
+        hub::run();
+    });
+}
+
+#[test]
+fn a_daemons_socket_wait_does_not_keep_run_going() {
+    within_a_minute(|| {
+        let (client, server) = pair();
+        let listener = hub::spawn_daemon(move || hub::wait_any(&[server.readable()], None));
+        hub::run(); // returns although the daemon waits
+        assert!(!listener.is_finished());
+        (&client).write_all(b"x").unwrap();
+        // Main's yields let the hub poll: the daemon's socket is ready.
+        while !listener.is_finished() {
+            hub::yield_now();
+        }
+        assert_eq!(listener.join().unwrap(), Some(0));
+    });
+}
+
+#[test]
+fn an_ordinary_socket_wait_keeps_run_going_until_it_is_ready() {
+    within_a_minute(|| {
+        let (client, server) = pair();
+        let waiter = hub::spawn(move || hub::wait_any(&[server.readable()], None));
+        // The data comes from another thread once the hub has nothing else
+        // to run: `run` must wait for it.
+        let (go, told) = mpsc::channel::<()>();
+        let peer = std::thread::spawn({
+            let client = client.into_std();
+            move || {
+                told.recv().unwrap();
+                (&client).write_all(b"x").unwrap();
+            }
+        });
+        hub::spawn(move || {
+            hub::yield_now();
+            go.send(()).unwrap();
+        });
+        hub::run(); // keeps going until the data comes
+        assert_eq!(waiter.join().unwrap(), Some(0));
+        peer.join().unwrap();
+    });
+}
