@@ -25,6 +25,7 @@ while read -r bin; do
     # Skipped: valgrind runs a child's `exec` itself, and reports success
     # for a program that does not exist.
     if ! valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
+        --suppressions=scripts/valgrind.supp \
         --error-exitcode=9 "$bin" --test-threads=1 \
         --skip status_and_a_missing_program >"$bin.valgrind.log" 2>&1; then
         echo "   FAILED: see $bin.valgrind.log"
