@@ -122,3 +122,46 @@ fn an_ordinary_socket_wait_keeps_run_going_until_it_is_ready() {
         peer.join().unwrap();
     });
 }
+
+/// Main inside `daemon`, in a multi-wait on a socket that another thread
+/// will write to, waits for it, as a plain read there does (review 55: it
+/// was told it would block forever).
+#[test]
+fn main_in_daemon_waits_on_a_socket_in_a_multi_wait() {
+    within_a_minute(|| {
+        let (client, server) = pair();
+        let (go, told) = mpsc::channel::<()>();
+        let peer = std::thread::spawn({
+            let client = client.into_std();
+            move || {
+                told.recv().unwrap();
+                (&client).write_all(b"x").unwrap();
+            }
+        });
+        let _ticker = hub::spawn_daemon(move || {
+            hub::yield_now();
+            go.send(()).unwrap();
+        });
+        let got = hub::daemon(|| hub::wait_any(&[server.readable()], None));
+        assert_eq!(got, Some(0));
+        peer.join().unwrap();
+    });
+}
+
+/// Among ready things, a socket counts from when its data came: an event
+/// set before comes first (review 55: a socket always came first).
+#[test]
+fn an_event_set_before_a_sockets_data_comes_first() {
+    let (client, server) = pair();
+    let event = Event::new();
+    let readable = server.readable();
+    let both: [&dyn Waitable; 2] = [&readable, &event];
+    // Not ready yet: nothing sent (the hub learns it would block).
+    assert_eq!(hub::wait_any(&both, Some(Duration::ZERO)), None);
+    event.set();
+    (&client).write_all(b"x").unwrap();
+    // Let the hub see the socket's event.
+    while hub::wait_any(&[&readable as &dyn Waitable], Some(Duration::ZERO)).is_none() {}
+    assert_eq!(hub::wait(&both, None, None), [1, 0]);
+    assert_eq!(hub::wait_any(&both, None), Some(1));
+}

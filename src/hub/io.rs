@@ -142,8 +142,14 @@ impl Hub {
     /// [`io_wait_ended`](Hub::io_wait_ended).
     pub(crate) fn io_wait_began(&self, w: WaitKey) -> bool {
         self.io_waits.set(self.io_waits.get() + 1);
-        let daemon =
-            self.daemons.get() > 0 && self.waits.borrow().get(w).is_some_and(|wait| wait.daemon);
+        let mut waits = self.waits.borrow_mut();
+        let Some(wait) = waits.get_mut(w) else {
+            return false;
+        };
+        // Main blocked in it can be woken from outside (see `daemon.rs`).
+        wait.on_descriptor = true;
+        let daemon = self.daemons.get() > 0 && wait.daemon;
+        drop(waits);
         if daemon {
             self.daemon_io_waits.set(self.daemon_io_waits.get() + 1);
         }

@@ -80,6 +80,10 @@ pub(crate) struct Registration {
     /// A channel's: a notification wakes one reader, not all (see
     /// [`wake_first`](Registration::wake_first)).
     wake_one: Cell<bool>,
+    /// When each direction last turned ready (a `wait_any` stamp, see
+    /// `hub::wait_any::next_stamp`), read and write: orders a socket's
+    /// readiness among the other things of a multi-wait.
+    ready_stamps: [Cell<u64>; 2],
 }
 
 impl Registration {
@@ -186,10 +190,20 @@ impl Registration {
         }
     }
 
+    /// When `dir` last turned ready, as a `wait_any` stamp (0: it has been
+    /// assumed ready since the registration, with no event yet).
+    pub(crate) fn ready_stamp(&self, dir: Direction) -> u64 {
+        self.ready_stamps[dir as usize].get()
+    }
+
     /// Marks `dir` ready (and closed, for good) and hands its waits to
     /// `wake`.
     fn fire(&self, dir: Direction, closed: bool, mut wake: impl FnMut(WaitKey)) {
         let closed = if closed { dir.closed_bit() } else { 0 };
+        if self.ready.get() & dir.bit() == 0 {
+            // Turns ready now (an edge after a `WouldBlock`).
+            self.ready_stamps[dir as usize].set(super::wait_any::next_stamp());
+        }
         self.ready.set(self.ready.get() | dir.bit() | closed);
         // `drain` keeps the vector's capacity: no allocation per wake-up.
         for w in self.waiters(dir).borrow_mut().drain(..) {
@@ -237,6 +251,7 @@ impl Reactor {
             readers: RefCell::new(Vec::new()),
             writers: RefCell::new(Vec::new()),
             wake_one: Cell::new(false),
+            ready_stamps: [Cell::new(0), Cell::new(0)],
         });
         entry.insert(reg.clone());
         reg

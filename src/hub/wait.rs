@@ -247,6 +247,10 @@ pub(super) struct Wait {
     pub(super) timer: Option<super::timer::TimerKey>,
     /// Made by a daemon greenlet: it does not keep `run` going.
     pub(super) daemon: bool,
+    /// A multi-wait that includes a descriptor (a `net::Readiness`): it
+    /// can be woken from outside the thread's greenlets, as a socket's own
+    /// wait can.
+    pub(super) on_descriptor: bool,
     /// What the call waits on, for `stats`.
     on: WaitOn,
 }
@@ -260,13 +264,14 @@ impl Wait {
     /// Whether what it waits for can come from outside the thread's
     /// greenlets: a descriptor, another thread's channel, a future.
     pub(super) fn waits_outside(&self) -> bool {
-        matches!(
-            self.on,
-            WaitOn::Readable { .. }
-                | WaitOn::Writable { .. }
-                | WaitOn::Channel { .. }
-                | WaitOn::Future
-        )
+        self.on_descriptor
+            || matches!(
+                self.on,
+                WaitOn::Readable { .. }
+                    | WaitOn::Writable { .. }
+                    | WaitOn::Channel { .. }
+                    | WaitOn::Future
+            )
     }
 }
 
@@ -536,6 +541,7 @@ impl Hub {
             wake: Wake::Pending,
             timer: None,
             daemon,
+            on_descriptor: false,
             on,
         });
         if let Some(deadline) = deadline {

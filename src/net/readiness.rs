@@ -16,12 +16,20 @@ use crate::hub::{waitable, Hub, WaitKey, Waitable};
 /// can wait for the next request *or* a shutdown, a watcher for a change
 /// *or* its client going away.
 ///
-/// It is ready when the call it stands for would not block: data, an end
-/// of stream or an error to read (the read then says which), room to
-/// write. The kernel is asked (a zero-timeout `poll`) whenever the hub
-/// cannot rule it out, so a fresh connection with nothing sent is not
-/// ready. Only what is ready while the wait looks counts: data another
-/// greenlet read meanwhile is gone, as in `select`.
+/// It is ready when the kernel says so, as `poll` and `select` do: data,
+/// an end of stream or an error to read (the read then says which); for
+/// writing, enough room in the send buffer (the kernel's low-water mark: a
+/// small write may go through while the socket is not yet writable). The
+/// kernel is asked (a zero-timeout `poll`) whenever the hub cannot rule it
+/// out, so a fresh connection with nothing sent is not ready. Only what is
+/// ready while the wait looks counts: data another greenlet read meanwhile
+/// is gone, as in `select`.
+///
+/// Among several ready things, a socket counts as ready since the hub
+/// last learned it turned ready (its last event after a read or write
+/// that would have blocked): a connection whose peer keeps it busy without
+/// a pause stays "ready since long ago", so a handler that must also see
+/// a shutdown should check for it between requests too.
 ///
 /// ```
 /// use std::io::{Read, Write};
@@ -112,8 +120,10 @@ impl waitable::Source for Readiness<'_> {
     }
 
     fn ready_stamp(&self) -> u64 {
-        // Readiness is the kernel's, asked each time; it keeps no history.
-        0
+        // When the hub last learned it turned ready (an event after a
+        // `WouldBlock`); 0 while it has been assumed ready since it was
+        // registered.
+        self.reg.ready_stamp(self.dir)
     }
 
     fn add_waiter(&self, w: usize) -> usize {

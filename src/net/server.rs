@@ -448,9 +448,10 @@ impl ServerHandle {
     /// A handler waiting for the next request of an idle keep-alive
     /// connection sits out the whole grace (gevent's servers behave the
     /// same) unless it waits for the stop too: a `ServerHandle` is a
-    /// [`Waitable`](hub::Waitable), ready once a stop has begun, so
-    /// `hub::wait_any(&[&conn.readable(), &server], None)` wakes for
-    /// either (see the example on the impl). Giving its reads a timeout,
+    /// [`Waitable`](hub::Waitable), ready once a stop has begun, so a
+    /// [`hub::wait_any`] over the connection's
+    /// [`readable`](super::TcpStream::readable) and the server (as `&dyn
+    /// Waitable`s) wakes for either (see the example on the impl). Giving its reads a timeout,
     /// or checking [`is_stopping`](ServerHandle::is_stopping) between
     /// requests, also lets it end early; a grace of zero kills every
     /// handler at once.
