@@ -60,21 +60,37 @@ fn a_bounded_priority_queue_blocks_its_putters_and_serves_them_in_order() {
     assert_eq!(q.get(), 9);
 }
 
+/// A getter that waited takes, when it runs, the order's next item among
+/// the one handed to it and those put since: the last, the greatest, as
+/// gevent's do (review 54: it got the first put, a priority inversion).
 #[test]
-fn a_waiting_getter_is_handed_the_first_item_put() {
-    // As in every queue of the hub: a put that finds a getter waiting
-    // hands it that very item, whatever the order.
-    fn check<O: Order<u32>>(q: Queue<u32, O>) {
+fn a_waiting_getter_takes_the_orders_next_item_when_it_runs() {
+    fn check<O: Order<u32>>(q: Queue<u32, O>, puts: &[u32], first: u32) {
         let q2 = q.clone();
         let getter = hub::spawn(move || q2.get());
-        hub::yield_now();
-        q.put(1);
-        q.put(5);
-        assert_eq!(getter.join().unwrap(), 1);
-        assert_eq!(q.get(), 5);
+        hub::yield_now(); // it waits on the empty queue
+        for &item in puts {
+            q.put(item);
+        }
+        assert_eq!(getter.join().unwrap(), first, "{puts:?}");
+        assert_eq!(q.len(), puts.len() - 1);
     }
-    check(Queue::lifo());
-    check(Queue::priority());
+    check(Queue::lifo(), &[1, 5, 3], 3);
+    check(Queue::lifo(), &[1], 1);
+    check(Queue::priority(), &[1, 9, 5], 9);
+    check(Queue::priority(), &[7, 2], 7);
+    check(Queue::new(), &[1, 5, 3], 1);
+    // What is left comes out in order too: LIFO keeps the handed item at
+    // the bottom.
+    let q = Queue::lifo();
+    let q2 = q.clone();
+    let getter = hub::spawn(move || q2.get());
+    hub::yield_now();
+    for i in 1..=4 {
+        q.put(i);
+    }
+    assert_eq!(getter.join().unwrap(), 4);
+    assert_eq!([q.get(), q.get(), q.get()], [3, 2, 1]);
 }
 
 #[test]

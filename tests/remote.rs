@@ -658,3 +658,37 @@ fn a_woken_receiver_killed_before_it_runs_wakes_the_next() {
     assert_eq!(second.join().unwrap(), Ok(7));
     drop(tx);
 }
+
+/// Sends go to the longest-waiting receivers, also after one in the
+/// middle left (review 54: the newest took its place).
+#[test]
+fn sends_go_to_the_longest_waiting_receivers_after_one_leaves() {
+    hub::time::pause();
+    let (tx, rx) = hub::channel::<u32>();
+    let rx = Rc::new(rx);
+    let order = Rc::new(RefCell::new(Vec::new()));
+    let hs: Vec<_> = (0..5)
+        .map(|i| {
+            let (rx, order) = (rx.clone(), order.clone());
+            hub::spawn(move || {
+                let timeout = if i == 1 { 1 } else { 3600 };
+                if rx.recv_timeout(Duration::from_secs(timeout)).is_ok() {
+                    order.borrow_mut().push(i);
+                }
+            })
+        })
+        .collect();
+    hub::yield_now(); // all wait, 0 longest
+    hub::sleep(Duration::from_secs(2)); // 1 leaves
+    for v in 0..4 {
+        tx.send(v).unwrap();
+        while order.borrow().len() <= v as usize {
+            hub::yield_now();
+        }
+    }
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert_eq!(*order.borrow(), [0, 2, 3, 4]);
+    hub::time::resume();
+}

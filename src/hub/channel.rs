@@ -160,8 +160,8 @@ impl<T> fmt::Debug for Sender<T> {
 /// The receiving half of a [`channel`]. `!Send`: it belongs to the thread
 /// (and hub) that created it; any of that thread's greenlets may receive
 /// (share it with an `Rc`): each value goes to one of them, and a send
-/// wakes one waiting greenlet, not all (the longest waiting, as a rule; one
-/// woken and killed before it runs passes the wake-up on).
+/// wakes one waiting greenlet, not all (the longest waiting; one woken and
+/// killed before it runs passes the wake-up on).
 pub struct Receiver<T> {
     chan: Arc<Chan<T>>,
     reg: Rc<Registration>,

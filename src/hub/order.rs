@@ -30,6 +30,11 @@ pub(crate) mod sealed {
         fn peek(store: &Self::Store) -> Option<&T>;
         /// How many items are stored.
         fn len(store: &Self::Store) -> usize;
+        /// The item a getter takes when it runs, having been handed
+        /// `handed` by a put while the store was empty: every item stored
+        /// since came after it. The order's next item among them all; the
+        /// other goes into the store.
+        fn handed_out(store: &mut Self::Store, handed: T) -> T;
     }
 }
 
@@ -88,6 +93,12 @@ impl<T> sealed::Order<T> for Fifo {
     fn len(store: &Ring<T>) -> usize {
         store.len()
     }
+
+    #[inline(always)]
+    fn handed_out(_: &mut Ring<T>, handed: T) -> T {
+        // The oldest: first out.
+        handed
+    }
 }
 
 impl<T> Order<T> for Fifo {}
@@ -124,6 +135,18 @@ impl<T> sealed::Order<T> for Lifo {
     fn len(store: &Vec<T>) -> usize {
         store.len()
     }
+
+    fn handed_out(store: &mut Vec<T>, handed: T) -> T {
+        match store.pop() {
+            // The newest goes out; the handed item, older than everything
+            // stored, goes to the bottom.
+            Some(newest) => {
+                store.insert(0, handed);
+                newest
+            }
+            None => handed,
+        }
+    }
 }
 
 impl<T> Order<T> for Lifo {}
@@ -159,6 +182,15 @@ impl<T: Ord> sealed::Order<T> for Priority {
     #[inline(always)]
     fn len(store: &BinaryHeap<T>) -> usize {
         store.len()
+    }
+
+    fn handed_out(store: &mut BinaryHeap<T>, handed: T) -> T {
+        if store.is_empty() {
+            return handed;
+        }
+        // The greatest of them all goes out.
+        store.push(handed);
+        store.pop().expect("an item was just pushed")
     }
 }
 

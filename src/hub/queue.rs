@@ -26,13 +26,15 @@ use crate::stats::WaitOn;
 /// in the order they blocked.
 ///
 /// A put that finds getters blocked hands its item straight to the
-/// longest-waiting one, which gets that very item when it runs. Until
-/// then the item still counts in [`len`](Queue::len) and takes its place
-/// in a bounded queue, but [`peek`](Queue::peek) cannot see it. A getter
-/// handed an item that is killed (or thrown into) before it runs passes
-/// the item on to the next blocked getter, or puts it back at the front;
-/// if a later item was handed to another getter meanwhile, those two are
-/// then taken out of the order they were put in.
+/// longest-waiting one, which gets that very item when it runs (in a LIFO
+/// or priority queue, the order's next among it and the items put since:
+/// the last, or the greatest, as gevent's do). Until then the item still
+/// counts in [`len`](Queue::len) and takes its place in a bounded queue,
+/// but [`peek`](Queue::peek) cannot see it. A getter handed an item that
+/// is killed (or thrown into) before it runs passes the item on to the
+/// next blocked getter, or puts it back at the front; if a later item was
+/// handed to another getter meanwhile, those two are then taken out of
+/// the order they were put in.
 ///
 /// A get that frees a place in a full bounded queue *reserves* it for the
 /// longest-waiting putter, which stores its item when it runs (or passes
@@ -288,7 +290,9 @@ impl<T: Ord + 'static> Queue<T, Priority> {
     /// The items are compared while the queue is borrowed, so their `Ord`
     /// must neither use this queue nor block (as an item's `Clone` in
     /// [`peek`](Queue::peek)): a call on the queue from inside it, or from
-    /// another greenlet it let run, panics ("already borrowed").
+    /// another greenlet it let run, panics ("already borrowed"). Nor should
+    /// it panic: a panic while a get takes the greatest item out loses that
+    /// item, as `BinaryHeap::pop` does.
     ///
     /// ```
     /// use std::cmp::Reverse;
@@ -666,6 +670,10 @@ impl<T: 'static, O: Order<T>> Queue<T, O> {
                 unsafe { waiter.end_woken() };
                 let mut q = self.inner.borrow_mut();
                 q.promised -= 1;
+                // A LIFO or priority queue gives out what its order says
+                // among the handed item and those stored since (FIFO: the
+                // handed one, the oldest).
+                let item = item.map(|handed| O::handed_out(&mut q.items, handed));
                 q.wake_putter(&hub);
                 drop(q);
                 item

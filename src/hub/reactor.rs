@@ -150,7 +150,12 @@ impl Registration {
     pub(crate) fn remove_waiter(&self, dir: Direction, w: WaitKey) {
         let mut waiters = self.waiters(dir).borrow_mut();
         if let Some(i) = waiters.iter().position(|x| *x == w) {
-            waiters.swap_remove(i);
+            if self.wake_one.get() {
+                // Woken one at a time, longest listed first: keep the order.
+                waiters.remove(i);
+            } else {
+                waiters.swap_remove(i);
+            }
         }
     }
 
