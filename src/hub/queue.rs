@@ -41,6 +41,11 @@ use crate::stats::WaitOn;
 /// the place on if it leaves another way). So every item is taken exactly
 /// once or stays in the queue.
 ///
+/// Its storage grows to the most items it held at once and keeps that
+/// room until the queue is dropped, as a `VecDeque`'s does: an unbounded
+/// queue that once held a million items keeps their room; bound it, or
+/// make a new one after such a burst.
+///
 /// ```
 /// use greenlet::hub::{self, Queue};
 ///
