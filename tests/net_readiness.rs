@@ -165,3 +165,18 @@ fn an_event_set_before_a_sockets_data_comes_first() {
     assert_eq!(hub::wait(&both, None, None), [1, 0]);
     assert_eq!(hub::wait_any(&both, None), Some(1));
 }
+
+/// The same with a socket never waited on before its data came: it counts
+/// from its data's event, not from its registration (review 55).
+#[test]
+fn an_event_set_before_a_fresh_sockets_data_comes_first() {
+    let (client, server) = pair();
+    let event = Event::new();
+    event.set();
+    (&client).write_all(b"x").unwrap();
+    let readable = server.readable();
+    // Let the hub see the socket's event.
+    while hub::wait_any(&[&readable as &dyn Waitable], Some(Duration::ZERO)).is_none() {}
+    let both: [&dyn Waitable; 2] = [&readable, &event];
+    assert_eq!(hub::wait_any(&both, None), Some(1));
+}

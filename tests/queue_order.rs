@@ -60,37 +60,44 @@ fn a_bounded_priority_queue_blocks_its_putters_and_serves_them_in_order() {
     assert_eq!(q.get(), 9);
 }
 
-/// A getter that waited takes, when it runs, the order's next item among
-/// the one handed to it and those put since: the last, the greatest, as
-/// gevent's do (review 54: it got the first put, a priority inversion).
+/// A priority getter that waited takes, when it runs, the greatest among
+/// the item handed to it and those stored by then (review 54: it got the
+/// first put, a priority inversion); a LIFO or FIFO getter keeps the item
+/// handed to it (review 56: a LIFO swap could not tell ages apart once
+/// several getters were handed items).
 #[test]
-fn a_waiting_getter_takes_the_orders_next_item_when_it_runs() {
-    fn check<O: Order<u32>>(q: Queue<u32, O>, puts: &[u32], first: u32) {
-        let q2 = q.clone();
-        let getter = hub::spawn(move || q2.get());
-        hub::yield_now(); // it waits on the empty queue
+fn a_waiting_getter_takes_what_its_order_gives_when_it_runs() {
+    fn check<O: Order<u32>>(q: Queue<u32, O>, getters: usize, puts: &[u32], got: &[u32]) {
+        let hs: Vec<_> = (0..getters)
+            .map(|_| {
+                let q = q.clone();
+                hub::spawn(move || q.get())
+            })
+            .collect();
+        hub::yield_now(); // they wait on the empty queue
         for &item in puts {
             q.put(item);
         }
-        assert_eq!(getter.join().unwrap(), first, "{puts:?}");
-        assert_eq!(q.len(), puts.len() - 1);
+        let taken: Vec<u32> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(taken, got, "{puts:?}");
+        assert_eq!(q.len(), puts.len() - getters);
     }
-    check(Queue::lifo(), &[1, 5, 3], 3);
-    check(Queue::lifo(), &[1], 1);
-    check(Queue::priority(), &[1, 9, 5], 9);
-    check(Queue::priority(), &[7, 2], 7);
-    check(Queue::new(), &[1, 5, 3], 1);
-    // What is left comes out in order too: LIFO keeps the handed item at
-    // the bottom.
-    let q = Queue::lifo();
+    check(Queue::priority(), 1, &[1, 9, 5], &[9]);
+    check(Queue::priority(), 1, &[7, 2], &[7]);
+    check(Queue::priority(), 2, &[1, 5, 9, 3], &[9, 5]);
+    check(Queue::lifo(), 1, &[1, 5, 3], &[1]);
+    check(Queue::lifo(), 2, &[1, 2, 3], &[1, 2]);
+    check(Queue::new(), 2, &[1, 5, 3], &[1, 5]);
+    // What is left comes out in order.
+    let q = Queue::priority();
     let q2 = q.clone();
     let getter = hub::spawn(move || q2.get());
     hub::yield_now();
-    for i in 1..=4 {
+    for i in [2, 8, 4, 6] {
         q.put(i);
     }
-    assert_eq!(getter.join().unwrap(), 4);
-    assert_eq!([q.get(), q.get(), q.get()], [3, 2, 1]);
+    assert_eq!(getter.join().unwrap(), 8);
+    assert_eq!([q.get(), q.get(), q.get()], [6, 4, 2]);
 }
 
 #[test]

@@ -31,9 +31,9 @@ pub(crate) mod sealed {
         /// How many items are stored.
         fn len(store: &Self::Store) -> usize;
         /// The item a getter takes when it runs, having been handed
-        /// `handed` by a put while the store was empty: every item stored
-        /// since came after it. The order's next item among them all; the
-        /// other goes into the store.
+        /// `handed` by a put while it waited: the handed one, or (by value)
+        /// the order's next among it and those stored, the other going
+        /// into the store.
         fn handed_out(store: &mut Self::Store, handed: T) -> T;
     }
 }
@@ -136,16 +136,12 @@ impl<T> sealed::Order<T> for Lifo {
         store.len()
     }
 
-    fn handed_out(store: &mut Vec<T>, handed: T) -> T {
-        match store.pop() {
-            // The newest goes out; the handed item, older than everything
-            // stored, goes to the bottom.
-            Some(newest) => {
-                store.insert(0, handed);
-                newest
-            }
-            None => handed,
-        }
+    #[inline(always)]
+    fn handed_out(_: &mut Vec<T>, handed: T) -> T {
+        // The handed item, as in a FIFO: the store keeps no put times, so
+        // with several getters handed items a swap could not tell which
+        // item is newest (an item given back sits on top).
+        handed
     }
 }
 

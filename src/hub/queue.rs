@@ -26,9 +26,12 @@ use crate::stats::WaitOn;
 /// in the order they blocked.
 ///
 /// A put that finds getters blocked hands its item straight to the
-/// longest-waiting one, which gets that very item when it runs (in a LIFO
-/// or priority queue, the order's next among it and the items put since:
-/// the last, or the greatest, as gevent's do). Until then the item still
+/// longest-waiting one, which gets that very item when it runs (in a
+/// priority queue, the greatest among it and the items stored by then, as
+/// gevent's does; items handed to other getters that have not run yet are
+/// not among them). A LIFO getter keeps the item handed to it, where
+/// gevent's would take the last one put by the time it runs. Until then
+/// the item still
 /// counts in [`len`](Queue::len) and takes its place in a bounded queue,
 /// but [`peek`](Queue::peek) cannot see it. A getter handed an item that
 /// is killed (or thrown into) before it runs passes the item on to the
@@ -262,7 +265,9 @@ impl<T: 'static> Queue<T> {
 
 impl<T: 'static> Queue<T, Lifo> {
     /// An unbounded LIFO queue: a get takes the item put last (gevent's
-    /// `LifoQueue`).
+    /// `LifoQueue`), except that a getter already waiting when items come
+    /// is handed the first of them (see [`Queue`]); an item handed to a
+    /// getter that is cancelled before it runs goes back on top.
     ///
     /// ```
     /// use greenlet::hub::Queue;
@@ -297,7 +302,8 @@ impl<T: Ord + 'static> Queue<T, Priority> {
     /// [`peek`](Queue::peek)): a call on the queue from inside it, or from
     /// another greenlet it let run, panics ("already borrowed"). Nor should
     /// it panic: a panic while a get takes the greatest item out loses that
-    /// item, as `BinaryHeap::pop` does.
+    /// item, as `BinaryHeap::pop` does, and a putter blocked on a full
+    /// queue may then wait for the next get.
     ///
     /// ```
     /// use std::cmp::Reverse;
@@ -675,11 +681,12 @@ impl<T: 'static, O: Order<T>> Queue<T, O> {
                 unsafe { waiter.end_woken() };
                 let mut q = self.inner.borrow_mut();
                 q.promised -= 1;
-                // A LIFO or priority queue gives out what its order says
-                // among the handed item and those stored since (FIFO: the
-                // handed one, the oldest).
-                let item = item.map(|handed| O::handed_out(&mut q.items, handed));
                 q.wake_putter(&hub);
+                // A priority queue gives out the greatest among the handed
+                // item and those stored (FIFO and LIFO: the handed one).
+                // After the putter's wake-up: one in, one out, and a
+                // panicking `Ord` must not leave a freed place unoffered.
+                let item = item.map(|handed| O::handed_out(&mut q.items, handed));
                 drop(q);
                 item
             }

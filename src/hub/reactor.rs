@@ -14,6 +14,7 @@
 //! only say so again.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -75,12 +76,12 @@ pub(crate) struct Registration {
     token: usize,
     /// `Direction::bit`s believed ready.
     ready: Cell<u8>,
-    readers: RefCell<Vec<WaitKey>>,
-    writers: RefCell<Vec<WaitKey>>,
+    readers: RefCell<VecDeque<WaitKey>>,
+    writers: RefCell<VecDeque<WaitKey>>,
     /// A channel's: a notification wakes one reader, not all (see
     /// [`wake_first`](Registration::wake_first)).
     wake_one: Cell<bool>,
-    /// When each direction last turned ready (a `wait_any` stamp, see
+    /// When each direction last had an event (a `wait_any` stamp, see
     /// `hub::wait_any::next_stamp`), read and write: orders a socket's
     /// readiness among the other things of a multi-wait.
     ready_stamps: [Cell<u64>; 2],
@@ -134,7 +135,7 @@ impl Registration {
             .set(self.ready.get() & !(dir.bit() | dir.closed_bit()));
     }
 
-    fn waiters(&self, dir: Direction) -> &RefCell<Vec<WaitKey>> {
+    fn waiters(&self, dir: Direction) -> &RefCell<VecDeque<WaitKey>> {
         match dir {
             Direction::Read => &self.readers,
             Direction::Write => &self.writers,
@@ -143,7 +144,7 @@ impl Registration {
 
     /// Adds wait `w` to the waiters of `dir`.
     pub(crate) fn add_waiter(&self, dir: Direction, w: WaitKey) {
-        self.waiters(dir).borrow_mut().push(w);
+        self.waiters(dir).borrow_mut().push_back(w);
     }
 
     /// Removes wait `w` (woken or not) from the waiters of `dir`.
@@ -154,7 +155,7 @@ impl Registration {
                 // Woken one at a time, longest listed first: keep the order.
                 waiters.remove(i);
             } else {
-                waiters.swap_remove(i);
+                waiters.swap_remove_back(i);
             }
         }
     }
@@ -182,12 +183,8 @@ impl Registration {
     pub(crate) fn wake_first(&self, dir: Direction, mut wake: impl FnMut(WaitKey) -> bool) -> bool {
         self.ready.set(self.ready.get() | dir.bit());
         loop {
-            let w = {
-                let mut waiters = self.waiters(dir).borrow_mut();
-                if waiters.is_empty() {
-                    return false;
-                }
-                waiters.remove(0)
+            let Some(w) = self.waiters(dir).borrow_mut().pop_front() else {
+                return false;
             };
             if wake(w) {
                 return true;
@@ -195,20 +192,27 @@ impl Registration {
         }
     }
 
-    /// When `dir` last turned ready, as a `wait_any` stamp (0: it has been
-    /// assumed ready since the registration, with no event yet).
+    /// When `dir` last had an event, as a `wait_any` stamp (0: none yet).
     pub(crate) fn ready_stamp(&self, dir: Direction) -> u64 {
         self.ready_stamps[dir as usize].get()
+    }
+
+    /// `dir` was found ready by asking the kernel: if no event came yet
+    /// (readiness there since it was registered), it counts from now.
+    pub(crate) fn found_ready(&self, dir: Direction) {
+        let stamp = &self.ready_stamps[dir as usize];
+        if stamp.get() == 0 {
+            stamp.set(super::wait_any::next_stamp());
+        }
     }
 
     /// Marks `dir` ready (and closed, for good) and hands its waits to
     /// `wake`.
     fn fire(&self, dir: Direction, closed: bool, mut wake: impl FnMut(WaitKey)) {
         let closed = if closed { dir.closed_bit() } else { 0 };
-        if self.ready.get() & dir.bit() == 0 {
-            // Turns ready now (an edge after a `WouldBlock`).
-            self.ready_stamps[dir as usize].set(super::wait_any::next_stamp());
-        }
+        // Something came (data, room, an end): a multi-wait orders the
+        // socket from here.
+        self.ready_stamps[dir as usize].set(super::wait_any::next_stamp());
         self.ready.set(self.ready.get() | dir.bit() | closed);
         // `drain` keeps the vector's capacity: no allocation per wake-up.
         for w in self.waiters(dir).borrow_mut().drain(..) {
@@ -253,8 +257,8 @@ impl Reactor {
             // Both directions start "maybe ready": the first operation
             // always tries the syscall.
             ready: Cell::new(Direction::Read.bit() | Direction::Write.bit()),
-            readers: RefCell::new(Vec::new()),
-            writers: RefCell::new(Vec::new()),
+            readers: RefCell::new(VecDeque::new()),
+            writers: RefCell::new(VecDeque::new()),
             wake_one: Cell::new(false),
             ready_stamps: [Cell::new(0), Cell::new(0)],
         });

@@ -21,15 +21,16 @@ use crate::hub::{waitable, Hub, WaitKey, Waitable};
 /// writing, enough room in the send buffer (the kernel's low-water mark: a
 /// small write may go through while the socket is not yet writable). The
 /// kernel is asked (a zero-timeout `poll`) whenever the hub cannot rule it
-/// out, so a fresh connection with nothing sent is not ready. Only what is
-/// ready while the wait looks counts: data another greenlet read meanwhile
-/// is gone, as in `select`.
+/// out, so a fresh connection with nothing sent is not ready.
 ///
-/// Among several ready things, a socket counts as ready since the hub
-/// last learned it turned ready (its last event after a read or write
-/// that would have blocked): a connection whose peer keeps it busy without
-/// a pause stays "ready since long ago", so a handler that must also see
-/// a shutdown should check for it between requests too.
+/// As for every item of a multi-wait, an event the hub saw while the call
+/// waited counts even if the socket is no longer ready when the caller
+/// runs (another greenlet read the data meanwhile; [`hub::wait`](crate::hub::wait)
+/// says so): with one reader per socket, the usual case, that cannot
+/// happen. Among several ready things a socket counts from the hub's last
+/// event for it (new data, room, an end), or from the first look that
+/// found it ready, so a stop or an event that came before a client's
+/// latest data comes first.
 ///
 /// ```
 /// use std::io::{Read, Write};
@@ -113,16 +114,17 @@ impl waitable::Source for Readiness<'_> {
         // An error of `poll` itself (`EINTR`, `ENOMEM`) counts as ready:
         // the call it stands for will say what is wrong, or block.
         let ready = n != 0;
-        if !ready {
+        if ready {
+            self.reg.found_ready(self.dir);
+        } else {
             self.reg.would_block(self.dir);
         }
         ready
     }
 
     fn ready_stamp(&self) -> u64 {
-        // When the hub last learned it turned ready (an event after a
-        // `WouldBlock`); 0 while it has been assumed ready since it was
-        // registered.
+        // The hub's last event for it, or the first look that found it
+        // ready without one (0: neither yet).
         self.reg.ready_stamp(self.dir)
     }
 
