@@ -30,7 +30,8 @@ use crate::hub::{waitable, Hub, WaitKey, Waitable};
 /// happen. Among several ready things a socket counts from the hub's last
 /// event for it (new data, room, an end), or from the first look that
 /// found it ready, so a stop or an event that came before a client's
-/// latest data comes first.
+/// latest data comes first once the hub has polled for that data (until
+/// then, the socket still counts from its previous event).
 ///
 /// ```
 /// use std::io::{Read, Write};
