@@ -180,3 +180,36 @@ fn an_event_set_before_a_fresh_sockets_data_comes_first() {
     let both: [&dyn Waitable; 2] = [&readable, &event];
     assert_eq!(hub::wait_any(&both, None), Some(1));
 }
+
+/// Listeners (a connection to accept), UDP sockets (a datagram) and any
+/// descriptor through `AsyncFd` (a pipe) have readiness too.
+#[test]
+fn listeners_udp_sockets_and_async_fds_have_readiness() {
+    use greenlet::net::{AsyncFd, UdpSocket};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    assert_eq!(
+        hub::wait_any(&[listener.readable()], Some(Duration::ZERO)),
+        None
+    );
+    let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    assert_eq!(hub::wait_any(&[listener.readable()], None), Some(0));
+    listener.accept().unwrap();
+
+    let (a, b) = (
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+    );
+    assert_eq!(hub::wait_any(&[b.readable()], Some(Duration::ZERO)), None);
+    assert_eq!(hub::wait_any(&[a.writable()], None), Some(0));
+    a.send_to(b"d", b.local_addr().unwrap()).unwrap();
+    assert_eq!(hub::wait_any(&[b.readable()], None), Some(0));
+
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let reader = AsyncFd::new(reader).unwrap();
+    let event = Event::new();
+    let readable = reader.readable();
+    let either: [&dyn Waitable; 2] = [&readable, &event];
+    assert_eq!(hub::wait_any(&either, Some(Duration::ZERO)), None);
+    writer.write_all(b"p").unwrap();
+    assert_eq!(hub::wait_any(&either, None), Some(0));
+}

@@ -254,6 +254,28 @@ impl<T: AsFd> AsyncFd<T> {
         })
     }
 
+    /// Its descriptor's readiness to read, to wait for beside other things
+    /// with [`hub::wait_any`](crate::hub::wait_any): see
+    /// [`Readiness`](super::Readiness).
+    pub fn readable(&self) -> super::Readiness<'_> {
+        super::Readiness::new(
+            &self.reg,
+            &self.hub,
+            self.get_ref().as_fd().as_raw_fd(),
+            Direction::Read,
+        )
+    }
+
+    /// Its descriptor's readiness to write, as [`readable`](AsyncFd::readable).
+    pub fn writable(&self) -> super::Readiness<'_> {
+        super::Readiness::new(
+            &self.reg,
+            &self.hub,
+            self.get_ref().as_fd().as_raw_fd(),
+            Direction::Write,
+        )
+    }
+
     /// The wrapped value.
     pub fn get_ref(&self) -> &T {
         self.inner.as_ref().expect("present until into_inner")

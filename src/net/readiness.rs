@@ -3,14 +3,18 @@
 //! (gevent's `select` over a socket and an event).
 
 use std::fmt;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 
 use crate::hub::reactor::{Direction, Registration};
 use crate::hub::{waitable, Hub, WaitKey, Waitable};
 
 /// A socket's readiness to read ([`TcpStream::readable`](super::TcpStream::readable),
-/// [`UnixStream::readable`](super::UnixStream::readable)) or write (the
-/// `writable` methods), for [`hub::wait`](crate::hub::wait),
+/// [`UnixStream::readable`](super::UnixStream::readable),
+/// [`UdpSocket::readable`](super::UdpSocket::readable),
+/// [`AsyncFd::readable`](super::AsyncFd::readable); a listener's
+/// [`TcpListener::readable`](super::TcpListener::readable) and
+/// [`UnixListener::readable`](super::UnixListener::readable): a connection
+/// to accept) or write (the `writable` methods), for [`hub::wait`](crate::hub::wait),
 /// [`wait_any`](crate::hub::wait_any) and [`iwait`](crate::hub::iwait)
 /// beside [`Event`](crate::hub::Event)s, joins and the like: a handler
 /// can wait for the next request *or* a shutdown, a watcher for a change
@@ -65,18 +69,15 @@ pub struct Readiness<'a> {
 }
 
 impl<'a> Readiness<'a> {
+    /// The readiness of `fd`, registered as `reg`, for `dir`; the caller
+    /// borrows what owns `fd` for `'a`, so it stays open.
     pub(crate) fn new(
         reg: &'a Registration,
         hub: &'a Hub,
-        fd: &'a impl AsRawFd,
+        fd: RawFd,
         dir: Direction,
     ) -> Readiness<'a> {
-        Readiness {
-            reg,
-            hub,
-            fd: fd.as_raw_fd(),
-            dir,
-        }
+        Readiness { reg, hub, fd, dir }
     }
 }
 

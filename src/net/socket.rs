@@ -46,7 +46,7 @@ impl<S: Source + AsRawFd> Socket<S> {
 
     /// Its readiness for `dir`, to wait for among other things.
     pub(crate) fn readiness(&self, dir: Direction) -> super::Readiness<'_> {
-        super::Readiness::new(&self.reg, &self.hub, &self.io, dir)
+        super::Readiness::new(&self.reg, &self.hub, self.io.as_raw_fd(), dir)
     }
 
     /// Runs `op` until it says anything but `WouldBlock`, blocking the

@@ -118,6 +118,18 @@ impl UdpSocket {
             .io(Direction::Read, "net::UdpSocket::peek", |s| s.peek(buf))
     }
 
+    /// Its readiness to receive (a datagram or an error is there), to wait
+    /// for beside other things with [`hub::wait_any`](crate::hub::wait_any):
+    /// see [`Readiness`](super::Readiness).
+    pub fn readable(&self) -> super::Readiness<'_> {
+        self.socket.readiness(Direction::Read)
+    }
+
+    /// Its readiness to send, as [`readable`](UdpSocket::readable).
+    pub fn writable(&self) -> super::Readiness<'_> {
+        self.socket.readiness(Direction::Write)
+    }
+
     /// The local address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.get().local_addr()

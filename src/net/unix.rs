@@ -61,6 +61,13 @@ impl UnixListener {
         self.backoff.after(accepted)
     }
 
+    /// Its readiness to accept (a connection is waiting, or an error), to
+    /// wait for beside other things with
+    /// [`hub::wait_any`](crate::hub::wait_any): see [`Readiness`](super::Readiness).
+    pub fn readable(&self) -> super::Readiness<'_> {
+        self.socket.readiness(Direction::Read)
+    }
+
     /// An endless iterator of accepted connections.
     pub fn incoming(&self) -> UnixIncoming<'_> {
         UnixIncoming { listener: self }
