@@ -35,7 +35,12 @@ use crate::hub::{waitable, Hub, WaitKey, Waitable};
 /// event for it (new data, room, an end), or from the first look that
 /// found it ready, so a stop or an event that came before a client's
 /// latest data comes first once the hub has polled for that data (until
-/// then, the socket still counts from its previous event).
+/// then, the socket still counts from its previous event). Something that
+/// stays ready without a new event (a connection an accept loop cannot
+/// take for want of descriptors, a socket nobody drains) keeps its place
+/// before everything that became ready later: a loop that must see a stop
+/// whatever its socket does checks for it first each turn (`is_set`,
+/// [`is_stopping`](super::ServerHandle::is_stopping)).
 ///
 /// ```
 /// use std::io::{Read, Write};
