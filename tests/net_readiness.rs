@@ -213,3 +213,25 @@ fn listeners_udp_sockets_and_async_fds_have_readiness() {
     writer.write_all(b"p").unwrap();
     assert_eq!(hub::wait_any(&either, None), Some(0));
 }
+
+/// TCP urgent data alone makes a stream readable, to a first look as to a
+/// waiter woken by it (review 57, by reading: the look asked for ordinary
+/// data only).
+#[test]
+fn urgent_data_alone_makes_a_stream_readable() {
+    use std::os::fd::AsRawFd;
+    let (client, server) = pair();
+    assert_eq!(
+        hub::wait_any(&[server.readable()], Some(Duration::ZERO)),
+        None
+    );
+    // SAFETY: the one-byte buffer is live for the call; the fd is the
+    // client's open socket.
+    let n = unsafe { libc::send(client.as_raw_fd(), b"!".as_ptr().cast(), 1, libc::MSG_OOB) };
+    assert_eq!(n, 1);
+    assert_eq!(hub::wait_any(&[server.readable()], None), Some(0));
+    assert_eq!(
+        hub::wait_any(&[server.readable()], Some(Duration::ZERO)),
+        Some(0)
+    );
+}

@@ -106,7 +106,9 @@ impl waitable::Source for Readiness<'_> {
             return false;
         }
         let events = match self.dir {
-            Direction::Read => libc::POLLIN | libc::POLLRDHUP,
+            // TCP urgent data counts, as for the hub's own poll: a read
+            // stops at its mark.
+            Direction::Read => libc::POLLIN | libc::POLLRDHUP | libc::POLLPRI,
             Direction::Write => libc::POLLOUT,
         };
         let mut pfd = libc::pollfd {
