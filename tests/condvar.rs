@@ -25,6 +25,24 @@ fn waiter(s: &Shared, log: &Rc<RefCell<Vec<(u32, u32)>>>, id: u32) -> JoinHandle
     })
 }
 
+/// Waiter 0 waits; then waiter 1 (`later`) and a greenlet that kills
+/// waiter 0 are made ready. Both run before waiter 0 once a notification
+/// makes it ready: `later` starts waiting after the notification, then
+/// waiter 0 is killed before it runs (the killer returns its join).
+fn waiter_then_later_and_its_killer(
+    s: &Shared,
+    log: &Rc<RefCell<Vec<(u32, u32)>>>,
+) -> (JoinHandle<()>, JoinHandle<Result<(), hub::JoinError>>) {
+    let a = waiter(s, log, 0);
+    hub::yield_now(); // `a` waits
+    let later = waiter(s, log, 1);
+    let killer = hub::spawn(move || {
+        a.kill();
+        a.join()
+    });
+    (later, killer)
+}
+
 #[test]
 fn wait_unlocks_while_blocked_and_locks_again_before_returning() {
     let s = shared();
@@ -101,15 +119,7 @@ fn a_notification_goes_on_when_its_waiter_is_killed_before_it_runs() {
 fn a_waiter_woken_by_notify_all_and_killed_passes_nothing_on() {
     let s = shared();
     let log = Rc::default();
-    let a = waiter(&s, &log, 0);
-    hub::yield_now(); // `a` waits
-                      // Ready before `a` is woken, so they run before it: `later` starts
-                      // waiting after the notification, then `a` is killed before it runs.
-    let later = waiter(&s, &log, 1);
-    let killer = hub::spawn(move || {
-        a.kill();
-        a.join()
-    });
+    let (later, killer) = waiter_then_later_and_its_killer(&s, &log);
     let (_, cv) = &*s;
     cv.notify_all();
     assert!(matches!(
@@ -308,13 +318,7 @@ fn a_notification_goes_on_when_its_waiter_is_cancelled_while_it_relocks() {
 fn a_notify_all_that_wakes_nobody_leaves_a_notify_one_to_be_passed_on() {
     let s = shared();
     let log = Rc::default();
-    let a = waiter(&s, &log, 0);
-    hub::yield_now(); // `a` waits
-    let later = waiter(&s, &log, 1);
-    let killer = hub::spawn(move || {
-        a.kill();
-        a.join()
-    });
+    let (later, killer) = waiter_then_later_and_its_killer(&s, &log);
     let (_, cv) = &*s;
     cv.notify_one(); // for `a`
     cv.notify_all(); // nobody else waits: nothing

@@ -17,6 +17,18 @@ fn pair() -> (TcpStream, TcpStream) {
     (client, server)
 }
 
+/// A peer thread that writes a byte to `client` once told to (through the
+/// returned sender): data that comes from outside the hub.
+fn writes_when_told(client: TcpStream) -> (mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let (go, told) = mpsc::channel::<()>();
+    let client = client.into_std();
+    let peer = std::thread::spawn(move || {
+        told.recv().unwrap();
+        (&client).write_all(b"x").unwrap();
+    });
+    (go, peer)
+}
+
 /// Runs `f` on a thread of its own and fails if it has not returned
 /// within a minute: a lost wake-up or a leaked I/O wait shows as a hang.
 fn within_a_minute(f: impl FnOnce() + Send + 'static) {
@@ -105,14 +117,7 @@ fn an_ordinary_socket_wait_keeps_run_going_until_it_is_ready() {
         let waiter = hub::spawn(move || hub::wait_any(&[server.readable()], None));
         // The data comes from another thread once the hub has nothing else
         // to run: `run` must wait for it.
-        let (go, told) = mpsc::channel::<()>();
-        let peer = std::thread::spawn({
-            let client = client.into_std();
-            move || {
-                told.recv().unwrap();
-                (&client).write_all(b"x").unwrap();
-            }
-        });
+        let (go, peer) = writes_when_told(client);
         hub::spawn(move || {
             hub::yield_now();
             go.send(()).unwrap();
@@ -130,14 +135,7 @@ fn an_ordinary_socket_wait_keeps_run_going_until_it_is_ready() {
 fn main_in_daemon_waits_on_a_socket_in_a_multi_wait() {
     within_a_minute(|| {
         let (client, server) = pair();
-        let (go, told) = mpsc::channel::<()>();
-        let peer = std::thread::spawn({
-            let client = client.into_std();
-            move || {
-                told.recv().unwrap();
-                (&client).write_all(b"x").unwrap();
-            }
-        });
+        let (go, peer) = writes_when_told(client);
         let _ticker = hub::spawn_daemon(move || {
             hub::yield_now();
             go.send(()).unwrap();

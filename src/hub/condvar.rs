@@ -187,20 +187,7 @@ impl Condvar {
 
     /// Wakes the greenlet that has waited longest, if any.
     pub fn notify_one(&self) {
-        let Some(hub) = try_hub() else {
-            // Waits were registered with this thread's hub, which is gone
-            // only during thread exit, when they are unwound anyway.
-            return;
-        };
-        loop {
-            let next = self.waiters.borrow_mut().pop_front();
-            match next {
-                // A wait its deadline already woke is passed over.
-                Some(w) if hub.wake(w, Wake::Ready) => return,
-                Some(_) => {}
-                None => return,
-            }
-        }
+        WaitList::wake_first(&self.waiters);
     }
 
     /// Wakes every greenlet waiting now.

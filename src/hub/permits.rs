@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::wait::{Unlink, WaitNode, WaitRef, Waiter, Wake, Woken};
 use super::wait_list::WaitList;
-use super::{hub, try_hub, Hub};
+use super::{hub, Hub};
 use crate::stats::WaitOn;
 
 /// Free permits and the waits queued for one.
@@ -107,20 +107,7 @@ impl Permits {
     /// when there is none.
     #[inline(never)]
     fn hand_off(&self) -> bool {
-        // Waiters were registered with this thread's hub; it is only gone
-        // during thread exit, when they are about to be unwound anyway.
-        let Some(hub) = try_hub() else {
-            return false;
-        };
-        loop {
-            let next = self.waiters.borrow_mut().pop_front();
-            match next {
-                // A waiter whose deadline already woke it is skipped.
-                Some(w) if hub.wake(w, Wake::Ready) => return true,
-                Some(_) => {}
-                None => return false,
-            }
-        }
+        WaitList::wake_first(&self.waiters)
     }
 }
 

@@ -10,7 +10,10 @@
 //! memory stays bounded, and a steady state allocates nothing.
 
 use super::ring::Ring;
-use super::wait::WaitRef;
+use std::cell::RefCell;
+
+use super::try_hub;
+use super::wait::{WaitRef, Wake};
 
 /// Waits in the order they were pushed.
 pub(crate) struct WaitList {
@@ -105,6 +108,26 @@ impl WaitList {
             }
         }
         None
+    }
+
+    /// Wakes the oldest wait of `list` that is still waiting (one its
+    /// deadline already woke is passed over and dropped), with `Ready`;
+    /// `false` when there is none, or no hub (thread exit: the waiters are
+    /// about to be unwound anyway). The list is borrowed only to pop, not
+    /// while waking.
+    #[inline]
+    pub(crate) fn wake_first(list: &RefCell<WaitList>) -> bool {
+        let Some(hub) = try_hub() else {
+            return false;
+        };
+        loop {
+            let next = list.borrow_mut().pop_front();
+            match next {
+                Some(w) if hub.wake(w, Wake::Ready) => return true,
+                Some(_) => {}
+                None => return false,
+            }
+        }
     }
 
     /// Whether nobody waits.

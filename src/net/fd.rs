@@ -258,22 +258,17 @@ impl<T: AsFd> AsyncFd<T> {
     /// with [`hub::wait_any`](crate::hub::wait_any): see
     /// [`Readiness`](super::Readiness).
     pub fn readable(&self) -> super::Readiness<'_> {
-        super::Readiness::new(
-            &self.reg,
-            &self.hub,
-            self.get_ref().as_fd().as_raw_fd(),
-            Direction::Read,
-        )
+        self.readiness(Direction::Read)
     }
 
     /// Its descriptor's readiness to write, as [`readable`](AsyncFd::readable).
     pub fn writable(&self) -> super::Readiness<'_> {
-        super::Readiness::new(
-            &self.reg,
-            &self.hub,
-            self.get_ref().as_fd().as_raw_fd(),
-            Direction::Write,
-        )
+        self.readiness(Direction::Write)
+    }
+
+    fn readiness(&self, dir: Direction) -> super::Readiness<'_> {
+        let fd = self.get_ref().as_fd().as_raw_fd();
+        super::Readiness::new(&self.reg, &self.hub, fd, dir)
     }
 
     /// The wrapped value.
