@@ -90,6 +90,14 @@ pub enum WaitOn {
         /// The timeout's deadline, if any.
         until: Option<Instant>,
     },
+    /// `RwLock::read` or `RwLock::write` (or their variants), queued for
+    /// the lock.
+    RwLock {
+        /// Whether it waits to write (else to read).
+        write: bool,
+        /// The timeout's deadline, if any.
+        until: Option<Instant>,
+    },
     /// `Condvar::wait` (or its variants), waiting for a notification.
     Condvar {
         /// The timeout's deadline, if any.
@@ -143,6 +151,11 @@ impl fmt::Display for WaitOn {
             WaitOn::Future => f.write_str("awaiting a future"),
             WaitOn::Acquire { until } => {
                 f.write_str("waiting for a permit or a lock")?;
+                timeout(f, until.as_ref().map(left))
+            }
+            WaitOn::RwLock { write, until } => {
+                let what = if *write { "write" } else { "read" };
+                write!(f, "waiting to {what} an RwLock")?;
                 timeout(f, until.as_ref().map(left))
             }
             WaitOn::Condvar { until } => {

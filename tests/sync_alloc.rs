@@ -1,6 +1,7 @@
 //! Semaphore acquire/release and mutex lock/unlock allocate nothing once
 //! warmed up, uncontended and contended (a hand-off between two
-//! greenlets), and so do a condition variable's waits and notifications.
+//! greenlets), and so do a condition variable's waits and notifications
+//! and the reader-writer and reentrant locks.
 //! Counted per thread.
 
 mod common;
@@ -10,7 +11,7 @@ mod steady_state;
 use std::cell::Cell;
 use std::rc::Rc;
 
-use greenlet::hub::{self, Condvar, Mutex, Semaphore};
+use greenlet::hub::{self, Condvar, Mutex, ReentrantMutex, RwLock, Semaphore};
 use steady_state::steady_state;
 
 #[test]
@@ -69,6 +70,39 @@ fn condvar_waits_and_notifications_allocate_nothing() {
         let (m, cv) = &*state;
         let seen = *m.lock();
         drop(cv.wait_while(m.lock(), |n| *n == seen));
+    });
+    stop.set(true);
+    partner.join().unwrap();
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn rwlock_and_reentrant_mutex_allocate_nothing_uncontended_or_handed_off() {
+    // A partner writes and yields while holding the write lock, so each
+    // read of the counted greenlet queues and is admitted; the reentrant
+    // lock is taken twice, and handed off the same way.
+    let rw = Rc::new(RwLock::new(0u64));
+    let re = Rc::new(ReentrantMutex::new(Cell::new(0u64)));
+    let stop = Rc::new(Cell::new(false));
+    let (rw2, re2, stop2) = (rw.clone(), re.clone(), stop.clone());
+    let partner = hub::spawn(move || {
+        while !stop2.get() {
+            let w = rw2.write();
+            let g = re2.lock();
+            hub::yield_now();
+            drop(g);
+            drop(w);
+            hub::yield_now();
+        }
+    });
+    let n = steady_state(10_000, move |_| {
+        hub::yield_now();
+        let r = rw.read();
+        let a = re.lock();
+        let b = re.lock();
+        b.set(a.get() + *r);
+        drop((b, a, r));
+        *rw.write() += 1;
     });
     stop.set(true);
     partner.join().unwrap();

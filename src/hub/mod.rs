@@ -164,8 +164,10 @@ mod pooled_rc;
 pub(crate) use pooled_rc::trim as trim_pooled_blocks;
 mod queue;
 pub(crate) mod reactor;
+mod reentrant_mutex;
 mod remote;
 mod ring;
+mod rwlock;
 mod scheduler;
 mod semaphore;
 #[cfg(unix)]
@@ -215,7 +217,9 @@ pub use self::order::{Fifo, Lifo, Order, Priority};
 pub use self::queue::{
     Closed, LifoQueue, PriorityQueue, PutTimeoutError, Queue, QueueIter, TryPutError,
 };
+pub use self::reentrant_mutex::{ReentrantMutex, ReentrantMutexGuard};
 pub use self::remote::{remote, Remote, RemoteClosed};
+pub use self::rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use self::scheduler::{run, run_main, yield_now};
 pub use self::semaphore::{
     BoundedSemaphore, OwnedSemaphorePermit, Semaphore, SemaphorePermit, TooManyReleases,

@@ -1,5 +1,7 @@
 //! A FIFO of waits (keys or frame nodes, see `wait.rs`) that supports removing any member: the getters or
-//! putters of a queue, the waiters of an event.
+//! putters of a queue, the waiters of an event. Each member can carry a
+//! small tag saying what it waits for (a read or a write of an `RwLock`);
+//! the other lists use `()`, which costs nothing.
 //!
 //! A ring buffer (`ring.rs`) of `(ticket, wait)` in push order. Pushing and popping
 //! are a ring buffer's; removing a member (a wait that timed out or was
@@ -15,18 +17,18 @@ use std::cell::RefCell;
 use super::try_hub;
 use super::wait::{WaitRef, Wake};
 
-/// Waits in the order they were pushed.
-pub(crate) struct WaitList {
-    /// `(ticket, wait)`; `None`: a removed member not yet squeezed out.
-    members: Ring<(usize, Option<WaitRef>)>,
+/// Waits in the order they were pushed, each with a tag `X`.
+pub(crate) struct WaitList<X: Copy = ()> {
+    /// `(ticket, wait, tag)`; `None`: a removed member not yet squeezed out.
+    members: Ring<(usize, Option<WaitRef>, X)>,
     /// The next push's ticket.
     next_ticket: usize,
     /// How many `None`s `members` holds.
     holes: usize,
 }
 
-impl WaitList {
-    pub(crate) const fn new() -> WaitList {
+impl<X: Copy> WaitList<X> {
+    pub(crate) const fn new() -> WaitList<X> {
         WaitList {
             members: Ring::new(),
             next_ticket: 0,
@@ -34,13 +36,28 @@ impl WaitList {
         }
     }
 
-    /// Appends `wait`; the returned ticket removes it.
+    /// Appends `wait` with its tag; the returned ticket removes it.
     #[inline]
-    pub(crate) fn push_back(&mut self, wait: impl Into<WaitRef>) -> usize {
+    pub(crate) fn push_back_tagged(&mut self, wait: impl Into<WaitRef>, tag: X) -> usize {
         let ticket = self.next_ticket;
         self.next_ticket = ticket.wrapping_add(1);
-        self.members.push_back((ticket, Some(wait.into())));
+        self.members.push_back((ticket, Some(wait.into()), tag));
         ticket
+    }
+
+    /// The tag of the oldest wait, if any (removed members at the front
+    /// are dropped on the way).
+    #[inline]
+    pub(crate) fn front_tag(&mut self) -> Option<X> {
+        loop {
+            match self.members.front()? {
+                (_, Some(_), tag) => return Some(*tag),
+                (_, None, _) => {
+                    self.members.pop_front();
+                    self.holes -= 1;
+                }
+            }
+        }
     }
 
     /// The ticket the next push gets: every member pushed so far has a
@@ -55,8 +72,8 @@ impl WaitList {
     pub(crate) fn pop_front(&mut self) -> Option<WaitRef> {
         loop {
             match self.members.pop_front()? {
-                (_, Some(wait)) => return Some(wait),
-                (_, None) => self.holes -= 1,
+                (_, Some(wait), _) => return Some(wait),
+                (_, None, _) => self.holes -= 1,
             }
         }
     }
@@ -65,7 +82,8 @@ impl WaitList {
     /// and holds `wait`.
     pub(crate) fn remove(&mut self, ticket: usize, wait: impl Into<WaitRef>) -> bool {
         let wait = Some(wait.into());
-        if self.members.back() == Some(&(ticket, wait)) {
+        let is_it = |m: &(usize, Option<WaitRef>, X)| m.0 == ticket && m.1 == wait;
+        if self.members.back().is_some_and(is_it) {
             self.members.pop_back();
             // Holes that are now at the back go too.
             while self.members.back().is_some_and(|m| m.1.is_none()) {
@@ -74,7 +92,7 @@ impl WaitList {
             }
             return true;
         }
-        if self.members.front() == Some(&(ticket, wait)) {
+        if self.members.front().is_some_and(is_it) {
             self.members.pop_front();
             return true;
         }
@@ -110,6 +128,19 @@ impl WaitList {
         None
     }
 
+    /// Whether nobody waits.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.members.len() == self.holes
+    }
+}
+
+impl WaitList {
+    /// Appends `wait`; the returned ticket removes it.
+    #[inline]
+    pub(crate) fn push_back(&mut self, wait: impl Into<WaitRef>) -> usize {
+        self.push_back_tagged(wait, ())
+    }
+
     /// Wakes the oldest wait of `list` that is still waiting (one its
     /// deadline already woke is passed over and dropped), with `Ready`;
     /// `false` when there is none, or no hub (thread exit: the waiters are
@@ -128,11 +159,6 @@ impl WaitList {
                 None => return false,
             }
         }
-    }
-
-    /// Whether nobody waits.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.members.len() == self.holes
     }
 }
 
