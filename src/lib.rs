@@ -162,10 +162,10 @@
 //!   [`hub::wait_readable`] / [`hub::wait_writable`] around non-blocking
 //!   calls.
 //! - `std::process` waits and pipes: [`process::Command`].
-//! - Name lookup (a host name given to `ToSocketAddrs`, which calls the
-//!   system's blocking `getaddrinfo`, also inside
-//!   `net::TcpStream::connect("host:port")`): resolve with
-//!   [`net::lookup_host`] and connect to a `SocketAddr`.
+//! - Name lookup (a host name given to std's `ToSocketAddrs`, which calls
+//!   the system's blocking `getaddrinfo`): the calls of [`net`] resolve a
+//!   name on a pool thread ([`net::ToSocketAddrs`]), and
+//!   [`net::lookup_host`] gives the addresses themselves.
 //! - `std::fs` (regular files are
 //!   never "not ready"), blocking crates (database drivers, blocking HTTP
 //!   clients): run them in [`hub::spawn_blocking`] (or a

@@ -16,10 +16,11 @@ use crate::hub::ThreadPool;
 /// calling greenlet: the system's resolver runs on the pool of
 /// [`spawn_blocking`](crate::hub::spawn_blocking) meanwhile.
 ///
-/// The connecting calls of this module ([`TcpStream::connect`](super::TcpStream::connect)
-/// and the others taking a `ToSocketAddrs`) resolve on the calling thread,
-/// as std does, which blocks the whole hub for a host name; resolve first
-/// with this function and connect to the `SocketAddr`s it gives.
+/// The calls of this module taking a [`net::ToSocketAddrs`](super::ToSocketAddrs)
+/// ([`TcpStream::connect`](super::TcpStream::connect), `bind`, `send_to`)
+/// resolve a host name through this function. Call it yourself to see the
+/// addresses, to try them your own way, or with a `ToSocketAddrs` of std's
+/// of your own (a resolver with its own cache).
 ///
 /// ```
 /// use greenlet::net::{lookup_host, TcpListener, TcpStream};

@@ -52,11 +52,11 @@
 //! - [`with_timeout`](crate::hub::with_timeout) interrupts a socket wait;
 //!   killing a greenlet that waits withdraws its wait. Dropping a socket
 //!   deregisters it and closes its fd, once.
-//! - Name resolution inside a call taking a `ToSocketAddrs` (a host name
-//!   given to `connect`, `bind`, `send_to`) is the system's blocking
-//!   `getaddrinfo` on the calling thread, as in std; [`lookup_host`]
-//!   resolves on a pool thread instead, blocking only its greenlet: pass
-//!   the `SocketAddr`s it gives.
+//! - A host name given to `connect`, `bind` or `send_to` (a
+//!   [`ToSocketAddrs`]) is resolved by the system's resolver on a pool
+//!   thread, blocking only the calling greenlet (std would block the
+//!   thread); an address or an IP literal is read on the spot.
+//!   [`lookup_host`] gives the addresses themselves.
 //! - [`hub::run`](crate::hub::run) keeps going while a greenlet waits on a
 //!   socket: it parks in `epoll_wait` until something is ready.
 //! - `close()` (on every socket type) wakes the greenlets blocked on the
@@ -70,6 +70,7 @@
 //!   same treatment.
 
 mod accept;
+mod addr;
 #[cfg(unix)]
 pub(crate) mod fd;
 mod lookup;
@@ -82,6 +83,7 @@ mod udp;
 mod unix;
 
 #[cfg(unix)]
+pub use self::addr::ToSocketAddrs;
 pub use self::fd::AsyncFd;
 pub use self::lookup::lookup_host;
 pub use self::readiness::Readiness;

@@ -5,11 +5,12 @@
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
 use super::tcp::{TcpListener, TcpStream};
+use super::ToSocketAddrs;
 use crate::hub::{self, Event, Group, JoinHandle, Pool, Sender};
 
 /// The first pause after an accept error other than running out of
@@ -84,6 +85,10 @@ impl Server {
     /// # Errors
     ///
     /// As [`TcpListener::bind`].
+    ///
+    /// # Panics
+    ///
+    /// As [`TcpListener::bind`] (only for a host name).
     pub fn bind<A, F>(addr: A, handler: F) -> io::Result<Server>
     where
         A: ToSocketAddrs,

@@ -244,14 +244,14 @@ fn closed(call: &str) -> io::Error {
 }
 
 /// Tries `f` on each address `addr` resolves to, as std does; the last
-/// error if none works. Resolution is the system's blocking
-/// `getaddrinfo`: pass a `SocketAddr` to stay off it.
-pub(crate) fn each_addr<A: std::net::ToSocketAddrs, T>(
+/// error if none works. A host name is resolved on the pool (see
+/// `addr.rs`).
+pub(crate) fn each_addr<A: super::ToSocketAddrs, T>(
     addr: A,
     mut f: impl FnMut(std::net::SocketAddr) -> io::Result<T>,
 ) -> io::Result<T> {
     let mut last = None;
-    for addr in addr.to_socket_addrs()? {
+    for addr in super::addr::resolve(&addr)? {
         match f(addr) {
             Ok(t) => return Ok(t),
             Err(e) => last = Some(e),

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use crate::hub::reactor::Direction;
 
 use super::accept::AcceptBackoff;
 use super::socket::{connect_done, each_addr, Socket};
+use super::ToSocketAddrs;
 
 /// A TCP socket server, listening for connections; `accept` blocks only the
 /// calling greenlet.
@@ -47,6 +48,12 @@ impl TcpListener {
 
     /// Binds to `addr` (each address it resolves to in turn) and listens,
     /// with a backlog of [`BACKLOG`](TcpListener::BACKLOG) connections.
+    ///
+    /// # Panics
+    ///
+    /// Only when `addr` holds a host name, which is resolved on a pool
+    /// thread (see [`ToSocketAddrs`]): as any blocking hub call (see the
+    /// [hub docs](crate::hub)).
     pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
         let listener = each_addr(addr, mio::net::TcpListener::bind)?;
         // mio (like std) listens with a backlog of 128. One greenlet round

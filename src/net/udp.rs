@@ -2,13 +2,14 @@
 
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
 use crate::hub::reactor::Direction;
 
 use super::socket::{each_addr, Socket};
+use super::ToSocketAddrs;
 
 /// A UDP socket whose receives (and full-buffer sends) block only the
 /// calling greenlet.
@@ -29,6 +30,11 @@ pub struct UdpSocket {
 
 impl UdpSocket {
     /// Binds to `addr` (each address it resolves to in turn).
+    ///
+    /// # Panics
+    ///
+    /// Only when `addr` holds a host name, as
+    /// [`TcpListener::bind`](super::TcpListener::bind).
     pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<UdpSocket> {
         let socket = each_addr(addr, mio::net::UdpSocket::bind)?;
         Ok(UdpSocket {
@@ -45,6 +51,11 @@ impl UdpSocket {
     }
 
     /// Sets the default peer for `send` and the only source for `recv`.
+    ///
+    /// # Panics
+    ///
+    /// Only when `addr` holds a host name, as
+    /// [`TcpListener::bind`](super::TcpListener::bind).
     pub fn connect<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
         each_addr(addr, |a| self.socket.get().connect(a))
     }
@@ -55,7 +66,7 @@ impl UdpSocket {
     ///
     /// As any blocking hub call (see the [hub docs](crate::hub)).
     pub fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], target: A) -> io::Result<usize> {
-        let target = target.to_socket_addrs()?.next().ok_or_else(|| {
+        let target = super::addr::resolve(&target)?.next().ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")
         })?;
         self.socket
