@@ -5,7 +5,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use greenlet::hub;
-use greenlet::net::{TcpListener, TcpStream, UdpSocket, UnixStream};
+use std::os::fd::{AsFd, AsRawFd};
+
+use greenlet::net::{AsyncFd, TcpListener, TcpStream, UdpSocket, UnixStream};
 
 /// A connected pair of TCP streams.
 fn tcp_pair() -> (TcpStream, TcpStream) {
@@ -134,4 +136,70 @@ fn try_clone_shares_the_connection_and_keeps_the_timeouts() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let l2 = listener.try_clone().unwrap();
     assert_eq!(l2.local_addr().unwrap(), listener.local_addr().unwrap());
+}
+
+#[test]
+fn close_on_an_async_fd_wakes_its_readers_writers_and_multi_waits() {
+    // A pipe: one reader blocked on the empty read end, one writer
+    // blocked on the full write end, one `wait_any` on readability.
+    let (reader, writer) = std::io::pipe().unwrap();
+    let reader = Rc::new(AsyncFd::new(reader).unwrap());
+    let writer = Rc::new(AsyncFd::new(writer).unwrap());
+    let read = {
+        let reader = reader.clone();
+        hub::spawn(move || (&*reader).read(&mut [0u8; 8]))
+    };
+    let any = {
+        let reader = reader.clone();
+        hub::spawn(move || hub::wait_any(&[&reader.readable() as &dyn hub::Waitable], None))
+    };
+    let write = {
+        let writer = writer.clone();
+        hub::spawn(move || {
+            let chunk = [7u8; 4096];
+            loop {
+                (&*writer).write_all(&chunk)?;
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), std::io::Error>(())
+        })
+    };
+    hub::yield_now(); // all three block
+    assert!(!read.is_finished() && !any.is_finished() && !write.is_finished());
+    reader.close();
+    writer.close();
+    assert!(reader.is_closed() && writer.is_closed());
+    let e = read.join().unwrap().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectionAborted, "{e}");
+    assert_eq!(
+        any.join().unwrap(),
+        Some(0),
+        "ready: the next read fails at once"
+    );
+    let e = write.join().unwrap().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectionAborted, "{e}");
+    // Later calls fail at once; closing again does nothing more; the
+    // descriptors are still there until the values drop.
+    let e = (&*reader).read(&mut [0u8; 8]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConnectionAborted);
+    reader.close();
+    assert!(reader.get_ref().as_fd().as_raw_fd() >= 0);
+    drop(Rc::try_unwrap(reader).ok().unwrap().into_inner());
+}
+
+#[test]
+fn a_closed_async_fd_dropped_later_leaves_newer_registrations_alone() {
+    let (r1, _w1) = std::io::pipe().unwrap();
+    let old = AsyncFd::new(r1).unwrap();
+    old.close(); // its registration slot is free for the next one
+    let (r2, mut w2) = std::io::pipe().unwrap();
+    let fresh = AsyncFd::new(r2).unwrap();
+    drop(old); // must not forget the fresh registration
+    let waiter = hub::spawn(move || {
+        let mut b = [0u8; 1];
+        (&fresh).read_exact(&mut b).map(|_| b[0])
+    });
+    hub::yield_now();
+    w2.write_all(b"z").unwrap();
+    assert_eq!(waiter.join().unwrap().unwrap(), b'z');
 }

@@ -285,6 +285,46 @@ impl<T: AsFd> AsyncFd<T> {
         self.inner.as_mut().expect("present until into_inner")
     }
 
+    /// Closes it for every greenlet sharing it, as the sockets' `close`
+    /// (gevent's `cancel_wait`): greenlets blocked on it (in a read, a
+    /// write, a `readable`/`writable` wait) wake up with an error of kind
+    /// `ConnectionAborted`, later reads and writes through it fail the same
+    /// way, and the hub forgets the descriptor. The wrapped value stays
+    /// (so does its descriptor, if it owns one) until this drops or
+    /// [`into_inner`](AsyncFd::into_inner) gives it back; closing twice
+    /// does nothing more.
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// use std::rc::Rc;
+    /// use greenlet::hub;
+    /// use greenlet::net::AsyncFd;
+    ///
+    /// let (reader, _writer) = std::io::pipe().unwrap();
+    /// let reader = Rc::new(AsyncFd::new(reader).unwrap());
+    /// let r = reader.clone();
+    /// let blocked = hub::spawn(move || (&*r).read(&mut [0; 8]));
+    /// hub::yield_now(); // the pipe is empty: it waits
+    /// reader.close();
+    /// let err = blocked.join().unwrap().unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::ConnectionAborted);
+    /// ```
+    pub fn close(&self) {
+        if self.reg.is_closed() {
+            return;
+        }
+        let hub = &self.hub;
+        self.reg.close(|w| {
+            hub.wake(w, crate::hub::Wake::Ready);
+        });
+        self.deregister_now();
+    }
+
+    /// Whether [`close`](AsyncFd::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.reg.is_closed()
+    }
+
     /// Deregisters the descriptor and gives the wrapped value back (still
     /// in non-blocking mode).
     pub fn into_inner(mut self) -> T {
@@ -377,7 +417,15 @@ impl<T: AsFd> AsyncFd<T> {
         (parts, inner)
     }
 
-    fn deregister(&mut self) {
+    /// Takes the descriptor out of the hub's epoll set, unless `close`
+    /// did already.
+    fn deregister(&self) {
+        if !self.reg.is_closed() {
+            self.deregister_now();
+        }
+    }
+
+    fn deregister_now(&self) {
         if let (Some(inner), Some(reactor)) = (&self.inner, self.hub.reactor()) {
             reactor.deregister(&mut SourceFd(&inner.as_fd().as_raw_fd()), &self.reg);
         }
@@ -408,6 +456,9 @@ fn drive<R>(
     // The deadline counts from the first wait, not from each retry.
     let mut deadline: Option<Option<Instant>> = None;
     loop {
+        if parts.reg.is_closed() {
+            return Err(super::socket::closed(call));
+        }
         if parts.reg.is_ready(dir) {
             match op() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => parts.reg.would_block(dir),

@@ -232,13 +232,14 @@ impl<S: Source + AsRawFd> Drop for Socket<S> {
     }
 }
 
-/// The error of an operation on (or a wait cut short by) a closed socket.
+/// The error of an operation on (or a wait cut short by) a closed socket
+/// or `AsyncFd`.
 #[cold]
-fn closed(call: &str) -> io::Error {
+pub(crate) fn closed(call: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::ConnectionAborted,
         format!(
-            "greenlet::{call}: the socket was closed (by `close`, maybe from another greenlet)"
+            "greenlet::{call}: the descriptor was closed (by `close`, maybe from another greenlet)"
         ),
     )
 }
