@@ -186,3 +186,52 @@ fn a_monitor_set_while_the_old_one_is_stashed_away_reports() {
     assert!(old.borrow().is_empty());
     drop(stashed);
 }
+
+#[test]
+fn a_long_run_with_no_other_greenlet_alive_is_not_reported() {
+    // gevent's rule: nobody waited. Main spins with only the hub beside
+    // it; then a child spins while main waits to join it, which is.
+    let reports = collect();
+    spin(SPIN);
+    hub::yield_now();
+    assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
+    hub::spawn(|| spin(SPIN)).join().unwrap();
+    assert_eq!(reports.borrow().len(), 1, "{:?}", reports.borrow());
+    hub::monitor(None);
+}
+
+#[test]
+fn a_pool_thread_waiting_for_its_next_job_is_not_reported() {
+    // gevent's threadpool-worker cases: the monitor is on for the pool's
+    // one thread (its jobs use greenlets); the thread then waits for work
+    // longer than the limit, runs a job that switches, and a job that
+    // blocks its thread with a greenlet of its own alive.
+    use std::sync::{Arc, Mutex};
+    let pool = hub::ThreadPool::new(1, Duration::from_secs(60));
+    let reports: Arc<Mutex<Vec<String>>> = Arc::default();
+    let r = reports.clone();
+    pool.spawn(move || {
+        hub::monitor_with(LIMIT, move |b| r.lock().unwrap().push(b.to_string()));
+        hub::yield_now();
+    })
+    .join()
+    .unwrap();
+    spin(SPIN); // the pool thread waits for work meanwhile
+    pool.spawn(hub::yield_now).join().unwrap();
+    assert!(
+        reports.lock().unwrap().is_empty(),
+        "{:?}",
+        reports.lock().unwrap()
+    );
+    pool.spawn(|| {
+        let other = hub::spawn(|| ());
+        spin(SPIN);
+        other.join().unwrap();
+    })
+    .join()
+    .unwrap();
+    let seen = reports.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].contains("'main'"), "{seen:?}");
+    pool.spawn(|| hub::monitor(None)).join().unwrap();
+}

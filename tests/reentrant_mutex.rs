@@ -114,12 +114,12 @@ fn debug_shows_the_value_when_it_can_be_locked() {
     let m = ReentrantMutex::new(5);
     assert_eq!(
         format!("{m:?}"),
-        "ReentrantMutex { value: 5, lock_count: 0 }"
+        "ReentrantMutex { value: 5, locked: false, lock_count: 0 }"
     );
     let g = m.lock();
     assert_eq!(
         format!("{m:?}"),
-        "ReentrantMutex { value: 5, lock_count: 1 }",
+        "ReentrantMutex { value: 5, locked: true, lock_count: 1 }",
         "its holder may look"
     );
     drop(g);
@@ -134,7 +134,25 @@ fn debug_shows_the_value_when_it_can_be_locked() {
     hub::yield_now();
     assert_eq!(
         format!("{m:?}"),
-        "ReentrantMutex { value: <locked>, lock_count: 1 }"
+        "ReentrantMutex { value: <locked>, locked: true, lock_count: 1 }"
     );
     holder.join().unwrap();
+}
+
+#[test]
+fn it_counts_as_locked_while_handed_to_a_waiter_not_yet_run() {
+    let m = Rc::new(ReentrantMutex::new(()));
+    let held = m.lock();
+    let waiter = {
+        let m = m.clone();
+        hub::spawn(move || drop(m.lock()))
+    };
+    hub::yield_now(); // it queues
+    drop(held); // handed to the waiter, which has not run
+    assert!(m.is_locked());
+    assert_eq!(m.lock_count(), 0, "nobody has a guard out yet");
+    assert!(m.try_lock().is_none());
+    assert!(format!("{m:?}").contains("locked: true"));
+    waiter.join().unwrap();
+    assert!(!m.is_locked());
 }

@@ -295,3 +295,35 @@ fn timeouts_run_on_the_paused_clock() {
     drop(w);
     releaser.join().unwrap();
 }
+
+#[test]
+fn a_wait_that_gave_up_but_has_not_run_holds_nobody_back() {
+    // At t = 1 s a greenlet that slept and the writer's deadline fire in
+    // that order: the sleeper runs first, while the timed-out writer is
+    // still in the queue. Its try_read and read pass the writer.
+    time::pause();
+    let (lock, _) = new();
+    let held = lock.read();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let sleeper = {
+        let (lock, seen) = (lock.clone(), seen.clone());
+        hub::spawn(move || {
+            hub::sleep(Duration::from_secs(1));
+            seen.borrow_mut().push(lock.try_read().is_some());
+            let r = lock.read(); // no wait: it must not switch away
+            seen.borrow_mut().push(lock.readers() == 2);
+            drop(r);
+        })
+    };
+    hub::yield_now();
+    let w = {
+        let lock = lock.clone();
+        hub::spawn(move || lock.write_timeout(Duration::from_secs(1)).is_some())
+    };
+    hub::yield_now();
+    sleeper.join().unwrap();
+    assert!(!w.join().unwrap());
+    assert_eq!(*seen.borrow(), [true, true]);
+    drop(held);
+    assert!(lock.try_write().is_some());
+}

@@ -289,6 +289,7 @@ fn work(shared: &Shared) {
     loop {
         if let Some(job) = state.jobs.pop_front() {
             drop(state);
+            super::monitor::job_starts();
             job();
             state = shared.lock();
             continue;

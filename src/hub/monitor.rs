@@ -94,7 +94,13 @@ fn current() -> Option<Rc<RefCell<State>>> {
 ///
 /// A greenlet that runs longer than the limit without switching is
 /// reported when it finally switches, with its name, id and how long it
-/// ran. The monitor is this thread's [switch hook](crate::set_switch_hook)
+/// ran, if another greenlet of the thread (main counts, the hub does not)
+/// is alive then: with nothing else on the thread, nobody waited, and
+/// nothing is reported (gevent's rule). On a
+/// [`spawn_blocking`](super::spawn_blocking) pool thread whose jobs use
+/// greenlets (the environment variable below turns the monitor on there
+/// too), each job's time counts from its start: the wait between jobs is
+/// no greenlet's run. The monitor is this thread's [switch hook](crate::set_switch_hook)
 /// while it is on: a hook set before is chained (called after it) and put
 /// back when it is turned off; a hook set after replaces it (turning it
 /// off, even if that hook keeps it and calls it; turning it off then
@@ -195,7 +201,7 @@ fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
         s.since = now;
         (ran, s.limit, s.off)
     };
-    if ran > limit && !off && !is_hub(&event.origin) {
+    if ran > limit && !off && !is_hub(&event.origin) && others_alive(&event.origin) {
         let blocked = Blocked {
             id: event.origin.id(),
             name: event.origin.name(),
@@ -230,6 +236,31 @@ fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
         if s.previous.is_none() {
             s.previous = Some(previous);
         }
+    }
+}
+
+/// Whether a greenlet of this thread other than `origin` and the hub is
+/// alive: the ones a long run kept waiting. With none, nobody waited, and
+/// nothing is reported (gevent's rule: a thread blocking with nothing else
+/// to run blocks nobody). A walk of the records, on the rare path of a run
+/// past the limit.
+fn others_alive(origin: &crate::Greenlet) -> bool {
+    let records = crate::runtime::Runtime::get().records();
+    let hub = super::try_hub().map(|hub| hub.key);
+    (0..records.key_bound()).any(|i| {
+        records.view_at(i).is_some_and(|v| {
+            v.key != origin.key() && Some(v.key) != hub && v.state != crate::runtime::State::Dead
+        })
+    })
+}
+
+/// A pool thread starts a job: its time waiting for the job was no
+/// greenlet's run. Restarts the clock of the thread's monitor, if it has
+/// one, without touching the runtime (a pool thread that never ran a
+/// greenlet has none).
+pub(crate) fn job_starts() {
+    if let Some(state) = MONITOR.with(|m| m.borrow().upgrade()) {
+        state.borrow_mut().since = Instant::now();
     }
 }
 

@@ -22,7 +22,13 @@ use crate::runtime::Runtime;
 /// put a `Cell` or `RefCell` inside for what changes. Greenlets are told
 /// apart by [`Greenlet::id`](crate::Greenlet::id), which is never reused,
 /// so a lock left held by a greenlet that finished without unlocking (its
-/// guard forgotten) is never taken for another's.
+/// guard forgotten) is never taken for another's. A [`Generator`]'s body
+/// and a greenlet started with [`Greenlet::new`](crate::Greenlet::new) are
+/// greenlets of their own: one that locks while the greenlet driving it
+/// holds the lock waits for it, like any other greenlet (and when nothing
+/// else can run, that wait is reported as one that cannot end).
+///
+/// [`Generator`]: crate::Generator
 ///
 /// A holder that is killed or panics unlocks as its guards drop during
 /// the unwinding; the lock is not poisoned.
@@ -86,6 +92,8 @@ impl<T: ?Sized> ReentrantMutex<T> {
     ///
     /// As any blocking call (see the [module docs](super)); a
     /// [`with_timeout`](super::with_timeout) expiry unwinds out of it.
+    // Inlined to the switch (see `wait.rs`).
+    #[inline(always)]
     pub fn lock(&self) -> ReentrantMutexGuard<'_, T> {
         let me = me();
         if !self.again(me) {
@@ -128,9 +136,10 @@ impl<T: ?Sized> ReentrantMutex<T> {
         Some(ReentrantMutexGuard { mutex: self })
     }
 
-    /// Whether some greenlet holds the lock.
+    /// Whether some greenlet holds the lock, or it is handed to a waiter
+    /// that has not run yet.
     pub fn is_locked(&self) -> bool {
-        self.count.get() > 0
+        self.count.get() > 0 || self.lock.available() == 0
     }
 
     /// Whether the calling greenlet holds the lock (gevent's
@@ -139,7 +148,9 @@ impl<T: ?Sized> ReentrantMutex<T> {
         self.count.get() > 0 && self.owner.get() == me()
     }
 
-    /// How many guards the holder has out (0: unlocked).
+    /// How many guards the holder has out: 0 when it is unlocked, and
+    /// also while it is handed to a waiter that has not run yet (which
+    /// [`is_locked`](ReentrantMutex::is_locked) tells apart).
     pub fn lock_count(&self) -> usize {
         self.count.get()
     }
@@ -187,7 +198,9 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for ReentrantMutex<T> {
             Some(guard) => d.field("value", &&*guard),
             None => d.field("value", &format_args!("<locked>")),
         };
-        d.field("lock_count", &self.count.get()).finish()
+        d.field("locked", &self.is_locked())
+            .field("lock_count", &self.count.get())
+            .finish()
     }
 }
 

@@ -47,6 +47,12 @@ enum Want {
 /// writer (std leaves this to the platform; tokio's `RwLock` is fair in
 /// the same way).
 ///
+/// **Not reentrant.** A greenlet holding a read guard that reads again
+/// queues like anyone else: behind a waiting writer, which waits for that
+/// first guard, it would wait for ever (reported as any blocking call that
+/// cannot end, when nothing else can run). Take one guard and pass it
+/// down, or use a [`ReentrantMutex`](super::ReentrantMutex).
+///
 /// A holder that is killed or panics releases its share as its guard
 /// drops during the unwinding; the lock is not poisoned (as tokio's). A
 /// waiter that is killed, thrown into or interrupted by a
@@ -91,7 +97,8 @@ pub struct RwLock<T: ?Sized> {
     writer: Cell<bool>,
     /// Invariant: the front of the list is a wait the lock cannot admit
     /// now, or one already woken another way (a deadline) that has not
-    /// left yet: it leaves through `unlink`, which admits again.
+    /// left yet: the next `try_take` or `admit` drops it, or it leaves
+    /// through `unlink`, which admits again.
     waiters: RefCell<WaitList<Want>>,
     value: UnsafeCell<T>,
 }
@@ -123,7 +130,8 @@ impl<T: ?Sized> RwLock<T> {
     /// reading from the greenlet that holds the write guard when nothing
     /// else can run; a [`with_timeout`](super::with_timeout) expiry unwinds
     /// out of it.
-    #[inline]
+    // Inlined to the switch (see `wait.rs`).
+    #[inline(always)]
     pub fn read(&self) -> RwLockReadGuard<'_, T> {
         if !self.try_take(Want::Read) {
             self.take_slow(Want::Read, None, "RwLock::read");
@@ -137,7 +145,7 @@ impl<T: ?Sized> RwLock<T> {
     /// # Panics
     ///
     /// As [`read`](RwLock::read).
-    #[inline]
+    #[inline(always)]
     pub fn write(&self) -> RwLockWriteGuard<'_, T> {
         if !self.try_take(Want::Write) {
             self.take_slow(Want::Write, None, "RwLock::write");
@@ -167,6 +175,7 @@ impl<T: ?Sized> RwLock<T> {
     /// # Panics
     ///
     /// As [`read`](RwLock::read).
+    #[inline(always)]
     pub fn read_timeout(&self, timeout: Duration) -> Option<RwLockReadGuard<'_, T>> {
         let got = self.try_take(Want::Read)
             || self.take_slow(Want::Read, deadline_after(timeout), "RwLock::read_timeout");
@@ -179,6 +188,7 @@ impl<T: ?Sized> RwLock<T> {
     /// # Panics
     ///
     /// As [`read`](RwLock::read).
+    #[inline(always)]
     pub fn write_timeout(&self, timeout: Duration) -> Option<RwLockWriteGuard<'_, T>> {
         let got = self.try_take(Want::Write)
             || self.take_slow(
@@ -210,7 +220,7 @@ impl<T: ?Sized> RwLock<T> {
     /// anyone who waits.
     #[inline]
     fn try_take(&self, want: Want) -> bool {
-        if self.writer.get() || !self.waiters.borrow().is_empty() {
+        if self.writer.get() || (!self.waiters.borrow().is_empty() && !self.only_gone_wait()) {
             return false;
         }
         match want {
@@ -232,9 +242,27 @@ impl<T: ?Sized> RwLock<T> {
             .set(n.expect("RwLock: read guard count overflowed"));
     }
 
+    /// Whether every wait queued has given up already (woken by its
+    /// deadline or a scope, not yet run to leave the queue); those are
+    /// dropped from the queue now, so that nobody waits behind them.
+    #[cold]
+    fn only_gone_wait(&self) -> bool {
+        let Some(hub) = try_hub() else {
+            return false;
+        };
+        let mut waiters = self.waiters.borrow_mut();
+        while let Some((w, _)) = waiters.front() {
+            if hub.is_pending(w) {
+                return false;
+            }
+            waiters.pop_front();
+        }
+        true
+    }
+
     /// Queues for a share and blocks until it is handed over (`true`) or
     /// `deadline` passes (`false`).
-    #[inline(never)]
+    #[inline(always)]
     fn take_slow(&self, want: Want, deadline: Option<Instant>, call: &'static str) -> bool {
         let hub = hub();
         let on = WaitOn::RwLock {
@@ -285,26 +313,28 @@ impl<T: ?Sized> RwLock<T> {
         };
         loop {
             let mut waiters = self.waiters.borrow_mut();
-            let fits = match waiters.front_tag() {
-                None => return,
-                Some(Want::Read) => !self.writer.get(),
-                Some(Want::Write) => !self.writer.get() && self.readers.get() == 0,
+            let Some((w, want)) = waiters.front() else {
+                return;
             };
-            if !fits {
+            // One that gave up already goes whether it fits or not: it
+            // must not hold back the ones behind it.
+            let gone = !hub.is_pending(w);
+            let fits = match want {
+                Want::Read => !self.writer.get(),
+                Want::Write => !self.writer.get() && self.readers.get() == 0,
+            };
+            if !gone && !fits {
                 return;
             }
-            let want = waiters.front_tag();
-            let Some(w) = waiters.pop_front() else {
-                return;
-            };
+            waiters.pop_front();
             drop(waiters);
-            if hub.wake(w, Wake::Ready) {
+            if !gone && hub.wake(w, Wake::Ready) {
                 match want {
-                    Some(Want::Write) => {
+                    Want::Write => {
                         self.writer.set(true);
                         return;
                     }
-                    _ => self.add_reader(),
+                    Want::Read => self.add_reader(),
                 }
             }
         }
@@ -324,8 +354,10 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLock<T> {
             d.field("value", &format_args!("<write-locked>"));
         } else {
             // A read share of its own, taken past the queue (it never
-            // waits) and given back before `fmt` returns: while `T`'s
-            // `Debug` runs, no writer can come in.
+            // waits, and readers queued behind a writer are not let in by
+            // it) and given back before `fmt` returns: while `T`'s `Debug`
+            // runs, no writer can come in. Printing while only readers
+            // hold it shows the value, as `Mutex`'s when it is free.
             self.add_reader();
             let guard = RwLockReadGuard { lock: self };
             d.field("value", &&*guard);

@@ -602,6 +602,26 @@ impl Hub {
         }
     }
 
+    /// Whether wait `w` still waits: not woken yet (by what it waits for,
+    /// its deadline or a scope) and not ended.
+    pub(crate) fn is_pending(&self, w: WaitRef) -> bool {
+        match w {
+            WaitRef::Key(key) => self
+                .waits
+                .borrow()
+                .get(key)
+                .is_some_and(|wait| wait.wake == Wake::Pending),
+            WaitRef::Node(NodeRef(node)) => {
+                // SAFETY: the caller read the reference from a primitive's
+                // list, where it is only while its waiter (whose frame
+                // holds the node) lives, and looks now, before anything
+                // can switch to that waiter.
+                let node = unsafe { node.as_ref() };
+                node.wake.get() == NodeWake::Pending
+            }
+        }
+    }
+
     /// [`wake`](Hub::wake) for a wait in the table.
     #[inline(never)]
     fn wake_key(&self, w: WaitKey, reason: Wake) -> bool {

@@ -45,13 +45,13 @@ impl<X: Copy> WaitList<X> {
         ticket
     }
 
-    /// The tag of the oldest wait, if any (removed members at the front
+    /// The oldest wait and its tag, if any (removed members at the front
     /// are dropped on the way).
     #[inline]
-    pub(crate) fn front_tag(&mut self) -> Option<X> {
+    pub(crate) fn front(&mut self) -> Option<(WaitRef, X)> {
         loop {
             match self.members.front()? {
-                (_, Some(_), tag) => return Some(*tag),
+                (_, Some(wait), tag) => return Some((*wait, *tag)),
                 (_, None, _) => {
                     self.members.pop_front();
                     self.holes -= 1;
