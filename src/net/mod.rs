@@ -216,11 +216,17 @@ macro_rules! close_and_clone {
         impl $t {
             /// Closes it for every greenlet sharing it (gevent's
             /// `close`/`cancel_wait`): greenlets blocked on it wake up
-            /// with an error of kind `ConnectionAborted`, later calls fail
-            /// the same way, and the hub forgets it. Streams are also shut
+            /// with an error of kind `ConnectionAborted`, later reads,
+            /// writes, accepts, readiness waits and `try_clone`s fail the
+            /// same way, and the hub forgets it. Streams are also shut
             /// down both ways, so the peer sees the end (and so do
-            /// clones). The descriptor is released when the value drops;
-            /// closing twice does nothing more.
+            /// clones). The descriptor is released when the value drops,
+            /// not before (its number cannot go to another file while
+            /// this value can still name it): until then the calls that
+            /// only ask or set something of it (`local_addr`, `peer_addr`,
+            /// `shutdown`, options, timeouts, `take_error`) still reach
+            /// it, where gevent's would say `EBADF`. Closing twice does
+            /// nothing more.
             pub fn close(&self) {
                 // Already shut down or never connected: nothing to say.
                 $(let _ = self.socket.get().$shutdown(std::net::Shutdown::Both);)?
