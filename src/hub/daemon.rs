@@ -164,12 +164,14 @@ impl Hub {
             .iter()
             .any(|(_, w)| w.timer.is_some() && !w.daemon));
         // A pending `with_timeout` deadline counts for its greenlet, known
-        // through the wait it is blocked in (none: not a daemon's). The
+        // through the wait it is blocked in (none: not a daemon's), unless
+        // it is main's around `run`, which keeps only `run` going. The
         // walk costs the scopes alive now, and stops at the first that is
         // not a daemon's.
         let waits = self.waits.borrow();
         self.scopes.borrow().iter().all(|(_, scope)| {
             scope.fired
+                || self.is_runs_deadline(scope)
                 || scope
                     .wait
                     .and_then(|w| waits.get(w))

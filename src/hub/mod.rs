@@ -220,7 +220,7 @@ pub use self::queue::{
 pub use self::reentrant_mutex::{ReentrantMutex, ReentrantMutexGuard};
 pub use self::remote::{remote, Remote, RemoteClosed};
 pub use self::rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-pub use self::scheduler::{run, run_main, yield_now};
+pub use self::scheduler::{run, run_main, run_timeout, yield_now};
 pub use self::semaphore::{
     BoundedSemaphore, OwnedSemaphorePermit, Semaphore, SemaphorePermit, TooManyReleases,
 };

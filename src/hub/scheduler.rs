@@ -141,6 +141,15 @@ impl Hub {
             // `Runtime::may_divert`), and then carries the round on, so
             // that the order is the same as with hand-offs.
             if self.round_left.get() == 0 {
+                if self.main_in_run.get()
+                    && self.ready.borrow().is_empty()
+                    && self.only_runs_deadlines_left()
+                {
+                    // Nothing left but `run`'s own deadline, due or not:
+                    // the work ran out first (see below).
+                    self.end_run(&main);
+                    continue;
+                }
                 self.fire_due_timers();
                 if !std::mem::take(&mut polled)
                     && self.wants_poll()
@@ -205,6 +214,12 @@ impl Hub {
                 if let Err(e) = back {
                     report_reaching_the_hub(e);
                 }
+                continue;
+            }
+            if self.main_in_run.get() && self.only_runs_deadlines_left() {
+                // Main runs the hub inside `with_timeout` (`run_timeout`):
+                // its own deadlines do not keep `run` going.
+                self.end_run(&main);
                 continue;
             }
             let deadline = self.timers.borrow_mut().next_deadline();
@@ -279,6 +294,15 @@ impl Hub {
             if let Err(e) = back {
                 report_reaching_the_hub(e);
             }
+        }
+    }
+
+    /// Ends main's `run`: it returns.
+    #[cold]
+    fn end_run(&self, main: &Greenlet) {
+        self.main_in_run.set(false);
+        if let Err(e) = main.switch::<(), ()>(()) {
+            report_reaching_the_hub(e);
         }
     }
 
@@ -395,6 +419,17 @@ impl Hub {
     #[inline]
     pub(super) fn make_ready(&self, g: Greenlet) {
         self.push_ready(Counted::from_greenlet(g));
+    }
+
+    /// Makes main, driving the hub in `run`, ready (once: it may be
+    /// there already), so that `run` gets control back in this round.
+    #[cold]
+    pub(super) fn wake_main_in_run(&self) {
+        let rt = Runtime::get();
+        let main = rt.main_key();
+        if !self.ready.borrow().iter().any(|g| g.key() == main) {
+            self.push_ready(Counted::of(rt, main));
+        }
     }
 
     /// Puts `g` at the back of the ready queue.
@@ -617,6 +652,12 @@ pub(crate) fn settle_handed_in() {
 /// Drives the hub from the main greenlet until no greenlet is ready, no
 /// timer is pending and no greenlet waits on a socket or a channel.
 ///
+/// Inside a [`with_timeout`](super::with_timeout) scope, `run` is a
+/// blocking call as any other: when the scope expires, `run` unwinds out
+/// (in the round where the deadline fires) and the scope returns
+/// `Err(Elapsed)`, leaving the other greenlets where they are;
+/// [`run_timeout`] says the same with a `bool`.
+///
 /// # Panics
 ///
 /// When called from a greenlet other than main.
@@ -633,11 +674,21 @@ pub fn run() {
             self.0.main_in_run.set(false);
         }
     }
+    // Inside a `with_timeout` scope that already expired: raised at once,
+    // as by any blocking call.
+    if let Some(s) = hub.fired_scope() {
+        super::timeout::interrupted(s);
+    }
     hub.main_in_run.set(true);
     let _in_run = InRun(&hub);
     loop {
         hub.check_alive("hub::run");
         let outcome = hub.greenlet.switch::<(), ()>(());
+        // Made ready by the expiry of one of main's `with_timeout` scopes
+        // (see `Hub::interrupt`): it unwinds out of `run`.
+        if let Some(s) = hub.fired_scope() {
+            super::timeout::interrupted(s);
+        }
         if !hub.main_in_run.get() {
             // The hub ran out of work and cleared the flag.
             return;
@@ -649,6 +700,30 @@ pub fn run() {
             std::panic::resume_unwind(p);
         }
     }
+}
+
+/// [`run`] for at most `timeout`: `true` when the hub ran out of work
+/// first, `false` when `timeout` passed (the greenlets left are where
+/// they were; `run` again to carry on). gevent's `hub.join(timeout)` and
+/// `gevent.wait(timeout=...)`.
+///
+/// ```
+/// use std::time::Duration;
+/// use greenlet::hub::{self, time};
+///
+/// time::pause(); // the test clock: no real waiting below
+/// let slow = hub::spawn(|| hub::sleep(Duration::from_secs(10)));
+/// assert!(!hub::run_timeout(Duration::from_secs(1)));
+/// assert!(!slow.is_finished());
+/// assert!(hub::run_timeout(Duration::from_secs(60)));
+/// assert!(slow.is_finished());
+/// ```
+///
+/// # Panics
+///
+/// As [`run`].
+pub fn run_timeout(timeout: Duration) -> bool {
+    super::with_timeout(timeout, run).is_ok()
 }
 
 /// Runs `f` as a program's body on the main greenlet, then kills every

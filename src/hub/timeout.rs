@@ -25,6 +25,9 @@ pub(super) struct Scope {
     /// The wait its greenlet is blocked in, if any.
     pub(super) wait: Option<WaitKey>,
     timer: Option<TimerKey>,
+    /// Made by main: an expiry while main drives the hub in `run` (no
+    /// wait of its own) brings main back to raise it.
+    of_main: bool,
 }
 
 impl Scope {
@@ -117,19 +120,48 @@ impl Hub {
         })
     }
 
+    /// Whether a scope is main's and has no wait while main runs the hub
+    /// in `run`: its deadline keeps nothing going but `run` itself.
+    pub(super) fn is_runs_deadline(&self, scope: &Scope) -> bool {
+        scope.of_main && scope.wait.is_none() && self.main_in_run.get()
+    }
+
+    /// Whether the only things left pending are the deadlines of main's
+    /// scopes around `run` (nothing is ready): `run` then returns rather
+    /// than wait for them. One check when no scope exists.
+    pub(super) fn only_runs_deadlines_left(&self) -> bool {
+        if !self.has_scopes()
+            || self.io_waits.get() > 0
+            || self.reactor().is_some_and(|r| r.has_mail())
+        {
+            return false;
+        }
+        let runs = self
+            .scopes
+            .borrow()
+            .iter()
+            .filter(|(_, scope)| scope.pending() && self.is_runs_deadline(scope))
+            .count();
+        runs > 0 && runs == self.timers.borrow().len()
+    }
+
     /// The `with_timeout` scope `s` expired.
     pub(super) fn interrupt(&self, s: ScopeKey) {
-        let wait = {
+        let (wait, of_main) = {
             let mut scopes = self.scopes.borrow_mut();
             let Some(scope) = scopes.get_mut(s) else {
                 return;
             };
             scope.fired = true;
             scope.timer = None;
-            scope.wait
+            (scope.wait, scope.of_main)
         };
         if let Some(w) = wait {
             self.wake(w, Wake::Interrupted(s));
+        } else if of_main && self.main_in_run.get() {
+            // Main drives the hub in `run`, which waits in no call: it is
+            // made ready, and `run` raises the expiry when it is back.
+            self.wake_main_in_run();
         }
     }
 }
@@ -174,11 +206,13 @@ pub fn with_timeout<R>(d: Duration, f: impl FnOnce() -> R) -> Result<R, Elapsed>
         return Ok(f());
     };
     let hub = hub();
+    let rt = crate::runtime::Runtime::get();
     let s = hub.scopes.borrow_mut().insert(Scope {
         fired: false,
         delivered: false,
         wait: None,
         timer: None,
+        of_main: rt.current() == rt.main_key(),
     });
     LIVE_SCOPES.with(|n| n.set(n.get() + 1));
     let timer = hub.timers.borrow_mut().add(deadline, Action::Interrupt(s));

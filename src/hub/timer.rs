@@ -87,7 +87,6 @@ impl Timers {
     }
 
     /// How many timers are pending.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.heap.len()
     }
