@@ -518,8 +518,51 @@ impl Child {
     ///
     /// As [`wait`](Child::wait).
     pub fn wait_with_output(self) -> io::Result<Output> {
+        self.finish(None)
+    }
+
+    /// Writes `input` to stdin and closes it, reads stdout and stderr to
+    /// their ends and waits for the exit, all at the same time (Python's
+    /// `Popen.communicate(input)`): a child that writes a lot before it
+    /// has read all its input does not deadlock on full pipes. A child
+    /// that exits (or closes its stdin) before reading all of `input` is
+    /// no error: the rest is dropped, as Python does. As
+    /// [`wait_with_output`](Child::wait_with_output) otherwise, with an
+    /// empty `input`.
+    ///
+    /// ```
+    /// use greenlet::process::{Command, Stdio};
+    ///
+    /// let out = Command::new("tr")
+    ///     .arg("a-z")
+    ///     .arg("A-Z")
+    ///     .stdin(Stdio::piped())
+    ///     .stdout(Stdio::piped())
+    ///     .spawn()?
+    ///     .communicate("shout")?;
+    /// assert_eq!(out.stdout, b"SHOUT");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::InvalidInput` when `input` is not empty and stdin is
+    /// not piped ([`Stdio::piped`]): the child is then killed and reaped,
+    /// as on the other errors, which are [`wait_with_output`](Child::wait_with_output)'s
+    /// and the write's (but a broken pipe).
+    ///
+    /// # Panics
+    ///
+    /// As [`wait`](Child::wait).
+    pub fn communicate(self, input: impl Into<Vec<u8>>) -> io::Result<Output> {
+        self.finish(Some(input.into()))
+    }
+
+    /// `wait_with_output` and `communicate`: the child is killed and
+    /// reaped if the call fails or unwinds.
+    fn finish(self, input: Option<Vec<u8>>) -> io::Result<Output> {
         let mut child = ReapOnUnwind(Some(self));
-        let output = child.0.as_mut().expect("present").collect_output();
+        let output = child.0.as_mut().expect("present").collect_output(input);
         if output.is_ok() {
             // Reaped: nothing left to do.
             child.0 = None;
@@ -527,68 +570,95 @@ impl Child {
         output
     }
 
-    /// The body of `wait_with_output`; on an error (or an unwinding) the
-    /// caller kills and reaps the child.
-    fn collect_output(&mut self) -> io::Result<Output> {
-        drop(self.stdin.take());
-        // The reader is part of this call: a daemon greenlet's call keeps
-        // it a daemon too, or its pipe wait would keep `hub::run` going.
-        // Not main's: main blocked inside `daemon` waits on the reader, and
-        // a wait of main's on a daemon is refused as one that would block
-        // forever (no `run` is going then, for the reader to keep going).
+    /// The body of `finish`; on an error (or an unwinding) the caller
+    /// kills and reaps the child.
+    fn collect_output(&mut self, input: Option<Vec<u8>>) -> io::Result<Output> {
+        let input = input.filter(|input| !input.is_empty());
+        let stdin = self.stdin.take();
+        if input.is_some() && stdin.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "greenlet::process::Child::communicate: input given, but stdin is not piped",
+            ));
+        }
+        // The helpers are part of this call: a daemon greenlet's call
+        // keeps them daemons too, or their pipe waits would keep
+        // `hub::run` going. Not main's: main blocked inside `daemon` waits
+        // on the helpers, and a wait of main's on a daemon is refused as
+        // one that would block forever (no `run` is going then, for the
+        // helpers to keep going).
         let daemon = hub::current_is_daemon() && !crate::Greenlet::current().is_main();
+        let writer = match (stdin, input) {
+            (Some(mut stdin), Some(input)) => Some(helper(daemon, move || {
+                match stdin.write_all(&input) {
+                    // The child stopped reading: what is left is dropped.
+                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+                    done => done,
+                }
+                // `stdin` drops here: the child sees the end.
+            })?),
+            // No input: stdin closes now.
+            _ => None,
+        };
+        let mut writer = KillOnUnwind(writer);
         let stderr = match self.stderr.take() {
-            Some(mut err) => Some(
-                hub::Builder::new()
-                    .spawn(move || {
-                        let mut read = move || {
-                            let mut buf = Vec::new();
-                            err.read_to_end(&mut buf).map(|_| buf)
-                        };
-                        if daemon {
-                            hub::daemon(read)
-                        } else {
-                            read()
-                        }
-                    })
-                    // No stack for the reader: an error, not a panic.
-                    .map_err(|e| io::Error::new(e.kind(), format!("greenlet::process: {e}")))?,
-            ),
+            Some(mut err) => Some(helper(daemon, move || {
+                let mut buf = Vec::new();
+                err.read_to_end(&mut buf).map(|_| buf)
+            })?),
             None => None,
         };
-        /// Kills the stderr reader if this call unwinds (a kill or a
-        /// `with_timeout`), so it does not outlive the call.
-        struct KillOnUnwind(Option<hub::JoinHandle<io::Result<Vec<u8>>>>);
-        impl Drop for KillOnUnwind {
-            fn drop(&mut self) {
-                if let Some(h) = self.0.take() {
-                    h.kill();
-                }
-            }
-        }
         let mut stderr = KillOnUnwind(stderr);
         let mut stdout = Vec::new();
         if let Some(mut out) = self.stdout.take() {
             out.read_to_end(&mut stdout)?;
         }
-        // Waited for through the guard, which kills the reader if this
-        // call is interrupted meanwhile.
-        if let Some(h) = &stderr.0 {
-            h.wait();
-        }
-        let stderr = match stderr.0.take() {
-            Some(h) => match h.join() {
-                Ok(read) => read?,
-                Err(e) => return Err(io::Error::other(e.to_string())),
-            },
-            None => Vec::new(),
-        };
+        writer.join()?;
+        let stderr = stderr.join()?.unwrap_or_default();
         let status = self.wait()?;
         Ok(Output {
             status,
             stdout,
             stderr,
         })
+    }
+}
+
+/// Spawns a helper greenlet of a `collect_output` call (a daemon's, if
+/// `daemon`); no stack for it is an error, not a panic.
+fn helper<R: 'static>(
+    daemon: bool,
+    f: impl FnOnce() -> io::Result<R> + 'static,
+) -> io::Result<hub::JoinHandle<io::Result<R>>> {
+    hub::Builder::new()
+        .spawn(move || if daemon { hub::daemon(f) } else { f() })
+        .map_err(|e| io::Error::new(e.kind(), format!("greenlet::process: {e}")))
+}
+
+/// A helper greenlet of a `collect_output` call, killed if the call
+/// unwinds (a kill or a `with_timeout`), so it does not outlive the call.
+struct KillOnUnwind<R: 'static>(Option<hub::JoinHandle<io::Result<R>>>);
+
+impl<R: 'static> KillOnUnwind<R> {
+    /// Its result (`None`: there was no helper). Waited for through the
+    /// guard, which kills the helper if the call is interrupted meanwhile.
+    fn join(&mut self) -> io::Result<Option<R>> {
+        let Some(h) = &self.0 else {
+            return Ok(None);
+        };
+        h.wait();
+        match self.0.take().expect("present").join() {
+            Ok(done) => done.map(Some),
+            Err(e) => Err(io::Error::other(e.to_string())),
+        }
+    }
+}
+
+impl<R: 'static> Drop for KillOnUnwind<R> {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.kill();
+        }
     }
 }
 

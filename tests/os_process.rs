@@ -444,3 +444,59 @@ fn a_pipe_moves_out_of_a_child_as_out_of_stds() {
     let greenlet::process::Child { stdout, .. } = child;
     assert!(stdout.is_some());
 }
+
+#[test]
+fn communicate_writes_reads_and_waits_at_once() {
+    // 1 MiB through `cat`: written by one greenlet while the call reads
+    // stdout, or both would block on full pipes.
+    let input: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+    let out = Command::new("cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+        .communicate(input.clone())
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout.len(), input.len());
+    assert!(out.stdout == input);
+    assert!(out.stderr.is_empty());
+}
+
+#[test]
+fn communicate_with_a_child_that_does_not_read_its_input_is_no_error() {
+    let out = Command::new("sh")
+        .args(["-c", "echo done"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+        .communicate(vec![b'x'; 1 << 20])
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(out.stdout, b"done\n");
+}
+
+#[test]
+fn communicate_with_input_and_no_stdin_pipe_is_refused_and_the_child_reaped() {
+    let child = Command::new("sleep")
+        .arg("60")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let e = child.communicate("x").unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+    // Killed and reaped: no such process any more.
+    // SAFETY: kill with signal 0 only asks whether the pid exists.
+    let alive = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0;
+    assert!(!alive, "the child was killed and reaped");
+    // An empty input needs no pipe.
+    let out = Command::new("true")
+        .spawn()
+        .unwrap()
+        .communicate("")
+        .unwrap();
+    assert!(out.status.success());
+}
