@@ -441,6 +441,36 @@ impl Child {
         }
     }
 
+    /// Its exit, to wait for beside other things with
+    /// [`hub::wait_any`] (gevent's `wait([popen, ...])`): ready once the process has exited (then
+    /// [`try_wait`](Child::try_wait) gives its status at once). `None`
+    /// where the system gives no pidfd (Linux before 5.3, other Unixes):
+    /// there, wait in a greenlet of its own and set an
+    /// [`Event`](crate::hub::Event).
+    ///
+    /// [`hub::wait_any`]: crate::hub::wait_any
+    ///
+    /// ```
+    /// use greenlet::hub::{self, Event, Waitable};
+    /// use greenlet::process::Command;
+    ///
+    /// let mut child = Command::new("true").spawn()?;
+    /// let stop = Event::new();
+    /// if let Some(exited) = child.exited() {
+    ///     let ready = hub::wait_any(&[&exited as &dyn Waitable, &stop], None);
+    ///     assert_eq!(ready, Some(0)); // the exit, not the stop
+    /// }
+    /// assert!(child.wait()?.success());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn exited(&self) -> Option<crate::net::Readiness<'_>> {
+        match &self.exit {
+            #[cfg(target_os = "linux")]
+            ExitWatch::Pidfd(fd) => Some(fd.readable()),
+            ExitWatch::Poll => None,
+        }
+    }
+
     /// Waits up to `timeout` for it to exit: `Ok(None)` if it is still
     /// running then (it is left running; [`kill`](Child::kill) it if
     /// needed). Stdin is left open.

@@ -500,3 +500,23 @@ fn communicate_with_input_and_no_stdin_pipe_is_refused_and_the_child_reaped() {
         .unwrap();
     assert!(out.status.success());
 }
+
+#[test]
+fn a_childs_exit_is_waited_for_beside_an_event() {
+    let mut child = Command::new("sleep").arg("60").spawn().unwrap();
+    let Some(exited) = child.exited() else {
+        return; // no pidfd on this system
+    };
+    let stop = hub::Event::new();
+    let s = stop.clone();
+    hub::spawn(move || s.set());
+    let items: [&dyn hub::Waitable; 2] = [&exited, &stop];
+    assert_eq!(hub::wait_any(&items, None), Some(1), "the stop first");
+    let signaller = child.signaller().unwrap();
+    hub::spawn(move || signaller.kill().unwrap());
+    let exited = child.exited().unwrap();
+    let quiet = hub::Event::new();
+    let items: [&dyn hub::Waitable; 2] = [&exited, &quiet];
+    assert_eq!(hub::wait_any(&items, None), Some(0), "then the exit");
+    assert!(child.try_wait().unwrap().is_some(), "reaped at once");
+}

@@ -39,7 +39,8 @@ pub(crate) mod sealed {
 /// (when it has a value or an error), a socket's
 /// [`Readiness`](crate::net::Readiness) (when a read or write would not
 /// block), a [`ServerHandle`](crate::net::ServerHandle) (when a stop has
-/// begun). Implemented by this crate's types only, and by references to
+/// begun), a child process's [`exited`](crate::process::Child::exited)
+/// (when it has exited). Implemented by this crate's types only, and by references to
 /// them; mix kinds in one wait as `&dyn Waitable`s.
 pub trait Waitable: sealed::Source {}
 
