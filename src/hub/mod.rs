@@ -144,6 +144,7 @@
 //! docs' "What blocks the hub").
 
 mod async_result;
+mod barrier;
 mod blocking;
 mod bridge;
 mod budget;
@@ -198,6 +199,7 @@ use self::timer::Timers;
 use self::wait::Wait;
 
 pub use self::async_result::AsyncResult;
+pub use self::barrier::{Barrier, BarrierWaitResult};
 pub use self::blocking::{spawn_blocking, ThreadPool};
 #[cfg(feature = "tokio")]
 pub use self::bridge::set_tokio_handle;
