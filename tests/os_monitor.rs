@@ -224,14 +224,108 @@ fn a_pool_thread_waiting_for_its_next_job_is_not_reported() {
         reports.lock().unwrap()
     );
     pool.spawn(|| {
-        let other = hub::spawn(|| ());
+        // The job itself may block (it is on a pool); a greenlet it
+        // spawns is reported as on any thread.
         spin(SPIN);
-        other.join().unwrap();
+        hub::Builder::new()
+            .name("in-job")
+            .spawn(|| spin(SPIN))
+            .unwrap()
+            .join()
+            .unwrap();
     })
     .join()
     .unwrap();
     let seen = reports.lock().unwrap().clone();
     assert_eq!(seen.len(), 1, "{seen:?}");
-    assert!(seen[0].contains("'main'"), "{seen:?}");
+    assert!(seen[0].contains("'in-job'"), "{seen:?}");
     pool.spawn(|| hub::monitor(None)).join().unwrap();
+}
+
+/// The child half of `an_endless_loop_is_reported_while_it_runs`: a
+/// greenlet that never switches, under a monitor reporting on stderr.
+#[test]
+fn child_loops_for_ever() {
+    if std::env::var_os("GREENLET_TEST_CHILD").as_deref() != Some("endless".as_ref()) {
+        return;
+    }
+    hub::monitor(Some(LIMIT));
+    let _spinner = hub::Builder::new()
+        .name("spinner")
+        .spawn(|| loop {
+            std::hint::spin_loop();
+        })
+        .unwrap()
+        .join();
+}
+
+#[test]
+fn an_endless_loop_is_reported_while_it_runs() {
+    use std::io::BufRead;
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_loops_for_ever",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("GREENLET_TEST_CHILD", "endless")
+        .env_remove("GREENLET_MAX_BLOCKING_MS")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("greenlet::hub::monitor") {
+                let _ = tx.send(line);
+                break;
+            }
+        }
+    });
+    // Only a bound on a hang: the report comes within a few limits.
+    let line = rx.recv_timeout(Duration::from_secs(60));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let line = line.expect("a report while the loop runs");
+    assert!(line.contains("without switching and still runs"), "{line}");
+    assert!(line.contains("limit 10ms"), "{line}");
+}
+
+/// The child half of `pool_threads_are_not_reported_for_blocking_jobs`.
+#[test]
+fn child_runs_blocking_jobs_on_a_pool() {
+    if std::env::var_os("GREENLET_TEST_CHILD").as_deref() != Some("pool".as_ref()) {
+        return;
+    }
+    let pool = hub::ThreadPool::new(1, Duration::from_secs(60));
+    // The pool thread's hub starts (and the environment turns its monitor
+    // on, with a watchdog); then it idles, and runs a job that blocks.
+    pool.spawn(hub::yield_now).join().unwrap();
+    spin(SPIN);
+    pool.spawn(|| spin(SPIN)).join().unwrap();
+    spin(SPIN);
+    pool.spawn(hub::yield_now).join().unwrap();
+    eprintln!("child done");
+}
+
+#[test]
+fn pool_threads_are_not_reported_for_blocking_jobs_or_waiting_for_work() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_runs_blocking_jobs_on_a_pool",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("GREENLET_TEST_CHILD", "pool")
+        .env("GREENLET_MAX_BLOCKING_MS", "10")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("child done"), "{err}");
+    assert!(!err.contains("greenlet::hub::monitor"), "{err}");
 }

@@ -291,6 +291,7 @@ fn work(shared: &Shared) {
             drop(state);
             super::monitor::job_starts();
             job();
+            super::monitor::job_ends();
             state = shared.lock();
             continue;
         }

@@ -7,13 +7,22 @@
 //! previous one. Off (the default), it costs nothing: no hook, no clock.
 //! The hub greenlet itself is never reported (its long stretches are
 //! parks in `epoll_wait` or a sleep, with nothing to run).
+//!
+//! A run that never ends (an endless loop, a call that blocks the thread
+//! for good) has no switch to be reported at. So when the monitor reports
+//! on stderr, a watchdog thread looks at the monitored thread every half
+//! limit: the hook publishes, at each switch, when the new run began and
+//! whose it is (atomics: the watchdog reads them from its own thread), and
+//! the watchdog reports a run past the limit while it still lasts, once.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::trace::{set_switch_hook, SwitchEvent, SwitchHook};
+use crate::trace::{set_switch_hook, SwitchEvent, SwitchHook, SwitchKind};
 
 /// What the monitor reports: a greenlet that ran too long without
 /// switching.
@@ -61,10 +70,15 @@ struct State {
     off: bool,
     /// When the running greenlet got control.
     since: Instant,
+    /// Whether some other greenlet was ready or waiting then (see
+    /// `others_wait`): a run nobody waited for is not reported.
+    watched: bool,
     /// The switch hook that was set before, called after ours.
     previous: Option<SwitchHook>,
     /// Where our hook's closure lives (see `trace::hook_addr`).
     hook: *const (),
+    /// The watchdog of a monitor reporting on stderr.
+    watch: Option<WatchHandle>,
 }
 
 thread_local! {
@@ -74,6 +88,9 @@ thread_local! {
     /// The thread set its monitor itself (on or off): the environment's
     /// default does not override that.
     static SET_EXPLICITLY: Cell<bool> = const { Cell::new(false) };
+    /// A `spawn_blocking` pool thread: its main greenlet runs the jobs,
+    /// which block the thread by design, so its runs are not reported.
+    static POOL_THREAD: Cell<bool> = const { Cell::new(false) };
 }
 
 /// This thread's monitor, if its hook is the thread's switch hook now. A
@@ -94,13 +111,28 @@ fn current() -> Option<Rc<RefCell<State>>> {
 ///
 /// A greenlet that runs longer than the limit without switching is
 /// reported when it finally switches, with its name, id and how long it
-/// ran, if another greenlet of the thread (main counts, the hub does not)
-/// is alive then: with nothing else on the thread, nobody waited, and
-/// nothing is reported (gevent's rule). On a
+/// ran, if another greenlet of the thread waited for it when the run
+/// began: the one that switched to it (unless that was the hub, or it
+/// was finishing), one ready, one waiting on a timer or on I/O, or main
+/// in [`run`](super::run) or in a blocking call. With nothing else there,
+/// nobody waited, and nothing is reported (gevent's rule). On a
 /// [`spawn_blocking`](super::spawn_blocking) pool thread whose jobs use
 /// greenlets (the environment variable below turns the monitor on there
-/// too), each job's time counts from its start: the wait between jobs is
-/// no greenlet's run. The monitor is this thread's [switch hook](crate::set_switch_hook)
+/// too), the wait between jobs is
+/// no greenlet's run, and the jobs themselves, which run on the thread's
+/// main greenlet and may block by design, are not reported (greenlets a
+/// job spawns are).
+///
+/// A run that never switches again (an endless loop, a call that blocks
+/// the thread for good) is reported while it lasts: a watchdog thread
+/// (named `greenlet-monitor`, one per monitored thread, stopped with the
+/// monitor) looks every half limit and prints, once per run, that a
+/// greenlet has run past the limit "and still runs", with its id (its
+/// name is the thread's to read, and comes in the report at its switch,
+/// if one comes). It watches a run only when some other greenlet was
+/// ready or waiting when it began.
+///
+/// The monitor is this thread's [switch hook](crate::set_switch_hook)
 /// while it is on: a hook set before is chained (called after it) and put
 /// back when it is turned off; a hook set after replaces it (turning it
 /// off, even if that hook keeps it and calls it; turning it off then
@@ -129,7 +161,8 @@ pub fn monitor(max_blocking: Option<Duration>) {
 /// Turns this thread's blocked-hub monitor on with the limit
 /// `max_blocking`, handing each report to `report` (on this thread, at the
 /// switch that ended the long run) instead of printing it. See
-/// [`monitor`]; `monitor(None)` turns it off.
+/// [`monitor`]; `monitor(None)` turns it off. There is no watchdog with a
+/// callback: the callback runs on this thread, which the run holds.
 ///
 /// ```
 /// use std::cell::RefCell;
@@ -156,21 +189,33 @@ pub fn monitor_with(max_blocking: Duration, report: impl FnMut(&Blocked) + 'stat
 
 fn install(limit: Duration, report: Option<Report>) {
     if let Some(state) = current() {
-        // Already on: change the settings in place.
+        // Already on: change the settings in place (a new watchdog for
+        // the new limit, none for a callback).
         let mut state = state.borrow_mut();
+        state.watch = None;
+        state.watch = report
+            .is_none()
+            .then(|| WatchHandle::start(limit))
+            .flatten();
         state.limit = limit;
         state.report = report;
         state.settings += 1;
         return;
     }
+    let watch = report
+        .is_none()
+        .then(|| WatchHandle::start(limit))
+        .flatten();
     let state = Rc::new(RefCell::new(State {
         limit,
         report,
         settings: 0,
         off: false,
         since: Instant::now(),
+        watched: false,
         previous: None,
         hook: std::ptr::null(),
+        watch,
     }));
     MONITOR.with(|m| *m.borrow_mut() = Rc::downgrade(&state));
     let hook_state = state.clone();
@@ -195,13 +240,27 @@ fn uninstall() {
 /// giving up control.
 fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
     let now = Instant::now();
-    let (ran, limit, off) = {
+    // Whether the run that begins keeps anyone waiting: the greenlet
+    // handing over control, unless it is the hub or is finishing, or
+    // others the hub holds.
+    let origin_waits = !is_hub(&event.origin)
+        && !matches!(event.kind, SwitchKind::Finish | SwitchKind::Panic)
+        && !event.origin.is_dead();
+    let pool_job = POOL_THREAD.with(Cell::get) && event.target.is_main();
+    let watched = !is_hub(&event.target)
+        && !pool_job
+        && (origin_waits || others_wait(event.target.is_main()));
+    let (ran, limit, off, was_watched) = {
         let mut s = state.borrow_mut();
         let ran = now.saturating_duration_since(s.since);
         s.since = now;
-        (ran, s.limit, s.off)
+        let was_watched = std::mem::replace(&mut s.watched, watched);
+        if let Some(watch) = &s.watch {
+            watch.0.run_begins(now, event.target.id(), watched);
+        }
+        (ran, s.limit, s.off, was_watched)
     };
-    if ran > limit && !off && !is_hub(&event.origin) && others_alive(&event.origin) {
+    if ran > limit && !off && was_watched {
         let blocked = Blocked {
             id: event.origin.id(),
             name: event.origin.name(),
@@ -239,28 +298,162 @@ fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
     }
 }
 
-/// Whether a greenlet of this thread other than `origin` and the hub is
-/// alive: the ones a long run kept waiting. With none, nobody waited, and
-/// nothing is reported (gevent's rule: a thread blocking with nothing else
-/// to run blocks nobody). A walk of the records, on the rare path of a run
-/// past the limit.
-fn others_alive(origin: &crate::Greenlet) -> bool {
-    let records = crate::runtime::Runtime::get().records();
-    let hub = super::try_hub().map(|hub| hub.key);
-    (0..records.key_bound()).any(|i| {
-        records.view_at(i).is_some_and(|v| {
-            v.key != origin.key() && Some(v.key) != hub && v.state != crate::runtime::State::Dead
-        })
-    })
+/// A pool thread starts a job. The job runs on the thread's main
+/// greenlet and may block the thread (that is what the pool is for), so
+/// main's runs are never watched there (`POOL_THREAD`), and the wait for
+/// the job was no run at all: the clock restarts. Touches no runtime (a
+/// pool thread that never ran a greenlet has none).
+pub(crate) fn job_starts() {
+    POOL_THREAD.with(|p| p.set(true));
+    if let Some(state) = MONITOR.with(|m| m.borrow().upgrade()) {
+        let mut s = state.borrow_mut();
+        s.since = Instant::now();
+        s.watched = false;
+        if let Some(watch) = &s.watch {
+            watch.0.since.store(IDLE, Ordering::Relaxed);
+        }
+    }
 }
 
-/// A pool thread starts a job: its time waiting for the job was no
-/// greenlet's run. Restarts the clock of the thread's monitor, if it has
-/// one, without touching the runtime (a pool thread that never ran a
-/// greenlet has none).
-pub(crate) fn job_starts() {
+/// A pool thread ended a job: until the next, it waits for work, which
+/// its watchdog must not take for a run.
+pub(crate) fn job_ends() {
     if let Some(state) = MONITOR.with(|m| m.borrow().upgrade()) {
-        state.borrow_mut().since = Instant::now();
+        if let Some(watch) = &state.borrow().watch {
+            watch.0.since.store(IDLE, Ordering::Relaxed);
+        }
+    }
+}
+
+/// `Watch::since` when there is no run to watch: the hub runs (it parks
+/// with nothing to do), no other greenlet waits, or a pool thread waits
+/// for work.
+const IDLE: u64 = u64::MAX;
+
+/// What the hook publishes for the watchdog, at each switch.
+struct Watch {
+    /// What `since` counts from.
+    base: Instant,
+    /// When the current run began, in nanoseconds from `base`, or `IDLE`.
+    since: AtomicU64,
+    /// Whose run it is (a greenlet id).
+    id: AtomicU64,
+    /// Bumped at each switch: each run is reported once.
+    switches: AtomicU64,
+    limit: Duration,
+    /// The monitored thread's name, for the report.
+    thread: String,
+    /// Set when the monitor goes (turned off, its thread exits).
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Watch {
+    fn nanos(&self, t: Instant) -> u64 {
+        let n = t.saturating_duration_since(self.base).as_nanos();
+        u64::try_from(n).unwrap_or(IDLE - 1).min(IDLE - 1)
+    }
+
+    /// The hook: greenlet `id` gets control at `now`; its run is
+    /// `watched` if it keeps someone waiting.
+    fn run_begins(&self, now: Instant, id: u64, watched: bool) {
+        self.switches.fetch_add(1, Ordering::Release);
+        self.id.store(id, Ordering::Relaxed);
+        let since = if watched { self.nanos(now) } else { IDLE };
+        self.since.store(since, Ordering::Release);
+    }
+
+    /// The watchdog thread's loop.
+    fn watch(&self, thread_alive: std::sync::Weak<()>) {
+        let period = (self.limit / 2).max(Duration::from_millis(1));
+        let mut reported = None;
+        let mut stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let (s, _) = self
+                .wake
+                .wait_timeout(stop, period)
+                .unwrap_or_else(PoisonError::into_inner);
+            stop = s;
+            if *stop || thread_alive.strong_count() == 0 {
+                return;
+            }
+            let switches = self.switches.load(Ordering::Acquire);
+            let since = self.since.load(Ordering::Acquire);
+            let id = self.id.load(Ordering::Relaxed);
+            if since == IDLE || reported == Some(switches) {
+                continue;
+            }
+            let ran = Duration::from_nanos(self.nanos(Instant::now()).saturating_sub(since));
+            // The same run still (no switch while reading)?
+            if ran > self.limit && self.switches.load(Ordering::Acquire) == switches {
+                reported = Some(switches);
+                eprintln!(
+                    "greenlet::hub::monitor: greenlet id {id} on thread '{}' has run {ran:?} \
+                     without switching and still runs (limit {:?}): an endless loop, or a \
+                     call that blocks the thread; the hub and every other greenlet of the \
+                     thread wait",
+                    self.thread, self.limit
+                );
+            }
+        }
+    }
+}
+
+/// Whether a greenlet other than the one getting control (main, if
+/// `to_main`) waits for it: one is ready, sleeps or waits with a timeout
+/// (a timer), waits on I/O, or main drives the hub in `run` or waits in a
+/// blocking call. (Waits with neither timer nor I/O are not counted: the
+/// getting greenlet's own wait, just woken, is one of them.) A few loads,
+/// at each switch while the monitor is on.
+fn others_wait(to_main: bool) -> bool {
+    let Some(hub) = super::try_hub() else {
+        return false;
+    };
+    let ready = hub.ready.try_borrow().map_or(true, |r| !r.is_empty());
+    let timers = hub.timers.try_borrow().map_or(true, |t| !t.is_empty());
+    let main_waits = !to_main && (hub.main_in_run.get() || hub.main_blocked.get().is_some());
+    ready || timers || main_waits || hub.io_waits.get() > 0
+}
+
+/// The monitor's hold on its watchdog: dropping it stops the thread.
+struct WatchHandle(Arc<Watch>);
+
+impl WatchHandle {
+    /// Starts a watchdog for this thread; `None` if no thread can be
+    /// started (the monitor then reports at switches only).
+    fn start(limit: Duration) -> Option<WatchHandle> {
+        thread_local! {
+            /// Gone once this thread exits: a watchdog whose monitor was
+            /// never dropped (its hook leaked at thread exit) stops too.
+            static ALIVE: Arc<()> = Arc::new(());
+        }
+        let alive = ALIVE.try_with(Arc::downgrade).ok()?;
+        let watch = Arc::new(Watch {
+            base: Instant::now(),
+            since: AtomicU64::new(IDLE),
+            id: AtomicU64::new(0),
+            switches: AtomicU64::new(0),
+            limit,
+            thread: std::thread::current()
+                .name()
+                .unwrap_or("unnamed")
+                .to_string(),
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+        });
+        let w = watch.clone();
+        std::thread::Builder::new()
+            .name("greenlet-monitor".into())
+            .spawn(move || w.watch(alive))
+            .ok()?;
+        Some(WatchHandle(watch))
+    }
+}
+
+impl Drop for WatchHandle {
+    fn drop(&mut self) {
+        *self.0.stop.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.0.wake.notify_one();
     }
 }
 
