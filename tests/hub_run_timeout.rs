@@ -126,3 +126,71 @@ fn run_timeout_returns_when_the_work_runs_out_not_at_its_deadline() {
     assert_eq!(time::now() - start, 2 * S);
     d.kill();
 }
+
+/// Review 60's race: `b` yields in a loop; `a` advances the paused clock
+/// past run's deadline, so the round's end queues main behind `b`, and on
+/// its next turn `b` does `act` (reaches main before the hub does).
+fn racer(act: impl FnOnce() + 'static) {
+    let go = Rc::new(Cell::new(false));
+    let g = go.clone();
+    hub::spawn(move || loop {
+        hub::yield_now();
+        if g.get() {
+            act();
+            return;
+        }
+    });
+    hub::spawn(move || {
+        go.set(true);
+        time::advance(25 * MS);
+    });
+}
+
+const MS: Duration = Duration::from_millis(1);
+
+#[test]
+fn main_reached_another_way_after_the_expiry_is_not_switched_to_again_later() {
+    time::pause();
+    racer(|| {
+        let _ = greenlet::Greenlet::main().switch::<(), ()>(());
+    });
+    assert!(!hub::run_timeout(20 * MS));
+    // Main's own greenlet switches back with its value, not a stray `()`
+    // from a leftover ready entry of main's.
+    let g = greenlet::Greenlet::new(|()| {
+        hub::sleep(30 * MS);
+        7i32
+    });
+    assert_eq!(g.switch::<(), i32>(()).unwrap(), 7);
+}
+
+#[test]
+fn a_panic_or_throw_reaching_main_after_the_expiry_is_not_lost() {
+    time::pause();
+    let child = greenlet::Greenlet::new(|()| -> () { panic!("boom from a child of main") });
+    racer(move || {
+        let _ = child.switch::<(), ()>(());
+    });
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hub::run_timeout(20 * MS)));
+    let p = r.expect_err("the child's panic reaches main");
+    assert_eq!(p.downcast_ref::<&str>(), Some(&"boom from a child of main"));
+    racer(|| {
+        let _ = greenlet::Greenlet::main().throw::<_, ()>("thrown");
+    });
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hub::run_timeout(20 * MS)));
+    let p = r.expect_err("the throw reaches main");
+    assert_eq!(p.downcast_ref::<&str>(), Some(&"thrown"));
+}
+
+#[test]
+fn a_due_deadline_with_only_daemons_left_is_no_timeout() {
+    // Polling with a zero timeout must not spin for ever when only a
+    // daemon (a signal listener, say) is left.
+    time::pause();
+    let d = hub::spawn_daemon(|| loop {
+        hub::sleep(3600 * S);
+    });
+    hub::yield_now();
+    assert!(hub::run_timeout(Duration::ZERO));
+    d.kill();
+}

@@ -108,3 +108,22 @@ fn localhost_resolves_and_connects() {
         .expect("localhost has 127.0.0.1");
     greenlet::net::TcpStream::connect(*v4).unwrap();
 }
+
+#[test]
+fn a_name_given_in_a_destructor_while_unwinding_is_an_error_not_an_abort() {
+    struct ConnectsOnDrop(Rc<Cell<Option<io::ErrorKind>>>);
+    impl Drop for ConnectsOnDrop {
+        fn drop(&mut self) {
+            let r = greenlet::net::TcpStream::connect("localhost:1");
+            self.0.set(r.err().map(|e| e.kind()));
+        }
+    }
+    let seen = Rc::new(Cell::new(None));
+    let s = seen.clone();
+    let g = hub::spawn(move || {
+        let _d = ConnectsOnDrop(s);
+        panic!("unwinding");
+    });
+    assert!(g.join().is_err());
+    assert_eq!(seen.get(), Some(io::ErrorKind::Other), "it could not wait");
+}

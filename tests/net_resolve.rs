@@ -41,6 +41,11 @@ fn addresses_are_read_on_the_spot_and_names_resolved_on_the_pool() {
     check(TcpStream::connect(("127.0.0.1", port)));
     check(TcpStream::connect((IpAddr::V4(Ipv4Addr::LOCALHOST), port)));
     check(TcpStream::connect(&[addr][..]));
+    // Malformed ones are refused as std refuses them, without a lookup.
+    for bad in ["127.0.0.1:99999", "127.0.0.1", "localhost", "[::1]:x"] {
+        let e = UdpSocket::bind(bad).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad}: {e}");
+    }
     assert_eq!(pool_threads(), 0, "no literal went to the pool");
 
     // A host name is resolved on the pool.

@@ -201,12 +201,21 @@ impl ThreadPool {
     /// a kill or a `with_timeout` expiry unwinds the caller at once, and
     /// `f` runs to its end on the pool thread, its result dropped there.
     /// A panic in `f` resumes in the caller; `Err` when no thread could be
-    /// started and none is alive to take the work.
+    /// started and none is alive to take the work, or when the caller
+    /// unwinds (it could not wait).
     pub(crate) fn run<F, R>(&self, f: F) -> io::Result<R>
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
+        if crate::runtime::Runtime::get().current_unwinds() {
+            // The wait for the result could not be made (a destructor
+            // during an unwinding): an error, before the job is queued,
+            // as a socket's wait gives.
+            return Err(io::Error::other(
+                "greenlet::hub::ThreadPool: cannot wait for a pool job while the greenlet unwinds",
+            ));
+        }
         let (tx, rx) = super::channel::<std::thread::Result<R>>();
         self.execute(sending_job(f, tx))?;
         // Counted while the caller waits: a paused clock waits for the

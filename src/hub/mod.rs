@@ -278,6 +278,9 @@ pub(crate) struct Hub {
     main_blocked: Cell<Option<&'static str>>,
     /// Main is in `run`, waiting for the hub to run out of work.
     main_in_run: Cell<bool>,
+    /// A scope's expiry put main on the ready queue while it was in `run`
+    /// (see `Hub::interrupt`); `run` takes it off when it ends.
+    main_queued_by_run: Cell<bool>,
     /// The blocking call that switched away last (for the message main
     /// gets when the hub runs dry while main is in none of its calls).
     last_call: Cell<&'static str>,
@@ -426,6 +429,7 @@ impl Hub {
                 scopes: RefCell::new(Slots::new()),
                 main_blocked: Cell::new(None),
                 main_in_run: Cell::new(false),
+                main_queued_by_run: Cell::new(false),
                 last_call: Cell::new("a blocking call"),
                 reactor: OnceCell::new(),
                 io_waits: Cell::new(0),

@@ -143,7 +143,9 @@ impl Hub {
             if self.round_left.get() == 0 {
                 if self.main_in_run.get()
                     && self.ready.borrow().is_empty()
-                    && self.only_runs_deadlines_left()
+                    && self.runs_deadline_pending()
+                    && (self.only_runs_deadlines_left()
+                        || (self.daemons.get() > 0 && self.only_daemons_wait()))
                 {
                     // Nothing left but `run`'s own deadline, due or not:
                     // the work ran out first (see below).
@@ -429,6 +431,7 @@ impl Hub {
         let main = rt.main_key();
         if !self.ready.borrow().iter().any(|g| g.key() == main) {
             self.push_ready(Counted::of(rt, main));
+            self.main_queued_by_run.set(true);
         }
     }
 
@@ -667,11 +670,17 @@ pub fn run() {
         Greenlet::current().is_main(),
         "greenlet::hub::run must be called from the main greenlet"
     );
-    /// Clears the flag on every exit path.
+    /// Clears the flag on every exit path, and takes main off the ready
+    /// queue if a scope's expiry put it there and something else resumed
+    /// it (a child switching to main, a panic reaching it): the hub would
+    /// later switch to main wherever it is then.
     struct InRun<'a>(&'a Hub);
     impl Drop for InRun<'_> {
         fn drop(&mut self) {
             self.0.main_in_run.set(false);
+            if self.0.main_queued_by_run.replace(false) {
+                self.0.forget_ready(Runtime::get().main_key());
+            }
         }
     }
     // Inside a `with_timeout` scope that already expired: raised at once,
@@ -684,6 +693,12 @@ pub fn run() {
     loop {
         hub.check_alive("hub::run");
         let outcome = hub.greenlet.switch::<(), ()>(());
+        // A child of main panicked (or something threw into main) meanwhile:
+        // it must not vanish, not even behind an expired scope. A stray
+        // value (a child of main returned) only means: keep driving.
+        if let Err(SwitchError::Panicked(p) | SwitchError::Thrown(p)) = outcome {
+            std::panic::resume_unwind(p);
+        }
         // Made ready by the expiry of one of main's `with_timeout` scopes
         // (see `Hub::interrupt`): it unwinds out of `run`.
         if let Some(s) = hub.fired_scope() {
@@ -692,12 +707,6 @@ pub fn run() {
         if !hub.main_in_run.get() {
             // The hub ran out of work and cleared the flag.
             return;
-        }
-        // A child of main panicked (or something threw into main) meanwhile:
-        // it must not vanish. A stray value (a child of main returned) only
-        // means: keep driving.
-        if let Err(SwitchError::Panicked(p) | SwitchError::Thrown(p)) = outcome {
-            std::panic::resume_unwind(p);
         }
     }
 }

@@ -126,6 +126,17 @@ impl Hub {
         scope.of_main && scope.wait.is_none() && self.main_in_run.get()
     }
 
+    /// Whether one of main's scopes around `run` has its deadline still
+    /// to come. One check when no scope exists.
+    pub(super) fn runs_deadline_pending(&self) -> bool {
+        self.has_scopes()
+            && self
+                .scopes
+                .borrow()
+                .iter()
+                .any(|(_, scope)| scope.pending() && self.is_runs_deadline(scope))
+    }
+
     /// Whether the only things left pending are the deadlines of main's
     /// scopes around `run` (nothing is ready): `run` then returns rather
     /// than wait for them. One check when no scope exists.

@@ -116,11 +116,17 @@ impl Resolve for [SocketAddr] {
 impl ToSocketAddrs for str {}
 impl Resolve for str {
     fn resolve(&self) -> io::Result<Addrs> {
-        match self.parse::<SocketAddr>() {
-            Ok(addr) => one(addr),
-            // std parses "host:port" (and reports a bad port) there too.
-            Err(_) => Ok(Addrs::Many(lookup_host(self.to_owned())?)),
+        if let Ok(addr) = self.parse::<SocketAddr>() {
+            return one(addr);
         }
+        // "host:port", split and checked as std does before it asks the
+        // resolver: a malformed one is an error without a lookup.
+        let invalid = |what| io::Error::new(io::ErrorKind::InvalidInput, what);
+        let (host, port) = self
+            .rsplit_once(':')
+            .ok_or_else(|| invalid("invalid socket address"))?;
+        let port: u16 = port.parse().map_err(|_| invalid("invalid port value"))?;
+        (host, port).resolve()
     }
 }
 
