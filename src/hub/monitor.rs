@@ -101,7 +101,11 @@ fn current() -> Option<Rc<RefCell<State>>> {
     if crate::runtime::Runtime::get().tracer().hook_addr() == state.borrow().hook {
         return Some(state);
     }
-    state.borrow_mut().off = true;
+    let mut s = state.borrow_mut();
+    s.off = true;
+    // Its watchdog stops too: an old hook still called does not report.
+    s.watch = None;
+    drop(s);
     MONITOR.with(|m| *m.borrow_mut() = Weak::new());
     None
 }
