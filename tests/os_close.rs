@@ -203,3 +203,35 @@ fn a_closed_async_fd_dropped_later_leaves_newer_registrations_alone() {
     w2.write_all(b"z").unwrap();
     assert_eq!(waiter.join().unwrap().unwrap(), b'z');
 }
+
+#[test]
+fn an_async_fd_closed_by_the_operation_itself_ends_its_wait() {
+    // The operation closes it (or another greenlet does while it yields)
+    // and says "would block": the wait that follows would never end.
+    for closer in ["itself", "another"] {
+        let (r, _w) = std::io::pipe().unwrap();
+        let a = Rc::new(AsyncFd::new(r).unwrap());
+        let a2 = a.clone();
+        let own = closer == "itself";
+        let h = hub::spawn(move || {
+            a2.read_with(|_| {
+                if own {
+                    a2.close();
+                } else {
+                    hub::yield_now();
+                }
+                Err::<(), _>(ErrorKind::WouldBlock.into())
+            })
+        });
+        let a3 = a.clone();
+        hub::spawn(move || a3.close());
+        hub::time::pause();
+        assert!(
+            hub::run_timeout(Duration::from_secs(2)),
+            "{closer}: still blocked"
+        );
+        hub::time::resume();
+        let e = h.join().unwrap().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ConnectionAborted, "{closer}: {e}");
+    }
+}

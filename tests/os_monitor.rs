@@ -23,6 +23,25 @@ fn spin(d: Duration) {
 const LIMIT: Duration = Duration::from_millis(10);
 const SPIN: Duration = Duration::from_millis(60);
 
+/// A greenlet asleep on the hub for the guard's life: a long run keeps it
+/// waiting, so the monitor watches the run (with nothing the hub could
+/// run, nobody waited, and nothing is reported).
+struct Sleeper(Option<hub::JoinHandle<()>>);
+
+fn sleeper() -> Sleeper {
+    let h = hub::spawn(|| hub::sleep(Duration::from_secs(3600)));
+    hub::yield_now(); // it starts, and sleeps
+    Sleeper(Some(h))
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.kill();
+        }
+    }
+}
+
 fn collect() -> Rc<RefCell<Vec<Blocked>>> {
     let reports = Rc::new(RefCell::new(Vec::new()));
     let log = reports.clone();
@@ -33,6 +52,7 @@ fn collect() -> Rc<RefCell<Vec<Blocked>>> {
 #[test]
 fn a_greenlet_spinning_past_the_limit_is_reported_with_name_id_and_duration() {
     let reports = collect();
+    let sleeping = sleeper();
     let spinner = Greenlet::builder()
         .name("spinner")
         .build(|()| spin(SPIN))
@@ -47,6 +67,7 @@ fn a_greenlet_spinning_past_the_limit_is_reported_with_name_id_and_duration() {
     });
     let spawned = hub::spawn(|| spin(SPIN));
     let spawned_id = spawned.greenlet().id();
+    drop(sleeping);
     hub::run();
     hub::monitor(None);
     polite.join().unwrap();
@@ -138,6 +159,7 @@ fn a_callback_that_switches_the_monitor_to_stderr_is_not_called_again() {
         c.set(c.get() + 1);
         hub::monitor(Some(LIMIT)); // from now on: stderr
     });
+    let _sleeping = sleeper();
     for _ in 0..2 {
         let g = Greenlet::new(|()| spin(SPIN));
         g.switch::<(), ()>(()).unwrap();
@@ -175,6 +197,7 @@ fn a_monitor_set_while_the_old_one_is_stashed_away_reports() {
     let old = collect();
     let stashed = set_switch_hook(None); // a tracer borrows the slot, say
     let reports = collect();
+    let _sleeping = sleeper();
     let g = Greenlet::new(|()| spin(SPIN));
     let id = g.id();
     g.switch::<(), ()>(()).unwrap();
@@ -190,9 +213,18 @@ fn a_monitor_set_while_the_old_one_is_stashed_away_reports() {
 #[test]
 fn a_long_run_with_no_other_greenlet_alive_is_not_reported() {
     // gevent's rule: nobody waited. Main spins with only the hub beside
-    // it; then a child spins while main waits to join it, which is.
+    // it, then a greenlet of its own and a generator's step spin (their
+    // caller is not kept from running); then a child spins while main
+    // waits to join it, which is reported.
     let reports = collect();
     spin(SPIN);
+    hub::yield_now();
+    Greenlet::new(|()| spin(SPIN)).switch::<(), ()>(()).unwrap();
+    let mut steps = greenlet::Generator::new(|y: &greenlet::Yielder<u8>| {
+        spin(SPIN);
+        y.yield_(1);
+    });
+    assert_eq!(steps.next(), Some(1));
     hub::yield_now();
     assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
     hub::spawn(|| spin(SPIN)).join().unwrap();

@@ -180,6 +180,9 @@ impl<T> Receiver<T> {
     /// dropped. A greenlet that waits for values only it could send
     /// (holding the last `Sender` itself) waits forever, as with
     /// `std::sync::mpsc`; so does [`run`](super::run) while it waits.
+    /// While its greenlet unwinds (in a destructor during a panic or a
+    /// kill) it cannot wait: with nothing there it returns
+    /// `Err(RecvError)`, as if the senders were gone.
     ///
     /// # Panics
     ///

@@ -191,6 +191,12 @@ impl Hub {
         if Runtime::get().current_unwinds() {
             return Err(cannot_wait_unwinding(call));
         }
+        if reg.is_closed() {
+            // Closed since the caller last looked (by the operation it
+            // just tried, which may run user code that switches): its
+            // wake-up is over, and the caller's retry reports the close.
+            return Ok(());
+        }
         let mut waiter = Waiter::new(self, deadline, on, |w| {
             reg.add_waiter(dir, w);
             self.io_waits.set(self.io_waits.get() + 1);

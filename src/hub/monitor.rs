@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::trace::{set_switch_hook, SwitchEvent, SwitchHook, SwitchKind};
+use crate::trace::{set_switch_hook, SwitchEvent, SwitchHook};
 
 /// What the monitor reports: a greenlet that ran too long without
 /// switching.
@@ -115,11 +115,13 @@ fn current() -> Option<Rc<RefCell<State>>> {
 ///
 /// A greenlet that runs longer than the limit without switching is
 /// reported when it finally switches, with its name, id and how long it
-/// ran, if another greenlet of the thread waited for it when the run
-/// began: the one that switched to it (unless that was the hub, or it
-/// was finishing), one ready, one waiting on a timer or on I/O, or main
-/// in [`run`](super::run) or in a blocking call. With nothing else there,
-/// nobody waited, and nothing is reported (gevent's rule). On a
+/// ran, if the hub had another greenlet to run when the run began: one
+/// ready, one waiting on a timer or on I/O, or main in
+/// [`run`](super::run) or in a blocking call. With nothing else there,
+/// nobody waited, and nothing is reported (gevent's rule); a greenlet
+/// that only switched to the long runner (a generator's consumer, a
+/// caller of [`Greenlet::switch`](crate::Greenlet::switch)) is its
+/// caller, not kept from running by it. On a
 /// [`spawn_blocking`](super::spawn_blocking) pool thread whose jobs use
 /// greenlets (the environment variable below turns the monitor on there
 /// too), the wait between jobs is
@@ -244,16 +246,11 @@ fn uninstall() {
 /// giving up control.
 fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
     let now = Instant::now();
-    // Whether the run that begins keeps anyone waiting: the greenlet
-    // handing over control, unless it is the hub or is finishing, or
-    // others the hub holds.
-    let origin_waits = !is_hub(&event.origin)
-        && !matches!(event.kind, SwitchKind::Finish | SwitchKind::Panic)
-        && !event.origin.is_dead();
+    // Whether the run that begins keeps anyone the hub could run waiting
+    // (a greenlet that only switched to it, as a generator's consumer, is
+    // its caller, not kept from running by it).
     let pool_job = POOL_THREAD.with(Cell::get) && event.target.is_main();
-    let watched = !is_hub(&event.target)
-        && !pool_job
-        && (origin_waits || others_wait(event.target.is_main()));
+    let watched = !is_hub(&event.target) && !pool_job && others_wait(event.target.is_main());
     let (ran, limit, off, was_watched) = {
         let mut s = state.borrow_mut();
         let ran = now.saturating_duration_since(s.since);

@@ -714,7 +714,10 @@ pub fn run() {
 /// [`run`] for at most `timeout`: `true` when the hub ran out of work
 /// first, `false` when `timeout` passed (the greenlets left are where
 /// they were; `run` again to carry on). gevent's `hub.join(timeout)` and
-/// `gevent.wait(timeout=...)`.
+/// `gevent.wait(timeout=...)`. A timer due at the same instant as the
+/// deadline fires after it: its greenlet runs at the next `run`. On a
+/// [paused clock](super::time), a zero timeout never lets the clock
+/// jump (the deadline is always due first): poll with a small one.
 ///
 /// ```
 /// use std::time::Duration;

@@ -286,10 +286,13 @@ impl<T: AsFd> AsyncFd<T> {
     }
 
     /// Closes it for every greenlet sharing it, as the sockets' `close`
-    /// (gevent's `cancel_wait`): greenlets blocked on it (in a read, a
-    /// write, a `readable`/`writable` wait) wake up with an error of kind
-    /// `ConnectionAborted`, later reads and writes through it fail the same
-    /// way, and the hub forgets the descriptor. The wrapped value stays
+    /// (gevent's `cancel_wait`): greenlets blocked on it in a read or a
+    /// write wake up with an error of kind `ConnectionAborted`, and so do
+    /// those whose operation closed it before its wait; a
+    /// [`readable`](AsyncFd::readable)/[`writable`](AsyncFd::writable)
+    /// wait in [`hub::wait_any`](crate::hub::wait_any) comes back ready, and
+    /// the next read or write gives the error. Later reads and writes fail
+    /// the same way, and the hub forgets the descriptor. The wrapped value stays
     /// (so does its descriptor, if it owns one) until this drops or
     /// [`into_inner`](AsyncFd::into_inner) gives it back; closing twice
     /// does nothing more.
