@@ -8,7 +8,8 @@
 //! indexing; `test_zero_max_size` and `TestChannel`, gevent's
 //! zero-capacity `Channel` (a `Queue::bounded(0)` is refused);
 //! `test_shutdown_immediate_*`, `shutdown(immediate=True)` (only a
-//! draining close exists); `TestLifoQueue` / `TestPriorityQueue`;
+//! draining close exists); `TestLifoQueue` / `TestPriorityQueue` are in
+//! `gevent_queue_order.rs`;
 //! `test_weak_reference` and `test_subclass_assign_queue` (Python object
 //! model); `test_init_and_bottleneck_methods` (subclass hooks).
 
