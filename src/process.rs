@@ -558,7 +558,8 @@ impl Child {
     /// that exits (or closes its stdin) before reading all of `input` is
     /// no error: the rest is dropped, as Python does. As
     /// [`wait_with_output`](Child::wait_with_output) otherwise, with an
-    /// empty `input`.
+    /// empty `input`. Called by a daemon greenlet, its helper greenlets are
+    /// daemons too (see [`hub::daemon`]).
     ///
     /// ```
     /// use greenlet::process::{Command, Stdio};

@@ -122,3 +122,21 @@ fn zero_parties_is_one_and_main_alone_is_told_it_would_wait_for_ever() {
     assert_eq!(b.waiting(), 0, "its arrival was taken back");
     assert_eq!(format!("{b:?}"), "Barrier { parties: 2, waiting: 0 }");
 }
+
+#[test]
+fn a_waiter_whose_timeout_fired_but_has_not_run_is_not_counted_by_the_trip() {
+    // `a` waits inside `with_timeout`; its scope expires, and `c` arrives
+    // in the same round, before `a` has run to leave: `c` must not trip
+    // the barrier for two with `a`, which returns `Elapsed`.
+    time::pause();
+    let b = Rc::new(Barrier::new(2));
+    let b1 = b.clone();
+    let a = hub::spawn(move || with_timeout(Duration::from_secs(1), || b1.wait()).is_ok());
+    hub::yield_now(); // `a` waits
+    let b2 = b.clone();
+    let c = hub::spawn(move || b2.wait_timeout(Duration::from_secs(5)).is_some());
+    time::advance(Duration::from_secs(2)); // `a`'s scope is due; `c` is ready
+    assert!(!a.join().unwrap(), "a timed out");
+    assert!(!c.join().unwrap(), "c found nobody to pass with");
+    assert_eq!(b.waiting(), 0);
+}

@@ -281,11 +281,16 @@ fn child_loops_for_ever() {
     if std::env::var_os("GREENLET_TEST_CHILD").as_deref() != Some("endless".as_ref()) {
         return;
     }
-    hub::monitor(Some(LIMIT));
+    hub::monitor(Some(Duration::from_secs(100)));
     let _spinner = hub::Builder::new()
         .name("spinner")
-        .spawn(|| loop {
-            std::hint::spin_loop();
+        .spawn(|| {
+            // Changed inside the run: the new limit's watchdog watches the
+            // run under way.
+            hub::monitor(Some(LIMIT));
+            loop {
+                std::hint::spin_loop();
+            }
         })
         .unwrap()
         .join();
@@ -360,4 +365,69 @@ fn pool_threads_are_not_reported_for_blocking_jobs_or_waiting_for_work() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("child done"), "{err}");
     assert!(!err.contains("greenlet::hub::monitor"), "{err}");
+}
+
+/// The threads of this process (a thread exists once `spawn` returns;
+/// its name may come later, so they are not told apart by name).
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+/// The child half of `turning_the_monitor_off_or_changing_it_leaves_no_watchdog`.
+#[test]
+fn child_turns_the_monitor_on_and_off() {
+    if std::env::var_os("GREENLET_TEST_CHILD").as_deref() != Some("onoff".as_ref()) {
+        return;
+    }
+    let base = threads();
+    let mut seen = vec![];
+    hub::monitor(Some(Duration::from_secs(100)));
+    seen.push(threads() - base);
+    for _ in 0..20 {
+        hub::monitor(Some(Duration::from_secs(50))); // a new limit: a new watchdog
+    }
+    seen.push(threads() - base);
+    hub::monitor_with(LIMIT, |_| ()); // a callback: no watchdog
+    seen.push(threads() - base);
+    hub::monitor(Some(LIMIT));
+    hub::monitor(None);
+    seen.push(threads() - base);
+    std::thread::spawn(|| hub::monitor(Some(Duration::from_secs(100))))
+        .join()
+        .unwrap();
+    seen.push(threads() - base);
+    eprintln!("watchdogs {seen:?}");
+}
+
+#[test]
+fn turning_the_monitor_off_or_changing_it_leaves_no_watchdog() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_turns_the_monitor_on_and_off",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("GREENLET_TEST_CHILD", "onoff")
+        .env_remove("GREENLET_MAX_BLOCKING_MS")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    // Off, on, changed 20 times, a callback, off, and a thread that exited
+    // with its monitor on.
+    assert!(err.contains("watchdogs [1, 1, 0, 0, 0]"), "{err}");
+}
+
+#[test]
+fn main_alone_inside_its_own_with_timeout_is_not_reported() {
+    // Its scope's timer is its own: nobody else waits.
+    let reports = collect();
+    let _ = hub::with_timeout(Duration::from_secs(3600), || {
+        hub::yield_now();
+        spin(SPIN);
+        hub::yield_now();
+    });
+    hub::monitor(None);
+    assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
 }

@@ -124,7 +124,8 @@ impl Barrier {
         self.n
     }
 
-    /// How many greenlets wait now.
+    /// How many greenlets wait now (counting any that gave up and have
+    /// not run yet to leave).
     pub fn waiting(&self) -> usize {
         self.state.borrow().arrived
     }
@@ -137,7 +138,11 @@ impl Barrier {
         let (generation, gate) = {
             let mut s = self.state.borrow_mut();
             s.arrived += 1;
-            if s.arrived == self.n {
+            // The count includes waiters that gave up (a deadline, a
+            // `with_timeout` expiry) and have not run yet to take their
+            // arrival back: at the count, only those still waiting make
+            // the trip (one walk of the waiters per would-be trip).
+            if s.arrived >= self.n && s.gate.pending_waiters() + 1 >= self.n {
                 s.arrived = 0;
                 s.generation += 1;
                 let gate = std::mem::take(&mut s.gate);

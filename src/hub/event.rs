@@ -88,6 +88,17 @@ impl Event {
         Rc::ptr_eq(&self.inner, &other.inner)
     }
 
+    /// How many of its waiters still wait: not those already woken
+    /// another way (a deadline, a `with_timeout` expiry) that have not run
+    /// yet to leave. A walk of the waiters.
+    pub(crate) fn pending_waiters(&self) -> usize {
+        let Some(hub) = try_hub() else {
+            return 0;
+        };
+        let e = self.inner.borrow();
+        e.waiters.iter().filter(|&w| hub.is_pending(w)).count()
+    }
+
     /// Clears the flag.
     pub fn clear(&self) {
         self.inner.borrow_mut().set = false;

@@ -116,8 +116,10 @@ fn current() -> Option<Rc<RefCell<State>>> {
 /// A greenlet that runs longer than the limit without switching is
 /// reported when it finally switches, with its name, id and how long it
 /// ran, if the hub had another greenlet to run when the run began: one
-/// ready, one waiting on a timer or on I/O, or main in
-/// [`run`](super::run) or in a blocking call. With nothing else there,
+/// ready, one waiting with a deadline or on I/O, or main in
+/// [`run`](super::run) or in a blocking call (greenlets the run itself
+/// spawns do not count: main spawning its servers and then computing for
+/// long is not reported, so turn the monitor on once they run). With nothing else there,
 /// nobody waited, and nothing is reported (gevent's rule); a greenlet
 /// that only switched to the long runner (a generator's consumer, a
 /// caller of [`Greenlet::switch`](crate::Greenlet::switch)) is its
@@ -131,7 +133,7 @@ fn current() -> Option<Rc<RefCell<State>>> {
 ///
 /// A run that never switches again (an endless loop, a call that blocks
 /// the thread for good) is reported while it lasts: a watchdog thread
-/// (named `greenlet-monitor`, one per monitored thread, stopped with the
+/// (named `greenlet-watch`, one per monitored thread, stopped with the
 /// monitor) looks every half limit and prints, once per run, that a
 /// greenlet has run past the limit "and still runs", with its id (its
 /// name is the thread's to read, and comes in the report at its switch,
@@ -141,8 +143,10 @@ fn current() -> Option<Rc<RefCell<State>>> {
 /// The monitor is this thread's [switch hook](crate::set_switch_hook)
 /// while it is on: a hook set before is chained (called after it) and put
 /// back when it is turned off; a hook set after replaces it (turning it
-/// off, even if that hook keeps it and calls it; turning it off then
-/// leaves that hook in place). Setting the environment variable
+/// off; turning it off then leaves that hook in place). A hook set after
+/// that keeps the monitor's and calls it keeps it reporting until the
+/// thread's next `monitor` or `monitor_with` call, which finds it
+/// replaced and turns it off. Setting the environment variable
 /// `GREENLET_MAX_BLOCKING_MS` (to a number of milliseconds) turns it on
 /// for every hub thread of the process when its hub starts, unless the
 /// thread set its monitor (on or off) before.
@@ -203,6 +207,11 @@ fn install(limit: Duration, report: Option<Report>) {
             .is_none()
             .then(|| WatchHandle::start(limit))
             .flatten();
+        if let Some(watch) = &state.watch {
+            // The run under way (the caller's) is the new one's to watch.
+            let me = crate::Greenlet::current().id();
+            watch.0.run_begins(state.since, me, state.watched);
+        }
         state.limit = limit;
         state.report = report;
         state.settings += 1;
@@ -370,6 +379,12 @@ impl Watch {
         let mut reported = None;
         let mut stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
+            // Looked at before each wait, under the lock the stopper takes
+            // to set it: a stop sent before this thread first waits is not
+            // missed.
+            if *stop || thread_alive.strong_count() == 0 {
+                return;
+            }
             let (s, _) = self
                 .wake
                 .wait_timeout(stop, period)
@@ -411,13 +426,19 @@ fn others_wait(to_main: bool) -> bool {
         return false;
     };
     let ready = hub.ready.try_borrow().map_or(true, |r| !r.is_empty());
-    let timers = hub.timers.try_borrow().map_or(true, |t| !t.is_empty());
+    // Waits with a deadline (a sleep, a `get_timeout`), not the timers:
+    // a `with_timeout` scope's timer is its own greenlet's, which may be
+    // the one getting control. Daemons' waits keep nobody waiting.
+    let timed = hub.timed_waits.get() > 0;
+    let io = hub.io_waits.get() > hub.daemon_io_waits.get();
     let main_waits = !to_main && (hub.main_in_run.get() || hub.main_blocked.get().is_some());
-    ready || timers || main_waits || hub.io_waits.get() > 0
+    ready || timed || io || main_waits
 }
 
-/// The monitor's hold on its watchdog: dropping it stops the thread.
-struct WatchHandle(Arc<Watch>);
+/// The monitor's hold on its watchdog: dropping it stops the thread and
+/// waits for it to end (at once: it only waits on `wake`), so a monitor
+/// turned off, or changed, leaves no thread behind.
+struct WatchHandle(Arc<Watch>, Option<std::thread::JoinHandle<()>>);
 
 impl WatchHandle {
     /// Starts a watchdog for this thread; `None` if no thread can be
@@ -443,11 +464,11 @@ impl WatchHandle {
             wake: Condvar::new(),
         });
         let w = watch.clone();
-        std::thread::Builder::new()
-            .name("greenlet-monitor".into())
+        let thread = std::thread::Builder::new()
+            .name("greenlet-watch".into())
             .spawn(move || w.watch(alive))
             .ok()?;
-        Some(WatchHandle(watch))
+        Some(WatchHandle(watch, Some(thread)))
     }
 }
 
@@ -455,6 +476,9 @@ impl Drop for WatchHandle {
     fn drop(&mut self) {
         *self.0.stop.lock().unwrap_or_else(PoisonError::into_inner) = true;
         self.0.wake.notify_one();
+        if let Some(thread) = self.1.take() {
+            let _ = thread.join();
+        }
     }
 }
 

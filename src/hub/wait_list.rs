@@ -128,6 +128,11 @@ impl<X: Copy> WaitList<X> {
         None
     }
 
+    /// The waits, oldest first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = WaitRef> + '_ {
+        self.members.iter().filter_map(|m| m.1)
+    }
+
     /// Whether nobody waits.
     pub(crate) fn is_empty(&self) -> bool {
         self.members.len() == self.holes

@@ -28,8 +28,10 @@ use super::lookup_host;
 /// calling greenlet, as [`lookup_host`](super::lookup_host) does (std's
 /// `ToSocketAddrs` would block the whole thread, every greenlet with it).
 /// A call given a host name is therefore a blocking hub call, with its
-/// `# Panics` (for instance in a destructor while its greenlet unwinds),
-/// even where the call itself never waits, as `bind`.
+/// `# Panics` (in the hub greenlet itself, say), even where the call
+/// itself never waits, as `bind`; in a destructor while its greenlet
+/// unwinds, where no wait can be made, it returns an `io::Error` instead
+/// (as a socket's read does there).
 ///
 /// The trait is sealed: it cannot be implemented outside this crate. To
 /// resolve with a resolver of your own, resolve first and pass the

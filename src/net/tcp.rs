@@ -53,7 +53,8 @@ impl TcpListener {
     ///
     /// Only when `addr` holds a host name, which is resolved on a pool
     /// thread (see [`ToSocketAddrs`]): as any blocking hub call (see the
-    /// [hub docs](crate::hub)).
+    /// [hub docs](crate::hub)), but while its greenlet unwinds, where it
+    /// returns an `io::Error`.
     pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
         let listener = each_addr(addr, mio::net::TcpListener::bind)?;
         // mio (like std) listens with a backlog of 128. One greenlet round
