@@ -431,3 +431,22 @@ fn main_alone_inside_its_own_with_timeout_is_not_reported() {
     hub::monitor(None);
     assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
 }
+
+#[test]
+fn a_hook_set_after_the_monitor_turns_it_off_even_if_it_chains_to_it() {
+    let reports = collect();
+    let slot: Rc<RefCell<Option<greenlet::SwitchHook>>> = Rc::new(RefCell::new(None));
+    let chained = slot.clone();
+    let monitors = set_switch_hook(Some(Box::new(move |e| {
+        if let Some(m) = chained.borrow_mut().as_mut() {
+            m(e);
+        }
+    })));
+    *slot.borrow_mut() = monitors;
+    // No `monitor` call since: the monitor finds itself replaced.
+    let _sleeping = sleeper();
+    hub::spawn(|| spin(SPIN)).join().unwrap();
+    assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
+    set_switch_hook(None);
+    slot.borrow_mut().take();
+}

@@ -143,10 +143,8 @@ fn current() -> Option<Rc<RefCell<State>>> {
 /// The monitor is this thread's [switch hook](crate::set_switch_hook)
 /// while it is on: a hook set before is chained (called after it) and put
 /// back when it is turned off; a hook set after replaces it (turning it
-/// off; turning it off then leaves that hook in place). A hook set after
-/// that keeps the monitor's and calls it keeps it reporting until the
-/// thread's next `monitor` or `monitor_with` call, which finds it
-/// replaced and turns it off. Setting the environment variable
+/// off, even if that hook keeps it and calls it; turning it off then
+/// leaves that hook in place). Setting the environment variable
 /// `GREENLET_MAX_BLOCKING_MS` (to a number of milliseconds) turns it on
 /// for every hub thread of the process when its hub starts, unless the
 /// thread set its monitor (on or off) before.
@@ -254,6 +252,15 @@ fn uninstall() {
 /// The hook: charges the time since the last transfer to the greenlet
 /// giving up control.
 fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
+    {
+        // Called by a hook set after it (which keeps it and chains to
+        // it): replaced, so off, its watchdog stopped with it.
+        let mut s = state.borrow_mut();
+        if !s.off && crate::runtime::Runtime::get().tracer().hook_addr() != s.hook {
+            s.off = true;
+            s.watch = None;
+        }
+    }
     let now = Instant::now();
     // Whether the run that begins keeps anyone the hub could run waiting
     // (a greenlet that only switched to it, as a generator's consumer, is
