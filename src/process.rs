@@ -444,7 +444,8 @@ impl Child {
     /// Its exit, to wait for beside other things with
     /// [`hub::wait_any`] (gevent's `wait([popen, ...])`): ready once the process has exited (then
     /// [`try_wait`](Child::try_wait) gives its status at once). `None`
-    /// where the system gives no pidfd (Linux before 5.3, other Unixes):
+    /// where the system gave no pidfd for it (Linux before 5.3, other
+    /// Unixes, or `pidfd_open` failing, out of descriptors say):
     /// there, wait in a greenlet of its own and set an
     /// [`Event`](crate::hub::Event).
     ///

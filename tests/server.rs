@@ -370,3 +370,43 @@ fn a_stop_run_by_a_daemon_is_waited_for_by_main() {
     assert_eq!(hub::time::now() - start, Duration::from_secs(30));
     hub::time::resume();
 }
+
+#[test]
+fn a_second_stop_with_a_shorter_grace_cuts_the_first_short() {
+    // An idle client holds its handler; a stop with an hour of grace is
+    // under way when a stop with none comes (a second Ctrl-C): both end
+    // at once. The same through a `Stopper`, as a signal handler sends.
+    hub::time::pause();
+    for through_stopper in [false, true] {
+        let killed = Rc::new(Cell::new(0));
+        let k = killed.clone();
+        let server = Server::bind("127.0.0.1:0", move |mut conn: TcpStream, _| {
+            let _count = Count(k.clone());
+            let _ = conn.read(&mut [0u8; 1]); // never sent
+        })
+        .unwrap()
+        .start();
+        let _client = TcpStream::connect(server.local_addr()).unwrap();
+        while server.connections() < 1 {
+            hub::yield_now();
+        }
+        let start = hub::time::now();
+        let stopper = server.stopper();
+        let first = {
+            let server = server.clone();
+            hub::spawn(move || server.stop(HOUR))
+        };
+        hub::yield_now(); // the first stop waits out its grace
+        assert!(server.is_stopping() && !server.is_stopped());
+        if through_stopper {
+            assert!(stopper.stop(Duration::ZERO));
+            server.wait();
+        } else {
+            server.stop(Duration::ZERO);
+        }
+        first.join().unwrap();
+        assert!(server.is_stopped());
+        assert_eq!(killed.get(), 1, "the idle handler was killed");
+        assert_eq!(hub::time::now(), start, "nobody waited out the hour");
+    }
+}

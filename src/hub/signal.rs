@@ -138,6 +138,12 @@ impl fmt::Debug for Signal {
 /// every live [`Signal`] for it, on any thread; with none alive it is
 /// ignored. Handlers installed before are replaced, not chained.
 ///
+/// On a [paused clock](super::time), a wait for a signal does not hold
+/// the clock: with nothing else ready, the clock jumps to the next timer
+/// as if no signal could come. A test that signals itself sends the
+/// signal first, or holds the clock ([`time::hold`](super::time::hold))
+/// while it waits.
+///
 /// ```
 /// use greenlet::hub;
 ///

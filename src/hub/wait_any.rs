@@ -88,6 +88,14 @@ impl<W: Waitable + ?Sized> Waitable for &W {}
 /// in the order they became ready too). On a timeout it returns those
 /// ready by then, up to `count`.
 ///
+/// "Became ready" is as the hub saw it: an event, a result or a
+/// greenlet's end when it happened, a descriptor (a socket's readiness, a
+/// child's [`exited`](crate::process::Child::exited)) when the hub's poll
+/// reported it or, for one that became ready while nobody polled, when
+/// this call first looked at it (see [`Readiness`](crate::net::Readiness)).
+/// So an event set after a child exited, but before the hub polled,
+/// comes first.
+///
 /// An item counts once it became ready while the call waited, even if it
 /// is no longer ready when the caller runs again: an [`Event`](super::Event)
 /// set and cleared at once (a pulse), or an
@@ -134,9 +142,8 @@ pub fn wait<W: Waitable>(
 }
 
 /// Blocks until one of `items` is ready or `timeout` passes; returns its
-/// index (the first to become ready if several are), or `None` on a
-/// timeout (or
-/// when `items` is empty).
+/// index (the first to become ready if several are, as the hub saw it:
+/// see [`wait`]), or `None` on a timeout (or when `items` is empty).
 ///
 /// ```
 /// use std::time::Duration;

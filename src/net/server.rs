@@ -443,7 +443,11 @@ impl ServerHandle {
     /// Stops the server gracefully: stops accepting (closing the
     /// listener), lets the handlers running finish for up to `grace`, then
     /// kills those left (their greenlets unwind: sockets close, guards
-    /// run). Returns when all is done; a second call waits for the first.
+    /// run). Returns when all is done. A call made while a stop is under
+    /// way waits at most its own grace before it kills the handlers left,
+    /// then for the first call to finish: a second stop with a shorter
+    /// grace (a second Ctrl-C, `stop(Duration::ZERO)`) cuts the first
+    /// one's grace short; a longer one changes nothing.
     ///
     /// Connections the kernel completed but the server had not accepted
     /// yet (still in the listener's backlog) are reset as the listener
@@ -489,6 +493,19 @@ impl ServerHandle {
             return;
         }
         if shared.stopping.replace(true) {
+            // A stop is under way: this one waits at most its own grace,
+            // then kills the handlers left, so a shorter grace (a second
+            // Ctrl-C) cuts the first one short; a longer one waits for
+            // that one to finish.
+            if !shared.stopped.is_set() {
+                let done = hub::not_daemon(|| match &shared.members {
+                    Members::Group(g) => g.join_timeout(grace),
+                    Members::Pool(p) => p.join_timeout(grace),
+                });
+                if !done {
+                    shared.kill_handlers();
+                }
+            }
             shared.stopped.wait();
             return;
         }
@@ -549,9 +566,12 @@ impl ServerHandle {
         let (tx, rx) = hub::channel::<Duration>();
         let handle = self.clone();
         // A daemon: waiting for a stop keeps nothing running on its own.
+        // Each stop runs in a greenlet of its own (ordinary work), so a
+        // second one, with a shorter grace, can cut the first short.
         let watcher = hub::spawn_daemon(move || {
-            if let Ok(grace) = rx.recv() {
-                handle.stop(grace);
+            while let Ok(grace) = rx.recv() {
+                let handle = handle.clone();
+                drop(hub::spawn(move || handle.stop(grace)));
             }
         });
         *self.shared.watcher.borrow_mut() = Some(watcher);
