@@ -176,8 +176,9 @@
 //!   it to [`hub::spawn_blocking`].
 //!
 //! [`hub::monitor`] (or `GREENLET_MAX_BLOCKING_MS=10` in the environment)
-//! reports each greenlet that ran past a limit without switching, with its
-//! name, id and how long; a panic inside a greenlet names it on stderr.
+//! reports each greenlet that ran past a limit without switching while
+//! others waited, with its name, id and how long, and one still running
+//! past it (an endless loop); a panic inside a greenlet names it on stderr.
 //!
 //! # Where things are
 //!
