@@ -2,7 +2,7 @@
 //! last to arrive leads; a waiter that leaves before the trip no longer
 //! counts, one released by it does.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -138,5 +138,33 @@ fn a_waiter_whose_timeout_fired_but_has_not_run_is_not_counted_by_the_trip() {
     time::advance(Duration::from_secs(2)); // `a`'s scope is due; `c` is ready
     assert!(!a.join().unwrap(), "a timed out");
     assert!(!c.join().unwrap(), "c found nobody to pass with");
+    assert_eq!(b.waiting(), 0);
+}
+
+#[test]
+fn a_waiter_whose_timeout_fired_does_not_pass_a_trip_that_did_not_count_it() {
+    // `a` waits with a deadline; it fires, and in the same round `c` and
+    // `d` arrive and trip the barrier for two before `a` has run: `a`
+    // was not counted, and must not pass too.
+    time::pause();
+    let b = Rc::new(Barrier::new(2));
+    let passed = Rc::new(Cell::new(0));
+    let arrive = |timeout: Duration| {
+        let (b, passed) = (b.clone(), passed.clone());
+        hub::spawn(move || {
+            if b.wait_timeout(timeout).is_some() {
+                passed.set(passed.get() + 1);
+            }
+        })
+    };
+    let a = arrive(Duration::from_secs(1));
+    hub::yield_now(); // `a` waits
+    let c = arrive(Duration::from_secs(5));
+    let d = arrive(Duration::from_secs(5));
+    time::advance(Duration::from_secs(2)); // `a`'s deadline is due
+    for h in [a, c, d] {
+        h.join().unwrap();
+    }
+    assert_eq!(passed.get(), 2, "exactly two pass a trip for two");
     assert_eq!(b.waiting(), 0);
 }

@@ -450,3 +450,65 @@ fn a_hook_set_after_the_monitor_turns_it_off_even_if_it_chains_to_it() {
     set_switch_hook(None);
     slot.borrow_mut().take();
 }
+
+#[test]
+fn a_hook_set_before_that_turns_the_monitor_off_from_its_own_call_is_put_back() {
+    let calls = Rc::new(Cell::new(0u32));
+    let c = calls.clone();
+    let turned_off = Rc::new(Cell::new(false));
+    let t = turned_off.clone();
+    set_switch_hook(Some(Box::new(move |_| {
+        c.set(c.get() + 1);
+        if !t.replace(true) {
+            hub::monitor(None); // from inside the chained call
+        }
+    })));
+    hub::monitor_with(LIMIT, |_| ());
+    hub::yield_now(); // the monitor's hook calls the one before, which turns it off
+    let seen = calls.get();
+    hub::yield_now();
+    assert!(
+        calls.get() > seen,
+        "the hook set before is the thread's again"
+    );
+    set_switch_hook(None);
+}
+
+/// The child half of `turning_the_monitor_off_never_waits_for_a_locked_stderr`.
+#[test]
+fn child_holds_stderr_across_a_switch() {
+    if std::env::var_os("GREENLET_TEST_CHILD").as_deref() != Some("stderr".as_ref()) {
+        return;
+    }
+    hub::monitor(Some(LIMIT));
+    // A greenlet holds std's stderr lock across a switch: the watchdog's
+    // report must not wait for it, nor `monitor(None)` for the watchdog.
+    let holder = hub::spawn(|| {
+        let _locked = std::io::stderr().lock();
+        hub::sleep(Duration::from_secs(3600));
+    });
+    hub::yield_now();
+    hub::spawn(|| spin(SPIN * 3)).join().unwrap();
+    hub::monitor(None);
+    holder.kill();
+    println!("child done");
+}
+
+#[test]
+fn turning_the_monitor_off_never_waits_for_a_locked_stderr() {
+    let mut cmd = greenlet::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "child_holds_stderr_across_a_switch",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("GREENLET_TEST_CHILD", "stderr")
+    .env_remove("GREENLET_MAX_BLOCKING_MS");
+    // Only a bound on a hang (the child is killed if it deadlocks).
+    let out = hub::with_timeout(Duration::from_secs(60), || cmd.output())
+        .expect("the child deadlocked")
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("child done"));
+}

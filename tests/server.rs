@@ -410,3 +410,70 @@ fn a_second_stop_with_a_shorter_grace_cuts_the_first_short() {
         assert_eq!(hub::time::now(), start, "nobody waited out the hour");
     }
 }
+
+/// A server whose one handler waits on an idle client; the count of
+/// handlers killed; the client.
+fn idle_server() -> (greenlet::net::ServerHandle, Rc<Cell<u32>>, TcpStream) {
+    let killed = Rc::new(Cell::new(0));
+    let k = killed.clone();
+    let server = Server::bind("127.0.0.1:0", move |mut conn: TcpStream, _| {
+        let _count = Count(k.clone());
+        let _ = conn.read(&mut [0u8; 1]); // never sent
+    })
+    .unwrap()
+    .start();
+    let client = TcpStream::connect(server.local_addr()).unwrap();
+    while server.connections() < 1 {
+        hub::yield_now();
+    }
+    (server, killed, client)
+}
+
+#[test]
+fn a_second_stop_interrupted_while_it_waits_cuts_the_grace_short_too() {
+    hub::time::pause();
+    for how in ["with_timeout", "kill"] {
+        let (server, killed, _client) = idle_server();
+        let start = hub::time::now();
+        let first = {
+            let server = server.clone();
+            hub::spawn(move || server.stop(HOUR))
+        };
+        hub::yield_now();
+        if how == "with_timeout" {
+            let r = hub::with_timeout(Duration::from_secs(1), || {
+                server.stop(Duration::from_secs(30))
+            });
+            assert!(r.is_err());
+        } else {
+            let second = {
+                let server = server.clone();
+                hub::spawn(move || server.stop(Duration::from_secs(30)))
+            };
+            hub::sleep(Duration::from_secs(1));
+            second.kill();
+        }
+        first.join().unwrap();
+        assert!(server.is_stopped(), "{how}");
+        assert_eq!(killed.get(), 1, "{how}");
+        assert_eq!(hub::time::now() - start, Duration::from_secs(1), "{how}");
+    }
+}
+
+#[test]
+fn a_stopper_made_while_a_stop_is_under_way_can_cut_it_short() {
+    hub::time::pause();
+    let (server, killed, _client) = idle_server();
+    let start = hub::time::now();
+    let first = {
+        let server = server.clone();
+        hub::spawn(move || server.stop(HOUR))
+    };
+    hub::yield_now();
+    let stopper = server.stopper();
+    assert!(stopper.stop(Duration::ZERO));
+    first.join().unwrap();
+    assert_eq!(killed.get(), 1);
+    assert_eq!(hub::time::now(), start);
+    assert!(!stopper.stop(Duration::ZERO), "stopped: nobody hears it");
+}

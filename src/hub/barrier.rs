@@ -170,7 +170,10 @@ impl Barrier {
             barrier: self,
             generation,
         };
-        let tripped = gate.wait_for(|| gate.is_set(), deadline, call);
+        // Passed only if released by the trip: a wait whose deadline came
+        // first was not counted by the trip (see above), even if the trip
+        // came before it ran.
+        let tripped = gate.wait_for_set(deadline, call);
         drop(arrival);
         tripped.then_some(BarrierWaitResult(false))
     }

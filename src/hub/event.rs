@@ -157,6 +157,25 @@ impl Event {
         if self.is_set() {
             return true;
         }
+        match self.wait_woken(deadline, call) {
+            Woken::Ready => true,
+            // Set after the deadline, before the caller ran: it is set.
+            Woken::TimedOut => self.is_set(),
+        }
+    }
+
+    /// Blocks until a `set` wakes the caller (`true`) or `deadline`
+    /// passes first (`false`, even if the flag was set after, before the
+    /// caller ran): for a waiter whose passing is decided by the wake-up
+    /// itself (a barrier's trip counts only the waiters still waiting).
+    #[inline(always)]
+    pub(crate) fn wait_for_set(&self, deadline: Option<Instant>, call: &'static str) -> bool {
+        matches!(self.wait_woken(deadline, call), Woken::Ready)
+    }
+
+    /// One wait on the flag, however it ends.
+    #[inline(always)]
+    fn wait_woken(&self, deadline: Option<Instant>, call: &'static str) -> Woken {
         let hub = hub();
         let on = WaitOn::Event { until: deadline };
         let node = WaitNode::new(on);
@@ -164,10 +183,7 @@ impl Event {
             event: &self.inner,
             node: self.inner.borrow_mut().waiters.push_back(w),
         });
-        match waiter.wait(call) {
-            Woken::Ready => true,
-            Woken::TimedOut => self.is_set(),
-        }
+        waiter.wait(call)
     }
 }
 

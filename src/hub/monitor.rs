@@ -79,6 +79,9 @@ struct State {
     hook: *const (),
     /// The watchdog of a monitor reporting on stderr.
     watch: Option<WatchHandle>,
+    /// Turned off (`monitor(None)`) while `previous` was out on loan to
+    /// its own call: it goes back to the thread's slot when that returns.
+    uninstalled: bool,
 }
 
 thread_local! {
@@ -229,6 +232,7 @@ fn install(limit: Duration, report: Option<Report>) {
         previous: None,
         hook: std::ptr::null(),
         watch,
+        uninstalled: false,
     }));
     MONITOR.with(|m| *m.borrow_mut() = Rc::downgrade(&state));
     let hook_state = state.clone();
@@ -243,7 +247,12 @@ fn uninstall() {
         return;
     };
     MONITOR.with(|m| *m.borrow_mut() = Weak::new());
-    let previous = state.borrow_mut().previous.take();
+    let previous = {
+        let mut s = state.borrow_mut();
+        s.uninstalled = true;
+        s.watch = None;
+        s.previous.take()
+    };
     drop(state);
     // Drops our hook (and the last reference to the state).
     drop(set_switch_hook(previous));
@@ -309,7 +318,13 @@ fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
     if let Some(mut previous) = previous {
         previous(event);
         let mut s = state.borrow_mut();
-        if s.previous.is_none() {
+        if s.uninstalled {
+            // The call turned the monitor off: the hook goes back to the
+            // thread's slot (where `uninstall`, finding it out on loan,
+            // could not put it), replacing the monitor's.
+            drop(s);
+            drop(set_switch_hook(Some(previous)));
+        } else if s.previous.is_none() {
             s.previous = Some(previous);
         }
     }
@@ -410,15 +425,41 @@ impl Watch {
             // The same run still (no switch while reading)?
             if ran > self.limit && self.switches.load(Ordering::Acquire) == switches {
                 reported = Some(switches);
-                eprintln!(
+                let line = format!(
                     "greenlet::hub::monitor: greenlet id {id} on thread '{}' has run {ran:?} \
                      without switching and still runs (limit {:?}): an endless loop, or a \
                      call that blocks the thread; the hub and every other greenlet of the \
-                     thread wait",
+                     thread wait\n",
                     self.thread, self.limit
                 );
+                // Written without the stop lock held (the stopper waits for
+                // it) and past std's stderr lock: a greenlet of the watched
+                // thread may hold that across a switch, and the thread that
+                // stops this one joins it.
+                drop(stop);
+                write_stderr(line.as_bytes());
+                stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
             }
         }
+    }
+}
+
+/// Writes `bytes` to the process's stderr descriptor, as one `write`
+/// where it fits, without std's stderr lock; errors are dropped, as
+/// `eprintln!` would panic on them in a thread nobody watches.
+fn write_stderr(mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: `write` reads `bytes.len()` bytes from a live slice and
+        // touches no other memory; descriptor 2 may be closed, which is
+        // an error return, not undefined behaviour.
+        let n = unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
+        if n <= 0 {
+            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        bytes = &bytes[n as usize..];
     }
 }
 

@@ -498,13 +498,22 @@ impl ServerHandle {
             // Ctrl-C) cuts the first one short; a longer one waits for
             // that one to finish.
             if !shared.stopped.is_set() {
+                // Interrupted while it waits (a `with_timeout` expiry, a
+                // kill), it cuts the grace short too, as the first call.
+                struct CutShort<'a>(&'a Shared, bool);
+                impl Drop for CutShort<'_> {
+                    fn drop(&mut self) {
+                        if self.1 {
+                            self.0.kill_handlers();
+                        }
+                    }
+                }
+                let mut cut = CutShort(shared, true);
                 let done = hub::not_daemon(|| match &shared.members {
                     Members::Group(g) => g.join_timeout(grace),
                     Members::Pool(p) => p.join_timeout(grace),
                 });
-                if !done {
-                    shared.kill_handlers();
-                }
+                cut.1 = !done;
             }
             shared.stopped.wait();
             return;
@@ -557,9 +566,10 @@ impl ServerHandle {
         if let Some(tx) = &*self.shared.stop_tx.borrow() {
             return Stopper { tx: tx.clone() };
         }
-        if self.shared.stopping.get() {
-            // Stopped (or stopping) already: a stopper with nobody to
-            // hear it, whose `stop` says so.
+        if self.shared.stopped.is_set() {
+            // Stopped already: a stopper with nobody to hear it, whose
+            // `stop` says so. (While a stop is under way, a stopper can
+            // still cut it short.)
             let (tx, _) = hub::channel::<Duration>();
             return Stopper { tx };
         }
