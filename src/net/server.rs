@@ -666,7 +666,8 @@ pub struct Stopper {
 impl Stopper {
     /// Asks the server to [`stop`](ServerHandle::stop) with `grace`;
     /// returns at once. `false` when the server has already stopped (or
-    /// its thread has exited).
+    /// its thread has exited); `true` when the request was sent, which a
+    /// stop finishing meanwhile makes moot.
     pub fn stop(&self, grace: Duration) -> bool {
         self.tx.send(grace).is_ok()
     }
