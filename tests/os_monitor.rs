@@ -512,3 +512,69 @@ fn turning_the_monitor_off_never_waits_for_a_locked_stderr() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("child done"));
 }
+
+/// Two switches: main to a fresh greenlet and back.
+fn two_switches() {
+    let g = Greenlet::new(|x: u32| x + 1);
+    assert_eq!(g.switch::<u32, u32>(1).unwrap(), 2);
+}
+
+#[test]
+fn a_hook_set_before_may_turn_the_monitor_off_and_on_again_from_its_own_call() {
+    let a_calls = Rc::new(Cell::new(0u32));
+    let armed = Rc::new(Cell::new(false));
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let (ac, ar, rp) = (a_calls.clone(), armed.clone(), reports.clone());
+    set_switch_hook(Some(Box::new(move |_| {
+        ac.set(ac.get() + 1);
+        if ar.replace(false) {
+            hub::monitor(None);
+            let rp = rp.clone();
+            hub::monitor_with(LIMIT, move |b| rp.borrow_mut().push(b.id));
+        }
+    })));
+    hub::monitor(Some(Duration::from_secs(10)));
+    armed.set(true);
+    two_switches(); // the first call turns the monitor off and on again
+    let base = a_calls.get();
+    two_switches();
+    assert_eq!(
+        a_calls.get() - base,
+        2,
+        "the hook set before, once a switch"
+    );
+    let _sleeping = sleeper();
+    let spinner = hub::spawn(|| spin(SPIN));
+    let id = spinner.greenlet().id();
+    spinner.join().unwrap();
+    hub::monitor(None);
+    set_switch_hook(None);
+    assert!(
+        reports.borrow().contains(&id),
+        "the monitor turned on again is on"
+    );
+}
+
+#[test]
+fn a_hook_set_from_the_chained_call_of_one_set_before_replaces_both() {
+    let a_calls = Rc::new(Cell::new(0u32));
+    let b_calls = Rc::new(Cell::new(0u32));
+    let armed = Rc::new(Cell::new(false));
+    let (ac, ar, bc) = (a_calls.clone(), armed.clone(), b_calls.clone());
+    set_switch_hook(Some(Box::new(move |_| {
+        ac.set(ac.get() + 1);
+        if ar.replace(false) {
+            hub::monitor(None);
+            let bc = bc.clone();
+            set_switch_hook(Some(Box::new(move |_| bc.set(bc.get() + 1))));
+        }
+    })));
+    hub::monitor(Some(Duration::from_secs(10)));
+    armed.set(true);
+    two_switches();
+    let (a0, b0) = (a_calls.get(), b_calls.get());
+    two_switches();
+    let (da, db) = (a_calls.get() - a0, b_calls.get() - b0);
+    set_switch_hook(None);
+    assert_eq!((da, db), (0, 2), "the new hook alone");
+}

@@ -319,11 +319,25 @@ fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
         previous(event);
         let mut s = state.borrow_mut();
         if s.uninstalled {
-            // The call turned the monitor off: the hook goes back to the
-            // thread's slot (where `uninstall`, finding it out on loan,
-            // could not put it), replacing the monitor's.
+            // The call turned the monitor off. Where `uninstall`, finding
+            // the hook out on loan, could not put it back: in the thread's
+            // slot if the call left it empty; as the previous hook of a
+            // monitor the call turned on again; nowhere if the call set a
+            // hook of its own, which replaces it (as a hook set from
+            // inside a hook replaces that hook).
             drop(s);
-            drop(set_switch_hook(Some(previous)));
+            if crate::runtime::Runtime::get()
+                .tracer()
+                .hook_addr()
+                .is_null()
+            {
+                drop(set_switch_hook(Some(previous)));
+            } else if let Some(again) = current() {
+                let mut again = again.borrow_mut();
+                if again.previous.is_none() {
+                    again.previous = Some(previous);
+                }
+            }
         } else if s.previous.is_none() {
             s.previous = Some(previous);
         }

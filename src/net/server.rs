@@ -472,8 +472,10 @@ impl ServerHandle {
     ///
     /// A caller interrupted while it waits out the grace (a
     /// [`with_timeout`](crate::hub::with_timeout) expiry, a kill, a throw)
-    /// cuts the grace short: the handlers left are killed and the stop
-    /// finishes before the interruption goes on, so later `stop` and
+    /// cuts the grace short: the handlers left are killed before the
+    /// interruption goes on. The first caller then finishes the stop
+    /// before its interruption goes on; a later one leaves that to the
+    /// first, at its next turn. Either way later `stop` and
     /// [`wait`](ServerHandle::wait) calls return.
     ///
     /// # Panics
