@@ -378,18 +378,7 @@ fn a_second_stop_with_a_shorter_grace_cuts_the_first_short() {
     // at once. The same through a `Stopper`, as a signal handler sends.
     hub::time::pause();
     for through_stopper in [false, true] {
-        let killed = Rc::new(Cell::new(0));
-        let k = killed.clone();
-        let server = Server::bind("127.0.0.1:0", move |mut conn: TcpStream, _| {
-            let _count = Count(k.clone());
-            let _ = conn.read(&mut [0u8; 1]); // never sent
-        })
-        .unwrap()
-        .start();
-        let _client = TcpStream::connect(server.local_addr()).unwrap();
-        while server.connections() < 1 {
-            hub::yield_now();
-        }
+        let (server, killed, _client) = idle_server();
         let start = hub::time::now();
         let stopper = server.stopper();
         let first = {
