@@ -6,7 +6,7 @@
 //! `test_run_with_shell_timeout_and_capture_output`; `os_process.rs`
 //! covers `with_timeout` around `output`).
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
@@ -48,20 +48,24 @@ fn test_child_exception() {
     assert_eq!(e.raw_os_error(), Some(2));
 }
 
-// TestPopen.test_communicate: stdin b"banana" echoed to stdout, stderr
-// "pineapple". No communicate(input): stdin is written by a greenlet.
-#[test]
-fn test_communicate() {
-    let mut p = sh("printf pineapple >&2; cat")
+/// `code` under `sh -c` with all three pipes, fed `input` by
+/// `communicate`.
+fn communicate(code: &str, input: Vec<u8>) -> std::process::Output {
+    sh(code)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    let mut stdin = p.stdin.take().unwrap();
-    let writer = hub::spawn(move || stdin.write_all(b"banana"));
-    let out = p.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
+        .unwrap()
+        .communicate(input)
+        .unwrap()
+}
+
+// TestPopen.test_communicate: stdin b"banana" echoed to stdout, stderr
+// "pineapple".
+#[test]
+fn test_communicate() {
+    let out = communicate("printf pineapple >&2; cat", b"banana".to_vec());
     assert_eq!(out.stdout, b"banana");
     assert_eq!(out.stderr, b"pineapple");
 }
@@ -71,22 +75,13 @@ fn test_communicate() {
 #[test]
 fn test_communicate_large() {
     let data = vec![b'x'; 1 << 20];
-    let mut p = Command::new("cat")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = p.stdin.take().unwrap();
-    let d = data.clone();
-    let writer = hub::spawn(move || stdin.write_all(&d));
-    let out = p.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
+    let out = communicate("cat", data.clone());
     assert_eq!(out.stdout.len(), data.len());
 }
 
-// TestPopen.test_nonblock_removed (issue #134): a pipe handed to a child
-// as stdin must be blocking for it; grep keeps running, waiting for input.
+// TestPopen.test_nonblock_removed: a pipe handed to a child as stdin must
+// be blocking for it (the parent's end is non-blocking, and the flag
+// belongs to the open file, which the child shares); grep keeps running, waiting for input.
 #[test]
 fn test_nonblock_removed() {
     let mut producer = sh("sleep 5").stdout(Stdio::piped()).spawn().unwrap();

@@ -381,10 +381,7 @@ fn a_second_stop_with_a_shorter_grace_cuts_the_first_short() {
         let (server, killed, _client) = idle_server();
         let start = hub::time::now();
         let stopper = server.stopper();
-        let first = {
-            let server = server.clone();
-            hub::spawn(move || server.stop(HOUR))
-        };
+        let first = first_stop(&server);
         hub::yield_now(); // the first stop waits out its grace
         assert!(server.is_stopping() && !server.is_stopped());
         if through_stopper {
@@ -398,6 +395,12 @@ fn a_second_stop_with_a_shorter_grace_cuts_the_first_short() {
         assert_eq!(killed.get(), 1, "the idle handler was killed");
         assert_eq!(hub::time::now(), start, "nobody waited out the hour");
     }
+}
+
+/// A stop with an hour of grace, under way in a greenlet of its own.
+fn first_stop(server: &greenlet::net::ServerHandle) -> hub::JoinHandle<()> {
+    let server = server.clone();
+    hub::spawn(move || server.stop(HOUR))
 }
 
 /// A server whose one handler waits on an idle client; the count of
@@ -424,10 +427,7 @@ fn a_second_stop_interrupted_while_it_waits_cuts_the_grace_short_too() {
     for how in ["with_timeout", "kill"] {
         let (server, killed, _client) = idle_server();
         let start = hub::time::now();
-        let first = {
-            let server = server.clone();
-            hub::spawn(move || server.stop(HOUR))
-        };
+        let first = first_stop(&server);
         hub::yield_now();
         if how == "with_timeout" {
             let r = hub::with_timeout(Duration::from_secs(1), || {
@@ -454,10 +454,7 @@ fn a_stopper_made_while_a_stop_is_under_way_can_cut_it_short() {
     hub::time::pause();
     let (server, killed, _client) = idle_server();
     let start = hub::time::now();
-    let first = {
-        let server = server.clone();
-        hub::spawn(move || server.stop(HOUR))
-    };
+    let first = first_stop(&server);
     hub::yield_now();
     let stopper = server.stopper();
     assert!(stopper.stop(Duration::ZERO));

@@ -143,9 +143,7 @@ impl Hub {
             if self.round_left.get() == 0 {
                 if self.main_in_run.get()
                     && self.ready.borrow().is_empty()
-                    && self.runs_deadline_pending()
-                    && (self.only_runs_deadlines_left()
-                        || (self.daemons.get() > 0 && self.only_daemons_wait()))
+                    && self.only_runs_deadlines_left()
                 {
                     // Nothing left but `run`'s own deadline, due or not:
                     // the work ran out first (see below).

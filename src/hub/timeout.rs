@@ -126,25 +126,13 @@ impl Hub {
         scope.of_main && scope.wait.is_none() && self.main_in_run.get()
     }
 
-    /// Whether one of main's scopes around `run` has its deadline still
-    /// to come. One check when no scope exists.
-    pub(super) fn runs_deadline_pending(&self) -> bool {
-        self.has_scopes()
-            && self
-                .scopes
-                .borrow()
-                .iter()
-                .any(|(_, scope)| scope.pending() && self.is_runs_deadline(scope))
-    }
-
-    /// Whether the only things left pending are the deadlines of main's
-    /// scopes around `run` (nothing is ready): `run` then returns rather
-    /// than wait for them. One check when no scope exists.
+    /// Whether, with nothing ready and main in `run` inside a
+    /// `with_timeout` (`run_timeout`), what is left pending is only that
+    /// scope's deadline (and those of scopes around it), or only daemons'
+    /// waits: `run` then returns rather than wait for its own deadline.
+    /// One check when no scope exists.
     pub(super) fn only_runs_deadlines_left(&self) -> bool {
-        if !self.has_scopes()
-            || self.io_waits.get() > 0
-            || self.reactor().is_some_and(|r| r.has_mail())
-        {
+        if !self.has_scopes() {
             return false;
         }
         let runs = self
@@ -153,7 +141,13 @@ impl Hub {
             .iter()
             .filter(|(_, scope)| scope.pending() && self.is_runs_deadline(scope))
             .count();
-        runs > 0 && runs == self.timers.borrow().len()
+        if runs == 0 {
+            return false;
+        }
+        let only_runs = self.io_waits.get() == 0
+            && !self.reactor().is_some_and(|r| r.has_mail())
+            && runs == self.timers.borrow().len();
+        only_runs || (self.daemons.get() > 0 && self.only_daemons_wait())
     }
 
     /// The `with_timeout` scope `s` expired.
