@@ -14,7 +14,14 @@
 //! limit: the hook publishes, at each switch, when the new run began and
 //! whose it is (atomics: the watchdog reads them from its own thread), and
 //! the watchdog reports a run past the limit while it still lasts, once.
+//!
+//! A report made at the switch carries a backtrace of the greenlet taken
+//! there, on its own stack: where its long run ended, under the code that
+//! ran long (gevent prints the blocking greenlet's stack too). The
+//! watchdog's report has none: it cannot walk another thread's stack
+//! safely while that thread runs.
 
+use std::backtrace::Backtrace;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::{Rc, Weak};
@@ -37,6 +44,12 @@ pub struct Blocked {
     pub ran: Duration,
     /// The limit it was over.
     pub limit: Duration,
+    /// Its stack at the switch that ended the run (always captured,
+    /// whatever `RUST_BACKTRACE` says: a report is rare, and the stack is
+    /// what finds the code that ran long). The frames on top are the
+    /// monitor's and the switch's own; below them is the call that gave
+    /// control back, and below that the code that ran.
+    pub switched_at: Rc<Backtrace>,
 }
 
 impl fmt::Display for Blocked {
@@ -158,7 +171,7 @@ fn current() -> Option<Rc<RefCell<State>>> {
 ///
 /// hub::monitor(Some(Duration::from_millis(100)));
 /// // ... greenlets running more than 100 ms without switching are
-/// // reported on stderr ...
+/// // reported on stderr, each with its stack where the run ended ...
 /// hub::monitor(None);
 /// ```
 pub fn monitor(max_blocking: Option<Duration>) {
@@ -292,6 +305,8 @@ fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
             name: event.origin.name(),
             ran,
             limit,
+            // The hook runs on the origin's stack, before the transfer.
+            switched_at: Rc::new(Backtrace::force_capture()),
         };
         // Taken out for the call: the callback may turn the monitor off or
         // change it.
@@ -309,7 +324,10 @@ fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
                     s.report = Some(report);
                 }
             }
-            None => eprintln!("greenlet::hub::monitor: {blocked}"),
+            None => eprintln!(
+                "greenlet::hub::monitor: {blocked}\nits stack when it switched:\n{}",
+                blocked.switched_at
+            ),
         }
         // The report's own time is not the next greenlet's.
         state.borrow_mut().since = Instant::now();

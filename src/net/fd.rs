@@ -5,7 +5,7 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -531,6 +531,13 @@ impl<T: AsFd + Read> Read for AsyncFd<T> {
             inner.read(buf)
         })
     }
+
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        let (parts, inner) = self.split();
+        drive(parts, Direction::Read, "net::AsyncFd::read", &mut || {
+            inner.read_vectored(bufs)
+        })
+    }
 }
 
 impl<T: AsFd + Write> Write for AsyncFd<T> {
@@ -538,6 +545,13 @@ impl<T: AsFd + Write> Write for AsyncFd<T> {
         let (parts, inner) = self.split();
         drive(parts, Direction::Write, "net::AsyncFd::write", &mut || {
             inner.write(buf)
+        })
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let (parts, inner) = self.split();
+        drive(parts, Direction::Write, "net::AsyncFd::write", &mut || {
+            inner.write_vectored(bufs)
         })
     }
 
@@ -564,14 +578,44 @@ impl<T: AsFd> Read for &AsyncFd<T> {
                     buf.len(),
                 )
             };
-            if n < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
+            byte_count(n)
+        })
+    }
+
+    /// One `readv(2)`, filling the buffers in order.
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        self.read_with(|inner| {
+            let count = bufs.len().min(IOV_MAX);
+            // SAFETY: `IoSliceMut` has `iovec`'s layout on Unix (std
+            // guarantees it), so the pointer names `count` valid iovecs,
+            // each valid for writes of its length for the call; the
+            // descriptor is borrowed from `inner`, so open.
+            let n = unsafe {
+                libc::readv(
+                    inner.as_fd().as_raw_fd(),
+                    bufs.as_ptr().cast::<libc::iovec>(),
+                    count as libc::c_int,
+                )
+            };
+            byte_count(n)
         })
     }
 }
+
+/// What `read(2)`/`write(2)` and their vectored forms return, as a
+/// `Result`.
+fn byte_count(n: isize) -> io::Result<usize> {
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// At most this many buffers go to one `readv`/`writev` (the kernel's
+/// `UIO_MAXIOV`; more is `EINVAL`): the rest wait for the next call, as
+/// with std's.
+const IOV_MAX: usize = 1024;
 
 /// Writes the descriptor itself with `write(2)`, whatever `T` is.
 impl<T: AsFd> Write for &AsyncFd<T> {
@@ -581,11 +625,26 @@ impl<T: AsFd> Write for &AsyncFd<T> {
             // call, and the descriptor is borrowed from `inner`, so open.
             let n =
                 unsafe { libc::write(inner.as_fd().as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
-            if n < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(n as usize)
-            }
+            byte_count(n)
+        })
+    }
+
+    /// One `writev(2)` of the buffers in order.
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.write_with(|inner| {
+            let count = bufs.len().min(IOV_MAX);
+            // SAFETY: `IoSlice` has `iovec`'s layout on Unix (std
+            // guarantees it), so the pointer names `count` valid iovecs,
+            // each valid for reads of its length for the call; the
+            // descriptor is borrowed from `inner`, so open.
+            let n = unsafe {
+                libc::writev(
+                    inner.as_fd().as_raw_fd(),
+                    bufs.as_ptr().cast::<libc::iovec>(),
+                    count as libc::c_int,
+                )
+            };
+            byte_count(n)
         })
     }
 
