@@ -12,6 +12,7 @@ use super::budget;
 use super::handoff::{Handoff, HandoffList};
 use super::order::{Fifo, Lifo, Order, Priority};
 use super::wait::{Unlink, WaitRef, Waiter, Wake, Woken};
+use super::wait_list::WaitList;
 use super::{deadline_after, hub as hub_or_new, try_hub, try_hub_ptr, Hub};
 use crate::stats::WaitOn;
 
@@ -43,6 +44,12 @@ use crate::stats::WaitOn;
 /// longest-waiting putter, which stores its item when it runs (or passes
 /// the place on if it leaves another way). So every item is taken exactly
 /// once or stays in the queue.
+///
+/// A queue is [`Waitable`](super::Waitable): [`hub::wait_any`](super::wait_any)
+/// over several queues (and events, greenlets, sockets) returns one whose
+/// get would not block, which is a select; take the item with
+/// [`try_get`](Queue::try_get), since another greenlet may have taken it
+/// first.
 ///
 /// Its storage grows to the most items it held at once and keeps that
 /// room until the queue is dropped, as a `VecDeque`'s does: an unbounded
@@ -90,6 +97,17 @@ struct Inner<T, O: Order<T>> {
     reserved_slots: usize,
     /// Greenlets blocked in `peek`: all woken by the next item stored.
     peekers: HandoffList<T>,
+    /// Waits of `hub::wait_any` and friends on the queue: all woken by
+    /// the next item stored, or the close.
+    watchers: WaitList,
+    /// When it last became ready for them (an item stored into an empty
+    /// queue, or the close), as a `wait_any` stamp; 0 until first asked.
+    ready_stamp: u64,
+    /// A greenlet peeked, or something asked whether it is ready
+    /// (`wait_any` and friends): from then on a store looks for peekers
+    /// and watchers to wake, and stamps each time it becomes ready. Until
+    /// then a store pays this one test for both.
+    watched: bool,
     /// No more puts; gets drain what is left.
     closed: bool,
     /// A put finds room while `items.len() + promised < limit`: the
@@ -131,9 +149,36 @@ impl<T, O: Order<T>> Inner<T, O> {
             return;
         }
         O::push(&mut self.items, item);
-        if !self.peekers.is_empty() {
-            self.wake_with(Inner::wake_all_peekers);
+        self.stored_one();
+    }
+
+    /// An item was just stored: every peeker is woken, and, for a queue
+    /// `wait_any` looked at, the watchers, and the stamp taken if it was
+    /// empty.
+    #[inline(always)]
+    fn stored_one(&mut self) {
+        if self.watched {
+            self.stored_one_seen();
         }
+    }
+
+    #[inline(never)]
+    fn stored_one_seen(&mut self) {
+        if self.stored() == 1 {
+            self.ready_stamp = super::wait_any::next_stamp();
+        }
+        self.wake_with(Inner::wake_all_peekers);
+    }
+
+    /// Whether it is ready for `wait_any`, for whom it is now watched:
+    /// ready since it was first looked at, if it was ready then.
+    fn watch(&mut self) -> bool {
+        self.watched = true;
+        let ready = self.stored() > 0 || self.closed;
+        if ready && self.ready_stamp == 0 {
+            self.ready_stamp = super::wait_any::next_stamp();
+        }
+        ready
     }
 
     /// Wakes the longest-waiting getter that can still take an item (one
@@ -172,15 +217,19 @@ impl<T, O: Order<T>> Inner<T, O> {
             self.promised += 1;
         } else {
             O::give_back(&mut self.items, item);
-            self.wake_with(Inner::wake_all_peekers);
+            self.stored_one();
         }
     }
 
+    /// Wakes every peeker and every watcher.
     #[inline(never)]
     fn wake_all_peekers(&mut self, hub: &Hub) {
         while let Some(slot) = self.peekers.pop_front() {
             // SAFETY: as in `woken_getter`.
             unsafe { slot.as_ref() }.wake(hub, Wake::Ready);
+        }
+        while let Some(w) = self.watchers.pop_front() {
+            hub.wake(w, Wake::Ready);
         }
     }
 
@@ -353,6 +402,9 @@ impl<T: 'static, O: Order<T>> Queue<T, O> {
                 promised: 0,
                 reserved_slots: 0,
                 peekers: HandoffList::new(),
+                watchers: WaitList::new(),
+                ready_stamp: 0,
+                watched: false,
                 closed: false,
                 limit: capacity.unwrap_or(usize::MAX),
                 id: next_queue_id(),
@@ -422,6 +474,10 @@ impl<T: 'static, O: Order<T>> Queue<T, O> {
         }
         q.closed = true;
         q.limit = 0;
+        if q.stored() == 0 && q.watched {
+            // Ready from now on for `wait_any`: a get returns at once.
+            q.ready_stamp = super::wait_any::next_stamp();
+        }
         let Some(hub) = try_hub() else {
             return;
         };
@@ -433,6 +489,9 @@ impl<T: 'static, O: Order<T>> Queue<T, O> {
                 // SAFETY: as in `Inner::woken_getter`.
                 unsafe { slot.as_ref() }.wake(&hub, Wake::TimedOut);
             }
+        }
+        while let Some(w) = q.watchers.pop_front() {
+            hub.wake(w, Wake::Ready);
         }
     }
 
@@ -874,10 +933,13 @@ impl<T: Clone + 'static, O: Order<T>> Queue<T, O> {
             };
             let slot = Handoff::new(on);
             let mut waiter = Waiter::with_node(&hub, &slot.node, deadline, on, |w| {
+                let mut q = self.inner.borrow_mut();
+                q.watched = true;
                 // SAFETY: `slot` is declared before the waiter, which
                 // borrows it, so it outlives the waiter, whose `unlink`
                 // takes it off the list.
-                unsafe { self.inner.borrow_mut().peekers.push_back(&slot, w) };
+                unsafe { q.peekers.push_back(&slot, w) };
+                drop(q);
                 PeekLink {
                     queue: &self.inner,
                     slot: &slot,
@@ -1091,6 +1153,34 @@ unsafe impl<T, O: Order<T>> Unlink for QueueLink<'_, T, O> {
         }
     }
 }
+
+/// Ready while a [`get`](Queue::get) would return at once: an item is
+/// stored (not counting items already handed to blocked getters), or the
+/// queue is closed. Readiness is a moment's: another greenlet may take the
+/// item before the waiter runs, so take it with [`try_get`](Queue::try_get).
+impl<T, O: Order<T>> super::wait_any::sealed::Source for Queue<T, O> {
+    fn is_ready(&self) -> bool {
+        self.inner.borrow_mut().watch()
+    }
+
+    fn ready_stamp(&self) -> u64 {
+        let mut q = self.inner.borrow_mut();
+        q.watch();
+        q.ready_stamp
+    }
+
+    fn add_waiter(&self, w: usize) -> usize {
+        let mut q = self.inner.borrow_mut();
+        q.watch();
+        q.watchers.push_back(w)
+    }
+
+    fn remove_waiter(&self, node: usize, w: usize) {
+        self.inner.borrow_mut().watchers.remove(node, w);
+    }
+}
+
+impl<T, O: Order<T>> super::wait_any::Waitable for Queue<T, O> {}
 
 impl<T, O: Order<T>> Clone for Queue<T, O> {
     fn clone(&self) -> Queue<T, O> {

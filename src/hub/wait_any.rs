@@ -1,7 +1,8 @@
 //! Waiting on several things at once: [`wait`], [`wait_any`] and
 //! [`iwait`] over [`JoinHandle`](super::JoinHandle)s,
-//! [`Event`](super::Event)s and [`AsyncResult`](super::AsyncResult)s
-//! (gevent's `gevent.wait` / `gevent.iwait`), and [`join_all`].
+//! [`Event`](super::Event)s, [`AsyncResult`](super::AsyncResult)s,
+//! [`Queue`](super::Queue)s and the other [`Waitable`]s (gevent's
+//! `gevent.wait` / `gevent.iwait`), and [`join_all`].
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -40,8 +41,36 @@ pub(crate) mod sealed {
 /// [`Readiness`](crate::net::Readiness) (when a read or write would not
 /// block), a [`ServerHandle`](crate::net::ServerHandle) (when a stop has
 /// begun), a child process's [`exited`](crate::process::Child::exited)
-/// (when it has exited). Implemented by this crate's types only, and by references to
-/// them; mix kinds in one wait as `&dyn Waitable`s.
+/// (when it has exited), a [`Queue`](super::Queue) (while a get would
+/// return at once: an item stored, or the queue closed; so waiting on
+/// several queues is a select). Implemented by this crate's types only,
+/// and by references to them; mix kinds in one wait as `&dyn Waitable`s.
+///
+/// ```
+/// use greenlet::hub::{self, Queue, Waitable};
+///
+/// let (jobs, control) = (Queue::new(), Queue::new());
+/// let worker = {
+///     let (jobs, control) = (jobs.clone(), control.clone());
+///     hub::spawn(move || {
+///         let mut done = Vec::new();
+///         // Queues of two types: mixed as `&dyn Waitable`s.
+///         let both: [&dyn Waitable; 2] = [&control, &jobs];
+///         loop {
+///             // The one that got an item first, if both have some.
+///             match hub::wait_any(&both, None) {
+///                 Some(0) => return (done, control.try_get()),
+///                 _ => done.extend(jobs.try_get()),
+///             }
+///         }
+///     })
+/// };
+/// jobs.put(1);
+/// jobs.put(2);
+/// hub::yield_now(); // the worker takes both
+/// control.put("stop");
+/// assert_eq!(worker.join().unwrap(), (vec![1, 2], Some("stop")));
+/// ```
 pub trait Waitable: sealed::Source {}
 
 /// A number from a counter that only grows, taken when something becomes
