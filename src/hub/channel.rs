@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::reactor::{Direction, Registration};
 use super::remote::Inbox;
+use super::wait::WaitKey;
 use super::{deadline_after, hub, Hub, Wake};
 use crate::stats::WaitOn;
 
@@ -255,6 +256,14 @@ impl<T> Receiver<T> {
             None if state.senders == 0 => Err(RecvTimeoutError::Disconnected),
             None => return None,
         };
+        self.pass_wake_on(state);
+        Some(taken)
+    }
+
+    /// The wake-up a send gave one waiting greenlet goes on, now that
+    /// that one is done with it: to one more waiting greenlet if there is
+    /// more for it (a value, or the end), else to the next send.
+    fn pass_wake_on(&self, state: &mut State<T>) {
         if self.reg.has_waiters(Direction::Read) {
             if !state.items.is_empty() || state.senders == 0 {
                 self.reg
@@ -263,9 +272,58 @@ impl<T> Receiver<T> {
                 state.receiver_waiting = true;
             }
         }
-        Some(taken)
     }
 }
+
+/// Ready while a receive would return at once: a value is there, or every
+/// sender is gone. A send wakes one waiting greenlet, receiver or
+/// watcher: a watcher woken that way passes the wake-up on when its wait
+/// ends, as a receiver does when it has taken its value, so a value never
+/// sits while a receiver sleeps (the receiver may then find it taken by
+/// the watcher's greenlet, and wait again).
+impl<T> super::wait_any::sealed::Source for Receiver<T> {
+    fn is_ready(&self) -> bool {
+        let ready = {
+            let state = self.chan.lock();
+            !state.items.is_empty() || state.senders == 0
+        };
+        if ready {
+            self.reg.found_ready(Direction::Read);
+        }
+        ready
+    }
+
+    fn ready_stamp(&self) -> u64 {
+        self.reg.ready_stamp(Direction::Read)
+    }
+
+    fn add_waiter(&self, w: usize) -> usize {
+        let w = WaitKey::from(w);
+        self.reg.add_waiter(Direction::Read, w);
+        let came = {
+            let mut state = self.chan.lock();
+            // Under the senders' lock: a send after this wakes a waiter.
+            state.receiver_waiting = true;
+            !state.items.is_empty() || state.senders == 0
+        };
+        if came {
+            // Since the wait looked (from another thread): wake it the way
+            // a send would have.
+            let _ = self.chan.inbox.wake_readers(self.chan.token);
+        }
+        usize::from(self.hub.io_wait_began(w))
+    }
+
+    fn remove_waiter(&self, daemon: usize, w: usize) {
+        if !self.reg.remove_waiter(Direction::Read, WaitKey::from(w)) {
+            // A send's wake-up took it off the list.
+            self.pass_wake_on(&mut self.chan.lock());
+        }
+        self.hub.io_wait_ended(daemon != 0);
+    }
+}
+
+impl<T> super::wait_any::Waitable for Receiver<T> {}
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {

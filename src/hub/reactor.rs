@@ -147,17 +147,21 @@ impl Registration {
         self.waiters(dir).borrow_mut().push_back(w);
     }
 
-    /// Removes wait `w` (woken or not) from the waiters of `dir`.
-    pub(crate) fn remove_waiter(&self, dir: Direction, w: WaitKey) {
+    /// Removes wait `w` (woken or not) from the waiters of `dir`; returns
+    /// whether it was still listed (a notification takes the waits it
+    /// wakes off the list).
+    pub(crate) fn remove_waiter(&self, dir: Direction, w: WaitKey) -> bool {
         let mut waiters = self.waiters(dir).borrow_mut();
-        if let Some(i) = waiters.iter().position(|x| *x == w) {
-            if self.wake_one.get() {
-                // Woken one at a time, longest listed first: keep the order.
-                waiters.remove(i);
-            } else {
-                waiters.swap_remove_back(i);
-            }
+        let Some(i) = waiters.iter().position(|x| *x == w) else {
+            return false;
+        };
+        if self.wake_one.get() {
+            // Woken one at a time, longest listed first: keep the order.
+            waiters.remove(i);
+        } else {
+            waiters.swap_remove_back(i);
         }
+        true
     }
 
     /// Makes a notification wake one reader, not all: for a channel's
@@ -355,6 +359,8 @@ impl Reactor {
     pub(crate) fn notify(&self, token: usize, mut wake: impl FnMut(WaitKey) -> bool) {
         if let Some(reg) = self.registrations.borrow().get(token) {
             if reg.wakes_one() {
+                // A channel got something: a multi-wait orders it from here.
+                reg.ready_stamps[Direction::Read as usize].set(super::wait_any::next_stamp());
                 reg.wake_first(Direction::Read, wake);
             } else {
                 reg.fire(Direction::Read, false, |w| {

@@ -1,7 +1,8 @@
 //! Waiting on several things at once: [`wait`], [`wait_any`] and
 //! [`iwait`] over [`JoinHandle`](super::JoinHandle)s,
 //! [`Event`](super::Event)s, [`AsyncResult`](super::AsyncResult)s,
-//! [`Queue`](super::Queue)s and the other [`Waitable`]s (gevent's
+//! [`Queue`](super::Queue)s, channels, signals and the other
+//! [`Waitable`]s (gevent's
 //! `gevent.wait` / `gevent.iwait`), and [`join_all`].
 
 use std::cell::Cell;
@@ -43,7 +44,10 @@ pub(crate) mod sealed {
 /// begun), a child process's [`exited`](crate::process::Child::exited)
 /// (when it has exited), a [`Queue`](super::Queue) (while a get would
 /// return at once: an item stored, or the queue closed; so waiting on
-/// several queues is a select). Implemented by this crate's types only,
+/// several queues is a select), a [channel](super::channel)'s
+/// [`Receiver`](super::Receiver) (while a receive would return at once:
+/// a value from another thread, or every sender gone), a
+/// [`Signal`](super::Signal) (while a delivery is pending). Implemented by this crate's types only,
 /// and by references to them; mix kinds in one wait as `&dyn Waitable`s.
 ///
 /// ```

@@ -1,0 +1,97 @@
+//! A cross-thread channel's `Receiver` and a `hub::Signal` in
+//! `hub::wait_any`: ready while a receive would return at once, so a
+//! greenlet waits for another thread's message, or a signal, and
+//! something else at once.
+
+use std::time::Duration;
+
+use greenlet::hub::{self, Event, Waitable};
+
+#[test]
+fn a_send_from_another_thread_wakes_a_greenlet_waiting_on_a_receiver_and_an_event() {
+    let (tx, rx) = hub::channel::<u32>();
+    let stop = Event::new();
+    let worker = std::thread::spawn(move || tx.send(42).unwrap());
+    let items: [&dyn Waitable; 2] = [&stop, &rx];
+    assert_eq!(hub::wait_any(&items, None), Some(1));
+    assert_eq!(rx.try_recv(), Ok(42));
+    worker.join().unwrap();
+}
+
+#[test]
+fn a_receiver_holding_a_value_or_with_every_sender_gone_is_ready_at_once() {
+    let (tx, rx) = hub::channel::<u32>();
+    tx.send(1).unwrap();
+    assert_eq!(hub::wait_any(&[&rx], None), Some(0));
+    assert_eq!(rx.try_recv(), Ok(1));
+    assert_eq!(hub::wait_any(&[&rx], Some(Duration::ZERO)), None);
+    drop(tx);
+    assert_eq!(hub::wait_any(&[&rx], None), Some(0));
+    assert!(rx.recv().is_err());
+}
+
+#[test]
+fn the_last_sender_dropped_on_another_thread_wakes_a_watcher() {
+    let (tx, rx) = hub::channel::<u32>();
+    let dropper = std::thread::spawn(move || drop(tx));
+    assert_eq!(hub::wait_any(&[&rx], None), Some(0));
+    assert!(rx.try_recv().is_err());
+    dropper.join().unwrap();
+}
+
+#[test]
+fn a_watcher_woken_by_a_send_passes_the_wake_up_to_a_waiting_receiver() {
+    let (tx, rx) = hub::channel::<u32>();
+    let rx = std::rc::Rc::new(rx);
+    let stop = Event::new();
+    // Listed first, so the send wakes it; it then takes nothing.
+    let watcher = {
+        let (rx, stop) = (rx.clone(), stop.clone());
+        hub::spawn(move || {
+            let items: [&dyn Waitable; 1] = [&*rx];
+            let woke = hub::wait_any(&items, None);
+            stop.wait(); // does not receive
+            woke
+        })
+    };
+    let receiver = {
+        let rx = rx.clone();
+        hub::spawn(move || rx.recv().unwrap())
+    };
+    hub::yield_now(); // both wait: the watcher first
+    tx.send(7).unwrap();
+    // Without the pass-on, the receiver would sleep with the value there.
+    assert_eq!(receiver.join().unwrap(), 7);
+    stop.set();
+    assert_eq!(watcher.join().unwrap(), Some(0));
+}
+
+#[test]
+fn a_timed_out_watcher_leaves_nothing_behind() {
+    hub::time::pause();
+    let (tx, rx) = hub::channel::<u32>();
+    assert_eq!(hub::wait_any(&[&rx], Some(Duration::from_secs(30))), None);
+    // A later send reaches a receiver as usual.
+    let receiver = hub::spawn(move || rx.recv().unwrap());
+    hub::yield_now();
+    tx.send(3).unwrap();
+    assert_eq!(receiver.join().unwrap(), 3);
+}
+
+#[test]
+fn a_signal_and_a_stop_event_in_one_wait() {
+    let sig = hub::signal(libc::SIGUSR2).unwrap();
+    let stop = Event::new();
+    let items: [&dyn Waitable; 2] = [&stop, &sig];
+    // Nothing pending yet.
+    assert_eq!(hub::wait_any(&items, Some(Duration::ZERO)), None);
+    // SAFETY: raising a signal whose disposition `hub::signal` set is
+    // sound: its handler only counts and forwards.
+    assert_eq!(unsafe { libc::raise(libc::SIGUSR2) }, 0);
+    assert_eq!(hub::wait_any(&items, None), Some(1));
+    assert!(sig.try_recv());
+    // A stop comes first now.
+    stop.set();
+    assert_eq!(hub::wait_any(&items, None), Some(0));
+    assert!(!sig.try_recv());
+}
