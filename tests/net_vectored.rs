@@ -111,3 +111,31 @@ fn more_buffers_than_one_writev_takes_go_over_several_calls() {
     drop(writer);
     assert_eq!(collector.join().unwrap(), bytes);
 }
+
+#[test]
+fn a_tcp_read_over_more_buffers_than_one_readv_takes_does_not_hide_the_rest() {
+    hub::time::pause();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    let server = std::rc::Rc::new(server);
+    // A read blocks first, so the hub has seen the socket's readiness
+    // event: the data left after the vectored read gets no new one.
+    let first = {
+        let server = server.clone();
+        hub::spawn(move || (&*server).read(&mut [0u8; 1]).unwrap())
+    };
+    hub::yield_now();
+    client.write_all(&[7u8; 4097]).unwrap();
+    assert_eq!(first.join().unwrap(), 1);
+    // 2,048 one-byte buffers: one `readv` fills 1,024 of them. That is a
+    // full read, not a short one that would mean the socket is drained.
+    let mut store = vec![[0u8; 1]; 2048];
+    let mut bufs: Vec<IoSliceMut<'_>> = store.iter_mut().map(|b| IoSliceMut::new(b)).collect();
+    assert_eq!((&*server).read_vectored(&mut bufs).unwrap(), 1024);
+    server
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut rest = [0u8; 4096];
+    assert_eq!((&*server).read(&mut rest).unwrap(), 3072);
+}

@@ -614,3 +614,52 @@ fn a_hook_set_from_the_chained_call_of_one_set_before_replaces_both() {
     set_switch_hook(None);
     assert_eq!((da, db), (0, 2), "the new hook alone");
 }
+
+/// The child half of `a_report_on_a_greenlet_with_a_small_stack_is_made_on_a_stack_of_its_own`.
+#[test]
+fn child_reports_a_small_stack_greenlet() {
+    let Some(mode) = std::env::var_os("GREENLET_TEST_CHILD") else {
+        return;
+    };
+    let small = |f: fn()| hub::Builder::new().stack_size(16 * 1024).spawn(f).unwrap();
+    let _sleeping = sleeper();
+    if mode == "small-callback" {
+        // A callback that formats the stack, as a user's would.
+        hub::monitor_with(LIMIT, |b| {
+            let text = b.switched_at.to_string();
+            eprintln!("callback saw {} bytes of stack", text.len());
+        });
+    } else {
+        hub::monitor(Some(LIMIT));
+    }
+    small(spin_then_yield_in_a_named_frame).join().unwrap();
+    hub::monitor(None);
+    eprintln!("child done");
+}
+
+#[test]
+fn a_report_on_a_greenlet_with_a_small_stack_is_made_on_a_stack_of_its_own() {
+    for mode in ["small-stderr", "small-callback"] {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "child_reports_a_small_stack_greenlet",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("GREENLET_TEST_CHILD", mode)
+            .env_remove("GREENLET_MAX_BLOCKING_MS")
+            .output()
+            .unwrap();
+        let err = String::from_utf8(out.stderr).unwrap();
+        // Formatting the stack on the greenlet's 16 KiB overflowed it.
+        assert!(out.status.success(), "{mode}: {err}");
+        assert!(err.contains("child done"), "{mode}: {err}");
+        if mode == "small-stderr" {
+            assert!(err.contains("its stack when it switched"), "{err}");
+            assert!(err.contains("spin_then_yield_in_a_named_frame"), "{err}");
+        } else {
+            assert!(err.contains("callback saw"), "{err}");
+        }
+    }
+}

@@ -16,8 +16,10 @@
 //! the watchdog reports a run past the limit while it still lasts, once.
 //!
 //! A report made at the switch carries a backtrace of the greenlet taken
-//! there, on its own stack: where its long run ended, under the code that
-//! ran long (gevent prints the blocking greenlet's stack too). The
+//! there: where its long run ended, under the code that ran long (gevent
+//! prints the blocking greenlet's stack too). The report is made on a
+//! stack of the monitor's own: the greenlet's may be a few KiB, and
+//! walking, symbolizing and printing a backtrace takes far more. The
 //! watchdog's report has none: it cannot walk another thread's stack
 //! safely while that thread runs.
 
@@ -28,6 +30,8 @@ use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use corosensei::stack::DefaultStack;
 
 use crate::trace::{set_switch_hook, SwitchEvent, SwitchHook};
 
@@ -95,7 +99,13 @@ struct State {
     /// Turned off (`monitor(None)`) while `previous` was out on loan to
     /// its own call: it goes back to the thread's slot when that returns.
     uninstalled: bool,
+    /// Where reports are made (see `on_switch`); out on loan during one.
+    report_stack: Option<DefaultStack>,
 }
+
+/// The size of the stack reports are made on: room for the unwinder, the
+/// symbolizer and a callback, whatever the reported greenlet's own.
+const REPORT_STACK: usize = 1 << 20;
 
 thread_local! {
     /// The state of this thread's monitor while its hook is alive (the
@@ -184,7 +194,9 @@ pub fn monitor(max_blocking: Option<Duration>) {
 
 /// Turns this thread's blocked-hub monitor on with the limit
 /// `max_blocking`, handing each report to `report` (on this thread, at the
-/// switch that ended the long run) instead of printing it. See
+/// switch that ended the long run, on a 1 MiB stack of the monitor's own,
+/// so formatting the report's backtrace never overflows a greenlet's small
+/// stack) instead of printing it. See
 /// [`monitor`]; `monitor(None)` turns it off. There is no watchdog with a
 /// callback: the callback runs on this thread, which the run holds.
 ///
@@ -246,6 +258,7 @@ fn install(limit: Duration, report: Option<Report>) {
         hook: std::ptr::null(),
         watch,
         uninstalled: false,
+        report_stack: None,
     }));
     MONITOR.with(|m| *m.borrow_mut() = Rc::downgrade(&state));
     let hook_state = state.clone();
@@ -300,37 +313,54 @@ fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
         (ran, s.limit, s.off, was_watched)
     };
     if ran > limit && !off && was_watched {
-        let blocked = Blocked {
-            id: event.origin.id(),
-            name: event.origin.name(),
-            ran,
-            limit,
-            // The hook runs on the origin's stack, before the transfer.
-            switched_at: Rc::new(Backtrace::force_capture()),
-        };
         // Taken out for the call: the callback may turn the monitor off or
         // change it.
-        let (report, settings) = {
+        let (report, settings, stack) = {
             let mut s = state.borrow_mut();
-            (s.report.take(), s.settings)
+            (s.report.take(), s.settings, s.report_stack.take())
         };
-        match report {
-            Some(mut report) => {
-                report(&blocked);
-                let mut s = state.borrow_mut();
-                // Back, unless the call changed the settings (or turned
-                // the monitor off).
-                if s.settings == settings && !s.off {
-                    s.report = Some(report);
+        let make_and_send = || {
+            let blocked = Blocked {
+                id: event.origin.id(),
+                name: event.origin.name(),
+                ran,
+                limit,
+                // Walks the origin's stack too: the unwinder follows the
+                // report stack's frames back into the greenlet's.
+                switched_at: Rc::new(Backtrace::force_capture()),
+            };
+            match report {
+                Some(mut report) => {
+                    report(&blocked);
+                    Some(report)
+                }
+                None => {
+                    eprintln!(
+                        "greenlet::hub::monitor: {blocked}\nits stack when it switched:\n{}",
+                        blocked.switched_at
+                    );
+                    None
                 }
             }
-            None => eprintln!(
-                "greenlet::hub::monitor: {blocked}\nits stack when it switched:\n{}",
-                blocked.switched_at
-            ),
+        };
+        // The hook runs on the origin's stack, which may be a few KiB:
+        // walking, symbolizing and printing a backtrace (and a callback
+        // that formats one) needs far more, so it all runs on a stack of
+        // its own, mapped at the first report and kept for the next.
+        let mut stack = stack.or_else(|| DefaultStack::new(REPORT_STACK).ok());
+        let report = match &mut stack {
+            Some(stack) => corosensei::on_stack(stack, make_and_send),
+            None => make_and_send(),
+        };
+        let mut s = state.borrow_mut();
+        s.report_stack = stack;
+        // Back, unless the call changed the settings (or turned the
+        // monitor off).
+        if s.settings == settings && !s.off {
+            s.report = report;
         }
         // The report's own time is not the next greenlet's.
-        state.borrow_mut().since = Instant::now();
+        s.since = Instant::now();
     }
     let previous = state.borrow_mut().previous.take();
     if let Some(mut previous) = previous {

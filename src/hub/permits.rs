@@ -20,6 +20,16 @@ use crate::stats::WaitOn;
 pub(crate) struct Permits {
     available: Cell<usize>,
     waiters: RefCell<WaitList>,
+    /// Waits of `hub::wait_any` and friends for a free permit (a
+    /// `Semaphore`'s): all woken when a permit becomes free.
+    watchers: RefCell<WaitList>,
+    /// Something asked whether a permit is free (`wait_any`): from then
+    /// on a permit given back looks for watchers, and stamps the moment
+    /// the count leaves 0. Until then giving back pays this one test.
+    watched: Cell<bool>,
+    /// When a permit last became free for the watchers, as a `wait_any`
+    /// stamp; 0 until first watched.
+    ready_stamp: Cell<u64>,
 }
 
 impl Permits {
@@ -27,6 +37,9 @@ impl Permits {
         Permits {
             available: Cell::new(available),
             waiters: RefCell::new(WaitList::new()),
+            watchers: RefCell::new(WaitList::new()),
+            watched: Cell::new(false),
+            ready_stamp: Cell::new(0),
         }
     }
 
@@ -90,7 +103,11 @@ impl Permits {
         if self.has_waiters() && self.hand_off() {
             return;
         }
-        self.available.set(self.available.get() + 1);
+        let before = self.available.get();
+        self.available.set(before + 1);
+        if self.watched.get() {
+            self.freed_watched(before == 0);
+        }
     }
 
     /// Gives `n` permits back: one to each of the first `n` waiters still
@@ -100,7 +117,26 @@ impl Permits {
         while n > 0 && self.has_waiters() && self.hand_off() {
             n -= 1;
         }
-        self.available.set(self.available.get() + n);
+        let before = self.available.get();
+        self.available.set(before + n);
+        if n > 0 && self.watched.get() {
+            self.freed_watched(before == 0);
+        }
+    }
+
+    /// Permits became free on a watched count: stamped if there were
+    /// none before, and every watcher woken.
+    #[inline(never)]
+    fn freed_watched(&self, were_none: bool) {
+        if were_none {
+            self.ready_stamp.set(super::wait_any::next_stamp());
+        }
+        let Some(hub) = super::try_hub() else {
+            return;
+        };
+        while let Some(w) = self.watchers.borrow_mut().pop_front() {
+            hub.wake(w, Wake::Ready);
+        }
     }
 
     /// Hands a permit to the first waiter that is still waiting; `false`
@@ -108,6 +144,34 @@ impl Permits {
     #[inline(never)]
     fn hand_off(&self) -> bool {
         WaitList::wake_first(&self.waiters)
+    }
+}
+
+/// For [`Semaphore`](super::Semaphore)'s `Waitable`: ready while a
+/// permit is free.
+impl super::wait_any::sealed::Source for Permits {
+    fn is_ready(&self) -> bool {
+        self.watched.set(true);
+        let ready = self.available.get() > 0;
+        if ready && self.ready_stamp.get() == 0 {
+            // Free since before anything looked: counts from now.
+            self.ready_stamp.set(super::wait_any::next_stamp());
+        }
+        ready
+    }
+
+    fn ready_stamp(&self) -> u64 {
+        self.is_ready();
+        self.ready_stamp.get()
+    }
+
+    fn add_waiter(&self, w: usize) -> usize {
+        self.watched.set(true);
+        self.watchers.borrow_mut().push_back(w)
+    }
+
+    fn remove_waiter(&self, node: usize, w: usize) {
+        self.watchers.borrow_mut().remove(node, w);
     }
 }
 

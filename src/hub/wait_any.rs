@@ -47,7 +47,10 @@ pub(crate) mod sealed {
 /// several queues is a select), a [channel](super::channel)'s
 /// [`Receiver`](super::Receiver) (while a receive would return at once:
 /// a value from another thread, or every sender gone), a
-/// [`Signal`](super::Signal) (while a delivery is pending). Implemented by this crate's types only,
+/// [`Signal`](super::Signal) (while a delivery is pending), a
+/// [`Semaphore`](super::Semaphore) or
+/// [`BoundedSemaphore`](super::BoundedSemaphore) (while a permit is free;
+/// waiting takes none). Implemented by this crate's types only,
 /// and by references to them; mix kinds in one wait as `&dyn Waitable`s.
 ///
 /// ```
@@ -61,7 +64,7 @@ pub(crate) mod sealed {
 ///         // Queues of two types: mixed as `&dyn Waitable`s.
 ///         let both: [&dyn Waitable; 2] = [&control, &jobs];
 ///         loop {
-///             // The one that got an item first, if both have some.
+///             // If both have items, the order is the hub's (see `wait`).
 ///             match hub::wait_any(&both, None) {
 ///                 Some(0) => return (done, control.try_get()),
 ///                 _ => done.extend(jobs.try_get()),
@@ -127,7 +130,13 @@ impl<W: Waitable + ?Sized> Waitable for &W {}
 /// reported it or, for one that became ready while nobody polled, when
 /// this call first looked at it (see [`Readiness`](crate::net::Readiness)).
 /// So an event set after a child exited, but before the hub polled,
-/// comes first.
+/// comes first. A queue, a semaphore, a channel or a signal counts from
+/// when it became ready while something watched it (a wait, or, for a
+/// queue, a peek); one that became ready before anything watched it
+/// counts from when a wait first looked, in the order the items are
+/// listed (so that a put, a permit given back or a send pays nothing for
+/// waits that may never come): a queue filled before an event was set,
+/// and first looked at after, comes after the event.
 ///
 /// An item counts once it became ready while the call waited, even if it
 /// is no longer ready when the caller runs again: an [`Event`](super::Event)

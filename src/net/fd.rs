@@ -615,7 +615,7 @@ fn byte_count(n: isize) -> io::Result<usize> {
 /// At most this many buffers go to one `readv`/`writev` (the kernel's
 /// `UIO_MAXIOV`; more is `EINVAL`): the rest wait for the next call, as
 /// with std's.
-const IOV_MAX: usize = 1024;
+pub(crate) const IOV_MAX: usize = 1024;
 
 /// Writes the descriptor itself with `write(2)`, whatever `T` is.
 impl<T: AsFd> Write for &AsyncFd<T> {

@@ -130,7 +130,14 @@ macro_rules! stream_io {
                 &mut self,
                 bufs: &mut [std::io::IoSliceMut<'_>],
             ) -> std::io::Result<usize> {
-                let len = bufs.iter().map(|b| b.len()).sum();
+                // What one `readv` can fill: a read of less than this
+                // drains the socket (std, as `&AsyncFd`, passes at most
+                // `IOV_MAX` buffers).
+                let len = bufs
+                    .iter()
+                    .take($crate::net::fd::IOV_MAX)
+                    .map(|b| b.len())
+                    .sum();
                 self.socket.read($read, len, $drain, |s| {
                     let mut s = s;
                     std::io::Read::read_vectored(&mut s, bufs)
