@@ -208,3 +208,18 @@ fn a_select_loop_serves_two_queues_until_both_close() {
     let want: Vec<i32> = (0..5).chain(100..110).collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn a_joinable_queue_is_ready_as_its_queue() {
+    let jobs = hub::JoinableQueue::new();
+    let watcher = {
+        let jobs = jobs.clone();
+        hub::spawn(move || hub::wait_any(&[&jobs], None))
+    };
+    hub::yield_now();
+    jobs.put("job");
+    assert_eq!(watcher.join().unwrap(), Some(0));
+    assert_eq!(jobs.try_get(), Some("job"));
+    jobs.task_done().unwrap();
+    jobs.join();
+}

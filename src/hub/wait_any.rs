@@ -44,7 +44,8 @@ pub(crate) mod sealed {
 /// begun), a child process's [`exited`](crate::process::Child::exited)
 /// (when it has exited), a [`Queue`](super::Queue) (while a get would
 /// return at once: an item stored, or the queue closed; so waiting on
-/// several queues is a select), a [channel](super::channel)'s
+/// several queues is a select) or a [`JoinableQueue`](super::JoinableQueue),
+/// a [channel](super::channel)'s
 /// [`Receiver`](super::Receiver) (while a receive would return at once:
 /// a value from another thread, or every sender gone), a
 /// [`Signal`](super::Signal) (while a delivery is pending), a
