@@ -276,7 +276,9 @@ impl fmt::Debug for Group {
 }
 
 /// A [`Group`] of at most `size` members (gevent's `Pool`): `spawn`
-/// blocks while it is full. `Clone` shares it.
+/// blocks while it is full. `Clone` shares it. [`imap`](Pool::imap),
+/// [`imap_unordered`](Pool::imap_unordered) and [`map`](Pool::map) run a
+/// function over items in its greenlets.
 ///
 /// ```
 /// use std::cell::Cell;
