@@ -128,22 +128,31 @@ fn a_server_serves_many_tls_clients_at_once() {
     assert_eq!(server.connections(), 0);
 }
 
-#[test]
-fn a_stalled_handshake_ends_at_with_timeout() {
-    hub::time::pause();
-    let (_, client_config) = tls::localhost_configs();
+/// A peer that accepts one connection, does `first` with it, then says
+/// nothing more until the event returned is set.
+fn quiet_peer(
+    first: impl FnOnce(TcpStream) -> Box<dyn std::any::Any> + 'static,
+) -> (std::net::SocketAddr, hub::Event, hub::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let quiet = hub::Event::new();
     let peer = {
         let quiet = quiet.clone();
-        // Accepts and never says a word.
         hub::spawn(move || {
             let (sock, _) = listener.accept().unwrap();
+            let _kept = first(sock);
             quiet.wait();
-            drop(sock);
         })
     };
+    (addr, quiet, peer)
+}
+
+#[test]
+fn a_stalled_handshake_ends_at_with_timeout() {
+    hub::time::pause();
+    let (_, client_config) = tls::localhost_configs();
+    // Accepts and never says a word.
+    let (addr, quiet, peer) = quiet_peer(|sock| Box::new(sock));
 
     let mut stream = client(&client_config, TcpStream::connect(addr).unwrap());
     let before = hub::time::now();
@@ -159,19 +168,12 @@ fn a_stalled_handshake_ends_at_with_timeout() {
 fn a_read_timeout_ends_a_stalled_read() {
     hub::time::pause();
     let (server_config, client_config) = tls::localhost_configs();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let quiet = hub::Event::new();
-    let peer = {
-        let quiet = quiet.clone();
-        // Completes the handshake, then sends nothing.
-        hub::spawn(move || {
-            let (sock, _) = listener.accept().unwrap();
-            let mut stream = server(&server_config, sock);
-            handshake(&mut stream).unwrap();
-            quiet.wait();
-        })
-    };
+    // Completes the handshake, then sends nothing.
+    let (addr, quiet, peer) = quiet_peer(move |sock| {
+        let mut stream = server(&server_config, sock);
+        handshake(&mut stream).unwrap();
+        Box::new(stream)
+    });
 
     let mut stream = client(&client_config, TcpStream::connect(addr).unwrap());
     stream

@@ -275,12 +275,6 @@ impl<T> Receiver<T> {
     }
 }
 
-/// Ready while a receive would return at once: a value is there, or every
-/// sender is gone. A send wakes one waiting greenlet, receiver or
-/// watcher: a watcher woken that way passes the wake-up on when its wait
-/// ends, as a receiver does when it has taken its value, so a value never
-/// sits while a receiver sleeps (the receiver may then find it taken by
-/// the watcher's greenlet, and wait again).
 impl<T> super::wait_any::sealed::Source for Receiver<T> {
     fn is_ready(&self) -> bool {
         let ready = {
@@ -323,6 +317,12 @@ impl<T> super::wait_any::sealed::Source for Receiver<T> {
     }
 }
 
+/// Ready while a receive would return at once: a value is there, or every
+/// sender is gone. A send wakes one waiting greenlet, receiver or
+/// watcher: a watcher woken that way passes the wake-up on when its wait
+/// ends, as a receiver does when it has taken its value, so a value never
+/// sits while a receiver sleeps (the receiver may then find it taken by
+/// the watcher's greenlet, and wait again).
 impl<T> super::wait_any::Waitable for Receiver<T> {}
 
 impl<T> Drop for Receiver<T> {

@@ -208,6 +208,17 @@ where
     }
 }
 
+impl<I, F, R: 'static> Feed<I, F, R> {
+    /// The `Debug` of the iterator `name` that drives it.
+    fn fmt_as(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(name)
+            .field("in_progress", &self.workers.len())
+            .field("started", &self.next_index)
+            .field("drained", &self.drained)
+            .finish()
+    }
+}
+
 impl<I, F, R: 'static> Drop for Feed<I, F, R> {
     fn drop(&mut self) {
         for (_, worker) in self.workers.drain(..) {
@@ -253,11 +264,7 @@ where
 
 impl<I, F, R: 'static> fmt::Debug for Imap<I, F, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Imap")
-            .field("in_progress", &self.feed.workers.len())
-            .field("started", &self.feed.next_index)
-            .field("drained", &self.feed.drained)
-            .finish()
+        self.feed.fmt_as("Imap", f)
     }
 }
 
@@ -290,10 +297,6 @@ where
 
 impl<I, F, R: 'static> fmt::Debug for ImapUnordered<I, F, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ImapUnordered")
-            .field("in_progress", &self.feed.workers.len())
-            .field("started", &self.feed.next_index)
-            .field("drained", &self.feed.drained)
-            .finish()
+        self.feed.fmt_as("ImapUnordered", f)
     }
 }

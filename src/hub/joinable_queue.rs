@@ -249,29 +249,13 @@ impl<T: 'static> JoinableQueue<T> {
     }
 }
 
-/// As its [`Queue`]'s: ready while a get would return at once. (For
-/// "every task done", wait on the queue's [`join`](JoinableQueue::join)
-/// in a greenlet of its own, or poll
-/// [`unfinished`](JoinableQueue::unfinished).)
-impl<T> super::wait_any::sealed::Source for JoinableQueue<T> {
-    fn is_ready(&self) -> bool {
-        self.queue.is_ready()
-    }
-
-    fn ready_stamp(&self) -> u64 {
-        self.queue.ready_stamp()
-    }
-
-    fn add_waiter(&self, w: usize) -> usize {
-        self.queue.add_waiter(w)
-    }
-
-    fn remove_waiter(&self, node: usize, w: usize) {
-        self.queue.remove_waiter(node, w);
-    }
-}
-
-impl<T> super::wait_any::Waitable for JoinableQueue<T> {}
+super::wait_any::waitable_via!(
+    /// As its [`Queue`]'s: ready while a get would return at once. (For
+    /// "every task done", wait on the queue's [`join`](JoinableQueue::join)
+    /// in a greenlet of its own, or poll
+    /// [`unfinished`](JoinableQueue::unfinished).)
+    impl<T> JoinableQueue<T> => queue
+);
 
 impl<T> Clone for JoinableQueue<T> {
     fn clone(&self) -> JoinableQueue<T> {

@@ -1154,10 +1154,6 @@ unsafe impl<T, O: Order<T>> Unlink for QueueLink<'_, T, O> {
     }
 }
 
-/// Ready while a [`get`](Queue::get) would return at once: an item is
-/// stored (not counting items already handed to blocked getters), or the
-/// queue is closed. Readiness is a moment's: another greenlet may take the
-/// item before the waiter runs, so take it with [`try_get`](Queue::try_get).
 impl<T, O: Order<T>> super::wait_any::sealed::Source for Queue<T, O> {
     fn is_ready(&self) -> bool {
         self.inner.borrow_mut().watch()
@@ -1180,6 +1176,10 @@ impl<T, O: Order<T>> super::wait_any::sealed::Source for Queue<T, O> {
     }
 }
 
+/// Ready while a [`get`](Queue::get) would return at once: an item is
+/// stored (not counting items already handed to blocked getters), or the
+/// queue is closed. Readiness is a moment's: another greenlet may take the
+/// item before the waiter runs, so take it with [`try_get`](Queue::try_get).
 impl<T, O: Order<T>> super::wait_any::Waitable for Queue<T, O> {}
 
 impl<T, O: Order<T>> Clone for Queue<T, O> {

@@ -186,31 +186,15 @@ impl Semaphore {
     }
 }
 
-/// Ready while a permit is free ([`try_acquire`](Semaphore::try_acquire)
-/// would take one), for [`wait_any`](super::wait_any) (gevent's
-/// `wait([semaphore])`). Waiting takes no permit, and greenlets queued in
-/// [`acquire`](Semaphore::acquire) are served first: a permit given back
-/// while one is queued goes to it, and the semaphore does not become
-/// ready.
-impl super::wait_any::sealed::Source for Semaphore {
-    fn is_ready(&self) -> bool {
-        self.inner.permits.is_ready()
-    }
-
-    fn ready_stamp(&self) -> u64 {
-        self.inner.permits.ready_stamp()
-    }
-
-    fn add_waiter(&self, w: usize) -> usize {
-        self.inner.permits.add_waiter(w)
-    }
-
-    fn remove_waiter(&self, node: usize, w: usize) {
-        self.inner.permits.remove_waiter(node, w);
-    }
-}
-
-impl super::wait_any::Waitable for Semaphore {}
+super::wait_any::waitable_via!(
+    /// Ready while a permit is free ([`try_acquire`](Semaphore::try_acquire)
+    /// would take one), for [`wait_any`](super::wait_any) (gevent's
+    /// `wait([semaphore])`). Waiting takes no permit, and greenlets queued in
+    /// [`acquire`](Semaphore::acquire) are served first: a permit given back
+    /// while one is queued goes to it, and the semaphore does not become
+    /// ready.
+    Semaphore => inner.permits
+);
 
 impl fmt::Debug for Semaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -393,26 +377,10 @@ impl BoundedSemaphore {
     }
 }
 
-/// As [`Semaphore`]'s: ready while a permit is free.
-impl super::wait_any::sealed::Source for BoundedSemaphore {
-    fn is_ready(&self) -> bool {
-        self.sem.is_ready()
-    }
-
-    fn ready_stamp(&self) -> u64 {
-        self.sem.ready_stamp()
-    }
-
-    fn add_waiter(&self, w: usize) -> usize {
-        self.sem.add_waiter(w)
-    }
-
-    fn remove_waiter(&self, node: usize, w: usize) {
-        self.sem.remove_waiter(node, w);
-    }
-}
-
-impl super::wait_any::Waitable for BoundedSemaphore {}
+super::wait_any::waitable_via!(
+    /// As [`Semaphore`]'s: ready while a permit is free.
+    BoundedSemaphore => sem
+);
 
 impl fmt::Debug for BoundedSemaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -121,28 +121,12 @@ impl Drop for Signal {
     }
 }
 
-/// Ready while a delivery is pending ([`try_recv`](Signal::try_recv)
-/// would take it): a greenlet waits for a signal and something else at
-/// once with [`wait_any`](super::wait_any).
-impl super::wait_any::sealed::Source for Signal {
-    fn is_ready(&self) -> bool {
-        self.rx.is_ready()
-    }
-
-    fn ready_stamp(&self) -> u64 {
-        self.rx.ready_stamp()
-    }
-
-    fn add_waiter(&self, w: usize) -> usize {
-        self.rx.add_waiter(w)
-    }
-
-    fn remove_waiter(&self, node: usize, w: usize) {
-        self.rx.remove_waiter(node, w);
-    }
-}
-
-impl super::wait_any::Waitable for Signal {}
+super::wait_any::waitable_via!(
+    /// Ready while a delivery is pending ([`try_recv`](Signal::try_recv)
+    /// would take it): a greenlet waits for a signal and something else at
+    /// once with [`wait_any`](super::wait_any).
+    Signal => rx
+);
 
 impl fmt::Debug for Signal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

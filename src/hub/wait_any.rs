@@ -35,6 +35,41 @@ pub(crate) mod sealed {
     }
 }
 
+/// `Waitable` for a type through a field of it that is (a wrapper's
+/// readiness is its inner value's): `waitable_via!(Outer => inner.field)`,
+/// or `waitable_via!(impl<T> Outer<T> => inner)` for a generic type.
+macro_rules! waitable_via {
+    ($(#[$doc:meta])* impl<$($g:ident),*> $t:ty => $($field:ident).+) => {
+        $crate::hub::wait_any::waitable_via!(@impl $(#[$doc])* [$($g),*] $t => $($field).+);
+    };
+    ($(#[$doc:meta])* $t:ty => $($field:ident).+) => {
+        $crate::hub::wait_any::waitable_via!(@impl $(#[$doc])* [] $t => $($field).+);
+    };
+    (@impl $(#[$doc:meta])* [$($g:ident),*] $t:ty => $($field:ident).+) => {
+        impl<$($g),*> $crate::hub::wait_any::sealed::Source for $t {
+            fn is_ready(&self) -> bool {
+                self.$($field).+.is_ready()
+            }
+
+            fn ready_stamp(&self) -> u64 {
+                self.$($field).+.ready_stamp()
+            }
+
+            fn add_waiter(&self, w: usize) -> usize {
+                self.$($field).+.add_waiter(w)
+            }
+
+            fn remove_waiter(&self, node: usize, w: usize) {
+                self.$($field).+.remove_waiter(node, w);
+            }
+        }
+
+        $(#[$doc])*
+        impl<$($g),*> $crate::hub::wait_any::Waitable for $t {}
+    };
+}
+pub(crate) use waitable_via;
+
 /// Something a greenlet can wait for alongside others: a
 /// [`JoinHandle`](super::JoinHandle) (ready when the greenlet finished), an
 /// [`Event`](super::Event) (when set), an [`AsyncResult`](super::AsyncResult)
