@@ -95,3 +95,60 @@ fn a_signal_and_a_stop_event_in_one_wait() {
     assert_eq!(hub::wait_any(&items, None), Some(0));
     assert!(!sig.try_recv());
 }
+
+/// Sends `value` from another thread and waits until it is in.
+fn send_from_a_thread(tx: &hub::Sender<u32>, value: u32) {
+    let tx = tx.clone();
+    std::thread::spawn(move || tx.send(value).unwrap())
+        .join()
+        .unwrap();
+}
+
+#[test]
+fn a_value_sent_while_nobody_waited_counts_from_when_a_wait_found_it() {
+    let (tx, rx) = hub::channel::<u32>();
+    let rx = std::rc::Rc::new(rx);
+    // Earlier readiness, consumed: a receiver woken by a send, and a
+    // watcher that then took its value.
+    let receiver = {
+        let rx = rx.clone();
+        hub::spawn(move || rx.recv().unwrap())
+    };
+    hub::yield_now();
+    send_from_a_thread(&tx, 1);
+    assert_eq!(receiver.join().unwrap(), 1);
+    let watcher = {
+        let rx = rx.clone();
+        hub::spawn(move || hub::wait_any(&[&*rx], None))
+    };
+    hub::yield_now();
+    send_from_a_thread(&tx, 2);
+    assert_eq!(watcher.join().unwrap(), Some(0));
+    assert_eq!(rx.try_recv(), Ok(2));
+    // Then an event is set, and only after it a value comes, with nobody
+    // waiting: the event was ready first.
+    let event = Event::new();
+    event.set();
+    send_from_a_thread(&tx, 3);
+    let items: [&dyn Waitable; 2] = [&*rx, &event];
+    assert_eq!(hub::wait(&items, None, None), [1, 0]);
+}
+
+#[test]
+fn a_receiver_never_watched_counts_from_the_first_look() {
+    let (tx, rx) = hub::channel::<u32>();
+    let rx = std::rc::Rc::new(rx);
+    // A notification stamps the channel while only a receiver waits.
+    let receiver = {
+        let rx = rx.clone();
+        hub::spawn(move || rx.recv().unwrap())
+    };
+    hub::yield_now();
+    send_from_a_thread(&tx, 1);
+    assert_eq!(receiver.join().unwrap(), 1);
+    let event = Event::new();
+    event.set();
+    send_from_a_thread(&tx, 2);
+    let items: [&dyn Waitable; 2] = [&*rx, &event];
+    assert_eq!(hub::wait(&items, None, None), [1, 0]);
+}

@@ -2,6 +2,7 @@
 //! [`Sender`] and a [`Receiver`] whose `recv` blocks only the calling
 //! greenlet, woken through the hub's `mio::Waker`.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
@@ -34,7 +35,7 @@ struct State<T> {
     /// the next send must wake one. Cleared by that send, so a burst of
     /// sends to a busy receiver costs one wake-up; the woken receiver
     /// passes it on to another waiting one if more came (see
-    /// `Receiver::take_or_end`).
+    /// `Receiver::pass_wake_on`, which a watcher the send woke calls too).
     receiver_waiting: bool,
 }
 
@@ -96,6 +97,7 @@ pub fn channel<T: Send + 'static>() -> (Sender<T>, Receiver<T>) {
         chan,
         reg,
         hub: hub.clone(),
+        emptied: Cell::new(0),
         _not_send: PhantomData,
     };
     (sender, receiver)
@@ -167,6 +169,11 @@ pub struct Receiver<T> {
     chan: Arc<Chan<T>>,
     reg: Rc<Registration>,
     hub: Rc<Hub>,
+    /// For `wait_any`'s order, once something watched the channel: when
+    /// this side last saw it empty, as a stamp (0: not watched). A ready
+    /// stamp older than that was the readiness of values taken since, and
+    /// the channel counts as ready from when a wait next finds a value.
+    emptied: Cell<u64>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -204,10 +211,21 @@ impl<T> Receiver<T> {
     /// Takes the next value if there is one, without blocking.
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         let mut state = self.chan.lock();
-        match state.items.pop_front() {
+        let taken = state.items.pop_front();
+        self.note_if_empty(&state);
+        match taken {
             Some(value) => Ok(value),
             None if state.senders == 0 => Err(TryRecvError::Disconnected),
             None => Err(TryRecvError::Empty),
+        }
+    }
+
+    /// Remembers, for a watched channel, that it was empty now (see
+    /// `emptied`).
+    #[inline]
+    fn note_if_empty(&self, state: &State<T>) {
+        if self.emptied.get() != 0 && state.items.is_empty() && state.senders > 0 {
+            self.emptied.set(super::wait_any::next_stamp());
         }
     }
 
@@ -256,6 +274,7 @@ impl<T> Receiver<T> {
             None if state.senders == 0 => Err(RecvTimeoutError::Disconnected),
             None => return None,
         };
+        self.note_if_empty(state);
         self.pass_wake_on(state);
         Some(taken)
     }
@@ -281,8 +300,19 @@ impl<T> super::wait_any::sealed::Source for Receiver<T> {
             let state = self.chan.lock();
             !state.items.is_empty() || state.senders == 0
         };
-        if ready {
-            self.reg.found_ready(Direction::Read);
+        if !ready {
+            self.emptied.set(super::wait_any::next_stamp());
+        } else if self.emptied.get() == 0
+            || self.reg.ready_stamp(Direction::Read) < self.emptied.get()
+        {
+            // Looked at for the first time, or its stamp is of values
+            // taken since it was last seen empty: what is there came with
+            // no wake-up (nobody waited), so it counts from now.
+            self.reg.stamp_ready(Direction::Read);
+        }
+        if self.emptied.get() == 0 {
+            // Watched from now on (stamps start at 1).
+            self.emptied.set(1);
         }
         ready
     }

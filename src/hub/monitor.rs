@@ -195,8 +195,9 @@ pub fn monitor(max_blocking: Option<Duration>) {
 /// Turns this thread's blocked-hub monitor on with the limit
 /// `max_blocking`, handing each report to `report` (on this thread, at the
 /// switch that ended the long run, on a 1 MiB stack of the monitor's own,
-/// so formatting the report's backtrace never overflows a greenlet's small
-/// stack) instead of printing it. See
+/// so formatting the report's backtrace in the callback cannot overflow a
+/// greenlet's small stack; a report kept and printed later resolves its
+/// backtrace on the stack that prints it) instead of printing it. See
 /// [`monitor`]; `monitor(None)` turns it off. There is no watchdog with a
 /// callback: the callback runs on this thread, which the run holds.
 ///

@@ -201,6 +201,11 @@ impl Registration {
         self.ready_stamps[dir as usize].get()
     }
 
+    /// `dir` became ready now, for `wait_any`'s order.
+    pub(crate) fn stamp_ready(&self, dir: Direction) {
+        self.ready_stamps[dir as usize].set(super::wait_any::next_stamp());
+    }
+
     /// `dir` was found ready by asking the kernel: if no event came yet
     /// (readiness there since it was registered), it counts from now.
     pub(crate) fn found_ready(&self, dir: Direction) {
@@ -360,7 +365,7 @@ impl Reactor {
         if let Some(reg) = self.registrations.borrow().get(token) {
             if reg.wakes_one() {
                 // A channel got something: a multi-wait orders it from here.
-                reg.ready_stamps[Direction::Read as usize].set(super::wait_any::next_stamp());
+                reg.stamp_ready(Direction::Read);
                 reg.wake_first(Direction::Read, wake);
             } else {
                 reg.fire(Direction::Read, false, |w| {
