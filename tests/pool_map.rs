@@ -236,3 +236,75 @@ fn a_killed_worker_is_a_killed_error_in_its_place() {
         .all(|r| matches!(r, Ok(_) | Err(JoinError::Killed))));
     assert!(matches!(rest.last(), Some(Ok(2))));
 }
+
+/// Yields 0..5 but panics once instead of giving 2.
+struct PanicsOnceAtTwo {
+    next: u32,
+}
+
+impl Iterator for PanicsOnceAtTwo {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        let n = self.next;
+        self.next += 1;
+        assert_ne!(n, 2, "the input fails once");
+        (n < 5).then_some(n)
+    }
+}
+
+#[test]
+fn a_panicking_input_loses_no_result_and_the_iteration_goes_on() {
+    let pool = Pool::new(2);
+    let mut results = pool.imap(PanicsOnceAtTwo { next: 0 }, |i| i);
+    let (mut got, mut panics) = (Vec::new(), 0);
+    loop {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| results.next())) {
+            Ok(Some(r)) => got.push(r.unwrap()),
+            Ok(None) => break,
+            Err(_) => panics += 1,
+        }
+    }
+    assert_eq!((got, panics), (vec![0, 1, 3, 4], 1));
+    assert_eq!(pool.free_count(), 2);
+}
+
+#[test]
+fn a_finished_result_comes_out_though_its_slot_went_to_another_spawner() {
+    hub::time::pause();
+    let pool = Pool::new(1);
+    let seen = Event::new();
+    // Queued for the pool's one slot while item 0 runs: it gets the slot
+    // item 0 frees, and holds it until the caller has seen result 0.
+    let other = {
+        let (pool, seen) = (pool.clone(), seen.clone());
+        hub::spawn(move || pool.spawn(move || seen.wait()).join().unwrap())
+    };
+    let mut results = pool.imap(0..3u32, |i| i);
+    let first = hub::with_timeout(std::time::Duration::from_secs(10), || results.next());
+    assert!(matches!(first, Ok(Some(Ok(0)))), "{first:?}");
+    seen.set();
+    other.join().unwrap();
+    assert_eq!(results.map(Result::unwrap).collect::<Vec<_>>(), [1, 2]);
+}
+
+#[test]
+fn a_next_interrupted_while_it_waits_for_a_slot_loses_no_item() {
+    hub::time::pause();
+    let pool = Pool::new(1);
+    let release = Event::new();
+    let holder = {
+        let release = release.clone();
+        pool.spawn(move || release.wait())
+    };
+    let mut results = pool.imap_unordered(0..3u32, |i| i * 10);
+    let interrupted = hub::with_timeout(std::time::Duration::from_secs(1), || results.next());
+    assert!(
+        interrupted.is_err(),
+        "it waited for the slot: {interrupted:?}"
+    );
+    release.set();
+    holder.join().unwrap();
+    let got: Vec<(usize, u32)> = results.map(|(i, r)| (i, r.unwrap())).collect();
+    assert_eq!(got, [(0, 0), (1, 10), (2, 20)]);
+}

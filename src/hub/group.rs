@@ -13,7 +13,7 @@ use slab::Slab;
 
 use super::deadline_after;
 use super::event::Event;
-use super::semaphore::Semaphore;
+use super::semaphore::{OwnedSemaphorePermit, Semaphore};
 use super::JoinHandle;
 use crate::greenlet::Greenlet;
 
@@ -334,11 +334,7 @@ impl Pool {
         F: FnOnce() -> R + 'static,
         R: 'static,
     {
-        let slot = self.slots.acquire_owned();
-        self.group.spawn(move || {
-            let _slot = slot;
-            f()
-        })
+        self.spawn_in(self.reserve(), f)
     }
 
     /// [`spawn`](Pool::spawn) on a greenlet configured by `builder`, as
@@ -374,13 +370,35 @@ impl Pool {
         F: FnOnce() -> R + 'static,
         R: 'static,
     {
-        let Some(slot) = self.slots.try_acquire_owned() else {
-            return Err(f);
-        };
-        Ok(self.group.spawn(move || {
+        match self.try_reserve() {
+            Some(slot) => Ok(self.spawn_in(slot, f)),
+            None => Err(f),
+        }
+    }
+
+    /// Takes a free slot now, if there is one, for
+    /// [`spawn_in`](Pool::spawn_in).
+    pub(crate) fn try_reserve(&self) -> Option<OwnedSemaphorePermit> {
+        self.slots.try_acquire_owned()
+    }
+
+    /// Takes a slot, blocking the calling greenlet until one is handed to
+    /// it, for [`spawn_in`](Pool::spawn_in).
+    pub(crate) fn reserve(&self) -> OwnedSemaphorePermit {
+        self.slots.acquire_owned()
+    }
+
+    /// Spawns `f` as a member in `slot`, a slot taken from this pool
+    /// (never blocks).
+    pub(crate) fn spawn_in<F, R>(&self, slot: OwnedSemaphorePermit, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + 'static,
+        R: 'static,
+    {
+        self.group.spawn(move || {
             let _slot = slot;
             f()
-        }))
+        })
     }
 
     /// Blocks until this caller's turn for a slot comes, without taking

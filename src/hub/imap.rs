@@ -3,15 +3,30 @@
 //! results in the order of the items, [`Pool::imap_unordered`] as they
 //! finish, [`Pool::map`] collects them.
 //!
-//! The iterator is the driver: each `next` first spawns workers for the
-//! next items while the pool has room (so they run while the caller waits
-//! for a result), then waits. Nothing runs before the first `next`.
-//! At most [`size`](Pool::size) of its items are in progress or finished
-//! and not yet yielded, so results do not pile up behind a slow item and
-//! memory stays bounded; a pool shared with other spawners gives the
-//! iterator what room it has, and one worker at a time when it has none.
-//! Dropping the iterator kills its workers still running (as dropping
-//! tokio's `JoinSet` aborts its tasks).
+//! The iterator is the driver, in the caller's greenlet: a `next` that
+//! finds a result there returns it at once; otherwise it takes slots and
+//! starts workers for the next items while the pool has room (they run
+//! while the caller waits), then waits for a result. Nothing runs before
+//! the first `next`. At most [`size`](Pool::size) of its items are in
+//! progress or finished and not yet yielded, so results do not pile up
+//! behind a slow item and memory stays bounded; a pool shared with other
+//! spawners gives the iterator what room it has, and one worker at a time
+//! when it has none (it then waits for a slot). Dropping the iterator
+//! kills its workers still running (as dropping tokio's `JoinSet` aborts
+//! its tasks).
+//!
+//! Nothing is lost when `next` is interrupted (a kill, a
+//! [`with_timeout`](super::with_timeout)) or the input panics (the panic
+//! comes out of `next`, and the iterator goes on at the next call): a slot
+//! is taken before an item, and a result goes out before the input is
+//! read again. Two things wait for ever, as in gevent: `f` mapping over
+//! the same pool (or a caller that is itself a member of the full pool)
+//! waits for a slot that only its own workers could free: use another
+//! pool. And the input is read in the caller's greenlet: an input that
+//! blocks until the caller has seen some result (a crawler feeding back
+//! the links it found) holds back the results that finished meanwhile;
+//! read such an input with `try_get`-style calls, or feed it from another
+//! greenlet.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -165,25 +180,31 @@ where
 
     /// Starts workers for the next items while the pool has room and this
     /// iterator has fewer than `size` workers; with none at all, waits for
-    /// room for one (so an iterator whose pool others fill still moves).
+    /// a slot for one (so an iterator whose pool others fill still moves).
+    ///
+    /// A slot is taken before the item: an interrupted wait for a slot
+    /// (a kill, a `with_timeout`) or a panic of the input leaves no item
+    /// taken and not run, and the spawn into a slot never blocks.
     fn start_more(&mut self) {
         while !self.drained && self.workers.len() < self.pool.size() {
-            if !self.workers.is_empty() && self.pool.is_full() {
-                // One of ours will make room: wait for it, not for a slot.
-                return;
-            }
-            // The item's iterator is the caller's code, which may switch
-            // and let the pool fill: the spawn then waits for a slot.
+            let slot = if self.workers.is_empty() {
+                self.pool.reserve()
+            } else {
+                match self.pool.try_reserve() {
+                    Some(slot) => slot,
+                    // One of ours will make room: wait for it, not for a
+                    // slot.
+                    None => return,
+                }
+            };
+            // The caller's code: it may switch, or panic (the slot then
+            // goes back as `slot` drops).
             let Some(item) = self.items.next() else {
                 self.drained = true;
                 return;
             };
             let f = self.f.clone();
-            let job = move || f(item);
-            let worker = match self.pool.try_spawn(job) {
-                Ok(worker) => worker,
-                Err(job) => self.pool.spawn(job),
-            };
+            let worker = self.pool.spawn_in(slot, move || f(item));
             self.workers.push_back((self.next_index, worker));
             self.next_index += 1;
         }
@@ -211,8 +232,10 @@ where
 impl<I, F, R: 'static> Feed<I, F, R> {
     /// The `Debug` of the iterator `name` that drives it.
     fn fmt_as(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let running = self.workers.iter().filter(|(_, w)| !w.is_finished());
         f.debug_struct(name)
-            .field("in_progress", &self.workers.len())
+            .field("running", &running.count())
+            .field("not_yielded", &self.workers.len())
             .field("started", &self.next_index)
             .field("drained", &self.drained)
             .finish()
@@ -246,18 +269,28 @@ where
 
     fn next(&mut self) -> Option<Result<R, JoinError>> {
         loop {
-            self.feed.start_more();
-            let (_, first) = self.feed.workers.front()?;
-            if first.is_finished() {
+            // A result there goes out before anything that may block or
+            // panic (the input, a wait for a slot) could hold it back or
+            // lose it; the slot it freed is filled at the next call.
+            if self
+                .feed
+                .workers
+                .front()
+                .is_some_and(|(_, w)| w.is_finished())
+            {
                 let (_, first) = self.feed.workers.pop_front()?;
-                // Its slot is free: start the next item before returning.
-                self.feed.start_more();
                 return Some(first.join());
             }
-            // Until the first finishes; any other finishing makes room for
-            // one more item meanwhile. (Finished ones waiting their turn
-            // are left out of the wait: they would end it at once.)
-            self.feed.wait_for_a_running_one();
+            self.feed.start_more();
+            match self.feed.workers.front() {
+                // Nothing left to start, nothing in progress.
+                None => return None,
+                Some((_, first)) if first.is_finished() => {}
+                // Until the first finishes; any other finishing makes room
+                // for one more item meanwhile. (Finished ones waiting their
+                // turn are left out of the wait: they would end it at once.)
+                Some(_) => self.feed.wait_for_a_running_one(),
+            }
         }
     }
 }
@@ -284,14 +317,22 @@ where
     type Item = (usize, Result<R, JoinError>);
 
     fn next(&mut self) -> Option<(usize, Result<R, JoinError>)> {
-        self.feed.start_more();
-        if self.feed.workers.is_empty() {
-            return None;
+        loop {
+            // As in `Imap::next`: a result there goes out first.
+            if self.feed.workers.iter().any(|(_, w)| w.is_finished()) {
+                // Returns at once: the one that finished first.
+                let i = self.feed.first_finished();
+                let (index, done) = self.feed.workers.remove(i)?;
+                return Some((index, done.join()));
+            }
+            self.feed.start_more();
+            if self.feed.workers.is_empty() {
+                return None;
+            }
+            if !self.feed.workers.iter().any(|(_, w)| w.is_finished()) {
+                self.feed.wait_for_a_running_one();
+            }
         }
-        let i = self.feed.first_finished();
-        let (index, done) = self.feed.workers.remove(i)?;
-        self.feed.start_more();
-        Some((index, done.join()))
     }
 }
 
