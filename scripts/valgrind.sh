@@ -22,6 +22,15 @@ export GREENLET_HUB_MODEL_CASES="${GREENLET_HUB_MODEL_CASES:-1000}"
 status=0
 while read -r bin; do
     echo "== $(basename "$bin")"
+    case "$(basename "$bin")" in
+    tls-*)
+        # rustls's ring encrypts in assembly that memcheck does not follow:
+        # every record's tag reads as uninitialised when written. The
+        # sockets under it are covered by the other binaries.
+        echo "   skipped (ring's assembly)"
+        continue
+        ;;
+    esac
     # Skipped: valgrind runs a child's `exec` itself, and reports success
     # for a program that does not exist (the three tests spawning one).
     if ! valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
