@@ -326,6 +326,46 @@ fn accept_loop(
 
 /// A running [`Server`]; `Clone` shares it. Dropping the handles does not
 /// stop the server.
+///
+/// A handler reaches its own server through a cell filled once `start`
+/// returned (the handler first runs after that): an idle keep-alive
+/// connection then waits for its next request or the server's stop at
+/// once, and lets a graceful stop finish without waiting out the grace.
+///
+/// ```
+/// use std::cell::OnceCell;
+/// use std::io::Read;
+/// use std::rc::Rc;
+/// use std::time::Duration;
+/// use greenlet::hub::{self, Waitable};
+/// use greenlet::net::{Server, ServerHandle, TcpStream};
+///
+/// let me: Rc<OnceCell<ServerHandle>> = Rc::new(OnceCell::new());
+/// let cell = me.clone();
+/// let server = Server::bind("127.0.0.1:0", move |mut conn: TcpStream, _| {
+///     let server = cell.get().expect("filled before any handler runs");
+///     loop {
+///         let either: [&dyn Waitable; 2] = [&conn.readable(), server];
+///         if hub::wait_any(&either, None) == Some(1) {
+///             return; // the server stops: close this connection now
+///         }
+///         let mut request = [0u8; 512];
+///         if conn.read(&mut request).unwrap_or(0) == 0 {
+///             return;
+///         }
+///         // ... answer ...
+///     }
+/// })?
+/// .start();
+/// me.set(server.clone()).ok();
+///
+/// let idle = TcpStream::connect(server.local_addr())?;
+/// hub::yield_now(); // the server accepts it; its handler waits
+/// server.stop(Duration::from_secs(3600)); // no hour-long wait for `idle`
+/// assert!(server.is_stopped());
+/// drop(idle);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct ServerHandle {
     shared: Rc<Shared>,
