@@ -223,3 +223,30 @@ fn a_joinable_queue_is_ready_as_its_queue() {
     jobs.task_done().unwrap();
     jobs.join();
 }
+
+#[test]
+fn things_ready_before_any_wait_looked_come_in_the_order_listed_whatever_their_kind() {
+    use std::io::Write;
+    let (tx, rx) = hub::channel::<u32>();
+    tx.send(1).unwrap();
+    let queue = Queue::new();
+    queue.put(2);
+    let sem = hub::Semaphore::new(1);
+    let (mut a, b) = greenlet::net::UnixStream::pair().unwrap();
+    a.write_all(b"x").unwrap();
+    let readable = b.readable();
+    let items: [&dyn Waitable; 4] = [&rx, &queue, &readable, &sem];
+    assert_eq!(hub::wait(&items, None, None), [0, 1, 2, 3]);
+    // Listed the other way round, the same things (fresh ones: these
+    // have been looked at now) come the other way round.
+    let (tx, rx) = hub::channel::<u32>();
+    tx.send(1).unwrap();
+    let queue = Queue::new();
+    queue.put(2);
+    let sem = hub::Semaphore::new(1);
+    let (mut a, b) = greenlet::net::UnixStream::pair().unwrap();
+    a.write_all(b"x").unwrap();
+    let readable = b.readable();
+    let items: [&dyn Waitable; 4] = [&sem, &readable, &queue, &rx];
+    assert_eq!(hub::wait(&items, None, None), [0, 1, 2, 3]);
+}

@@ -318,6 +318,9 @@ impl<T> super::wait_any::sealed::Source for Receiver<T> {
     }
 
     fn ready_stamp(&self) -> u64 {
+        // A first look stamps here too, so that things ready before any
+        // wait looked count in the order a wait lists them.
+        self.is_ready();
         self.reg.ready_stamp(Direction::Read)
     }
 

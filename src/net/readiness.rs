@@ -133,8 +133,15 @@ impl waitable::Source for Readiness<'_> {
 
     fn ready_stamp(&self) -> u64 {
         // The hub's last event for it, or the first look that found it
-        // ready without one (0: neither yet).
-        self.reg.ready_stamp(self.dir)
+        // ready without one: taken here if none is yet, so that things
+        // ready before any wait looked count in the order a wait lists
+        // them (0: not ready, no event yet).
+        let stamp = self.reg.ready_stamp(self.dir);
+        if stamp == 0 {
+            self.is_ready();
+            return self.reg.ready_stamp(self.dir);
+        }
+        stamp
     }
 
     fn add_waiter(&self, w: usize) -> usize {
