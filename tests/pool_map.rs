@@ -116,6 +116,17 @@ fn nothing_runs_before_the_first_next_and_empty_input_yields_nothing() {
         pool.map(Vec::<u32>::new(), |i| i).unwrap(),
         Vec::<u32>::new()
     );
+    // Fused: after `None`, the input is not read again.
+    let reads = Rc::new(Cell::new(0));
+    let r = reads.clone();
+    let counted = std::iter::from_fn(move || {
+        r.set(r.get() + 1);
+        (r.get() <= 2).then_some(r.get())
+    });
+    let mut fused = pool.imap_unordered(counted, |i| i);
+    assert_eq!(fused.by_ref().count(), 2);
+    assert!(fused.next().is_none() && fused.next().is_none());
+    assert_eq!(reads.get(), 3);
 }
 
 #[test]

@@ -30,6 +30,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::iter::FusedIterator;
 use std::rc::Rc;
 
 use super::{wait_any, JoinError, JoinHandle, Pool};
@@ -295,6 +296,17 @@ where
     }
 }
 
+/// Once it has returned `None` (every item taken and yielded), it
+/// returns `None` for good: the input is not read again.
+impl<I, F, R> FusedIterator for Imap<I, F, R>
+where
+    I: Iterator,
+    I::Item: 'static,
+    F: Fn(I::Item) -> R + 'static,
+    R: 'static,
+{
+}
+
 impl<I, F, R: 'static> fmt::Debug for Imap<I, F, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.feed.fmt_as("Imap", f)
@@ -334,6 +346,16 @@ where
             }
         }
     }
+}
+
+/// As [`Imap`]'s: `None` for good once it has returned `None`.
+impl<I, F, R> FusedIterator for ImapUnordered<I, F, R>
+where
+    I: Iterator,
+    I::Item: 'static,
+    F: Fn(I::Item) -> R + 'static,
+    R: 'static,
+{
 }
 
 impl<I, F, R: 'static> fmt::Debug for ImapUnordered<I, F, R> {
