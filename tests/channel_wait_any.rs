@@ -104,19 +104,25 @@ fn send_from_a_thread(tx: &hub::Sender<u32>, value: u32) {
         .unwrap();
 }
 
+/// A receiver greenlet waits and a send from another thread wakes it: a
+/// notification stamps the channel, and the value is taken.
+fn a_receiver_woken_by_a_send(tx: &hub::Sender<u32>, rx: &std::rc::Rc<hub::Receiver<u32>>) {
+    let receiver = {
+        let rx = rx.clone();
+        hub::spawn(move || rx.recv().unwrap())
+    };
+    hub::yield_now();
+    send_from_a_thread(tx, 1);
+    assert_eq!(receiver.join().unwrap(), 1);
+}
+
 #[test]
 fn a_value_sent_while_nobody_waited_counts_from_when_a_wait_found_it() {
     let (tx, rx) = hub::channel::<u32>();
     let rx = std::rc::Rc::new(rx);
     // Earlier readiness, consumed: a receiver woken by a send, and a
     // watcher that then took its value.
-    let receiver = {
-        let rx = rx.clone();
-        hub::spawn(move || rx.recv().unwrap())
-    };
-    hub::yield_now();
-    send_from_a_thread(&tx, 1);
-    assert_eq!(receiver.join().unwrap(), 1);
+    a_receiver_woken_by_a_send(&tx, &rx);
     let watcher = {
         let rx = rx.clone();
         hub::spawn(move || hub::wait_any(&[&*rx], None))
@@ -139,13 +145,7 @@ fn a_receiver_never_watched_counts_from_the_first_look() {
     let (tx, rx) = hub::channel::<u32>();
     let rx = std::rc::Rc::new(rx);
     // A notification stamps the channel while only a receiver waits.
-    let receiver = {
-        let rx = rx.clone();
-        hub::spawn(move || rx.recv().unwrap())
-    };
-    hub::yield_now();
-    send_from_a_thread(&tx, 1);
-    assert_eq!(receiver.join().unwrap(), 1);
+    a_receiver_woken_by_a_send(&tx, &rx);
     let event = Event::new();
     event.set();
     send_from_a_thread(&tx, 2);

@@ -224,29 +224,46 @@ fn a_joinable_queue_is_ready_as_its_queue() {
     jobs.join();
 }
 
-#[test]
-fn things_ready_before_any_wait_looked_come_in_the_order_listed_whatever_their_kind() {
+/// One ready thing of each kind that no wait has looked at yet: a
+/// channel holding a value, a queue holding an item, a free semaphore, a
+/// readable socket (its writing end kept open).
+struct FourReady {
+    _tx: hub::Sender<u32>,
+    rx: hub::Receiver<u32>,
+    queue: Queue<u32>,
+    sem: hub::Semaphore,
+    _writer: greenlet::net::UnixStream,
+    reader: greenlet::net::UnixStream,
+}
+
+fn four_ready() -> FourReady {
     use std::io::Write;
     let (tx, rx) = hub::channel::<u32>();
     tx.send(1).unwrap();
     let queue = Queue::new();
     queue.put(2);
-    let sem = hub::Semaphore::new(1);
-    let (mut a, b) = greenlet::net::UnixStream::pair().unwrap();
-    a.write_all(b"x").unwrap();
-    let readable = b.readable();
-    let items: [&dyn Waitable; 4] = [&rx, &queue, &readable, &sem];
+    let (mut writer, reader) = greenlet::net::UnixStream::pair().unwrap();
+    writer.write_all(b"x").unwrap();
+    FourReady {
+        _tx: tx,
+        rx,
+        queue,
+        sem: hub::Semaphore::new(1),
+        _writer: writer,
+        reader,
+    }
+}
+
+#[test]
+fn things_ready_before_any_wait_looked_come_in_the_order_listed_whatever_their_kind() {
+    let f = four_ready();
+    let readable = f.reader.readable();
+    let items: [&dyn Waitable; 4] = [&f.rx, &f.queue, &readable, &f.sem];
     assert_eq!(hub::wait(&items, None, None), [0, 1, 2, 3]);
     // Listed the other way round, the same things (fresh ones: these
     // have been looked at now) come the other way round.
-    let (tx, rx) = hub::channel::<u32>();
-    tx.send(1).unwrap();
-    let queue = Queue::new();
-    queue.put(2);
-    let sem = hub::Semaphore::new(1);
-    let (mut a, b) = greenlet::net::UnixStream::pair().unwrap();
-    a.write_all(b"x").unwrap();
-    let readable = b.readable();
-    let items: [&dyn Waitable; 4] = [&sem, &readable, &queue, &rx];
+    let f = four_ready();
+    let readable = f.reader.readable();
+    let items: [&dyn Waitable; 4] = [&f.sem, &readable, &f.queue, &f.rx];
     assert_eq!(hub::wait(&items, None, None), [0, 1, 2, 3]);
 }

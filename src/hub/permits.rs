@@ -7,6 +7,7 @@ use std::cell::{Cell, RefCell};
 use std::time::Instant;
 
 use super::wait::{Unlink, WaitNode, WaitRef, Waiter, Wake, Woken};
+use super::wait_any::WatchedStamp;
 use super::wait_list::WaitList;
 use super::{hub, Hub};
 use crate::stats::WaitOn;
@@ -23,13 +24,10 @@ pub(crate) struct Permits {
     /// Waits of `hub::wait_any` and friends for a free permit (a
     /// `Semaphore`'s): all woken when a permit becomes free.
     watchers: RefCell<WaitList>,
-    /// Something asked whether a permit is free (`wait_any`): from then
-    /// on a permit given back looks for watchers, and stamps the moment
-    /// the count leaves 0. Until then giving back pays this one test.
-    watched: Cell<bool>,
-    /// When a permit last became free for the watchers, as a `wait_any`
-    /// stamp; 0 until first watched.
-    ready_stamp: Cell<u64>,
+    /// When a permit last became free for the watchers (the count left
+    /// 0); watched once a wait looked: from then on a permit given back
+    /// looks for watchers. Until then giving back pays this one test.
+    ready: WatchedStamp,
 }
 
 impl Permits {
@@ -38,8 +36,7 @@ impl Permits {
             available: Cell::new(available),
             waiters: RefCell::new(WaitList::new()),
             watchers: RefCell::new(WaitList::new()),
-            watched: Cell::new(false),
-            ready_stamp: Cell::new(0),
+            ready: WatchedStamp::default(),
         }
     }
 
@@ -105,7 +102,7 @@ impl Permits {
         }
         let before = self.available.get();
         self.available.set(before + 1);
-        if self.watched.get() {
+        if self.ready.is_watched() {
             self.freed_watched(before == 0);
         }
     }
@@ -119,7 +116,7 @@ impl Permits {
         }
         let before = self.available.get();
         self.available.set(before + n);
-        if n > 0 && self.watched.get() {
+        if n > 0 && self.ready.is_watched() {
             self.freed_watched(before == 0);
         }
     }
@@ -129,7 +126,7 @@ impl Permits {
     #[inline(never)]
     fn freed_watched(&self, were_none: bool) {
         if were_none {
-            self.ready_stamp.set(super::wait_any::next_stamp());
+            self.ready.became_ready();
         }
         let Some(hub) = super::try_hub() else {
             return;
@@ -151,22 +148,18 @@ impl Permits {
 /// permit is free.
 impl super::wait_any::sealed::Source for Permits {
     fn is_ready(&self) -> bool {
-        self.watched.set(true);
         let ready = self.available.get() > 0;
-        if ready && self.ready_stamp.get() == 0 {
-            // Free since before anything looked: counts from now.
-            self.ready_stamp.set(super::wait_any::next_stamp());
-        }
+        self.ready.look(ready);
         ready
     }
 
     fn ready_stamp(&self) -> u64 {
         self.is_ready();
-        self.ready_stamp.get()
+        self.ready.get()
     }
 
     fn add_waiter(&self, w: usize) -> usize {
-        self.watched.set(true);
+        self.ready.watch();
         self.watchers.borrow_mut().push_back(w)
     }
 

@@ -12,6 +12,7 @@ use super::budget;
 use super::handoff::{Handoff, HandoffList};
 use super::order::{Fifo, Lifo, Order, Priority};
 use super::wait::{Unlink, WaitRef, Waiter, Wake, Woken};
+use super::wait_any::WatchedStamp;
 use super::wait_list::WaitList;
 use super::{deadline_after, hub as hub_or_new, try_hub, try_hub_ptr, Hub};
 use crate::stats::WaitOn;
@@ -101,13 +102,10 @@ struct Inner<T, O: Order<T>> {
     /// the next item stored, or the close.
     watchers: WaitList,
     /// When it last became ready for them (an item stored into an empty
-    /// queue, or the close), as a `wait_any` stamp; 0 until first asked.
-    ready_stamp: u64,
-    /// A greenlet peeked, or something asked whether it is ready
-    /// (`wait_any` and friends): from then on a store looks for peekers
-    /// and watchers to wake, and stamps each time it becomes ready. Until
-    /// then a store pays this one test for both.
-    watched: bool,
+    /// queue, or the close). Watched once a greenlet peeked, or a wait
+    /// looked: from then on a store looks for peekers and watchers to
+    /// wake; until then a store pays this one test for both.
+    ready: WatchedStamp,
     /// No more puts; gets drain what is left.
     closed: bool,
     /// A put finds room while `items.len() + promised < limit`: the
@@ -157,7 +155,7 @@ impl<T, O: Order<T>> Inner<T, O> {
     /// empty.
     #[inline(always)]
     fn stored_one(&mut self) {
-        if self.watched {
+        if self.ready.is_watched() {
             self.stored_one_seen();
         }
     }
@@ -165,7 +163,7 @@ impl<T, O: Order<T>> Inner<T, O> {
     #[inline(never)]
     fn stored_one_seen(&mut self) {
         if self.stored() == 1 {
-            self.ready_stamp = super::wait_any::next_stamp();
+            self.ready.became_ready();
         }
         self.wake_with(Inner::wake_all_peekers);
     }
@@ -173,11 +171,8 @@ impl<T, O: Order<T>> Inner<T, O> {
     /// Whether it is ready for `wait_any`, for whom it is now watched:
     /// ready since it was first looked at, if it was ready then.
     fn watch(&mut self) -> bool {
-        self.watched = true;
         let ready = self.stored() > 0 || self.closed;
-        if ready && self.ready_stamp == 0 {
-            self.ready_stamp = super::wait_any::next_stamp();
-        }
+        self.ready.look(ready);
         ready
     }
 
@@ -403,8 +398,7 @@ impl<T: 'static, O: Order<T>> Queue<T, O> {
                 reserved_slots: 0,
                 peekers: HandoffList::new(),
                 watchers: WaitList::new(),
-                ready_stamp: 0,
-                watched: false,
+                ready: WatchedStamp::default(),
                 closed: false,
                 limit: capacity.unwrap_or(usize::MAX),
                 id: next_queue_id(),
@@ -474,9 +468,9 @@ impl<T: 'static, O: Order<T>> Queue<T, O> {
         }
         q.closed = true;
         q.limit = 0;
-        if q.stored() == 0 && q.watched {
+        if q.stored() == 0 && q.ready.is_watched() {
             // Ready from now on for `wait_any`: a get returns at once.
-            q.ready_stamp = super::wait_any::next_stamp();
+            q.ready.became_ready();
         }
         let Some(hub) = try_hub() else {
             return;
@@ -934,7 +928,7 @@ impl<T: Clone + 'static, O: Order<T>> Queue<T, O> {
             let slot = Handoff::new(on);
             let mut waiter = Waiter::with_node(&hub, &slot.node, deadline, on, |w| {
                 let mut q = self.inner.borrow_mut();
-                q.watched = true;
+                q.ready.watch();
                 // SAFETY: `slot` is declared before the waiter, which
                 // borrows it, so it outlives the waiter, whose `unlink`
                 // takes it off the list.
@@ -1162,7 +1156,7 @@ impl<T, O: Order<T>> super::wait_any::sealed::Source for Queue<T, O> {
     fn ready_stamp(&self) -> u64 {
         let mut q = self.inner.borrow_mut();
         q.watch();
-        q.ready_stamp
+        q.ready.get()
     }
 
     fn add_waiter(&self, w: usize) -> usize {

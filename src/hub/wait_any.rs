@@ -35,6 +35,50 @@ pub(crate) mod sealed {
     }
 }
 
+/// When a level-triggered thing (a queue holding items, a semaphore with
+/// free permits) became ready, for the order of [`wait`]: nothing until
+/// something first looks at it (a wait, or a queue's peek), so the
+/// operations that make it ready pay one test until then; from then on
+/// each time it becomes ready. One ready when first looked at counts from
+/// that look.
+#[derive(Default)]
+pub(crate) struct WatchedStamp {
+    watched: Cell<bool>,
+    /// 0 until first looked at while ready.
+    stamp: Cell<u64>,
+}
+
+impl WatchedStamp {
+    /// Whether something looked: the caller's operations then stamp
+    /// (`became_ready`) and wake watchers.
+    #[inline(always)]
+    pub(crate) fn is_watched(&self) -> bool {
+        self.watched.get()
+    }
+
+    /// Something will look at it from now on (a waiter registers).
+    pub(crate) fn watch(&self) {
+        self.watched.set(true);
+    }
+
+    /// Something looks at it (`ready`: whether it is ready now).
+    pub(crate) fn look(&self, ready: bool) {
+        self.watch();
+        if ready && self.stamp.get() == 0 {
+            self.stamp.set(next_stamp());
+        }
+    }
+
+    /// It became ready just now.
+    pub(crate) fn became_ready(&self) {
+        self.stamp.set(next_stamp());
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.stamp.get()
+    }
+}
+
 /// `Waitable` for a type through a field of it that is (a wrapper's
 /// readiness is its inner value's): `waitable_via!(Outer => inner.field)`,
 /// or `waitable_via!(impl<T> Outer<T> => inner)` for a generic type.
