@@ -42,6 +42,10 @@
 //! assert_eq!(replies, ["PING\n", "PONG\n"]);
 //! ```
 //!
+//! [`Server`] (TCP) and [`DatagramServer`] (UDP) run a handler per
+//! connection or datagram in a greenlet of its own, and stop gracefully
+//! through one [`ServerHandle`].
+//!
 //! Decisions:
 //! - Sockets are `!Send`: they are registered with the hub of the thread
 //!   that made them. Move a connection between threads as a
@@ -91,6 +95,7 @@
 
 mod accept;
 mod addr;
+mod datagram_server;
 #[cfg(unix)]
 pub(crate) mod fd;
 mod lookup;
@@ -104,6 +109,7 @@ mod unix;
 
 #[cfg(unix)]
 pub use self::addr::ToSocketAddrs;
+pub use self::datagram_server::DatagramServer;
 pub use self::fd::AsyncFd;
 pub use self::lookup::lookup_host;
 pub use self::readiness::Readiness;

@@ -1,6 +1,7 @@
 //! `Server`: a TCP server that runs a handler in its own greenlet per
 //! connection, optionally limits how many run at once, and stops cleanly
-//! (gevent's `StreamServer`).
+//! (gevent's `StreamServer`); and [`ServerHandle`], the running server,
+//! which [`DatagramServer`](super::DatagramServer) shares.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -10,14 +11,15 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::tcp::{TcpListener, TcpStream};
+use super::udp::UdpSocket;
 use super::ToSocketAddrs;
 use crate::hub::{self, Event, Group, JoinHandle, Pool, Sender};
 
 /// The first pause after an accept error other than running out of
 /// resources (which `accept` paces itself).
-const MIN_PAUSE: Duration = Duration::from_millis(1);
+pub(super) const MIN_PAUSE: Duration = Duration::from_millis(1);
 /// The longest pause between two accepts that keep failing.
-const MAX_PAUSE: Duration = Duration::from_millis(250);
+pub(super) const MAX_PAUSE: Duration = Duration::from_millis(250);
 
 type Handler = Rc<dyn Fn(TcpStream, SocketAddr)>;
 
@@ -59,14 +61,14 @@ pub struct Server {
 
 /// How the handlers' greenlets are made.
 #[derive(Clone, Debug, Default)]
-struct HandlerGreenlets {
-    name: Option<Rc<str>>,
-    stack_size: Option<usize>,
+pub(super) struct HandlerGreenlets {
+    pub(super) name: Option<Rc<str>>,
+    pub(super) stack_size: Option<usize>,
 }
 
 impl HandlerGreenlets {
     /// The builder of the greenlet that serves `peer`.
-    fn builder(&self, peer: SocketAddr) -> hub::Builder {
+    pub(super) fn builder(&self, peer: SocketAddr) -> hub::Builder {
         let mut builder = hub::Builder::new();
         if let Some(name) = &self.name {
             builder = builder.name(format!("{name} {peer}"));
@@ -184,32 +186,16 @@ impl Server {
             .listener
             .local_addr()
             .expect("greenlet::net::Server: the listener has no local address");
-        let members = match self.max_connections {
-            Some(n) => Members::Pool(Pool::new(n)),
-            None => Members::Group(Group::new()),
-        };
         let listener = Rc::new(self.listener);
-        let shared = Rc::new(Shared {
-            listener: RefCell::new(Some(listener.clone())),
-            addr,
-            members,
-            stopping: Cell::new(false),
-            stop_asked: Cell::new(false),
-            stop_begun: Event::new(),
-            stopped: Event::new(),
-            acceptor: RefCell::new(None),
-            watcher: RefCell::new(None),
-            stop_tx: RefCell::new(None),
-            accept_errors: Cell::new(0),
-        });
-        let s = shared.clone();
         let (handler, handlers) = (self.handler, self.handlers);
-        let acceptor = hub::Builder::new()
-            .name("server accept")
-            .spawn(move || accept_loop(&s, &listener, &handler, &handlers))
-            .unwrap_or_else(|e| panic!("greenlet::net::Server::start: {e}"));
-        *shared.acceptor.borrow_mut() = Some(acceptor);
-        ServerHandle { shared }
+        let l = listener.clone();
+        ServerHandle::start(
+            Listening::Tcp(listener),
+            addr,
+            self.max_connections,
+            "server accept",
+            move |shared| accept_loop(shared, &l, &handler, &handlers),
+        )
     }
 }
 
@@ -224,18 +210,38 @@ impl fmt::Debug for Server {
     }
 }
 
-enum Members {
+pub(super) enum Members {
     Group(Group),
     Pool(Pool),
 }
 
-struct Shared {
-    /// Taken by `stop`: the descriptor is released once the acceptor is
-    /// gone too.
-    listener: RefCell<Option<Rc<TcpListener>>>,
+/// What a server listens on, as its stop ends the listening.
+pub(super) enum Listening {
+    /// Closed at the stop: that wakes the acceptor's `accept`, and
+    /// connections left in the backlog are reset.
+    Tcp(Rc<TcpListener>),
+    /// Let go at the stop (the receiver is killed): handlers in their
+    /// grace still send their replies through it, and the descriptor
+    /// closes with the last of them.
+    Udp(Rc<UdpSocket>),
+}
+
+impl Listening {
+    fn stop_listening(self) {
+        match self {
+            Listening::Tcp(listener) => listener.close(),
+            Listening::Udp(socket) => drop(socket),
+        }
+    }
+}
+
+pub(super) struct Shared {
+    /// Taken by `stop`: the descriptor is released once the acceptor (and,
+    /// for a datagram server, every handler) is gone too.
+    listener: RefCell<Option<Listening>>,
     addr: SocketAddr,
-    members: Members,
-    stopping: Cell<bool>,
+    pub(super) members: Members,
+    pub(super) stopping: Cell<bool>,
     /// A handler asked for a stop, which runs in a greenlet of its own
     /// from the handler's next block or yield on.
     stop_asked: Cell<bool>,
@@ -248,7 +254,7 @@ struct Shared {
     /// The greenlet waiting for a stop from another thread, if any.
     watcher: RefCell<Option<JoinHandle<()>>>,
     stop_tx: RefCell<Option<Sender<Duration>>>,
-    accept_errors: Cell<u64>,
+    pub(super) accept_errors: Cell<u64>,
 }
 
 impl Shared {
@@ -421,18 +427,56 @@ impl Drop for StopRest<'_> {
 }
 
 impl ServerHandle {
+    /// Starts a server listening on `listening` (bound to `addr`): its
+    /// loop, `serve`, runs in a greenlet named `loop_name` and spawns the
+    /// handlers into `shared.members` (a pool of `max` when given).
+    pub(super) fn start(
+        listening: Listening,
+        addr: SocketAddr,
+        max: Option<usize>,
+        loop_name: &'static str,
+        serve: impl FnOnce(&Shared) + 'static,
+    ) -> ServerHandle {
+        let members = match max {
+            Some(n) => Members::Pool(Pool::new(n)),
+            None => Members::Group(Group::new()),
+        };
+        let shared = Rc::new(Shared {
+            listener: RefCell::new(Some(listening)),
+            addr,
+            members,
+            stopping: Cell::new(false),
+            stop_asked: Cell::new(false),
+            stop_begun: Event::new(),
+            stopped: Event::new(),
+            acceptor: RefCell::new(None),
+            watcher: RefCell::new(None),
+            stop_tx: RefCell::new(None),
+            accept_errors: Cell::new(0),
+        });
+        let s = shared.clone();
+        let acceptor = hub::Builder::new()
+            .name(loop_name)
+            .spawn(move || serve(&s))
+            .unwrap_or_else(|e| panic!("greenlet::net: starting the {loop_name} greenlet: {e}"));
+        *shared.acceptor.borrow_mut() = Some(acceptor);
+        ServerHandle { shared }
+    }
+
     /// The address the server listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.addr
     }
 
-    /// Connections being handled now.
+    /// Connections (for a [`DatagramServer`](super::DatagramServer):
+    /// datagrams) being handled now.
     pub fn connections(&self) -> usize {
         self.shared.group_len()
     }
 
-    /// Accepts that failed so far, and connections closed unserved
-    /// because no stack could be had for their handler. The server pauses
+    /// Accepts (for a [`DatagramServer`](super::DatagramServer):
+    /// receives) that failed so far, and connections (datagrams) dropped
+    /// unserved because no stack could be had for their handler. The server pauses
     /// after each, 1 ms and twice as long after each further one up to
     /// 250 ms, reset by the next success (after running out of descriptors,
     /// that pause is the accept's own back-off: see
@@ -571,8 +615,9 @@ impl ServerHandle {
             shared,
             all_done: false,
         };
-        if let Some(listener) = shared.listener.borrow_mut().take() {
-            listener.close(); // wakes the acceptor's `accept`
+        let listening = shared.listener.borrow_mut().take();
+        if let Some(listening) = listening {
+            listening.stop_listening(); // wakes the acceptor's `accept`
         }
         if let Some(acceptor) = shared.acceptor.borrow_mut().take() {
             if !acceptor.greenlet().is_current() {

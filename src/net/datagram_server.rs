@@ -1,0 +1,236 @@
+//! `DatagramServer`: a UDP server that runs a handler in its own greenlet
+//! per datagram, optionally limits how many run at once, and stops
+//! cleanly (gevent's `DatagramServer`). It shares [`ServerHandle`], and
+//! so its stop, with the TCP [`Server`](super::Server).
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use super::server::{HandlerGreenlets, Listening, Members, Shared, MAX_PAUSE, MIN_PAUSE};
+use super::udp::UdpSocket;
+use super::{ServerHandle, ToSocketAddrs};
+use crate::hub;
+
+/// The size of the buffer each datagram is received into: the largest
+/// UDP payload (IPv6's: 65,535 bytes of payload less the 8-byte UDP
+/// header; IPv4's is 20 bytes less; jumbograms aside).
+const MAX_DATAGRAM: usize = 65_527;
+
+type Handler = Rc<dyn Fn(Vec<u8>, SocketAddr, &UdpSocket)>;
+
+/// A UDP server: bind (or take a socket), then
+/// [`start`](DatagramServer::start) it; each datagram received is handed
+/// to the handler, with its sender's address and the server's socket to
+/// reply through, in a greenlet of its own. A datagram arrives whole (up
+/// to 65,527 bytes, the largest UDP payload), in a `Vec` of its own
+/// length.
+///
+/// ```
+/// use std::time::Duration;
+/// use greenlet::net::{DatagramServer, UdpSocket};
+///
+/// let server = DatagramServer::bind("127.0.0.1:0", |data: Vec<u8>, peer, socket: &UdpSocket| {
+///     let _ = socket.send_to(&data.to_ascii_uppercase(), peer);
+/// })?
+/// .max_handlers(100)
+/// .start();
+///
+/// let client = UdpSocket::bind("127.0.0.1:0")?;
+/// client.send_to(b"hello", server.local_addr())?;
+/// let mut reply = [0u8; 16];
+/// let (n, from) = client.recv_from(&mut reply)?;
+/// assert_eq!((&reply[..n], from), (&b"HELLO"[..], server.local_addr()));
+///
+/// server.stop(Duration::from_secs(1));
+/// assert!(server.is_stopped());
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// # Stopping
+///
+/// [`ServerHandle::stop`] ends the receiving at once (the receiving
+/// greenlet is killed; datagrams still in the socket's buffer are never
+/// handled), then gives the handlers running their grace, as for a TCP
+/// server. The socket stays open for their replies meanwhile: it closes
+/// when the last of them is done (or killed), so a stopped server's port
+/// is free again.
+///
+/// # Errors while receiving
+///
+/// A receive that fails is counted in
+/// [`accept_errors`](ServerHandle::accept_errors) and the server pauses,
+/// as a TCP server after a failed accept: 1 ms, twice as long after each
+/// further failure up to 250 ms, reset by the next datagram. A datagram
+/// whose handler cannot have a stack (the mapping limit) is dropped and
+/// counted the same way.
+pub struct DatagramServer {
+    socket: UdpSocket,
+    handler: Handler,
+    max_handlers: Option<usize>,
+    handlers: HandlerGreenlets,
+}
+
+impl DatagramServer {
+    /// Binds a socket to `addr` (see [`UdpSocket::bind`]) for a server
+    /// running `handler` on each datagram.
+    ///
+    /// # Errors
+    ///
+    /// As [`UdpSocket::bind`].
+    ///
+    /// # Panics
+    ///
+    /// As [`UdpSocket::bind`] (only for a host name).
+    pub fn bind<A, F>(addr: A, handler: F) -> io::Result<DatagramServer>
+    where
+        A: ToSocketAddrs,
+        F: Fn(Vec<u8>, SocketAddr, &UdpSocket) + 'static,
+    {
+        Ok(DatagramServer::new(UdpSocket::bind(addr)?, handler))
+    }
+
+    /// A server receiving on `socket`.
+    pub fn new<F>(socket: UdpSocket, handler: F) -> DatagramServer
+    where
+        F: Fn(Vec<u8>, SocketAddr, &UdpSocket) + 'static,
+    {
+        DatagramServer {
+            socket,
+            handler: Rc::new(handler),
+            max_handlers: None,
+            handlers: HandlerGreenlets::default(),
+        }
+    }
+
+    /// Names each handler's greenlet `"{name} {sender's address}"`, as
+    /// [`Server::handler_name`](super::Server::handler_name) does.
+    pub fn handler_name(mut self, name: impl Into<String>) -> DatagramServer {
+        self.handlers.name = Some(name.into().into());
+        self
+    }
+
+    /// The usable stack size of each handler's greenlet, as
+    /// [`Server::handler_stack_size`](super::Server::handler_stack_size)
+    /// (a size the system refuses drops every datagram, counted in
+    /// [`accept_errors`](ServerHandle::accept_errors)).
+    pub fn handler_stack_size(mut self, bytes: usize) -> DatagramServer {
+        self.handlers.stack_size = Some(bytes);
+        self
+    }
+
+    /// Handles at most `n` datagrams at once (gevent's `spawn=Pool(n)`):
+    /// while `n` handlers run, the server stops receiving, and datagrams
+    /// wait in the socket's receive buffer (which the kernel bounds:
+    /// beyond it, datagrams are dropped, as UDP may).
+    ///
+    /// # Panics
+    ///
+    /// When `n` is 0.
+    pub fn max_handlers(mut self, n: usize) -> DatagramServer {
+        assert!(
+            n > 0,
+            "greenlet::net::DatagramServer::max_handlers needs at least 1"
+        );
+        self.max_handlers = Some(n);
+        self
+    }
+
+    /// The address the socket is bound to.
+    ///
+    /// # Errors
+    ///
+    /// As [`UdpSocket::local_addr`].
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Starts receiving, in a greenlet of its own, and returns a handle to
+    /// stop the server or wait for it. Nothing runs until the calling
+    /// greenlet blocks or yields.
+    ///
+    /// # Panics
+    ///
+    /// As [`hub::spawn`], and when the socket's address cannot be read.
+    pub fn start(self) -> ServerHandle {
+        let addr = self
+            .socket
+            .local_addr()
+            .expect("greenlet::net::DatagramServer: the socket has no local address");
+        let socket = Rc::new(self.socket);
+        let (handler, handlers) = (self.handler, self.handlers);
+        let s = socket.clone();
+        ServerHandle::start(
+            Listening::Udp(socket),
+            addr,
+            self.max_handlers,
+            "datagram server receive",
+            move |shared| receive_loop(shared, s, &handler, &handlers),
+        )
+    }
+}
+
+impl fmt::Debug for DatagramServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatagramServer")
+            .field("socket", &self.socket)
+            .field("max_handlers", &self.max_handlers)
+            .field("handler_name", &self.handlers.name)
+            .field("handler_stack_size", &self.handlers.stack_size)
+            .finish()
+    }
+}
+
+/// Receives datagrams until the stop kills this greenlet, handing each to
+/// a handler of its own.
+fn receive_loop(
+    shared: &Shared,
+    socket: Rc<UdpSocket>,
+    handler: &Handler,
+    handlers: &HandlerGreenlets,
+) {
+    // One buffer for the server's life; each datagram is copied out at its
+    // own length.
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut pause = MIN_PAUSE;
+    while !shared.stopping.get() {
+        if let Members::Pool(pool) = &shared.members {
+            // Full: leave datagrams in the socket's buffer until a slot
+            // frees.
+            pool.wait_available();
+        }
+        match socket.recv_from(&mut buf) {
+            Ok((n, peer)) => {
+                let data = buf[..n].to_vec();
+                let (handler, socket) = (handler.clone(), socket.clone());
+                let serve = move || handler(data, peer, &socket);
+                // Only this greenlet spawns into the pool, which has a
+                // free slot: this does not block.
+                let builder = handlers.builder(peer);
+                let spawned = match &shared.members {
+                    Members::Group(g) => g.spawn_with(builder, serve).map(drop),
+                    Members::Pool(p) => p.spawn_with(builder, serve).map(drop),
+                };
+                match spawned {
+                    Ok(()) => pause = MIN_PAUSE,
+                    // No stack for its handler: the datagram is dropped,
+                    // counted and paced as a failed receive.
+                    Err(_) => {
+                        shared.accept_errors.set(shared.accept_errors.get() + 1);
+                        hub::sleep(pause);
+                        pause = (pause * 2).min(MAX_PAUSE);
+                    }
+                }
+            }
+            Err(_) => {
+                // An ICMP error reported on the socket, a descriptor closed
+                // under it: count it and pause, growing, so a socket that
+                // keeps failing does not spin.
+                shared.accept_errors.set(shared.accept_errors.get() + 1);
+                hub::sleep(pause);
+                pause = (pause * 2).min(MAX_PAUSE);
+            }
+        }
+    }
+}
