@@ -8,10 +8,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use super::server::{HandlerGreenlets, Listening, Members, Shared, MAX_PAUSE, MIN_PAUSE};
+use super::server::{HandlerGreenlets, Listening, Pacing, Shared};
 use super::udp::UdpSocket;
 use super::{ServerHandle, ToSocketAddrs};
-use crate::hub;
 
 /// The size of the buffer each datagram is received into: the largest
 /// UDP payload (IPv6's: 65,535 bytes of payload less the 8-byte UDP
@@ -193,44 +192,25 @@ fn receive_loop(
     // One buffer for the server's life; each datagram is copied out at its
     // own length.
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let mut pause = MIN_PAUSE;
+    let mut pacing = Pacing::new();
     while !shared.stopping.get() {
-        if let Members::Pool(pool) = &shared.members {
-            // Full: leave datagrams in the socket's buffer until a slot
-            // frees.
-            pool.wait_available();
-        }
+        shared.wait_for_a_slot();
         match socket.recv_from(&mut buf) {
             Ok((n, peer)) => {
                 let data = buf[..n].to_vec();
                 let (handler, socket) = (handler.clone(), socket.clone());
                 let serve = move || handler(data, peer, &socket);
-                // Only this greenlet spawns into the pool, which has a
-                // free slot: this does not block.
-                let builder = handlers.builder(peer);
-                let spawned = match &shared.members {
-                    Members::Group(g) => g.spawn_with(builder, serve).map(drop),
-                    Members::Pool(p) => p.spawn_with(builder, serve).map(drop),
-                };
-                match spawned {
-                    Ok(()) => pause = MIN_PAUSE,
-                    // No stack for its handler: the datagram is dropped,
-                    // counted and paced as a failed receive.
-                    Err(_) => {
-                        shared.accept_errors.set(shared.accept_errors.get() + 1);
-                        hub::sleep(pause);
-                        pause = (pause * 2).min(MAX_PAUSE);
-                    }
+                // No stack for its handler: the datagram is dropped,
+                // counted and paced as a failed receive.
+                if shared.spawn_handler(handlers.builder(peer), serve) {
+                    pacing.succeeded();
+                } else {
+                    pacing.failed(shared, false);
                 }
             }
-            Err(_) => {
-                // An ICMP error reported on the socket, a descriptor closed
-                // under it: count it and pause, growing, so a socket that
-                // keeps failing does not spin.
-                shared.accept_errors.set(shared.accept_errors.get() + 1);
-                hub::sleep(pause);
-                pause = (pause * 2).min(MAX_PAUSE);
-            }
+            // An error reported on the socket (an ICMP message), a
+            // descriptor closed under it.
+            Err(_) => pacing.failed(shared, false),
         }
     }
 }

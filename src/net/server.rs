@@ -17,9 +17,9 @@ use crate::hub::{self, Event, Group, JoinHandle, Pool, Sender};
 
 /// The first pause after an accept error other than running out of
 /// resources (which `accept` paces itself).
-pub(super) const MIN_PAUSE: Duration = Duration::from_millis(1);
+const MIN_PAUSE: Duration = Duration::from_millis(1);
 /// The longest pause between two accepts that keep failing.
-pub(super) const MAX_PAUSE: Duration = Duration::from_millis(250);
+const MAX_PAUSE: Duration = Duration::from_millis(250);
 
 type Handler = Rc<dyn Fn(TcpStream, SocketAddr)>;
 
@@ -210,7 +210,7 @@ impl fmt::Debug for Server {
     }
 }
 
-pub(super) enum Members {
+enum Members {
     Group(Group),
     Pool(Pool),
 }
@@ -240,7 +240,7 @@ pub(super) struct Shared {
     /// for a datagram server, every handler) is gone too.
     listener: RefCell<Option<Listening>>,
     addr: SocketAddr,
-    pub(super) members: Members,
+    members: Members,
     pub(super) stopping: Cell<bool>,
     /// A handler asked for a stop, which runs in a greenlet of its own
     /// from the handler's next block or yield on.
@@ -254,7 +254,7 @@ pub(super) struct Shared {
     /// The greenlet waiting for a stop from another thread, if any.
     watcher: RefCell<Option<JoinHandle<()>>>,
     stop_tx: RefCell<Option<Sender<Duration>>>,
-    pub(super) accept_errors: Cell<u64>,
+    accept_errors: Cell<u64>,
 }
 
 impl Shared {
@@ -263,6 +263,31 @@ impl Shared {
             Members::Group(g) => g.len(),
             Members::Pool(p) => p.len(),
         }
+    }
+
+    /// Spawns `serve` into the members, in a greenlet `builder` makes;
+    /// `false` when no stack could be had for it (the mapping limit: what
+    /// `serve` owned, a connection or a datagram, is dropped with it).
+    /// Only the server's loop spawns, after waiting for a free slot of a
+    /// pool: this does not block.
+    /// With a pool, waits until a slot is free: meanwhile connections
+    /// wait in the backlog, datagrams in the socket's buffer.
+    pub(super) fn wait_for_a_slot(&self) {
+        if let Members::Pool(pool) = &self.members {
+            pool.wait_available();
+        }
+    }
+
+    pub(super) fn spawn_handler(
+        &self,
+        builder: hub::Builder,
+        serve: impl FnOnce() + 'static,
+    ) -> bool {
+        let spawned = match &self.members {
+            Members::Group(g) => g.spawn_with(builder, serve).map(drop),
+            Members::Pool(p) => p.spawn_with(builder, serve).map(drop),
+        };
+        spawned.is_ok()
     }
 
     /// Kills the handlers left. Allowed while unwinding too: a kill always
@@ -275,57 +300,64 @@ impl Shared {
     }
 }
 
+/// The pause of a server's loop after a failure (an accept, a receive, a
+/// handler with no stack): counted in `accept_errors`, then 1 ms, twice
+/// as long after each further failure up to 250 ms, until a success, so a
+/// loop that keeps failing does not spin.
+pub(super) struct Pacing {
+    pause: Duration,
+}
+
+impl Pacing {
+    pub(super) fn new() -> Pacing {
+        Pacing { pause: MIN_PAUSE }
+    }
+
+    pub(super) fn succeeded(&mut self) {
+        self.pause = MIN_PAUSE;
+    }
+
+    /// Counts a failure and pauses, unless the failed call `paced_itself`
+    /// (a second pause would double its delays).
+    pub(super) fn failed(&mut self, shared: &Shared, paced_itself: bool) {
+        shared.accept_errors.set(shared.accept_errors.get() + 1);
+        if !paced_itself {
+            hub::sleep(self.pause);
+            self.pause = (self.pause * 2).min(MAX_PAUSE);
+        }
+    }
+}
+
 fn accept_loop(
     shared: &Shared,
     listener: &TcpListener,
     handler: &Handler,
     handlers: &HandlerGreenlets,
 ) {
-    let mut pause = MIN_PAUSE;
+    let mut pacing = Pacing::new();
     while !shared.stopping.get() {
-        if let Members::Pool(pool) = &shared.members {
-            // Full: leave connections in the backlog until a slot frees.
-            pool.wait_available();
-            if shared.stopping.get() {
-                return;
-            }
+        shared.wait_for_a_slot();
+        if shared.stopping.get() {
+            return;
         }
         match listener.accept() {
             Ok((conn, peer)) => {
                 let handler = handler.clone();
                 let serve = move || handler(conn, peer);
-                // Only this greenlet spawns into the pool, which has a
-                // free slot: this does not block.
-                let builder = handlers.builder(peer);
-                let spawned = match &shared.members {
-                    Members::Group(g) => g.spawn_with(builder, serve).map(drop),
-                    Members::Pool(p) => p.spawn_with(builder, serve).map(drop),
-                };
-                match spawned {
-                    Ok(()) => pause = MIN_PAUSE,
-                    // No stack for it (the mapping limit): the connection
-                    // was closed with the function that owned it; counted
-                    // and paced as a failed accept, the server goes on.
-                    Err(_) => {
-                        shared.accept_errors.set(shared.accept_errors.get() + 1);
-                        hub::sleep(pause);
-                        pause = (pause * 2).min(MAX_PAUSE);
-                    }
+                // No stack for it (the mapping limit): the connection was
+                // closed with the function that owned it; counted and
+                // paced as a failed accept, the server goes on.
+                if shared.spawn_handler(handlers.builder(peer), serve) {
+                    pacing.succeeded();
+                } else {
+                    pacing.failed(shared, false);
                 }
             }
             Err(_) if shared.stopping.get() => return,
-            Err(e) => {
-                // A peer that reset before the accept, a closed listener:
-                // count it and pause, growing, so a listener that keeps
-                // failing does not spin. A resource failure was paced by
-                // `accept` itself (its own back-off, the same delays): a
-                // second pause would double them.
-                shared.accept_errors.set(shared.accept_errors.get() + 1);
-                if !super::accept::is_resource_exhaustion(&e) {
-                    hub::sleep(pause);
-                    pause = (pause * 2).min(MAX_PAUSE);
-                }
-            }
+            // A peer that reset before the accept, a closed listener. A
+            // resource failure was paced by `accept` itself (its own
+            // back-off, the same delays).
+            Err(e) => pacing.failed(shared, super::accept::is_resource_exhaustion(&e)),
         }
     }
 }
