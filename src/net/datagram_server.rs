@@ -151,7 +151,7 @@ impl DatagramServer {
     ///
     /// # Panics
     ///
-    /// As [`hub::spawn`], and when the socket's address cannot be read.
+    /// As [`hub::spawn`](crate::hub::spawn), and when the socket's address cannot be read.
     pub fn start(self) -> ServerHandle {
         let addr = self
             .socket
