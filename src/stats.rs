@@ -108,6 +108,8 @@ pub enum WaitOn {
         /// The timeout's deadline, if any.
         until: Option<Instant>,
     },
+    /// `hub::idle`, waiting for the hub to have nothing else to do.
+    Idle,
     /// The hub itself, parked until the next timer or I/O (or with nothing
     /// to do).
     Hub,
@@ -166,6 +168,7 @@ impl fmt::Display for WaitOn {
                 f.write_str("waiting for any of several things")?;
                 timeout(f, until.as_ref().map(left))
             }
+            WaitOn::Idle => f.write_str("waiting for the hub to be idle"),
             WaitOn::Hub => f.write_str("hub loop"),
         }
     }

@@ -155,7 +155,8 @@ impl Hub {
             // Work from another thread comes first.
             return false;
         }
-        if self.timed_waits.get() > 0 {
+        if self.timed_waits.get() > 0 || self.has_idle_waiters() {
+            // (A greenlet in `idle` runs at the hub's next idle moment.)
             return false;
         }
         debug_assert!(!self

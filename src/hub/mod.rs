@@ -154,6 +154,7 @@ mod daemon;
 mod event;
 mod group;
 mod handoff;
+mod idle;
 mod imap;
 pub(crate) mod io;
 mod join;
@@ -198,6 +199,7 @@ use self::slots::Slots;
 use self::timeout::{Scope, ScopeKey};
 use self::timer::Timers;
 use self::wait::Wait;
+use self::wait_list::WaitList;
 
 pub use self::async_result::AsyncResult;
 pub use self::barrier::{Barrier, BarrierWaitResult};
@@ -211,6 +213,7 @@ pub use self::condvar::{Condvar, WaitTimeoutResult};
 pub use self::daemon::{daemon, spawn_daemon};
 pub use self::event::Event;
 pub use self::group::{Group, Pool};
+pub use self::idle::idle;
 pub use self::imap::{Imap, ImapUnordered};
 pub use self::io::set_idle_spin;
 pub use self::join::{JoinError, JoinHandle};
@@ -304,6 +307,9 @@ pub(crate) struct Hub {
     /// Thread-pool jobs being waited for, which wake the hub when they end
     /// (see `time::OffHubWork`).
     off_hub_work: Cell<usize>,
+    /// Greenlets waiting in [`idle`] for the hub to have nothing else to
+    /// do (see `idle.rs`).
+    idle_waiters: RefCell<WaitList>,
 }
 
 thread_local! {
@@ -440,6 +446,7 @@ impl Hub {
                 daemon_io_waits: Cell::new(0),
                 timed_waits: Cell::new(0),
                 off_hub_work: Cell::new(0),
+                idle_waiters: RefCell::new(WaitList::new()),
             }
         })
     }

@@ -183,6 +183,12 @@ impl Hub {
             if !self.ready.borrow().is_empty() {
                 continue;
             }
+            // Nothing ready: greenlets in `idle` run now, before the hub
+            // would park (or jump a paused clock), once what is due has
+            // had its turn.
+            if self.wake_idle_waiters() {
+                continue;
+            }
             // With daemons marked, what is left may be only theirs: then
             // `run` returns, or main, blocked in a call it cannot be woken
             // from by itself, is told it would wait for ever.

@@ -44,6 +44,9 @@
 //!   keeps it standing still, so a [`with_timeout`](super::with_timeout)
 //!   around it never expires. Step such a loop with [`advance`], or let it
 //!   sleep.
+//! - To let everything that can run now run, without moving the clock
+//!   (the greenlets a test just started, and those they woke), call
+//!   [`idle`](super::idle): it returns before the clock would jump.
 //! - Work on other threads is not waited for, except thread-pool jobs
 //!   (below): a value sent on a [`channel`](super::channel) by a plain OS
 //!   thread can arrive at any paused time, or after a timed receive has
