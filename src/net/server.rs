@@ -694,10 +694,13 @@ impl ServerHandle {
         }
         let (tx, rx) = hub::channel::<Duration>();
         let handle = self.clone();
-        // A daemon: waiting for a stop keeps nothing running on its own.
-        // Each stop runs in a greenlet of its own (ordinary work), so a
+        // Not a daemon: a stop from another thread may come while every
+        // greenlet of the server waits on the hub's own primitives (the
+        // loop on a full pool, handlers on the server's stop), and a
+        // `wait` for the server must not be told it waits for ever. The
+        // stop kills it. Each stop runs in a greenlet of its own, so a
         // second one, with a shorter grace, can cut the first short.
-        let watcher = hub::spawn_daemon(move || {
+        let watcher = hub::spawn(move || {
             while let Ok(grace) = rx.recv() {
                 let handle = handle.clone();
                 drop(hub::spawn(move || handle.stop(grace)));
