@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use greenlet::hub::{self, time, Event};
-use greenlet::net::{DatagramServer, UdpSocket};
+use greenlet::net::{DatagramServer, ReplySocket, UdpSocket};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -24,7 +24,7 @@ impl Drop for Count {
     }
 }
 
-fn echo(data: Vec<u8>, peer: SocketAddr, socket: &UdpSocket) {
+fn echo(data: Vec<u8>, peer: SocketAddr, socket: &ReplySocket) {
     socket.send_to(&data, peer).unwrap();
 }
 
@@ -213,10 +213,13 @@ fn a_stopped_server_handles_nothing_more() {
 
 #[test]
 fn a_panicking_handler_leaves_the_server_serving() {
-    let server = DatagramServer::bind("127.0.0.1:0", |data: Vec<u8>, peer, socket: &UdpSocket| {
-        assert_ne!(data, b"boom", "this handler panics");
-        echo(data, peer, socket);
-    })
+    let server = DatagramServer::bind(
+        "127.0.0.1:0",
+        |data: Vec<u8>, peer, socket: &ReplySocket| {
+            assert_ne!(data, b"boom", "this handler panics");
+            echo(data, peer, socket);
+        },
+    )
     .unwrap()
     .start();
     let c = client();
@@ -233,7 +236,7 @@ fn a_large_datagram_reaches_the_handler_whole() {
     let s = sizes.clone();
     let server = DatagramServer::bind(
         "127.0.0.1:0",
-        move |data: Vec<u8>, peer, socket: &UdpSocket| {
+        move |data: Vec<u8>, peer, socket: &ReplySocket| {
             s.borrow_mut().push((data.len(), data.capacity()));
             socket
                 .send_to(&(data.len() as u32).to_le_bytes(), peer)
@@ -260,7 +263,7 @@ fn a_large_datagram_reaches_the_handler_whole() {
 fn handler_greenlets_are_named_after_the_sender() {
     let names = Rc::new(RefCell::new(Vec::new()));
     let n = names.clone();
-    let server = DatagramServer::bind("127.0.0.1:0", move |_, peer, socket: &UdpSocket| {
+    let server = DatagramServer::bind("127.0.0.1:0", move |_, peer, socket: &ReplySocket| {
         n.borrow_mut()
             .push(greenlet::Greenlet::current().name().unwrap().to_string());
         socket.send_to(b"ok", peer).unwrap();
@@ -294,4 +297,59 @@ fn a_stop_from_another_thread_stops_it() {
     server.wait();
     assert!(t.join().unwrap());
     assert!(port_is_free(server.local_addr()));
+}
+
+#[test]
+fn a_read_timeout_set_on_the_socket_is_cleared_so_an_idle_server_counts_no_errors() {
+    time::pause();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let handled = Event::new();
+    let h = handled.clone();
+    let server = DatagramServer::new(socket, move |_, _, _| h.set()).start();
+    let c = client();
+    hub::sleep(Duration::from_secs(30)); // idle: no timeout, no error
+    assert_eq!(server.accept_errors(), 0);
+    // A datagram is handled at once: no error pause to wait out.
+    let sent = time::now();
+    c.send_to(b"x", server.local_addr()).unwrap();
+    handled.wait();
+    assert_eq!(time::now(), sent);
+    server.stop(Duration::ZERO);
+    time::resume();
+}
+
+#[test]
+fn a_handler_may_hand_its_reply_socket_on_and_the_port_is_held_until_it_goes() {
+    time::pause();
+    let handed_on = Rc::new(Cell::new(false));
+    let h = handed_on.clone();
+    let server = DatagramServer::bind(
+        "127.0.0.1:0",
+        move |data: Vec<u8>, peer, reply: &ReplySocket| {
+            let reply = reply.clone();
+            // Answers later, from a greenlet of its own.
+            hub::spawn(move || {
+                hub::sleep(Duration::from_secs(5));
+                reply.send_to(&data, peer).unwrap();
+            });
+            h.set(true);
+        },
+    )
+    .unwrap()
+    .start();
+    let addr = server.local_addr();
+    let c = client();
+    c.send_to(b"later", addr).unwrap();
+    while !handed_on.get() {
+        hub::yield_now();
+    }
+    server.stop(Duration::ZERO); // the handler is done; its child is not
+    assert!(!port_is_free(addr), "the child's clone holds the socket");
+    assert_eq!(recv(&c), b"later");
+    hub::idle();
+    assert!(port_is_free(addr), "closed with the last clone");
+    time::resume();
 }

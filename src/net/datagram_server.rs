@@ -1,10 +1,11 @@
 //! `DatagramServer`: a UDP server that runs a handler in its own greenlet
 //! per datagram, optionally limits how many run at once, and stops
-//! cleanly (gevent's `DatagramServer`). It shares [`ServerHandle`], and
-//! so its stop, with the TCP [`Server`](super::Server).
+//! cleanly (gevent's `DatagramServer`); and [`ReplySocket`], the server's
+//! socket as its handlers see it. It shares [`ServerHandle`], and so its
+//! stop, with the TCP [`Server`](super::Server).
 
 use std::fmt;
-use std::io;
+use std::io::{self, ErrorKind};
 use std::net::SocketAddr;
 use std::rc::Rc;
 
@@ -17,21 +18,21 @@ use super::{ServerHandle, ToSocketAddrs};
 /// header; IPv4's is 20 bytes less; jumbograms aside).
 const MAX_DATAGRAM: usize = 65_527;
 
-type Handler = Rc<dyn Fn(Vec<u8>, SocketAddr, &UdpSocket)>;
+type Handler = Rc<dyn Fn(Vec<u8>, SocketAddr, &ReplySocket)>;
 
 /// A UDP server: bind (or take a socket), then
 /// [`start`](DatagramServer::start) it; each datagram received is handed
 /// to the handler, with its sender's address and the server's socket to
-/// reply through, in a greenlet of its own. A datagram arrives whole (up
+/// reply through (a [`ReplySocket`]), in a greenlet of its own. A datagram arrives whole (up
 /// to 65,527 bytes, the largest UDP payload), in a `Vec` of its own
 /// length.
 ///
 /// ```
 /// use std::time::Duration;
-/// use greenlet::net::{DatagramServer, UdpSocket};
+/// use greenlet::net::{DatagramServer, ReplySocket, UdpSocket};
 ///
-/// let server = DatagramServer::bind("127.0.0.1:0", |data: Vec<u8>, peer, socket: &UdpSocket| {
-///     let _ = socket.send_to(&data.to_ascii_uppercase(), peer);
+/// let server = DatagramServer::bind("127.0.0.1:0", |data: Vec<u8>, peer, reply: &ReplySocket| {
+///     let _ = reply.send_to(&data.to_ascii_uppercase(), peer);
 /// })?
 /// .max_handlers(100)
 /// .start();
@@ -85,16 +86,21 @@ impl DatagramServer {
     pub fn bind<A, F>(addr: A, handler: F) -> io::Result<DatagramServer>
     where
         A: ToSocketAddrs,
-        F: Fn(Vec<u8>, SocketAddr, &UdpSocket) + 'static,
+        F: Fn(Vec<u8>, SocketAddr, &ReplySocket) + 'static,
     {
         Ok(DatagramServer::new(UdpSocket::bind(addr)?, handler))
     }
 
-    /// A server receiving on `socket`.
+    /// A server receiving on `socket`, which it owns from now on: set its
+    /// options (broadcast, TTL, buffer sizes through its descriptor)
+    /// before. A read timeout set on it is cleared (the server waits for
+    /// datagrams without one).
     pub fn new<F>(socket: UdpSocket, handler: F) -> DatagramServer
     where
-        F: Fn(Vec<u8>, SocketAddr, &UdpSocket) + 'static,
+        F: Fn(Vec<u8>, SocketAddr, &ReplySocket) + 'static,
     {
+        // Cannot fail on an open socket: `None` is always a valid timeout.
+        let _ = socket.set_read_timeout(None);
         DatagramServer {
             socket,
             handler: Rc::new(handler),
@@ -159,7 +165,9 @@ impl DatagramServer {
             .expect("greenlet::net::DatagramServer: the socket has no local address");
         let socket = Rc::new(self.socket);
         let (handler, handlers) = (self.handler, self.handlers);
-        let s = socket.clone();
+        let s = ReplySocket {
+            socket: socket.clone(),
+        };
         ServerHandle::start(
             Listening::Udp(socket),
             addr,
@@ -185,7 +193,7 @@ impl fmt::Debug for DatagramServer {
 /// a handler of its own.
 fn receive_loop(
     shared: &Shared,
-    socket: Rc<UdpSocket>,
+    socket: ReplySocket,
     handler: &Handler,
     handlers: &HandlerGreenlets,
 ) {
@@ -195,7 +203,7 @@ fn receive_loop(
     let mut pacing = Pacing::new();
     while !shared.stopping.get() {
         shared.wait_for_a_slot();
-        match socket.recv_from(&mut buf) {
+        match socket.socket.recv_from(&mut buf) {
             Ok((n, peer)) => {
                 let data = buf[..n].to_vec();
                 let (handler, socket) = (handler.clone(), socket.clone());
@@ -208,9 +216,55 @@ fn receive_loop(
                     pacing.failed(shared, false);
                 }
             }
-            // An error reported on the socket (an ICMP message), a
-            // descriptor closed under it.
+            // Not a failure, should a timeout have been set on the
+            // socket after all: nothing came meanwhile.
+            Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {}
+            // An error reported on the socket (an ICMP message).
             Err(_) => pacing.failed(shared, false),
         }
+    }
+}
+
+/// The server's socket as a [`DatagramServer`]'s handlers see it: it
+/// sends (the replies) and says its address. Receiving, connecting,
+/// timeouts and closing stay the server's, so no handler can take
+/// another's datagram or leave the server deaf. `Clone` shares it: a
+/// handler may hand it to a greenlet of its own to reply later; the
+/// socket then stays open (and its port taken) until the last clone goes,
+/// even after the server has stopped.
+#[derive(Clone)]
+pub struct ReplySocket {
+    socket: Rc<UdpSocket>,
+}
+
+impl ReplySocket {
+    /// Sends `buf` to `target` from the server's address (see
+    /// [`UdpSocket::send_to`]); blocks only the calling greenlet while the
+    /// socket's send buffer is full.
+    ///
+    /// # Errors
+    ///
+    /// The system's, and `InvalidInput` when `target` gives no address.
+    ///
+    /// # Panics
+    ///
+    /// As any blocking hub call (see the [hub docs](crate::hub)).
+    pub fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], target: A) -> io::Result<usize> {
+        self.socket.send_to(buf, target)
+    }
+
+    /// The server's address.
+    ///
+    /// # Errors
+    ///
+    /// As [`UdpSocket::local_addr`].
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+}
+
+impl fmt::Debug for ReplySocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ReplySocket").field(&self.socket).finish()
     }
 }

@@ -109,7 +109,7 @@ mod unix;
 
 #[cfg(unix)]
 pub use self::addr::ToSocketAddrs;
-pub use self::datagram_server::DatagramServer;
+pub use self::datagram_server::{DatagramServer, ReplySocket};
 pub use self::fd::AsyncFd;
 pub use self::lookup::lookup_host;
 pub use self::readiness::Readiness;

@@ -362,8 +362,8 @@ fn accept_loop(
     }
 }
 
-/// A running [`Server`]; `Clone` shares it. Dropping the handles does not
-/// stop the server.
+/// A running [`Server`] or [`DatagramServer`](super::DatagramServer);
+/// `Clone` shares it. Dropping the handles does not stop the server.
 ///
 /// A handler reaches its own server through a cell filled once `start`
 /// returned (the handler first runs after that): an idle keep-alive
@@ -523,7 +523,8 @@ impl ServerHandle {
     }
 
     /// Whether a [`stop`](ServerHandle::stop) has begun (the listener is
-    /// closed; the handlers left are in their grace, or killed): a
+    /// closed, or a datagram server's receiving ended; the handlers left
+    /// are in their grace, or killed): a
     /// handler that can reach the handle may check it between requests to
     /// say goodbye and end early instead of sitting out the grace.
     ///
@@ -569,6 +570,11 @@ impl ServerHandle {
     /// yet (still in the listener's backlog) are reset as the listener
     /// closes: their clients get `ECONNRESET` with no reply, as with
     /// gevent's servers and most others.
+    ///
+    /// A [`DatagramServer`](super::DatagramServer) stops receiving instead
+    /// (its loop is killed; datagrams still in the socket's buffer are
+    /// never handled), and its socket stays open for the handlers'
+    /// replies: it closes when the last of them is done or killed.
     ///
     /// A handler waiting for the next request of an idle keep-alive
     /// connection sits out the whole grace (gevent's servers behave the
@@ -657,8 +663,8 @@ impl ServerHandle {
                 acceptor.kill();
             }
         }
-        // Waited out as ordinary work even by a daemon (a `Stopper`'s
-        // watcher, a signal listener): main may be waiting for the stop in
+        // Waited out as ordinary work even by a daemon (a signal
+        // listener calling `stop`): main may be waiting for the stop in
         // `wait`, and a daemon's grace timer would not keep it waiting.
         tail.all_done = hub::not_daemon(|| match &shared.members {
             Members::Group(g) => g.join_timeout(grace),
@@ -778,7 +784,8 @@ impl fmt::Debug for ServerHandle {
     }
 }
 
-/// Stops a [`Server`] from another thread: `Send + Sync + Clone`. See
+/// Stops a [`Server`] (or a [`DatagramServer`](super::DatagramServer))
+/// from another thread: `Send + Sync + Clone`. See
 /// [`ServerHandle::stopper`].
 #[derive(Clone)]
 pub struct Stopper {
