@@ -122,3 +122,43 @@ fn a_put_blocked_on_a_full_queue_is_not_unfinished_until_its_item_goes_in() {
     assert_eq!((q.len(), q.unfinished()), (1, 1));
     time::resume();
 }
+
+#[test]
+fn put_timeout_counts_an_item_put_and_not_one_given_back() {
+    time::pause();
+    let q = JoinableQueue::bounded(1);
+    assert_eq!(q.capacity(), Some(1));
+    assert!(q.put_timeout(1, Duration::from_secs(1)).is_ok());
+    assert!(q.is_full());
+    assert_eq!(q.unfinished(), 1);
+    let back = q.put_timeout(2, Duration::from_secs(1)).unwrap_err();
+    assert!(back.is_timeout());
+    assert_eq!(back.into_inner(), 2);
+    assert_eq!(q.unfinished(), 1, "the item given back is not unfinished");
+    q.close();
+    assert!(q.is_closed());
+    assert!(q
+        .put_timeout(3, Duration::from_secs(1))
+        .unwrap_err()
+        .is_closed());
+    assert_eq!(q.unfinished(), 1);
+    time::resume();
+}
+
+#[test]
+fn peek_leaves_the_item_in_the_queue_and_unfinished() {
+    let q = JoinableQueue::new();
+    assert_eq!(q.capacity(), None);
+    assert_eq!(q.try_peek(), None);
+    let q2 = q.clone();
+    let peeker = hub::spawn(move || q2.peek());
+    hub::yield_now(); // it waits
+    q.put("job");
+    assert_eq!(peeker.join().unwrap(), Some("job"));
+    assert_eq!(q.try_peek(), Some("job"));
+    assert_eq!(q.peek_timeout(Duration::ZERO), Some("job"));
+    assert_eq!((q.len(), q.unfinished()), (1, 1));
+    assert_eq!(q.get(), "job");
+    q.task_done().unwrap();
+    assert_eq!(q.unfinished(), 0);
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::deadline_after;
 use super::event::Event;
-use super::queue::{Closed, Queue, TryPutError};
+use super::queue::{Closed, PutTimeoutError, Queue, TryPutError};
 
 /// A [`Queue`] whose consumers call [`task_done`](JoinableQueue::task_done)
 /// for each item they finished, and whose [`join`](JoinableQueue::join)
@@ -141,6 +141,24 @@ impl<T: 'static> JoinableQueue<T> {
         self.queue.try_put(item).inspect(|()| self.added())
     }
 
+    /// See [`Queue::put_timeout`]; an item put counts as unfinished, one
+    /// given back does not.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::put_timeout`].
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    #[inline(always)]
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
+        // Counted once it went in, as in `send`.
+        self.queue
+            .put_timeout(item, timeout)
+            .inspect(|()| self.added())
+    }
+
     /// See [`Queue::get`].
     ///
     /// # Panics
@@ -193,6 +211,21 @@ impl<T: 'static> JoinableQueue<T> {
     /// See [`Queue::is_empty`].
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
+    }
+
+    /// See [`Queue::is_full`].
+    pub fn is_full(&self) -> bool {
+        self.queue.is_full()
+    }
+
+    /// See [`Queue::is_closed`].
+    pub fn is_closed(&self) -> bool {
+        self.queue.is_closed()
+    }
+
+    /// See [`Queue::capacity`].
+    pub fn capacity(&self) -> Option<usize> {
+        self.queue.capacity()
     }
 
     /// Marks one item taken from the queue as finished.
@@ -263,6 +296,31 @@ impl<T> Clone for JoinableQueue<T> {
             queue: self.queue.clone(),
             tasks: self.tasks.clone(),
         }
+    }
+}
+
+impl<T: Clone + 'static> JoinableQueue<T> {
+    /// See [`Queue::peek`]: the item stays in the queue (and unfinished).
+    ///
+    /// # Panics
+    ///
+    /// As [`Queue::peek`].
+    pub fn peek(&self) -> Option<T> {
+        self.queue.peek()
+    }
+
+    /// See [`Queue::peek_timeout`].
+    ///
+    /// # Panics
+    ///
+    /// As [`Queue::peek`].
+    pub fn peek_timeout(&self, timeout: Duration) -> Option<T> {
+        self.queue.peek_timeout(timeout)
+    }
+
+    /// See [`Queue::try_peek`].
+    pub fn try_peek(&self) -> Option<T> {
+        self.queue.try_peek()
     }
 }
 

@@ -189,7 +189,13 @@ impl std::error::Error for Elapsed {}
 /// removed) and `with_timeout` returns `Err(Elapsed)`.
 ///
 /// A deadline that passes while `f` is not blocked interrupts its next
-/// blocking call; if `f` returns first, it returns `Ok`. Scopes nest; the
+/// blocking call; if `f` returns first, it returns `Ok`. A call that
+/// completes at once (a get from a queue holding items) switches away
+/// only to yield when its greenlet's budget is spent (one call in
+/// [`COOP_BUDGET`](super::COOP_BUDGET)): under a deadline already passed
+/// (`Duration::ZERO`), that yield is interrupted, so such a call fails
+/// then, with nothing taken or put, where gevent's would succeed (tokio's
+/// `timeout` behaves as here). Scopes nest; the
 /// innermost expired one is reported first. The interruption comes once:
 /// if `f` catches it (a `catch_unwind` around the call) and blocks again,
 /// that call blocks as usual, and `with_timeout` returns what `f`
