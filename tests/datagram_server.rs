@@ -353,3 +353,114 @@ fn a_handler_may_hand_its_reply_socket_on_and_the_port_is_held_until_it_goes() {
     assert!(port_is_free(addr), "closed with the last clone");
     time::resume();
 }
+
+#[test]
+fn a_stop_while_the_loop_waits_for_a_free_slot_kills_it_and_the_handler_after_the_grace() {
+    time::pause();
+    let handled = Rc::new(Cell::new(0));
+    let h = handled.clone();
+    let never = Event::new();
+    let server = DatagramServer::bind("127.0.0.1:0", move |_, _, _| {
+        h.set(h.get() + 1);
+        never.wait();
+    })
+    .unwrap()
+    .max_handlers(1)
+    .start();
+    let addr = server.local_addr();
+    let c = client();
+    for _ in 0..3 {
+        c.send_to(b"x", addr).unwrap();
+    }
+    hub::idle(); // one handler runs; the loop waits for its slot
+    assert_eq!(server.connections(), 1);
+    let start = time::now();
+    server.stop(Duration::from_secs(2));
+    assert_eq!(time::now() - start, Duration::from_secs(2));
+    assert_eq!(
+        handled.get(),
+        1,
+        "the two waiting in the socket were never handled"
+    );
+    assert_eq!(server.connections(), 0);
+    assert!(port_is_free(addr));
+    time::resume();
+}
+
+#[test]
+fn a_handler_that_stops_its_server_with_a_pool_of_one_is_the_last_handled() {
+    let me: Rc<RefCell<Option<greenlet::net::ServerHandle>>> = Rc::default();
+    let m = me.clone();
+    let handled = Rc::new(RefCell::new(Vec::new()));
+    let h = handled.clone();
+    let server = DatagramServer::bind("127.0.0.1:0", move |data: Vec<u8>, _, _: &ReplySocket| {
+        h.borrow_mut().push(data.clone());
+        if data == b"stop" {
+            let s = m.borrow().clone().unwrap();
+            s.stop(HOUR);
+            assert!(s.is_stopping());
+        }
+    })
+    .unwrap()
+    .max_handlers(1)
+    .start();
+    *me.borrow_mut() = Some(server.clone());
+    let addr = server.local_addr();
+    let c = client();
+    for msg in [&b"stop"[..], b"after1", b"after2"] {
+        c.send_to(msg, addr).unwrap();
+    }
+    server.wait();
+    me.borrow_mut().take();
+    assert_eq!(*handled.borrow(), [b"stop".to_vec()]);
+    assert!(port_is_free(addr));
+}
+
+/// A connected socket whose peer is gone gets ECONNREFUSED (an ICMP port
+/// unreachable, on Linux): one receive error, counted once, paced, and the
+/// server serves on when the peer is back.
+#[test]
+fn an_error_reported_on_the_socket_is_counted_once_and_the_server_serves_on() {
+    time::pause();
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap();
+    drop(dead);
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(dead_addr).unwrap();
+    socket.send(b"ping").unwrap(); // the ICMP's error waits on the socket
+    let handled = Rc::new(Cell::new(0));
+    let h = handled.clone();
+    let server = DatagramServer::new(socket, move |_, _, _| h.set(h.get() + 1)).start();
+    let addr = server.local_addr();
+    hub::idle();
+    time::advance(Duration::from_secs(5));
+    assert_eq!(server.accept_errors(), 1);
+    let peer = UdpSocket::bind(dead_addr).unwrap();
+    peer.send_to(b"hi", addr).unwrap();
+    while handled.get() == 0 {
+        hub::yield_now();
+    }
+    assert_eq!(server.accept_errors(), 1);
+    server.stop(Duration::ZERO);
+    assert!(port_is_free(addr));
+    time::resume();
+}
+
+#[test]
+fn the_largest_ipv4_and_ipv6_datagrams_arrive_whole() {
+    for (bind, size) in [("127.0.0.1:0", 65_507usize), ("[::1]:0", 65_527)] {
+        let Ok(server) = DatagramServer::bind(bind, |d: Vec<u8>, peer, reply: &ReplySocket| {
+            reply
+                .send_to(&(d.len() as u32).to_le_bytes(), peer)
+                .unwrap();
+        }) else {
+            continue; // no IPv6 loopback here
+        };
+        let server = server.start();
+        let c = UdpSocket::bind(bind).unwrap();
+        let big: Vec<u8> = (0..size).map(|i| i as u8).collect();
+        c.send_to(&big, server.local_addr()).unwrap();
+        assert_eq!(recv(&c), (size as u32).to_le_bytes());
+        server.stop(Duration::ZERO);
+    }
+}
