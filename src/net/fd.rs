@@ -347,7 +347,7 @@ impl<T: AsFd> AsyncFd<T> {
     ///
     /// As any blocking hub call (see the [hub docs](crate::hub)).
     pub fn read_with<R>(&self, op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
-        self.io_with(Direction::Read, "net::AsyncFd::read", op)
+        self.io_with(Direction::Read, "net::AsyncFd::read", false, op)
     }
 
     /// Runs `op` until it returns anything but `WouldBlock`, blocking the
@@ -362,7 +362,7 @@ impl<T: AsFd> AsyncFd<T> {
     ///
     /// As any blocking hub call (see the [hub docs](crate::hub)).
     pub fn write_with<R>(&self, op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
-        self.io_with(Direction::Write, "net::AsyncFd::write", op)
+        self.io_with(Direction::Write, "net::AsyncFd::write", false, op)
     }
 
     /// Sets how long a read may wait before failing with
@@ -390,10 +390,12 @@ impl<T: AsFd> AsyncFd<T> {
         self.write_timeout.get()
     }
 
+    /// `now`: try `op` first whatever the readiness (see `drive`).
     fn io_with<R>(
         &self,
         dir: Direction,
         call: &'static str,
+        now: bool,
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> io::Result<R> {
         let inner = self.get_ref();
@@ -404,7 +406,7 @@ impl<T: AsFd> AsyncFd<T> {
             read_timeout: self.read_timeout.get(),
             write_timeout: self.write_timeout.get(),
         };
-        drive(parts, dir, call, &mut || op(inner))
+        drive(parts, dir, call, now, &mut || op(inner))
     }
 
     /// The loop's parts and the wrapped value, borrowed apart.
@@ -445,10 +447,16 @@ struct Parts<'a> {
     write_timeout: Option<Duration>,
 }
 
+/// Runs `op` until it says anything but `WouldBlock`, waiting for `dir`
+/// in between, within its timeout. With `now`, `op` is tried first
+/// whatever the readiness: a transfer of no bytes, which the kernel
+/// completes at once on a pipe (std's blocking call returns `Ok(0)` at
+/// once), where waiting for data or room could wait for ever.
 fn drive<R>(
     parts: Parts<'_>,
     dir: Direction,
     call: &'static str,
+    mut now: bool,
     op: &mut dyn FnMut() -> io::Result<R>,
 ) -> io::Result<R> {
     let timeout = match dir {
@@ -462,7 +470,7 @@ fn drive<R>(
         if parts.reg.is_closed() {
             return Err(super::socket::closed(call));
         }
-        if parts.reg.is_ready(dir) {
+        if parts.reg.is_ready(dir) || std::mem::take(&mut now) {
             match op() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => parts.reg.would_block(dir),
                 done => return done,
@@ -527,39 +535,63 @@ impl<T: AsFd> Drop for AsyncFd<T> {
 impl<T: AsFd + Read> Read for AsyncFd<T> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let (parts, inner) = self.split();
-        drive(parts, Direction::Read, "net::AsyncFd::read", &mut || {
-            inner.read(buf)
-        })
+        let now = buf.is_empty();
+        drive(
+            parts,
+            Direction::Read,
+            "net::AsyncFd::read",
+            now,
+            &mut || inner.read(buf),
+        )
     }
 
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
         let (parts, inner) = self.split();
-        drive(parts, Direction::Read, "net::AsyncFd::read", &mut || {
-            inner.read_vectored(bufs)
-        })
+        let now = reads_nothing(bufs);
+        drive(
+            parts,
+            Direction::Read,
+            "net::AsyncFd::read",
+            now,
+            &mut || inner.read_vectored(bufs),
+        )
     }
 }
 
 impl<T: AsFd + Write> Write for AsyncFd<T> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let (parts, inner) = self.split();
-        drive(parts, Direction::Write, "net::AsyncFd::write", &mut || {
-            inner.write(buf)
-        })
+        let now = buf.is_empty();
+        drive(
+            parts,
+            Direction::Write,
+            "net::AsyncFd::write",
+            now,
+            &mut || inner.write(buf),
+        )
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let (parts, inner) = self.split();
-        drive(parts, Direction::Write, "net::AsyncFd::write", &mut || {
-            inner.write_vectored(bufs)
-        })
+        let now = writes_nothing(bufs);
+        drive(
+            parts,
+            Direction::Write,
+            "net::AsyncFd::write",
+            now,
+            &mut || inner.write_vectored(bufs),
+        )
     }
 
     fn flush(&mut self) -> io::Result<()> {
         let (parts, inner) = self.split();
-        drive(parts, Direction::Write, "net::AsyncFd::flush", &mut || {
-            inner.flush()
-        })
+        drive(
+            parts,
+            Direction::Write,
+            "net::AsyncFd::flush",
+            false,
+            &mut || inner.flush(),
+        )
     }
 }
 
@@ -567,7 +599,8 @@ impl<T: AsFd + Write> Write for AsyncFd<T> {
 /// greenlets sharing an `AsyncFd` (in an `Rc`, say) can all read it.
 impl<T: AsFd> Read for &AsyncFd<T> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.read_with(|inner| {
+        let now = buf.is_empty();
+        self.io_with(Direction::Read, "net::AsyncFd::read", now, |inner| {
             // SAFETY: `buf` is valid for writes of `buf.len()` bytes for
             // the call, and the descriptor is borrowed from `inner`, so
             // open.
@@ -584,7 +617,8 @@ impl<T: AsFd> Read for &AsyncFd<T> {
 
     /// One `readv(2)`, filling the buffers in order.
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.read_with(|inner| {
+        let now = reads_nothing(bufs);
+        self.io_with(Direction::Read, "net::AsyncFd::read", now, |inner| {
             let count = bufs.len().min(IOV_MAX);
             // SAFETY: `IoSliceMut` has `iovec`'s layout on Unix (std
             // guarantees it), so the pointer names `count` valid iovecs,
@@ -617,10 +651,22 @@ fn byte_count(n: isize) -> io::Result<usize> {
 /// with std's.
 pub(crate) const IOV_MAX: usize = 1024;
 
+/// Whether one `writev` of `bufs` would write no bytes (and so completes
+/// at once, whatever the readiness).
+pub(crate) fn writes_nothing(bufs: &[IoSlice<'_>]) -> bool {
+    bufs.iter().take(IOV_MAX).all(|b| b.is_empty())
+}
+
+/// Whether one `readv` into `bufs` would read no bytes.
+fn reads_nothing(bufs: &[IoSliceMut<'_>]) -> bool {
+    bufs.iter().take(IOV_MAX).all(|b| b.is_empty())
+}
+
 /// Writes the descriptor itself with `write(2)`, whatever `T` is.
 impl<T: AsFd> Write for &AsyncFd<T> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_with(|inner| {
+        let now = buf.is_empty();
+        self.io_with(Direction::Write, "net::AsyncFd::write", now, |inner| {
             // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the
             // call, and the descriptor is borrowed from `inner`, so open.
             let n =
@@ -631,7 +677,8 @@ impl<T: AsFd> Write for &AsyncFd<T> {
 
     /// One `writev(2)` of the buffers in order.
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.write_with(|inner| {
+        let now = writes_nothing(bufs);
+        self.io_with(Direction::Write, "net::AsyncFd::write", now, |inner| {
             let count = bufs.len().min(IOV_MAX);
             // SAFETY: `IoSlice` has `iovec`'s layout on Unix (std
             // guarantees it), so the pointer names `count` valid iovecs,

@@ -152,22 +152,25 @@ macro_rules! stream_io {
         }
 
         impl std::io::Write for &$t {
+            /// A write of no bytes returns at once, as std's, even while
+            /// the send buffer is full.
             fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.socket
-                    .io($crate::hub::reactor::Direction::Write, $write, |s| {
-                        let mut s = s;
-                        std::io::Write::write(&mut s, buf)
-                    })
+                let dir = $crate::hub::reactor::Direction::Write;
+                self.socket.io_trying(dir, $write, buf.is_empty(), |s| {
+                    let mut s = s;
+                    std::io::Write::write(&mut s, buf)
+                })
             }
 
             /// One `writev(2)` of the buffers in order, as std's (the
             /// default would send only the first non-empty one per call).
             fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
-                self.socket
-                    .io($crate::hub::reactor::Direction::Write, $write, |s| {
-                        let mut s = s;
-                        std::io::Write::write_vectored(&mut s, bufs)
-                    })
+                let dir = $crate::hub::reactor::Direction::Write;
+                let empty = $crate::net::fd::writes_nothing(bufs);
+                self.socket.io_trying(dir, $write, empty, |s| {
+                    let mut s = s;
+                    std::io::Write::write_vectored(&mut s, bufs)
+                })
             }
 
             fn flush(&mut self) -> std::io::Result<()> {

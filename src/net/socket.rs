@@ -59,11 +59,26 @@ impl<S: Source + AsRawFd> Socket<S> {
         call: &'static str,
         op: impl FnMut(&S) -> io::Result<R>,
     ) -> io::Result<R> {
+        self.io_trying(dir, call, false, op)
+    }
+
+    /// [`io`](Socket::io), trying `op` first whatever the readiness when
+    /// `now`: for a write of no bytes, which the kernel completes at once
+    /// even on a full buffer (std's blocking call returns `Ok(0)` at once),
+    /// where waiting for room could wait for ever.
+    #[inline]
+    pub(crate) fn io_trying<R>(
+        &self,
+        dir: Direction,
+        call: &'static str,
+        now: bool,
+        op: impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
         let timeout = match dir {
             Direction::Read => self.read_timeout.get(),
             Direction::Write => self.write_timeout.get(),
         };
-        self.io_within(dir, call, timeout, op)
+        self.io_within(dir, call, timeout, now, op)
     }
 
     /// Runs `op` once, never blocking: a `WouldBlock` comes back as the
@@ -86,12 +101,13 @@ impl<S: Source + AsRawFd> Socket<S> {
         }
     }
 
-    /// [`io`](Socket::io) with an explicit timeout.
+    /// [`io_trying`](Socket::io_trying) with an explicit timeout.
     pub(crate) fn io_within<R>(
         &self,
         dir: Direction,
         call: &'static str,
         timeout: Option<Duration>,
+        mut now: bool,
         mut op: impl FnMut(&S) -> io::Result<R>,
     ) -> io::Result<R> {
         self.hub.coop();
@@ -101,7 +117,7 @@ impl<S: Source + AsRawFd> Socket<S> {
             if self.reg.is_closed() {
                 return Err(closed(call));
             }
-            if self.reg.is_ready(dir) {
+            if self.reg.is_ready(dir) || std::mem::take(&mut now) {
                 match op(&self.io) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.reg.would_block(dir),
                     done => return done,

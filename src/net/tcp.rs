@@ -192,11 +192,13 @@ impl TcpStream {
 
     fn connect_within(addr: SocketAddr, timeout: Option<Duration>) -> io::Result<TcpStream> {
         let stream = TcpStream::from_mio(mio::net::TcpStream::connect(addr)?)?;
-        stream
-            .socket
-            .io_within(Direction::Write, "net::TcpStream::connect", timeout, |s| {
-                connect_done(s.take_error(), s.peer_addr().map(drop))
-            })?;
+        stream.socket.io_within(
+            Direction::Write,
+            "net::TcpStream::connect",
+            timeout,
+            false,
+            |s| connect_done(s.take_error(), s.peer_addr().map(drop)),
+        )?;
         Ok(stream)
     }
 
