@@ -178,14 +178,27 @@ fn killed_meanwhile(rt: &Runtime) -> bool {
 
 /// Runs `on_finish` callbacks in a new greenlet (gevent runs links from its
 /// loop too): they may block, and a panic in one is that greenlet's, not
-/// the finishing greenlet's, which may be unwinding from a kill.
+/// the finishing greenlet's, which may be unwinding from a kill. A panic in
+/// one (reported by the panic hook as it happens) does not keep the ones
+/// after it from running, as one link's error does not in gevent; the
+/// greenlet ends with the first panic once all ran. A kill of that
+/// greenlet ends it at once.
 fn run_callbacks(hub: &Rc<Hub>, callbacks: Callbacks) {
     let builder = Greenlet::builder().name("on_finish");
     // Without a stack the callbacks cannot run; they are dropped unrun
     // rather than panicking in a greenlet that may be unwinding.
     drop(spawn_with(hub, builder, move || {
+        let mut first_panic = None;
         for callback in callbacks {
-            callback();
+            if let Err(p) = panic::catch_unwind(AssertUnwindSafe(callback)) {
+                if is_kill(p.as_ref()) {
+                    panic::resume_unwind(p);
+                }
+                first_panic.get_or_insert(p);
+            }
+        }
+        if let Some(p) = first_panic {
+            panic::resume_unwind(p);
         }
     }));
 }
@@ -431,7 +444,11 @@ impl<R: 'static> JoinHandle<R> {
     /// Calls `f` once the spawned greenlet has finished, however it ended
     /// (gevent's `link`). Callbacks run in a greenlet of their own, in the
     /// order they were added, soon after the end (or soon after this call
-    /// if it already ended); they may block.
+    /// if it already ended). They may block, but one greenlet runs a
+    /// handle's callbacks in turn (gevent spawns one per link): a callback
+    /// that blocks holds back the ones after it, and one that waits for
+    /// what a later one does waits for ever. A callback that panics is
+    /// reported on stderr; the ones after it still run.
     ///
     /// ```
     /// use std::cell::Cell;
@@ -455,7 +472,9 @@ impl<R: 'static> JoinHandle<R> {
     }
 
     /// Kills the spawned greenlet (see [`Greenlet::kill`]); `join` then
-    /// returns [`JoinError::Killed`] unless it had already finished.
+    /// returns [`JoinError::Killed`] unless it had already finished, or
+    /// its function caught the kill and returned (a refused kill, see
+    /// [`Greenlet::kill`]): then its value.
     ///
     /// As gevent's `kill`, and unlike [`Greenlet::kill`], a panic out of
     /// the greenlet's end (its function caught the kill and panicked, or
