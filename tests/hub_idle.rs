@@ -225,3 +225,59 @@ fn info_of(id: u64) -> Option<WaitOn> {
         .find(|g| g.id == id)
         .and_then(|g| g.waiting_on)
 }
+
+#[test]
+fn a_daemon_looping_on_idle_does_not_keep_run_going() {
+    let turns = Rc::new(Cell::new(0u32));
+    let t = turns.clone();
+    let _daemon = hub::spawn_daemon(move || {
+        for _ in 0..10_000 {
+            hub::idle();
+            t.set(t.get() + 1); // background work between the calls
+        }
+    });
+    let work = hub::spawn(|| 42);
+    hub::run();
+    assert_eq!(work.join().unwrap(), 42);
+    assert!(
+        turns.get() < 10,
+        "run waited through {} idle turns",
+        turns.get()
+    );
+
+    time::pause();
+    let endless = hub::spawn_daemon(|| loop {
+        hub::idle();
+    });
+    assert!(hub::run_timeout(MINUTE), "the work ran out at once");
+    endless.kill();
+    time::resume();
+}
+
+#[test]
+fn main_waiting_for_what_only_an_idling_daemon_could_bring_is_told_at_once() {
+    let ev = Event::new();
+    let e = ev.clone();
+    let turns = Rc::new(Cell::new(0u32));
+    let t = turns.clone();
+    let daemon = hub::spawn_daemon(move || {
+        for _ in 0..10_000 {
+            hub::idle();
+            t.set(t.get() + 1);
+        }
+        e.set();
+    });
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ev.wait()));
+    assert!(outcome.is_err(), "the wait would block for ever");
+    assert!(turns.get() < 10, "told after {} idle turns", turns.get());
+    daemon.kill();
+}
+
+#[test]
+fn mains_idle_inside_daemon_still_returns() {
+    let ran = Rc::new(Cell::new(false));
+    let r = ran.clone();
+    hub::spawn(move || r.set(true));
+    hub::daemon(hub::idle);
+    assert!(ran.get());
+}

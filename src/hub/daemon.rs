@@ -155,8 +155,9 @@ impl Hub {
             // Work from another thread comes first.
             return false;
         }
-        if self.timed_waits.get() > 0 || self.has_idle_waiters() {
-            // (A greenlet in `idle` runs at the hub's next idle moment.)
+        if self.timed_waits.get() > 0 || self.has_working_idlers() {
+            // (A greenlet in `idle` runs at the hub's next idle moment;
+            // a daemon's idle wait is not work.)
             return false;
         }
         debug_assert!(!self

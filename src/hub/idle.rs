@@ -6,10 +6,14 @@
 //! another thread's wake-ups, without waiting for any); if that readies
 //! nobody either, it wakes every idle waiter at once, in the order they
 //! began to wait, instead of parking the thread or, on a paused clock,
-//! jumping it to the next timer.
+//! jumping it to the next timer. A daemon's idle wait is not work (see
+//! `daemon.rs`): while only daemons wait in `idle`, the hub first lets
+//! `run` return (or tells main it would wait for ever), as for a daemon's
+//! other waits, and wakes them only when it would otherwise park.
 
 use std::time::Duration;
 
+use super::daemon::current_is_daemon;
 use super::wait::{Unlink, WaitNode, WaitRef, Waiter, Wake};
 use super::{hub, Hub};
 use crate::stats::WaitOn;
@@ -56,18 +60,34 @@ use crate::stats::WaitOn;
 /// else to run, `idle` returns after one turn of the hub; so a greenlet
 /// calling `idle` in a loop keeps the thread from ever parking, as a loop
 /// of `yield_now` would (background work belongs between the calls, and
-/// a sleep or another wait in the loop lets the thread rest). A greenlet
-/// waiting in `idle` is work: [`run`](super::run) returns after it has
-/// run, daemon or not.
+/// a sleep or another wait in the loop lets the thread rest; on a
+/// [paused clock](super::time), such a loop keeps the clock from ever
+/// jumping to the next timer). A greenlet waiting in `idle` is work:
+/// [`run`](super::run) returns after it has run. A
+/// [daemon](super::spawn_daemon)'s is not: with only daemons in `idle`
+/// (and nothing else but daemons' waits), `run` returns first, and a
+/// daemon looping on `idle` for background work does not keep it going.
+///
+/// Every waiter of one idle moment returns, even when one that ran before
+/// it made work ready (as gevent's idle watchers all fire).
 ///
 /// # Panics
 ///
 /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
 pub fn idle() {
     let hub = hub();
+    // Main's idle wait is work even inside `daemon`: it always returns,
+    // so main is never told it waits for ever in it.
+    let work = !current_is_daemon() || crate::Greenlet::current().is_main();
     let node = WaitNode::new(WaitOn::Idle);
-    let mut waiter = Waiter::with_node(&hub, &node, None, WaitOn::Idle, |w| IdleLink {
-        node: hub.idle_waiters.borrow_mut().push_back(w),
+    let mut waiter = Waiter::with_node(&hub, &node, None, WaitOn::Idle, |w| {
+        if work {
+            hub.working_idlers.set(hub.working_idlers.get() + 1);
+        }
+        IdleLink {
+            node: hub.idle_waiters.borrow_mut().push_back(w),
+            work,
+        }
     });
     waiter.wait("hub::idle");
 }
@@ -75,6 +95,8 @@ pub fn idle() {
 /// A waiter's place in the hub's idle list.
 struct IdleLink {
     node: usize,
+    /// Counted in `Hub::working_idlers` (not a daemon's).
+    work: bool,
 }
 
 // SAFETY: the wait's only copy is its place on the hub's idle list, which
@@ -85,20 +107,30 @@ unsafe impl Unlink for IdleLink {
         if how != Wake::Ready {
             hub.idle_waiters.borrow_mut().remove(self.node, wait);
         }
+        if self.work {
+            hub.working_idlers.set(hub.working_idlers.get() - 1);
+        }
     }
 }
 
 impl Hub {
-    /// Whether a greenlet waits in [`idle`].
-    pub(super) fn has_idle_waiters(&self) -> bool {
-        !self.idle_waiters.borrow().is_empty()
+    /// Whether a greenlet that is not a daemon waits in [`idle`]: work
+    /// that keeps `run` going.
+    pub(super) fn has_working_idlers(&self) -> bool {
+        self.working_idlers.get() > 0
     }
 
     /// Called between rounds with nothing ready: takes what is due
     /// without waiting, and when that readies nobody, wakes the idle
-    /// waiters. `false` when none wait (the hub goes on to park).
-    pub(super) fn wake_idle_waiters(&self) -> bool {
-        if !self.has_idle_waiters() {
+    /// waiters (with `daemons_too`, all; otherwise only if one of them is
+    /// not a daemon's). `false` when it woke none (the hub goes on).
+    pub(super) fn wake_idle_waiters(&self, daemons_too: bool) -> bool {
+        let wanted = if daemons_too {
+            !self.idle_waiters.borrow().is_empty()
+        } else {
+            self.has_working_idlers()
+        };
+        if !wanted {
             return false;
         }
         self.fire_due_timers();

@@ -310,6 +310,8 @@ pub(crate) struct Hub {
     /// Greenlets waiting in [`idle`] for the hub to have nothing else to
     /// do (see `idle.rs`).
     idle_waiters: RefCell<WaitList>,
+    /// Of `idle_waiters`, those that are not daemons' (see `idle.rs`).
+    working_idlers: Cell<usize>,
 }
 
 thread_local! {
@@ -447,6 +449,7 @@ impl Hub {
                 timed_waits: Cell::new(0),
                 off_hub_work: Cell::new(0),
                 idle_waiters: RefCell::new(WaitList::new()),
+                working_idlers: Cell::new(0),
             }
         })
     }

@@ -185,8 +185,8 @@ impl Hub {
             }
             // Nothing ready: greenlets in `idle` run now, before the hub
             // would park (or jump a paused clock), once what is due has
-            // had its turn.
-            if self.wake_idle_waiters() {
+            // had its turn; daemons' only after the daemons' check below.
+            if self.wake_idle_waiters(false) {
                 continue;
             }
             // With daemons marked, what is left may be only theirs: then
@@ -227,6 +227,9 @@ impl Hub {
                 // its own deadlines do not keep `run` going.
                 self.end_run(&main);
                 continue;
+            }
+            if self.wake_idle_waiters(true) {
+                continue; // daemons in `idle`: run or main goes on first
             }
             let deadline = self.timers.borrow_mut().next_deadline();
             if let Some(deadline) = deadline.filter(|_| time::is_paused()) {

@@ -35,7 +35,7 @@
 //! The clock belongs to the thread (as its hub does); other threads'
 //! clocks are not affected.
 //!
-//! Three things to keep in mind when a test runs on a paused clock:
+//! Four things to keep in mind when a test runs on a paused clock:
 //! - Take instants from [`now`], never from [`Instant::now`]: both are
 //!   `Instant`s (the hub takes `std`'s type, where tokio has its own), so
 //!   mixing them compiles, and a deadline built from the real clock is far
@@ -46,7 +46,9 @@
 //!   sleep.
 //! - To let everything that can run now run, without moving the clock
 //!   (the greenlets a test just started, and those they woke), call
-//!   [`idle`](super::idle): it returns before the clock would jump.
+//!   [`idle`](super::idle): it returns before the clock would jump. It
+//!   does not wait for work on other threads (a thread-pool job still
+//!   running, a [`hold`]): join that instead.
 //! - Work on other threads is not waited for, except thread-pool jobs
 //!   (below): a value sent on a [`channel`](super::channel) by a plain OS
 //!   thread can arrive at any paused time, or after a timed receive has

@@ -132,7 +132,7 @@ impl Hub {
     /// waits: `run` then returns rather than wait for its own deadline.
     /// One check when no scope exists.
     pub(super) fn only_runs_deadlines_left(&self) -> bool {
-        if !self.has_scopes() || self.has_idle_waiters() {
+        if !self.has_scopes() || self.has_working_idlers() {
             return false;
         }
         let runs = self
