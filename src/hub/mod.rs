@@ -312,6 +312,11 @@ pub(crate) struct Hub {
     idle_waiters: RefCell<WaitList>,
     /// Of `idle_waiters`, those that are not daemons' (see `idle.rs`).
     working_idlers: Cell<usize>,
+    /// The greenlet last taken off the ready queue to run: a blocked or
+    /// yielding greenlet that resumes and is not this one was switched to
+    /// by something else (a raw child returning to its parent), and may
+    /// still be queued (see `Hub::note_resumed`).
+    resuming: Cell<Option<Key>>,
 }
 
 thread_local! {
@@ -450,6 +455,7 @@ impl Hub {
                 off_hub_work: Cell::new(0),
                 idle_waiters: RefCell::new(WaitList::new()),
                 working_idlers: Cell::new(0),
+                resuming: Cell::new(None),
             }
         })
     }

@@ -354,6 +354,7 @@ impl Hub {
                 self.round_left.set(left - 1);
                 drop(ready);
                 super::budget::refill();
+                self.resuming.set(Some(next.key()));
                 Some(next)
             }
             other => {
@@ -398,6 +399,7 @@ impl Hub {
             if !next.is_dead_in(rt) {
                 self.round_left.set(left);
                 super::budget::refill();
+                self.resuming.set(Some(next.key()));
                 return Some(next);
             }
             drop(next);
@@ -509,13 +511,16 @@ const YIELD: &str = "hub::yield_now";
 fn yield_through_hub() {
     let hub = hub();
     hub.check_alive(YIELD);
-    if let Err(e) = hub.greenlet.switch::<(), ()>(()) {
-        let rt = Runtime::get();
-        if rt.switch_fails_at_once() {
-            // It never left: off the ready queue again.
-            hub.forget_ready(rt.current());
+    match hub.greenlet.switch::<(), ()>(()) {
+        Ok(()) => hub.note_resumed(Runtime::get().current()),
+        Err(e) => {
+            let rt = Runtime::get();
+            if rt.switch_fails_at_once() {
+                // It never left: off the ready queue again.
+                hub.forget_ready(rt.current());
+            }
+            super::wait::switched_back_with(e, YIELD);
         }
-        super::wait::switched_back_with(e, YIELD);
     }
 }
 
@@ -614,6 +619,9 @@ pub fn yield_now() {
                 }
                 super::wait::switched_back_with(e, YIELD);
             });
+            // SAFETY: the hub outlives every greenlet frame that resumes,
+            // and the borrow ends here.
+            unsafe { &*super::hub_ptr() }.note_resumed(rt.current());
             // The runtime outlives every greenlet frame that resumes.
             if let Some(next) = kept {
                 next.release_in(rt);

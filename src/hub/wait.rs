@@ -803,6 +803,7 @@ impl Hub {
                             next.release_in(rt);
                         }
                         self.switched_back(is_main);
+                        self.note_resumed(me);
                     }
                     Err(e) => {
                         if rt.switch_fails_at_once() {
@@ -832,11 +833,34 @@ impl Hub {
                 let back = Back(self, is_main);
                 let outcome = self.greenlet.switch::<(), ()>(());
                 drop(back);
-                if let Err(e) = outcome {
-                    switched_back_with(e, call);
+                match outcome {
+                    Ok(()) => self.note_resumed(me),
+                    Err(e) => switched_back_with(e, call),
                 }
             }
         }
+    }
+
+    /// Called by a blocked or yielding greenlet `me` that resumed with a
+    /// plain `()`: unless the hub took it off the ready queue to run it
+    /// (the common case, one compare), something else switched to it (a
+    /// raw greenlet whose parent it is, returning or switching to it), and
+    /// an entry a wake-up queued for it may still be there, which would
+    /// later resume it inside whatever switch it makes next, with a stray
+    /// value: taken off (a scan, on this rare path). Its wait then ends if
+    /// it was woken, or goes on.
+    #[inline(always)]
+    pub(super) fn note_resumed(&self, me: Key) {
+        if self.resuming.get() != Some(me) {
+            self.stray_resume(me);
+        }
+    }
+
+    /// [`note_resumed`](Hub::note_resumed)'s rare path, out of line.
+    #[cold]
+    #[inline(never)]
+    fn stray_resume(&self, me: Key) {
+        self.forget_ready(me);
     }
 
     /// Where a blocked greenlet resumes: main is no longer blocked.
@@ -935,7 +959,12 @@ pub(super) fn switched_back_with(e: SwitchError, call: &'static str) {
             std::panic::resume_unwind(p)
         }
         // Anything else (a stray value) is a spurious wake-up: the
-        // caller checks its wait and blocks again.
-        _ => {}
+        // caller checks its wait, and blocks again unless it was woken;
+        // a queued wake-up's entry goes (see `Hub::note_resumed`).
+        _ => {
+            if let Some(hub) = hub {
+                hub.forget_ready(Runtime::get().current());
+            }
+        }
     }
 }
