@@ -38,7 +38,8 @@
 //! reason it was woken) and switches away; whoever makes it runnable puts it
 //! on the FIFO ready queue. Switching away goes straight to the next ready
 //! greenlet (one greenlet switch); the hub's own loop runs only between
-//! rounds: it fires due timers, parks the thread until the next deadline
+//! rounds: it fires due timers, wakes the greenlets waiting in [`idle`]
+//! when nothing else is ready, parks the thread until the next deadline
 //! when only timers remain, and switches back to main when nothing is left.
 //!
 //! A *round* is the set of greenlets that were ready when it began; a
