@@ -8,7 +8,9 @@
 //! daemon's, `run` returns; the daemons stay parked, and run again on the
 //! next `run` or blocking call of main. In the same state while main is
 //! blocked in a call, that call panics as one that would block forever
-//! (the daemons alone could keep it waiting for ever): a daemon's wait
+//! (the daemons alone could keep it waiting for ever), and a switch of
+//! main's own (to a greenlet now blocked in the hub) gets the error it
+//! gets when nothing at all is left to run: a daemon's wait
 //! never keeps main waiting, as gevent raises `LoopExit` when only
 //! `ref=False` watchers are left. A wait of main's own that can end by
 //! itself (a deadline, a `with_timeout`, a descriptor, another thread)

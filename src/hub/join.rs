@@ -194,7 +194,13 @@ fn run_callbacks(hub: &Rc<Hub>, callbacks: Callbacks) {
                 if is_kill(p.as_ref()) {
                     panic::resume_unwind(p);
                 }
-                first_panic.get_or_insert(p);
+                if first_panic.is_none() {
+                    first_panic = Some(p);
+                } else if let Err(again) = panic::catch_unwind(AssertUnwindSafe(|| drop(p))) {
+                    // A later payload whose drop panics: that panic's own
+                    // payload is leaked rather than risk another.
+                    std::mem::forget(again);
+                }
             }
         }
         if let Some(p) = first_panic {
@@ -444,10 +450,12 @@ impl<R: 'static> JoinHandle<R> {
     /// Calls `f` once the spawned greenlet has finished, however it ended
     /// (gevent's `link`). Callbacks run in a greenlet of their own, in the
     /// order they were added, soon after the end (or soon after this call
-    /// if it already ended). They may block, but one greenlet runs a
-    /// handle's callbacks in turn (gevent spawns one per link): a callback
-    /// that blocks holds back the ones after it, and one that waits for
-    /// what a later one does waits for ever. A callback that panics is
+    /// if it already ended). They may block, but the callbacks added
+    /// before the end run in turn in one greenlet (gevent spawns one per
+    /// link): one that blocks holds back the ones after it, and one that
+    /// waits for what a later one does waits for ever. A callback added
+    /// after the end runs at once in a greenlet of its own, so it does not
+    /// wait for earlier ones still blocked. A callback that panics is
     /// reported on stderr; the ones after it still run.
     ///
     /// ```

@@ -191,21 +191,28 @@ impl Hub {
             }
             // With daemons marked, what is left may be only theirs: then
             // `run` returns, or main, blocked in a call it cannot be woken
-            // from by itself, is told it would wait for ever.
+            // from by itself, is told it would wait for ever, and so is
+            // main in a switch of its own (to a greenlet now blocked in the
+            // hub: nothing but a daemon could bring it back).
             // `only_daemons_wait` reads counters in the common case;
             // `main_can_wake_itself` walks the waits, so it is asked last.
             let main_is_blocked = self.main_blocked.get().is_some();
+            // Main is not ready (nothing is), not in `run` and not in a
+            // blocking call: it is in a switch of its own.
+            let main_in_own_switch = !self.main_in_run.get() && !main_is_blocked;
             let mut main_waits_for_daemons = false;
-            let only_daemons_left = self.daemons.get() > 0
-                && (self.main_in_run.get() || main_is_blocked)
-                && self.only_daemons_wait()
-                && {
-                    main_waits_for_daemons =
-                        main_is_blocked && !self.main_can_wake_itself(main.key());
-                    self.main_in_run.get() || main_waits_for_daemons
-                };
+            let only_daemons_left = self.daemons.get() > 0 && self.only_daemons_wait() && {
+                main_waits_for_daemons = main_in_own_switch
+                    || (main_is_blocked && !self.main_can_wake_itself(main.key()));
+                self.main_in_run.get() || main_waits_for_daemons
+            };
             if only_daemons_left {
-                let back = if main_waits_for_daemons {
+                // Main resumes in `run` or gets an error: not a resume the
+                // ready queue made (see `Hub::note_resumed`).
+                self.resuming.set(Some(main.key()));
+                let back = if main_in_own_switch {
+                    main.throw::<String, ()>(self.nothing_can_run())
+                } else if main_waits_for_daemons {
                     // Main waits for what nothing but a daemon's wait could
                     // bring: as if nothing were left (gevent's `LoopExit`
                     // with only `ref=False` watchers), not a wait that
@@ -287,18 +294,13 @@ impl Hub {
             // switch of its own while the greenlets it started are all
             // blocked: then its switch gets an error saying so (gevent's
             // `LoopExit`), never a stray value.
+            self.resuming.set(Some(main.key()));
             let back = if self.main_blocked.get().is_some() {
                 main.throw::<BlockedForever, ()>(BlockedForever::NothingLeft)
             } else if self.main_in_run.replace(false) {
                 main.switch::<(), ()>(())
             } else {
-                let message = format!(
-                    "greenlet::hub: nothing can run: no greenlet is ready and no timer \
-                     is pending (the last blocking call was {}), so the hub switched \
-                     back to main",
-                    self.last_call.get()
-                );
-                main.throw::<String, ()>(message)
+                main.throw::<String, ()>(self.nothing_can_run())
             };
             if let Err(e) = back {
                 report_reaching_the_hub(e);
@@ -306,10 +308,23 @@ impl Hub {
         }
     }
 
+    /// What main's own switch gets when nothing but the hub is left to
+    /// run (or only daemons, which do not keep main waiting).
+    #[cold]
+    fn nothing_can_run(&self) -> String {
+        format!(
+            "greenlet::hub: nothing can run: no greenlet is ready and no timer \
+             is pending (the last blocking call was {}), so the hub switched \
+             back to main",
+            self.last_call.get()
+        )
+    }
+
     /// Ends main's `run`: it returns.
     #[cold]
     fn end_run(&self, main: &Greenlet) {
         self.main_in_run.set(false);
+        self.resuming.set(Some(main.key()));
         if let Err(e) = main.switch::<(), ()>(()) {
             report_reaching_the_hub(e);
         }
@@ -566,10 +581,13 @@ fn yield_diverted() {
     let unqueue = Unqueue(&hub, rt);
     let outcome = hub.greenlet.switch::<(), ()>(());
     std::mem::forget(unqueue);
-    if let Err(e) = outcome {
-        // Still queued: this greenlet did not leave.
-        hub.forget_ready(rt.current());
-        super::wait::switched_back_with(e, YIELD);
+    match outcome {
+        Ok(()) => hub.note_resumed(rt.current()),
+        Err(e) => {
+            // Still queued: this greenlet did not leave.
+            hub.forget_ready(rt.current());
+            super::wait::switched_back_with(e, YIELD);
+        }
     }
     drop(hub);
     interrupt_if_expired();
