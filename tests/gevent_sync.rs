@@ -8,7 +8,7 @@
 //! `*CrossThread` classes and `test__lock.py`'s `TestRLockMultiThread`
 //! (these primitives are per thread; `Send` types such as `hub::channel`
 //! cross threads instead); `rawlink`/`unlink` callbacks on semaphores and
-//! results (`test_release_twice`, `test_rawlink_on_unacquired_runs_notifiers`,
+//! results (`test_release_twice`,
 //! `test_link`, `TestAsyncResultAsLinkTarget`; `JoinHandle::on_finish` is
 //! the link that exists); weak references and `__del__`
 //! (`test_semaphore_weakref`, `test_semaphore_in_class_with_del`,
@@ -24,6 +24,16 @@ use greenlet::hub::{self, with_timeout, AsyncResult, Event, Semaphore};
 const MS: Duration = Duration::from_millis(1);
 
 // ----- test__semaphore.py -----
+
+/// gevent's `test_rawlink_on_unacquired_runs_notifiers`: waiting on a
+/// semaphore with a permit free returns at once (gevent raised `LoopExit`
+/// once); the wait takes no permit.
+#[test]
+fn test_rawlink_on_unacquired_runs_notifiers() {
+    let s = Semaphore::new(1);
+    assert_eq!(hub::wait(&[&s], None, None), [0]);
+    assert_eq!(s.available_permits(), 1);
+}
 
 #[test]
 fn test_acquire_returns_false_after_timeout() {
