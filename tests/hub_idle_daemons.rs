@@ -9,35 +9,13 @@
 use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use greenlet::hub;
 
-fn msg(p: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else {
-        "<non-string panic>".into()
-    }
-}
-
-fn guard<R: Send + 'static>(
-    secs: u64,
-    f: impl FnOnce() -> R + Send + 'static,
-) -> Result<R, String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let r = catch_unwind(AssertUnwindSafe(f)).map_err(msg);
-        let _ = tx.send(r);
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(r) => r,
-        Err(_) => Err("HANG".into()),
-    }
-}
+#[path = "support/hang_guard.rs"]
+mod hang_guard;
+use hang_guard::{guard, panic_message as msg};
 
 fn daemon_idle_loop(n: Rc<Cell<u32>>) -> hub::JoinHandle<()> {
     hub::spawn_daemon(move || loop {

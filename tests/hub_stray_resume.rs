@@ -7,38 +7,15 @@
 //! return, and a yield.
 
 use std::cell::RefCell;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use greenlet::hub;
 use greenlet::Greenlet;
 
-fn msg(p: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else if let Some(s) = p.downcast_ref::<&str>() {
-        s.to_string()
-    } else {
-        "<non-string panic>".into()
-    }
-}
-
-fn guard<R: Send + 'static>(
-    secs: u64,
-    f: impl FnOnce() -> R + Send + 'static,
-) -> Result<R, String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let r = catch_unwind(AssertUnwindSafe(f)).map_err(msg);
-        let _ = tx.send(r);
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(r) => r,
-        Err(_) => Err("HANG".into()),
-    }
-}
+#[path = "support/hang_guard.rs"]
+mod hang_guard;
+use hang_guard::guard;
 
 #[test]
 fn main_woken_from_idle_and_resumed_by_a_raw_child_then_switches_again() {
