@@ -54,7 +54,7 @@ use std::collections::HashSet;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -75,25 +75,9 @@ const LARGE_RANGE: u64 = 1000;
 /// The pool sizes of `TestPool`, `TestPool2`, `TestPool3`, `TestPool10`.
 const SIZES: [usize; 4] = [1, 2, 3, 10];
 
-/// A latch pool jobs wait on until the test opens it.
-#[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<bool>, Condvar)>);
-
-impl Gate {
-    fn wait(&self) {
-        let (open, cond) = &*self.0;
-        let mut open = open.lock().unwrap();
-        while !*open {
-            open = cond.wait(open).unwrap();
-        }
-    }
-
-    fn open(&self) {
-        let (open, cond) = &*self.0;
-        *open.lock().unwrap() = true;
-        cond.notify_all();
-    }
-}
+#[path = "support/gate.rs"]
+mod gate;
+use gate::Gate;
 
 fn sqr(x: u64) -> u64 {
     x * x

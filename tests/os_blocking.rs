@@ -9,31 +9,15 @@ use std::cell::Cell;
 use std::collections::HashSet;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
 use greenlet::hub::{self, with_timeout, JoinError, ThreadPool};
 
-/// A latch pool threads wait on until a greenlet opens it.
-#[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<bool>, Condvar)>);
-
-impl Gate {
-    fn wait(&self) {
-        let (open, cond) = &*self.0;
-        let mut open = open.lock().unwrap();
-        while !*open {
-            open = cond.wait(open).unwrap();
-        }
-    }
-
-    fn open(&self) {
-        let (open, cond) = &*self.0;
-        *open.lock().unwrap() = true;
-        cond.notify_all();
-    }
-}
+#[path = "support/gate.rs"]
+mod gate;
+use gate::Gate;
 
 #[test]
 fn hundred_blocking_calls_run_on_pool_threads_while_greenlets_keep_switching() {
