@@ -196,10 +196,8 @@ fn run_callbacks(hub: &Rc<Hub>, callbacks: Callbacks) {
                 }
                 if first_panic.is_none() {
                     first_panic = Some(p);
-                } else if let Err(again) = panic::catch_unwind(AssertUnwindSafe(|| drop(p))) {
-                    // A later payload whose drop panics: that panic's own
-                    // payload is leaked rather than risk another.
-                    std::mem::forget(again);
+                } else {
+                    drop_payload(p);
                 }
             }
         }
@@ -207,6 +205,15 @@ fn run_callbacks(hub: &Rc<Hub>, callbacks: Callbacks) {
             panic::resume_unwind(p);
         }
     }));
+}
+
+/// Drops a panic payload whose destructor may panic: that panic's payload
+/// is dropped the same way, until one drops quietly (a payload made by
+/// `panic!` always does).
+fn drop_payload(mut p: Box<dyn Any + Send>) {
+    while let Err(again) = panic::catch_unwind(AssertUnwindSafe(move || drop(p))) {
+        p = again;
+    }
 }
 
 /// Owned by the spawned closure: records `Killed` if the greenlet ends
