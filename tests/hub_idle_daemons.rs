@@ -183,3 +183,24 @@ fn main_raw_switch_with_a_daemon_sleep_loop_is_told() {
         "{r:?}"
     );
 }
+
+/// Main's switch into a raw greenlet that then waits as a daemon (a sleep
+/// inside `hub::daemon`) is told that only daemons wait, as main blocked
+/// on what only a daemon could bring is: a daemon's wait never keeps main
+/// waiting (`hub::daemon`'s docs), and the message says so.
+#[test]
+fn main_switched_into_a_greenlet_waiting_as_a_daemon_is_told_only_daemons_wait() {
+    let r = guard(20, || {
+        hub::time::pause();
+        let c = greenlet::Greenlet::new(|()| {
+            hub::daemon(|| hub::sleep(Duration::from_millis(1)));
+            4u32
+        });
+        match c.switch::<(), u32>(()) {
+            Err(greenlet::SwitchError::Thrown(p)) => msg(p),
+            other => format!("{other:?}"),
+        }
+    });
+    let message = r.unwrap();
+    assert!(message.contains("only daemon greenlets wait"), "{message}");
+}

@@ -126,3 +126,39 @@ fn a_callback_added_after_the_end_does_not_wait_for_a_blocked_earlier_one() {
     });
     assert_eq!(r, Ok(vec!["3", "1", "2"]));
 }
+
+/// A panic payload whose drop blocks (a sleep): dropped by the callbacks'
+/// greenlet after a first panic.
+struct SlowDrop;
+
+impl Drop for SlowDrop {
+    fn drop(&mut self) {
+        hub::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// A kill that reaches the callbacks' greenlet while it drops a later
+/// callback's payload ends it at once: the callbacks after it do not run.
+#[test]
+fn a_kill_during_a_later_payloads_drop_ends_the_callbacks() {
+    let r = guard(20, || {
+        hub::time::pause();
+        let slot: Rc<RefCell<Option<greenlet::Greenlet>>> = Rc::default();
+        let third_ran = Rc::new(std::cell::Cell::new(false));
+        let h = hub::spawn(|| ());
+        h.on_finish(|| panic!("first"));
+        let s = slot.clone();
+        h.on_finish(move || {
+            *s.borrow_mut() = Some(greenlet::Greenlet::current().into());
+            std::panic::panic_any(SlowDrop);
+        });
+        let t = third_ran.clone();
+        h.on_finish(move || t.set(true));
+        hub::idle(); // h ends; the callbacks run up to the slow drop
+        let g = slot.borrow_mut().take().expect("the second callback ran");
+        g.kill();
+        hub::idle();
+        (g.is_dead(), third_ran.get())
+    });
+    assert_eq!(r, Ok((true, false)));
+}

@@ -9,8 +9,9 @@
 //! next `run` or blocking call of main. In the same state while main is
 //! blocked in a call, that call panics as one that would block forever
 //! (the daemons alone could keep it waiting for ever), and a switch of
-//! main's own (to a greenlet now blocked in the hub) gets the error it
-//! gets when nothing at all is left to run: a daemon's wait
+//! main's own (to a greenlet now blocked in the hub, even one that waits
+//! as a daemon itself) gets an error saying nothing can run but daemons,
+//! as when nothing at all is left to run: a daemon's wait
 //! never keeps main waiting, as gevent raises `LoopExit` when only
 //! `ref=False` watchers are left. A wait of main's own that can end by
 //! itself (a deadline, a `with_timeout`, a descriptor, another thread)

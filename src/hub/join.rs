@@ -209,9 +209,13 @@ fn run_callbacks(hub: &Rc<Hub>, callbacks: Callbacks) {
 
 /// Drops a panic payload whose destructor may panic: that panic's payload
 /// is dropped the same way, until one drops quietly (a payload made by
-/// `panic!` always does).
+/// `panic!` always does). A kill that reaches the destructor (it
+/// blocked) unwinds on.
 fn drop_payload(mut p: Box<dyn Any + Send>) {
     while let Err(again) = panic::catch_unwind(AssertUnwindSafe(move || drop(p))) {
+        if is_kill(again.as_ref()) {
+            panic::resume_unwind(again);
+        }
         p = again;
     }
 }

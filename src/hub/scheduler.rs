@@ -211,7 +211,7 @@ impl Hub {
                 // ready queue made (see `Hub::note_resumed`).
                 self.resuming.set(Some(main.key()));
                 let back = if main_in_own_switch {
-                    main.throw::<String, ()>(self.nothing_can_run())
+                    main.throw::<String, ()>(self.nothing_can_run(true))
                 } else if main_waits_for_daemons {
                     // Main waits for what nothing but a daemon's wait could
                     // bring: as if nothing were left (gevent's `LoopExit`
@@ -300,7 +300,7 @@ impl Hub {
             } else if self.main_in_run.replace(false) {
                 main.switch::<(), ()>(())
             } else {
-                main.throw::<String, ()>(self.nothing_can_run())
+                main.throw::<String, ()>(self.nothing_can_run(false))
             };
             if let Err(e) = back {
                 report_reaching_the_hub(e);
@@ -309,13 +309,18 @@ impl Hub {
     }
 
     /// What main's own switch gets when nothing but the hub is left to
-    /// run (or only daemons, which do not keep main waiting).
+    /// run, or `only_daemons` wait (which do not keep main waiting).
     #[cold]
-    fn nothing_can_run(&self) -> String {
+    fn nothing_can_run(&self, only_daemons: bool) -> String {
+        let left = if only_daemons {
+            "only daemon greenlets wait (their waits and timers never keep main \
+             waiting; see `hub::daemon`)"
+        } else {
+            "no timer is pending"
+        };
         format!(
-            "greenlet::hub: nothing can run: no greenlet is ready and no timer \
-             is pending (the last blocking call was {}), so the hub switched \
-             back to main",
+            "greenlet::hub: nothing can run: no greenlet is ready and {left} (the \
+             last blocking call was {}), so the hub switched back to main",
             self.last_call.get()
         )
     }
