@@ -492,8 +492,10 @@ impl<R: 'static> JoinHandle<R> {
 
     /// Kills the spawned greenlet (see [`Greenlet::kill`]); `join` then
     /// returns [`JoinError::Killed`] unless it had already finished, or
-    /// its function caught the kill and returned (a refused kill, see
-    /// [`Greenlet::kill`]): then its value.
+    /// its function caught the kill and blocked again (a refused kill,
+    /// see [`Greenlet::kill`]): then what it returns in the end. A
+    /// function that catches the kill and returns at once is killed all
+    /// the same (its value is dropped).
     ///
     /// As gevent's `kill`, and unlike [`Greenlet::kill`], a panic out of
     /// the greenlet's end (its function caught the kill and panicked, or
