@@ -58,13 +58,15 @@ fn test_basic() {
 fn test_waitall() {
     time::pause();
     let s = Group::new();
-    s.spawn(|| hub::sleep(DELAY));
-    s.spawn(|| hub::sleep(DELAY * 2));
+    let a = s.spawn(|| hub::sleep(DELAY));
+    let b = s.spawn(|| hub::sleep(DELAY * 2));
     assert_eq!(s.len(), 2);
     let start = time::now();
     s.join();
     assert!(s.is_empty());
     assert_eq!(time::now() - start, DELAY * 2);
+    // `raise_error=True`: no member failed.
+    assert!(a.join().is_ok() && b.join().is_ok());
 }
 
 // test__greenletset.py Test.test_kill_block

@@ -250,38 +250,6 @@ fn test_pool0_wait_full() {
 
 const DELAY: Duration = Duration::from_millis(100);
 
-/// Members leave the group as their sleeps end, on the virtual clock.
-#[test]
-fn test_greenletset_basic() {
-    time::pause();
-    let s = Group::new();
-    s.spawn(|| hub::sleep(DELAY));
-    assert_eq!(s.len(), 1);
-    s.spawn(|| hub::sleep(DELAY * 5));
-    assert_eq!(s.len(), 2);
-    hub::yield_now();
-    hub::sleep(DELAY * 2);
-    assert_eq!(s.len(), 1);
-    hub::sleep(DELAY * 5);
-    assert!(s.is_empty());
-}
-
-/// `join` returns when the last member ends: after 2*DELAY exactly.
-#[test]
-fn test_greenletset_waitall() {
-    time::pause();
-    let s = Group::new();
-    let a = s.spawn(|| hub::sleep(DELAY));
-    let b = s.spawn(|| hub::sleep(DELAY * 2));
-    assert_eq!(s.len(), 2);
-    let t0 = time::now();
-    s.join();
-    assert_eq!(time::now() - t0, DELAY * 2);
-    assert!(s.is_empty());
-    // `raise_error=True`: no member failed.
-    assert!(a.join().is_ok() && b.join().is_ok());
-}
-
 /// `kill()` (blocking) empties the group without waiting for the sleeps.
 #[test]
 fn test_greenletset_kill_block() {
