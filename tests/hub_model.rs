@@ -1,7 +1,7 @@
 //! A model-based randomized test of the hub: random programs of `spawn`,
 //! `yield_now`, `sleep`, queue puts and gets (unbounded and bounded, with
-//! and without timeouts), `Event` set / clear / wait, `join`, `kill` and
-//! `with_timeout`, run on the real hub under the paused clock and on a
+//! and without timeouts), `Event` set / clear / wait, `join`, `kill`,
+//! `idle` and `with_timeout`, run on the real hub under the paused clock and on a
 //! small reference model of the round-based scheduler (no stacks). The full
 //! traces (who completes which call, with what result, at what hub time,
 //! in order) and the queues' final contents must match.
@@ -41,6 +41,7 @@ enum Op {
     Wait { e: usize, timeout: Option<u64> },
     Join(usize),
     Kill(usize),
+    Idle,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -144,6 +145,10 @@ fn exec(w: &World, me: usize, s: usize, op: Op) -> Outcome {
             g.kill();
             Outcome::Done
         }
+        Op::Idle => {
+            hub::idle();
+            Outcome::Done
+        }
     }
 }
 
@@ -216,6 +221,7 @@ enum Kind {
     Put(usize, u8),
     Event(usize),
     Join(usize),
+    Idle,
 }
 
 struct Wait {
@@ -283,6 +289,8 @@ struct Model {
     events: Vec<EventM>,
     ready: VecDeque<usize>,
     round_left: usize,
+    /// The waits of greenlets in `idle`, in call order.
+    idlers: VecDeque<usize>,
     /// `(deadline, seq) -> action`.
     timers: BTreeMap<(u64, u64), Action>,
     seq: u64,
@@ -424,6 +432,11 @@ impl Model {
                     self.gs[j].joiner = None;
                 }
             }
+            Kind::Idle => {
+                if !ready {
+                    self.idlers.retain(|x| *x != w);
+                }
+            }
         }
         wait.wake
     }
@@ -460,7 +473,7 @@ impl Model {
             return self.record(g, Outcome::Elapsed);
         }
         let outcome = match (kind, wake) {
-            (Kind::Sleep, _) => Outcome::Done,
+            (Kind::Sleep | Kind::Idle, _) => Outcome::Done,
             (Kind::Get(q), Wake::Ready) => {
                 let item = self.queues[q].handed.remove(&w);
                 self.wake_putter(q);
@@ -593,6 +606,11 @@ impl Model {
                     self.kill(j);
                     Outcome::Done
                 }
+                Op::Idle => {
+                    let w = self.new_wait(g, None, Kind::Idle);
+                    self.idlers.push_back(w);
+                    return Left::Switched;
+                }
             };
             self.record(g, outcome);
         }
@@ -654,6 +672,14 @@ impl Model {
                 }
                 continue;
             }
+            // Nothing ready, and what is due taken: every idle waiter
+            // wakes, in call order, before the clock may jump.
+            if !self.idlers.is_empty() {
+                while let Some(w) = self.idlers.pop_front() {
+                    self.wake(w, Wake::Ready);
+                }
+                continue;
+            }
             match self.timers.keys().next() {
                 Some(&(deadline, _)) => self.now = deadline,
                 None => return,
@@ -706,6 +732,7 @@ fn op(greenlets: usize) -> impl Strategy<Value = Op> {
         2 => (e, timeout).prop_map(|(e, timeout)| Op::Wait { e, timeout }),
         1 => (0..greenlets).prop_map(Op::Join),
         1 => (0..greenlets).prop_map(Op::Kill),
+        1 => Just(Op::Idle),
     ]
 }
 
@@ -786,6 +813,43 @@ fn a_set_wakes_the_waiters_in_order_after_the_sleeper_that_set_it() {
         (0, 0, 2, Outcome::Waited(true)),
         (1, 0, 2, Outcome::Waited(true)),
         (0, 1, 2, Outcome::Done),
+    ];
+    assert_eq!(real.0, expected);
+    assert_eq!(run_model(&prog).0, expected);
+}
+
+#[test]
+fn idle_waiters_wake_in_call_order_once_nothing_is_ready_before_the_clock_jumps() {
+    let s = |op| Step { op, scope: None };
+    let prog: Program = vec![
+        vec![s(Op::Idle), s(Op::Yield)],
+        vec![s(Op::Yield), s(Op::Yield)],
+        vec![s(Op::Sleep(1)), s(Op::Idle)],
+        vec![
+            s(Op::Idle),
+            Step {
+                op: Op::Idle,
+                scope: Some(2),
+            },
+        ],
+    ];
+    let real = {
+        let _paused = Paused::new();
+        run_real(&prog)
+    };
+    let expected = vec![
+        (1, 0, 0, Outcome::Done),
+        (1, 1, 0, Outcome::Done),
+        // Nothing ready at 0 ms: both idle waiters, in call order, before
+        // the clock jumps to the sleeper's 1 ms.
+        (0, 0, 0, Outcome::Done),
+        (3, 0, 0, Outcome::Done),
+        (0, 1, 0, Outcome::Done),
+        // 3 waits in idle again: once 0's yield ran, nothing is ready at
+        // 0 ms, so it wakes before its 2 ms scope or the clock's jump.
+        (3, 1, 0, Outcome::Done),
+        (2, 0, 1, Outcome::Done),
+        (2, 1, 1, Outcome::Done),
     ];
     assert_eq!(real.0, expected);
     assert_eq!(run_model(&prog).0, expected);
