@@ -1,25 +1,35 @@
 //! A model-based randomized test of the hub: random programs of `spawn`,
 //! `yield_now`, `sleep`, queue puts and gets (unbounded and bounded, with
 //! and without timeouts), `Event` set / clear / wait, `join`, `kill`,
-//! `idle` and `with_timeout`, run on the real hub under the paused clock and on a
+//! `throw`, `idle` and `with_timeout`, run on the real hub under the paused clock and on a
 //! small reference model of the round-based scheduler (no stacks). The full
 //! traces (who completes which call, with what result, at what hub time,
 //! in order) and the queues' final contents must match.
 //!
 //! Each program is a list of greenlets, each a list of steps; main spawns
-//! them all in order and calls `run`. A step is one call, optionally inside
-//! `with_timeout`. Greenlets name each other by index.
+//! the first few in order and calls `run`, and the others are spawned by a
+//! step of a running greenlet. A step is one call, optionally inside
+//! `with_timeout`. Greenlets name each other by index; a step aimed at a
+//! greenlet that is not there to take it (not spawned, dead, or the caller
+//! itself) does nothing, on both sides.
+//!
+//! A throw is the raw [`Greenlet::throw`]: a switch, so the thrower stays
+//! suspended in it until something switches to it (here: another throw,
+//! whose error its own throw then returns, or a kill), while its target
+//! unwinds out of whatever call it is blocked in, or yielded in, or its own
+//! throw, and goes on with its next step, each step catching that error.
 //!
 //! 10,000 cases run in `cargo test`; set `GREENLET_HUB_MODEL_CASES` for
 //! more. A failure shrinks to a minimal program, printed in the message.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
+use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use greenlet::hub::{self, time, Event, JoinError, JoinHandle, PutTimeoutError, Queue};
-use greenlet::Greenlet;
+use greenlet::{Greenlet, SwitchError};
 use proptest::prelude::*;
 
 const QUEUES: usize = 3;
@@ -42,6 +52,8 @@ enum Op {
     Join(usize),
     Kill(usize),
     Idle,
+    Spawn(usize),
+    Throw(usize),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -51,7 +63,22 @@ struct Step {
     scope: Option<u64>,
 }
 
-type Program = Vec<Vec<Step>>;
+#[derive(Clone, Debug)]
+struct Program {
+    /// Main spawns greenlets `0..initial`; the others wait for a `Spawn`.
+    initial: usize,
+    steps: Vec<Vec<Step>>,
+}
+
+impl Program {
+    /// A program whose greenlets main spawns all.
+    fn all(steps: Vec<Vec<Step>>) -> Program {
+        Program {
+            initial: steps.len(),
+            steps,
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Outcome {
@@ -62,6 +89,13 @@ enum Outcome {
     Joined(Result<u8, &'static str>),
     /// The step's `with_timeout` expired.
     Elapsed,
+    /// A `Spawn` started its greenlet (`false`: it was already spawned).
+    Spawned(bool),
+    /// A `Throw` came back: its target had not started, and died of it
+    /// (`false`: nothing to throw into).
+    Threw(bool),
+    /// Another greenlet threw into this step.
+    Thrown,
 }
 
 /// `(greenlet, step, hub milliseconds, outcome)`.
@@ -77,13 +111,50 @@ fn value(g: usize, s: usize) -> u8 {
 struct World {
     queues: Vec<Queue<u8>>,
     events: Vec<Event>,
+    steps: Vec<Vec<Step>>,
     handles: RefCell<Vec<Option<JoinHandle<u8>>>>,
-    greenlets: RefCell<Vec<Greenlet>>,
+    /// Each greenlet once spawned.
+    greenlets: RefCell<Vec<Option<Greenlet>>>,
     trace: RefCell<Vec<Entry>>,
     start: Instant,
 }
 
-fn exec(w: &World, me: usize, s: usize, op: Op) -> Outcome {
+/// What a `Throw` throws.
+struct Boom;
+
+/// Spawns greenlet `me` of the program.
+fn spawn(w: &Rc<World>, me: usize) {
+    let w2 = w.clone();
+    let h = hub::spawn(move || {
+        for (s, step) in w2.steps[me].iter().enumerate() {
+            let call = || match step.scope {
+                None => exec(&w2, me, s, step.op),
+                Some(t) => {
+                    hub::with_timeout(Duration::from_millis(t), || exec(&w2, me, s, step.op))
+                        .unwrap_or(Outcome::Elapsed)
+                }
+            };
+            let outcome = match panic::catch_unwind(AssertUnwindSafe(call)) {
+                Ok(outcome) => outcome,
+                Err(p) if p.is::<Boom>() => Outcome::Thrown,
+                Err(p) => panic::resume_unwind(p),
+            };
+            let at = (time::now() - w2.start).as_millis() as u64;
+            w2.trace.borrow_mut().push((me, s, at, outcome));
+        }
+        me as u8
+    });
+    w.greenlets.borrow_mut()[me] = Some(h.greenlet().clone());
+    w.handles.borrow_mut()[me] = Some(h);
+}
+
+/// Greenlet `j`, if it is there to be aimed at by `me`.
+fn target(w: &World, me: usize, j: usize) -> Option<Greenlet> {
+    let g = w.greenlets.borrow()[j].clone()?;
+    (j != me && !g.is_dead()).then_some(g)
+}
+
+fn exec(w: &Rc<World>, me: usize, s: usize, op: Op) -> Outcome {
     let ms = Duration::from_millis;
     match op {
         Op::Yield => {
@@ -128,6 +199,7 @@ fn exec(w: &World, me: usize, s: usize, op: Op) -> Outcome {
             timeout: Some(t),
         } => Outcome::Waited(w.events[e].wait_timeout(ms(t))),
         Op::Join(j) if j == me => Outcome::Done,
+        Op::Join(j) if w.greenlets.borrow()[j].is_none() => Outcome::Joined(Err("unspawned")),
         Op::Join(j) => {
             let h = w.handles.borrow_mut()[j].take();
             Outcome::Joined(match h {
@@ -139,20 +211,36 @@ fn exec(w: &World, me: usize, s: usize, op: Op) -> Outcome {
                 },
             })
         }
-        Op::Kill(j) if j == me => Outcome::Done,
         Op::Kill(j) => {
-            let g = w.greenlets.borrow()[j].clone();
-            g.kill();
+            if let Some(g) = target(w, me, j) {
+                g.kill();
+            }
             Outcome::Done
         }
         Op::Idle => {
             hub::idle();
             Outcome::Done
         }
+        Op::Spawn(j) => {
+            let new = w.greenlets.borrow()[j].is_none();
+            if new {
+                spawn(w, j);
+            }
+            Outcome::Spawned(new)
+        }
+        Op::Throw(j) => match target(w, me, j) {
+            None => Outcome::Threw(false),
+            Some(g) => match g.throw::<Boom, ()>(Boom) {
+                Ok(()) => Outcome::Threw(true),
+                Err(SwitchError::Thrown(p)) if p.is::<Boom>() => Outcome::Thrown,
+                Err(e) => panic!("a throw came back with {e:?}"),
+            },
+        },
     }
 }
 
 fn run_real(prog: &Program) -> (Vec<Entry>, Vec<Vec<u8>>) {
+    let n = prog.steps.len();
     let w = Rc::new(World {
         queues: (0..QUEUES)
             .map(|q| match capacity(q) {
@@ -161,34 +249,19 @@ fn run_real(prog: &Program) -> (Vec<Entry>, Vec<Vec<u8>>) {
             })
             .collect(),
         events: (0..EVENTS).map(|_| Event::new()).collect(),
-        handles: RefCell::new(Vec::new()),
-        greenlets: RefCell::new(Vec::new()),
+        steps: prog.steps.clone(),
+        handles: RefCell::new((0..n).map(|_| None).collect()),
+        greenlets: RefCell::new(vec![None; n]),
         trace: RefCell::new(Vec::new()),
         start: time::now(),
     });
-    for (me, steps) in prog.iter().enumerate() {
-        let (w2, steps) = (w.clone(), steps.clone());
-        let h = hub::spawn(move || {
-            for (s, step) in steps.iter().enumerate() {
-                let outcome = match step.scope {
-                    None => exec(&w2, me, s, step.op),
-                    Some(t) => {
-                        hub::with_timeout(Duration::from_millis(t), || exec(&w2, me, s, step.op))
-                            .unwrap_or(Outcome::Elapsed)
-                    }
-                };
-                let at = (time::now() - w2.start).as_millis() as u64;
-                w2.trace.borrow_mut().push((me, s, at, outcome));
-            }
-            me as u8
-        });
-        w.greenlets.borrow_mut().push(h.greenlet().clone());
-        w.handles.borrow_mut().push(Some(h));
+    for me in 0..prog.initial {
+        spawn(&w, me);
     }
     hub::run();
-    // Whatever is left is blocked for good: unwind it, then let the hub
-    // drop the dead from its ready queue.
-    let left: Vec<Greenlet> = w.greenlets.borrow().clone();
+    // Whatever is left is blocked (or suspended in a throw) for good:
+    // unwind it, then let the hub drop the dead from its ready queue.
+    let left: Vec<Greenlet> = w.greenlets.borrow().iter().flatten().cloned().collect();
     for g in left {
         g.kill();
     }
@@ -264,7 +337,10 @@ struct EventM {
 struct G {
     steps: Vec<Step>,
     pc: usize,
+    spawned: bool,
     started: bool,
+    /// Suspended in a throw of its own.
+    stuck: bool,
     dead: bool,
     result: Option<Result<u8, &'static str>>,
     handle_taken: bool,
@@ -280,6 +356,8 @@ enum Left {
     /// Blocked, or yielded (it is on the ready queue).
     Switched,
     Finished,
+    /// Threw into this greenlet, which runs next.
+    Threw(usize),
 }
 
 #[derive(Default)]
@@ -499,6 +577,7 @@ impl Model {
         if self.gs[j].dead {
             return;
         }
+        self.gs[j].stuck = false;
         if self.gs[j].started {
             if let Some(w) = self.gs[j].wait {
                 self.end_wait(w, false);
@@ -506,6 +585,34 @@ impl Model {
             self.end_scope(j);
         }
         self.finish(j, Err("killed"));
+    }
+
+    /// Whether `g` can take a kill or a throw from `me`.
+    fn is_target(&self, me: usize, j: usize) -> bool {
+        j != me && self.gs[j].spawned && !self.gs[j].dead
+    }
+
+    /// Takes `g`'s entry off the ready queue, as the hub does for a
+    /// greenlet resumed by something else than the hub.
+    fn forget_ready(&mut self, g: usize) {
+        if let Some(i) = self.ready.iter().position(|x| *x == g) {
+            self.ready.remove(i);
+            if i < self.round_left {
+                self.round_left -= 1;
+            }
+        }
+    }
+
+    /// Resumes `g`, just thrown into: the call it was suspended in (a
+    /// blocking call, a yield, a throw of its own) ends with the error,
+    /// which its step catches.
+    fn resume_thrown(&mut self, g: usize) {
+        self.gs[g].stuck = false;
+        self.forget_ready(g);
+        if let Some(w) = self.gs[g].wait {
+            self.end_wait(w, false);
+        }
+        self.record(g, Outcome::Thrown);
     }
 
     /// Runs `g` until it switches away or finishes.
@@ -518,6 +625,11 @@ impl Model {
             // Back from a yield.
             self.record(g, Outcome::Done);
         }
+        self.steps(g)
+    }
+
+    /// Runs `g`'s steps until it switches away or finishes.
+    fn steps(&mut self, g: usize) -> Left {
         loop {
             let pc = self.gs[g].pc;
             let Some(step) = self.gs[g].steps.get(pc).copied() else {
@@ -590,6 +702,7 @@ impl Model {
                     }
                 }
                 Op::Join(j) if j == g => Outcome::Done,
+                Op::Join(j) if !self.gs[j].spawned => Outcome::Joined(Err("unspawned")),
                 Op::Join(j) => {
                     if std::mem::replace(&mut self.gs[j].handle_taken, true) {
                         Outcome::Joined(Err("gone"))
@@ -601,10 +714,27 @@ impl Model {
                         return Left::Switched;
                     }
                 }
-                Op::Kill(j) if j == g => Outcome::Done,
                 Op::Kill(j) => {
-                    self.kill(j);
+                    if self.is_target(g, j) {
+                        self.kill(j);
+                    }
                     Outcome::Done
+                }
+                Op::Spawn(j) => {
+                    let new = !std::mem::replace(&mut self.gs[j].spawned, true);
+                    if new {
+                        self.ready.push_back(j);
+                    }
+                    Outcome::Spawned(new)
+                }
+                Op::Throw(j) if !self.is_target(g, j) => Outcome::Threw(false),
+                Op::Throw(j) if !self.gs[j].started => {
+                    self.finish(j, Err("panicked"));
+                    Outcome::Threw(true)
+                }
+                Op::Throw(j) => {
+                    self.gs[g].stuck = true;
+                    return Left::Threw(j);
                 }
                 Op::Idle => {
                     let w = self.new_wait(g, None, Kind::Idle);
@@ -664,7 +794,11 @@ impl Model {
             self.round_left = self.ready.len();
             if let Some(mut g) = self.pop_ready() {
                 loop {
-                    self.run(g);
+                    let mut left = self.run(g);
+                    while let Left::Threw(j) = left {
+                        self.resume_thrown(j);
+                        left = self.steps(j);
+                    }
                     match self.next_for_handoff() {
                         Some(next) => g = next,
                         None => break,
@@ -699,12 +833,16 @@ fn run_model(prog: &Program) -> (Vec<Entry>, Vec<Vec<u8>>) {
         events: (0..EVENTS).map(|_| EventM::default()).collect(),
         ..Model::default()
     };
-    for (g, steps) in prog.iter().enumerate() {
+    for (g, steps) in prog.steps.iter().enumerate() {
+        let spawned = g < prog.initial;
         m.gs.push(G {
             steps: steps.clone(),
+            spawned,
             ..G::default()
         });
-        m.ready.push_back(g);
+        if spawned {
+            m.ready.push_back(g);
+        }
     }
     m.hub_loop();
     let contents = m
@@ -733,6 +871,8 @@ fn op(greenlets: usize) -> impl Strategy<Value = Op> {
         1 => (0..greenlets).prop_map(Op::Join),
         1 => (0..greenlets).prop_map(Op::Kill),
         1 => Just(Op::Idle),
+        1 => (0..greenlets).prop_map(Op::Spawn),
+        1 => (0..greenlets).prop_map(Op::Throw),
     ]
 }
 
@@ -740,7 +880,8 @@ fn program() -> impl Strategy<Value = Program> {
     (1usize..=5).prop_flat_map(|n| {
         let step = (op(n), proptest::option::weighted(0.2, 1u64..=3))
             .prop_map(|(op, scope)| Step { op, scope });
-        proptest::collection::vec(proptest::collection::vec(step, 0..=10), n)
+        let steps = proptest::collection::vec(proptest::collection::vec(step, 0..=10), n);
+        (1..=n, steps).prop_map(|(initial, steps)| Program { initial, steps })
     })
 }
 
@@ -789,7 +930,7 @@ impl Drop for Paused {
 #[test]
 fn a_set_wakes_the_waiters_in_order_after_the_sleeper_that_set_it() {
     let s = |op| Step { op, scope: None };
-    let prog: Program = vec![
+    let prog = Program::all(vec![
         vec![
             s(Op::Wait {
                 e: 0,
@@ -802,7 +943,7 @@ fn a_set_wakes_the_waiters_in_order_after_the_sleeper_that_set_it() {
             timeout: None,
         })],
         vec![s(Op::Sleep(2)), s(Op::Set(0))],
-    ];
+    ]);
     let real = {
         let _paused = Paused::new();
         run_real(&prog)
@@ -821,7 +962,7 @@ fn a_set_wakes_the_waiters_in_order_after_the_sleeper_that_set_it() {
 #[test]
 fn idle_waiters_wake_in_call_order_once_nothing_is_ready_before_the_clock_jumps() {
     let s = |op| Step { op, scope: None };
-    let prog: Program = vec![
+    let prog = Program::all(vec![
         vec![s(Op::Idle), s(Op::Yield)],
         vec![s(Op::Yield), s(Op::Yield)],
         vec![s(Op::Sleep(1)), s(Op::Idle)],
@@ -832,7 +973,7 @@ fn idle_waiters_wake_in_call_order_once_nothing_is_ready_before_the_clock_jumps(
                 scope: Some(2),
             },
         ],
-    ];
+    ]);
     let real = {
         let _paused = Paused::new();
         run_real(&prog)
@@ -850,6 +991,37 @@ fn idle_waiters_wake_in_call_order_once_nothing_is_ready_before_the_clock_jumps(
         (3, 1, 0, Outcome::Done),
         (2, 0, 1, Outcome::Done),
         (2, 1, 1, Outcome::Done),
+    ];
+    assert_eq!(real.0, expected);
+    assert_eq!(run_model(&prog).0, expected);
+}
+
+#[test]
+fn a_throw_runs_its_target_at_once_and_leaves_the_thrower_suspended_until_thrown_into() {
+    let s = |op| Step { op, scope: None };
+    let prog = Program::all(vec![
+        vec![
+            s(Op::Wait {
+                e: 0,
+                timeout: None,
+            }),
+            s(Op::Yield),
+        ],
+        vec![s(Op::Throw(0)), s(Op::Sleep(1))],
+        vec![s(Op::Throw(1))],
+    ]);
+    let real = {
+        let _paused = Paused::new();
+        run_real(&prog)
+    };
+    let expected = vec![
+        // 1's throw ends 0's wait at once; 0 yields, and the round goes
+        // on with 2, whose throw resumes 1 out of its own throw.
+        (0, 0, 0, Outcome::Thrown),
+        (1, 0, 0, Outcome::Thrown),
+        (0, 1, 0, Outcome::Done),
+        (1, 1, 1, Outcome::Done),
+        // 2 stays suspended in its throw: nothing switches to it.
     ];
     assert_eq!(real.0, expected);
     assert_eq!(run_model(&prog).0, expected);
