@@ -138,6 +138,42 @@ fn try_clone_shares_the_connection_and_keeps_the_timeouts() {
     assert_eq!(l2.local_addr().unwrap(), listener.local_addr().unwrap());
 }
 
+/// As std's clones (the timeouts are options of the one socket there): a
+/// timeout set through any handle, before or after the clone, holds for
+/// every clone, a clone's clone included.
+#[test]
+fn try_clone_shares_timeouts_set_later_through_either_handle() {
+    let ms = Duration::from_millis;
+    let (_client, server) = tcp_pair();
+    let clone = server.try_clone().unwrap();
+    server.set_read_timeout(Some(ms(5))).unwrap();
+    assert_eq!(clone.read_timeout().unwrap(), Some(ms(5)));
+    assert_eq!(
+        (&clone).read(&mut [0u8; 1]).unwrap_err().kind(),
+        ErrorKind::TimedOut
+    );
+    clone.set_write_timeout(Some(ms(7))).unwrap();
+    assert_eq!(server.write_timeout().unwrap(), Some(ms(7)));
+    let third = clone.try_clone().unwrap();
+    third.set_read_timeout(None).unwrap();
+    assert_eq!(server.read_timeout().unwrap(), None);
+    assert_eq!(clone.read_timeout().unwrap(), None);
+    assert_eq!(third.write_timeout().unwrap(), Some(ms(7)));
+    // Dropping handles leaves the others' timeouts in place.
+    drop(server);
+    drop(third);
+    assert_eq!(clone.write_timeout().unwrap(), Some(ms(7)));
+
+    let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let b = a.try_clone().unwrap();
+    b.set_read_timeout(Some(ms(3))).unwrap();
+    assert_eq!(a.read_timeout().unwrap(), Some(ms(3)));
+    assert_eq!(
+        a.recv_from(&mut [0u8; 1]).unwrap_err().kind(),
+        ErrorKind::TimedOut
+    );
+}
+
 #[test]
 fn close_on_an_async_fd_wakes_its_readers_writers_and_multi_waits() {
     // A pipe: one reader blocked on the empty read end, one writer

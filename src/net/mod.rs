@@ -303,16 +303,18 @@ macro_rules! close_and_clone {
             }
 
             /// A new handle to the same socket (a duplicated descriptor,
-            /// registered on its own, with the same timeouts), as std's
-            /// `try_clone`. Closing one handle wakes its own waiters only
+            /// registered on its own), as std's `try_clone`. The two share
+            /// their read and write timeouts, as in std (where they are
+            /// options of the one socket): one set through either holds
+            /// for both. Closing one handle wakes its own waiters only
             /// (but shuts a stream down for both).
             ///
             /// # Errors
             ///
             /// `dup`'s or the hub's, or `ConnectionAborted` once closed.
             pub fn try_clone(&self) -> std::io::Result<$t> {
-                let clone = <$t>::from_std(<$std>::from(self.socket.dup()?))?;
-                clone.socket.copy_timeouts(&self.socket);
+                let mut clone = <$t>::from_std(<$std>::from(self.socket.dup()?))?;
+                clone.socket.share_timeouts(&self.socket);
                 Ok(clone)
             }
         }

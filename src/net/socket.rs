@@ -1,7 +1,7 @@
 //! A mio socket registered with the thread's hub: the one place where a
 //! socket call that would block turns into a greenlet wait.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::rc::Rc;
@@ -20,8 +20,53 @@ pub(crate) struct Socket<S: Source + AsRawFd> {
     io: S,
     reg: Rc<Registration>,
     hub: Rc<Hub>,
-    read_timeout: Cell<Option<Duration>>,
-    write_timeout: Cell<Option<Duration>>,
+    timeouts: Timeouts,
+}
+
+/// A read and a write timeout, by [`Direction`].
+type Pair = [Cell<Option<Duration>>; 2];
+
+/// A socket's timeouts. In std they are socket options, kept by the one
+/// open socket that every duplicate of its descriptor names, so a timeout
+/// set through a `try_clone`d handle holds for the original too. Here they
+/// are the socket's own until its first `try_clone`, which moves them
+/// where both handles share them (an allocation only for sockets that
+/// are cloned, none per accepted connection).
+struct Timeouts {
+    own: Pair,
+    shared: OnceCell<Rc<Pair>>,
+}
+
+impl Timeouts {
+    fn new() -> Timeouts {
+        Timeouts {
+            own: Default::default(),
+            shared: OnceCell::new(),
+        }
+    }
+
+    fn pair(&self) -> &Pair {
+        self.shared.get().map_or(&self.own, |shared| shared)
+    }
+
+    fn get(&self, dir: Direction) -> Option<Duration> {
+        self.pair()[dir as usize].get()
+    }
+
+    fn set(&self, dir: Direction, timeout: Option<Duration>) {
+        self.pair()[dir as usize].set(timeout);
+    }
+
+    /// The timeouts shared from now on with a clone.
+    fn share(&self) -> Timeouts {
+        let shared = self
+            .shared
+            .get_or_init(|| Rc::new([Cell::new(self.own[0].get()), Cell::new(self.own[1].get())]));
+        Timeouts {
+            own: Default::default(),
+            shared: OnceCell::from(shared.clone()),
+        }
+    }
 }
 
 impl<S: Source + AsRawFd> Socket<S> {
@@ -34,8 +79,7 @@ impl<S: Source + AsRawFd> Socket<S> {
             io,
             reg,
             hub,
-            read_timeout: Cell::new(None),
-            write_timeout: Cell::new(None),
+            timeouts: Timeouts::new(),
         })
     }
 
@@ -74,10 +118,7 @@ impl<S: Source + AsRawFd> Socket<S> {
         now: bool,
         op: impl FnMut(&S) -> io::Result<R>,
     ) -> io::Result<R> {
-        let timeout = match dir {
-            Direction::Read => self.read_timeout.get(),
-            Direction::Write => self.write_timeout.get(),
-        };
+        let timeout = self.timeouts.get(dir);
         self.io_within(dir, call, timeout, now, op)
     }
 
@@ -193,7 +234,7 @@ impl<S: Source + AsRawFd> Socket<S> {
     }
 
     /// A duplicate of its descriptor (for `try_clone`), which the caller
-    /// registers as a socket of its own, with the same timeouts.
+    /// registers as a socket of its own, sharing the timeouts.
     pub(crate) fn dup(&self) -> io::Result<OwnedFd> {
         if self.reg.is_closed() {
             return Err(closed("net::try_clone"));
@@ -204,11 +245,10 @@ impl<S: Source + AsRawFd> Socket<S> {
         fd.try_clone_to_owned()
     }
 
-    /// Gives `self` the timeouts of `other` (a clone keeps them, as std's
-    /// `try_clone`, where they are socket options).
-    pub(crate) fn copy_timeouts(&self, other: &Socket<S>) {
-        self.read_timeout.set(other.read_timeout.get());
-        self.write_timeout.set(other.write_timeout.get());
+    /// Makes `self` share the timeouts of `other`, of which it is a clone
+    /// (see [`Timeouts`]).
+    pub(crate) fn share_timeouts(&mut self, other: &Socket<S>) {
+        self.timeouts = other.timeouts.share();
     }
 
     pub(crate) fn set_timeout(&self, dir: Direction, timeout: Option<Duration>) -> io::Result<()> {
@@ -219,18 +259,12 @@ impl<S: Source + AsRawFd> Socket<S> {
                 "cannot set a 0 duration timeout",
             ));
         }
-        match dir {
-            Direction::Read => self.read_timeout.set(timeout),
-            Direction::Write => self.write_timeout.set(timeout),
-        }
+        self.timeouts.set(dir, timeout);
         Ok(())
     }
 
     pub(crate) fn timeout(&self, dir: Direction) -> Option<Duration> {
-        match dir {
-            Direction::Read => self.read_timeout.get(),
-            Direction::Write => self.write_timeout.get(),
-        }
+        self.timeouts.get(dir)
     }
 }
 

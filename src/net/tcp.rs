@@ -203,6 +203,9 @@ impl TcpStream {
     }
 
     /// Wraps a connected stream made with std, making it non-blocking.
+    /// A read or write timeout set on the std socket is not carried over
+    /// (std keeps it as a socket option, which non-blocking calls ignore;
+    /// here it is the hub's): set it again on the result.
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
         stream.set_nonblocking(true)?;
         TcpStream::from_mio(mio::net::TcpStream::from_std(stream))

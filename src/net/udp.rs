@@ -43,6 +43,9 @@ impl UdpSocket {
     }
 
     /// Wraps a socket made with std, making it non-blocking.
+    /// A read or write timeout set on the std socket is not carried over
+    /// (std keeps it as a socket option, which non-blocking calls ignore;
+    /// here it is the hub's): set it again on the result.
     pub fn from_std(socket: std::net::UdpSocket) -> io::Result<UdpSocket> {
         socket.set_nonblocking(true)?;
         Ok(UdpSocket {

@@ -157,6 +157,9 @@ impl UnixStream {
     }
 
     /// Wraps a stream made with std, making it non-blocking.
+    /// A read or write timeout set on the std socket is not carried over
+    /// (std keeps it as a socket option, which non-blocking calls ignore;
+    /// here it is the hub's): set it again on the result.
     pub fn from_std(stream: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
         stream.set_nonblocking(true)?;
         UnixStream::from_mio(mio::net::UnixStream::from_std(stream))
