@@ -65,7 +65,7 @@ struct Shared {
     idle_timeout: Duration,
 }
 
-struct State {
+pub(super) struct State {
     jobs: VecDeque<Job>,
     /// Threads alive (working or idle).
     threads: usize,
@@ -77,22 +77,53 @@ struct State {
     notified: usize,
     /// The pool's last handle is gone: threads leave when out of work.
     closed: bool,
+    /// The forks this process had made when the threads counted here
+    /// were: in a forked child, none of them is there (see `fork.rs`).
+    born: u64,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // Only counters and the queue change under the lock, and no job
         // runs while it is held: a poisoned lock still guards sound state.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.born != super::fork::forks() {
+            forget_threads(&mut state);
+        }
+        state
     }
 }
+
+/// In a forked child: no thread of the pool came along, so none is
+/// counted, working or idle. Queued jobs stay, for new threads to take; a
+/// job that was running runs in the parent only.
+pub(super) fn forget_threads(state: &mut State) {
+    state.threads = 0;
+    state.idle = 0;
+    state.notified = 0;
+    state.born = super::fork::forks();
+}
+
+/// The global pool's lock, if the pool exists, for `fork.rs` to hold
+/// across a fork.
+pub(super) fn lock_global() -> Option<MutexGuard<'static, State>> {
+    let pool = GLOBAL.get()?;
+    Some(
+        pool.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner),
+    )
+}
+
+/// The pool [`spawn_blocking`] uses.
+static GLOBAL: OnceLock<ThreadPool> = OnceLock::new();
 
 impl ThreadPool {
     /// The pool [`spawn_blocking`] uses: up to 128 threads, each exiting
     /// after 10 s without work. Created on first use; its threads are
     /// started only when work comes.
     pub fn global() -> &'static ThreadPool {
-        static GLOBAL: OnceLock<ThreadPool> = OnceLock::new();
         GLOBAL.get_or_init(|| ThreadPool::new(128, Duration::from_secs(10)))
     }
 
@@ -108,6 +139,7 @@ impl ThreadPool {
             max_threads > 0,
             "greenlet::hub::ThreadPool::new: max_threads must be at least 1"
         );
+        super::fork::watch();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 jobs: VecDeque::new(),
@@ -115,6 +147,7 @@ impl ThreadPool {
                 idle: 0,
                 notified: 0,
                 closed: false,
+                born: super::fork::forks(),
             }),
             work: Condvar::new(),
             max_threads,

@@ -143,6 +143,39 @@
 //! [`spawn_daemon`] mark waits that do not keep `run` going. [`monitor`]
 //! reports greenlets that run too long without switching (see the crate
 //! docs' "What blocks the hub").
+//!
+//! # `fork` without `exec`
+//!
+//! A child forked from a thread with a hub (`libc::fork`, a daemonizing
+//! double fork, a pre-forking server) keeps that hub, its greenlets,
+//! timers and queues, and the forking greenlet goes on in both processes,
+//! as gevent's `fork` with its `reinit` done for you. What a fork does not
+//! copy cleanly, the crate mends on the child's first use:
+//!
+//! - the poll is a new epoll instance and waker of the child's own, with
+//!   every socket and descriptor the child still holds registered there
+//!   (an inherited listener accepts in the child; a greenlet blocked on a
+//!   socket at the fork goes on waiting there); the inherited instance,
+//!   which is the parent's too, is let go untouched, so nothing the child
+//!   waits for, registers or drops (its exit unwinding what it inherited,
+//!   say) reaches the parent's;
+//! - the thread pools count none of the parent's threads (none came
+//!   along) and start their own; the [`signal`] dispatcher starts again, so
+//!   a [`Signal`] made before the fork hears the child's signals;
+//! - the locks the child needs (the global pool's, the signal registry's,
+//!   this hub's mailbox) are held by the forking thread across the fork, so
+//!   no other thread of the parent can leave one locked in the child.
+//!
+//! Not mended: a [`spawn_blocking`] job running at the fork runs in the
+//! parent only (a greenlet of the child joining it waits for ever: join it
+//! before forking); the [`monitor`]'s thread stays in the parent (call it
+//! again in the child); a [`process::Child`](crate::process::Child) of the
+//! parent is not the forked process's child (waiting on it fails there);
+//! a pool made with [`ThreadPool::new`] whose own thread held its lock at
+//! the instant of the fork (for a queue operation's few instructions)
+//! keeps it locked in the child. Other threads' hubs are not in the child
+//! at all. A fork made by a raw system call rather than libc's `fork`
+//! runs no `pthread_atfork` handler and is not seen.
 
 mod async_result;
 mod barrier;
@@ -153,6 +186,7 @@ mod channel;
 mod condvar;
 mod daemon;
 mod event;
+mod fork;
 mod group;
 mod handoff;
 mod idle;

@@ -12,15 +12,20 @@
 //! socket drained), and is set again by the next event. So a greenlet only
 //! waits after the kernel said "not now", and skips the syscall that would
 //! only say so again.
+//!
+//! In a child forked without `exec`, the epoll instance is the parent's
+//! too: the first use there builds the child's own (see `fork.rs`).
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mio::event::Source;
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
@@ -74,6 +79,9 @@ impl Direction {
 /// for each direction and the waits blocked on each.
 pub(crate) struct Registration {
     token: usize,
+    /// The descriptor registered (-1: none, a channel's), for a forked
+    /// child to register again in its own epoll instance.
+    fd: Cell<RawFd>,
     /// `Direction::bit`s believed ready.
     ready: Cell<u8>,
     readers: RefCell<VecDeque<WaitKey>>,
@@ -237,10 +245,24 @@ pub(crate) struct Reactor {
     events: RefCell<Events>,
     registrations: RefCell<Slab<Rc<Registration>>>,
     inbox: Arc<Inbox>,
+    /// The fork count (see `fork.rs`) `poll` was made under: another one
+    /// means this is a forked child, whose `poll` is still the parent's.
+    born: Cell<u64>,
+}
+
+/// What every descriptor is registered for: both directions,
+/// edge-triggered.
+fn interest() -> Interest {
+    let interest = Interest::READABLE | Interest::WRITABLE;
+    // `EPOLLPRI` tells of TCP urgent data (see `short_read`).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let interest = interest | Interest::PRIORITY;
+    interest
 }
 
 impl Reactor {
     pub(crate) fn new() -> io::Result<Reactor> {
+        super::fork::watch();
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         Ok(Reactor {
@@ -248,7 +270,48 @@ impl Reactor {
             events: RefCell::new(Events::with_capacity(EVENTS)),
             registrations: RefCell::new(Slab::new()),
             inbox: Arc::new(Inbox::new(waker)),
+            born: Cell::new(super::fork::forks()),
         })
+    }
+
+    /// Makes sure `poll` is this process's own, before any use of it: in a
+    /// forked child, the first call builds a new one (see `fork.rs`).
+    #[inline]
+    fn own(&self) -> io::Result<()> {
+        if self.born.get() == super::fork::forks() {
+            return Ok(());
+        }
+        self.renew()
+    }
+
+    /// In a forked child: a new epoll instance and waker, every descriptor
+    /// still registered registered again there, and the inherited ones let
+    /// go without a call on them (they are the parent's too).
+    #[cold]
+    #[inline(never)]
+    fn renew(&self) -> io::Result<()> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        for (token, reg) in self.registrations.borrow().iter() {
+            let fd = reg.fd.get();
+            if fd < 0 {
+                continue;
+            }
+            // Ready events the parent's instance took before the fork are
+            // not seen again: both directions are "maybe ready" until a
+            // call says otherwise, and the registration reports what is
+            // ready now.
+            reg.ready
+                .set(reg.ready.get() | Direction::Read.bit() | Direction::Write.bit());
+            SourceFd(&fd).register(poll.registry(), Token(token), interest())?;
+        }
+        // Dropping the inherited instance and waker closes the child's
+        // descriptors of them, not the parent's.
+        drop(self.poll.replace(poll));
+        self.inbox.replace_waker(waker);
+        self.born.set(super::fork::forks());
+        super::signal::renew_dispatcher();
+        Ok(())
     }
 
     /// The mailbox other threads reach this hub through.
@@ -263,6 +326,7 @@ impl Reactor {
         let entry = registrations.vacant_entry();
         let reg = Rc::new(Registration {
             token: entry.key(),
+            fd: Cell::new(-1),
             // Both directions start "maybe ready": the first operation
             // always tries the syscall.
             ready: Cell::new(Direction::Read.bit() | Direction::Write.bit()),
@@ -275,18 +339,17 @@ impl Reactor {
         reg
     }
 
-    /// Registers `io` for both directions, edge-triggered.
-    pub(crate) fn register(&self, io: &mut impl Source) -> io::Result<Rc<Registration>> {
+    /// Registers descriptor `fd` for both directions, edge-triggered.
+    pub(crate) fn register(&self, fd: RawFd) -> io::Result<Rc<Registration>> {
+        self.own()?;
         let reg = self.add();
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        // `EPOLLPRI` tells of TCP urgent data (see `short_read`).
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        let interest = interest | Interest::PRIORITY;
-        let registered = io.register(self.poll.borrow().registry(), Token(reg.token), interest);
+        let registered =
+            SourceFd(&fd).register(self.poll.borrow().registry(), Token(reg.token), interest());
         if let Err(e) = registered {
             self.remove(&reg);
             return Err(e);
         }
+        reg.fd.set(fd);
         Ok(reg)
     }
 
@@ -295,11 +358,14 @@ impl Reactor {
         self.registrations.borrow_mut().try_remove(reg.token);
     }
 
-    /// Deregisters `io` and forgets `reg`.
-    pub(crate) fn deregister(&self, io: &mut impl Source, reg: &Registration) {
+    /// Deregisters descriptor `fd` and forgets `reg`.
+    pub(crate) fn deregister(&self, fd: RawFd, reg: &Registration) {
         // The fd is about to close, which removes it from the epoll set in
-        // any case; an error here changes nothing.
-        let _ = io.deregister(self.poll.borrow().registry());
+        // any case; an error here changes nothing. A forked child that
+        // could not make an instance of its own leaves the parent's alone.
+        if self.own().is_ok() {
+            let _ = SourceFd(&fd).deregister(self.poll.borrow().registry());
+        }
         self.remove(reg);
     }
 
@@ -317,6 +383,9 @@ impl Reactor {
         mut wake: impl FnMut(WaitKey),
         mail: impl FnOnce(&Inbox),
     ) {
+        if let Err(e) = self.own() {
+            panic!("greenlet::hub: cannot make a forked child's own I/O reactor: {e}");
+        }
         let mut events = self.events.borrow_mut();
         let polled = self.poll.borrow_mut().poll(&mut events, timeout);
         match polled {

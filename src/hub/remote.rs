@@ -92,6 +92,50 @@ impl Inbox {
         }
     }
 
+    /// In a forked child: the waker of the child's own epoll instance (see
+    /// `fork.rs`) in place of the inherited one, whose drop closes the
+    /// child's descriptor of it. A closed inbox stays closed.
+    pub(crate) fn replace_waker(&self, waker: Waker) {
+        let old = {
+            let mut slot = lock(&self.waker);
+            if slot.is_none() {
+                return;
+            }
+            slot.replace(waker)
+        };
+        drop(old);
+    }
+
+    /// Holds both locks until the result drops: the thread that forks
+    /// takes them just before the fork, so that no other thread (a
+    /// `Remote`, a channel's sender, a pool thread handing a result back)
+    /// holds one in the child, where it would never be let go.
+    pub(crate) fn hold_for_fork(self: &Arc<Self>) -> ForkHold {
+        let inbox = self.clone();
+        // Never held together elsewhere, so any order is deadlock-free.
+        let waker = lock(&inbox.waker);
+        let mail = lock(&inbox.mail);
+        // SAFETY: the guards borrow the `Inbox` that `inbox`, an `Arc`
+        // kept in the same `ForkHold`, keeps alive at the same address
+        // (moving a `ForkHold` moves the pointer, not the inbox); the
+        // guards are declared before it, so they drop (unlock) first.
+        // Only the lifetime changes.
+        let (waker, mail) = unsafe {
+            (
+                std::mem::transmute::<
+                    MutexGuard<'_, Option<Waker>>,
+                    MutexGuard<'static, Option<Waker>>,
+                >(waker),
+                std::mem::transmute::<MutexGuard<'_, Mail>, MutexGuard<'static, Mail>>(mail),
+            )
+        };
+        ForkHold {
+            _mail: mail,
+            _waker: waker,
+            _inbox: inbox,
+        }
+    }
+
     /// The hub is going away: refuse further posts, drop what is queued,
     /// close the waker.
     pub(crate) fn close(&self) {
@@ -110,6 +154,15 @@ impl Inbox {
     fn is_closed(&self) -> bool {
         self.lock().closed
     }
+}
+
+/// An inbox's locks, held across a fork (see
+/// [`hold_for_fork`](Inbox::hold_for_fork)). Field order matters: the
+/// guards drop before the `Arc` that keeps their inbox alive.
+pub(crate) struct ForkHold {
+    _mail: MutexGuard<'static, Mail>,
+    _waker: MutexGuard<'static, Option<Waker>>,
+    _inbox: Arc<Inbox>,
 }
 
 /// Locks `m`. Its holders make plain pushes, swaps and a waker's call: a

@@ -34,8 +34,12 @@ static PIPE: AtomicI32 = AtomicI32::new(-1);
 /// is ignored, not kept for the next one made).
 static RAISED: [AtomicU64; 128] = [const { AtomicU64::new(0) }; 128];
 
+/// The raise counts when this process was forked (see `fork.rs`): the
+/// child's dispatcher forwards what was raised after them.
+static AT_FORK: [AtomicU64; 128] = [const { AtomicU64::new(0) }; 128];
+
 /// Who wants which signal.
-struct Registry {
+pub(super) struct Registry {
     /// Handlers installed, by signal number.
     installed: Vec<bool>,
     subscribers: Vec<Subscriber>,
@@ -49,14 +53,41 @@ struct Subscriber {
     tx: Sender<()>,
 }
 
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    installed: Vec::new(),
+    subscribers: Vec::new(),
+});
+
 fn registry() -> MutexGuard<'static, Registry> {
-    static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
-        installed: Vec::new(),
-        subscribers: Vec::new(),
-    });
     // Only pushes and removals happen under the lock: a panic cannot leave
     // the lists inconsistent.
     REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The registry's lock, for `fork.rs` to hold across a fork (the
+/// dispatcher holds it while it forwards).
+pub(super) fn lock_registry() -> MutexGuard<'static, Registry> {
+    registry()
+}
+
+/// In a forked child, from its `pthread_atfork` handler: notes the raise
+/// counts, which the parent's dispatcher forwards (atomic loads and
+/// stores only).
+pub(super) fn note_fork() {
+    for (at_fork, raised) in AT_FORK.iter().zip(&RAISED) {
+        at_fork.store(raised.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+/// In a forked child whose parent had a dispatcher: starts the child's
+/// own (the parent's thread did not come along), so a [`Signal`] made
+/// before the fork hears the child's signals. A failure is not kept: the
+/// next [`signal`] call tries again.
+pub(super) fn renew_dispatcher() {
+    let started = *STARTED.lock().unwrap_or_else(PoisonError::into_inner);
+    if started.is_some_and(|forks| forks != super::fork::forks()) {
+        let _ = start_dispatcher();
+    }
 }
 
 /// Receives one kind of Unix signal; see [`signal`]. `!Send`: its
@@ -228,14 +259,33 @@ fn max_signal() -> c_int {
     }
 }
 
-/// Creates the self-pipe and the thread that reads it, once. A failure
-/// (out of descriptors, say) is not kept: the next call tries again.
+/// The fork count (see `fork.rs`) under which the running dispatcher was
+/// started; `None` before the first.
+static STARTED: Mutex<Option<u64>> = Mutex::new(None);
+
+/// The read end of the pipe the dispatcher reads (-1 until it exists):
+/// a forked child closes its copy of the parent's when it starts its own.
+static READ: AtomicI32 = AtomicI32::new(-1);
+
+/// Creates the self-pipe and the thread that reads it, once per process
+/// (a forked child makes its own: the parent's thread did not come along,
+/// and the parent's pipe is shared with it). A failure (out of
+/// descriptors, say) is not kept: the next call tries again.
 fn start_dispatcher() -> io::Result<()> {
-    static STARTED: Mutex<bool> = Mutex::new(false);
+    super::fork::watch();
+    let forks = super::fork::forks();
     let mut started = STARTED.lock().unwrap_or_else(PoisonError::into_inner);
-    if *started {
+    if *started == Some(forks) {
         return Ok(());
     }
+    // What the new dispatcher counts as forwarded: in a forked child, the
+    // counts at the fork (the parent's dispatcher forwards those); else
+    // none was raised yet (no handler is installed before this succeeds).
+    let forwarded: [u64; 128] = if started.is_some() {
+        std::array::from_fn(|i| AT_FORK[i].load(Ordering::SeqCst))
+    } else {
+        [0; 128]
+    };
     let outcome = (|| {
         let mut fds = [0 as c_int; 2];
         // SAFETY: `fds` is a valid array of two `c_int`s for `pipe2` to
@@ -255,7 +305,7 @@ fn start_dispatcher() -> io::Result<()> {
         }
         let spawned = std::thread::Builder::new()
             .name("greenlet-signals".into())
-            .spawn(move || dispatch(read));
+            .spawn(move || dispatch(read, forwarded));
         if let Err(e) = spawned {
             // SAFETY: both descriptors are ours and used by nobody else
             // yet (the handler is installed only after this succeeded).
@@ -265,27 +315,43 @@ fn start_dispatcher() -> io::Result<()> {
             }
             return Err(e);
         }
+        // The parent's write end stays open in a forked child: a handler
+        // may have loaded it just now. Writes to it only wake the parent's
+        // dispatcher, which finds none of its counts moved.
         PIPE.store(write, Ordering::Release);
+        let parents = READ.swap(read, Ordering::AcqRel);
+        if parents >= 0 {
+            // SAFETY: a forked child's copy of the parent's read end,
+            // which only the parent's dispatcher (not in this process)
+            // ever read; nothing here uses it again.
+            unsafe { libc::close(parents) };
+        }
         Ok(())
     })();
-    *started = outcome.is_ok();
+    if outcome.is_ok() {
+        *started = Some(forks);
+    }
     outcome
 }
 
 /// The dispatcher thread: woken by the pipe, forwards each pending signal
-/// to its subscribers, for the life of the process.
-fn dispatch(read: c_int) {
+/// to its subscribers, for the life of the process. `forwarded`: the raise
+/// counts forwarded so far (by a forked child's parent, for one).
+fn dispatch(read: c_int, mut forwarded: [u64; 128]) {
     let mut buf = [0u8; 64];
-    // The raise counts forwarded so far.
-    let mut forwarded = [0u64; 128];
+    // A forked child's first look is at once: signals raised between its
+    // fork and this start woke the parent's pipe, not this one.
+    let mut look = true;
     loop {
-        // SAFETY: `buf` is valid for writes of its length; `read` is the
-        // pipe's read end, owned by this thread and never closed.
-        let n = unsafe { libc::read(read, buf.as_mut_ptr().cast(), buf.len()) };
-        if n <= 0 {
-            // EINTR (this thread took a signal itself): read again. The
-            // write end is never closed, so there is no EOF.
-            continue;
+        if !std::mem::take(&mut look) {
+            // SAFETY: `buf` is valid for writes of its length; `read` is
+            // the pipe's read end, owned by this thread and never closed.
+            let n = unsafe { libc::read(read, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                // EINTR (this thread took a signal itself): read again. The
+                // write end is never closed, so there is no EOF.
+                continue;
+            }
         }
         let mut reg = registry();
         for (signum, raised) in RAISED.iter().enumerate() {

@@ -10,8 +10,6 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use mio::unix::SourceFd;
-
 use crate::hub::reactor::{Direction, Registration};
 use crate::hub::{hub, Hub};
 use crate::stats::WaitOn;
@@ -98,13 +96,13 @@ fn wait_once(
     let reactor = hub.reactor_or_init()?;
     let raw = fd.as_raw_fd();
     let mut dup = None;
-    let reg = match reactor.register(&mut SourceFd(&raw)) {
+    let reg = match reactor.register(raw) {
         Ok(reg) => reg,
         // Already in this epoll set (its owner registered it): a duplicate
         // is a separate entry, with readiness of its own.
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
             let copy = fd.try_clone_to_owned()?;
-            let reg = reactor.register(&mut SourceFd(&copy.as_raw_fd()))?;
+            let reg = reactor.register(copy.as_raw_fd())?;
             dup = Some(copy);
             reg
         }
@@ -124,7 +122,7 @@ fn wait_once(
     impl Drop for Registered<'_> {
         fn drop(&mut self) {
             if let Some(reactor) = self.hub.reactor() {
-                reactor.deregister(&mut SourceFd(&self.fd), &self.reg);
+                reactor.deregister(self.fd, &self.reg);
             }
         }
     }
@@ -244,7 +242,7 @@ impl<T: AsFd> AsyncFd<T> {
         set_nonblocking(inner.as_fd())?;
         let hub = hub();
         let raw = inner.as_fd().as_raw_fd();
-        let reg = hub.reactor_or_init()?.register(&mut SourceFd(&raw))?;
+        let reg = hub.reactor_or_init()?.register(raw)?;
         Ok(AsyncFd {
             inner: Some(inner),
             reg,
@@ -432,7 +430,7 @@ impl<T: AsFd> AsyncFd<T> {
 
     fn deregister_now(&self) {
         if let (Some(inner), Some(reactor)) = (&self.inner, self.hub.reactor()) {
-            reactor.deregister(&mut SourceFd(&inner.as_fd().as_raw_fd()), &self.reg);
+            reactor.deregister(inner.as_fd().as_raw_fd(), &self.reg);
         }
     }
 }

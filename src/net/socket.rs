@@ -8,7 +8,6 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use mio::event::Source;
-use mio::unix::SourceFd;
 
 use crate::hub::reactor::{Direction, Registration};
 use crate::hub::{deadline_after, hub, Hub};
@@ -72,9 +71,9 @@ impl Timeouts {
 impl<S: Source + AsRawFd> Socket<S> {
     /// Registers a non-blocking `io` with this thread's hub (creating the
     /// hub and its reactor if needed).
-    pub(crate) fn new(mut io: S) -> io::Result<Socket<S>> {
+    pub(crate) fn new(io: S) -> io::Result<Socket<S>> {
         let hub = hub();
-        let reg = hub.reactor_or_init()?.register(&mut io)?;
+        let reg = hub.reactor_or_init()?.register(io.as_raw_fd())?;
         Ok(Socket {
             io,
             reg,
@@ -206,7 +205,7 @@ impl<S: Source + AsRawFd> Socket<S> {
             hub.wake(w, crate::hub::Wake::Ready);
         });
         if let Some(reactor) = hub.reactor() {
-            reactor.deregister(&mut SourceFd(&self.io.as_raw_fd()), &self.reg);
+            reactor.deregister(self.io.as_raw_fd(), &self.reg);
         }
     }
 
@@ -217,7 +216,7 @@ impl<S: Source + AsRawFd> Socket<S> {
     pub(crate) fn into_inner(self) -> S {
         if !self.reg.is_closed() {
             if let Some(reactor) = self.hub.reactor() {
-                reactor.deregister(&mut SourceFd(&self.io.as_raw_fd()), &self.reg);
+                reactor.deregister(self.io.as_raw_fd(), &self.reg);
             }
         }
         let this = std::mem::ManuallyDrop::new(self);
@@ -276,7 +275,7 @@ impl<S: Source + AsRawFd> Drop for Socket<S> {
             return;
         }
         if let Some(reactor) = self.hub.reactor() {
-            reactor.deregister(&mut self.io, &self.reg);
+            reactor.deregister(self.io.as_raw_fd(), &self.reg);
         }
         // `self.io` drops after this, closing the fd.
     }

@@ -1,0 +1,291 @@
+//! `fork()` without `exec` (see the hub's `fork` notes): the child gets an
+//! event loop, thread pool and signal dispatcher of its own, the greenlets
+//! and sockets it inherited go on working there, and nothing it does
+//! reaches the parent's.
+//!
+//! Each test re-runs this binary with itself alone (`--test-threads=1`),
+//! so that the fork happens with no other test's thread about; the forked
+//! child runs under `alarm(10)`, so a hang shows as a failure, not as a
+//! stuck test.
+
+use std::io::{Read, Write};
+use std::panic::{self, AssertUnwindSafe};
+use std::time::Duration;
+
+use greenlet::hub;
+use greenlet::net::{AsyncFd, TcpListener, TcpStream};
+
+/// The variable that makes a re-run of this binary play a test's part.
+const CHILD: &str = "GREENLET_FORK_TEST";
+
+/// Runs `body` in a re-run of this binary with `test` alone, and asserts
+/// it passed there.
+fn in_fresh_process(test: &str, body: impl FnOnce()) {
+    if std::env::var(CHILD).as_deref() == Ok(test) {
+        body();
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD, test)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "{test}: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// How the forked child ends.
+#[derive(Clone, Copy)]
+enum Exit {
+    /// `_exit`: nothing of the process is unwound.
+    Raw,
+    /// `std::process::exit`, as returning from `main` does: the thread's
+    /// teardown unwinds the greenlets the child inherited.
+    Std,
+}
+
+/// Forks; the child runs `child` (its exit code; a panic is 101) and
+/// leaves as `exit` says; returns the child's exit code.
+fn fork_and_wait(exit: Exit, child: impl FnOnce() -> i32) -> i32 {
+    // SAFETY: this process runs one test on one thread (see
+    // `in_fresh_process`); the crate's own threads are what is tested.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // SAFETY: in the child only: a hang ends it with SIGALRM.
+        unsafe { libc::alarm(10) };
+        let code = panic::catch_unwind(AssertUnwindSafe(child)).unwrap_or(101);
+        match exit {
+            // SAFETY: leaves the child at once.
+            Exit::Raw => unsafe { libc::_exit(code) },
+            Exit::Std => std::process::exit(code),
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child just made; `status` is valid.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        panic!("the child did not exit: status {status:#x} (SIGALRM = hung)")
+    }
+}
+
+/// A pipe: its read end for the hub, its write end.
+fn pipe() -> (AsyncFd<std::io::PipeReader>, std::io::PipeWriter) {
+    let (r, w) = std::io::pipe().unwrap();
+    (AsyncFd::new(r).unwrap(), w)
+}
+
+#[test]
+fn the_thread_pool_runs_a_childs_jobs_after_the_parent_used_it() {
+    in_fresh_process(
+        "the_thread_pool_runs_a_childs_jobs_after_the_parent_used_it",
+        || {
+            // A pool thread now idles in the parent, and a name was
+            // looked up there (on the same pool).
+            assert_eq!(hub::spawn_blocking(|| 1).join().unwrap(), 1);
+            assert!(greenlet::net::lookup_host(("localhost", 80)).is_ok());
+            let code = fork_and_wait(Exit::Raw, || {
+                // None of the parent's threads came along.
+                assert_eq!(hub::ThreadPool::global().threads(), 0);
+                assert_eq!(hub::spawn_blocking(|| 2).join().unwrap(), 2);
+                assert!(greenlet::net::lookup_host(("localhost", 80)).is_ok());
+                0
+            });
+            assert_eq!(code, 0);
+            // The parent's pool is as it was.
+            assert_eq!(hub::spawn_blocking(|| 3).join().unwrap(), 3);
+        },
+    );
+}
+
+/// A greenlet blocked on a pipe at the fork: the child's copy reads what
+/// the child writes, and the child's exit (which unwinds that copy and
+/// drops its descriptor) leaves the parent's registration alone.
+fn a_blocked_reader_goes_on_in_both(exit: Exit) {
+    let (r, mut w) = pipe();
+    let read = hub::Queue::new();
+    let q = read.clone();
+    hub::spawn(move || {
+        let mut buf = [0u8; 16];
+        let n = (&r).read(&mut buf).unwrap();
+        q.put(buf[..n].to_vec());
+    });
+    hub::yield_now(); // it blocks, registered
+    let mut w2 = w.try_clone().unwrap();
+    let code = fork_and_wait(exit, || {
+        // A timer: the child's hub parks in its own epoll instance.
+        hub::sleep(Duration::from_millis(1));
+        w2.write_all(b"child").unwrap();
+        if read.get() == b"child" {
+            0
+        } else {
+            2
+        }
+    });
+    assert_eq!(code, 0);
+    // The parent's reader, still registered, reads the parent's bytes (the
+    // child took its own before it left).
+    w.write_all(b"parent").unwrap();
+    let got = hub::with_timeout(Duration::from_secs(5), || read.get())
+        .expect("the parent's reader was never woken");
+    assert_eq!(got, b"parent");
+}
+
+#[test]
+fn a_childs_std_exit_leaves_the_parents_reader_registered() {
+    in_fresh_process(
+        "a_childs_std_exit_leaves_the_parents_reader_registered",
+        || {
+            let (r, mut w) = pipe();
+            let reader = hub::spawn(move || {
+                let mut buf = [0u8; 16];
+                let n = (&r).read(&mut buf).unwrap();
+                buf[..n].to_vec()
+            });
+            hub::yield_now(); // it blocks, registered
+                              // The child only exits: its teardown unwinds its copy of the
+                              // reader, whose descriptor drops.
+            assert_eq!(fork_and_wait(Exit::Std, || 0), 0);
+            w.write_all(b"data").unwrap();
+            let got = hub::with_timeout(Duration::from_secs(5), || reader.join())
+                .expect("the parent's reader was never woken");
+            assert_eq!(got.unwrap(), b"data");
+        },
+    );
+}
+
+#[test]
+fn a_child_reads_through_an_inherited_registration() {
+    in_fresh_process("a_child_reads_through_an_inherited_registration", || {
+        a_blocked_reader_goes_on_in_both(Exit::Raw);
+        a_blocked_reader_goes_on_in_both(Exit::Std);
+    });
+}
+
+#[test]
+fn a_listener_made_before_the_fork_accepts_in_the_child() {
+    in_fresh_process(
+        "a_listener_made_before_the_fork_accepts_in_the_child",
+        || {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            // A greenlet of the parent blocked in accept at the fork: its
+            // copy serves in the child.
+            let server = hub::spawn(move || {
+                let (conn, _) = listener.accept().unwrap();
+                let mut buf = [0u8; 5];
+                (&conn).read_exact(&mut buf).unwrap();
+                (&conn).write_all(&buf).unwrap();
+            });
+            hub::yield_now();
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0);
+            if pid == 0 {
+                // SAFETY: in the child only.
+                unsafe { libc::alarm(10) };
+                let ok = panic::catch_unwind(AssertUnwindSafe(|| server.join().unwrap())).is_ok();
+                // SAFETY: leaves the child at once.
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+            // The parent's copy of the server greenlet is killed: only the
+            // child accepts.
+            server.kill();
+            let conn = TcpStream::connect(addr).unwrap();
+            (&conn).write_all(b"hello").unwrap();
+            let mut echo = [0u8; 5];
+            (&conn).read_exact(&mut echo).unwrap();
+            assert_eq!(&echo, b"hello");
+            let mut status = 0;
+            // SAFETY: waits for the child just made.
+            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        },
+    );
+}
+
+#[test]
+fn a_channel_from_a_thread_of_the_child_wakes_the_childs_hub() {
+    in_fresh_process(
+        "a_channel_from_a_thread_of_the_child_wakes_the_childs_hub",
+        || {
+            // Made before the fork: its receiver is registered with the
+            // inherited reactor, woken through the inherited mailbox.
+            let (tx, rx) = hub::channel::<u32>();
+            let (tx2, rx2) = hub::channel::<u32>();
+            std::thread::spawn(move || tx2.send(1).unwrap());
+            assert_eq!(rx2.recv(), Ok(1));
+            let code = fork_and_wait(Exit::Raw, move || {
+                let t = std::thread::spawn(move || tx.send(7).unwrap());
+                let got = rx.recv();
+                t.join().unwrap();
+                // And one made in the child.
+                let (tx3, rx3) = hub::channel::<u32>();
+                std::thread::spawn(move || tx3.send(8).unwrap());
+                match (got, rx3.recv()) {
+                    (Ok(7), Ok(8)) => 0,
+                    _ => 2,
+                }
+            });
+            assert_eq!(code, 0);
+        },
+    );
+}
+
+#[test]
+fn a_signal_made_before_the_fork_hears_the_childs_raise() {
+    in_fresh_process(
+        "a_signal_made_before_the_fork_hears_the_childs_raise",
+        || {
+            let sig = hub::signal(libc::SIGUSR1).unwrap();
+            // SAFETY: `raise` signals the calling thread only.
+            unsafe { libc::raise(libc::SIGUSR1) };
+            sig.recv(); // the parent's dispatcher runs
+            let code = fork_and_wait(Exit::Raw, || {
+                // Raised before the child's hub is used at all.
+                // SAFETY: as above.
+                unsafe { libc::raise(libc::SIGUSR1) };
+                let inherited = sig.recv_timeout(Duration::from_secs(5));
+                let made_here = hub::signal(libc::SIGUSR2).unwrap();
+                // SAFETY: as above.
+                unsafe { libc::raise(libc::SIGUSR2) };
+                let new = made_here.recv_timeout(Duration::from_secs(5));
+                match (inherited, new) {
+                    (true, true) => 0,
+                    (false, _) => 3,
+                    (true, false) => 4,
+                }
+            });
+            assert_eq!(code, 0);
+            // The parent's dispatcher still runs.
+            // SAFETY: as above.
+            unsafe { libc::raise(libc::SIGUSR1) };
+            assert!(sig.recv_timeout(Duration::from_secs(5)));
+        },
+    );
+}
+
+#[test]
+fn a_greenlet_that_forks_goes_on_in_both() {
+    in_fresh_process("a_greenlet_that_forks_goes_on_in_both", || {
+        let g = hub::spawn(|| {
+            let code = fork_and_wait(Exit::Raw, || {
+                // The forking greenlet, in the child: the hub still works.
+                let h = hub::spawn(|| {
+                    hub::sleep(Duration::from_millis(1));
+                    5
+                });
+                h.join().unwrap()
+            });
+            hub::sleep(Duration::from_millis(1));
+            code
+        });
+        assert_eq!(g.join().unwrap(), 5);
+    });
+}
