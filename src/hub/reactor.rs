@@ -303,7 +303,10 @@ impl Reactor {
             // ready now.
             reg.ready
                 .set(reg.ready.get() | Direction::Read.bit() | Direction::Write.bit());
-            SourceFd(&fd).register(poll.registry(), Token(token), interest())?;
+            // A descriptor closed behind its owner's back cannot be
+            // registered: its next call finds the error, as it would have
+            // in the parent.
+            let _ = SourceFd(&fd).register(poll.registry(), Token(token), interest());
         }
         // Dropping the inherited instance and waker closes the child's
         // descriptors of them, not the parent's.
