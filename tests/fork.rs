@@ -289,3 +289,26 @@ fn a_greenlet_that_forks_goes_on_in_both() {
         assert_eq!(g.join().unwrap(), 5);
     });
 }
+
+#[test]
+fn a_descriptor_closed_behind_its_owners_back_leaves_the_childs_hub_working() {
+    in_fresh_process(
+        "a_descriptor_closed_behind_its_owners_back_leaves_the_childs_hub_working",
+        || {
+            use std::os::fd::AsRawFd;
+            let (r, _w) = pipe(); // registered with the parent's reactor
+            let raw = r.as_raw_fd();
+            let code = fork_and_wait(Exit::Raw, move || {
+                // SAFETY: closes the child's copy of the descriptor behind
+                // the `AsyncFd`'s back, which is then forgotten, never
+                // used or dropped.
+                unsafe { libc::close(raw) };
+                std::mem::forget(r);
+                // The child's first poll renews its reactor without it.
+                hub::sleep(Duration::from_millis(1));
+                0
+            });
+            assert_eq!(code, 0);
+        },
+    );
+}
