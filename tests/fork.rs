@@ -15,6 +15,9 @@ use std::time::Duration;
 use greenlet::hub;
 use greenlet::net::{AsyncFd, TcpListener, TcpStream};
 
+#[path = "support/child.rs"]
+mod child;
+
 /// The variable that makes a re-run of this binary play a test's part.
 const CHILD: &str = "GREENLET_FORK_TEST";
 
@@ -25,11 +28,7 @@ fn in_fresh_process(test: &str, body: impl FnOnce()) {
         body();
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD, test)
-        .output()
-        .unwrap();
+    let out = child::run(test, CHILD, test);
     assert!(
         out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
         "{test}: {}\nstdout:\n{}\nstderr:\n{}",

@@ -911,6 +911,17 @@ proptest! {
     }
 }
 
+/// Asserts that the real hub, on the paused clock, and the model both
+/// trace `prog` as `expected`.
+fn assert_both_trace(prog: &Program, expected: &[Entry]) {
+    let real = {
+        let _paused = Paused::new();
+        run_real(prog)
+    };
+    assert_eq!(real.0, expected, "the real hub");
+    assert_eq!(run_model(prog).0, expected, "the model");
+}
+
 /// Resumes the clock however the case ends.
 struct Paused;
 
@@ -944,10 +955,6 @@ fn a_set_wakes_the_waiters_in_order_after_the_sleeper_that_set_it() {
         })],
         vec![s(Op::Sleep(2)), s(Op::Set(0))],
     ]);
-    let real = {
-        let _paused = Paused::new();
-        run_real(&prog)
-    };
     let expected = vec![
         (2, 0, 2, Outcome::Done),
         (2, 1, 2, Outcome::Done),
@@ -955,8 +962,7 @@ fn a_set_wakes_the_waiters_in_order_after_the_sleeper_that_set_it() {
         (1, 0, 2, Outcome::Waited(true)),
         (0, 1, 2, Outcome::Done),
     ];
-    assert_eq!(real.0, expected);
-    assert_eq!(run_model(&prog).0, expected);
+    assert_both_trace(&prog, &expected);
 }
 
 #[test]
@@ -974,10 +980,6 @@ fn idle_waiters_wake_in_call_order_once_nothing_is_ready_before_the_clock_jumps(
             },
         ],
     ]);
-    let real = {
-        let _paused = Paused::new();
-        run_real(&prog)
-    };
     let expected = vec![
         (1, 0, 0, Outcome::Done),
         (1, 1, 0, Outcome::Done),
@@ -992,8 +994,7 @@ fn idle_waiters_wake_in_call_order_once_nothing_is_ready_before_the_clock_jumps(
         (2, 0, 1, Outcome::Done),
         (2, 1, 1, Outcome::Done),
     ];
-    assert_eq!(real.0, expected);
-    assert_eq!(run_model(&prog).0, expected);
+    assert_both_trace(&prog, &expected);
 }
 
 #[test]
@@ -1010,10 +1011,6 @@ fn a_throw_runs_its_target_at_once_and_leaves_the_thrower_suspended_until_thrown
         vec![s(Op::Throw(0)), s(Op::Sleep(1))],
         vec![s(Op::Throw(1))],
     ]);
-    let real = {
-        let _paused = Paused::new();
-        run_real(&prog)
-    };
     let expected = vec![
         // 1's throw ends 0's wait at once; 0 yields, and the round goes
         // on with 2, whose throw resumes 1 out of its own throw.
@@ -1023,6 +1020,5 @@ fn a_throw_runs_its_target_at_once_and_leaves_the_thrower_suspended_until_thrown
         (1, 1, 1, Outcome::Done),
         // 2 stays suspended in its throw: nothing switches to it.
     ];
-    assert_eq!(real.0, expected);
-    assert_eq!(run_model(&prog).0, expected);
+    assert_both_trace(&prog, &expected);
 }
