@@ -699,11 +699,18 @@ impl<R: 'static> Drop for KillOnUnwind<R> {
 /// or a `with_timeout` expiry unwinds through it) or fails, the child,
 /// which its caller can no longer reach, is killed and reaped, not left
 /// running or as a zombie. Taken out (`None`) once the call succeeded.
+/// In a child forked meanwhile (see the hub docs' "`fork` without
+/// `exec`"), the process is the parent's to wait for: left alone.
 struct ReapOnUnwind(Option<Child>);
 
 impl Drop for ReapOnUnwind {
     fn drop(&mut self) {
         if let Some(mut child) = self.0.take() {
+            // Running, and this process's child: `ECHILD` in a forked
+            // child, where killing it would kill the parent's process.
+            if !matches!(child.std.try_wait(), Ok(None)) {
+                return;
+            }
             let _ = child.std.kill();
             // Blocks the thread, but only until the kernel has ended a
             // killed process, and no hub wait can be made while the caller

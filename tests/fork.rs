@@ -311,3 +311,270 @@ fn a_descriptor_closed_behind_its_owners_back_leaves_the_childs_hub_working() {
         },
     );
 }
+
+/// Mail another thread left for the hub just before the fork (its wake-up
+/// written to the inherited waker, the hub not yet woken) is seen by the
+/// child's hub, which parks at once (no idle spin) in a poll of its own.
+#[test]
+fn mail_pending_at_the_fork_wakes_the_childs_hub() {
+    in_fresh_process("mail_pending_at_the_fork_wakes_the_childs_hub", || {
+        hub::set_idle_spin(Duration::ZERO);
+        let (tx, rx) = hub::channel::<u32>();
+        let waiter = hub::spawn(move || rx.recv().unwrap());
+        hub::yield_now(); // it waits: a send posts a wake-up
+        std::thread::spawn(move || tx.send(1).unwrap())
+            .join()
+            .unwrap();
+        let code = fork_and_wait(Exit::Raw, || match waiter.join() {
+            Ok(1) => 0,
+            _ => 2,
+        });
+        assert_eq!(code, 0);
+    });
+}
+
+/// A job queued behind a busy one at the fork is the parent's: it runs
+/// there once, and in the child its join fails instead of running it
+/// again.
+#[test]
+fn a_job_queued_at_the_fork_runs_in_the_parent_only() {
+    in_fresh_process("a_job_queued_at_the_fork_runs_in_the_parent_only", || {
+        let pool = hub::ThreadPool::new(1, Duration::from_secs(10));
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let busy = pool.spawn(move || {
+            started_tx.send(()).unwrap();
+            released.recv().unwrap();
+        });
+        started.recv().unwrap(); // the pool's one thread is busy
+        let (mut r, w) = std::io::pipe().unwrap();
+        let mut w2 = w.try_clone().unwrap();
+        let queued = std::cell::Cell::new(Some(pool.spawn(move || w2.write_all(b"X").unwrap())));
+        let code = fork_and_wait(Exit::Raw, || {
+            let mine = pool.spawn(|| 7).join();
+            let theirs = queued.take().unwrap().join();
+            match (mine, theirs) {
+                (Ok(7), Err(hub::JoinError::Panicked(_))) => 0,
+                (Ok(7), _) => 3,
+                _ => 2,
+            }
+        });
+        assert_eq!(code, 0);
+        release.send(()).unwrap();
+        busy.join().unwrap();
+        queued.take().unwrap().join().unwrap();
+        drop(w);
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"X", "the queued job's runs");
+    });
+}
+
+/// A job running at the fork runs in the parent only: the child's paused
+/// clock does not wait for it.
+#[test]
+fn a_job_running_at_the_fork_leaves_the_childs_paused_clock_moving() {
+    in_fresh_process(
+        "a_job_running_at_the_fork_leaves_the_childs_paused_clock_moving",
+        || {
+            hub::time::pause();
+            let (started_tx, started) = std::sync::mpsc::channel();
+            let (release, released) = std::sync::mpsc::channel::<()>();
+            let job = hub::spawn_blocking(move || {
+                started_tx.send(()).unwrap();
+                released.recv().unwrap();
+            });
+            hub::yield_now();
+            started.recv().unwrap();
+            let code = fork_and_wait(Exit::Raw, || {
+                let start = hub::time::now();
+                hub::sleep(Duration::from_secs(60));
+                if hub::time::now() - start == Duration::from_secs(60) {
+                    0
+                } else {
+                    2
+                }
+            });
+            assert_eq!(code, 0);
+            release.send(()).unwrap();
+            job.join().unwrap();
+        },
+    );
+}
+
+/// Another thread sending on a channel of this hub in a tight loop holds
+/// the channel's lock at some forks: the child must find it free.
+#[test]
+fn a_thread_sending_at_the_fork_leaves_the_childs_channel_unlocked() {
+    in_fresh_process(
+        "a_thread_sending_at_the_fork_leaves_the_childs_channel_unlocked",
+        || {
+            use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+            use std::sync::Arc;
+            let (tx, rx) = hub::channel::<u64>();
+            let stop = Arc::new(AtomicBool::new(false));
+            // Sent and not yet taken: the sender keeps it under 64, so it
+            // is in `send` (holding the channel's lock) as often as it can
+            // be without filling the memory the forks copy.
+            let queued = Arc::new(AtomicUsize::new(0));
+            let (s, q) = (stop.clone(), queued.clone());
+            let sender = std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !s.load(Ordering::Relaxed) {
+                    if q.load(Ordering::Relaxed) < 64 {
+                        q.fetch_add(1, Ordering::Relaxed);
+                        let _ = tx.send(i);
+                        i += 1;
+                    }
+                }
+            });
+            let drain = || {
+                while rx.try_recv().is_ok() {
+                    queued.fetch_sub(1, Ordering::Relaxed);
+                }
+            };
+            assert_eq!(rx.recv(), Ok(0)); // it is sending
+            queued.fetch_sub(1, Ordering::Relaxed);
+            for _ in 0..500 {
+                drain();
+                let code = fork_and_wait(Exit::Raw, || {
+                    while rx.try_recv().is_ok() {}
+                    0
+                });
+                assert_eq!(code, 0);
+            }
+            stop.store(true, Ordering::Relaxed);
+            sender.join().unwrap();
+        },
+    );
+}
+
+/// A greenlet of the parent waiting in `Command::status` at the fork: the
+/// child's exit unwinds its copy of that wait, which must leave the
+/// parent's process alone (it is not the child's to kill).
+#[test]
+fn a_childs_exit_leaves_the_parents_subprocess_alone() {
+    in_fresh_process("a_childs_exit_leaves_the_parents_subprocess_alone", || {
+        use std::os::unix::process::ExitStatusExt;
+        let status = hub::spawn(|| {
+            greenlet::process::Command::new("sleep")
+                .arg("0.5")
+                .status()
+                .map(|s| (s.code(), s.signal()))
+        });
+        hub::yield_now(); // it spawned the process and waits for it
+        assert_eq!(fork_and_wait(Exit::Std, || 0), 0);
+        assert_eq!(status.join().unwrap().unwrap(), (Some(0), None));
+    });
+}
+
+/// A signal sent to the child as soon as it exists (a pre-forking
+/// master's to a fresh worker) is the child's, heard by a `Signal` made
+/// before the fork.
+#[test]
+fn a_signal_sent_to_the_child_at_once_is_heard_there() {
+    in_fresh_process("a_signal_sent_to_the_child_at_once_is_heard_there", || {
+        let sig = hub::signal(libc::SIGUSR1).unwrap();
+        for _ in 0..30 {
+            // SAFETY: one thread of the test here; the child only waits.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0);
+            if pid == 0 {
+                // SAFETY: in the child only.
+                unsafe { libc::alarm(10) };
+                sig.recv();
+                // SAFETY: leaves the child at once.
+                unsafe { libc::_exit(0) };
+            }
+            // SAFETY: signals the child just made.
+            unsafe { libc::kill(pid, libc::SIGUSR1) };
+            let mut status = 0;
+            // SAFETY: waits for it; `status` is valid.
+            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                "status {status:#x} (SIGALRM: the signal was not heard)"
+            );
+            assert!(!sig.try_recv(), "the child's signal reached the parent");
+        }
+    });
+}
+
+/// Another thread's `Signal` (its hub is not in the child) does not stop
+/// the child's dispatcher: the child forgets it rather than forwarding to
+/// a channel that thread may have held locked at the fork.
+#[test]
+fn another_threads_signal_leaves_the_childs_dispatcher_working() {
+    in_fresh_process(
+        "another_threads_signal_leaves_the_childs_dispatcher_working",
+        || {
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let s = stop.clone();
+            let (ready_tx, ready) = std::sync::mpsc::channel();
+            let other = std::thread::spawn(move || {
+                let sig = hub::signal(libc::SIGUSR1).unwrap();
+                ready_tx.send(()).unwrap();
+                while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = sig.try_recv();
+                }
+            });
+            ready.recv().unwrap();
+            let sig = hub::signal(libc::SIGUSR1).unwrap();
+            for _ in 0..100 {
+                let code = fork_and_wait(Exit::Raw, || {
+                    // SAFETY: signals this thread only.
+                    unsafe { libc::raise(libc::SIGUSR1) };
+                    sig.recv();
+                    0
+                });
+                assert_eq!(code, 0);
+                while sig.try_recv() {}
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            other.join().unwrap();
+        },
+    );
+}
+
+/// Descriptors open in this process.
+fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// A chain of forks, each using signals (so each child makes its own
+/// dispatcher, pipe, epoll instance and waker): every generation has as
+/// many descriptors open as its parent, none of the parent's kept.
+#[test]
+fn a_chain_of_forks_keeps_no_descriptor_of_the_parents() {
+    in_fresh_process(
+        "a_chain_of_forks_keeps_no_descriptor_of_the_parents",
+        || {
+            let sig = hub::signal(libc::SIGUSR1).unwrap();
+            let heard = || {
+                // SAFETY: signals this thread only.
+                unsafe { libc::raise(libc::SIGUSR1) };
+                sig.recv();
+            };
+            heard();
+            let before = open_descriptors();
+            let code = fork_and_wait(Exit::Raw, || {
+                heard();
+                let child = open_descriptors();
+                let grandchild = fork_and_wait(Exit::Raw, || {
+                    heard();
+                    if open_descriptors() == child {
+                        0
+                    } else {
+                        2
+                    }
+                });
+                match (child == before, grandchild) {
+                    (true, 0) => 0,
+                    (false, _) => 3,
+                    (true, _) => 4,
+                }
+            });
+            assert_eq!(code, 0);
+        },
+    );
+}

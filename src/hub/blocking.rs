@@ -84,37 +84,50 @@ pub(super) struct State {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Only counters and the queue change under the lock, and no job
-        // runs while it is held: a poisoned lock still guards sound state.
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = lock_state(&self.state);
         if state.born != super::fork::forks() {
-            forget_threads(&mut state);
+            let parents = forget_the_parents(&mut state);
+            drop(state);
+            // Outside the lock: a job's captures may use the pool in
+            // their destructors.
+            drop(parents);
+            state = lock_state(&self.state);
         }
         state
     }
 }
 
-/// In a forked child: no thread of the pool came along, so none is
-/// counted, working or idle. Queued jobs stay, for new threads to take; a
-/// job that was running runs in the parent only.
-pub(super) fn forget_threads(state: &mut State) {
+fn lock_state(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // Only counters and the queue change under the lock, and no job runs
+    // while it is held: a poisoned lock still guards sound state.
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// In a forked child (see `fork.rs`), on the pool's first use there: no
+/// thread of the pool came along, so none is counted, working or idle;
+/// and the jobs still queued are the parent's, which runs them: they are
+/// taken out (for the caller to drop, outside the lock), so a greenlet of
+/// the child waiting for one gets an error instead of a second run of it.
+fn forget_the_parents(state: &mut State) -> VecDeque<Job> {
     state.threads = 0;
     state.idle = 0;
     state.notified = 0;
     state.born = super::fork::forks();
+    std::mem::take(&mut state.jobs)
 }
 
 /// The global pool's lock, if the pool exists, for `fork.rs` to hold
 /// across a fork.
 pub(super) fn lock_global() -> Option<MutexGuard<'static, State>> {
-    let pool = GLOBAL.get()?;
-    Some(
-        pool.shared
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner),
-    )
+    Some(lock_state(&GLOBAL.get()?.shared.state))
 }
+
+/// Why a job's result never came: the pool dropped the job unrun, which
+/// happens only to a job still queued when this process was forked (it
+/// runs in the parent), or when the pool is gone with its threads, which
+/// cannot happen while work is queued.
+const DROPPED: &str =
+    "the pool dropped the job (queued when this process forked: it runs in the parent only)";
 
 /// The pool [`spawn_blocking`] uses.
 static GLOBAL: OnceLock<ThreadPool> = OnceLock::new();
@@ -192,7 +205,9 @@ impl ThreadPool {
     ///   (the wait is a channel receive).
     ///
     /// If no thread can be started (the system refused) and none is alive
-    /// to take the work, `join` reports a panic saying so.
+    /// to take the work, `join` reports a panic saying so; the same in a
+    /// child forked while the job was still queued (it runs in the parent:
+    /// see the hub docs' "`fork` without `exec`").
     ///
     /// [`JoinError::Panicked`]: super::JoinError::Panicked
     /// [`JoinError::Killed`]: super::JoinError::Killed
@@ -221,10 +236,9 @@ impl ThreadPool {
                 Ok(Ok(value)) => value,
                 // The original payload, for `JoinError::Panicked`.
                 Ok(Err(payload)) => panic::resume_unwind(payload),
-                // The job was dropped unrun: only when the pool is gone
-                // with its threads, which cannot happen while work is
-                // queued; said plainly rather than hanging.
-                Err(_) => panic!("greenlet::hub::spawn_blocking: the pool dropped the job"),
+                // The job was dropped unrun (see `DROPPED`): said plainly
+                // rather than hanging.
+                Err(_) => panic!("greenlet::hub::spawn_blocking: {DROPPED}"),
             }
         })
     }
@@ -258,7 +272,9 @@ impl ThreadPool {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(payload)) => panic::resume_unwind(payload),
             // As in `spawn`: only when the pool is gone with its threads.
-            Err(_) => panic!("greenlet::hub::ThreadPool: the pool dropped the job"),
+            Err(_) => Err(io::Error::other(format!(
+                "greenlet::hub::ThreadPool: {DROPPED}"
+            ))),
         }
     }
 
@@ -328,6 +344,10 @@ where
 /// none is left once the pool's last handle is gone.
 fn work(shared: &Shared) {
     let mut state = shared.lock();
+    // A job may fork, and the child return from it and go on here: then
+    // this thread is the one pool thread of the child's that it counts,
+    // once its first lock there forgot the parent's (see `fork.rs`).
+    let mut born = super::fork::forks();
     loop {
         if let Some(job) = state.jobs.pop_front() {
             drop(state);
@@ -335,6 +355,10 @@ fn work(shared: &Shared) {
             job();
             super::monitor::job_ends();
             state = shared.lock();
+            if born != super::fork::forks() {
+                born = super::fork::forks();
+                state.threads += 1;
+            }
             continue;
         }
         state.idle += 1;

@@ -2,6 +2,7 @@
 //! [`Sender`] and a [`Receiver`] whose `recv` blocks only the calling
 //! greenlet, woken through the hub's `mio::Waker`.
 
+use std::any::Any;
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
@@ -12,7 +13,7 @@ use std::sync::mpsc::{RecvError, RecvTimeoutError, SendError, TryRecvError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::reactor::{Direction, Registration};
+use super::reactor::{Direction, HoldAcrossFork, Registration};
 use super::remote::Inbox;
 use super::wait::WaitKey;
 use super::{deadline_after, hub, Hub, Wake};
@@ -44,6 +45,29 @@ impl<T> Chan<T> {
         // Only pushes, pops and counter updates happen under the lock; none
         // can leave the state inconsistent if a panic poisons it.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<T: Send + 'static> HoldAcrossFork for Chan<T> {
+    fn hold(self: Arc<Self>) -> Box<dyn Any> {
+        /// The lock, and the channel it locks, kept alive by the `Arc`
+        /// beside it. Field order matters: the guard drops first.
+        struct Held<T: 'static> {
+            _guard: MutexGuard<'static, State<T>>,
+            _chan: Arc<Chan<T>>,
+        }
+        let guard = self.lock();
+        // SAFETY: the guard borrows the `Chan` that `self`, moved into the
+        // same `Held`, keeps alive at the same address (moving the `Arc`
+        // moves a pointer, not the channel); it is declared first, so it
+        // unlocks before the `Arc` can go. Only the lifetime changes.
+        let guard = unsafe {
+            std::mem::transmute::<MutexGuard<'_, State<T>>, MutexGuard<'static, State<T>>>(guard)
+        };
+        Box::new(Held {
+            _guard: guard,
+            _chan: self,
+        })
     }
 }
 
@@ -92,6 +116,8 @@ pub fn channel<T: Send + 'static>() -> (Sender<T>, Receiver<T>) {
         token: reg.token(),
         id: IDS.fetch_add(1, Ordering::Relaxed),
     });
+    let weak: std::sync::Weak<dyn HoldAcrossFork> = Arc::downgrade(&chan) as _;
+    reg.set_lock(weak);
     let sender = Sender { chan: chan.clone() };
     let receiver = Receiver {
         chan,

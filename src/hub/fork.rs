@@ -24,8 +24,7 @@
 //! The locks are taken by the `pthread_atfork` prepare handler, on the
 //! forking thread, and released by the parent and child handlers on the
 //! same thread: the global pool's, the signal registry's, and the forking
-//! thread's hub's mailbox (other threads post to it); the child handler
-//! also resets the global pool's counts while it holds the lock.
+//! thread's hub's mailbox (other threads post to it).
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,9 +59,15 @@ pub(crate) fn watch() {
 /// The process-wide locks, held across a fork by the thread that forks.
 #[derive(Default)]
 struct Held {
-    _registry: Option<MutexGuard<'static, super::signal::Registry>>,
-    pool: Option<MutexGuard<'static, super::blocking::State>>,
-    /// The forking thread's hub's mailbox, the one hub the child has.
+    /// The forking thread's signal mask before `prepare` blocked every
+    /// signal, put back after the fork (see `prepare`).
+    mask: Option<libc::sigset_t>,
+    registry: Option<MutexGuard<'static, super::signal::Registry>>,
+    _pool: Option<MutexGuard<'static, super::blocking::State>>,
+    /// The forking thread's hub's channels (the one hub the child has),
+    /// whose locks other threads take to send.
+    _channels: Vec<Box<dyn std::any::Any>>,
+    /// That hub's mailbox.
     _inbox: Option<super::remote::ForkHold>,
 }
 
@@ -72,35 +77,81 @@ thread_local! {
     static HELD: RefCell<Held> = RefCell::new(Held::default());
 }
 
-/// Before the fork, in the forking thread: takes the process-wide locks
-/// so that no other thread holds one in the child.
+/// Before the fork, in the forking thread: blocks every signal and takes
+/// the locks the child needs, so that no other thread holds one there.
+///
+/// Signals stay blocked until the child has noted its signal counts
+/// (`signal::note_fork`): a signal sent to the child as soon as it exists
+/// (a pre-forking master's to a fresh worker) is delivered when the child
+/// handler unblocks it, after the note, and so counts as the child's own;
+/// delivered before it, it would count as raised before the fork, which
+/// the child's dispatcher leaves to the parent's.
 extern "C" fn prepare() {
-    // Same order everywhere both are taken: the registry, then the pool
-    // (no code path holds one while taking the other).
+    // SAFETY: an all-zero `sigset_t` is a valid value for `sigfillset` to
+    // fill; both are plain C calls on locals.
+    let mask = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        (libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old) == 0).then_some(old)
+    };
+    // The locks in the order code paths that hold two take them: the
+    // registry before a channel's or a mailbox's lock (the dispatcher
+    // sends while it holds it); the pool's is never held with another.
     let held = Held {
-        _registry: Some(super::signal::lock_registry()),
-        pool: super::blocking::lock_global(),
-        _inbox: super::try_hub().and_then(|hub| hub.reactor().map(|r| r.inbox().hold_for_fork())),
+        mask,
+        registry: Some(super::signal::lock_registry()),
+        _pool: super::blocking::lock_global(),
+        _channels: hub_reactor(|r| r.hold_for_fork()).unwrap_or_default(),
+        _inbox: hub_reactor(|r| r.inbox().hold_for_fork()),
     };
     // `try_with`: a fork from a thread-local destructor finds no slot;
-    // the guards then drop here, and the locks go unheld (as before).
-    let _ = HELD.try_with(|slot| *slot.borrow_mut() = held);
+    // the guards then drop with the closure, the locks go unheld and the
+    // mask is put back at once (as before this module).
+    if HELD.try_with(|slot| *slot.borrow_mut() = held).is_err() {
+        restore(mask);
+    }
+}
+
+/// `f` of this thread's hub's reactor, if there are both.
+fn hub_reactor<R>(f: impl FnOnce(&super::reactor::Reactor) -> R) -> Option<R> {
+    super::try_hub().and_then(|hub| hub.reactor().map(f))
+}
+
+/// Lets the locks go, then puts the signal mask back.
+fn release() {
+    let held = HELD
+        .try_with(|slot| std::mem::take(&mut *slot.borrow_mut()))
+        .unwrap_or_default();
+    let mask = held.mask;
+    drop(held);
+    restore(mask);
+}
+
+/// Puts back the signal mask `prepare` saved.
+fn restore(mask: Option<libc::sigset_t>) {
+    if let Some(mask) = mask {
+        // SAFETY: `mask` is the set `pthread_sigmask` gave back in
+        // `prepare`, on this same thread.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut()) };
+    }
 }
 
 /// After the fork, in the parent: lets the locks go.
 extern "C" fn parent() {
-    let _ = HELD.try_with(|slot| drop(std::mem::take(&mut *slot.borrow_mut())));
+    release();
 }
 
-/// After the fork, in the child: counts the fork, forgets the global
-/// pool's threads (none came along) and lets the locks go.
+/// After the fork, in the child: counts the fork, notes the signal counts
+/// (signals are still blocked), forgets other threads' signal receivers,
+/// lets the locks go.
 extern "C" fn child() {
     FORKS.fetch_add(1, Ordering::Relaxed);
     super::signal::note_fork();
     let _ = HELD.try_with(|slot| {
-        let mut held = std::mem::take(&mut *slot.borrow_mut());
-        if let Some(pool) = held.pool.as_mut() {
-            super::blocking::forget_threads(pool);
+        if let Some(registry) = slot.borrow_mut().registry.as_mut() {
+            super::signal::forget_other_threads(registry);
         }
     });
+    release();
 }

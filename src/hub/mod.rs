@@ -160,11 +160,21 @@
 //!   waits for, registers or drops (its exit unwinding what it inherited,
 //!   say) reaches the parent's;
 //! - the thread pools count none of the parent's threads (none came
-//!   along) and start their own; the [`signal`] dispatcher starts again, so
-//!   a [`Signal`] made before the fork hears the child's signals;
+//!   along) and start their own; jobs still queued at the fork are the
+//!   parent's, which runs them: the child drops its copies, so a greenlet
+//!   of the child joining one gets an error, not a second run of the job;
+//! - the [`signal`] dispatcher starts again, so a [`Signal`] made before
+//!   the fork hears the child's signals (one sent to the child as soon as
+//!   it exists included), and the parent's no more;
 //! - the locks the child needs (the global pool's, the signal registry's,
-//!   this hub's mailbox) are held by the forking thread across the fork, so
-//!   no other thread of the parent can leave one locked in the child.
+//!   this hub's mailbox and channels') are held by the forking thread
+//!   across the fork, so no other thread of the parent can leave one
+//!   locked in the child;
+//! - a paused clock no longer waits for thread-pool jobs or
+//!   [`time::hold`]s begun before the fork: their threads are not in the
+//!   child;
+//! - a `process::Command::status` or `output` inherited mid-wait leaves
+//!   the parent's process alone when the child unwinds it.
 //!
 //! Not mended: a [`spawn_blocking`] job running at the fork runs in the
 //! parent only (a greenlet of the child joining it waits for ever: join it
@@ -186,7 +196,7 @@ mod channel;
 mod condvar;
 mod daemon;
 mod event;
-mod fork;
+pub(crate) mod fork;
 mod group;
 mod handoff;
 mod idle;
@@ -340,8 +350,10 @@ pub(crate) struct Hub {
     /// saves walking the table on every idle pass.
     timed_waits: Cell<usize>,
     /// Thread-pool jobs being waited for, which wake the hub when they end
-    /// (see `time::OffHubWork`).
+    /// (see `time::OffHubWork`); read through `off_hub_work()`.
     off_hub_work: Cell<usize>,
+    /// The fork count `off_hub_work` was counted under (see `fork.rs`).
+    off_hub_born: Cell<u64>,
     /// Greenlets waiting in [`idle`] for the hub to have nothing else to
     /// do (see `idle.rs`).
     idle_waiters: RefCell<WaitList>,
@@ -488,6 +500,7 @@ impl Hub {
                 daemon_io_waits: Cell::new(0),
                 timed_waits: Cell::new(0),
                 off_hub_work: Cell::new(0),
+                off_hub_born: Cell::new(fork::forks()),
                 idle_waiters: RefCell::new(WaitList::new()),
                 working_idlers: Cell::new(0),
                 resuming: Cell::new(None),

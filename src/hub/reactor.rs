@@ -16,12 +16,13 @@
 //! In a child forked without `exec`, the epoll instance is the parent's
 //! too: the first use there builds the child's own (see `fork.rs`).
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use mio::event::Source;
@@ -82,6 +83,9 @@ pub(crate) struct Registration {
     /// The descriptor registered (-1: none, a channel's), for a forked
     /// child to register again in its own epoll instance.
     fd: Cell<RawFd>,
+    /// A channel's shared state, whose lock other threads take to send:
+    /// held across a fork (see `fork.rs`).
+    lock: RefCell<Option<Weak<dyn HoldAcrossFork>>>,
     /// `Direction::bit`s believed ready.
     ready: Cell<u8>,
     readers: RefCell<VecDeque<WaitKey>>,
@@ -96,6 +100,12 @@ pub(crate) struct Registration {
 }
 
 impl Registration {
+    /// Names the lock behind this registration (a channel's), for a fork
+    /// to hold.
+    pub(crate) fn set_lock(&self, lock: Weak<dyn HoldAcrossFork>) {
+        *self.lock.borrow_mut() = Some(lock);
+    }
+
     /// Its key in the reactor (the mio token).
     pub(crate) fn token(&self) -> usize {
         self.token
@@ -238,6 +248,14 @@ impl Registration {
     }
 }
 
+/// A lock that other threads take and a forked child needs (a channel's):
+/// the thread that forks holds it across the fork, so that no other thread
+/// leaves it locked in the child for ever.
+pub(crate) trait HoldAcrossFork: Send + Sync {
+    /// Takes the lock; it is let go when the result drops.
+    fn hold(self: Arc<Self>) -> Box<dyn Any>;
+}
+
 /// The reactor proper. Every `RefCell` here is borrowed only for the length
 /// of a call that cannot switch greenlets.
 pub(crate) struct Reactor {
@@ -330,6 +348,7 @@ impl Reactor {
         let reg = Rc::new(Registration {
             token: entry.key(),
             fd: Cell::new(-1),
+            lock: RefCell::new(None),
             // Both directions start "maybe ready": the first operation
             // always tries the syscall.
             ready: Cell::new(Direction::Read.bit() | Direction::Write.bit()),
@@ -370,6 +389,18 @@ impl Reactor {
             let _ = SourceFd(&fd).deregister(self.poll.borrow().registry());
         }
         self.remove(reg);
+    }
+
+    /// Takes the locks other threads share with this reactor's
+    /// registrations (its channels'), until the result drops: for the
+    /// thread that forks (see `fork.rs`).
+    pub(crate) fn hold_for_fork(&self) -> Vec<Box<dyn Any>> {
+        self.registrations
+            .borrow()
+            .iter()
+            .filter_map(|(_, reg)| reg.lock.borrow().as_ref()?.upgrade())
+            .map(|lock| lock.hold())
+            .collect()
     }
 
     /// Whether another thread left work or a wake-up in the inbox.

@@ -95,6 +95,12 @@ impl Inbox {
     /// In a forked child: the waker of the child's own epoll instance (see
     /// `fork.rs`) in place of the inherited one, whose drop closes the
     /// child's descriptor of it. A closed inbox stays closed.
+    ///
+    /// Mail may be pending already (posted by another thread before the
+    /// fork and not yet taken, or by a thread of the child before this),
+    /// its wake-up written to the inherited waker: a post finding mail
+    /// pending makes none, so the new waker is woken here, or the hub
+    /// would not look until a timer woke it.
     pub(crate) fn replace_waker(&self, waker: Waker) {
         let old = {
             let mut slot = lock(&self.waker);
@@ -104,6 +110,13 @@ impl Inbox {
             slot.replace(waker)
         };
         drop(old);
+        // After the swap: a post that set `pending` before it woke the old
+        // waker (or none), and one after it wakes the new one itself.
+        if self.has_mail() {
+            if let Some(waker) = &*lock(&self.waker) {
+                let _ = waker.wake();
+            }
+        }
     }
 
     /// Holds both locks until the result drops: the thread that forks

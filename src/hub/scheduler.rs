@@ -245,7 +245,7 @@ impl Hub {
                 // but a thread pool's job ends when it ends: the hub waits
                 // for it rather than time it out (see `time::OffHubWork`).
                 if self.reactor.get().is_some() {
-                    if self.off_hub_work.get() > 0 {
+                    if self.off_hub_work() > 0 {
                         self.parked.set(true);
                         self.poll_io(None);
                         self.parked.set(false);

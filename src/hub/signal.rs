@@ -51,6 +51,9 @@ struct Subscriber {
     /// The signal's raise count when it was made.
     since: u64,
     tx: Sender<()>,
+    /// The thread whose hub receives: after a fork, only the forking
+    /// thread's are in the child.
+    thread: std::thread::ThreadId,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
@@ -68,6 +71,20 @@ fn registry() -> MutexGuard<'static, Registry> {
 /// dispatcher holds it while it forwards).
 pub(super) fn lock_registry() -> MutexGuard<'static, Registry> {
     registry()
+}
+
+/// In a forked child, from its `pthread_atfork` handler (on the thread
+/// that forked, holding the registry's lock as `reg`): forgets the
+/// subscribers of other threads, whose hubs are not in the child. Their
+/// senders are leaked, not dropped: a drop would take their channels'
+/// locks, which those threads may have held at the fork, for ever.
+pub(super) fn forget_other_threads(reg: &mut Registry) {
+    let me = std::thread::current().id();
+    let (mine, theirs): (Vec<_>, Vec<_>) = std::mem::take(&mut reg.subscribers)
+        .into_iter()
+        .partition(|s| s.thread == me);
+    reg.subscribers = mine;
+    std::mem::forget(theirs);
 }
 
 /// In a forked child, from its `pthread_atfork` handler: notes the raise
@@ -243,6 +260,7 @@ pub fn signal(signum: c_int) -> io::Result<Signal> {
         signum,
         since,
         tx,
+        thread: std::thread::current().id(),
     });
     Ok(Signal { rx, signum, id })
 }
@@ -315,10 +333,22 @@ fn start_dispatcher() -> io::Result<()> {
             }
             return Err(e);
         }
-        // The parent's write end stays open in a forked child: a handler
-        // may have loaded it just now. Writes to it only wake the parent's
-        // dispatcher, which finds none of its counts moved.
-        PIPE.store(write, Ordering::Release);
+        // In a forked child, the parent's write end is the one the handler
+        // knows: its number is made to name the new pipe instead (`dup3`
+        // swaps in place), so a handler that has just loaded it writes to
+        // the child's pipe, and no descriptor of the parent's pipe stays.
+        let parents_write = PIPE.load(Ordering::Acquire);
+        // SAFETY: `write` is ours; `parents_write` is the inherited write
+        // end, which nothing but the handler uses, and `dup3` replaces it
+        // atomically (no moment where the number names nothing).
+        if parents_write >= 0 && unsafe { libc::dup3(write, parents_write, libc::O_CLOEXEC) } >= 0 {
+            // SAFETY: `write` is ours, and now named by `parents_write` too.
+            unsafe { libc::close(write) };
+        } else {
+            // The first dispatcher, or a `dup3` refused (which leaves the
+            // parent's write end open, unused, as the price).
+            PIPE.store(write, Ordering::Release);
+        }
         let parents = READ.swap(read, Ordering::AcqRel);
         if parents >= 0 {
             // SAFETY: a forked child's copy of the parent's read end,

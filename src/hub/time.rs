@@ -333,6 +333,10 @@ pub fn hold() -> ClockHold {
 /// it instead of jumping past it (see the [module docs](self)).
 pub(crate) struct OffHubWork {
     hub: std::rc::Rc<super::Hub>,
+    /// The fork count it began under: work begun before a fork runs on
+    /// threads a forked child does not have, so the child stops counting
+    /// it (see `Hub::off_hub_work`).
+    born: u64,
 }
 
 impl std::fmt::Debug for OffHubWork {
@@ -345,13 +349,34 @@ impl OffHubWork {
     /// Counts work that starts now on this thread's hub.
     pub(crate) fn begin() -> OffHubWork {
         let hub = super::hub();
-        hub.off_hub_work.set(hub.off_hub_work.get() + 1);
-        OffHubWork { hub }
+        hub.off_hub_work.set(hub.off_hub_work() + 1);
+        OffHubWork {
+            hub,
+            born: super::fork::forks(),
+        }
     }
 }
 
 impl Drop for OffHubWork {
     fn drop(&mut self) {
-        self.hub.off_hub_work.set(self.hub.off_hub_work.get() - 1);
+        // Work of an earlier fork count was forgotten with it (or will be
+        // at the next look: then the count it is still in goes anyway).
+        if self.born == self.hub.off_hub_born.get() {
+            self.hub.off_hub_work.set(self.hub.off_hub_work.get() - 1);
+        }
+    }
+}
+
+impl super::Hub {
+    /// How much off-hub work a paused clock waits for. In a forked child,
+    /// what was counted before the fork runs on threads the child does not
+    /// have, and never ends there: forgotten at the first look.
+    pub(crate) fn off_hub_work(&self) -> usize {
+        let forks = super::fork::forks();
+        if self.off_hub_born.get() != forks {
+            self.off_hub_work.set(0);
+            self.off_hub_born.set(forks);
+        }
+        self.off_hub_work.get()
     }
 }
