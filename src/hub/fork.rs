@@ -23,8 +23,9 @@
 //!
 //! The locks are taken by the `pthread_atfork` prepare handler, on the
 //! forking thread, and released by the parent and child handlers on the
-//! same thread: the global pool's, the signal registry's, and the forking
-//! thread's hub's mailbox (other threads post to it).
+//! same thread: the signal dispatcher's start and registry, the global
+//! pool's, and the forking thread's hub's channels and mailbox (other
+//! threads send and post to them).
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,6 +63,8 @@ struct Held {
     /// The forking thread's signal mask before `prepare` blocked every
     /// signal, put back after the fork (see `prepare`).
     mask: Option<libc::sigset_t>,
+    /// Whether (and under which fork count) the signal dispatcher runs.
+    _started: Option<MutexGuard<'static, Option<u64>>>,
     registry: Option<MutexGuard<'static, super::signal::Registry>>,
     _pool: Option<MutexGuard<'static, super::blocking::State>>,
     /// The forking thread's hub's channels (the one hub the child has),
@@ -96,10 +99,13 @@ extern "C" fn prepare() {
         (libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old) == 0).then_some(old)
     };
     // The locks in the order code paths that hold two take them: the
-    // registry before a channel's or a mailbox's lock (the dispatcher
-    // sends while it holds it); the pool's is never held with another.
+    // dispatcher's start before the registry (`signal` takes one, then the
+    // other), the registry before a channel's or a mailbox's lock (the
+    // dispatcher sends while it holds it); the pool's is never held with
+    // another.
     let held = Held {
         mask,
+        _started: Some(super::signal::lock_started()),
         registry: Some(super::signal::lock_registry()),
         _pool: super::blocking::lock_global(),
         _channels: hub_reactor(|r| r.hold_for_fork()).unwrap_or_default(),

@@ -166,8 +166,8 @@
 //! - the [`signal`] dispatcher starts again, so a [`Signal`] made before
 //!   the fork hears the child's signals (one sent to the child as soon as
 //!   it exists included), and the parent's no more;
-//! - the locks the child needs (the global pool's, the signal registry's,
-//!   this hub's mailbox and channels') are held by the forking thread
+//! - the locks the child needs (the global pool's, the signal
+//!   dispatcher's, this hub's mailbox and channels') are held by the forking thread
 //!   across the fork, so no other thread of the parent can leave one
 //!   locked in the child;
 //! - a paused clock no longer waits for thread-pool jobs or

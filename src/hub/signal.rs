@@ -281,6 +281,30 @@ fn max_signal() -> c_int {
 /// started; `None` before the first.
 static STARTED: Mutex<Option<u64>> = Mutex::new(None);
 
+/// `STARTED`'s lock, for `fork.rs` to hold across a fork: a dispatcher
+/// being started by another thread then holds it over a thread's spawn.
+pub(super) fn lock_started() -> MutexGuard<'static, Option<u64>> {
+    STARTED.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The inode of the pipe `PIPE` writes to (0: none yet), to tell whether
+/// a forked child's inherited write end is still that pipe.
+static PIPE_INODE: AtomicU64 = AtomicU64::new(0);
+
+/// The inode of the pipe descriptor `fd` names (0 if it is no pipe).
+fn pipe_inode(fd: c_int) -> u64 {
+    // SAFETY: an all-zero `stat` is a valid value for `fstat` to fill;
+    // `fd` is only asked about, not used.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `st` is valid for writes.
+    let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
+    if ok && st.st_mode & libc::S_IFMT == libc::S_IFIFO {
+        st.st_ino
+    } else {
+        0
+    }
+}
+
 /// The read end of the pipe the dispatcher reads (-1 until it exists):
 /// a forked child closes its copy of the parent's when it starts its own.
 static READ: AtomicI32 = AtomicI32::new(-1);
@@ -338,15 +362,23 @@ fn start_dispatcher() -> io::Result<()> {
         // swaps in place), so a handler that has just loaded it writes to
         // the child's pipe, and no descriptor of the parent's pipe stays.
         let parents_write = PIPE.load(Ordering::Acquire);
+        // Only if that number still names the parent's pipe: a daemon may
+        // have closed its descriptors and opened files since.
+        let still_ours =
+            parents_write >= 0 && pipe_inode(parents_write) == PIPE_INODE.load(Ordering::Acquire);
         // SAFETY: `write` is ours; `parents_write` is the inherited write
-        // end, which nothing but the handler uses, and `dup3` replaces it
-        // atomically (no moment where the number names nothing).
-        if parents_write >= 0 && unsafe { libc::dup3(write, parents_write, libc::O_CLOEXEC) } >= 0 {
+        // end (checked just now), which nothing but the handler uses, and
+        // `dup3` replaces it atomically (no moment where the number names
+        // nothing).
+        if still_ours && unsafe { libc::dup3(write, parents_write, libc::O_CLOEXEC) } >= 0 {
             // SAFETY: `write` is ours, and now named by `parents_write` too.
             unsafe { libc::close(write) };
+            PIPE_INODE.store(pipe_inode(parents_write), Ordering::Release);
         } else {
-            // The first dispatcher, or a `dup3` refused (which leaves the
-            // parent's write end open, unused, as the price).
+            // The first dispatcher, the parent's number taken by something
+            // else, or a `dup3` refused (which leaves the parent's write end
+            // open, unused, as the price).
+            PIPE_INODE.store(pipe_inode(write), Ordering::Release);
             PIPE.store(write, Ordering::Release);
         }
         let parents = READ.swap(read, Ordering::AcqRel);
