@@ -578,3 +578,31 @@ fn a_chain_of_forks_keeps_no_descriptor_of_the_parents() {
         },
     );
 }
+
+/// A thread starting the signal dispatcher (its first `hub::signal` of
+/// the process) while another thread forks: the child's own start must
+/// not find the start's lock held. Each round, a fresh child has a second
+/// thread start its dispatcher while its main thread forks a grandchild at
+/// a point spread over that start; the grandchild starts its own.
+#[test]
+fn a_dispatcher_starting_at_the_fork_leaves_the_childs_start_free() {
+    in_fresh_process(
+        "a_dispatcher_starting_at_the_fork_leaves_the_childs_start_free",
+        || {
+            let _sig = hub::signal(libc::SIGUSR1).unwrap();
+            for round in 0..150u32 {
+                let code = fork_and_wait(Exit::Raw, || {
+                    let starter = std::thread::spawn(|| drop(hub::signal(libc::SIGUSR2)));
+                    for _ in 0..(round % 30) * 300 {
+                        std::hint::spin_loop();
+                    }
+                    let grandchild =
+                        fork_and_wait(Exit::Raw, || i32::from(hub::signal(libc::SIGUSR2).is_err()));
+                    starter.join().unwrap();
+                    grandchild
+                });
+                assert_eq!(code, 0, "round {round}");
+            }
+        },
+    );
+}
