@@ -618,7 +618,7 @@ fn test_cleanup_raw() {
     assert_eq!(st.active + st.unstarted, 2, "main and the hub only: {st}");
 }
 
-// TestLockGreenlet.test_spin_lock_switches (gevent issue 1464): a greenlet
+// TestLockGreenlet.test_spin_lock_switches (gevent/gevent#1464): a greenlet
 // spinning on a failing non-blocking acquire lets the holder run, so
 // `join(0)` returns and a release lets the spinner through. The crate's
 // `try_acquire` never yields (its `hub_budget.rs` tests), so the spin
@@ -657,9 +657,9 @@ fn test_spin_lock_switches() {
 
 // ================================================== test__nondefaultloop.py
 
-// Issue 210: a callback on a loop that is not the default one runs. Here:
-// the hub of a thread other than the test's first one (a hub per thread),
-// under a hang guard (gevent's `alarm(1)`).
+// gevent/gevent#210: a callback on a loop that is not the default one
+// runs. Here: the hub of a thread other than the test's first one (a hub
+// per thread), under a hang guard (gevent's `alarm(1)`).
 #[test]
 fn test_nondefaultloop() {
     let r = guard(10, || {
@@ -677,7 +677,7 @@ fn test_nondefaultloop() {
 
 // ================================================== test__monkey_hub_in_thread.py
 
-// Issue 687: several OS threads making their hubs at the same moment,
+// gevent/gevent#687: several OS threads making their hubs at the same moment,
 // each sleeping in it (on its own paused clock) and using the shared
 // thread pool at once, all finish.
 #[test]
