@@ -28,14 +28,7 @@ fn in_fresh_process(test: &str, body: impl FnOnce()) {
         body();
         return;
     }
-    let out = child::run(test, CHILD, test);
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
-        "{test}: {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    child::assert_passes(test, CHILD, test);
 }
 
 /// How the forked child ends.

@@ -618,7 +618,7 @@ fn test_cleanup_raw() {
     assert_eq!(st.active + st.unstarted, 2, "main and the hub only: {st}");
 }
 
-// TestLockGreenlet.test_spin_lock_switches (gevent/gevent#1464): a greenlet
+// TestLockGreenlet.test_spin_lock_switches: a greenlet
 // spinning on a failing non-blocking acquire lets the holder run, so
 // `join(0)` returns and a release lets the spinner through. The crate's
 // `try_acquire` never yields (its `hub_budget.rs` tests), so the spin
@@ -657,7 +657,7 @@ fn test_spin_lock_switches() {
 
 // ================================================== test__nondefaultloop.py
 
-// gevent/gevent#210: a callback on a loop that is not the default one
+// A callback on a loop that is not the default one
 // runs. Here: the hub of a thread other than the test's first one (a hub
 // per thread), under a hang guard (gevent's `alarm(1)`).
 #[test]
@@ -677,7 +677,7 @@ fn test_nondefaultloop() {
 
 // ================================================== test__monkey_hub_in_thread.py
 
-// gevent/gevent#687: several OS threads making their hubs at the same moment,
+// Several OS threads making their hubs at the same moment,
 // each sleeping in it (on its own paused clock) and using the shared
 // thread pool at once, all finish.
 #[test]
@@ -945,14 +945,7 @@ fn describe(status: i32) -> String {
 /// Runs `test` in child mode `mode` (a re-run of this binary with the
 /// test alone) and asserts it passed.
 fn run_in_child(test: &str, mode: &str) {
-    let out = child::run(test, CHILD, mode);
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
-        "child: {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    child::assert_passes(test, CHILD, mode);
 }
 
 // test__issue230.py: a name lookup (on gevent's thread pool), then a

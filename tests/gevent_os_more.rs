@@ -178,7 +178,7 @@ fn test_del_noclose() {
     assert_eq!(got, b"z");
 }
 
-// TestFileObjectBlock.test_close_pipe (issues #190, #203): both ends
+// TestFileObjectBlock.test_close_pipe: both ends
 // wrapped and closed, in either order, without error; a closed wrapper
 // refuses further I/O, and dropping it closes the descriptor.
 #[test]
@@ -298,7 +298,7 @@ fn test_readinto() {
     g.join().unwrap();
 }
 
-// TestFileObjectPosix.test_seek_raises_ioerror (issue #1323): seeking a
+// TestFileObjectPosix.test_seek_raises_ioerror: seeking a
 // pipe through the wrapper fails with the OS's own error, the same errno
 // and text as the raw call.
 #[test]

@@ -447,7 +447,7 @@ fn struct_bytes(s: &AnStructure) -> &[u8] {
     }
 }
 
-/// Issue #466: sending a structure's bytes over a connected UDP socket,
+/// Sending a structure's bytes over a connected UDP socket,
 /// with `sendall` and `send`, without and with a timeout; each send on a
 /// fresh socket, as gevent's. UDP has no `Write` here: a datagram is sent
 /// whole by one `send`, so `sendall` is `send` and gevent's `send` is also

@@ -192,7 +192,7 @@ fn test_async_result_get_raises_timeout_timeout() {
 
 /// TestGeventWaitOnEvent.test_set_during_wait, whole (gevent_sync.rs has
 /// its first half): after the woken waiter clears the event, a new
-/// `wait` on it must not report it (a gevent bug, its #771).
+/// `wait` on it must not report it (gevent once did).
 #[test]
 fn test_set_during_wait_then_clear() {
     time::pause();

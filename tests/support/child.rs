@@ -12,3 +12,17 @@ pub fn run(test: &str, var: &str, mode: &str) -> Output {
         .output()
         .unwrap()
 }
+
+/// [`run`], then asserts the child ran that one test and it passed,
+/// showing its output otherwise.
+#[allow(dead_code)] // not every test file names it
+pub fn assert_passes(test: &str, var: &str, mode: &str) {
+    let out = run(test, var, mode);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "{test} ({var}={mode}): {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
