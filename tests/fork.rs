@@ -363,6 +363,68 @@ fn a_job_queued_at_the_fork_runs_in_the_parent_only() {
     });
 }
 
+/// A job running at the fork runs in the parent only: in the child, a
+/// join of it fails (it would otherwise wait for ever on a thread the
+/// child does not have), whether the join began before the fork or after,
+/// and through `spawn_blocking`'s handle as through the pool's.
+#[test]
+fn a_job_running_at_the_fork_fails_its_join_in_the_child() {
+    in_fresh_process(
+        "a_job_running_at_the_fork_fails_its_join_in_the_child",
+        || {
+            let (started_tx, started) = std::sync::mpsc::channel();
+            let started_tx2 = started_tx.clone();
+            let (release, released) = std::sync::mpsc::channel::<()>();
+            let (release2, released2) = std::sync::mpsc::channel::<()>();
+            let running = hub::spawn_blocking(move || {
+                started_tx.send(()).unwrap();
+                released.recv().unwrap();
+                5u64
+            });
+            let pool = hub::ThreadPool::new(1, Duration::from_secs(10));
+            let also_running = pool.spawn(move || {
+                started_tx2.send(()).unwrap();
+                released2.recv().unwrap();
+                6u64
+            });
+            // A greenlet already waiting for the first job when the fork comes.
+            let waiting = hub::spawn(move || running.join());
+            hub::yield_now();
+            started.recv().unwrap();
+            started.recv().unwrap(); // both jobs run
+            let waiting = std::cell::Cell::new(Some(waiting));
+            let also_running = std::cell::Cell::new(Some(also_running));
+            let code = fork_and_wait(Exit::Raw, || {
+                let names_the_fork = |p: &(dyn std::any::Any + Send)| {
+                    let message = p
+                        .downcast_ref::<String>()
+                        .map(String::as_str)
+                        .or_else(|| p.downcast_ref::<&str>().copied());
+                    message.is_some_and(|m| m.contains("fork"))
+                };
+                let joined_before = match waiting.take().unwrap().join() {
+                    Ok(Err(hub::JoinError::Panicked(p))) => names_the_fork(p.as_ref()),
+                    _ => false,
+                };
+                let joined_after = match also_running.take().unwrap().join() {
+                    Err(hub::JoinError::Panicked(p)) => names_the_fork(p.as_ref()),
+                    _ => false,
+                };
+                match (joined_before, joined_after) {
+                    (true, true) => 0,
+                    (false, _) => 2,
+                    (true, false) => 3,
+                }
+            });
+            assert_eq!(code, 0);
+            release.send(()).unwrap();
+            release2.send(()).unwrap();
+            assert_eq!(waiting.take().unwrap().join().unwrap().unwrap(), 5);
+            assert_eq!(also_running.take().unwrap().join().unwrap(), 6);
+        },
+    );
+}
+
 /// A job running at the fork runs in the parent only: the child's paused
 /// clock does not wait for it.
 #[test]

@@ -122,12 +122,12 @@ pub(super) fn lock_global() -> Option<MutexGuard<'static, State>> {
     Some(lock_state(&GLOBAL.get()?.shared.state))
 }
 
-/// Why a job's result never came: the pool dropped the job unrun, which
-/// happens only to a job still queued when this process was forked (it
-/// runs in the parent), or when the pool is gone with its threads, which
-/// cannot happen while work is queued.
-const DROPPED: &str =
-    "the pool dropped the job (queued when this process forked: it runs in the parent only)";
+/// Why a job's result never came: this process was forked while the job
+/// was queued (the child dropped its copy) or running (on a thread the
+/// child does not have); it runs in the parent only. (A pool gone with its
+/// threads would drop queued jobs too, but cannot go while work is queued.)
+const DROPPED: &str = "the job was queued or running when this process forked: \
+     it runs in the parent only";
 
 /// The pool [`spawn_blocking`] uses.
 static GLOBAL: OnceLock<ThreadPool> = OnceLock::new();
@@ -206,8 +206,8 @@ impl ThreadPool {
     ///
     /// If no thread can be started (the system refused) and none is alive
     /// to take the work, `join` reports a panic saying so; the same in a
-    /// child forked while the job was still queued (it runs in the parent:
-    /// see the hub docs' "`fork` without `exec`").
+    /// child forked while the job was queued or running (it runs in the
+    /// parent only: see the hub docs' "`fork` without `exec`").
     ///
     /// [`JoinError::Panicked`]: super::JoinError::Panicked
     /// [`JoinError::Killed`]: super::JoinError::Killed
@@ -222,7 +222,7 @@ impl ThreadPool {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        let (tx, rx) = super::channel::<std::thread::Result<R>>();
+        let (tx, rx) = super::channel::pool_result_channel::<std::thread::Result<R>>();
         let queued = self.execute(sending_job(f, tx));
         // Counted until the result is in (or the greenlet waiting for it
         // is gone): the job runs that long, waited for or not.
@@ -263,7 +263,7 @@ impl ThreadPool {
                 "greenlet::hub::ThreadPool: cannot wait for a pool job while the greenlet unwinds",
             ));
         }
-        let (tx, rx) = super::channel::<std::thread::Result<R>>();
+        let (tx, rx) = super::channel::pool_result_channel::<std::thread::Result<R>>();
         self.execute(sending_job(f, tx))?;
         // Counted while the caller waits: a paused clock waits for the
         // job instead of jumping past it to a timeout.

@@ -26,11 +26,21 @@ struct Chan<T> {
     /// The receiver's registration, which senders ask the hub to wake.
     token: usize,
     id: u64,
+    /// The senders live only on threads of a thread pool (a pool job's
+    /// result): in a forked child, which has none of those threads, they
+    /// are gone (see `HoldAcrossFork::in_forked_child`).
+    senders_on_pool_threads: bool,
+    /// The fork count it was made under (see `fork.rs`): a channel made in
+    /// the child itself is not the parent's.
+    born: u64,
 }
 
 struct State<T> {
     items: VecDeque<T>,
     senders: usize,
+    /// In a forked child: the senders were on threads of the parent (see
+    /// `Chan::senders_on_pool_threads`), so none will send or drop.
+    senders_left_in_parent: bool,
     receiver_alive: bool,
     /// A receiving greenlet found nothing and is (about to be) blocked:
     /// the next send must wake one. Cleared by that send, so a burst of
@@ -38,6 +48,15 @@ struct State<T> {
     /// passes it on to another waiting one if more came (see
     /// `Receiver::pass_wake_on`, which a watcher the send woke calls too).
     receiver_waiting: bool,
+}
+
+impl<T> State<T> {
+    /// Whether nothing more can come: every sender is dropped, or stayed
+    /// with the parent of a fork.
+    #[inline]
+    fn senders_gone(&self) -> bool {
+        self.senders == 0 || self.senders_left_in_parent
+    }
 }
 
 impl<T> Chan<T> {
@@ -69,6 +88,15 @@ impl<T: Send + 'static> HoldAcrossFork for Chan<T> {
             _chan: self,
         })
     }
+
+    fn in_forked_child(&self) -> bool {
+        if !self.senders_on_pool_threads || self.born == super::fork::forks() {
+            return false;
+        }
+        let mut state = self.lock();
+        state.senders_left_in_parent = true;
+        true
+    }
 }
 
 /// Creates a channel: the [`Sender`] may go to any thread (and be cloned),
@@ -99,6 +127,18 @@ impl<T: Send + 'static> HoldAcrossFork for Chan<T> {
 ///
 /// When the thread's reactor cannot be created (see [`remote`](super::remote)).
 pub fn channel<T: Send + 'static>() -> (Sender<T>, Receiver<T>) {
+    channel_with(false)
+}
+
+/// A [`channel`] for a thread-pool job's result, whose senders only the
+/// pool's threads hold: in a forked child, which has none of the parent's
+/// threads, it ends (`recv` fails once it is empty) instead of waiting for
+/// ever on a job that runs in the parent only.
+pub(crate) fn pool_result_channel<T: Send + 'static>() -> (Sender<T>, Receiver<T>) {
+    channel_with(true)
+}
+
+fn channel_with<T: Send + 'static>(senders_on_pool_threads: bool) -> (Sender<T>, Receiver<T>) {
     static IDS: AtomicU64 = AtomicU64::new(1);
     let hub = hub();
     let reactor = hub.reactor_or_panic("hub::channel");
@@ -109,12 +149,15 @@ pub fn channel<T: Send + 'static>() -> (Sender<T>, Receiver<T>) {
         state: Mutex::new(State {
             items: VecDeque::new(),
             senders: 1,
+            senders_left_in_parent: false,
             receiver_alive: true,
             receiver_waiting: false,
         }),
         inbox: reactor.inbox().clone(),
         token: reg.token(),
         id: IDS.fetch_add(1, Ordering::Relaxed),
+        senders_on_pool_threads,
+        born: super::fork::forks(),
     });
     let weak: std::sync::Weak<dyn HoldAcrossFork> = Arc::downgrade(&chan) as _;
     reg.set_lock(weak);
@@ -169,7 +212,7 @@ impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         let mut state = self.chan.lock();
         state.senders -= 1;
-        let wake = state.senders == 0 && std::mem::replace(&mut state.receiver_waiting, false);
+        let wake = state.senders_gone() && std::mem::replace(&mut state.receiver_waiting, false);
         drop(state);
         if wake {
             // The receiver must learn that nothing more will come.
@@ -241,7 +284,7 @@ impl<T> Receiver<T> {
         self.note_if_empty(&state);
         match taken {
             Some(value) => Ok(value),
-            None if state.senders == 0 => Err(TryRecvError::Disconnected),
+            None if state.senders_gone() => Err(TryRecvError::Disconnected),
             None => Err(TryRecvError::Empty),
         }
     }
@@ -250,7 +293,7 @@ impl<T> Receiver<T> {
     /// `emptied`).
     #[inline]
     fn note_if_empty(&self, state: &State<T>) {
-        if self.emptied.get() != 0 && state.items.is_empty() && state.senders > 0 {
+        if self.emptied.get() != 0 && state.items.is_empty() && !state.senders_gone() {
             self.emptied.set(super::wait_any::next_stamp());
         }
     }
@@ -297,7 +340,7 @@ impl<T> Receiver<T> {
     fn take_or_end(&self, state: &mut State<T>) -> Option<Result<T, RecvTimeoutError>> {
         let taken = match state.items.pop_front() {
             Some(value) => Ok(value),
-            None if state.senders == 0 => Err(RecvTimeoutError::Disconnected),
+            None if state.senders_gone() => Err(RecvTimeoutError::Disconnected),
             None => return None,
         };
         self.note_if_empty(state);
@@ -310,7 +353,7 @@ impl<T> Receiver<T> {
     /// more for it (a value, or the end), else to the next send.
     fn pass_wake_on(&self, state: &mut State<T>) {
         if self.reg.has_waiters(Direction::Read) {
-            if !state.items.is_empty() || state.senders == 0 {
+            if !state.items.is_empty() || state.senders_gone() {
                 self.reg
                     .wake_first(Direction::Read, |w| self.hub.wake(w, Wake::Ready));
             } else {
@@ -324,7 +367,7 @@ impl<T> super::wait_any::sealed::Source for Receiver<T> {
     fn is_ready(&self) -> bool {
         let ready = {
             let state = self.chan.lock();
-            !state.items.is_empty() || state.senders == 0
+            !state.items.is_empty() || state.senders_gone()
         };
         if !ready {
             self.emptied.set(super::wait_any::next_stamp());
@@ -357,7 +400,7 @@ impl<T> super::wait_any::sealed::Source for Receiver<T> {
             let mut state = self.chan.lock();
             // Under the senders' lock: a send after this wakes a waiter.
             state.receiver_waiting = true;
-            !state.items.is_empty() || state.senders == 0
+            !state.items.is_empty() || state.senders_gone()
         };
         if came {
             // Since the wait looked (from another thread): wake it the way

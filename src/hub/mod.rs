@@ -160,9 +160,11 @@
 //!   waits for, registers or drops (its exit unwinding what it inherited,
 //!   say) reaches the parent's;
 //! - the thread pools count none of the parent's threads (none came
-//!   along) and start their own; jobs still queued at the fork are the
-//!   parent's, which runs them: the child drops its copies, so a greenlet
-//!   of the child joining one gets an error, not a second run of the job;
+//!   along) and start their own; jobs queued or running at the fork are
+//!   the parent's, which runs them: the child drops its copies of the
+//!   queued ones, so a greenlet of the child joining one gets an error
+//!   (a [`JoinError::Panicked`] naming the fork), not a second run of the
+//!   job nor a wait for ever, also if it was waiting already;
 //! - the [`signal`] dispatcher starts again, so a [`Signal`] made before
 //!   the fork hears the child's signals (one sent to the child as soon as
 //!   it exists included), and the parent's no more;
@@ -176,9 +178,7 @@
 //! - a `process::Command::status` or `output` inherited mid-wait leaves
 //!   the parent's process alone when the child unwinds it.
 //!
-//! Not mended: a [`spawn_blocking`] job running at the fork runs in the
-//! parent only (a greenlet of the child joining it waits for ever: join it
-//! before forking); the [`monitor`]'s thread stays in the parent (call it
+//! Not mended: the [`monitor`]'s thread stays in the parent (call it
 //! again in the child); a [`process::Child`](crate::process::Child) of the
 //! parent is not the forked process's child (waiting on it fails there);
 //! a pool made with [`ThreadPool::new`] whose own thread held its lock at

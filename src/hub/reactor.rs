@@ -254,6 +254,12 @@ impl Registration {
 pub(crate) trait HoldAcrossFork: Send + Sync {
     /// Takes the lock; it is let go when the result drops.
     fn hold(self: Arc<Self>) -> Box<dyn Any>;
+
+    /// In a forked child, on the hub's thread, when the reactor is
+    /// renewed: whether the channel ended because its senders were all on
+    /// threads of the parent (a pool job's result), so that its receivers
+    /// must be woken to see it.
+    fn in_forked_child(&self) -> bool;
 }
 
 /// The reactor proper. Every `RefCell` here is borrowed only for the length
@@ -332,6 +338,22 @@ impl Reactor {
         self.inbox.replace_waker(waker);
         self.born.set(super::fork::forks());
         super::signal::renew_dispatcher();
+        // Channels whose senders were the parent's threads end here; their
+        // receivers hear of it as of a last sender's drop, through the
+        // inbox (this may run inside a poll, whose mail comes next).
+        let ended: Vec<usize> = self
+            .registrations
+            .borrow()
+            .iter()
+            .filter(|(_, reg)| {
+                let chan = reg.lock.borrow().as_ref().and_then(|lock| lock.upgrade());
+                chan.is_some_and(|chan| chan.in_forked_child())
+            })
+            .map(|(token, _)| token)
+            .collect();
+        for token in ended {
+            let _ = self.inbox.wake_readers(token);
+        }
         Ok(())
     }
 
