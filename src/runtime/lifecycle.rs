@@ -63,7 +63,11 @@ impl Runtime {
         R: 'static,
     {
         if std::mem::size_of::<F>() > MAX_CLOSURE_ON_STACK {
-            self.create_with::<Box<F>, A, R, OWNS>(Box::new(f), name, stack_size, parent)
+            // Boxed as a `dyn FnOnce`, so that every large function with
+            // the same argument and result types shares one compiled
+            // creation and entry instead of adding its own.
+            let f: Box<dyn FnOnce(A) -> R> = Box::new(f);
+            self.create_with::<Box<dyn FnOnce(A) -> R>, A, R, OWNS>(f, name, stack_size, parent)
         } else {
             self.create_with::<F, A, R, OWNS>(f, name, stack_size, parent)
         }
@@ -1017,15 +1021,31 @@ pub(crate) fn describe(name: Option<&str>, id: u64) -> String {
 /// `take_unrun_cause`): then the greenlet ends as if its function had
 /// returned `()`. Out of line, so that its locals do not widen `entry`'s
 /// frame, which every parked greenlet keeps in the cache lines of its
-/// stack top.
+/// stack top. Only the drop of `f` and the cast to `R` depend on the
+/// types; the rest is [`drop_unrun`], compiled once for every greenlet
+/// function of the program rather than once for each.
 #[cold]
 #[inline(never)]
 fn never_ran<F, R: 'static>(rt: &Runtime, me: Key, e: SwitchError, f: F) -> Result<R, SwitchError> {
+    let mut f = Some(f);
+    drop_unrun(rt, me, e, &mut || drop(f.take()))?;
+    cast_same::<(), R>(()).map_err(|()| SwitchError::Killed)
+}
+
+/// [`never_ran`] without its types: `drop_f` drops the function. `Ok`
+/// when its destructor took the error (the greenlet ends as if its
+/// function had returned `()`).
+fn drop_unrun(
+    rt: &Runtime,
+    me: Key,
+    e: SwitchError,
+    drop_f: &mut dyn FnMut(),
+) -> Result<(), SwitchError> {
     rt.finishing_its_kill(me);
     rt.unrun_causes.borrow_mut().push((me, Some(e)));
     // The destructor may switch away (no borrow is held): other greenlets'
     // functions may be dropped unrun meanwhile, in any order.
-    let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(f)));
+    let dropped = panic::catch_unwind(AssertUnwindSafe(drop_f));
     let cause = {
         let mut causes = rt.unrun_causes.borrow_mut();
         let at = causes.iter().position(|(k, _)| *k == me);
@@ -1042,7 +1062,7 @@ fn never_ran<F, R: 'static>(rt: &Runtime, me: Key, e: SwitchError, f: F) -> Resu
             }
         }
         (Ok(()), Some(e)) => Err(e),
-        (Ok(()), None) => cast_same::<(), R>(()).map_err(|()| SwitchError::Killed),
+        (Ok(()), None) => Ok(()),
     }
 }
 
