@@ -57,7 +57,8 @@ pub(crate) fn watch() {
     });
 }
 
-/// The process-wide locks, held across a fork by the thread that forks.
+/// The locks held across a fork by the thread that forks: the process's
+/// (the signal dispatcher's, the global pool's) and its own hub's.
 #[derive(Default)]
 struct Held {
     /// The forking thread's signal mask before `prepare` blocked every

@@ -184,7 +184,10 @@
 //! a pool made with [`ThreadPool::new`] whose own thread held its lock at
 //! the instant of the fork (for a queue operation's few instructions)
 //! keeps it locked in the child. Other threads' hubs are not in the child
-//! at all. A fork made by a raw system call rather than libc's `fork`
+//! at all, nor are the other threads themselves: a [`channel`] whose
+//! senders were on them (rather than in a pool job) waits for them for
+//! ever there, as `std::sync::mpsc` would; so does a [`block_on`] whose
+//! waker only such a thread held. A fork made by a raw system call rather than libc's `fork`
 //! runs no `pthread_atfork` handler and is not seen.
 
 mod async_result;
