@@ -504,6 +504,42 @@ fn a_thread_sending_at_the_fork_leaves_the_childs_channel_unlocked() {
     );
 }
 
+/// A pool of the program's own, busy on other threads (one spawning jobs
+/// in a tight loop, the pool's taking them), holds its lock at some
+/// forks: the child must find it free, and the pool working.
+#[test]
+fn a_busy_pool_of_the_programs_own_works_in_the_child() {
+    in_fresh_process("a_busy_pool_of_the_programs_own_works_in_the_child", || {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let pool = hub::ThreadPool::new(2, Duration::from_secs(10));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let spawners: Vec<_> = (0..3)
+            .map(|_| {
+                let (p, s, started_tx) = (pool.clone(), stop.clone(), started_tx.clone());
+                std::thread::spawn(move || {
+                    while !s.load(Ordering::Relaxed) {
+                        let jobs: Vec<_> = (0..64).map(|_| p.spawn(|| ())).collect();
+                        jobs.into_iter().for_each(|job| job.join().unwrap());
+                        let _ = started_tx.send(());
+                    }
+                })
+            })
+            .collect();
+        (0..3).for_each(|_| started.recv().unwrap());
+        for _ in 0..300 {
+            let code = fork_and_wait(Exit::Raw, || match pool.spawn(|| 7).join() {
+                Ok(7) => 0,
+                _ => 2,
+            });
+            assert_eq!(code, 0);
+        }
+        stop.store(true, Ordering::Relaxed);
+        spawners.into_iter().for_each(|t| t.join().unwrap());
+    });
+}
+
 /// A greenlet of the parent waiting in `Command::status` at the fork: the
 /// child's exit unwinds its copy of that wait, which must leave the
 /// parent's process alone (it is not the child's to kill).

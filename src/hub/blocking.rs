@@ -11,13 +11,22 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use super::JoinHandle;
 
 /// Work for a pool thread. Every job catches its own panic.
 type Job = Box<dyn FnOnce() + Send>;
+
+/// A job in a pool's queue, with the thread that queued it: in a forked
+/// child, only that thread's can be dropped safely (see
+/// [`forget_the_parents`]).
+struct Queued {
+    job: Job,
+    by: ThreadId,
+}
 
 /// A pool of OS threads for blocking work; `Clone` shares it, and it may
 /// be used from any thread. Threads are started on demand, up to
@@ -66,7 +75,7 @@ struct Shared {
 }
 
 pub(super) struct State {
-    jobs: VecDeque<Job>,
+    jobs: VecDeque<Queued>,
     /// Threads alive (working or idle).
     threads: usize,
     /// Threads waiting for work.
@@ -90,7 +99,18 @@ impl Shared {
             drop(state);
             // Outside the lock: a job's captures may use the pool in
             // their destructors.
-            drop(parents);
+            let me = std::thread::current().id();
+            for queued in parents {
+                if queued.by == me {
+                    drop(queued.job);
+                } else {
+                    // Its captures (the result's sender, at least) belong
+                    // to a thread the child does not have, whose locks
+                    // another thread of the parent may have held at the
+                    // fork: dropped, they could wait on one for ever.
+                    std::mem::forget(queued.job);
+                }
+            }
             state = lock_state(&self.state);
         }
         state
@@ -106,9 +126,14 @@ fn lock_state(state: &Mutex<State>) -> MutexGuard<'_, State> {
 /// In a forked child (see `fork.rs`), on the pool's first use there: no
 /// thread of the pool came along, so none is counted, working or idle;
 /// and the jobs still queued are the parent's, which runs them: they are
-/// taken out (for the caller to drop, outside the lock), so a greenlet of
-/// the child waiting for one gets an error instead of a second run of it.
-fn forget_the_parents(state: &mut State) -> VecDeque<Job> {
+/// taken out, so a greenlet of the child waiting for one gets an error
+/// instead of a second run of it. The caller drops, outside the lock, the
+/// ones the forking thread queued, and leaks the others: their captures
+/// belong to threads the child does not have (their result channels'
+/// locks among them, which those threads' own may have held at the fork),
+/// and the child's receivers of them hear of the end from the reactor
+/// (see `channel::pool_result_channel`).
+fn forget_the_parents(state: &mut State) -> VecDeque<Queued> {
     state.threads = 0;
     state.idle = 0;
     state.notified = 0;
@@ -116,10 +141,46 @@ fn forget_the_parents(state: &mut State) -> VecDeque<Job> {
     std::mem::take(&mut state.jobs)
 }
 
-/// The global pool's lock, if the pool exists, for `fork.rs` to hold
-/// across a fork.
-pub(super) fn lock_global() -> Option<MutexGuard<'static, State>> {
-    Some(lock_state(&GLOBAL.get()?.shared.state))
+/// Every pool of the process, for a fork to lock (see [`hold_for_fork`]).
+/// A pool is listed when made and pruned once gone.
+static POOLS: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
+
+fn lock_pools() -> MutexGuard<'static, Vec<Weak<Shared>>> {
+    // Only pushes and prunes happen under the lock.
+    POOLS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Every pool's lock, and the list's, held until the result drops: for
+/// the thread that forks (see `fork.rs`), so that no pool's own thread, nor
+/// a thread queueing work, leaves one locked in the child for ever.
+pub(super) fn hold_for_fork() -> Box<dyn std::any::Any> {
+    /// A pool's lock, and the pool it locks, kept alive by the `Arc`
+    /// beside it. Field order matters: the guard drops first.
+    struct HeldPool {
+        _guard: MutexGuard<'static, State>,
+        _shared: Arc<Shared>,
+    }
+    let pools = lock_pools();
+    let held: Vec<HeldPool> = pools
+        .iter()
+        .filter_map(Weak::upgrade)
+        .map(|shared| {
+            let guard = lock_state(&shared.state);
+            // SAFETY: the guard borrows the `Shared` that the `Arc` moved
+            // into the same `HeldPool` keeps alive at the same address
+            // (moving the `Arc` moves a pointer); it is declared first, so
+            // it unlocks before the `Arc` can go. Only the lifetime changes.
+            let guard = unsafe {
+                std::mem::transmute::<MutexGuard<'_, State>, MutexGuard<'static, State>>(guard)
+            };
+            HeldPool {
+                _guard: guard,
+                _shared: shared,
+            }
+        })
+        .collect();
+    // A tuple drops its fields in order: the pools' locks go first.
+    Box::new((held, pools))
 }
 
 /// Why a job's result never came: this process was forked while the job
@@ -166,6 +227,10 @@ impl ThreadPool {
             max_threads,
             idle_timeout,
         });
+        let mut pools = lock_pools();
+        pools.retain(|pool| pool.strong_count() > 0);
+        pools.push(Arc::downgrade(&shared));
+        drop(pools);
         ThreadPool {
             _handles: Arc::new(Handles(shared.clone())),
             shared,
@@ -284,7 +349,10 @@ impl ThreadPool {
     fn execute(&self, job: Job) -> io::Result<()> {
         let shared = &self.shared;
         let mut state = shared.lock();
-        state.jobs.push_back(job);
+        state.jobs.push_back(Queued {
+            job,
+            by: std::thread::current().id(),
+        });
         if state.idle > state.notified {
             state.notified += 1;
             drop(state);
@@ -349,7 +417,7 @@ fn work(shared: &Shared) {
     // once its first lock there forgot the parent's (see `fork.rs`).
     let mut born = super::fork::forks();
     loop {
-        if let Some(job) = state.jobs.pop_front() {
+        if let Some(Queued { job, .. }) = state.jobs.pop_front() {
             drop(state);
             super::monitor::job_starts();
             job();

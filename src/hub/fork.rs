@@ -23,9 +23,9 @@
 //!
 //! The locks are taken by the `pthread_atfork` prepare handler, on the
 //! forking thread, and released by the parent and child handlers on the
-//! same thread: the signal dispatcher's start and registry, the global
-//! pool's, and the forking thread's hub's channels and mailbox (other
-//! threads send and post to them).
+//! same thread: the signal dispatcher's start and registry, every thread
+//! pool's (and the list of pools), and the forking thread's hub's channels
+//! and mailbox (other threads send and post to them).
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,7 +58,7 @@ pub(crate) fn watch() {
 }
 
 /// The locks held across a fork by the thread that forks: the process's
-/// (the signal dispatcher's, the global pool's) and its own hub's.
+/// (the signal dispatcher's, every thread pool's) and its own hub's.
 #[derive(Default)]
 struct Held {
     /// The forking thread's signal mask before `prepare` blocked every
@@ -67,7 +67,8 @@ struct Held {
     /// Whether (and under which fork count) the signal dispatcher runs.
     _started: Option<MutexGuard<'static, Option<u64>>>,
     registry: Option<MutexGuard<'static, super::signal::Registry>>,
-    _pool: Option<MutexGuard<'static, super::blocking::State>>,
+    /// Every thread pool's lock, and the list of pools.
+    _pools: Option<Box<dyn std::any::Any>>,
     /// The forking thread's hub's channels (the one hub the child has),
     /// whose locks other threads take to send.
     _channels: Vec<Box<dyn std::any::Any>>,
@@ -102,13 +103,13 @@ extern "C" fn prepare() {
     // The locks in the order code paths that hold two take them: the
     // dispatcher's start before the registry (`signal` takes one, then the
     // other), the registry before a channel's or a mailbox's lock (the
-    // dispatcher sends while it holds it); the pool's is never held with
-    // another.
+    // dispatcher sends while it holds it); the list of pools before each
+    // pool's, and neither is ever held with another.
     let held = Held {
         mask,
         _started: Some(super::signal::lock_started()),
         registry: Some(super::signal::lock_registry()),
-        _pool: super::blocking::lock_global(),
+        _pools: Some(super::blocking::hold_for_fork()),
         _channels: hub_reactor(|r| r.hold_for_fork()).unwrap_or_default(),
         _inbox: hub_reactor(|r| r.inbox().hold_for_fork()),
     };

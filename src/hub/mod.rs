@@ -168,10 +168,10 @@
 //! - the [`signal`] dispatcher starts again, so a [`Signal`] made before
 //!   the fork hears the child's signals (one sent to the child as soon as
 //!   it exists included), and the parent's no more;
-//! - the locks the child needs (the global pool's, the signal
-//!   dispatcher's, this hub's mailbox and channels') are held by the forking thread
-//!   across the fork, so no other thread of the parent can leave one
-//!   locked in the child;
+//! - the locks the child needs (every thread pool's, the signal
+//!   dispatcher's, this hub's mailbox and channels') are held by the
+//!   forking thread across the fork, so no other thread of the parent can
+//!   leave one locked in the child;
 //! - a paused clock no longer waits for thread-pool jobs or
 //!   [`time::hold`]s begun before the fork: their threads are not in the
 //!   child;
@@ -180,10 +180,8 @@
 //!
 //! Not mended: the [`monitor`]'s thread stays in the parent (call it
 //! again in the child); a [`process::Child`](crate::process::Child) of the
-//! parent is not the forked process's child (waiting on it fails there);
-//! a pool made with [`ThreadPool::new`] whose own thread held its lock at
-//! the instant of the fork (for a queue operation's few instructions)
-//! keeps it locked in the child. Other threads' hubs are not in the child
+//! parent is not the forked process's child (waiting on it fails there).
+//! Other threads' hubs are not in the child
 //! at all, nor are the other threads themselves: a [`channel`] whose
 //! senders were on them (rather than in a pool job) waits for them for
 //! ever there, as `std::sync::mpsc` would; so does a [`block_on`] whose
