@@ -540,6 +540,49 @@ fn a_busy_pool_of_the_programs_own_works_in_the_child() {
     });
 }
 
+/// A monitor reporting on stderr, turned on before the fork, watches the
+/// child too: its watchdog thread (the parent's did not come along) is
+/// started again there and reports a run that never switches while it
+/// lasts; and turning the monitor off in the child returns.
+#[test]
+fn the_monitor_watches_the_child_and_turns_off_there() {
+    in_fresh_process("the_monitor_watches_the_child_and_turns_off_there", || {
+        use std::os::fd::AsRawFd;
+        hub::monitor(Some(Duration::from_millis(10)));
+        let code = fork_and_wait(Exit::Raw, || {
+            let (mut r, w) = std::io::pipe().unwrap();
+            // SAFETY: plain calls on descriptors this child owns: stderr
+            // becomes the pipe's write end, and the read end gets
+            // `O_NONBLOCK` so the spinner can look without blocking.
+            unsafe {
+                libc::dup2(w.as_raw_fd(), 2);
+                libc::fcntl(r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK);
+            }
+            drop(w);
+            // Never switches: it ends when the watchdog's report is read.
+            let spinner = hub::spawn(move || {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 512];
+                while !String::from_utf8_lossy(&seen).contains("still runs") {
+                    if let Ok(n) = r.read(&mut buf) {
+                        seen.extend_from_slice(&buf[..n]);
+                    }
+                    std::hint::spin_loop();
+                }
+                // Kept open for the report of this run made at its end.
+                r
+            });
+            let Ok(_r) = spinner.join() else {
+                return 2;
+            };
+            hub::monitor(None);
+            0
+        });
+        assert_eq!(code, 0);
+        hub::monitor(None);
+    });
+}
+
 /// A greenlet of the parent waiting in `Command::status` at the fork: the
 /// child's exit unwinds its copy of that wait, which must leave the
 /// parent's process alone (it is not the child's to kill).

@@ -663,3 +663,43 @@ fn a_report_on_a_greenlet_with_a_small_stack_is_made_on_a_stack_of_its_own() {
         }
     }
 }
+
+/// The child half of `a_report_on_a_broken_stderr_is_dropped`: a run past
+/// the limit, reported on stderr when it ends, with nobody left to read
+/// stderr.
+#[test]
+fn child_spins_with_nobody_reading_stderr() {
+    if std::env::var_os("GREENLET_TEST_CHILD").as_deref() != Some("broken-stderr".as_ref()) {
+        return;
+    }
+    hub::monitor(Some(LIMIT));
+    let _sleeper = sleeper();
+    hub::spawn(|| spin(SPIN)).join().unwrap();
+    hub::monitor(None);
+}
+
+/// A report the monitor cannot write (stderr is a pipe whose reader is
+/// gone, a log collector that died) is dropped: the program goes on. It
+/// must not panic, which inside the switch that ends the run would abort
+/// the process.
+#[test]
+fn a_report_on_a_broken_stderr_is_dropped() {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_spins_with_nobody_reading_stderr",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("GREENLET_TEST_CHILD", "broken-stderr")
+        .env_remove("GREENLET_MAX_BLOCKING_MS")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The pipe's one reader goes before the child's run ends (it spins
+    // for `SPIN` first): the report's write fails with `EPIPE`.
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}

@@ -176,17 +176,19 @@
 //!   [`time::hold`]s begun before the fork: their threads are not in the
 //!   child;
 //! - a `process::Command::status` or `output` inherited mid-wait leaves
-//!   the parent's process alone when the child unwinds it.
+//!   the parent's process alone when the child unwinds it;
+//! - a [`monitor`] reporting on stderr starts its watchdog thread again at
+//!   the child's first switch (as gevent's `reinit` restarts its monitor
+//!   thread), and turning it off there returns.
 //!
-//! Not mended: the [`monitor`]'s thread stays in the parent (call it
-//! again in the child); a [`process::Child`](crate::process::Child) of the
-//! parent is not the forked process's child (waiting on it fails there).
-//! Other threads' hubs are not in the child
-//! at all, nor are the other threads themselves: a [`channel`] whose
-//! senders were on them (rather than in a pool job) waits for them for
-//! ever there, as `std::sync::mpsc` would; so does a [`block_on`] whose
-//! waker only such a thread held. A fork made by a raw system call rather than libc's `fork`
-//! runs no `pthread_atfork` handler and is not seen.
+//! Not mended: a [`process::Child`](crate::process::Child) of the parent is
+//! not the forked process's child (waiting on it fails there). Other
+//! threads' hubs are not in the child at all, nor are the other threads
+//! themselves: a [`channel`] whose senders were on them (rather than in a
+//! pool job) waits for them for ever there, as `std::sync::mpsc` would; so
+//! does a [`block_on`] whose waker only such a thread held. A fork made by
+//! a raw system call rather than libc's `fork` runs no `pthread_atfork`
+//! handler and is not seen.
 
 mod async_result;
 mod barrier;

@@ -26,6 +26,7 @@
 use std::backtrace::Backtrace;
 use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::io::Write;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -237,7 +238,7 @@ fn install(limit: Duration, report: Option<Report>) {
         if let Some(watch) = &state.watch {
             // The run under way (the caller's) is the new one's to watch.
             let me = crate::Greenlet::current().id();
-            watch.0.run_begins(state.since, me, state.watched);
+            watch.watch.run_begins(state.since, me, state.watched);
         }
         state.limit = limit;
         state.report = report;
@@ -296,6 +297,11 @@ fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
             s.off = true;
             s.watch = None;
         }
+        if s.watch.as_ref().is_some_and(|watch| !watch.is_ours()) {
+            // A forked child's first switch: a watchdog of its own.
+            s.watch = None;
+            s.watch = WatchHandle::start(s.limit);
+        }
     }
     let now = Instant::now();
     // Whether the run that begins keeps anyone the hub could run waiting
@@ -309,7 +315,7 @@ fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
         s.since = now;
         let was_watched = std::mem::replace(&mut s.watched, watched);
         if let Some(watch) = &s.watch {
-            watch.0.run_begins(now, event.target.id(), watched);
+            watch.watch.run_begins(now, event.target.id(), watched);
         }
         (ran, s.limit, s.off, was_watched)
     };
@@ -336,7 +342,12 @@ fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
                     Some(report)
                 }
                 None => {
-                    eprintln!(
+                    // Not `eprintln!`, which panics when stderr fails (a
+                    // pipe whose reader is gone): inside the switch, that
+                    // would abort the process. A report that cannot be
+                    // written is dropped.
+                    let _ = writeln!(
+                        std::io::stderr(),
                         "greenlet::hub::monitor: {blocked}\nits stack when it switched:\n{}",
                         blocked.switched_at
                     );
@@ -405,7 +416,7 @@ pub(crate) fn job_starts() {
         s.since = Instant::now();
         s.watched = false;
         if let Some(watch) = &s.watch {
-            watch.0.since.store(IDLE, Ordering::Relaxed);
+            watch.watch.since.store(IDLE, Ordering::Relaxed);
         }
     }
 }
@@ -415,7 +426,7 @@ pub(crate) fn job_starts() {
 pub(crate) fn job_ends() {
     if let Some(state) = MONITOR.with(|m| m.borrow().upgrade()) {
         if let Some(watch) = &state.borrow().watch {
-            watch.0.since.store(IDLE, Ordering::Relaxed);
+            watch.watch.since.store(IDLE, Ordering::Relaxed);
         }
     }
 }
@@ -549,7 +560,18 @@ fn others_wait(to_main: bool) -> bool {
 /// The monitor's hold on its watchdog: dropping it stops the thread and
 /// waits for it to end (at once: it only waits on `wake`), so a monitor
 /// turned off, or changed, leaves no thread behind.
-struct WatchHandle(Arc<Watch>, Option<std::thread::JoinHandle<()>>);
+///
+/// In a child forked without `exec` the thread is not there (a fork copies
+/// only the thread that forks): the handle, inherited, is let go without a
+/// word to it, and the hook starts a new watchdog at the child's first
+/// switch (see `fork.rs`), as gevent's `reinit` starts its monitor thread
+/// again.
+struct WatchHandle {
+    watch: Arc<Watch>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// The fork count the thread was started under.
+    born: u64,
+}
 
 impl WatchHandle {
     /// Starts a watchdog for this thread; `None` if no thread can be
@@ -575,19 +597,40 @@ impl WatchHandle {
             wake: Condvar::new(),
         });
         let w = watch.clone();
+        super::fork::watch();
+        let born = super::fork::forks();
         let thread = std::thread::Builder::new()
             .name("greenlet-watch".into())
             .spawn(move || w.watch(alive))
             .ok()?;
-        Some(WatchHandle(watch, Some(thread)))
+        Some(WatchHandle {
+            watch,
+            thread: Some(thread),
+            born,
+        })
+    }
+
+    /// Whether its thread is this process's: not in a forked child.
+    fn is_ours(&self) -> bool {
+        self.born == super::fork::forks()
     }
 }
 
 impl Drop for WatchHandle {
     fn drop(&mut self) {
-        *self.0.stop.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        self.0.wake.notify_one();
-        if let Some(thread) = self.1.take() {
+        if !self.is_ours() {
+            // The thread stayed in the parent: a join would wait for ever,
+            // and it may have held `stop`'s lock at the fork.
+            std::mem::forget(self.thread.take());
+            return;
+        }
+        *self
+            .watch
+            .stop
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = true;
+        self.watch.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
