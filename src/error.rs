@@ -71,6 +71,24 @@ pub(crate) fn into_payload<E: Any + Send>(error: E) -> Box<dyn Any + Send> {
     }
 }
 
+/// Whether a write to stderr would fail now: it is a pipe or socket whose
+/// reader is gone (`poll` reports an error on it). A closed stderr does
+/// not count (`eprintln!` ignores `EBADF`), nor a full one (the write
+/// waits, as `eprintln!`'s always did). A reader that goes between this
+/// look and the write still fails that write: the window is one line's.
+#[cold]
+pub(crate) fn stderr_fails() -> bool {
+    let mut fd = libc::pollfd {
+        fd: libc::STDERR_FILENO,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: `poll` reads and writes the one `pollfd` passed, which lives
+    // in this frame; a zero timeout never blocks.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n == 1 && fd.revents & libc::POLLERR != 0
+}
+
 /// Drops `value`, which nobody is left to receive (a replaced outcome, a
 /// reported panic's payload), where a panic must not escape: a panic in
 /// its destructor is swallowed, and that panic's own payload forgotten
@@ -97,7 +115,7 @@ pub(crate) fn report_reaching_the_hub(e: SwitchError) {
         SwitchError::Thrown(p) => ("a throw", p),
         _ => return,
     };
-    eprintln!(
+    report!(
         "greenlet::hub: {what} reached the hub greenlet (the parent of every spawned \
          greenlet, also once it has finished) and was dropped: {}",
         payload_message(p.as_ref()).unwrap_or("(non-text payload)")

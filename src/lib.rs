@@ -218,6 +218,20 @@
 #[cfg(not(unix))]
 compile_error!("greenlet supports Unix only: its stacks, signals and sockets use Unix APIs");
 
+/// `eprintln!` for the crate's own reports (the greenlet a panic is in, a
+/// refused kill, a panic that reached the hub): the same line, captured by
+/// a test harness as `eprintln!`'s are, but dropped when stderr is known to
+/// fail (see `error::stderr_fails`). `eprintln!` panics when its write
+/// fails, and these lines are written from the panic hook, from switches
+/// and from teardown, where a panic aborts the process.
+macro_rules! report {
+    ($($arg:tt)*) => {
+        if !$crate::error::stderr_fails() {
+            eprintln!($($arg)*);
+        }
+    };
+}
+
 mod current;
 mod error;
 mod generator;

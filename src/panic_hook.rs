@@ -56,7 +56,7 @@ fn install() -> bool {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             if let Some(who) = current_greenlet() {
-                eprintln!("panic in {who}:");
+                report!("panic in {who}:");
             }
             previous(info);
         }));

@@ -16,7 +16,7 @@ pub(crate) fn require_unwinding(what: &str) {
 #[cold]
 #[inline(never)]
 fn cannot_unwind(what: &str) -> ! {
-    eprintln!(
+    report!(
         "greenlet: {what} unwinds a greenlet's stack, but this program is built with \
          panic = \"abort\", which cannot unwind; kills, with_timeout and throws into \
          blocked greenlets need panic = \"unwind\" (the default). Aborting."

@@ -60,6 +60,25 @@ fn child_panics() {
             eprintln!("id={}", g.id());
             assert!(g.switch::<(), ()>(()).is_err());
         }
+        "broken-stderr" => {
+            // Stderr becomes a pipe whose reader is gone (a log collector
+            // that died): every write to it fails with `EPIPE`.
+            let (r, w) = std::io::pipe().unwrap();
+            drop(r);
+            // SAFETY: plain descriptor calls on a descriptor this process
+            // owns; stderr is replaced, nothing else changes.
+            assert_eq!(
+                unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&w), 2) },
+                2
+            );
+            let h = hub::Builder::new()
+                .name("worker")
+                .spawn(|| -> () { panic!("boom with nobody reading") })
+                .unwrap();
+            assert!(matches!(h.join(), Err(hub::JoinError::Panicked(_))));
+            let g = Greenlet::new(|()| -> () { panic!("boom again") });
+            assert!(g.switch::<(), ()>(()).is_err());
+        }
         other => panic!("unknown mode {other}"),
     }
 }
@@ -113,4 +132,12 @@ fn the_hook_is_installed_by_a_later_build_if_the_first_came_while_unwinding() {
     let stderr = run("first built while unwinding");
     let expected = format!("panic in greenlet 'later' (id {}):", id(&stderr));
     assert!(stderr.contains(&expected), "{stderr}");
+}
+
+/// A greenlet's panic while stderr fails (a pipe whose reader is gone) is
+/// delivered as ever: the line naming the greenlet is dropped, not a
+/// panic inside the panic hook, which aborts the process.
+#[test]
+fn a_panic_while_stderr_fails_is_delivered_not_an_abort() {
+    run("broken-stderr");
 }

@@ -80,7 +80,7 @@ impl Hub {
                             join::spawn_with(&hub, builder, task)
                         };
                         if let Err(e) = spawned {
-                            eprintln!(
+                            report!(
                                 "greenlet::hub: a task posted through Remote::spawn was \
                                  dropped unrun: no stack for its greenlet ({e})"
                             );

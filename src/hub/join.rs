@@ -543,7 +543,7 @@ pub(super) fn kill_spawned(g: &Greenlet) {
     if is_kill(p.as_ref()) || p.is::<super::timeout::Interrupt>() {
         panic::resume_unwind(p);
     }
-    eprintln!(
+    report!(
         "greenlet::hub: greenlet {} panicked as it was killed: {}",
         g.id(),
         payload_message(p.as_ref()).unwrap_or("(non-text payload)")

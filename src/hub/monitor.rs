@@ -26,7 +26,6 @@
 use std::backtrace::Backtrace;
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::io::Write;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -342,12 +341,9 @@ fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
                     Some(report)
                 }
                 None => {
-                    // Not `eprintln!`, which panics when stderr fails (a
-                    // pipe whose reader is gone): inside the switch, that
-                    // would abort the process. A report that cannot be
-                    // written is dropped.
-                    let _ = writeln!(
-                        std::io::stderr(),
+                    // Dropped if stderr fails (a pipe whose reader is
+                    // gone): a panic inside the switch aborts the process.
+                    report!(
                         "greenlet::hub::monitor: {blocked}\nits stack when it switched:\n{}",
                         blocked.switched_at
                     );
@@ -649,7 +645,7 @@ pub(super) fn from_env() {
         match ms.trim().parse::<u64>() {
             Ok(ms) => Some(Duration::from_millis(ms)),
             Err(_) => {
-                eprintln!(
+                report!(
                     "greenlet::hub::monitor: GREENLET_MAX_BLOCKING_MS={ms:?} is not a \
                      number of milliseconds; the monitor stays off"
                 );

@@ -289,7 +289,7 @@ impl Runtime {
                 continue;
             }
             if !p.is::<GreenletExit>() {
-                eprintln!(
+                report!(
                     "greenlet: a panic as greenlet {id}, whose last handle was dropped, was \
                      killed: {}",
                     crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
@@ -304,7 +304,7 @@ impl Runtime {
                     // The collector's own kill comes first: the victim's
                     // panic kept until now is reported and goes.
                     if let Some(kept) = first.replace(again) {
-                        eprintln!(
+                        report!(
                             "greenlet: a panic as a greenlet whose last handle was dropped \
                              was killed: {}",
                             crate::error::payload_message(kept.as_ref())
@@ -501,7 +501,7 @@ impl Runtime {
                 // handle dropped then), it would abort the process: it is
                 // reported, and the kill goes on without the hook (removed).
                 let what = crate::error::payload_message(p.as_ref()).unwrap_or("non-text payload");
-                eprintln!(
+                report!(
                     "greenlet: the switch hook panicked on a kill made while unwinding, \
                      and was removed: {what}"
                 );
@@ -583,7 +583,7 @@ impl Runtime {
     /// made while the killer unwinds, and drops it.
     #[cold]
     fn report_victims_panic(&self, victim: Key, p: Box<dyn Any + Send>) {
-        eprintln!(
+        report!(
             "greenlet: {}, killed while its killer unwound a panic, panicked: {}",
             describe(
                 self.records.name(victim).as_deref(),
@@ -653,7 +653,7 @@ impl Runtime {
     pub(crate) fn report_refused(&self, victim: Key, why: &str) {
         let name = self.records.name(victim);
         let id = self.records.id(victim);
-        eprintln!(
+        report!(
             "greenlet: {} caught the unwinding of its kill ({why}) and switched away; \
              it stays suspended, and its stack and destructors are leaked until something \
              switches to it or kills it again (or, if a handle still holds it, until the \
@@ -739,7 +739,7 @@ impl Runtime {
                     Ok(Ok(())) => {}
                     Ok(Err(Refused)) => {
                         refused.push(id);
-                        eprintln!(
+                        report!(
                             "greenlet: {when}, {who} caught the unwinding of its kill and \
                              switched away; it is left suspended and its stack is leaked"
                         );
@@ -748,12 +748,12 @@ impl Runtime {
                         let what = crate::error::payload_message(p.as_ref())
                             .unwrap_or("(non-text payload)");
                         if self.hook_stopped_kill_of.take() == Some(k) {
-                            eprintln!(
+                            report!(
                                 "greenlet: {when}, the switch hook panicked on the kill of {who} \
                                  and was removed: {what}"
                             );
                         } else {
-                            eprintln!(
+                            report!(
                                 "greenlet: {when}, {who} panicked while its stack was unwound: \
                                  {what}"
                             );
@@ -771,7 +771,7 @@ impl Runtime {
                     }
                 };
                 if let Err(p) = panic::catch_unwind(AssertUnwindSafe(release)) {
-                    eprintln!(
+                    report!(
                         "greenlet: {when}, dropping {who} panicked: {}",
                         crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
                     );
@@ -827,7 +827,7 @@ impl Runtime {
             let hook = self.drop_hook_at_exit();
             let locals = self.records.has_live_locals(self.main_key());
             if let Err(SwitchError::Panicked(p)) = self.drop_locals() {
-                eprintln!(
+                report!(
                     "greenlet: at thread exit, a greenlet-local value of the main greenlet \
                      panicked in its destructor: {}",
                     crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
@@ -845,7 +845,7 @@ impl Runtime {
             || self.records.has_live_locals(self.main_key())
             || self.any_alive_but(&refused)
         {
-            eprintln!(
+            report!(
                 "greenlet: at thread exit, destructors were still making greenlets, switch \
                  hooks or main's greenlet-locals after {TEARDOWN_ROUNDS} rounds of teardown; \
                  what is left is leaked without its destructors"
@@ -880,7 +880,7 @@ impl Runtime {
             return false;
         };
         if let Err(p) = panic::catch_unwind(AssertUnwindSafe(move || drop(hook))) {
-            eprintln!(
+            report!(
                 "greenlet: at thread exit, the switch hook panicked in its destructor: {}",
                 crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
             );
@@ -904,7 +904,7 @@ impl Runtime {
             Err(p) if p.is::<GreenletExit>() => {}
             Err(p) => {
                 let what = crate::error::payload_message(p.as_ref()).unwrap_or("non-text payload");
-                eprintln!("greenlet: the switch hook panicked and was removed: {what}");
+                report!("greenlet: the switch hook panicked and was removed: {what}");
             }
         }
     }

@@ -456,7 +456,7 @@ impl Runtime {
             return false;
         }
         let what = crate::error::payload_message(p).unwrap_or("non-text payload");
-        eprintln!(
+        report!(
             "greenlet: the switch hook panicked on a switch of the hub and was removed: {what}"
         );
         true
