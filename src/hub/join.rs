@@ -239,10 +239,12 @@ impl<R> Finisher<R> {
     fn release_state(self) -> Rc<Hub> {
         debug_assert!(self.state.is_finished());
         let this = ManuallyDrop::new(self);
+        // Every field, by name (one added later fails to compile here).
+        let Finisher { state, hub } = &*this;
         // SAFETY: `this` is never used or dropped again, so each field is
         // moved out of it exactly once (and `Finisher::drop`, which would
         // do nothing for a finished state, does not run).
-        let (state, hub) = unsafe { (ptr::read(&this.state), ptr::read(&this.hub)) };
+        let (state, hub) = unsafe { (ptr::read(state), ptr::read(hub)) };
         if let Err(p) = panic::catch_unwind(AssertUnwindSafe(move || drop(state))) {
             if is_kill(p.as_ref()) {
                 panic::resume_unwind(p);

@@ -220,15 +220,24 @@ impl<S: Source + AsRawFd> Socket<S> {
             }
         }
         let this = std::mem::ManuallyDrop::new(self);
+        // Every field, by name: one added later fails to compile here
+        // until it is read out below too.
+        let Socket {
+            io,
+            reg,
+            hub,
+            timeouts,
+        } = &*this;
         // SAFETY: `this` is never used again and, in a `ManuallyDrop`,
         // never dropped: `Drop for Socket` (which would deregister `io`
-        // again and close it) does not run. Each field that owns something
-        // (`io`, `reg`, `hub`; the timeouts are `Copy`) is read out once
-        // here, so each is dropped or returned exactly once.
+        // again and close it) does not run. Each of its fields (the
+        // pattern above names them all) is read out once here, so each is
+        // dropped or returned exactly once.
         unsafe {
-            drop(std::ptr::read(&this.reg));
-            drop(std::ptr::read(&this.hub));
-            std::ptr::read(&this.io)
+            drop(std::ptr::read(reg));
+            drop(std::ptr::read(hub));
+            drop(std::ptr::read(timeouts));
+            std::ptr::read(io)
         }
     }
 
