@@ -527,7 +527,7 @@ impl Child {
                         }
                         until = until.min(d);
                     }
-                    hub::sleep_until(until);
+                    hub::pause_io("process::Child::wait", until)?;
                     pause = (pause * 2).min(Duration::from_millis(50));
                 }
             }

@@ -219,3 +219,78 @@ fn a_server_out_of_descriptors_pauses_once_per_failed_accept() {
         assert!(gap.abs_diff(expected) <= 100, "gaps {gaps:?} µs");
     }
 }
+
+const UNWINDING_CHILD: &str = "GREENLET_ACCEPT_EXHAUSTION_UNWINDING_CHILD";
+
+/// In the child: an `accept` made by a destructor while its greenlet
+/// unwinds from a kill, with a connection in the backlog and no
+/// descriptor left. Prints what the accept returned.
+fn accept_while_unwinding() {
+    use std::cell::RefCell;
+    use std::os::fd::{AsFd, OwnedFd};
+
+    let listener = Rc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+    // Queued: the kernel's accept fails with `EMFILE` (not `EAGAIN`) once
+    // no descriptor is left.
+    let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+    let cap = libc::rlimit {
+        rlim_cur: open + 4,
+        rlim_max: open + 1000,
+    };
+    // SAFETY: setrlimit with a valid pointer; this process is ours alone.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &cap) }, 0);
+    let devnull = std::fs::File::open("/dev/null").unwrap();
+    let mut fill: Vec<OwnedFd> = Vec::new();
+    while let Ok(fd) = devnull.as_fd().try_clone_to_owned() {
+        fill.push(fd);
+    }
+    struct AcceptOnDrop(Rc<TcpListener>, Rc<RefCell<Option<String>>>);
+    impl Drop for AcceptOnDrop {
+        fn drop(&mut self) {
+            let accepted = self.0.accept().map(drop).map_err(|e| e.kind());
+            *self.1.borrow_mut() = Some(format!("{accepted:?}"));
+        }
+    }
+    let result = Rc::new(RefCell::new(None));
+    let guard = AcceptOnDrop(listener.clone(), result.clone());
+    let victim = hub::spawn(move || {
+        let _guard = guard;
+        hub::sleep(Duration::from_secs(3600));
+    });
+    hub::yield_now(); // it sleeps
+    victim.kill(); // the guard's accept runs while the victim unwinds
+    drop(fill);
+    println!(
+        "accepted {}",
+        result.borrow().as_deref().unwrap_or("nothing")
+    );
+}
+
+#[test]
+fn accept_exhaustion_unwinding_child() {
+    if std::env::var(UNWINDING_CHILD).is_ok() {
+        accept_while_unwinding();
+    }
+}
+
+/// Out of descriptors, an `accept` in a destructor during a kill returns
+/// the error at once: it cannot pause (a greenlet that unwinds cannot
+/// sleep), and the attempt, a panic in a destructor while unwinding,
+/// aborted the process.
+#[test]
+fn an_accept_out_of_descriptors_while_unwinding_returns_the_error() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "accept_exhaustion_unwinding_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(UNWINDING_CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{:?}: {stdout}", out.status);
+    assert!(stdout.contains("accepted Err("), "{stdout}");
+}

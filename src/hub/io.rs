@@ -257,6 +257,19 @@ pub(crate) fn dropping_unrun_for_want_of_a_stack() -> bool {
 
 /// The error of an I/O wait asked for while the greenlet unwinds.
 #[cold]
+/// A pause before an I/O call that returns `io::Result` (`call` names it)
+/// tries again: a sleep until `until`, or, while the greenlet unwinds (a
+/// destructor during a panic or a kill), the error [`Hub::wait_io`] gives
+/// then, since a sleep there would panic, and in a destructor that aborts
+/// the process.
+pub(crate) fn pause_io(call: &'static str, until: Instant) -> io::Result<()> {
+    if Runtime::get().current_unwinds() {
+        return Err(cannot_wait_unwinding(call));
+    }
+    super::sleep_until(until);
+    Ok(())
+}
+
 fn cannot_wait_unwinding(call: &str) -> io::Error {
     io::Error::other(format!(
         "greenlet::{call} would have to wait while the greenlet unwinds"

@@ -263,6 +263,7 @@ pub use self::event::Event;
 pub use self::group::{Group, Pool};
 pub use self::idle::idle;
 pub use self::imap::{Imap, ImapUnordered};
+pub(crate) use self::io::pause_io;
 pub use self::io::set_idle_spin;
 pub use self::join::{JoinError, JoinHandle};
 pub use self::joinable_queue::{JoinableQueue, TooManyTaskDone};

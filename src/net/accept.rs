@@ -8,7 +8,9 @@
 //! it sleeps on the hub, 1 ms the first time and twice as long after each
 //! further failure up to [`MAX_BACKOFF`] (gevent's server does the same) —
 //! and then returns the error: nothing is hidden from the caller. The
-//! first accept that succeeds resets the delay.
+//! first accept that succeeds resets the delay. An accept made while its
+//! greenlet unwinds (in a destructor) cannot sleep, and returns the error
+//! at once.
 
 use std::cell::Cell;
 use std::io;
@@ -34,7 +36,10 @@ impl AcceptBackoff {
             Err(e) if is_resource_exhaustion(e) => {
                 let delay = self.next.get().unwrap_or(MIN_BACKOFF);
                 self.next.set(Some((delay * 2).min(MAX_BACKOFF)));
-                crate::hub::sleep(delay);
+                // Not while the greenlet unwinds (an accept in a
+                // destructor): the error is returned at once then.
+                let until = crate::hub::time::now() + delay;
+                let _ = crate::hub::pause_io("net accept", until);
             }
             Err(_) => {}
         }

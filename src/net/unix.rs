@@ -135,7 +135,8 @@ impl UnixStream {
         let stream = loop {
             match mio::net::UnixStream::connect(path) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    crate::hub::sleep(backoff);
+                    let until = crate::hub::time::now() + backoff;
+                    crate::hub::pause_io("net::UnixStream::connect", until)?;
                     backoff = (backoff * 2).min(Duration::from_millis(64));
                 }
                 connected => break connected?,
