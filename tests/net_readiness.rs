@@ -1,5 +1,6 @@
-//! `net::Readiness` in multi-waits (a socket beside events and joins), and
-//! a `ServerHandle` as something to wait for.
+//! `net::Readiness` in multi-waits (a socket beside events and joins), a
+//! `ServerHandle` as something to wait for, and timed waits that the hub
+//! gets to late: what arrived within the timeout counts.
 
 use std::io::{Read, Write};
 use std::net::Shutdown;
@@ -232,4 +233,74 @@ fn urgent_data_alone_makes_a_stream_readable() {
         hub::wait_any(&[server.readable()], Some(Duration::ZERO)),
         Some(0)
     );
+}
+
+/// How long the timed waits below may wait, and how far past it the
+/// greenlet that made them ready runs on before the hub looks (on the
+/// paused clock: the hub then fires the wait's timer before it polls).
+const TIMEOUT: Duration = Duration::from_millis(20);
+const LATE: Duration = Duration::from_millis(50);
+
+/// A read whose data arrived within its timeout returns the data, even if
+/// the hub gets to the wait only after the deadline (a blocking socket's
+/// read returns what arrived by the time its thread runs again).
+#[test]
+fn a_read_whose_data_came_in_time_returns_it_though_the_hub_looked_late() {
+    hub::time::pause();
+    let (client, server) = pair();
+    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let reader = hub::spawn(move || {
+        let mut buf = [0u8; 8];
+        (&client).read(&mut buf).map_err(|e| e.kind())
+    });
+    hub::yield_now(); // it waits, its deadline TIMEOUT on
+    (&server).write_all(b"x").unwrap();
+    hub::time::advance(LATE); // this greenlet goes on past the deadline
+    assert_eq!(reader.join().unwrap(), Ok(1));
+    // With nothing there, the timeout holds.
+    let (client, _server) = pair();
+    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut buf = [0u8; 8];
+    let waited = (&client).read(&mut buf).map_err(|e| e.kind());
+    assert_eq!(waited, Err(std::io::ErrorKind::TimedOut));
+    hub::time::resume();
+}
+
+/// The same for a datagram, an `AsyncFd` over a pipe, and
+/// `hub::wait_readable`.
+#[test]
+fn datagrams_pipes_and_readiness_waits_that_came_in_time_count_though_the_hub_looked_late() {
+    use greenlet::net::{AsyncFd, UdpSocket};
+    hub::time::pause();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let to = udp.local_addr().unwrap();
+    let receiver = hub::spawn(move || {
+        let mut buf = [0u8; 8];
+        udp.recv_from(&mut buf)
+            .map(|(n, _)| n)
+            .map_err(|e| e.kind())
+    });
+    let (pipe_r, mut pipe_w) = std::io::pipe().unwrap();
+    let pipe_r = AsyncFd::new(pipe_r).unwrap();
+    pipe_r.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let pipe_reader = hub::spawn(move || {
+        let mut buf = [0u8; 8];
+        (&pipe_r).read(&mut buf).map_err(|e| e.kind())
+    });
+    let (raw_r, mut raw_w) = std::io::pipe().unwrap();
+    let waiter =
+        hub::spawn(move || hub::wait_readable(&raw_r, Some(TIMEOUT)).map_err(|e| e.kind()));
+    hub::yield_now(); // all three wait, their deadlines TIMEOUT on
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .send_to(b"dgram", to)
+        .unwrap();
+    pipe_w.write_all(b"pipe").unwrap();
+    raw_w.write_all(b"raw").unwrap();
+    hub::time::advance(LATE);
+    assert_eq!(receiver.join().unwrap(), Ok(5));
+    assert_eq!(pipe_reader.join().unwrap(), Ok(4));
+    assert_eq!(waiter.join().unwrap(), Ok(()));
+    hub::time::resume();
 }

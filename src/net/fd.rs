@@ -135,7 +135,14 @@ fn wait_once(
     let waited = hub.wait_io(&guard.reg, dir, deadline, call, on);
     drop(guard);
     drop(dup);
-    waited
+    match waited {
+        // Ready by the time the hub got to this wait, however late: as for
+        // a socket call's timeout (see `socket::drive`), that counts.
+        Err(e) if e.kind() == io::ErrorKind::TimedOut && poll_now(fd, dir).unwrap_or(false) => {
+            Ok(())
+        }
+        waited => waited,
+    }
 }
 
 /// Whether `fd` is ready for `dir` right now (or hung up, or failed).
@@ -446,38 +453,28 @@ struct Parts<'a> {
 }
 
 /// Runs `op` until it says anything but `WouldBlock`, waiting for `dir`
-/// in between, within its timeout. With `now`, `op` is tried first
-/// whatever the readiness: a transfer of no bytes, which the kernel
-/// completes at once on a pipe (std's blocking call returns `Ok(0)` at
-/// once), where waiting for data or room could wait for ever.
+/// in between, within its timeout (see `socket::drive`, which this is for
+/// a `Parts`).
 fn drive<R>(
     parts: Parts<'_>,
     dir: Direction,
     call: &'static str,
-    mut now: bool,
+    now: bool,
     op: &mut dyn FnMut() -> io::Result<R>,
 ) -> io::Result<R> {
     let timeout = match dir {
         Direction::Read => parts.read_timeout,
         Direction::Write => parts.write_timeout,
     };
-    parts.hub.coop();
-    // The deadline counts from the first wait, not from each retry.
-    let mut deadline: Option<Option<Instant>> = None;
-    loop {
-        if parts.reg.is_closed() {
-            return Err(super::socket::closed(call));
-        }
-        if parts.reg.is_ready(dir) || std::mem::take(&mut now) {
-            match op() {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => parts.reg.would_block(dir),
-                done => return done,
-            }
-        }
-        let until = *deadline.get_or_insert_with(|| timeout.and_then(crate::hub::deadline_after));
-        let on = wait_on(parts.fd, dir, until);
-        parts.hub.wait_io(parts.reg, dir, until, call, on)?;
-    }
+    let on = super::socket::IoCall {
+        hub: parts.hub,
+        reg: parts.reg,
+        fd: parts.fd,
+        dir,
+        call,
+        timeout,
+    };
+    super::socket::drive(on, now, op)
 }
 
 fn check_timeout(timeout: Option<Duration>) -> io::Result<Option<Duration>> {

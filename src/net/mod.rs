@@ -252,7 +252,12 @@ macro_rules! timeouts {
         impl $t {
             /// Sets how long a read (or receive) may wait before failing
             /// with `ErrorKind::TimedOut` (`None`: forever). `Some(ZERO)` is
-            /// refused with `InvalidInput`, as std does.
+            /// refused with `InvalidInput`, as std does. Data that arrived
+            /// within the timeout is returned even if the hub gets back to
+            /// the waiting greenlet after it (other greenlets ran long): the
+            /// call tries once more before it reports `TimedOut`, as a
+            /// blocking socket's returns what arrived by the time its
+            /// thread runs again. The same holds for writes.
             pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
                 self.socket.set_timeout(Direction::Read, timeout)
             }

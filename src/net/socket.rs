@@ -3,7 +3,7 @@
 
 use std::cell::{Cell, OnceCell};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -142,35 +142,24 @@ impl<S: Source + AsRawFd> Socket<S> {
     }
 
     /// [`io_trying`](Socket::io_trying) with an explicit timeout.
+    #[inline]
     pub(crate) fn io_within<R>(
         &self,
         dir: Direction,
         call: &'static str,
         timeout: Option<Duration>,
-        mut now: bool,
+        now: bool,
         mut op: impl FnMut(&S) -> io::Result<R>,
     ) -> io::Result<R> {
-        self.hub.coop();
-        // The deadline counts from the first wait, not from each retry.
-        let mut deadline: Option<Option<Instant>> = None;
-        loop {
-            if self.reg.is_closed() {
-                return Err(closed(call));
-            }
-            if self.reg.is_ready(dir) || std::mem::take(&mut now) {
-                match op(&self.io) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.reg.would_block(dir),
-                    done => return done,
-                }
-            }
-            let until = *deadline.get_or_insert_with(|| timeout.and_then(deadline_after));
-            let fd = self.io.as_raw_fd();
-            let on = match dir {
-                Direction::Read => WaitOn::Readable { fd, until },
-                Direction::Write => WaitOn::Writable { fd, until },
-            };
-            self.hub.wait_io(&self.reg, dir, until, call, on)?;
-        }
+        let on = IoCall {
+            hub: &self.hub,
+            reg: &self.reg,
+            fd: self.io.as_raw_fd(),
+            dir,
+            call,
+            timeout,
+        };
+        drive(on, now, || op(&self.io))
     }
 
     /// A stream read of up to `len` bytes by `op`. If `short_drains` (TCP),
@@ -322,6 +311,76 @@ pub(crate) fn each_addr<A: super::ToSocketAddrs, T>(
             "could not resolve to any addresses",
         )
     }))
+}
+
+/// What [`drive`] runs an operation on: a descriptor, its registration
+/// and hub, the direction it waits for, the call's name (for errors and
+/// `stats`) and its timeout.
+pub(crate) struct IoCall<'a> {
+    pub(crate) hub: &'a Hub,
+    pub(crate) reg: &'a Registration,
+    pub(crate) fd: RawFd,
+    pub(crate) dir: Direction,
+    pub(crate) call: &'static str,
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// Runs `op` on descriptor `fd` (registered as `reg`) until it says
+/// anything but `WouldBlock`, waiting for `dir` in between, within
+/// `timeout` (counted from the first wait, not from each retry). With
+/// `now`, `op` is tried first whatever the readiness: a transfer of no
+/// bytes, which the kernel completes at once (std's blocking call returns
+/// `Ok(0)` at once), where waiting for data or room could wait for ever.
+///
+/// When the wait times out, `op` is tried once more before `TimedOut` is
+/// returned: what came within the timeout counts even if the hub got to
+/// this wait late (other greenlets ran long, or its timers fired before it
+/// polled), as a blocking call returns whatever arrived by the time its
+/// thread runs again.
+#[inline]
+pub(crate) fn drive<R>(
+    on: IoCall<'_>,
+    mut now: bool,
+    mut op: impl FnMut() -> io::Result<R>,
+) -> io::Result<R> {
+    let IoCall {
+        hub,
+        reg,
+        fd,
+        dir,
+        call,
+        timeout,
+    } = on;
+    hub.coop();
+    let mut deadline: Option<Option<Instant>> = None;
+    loop {
+        if reg.is_closed() {
+            return Err(closed(call));
+        }
+        if reg.is_ready(dir) || std::mem::take(&mut now) {
+            match op() {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => reg.would_block(dir),
+                done => return done,
+            }
+        }
+        let until = *deadline.get_or_insert_with(|| timeout.and_then(deadline_after));
+        let on = match dir {
+            Direction::Read => WaitOn::Readable { fd, until },
+            Direction::Write => WaitOn::Writable { fd, until },
+        };
+        if let Err(e) = hub.wait_io(reg, dir, until, call, on) {
+            if e.kind() != io::ErrorKind::TimedOut || reg.is_closed() {
+                return Err(e);
+            }
+            return match op() {
+                Err(again) if again.kind() == io::ErrorKind::WouldBlock => {
+                    reg.would_block(dir);
+                    Err(e)
+                }
+                done => done,
+            };
+        }
+    }
 }
 
 /// One look at a non-blocking connect in progress: the socket turns
