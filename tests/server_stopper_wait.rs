@@ -4,7 +4,8 @@
 //! `ServerHandle`'s docs show): the wait must last until the stop, not be
 //! told that it waits for ever (the stopper's watcher was a daemon, which
 //! kept nothing waiting). Each case runs 30 times; the body runs on a
-//! thread with a 60 s hang guard.
+//! thread with a 60 s hang guard. Also: stops asked for when no stack can
+//! be had for the greenlet that would carry them out.
 use std::cell::OnceCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
@@ -149,5 +150,74 @@ fn tcp_wait_for_a_stopper_with_a_full_pool() {
             panics, 0,
             "server.wait() panicked {panics}/30 times while a Stopper's stop was on its way"
         );
+    });
+}
+
+/// A stack size no stack can be mapped for: with it as the thread's
+/// policy, every spawn without a size of its own fails as at the mapping
+/// limit (`hub::Builder::spawn` says so, `hub::spawn` panics).
+const UNMAPPABLE: usize = usize::MAX / 2;
+
+/// A `Stopper`'s request is carried out even when no greenlet can be
+/// spawned for it: the listening greenlet stops the server itself (the
+/// request was lost, its listener dead, and later requests said the
+/// server had stopped).
+#[test]
+fn a_stoppers_request_stops_the_server_when_no_stack_can_be_had() {
+    guard(|| {
+        let server = Server::bind("127.0.0.1:0", |_, _| {}).unwrap().start();
+        let stopper = server.stopper();
+        hub::yield_now(); // its listener and the acceptor start
+        let policy =
+            greenlet::set_stack_policy(greenlet::StackPolicy::new().stack_size(UNMAPPABLE));
+        let sent = std::thread::spawn(move || stopper.stop(Duration::ZERO));
+        assert!(sent.join().unwrap(), "sent");
+        server.wait();
+        greenlet::set_stack_policy(policy);
+        assert!(server.is_stopping());
+    });
+}
+
+/// A handler's `stop` that cannot get a greenlet to stop the server
+/// (no stack) panics in the handler and leaves the server as it was:
+/// not half stopped (`is_stopping`, ready as a `Waitable`, with nobody
+/// stopping it), so a stop from outside still works.
+#[test]
+fn a_handlers_stop_with_no_stack_leaves_the_server_serving() {
+    guard(|| {
+        let cell: Rc<OnceCell<ServerHandle>> = Default::default();
+        let in_handler = cell.clone();
+        let refused = Rc::new(std::cell::Cell::new(None));
+        let refused_in_handler = refused.clone();
+        let server = Server::bind("127.0.0.1:0", move |_, _| {
+            let stopped = catch_unwind(AssertUnwindSafe(|| {
+                in_handler.get().unwrap().stop(Duration::ZERO)
+            }));
+            refused_in_handler.set(Some(stopped.is_err()));
+        })
+        .unwrap()
+        // Handlers have a size of their own, so they can still start.
+        .handler_stack_size(256 * 1024)
+        .start();
+        cell.set(server.clone()).ok();
+        hub::yield_now();
+        let policy =
+            greenlet::set_stack_policy(greenlet::StackPolicy::new().stack_size(UNMAPPABLE));
+        let client = TcpStream::connect(server.local_addr()).unwrap();
+        let mut buf = [0u8; 1];
+        // The handler ran (it closed the connection) and left the server
+        // serving.
+        assert_eq!(std::io::Read::read(&mut &client, &mut buf).unwrap(), 0);
+        greenlet::set_stack_policy(policy);
+        assert_eq!(refused.get(), Some(true), "the handler heard of it");
+        assert!(!server.is_stopping());
+        let waitable: [&dyn Waitable; 1] = [&server];
+        assert_eq!(hub::wait_any(&waitable, Some(Duration::ZERO)), None);
+        assert!(
+            TcpStream::connect(server.local_addr()).is_ok(),
+            "still listening"
+        );
+        server.stop(Duration::ZERO);
+        server.wait();
     });
 }

@@ -602,7 +602,11 @@ impl ServerHandle {
     ///
     /// # Panics
     ///
-    /// As any blocking call (see the [hub's docs](crate::hub)).
+    /// As any blocking call (see the [hub's docs](crate::hub)); and,
+    /// called from one of the server's handlers, when no stack can be had
+    /// for the greenlet that would stop the server (the mapping limit):
+    /// the server is then left as it was, serving, and a stop from
+    /// outside its handlers (or through a [`Stopper`]) still works.
     pub fn stop(&self, grace: Duration) {
         let shared = &self.shared;
         let members = match &shared.members {
@@ -610,10 +614,20 @@ impl ServerHandle {
             Members::Pool(p) => p.members(),
         };
         if members.iter().any(|g| g.is_current()) {
+            let handle = self.clone();
+            // Spawned before the stop is announced: with no stack for it,
+            // the server stays as it was (not half stopping, with
+            // `is_stopping` true and nobody stopping it) and the caller
+            // hears why.
+            match hub::Builder::new().spawn(move || handle.stop(grace)) {
+                Ok(stopper) => drop(stopper),
+                Err(e) => panic!(
+                    "greenlet::net::ServerHandle::stop: no stack for the greenlet that \
+                     stops the server from its handler ({e}); the server goes on"
+                ),
+            }
             shared.stop_asked.set(true);
             shared.stop_begun.set();
-            let handle = self.clone();
-            drop(hub::spawn(move || handle.stop(grace)));
             return;
         }
         if shared.stopping.replace(true) {
@@ -681,12 +695,18 @@ impl ServerHandle {
         self.shared.stopped.wait();
     }
 
-    /// A handle that stops the server from any thread.
+    /// A handle that stops the server from any thread. The first one
+    /// spawns a greenlet that listens for its requests; each request is
+    /// carried out in a greenlet of its own (so a second one can cut the
+    /// first's grace short), or, when no stack can be had for that (the
+    /// mapping limit), by the listening greenlet itself: a request is
+    /// never lost.
     ///
     /// # Panics
     ///
     /// When the hub's channel cannot be created (see
-    /// [`hub::channel`]).
+    /// [`hub::channel`]), or no stack can be had for the first one's
+    /// listening greenlet (see [`hub::spawn`]).
     pub fn stopper(&self) -> Stopper {
         if let Some(tx) = &*self.shared.stop_tx.borrow() {
             return Stopper { tx: tx.clone() };
@@ -708,8 +728,16 @@ impl ServerHandle {
         // second one, with a shorter grace, can cut the first short.
         let watcher = hub::spawn(move || {
             while let Ok(grace) = rx.recv() {
-                let handle = handle.clone();
-                drop(hub::spawn(move || handle.stop(grace)));
+                let stopping = handle.clone();
+                if hub::Builder::new()
+                    .spawn(move || stopping.stop(grace))
+                    .is_err()
+                {
+                    // No stack for it (the mapping limit): stopped here,
+                    // so the request is not lost. A second request waits
+                    // for this stop to end instead of cutting it short.
+                    handle.stop(grace);
+                }
             }
         });
         *self.shared.watcher.borrow_mut() = Some(watcher);
