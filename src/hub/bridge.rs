@@ -14,12 +14,17 @@
 //! thread by putting it on the ready queue directly, from any other thread
 //! through the hub's mailbox and `mio::Waker`, which coalesces wake-ups
 //! the hub has not taken yet. A wake-up that finds the flag already set
-//! does nothing more, and one that arrives for an earlier wait (a waker
-//! kept by a future after it completed) finds the flag clear and only
-//! sends the greenlet back to waiting, without polling its future.
+//! does nothing more, and a mailbox wake-up still in flight from an
+//! earlier wait finds the flag clear and only sends the greenlet back to
+//! waiting, without polling its future.
 //!
 //! Slots go back to the pool when the wait ends, so a warmed-up thread
-//! awaits without allocating.
+//! awaits without allocating. The price: a waker is the slot's, not the
+//! wait's. One kept by a future after it completed (as tokio's channels
+//! keep the receiver's last waker) and woken later wakes whatever wait
+//! holds that slot then, which polls its future once for nothing. Futures
+//! take spurious polls by contract; a waker of the wait's own would cost
+//! an allocation per `block_on`.
 
 mod call;
 #[cfg(feature = "tokio")]
