@@ -699,3 +699,53 @@ fn block_on_of_a_yielding_future_in_a_destructor_during_a_kill() {
     g.kill();
     assert_eq!(done.get(), 7);
 }
+
+/// A call whose greenlet is killed before it starts (here by the end of
+/// `run_main`, which kills every greenlet left) says `Killed`, not
+/// `Closed`: the hub's thread lives on, and a caller told `Closed` would
+/// give up a live hub.
+#[test]
+fn a_call_killed_before_it_starts_on_a_live_hub_says_killed() {
+    let (remote_tx, remote_rx) = mpsc::channel();
+    let (posted_tx, posted_rx) = mpsc::channel::<()>();
+    let (stop_tx_tx, stop_tx_rx) = mpsc::channel::<hub::Sender<()>>();
+    let server = std::thread::spawn(move || {
+        remote_tx.send(hub::remote()).unwrap();
+        hub::run_main(|| {
+            posted_rx.recv().unwrap(); // blocks the thread: the hub takes no mail
+            hub::yield_now(); // it takes the call's and spawns its greenlet
+                              // run_main ends and kills that greenlet before it ran.
+        });
+        let (stop_tx, stop_rx) = hub::channel::<()>();
+        stop_tx_tx.send(stop_tx).unwrap();
+        let _ = stop_rx.recv();
+    });
+    let remote: hub::Remote = remote_rx.recv().unwrap();
+    let rt = current_thread_rt();
+    let first = remote.call(|| 1);
+    posted_tx.send(()).unwrap();
+    let first = rt.block_on(first);
+    let stop = stop_tx_rx.recv().unwrap();
+    let second = rt.block_on(remote.call(|| 2));
+    stop.send(()).unwrap();
+    server.join().unwrap();
+    assert!(matches!(first, Err(CallError::Killed)), "{first:?}");
+    assert!(matches!(second, Ok(2)), "{second:?}");
+}
+
+/// Only tokio's own "no runtime" panic is turned into the crate's advice;
+/// a future's panic that merely mentions a reactor keeps its payload.
+#[test]
+fn a_future_panic_that_mentions_a_reactor_keeps_its_payload() {
+    let message = "shard 3: no reactor running on the replica, giving up";
+    let task = hub::spawn_local(async move { panic!("{message}") });
+    match task.join() {
+        Err(JoinError::Panicked(p)) => {
+            assert_eq!(
+                p.downcast_ref::<String>().map(String::as_str),
+                Some(message)
+            )
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}

@@ -468,6 +468,17 @@ impl Runtime {
         causes.iter_mut().find(|(k, _)| *k == me)?.1.take()
     }
 
+    /// Whether the current greenlet is dropping its function unrun (an
+    /// error or a kill reached it before its first switch in): what a
+    /// destructor of that function's captures can ask to tell that from a
+    /// drop elsewhere (a queue of work dropped with its thread).
+    pub(crate) fn drops_its_unrun_function(&self) -> bool {
+        let me = self.current.get();
+        self.unrun_causes
+            .try_borrow()
+            .is_ok_and(|causes| causes.iter().any(|(k, _)| *k == me))
+    }
+
     /// The function of `me` has ended (returned, unwound, or never ran),
     /// and what is left of it (its greenlet-locals, or its unrun function)
     /// is dropped next. If a kill is under way, those destructors are part

@@ -110,8 +110,9 @@ thread_local! {
 }
 
 /// Owned by the task posted to the hub: records an error if the call ends
-/// without an outcome (the task dropped unrun at thread exit: `Closed`;
-/// its greenlet killed: `Killed`).
+/// without an outcome (the task dropped unrun with the hub's queue, at
+/// thread exit or refused: `Closed`; its greenlet killed, before it
+/// started or after: `Killed`; no stack for it: `NoStack`).
 struct Completer<R> {
     shared: Arc<Shared<R>>,
     started: bool,
@@ -123,6 +124,11 @@ impl<R> Drop for Completer<R> {
             CallError::Killed
         } else if crate::hub::io::dropping_unrun_for_want_of_a_stack() {
             CallError::NoStack
+        } else if crate::runtime::Runtime::if_running()
+            .is_some_and(|rt| rt.drops_its_unrun_function())
+        {
+            // Its greenlet was killed before it started: the hub lives.
+            CallError::Killed
         } else {
             CallError::Closed
         };
