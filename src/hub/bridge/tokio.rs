@@ -45,7 +45,11 @@ thread_local! {
 /// resuming a greenlet that does): the context is the thread's, and
 /// another greenlet entering it meanwhile would leave it out of order. Such
 /// a call panics (every hub wait, `yield_now` and a `block_on` that would
-/// wait check), and the cooperative budget does not yield there. Blocking
+/// wait check), and the cooperative budget does not yield there. Plain
+/// switches are not checked (that would cost every switch a look): a
+/// [`Generator`](crate::Generator)'s `yield_` or a `Greenlet::switch` from
+/// inside such a poll leaves the context entered while others run, and
+/// tokio panics when two of them finish out of order. Blocking
 /// calls between `.await`s of a [`spawn_local`](super::spawn_local) future
 /// are fine when no handle is set.
 pub fn set_tokio_handle(handle: Option<Handle>) -> Option<Handle> {
