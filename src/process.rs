@@ -527,7 +527,15 @@ impl Child {
                         }
                         until = until.min(d);
                     }
-                    hub::pause_io("process::Child::wait", until)?;
+                    if deadline.is_none() && crate::hub::time::is_paused() {
+                        // A paused clock would jump each pause at once, and
+                        // this would spin for the child's whole life: the
+                        // pause is real time instead, on a pool thread,
+                        // which a paused clock waits for.
+                        hub::ThreadPool::global().run(move || std::thread::sleep(pause))?;
+                    } else {
+                        hub::pause_io("process::Child::wait", until)?;
+                    }
                     pause = (pause * 2).min(Duration::from_millis(50));
                 }
             }

@@ -520,3 +520,56 @@ fn a_childs_exit_is_waited_for_beside_an_event() {
     assert_eq!(hub::wait_any(&items, None), Some(0), "then the exit");
     assert!(child.try_wait().unwrap().is_some(), "reaped at once");
 }
+
+const NO_PIDFD: &str = "GREENLET_OS_PROCESS_NO_PIDFD";
+
+/// The body of `a_wait_without_a_pidfd_on_a_paused_clock_does_not_spin`,
+/// in a process of its own (it takes every free descriptor).
+#[test]
+fn a_wait_without_a_pidfd_on_a_paused_clock_does_not_spin() {
+    if std::env::var_os(NO_PIDFD).is_none() {
+        child::assert_passes(
+            "a_wait_without_a_pidfd_on_a_paused_clock_does_not_spin",
+            NO_PIDFD,
+            "1",
+        );
+        return;
+    }
+    let _ = Command::new("true").status().unwrap(); // the hub, its reactor and pool made
+                                                    // No descriptor free: `pidfd_open` fails, and the child is watched by
+                                                    // polling `try_wait` instead.
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with valid pointers; the process is ours.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    let highest = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .max()
+        .unwrap();
+    let tight = libc::rlimit {
+        rlim_cur: highest + 4,
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &tight) }, 0);
+    let mut fill = Vec::new();
+    while let Ok(f) = std::fs::File::open("/dev/null") {
+        fill.push(f);
+    }
+    hub::time::pause();
+    let start = hub::time::now();
+    let spawned = Command::new("sh").args(["-c", "sleep 0.2; exit 9"]).spawn();
+    drop(fill);
+    // SAFETY: as above.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    let mut running = spawned.unwrap();
+    assert!(format!("{running:?}").contains("poll"), "{running:?}");
+    assert_eq!(running.wait().unwrap().code(), Some(9));
+    // Its pauses were real time, on the pool: the paused clock did not
+    // move (it jumped each pause at once, and the wait spun).
+    assert_eq!(hub::time::now() - start, Duration::ZERO);
+    hub::time::resume();
+}

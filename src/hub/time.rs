@@ -201,7 +201,7 @@ pub fn advance(d: Duration) {
 
 /// Whether this thread's clock is paused.
 #[inline]
-pub(super) fn is_paused() -> bool {
+pub(crate) fn is_paused() -> bool {
     matches!(CLOCK.with(Cell::get), Clock::Paused(_))
 }
 
