@@ -565,7 +565,10 @@ impl Child {
     /// `Popen.communicate(input)`): a child that writes a lot before it
     /// has read all its input does not deadlock on full pipes. A child
     /// that exits (or closes its stdin) before reading all of `input` is
-    /// no error: the rest is dropped, as Python does. As
+    /// no error: the rest is dropped, as Python does (the write fails with
+    /// `EPIPE`; a program that restored `SIGPIPE`'s default action, which
+    /// Rust's runtime and Python's both ignore, is killed by that signal
+    /// instead, as with std's `ChildStdin`). As
     /// [`wait_with_output`](Child::wait_with_output) otherwise, with an
     /// empty `input`. Called by a daemon greenlet, its helper greenlets are
     /// daemons too (see [`hub::daemon`]).
