@@ -211,19 +211,25 @@ impl Command {
 
     /// Runs the process to its end, blocking only the calling greenlet.
     /// If the call is interrupted (a
-    /// [`with_timeout`](crate::hub::with_timeout) expiry, a kill), the
-    /// process is killed and reaped.
+    /// [`with_timeout`](crate::hub::with_timeout) expiry, a kill) or its
+    /// wait fails, the process is killed and reaped.
     ///
     /// # Errors
     ///
-    /// As [`spawn`](Command::spawn).
+    /// As [`spawn`](Command::spawn), and [`Child::wait`]'s: made while the
+    /// calling greenlet unwinds (in a destructor during a panic or a kill),
+    /// which cannot wait, for a process that has not exited yet.
     pub fn status(&mut self) -> io::Result<ExitStatus> {
         let mut child = ReapOnUnwind(Some(self.spawn()?));
         let running = child.0.as_mut().expect("present until the end");
         // As std: nothing will write the child's stdin.
         drop(running.stdin.take());
         let status = running.wait();
-        child.0 = None;
+        if status.is_ok() {
+            child.0 = None;
+        }
+        // On an error (a wait refused while the caller unwinds, say) the
+        // guard kills and reaps the child, as `output`'s does: no zombie.
         status
     }
 
@@ -428,7 +434,9 @@ impl Child {
     ///
     /// # Errors
     ///
-    /// std's.
+    /// std's; and, called while the greenlet unwinds (in a destructor
+    /// during a panic or a kill), which cannot wait, when the process has
+    /// not exited yet (one that has is reaped).
     ///
     /// # Panics
     ///

@@ -3,12 +3,12 @@
 
 use std::cell::Cell;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::Stdio;
+
 use std::rc::Rc;
 use std::time::Duration;
 
 use greenlet::hub;
-use greenlet::process::Command;
+use greenlet::process::{Command, Stdio};
 
 #[path = "support/child.rs"]
 mod child;
@@ -572,4 +572,102 @@ fn a_wait_without_a_pidfd_on_a_paused_clock_does_not_spin() {
     // move (it jumped each pause at once, and the wait spun).
     assert_eq!(hub::time::now() - start, Duration::ZERO);
     hub::time::resume();
+}
+
+/// A `wait` in a destructor while its greenlet unwinds cannot block, but a
+/// child that has exited already is reaped there, even when the hub has
+/// not yet seen its exit (the wait's readiness still says "running", from
+/// an earlier `wait_timeout`).
+#[test]
+fn a_wait_while_unwinding_reaps_a_child_that_has_exited() {
+    use std::cell::RefCell;
+    struct WaitOnDrop(
+        Option<greenlet::process::Child>,
+        Rc<RefCell<Option<String>>>,
+    );
+    impl Drop for WaitOnDrop {
+        fn drop(&mut self) {
+            let waited = self.0.as_mut().unwrap().wait().map(|s| s.code());
+            *self.1.borrow_mut() = Some(format!("{waited:?}"));
+        }
+    }
+    let result = Rc::new(RefCell::new(None));
+    let in_guard = result.clone();
+    let failing = hub::spawn(move || {
+        let mut child = Command::new("sh")
+            .args(["-c", "read _; exit 5"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Still running: its wait's readiness says so.
+        assert!(child
+            .wait_timeout(Duration::from_millis(1))
+            .unwrap()
+            .is_none());
+        drop(child.stdin.take()); // it reads the end of its input, and exits
+                                  // Blocks the thread (not the hub) until it has exited, without
+                                  // reaping it.
+                                  // SAFETY: `waitid` with a valid `siginfo_t` out-pointer.
+        let exited = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(
+                libc::P_PID,
+                child.id(),
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        assert_eq!(exited, 0);
+        let _guard = WaitOnDrop(Some(child), in_guard);
+        panic!("the greenlet fails; its guard waits for the child");
+    });
+    assert!(failing.join().is_err());
+    assert_eq!(result.borrow().as_deref(), Some("Ok(Some(5))"));
+}
+
+const STATUS_UNWINDING: &str = "GREENLET_OS_PROCESS_STATUS_UNWINDING";
+
+/// `Command::status` in a destructor while its greenlet unwinds cannot
+/// wait for the child it started: it fails, and kills and reaps the child
+/// (as `output` does), rather than leaving it running and then a zombie.
+/// In a process of its own, which then has no child left at all.
+#[test]
+fn a_status_that_fails_while_unwinding_leaves_no_child_behind() {
+    use std::cell::RefCell;
+    if std::env::var_os(STATUS_UNWINDING).is_none() {
+        child::assert_passes(
+            "a_status_that_fails_while_unwinding_leaves_no_child_behind",
+            STATUS_UNWINDING,
+            "1",
+        );
+        return;
+    }
+    struct StatusOnDrop(Rc<RefCell<Option<bool>>>);
+    impl Drop for StatusOnDrop {
+        fn drop(&mut self) {
+            let status = Command::new("sleep").arg("5").status();
+            *self.0.borrow_mut() = Some(status.is_err());
+        }
+    }
+    let failed = Rc::new(RefCell::new(None));
+    let in_guard = failed.clone();
+    let failing = hub::spawn(move || {
+        let _guard = StatusOnDrop(in_guard);
+        panic!("the greenlet fails; its guard runs a command");
+    });
+    assert!(failing.join().is_err());
+    assert_eq!(*failed.borrow(), Some(true), "it could not wait");
+    // No child left, running or unreaped.
+    // SAFETY: `waitid` with a valid `siginfo_t` out-pointer.
+    let waited = unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    let error = std::io::Error::last_os_error().raw_os_error();
+    assert_eq!((waited, error), (-1, Some(libc::ECHILD)), "a child is left");
 }

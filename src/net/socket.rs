@@ -332,11 +332,13 @@ pub(crate) struct IoCall<'a> {
 /// bytes, which the kernel completes at once (std's blocking call returns
 /// `Ok(0)` at once), where waiting for data or room could wait for ever.
 ///
-/// When the wait times out, `op` is tried once more before `TimedOut` is
-/// returned: what came within the timeout counts even if the hub got to
-/// this wait late (other greenlets ran long, or its timers fired before it
+/// When the wait fails, `op` is tried once more before its error is
+/// returned: what came within a timeout counts even if the hub got to the
+/// wait late (other greenlets ran long, or its timers fired before it
 /// polled), as a blocking call returns whatever arrived by the time its
-/// thread runs again.
+/// thread runs again; and a greenlet that unwinds, which cannot wait, still
+/// gets what is there already (data, a child's exit) rather than the
+/// refusal, even when the hub has not yet seen it ready.
 #[inline]
 pub(crate) fn drive<R>(
     on: IoCall<'_>,
@@ -369,7 +371,7 @@ pub(crate) fn drive<R>(
             Direction::Write => WaitOn::Writable { fd, until },
         };
         if let Err(e) = hub.wait_io(reg, dir, until, call, on) {
-            if e.kind() != io::ErrorKind::TimedOut || reg.is_closed() {
+            if reg.is_closed() {
                 return Err(e);
             }
             return match op() {
