@@ -282,3 +282,43 @@ fn a_clock_hold_taken_before_the_remote_that_wakes_the_hub() {
     .join()
     .unwrap();
 }
+
+/// The longest `d` for which `time::now() + d` is an `Instant`.
+fn to_the_last_instant() -> Duration {
+    let now = time::now();
+    let fits = |d: Duration| now.checked_add(d).is_some();
+    let (mut lo, mut hi) = (0u64, i64::MAX as u64);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if fits(Duration::from_secs(mid)) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    let (mut nlo, mut nhi) = (0u32, 999_999_999u32);
+    while nlo < nhi {
+        let mid = nlo + (nhi - nlo).div_ceil(2);
+        if fits(Duration::new(lo, mid)) {
+            nlo = mid;
+        } else {
+            nhi = mid - 1;
+        }
+    }
+    Duration::new(lo, nlo)
+}
+
+/// A clock advanced to the last `Instant` there is, then resumed, stays
+/// there (`now` panicked on the overflow once any real time passed).
+#[test]
+fn a_clock_resumed_at_the_last_instant_stays_there() {
+    time::pause();
+    time::advance(to_the_last_instant());
+    let end = time::now();
+    time::resume();
+    let real = std::time::Instant::now();
+    while real.elapsed().is_zero() {
+        std::hint::spin_loop();
+    }
+    assert_eq!(time::now(), end);
+}

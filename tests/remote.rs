@@ -692,3 +692,57 @@ fn sends_go_to_the_longest_waiting_receivers_after_one_leaves() {
     assert_eq!(*order.borrow(), [0, 2, 3, 4]);
     hub::time::resume();
 }
+
+/// A thread whose hub outlives it (something keeps the hub: here a
+/// `time::hold` forgotten, which safe code may do) still closes its
+/// mailbox as it exits: its `Remote` says so and refuses work, and a
+/// `call_blocking` fails instead of waiting for ever.
+#[test]
+fn a_remote_closes_when_its_thread_exits_even_if_the_hub_is_kept() {
+    let remote = thread::spawn(|| {
+        let remote = hub::remote();
+        std::mem::forget(hub::time::hold());
+        remote
+    })
+    .join()
+    .unwrap();
+    assert!(remote.is_closed());
+    assert!(remote.spawn(|| ()).is_err());
+    assert!(remote.call_blocking(|| 1).is_err());
+}
+
+/// The same when the hub is kept by a greenlet that refused its kill at
+/// thread exit (its stack, with a `Receiver` on it, is leaked).
+#[test]
+fn a_remote_closes_when_its_thread_exits_past_a_greenlet_that_refused_its_kill() {
+    let remote = thread::spawn(|| {
+        let remote = hub::remote();
+        hub::spawn(|| {
+            let (_tx, rx) = hub::channel::<u8>();
+            // The kill's unwinding is caught, and it switches away again:
+            // the kill is refused.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rx.recv()));
+            let _ = Greenlet::main().switch::<(), ()>(());
+        });
+        hub::yield_now();
+        remote
+    })
+    .join()
+    .unwrap();
+    assert!(remote.is_closed());
+    assert!(remote.spawn(|| ()).is_err());
+}
+
+/// A send fails once the receiver's thread has exited, also when the
+/// receiver itself was leaked rather than dropped.
+#[test]
+fn a_send_fails_once_the_receivers_thread_exited_though_the_receiver_leaked() {
+    let tx = thread::spawn(|| {
+        let (tx, rx) = hub::channel::<u32>();
+        std::mem::forget(rx);
+        tx
+    })
+    .join()
+    .unwrap();
+    assert_eq!(tx.send(1), Err(SendError(1)));
+}

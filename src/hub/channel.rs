@@ -184,7 +184,7 @@ impl<T> Sender<T> {
     /// thread has exited.
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
         let mut state = self.chan.lock();
-        if !state.receiver_alive {
+        if !state.receiver_alive || self.chan.inbox.is_closed() {
             return Err(SendError(value));
         }
         state.items.push_back(value);

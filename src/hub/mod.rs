@@ -386,7 +386,16 @@ impl Drop for HubOwner {
         if !hub.is_null() {
             // SAFETY: the pointer came from `Rc::into_raw` in `hub()` and is
             // released once, here (it was just cleared).
-            drop(unsafe { Rc::from_raw(hub) });
+            let hub = unsafe { Rc::from_raw(hub) };
+            // The thread exits: other threads' `Remote`s and `Sender`s learn
+            // it now, even if something keeps the hub itself (a greenlet
+            // that refused its kill, its stack leaked; a forgotten
+            // `time::hold`), which would otherwise leave work queued for
+            // ever and `call_blocking` waiting for ever.
+            if let Some(reactor) = hub.reactor() {
+                reactor.inbox().close();
+            }
+            drop(hub);
         }
     }
 }

@@ -34,6 +34,8 @@ pub(crate) struct Inbox {
     /// Something is in `mail`: lets the hub skip the lock, and lets senders
     /// skip the waker's syscall when a wake-up is already on its way.
     pending: AtomicBool,
+    /// `mail.closed`, readable without the lock (a channel's send looks).
+    closed: AtomicBool,
     mail: Mutex<Mail>,
 }
 
@@ -42,6 +44,7 @@ impl Inbox {
         Inbox {
             waker: Mutex::new(Some(waker)),
             pending: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             mail: Mutex::new(Mail::default()),
         }
     }
@@ -156,6 +159,7 @@ impl Inbox {
         let tasks = {
             let mut mail = self.lock();
             mail.closed = true;
+            self.closed.store(true, Ordering::Release);
             mail.wakeups.clear();
             std::mem::take(&mut mail.tasks)
         };
@@ -164,8 +168,9 @@ impl Inbox {
         drop(tasks);
     }
 
-    fn is_closed(&self) -> bool {
-        self.lock().closed
+    /// Whether the hub is gone (its thread exited): posts fail.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 }
 

@@ -752,8 +752,12 @@ pub fn run() {
 /// [`run`] for at most `timeout`: `true` when the hub ran out of work
 /// first, `false` when `timeout` passed (the greenlets left are where
 /// they were; `run` again to carry on). gevent's `hub.join(timeout)` and
-/// `gevent.wait(timeout=...)`. A timer due at the same instant as the
-/// deadline fires after it: its greenlet runs at the next `run`. On a
+/// `gevent.wait(timeout=...)`. Timers due at the same instant fire in
+/// the order they were set: one due exactly at the deadline and set after
+/// this call began fires after it (its greenlet runs at the next `run`),
+/// one set before (a greenlet already asleep until then) fires first, and
+/// its greenlet may run and finish inside this call, which still returns
+/// `false` (the deadline passed). On a
 /// [paused clock](super::time), a zero timeout never lets the clock
 /// jump (the deadline is always due first): poll with a small one.
 ///

@@ -110,7 +110,8 @@ pub fn now() -> Instant {
     match CLOCK.with(Cell::get) {
         Clock::Real => Instant::now(),
         Clock::Paused(at) => at,
-        Clock::Resumed { at, real } => at + real.elapsed(),
+        // Saturated: a clock advanced to the last `Instant` stays there.
+        Clock::Resumed { at, real } => at.checked_add(real.elapsed()).unwrap_or(at),
     }
 }
 
