@@ -11,6 +11,9 @@ use std::time::Duration;
 use greenlet::hub;
 use greenlet::net::lookup_host;
 
+#[path = "support/unwinding.rs"]
+mod unwinding;
+
 #[test]
 fn an_address_resolves_to_itself() {
     let addr: SocketAddr = "127.0.0.1:4242".parse().unwrap();
@@ -111,19 +114,12 @@ fn localhost_resolves_and_connects() {
 
 #[test]
 fn a_name_given_in_a_destructor_while_unwinding_is_an_error_not_an_abort() {
-    struct ConnectsOnDrop(Rc<Cell<Option<io::ErrorKind>>>);
-    impl Drop for ConnectsOnDrop {
-        fn drop(&mut self) {
-            let r = greenlet::net::TcpStream::connect("localhost:1");
-            self.0.set(r.err().map(|e| e.kind()));
-        }
-    }
-    let seen = Rc::new(Cell::new(None));
-    let s = seen.clone();
-    let g = hub::spawn(move || {
-        let _d = ConnectsOnDrop(s);
-        panic!("unwinding");
+    let connected = unwinding::in_a_destructor_while_unwinding(|| {
+        greenlet::net::TcpStream::connect("localhost:1").map_err(|e| e.kind())
     });
-    assert!(g.join().is_err());
-    assert_eq!(seen.get(), Some(io::ErrorKind::Other), "it could not wait");
+    assert_eq!(
+        connected.err(),
+        Some(io::ErrorKind::Other),
+        "it could not wait"
+    );
 }

@@ -12,6 +12,8 @@ use greenlet::process::{Command, Stdio};
 
 #[path = "support/child.rs"]
 mod child;
+#[path = "support/unwinding.rs"]
+mod unwinding;
 
 /// A greenlet that yields until told to stop, counting its switches.
 fn ticker() -> (Rc<Cell<u64>>, Rc<Cell<bool>>, hub::JoinHandle<()>) {
@@ -521,23 +523,31 @@ fn a_childs_exit_is_waited_for_beside_an_event() {
     assert!(child.try_wait().unwrap().is_some(), "reaped at once");
 }
 
-const NO_PIDFD: &str = "GREENLET_OS_PROCESS_NO_PIDFD";
+/// Whether this is `test` re-run in a process of its own, with `var` set
+/// (for a test that limits or inspects the whole process); if not, runs
+/// it so and asserts that it passed there.
+fn in_own_process(test: &str, var: &str) -> bool {
+    if std::env::var_os(var).is_some() {
+        return true;
+    }
+    child::assert_passes(test, var, "1");
+    false
+}
 
-/// The body of `a_wait_without_a_pidfd_on_a_paused_clock_does_not_spin`,
-/// in a process of its own (it takes every free descriptor).
+/// A child's exit watched without a pidfd (pidfd_open refused: kernels
+/// before 5.3, or no descriptor free) on a paused clock: the wait must not
+/// spin on the clock's jumps. In a process of its own: it takes every free
+/// descriptor.
 #[test]
 fn a_wait_without_a_pidfd_on_a_paused_clock_does_not_spin() {
-    if std::env::var_os(NO_PIDFD).is_none() {
-        child::assert_passes(
-            "a_wait_without_a_pidfd_on_a_paused_clock_does_not_spin",
-            NO_PIDFD,
-            "1",
-        );
+    let test = "a_wait_without_a_pidfd_on_a_paused_clock_does_not_spin";
+    if !in_own_process(test, "GREENLET_OS_PROCESS_NO_PIDFD") {
         return;
     }
-    let _ = Command::new("true").status().unwrap(); // the hub, its reactor and pool made
-                                                    // No descriptor free: `pidfd_open` fails, and the child is watched by
-                                                    // polling `try_wait` instead.
+    // The hub, its reactor and its pool made first.
+    let _ = Command::new("true").status().unwrap();
+    // No descriptor free: `pidfd_open` fails, and the child is watched by
+    // polling `try_wait` instead.
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -625,38 +635,20 @@ fn a_wait_while_unwinding_reaps_a_child_that_has_exited() {
     assert_eq!(result.borrow().as_deref(), Some("Ok(Some(5))"));
 }
 
-const STATUS_UNWINDING: &str = "GREENLET_OS_PROCESS_STATUS_UNWINDING";
-
 /// `Command::status` in a destructor while its greenlet unwinds cannot
 /// wait for the child it started: it fails, and kills and reaps the child
 /// (as `output` does), rather than leaving it running and then a zombie.
 /// In a process of its own, which then has no child left at all.
 #[test]
 fn a_status_that_fails_while_unwinding_leaves_no_child_behind() {
-    use std::cell::RefCell;
-    if std::env::var_os(STATUS_UNWINDING).is_none() {
-        child::assert_passes(
-            "a_status_that_fails_while_unwinding_leaves_no_child_behind",
-            STATUS_UNWINDING,
-            "1",
-        );
+    let test = "a_status_that_fails_while_unwinding_leaves_no_child_behind";
+    if !in_own_process(test, "GREENLET_OS_PROCESS_STATUS_UNWINDING") {
         return;
     }
-    struct StatusOnDrop(Rc<RefCell<Option<bool>>>);
-    impl Drop for StatusOnDrop {
-        fn drop(&mut self) {
-            let status = Command::new("sleep").arg("5").status();
-            *self.0.borrow_mut() = Some(status.is_err());
-        }
-    }
-    let failed = Rc::new(RefCell::new(None));
-    let in_guard = failed.clone();
-    let failing = hub::spawn(move || {
-        let _guard = StatusOnDrop(in_guard);
-        panic!("the greenlet fails; its guard runs a command");
+    let failed = unwinding::in_a_destructor_while_unwinding(|| {
+        Command::new("sleep").arg("5").status().is_err()
     });
-    assert!(failing.join().is_err());
-    assert_eq!(*failed.borrow(), Some(true), "it could not wait");
+    assert!(failed, "it could not wait");
     // No child left, running or unreaped.
     // SAFETY: `waitid` with a valid `siginfo_t` out-pointer.
     let waited = unsafe {
