@@ -560,6 +560,13 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
     ///   finished afterwards).
     /// - When called from the producer's own greenlet or one of its
     ///   descendants (Python's "generator already executing").
+    ///
+    /// Not a panic: called while the consumer unwinds (a destructor during
+    /// a panic or a kill) or from inside the switch hook, where no switch
+    /// may be made, the producer cannot run. The call then yields nothing
+    /// (`next` and `send` give `None`, this `Exhausted`, `throw` `Ok(None)`)
+    /// and leaves the generator as it was, its value dropped: a panic there
+    /// would abort the process.
     pub fn resume(&mut self, value: S) -> GeneratorState<Y, R> {
         match self.step(value) {
             Some(item) => GeneratorState::Yielded(item),
@@ -876,6 +883,9 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
                 self.done = true;
                 return Err(Thrown(p));
             }
+            // Refused before anything ran (see `resume`): the producer is
+            // where it was, and the generator goes on.
+            SwitchError::Unwinding | SwitchError::InSwitchHook => return Ok(()),
             // Another greenlet switched into the consumer while it waited.
             e => panic!("greenlet::Generator: the consumer was resumed by something else: {e}"),
         }

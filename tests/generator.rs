@@ -6,6 +6,9 @@ use std::rc::Rc;
 
 use greenlet::{stats, Generator, GeneratorState, Thrown, Yielder};
 
+#[path = "support/child.rs"]
+mod child;
+
 /// Counts its drops in a shared counter.
 struct Counted(Rc<Cell<usize>>);
 
@@ -652,4 +655,43 @@ fn a_producer_that_catches_its_close_returns_and_panics_has_no_return_value() {
     assert!(g.close().is_err(), "the local's panic");
     assert!(g.is_finished());
     assert_eq!(g.return_value(), None);
+}
+
+/// The variable that makes a re-run of this binary play
+/// `a_generator_drained_while_its_consumer_unwinds_yields_nothing`.
+const UNWINDING: &str = "GREENLET_GENERATOR_UNWINDING";
+
+/// A generator drained in a destructor while its consumer unwinds cannot
+/// run its producer (no switch may be made there): `next` gives `None`
+/// and the generator is left as it was. It panicked, and a panic there
+/// aborts the process: so the body runs in a process of its own.
+#[test]
+fn a_generator_drained_while_its_consumer_unwinds_yields_nothing() {
+    let test = "a_generator_drained_while_its_consumer_unwinds_yields_nothing";
+    if std::env::var_os(UNWINDING).is_none() {
+        child::assert_passes(test, UNWINDING, "1");
+        return;
+    }
+    struct Drain(Option<Generator<u32>>, Rc<Cell<Option<(usize, bool)>>>);
+    impl Drop for Drain {
+        fn drop(&mut self) {
+            let mut g = self.0.take().unwrap();
+            let drained = std::iter::from_fn(|| g.next()).count();
+            self.1.set(Some((drained, g.is_finished())));
+        }
+    }
+    let seen = Rc::new(Cell::new(None));
+    let in_drain = seen.clone();
+    let unwound = panic::catch_unwind(AssertUnwindSafe(move || {
+        let mut g = Generator::new(|y: &Yielder<u32>| (0..3).for_each(|i| y.yield_(i)));
+        assert_eq!(g.next(), Some(0));
+        let _drain = Drain(Some(g), in_drain);
+        panic!("the consumer panics");
+    }));
+    assert!(unwound.is_err());
+    assert_eq!(
+        seen.get(),
+        Some((0, false)),
+        "nothing drained; not finished"
+    );
 }
