@@ -227,3 +227,75 @@ fn wait_available_passes_the_slot_to_a_spawn_queued_behind_it() {
     spawner.join().unwrap();
     pool.join();
 }
+
+greenlet::greenlet_local! {
+    /// A member's greenlet-local whose destructor blocks until its event
+    /// is set (a local's destructor may block: it is part of the greenlet).
+    static SLOW_TO_DROP: RefCell<Option<SlowToDrop>> = RefCell::new(None);
+}
+
+struct SlowToDrop(Event);
+
+impl Drop for SlowToDrop {
+    fn drop(&mut self) {
+        self.0.wait();
+    }
+}
+
+/// Sets `gate` after a few yields, from a greenlet of its own.
+fn opens_later(gate: &Event) -> hub::JoinHandle<()> {
+    let gate = gate.clone();
+    hub::spawn(move || {
+        (0..5).for_each(|_| hub::yield_now());
+        gate.set();
+    })
+}
+
+/// A member leaves its group once its greenlet-locals are dropped, not
+/// when its function returns: `join` returns with every member finished.
+#[test]
+fn a_group_join_waits_for_the_members_locals() {
+    let group = Group::new();
+    let gate = Event::new();
+    let in_member = gate.clone();
+    let member = group.spawn(move || {
+        SLOW_TO_DROP.with(|s| *s.borrow_mut() = Some(SlowToDrop(in_member)));
+        1
+    });
+    let _opener = opens_later(&gate);
+    group.join();
+    assert!(member.is_finished());
+}
+
+/// A pool of one starts its next member only once the last one has
+/// finished, its greenlet-locals included.
+#[test]
+fn a_pool_of_one_waits_for_its_members_locals() {
+    let pool = Pool::new(1);
+    let gate = Event::new();
+    let in_member = gate.clone();
+    let first = Rc::new(pool.spawn(move || {
+        SLOW_TO_DROP.with(|s| *s.borrow_mut() = Some(SlowToDrop(in_member)));
+    }));
+    let _opener = opens_later(&gate);
+    let seen = Rc::new(Cell::new(None));
+    let (earlier, in_second) = (first.clone(), seen.clone());
+    pool.spawn(move || in_second.set(Some(earlier.is_finished())));
+    pool.join();
+    assert_eq!(seen.get(), Some(true), "the first had finished");
+}
+
+/// `kill_all` kills a member blocked in a greenlet-local's destructor too
+/// (it is still a member) and returns once it is gone.
+#[test]
+fn kill_all_kills_a_member_blocked_in_its_locals() {
+    let group = Group::new();
+    let gate = Event::new();
+    let in_member = gate.clone();
+    let member = group.spawn(move || {
+        SLOW_TO_DROP.with(|s| *s.borrow_mut() = Some(SlowToDrop(in_member)));
+    });
+    hub::yield_now(); // it returns, and blocks in its local's destructor
+    group.kill_all();
+    assert!(member.is_finished());
+}

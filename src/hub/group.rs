@@ -65,7 +65,8 @@ impl<F> Member<F> {
         F: FnOnce() -> R,
     {
         let _leave = self.leave;
-        (self.f)()
+        let out = (self.f)();
+        super::join::drop_locals_now(out)
     }
 }
 
@@ -356,7 +357,7 @@ impl Pool {
         let slot = self.slots.acquire_owned();
         self.group.spawn_with(builder, move || {
             let _slot = slot;
-            f()
+            super::join::drop_locals_now(f())
         })
     }
 
@@ -397,7 +398,7 @@ impl Pool {
     {
         self.group.spawn(move || {
             let _slot = slot;
-            f()
+            super::join::drop_locals_now(f())
         })
     }
 

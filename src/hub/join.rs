@@ -168,6 +168,29 @@ fn run_in_own_frame<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
     panic::catch_unwind(AssertUnwindSafe(f))
 }
 
+/// Drops the running greenlet's greenlet-locals now, as its end would
+/// (see `spawn_with`), and passes `out` on: for a group member, whose
+/// locals are part of it, so that it leaves its group (and frees its pool
+/// slot) only once they are gone, as its handle says it finished only
+/// then. A panic in a destructor becomes the greenlet's (`out` dropped);
+/// a kill that came while one blocked goes on unwinding.
+pub(super) fn drop_locals_now<R>(out: R) -> R {
+    match Runtime::get().drop_locals() {
+        Ok(()) => out,
+        Err(SwitchError::Panicked(p)) => {
+            drop(out);
+            panic::resume_unwind(p)
+        }
+        Err(SwitchError::Killed) => {
+            // Dropped before the kill's unwinding goes on, as in
+            // `spawn_with`.
+            let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(out)));
+            panic::resume_unwind(Box::new(GreenletExit::unmarked()))
+        }
+        Err(_) => out,
+    }
+}
+
 /// Whether another greenlet's kill of the current one is under way: its
 /// function caught the unwinding and returned instead of letting it end
 /// the greenlet.
