@@ -319,3 +319,37 @@ fn a_next_interrupted_while_it_waits_for_a_slot_loses_no_item() {
     let got: Vec<(usize, u32)> = results.map(|(i, r)| (i, r.unwrap())).collect();
     assert_eq!(got, [(0, 0), (1, 10), (2, 20)]);
 }
+
+/// An `imap` dropped by one of its own workers (parked after a first
+/// `next`, taken and dropped by the worker that found the answer) kills
+/// the other workers still running, not only those before it.
+#[test]
+fn an_imap_dropped_by_its_own_worker_kills_the_others() {
+    type Mapped = hub::Imap<std::vec::IntoIter<u32>, Box<dyn Fn(u32) -> u32>, u32>;
+    let pool = Pool::new(4);
+    let parked: Rc<RefCell<Option<Mapped>>> = Rc::new(RefCell::new(None));
+    let gate = Event::new();
+    let finished = Rc::new(Cell::new(0));
+    let (in_worker, gate_in_worker, finished_in_worker) =
+        (parked.clone(), gate.clone(), finished.clone());
+    let f: Box<dyn Fn(u32) -> u32> = Box::new(move |n| {
+        if n == 0 {
+            return 0;
+        }
+        gate_in_worker.wait();
+        if n == 1 {
+            drop(in_worker.borrow_mut().take()); // the answer: stop the rest
+            return 1;
+        }
+        (0..3).for_each(|_| hub::yield_now());
+        finished_in_worker.set(finished_in_worker.get() + 1);
+        n
+    });
+    let mut mapped: Mapped = pool.imap(vec![0u32, 1, 2, 3], f);
+    assert_eq!(mapped.next().unwrap().unwrap(), 0);
+    *parked.borrow_mut() = Some(mapped);
+    hub::yield_now(); // the workers of 1, 2 and 3 wait at the gate
+    gate.set();
+    hub::run();
+    assert_eq!(finished.get(), 0, "the workers of 2 and 3 were killed");
+}

@@ -245,8 +245,11 @@ impl<I, F, R: 'static> Feed<I, F, R> {
 
 impl<I, F, R: 'static> Drop for Feed<I, F, R> {
     fn drop(&mut self) {
+        // Dropped by one of its own workers: that one is not killed (a
+        // kill of oneself unwinds at once, which would leave the workers
+        // after it running), as `Group::kill_all` skips its caller.
         for (_, worker) in self.workers.drain(..) {
-            if !worker.is_finished() {
+            if !worker.is_finished() && !worker.greenlet().is_current() {
                 worker.kill();
             }
         }
