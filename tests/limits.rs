@@ -17,6 +17,25 @@ const CHILD: &str = "GREENLET_LIMITS_CHILD";
 fn child_main(mode: &str) {
     address_space::cap();
     let mut keep = Vec::new();
+    if mode == "hub" {
+        // Default-size stacks, the hub's size, until one is refused; then
+        // the thread's first hub spawn needs one for the hub itself.
+        while let Ok(g) = Greenlet::builder().build(|()| ()) {
+            keep.push(g);
+        }
+        let spawned = std::panic::catch_unwind(|| {
+            greenlet::hub::Builder::new()
+                .stack_size(16 << 10)
+                .spawn(|| 1u8)
+                .map(|h| h.join().ok())
+        });
+        match spawned {
+            Ok(Err(e)) => println!("hub spawn: error kind={:?}", e.kind()),
+            Ok(Ok(_)) => println!("hub spawn: spawned"),
+            Err(_) => println!("hub spawn: panicked"),
+        }
+        return;
+    }
     for _ in 0..100_000 {
         match mode {
             "build" => match Greenlet::builder().build(|()| ()) {
@@ -58,6 +77,19 @@ fn build_returns_the_os_error_when_no_stack_can_be_had() {
         "stdout: {stdout}"
     );
     assert!(stdout.contains("after: 2"), "stdout: {stdout}");
+}
+
+/// `hub::Builder::spawn` reports a refused stack as an error also when
+/// it is the thread's first hub use, and the refused stack is the hub's.
+#[test]
+fn the_first_hub_spawn_returns_the_error_when_the_hubs_stack_is_refused() {
+    let out = run_child("hub");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "child failed: {stdout}");
+    assert!(
+        stdout.contains("hub spawn: error kind=OutOfMemory"),
+        "stdout: {stdout}"
+    );
 }
 
 #[test]

@@ -458,34 +458,53 @@ pub(crate) fn try_hub() -> Option<Rc<Hub>> {
 
 #[cold]
 fn new_hub() -> Rc<Hub> {
+    try_new_hub().unwrap_or_else(|e| panic!("greenlet::hub: cannot allocate the hub's stack: {e}"))
+}
+
+/// This thread's hub, created on first use: `Err` when it has to be
+/// created and no stack can be had for its greenlet (for the calls that
+/// report a refused stack as an error, see [`Builder::spawn`]).
+pub(crate) fn hub_or_error() -> stdio::Result<Rc<Hub>> {
+    match try_hub() {
+        Some(hub) => Ok(hub),
+        None => try_new_hub(),
+    }
+}
+
+#[cold]
+fn try_new_hub() -> stdio::Result<Rc<Hub>> {
     assert!(
         HUB_OWNER.try_with(|_| ()).is_ok(),
         "greenlet::hub: cannot start a hub while the thread is exiting"
     );
-    let hub = Hub::new();
+    let hub = Hub::new()?;
     HUB.with(|h| h.set(Rc::into_raw(hub.clone())));
     monitor::from_env();
-    hub
+    Ok(hub)
 }
 
 impl Hub {
-    fn new() -> Rc<Hub> {
-        Rc::new_cyclic(|weak: &std::rc::Weak<Hub>| {
-            let weak = weak.clone();
-            // The hub's loop keeps the default stack whatever size the
-            // thread's `StackPolicy` pools: a policy sized for the user's
-            // greenlets says nothing about the reactor's and timers' frames.
-            let greenlet = Greenlet::builder()
-                .name("hub")
-                .stack_size(crate::DEFAULT_STACK_SIZE)
-                .parent(&Greenlet::main())
-                .build(move |()| {
-                    let hub = weak
-                        .upgrade()
-                        .expect("the hub outlives its greenlet's start");
-                    hub.run_loop()
-                })
-                .unwrap_or_else(|e| panic!("greenlet::hub: cannot allocate the hub's stack: {e}"));
+    fn new() -> stdio::Result<Rc<Hub>> {
+        // The hub's loop keeps the default stack whatever size the
+        // thread's `StackPolicy` pools: a policy sized for the user's
+        // greenlets says nothing about the reactor's and timers' frames.
+        // The greenlet is made first, so that a refused stack is an error
+        // with nothing else made; its loop finds the hub through a weak
+        // reference filled in below, before anything can switch to it.
+        let this: Rc<OnceCell<std::rc::Weak<Hub>>> = Rc::default();
+        let found = this.clone();
+        let greenlet = Greenlet::builder()
+            .name("hub")
+            .stack_size(crate::DEFAULT_STACK_SIZE)
+            .parent(&Greenlet::main())
+            .build(move |()| {
+                let hub = found
+                    .get()
+                    .and_then(std::rc::Weak::upgrade)
+                    .expect("the hub outlives its greenlet's start");
+                hub.run_loop()
+            })?;
+        let hub = Rc::new({
             // A switch hook's panic on one of the hub's own switches, or a
             // panic or throw that reaches the hub before its loop first
             // ran, is reported, and the loop goes on: unwound, the hub
@@ -518,7 +537,9 @@ impl Hub {
                 working_idlers: Cell::new(0),
                 resuming: Cell::new(None),
             }
-        })
+        });
+        let _ = this.set(Rc::downgrade(&hub));
+        Ok(hub)
     }
 }
 
@@ -591,12 +612,13 @@ impl Builder {
     /// # Errors
     ///
     /// When no stack can be had, typically at the OS mapping limit
-    /// (`vm.max_map_count`); nothing is spawned then.
+    /// (`vm.max_map_count`); nothing is spawned then. Also for the hub's
+    /// own stack, when this spawn is the thread's first use of the hub.
     pub fn spawn<F, R>(self, f: F) -> stdio::Result<JoinHandle<R>>
     where
         F: FnOnce() -> R + 'static,
         R: 'static,
     {
-        join::spawn_with(&hub(), self.greenlet, f)
+        join::spawn_with(&hub_or_error()?, self.greenlet, f)
     }
 }
