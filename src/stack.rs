@@ -172,7 +172,9 @@ impl StackPolicy {
     ///
     /// A new size takes effect at once: the pooled stacks of the old size
     /// are unmapped, and those still in use are unmapped when their
-    /// greenlets finish. A size too large to map makes the next creation
+    /// greenlets finish (unless the two sizes round to the same mapping, a
+    /// change of less than a page: such a stack is pooled, and is as good
+    /// as a new one). A size too large to map makes the next creation
     /// fail: with [`InvalidInput`](std::io::ErrorKind::InvalidInput) when
     /// it is more than half the address space can express, otherwise with
     /// the kernel's refusal (`OutOfMemory`, as when the address space or
