@@ -67,6 +67,16 @@ fn cold_stacks_give_their_memory_back() {
     );
     assert!(greenlet::stats().stacks_pooled >= N, "and still mapped");
 
+    // A burst that ends with no greenlet made after it: the stacks that
+    // went cold while it ended give their memory back as they come back.
+    greenlet::set_stack_policy(StackPolicy::new().resident(4).cold_after(Duration::ZERO));
+    burst();
+    let ended = rss_kib();
+    assert!(
+        ended <= before + slack_kib,
+        "a burst's end trims: {before} KiB before, {ended} KiB after"
+    );
+
     // `trim_stacks` trims everything at once.
     greenlet::set_stack_policy(StackPolicy::new());
     burst();
