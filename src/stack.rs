@@ -525,27 +525,36 @@ impl StackPool {
         }
         // Below the resident reserve the stack cannot be trimmed before
         // `resident` more are released on top of it, so the last reading
-        // of the clock will do for it (and keeps the ticks in order). The
-        // stack this release pushes out of the reserve can be trimmed from
-        // now on: it counts as released now, as if it had just come back,
-        // or its stale reading would make it cold at once.
-        let released = if self.free.len() >= self.policy.resident {
-            let now = self.tick();
-            if let Some(crossing) = self.free.len().checked_sub(self.policy.resident) {
-                if crossing >= self.trimmed && crossing < self.free.len() {
-                    self.free[crossing].released = now;
-                }
+        // of the clock will do for it (and keeps the ticks in order).
+        if self.free.len() < self.policy.resident {
+            let released = self.last_tick;
+            self.free.push(Pooled { stack, released });
+            return;
+        }
+        self.give_beyond_the_reserve(stack);
+    }
+
+    /// [`give`](StackPool::give) when the pool holds the resident reserve
+    /// already. The stack this release pushes out of the reserve can be
+    /// trimmed from now on: it counts as released now, as if it had just
+    /// come back, or its stale reading would make it cold at once. A
+    /// release checks for cold stacks too, not only a take: a burst that
+    /// ends with no greenlet made after it gives back what went cold while
+    /// it ended.
+    #[cold]
+    #[inline(never)]
+    fn give_beyond_the_reserve(&mut self, stack: PooledStack) {
+        let now = self.tick();
+        if let Some(crossing) = self.free.len().checked_sub(self.policy.resident) {
+            if crossing >= self.trimmed && crossing < self.free.len() {
+                self.free[crossing].released = now;
             }
-            now
-        } else {
-            self.last_tick
-        };
-        self.free.push(Pooled { stack, released });
+        }
+        self.free.push(Pooled {
+            stack,
+            released: now,
+        });
         if self.free.len() > self.trimmed + self.policy.resident {
-            // A release checks for cold stacks too, not only a take: a
-            // burst that ends with no greenlet made after it gives back
-            // what went cold while it ended. (Below the reserve, the common
-            // case, this is not reached.)
             self.age();
         }
     }
