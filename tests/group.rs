@@ -242,6 +242,13 @@ impl Drop for SlowToDrop {
     }
 }
 
+/// A member's function that returns at once, leaving a greenlet-local
+/// whose destructor waits for `gate`.
+fn returns_leaving_a_slow_local(gate: &Event) -> impl FnOnce() + 'static {
+    let gate = gate.clone();
+    move || SLOW_TO_DROP.with(|s| *s.borrow_mut() = Some(SlowToDrop(gate)))
+}
+
 /// Sets `gate` after a few yields, from a greenlet of its own.
 fn opens_later(gate: &Event) -> hub::JoinHandle<()> {
     let gate = gate.clone();
@@ -257,11 +264,7 @@ fn opens_later(gate: &Event) -> hub::JoinHandle<()> {
 fn a_group_join_waits_for_the_members_locals() {
     let group = Group::new();
     let gate = Event::new();
-    let in_member = gate.clone();
-    let member = group.spawn(move || {
-        SLOW_TO_DROP.with(|s| *s.borrow_mut() = Some(SlowToDrop(in_member)));
-        1
-    });
+    let member = group.spawn(returns_leaving_a_slow_local(&gate));
     let _opener = opens_later(&gate);
     group.join();
     assert!(member.is_finished());
@@ -273,10 +276,7 @@ fn a_group_join_waits_for_the_members_locals() {
 fn a_pool_of_one_waits_for_its_members_locals() {
     let pool = Pool::new(1);
     let gate = Event::new();
-    let in_member = gate.clone();
-    let first = Rc::new(pool.spawn(move || {
-        SLOW_TO_DROP.with(|s| *s.borrow_mut() = Some(SlowToDrop(in_member)));
-    }));
+    let first = Rc::new(pool.spawn(returns_leaving_a_slow_local(&gate)));
     let _opener = opens_later(&gate);
     let seen = Rc::new(Cell::new(None));
     let (earlier, in_second) = (first.clone(), seen.clone());
@@ -291,10 +291,7 @@ fn a_pool_of_one_waits_for_its_members_locals() {
 fn kill_all_kills_a_member_blocked_in_its_locals() {
     let group = Group::new();
     let gate = Event::new();
-    let in_member = gate.clone();
-    let member = group.spawn(move || {
-        SLOW_TO_DROP.with(|s| *s.borrow_mut() = Some(SlowToDrop(in_member)));
-    });
+    let member = group.spawn(returns_leaving_a_slow_local(&gate));
     hub::yield_now(); // it returns, and blocks in its local's destructor
     group.kill_all();
     assert!(member.is_finished());

@@ -67,29 +67,30 @@ fn refusal_child() {
     }
 }
 
-#[test]
-fn build_returns_the_os_error_when_no_stack_can_be_had() {
-    let out = run_child("build");
+/// Runs the child in `mode` and asserts it succeeded and printed every
+/// one of `lines`.
+fn assert_child_prints(mode: &str, lines: &[&str]) {
+    let out = run_child(mode);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "child failed: {stdout}");
-    assert!(
-        stdout.contains("build error: kind=OutOfMemory os=Some(12)"),
-        "stdout: {stdout}"
+    for line in lines {
+        assert!(stdout.contains(line), "{line:?} not in stdout: {stdout}");
+    }
+}
+
+#[test]
+fn build_returns_the_os_error_when_no_stack_can_be_had() {
+    assert_child_prints(
+        "build",
+        &["build error: kind=OutOfMemory os=Some(12)", "after: 2"],
     );
-    assert!(stdout.contains("after: 2"), "stdout: {stdout}");
 }
 
 /// `hub::Builder::spawn` reports a refused stack as an error also when
 /// it is the thread's first hub use, and the refused stack is the hub's.
 #[test]
 fn the_first_hub_spawn_returns_the_error_when_the_hubs_stack_is_refused() {
-    let out = run_child("hub");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "child failed: {stdout}");
-    assert!(
-        stdout.contains("hub spawn: error kind=OutOfMemory"),
-        "stdout: {stdout}"
-    );
+    assert_child_prints("hub", &["hub spawn: error kind=OutOfMemory"]);
 }
 
 #[test]
