@@ -154,30 +154,11 @@ fn lock_pools() -> MutexGuard<'static, Vec<Weak<Shared>>> {
 /// the thread that forks (see `fork.rs`), so that no pool's own thread, nor
 /// a thread queueing work, leaves one locked in the child for ever.
 pub(super) fn hold_for_fork() -> Box<dyn std::any::Any> {
-    /// A pool's lock, and the pool it locks, kept alive by the `Arc`
-    /// beside it. Field order matters: the guard drops first.
-    struct HeldPool {
-        _guard: MutexGuard<'static, State>,
-        _shared: Arc<Shared>,
-    }
     let pools = lock_pools();
-    let held: Vec<HeldPool> = pools
+    let held: Vec<super::fork::HeldLock<Shared, State>> = pools
         .iter()
         .filter_map(Weak::upgrade)
-        .map(|shared| {
-            let guard = lock_state(&shared.state);
-            // SAFETY: the guard borrows the `Shared` that the `Arc` moved
-            // into the same `HeldPool` keeps alive at the same address
-            // (moving the `Arc` moves a pointer); it is declared first, so
-            // it unlocks before the `Arc` can go. Only the lifetime changes.
-            let guard = unsafe {
-                std::mem::transmute::<MutexGuard<'_, State>, MutexGuard<'static, State>>(guard)
-            };
-            HeldPool {
-                _guard: guard,
-                _shared: shared,
-            }
-        })
+        .map(|shared| super::fork::HeldLock::new(shared, |shared| lock_state(&shared.state)))
         .collect();
     // A tuple drops its fields in order: the pools' locks go first.
     Box::new((held, pools))

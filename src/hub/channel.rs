@@ -69,24 +69,7 @@ impl<T> Chan<T> {
 
 impl<T: Send + 'static> HoldAcrossFork for Chan<T> {
     fn hold(self: Arc<Self>) -> Box<dyn Any> {
-        /// The lock, and the channel it locks, kept alive by the `Arc`
-        /// beside it. Field order matters: the guard drops first.
-        struct Held<T: 'static> {
-            _guard: MutexGuard<'static, State<T>>,
-            _chan: Arc<Chan<T>>,
-        }
-        let guard = self.lock();
-        // SAFETY: the guard borrows the `Chan` that `self`, moved into the
-        // same `Held`, keeps alive at the same address (moving the `Arc`
-        // moves a pointer, not the channel); it is declared first, so it
-        // unlocks before the `Arc` can go. Only the lifetime changes.
-        let guard = unsafe {
-            std::mem::transmute::<MutexGuard<'_, State<T>>, MutexGuard<'static, State<T>>>(guard)
-        };
-        Box::new(Held {
-            _guard: guard,
-            _chan: self,
-        })
+        Box::new(super::fork::HeldLock::new(self, Chan::lock))
     }
 
     fn in_forked_child(&self) -> bool {

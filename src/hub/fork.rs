@@ -29,7 +29,7 @@
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{MutexGuard, Once};
+use std::sync::{Arc, MutexGuard, Once};
 
 /// How many times this process is a forked child of a process that had
 /// called [`watch`] (its own count: a fork's child continues the parent's
@@ -55,6 +55,35 @@ pub(crate) fn watch() {
         // this module), which is no reason to refuse the socket.
         debug_assert_eq!(r, 0, "pthread_atfork");
     });
+}
+
+/// A lock taken for a fork, kept with the `Arc` that owns its mutex, so
+/// the two can be stored together (in [`Held`]) until the fork is over.
+/// The channels, the mailbox and the thread pools hold theirs this way.
+pub(super) struct HeldLock<O: 'static, S: 'static> {
+    /// Declared first: a struct drops its fields in order, so the lock is
+    /// let go before the `Arc` that may be the last one to its owner.
+    _guard: MutexGuard<'static, S>,
+    _owner: Arc<O>,
+}
+
+impl<O: 'static, S: 'static> HeldLock<O, S> {
+    /// Takes the lock `lock` finds in `owner`.
+    pub(super) fn new(owner: Arc<O>, lock: impl FnOnce(&O) -> MutexGuard<'_, S>) -> Self {
+        let guard = lock(&owner);
+        // SAFETY: the guard borrows from `*owner` (or from something that
+        // lives longer, a static), which the `Arc` moved into the same
+        // `HeldLock` keeps alive at the same address: moving an `Arc` moves
+        // a pointer, not what it points to. The guard drops before that
+        // `Arc` (field order), so it never outlives the mutex. Only the
+        // lifetime changes.
+        let guard =
+            unsafe { std::mem::transmute::<MutexGuard<'_, S>, MutexGuard<'static, S>>(guard) };
+        HeldLock {
+            _guard: guard,
+            _owner: owner,
+        }
+    }
 }
 
 /// The locks held across a fork by the thread that forks: the process's

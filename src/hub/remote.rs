@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use mio::Waker;
 
+use super::fork::HeldLock;
 use super::hub;
 
 /// Work another thread hands to the hub.
@@ -127,28 +128,12 @@ impl Inbox {
     /// `Remote`, a channel's sender, a pool thread handing a result back)
     /// holds one in the child, where it would never be let go.
     pub(crate) fn hold_for_fork(self: &Arc<Self>) -> ForkHold {
-        let inbox = self.clone();
         // Never held together elsewhere, so any order is deadlock-free.
-        let waker = lock(&inbox.waker);
-        let mail = lock(&inbox.mail);
-        // SAFETY: the guards borrow the `Inbox` that `inbox`, an `Arc`
-        // kept in the same `ForkHold`, keeps alive at the same address
-        // (moving a `ForkHold` moves the pointer, not the inbox); the
-        // guards are declared before it, so they drop (unlock) first.
-        // Only the lifetime changes.
-        let (waker, mail) = unsafe {
-            (
-                std::mem::transmute::<
-                    MutexGuard<'_, Option<Waker>>,
-                    MutexGuard<'static, Option<Waker>>,
-                >(waker),
-                std::mem::transmute::<MutexGuard<'_, Mail>, MutexGuard<'static, Mail>>(mail),
-            )
-        };
+        let waker = HeldLock::new(self.clone(), |inbox| lock(&inbox.waker));
+        let mail = HeldLock::new(self.clone(), |inbox| lock(&inbox.mail));
         ForkHold {
             _mail: mail,
             _waker: waker,
-            _inbox: inbox,
         }
     }
 
@@ -175,12 +160,11 @@ impl Inbox {
 }
 
 /// An inbox's locks, held across a fork (see
-/// [`hold_for_fork`](Inbox::hold_for_fork)). Field order matters: the
-/// guards drop before the `Arc` that keeps their inbox alive.
+/// [`hold_for_fork`](Inbox::hold_for_fork)), each with an `Arc` that
+/// keeps the inbox alive while it is held.
 pub(crate) struct ForkHold {
-    _mail: MutexGuard<'static, Mail>,
-    _waker: MutexGuard<'static, Option<Waker>>,
-    _inbox: Arc<Inbox>,
+    _mail: HeldLock<Inbox, Mail>,
+    _waker: HeldLock<Inbox, Option<Waker>>,
 }
 
 /// Locks `m`. Its holders make plain pushes, swaps and a waker's call: a
