@@ -53,18 +53,23 @@ struct Inner {
 }
 
 /// A member's function, with what makes it leave its group when it ends
-/// (however it ends: the `Leave` drops as its greenlet unwinds too).
-struct Member<F> {
+/// (however it ends: the `Leave` drops as its greenlet unwinds too), and
+/// what it keeps until then.
+struct Member<F, K> {
     leave: Leave,
+    keep: K,
     f: F,
 }
 
-impl<F> Member<F> {
+impl<F, K> Member<F, K> {
     fn run<R>(self) -> R
     where
         F: FnOnce() -> R,
     {
+        // Dropped in the reverse order: the locals, what is kept, then the
+        // group is left.
         let _leave = self.leave;
+        let _keep = self.keep;
         let out = (self.f)();
         super::join::drop_locals_now(out)
     }
@@ -115,8 +120,21 @@ impl Group {
         F: FnOnce() -> R + 'static,
         R: 'static,
     {
-        let Ok(handle) =
-            self.spawn_member(f, |m| Ok::<_, Infallible>(super::spawn(move || m.run())));
+        self.spawn_keeping((), f)
+    }
+
+    /// [`spawn`](Group::spawn), with `keep` dropped when the member ends,
+    /// after its greenlet-locals and before it leaves the group: a pool's
+    /// slot.
+    pub(crate) fn spawn_keeping<K, F, R>(&self, keep: K, f: F) -> JoinHandle<R>
+    where
+        K: 'static,
+        F: FnOnce() -> R + 'static,
+        R: 'static,
+    {
+        let Ok(handle) = self.spawn_member(keep, f, |m| {
+            Ok::<_, Infallible>(super::spawn(move || m.run()))
+        });
         handle
     }
 
@@ -149,15 +167,32 @@ impl Group {
         F: FnOnce() -> R + 'static,
         R: 'static,
     {
-        self.spawn_member(f, |m| builder.spawn(move || m.run()))
+        self.spawn_with_keeping(builder, (), f)
+    }
+
+    /// [`spawn_with`](Group::spawn_with), keeping `keep` as
+    /// [`spawn_keeping`](Group::spawn_keeping) does.
+    pub(crate) fn spawn_with_keeping<K, F, R>(
+        &self,
+        builder: super::Builder,
+        keep: K,
+        f: F,
+    ) -> io::Result<JoinHandle<R>>
+    where
+        K: 'static,
+        F: FnOnce() -> R + 'static,
+        R: 'static,
+    {
+        self.spawn_member(keep, f, |m| builder.spawn(move || m.run()))
     }
 
     /// Spawns `f`, wrapped to leave the group when it ends, through
     /// `spawn`, and adds it to the group.
-    fn spawn_member<F, R, E>(
+    fn spawn_member<K, F, R, E>(
         &self,
+        keep: K,
         f: F,
-        spawn: impl FnOnce(Member<F>) -> Result<JoinHandle<R>, E>,
+        spawn: impl FnOnce(Member<F, K>) -> Result<JoinHandle<R>, E>,
     ) -> Result<JoinHandle<R>, E>
     where
         F: FnOnce() -> R + 'static,
@@ -168,7 +203,7 @@ impl Group {
             group: Rc::downgrade(&self.inner),
             key,
         };
-        let handle = spawn(Member { leave, f })?;
+        let handle = spawn(Member { leave, keep, f })?;
         // The new greenlet has not run yet (spawning never switches), so
         // it joins before it can leave.
         self.inner
@@ -355,10 +390,7 @@ impl Pool {
         R: 'static,
     {
         let slot = self.slots.acquire_owned();
-        self.group.spawn_with(builder, move || {
-            let _slot = slot;
-            super::join::drop_locals_now(f())
-        })
+        self.group.spawn_with_keeping(builder, slot, f)
     }
 
     /// Spawns `f` if a slot is free now; gives `f` back otherwise.
@@ -396,10 +428,7 @@ impl Pool {
         F: FnOnce() -> R + 'static,
         R: 'static,
     {
-        self.group.spawn(move || {
-            let _slot = slot;
-            super::join::drop_locals_now(f())
-        })
+        self.group.spawn_keeping(slot, f)
     }
 
     /// Blocks until this caller's turn for a slot comes, without taking
