@@ -73,11 +73,20 @@ impl<T: 'static> Typed for T {
     };
 }
 
+/// Drops the `T` at `value`, moved into this frame first. A value that
+/// does not fit in the word lives in its sender's suspended frame, and its
+/// destructor is user code: it may switch (resuming the sender, whose
+/// frame is then popped and reused) or let the sender go (dropping its
+/// last handle, which recycles or unmaps its stack). Dropped in place, the
+/// rest of the destructor would then run on freed memory; moved, it only
+/// touches the receiver's own stack.
+///
 /// # Safety
 /// `value` points to a live `T` that nobody will use again.
 unsafe fn drop_value<T>(value: *mut u8) {
-    // SAFETY: forwarded from the caller.
-    unsafe { ptr::drop_in_place(value.cast::<T>()) }
+    // SAFETY: forwarded from the caller: the `T` is live and this read is
+    // its only move out (nobody uses the original after it).
+    drop(unsafe { ptr::read(value.cast::<T>()) })
 }
 
 /// The `ValueType` of `T`. For most types it is a promoted constant whose

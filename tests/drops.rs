@@ -372,3 +372,158 @@ fn a_name_is_dropped_with_its_record_and_a_reused_slot_carries_nothing_over() {
         }
     }
 }
+
+/// A mismatched value that does not fit in a word lives in its sender's
+/// suspended frame when it arrives: the receiver moves it into its own
+/// frame before its destructor runs, so a destructor that switches away
+/// (here to main, whose sending frame is then popped and written over)
+/// still finds its bytes when it resumes.
+#[test]
+fn a_mismatched_value_whose_destructor_switches_is_dropped_intact() {
+    struct SwitchesAway {
+        data: [u64; 16],
+        seen: Rc<Cell<u64>>,
+    }
+    impl Drop for SwitchesAway {
+        fn drop(&mut self) {
+            let _: Result<(), SwitchError> = main_switch(());
+            self.seen.set(self.data.iter().sum());
+        }
+    }
+    #[inline(never)]
+    fn send(g: &Greenlet, seen: &Rc<Cell<u64>>) -> Result<(), SwitchError> {
+        g.switch(SwitchesAway {
+            data: [5; 16],
+            seen: seen.clone(),
+        })
+    }
+    let seen = Rc::new(Cell::new(0));
+    let g = Greenlet::new(|()| {
+        let r: Result<u32, SwitchError> = main_switch(());
+        matches!(r, Err(SwitchError::TypeMismatch { .. }))
+    });
+    g.switch::<(), ()>(()).unwrap();
+    // The receiver's destructor switches back here: the send returns.
+    assert!(send(&g, &seen).is_ok());
+    overwrite_the_stack_below();
+    assert!(g.switch::<(), bool>(()).unwrap());
+    assert_eq!(seen.get(), 5 * 16);
+}
+
+/// The same when the sender dies while the destructor is suspended: its
+/// stack is recycled and another greenlet runs on it.
+#[test]
+fn a_mismatched_value_outlives_its_senders_stack() {
+    struct SwitchesAway {
+        data: [u64; 16],
+        seen: Rc<Cell<u64>>,
+    }
+    impl Drop for SwitchesAway {
+        fn drop(&mut self) {
+            let _: Result<(), SwitchError> = main_switch(());
+            self.seen.set(self.data.iter().sum());
+        }
+    }
+    let seen = Rc::new(Cell::new(0));
+    let receiver = Greenlet::new(|()| {
+        let _: Result<u32, SwitchError> = main_switch(());
+    });
+    receiver.switch::<(), ()>(()).unwrap();
+    let (to, s) = (receiver.clone(), seen.clone());
+    let sender = Greenlet::new(move |()| {
+        let _: Result<(), SwitchError> = to.switch(SwitchesAway {
+            data: [9; 16],
+            seen: s,
+        });
+    });
+    let _: Result<(), SwitchError> = sender.switch(());
+    drop(sender); // killed: its stack is unwound and pooled
+    churn_stacks();
+    let _: Result<(), SwitchError> = receiver.switch(());
+    assert_eq!(seen.get(), 9 * 16);
+    assert!(receiver.is_dead());
+}
+
+/// A mismatched message holding its sender's last handle: dropping that
+/// field collects the sender (nobody can switch to it any more), whose
+/// stack is unmapped at once when nothing is pooled, before the next
+/// field is dropped. Moved out first, the rest of the message is intact.
+#[test]
+fn a_mismatched_message_holding_its_senders_last_handle_is_dropped_intact() {
+    struct Tail([u64; 16], Rc<Cell<u64>>);
+    impl Drop for Tail {
+        fn drop(&mut self) {
+            self.1.set(self.0.iter().sum());
+        }
+    }
+    /// Fields drop in declaration order: the handle first.
+    struct Message {
+        _reply_to: Greenlet,
+        _tail: Tail,
+    }
+    let old = greenlet::set_stack_policy(greenlet::StackPolicy::new().max_pooled(0));
+    let seen = Rc::new(Cell::new(0));
+    let s = seen.clone();
+    let g = Greenlet::new(move |()| {
+        let me: Greenlet = Greenlet::current().into();
+        let _: Result<(), SwitchError> = main_switch(Greenlet::current());
+        let _: Result<(), SwitchError> = main_switch(Message {
+            _reply_to: me,
+            _tail: Tail([3; 16], s),
+        });
+    });
+    let current: greenlet::CurrentGreenlet = g.switch(()).unwrap();
+    drop(g); // the message's handle is now the only one counted
+    let r: Result<u32, SwitchError> = current.switch(());
+    assert!(matches!(r, Err(SwitchError::TypeMismatch { .. })), "{r:?}");
+    assert_eq!(seen.get(), 3 * 16);
+    greenlet::set_stack_policy(old);
+}
+
+/// A stray value switched into a greenlet blocked in a hub call is a
+/// spurious wake-up there, and is dropped the same way: out of its
+/// sender's frame. The blocked `get` goes on waiting.
+#[test]
+fn a_stray_value_into_a_blocked_greenlet_is_dropped_intact() {
+    struct SwitchesAway {
+        data: [u64; 16],
+        seen: Rc<Cell<u64>>,
+    }
+    impl Drop for SwitchesAway {
+        fn drop(&mut self) {
+            let _: Result<(), SwitchError> = main_switch(());
+            self.seen.set(self.data.iter().sum());
+        }
+    }
+    #[inline(never)]
+    fn send(g: &Greenlet, seen: &Rc<Cell<u64>>) -> Result<(), SwitchError> {
+        g.switch(SwitchesAway {
+            data: [4; 16],
+            seen: seen.clone(),
+        })
+    }
+    let seen = Rc::new(Cell::new(0));
+    let q = greenlet::hub::Queue::<u8>::new();
+    let getter = {
+        let q = q.clone();
+        greenlet::hub::spawn(move || q.get())
+    };
+    greenlet::hub::yield_now(); // it blocks in `get`
+    let _ = send(getter.greenlet(), &seen);
+    overwrite_the_stack_below();
+    let _: Result<(), SwitchError> = getter.greenlet().switch(());
+    assert_eq!(seen.get(), 4 * 16);
+    q.put(7);
+    assert_eq!(getter.join().unwrap(), 7);
+}
+
+/// Writes over the stack below the caller's frame, where a callee's
+/// frame (now returned) was.
+#[inline(never)]
+fn overwrite_the_stack_below() {
+    let mut scratch = [0u64; 1024];
+    for (i, x) in scratch.iter_mut().enumerate() {
+        *x = std::hint::black_box(i as u64);
+    }
+    std::hint::black_box(&scratch);
+}
