@@ -524,3 +524,97 @@ fn a_dead_greenlet_ending_a_round_carried_on_hides_nothing() {
     greenlet::set_switch_hook(None);
     assert!(ran.get());
 }
+
+// ----- driving the hub while main unwinds -----
+
+const UNWINDING_CHILD: &str = "GREENLET_HUB_MISUSE_UNWINDING_CHILD";
+
+/// In the child: a destructor drives the hub while main unwinds, which
+/// it cannot do (no switch while unwinding): the call panics, and a panic
+/// in a destructor during an unwinding aborts the process.
+fn drive_while_unwinding_main(mode: &str) {
+    struct Drives(&'static str);
+    impl Drop for Drives {
+        fn drop(&mut self) {
+            match self.0 {
+                "run" => hub::run(),
+                "run_timeout" => drop(hub::run_timeout(Duration::from_millis(10))),
+                _ => hub::yield_now(),
+            }
+            println!("{} returned", self.0);
+        }
+    }
+    let _pending = hub::spawn(|| ());
+    match mode {
+        // A panic unwinds main; something else is ready.
+        "run" => {
+            let _drives = Drives("run");
+            panic!("main panics");
+        }
+        // A `with_timeout` expiry unwinds main; nothing else is ready.
+        "run_timeout" => {
+            hub::run();
+            hub::time::pause();
+            let _ = hub::with_timeout(Duration::from_millis(1), || {
+                let _drives = Drives("run_timeout");
+                hub::sleep(Duration::from_secs(10));
+            });
+        }
+        // Alone: the yield would hand control to itself.
+        _ => {
+            hub::run();
+            let _drives = Drives("yield_now");
+            panic!("main panics");
+        }
+    }
+}
+
+#[test]
+fn drive_while_unwinding_child() {
+    // Only does something when re-run by the test below.
+    if let Ok(mode) = std::env::var(UNWINDING_CHILD) {
+        drive_while_unwinding_main(&mode);
+    }
+}
+
+/// `run`, `run_timeout` and `yield_now` from a destructor while main
+/// unwinds refuse as every blocking call does (here a panic, so the
+/// process aborts with the message), whatever else is ready; `run` used
+/// to switch to the hub again and again, refused each time: a spin.
+#[test]
+fn driving_the_hub_while_main_unwinds_panics_rather_than_spinning() {
+    for (mode, call) in [
+        ("run", "hub::run"),
+        ("run_timeout", "hub::run"),
+        ("yield_now", "hub::yield_now"),
+    ] {
+        let out = child::run("drive_while_unwinding_child", UNWINDING_CHILD, mode);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{mode}: {stdout}");
+        assert!(!stdout.contains("returned"), "{mode}: {stdout}");
+        let message = format!("{call} cannot block while the greenlet unwinds");
+        assert!(stderr.contains(&message), "{mode}: {stderr}");
+    }
+}
+
+/// `run` inside a switch hook: refused, as any blocking call there (the
+/// hook is removed and its panic reaches the switch it ran for).
+#[test]
+fn run_inside_a_switch_hook_panics_rather_than_spinning() {
+    let _pending = hub::spawn(|| ());
+    greenlet::set_switch_hook(Some(Box::new(|event| {
+        if event.origin.is_main() {
+            hub::run();
+        }
+    })));
+    let g = Greenlet::new(|()| ());
+    let switched = panic::catch_unwind(panic::AssertUnwindSafe(|| g.switch::<(), ()>(())));
+    greenlet::set_switch_hook(None);
+    let p = switched.unwrap_err();
+    assert!(
+        panic_text(p.as_ref()).contains("hub::run cannot block inside a switch hook"),
+        "{}",
+        panic_text(p.as_ref())
+    );
+}

@@ -635,6 +635,11 @@ pub fn yield_now() {
     match next {
         Some(next) => {
             let key = next.key();
+            if key == rt.current() && rt.current_unwinds() {
+                // Alone, it would hand control to itself, which never
+                // fails: refused as when anything else is ready.
+                super::wait::switched_back_with(SwitchError::Unwinding, YIELD);
+            }
             let kept = next.release_if_shared(rt);
             rt.hand_to(key, |e| {
                 if rt.switch_fails_at_once() {
@@ -701,7 +706,10 @@ pub(crate) fn settle_handed_in() {
 ///
 /// # Panics
 ///
-/// When called from a greenlet other than main.
+/// When called from a greenlet other than main; as any blocking call
+/// while main unwinds (from a destructor during a panic, a kill or a
+/// `with_timeout` expiry: which, in a destructor, aborts) and inside a
+/// switch hook.
 pub fn run() {
     let hub = hub();
     assert!(
@@ -734,8 +742,19 @@ pub fn run() {
         // A child of main panicked (or something threw into main) meanwhile:
         // it must not vanish, not even behind an expired scope. A stray
         // value (a child of main returned) only means: keep driving.
-        if let Err(SwitchError::Panicked(p) | SwitchError::Thrown(p)) = outcome {
-            std::panic::resume_unwind(p);
+        match outcome {
+            Err(SwitchError::Panicked(p) | SwitchError::Thrown(p)) => {
+                std::panic::resume_unwind(p);
+            }
+            // Refused at once, as it would be again: a spin. `run` is a
+            // blocking call of main's, and refuses as the others do.
+            Err(SwitchError::Unwinding) => {
+                panic!("greenlet::hub: hub::run cannot block while the greenlet unwinds")
+            }
+            Err(SwitchError::InSwitchHook) => {
+                panic!("greenlet::hub: hub::run cannot block inside a switch hook")
+            }
+            _ => {}
         }
         // Made ready by the expiry of one of main's `with_timeout` scopes
         // (see `Hub::interrupt`): it unwinds out of `run`.
