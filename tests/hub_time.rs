@@ -187,6 +187,31 @@ fn advance_returns_while_a_greenlet_polls_with_a_zero_timeout() {
     time::resume();
 }
 
+/// A greenlet that polls by sleeping until an instant that has passed
+/// sets the same timer, due before the advance's end, every time it runs;
+/// the advance still returns (a chain of sleeps, whose timers move
+/// forward, is run to its end: above).
+#[test]
+fn advance_returns_while_a_greenlet_polls_a_passed_instant() {
+    time::pause();
+    let until = time::now() + SEC / 2;
+    let stop = Rc::new(RefCell::new(false));
+    let s = stop.clone();
+    let poller = hub::spawn(move || {
+        let mut rounds = 0u32;
+        while !*s.borrow() {
+            hub::sleep_until(until);
+            rounds += 1;
+        }
+        rounds
+    });
+    hub::yield_now(); // it sleeps until `until`
+    time::advance(SEC);
+    *stop.borrow_mut() = true;
+    assert!(poller.join().unwrap() >= 1);
+    time::resume();
+}
+
 #[test]
 fn advance_runs_a_spawn_after_due_exactly_at_its_end() {
     time::pause();

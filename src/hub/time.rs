@@ -158,14 +158,17 @@ pub fn resume() {
 /// from main (each timer in turn) would wake it at 10, 20 and 30.
 ///
 /// Timers that those greenlets set as they run come due before it returns
-/// when they are due *before* the new time (in passes, until none is).
-/// Of those due *at* the new time (a sleep until `now()`, the first sleep
-/// of a [`spawn_after`](super::spawn_after) made by a greenlet that just
-/// woke), one more pass runs the ones already set when the last pass
-/// began; what those set in turn is left for the caller's next blocking
-/// call (a `yield_now` or `sleep(Duration::ZERO)` runs it): a greenlet
-/// that sleeps until `now()` in a loop would otherwise keep `advance`
-/// from ever returning. Work woken by the greenlets that ran (a getter
+/// when they are due *before* the new time (a sleep until an instant
+/// computed before the jump), in passes, while each pass finds the next
+/// one later than the last pass did. Of those due *at* the new time (a
+/// sleep until `now()`, the first sleep of a
+/// [`spawn_after`](super::spawn_after) made by a greenlet that just woke),
+/// or due again no later than before (a greenlet that sleeps until the
+/// same passed instant in a loop, polling), one more pass runs the ones
+/// already set when the last pass began; what those set in turn is left
+/// for the caller's next blocking call (a `yield_now` or
+/// `sleep(Duration::ZERO)` runs it): a greenlet polling that way would
+/// otherwise keep `advance` from ever returning. Work woken by the greenlets that ran (a getter
 /// woken by their `put`) may likewise still be ready when it returns.
 ///
 /// # Panics
@@ -186,15 +189,20 @@ pub fn advance(d: Duration) {
     // A timer at `to` is due at once; it is behind every timer due by
     // then (deadline order, ties in the order they were set). The
     // greenlets that run before it may set more timers due by `to`: again
-    // while one is due before `to`, and once more for those due at `to`
-    // itself (once only: a greenlet polling with a zero timeout sets one
-    // every time it runs, and would keep this from ever returning).
+    // while the first is before `to` and later than the last pass's first
+    // (a chain of sleeps moves forward), and once more otherwise (once
+    // only: a greenlet polling with a zero timeout, or until an instant
+    // that has passed, sets the same one every time it runs, and would
+    // keep this from ever returning).
+    let mut first_before: Option<Instant> = None;
     let mut last_pass = false;
     loop {
         sleep_until(to);
         match hub().timers.borrow_mut().next_deadline() {
-            Some(at) if at < to => {}
-            Some(at) if at == to && !last_pass => last_pass = true,
+            Some(at) if at < to && first_before.is_none_or(|last| at > last) => {
+                first_before = Some(at);
+            }
+            Some(at) if at <= to && !last_pass => last_pass = true,
             _ => return,
         }
     }
