@@ -1395,3 +1395,38 @@ fn h9_the_joins_of_a_group_a_pool_and_a_joinable_queue_are_named_in_their_panic(
     group.kill_all();
     pool.kill_all();
 }
+
+/// A receive made while its greenlet unwinds cannot wait: with nothing
+/// there, `recv` and `recv_timeout` both answer as if the senders were
+/// gone (before, `recv_timeout` said it had timed out, without waiting).
+#[test]
+fn receives_while_unwinding_answer_as_if_the_senders_were_gone() {
+    use std::sync::mpsc::{RecvError, RecvTimeoutError};
+    struct ReceivesOnDrop(hub::Receiver<u8>, Rc<RefCell<Vec<String>>>);
+    impl Drop for ReceivesOnDrop {
+        fn drop(&mut self) {
+            let mut seen = self.1.borrow_mut();
+            seen.push(format!("{:?}", self.0.recv()));
+            seen.push(format!(
+                "{:?}",
+                self.0.recv_timeout(Duration::from_secs(60))
+            ));
+        }
+    }
+    let (tx, rx) = hub::channel::<u8>();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s = seen.clone();
+    let unwound = panic::catch_unwind(AssertUnwindSafe(move || {
+        let _receives = ReceivesOnDrop(rx, s);
+        panic!("unwinding");
+    }));
+    assert!(unwound.is_err());
+    assert_eq!(
+        *seen.borrow(),
+        [
+            format!("{:?}", Err::<u8, _>(RecvError)),
+            format!("{:?}", Err::<u8, _>(RecvTimeoutError::Disconnected)),
+        ]
+    );
+    drop(tx);
+}

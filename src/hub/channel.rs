@@ -6,6 +6,7 @@ use std::any::Any;
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
+use std::io;
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -251,7 +252,9 @@ impl<T> Receiver<T> {
         self.recv_until(None).map_err(|_| RecvError)
     }
 
-    /// Like [`recv`](Receiver::recv), giving up after `timeout`.
+    /// Like [`recv`](Receiver::recv), giving up after `timeout`
+    /// (`Err(Timeout)`). While its greenlet unwinds, with nothing there,
+    /// it returns `Err(Disconnected)` at once, as `recv` does.
     ///
     /// # Panics
     ///
@@ -305,12 +308,17 @@ impl<T> Receiver<T> {
             let woken =
                 self.hub
                     .wait_io(&self.reg, Direction::Read, deadline, "Receiver::recv", on);
-            if woken.is_err() {
-                // Timed out; a value may have come in just now.
+            if let Err(e) = woken {
+                // Timed out (a value may have come in just now), or refused
+                // while the greenlet unwinds: then as if the senders were
+                // gone, as `recv` says.
+                let none = if e.kind() == io::ErrorKind::TimedOut {
+                    RecvTimeoutError::Timeout
+                } else {
+                    RecvTimeoutError::Disconnected
+                };
                 let mut state = self.chan.lock();
-                return self
-                    .take_or_end(&mut state)
-                    .unwrap_or(Err(RecvTimeoutError::Timeout));
+                return self.take_or_end(&mut state).unwrap_or(Err(none));
             }
         }
     }
@@ -417,11 +425,12 @@ impl<T> Drop for Receiver<T> {
             state.receiver_alive = false;
             std::mem::take(&mut state.items)
         };
-        // Dropped outside the lock: an item's destructor may send.
-        drop(items);
         if let Some(reactor) = self.hub.reactor() {
             reactor.remove(&self.reg);
         }
+        // Dropped outside the lock (an item's destructor may send), and
+        // last: one that panics leaves nothing else undone.
+        drop(items);
     }
 }
 

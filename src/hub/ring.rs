@@ -243,7 +243,19 @@ impl<T> Default for Ring<T> {
 
 impl<T> Drop for Ring<T> {
     fn drop(&mut self) {
-        while let Some(value) = self.pop_front() {
+        /// Drops what is left when a value's destructor panics, as
+        /// `VecDeque` does: the panic then goes on to the dropper, and
+        /// nothing behind that value leaks.
+        struct Rest<'a, T>(&'a mut Ring<T>);
+        impl<T> Drop for Rest<'_, T> {
+            fn drop(&mut self) {
+                while let Some(value) = self.0.pop_front() {
+                    drop(value);
+                }
+            }
+        }
+        let rest = Rest(self);
+        while let Some(value) = rest.0.pop_front() {
             drop(value);
         }
     }
@@ -260,6 +272,28 @@ mod tests {
     use super::*;
     use std::collections::VecDeque;
     use std::rc::Rc;
+
+    /// A destructor that panics while the ring drops stops neither the
+    /// drops of the values behind it nor the panic.
+    #[test]
+    fn a_panicking_destructor_leaks_nothing_behind_it() {
+        struct Panics;
+        impl Drop for Panics {
+            fn drop(&mut self) {
+                panic!("a value's destructor panics");
+            }
+        }
+        let counted = Rc::new(());
+        let mut ring: Ring<Result<Panics, Rc<()>>> = Ring::new();
+        ring.push_back(Err(counted.clone()));
+        ring.push_back(Ok(Panics));
+        for _ in 0..3 {
+            ring.push_back(Err(counted.clone()));
+        }
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(ring)));
+        assert!(dropped.is_err());
+        assert_eq!(Rc::strong_count(&counted), 1);
+    }
 
     /// Every operation against `VecDeque`, through several growths and
     /// wraps.
