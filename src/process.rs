@@ -482,7 +482,9 @@ impl Child {
 
     /// Waits up to `timeout` for it to exit: `Ok(None)` if it is still
     /// running then (it is left running; [`kill`](Child::kill) it if
-    /// needed). Stdin is left open.
+    /// needed). Stdin is left open. A zero timeout still lets the other
+    /// greenlets run once before it looks, as every timed wait of the hub
+    /// does, so a loop of polls cannot keep them from running.
     ///
     /// # Errors
     ///
@@ -505,7 +507,10 @@ impl Child {
                     None => None,
                     Some(d) => match d.checked_duration_since(crate::hub::time::now()) {
                         Some(left) if !left.is_zero() => Some(left),
-                        _ => return std.try_wait(),
+                        _ => {
+                            let_others_run_once(d);
+                            return std.try_wait();
+                        }
                     },
                 };
                 fd.set_read_timeout(left)?;
@@ -523,6 +528,7 @@ impl Child {
             }
             ExitWatch::Poll => {
                 let mut pause = Duration::from_millis(1);
+                let mut paused = false;
                 loop {
                     if let Some(status) = std.try_wait()? {
                         return Ok(Some(status));
@@ -530,7 +536,12 @@ impl Child {
                     let now = crate::hub::time::now();
                     let mut until = now.checked_add(pause).unwrap_or(now);
                     if let Some(d) = deadline {
-                        if crate::hub::time::now() >= d {
+                        if now >= d {
+                            if !paused {
+                                let_others_run_once(d);
+                                paused = true;
+                                continue;
+                            }
                             return Ok(None);
                         }
                         until = until.min(d);
@@ -544,6 +555,7 @@ impl Child {
                     } else {
                         hub::pause_io("process::Child::wait", until)?;
                     }
+                    paused = true;
                     pause = (pause * 2).min(Duration::from_millis(50));
                 }
             }
@@ -673,6 +685,15 @@ impl Child {
             stderr,
         })
     }
+}
+
+/// A wait for a child's exit whose deadline has already passed (a zero
+/// timeout, a poll) still lets the other greenlets run once, as every
+/// timed wait of the hub does: a loop of such polls cannot keep them out
+/// (the one that would close the child's stdin, say) for the child's whole
+/// life. A greenlet that unwinds cannot switch: it only looks.
+fn let_others_run_once(deadline: Instant) {
+    let _ = hub::pause_io("process::Child::wait", deadline);
 }
 
 /// Spawns a helper greenlet of a `collect_output` call (a daemon's, if

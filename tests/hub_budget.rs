@@ -5,6 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
 use std::rc::Rc;
+use std::time::Duration;
 
 use greenlet::hub::{self, Queue, COOP_BUDGET};
 
@@ -170,4 +171,135 @@ fn waiting_on_a_descriptor_that_is_always_ready_lets_a_ticker_run() {
     waiter.join().unwrap();
     ticker.join().unwrap();
     assert_ticked_once_per_budget(&seen.borrow());
+}
+
+/// Runs `op` `10 * B` times in a greenlet of its own beside a ticker;
+/// the ticker's count before each call.
+fn ticks_around(mut op: impl FnMut() + 'static) -> Vec<u64> {
+    let stop = Rc::new(Cell::new(false));
+    let (ticks, ticker) = ticker(&stop);
+    let worker = {
+        let (ticks, stop) = (ticks.clone(), stop.clone());
+        hub::spawn(move || {
+            let mut seen = Vec::new();
+            for _ in 0..10 * B {
+                seen.push(ticks.get());
+                op();
+            }
+            stop.set(true);
+            seen
+        })
+    };
+    hub::run();
+    let seen = worker.join().unwrap();
+    ticker.join().unwrap();
+    seen
+}
+
+/// A wait that finds what it waits for already there completes at once,
+/// as a get from a non-empty queue does, and spends budget the same way:
+/// a worker gated by a set event, or a consumer that waits for any of its
+/// sources and drains the ready one with `try_recv`, lets the others run.
+#[test]
+fn waits_that_find_what_they_wait_for_let_a_ticker_run() {
+    let event = hub::Event::new();
+    event.set();
+    assert_ticked_once_per_budget(&ticks_around(move || event.wait()));
+
+    let result = hub::AsyncResult::<u32>::new();
+    result.set(7).unwrap();
+    let r = result.clone();
+    assert_ticked_once_per_budget(&ticks_around(move || assert_eq!(r.get(), Ok(7))));
+    assert_ticked_once_per_budget(&ticks_around(move || {
+        assert_eq!(result.get_timeout(Duration::ZERO), Some(Ok(7)));
+    }));
+
+    let finished = hub::spawn(|| ());
+    finished.wait();
+    assert_ticked_once_per_budget(&ticks_around(move || finished.wait()));
+
+    let q = Queue::new();
+    q.put(1u32);
+    assert_ticked_once_per_budget(&ticks_around(move || assert_eq!(q.peek(), Some(1))));
+
+    let (tx, rx) = hub::channel::<usize>();
+    for i in 0..10 * B {
+        tx.send(i).unwrap();
+    }
+    let stop = hub::Event::new();
+    assert_ticked_once_per_budget(&ticks_around(move || {
+        let either: [&dyn hub::Waitable; 2] = [&rx, &stop];
+        assert_eq!(hub::wait_any(&either, None), Some(0));
+        rx.try_recv().unwrap();
+    }));
+}
+
+/// Connects that fail at once (no such socket file; no route) spend
+/// budget, as reads do: a client that retries until its server is up
+/// lets the greenlet that binds it run.
+#[test]
+fn connects_that_fail_at_once_let_a_ticker_run() {
+    let missing = std::env::temp_dir().join(format!(
+        "greenlet-budget-{}-no-such-socket",
+        std::process::id()
+    ));
+    assert_ticked_once_per_budget(&ticks_around(move || {
+        let e = greenlet::net::UnixStream::connect(&missing).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+    }));
+    // TCP to the broadcast address fails in `connect(2)` itself; the
+    // timeout only bounds the test should a network ever take it.
+    let broadcast = "255.255.255.255:80".parse().unwrap();
+    assert_ticked_once_per_budget(&ticks_around(move || {
+        let r = greenlet::net::TcpStream::connect_timeout(&broadcast, Duration::from_secs(5));
+        assert!(r.is_err());
+    }));
+}
+
+/// The retry loop a client writes while its server starts: it ends once
+/// the server greenlet, which only runs when the client lets it, binds.
+#[test]
+fn a_unix_client_retrying_until_its_server_binds_connects() {
+    let path = std::env::temp_dir().join(format!(
+        "greenlet-budget-{}-server-starting",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&path);
+    let p = path.clone();
+    let server = hub::spawn(move || greenlet::net::UnixListener::bind(&p).unwrap());
+    let mut failed = 0;
+    let stream = loop {
+        match greenlet::net::UnixStream::connect(&path) {
+            Ok(stream) => break stream,
+            Err(_) => failed += 1,
+        }
+    };
+    // A budget's worth, and the one that found it spent and yielded.
+    assert!(failed <= B + 1, "{failed} attempts before the server ran");
+    drop((stream, server.join().unwrap()));
+    std::fs::remove_file(&path).unwrap();
+}
+
+/// Taking a free lock or permit never switches (their docs say so), so it
+/// spends no budget: a critical section starts where its caller asked.
+#[test]
+fn taking_free_locks_never_yields() {
+    let stop = Rc::new(Cell::new(false));
+    let (ticks, ticker) = ticker(&stop);
+    hub::yield_now(); // the ticker starts
+    let before = ticks.get();
+    let mutex = hub::Mutex::new(0);
+    let rwlock = hub::RwLock::new(0);
+    let reentrant = hub::ReentrantMutex::new(0);
+    let semaphore = hub::Semaphore::new(1);
+    for _ in 0..10 * B {
+        *mutex.lock() += 1;
+        *rwlock.write() += 1;
+        drop(rwlock.read());
+        drop(reentrant.lock());
+        drop(semaphore.acquire());
+    }
+    assert_eq!(ticks.get(), before);
+    stop.set(true);
+    ticker.join().unwrap();
 }

@@ -92,6 +92,32 @@ fn wait_timeout_gives_up_leaving_the_child_running_and_others_run_meanwhile() {
     ticker.join().unwrap();
 }
 
+/// A zero timeout is a poll, and still lets the others run once, as
+/// every timed wait of the hub does: a supervisor polling in a loop lets
+/// the greenlet that closes the child's stdin (so that `cat` exits) run.
+#[test]
+fn a_loop_of_zero_timeout_waits_lets_the_others_run() {
+    let mut child = Command::new("cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let closer = hub::spawn(move || drop(stdin));
+    let mut polls = 0u64;
+    let status = loop {
+        if let Some(status) = child.wait_timeout(Duration::ZERO).unwrap() {
+            break status;
+        }
+        polls += 1;
+        assert!(
+            closer.is_finished() || polls < 1_000,
+            "{polls} zero-timeout waits, and the closer never ran"
+        );
+    };
+    assert!(status.success());
+}
+
 #[test]
 fn wait_timeout_returns_the_status_of_a_child_that_exits_in_time() {
     let mut child = Command::new("true").spawn().unwrap();

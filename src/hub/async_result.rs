@@ -148,6 +148,8 @@ impl<T: Clone, E: Clone> AsyncResult<T, E> {
     /// [`get_timeout`](AsyncResult::get_timeout).
     #[inline(always)]
     pub fn get(&self) -> Result<T, E> {
+        // Spends budget, as a wait on an `Event` does.
+        super::coop();
         loop {
             if let Some(r) = self.try_get() {
                 return r;
@@ -172,6 +174,7 @@ impl<T: Clone, E: Clone> AsyncResult<T, E> {
     #[inline(always)]
     pub fn get_timeout(&self, timeout: Duration) -> Option<Result<T, E>> {
         let deadline = deadline_after(timeout);
+        super::coop();
         let filled = || self.is_ready();
         self.inner
             .ready

@@ -16,10 +16,18 @@ use crate::runtime::Runtime;
 use super::Hub;
 
 /// How many operations that complete without blocking a greenlet may do
-/// in one turn before the next one yields to the other ready greenlets
-/// (socket reads, writes and accepts, `Queue` gets and puts, channel
-/// receives, [`block_on`](super::block_on) calls; the `try_*` calls never
-/// yield).
+/// in one turn before the next one yields to the other ready greenlets.
+///
+/// They are: socket reads, writes and accepts, and connects that fail at
+/// once; `Queue` gets, puts and peeks; channel receives; waits that find
+/// what they wait for already there (on an `Event`, an `AsyncResult`, a
+/// `JoinHandle`, [`wait_any`](super::wait_any), a child process's exit);
+/// [`block_on`](super::block_on) calls. The `try_*` calls never yield, and
+/// neither does taking a free lock or semaphore permit (`Mutex`,
+/// `RwLock`, `ReentrantMutex`, `Semaphore`), which is documented never to
+/// switch: a critical section starts where its caller asked. A loop that
+/// only takes and releases free locks is a loop of plain computation,
+/// which no budget bounds (tokio's locks, by contrast, spend its budget).
 ///
 /// ```
 /// use std::cell::Cell;

@@ -154,6 +154,9 @@ impl Event {
     /// returns whether it was set.
     #[inline(always)]
     pub(crate) fn wait_until(&self, deadline: Option<Instant>, call: &'static str) -> bool {
+        // A wait on a set flag completes at once: it spends budget (and
+        // yields first when that is spent), as a queue's get does.
+        super::coop();
         if self.is_set() {
             return true;
         }

@@ -255,8 +255,6 @@ pub(crate) fn dropping_unrun_for_want_of_a_stack() -> bool {
     NO_STACK.try_with(std::cell::Cell::get).unwrap_or(false)
 }
 
-/// The error of an I/O wait asked for while the greenlet unwinds.
-#[cold]
 /// A pause before an I/O call that returns `io::Result` (`call` names it)
 /// tries again: a sleep until `until`, or, while the greenlet unwinds (a
 /// destructor during a panic or a kill), the error [`Hub::wait_io`] gives
@@ -270,6 +268,8 @@ pub(crate) fn pause_io(call: &'static str, until: Instant) -> io::Result<()> {
     Ok(())
 }
 
+/// The error of an I/O wait asked for while the greenlet unwinds.
+#[cold]
 fn cannot_wait_unwinding(call: &str) -> io::Error {
     io::Error::other(format!(
         "greenlet::{call} would have to wait while the greenlet unwinds"

@@ -418,6 +418,9 @@ impl<R: 'static> JoinHandle<R> {
             });
             waiter.wait("JoinHandle::join");
             waiter.end();
+        } else {
+            // It completes at once: it spends budget, as `wait` does.
+            super::coop();
         }
         self.state.result.take().unwrap_or(Err(JoinError::Killed))
     }
@@ -461,6 +464,9 @@ impl<R: 'static> JoinHandle<R> {
     #[inline(always)]
     fn wait_until(&self, deadline: Option<Instant>, call: &'static str) -> bool {
         if self.state.is_finished() {
+            // It completes at once: it spends budget (a finished greenlet
+            // stays finished, so yielding after the look is the same).
+            super::coop();
             return true;
         }
         assert!(

@@ -109,9 +109,11 @@
 //! - [`run_main`] runs a program's body and then unwinds every greenlet it
 //!   left, while the thread's thread-locals are still alive.
 //! - Operations that may block but complete at once (a socket read that
-//!   finds data, a `get` from a non-empty queue...) spend a per-turn budget
-//!   of [`COOP_BUDGET`]; when it is spent, the next one yields first, so a
-//!   greenlet whose reads always succeed cannot starve the others.
+//!   finds data, a `get` from a non-empty queue, a wait on a set
+//!   [`Event`]...) spend a per-turn budget of [`COOP_BUDGET`]; when it is
+//!   spent, the next one yields first, so a greenlet whose reads always
+//!   succeed cannot starve the others. Taking a free lock or permit never
+//!   switches, and is not counted (the list is at [`COOP_BUDGET`]).
 //! - Every deadline is read on the hub's clock ([`time::now`]), which a
 //!   test can [pause](time::pause): the hub then jumps to the next timer
 //!   instead of waiting for it.
@@ -255,6 +257,7 @@ pub use self::blocking::{spawn_blocking, ThreadPool};
 #[cfg(feature = "tokio")]
 pub use self::bridge::set_tokio_handle;
 pub use self::bridge::{block_on, block_on_stream, spawn_local, BlockOnStream, Call, CallError};
+pub(crate) use self::budget::coop;
 pub use self::budget::COOP_BUDGET;
 pub use self::channel::{channel, Iter, Receiver, Sender};
 pub use self::condvar::{Condvar, WaitTimeoutResult};

@@ -912,6 +912,8 @@ impl<T: Clone + 'static, O: Order<T>> Queue<T, O> {
     }
 
     fn peek_until(&self, deadline: Option<Instant>) -> Option<T> {
+        // Spends budget, as a get does.
+        budget::coop();
         loop {
             if let Some(item) = self.try_peek() {
                 return Some(item);

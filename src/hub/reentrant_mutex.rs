@@ -31,7 +31,9 @@ use crate::runtime::Runtime;
 /// [`Generator`]: crate::Generator
 ///
 /// A holder that is killed or panics unlocks as its guards drop during
-/// the unwinding; the lock is not poisoned.
+/// the unwinding; the lock is not poisoned. Locking a free lock, or one
+/// the caller holds, never switches (and spends no cooperative budget:
+/// see [`COOP_BUDGET`](super::COOP_BUDGET)).
 ///
 /// ```
 /// use std::cell::RefCell;

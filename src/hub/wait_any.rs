@@ -415,6 +415,9 @@ impl<W: Waitable> Iterator for Iwait<'_, W> {
     type Item = usize;
 
     fn next(&mut self) -> Option<usize> {
+        // A call that finds something ready completes at once: it spends
+        // budget, as a channel's receive does.
+        super::coop();
         loop {
             if let Some(last) = &mut self.last {
                 return last.pop();

@@ -385,6 +385,20 @@ pub(crate) fn drive<R>(
     }
 }
 
+/// `r`, the result of a call that did not go through [`drive`] (a
+/// connect's first step), spending budget when it is an error: a connect
+/// refused at once (`ENOENT`, `ECONNREFUSED` on a Unix socket, no route,
+/// no port or descriptor left) completes without blocking, as a read that
+/// finds data does. A loop that retries it then lets the other greenlets
+/// run (the one that binds the server, or closes a descriptor) once per
+/// budget. A connect that goes on spends its unit in `drive`.
+pub(crate) fn failed_at_once<T>(r: io::Result<T>) -> io::Result<T> {
+    if r.is_err() {
+        crate::hub::coop();
+    }
+    r
+}
+
 /// One look at a non-blocking connect in progress: the socket turns
 /// writable when the handshake ends, with `SO_ERROR` set if it failed, and
 /// has a peer once it succeeded. `WouldBlock` while it is still going.

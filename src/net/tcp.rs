@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::hub::reactor::Direction;
 
 use super::accept::AcceptBackoff;
-use super::socket::{connect_done, each_addr, Socket};
+use super::socket::{connect_done, each_addr, failed_at_once, Socket};
 use super::ToSocketAddrs;
 
 /// A TCP socket server, listening for connections; `accept` blocks only the
@@ -191,7 +191,7 @@ impl TcpStream {
     }
 
     fn connect_within(addr: SocketAddr, timeout: Option<Duration>) -> io::Result<TcpStream> {
-        let stream = TcpStream::from_mio(mio::net::TcpStream::connect(addr)?)?;
+        let stream = TcpStream::from_mio(failed_at_once(mio::net::TcpStream::connect(addr))?)?;
         stream.socket.io_within(
             Direction::Write,
             "net::TcpStream::connect",

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::hub::reactor::Direction;
 
 use super::accept::AcceptBackoff;
-use super::socket::{connect_done, Socket};
+use super::socket::{connect_done, failed_at_once, Socket};
 
 /// A Unix domain socket server; `accept` blocks only the calling greenlet.
 pub struct UnixListener {
@@ -139,7 +139,7 @@ impl UnixStream {
                     crate::hub::pause_io("net::UnixStream::connect", until)?;
                     backoff = (backoff * 2).min(Duration::from_millis(64));
                 }
-                connected => break connected?,
+                connected => break failed_at_once(connected)?,
             }
         };
         let stream = UnixStream::from_mio(stream)?;
