@@ -380,23 +380,6 @@ fn a_name_is_dropped_with_its_record_and_a_reused_slot_carries_nothing_over() {
 /// still finds its bytes when it resumes.
 #[test]
 fn a_mismatched_value_whose_destructor_switches_is_dropped_intact() {
-    struct SwitchesAway {
-        data: [u64; 16],
-        seen: Rc<Cell<u64>>,
-    }
-    impl Drop for SwitchesAway {
-        fn drop(&mut self) {
-            let _: Result<(), SwitchError> = main_switch(());
-            self.seen.set(self.data.iter().sum());
-        }
-    }
-    #[inline(never)]
-    fn send(g: &Greenlet, seen: &Rc<Cell<u64>>) -> Result<(), SwitchError> {
-        g.switch(SwitchesAway {
-            data: [5; 16],
-            seen: seen.clone(),
-        })
-    }
     let seen = Rc::new(Cell::new(0));
     let g = Greenlet::new(|()| {
         let r: Result<u32, SwitchError> = main_switch(());
@@ -404,7 +387,7 @@ fn a_mismatched_value_whose_destructor_switches_is_dropped_intact() {
     });
     g.switch::<(), ()>(()).unwrap();
     // The receiver's destructor switches back here: the send returns.
-    assert!(send(&g, &seen).is_ok());
+    assert!(send_switching_away(&g, 5, &seen).is_ok());
     overwrite_the_stack_below();
     assert!(g.switch::<(), bool>(()).unwrap());
     assert_eq!(seen.get(), 5 * 16);
@@ -414,16 +397,6 @@ fn a_mismatched_value_whose_destructor_switches_is_dropped_intact() {
 /// stack is recycled and another greenlet runs on it.
 #[test]
 fn a_mismatched_value_outlives_its_senders_stack() {
-    struct SwitchesAway {
-        data: [u64; 16],
-        seen: Rc<Cell<u64>>,
-    }
-    impl Drop for SwitchesAway {
-        fn drop(&mut self) {
-            let _: Result<(), SwitchError> = main_switch(());
-            self.seen.set(self.data.iter().sum());
-        }
-    }
     let seen = Rc::new(Cell::new(0));
     let receiver = Greenlet::new(|()| {
         let _: Result<u32, SwitchError> = main_switch(());
@@ -431,10 +404,7 @@ fn a_mismatched_value_outlives_its_senders_stack() {
     receiver.switch::<(), ()>(()).unwrap();
     let (to, s) = (receiver.clone(), seen.clone());
     let sender = Greenlet::new(move |()| {
-        let _: Result<(), SwitchError> = to.switch(SwitchesAway {
-            data: [9; 16],
-            seen: s,
-        });
+        let _: Result<(), SwitchError> = to.switch(SwitchesAway::new(9, &s));
     });
     let _: Result<(), SwitchError> = sender.switch(());
     drop(sender); // killed: its stack is unwound and pooled
@@ -485,23 +455,6 @@ fn a_mismatched_message_holding_its_senders_last_handle_is_dropped_intact() {
 /// sender's frame. The blocked `get` goes on waiting.
 #[test]
 fn a_stray_value_into_a_blocked_greenlet_is_dropped_intact() {
-    struct SwitchesAway {
-        data: [u64; 16],
-        seen: Rc<Cell<u64>>,
-    }
-    impl Drop for SwitchesAway {
-        fn drop(&mut self) {
-            let _: Result<(), SwitchError> = main_switch(());
-            self.seen.set(self.data.iter().sum());
-        }
-    }
-    #[inline(never)]
-    fn send(g: &Greenlet, seen: &Rc<Cell<u64>>) -> Result<(), SwitchError> {
-        g.switch(SwitchesAway {
-            data: [4; 16],
-            seen: seen.clone(),
-        })
-    }
     let seen = Rc::new(Cell::new(0));
     let q = greenlet::hub::Queue::<u8>::new();
     let getter = {
@@ -509,12 +462,42 @@ fn a_stray_value_into_a_blocked_greenlet_is_dropped_intact() {
         greenlet::hub::spawn(move || q.get())
     };
     greenlet::hub::yield_now(); // it blocks in `get`
-    let _ = send(getter.greenlet(), &seen);
+    let _ = send_switching_away(getter.greenlet(), 4, &seen);
     overwrite_the_stack_below();
     let _: Result<(), SwitchError> = getter.greenlet().switch(());
     assert_eq!(seen.get(), 4 * 16);
     q.put(7);
     assert_eq!(getter.join().unwrap(), 7);
+}
+
+/// Does not fit in a word; its destructor switches to main, then sums its
+/// data into `seen` (a value written over while it was away shows).
+struct SwitchesAway {
+    data: [u64; 16],
+    seen: Rc<Cell<u64>>,
+}
+
+impl SwitchesAway {
+    fn new(fill: u64, seen: &Rc<Cell<u64>>) -> SwitchesAway {
+        SwitchesAway {
+            data: [fill; 16],
+            seen: seen.clone(),
+        }
+    }
+}
+
+impl Drop for SwitchesAway {
+    fn drop(&mut self) {
+        let _: Result<(), SwitchError> = main_switch(());
+        self.seen.set(self.data.iter().sum());
+    }
+}
+
+/// Switches to `g` with a [`SwitchesAway`] from a frame of its own, which
+/// is gone once this returns.
+#[inline(never)]
+fn send_switching_away(g: &Greenlet, fill: u64, seen: &Rc<Cell<u64>>) -> Result<(), SwitchError> {
+    g.switch(SwitchesAway::new(fill, seen))
 }
 
 /// Writes over the stack below the caller's frame, where a callee's
