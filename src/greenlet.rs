@@ -384,9 +384,11 @@ impl Greenlet {
     /// `std::panic::catch_unwind`) and then switches away instead of
     /// finishing. Python lets such a greenlet live on; so does this crate,
     /// but it never lets the killer hang: the victim's switch does not go
-    /// where it asked (its value is dropped) but back to the killer, whose
-    /// kill returns [`KillRefused`]. The victim stays suspended at that
-    /// switch, alive, until something switches to it or kills it again.
+    /// where it asked but back to the killer, whose kill returns
+    /// [`KillRefused`]. The victim stays suspended at that switch, alive,
+    /// until something switches to it or kills it again; its value is
+    /// dropped then, as the switch returns (on the victim, no longer
+    /// dying: a destructor that switches makes an ordinary switch).
     /// [`kill`](Greenlet::kill) and the drop of a last handle report a
     /// refusal on stderr instead, naming the greenlet.
     ///

@@ -62,6 +62,8 @@ impl fmt::Debug for SwitchEvent {
 /// may not switch itself: a switch or throw from inside the hook returns
 /// [`SwitchError::InSwitchHook`](crate::SwitchError::InSwitchHook), and
 /// transfers made while it runs (a kill's unwinding, say) are not reported.
+/// A hook that replaces or clears itself (or panics) is dropped as part of
+/// its call, so the same holds in its destructor.
 /// (A switch or throw whose target is the hook's own greenlet, or routes
 /// to it through dead greenlets, leaves nothing: it answers at once, as
 /// anywhere: a switch with its value back, a throw with
@@ -207,31 +209,44 @@ impl Tracer {
         self.lent.set(hook_addr(&hook));
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| hook(&event)));
         self.lent.set(std::ptr::null());
+        // The hook goes back unless the call replaced or cleared it, or it
+        // panicked (but for a kill of the origin, a watchdog's, which is
+        // not the hook's failure: the kill unwinds on).
+        let kept = match &outcome {
+            Ok(()) => true,
+            Err(p) => p.is::<crate::value::GreenletExit>(),
+        };
+        // SAFETY: as above.
+        let slot = unsafe { &mut *self.hook.get() };
+        let gone = if kept && slot.is_none() && self.set.get() {
+            *slot = Some(hook);
+            None
+        } else {
+            Some(hook)
+        };
+        // A hook that goes is dropped as part of its call, still marked
+        // running: its destructor cannot switch either (it gets
+        // `InSwitchHook`, as the hook does). Switching there, it let
+        // other greenlets run (and kill the origin, or finish through the
+        // same slot) between what the caller decided before the hook (may
+        // it leave; where to; which stack to recycle) and its jump. A
+        // panic there is the hook's.
+        let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(gone)));
         self.running.set(false);
         rt.force_slow_path(false);
         drop(event);
-        match outcome {
-            Ok(()) => {
-                // SAFETY: as above. Put the hook back unless the call
-                // replaced or cleared it.
-                let slot = unsafe { &mut *self.hook.get() };
-                if slot.is_none() && self.set.get() {
-                    *slot = Some(hook);
-                }
-                Ok(())
-            }
-            // The hook killed the origin (a watchdog): not the hook's
-            // failure. It stays installed, and the kill unwinds on.
-            Err(p) if p.is::<crate::value::GreenletExit>() => {
-                // SAFETY: as above.
-                let slot = unsafe { &mut *self.hook.get() };
-                if slot.is_none() && self.set.get() {
-                    *slot = Some(hook);
-                }
+        let outcome = match (outcome, dropped) {
+            (Ok(()), Err(p)) => Err(p),
+            (Err(p), Err(again)) => {
+                crate::error::drop_quietly(again);
                 Err(p)
             }
+            (outcome, Ok(())) => outcome,
+        };
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(p) if kept => Err(p),
             Err(p) => {
-                drop(hook);
                 // SAFETY: as above.
                 let replaced = unsafe { (*self.hook.get()).is_some() };
                 if !replaced && self.set.get() {

@@ -905,6 +905,9 @@ impl Runtime {
             Err(p) => {
                 let what = crate::error::payload_message(p.as_ref()).unwrap_or("non-text payload");
                 report!("greenlet: the switch hook panicked and was removed: {what}");
+                // Its destructor may panic too: nothing here may unwind,
+                // out of the greenlet's first frame.
+                crate::error::drop_quietly(p);
             }
         }
     }

@@ -666,7 +666,10 @@ impl Records {
     /// Adds one reference.
     #[inline]
     pub(crate) fn add_ref(&self, key: Key) {
-        self.write(key, |r| r.refs += 1)
+        let counted = self.write(key, |r| r.refs.checked_add(1).map(|n| r.refs = n));
+        if counted.is_none() {
+            count_overflow();
+        }
     }
 
     /// Drops one reference; returns how many are left.
@@ -685,7 +688,10 @@ impl Records {
 
     #[inline]
     pub(crate) fn pin(&self, key: Key) {
-        self.write(key, |r| r.pins += 1)
+        let counted = self.write(key, |r| r.pins.checked_add(1).map(|n| r.pins = n));
+        if counted.is_none() {
+            count_overflow();
+        }
     }
 
     /// Undoes a pin; returns whether nothing keeps the record any more (no
@@ -883,4 +889,16 @@ fn view(key: Key, r: &Record) -> View {
         parent: r.parent,
         holds_stack: !r.coroutine.is_null(),
     }
+}
+
+/// A greenlet's count of handles (or pins) would wrap: only
+/// `mem::forget` of about 2^32 of them gets there, and a wrapped count
+/// would free a record that handles still name. The process aborts, as
+/// `Rc`'s clone does; outside the record's door, so no reference into
+/// the slab is live while the message is written.
+#[cold]
+#[inline(never)]
+fn count_overflow() -> ! {
+    report!("greenlet: a greenlet's handle count overflowed (handles forgotten?); aborting");
+    std::process::abort()
 }

@@ -480,8 +480,12 @@ impl Runtime {
         } else if flags & DYING != 0 {
             // Being killed, yet not unwinding: it caught the kill.
             if self.records.killer(cur).is_some() {
+                // What it sent is dropped once the refusal is made (and
+                // `cur` switched back to): its destructor is user code,
+                // which may switch, and so refuse the kill itself first.
+                let refused = self.refuse_kill::<R>(cur);
                 drop(sent);
-                return Err(self.refuse_kill::<R>(cur));
+                return Err(refused);
             }
             // It killed itself and caught that: it simply lives on.
             self.clear_flags(cur, DYING);
@@ -654,6 +658,10 @@ impl Runtime {
         // while a destructor below runs user code (which may let the
         // sender finish and its record go).
         let reap = reap.map(|key| (key, self.records.id(key)));
+        // The same for the dead sender whose stack is recycled below: a
+        // destructor that switches away may let something else recycle it
+        // meanwhile (the thread's teardown), and its slot be reused.
+        let finished = finished.map(|key| (key, self.records.id(key)));
         let mut late_panic = None;
         let result = match signal {
             Signal::Value(ty) if ty.id == TypeId::of::<R>() => {
@@ -688,8 +696,10 @@ impl Runtime {
             Signal::UnwindNow if on_kill == OnKill::Unwind => self.unwind_now(),
             Signal::UnwindNow => Err(SwitchError::Killed),
         };
-        if let Some(finished) = finished {
-            self.recycle(finished);
+        if let Some((finished, id)) = finished {
+            if self.records.is_live_with_id(finished, id) && self.records.liveness(finished).1 {
+                self.recycle(finished);
+            }
         }
         if let Some((reap, _)) = reap.filter(|&(key, id)| self.records.is_live_with_id(key, id)) {
             // The sender was unreachable when it left: kill it now, from here.

@@ -1,0 +1,262 @@
+//! User code that runs in the middle of the runtime's own operations: the
+//! destructor of a value being sent or dropped, a switch hook and the
+//! destructor of a hook that replaced itself, a hook's panic payload. It
+//! may switch, kill, panic or let greenlets go; the runtime's state stays
+//! whole, no stack is recycled twice or leaked, and nothing unwinds out
+//! of a finishing greenlet.
+
+#[path = "support/child.rs"]
+mod child;
+
+use std::cell::{Cell, RefCell};
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+
+use greenlet::{Greenlet, SwitchError, SwitchEvent, SwitchKind};
+
+/// Switches to its greenlet when dropped.
+struct SwitchesOnDrop(Rc<RefCell<Option<Greenlet>>>);
+
+impl Drop for SwitchesOnDrop {
+    fn drop(&mut self) {
+        let to = self.0.borrow_mut().take();
+        if let Some(to) = to {
+            let _ = to.switch::<(), ()>(());
+        }
+    }
+}
+
+/// A hook holding `captured` that replaces itself at the first event of
+/// `kind` from a greenlet other than main: `captured` is then dropped
+/// inside that transfer.
+fn set_a_hook_that_replaces_itself_on(kind: SwitchKind, captured: SwitchesOnDrop) {
+    greenlet::set_switch_hook(Some(Box::new(move |e: &SwitchEvent| {
+        let _ = &captured;
+        if e.kind == kind && !e.origin.is_main() {
+            greenlet::set_switch_hook(Some(Box::new(|_| {})));
+        }
+    })));
+}
+
+/// A victim that caught its kill refuses it with a switch whose value
+/// switches in its destructor (which would refuse the kill first): the
+/// kill is refused once, and the value is dropped after the refusal,
+/// once the victim runs again, as an ordinary switch.
+#[test]
+fn a_refusal_whose_value_switches_as_it_drops_refuses_once() {
+    struct SwitchesToMain;
+    impl Drop for SwitchesToMain {
+        fn drop(&mut self) {
+            let _ = Greenlet::main().switch::<(), ()>(());
+        }
+    }
+    let victim = Greenlet::new(|()| {
+        let main = Greenlet::main();
+        let caught = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+        assert!(caught.is_err(), "the kill");
+        let refused = main.switch::<SwitchesToMain, ()>(SwitchesToMain);
+        format!("{refused:?}")
+    });
+    victim.switch::<(), ()>(()).unwrap();
+    assert!(victim.try_kill().is_err(), "refused");
+    // Back at its refusing switch: the value drops, switching to main.
+    victim.switch::<(), ()>(()).unwrap();
+    let refused: String = victim.switch(()).unwrap();
+    assert_eq!(refused, "Ok(())");
+    assert!(victim.is_dead());
+}
+
+/// A switch hook's panic payload that panics as it drops, raised on a
+/// greenlet's finish: reported and dropped quietly, not unwound out of the
+/// finishing greenlet into main's switch (which left the runtime naming
+/// the dead greenlet current).
+#[test]
+fn a_hook_panic_whose_payload_panics_as_it_drops_stays_in_the_finish() {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("the payload's destructor");
+        }
+    }
+    greenlet::set_switch_hook(Some(Box::new(|e: &SwitchEvent| {
+        if e.kind == SwitchKind::Finish {
+            panic::panic_any(PanicsOnDrop);
+        }
+    })));
+    let g = Greenlet::new(|()| 5u32);
+    let r = panic::catch_unwind(AssertUnwindSafe(|| g.switch::<(), u32>(())));
+    greenlet::set_switch_hook(None);
+    assert_eq!(r.ok().and_then(Result::ok), Some(5));
+    assert!(Greenlet::current().is_main());
+    let h = Greenlet::new(|()| 6u32);
+    assert_eq!(h.switch::<(), u32>(()).unwrap(), 6);
+}
+
+/// A hook that replaced itself is dropped as part of its call: its
+/// destructor cannot switch (as the hook cannot), so nothing runs between
+/// what the switching greenlet was told (it may leave; its target) and its
+/// jump. Here the destructor's switch to a greenlet that would kill the
+/// switching one is refused, and the switch goes on.
+#[test]
+fn a_replaced_hook_cannot_switch_as_it_drops() {
+    let killer_ran = Rc::new(Cell::new(false));
+    let victim_slot = Rc::new(RefCell::new(None::<Greenlet>));
+    let killer_slot = Rc::new(RefCell::new(None));
+    let target = Greenlet::new(|x: u32| x + 1);
+    let t = target.clone();
+    let victim = Greenlet::new(move |()| t.switch::<u32, u32>(1));
+    *victim_slot.borrow_mut() = Some(victim.clone());
+    let (ran, vs) = (killer_ran.clone(), victim_slot.clone());
+    let killer = Greenlet::new(move |()| {
+        ran.set(true);
+        vs.borrow_mut().take().unwrap().kill();
+    });
+    *killer_slot.borrow_mut() = Some(killer.clone());
+    set_a_hook_that_replaces_itself_on(SwitchKind::Switch, SwitchesOnDrop(killer_slot));
+    // The target's result comes to main, its parent.
+    let got = victim.switch::<(), u32>(());
+    greenlet::set_switch_hook(None);
+    assert_eq!(got.unwrap(), 2);
+    assert!(!killer_ran.get());
+}
+
+/// The same on a greenlet's finish, while another greenlet could finish
+/// through the fast lane: the finishing greenlet's stack and the other's
+/// are each recycled once, and nothing leaks.
+#[test]
+fn a_replaced_hook_dropped_in_a_finish_leaves_no_stack_behind() {
+    let other_slot = Rc::new(RefCell::new(None));
+    let kept = Rc::new(RefCell::new(None));
+    let k = kept.clone();
+    let other = Greenlet::new(move |()| {
+        let g = Greenlet::new(|()| 2u32);
+        assert_eq!(g.switch::<(), u32>(()).unwrap(), 2);
+        *k.borrow_mut() = Some(g);
+    });
+    *other_slot.borrow_mut() = Some(other.clone());
+    set_a_hook_that_replaces_itself_on(SwitchKind::Finish, SwitchesOnDrop(other_slot));
+    let finishing = Greenlet::new(|()| 1u32);
+    let r = finishing.switch::<(), u32>(());
+    greenlet::set_switch_hook(None);
+    assert_eq!(r.unwrap(), 1);
+    drop(finishing);
+    other.switch::<(), ()>(()).unwrap();
+    drop(other);
+    drop(kept.borrow_mut().take());
+    let stats = greenlet::stats();
+    assert_eq!(
+        (stats.greenlets.len(), stats.stacks_in_use),
+        (1, 0),
+        "{stats}"
+    );
+}
+
+const CHILD: &str = "GREENLET_USER_CODE_INSIDE_THE_RUNTIME_CHILD";
+
+/// In the child: a receiver drops a mismatched value whose destructor
+/// switches away and then refuses the thread's teardown kill, so the dead
+/// sender's stack is recycled by the teardown (and its record freed)
+/// while the receiver still holds the sender's key; a greenlet-local of
+/// main, dropped later in the teardown, makes a greenlet (which takes the
+/// freed slot) and resumes the receiver, which must not recycle that new
+/// greenlet's stack.
+mod recycled_by_the_teardown {
+    use super::*;
+
+    /// One word (a box): what the sender returns; the receiver expects a
+    /// `u32` and drops it.
+    pub struct Payload(#[allow(dead_code)] Box<u64>);
+
+    impl Drop for Payload {
+        fn drop(&mut self) {
+            let main = Greenlet::main();
+            // Switch away; refuse the teardown's kill (catch it, switch).
+            while panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(()))).is_err() {}
+        }
+    }
+
+    pub struct Late(pub RefCell<Option<Greenlet>>);
+
+    impl Drop for Late {
+        fn drop(&mut self) {
+            let Some(receiver) = self.0.borrow_mut().take() else {
+                return;
+            };
+            let fresh = Greenlet::new(|()| 42u64);
+            let _ = receiver.switch::<(), ()>(());
+            assert_eq!(fresh.switch::<(), u64>(()).unwrap(), 42);
+            println!("the fresh greenlet ran");
+        }
+    }
+
+    greenlet::greenlet_local! {
+        pub static LATE: Late = Late(RefCell::new(None));
+    }
+
+    pub fn run() {
+        greenlet::set_stack_policy(greenlet::StackPolicy::new().max_pooled(0));
+        let main = Greenlet::main();
+        let receiver = Greenlet::new(|()| {
+            let main = Greenlet::main();
+            let r = main.switch::<(), u32>(());
+            assert!(matches!(r, Err(SwitchError::TypeMismatch { .. })), "{r:?}");
+            let _ = main.switch::<(), ()>(());
+        });
+        receiver.switch::<(), ()>(()).unwrap();
+        LATE.with(|late| *late.0.borrow_mut() = Some(receiver.clone()));
+        let stash = Rc::new(RefCell::new(Vec::new()));
+        let st = stash.clone();
+        let sender = Greenlet::builder()
+            .parent(&receiver)
+            .build(move |()| {
+                let main = Greenlet::main();
+                let st2 = st.clone();
+                let child = Greenlet::new(move |()| {
+                    st2.borrow_mut().push(Greenlet::current());
+                    st2.borrow_mut().push(Greenlet::current());
+                });
+                child.switch::<(), ()>(()).unwrap();
+                drop(child); // dead; its parent link holds the sender
+                main.switch::<(), ()>(()).unwrap(); // main lets its handle go
+                                                    // Resumed through the dead child: re-parented, it lets the
+                                                    // sender go, which then runs with no reference left.
+                let dead_child = st.borrow_mut().pop().unwrap();
+                dead_child.set_parent(&main).unwrap();
+                drop(dead_child);
+                Payload(Box::new(7))
+            })
+            .unwrap();
+        sender.switch::<(), ()>(()).unwrap();
+        drop(sender);
+        let dead_child = stash.borrow_mut().pop().unwrap();
+        // Routed to the sender, the first live ancestor of the dead child.
+        assert!(dead_child.switch::<(), ()>(()).is_ok());
+        drop((dead_child, receiver, main));
+        // The thread's exit does the rest.
+    }
+}
+
+#[test]
+fn recycled_by_the_teardown_child() {
+    // Only does something when re-run by the test below.
+    if std::env::var_os(CHILD).is_some() {
+        std::thread::spawn(recycled_by_the_teardown::run)
+            .join()
+            .unwrap();
+    }
+}
+
+/// A dead greenlet's stack is recycled once: the receiver whose drop of
+/// its value switched away looks again before recycling it (a freed key
+/// may name another greenlet by then).
+#[test]
+fn a_stack_recycled_by_the_teardown_is_not_recycled_again_by_its_receiver() {
+    let out = child::run("recycled_by_the_teardown_child", CHILD, "1");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("the fresh greenlet ran"),
+        "{}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
