@@ -249,6 +249,15 @@ fn returns_leaving_a_slow_local(gate: &Event) -> impl FnOnce() + 'static {
     move || SLOW_TO_DROP.with(|s| *s.borrow_mut() = Some(SlowToDrop(gate)))
 }
 
+/// The same, panicking after it set the local.
+fn panics_leaving_a_slow_local(gate: &Event) -> impl FnOnce() + 'static {
+    let set = returns_leaving_a_slow_local(gate);
+    move || {
+        set();
+        panic!("the member fails");
+    }
+}
+
 /// Sets `gate` after a few yields, from a greenlet of its own.
 fn opens_later(gate: &Event) -> hub::JoinHandle<()> {
     let gate = gate.clone();
@@ -283,6 +292,40 @@ fn a_pool_of_one_waits_for_its_members_locals() {
     pool.spawn(move || in_second.set(Some(earlier.is_finished())));
     pool.join();
     assert_eq!(seen.get(), Some(true), "the first had finished");
+}
+
+/// A member whose function panicked also stays a member, and in its pool
+/// slot, until its greenlet-locals are dropped: `join` waits for them, a
+/// pool of one starts its next member only then, and `kill_all` reaches a
+/// member blocked in one.
+#[test]
+fn a_panicking_member_leaves_only_once_its_locals_are_dropped() {
+    let pool = Pool::new(1);
+    let gate = Event::new();
+    let first = Rc::new(pool.spawn(panics_leaving_a_slow_local(&gate)));
+    let _opener = opens_later(&gate);
+    let seen = Rc::new(Cell::new(None));
+    let (earlier, in_second) = (first.clone(), seen.clone());
+    pool.spawn(move || in_second.set(Some(earlier.is_finished())));
+    pool.join();
+    assert_eq!(seen.get(), Some(true), "the first had finished");
+    assert!(matches!(
+        Rc::into_inner(first).unwrap().join(),
+        Err(JoinError::Panicked(_))
+    ));
+
+    let group = Group::new();
+    let gate = Event::new();
+    let member = group.spawn(panics_leaving_a_slow_local(&gate));
+    let _opener = opens_later(&gate);
+    group.join();
+    assert!(member.is_finished());
+
+    let gate = Event::new();
+    let member = group.spawn(panics_leaving_a_slow_local(&gate));
+    hub::yield_now(); // it panics, and blocks in its local's destructor
+    group.kill_all();
+    assert!(member.is_finished());
 }
 
 /// `kill_all` kills a member blocked in a greenlet-local's destructor too

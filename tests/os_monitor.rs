@@ -703,3 +703,22 @@ fn a_report_on_a_broken_stderr_is_dropped() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// A callback replaced by another is dropped after the monitor's state is
+/// let go: its destructor may turn the monitor off (before, "already
+/// borrowed").
+#[test]
+fn a_replaced_callback_may_turn_the_monitor_off_as_it_drops() {
+    struct OffOnDrop;
+    impl Drop for OffOnDrop {
+        fn drop(&mut self) {
+            hub::monitor(None);
+        }
+    }
+    let off = OffOnDrop;
+    hub::monitor_with(Duration::from_secs(5), move |_| {
+        let _ = &off;
+    });
+    hub::monitor_with(Duration::from_secs(5), |_| {});
+    hub::monitor(None);
+}

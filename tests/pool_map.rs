@@ -353,3 +353,45 @@ fn an_imap_dropped_by_its_own_worker_kills_the_others() {
     hub::run();
     assert_eq!(finished.get(), 0, "the workers of 2 and 3 were killed");
 }
+
+/// Dropping an `imap` kills every worker still running, also when the
+/// result of a finished one panics as it drops.
+#[test]
+fn dropping_an_imap_kills_its_workers_though_a_result_panics_as_it_drops() {
+    struct PanicsOnDrop;
+    impl Drop for PanicsOnDrop {
+        fn drop(&mut self) {
+            panic!("a result's destructor");
+        }
+    }
+    let go = Event::new();
+    let unwound = Rc::new(Cell::new(0));
+    let pool = Pool::new(4);
+    let (g, u) = (go.clone(), unwound.clone());
+    let mut results = pool.imap(0..3, move |i| {
+        // Item 0's result is taken below; item 1's finishes and is left
+        // in the iterator; item 2's worker is still running at the drop.
+        if i == 0 {
+            return None;
+        }
+        if i == 1 {
+            return Some(PanicsOnDrop);
+        }
+        struct CountsUnwinding(Rc<Cell<u32>>);
+        impl Drop for CountsUnwinding {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() + 1);
+            }
+        }
+        let _counts = CountsUnwinding(u.clone());
+        g.wait();
+        None
+    });
+    assert!(results.next().unwrap().unwrap().is_none());
+    hub::yield_now(); // worker 1 finishes; worker 2 waits
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(results)));
+    assert!(dropped.is_err(), "worker 1's result panics as it drops");
+    assert_eq!(unwound.get(), 1, "worker 2 was killed");
+    go.set();
+    pool.join();
+}

@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::convert::Infallible;
 use std::fmt;
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
@@ -70,8 +71,26 @@ impl<F, K> Member<F, K> {
         // group is left.
         let _leave = self.leave;
         let _keep = self.keep;
-        let out = (self.f)();
-        super::join::drop_locals_now(out)
+        match panic::catch_unwind(AssertUnwindSafe(self.f)) {
+            Ok(out) => super::join::drop_locals_now(out),
+            // A panic: the locals go first too (their destructors may
+            // block: the member is alive, in its group and its pool slot,
+            // until they are done), then the panic goes on. A kill goes on
+            // unwinding at once (a switch here would refuse it); a kill
+            // that comes while a local's destructor blocks wins.
+            Err(p) if !super::is_kill(p.as_ref()) => {
+                match panic::catch_unwind(|| super::join::drop_locals_now(())) {
+                    Err(q) if super::is_kill(q.as_ref()) => {
+                        crate::error::drop_quietly(p);
+                        panic::resume_unwind(q)
+                    }
+                    Err(q) => crate::error::drop_quietly(q),
+                    Ok(()) => {}
+                }
+                panic::resume_unwind(p)
+            }
+            Err(p) => panic::resume_unwind(p),
+        }
     }
 }
 

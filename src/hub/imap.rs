@@ -248,11 +248,14 @@ impl<I, F, R: 'static> Drop for Feed<I, F, R> {
         // Dropped by one of its own workers: that one is not killed (a
         // kill of oneself unwinds at once, which would leave the workers
         // after it running), as `Group::kill_all` skips its caller.
-        for (_, worker) in self.workers.drain(..) {
+        for (_, worker) in &self.workers {
             if !worker.is_finished() && !worker.greenlet().is_current() {
                 worker.kill();
             }
         }
+        // Then the handles, with the results of the finished ones: a
+        // result's destructor that panics leaves no worker running.
+        self.workers.clear();
     }
 }
 

@@ -240,8 +240,12 @@ fn install(limit: Duration, report: Option<Report>) {
             watch.watch.run_begins(state.since, me, state.watched);
         }
         state.limit = limit;
-        state.report = report;
+        let old = std::mem::replace(&mut state.report, report);
         state.settings += 1;
+        drop(state);
+        // The old callback is the program's: its destructor may turn the
+        // monitor off or on again, so it drops after the borrow.
+        drop(old);
         return;
     }
     let watch = report
