@@ -304,3 +304,45 @@ fn datagrams_pipes_and_readiness_waits_that_came_in_time_count_though_the_hub_lo
     assert_eq!(waiter.join().unwrap(), Ok(()));
     hub::time::resume();
 }
+
+/// An `AsyncFd` operation may switch away after its syscall (it is the
+/// program's code): data that comes meanwhile, seen by the hub's poll,
+/// is not forgotten when the operation returns its earlier `WouldBlock`
+/// (the registration is edge-triggered: no second event would come).
+#[test]
+fn data_that_comes_while_an_async_fd_op_is_switched_away_is_read() {
+    within_a_minute(|| {
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let fd = std::rc::Rc::new(greenlet::net::AsyncFd::new(a).unwrap());
+        // Another greenlet waits on a channel, so the hub polls between
+        // rounds rather than only when nothing is ready.
+        let (tx, rx) = hub::channel::<()>();
+        let polls = hub::spawn(move || {
+            let _ = rx.recv();
+        });
+        let (in_op, go) = (Event::new(), Event::new());
+        let reader = {
+            let (fd, in_op, go) = (fd.clone(), in_op.clone(), go.clone());
+            hub::spawn(move || {
+                let mut first = true;
+                let mut buf = [0u8; 8];
+                fd.read_with(|s| {
+                    let r = (&*s).read(&mut buf);
+                    if std::mem::take(&mut first) {
+                        in_op.set();
+                        go.wait(); // away, after the syscall said WouldBlock
+                    }
+                    r
+                })
+            })
+        };
+        in_op.wait();
+        b.write_all(b"x").unwrap();
+        hub::yield_now(); // a round: the hub polls and sees the data
+        hub::yield_now();
+        go.set();
+        assert_eq!(reader.join().unwrap().unwrap(), 1);
+        drop(tx);
+        polls.join().unwrap();
+    });
+}

@@ -153,6 +153,23 @@ impl Registration {
             .set(self.ready.get() & !(dir.bit() | dir.closed_bit()));
     }
 
+    /// [`would_block`](Registration::would_block) for an operation that
+    /// began when [`ready_stamp`](Registration::ready_stamp) of `dir` was
+    /// `seen`, unless an event came since: an operation that runs user
+    /// code (an `AsyncFd` op) may switch away after its syscall, and come
+    /// back with the `WouldBlock` of a look made before the event. The
+    /// registration is edge-triggered: forgotten, that readiness would
+    /// never come again. Returns whether it forgot the readiness (`false`:
+    /// try again).
+    #[inline]
+    pub(crate) fn would_block_since(&self, dir: Direction, seen: u64) -> bool {
+        let forgot = self.ready_stamp(dir) == seen;
+        if forgot {
+            self.would_block(dir);
+        }
+        forgot
+    }
+
     fn waiters(&self, dir: Direction) -> &RefCell<VecDeque<WaitKey>> {
         match dir {
             Direction::Read => &self.readers,

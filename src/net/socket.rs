@@ -132,9 +132,11 @@ impl<S: Source + AsRawFd> Socket<S> {
         if self.reg.is_closed() {
             return Err(closed(call));
         }
+        let seen = self.reg.ready_stamp(dir);
         match op(&self.io) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.reg.would_block(dir);
+                // Never blocking: an event since is kept for the next call.
+                self.reg.would_block_since(dir, seen);
                 Err(e)
             }
             done => done,
@@ -360,8 +362,14 @@ pub(crate) fn drive<R>(
             return Err(closed(call));
         }
         if reg.is_ready(dir) || std::mem::take(&mut now) {
+            let seen = reg.ready_stamp(dir);
             match op() {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => reg.would_block(dir),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !reg.would_block_since(dir, seen) {
+                        // An event came while `op` ran: try it again.
+                        continue;
+                    }
+                }
                 done => return done,
             }
         }
@@ -374,13 +382,18 @@ pub(crate) fn drive<R>(
             if reg.is_closed() {
                 return Err(e);
             }
-            return match op() {
+            let seen = reg.ready_stamp(dir);
+            match op() {
                 Err(again) if again.kind() == io::ErrorKind::WouldBlock => {
-                    reg.would_block(dir);
-                    Err(e)
+                    if !reg.would_block_since(dir, seen) {
+                        // An event came while `op` ran: its readiness is
+                        // the answer, not the timeout.
+                        continue;
+                    }
+                    return Err(e);
                 }
-                done => done,
-            };
+                done => return done,
+            }
         }
     }
 }
