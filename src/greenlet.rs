@@ -217,7 +217,7 @@ impl Greenlet {
     pub(crate) fn current_owned() -> Greenlet {
         let rt = Runtime::get();
         let key = rt.current();
-        rt.add_ref(key);
+        rt.add_handle_ref(key);
         Greenlet::from_new_ref(key)
     }
 
@@ -232,13 +232,13 @@ impl Greenlet {
     pub fn main() -> Greenlet {
         let rt = Runtime::get();
         let main = rt.main_key();
-        rt.add_ref(main);
+        rt.add_handle_ref(main);
         Greenlet::from_new_ref(main)
     }
 
     /// A new handle to a live key (counts a reference).
     pub(crate) fn from_key(key: Key) -> Greenlet {
-        Runtime::get().add_ref(key);
+        Runtime::get().add_handle_ref(key);
         Greenlet::from_new_ref(key)
     }
 
@@ -429,7 +429,7 @@ impl Greenlet {
     pub fn parent(&self) -> Option<Greenlet> {
         let rt = Runtime::get();
         let parent = rt.parent_of(self.key)?;
-        rt.add_ref(parent);
+        rt.add_handle_ref(parent);
         Some(Greenlet::from_new_ref(parent))
     }
 
@@ -506,7 +506,7 @@ pub fn current() -> CurrentGreenlet {
 impl Clone for Greenlet {
     #[inline]
     fn clone(&self) -> Greenlet {
-        Runtime::get().add_ref(self.key);
+        Runtime::get().add_handle_ref(self.key);
         Greenlet::from_new_ref(self.key)
     }
 }

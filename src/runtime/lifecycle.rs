@@ -128,6 +128,13 @@ impl Runtime {
         self.records.add_ref(key)
     }
 
+    /// [`add_ref`](Runtime::add_ref) for a handle given to the program
+    /// (see `Records::add_handle_ref`).
+    #[inline]
+    pub(crate) fn add_handle_ref(&self, key: Key) {
+        self.records.add_handle_ref(key)
+    }
+
     /// Drops one reference; an unreachable greenlet is killed or freed.
     #[inline]
     pub(crate) fn release_ref(&self, key: Key) {

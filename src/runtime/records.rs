@@ -666,8 +666,20 @@ impl Records {
     /// Adds one reference.
     #[inline]
     pub(crate) fn add_ref(&self, key: Key) {
-        let counted = self.write(key, |r| r.refs.checked_add(1).map(|n| r.refs = n));
-        if counted.is_none() {
+        self.write(key, |r| r.refs += 1)
+    }
+
+    /// [`add_ref`](Records::add_ref) for a handle given to the program,
+    /// which may `mem::forget` any number of them: the count must not
+    /// wrap (the runtime's own references are as many as its links, each
+    /// owned by a record or a queued entry, so they cannot get there).
+    #[inline]
+    pub(crate) fn add_handle_ref(&self, key: Key) {
+        let wrapped = self.write(key, |r| {
+            r.refs = r.refs.wrapping_add(1);
+            r.refs == 0
+        });
+        if wrapped {
             count_overflow();
         }
     }
@@ -688,8 +700,11 @@ impl Records {
 
     #[inline]
     pub(crate) fn pin(&self, key: Key) {
-        let counted = self.write(key, |r| r.pins.checked_add(1).map(|n| r.pins = n));
-        if counted.is_none() {
+        let wrapped = self.write(key, |r| {
+            r.pins = r.pins.wrapping_add(1);
+            r.pins == 0
+        });
+        if wrapped {
             count_overflow();
         }
     }
