@@ -283,15 +283,25 @@ fn a_group_join_waits_for_the_members_locals() {
 /// finished, its greenlet-locals included.
 #[test]
 fn a_pool_of_one_waits_for_its_members_locals() {
-    let pool = Pool::new(1);
     let gate = Event::new();
-    let first = Rc::new(pool.spawn(returns_leaving_a_slow_local(&gate)));
     let _opener = opens_later(&gate);
+    let first = the_next_in_a_pool_of_one_sees_it_finished(returns_leaving_a_slow_local(&gate));
+    first.join().unwrap();
+}
+
+/// Spawns `first` into a pool of one, then a second member; asserts that
+/// the first had finished when the second started. Returns the first.
+fn the_next_in_a_pool_of_one_sees_it_finished(
+    first: impl FnOnce() + 'static,
+) -> hub::JoinHandle<()> {
+    let pool = Pool::new(1);
+    let first = Rc::new(pool.spawn(first));
     let seen = Rc::new(Cell::new(None));
     let (earlier, in_second) = (first.clone(), seen.clone());
     pool.spawn(move || in_second.set(Some(earlier.is_finished())));
     pool.join();
     assert_eq!(seen.get(), Some(true), "the first had finished");
+    Rc::into_inner(first).unwrap()
 }
 
 /// A member whose function panicked also stays a member, and in its pool
@@ -300,19 +310,10 @@ fn a_pool_of_one_waits_for_its_members_locals() {
 /// member blocked in one.
 #[test]
 fn a_panicking_member_leaves_only_once_its_locals_are_dropped() {
-    let pool = Pool::new(1);
     let gate = Event::new();
-    let first = Rc::new(pool.spawn(panics_leaving_a_slow_local(&gate)));
     let _opener = opens_later(&gate);
-    let seen = Rc::new(Cell::new(None));
-    let (earlier, in_second) = (first.clone(), seen.clone());
-    pool.spawn(move || in_second.set(Some(earlier.is_finished())));
-    pool.join();
-    assert_eq!(seen.get(), Some(true), "the first had finished");
-    assert!(matches!(
-        Rc::into_inner(first).unwrap().join(),
-        Err(JoinError::Panicked(_))
-    ));
+    let first = the_next_in_a_pool_of_one_sees_it_finished(panics_leaving_a_slow_local(&gate));
+    assert!(matches!(first.join(), Err(JoinError::Panicked(_))));
 
     let group = Group::new();
     let gate = Event::new();
