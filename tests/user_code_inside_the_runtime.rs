@@ -260,3 +260,46 @@ fn a_stack_recycled_by_the_teardown_is_not_recycled_again_by_its_receiver() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// When a greenlet-local's destructor panics, the function's value is
+/// dropped after the locals; a local its destructor makes anew is dropped
+/// then too, on the same greenlet, not later on whichever greenlet frees
+/// the record.
+#[test]
+fn a_local_made_while_the_value_of_a_failed_end_drops_is_dropped_on_its_greenlet() {
+    struct Panics;
+    impl Drop for Panics {
+        fn drop(&mut self) {
+            panic!("a local's destructor");
+        }
+    }
+    struct NotesWhere;
+    impl Drop for NotesWhere {
+        fn drop(&mut self) {
+            DROPPED_ON.with(|on| on.set(Some(Greenlet::current().id())));
+        }
+    }
+    /// The function's value: its destructor first uses `LATE`.
+    struct UsesALocal;
+    impl Drop for UsesALocal {
+        fn drop(&mut self) {
+            LATE.with(|_| ());
+        }
+    }
+    thread_local! {
+        static DROPPED_ON: Cell<Option<u64>> = const { Cell::new(None) };
+    }
+    greenlet::greenlet_local! {
+        static FIRST: Panics = Panics;
+        static LATE: NotesWhere = NotesWhere;
+    }
+    let g = Greenlet::new(|()| {
+        FIRST.with(|_| ());
+        UsesALocal
+    });
+    let id = g.id();
+    let r = g.switch::<(), UsesALocal>(());
+    assert!(matches!(r, Err(SwitchError::Panicked(_))));
+    drop(g);
+    assert_eq!(DROPPED_ON.with(Cell::get), Some(id));
+}

@@ -1142,6 +1142,13 @@ where
             // The outcome it replaces is dropped here: `finish` never
             // returns, so a shadowed binding would never be.
             crate::error::drop_quietly(outcome);
+            // Its destructor may have made greenlet-locals anew: they go
+            // here too, on this greenlet, not with its record later on
+            // another (a panic among them goes: the first one is the
+            // outcome).
+            if let Err(again) = rt.drop_locals() {
+                crate::error::drop_quietly(again);
+            }
             Err(e)
         }
     };
