@@ -675,11 +675,7 @@ impl Records {
     /// owned by a record or a queued entry, so they cannot get there).
     #[inline]
     pub(crate) fn add_handle_ref(&self, key: Key) {
-        let wrapped = self.write(key, |r| {
-            r.refs = r.refs.wrapping_add(1);
-            r.refs == 0
-        });
-        if wrapped {
+        if self.write(key, |r| wrapped_adding_one(&mut r.refs)) {
             count_overflow();
         }
     }
@@ -700,11 +696,7 @@ impl Records {
 
     #[inline]
     pub(crate) fn pin(&self, key: Key) {
-        let wrapped = self.write(key, |r| {
-            r.pins = r.pins.wrapping_add(1);
-            r.pins == 0
-        });
-        if wrapped {
+        if self.write(key, |r| wrapped_adding_one(&mut r.pins)) {
             count_overflow();
         }
     }
@@ -904,6 +896,14 @@ fn view(key: Key, r: &Record) -> View {
         parent: r.parent,
         holds_stack: !r.coroutine.is_null(),
     }
+}
+
+/// Adds one to a count the program can raise without bound (handles,
+/// pins); whether it wrapped (then [`count_overflow`]).
+#[inline(always)]
+fn wrapped_adding_one(count: &mut u32) -> bool {
+    *count = count.wrapping_add(1);
+    *count == 0
 }
 
 /// A greenlet's count of handles (or pins) would wrap: only
