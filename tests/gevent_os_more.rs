@@ -218,14 +218,19 @@ fn test_readinto_serial() {
 
 // WORKS_WITH_REGULAR_FILES = False (gevent on libuv/Linux, where the
 // watcher for a regular file fails with EPERM): the crate refuses them
-// the same way, documented.
+// the same way, documented. The refusal leaves the open file blocking, as
+// it came: a duplicate (the shell's, say) shares the flag.
 #[test]
 fn test_regular_files_refused() {
     let path = std::env::temp_dir().join(format!("gevent-os-more-{}", std::process::id()));
     let f = std::fs::File::create(&path).unwrap();
+    let shared = f.try_clone().unwrap();
     let e = AsyncFd::new(f).map(|_| ()).unwrap_err();
     std::fs::remove_file(&path).unwrap();
     assert_eq!(e.raw_os_error(), Some(libc::EPERM));
+    // SAFETY: F_GETFL on an open descriptor reads only its flags.
+    let flags = unsafe { libc::fcntl(shared.as_raw_fd(), libc::F_GETFL) };
+    assert_eq!(flags & libc::O_NONBLOCK, 0, "left non-blocking");
 }
 
 // ConcurrentFileObjectMixin.test_bufsize_0: unbuffered, each byte

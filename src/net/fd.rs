@@ -244,12 +244,27 @@ impl<T: AsFd> AsyncFd<T> {
     /// `fcntl`'s or `epoll_ctl`'s: `EPERM` for a regular file, `EEXIST`
     /// when the descriptor is already registered with this hub (wrap a
     /// duplicate instead), `EBADF` for a closed one; and the reactor's, if
-    /// it cannot be created.
+    /// it cannot be created. A refused descriptor is left blocking if it
+    /// was.
     pub fn new(inner: T) -> io::Result<AsyncFd<T>> {
-        set_nonblocking(inner.as_fd())?;
+        let was_blocking = set_o_nonblock(inner.as_fd(), true)?;
         let hub = hub();
         let raw = inner.as_fd().as_raw_fd();
-        let reg = hub.reactor_or_init()?.register(raw)?;
+        let reg = match hub
+            .reactor_or_init()
+            .and_then(|reactor| reactor.register(raw))
+        {
+            Ok(reg) => reg,
+            Err(e) => {
+                // Refused: the open file (which duplicates elsewhere may
+                // share) goes back to blocking, as it came. Its own error,
+                // if any, is dropped: the refusal is the one to report.
+                if was_blocking {
+                    let _ = set_o_nonblock(inner.as_fd(), false);
+                }
+                return Err(e);
+            }
+        };
         Ok(AsyncFd {
             inner: Some(inner),
             reg,
@@ -487,19 +502,15 @@ fn check_timeout(timeout: Option<Duration>) -> io::Result<Option<Duration>> {
     Ok(timeout)
 }
 
-/// Sets `O_NONBLOCK` on `fd`'s open file.
-pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
-    set_o_nonblock(fd, true)
-}
-
 /// Clears `O_NONBLOCK` on `fd`'s open file (for a descriptor handed on to
 /// blocking code, a child process above all).
 pub(crate) fn set_blocking(fd: BorrowedFd<'_>) -> io::Result<()> {
-    set_o_nonblock(fd, false)
+    set_o_nonblock(fd, false).map(drop)
 }
 
-/// Sets or clears `O_NONBLOCK` on `fd`'s open file, if it is not so yet.
-fn set_o_nonblock(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+/// Sets or clears `O_NONBLOCK` on `fd`'s open file, if it is not so yet;
+/// `true` if it changed it.
+fn set_o_nonblock(fd: BorrowedFd<'_>, on: bool) -> io::Result<bool> {
     let raw = fd.as_raw_fd();
     // SAFETY: `F_GETFL` and `F_SETFL` take and return plain integers and
     // touch no memory of ours; `fd` is borrowed, so open, for the calls.
@@ -513,11 +524,14 @@ fn set_o_nonblock(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
         } else {
             flags & !libc::O_NONBLOCK
         };
-        if wanted != flags && libc::fcntl(raw, libc::F_SETFL, wanted) < 0 {
+        if wanted == flags {
+            return Ok(false);
+        }
+        if libc::fcntl(raw, libc::F_SETFL, wanted) < 0 {
             return Err(io::Error::last_os_error());
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 impl<T: AsFd> Drop for AsyncFd<T> {
