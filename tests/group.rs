@@ -329,6 +329,33 @@ fn a_panicking_member_leaves_only_once_its_locals_are_dropped() {
     assert!(member.is_finished());
 }
 
+/// A member thrown into before it started drops its function unrun on its
+/// own stack, and stays a member until the function's captures are gone:
+/// a capture's destructor that blocks keeps `join` waiting.
+#[test]
+fn a_member_dropped_unrun_leaves_only_once_its_captures_are_gone() {
+    struct WaitsAsItDrops(Event, Rc<Cell<bool>>);
+    impl Drop for WaitsAsItDrops {
+        fn drop(&mut self) {
+            self.0.wait();
+            self.1.set(true);
+        }
+    }
+    let group = Group::new();
+    let gate = Event::new();
+    let gone = Rc::new(Cell::new(false));
+    let capture = WaitsAsItDrops(gate.clone(), gone.clone());
+    let member = group.spawn(move || drop(capture));
+    let (g, gone_then, greenlet) = (group.clone(), gone.clone(), member.greenlet().clone());
+    let joiner = hub::spawn(move || {
+        g.join();
+        (greenlet.is_dead(), gone_then.get())
+    });
+    let _: Result<(), _> = member.greenlet().throw("before it ran");
+    let _opener = opens_later(&gate);
+    assert_eq!(joiner.join().unwrap(), (true, true), "(dead, capture gone)");
+}
+
 /// `kill_all` kills a member blocked in a greenlet-local's destructor too
 /// (it is still a member) and returns once it is gone.
 #[test]

@@ -1430,3 +1430,92 @@ fn receives_while_unwinding_answer_as_if_the_senders_were_gone() {
     );
     drop(tx);
 }
+
+/// Waits on `gate` as it drops, then notes that it is gone.
+struct WaitsAsItDrops {
+    gate: Event,
+    gone: Rc<Cell<bool>>,
+}
+
+impl Drop for WaitsAsItDrops {
+    fn drop(&mut self) {
+        self.gate.wait(); // may block: the greenlet is not being killed
+        self.gone.set(true);
+    }
+}
+
+/// A spawned greenlet thrown into before it started drops its function
+/// unrun, on its own stack; a capture's destructor that blocks there is
+/// part of the greenlet, so a waiter on its handle wakes only once the
+/// greenlet is dead and the capture gone.
+#[test]
+fn a_handle_says_finished_only_once_an_unrun_functions_captures_are_gone() {
+    let gate = Event::new();
+    let gone = Rc::new(Cell::new(false));
+    let capture = WaitsAsItDrops {
+        gate: gate.clone(),
+        gone: gone.clone(),
+    };
+    let unrun = Rc::new(hub::spawn(move || drop(capture)));
+    let (handle, gone_then) = (unrun.clone(), gone.clone());
+    let waiter = hub::spawn(move || {
+        handle.wait();
+        (handle.greenlet().is_dead(), gone_then.get())
+    });
+    // Its result is not looked at: with only the blocked destructor left,
+    // main may hear that nothing can run.
+    let _: Result<(), _> = unrun.greenlet().throw("before it ran");
+    let opener = hub::spawn(move || gate.set());
+    assert_eq!(waiter.join().unwrap(), (true, true), "(dead, capture gone)");
+    opener.join().unwrap();
+    assert!(matches!(
+        Rc::into_inner(unrun).unwrap().join(),
+        Err(JoinError::Panicked(_))
+    ));
+}
+
+/// A killed spawned greenlet's greenlet-locals are dropped before its
+/// handle says it finished, as on its other ends: a local's destructor
+/// still sees it unfinished, and no `on_finish` callback has run.
+#[test]
+fn a_killed_greenlets_locals_go_before_its_handle_says_finished() {
+    thread_local! {
+        static HANDLE: RefCell<Option<Rc<hub::JoinHandle<()>>>> = const { RefCell::new(None) };
+        static SEEN: Cell<Option<bool>> = const { Cell::new(None) };
+    }
+    struct Probe;
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            let finished = HANDLE.with(|h| h.borrow().as_ref().map(|h| h.is_finished()));
+            SEEN.with(|s| s.set(finished));
+        }
+    }
+    greenlet::greenlet_local! {
+        static PROBE: RefCell<Option<Probe>> = RefCell::new(None);
+    }
+    let callback_ran = Rc::new(Cell::new(false));
+    let never = Event::new();
+    let waits = never.clone();
+    let victim = Rc::new(hub::spawn(move || {
+        PROBE.with(|p| *p.borrow_mut() = Some(Probe));
+        waits.wait();
+    }));
+    let ran = callback_ran.clone();
+    victim.on_finish(move || ran.set(true));
+    HANDLE.with(|h| *h.borrow_mut() = Some(victim.clone()));
+    hub::yield_now(); // it blocks, its local made
+    victim.kill();
+    HANDLE.with(|h| *h.borrow_mut() = None);
+    assert_eq!(
+        SEEN.with(Cell::get),
+        Some(false),
+        "the local saw it finished"
+    );
+    assert!(victim.is_finished());
+    hub::yield_now(); // the callback's greenlet
+    assert!(callback_ran.get());
+    assert!(matches!(
+        Rc::into_inner(victim).unwrap().join(),
+        Err(JoinError::Killed)
+    ));
+}

@@ -303,3 +303,176 @@ fn a_local_made_while_the_value_of_a_failed_end_drops_is_dropped_on_its_greenlet
     drop(g);
     assert_eq!(DROPPED_ON.with(Cell::get), Some(id));
 }
+
+/// Runs `f` as it drops.
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+/// A finishing greenlet recycles the one that finished before it, whose
+/// hand-off link can be the last reference of a detached spawn: that
+/// spawn is collected there, inside the finish, and its destructor kills
+/// the finishing greenlet. The kill is the finisher's end (it was ending
+/// anyway); the destructor gets its kill back, main stays current, and
+/// nothing unwinds out of the finisher's stack.
+#[test]
+fn a_greenlet_collected_inside_a_finish_may_kill_the_finisher() {
+    use greenlet::hub;
+    let destructor_ends = Rc::new(Cell::new(0));
+    let x = Greenlet::new(|()| {});
+    let to_kill = Rc::new(RefCell::new(Some(x.clone())));
+    let first = hub::spawn(|| {});
+    let (ends, slot) = (destructor_ends.clone(), to_kill.clone());
+    let detached = hub::spawn(move || {
+        let (slot2, ends2) = (slot.clone(), ends.clone());
+        let _kills_x = OnDrop(move || {
+            if let Some(x) = slot2.borrow_mut().take() {
+                x.kill();
+            }
+            ends2.set(ends2.get() + 1);
+        });
+        let x = slot.borrow().clone().unwrap();
+        let _ = x.switch::<(), ()>(()); // x returns: its finish collects this greenlet
+    });
+    drop(detached);
+    drop(x);
+    let ran = panic::catch_unwind(AssertUnwindSafe(hub::run));
+    let main_current = Greenlet::current().is_main();
+    if let Err(p) = ran {
+        std::mem::forget(p);
+        panic!("an unwinding escaped into main's hub::run");
+    }
+    assert!(main_current);
+    assert_eq!(destructor_ends.get(), 1, "the destructor got its kill back");
+    drop(first);
+}
+
+greenlet::greenlet_local! {
+    static PANICS_AS_IT_DROPS: Cell<bool> = Cell::new(false);
+}
+
+/// As above, but the collected greenlet answers its kill with a panic (a
+/// greenlet-local whose destructor panics): nobody called into the
+/// collection, so the panic is reported and dropped, not unwound out of
+/// the finishing greenlet.
+#[test]
+fn a_panic_of_a_greenlet_collected_inside_a_finish_stays_there() {
+    use greenlet::hub;
+    struct Panics;
+    impl Drop for Panics {
+        fn drop(&mut self) {
+            if PANICS_AS_IT_DROPS.with(Cell::get) {
+                panic!("a local's destructor panics");
+            }
+        }
+    }
+    greenlet::greenlet_local! {
+        static LOCAL: RefCell<Option<Panics>> = RefCell::new(None);
+    }
+    let x = Greenlet::new(|()| {});
+    let first = hub::spawn(|| {});
+    let x2 = x.clone();
+    let detached = hub::spawn(move || {
+        LOCAL.with(|l| *l.borrow_mut() = Some(Panics));
+        PANICS_AS_IT_DROPS.with(|p| p.set(true));
+        let _ = x2.switch::<(), ()>(());
+    });
+    drop(detached);
+    drop(x);
+    let ran = panic::catch_unwind(AssertUnwindSafe(hub::run));
+    let main_current = Greenlet::current().is_main();
+    if let Err(p) = ran {
+        std::mem::forget(p);
+        panic!("a panic escaped into main's hub::run");
+    }
+    assert!(main_current);
+    drop(first);
+}
+
+/// The switch hook's event holds handles of the finishing greenlet and of
+/// its receiver. A hook that reparents the finisher and lets go of the old
+/// parent's other handle leaves the event's the last: the parent is
+/// collected when the event drops, inside the finish, and its destructor
+/// kills the finisher. Main's switch still returns (`Killed`), with main
+/// current.
+#[test]
+fn a_greenlet_collected_with_a_finish_event_may_kill_the_finisher() {
+    use greenlet::SwitchKind;
+    let destructor_ends = Rc::new(Cell::new(0));
+    let to_kill: Rc<RefCell<Option<Greenlet>>> = Rc::new(RefCell::new(None));
+    let (slot, ends) = (to_kill.clone(), destructor_ends.clone());
+    let parent = Greenlet::new(move |()| {
+        let _kills = OnDrop(move || {
+            if let Some(g) = slot.borrow_mut().take() {
+                g.kill();
+            }
+            ends.set(ends.get() + 1);
+        });
+        Greenlet::main().switch::<(), ()>(()).unwrap();
+    });
+    parent.switch::<(), ()>(()).unwrap();
+    let g = Greenlet::builder()
+        .parent(&parent)
+        .build(|()| -> u32 { 7 })
+        .unwrap();
+    *to_kill.borrow_mut() = Some(g.clone());
+    let parent_handle = Rc::new(RefCell::new(Some(parent)));
+    let (held, finisher) = (parent_handle.clone(), g.clone());
+    greenlet::set_switch_hook(Some(Box::new(move |e: &SwitchEvent| {
+        if e.kind == SwitchKind::Finish && e.origin == finisher {
+            e.origin.set_parent(&Greenlet::main()).unwrap();
+            held.borrow_mut().take(); // the event's handle is the parent's last
+        }
+    })));
+    let switched = panic::catch_unwind(AssertUnwindSafe(|| g.switch::<(), u32>(())));
+    greenlet::set_switch_hook(None);
+    let main_current = Greenlet::current().is_main();
+    let Ok(outcome) = switched else {
+        std::mem::forget(switched);
+        panic!("an unwinding escaped into main's switch");
+    };
+    assert!(main_current);
+    // Its value went to its killer, the collected parent, whose own end
+    // then went to its killer, dead, and up that one's parents: to main.
+    assert!(matches!(outcome, Err(SwitchError::Killed)), "{outcome:?}");
+    assert_eq!(destructor_ends.get(), 1, "the destructor got its kill back");
+    assert!(g.is_dead());
+}
+
+/// A throw into an unstarted spawn links the spawn's end back to the
+/// thrower. When that spawn is then killed (its function's destructor
+/// blocked), the end goes to the killer instead, and the thrower's link
+/// goes with the kill: once its last handle drops, the thrower, which
+/// nothing will switch to again, is collected (its destructors run).
+#[test]
+fn a_kill_that_replaces_a_throwers_link_lets_the_thrower_go() {
+    use greenlet::hub;
+    let thrower_dropped = Rc::new(Cell::new(0));
+    let q: Rc<hub::Queue<u32>> = Rc::new(hub::Queue::new());
+    let q2 = q.clone();
+    let blocks_as_it_drops = OnDrop(move || {
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| q2.get()));
+    });
+    let spawned = hub::spawn(move || {
+        let _ = &blocks_as_it_drops;
+        5u32
+    });
+    let target = spawned.greenlet().clone();
+    let dropped = thrower_dropped.clone();
+    let thrower = Greenlet::new(move |()| {
+        let _counts = OnDrop(move || dropped.set(dropped.get() + 1));
+        let _ = target.throw::<_, ()>("before it ran");
+        let _ = Greenlet::main().switch::<(), ()>(());
+    });
+    // The spawn blocks in its function's destructor; with nothing else to
+    // run, the hub comes back to main (with an error, not looked at).
+    let _ = thrower.switch::<(), ()>(());
+    assert!(thrower.is_active(), "waiting in its throw");
+    spawned.kill();
+    drop(thrower);
+    assert_eq!(thrower_dropped.get(), 1, "the thrower was collected");
+}

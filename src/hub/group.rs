@@ -56,10 +56,14 @@ struct Inner {
 /// A member's function, with what makes it leave its group when it ends
 /// (however it ends: the `Leave` drops as its greenlet unwinds too), and
 /// what it keeps until then.
+///
+/// The fields drop in their order here, so a member dropped unrun (thrown
+/// into or killed before it started) drops the function's captures, whose
+/// destructors may block, before it frees what it kept and leaves.
 struct Member<F, K> {
-    leave: Leave,
-    keep: K,
     f: F,
+    keep: K,
+    leave: Leave,
 }
 
 impl<F, K> Member<F, K> {

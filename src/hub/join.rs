@@ -243,6 +243,31 @@ fn drop_payload(mut p: Box<dyn Any + Send>) {
     }
 }
 
+/// A spawned greenlet's function and its finisher, captured as one value
+/// by the greenlet's closure. The fields drop in their order here, so a
+/// greenlet dropped unrun (thrown into or killed before it started) drops
+/// the function's captures, whose destructors may block, before its
+/// finisher publishes the outcome: its handle says it finished only once
+/// they are gone, as on every other end.
+struct Spawned<F, R> {
+    f: F,
+    finisher: Finisher<R>,
+}
+
+/// A killed spawned greenlet's end: its greenlet-locals go first, as on
+/// every end (their destructors cannot refuse the kill: their switches
+/// fail), and only then does the finisher's drop publish `Killed`. A panic
+/// in one of them goes on out of the greenlet, as the runtime's end would
+/// send it (`kill` reports it).
+#[inline]
+fn end_killed<R>(rt: &Runtime, finisher: Finisher<R>) {
+    let locals = rt.drop_locals();
+    drop(finisher);
+    if let Err(SwitchError::Panicked(p)) = locals {
+        panic::resume_unwind(p)
+    }
+}
+
 /// Owned by the spawned closure: records `Killed` if the greenlet ends
 /// without a result (its closure dropped unrun, or its stack unwound).
 struct Finisher<R> {
@@ -335,12 +360,18 @@ where
     R: 'static,
 {
     let state = PooledRc::new_with(JoinState::new);
-    let finisher = Finisher {
-        state: state.clone(),
-        hub: hub.clone(),
+    let spawned = Spawned {
+        f,
+        finisher: Finisher {
+            state: state.clone(),
+            hub: hub.clone(),
+        },
     };
     let greenlet = builder.build_spawned(&hub.greenlet, move |()| {
-        let finisher = finisher;
+        // Moved whole, so the closure captures it whole: dropped unrun, it
+        // drops in its fields' order.
+        let spawned = spawned;
+        let Spawned { f, finisher } = spawned;
         let ran = run_in_own_frame(f);
         // The thread's runtime, reached once for the whole end (each reach
         // is a thread-local load and a check).
@@ -352,7 +383,7 @@ where
             // greenlet, so there is nothing to hand off either.
             Ok(value) if killed_meanwhile(rt) => {
                 drop(value);
-                return;
+                return end_killed(rt, finisher);
             }
             Ok(value) => Ok(value),
             // Killed: its function's frames are unwound, and the greenlet
@@ -362,7 +393,7 @@ where
             // the kill unwound a second time, through std's frames: a
             // spawned greenlet's kill took 51,100 instructions instead of
             // 30,600.
-            Err(p) if is_kill(p.as_ref()) => return,
+            Err(p) if is_kill(p.as_ref()) => return end_killed(rt, finisher),
             Err(p) => Err(JoinError::Panicked(p)),
         };
         // Greenlet-locals go now, while this is still an ordinary hub

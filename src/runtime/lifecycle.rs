@@ -529,7 +529,14 @@ impl Runtime {
         // chose to hand off (a greenlet-local's destructor blocked after
         // the hand-off was made, say).
         self.hand_back(victim);
-        self.records.replace_killer(victim, Some(cur));
+        // A link this kill replaces (a thrower's, waiting for the end of
+        // the unstarted spawn it threw into: that end now comes here) lets
+        // its greenlet go once the kill is over, whatever its outcome:
+        // nothing else will send that greenlet anything.
+        let _replaced = self
+            .records
+            .replace_killer(victim, Some(cur))
+            .map(|key| Hold { rt: self, key });
         self.add_ref(cur);
         let unwinding = std::thread::panicking();
         if unwinding {
@@ -905,18 +912,49 @@ impl Runtime {
     #[cold]
     #[inline(never)]
     fn trace_finish(&self, me: Key, to: Key, kind: SwitchKind) {
-        match self.tracer.emit(me, self.first_live(to), kind) {
-            Ok(()) => {}
+        // The event's handles drop after the hook, outside its catch: one
+        // may be the last of a greenlet, collected there (see
+        // `unwound_in_finish`).
+        let traced = panic::catch_unwind(AssertUnwindSafe(|| {
+            self.tracer.emit(me, self.first_live(to), kind)
+        }));
+        match traced {
+            Ok(Ok(())) => {}
             // It killed this greenlet, which is ending anyway.
-            Err(p) if p.is::<GreenletExit>() => {}
-            Err(p) => {
+            Ok(Err(p)) if p.is::<GreenletExit>() => {}
+            Ok(Err(p)) => {
                 let what = crate::error::payload_message(p.as_ref()).unwrap_or("non-text payload");
                 report!("greenlet: the switch hook panicked and was removed: {what}");
                 // Its destructor may panic too: nothing here may unwind,
                 // out of the greenlet's first frame.
                 crate::error::drop_quietly(p);
             }
+            Err(p) => self.unwound_in_finish(p),
         }
+    }
+
+    /// What unwound into a finishing greenlet from the collection of
+    /// another one, whose last reference went with the recycling of the
+    /// greenlet before it or with the switch hook's event. A kill of this
+    /// greenlet (a destructor of the collected one made it) is its end,
+    /// which it is making anyway: the outcome goes to the killer. A panic
+    /// (the collected greenlet answered its kill with one) has nobody to
+    /// resume in, as for a handle dropped during an unwinding: it is
+    /// reported on stderr and dropped.
+    #[cold]
+    #[inline(never)]
+    fn unwound_in_finish(&self, p: Box<dyn Any + Send>) {
+        if !p.is::<GreenletExit>() {
+            let what = crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)");
+            report!(
+                "greenlet: a greenlet collected while {} finished panicked: {what}",
+                describe(
+                    self.records.name(self.current.get()).as_deref(),
+                    self.records.id(self.current.get())
+                )
+            );
+        }
+        crate::error::drop_quietly(p);
     }
 
     /// Hands a dead greenlet's outcome to its parent (or killer), walking
@@ -926,7 +964,13 @@ impl Runtime {
         self.hand_off_over(me);
         // At most one greenlet waits in the fast lane's recycling slot.
         if let Some(key) = self.finished.take() {
-            self.recycle_inline(key);
+            // Its links may hold the last reference of another greenlet,
+            // collected here: its destructors are user code, which may
+            // panic or kill this greenlet, and nothing may unwind out of
+            // a greenlet's first frames.
+            if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| self.recycle_inline(key))) {
+                self.unwound_in_finish(p);
+            }
         }
         let mut slot = MaybeUninit::<ManuallyDrop<R>>::uninit();
         let mut word = 0;

@@ -104,9 +104,10 @@ fn edge_a_greenlet_parked_in_its_unrun_functions_destructor_killed_or_collected(
 }
 
 /// A spawned greenlet's closure parks the same way when thrown into
-/// before it started: its `JoinHandle` has its outcome (the thrown error,
-/// as a panic) at once, though the greenlet is still suspended in the
-/// destructor; a kill ends it there.
+/// before it started: its `JoinHandle` has no outcome while the greenlet
+/// is suspended in the destructor (the captures are part of the
+/// greenlet); a kill ends it there, and the outcome is the thrown error,
+/// as a panic.
 #[test]
 fn edge_a_spawned_closure_parking_in_its_destructor_after_a_throw() {
     use greenlet::hub;
@@ -122,10 +123,11 @@ fn edge_a_spawned_closure_parking_in_its_destructor_after_a_throw() {
     // the destructor's switch sent.
     let x: &str = g.throw("stop").unwrap();
     assert_eq!(x, "from the run callable");
-    assert!(h.is_finished());
+    assert!(!h.is_finished(), "not while its captures are dropped");
     assert!(g.is_active(), "parked in the destructor");
     g.kill();
     assert!(g.is_dead());
+    assert!(h.is_finished());
     let e = h.join().unwrap_err();
     assert!(format!("{e:?}").contains("stop"), "{e:?}");
     assert_eq!(log.lines(), ["run callable dropped"]);
