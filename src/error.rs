@@ -102,6 +102,25 @@ pub(crate) fn drop_quietly<T>(value: T) {
     }
 }
 
+/// Drops `value`, which the runtime held for the program and nobody is
+/// left to receive (work dropped unrun with its hub, say), where a panic
+/// must not escape: in a thread-local's destructor, in the hub's loop, or
+/// while a kill unwinds, it would abort the process or end the hub. A
+/// panic in its destructor is reported on stderr, naming `what` was
+/// dropped, and its payload dropped quietly.
+#[cold]
+#[inline(never)]
+pub(crate) fn drop_reporting<T>(value: T, what: &str) {
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)));
+    if let Err(p) = dropped {
+        report!(
+            "greenlet: {what} panicked as it was dropped: {}",
+            payload_message(p.as_ref()).unwrap_or("(non-text payload)")
+        );
+        drop_quietly(p);
+    }
+}
+
 /// Reports on stderr a panic or a throw that reached the hub greenlet
 /// (through a finished spawned greenlet, whose parent it is, or a child
 /// greenlet that outlived the spawned greenlet that made it), and drops

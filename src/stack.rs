@@ -497,7 +497,7 @@ impl StackPool {
             self.in_use += 1;
             return Ok(stack);
         }
-        if self.free.len() > self.trimmed + self.policy.resident {
+        if self.free.len() > self.trimmed.saturating_add(self.policy.resident) {
             // Stacks that may have gone cold: check before taking one.
             self.age();
         }
@@ -554,7 +554,7 @@ impl StackPool {
             stack,
             released: now,
         });
-        if self.free.len() > self.trimmed + self.policy.resident {
+        if self.free.len() > self.trimmed.saturating_add(self.policy.resident) {
             self.age();
         }
     }
@@ -612,7 +612,10 @@ impl StackPool {
                 }
             }
         }
-        if policy.stack_size != old.stack_size {
+        // A change of less than a page maps the same stacks: they stay.
+        if policy.stack_size != old.stack_size
+            && mapped_len(policy.stack_size).ok() != mapped_len(old.stack_size).ok()
+        {
             // Pooled stacks of the old size are of no use any more.
             for pooled in std::mem::take(&mut self.free) {
                 self.unmap(pooled.stack);

@@ -10,6 +10,7 @@ use std::time::Duration;
 use greenlet::hub::{self, Queue, COOP_BUDGET};
 
 const B: usize = COOP_BUDGET as usize;
+const HOUR: Duration = Duration::from_secs(3600);
 
 /// Spawns a greenlet that counts its turns until `stop` is set.
 fn ticker(stop: &Rc<Cell<bool>>) -> (Rc<Cell<u64>>, hub::JoinHandle<()>) {
@@ -221,6 +222,14 @@ fn waits_that_find_what_they_wait_for_let_a_ticker_run() {
     let q = Queue::new();
     q.put(1u32);
     assert_ticked_once_per_budget(&ticks_around(move || assert_eq!(q.peek(), Some(1))));
+
+    // Joins with nothing left to wait for.
+    let empty = hub::Group::new();
+    assert_ticked_once_per_budget(&ticks_around(move || empty.join()));
+    let idle = hub::Pool::new(1);
+    assert_ticked_once_per_budget(&ticks_around(move || assert!(idle.join_timeout(HOUR))));
+    let all_done = hub::JoinableQueue::<u32>::new();
+    assert_ticked_once_per_budget(&ticks_around(move || all_done.join()));
 
     let (tx, rx) = hub::channel::<usize>();
     for i in 0..10 * B {

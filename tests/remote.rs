@@ -474,6 +474,72 @@ fn work_posted_to_a_hub_that_exits_without_polling_is_dropped_unrun() {
     assert!(remote.spawn(|| ()).is_err());
 }
 
+/// Panics as it drops (a capture of posted work that is never run).
+struct PanicsAsItDrops;
+
+impl Drop for PanicsAsItDrops {
+    fn drop(&mut self) {
+        panic!("a capture's destructor panics");
+    }
+}
+
+/// Work still queued when its hub's thread exits is dropped, each closure
+/// on its own, in a thread-local's destructor: one whose capture panics
+/// there is reported, the others are dropped too, and the thread exits
+/// normally (work another thread posted cannot take the process down).
+#[test]
+fn posted_work_whose_capture_panics_as_it_drops_at_exit_is_reported() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let d = drops.clone();
+    let exited = thread::spawn(move || {
+        let remote = hub::remote();
+        let (bomb, guard) = (PanicsAsItDrops, Dropped(d));
+        remote.spawn(move || drop(bomb)).unwrap();
+        remote.spawn(move || drop(guard)).unwrap();
+        // Exits without running the hub again.
+    })
+    .join();
+    assert!(exited.is_ok(), "the thread exits normally");
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        1,
+        "the other closure was dropped"
+    );
+}
+
+/// Posted work that gets no stack for its greenlet is dropped unrun by the
+/// hub greenlet; a panic in its destructor is reported there, and the hub
+/// runs on.
+#[test]
+fn posted_work_dropped_for_want_of_a_stack_leaves_the_hub_running() {
+    thread::spawn(|| {
+        hub::spawn(|| ()).join().unwrap(); // the hub greenlet has its stack
+        let remote = hub::remote();
+        let old = greenlet::set_stack_policy(greenlet::StackPolicy::new().stack_size(1 << 60));
+        greenlet::trim_stacks();
+        assert!(
+            hub::Builder::new().spawn(|| ()).is_err(),
+            "no stack to be had"
+        );
+        let bomb = PanicsAsItDrops;
+        thread::spawn(move || remote.spawn(move || drop(bomb)).unwrap())
+            .join()
+            .unwrap();
+        // A blocking call lets the hub read its inbox: it finds the work,
+        // cannot start it, and drops it.
+        let (tx, rx) = hub::channel::<u32>();
+        tx.send(1).unwrap();
+        assert_eq!(rx.recv(), Ok(1));
+        hub::time::pause();
+        hub::sleep(SHORT);
+        hub::time::resume();
+        greenlet::set_stack_policy(old);
+        assert_eq!(hub::spawn(|| 2).join().unwrap(), 2, "the hub runs on");
+    })
+    .join()
+    .unwrap();
+}
+
 /// A plain thread calls into the hub and waits for the value; a panic in
 /// the call resumes in that thread; a hub whose thread has exited says so;
 /// the hub's own thread may not wait for itself.

@@ -107,3 +107,40 @@ fn a_new_size_retires_the_stacks_of_the_old_one() {
     .join()
     .unwrap();
 }
+
+/// A change of less than a page maps stacks of the same size: a stack in
+/// use across it goes back to the pool when its greenlet finishes.
+#[test]
+fn a_change_of_less_than_a_page_keeps_the_stacks() {
+    std::thread::spawn(|| {
+        let g = Greenlet::new(|()| Greenlet::main().switch::<(), ()>(()).unwrap());
+        g.switch::<(), ()>(()).unwrap(); // parked: its stack is lent
+        let pooled = stacks().0;
+        set_stack_policy(StackPolicy::new().stack_size(greenlet::DEFAULT_STACK_SIZE + 1));
+        assert_eq!(stacks().0, pooled, "the pooled stacks stay");
+        g.switch::<(), ()>(()).unwrap(); // it finishes
+        drop(g);
+        greenlet::trim_stacks();
+        assert_eq!(stacks(), (pooled + 1, 0), "its stack was pooled");
+    })
+    .join()
+    .unwrap();
+}
+
+/// `resident(usize::MAX)` keeps every pooled stack resident, as
+/// `max_pooled(usize::MAX)` pools them all: creation goes on working.
+#[test]
+fn a_resident_count_of_usize_max_keeps_them_all() {
+    std::thread::spawn(|| {
+        set_stack_policy(StackPolicy::new().resident(usize::MAX));
+        let made: Vec<Greenlet> = (0..100).map(|_| Greenlet::new(|x: u32| x + 1)).collect();
+        for g in &made {
+            assert_eq!(g.switch::<u32, u32>(1).unwrap(), 2);
+        }
+        drop(made);
+        greenlet::trim_stacks();
+        assert!(stacks().0 >= 100);
+    })
+    .join()
+    .unwrap();
+}

@@ -174,7 +174,7 @@ impl<T: Clone, E: Clone> AsyncResult<T, E> {
     #[inline(always)]
     pub fn get_timeout(&self, timeout: Duration) -> Option<Result<T, E>> {
         let deadline = deadline_after(timeout);
-        super::coop();
+        // Spends budget in `wait_for`, also when it is filled already.
         let filled = || self.is_ready();
         self.inner
             .ready

@@ -142,6 +142,12 @@ impl Event {
         deadline: Option<Instant>,
         call: &'static str,
     ) -> bool {
+        // Done at once, it spends budget (and yields first when that is
+        // spent), as a wait on a set flag does: a loop of joins of an
+        // empty group would otherwise never let others run.
+        if done() {
+            super::coop();
+        }
         while !done() {
             if !self.wait_until(deadline, call) {
                 break;

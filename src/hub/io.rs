@@ -3,6 +3,7 @@
 //! a greenlet on a socket or a channel.
 
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use super::join;
@@ -74,16 +75,29 @@ impl Hub {
                         // Without a stack the task is dropped unrun, said on
                         // stderr: a panic here would end the hub greenlet
                         // and strand every greenlet of the thread.
+                        // The task's destructor, run then, may panic: that
+                        // is reported too.
                         let builder = crate::greenlet::Greenlet::builder();
-                        let spawned = {
+                        let spawned = panic::catch_unwind(AssertUnwindSafe(|| {
                             let _flag = NoStackFlag::set();
                             join::spawn_with(&hub, builder, task)
-                        };
-                        if let Err(e) = spawned {
-                            report!(
+                        }));
+                        match spawned {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => report!(
                                 "greenlet::hub: a task posted through Remote::spawn was \
                                  dropped unrun: no stack for its greenlet ({e})"
-                            );
+                            ),
+                            Err(p) => {
+                                report!(
+                                    "greenlet::hub: a task posted through Remote::spawn was \
+                                     dropped unrun (no stack for its greenlet), and panicked \
+                                     as it was dropped: {}",
+                                    crate::error::payload_message(p.as_ref())
+                                        .unwrap_or("(non-text payload)")
+                                );
+                                crate::error::drop_quietly(p);
+                            }
                         }
                     }
                 }

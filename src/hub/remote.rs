@@ -149,8 +149,15 @@ impl Inbox {
             std::mem::take(&mut mail.tasks)
         };
         // Dropped outside the lock: a closure's destructor may use a
-        // `Remote` itself.
-        drop(tasks);
+        // `Remote` itself. Each on its own: this runs in a thread-local's
+        // destructor, where a panic would abort the process, and work
+        // another thread posted must not take this one down.
+        for task in tasks {
+            crate::error::drop_reporting(
+                task,
+                "a task posted through Remote::spawn, dropped unrun with its hub,",
+            );
+        }
     }
 
     /// Whether the hub is gone (its thread exited): posts fail.
