@@ -1519,3 +1519,46 @@ fn a_killed_greenlets_locals_go_before_its_handle_says_finished() {
         Err(JoinError::Killed)
     ));
 }
+
+/// A switch hook that panics on a hub kill (`JoinHandle::kill`,
+/// `Scheduled::cancel`, `Group::kill_all`) stops that kill before it
+/// began; the hook is removed (its panic reported) and the kill is made
+/// without it: the greenlet is dead when the call returns, a cancelled
+/// function never runs, and no member is left alive.
+#[test]
+fn hub_kills_go_through_a_switch_hook_that_panics_on_them() {
+    use greenlet::SwitchKind;
+    fn panics_on_the_next_kill() {
+        greenlet::set_switch_hook(Some(Box::new(|e: &greenlet::SwitchEvent| {
+            if e.kind == SwitchKind::Kill {
+                panic!("the hook panics on a kill");
+            }
+        })));
+    }
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    let sleeper = hub::spawn(|| hub::sleep(HOUR));
+    hub::yield_now();
+    panics_on_the_next_kill();
+    sleeper.kill();
+    assert!(sleeper.greenlet().is_dead());
+    assert!(matches!(sleeper.join(), Err(JoinError::Killed)));
+
+    let ran = Rc::new(Cell::new(false));
+    let r = ran.clone();
+    let scheduled = hub::spawn_after(HOUR, move || r.set(true));
+    hub::yield_now(); // it sleeps until its deadline
+    panics_on_the_next_kill();
+    assert!(scheduled.cancel());
+    assert!(matches!(scheduled.join(), Err(JoinError::Killed)));
+    assert!(!ran.get());
+
+    let group = hub::Group::new();
+    let members: Vec<_> = (0..3).map(|_| group.spawn(|| hub::sleep(HOUR))).collect();
+    hub::yield_now();
+    panics_on_the_next_kill();
+    group.kill_all();
+    assert!(group.is_empty());
+    assert!(members.iter().all(|m| m.greenlet().is_dead()));
+    greenlet::set_switch_hook(None);
+}

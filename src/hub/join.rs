@@ -561,9 +561,15 @@ impl<R: 'static> JoinHandle<R> {
     ///
     /// As gevent's `kill`, and unlike [`Greenlet::kill`], a panic out of
     /// the greenlet's end (its function caught the kill and panicked, or
-    /// a destructor that runs during the kill panicked, or tried to block,
-    /// which a kill forbids) is the greenlet's: it is reported on stderr,
-    /// not raised in the caller.
+    /// the destructor of one of its greenlet-locals, dropped after the
+    /// unwinding, panicked or tried to block, which a kill forbids) is the
+    /// greenlet's: it is reported on stderr, not raised in the caller. So
+    /// is a switch hook's panic on the kill: the hook is removed and the
+    /// kill made without it, so the greenlet is dead when this returns (or
+    /// it refused). A destructor of its frames that panics while the kill
+    /// unwinds them aborts the process, as any panic during an unwinding
+    /// does (a blocking call there panics: see the crate's [hostile
+    /// use](crate#hostile-use)).
     pub fn kill(&self) {
         kill_spawned(&self.greenlet);
     }
@@ -590,12 +596,24 @@ impl<R> fmt::Debug for JoinHandle<R> {
 }
 
 /// Kills `g`, a spawned greenlet (see [`JoinHandle::kill`]): a panic of its
-/// end is reported on stderr and dropped; a kill or a `with_timeout`
-/// interruption of the caller itself unwinds on.
+/// end is reported on stderr and dropped; so is a switch hook's panic on
+/// the kill, which stops it before it began: the hook is removed and the
+/// kill made again, so that the greenlet is dead when this returns. A kill
+/// or a `with_timeout` interruption of the caller itself unwinds on.
 pub(super) fn kill_spawned(g: &Greenlet) {
     let kill = || {
         let rt = Runtime::get();
-        if rt.kill(g.key()).is_err() {
+        let (outcome, hooks_panic) = rt.kill_past_the_hook(g.key());
+        if let Some(h) = hooks_panic {
+            report!(
+                "greenlet::hub: the switch hook panicked on the kill of greenlet {} and was \
+                 removed (the kill was made without it): {}",
+                g.id(),
+                payload_message(h.as_ref()).unwrap_or("(non-text payload)")
+            );
+            crate::error::drop_quietly(h);
+        }
+        if outcome.is_err() {
             rt.report_refused(g.key(), "JoinHandle::kill");
         }
     };

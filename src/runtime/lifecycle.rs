@@ -718,6 +718,38 @@ impl Runtime {
         true
     }
 
+    /// Kills `victim`, as [`kill`](Runtime::kill), from a caller that
+    /// reports what goes wrong rather than raising it (the hub's kills):
+    /// a switch hook that panics on the kill stops it before it began, and
+    /// is removed; the kill is then made again, without it, and the hook's
+    /// panic is given back beside the outcome for the caller to report.
+    pub(crate) fn kill_past_the_hook(
+        &self,
+        victim: Key,
+    ) -> (Result<(), Refused>, Option<Box<dyn Any + Send>>) {
+        let mut hooks_panic = None;
+        loop {
+            self.hook_stopped_kill_of.set(None);
+            match panic::catch_unwind(AssertUnwindSafe(|| self.kill(victim))) {
+                Ok(outcome) => return (outcome, hooks_panic),
+                Err(p) if self.hook_stopped_kill_of.take() == Some(victim) => {
+                    // A later hook's panic (one set by the last one's
+                    // destructor) is dropped: the first is reported.
+                    match hooks_panic {
+                        None => hooks_panic = Some(p),
+                        Some(_) => crate::error::drop_quietly(p),
+                    }
+                }
+                Err(p) => {
+                    if let Some(h) = hooks_panic {
+                        crate::error::drop_quietly(h);
+                    }
+                    panic::resume_unwind(p)
+                }
+            }
+        }
+    }
+
     /// Kills every greenlet of the thread but main (and `spare`), from
     /// main, each in isolation: a panic that escapes one greenlet's
     /// unwinding (it answered the kill with a new panic, say) or a refused
