@@ -10,6 +10,8 @@ mod child;
 
 use std::cell::RefCell;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use greenlet::{hub, Greenlet};
@@ -505,5 +507,53 @@ fn a_victims_panic_after_a_caught_hook_panic_is_reported_as_the_victims() {
     assert_reported_as_the_victims(
         "victim after a hook",
         "greenlet 'victim' (id 1) panicked while its stack was unwound: victim boom",
+    );
+}
+
+/// Spawns a worker whose guard spawns the next worker as it drops, up to
+/// `cap` of them, counting them in `made`.
+fn respawning_workers(made: &Arc<AtomicU32>, cap: u32) {
+    struct Respawns(Arc<AtomicU32>, u32);
+    impl Drop for Respawns {
+        fn drop(&mut self) {
+            if self.0.load(Ordering::SeqCst) < self.1 {
+                spawn_worker(self.0.clone(), self.1);
+            }
+        }
+    }
+    fn spawn_worker(made: Arc<AtomicU32>, cap: u32) {
+        made.fetch_add(1, Ordering::SeqCst);
+        let guard = Respawns(made, cap);
+        hub::spawn(move || {
+            let _guard = guard;
+            hub::sleep(Duration::from_secs(3600));
+        });
+    }
+    spawn_worker(made.clone(), cap);
+    hub::yield_now(); // it sleeps
+}
+
+/// A guard that respawns its worker as it drops would keep the kills of
+/// `run_main`'s end, or of a thread's exit, going for ever: they stop
+/// after their bounded rounds (reported), and the thread exits.
+#[test]
+fn kills_at_the_end_stop_when_destructors_keep_making_greenlets() {
+    const CAP: u32 = 100_000;
+    let made = Arc::new(AtomicU32::new(0));
+    let m = made.clone();
+    let after_run_main = std::thread::spawn(move || {
+        respawning_workers(&m, CAP);
+        hub::run_main(|| ());
+        let after_run_main = m.load(Ordering::SeqCst);
+        respawning_workers(&m, CAP);
+        after_run_main
+        // The thread exits with workers still being made.
+    })
+    .join()
+    .unwrap();
+    assert!(after_run_main < CAP / 2, "run_main's end stopped by itself");
+    assert!(
+        made.load(Ordering::SeqCst) < CAP,
+        "the thread's exit stopped by itself"
     );
 }

@@ -811,7 +811,10 @@ pub fn run_timeout(timeout: Duration) -> bool {
 /// connections' greenlets unwind, their sockets close, their guards run.
 /// A greenlet whose unwinding panics (or that refuses its kill) is
 /// reported on stderr in one line naming it, and the others are still
-/// killed.
+/// killed. Greenlets that destructors make meanwhile are killed too, for
+/// up to 16 rounds: destructors still making them after that (a guard
+/// that respawns its worker) are reported, and the last ones they made
+/// left alive.
 ///
 /// # Panics
 ///

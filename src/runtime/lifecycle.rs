@@ -757,19 +757,31 @@ impl Runtime {
     /// others are still killed. Greenlets created meanwhile (by
     /// destructors) are killed too; a refusing greenlet is not asked twice.
     pub(crate) fn kill_all(&self, when: &str, spare: Option<Key>) {
-        self.kill_all_but(when, spare, &mut Vec::new());
+        if !self.kill_all_but(when, spare, &mut Vec::new()) {
+            report!(
+                "greenlet: {when}, destructors were still making greenlets after \
+                 {TEARDOWN_ROUNDS} rounds of kills; the ones they made last are left alive"
+            );
+        }
     }
 
     /// [`kill_all`](Runtime::kill_all), sparing the greenlets numbered in
     /// `refused` too; adds those that refuse their kills to it.
-    fn kill_all_but(&self, when: &str, spare: Option<Key>, refused: &mut Vec<u64>) {
+    ///
+    /// Destructors that make a new greenlet for each one killed (a guard
+    /// that respawns its worker) would keep it going for ever: it makes
+    /// at most `TEARDOWN_ROUNDS` passes, each over the slots there were
+    /// when it began, and returns whether the last one found nothing left.
+    fn kill_all_but(&self, when: &str, spare: Option<Key>, refused: &mut Vec<u64>) -> bool {
         debug_assert_eq!(self.current.get(), self.main_key());
-        loop {
+        for _ in 0..TEARDOWN_ROUNDS {
             let mut killed_any = false;
-            // Re-read the bound every step: kills run destructors that may
-            // create or free greenlets.
+            // Kills run destructors that may create or free greenlets:
+            // those made in slots past this pass's bound wait for the
+            // next pass.
+            let bound = self.records.key_bound();
             let mut index = 1;
-            while index < self.records.key_bound() {
+            while index < bound.min(self.records.key_bound()) {
                 let target = self.records.view_at(index).filter(|v| {
                     v.state != State::Dead && !refused.contains(&v.id) && Some(v.key) != spare
                 });
@@ -825,9 +837,10 @@ impl Runtime {
                 killed_any = true;
             }
             if !killed_any {
-                break;
+                return true;
             }
         }
+        false
     }
 
     /// Kills every greenlet of the thread (at thread exit). Returns false
@@ -848,7 +861,8 @@ impl Runtime {
         // nothing is left, a bounded number of times.
         let mut refused = Vec::new();
         for _ in 0..TEARDOWN_ROUNDS {
-            self.kill_all_but("at thread exit", None, &mut refused);
+            // Not done within its rounds: this one's next round goes on.
+            let _ = self.kill_all_but("at thread exit", None, &mut refused);
             self.recycle_finished();
             // A dead greenlet whose receiver switched away before recycling
             // it (a destructor in the receiver did) still holds its stack.
