@@ -298,6 +298,18 @@ fn child_main(mode: &str) {
         "victim past a hook" => leave_a_victim_panicking_past_a_panicking_hook(),
         "victim like a hook" => leave_a_victim_panicking_like_an_earlier_hook(),
         "victim after a hook" => leave_a_victim_panicking_after_catching_a_hook_panic(),
+        "hub after the runtime" => {
+            // The runtime's thread-local first, then a user's, then the
+            // hub's: the hub's destructor runs first of the three.
+            let _ = Greenlet::current();
+            USES_THE_HUB.with(|_| ());
+            let conn = hub::spawn(|| {
+                let _cleanup = SpawnsAsItDrops;
+                hub::sleep(Duration::from_secs(3600));
+            });
+            hub::yield_now();
+            drop(conn);
+        }
         "run_main" => hub::run_main(|| {
             leave_a_greenlet_with_a_thread_local_guard();
             let conn = hub::spawn(|| {
@@ -312,6 +324,50 @@ fn child_main(mode: &str) {
     .join()
     .unwrap();
     println!("thread exited");
+}
+
+/// Spawns a cleanup greenlet and joins it as it drops; says so.
+struct SpawnsAsItDrops;
+
+impl Drop for SpawnsAsItDrops {
+    fn drop(&mut self) {
+        // A kill forbids blocking: this one only spawns.
+        let cleanup = hub::spawn(|| ());
+        if !std::thread::panicking() {
+            cleanup.join().unwrap();
+            println!("cleanup joined");
+        }
+        println!("cleanup spawned");
+    }
+}
+
+/// A thread-local whose destructor uses the hub.
+struct UsesTheHub;
+
+impl Drop for UsesTheHub {
+    fn drop(&mut self) {
+        let joined = hub::spawn(|| 5).join().unwrap();
+        println!("thread-local's destructor joined {joined}");
+    }
+}
+
+thread_local! {
+    static USES_THE_HUB: UsesTheHub = const { UsesTheHub };
+}
+
+/// Whichever of the runtime's and the hub's thread-locals the thread
+/// registered first, the hub outlives the teardown: a killed greenlet's
+/// destructor, and a thread-local destructor that runs before the
+/// teardown, may still use it (the hub's own went first, here).
+#[test]
+fn the_hub_serves_the_teardown_whatever_order_the_thread_locals_have() {
+    let (stdout, _) = run("hub after the runtime");
+    assert!(stdout.contains("thread exited"), "{stdout}");
+    assert!(stdout.contains("cleanup spawned"), "{stdout}");
+    assert!(
+        stdout.contains("thread-local's destructor joined 5"),
+        "{stdout}"
+    );
 }
 
 #[test]

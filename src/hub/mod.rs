@@ -381,26 +381,41 @@ thread_local! {
     static HUB_OWNER: HubOwner = const { HubOwner };
 }
 
+/// Registered with the first hub, so that the thread's exit releases it.
+/// The release waits for the runtime's teardown if that has not run yet:
+/// the teardown kills the greenlets still alive, whose destructors may use
+/// the hub (spawn a cleanup greenlet, say), and so may the destructors of
+/// thread-locals that run between the two. The teardown then releases it
+/// (see [`release_at_exit`]).
 struct HubOwner;
 
 impl Drop for HubOwner {
     fn drop(&mut self) {
-        let hub = HUB.with(|h| h.replace(std::ptr::null()));
-        if !hub.is_null() {
-            // SAFETY: the pointer came from `Rc::into_raw` in `hub()` and is
-            // released once, here (it was just cleared).
-            let hub = unsafe { Rc::from_raw(hub) };
-            // The thread exits: other threads' `Remote`s and `Sender`s learn
-            // it now, even if something keeps the hub itself (a greenlet
-            // that refused its kill, its stack leaked; a forgotten
-            // `time::hold`), which would otherwise leave work queued for
-            // ever and `call_blocking` waiting for ever.
-            if let Some(reactor) = hub.reactor() {
-                reactor.inbox().close();
-            }
-            drop(hub);
+        if crate::runtime::Runtime::if_running().is_none() {
+            release_at_exit();
         }
     }
+}
+
+/// Gives up the thread's reference to its hub, at the thread's exit, once
+/// the runtime's teardown is done (or from `HubOwner` if that came first).
+pub(crate) fn release_at_exit() {
+    let hub = HUB.with(|h| h.replace(std::ptr::null()));
+    if hub.is_null() {
+        return;
+    }
+    // SAFETY: the pointer came from `Rc::into_raw` in `hub()` and is
+    // released once, here (it was just cleared).
+    let hub = unsafe { Rc::from_raw(hub) };
+    // The thread exits: other threads' `Remote`s and `Sender`s learn it
+    // now, even if something keeps the hub itself (a greenlet that refused
+    // its kill, its stack leaked; a forgotten `time::hold`), which would
+    // otherwise leave work queued for ever and `call_blocking` waiting for
+    // ever.
+    if let Some(reactor) = hub.reactor() {
+        reactor.inbox().close();
+    }
+    drop(hub);
 }
 
 /// This thread's hub, created on first use.

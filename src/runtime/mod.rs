@@ -164,6 +164,9 @@ impl Drop for Owner {
                 RUNTIME.with(|c| c.set(TORN_DOWN));
             }
         }
+        // The hub's own thread-local, if it went first, left the hub for
+        // the teardown's destructors (see `hub::release_at_exit`).
+        crate::hub::release_at_exit();
     }
 }
 
