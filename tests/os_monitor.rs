@@ -142,6 +142,28 @@ fn nothing_is_reported_once_turned_off_and_a_previous_hook_is_chained_then_resto
     set_switch_hook(None);
 }
 
+/// A callback that panics turns the monitor off, putting back the hook
+/// set before it; the panic goes where a switch hook's goes (here, with
+/// the long run ended by a finish, to stderr).
+#[test]
+fn a_panicking_callback_turns_the_monitor_off_and_the_earlier_hook_back() {
+    let calls = Rc::new(Cell::new(0u32));
+    let seen = calls.clone();
+    set_switch_hook(Some(Box::new(move |_| seen.set(seen.get() + 1))));
+    let _sleeper = sleeper();
+    hub::monitor_with(LIMIT, |_| panic!("the callback panics"));
+    hub::spawn(|| spin(SPIN)).join().unwrap();
+    calls.set(0);
+    let g = Greenlet::new(|()| spin(SPIN));
+    g.switch::<(), ()>(()).unwrap();
+    assert_eq!(
+        calls.get(),
+        2,
+        "the earlier hook is back, and nothing panics"
+    );
+    set_switch_hook(None);
+}
+
 /// The child half of `the_environment_variable_turns_it_on_and_off`.
 #[test]
 fn child_spins_in_a_spawned_greenlet() {

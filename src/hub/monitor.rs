@@ -26,6 +26,7 @@
 use std::backtrace::Backtrace;
 use std::cell::{Cell, RefCell};
 use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -199,7 +200,9 @@ pub fn monitor(max_blocking: Option<Duration>) {
 /// greenlet's small stack; a report kept and printed later resolves its
 /// backtrace on the stack that prints it) instead of printing it. See
 /// [`monitor`]; `monitor(None)` turns it off. There is no watchdog with a
-/// callback: the callback runs on this thread, which the run holds.
+/// callback: the callback runs on this thread, which the run holds. A
+/// callback that panics turns the monitor off (a hook set before it goes
+/// back), and its panic goes on as a switch hook's does.
 ///
 /// ```
 /// use std::cell::RefCell;
@@ -341,8 +344,12 @@ fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
             };
             match report {
                 Some(mut report) => {
-                    report(&blocked);
-                    Some(report)
+                    // Caught here, on the report stack, and raised again
+                    // below, once the monitor is off.
+                    match panic::catch_unwind(AssertUnwindSafe(|| report(&blocked))) {
+                        Ok(()) => Ok(Some(report)),
+                        Err(p) => Err((report, p)),
+                    }
                 }
                 None => {
                     // Dropped if stderr fails (a pipe whose reader is
@@ -351,7 +358,7 @@ fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
                         "greenlet::hub::monitor: {blocked}\nits stack when it switched:\n{}",
                         blocked.switched_at
                     );
-                    None
+                    Ok(None)
                 }
             }
         };
@@ -363,6 +370,18 @@ fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
         let report = match &mut stack {
             Some(stack) => corosensei::on_stack(stack, make_and_send),
             None => make_and_send(),
+        };
+        let report = match report {
+            Ok(report) => report,
+            Err((callback, p)) => {
+                // The callback panicked: the monitor goes off (a hook set
+                // before it goes back), and the panic goes on as a switch
+                // hook's does (it reaches the switch that ended the run).
+                state.borrow_mut().report_stack = stack;
+                uninstall();
+                crate::error::drop_quietly(callback);
+                panic::resume_unwind(p);
+            }
         };
         let mut s = state.borrow_mut();
         s.report_stack = stack;
