@@ -121,6 +121,23 @@ pub(crate) fn drop_reporting<T>(value: T, what: &str) {
     }
 }
 
+/// Goes on with `p`, an unwinding caught out of a blocking call (a kill,
+/// say), after dropping `held`: values of the program's that the runtime
+/// kept across that call (a function not run yet, a result nobody will
+/// take). Dropped by the unwinding itself, a panic in a destructor of
+/// theirs would abort the process; here it is reported (see
+/// [`drop_reporting`]). Nor can those destructors block: under a kill,
+/// their switches fail, as a greenlet-local's do.
+#[cold]
+#[inline(never)]
+pub(crate) fn unwind_after_dropping<T>(held: T, what: &str, p: Box<dyn std::any::Any + Send>) -> ! {
+    if let Some(rt) = crate::runtime::Runtime::if_running() {
+        rt.finishing_its_kill(rt.current());
+    }
+    drop_reporting(held, what);
+    std::panic::resume_unwind(p)
+}
+
 /// Reports on stderr a panic or a throw that reached the hub greenlet
 /// (through a finished spawned greenlet, whose parent it is, or a child
 /// greenlet that outlived the spawned greenlet that made it), and drops

@@ -510,3 +510,69 @@ fn overwrite_the_stack_below() {
     }
     std::hint::black_box(&scratch);
 }
+
+/// Counts its drops, then panics (`Send`, for a pool job's result).
+struct PanicsAsItDrops(Arc<AtomicUsize>);
+
+impl Drop for PanicsAsItDrops {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        panic!("a destructor panics");
+    }
+}
+
+/// What the hub holds for the program across a blocking call of its own
+/// (a scheduled function waiting for its time, on_finish callbacks not
+/// run yet, a pool job's result not taken) is dropped once, outside the
+/// kill's unwinding that ends the wait: a destructor's panic is reported
+/// rather than aborting the process, and the thread goes on.
+#[test]
+fn values_the_hub_holds_across_its_waits_drop_outside_a_kill() {
+    use greenlet::hub::{self, JoinError};
+    use std::time::Duration;
+    const HOUR: Duration = Duration::from_secs(3600);
+    let drops = Arc::new(AtomicUsize::new(0));
+
+    // A scheduled function, cancelled while its greenlet sleeps.
+    let held = PanicsAsItDrops(drops.clone());
+    let scheduled = hub::spawn_after(HOUR, move || drop(held));
+    hub::yield_now(); // it sleeps until its time
+    assert!(scheduled.cancel());
+    assert!(matches!(scheduled.join(), Err(JoinError::Killed)));
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+
+    // The callbacks after one that blocks, when the run_main end kills it.
+    let held = PanicsAsItDrops(drops.clone());
+    let first_ran = Rc::new(Cell::new(false));
+    let ran = first_ran.clone();
+    hub::run_main(move || {
+        let h = hub::spawn(|| ());
+        let sets = ran.clone();
+        h.on_finish(move || {
+            sets.set(true);
+            hub::sleep(HOUR);
+        });
+        h.on_finish(move || drop(held));
+        while !ran.get() {
+            hub::yield_now(); // h ends; its callbacks' greenlet blocks in the first
+        }
+    });
+    assert!(first_ran.get());
+    assert_eq!(drops.load(Ordering::SeqCst), 2);
+
+    // A pool job's result, in when its waiting greenlet is killed.
+    let pool = hub::ThreadPool::new(1, HOUR);
+    let (d, (open, gate)) = (drops.clone(), std::sync::mpsc::channel::<()>());
+    let job = pool.spawn(move || {
+        gate.recv().unwrap();
+        PanicsAsItDrops(d)
+    });
+    hub::yield_now(); // its greenlet waits for the result
+    open.send(()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _after = pool.spawn(move || tx.send(()).unwrap()); // once the first is done
+    rx.recv().unwrap(); // the first job's result is in its channel
+    job.kill();
+    assert_eq!(drops.load(Ordering::SeqCst), 3);
+    assert_eq!(hub::spawn(|| 4).join().unwrap(), 4, "the thread goes on");
+}

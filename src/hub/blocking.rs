@@ -278,7 +278,18 @@ impl ThreadPool {
             if let Err(e) = queued {
                 panic!("greenlet::hub::spawn_blocking: cannot start a pool thread: {e}");
             }
-            match rx.recv() {
+            // Killed while it waits: a result already in the channel is
+            // dropped outside the kill's unwinding.
+            let received = panic::catch_unwind(AssertUnwindSafe(|| rx.recv()));
+            let received = match received {
+                Ok(received) => received,
+                Err(p) => crate::error::unwind_after_dropping(
+                    rx,
+                    "the result of a killed spawn_blocking",
+                    p,
+                ),
+            };
+            match received {
                 Ok(Ok(value)) => value,
                 // The original payload, for `JoinError::Panicked`.
                 Ok(Err(payload)) => panic::resume_unwind(payload),

@@ -212,10 +212,16 @@ fn run_callbacks(hub: &Rc<Hub>, callbacks: Callbacks) {
     // rather than panicking in a greenlet that may be unwinding.
     drop(spawn_with(hub, builder, move || {
         let mut first_panic = None;
-        for callback in callbacks {
+        let mut callbacks = callbacks.into_iter();
+        while let Some(callback) = callbacks.next() {
             if let Err(p) = panic::catch_unwind(AssertUnwindSafe(callback)) {
                 if is_kill(p.as_ref()) {
-                    panic::resume_unwind(p);
+                    // The callbacks not run yet go outside the unwinding.
+                    crate::error::unwind_after_dropping(
+                        (callbacks, first_panic),
+                        "an on_finish callback not run (its greenlet was killed)",
+                        p,
+                    );
                 }
                 if first_panic.is_none() {
                     first_panic = Some(p);

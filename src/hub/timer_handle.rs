@@ -3,6 +3,7 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -70,7 +71,12 @@ where
         // `f` then, as a plain spawn would: sleeping until it would wait
         // for the timers of the round after.
         if at.is_none_or(|at| at > super::time::now()) {
-            sleep_until_or_forever(at);
+            // Cancelled (killed) while it sleeps: `f`, held across the
+            // sleep, is dropped unrun outside the kill's unwinding.
+            let slept = panic::catch_unwind(AssertUnwindSafe(|| sleep_until_or_forever(at)));
+            if let Err(p) = slept {
+                crate::error::unwind_after_dropping(f, "a cancelled spawn_after's function", p);
+            }
         }
         s.set(true);
         f()
