@@ -463,3 +463,47 @@ fn a_stopper_made_while_a_stop_is_under_way_can_cut_it_short() {
     assert_eq!(hub::time::now(), start);
     assert!(!stopper.stop(Duration::ZERO), "stopped: nobody hears it");
 }
+
+/// Counts its drops, then panics.
+struct PanicsAsItDrops(Rc<Cell<u32>>);
+
+impl Drop for PanicsAsItDrops {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+        panic!("a handler's capture panics as it drops");
+    }
+}
+
+/// The server's greenlets hold the handler, and a stop kills them: the
+/// stop keeps a reference to it until they are gone and drops that last
+/// one itself, so a capture that panics as it drops is reported rather
+/// than aborting the process from a killed greenlet's unwinding.
+#[test]
+fn a_stopped_servers_handler_drops_once_outside_the_kills() {
+    use greenlet::net::DatagramServer;
+    let drops = Rc::new(Cell::new(0));
+    let capture = PanicsAsItDrops(drops.clone());
+    let server = Server::bind("127.0.0.1:0", move |_conn, _peer| {
+        let _ = &capture;
+        hub::sleep(HOUR);
+    })
+    .unwrap()
+    .start();
+    let _client = TcpStream::connect(server.local_addr()).unwrap();
+    hub::yield_now(); // accepted: a handler holds the handler too, and sleeps
+    hub::yield_now();
+    server.stop(Duration::ZERO);
+    assert!(server.is_stopped());
+    assert_eq!(drops.get(), 1);
+
+    let capture = PanicsAsItDrops(drops.clone());
+    let server = DatagramServer::bind("127.0.0.1:0", move |_data, _peer, _reply| {
+        let _ = &capture;
+    })
+    .unwrap()
+    .start();
+    hub::yield_now(); // its receive loop waits
+    server.stop(Duration::ZERO);
+    assert_eq!(drops.get(), 2);
+    assert_eq!(hub::spawn(|| 3).join().unwrap(), 3, "the thread goes on");
+}

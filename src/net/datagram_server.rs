@@ -173,6 +173,7 @@ impl DatagramServer {
             addr,
             self.max_handlers,
             "datagram server receive",
+            Box::new(handler.clone()),
             move |shared| receive_loop(shared, s, &handler, &handlers),
         )
     }

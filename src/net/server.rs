@@ -3,6 +3,7 @@
 //! (gevent's `StreamServer`); and [`ServerHandle`], the running server,
 //! which [`DatagramServer`](super::DatagramServer) shares.
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::io;
@@ -194,6 +195,7 @@ impl Server {
             addr,
             self.max_connections,
             "server accept",
+            Box::new(handler.clone()),
             move |shared| accept_loop(shared, &l, &handler, &handlers),
         )
     }
@@ -255,6 +257,12 @@ pub(super) struct Shared {
     watcher: RefCell<Option<JoinHandle<()>>>,
     stop_tx: RefCell<Option<Sender<Duration>>>,
     accept_errors: Cell<u64>,
+    /// A reference to the program's handler, kept until the stop has
+    /// ended: the server's greenlets hold the others, which their kills
+    /// drop as they unwind, where a panic in the handler's destructor
+    /// (its captures') would abort the process. The stop drops this last
+    /// one itself, reporting such a panic.
+    handler: RefCell<Option<Box<dyn Any>>>,
 }
 
 impl Shared {
@@ -454,6 +462,8 @@ impl Drop for StopRest<'_> {
                 watcher.kill();
             }
         }
+        let handler = shared.handler.borrow_mut().take();
+        crate::error::drop_reporting(handler, "a stopped server's handler");
         shared.stopped.set();
     }
 }
@@ -467,6 +477,7 @@ impl ServerHandle {
         addr: SocketAddr,
         max: Option<usize>,
         loop_name: &'static str,
+        handler: Box<dyn Any>,
         serve: impl FnOnce(&Shared) + 'static,
     ) -> ServerHandle {
         let members = match max {
@@ -485,6 +496,7 @@ impl ServerHandle {
             watcher: RefCell::new(None),
             stop_tx: RefCell::new(None),
             accept_errors: Cell::new(0),
+            handler: RefCell::new(Some(handler)),
         });
         let s = shared.clone();
         let acceptor = hub::Builder::new()
