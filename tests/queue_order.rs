@@ -188,3 +188,46 @@ fn an_ord_that_panics_leaves_the_queue_usable() {
     assert_eq!(q.len(), 3);
     assert!(q.try_put(Touchy(0)).is_ok());
 }
+
+thread_local! {
+    static ORD_PANICS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// An item whose comparisons panic while `ORD_PANICS` is set.
+#[derive(PartialEq, Eq, Debug)]
+struct Touchy(u8);
+
+impl PartialOrd for Touchy {
+    fn partial_cmp(&self, other: &Touchy) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Touchy {
+    fn cmp(&self, other: &Touchy) -> std::cmp::Ordering {
+        assert!(!ORD_PANICS.with(|p| p.get()), "Ord panics");
+        self.0.cmp(&other.0)
+    }
+}
+
+/// An item handed to a getter that is killed before it runs goes back
+/// into the heap as the getter unwinds; an `Ord` that panics then is
+/// reported, not a panic during an unwinding (an abort), and the item
+/// stays in the queue.
+#[test]
+fn an_ord_that_panics_as_a_killed_getters_item_goes_back_is_reported() {
+    let q: PriorityQueue<Touchy> = Queue::priority();
+    let q2 = q.clone();
+    let getter = hub::spawn(move || q2.get());
+    hub::yield_now(); // it waits
+    q.put(Touchy(1)); // handed to it
+    q.put(Touchy(2)); // stored
+    ORD_PANICS.with(|p| p.set(true));
+    getter.kill(); // Touchy(1) goes back: a comparison
+    ORD_PANICS.with(|p| p.set(false));
+    assert!(getter.join().is_err());
+    assert_eq!(q.len(), 2);
+    let mut left = vec![q.get().0, q.get().0];
+    left.sort();
+    assert_eq!(left, [1, 2]);
+}

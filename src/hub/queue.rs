@@ -4,6 +4,7 @@
 
 use std::cell::{RefCell, RefMut};
 use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -211,7 +212,18 @@ impl<T, O: Order<T>> Inner<T, O> {
             unsafe { slot.as_ref() }.item.set(Some(item));
             self.promised += 1;
         } else {
-            O::give_back(&mut self.items, item);
+            // Mostly from a getter's kill, as it unwinds, where a panic of
+            // a priority queue's `Ord` would abort the process: reported
+            // instead (the heap keeps the item, its order maybe off).
+            let items = &mut self.items;
+            if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| O::give_back(items, item))) {
+                report!(
+                    "greenlet::hub::Queue: the items' Ord panicked as an item went back to \
+                     the queue: {}",
+                    crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
+                );
+                crate::error::drop_quietly(p);
+            }
             self.stored_one();
         }
     }
@@ -347,7 +359,9 @@ impl<T: Ord + 'static> Queue<T, Priority> {
     /// another greenlet it let run, panics ("already borrowed"). Nor should
     /// it panic: a panic while a get takes the greatest item out loses that
     /// item, as `BinaryHeap::pop` does, and a putter blocked on a full
-    /// queue may then wait for the next get.
+    /// queue may then wait for the next get; one while an item goes back
+    /// (its getter was killed before it ran) is reported on stderr, the
+    /// item kept.
     ///
     /// ```
     /// use std::cmp::Reverse;
