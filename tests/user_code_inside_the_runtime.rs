@@ -313,6 +313,21 @@ impl<F: FnMut()> Drop for OnDrop<F> {
     }
 }
 
+/// Runs the hub until it is idle: no unwinding may come out of it into
+/// main, and main is current after it (an unwinding that left a finishing
+/// greenlet's stack came out there, with the finisher still named
+/// current).
+fn runs_the_hub_and_stays_current() {
+    let ran = panic::catch_unwind(AssertUnwindSafe(greenlet::hub::run));
+    let main_current = Greenlet::current().is_main();
+    if let Err(p) = ran {
+        // Dropped, its destructor would touch that broken state.
+        std::mem::forget(p);
+        panic!("an unwinding escaped into main's hub::run");
+    }
+    assert!(main_current);
+}
+
 /// A finishing greenlet recycles the one that finished before it, whose
 /// hand-off link can be the last reference of a detached spawn: that
 /// spawn is collected there, inside the finish, and its destructor kills
@@ -340,13 +355,7 @@ fn a_greenlet_collected_inside_a_finish_may_kill_the_finisher() {
     });
     drop(detached);
     drop(x);
-    let ran = panic::catch_unwind(AssertUnwindSafe(hub::run));
-    let main_current = Greenlet::current().is_main();
-    if let Err(p) = ran {
-        std::mem::forget(p);
-        panic!("an unwinding escaped into main's hub::run");
-    }
-    assert!(main_current);
+    runs_the_hub_and_stays_current();
     assert_eq!(destructor_ends.get(), 1, "the destructor got its kill back");
     drop(first);
 }
@@ -383,13 +392,7 @@ fn a_panic_of_a_greenlet_collected_inside_a_finish_stays_there() {
     });
     drop(detached);
     drop(x);
-    let ran = panic::catch_unwind(AssertUnwindSafe(hub::run));
-    let main_current = Greenlet::current().is_main();
-    if let Err(p) = ran {
-        std::mem::forget(p);
-        panic!("a panic escaped into main's hub::run");
-    }
-    assert!(main_current);
+    runs_the_hub_and_stays_current();
     drop(first);
 }
 
