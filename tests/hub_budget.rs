@@ -230,6 +230,9 @@ fn waits_that_find_what_they_wait_for_let_a_ticker_run() {
     assert_ticked_once_per_budget(&ticks_around(move || assert!(idle.join_timeout(HOUR))));
     let all_done = hub::JoinableQueue::<u32>::new();
     assert_ticked_once_per_budget(&ticks_around(move || all_done.join()));
+    assert_ticked_once_per_budget(&ticks_around(|| {
+        assert!(hub::wait::<&hub::Event>(&[], None, None).is_empty());
+    }));
 
     let (tx, rx) = hub::channel::<usize>();
     for i in 0..10 * B {

@@ -251,6 +251,12 @@ pub fn wait<W: Waitable>(
     timeout: Option<Duration>,
 ) -> Vec<usize> {
     let want = count.unwrap_or(items.len()).min(items.len());
+    if want == 0 {
+        // Done at once (nothing to wait for): it spends budget all the
+        // same, as `wait_any` of no items does.
+        super::coop();
+        return Vec::new();
+    }
     let deadline = timeout.and_then(deadline_after);
     let mut it = Iwait::new(items, deadline);
     let mut done = Vec::with_capacity(want);
