@@ -233,6 +233,8 @@ fn waits_that_find_what_they_wait_for_let_a_ticker_run() {
     assert_ticked_once_per_budget(&ticks_around(|| {
         assert!(hub::wait::<&hub::Event>(&[], None, None).is_empty());
     }));
+    let alone = hub::Barrier::new(1);
+    assert_ticked_once_per_budget(&ticks_around(move || assert!(alone.wait().is_leader())));
 
     let (tx, rx) = hub::channel::<usize>();
     for i in 0..10 * B {

@@ -148,6 +148,10 @@ impl Barrier {
                 let gate = std::mem::take(&mut s.gate);
                 drop(s);
                 gate.set();
+                // The trip completes this wait at once: it spends budget,
+                // as any wait that completes at once does (a barrier of
+                // one in a loop would otherwise never let others run).
+                super::coop();
                 return Some(BarrierWaitResult(true));
             }
             (s.generation, s.gate.clone())
