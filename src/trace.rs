@@ -175,6 +175,11 @@ impl Tracer {
             self.set.set(now);
             Runtime::get().force_slow_path(now);
         }
+        if let Some(old) = &old {
+            // The hub's monitor hears only through its hook: taken out,
+            // its watchdog would see no switch at all.
+            crate::hub::monitor_hook_taken_out(hook_addr(old));
+        }
         old
     }
 

@@ -164,6 +164,91 @@ fn a_panicking_callback_turns_the_monitor_off_and_the_earlier_hook_back() {
     set_switch_hook(None);
 }
 
+/// A callback that kills the greenlet it is told about (a watchdog's way)
+/// stays the monitor's callback: later long runs reach it too, not stderr.
+#[test]
+fn a_callback_that_kills_the_long_runner_stays() {
+    let _sleeper = sleeper();
+    let told = Rc::new(RefCell::new(Vec::new()));
+    let (t, victim) = (told.clone(), Rc::new(Cell::new(u64::MAX)));
+    let v = victim.clone();
+    hub::monitor_with(LIMIT, move |b| {
+        t.borrow_mut().push(b.id);
+        if b.id == v.get() {
+            Greenlet::current().kill(); // the callback runs on the long runner
+        }
+    });
+    let killed = hub::spawn(|| {
+        spin(SPIN);
+        hub::yield_now();
+    });
+    victim.set(killed.greenlet().id());
+    assert!(killed.join().is_err(), "killed by the callback");
+    let later = hub::spawn(spin_then_yield_in_a_named_frame);
+    let later_id = later.greenlet().id();
+    later.join().unwrap();
+    hub::monitor(None);
+    assert!(
+        told.borrow().contains(&later_id),
+        "told of the later run: {told:?}"
+    );
+}
+
+/// A hook chained under the monitor that kills the greenlet it is told
+/// about is kept too: it sees the later switches, and turning the monitor
+/// off puts it back.
+#[test]
+fn a_chained_hook_that_kills_the_origin_stays_chained() {
+    let seen = Rc::new(Cell::new(0u32));
+    let (s, victim) = (seen.clone(), Rc::new(Cell::new(u64::MAX)));
+    let v = victim.clone();
+    set_switch_hook(Some(Box::new(move |e| {
+        s.set(s.get() + 1);
+        if e.origin.id() == v.get() && e.kind == greenlet::SwitchKind::Switch {
+            v.set(u64::MAX);
+            Greenlet::current().kill(); // the origin runs the hook
+        }
+    })));
+    hub::monitor_with(Duration::from_secs(3600), |_| {});
+    let killed = hub::spawn(hub::yield_now);
+    victim.set(killed.greenlet().id());
+    assert!(killed.join().is_err(), "killed by the chained hook");
+    let before = seen.get();
+    Greenlet::new(|()| ()).switch::<(), ()>(()).unwrap();
+    assert!(seen.get() > before, "still chained");
+    hub::monitor(None);
+    assert!(
+        set_switch_hook(None).is_some(),
+        "put back when the monitor went off"
+    );
+}
+
+/// Taking the monitor's hook out turns the monitor off (its watchdog
+/// stopped); putting it back and calling `monitor_with` turns it on again.
+#[test]
+fn a_monitor_hook_taken_out_and_put_back_is_turned_on_again() {
+    let _sleeper = sleeper();
+    hub::monitor_with(LIMIT, |_| {});
+    // Wrapped for a while: a switch through the wrapper tells the monitor
+    // its hook is not the thread's any more.
+    let taken = Rc::new(RefCell::new(set_switch_hook(None)));
+    let wrapped = taken.clone();
+    set_switch_hook(Some(Box::new(move |e| {
+        if let Some(hook) = wrapped.borrow_mut().as_mut() {
+            hook(e);
+        }
+    })));
+    Greenlet::new(|()| ()).switch::<(), ()>(()).unwrap();
+    drop(set_switch_hook(None));
+    set_switch_hook(taken.borrow_mut().take());
+    let reports = collect();
+    let spinner = hub::spawn(spin_then_yield_in_a_named_frame);
+    let id = spinner.greenlet().id();
+    spinner.join().unwrap();
+    hub::monitor(None);
+    assert!(reports.borrow().iter().any(|b| b.id == id));
+}
+
 /// The child half of `the_environment_variable_turns_it_on_and_off`.
 #[test]
 fn child_spins_in_a_spawned_greenlet() {

@@ -214,6 +214,7 @@ mod mutex;
 mod order;
 mod permits;
 mod pooled_rc;
+pub(crate) use monitor::hook_taken_out as monitor_hook_taken_out;
 pub(crate) use pooled_rc::trim as trim_pooled_blocks;
 mod queue;
 pub(crate) mod reactor;

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use corosensei::stack::DefaultStack;
 
 use crate::trace::{set_switch_hook, SwitchEvent, SwitchHook};
+use crate::value::GreenletExit;
 
 /// What the monitor reports: a greenlet that ran too long without
 /// switching.
@@ -171,10 +172,15 @@ fn current() -> Option<Rc<RefCell<State>>> {
 /// while it is on: a hook set before is chained (called after it) and put
 /// back when it is turned off; a hook set after replaces it (turning it
 /// off, even if that hook keeps it and calls it; turning it off then
-/// leaves that hook in place). Setting the environment variable
+/// leaves that hook in place), and so does taking its hook out and putting
+/// it back: `monitor` turns it on again. Turned on from inside a switch
+/// hook's call, it replaces that hook, as a hook set there does. A
+/// callback or chained hook that kills the greenlet it is told about
+/// stays (a watchdog's way). Setting the environment variable
 /// `GREENLET_MAX_BLOCKING_MS` (to a number of milliseconds) turns it on
 /// for every hub thread of the process when its hub starts, unless the
-/// thread set its monitor (on or off) before.
+/// thread set its monitor (on or off) before, or the hub starts inside a
+/// switch hook's call (said on stderr).
 ///
 /// ```
 /// use std::time::Duration;
@@ -232,6 +238,9 @@ fn install(limit: Duration, report: Option<Report>) {
         // Already on: change the settings in place (a new watchdog for
         // the new limit, none for a callback).
         let mut state = state.borrow_mut();
+        // Its hook is the thread's (`current` says so): on again, also if
+        // it was taken out and put back meanwhile.
+        state.off = false;
         state.watch = None;
         state.watch = report
             .is_none()
@@ -371,8 +380,11 @@ fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
             Some(stack) => corosensei::on_stack(stack, make_and_send),
             None => make_and_send(),
         };
-        let report = match report {
-            Ok(report) => report,
+        let (report, unwound) = match report {
+            Ok(report) => (report, None),
+            // It killed the greenlet it was told about (a watchdog's way):
+            // not its failure. It goes back, and the kill unwinds on.
+            Err((callback, p)) if p.is::<GreenletExit>() => (Some(callback), Some(p)),
             Err((callback, p)) => {
                 // The callback panicked: the monitor goes off (a hook set
                 // before it goes back), and the panic goes on as a switch
@@ -392,11 +404,38 @@ fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
         }
         // The report's own time is not the next greenlet's.
         s.since = Instant::now();
+        drop(s);
+        if let Some(p) = unwound {
+            panic::resume_unwind(p);
+        }
     }
     let previous = state.borrow_mut().previous.take();
-    if let Some(mut previous) = previous {
-        previous(event);
-        let mut s = state.borrow_mut();
+    if let Some(previous) = previous {
+        // Put back by the guard also when the call unwinds (the hook
+        // killed the greenlet it was told about).
+        let mut call = PreviousCall {
+            state,
+            hook: Some(previous),
+        };
+        if let Some(previous) = &mut call.hook {
+            previous(event);
+        }
+    }
+}
+
+/// The hook chained under the monitor, lent out to its call: put back as
+/// the call ends, however it ends.
+struct PreviousCall<'a> {
+    state: &'a RefCell<State>,
+    hook: Option<SwitchHook>,
+}
+
+impl Drop for PreviousCall<'_> {
+    fn drop(&mut self) {
+        let Some(previous) = self.hook.take() else {
+            return;
+        };
+        let mut s = self.state.borrow_mut();
         if s.uninstalled {
             // The call turned the monitor off. Where `uninstall`, finding
             // the hook out on loan, could not put it back: in the thread's
@@ -420,6 +459,26 @@ fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
         } else if s.previous.is_none() {
             s.previous = Some(previous);
         }
+    }
+}
+
+/// The thread's switch hook at `addr` was taken out of its slot (replaced
+/// or cleared): if it is the monitor's, the monitor is off, its watchdog
+/// stopped (it hears of switches only through the hook, and would take
+/// every run from now on for a long one). Putting the hook back does not
+/// turn it on again; `monitor` or `monitor_with` does.
+pub(crate) fn hook_taken_out(addr: *const ()) {
+    // At thread exit the thread-local may be gone, and the monitor with it.
+    let Some(state) = MONITOR.try_with(|m| m.borrow().upgrade()).ok().flatten() else {
+        return;
+    };
+    let Ok(mut s) = state.try_borrow_mut() else {
+        // Its own call is under way, which sees the change itself.
+        return;
+    };
+    if s.hook == addr {
+        s.off = true;
+        s.watch = None;
     }
 }
 
@@ -681,6 +740,16 @@ pub(super) fn from_env() {
         return;
     }
     if let Some(limit) = *limit {
+        if crate::runtime::Runtime::get().tracer().running() {
+            // The hub started inside a switch hook's call: installed now,
+            // the monitor would replace that hook (see `monitor`).
+            report!(
+                "greenlet::hub::monitor: this thread's hub started inside a switch hook; \
+                 GREENLET_MAX_BLOCKING_MS is not applied to it (call hub::monitor to turn \
+                 the monitor on)"
+            );
+            return;
+        }
         install(limit, None);
     }
 }
