@@ -366,6 +366,26 @@ fn remote_call_returns_the_value_and_the_panic() {
     assert!(matches!(closed, Err(CallError::Closed)));
 }
 
+/// A call whose greenlet the hub made but never ran before its thread
+/// exited never ran: `Closed` (safe to post again elsewhere), not
+/// `Killed`, as when the hub never read it.
+#[test]
+fn remote_call_whose_greenlet_the_exit_killed_unrun_is_closed() {
+    let (tx, rx) = mpsc::channel();
+    let (go, gone) = mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        tx.send(hub::remote()).unwrap();
+        gone.recv().unwrap();
+        hub::yield_now(); // reads the call, spawns its greenlet, and exits
+    });
+    let remote = rx.recv().unwrap();
+    let call = remote.call(|| 5u8);
+    go.send(()).unwrap();
+    thread.join().unwrap();
+    let r = current_thread_rt().block_on(call);
+    assert!(matches!(r, Err(CallError::Closed)), "{r:?}");
+}
+
 #[test]
 fn remote_call_that_gets_no_stack_says_so_not_that_the_hub_exited() {
     let (tx, rx) = mpsc::channel();

@@ -466,3 +466,50 @@ fn nothing_inside_an_entered_poll_switches_to_the_hub() {
     assert_eq!((a.join().unwrap(), b.join().unwrap()), (400, 400));
     hub::set_tokio_handle(None);
 }
+
+/// A `spawn_local` future dropped before its greenlet ever ran (killed at
+/// once, or by the kills that end `run_main`) drops inside the runtime's
+/// context too, as one that started does.
+#[cfg(feature = "tokio")]
+#[test]
+fn an_unstarted_spawn_local_drops_its_future_inside_the_runtime_context() {
+    let rt = runtime();
+    hub::set_tokio_handle(Some(rt.handle().clone()));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let cancelled = hub::spawn_local(SpawnsOnDrop(dropped.clone()));
+    cancelled.kill(); // before it ever ran
+    assert!(cancelled.join().is_err());
+    hub::run_main(|| drop(hub::spawn_local(SpawnsOnDrop(dropped.clone()))));
+    hub::set_tokio_handle(None);
+    // Both destructors spawned their task (outside the context, each
+    // panicked instead, and nothing would ever count).
+    let counted = rt.block_on(async {
+        let both = async {
+            while dropped.load(Ordering::SeqCst) < 2 {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), both).await
+    });
+    assert!(
+        counted.is_ok(),
+        "{} of 2 tasks ran",
+        dropped.load(Ordering::SeqCst)
+    );
+}
+
+/// A `block_on` nested in another's poll gives the "no runtime" message
+/// once, not the inner one's quoted inside the outer one's.
+#[test]
+fn a_nested_tokio_future_without_a_runtime_names_the_remedy_once() {
+    let h = hub::spawn(|| {
+        hub::block_on(async {
+            hub::block_on(async { tokio::time::sleep(Duration::from_millis(1)).await })
+        })
+    });
+    let message = match h.join() {
+        Err(hub::JoinError::Panicked(p)) => p.downcast_ref::<String>().cloned().unwrap_or_default(),
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(message.matches("Remedy:").count(), 1, "{message}");
+}

@@ -339,6 +339,15 @@ impl<F> Drop for DroppedInContext<F> {
 }
 
 impl<F> DroppedInContext<F> {
+    /// The future, no longer dropped by this.
+    fn into_inner(self) -> F {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped, so its `Drop` does not drop the
+        // future again, and the future is moved out exactly once; it was
+        // never pinned where it is (`block_on` pins only its own holder).
+        unsafe { ManuallyDrop::take(&mut this.0) }
+    }
+
     fn drop_future(&mut self) {
         // SAFETY: called once, from `drop`: the future is dropped in place
         // (it may be pinned), and never used again.
@@ -372,15 +381,19 @@ fn poll_in_context<F: Future + ?Sized>(
 /// own words, not any message that mentions a reactor: another panic
 /// keeps its payload).
 fn is_no_runtime(message: &str) -> bool {
+    // Not once more for a nested `block_on`'s message, which quotes it.
     message.contains("must be called from the context of a Tokio 1.x runtime")
+        && !message.starts_with(NO_RUNTIME)
 }
+
+/// How [`no_runtime`]'s message begins.
+const NO_RUNTIME: &str = "greenlet::hub::block_on: a tokio future was polled outside";
 
 #[cold]
 #[inline(never)]
 fn no_runtime(message: &str) -> ! {
     panic!(
-        "greenlet::hub::block_on: a tokio future was polled outside a tokio runtime's \
-         context ({message}). Remedy: run a tokio runtime (on other threads) and give this \
+        "{NO_RUNTIME} a tokio runtime's context ({message}). Remedy: run a tokio runtime (on other threads) and give this \
          thread its context, either with the `tokio` cargo feature and \
          `greenlet::hub::set_tokio_handle(Some(runtime.handle().clone()))` (then create the \
          future inside the `async` block given to block_on), or by keeping a \
@@ -425,7 +438,11 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    super::spawn(move || block_on(fut))
+    // Held so that, dropped unrun (killed before it started, or by the
+    // kills that end `run_main` and the thread), it drops in the tokio
+    // context too, as `block_on` drops it.
+    let held = DroppedInContext(ManuallyDrop::new(fut));
+    super::spawn(move || block_on(held.into_inner()))
 }
 
 /// An iterator over the items of an async stream, for a greenlet: each

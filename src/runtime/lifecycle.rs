@@ -859,6 +859,7 @@ impl Runtime {
         // (a greenlet-local of main whose destructor creates a greenlet, a
         // hook whose destructor sets another): the steps go round until
         // nothing is left, a bounded number of times.
+        self.tearing_down.set(true);
         let mut refused = Vec::new();
         for _ in 0..TEARDOWN_ROUNDS {
             // Not done within its rounds: this one's next round goes on.

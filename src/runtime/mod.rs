@@ -109,6 +109,8 @@ pub(crate) struct Runtime {
     /// The victim of the last kill that the switch hook's panic stopped
     /// before it began (see `kill_all`).
     hook_stopped_kill_of: Cell<Option<Key>>,
+    /// The thread's exit is killing its greenlets (see `teardown`).
+    tearing_down: Cell<bool>,
     /// How deep collections of unreachable greenlets are nested now, and
     /// the ones queued by the deepest (see `collect`).
     collecting: Cell<u32>,
@@ -238,6 +240,7 @@ impl Runtime {
             hand_back: Cell::new(None),
             handing_off: Cell::new(None),
             hook_stopped_kill_of: Cell::new(None),
+            tearing_down: Cell::new(false),
             collecting: Cell::new(0),
             to_collect: RefCell::new(Vec::new()),
             kills_in_flight: RefCell::new(Vec::new()),
@@ -475,6 +478,12 @@ impl Runtime {
     /// error or a kill reached it before its first switch in): what a
     /// destructor of that function's captures can ask to tell that from a
     /// drop elsewhere (a queue of work dropped with its thread).
+    /// Whether the thread's exit is killing its greenlets: a function
+    /// dropped unrun now was refused by the exit, not killed by hand.
+    pub(crate) fn is_tearing_down(&self) -> bool {
+        self.tearing_down.get()
+    }
+
     pub(crate) fn drops_its_unrun_function(&self) -> bool {
         let me = self.current.get();
         self.unrun_causes

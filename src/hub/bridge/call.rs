@@ -111,7 +111,8 @@ thread_local! {
 
 /// Owned by the task posted to the hub: records an error if the call ends
 /// without an outcome (the task dropped unrun with the hub's queue, at
-/// thread exit or refused: `Closed`; its greenlet killed, before it
+/// thread exit or refused, or its greenlet killed by the thread's exit
+/// before it started: `Closed`; its greenlet killed otherwise, before it
 /// started or after: `Killed`; no stack for it: `NoStack`).
 struct Completer<R> {
     shared: Arc<Shared<R>>,
@@ -125,9 +126,10 @@ impl<R> Drop for Completer<R> {
         } else if crate::hub::io::dropping_unrun_for_want_of_a_stack() {
             CallError::NoStack
         } else if crate::runtime::Runtime::if_running()
-            .is_some_and(|rt| rt.drops_its_unrun_function())
+            .is_some_and(|rt| rt.drops_its_unrun_function() && !rt.is_tearing_down())
         {
             // Its greenlet was killed before it started: the hub lives.
+            // (Killed by the thread's exit, it never ran: `Closed`.)
             CallError::Killed
         } else {
             CallError::Closed
