@@ -62,12 +62,10 @@ macro_rules! greenlet_local {
     ($($(#[$attr:meta])* $vis:vis static $name:ident: $t:ty = $init:expr;)*) => {
         $(
             $(#[$attr])*
-            $vis static $name: $crate::Local<$t> = $crate::Local::new({
-                fn init() -> $t {
-                    $init
-                }
-                init
-            });
+            // A closure, not a named `fn`: an item's name would not be
+            // hygienic, and a caller's own `init()` in `$init` would call
+            // it (itself, for ever).
+            $vis static $name: $crate::Local<$t> = $crate::Local::new(|| -> $t { $init });
         )*
     };
 }

@@ -739,3 +739,19 @@ fn a_hooks_kill_of_a_killer_that_caught_its_own_kill_while_main_unwinds_goes_on(
     );
     assert!(!reached.get(), "K was killed by the hook");
 }
+
+/// Starts a greenlet-local off: named as the macro's own initialiser was,
+/// which a `static` of the macro's then called instead (itself, for ever).
+fn init() -> std::cell::Cell<u32> {
+    std::cell::Cell::new(41)
+}
+
+greenlet::greenlet_local! {
+    static STARTED_BY_A_FN_NAMED_INIT: std::cell::Cell<u32> = init();
+}
+
+/// A greenlet-local's initialiser may call the program's own `init`.
+#[test]
+fn an_initialiser_may_call_a_function_named_init() {
+    assert_eq!(STARTED_BY_A_FN_NAMED_INIT.with(|v| v.get() + 1), 42);
+}
