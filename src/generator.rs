@@ -46,7 +46,6 @@
 use std::any::{Any, TypeId};
 use std::cell::Cell;
 use std::fmt;
-use std::iter::FusedIterator;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
@@ -560,6 +559,10 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
     ///   finished afterwards).
     /// - When called from the producer's own greenlet or one of its
     ///   descendants (Python's "generator already executing").
+    /// - When something else reaches the consumer while it waits: a throw
+    ///   into it resumes here with its payload unchanged; another switch
+    ///   into it (the end of a child of the consumer, say) panics. The
+    ///   producer stays where it was, and the generator goes on.
     ///
     /// Not a panic: called while the consumer unwinds (a destructor during
     /// a panic or a kill) or from inside the switch hook, where no switch
@@ -858,7 +861,9 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
         match e {
             // The producer's `End` (see the module docs).
             SwitchError::TypeMismatch { .. } if dead => {}
-            SwitchError::Killed => {}
+            // Killed: only the producer's own end ends the generator, not
+            // another child of the consumer that was killed meanwhile.
+            SwitchError::Killed if dead => {}
             // An unhandled throw (see `raise`).
             SwitchError::Panicked(p) if p.is::<Thrown>() => {
                 self.done = true;
@@ -886,6 +891,10 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
             // Refused before anything ran (see `resume`): the producer is
             // where it was, and the generator goes on.
             SwitchError::Unwinding | SwitchError::InSwitchHook => return Ok(()),
+            // Thrown into the consumer while it waited: the payload goes on
+            // unchanged, as a throw into any waiting greenlet's does (the
+            // producer stays where it was).
+            SwitchError::Thrown(p) => panic::resume_unwind(p),
             // Another greenlet switched into the consumer while it waited.
             e => panic!("greenlet::Generator: the consumer was resumed by something else: {e}"),
         }
@@ -908,6 +917,12 @@ impl<Y: 'static, R: 'static> Iterator for Generator<Y, R, ()> {
 
     /// The next item, or `None` once the producer has finished.
     ///
+    /// Not a [`FusedIterator`](std::iter::FusedIterator): a `None` given
+    /// while the consumer unwinds, or inside the switch hook, leaves the
+    /// generator as it was (see [`resume`](Generator::resume)), and a later
+    /// `next` may yield again; use [`fuse`](Iterator::fuse) if that must
+    /// not happen.
+    ///
     /// # Panics
     ///
     /// As [`resume`](Generator::resume).
@@ -917,9 +932,6 @@ impl<Y: 'static, R: 'static> Iterator for Generator<Y, R, ()> {
         self.step(())
     }
 }
-
-/// After the first `None`, always `None`.
-impl<Y: 'static, R: 'static> FusedIterator for Generator<Y, R, ()> {}
 
 impl<Y: 'static, R: 'static, S: 'static> Drop for Generator<Y, R, S> {
     /// Closes an unfinished generator (see [`close`](Generator::close)): a

@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 
-use greenlet::{stats, Generator, GeneratorState, Thrown, Yielder};
+use greenlet::{stats, Generator, GeneratorState, Greenlet, Thrown, Yielder};
 
 #[path = "support/child.rs"]
 mod child;
@@ -694,4 +694,56 @@ fn a_generator_drained_while_its_consumer_unwinds_yields_nothing() {
         Some((0, false)),
         "nothing drained; not finished"
     );
+}
+
+/// A throw into a consumer waiting in `next` (its producer threw it there)
+/// unwinds out of `next` with the payload unchanged, as a throw into any
+/// waiting greenlet does; the generator is not finished.
+#[test]
+fn a_throw_into_a_consumer_waiting_in_next_keeps_its_payload() {
+    let consumer = Greenlet::new(|()| {
+        let mut g = Generator::new(|y: &Yielder<u32>| {
+            y.yield_(1);
+            let consumer = Greenlet::current().parent().unwrap();
+            let _ = consumer.throw::<_, ()>(42u32);
+            y.yield_(2);
+        });
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            g.by_ref().collect::<Vec<u32>>()
+        }));
+        let payload = unwound.err().and_then(|p| p.downcast::<u32>().ok());
+        (payload.map(|p| *p), g.is_finished())
+    });
+    assert_eq!(
+        consumer.switch::<(), (Option<u32>, bool)>(()).unwrap(),
+        (Some(42), false)
+    );
+}
+
+/// Another child of the consumer that is killed while the consumer waits
+/// in `next` sends it `Killed`: that is not the producer's end. The
+/// consumer hears of the stray switch (a panic), and the generator goes
+/// on, its producer alive with its items.
+#[test]
+fn a_stray_kill_reaching_the_consumer_does_not_end_the_generator() {
+    let consumer = Greenlet::new(|()| {
+        let dies = Greenlet::new(|()| Greenlet::current().kill()); // a child of the consumer
+        let mut g = Generator::new(move |y: &Yielder<u32>| {
+            y.yield_(1);
+            let _ = dies.switch::<(), ()>(()); // its end goes to the consumer
+            y.yield_(2);
+        });
+        let first = g.next();
+        let stray = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| g.next()));
+        (
+            first,
+            stray.is_err(),
+            g.is_finished(),
+            g.greenlet().is_dead(),
+        )
+    });
+    let seen = consumer
+        .switch::<(), (Option<u32>, bool, bool, bool)>(())
+        .unwrap();
+    assert_eq!(seen, (Some(1), true, false, false));
 }
