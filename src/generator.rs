@@ -573,7 +573,7 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
     pub fn resume(&mut self, value: S) -> GeneratorState<Y, R> {
         match self.step(value) {
             Some(item) => GeneratorState::Yielded(item),
-            None => match self.returned.take() {
+            None => match self.take_returned() {
                 Some(r) => GeneratorState::Complete(r),
                 None => GeneratorState::Exhausted,
             },
@@ -740,7 +740,19 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
     /// assert_eq!(g.return_value(), None); // taken
     /// ```
     pub fn return_value(&mut self) -> Option<R> {
-        self.returned.take()
+        self.take_returned()
+    }
+
+    /// The return value, once the producer has finished: it is kept from
+    /// the producer's function's return, but a greenlet-local destructor of
+    /// the producer may still run after that (and switch to the consumer,
+    /// or panic, which leaves the generator without one).
+    fn take_returned(&mut self) -> Option<R> {
+        if self.is_finished() {
+            self.returned.take()
+        } else {
+            None
+        }
     }
 
     /// Whether the producer has finished: returned, panicked, was closed or

@@ -747,3 +747,40 @@ fn a_stray_kill_reaching_the_consumer_does_not_end_the_generator() {
         .unwrap();
     assert_eq!(seen, (Some(1), true, false, false));
 }
+
+/// Switches an item to the consumer (the producer's parent) as it drops,
+/// then panics: a greenlet-local of the producer.
+struct HandsAnItemThenPanics;
+
+impl Drop for HandsAnItemThenPanics {
+    fn drop(&mut self) {
+        let consumer = Greenlet::current().parent().unwrap();
+        let _ = consumer.switch::<u32, ()>(99);
+        panic!("the cleanup fails");
+    }
+}
+
+greenlet::greenlet_local! {
+    static CLEANUP: RefCell<Option<HandsAnItemThenPanics>> = RefCell::new(None);
+}
+
+/// The return value is kept from the producer's return, but it is handed
+/// out only once the producer has finished: a local's destructor that
+/// runs after the return (and switches to the consumer, then panics,
+/// which leaves the generator without a return value) comes first.
+#[test]
+fn the_return_value_waits_for_the_producers_locals() {
+    let mut g = Generator::new(|y: &Yielder<u32>| {
+        CLEANUP.with(|c| *c.borrow_mut() = Some(HandsAnItemThenPanics));
+        y.yield_(1);
+        "returned"
+    });
+    assert_eq!(g.next(), Some(1));
+    assert_eq!(g.next(), Some(99)); // from the local's destructor
+    assert!(!g.is_finished());
+    assert_eq!(g.return_value(), None, "not finished yet");
+    let ended = panic::catch_unwind(AssertUnwindSafe(|| g.next()));
+    assert!(ended.is_err(), "the cleanup's panic");
+    assert!(g.is_finished());
+    assert_eq!(g.return_value(), None, "an error ended it");
+}
