@@ -1562,3 +1562,68 @@ fn hub_kills_go_through_a_switch_hook_that_panics_on_them() {
     assert!(members.iter().all(|m| m.greenlet().is_dead()));
     greenlet::set_switch_hook(None);
 }
+
+/// A switch hook that kills the greenlet it is told about (a watchdog's
+/// way) on the `Kill` event of that greenlet's `JoinHandle::kill` kills
+/// the killer: it does not run on, and its handle says `Killed`.
+#[test]
+fn a_watchdog_hook_may_kill_the_killer_in_its_hub_kill() {
+    let ran_on = Rc::new(Cell::new(false));
+    let r = ran_on.clone();
+    let killer = hub::spawn(move || {
+        let victim = hub::spawn(|| hub::sleep(Duration::from_secs(3600)));
+        hub::yield_now();
+        let armed = Cell::new(true);
+        greenlet::set_switch_hook(Some(Box::new(move |e: &greenlet::SwitchEvent| {
+            if e.kind == greenlet::SwitchKind::Kill && armed.replace(false) {
+                e.origin.kill();
+            }
+        })));
+        victim.kill();
+        r.set(true);
+    });
+    let ended = killer.join();
+    greenlet::set_switch_hook(None);
+    assert!(matches!(ended, Err(JoinError::Killed)), "{ended:?}");
+    assert!(!ran_on.get());
+}
+
+/// Hooks that keep stopping a hub kill (each one's destructor sets
+/// another that panics on it) make it give up after its bounded retries,
+/// reported, with the victim left as it was; the kill does not spin.
+#[test]
+fn a_hub_kill_gives_up_on_hooks_that_keep_stopping_it() {
+    thread_local! {
+        static SETS: Cell<u32> = const { Cell::new(0) };
+    }
+    struct PanicsOnKills;
+    impl Drop for PanicsOnKills {
+        fn drop(&mut self) {
+            if SETS.with(|s| s.replace(s.get() + 1)) < 1_000 {
+                set_panicking_hook();
+            }
+        }
+    }
+    fn set_panicking_hook() {
+        let guard = PanicsOnKills;
+        greenlet::set_switch_hook(Some(Box::new(move |e: &greenlet::SwitchEvent| {
+            let _ = &guard;
+            if e.kind == greenlet::SwitchKind::Kill {
+                panic!("the hook panics on a kill");
+            }
+        })));
+    }
+    let victim = hub::spawn(|| hub::sleep(Duration::from_secs(3600)));
+    hub::yield_now();
+    set_panicking_hook();
+    victim.kill();
+    let sets = SETS.with(|s| s.replace(1_000)); // no more hooks after this one
+    assert!(
+        sets < 100,
+        "gave up after a bounded number of hooks ({sets})"
+    );
+    assert!(!victim.greenlet().is_dead(), "left as it was");
+    greenlet::set_switch_hook(None);
+    victim.kill();
+    assert!(victim.greenlet().is_dead());
+}

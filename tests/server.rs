@@ -507,3 +507,40 @@ fn a_stopped_servers_handler_drops_once_outside_the_kills() {
     assert_eq!(drops.get(), 2);
     assert_eq!(hub::spawn(|| 3).join().unwrap(), 3, "the thread goes on");
 }
+
+/// A handler that reaches its own server through a cell (as
+/// `ServerHandle`'s example does) makes no cycle that outlives the
+/// server's greenlets: a server never stopped drops its handler when the
+/// thread exits and kills them.
+#[test]
+fn a_never_stopped_server_whose_handler_holds_its_handle_drops_it_at_exit() {
+    use std::cell::OnceCell;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    struct SetsOnDrop(Arc<AtomicBool>);
+    impl Drop for SetsOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = dropped.clone();
+    std::thread::spawn(move || {
+        let capture = SetsOnDrop(flag);
+        let me: Rc<OnceCell<greenlet::net::ServerHandle>> = Rc::new(OnceCell::new());
+        let cell = me.clone();
+        let server = Server::bind("127.0.0.1:0", move |_conn, _peer| {
+            let _ = (&capture, cell.get());
+        })
+        .unwrap()
+        .start();
+        me.set(server).ok();
+        hub::yield_now(); // its accept loop waits; the thread exits
+    })
+    .join()
+    .unwrap();
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the handler was never dropped"
+    );
+}

@@ -611,8 +611,10 @@ impl<R> fmt::Debug for JoinHandle<R> {
 /// Kills `g`, a spawned greenlet (see [`JoinHandle::kill`]): a panic of its
 /// end is reported on stderr and dropped; so is a switch hook's panic on
 /// the kill, which stops it before it began: the hook is removed and the
-/// kill made again, so that the greenlet is dead when this returns. A kill
-/// or a `with_timeout` interruption of the caller itself unwinds on.
+/// kill made again, so that the greenlet is dead when this returns (unless
+/// hooks keep doing so: see `kill_past_the_hook`). A kill or a
+/// `with_timeout` interruption of the caller itself unwinds on (a watchdog
+/// hook's kill of the caller among them).
 pub(super) fn kill_spawned(g: &Greenlet) {
     let kill = || {
         let rt = Runtime::get();
@@ -626,8 +628,14 @@ pub(super) fn kill_spawned(g: &Greenlet) {
             );
             crate::error::drop_quietly(h);
         }
-        if outcome.is_err() {
-            rt.report_refused(g.key(), "JoinHandle::kill");
+        match outcome {
+            Some(Ok(())) => {}
+            Some(Err(_)) => rt.report_refused(g.key(), "JoinHandle::kill"),
+            None => report!(
+                "greenlet::hub: switch hooks stopped the kill of greenlet {} again and again \
+                 (each one removed set another that panicked); it is left alive",
+                g.id()
+            ),
         }
     };
     let Err(p) = panic::catch_unwind(AssertUnwindSafe(kill)) else {

@@ -173,7 +173,7 @@ impl DatagramServer {
             addr,
             self.max_handlers,
             "datagram server receive",
-            Box::new(handler.clone()),
+            super::server::handler_ref(&handler),
             move |shared| receive_loop(shared, s, &handler, &handlers),
         )
     }

@@ -195,7 +195,7 @@ impl Server {
             addr,
             self.max_connections,
             "server accept",
-            Box::new(handler.clone()),
+            handler_ref(&handler),
             move |shared| accept_loop(shared, &l, &handler, &handlers),
         )
     }
@@ -210,6 +210,15 @@ impl fmt::Debug for Server {
             .field("handler_stack_size", &self.handlers.stack_size)
             .finish()
     }
+}
+
+/// What takes a reference to `handler` when a stop begins (see
+/// `Shared::handler`): weak until then.
+pub(super) fn handler_ref<H: ?Sized + 'static>(
+    handler: &Rc<H>,
+) -> Box<dyn Fn() -> Option<Box<dyn Any>>> {
+    let weak = Rc::downgrade(handler);
+    Box::new(move || weak.upgrade().map(|h| Box::new(h) as Box<dyn Any>))
 }
 
 enum Members {
@@ -257,12 +266,17 @@ pub(super) struct Shared {
     watcher: RefCell<Option<JoinHandle<()>>>,
     stop_tx: RefCell<Option<Sender<Duration>>>,
     accept_errors: Cell<u64>,
-    /// A reference to the program's handler, kept until the stop has
-    /// ended: the server's greenlets hold the others, which their kills
-    /// drop as they unwind, where a panic in the handler's destructor
-    /// (its captures') would abort the process. The stop drops this last
-    /// one itself, reporting such a panic.
+    /// A reference to the program's handler, taken when a stop begins and
+    /// kept until it has ended: the server's greenlets hold the others,
+    /// which their kills drop as they unwind, where a panic in the
+    /// handler's destructor (its captures') would abort the process. The
+    /// stop drops this last one itself, reporting such a panic. Only for
+    /// the stop: kept for the server's life, it would make a cycle with a
+    /// handler that holds the server's handle (see `ServerHandle`'s
+    /// example), and a server never stopped would never drop its handler.
     handler: RefCell<Option<Box<dyn Any>>>,
+    /// Takes that reference (`None` if the handler is gone).
+    handler_ref: Box<dyn Fn() -> Option<Box<dyn Any>>>,
 }
 
 impl Shared {
@@ -477,7 +491,7 @@ impl ServerHandle {
         addr: SocketAddr,
         max: Option<usize>,
         loop_name: &'static str,
-        handler: Box<dyn Any>,
+        handler_ref: Box<dyn Fn() -> Option<Box<dyn Any>>>,
         serve: impl FnOnce(&Shared) + 'static,
     ) -> ServerHandle {
         let members = match max {
@@ -496,7 +510,8 @@ impl ServerHandle {
             watcher: RefCell::new(None),
             stop_tx: RefCell::new(None),
             accept_errors: Cell::new(0),
-            handler: RefCell::new(Some(handler)),
+            handler: RefCell::new(None),
+            handler_ref,
         });
         let s = shared.clone();
         let acceptor = hub::Builder::new()
@@ -669,6 +684,7 @@ impl ServerHandle {
             return;
         }
         shared.stop_begun.set();
+        *shared.handler.borrow_mut() = (shared.handler_ref)();
         // The rest runs also if this greenlet is interrupted from here on:
         // by a kill from a destructor that the acceptor's kill below runs
         // (the handler's), or while it waits out the grace (a

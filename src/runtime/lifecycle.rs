@@ -723,16 +723,23 @@ impl Runtime {
     /// a switch hook that panics on the kill stops it before it began, and
     /// is removed; the kill is then made again, without it, and the hook's
     /// panic is given back beside the outcome for the caller to report.
+    /// The outcome is `None` when hooks stopped it `TEARDOWN_ROUNDS` times
+    /// (each one's destructor set another that panicked too): the victim
+    /// is then left as it was. A kill of the caller (a watchdog hook's)
+    /// unwinds on.
     pub(crate) fn kill_past_the_hook(
         &self,
         victim: Key,
-    ) -> (Result<(), Refused>, Option<Box<dyn Any + Send>>) {
+    ) -> (Option<Result<(), Refused>>, Option<Box<dyn Any + Send>>) {
         let mut hooks_panic = None;
-        loop {
+        for _ in 0..TEARDOWN_ROUNDS {
             self.hook_stopped_kill_of.set(None);
             match panic::catch_unwind(AssertUnwindSafe(|| self.kill(victim))) {
-                Ok(outcome) => return (outcome, hooks_panic),
-                Err(p) if self.hook_stopped_kill_of.take() == Some(victim) => {
+                Ok(outcome) => return (Some(outcome), hooks_panic),
+                Err(p)
+                    if !p.is::<GreenletExit>()
+                        && self.hook_stopped_kill_of.take() == Some(victim) =>
+                {
                     // A later hook's panic (one set by the last one's
                     // destructor) is dropped: the first is reported.
                     match hooks_panic {
@@ -748,6 +755,7 @@ impl Runtime {
                 }
             }
         }
+        (None, hooks_panic)
     }
 
     /// Kills every greenlet of the thread but main (and `spare`), from

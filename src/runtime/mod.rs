@@ -474,16 +474,16 @@ impl Runtime {
         causes.iter_mut().find(|(k, _)| *k == me)?.1.take()
     }
 
-    /// Whether the current greenlet is dropping its function unrun (an
-    /// error or a kill reached it before its first switch in): what a
-    /// destructor of that function's captures can ask to tell that from a
-    /// drop elsewhere (a queue of work dropped with its thread).
     /// Whether the thread's exit is killing its greenlets: a function
     /// dropped unrun now was refused by the exit, not killed by hand.
     pub(crate) fn is_tearing_down(&self) -> bool {
         self.tearing_down.get()
     }
 
+    /// Whether the current greenlet is dropping its function unrun (an
+    /// error or a kill reached it before its first switch in): what a
+    /// destructor of that function's captures can ask to tell that from a
+    /// drop elsewhere (a queue of work dropped with its thread).
     pub(crate) fn drops_its_unrun_function(&self) -> bool {
         let me = self.current.get();
         self.unrun_causes
