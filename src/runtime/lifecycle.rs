@@ -37,6 +37,11 @@ const TEARDOWN_ROUNDS: usize = 16;
 #[derive(Debug)]
 pub(crate) struct Refused;
 
+/// What [`Runtime::kill_past_the_hook`] did: the kill's outcome (`None`
+/// if hooks kept stopping it), and the first hook's panic, if one stopped
+/// it.
+pub(crate) type PastTheHook = (Option<Result<(), Refused>>, Option<Box<dyn Any + Send>>);
+
 impl Runtime {
     // ----- creation and reference counting -----
 
@@ -727,10 +732,7 @@ impl Runtime {
     /// (each one's destructor set another that panicked too): the victim
     /// is then left as it was. A kill of the caller (a watchdog hook's)
     /// unwinds on.
-    pub(crate) fn kill_past_the_hook(
-        &self,
-        victim: Key,
-    ) -> (Option<Result<(), Refused>>, Option<Box<dyn Any + Send>>) {
+    pub(crate) fn kill_past_the_hook(&self, victim: Key) -> PastTheHook {
         let mut hooks_panic = None;
         for _ in 0..TEARDOWN_ROUNDS {
             self.hook_stopped_kill_of.set(None);
