@@ -102,23 +102,28 @@ pub(crate) fn drop_quietly<T>(value: T) {
     }
 }
 
-/// Drops `value`, which the runtime held for the program and nobody is
-/// left to receive (work dropped unrun with its hub, say), where a panic
-/// must not escape: in a thread-local's destructor, in the hub's loop, or
-/// while a kill unwinds, it would abort the process or end the hub. A
-/// panic in its destructor is reported on stderr, naming `what` was
-/// dropped, and its payload dropped quietly.
+/// Runs `f`, the program's code run by the runtime where a panic must not
+/// escape: in a thread-local's destructor, in the hub's loop, or while a
+/// kill unwinds, it would abort the process or end the hub. A panic is
+/// reported on stderr ("greenlet: {what} panicked{how}: ..."), and its
+/// payload dropped quietly.
 #[cold]
 #[inline(never)]
-pub(crate) fn drop_reporting<T>(value: T, what: &str) {
-    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)));
-    if let Err(p) = dropped {
+pub(crate) fn reporting_a_panic(what: &str, how: &str, f: impl FnOnce()) {
+    if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         report!(
-            "greenlet: {what} panicked as it was dropped: {}",
+            "greenlet: {what} panicked{how}: {}",
             payload_message(p.as_ref()).unwrap_or("(non-text payload)")
         );
         drop_quietly(p);
     }
+}
+
+/// Drops `value`, which the runtime held for the program and nobody is
+/// left to receive (work dropped unrun with its hub, say), where a panic
+/// must not escape (see [`reporting_a_panic`]).
+pub(crate) fn drop_reporting<T>(value: T, what: &str) {
+    reporting_a_panic(what, " as it was dropped", move || drop(value));
 }
 
 /// Goes on with `p`, an unwinding caught out of a blocking call (a kill,

@@ -3,7 +3,6 @@
 //! a greenlet on a socket or a channel.
 
 use std::io;
-use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use super::join;
@@ -78,26 +77,21 @@ impl Hub {
                         // The task's destructor, run then, may panic: that
                         // is reported too.
                         let builder = crate::greenlet::Greenlet::builder();
-                        let spawned = panic::catch_unwind(AssertUnwindSafe(|| {
-                            let _flag = NoStackFlag::set();
-                            join::spawn_with(&hub, builder, task)
-                        }));
-                        match spawned {
-                            Ok(Ok(_)) => {}
-                            Ok(Err(e)) => report!(
+                        let mut spawned = None;
+                        crate::error::reporting_a_panic(
+                            "a task posted through Remote::spawn, dropped unrun for want \
+                             of a stack,",
+                            " as it was dropped",
+                            || {
+                                let _flag = NoStackFlag::set();
+                                spawned = Some(join::spawn_with(&hub, builder, task));
+                            },
+                        );
+                        if let Some(Err(e)) = spawned {
+                            report!(
                                 "greenlet::hub: a task posted through Remote::spawn was \
                                  dropped unrun: no stack for its greenlet ({e})"
-                            ),
-                            Err(p) => {
-                                report!(
-                                    "greenlet::hub: a task posted through Remote::spawn was \
-                                     dropped unrun (no stack for its greenlet), and panicked \
-                                     as it was dropped: {}",
-                                    crate::error::payload_message(p.as_ref())
-                                        .unwrap_or("(non-text payload)")
-                                );
-                                crate::error::drop_quietly(p);
-                            }
+                            );
                         }
                     }
                 }

@@ -4,7 +4,6 @@
 
 use std::cell::{RefCell, RefMut};
 use std::fmt;
-use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -216,14 +215,11 @@ impl<T, O: Order<T>> Inner<T, O> {
             // a priority queue's `Ord` would abort the process: reported
             // instead (the heap keeps the item, its order maybe off).
             let items = &mut self.items;
-            if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| O::give_back(items, item))) {
-                report!(
-                    "greenlet::hub::Queue: the items' Ord panicked as an item went back to \
-                     the queue: {}",
-                    crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
-                );
-                crate::error::drop_quietly(p);
-            }
+            crate::error::reporting_a_panic(
+                "a queue's Ord",
+                " as an item went back to the queue",
+                || O::give_back(items, item),
+            );
             self.stored_one();
         }
     }
