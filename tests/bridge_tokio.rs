@@ -223,6 +223,26 @@ impl Drop for SpawnsOnDrop {
     }
 }
 
+/// Waits on `rt` for the tasks of two `SpawnsOnDrop` destructors. Dropped
+/// outside the context, each panicked instead and nothing would ever
+/// count: a minute without both is a failure, not a hang.
+#[cfg(feature = "tokio")]
+fn assert_both_destructors_spawned_their_task(rt: &tokio::runtime::Runtime, ran: &AtomicUsize) {
+    let counted = rt.block_on(async {
+        let both = async {
+            while ran.load(Ordering::SeqCst) < 2 {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), both).await
+    });
+    assert!(
+        counted.is_ok(),
+        "{} of 2 tasks ran",
+        ran.load(Ordering::SeqCst)
+    );
+}
+
 #[cfg(feature = "tokio")]
 #[test]
 fn a_cancelled_block_on_drops_its_future_inside_the_runtime_context() {
@@ -243,11 +263,7 @@ fn a_cancelled_block_on_drops_its_future_inside_the_runtime_context() {
     assert!(timed.is_err());
     hub::set_tokio_handle(None);
     // Both tasks were spawned; wait for them on the runtime.
-    rt.block_on(async {
-        while dropped.load(Ordering::SeqCst) < 2 {
-            tokio::task::yield_now().await;
-        }
-    });
+    assert_both_destructors_spawned_their_task(&rt, &dropped);
 }
 
 #[cfg(feature = "tokio")]
@@ -481,21 +497,7 @@ fn an_unstarted_spawn_local_drops_its_future_inside_the_runtime_context() {
     assert!(cancelled.join().is_err());
     hub::run_main(|| drop(hub::spawn_local(SpawnsOnDrop(dropped.clone()))));
     hub::set_tokio_handle(None);
-    // Both destructors spawned their task (outside the context, each
-    // panicked instead, and nothing would ever count).
-    let counted = rt.block_on(async {
-        let both = async {
-            while dropped.load(Ordering::SeqCst) < 2 {
-                tokio::task::yield_now().await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(60), both).await
-    });
-    assert!(
-        counted.is_ok(),
-        "{} of 2 tasks ran",
-        dropped.load(Ordering::SeqCst)
-    );
+    assert_both_destructors_spawned_their_task(&rt, &dropped);
 }
 
 /// A `block_on` nested in another's poll gives the "no runtime" message
