@@ -812,3 +812,99 @@ fn a_send_fails_once_the_receivers_thread_exited_though_the_receiver_leaked() {
     .unwrap();
     assert_eq!(tx.send(1), Err(SendError(1)));
 }
+
+// ----- a wake-up for a registration that has gone -----
+//
+// A channel's sender asks the hub to wake its receiver's registration; the
+// receiver may be gone by the time the hub reads that mail, and its slot
+// in the reactor taken by another registration (here: a pipe that
+// `hub::wait_readable` waits on). The wake-up must find nobody, not the
+// pipe's wait, which would return "readable" with nothing to read.
+
+/// A pipe nothing writes to until a greenlet has yielded `rounds` times;
+/// the flag says whether it has written.
+fn pipe_written_later(rounds: usize) -> (std::io::PipeReader, Rc<Cell<bool>>, hub::JoinHandle<()>) {
+    use std::io::Write;
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let written = Rc::new(Cell::new(false));
+    let flag = written.clone();
+    let g = hub::spawn(move || {
+        for _ in 0..rounds {
+            hub::yield_now();
+        }
+        flag.set(true);
+        writer.write_all(b"x").unwrap();
+    });
+    (reader, written, g)
+}
+
+#[test]
+fn a_last_senders_drop_after_its_receiver_timed_out_and_went_wakes_nobody_else() {
+    let (tx, rx) = hub::channel::<u8>();
+    assert_eq!(rx.recv_timeout(SHORT), Err(RecvTimeoutError::Timeout));
+    drop(rx);
+    // Made after the receiver went: may take its slot in the reactor.
+    let (reader, written, writer) = pipe_written_later(50);
+    let sender = thread::spawn(move || drop(tx));
+    sender.join().unwrap();
+    hub::wait_readable(&reader, None).unwrap();
+    assert!(written.get(), "woken by the dead receiver's wake-up");
+    writer.join().unwrap();
+}
+
+#[test]
+fn a_send_whose_receiver_is_killed_before_the_hub_reads_it_wakes_nobody_else() {
+    let (tx, rx) = hub::channel::<u8>();
+    let receiver = hub::spawn(move || rx.recv());
+    hub::yield_now();
+    assert!(!receiver.is_finished());
+    // Posted for the waiting receiver, which then goes before the hub
+    // takes its mail.
+    thread::spawn(move || tx.send(1).unwrap()).join().unwrap();
+    receiver.kill();
+    let (reader, written, writer) = pipe_written_later(50);
+    hub::wait_readable(&reader, None).unwrap();
+    assert!(written.get(), "woken by the killed receiver's wake-up");
+    writer.join().unwrap();
+}
+
+#[test]
+fn dropping_a_signal_whose_wait_timed_out_wakes_nobody_else() {
+    let sig = hub::signal(libc::SIGURG).unwrap();
+    assert!(!sig.recv_timeout(SHORT));
+    drop(sig);
+    let (reader, written, writer) = pipe_written_later(50);
+    hub::wait_readable(&reader, None).unwrap();
+    assert!(written.get(), "woken by the dropped signal's channel");
+    writer.join().unwrap();
+}
+
+#[test]
+fn a_killed_thread_pool_waiters_job_ending_later_wakes_nobody_else() {
+    use std::io::Write;
+    let pool = hub::ThreadPool::new(1, Duration::from_secs(60));
+    let (release, released) = mpsc::channel::<()>();
+    let job = pool.spawn(move || released.recv().unwrap());
+    hub::yield_now();
+    job.kill();
+    // The pipe's wait is registered before the job ends (and drops its
+    // result's sender, whose receiver went with the killed waiter); the
+    // pipe is written only after.
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let written = Rc::new(Cell::new(false));
+    let flag = written.clone();
+    let ender = hub::spawn(move || {
+        release.send(()).unwrap();
+        // One pool thread, in order: once this is back, the first job and
+        // its sender are gone.
+        pool.spawn(|| ()).join().unwrap();
+        for _ in 0..10 {
+            hub::yield_now();
+        }
+        flag.set(true);
+        writer.write_all(b"x").unwrap();
+    });
+    hub::wait_readable(&reader, None).unwrap();
+    assert!(written.get(), "woken by the killed waiter's job");
+    ender.join().unwrap();
+}

@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake as TaskWake, Waker};
 
-use super::reactor::{Direction, Registration};
+use super::reactor::{Direction, Registration, Ticket};
 use super::remote::Inbox;
 use super::{hub, try_hub, Hub, JoinHandle, Wake};
 use crate::runtime::Runtime;
@@ -60,7 +60,7 @@ struct Signal {
     /// The mailbox of the hub the greenlet belongs to.
     inbox: Arc<Inbox>,
     /// The registration the greenlet waits on.
-    token: usize,
+    ticket: Ticket,
 }
 
 impl TaskWake for Signal {
@@ -78,14 +78,14 @@ impl TaskWake for Signal {
         if let Some(hub) = try_hub() {
             if let Some(reactor) = hub.reactor() {
                 if Arc::ptr_eq(reactor.inbox(), &self.inbox) {
-                    reactor.notify(self.token, |w| hub.wake(w, Wake::Ready));
+                    reactor.notify(self.ticket, |w| hub.wake(w, Wake::Ready));
                     return;
                 }
             }
         }
         // From elsewhere: through the mailbox. A closed one means the hub's
         // thread has exited, and nobody is left to wake.
-        let _ = self.inbox.wake_readers(self.token);
+        let _ = self.inbox.wake_readers(self.ticket);
     }
 }
 
@@ -103,7 +103,7 @@ impl Slot {
         let signal = Arc::new(Signal {
             woken: AtomicBool::new(false),
             inbox: reactor.inbox().clone(),
-            token: reg.token(),
+            ticket: reg.ticket(),
         });
         Slot {
             waker: Waker::from(signal.clone()),

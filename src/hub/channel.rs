@@ -14,7 +14,7 @@ use std::sync::mpsc::{RecvError, RecvTimeoutError, SendError, TryRecvError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::reactor::{Direction, HoldAcrossFork, Registration};
+use super::reactor::{Direction, HoldAcrossFork, Registration, Ticket};
 use super::remote::Inbox;
 use super::wait::WaitKey;
 use super::{deadline_after, hub, Hub, Wake};
@@ -25,7 +25,7 @@ struct Chan<T> {
     state: Mutex<State<T>>,
     inbox: Arc<Inbox>,
     /// The receiver's registration, which senders ask the hub to wake.
-    token: usize,
+    ticket: Ticket,
     id: u64,
     /// The senders live only on threads of a thread pool (a pool job's
     /// result): in a forked child, which has none of those threads, they
@@ -138,7 +138,7 @@ fn channel_with<T: Send + 'static>(senders_on_pool_threads: bool) -> (Sender<T>,
             receiver_waiting: false,
         }),
         inbox: reactor.inbox().clone(),
-        token: reg.token(),
+        ticket: reg.ticket(),
         id: IDS.fetch_add(1, Ordering::Relaxed),
         senders_on_pool_threads,
         born: super::fork::forks(),
@@ -177,7 +177,7 @@ impl<T> Sender<T> {
         if wake {
             // A closed inbox means the receiver's thread is exiting; the
             // value is dropped with the channel.
-            let _ = self.chan.inbox.wake_readers(self.chan.token);
+            let _ = self.chan.inbox.wake_readers(self.chan.ticket);
         }
         Ok(())
     }
@@ -200,7 +200,7 @@ impl<T> Drop for Sender<T> {
         drop(state);
         if wake {
             // The receiver must learn that nothing more will come.
-            let _ = self.chan.inbox.wake_readers(self.chan.token);
+            let _ = self.chan.inbox.wake_readers(self.chan.ticket);
         }
     }
 }
@@ -396,7 +396,7 @@ impl<T> super::wait_any::sealed::Source for Receiver<T> {
         if came {
             // Since the wait looked (from another thread): wake it the way
             // a send would have.
-            let _ = self.chan.inbox.wake_readers(self.chan.token);
+            let _ = self.chan.inbox.wake_readers(self.chan.ticket);
         }
         usize::from(self.hub.io_wait_began(w))
     }
@@ -423,6 +423,8 @@ impl<T> Drop for Receiver<T> {
         let items = {
             let mut state = self.chan.lock();
             state.receiver_alive = false;
+            // Nobody waits any more: a last sender's drop posts nothing.
+            state.receiver_waiting = false;
             std::mem::take(&mut state.items)
         };
         if let Some(reactor) = self.hub.reactor() {

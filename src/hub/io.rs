@@ -62,8 +62,8 @@ impl Hub {
             },
             |inbox| {
                 let mail = inbox.take();
-                for token in mail.wakeups {
-                    reactor.notify(token, |w| self.wake(w, Wake::Ready));
+                for ticket in mail.wakeups {
+                    reactor.notify(ticket, |w| self.wake(w, Wake::Ready));
                 }
                 // Never `hub()` here: that would make a new hub if the
                 // thread's own were being torn down. Then the tasks drop.

@@ -76,10 +76,29 @@ impl Direction {
     }
 }
 
+/// A registration as another thread names it in the hub's mail: its slot
+/// and its serial number there. A slot is reused as soon as its
+/// registration goes, and a wake-up posted for a channel's receiver may
+/// still be in the mail then (its sender, on another thread, cannot know
+/// the receiver went): by slot alone, it would wake whatever waits in the
+/// slot now, a pipe's `wait_readable` told "readable" with nothing to
+/// read. The serial tells the two apart. (The epoll events of a poll need
+/// none: the hub reads them right after the poll, before any registration
+/// can go, and `deregister` takes a descriptor out of the epoll set before
+/// its registration's slot is freed.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ticket {
+    token: usize,
+    serial: u64,
+}
+
 /// One socket (or channel) known to the reactor: the readiness last seen
 /// for each direction and the waits blocked on each.
 pub(crate) struct Registration {
     token: usize,
+    /// Which of the registrations ever made in `token`'s slot this is
+    /// (see [`Ticket`]).
+    serial: u64,
     /// The descriptor registered (-1: none, a channel's), for a forked
     /// child to register again in its own epoll instance.
     fd: Cell<RawFd>,
@@ -106,9 +125,13 @@ impl Registration {
         *self.lock.borrow_mut() = Some(lock);
     }
 
-    /// Its key in the reactor (the mio token).
-    pub(crate) fn token(&self) -> usize {
-        self.token
+    /// What names it, and no later registration in its slot, in mail
+    /// from other threads.
+    pub(crate) fn ticket(&self) -> Ticket {
+        Ticket {
+            token: self.token,
+            serial: self.serial,
+        }
     }
 
     /// Whether `dir` may be ready (an operation is worth a try).
@@ -289,6 +312,8 @@ pub(crate) struct Reactor {
     /// The fork count (see `fork.rs`) `poll` was made under: another one
     /// means this is a forked child, whose `poll` is still the parent's.
     born: Cell<u64>,
+    /// The serial the next registration gets (see [`Ticket`]).
+    next_serial: Cell<u64>,
 }
 
 /// What every descriptor is registered for: both directions,
@@ -312,6 +337,7 @@ impl Reactor {
             registrations: RefCell::new(Slab::new()),
             inbox: Arc::new(Inbox::new(waker)),
             born: Cell::new(super::fork::forks()),
+            next_serial: Cell::new(0),
         })
     }
 
@@ -358,7 +384,7 @@ impl Reactor {
         // Channels whose senders were the parent's threads end here; their
         // receivers hear of it as of a last sender's drop, through the
         // inbox (this may run inside a poll, whose mail comes next).
-        let ended: Vec<usize> = self
+        let ended: Vec<Ticket> = self
             .registrations
             .borrow()
             .iter()
@@ -366,10 +392,10 @@ impl Reactor {
                 let chan = reg.lock.borrow().as_ref().and_then(|lock| lock.upgrade());
                 chan.is_some_and(|chan| chan.in_forked_child())
             })
-            .map(|(token, _)| token)
+            .map(|(_, reg)| reg.ticket())
             .collect();
-        for token in ended {
-            let _ = self.inbox.wake_readers(token);
+        for ticket in ended {
+            let _ = self.inbox.wake_readers(ticket);
         }
         Ok(())
     }
@@ -384,8 +410,11 @@ impl Reactor {
     pub(crate) fn add(&self) -> Rc<Registration> {
         let mut registrations = self.registrations.borrow_mut();
         let entry = registrations.vacant_entry();
+        let serial = self.next_serial.get();
+        self.next_serial.set(serial + 1);
         let reg = Rc::new(Registration {
             token: entry.key(),
+            serial,
             fd: Cell::new(-1),
             lock: RefCell::new(None),
             // Both directions start "maybe ready": the first operation
@@ -499,12 +528,17 @@ impl Reactor {
         }
     }
 
-    /// Wakes the readers of registration `token`, if it still exists (a
-    /// channel's receiver, named by a sender on another thread): one of
-    /// them if it wakes one (see `set_wake_one`), else all. `wake` says
-    /// whether it woke the wait it was given.
-    pub(crate) fn notify(&self, token: usize, mut wake: impl FnMut(WaitKey) -> bool) {
-        if let Some(reg) = self.registrations.borrow().get(token) {
+    /// Wakes the readers of the registration `ticket` names, if it still
+    /// exists (a channel's receiver, named by a sender on another thread):
+    /// one of them if it wakes one (see `set_wake_one`), else all. `wake`
+    /// says whether it woke the wait it was given. A registration made
+    /// since in the same slot is not it, and is left alone.
+    pub(crate) fn notify(&self, ticket: Ticket, mut wake: impl FnMut(WaitKey) -> bool) {
+        let registrations = self.registrations.borrow();
+        let live = registrations
+            .get(ticket.token)
+            .filter(|reg| reg.serial == ticket.serial);
+        if let Some(reg) = live {
             if reg.wakes_one() {
                 // A channel got something: a multi-wait orders it from here.
                 reg.stamp_ready(Direction::Read);

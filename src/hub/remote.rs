@@ -10,6 +10,7 @@ use mio::Waker;
 
 use super::fork::HeldLock;
 use super::hub;
+use super::reactor::Ticket;
 
 /// Work another thread hands to the hub.
 type Task = Box<dyn FnOnce() + Send>;
@@ -21,7 +22,7 @@ pub(crate) struct Mail {
     /// Closures to spawn as greenlets.
     pub(crate) tasks: Vec<Task>,
     /// Registrations (channel receivers) whose readers to wake.
-    pub(crate) wakeups: Vec<usize>,
+    pub(crate) wakeups: Vec<Ticket>,
 }
 
 /// The hub's mailbox, shared with every `Remote` and channel `Sender`.
@@ -80,9 +81,10 @@ impl Inbox {
         Ok(())
     }
 
-    /// Asks the hub to wake the readers of registration `token`.
-    pub(crate) fn wake_readers(&self, token: usize) -> Result<(), RemoteClosed> {
-        self.post(|mail| mail.wakeups.push(token))
+    /// Asks the hub to wake the readers of the registration `ticket`
+    /// names, if it is still there when the hub reads its mail.
+    pub(crate) fn wake_readers(&self, ticket: Ticket) -> Result<(), RemoteClosed> {
+        self.post(|mail| mail.wakeups.push(ticket))
     }
 
     /// Takes everything posted so far (on the hub's thread).
