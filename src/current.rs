@@ -28,7 +28,13 @@ use crate::runtime::Runtime;
 /// on its own stack is unreachable, and dropping its last ordinary handle
 /// kills it as usual — even while it is suspended in
 /// `Greenlet::current().parent().unwrap().switch(v)`. A `CurrentGreenlet`
-/// that outlives its greenlet still works as the handle of a dead greenlet.
+/// that outlives its greenlet still works as the handle of a dead greenlet:
+/// a switch through it goes to the dead greenlet's parent, so, like any
+/// dead greenlet's record, it keeps that parent link, which counts. So,
+/// kept in a suspended parent's frame, a finished child's
+/// `CurrentGreenlet` (as an ordinary handle of the child would) is a
+/// cycle: it keeps the parent alive until the thread exits. Let it go once
+/// the child has finished.
 /// To keep the greenlet alive from elsewhere (a queue of waiters, another
 /// greenlet), store a clone: `Greenlet::current().clone()` is an ordinary
 /// [`Greenlet`].

@@ -690,7 +690,10 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
     /// it caught the unwinding (`catch_unwind`) and then panicked, or tried
     /// to yield again. If it caught the unwinding and returned instead, that
     /// is `Ok(())`, and its value is kept for
-    /// [`return_value`](Generator::return_value).
+    /// [`return_value`](Generator::return_value). Every yield after the
+    /// close panics so: a producer that catches every panic around its
+    /// yield in a loop never ends, and neither does `close` (nor the drop
+    /// of the generator), as with any loop that swallows every panic.
     ///
     /// # Panics
     ///

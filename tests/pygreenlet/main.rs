@@ -17,6 +17,7 @@ use std::sync::Arc;
 mod child;
 mod fail_scripts;
 mod test_contextvars;
+mod test_cpp;
 mod test_generator;
 mod test_greenlet;
 mod test_greenlet_trash;

@@ -10,10 +10,12 @@
 //! until the thread exits, row 15), the test asserts the crate's rule: no
 //! drop while the thread lives, every drop once when it exits.
 //!
-//! Not ported (no counterpart here): `test_issue251_with_cleanup_disabled`,
-//! `test_issue251_issue252_*` (the C module's optional cleanup and
-//! `ts_delkey` list; a greenlet's last handle cannot be dropped from
-//! another thread, `!Send`, so the cross-thread kill becomes thread exit),
+//! The `test_issue251*` tests kill a greenlet from another thread in
+//! Python; a greenlet's handles cannot leave their thread here (`!Send`),
+//! so that kill becomes the thread's exit.
+//!
+//! Not ported (no counterpart here): `test_issue251_with_cleanup_disabled`
+//! (the C module's optional cleanup and `ts_delkey` list),
 //! `test_untracked_memory_doesnt_increase*` as memory measurements (USS;
 //! ported as counts of greenlets and stacks in use, which must come back
 //! to where they were), `test_gc.py`'s `test_crashing_deferred_object`
@@ -152,6 +154,76 @@ fn test_issue251_killing_cross_thread_leaks_list() {
         assert_eq!(d.load(Ordering::SeqCst), 1);
         // Keep it suspended past the thread's end.
         std::mem::forget(glet);
+    })
+    .join()
+    .unwrap();
+    assert_eq!(drops.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn test_issue251_issue252_explicit_reference_not_collectable() {
+    // The greenlet keeps counted handles to itself and to its parent in
+    // its frame: a cycle, not collected while the thread lives (row 12);
+    // its thread exits without calling anything more, and then its stack
+    // value, its local and what it sent out are each dropped once.
+    greenlet::greenlet_local! {
+        static THREAD_STATE: RefCell<Option<CountedSync>> = RefCell::new(None);
+    }
+    let drops = Arc::new(AtomicUsize::new(0));
+    let d = drops.clone();
+    let (running, is_running) = std::sync::mpsc::channel::<()>();
+    let (exit, may_exit) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let d2 = d.clone();
+        let glet = Greenlet::new(move |()| {
+            let jd = CountedSync(d2.clone());
+            THREAD_STATE.with(|t| *t.borrow_mut() = Some(CountedSync(d2.clone())));
+            let _on_stack = CountedSync(d2.clone());
+            let me: Greenlet = current().clone();
+            let parent = current().parent().unwrap();
+            let _: () = parent.switch(vec![jd]).unwrap();
+            drop(me);
+        });
+        let got: Vec<CountedSync> = glet.switch(()).unwrap();
+        drop(glet); // not the last handle: its own frame holds one
+        running.send(()).unwrap();
+        may_exit.recv().unwrap();
+        drop(got);
+    });
+    is_running.recv().unwrap();
+    assert_eq!(drops.load(Ordering::SeqCst), 0);
+    exit.send(()).unwrap();
+    thread.join().unwrap();
+    assert_eq!(drops.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn test_issue251_issue252_need_to_collect_in_background() {
+    // The thread drops its last handle and calls nothing more: the drop
+    // kills the greenlet at once (row 12), its local dropped then, before
+    // the thread ends.
+    greenlet::greenlet_local! {
+        static THREAD_STATE: RefCell<Option<CountedSync>> = RefCell::new(None);
+    }
+    let drops = Arc::new(AtomicUsize::new(0));
+    let d = drops.clone();
+    std::thread::spawn(move || {
+        let d2 = d.clone();
+        let glet = Greenlet::new(move |()| {
+            let jd = CountedSync(d2.clone());
+            THREAD_STATE.with(|t| *t.borrow_mut() = Some(CountedSync(d2)));
+            let _: () = current().parent().unwrap().switch(jd).unwrap();
+        });
+        let got: CountedSync = glet.switch(()).unwrap();
+        let id = glet.id();
+        drop(glet);
+        assert_eq!(
+            d.load(Ordering::SeqCst),
+            1,
+            "the local, dropped by the kill"
+        );
+        assert!(!listed(id));
+        drop(got);
     })
     .join()
     .unwrap();
