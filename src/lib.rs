@@ -260,6 +260,7 @@ pub use crate::local::{Local, LocalDropped};
 pub use crate::stack::{set_stack_policy, trim_stacks, StackPolicy, DEFAULT_STACK_SIZE};
 pub use crate::stats::{stats, GreenletInfo, GreenletState, Stats, WaitOn};
 pub use crate::trace::{set_switch_hook, SwitchEvent, SwitchHook, SwitchKind};
+pub use crate::unwind::is_runtime_unwinding;
 
 // The README's examples compile and run as doctests.
 #[doc = include_str!("../README.md")]

@@ -1627,3 +1627,51 @@ fn a_hub_kill_gives_up_on_hooks_that_keep_stopping_it() {
     victim.kill();
     assert!(victim.greenlet().is_dead());
 }
+
+// ----- catch-alls and the runtime's own unwinding -----
+
+/// Runs `f` under a catch-all that keeps going after the program's own
+/// panics and hands on the runtime's (`is_runtime_unwinding`); says
+/// whether `f` panicked with a panic of the program.
+fn survive(f: impl FnOnce()) -> bool {
+    match panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(()) => false,
+        Err(p) if greenlet::is_runtime_unwinding(p.as_ref()) => panic::resume_unwind(p),
+        Err(_) => true,
+    }
+}
+
+#[test]
+fn a_catch_all_that_hands_on_the_runtimes_unwinding_still_dies_when_killed() {
+    let jobs: Queue<u32> = Queue::new();
+    let (q, failed) = (jobs.clone(), Rc::new(Cell::new(0)));
+    let seen = failed.clone();
+    let worker = hub::spawn(move || loop {
+        if survive(|| assert_ne!(q.get(), 0, "a bad job")) {
+            seen.set(seen.get() + 1);
+        }
+    });
+    jobs.put(0);
+    jobs.put(1);
+    hub::idle();
+    assert_eq!(failed.get(), 1);
+    assert!(!worker.is_finished());
+    worker.kill();
+    assert!(worker.is_finished());
+    assert!(matches!(worker.join(), Err(JoinError::Killed)));
+}
+
+#[test]
+fn a_catch_all_that_hands_on_the_runtimes_unwinding_still_times_out() {
+    hub::time::pause();
+    let never: Queue<u32> = Queue::new();
+    let r = with_timeout(Duration::from_secs(5), || {
+        survive(|| {
+            never.get();
+        })
+    });
+    assert!(r.is_err(), "with_timeout expired through the catch-all");
+    // A kill's and a timeout's payloads are told apart from the program's.
+    let p = panic::catch_unwind(|| panic!("mine")).unwrap_err();
+    assert!(!greenlet::is_runtime_unwinding(p.as_ref()));
+}

@@ -347,3 +347,45 @@ fn a_clock_resumed_at_the_last_instant_stays_there() {
     }
     assert_eq!(time::now(), end);
 }
+
+// ----- the kernel's own timers (see "Five things" in `hub::time`) -----
+
+/// A request of two small writes in a row (Nagle's rule holds the second
+/// until the first is acknowledged, which the peer delays), answered by a
+/// server whose reads time out after 5 s, three times over loopback on a
+/// paused clock; `setup` readies the client's stream and the clock (what
+/// it returns is kept until the end).
+fn two_small_writes_per_request<K>(setup: impl FnOnce(&greenlet::net::TcpStream) -> K) {
+    use greenlet::net::{TcpListener, TcpStream};
+    use std::io::{Read, Write};
+    time::pause();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _kept = setup(&client);
+    let server = hub::spawn(move || -> std::io::Result<()> {
+        let mut request = [0u8; 2];
+        for _ in 0..3 {
+            (&conn).read_exact(&mut request)?;
+            (&conn).write_all(b"ok")?;
+        }
+        Ok(())
+    });
+    for _ in 0..3 {
+        (&client).write_all(b"h").unwrap();
+        (&client).write_all(b"b").unwrap();
+        (&client).read_exact(&mut [0u8; 2]).unwrap();
+    }
+    server.join().unwrap().unwrap();
+}
+
+#[test]
+fn a_paused_clock_held_waits_for_what_the_kernel_delivers_later() {
+    two_small_writes_per_request(|_| time::hold());
+}
+
+#[test]
+fn a_paused_clock_sees_small_writes_at_once_with_nodelay() {
+    two_small_writes_per_request(|client| client.set_nodelay(true).unwrap());
+}

@@ -228,7 +228,7 @@ mod semaphore;
 mod signal;
 mod slots;
 pub mod time;
-mod timeout;
+pub(crate) mod timeout;
 mod timer;
 mod timer_handle;
 mod wait;

@@ -35,7 +35,7 @@
 //! The clock belongs to the thread (as its hub does); other threads'
 //! clocks are not affected.
 //!
-//! Four things to keep in mind when a test runs on a paused clock:
+//! Five things to keep in mind when a test runs on a paused clock:
 //! - Take instants from [`now`], never from [`Instant::now`]: both are
 //!   `Instant`s (the hub takes `std`'s type, where tokio has its own), so
 //!   mixing them compiles, and a deadline built from the real clock is far
@@ -54,6 +54,19 @@
 //!   thread can arrive at any paused time, or after a timed receive has
 //!   already given up. Hold the clock meanwhile with [`hold`], or do such
 //!   work with [`spawn_blocking`](super::spawn_blocking) in tests.
+//! - The kernel is not waited for either. Before a jump the hub polls its
+//!   sockets once, without waiting: what the kernel delivers later, on
+//!   its own real-time timers, is not there yet. TCP has such timers: two
+//!   small writes in a row (Nagle's rule holds the second until the first
+//!   is acknowledged, and the peer delays its acknowledgement by tens of
+//!   milliseconds), or more clients connecting at once than the
+//!   listener's backlog takes (the kernel retries the others about a
+//!   second later). A socket read with a timeout then times out on the
+//!   paused clock though its data is on the way. Over loopback in tests,
+//!   set [`set_nodelay`](crate::net::TcpStream::set_nodelay) on such
+//!   streams, keep connection bursts within the backlog, or
+//!   [`hold`] the clock while such exchanges run (tokio's paused clock
+//!   has the same limit).
 //!
 //! A job on a thread pool holds a paused clock: from the time a
 //! [`ThreadPool`] job ([`spawn_blocking`]) is queued until its result is

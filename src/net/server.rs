@@ -612,7 +612,10 @@ impl ServerHandle {
     /// Waitable`s) wakes for either (see the example on the impl). Giving its reads a timeout,
     /// or checking [`is_stopping`](ServerHandle::is_stopping) between
     /// requests, also lets it end early; a grace of zero kills every
-    /// handler at once.
+    /// handler at once. A handler that catches panics around each request
+    /// (`catch_unwind`) catches that kill too: it should hand it on
+    /// ([`is_runtime_unwinding`](crate::is_runtime_unwinding)), or it
+    /// refuses the kill and serves on after the stop.
     ///
     /// Called from one of the server's own handlers (to stop it from a
     /// request), it starts the stop in a greenlet of its own and returns at
