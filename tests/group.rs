@@ -367,3 +367,90 @@ fn kill_all_kills_a_member_blocked_in_its_locals() {
     group.kill_all();
     assert!(member.is_finished());
 }
+
+// ----- a spawn refused for want of a stack -----
+//
+// The refused function is dropped unrun in the spawner; a destructor among
+// its captures may spawn into the same group or pool (a clean-up member).
+
+/// A stack no system grants: the spawn is refused.
+fn refused_stack() -> hub::Builder {
+    hub::Builder::new().stack_size(usize::MAX / 2)
+}
+
+/// Spawns a member into its group when dropped: it sleeps `nap`, then
+/// says it is done.
+struct SpawnsOnDrop(Group, Rc<Cell<bool>>, Duration);
+
+impl Drop for SpawnsOnDrop {
+    fn drop(&mut self) {
+        let (done, nap) = (self.1.clone(), self.2);
+        self.0.spawn(move || {
+            hub::sleep(nap);
+            done.set(true);
+        });
+    }
+}
+
+#[test]
+fn a_member_spawned_by_the_drop_of_a_refused_spawn_is_a_member() {
+    hub::time::pause();
+    let g = Group::new();
+    let done = Rc::new(Cell::new(false));
+    let cleanup = SpawnsOnDrop(g.clone(), done.clone(), MS);
+    assert!(g
+        .spawn_with(refused_stack(), move || drop(cleanup))
+        .is_err());
+    assert_eq!(g.len(), 1);
+    g.join();
+    assert!(done.get(), "join returned while the clean-up member ran");
+}
+
+#[test]
+fn a_refused_spawn_does_not_take_a_later_member_out_of_its_group() {
+    hub::time::pause();
+    let g = Group::new();
+    let cleanup = SpawnsOnDrop(g.clone(), Rc::new(Cell::new(false)), MS);
+    assert!(g
+        .spawn_with(refused_stack(), move || drop(cleanup))
+        .is_err());
+    // Longer than the clean-up member, which must not take it out as it
+    // leaves.
+    let later_done = Rc::new(Cell::new(false));
+    let flag = later_done.clone();
+    g.spawn(move || {
+        hub::sleep(50 * MS);
+        flag.set(true);
+    });
+    assert_eq!(g.len(), 2);
+    g.join();
+    assert!(later_done.get(), "join returned while a later member ran");
+}
+
+#[test]
+fn a_refused_pool_spawn_frees_its_slot_before_its_function_is_dropped() {
+    /// Spawns into its pool when dropped, and says whether that member
+    /// ran.
+    struct PoolSpawnsOnDrop(Pool, Rc<Cell<bool>>);
+    impl Drop for PoolSpawnsOnDrop {
+        fn drop(&mut self) {
+            let done = self.1.clone();
+            self.0.spawn(move || done.set(true));
+        }
+    }
+    hub::time::pause();
+    // Of one: the clean-up spawn needs the very slot the refused one took.
+    let pool = Pool::new(1);
+    let done = Rc::new(Cell::new(false));
+    let cleanup = PoolSpawnsOnDrop(pool.clone(), done.clone());
+    let p = pool.clone();
+    let spawner = hub::spawn(move || {
+        p.spawn_with(refused_stack(), move || drop(cleanup))
+            .is_err()
+    });
+    hub::run();
+    assert!(spawner.is_finished(), "the spawner waits for its own slot");
+    assert!(spawner.join().unwrap());
+    assert!(done.get());
+    assert_eq!((pool.len(), pool.free_count()), (0, 1));
+}

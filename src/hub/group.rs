@@ -2,7 +2,7 @@
 //! waited for and killed as one, a pool limiting how many run at once
 //! (gevent's `Group` and `Pool`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::fmt;
 use std::io;
@@ -48,9 +48,22 @@ pub struct Group {
 }
 
 struct Inner {
-    members: RefCell<Slab<Greenlet>>,
+    members: RefCell<Slab<Entry>>,
     /// Set while the group is empty.
     empty: Event,
+    /// The number the next member gets (see [`Entry`]).
+    next_number: Cell<u64>,
+}
+
+/// A member in the group's slab, numbered: a member's [`Leave`] takes out
+/// the entry with its own number only. A slab key is reused as soon as it
+/// is free, and a spawn refused for want of a stack is never inserted; the
+/// destructors of its function's captures may spawn another member
+/// meanwhile, which takes the key the refused one had in view: by key
+/// alone, the refused member's `Leave` would take that one out.
+struct Entry {
+    number: u64,
+    greenlet: Greenlet,
 }
 
 /// A member's function, with what makes it leave its group when it ends
@@ -59,23 +72,26 @@ struct Inner {
 ///
 /// The fields drop in their order here, so a member dropped unrun (thrown
 /// into or killed before it started) drops the function's captures, whose
-/// destructors may block, before it frees what it kept and leaves.
+/// destructors may block, before it frees what it kept and leaves. A spawn
+/// refused for want of a stack is no member: its function is dropped in
+/// the spawner, last (see the `Drop` impl), so that a destructor there
+/// that spawns again finds the pool slot it kept free.
 struct Member<F, K> {
-    f: F,
-    keep: K,
+    /// `None` once it runs.
+    f: Option<F>,
+    keep: Option<K>,
     leave: Leave,
 }
 
 impl<F, K> Member<F, K> {
-    fn run<R>(self) -> R
+    fn run<R>(mut self) -> R
     where
         F: FnOnce() -> R,
     {
-        // Dropped in the reverse order: the locals, what is kept, then the
-        // group is left.
-        let _leave = self.leave;
-        let _keep = self.keep;
-        match panic::catch_unwind(AssertUnwindSafe(self.f)) {
+        // The rest of `self` (what is kept, then the leave) drops after the
+        // function's locals.
+        let f = self.f.take().expect("a member runs once");
+        match panic::catch_unwind(AssertUnwindSafe(f)) {
             Ok(out) => super::join::drop_locals_now(out),
             // A panic: the locals go first too (their destructors may
             // block: the member is alive, in its group and its pool slot,
@@ -98,11 +114,34 @@ impl<F, K> Member<F, K> {
     }
 }
 
+impl<F, K> Drop for Member<F, K> {
+    fn drop(&mut self) {
+        if self.f.is_some() && !self.leave.is_in() {
+            // Refused: what it kept goes first, then its function.
+            drop(self.keep.take());
+        }
+        // Then the fields, in their order.
+    }
+}
+
 /// Owned by a member's closure: takes it out of the group when the
 /// closure ends, runs to completion or not.
 struct Leave {
     group: Weak<Inner>,
     key: usize,
+    number: u64,
+}
+
+impl Leave {
+    /// Whether its member is in the group (spawned, not yet gone).
+    fn is_in(&self) -> bool {
+        self.group.upgrade().is_some_and(|group| {
+            let members = group.members.borrow();
+            members
+                .get(self.key)
+                .is_some_and(|entry| entry.number == self.number)
+        })
+    }
 }
 
 impl Drop for Leave {
@@ -110,7 +149,12 @@ impl Drop for Leave {
         if let Some(group) = self.group.upgrade() {
             let now_empty = {
                 let mut members = group.members.borrow_mut();
-                members.try_remove(self.key);
+                let mine = members
+                    .get(self.key)
+                    .is_some_and(|entry| entry.number == self.number);
+                if mine {
+                    members.remove(self.key);
+                }
                 members.is_empty()
             };
             if now_empty {
@@ -128,6 +172,7 @@ impl Group {
         Group {
             inner: Rc::new(Inner {
                 members: RefCell::new(Slab::new()),
+                next_number: Cell::new(0),
                 empty,
             }),
         }
@@ -222,17 +267,27 @@ impl Group {
         R: 'static,
     {
         let key = self.inner.members.borrow().vacant_key();
+        let number = self.inner.next_number.get();
+        self.inner.next_number.set(number + 1);
         let leave = Leave {
             group: Rc::downgrade(&self.inner),
             key,
+            number,
         };
-        let handle = spawn(Member { leave, keep, f })?;
-        // The new greenlet has not run yet (spawning never switches), so
-        // it joins before it can leave.
-        self.inner
-            .members
-            .borrow_mut()
-            .insert(handle.greenlet().clone());
+        let member = Member {
+            f: Some(f),
+            keep: Some(keep),
+            leave,
+        };
+        let handle = spawn(member)?;
+        // The new greenlet has not run yet, and no code of the program ran
+        // since `key` was read (spawning never switches, and on success
+        // drops nothing), so it joins, under that key, before it can leave.
+        let inserted = self.inner.members.borrow_mut().insert(Entry {
+            number,
+            greenlet: handle.greenlet().clone(),
+        });
+        debug_assert_eq!(inserted, key, "a member's key taken meanwhile");
         self.inner.empty.clear();
         Ok(handle)
     }
@@ -253,13 +308,17 @@ impl Group {
             .members
             .borrow()
             .iter()
-            .map(|(_, g)| g.clone())
+            .map(|(_, m)| m.greenlet.clone())
             .collect()
     }
 
     /// Whether `g` is a member.
     pub fn contains(&self, g: &Greenlet) -> bool {
-        self.inner.members.borrow().iter().any(|(_, m)| m == g)
+        self.inner
+            .members
+            .borrow()
+            .iter()
+            .any(|(_, m)| m.greenlet == *g)
     }
 
     /// Blocks until every member has finished (members spawned meanwhile
