@@ -271,3 +271,21 @@ fn an_async_fd_closed_by_the_operation_itself_ends_its_wait() {
         assert_eq!(e.kind(), ErrorKind::ConnectionAborted, "{closer}: {e}");
     }
 }
+
+#[test]
+fn a_close_wakes_a_wait_on_the_sockets_readiness_but_not_one_on_its_descriptor() {
+    hub::time::pause();
+    let listener = Rc::new(TcpListener::bind("127.0.0.1:0").unwrap());
+    let l = listener.clone();
+    let on_socket = hub::spawn(move || hub::wait_any(&[l.readable()], None));
+    let l = listener.clone();
+    let on_descriptor =
+        hub::spawn(move || hub::wait_readable(l.as_fd(), Some(Duration::from_secs(30))));
+    hub::yield_now();
+    listener.close();
+    // The socket's own readiness hears of the close at once; the
+    // descriptor, still open and never readable, waits out its timeout.
+    assert_eq!(on_socket.join().unwrap(), Some(0));
+    let err = on_descriptor.join().unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
+}

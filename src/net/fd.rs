@@ -36,6 +36,13 @@ use crate::stats::WaitOn;
 /// waiter.join().unwrap().unwrap();
 /// ```
 ///
+/// It waits on the descriptor, whatever owns it: given a socket of
+/// [`net`](crate::net), it is not woken by that socket's
+/// [`close`](crate::net::TcpListener::close) (which wakes the socket's own
+/// calls and its [`readable`](crate::net::TcpListener::readable) waits),
+/// and a listener or datagram socket closed so stays as it was, never
+/// readable: wait on the socket's `readable()` to hear of a close.
+///
 /// Like a read of a socket, it spends the greenlet's cooperative budget
 /// (see the [hub docs](crate::hub)): a loop over a descriptor that is
 /// always ready lets the other greenlets run now and then.

@@ -291,8 +291,14 @@ macro_rules! close_and_clone {
             /// Closes it for every greenlet sharing it (gevent's
             /// `close`/`cancel_wait`): greenlets blocked on it wake up
             /// with an error of kind `ConnectionAborted`, later reads,
-            /// writes, accepts, readiness waits and `try_clone`s fail the
-            /// same way, and the hub forgets it. Streams are also shut
+            /// writes, accepts, readiness waits (its `readable` and
+            /// `writable`) and `try_clone`s fail the same way, and the hub
+            /// forgets it. A [`hub::wait_readable`](crate::hub::wait_readable)
+            /// or `wait_writable` on its descriptor is a wait on the
+            /// descriptor, not on the socket: a close does not end it (as
+            /// in gevent, whose `wait_read(fileno)` is not cancelled by a
+            /// `close` either): wait on `readable()` instead to hear of a
+            /// close. Streams are also shut
             /// down both ways, so the peer sees the end (and so do
             /// clones). The descriptor is released when the value drops,
             /// not before (its number cannot go to another file while
