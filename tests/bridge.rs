@@ -769,3 +769,50 @@ fn a_future_panic_that_mentions_a_reactor_keeps_its_payload() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+// ----- what a burst of waits leaves behind -----
+
+/// Waits once in `block_on` (a future that wakes itself and is ready when
+/// polled again), holding a waker slot meanwhile.
+fn one_pending_block_on() {
+    let mut polled = false;
+    hub::block_on(std::future::poll_fn(move |cx| {
+        if std::mem::replace(&mut polled, true) {
+            Poll::Ready(())
+        } else {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }));
+}
+
+/// Bytes left live on this thread by `n` greenlets all running `f` at
+/// once (their stacks given back after).
+fn left_by_a_burst(n: usize, f: fn()) -> isize {
+    let before = common::live_bytes();
+    let all: Vec<_> = (0..n).map(|_| hub::spawn(f)).collect();
+    for g in all {
+        g.join().unwrap();
+    }
+    greenlet::trim_stacks();
+    common::live_bytes() - before
+}
+
+#[test]
+fn a_burst_of_block_on_waits_leaves_a_bounded_pool_of_waker_slots() {
+    // The hub's own tables grown to the burst's size first: its greenlets'
+    // (a burst of yields) and its reactor's (as many channel receivers,
+    // registrations as a wait's slot is).
+    left_by_a_burst(6_000, hub::yield_now);
+    drop((0..6_000).map(|_| hub::channel::<()>()).collect::<Vec<_>>());
+    // Each slot is a few hundred bytes: the pool keeps about a thousand,
+    // and the surplus of the burst goes as its waits end.
+    let kept = left_by_a_burst(6_000, one_pending_block_on);
+    assert!(kept > 0, "slots are kept for reuse");
+    assert!(
+        kept < 1_000 * 500,
+        "a burst of 6,000 waits kept {kept} bytes"
+    );
+    // Kept for the next burst: one as large keeps nothing more.
+    assert!(left_by_a_burst(6_000, one_pending_block_on) <= 0);
+}

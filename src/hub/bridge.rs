@@ -113,10 +113,27 @@ impl Slot {
     }
 }
 
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // Its registration goes with it. A future may have kept a clone of
+        // its waker: a wake-up through that names the registration by its
+        // ticket, and finds nobody.
+        if let Some(reactor) = try_hub().as_deref().and_then(Hub::reactor) {
+            reactor.remove(&self.reg);
+        }
+    }
+}
+
 thread_local! {
-    /// Slots not in use on this thread.
+    /// Slots not in use on this thread, at most [`KEEP_SLOTS`].
     static POOL: RefCell<Vec<Slot>> = const { RefCell::new(Vec::new()) };
 }
+
+/// How many unused slots a thread keeps (about 250 bytes each, and a
+/// registration in the reactor): a steady load of up to this many
+/// `block_on`s at once allocates nothing, and a burst of more gives the
+/// surplus back as it ends.
+const KEEP_SLOTS: usize = 1024;
 
 /// A slot borrowed from the pool for one `block_on`; given back on every
 /// exit path (a kill or a timeout unwinds through here).
@@ -138,8 +155,21 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(slot) = self.0.take() {
-            // During thread exit the pool may be gone: the slot just drops.
-            let _ = POOL.try_with(move |pool| pool.borrow_mut().push(slot));
+            // During thread exit the pool may be gone: the slot just drops
+            // (as one past the pool's room does, outside its borrow).
+            let surplus = POOL
+                .try_with(|pool| {
+                    let mut pool = pool.borrow_mut();
+                    if pool.len() < KEEP_SLOTS {
+                        pool.push(slot);
+                        None
+                    } else {
+                        Some(slot)
+                    }
+                })
+                .ok()
+                .flatten();
+            drop(surplus);
         }
     }
 }

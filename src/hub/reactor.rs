@@ -21,6 +21,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
+use std::ptr;
 use std::rc::Rc;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -443,9 +444,17 @@ impl Reactor {
         Ok(reg)
     }
 
-    /// Forgets `reg` (its waiters are gone: waiting borrows the socket).
+    /// Forgets `reg` (its waiters are gone: waiting borrows the socket), if
+    /// it is this reactor's: another registration in its slot is left
+    /// alone.
     pub(crate) fn remove(&self, reg: &Registration) {
-        self.registrations.borrow_mut().try_remove(reg.token);
+        let mut registrations = self.registrations.borrow_mut();
+        if registrations
+            .get(reg.token)
+            .is_some_and(|r| ptr::eq(&**r, reg))
+        {
+            registrations.remove(reg.token);
+        }
     }
 
     /// Deregisters descriptor `fd` and forgets `reg`.
