@@ -816,3 +816,12 @@ fn a_burst_of_block_on_waits_leaves_a_bounded_pool_of_waker_slots() {
     // Kept for the next burst: one as large keeps nothing more.
     assert!(left_by_a_burst(6_000, one_pending_block_on) <= 0);
 }
+
+#[test]
+fn iterators_of_values_that_are_not_debug_are_debug() {
+    struct Opaque;
+    let (_tx, rx) = hub::channel::<Opaque>();
+    assert!(format!("{:?}", rx.iter()).starts_with("Iter { receiver: Receiver"));
+    let stream = hub::block_on_stream(|_: &mut Context<'_>| Poll::<Option<Opaque>>::Ready(None));
+    assert_eq!(format!("{stream:?}"), "BlockOnStream { .. }");
+}

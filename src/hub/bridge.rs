@@ -34,6 +34,7 @@ mod tokio;
 pub(crate) use self::tokio::entered as tokio_context_entered;
 
 use std::cell::RefCell;
+use std::fmt;
 use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::pin::Pin;
@@ -508,9 +509,15 @@ where
 }
 
 /// The iterator of [`block_on_stream`].
-#[derive(Debug)]
 pub struct BlockOnStream<P> {
     poll_next: P,
+}
+
+/// Says nothing of the polling function (a closure, not `Debug`).
+impl<P> fmt::Debug for BlockOnStream<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockOnStream").finish_non_exhaustive()
+    }
 }
 
 impl<T, P> Iterator for BlockOnStream<P>

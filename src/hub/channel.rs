@@ -445,9 +445,16 @@ impl<T> fmt::Debug for Receiver<T> {
 }
 
 /// The iterator of [`Receiver::iter`].
-#[derive(Debug)]
 pub struct Iter<'a, T> {
     receiver: &'a Receiver<T>,
+}
+
+impl<T> fmt::Debug for Iter<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Iter")
+            .field("receiver", self.receiver)
+            .finish()
+    }
 }
 
 impl<T> Iterator for Iter<'_, T> {
