@@ -32,7 +32,12 @@ struct Queued {
 /// be used from any thread. Threads are started on demand, up to
 /// [`max_threads`](ThreadPool::max_threads); a thread that found no work
 /// for [`idle_timeout`](ThreadPool::idle_timeout) exits. Work beyond
-/// `max_threads` waits in a FIFO until a thread is free.
+/// `max_threads` waits in a FIFO until a thread is free. So a job that
+/// waits for another job of its own pool (a `join` of its
+/// [`spawn`](ThreadPool::spawn)) waits for ever when every thread is
+/// taken by such jobs, as in any pool of fixed size: nothing tells it
+/// (gevent's pool runs such a call inline). Give nested work a pool of
+/// its own, or do it in the job itself.
 ///
 /// [`spawn_blocking`] uses a process-wide pool (see
 /// [`ThreadPool::global`]); make one of your own to bound a kind of work
