@@ -505,14 +505,26 @@ fn test_if_pipe_blocks_tp() {
     assert_eq!(written.get(), read);
 }
 
-/// Whether the hub still has `fd` in its epoll set: a new registration of
-/// the same descriptor is refused with `EEXIST` while it does.
+/// Whether an epoll set of the process (the hub's: a wait registers a
+/// copy of the descriptor) still watches `fd`'s file, as Linux lists the
+/// entries of each in `/proc/self/fdinfo`, by inode.
 fn still_registered(fd: impl AsFd) -> bool {
-    match AsyncFd::new(fd.as_fd()) {
-        Ok(_) => false,
-        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => true,
-        Err(e) => panic!("{e}"),
-    }
+    use std::os::unix::fs::MetadataExt;
+    let file = std::fs::File::from(fd.as_fd().try_clone_to_owned().unwrap());
+    let entry = format!(" ino:{:x} ", file.metadata().unwrap().ino());
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .any(|link| {
+            let is_epoll = std::fs::read_link(link.path())
+                .is_ok_and(|target| target.to_string_lossy() == "anon_inode:[eventpoll]");
+            let info = format!("/proc/self/fdinfo/{}", link.file_name().to_string_lossy());
+            is_epoll
+                && std::fs::read_to_string(info).is_ok_and(|info| {
+                    info.lines()
+                        .any(|line| line.starts_with("tfd:") && line.contains(&entry))
+                })
+        })
 }
 
 // TestOS_nb.test_event_closed_on_read: after a wait for readability that

@@ -247,3 +247,20 @@ fn a_first_wait_without_descriptors_for_the_reactor_is_an_error() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_descriptor_one_greenlet_waits_on_can_be_wrapped_by_another() {
+    // The wait registers a copy of the descriptor: the descriptor's own
+    // place in the hub stays free for an owner.
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let reader = Rc::new(reader);
+    let r = reader.clone();
+    let waiter = hub::spawn(move || hub::wait_readable(&*r, None));
+    hub::yield_now();
+    assert!(!waiter.is_finished());
+    let wrapped = AsyncFd::new(reader.clone()).expect("wrapped while another waits");
+    writer.write_all(b"x").unwrap();
+    waiter.join().unwrap().unwrap();
+    let mut byte = [0];
+    assert_eq!((&wrapped).read(&mut byte).unwrap(), 1);
+}
