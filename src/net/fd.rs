@@ -306,8 +306,11 @@ impl<T: AsFd> AsyncFd<T> {
     /// The wrapped value, mutably, to use it (set options, say), not to
     /// swap its descriptor: the registration is the descriptor's that was
     /// wrapped, so reads and writes on another one would wait for
-    /// readiness that is never reported. Rewrap a new descriptor with
-    /// [`new`](AsyncFd::new) instead (tokio's `AsyncFd` has the same rule).
+    /// readiness that is never reported, and the old descriptor's entry
+    /// could not be taken out of the epoll set (a copy of it still open
+    /// elsewhere would then wake whatever the hub registers next in its
+    /// place). Rewrap a new descriptor with [`new`](AsyncFd::new) instead
+    /// (tokio's `AsyncFd` has the same rule).
     pub fn get_mut(&mut self) -> &mut T {
         self.inner.as_mut().expect("present until into_inner")
     }
