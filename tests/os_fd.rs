@@ -264,3 +264,30 @@ fn a_descriptor_one_greenlet_waits_on_can_be_wrapped_by_another() {
     let mut byte = [0];
     assert_eq!((&wrapped).read(&mut byte).unwrap(), 1);
 }
+
+#[test]
+fn an_epoll_entry_left_behind_wakes_nothing_registered_since() {
+    use std::os::fd::OwnedFd;
+    // Swapping the descriptor behind an `AsyncFd` (which `get_mut` says
+    // not to do) while a copy of the old one lives leaves the old one's
+    // entry in the epoll set for good: its events must reach nobody, not
+    // the registration that took its place in the hub.
+    let (old, mut old_writer) = std::io::pipe().unwrap();
+    let old = OwnedFd::from(old);
+    let copy = old.try_clone().unwrap();
+    let (other, _other_writer) = std::io::pipe().unwrap();
+    let mut swapped = AsyncFd::new(old).unwrap();
+    *swapped.get_mut() = OwnedFd::from(other);
+    drop(swapped);
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let fresh = Rc::new(AsyncFd::new(reader).unwrap());
+    let f = fresh.clone();
+    let waiter = hub::spawn(move || hub::wait_any(&[f.readable()], None));
+    hub::yield_now();
+    old_writer.write_all(b"x").unwrap();
+    hub::idle();
+    assert!(!waiter.is_finished(), "woken by the old pipe's entry");
+    writer.write_all(b"y").unwrap();
+    assert_eq!(waiter.join().unwrap(), Some(0));
+    drop(copy);
+}

@@ -93,6 +93,59 @@ pub(crate) struct Ticket {
     serial: u64,
 }
 
+impl Ticket {
+    /// The registration it names, if it is still there.
+    fn find(self, registrations: &Slab<Rc<Registration>>) -> Option<&Rc<Registration>> {
+        registrations
+            .get(self.token)
+            .filter(|reg| reg.serial == self.serial)
+    }
+
+    /// The epoll token of a descriptor's registration: on 64-bit targets,
+    /// its slot in the low half and the low half of its serial in the
+    /// high half (elsewhere, its slot alone). A descriptor's entry in the
+    /// epoll set normally goes before its slot is freed, but one that
+    /// cannot be taken out (a descriptor swapped behind its `AsyncFd`,
+    /// with a copy of it still open elsewhere, which keeps the entry
+    /// alive) would otherwise report its events to the registration that
+    /// took the slot since.
+    #[cfg(target_pointer_width = "64")]
+    fn token(self) -> Token {
+        debug_assert!(
+            self.token < u32::MAX as usize,
+            "registrations past the token's range"
+        );
+        Token(self.token | ((self.serial as u32 as usize) << 32))
+    }
+
+    #[cfg(not(target_pointer_width = "64"))]
+    fn token(self) -> Token {
+        Token(self.token)
+    }
+
+    /// The registration epoll token `token` stands for, if it is still
+    /// there (told by its serial's low half: a slot reused 2^32 times
+    /// while an old entry lingers would pass).
+    #[cfg(target_pointer_width = "64")]
+    fn find_by_token(
+        token: Token,
+        registrations: &Slab<Rc<Registration>>,
+    ) -> Option<&Rc<Registration>> {
+        let serial = (token.0 >> 32) as u32;
+        registrations
+            .get(token.0 & u32::MAX as usize)
+            .filter(|reg| reg.serial as u32 == serial)
+    }
+
+    #[cfg(not(target_pointer_width = "64"))]
+    fn find_by_token(
+        token: Token,
+        registrations: &Slab<Rc<Registration>>,
+    ) -> Option<&Rc<Registration>> {
+        registrations.get(token.0)
+    }
+}
+
 /// One socket (or channel) known to the reactor: the readiness last seen
 /// for each direction and the waits blocked on each.
 pub(crate) struct Registration {
@@ -360,7 +413,7 @@ impl Reactor {
     fn renew(&self) -> io::Result<()> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
-        for (token, reg) in self.registrations.borrow().iter() {
+        for (_, reg) in self.registrations.borrow().iter() {
             let fd = reg.fd.get();
             if fd < 0 {
                 continue;
@@ -374,7 +427,7 @@ impl Reactor {
             // A descriptor closed behind its owner's back cannot be
             // registered: its next call finds the error, as it would have
             // in the parent.
-            let _ = SourceFd(&fd).register(poll.registry(), Token(token), interest());
+            let _ = SourceFd(&fd).register(poll.registry(), reg.ticket().token(), interest());
         }
         // Dropping the inherited instance and waker closes the child's
         // descriptors of them, not the parent's.
@@ -434,8 +487,11 @@ impl Reactor {
     pub(crate) fn register(&self, fd: RawFd) -> io::Result<Rc<Registration>> {
         self.own()?;
         let reg = self.add();
-        let registered =
-            SourceFd(&fd).register(self.poll.borrow().registry(), Token(reg.token), interest());
+        let registered = SourceFd(&fd).register(
+            self.poll.borrow().registry(),
+            reg.ticket().token(),
+            interest(),
+        );
         if let Err(e) = registered {
             self.remove(&reg);
             return Err(e);
@@ -512,8 +568,8 @@ impl Reactor {
                 mailed = true;
                 continue;
             }
-            // A stale token (its socket closed since) finds nothing.
-            let Some(reg) = registrations.get(event.token().0) else {
+            // A stale token finds nothing (see `Ticket::token`).
+            let Some(reg) = Ticket::find_by_token(event.token(), &registrations) else {
                 continue;
             };
             // An error or a closed half wakes the waiters too: their retry
@@ -544,10 +600,7 @@ impl Reactor {
     /// since in the same slot is not it, and is left alone.
     pub(crate) fn notify(&self, ticket: Ticket, mut wake: impl FnMut(WaitKey) -> bool) {
         let registrations = self.registrations.borrow();
-        let live = registrations
-            .get(ticket.token)
-            .filter(|reg| reg.serial == ticket.serial);
-        if let Some(reg) = live {
+        if let Some(reg) = ticket.find(&registrations) {
             if reg.wakes_one() {
                 // A channel got something: a multi-wait orders it from here.
                 reg.stamp_ready(Direction::Read);

@@ -307,9 +307,8 @@ impl<T: AsFd> AsyncFd<T> {
     /// swap its descriptor: the registration is the descriptor's that was
     /// wrapped, so reads and writes on another one would wait for
     /// readiness that is never reported, and the old descriptor's entry
-    /// could not be taken out of the epoll set (a copy of it still open
-    /// elsewhere would then wake whatever the hub registers next in its
-    /// place). Rewrap a new descriptor with [`new`](AsyncFd::new) instead
+    /// could not be taken out of the epoll set (it stays while a copy of
+    /// it is open elsewhere; its events then reach nobody). Rewrap a new descriptor with [`new`](AsyncFd::new) instead
     /// (tokio's `AsyncFd` has the same rule).
     pub fn get_mut(&mut self) -> &mut T {
         self.inner.as_mut().expect("present until into_inner")
