@@ -133,24 +133,39 @@ fn test_threaded_adv_leak() {
     assert_eq!(drops.load(Ordering::SeqCst), 4);
 }
 
+greenlet::greenlet_local! {
+    /// The `test_issue251*` greenlets' thread state (a local of theirs).
+    static THREAD_STATE: RefCell<Option<CountedSync>> = RefCell::new(None);
+}
+
+/// The `test_issue251*` greenlet, started: it keeps a value counted in
+/// `drops` in its greenlet-local and sends another to its parent, then
+/// waits there. `in_a_cycle`: its frame also holds a value, and counted
+/// handles to itself and to its parent (so it cannot be collected while
+/// the thread lives, row 12).
+fn background_glet(drops: &Arc<AtomicUsize>, in_a_cycle: bool) -> (Greenlet, CountedSync) {
+    let d = drops.clone();
+    let glet = Greenlet::new(move |()| {
+        let sent = CountedSync(d.clone());
+        THREAD_STATE.with(|t| *t.borrow_mut() = Some(CountedSync(d.clone())));
+        let held = in_a_cycle.then(|| (CountedSync(d), current().clone()));
+        let parent = current().parent().unwrap();
+        let _: () = parent.switch(sent).unwrap();
+        drop(held);
+    });
+    let sent = glet.switch(()).unwrap();
+    (glet, sent)
+}
+
 #[test]
 fn test_issue251_killing_cross_thread_leaks_list() {
     // A suspended greenlet holding values on its stack and in a local,
     // whose thread exits: unwound then, each value dropped once (row 15).
-    greenlet::greenlet_local! {
-        static THREAD_STATE: RefCell<Option<CountedSync>> = RefCell::new(None);
-    }
     let drops = Arc::new(AtomicUsize::new(0));
     let d = drops.clone();
     std::thread::spawn(move || {
-        let d2 = d.clone();
-        let glet = Greenlet::new(move |()| {
-            let jd = CountedSync(d2.clone());
-            THREAD_STATE.with(|t| *t.borrow_mut() = Some(CountedSync(d2)));
-            let _: () = current().parent().unwrap().switch(vec![jd]).unwrap();
-        });
-        let got: Vec<CountedSync> = glet.switch(()).unwrap();
-        drop(got);
+        let (glet, sent) = background_glet(&d, false);
+        drop(sent);
         assert_eq!(d.load(Ordering::SeqCst), 1);
         // Keep it suspended past the thread's end.
         std::mem::forget(glet);
@@ -162,33 +177,19 @@ fn test_issue251_killing_cross_thread_leaks_list() {
 
 #[test]
 fn test_issue251_issue252_explicit_reference_not_collectable() {
-    // The greenlet keeps counted handles to itself and to its parent in
-    // its frame: a cycle, not collected while the thread lives (row 12);
-    // its thread exits without calling anything more, and then its stack
-    // value, its local and what it sent out are each dropped once.
-    greenlet::greenlet_local! {
-        static THREAD_STATE: RefCell<Option<CountedSync>> = RefCell::new(None);
-    }
+    // In a cycle, the greenlet is not collected when the thread drops its
+    // handle; the thread exits without calling anything more, and then its
+    // stack value, its local and what it sent out are each dropped once.
     let drops = Arc::new(AtomicUsize::new(0));
     let d = drops.clone();
     let (running, is_running) = std::sync::mpsc::channel::<()>();
     let (exit, may_exit) = std::sync::mpsc::channel::<()>();
     let thread = std::thread::spawn(move || {
-        let d2 = d.clone();
-        let glet = Greenlet::new(move |()| {
-            let jd = CountedSync(d2.clone());
-            THREAD_STATE.with(|t| *t.borrow_mut() = Some(CountedSync(d2.clone())));
-            let _on_stack = CountedSync(d2.clone());
-            let me: Greenlet = current().clone();
-            let parent = current().parent().unwrap();
-            let _: () = parent.switch(vec![jd]).unwrap();
-            drop(me);
-        });
-        let got: Vec<CountedSync> = glet.switch(()).unwrap();
+        let (glet, sent) = background_glet(&d, true);
         drop(glet); // not the last handle: its own frame holds one
         running.send(()).unwrap();
         may_exit.recv().unwrap();
-        drop(got);
+        drop(sent);
     });
     is_running.recv().unwrap();
     assert_eq!(drops.load(Ordering::SeqCst), 0);
@@ -202,19 +203,10 @@ fn test_issue251_issue252_need_to_collect_in_background() {
     // The thread drops its last handle and calls nothing more: the drop
     // kills the greenlet at once (row 12), its local dropped then, before
     // the thread ends.
-    greenlet::greenlet_local! {
-        static THREAD_STATE: RefCell<Option<CountedSync>> = RefCell::new(None);
-    }
     let drops = Arc::new(AtomicUsize::new(0));
     let d = drops.clone();
     std::thread::spawn(move || {
-        let d2 = d.clone();
-        let glet = Greenlet::new(move |()| {
-            let jd = CountedSync(d2.clone());
-            THREAD_STATE.with(|t| *t.borrow_mut() = Some(CountedSync(d2)));
-            let _: () = current().parent().unwrap().switch(jd).unwrap();
-        });
-        let got: CountedSync = glet.switch(()).unwrap();
+        let (glet, sent) = background_glet(&d, false);
         let id = glet.id();
         drop(glet);
         assert_eq!(
@@ -223,7 +215,7 @@ fn test_issue251_issue252_need_to_collect_in_background() {
             "the local, dropped by the kill"
         );
         assert!(!listed(id));
-        drop(got);
+        drop(sent);
     })
     .join()
     .unwrap();
