@@ -147,16 +147,17 @@ impl Leave {
 impl Drop for Leave {
     fn drop(&mut self) {
         if let Some(group) = self.group.upgrade() {
-            let now_empty = {
+            let (left, now_empty) = {
                 let mut members = group.members.borrow_mut();
                 let mine = members
                     .get(self.key)
                     .is_some_and(|entry| entry.number == self.number);
-                if mine {
-                    members.remove(self.key);
-                }
-                members.is_empty()
+                let left = mine.then(|| members.remove(self.key));
+                (left, members.is_empty())
             };
+            // Its handle goes outside the borrow: a last handle's drop
+            // may run the program's code.
+            drop(left);
             if now_empty {
                 group.empty.set();
             }
