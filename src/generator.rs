@@ -560,9 +560,18 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
     /// - When called from the producer's own greenlet or one of its
     ///   descendants (Python's "generator already executing").
     /// - When something else reaches the consumer while it waits: a throw
-    ///   into it resumes here with its payload unchanged; another switch
-    ///   into it (the end of a child of the consumer, say) panics. The
-    ///   producer stays where it was, and the generator goes on.
+    ///   into it resumes here with its payload unchanged; another greenlet's
+    ///   end into it (a child of the consumer that panics or is killed, or
+    ///   returns a value of another type) panics. The producer stays where
+    ///   it was, and the generator goes on. Where it was may be a wait
+    ///   elsewhere (in the hub, say), from which it later hands its next
+    ///   item to the consumer, wherever the consumer is then: resume the
+    ///   generator again before the consumer waits on anything else, or
+    ///   that item goes to that wait (dropped as a stray wake-up) or to
+    ///   another generator's resume (taken for its item). Likewise, a child
+    ///   of the consumer that returns a value of the item's type while the
+    ///   consumer waits is taken for an item: greenlets switch values, not
+    ///   senders.
     ///
     /// Not a panic: called while the consumer unwinds (a destructor during
     /// a panic or a kill) or from inside the switch hook, where no switch
@@ -880,7 +889,7 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
             // another child of the consumer that was killed meanwhile.
             SwitchError::Killed if dead => {}
             // An unhandled throw (see `raise`).
-            SwitchError::Panicked(p) if p.is::<Thrown>() => {
+            SwitchError::Panicked(p) if dead && p.is::<Thrown>() => {
                 self.done = true;
                 // Ended by an error: a value it returned before (then a
                 // destructor of its locals raised) is not its result.
@@ -890,7 +899,7 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
                     Err(p) => Thrown(p),
                 });
             }
-            SwitchError::Panicked(p) => {
+            SwitchError::Panicked(p) if dead => {
                 self.done = true;
                 // As above: a panic after its return (a destructor of its
                 // locals) leaves it without a return value.
@@ -910,7 +919,9 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
             // unchanged, as a throw into any waiting greenlet's does (the
             // producer stays where it was).
             SwitchError::Thrown(p) => panic::resume_unwind(p),
-            // Another greenlet switched into the consumer while it waited.
+            // Another greenlet ended into the consumer while it waited (a
+            // child's panic or kill, a mismatched value): the producer
+            // stays where it was.
             e => panic!("greenlet::Generator: the consumer was resumed by something else: {e}"),
         }
         self.done = true;

@@ -748,6 +748,39 @@ fn a_stray_kill_reaching_the_consumer_does_not_end_the_generator() {
     assert_eq!(seen, (Some(1), true, false, false));
 }
 
+/// The same for a child of the consumer that panics: its panic reaches the
+/// consumer (and resumes out of `next`), and the generator goes on; the
+/// producer, alive, is closed with the generator's drop.
+#[test]
+fn a_stray_panic_reaching_the_consumer_does_not_end_the_generator() {
+    let dropped = Rc::new(Cell::new(0));
+    let in_producer = dropped.clone();
+    let consumer = Greenlet::new(move |()| {
+        let panics = Greenlet::new(|()| -> () { panic!("a child of the consumer panics") });
+        let mut g = Generator::new(move |y: &Yielder<u32>| {
+            let _counted = Counted(in_producer);
+            y.yield_(1);
+            let _ = panics.switch::<(), ()>(()); // its panic goes to the consumer
+            y.yield_(2);
+        });
+        let first = g.next();
+        let stray = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| g.next()));
+        let finished = g.is_finished();
+        let next = g.next();
+        drop(g);
+        (first, stray.is_err(), finished, next)
+    });
+    let seen = consumer
+        .switch::<(), (Option<u32>, bool, bool, Option<u32>)>(())
+        .unwrap();
+    assert_eq!(seen, (Some(1), true, false, Some(2)));
+    assert_eq!(
+        dropped.get(),
+        1,
+        "the producer was closed with the generator"
+    );
+}
+
 /// Switches an item to the consumer (the producer's parent) as it drops,
 /// then panics: a greenlet-local of the producer.
 struct HandsAnItemThenPanics;
