@@ -474,6 +474,22 @@ impl Greenlet {
         Runtime::get().current() == self.key
     }
 
+    /// Whether this is the current greenlet or one of its ancestors: one
+    /// the current greenlet runs under (a generator's consumer, while its
+    /// producer runs), which a kill-them-all spares as it spares the
+    /// caller (killed, a consumer closes its generator: the caller).
+    pub(crate) fn is_current_or_above(&self) -> bool {
+        let rt = Runtime::get();
+        let mut key = Some(rt.current());
+        while let Some(k) = key {
+            if k == self.key {
+                return true;
+            }
+            key = rt.parent_of(k);
+        }
+        false
+    }
+
     /// The name given to the builder (`"main"` for the main greenlet).
     pub fn name(&self) -> Option<Rc<str>> {
         Runtime::get().records().name(self.key)

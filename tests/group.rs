@@ -454,3 +454,54 @@ fn a_refused_pool_spawn_frees_its_slot_before_its_function_is_dropped() {
     assert!(done.get());
     assert_eq!((pool.len(), pool.free_count()), (0, 1));
 }
+
+// ----- called from a member's generator -----
+//
+// A generator's producer runs on a greenlet of its own, under its consumer:
+// calls that spare their caller spare the member it runs under too.
+
+/// Counts its drops.
+struct Counted(Rc<Cell<u32>>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+/// A member's function that sleeps an hour holding a `Counted`.
+fn sleeps_counted(drops: &Rc<Cell<u32>>) -> impl FnOnce() + 'static {
+    let counted = Counted(drops.clone());
+    move || {
+        let _counted = counted;
+        hub::sleep(HOUR);
+    }
+}
+
+#[test]
+fn kill_all_from_a_members_generator_kills_every_other_member() {
+    use greenlet::{Generator, Yielder};
+    hub::time::pause();
+    let group = Group::new();
+    let drops = Rc::new(Cell::new(0));
+    group.spawn(sleeps_counted(&drops));
+    let (g, in_producer) = (group.clone(), drops.clone());
+    let caller = group.spawn(move || {
+        let mut work = Generator::new(move |y: &Yielder<u32>| {
+            let _counted = Counted(in_producer);
+            hub::yield_now(); // the member after this one starts
+            g.kill_all();
+            y.yield_(1);
+        });
+        work.next()
+    });
+    let after = group.spawn(sleeps_counted(&drops));
+    assert!(hub::with_timeout(HOUR, || group.join()).is_ok());
+    assert!(after.is_finished());
+    assert_eq!(
+        caller.join().unwrap(),
+        Some(1),
+        "the caller's member was spared"
+    );
+    assert_eq!(drops.get(), 3);
+}

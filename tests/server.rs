@@ -544,3 +544,33 @@ fn a_never_stopped_server_whose_handler_holds_its_handle_drops_it_at_exit() {
         "the handler was never dropped"
     );
 }
+
+#[test]
+fn a_stop_from_a_handlers_generator_does_not_wait_for_its_own_handler() {
+    use greenlet::net::ServerHandle;
+    use greenlet::{Generator, Yielder};
+    use std::cell::OnceCell;
+    hub::time::pause();
+    let me: Rc<OnceCell<ServerHandle>> = Rc::default();
+    let handle = me.clone();
+    let server = Server::bind("127.0.0.1:0", move |_conn: TcpStream, _peer| {
+        let handle = handle.clone();
+        // The handler serves its requests through a generator, whose
+        // producer takes a "quit" and stops the server, with a long grace.
+        let mut requests = Generator::new(move |y: &Yielder<u32>| {
+            handle.get().unwrap().stop(Duration::from_secs(3600));
+            y.yield_(1);
+        });
+        requests.next();
+    })
+    .unwrap()
+    .start();
+    me.set(server.clone()).unwrap();
+    let _client = TcpStream::connect(server.local_addr()).unwrap();
+    let start = hub::time::now();
+    server.wait();
+    assert!(
+        hub::time::now() - start < Duration::from_secs(3600),
+        "the stop waited out its grace for its own handler"
+    );
+}

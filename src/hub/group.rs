@@ -359,7 +359,9 @@ impl Group {
 
     /// Kills every member (see [`JoinHandle::kill`](super::JoinHandle::kill):
     /// a member's panic as it dies is reported, and the others are still
-    /// killed); the calling greenlet is spared if it is one. Returns when they are gone, members spawned
+    /// killed); the calling greenlet is spared if it is one, and so is a
+    /// member it runs under (a member whose generator's producer calls
+    /// this). Returns when they are gone, members spawned
     /// meanwhile (by a dying member's destructor, say) included; a member
     /// that refuses its kill (it caught the unwinding and switched away)
     /// is killed once and left alive.
@@ -369,7 +371,7 @@ impl Group {
             let victims: Vec<Greenlet> = self
                 .members()
                 .into_iter()
-                .filter(|g| !g.is_current() && !tried.contains(g))
+                .filter(|g| !g.is_current_or_above() && !tried.contains(g))
                 .collect();
             if victims.is_empty() {
                 return;

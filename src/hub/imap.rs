@@ -245,11 +245,12 @@ impl<I, F, R: 'static> Feed<I, F, R> {
 
 impl<I, F, R: 'static> Drop for Feed<I, F, R> {
     fn drop(&mut self) {
-        // Dropped by one of its own workers: that one is not killed (a
-        // kill of oneself unwinds at once, which would leave the workers
-        // after it running), as `Group::kill_all` skips its caller.
+        // Dropped by one of its own workers (or a greenlet running under
+        // one, a generator's producer): that one is not killed (a kill of
+        // oneself unwinds at once, which would leave the workers after it
+        // running), as `Group::kill_all` skips its caller.
         for (_, worker) in &self.workers {
-            if !worker.is_finished() && !worker.greenlet().is_current() {
+            if !worker.is_finished() && !worker.greenlet().is_current_or_above() {
                 worker.kill();
             }
         }

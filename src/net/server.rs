@@ -618,7 +618,8 @@ impl ServerHandle {
     /// refuses the kill and serves on after the stop.
     ///
     /// Called from one of the server's own handlers (to stop it from a
-    /// request), it starts the stop in a greenlet of its own and returns at
+    /// request), or from a greenlet running under one (its generator's
+    /// producer), it starts the stop in a greenlet of its own and returns at
     /// once: waiting would wait for the caller itself. The caller then
     /// counts among the handlers that get the grace.
     ///
@@ -643,7 +644,9 @@ impl ServerHandle {
             Members::Group(g) => g.members(),
             Members::Pool(p) => p.members(),
         };
-        if members.iter().any(|g| g.is_current()) {
+        // Called from a handler, or from a greenlet running under one (a
+        // generator's producer).
+        if members.iter().any(|g| g.is_current_or_above()) {
             let handle = self.clone();
             // Spawned before the stop is announced: with no stack for it,
             // the server stays as it was (not half stopping, with
