@@ -31,6 +31,9 @@ fn cannot_unwind(what: &str) -> ! {
 /// [`JoinHandle::kill`](crate::hub::JoinHandle::kill), a server's stop) or
 /// a [`with_timeout`](crate::hub::with_timeout) expiry.
 ///
+/// It takes the payload (`payload.as_ref()`) or the `Box` holding it
+/// (`&payload`) alike.
+///
 /// A catch-all that keeps a greenlet going after its own panics (a
 /// request handler, a worker loop) should hand these on with
 /// [`std::panic::resume_unwind`], as Python's `except Exception` lets
@@ -62,5 +65,11 @@ fn cannot_unwind(what: &str) -> ! {
 /// assert!(worker.is_dead());
 /// ```
 pub fn is_runtime_unwinding(payload: &(dyn std::any::Any + Send)) -> bool {
+    // `&payload` of the `Box` that `catch_unwind` returns is a `&dyn Any`
+    // too, of the box: looked into, not taken for a panic of the program.
+    let payload = match payload.downcast_ref::<Box<dyn std::any::Any + Send>>() {
+        Some(boxed) => boxed.as_ref(),
+        None => payload,
+    };
     payload.is::<crate::value::GreenletExit>() || payload.is::<crate::hub::timeout::Interrupt>()
 }

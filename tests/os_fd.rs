@@ -249,23 +249,6 @@ fn a_first_wait_without_descriptors_for_the_reactor_is_an_error() {
 }
 
 #[test]
-fn a_descriptor_one_greenlet_waits_on_can_be_wrapped_by_another() {
-    // The wait registers a copy of the descriptor: the descriptor's own
-    // place in the hub stays free for an owner.
-    let (reader, mut writer) = std::io::pipe().unwrap();
-    let reader = Rc::new(reader);
-    let r = reader.clone();
-    let waiter = hub::spawn(move || hub::wait_readable(&*r, None));
-    hub::yield_now();
-    assert!(!waiter.is_finished());
-    let wrapped = AsyncFd::new(reader.clone()).expect("wrapped while another waits");
-    writer.write_all(b"x").unwrap();
-    waiter.join().unwrap().unwrap();
-    let mut byte = [0];
-    assert_eq!((&wrapped).read(&mut byte).unwrap(), 1);
-}
-
-#[test]
 fn an_epoll_entry_left_behind_wakes_nothing_registered_since() {
     use std::os::fd::OwnedFd;
     // Swapping the descriptor behind an `AsyncFd` (which `get_mut` says
@@ -290,4 +273,60 @@ fn an_epoll_entry_left_behind_wakes_nothing_registered_since() {
     writer.write_all(b"y").unwrap();
     assert_eq!(waiter.join().unwrap(), Some(0));
     drop(copy);
+}
+
+/// Whether another process would find `fd`'s file write-locked (a forked
+/// child asks `F_GETLK`, which reports only other processes' locks).
+fn locked_for_others(fd: i32) -> bool {
+    // SAFETY: the child makes only async-signal-safe calls, then `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
+    if pid == 0 {
+        // SAFETY: a zeroed `flock` is a valid value; `fcntl` fills it in.
+        let code = unsafe {
+            let mut lock: libc::flock = std::mem::zeroed();
+            lock.l_type = libc::F_WRLCK as _;
+            lock.l_whence = libc::SEEK_SET as _;
+            match libc::fcntl(fd, libc::F_GETLK, &mut lock) {
+                0 if lock.l_type == libc::F_UNLCK as _ => 0,
+                0 => 1,
+                _ => 2,
+            }
+        };
+        // SAFETY: ends the forked child at once.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: `pid` is our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    match libc::WEXITSTATUS(status) {
+        0 => false,
+        1 => true,
+        _ => panic!("F_GETLK failed in the child"),
+    }
+}
+
+#[test]
+fn a_wait_on_a_descriptor_keeps_the_process_fcntl_locks_on_its_file() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    hub::time::pause();
+    // SAFETY: plain calls; the descriptor is owned from here on.
+    let master = unsafe {
+        let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        assert!(fd >= 0, "posix_openpt: {}", io::Error::last_os_error());
+        OwnedFd::from_raw_fd(fd)
+    };
+    let fd = master.as_raw_fd();
+    // SAFETY: a zeroed `flock` is a valid value.
+    let locked = unsafe {
+        let mut lock: libc::flock = std::mem::zeroed();
+        lock.l_type = libc::F_WRLCK as _;
+        lock.l_whence = libc::SEEK_SET as _;
+        libc::fcntl(fd, libc::F_SETLK, &lock)
+    };
+    assert_eq!(locked, 0, "F_SETLK: {}", io::Error::last_os_error());
+    assert!(locked_for_others(fd));
+    let waited = hub::wait_readable(&master, Some(Duration::from_secs(1)));
+    assert_eq!(waited.unwrap_err().kind(), io::ErrorKind::TimedOut);
+    assert!(locked_for_others(fd), "the wait let go of the lock");
 }

@@ -39,6 +39,13 @@ pub(crate) fn current_is_daemon() -> bool {
 /// `f` do not keep [`run`](super::run) going. Marks nest; the mark is
 /// removed when `f` returns or unwinds.
 ///
+/// The mark is the greenlet's own: waits made for it by other greenlets
+/// are not a daemon's. Those of a [`Generator`](crate::Generator)'s
+/// producer it consumes (a sleep of the producer keeps `run` going while
+/// the daemon waits in `next`), or of the greenlet that waits for a
+/// [`spawn_blocking`](super::spawn_blocking) job it joins: make such waits
+/// in the daemon itself, or mark the producer's own body with `daemon`.
+///
 /// ```
 /// use greenlet::hub;
 ///

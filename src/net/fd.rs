@@ -19,12 +19,14 @@ use crate::stats::WaitOn;
 /// (`ErrorKind::TimedOut`). Returns at once when `fd` is ready already.
 ///
 /// For a descriptor read in a loop, an [`AsyncFd`] is cheaper: it stays
-/// registered, where this call registers a duplicate of `fd` with the
-/// hub's epoll and removes it again each time (a duplicate: `fd` may be
-/// registered elsewhere, a [`TcpStream`](super::TcpStream) of the same
-/// hub, say, and stays free for an `AsyncFd` made while this waits; with
-/// no descriptor left for a copy, `fd` itself is registered). A regular
-/// file is always ready.
+/// registered, where this call registers `fd` with the hub's epoll and
+/// removes it again each time. `fd` may be registered elsewhere (a
+/// [`TcpStream`](super::TcpStream) of the same hub, say): the wait then
+/// uses a duplicate of it (whose close, as the wait ends, lets go of the
+/// process's `fcntl` record locks on the file, as any close of one of its
+/// descriptors does on Linux). While it waits, `fd` is registered: an
+/// [`AsyncFd::new`] of it meanwhile is refused (`EEXIST`). A regular file
+/// is always ready.
 ///
 /// ```
 /// use std::io::Write;
@@ -104,21 +106,27 @@ fn wait_once(
     }
     let reactor = hub.reactor_or_init()?;
     let raw = fd.as_raw_fd();
-    // A duplicate is registered, not the descriptor: a separate entry in
-    // the epoll set, with readiness of its own, so the wait neither meets
-    // the descriptor's owner's entry (an `AsyncFd`, a socket) nor holds
-    // the descriptor's own place while it waits (an `AsyncFd::new` of it
-    // in another greenlet meanwhile would be refused with `EEXIST`). Out
-    // of descriptors for a copy, the descriptor itself is registered.
-    let dup = fd.try_clone_to_owned().ok();
-    let registered = dup.as_ref().map_or(raw, AsRawFd::as_raw_fd);
-    let reg = match reactor.register(registered) {
+    // The descriptor itself, not a duplicate, unless it must be: closing a
+    // duplicate after the wait would let go of the process's `fcntl`
+    // record locks on the file (Linux lets them all go at the close of any
+    // descriptor of it).
+    let mut dup = None;
+    let reg = match reactor.register(raw) {
         Ok(reg) => reg,
+        // Already in this epoll set (its owner registered it): a duplicate
+        // is a separate entry, with readiness of its own.
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            let copy = fd.try_clone_to_owned()?;
+            let reg = reactor.register(copy.as_raw_fd())?;
+            dup = Some(copy);
+            reg
+        }
         // Files and other descriptors epoll does not support are always
         // ready.
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => return Ok(()),
         Err(e) => return Err(e),
     };
+    let registered = dup.as_ref().map_or(raw, AsRawFd::as_raw_fd);
     /// Deregisters on every exit path (a kill or a `with_timeout`
     /// unwinds through the wait), before a duplicate closes.
     struct Registered<'a> {
@@ -249,8 +257,10 @@ impl<T: AsFd> AsyncFd<T> {
     /// # Errors
     ///
     /// `fcntl`'s or `epoll_ctl`'s: `EPERM` for a regular file, `EEXIST`
-    /// when the descriptor is already registered with this hub (wrap a
-    /// duplicate instead), `EBADF` for a closed one; and the reactor's, if
+    /// when the descriptor is already registered with this hub (by another
+    /// `AsyncFd` or a socket, or for the time of a greenlet's
+    /// [`wait_readable`] or [`wait_writable`] on it: wrap a duplicate
+    /// instead), `EBADF` for a closed one; and the reactor's, if
     /// it cannot be created. A refused descriptor is left blocking if it
     /// was.
     pub fn new(inner: T) -> io::Result<AsyncFd<T>> {
