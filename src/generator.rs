@@ -560,9 +560,10 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
     /// - When called from the producer's own greenlet or one of its
     ///   descendants (Python's "generator already executing").
     /// - When something else reaches the consumer while it waits: a throw
-    ///   into it resumes here with its payload unchanged; another greenlet's
-    ///   end into it (a child of the consumer that panics or is killed, or
-    ///   returns a value of another type) panics. The producer stays where
+    ///   into it, or the panic of another child of the consumer, resumes
+    ///   here with its payload unchanged; another greenlet's other end into
+    ///   it (a child of the consumer killed, or returning a value of
+    ///   another type) panics. The producer stays where
     ///   it was, and the generator goes on. Where it was may be a wait
     ///   elsewhere (in the hub, say), from which it later hands its next
     ///   item to the consumer, wherever the consumer is then: resume the
@@ -917,8 +918,10 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
             SwitchError::Unwinding | SwitchError::InSwitchHook => return Ok(()),
             // Thrown into the consumer while it waited: the payload goes on
             // unchanged, as a throw into any waiting greenlet's does (the
-            // producer stays where it was).
-            SwitchError::Thrown(p) => panic::resume_unwind(p),
+            // producer stays where it was). So does another child's panic
+            // (its payload kept whole: dropped under a panic of ours, a
+            // payload whose destructor panics would abort the process).
+            SwitchError::Thrown(p) | SwitchError::Panicked(p) => panic::resume_unwind(p),
             // Another greenlet ended into the consumer while it waited (a
             // child's panic or kill, a mismatched value): the producer
             // stays where it was.

@@ -360,8 +360,10 @@ impl Group {
     /// Kills every member (see [`JoinHandle::kill`](super::JoinHandle::kill):
     /// a member's panic as it dies is reported, and the others are still
     /// killed); the calling greenlet is spared if it is one, and so is a
-    /// member it runs under (a member whose generator's producer calls
-    /// this). Returns when they are gone, members spawned
+    /// member above it in its parent chain (a member whose generator's
+    /// producer calls this, or whose raw child greenlet does: killed, the
+    /// member would close its generator, the caller). Returns when they
+    /// are gone, members spawned
     /// meanwhile (by a dying member's destructor, say) included; a member
     /// that refuses its kill (it caught the unwinding and switched away)
     /// is killed once and left alive.

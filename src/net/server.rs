@@ -618,8 +618,8 @@ impl ServerHandle {
     /// refuses the kill and serves on after the stop.
     ///
     /// Called from one of the server's own handlers (to stop it from a
-    /// request), or from a greenlet running under one (its generator's
-    /// producer), it starts the stop in a greenlet of its own and returns at
+    /// request), or from a greenlet below one in its parent chain (its
+    /// generator's producer, say), it starts the stop in a greenlet of its own and returns at
     /// once: waiting would wait for the caller itself. The caller then
     /// counts among the handlers that get the grace.
     ///
