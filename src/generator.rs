@@ -48,6 +48,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
+use std::ptr;
 use std::rc::Rc;
 
 use crate::error::{into_payload, payload_message, SwitchError};
@@ -209,6 +210,18 @@ impl<Y: 'static, S: 'static> Yielder<Y, S> {
         // (a close or a drop, which unwinds from inside this switch).
         rt.switch::<Y, S>(consumer, item)
     }
+}
+
+/// Whether a payload is `payload` itself, come back: the same box (its
+/// address and its type; a zero-sized payload's address is not its own,
+/// so another of its type passes too).
+fn same_payload(payload: &Box<dyn Any + Send>) -> impl Fn(&Box<dyn Any + Send>) -> bool {
+    let identity = |p: &Box<dyn Any + Send>| {
+        let value: &(dyn Any + Send) = p.as_ref();
+        (ptr::from_ref(value).cast::<()>(), value.type_id())
+    };
+    let thrown = identity(payload);
+    move |p| identity(p) == thrown
 }
 
 /// What reached a pending yield instead of a sent value.
@@ -626,7 +639,9 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
     /// - `Ok(None)`: it handled the error and returned (the value is kept
     ///   for [`return_value`](Generator::return_value)), or it was killed.
     /// - `Err(thrown)`: the error unwound out of the producer unhandled (or
-    ///   it raised it again with [`Thrown::raise`]); or the generator had
+    ///   it raised it again with [`Thrown::raise`]; or, the producer being
+    ///   blocked in the hub rather than at a yield, that call raised it and
+    ///   nothing caught it); or the generator had
     ///   not started, and then the producer never runs (its closure is
     ///   dropped); or it had finished already. The generator is finished.
     ///
@@ -655,8 +670,21 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
             return Err(Thrown(into_payload(error)));
         }
         self.adopt();
-        match Runtime::get().throw::<Y>(self.greenlet.key(), into_payload(error)) {
+        let payload = into_payload(error);
+        let thrown = same_payload(&payload);
+        match Runtime::get().throw::<Y>(self.greenlet.key(), payload) {
             Ok(item) => Ok(Some(item)),
+            // The producer was blocked in the hub (reached after its
+            // consumer left a resume for something else, see `resume`):
+            // the blocked call raised the error there as it came, as for
+            // any greenlet thrown into while it waits, and it went out of
+            // the producer unhandled. As an unhandled throw at a yield:
+            // `Err`, not the producer's panic.
+            Err(SwitchError::Panicked(p)) if self.greenlet.is_dead() && thrown(&p) => {
+                self.done = true;
+                drop(self.returned.take());
+                Err(Thrown(p))
+            }
             Err(e) => self.ended(e).map(|()| None),
         }
     }

@@ -823,3 +823,29 @@ fn the_return_value_waits_for_the_producers_locals() {
     assert!(g.is_finished());
     assert_eq!(g.return_value(), None, "an error ended it");
 }
+
+/// A throw into a generator whose producer is blocked in the hub (its
+/// consumer left `next` for a throw it caught): the blocked call raises the
+/// error, which goes out of the producer unhandled and comes back as
+/// `Err`, as an unhandled throw at a yield does, not as a panic.
+#[test]
+fn a_throw_into_a_producer_blocked_in_the_hub_comes_back_as_err() {
+    use greenlet::hub;
+    let go = hub::Event::new();
+    let wait_for_go = go.clone();
+    let consumer = hub::spawn(move || {
+        let mut g = Generator::new(move |y: &Yielder<u32>| {
+            wait_for_go.wait();
+            y.yield_(1);
+        });
+        let cancelled = panic::catch_unwind(AssertUnwindSafe(|| g.next()));
+        assert!(cancelled.is_err());
+        // The producer still waits for `go`.
+        let thrown = g.throw(42u32).map_err(|e| e.downcast::<u32>().ok());
+        (thrown, g.is_finished())
+    });
+    hub::yield_now(); // the consumer in `next`, the producer waiting
+    let _ = consumer.greenlet().throw::<_, ()>("cancel");
+    assert_eq!(consumer.join().unwrap(), (Err(Some(42)), true));
+    drop(go);
+}
