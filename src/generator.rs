@@ -678,12 +678,11 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
             // consumer left a resume for something else, see `resume`):
             // the blocked call raised the error there as it came, as for
             // any greenlet thrown into while it waits, and it went out of
-            // the producer unhandled. As an unhandled throw at a yield:
-            // `Err`, not the producer's panic.
-            Err(SwitchError::Panicked(p)) if self.greenlet.is_dead() && thrown(&p) => {
-                self.done = true;
-                drop(self.returned.take());
-                Err(Thrown(p))
+            // the producer unhandled. Ended as an unhandled throw at a
+            // yield is (`Err`), not as the producer's panic.
+            Err(SwitchError::Panicked(p)) if thrown(&p) => {
+                let unhandled = SwitchError::Panicked(Box::new(Thrown(p)));
+                self.ended(unhandled).map(|()| None)
             }
             Err(e) => self.ended(e).map(|()| None),
         }

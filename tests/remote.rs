@@ -821,21 +821,25 @@ fn a_send_fails_once_the_receivers_thread_exited_though_the_receiver_leaked() {
 // `hub::wait_readable` waits on). The wake-up must find nobody, not the
 // pipe's wait, which would return "readable" with nothing to read.
 
-/// A pipe nothing writes to until a greenlet has yielded `rounds` times;
-/// the flag says whether it has written.
-fn pipe_written_later(rounds: usize) -> (std::io::PipeReader, Rc<Cell<bool>>, hub::JoinHandle<()>) {
+/// Waits on a pipe that nothing writes to until a greenlet has yielded 50
+/// times (its registration, made now, may take the reactor slot of one
+/// gone before), and asserts that only that write ended the wait;
+/// `woken_by` names what else might have.
+fn assert_a_pipe_wait_is_woken_only_by_its_write(woken_by: &str) {
     use std::io::Write;
     let (reader, mut writer) = std::io::pipe().unwrap();
     let written = Rc::new(Cell::new(false));
     let flag = written.clone();
     let g = hub::spawn(move || {
-        for _ in 0..rounds {
+        for _ in 0..50 {
             hub::yield_now();
         }
         flag.set(true);
         writer.write_all(b"x").unwrap();
     });
-    (reader, written, g)
+    hub::wait_readable(&reader, None).unwrap();
+    assert!(written.get(), "woken by {woken_by}");
+    g.join().unwrap();
 }
 
 #[test]
@@ -843,13 +847,8 @@ fn a_last_senders_drop_after_its_receiver_timed_out_and_went_wakes_nobody_else()
     let (tx, rx) = hub::channel::<u8>();
     assert_eq!(rx.recv_timeout(SHORT), Err(RecvTimeoutError::Timeout));
     drop(rx);
-    // Made after the receiver went: may take its slot in the reactor.
-    let (reader, written, writer) = pipe_written_later(50);
-    let sender = thread::spawn(move || drop(tx));
-    sender.join().unwrap();
-    hub::wait_readable(&reader, None).unwrap();
-    assert!(written.get(), "woken by the dead receiver's wake-up");
-    writer.join().unwrap();
+    thread::spawn(move || drop(tx)).join().unwrap();
+    assert_a_pipe_wait_is_woken_only_by_its_write("the dead receiver's wake-up");
 }
 
 #[test]
@@ -862,10 +861,7 @@ fn a_send_whose_receiver_is_killed_before_the_hub_reads_it_wakes_nobody_else() {
     // takes its mail.
     thread::spawn(move || tx.send(1).unwrap()).join().unwrap();
     receiver.kill();
-    let (reader, written, writer) = pipe_written_later(50);
-    hub::wait_readable(&reader, None).unwrap();
-    assert!(written.get(), "woken by the killed receiver's wake-up");
-    writer.join().unwrap();
+    assert_a_pipe_wait_is_woken_only_by_its_write("the killed receiver's wake-up");
 }
 
 #[test]
@@ -873,10 +869,7 @@ fn dropping_a_signal_whose_wait_timed_out_wakes_nobody_else() {
     let sig = hub::signal(libc::SIGURG).unwrap();
     assert!(!sig.recv_timeout(SHORT));
     drop(sig);
-    let (reader, written, writer) = pipe_written_later(50);
-    hub::wait_readable(&reader, None).unwrap();
-    assert!(written.get(), "woken by the dropped signal's channel");
-    writer.join().unwrap();
+    assert_a_pipe_wait_is_woken_only_by_its_write("the dropped signal's channel");
 }
 
 #[test]

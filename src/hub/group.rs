@@ -135,12 +135,17 @@ struct Leave {
 impl Leave {
     /// Whether its member is in the group (spawned, not yet gone).
     fn is_in(&self) -> bool {
-        self.group.upgrade().is_some_and(|group| {
-            let members = group.members.borrow();
-            members
-                .get(self.key)
-                .is_some_and(|entry| entry.number == self.number)
-        })
+        self.group
+            .upgrade()
+            .is_some_and(|group| self.is_mine(&group.members.borrow()))
+    }
+
+    /// Whether `members` holds its member's entry under its key (not one
+    /// that took the key since, see [`Entry`]).
+    fn is_mine(&self, members: &Slab<Entry>) -> bool {
+        members
+            .get(self.key)
+            .is_some_and(|entry| entry.number == self.number)
     }
 }
 
@@ -149,10 +154,7 @@ impl Drop for Leave {
         if let Some(group) = self.group.upgrade() {
             let (left, now_empty) = {
                 let mut members = group.members.borrow_mut();
-                let mine = members
-                    .get(self.key)
-                    .is_some_and(|entry| entry.number == self.number);
-                let left = mine.then(|| members.remove(self.key));
+                let left = self.is_mine(&members).then(|| members.remove(self.key));
                 (left, members.is_empty())
             };
             // Its handle goes outside the borrow: a last handle's drop

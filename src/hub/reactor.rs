@@ -83,10 +83,9 @@ impl Direction {
 /// still be in the mail then (its sender, on another thread, cannot know
 /// the receiver went): by slot alone, it would wake whatever waits in the
 /// slot now, a pipe's `wait_readable` told "readable" with nothing to
-/// read. The serial tells the two apart. (The epoll events of a poll need
-/// none: the hub reads them right after the poll, before any registration
-/// can go, and `deregister` takes a descriptor out of the epoll set before
-/// its registration's slot is freed.)
+/// read. The serial tells the two apart. A descriptor's epoll token
+/// carries it too (see [`Ticket::token`]), for an entry that outlives its
+/// registration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Ticket {
     token: usize,
