@@ -207,3 +207,44 @@ fn a_getter_woken_by_close_takes_an_item_given_back_by_a_cancelled_getter() {
     assert_eq!(b.join().unwrap(), [7]);
     assert_eq!(c.join().unwrap(), None);
 }
+
+/// `recv_timeout` and `try_recv` tell the end (closed and drained) from a
+/// timeout or an empty open queue, where `get_timeout` and `try_get` say
+/// `None` for both.
+#[test]
+fn recv_timeout_and_try_recv_tell_a_closed_queue_from_an_empty_one() {
+    use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
+    hub::time::pause();
+    let q = Queue::new();
+    assert_eq!(q.try_recv(), Err(TryRecvError::Empty));
+    assert_eq!(q.recv_timeout(MS), Err(RecvTimeoutError::Timeout));
+    q.put(1);
+    assert_eq!(q.recv_timeout(MS), Ok(1));
+    // An item put while the get waits.
+    let q2 = q.clone();
+    let putter = hub::spawn(move || q2.put(2));
+    assert_eq!(q.recv_timeout(Duration::from_secs(30)), Ok(2));
+    putter.join().unwrap();
+    // Closed while the get waits: the end, not a timeout.
+    let q2 = q.clone();
+    let closer = hub::spawn(move || q2.close());
+    assert_eq!(
+        q.recv_timeout(Duration::from_secs(30)),
+        Err(RecvTimeoutError::Disconnected)
+    );
+    closer.join().unwrap();
+    assert_eq!(q.try_recv(), Err(TryRecvError::Disconnected));
+    assert_eq!(q.recv_timeout(MS), Err(RecvTimeoutError::Disconnected));
+    hub::time::resume();
+
+    // Items left at the close come out first; the joinable queue passes
+    // both through.
+    let jq = JoinableQueue::new();
+    jq.put('a');
+    jq.put('b');
+    jq.close();
+    assert_eq!(jq.try_recv(), Ok('a'));
+    assert_eq!(jq.recv_timeout(MS), Ok('b'));
+    assert_eq!(jq.try_recv(), Err(TryRecvError::Disconnected));
+    assert_eq!(jq.recv_timeout(MS), Err(RecvTimeoutError::Disconnected));
+}

@@ -5,6 +5,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::rc::Rc;
+use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
 use std::time::Duration;
 
 use super::deadline_after;
@@ -186,6 +187,29 @@ impl<T: 'static> JoinableQueue<T> {
     /// See [`Queue::try_get`].
     pub fn try_get(&self) -> Option<T> {
         self.queue.try_get()
+    }
+
+    /// See [`Queue::try_recv`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::try_recv`].
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        self.queue.try_recv()
+    }
+
+    /// See [`Queue::recv_timeout`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::recv_timeout`].
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    #[inline(always)]
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.queue.recv_timeout(timeout)
     }
 
     /// See [`Queue::get_timeout`].

@@ -6,6 +6,7 @@ use std::cell::{RefCell, RefMut};
 use std::fmt;
 use std::ptr::NonNull;
 use std::rc::Rc;
+use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use super::budget;
@@ -613,7 +614,8 @@ impl<T: 'static, O: Order<T>> Queue<T, O> {
     }
 
     /// Like [`get`](Queue::get), but gives up after `timeout` (or at once
-    /// when the queue is closed and empty).
+    /// when the queue is closed and empty). `None` is either;
+    /// [`recv_timeout`](Queue::recv_timeout) tells them apart.
     ///
     /// # Panics
     ///
@@ -621,6 +623,82 @@ impl<T: 'static, O: Order<T>> Queue<T, O> {
     #[inline(always)]
     pub fn get_timeout(&self, timeout: Duration) -> Option<T> {
         self.get_until(deadline_after(timeout), "Queue::get_timeout")
+    }
+
+    /// Like [`try_get`](Queue::try_get), but tells an empty queue from a
+    /// closed and drained one.
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Empty`] when no item is there and the queue is
+    /// open; [`TryRecvError::Disconnected`] when it is closed and empty
+    /// (the end, as [`recv`](Queue::recv)'s [`Closed`]). The error types
+    /// are std's, as for the hub's [`Receiver`](crate::hub::Receiver): a
+    /// loop over either matches the same way.
+    ///
+    /// ```
+    /// use std::sync::mpsc::TryRecvError;
+    /// use greenlet::hub::Queue;
+    ///
+    /// let q = Queue::new();
+    /// assert_eq!(q.try_recv(), Err(TryRecvError::Empty));
+    /// q.put(1);
+    /// q.close();
+    /// assert_eq!(q.try_recv(), Ok(1));
+    /// assert_eq!(q.try_recv(), Err(TryRecvError::Disconnected));
+    /// ```
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        let mut q = self.inner.borrow_mut();
+        match q.take() {
+            Some(item) => Ok(item),
+            None if q.closed => Err(TryRecvError::Disconnected),
+            None => Err(TryRecvError::Empty),
+        }
+    }
+
+    /// Like [`get_timeout`](Queue::get_timeout), but tells a timeout from
+    /// a closed and drained queue (where `get_timeout` returns `None` for
+    /// both).
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`] when `timeout` passed with the queue
+    /// open and empty; [`RecvTimeoutError::Disconnected`] when the queue
+    /// is closed and empty, before or while this waits (the end, as
+    /// [`recv`](Queue::recv)'s [`Closed`]). A queue closed while this
+    /// waits, as its timeout passes, gives `Disconnected`: the end is the
+    /// more useful of the two answers. The error types are std's, as for
+    /// the hub's [`Receiver`](crate::hub::Receiver).
+    ///
+    /// # Panics
+    ///
+    /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
+    ///
+    /// ```
+    /// use std::sync::mpsc::RecvTimeoutError;
+    /// use std::time::Duration;
+    /// use greenlet::hub::{self, Queue};
+    ///
+    /// hub::time::pause(); // the timeout passes at once, deterministically
+    /// let q = Queue::<u32>::new();
+    /// let wait = Duration::from_secs(30);
+    /// assert_eq!(q.recv_timeout(wait), Err(RecvTimeoutError::Timeout));
+    /// q.close();
+    /// assert_eq!(q.recv_timeout(wait), Err(RecvTimeoutError::Disconnected));
+    /// hub::time::resume();
+    /// ```
+    #[inline(always)]
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.get_then(
+            deadline_after(timeout),
+            "Queue::recv_timeout",
+            |item| match item {
+                Some(item) => Ok(item),
+                // Nothing switches between the get's end and this look.
+                None if self.is_closed() => Err(RecvTimeoutError::Disconnected),
+                None => Err(RecvTimeoutError::Timeout),
+            },
+        )
     }
 
     /// How many items are in the queue, including ones handed to woken
