@@ -168,3 +168,30 @@ fn a_waiter_whose_timeout_fired_does_not_pass_a_trip_that_did_not_count_it() {
     assert_eq!(passed.get(), 2, "exactly two pass a trip for two");
     assert_eq!(b.waiting(), 0);
 }
+
+#[path = "support/budget.rs"]
+mod budget;
+
+/// The arrival that would trip the barrier, its budget spent and its
+/// deadline passed, is interrupted in the budget's yield before it counts:
+/// the other party is not released by a call that reports `Elapsed`, and
+/// the retry trips the barrier and leads. (The yield used to come after
+/// the trip: the retry then waited for a generation already gone.)
+#[test]
+fn an_arrival_interrupted_in_its_budget_yield_does_not_trip_the_barrier() {
+    time::pause();
+    let b = Rc::new(Barrier::new(2));
+    let other = {
+        let b = b.clone();
+        hub::spawn(move || b.wait().is_leader())
+    };
+    hub::yield_now(); // the other party arrives and blocks
+    budget::spend_all_but(0);
+    assert!(with_timeout(Duration::ZERO, || b.wait()).is_err());
+    assert!(!other.is_finished(), "not released by the interrupted call");
+    // An hour of paused clock: passes at once if the retry waits alone.
+    let retry = with_timeout(Duration::from_secs(3600), || b.wait().is_leader());
+    assert_eq!(retry, Ok(true));
+    assert!(!other.join().unwrap(), "the retry leads");
+    time::resume();
+}

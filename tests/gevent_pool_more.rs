@@ -1087,3 +1087,37 @@ fn test_pool_map_async_timeout() {
         );
     }
 }
+
+#[path = "support/budget.rs"]
+mod budget;
+
+/// `next` of an `imap` (and of an `imap_unordered`) with a finished worker
+/// there and the budget spent, under a deadline already passed: the
+/// result goes out; none is lost. (The join of the finished worker, after
+/// it was taken off the list, used to yield for the budget, and the
+/// interruption there dropped the result with the handle.)
+#[test]
+fn imap_next_under_a_passed_deadline_with_its_budget_spent_loses_no_result() {
+    let pool = Pool::new(2);
+    let mut it = pool.imap(0..4u32, |i| i);
+    let mut got = vec![it.next().unwrap().unwrap()];
+    hub::yield_now(); // item 1's worker has finished too
+    budget::spend_all_but(0);
+    if let Ok(Some(r)) = with_timeout(Duration::ZERO, || it.next()) {
+        got.push(r.unwrap());
+    }
+    got.extend(it.map(Result::unwrap));
+    assert_eq!(got, [0, 1, 2, 3]);
+
+    let mut it = pool.imap_unordered(0..4u32, |i| i);
+    let mut got = vec![it.next().unwrap().1.unwrap()];
+    hub::yield_now();
+    // One unit left: the wait for a finished worker spends it.
+    budget::spend_all_but(1);
+    if let Ok(Some((_, r))) = with_timeout(Duration::ZERO, || it.next()) {
+        got.push(r.unwrap());
+    }
+    got.extend(it.map(|(_, r)| r.unwrap()));
+    got.sort_unstable();
+    assert_eq!(got, [0, 1, 2, 3]);
+}

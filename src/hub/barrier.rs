@@ -135,6 +135,16 @@ impl Barrier {
         deadline: Option<Instant>,
         call: &'static str,
     ) -> Option<BarrierWaitResult> {
+        // A wait that trips the barrier completes at once: it spends
+        // budget, as any wait that completes at once does (a barrier of one
+        // in a loop would otherwise never let others run). The yield for a
+        // spent budget comes first, before the arrival counts: interrupted
+        // there (an expired `with_timeout`, a throw), the call has done
+        // nothing; after the trip, it would have released the others and
+        // reported no leader for that generation.
+        if !super::budget::has_left() {
+            super::budget::yield_for_budget();
+        }
         let (generation, gate) = {
             let mut s = self.state.borrow_mut();
             s.arrived += 1;
@@ -148,10 +158,8 @@ impl Barrier {
                 let gate = std::mem::take(&mut s.gate);
                 drop(s);
                 gate.set();
-                // The trip completes this wait at once: it spends budget,
-                // as any wait that completes at once does (a barrier of
-                // one in a loop would otherwise never let others run).
-                super::coop();
+                // Its budget, found left or refilled above.
+                super::budget::spend();
                 return Some(BarrierWaitResult(true));
             }
             (s.generation, s.gate.clone())

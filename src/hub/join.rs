@@ -456,8 +456,14 @@ impl<R: 'static> JoinHandle<R> {
             waiter.wait("JoinHandle::join");
             waiter.end();
         } else {
-            // It completes at once: it spends budget, as `wait` does.
-            super::coop();
+            // It completes at once: it spends budget, as `wait` does, but
+            // never yields for it: this call consumes the handle, so an
+            // interruption landing in that yield (an expired
+            // `with_timeout`, a throw) would drop the result with it (an
+            // `imap`'s `next` lost one so). Joins of finished greenlets
+            // cannot keep others from running for long: each takes a
+            // handle, and each greenlet finished only after it ran.
+            super::budget::spend();
         }
         self.state.result.take().unwrap_or(Err(JoinError::Killed))
     }
