@@ -332,6 +332,11 @@ pub(crate) struct Hub {
     frame_waits: Cell<*const wait::WaitNode>,
     /// The thread's `with_timeout` scopes (how many: `timeout::LIVE_SCOPES`).
     scopes: RefCell<Slots<ScopeKey, Scope>>,
+    /// The keys of main's scopes among them, innermost last: the only ones
+    /// that can hold `run` to its deadline (see `only_runs_deadlines_left`,
+    /// which looks at each idle moment: a walk of every scope there cost
+    /// the idle loop time in proportion to the greenlets inside one).
+    main_scopes: RefCell<Vec<ScopeKey>>,
     /// The call main is blocked in, if it is.
     main_blocked: Cell<Option<&'static str>>,
     /// Main is in `run`, waiting for the hub to run out of work.
@@ -540,6 +545,7 @@ impl Hub {
                 waits: RefCell::new(Slots::new()),
                 frame_waits: Cell::new(std::ptr::null()),
                 scopes: RefCell::new(Slots::new()),
+                main_scopes: RefCell::new(Vec::new()),
                 main_blocked: Cell::new(None),
                 main_in_run: Cell::new(false),
                 main_queued_by_run: Cell::new(false),

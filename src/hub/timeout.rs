@@ -135,12 +135,15 @@ impl Hub {
         if !self.has_scopes() || self.has_working_idlers() {
             return false;
         }
+        let scopes = self.scopes.borrow();
         let runs = self
-            .scopes
+            .main_scopes
             .borrow()
             .iter()
-            .filter(|(_, scope)| scope.pending() && self.is_runs_deadline(scope))
+            .filter_map(|&s| scopes.get(s))
+            .filter(|scope| scope.pending() && self.is_runs_deadline(scope))
             .count();
+        drop(scopes);
         if runs == 0 {
             return false;
         }
@@ -218,13 +221,17 @@ pub fn with_timeout<R>(d: Duration, f: impl FnOnce() -> R) -> Result<R, Elapsed>
     };
     let hub = hub();
     let rt = crate::runtime::Runtime::get();
+    let of_main = rt.current() == rt.main_key();
     let s = hub.scopes.borrow_mut().insert(Scope {
         fired: false,
         delivered: false,
         wait: None,
         timer: None,
-        of_main: rt.current() == rt.main_key(),
+        of_main,
     });
+    if of_main {
+        hub.main_scopes.borrow_mut().push(s);
+    }
     LIVE_SCOPES.with(|n| n.set(n.get() + 1));
     let timer = hub.timers.borrow_mut().add(deadline, Action::Interrupt(s));
     if let Some(scope) = hub.scopes.borrow_mut().get_mut(s) {
@@ -239,6 +246,12 @@ pub fn with_timeout<R>(d: Duration, f: impl FnOnce() -> R) -> Result<R, Elapsed>
         }
     });
     let scope = hub.scopes.borrow_mut().remove(s);
+    if of_main {
+        let mut main_scopes = hub.main_scopes.borrow_mut();
+        if let Some(i) = main_scopes.iter().rposition(|x| *x == s) {
+            main_scopes.remove(i);
+        }
+    }
     LIVE_SCOPES.with(|n| n.set(n.get() - 1));
     if let Some(timer) = scope.and_then(|scope| scope.timer) {
         hub.timers.borrow_mut().cancel(timer);
