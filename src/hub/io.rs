@@ -26,7 +26,20 @@ struct IoLink<'a> {
 // key only, never a node.
 unsafe impl Unlink for IoLink<'_> {
     fn unlink(&mut self, hub: &Hub, wait: WaitRef, how: Wake) {
-        self.reg.remove_waiter(self.dir, wait.key());
+        // A wait woken `Ready` was taken off the list by what woke it (an
+        // event drains the list, a channel's notification pops its first):
+        // looking for it there would cost a walk of every other waiter,
+        // for each wake-up (many receivers of one channel made each value
+        // cost a walk of all of them). Other ends (a deadline, a kill, an
+        // interruption) leave it listed.
+        if how != Wake::Ready {
+            self.reg.remove_waiter(self.dir, wait.key());
+        } else {
+            debug_assert!(
+                !self.reg.remove_waiter(self.dir, wait.key()),
+                "a wait woken Ready is off its list"
+            );
+        }
         if how == Wake::Ready && !self.kept && self.reg.wakes_one() {
             // The one reader a channel's notification woke was cancelled
             // before it ran: the next one takes its place, or the value
