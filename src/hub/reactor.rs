@@ -20,6 +20,7 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::os::fd::RawFd;
 use std::ptr;
 use std::rc::Rc;
@@ -358,7 +359,8 @@ pub(crate) trait HoldAcrossFork: Send + Sync {
 /// The reactor proper. Every `RefCell` here is borrowed only for the length
 /// of a call that cannot switch greenlets.
 pub(crate) struct Reactor {
-    poll: RefCell<Poll>,
+    /// Dropped by hand: an inherited one is never dropped (see `renew`).
+    poll: ManuallyDrop<RefCell<Poll>>,
     events: RefCell<Events>,
     registrations: RefCell<Slab<Rc<Registration>>>,
     inbox: Arc<Inbox>,
@@ -385,7 +387,7 @@ impl Reactor {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         Ok(Reactor {
-            poll: RefCell::new(poll),
+            poll: ManuallyDrop::new(RefCell::new(poll)),
             events: RefCell::new(Events::with_capacity(EVENTS)),
             registrations: RefCell::new(Slab::new()),
             inbox: Arc::new(Inbox::new(waker)),
@@ -398,7 +400,7 @@ impl Reactor {
     /// forked child, the first call builds a new one (see `fork.rs`).
     #[inline]
     fn own(&self) -> io::Result<()> {
-        if self.born.get() == super::fork::forks() {
+        if !self.inherited() {
             return Ok(());
         }
         self.renew()
@@ -406,7 +408,8 @@ impl Reactor {
 
     /// In a forked child: a new epoll instance and waker, every descriptor
     /// still registered registered again there, and the inherited ones let
-    /// go without a call on them (they are the parent's too).
+    /// go without a call on them (they are the parent's too), not even a
+    /// `close` (see below).
     #[cold]
     #[inline(never)]
     fn renew(&self) -> io::Result<()> {
@@ -428,9 +431,16 @@ impl Reactor {
             // in the parent.
             let _ = SourceFd(&fd).register(poll.registry(), reg.ticket().token(), interest());
         }
-        // Dropping the inherited instance and waker closes the child's
-        // descriptors of them, not the parent's.
-        drop(self.poll.replace(poll));
+        // The inherited instance and waker are leaked, not dropped: their
+        // drop would close the numbers they had, which in a child need not
+        // name them any more. A daemon that closed every inherited
+        // descriptor has its own files there, or the instance and waker
+        // just made (the lowest free numbers); closing those behind their
+        // owners' backs breaks the daemon or this very reactor. Nothing
+        // can tell whether a number still names the inherited ones (every
+        // epoll instance and eventfd shares one anonymous inode), so the
+        // child keeps its two descriptors of them, unused.
+        std::mem::forget(self.poll.replace(poll));
         self.inbox.replace_waker(waker);
         self.born.set(super::fork::forks());
         super::signal::renew_dispatcher();
@@ -451,6 +461,17 @@ impl Reactor {
             let _ = self.inbox.wake_readers(ticket);
         }
         Ok(())
+    }
+
+    /// Whether the epoll instance and waker are a parent's, inherited
+    /// across a fork and not renewed yet.
+    fn inherited(&self) -> bool {
+        self.born.get() != super::fork::forks()
+    }
+
+    /// Closes the inbox (see `Inbox::close`): the hub is going away.
+    pub(crate) fn close_inbox(&self) {
+        self.inbox.close(self.inherited());
     }
 
     /// The mailbox other threads reach this hub through.
@@ -615,8 +636,16 @@ impl Reactor {
 
 impl Drop for Reactor {
     fn drop(&mut self) {
+        // A forked child's reactor never renewed still has the inherited
+        // instance and waker, whose numbers need not name them any more:
+        // leaked, as `renew` leaks them.
+        if !self.inherited() {
+            // SAFETY: dropped once, here, and `self.poll` is not used
+            // after this: the reactor is going away.
+            unsafe { ManuallyDrop::drop(&mut self.poll) };
+        }
         // Other threads holding a `Remote` or a `Sender` learn the hub is
         // gone; work they left is dropped here.
-        self.inbox.close();
+        self.close_inbox();
     }
 }
