@@ -839,3 +839,72 @@ fn a_daemons_files_at_the_inherited_reactors_numbers_stay_open() {
         },
     );
 }
+
+/// The ends of the signal dispatcher's pipe, made by a first
+/// `hub::signal` of the process: `f`'s `Signal` and those ends.
+fn with_the_signal_pipe(f: impl FnOnce(hub::Signal, Vec<i32>)) {
+    let before = descriptors_to("pipe:");
+    let sig = hub::signal(libc::SIGUSR1).unwrap();
+    let ends: Vec<i32> = descriptors_to("pipe:")
+        .into_iter()
+        .filter(|fd| !before.contains(fd))
+        .collect();
+    assert_eq!(ends.len(), 2, "{ends:?}");
+    f(sig, ends);
+}
+
+/// A daemon's own files at the numbers of the inherited signal pipe are
+/// left open when the child starts its own dispatcher (review 44: the
+/// read end's number was closed unchecked).
+#[test]
+fn a_daemons_files_at_the_inherited_signal_pipes_numbers_stay_open() {
+    in_fresh_process(
+        "a_daemons_files_at_the_inherited_signal_pipes_numbers_stay_open",
+        || {
+            with_the_signal_pipe(|_sig, ends| {
+                let code = fork_and_wait(Exit::Raw, || {
+                    for &fd in &ends {
+                        dev_null_at(fd);
+                    }
+                    let _usr2 = hub::signal(libc::SIGUSR2).unwrap(); // a new pipe
+                    ends.iter().filter(|&&fd| !is_open(fd)).count() as i32
+                });
+                assert_eq!(code, 0, "the daemon's files closed");
+            });
+        },
+    );
+}
+
+/// A daemon that closed the signal pipe it inherited: the child's new
+/// pipe takes those numbers, and its read end must not be closed as the
+/// parent's (review 44: it was; the dispatcher then spun on EBADF, and no
+/// signal came after the first, which a `read` blocked already could
+/// still get).
+#[test]
+fn a_daemon_that_closed_the_inherited_signal_pipe_still_hears_signals() {
+    in_fresh_process(
+        "a_daemon_that_closed_the_inherited_signal_pipe_still_hears_signals",
+        || {
+            with_the_signal_pipe(|_sig, ends| {
+                let code = fork_and_wait(Exit::Raw, || {
+                    for &fd in &ends {
+                        // SAFETY: the child's copies of the parent's pipe,
+                        // which the child's dispatcher does not use.
+                        unsafe { libc::close(fd) };
+                    }
+                    let usr2 = hub::signal(libc::SIGUSR2).unwrap();
+                    let heard = (0..2)
+                        .filter(|_| {
+                            // SAFETY: signals this thread, whose handler
+                            // `hub::signal` installed.
+                            unsafe { libc::raise(libc::SIGUSR2) };
+                            usr2.recv_timeout(Duration::from_secs(3))
+                        })
+                        .count();
+                    i32::from(heard != 2)
+                });
+                assert_eq!(code, 0, "a signal was lost");
+            });
+        },
+    );
+}
