@@ -327,6 +327,16 @@ impl Registration {
         }
     }
 
+    /// Marks `dir` maybe ready and hands its waits to `wake`, to look
+    /// again, without a stamp: not an event for a multi-wait's order or
+    /// its "ready since" (see `Reactor::poll`).
+    fn nudge(&self, dir: Direction, mut wake: impl FnMut(WaitKey)) {
+        self.ready.set(self.ready.get() | dir.bit());
+        for w in self.waiters(dir).borrow_mut().drain(..) {
+            wake(w);
+        }
+    }
+
     /// Marks `dir` ready (and closed, for good) and hands its waits to
     /// `wake`.
     fn fire(&self, dir: Direction, closed: bool, mut wake: impl FnMut(WaitKey)) {
@@ -598,8 +608,20 @@ impl Reactor {
                 reg.ready.set(reg.ready.get() | URGENT);
             }
             let read_closed = event.is_read_closed() || event.is_error();
-            if event.is_readable() || read_closed || event.is_priority() {
+            if read_closed || (event.is_readable() && !event.is_priority()) {
                 reg.fire(Direction::Read, read_closed, &mut wake);
+            } else if event.is_priority() {
+                // `EPOLLPRI`: on a socket, TCP urgent data, which alone is
+                // no data for a read (it skips the urgent byte); on other
+                // descriptors, perhaps all they tell. The waits look again
+                // (a socket's read retries and waits on), but it is no
+                // event for a multi-wait, where the kernel is asked
+                // instead (`Readiness`): a socket would count as readable.
+                // mio tells `EPOLLIN` from `EPOLLPRI` only as this flag,
+                // so an event with both is no event for a multi-wait
+                // either, whose order then counts the socket from its
+                // previous event.
+                reg.nudge(Direction::Read, &mut wake);
             }
             let write_closed = event.is_write_closed() || event.is_error();
             if event.is_writable() || write_closed {
