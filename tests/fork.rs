@@ -908,3 +908,54 @@ fn a_daemon_that_closed_the_inherited_signal_pipe_still_hears_signals() {
         },
     );
 }
+
+/// Lowers the descriptor limit to a few past those open, then opens
+/// descriptors until none is left; they are freed when the result drops.
+fn use_up_descriptors() -> Vec<std::os::fd::OwnedFd> {
+    use std::os::fd::AsFd;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is valid for `getrlimit` to fill and `setrlimit` to
+    // read; this process runs this test alone.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = open_descriptors() as libc::rlim_t + 8;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let mut fds = Vec::new();
+    while let Ok(fd) = null.as_fd().try_clone_to_owned() {
+        fds.push(fd);
+    }
+    fds.push(null.into());
+    fds
+}
+
+/// A child forked at its descriptor limit (a pre-forking server under
+/// load) with a greenlet waiting on a pipe: its hub cannot make an epoll
+/// instance of its own, yet its timers go on, and once descriptors are
+/// free the wait is served (review 44: the hub panicked, dead for good).
+#[test]
+fn a_child_forked_at_its_descriptor_limit_keeps_a_working_hub() {
+    in_fresh_process(
+        "a_child_forked_at_its_descriptor_limit_keeps_a_working_hub",
+        || {
+            let (r, mut w) = pipe();
+            let reader = hub::spawn(move || {
+                let mut buf = [0u8; 4];
+                (&r).read_exact(&mut buf).map(|()| buf)
+            });
+            hub::yield_now(); // it waits, registered
+            let mut full = use_up_descriptors();
+            let code = fork_and_wait(Exit::Raw, || {
+                w.write_all(b"ping").unwrap();
+                hub::sleep(Duration::from_millis(2)); // the hub polls
+                drop(std::mem::take(&mut full));
+                i32::from(reader.join().unwrap().unwrap() != *b"ping")
+            });
+            assert_eq!(code, 0);
+        },
+    );
+}

@@ -164,7 +164,10 @@
 //!   waker stay open, unused (two per fork that used the hub's I/O): by
 //!   then their numbers may name a daemon's own files, or the child's new
 //!   instance, if it closed what it inherited, and closing them would
-//!   close those;
+//!   close those. A child that cannot make its own (at its descriptor
+//!   limit) keeps its hub: timers and greenlets go on, a new socket gets
+//!   the error, and waits on inherited ones wait until a later park (one
+//!   every 100 ms at least) succeeds;
 //! - the thread pools count none of the parent's threads (none came
 //!   along) and start their own; jobs queued or running at the fork are
 //!   the parent's, which runs them: the child drops its copies of the

@@ -41,6 +41,10 @@ const WAKER: Token = Token(usize::MAX);
 /// How many events one `poll` takes at most.
 const EVENTS: usize = 1024;
 
+/// How long a forked child's hub that could not make its own epoll
+/// instance sleeps at most before it tries again (see `Reactor::poll`).
+const RENEW_RETRY: Duration = Duration::from_millis(100);
+
 /// Sticky: the socket has received TCP urgent data (`EPOLLPRI`).
 const URGENT: u8 = 16;
 
@@ -580,8 +584,21 @@ impl Reactor {
         mut wake: impl FnMut(WaitKey),
         mail: impl FnOnce(&Inbox),
     ) {
-        if let Err(e) = self.own() {
-            panic!("greenlet::hub: cannot make a forked child's own I/O reactor: {e}");
+        if self.own().is_err() {
+            // A forked child that cannot make its own instance (out of
+            // descriptors: a pre-forking server at its limit). Polling the
+            // inherited one would take the parent's events, and a panic
+            // here would end the hub for good: it sleeps instead, as a hub
+            // without a reactor does, so timers and other greenlets go on,
+            // and tries again at its next poll, after `RENEW_RETRY` at the
+            // latest. Waits on descriptors wait until then (the renewal
+            // registers every one again, and epoll reports what is ready
+            // then); a new registration gets the error.
+            std::thread::sleep(timeout.map_or(RENEW_RETRY, |t| t.min(RENEW_RETRY)));
+            if self.inbox.has_mail() {
+                mail(&self.inbox);
+            }
+            return;
         }
         let mut events = self.events.borrow_mut();
         let polled = self.poll.borrow_mut().poll(&mut events, timeout);
