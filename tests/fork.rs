@@ -675,9 +675,14 @@ fn open_descriptors() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
+/// The descriptors of its parent's epoll instance and waker a forked
+/// child leaves open rather than close a number it may no longer own.
+const LEFT_OPEN: usize = 2;
+
 /// A chain of forks, each using signals (so each child makes its own
 /// dispatcher, pipe, epoll instance and waker): every generation has as
-/// many descriptors open as its parent, none of the parent's kept.
+/// many descriptors open as its parent, none of the parent's kept but the
+/// epoll instance and waker it leaves open ([`LEFT_OPEN`]).
 #[test]
 fn a_chain_of_forks_keeps_no_descriptor_of_the_parents() {
     in_fresh_process(
@@ -696,13 +701,13 @@ fn a_chain_of_forks_keeps_no_descriptor_of_the_parents() {
                 let child = open_descriptors();
                 let grandchild = fork_and_wait(Exit::Raw, || {
                     heard();
-                    if open_descriptors() == child {
+                    if open_descriptors() == child + LEFT_OPEN {
                         0
                     } else {
                         2
                     }
                 });
-                match (child == before, grandchild) {
+                match (child == before + LEFT_OPEN, grandchild) {
                     (true, 0) => 0,
                     (false, _) => 3,
                     (true, _) => 4,
@@ -737,6 +742,220 @@ fn a_dispatcher_starting_at_the_fork_leaves_the_childs_start_free() {
                 });
                 assert_eq!(code, 0, "round {round}");
             }
+        },
+    );
+}
+
+/// Descriptors of this process whose `/proc/self/fd` link contains
+/// `what`.
+fn descriptors_to(what: &str) -> Vec<i32> {
+    let mut fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let link = std::fs::read_link(e.path()).ok()?;
+            link.to_string_lossy().contains(what).then_some(())?;
+            e.file_name().to_str()?.parse().ok()
+        })
+        .collect();
+    fds.sort_unstable();
+    fds
+}
+
+/// What a daemon does first: closes every descriptor it inherited but
+/// the standard ones. The caller uses none of them again.
+fn close_inherited_descriptors() {
+    for fd in 3..1024 {
+        // SAFETY: the forked child's own copies, which nothing in it uses
+        // (or drops: it leaves with `_exit`) after this.
+        unsafe { libc::close(fd) };
+    }
+}
+
+/// Closes descriptor `fd` and opens `/dev/null` at its number, as a
+/// daemon's own file would get it.
+fn dev_null_at(fd: i32) {
+    use std::os::fd::IntoRawFd;
+    let null = std::fs::File::open("/dev/null").unwrap().into_raw_fd();
+    // SAFETY: `fd` is a copy the forked child inherited and no longer
+    // uses; `null` is ours, and handed over to the number `fd`.
+    unsafe {
+        assert_eq!(libc::dup2(null, fd), fd);
+        libc::close(null);
+    }
+}
+
+/// Whether descriptor number `fd` is open.
+fn is_open(fd: i32) -> bool {
+    // SAFETY: only asks about the number.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
+/// A daemon that closed every descriptor it inherited: its hub's new
+/// epoll instance and waker take the lowest free numbers, the inherited
+/// ones', and must not be closed as those (review 44: they were, and the
+/// daemon's first wait failed, or std aborted on the double close).
+#[test]
+fn a_daemon_that_closed_what_it_inherited_still_waits_on_descriptors() {
+    in_fresh_process(
+        "a_daemon_that_closed_what_it_inherited_still_waits_on_descriptors",
+        || {
+            drop(pipe()); // the hub's reactor exists
+            let code = fork_and_wait(Exit::Raw, || {
+                close_inherited_descriptors();
+                let (r, mut w) = pipe();
+                let reader = hub::spawn(move || {
+                    let mut buf = [0u8; 4];
+                    (&r).read_exact(&mut buf).map(|()| buf)
+                });
+                hub::yield_now(); // it waits, in the child's own poll
+                w.write_all(b"ping").unwrap();
+                i32::from(reader.join().unwrap().unwrap() != *b"ping")
+            });
+            assert_eq!(code, 0);
+        },
+    );
+}
+
+/// A daemon's own files at the numbers its inherited epoll instance and
+/// waker had are left open when the child's hub makes its own (review 44:
+/// the renewal closed them behind the daemon's back).
+#[test]
+fn a_daemons_files_at_the_inherited_reactors_numbers_stay_open() {
+    in_fresh_process(
+        "a_daemons_files_at_the_inherited_reactors_numbers_stay_open",
+        || {
+            drop(pipe()); // the hub's reactor exists
+            let inherited = [descriptors_to("[eventpoll]"), descriptors_to("[eventfd]")].concat();
+            assert_eq!(inherited.len(), 2, "{inherited:?}");
+            let code = fork_and_wait(Exit::Raw, || {
+                for &fd in &inherited {
+                    dev_null_at(fd);
+                }
+                drop(pipe()); // the child's first use: its own reactor
+                inherited.iter().filter(|&&fd| !is_open(fd)).count() as i32
+            });
+            assert_eq!(code, 0, "the daemon's files closed");
+        },
+    );
+}
+
+/// The ends of the signal dispatcher's pipe, made by a first
+/// `hub::signal` of the process: `f`'s `Signal` and those ends.
+fn with_the_signal_pipe(f: impl FnOnce(hub::Signal, Vec<i32>)) {
+    let before = descriptors_to("pipe:");
+    let sig = hub::signal(libc::SIGUSR1).unwrap();
+    let ends: Vec<i32> = descriptors_to("pipe:")
+        .into_iter()
+        .filter(|fd| !before.contains(fd))
+        .collect();
+    assert_eq!(ends.len(), 2, "{ends:?}");
+    f(sig, ends);
+}
+
+/// A daemon's own files at the numbers of the inherited signal pipe are
+/// left open when the child starts its own dispatcher (review 44: the
+/// read end's number was closed unchecked).
+#[test]
+fn a_daemons_files_at_the_inherited_signal_pipes_numbers_stay_open() {
+    in_fresh_process(
+        "a_daemons_files_at_the_inherited_signal_pipes_numbers_stay_open",
+        || {
+            with_the_signal_pipe(|_sig, ends| {
+                let code = fork_and_wait(Exit::Raw, || {
+                    for &fd in &ends {
+                        dev_null_at(fd);
+                    }
+                    let _usr2 = hub::signal(libc::SIGUSR2).unwrap(); // a new pipe
+                    ends.iter().filter(|&&fd| !is_open(fd)).count() as i32
+                });
+                assert_eq!(code, 0, "the daemon's files closed");
+            });
+        },
+    );
+}
+
+/// A daemon that closed the signal pipe it inherited: the child's new
+/// pipe takes those numbers, and its read end must not be closed as the
+/// parent's (review 44: it was; the dispatcher then spun on EBADF, and no
+/// signal came after the first, which a `read` blocked already could
+/// still get).
+#[test]
+fn a_daemon_that_closed_the_inherited_signal_pipe_still_hears_signals() {
+    in_fresh_process(
+        "a_daemon_that_closed_the_inherited_signal_pipe_still_hears_signals",
+        || {
+            with_the_signal_pipe(|_sig, ends| {
+                let code = fork_and_wait(Exit::Raw, || {
+                    for &fd in &ends {
+                        // SAFETY: the child's copies of the parent's pipe,
+                        // which the child's dispatcher does not use.
+                        unsafe { libc::close(fd) };
+                    }
+                    let usr2 = hub::signal(libc::SIGUSR2).unwrap();
+                    let heard = (0..2)
+                        .filter(|_| {
+                            // SAFETY: signals this thread, whose handler
+                            // `hub::signal` installed.
+                            unsafe { libc::raise(libc::SIGUSR2) };
+                            usr2.recv_timeout(Duration::from_secs(3))
+                        })
+                        .count();
+                    i32::from(heard != 2)
+                });
+                assert_eq!(code, 0, "a signal was lost");
+            });
+        },
+    );
+}
+
+/// Lowers the descriptor limit to a few past those open, then opens
+/// descriptors until none is left; they are freed when the result drops.
+fn use_up_descriptors() -> Vec<std::os::fd::OwnedFd> {
+    use std::os::fd::AsFd;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is valid for `getrlimit` to fill and `setrlimit` to
+    // read; this process runs this test alone.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = open_descriptors() as libc::rlim_t + 8;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+    let null = std::fs::File::open("/dev/null").unwrap();
+    let mut fds = Vec::new();
+    while let Ok(fd) = null.as_fd().try_clone_to_owned() {
+        fds.push(fd);
+    }
+    fds.push(null.into());
+    fds
+}
+
+/// A child forked at its descriptor limit (a pre-forking server under
+/// load) with a greenlet waiting on a pipe: its hub cannot make an epoll
+/// instance of its own, yet its timers go on, and once descriptors are
+/// free the wait is served (review 44: the hub panicked, dead for good).
+#[test]
+fn a_child_forked_at_its_descriptor_limit_keeps_a_working_hub() {
+    in_fresh_process(
+        "a_child_forked_at_its_descriptor_limit_keeps_a_working_hub",
+        || {
+            let (r, mut w) = pipe();
+            let reader = hub::spawn(move || {
+                let mut buf = [0u8; 4];
+                (&r).read_exact(&mut buf).map(|()| buf)
+            });
+            hub::yield_now(); // it waits, registered
+            let mut full = use_up_descriptors();
+            let code = fork_and_wait(Exit::Raw, || {
+                w.write_all(b"ping").unwrap();
+                hub::sleep(Duration::from_millis(2)); // the hub polls
+                drop(std::mem::take(&mut full));
+                i32::from(reader.join().unwrap().unwrap() != *b"ping")
+            });
+            assert_eq!(code, 0);
         },
     );
 }

@@ -14,6 +14,9 @@ use greenlet::net::lookup_host;
 #[path = "support/unwinding.rs"]
 mod unwinding;
 
+#[path = "support/child.rs"]
+mod child;
+
 #[test]
 fn an_address_resolves_to_itself() {
     let addr: SocketAddr = "127.0.0.1:4242".parse().unwrap();
@@ -122,4 +125,48 @@ fn a_name_given_in_a_destructor_while_unwinding_is_an_error_not_an_abort() {
         Some(io::ErrorKind::Other),
         "it could not wait"
     );
+}
+
+/// A lookup (and a connect to a host name, which looks it up) on a thread
+/// whose hub has no reactor yet, out of descriptors: the error, not a
+/// panic (review 44: the pool's result channel made the reactor through
+/// a call that panics). In a process of its own: the limit is the
+/// process's.
+#[test]
+fn out_of_descriptors_a_lookup_is_an_error_not_a_panic() {
+    const TEST: &str = "out_of_descriptors_a_lookup_is_an_error_not_a_panic";
+    const CHILD: &str = "GREENLET_NET_LOOKUP_CHILD";
+    if std::env::var_os(CHILD).is_none() {
+        child::assert_passes(TEST, CHILD, "1");
+        return;
+    }
+    let errors = std::thread::spawn(|| {
+        use std::os::fd::AsFd;
+        let open = std::fs::read_dir("/proc/self/fd").unwrap().count();
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `limit` is valid for `getrlimit` to fill and `setrlimit`
+        // to read; this process runs this test alone.
+        unsafe {
+            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+            limit.rlim_cur = open as libc::rlim_t + 8;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+        }
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let mut full = Vec::new();
+        while let Ok(fd) = null.as_fd().try_clone_to_owned() {
+            full.push(fd);
+        }
+        let looked = lookup_host("localhost:80").map(drop);
+        let connected = greenlet::net::TcpStream::connect("localhost:1").map(drop);
+        (
+            looked.map_err(|e| e.raw_os_error()),
+            connected.map_err(|e| e.raw_os_error()),
+        )
+    })
+    .join()
+    .expect("a panic, not an error");
+    assert_eq!(errors, (Err(Some(libc::EMFILE)), Err(Some(libc::EMFILE))));
 }

@@ -95,3 +95,46 @@ fn a_signal_raised_while_no_receiver_is_alive_is_not_kept_for_the_next() {
         later.recv(); // one raised while it lives does arrive
     }
 }
+
+#[path = "support/child.rs"]
+mod child;
+
+/// A process that closes every descriptor it has after its first
+/// `hub::signal` (a daemon's start) closes the dispatcher's pipe behind
+/// its back: signals still come, through a new pipe (review 44: the
+/// dispatcher's `read` failed at once for ever, a thread spinning at full
+/// CPU, and no signal came). In a process of its own: the numbers closed
+/// are the process's.
+#[test]
+fn signals_still_come_after_the_dispatchers_pipe_is_closed_behind_its_back() {
+    const TEST: &str = "signals_still_come_after_the_dispatchers_pipe_is_closed_behind_its_back";
+    const CHILD: &str = "GREENLET_OS_SIGNAL_CHILD";
+    if std::env::var_os(CHILD).is_none() {
+        child::assert_passes(TEST, CHILD, "1");
+        return;
+    }
+    let pipes = || -> Vec<i32> {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let link = std::fs::read_link(e.path()).ok()?;
+                link.to_string_lossy().starts_with("pipe:").then_some(())?;
+                e.file_name().to_str()?.parse().ok()
+            })
+            .collect()
+    };
+    let before = pipes();
+    let usr2 = hub::signal(libc::SIGUSR2).unwrap();
+    for fd in pipes().into_iter().filter(|fd| !before.contains(fd)) {
+        // SAFETY: the dispatcher's pipe, closed behind its back, which is
+        // what is tested; nothing else uses it.
+        unsafe { libc::close(fd) };
+    }
+    for _ in 0..2 {
+        // SAFETY: signals this thread, whose handler `hub::signal`
+        // installed.
+        unsafe { libc::raise(libc::SIGUSR2) };
+        assert!(usr2.recv_timeout(std::time::Duration::from_secs(3)));
+    }
+}

@@ -574,3 +574,51 @@ fn a_stop_from_a_handlers_generator_does_not_wait_for_its_own_handler() {
         "the stop waited out its grace for its own handler"
     );
 }
+
+/// A handler waiting for "its next request or the stop" (the pattern of
+/// `ServerHandle`'s docs) after its client sent one TCP urgent byte and
+/// nothing else: the stop ends it at once (review 44: `readable()` said
+/// ready, the handler blocked in its read, and the stop sat out its whole
+/// grace).
+#[test]
+fn an_urgent_byte_does_not_hold_a_stop_for_its_grace() {
+    use greenlet::hub::Waitable;
+    use greenlet::net::ServerHandle;
+    use std::cell::OnceCell;
+    use std::os::fd::AsRawFd;
+    let me: Rc<OnceCell<ServerHandle>> = Rc::default();
+    let cell = me.clone();
+    let looks = Rc::new(Cell::new(0u32));
+    let looked = looks.clone();
+    let server = Server::bind("127.0.0.1:0", move |mut conn: TcpStream, _| {
+        let server = cell.get().expect("set after start");
+        loop {
+            let either: [&dyn Waitable; 2] = [&conn.readable(), server];
+            looked.set(looked.get() + 1);
+            if hub::wait_any(&either, None) == Some(1) {
+                return;
+            }
+            let mut request = [0u8; 64];
+            if conn.read(&mut request).unwrap_or(0) == 0 {
+                return;
+            }
+        }
+    })
+    .unwrap()
+    .start();
+    me.set(server.clone()).ok();
+    let client = TcpStream::connect(server.local_addr()).unwrap();
+    // SAFETY: the one-byte buffer is live for the call; the fd is the
+    // client's open socket.
+    let n = unsafe { libc::send(client.as_raw_fd(), b"!".as_ptr().cast(), 1, libc::MSG_OOB) };
+    assert_eq!(n, 1);
+    while looks.get() == 0 {
+        hub::yield_now(); // the handler waits
+    }
+    hub::sleep(Duration::from_millis(20)); // the urgent byte's event comes
+    hub::time::pause();
+    let start = hub::time::now();
+    server.stop(Duration::from_secs(60));
+    assert_eq!(hub::time::now() - start, Duration::ZERO);
+    hub::time::resume();
+}

@@ -310,7 +310,8 @@ impl ThreadPool {
     /// a kill or a `with_timeout` expiry unwinds the caller at once, and
     /// `f` runs to its end on the pool thread, its result dropped there.
     /// A panic in `f` resumes in the caller; `Err` when no thread could be
-    /// started and none is alive to take the work, or when the caller
+    /// started and none is alive to take the work, when the thread's
+    /// reactor cannot be created (out of descriptors), or when the caller
     /// unwinds (it could not wait).
     pub(crate) fn run<F, R>(&self, f: F) -> io::Result<R>
     where
@@ -325,6 +326,10 @@ impl ThreadPool {
                 "greenlet::hub::ThreadPool: cannot wait for a pool job while the greenlet unwinds",
             ));
         }
+        // The result's channel needs the thread's reactor, whose creation
+        // can fail (out of descriptors): an error here, where the channel
+        // itself would panic.
+        super::hub().reactor_or_init()?;
         let (tx, rx) = super::channel::pool_result_channel::<std::thread::Result<R>>();
         self.execute(sending_job(f, tx))?;
         // Counted while the caller waits: a paused clock waits for the

@@ -228,7 +228,9 @@ impl Drop for Lease {
 /// When the future panics (the panic unwinds out of `block_on` into the
 /// caller); as any blocking hub call (see the [hub docs](super)); and when
 /// a tokio future is polled without a runtime context: the message then
-/// names the remedies above. With a tokio handle set
+/// names the remedies above; when the thread's I/O reactor cannot be
+/// created (`epoll_create` or the waker's `eventfd` failed, at the
+/// open-file limit), as for [`remote`](super::remote). With a tokio handle set
 /// (`hub::set_tokio_handle`, `tokio` feature), also when called from
 /// inside the poll or the drop of a future polled in that context (a
 /// `block_on` in an `async` block given to `block_on`) on a future that is

@@ -160,7 +160,14 @@
 //!   socket at the fork goes on waiting there); the inherited instance,
 //!   which is the parent's too, is let go untouched, so nothing the child
 //!   waits for, registers or drops (its exit unwinding what it inherited,
-//!   say) reaches the parent's;
+//!   say) reaches the parent's. The child's descriptors of it and of its
+//!   waker stay open, unused (two per fork that used the hub's I/O): by
+//!   then their numbers may name a daemon's own files, or the child's new
+//!   instance, if it closed what it inherited, and closing them would
+//!   close those. A child that cannot make its own (at its descriptor
+//!   limit) keeps its hub: timers and greenlets go on, a new socket gets
+//!   the error, and waits on inherited ones wait until a later park (one
+//!   every 100 ms at least) succeeds;
 //! - the thread pools count none of the parent's threads (none came
 //!   along) and start their own; jobs queued or running at the fork are
 //!   the parent's, which runs them: the child drops its copies of the
@@ -419,7 +426,7 @@ pub(crate) fn release_at_exit() {
     // otherwise leave work queued for ever and `call_blocking` waiting for
     // ever.
     if let Some(reactor) = hub.reactor() {
-        reactor.inbox().close();
+        reactor.close_inbox();
     }
     drop(hub);
 }

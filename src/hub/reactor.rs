@@ -20,6 +20,7 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::os::fd::RawFd;
 use std::ptr;
 use std::rc::Rc;
@@ -39,6 +40,10 @@ const WAKER: Token = Token(usize::MAX);
 
 /// How many events one `poll` takes at most.
 const EVENTS: usize = 1024;
+
+/// How long a forked child's hub that could not make its own epoll
+/// instance sleeps at most before it tries again (see `Reactor::poll`).
+const RENEW_RETRY: Duration = Duration::from_millis(100);
 
 /// Sticky: the socket has received TCP urgent data (`EPOLLPRI`).
 const URGENT: u8 = 16;
@@ -326,6 +331,16 @@ impl Registration {
         }
     }
 
+    /// Marks `dir` maybe ready and hands its waits to `wake`, to look
+    /// again, without a stamp: not an event for a multi-wait's order or
+    /// its "ready since" (see `Reactor::poll`).
+    fn nudge(&self, dir: Direction, mut wake: impl FnMut(WaitKey)) {
+        self.ready.set(self.ready.get() | dir.bit());
+        for w in self.waiters(dir).borrow_mut().drain(..) {
+            wake(w);
+        }
+    }
+
     /// Marks `dir` ready (and closed, for good) and hands its waits to
     /// `wake`.
     fn fire(&self, dir: Direction, closed: bool, mut wake: impl FnMut(WaitKey)) {
@@ -358,7 +373,8 @@ pub(crate) trait HoldAcrossFork: Send + Sync {
 /// The reactor proper. Every `RefCell` here is borrowed only for the length
 /// of a call that cannot switch greenlets.
 pub(crate) struct Reactor {
-    poll: RefCell<Poll>,
+    /// Dropped by hand: an inherited one is never dropped (see `renew`).
+    poll: ManuallyDrop<RefCell<Poll>>,
     events: RefCell<Events>,
     registrations: RefCell<Slab<Rc<Registration>>>,
     inbox: Arc<Inbox>,
@@ -385,7 +401,7 @@ impl Reactor {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         Ok(Reactor {
-            poll: RefCell::new(poll),
+            poll: ManuallyDrop::new(RefCell::new(poll)),
             events: RefCell::new(Events::with_capacity(EVENTS)),
             registrations: RefCell::new(Slab::new()),
             inbox: Arc::new(Inbox::new(waker)),
@@ -398,7 +414,7 @@ impl Reactor {
     /// forked child, the first call builds a new one (see `fork.rs`).
     #[inline]
     fn own(&self) -> io::Result<()> {
-        if self.born.get() == super::fork::forks() {
+        if !self.inherited() {
             return Ok(());
         }
         self.renew()
@@ -406,7 +422,8 @@ impl Reactor {
 
     /// In a forked child: a new epoll instance and waker, every descriptor
     /// still registered registered again there, and the inherited ones let
-    /// go without a call on them (they are the parent's too).
+    /// go without a call on them (they are the parent's too), not even a
+    /// `close` (see below).
     #[cold]
     #[inline(never)]
     fn renew(&self) -> io::Result<()> {
@@ -428,9 +445,16 @@ impl Reactor {
             // in the parent.
             let _ = SourceFd(&fd).register(poll.registry(), reg.ticket().token(), interest());
         }
-        // Dropping the inherited instance and waker closes the child's
-        // descriptors of them, not the parent's.
-        drop(self.poll.replace(poll));
+        // The inherited instance and waker are leaked, not dropped: their
+        // drop would close the numbers they had, which in a child need not
+        // name them any more. A daemon that closed every inherited
+        // descriptor has its own files there, or the instance and waker
+        // just made (the lowest free numbers); closing those behind their
+        // owners' backs breaks the daemon or this very reactor. Nothing
+        // can tell whether a number still names the inherited ones (every
+        // epoll instance and eventfd shares one anonymous inode), so the
+        // child keeps its two descriptors of them, unused.
+        std::mem::forget(self.poll.replace(poll));
         self.inbox.replace_waker(waker);
         self.born.set(super::fork::forks());
         super::signal::renew_dispatcher();
@@ -451,6 +475,17 @@ impl Reactor {
             let _ = self.inbox.wake_readers(ticket);
         }
         Ok(())
+    }
+
+    /// Whether the epoll instance and waker are a parent's, inherited
+    /// across a fork and not renewed yet.
+    fn inherited(&self) -> bool {
+        self.born.get() != super::fork::forks()
+    }
+
+    /// Closes the inbox (see `Inbox::close`): the hub is going away.
+    pub(crate) fn close_inbox(&self) {
+        self.inbox.close(self.inherited());
     }
 
     /// The mailbox other threads reach this hub through.
@@ -549,8 +584,21 @@ impl Reactor {
         mut wake: impl FnMut(WaitKey),
         mail: impl FnOnce(&Inbox),
     ) {
-        if let Err(e) = self.own() {
-            panic!("greenlet::hub: cannot make a forked child's own I/O reactor: {e}");
+        if self.own().is_err() {
+            // A forked child that cannot make its own instance (out of
+            // descriptors: a pre-forking server at its limit). Polling the
+            // inherited one would take the parent's events, and a panic
+            // here would end the hub for good: it sleeps instead, as a hub
+            // without a reactor does, so timers and other greenlets go on,
+            // and tries again at its next poll, after `RENEW_RETRY` at the
+            // latest. Waits on descriptors wait until then (the renewal
+            // registers every one again, and epoll reports what is ready
+            // then); a new registration gets the error.
+            std::thread::sleep(timeout.map_or(RENEW_RETRY, |t| t.min(RENEW_RETRY)));
+            if self.inbox.has_mail() {
+                mail(&self.inbox);
+            }
+            return;
         }
         let mut events = self.events.borrow_mut();
         let polled = self.poll.borrow_mut().poll(&mut events, timeout);
@@ -577,8 +625,20 @@ impl Reactor {
                 reg.ready.set(reg.ready.get() | URGENT);
             }
             let read_closed = event.is_read_closed() || event.is_error();
-            if event.is_readable() || read_closed || event.is_priority() {
+            if read_closed || (event.is_readable() && !event.is_priority()) {
                 reg.fire(Direction::Read, read_closed, &mut wake);
+            } else if event.is_priority() {
+                // `EPOLLPRI`: on a socket, TCP urgent data, which alone is
+                // no data for a read (it skips the urgent byte); on other
+                // descriptors, perhaps all they tell. The waits look again
+                // (a socket's read retries and waits on), but it is no
+                // event for a multi-wait, where the kernel is asked
+                // instead (`Readiness`): a socket would count as readable.
+                // mio tells `EPOLLIN` from `EPOLLPRI` only as this flag,
+                // so an event with both is no event for a multi-wait
+                // either, whose order then counts the socket from its
+                // previous event.
+                reg.nudge(Direction::Read, &mut wake);
             }
             let write_closed = event.is_write_closed() || event.is_error();
             if event.is_writable() || write_closed {
@@ -615,8 +675,16 @@ impl Reactor {
 
 impl Drop for Reactor {
     fn drop(&mut self) {
+        // A forked child's reactor never renewed still has the inherited
+        // instance and waker, whose numbers need not name them any more:
+        // leaked, as `renew` leaks them.
+        if !self.inherited() {
+            // SAFETY: dropped once, here, and `self.poll` is not used
+            // after this: the reactor is going away.
+            unsafe { ManuallyDrop::drop(&mut self.poll) };
+        }
         // Other threads holding a `Remote` or a `Sender` learn the hub is
         // gone; work they left is dropped here.
-        self.inbox.close();
+        self.close_inbox();
     }
 }

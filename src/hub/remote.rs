@@ -99,8 +99,9 @@ impl Inbox {
     }
 
     /// In a forked child: the waker of the child's own epoll instance (see
-    /// `fork.rs`) in place of the inherited one, whose drop closes the
-    /// child's descriptor of it. A closed inbox stays closed.
+    /// `fork.rs`) in place of the inherited one, which is leaked, not
+    /// dropped: its drop would close its number, which may name another
+    /// file by now (see `Reactor::renew`). A closed inbox stays closed.
     ///
     /// Mail may be pending already (posted by another thread before the
     /// fork and not yet taken, or by a thread of the child before this),
@@ -115,7 +116,7 @@ impl Inbox {
             }
             slot.replace(waker)
         };
-        drop(old);
+        std::mem::forget(old);
         // After the swap: a post that set `pending` before it woke the old
         // waker (or none), and one after it wakes the new one itself.
         if self.has_mail() {
@@ -140,9 +141,15 @@ impl Inbox {
     }
 
     /// The hub is going away: refuse further posts, drop what is queued,
-    /// close the waker.
-    pub(crate) fn close(&self) {
-        drop(lock(&self.waker).take());
+    /// close the waker (leak it if `inherited`: a forked child's, whose
+    /// number may name another file by now, see `Reactor::renew`).
+    pub(crate) fn close(&self, inherited: bool) {
+        let waker = lock(&self.waker).take();
+        if inherited {
+            std::mem::forget(waker);
+        } else {
+            drop(waker);
+        }
         let tasks = {
             let mut mail = self.lock();
             mail.closed = true;

@@ -306,7 +306,8 @@ fn pipe_inode(fd: c_int) -> u64 {
 }
 
 /// The read end of the pipe the dispatcher reads (-1 until it exists):
-/// a forked child closes its copy of the parent's when it starts its own.
+/// a forked child closes its copy of the parent's when it starts its own,
+/// if the number still names that pipe.
 static READ: AtomicI32 = AtomicI32::new(-1);
 
 /// Creates the self-pipe and the thread that reads it, once per process
@@ -328,23 +329,11 @@ fn start_dispatcher() -> io::Result<()> {
     } else {
         [0; 128]
     };
+    // The inode of the pipe a forked child inherited (0: none), taken
+    // before the new pipe's replaces it.
+    let parents_inode = PIPE_INODE.load(Ordering::Acquire);
     let outcome = (|| {
-        let mut fds = [0 as c_int; 2];
-        // SAFETY: `fds` is a valid array of two `c_int`s for `pipe2` to
-        // fill; nothing else is touched. Close-on-exec from birth: a child
-        // spawned by another thread meanwhile inherits neither end.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let [read, write] = fds;
-        // SAFETY: `fcntl` on the write end just created, which we own;
-        // plain integer arguments. It must never block a signal handler (a
-        // full pipe drops the byte: deliveries already queued will wake
-        // the receivers).
-        unsafe {
-            let flags = libc::fcntl(write, libc::F_GETFL);
-            libc::fcntl(write, libc::F_SETFL, flags | libc::O_NONBLOCK);
-        }
+        let (read, write) = new_pipe()?;
         let spawned = std::thread::Builder::new()
             .name("greenlet-signals".into())
             .spawn(move || dispatch(read, forwarded));
@@ -382,10 +371,16 @@ fn start_dispatcher() -> io::Result<()> {
             PIPE.store(write, Ordering::Release);
         }
         let parents = READ.swap(read, Ordering::AcqRel);
-        if parents >= 0 {
-            // SAFETY: a forked child's copy of the parent's read end,
-            // which only the parent's dispatcher (not in this process)
-            // ever read; nothing here uses it again.
+        // Checked as the write end is: a daemon that closed what it
+        // inherited has its own file at that number by now, or the read
+        // end of the pipe just made (the lowest free number), which must
+        // not be closed behind its owner's back. Then the parent's read
+        // end, if open still, stays open, unused.
+        if parents >= 0 && parents_inode != 0 && pipe_inode(parents) == parents_inode {
+            // SAFETY: a forked child's copy of the parent's read end (the
+            // number names the parent's pipe, checked just now), which
+            // only the parent's dispatcher (not in this process) ever
+            // read; nothing here uses it again.
             unsafe { libc::close(parents) };
         }
         Ok(())
@@ -396,22 +391,92 @@ fn start_dispatcher() -> io::Result<()> {
     outcome
 }
 
+/// A new self-pipe, close-on-exec from birth (a child spawned by another
+/// thread meanwhile inherits neither end): its read end and its write
+/// end, which is non-blocking (it must never block a signal handler: a
+/// full pipe drops the byte, and deliveries already queued will wake the
+/// receivers).
+fn new_pipe() -> io::Result<(c_int, c_int)> {
+    let mut fds = [0 as c_int; 2];
+    // SAFETY: `fds` is a valid array of two `c_int`s for `pipe2` to fill;
+    // nothing else is touched.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let [read, write] = fds;
+    // SAFETY: `fcntl` on the write end just created, which we own; plain
+    // integer arguments.
+    unsafe {
+        let flags = libc::fcntl(write, libc::F_GETFL);
+        libc::fcntl(write, libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+    Ok((read, write))
+}
+
+/// How often a dispatcher with no pipe (none could be made, out of
+/// descriptors) looks at the raise counts, and tries for a pipe again.
+const WITHOUT_A_PIPE: Duration = Duration::from_millis(100);
+
+/// The dispatcher's pipe failed for good (see `dispatch`): a new one takes
+/// its place for the handler and the dispatcher. Returns its read end, or
+/// -1 if none could be made. `old`: the failed read end.
+fn replace_pipe(old: c_int) -> c_int {
+    // Under the start's lock, which a fork takes first: a child never
+    // finds the statics half swapped.
+    let _started = lock_started();
+    let old_inode = PIPE_INODE.load(Ordering::Acquire);
+    let Ok((read, write)) = new_pipe() else {
+        return -1;
+    };
+    PIPE_INODE.store(pipe_inode(write), Ordering::Release);
+    PIPE.store(write, Ordering::Release);
+    READ.store(read, Ordering::Release);
+    // The old numbers are closed only if they still name the old pipe (a
+    // read end whose write end went: EOF); the old write end's number is
+    // let be: it was closed behind the crate's back, or the handler might
+    // still write to it.
+    if old >= 0 && old_inode != 0 && pipe_inode(old) == old_inode {
+        // SAFETY: the old pipe's read end (checked just now), which only
+        // this thread read, and no more.
+        unsafe { libc::close(old) };
+    }
+    read
+}
+
 /// The dispatcher thread: woken by the pipe, forwards each pending signal
 /// to its subscribers, for the life of the process. `forwarded`: the raise
 /// counts forwarded so far (by a forked child's parent, for one).
-fn dispatch(read: c_int, mut forwarded: [u64; 128]) {
+fn dispatch(mut read: c_int, mut forwarded: [u64; 128]) {
     let mut buf = [0u8; 64];
     // A forked child's first look is at once: signals raised between its
     // fork and this start woke the parent's pipe, not this one.
     let mut look = true;
     loop {
-        if !std::mem::take(&mut look) {
+        if std::mem::take(&mut look) {
+            // Straight to the counts.
+        } else if read < 0 {
+            // No pipe: the counts are looked at every so often instead.
+            std::thread::sleep(WITHOUT_A_PIPE);
+            read = replace_pipe(-1);
+        } else {
             // SAFETY: `buf` is valid for writes of its length; `read` is
-            // the pipe's read end, owned by this thread and never closed.
+            // the pipe's read end, owned by this thread and closed only by
+            // it (`replace_pipe`).
             let n = unsafe { libc::read(read, buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                // This thread took a signal itself: read again.
+                continue;
+            }
             if n <= 0 {
-                // EINTR (this thread took a signal itself): read again. The
-                // write end is never closed, so there is no EOF.
+                // The pipe was closed behind the crate's back (a process
+                // closing every descriptor it has): an EOF once its write
+                // end is gone, EBADF once its read end is, or whatever the
+                // file now at that number says. Each would come back at
+                // once for ever, and no signal would wake this thread: a
+                // new pipe takes its place, and the counts are looked at
+                // now (a raise meanwhile wrote to nothing).
+                read = replace_pipe(read);
+                look = true;
                 continue;
             }
         }

@@ -305,7 +305,8 @@ impl<T: AsFd> AsyncFd<T> {
 
     fn readiness(&self, dir: Direction) -> super::Readiness<'_> {
         let fd = self.get_ref().as_fd().as_raw_fd();
-        super::Readiness::new(&self.reg, &self.hub, fd, dir)
+        // `POLLPRI` counts: it may be all the descriptor tells.
+        super::Readiness::new(&self.reg, &self.hub, fd, dir, true)
     }
 
     /// The wrapped value.

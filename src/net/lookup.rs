@@ -49,7 +49,8 @@ use crate::hub::ThreadPool;
 ///
 /// What [`ToSocketAddrs::to_socket_addrs`] returns (an unknown host, an
 /// invalid port); an error of the system when no pool thread can be
-/// started and none is alive.
+/// started and none is alive, or when the thread's hub has no I/O reactor
+/// yet and cannot make one (out of descriptors: `EMFILE`).
 ///
 /// # Panics
 ///

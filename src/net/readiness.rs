@@ -21,11 +21,14 @@ use crate::hub::{waitable, Hub, WaitKey, Waitable};
 /// *or* its client going away.
 ///
 /// It is ready when the kernel says so, as `poll` and `select` do: data,
-/// an end of stream or an error to read (the read then says which); for
-/// writing, enough room in the send buffer (the kernel's low-water mark: a
-/// small write may go through while the socket is not yet writable). The
-/// kernel is asked (a zero-timeout `poll`) whenever the hub cannot rule it
-/// out, so a fresh connection with nothing sent is not ready.
+/// an end of stream or an error to read (the read then says which; TCP
+/// urgent data alone is none of them, as an ordinary read skips it, but
+/// an [`AsyncFd`](super::AsyncFd)'s `POLLPRI` counts: for some descriptors
+/// it is all there is to tell); for writing, enough room in the send
+/// buffer (the kernel's low-water mark: a small write may go through while
+/// the socket is not yet writable). The kernel is asked (a zero-timeout
+/// `poll`) whenever the hub cannot rule it out, so a fresh connection with
+/// nothing sent is not ready.
 ///
 /// As for every item of a multi-wait, an event the hub saw while the call
 /// waited counts even if the socket is no longer ready when the caller
@@ -71,18 +74,30 @@ pub struct Readiness<'a> {
     hub: &'a Hub,
     fd: RawFd,
     dir: Direction,
+    /// Whether `POLLPRI` is readiness to read: an `AsyncFd`'s (for some
+    /// descriptors it is their only news), not a socket's (see
+    /// `is_ready`).
+    priority: bool,
 }
 
 impl<'a> Readiness<'a> {
     /// The readiness of `fd`, registered as `reg`, for `dir`; the caller
-    /// borrows what owns `fd` for `'a`, so it stays open.
+    /// borrows what owns `fd` for `'a`, so it stays open. `priority`:
+    /// whether `POLLPRI` counts as readiness to read.
     pub(crate) fn new(
         reg: &'a Registration,
         hub: &'a Hub,
         fd: RawFd,
         dir: Direction,
+        priority: bool,
     ) -> Readiness<'a> {
-        Readiness { reg, hub, fd, dir }
+        Readiness {
+            reg,
+            hub,
+            fd,
+            dir,
+            priority,
+        }
     }
 }
 
@@ -106,9 +121,15 @@ impl waitable::Source for Readiness<'_> {
             return false;
         }
         let events = match self.dir {
-            // TCP urgent data counts, as for the hub's own poll: a read
-            // stops at its mark.
-            Direction::Read => libc::POLLIN | libc::POLLRDHUP | libc::POLLPRI,
+            // A socket's not `POLLPRI`: TCP urgent data alone is no data
+            // for a read, which skips the urgent byte and blocks (Linux
+            // says `POLLPRI` until the byte is read with `MSG_OOB`). Its
+            // `EPOLLPRI` still wakes the wait, this look then decides, and
+            // data after the mark is `POLLIN`. An `AsyncFd`'s descriptor
+            // may have nothing else to tell (a sysfs attribute that
+            // changed, a pty in packet mode).
+            Direction::Read if self.priority => libc::POLLIN | libc::POLLRDHUP | libc::POLLPRI,
+            Direction::Read => libc::POLLIN | libc::POLLRDHUP,
             Direction::Write => libc::POLLOUT,
         };
         let mut pfd = libc::pollfd {

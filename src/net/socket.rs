@@ -89,7 +89,8 @@ impl<S: Source + AsRawFd> Socket<S> {
 
     /// Its readiness for `dir`, to wait for among other things.
     pub(crate) fn readiness(&self, dir: Direction) -> super::Readiness<'_> {
-        super::Readiness::new(&self.reg, &self.hub, self.io.as_raw_fd(), dir)
+        // TCP urgent data alone is not readiness (see `Readiness`).
+        super::Readiness::new(&self.reg, &self.hub, self.io.as_raw_fd(), dir, false)
     }
 
     /// Runs `op` until it says anything but `WouldBlock`, blocking the
