@@ -231,7 +231,10 @@ fn raise(e: SwitchError) -> ! {
     match e {
         // `resume_unwind` skips the panic hook: an unhandled throw prints
         // nothing on its way back to the consumer.
-        SwitchError::Thrown(p) => panic::resume_unwind(Box::new(Thrown(p))),
+        SwitchError::Thrown(p) => {
+            crate::unwind::require_unwinding("a throw");
+            panic::resume_unwind(Box::new(Thrown(p)))
+        }
         // The panic of a child greenlet whose parent the producer is (as
         // in the hub, it unwinds out of the call that was waiting).
         SwitchError::Panicked(p) => panic::resume_unwind(p),
@@ -344,6 +347,7 @@ impl Thrown {
     /// assert_eq!(g.throw(9u8).unwrap_err().downcast::<u8>().unwrap(), 9);
     /// ```
     pub fn raise(self) -> ! {
+        crate::unwind::require_unwinding("a throw");
         panic::resume_unwind(Box::new(self))
     }
 }
@@ -948,7 +952,10 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
             // producer stays where it was). So does another child's panic
             // (its payload kept whole: dropped under a panic of ours, a
             // payload whose destructor panics would abort the process).
-            SwitchError::Thrown(p) | SwitchError::Panicked(p) => panic::resume_unwind(p),
+            SwitchError::Thrown(p) | SwitchError::Panicked(p) => {
+                crate::unwind::require_unwinding("a throw");
+                panic::resume_unwind(p)
+            }
             // Another greenlet ended into the consumer while it waited (a
             // child's panic or kill, a mismatched value): the producer
             // stays where it was.

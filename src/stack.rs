@@ -182,6 +182,13 @@ impl StackPolicy {
     /// the kernel's refusal (`OutOfMemory`, as when the address space or
     /// the mapping limit runs out).
     ///
+    /// Size small stacks for the build that runs them: without
+    /// optimisation (`cargo test`, `cargo run` in debug), the hub's
+    /// blocking calls, inlined for speed, leave their locals in their
+    /// caller's frame, about 20 KiB each, so a handler making five of them
+    /// needs a frame of about 128 KiB where a release build needs 8 KiB.
+    /// A 64 KiB stack that serves in release can overflow in debug.
+    ///
     /// ```
     /// use greenlet::{set_stack_policy, Greenlet, StackPolicy};
     ///

@@ -139,3 +139,39 @@ fn a_tcp_read_over_more_buffers_than_one_readv_takes_does_not_hide_the_rest() {
     let mut rest = [0u8; 4096];
     assert_eq!((&*server).read(&mut rest).unwrap(), 3072);
 }
+
+/// A vectored write to a socket whose peer is gone fails with
+/// `BrokenPipe` and raises no `SIGPIPE`, as `write` does: std's
+/// `write_vectored` (a `writev`) raises it, and a process that restored
+/// the signal's default action died of it. Blocked on this thread, a
+/// raised `SIGPIPE` stays pending there, to be seen.
+#[test]
+fn a_vectored_write_to_a_gone_peer_raises_no_sigpipe() {
+    let (a, b) = UnixStream::pair().unwrap();
+    drop(b);
+    // SAFETY: signal sets on this stack, valid for the calls; the mask
+    // is this thread's own and put back below.
+    let (result, raised) = unsafe {
+        let mut pipe: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut pipe);
+        libc::sigaddset(&mut pipe, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &pipe, &mut old);
+        let result = (&a).write_vectored(&slices());
+        let mut pending: libc::sigset_t = std::mem::zeroed();
+        libc::sigpending(&mut pending);
+        let raised = libc::sigismember(&pending, libc::SIGPIPE) == 1;
+        if raised {
+            // Taken off again, so that unblocking does not deliver it.
+            let now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            libc::sigtimedwait(&pipe, std::ptr::null_mut(), &now);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        (result, raised)
+    };
+    assert_eq!(result.unwrap_err().kind(), io::ErrorKind::BrokenPipe);
+    assert!(!raised, "the vectored write raised SIGPIPE");
+}

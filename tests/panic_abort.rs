@@ -25,7 +25,12 @@ fn built_program() -> std::path::PathBuf {
 #[test]
 fn kills_and_timeouts_say_they_need_unwinding_before_aborting() {
     let program = built_program();
-    for (mode, what) in [("kill", "a kill"), ("timeout", "a with_timeout expiry")] {
+    for (mode, what) in [
+        ("kill", "a kill"),
+        ("timeout", "a with_timeout expiry"),
+        ("throw", "a throw"),
+        ("throw-main", "a throw"),
+    ] {
         let out = Command::new(&program).arg(mode).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{mode}: {stderr}");

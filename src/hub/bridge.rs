@@ -223,6 +223,15 @@ impl Drop for Lease {
 /// without it, keep a `handle.enter()` guard alive in the main greenlet
 /// for as long as the thread uses tokio.
 ///
+/// Do not call it from *inside* a tokio task (an `async fn` run by a
+/// runtime, `#[tokio::main]` included), as no executor's `block_on` may
+/// be: the task's thread is taken while it waits. On a current-thread
+/// runtime, tokio's timers and I/O then never make progress; on a
+/// multi-thread one, tokio's own budget of the enclosing task (128
+/// operations) is never given back, and its futures stay pending after
+/// that many. Run the hub on a thread of its own (`spawn_blocking`, or a
+/// `std::thread`) and hand it the runtime's handle as above.
+///
 /// # Panics
 ///
 /// When the future panics (the panic unwinds out of `block_on` into the

@@ -744,6 +744,7 @@ pub fn run() {
         // value (a child of main returned) only means: keep driving.
         match outcome {
             Err(SwitchError::Panicked(p) | SwitchError::Thrown(p)) => {
+                crate::unwind::require_unwinding("a throw");
                 std::panic::resume_unwind(p);
             }
             // Refused at once, as it would be again: a spin. `run` is a

@@ -370,6 +370,22 @@ fn start_dispatcher() -> io::Result<()> {
             PIPE_INODE.store(pipe_inode(write), Ordering::Release);
             PIPE.store(write, Ordering::Release);
         }
+        // The dispatcher's first look at the counts may have come before
+        // the swap above, and a raise between the two wrote to the
+        // parent's pipe: one byte into the new one makes it look again
+        // (a forked child lost a signal sent to it at once, about one fork
+        // in 300 under load).
+        let byte = 0u8;
+        // SAFETY: a one-byte write from a valid buffer to the write end
+        // the handler now uses (non-blocking: a full pipe has a wake-up
+        // pending already).
+        unsafe {
+            libc::write(
+                PIPE.load(Ordering::Acquire),
+                std::ptr::from_ref(&byte).cast(),
+                1,
+            )
+        };
         let parents = READ.swap(read, Ordering::AcqRel);
         // Checked as the write end is: a daemon that closed what it
         // inherited has its own file at that number by now, or the read

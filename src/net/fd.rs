@@ -686,6 +686,28 @@ pub(crate) fn writes_nothing(bufs: &[IoSlice<'_>]) -> bool {
     bufs.iter().take(IOV_MAX).all(|b| b.is_empty())
 }
 
+/// One `sendmsg(2)` of `bufs` (the first [`IOV_MAX`]) on socket `fd`,
+/// with `MSG_NOSIGNAL`: a peer gone makes it fail with `EPIPE`, as std's
+/// `write` on a socket does (its `send` passes the flag), where a
+/// `writev(2)`, std's `write_vectored`, raises `SIGPIPE`, which kills a
+/// process that restored that signal's default action.
+pub(crate) fn send_vectored(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: all-zero is a valid `msghdr` (no address, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // `IoSlice` is ABI-compatible with `iovec` (std's guarantee on Unix),
+    // and `sendmsg` only reads the vector and the bytes it names.
+    msg.msg_iov = bufs.as_ptr().cast_mut().cast();
+    msg.msg_iovlen = bufs.len().min(IOV_MAX) as _;
+    // SAFETY: `msg` names `bufs`, valid for reads for the call; `fd` is a
+    // socket its caller borrows, so open.
+    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// Whether one `readv` into `bufs` would read no bytes.
 fn reads_nothing(bufs: &[IoSliceMut<'_>]) -> bool {
     bufs.iter().take(IOV_MAX).all(|b| b.is_empty())

@@ -162,14 +162,16 @@ macro_rules! stream_io {
                 })
             }
 
-            /// One `writev(2)` of the buffers in order, as std's (the
-            /// default would send only the first non-empty one per call).
+            /// One `sendmsg(2)` of the buffers in order (the default would
+            /// send only the first non-empty one per call), with
+            /// `MSG_NOSIGNAL`: a peer gone gives `BrokenPipe`, as `write`
+            /// does, never `SIGPIPE` (std's `write_vectored`, a `writev`,
+            /// raises it).
             fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
                 let dir = $crate::hub::reactor::Direction::Write;
                 let empty = $crate::net::fd::writes_nothing(bufs);
                 self.socket.io_trying(dir, $write, empty, |s| {
-                    let mut s = s;
-                    std::io::Write::write_vectored(&mut s, bufs)
+                    $crate::net::fd::send_vectored(std::os::fd::AsRawFd::as_raw_fd(s), bufs)
                 })
             }
 

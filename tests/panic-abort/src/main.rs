@@ -1,4 +1,4 @@
-//! Run with `kill`, `timeout` or `exit`: each needs unwinding, which this
+//! Run with `kill`, `timeout`, `throw` or `throw-main`: each needs unwinding, which this
 //! build (panic = "abort") cannot do.
 
 use std::time::Duration;
@@ -21,6 +21,24 @@ fn main() {
             let _ = hub::with_timeout(Duration::from_millis(1), || {
                 hub::sleep(Duration::from_secs(60))
             });
+        }
+        "throw" => {
+            // A throw into a producer at its yield unwinds the producer.
+            let mut g = greenlet::Generator::new(|y: &greenlet::Yielder<u32>| {
+                y.yield_(1);
+            });
+            g.next();
+            println!("throwing");
+            let _ = g.throw(9u8);
+        }
+        "throw-main" => {
+            // A throw into main while it drives the hub in `run`.
+            let main = Greenlet::current().clone();
+            hub::spawn(move || {
+                let _ = main.throw::<u8, ()>(9u8);
+            });
+            println!("throwing");
+            hub::run();
         }
         "ok" => {
             // Switches, returns and sleeps need no unwinding.
