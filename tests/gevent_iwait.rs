@@ -118,3 +118,26 @@ fn iwait_bookkeeping_per_item_does_not_grow_with_the_number_of_items() {
         "bytes per item yielded grew from {small} (250 items) to {large} (4000 items)"
     );
 }
+
+// An item that was ready and is no longer when its turn comes is waited
+// for again (listed anew), and one set, cleared and set again between two
+// `next`s counts from its last setting: as when every `next` looked at
+// every item.
+#[test]
+fn items_cleared_before_their_turn_are_waited_for_again() {
+    let (a, b, c) = (Event::new(), Event::new(), Event::new());
+    a.set();
+    b.set();
+    let items = [&a, &b, &c];
+    let mut it = iwait(&items, None);
+    assert_eq!(it.next(), Some(0));
+    b.clear();
+    c.set();
+    c.clear();
+    c.set();
+    assert_eq!(it.next(), Some(2), "b no longer counts; c does");
+    let b2 = b.clone();
+    hub::spawn(move || b2.set());
+    assert_eq!(it.next(), Some(1), "b, once set again");
+    assert_eq!(it.next(), None);
+}
