@@ -408,6 +408,11 @@ impl<T> super::wait_any::sealed::Source for Receiver<T> {
         }
         self.hub.io_wait_ended(daemon != 0);
     }
+
+    fn stays_listed(&self) -> bool {
+        // Counted as an I/O wait while listed (see the trait).
+        false
+    }
 }
 
 /// Ready while a receive would return at once: a value is there, or every

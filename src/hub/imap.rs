@@ -33,7 +33,10 @@ use std::fmt;
 use std::iter::FusedIterator;
 use std::rc::Rc;
 
-use super::{wait_any, JoinError, JoinHandle, Pool};
+use super::wait::{Relays, Unlink, WaitKey, WaitRef, Waiter, Wake};
+use super::wait_any::sealed::Source;
+use super::{hub, Hub, JoinError, JoinHandle, Pool};
+use crate::stats::WaitOn;
 
 const ONE_WORKER: &str = "a wait on at least one worker, with no timeout, returns one";
 
@@ -76,7 +79,7 @@ impl Pool {
         R: 'static,
     {
         Imap {
-            feed: Feed::new(self, items.into_iter(), f),
+            feed: Feed::new(self, items.into_iter(), f, true),
         }
     }
 
@@ -113,7 +116,7 @@ impl Pool {
         R: 'static,
     {
         ImapUnordered {
-            feed: Feed::new(self, items.into_iter(), f),
+            feed: Feed::new(self, items.into_iter(), f, false),
         }
     }
 
@@ -147,16 +150,46 @@ impl Pool {
     }
 }
 
+/// One worker of an `imap`, in progress or finished and not yet yielded.
+struct Worker<R: 'static> {
+    /// The index of its item.
+    index: usize,
+    handle: JoinHandle<R>,
+    /// Its relay (see `Relays` in `wait.rs`) and its node on the handle's
+    /// list: `None` when it had finished by the time it was listed.
+    relay: Option<(WaitKey, usize)>,
+}
+
 /// The workers of one `imap`: the items not yet started, and the workers
-/// in progress or finished and not yet yielded, in the order of their
-/// items.
+/// in progress or finished and not yet yielded.
+///
+/// Each worker's handle lists a relay under the worker's slot once, when
+/// it is started: its finish notes the slot in `relays` (and wakes the
+/// iterator if it waits), so finding a finished worker, or waiting for
+/// one, costs O(1) whatever the pool size (gevent's workers put their
+/// results in a queue).
 struct Feed<I, F, R: 'static> {
     pool: Pool,
     items: I,
     /// Ended: no item is left to start.
     drained: bool,
     f: Rc<F>,
-    workers: VecDeque<(usize, JoinHandle<R>)>,
+    /// The workers, each in a slot that its relay names (`None`: free).
+    workers: Vec<Option<Worker<R>>>,
+    /// The free slots of `workers`.
+    free: Vec<usize>,
+    /// How many workers there are.
+    len: usize,
+    /// `imap`'s: the slots in the order of the workers' items (`None`:
+    /// `imap_unordered`, which needs no order).
+    order: Option<VecDeque<usize>>,
+    /// `imap_unordered`'s: the slots of finished workers, in the order
+    /// they finished.
+    finished: VecDeque<usize>,
+    /// `imap`'s: whether a worker finished since it last looked.
+    some_finished: bool,
+    /// Where the workers' relays report, and the hub they are in.
+    relays: Option<(Rc<Hub>, Rc<Relays>)>,
     /// The index of the next item to start.
     next_index: usize,
 }
@@ -168,13 +201,19 @@ where
     F: Fn(I::Item) -> R + 'static,
     R: 'static,
 {
-    fn new(pool: &Pool, items: I, f: F) -> Feed<I, F, R> {
+    fn new(pool: &Pool, items: I, f: F, ordered: bool) -> Feed<I, F, R> {
         Feed {
             pool: pool.clone(),
             items,
             drained: false,
             f: Rc::new(f),
-            workers: VecDeque::new(),
+            workers: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+            order: ordered.then(VecDeque::new),
+            finished: VecDeque::new(),
+            some_finished: false,
+            relays: None,
             next_index: 0,
         }
     }
@@ -187,8 +226,8 @@ where
     /// (a kill, a `with_timeout`) or a panic of the input leaves no item
     /// taken and not run, and the spawn into a slot never blocks.
     fn start_more(&mut self) {
-        while !self.drained && self.workers.len() < self.pool.size() {
-            let slot = if self.workers.is_empty() {
+        while !self.drained && self.len < self.pool.size() {
+            let slot = if self.len == 0 {
                 self.pool.reserve()
             } else {
                 match self.pool.try_reserve() {
@@ -206,37 +245,139 @@ where
             };
             let f = self.f.clone();
             let worker = self.pool.spawn_in(slot, move || f(item));
-            self.workers.push_back((self.next_index, worker));
-            self.next_index += 1;
+            self.add(worker);
         }
     }
 
-    /// The position of the worker that finished first, waiting for one
-    /// if none has (there is one at least).
-    fn first_finished(&self) -> usize {
-        let workers: Vec<&JoinHandle<R>> = self.workers.iter().map(|(_, w)| w).collect();
-        wait_any(&workers, None).expect(ONE_WORKER)
+    /// Takes in the worker of the next item, with its relay listed.
+    fn add(&mut self, handle: JoinHandle<R>) {
+        let at = match self.free.pop() {
+            Some(at) => at,
+            None => {
+                self.workers.push(None);
+                self.workers.len() - 1
+            }
+        };
+        let relay = if handle.is_finished() {
+            // Finished already: no finish to wait for.
+            self.take_finishes();
+            self.finished_at(at);
+            None
+        } else {
+            let (hub, relays) = self
+                .relays
+                .get_or_insert_with(|| (hub(), Rc::new(Relays::default())));
+            let key = hub.register_relay(relays, at);
+            Some((key, handle.add_waiter(key.into())))
+        };
+        self.workers[at] = Some(Worker {
+            index: self.next_index,
+            handle,
+            relay,
+        });
+        if let Some(order) = &mut self.order {
+            order.push_back(at);
+        }
+        self.len += 1;
+        self.next_index += 1;
     }
 
-    /// Blocks until a worker still running finishes (there is one).
-    fn wait_for_a_running_one(&self) {
-        let running: Vec<&JoinHandle<R>> = self
-            .workers
-            .iter()
-            .map(|(_, worker)| worker)
-            .filter(|worker| !worker.is_finished())
-            .collect();
-        wait_any(&running, None).expect(ONE_WORKER);
+    /// Notes that the worker in slot `at` finished.
+    fn finished_at(&mut self, at: usize) {
+        if self.order.is_some() {
+            self.some_finished = true;
+        } else {
+            self.finished.push_back(at);
+        }
+    }
+
+    /// Takes in the finishes the relays noted.
+    fn take_finishes(&mut self) {
+        let Some((_, relays)) = &self.relays else {
+            return;
+        };
+        // Taken out, and put back with its capacity.
+        let mut new = std::mem::take(&mut *relays.fired.borrow_mut());
+        for &at in &new {
+            self.finished_at(at);
+        }
+        new.clear();
+        if let Some((_, relays)) = &self.relays {
+            *relays.fired.borrow_mut() = new;
+        }
+    }
+
+    /// Takes the worker in slot `at` out, its relay ended.
+    fn remove(&mut self, at: usize) -> Worker<R> {
+        let worker = self.workers[at].take().expect("a worker in the slot");
+        self.free.push(at);
+        self.len -= 1;
+        if let (Some((key, node)), Some((hub, _))) = (worker.relay, &self.relays) {
+            // Woken by the finish, so off the list: the removal finds
+            // nothing.
+            worker.handle.remove_waiter(node, key.into());
+            hub.end_relay(key);
+        }
+        worker
+    }
+
+    /// Blocks until a worker finishes (one is running), unless one
+    /// finished since the last look.
+    fn wait_for_a_finish(&mut self) {
+        self.take_finishes();
+        if self.some_finished || !self.finished.is_empty() {
+            self.some_finished = false;
+            return;
+        }
+        let Some((hub, relays)) = &self.relays else {
+            unreachable!("{ONE_WORKER}");
+        };
+        let mut waiter = Waiter::new(hub, None, WaitOn::Any { until: None }, |w| {
+            relays.waiter.set(Some(w));
+            FinishLink(relays)
+        });
+        waiter.wait("hub::wait");
+        drop(waiter);
+        self.take_finishes();
+        self.some_finished = false;
+    }
+}
+
+/// A blocked `next`'s wait, as the relays' waiter.
+struct FinishLink<'a>(&'a Relays);
+
+// SAFETY: the wait is registered by `Waiter::new`, so it is a table key;
+// it is kept only as the relays' waiter, cleared here.
+unsafe impl Unlink for FinishLink<'_> {
+    fn unlink(&mut self, _: &Hub, _: WaitRef, _: Wake) {
+        self.0.waiter.set(None);
     }
 }
 
 impl<I, F, R: 'static> Feed<I, F, R> {
+    /// `imap`'s: the slot of the worker of the first item not yet
+    /// yielded.
+    fn first(&self) -> Option<usize> {
+        self.order.as_ref()?.front().copied()
+    }
+
+    /// Whether the worker in slot `at` finished.
+    fn is_finished(&self, at: usize) -> bool {
+        self.workers[at]
+            .as_ref()
+            .is_some_and(|w| w.handle.is_finished())
+    }
+
     /// The `Debug` of the iterator `name` that drives it.
     fn fmt_as(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let running = self.workers.iter().filter(|(_, w)| !w.is_finished());
+        let running = self
+            .workers
+            .iter()
+            .flatten()
+            .filter(|w| !w.handle.is_finished());
         f.debug_struct(name)
             .field("running", &running.count())
-            .field("not_yielded", &self.workers.len())
+            .field("not_yielded", &self.len)
             .field("started", &self.next_index)
             .field("drained", &self.drained)
             .finish()
@@ -245,18 +386,30 @@ impl<I, F, R: 'static> Feed<I, F, R> {
 
 impl<I, F, R: 'static> Drop for Feed<I, F, R> {
     fn drop(&mut self) {
+        // In the order of their items, as they were started.
+        let mut workers: Vec<Worker<R>> = self.workers.drain(..).flatten().collect();
+        workers.sort_by_key(|w| w.index);
         // Dropped by one of its own workers (or a greenlet running under
         // one, a generator's producer): that one is not killed (a kill of
         // oneself unwinds at once, which would leave the workers after it
         // running), as `Group::kill_all` skips its caller.
-        for (_, worker) in &self.workers {
-            if !worker.is_finished() && !worker.greenlet().is_current_or_above() {
-                worker.kill();
+        for worker in &workers {
+            let w = &worker.handle;
+            if !w.is_finished() && !w.greenlet().is_current_or_above() {
+                w.kill();
+            }
+        }
+        if let Some((hub, _)) = &self.relays {
+            for worker in &workers {
+                if let Some((key, node)) = worker.relay {
+                    worker.handle.remove_waiter(node, key.into());
+                    hub.end_relay(key);
+                }
             }
         }
         // Then the handles, with the results of the finished ones: a
         // result's destructor that panics leaves no worker running.
-        self.workers.clear();
+        drop(workers);
     }
 }
 
@@ -280,24 +433,20 @@ where
             // A result there goes out before anything that may block or
             // panic (the input, a wait for a slot) could hold it back or
             // lose it; the slot it freed is filled at the next call.
-            if self
-                .feed
-                .workers
-                .front()
-                .is_some_and(|(_, w)| w.is_finished())
-            {
-                let (_, first) = self.feed.workers.pop_front()?;
-                return Some(first.join());
+            if let Some(first) = self.feed.first().filter(|&at| self.feed.is_finished(at)) {
+                if let Some(order) = &mut self.feed.order {
+                    order.pop_front();
+                }
+                return Some(self.feed.remove(first).handle.join());
             }
             self.feed.start_more();
-            match self.feed.workers.front() {
+            match self.feed.first() {
                 // Nothing left to start, nothing in progress.
                 None => return None,
-                Some((_, first)) if first.is_finished() => {}
+                Some(first) if self.feed.is_finished(first) => {}
                 // Until the first finishes; any other finishing makes room
-                // for one more item meanwhile. (Finished ones waiting their
-                // turn are left out of the wait: they would end it at once.)
-                Some(_) => self.feed.wait_for_a_running_one(),
+                // for one more item meanwhile.
+                Some(_) => self.feed.wait_for_a_finish(),
             }
         }
     }
@@ -337,20 +486,18 @@ where
 
     fn next(&mut self) -> Option<(usize, Result<R, JoinError>)> {
         loop {
-            // As in `Imap::next`: a result there goes out first.
-            if self.feed.workers.iter().any(|(_, w)| w.is_finished()) {
-                // Returns at once: the one that finished first.
-                let i = self.feed.first_finished();
-                let (index, done) = self.feed.workers.remove(i)?;
-                return Some((index, done.join()));
+            // As in `Imap::next`: a result there goes out first, the one
+            // that finished first.
+            self.feed.take_finishes();
+            if let Some(at) = self.feed.finished.pop_front() {
+                let worker = self.feed.remove(at);
+                return Some((worker.index, worker.handle.join()));
             }
             self.feed.start_more();
-            if self.feed.workers.is_empty() {
+            if self.feed.len == 0 {
                 return None;
             }
-            if !self.feed.workers.iter().any(|(_, w)| w.is_finished()) {
-                self.feed.wait_for_a_running_one();
-            }
+            self.feed.wait_for_a_finish();
         }
     }
 }

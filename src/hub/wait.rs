@@ -41,8 +41,9 @@
 //! keep out-of-line frames: a block there costs those mispredictions,
 //! about 20 ns (the `Mutex` figure above).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ptr::{self, NonNull};
+use std::rc::Rc;
 use std::time::Instant;
 
 use super::scheduler::Counted;
@@ -253,6 +254,23 @@ pub(super) struct Wait {
     pub(super) on_descriptor: bool,
     /// What the call waits on, for `stats`.
     on: WaitOn,
+    /// A relay's: where its wake-up goes instead of to a greenlet (see
+    /// [`Relays`]).
+    relay: Option<(Rc<Relays>, usize)>,
+}
+
+/// The relays of one multi-wait (`hub::iwait`): one wait in the hub's
+/// table per item, listed on the item once for the whole iteration, whose
+/// wake-up wakes no greenlet but notes the item's index here and wakes
+/// the iteration's own wait if it blocks. So the iteration learns which
+/// items fired without looking at the others, and registers on each item
+/// once rather than at each block.
+#[derive(Default)]
+pub(crate) struct Relays {
+    /// The indices of the relays woken since last taken, in wake-up order.
+    pub(crate) fired: RefCell<Vec<usize>>,
+    /// The iteration's wait while it blocks.
+    pub(crate) waiter: Cell<Option<WaitKey>>,
 }
 
 impl Wait {
@@ -543,6 +561,7 @@ impl Hub {
             daemon,
             on_descriptor: false,
             on,
+            relay: None,
         });
         if let Some(deadline) = deadline {
             let t = self.timers.borrow_mut().add(deadline, Action::Wait(w));
@@ -554,6 +573,35 @@ impl Hub {
             }
         }
         w
+    }
+
+    /// Registers a relay of `relays` for the item at `index` (see
+    /// [`Relays`]): a wait of nobody, with no deadline, that an item's
+    /// wake-up (through its key, as any table wait's) reports there.
+    pub(crate) fn register_relay(&self, relays: &Rc<Relays>, index: usize) -> WaitKey {
+        self.waits.borrow_mut().insert(Wait {
+            greenlet: None,
+            wake: Wake::Pending,
+            timer: None,
+            daemon: false,
+            on_descriptor: false,
+            on: WaitOn::Any { until: None },
+            relay: Some((relays.clone(), index)),
+        })
+    }
+
+    /// Makes relay `w`, woken, wait again (its item is to be listed anew).
+    pub(crate) fn rearm_relay(&self, w: WaitKey) {
+        if let Some(wait) = self.waits.borrow_mut().get_mut(w) {
+            wait.wake = Wake::Pending;
+        }
+    }
+
+    /// Ends relay `w` (off every item's list by now).
+    pub(crate) fn end_relay(&self, w: WaitKey) {
+        let relay = self.waits.borrow_mut().remove(w);
+        // Its `Rc` goes after the table's borrow.
+        drop(relay);
     }
 
     /// A wait's timer is gone (fired, cancelled by a wake-up or the wait's
@@ -625,7 +673,7 @@ impl Hub {
     /// [`wake`](Hub::wake) for a wait in the table.
     #[inline(never)]
     fn wake_key(&self, w: WaitKey, reason: Wake) -> bool {
-        let (greenlet, timer, daemon) = {
+        let (greenlet, timer, daemon, relay) = {
             let mut waits = self.waits.borrow_mut();
             let Some(wait) = waits.get_mut(w) else {
                 return false;
@@ -634,8 +682,19 @@ impl Hub {
                 return false;
             }
             wait.wake = reason;
-            (wait.greenlet.take(), wait.timer.take(), wait.daemon)
+            (
+                wait.greenlet.take(),
+                wait.timer.take(),
+                wait.daemon,
+                wait.relay.clone(),
+            )
         };
+        if let Some((relays, index)) = relay {
+            relays.fired.borrow_mut().push(index);
+            if let Some(waiter) = relays.waiter.get() {
+                self.wake_key(waiter, reason);
+            }
+        }
         if let Some(t) = timer {
             self.timers.borrow_mut().cancel(t);
             self.timer_gone(daemon);

@@ -6,9 +6,12 @@
 //! `gevent.wait` / `gevent.iwait`), and [`join_all`].
 
 use std::cell::Cell;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::wait::{Unlink, WaitRef, Waiter, Wake, Woken};
+use super::wait::{Relays, Unlink, WaitKey, WaitRef, Waiter, Wake, Woken};
 use super::{deadline_after, hub, Hub, JoinError, JoinHandle};
 use crate::stats::WaitOn;
 
@@ -31,6 +34,17 @@ pub(crate) mod sealed {
         /// has finished (a join handle of the caller itself).
         fn waits_for_caller(&self) -> bool {
             false
+        }
+        /// Whether an [`iwait`](super::iwait) may leave its wait listed
+        /// on it for the whole iteration, also while the caller does not
+        /// block: its wake-ups go to every listed wait, and a listed wait
+        /// costs it nothing else. Not so for a descriptor or a channel:
+        /// their listed waits are counted as the hub's I/O waits, and a
+        /// channel's send wakes one of them only (a wait listed while its
+        /// caller does not block would hold that wake-up back from a
+        /// receiver); an iteration lists those at each block only.
+        fn stays_listed(&self) -> bool {
+            true
         }
     }
 }
@@ -105,6 +119,10 @@ macro_rules! waitable_via {
 
             fn remove_waiter(&self, node: usize, w: usize) {
                 self.$($field).+.remove_waiter(node, w);
+            }
+
+            fn stays_listed(&self) -> bool {
+                self.$($field).+.stays_listed()
             }
         }
 
@@ -193,6 +211,9 @@ impl<W: Waitable + ?Sized> sealed::Source for &W {
     }
     fn waits_for_caller(&self) -> bool {
         (**self).waits_for_caller()
+    }
+    fn stays_listed(&self) -> bool {
+        (**self).stays_listed()
     }
 }
 
@@ -322,6 +343,17 @@ pub fn iwait<W: Waitable>(items: &[W], timeout: Option<Duration>) -> Iwait<'_, W
 }
 
 /// The iterator of [`iwait`].
+///
+/// Each item that was not ready when the first `next` looked is listed
+/// once, with a relay of its own (a wait in the hub's table that wakes no
+/// greenlet: it notes the item's index and wakes the iteration's wait if a
+/// `next` blocks), and stays listed until it fires; fired items wait in a
+/// min-heap by ready stamp. So yielding an item costs O(log n) and a block
+/// O(1), whatever the number of items (gevent's `iwait` links each item
+/// once too). A descriptor's readiness and a channel's receiver (a
+/// [`Signal`](super::Signal) too), which count as the hub's I/O waits
+/// while listed, are listed at each block only, and looked at at each
+/// `next`. The relays still listed are withdrawn when the iterator drops.
 pub struct Iwait<'a, W> {
     items: &'a [W],
     yielded: Vec<bool>,
@@ -334,6 +366,30 @@ pub struct Iwait<'a, W> {
     /// Once the deadline passed: the items ready at that moment, not yet
     /// yielded, in reverse order (the next one last).
     last: Option<Vec<usize>>,
+    /// Whether the first `next` sorted the items (fired, listed, looked
+    /// at).
+    started: bool,
+    /// Items that fired (or were ready at the start), not yet yielded:
+    /// `(ready stamp, index)`, the least first. An entry whose item's
+    /// stamp has moved since goes back in with the new one, and one whose
+    /// item no longer counts as fired is listed again.
+    fired: BinaryHeap<Reverse<(u64, usize)>>,
+    /// The items that cannot stay listed, not yet yielded (any order).
+    looked_at: Vec<usize>,
+    /// Their `(index, node)`s on their lists while a `next` blocks.
+    blocked_on: Vec<(usize, usize)>,
+    /// Each item's relay and its node on the item's list, from its
+    /// listing until it is yielded (or the iterator drops).
+    relay: Vec<Option<(WaitKey, usize)>>,
+    /// Where the relays report, and the hub they are in: made with the
+    /// first relay.
+    relays: Option<(Rc<Hub>, Rc<Relays>)>,
+    /// The items' `remove_waiter`, for the drop (which cannot ask for
+    /// `W: Waitable`).
+    unlist: fn(&W, usize, usize),
+    /// Every item before it is yielded or waits for the caller (see
+    /// `waits_only_for_caller`).
+    caller_cursor: usize,
 }
 
 impl<W> std::fmt::Debug for Iwait<'_, W> {
@@ -356,6 +412,14 @@ impl<'a, W: Waitable> Iwait<'a, W> {
             left: items.len(),
             deadline,
             last: None,
+            started: false,
+            fired: BinaryHeap::new(),
+            looked_at: Vec::new(),
+            blocked_on: Vec::new(),
+            relay: Vec::new(),
+            relays: None,
+            unlist: |item: &W, node, w| item.remove_waiter(node, w),
+            caller_cursor: 0,
         }
     }
 
@@ -366,13 +430,102 @@ impl<'a, W: Waitable> Iwait<'a, W> {
             && (self.items[i].is_ready() || self.items[i].ready_stamp() != self.seen[i])
     }
 
+    /// Sorts the items, at the first `next`: those fired go to the heap,
+    /// the others are listed (or looked at at each `next`).
+    fn start(&mut self) {
+        self.started = true;
+        self.relay = vec![None; self.items.len()];
+        for i in 0..self.items.len() {
+            if !self.items[i].stays_listed() {
+                self.looked_at.push(i);
+            } else if self.fired(i) {
+                let stamp = self.items[i].ready_stamp();
+                self.fired.push(Reverse((stamp, i)));
+            } else {
+                self.list(i);
+            }
+        }
+    }
+
+    /// Lists item `i` with its relay, until it fires.
+    fn list(&mut self, i: usize) {
+        let (hub, relays) = self
+            .relays
+            .get_or_insert_with(|| (hub(), Rc::new(Relays::default())));
+        let key = match self.relay[i] {
+            // Woken, so off the item's list: it waits again.
+            Some((key, _)) => {
+                hub.rearm_relay(key);
+                key
+            }
+            None => hub.register_relay(relays, i),
+        };
+        // Kept before the listing, so that the drop ends the relay even if
+        // the listing panics (a removal under this node finds nothing).
+        self.relay[i] = Some((key, usize::MAX));
+        let node = self.items[i].add_waiter(key.into());
+        self.relay[i] = Some((key, node));
+    }
+
+    /// The fired item that became ready first, not yet taken: its index,
+    /// and its place in `looked_at` if it is one of those (else it is the
+    /// heap's first).
+    fn first_fired(&mut self) -> Option<(usize, Option<usize>)> {
+        if let Some((_, relays)) = &self.relays {
+            // Taken out while the items are asked for their stamps, and
+            // put back (with its capacity).
+            let mut new = std::mem::take(&mut *relays.fired.borrow_mut());
+            for &i in &new {
+                self.fired.push(Reverse((self.items[i].ready_stamp(), i)));
+            }
+            new.clear();
+            *relays.fired.borrow_mut() = new;
+        }
+        let mut first = None;
+        while let Some(&Reverse((stamp, i))) = self.fired.peek() {
+            let now = self.items[i].ready_stamp();
+            if now != stamp {
+                // Became ready again since (stamps only grow).
+                self.fired.pop();
+                self.fired.push(Reverse((now, i)));
+            } else if !self.fired(i) {
+                // Ready at the start and no longer: it waits to fire.
+                self.fired.pop();
+                self.list(i);
+            } else {
+                first = Some((stamp, i, None));
+                break;
+            }
+        }
+        for (at, &i) in self.looked_at.iter().enumerate() {
+            if self.fired(i) {
+                let stamp = self.items[i].ready_stamp();
+                if first.is_none_or(|(s, j, _)| (stamp, i) < (s, j)) {
+                    first = Some((stamp, i, Some(at)));
+                }
+            }
+        }
+        first.map(|(_, i, at)| (i, at))
+    }
+
     /// Yields the item that became ready first among those that fired.
     fn take_ready(&mut self) -> Option<usize> {
-        let i = (0..self.items.len())
-            .filter(|&i| self.fired(i))
-            .min_by_key(|&i| self.items[i].ready_stamp())?;
+        let (i, at) = self.first_fired()?;
+        match at {
+            Some(at) => {
+                self.looked_at.swap_remove(at);
+            }
+            None => {
+                self.fired.pop();
+            }
+        }
         self.yielded[i] = true;
         self.left -= 1;
+        if let (Some((key, node)), Some((hub, _))) = (self.relay[i].take(), &self.relays) {
+            // Woken, so no longer listed: the removal finds nothing.
+            self.items[i].remove_waiter(node, key.into());
+            hub.end_relay(key);
+        }
         Some(i)
     }
 
@@ -384,36 +537,79 @@ impl<'a, W: Waitable> Iwait<'a, W> {
         self.last = Some(last);
     }
 
+    /// Whether every item not yet yielded is a join handle of the calling
+    /// greenlet (they could never become ready). A cursor passes each
+    /// item once; only when it has passed them all does a full look
+    /// confirm it (the items' answers could change if the iterator moved
+    /// to another greenlet).
+    fn waits_only_for_caller(&mut self) -> bool {
+        let waits_for_other = |i: usize| !self.yielded[i] && !self.items[i].waits_for_caller();
+        while self.caller_cursor < self.items.len() {
+            if waits_for_other(self.caller_cursor) {
+                return false;
+            }
+            self.caller_cursor += 1;
+        }
+        match (0..self.items.len()).find(|&i| waits_for_other(i)) {
+            Some(i) => {
+                self.caller_cursor = i;
+                false
+            }
+            None => true,
+        }
+    }
+
     /// Blocks until any item not yet yielded may be ready; `false` on the
     /// deadline.
     fn block(&mut self) -> bool {
         if self.deadline.is_none() {
-            let all_caller = (0..self.items.len())
-                .filter(|&i| !self.yielded[i])
-                .all(|i| self.items[i].waits_for_caller());
             assert!(
-                !all_caller,
+                !self.waits_only_for_caller(),
                 "greenlet::hub: hub::wait called from the greenlet it waits for \
                  (it would wait for itself forever)"
             );
         }
         let hub = hub();
-        let on = WaitOn::Any {
-            until: self.deadline,
-        };
-        let mut waiter = Waiter::new(&hub, self.deadline, on, |w| {
-            let mut link = AnyLink {
-                items: self.items,
-                added: Vec::with_capacity(self.left),
-            };
-            for (i, item) in self.items.iter().enumerate() {
-                if !self.yielded[i] {
-                    link.added.push((i, item.add_waiter(w.into())));
-                }
+        let deadline = self.deadline;
+        let on = WaitOn::Any { until: deadline };
+        let Iwait {
+            items,
+            looked_at,
+            blocked_on,
+            relays,
+            ..
+        } = self;
+        let items: &[W] = items;
+        let relays = relays.as_ref().map(|(_, relays)| &**relays);
+        let mut waiter = Waiter::new(&hub, deadline, on, |w| {
+            if let Some(relays) = relays {
+                relays.waiter.set(Some(w));
             }
-            link
+            for &i in looked_at.iter() {
+                blocked_on.push((i, items[i].add_waiter(w.into())));
+            }
+            BlockLink {
+                items,
+                relays,
+                blocked_on,
+            }
         });
         waiter.wait("hub::wait") == Woken::Ready
+    }
+}
+
+impl<W> Drop for Iwait<'_, W> {
+    fn drop(&mut self) {
+        let Some((hub, _)) = &self.relays else {
+            return;
+        };
+        // Every relay still listed (and those woken, not yet yielded).
+        for (i, relay) in self.relay.iter_mut().enumerate() {
+            if let Some((key, node)) = relay.take() {
+                (self.unlist)(&self.items[i], node, key.into());
+                hub.end_relay(key);
+            }
+        }
     }
 }
 
@@ -424,6 +620,9 @@ impl<W: Waitable> Iterator for Iwait<'_, W> {
         // A call that finds something ready completes at once: it spends
         // budget, as a channel's receive does.
         super::coop();
+        if !self.started {
+            self.start();
+        }
         loop {
             if let Some(last) = &mut self.last {
                 return last.pop();
@@ -437,7 +636,7 @@ impl<W: Waitable> Iterator for Iwait<'_, W> {
                 // ready, the others run once first, as in a wait that
                 // times out (a zero-timeout poll in a loop would starve
                 // them otherwise).
-                if !(0..self.items.len()).any(|i| self.fired(i)) {
+                if self.first_fired().is_none() {
                     self.block();
                 }
                 self.end_with_ready();
@@ -453,20 +652,25 @@ impl<W: Waitable> Iterator for Iwait<'_, W> {
     }
 }
 
-/// A multi-wait's places in the waiter lists of the items it waits on.
-struct AnyLink<'a, W: Waitable> {
-    items: &'a [W],
+/// A blocked `next`'s places: its wait as the relays' waiter, and on the
+/// lists of the items listed at each block.
+struct BlockLink<'l, W: Waitable> {
+    items: &'l [W],
+    relays: Option<&'l Relays>,
     /// `(index in items, node from add_waiter)`.
-    added: Vec<(usize, usize)>,
+    blocked_on: &'l mut Vec<(usize, usize)>,
 }
 
 // SAFETY: a multi-wait is registered by `Waiter::new`: it is given table
 // keys only, never a node.
-unsafe impl<W: Waitable> Unlink for AnyLink<'_, W> {
+unsafe impl<W: Waitable> Unlink for BlockLink<'_, W> {
     fn unlink(&mut self, _: &Hub, wait: WaitRef, _: Wake) {
+        if let Some(relays) = self.relays {
+            relays.waiter.set(None);
+        }
         // Even when woken, only the item that woke it took it off its
         // list: every other one still holds it.
-        for &(i, node) in &self.added {
+        for (i, node) in self.blocked_on.drain(..) {
             self.items[i].remove_waiter(node, wait.key().into());
         }
     }

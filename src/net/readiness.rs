@@ -175,6 +175,11 @@ impl waitable::Source for Readiness<'_> {
         self.reg.remove_waiter(self.dir, WaitKey::from(w));
         self.hub.io_wait_ended(daemon != 0);
     }
+
+    fn stays_listed(&self) -> bool {
+        // Counted as an I/O wait while listed (see the trait).
+        false
+    }
 }
 
 impl Waitable for Readiness<'_> {}
