@@ -197,7 +197,13 @@
 //! pool job) waits for them for ever there, as `std::sync::mpsc` would; so
 //! does a [`block_on`] whose waker only such a thread held. A fork made by
 //! a raw system call rather than libc's `fork` runs no `pthread_atfork`
-//! handler and is not seen.
+//! handler and is not seen. A daemon that closes every descriptor it
+//! inherited closes, behind their owners' backs, those that its
+//! greenlets' frames own (a socket, the pidfd of a
+//! `process::Command::status` waiting at the fork): when those greenlets
+//! later run or unwind, they use or close whatever has taken the numbers
+//! since, as any Rust value owning a descriptor would. Let such a daemon
+//! end its greenlets before it closes what it inherited.
 
 mod async_result;
 mod barrier;
