@@ -765,7 +765,11 @@ fn an_item_handed_to_a_getter_is_dropped_once_when_the_getter_is_killed() {
         .join()
         .unwrap();
         let expected = if run_main { 2 } else { 0 };
-        assert_eq!(dropped.load(Ordering::SeqCst), expected, "run_main: {run_main}");
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            expected,
+            "run_main: {run_main}"
+        );
     }
 }
 
@@ -1134,8 +1138,16 @@ fn hub_calls_in_destructors_at_thread_exit_do_not_abort() {
         })
         .join()
         .unwrap();
-        assert_eq!(unstarted.load(Ordering::SeqCst), 2, "runtime_first: {runtime_first}");
-        assert_eq!(started.load(Ordering::SeqCst), 0, "runtime_first: {runtime_first}");
+        assert_eq!(
+            unstarted.load(Ordering::SeqCst),
+            2,
+            "runtime_first: {runtime_first}"
+        );
+        assert_eq!(
+            started.load(Ordering::SeqCst),
+            0,
+            "runtime_first: {runtime_first}"
+        );
     }
 }
 

@@ -723,8 +723,14 @@ fn a_greenlet_suspended_inside_a_thread_locals_with_is_left_suspended_at_thread_
 #[test]
 fn a_switch_into_a_suspended_greenlet_at_thread_exit_panics_and_is_reported() {
     let (stdout, stderr) = run("switch at exit");
-    assert!(stdout.contains("unrun function dropped"), "{stdout}\n{stderr}");
-    assert!(!stdout.contains("the switch returned"), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("unrun function dropped"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        !stdout.contains("the switch returned"),
+        "{stdout}\n{stderr}"
+    );
     assert!(!stdout.contains("resumed"), "{stdout}\n{stderr}");
     assert!(!stdout.contains("the unstarted greenlet ran"), "{stdout}");
     assert!(stdout.contains("thread exited"), "{stdout}\n{stderr}");
