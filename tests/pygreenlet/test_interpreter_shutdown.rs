@@ -124,8 +124,9 @@ fn to_parent<T: 'static, R: 'static>(v: T) -> Result<R, SwitchError> {
     current().parent().expect("not main").switch(v)
 }
 
-/// Python's "a global keeps it alive until shutdown": nothing but the
-/// thread's exit reaches the greenlet any more.
+/// Python's "a global keeps it alive until shutdown": nothing but
+/// `hub::run_main`'s end or the thread's exit (which leaves it suspended,
+/// row 15) reaches the greenlet any more.
 fn keep_until_exit(g: Greenlet) {
     std::mem::forget(g);
 }
