@@ -33,8 +33,8 @@ use crate::runtime::Runtime;
 /// dead greenlet's record, it keeps that parent link, which counts. So,
 /// kept in a suspended parent's frame, a finished child's
 /// `CurrentGreenlet` (as an ordinary handle of the child would) is a
-/// cycle: it keeps the parent alive until the thread exits. Let it go once
-/// the child has finished.
+/// cycle: it keeps the parent alive for good. Let it go once the child
+/// has finished.
 /// To keep the greenlet alive from elsewhere (a queue of waiters, another
 /// greenlet), store a clone: `Greenlet::current().clone()` is an ordinary
 /// [`Greenlet`].

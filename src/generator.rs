@@ -35,13 +35,13 @@
 //!   enough while the consumer is suspended holding an unfinished
 //!   generator: the producer's parent link counts as a reference to the
 //!   consumer (semantics row 12), and the consumer's stack holds the
-//!   producer, so the two are a cycle, as `Rc`s can be, and stay until the
-//!   thread exits. (Python's garbage collector frees such a pair; Rust has
-//!   none.) Do not kill the producer's greenlet directly while its
-//!   consumer waits for it. A kill hands the victim's end back
-//!   to its killer, so the consumer, suspended in a switch to the producer
-//!   rather than in a hub wait, would never be resumed (until its own
-//!   thread exits and unwinds it).
+//!   producer, so the two are a cycle, as `Rc`s can be, and stay (the
+//!   thread's exit leaves them suspended, as every started greenlet).
+//!   (Python's garbage collector frees such a pair; Rust has none.) Do
+//!   not kill the producer's greenlet directly while its consumer waits
+//!   for it. A kill hands the victim's end back to its killer, so the
+//!   consumer, suspended in a switch to the producer rather than in a hub
+//!   wait, would never be resumed.
 
 use std::any::{Any, TypeId};
 use std::cell::Cell;

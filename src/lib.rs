@@ -90,16 +90,33 @@
 //!   a greenlet's own frame holding one (Python's
 //!   `getcurrent().parent.switch(v)`) does not keep it alive.
 //! - **Threads** ([rows 13–15](crate::semantics)): each thread has its own main greenlet and
-//!   runtime; [`Greenlet`] is `!Send` and `!Sync`; when a thread exits,
-//!   every greenlet it still has is unwound before the thread ends, each in
-//!   isolation: a panic escaping one greenlet's unwinding, or a refused
-//!   kill, is reported on stderr in one line naming it, and the others are
-//!   still unwound. Thread-locals first used after the greenlet runtime are
-//!   already destroyed by then, so a destructor on a greenlet's stack that
-//!   reaches one with `LocalKey::with` panics during the unwinding, which
-//!   aborts (Rust's rule for a panic in a destructor during unwinding):
-//!   end a program with [`hub::run_main`], which unwinds what is left
-//!   while every thread-local is alive, or use `try_with` there.
+//!   runtime; [`Greenlet`] is `!Send` and `!Sync`. A thread's exit ends
+//!   the greenlets it still has from a thread-local destructor, which runs
+//!   after the destructors of the thread-locals first used after the
+//!   greenlet runtime: unstarted greenlets are discarded unrun and the hub
+//!   greenlet is killed, but **a started greenlet still suspended is left
+//!   as it is**: never resumed, its destructors not run, its stack and
+//!   what its frames own leaked. Its frames may hold a reference that
+//!   `LocalKey::with` lent into one of those destroyed thread-locals, and
+//!   resuming it, even to unwind, would run its destructors over freed
+//!   memory. A destructor run by the exit that switches or throws into
+//!   such a greenlet panics, saying so (reported, as every panic of the
+//!   exit's destructors); a kill of one (a last handle dropped then)
+//!   leaves it suspended. For their destructors to run, end the greenlets
+//!   before the thread ends: join or kill them, drop their handles, or
+//!   end the thread's work with [`hub::run_main`], which kills what is
+//!   left while every thread-local is alive.
+//!
+//!   One case is outside the crate's reach: a greenlet handle kept *in a
+//!   thread-local* is dropped by that thread-local's destructor, which
+//!   kills the greenlet (it is not yet the runtime's exit, and Rust gives
+//!   no way to tell that a thread's thread-locals are being destroyed).
+//!   If that greenlet is suspended inside the `with` of another
+//!   thread-local first used after the one holding the handle, that one
+//!   is already destroyed and the unwinding reads freed memory
+//!   (corosensei's `Coroutine`, dropped from a thread-local, shares this).
+//!   Do not keep handles of such greenlets in thread-locals past the end
+//!   of the thread's work; kill them first.
 //!
 //! # Builds with `panic = "abort"`
 //!
@@ -146,8 +163,9 @@
 //! - Overflowing a greenlet's stack: a message naming the greenlet, its
 //!   stack size and `Builder::stack_size`, then an abort.
 //! - Handles captured in a cycle (a suspended frame holding a handle to a
-//!   greenlet whose parent it is, say) leak until the thread exits, as `Rc`
-//!   cycles do; thread exit unwinds them.
+//!   greenlet whose parent it is, say) leak, as `Rc` cycles do; the
+//!   thread's exit leaves them suspended (see **Threads** above), and
+//!   [`hub::run_main`] kills them.
 //!
 //! # What blocks the hub
 //!

@@ -584,8 +584,9 @@ fn the_monitor_watches_the_child_and_turns_off_there() {
 }
 
 /// A greenlet of the parent waiting in `Command::status` at the fork: the
-/// child's exit unwinds its copy of that wait, which must leave the
-/// parent's process alone (it is not the child's to kill).
+/// child's exit, which leaves its copy of that wait suspended (a thread's
+/// exit unwinds no started greenlet), must leave the parent's process
+/// alone (it is not the child's to kill).
 #[test]
 fn a_childs_exit_leaves_the_parents_subprocess_alone() {
     in_fresh_process("a_childs_exit_leaves_the_parents_subprocess_alone", || {

@@ -1625,7 +1625,8 @@ fn test_timer_cancelled_in_the_round_it_fires() {
 }
 
 // test__monkey_hub_in_thread.py's threads, leaving while a greenlet of
-// theirs waits for a pool job: the thread's exit unwinds the waiter; the
+// theirs waits for a pool job: the thread's exit leaves the waiter
+// suspended (see the crate's **Threads** rule), never unwound; the
 // job, released afterwards, finishes on its pool thread, its result is
 // dropped once with nobody to take it, and the pool goes on serving.
 #[test]

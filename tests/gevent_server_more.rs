@@ -889,15 +889,21 @@ fn test_example_portforwarder_destination_refused() {
 fn test_stopper_after_the_servers_thread_exited() {
     let (tx, rx) = std::sync::mpsc::channel();
     let t = std::thread::spawn(move || {
-        let handle = Server::bind("127.0.0.1:0", simple_handle).unwrap().start();
-        tx.send((handle.stopper(), handle.local_addr())).unwrap();
-        assert_request_succeeded(handle.local_addr());
-        // The thread ends with the server running and its handles dropped.
+        // `run_main` kills the server's greenlets before the thread ends
+        // (its exit would leave them suspended, the listener with them:
+        // see the crate's **Threads** rule).
+        hub::run_main(move || {
+            let handle = Server::bind("127.0.0.1:0", simple_handle).unwrap().start();
+            tx.send((handle.stopper(), handle.local_addr())).unwrap();
+            assert_request_succeeded(handle.local_addr());
+            // The work ends with the server running and its handles dropped.
+        });
     });
     let (stopper, addr) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
     t.join().unwrap();
     assert!(!stopper.stop(HOUR), "nobody is left to stop it");
-    // The thread's hub was torn down with it: nothing listens any more.
+    // The server was killed at the end of `run_main` and the thread's hub
+    // torn down with the thread: nothing listens any more.
     let err = std::net::TcpStream::connect(addr).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
 }

@@ -159,8 +159,9 @@ struct ExitGuard(usize);
 
 impl Drop for ExitGuard {
     fn drop(&mut self) {
-        // After a failed case, leftovers are unwound at thread exit, when
-        // there is no log any more.
+        // After a failed case, leftovers may be killed later (their handles
+        // dropped), when there is no log any more. (A thread's exit leaves
+        // started greenlets suspended: this guard does not run then.)
         if let Ok(Some(rt)) = REAL.try_with(|r| r.borrow().clone()) {
             rt.push(format!("g{} exit", self.0));
         }

@@ -1,9 +1,14 @@
 //! File-descriptor accounting: every socket closes its fd, on
 //! every path (normal drop, reset, refused or timed-out connect, kill in
-//! accept, read, write or connect, `with_timeout`, thread exit with
-//! greenlets still blocked), and a thread's hub closes its own epoll and
-//! waker fds when the thread exits, also while other threads still hold
-//! its `Remote` or a channel `Sender`.
+//! accept, read, write or connect, `with_timeout`, `hub::run_main` ending
+//! with greenlets still blocked), and a thread's hub closes its own epoll
+//! and waker fds when the thread exits, also while other threads still
+//! hold its `Remote` or a channel `Sender`.
+//!
+//! A thread's exit alone kills no started greenlet: it leaves them
+//! suspended, what their frames own leaked (see the crate's **Threads**
+//! rule), so the threads here end their greenlets first, with
+//! `hub::run_main`.
 //!
 //! ONE test in this binary: tests of one binary run on parallel threads
 //! that share the process's fd table, so any other test would disturb the
@@ -72,13 +77,17 @@ fn every_fd_is_closed_and_a_hubs_own_fds_go_with_its_thread() {
     let before = open_fds();
     thread::spawn(workload).join().unwrap();
     assert_same_fds(&before, &open_fds(), "after a thread that used sockets");
-    thread::spawn(exit_with_greenlets_blocked).join().unwrap();
+    thread::spawn(|| hub::run_main(end_with_greenlets_blocked))
+        .join()
+        .unwrap();
     assert_same_fds(
         &before,
         &open_fds(),
-        "after a thread that left greenlets blocked",
+        "after run_main ended with greenlets blocked",
     );
-    let (remote, sender) = thread::spawn(outlived_by_its_mailbox).join().unwrap();
+    let (remote, sender) = thread::spawn(|| hub::run_main(outlived_by_its_mailbox))
+        .join()
+        .unwrap();
     assert_same_fds(
         &before,
         &open_fds(),
@@ -94,7 +103,7 @@ fn every_fd_is_closed_and_a_hubs_own_fds_go_with_its_thread() {
 fn outlived_by_its_mailbox() -> (hub::Remote, hub::Sender<u8>) {
     let (tx, rx) = hub::channel::<u8>();
     hub::spawn(move || rx.recv());
-    hub::yield_now(); // blocked in `recv` at exit
+    hub::yield_now(); // blocked in `recv` when `run_main` ends
     (hub::remote(), tx)
 }
 
@@ -129,9 +138,9 @@ fn workload() {
     drop(remote);
 }
 
-/// A thread that ends with greenlets blocked in accept, read, connect and
-/// recv: exiting unwinds them, which must close their sockets.
-fn exit_with_greenlets_blocked() {
+/// Work that ends with greenlets blocked in accept, read, connect and
+/// recv: `run_main` ending unwinds them, which must close their sockets.
+fn end_with_greenlets_blocked() {
     let listener = TcpListener::bind(LOCALHOST).unwrap();
     let addr = listener.local_addr().unwrap();
     hub::spawn(move || listener.accept().map(drop));
@@ -144,7 +153,8 @@ fn exit_with_greenlets_blocked() {
     hub::spawn(move || rx.recv());
     hub::yield_now(); // they all block
     assert_eq!(blocked(), 4, "{}", stats());
-    // `tx`, `client` and `full` go first, the blocked greenlets at exit.
+    // `tx`, `client` and `full` go first, the blocked greenlets when
+    // `run_main` ends.
     drop((tx, client, full, addr));
 }
 

@@ -612,6 +612,42 @@ fn call_blocking_fails_with_remote_closed_when_its_greenlet_is_killed_by_the_hub
     );
 }
 
+/// The same when the hub's thread simply exits while `f` is blocked: the
+/// exit leaves the greenlet running `f` suspended (see the crate's
+/// **Threads** rule), never unwound, so its reply sender is not dropped
+/// with it; the inbox keeps that sender and drops it as it closes, so the
+/// caller hears `RemoteClosed` rather than waiting for ever.
+#[test]
+fn call_blocking_fails_with_remote_closed_when_the_hubs_thread_exits_while_it_is_blocked() {
+    let (remote_tx, remote_rx) = mpsc::channel();
+    let server = thread::spawn(move || {
+        let (stop, stopped) = hub::channel::<()>();
+        remote_tx.send((hub::remote(), stop)).unwrap();
+        stopped.recv().unwrap();
+        // The thread exits with the greenlet running `f` blocked.
+    });
+    let (remote, stop) = remote_rx.recv().unwrap();
+    let (started_tx, started_rx) = mpsc::channel();
+    let (outcome_tx, outcome_rx) = mpsc::channel();
+    let caller = thread::spawn(move || {
+        let outcome = remote.call_blocking(move || {
+            let (_keep, never) = hub::channel::<u32>();
+            started_tx.send(()).unwrap();
+            never.recv().ok() // blocks for good
+        });
+        outcome_tx.send(outcome.map_err(|e| e.to_string())).unwrap();
+    });
+    started_rx.recv().unwrap();
+    stop.send(()).unwrap();
+    server.join().unwrap();
+    // A hang guard only: the answer is expected once the thread has exited.
+    let outcome = outcome_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("call_blocking still waits after the hub's thread exited");
+    assert_eq!(outcome, Err("the hub's thread has exited".to_string()));
+    caller.join().unwrap();
+}
+
 /// Switches made while `f` runs, counted by a switch hook.
 fn switches_during(f: impl FnOnce()) -> u64 {
     let switches = Rc::new(Cell::new(0u64));

@@ -1,8 +1,13 @@
-//! Greenlets left alive when their thread exits are killed from the
-//! thread's exit. That must never abort the process: each greenlet's
-//! unwinding is isolated, and what goes wrong in one is reported on stderr
-//! naming it. `hub::run_main` kills them earlier, while every thread-local
-//! is still alive. Each case runs in a child process (this test binary, re-run
+//! The ends of a thread's greenlets. `hub::run_main` kills what its
+//! function left, while every thread-local is still alive: that must never
+//! abort the process: each greenlet's unwinding is isolated, and what goes
+//! wrong in one is reported on stderr naming it. A thread's exit kills no
+//! started greenlet: it leaves them suspended, their destructors not run
+//! (their frames may borrow thread-locals the exit destroyed first; see
+//! the crate's **Threads** rule), discards the unstarted ones and kills
+//! the hub greenlet; the destructors it runs (unstarted greenlets'
+//! functions, the switch hook, main's greenlet-locals) must not abort it
+//! either. Each case runs in a child process (this test binary, re-run
 //! with an environment variable) whose whole exit is observed.
 
 #[path = "support/child.rs"]
@@ -48,7 +53,7 @@ fn leave_a_greenlet_that_panics_when_killed() {
         })
         .unwrap();
     g.switch::<(), ()>(()).unwrap();
-    std::mem::forget(g); // alive at thread exit
+    std::mem::forget(g); // alive when `run_main` ends
 }
 
 /// A greenlet whose stack holds a guard that uses a thread-local.
@@ -113,8 +118,9 @@ impl Drop for ReadsSibling {
     }
 }
 
-/// A greenlet with greenlet-locals that refuses every kill: at thread exit
-/// it stays suspended, and its locals stay with its leaked stack.
+/// A greenlet with greenlet-locals that refuses every kill (here its
+/// handle's drop): it stays suspended, left so by the thread's exit, and
+/// its locals stay with its leaked stack.
 fn leave_a_refusing_greenlet_with_locals() {
     let g = Greenlet::builder()
         .name("refuser")
@@ -140,7 +146,7 @@ impl Drop for PayloadPanickingOnDrop {
     }
 }
 
-/// Two greenlets left suspended: one answers its kill at thread exit with
+/// Two greenlets left suspended: one answers its kill (when `run_main` ends) with
 /// a panic whose payload panics when dropped; the other must still be
 /// unwound.
 fn leave_a_panic_whose_payload_panics_when_dropped() {
@@ -215,7 +221,7 @@ impl Drop for MakesAGreenlet {
 }
 
 /// A hook that panics on every Panic event, and a victim that answers its
-/// kill at thread exit with a panic of its own.
+/// kill (when `run_main` ends) with a panic of its own.
 fn leave_a_victim_panicking_past_a_panicking_hook() {
     greenlet::set_switch_hook(Some(Box::new(|e| {
         if e.kind == greenlet::SwitchKind::Panic {
@@ -238,7 +244,7 @@ fn leave_a_victim_panicking_past_a_panicking_hook() {
 struct Stop;
 
 /// A hook that panics once with a zero-sized payload (and is removed),
-/// then a victim that answers its kill at thread exit with a panic of the
+/// then a victim that answers its kill (when `run_main` ends) with a panic of the
 /// same zero-sized type.
 fn leave_a_victim_panicking_like_an_earlier_hook() {
     greenlet::set_switch_hook(Some(Box::new(|_| panic::panic_any(Stop))));
@@ -257,7 +263,7 @@ fn leave_a_victim_panicking_like_an_earlier_hook() {
 }
 
 /// A hook that panics on kills of greenlet 'w', and a victim that, having
-/// caught its kill at thread exit, kills 'w' (the hook's panic, caught),
+/// caught its kill (when `run_main` ends), kills 'w' (the hook's panic, caught),
 /// then panics on its own.
 fn leave_a_victim_panicking_after_catching_a_hook_panic() {
     greenlet::set_switch_hook(Some(Box::new(|e| {
@@ -282,34 +288,44 @@ fn leave_a_victim_panicking_after_catching_a_hook_panic() {
 fn child_main(mode: &str) {
     let mode = mode.to_string();
     std::thread::spawn(move || match mode.as_str() {
-        "panic" => {
+        "panic" => hub::run_main(|| {
             leave_a_greenlet_that_panics_when_killed();
             let _other = hub::spawn(|| hub::sleep(Duration::from_secs(3600)));
             hub::yield_now();
-        }
+        }),
         "thread-local" => leave_a_greenlet_with_a_thread_local_guard(),
         "hook" => leave_a_hook(false),
-        "panicking hook" => leave_a_hook(true),
+        "panicking hook" => hub::run_main(|| leave_a_hook(true)),
         "refusing locals" => leave_a_refusing_greenlet_with_locals(),
-        "panicking payload" => leave_a_panic_whose_payload_panics_when_dropped(),
+        "panicking payload" => hub::run_main(leave_a_panic_whose_payload_panics_when_dropped),
         "scoped hooks" => leave_three_scoped_hooks(),
         "late greenlet" => MAKES_A_GREENLET.with(|m| m.set(Some(MakesAGreenlet))),
         "main locals" => MAIN_VALUE.with(|v| v.set(3)),
-        "victim past a hook" => leave_a_victim_panicking_past_a_panicking_hook(),
-        "victim like a hook" => leave_a_victim_panicking_like_an_earlier_hook(),
-        "victim after a hook" => leave_a_victim_panicking_after_catching_a_hook_panic(),
+        "victim past a hook" => hub::run_main(leave_a_victim_panicking_past_a_panicking_hook),
+        "victim like a hook" => hub::run_main(leave_a_victim_panicking_like_an_earlier_hook),
+        "victim after a hook" => {
+            hub::run_main(leave_a_victim_panicking_after_catching_a_hook_panic)
+        }
         "hub after the runtime" => {
             // The runtime's thread-local first, then a user's, then the
             // hub's: the hub's destructor runs first of the three.
             let _ = Greenlet::current();
             USES_THE_HUB.with(|_| ());
+            // Started, left suspended by the exit: its guard never runs.
             let conn = hub::spawn(|| {
-                let _cleanup = SpawnsAsItDrops;
+                let _cleanup = SpawnsAsItDrops("started");
                 hub::sleep(Duration::from_secs(3600));
             });
             hub::yield_now();
             drop(conn);
+            // Never run: the teardown drops its function, and the guard.
+            let cleanup = SpawnsAsItDrops("unstarted");
+            drop(hub::spawn(move || {
+                let _cleanup = cleanup;
+            }));
         }
+        "borrowed thread-local" => leave_a_greenlet_inside_a_thread_locals_with(),
+        "switch at exit" => switch_into_a_suspended_greenlet_from_a_destructor_at_exit(),
         "run_main" => hub::run_main(|| {
             leave_a_greenlet_with_a_thread_local_guard();
             let conn = hub::spawn(|| {
@@ -326,18 +342,77 @@ fn child_main(mode: &str) {
     println!("thread exited");
 }
 
-/// Spawns a cleanup greenlet and joins it as it drops; says so.
-struct SpawnsAsItDrops;
+thread_local! {
+    /// First used after the greenlet runtime: the thread's exit destroys
+    /// it, freeing its string, before the runtime's teardown.
+    static BORROWED: String = String::from("still here");
+}
+
+/// Reads the string it borrows as it drops, and says whether it still
+/// reads what was there.
+struct ReadsBorrowed<'a>(&'a str);
+
+impl Drop for ReadsBorrowed<'_> {
+    fn drop(&mut self) {
+        println!("borrow guard ran, matched: {}", self.0 == "still here");
+    }
+}
+
+/// A greenlet suspended inside `BORROWED.with`, holding a guard over the
+/// borrowed string, its handle forgotten: the thread's exit must leave it
+/// suspended, as unwinding it would read the freed string.
+fn leave_a_greenlet_inside_a_thread_locals_with() {
+    let _ = Greenlet::current(); // the runtime first, `BORROWED` after it
+    let main = Greenlet::main();
+    let g = Greenlet::new(move |()| {
+        BORROWED.with(|s| {
+            let _guard = ReadsBorrowed(s);
+            let _: () = main.switch(()).unwrap();
+        });
+    });
+    g.switch::<(), ()>(()).unwrap();
+    assert!(g.is_active());
+    std::mem::forget(g);
+}
+
+/// A destructor that the thread's exit runs (that of an unstarted
+/// greenlet's function, dropped unrun) switches into a started greenlet
+/// left suspended: the switch panics, the panic is reported, and the
+/// thread and process go on.
+fn switch_into_a_suspended_greenlet_from_a_destructor_at_exit() {
+    let suspended = Greenlet::builder()
+        .name("suspended")
+        .build(|()| {
+            let _: () = Greenlet::main().switch(()).unwrap();
+            println!("the suspended greenlet resumed");
+        })
+        .unwrap();
+    suspended.switch::<(), ()>(()).unwrap();
+    struct SwitchesAsItDrops(Greenlet);
+    impl Drop for SwitchesAsItDrops {
+        fn drop(&mut self) {
+            println!("unrun function dropped");
+            let r = self.0.switch::<(), ()>(());
+            println!("the switch returned: {r:?}");
+        }
+    }
+    let switches = SwitchesAsItDrops(suspended);
+    let unstarted = Greenlet::new(move |()| {
+        let _ = &switches;
+        println!("the unstarted greenlet ran");
+    });
+    std::mem::forget(unstarted);
+}
+
+/// Spawns a cleanup greenlet and joins it as it drops; says so./// Spawns a cleanup greenlet as it drops; says so, naming whose guard it
+/// is.
+struct SpawnsAsItDrops(&'static str);
 
 impl Drop for SpawnsAsItDrops {
     fn drop(&mut self) {
-        // A kill forbids blocking: this one only spawns.
         let cleanup = hub::spawn(|| ());
-        if !std::thread::panicking() {
-            cleanup.join().unwrap();
-            println!("cleanup joined");
-        }
-        println!("cleanup spawned");
+        drop(cleanup);
+        println!("cleanup spawned by the {} greenlet's guard", self.0);
     }
 }
 
@@ -356,14 +431,20 @@ thread_local! {
 }
 
 /// Whichever of the runtime's and the hub's thread-locals the thread
-/// registered first, the hub outlives the teardown: a killed greenlet's
-/// destructor, and a thread-local destructor that runs before the
-/// teardown, may still use it (the hub's own went first, here).
+/// registered first, the hub outlives the teardown: a destructor the
+/// teardown runs (an unstarted greenlet's function, dropped unrun), and a
+/// thread-local destructor that runs before the teardown, may still use
+/// it (the hub's own went first, here). The started greenlet is left
+/// suspended, its guard never run.
 #[test]
 fn the_hub_serves_the_teardown_whatever_order_the_thread_locals_have() {
     let (stdout, _) = run("hub after the runtime");
     assert!(stdout.contains("thread exited"), "{stdout}");
-    assert!(stdout.contains("cleanup spawned"), "{stdout}");
+    assert!(
+        stdout.contains("cleanup spawned by the unstarted greenlet's guard"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("the started greenlet's guard"), "{stdout}");
     assert!(
         stdout.contains("thread-local's destructor joined 5"),
         "{stdout}"
@@ -406,22 +487,30 @@ fn main_greenlet_locals_are_dropped_in_one_round_without_a_report() {
     assert!(!stderr.contains("greenlet:"), "{stderr}");
 }
 
+/// Killed when `hub::run_main` ends (a thread's exit kills no started
+/// greenlet), a greenlet answering its kill with a panic is reported, and
+/// the other kills go on.
 #[test]
-fn a_greenlet_answering_its_kill_with_a_panic_is_reported_and_teardown_goes_on() {
+fn a_greenlet_answering_its_kill_with_a_panic_is_reported_and_run_mains_kills_go_on() {
     let (stdout, stderr) = run("panic");
     assert!(stdout.contains("thread exited"), "{stdout}");
     let report = stderr
         .lines()
-        .find(|l| l.contains("greenlet 'stubborn'") && l.contains("at thread exit"))
+        .find(|l| l.contains("greenlet 'stubborn'") && l.contains("when hub::run_main ended"))
         .unwrap_or_else(|| panic!("no report in: {stderr}"));
     assert!(report.contains("a new panic instead of dying"), "{report}");
 }
 
+/// A greenlet whose stack holds a guard using a thread-local first used
+/// after the runtime (destroyed before the teardown): the thread's exit
+/// leaves it suspended, the guard never run (it ran, found the
+/// thread-local gone, when the exit unwound greenlets), and the thread
+/// exits normally.
 #[test]
-fn a_destructor_using_a_destroyed_thread_local_at_thread_exit_does_not_abort() {
+fn a_greenlet_whose_guard_uses_a_destroyed_thread_local_is_left_suspended_at_thread_exit() {
     let (stdout, _) = run("thread-local");
     assert!(stdout.contains("thread exited"), "{stdout}");
-    assert!(stdout.contains("guard: thread-local gone"), "{stdout}");
+    assert!(!stdout.contains("guard:"), "{stdout}");
 }
 
 #[test]
@@ -449,16 +538,16 @@ fn a_switch_hook_left_set_is_dropped_while_the_runtime_lives() {
     assert!(stdout.contains("thread exited"), "{stdout}");
 }
 
-/// A hook that panics on the teardown's kill is reported as the hook's
-/// panic, not as the victim's.
+/// A hook that panics on the kill of `hub::run_main`'s end is reported as
+/// the hook's panic, not as the victim's.
 #[test]
-fn a_switch_hook_panicking_at_thread_exit_is_reported_as_the_hook() {
+fn a_switch_hook_panicking_on_run_mains_kills_is_reported_as_the_hook() {
     let (stdout, stderr) = run("panicking hook");
     assert!(stdout.contains("thread exited"), "{stdout}");
     assert!(
         stderr.contains(
-            "at thread exit, the switch hook panicked on the kill of greenlet 'sleeper' (id 1) \
-             and was removed: hook boom"
+            "when hub::run_main ended, the switch hook panicked on the kill of greenlet \
+             'sleeper' (id 1) and was removed: hook boom"
         ),
         "{stderr}"
     );
@@ -468,11 +557,11 @@ fn a_switch_hook_panicking_at_thread_exit_is_reported_as_the_hook() {
     );
 }
 
-/// A greenlet that refuses its kill at thread exit stays suspended with
-/// its stack leaked, and its greenlet-locals with it: they are not dropped
-/// on main, where they would read main's values.
+/// A greenlet that refuses its kill stays suspended, and the thread's exit
+/// leaves it so, its stack leaked, and its greenlet-locals with it: they
+/// are not dropped on main, where they would read main's values.
 #[test]
-fn the_locals_of_a_greenlet_refusing_its_kill_at_thread_exit_are_leaked() {
+fn the_locals_of_a_greenlet_refusing_its_kill_are_leaked_at_thread_exit() {
     let (stdout, stderr) = run("refusing locals");
     assert!(stdout.contains("thread exited"), "{stdout}");
     assert!(
@@ -482,12 +571,13 @@ fn the_locals_of_a_greenlet_refusing_its_kill_at_thread_exit_are_leaked() {
     assert!(!stdout.contains("reader dropped"), "{stdout}");
 }
 
-/// A panic out of a greenlet's unwinding at thread exit is reported, and
-/// its payload dropped where a panic of its destructor cannot escape: the
-/// other greenlets are still unwound. (The payload's panic aborted the
-/// process from the runtime's thread-local destructor.)
+/// A panic out of a greenlet's unwinding when `hub::run_main` ends is
+/// reported, and its payload dropped where a panic of its destructor
+/// cannot escape: the other greenlets are still unwound. (The payload's
+/// panic aborted the process from the runtime's thread-local destructor,
+/// when the thread's exit still unwound greenlets.)
 #[test]
-fn a_panic_payload_panicking_when_dropped_at_thread_exit_does_not_abort() {
+fn a_panic_payload_panicking_when_dropped_as_run_main_ends_does_not_abort() {
     let (stdout, stderr) = run("panicking payload");
     assert!(stdout.contains("thread exited"), "{stdout}");
     assert!(
@@ -514,29 +604,28 @@ fn hooks_setting_hooks_as_they_drop_at_thread_exit_do_not_abort() {
     assert!(stdout.contains("thread exited"), "{stdout}");
 }
 
-/// A greenlet made by a destructor of main's greenlet-locals at thread
-/// exit is killed in its turn, its locals dropped on it. (It was left
-/// alive, and its locals dropped after the runtime had gone.)
+/// A greenlet made and started by a destructor of main's greenlet-locals
+/// at thread exit, suspended again, is left suspended as every started
+/// greenlet: its locals go with its leaked stack, never dropped (not on
+/// main either, where they would read main's values), and the teardown
+/// ends without going round for it.
 #[test]
-fn a_greenlet_made_by_mains_locals_at_thread_exit_is_killed_in_turn() {
+fn a_greenlet_made_by_mains_locals_at_thread_exit_is_left_suspended() {
     let (stdout, stderr) = run("late greenlet");
-    assert!(
-        stdout.contains("probe dropped on greenlet 1"),
-        "{stdout}\n{stderr}"
-    );
+    assert!(!stdout.contains("probe dropped"), "{stdout}\n{stderr}");
     assert!(stdout.contains("thread exited"), "{stdout}");
 }
 
-/// Runs `scenario`, whose thread exits, and checks that stderr reports
-/// `report`: a victim's panic, as the victim's.
+/// Runs `scenario`, whose `hub::run_main` ends with the victim left, and
+/// checks that stderr reports `report`: a victim's panic, as the victim's.
 fn assert_reported_as_the_victims(scenario: &str, report: &str) {
     let (stdout, stderr) = run(scenario);
     assert!(stdout.contains("thread exited"), "{stdout}");
     assert!(stderr.contains(report), "{stderr}");
 }
 
-/// A victim's own panic at thread exit is reported as its own, after a
-/// hook panicked (and was reported) on its Panic event.
+/// A victim's own panic when `hub::run_main` ends is reported as its own,
+/// after a hook panicked (and was reported) on its Panic event.
 #[test]
 fn a_victims_panic_after_a_hook_panic_is_reported_as_the_victims() {
     assert_reported_as_the_victims(
@@ -611,5 +700,47 @@ fn kills_at_the_end_stop_when_destructors_keep_making_greenlets() {
     assert!(
         made.load(Ordering::SeqCst) < CAP,
         "the thread's exit stopped by itself"
+    );
+}
+
+/// The soundness case of the crate's **Threads** rule: a greenlet
+/// suspended inside `LocalKey::with` of a thread-local first used after
+/// the runtime, a guard on its stack reading the borrowed value. That
+/// thread-local is destroyed before the teardown; the teardown leaves the
+/// greenlet suspended, so the guard never runs (it would read the freed
+/// string), and the thread and process exit normally.
+#[test]
+fn a_greenlet_suspended_inside_a_thread_locals_with_is_left_suspended_at_thread_exit() {
+    let (stdout, stderr) = run("borrowed thread-local");
+    assert!(stdout.contains("thread exited"), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("borrow guard ran"), "{stdout}\n{stderr}");
+}
+
+/// A destructor that the thread's exit runs (an unstarted greenlet's
+/// function, dropped unrun) switching into a started greenlet left
+/// suspended panics, saying so; the panic is reported on stderr, the
+/// greenlet is not resumed, and the thread and process go on.
+#[test]
+fn a_switch_into_a_suspended_greenlet_at_thread_exit_panics_and_is_reported() {
+    let (stdout, stderr) = run("switch at exit");
+    assert!(
+        stdout.contains("unrun function dropped"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        !stdout.contains("the switch returned"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(!stdout.contains("resumed"), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("the unstarted greenlet ran"), "{stdout}");
+    assert!(stdout.contains("thread exited"), "{stdout}\n{stderr}");
+    // Reported in the teardown's one line for the greenlet whose drop
+    // panicked (the unstarted one, discarded on its own stack).
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("greenlet: at thread exit")
+                && l.contains("a started greenlet cannot be resumed while its thread exits")),
+        "{stderr}"
     );
 }

@@ -154,13 +154,17 @@ fn a_replaced_hook_dropped_in_a_finish_leaves_no_stack_behind() {
 const CHILD: &str = "GREENLET_USER_CODE_INSIDE_THE_RUNTIME_CHILD";
 
 /// In the child: a receiver drops a mismatched value whose destructor
-/// switches away and then refuses the thread's teardown kill, so the dead
-/// sender's stack is recycled by the teardown (and its record freed)
-/// while the receiver still holds the sender's key; a greenlet-local of
-/// main, dropped later in the teardown, makes a greenlet (which takes the
-/// freed slot) and resumes the receiver, which must not recycle that new
-/// greenlet's stack.
-mod recycled_by_the_teardown {
+/// switches away and then refuses the kill of `hub::run_main`'s end, so
+/// the dead sender's stack is recycled by those kills (and its record
+/// freed) while the receiver still holds the sender's key; a greenlet-local
+/// of main, used after `run_main`, makes a greenlet (which takes the freed
+/// slot) and resumes the receiver, which must not recycle that new
+/// greenlet's stack. (This ran at thread exit, the kills and the local's
+/// drop being the teardown's; a thread's exit now leaves the receiver
+/// suspended, and a switch into it from a destructor it runs panics, see
+/// the crate's **Threads** rule. So the kills are `run_main`'s and the
+/// local resumes the receiver before the thread ends.)
+mod recycled_by_the_kills_at_the_end {
     use super::*;
 
     /// One word (a box): what the sender returns; the receiver expects a
@@ -177,8 +181,9 @@ mod recycled_by_the_teardown {
 
     pub struct Late(pub RefCell<Option<Greenlet>>);
 
-    impl Drop for Late {
-        fn drop(&mut self) {
+    impl Late {
+        /// Resumes the receiver, after making a fresh greenlet.
+        pub fn resume(&self) {
             let Some(receiver) = self.0.borrow_mut().take() else {
                 return;
             };
@@ -232,17 +237,20 @@ mod recycled_by_the_teardown {
         // Routed to the sender, the first live ancestor of the dead child.
         assert!(dead_child.switch::<(), ()>(()).is_ok());
         drop((dead_child, receiver, main));
-        // The thread's exit does the rest.
+        // `run_main`'s kills and the resume after it do the rest.
     }
 }
 
 #[test]
-fn recycled_by_the_teardown_child() {
+fn recycled_by_the_kills_at_the_end_child() {
     // Only does something when re-run by the test below.
     if std::env::var_os(CHILD).is_some() {
-        std::thread::spawn(recycled_by_the_teardown::run)
-            .join()
-            .unwrap();
+        std::thread::spawn(|| {
+            greenlet::hub::run_main(recycled_by_the_kills_at_the_end::run);
+            recycled_by_the_kills_at_the_end::LATE.with(|late| late.resume());
+        })
+        .join()
+        .unwrap();
     }
 }
 
@@ -250,8 +258,8 @@ fn recycled_by_the_teardown_child() {
 /// its value switched away looks again before recycling it (a freed key
 /// may name another greenlet by then).
 #[test]
-fn a_stack_recycled_by_the_teardown_is_not_recycled_again_by_its_receiver() {
-    let out = child::run("recycled_by_the_teardown_child", CHILD, "1");
+fn a_stack_recycled_by_the_kills_at_the_end_is_not_recycled_again_by_its_receiver() {
+    let out = child::run("recycled_by_the_kills_at_the_end_child", CHILD, "1");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("the fresh greenlet ran"),

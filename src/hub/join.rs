@@ -543,12 +543,14 @@ impl<R: 'static> JoinHandle<R> {
     /// wait for earlier ones still blocked. A callback that panics is
     /// reported on stderr; the ones after it still run.
     ///
-    /// The kills that end a program, at the end of
-    /// [`run_main`](super::run_main) or at the thread's exit, kill the
-    /// greenlets made meanwhile too, the callbacks' own among them: the
-    /// callbacks of a greenlet ended by those kills are dropped unrun.
-    /// Cleanup that must happen then belongs in a destructor on the
-    /// greenlet's stack (or in a greenlet-local), which those kills run.
+    /// The kills that end a program at the end of
+    /// [`run_main`](super::run_main) kill the greenlets made meanwhile
+    /// too, the callbacks' own among them: the callbacks of a greenlet
+    /// ended by those kills are dropped unrun. Cleanup that must happen
+    /// then belongs in a destructor on the greenlet's stack (or in a
+    /// greenlet-local), which those kills run. (A thread's exit kills
+    /// none: it leaves started greenlets suspended, see the crate's
+    /// **Threads** rule.)
     ///
     /// ```
     /// use std::cell::Cell;

@@ -2,11 +2,13 @@
 //! handle whose work the hub's thread picks up at its next poll, woken
 //! through `mio::Waker`.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use mio::Waker;
+use slab::Slab;
 
 use super::fork::HeldLock;
 use super::hub;
@@ -23,6 +25,12 @@ pub(crate) struct Mail {
     pub(crate) tasks: Vec<Task>,
     /// Registrations (channel receivers) whose readers to wake.
     pub(crate) wakeups: Vec<Ticket>,
+    /// The reply senders of `call_blocking`s in flight, kept here rather
+    /// than on the greenlet running the call: a thread's exit leaves that
+    /// greenlet suspended if the call is blocked then (see the crate's
+    /// **Threads** rule), and the close drops these, so the callers hear
+    /// `RemoteClosed` instead of waiting for ever.
+    replies: Slab<Box<dyn Any + Send>>,
 }
 
 /// The hub's mailbox, shared with every `Remote` and channel `Sender`.
@@ -95,7 +103,26 @@ impl Inbox {
             closed: mail.closed,
             tasks: std::mem::take(&mut mail.tasks),
             wakeups: std::mem::take(&mut mail.wakeups),
+            replies: Slab::new(),
         }
+    }
+
+    /// Keeps a call's reply sender until [`take_reply`](Inbox::take_reply)
+    /// or the close; `Err` (dropping it) once the hub is gone.
+    fn keep_reply(&self, reply: Box<dyn Any + Send>) -> Result<usize, RemoteClosed> {
+        let mut mail = self.lock();
+        if mail.closed {
+            return Err(RemoteClosed(()));
+        }
+        Ok(mail.replies.insert(reply))
+    }
+
+    /// Takes back the reply sender kept under `key`: `None` once the close
+    /// dropped it. Each key is taken once (see `Reply`), and none is
+    /// handed out again after the close, so a key never names another
+    /// call's sender.
+    fn take_reply(&self, key: usize) -> Option<Box<dyn Any + Send>> {
+        self.lock().replies.try_remove(key)
     }
 
     /// In a forked child: the waker of the child's own epoll instance (see
@@ -150,13 +177,18 @@ impl Inbox {
         } else {
             drop(waker);
         }
-        let tasks = {
+        let (tasks, replies) = {
             let mut mail = self.lock();
             mail.closed = true;
             self.closed.store(true, Ordering::Release);
             mail.wakeups.clear();
-            std::mem::take(&mut mail.tasks)
+            (
+                std::mem::take(&mut mail.tasks),
+                std::mem::take(&mut mail.replies),
+            )
         };
+        // Senders only: dropping one wakes its caller, with no user code.
+        drop(replies);
         // Dropped outside the lock: a closure's destructor may use a
         // `Remote` itself. Each on its own: this runs in a thread-local's
         // destructor, where a panic would abort the process, and work
@@ -172,6 +204,27 @@ impl Inbox {
     /// Whether the hub is gone (its thread exited): posts fail.
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// A `call_blocking`'s hold on its reply sender, kept in the inbox (see
+/// `Mail::replies`): dropped unsent (the call's greenlet killed, or its
+/// function dropped unrun), it drops the sender, which tells the caller.
+struct Reply {
+    inbox: Arc<Inbox>,
+    key: Option<usize>,
+}
+
+impl Reply {
+    /// The sender, unless the inbox's close dropped it already.
+    fn take(&mut self) -> Option<Box<dyn Any + Send>> {
+        self.key.take().and_then(|key| self.inbox.take_reply(key))
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        drop(self.take());
     }
 }
 
@@ -260,10 +313,12 @@ impl Remote {
     ///
     /// [`RemoteClosed`] when the hub's thread has exited, or drops `f`
     /// unrun (it exits first, or has no stack for the greenlet), or the
-    /// greenlet running `f` is killed while `f` runs (as when the hub's
-    /// thread exits, or [`run_main`](super::run_main) ends, while `f` is
-    /// blocked) and the kill unwinds out of `f` (an `f` that catches it and
-    /// returns gives its value).
+    /// greenlet running `f` is killed while `f` runs (as when
+    /// [`run_main`](super::run_main) ends while `f` is blocked) and the
+    /// kill unwinds out of `f` (an `f` that catches it and returns gives
+    /// its value), or the hub's thread exits while `f` is blocked (`f` is
+    /// then left suspended with the thread's other greenlets, and the
+    /// caller hears `RemoteClosed`).
     ///
     /// # Panics
     ///
@@ -283,18 +338,28 @@ impl Remote {
                  for itself (use hub::spawn and join there)"
             );
         }
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::thread::Result<R>>(1);
+        let reply = Reply {
+            inbox: self.inbox.clone(),
+            key: Some(self.inbox.keep_reply(Box::new(tx))?),
+        };
         self.spawn(move || {
+            let mut reply = reply;
             let ran = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-                // Killed while `f` ran (its hub shutting down, say): the
-                // kill finishes unwinding this greenlet, and `tx` drops
-                // with it, so the caller hears `RemoteClosed`, not the
+                // Killed while `f` ran (`run_main` ending, say): the kill
+                // finishes unwinding this greenlet, and `reply` drops the
+                // sender, so the caller hears `RemoteClosed`, not the
                 // crate's private kill signal.
                 Err(p) if super::is_kill(p.as_ref()) => std::panic::resume_unwind(p),
                 ran => ran,
             };
-            // The caller waits until this is sent or dropped.
-            let _ = tx.send(ran);
+            // The caller waits until this is sent or the sender dropped.
+            if let Some(tx) = reply.take() {
+                if let Ok(tx) = tx.downcast::<std::sync::mpsc::SyncSender<std::thread::Result<R>>>()
+                {
+                    let _ = tx.send(ran);
+                }
+            }
         })?;
         match rx.recv() {
             Ok(Ok(value)) => Ok(value),

@@ -805,10 +805,11 @@ pub fn run_timeout(timeout: Duration) -> bool {
 /// returns `f`'s value — or, if `f` panicked, kills them and then resumes
 /// the panic.
 ///
-/// Greenlets still alive when a thread exits are killed from the thread's
-/// exit, after some of its thread-locals are already gone; a destructor on
-/// their stacks that touches one then fails. This kills them while every
-/// thread-local is still there, the way a server should shut down:
+/// Started greenlets still suspended when a thread exits are left as they
+/// are, their destructors not run and their stacks leaked: the exit runs
+/// after some of the thread's thread-locals are gone, which their frames
+/// may borrow (see the crate's **Threads** rule). This kills them while
+/// every thread-local is still there, the way a server should shut down:
 /// connections' greenlets unwind, their sockets close, their guards run.
 /// A greenlet whose unwinding panics (or that refuses its kill) is
 /// reported on stderr in one line naming it, and the others are still

@@ -469,6 +469,12 @@ impl Runtime {
         if victim == self.main_key() {
             return Ok(());
         }
+        if self.left_at_exit(victim) {
+            // Its frames may borrow thread-locals already destroyed: it is
+            // not resumed, not even to unwind (see `teardown`).
+            self.keep_refuser(victim);
+            return Ok(());
+        }
         // Hold the victim for the whole kill: the hook's event handles and
         // the destructors that run may drop its last reference.
         let hold = self.hold(victim);
@@ -793,7 +799,10 @@ impl Runtime {
             let mut index = 1;
             while index < bound.min(self.records.key_bound()) {
                 let target = self.records.view_at(index).filter(|v| {
-                    v.state != State::Dead && !refused.contains(&v.id) && Some(v.key) != spare
+                    v.state != State::Dead
+                        && !refused.contains(&v.id)
+                        && Some(v.key) != spare
+                        && !self.left_at_exit(v.key)
                 });
                 index += 1;
                 let Some(view) = target else { continue };
@@ -853,8 +862,10 @@ impl Runtime {
         false
     }
 
-    /// Kills every greenlet of the thread (at thread exit). Returns false
-    /// when that cannot be done because main is not the current greenlet.
+    /// Ends the thread's greenlets at its exit: the unstarted ones are
+    /// discarded and the hub greenlet is killed, and the started ones are
+    /// left suspended (see `left_at_exit`). Returns false when that cannot
+    /// be done because main is not the current greenlet.
     pub(super) fn teardown(&self) -> bool {
         if self.current.get() != self.main_key() {
             return false;
@@ -869,7 +880,10 @@ impl Runtime {
         // (a greenlet-local of main whose destructor creates a greenlet, a
         // hook whose destructor sets another): the steps go round until
         // nothing is left, a bounded number of times.
+        // From here on, every switch takes the slow path, where one into a
+        // greenlet left at exit is refused (see `left_at_exit`).
         self.tearing_down.set(true);
+        self.force_slow_path(true);
         let mut refused = Vec::new();
         for _ in 0..TEARDOWN_ROUNDS {
             // Not done within its rounds: this one's next round goes on.
@@ -929,13 +943,39 @@ impl Runtime {
         true
     }
 
+    /// Whether `key` is a greenlet the thread's exit leaves suspended, its
+    /// stack and what its frames own leaked: a started, unfinished one
+    /// other than main, the hub greenlet and the current one, once the
+    /// teardown began.
+    ///
+    /// The teardown runs from a thread-local destructor, after the
+    /// destructors of the thread-locals first used after the runtime was
+    /// made (they run in the reverse order). A suspended greenlet's frames
+    /// may hold a borrow that `LocalKey::with` lent into one of those:
+    /// resuming it, even to unwind, would run its destructors over freed
+    /// memory, and nothing tells which frames hold such a borrow. So none
+    /// is resumed. The hub greenlet's frames are the crate's own loop,
+    /// which holds no such borrow: it is killed, and the hub with it
+    /// unless a greenlet left here keeps it. Unstarted greenlets have no
+    /// frames: their functions are dropped unrun, as ever.
+    pub(crate) fn left_at_exit(&self, key: Key) -> bool {
+        self.tearing_down.get()
+            && key != self.main_key()
+            && key != self.current.get()
+            && Some(key) != self.hub.get()
+            && self.records.state(key) == State::Active
+    }
+
     /// Whether a greenlet other than main is alive, but for those
-    /// numbered in `refused`.
+    /// numbered in `refused` and those left at exit.
     fn any_alive_but(&self, refused: &[u64]) -> bool {
         let mut index = 1;
         while index < self.records.key_bound() {
             if let Some(view) = self.records.view_at(index) {
-                if view.state != State::Dead && !refused.contains(&view.id) {
+                if view.state != State::Dead
+                    && !refused.contains(&view.id)
+                    && !self.left_at_exit(view.key)
+                {
                     return true;
                 }
             }

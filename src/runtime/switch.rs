@@ -243,6 +243,10 @@ impl Runtime {
                 mismatch::<R, T>()
             });
         }
+        if self.left_at_exit(target) {
+            drop(value);
+            resumed_at_exit();
+        }
         let value = match self.leave(cur, value) {
             Ok(value) => value,
             Err(instead) => return instead,
@@ -315,6 +319,10 @@ impl Runtime {
             // nothing (see `switch_slow`).
             drop(held);
             return Err(SwitchError::Thrown(payload));
+        }
+        if self.left_at_exit(target) {
+            drop(payload);
+            resumed_at_exit();
         }
         let payload = match self.leave(cur, payload) {
             Ok(payload) => payload,
@@ -713,6 +721,17 @@ impl Runtime {
         }
         result
     }
+}
+
+/// A switch or throw into a greenlet that the thread's exit leaves
+/// suspended (see `Runtime::left_at_exit`), made by a destructor that the
+/// teardown runs.
+#[cold]
+fn resumed_at_exit() -> ! {
+    panic!(
+        "greenlet: a started greenlet cannot be resumed while its thread exits \
+         (its frames may borrow thread-locals already destroyed); it is left suspended"
+    )
 }
 
 #[cold]

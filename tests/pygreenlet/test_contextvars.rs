@@ -248,8 +248,12 @@ fn test_context_assignment_while_running() {
 #[test]
 fn test_context_assignment_different_thread() {
     // A greenlet of another thread has its own values; this thread's are
-    // not touched. The thread exits with it suspended: its values are
-    // dropped then, once (row 15).
+    // not touched. The thread's work ends with it suspended: its values
+    // are dropped then, once. Python's thread death frees them; here the
+    // thread's exit leaves a started greenlet suspended, its values with
+    // it (row 15: its frames may borrow thread-locals already destroyed
+    // then), so the work ends in `hub::run_main`, which kills it while
+    // every thread-local is alive.
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     greenlet_local! {
@@ -259,26 +263,28 @@ fn test_context_assignment_different_thread() {
     let d = drops.clone();
     ID_VAR.with(|c| c.set(Some(5)));
     let seen = std::thread::spawn(move || {
-        let d2 = d.clone();
-        let gr = Greenlet::new(move |()| {
-            VAR_VAR.with(|v| *v.borrow_mut() = Some((1, CountedSync(d2.clone()))));
-            ID_VAR.with(|c| c.set(Some(1)));
-            let _: () = current().parent().unwrap().switch(()).unwrap();
-            VAR_VAR.with(|v| *v.borrow_mut() = Some((2, CountedSync(d2.clone()))));
-            let _: () = current().parent().unwrap().switch(()).unwrap();
-            unreachable!("the thread exits first");
-        });
-        gr.switch::<(), ()>(()).unwrap();
-        assert_eq!(d.load(Ordering::SeqCst), 0);
-        gr.switch::<(), ()>(()).unwrap();
-        assert_eq!(d.load(Ordering::SeqCst), 1);
-        let mine = (
-            ID_VAR.with(Cell::get),
-            VAR_VAR.with(|v| v.borrow().as_ref().map(|v| v.0)),
-        );
-        // Keep `gr` suspended until the thread exits.
-        std::mem::forget(gr.clone());
-        mine
+        greenlet::hub::run_main(move || {
+            let d2 = d.clone();
+            let gr = Greenlet::new(move |()| {
+                VAR_VAR.with(|v| *v.borrow_mut() = Some((1, CountedSync(d2.clone()))));
+                ID_VAR.with(|c| c.set(Some(1)));
+                let _: () = current().parent().unwrap().switch(()).unwrap();
+                VAR_VAR.with(|v| *v.borrow_mut() = Some((2, CountedSync(d2.clone()))));
+                let _: () = current().parent().unwrap().switch(()).unwrap();
+                unreachable!("killed first");
+            });
+            gr.switch::<(), ()>(()).unwrap();
+            assert_eq!(d.load(Ordering::SeqCst), 0);
+            gr.switch::<(), ()>(()).unwrap();
+            assert_eq!(d.load(Ordering::SeqCst), 1);
+            let mine = (
+                ID_VAR.with(Cell::get),
+                VAR_VAR.with(|v| v.borrow().as_ref().map(|v| v.0)),
+            );
+            // Keep `gr` suspended until `run_main` ends.
+            std::mem::forget(gr.clone());
+            mine
+        })
     })
     .join()
     .unwrap();
@@ -287,7 +293,7 @@ fn test_context_assignment_different_thread() {
     assert_eq!(
         drops.load(Ordering::SeqCst),
         2,
-        "all dropped by thread exit"
+        "all dropped by run_main's end"
     );
 }
 

@@ -6,13 +6,16 @@
 //! and stack-held object is dropped exactly once. A weak reference that
 //! must be dead becomes the greenlet's id missing from `stats()`. Where
 //! Python's cycle collector frees a cycle and the crate documents a leak
-//! (semantics row 12: handles captured in cycles leak, as `Rc` cycles do,
-//! until the thread exits, row 15), the test asserts the crate's rule: no
-//! drop while the thread lives, every drop once when it exits.
+//! (semantics row 12: handles captured in cycles leak, as `Rc` cycles do),
+//! the test asserts the crate's rule: no drop while the thread's work
+//! goes on, every drop once when `hub::run_main` ends it. (Not when the
+//! thread exits, as Python's thread death would: the exit leaves started
+//! greenlets suspended, their frames possibly borrowing thread-locals
+//! already destroyed then, row 15 and the crate's **Threads** rule.)
 //!
 //! The `test_issue251*` tests kill a greenlet from another thread in
 //! Python; a greenlet's handles cannot leave their thread here (`!Send`),
-//! so that kill becomes the thread's exit.
+//! so that kill becomes the end of the thread's work, `hub::run_main`.
 //!
 //! Not ported (no counterpart here): `test_issue251_with_cleanup_disabled`
 //! (the C module's optional cleanup and `ts_delkey` list),
@@ -160,15 +163,19 @@ fn background_glet(drops: &Arc<AtomicUsize>, in_a_cycle: bool) -> (Greenlet, Cou
 #[test]
 fn test_issue251_killing_cross_thread_leaks_list() {
     // A suspended greenlet holding values on its stack and in a local,
-    // whose thread exits: unwound then, each value dropped once (row 15).
+    // whose thread's work ends: unwound by `run_main`'s end, each value
+    // dropped once (the thread's exit alone would leave it suspended,
+    // row 15).
     let drops = Arc::new(AtomicUsize::new(0));
     let d = drops.clone();
     std::thread::spawn(move || {
-        let (glet, sent) = background_glet(&d, false);
-        drop(sent);
-        assert_eq!(d.load(Ordering::SeqCst), 1);
-        // Keep it suspended past the thread's end.
-        std::mem::forget(glet);
+        greenlet::hub::run_main(move || {
+            let (glet, sent) = background_glet(&d, false);
+            drop(sent);
+            assert_eq!(d.load(Ordering::SeqCst), 1);
+            // Keep it suspended past the work's end.
+            std::mem::forget(glet);
+        });
     })
     .join()
     .unwrap();
@@ -178,18 +185,22 @@ fn test_issue251_killing_cross_thread_leaks_list() {
 #[test]
 fn test_issue251_issue252_explicit_reference_not_collectable() {
     // In a cycle, the greenlet is not collected when the thread drops its
-    // handle; the thread exits without calling anything more, and then its
-    // stack value, its local and what it sent out are each dropped once.
+    // handle; the thread's work ends (`run_main`) without calling anything
+    // more, and then its stack value, its local and what it sent out are
+    // each dropped once. (The thread's exit alone would leave it
+    // suspended, row 15.)
     let drops = Arc::new(AtomicUsize::new(0));
     let d = drops.clone();
     let (running, is_running) = std::sync::mpsc::channel::<()>();
     let (exit, may_exit) = std::sync::mpsc::channel::<()>();
     let thread = std::thread::spawn(move || {
-        let (glet, sent) = background_glet(&d, true);
-        drop(glet); // not the last handle: its own frame holds one
-        running.send(()).unwrap();
-        may_exit.recv().unwrap();
-        drop(sent);
+        greenlet::hub::run_main(move || {
+            let (glet, sent) = background_glet(&d, true);
+            drop(glet); // not the last handle: its own frame holds one
+            running.send(()).unwrap();
+            may_exit.recv().unwrap();
+            drop(sent);
+        });
     });
     is_running.recv().unwrap();
     assert_eq!(drops.load(Ordering::SeqCst), 0);
@@ -266,16 +277,18 @@ fn untracked_memory_thread(deallocate_in_thread: bool) {
             assert_eq!(stats().stacks_in_use, baseline);
         } else {
             // The handles cannot leave the thread (`!Send`): left to its
-            // exit.
+            // exit, which leaves the greenlets suspended (row 15).
             glets.into_iter().for_each(std::mem::forget);
         }
     })
     .join()
     .unwrap();
     // Python does not raise into greenlets freed after their thread died
-    // (its EXIT_COUNT stays 0); here the thread's exit unwinds every one
-    // (row 15).
-    assert_eq!(exits.load(Ordering::SeqCst), 2 * ITER);
+    // (its EXIT_COUNT stays 0); nor does the thread's exit here: it leaves
+    // them suspended, their stacks leaked (row 15: their frames may borrow
+    // thread-locals already destroyed then).
+    let expected = if deallocate_in_thread { 2 * ITER } else { 0 };
+    assert_eq!(exits.load(Ordering::SeqCst), expected);
 }
 
 #[test]
@@ -350,25 +363,28 @@ fn test_inactive_ref() {
 fn test_finalizer_crash() {
     // A suspended greenlet in a cycle with a list that holds it, an object
     // with a finalizer on its stack. Python's collector breaks the cycle
-    // and raises GreenletExit into it; here the cycle leaks until the
-    // thread exits (row 12), which unwinds it (row 15): the finalizer and
-    // the `finally` each run once.
+    // and raises GreenletExit into it; here the cycle leaks (row 12) until
+    // `hub::run_main`'s end kills it (the thread's exit alone would leave
+    // it suspended, row 15): the finalizer and the `finally` each run
+    // once.
     let finalized = Arc::new(AtomicUsize::new(0));
     let finally = Arc::new(AtomicUsize::new(0));
     let (f, fin) = (finalized.clone(), finally.clone());
     std::thread::spawn(move || {
-        let array: Rc<RefCell<Vec<Greenlet>>> = Rc::default();
-        let (a, f2, fin2) = (array.clone(), f.clone(), fin.clone());
-        let g = Greenlet::new(move |()| {
-            let _array = a;
-            let _object = CountedSync(f2);
-            let _finally = CountedSync(fin2);
-            let _: () = Greenlet::main().switch(()).unwrap();
+        greenlet::hub::run_main(move || {
+            let array: Rc<RefCell<Vec<Greenlet>>> = Rc::default();
+            let (a, f2, fin2) = (array.clone(), f.clone(), fin.clone());
+            let g = Greenlet::new(move |()| {
+                let _array = a;
+                let _object = CountedSync(f2);
+                let _finally = CountedSync(fin2);
+                let _: () = Greenlet::main().switch(()).unwrap();
+            });
+            g.switch::<(), ()>(()).unwrap();
+            array.borrow_mut().push(g);
+            drop(array);
+            assert_eq!(f.load(Ordering::SeqCst), 0, "a cycle: not collected");
         });
-        g.switch::<(), ()>(()).unwrap();
-        array.borrow_mut().push(g);
-        drop(array);
-        assert_eq!(f.load(Ordering::SeqCst), 0, "a cycle: not collected");
     })
     .join()
     .unwrap();
@@ -461,32 +477,47 @@ fn test_dealloc_weakref() {
 fn edge_a_consumer_holding_a_suspended_generator_is_a_cycle() {
     // The producer's parent is its consumer, and the consumer's frame
     // holds the generator: dropping the consumer's last handle does not
-    // collect it (row 12), Python's collector would. The thread's exit
-    // unwinds both, every value dropped once (row 15).
-    let drops = Arc::new(AtomicUsize::new(0));
-    let d = drops.clone();
-    std::thread::spawn(move || {
-        let d2 = d.clone();
-        let consumer = Greenlet::new(move |()| {
-            let _mine = CountedSync(d2.clone());
-            let d3 = d2.clone();
-            let mut gen = Generator::new(move |y: &Yielder<u8>| {
-                let _theirs = CountedSync(d3);
-                y.yield_(1);
-                y.yield_(2);
-            });
-            let first = gen.next();
-            let _: () = Greenlet::main().switch(first).unwrap();
-        });
-        assert_eq!(consumer.switch::<(), Option<u8>>(()).unwrap(), Some(1));
-        let id = consumer.id();
-        drop(consumer);
-        assert!(listed(id), "kept by its producer's parent link");
-        assert_eq!(d.load(Ordering::SeqCst), 0);
-    })
-    .join()
-    .unwrap();
-    assert_eq!(drops.load(Ordering::SeqCst), 2);
+    // collect it (row 12), Python's collector would. `hub::run_main`'s
+    // end unwinds both, every value dropped once; the thread's exit alone
+    // leaves both suspended, none dropped (row 15).
+    for in_run_main in [true, false] {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let d = drops.clone();
+        std::thread::spawn(move || {
+            let body = move || {
+                let d2 = d.clone();
+                let consumer = Greenlet::new(move |()| {
+                    let _mine = CountedSync(d2.clone());
+                    let d3 = d2.clone();
+                    let mut gen = Generator::new(move |y: &Yielder<u8>| {
+                        let _theirs = CountedSync(d3);
+                        y.yield_(1);
+                        y.yield_(2);
+                    });
+                    let first = gen.next();
+                    let _: () = Greenlet::main().switch(first).unwrap();
+                });
+                assert_eq!(consumer.switch::<(), Option<u8>>(()).unwrap(), Some(1));
+                let id = consumer.id();
+                drop(consumer);
+                assert!(listed(id), "kept by its producer's parent link");
+                assert_eq!(d.load(Ordering::SeqCst), 0);
+            };
+            if in_run_main {
+                greenlet::hub::run_main(body);
+            } else {
+                body();
+            }
+        })
+        .join()
+        .unwrap();
+        let expected = if in_run_main { 2 } else { 0 };
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            expected,
+            "in run_main: {in_run_main}"
+        );
+    }
 }
 
 #[test]
