@@ -120,12 +120,16 @@
 //!
 //! # Builds with `panic = "abort"`
 //!
-//! Kills, [`hub::with_timeout`] expiries and throws into greenlets blocked
-//! in the hub unwind a stack, which such a build cannot do. The first one
-//! prints a line saying so and aborts the process; switches, returns,
-//! panics caught by nothing, sleeps and queues work as usual, and at thread
-//! exit greenlets still alive are left as they are (their destructors do
-//! not run).
+//! Kills, [`hub::with_timeout`] expiries and throws into greenlets
+//! unwind a stack, which such a build cannot do. The first one prints a
+//! line saying so and aborts the process; switches, returns, sleeps and
+//! queues work as usual, and a thread's exit leaves started greenlets as
+//! it does in any build (the hub greenlet too). Kills come in shapes
+//! that do not look like one: dropping the last handle of a suspended
+//! greenlet, dropping an unfinished [`Generator`] (an iterator adapter
+//! such as `take` or `find` over one does), [`hub::run_main`] ending with
+//! greenlets left, [`hub::run_timeout`] reaching its timeout (a
+//! `with_timeout` around [`hub::run`]), a server's stop past its grace.
 //!
 //! # Hostile use
 //!

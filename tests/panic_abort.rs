@@ -41,6 +41,12 @@ fn kills_and_timeouts_say_they_need_unwinding_before_aborting() {
         assert!(line.contains(what), "{line}");
         assert!(line.contains("panic = \"abort\""), "{line}");
     }
+    // A thread's exit drops an unstarted greenlet's function and leaves a
+    // suspended one (the teardown used to be skipped whole, leaking every
+    // thread's runtime and pooled stacks).
+    let out = Command::new(&program).arg("exit").output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "dropped\nfine");
     let out = Command::new(&program).arg("ok").output().unwrap();
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "fine");

@@ -795,7 +795,9 @@ pub fn run() {
 ///
 /// # Panics
 ///
-/// As [`run`].
+/// As [`run`]. In a build with `panic = "abort"`, the timeout passing
+/// aborts the process (with a line saying why), as any `with_timeout`
+/// expiry does there.
 pub fn run_timeout(timeout: Duration) -> bool {
     super::with_timeout(timeout, run).is_ok()
 }

@@ -870,12 +870,6 @@ impl Runtime {
         if self.current.get() != self.main_key() {
             return false;
         }
-        if cfg!(panic = "abort") {
-            // Nothing can be unwound: the greenlets still alive are left as
-            // they are (their destructors do not run), as the thread's own
-            // stack would be by an abort.
-            return false;
-        }
         // Destructors run by each step may make more to do for the others
         // (a greenlet-local of main whose destructor creates a greenlet, a
         // hook whose destructor sets another): the steps go round until
@@ -957,12 +951,16 @@ impl Runtime {
     /// is resumed. The hub greenlet's frames are the crate's own loop,
     /// which holds no such borrow: it is killed, and the hub with it
     /// unless a greenlet left here keeps it. Unstarted greenlets have no
-    /// frames: their functions are dropped unrun, as ever.
+    /// frames: their functions are dropped unrun, as ever. (A build with
+    /// `panic = "abort"` tears down the same way, but for the hub
+    /// greenlet, which it cannot unwind either: it used to skip the
+    /// teardown whole, and every thread's exit leaked its pooled stacks.)
     pub(crate) fn left_at_exit(&self, key: Key) -> bool {
         self.tearing_down.get()
             && key != self.main_key()
             && key != self.current.get()
-            && Some(key) != self.hub.get()
+            // A build that cannot unwind leaves the hub greenlet too.
+            && (Some(key) != self.hub.get() || cfg!(panic = "abort"))
             && self.records.state(key) == State::Active
     }
 

@@ -40,6 +40,29 @@ fn main() {
             println!("throwing");
             hub::run();
         }
+        "exit" => {
+            // A thread's exit tears down what needs no unwinding: an
+            // unstarted greenlet's function is dropped, a suspended one
+            // left as it is.
+            struct Said;
+            impl Drop for Said {
+                fn drop(&mut self) {
+                    println!("dropped");
+                }
+            }
+            std::thread::spawn(|| {
+                let said = Said;
+                let unstarted = Greenlet::new(move |()| drop(said));
+                let suspended = Greenlet::new(|()| {
+                    let _: () = Greenlet::main().switch(()).unwrap();
+                });
+                suspended.switch::<(), ()>(()).unwrap();
+                std::mem::forget((unstarted, suspended));
+            })
+            .join()
+            .unwrap();
+            println!("fine");
+        }
         "ok" => {
             // Switches, returns and sleeps need no unwinding.
             let g = Greenlet::new(|x: u32| x + 1);
