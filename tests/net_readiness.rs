@@ -352,3 +352,63 @@ fn data_that_comes_while_an_async_fd_op_is_switched_away_is_read() {
         polls.join().unwrap();
     });
 }
+
+/// An `AsyncFd` operation that switches away after its `WouldBlock` (its
+/// closure runs user code, here a read of a pipe) and comes back to data
+/// that arrived meanwhile with a TCP urgent byte returns that data. The
+/// event came as `EPOLLIN | EPOLLPRI`, which wakes waits to look again
+/// without a multi-wait's stamp; the operation compared that stamp, took
+/// the event for none, and waited for an edge already delivered.
+#[test]
+fn an_async_fd_op_that_switches_away_sees_data_that_came_with_an_urgent_byte() {
+    use std::os::fd::AsRawFd;
+    use std::rc::Rc;
+
+    use greenlet::net::AsyncFd;
+
+    within_a_minute(|| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let tcp = AsyncFd::new(listener.accept().unwrap().0).unwrap();
+        let (pipe_reader, mut pipe_writer) = std::io::pipe().unwrap();
+        let pipe = Rc::new(AsyncFd::new(pipe_reader).unwrap());
+        let go = Event::new();
+        let sender = {
+            let go = go.clone();
+            hub::spawn(move || {
+                go.wait();
+                // "hello" in-band, "!" urgent.
+                // SAFETY: a valid buffer of 6 bytes on an open socket.
+                let sent = unsafe {
+                    libc::send(
+                        client.as_raw_fd(),
+                        b"hello!".as_ptr().cast(),
+                        6,
+                        libc::MSG_OOB,
+                    )
+                };
+                assert_eq!(sent, 6);
+                pipe_writer.write_all(b"x").unwrap();
+                client
+            })
+        };
+        let mut first = true;
+        let mut buf = [0u8; 16];
+        let n = tcp
+            .read_with(|s| {
+                let read = (&*s).read(&mut buf);
+                if std::mem::take(&mut first) {
+                    assert_eq!(
+                        read.as_ref().unwrap_err().kind(),
+                        std::io::ErrorKind::WouldBlock
+                    );
+                    go.set();
+                    (&*pipe).read_exact(&mut [0u8; 1]).unwrap();
+                }
+                read
+            })
+            .unwrap();
+        assert_eq!(&buf[..n], b"hello");
+        drop(sender.join().unwrap());
+    });
+}

@@ -174,6 +174,10 @@ pub(crate) struct Registration {
     /// `hub::wait_any::next_stamp`), read and write: orders a socket's
     /// readiness among the other things of a multi-wait.
     ready_stamps: [Cell<u64>; 2],
+    /// How many events each direction has had, read and write, every one
+    /// counted (an urgent-data nudge too, which takes no stamp): what an
+    /// operation that may switch away compares (see `would_block_since`).
+    events: [Cell<u64>; 2],
 }
 
 impl Registration {
@@ -235,8 +239,8 @@ impl Registration {
     }
 
     /// [`would_block`](Registration::would_block) for an operation that
-    /// began when [`ready_stamp`](Registration::ready_stamp) of `dir` was
-    /// `seen`, unless an event came since: an operation that runs user
+    /// began when [`events`](Registration::events) of `dir` was `seen`,
+    /// unless an event came since: an operation that runs user
     /// code (an `AsyncFd` op) may switch away after its syscall, and come
     /// back with the `WouldBlock` of a look made before the event. The
     /// registration is edge-triggered: forgotten, that readiness would
@@ -244,7 +248,7 @@ impl Registration {
     /// try again).
     #[inline]
     pub(crate) fn would_block_since(&self, dir: Direction, seen: u64) -> bool {
-        let forgot = self.ready_stamp(dir) == seen;
+        let forgot = self.events(dir) == seen;
         if forgot {
             self.would_block(dir);
         }
@@ -312,6 +316,15 @@ impl Registration {
         }
     }
 
+    /// How many events `dir` has had: an operation's `seen` for
+    /// [`would_block_since`](Registration::would_block_since). Not the
+    /// stamp: an urgent-data nudge takes none, and an operation that
+    /// missed its event would wait for an edge already delivered.
+    #[inline]
+    pub(crate) fn events(&self, dir: Direction) -> u64 {
+        self.events[dir as usize].get()
+    }
+
     /// When `dir` last had an event, as a `wait_any` stamp (0: none yet).
     pub(crate) fn ready_stamp(&self, dir: Direction) -> u64 {
         self.ready_stamps[dir as usize].get()
@@ -335,6 +348,8 @@ impl Registration {
     /// again, without a stamp: not an event for a multi-wait's order or
     /// its "ready since" (see `Reactor::poll`).
     fn nudge(&self, dir: Direction, mut wake: impl FnMut(WaitKey)) {
+        let events = &self.events[dir as usize];
+        events.set(events.get() + 1);
         self.ready.set(self.ready.get() | dir.bit());
         for w in self.waiters(dir).borrow_mut().drain(..) {
             wake(w);
@@ -348,6 +363,8 @@ impl Registration {
         // Something came (data, room, an end): a multi-wait orders the
         // socket from here.
         self.ready_stamps[dir as usize].set(super::wait_any::next_stamp());
+        let events = &self.events[dir as usize];
+        events.set(events.get() + 1);
         self.ready.set(self.ready.get() | dir.bit() | closed);
         // `drain` keeps the vector's capacity: no allocation per wake-up.
         for w in self.waiters(dir).borrow_mut().drain(..) {
@@ -512,6 +529,7 @@ impl Reactor {
             writers: RefCell::new(VecDeque::new()),
             wake_one: Cell::new(false),
             ready_stamps: [Cell::new(0), Cell::new(0)],
+            events: [Cell::new(0), Cell::new(0)],
         });
         entry.insert(reg.clone());
         reg

@@ -133,7 +133,7 @@ impl<S: Source + AsRawFd> Socket<S> {
         if self.reg.is_closed() {
             return Err(closed(call));
         }
-        let seen = self.reg.ready_stamp(dir);
+        let seen = self.reg.events(dir);
         match op(&self.io) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // Never blocking: an event since is kept for the next call.
@@ -363,7 +363,7 @@ pub(crate) fn drive<R>(
             return Err(closed(call));
         }
         if reg.is_ready(dir) || std::mem::take(&mut now) {
-            let seen = reg.ready_stamp(dir);
+            let seen = reg.events(dir);
             match op() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if !reg.would_block_since(dir, seen) {
@@ -383,7 +383,7 @@ pub(crate) fn drive<R>(
             if reg.is_closed() {
                 return Err(e);
             }
-            let seen = reg.ready_stamp(dir);
+            let seen = reg.events(dir);
             match op() {
                 Err(again) if again.kind() == io::ErrorKind::WouldBlock => {
                     if !reg.would_block_since(dir, seen) {
