@@ -412,3 +412,53 @@ fn an_async_fd_op_that_switches_away_sees_data_that_came_with_an_urgent_byte() {
         drop(sender.join().unwrap());
     });
 }
+
+/// `hub::wait` orders a socket's data by when the hub's poll saw it, also
+/// when an urgent byte came with the data: an event set before the data
+/// came is first. (The poll took an `EPOLLIN | EPOLLPRI` event for urgent
+/// data alone and gave the socket no stamp, so it counted from its
+/// previous event and came first.)
+#[test]
+fn wait_orders_data_that_came_with_an_urgent_byte_by_when_the_poll_saw_it() {
+    use std::os::fd::AsRawFd;
+    use std::rc::Rc;
+
+    use greenlet::net::AsyncFd;
+
+    within_a_minute(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let server = Rc::new(listener.accept().unwrap().0);
+        // A first event on the socket, so that it has a stamp to keep.
+        let first = {
+            let server = server.clone();
+            hub::spawn(move || (&*server).read_exact(&mut [0u8; 1]).unwrap())
+        };
+        hub::yield_now(); // it blocks on the empty socket
+        client.write_all(b"a").unwrap();
+        first.join().unwrap();
+        let event = Event::new();
+        event.set();
+        // Then "hello" in-band and "!" urgent, which the hub's poll sees
+        // while a greenlet waits on a pipe.
+        // SAFETY: a valid buffer of 6 bytes on an open socket.
+        let sent = unsafe {
+            libc::send(
+                client.as_raw_fd(),
+                b"hello!".as_ptr().cast(),
+                6,
+                libc::MSG_OOB,
+            )
+        };
+        assert_eq!(sent, 6);
+        let (pipe_reader, mut pipe_writer) = std::io::pipe().unwrap();
+        let pipe = AsyncFd::new(pipe_reader).unwrap();
+        let waiter = hub::spawn(move || (&pipe).read_exact(&mut [0u8; 1]).unwrap());
+        hub::yield_now(); // it blocks on the empty pipe
+        pipe_writer.write_all(b"x").unwrap();
+        waiter.join().unwrap(); // the hub polled: the socket's event is in
+        let readable = server.readable();
+        let items: [&dyn Waitable; 2] = [&readable, &event];
+        assert_eq!(hub::wait(&items, None, None), [1, 0]);
+    });
+}

@@ -648,15 +648,19 @@ impl Reactor {
             } else if event.is_priority() {
                 // `EPOLLPRI`: on a socket, TCP urgent data, which alone is
                 // no data for a read (it skips the urgent byte); on other
-                // descriptors, perhaps all they tell. The waits look again
-                // (a socket's read retries and waits on), but it is no
-                // event for a multi-wait, where the kernel is asked
-                // instead (`Readiness`): a socket would count as readable.
-                // mio tells `EPOLLIN` from `EPOLLPRI` only as this flag,
-                // so an event with both is no event for a multi-wait
-                // either, whose order then counts the socket from its
-                // previous event.
-                reg.nudge(Direction::Read, &mut wake);
+                // descriptors, perhaps all they tell. mio tells `EPOLLIN`
+                // from `EPOLLPRI` only as this flag, so the kernel is
+                // asked (one `poll`, only for such events): in-band data
+                // or an end there is an event as any (a multi-wait orders
+                // the socket from now); urgent data alone only makes the
+                // waits look again (a socket's read retries and waits on;
+                // a multi-wait asks the kernel, see `Readiness`), and is
+                // no event for a multi-wait's order.
+                if in_band_readable(reg.fd.get()) {
+                    reg.fire(Direction::Read, false, &mut wake);
+                } else {
+                    reg.nudge(Direction::Read, &mut wake);
+                }
             }
             let write_closed = event.is_write_closed() || event.is_error();
             if event.is_writable() || write_closed {
@@ -689,6 +693,21 @@ impl Reactor {
             }
         }
     }
+}
+
+/// Whether descriptor `fd` has in-band data (or an end) to read now:
+/// `poll` for `POLLIN | POLLRDHUP` without `POLLPRI`, at once. An error of
+/// `poll` itself counts as readable: the read will say what is wrong.
+fn in_band_readable(fd: RawFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid `pollfd` that lives across the call; the
+    // descriptor is registered (its owner has not deregistered it, which
+    // it does before closing it), and a zero timeout returns at once.
+    unsafe { libc::poll(&mut pfd, 1, 0) != 0 }
 }
 
 impl Drop for Reactor {
