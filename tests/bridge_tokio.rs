@@ -268,11 +268,14 @@ fn a_cancelled_block_on_drops_its_future_inside_the_runtime_context() {
 
 #[cfg(feature = "tokio")]
 #[test]
-fn a_thread_exiting_with_a_block_on_pending_drops_its_future_without_aborting() {
+fn a_thread_exiting_with_a_block_on_pending_leaves_it_without_aborting() {
     // The thread's handle is set before tokio's own thread-local is first
-    // used (by the poll), so tokio's is torn down first at thread exit;
-    // the blocked greenlet is killed after, and its future dropped then
-    // (entering the gone context panicked there, which aborted).
+    // used (by the poll), so tokio's is torn down first at thread exit.
+    // The blocked greenlet used to be killed after that, its future
+    // dropped in the gone context (which panicked, and aborted); a
+    // thread's exit now leaves a started greenlet suspended (the crate's
+    // **Threads** rule): its future and guard are never dropped, and
+    // nothing aborts.
     let rt = runtime();
     let handle = rt.handle().clone();
     let dropped = Arc::new(AtomicUsize::new(0));
@@ -294,15 +297,16 @@ fn a_thread_exiting_with_a_block_on_pending_drops_its_future_without_aborting() 
     })
     .join()
     .unwrap();
-    assert_eq!(dropped.load(Ordering::SeqCst), 1);
+    assert_eq!(dropped.load(Ordering::SeqCst), 0);
 }
 
 #[cfg(feature = "tokio")]
 #[test]
 fn set_tokio_handle_from_a_destructor_at_thread_exit_does_not_panic() {
-    // A guard restoring the previous handle, in a greenlet killed at thread
-    // exit after the handle's cell is gone: `set_tokio_handle` panicked
-    // there (which aborts during a kill's unwinding).
+    // A guard restoring the previous handle, dropped at thread exit after
+    // the handle's cell is gone (with the function of a greenlet never
+    // started, which the exit discards): `set_tokio_handle` panicked there
+    // (which aborted when it was a kill's unwinding).
     static RESTORED: AtomicUsize = AtomicUsize::new(0);
     struct Restore(Option<tokio::runtime::Handle>);
     impl Drop for Restore {
@@ -315,13 +319,9 @@ fn set_tokio_handle_from_a_destructor_at_thread_exit_does_not_panic() {
     let h = rt.handle().clone();
     std::thread::spawn(move || {
         let _ = greenlet::Greenlet::current(); // the runtime first
-        let g = greenlet::Greenlet::new(move |()| {
-            let prev = hub::set_tokio_handle(Some(h));
-            let _restore = Restore(prev);
-            greenlet::Greenlet::main().switch::<(), ()>(()).unwrap();
-        });
-        g.switch::<(), ()>(()).unwrap();
-        std::mem::forget(g); // left suspended: killed at thread exit
+        let restore = Restore(hub::set_tokio_handle(Some(h)));
+        let g = greenlet::Greenlet::new(move |()| drop(restore));
+        std::mem::forget(g); // unstarted: its function dropped at thread exit
     })
     .join()
     .unwrap();

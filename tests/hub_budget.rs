@@ -317,3 +317,32 @@ fn taking_free_locks_never_yields() {
     stop.set(true);
     ticker.join().unwrap();
 }
+
+/// Joins of greenlets killed before they ran complete at once and spend
+/// budget: a loop of spawn, kill and join lets a ticker run once per
+/// budget. (Neither the spawn nor that kill switches; the join of a
+/// finished greenlet had stopped yielding for a spent budget.)
+#[test]
+fn a_loop_of_spawns_killed_unstarted_and_joined_lets_the_others_run() {
+    let ticks = Rc::new(Cell::new(0u32));
+    let ticker = {
+        let ticks = ticks.clone();
+        hub::spawn(move || loop {
+            ticks.set(ticks.get() + 1);
+            hub::yield_now();
+        })
+    };
+    hub::yield_now();
+    let before = ticks.get();
+    for _ in 0..4 * COOP_BUDGET {
+        let h = hub::spawn(|| ());
+        h.kill();
+        let _ = h.join();
+    }
+    assert!(
+        ticks.get() >= before + 3,
+        "the ticker ran {} times",
+        ticks.get() - before
+    );
+    ticker.kill();
+}

@@ -456,14 +456,14 @@ impl<R: 'static> JoinHandle<R> {
             waiter.wait("JoinHandle::join");
             waiter.end();
         } else {
-            // It completes at once: it spends budget, as `wait` does, but
-            // never yields for it: this call consumes the handle, so an
-            // interruption landing in that yield (an expired
-            // `with_timeout`, a throw) would drop the result with it (an
-            // `imap`'s `next` lost one so). Joins of finished greenlets
-            // cannot keep others from running for long: each takes a
-            // handle, and each greenlet finished only after it ran.
-            super::budget::spend();
+            // It completes at once: it spends budget, as `wait` does, and
+            // yields first when that is spent (a loop of spawns killed
+            // before they ran, and joined, would otherwise never let others
+            // run). An interruption in that yield (an expired
+            // `with_timeout`, a throw) drops the handle with its result, as
+            // one during a blocking join does: a caller holding handles in
+            // a list yields before it takes one off (see `imap`).
+            super::coop();
         }
         self.state.result.take().unwrap_or(Err(JoinError::Killed))
     }
