@@ -462,3 +462,48 @@ fn wait_orders_data_that_came_with_an_urgent_byte_by_when_the_poll_saw_it() {
         assert_eq!(hub::wait(&items, None, None), [1, 0]);
     });
 }
+
+/// Data that came with an urgent byte while `hub::wait` waited counts,
+/// also once another greenlet has read it before the waiter runs (the
+/// docs: an event the hub saw while the call waited counts even if the
+/// socket is no longer ready then). The event took no stamp, so the
+/// drained socket was neither ready nor "ready since", and the wait timed
+/// out. (The timeout only bounds a failure: a passing wait returns at
+/// once.)
+#[test]
+fn wait_counts_data_that_came_with_an_urgent_byte_and_was_read_before_it_ran() {
+    use std::os::fd::AsRawFd;
+    use std::rc::Rc;
+
+    within_a_minute(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let server = Rc::new(listener.accept().unwrap().0);
+        let reader = {
+            let server = server.clone();
+            hub::spawn(move || (&*server).read(&mut [0u8; 64]).unwrap())
+        };
+        let waiter = {
+            let server = server.clone();
+            hub::spawn(move || {
+                let never = Event::new();
+                let readable = server.readable();
+                let items: [&dyn Waitable; 2] = [&readable, &never];
+                hub::wait(&items, Some(1), Some(Duration::from_secs(30)))
+            })
+        };
+        hub::yield_now(); // both block; the reader was listed first
+                          // SAFETY: a valid buffer of 6 bytes on an open socket.
+        let sent = unsafe {
+            libc::send(
+                client.as_raw_fd(),
+                b"hello!".as_ptr().cast(),
+                6,
+                libc::MSG_OOB,
+            )
+        };
+        assert_eq!(sent, 6);
+        assert_eq!(reader.join().unwrap(), 5, "the in-band bytes");
+        assert_eq!(waiter.join().unwrap(), [0]);
+    });
+}
