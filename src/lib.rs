@@ -101,7 +101,8 @@
 //!   resuming it, even to unwind, would run its destructors over freed
 //!   memory. A destructor run by the exit that switches or throws into
 //!   such a greenlet panics, saying so (reported, as every panic of the
-//!   exit's destructors); a kill of one (a last handle dropped then)
+//!   exit's destructors), or, run by a panic, gets
+//!   [`SwitchError::Unwinding`]; a kill of one (a last handle dropped then)
 //!   leaves it suspended. For their destructors to run, end the greenlets
 //!   before the thread ends: join or kill them, drop their handles, or
 //!   end the thread's work with [`hub::run_main`], which kills what is

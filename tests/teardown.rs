@@ -326,6 +326,9 @@ fn child_main(mode: &str) {
         }
         "borrowed thread-local" => leave_a_greenlet_inside_a_thread_locals_with(),
         "switch at exit" => switch_into_a_suspended_greenlet_from_a_destructor_at_exit(),
+        "switch while unwinding at exit" => {
+            switch_into_a_suspended_greenlet_while_unwinding_at_exit()
+        }
         "run_main" => hub::run_main(|| {
             leave_a_greenlet_with_a_thread_local_guard();
             let conn = hub::spawn(|| {
@@ -404,7 +407,37 @@ fn switch_into_a_suspended_greenlet_from_a_destructor_at_exit() {
     std::mem::forget(unstarted);
 }
 
-/// Spawns a cleanup greenlet and joins it as it drops; says so./// Spawns a cleanup greenlet as it drops; says so, naming whose guard it
+/// The same switch from a destructor that a panic runs: an unstarted
+/// greenlet's function whose first capture panics as it drops, its second
+/// switching then. A panic there would be a panic while unwinding, which
+/// aborts the process; the switch gets `Unwinding` instead.
+fn switch_into_a_suspended_greenlet_while_unwinding_at_exit() {
+    let suspended = Greenlet::new(|()| {
+        let _: () = Greenlet::main().switch(()).unwrap();
+        println!("the suspended greenlet resumed");
+    });
+    suspended.switch::<(), ()>(()).unwrap();
+    struct PanicsAsItDrops;
+    impl Drop for PanicsAsItDrops {
+        fn drop(&mut self) {
+            panic!("a destructor's panic");
+        }
+    }
+    struct SwitchesAsItDrops(Greenlet);
+    impl Drop for SwitchesAsItDrops {
+        fn drop(&mut self) {
+            let r = self.0.switch::<(), ()>(());
+            println!("the switch returned: {r:?}");
+        }
+    }
+    let captured = (PanicsAsItDrops, SwitchesAsItDrops(suspended));
+    let unstarted = Greenlet::new(move |()| {
+        let _ = &captured;
+    });
+    std::mem::forget(unstarted);
+}
+
+/// Spawns a cleanup greenlet as it drops; says so, naming whose guard it
 /// is.
 struct SpawnsAsItDrops(&'static str);
 
@@ -720,6 +753,20 @@ fn a_greenlet_suspended_inside_a_thread_locals_with_is_left_suspended_at_thread_
 /// function, dropped unrun) switching into a started greenlet left
 /// suspended panics, saying so; the panic is reported on stderr, the
 /// greenlet is not resumed, and the thread and process go on.
+/// The same switch made by a destructor that a panic runs gets
+/// `Unwinding` (a panic there would abort the process).
+#[test]
+fn a_switch_into_a_suspended_greenlet_while_unwinding_at_thread_exit_gets_unwinding() {
+    let (stdout, stderr) = run("switch while unwinding at exit");
+    assert!(
+        stdout.contains("the switch returned: Err(Unwinding)"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(!stdout.contains("resumed"), "{stdout}\n{stderr}");
+    assert!(stdout.contains("thread exited"), "{stdout}\n{stderr}");
+    assert!(stderr.contains("a destructor's panic"), "{stderr}");
+}
+
 #[test]
 fn a_switch_into_a_suspended_greenlet_at_thread_exit_panics_and_is_reported() {
     let (stdout, stderr) = run("switch at exit");

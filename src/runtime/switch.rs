@@ -245,7 +245,7 @@ impl Runtime {
         }
         if self.left_at_exit(target) {
             drop(value);
-            resumed_at_exit();
+            return Err(resumed_at_exit());
         }
         let value = match self.leave(cur, value) {
             Ok(value) => value,
@@ -322,7 +322,7 @@ impl Runtime {
         }
         if self.left_at_exit(target) {
             drop(payload);
-            resumed_at_exit();
+            return Err(resumed_at_exit());
         }
         let payload = match self.leave(cur, payload) {
             Ok(payload) => payload,
@@ -725,9 +725,14 @@ impl Runtime {
 
 /// A switch or throw into a greenlet that the thread's exit leaves
 /// suspended (see `Runtime::left_at_exit`), made by a destructor that the
-/// teardown runs.
+/// teardown runs: it panics, saying so, unless the thread is unwinding
+/// already (a destructor run by a panic), where a panic would abort the
+/// process: the error a switch gets while unwinding, then.
 #[cold]
-fn resumed_at_exit() -> ! {
+fn resumed_at_exit() -> SwitchError {
+    if std::thread::panicking() {
+        return SwitchError::Unwinding;
+    }
     panic!(
         "greenlet: a started greenlet cannot be resumed while its thread exits \
          (its frames may borrow thread-locals already destroyed); it is left suspended"
