@@ -45,6 +45,22 @@ fn within_a_minute(f: impl FnOnce() + Send + 'static) {
     }
 }
 
+/// Sends `bytes` on `socket` with `MSG_OOB`: its last byte is TCP urgent
+/// data, the ones before it in-band.
+fn send_with_an_urgent_byte(socket: &impl std::os::fd::AsRawFd, bytes: &[u8]) {
+    // SAFETY: `bytes` is live for the call; the fd is an open socket,
+    // borrowed from `socket`.
+    let sent = unsafe {
+        libc::send(
+            socket.as_raw_fd(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_OOB,
+        )
+    };
+    assert_eq!(sent, bytes.len() as isize);
+}
+
 #[test]
 fn readable_wakes_a_multi_wait_for_data_and_for_the_end_of_the_stream() {
     let (mut client, server) = pair();
@@ -220,13 +236,9 @@ fn listeners_udp_sockets_and_async_fds_have_readiness() {
 /// does.
 #[test]
 fn urgent_data_alone_does_not_make_a_stream_readable() {
-    use std::os::fd::AsRawFd;
     within_a_minute(|| {
         let (client, server) = pair();
-        // SAFETY: the one-byte buffer is live for the call; the fd is the
-        // client's open socket.
-        let n = unsafe { libc::send(client.as_raw_fd(), b"!".as_ptr().cast(), 1, libc::MSG_OOB) };
-        assert_eq!(n, 1);
+        send_with_an_urgent_byte(&client, b"!");
         // Its event wakes the wait, which looks again and waits on.
         let ready = hub::wait_any(&[server.readable()], Some(Duration::from_millis(50)));
         assert_eq!(ready, None);
@@ -361,7 +373,6 @@ fn data_that_comes_while_an_async_fd_op_is_switched_away_is_read() {
 /// the event for none, and waited for an edge already delivered.
 #[test]
 fn an_async_fd_op_that_switches_away_sees_data_that_came_with_an_urgent_byte() {
-    use std::os::fd::AsRawFd;
     use std::rc::Rc;
 
     use greenlet::net::AsyncFd;
@@ -377,17 +388,7 @@ fn an_async_fd_op_that_switches_away_sees_data_that_came_with_an_urgent_byte() {
             let go = go.clone();
             hub::spawn(move || {
                 go.wait();
-                // "hello" in-band, "!" urgent.
-                // SAFETY: a valid buffer of 6 bytes on an open socket.
-                let sent = unsafe {
-                    libc::send(
-                        client.as_raw_fd(),
-                        b"hello!".as_ptr().cast(),
-                        6,
-                        libc::MSG_OOB,
-                    )
-                };
-                assert_eq!(sent, 6);
+                send_with_an_urgent_byte(&client, b"hello!"); // "hello" in-band, "!" urgent
                 pipe_writer.write_all(b"x").unwrap();
                 client
             })
@@ -420,7 +421,6 @@ fn an_async_fd_op_that_switches_away_sees_data_that_came_with_an_urgent_byte() {
 /// previous event and came first.)
 #[test]
 fn wait_orders_data_that_came_with_an_urgent_byte_by_when_the_poll_saw_it() {
-    use std::os::fd::AsRawFd;
     use std::rc::Rc;
 
     use greenlet::net::AsyncFd;
@@ -441,16 +441,7 @@ fn wait_orders_data_that_came_with_an_urgent_byte_by_when_the_poll_saw_it() {
         event.set();
         // Then "hello" in-band and "!" urgent, which the hub's poll sees
         // while a greenlet waits on a pipe.
-        // SAFETY: a valid buffer of 6 bytes on an open socket.
-        let sent = unsafe {
-            libc::send(
-                client.as_raw_fd(),
-                b"hello!".as_ptr().cast(),
-                6,
-                libc::MSG_OOB,
-            )
-        };
-        assert_eq!(sent, 6);
+        send_with_an_urgent_byte(&client, b"hello!");
         let (pipe_reader, mut pipe_writer) = std::io::pipe().unwrap();
         let pipe = AsyncFd::new(pipe_reader).unwrap();
         let waiter = hub::spawn(move || (&pipe).read_exact(&mut [0u8; 1]).unwrap());
@@ -472,7 +463,6 @@ fn wait_orders_data_that_came_with_an_urgent_byte_by_when_the_poll_saw_it() {
 /// once.)
 #[test]
 fn wait_counts_data_that_came_with_an_urgent_byte_and_was_read_before_it_ran() {
-    use std::os::fd::AsRawFd;
     use std::rc::Rc;
 
     within_a_minute(|| {
@@ -493,16 +483,7 @@ fn wait_counts_data_that_came_with_an_urgent_byte_and_was_read_before_it_ran() {
             })
         };
         hub::yield_now(); // both block; the reader was listed first
-                          // SAFETY: a valid buffer of 6 bytes on an open socket.
-        let sent = unsafe {
-            libc::send(
-                client.as_raw_fd(),
-                b"hello!".as_ptr().cast(),
-                6,
-                libc::MSG_OOB,
-            )
-        };
-        assert_eq!(sent, 6);
+        send_with_an_urgent_byte(&client, b"hello!"); // "hello" in-band, "!" urgent
         assert_eq!(reader.join().unwrap(), 5, "the in-band bytes");
         assert_eq!(waiter.join().unwrap(), [0]);
     });

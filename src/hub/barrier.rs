@@ -142,9 +142,7 @@ impl Barrier {
         // there (an expired `with_timeout`, a throw), the call has done
         // nothing; after the trip, it would have released the others and
         // reported no leader for that generation.
-        if !super::budget::has_left() {
-            super::budget::yield_for_budget();
-        }
+        super::budget::yield_if_spent();
         let (generation, gate) = {
             let mut s = self.state.borrow_mut();
             s.arrived += 1;

@@ -91,10 +91,19 @@ pub(crate) fn yield_for_budget() {
 /// may run on a thread without one).
 #[inline]
 pub(crate) fn coop() {
+    yield_if_spent();
+    spend();
+}
+
+/// Yields first if the running greenlet's budget is spent, spending
+/// nothing: for a call that completes at once to take that yield before
+/// it does anything, where an interruption (an expired `with_timeout`, a
+/// throw) leaves nothing done, and spend afterwards.
+#[inline]
+pub(crate) fn yield_if_spent() {
     if !has_left() {
         yield_for_budget();
     }
-    spend();
 }
 
 /// Refills the budget: the running greenlet starts a fresh turn (the

@@ -430,7 +430,12 @@ where
 
     fn next(&mut self) -> Option<Result<R, JoinError>> {
         loop {
-            yield_before_taking();
+            // Before a finished worker is taken off the list, whose join
+            // (which completes at once) then finds budget left and does not
+            // yield: an interruption in that yield (an expired
+            // `with_timeout`, a throw) dropped the worker's handle, and its
+            // result with it; here it leaves the worker listed.
+            super::budget::yield_if_spent();
             // A result there goes out before anything that may block or
             // panic (the input, a wait for a slot) could hold it back or
             // lose it; the slot it freed is filled at the next call.
@@ -487,9 +492,9 @@ where
 
     fn next(&mut self) -> Option<(usize, Result<R, JoinError>)> {
         loop {
-            yield_before_taking();
-            // As in `Imap::next`: a result there goes out first, the one
-            // that finished first.
+            // As in `Imap::next`: the budget's yield first, and a result
+            // there goes out first, the one that finished first.
+            super::budget::yield_if_spent();
             self.feed.take_finishes();
             if let Some(at) = self.feed.finished.pop_front() {
                 let worker = self.feed.remove(at);
@@ -517,17 +522,5 @@ where
 impl<I, F, R: 'static> fmt::Debug for ImapUnordered<I, F, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.feed.fmt_as("ImapUnordered", f)
-    }
-}
-
-/// Yields first if the running greenlet's budget is spent: before `next`
-/// takes a finished worker off its list, whose join (which completes at
-/// once) then finds budget left and does not yield. An interruption in
-/// that join's yield (an expired `with_timeout`, a throw) dropped the
-/// worker's handle, and its result with it; here it leaves the worker
-/// listed, for the next call.
-fn yield_before_taking() {
-    if !super::budget::has_left() {
-        super::budget::yield_for_budget();
     }
 }

@@ -346,30 +346,28 @@ impl Registration {
 
     /// Marks `dir` maybe ready and hands its waits to `wake`, to look
     /// again, without a stamp: not an event for a multi-wait's order or
-    /// its "ready since" (see `Reactor::poll`).
+    /// its "ready since" (see `Reactor::poll`). Counted in `events`, as
+    /// every event.
     fn nudge(&self, dir: Direction, mut wake: impl FnMut(WaitKey)) {
         let events = &self.events[dir as usize];
         events.set(events.get() + 1);
         self.ready.set(self.ready.get() | dir.bit());
+        // `drain` keeps the vector's capacity: no allocation per wake-up.
         for w in self.waiters(dir).borrow_mut().drain(..) {
             wake(w);
         }
     }
 
     /// Marks `dir` ready (and closed, for good) and hands its waits to
-    /// `wake`.
-    fn fire(&self, dir: Direction, closed: bool, mut wake: impl FnMut(WaitKey)) {
-        let closed = if closed { dir.closed_bit() } else { 0 };
+    /// `wake`: a nudge that is an event for a multi-wait too.
+    fn fire(&self, dir: Direction, closed: bool, wake: impl FnMut(WaitKey)) {
         // Something came (data, room, an end): a multi-wait orders the
         // socket from here.
         self.ready_stamps[dir as usize].set(super::wait_any::next_stamp());
-        let events = &self.events[dir as usize];
-        events.set(events.get() + 1);
-        self.ready.set(self.ready.get() | dir.bit() | closed);
-        // `drain` keeps the vector's capacity: no allocation per wake-up.
-        for w in self.waiters(dir).borrow_mut().drain(..) {
-            wake(w);
+        if closed {
+            self.ready.set(self.ready.get() | dir.closed_bit());
         }
+        self.nudge(dir, wake);
     }
 }
 
