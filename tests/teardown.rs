@@ -782,11 +782,13 @@ fn a_switch_into_a_suspended_greenlet_at_thread_exit_panics_and_is_reported() {
     assert!(!stdout.contains("the unstarted greenlet ran"), "{stdout}");
     assert!(stdout.contains("thread exited"), "{stdout}\n{stderr}");
     // Reported in the teardown's one line for the greenlet whose drop
-    // panicked (the unstarted one, discarded on its own stack).
+    // panicked: the unstarted one, discarded on its own stack, named as
+    // never having run.
     assert!(
         stderr
             .lines()
             .any(|l| l.starts_with("greenlet: at thread exit")
+                && l.contains("never ran; dropping its function panicked")
                 && l.contains("a started greenlet cannot be resumed while its thread exits")),
         "{stderr}"
     );

@@ -808,6 +808,9 @@ impl Runtime {
                 let Some(view) = target else { continue };
                 let (k, id) = (view.key, view.id);
                 let who = describe(view.name.as_deref(), id);
+                // Discarded unrun, on its own stack: what can panic there
+                // is its function's destructor (its captures').
+                let unstarted = view.state == State::Unstarted;
                 drop(view);
                 self.add_ref(k);
                 self.hook_stopped_kill_of.set(None);
@@ -828,6 +831,11 @@ impl Runtime {
                             report!(
                                 "greenlet: {when}, the switch hook panicked on the kill of {who} \
                                  and was removed: {what}"
+                            );
+                        } else if unstarted {
+                            report!(
+                                "greenlet: {when}, {who} never ran; dropping its function \
+                                 panicked: {what}"
                             );
                         } else {
                             report!(
