@@ -75,7 +75,8 @@ impl Builder {
     /// [`StackPolicy::stack_size`](crate::StackPolicy::stack_size),
     /// [`DEFAULT_STACK_SIZE`](crate::DEFAULT_STACK_SIZE) (1 MiB) unless
     /// set. Only stacks of the policy's size are pooled for reuse; others
-    /// are mapped for the greenlet and unmapped when it dies.
+    /// are mapped for the greenlet and unmapped when it dies. A size below
+    /// [`MIN_STACK_SIZE`](crate::MIN_STACK_SIZE) is raised to it.
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = Some(bytes);
         self

@@ -280,7 +280,9 @@ pub use crate::error::{KillRefused, ParentError, SwitchError};
 pub use crate::generator::{Generator, GeneratorState, Thrown, Yielder};
 pub use crate::greenlet::{current, switch, Builder, Greenlet};
 pub use crate::local::{Local, LocalDropped};
-pub use crate::stack::{set_stack_policy, trim_stacks, StackPolicy, DEFAULT_STACK_SIZE};
+pub use crate::stack::{
+    set_stack_policy, trim_stacks, StackPolicy, DEFAULT_STACK_SIZE, MIN_STACK_SIZE,
+};
 pub use crate::stats::{stats, GreenletInfo, GreenletState, Stats, WaitOn};
 pub use crate::trace::{set_switch_hook, SwitchEvent, SwitchHook, SwitchKind};
 pub use crate::unwind::is_runtime_unwinding;

@@ -4,7 +4,9 @@
 //! it and the kernel raises SIGSEGV (or SIGBUS). The handler installed here,
 //! once per process, runs on the thread's alternate signal stack (Rust's
 //! runtime gives every thread it starts one; greenlet runtimes add one to a
-//! thread that has none). If the faulting address lies in the guard page of
+//! thread that has none, and to a thread whose own Rust's runtime has
+//! removed as the thread exits, when a kill or the teardown may still run
+//! greenlet code; see `ensure_alt_stack`). If the faulting address lies in the guard page of
 //! the stack of this thread's current greenlet, it prints
 //!
 //! ```text
@@ -62,7 +64,16 @@ pub(crate) fn install() {
 
 /// Gives the calling thread an alternate signal stack if it has none, so the
 /// handler can run when the thread's current stack is the one that overflowed.
-fn ensure_alt_stack() {
+///
+/// Called when a runtime starts, and again on the paths that may run a
+/// greenlet's code while the thread exits (a kill, the runtime's
+/// teardown): Rust's runtime removes the alternate stack it gave a thread
+/// once the thread's main function returns, before the thread-locals'
+/// destructors run, and one of those may kill a greenlet (a handle kept in
+/// a thread-local) whose destructors overflow. One query (`sigaltstack`)
+/// when the thread has a stack; a mapping of this module's, kept until the
+/// runtime's teardown, when it has none.
+pub(crate) fn ensure_alt_stack() {
     // SAFETY: `stack_t` is a plain C struct, valid all zeroes.
     let mut current: libc::stack_t = unsafe { mem::zeroed() };
     // SAFETY: a null new stack only queries; `current` is a valid,
@@ -72,31 +83,43 @@ fn ensure_alt_stack() {
     {
         return;
     }
-    // SAFETY: a fresh private anonymous mapping; it is registered as this
-    // thread's signal stack and unmapped only when the thread exits (`AltStack`).
-    unsafe {
-        let stack = libc::mmap(
-            ptr::null_mut(),
-            ALT_STACK_SIZE,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        );
+    // Ours, if Rust's runtime disabled it with its own (it disables
+    // whatever is registered): registered again rather than mapped anew.
+    let mut stack = ALT_STACK.with(Cell::get);
+    let fresh = stack.is_null();
+    if fresh {
+        // SAFETY: a fresh private anonymous mapping, unmapped only by
+        // `release_alt_stack` (or below, if it cannot be registered).
+        stack = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                ALT_STACK_SIZE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
         if stack == libc::MAP_FAILED {
             return;
         }
-        let new = libc::stack_t {
-            ss_sp: stack,
-            ss_flags: 0,
-            ss_size: ALT_STACK_SIZE,
-        };
-        if libc::sigaltstack(&new, ptr::null_mut()) != 0 {
-            libc::munmap(stack, ALT_STACK_SIZE);
-            return;
-        }
-        let _ = ALT_STACK.try_with(|s| s.set(stack));
     }
+    let new = libc::stack_t {
+        ss_sp: stack,
+        ss_flags: 0,
+        ss_size: ALT_STACK_SIZE,
+    };
+    // SAFETY: `stack` is a live mapping of `ALT_STACK_SIZE` bytes that
+    // stays mapped while it is registered (`release_alt_stack` disables
+    // it before unmapping it).
+    if unsafe { libc::sigaltstack(&new, ptr::null_mut()) } != 0 {
+        if fresh {
+            // SAFETY: mapped just above and registered nowhere.
+            unsafe { libc::munmap(stack, ALT_STACK_SIZE) };
+        }
+        return;
+    }
+    ALT_STACK.with(|s| s.set(stack));
 }
 
 /// The signal handler; see the module docs.

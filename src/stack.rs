@@ -54,7 +54,7 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use corosensei::stack::valgrind::ValgrindStackRegistration;
-use corosensei::stack::{Stack, StackPointer, MIN_STACK_SIZE};
+use corosensei::stack::{Stack, StackPointer};
 
 use crate::runtime::Runtime;
 
@@ -69,6 +69,38 @@ pub(crate) type Co = corosensei::Coroutine<usize, usize, (), PooledStack>;
 /// corosensei's default. Memory is only committed as the stack is touched,
 /// so an idle greenlet costs about one page of it.
 pub const DEFAULT_STACK_SIZE: usize = 1024 * 1024;
+
+/// The smallest usable stack a greenlet gets: a smaller
+/// [`Builder::stack_size`](crate::Builder::stack_size) or
+/// [`StackPolicy::stack_size`] is raised to it. 16 KiB (the least a Linux
+/// thread may have, `PTHREAD_STACK_MIN`) when this crate is built with
+/// optimisation, 32 KiB when it is not (`cargo test`, `cargo run` in
+/// debug), whose frames are several times larger.
+///
+/// It is the room for what the crate and std run on a greenlet's stack
+/// beside the greenlet's own frames: a switch through a
+/// [switch hook](crate::set_switch_hook), a kill's unwinding, and the
+/// report of a panic, which std's panic hook prints on the panicking
+/// greenlet's stack, with a backtrace when `RUST_BACKTRACE` asks for one.
+/// (Below it, a panic on a 4 KiB stack overflowed while its backtrace was
+/// printed, and in a debug build a hooked switch did.) The greenlet's own
+/// code needs its frames on top.
+///
+/// ```
+/// use greenlet::{Greenlet, MIN_STACK_SIZE};
+///
+/// let g = Greenlet::builder().stack_size(0).build(|()| 1)?;
+/// assert_eq!(g.switch::<(), i32>(()).unwrap(), 1);
+/// assert!(MIN_STACK_SIZE >= 16 * 1024);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub const MIN_STACK_SIZE: usize = if cfg!(debug_assertions) {
+    32 * 1024
+} else {
+    16 * 1024
+};
+
+const _: () = assert!(MIN_STACK_SIZE >= corosensei::stack::MIN_STACK_SIZE);
 
 /// How many colours (offsets of 64 bytes) stack tops cycle through: up to
 /// half a page, so that a parked greenlet's frames still fit in its stack's
@@ -161,7 +193,8 @@ impl StackPolicy {
     /// generators included), and of those whose builder asks for this very
     /// size. Stacks of any other size are mapped for their greenlet and
     /// unmapped when it is done; the hub's own greenlet keeps
-    /// [`DEFAULT_STACK_SIZE`].
+    /// [`DEFAULT_STACK_SIZE`], and a [server](crate::net::Server)'s own
+    /// greenlets (its loop, its stops) take at least that much.
     ///
     /// Smaller stacks cost less than their size suggests, because a stack
     /// only holds the pages it touched either way: what shrinks is the
@@ -171,6 +204,8 @@ impl StackPolicy {
     /// greenlet's first page fault is cheaper. The price is the depth a
     /// greenlet may reach: one that overflows its stack aborts the process
     /// with a message naming it (see [`Builder::stack_size`](crate::Builder::stack_size)).
+    ///
+    /// A size below [`MIN_STACK_SIZE`] is raised to it.
     ///
     /// A new size takes effect at once: the pooled stacks of the old size
     /// are unmapped, and those still in use are unmapped when their
@@ -253,6 +288,17 @@ impl Default for StackPolicy {
 /// exit.)
 pub fn set_stack_policy(policy: StackPolicy) -> StackPolicy {
     Runtime::get().with_pool(|pool| pool.set_policy(policy))
+}
+
+/// The stack size of a greenlet of the crate's own that runs beside the
+/// user's (a server's accept loop, its stops): the thread's policy size,
+/// pooled, unless that is below [`DEFAULT_STACK_SIZE`], which a policy
+/// sized for the user's shallow greenlets says nothing about (a debug
+/// build's accept loop overflowed 32 KiB).
+pub(crate) fn own_greenlet_stack_size() -> usize {
+    Runtime::get()
+        .with_pool(|pool| pool.stack_size())
+        .max(DEFAULT_STACK_SIZE)
 }
 
 /// Gives the memory of every stack in the current thread's pool back to
@@ -407,7 +453,7 @@ impl Drop for PooledStack {
 // rest up to `low + len` is readable and writable memory owned by this
 // stack. The base is moved down by the colour and `RESERVED` (multiples of
 // 16, so it stays 16-byte aligned), which leaves at least `MIN_STACK_SIZE`
-// usable bytes because `mapped_len` adds `RESERVED` and a page (more than
+// (more than corosensei's minimum) usable bytes because `mapped_len` adds `RESERVED` and a page (more than
 // any colour) to the requested size.
 unsafe impl Stack for PooledStack {
     #[inline]

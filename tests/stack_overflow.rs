@@ -91,11 +91,11 @@ fn tiny_stack_overflow_child() {
     }
 }
 
-/// A stack asked for with fewer bytes than corosensei's minimum gets the
-/// minimum, and the message names what it got, not "0 KiB".
+/// A stack asked for with fewer bytes than the minimum gets the minimum,
+/// and the message names what it got, not "0 KiB".
 #[test]
 fn an_overflow_on_a_stack_below_the_minimum_names_the_minimum() {
-    let kib = corosensei::stack::MIN_STACK_SIZE / 1024;
+    let kib = greenlet::MIN_STACK_SIZE / 1024;
     assert!(kib > 0);
     assert_overflow(
         "tiny_stack_overflow_child",
@@ -129,7 +129,7 @@ fn switching_overflow_child() {
     let pad: usize = pad.parse().unwrap();
     let g = Greenlet::builder()
         .name("switchy")
-        .stack_size(16 * 1024)
+        .stack_size(64 * 1024)
         .build(move |()| {
             let parent = Greenlet::current().parent().unwrap();
             match pad {
@@ -167,10 +167,228 @@ fn an_overflow_inside_a_switch_names_the_greenlet() {
         );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
-            stderr.contains("greenlet 'switchy' (id 1) overflowed its stack of 16 KiB"),
+            stderr.contains("greenlet 'switchy' (id 1) overflowed its stack of 64 KiB"),
             "run {run}: {:?}, stderr: {stderr}",
             out.status
         );
         assert_eq!(out.status.signal(), Some(libc::SIGABRT), "run {run}");
     }
+}
+
+/// A value whose destructor recurses until the stack it runs on overflows.
+struct OverflowsAsItDrops;
+
+impl Drop for OverflowsAsItDrops {
+    fn drop(&mut self) {
+        std::hint::black_box(recurse(0));
+    }
+}
+
+const AT_EXIT_CHILD: &str = "GREENLET_OVERFLOW_AT_THREAD_EXIT_CHILD";
+
+thread_local! {
+    /// A handle whose destructor, at the thread's exit, kills its greenlet.
+    static KEPT: std::cell::RefCell<Option<Greenlet>> = const { std::cell::RefCell::new(None) };
+}
+
+#[test]
+fn overflow_at_thread_exit_child() {
+    let Ok(mode) = std::env::var(AT_EXIT_CHILD) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        if mode == "unstarted" {
+            // The teardown discards it, dropping its function on its own
+            // stack.
+            let guard = OverflowsAsItDrops;
+            let g = Greenlet::builder()
+                .name("unstarted-at-exit")
+                .stack_size(64 * 1024)
+                .build(move |()| drop(guard))
+                .unwrap();
+            std::mem::forget(g);
+        } else {
+            // Suspended, its last handle in a thread-local: that
+            // thread-local's destructor kills it.
+            let g = Greenlet::builder()
+                .name("kept-in-a-thread-local")
+                .stack_size(64 * 1024)
+                .build(|()| {
+                    let _guard = OverflowsAsItDrops;
+                    Greenlet::main().switch::<(), ()>(()).unwrap();
+                })
+                .unwrap();
+            g.switch::<(), ()>(()).unwrap();
+            KEPT.with(|k| *k.borrow_mut() = Some(g));
+        }
+    })
+    .join()
+    .ok();
+}
+
+/// Rust's runtime removes a thread's alternate signal stack when the
+/// thread's main function returns, before the thread-locals' destructors
+/// run; the runtime's teardown is one of them, and discards an unstarted
+/// greenlet by dropping its function on its own stack. An overflow there
+/// is reported as any other (it used to die of a bare SIGSEGV: with no
+/// alternate stack, the kernel cannot run the handler).
+#[test]
+fn an_overflow_dropping_an_unstarted_greenlets_function_at_thread_exit_is_reported() {
+    let out = child::run("overflow_at_thread_exit_child", AT_EXIT_CHILD, "unstarted");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("greenlet 'unstarted-at-exit' (id 1) overflowed its stack of 64 KiB"),
+        "stderr: {stderr}"
+    );
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{:?}", out.status);
+}
+
+/// The same at a kill that a thread-local's destructor runs (a handle
+/// kept in a thread-local, the crate's **Threads** docs): the victim's
+/// destructors overflow its stack after Rust's runtime removed the
+/// alternate signal stack.
+#[test]
+fn an_overflow_in_a_kill_run_by_a_thread_locals_destructor_is_reported() {
+    let out = child::run("overflow_at_thread_exit_child", AT_EXIT_CHILD, "kept");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("greenlet 'kept-in-a-thread-local' (id 1) overflowed its stack of 64 KiB"),
+        "stderr: {stderr}"
+    );
+    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{:?}", out.status);
+}
+
+const MINIMUM_CHILD: &str = "GREENLET_MINIMUM_STACK_CHILD";
+
+/// Counts its drop.
+struct Dropped(std::rc::Rc<std::cell::Cell<u32>>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+#[test]
+fn minimum_stack_child() {
+    let Ok(mode) = std::env::var(MINIMUM_CHILD) else {
+        return;
+    };
+    if mode == "panic" {
+        // std's panic hook prints the report, with a backtrace, on the
+        // panicking greenlet's stack.
+        let g = Greenlet::builder()
+            .name("smallest")
+            .stack_size(0)
+            .build(|()| -> u8 { panic!("a plain panic") })
+            .unwrap();
+        let r = g.switch::<(), u8>(());
+        assert!(
+            matches!(r, Err(greenlet::SwitchError::Panicked(_))),
+            "{r:?}"
+        );
+    } else {
+        // A switch through a hook that does nothing, then a kill.
+        let drops = std::rc::Rc::new(std::cell::Cell::new(0));
+        let guard = Dropped(drops.clone());
+        greenlet::set_switch_hook(Some(Box::new(|_| {})));
+        let g = Greenlet::builder()
+            .name("smallest")
+            .stack_size(0)
+            .build(move |()| {
+                let _guard = guard;
+                Greenlet::main().switch::<(), ()>(()).unwrap();
+            })
+            .unwrap();
+        g.switch::<(), ()>(()).unwrap();
+        g.kill();
+        greenlet::set_switch_hook(None);
+        assert!(g.is_dead());
+        assert_eq!(drops.get(), 1);
+    }
+}
+
+/// The smallest stack a greenlet can get (`stack_size(0)`, raised to
+/// `MIN_STACK_SIZE`) holds the report of a panic with a backtrace, which
+/// std's panic hook prints on that stack: the panic reaches the parent.
+/// (On the 4 KiB of the minimum before, the report overflowed it.)
+#[test]
+fn a_panic_with_a_backtrace_fits_the_minimum_stack() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "minimum_stack_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(MINIMUM_CHILD, "panic")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{:?}\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert!(stderr.contains("a plain panic"), "{stderr}");
+}
+
+/// The minimum stack holds a switch through a switch hook and a kill's
+/// unwinding, in debug builds too (whose frames are several times larger:
+/// on the 4 KiB of the minimum before, a hooked switch overflowed it).
+#[test]
+fn a_hooked_switch_and_a_kill_fit_the_minimum_stack() {
+    child::assert_passes("minimum_stack_child", MINIMUM_CHILD, "hook");
+}
+
+const SMALL_POLICY_SERVER_CHILD: &str = "GREENLET_SMALL_POLICY_SERVER_CHILD";
+
+#[test]
+fn small_policy_server_child() {
+    use std::io::{Read, Write};
+    if std::env::var(SMALL_POLICY_SERVER_CHILD).is_err() {
+        return;
+    }
+    greenlet::set_stack_policy(greenlet::StackPolicy::new().stack_size(16 * 1024));
+    let me: std::rc::Rc<std::cell::OnceCell<greenlet::net::ServerHandle>> = Default::default();
+    let cell = me.clone();
+    let server = greenlet::net::Server::bind("127.0.0.1:0", move |mut conn, _| {
+        let mut buf = [0u8; 2];
+        if conn.read_exact(&mut buf).is_ok() {
+            let _ = conn.write_all(&buf);
+            if &buf == b"st" {
+                // A stop from a handler runs in a greenlet of its own.
+                cell.get().unwrap().stop(std::time::Duration::ZERO);
+            }
+        }
+    })
+    .unwrap()
+    .handler_stack_size(64 * 1024)
+    .max_connections(2)
+    .start();
+    me.set(server.clone()).ok();
+    let _stopper = server.stopper();
+    for request in [b"hi", b"hi", b"st"] {
+        let mut c = greenlet::net::TcpStream::connect(server.local_addr()).unwrap();
+        c.write_all(request).unwrap();
+        let mut buf = [0u8; 2];
+        c.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, request);
+    }
+    server.wait();
+    assert!(server.is_stopped());
+}
+
+/// A thread whose stack policy is sized for its handlers (16 KiB here,
+/// raised to the minimum) still runs a server: the server's own greenlets
+/// (its accept loop, its stopper's listener and each stop) take the
+/// default size, as the hub does. (In a debug build the accept loop
+/// overflowed the policy's 32 KiB.)
+#[test]
+fn a_servers_own_greenlets_do_not_take_a_small_policys_stacks() {
+    child::assert_passes("small_policy_server_child", SMALL_POLICY_SERVER_CHILD, "1");
 }

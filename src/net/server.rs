@@ -212,6 +212,13 @@ impl fmt::Debug for Server {
     }
 }
 
+/// The builder of a greenlet of the server's own (its loop, a stop, the
+/// stopper's listener): not on a stack smaller than the default, whatever
+/// the policy sized for the handlers (see `own_greenlet_stack_size`).
+fn own_greenlet() -> hub::Builder {
+    hub::Builder::new().stack_size(crate::stack::own_greenlet_stack_size())
+}
+
 /// What takes a reference to `handler` when a stop begins (see
 /// `Shared::handler`): weak until then.
 pub(super) fn handler_ref<H: ?Sized + 'static>(
@@ -514,7 +521,7 @@ impl ServerHandle {
             handler_ref,
         });
         let s = shared.clone();
-        let acceptor = hub::Builder::new()
+        let acceptor = own_greenlet()
             .name(loop_name)
             .spawn(move || serve(&s))
             .unwrap_or_else(|e| panic!("greenlet::net: starting the {loop_name} greenlet: {e}"));
@@ -652,7 +659,7 @@ impl ServerHandle {
             // the server stays as it was (not half stopping, with
             // `is_stopping` true and nobody stopping it) and the caller
             // hears why.
-            match hub::Builder::new().spawn(move || handle.stop(grace)) {
+            match own_greenlet().spawn(move || handle.stop(grace)) {
                 Ok(stopper) => drop(stopper),
                 Err(e) => panic!(
                     "greenlet::net::ServerHandle::stop: no stack for the greenlet that \
@@ -760,19 +767,19 @@ impl ServerHandle {
         // `wait` for the server must not be told it waits for ever. The
         // stop kills it. Each stop runs in a greenlet of its own, so a
         // second one, with a shorter grace, can cut the first short.
-        let watcher = hub::spawn(move || {
+        let watcher = own_greenlet().spawn(move || {
             while let Ok(grace) = rx.recv() {
                 let stopping = handle.clone();
-                if hub::Builder::new()
-                    .spawn(move || stopping.stop(grace))
-                    .is_err()
-                {
+                if own_greenlet().spawn(move || stopping.stop(grace)).is_err() {
                     // No stack for it (the mapping limit): stopped here,
                     // so the request is not lost. A second request waits
                     // for this stop to end instead of cutting it short.
                     handle.stop(grace);
                 }
             }
+        });
+        let watcher = watcher.unwrap_or_else(|e| {
+            panic!("greenlet::net::ServerHandle::stopper: no stack for the listening greenlet: {e}")
         });
         *self.shared.watcher.borrow_mut() = Some(watcher);
         *self.shared.stop_tx.borrow_mut() = Some(tx.clone());

@@ -95,10 +95,9 @@ impl Runtime {
         self.recycle_finished();
         let (stack, stack_size) = self.with_pool(|pool| {
             let size = stack_size.unwrap_or(pool.stack_size());
-            // What the overflow message names: the size asked for, or
-            // corosensei's minimum if that is more (the stack has at least
-            // that much).
-            let named = size.max(corosensei::stack::MIN_STACK_SIZE);
+            // What the overflow message names: the size asked for, or the
+            // minimum if that is more (the stack has at least that much).
+            let named = size.max(crate::MIN_STACK_SIZE);
             pool.take(size).map(|stack| (stack, named))
         })?;
         let slot = stack.coroutine_slot();
@@ -475,6 +474,11 @@ impl Runtime {
             self.keep_refuser(victim);
             return Ok(());
         }
+        // The victim's destructors run on its stack; an overflow there is
+        // reported only from an alternate signal stack, which Rust's
+        // runtime removes as the thread exits, before the thread-locals'
+        // destructors run (one of which may be killing this victim).
+        crate::overflow::ensure_alt_stack();
         // Hold the victim for the whole kill: the hook's event handles and
         // the destructors that run may drop its last reference.
         let hold = self.hold(victim);

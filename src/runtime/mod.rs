@@ -151,6 +151,11 @@ impl Drop for Owner {
         if rt.is_null() || rt == TORN_DOWN {
             return;
         }
+        // Rust's runtime removed the thread's alternate signal stack when
+        // its main function returned: the teardown runs greenlet code (an
+        // unstarted greenlet's function is dropped on its own stack), so an
+        // overflow there needs one to be reported.
+        crate::overflow::ensure_alt_stack();
         // SAFETY: the pointer came from `Box::into_raw` in `init`; this is
         // the thread's last use of it, so it is freed here, once, after
         // the teardown that needed it (the marker stops any later use).
