@@ -183,6 +183,11 @@ impl<Y: 'static, S: 'static> Yielder<Y, S> {
     /// assert_eq!(err.message(), Some("stop"));
     /// ```
     ///
+    /// # Errors
+    ///
+    /// [`Thrown`] holding the error when one is [thrown](Generator::throw)
+    /// into the generator while this waits.
+    ///
     /// # Panics
     ///
     /// As [`yield_`](Yielder::yield_), except for thrown errors.
@@ -281,6 +286,10 @@ impl Thrown {
     }
 
     /// The error as an `E`, or `Err(self)` when it is of another type.
+    ///
+    /// # Errors
+    ///
+    /// `self`, unchanged, when the error is not an `E`.
     ///
     /// ```
     /// # use greenlet::{Generator, Yielder};
@@ -664,6 +673,12 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
     /// assert_eq!(g.throw("enough").unwrap(), Some("cleaning up"));
     /// assert_eq!(g.next(), None);
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Thrown`] holding the error when it unwound out of the producer
+    /// unhandled (or was raised again), when the generator had not started,
+    /// or when it had finished already (see the list above).
     ///
     /// # Panics
     ///

@@ -100,6 +100,10 @@ impl Builder {
     /// without lightweight guard pages each guarded stack takes two
     /// mappings, so about 32,000 greenlets), or when memory runs out. Raise
     /// the limit with `sysctl -w vm.max_map_count=...`.
+    ///
+    /// # Errors
+    ///
+    /// The OS's error when no stack can be had, as described above.
     pub fn build<F, A, R>(self, f: F) -> io::Result<Greenlet>
     where
         F: FnOnce(A) -> R + 'static,
@@ -438,6 +442,11 @@ impl Greenlet {
     /// Allowed in any state. Refused, leaving the old parent, when `parent`
     /// is this greenlet or one of its descendants ([`ParentError::Cycle`])
     /// or when this is the main greenlet ([`ParentError::Main`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ParentError::Main`] for the main greenlet, [`ParentError::Cycle`]
+    /// when `parent` is this greenlet or one of its descendants.
     pub fn set_parent(&self, parent: &Greenlet) -> Result<(), ParentError> {
         if self.key == Runtime::get().main_key() {
             return Err(ParentError::Main);
@@ -509,6 +518,14 @@ impl Greenlet {
 }
 
 /// Switches to `target` with `value`; the same as `target.switch(value)`.
+///
+/// # Errors
+///
+/// As [`Greenlet::switch`].
+///
+/// # Panics
+///
+/// As [`Greenlet::switch`].
 // Inlined to the switch (see `hub/wait.rs`).
 #[inline(always)]
 pub fn switch<T: 'static, R: 'static>(target: &Greenlet, value: T) -> Result<R, SwitchError> {

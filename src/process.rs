@@ -204,6 +204,10 @@ impl Command {
     /// # Errors
     ///
     /// As [`spawn`](Command::spawn), and the pipes' read errors.
+    ///
+    /// # Panics
+    ///
+    /// As [`Child::wait_with_output`] (any blocking hub call).
     pub fn output(&mut self) -> io::Result<Output> {
         self.spawn_with(Stdio::null, Stdio::piped, Stdio::piped)?
             .wait_with_output()
@@ -219,6 +223,10 @@ impl Command {
     /// As [`spawn`](Command::spawn), and [`Child::wait`]'s: made while the
     /// calling greenlet unwinds (in a destructor during a panic or a kill),
     /// which cannot wait, for a process that has not exited yet.
+    ///
+    /// # Panics
+    ///
+    /// As [`Child::wait`] (any blocking hub call).
     pub fn status(&mut self) -> io::Result<ExitStatus> {
         let mut child = ReapOnUnwind(Some(self.spawn()?));
         let running = child.0.as_mut().expect("present until the end");
@@ -879,6 +887,10 @@ macro_rules! pipe_type {
             /// Sets how long one read or write may wait before failing
             /// with `ErrorKind::TimedOut` (`None`: forever; zero is
             /// refused with `InvalidInput`).
+            ///
+            /// # Errors
+            ///
+            /// `ErrorKind::InvalidInput` for `Some(Duration::ZERO)`.
             pub fn set_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
                 self.fd.set_read_timeout(timeout)?;
                 self.fd.set_write_timeout(timeout)

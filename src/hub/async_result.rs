@@ -136,6 +136,11 @@ impl<T, E> AsyncResult<T, E> {
 impl<T: Clone, E: Clone> AsyncResult<T, E> {
     /// Blocks until the slot is filled and returns a clone of it.
     ///
+    /// # Errors
+    ///
+    /// A clone of the error when the slot was filled with one
+    /// ([`set_error`](AsyncResult::set_error)).
+    ///
     /// # Panics
     ///
     /// As any blocking call (see the [module docs](super)). The value is

@@ -166,6 +166,11 @@ impl<T> Sender<T> {
     /// Queues `value` for the receiver, waking it if it waits. Never blocks.
     /// Fails (giving `value` back) once the receiver is dropped, or its
     /// thread has exited.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] holding `value` when the receiver is dropped or its
+    /// thread has exited.
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
         let mut state = self.chan.lock();
         if !state.receiver_alive || self.chan.inbox.is_closed() {
@@ -245,6 +250,11 @@ impl<T> Receiver<T> {
     /// kill) it cannot wait: with nothing there it returns
     /// `Err(RecvError)`, as if the senders were gone.
     ///
+    /// # Errors
+    ///
+    /// [`RecvError`] once every sender is dropped and the channel is empty,
+    /// or, with nothing there, while the greenlet unwinds.
+    ///
     /// # Panics
     ///
     /// As any blocking hub call (see the [hub docs](super)).
@@ -256,6 +266,12 @@ impl<T> Receiver<T> {
     /// (`Err(Timeout)`). While its greenlet unwinds, with nothing there,
     /// it returns `Err(Disconnected)` at once, as `recv` does.
     ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`] when nothing came within `timeout`;
+    /// [`RecvTimeoutError::Disconnected`] as [`recv`](Receiver::recv)'s
+    /// `RecvError`.
+    ///
     /// # Panics
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
@@ -264,6 +280,12 @@ impl<T> Receiver<T> {
     }
 
     /// Takes the next value if there is one, without blocking.
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Empty`] when there is no value;
+    /// [`TryRecvError::Disconnected`] when there is none and every sender
+    /// is dropped.
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         let mut state = self.chan.lock();
         let taken = state.items.pop_front();

@@ -427,6 +427,13 @@ impl<R: 'static> JoinHandle<R> {
     /// Waits (blocking the calling greenlet) until the spawned greenlet
     /// finishes, and returns its value, or why there is none.
     ///
+    /// # Errors
+    ///
+    /// [`JoinError::Panicked`] with the original payload when the greenlet
+    /// panicked (or a greenlet-local's destructor did), or an error thrown
+    /// into it ended it; [`JoinError::Killed`] when it was killed, before or
+    /// while it ran.
+    ///
     /// # Panics
     ///
     /// When called from the spawned greenlet itself (it could never

@@ -281,6 +281,11 @@ impl Remote {
     /// ran. The queue is unbounded and takes no backpressure: a thread that
     /// posts faster than the hub runs the work grows it until memory runs
     /// out, so throttle with a bounded channel of replies or a counter.
+    ///
+    /// # Errors
+    ///
+    /// [`RemoteClosed`] (`f` dropped unrun) once the hub's thread has
+    /// exited.
     pub fn spawn<F: FnOnce() + Send + 'static>(&self, f: F) -> Result<(), RemoteClosed> {
         self.inbox.post(|mail| mail.tasks.push(Box::new(f)))
     }

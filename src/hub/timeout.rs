@@ -214,6 +214,11 @@ impl std::error::Error for Elapsed {}
 /// // Nothing else will ever put: the get is interrupted.
 /// assert!(with_timeout(Duration::from_millis(5), || q.get()).is_err());
 /// ```
+///
+/// # Errors
+///
+/// [`Elapsed`] when the deadline interrupted a blocking call (or a yield)
+/// in `f` and the interruption unwound out of it.
 pub fn with_timeout<R>(d: Duration, f: impl FnOnce() -> R) -> Result<R, Elapsed> {
     let Some(deadline) = deadline_after(d) else {
         // A deadline too far to represent never passes.

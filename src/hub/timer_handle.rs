@@ -110,6 +110,11 @@ impl<R: 'static> Scheduled<R> {
     /// Waits for `f` to run and returns its value (see
     /// [`JoinHandle::join`]); [`JoinError::Killed`] if it was cancelled.
     ///
+    /// # Errors
+    ///
+    /// As [`JoinHandle::join`]: [`JoinError::Killed`] also when the run was
+    /// [cancelled](Scheduled::cancel).
+    ///
     /// # Panics
     ///
     /// As [`JoinHandle::join`].

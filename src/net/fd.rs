@@ -310,6 +310,11 @@ impl<T: AsFd> AsyncFd<T> {
     }
 
     /// The wrapped value.
+    ///
+    /// # Panics
+    ///
+    /// Never: the value is there until [`into_inner`](AsyncFd::into_inner)
+    /// consumes the `AsyncFd` (the `expect` inside states that invariant).
     pub fn get_ref(&self) -> &T {
         self.inner.as_ref().expect("present until into_inner")
     }
@@ -321,6 +326,11 @@ impl<T: AsFd> AsyncFd<T> {
     /// could not be taken out of the epoll set (it stays while a copy of
     /// it is open elsewhere; its events then reach nobody). Rewrap a new descriptor with [`new`](AsyncFd::new) instead
     /// (tokio's `AsyncFd` has the same rule).
+    ///
+    /// # Panics
+    ///
+    /// Never: the value is there until [`into_inner`](AsyncFd::into_inner)
+    /// consumes the `AsyncFd` (the `expect` inside states that invariant).
     pub fn get_mut(&mut self) -> &mut T {
         self.inner.as_mut().expect("present until into_inner")
     }
@@ -370,6 +380,11 @@ impl<T: AsFd> AsyncFd<T> {
 
     /// Deregisters the descriptor and gives the wrapped value back (still
     /// in non-blocking mode).
+    ///
+    /// # Panics
+    ///
+    /// Never: the value is there until this consumes the `AsyncFd` (the
+    /// `expect` inside states that invariant).
     pub fn into_inner(mut self) -> T {
         self.deregister();
         self.inner.take().expect("present until into_inner")
@@ -408,6 +423,10 @@ impl<T: AsFd> AsyncFd<T> {
     /// Sets how long a read may wait before failing with
     /// `ErrorKind::TimedOut` (`None`: forever). `Some(ZERO)` is refused
     /// with `InvalidInput`, as std's sockets do.
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::InvalidInput` for `Some(Duration::ZERO)`.
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.read_timeout.set(check_timeout(timeout)?);
         Ok(())
@@ -415,6 +434,11 @@ impl<T: AsFd> AsyncFd<T> {
 
     /// Sets how long a write may wait before failing with
     /// `ErrorKind::TimedOut` (`None`: forever).
+    ///
+    /// # Errors
+    ///
+    /// `ErrorKind::InvalidInput` for `Some(Duration::ZERO)`, as
+    /// [`set_read_timeout`](AsyncFd::set_read_timeout).
     pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.write_timeout.set(check_timeout(timeout)?);
         Ok(())

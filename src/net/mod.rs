@@ -260,22 +260,39 @@ macro_rules! timeouts {
             /// call tries once more before it reports `TimedOut`, as a
             /// blocking socket's returns what arrived by the time its
             /// thread runs again. The same holds for writes.
+            ///
+            /// # Errors
+            ///
+            /// `ErrorKind::InvalidInput` for `Some(Duration::ZERO)`.
             pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
                 self.socket.set_timeout(Direction::Read, timeout)
             }
 
             /// Sets how long a write (or send) may wait before failing with
             /// `ErrorKind::TimedOut` (`None`: forever).
+            ///
+            /// # Errors
+            ///
+            /// `ErrorKind::InvalidInput` for `Some(Duration::ZERO)`.
             pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
                 self.socket.set_timeout(Direction::Write, timeout)
             }
 
             /// The read timeout.
+            ///
+            /// # Errors
+            ///
+            /// Never: the timeout is the hub's, not a socket option; the
+            /// `io::Result` is std's signature.
             pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
                 Ok(self.socket.timeout(Direction::Read))
             }
 
             /// The write timeout.
+            ///
+            /// # Errors
+            ///
+            /// Never, as [`read_timeout`](Self::read_timeout).
             pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
                 Ok(self.socket.timeout(Direction::Write))
             }

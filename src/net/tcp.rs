@@ -49,6 +49,13 @@ impl TcpListener {
     /// Binds to `addr` (each address it resolves to in turn) and listens,
     /// with a backlog of [`BACKLOG`](TcpListener::BACKLOG) connections.
     ///
+    /// # Errors
+    ///
+    /// The resolver's, for a host name (see [`ToSocketAddrs`]); the last
+    /// address's `bind` or `listen` error, or `InvalidInput` when `addr`
+    /// resolves to no address; the error of registering it with the thread's
+    /// hub (creating the hub's reactor, or `epoll_ctl`).
+    ///
     /// # Panics
     ///
     /// Only when `addr` holds a host name, which is resolved on a pool
@@ -75,6 +82,12 @@ impl TcpListener {
     }
 
     /// Wraps a listener made with std, making it non-blocking.
+    ///
+    /// # Errors
+    ///
+    /// [`std::net::TcpListener::set_nonblocking`]'s, or the error of
+    /// registering it with the thread's hub (creating the hub's reactor, or
+    /// `epoll_ctl`).
     pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
         listener.set_nonblocking(true)?;
         Ok(TcpListener {
@@ -119,21 +132,37 @@ impl TcpListener {
     }
 
     /// The address it listens on.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpListener::local_addr`].
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.get().local_addr()
     }
 
     /// Sets the `IP_TTL` option.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpListener::set_ttl`].
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         self.socket.get().set_ttl(ttl)
     }
 
     /// The `IP_TTL` option.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpListener::ttl`].
     pub fn ttl(&self) -> io::Result<u32> {
         self.socket.get().ttl()
     }
 
     /// Takes the pending `SO_ERROR`, if any.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpListener::take_error`].
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.socket.get().take_error()
     }
@@ -167,6 +196,15 @@ impl TcpStream {
     /// Connects to `addr` (each address it resolves to in turn), blocking
     /// the calling greenlet until the handshake is done.
     ///
+    /// # Errors
+    ///
+    /// The resolver's, for a host name (see [`ToSocketAddrs`]); the last
+    /// address's connect error (`ConnectionRefused`, say), or `InvalidInput`
+    /// when `addr` resolves to no address; the error of registering it with the
+    /// thread's hub (creating the hub's reactor, or `epoll_ctl`);
+    /// `ErrorKind::Other` when it would have to wait while its greenlet
+    /// unwinds.
+    ///
     /// # Panics
     ///
     /// As any blocking hub call (see the [hub docs](crate::hub)).
@@ -176,6 +214,12 @@ impl TcpStream {
 
     /// Connects to `addr`, giving up with `ErrorKind::TimedOut` after
     /// `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a zero `timeout`; `ErrorKind::TimedOut` when it
+    /// passes before the handshake is done; otherwise as
+    /// [`connect`](TcpStream::connect) for one address.
     ///
     /// # Panics
     ///
@@ -206,6 +250,11 @@ impl TcpStream {
     /// A read or write timeout set on the std socket is not carried over
     /// (std keeps it as a socket option, which non-blocking calls ignore;
     /// here it is the hub's): set it again on the result.
+    ///
+    /// # Errors
+    ///
+    /// [`std::net::TcpStream::set_nonblocking`]'s, or the error of registering
+    /// it with the thread's hub (creating the hub's reactor, or `epoll_ctl`).
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
         stream.set_nonblocking(true)?;
         TcpStream::from_mio(mio::net::TcpStream::from_std(stream))
@@ -231,48 +280,87 @@ impl TcpStream {
     }
 
     /// The remote address.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpStream::peer_addr`].
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.socket.get().peer_addr()
     }
 
     /// The local address.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpStream::local_addr`].
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.get().local_addr()
     }
 
     /// Shuts down the read half, the write half (the peer reads EOF) or
     /// both.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpStream::shutdown`].
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.socket.get().shutdown(how)
     }
 
     /// Sets `TCP_NODELAY` (no Nagle delay for small writes).
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpStream::set_nodelay`].
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         self.socket.get().set_nodelay(nodelay)
     }
 
     /// The `TCP_NODELAY` option.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpStream::nodelay`].
     pub fn nodelay(&self) -> io::Result<bool> {
         self.socket.get().nodelay()
     }
 
     /// Sets the `IP_TTL` option.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpStream::set_ttl`].
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         self.socket.get().set_ttl(ttl)
     }
 
     /// The `IP_TTL` option.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpStream::ttl`].
     pub fn ttl(&self) -> io::Result<u32> {
         self.socket.get().ttl()
     }
 
     /// Takes the pending `SO_ERROR`, if any.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::TcpStream::take_error`].
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.socket.get().take_error()
     }
 
     /// Reads without consuming, blocking the calling greenlet until data
     /// (or EOF) is there.
+    ///
+    /// # Errors
+    ///
+    /// The OS's `recv` error; `ErrorKind::TimedOut` when the read timeout
+    /// passes, `ConnectionAborted` once [closed](TcpStream::close), and
+    /// `ErrorKind::Other` when it would have to wait while its greenlet
+    /// unwinds.
     ///
     /// # Panics
     ///

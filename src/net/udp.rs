@@ -31,6 +31,13 @@ pub struct UdpSocket {
 impl UdpSocket {
     /// Binds to `addr` (each address it resolves to in turn).
     ///
+    /// # Errors
+    ///
+    /// The resolver's, for a host name (see [`ToSocketAddrs`]); the last
+    /// address's `bind` error, or `InvalidInput` when `addr` resolves to no
+    /// address; the error of registering it with the thread's hub (creating the
+    /// hub's reactor, or `epoll_ctl`).
+    ///
     /// # Panics
     ///
     /// Only when `addr` holds a host name, as
@@ -46,6 +53,11 @@ impl UdpSocket {
     /// A read or write timeout set on the std socket is not carried over
     /// (std keeps it as a socket option, which non-blocking calls ignore;
     /// here it is the hub's): set it again on the result.
+    ///
+    /// # Errors
+    ///
+    /// [`std::net::UdpSocket::set_nonblocking`]'s, or the error of registering
+    /// it with the thread's hub (creating the hub's reactor, or `epoll_ctl`).
     pub fn from_std(socket: std::net::UdpSocket) -> io::Result<UdpSocket> {
         socket.set_nonblocking(true)?;
         Ok(UdpSocket {
@@ -54,6 +66,12 @@ impl UdpSocket {
     }
 
     /// Sets the default peer for `send` and the only source for `recv`.
+    ///
+    /// # Errors
+    ///
+    /// The resolver's, for a host name (see [`ToSocketAddrs`]); the last
+    /// address's `connect` error, or `InvalidInput` when `addr` resolves to no
+    /// address.
     ///
     /// # Panics
     ///
@@ -64,6 +82,15 @@ impl UdpSocket {
     }
 
     /// Sends a datagram to `target` (its first address).
+    ///
+    /// # Errors
+    ///
+    /// The resolver's, for a host name (see [`ToSocketAddrs`]), or
+    /// `InvalidInput` when `target` resolves to no address; the OS's `sendto`
+    /// error; `ErrorKind::TimedOut` when the write timeout passes,
+    /// `ConnectionAborted` once [closed](UdpSocket::close), and
+    /// `ErrorKind::Other` when it would have to wait while its greenlet
+    /// unwinds.
     ///
     /// # Panics
     ///
@@ -80,6 +107,13 @@ impl UdpSocket {
 
     /// Receives a datagram, waiting for one.
     ///
+    /// # Errors
+    ///
+    /// The OS's `recvfrom` error; `ErrorKind::TimedOut` when the read timeout
+    /// passes, `ConnectionAborted` once [closed](UdpSocket::close), and
+    /// `ErrorKind::Other` when it would have to wait while its greenlet
+    /// unwinds.
+    ///
     /// # Panics
     ///
     /// As any blocking hub call (see the [hub docs](crate::hub)).
@@ -91,6 +125,13 @@ impl UdpSocket {
     }
 
     /// Like `recv_from`, leaving the datagram queued.
+    ///
+    /// # Errors
+    ///
+    /// The OS's `recvfrom` error; `ErrorKind::TimedOut` when the read timeout
+    /// passes, `ConnectionAborted` once [closed](UdpSocket::close), and
+    /// `ErrorKind::Other` when it would have to wait while its greenlet
+    /// unwinds.
     ///
     /// # Panics
     ///
@@ -104,6 +145,13 @@ impl UdpSocket {
 
     /// Sends a datagram to the connected peer.
     ///
+    /// # Errors
+    ///
+    /// The OS's `send` error (without a peer, say); `ErrorKind::TimedOut` when
+    /// the write timeout passes, `ConnectionAborted` once
+    /// [closed](UdpSocket::close), and `ErrorKind::Other` when it would have to
+    /// wait while its greenlet unwinds.
+    ///
     /// # Panics
     ///
     /// As any blocking hub call (see the [hub docs](crate::hub)).
@@ -114,6 +162,13 @@ impl UdpSocket {
 
     /// Receives a datagram from the connected peer, waiting for one.
     ///
+    /// # Errors
+    ///
+    /// The OS's `recv` error; `ErrorKind::TimedOut` when the read timeout
+    /// passes, `ConnectionAborted` once [closed](UdpSocket::close), and
+    /// `ErrorKind::Other` when it would have to wait while its greenlet
+    /// unwinds.
+    ///
     /// # Panics
     ///
     /// As any blocking hub call (see the [hub docs](crate::hub)).
@@ -123,6 +178,13 @@ impl UdpSocket {
     }
 
     /// Like `recv`, leaving the datagram queued.
+    ///
+    /// # Errors
+    ///
+    /// The OS's `recv` error; `ErrorKind::TimedOut` when the read timeout
+    /// passes, `ConnectionAborted` once [closed](UdpSocket::close), and
+    /// `ErrorKind::Other` when it would have to wait while its greenlet
+    /// unwinds.
     ///
     /// # Panics
     ///
@@ -145,36 +207,64 @@ impl UdpSocket {
     }
 
     /// The local address.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::UdpSocket::local_addr`].
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.get().local_addr()
     }
 
     /// The connected peer's address.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::UdpSocket::peer_addr`].
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.socket.get().peer_addr()
     }
 
     /// Sets `SO_BROADCAST`.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::UdpSocket::set_broadcast`].
     pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
         self.socket.get().set_broadcast(on)
     }
 
     /// The `SO_BROADCAST` option.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::UdpSocket::broadcast`].
     pub fn broadcast(&self) -> io::Result<bool> {
         self.socket.get().broadcast()
     }
 
     /// Sets the `IP_TTL` option.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::UdpSocket::set_ttl`].
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         self.socket.get().set_ttl(ttl)
     }
 
     /// The `IP_TTL` option.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::UdpSocket::ttl`].
     pub fn ttl(&self) -> io::Result<u32> {
         self.socket.get().ttl()
     }
 
     /// Takes the pending `SO_ERROR`, if any.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::net::UdpSocket::take_error`].
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.socket.get().take_error()
     }

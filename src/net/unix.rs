@@ -21,6 +21,12 @@ pub struct UnixListener {
 
 impl UnixListener {
     /// Binds to the socket file `path` and listens.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::os::unix::net::UnixListener::bind`] (`AddrInUse` when the file
+    /// exists, say); the error of registering it with the thread's hub
+    /// (creating the hub's reactor, or `epoll_ctl`).
     pub fn bind<P: AsRef<Path>>(path: P) -> io::Result<UnixListener> {
         Ok(UnixListener {
             socket: Socket::new(mio::net::UnixListener::bind(path)?)?,
@@ -29,6 +35,12 @@ impl UnixListener {
     }
 
     /// Wraps a listener made with std, making it non-blocking.
+    ///
+    /// # Errors
+    ///
+    /// [`std::os::unix::net::UnixListener::set_nonblocking`]'s, or the error of
+    /// registering it with the thread's hub (creating the hub's reactor, or
+    /// `epoll_ctl`).
     pub fn from_std(listener: std::os::unix::net::UnixListener) -> io::Result<UnixListener> {
         listener.set_nonblocking(true)?;
         Ok(UnixListener {
@@ -74,11 +86,19 @@ impl UnixListener {
     }
 
     /// The address it listens on.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::os::unix::net::UnixListener::local_addr`].
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.get().local_addr()
     }
 
     /// Takes the pending `SO_ERROR`, if any.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::os::unix::net::UnixListener::take_error`].
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.socket.get().take_error()
     }
@@ -126,6 +146,14 @@ impl UnixStream {
     /// as long as it takes, the way std's blocking `connect` waits for
     /// room.
     ///
+    /// # Errors
+    ///
+    /// The OS's `connect` error (`NotFound`, `ConnectionRefused`, say), but for
+    /// `EAGAIN` which is retried as above; the error of registering it with the
+    /// thread's hub (creating the hub's reactor, or `epoll_ctl`);
+    /// `ErrorKind::Other` when it would have to wait (or pause) while its
+    /// greenlet unwinds.
+    ///
     /// # Panics
     ///
     /// As any blocking hub call (see the [hub docs](crate::hub)).
@@ -152,6 +180,11 @@ impl UnixStream {
     }
 
     /// A connected pair.
+    ///
+    /// # Errors
+    ///
+    /// `socketpair`'s, or the error of registering them with the thread's
+    /// hub (creating the hub's reactor, or `epoll_ctl`).
     pub fn pair() -> io::Result<(UnixStream, UnixStream)> {
         let (a, b) = mio::net::UnixStream::pair()?;
         Ok((UnixStream::from_mio(a)?, UnixStream::from_mio(b)?))
@@ -161,6 +194,12 @@ impl UnixStream {
     /// A read or write timeout set on the std socket is not carried over
     /// (std keeps it as a socket option, which non-blocking calls ignore;
     /// here it is the hub's): set it again on the result.
+    ///
+    /// # Errors
+    ///
+    /// [`std::os::unix::net::UnixStream::set_nonblocking`]'s, or the error of
+    /// registering it with the thread's hub (creating the hub's reactor, or
+    /// `epoll_ctl`).
     pub fn from_std(stream: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
         stream.set_nonblocking(true)?;
         UnixStream::from_mio(mio::net::UnixStream::from_std(stream))
@@ -173,6 +212,10 @@ impl UnixStream {
     }
 
     /// The local address.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::os::unix::net::UnixStream::local_addr`].
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.socket.get().local_addr()
     }
@@ -191,16 +234,28 @@ impl UnixStream {
     }
 
     /// The peer's address.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::os::unix::net::UnixStream::peer_addr`].
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.socket.get().peer_addr()
     }
 
     /// Shuts down the read half, the write half or both.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::os::unix::net::UnixStream::shutdown`].
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.socket.get().shutdown(how)
     }
 
     /// Takes the pending `SO_ERROR`, if any.
+    ///
+    /// # Errors
+    ///
+    /// As [`std::os::unix::net::UnixStream::take_error`].
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         self.socket.get().take_error()
     }
