@@ -691,15 +691,21 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
         self.adopt();
         let payload = into_payload(error);
         let thrown = same_payload(&payload);
-        match Runtime::get().throw::<Y>(self.greenlet.key(), payload) {
+        let rt = Runtime::get();
+        let panics_before = rt.panics_noted();
+        match rt.throw::<Y>(self.greenlet.key(), payload) {
             Ok(item) => Ok(Some(item)),
             // The producer was blocked in the hub (reached after its
             // consumer left a resume for something else, see `resume`):
             // the blocked call raised the error there as it came, as for
             // any greenlet thrown into while it waits, and it went out of
             // the producer unhandled. Ended as an unhandled throw at a
-            // yield is (`Err`), not as the producer's panic.
-            Err(SwitchError::Panicked(p)) if thrown(&p) => {
+            // yield is (`Err`), not as the producer's panic. The same
+            // address alone could be a new panic's payload that took the
+            // freed box's place (the producer caught the error, dropped it
+            // and panicked): that one started with `panic!`, which the
+            // crate's hook counts, where the throw came back without.
+            Err(SwitchError::Panicked(p)) if thrown(&p) && rt.panics_noted() == panics_before => {
                 let unhandled = SwitchError::Panicked(Box::new(Thrown(p)));
                 self.ended(unhandled).map(|()| None)
             }

@@ -291,7 +291,14 @@ impl Greenlet {
     /// dropped. When a greenlet being killed by this one is reaped on the
     /// way and answers its kill with a panic, that panic resumes here. When
     /// the value arriving here has the wrong type and its destructor
-    /// panics, that panic resumes here after the bookkeeping.
+    /// panics, that panic resumes here after the bookkeeping; but when
+    /// this greenlet unwinds a panic already (a switch made by a
+    /// destructor), where a second panic out of that destructor would
+    /// abort the process, the destructor's panic is reported on stderr
+    /// and the switch returns its error. (Inside the hub greenlet, which
+    /// must not unwind, it is reported as every panic that reaches the
+    /// hub; in a greenlet blocked in a hub call, the call unwinds as for
+    /// any panic that reaches it there.)
     #[inline(always)]
     pub fn switch<T: 'static, R: 'static>(&self, value: T) -> Result<R, SwitchError> {
         Runtime::get().switch(self.key, value)

@@ -78,7 +78,9 @@
 //!   with a private payload (no panic message) and returns to the caller.
 //!   While it unwinds, the victim cannot switch away
 //!   ([`SwitchError::Unwinding`]); if its function catches the unwind and
-//!   returns, the value is dropped. A victim that catches the unwind and
+//!   returns, the value is dropped (a panic of its destructor resumes in
+//!   the killer, or is reported on stderr when the killer unwinds a panic
+//!   itself, as a panic of the victim is). A victim that catches the unwind and
 //!   then switches *refuses* the kill, as Python allows, but never hangs
 //!   its killer: that switch goes back to the killer, whose
 //!   [`Greenlet::try_kill`] returns [`KillRefused`] (`kill` and a drop

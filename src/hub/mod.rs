@@ -546,7 +546,11 @@ impl Hub {
             // panic or throw that reaches the hub before its loop first
             // ran, is reported, and the loop goes on: unwound, the hub
             // would die, and every greenlet with it.
-            crate::runtime::Runtime::get().set_hub(greenlet.key(), scheduler::hand_back);
+            crate::runtime::Runtime::get().set_hub(
+                greenlet.key(),
+                scheduler::hand_back,
+                scheduler::raised_in,
+            );
             Hub {
                 key: greenlet.key(),
                 greenlet,

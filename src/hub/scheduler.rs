@@ -127,6 +127,18 @@ pub(super) fn hand_back(next: Key) {
     }
 }
 
+/// Forgets what the hub keeps of a blocking call or a yield of `key`,
+/// which the runtime is about to leave by raising a panic that came with
+/// no error (see `Runtime::set_hub`): as `switched_back_with` does for a
+/// panic that came as one, so no ready-queue entry resumes `key` later
+/// inside another switch, and main is no longer marked blocked.
+pub(super) fn raised_in(key: Key) {
+    if let Some(hub) = try_hub() {
+        hub.switched_back(key == Runtime::get().main_key());
+        hub.forget_ready(key);
+    }
+}
+
 impl Hub {
     /// The hub greenlet's loop; see the module docs.
     pub(super) fn run_loop(&self) {

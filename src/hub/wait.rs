@@ -924,7 +924,7 @@ impl Hub {
 
     /// Where a blocked greenlet resumes: main is no longer blocked.
     #[inline(always)]
-    fn switched_back(&self, is_main: bool) {
+    pub(super) fn switched_back(&self, is_main: bool) {
         if is_main {
             self.main_blocked.set(None);
         }

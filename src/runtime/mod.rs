@@ -97,11 +97,13 @@ pub(crate) struct Runtime {
     /// `take_unrun_cause`; `None` once taken). A list, not one slot: those
     /// destructors may switch, so the drops interleave.
     unrun_causes: RefCell<Vec<(Key, Option<SwitchError>)>>,
-    /// The hub greenlet, which the runtime keeps going, and how a
-    /// greenlet taken for a hand-off goes back to the hub's ready queue
-    /// (see `set_hub`).
+    /// The hub greenlet, which the runtime keeps going, how a greenlet
+    /// taken for a hand-off goes back to the hub's ready queue, and what
+    /// the hub forgets of a greenlet that leaves its switch by a panic the
+    /// runtime raises (see `set_hub`).
     hub: Cell<Option<Key>>,
     hand_back: Cell<Option<fn(Key)>>,
+    raised_in: Cell<Option<fn(Key)>>,
     /// The greenlet whose hand-off (`finish_into`) is made and which has
     /// not finished yet: until it does, every switch takes the slow path,
     /// where its own switch away gives the greenlet it chose back first.
@@ -121,6 +123,10 @@ pub(crate) struct Runtime {
     /// victim's own unwinding from the killer's, which the thread-wide
     /// `std::thread::panicking` counts alike.
     kills_in_flight: RefCell<Vec<(u64, u64)>>,
+    /// How many panics the crate's panic hook saw start in a greenlet
+    /// other than main (see `note_panic`): what tells a payload that comes
+    /// back from a new one that took its freed address.
+    panics_noted: Cell<u64>,
     /// The greenlets that refused a kill with no reference left, by key,
     /// with their greenlet number (a key is reused once its record goes):
     /// leaked, never collected again while they live (see
@@ -243,12 +249,14 @@ impl Runtime {
             unrun_causes: RefCell::new(Vec::new()),
             hub: Cell::new(None),
             hand_back: Cell::new(None),
+            raised_in: Cell::new(None),
             handing_off: Cell::new(None),
             hook_stopped_kill_of: Cell::new(None),
             tearing_down: Cell::new(false),
             collecting: Cell::new(0),
             to_collect: RefCell::new(Vec::new()),
             kills_in_flight: RefCell::new(Vec::new()),
+            panics_noted: Cell::new(0),
             kept_refusers: RefCell::new(HashMap::new()),
         }));
         RUNTIME.with(|c| c.set(rt));
@@ -377,9 +385,18 @@ impl Runtime {
     /// chose to receive the end of a finishing greenlet (`finish_into`)
     /// when that end does not go there after all: the finisher is killed
     /// first, or ends with an error (see `hand_back`).
-    pub(crate) fn set_hub(&self, key: Key, hand_back: fn(Key)) {
+    ///
+    /// `raised_in` is told of a greenlet in which the runtime is about to
+    /// raise a panic that arrived with no error to carry it (the
+    /// destructor's panic of a wrong-typed value it received, see
+    /// `late_panic`): if the greenlet was in a blocking call or a yield,
+    /// the call unwinds without its usual way back, so the hub forgets
+    /// what it keeps of the call (a ready-queue entry, main's blocked
+    /// mark), as for a panic that came as an error.
+    pub(crate) fn set_hub(&self, key: Key, hand_back: fn(Key), raised_in: fn(Key)) {
         self.hub.set(Some(key));
         self.hand_back.set(Some(hand_back));
+        self.raised_in.set(Some(raised_in));
     }
 
     /// Gives the greenlet that `key`'s hand-off named, if any, back to the

@@ -427,12 +427,22 @@ impl Runtime {
     /// raised with `resume_unwind`, or under a hook set by the program in
     /// place of the crate's, is not seen.
     pub(crate) fn note_panic(&self) {
+        self.panics_noted
+            .set(self.panics_noted.get().wrapping_add(1));
         let cur = self.current.get();
         if self.records.flags(cur) & DYING != 0 && !self.unwinding_here(cur) {
             if let Ok(mut in_flight) = self.kills_in_flight.try_borrow_mut() {
                 in_flight.push((self.records.id(cur), OWN_PANIC));
             }
         }
+    }
+
+    /// How many panics `note_panic` has seen on this thread: unchanged
+    /// across a stretch of code, no greenlet but main started a panic in
+    /// it (that the crate's hook saw: not one raised with
+    /// `resume_unwind`, nor under a hook the program set instead).
+    pub(crate) fn panics_noted(&self) -> u64 {
+        self.panics_noted.get()
     }
 
     /// Forgets the kills in flight of `key`, which is dead.
@@ -711,15 +721,67 @@ impl Runtime {
         }
         if let Some((reap, _)) = reap.filter(|&(key, id)| self.records.is_live_with_id(key, id)) {
             // The sender was unreachable when it left: kill it now, from here.
-            if self.kill(reap).is_err() {
+            let killed = if self.hub.get() == Some(self.current.get()) {
+                // The hub greenlet unwinds only for its own kill: a panic
+                // with which the reaped greenlet answers goes as a late
+                // one (its receivers report it).
+                match panic::catch_unwind(AssertUnwindSafe(|| self.kill(reap))) {
+                    Ok(killed) => killed,
+                    Err(p) if p.is::<GreenletExit>() => panic::resume_unwind(p),
+                    Err(p) => {
+                        match late_panic {
+                            None => late_panic = Some(p),
+                            Some(_) => crate::error::drop_quietly(p),
+                        }
+                        Ok(())
+                    }
+                }
+            } else {
+                self.kill(reap)
+            };
+            if killed.is_err() {
                 self.report_refused(reap, "its last handle was dropped while it ran");
             }
         }
-        if let Some(p) = late_panic {
-            drop(result);
-            panic::resume_unwind(p);
+        match late_panic {
+            Some(p) => self.late_panic(result, p),
+            None => result,
         }
-        result
+    }
+
+    /// The panic of a wrong-typed value's destructor, which `receive_slow`
+    /// ran: raised in the receiver, after the housekeeping, as a panic of
+    /// its own; except where a raise would do worse than the panic. The
+    /// hub greenlet gets it as `Panicked`, which its receivers report (it
+    /// would die unwinding, and every greenlet with it); a receiver whose
+    /// thread unwinds already (a killer in a destructor that a panic runs)
+    /// reports it on stderr and keeps `result` (a panic out of such a
+    /// destructor aborts the process).
+    #[cold]
+    #[inline(never)]
+    fn late_panic<R>(
+        &self,
+        result: Result<R, SwitchError>,
+        p: Box<dyn Any + Send>,
+    ) -> Result<R, SwitchError> {
+        if self.hub.get() == Some(self.current.get()) {
+            drop(result);
+            return Err(SwitchError::Panicked(p));
+        }
+        if std::thread::panicking() {
+            report!(
+                "greenlet: a value that arrived with the wrong type panicked as it was \
+                 dropped, while the receiver unwound a panic: {}",
+                crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
+            );
+            crate::error::drop_quietly(p);
+            return result;
+        }
+        drop(result);
+        if let Some(raised_in) = self.raised_in.get() {
+            raised_in(self.current.get());
+        }
+        panic::resume_unwind(p)
     }
 }
 

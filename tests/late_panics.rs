@@ -1,0 +1,386 @@
+//! Late panics: a value that arrives with the wrong type is dropped by its
+//! receiver, and its destructor may panic (or make a blocking call, which
+//! panics where the receiver must not block). That panic is raised in the
+//! receiver after the transfer's housekeeping, except where raising would
+//! do worse than the panic:
+//!
+//! - in a killer whose thread unwinds already (a kill made from a
+//!   destructor that a panic runs), where a panic out of the destructor
+//!   aborts the process: reported on stderr instead;
+//! - in the hub greenlet, which would die of it and every greenlet with
+//!   it: reported, as every panic that reaches the hub is;
+//! - in a greenlet blocked in a hub call or a yield, the call unwinds,
+//!   and the hub forgets what it kept of the call first (its ready-queue
+//!   entry, main's blocked mark), as for a panic that comes as an error.
+//!
+//! Each scenario runs in a child process (this test binary again): before
+//! these rules, some of them aborted the process.
+
+#[path = "support/child.rs"]
+mod child;
+
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+use greenlet::{hub, stats, Generator, Greenlet, GreenletState, Yielder};
+
+const CHILD: &str = "GREENLET_LATE_PANICS_CHILD";
+
+const MILLI: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Whether this process is the child running `test`'s body; from the
+/// parent, runs it there and asserts it passed.
+fn in_child(test: &str) -> bool {
+    if std::env::var(CHILD).is_ok() {
+        return true;
+    }
+    child::assert_passes(test, CHILD, "1");
+    false
+}
+
+static DROPS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts its drop, then panics.
+struct PanicsAsItDrops([u64; 8]);
+
+impl Drop for PanicsAsItDrops {
+    fn drop(&mut self) {
+        std::hint::black_box(&self.0); // a value too big for the word
+        DROPS.fetch_add(1, SeqCst);
+        panic!("a destructor's panic");
+    }
+}
+
+/// Counts its drop, then yields (which panics inside the hub greenlet).
+struct YieldsAsItDrops;
+
+impl Drop for YieldsAsItDrops {
+    fn drop(&mut self) {
+        DROPS.fetch_add(1, SeqCst);
+        hub::yield_now();
+    }
+}
+
+/// Suspended after catching whatever unwinds its first switch (a kill),
+/// it returns a value whose destructor panics, to a killer that waits for
+/// a `()`.
+fn victim_returning_a_panicking_value() -> Greenlet {
+    let g = Greenlet::new(|()| {
+        let _ = catch_unwind(|| Greenlet::main().switch::<(), ()>(()));
+        PanicsAsItDrops([0; 8])
+    });
+    g.switch::<(), ()>(()).unwrap();
+    g
+}
+
+/// Kills its greenlet when dropped.
+struct KillsAsItDrops(Greenlet);
+
+impl Drop for KillsAsItDrops {
+    fn drop(&mut self) {
+        self.0.kill();
+    }
+}
+
+/// Whether the hub greenlet is alive, as `stats` shows it.
+fn hub_is_alive() -> bool {
+    stats()
+        .greenlets
+        .iter()
+        .find(|g| g.name.as_deref() == Some("hub"))
+        .is_some_and(|g| g.state != GreenletState::Dead)
+}
+
+#[test]
+fn a_victims_value_panicking_as_a_killer_that_unwinds_drops_it_is_reported() {
+    if !in_child("a_victims_value_panicking_as_a_killer_that_unwinds_drops_it_is_reported") {
+        return;
+    }
+    // The last handle, dropped by a panic's unwinding, collects (kills)
+    // the victim.
+    let g = victim_returning_a_panicking_value();
+    let r = catch_unwind(AssertUnwindSafe(move || {
+        let _last_handle = g;
+        panic!("the killer's panic");
+    }));
+    assert!(r.is_err());
+    assert_eq!(DROPS.load(SeqCst), 1);
+    // A kill by hand, from a guard that a panic drops.
+    let g = victim_returning_a_panicking_value();
+    let keep = g.clone();
+    let r = catch_unwind(AssertUnwindSafe(move || {
+        let _guard = KillsAsItDrops(g);
+        panic!("the killer's panic");
+    }));
+    assert!(r.is_err());
+    assert!(keep.is_dead());
+    assert_eq!(DROPS.load(SeqCst), 2);
+}
+
+#[test]
+fn a_victims_value_panicking_as_a_killer_unwinding_its_own_kill_drops_it_is_reported() {
+    if !in_child(
+        "a_victims_value_panicking_as_a_killer_unwinding_its_own_kill_drops_it_is_reported",
+    ) {
+        return;
+    }
+    // The killer kills from a guard that its own kill unwinds.
+    let victim = victim_returning_a_panicking_value();
+    let v = victim.clone();
+    let killer = Greenlet::new(move |()| {
+        let _guard = KillsAsItDrops(v);
+        Greenlet::main().switch::<(), ()>(()).unwrap();
+    });
+    killer.switch::<(), ()>(()).unwrap();
+    killer.kill();
+    assert!(killer.is_dead() && victim.is_dead());
+    assert_eq!(DROPS.load(SeqCst), 1);
+}
+
+/// In `run_main`: a plain greenlet made by a spawned greenlet that has
+/// finished since; its result, `make()`, goes past its dead parent to the
+/// hub greenlet, whose loop runs.
+fn a_result_reaches_the_running_hub<V: 'static>(make: fn() -> V) {
+    let slot: Rc<RefCell<Option<Greenlet>>> = Rc::default();
+    let s = slot.clone();
+    hub::run_main(move || {
+        // Main's sleeps leave the hub's loop where a timer resumed main
+        // from (the paused clock jumps to the deadline at once).
+        hub::time::pause();
+        hub::sleep(MILLI);
+        hub::spawn(move || {
+            let child = Greenlet::new(move |()| {
+                Greenlet::current()
+                    .parent()
+                    .unwrap()
+                    .switch::<(), ()>(())
+                    .unwrap();
+                make()
+            });
+            child.switch::<(), ()>(()).unwrap();
+            *s.borrow_mut() = Some(child);
+        })
+        .join()
+        .unwrap();
+        hub::sleep(MILLI);
+        let child = slot.borrow_mut().take().unwrap();
+        assert!(child.parent().unwrap().is_dead());
+        // The hub, with nothing else to do, says so to main's own switch.
+        let back = child.switch::<(), ()>(());
+        let message = back.unwrap_err().message().map(String::from);
+        assert!(message.unwrap().contains("nothing can run"));
+        assert!(hub_is_alive());
+        assert_eq!(hub::spawn(|| 3u8).join().unwrap(), 3);
+    });
+    assert_eq!(DROPS.load(SeqCst), 1);
+}
+
+#[test]
+fn a_value_reaching_the_hub_whose_destructor_panics_is_reported_and_the_hub_goes_on() {
+    if in_child("a_value_reaching_the_hub_whose_destructor_panics_is_reported_and_the_hub_goes_on")
+    {
+        a_result_reaches_the_running_hub(|| PanicsAsItDrops([0; 8]));
+    }
+}
+
+#[test]
+fn a_value_reaching_the_hub_whose_destructor_blocks_is_reported_and_the_hub_goes_on() {
+    if in_child("a_value_reaching_the_hub_whose_destructor_blocks_is_reported_and_the_hub_goes_on")
+    {
+        a_result_reaches_the_running_hub(|| YieldsAsItDrops);
+    }
+}
+
+#[test]
+fn a_greenlet_the_hub_reaps_answering_its_kill_with_a_panic_leaves_the_hub_running() {
+    if !in_child("a_greenlet_the_hub_reaps_answering_its_kill_with_a_panic_leaves_the_hub_running")
+    {
+        return;
+    }
+    hub::run_main(|| {
+        hub::time::pause();
+        hub::sleep(MILLI); // as in `a_result_reaches_the_running_hub`
+        let hub_greenlet = hub::spawn(|| Greenlet::current().parent().unwrap())
+            .join()
+            .unwrap();
+        // `x` is left referred to only by its child's parent link, which
+        // it drops while it runs: unreachable, it is reaped (killed) by
+        // the greenlet it switches to, the hub.
+        let x = Greenlet::new(move |()| {
+            let child = Greenlet::new(|()| ());
+            child.switch::<(), ()>(()).unwrap();
+            Greenlet::main()
+                .switch::<Greenlet, ()>(child.clone())
+                .unwrap();
+            child.set_parent(&Greenlet::main()).unwrap();
+            drop(child);
+            let _ = catch_unwind(AssertUnwindSafe(|| hub_greenlet.switch::<(), ()>(())));
+            panic!("x answers its kill with a panic");
+        });
+        let child: Greenlet = x.switch(()).unwrap();
+        drop(x);
+        let _ = child.switch::<(), ()>(());
+        assert!(hub_is_alive());
+        assert_eq!(hub::spawn(|| 4u8).join().unwrap(), 4);
+    });
+}
+
+#[test]
+fn a_destructors_panic_raised_in_a_yield_leaves_no_stray_resume() {
+    if !in_child("a_destructors_panic_raised_in_a_yield_leaves_no_stray_resume") {
+        return;
+    }
+    let own_switch_got: Rc<RefCell<Option<Result<u32, String>>>> = Rc::default();
+    let got = own_switch_got.clone();
+    hub::run_main(move || {
+        let slot: Rc<RefCell<Option<Greenlet>>> = Rc::default();
+        let s = slot.clone();
+        let y = hub::spawn(move || {
+            let c = Greenlet::new(|()| {
+                Greenlet::current()
+                    .parent()
+                    .unwrap()
+                    .switch::<(), ()>(())
+                    .unwrap();
+                PanicsAsItDrops([0; 8]) // to its parent, `y`, in its yield
+            });
+            c.switch::<(), ()>(()).unwrap();
+            *s.borrow_mut() = Some(c);
+            // Main is ready (it yielded): the yield hands control to it.
+            let r = catch_unwind(AssertUnwindSafe(hub::yield_now));
+            assert!(r.is_err(), "the destructor's panic resumes in the yield");
+            // A switch of `y`'s own, waiting for main's `u32`: the yield's
+            // ready-queue entry must not resume it with a stray `()`.
+            let r = Greenlet::main().switch::<(), u32>(());
+            *got.borrow_mut() = Some(r.map_err(|e| e.to_string()));
+        });
+        hub::yield_now(); // `y` runs, makes `c`, and yields back here
+        let c = slot.borrow_mut().take().unwrap();
+        c.switch::<(), ()>(()).unwrap(); // `y`'s own switch comes back here
+        for _ in 0..3 {
+            hub::yield_now(); // the hub runs rounds
+        }
+        if y.greenlet().is_active() {
+            let _ = y.greenlet().switch::<u32, ()>(42);
+        }
+        y.join().unwrap();
+    });
+    assert_eq!(DROPS.load(SeqCst), 1);
+    assert_eq!(*own_switch_got.borrow(), Some(Ok(42)));
+}
+
+#[test]
+fn main_resumed_from_a_wait_by_a_destructors_panic_is_no_longer_taken_for_blocked() {
+    if !in_child("main_resumed_from_a_wait_by_a_destructors_panic_is_no_longer_taken_for_blocked") {
+        return;
+    }
+    let mut message = None;
+    hub::run_main(|| {
+        // A child of main, suspended; its result goes to main.
+        let c = Greenlet::new(|()| {
+            Greenlet::main().switch::<(), ()>(()).unwrap();
+            PanicsAsItDrops([0; 8])
+        });
+        c.switch::<(), ()>(()).unwrap();
+        let c2 = c.clone();
+        let _resumer = hub::spawn(move || {
+            let _ = c2.switch::<(), ()>(());
+        });
+        // Main blocks (no timer: the wait hands control straight to the
+        // resumer) and is resumed by `c`'s result.
+        let never = hub::Event::new();
+        assert!(catch_unwind(AssertUnwindSafe(|| never.wait())).is_err());
+        // A switch of main's own, to a greenlet that blocks for good: it
+        // gets the hub's "nothing can run", as a switch of main's own
+        // does, not what the hub throws into a blocked main.
+        let ev = hub::Event::new();
+        let g = Greenlet::new(move |()| ev.wait());
+        let r = g.switch::<(), ()>(());
+        message = Some(match &r {
+            Err(e) => e
+                .message()
+                .map(String::from)
+                .unwrap_or_else(|| e.to_string()),
+            Ok(()) => "Ok(())".into(),
+        });
+        g.kill();
+    });
+    assert_eq!(DROPS.load(SeqCst), 1);
+    let message = message.unwrap();
+    assert!(message.contains("nothing can run"), "{message}");
+}
+
+#[derive(Debug)]
+struct Failure([u64; 20]);
+
+#[test]
+fn a_generators_new_panic_at_the_thrown_errors_address_is_its_own_panic() {
+    const TEST: &str = "a_generators_new_panic_at_the_thrown_errors_address_is_its_own_panic";
+    if std::env::var(CHILD).is_err() {
+        // Without a backtrace: capturing one allocates between the drop
+        // of the thrown error and the new panic, and the new payload's
+        // box then lands elsewhere.
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
+            .env(CHILD, "1")
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    hub::run_main(|| {
+        let mut g = Generator::new(|y: &Yielder<u8>| {
+            y.yield_(1);
+            // Blocked in the hub, not at a yield: the throw is raised here.
+            let never = hub::Event::new();
+            let caught = catch_unwind(AssertUnwindSafe(|| never.wait())).unwrap_err();
+            assert!(caught.is::<Failure>(), "the thrown error");
+            drop(caught); // handled; its box is freed
+                          // A new error of the same type and size, whose box the
+                          // allocator likely puts where the thrown one was.
+            std::panic::panic_any(Failure([2; 20]));
+        });
+        assert_eq!(g.next(), Some(1));
+        // The producer blocks in the hub; this resume gets "nothing can run".
+        assert!(catch_unwind(AssertUnwindSafe(|| g.next())).is_err());
+        match catch_unwind(AssertUnwindSafe(|| g.throw(Failure([1; 20])))) {
+            Err(p) => assert_eq!(
+                p.downcast_ref::<Failure>().map(|e| e.0[0]),
+                Some(2),
+                "the producer's own panic resumes in the consumer"
+            ),
+            Ok(r) => panic!(
+                "the producer's panic was taken for the thrown error: {:?}",
+                r.map_err(|e| format!("{e:?}"))
+            ),
+        }
+    });
+}
+
+/// A value of the wrong type is dropped by its receiver; its destructor's
+/// panic resumes there, in an ordinary switch (the rule the cases above
+/// are the exceptions to).
+#[test]
+fn a_destructors_panic_resumes_in_an_ordinary_receiver() {
+    if !in_child("a_destructors_panic_resumes_in_an_ordinary_receiver") {
+        return;
+    }
+    let g = Greenlet::new(|()| -> PanicsAsItDrops {
+        Greenlet::main().switch::<(), ()>(()).unwrap();
+        PanicsAsItDrops([0; 8])
+    });
+    g.switch::<(), ()>(()).unwrap();
+    let r = catch_unwind(AssertUnwindSafe(|| g.switch::<(), u32>(())));
+    let p = r.expect_err("the destructor's panic resumes here");
+    assert_eq!(p.downcast_ref::<&str>(), Some(&"a destructor's panic"));
+    assert!(g.is_dead());
+    assert_eq!(DROPS.load(SeqCst), 1);
+}
