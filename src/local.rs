@@ -206,6 +206,25 @@ impl<T: 'static> Local<T> {
         // which cannot happen while this greenlet runs `f`.
         f(unsafe { &*value.cast::<T>() })
     }
+
+    /// Calls `f` with the current greenlet's value if it has one, without
+    /// creating it: `None` when the greenlet never made it (or it was
+    /// dropped already), or the thread has no runtime. For the crate's
+    /// own flags and stacks read on every wait, whose absent value means
+    /// the same as `init`'s: reading them must not allocate in greenlets
+    /// that never set them.
+    #[inline]
+    pub(crate) fn with_existing<R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        let rt = Runtime::if_running()?;
+        let value = rt.local(self.slot())?;
+        // SAFETY: `rt.local` found a `Set` box in this `Local<T>`'s own
+        // slot of the current greenlet (no other `Local` uses that index),
+        // so it holds a `T`. The box is dropped only when the greenlet's
+        // values are dropped, one at a time and each taken out of its slot
+        // first, never while the current greenlet runs `f` with this
+        // borrow (it would have to finish or drop this value from `f`).
+        Some(f(unsafe { &*value.cast::<T>() }))
+    }
 }
 
 /// The error of [`Local::try_with`]: the current greenlet has finished

@@ -203,3 +203,193 @@ fn into_std_of_a_cloned_socket_frees_its_shared_timeouts() {
     assert_eq!(left_by(false), 0, "dropped");
     assert_eq!(left_by(true), 0, "given back by into_std");
 }
+
+/// A greenlet that stays marked as a daemon until killed: `spawn_daemon`'s
+/// own example, a ticker.
+fn ticker() -> hub::JoinHandle<()> {
+    let d = hub::spawn_daemon(|| loop {
+        hub::sleep(Duration::from_secs(3600));
+    });
+    hub::yield_now();
+    d
+}
+
+/// While a daemon greenlet is alive, each new greenlet's timed waits (a
+/// sleep, an `Event::wait_timeout`) allocate nothing, as with no daemon.
+/// Before, every such greenlet allocated twice (the greenlet-local daemon
+/// flag was created, a box and the greenlet's locals vector, just to read
+/// that it was not set).
+#[test]
+fn timed_waits_of_new_greenlets_allocate_nothing_while_a_daemon_is_alive() {
+    let daemon = ticker();
+    let e = Event::new();
+    let n = steady_state(4_000, move |i| {
+        if i % 2 == 0 {
+            hub::spawn(|| hub::sleep(Duration::from_nanos(1)))
+                .join()
+                .unwrap();
+        } else {
+            e.clear();
+            let e2 = e.clone();
+            let h = hub::spawn(move || e2.wait_timeout(Duration::from_secs(100)));
+            hub::yield_now();
+            e.set();
+            assert!(h.join().unwrap());
+        }
+    });
+    daemon.kill();
+    assert_eq!(n, 0);
+}
+
+/// `hub::idle()` in a new greenlet allocates nothing, daemon or not.
+/// Before, it allocated twice per greenlet (the daemon flag, as above).
+#[test]
+fn idle_in_new_greenlets_allocates_nothing() {
+    let without = steady_state(4_000, |_| hub::spawn(hub::idle).join().unwrap());
+    let daemon = ticker();
+    let with = steady_state(4_000, |_| hub::spawn(hub::idle).join().unwrap());
+    daemon.kill();
+    assert_eq!((without, with), (0, 0), "(no daemon, a daemon alive)");
+}
+
+/// A channel send that wakes a receiver blocked in `recv` on the same
+/// thread allocates nothing. Before, each wake-up went through the
+/// mailbox in a fresh vector (the hub took the mail's vectors away, with
+/// their capacity): one allocation per wake-up.
+#[test]
+fn channel_sends_that_wake_a_receiver_allocate_nothing() {
+    let (tx, rx) = hub::channel::<u64>();
+    let got = std::rc::Rc::new(Cell::new(u64::MAX));
+    let g = got.clone();
+    let receiver = hub::spawn(move || {
+        while let Ok(v) = rx.recv() {
+            g.set(v);
+        }
+    });
+    let n = steady_state(4_000, move |i| {
+        hub::yield_now(); // the receiver blocks
+        tx.send(i as u64).unwrap(); // and is woken
+        hub::yield_now();
+        hub::yield_now();
+        assert_eq!(got.get(), i as u64);
+    });
+    receiver.join().unwrap();
+    assert_eq!(n, 0);
+}
+
+/// Waking a `block_on` from another thread, and a channel send from
+/// another thread that wakes a receiver, allocate nothing on the waking
+/// thread once warmed up. Before, each wake-up allocated a mailbox vector
+/// there (freed later by the hub's thread).
+#[test]
+fn cross_thread_wake_ups_allocate_nothing_on_the_waking_thread() {
+    use std::sync::mpsc;
+    use std::task::{Poll, Waker};
+    const ROUNDS: usize = 2_000;
+    // The helper wakes each waker it is sent, then sends each value the
+    // receiver asks for, counting its allocations in the second half of
+    // each kind.
+    let (wake_tx, wake_rx) = mpsc::sync_channel::<Option<Waker>>(1);
+    let (ask_tx, ask_rx) = mpsc::sync_channel::<()>(1);
+    let (tx, rx) = hub::channel::<usize>();
+    let helper = std::thread::spawn(move || {
+        let mut counted = [0, 0];
+        let mut i = 0;
+        while let Ok(Some(waker)) = wake_rx.recv() {
+            let before = common::allocations();
+            waker.wake();
+            if i >= ROUNDS / 2 {
+                counted[0] += common::allocations() - before;
+            }
+            i += 1;
+        }
+        for i in 0..ROUNDS {
+            ask_rx.recv().unwrap();
+            let before = common::allocations();
+            tx.send(i).unwrap();
+            if i >= ROUNDS / 2 {
+                counted[1] += common::allocations() - before;
+            }
+        }
+        counted
+    });
+    for i in 0..ROUNDS {
+        let mut polled = false;
+        let wake_tx = wake_tx.clone();
+        let ready = hub::block_on(std::future::poll_fn(move |cx| {
+            if polled {
+                Poll::Ready(i)
+            } else {
+                polled = true;
+                wake_tx.send(Some(cx.waker().clone())).unwrap();
+                Poll::Pending
+            }
+        }));
+        assert_eq!(ready, i);
+    }
+    wake_tx.send(None).unwrap();
+    for i in 0..ROUNDS {
+        // Asked for by a greenlet that runs once the receiver blocks, so
+        // the send finds it waiting.
+        let ask = ask_tx.clone();
+        hub::spawn(move || ask.send(()).unwrap());
+        assert_eq!(rx.recv(), Ok(i));
+    }
+    assert_eq!(
+        helper.join().unwrap(),
+        [0, 0],
+        "(block_on wake-ups, channel sends)"
+    );
+}
+
+/// spawn, the child blocks on an event (or only yields), set, join.
+fn spawn_block_wake_join() -> usize {
+    let e = Event::new();
+    steady_state(4_000, move |i| {
+        e.clear();
+        let e2 = e.clone();
+        let h = hub::spawn(move || {
+            if i % 2 == 0 {
+                e2.wait();
+            } else {
+                hub::yield_now();
+            }
+        });
+        hub::yield_now();
+        e.set();
+        h.join().unwrap();
+    })
+}
+
+/// While a `with_timeout` is active anywhere on the thread (main's
+/// `run_timeout`, another greenlet's scope, the spawning greenlet's own),
+/// a spawned greenlet that blocks or yields allocates nothing. Before, it
+/// allocated twice (the greenlet-local scope stack was created, a box and
+/// the locals vector, in a greenlet that never entered a scope, just to
+/// find it empty).
+#[test]
+fn greenlets_outside_any_scope_allocate_nothing_while_a_with_timeout_is_active() {
+    let h = hub::spawn(spawn_block_wake_join);
+    let _ = hub::run_timeout(Duration::from_secs(3600));
+    let in_run_timeout = h.join().unwrap();
+
+    let e = Event::new();
+    let e2 = e.clone();
+    let holder = hub::spawn(move || {
+        let _ = hub::with_timeout(Duration::from_secs(3600), || e2.wait());
+    });
+    hub::yield_now();
+    let in_another = spawn_block_wake_join();
+    e.set();
+    holder.join().unwrap();
+
+    let in_the_parent =
+        hub::spawn(|| hub::with_timeout(Duration::from_secs(3600), spawn_block_wake_join).unwrap())
+            .join()
+            .unwrap();
+    assert_eq!(
+        (in_run_timeout, in_another, in_the_parent),
+        (0, 0, 0),
+        "(main in run_timeout, another greenlet in with_timeout, the parent in with_timeout)"
+    );
+}

@@ -30,9 +30,13 @@ use crate::runtime::Key;
 /// a greenlet-local value dropped after it.
 static DAEMON: crate::Local<Cell<bool>> = crate::Local::revivable(|| Cell::new(false));
 
-/// Whether the current greenlet is marked as a daemon.
+/// Whether the current greenlet is marked as a daemon. Never creates the
+/// flag (a greenlet that never set it is not marked): every timed wait
+/// asks while a daemon exists, and `idle` always does, so a greenlet that
+/// never was a daemon must not allocate its locals for the answer.
+#[inline]
 pub(crate) fn current_is_daemon() -> bool {
-    DAEMON.with(Cell::get)
+    DAEMON.with_existing(Cell::get).unwrap_or(false)
 }
 
 /// Runs `f` with the current greenlet marked as a daemon: its waits inside

@@ -78,7 +78,9 @@ pub fn idle() {
     let hub = hub();
     // Main's idle wait is work even inside `daemon`: it always returns,
     // so main is never told it waits for ever in it.
-    let work = !current_is_daemon() || crate::Greenlet::current().is_main();
+    // With no daemon on the thread, the mark is not looked up at all.
+    let work =
+        !(hub.daemons.get() > 0 && current_is_daemon()) || crate::Greenlet::current().is_main();
     let node = WaitNode::new(WaitOn::Idle);
     let mut waiter = Waiter::with_node(&hub, &node, None, WaitOn::Idle, |w| {
         if work {

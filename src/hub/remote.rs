@@ -3,6 +3,7 @@
 //! through `mio::Waker`.
 
 use std::any::Any;
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -22,9 +23,15 @@ type Task = Box<dyn FnOnce() + Send>;
 pub(crate) struct Mail {
     closed: bool,
     /// Closures to spawn as greenlets.
-    pub(crate) tasks: Vec<Task>,
+    tasks: VecDeque<Task>,
     /// Registrations (channel receivers) whose readers to wake.
-    pub(crate) wakeups: Vec<Ticket>,
+    wakeups: VecDeque<Ticket>,
+    /// The buffers the hub took last time (see [`Drained`]), given back
+    /// empty with their capacity: [`Inbox::take`] leaves them in place of
+    /// those it takes, so that posts in steady state allocate nothing
+    /// (two buffers of each kind take turns).
+    spare_tasks: VecDeque<Task>,
+    spare_wakeups: VecDeque<Ticket>,
     /// The reply senders of `call_blocking`s in flight, kept here rather
     /// than on the greenlet running the call: a thread's exit leaves that
     /// greenlet suspended if the call is blocked then (see the crate's
@@ -92,18 +99,29 @@ impl Inbox {
     /// Asks the hub to wake the readers of the registration `ticket`
     /// names, if it is still there when the hub reads its mail.
     pub(crate) fn wake_readers(&self, ticket: Ticket) -> Result<(), RemoteClosed> {
-        self.post(|mail| mail.wakeups.push(ticket))
+        self.post(|mail| mail.wakeups.push_back(ticket))
     }
 
-    /// Takes everything posted so far (on the hub's thread).
-    pub(crate) fn take(&self) -> Mail {
+    /// Takes everything posted so far (on the hub's thread), leaving the
+    /// spare buffers in its place; each taken buffer comes back as the
+    /// spare once walked (see [`Drained`]).
+    pub(crate) fn take(&self) -> Taken<'_> {
         let mut mail = self.lock();
         self.pending.store(false, Ordering::Release);
-        Mail {
-            closed: mail.closed,
-            tasks: std::mem::take(&mut mail.tasks),
-            wakeups: std::mem::take(&mut mail.wakeups),
-            replies: Slab::new(),
+        let mail = &mut *mail;
+        let tasks = std::mem::replace(&mut mail.tasks, std::mem::take(&mut mail.spare_tasks));
+        let wakeups = std::mem::replace(&mut mail.wakeups, std::mem::take(&mut mail.spare_wakeups));
+        Taken {
+            tasks: Drained {
+                items: tasks,
+                inbox: self,
+                spare: |mail| &mut mail.spare_tasks,
+            },
+            wakeups: Drained {
+                items: wakeups,
+                inbox: self,
+                spare: |mail| &mut mail.spare_wakeups,
+            },
         }
     }
 
@@ -181,7 +199,9 @@ impl Inbox {
             let mut mail = self.lock();
             mail.closed = true;
             self.closed.store(true, Ordering::Release);
-            mail.wakeups.clear();
+            mail.wakeups = VecDeque::new();
+            mail.spare_wakeups = VecDeque::new();
+            mail.spare_tasks = VecDeque::new();
             (
                 std::mem::take(&mut mail.tasks),
                 std::mem::take(&mut mail.replies),
@@ -204,6 +224,72 @@ impl Inbox {
     /// Whether the hub is gone (its thread exited): posts fail.
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// What [`Inbox::take`] took: the mail posted since the hub last looked.
+pub(crate) struct Taken<'a> {
+    /// Closures to spawn as greenlets.
+    pub(crate) tasks: Drained<'a, Task>,
+    /// Registrations (channel receivers) whose readers to wake.
+    pub(crate) wakeups: Drained<'a, Ticket>,
+}
+
+/// Buffers kept as the spare only up to this many items: a burst's big
+/// buffer is freed rather than held for the life of the hub.
+const SPARE_MAX: usize = 4096;
+
+/// One kind of mail taken from the inbox, walked in the order posted.
+/// Dropped (walked or not), it drops what is left, with no lock held (a
+/// task's destructor is user code), then gives its buffer back to the
+/// inbox, empty, as the spare the next `take` leaves in its place: a
+/// wake-up posted from any thread then finds room, where a fresh buffer
+/// per take cost an allocation per wake-up. The lock is taken again only
+/// for that hand-back, a swap.
+pub(crate) struct Drained<'a, T> {
+    items: VecDeque<T>,
+    inbox: &'a Inbox,
+    /// The inbox's spare buffer of this kind.
+    spare: fn(&mut Mail) -> &mut VecDeque<T>,
+}
+
+impl<T> Drained<'_, T> {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+impl<T> Iterator for Drained<'_, T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        self.items.pop_front()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.items.len(), Some(self.items.len()))
+    }
+}
+
+impl<T> Drop for Drained<'_, T> {
+    fn drop(&mut self) {
+        self.items.clear();
+        let capacity = self.items.capacity();
+        if capacity == 0 || capacity > SPARE_MAX {
+            return;
+        }
+        let mut mail = self.inbox.lock();
+        // Not after the close: the inbox may outlive the hub, held by a
+        // sender, and would hold the buffer for nothing.
+        if mail.closed {
+            return;
+        }
+        let spare = (self.spare)(&mut mail);
+        // A take made since (a nested poll) may have left a spare already;
+        // this buffer is freed then.
+        if spare.capacity() == 0 {
+            std::mem::swap(spare, &mut self.items);
+        }
     }
 }
 
@@ -287,7 +373,7 @@ impl Remote {
     /// [`RemoteClosed`] (`f` dropped unrun) once the hub's thread has
     /// exited.
     pub fn spawn<F: FnOnce() + Send + 'static>(&self, f: F) -> Result<(), RemoteClosed> {
-        self.inbox.post(|mail| mail.tasks.push(Box::new(f)))
+        self.inbox.post(|mail| mail.tasks.push_back(Box::new(f)))
     }
 
     /// Runs `f` on the hub's thread, as [`spawn`](Remote::spawn) does, and

@@ -93,14 +93,19 @@ impl Hub {
         if !self.has_scopes() {
             return None;
         }
-        SCOPES.with(|active| {
-            let scopes = self.scopes.borrow();
-            active.borrow().iter().rev().copied().find(|s| {
-                scopes
-                    .get(*s)
-                    .is_some_and(|scope| scope.fired && !scope.delivered)
+        // A greenlet that never entered a scope has no stack: none is
+        // made for it (that would allocate in every greenlet that blocks
+        // while another is inside a `with_timeout`).
+        SCOPES
+            .with_existing(|active| {
+                let scopes = self.scopes.borrow();
+                active.borrow().iter().rev().copied().find(|s| {
+                    scopes
+                        .get(*s)
+                        .is_some_and(|scope| scope.fired && !scope.delivered)
+                })
             })
-        })
+            .flatten()
     }
 
     /// Points the current greenlet's scopes at the wait it blocks in
@@ -110,14 +115,15 @@ impl Hub {
         if !self.has_scopes() {
             return;
         }
-        SCOPES.with(|active| {
+        // As in `fired_scope`: no stack is made where none was.
+        SCOPES.with_existing(|active| {
             let mut scopes = self.scopes.borrow_mut();
             for s in active.borrow().iter() {
                 if let Some(scope) = scopes.get_mut(*s) {
                     scope.wait = w;
                 }
             }
-        })
+        });
     }
 
     /// Whether a scope is main's and has no wait while main runs the hub
