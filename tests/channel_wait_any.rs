@@ -152,3 +152,72 @@ fn a_receiver_never_watched_counts_from_the_first_look() {
     let items: [&dyn Waitable; 2] = [&*rx, &event];
     assert_eq!(hub::wait(&items, None, None), [1, 0]);
 }
+
+/// A value sent and taken at once (`try_recv`, or a `recv` that finds it)
+/// leaves an empty channel that a later `wait_any` does not report: the
+/// send's wake-up, which the hub handles only during that wait, is of a
+/// value already gone, and the wait returns the event that did fire, as
+/// it does for a queue or a semaphore in the same steps. Before, the
+/// late wake-up counted as the channel becoming ready during the wait:
+/// `wait_any` returned the (empty) channel, and a receive there would
+/// have blocked.
+#[test]
+fn a_value_taken_before_a_wait_does_not_make_the_channel_ready_in_it() {
+    for take_with_recv in [false, true] {
+        let (tx, rx) = hub::channel::<u32>();
+        let event = Event::new();
+        let items: [&dyn Waitable; 2] = [&rx, &event];
+        // A first wait, woken by the event, leaves the receiver watched
+        // (and a send then posts a wake-up).
+        let setter = |event: &Event| {
+            let event = event.clone();
+            hub::spawn(move || event.set());
+        };
+        setter(&event);
+        assert_eq!(hub::wait_any(&items, None), Some(1));
+        event.clear();
+        tx.send(7).unwrap();
+        if take_with_recv {
+            assert_eq!(rx.recv(), Ok(7));
+        } else {
+            assert_eq!(rx.try_recv(), Ok(7));
+        }
+        setter(&event);
+        assert_eq!(
+            hub::wait_any(&items, None),
+            Some(1),
+            "taken by recv: {take_with_recv}"
+        );
+        assert_eq!(rx.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty));
+        // The channel still wakes a wait for a value that comes later.
+        event.clear();
+        let sender = std::thread::spawn(move || tx.send(8).unwrap());
+        assert_eq!(hub::wait_any(&items, None), Some(0));
+        assert_eq!(rx.try_recv(), Ok(8));
+        sender.join().unwrap();
+    }
+}
+
+/// A value that comes while a wait waits counts for it, even if taken
+/// before the hub handles the send's notification (a `try_recv` on the
+/// waiting greenlet's thread right after the send), as a queue's item put
+/// and taken while a wait waits does: what tells it from a value taken
+/// before the wait looked (see the test above) is the take, which comes
+/// after the wait saw the channel empty.
+#[test]
+fn a_value_sent_and_taken_while_a_wait_waits_still_counts_for_it() {
+    let (tx, rx) = hub::channel::<u32>();
+    let rx = std::rc::Rc::new(rx);
+    let watcher = {
+        let rx = rx.clone();
+        hub::spawn(move || {
+            let never = Event::new();
+            let items: [&dyn Waitable; 2] = [&*rx, &never];
+            hub::wait_any(&items, None)
+        })
+    };
+    hub::yield_now(); // it looked, found nothing, and waits
+    tx.send(5).unwrap();
+    assert_eq!(rx.try_recv(), Ok(5));
+    assert_eq!(watcher.join().unwrap(), Some(0));
+}

@@ -393,3 +393,26 @@ fn greenlets_outside_any_scope_allocate_nothing_while_a_with_timeout_is_active()
         "(main in run_timeout, another greenlet in with_timeout, the parent in with_timeout)"
     );
 }
+
+/// A channel receive whose deadline passes allocates nothing once warmed
+/// up, as a queue's `get_timeout` that expires does: a receive loop with
+/// a periodic timeout (flush every N ms) pays nothing per tick. Before,
+/// each expiry built a formatted `io::Error` ("greenlet::Receiver::recv
+/// timed out": the message, its box and the error's) that the receive
+/// only read the kind of: 3 allocations per expiry.
+#[test]
+fn channel_recv_timeouts_that_expire_allocate_nothing() {
+    let (_tx, rx) = hub::channel::<u64>();
+    let queue: Queue<u64> = Queue::new();
+    let n = steady_state(600, move |i| {
+        if i % 2 == 0 {
+            assert_eq!(
+                rx.recv_timeout(Duration::from_nanos(1)),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            );
+        } else {
+            assert_eq!(queue.get_timeout(Duration::from_nanos(1)), None);
+        }
+    });
+    assert_eq!(n, 0);
+}

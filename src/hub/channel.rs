@@ -6,7 +6,6 @@ use std::any::Any;
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
-use std::io;
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +13,7 @@ use std::sync::mpsc::{RecvError, RecvTimeoutError, SendError, TryRecvError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::io::IoWaitEnd;
 use super::reactor::{Direction, HoldAcrossFork, Registration, Ticket};
 use super::remote::Inbox;
 use super::wait::WaitKey;
@@ -150,7 +150,7 @@ fn channel_with<T: Send + 'static>(senders_on_pool_threads: bool) -> (Sender<T>,
         chan,
         reg,
         hub: hub.clone(),
-        emptied: Cell::new(0),
+        watch: Watch::default(),
         _not_send: PhantomData,
     };
     (sender, receiver)
@@ -227,11 +227,9 @@ pub struct Receiver<T> {
     chan: Arc<Chan<T>>,
     reg: Rc<Registration>,
     hub: Rc<Hub>,
-    /// For `wait_any`'s order, once something watched the channel: when
-    /// this side last saw it empty, as a stamp (0: not watched). A ready
-    /// stamp older than that was the readiness of values taken since, and
-    /// the channel counts as ready from when a wait next finds a value.
-    emptied: Cell<u64>,
+    /// For `wait_any`: when the channel became ready, once something
+    /// watched it.
+    watch: Watch,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -289,7 +287,7 @@ impl<T> Receiver<T> {
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         let mut state = self.chan.lock();
         let taken = state.items.pop_front();
-        self.note_if_empty(&state);
+        self.note_take(&state, taken.is_some());
         match taken {
             Some(value) => Ok(value),
             None if state.senders_gone() => Err(TryRecvError::Disconnected),
@@ -297,12 +295,55 @@ impl<T> Receiver<T> {
         }
     }
 
-    /// Remembers, for a watched channel, that it was empty now (see
-    /// `emptied`).
+    /// For a watched channel: notes a receive (`took`: it took a value)
+    /// and whether it left the channel empty (see `Watch`).
     #[inline]
-    fn note_if_empty(&self, state: &State<T>) {
-        if self.emptied.get() != 0 && state.items.is_empty() && !state.senders_gone() {
-            self.emptied.set(super::wait_any::next_stamp());
+    fn note_take(&self, state: &State<T>, took: bool) {
+        if self.watch.emptied.get() != 0 {
+            self.note_watched_take(state, took);
+        }
+    }
+
+    fn note_watched_take(&self, state: &State<T>, took: bool) {
+        let watch = &self.watch;
+        self.settle(state, took);
+        if took && watch.stamp.get() < watch.emptied.get() {
+            // A value taken before anything stamped it (a send's
+            // notification not handled yet): the channel was ready from
+            // this take at the latest, for a wait that looked before
+            // (a value that came while it waited and was taken at once
+            // still counts for it, as a queue's item does).
+            watch.stamp.set(super::wait_any::next_stamp());
+        }
+        if !Self::has_more(state) {
+            watch.emptied.set(super::wait_any::next_stamp());
+        }
+    }
+
+    /// Whether a receive would return at once: a value is there, or every
+    /// sender is gone.
+    #[inline]
+    fn has_more(state: &State<T>) -> bool {
+        !state.items.is_empty() || state.senders_gone()
+    }
+
+    /// Takes in the notification the hub handled since the last look, if
+    /// any (the registration's stamp, taken then): the channel counts as
+    /// ready from then if it had something then that no stamp counts yet,
+    /// that is if it has something now (or `took`: a receive just took a
+    /// value) and was last seen empty before. Not otherwise: the
+    /// notification of a value taken before the hub handled it (a send,
+    /// then a `try_recv` or a `recv` that did not block, before the hub
+    /// ran its mail) was stamped after the value was gone, and a wait that
+    /// began after the take would report an empty channel as ready.
+    fn settle(&self, state: &State<T>, took: bool) {
+        let watch = &self.watch;
+        let notified = self.reg.ready_stamp(Direction::Read);
+        if notified != watch.notified.get() {
+            watch.notified.set(notified);
+            if (took || Self::has_more(state)) && watch.stamp.get() < watch.emptied.get() {
+                watch.stamp.set(notified);
+            }
         }
     }
 
@@ -327,21 +368,24 @@ impl<T> Receiver<T> {
                 channel: self.chan.id,
                 until: deadline,
             };
-            let woken =
-                self.hub
-                    .wait_io(&self.reg, Direction::Read, deadline, "Receiver::recv", on);
-            if let Err(e) = woken {
-                // Timed out (a value may have come in just now), or refused
-                // while the greenlet unwinds: then as if the senders were
-                // gone, as `recv` says.
-                let none = if e.kind() == io::ErrorKind::TimedOut {
-                    RecvTimeoutError::Timeout
-                } else {
-                    RecvTimeoutError::Disconnected
-                };
-                let mut state = self.chan.lock();
-                return self.take_or_end(&mut state).unwrap_or(Err(none));
-            }
+            // How it ended, not an `io::Error`: a deadline that passes
+            // (a receive loop's periodic timeout) allocates nothing.
+            let none = match self.hub.wait_io_ended(
+                &self.reg,
+                Direction::Read,
+                deadline,
+                "Receiver::recv",
+                on,
+            ) {
+                IoWaitEnd::Ready => continue,
+                // A value may have come in just now.
+                IoWaitEnd::TimedOut => RecvTimeoutError::Timeout,
+                // Refused while the greenlet unwinds: then as if the
+                // senders were gone, as `recv` says.
+                IoWaitEnd::Unwinding => RecvTimeoutError::Disconnected,
+            };
+            let mut state = self.chan.lock();
+            return self.take_or_end(&mut state).unwrap_or(Err(none));
         }
     }
 
@@ -356,7 +400,7 @@ impl<T> Receiver<T> {
             None if state.senders_gone() => Err(RecvTimeoutError::Disconnected),
             None => return None,
         };
-        self.note_if_empty(state);
+        self.note_take(state, taken.is_ok());
         self.pass_wake_on(state);
         Some(taken)
     }
@@ -378,23 +422,25 @@ impl<T> Receiver<T> {
 
 impl<T> super::wait_any::sealed::Source for Receiver<T> {
     fn is_ready(&self) -> bool {
-        let ready = {
-            let state = self.chan.lock();
-            !state.items.is_empty() || state.senders_gone()
-        };
+        let state = self.chan.lock();
+        let ready = Self::has_more(&state);
+        let watch = &self.watch;
+        if watch.emptied.get() == 0 {
+            // Watched from now on (stamps start at 1): the notifications
+            // handled before were for receivers only.
+            watch.emptied.set(1);
+            watch.notified.set(self.reg.ready_stamp(Direction::Read));
+        } else {
+            self.settle(&state, false);
+        }
         if !ready {
-            self.emptied.set(super::wait_any::next_stamp());
-        } else if self.emptied.get() == 0
-            || self.reg.ready_stamp(Direction::Read) < self.emptied.get()
-        {
+            watch.emptied.set(super::wait_any::next_stamp());
+        } else if watch.stamp.get() < watch.emptied.get() {
             // Looked at for the first time, or its stamp is of values
             // taken since it was last seen empty: what is there came with
-            // no wake-up (nobody waited), so it counts from now.
-            self.reg.stamp_ready(Direction::Read);
-        }
-        if self.emptied.get() == 0 {
-            // Watched from now on (stamps start at 1).
-            self.emptied.set(1);
+            // no notification handled yet (nobody waited, or the hub has
+            // not run its mail), so it counts from now.
+            watch.stamp.set(super::wait_any::next_stamp());
         }
         ready
     }
@@ -403,7 +449,7 @@ impl<T> super::wait_any::sealed::Source for Receiver<T> {
         // A first look stamps here too, so that things ready before any
         // wait looked count in the order a wait lists them.
         self.is_ready();
-        self.reg.ready_stamp(Direction::Read)
+        self.watch.stamp.get()
     }
 
     fn add_waiter(&self, w: usize) -> usize {
@@ -413,7 +459,7 @@ impl<T> super::wait_any::sealed::Source for Receiver<T> {
             let mut state = self.chan.lock();
             // Under the senders' lock: a send after this wakes a waiter.
             state.receiver_waiting = true;
-            !state.items.is_empty() || state.senders_gone()
+            Self::has_more(&state)
         };
         if came {
             // Since the wait looked (from another thread): wake it the way
@@ -437,12 +483,38 @@ impl<T> super::wait_any::sealed::Source for Receiver<T> {
     }
 }
 
+/// A receiver's readiness for `wait_any`, once something watched it (a
+/// wait looked). A send from another thread cannot take a stamp (they are
+/// per thread): the hub stamps the registration when it handles the
+/// send's notification, which may be after the value was taken (a
+/// `try_recv` right after a send on the hub's thread). So the channel
+/// counts as ready from the first of: that notification, if the value is
+/// still there (see `Receiver::settle`); a look that finds it; a receive
+/// that takes it.
+#[derive(Default)]
+struct Watch {
+    /// When the receiving side last saw the channel empty, as a stamp (0:
+    /// not watched). A ready stamp older than that was the readiness of
+    /// values taken since, and the channel counts as ready from when a
+    /// wait next finds a value.
+    emptied: Cell<u64>,
+    /// When the channel became ready, as `wait_any` sees it (its
+    /// `ready_stamp`).
+    stamp: Cell<u64>,
+    /// The registration's stamp (when the hub last handled a send's
+    /// notification) as last taken in (see `Receiver::settle`).
+    notified: Cell<u64>,
+}
+
 /// Ready while a receive would return at once: a value is there, or every
 /// sender is gone. A send wakes one waiting greenlet, receiver or
 /// watcher: a watcher woken that way passes the wake-up on when its wait
 /// ends, as a receiver does when it has taken its value, so a value never
 /// sits while a receiver sleeps (the receiver may then find it taken by
-/// the watcher's greenlet, and wait again).
+/// the watcher's greenlet, and wait again). A value taken before a wait
+/// began does not count for it, even when the hub handles its send's
+/// wake-up only during that wait; one that came while it waited does,
+/// even if taken before the waiter runs again (see [`wait`](fn@super::wait)).
 impl<T> super::wait_any::Waitable for Receiver<T> {}
 
 impl<T> Drop for Receiver<T> {

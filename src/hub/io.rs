@@ -209,14 +209,36 @@ impl Hub {
         call: &'static str,
         on: WaitOn,
     ) -> io::Result<()> {
+        match self.wait_io_ended(reg, dir, deadline, call, on) {
+            IoWaitEnd::Ready => Ok(()),
+            IoWaitEnd::TimedOut => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("greenlet::{call} timed out"),
+            )),
+            IoWaitEnd::Unwinding => Err(cannot_wait_unwinding(call)),
+        }
+    }
+
+    /// [`wait_io`](Hub::wait_io), telling how it ended without making an
+    /// error: for a caller that only needs to know which end it was (a
+    /// channel's receive, whose timeout is `RecvTimeoutError::Timeout`),
+    /// so that a deadline that passes allocates nothing.
+    pub(crate) fn wait_io_ended(
+        &self,
+        reg: &Registration,
+        dir: Direction,
+        deadline: Option<Instant>,
+        call: &'static str,
+        on: WaitOn,
+    ) -> IoWaitEnd {
         if Runtime::get().current_unwinds() {
-            return Err(cannot_wait_unwinding(call));
+            return IoWaitEnd::Unwinding;
         }
         if reg.is_closed() {
             // Closed since the caller last looked (by the operation it
             // just tried, which may run user code that switches): its
             // wake-up is over, and the caller's retry reports the close.
-            return Ok(());
+            return IoWaitEnd::Ready;
         }
         let mut waiter = Waiter::new(self, deadline, on, |w| {
             reg.add_waiter(dir, w);
@@ -234,16 +256,25 @@ impl Hub {
             }
         });
         match waiter.wait(call) {
-            Woken::TimedOut => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("greenlet::{call} timed out"),
-            )),
+            Woken::TimedOut => IoWaitEnd::TimedOut,
             Woken::Ready => {
                 waiter.link.kept = true;
-                Ok(())
+                IoWaitEnd::Ready
             }
         }
     }
+}
+
+/// How [`Hub::wait_io_ended`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IoWaitEnd {
+    /// Woken: the registration may be ready (or was closed).
+    Ready,
+    /// The deadline passed first.
+    TimedOut,
+    /// Not waited: the greenlet unwinds, and cannot block (`wait_io`'s
+    /// `ErrorKind::Other` error).
+    Unwinding,
 }
 
 thread_local! {
