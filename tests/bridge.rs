@@ -386,6 +386,32 @@ fn remote_call_whose_greenlet_the_exit_killed_unrun_is_closed() {
     assert!(matches!(r, Err(CallError::Closed)), "{r:?}");
 }
 
+/// A call whose greenlet is blocked when its hub's thread exits: the
+/// exit leaves that greenlet suspended, never unwound (the crate's
+/// **Threads** rule), and the call resolves `Killed` all the same (it
+/// used to stay pending for ever: what finishes it lived on that stack).
+#[test]
+fn remote_call_whose_greenlet_the_exit_leaves_suspended_is_killed() {
+    let (remote, stop, thread) = hub_thread();
+    let (started, has_started) = mpsc::channel::<()>();
+    let call = remote.call(move || {
+        started.send(()).unwrap();
+        hub::sleep(Duration::from_secs(3600)); // blocked when the thread exits
+        7u8
+    });
+    has_started.recv().unwrap();
+    drop(stop);
+    thread.join().unwrap();
+    // Awaited on a thread of its own, so a call that never resolves fails
+    // the test instead of hanging it.
+    let (result, resolved) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = result.send(current_thread_rt().block_on(call));
+    });
+    let r = resolved.recv_timeout(Duration::from_secs(60));
+    assert!(matches!(r, Ok(Err(CallError::Killed))), "{r:?}");
+}
+
 #[test]
 fn remote_call_that_gets_no_stack_says_so_not_that_the_hub_exited() {
     let (tx, rx) = mpsc::channel();

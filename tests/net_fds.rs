@@ -3,7 +3,8 @@
 //! accept, read, write or connect, `with_timeout`, `hub::run_main` ending
 //! with greenlets still blocked), and a thread's hub closes its own epoll
 //! and waker fds when the thread exits, also while other threads still
-//! hold its `Remote` or a channel `Sender`.
+//! hold its `Remote` or a channel `Sender`, or a greenlet the exit left
+//! suspended holds the hub.
 //!
 //! A thread's exit alone kills no started greenlet: it leaves them
 //! suspended, what their frames own leaked (see the crate's **Threads**
@@ -95,6 +96,33 @@ fn every_fd_is_closed_and_a_hubs_own_fds_go_with_its_thread() {
     );
     assert!(remote.spawn(|| ()).is_err(), "the hub's thread has exited");
     assert!(sender.send(1).is_err(), "the receiver's hub has exited");
+    // A thread that exits with a greenlet left blocked (no `run_main`):
+    // the greenlet stays suspended and its frames keep the hub, but the
+    // hub's epoll instance and waker close all the same (the epoll one
+    // used to stay open, one per such thread).
+    for _ in 0..3 {
+        thread::spawn(|| {
+            // First used before the runtime, so destroyed after the hub's
+            // exit: its socket then leaves the closed instance alone.
+            LATE.with(|_| ());
+            let _remote = hub::remote(); // the reactor opens its fds
+            LATE.with(|late| *late.borrow_mut() = Some(UdpSocket::bind(LOCALHOST).unwrap()));
+            hub::spawn(|| hub::sleep(Duration::from_secs(3600)));
+            hub::yield_now(); // it blocks in its sleep
+        })
+        .join()
+        .unwrap();
+    }
+    assert_same_fds(
+        &before,
+        &open_fds(),
+        "after threads that exited with a greenlet left blocked",
+    );
+}
+
+thread_local! {
+    /// A socket dropped by a thread-local's destructor after the hub's exit.
+    static LATE: std::cell::RefCell<Option<UdpSocket>> = const { std::cell::RefCell::new(None) };
 }
 
 /// A thread whose hub's mailbox outlives it: a `Remote` and a channel

@@ -432,7 +432,9 @@ pub(crate) fn release_at_exit() {
     // otherwise leave work queued for ever and `call_blocking` waiting for
     // ever.
     if let Some(reactor) = hub.reactor() {
-        reactor.close_inbox();
+        // Its epoll instance too: something that keeps the hub (every
+        // blocking call's frame holds a reference) would keep it open.
+        reactor.close_at_exit();
     }
     drop(hub);
 }

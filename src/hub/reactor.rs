@@ -20,7 +20,6 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
-use std::mem::ManuallyDrop;
 use std::os::fd::RawFd;
 use std::ptr;
 use std::rc::Rc;
@@ -388,8 +387,9 @@ pub(crate) trait HoldAcrossFork: Send + Sync {
 /// The reactor proper. Every `RefCell` here is borrowed only for the length
 /// of a call that cannot switch greenlets.
 pub(crate) struct Reactor {
-    /// Dropped by hand: an inherited one is never dropped (see `renew`).
-    poll: ManuallyDrop<RefCell<Poll>>,
+    /// An inherited one is never dropped (see `renew`); `None` once the
+    /// thread has exited (see `close_at_exit`).
+    poll: RefCell<Option<Poll>>,
     events: RefCell<Events>,
     registrations: RefCell<Slab<Rc<Registration>>>,
     inbox: Arc<Inbox>,
@@ -416,7 +416,7 @@ impl Reactor {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         Ok(Reactor {
-            poll: ManuallyDrop::new(RefCell::new(poll)),
+            poll: RefCell::new(Some(poll)),
             events: RefCell::new(Events::with_capacity(EVENTS)),
             registrations: RefCell::new(Slab::new()),
             inbox: Arc::new(Inbox::new(waker)),
@@ -427,9 +427,11 @@ impl Reactor {
 
     /// Makes sure `poll` is this process's own, before any use of it: in a
     /// forked child, the first call builds a new one (see `fork.rs`).
+    /// Once the thread has exited, there is no instance any more: an
+    /// error.
     #[inline]
     fn own(&self) -> io::Result<()> {
-        if !self.inherited() {
+        if !self.inherited() && self.poll.borrow().is_some() {
             return Ok(());
         }
         self.renew()
@@ -442,6 +444,11 @@ impl Reactor {
     #[cold]
     #[inline(never)]
     fn renew(&self) -> io::Result<()> {
+        if self.poll.borrow().is_none() {
+            return Err(io::Error::other(
+                "greenlet::hub: the hub's thread has exited (its I/O reactor is closed)",
+            ));
+        }
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         for (_, reg) in self.registrations.borrow().iter() {
@@ -469,7 +476,7 @@ impl Reactor {
         // can tell whether a number still names the inherited ones (every
         // epoll instance and eventfd shares one anonymous inode), so the
         // child keeps its two descriptors of them, unused.
-        std::mem::forget(self.poll.replace(poll));
+        std::mem::forget(self.poll.replace(Some(poll)));
         self.inbox.replace_waker(waker);
         self.born.set(super::fork::forks());
         super::signal::renew_dispatcher();
@@ -501,6 +508,40 @@ impl Reactor {
     /// Closes the inbox (see `Inbox::close`): the hub is going away.
     pub(crate) fn close_inbox(&self) {
         self.inbox.close(self.inherited());
+    }
+
+    /// At the thread's exit (see `hub::release_at_exit`): closes the inbox,
+    /// and the epoll instance too, also while something keeps the hub (a
+    /// greenlet that the exit left suspended, whose frames hold references
+    /// to it): nothing polls on an exited thread, and every later use of
+    /// the instance (a registration dropped by a thread-local's destructor)
+    /// goes through `own`, which refuses from now on, so the closed number
+    /// is never used again (it may name another file soon).
+    pub(crate) fn close_at_exit(&self) {
+        self.close_inbox();
+        let poll = self.poll.borrow_mut().take();
+        if let Some(poll) = poll {
+            self.let_go(poll);
+        }
+    }
+
+    /// Closes `poll`, unless it is a parent's, inherited across a fork and
+    /// not renewed: leaked then, as `renew` leaks it.
+    fn let_go(&self, poll: Poll) {
+        if self.inherited() {
+            std::mem::forget(poll);
+        } else {
+            drop(poll);
+        }
+    }
+
+    /// The instance's registry; only after `own` said it is open.
+    fn registry(&self) -> std::cell::Ref<'_, mio::Registry> {
+        std::cell::Ref::map(self.poll.borrow(), |poll| {
+            poll.as_ref()
+                .expect("owned: the instance is open")
+                .registry()
+        })
     }
 
     /// The mailbox other threads reach this hub through.
@@ -537,11 +578,7 @@ impl Reactor {
     pub(crate) fn register(&self, fd: RawFd) -> io::Result<Rc<Registration>> {
         self.own()?;
         let reg = self.add();
-        let registered = SourceFd(&fd).register(
-            self.poll.borrow().registry(),
-            reg.ticket().token(),
-            interest(),
-        );
+        let registered = SourceFd(&fd).register(&self.registry(), reg.ticket().token(), interest());
         if let Err(e) = registered {
             self.remove(&reg);
             return Err(e);
@@ -569,7 +606,7 @@ impl Reactor {
         // any case; an error here changes nothing. A forked child that
         // could not make an instance of its own leaves the parent's alone.
         if self.own().is_ok() {
-            let _ = SourceFd(&fd).deregister(self.poll.borrow().registry());
+            let _ = SourceFd(&fd).deregister(&self.registry());
         }
         self.remove(reg);
     }
@@ -617,7 +654,12 @@ impl Reactor {
             return;
         }
         let mut events = self.events.borrow_mut();
-        let polled = self.poll.borrow_mut().poll(&mut events, timeout);
+        let polled = self
+            .poll
+            .borrow_mut()
+            .as_mut()
+            .expect("owned: the instance is open")
+            .poll(&mut events, timeout);
         match polled {
             Ok(()) => {}
             // A signal cut the wait short: the hub loop polls again.
@@ -713,10 +755,8 @@ impl Drop for Reactor {
         // A forked child's reactor never renewed still has the inherited
         // instance and waker, whose numbers need not name them any more:
         // leaked, as `renew` leaks them.
-        if !self.inherited() {
-            // SAFETY: dropped once, here, and `self.poll` is not used
-            // after this: the reactor is going away.
-            unsafe { ManuallyDrop::drop(&mut self.poll) };
+        if let Some(poll) = self.poll.get_mut().take() {
+            self.let_go(poll);
         }
         // Other threads holding a `Remote` or a `Sender` learn the hub is
         // gone; work they left is dropped here.

@@ -296,12 +296,25 @@ impl<T> Drop for Drained<'_, T> {
 /// A `call_blocking`'s hold on its reply sender, kept in the inbox (see
 /// `Mail::replies`): dropped unsent (the call's greenlet killed, or its
 /// function dropped unrun), it drops the sender, which tells the caller.
-struct Reply {
+/// (`Remote::call` keeps what finishes its future there the same way.)
+pub(super) struct Reply {
     inbox: Arc<Inbox>,
     key: Option<usize>,
 }
 
 impl Reply {
+    /// Keeps `value` in `remote`'s inbox until this hold is dropped (which
+    /// drops it) or the inbox closes first, when the hub's thread exits
+    /// (which drops it then): for what tells a caller about a call whose
+    /// greenlet that exit may leave suspended, never unwound (see the
+    /// crate's **Threads** rule). `Err` once the inbox is closed.
+    pub(super) fn keep(remote: &Remote, value: Box<dyn Any + Send>) -> Result<Reply, RemoteClosed> {
+        Ok(Reply {
+            inbox: remote.inbox.clone(),
+            key: Some(remote.inbox.keep_reply(value)?),
+        })
+    }
+
     /// The sender, unless the inbox's close dropped it already.
     fn take(&mut self) -> Option<Box<dyn Any + Send>> {
         self.key.take().and_then(|key| self.inbox.take_reply(key))

@@ -13,7 +13,7 @@ use std::task::{Context, Poll, Waker};
 use slab::Slab;
 
 use super::super::is_kill;
-use super::super::remote::Remote;
+use super::super::remote::{Remote, Reply};
 use crate::error::payload_message;
 use crate::greenlet::Greenlet;
 
@@ -79,6 +79,8 @@ struct State<R> {
     running: Option<usize>,
     /// The caller dropped the future before it resolved.
     abandoned: bool,
+    /// The call's greenlet has started.
+    started: bool,
 }
 
 impl<R> Shared<R> {
@@ -138,6 +140,25 @@ impl<R> Drop for Completer<R> {
     }
 }
 
+/// Kept in the hub's inbox while the call is pending (see `Reply::keep`):
+/// if the hub's thread exits with the call's greenlet suspended, its exit
+/// leaves that greenlet as it is (the completer on its stack is never
+/// dropped), and the inbox's close drops this instead, which records the
+/// end (the first outcome recorded wins, so after any other end this does
+/// nothing).
+struct Finisher<R>(Arc<Shared<R>>);
+
+impl<R> Drop for Finisher<R> {
+    fn drop(&mut self) {
+        let error = if self.0.lock().started {
+            CallError::Killed
+        } else {
+            CallError::Closed
+        };
+        self.0.finish(Err(error));
+    }
+}
+
 /// Takes a call's greenlet out of `RUNNING` when it ends, however it ends.
 struct Running<'a, R> {
     shared: &'a Shared<R>,
@@ -167,6 +188,7 @@ where
     };
     {
         let mut state = completer.shared.lock();
+        state.started = true;
         if state.abandoned {
             drop(state);
             let _ = RUNNING.try_with(|r| r.borrow_mut().try_remove(key));
@@ -238,14 +260,30 @@ impl Remote {
                 waker: None,
                 running: None,
                 abandoned: false,
+                started: false,
             }),
         });
         let completer = Completer {
             shared: shared.clone(),
             started: false,
         };
-        // A refused post drops the task, whose completer records `Closed`.
-        let _ = self.spawn(move || run(completer, f));
+        // A refused post drops the task, whose completer records `Closed`
+        // (so does a closed inbox's refusal to keep the finisher).
+        let Ok(finisher) = Reply::keep(self, Box::new(Finisher(shared.clone()))) else {
+            drop(completer);
+            return Call {
+                shared,
+                remote: self.clone(),
+            };
+        };
+        // Dropped unrun, the task drops the completer first (the tuple's
+        // order): its error (`Closed`, `NoStack`) is the one recorded.
+        let ends = (completer, finisher);
+        let _ = self.spawn(move || {
+            let ends = ends; // captured whole, not field by field
+            let (completer, _finisher) = ends; // the finisher goes after `run`
+            run(completer, f)
+        });
         Call {
             shared,
             remote: self.clone(),
