@@ -77,8 +77,25 @@ struct JoinState<R> {
     /// `next_stamp` (never 0); 0 while it has not.
     stamp: Cell<u64>,
     joiner: Cell<Option<WaitRef>>,
-    /// Most handles never get a waiter or a callback.
-    extra: OnceCell<Box<Extra>>,
+    /// Most handles never get a waiter or a callback. Dropped by hand
+    /// (see `Drop`): the drop glue called out of line for the empty cell.
+    extra: ManuallyDrop<OnceCell<Box<Extra>>>,
+}
+
+impl<R> Drop for JoinState<R> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // The cell is left empty, so nothing is left to drop with it.
+        if self.extra.get().is_some() {
+            drop_extra(&mut self.extra);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn drop_extra(extra: &mut OnceCell<Box<Extra>>) {
+    drop(extra.take());
 }
 
 // With a `usize` result and its count, one 64-byte block (see `pooled_rc`).
@@ -97,7 +114,7 @@ impl<R> JoinState<R> {
             result: Cell::new(None),
             stamp: Cell::new(0),
             joiner: Cell::new(None),
-            extra: OnceCell::new(),
+            extra: ManuallyDrop::new(OnceCell::new()),
         }
     }
 
