@@ -57,12 +57,13 @@ use corosensei::stack::valgrind::ValgrindStackRegistration;
 use corosensei::stack::{Stack, StackPointer};
 
 use crate::runtime::Runtime;
+use crate::value::Word;
 
 /// Every greenlet's coroutine has this one type: a value's word goes in and
 /// out (see `value.rs`), and the coroutine never returns (it is reset after
 /// its final suspend). It lives in the top [`RESERVED`] bytes of its own
 /// stack.
-pub(crate) type Co = corosensei::Coroutine<usize, usize, (), PooledStack>;
+pub(crate) type Co = corosensei::Coroutine<Word, Word, (), PooledStack>;
 
 /// The usable size of a greenlet's stack when neither its builder nor the
 /// thread's [`StackPolicy::stack_size`] sets one: 1 MiB, the same as

@@ -40,18 +40,30 @@ impl ValueType {
     /// # Safety
     /// `word` was made by [`encode`] from a value of this type, which nobody
     /// has taken or dropped since.
-    pub(crate) unsafe fn drop_word(&self, word: usize) {
+    pub(crate) unsafe fn drop_word(&self, word: Word) {
         let mut word = word;
         let place = if self.inline {
-            (&mut word as *mut usize).cast::<u8>()
+            word.as_mut_ptr().cast::<u8>()
         } else {
-            word as *mut u8
+            // SAFETY: an out-of-line value's word is an address, all of
+            // it written by `encode`.
+            unsafe { word.assume_init() as *mut u8 }
         };
         // SAFETY: `place` holds the live value (in `word` itself, which is
         // word-aligned, or in the sender's frame); forwarded from the caller.
         unsafe { (self.drop)(place) }
     }
 }
+
+/// What crosses a switch: a value that fits (see [`fits`]), or the address
+/// of one that does not. Not a plain `usize`: a value's padding bytes (a
+/// `(u8, u32)`), or the bytes a variant leaves unused (`Option<u8>`'s
+/// `None`), are uninitialised, and an integer may not hold such bytes.
+pub(crate) type Word = std::mem::MaybeUninit<usize>;
+
+/// The word of a value that is no bytes (a `()`, a signal in the slow
+/// lane): nothing in it is read.
+pub(crate) const EMPTY: Word = Word::new(0);
 
 /// Whether a `T` travels in the word itself.
 pub(crate) const fn fits<T>() -> bool {
@@ -152,20 +164,15 @@ pub(crate) fn is_type<R: 'static>(incoming: &'static ValueType) -> bool {
 /// # Safety
 /// `slot` holds a live value, and is not used again by the caller.
 #[inline(always)]
-pub(crate) unsafe fn encode<T>(slot: &mut ManuallyDrop<T>) -> usize {
+pub(crate) unsafe fn encode<T>(slot: &mut ManuallyDrop<T>) -> Word {
     if fits::<T>() {
-        let mut word = 0usize;
+        let mut word = Word::uninit();
         // SAFETY: a `T` fits in a `usize` and needs no more alignment;
         // the value is moved out of the slot exactly once.
-        unsafe {
-            ptr::write(
-                (&mut word as *mut usize).cast::<T>(),
-                ManuallyDrop::take(slot),
-            )
-        };
+        unsafe { ptr::write(word.as_mut_ptr().cast::<T>(), ManuallyDrop::take(slot)) };
         word
     } else {
-        (&mut **slot as *mut T) as usize
+        Word::new((&mut **slot as *mut T) as usize)
     }
 }
 
@@ -175,13 +182,14 @@ pub(crate) unsafe fn encode<T>(slot: &mut ManuallyDrop<T>) -> usize {
 /// `word` was made by `encode::<R>` (or of a type with the same `TypeId`),
 /// and the value has not been taken or dropped since.
 #[inline(always)]
-pub(crate) unsafe fn decode<R>(word: usize) -> R {
+pub(crate) unsafe fn decode<R>(word: Word) -> R {
     if fits::<R>() {
         // SAFETY: the word holds an `R`'s bits (see above).
-        unsafe { ptr::read((&word as *const usize).cast::<R>()) }
+        unsafe { ptr::read(word.as_ptr().cast::<R>()) }
     } else {
-        // SAFETY: the word points at a live `R` in a suspended frame.
-        unsafe { ptr::read(word as *const R) }
+        // SAFETY: the word points at a live `R` in a suspended frame (an
+        // address: all of the word is written).
+        unsafe { ptr::read(word.assume_init() as *const R) }
     }
 }
 

@@ -963,3 +963,24 @@ fn row17_a_hooks_switch_to_its_own_greenlet_answers_at_once_and_one_elsewhere_is
     assert_eq!(seen[0], (Ok(9), true, None));
     assert_eq!(seen[1], (Ok(9), true, Some(true)));
 }
+
+/// Values that fit in the word but do not fill it with initialised bytes:
+/// a tuple with padding, a `None` whose payload byte is unused, a
+/// `MaybeUninit`. They travel in the word as they are (it is a
+/// `MaybeUninit<usize>`, never read as an integer) and arrive intact.
+#[test]
+fn values_with_uninitialised_bytes_cross_a_switch_intact() {
+    let g = Greenlet::new(|first: (u8, u32)| {
+        let main = Greenlet::main();
+        let none: Option<u8> = main.switch(first).unwrap();
+        let bytes: std::mem::MaybeUninit<u64> = main.switch(none).unwrap();
+        // SAFETY: main wrote all eight bytes.
+        unsafe { bytes.assume_init() }
+    });
+    let back: (u8, u32) = g.switch((7u8, 0x0102_0304u32)).unwrap();
+    assert_eq!(back, (7, 0x0102_0304));
+    let back: Option<u8> = g.switch(None::<u8>).unwrap();
+    assert_eq!(back, None);
+    let back: u64 = g.switch(std::mem::MaybeUninit::new(42u64)).unwrap();
+    assert_eq!(back, 42);
+}

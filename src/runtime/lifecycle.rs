@@ -15,7 +15,7 @@ use crate::error::SwitchError;
 use crate::stack::Co;
 use crate::trace::SwitchKind;
 use crate::value::{
-    cast_same, decode, encode, fits, is_type, type_of, GreenletExit, Signal, SLOW_LANE,
+    cast_same, decode, encode, fits, is_type, type_of, GreenletExit, Signal, Word, EMPTY, SLOW_LANE,
 };
 
 /// The largest function (closure and captures) moved onto a new stack as
@@ -102,9 +102,7 @@ impl Runtime {
         })?;
         let slot = stack.coroutine_slot();
         let guard_page = stack.guard_page();
-        let co = Co::with_stack(stack, move |y: &Y, word: usize| {
-            entry::<F, A, R>(y, word, f)
-        });
+        let co = Co::with_stack(stack, move |y: &Y, word: Word| entry::<F, A, R>(y, word, f));
         // SAFETY: `slot` is the reserved, suitably aligned top of the stack
         // that `co` owns; it is not part of the usable stack, so nothing
         // else writes there while the coroutine lives.
@@ -567,7 +565,7 @@ impl Runtime {
         // dead, so active or unstarted; the victim is not current; the
         // slow lane is filled and announced. What comes back is read first
         // thing (a refusal, or else through `receive_slow`).
-        let back = unsafe { self.jump(victim, to, 0) };
+        let back = unsafe { self.jump(victim, to, EMPTY) };
         if unwinding {
             self.clear_flags(cur, UNWINDING);
         }
@@ -672,7 +670,7 @@ impl Runtime {
         // and suspended in `kill`, so not current; the slow lane is filled
         // and announced, and `receive` follows first thing.
         unsafe {
-            let back = self.jump(killer, to, 0);
+            let back = self.jump(killer, to, EMPTY);
             self.receive::<R>(back)
         }
     }
@@ -1080,7 +1078,7 @@ impl Runtime {
             }
         }
         let mut slot = MaybeUninit::<ManuallyDrop<R>>::uninit();
-        let mut word = 0;
+        let mut word = EMPTY;
         let signal = match outcome {
             Ok(value) => {
                 // SAFETY: the slot is new and is not used again here; it
@@ -1261,7 +1259,7 @@ where
 
 /// The first frame of every greenlet: take the argument, run the function,
 /// hand the outcome on.
-fn entry<F, A, R>(y: &Y, word: usize, f: F)
+fn entry<F, A, R>(y: &Y, word: Word, f: F)
 where
     F: FnOnce(A) -> R,
     A: 'static,
@@ -1319,7 +1317,7 @@ where
 /// brought, received once.
 #[cold]
 #[inline(never)]
-unsafe fn receive_first_slow<A: 'static>(rt: &Runtime, word: usize) -> Result<A, SwitchError> {
+unsafe fn receive_first_slow<A: 'static>(rt: &Runtime, word: Word) -> Result<A, SwitchError> {
     // SAFETY: the caller's contract is `receive_slow`'s.
     let received = panic::catch_unwind(AssertUnwindSafe(|| unsafe {
         rt.receive_slow::<A>(word, OnKill::Report)

@@ -34,10 +34,10 @@ use corosensei::Yielder;
 
 use crate::local::{LocalSlot, Locals};
 use crate::stack::Co;
-use crate::value::ValueType;
+use crate::value::{ValueType, Word};
 
 /// The yielder through which a greenlet's coroutine suspends.
-pub(crate) type Y = Yielder<usize, usize>;
+pub(crate) type Y = Yielder<Word, Word>;
 
 /// A greenlet: the address of its record's slot in its thread's records.
 /// "No greenlet" is `Option<Key>`'s `None`.

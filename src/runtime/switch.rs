@@ -14,7 +14,9 @@ use super::{Key, Runtime, State};
 use crate::error::SwitchError;
 use crate::stack::Co;
 use crate::trace::SwitchKind;
-use crate::value::{cast_same, decode, encode, is_type, type_of, GreenletExit, Signal, SLOW_LANE};
+use crate::value::{
+    cast_same, decode, encode, is_type, type_of, GreenletExit, Signal, Word, EMPTY, SLOW_LANE,
+};
 
 /// The slow lane of a transfer: what travels beside the word when
 /// `incoming` is `SLOW_LANE`.
@@ -153,7 +155,7 @@ impl Runtime {
             // word is 0). What comes back is looked at first thing: its
             // type, and anything but a `()` received once by `receive_slow`.
             unsafe {
-                let back = self.jump(target, to, 0);
+                let back = self.jump(target, to, EMPTY);
                 if !is_type::<()>(self.incoming.get()) {
                     if let Err(e) = self.receive_slow::<()>(back, OnKill::Unwind) {
                         on_error(e);
@@ -359,7 +361,7 @@ impl Runtime {
         // not dead; `target` is not current; the slow lane is filled and
         // announced, and `receive` follows first thing.
         unsafe {
-            let back = self.jump(target, to, 0);
+            let back = self.jump(target, to, EMPTY);
             self.receive::<R>(back)
         }
     }
@@ -566,7 +568,7 @@ impl Runtime {
     /// current; `incoming` describes `word`; the caller calls `receive` (or
     /// `receive_slow`) with the returned word first thing.
     #[inline(always)]
-    pub(super) unsafe fn jump(&self, key: Key, to: Target, word: usize) -> usize {
+    pub(super) unsafe fn jump(&self, key: Key, to: Target, word: Word) -> Word {
         let mine = self.current_yielder.replace(to.yielder);
         self.current.set(key);
         if mine.is_null() {
@@ -591,7 +593,7 @@ impl Runtime {
     /// Called by main, with `co` the coroutine of a live greenlet that is
     /// suspended or unstarted, and `incoming` describing `word`.
     #[inline(always)]
-    unsafe fn trampoline(&self, mut co: *mut Co, mut word: usize) -> usize {
+    unsafe fn trampoline(&self, mut co: *mut Co, mut word: Word) -> Word {
         loop {
             // SAFETY: `co` is a live greenlet's coroutine (the caller's, or
             // the one the suspending child named in `next`), at a fixed
@@ -618,7 +620,7 @@ impl Runtime {
     /// Called once, first thing after being switched back to, with the word
     /// that the switch returned.
     #[inline(always)]
-    pub(super) unsafe fn receive<R: 'static>(&self, word: usize) -> Result<R, SwitchError> {
+    pub(super) unsafe fn receive<R: 'static>(&self, word: Word) -> Result<R, SwitchError> {
         if is_type::<R>(self.incoming.get()) {
             // SAFETY: `incoming` names `R`, so the word carries a live `R`
             // that its suspended sender will never touch again, and this
@@ -639,7 +641,7 @@ impl Runtime {
     #[inline(never)]
     pub(super) unsafe fn receive_slow<R: 'static>(
         &self,
-        word: usize,
+        word: Word,
         on_kill: OnKill,
     ) -> Result<R, SwitchError> {
         let ty = self.incoming.get();
