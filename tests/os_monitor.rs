@@ -829,3 +829,100 @@ fn a_replaced_callback_may_turn_the_monitor_off_as_it_drops() {
     hub::monitor_with(Duration::from_secs(5), |_| {});
     hub::monitor(None);
 }
+
+/// The child half of
+/// `the_watchdog_never_blames_the_next_greenlet_for_a_report_made_at_a_switch`.
+#[test]
+fn child_reports_at_switches_to_a_fresh_greenlet() {
+    if std::env::var_os("GREENLET_TEST_CHILD").as_deref() != Some("report-then-switch".as_ref()) {
+        return;
+    }
+    // Generous, so that a fresh greenlet that returns at once never runs
+    // this long, however loaded the machine.
+    const LIMIT: Duration = Duration::from_millis(100);
+    // A thread that holds std's stderr lock for a while when asked: the
+    // report made at the switch (printed under that lock) takes that long.
+    // The watchdog writes past the lock, so it can speak meanwhile.
+    let (ask, asked) = std::sync::mpsc::channel::<()>();
+    let (held, holds) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        for () in asked {
+            let _locked = std::io::stderr().lock();
+            held.send(()).unwrap();
+            std::thread::sleep(LIMIT * 4);
+        }
+    });
+    hub::monitor(Some(LIMIT));
+    // Spawned: main waits in `join`, so the runs keep someone waiting and
+    // are watched.
+    let spinner = hub::spawn(move || {
+        let mut fresh = Vec::new();
+        for _ in 0..3 {
+            spin(LIMIT * 3);
+            ask.send(()).unwrap();
+            holds.recv().unwrap();
+            // Past the limit: reported at this switch, to a greenlet that
+            // returns at once.
+            let g = Greenlet::new(|()| Greenlet::current().id());
+            fresh.push(g.switch::<(), u64>(()).unwrap());
+        }
+        fresh
+    });
+    let spinner_id = spinner.greenlet().id();
+    let fresh = spinner.join().unwrap();
+    hub::monitor(None);
+    let fresh: Vec<String> = fresh.iter().map(u64::to_string).collect();
+    println!("spinner {spinner_id} fresh {}", fresh.join(" "));
+}
+
+/// A run past the limit that ends with a switch straight to another
+/// greenlet (a generator's, a coroutine's) is reported at that switch,
+/// with its backtrace: that takes a while (here stderr is slow). The
+/// watchdog must not take that time for the next greenlet's run (before,
+/// it was published before the report, and a greenlet that had not even
+/// started was said to have "run past the limit and still runs").
+#[test]
+fn the_watchdog_never_blames_the_next_greenlet_for_a_report_made_at_a_switch() {
+    let mut cmd = greenlet::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "child_reports_at_switches_to_a_fresh_greenlet",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("GREENLET_TEST_CHILD", "report-then-switch")
+    .env_remove("GREENLET_MAX_BLOCKING_MS");
+    // Only a bound on a hang.
+    let out = hub::with_timeout(Duration::from_secs(120), || cmd.output())
+        .expect("the child hung")
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{err}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    // On the line of the test harness's "test ... ok" (the harness
+    // prints the test's name first).
+    let ids = stdout
+        .lines()
+        .find_map(|l| l.split_once("spinner ").map(|(_, ids)| ids))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let (spinner, fresh) = ids.split_once(" fresh ").unwrap();
+    let fresh: Vec<&str> = fresh.split_whitespace().collect();
+    assert_eq!(fresh.len(), 3, "{stdout}");
+    // The runs were reported at their switches.
+    let at_switch = format!("greenlet id {spinner} ran");
+    assert!(err.matches(&at_switch).count() >= 3, "{err}");
+    // The watchdog watched: it saw the spinner (each spin is past the
+    // limit for two limits, four of its looks, three times over).
+    let watched = format!("greenlet id {spinner} on thread");
+    assert!(err.contains(&watched), "{err}");
+    // The watchdog names no fresh greenlet, whose runs last microseconds.
+    let blamed: Vec<&str> = err
+        .lines()
+        .filter(|l| {
+            fresh
+                .iter()
+                .any(|id| l.contains(&format!("greenlet id {id} on thread")))
+        })
+        .collect();
+    assert!(blamed.is_empty(), "{blamed:#?}");
+}

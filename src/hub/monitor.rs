@@ -14,6 +14,8 @@
 //! limit: the hook publishes, at each switch, when the new run began and
 //! whose it is (atomics: the watchdog reads them from its own thread), and
 //! the watchdog reports a run past the limit while it still lasts, once.
+//! A report made at a switch is no greenlet's run: the watchdog sees none
+//! while it is made, and the next run begins when it is done.
 //!
 //! A report made at the switch carries a backtrace of the greenlet taken
 //! there: where its long run ended, under the code that ran long (gevent
@@ -28,7 +30,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -324,17 +326,26 @@ fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
     // its caller, not kept from running by it).
     let pool_job = POOL_THREAD.with(Cell::get) && event.target.is_main();
     let watched = !is_hub(&event.target) && !pool_job && others_wait(event.target.is_main());
-    let (ran, limit, off, was_watched) = {
+    let (ran, limit, reports) = {
         let mut s = state.borrow_mut();
         let ran = now.saturating_duration_since(s.since);
         s.since = now;
         let was_watched = std::mem::replace(&mut s.watched, watched);
+        let reports = ran > s.limit && !s.off && was_watched;
         if let Some(watch) = &s.watch {
-            watch.watch.run_begins(now, event.target.id(), watched);
+            if reports {
+                // The report below takes long (a backtrace walked,
+                // symbolized and printed: milliseconds, more if stderr is
+                // slow): no greenlet's run while it is made. The next
+                // run is published when it is done.
+                watch.watch.idle();
+            } else {
+                watch.watch.run_begins(now, event.target.id(), watched);
+            }
         }
-        (ran, s.limit, s.off, was_watched)
+        (ran, s.limit, reports)
     };
-    if ran > limit && !off && was_watched {
+    if reports {
         // Taken out for the call: the callback may turn the monitor off or
         // change it.
         let (report, settings, stack) = {
@@ -402,8 +413,15 @@ fn on_switch(state: &RefCell<State>, event: &SwitchEvent) {
         if s.settings == settings && !s.off {
             s.report = report;
         }
-        // The report's own time is not the next greenlet's.
+        // The report's own time is not the next greenlet's: its run
+        // begins now, for the hook's clock and for the watchdog's (the
+        // watchdog saw no run during the report).
         s.since = Instant::now();
+        if let Some(watch) = &s.watch {
+            watch
+                .watch
+                .run_begins(s.since, event.target.id(), s.watched);
+        }
         drop(s);
         if let Some(p) = unwound {
             panic::resume_unwind(p);
@@ -494,7 +512,7 @@ pub(crate) fn job_starts() {
         s.since = Instant::now();
         s.watched = false;
         if let Some(watch) = &s.watch {
-            watch.watch.since.store(IDLE, Ordering::Relaxed);
+            watch.watch.idle();
         }
     }
 }
@@ -504,17 +522,22 @@ pub(crate) fn job_starts() {
 pub(crate) fn job_ends() {
     if let Some(state) = MONITOR.with(|m| m.borrow().upgrade()) {
         if let Some(watch) = &state.borrow().watch {
-            watch.watch.since.store(IDLE, Ordering::Relaxed);
+            watch.watch.idle();
         }
     }
 }
 
 /// `Watch::since` when there is no run to watch: the hub runs (it parks
-/// with nothing to do), no other greenlet waits, or a pool thread waits
-/// for work.
+/// with nothing to do), no other greenlet waits, a pool thread waits
+/// for work, or the hook makes a report.
 const IDLE: u64 = u64::MAX;
 
 /// What the hook publishes for the watchdog, at each switch.
+///
+/// `id` and `since` are published together under a sequence count
+/// (`switches`, a seqlock; see `publish` and `look`): the watchdog never
+/// takes one run's `since` for another's, nor a run just ended for the
+/// one under way.
 struct Watch {
     /// What `since` counts from.
     base: Instant,
@@ -522,7 +545,9 @@ struct Watch {
     since: AtomicU64,
     /// Whose run it is (a greenlet id).
     id: AtomicU64,
-    /// Bumped at each switch: each run is reported once.
+    /// The sequence count of the publishes: odd while one is under way,
+    /// even between them, up by 2 for each (so by 2 at each switch: each
+    /// run is reported once). Written by the monitored thread only.
     switches: AtomicU64,
     limit: Duration,
     /// The monitored thread's name, for the report.
@@ -541,10 +566,71 @@ impl Watch {
     /// The hook: greenlet `id` gets control at `now`; its run is
     /// `watched` if it keeps someone waiting.
     fn run_begins(&self, now: Instant, id: u64, watched: bool) {
-        self.switches.fetch_add(1, Ordering::Release);
-        self.id.store(id, Ordering::Relaxed);
         let since = if watched { self.nanos(now) } else { IDLE };
-        self.since.store(since, Ordering::Release);
+        self.publish(id, since);
+    }
+
+    /// No run to watch from now on (see `IDLE`).
+    fn idle(&self) {
+        self.publish(0, IDLE);
+    }
+
+    /// The write side of the seqlock: `id` and `since` are the run under
+    /// way. Called on the monitored thread only (the hook, `install`,
+    /// `job_starts`/`job_ends`: the `Watch` is reached through that
+    /// thread's monitor state), so there is one writer and the count needs
+    /// no read-modify-write. No lock: this is on every switch's path.
+    ///
+    /// Why the orderings suffice (the reader is `look`):
+    /// - The count goes odd, then a release fence, then the data stores
+    ///   (relaxed). A reader whose data load reads one of those stores
+    ///   and then runs its acquire fence synchronizes with this release
+    ///   fence (fence-to-fence synchronization through that atomic), so
+    ///   the odd store happens before the reader's second load of the
+    ///   count, which (write-read coherence) reads it or a later value:
+    ///   not the even count the reader began with. A half-made publish,
+    ///   or a later one, is never read as consistent.
+    /// - The count goes even with a release store after the data stores.
+    ///   A reader that reads that count with an acquire load sees those
+    ///   data stores (or later ones, which the first point catches).
+    fn publish(&self, id: u64, since: u64) {
+        let seq = self.switches.load(Ordering::Relaxed);
+        // `wrapping_add` keeps the parity (2^64 is even); it never wraps
+        // in practice.
+        self.switches.store(seq.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        self.id.store(id, Ordering::Relaxed);
+        self.since.store(since, Ordering::Relaxed);
+        self.switches.store(seq.wrapping_add(2), Ordering::Release);
+    }
+
+    /// The read side of the seqlock (see `publish`): the run under way, as
+    /// `(count, id, since, how long it has run)`; `None` if a publish is
+    /// under way or was made during the look (the run read is then over,
+    /// or half-published: the next look, half a limit on, decides). The
+    /// count is read again after the clock, so a run read was not yet
+    /// ended (by any publish this thread sees) when the clock was read.
+    fn look(&self) -> Option<(u64, u64, u64, Duration)> {
+        let seq = self.switches.load(Ordering::Acquire);
+        if seq % 2 == 1 {
+            return None;
+        }
+        let id = self.id.load(Ordering::Relaxed);
+        let since = self.since.load(Ordering::Relaxed);
+        // Pairs with `publish`'s release fence: a data load above that
+        // read a later publish's store makes the count read below that
+        // publish's (odd) count or a later one.
+        fence(Ordering::Acquire);
+        let now = self.nanos(Instant::now());
+        if self.switches.load(Ordering::Relaxed) != seq {
+            return None;
+        }
+        Some((
+            seq,
+            id,
+            since,
+            Duration::from_nanos(now.saturating_sub(since)),
+        ))
     }
 
     /// The watchdog thread's loop.
@@ -567,15 +653,13 @@ impl Watch {
             if *stop || thread_alive.strong_count() == 0 {
                 return;
             }
-            let switches = self.switches.load(Ordering::Acquire);
-            let since = self.since.load(Ordering::Acquire);
-            let id = self.id.load(Ordering::Relaxed);
+            let Some((switches, id, since, ran)) = self.look() else {
+                continue;
+            };
             if since == IDLE || reported == Some(switches) {
                 continue;
             }
-            let ran = Duration::from_nanos(self.nanos(Instant::now()).saturating_sub(since));
-            // The same run still (no switch while reading)?
-            if ran > self.limit && self.switches.load(Ordering::Acquire) == switches {
+            if ran > self.limit {
                 reported = Some(switches);
                 let line = format!(
                     "greenlet::hub::monitor: greenlet id {id} on thread '{}' has run {ran:?} \
