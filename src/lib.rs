@@ -168,7 +168,12 @@
 //!   in `SendError`; work handed to the hub of an exited thread comes back
 //!   as [`hub::RemoteClosed`].
 //! - Overflowing a greenlet's stack: a message naming the greenlet, its
-//!   stack size and `Builder::stack_size`, then an abort.
+//!   stack size and `Builder::stack_size`, then an abort; stacks are at
+//!   least [`MIN_STACK_SIZE`]. (The message needs the thread's alternate
+//!   signal stack, which Rust's runtime removes as the thread exits,
+//!   before thread-locals' destructors run; kills and the teardown give
+//!   the thread one again, but greenlet code that such a destructor runs
+//!   by a plain switch overflows with a bare `SIGSEGV`.)
 //! - Handles captured in a cycle (a suspended frame holding a handle to a
 //!   greenlet whose parent it is, say) leak, as `Rc` cycles do; the
 //!   thread's exit leaves them suspended (see **Threads** above), and
