@@ -654,7 +654,10 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
     /// - `Err(thrown)`: the error unwound out of the producer unhandled (or
     ///   it raised it again with [`Thrown::raise`]; or, the producer being
     ///   blocked in the hub rather than at a yield, that call raised it and
-    ///   nothing caught it); or the generator had
+    ///   nothing caught it: told by the payload's box, so a producer that
+    ///   caught the error there, dropped it and then panicked with a
+    ///   payload of the same type whose box took the freed one's address
+    ///   is taken for it too); or the generator had
     ///   not started, and then the producer never runs (its closure is
     ///   dropped); or it had finished already. The generator is finished.
     ///
@@ -691,21 +694,21 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
         self.adopt();
         let payload = into_payload(error);
         let thrown = same_payload(&payload);
-        let rt = Runtime::get();
-        let panics_before = rt.panics_noted();
-        match rt.throw::<Y>(self.greenlet.key(), payload) {
+        match Runtime::get().throw::<Y>(self.greenlet.key(), payload) {
             Ok(item) => Ok(Some(item)),
             // The producer was blocked in the hub (reached after its
             // consumer left a resume for something else, see `resume`):
             // the blocked call raised the error there as it came, as for
             // any greenlet thrown into while it waits, and it went out of
             // the producer unhandled. Ended as an unhandled throw at a
-            // yield is (`Err`), not as the producer's panic. The same
-            // address alone could be a new panic's payload that took the
-            // freed box's place (the producer caught the error, dropped it
-            // and panicked): that one started with `panic!`, which the
-            // crate's hook counts, where the throw came back without.
-            Err(SwitchError::Panicked(p)) if thrown(&p) && rt.panics_noted() == panics_before => {
+            // yield is (`Err`), not as the producer's panic. (Told by the
+            // box's address and type: a new payload of the same type that
+            // took the freed box's place, after the producer caught the
+            // error, dropped it and failed anew, is taken for it. Counting
+            // the panics begun meanwhile told that case apart, but took a
+            // panic caught inside a destructor, while the error unwound
+            // the producer, for a new failure: no sound sign is left.)
+            Err(SwitchError::Panicked(p)) if thrown(&p) => {
                 let unhandled = SwitchError::Panicked(Box::new(Thrown(p)));
                 self.ended(unhandled).map(|()| None)
             }

@@ -24,7 +24,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
-use greenlet::{hub, stats, Generator, Greenlet, GreenletState, Yielder};
+use greenlet::{hub, stats, Greenlet, GreenletState};
 
 const CHILD: &str = "GREENLET_LATE_PANICS_CHILD";
 
@@ -310,59 +310,6 @@ fn main_resumed_from_a_wait_by_a_destructors_panic_is_no_longer_taken_for_blocke
     assert_eq!(DROPS.load(SeqCst), 1);
     let message = message.unwrap();
     assert!(message.contains("nothing can run"), "{message}");
-}
-
-#[derive(Debug)]
-struct Failure([u64; 20]);
-
-#[test]
-fn a_generators_new_panic_at_the_thrown_errors_address_is_its_own_panic() {
-    const TEST: &str = "a_generators_new_panic_at_the_thrown_errors_address_is_its_own_panic";
-    if std::env::var(CHILD).is_err() {
-        // Without a backtrace: capturing one allocates between the drop
-        // of the thrown error and the new panic, and the new payload's
-        // box then lands elsewhere.
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
-            .env(CHILD, "1")
-            .env("RUST_BACKTRACE", "0")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return;
-    }
-    hub::run_main(|| {
-        let mut g = Generator::new(|y: &Yielder<u8>| {
-            y.yield_(1);
-            // Blocked in the hub, not at a yield: the throw is raised here.
-            let never = hub::Event::new();
-            let caught = catch_unwind(AssertUnwindSafe(|| never.wait())).unwrap_err();
-            assert!(caught.is::<Failure>(), "the thrown error");
-            drop(caught); // handled; its box is freed
-                          // A new error of the same type and size, whose box the
-                          // allocator likely puts where the thrown one was.
-            std::panic::panic_any(Failure([2; 20]));
-        });
-        assert_eq!(g.next(), Some(1));
-        // The producer blocks in the hub; this resume gets "nothing can run".
-        assert!(catch_unwind(AssertUnwindSafe(|| g.next())).is_err());
-        match catch_unwind(AssertUnwindSafe(|| g.throw(Failure([1; 20])))) {
-            Err(p) => assert_eq!(
-                p.downcast_ref::<Failure>().map(|e| e.0[0]),
-                Some(2),
-                "the producer's own panic resumes in the consumer"
-            ),
-            Ok(r) => panic!(
-                "the producer's panic was taken for the thrown error: {:?}",
-                r.map_err(|e| format!("{e:?}"))
-            ),
-        }
-    });
 }
 
 /// A value of the wrong type is dropped by its receiver; its destructor's

@@ -123,10 +123,6 @@ pub(crate) struct Runtime {
     /// victim's own unwinding from the killer's, which the thread-wide
     /// `std::thread::panicking` counts alike.
     kills_in_flight: RefCell<Vec<(u64, u64)>>,
-    /// How many panics the crate's panic hook saw start in a greenlet
-    /// other than main (see `note_panic`): what tells a payload that comes
-    /// back from a new one that took its freed address.
-    panics_noted: Cell<u64>,
     /// The greenlets that refused a kill with no reference left, by key,
     /// with their greenlet number (a key is reused once its record goes):
     /// leaked, never collected again while they live (see
@@ -256,7 +252,6 @@ impl Runtime {
             collecting: Cell::new(0),
             to_collect: RefCell::new(Vec::new()),
             kills_in_flight: RefCell::new(Vec::new()),
-            panics_noted: Cell::new(0),
             kept_refusers: RefCell::new(HashMap::new()),
         }));
         RUNTIME.with(|c| c.set(rt));

@@ -429,22 +429,12 @@ impl Runtime {
     /// raised with `resume_unwind`, or under a hook set by the program in
     /// place of the crate's, is not seen.
     pub(crate) fn note_panic(&self) {
-        self.panics_noted
-            .set(self.panics_noted.get().wrapping_add(1));
         let cur = self.current.get();
         if self.records.flags(cur) & DYING != 0 && !self.unwinding_here(cur) {
             if let Ok(mut in_flight) = self.kills_in_flight.try_borrow_mut() {
                 in_flight.push((self.records.id(cur), OWN_PANIC));
             }
         }
-    }
-
-    /// How many panics `note_panic` has seen on this thread: unchanged
-    /// across a stretch of code, no greenlet but main started a panic in
-    /// it (that the crate's hook saw: not one raised with
-    /// `resume_unwind`, nor under a hook the program set instead).
-    pub(crate) fn panics_noted(&self) -> u64 {
-        self.panics_noted.get()
     }
 
     /// Forgets the kills in flight of `key`, which is dead.
