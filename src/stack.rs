@@ -75,17 +75,19 @@ pub const DEFAULT_STACK_SIZE: usize = 1024 * 1024;
 /// [`Builder::stack_size`](crate::Builder::stack_size) or
 /// [`StackPolicy::stack_size`] is raised to it. 16 KiB (the least a Linux
 /// thread may have, `PTHREAD_STACK_MIN`) when this crate is built with
-/// optimisation, 32 KiB when it is not (`cargo test`, `cargo run` in
+/// optimisation, 64 KiB when it is not (`cargo test`, `cargo run` in
 /// debug), whose frames are several times larger.
 ///
 /// It is the room for what the crate and std run on a greenlet's stack
 /// beside the greenlet's own frames: a switch through a
 /// [switch hook](crate::set_switch_hook), a kill's unwinding, and the
 /// report of a panic, which std's panic hook prints on the panicking
-/// greenlet's stack, with a backtrace when `RUST_BACKTRACE` asks for one.
-/// (Below it, a panic on a 4 KiB stack overflowed while its backtrace was
-/// printed, and in a debug build a hooked switch did.) The greenlet's own
-/// code needs its frames on top.
+/// greenlet's stack, with a backtrace when `RUST_BACKTRACE` asks for one
+/// (the backtrace goes on into the frames of whatever resumed the
+/// greenlet: after a hub call, the hub's loop). Below it, a panic on a
+/// 4 KiB stack overflowed while its backtrace was printed, in a debug
+/// build a hooked switch did, and a panic after a hub sleep overflowed
+/// 32 KiB there. The greenlet's own code needs its frames on top.
 ///
 /// ```
 /// use greenlet::{Greenlet, MIN_STACK_SIZE};
@@ -96,7 +98,7 @@ pub const DEFAULT_STACK_SIZE: usize = 1024 * 1024;
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub const MIN_STACK_SIZE: usize = if cfg!(debug_assertions) {
-    32 * 1024
+    64 * 1024
 } else {
     16 * 1024
 };
@@ -295,7 +297,7 @@ pub fn set_stack_policy(policy: StackPolicy) -> StackPolicy {
 /// user's (a server's accept loop, its stops): the thread's policy size,
 /// pooled, unless that is below [`DEFAULT_STACK_SIZE`], which a policy
 /// sized for the user's shallow greenlets says nothing about (a debug
-/// build's accept loop overflowed 32 KiB).
+/// build's accept loop overflowed 32 KiB, the minimum then).
 pub(crate) fn own_greenlet_stack_size() -> usize {
     Runtime::get()
         .with_pool(|pool| pool.stack_size())

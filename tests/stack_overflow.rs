@@ -287,6 +287,14 @@ fn minimum_stack_child() {
             matches!(r, Err(greenlet::SwitchError::Panicked(_))),
             "{r:?}"
         );
+        // The same after a hub sleep: the backtrace goes on into the
+        // frames of the hub's loop, which resumed the greenlet.
+        greenlet::set_stack_policy(greenlet::StackPolicy::new().stack_size(0));
+        let h = greenlet::hub::spawn(|| {
+            greenlet::hub::sleep(std::time::Duration::from_millis(1));
+            panic!("a plain panic after a sleep")
+        });
+        assert!(h.join().is_err());
     } else {
         // A switch through a hook that does nothing, then a kill.
         let drops = std::rc::Rc::new(std::cell::Cell::new(0));
@@ -386,8 +394,8 @@ fn small_policy_server_child() {
 /// A thread whose stack policy is sized for its handlers (16 KiB here,
 /// raised to the minimum) still runs a server: the server's own greenlets
 /// (its accept loop, its stopper's listener and each stop) take the
-/// default size, as the hub does. (In a debug build the accept loop
-/// overflowed the policy's 32 KiB.)
+/// default size, as the hub does. (In a debug build, on the policy's
+/// stacks, the accept loop overflowed 32 KiB and a stop 64 KiB.)
 #[test]
 fn a_servers_own_greenlets_do_not_take_a_small_policys_stacks() {
     child::assert_passes("small_policy_server_child", SMALL_POLICY_SERVER_CHILD, "1");
