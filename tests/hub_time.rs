@@ -389,3 +389,50 @@ fn a_paused_clock_held_waits_for_what_the_kernel_delivers_later() {
 fn a_paused_clock_sees_small_writes_at_once_with_nodelay() {
     two_small_writes_per_request(|client| client.set_nodelay(true).unwrap());
 }
+
+/// A `spawn_after` greenlet is asleep from the call on: its timer fires
+/// before that of a sleep of the same delay begun after the call (on the
+/// paused clock both are due at the same instant; the spawned greenlet,
+/// which sets its timer when it first runs, used to come second).
+#[test]
+fn a_spawn_after_runs_before_a_sleep_of_the_same_delay_begun_after_it() {
+    time::pause();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let l = log.clone();
+    let s = hub::spawn_after(Duration::from_secs(1), move || l.borrow_mut().push("f"));
+    hub::sleep(Duration::from_secs(1));
+    log.borrow_mut().push("caller");
+    assert!(s.is_finished());
+    assert_eq!(*log.borrow(), ["f", "caller"]);
+    // The same with `spawn_at` and `sleep_until` of one instant.
+    let at = time::now() + Duration::from_secs(1);
+    let l = log.clone();
+    let _s = hub::spawn_at(at, move || l.borrow_mut().push("f at"));
+    hub::sleep_until(at);
+    log.borrow_mut().push("caller at");
+    assert_eq!(*log.borrow(), ["f", "caller", "f at", "caller at"]);
+    time::resume();
+}
+
+/// Cancelling after a sleep of the same delay finds the run started (it
+/// was `true`, and the run whose time had come was killed unrun), and a
+/// timed wait of the same delay for what the run does sees it done.
+#[test]
+fn a_spawn_afters_run_is_due_before_a_wait_of_the_same_delay_ends() {
+    time::pause();
+    let ran = Rc::new(std::cell::Cell::new(false));
+    let r = ran.clone();
+    let s = hub::spawn_after(Duration::from_secs(1), move || r.set(true));
+    hub::sleep(Duration::from_secs(1));
+    assert!(!s.cancel());
+    assert!(ran.get());
+    let ev = Rc::new(Event::new());
+    let e = ev.clone();
+    let _s = hub::spawn_after(Duration::from_secs(1), move || e.set());
+    assert!(ev.wait_timeout(Duration::from_secs(1)));
+    // Made before `run_timeout` of the same delay, it runs inside it.
+    let s = hub::spawn_after(Duration::from_secs(1), || ());
+    let _ = hub::run_timeout(Duration::from_secs(1));
+    assert!(s.has_started());
+    time::resume();
+}

@@ -278,6 +278,23 @@ pub fn sleep_until(deadline: Instant) {
 /// Sleeps until `deadline`, or until killed, thrown into or interrupted
 /// when there is none.
 #[inline(always)]
+/// The place among equal deadlines of a timer that
+/// [`sleep_until_in_turn`] sets later, as if set now.
+pub(crate) fn take_timer_turn() -> u64 {
+    hub().timers.borrow_mut().take_turn()
+}
+
+/// [`sleep_until_or_forever`], whose timer fires among those of its
+/// deadline in the place `turn` took (see [`take_timer_turn`]): for
+/// `spawn_after`, whose greenlet sleeps from its first run but is asleep,
+/// as its docs say, from the call on.
+pub(crate) fn sleep_until_in_turn(deadline: Option<Instant>, turn: u64) {
+    if deadline.is_some() {
+        hub().timer_turn.set(Some(turn));
+    }
+    sleep_until_or_forever(deadline);
+}
+
 pub(crate) fn sleep_until_or_forever(deadline: Option<Instant>) {
     let hub = hub();
     let on = WaitOn::Sleep { until: deadline };

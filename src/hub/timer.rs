@@ -58,8 +58,22 @@ impl Timers {
 
     /// Sets a timer; the returned key cancels it.
     pub(crate) fn add(&mut self, deadline: Instant, action: Action) -> TimerKey {
+        let seq = self.take_turn();
+        self.add_in_turn(deadline, action, seq)
+    }
+
+    /// The place among equal deadlines of a timer set now: for one set
+    /// later that must fire as if set now (see
+    /// [`add_in_turn`](Timers::add_in_turn)).
+    pub(crate) fn take_turn(&mut self) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
+        seq
+    }
+
+    /// Sets a timer that fires among those of its deadline in the place
+    /// `seq` took (see [`take_turn`](Timers::take_turn)).
+    pub(crate) fn add_in_turn(&mut self, deadline: Instant, action: Action, seq: u64) -> TimerKey {
         let pos = self.heap.len();
         let key = self.entries.insert(Entry {
             deadline,

@@ -7,7 +7,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::time::sleep_until_or_forever;
+use super::time::{sleep_until_in_turn, take_timer_turn};
 use super::{deadline_after, JoinError, JoinHandle};
 
 /// The handle of [`spawn_after`] / [`spawn_at`].
@@ -65,6 +65,12 @@ where
 {
     let started = Rc::new(Cell::new(false));
     let s = started.clone();
+    // Asleep from now on, as the docs say: its timer fires among those due
+    // at the same instant in the place of one set now (set when the
+    // greenlet first runs, it came after a caller's sleep of the same
+    // delay, which then ran first, and `cancel` killed a run whose time
+    // had come).
+    let turn = take_timer_turn();
     let handle = super::spawn(move || {
         // `None`: a delay too long to have a deadline never passes. A time
         // already passed at the greenlet's first run (the next round) runs
@@ -73,7 +79,7 @@ where
         if at.is_none_or(|at| at > super::time::now()) {
             // Cancelled (killed) while it sleeps: `f`, held across the
             // sleep, is dropped unrun outside the kill's unwinding.
-            let slept = panic::catch_unwind(AssertUnwindSafe(|| sleep_until_or_forever(at)));
+            let slept = panic::catch_unwind(AssertUnwindSafe(|| sleep_until_in_turn(at, turn)));
             if let Err(p) = slept {
                 crate::error::unwind_after_dropping(f, "a cancelled spawn_after's function", p);
             }

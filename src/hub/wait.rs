@@ -564,7 +564,12 @@ impl Hub {
             relay: None,
         });
         if let Some(deadline) = deadline {
-            let t = self.timers.borrow_mut().add(deadline, Action::Wait(w));
+            let mut timers = self.timers.borrow_mut();
+            let t = match self.timer_turn.take() {
+                Some(seq) => timers.add_in_turn(deadline, Action::Wait(w), seq),
+                None => timers.add(deadline, Action::Wait(w)),
+            };
+            drop(timers);
             if let Some(wait) = self.waits.borrow_mut().get_mut(w) {
                 wait.timer = Some(t);
                 if !daemon {
