@@ -3,10 +3,12 @@
 //! Suspends N greenlets (each touches a little of its stack and switches
 //! back) and reports the growth of VmRSS and VmPTE (page tables) from
 //! /proc/self/status, per greenlet, for N = 10,000, 100,000 and 1,000,000.
-//! Each guarded stack takes two memory mappings, so the kernel's
-//! `vm.max_map_count` (65,530 by default) allows about 32,000 greenlets; the
-//! run stops at the first refused stack and says how far it got and how to
-//! raise the limit. It never crashes.
+//! Where the kernel lacks lightweight guard pages (before Linux 6.13) each
+//! guarded stack takes two memory mappings, so the kernel's
+//! `vm.max_map_count` (65,530 by default) allows about 32,000 greenlets
+//! (with them, a batch of pooled stacks is one mapping, and the limit is
+//! far off); the run stops at the first refused stack and says how far it
+//! got and how to raise the limit. It never crashes.
 //!
 //! Run with `cargo run --release --example scale` (add a number to try only
 //! that N).
@@ -74,7 +76,8 @@ fn main() {
     };
     let limit = max_map_count();
     println!(
-        "vm.max_map_count = {} (two mappings per guarded stack: about {} greenlets)",
+        "vm.max_map_count = {} (before Linux 6.13, two mappings per guarded stack: \
+         about {} greenlets; with lightweight guard pages, one per batch of stacks)",
         limit.map_or("unknown".into(), |l| l.to_string()),
         limit.map_or("?".into(), |l| (l / 2).to_string())
     );

@@ -1,6 +1,6 @@
 //! The hub: one greenlet per thread that owns a ready queue and timers, and
 //! gives cooperative `spawn`, `sleep`, blocking queues, events, joins and
-//! timeouts on top of plain switches (gevent's model, rows H1–H9).
+//! timeouts on top of plain switches (gevent's model, rows H1–H11).
 //!
 //! ```
 //! use std::time::Duration;
