@@ -39,7 +39,13 @@ fn batch_overflow_child() {
 /// Runs the child test `name` (which overflows a stack) and checks that
 /// it aborted with `message` on stderr.
 fn assert_overflow(name: &str, env: &str, message: &str) {
-    let out = child::run(name, env, "1");
+    assert_overflow_in(name, env, "1", message);
+}
+
+/// [`assert_overflow`] with `env` set to `mode`, for a child test that
+/// has several scenarios.
+fn assert_overflow_in(name: &str, env: &str, mode: &str, message: &str) {
+    let out = child::run(name, env, mode);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(message), "stderr: {stderr}");
     assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{:?}", out.status);
@@ -234,13 +240,12 @@ fn overflow_at_thread_exit_child() {
 /// alternate stack, the kernel cannot run the handler).
 #[test]
 fn an_overflow_dropping_an_unstarted_greenlets_function_at_thread_exit_is_reported() {
-    let out = child::run("overflow_at_thread_exit_child", AT_EXIT_CHILD, "unstarted");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("greenlet 'unstarted-at-exit' (id 1) overflowed its stack of 64 KiB"),
-        "stderr: {stderr}"
+    assert_overflow_in(
+        "overflow_at_thread_exit_child",
+        AT_EXIT_CHILD,
+        "unstarted",
+        "greenlet 'unstarted-at-exit' (id 1) overflowed its stack of 64 KiB",
     );
-    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{:?}", out.status);
 }
 
 /// The same at a kill that a thread-local's destructor runs (a handle
@@ -249,13 +254,12 @@ fn an_overflow_dropping_an_unstarted_greenlets_function_at_thread_exit_is_report
 /// alternate signal stack.
 #[test]
 fn an_overflow_in_a_kill_run_by_a_thread_locals_destructor_is_reported() {
-    let out = child::run("overflow_at_thread_exit_child", AT_EXIT_CHILD, "kept");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("greenlet 'kept-in-a-thread-local' (id 1) overflowed its stack of 64 KiB"),
-        "stderr: {stderr}"
+    assert_overflow_in(
+        "overflow_at_thread_exit_child",
+        AT_EXIT_CHILD,
+        "kept",
+        "greenlet 'kept-in-a-thread-local' (id 1) overflowed its stack of 64 KiB",
     );
-    assert_eq!(out.status.signal(), Some(libc::SIGABRT), "{:?}", out.status);
 }
 
 const MINIMUM_CHILD: &str = "GREENLET_MINIMUM_STACK_CHILD";
