@@ -841,8 +841,13 @@ fn child_reports_at_switches_to_a_fresh_greenlet() {
     // this long, however loaded the machine.
     const LIMIT: Duration = Duration::from_millis(100);
     // A thread that holds std's stderr lock for a while when asked: the
-    // report made at the switch (printed under that lock) takes that long.
-    // The watchdog writes past the lock, so it can speak meanwhile.
+    // report made at the switch (printed under that lock) takes that long,
+    // a slow stderr (a terminal, a pipe nobody drains fast). The hold is
+    // the subject, not a wait for something: the watchdog is a wall-clock
+    // mechanism, and what must not happen (a fresh greenlet blamed) can
+    // only be given the time to happen, as the other tests here spin for
+    // their runs. The watchdog writes past the lock, so it can speak
+    // meanwhile.
     let (ask, asked) = std::sync::mpsc::channel::<()>();
     let (held, holds) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {

@@ -339,9 +339,6 @@ pub(crate) struct Hub {
     /// `stats` shows as [`WaitOn::Hub`](crate::stats::WaitOn::Hub).
     parked: Cell<bool>,
     timers: RefCell<Timers>,
-    /// The place among equal deadlines that the next timed wait's timer
-    /// takes, when it was taken earlier (see `time::sleep_until_in_turn`).
-    timer_turn: Cell<Option<u64>>,
     waits: RefCell<Slots<WaitKey, Wait>>,
     /// The newest of the waits kept in blocked frames (`wait::WaitNode`),
     /// linked through them; null when none.
@@ -564,7 +561,6 @@ impl Hub {
                 round_left: Cell::new(0),
                 parked: Cell::new(false),
                 timers: RefCell::new(Timers::new()),
-                timer_turn: Cell::new(None),
                 waits: RefCell::new(Slots::new()),
                 frame_waits: Cell::new(std::ptr::null()),
                 scopes: RefCell::new(Slots::new()),

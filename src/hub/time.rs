@@ -278,6 +278,10 @@ pub fn sleep_until(deadline: Instant) {
 /// Sleeps until `deadline`, or until killed, thrown into or interrupted
 /// when there is none.
 #[inline(always)]
+pub(crate) fn sleep_until_or_forever(deadline: Option<Instant>) {
+    sleep_until_in_turn(deadline, None);
+}
+
 /// The place among equal deadlines of a timer that
 /// [`sleep_until_in_turn`] sets later, as if set now.
 pub(crate) fn take_timer_turn() -> u64 {
@@ -285,20 +289,15 @@ pub(crate) fn take_timer_turn() -> u64 {
 }
 
 /// [`sleep_until_or_forever`], whose timer fires among those of its
-/// deadline in the place `turn` took (see [`take_timer_turn`]): for
-/// `spawn_after`, whose greenlet sleeps from its first run but is asleep,
-/// as its docs say, from the call on.
-pub(crate) fn sleep_until_in_turn(deadline: Option<Instant>, turn: u64) {
-    if deadline.is_some() {
-        hub().timer_turn.set(Some(turn));
-    }
-    sleep_until_or_forever(deadline);
-}
-
-pub(crate) fn sleep_until_or_forever(deadline: Option<Instant>) {
+/// deadline in the place `turn` took (see [`take_timer_turn`]; `None`:
+/// the place of a timer set now): for `spawn_after`, whose greenlet
+/// sleeps from its first run but is asleep, as its docs say, from the
+/// call on.
+#[inline(always)]
+pub(crate) fn sleep_until_in_turn(deadline: Option<Instant>, turn: Option<u64>) {
     let hub = hub();
     let on = WaitOn::Sleep { until: deadline };
-    let mut waiter = Waiter::new(&hub, deadline, on, |_| ());
+    let mut waiter = Waiter::new_in_turn(&hub, deadline, turn, on, |_| ());
     waiter.wait("hub::sleep");
 }
 

@@ -79,7 +79,8 @@ where
         if at.is_none_or(|at| at > super::time::now()) {
             // Cancelled (killed) while it sleeps: `f`, held across the
             // sleep, is dropped unrun outside the kill's unwinding.
-            let slept = panic::catch_unwind(AssertUnwindSafe(|| sleep_until_in_turn(at, turn)));
+            let slept =
+                panic::catch_unwind(AssertUnwindSafe(|| sleep_until_in_turn(at, Some(turn))));
             if let Err(p) = slept {
                 crate::error::unwind_after_dropping(f, "a cancelled spawn_after's function", p);
             }

@@ -340,7 +340,21 @@ impl<'h, U: Unlink> Waiter<'h, U> {
         on: WaitOn,
         link: impl FnOnce(WaitKey) -> U,
     ) -> Waiter<'h, U> {
-        let key = hub.register(deadline, on);
+        Waiter::new_in_turn(hub, deadline, None, on, link)
+    }
+
+    /// [`new`](Waiter::new), whose timer fires among those of its deadline
+    /// in the place `turn` took earlier (see `Timers::take_turn`; `None`:
+    /// the place of a timer set now).
+    #[inline(always)]
+    pub(crate) fn new_in_turn(
+        hub: &'h Hub,
+        deadline: Option<Instant>,
+        turn: Option<u64>,
+        on: WaitOn,
+        link: impl FnOnce(WaitKey) -> U,
+    ) -> Waiter<'h, U> {
+        let key = hub.register(deadline, turn, on);
         Waiter::linked(
             hub,
             WaitRef::Key(key),
@@ -550,9 +564,10 @@ pub(super) enum BlockedForever {
 
 impl Hub {
     /// Registers a wait for the current greenlet, with an optional
-    /// deadline.
+    /// deadline (its timer in the place `turn` took, if any: see
+    /// [`Waiter::new_in_turn`]).
     #[inline(always)]
-    fn register(&self, deadline: Option<Instant>, on: WaitOn) -> WaitKey {
+    fn register(&self, deadline: Option<Instant>, turn: Option<u64>, on: WaitOn) -> WaitKey {
         let daemon = self.daemons.get() > 0 && daemon::current_is_daemon();
         let w = self.waits.borrow_mut().insert(Wait {
             greenlet: Some(Counted::current()),
@@ -565,7 +580,7 @@ impl Hub {
         });
         if let Some(deadline) = deadline {
             let mut timers = self.timers.borrow_mut();
-            let t = match self.timer_turn.take() {
+            let t = match turn {
                 Some(seq) => timers.add_in_turn(deadline, Action::Wait(w), seq),
                 None => timers.add(deadline, Action::Wait(w)),
             };

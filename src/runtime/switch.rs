@@ -713,7 +713,7 @@ impl Runtime {
         }
         if let Some((reap, _)) = reap.filter(|&(key, id)| self.records.is_live_with_id(key, id)) {
             // The sender was unreachable when it left: kill it now, from here.
-            let killed = if self.hub.get() == Some(self.current.get()) {
+            let killed = if self.hub_runs() {
                 // The hub greenlet unwinds only for its own kill: a panic
                 // with which the reaped greenlet answers goes as a late
                 // one (its receivers report it).
@@ -741,6 +741,12 @@ impl Runtime {
         }
     }
 
+    /// Whether the current greenlet is the hub's, which must not unwind
+    /// but for its own kill (see `set_hub`).
+    fn hub_runs(&self) -> bool {
+        self.hub.get() == Some(self.current.get())
+    }
+
     /// The panic of a wrong-typed value's destructor, which `receive_slow`
     /// ran: raised in the receiver, after the housekeeping, as a panic of
     /// its own; except where a raise would do worse than the panic. The
@@ -756,7 +762,7 @@ impl Runtime {
         result: Result<R, SwitchError>,
         p: Box<dyn Any + Send>,
     ) -> Result<R, SwitchError> {
-        if self.hub.get() == Some(self.current.get()) {
+        if self.hub_runs() {
             drop(result);
             return Err(SwitchError::Panicked(p));
         }
