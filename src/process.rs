@@ -52,6 +52,7 @@ use std::time::{Duration, Instant};
 
 use crate::hub;
 use crate::net::AsyncFd;
+use crate::runtime::Runtime;
 
 /// A process builder, as [`std::process::Command`], whose
 /// [`output`](Command::output) and [`status`](Command::status) block only
@@ -203,7 +204,7 @@ impl Command {
     ///
     /// # Errors
     ///
-    /// As [`spawn`](Command::spawn), and the pipes' read errors.
+    /// As [`spawn`](Command::spawn), and as [`Child::wait_with_output`].
     ///
     /// # Panics
     ///
@@ -496,7 +497,7 @@ impl Child {
     ///
     /// # Errors
     ///
-    /// std's.
+    /// As [`wait`](Child::wait)'s.
     ///
     /// # Panics
     ///
@@ -579,7 +580,9 @@ impl Child {
     /// # Errors
     ///
     /// The pipes' read errors, std's, and the hub's when the stderr
-    /// reader's greenlet gets no stack.
+    /// reader's greenlet gets no stack; while the greenlet unwinds, an
+    /// [`ErrorKind::Other`](io::ErrorKind::Other) error when the child or
+    /// a pipe would have to be waited for, as [`wait`](Child::wait) gives.
     ///
     /// # Panics
     ///
@@ -722,10 +725,18 @@ struct KillOnUnwind<R: 'static>(Option<hub::JoinHandle<io::Result<R>>>);
 impl<R: 'static> KillOnUnwind<R> {
     /// Its result (`None`: there was no helper). Waited for through the
     /// guard, which kills the helper if the call is interrupted meanwhile.
+    /// While the caller unwinds no wait can be made: an error, as
+    /// [`Child::wait`] gives then (the guard kills the helper, and the
+    /// call's `ReapOnUnwind` the child).
     fn join(&mut self) -> io::Result<Option<R>> {
         let Some(h) = &self.0 else {
             return Ok(None);
         };
+        if !h.is_finished() && Runtime::get().current_unwinds() {
+            return Err(hub::cannot_wait_unwinding(
+                "process::Child::wait_with_output",
+            ));
+        }
         h.wait();
         match self.0.take().expect("present").join() {
             Ok(done) => done.map(Some),

@@ -689,3 +689,77 @@ fn a_status_that_fails_while_unwinding_leaves_no_child_behind() {
     let error = std::io::Error::last_os_error().raw_os_error();
     assert_eq!((waited, error), (-1, Some(libc::ECHILD)), "a child is left");
 }
+
+/// No child of this process is left, running or unreaped.
+fn no_child_left() -> bool {
+    // SAFETY: `waitid` with a valid `siginfo_t` out-pointer.
+    let waited = unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    let error = std::io::Error::last_os_error().raw_os_error();
+    (waited, error) == (-1, Some(libc::ECHILD))
+}
+
+/// `output` in a destructor while its greenlet unwinds, with only stderr
+/// piped: no stdout read fails first, and the wait for the stderr reader
+/// cannot block there. It fails, as `status` does, and the child is killed
+/// and reaped. (It was a blocking join that panicked inside the
+/// destructor, which aborted the process.) In a process of its own.
+#[test]
+fn an_output_with_only_stderr_piped_fails_while_unwinding() {
+    let test = "an_output_with_only_stderr_piped_fails_while_unwinding";
+    if !in_own_process(test, "GREENLET_OS_PROCESS_OUTPUT_UNWINDING") {
+        return;
+    }
+    let failed = unwinding::in_a_destructor_while_unwinding(|| {
+        Command::new("sh")
+            .args(["-c", "echo err >&2; sleep 5"])
+            .stdout(Stdio::null())
+            .output()
+            .is_err()
+    });
+    assert!(failed, "it could not wait");
+    assert!(no_child_left(), "a child is left");
+}
+
+/// `wait_with_output` in a destructor while its greenlet unwinds, of a
+/// child that has exited: its stdout ends without a wait, and the stderr
+/// reader's result is taken without blocking or fails; either way no
+/// abort, and no child left. `communicate` with input and only stdin piped
+/// the same, through its writer. In a process of its own.
+#[test]
+fn output_of_an_exited_child_and_communicate_do_not_block_while_unwinding() {
+    let test = "output_of_an_exited_child_and_communicate_do_not_block_while_unwinding";
+    if !in_own_process(test, "GREENLET_OS_PROCESS_EXITED_UNWINDING") {
+        return;
+    }
+    let child = Command::new("true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Exited, not reaped: its pidfd turns readable.
+    hub::wait_readable(&child.signaller().unwrap(), None).unwrap();
+    let status = unwinding::in_a_destructor_while_unwinding(move || {
+        child.wait_with_output().map(|out| out.status.code())
+    });
+    assert!(matches!(status, Ok(Some(0)) | Err(_)), "{status:?}");
+    let communicated = unwinding::in_a_destructor_while_unwinding(|| {
+        let child = Command::new("sh")
+            .args(["-c", "sleep 5"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        child.communicate(vec![b'x'; 1 << 20]).is_err()
+    });
+    assert!(communicated, "it could not wait");
+    assert!(no_child_left(), "a child is left");
+}

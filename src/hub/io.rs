@@ -322,7 +322,7 @@ pub(crate) fn pause_io(call: &'static str, until: Instant) -> io::Result<()> {
 
 /// The error of an I/O wait asked for while the greenlet unwinds.
 #[cold]
-fn cannot_wait_unwinding(call: &str) -> io::Error {
+pub(crate) fn cannot_wait_unwinding(call: &str) -> io::Error {
     io::Error::other(format!(
         "greenlet::{call} would have to wait while the greenlet unwinds"
     ))
