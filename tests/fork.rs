@@ -9,6 +9,7 @@
 //! stuck test.
 
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
 
@@ -955,6 +956,46 @@ fn a_child_forked_at_its_descriptor_limit_keeps_a_working_hub() {
                 hub::sleep(Duration::from_millis(2)); // the hub polls
                 drop(std::mem::take(&mut full));
                 i32::from(reader.join().unwrap().unwrap() != *b"ping")
+            });
+            assert_eq!(code, 0);
+        },
+    );
+}
+
+/// An `AsyncFd` over a borrowed descriptor, forgotten (safe code), leaves
+/// its registration behind; the descriptor is closed and its number reused
+/// by a new socket. In a forked child the new socket gets its events: the
+/// child registers each number again for its newest registration only.
+/// (The stale one took the number first, and the new socket's events went
+/// to a registration nobody waits on: its reader was never woken.)
+#[test]
+fn a_forgotten_registration_of_a_reused_number_does_not_take_its_events_in_the_child() {
+    in_fresh_process(
+        "a_forgotten_registration_of_a_reused_number_does_not_take_its_events_in_the_child",
+        || {
+            let (old, peer) = std::os::unix::net::UnixStream::pair().unwrap();
+            let number = old.as_raw_fd();
+            std::mem::forget(AsyncFd::new(&old).unwrap());
+            drop((old, peer));
+            let (a, b) = greenlet::net::UnixStream::pair().unwrap();
+            let (reader, writer) = if a.as_raw_fd() == number {
+                (a, b)
+            } else {
+                (b, a)
+            };
+            assert_eq!(reader.as_raw_fd(), number, "the number was not reused");
+            let code = fork_and_wait(Exit::Raw, move || {
+                let read = hub::spawn(move || {
+                    let mut byte = [0u8; 1];
+                    (&reader).read(&mut byte).map_err(|e| e.kind())
+                });
+                hub::yield_now(); // it blocks
+                (&writer).write_all(b"x").unwrap();
+                match hub::with_timeout(Duration::from_secs(5), || read.join()) {
+                    Ok(Ok(Ok(1))) => 0,
+                    Ok(_) => 1,
+                    Err(_) => 2, // never woken
+                }
             });
             assert_eq!(code, 0);
         },

@@ -330,3 +330,48 @@ fn a_wait_on_a_descriptor_keeps_the_process_fcntl_locks_on_its_file() {
     assert_eq!(waited.unwrap_err().kind(), io::ErrorKind::TimedOut);
     assert!(locked_for_others(fd), "the wait let go of the lock");
 }
+
+/// An `AsFd` whose answer changes (safe code: the trait promises no stable
+/// one) after the `AsyncFd` registered it: the drop takes out the
+/// descriptor it registered, not whatever the value names by then. (It
+/// took out another socket's registration, whose reader was never woken.)
+#[test]
+fn dropping_an_async_fd_deregisters_the_descriptor_it_registered() {
+    use std::cell::Cell;
+    use std::os::fd::BorrowedFd;
+    struct Fickle<'a> {
+        first: BorrowedFd<'a>,
+        later: BorrowedFd<'a>,
+        asked: Cell<u32>,
+    }
+    impl AsFd for Fickle<'_> {
+        fn as_fd(&self) -> BorrowedFd<'_> {
+            self.asked.set(self.asked.get() + 1);
+            if self.asked.get() <= 2 {
+                self.first
+            } else {
+                self.later
+            }
+        }
+    }
+    let (reader, writer) = greenlet::net::UnixStream::pair().unwrap();
+    let (other, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    drop(
+        AsyncFd::new(Fickle {
+            first: other.as_fd(),
+            later: reader.as_fd(),
+            asked: Cell::new(0),
+        })
+        .unwrap(),
+    );
+    let read = hub::spawn(move || {
+        let mut byte = [0u8; 1];
+        (&reader).read(&mut byte).map_err(|e| e.kind())
+    });
+    hub::yield_now(); // it blocks
+    (&writer).write_all(b"x").unwrap();
+    let got = hub::with_timeout(Duration::from_secs(5), || read.join());
+    assert!(matches!(got, Ok(Ok(Ok(1)))), "{got:?}");
+    // And the number it registered is free to register again.
+    drop(AsyncFd::new(other.as_fd()).unwrap());
+}

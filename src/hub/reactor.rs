@@ -451,11 +451,21 @@ impl Reactor {
         }
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
-        for (_, reg) in self.registrations.borrow().iter() {
-            let fd = reg.fd.get();
-            if fd < 0 {
-                continue;
-            }
+        // One number can be in several registrations: a descriptor closed
+        // (and its number reused) while its registration lived on, as one
+        // whose `AsyncFd` over a borrowed descriptor was forgotten. The
+        // parent's instance dropped a closed descriptor by itself, so only
+        // the newest registration of each number is live: the others must
+        // not take its events.
+        let registrations = self.registrations.borrow();
+        let mut live: Vec<(RawFd, u64, &Rc<Registration>)> = registrations
+            .iter()
+            .map(|(_, reg)| (reg.fd.get(), reg.serial, reg))
+            .filter(|&(fd, _, _)| fd >= 0)
+            .collect();
+        live.sort_unstable_by_key(|&(fd, serial, _)| (fd, std::cmp::Reverse(serial)));
+        live.dedup_by_key(|&mut (fd, _, _)| fd);
+        for (fd, _, reg) in live {
             // Ready events the parent's instance took before the fork are
             // not seen again: both directions are "maybe ready" until a
             // call says otherwise, and the registration reports what is

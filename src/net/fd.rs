@@ -244,6 +244,10 @@ fn wait_on(fd: RawFd, dir: Direction, until: Option<Instant>) -> WaitOn {
 pub struct AsyncFd<T: AsFd> {
     /// `None` only after `into_inner` took it.
     inner: Option<T>,
+    /// The descriptor registered, as `inner` named it then: what the
+    /// registration and its deregistration go by, whatever a later
+    /// `as_fd` says (`AsFd` promises no stable answer).
+    fd: RawFd,
     reg: Rc<Registration>,
     hub: Rc<Hub>,
     read_timeout: Cell<Option<Duration>>,
@@ -284,6 +288,7 @@ impl<T: AsFd> AsyncFd<T> {
         };
         Ok(AsyncFd {
             inner: Some(inner),
+            fd: raw,
             reg,
             hub,
             read_timeout: Cell::new(None),
@@ -304,9 +309,8 @@ impl<T: AsFd> AsyncFd<T> {
     }
 
     fn readiness(&self, dir: Direction) -> super::Readiness<'_> {
-        let fd = self.get_ref().as_fd().as_raw_fd();
         // `POLLPRI` counts: it may be all the descriptor tells.
-        super::Readiness::new(&self.reg, &self.hub, fd, dir, true)
+        super::Readiness::new(&self.reg, &self.hub, self.fd, dir, true)
     }
 
     /// The wrapped value.
@@ -466,7 +470,7 @@ impl<T: AsFd> AsyncFd<T> {
         let parts = Parts {
             reg: &self.reg,
             hub: &self.hub,
-            fd: inner.as_fd().as_raw_fd(),
+            fd: self.fd,
             read_timeout: self.read_timeout.get(),
             write_timeout: self.write_timeout.get(),
         };
@@ -479,7 +483,7 @@ impl<T: AsFd> AsyncFd<T> {
         let parts = Parts {
             reg: &self.reg,
             hub: &self.hub,
-            fd: inner.as_fd().as_raw_fd(),
+            fd: self.fd,
             read_timeout: self.read_timeout.get(),
             write_timeout: self.write_timeout.get(),
         };
@@ -495,8 +499,8 @@ impl<T: AsFd> AsyncFd<T> {
     }
 
     fn deregister_now(&self) {
-        if let (Some(inner), Some(reactor)) = (&self.inner, self.hub.reactor()) {
-            reactor.deregister(inner.as_fd().as_raw_fd(), &self.reg);
+        if let (Some(_), Some(reactor)) = (&self.inner, self.hub.reactor()) {
+            reactor.deregister(self.fd, &self.reg);
         }
     }
 }
