@@ -745,7 +745,7 @@ fn output_of_an_exited_child_and_communicate_do_not_block_while_unwinding() {
         .spawn()
         .unwrap();
     // Exited, not reaped: its pidfd turns readable.
-    hub::wait_readable(&child.signaller().unwrap(), None).unwrap();
+    hub::wait_readable(child.signaller().unwrap(), None).unwrap();
     let status = unwinding::in_a_destructor_while_unwinding(move || {
         child.wait_with_output().map(|out| out.status.code())
     });
