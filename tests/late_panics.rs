@@ -331,3 +331,32 @@ fn a_destructors_panic_resumes_in_an_ordinary_receiver() {
     assert!(g.is_dead());
     assert_eq!(DROPS.load(SeqCst), 1);
 }
+
+/// A switch to oneself made by a destructor that a panic runs (the one
+/// switch that is not refused while unwinding) with a value of the wrong
+/// type: the value's destructor panics, and that is reported, not raised
+/// out of the destructor (which aborted the process); the switch gets its
+/// type mismatch.
+#[test]
+fn a_mismatched_value_switched_to_oneself_while_unwinding_is_reported() {
+    if !in_child("a_mismatched_value_switched_to_oneself_while_unwinding_is_reported") {
+        return;
+    }
+    struct SwitchesToItself(Rc<RefCell<Option<String>>>);
+    impl Drop for SwitchesToItself {
+        fn drop(&mut self) {
+            let r = Greenlet::current().switch::<PanicsAsItDrops, u8>(PanicsAsItDrops([0; 8]));
+            *self.0.borrow_mut() = Some(format!("{r:?}"));
+        }
+    }
+    let got = Rc::new(RefCell::new(None));
+    let guard = SwitchesToItself(got.clone());
+    let r = catch_unwind(AssertUnwindSafe(move || {
+        let _guard = guard;
+        panic!("the caller's panic");
+    }));
+    assert!(r.is_err());
+    assert_eq!(DROPS.load(SeqCst), 1);
+    let got = got.borrow().clone().expect("the destructor ran");
+    assert!(got.starts_with("Err(TypeMismatch"), "{got}");
+}

@@ -241,7 +241,7 @@ impl Runtime {
             // the refusal of a kill.
             drop(held);
             return cast_same::<T, R>(value).map_err(|value| {
-                drop(value);
+                drop_mismatched(value);
                 mismatch::<R, T>()
             });
         }
@@ -780,6 +780,23 @@ impl Runtime {
             raised_in(self.current.get());
         }
         panic::resume_unwind(p)
+    }
+}
+
+/// Drops a value that came back to its own sender with the wrong type (a
+/// switch to oneself): its destructor's panic resumes in the caller, as
+/// at any receiver, unless the caller unwinds a panic already (a switch
+/// made by a destructor), where it would abort the process: reported on
+/// stderr then, as `Runtime::late_panic` does.
+fn drop_mismatched<T>(value: T) {
+    if std::thread::panicking() {
+        crate::error::reporting_a_panic(
+            "a value that arrived with the wrong type",
+            " as it was dropped, while the receiver unwound a panic",
+            move || drop(value),
+        );
+    } else {
+        drop(value);
     }
 }
 
