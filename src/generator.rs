@@ -1027,7 +1027,9 @@ impl<Y: 'static, R: 'static, S: 'static> Drop for Generator<Y, R, S> {
     /// the parent of the inner one's, so reference counting alone would
     /// never free either). A panic of the producer while it is closed
     /// resumes here, unless the dropper's own stack is unwinding: then it
-    /// is reported on stderr, as for any kill (semantics row 11).
+    /// is reported on stderr, as for any kill (semantics row 11). So is a
+    /// panic of the value a producer that caught the close returned: it
+    /// is dropped with the generator.
     fn drop(&mut self) {
         // After the thread's runtime is torn down there is nothing to close.
         if self.done || Runtime::try_get().is_none() {
@@ -1038,17 +1040,26 @@ impl<Y: 'static, R: 'static, S: 'static> Drop for Generator<Y, R, S> {
             // the greenlet handle's drop deals with it, as with any greenlet.
             return;
         }
-        if let Err(p) = self.close() {
+        match self.close() {
+            // A producer that caught the close and returned: its value,
+            // kept for a `return_value` that can no longer come, goes with
+            // the generator. Where this greenlet unwinds, a panic of its
+            // destructor is reported, as a killed victim's value's is
+            // (semantics row 11), not raised out of this destructor (an
+            // abort).
+            Ok(()) if Runtime::get().current_unwinds() => {
+                if let Some(value) = self.returned.take() {
+                    crate::error::drop_reporting(value, "a closed generator's return value");
+                }
+            }
+            Ok(()) => {}
             // The kill in `close` reports the producer's panic instead of
             // raising it where this greenlet unwinds (semantics row 11),
             // so this one may be raised. (`std::thread::panicking` would
             // also count the panic of a suspended killer whose kill this
             // greenlet caught, and drop it unseen.)
-            if Runtime::get().current_unwinds() {
-                crate::error::drop_quietly(p);
-            } else {
-                panic::resume_unwind(p);
-            }
+            Err(p) if Runtime::get().current_unwinds() => crate::error::drop_quietly(p),
+            Err(p) => panic::resume_unwind(p),
         }
     }
 }

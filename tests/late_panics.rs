@@ -360,3 +360,29 @@ fn a_mismatched_value_switched_to_oneself_while_unwinding_is_reported() {
     let got = got.borrow().clone().expect("the destructor ran");
     assert!(got.starts_with("Err(TypeMismatch"), "{got}");
 }
+
+/// A generator dropped by a panic's unwinding, whose producer catches the
+/// close and returns a value that panics as it drops: that value, kept for
+/// a `return_value` nobody can ask for now, is dropped with the generator
+/// and its panic reported, as a killed victim's value's is (it was raised
+/// out of the destructor: an abort).
+#[test]
+fn a_closed_generators_return_value_panicking_as_an_unwinding_drop_drops_it_is_reported() {
+    if !in_child(
+        "a_closed_generators_return_value_panicking_as_an_unwinding_drop_drops_it_is_reported",
+    ) {
+        return;
+    }
+    let mut gen: greenlet::Generator<u8, PanicsAsItDrops> =
+        greenlet::Generator::new(|y: &greenlet::Yielder<u8>| {
+            let _ = catch_unwind(AssertUnwindSafe(|| y.yield_(1)));
+            PanicsAsItDrops([0; 8])
+        });
+    assert_eq!(gen.next(), Some(1));
+    let r = catch_unwind(AssertUnwindSafe(move || {
+        let _gen = gen;
+        panic!("the dropper's panic");
+    }));
+    assert!(r.is_err());
+    assert_eq!(DROPS.load(SeqCst), 1);
+}
