@@ -878,9 +878,26 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
             return None;
         }
         match rt.switch::<S, Y>(producer, value) {
+            // As above: a producer that died inside the switch (the switch
+            // hook may kill it) was walked past to this very greenlet, and
+            // what came back is the value sent. (No item comes from a dead
+            // producer: one that yields is suspended until resumed.)
+            Ok(item) if TypeId::of::<S>() == TypeId::of::<Y>() && self.greenlet.is_dead() => {
+                self.ended_by_echo(item)
+            }
             Ok(item) => Some(item),
             Err(e) => self.ended_in_step(e),
         }
+    }
+
+    /// A resume whose producer died inside the switch, which handed the
+    /// value sent back to its sender: the end, with no item.
+    #[cold]
+    #[inline(never)]
+    fn ended_by_echo(&mut self, sent: Y) -> Option<Y> {
+        self.done = true;
+        drop(sent);
+        None
     }
 
     /// Before the first resume, a resume from a new consumer, or one after

@@ -849,3 +849,31 @@ fn a_throw_into_a_producer_blocked_in_the_hub_comes_back_as_err() {
     assert_eq!(consumer.join().unwrap(), (Err(Some(42)), true));
     drop(go);
 }
+
+/// A switch hook that kills a two-way producer (sent and yielded types
+/// the same) as its consumer resumes it: the resume ends the generator,
+/// rather than handing the consumer's own value back as an item (the
+/// switch walks past the dead producer to its first live ancestor, the
+/// consumer itself).
+#[test]
+fn a_producer_killed_by_the_hook_as_it_is_resumed_ends_the_generator() {
+    let mut g = Generator::two_way(|y: &Yielder<u32, u32>, mut n: u32| loop {
+        n = y.yield_(n * 10);
+    });
+    assert_eq!(g.send(1), Some(10));
+    let producer = g.greenlet().clone();
+    let armed = Rc::new(Cell::new(true));
+    let (fire, victim) = (armed.clone(), producer.clone());
+    greenlet::set_switch_hook(Some(Box::new(move |e| {
+        if fire.get() && e.target == victim {
+            fire.set(false);
+            victim.kill();
+        }
+    })));
+    let got = g.send(5);
+    greenlet::set_switch_hook(None);
+    assert!(!armed.get() && producer.is_dead());
+    assert_eq!(got, None);
+    assert!(g.is_finished());
+    assert_eq!(g.send(6), None);
+}
