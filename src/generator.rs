@@ -595,7 +595,12 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
     ///   item to the consumer, wherever the consumer is then: resume the
     ///   generator again before the consumer waits on anything else, or
     ///   that item goes to that wait (dropped as a stray wake-up) or to
-    ///   another generator's resume (taken for its item). Likewise, a child
+    ///   another generator's resume (taken for its item). The value that
+    ///   resume sends reaches no yield, since the producer is not at one
+    ///   (its wait takes the switch for a stray wake-up): it is dropped,
+    ///   and the yield that hands the item gets the value of the resume
+    ///   after that, as any yield does. Python has no such case: it
+    ///   refuses to send into a generator that is running. Likewise, a child
     ///   of the consumer that returns a value of the item's type while the
     ///   consumer waits is taken for an item: greenlets switch values, not
     ///   senders.
