@@ -195,30 +195,32 @@ impl Inbox {
         } else {
             drop(waker);
         }
-        let (tasks, replies) = {
+        let tasks = {
             let mut mail = self.lock();
             mail.closed = true;
             self.closed.store(true, Ordering::Release);
             mail.wakeups = VecDeque::new();
             mail.spare_wakeups = VecDeque::new();
             mail.spare_tasks = VecDeque::new();
-            (
-                std::mem::take(&mut mail.tasks),
-                std::mem::take(&mut mail.replies),
-            )
+            std::mem::take(&mut mail.tasks)
         };
-        // Senders only: dropping one wakes its caller, with no user code.
-        drop(replies);
         // Dropped outside the lock: a closure's destructor may use a
         // `Remote` itself. Each on its own: this runs in a thread-local's
         // destructor, where a panic would abort the process, and work
-        // another thread posted must not take this one down.
+        // another thread posted must not take this one down. Before the
+        // reply senders: a `call_blocking` whose function is dropped unrun
+        // returns once that function is gone (its task drops its own
+        // sender after the function, see `Posted`).
         for task in tasks {
             crate::error::drop_reporting(
                 task,
                 "a task posted through Remote::spawn, dropped unrun with its hub,",
             );
         }
+        // The senders of calls whose greenlets this exit leaves suspended:
+        // dropping one wakes its caller, with no user code.
+        let replies = std::mem::take(&mut self.lock().replies);
+        drop(replies);
     }
 
     /// Whether the hub is gone (its thread exited): posts fail.
@@ -324,6 +326,36 @@ impl Reply {
 impl Drop for Reply {
     fn drop(&mut self) {
         drop(self.take());
+    }
+}
+
+/// A `call_blocking`'s function and its hold on the reply sender, posted
+/// as one task. Dropped unrun (no stack for its greenlet, or its hub's
+/// thread exits first), the function goes first, in field order, then the
+/// sender, which tells the caller: so the caller's `RemoteClosed` comes
+/// once the function and what it captured are gone.
+struct Posted<F> {
+    f: F,
+    reply: Reply,
+}
+
+impl<F: FnOnce() -> R, R: Send + 'static> Posted<F> {
+    fn run(self) {
+        let Posted { f, mut reply } = self;
+        let ran = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            // Killed while `f` ran (`run_main` ending, say): the kill
+            // finishes unwinding this greenlet, and `reply` drops the
+            // sender, so the caller hears `RemoteClosed`, not the crate's
+            // private kill signal.
+            Err(p) if super::is_kill(p.as_ref()) => std::panic::resume_unwind(p),
+            ran => ran,
+        };
+        // The caller waits until this is sent or the sender dropped.
+        if let Some(tx) = reply.take() {
+            if let Ok(tx) = tx.downcast::<std::sync::mpsc::SyncSender<std::thread::Result<R>>>() {
+                let _ = tx.send(ran);
+            }
+        }
     }
 }
 
@@ -447,24 +479,8 @@ impl Remote {
             inbox: self.inbox.clone(),
             key: Some(self.inbox.keep_reply(Box::new(tx))?),
         };
-        self.spawn(move || {
-            let mut reply = reply;
-            let ran = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-                // Killed while `f` ran (`run_main` ending, say): the kill
-                // finishes unwinding this greenlet, and `reply` drops the
-                // sender, so the caller hears `RemoteClosed`, not the
-                // crate's private kill signal.
-                Err(p) if super::is_kill(p.as_ref()) => std::panic::resume_unwind(p),
-                ran => ran,
-            };
-            // The caller waits until this is sent or the sender dropped.
-            if let Some(tx) = reply.take() {
-                if let Ok(tx) = tx.downcast::<std::sync::mpsc::SyncSender<std::thread::Result<R>>>()
-                {
-                    let _ = tx.send(ran);
-                }
-            }
-        })?;
+        let posted = Posted { f, reply };
+        self.spawn(move || posted.run())?;
         match rx.recv() {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(payload)) => std::panic::resume_unwind(payload),
