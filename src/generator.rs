@@ -137,8 +137,9 @@ impl<Y: 'static, S: 'static> Yielder<Y, S> {
     ///   yielder cannot be used from a greenlet the producer switched to).
     /// - When the producer is being unwound and cannot yield: after it
     ///   caught the unwinding of a [`close`](Generator::close) (`close`
-    ///   then returns this panic as its error), or from a destructor run by
-    ///   a panic (the process aborts, as for any panic during unwinding).
+    ///   then returns this panic as its error), or from a destructor run
+    ///   while the producer unwinds (a panic, a close: the process aborts,
+    ///   as for any panic during unwinding).
     // Inlining the switch into the producer's own frame keeps call/return
     // pairs from straddling the stack switch (which costs the CPU's return
     // predictions several nanoseconds per item); debug builds skip it so a

@@ -103,7 +103,9 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// The OS's error when no stack can be had, as described above.
+    /// The OS's error when no stack can be had, as described above;
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput) for a stack size too
+    /// large to map (see [`StackPolicy::stack_size`](crate::StackPolicy::stack_size)).
     pub fn build<F, A, R>(self, f: F) -> io::Result<Greenlet>
     where
         F: FnOnce(A) -> R + 'static,

@@ -509,9 +509,7 @@ where
 /// assert_eq!(got, [1, 2, 3]);
 /// ```
 ///
-/// # Panics
-///
-/// As [`block_on`], on each `next`.
+/// Never panics itself; its iterator's `next` panics as [`block_on`] does.
 pub fn block_on_stream<T, P>(poll_next: P) -> BlockOnStream<P>
 where
     P: FnMut(&mut Context<'_>) -> Poll<Option<T>>,
@@ -537,6 +535,12 @@ where
 {
     type Item = T;
 
+    /// The stream's next item, blocking the calling greenlet until it is
+    /// there (`None` once the stream ends).
+    ///
+    /// # Panics
+    ///
+    /// As [`block_on`].
     fn next(&mut self) -> Option<T> {
         block_on(std::future::poll_fn(&mut self.poll_next))
     }

@@ -423,7 +423,8 @@ impl<T: 'static, O: Order<T>> Queue<T, O> {
     /// # Panics
     ///
     /// When the queue is [closed](Queue::close) (before or while this
-    /// waits); [`send`](Queue::send) gives the item back instead.
+    /// waits); [`send`](Queue::send) gives the item back instead. And as
+    /// every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     #[inline(always)]
     pub fn put(&self, item: T) {
         if self.put_until(item, None, "Queue::put").is_err() {
@@ -595,7 +596,8 @@ impl<T: 'static, O: Order<T>> Queue<T, O> {
     /// # Panics
     ///
     /// When the queue is [closed](Queue::close) and empty;
-    /// [`recv`](Queue::recv) returns an error instead.
+    /// [`recv`](Queue::recv) returns an error instead. And as every
+    /// blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     // Inlined to the switch (see `wait.rs`).
     #[inline(always)]
     pub fn get(&self) -> T {
@@ -981,9 +983,10 @@ impl<T: Clone + 'static, O: Order<T>> Queue<T, O> {
     ///
     /// As every blocking call of the hub (see [how it runs](crate::hub#how-it-runs)).
     /// The item is cloned while the queue is borrowed, so its `Clone` must
-    /// neither use this queue nor block: a call on the queue from inside
-    /// it, or from another greenlet it let run, panics ("already
-    /// borrowed"). The same holds for [`try_peek`](Queue::try_peek) and
+    /// neither change this queue nor block: a call that changes it (a put,
+    /// a get, a close) from inside it, or from another greenlet it let
+    /// run, panics ("already borrowed"); calls that only look (`len`,
+    /// `is_empty`, `try_peek`, ...) work. The same holds for [`try_peek`](Queue::try_peek) and
     /// [`peek_timeout`](Queue::peek_timeout).
     pub fn peek(&self) -> Option<T> {
         self.peek_until(None)

@@ -245,7 +245,7 @@ impl ReplySocket {
     ///
     /// # Errors
     ///
-    /// The system's, and `InvalidInput` when `target` gives no address.
+    /// As [`UdpSocket::send_to`].
     ///
     /// # Panics
     ///

@@ -400,7 +400,10 @@ impl<T: AsFd> AsyncFd<T> {
     ///
     /// # Errors
     ///
-    /// `op`'s, or `ErrorKind::TimedOut` when the read timeout passes.
+    /// `op`'s; `ErrorKind::TimedOut` when the read timeout passes,
+    /// `ConnectionAborted` once [closed](AsyncFd::close), and
+    /// `ErrorKind::Other` when it would have to wait while its greenlet
+    /// unwinds.
     ///
     /// # Panics
     ///
@@ -415,7 +418,10 @@ impl<T: AsFd> AsyncFd<T> {
     ///
     /// # Errors
     ///
-    /// `op`'s, or `ErrorKind::TimedOut` when the write timeout passes.
+    /// `op`'s; `ErrorKind::TimedOut` when the write timeout passes,
+    /// `ConnectionAborted` once [closed](AsyncFd::close), and
+    /// `ErrorKind::Other` when it would have to wait while its greenlet
+    /// unwinds.
     ///
     /// # Panics
     ///

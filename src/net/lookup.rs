@@ -50,12 +50,15 @@ use crate::hub::ThreadPool;
 /// What [`ToSocketAddrs::to_socket_addrs`] returns (an unknown host, an
 /// invalid port); an error of the system when no pool thread can be
 /// started and none is alive, or when the thread's hub has no I/O reactor
-/// yet and cannot make one (out of descriptors: `EMFILE`).
+/// yet and cannot make one (out of descriptors: `EMFILE`); and
+/// `ErrorKind::Other` when called while its greenlet unwinds, where no
+/// wait can be made.
 ///
 /// # Panics
 ///
-/// As any blocking hub call (see the [hub docs](crate::hub)); a panic of
-/// the `ToSocketAddrs` implementation resumes here.
+/// As any blocking hub call (see the [hub docs](crate::hub)), but while
+/// its greenlet unwinds (an error then); a panic of the `ToSocketAddrs`
+/// implementation resumes here.
 pub fn lookup_host<A>(host: A) -> io::Result<vec::IntoIter<SocketAddr>>
 where
     A: ToSocketAddrs + Send + 'static,

@@ -105,7 +105,9 @@ impl TcpListener {
     /// call first sleeps, so the greenlets that would close connections
     /// get to run: 1 ms, doubling with each further failure up to 250 ms,
     /// reset by the next success. A loop that logs the error and accepts
-    /// again therefore neither spins nor starves the others.
+    /// again therefore neither spins nor starves the others. Also
+    /// `ConnectionAborted` once [closed](TcpListener::close), and `ErrorKind::Other`
+    /// when it would have to wait while its greenlet unwinds.
     ///
     /// # Panics
     ///
