@@ -665,7 +665,9 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
     ///   payload of the same type whose box took the freed one's address
     ///   is taken for it too); or the generator had
     ///   not started, and then the producer never runs (its closure is
-    ///   dropped); or it had finished already. The generator is finished.
+    ///   dropped, as by [`close`](Generator::close): a switch in one of its
+    ///   destructors gets [`Unwinding`](crate::SwitchError::Unwinding)); or
+    ///   it had finished already. The generator is finished.
     ///
     /// As with [`Greenlet::throw`], a `Box<dyn Any + Send>` or a
     /// [`Thrown`] is thrown as the payload itself, not boxed again.
@@ -697,11 +699,24 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
             self.done = true;
             return Err(Thrown(into_payload(error)));
         }
+        // (Where no switch can be made, the runtime's throw below refuses
+        // it as it refuses every other, leaving the generator as it was.)
+        if !self.greenlet.is_started() && !Runtime::get().switch_fails_at_once() {
+            return self.throw_unstarted(into_payload(error));
+        }
         self.adopt();
         let payload = into_payload(error);
         let thrown = same_payload(&payload);
         match Runtime::get().throw::<Y>(self.greenlet.key(), payload) {
             Ok(item) => Ok(Some(item)),
+            // The producer died inside the switch (the switch hook may kill
+            // it): the throw was walked past it to this very greenlet,
+            // which a throw to oneself hands straight back. Killed, then.
+            Err(SwitchError::Thrown(p)) if self.greenlet.is_dead() && thrown(&p) => {
+                self.done = true;
+                drop(p);
+                Ok(None)
+            }
             // The producer was blocked in the hub (reached after its
             // consumer left a resume for something else, see `resume`):
             // the blocked call raised the error there as it came, as for
@@ -904,6 +919,21 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
         self.done = true;
         drop(sent);
         None
+    }
+
+    /// [`throw`](Generator::throw) into a producer that never started: it
+    /// never will. Its closure is dropped by a close (a kill, so that a
+    /// destructor of it cannot switch away and hand an item over, as an
+    /// ordinary end would let it), and the error comes back.
+    #[cold]
+    #[inline(never)]
+    fn throw_unstarted(&mut self, payload: Box<dyn Any + Send>) -> Result<Option<Y>, Thrown> {
+        if let Err(p) = self.close() {
+            // A destructor of the closure panicked: as a close's panic.
+            drop(payload);
+            panic::resume_unwind(p);
+        }
+        Err(Thrown(payload))
     }
 
     /// Before the first resume, a resume from a new consumer, or one after

@@ -877,3 +877,60 @@ fn a_producer_killed_by_the_hook_as_it_is_resumed_ends_the_generator() {
     assert!(g.is_finished());
     assert_eq!(g.send(6), None);
 }
+
+/// A switch hook that kills the producer as `throw` switches to it: the
+/// throw is walked past the dead producer to the consumer itself, and the
+/// generator reports its producer killed (`Ok(None)`), not the error as
+/// if it had gone through the producer unhandled.
+#[test]
+fn a_producer_killed_by_the_hook_as_it_is_thrown_into_is_reported_killed() {
+    let mut g = Generator::new(|y: &Yielder<u32>| loop {
+        let _ = y.try_yield(1);
+    });
+    assert_eq!(g.next(), Some(1));
+    let producer = g.greenlet().clone();
+    let armed = Rc::new(Cell::new(true));
+    let (fire, victim) = (armed.clone(), producer.clone());
+    greenlet::set_switch_hook(Some(Box::new(move |e| {
+        if fire.get() && e.target == victim {
+            fire.set(false);
+            victim.kill();
+        }
+    })));
+    let got = g.throw("an error");
+    greenlet::set_switch_hook(None);
+    assert!(!armed.get() && producer.is_dead());
+    assert!(matches!(got, Ok(None)), "{got:?}");
+    assert!(g.is_finished());
+}
+
+/// A throw into a generator that never started ends it without running
+/// the producer, even when a destructor of the producer's closure tries
+/// to switch to the consumer with an item: the closure is dropped as by a
+/// close, where that switch gets `Unwinding`. (Dropped as an ordinary end,
+/// the destructor's item came back as the throw's, and the generator went
+/// on.)
+#[test]
+fn a_throw_into_an_unstarted_generator_never_hands_over_an_item() {
+    struct SwitchesAsItDrops(Rc<RefCell<Option<String>>>);
+    impl Drop for SwitchesAsItDrops {
+        fn drop(&mut self) {
+            let r = Greenlet::main().switch::<u32, ()>(5);
+            *self.0.borrow_mut() = Some(format!("{r:?}"));
+        }
+    }
+    let seen = Rc::new(RefCell::new(None));
+    let capture = SwitchesAsItDrops(seen.clone());
+    let mut g = Generator::new(move |y: &Yielder<u32>| {
+        let _capture = &capture;
+        y.yield_(1);
+    });
+    let got = g.throw("stop");
+    assert!(
+        matches!(&got, Err(e) if e.message() == Some("stop")),
+        "{got:?}"
+    );
+    assert!(g.is_finished());
+    assert_eq!(seen.borrow().as_deref(), Some("Err(Unwinding)"));
+    assert_eq!(g.next(), None);
+}
