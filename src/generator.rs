@@ -601,7 +601,12 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
     ///   (its wait takes the switch for a stray wake-up): it is dropped,
     ///   and the yield that hands the item gets the value of the resume
     ///   after that, as any yield does. Python has no such case: it
-    ///   refuses to send into a generator that is running. Likewise, a child
+    ///   refuses to send into a generator that is running. This holds one
+    ///   level deep: when the producer waits in a resume of a generator of
+    ///   its own whose producer is the one blocked elsewhere, the resume
+    ///   lands in that inner resume, which takes it for something else
+    ///   resuming its consumer (below) and panics, ending the outer
+    ///   producer. Likewise, a child
     ///   of the consumer that returns a value of the item's type while the
     ///   consumer waits is taken for an item: greenlets switch values, not
     ///   senders.
