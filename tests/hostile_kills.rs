@@ -760,3 +760,48 @@ fn a_victim_of_a_panicking_killer_that_panics_anew_unwinds() {
     drop(tx);
     assert!(victim.join().is_err(), "killed");
 }
+
+/// The same when the victim's new unwinding is one the crate raises, which
+/// runs no panic hook: an expired `with_timeout`'s interruption, raised by
+/// the next blocking call before it switches. A destructor of that
+/// unwinding that switches gets `Unwinding`, and the kill ends. (It went
+/// through as a refusal of the kill, leaving the victim suspended in the
+/// middle of its unwinding, which std then counted on the whole thread:
+/// main, its own panic caught, was still `panicking`, and every switch it
+/// made failed with `Unwinding`.)
+#[test]
+fn a_victim_of_a_panicking_killer_unwinding_an_interruption_cannot_switch() {
+    use std::time::Duration;
+    std::thread::spawn(|| {
+        greenlet::hub::time::pause();
+        let seen = Rc::new(RefCell::new(None));
+        let s = seen.clone();
+        let victim = Greenlet::new(move |()| {
+            let _ = greenlet::hub::with_timeout(Duration::from_millis(1), || {
+                let main = Greenlet::main();
+                let _ = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+                struct SwitchesWhenDropped(Rc<RefCell<Option<String>>>);
+                impl Drop for SwitchesWhenDropped {
+                    fn drop(&mut self) {
+                        let r = Greenlet::main().switch::<u32, ()>(7);
+                        *self.0.borrow_mut() = Some(format!("{r:?}"));
+                    }
+                }
+                let _switches = SwitchesWhenDropped(s);
+                greenlet::hub::sleep(Duration::from_millis(1)); // interrupted at once
+            });
+        });
+        victim.switch::<(), ()>(()).unwrap();
+        greenlet::hub::sleep(Duration::from_millis(5)); // its scope expires meanwhile
+        assert_eq!(kill_as_main_unwinds(victim.clone()), Some(Ok(())));
+        assert_eq!(seen.borrow().as_deref(), Some("Err(Unwinding)"));
+        assert!(victim.is_dead());
+        assert!(!std::thread::panicking());
+        assert_eq!(
+            Greenlet::new(|x: u32| x + 1).switch::<u32, u32>(1).unwrap(),
+            2
+        );
+    })
+    .join()
+    .unwrap();
+}

@@ -10,6 +10,7 @@ use super::time::deadline_after;
 use super::timer::{Action, TimerKey};
 use super::wait::{WaitKey, Wake};
 use super::{hub, Hub};
+use crate::runtime::Runtime;
 
 slot_key! {
     /// Names a `with_timeout` scope while it is active.
@@ -44,8 +45,18 @@ static SCOPES: crate::Local<RefCell<Vec<ScopeKey>>> =
     crate::Local::revivable(|| RefCell::new(Vec::new()));
 
 /// The payload a blocked call unwinds with when its `with_timeout` scope
-/// expires.
-pub(crate) struct Interrupt(ScopeKey);
+/// expires, and the number under which the runtime lists that unwinding
+/// as under way, if it does (see `Runtime::note_unwinding`) until the
+/// payload is dropped, where the unwinding was caught.
+pub(crate) struct Interrupt(ScopeKey, Option<u64>);
+
+impl Drop for Interrupt {
+    fn drop(&mut self) {
+        if let (Some(n), Some(rt)) = (self.1, Runtime::if_running()) {
+            rt.kill_unwinding_caught(n);
+        }
+    }
+}
 
 /// Unwinds out of a blocking call interrupted by `with_timeout`.
 pub(crate) fn interrupted(scope: ScopeKey) -> ! {
@@ -62,7 +73,11 @@ pub(crate) fn interrupted(scope: ScopeKey) -> ! {
             s.delivered = true;
         }
     }
-    panic::resume_unwind(Box::new(Interrupt(scope)))
+    // No panic hook runs for it, so the runtime is told here (a greenlet
+    // that caught a kill and unwinds anew must not be taken for one that
+    // may refuse that kill by switching).
+    let noted = Runtime::if_running().and_then(Runtime::note_unwinding);
+    panic::resume_unwind(Box::new(Interrupt(scope, noted)))
 }
 
 thread_local! {
@@ -270,7 +285,7 @@ pub fn with_timeout<R>(d: Duration, f: impl FnOnce() -> R) -> Result<R, Elapsed>
     match outcome {
         Ok(value) => Ok(value),
         Err(p) => match p.downcast_ref::<Interrupt>() {
-            Some(Interrupt(x)) if *x == s => Err(Elapsed(())),
+            Some(Interrupt(x, _)) if *x == s => Err(Elapsed(())),
             // A kill, a panic, or an outer scope's interruption.
             _ => panic::resume_unwind(p),
         },

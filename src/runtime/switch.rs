@@ -437,6 +437,24 @@ impl Runtime {
         }
     }
 
+    /// An unwinding the crate raises in the current greenlet with a payload
+    /// of its own that runs no panic hook (a `with_timeout` expiry): listed
+    /// as `note_panic` lists a panic, but under a number of its own, which
+    /// the payload hands to [`kill_unwinding_caught`] as it drops, where
+    /// the unwinding was caught. `None` when nothing needed listing.
+    ///
+    /// [`kill_unwinding_caught`]: Runtime::kill_unwinding_caught
+    pub(crate) fn note_unwinding(&self) -> Option<u64> {
+        let cur = self.current.get();
+        if self.records.flags(cur) & DYING == 0 || self.unwinding_here(cur) {
+            return None;
+        }
+        let number = crate::value::next_kill();
+        let mut in_flight = self.kills_in_flight.try_borrow_mut().ok()?;
+        in_flight.push((self.records.id(cur), number));
+        Some(number)
+    }
+
     /// Forgets the kills in flight of `key`, which is dead.
     pub(super) fn forget_kills_of(&self, key: Key) {
         let id = self.records.id(key);
