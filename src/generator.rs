@@ -606,7 +606,8 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
     ///   its own whose producer is the one blocked elsewhere, the resume
     ///   lands in that inner resume, which takes it for something else
     ///   resuming its consumer (below) and panics, ending the outer
-    ///   producer. Likewise, a child
+    ///   producer; or, when the value sent has the inner generator's item
+    ///   type, takes it for that generator's next item. Likewise, a child
     ///   of the consumer that returns a value of the item's type while the
     ///   consumer waits is taken for an item: greenlets switch values, not
     ///   senders.
