@@ -904,12 +904,19 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
         {
             return None;
         }
+        if TypeId::of::<S>() == TypeId::of::<Y>() {
+            rt.clear_echo();
+        }
         match rt.switch::<S, Y>(producer, value) {
             // As above: a producer that died inside the switch (the switch
-            // hook may kill it) was walked past to this very greenlet, and
-            // what came back is the value sent. (No item comes from a dead
-            // producer: one that yields is suspended until resumed.)
-            Ok(item) if TypeId::of::<S>() == TypeId::of::<Y>() && self.greenlet.is_dead() => {
+            // hook may kill it) was walked past to this very greenlet,
+            // which handed the value sent straight back (the runtime tells
+            // that from a value another greenlet sent here meanwhile).
+            Ok(item)
+                if TypeId::of::<S>() == TypeId::of::<Y>()
+                    && self.greenlet.is_dead()
+                    && rt.take_echo() =>
+            {
                 self.ended_by_echo(item)
             }
             Ok(item) => Some(item),
@@ -1087,30 +1094,38 @@ impl<Y: 'static, R: 'static, S: 'static> Drop for Generator<Y, R, S> {
     /// never free either). A panic of the producer while it is closed
     /// resumes here, unless the dropper's own stack is unwinding: then it
     /// is reported on stderr, as for any kill (semantics row 11). So is a
-    /// panic of the value a producer that caught the close returned: it
-    /// is dropped with the generator.
+    /// panic of a value the producer returned that nobody took (after
+    /// catching this close or an earlier one, say): it is dropped with
+    /// the generator.
     fn drop(&mut self) {
         // After the thread's runtime is torn down there is nothing to close.
-        if self.done || Runtime::try_get().is_none() {
+        let Some(rt) = Runtime::try_get() else {
             return;
+        };
+        if !self.done && !self.greenlet.is_current() && !self.greenlet.is_dead() {
+            // (Dropped by its own producer, through a cycle of its making,
+            // or dead: the greenlet handle's drop deals with it, as with
+            // any greenlet.)
+            self.close_as_dropped();
         }
-        if self.greenlet.is_current() || self.greenlet.is_dead() {
-            // Dropped by its own producer (through a cycle of its making):
-            // the greenlet handle's drop deals with it, as with any greenlet.
-            return;
-        }
-        match self.close() {
-            // A producer that caught the close and returned: its value,
-            // kept for a `return_value` that can no longer come, goes with
-            // the generator. Where this greenlet unwinds, a panic of its
-            // destructor is reported, as a killed victim's value's is
-            // (semantics row 11), not raised out of this destructor (an
-            // abort).
-            Ok(()) if Runtime::get().current_unwinds() => {
-                if let Some(value) = self.returned.take() {
-                    crate::error::drop_reporting(value, "a closed generator's return value");
-                }
+        // A value the producer returned (after catching a close, say),
+        // kept for a `return_value` that can no longer come, goes with the
+        // generator. Where this greenlet unwinds, a panic of its
+        // destructor is reported, as a killed victim's value's is
+        // (semantics row 11), not raised out of this destructor (an
+        // abort).
+        if rt.current_unwinds() {
+            if let Some(value) = self.returned.take() {
+                crate::error::drop_reporting(value, "a generator's return value");
             }
+        }
+    }
+}
+
+impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
+    /// The close made by the drop of an unfinished generator.
+    fn close_as_dropped(&mut self) {
+        match self.close() {
             Ok(()) => {}
             // The kill in `close` reports the producer's panic instead of
             // raising it where this greenlet unwinds (semantics row 11),

@@ -103,9 +103,11 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// The OS's error when no stack can be had, as described above;
-    /// [`InvalidInput`](io::ErrorKind::InvalidInput) for a stack size too
-    /// large to map (see [`StackPolicy::stack_size`](crate::StackPolicy::stack_size)).
+    /// The OS's error when no stack can be had, as described above (a
+    /// stack size too large to map gives `OutOfMemory` too), or
+    /// [`InvalidInput`](io::ErrorKind::InvalidInput) for one larger than
+    /// half the address space can express (see
+    /// [`StackPolicy::stack_size`](crate::StackPolicy::stack_size)).
     pub fn build<F, A, R>(self, f: F) -> io::Result<Greenlet>
     where
         F: FnOnce(A) -> R + 'static,

@@ -582,7 +582,9 @@ impl Child {
     /// The pipes' read errors, std's, and the hub's when the stderr
     /// reader's greenlet gets no stack; while the greenlet unwinds, an
     /// [`ErrorKind::Other`](io::ErrorKind::Other) error when the child or
-    /// a pipe would have to be waited for, as [`wait`](Child::wait) gives.
+    /// stdout would have to be waited for, as [`wait`](Child::wait) gives,
+    /// and whenever stderr is piped (its reader is a greenlet of its own,
+    /// which cannot run then).
     ///
     /// # Panics
     ///

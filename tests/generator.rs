@@ -934,3 +934,31 @@ fn a_throw_into_an_unstarted_generator_never_hands_over_an_item() {
     assert_eq!(seen.borrow().as_deref(), Some("Err(Unwinding)"));
     assert_eq!(g.next(), None);
 }
+
+/// A two-way generator with the same sent and item types whose producer
+/// is killed inside a resume by a child of the consumer, which then
+/// returns a value to the consumer: that value is taken for an item, as
+/// the resume docs say of every value of the item's type that reaches the
+/// waiting consumer. Only the consumer's own value handed back by the
+/// runtime (the switch routed past a producer that died inside it) is not.
+#[test]
+fn a_value_returned_to_the_consumer_after_its_producer_was_killed_is_taken_for_an_item() {
+    let mut g = Generator::two_way(|y: &Yielder<u32, u32>, n: u32| {
+        let _ = y.yield_(n + 1);
+        let me = Greenlet::current();
+        let consumer = me.parent().unwrap();
+        let killer = greenlet::Builder::new()
+            .parent(&consumer)
+            .build(move |()| {
+                me.kill();
+                7u32
+            })
+            .unwrap();
+        let _ = killer.switch::<(), u32>(());
+        0
+    });
+    assert_eq!(g.send(1), Some(2));
+    assert_eq!(g.send(5), Some(7));
+    assert!(g.greenlet().is_dead());
+    assert_eq!(g.send(6), None);
+}

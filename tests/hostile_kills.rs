@@ -805,3 +805,31 @@ fn a_victim_of_a_panicking_killer_unwinding_an_interruption_cannot_switch() {
     .join()
     .unwrap();
 }
+
+/// A victim of a panicking killer that caught (and dropped) its kill is
+/// not unwinding: a switch to itself with a value of the wrong type whose
+/// destructor panics raises that panic in it, as in any greenlet (the
+/// thread-wide `panicking`, which counts the killer's panic, had it
+/// reported and dropped).
+#[test]
+fn a_caught_kill_from_a_panicking_killer_leaves_a_mismatched_values_panic_to_its_victim() {
+    struct PanicsWhenDropped;
+    impl Drop for PanicsWhenDropped {
+        fn drop(&mut self) {
+            panic!("a destructor's panic");
+        }
+    }
+    let seen = Rc::new(RefCell::new(None));
+    let s = seen.clone();
+    let victim = Greenlet::new(move |()| {
+        let main = Greenlet::main();
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+        let r = panic::catch_unwind(AssertUnwindSafe(|| {
+            Greenlet::current().switch::<PanicsWhenDropped, u8>(PanicsWhenDropped)
+        }));
+        *s.borrow_mut() = Some(r.err().and_then(|p| p.downcast_ref::<&str>().copied()));
+    });
+    victim.switch::<(), ()>(()).unwrap();
+    kill_as_main_unwinds(victim);
+    assert_eq!(*seen.borrow(), Some(Some("a destructor's panic")));
+}

@@ -375,3 +375,50 @@ fn dropping_an_async_fd_deregisters_the_descriptor_it_registered() {
     // And the number it registered is free to register again.
     drop(AsyncFd::new(other.as_fd()).unwrap());
 }
+
+/// `AsyncFd::new` asks its value's `AsFd` once: the descriptor it makes
+/// non-blocking is the one it registers (with a changing answer, one was
+/// made non-blocking and another registered, left blocking: its reads
+/// blocked the whole thread).
+#[test]
+fn an_async_fd_makes_non_blocking_the_descriptor_it_registers() {
+    use std::cell::Cell;
+    use std::os::fd::BorrowedFd;
+    struct Fickle<'a> {
+        first: BorrowedFd<'a>,
+        later: BorrowedFd<'a>,
+        asked: Cell<u32>,
+    }
+    impl AsFd for Fickle<'_> {
+        fn as_fd(&self) -> BorrowedFd<'_> {
+            self.asked.set(self.asked.get() + 1);
+            if self.asked.get() <= 1 {
+                self.first
+            } else {
+                self.later
+            }
+        }
+    }
+    fn nonblocking(fd: &impl AsFd) -> bool {
+        // SAFETY: `F_GETFL` on an open descriptor reads its flags.
+        let flags = unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_GETFL) };
+        flags & libc::O_NONBLOCK != 0
+    }
+    let (a, _a_peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (b, _b_peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    let fd = AsyncFd::new(Fickle {
+        first: a.as_fd(),
+        later: b.as_fd(),
+        asked: Cell::new(0),
+    })
+    .unwrap();
+    assert!(nonblocking(&a) && !nonblocking(&b));
+    // Registered: `a`, not `b`.
+    let again = AsyncFd::new(a.as_fd())
+        .map(drop)
+        .map_err(|e| e.raw_os_error());
+    assert_eq!(again, Err(Some(libc::EEXIST)));
+    drop(AsyncFd::new(b.as_fd()).unwrap());
+    drop(fd);
+    drop(AsyncFd::new(a.as_fd()).unwrap());
+}

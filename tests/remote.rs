@@ -992,3 +992,54 @@ fn a_call_whose_function_is_dropped_unrun_returns_once_the_function_is_gone() {
     stop.send(()).unwrap();
     hub_thread.join().unwrap();
 }
+
+/// The same for `Remote::call`: its future resolves (`NoStack`) once the
+/// function dropped unrun and its captures are gone. (The completer went
+/// first, and the caller could return while the function was alive.)
+#[test]
+fn a_remote_call_whose_function_is_dropped_unrun_resolves_once_the_function_is_gone() {
+    use std::sync::atomic::AtomicBool;
+    let (to_caller, from_hub) = mpsc::channel();
+    let hub_thread = thread::spawn(move || {
+        hub::spawn(|| ()).join().unwrap(); // the hub greenlet has its stack
+        greenlet::set_stack_policy(greenlet::StackPolicy::new().stack_size(1 << 60));
+        greenlet::trim_stacks();
+        let (stop, stopped) = hub::channel::<()>();
+        to_caller.send((hub::remote(), stop)).unwrap();
+        let _ = stopped.recv();
+    });
+    let (remote, stop) = from_hub.recv().unwrap();
+    let returned = Arc::new(AtomicBool::new(false));
+    let seen_returned = Arc::new(AtomicBool::new(false));
+    struct Capture(Arc<AtomicBool>, Arc<AtomicBool>);
+    impl Drop for Capture {
+        fn drop(&mut self) {
+            for _ in 0..10_000 {
+                if self.0.load(Ordering::SeqCst) {
+                    self.1.store(true, Ordering::SeqCst);
+                    return;
+                }
+                thread::yield_now();
+            }
+        }
+    }
+    let capture = Capture(returned.clone(), seen_returned.clone());
+    let caller = {
+        let returned = returned.clone();
+        thread::spawn(move || {
+            let r = hub::block_on(remote.call(move || {
+                let _capture = &capture;
+                1
+            }));
+            returned.store(true, Ordering::SeqCst);
+            format!("{:?}", r.err())
+        })
+    };
+    assert_eq!(caller.join().unwrap(), "Some(NoStack)");
+    assert!(
+        !seen_returned.load(Ordering::SeqCst),
+        "the caller's future resolved while its function was still alive"
+    );
+    stop.send(()).unwrap();
+    hub_thread.join().unwrap();
+}

@@ -656,8 +656,9 @@ impl Builder {
     /// # Errors
     ///
     /// When no stack can be had, typically at the OS mapping limit
-    /// (`vm.max_map_count`), or `InvalidInput` for a stack size too large
-    /// to map; nothing is spawned then. Also for the hub's own stack, when
+    /// (`vm.max_map_count`) or for a stack size too large to map, or
+    /// `InvalidInput` for one larger than half the address space can
+    /// express; nothing is spawned then. Also for the hub's own stack, when
     /// this spawn is the thread's first use of the hub.
     pub fn spawn<F, R>(self, f: F) -> stdio::Result<JoinHandle<R>>
     where

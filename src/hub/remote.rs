@@ -195,32 +195,34 @@ impl Inbox {
         } else {
             drop(waker);
         }
-        let tasks = {
+        let (tasks, replies) = {
             let mut mail = self.lock();
             mail.closed = true;
             self.closed.store(true, Ordering::Release);
             mail.wakeups = VecDeque::new();
             mail.spare_wakeups = VecDeque::new();
             mail.spare_tasks = VecDeque::new();
-            std::mem::take(&mut mail.tasks)
+            (
+                std::mem::take(&mut mail.tasks),
+                std::mem::take(&mut mail.replies),
+            )
         };
+        // Senders only: dropping one wakes its caller, with no user code.
+        // First: among them are those of calls whose greenlets this exit
+        // leaves suspended, whose callers a destructor of the tasks below
+        // may wait for. (So the caller of a call still queued hears
+        // `RemoteClosed` just before its function is dropped, below.)
+        drop(replies);
         // Dropped outside the lock: a closure's destructor may use a
         // `Remote` itself. Each on its own: this runs in a thread-local's
         // destructor, where a panic would abort the process, and work
-        // another thread posted must not take this one down. Before the
-        // reply senders: a `call_blocking` whose function is dropped unrun
-        // returns once that function is gone (its task drops its own
-        // sender after the function, see `Posted`).
+        // another thread posted must not take this one down.
         for task in tasks {
             crate::error::drop_reporting(
                 task,
                 "a task posted through Remote::spawn, dropped unrun with its hub,",
             );
         }
-        // The senders of calls whose greenlets this exit leaves suspended:
-        // dropping one wakes its caller, with no user code.
-        let replies = std::mem::take(&mut self.lock().replies);
-        drop(replies);
     }
 
     /// Whether the hub is gone (its thread exited): posts fail.
@@ -330,10 +332,11 @@ impl Drop for Reply {
 }
 
 /// A `call_blocking`'s function and its hold on the reply sender, posted
-/// as one task. Dropped unrun (no stack for its greenlet, or its hub's
-/// thread exits first), the function goes first, in field order, then the
-/// sender, which tells the caller: so the caller's `RemoteClosed` comes
-/// once the function and what it captured are gone.
+/// as one task. Dropped unrun for want of a stack, the function goes
+/// first, in field order, then the sender, which tells the caller: so the
+/// caller's `RemoteClosed` comes once the function and what it captured
+/// are gone. (At the hub thread's exit the inbox drops every kept sender
+/// first, see `Inbox::close`.)
 struct Posted<F> {
     f: F,
     reply: Reply,

@@ -268,9 +268,12 @@ impl<T: AsFd> AsyncFd<T> {
     /// it cannot be created. A refused descriptor is left blocking if it
     /// was.
     pub fn new(inner: T) -> io::Result<AsyncFd<T>> {
-        let was_blocking = set_o_nonblock(inner.as_fd(), true)?;
+        // Asked once: the descriptor made non-blocking is the one
+        // registered, and the one given back its mode on a refusal.
+        let fd = inner.as_fd();
+        let raw = fd.as_raw_fd();
+        let was_blocking = set_o_nonblock(fd, true)?;
         let hub = hub();
-        let raw = inner.as_fd().as_raw_fd();
         let reg = match hub
             .reactor_or_init()
             .and_then(|reactor| reactor.register(raw))
@@ -281,7 +284,7 @@ impl<T: AsFd> AsyncFd<T> {
                 // share) goes back to blocking, as it came. Its own error,
                 // if any, is dropped: the refusal is the one to report.
                 if was_blocking {
-                    let _ = set_o_nonblock(inner.as_fd(), false);
+                    let _ = set_o_nonblock(fd, false);
                 }
                 return Err(e);
             }

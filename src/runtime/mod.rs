@@ -111,6 +111,11 @@ pub(crate) struct Runtime {
     /// The victim of the last kill that the switch hook's panic stopped
     /// before it began (see `kill_all`).
     hook_stopped_kill_of: Cell<Option<Key>>,
+    /// A switch was routed back to its own sender (its target dead, and
+    /// the sender the first live one above it) and handed the value back:
+    /// set there, and cleared by a caller that must tell such an echo from
+    /// a value another greenlet sent (see `Generator::step`).
+    echoed: Cell<bool>,
     /// The thread's exit is killing its greenlets (see `teardown`).
     tearing_down: Cell<bool>,
     /// How deep collections of unreachable greenlets are nested now, and
@@ -248,6 +253,7 @@ impl Runtime {
             raised_in: Cell::new(None),
             handing_off: Cell::new(None),
             hook_stopped_kill_of: Cell::new(None),
+            echoed: Cell::new(false),
             tearing_down: Cell::new(false),
             collecting: Cell::new(0),
             to_collect: RefCell::new(Vec::new()),
@@ -430,6 +436,19 @@ impl Runtime {
     #[cold]
     pub(crate) fn switch_fails_at_once(&self) -> bool {
         std::thread::panicking() || self.tracer.running()
+    }
+
+    /// Forgets any earlier echo (see `echoed`), before a switch whose
+    /// caller asks [`take_echo`](Runtime::take_echo) afterwards.
+    #[inline(always)]
+    pub(crate) fn clear_echo(&self) {
+        self.echoed.set(false);
+    }
+
+    /// Whether a switch since [`clear_echo`](Runtime::clear_echo) was
+    /// routed back to its sender with its own value.
+    pub(crate) fn take_echo(&self) -> bool {
+        self.echoed.replace(false)
     }
 
     /// Whether the current greenlet's value in `slot` was dropped.

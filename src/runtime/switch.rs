@@ -240,10 +240,16 @@ impl Runtime {
             // nothing, so it is not refused while unwinding, nor taken for
             // the refusal of a kill.
             drop(held);
-            return cast_same::<T, R>(value).map_err(|value| {
-                drop_mismatched(value);
-                mismatch::<R, T>()
-            });
+            return match cast_same::<T, R>(value) {
+                Ok(value) => {
+                    self.echoed.set(true);
+                    Ok(value)
+                }
+                Err(value) => {
+                    self.drop_mismatched(value);
+                    Err(mismatch::<R, T>())
+                }
+            };
         }
         if self.left_at_exit(target) {
             drop(value);
@@ -455,6 +461,26 @@ impl Runtime {
         Some(number)
     }
 
+    /// Drops a value that came back to its own sender with the wrong type
+    /// (a switch to oneself), or that a switch refused while the sender
+    /// unwinds: its destructor's panic resumes in the caller, as at any
+    /// receiver, unless the caller unwinds already (a switch made by a
+    /// destructor), where it would abort the process: reported on stderr
+    /// then, as `late_panic` does. (The current greenlet's unwinding, not
+    /// the thread's `panicking`, which also counts the panic of a
+    /// suspended killer whose kill this greenlet caught.)
+    fn drop_mismatched<T>(&self, value: T) {
+        if self.current_unwinds() {
+            crate::error::reporting_a_panic(
+                "a value that arrived with the wrong type",
+                " as it was dropped, while the receiver unwound a panic",
+                move || drop(value),
+            );
+        } else {
+            drop(value);
+        }
+    }
+
     /// Forgets the kills in flight of `key`, which is dead.
     pub(super) fn forget_kills_of(&self, key: Key) {
         let id = self.records.id(key);
@@ -523,7 +549,17 @@ impl Runtime {
         } else {
             return Ok(sent);
         };
-        drop(sent);
+        if matches!(err, SwitchError::Unwinding) {
+            // Dropped in a destructor that an unwinding runs: a panic of
+            // its own would abort the process.
+            crate::error::reporting_a_panic(
+                "a value that a switch refused while its sender unwound",
+                " as it was dropped",
+                move || drop(sent),
+            );
+        } else {
+            drop(sent);
+        }
         Err(Err(err))
     }
 
@@ -798,23 +834,6 @@ impl Runtime {
             raised_in(self.current.get());
         }
         panic::resume_unwind(p)
-    }
-}
-
-/// Drops a value that came back to its own sender with the wrong type (a
-/// switch to oneself): its destructor's panic resumes in the caller, as
-/// at any receiver, unless the caller unwinds a panic already (a switch
-/// made by a destructor), where it would abort the process: reported on
-/// stderr then, as `Runtime::late_panic` does.
-fn drop_mismatched<T>(value: T) {
-    if std::thread::panicking() {
-        crate::error::reporting_a_panic(
-            "a value that arrived with the wrong type",
-            " as it was dropped, while the receiver unwound a panic",
-            move || drop(value),
-        );
-    } else {
-        drop(value);
     }
 }
 

@@ -276,12 +276,14 @@ impl Remote {
                 remote: self.clone(),
             };
         };
-        // Dropped unrun, the task drops the completer first (the tuple's
-        // order): its error (`Closed`, `NoStack`) is the one recorded.
-        let ends = (completer, finisher);
+        // Dropped unrun, the task drops `f` first (the tuple's order), so
+        // the caller hears of it once `f` and its captures are gone; then
+        // the completer, whose error (`Closed`, `NoStack`) is the one
+        // recorded; then the finisher.
+        let parts = (f, completer, finisher);
         let _ = self.spawn(move || {
-            let ends = ends; // captured whole, not field by field
-            let (completer, _finisher) = ends; // the finisher goes after `run`
+            let parts = parts; // captured whole, not field by field
+            let (f, completer, _finisher) = parts; // the finisher goes after `run`
             run(completer, f)
         });
         Call {
