@@ -850,6 +850,20 @@ fn a_throw_into_a_producer_blocked_in_the_hub_comes_back_as_err() {
     drop(go);
 }
 
+/// Sets a switch hook that kills `victim` as the next switch or throw to
+/// it begins; `true` until it did. Cleared with `set_switch_hook(None)`.
+fn kill_as_the_next_switch_reaches(victim: &Greenlet) -> Rc<Cell<bool>> {
+    let armed = Rc::new(Cell::new(true));
+    let (fire, victim) = (armed.clone(), victim.clone());
+    greenlet::set_switch_hook(Some(Box::new(move |e| {
+        if fire.get() && e.target == victim {
+            fire.set(false);
+            victim.kill();
+        }
+    })));
+    armed
+}
+
 /// A switch hook that kills a two-way producer (sent and yielded types
 /// the same) as its consumer resumes it: the resume ends the generator,
 /// rather than handing the consumer's own value back as an item (the
@@ -862,14 +876,7 @@ fn a_producer_killed_by_the_hook_as_it_is_resumed_ends_the_generator() {
     });
     assert_eq!(g.send(1), Some(10));
     let producer = g.greenlet().clone();
-    let armed = Rc::new(Cell::new(true));
-    let (fire, victim) = (armed.clone(), producer.clone());
-    greenlet::set_switch_hook(Some(Box::new(move |e| {
-        if fire.get() && e.target == victim {
-            fire.set(false);
-            victim.kill();
-        }
-    })));
+    let armed = kill_as_the_next_switch_reaches(&producer);
     let got = g.send(5);
     greenlet::set_switch_hook(None);
     assert!(!armed.get() && producer.is_dead());
@@ -889,14 +896,7 @@ fn a_producer_killed_by_the_hook_as_it_is_thrown_into_is_reported_killed() {
     });
     assert_eq!(g.next(), Some(1));
     let producer = g.greenlet().clone();
-    let armed = Rc::new(Cell::new(true));
-    let (fire, victim) = (armed.clone(), producer.clone());
-    greenlet::set_switch_hook(Some(Box::new(move |e| {
-        if fire.get() && e.target == victim {
-            fire.set(false);
-            victim.kill();
-        }
-    })));
+    let armed = kill_as_the_next_switch_reaches(&producer);
     let got = g.throw("an error");
     greenlet::set_switch_hook(None);
     assert!(!armed.get() && producer.is_dead());

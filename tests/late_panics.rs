@@ -361,6 +361,17 @@ fn a_mismatched_value_switched_to_oneself_while_unwinding_is_reported() {
     assert!(got.starts_with("Err(TypeMismatch"), "{got}");
 }
 
+/// A generator, started, whose producer catches its close and returns a
+/// value that panics as it drops.
+fn returning_a_panicking_value_once_closed() -> greenlet::Generator<u8, PanicsAsItDrops> {
+    let mut gen = greenlet::Generator::new(|y: &greenlet::Yielder<u8>| {
+        let _ = catch_unwind(AssertUnwindSafe(|| y.yield_(1)));
+        PanicsAsItDrops([0; 8])
+    });
+    assert_eq!(gen.next(), Some(1));
+    gen
+}
+
 /// A generator dropped by a panic's unwinding, whose producer catches the
 /// close and returns a value that panics as it drops: that value, kept for
 /// a `return_value` nobody can ask for now, is dropped with the generator
@@ -373,12 +384,7 @@ fn a_closed_generators_return_value_panicking_as_an_unwinding_drop_drops_it_is_r
     ) {
         return;
     }
-    let mut gen: greenlet::Generator<u8, PanicsAsItDrops> =
-        greenlet::Generator::new(|y: &greenlet::Yielder<u8>| {
-            let _ = catch_unwind(AssertUnwindSafe(|| y.yield_(1)));
-            PanicsAsItDrops([0; 8])
-        });
-    assert_eq!(gen.next(), Some(1));
+    let gen = returning_a_panicking_value_once_closed();
     let r = catch_unwind(AssertUnwindSafe(move || {
         let _gen = gen;
         panic!("the dropper's panic");
@@ -456,12 +462,7 @@ fn a_return_value_kept_by_an_explicit_close_panicking_as_an_unwinding_drop_drops
     ) {
         return;
     }
-    let mut gen: greenlet::Generator<u8, PanicsAsItDrops> =
-        greenlet::Generator::new(|y: &greenlet::Yielder<u8>| {
-            let _ = catch_unwind(AssertUnwindSafe(|| y.yield_(1)));
-            PanicsAsItDrops([0; 8])
-        });
-    assert_eq!(gen.next(), Some(1));
+    let mut gen = returning_a_panicking_value_once_closed();
     in_a_destructor_while_unwinding(move || {
         assert!(gen.close().is_ok());
         assert_eq!(DROPS.load(SeqCst), 0, "kept for return_value");

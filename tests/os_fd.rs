@@ -331,36 +331,40 @@ fn a_wait_on_a_descriptor_keeps_the_process_fcntl_locks_on_its_file() {
     assert!(locked_for_others(fd), "the wait let go of the lock");
 }
 
+/// An `AsFd` whose answer changes (safe code: the trait promises no
+/// stable one): `first` for the first `first_for` asks, `later` after.
+struct Fickle<'a> {
+    first: std::os::fd::BorrowedFd<'a>,
+    later: std::os::fd::BorrowedFd<'a>,
+    first_for: u32,
+    asked: std::cell::Cell<u32>,
+}
+
+impl AsFd for Fickle<'_> {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.asked.set(self.asked.get() + 1);
+        if self.asked.get() <= self.first_for {
+            self.first
+        } else {
+            self.later
+        }
+    }
+}
+
 /// An `AsFd` whose answer changes (safe code: the trait promises no stable
 /// one) after the `AsyncFd` registered it: the drop takes out the
 /// descriptor it registered, not whatever the value names by then. (It
 /// took out another socket's registration, whose reader was never woken.)
 #[test]
 fn dropping_an_async_fd_deregisters_the_descriptor_it_registered() {
-    use std::cell::Cell;
-    use std::os::fd::BorrowedFd;
-    struct Fickle<'a> {
-        first: BorrowedFd<'a>,
-        later: BorrowedFd<'a>,
-        asked: Cell<u32>,
-    }
-    impl AsFd for Fickle<'_> {
-        fn as_fd(&self) -> BorrowedFd<'_> {
-            self.asked.set(self.asked.get() + 1);
-            if self.asked.get() <= 2 {
-                self.first
-            } else {
-                self.later
-            }
-        }
-    }
     let (reader, writer) = greenlet::net::UnixStream::pair().unwrap();
     let (other, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
     drop(
         AsyncFd::new(Fickle {
             first: other.as_fd(),
             later: reader.as_fd(),
-            asked: Cell::new(0),
+            first_for: 2,
+            asked: std::cell::Cell::new(0),
         })
         .unwrap(),
     );
@@ -382,23 +386,6 @@ fn dropping_an_async_fd_deregisters_the_descriptor_it_registered() {
 /// blocked the whole thread).
 #[test]
 fn an_async_fd_makes_non_blocking_the_descriptor_it_registers() {
-    use std::cell::Cell;
-    use std::os::fd::BorrowedFd;
-    struct Fickle<'a> {
-        first: BorrowedFd<'a>,
-        later: BorrowedFd<'a>,
-        asked: Cell<u32>,
-    }
-    impl AsFd for Fickle<'_> {
-        fn as_fd(&self) -> BorrowedFd<'_> {
-            self.asked.set(self.asked.get() + 1);
-            if self.asked.get() <= 1 {
-                self.first
-            } else {
-                self.later
-            }
-        }
-    }
     fn nonblocking(fd: &impl AsFd) -> bool {
         // SAFETY: `F_GETFL` on an open descriptor reads its flags.
         let flags = unsafe { libc::fcntl(fd.as_fd().as_raw_fd(), libc::F_GETFL) };
@@ -409,7 +396,8 @@ fn an_async_fd_makes_non_blocking_the_descriptor_it_registers() {
     let fd = AsyncFd::new(Fickle {
         first: a.as_fd(),
         later: b.as_fd(),
-        asked: Cell::new(0),
+        first_for: 1,
+        asked: std::cell::Cell::new(0),
     })
     .unwrap();
     assert!(nonblocking(&a) && !nonblocking(&b));

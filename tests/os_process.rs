@@ -675,19 +675,7 @@ fn a_status_that_fails_while_unwinding_leaves_no_child_behind() {
         Command::new("sleep").arg("5").status().is_err()
     });
     assert!(failed, "it could not wait");
-    // No child left, running or unreaped.
-    // SAFETY: `waitid` with a valid `siginfo_t` out-pointer.
-    let waited = unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        libc::waitid(
-            libc::P_ALL,
-            0,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        )
-    };
-    let error = std::io::Error::last_os_error().raw_os_error();
-    assert_eq!((waited, error), (-1, Some(libc::ECHILD)), "a child is left");
+    assert!(no_child_left(), "a child is left");
 }
 
 /// No child of this process is left, running or unreaped.

@@ -938,16 +938,10 @@ fn a_killed_thread_pool_waiters_job_ending_later_wakes_nobody_else() {
     ender.join().unwrap();
 }
 
-/// A `call_blocking` whose function is dropped unrun (no stack for its
-/// greenlet) returns `RemoteClosed` only once the function and what it
-/// captured are gone: a caller that moved a guard or a sender into it may
-/// act on the error. (The reply sender went first, and the caller could
-/// return while the function was still alive on the hub's thread.) The
-/// capture's destructor looks, for a while, whether the caller has
-/// returned: it never can have, now, whatever the timing.
-#[test]
-fn a_call_whose_function_is_dropped_unrun_returns_once_the_function_is_gone() {
-    use std::sync::atomic::AtomicBool;
+/// A hub thread whose stacks cannot be had (a stack size too large to
+/// map): work posted to it is dropped unrun. Its `Remote`, and what stops
+/// it.
+fn hub_thread_without_stacks() -> (hub::Remote, hub::Sender<()>, thread::JoinHandle<()>) {
     let (to_caller, from_hub) = mpsc::channel();
     let hub_thread = thread::spawn(move || {
         hub::spawn(|| ()).join().unwrap(); // the hub greenlet has its stack
@@ -958,35 +952,55 @@ fn a_call_whose_function_is_dropped_unrun_returns_once_the_function_is_gone() {
         let _ = stopped.recv();
     });
     let (remote, stop) = from_hub.recv().unwrap();
-    let returned = Arc::new(AtomicBool::new(false));
-    let seen_returned = Arc::new(AtomicBool::new(false));
-    struct Capture(Arc<AtomicBool>, Arc<AtomicBool>);
-    impl Drop for Capture {
-        fn drop(&mut self) {
-            for _ in 0..10_000 {
-                if self.0.load(Ordering::SeqCst) {
-                    self.1.store(true, Ordering::SeqCst);
-                    return;
-                }
-                thread::yield_now();
+    (remote, stop, hub_thread)
+}
+
+/// Captured by a function that is dropped unrun: its destructor looks, for
+/// a while, whether the caller has returned (`returned`), and notes in
+/// `seen` if it has. Looking cannot wait for anything: if the caller can
+/// only return after this drop, it never sees it, whatever the timing.
+struct ReturnProbe {
+    returned: Arc<std::sync::atomic::AtomicBool>,
+    seen: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for ReturnProbe {
+    fn drop(&mut self) {
+        for _ in 0..10_000 {
+            if self.returned.load(Ordering::SeqCst) {
+                self.seen.store(true, Ordering::SeqCst);
+                return;
             }
+            thread::yield_now();
         }
     }
-    let capture = Capture(returned.clone(), seen_returned.clone());
-    let caller = {
-        let returned = returned.clone();
-        thread::spawn(move || {
-            let r = remote.call_blocking(move || {
-                let _capture = &capture;
-                1
-            });
-            returned.store(true, Ordering::SeqCst);
-            r
-        })
+}
+
+/// A `call_blocking` whose function is dropped unrun (no stack for its
+/// greenlet) returns `RemoteClosed` only once the function and what it
+/// captured are gone: a caller that moved a guard or a sender into it may
+/// act on the error. (The reply sender went first, and the caller could
+/// return while the function was still alive on the hub's thread.)
+#[test]
+fn a_call_whose_function_is_dropped_unrun_returns_once_the_function_is_gone() {
+    let (remote, stop, hub_thread) = hub_thread_without_stacks();
+    let returned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = ReturnProbe {
+        returned: returned.clone(),
+        seen: seen.clone(),
     };
+    let caller = thread::spawn(move || {
+        let r = remote.call_blocking(move || {
+            let _probe = &probe;
+            1
+        });
+        returned.store(true, Ordering::SeqCst);
+        r
+    });
     assert!(caller.join().unwrap().is_err(), "no stack: RemoteClosed");
     assert!(
-        !seen_returned.load(Ordering::SeqCst),
+        !seen.load(Ordering::SeqCst),
         "the caller returned while its function was still alive"
     );
     stop.send(()).unwrap();
@@ -998,46 +1012,24 @@ fn a_call_whose_function_is_dropped_unrun_returns_once_the_function_is_gone() {
 /// first, and the caller could return while the function was alive.)
 #[test]
 fn a_remote_call_whose_function_is_dropped_unrun_resolves_once_the_function_is_gone() {
-    use std::sync::atomic::AtomicBool;
-    let (to_caller, from_hub) = mpsc::channel();
-    let hub_thread = thread::spawn(move || {
-        hub::spawn(|| ()).join().unwrap(); // the hub greenlet has its stack
-        greenlet::set_stack_policy(greenlet::StackPolicy::new().stack_size(1 << 60));
-        greenlet::trim_stacks();
-        let (stop, stopped) = hub::channel::<()>();
-        to_caller.send((hub::remote(), stop)).unwrap();
-        let _ = stopped.recv();
-    });
-    let (remote, stop) = from_hub.recv().unwrap();
-    let returned = Arc::new(AtomicBool::new(false));
-    let seen_returned = Arc::new(AtomicBool::new(false));
-    struct Capture(Arc<AtomicBool>, Arc<AtomicBool>);
-    impl Drop for Capture {
-        fn drop(&mut self) {
-            for _ in 0..10_000 {
-                if self.0.load(Ordering::SeqCst) {
-                    self.1.store(true, Ordering::SeqCst);
-                    return;
-                }
-                thread::yield_now();
-            }
-        }
-    }
-    let capture = Capture(returned.clone(), seen_returned.clone());
-    let caller = {
-        let returned = returned.clone();
-        thread::spawn(move || {
-            let r = hub::block_on(remote.call(move || {
-                let _capture = &capture;
-                1
-            }));
-            returned.store(true, Ordering::SeqCst);
-            format!("{:?}", r.err())
-        })
+    let (remote, stop, hub_thread) = hub_thread_without_stacks();
+    let returned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = ReturnProbe {
+        returned: returned.clone(),
+        seen: seen.clone(),
     };
+    let caller = thread::spawn(move || {
+        let r = hub::block_on(remote.call(move || {
+            let _probe = &probe;
+            1
+        }));
+        returned.store(true, Ordering::SeqCst);
+        format!("{:?}", r.err())
+    });
     assert_eq!(caller.join().unwrap(), "Some(NoStack)");
     assert!(
-        !seen_returned.load(Ordering::SeqCst),
+        !seen.load(Ordering::SeqCst),
         "the caller's future resolved while its function was still alive"
     );
     stop.send(()).unwrap();

@@ -246,7 +246,7 @@ impl Runtime {
                     Ok(value)
                 }
                 Err(value) => {
-                    self.drop_mismatched(value);
+                    self.drop_left_value(value, "a value that came back with the wrong type");
                     Err(mismatch::<R, T>())
                 }
             };
@@ -461,19 +461,18 @@ impl Runtime {
         Some(number)
     }
 
-    /// Drops a value that came back to its own sender with the wrong type
-    /// (a switch to oneself), or that a switch refused while the sender
-    /// unwinds: its destructor's panic resumes in the caller, as at any
-    /// receiver, unless the caller unwinds already (a switch made by a
-    /// destructor), where it would abort the process: reported on stderr
-    /// then, as `late_panic` does. (The current greenlet's unwinding, not
-    /// the thread's `panicking`, which also counts the panic of a
-    /// suspended killer whose kill this greenlet caught.)
-    fn drop_mismatched<T>(&self, value: T) {
+    /// Drops `value`, which the current greenlet's switch leaves with it
+    /// (`what` names it): its destructor's panic resumes in the caller, as
+    /// any panic does, unless the current greenlet unwinds (the switch was
+    /// made by a destructor), where it would abort the process: reported
+    /// on stderr then, as `late_panic` does. (The current greenlet's
+    /// unwinding, not the thread's `panicking`, which also counts the panic
+    /// of a suspended killer whose kill this greenlet caught.)
+    fn drop_left_value<T>(&self, value: T, what: &str) {
         if self.current_unwinds() {
             crate::error::reporting_a_panic(
-                "a value that arrived with the wrong type",
-                " as it was dropped, while the receiver unwound a panic",
+                what,
+                " as it was dropped, while its greenlet unwound",
                 move || drop(value),
             );
         } else {
@@ -549,17 +548,7 @@ impl Runtime {
         } else {
             return Ok(sent);
         };
-        if matches!(err, SwitchError::Unwinding) {
-            // Dropped in a destructor that an unwinding runs: a panic of
-            // its own would abort the process.
-            crate::error::reporting_a_panic(
-                "a value that a switch refused while its sender unwound",
-                " as it was dropped",
-                move || drop(sent),
-            );
-        } else {
-            drop(sent);
-        }
+        self.drop_left_value(sent, "a value whose switch was refused");
         Err(Err(err))
     }
 
