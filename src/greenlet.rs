@@ -299,7 +299,10 @@ impl Greenlet {
     /// this greenlet unwinds a panic already (a switch made by a
     /// destructor), where a second panic out of that destructor would
     /// abort the process, the destructor's panic is reported on stderr
-    /// and the switch returns its error. (Inside the hub greenlet, which
+    /// and the switch returns its error. So is the panic of a value that a
+    /// switch made while the thread unwinds leaves behind: refused (the
+    /// value dropped), or come back to its sender with the wrong type (a
+    /// switch to oneself). (Inside the hub greenlet, which
     /// must not unwind, it is reported as every panic that reaches the
     /// hub; in a greenlet blocked in a hub call, the call unwinds as for
     /// any panic that reaches it there.)

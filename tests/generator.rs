@@ -946,6 +946,9 @@ fn a_value_returned_to_the_consumer_after_its_producer_was_killed_is_taken_for_a
     let mut g = Generator::two_way(|y: &Yielder<u32, u32>, n: u32| {
         let _ = y.yield_(n + 1);
         let me = Greenlet::current();
+        // A switch to itself first (it hands its value straight back): an
+        // echo of the producer's, not of the consumer's.
+        assert_eq!(me.switch::<u32, u32>(0).unwrap(), 0);
         let consumer = me.parent().unwrap();
         let killer = greenlet::Builder::new()
             .parent(&consumer)

@@ -806,13 +806,15 @@ fn a_victim_of_a_panicking_killer_unwinding_an_interruption_cannot_switch() {
     .unwrap();
 }
 
-/// A victim of a panicking killer that caught (and dropped) its kill is
-/// not unwinding: a switch to itself with a value of the wrong type whose
-/// destructor panics raises that panic in it, as in any greenlet (the
-/// thread-wide `panicking`, which counts the killer's panic, had it
-/// reported and dropped).
+/// A victim of a panicking killer that caught (and dropped) its kill: a
+/// switch to itself with a value of the wrong type whose destructor panics
+/// has that panic reported, as anywhere while the thread counts a panic,
+/// and gets its type mismatch. (It may not be unwinding; but one that
+/// unwinds anew with `resume_unwind` looks the same to std and to the
+/// runtime, and there a panic would abort the process: see
+/// `late_panics.rs`.)
 #[test]
-fn a_caught_kill_from_a_panicking_killer_leaves_a_mismatched_values_panic_to_its_victim() {
+fn a_caught_kill_from_a_panicking_killer_has_a_mismatched_values_panic_reported() {
     struct PanicsWhenDropped;
     impl Drop for PanicsWhenDropped {
         fn drop(&mut self) {
@@ -827,9 +829,13 @@ fn a_caught_kill_from_a_panicking_killer_leaves_a_mismatched_values_panic_to_its
         let r = panic::catch_unwind(AssertUnwindSafe(|| {
             Greenlet::current().switch::<PanicsWhenDropped, u8>(PanicsWhenDropped)
         }));
-        *s.borrow_mut() = Some(r.err().and_then(|p| p.downcast_ref::<&str>().copied()));
+        *s.borrow_mut() = Some(match r {
+            Ok(r) => format!("{r:?}"),
+            Err(_) => "raised".to_string(),
+        });
     });
     victim.switch::<(), ()>(()).unwrap();
     kill_as_main_unwinds(victim);
-    assert_eq!(*seen.borrow(), Some(Some("a destructor's panic")));
+    let seen = seen.borrow().clone().expect("it ran");
+    assert!(seen.starts_with("Err(TypeMismatch"), "{seen}");
 }

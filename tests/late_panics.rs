@@ -470,3 +470,67 @@ fn a_return_value_kept_by_an_explicit_close_panicking_as_an_unwinding_drop_drops
     });
     assert_eq!(DROPS.load(SeqCst), 1);
 }
+
+/// A victim of an unwinding killer that caught its kill and then unwinds
+/// anew with `resume_unwind` (which no panic hook sees, so the runtime
+/// takes it for not unwinding): a destructor of that unwinding switches to
+/// itself with a value of the wrong type that panics as it drops. The
+/// panic is reported, not raised out of the destructor (an abort).
+#[test]
+fn a_mismatched_self_switch_in_a_victim_unwinding_anew_unseen_is_reported() {
+    if !in_child("a_mismatched_self_switch_in_a_victim_unwinding_anew_unseen_is_reported") {
+        return;
+    }
+    let victim = Greenlet::new(|()| {
+        let caught = catch_unwind(|| Greenlet::main().switch::<(), ()>(()));
+        drop(caught); // the kill's payload: gone
+        struct SwitchesToItself;
+        impl Drop for SwitchesToItself {
+            fn drop(&mut self) {
+                let r = Greenlet::current().switch::<PanicsAsItDrops, u8>(PanicsAsItDrops([0; 8]));
+                assert!(r.is_err());
+            }
+        }
+        let _guard = SwitchesToItself;
+        std::panic::resume_unwind(Box::new("the victim unwinds anew"));
+    });
+    victim.switch::<(), ()>(()).unwrap();
+    in_a_destructor_while_unwinding(move || drop(victim));
+    assert_eq!(DROPS.load(SeqCst), 1);
+}
+
+/// Where nothing unwinds, a value a switch refuses with `Unwinding` and
+/// whose destructor panics raises that panic as any drop does: in a
+/// killer, from the destructor of an unstarted victim's function (dropped
+/// under the kill), and as the error of a `close` whose producer caught
+/// it and switched such a value.
+#[test]
+fn values_refused_where_nothing_unwinds_raise_their_destructors_panics() {
+    if !in_child("values_refused_where_nothing_unwinds_raise_their_destructors_panics") {
+        return;
+    }
+    struct SwitchesAValue;
+    impl Drop for SwitchesAValue {
+        fn drop(&mut self) {
+            let _ = Greenlet::main().switch::<PanicsAsItDrops, ()>(PanicsAsItDrops([0; 8]));
+        }
+    }
+    let capture = SwitchesAValue;
+    let victim = Greenlet::new(move |()| {
+        let _capture = &capture;
+    });
+    let killed = catch_unwind(AssertUnwindSafe(|| victim.kill()));
+    let p = killed.expect_err("the destructor's panic reaches the killer");
+    assert_eq!(p.downcast_ref::<&str>(), Some(&"a destructor's panic"));
+    let mut gen = greenlet::Generator::new(|y: &greenlet::Yielder<u32>| {
+        let _ = catch_unwind(AssertUnwindSafe(|| y.yield_(0)));
+        let _ = Greenlet::main().switch::<PanicsAsItDrops, ()>(PanicsAsItDrops([0; 8]));
+        5u32
+    });
+    assert_eq!(gen.next(), Some(0));
+    let p = gen
+        .close()
+        .expect_err("the destructor's panic is the close's error");
+    assert_eq!(p.downcast_ref::<&str>(), Some(&"a destructor's panic"));
+    assert_eq!(DROPS.load(SeqCst), 2);
+}

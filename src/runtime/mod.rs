@@ -111,11 +111,13 @@ pub(crate) struct Runtime {
     /// The victim of the last kill that the switch hook's panic stopped
     /// before it began (see `kill_all`).
     hook_stopped_kill_of: Cell<Option<Key>>,
-    /// A switch was routed back to its own sender (its target dead, and
-    /// the sender the first live one above it) and handed the value back:
-    /// set there, and cleared by a caller that must tell such an echo from
-    /// a value another greenlet sent (see `Generator::step`).
-    echoed: Cell<bool>,
+    /// The last greenlet whose switch was routed back to itself (its
+    /// target dead, and it the first live one above) and handed the value
+    /// back: set there, and cleared by a caller that must tell such an
+    /// echo from a value another greenlet sent (see `Generator::step`).
+    /// Whose echo it was counts: other greenlets, which run while that
+    /// caller waits, may switch to themselves meanwhile.
+    echoed: Cell<Option<Key>>,
     /// The thread's exit is killing its greenlets (see `teardown`).
     tearing_down: Cell<bool>,
     /// How deep collections of unreachable greenlets are nested now, and
@@ -253,7 +255,7 @@ impl Runtime {
             raised_in: Cell::new(None),
             handing_off: Cell::new(None),
             hook_stopped_kill_of: Cell::new(None),
-            echoed: Cell::new(false),
+            echoed: Cell::new(None),
             tearing_down: Cell::new(false),
             collecting: Cell::new(0),
             to_collect: RefCell::new(Vec::new()),
@@ -442,13 +444,14 @@ impl Runtime {
     /// caller asks [`take_echo`](Runtime::take_echo) afterwards.
     #[inline(always)]
     pub(crate) fn clear_echo(&self) {
-        self.echoed.set(false);
+        self.echoed.set(None);
     }
 
-    /// Whether a switch since [`clear_echo`](Runtime::clear_echo) was
-    /// routed back to its sender with its own value.
+    /// Whether the current greenlet's switch since
+    /// [`clear_echo`](Runtime::clear_echo) was routed back to it with its
+    /// own value.
     pub(crate) fn take_echo(&self) -> bool {
-        self.echoed.replace(false)
+        self.echoed.take() == Some(self.current.get())
     }
 
     /// Whether the current greenlet's value in `slot` was dropped.

@@ -242,7 +242,7 @@ impl Runtime {
             drop(held);
             return match cast_same::<T, R>(value) {
                 Ok(value) => {
-                    self.echoed.set(true);
+                    self.echoed.set(Some(cur));
                     Ok(value)
                 }
                 Err(value) => {
@@ -463,13 +463,15 @@ impl Runtime {
 
     /// Drops `value`, which the current greenlet's switch leaves with it
     /// (`what` names it): its destructor's panic resumes in the caller, as
-    /// any panic does, unless the current greenlet unwinds (the switch was
+    /// any panic does, unless the thread unwinds a panic (the switch was
     /// made by a destructor), where it would abort the process: reported
-    /// on stderr then, as `late_panic` does. (The current greenlet's
-    /// unwinding, not the thread's `panicking`, which also counts the panic
-    /// of a suspended killer whose kill this greenlet caught.)
+    /// on stderr then, as `late_panic` does. The thread's `panicking`, not
+    /// the runtime's `current_unwinds`: a greenlet that caught a kill from
+    /// an unwinding killer and unwinds anew with `resume_unwind` is seen by
+    /// the first only (and one that caught such a kill and does not unwind
+    /// gets its panic reported too: std tells the two apart by nothing).
     fn drop_left_value<T>(&self, value: T, what: &str) {
-        if self.current_unwinds() {
+        if std::thread::panicking() {
             crate::error::reporting_a_panic(
                 what,
                 " as it was dropped, while its greenlet unwound",

@@ -276,10 +276,12 @@ impl Remote {
                 remote: self.clone(),
             };
         };
-        // Dropped unrun, the task drops `f` first (the tuple's order), so
-        // the caller hears of it once `f` and its captures are gone; then
-        // the completer, whose error (`Closed`, `NoStack`) is the one
-        // recorded; then the finisher.
+        // Dropped unrun for want of a stack, the task drops `f` first (the
+        // tuple's order), so the caller hears of it once `f` and its
+        // captures are gone; then the completer, whose error (`NoStack`) is
+        // the one recorded; then the finisher. (At the hub thread's exit
+        // the inbox drops the kept finishers before the queued tasks, see
+        // `Inbox::close`: the caller hears `Closed` first there.)
         let parts = (f, completer, finisher);
         let _ = self.spawn(move || {
             let parts = parts; // captured whole, not field by field
