@@ -965,3 +965,37 @@ fn a_value_returned_to_the_consumer_after_its_producer_was_killed_is_taken_for_a
     assert!(g.greenlet().is_dead());
     assert_eq!(g.send(6), None);
 }
+
+/// The consumer's own switch to itself (here from the switch hook, as its
+/// resume begins) is no echo of the resume: a value another greenlet then
+/// sends to the consumer, the producer being dead, is the item.
+#[test]
+fn a_consumers_own_switch_to_itself_is_not_taken_for_the_resumes_echo() {
+    let mut g = Generator::two_way(|y: &Yielder<u32, u32>, first: u32| {
+        let _ = y.yield_(first);
+        // Hands over to `x`, which sends the consumer a value once this
+        // producer is dead.
+        let x = Greenlet::new(|()| {
+            let producer = Greenlet::current().parent().unwrap();
+            let _ = producer.switch::<(), ()>(());
+            let _ = Greenlet::main().switch::<u32, ()>(42);
+        });
+        x.switch::<(), ()>(()).unwrap();
+        x.set_parent(&Greenlet::main()).unwrap();
+        Greenlet::current().set_parent(&x).unwrap();
+    });
+    assert_eq!(g.send(1), Some(1));
+    let producer = g.greenlet().clone();
+    let armed = Rc::new(Cell::new(true));
+    let (fire, target) = (armed.clone(), producer.clone());
+    greenlet::set_switch_hook(Some(Box::new(move |e| {
+        if fire.get() && e.origin.is_main() && e.target == target {
+            fire.set(false);
+            assert_eq!(Greenlet::current().switch::<u32, u32>(7).unwrap(), 7);
+        }
+    })));
+    let got = g.send(2);
+    greenlet::set_switch_hook(None);
+    assert!(!armed.get() && producer.is_dead());
+    assert_eq!(got, Some(42));
+}

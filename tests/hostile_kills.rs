@@ -839,3 +839,34 @@ fn a_caught_kill_from_a_panicking_killer_has_a_mismatched_values_panic_reported(
     let seen = seen.borrow().clone().expect("it ran");
     assert!(seen.starts_with("Err(TypeMismatch"), "{seen}");
 }
+
+/// A victim that caught its kill runs a switch hook (on a kill it makes);
+/// a switch from inside the hook gets `InSwitchHook`, as every switch
+/// there does, rather than refusing the victim's kill from inside the hook
+/// (which left the hook running for good: every later switch of the
+/// thread got `InSwitchHook`).
+#[test]
+fn a_switch_inside_a_hook_that_a_caught_kills_victim_runs_is_refused_as_in_the_hook() {
+    let other = Greenlet::new(|()| loop {
+        let _ = Greenlet::main().switch::<(), ()>(());
+    });
+    other.switch::<(), ()>(()).unwrap();
+    let seen = Rc::new(RefCell::new(None));
+    let s = seen.clone();
+    let victim = Greenlet::new(move |()| {
+        let caught = panic::catch_unwind(|| Greenlet::main().switch::<(), ()>(()));
+        drop(caught);
+        greenlet::set_switch_hook(Some(Box::new(move |e| {
+            if e.kind == greenlet::SwitchKind::Kill {
+                let r = Greenlet::main().switch::<u8, ()>(1);
+                *s.borrow_mut() = Some(format!("{r:?}"));
+            }
+        })));
+        other.kill();
+    });
+    victim.switch::<(), ()>(()).unwrap();
+    kill_as_main_unwinds(victim.clone());
+    greenlet::set_switch_hook(None);
+    assert_eq!(seen.borrow().as_deref(), Some("Err(InSwitchHook)"));
+    assert_eq!(Greenlet::new(|()| 5i32).switch::<(), i32>(()).unwrap(), 5);
+}

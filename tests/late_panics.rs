@@ -534,3 +534,66 @@ fn values_refused_where_nothing_unwinds_raise_their_destructors_panics() {
     assert_eq!(p.downcast_ref::<&str>(), Some(&"a destructor's panic"));
     assert_eq!(DROPS.load(SeqCst), 2);
 }
+
+/// A victim refuses its kill with a switch whose value panics as it drops,
+/// and is killed again from inside that refusal: the second kill's
+/// unwinding drops the value, whose panic is reported (it was raised out
+/// of the unwinding: an abort).
+#[test]
+fn a_refusals_value_dropped_by_a_second_kill_is_reported() {
+    if !in_child("a_refusals_value_dropped_by_a_second_kill_is_reported") {
+        return;
+    }
+    let victim = Greenlet::new(|()| {
+        let caught = catch_unwind(|| Greenlet::main().switch::<(), ()>(()));
+        drop(caught);
+        let _ = Greenlet::main().switch::<PanicsAsItDrops, ()>(PanicsAsItDrops([0; 8]));
+    });
+    victim.switch::<(), ()>(()).unwrap();
+    assert!(victim.try_kill().is_err(), "refused");
+    let again = catch_unwind(AssertUnwindSafe(|| victim.try_kill()));
+    assert!(victim.is_dead());
+    assert!(again.is_ok());
+    assert_eq!(DROPS.load(SeqCst), 1);
+}
+
+/// At thread exit, a destructor run by a panic switches (or throws) a
+/// value that panics as it drops into a greenlet the exit leaves
+/// suspended: refused with `Unwinding`, the value's panic reported (it was
+/// dropped plainly: an abort).
+#[test]
+fn values_sent_at_exit_to_a_left_greenlet_while_unwinding_are_reported() {
+    if !in_child("values_sent_at_exit_to_a_left_greenlet_while_unwinding_are_reported") {
+        return;
+    }
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        let left = Greenlet::new(|()| {
+            let _ = Greenlet::main().switch::<(), ()>(());
+        });
+        left.switch::<(), ()>(()).unwrap(); // started, suspended
+        struct AtExit(Greenlet, std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+        impl Drop for AtExit {
+            fn drop(&mut self) {
+                let (left, got) = (self.0.clone(), self.1.clone());
+                in_a_destructor_while_unwinding(move || {
+                    let r = left.switch::<PanicsAsItDrops, ()>(PanicsAsItDrops([0; 8]));
+                    got.lock().unwrap().push(format!("{:?}", r.err()));
+                    let r = left.throw::<_, ()>(PanicsAsItDrops([0; 8]));
+                    got.lock().unwrap().push(format!("{:?}", r.err()));
+                });
+            }
+        }
+        // Dropped by the thread's exit, with the switch hook (the last of
+        // the runtime's thread-locals to go), after `left` is left.
+        let at_exit = AtExit(left, g);
+        greenlet::set_switch_hook(Some(Box::new(move |_| {
+            let _ = &at_exit;
+        })));
+    })
+    .join()
+    .unwrap();
+    assert_eq!(*got.lock().unwrap(), ["Some(Unwinding)", "Some(Unwinding)"]);
+    assert_eq!(DROPS.load(SeqCst), 2);
+}

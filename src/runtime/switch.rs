@@ -233,6 +233,7 @@ impl Runtime {
             return unsafe { self.send(target, to, value) };
         }
         let cur = self.current.get();
+        let asked = target;
         let target = self.first_live(target);
         if target == cur {
             // A switch to oneself (or to a dead greenlet whose first live
@@ -242,17 +243,20 @@ impl Runtime {
             drop(held);
             return match cast_same::<T, R>(value) {
                 Ok(value) => {
-                    self.echoed.set(Some(cur));
+                    if asked != cur {
+                        // Routed back past a dead target: an echo.
+                        self.echoed.set(Some(cur));
+                    }
                     Ok(value)
                 }
                 Err(value) => {
-                    self.drop_left_value(value, "a value that came back with the wrong type");
+                    drop_left_value(value, "a value that came back with the wrong type");
                     Err(mismatch::<R, T>())
                 }
             };
         }
         if self.left_at_exit(target) {
-            drop(value);
+            drop_left_value(value, "a value sent to a greenlet the thread's exit leaves");
             return Err(resumed_at_exit());
         }
         let value = match self.leave(cur, value) {
@@ -284,6 +288,10 @@ impl Runtime {
             // whose hold replaces this one (letting go of the dead target
             // may free it and the dead links above it).
             let next = self.first_live(target);
+            if next == cur {
+                // Routed back here: what comes back is an echo.
+                self.echoed.set(Some(cur));
+            }
             let hold = hold.map(|hold| hold.pass_to(next));
             return self.switch_routed(next, value, hold);
         }
@@ -329,7 +337,10 @@ impl Runtime {
             return Err(SwitchError::Thrown(payload));
         }
         if self.left_at_exit(target) {
-            drop(payload);
+            drop_left_value(
+                payload,
+                "an error thrown into a greenlet the thread's exit leaves",
+            );
             return Err(resumed_at_exit());
         }
         let payload = match self.leave(cur, payload) {
@@ -461,27 +472,6 @@ impl Runtime {
         Some(number)
     }
 
-    /// Drops `value`, which the current greenlet's switch leaves with it
-    /// (`what` names it): its destructor's panic resumes in the caller, as
-    /// any panic does, unless the thread unwinds a panic (the switch was
-    /// made by a destructor), where it would abort the process: reported
-    /// on stderr then, as `late_panic` does. The thread's `panicking`, not
-    /// the runtime's `current_unwinds`: a greenlet that caught a kill from
-    /// an unwinding killer and unwinds anew with `resume_unwind` is seen by
-    /// the first only (and one that caught such a kill and does not unwind
-    /// gets its panic reported too: std tells the two apart by nothing).
-    fn drop_left_value<T>(&self, value: T, what: &str) {
-        if std::thread::panicking() {
-            crate::error::reporting_a_panic(
-                what,
-                " as it was dropped, while its greenlet unwound",
-                move || drop(value),
-            );
-        } else {
-            drop(value);
-        }
-    }
-
     /// Forgets the kills in flight of `key`, which is dead.
     pub(super) fn forget_kills_of(&self, key: Key) {
         let id = self.records.id(key);
@@ -532,12 +522,19 @@ impl Runtime {
         let err = if self.unwinding_here(cur) || flags & (DYING | NO_REFUSAL) == DYING | NO_REFUSAL
         {
             SwitchError::Unwinding
+        } else if self.tracer.running() {
+            // Before a caught kill's refusal: inside the hook (which may run
+            // on a victim's stack) no switch leaves, a refusal neither.
+            SwitchError::InSwitchHook
         } else if flags & DYING != 0 {
             // Being killed, yet not unwinding: it caught the kill.
             if self.records.killer(cur).is_some() {
                 // What it sent is dropped once the refusal is made (and
                 // `cur` switched back to): its destructor is user code,
                 // which may switch, and so refuse the kill itself first.
+                // Held so that a second kill, which unwinds `cur` from
+                // inside the refusal, drops it as a left value, reported.
+                let sent = LeftValue(Some(sent));
                 let refused = self.refuse_kill::<R>(cur);
                 drop(sent);
                 return Err(refused);
@@ -545,12 +542,10 @@ impl Runtime {
             // It killed itself and caught that: it simply lives on.
             self.clear_flags(cur, DYING);
             return Ok(sent);
-        } else if self.tracer.running() {
-            SwitchError::InSwitchHook
         } else {
             return Ok(sent);
         };
-        self.drop_left_value(sent, "a value whose switch was refused");
+        drop_left_value(sent, "a value whose switch was refused");
         Err(Err(err))
     }
 
@@ -825,6 +820,40 @@ impl Runtime {
             raised_in(self.current.get());
         }
         panic::resume_unwind(p)
+    }
+}
+
+/// Drops `value`, which the current greenlet's switch leaves with it
+/// (`what` names it): its destructor's panic resumes in the caller, as any
+/// panic does, unless the thread unwinds a panic (the switch was made by a
+/// destructor), where it would abort the process: reported on stderr then,
+/// as `Runtime::late_panic` does. The thread's `panicking`, not the
+/// runtime's `current_unwinds`: a greenlet that caught a kill from an
+/// unwinding killer and unwinds anew with `resume_unwind` is seen by the
+/// first only (and one that caught such a kill and does not unwind gets its
+/// panic reported too: std tells the two apart by nothing).
+fn drop_left_value<T>(value: T, what: &str) {
+    if std::thread::panicking() {
+        crate::error::reporting_a_panic(
+            what,
+            " as it was dropped, while its greenlet unwound",
+            move || drop(value),
+        );
+    } else {
+        drop(value);
+    }
+}
+
+/// A value a refused kill's switch leaves, held across the refusal: a
+/// second kill that unwinds its greenlet from inside the refusal drops it
+/// through [`drop_left_value`].
+struct LeftValue<T>(Option<T>);
+
+impl<T> Drop for LeftValue<T> {
+    fn drop(&mut self) {
+        if let Some(value) = self.0.take() {
+            drop_left_value(value, "a value whose switch refused a kill");
+        }
     }
 }
 
