@@ -121,6 +121,9 @@ pub(crate) struct Tracer {
     set: Cell<bool>,
     /// A hook call is under way.
     running: Cell<bool>,
+    /// The greenlet on whose stack the running hook call runs (the one
+    /// whose transfer it reports).
+    runs_on: Cell<Option<Key>>,
     /// The address of the hook lent out to the running call (see
     /// `hook_addr`).
     lent: Cell<*const ()>,
@@ -132,6 +135,7 @@ impl Tracer {
             hook: UnsafeCell::new(None),
             set: Cell::new(false),
             running: Cell::new(false),
+            runs_on: Cell::new(None),
             lent: Cell::new(std::ptr::null()),
         }
     }
@@ -164,6 +168,11 @@ impl Tracer {
     /// Whether a hook call is under way (switching is refused then).
     pub(crate) fn running(&self) -> bool {
         self.running.get()
+    }
+
+    /// Whether a hook call is under way on `key`'s stack.
+    pub(crate) fn runs_on(&self, key: Key) -> bool {
+        self.running.get() && self.runs_on.get() == Some(key)
     }
 
     fn replace(&self, hook: Option<SwitchHook>) -> Option<SwitchHook> {
@@ -211,6 +220,7 @@ impl Tracer {
         let rt = Runtime::get();
         rt.force_slow_path(true);
         self.running.set(true);
+        self.runs_on.set(Some(rt.current()));
         self.lent.set(hook_addr(&hook));
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| hook(&event)));
         self.lent.set(std::ptr::null());
@@ -238,6 +248,7 @@ impl Tracer {
         // panic there is the hook's.
         let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(gone)));
         self.running.set(false);
+        self.runs_on.set(None);
         rt.force_slow_path(false);
         drop(event);
         let outcome = match (outcome, dropped) {

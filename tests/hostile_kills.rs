@@ -10,6 +10,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use greenlet::{greenlet_local, CurrentGreenlet, Greenlet, KillRefused, SwitchError};
 
+#[path = "support/hang_guard.rs"]
+mod hang_guard;
+
 /// Counts its drops.
 struct Counted(Rc<Cell<u32>>);
 
@@ -869,4 +872,38 @@ fn a_switch_inside_a_hook_that_a_caught_kills_victim_runs_is_refused_as_in_the_h
     greenlet::set_switch_hook(None);
     assert_eq!(seen.borrow().as_deref(), Some("Err(InSwitchHook)"));
     assert_eq!(Greenlet::new(|()| 5i32).switch::<(), i32>(()).unwrap(), 5);
+}
+
+/// The other side: a greenlet the switch hook kills runs on a stack of its
+/// own, and may refuse the kill by switching, back into the hook (the
+/// `try_kill` docs' stubborn greenlet, killed from a hook): `KillRefused`,
+/// and the hook returns. (Refused as a switch "inside the hook" for a
+/// moment, the stubborn loop never gave control back.)
+#[test]
+fn a_greenlet_the_hook_kills_may_refuse_the_kill() {
+    let out = hang_guard::guard(60, || {
+        let stubborn = Greenlet::new(|()| loop {
+            let main = Greenlet::main();
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+        });
+        stubborn.switch::<(), ()>(()).unwrap();
+        let seen = Rc::new(RefCell::new(None));
+        let s = seen.clone();
+        let victim = RefCell::new(Some(stubborn.clone()));
+        greenlet::set_switch_hook(Some(Box::new(move |e| {
+            if e.kind == greenlet::SwitchKind::Switch {
+                if let Some(v) = victim.borrow_mut().take() {
+                    *s.borrow_mut() = Some(v.try_kill());
+                }
+            }
+        })));
+        let r = Greenlet::new(|()| 7i32).switch::<(), i32>(());
+        greenlet::set_switch_hook(None);
+        let seen = *seen.borrow();
+        format!("{r:?} {seen:?} alive {}", stubborn.is_active())
+    });
+    assert_eq!(
+        out.as_deref(),
+        Ok("Ok(7) Some(Err(KillRefused)) alive true")
+    );
 }

@@ -522,9 +522,11 @@ impl Runtime {
         let err = if self.unwinding_here(cur) || flags & (DYING | NO_REFUSAL) == DYING | NO_REFUSAL
         {
             SwitchError::Unwinding
-        } else if self.tracer.running() {
-            // Before a caught kill's refusal: inside the hook (which may run
-            // on a victim's stack) no switch leaves, a refusal neither.
+        } else if self.tracer.runs_on(cur) {
+            // Before a caught kill's refusal: a hook running on this very
+            // greenlet's stack (a victim's, on a kill it makes) cannot be
+            // left, by a refusal neither. (A victim the hook killed runs on
+            // a stack of its own, and refuses back into the hook.)
             SwitchError::InSwitchHook
         } else if flags & DYING != 0 {
             // Being killed, yet not unwinding: it caught the kill.
@@ -542,6 +544,8 @@ impl Runtime {
             // It killed itself and caught that: it simply lives on.
             self.clear_flags(cur, DYING);
             return Ok(sent);
+        } else if self.tracer.running() {
+            SwitchError::InSwitchHook
         } else {
             return Ok(sent);
         };
