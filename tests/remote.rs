@@ -976,6 +976,31 @@ impl Drop for ReturnProbe {
     }
 }
 
+/// Makes a call through `call` to a hub thread without stacks, from a
+/// thread of its own, handing it a `ReturnProbe` to capture in the
+/// function (dropped unrun there); its result, and whether the probe saw
+/// the caller return before the function was gone.
+fn call_dropped_unrun<R: Send + 'static>(
+    call: impl FnOnce(hub::Remote, ReturnProbe) -> R + Send + 'static,
+) -> (R, bool) {
+    let (remote, stop, hub_thread) = hub_thread_without_stacks();
+    let returned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = ReturnProbe {
+        returned: returned.clone(),
+        seen: seen.clone(),
+    };
+    let caller = thread::spawn(move || {
+        let r = call(remote, probe);
+        returned.store(true, Ordering::SeqCst);
+        r
+    });
+    let r = caller.join().unwrap();
+    stop.send(()).unwrap();
+    hub_thread.join().unwrap();
+    (r, seen.load(Ordering::SeqCst))
+}
+
 /// A `call_blocking` whose function is dropped unrun (no stack for its
 /// greenlet) returns `RemoteClosed` only once the function and what it
 /// captured are gone: a caller that moved a guard or a sender into it may
@@ -983,28 +1008,17 @@ impl Drop for ReturnProbe {
 /// return while the function was still alive on the hub's thread.)
 #[test]
 fn a_call_whose_function_is_dropped_unrun_returns_once_the_function_is_gone() {
-    let (remote, stop, hub_thread) = hub_thread_without_stacks();
-    let returned = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let probe = ReturnProbe {
-        returned: returned.clone(),
-        seen: seen.clone(),
-    };
-    let caller = thread::spawn(move || {
-        let r = remote.call_blocking(move || {
+    let (r, seen) = call_dropped_unrun(|remote, probe| {
+        remote.call_blocking(move || {
             let _probe = &probe;
             1
-        });
-        returned.store(true, Ordering::SeqCst);
-        r
+        })
     });
-    assert!(caller.join().unwrap().is_err(), "no stack: RemoteClosed");
+    assert!(r.is_err(), "no stack: RemoteClosed");
     assert!(
-        !seen.load(Ordering::SeqCst),
+        !seen,
         "the caller returned while its function was still alive"
     );
-    stop.send(()).unwrap();
-    hub_thread.join().unwrap();
 }
 
 /// The same for `Remote::call`: its future resolves (`NoStack`) once the
@@ -1012,26 +1026,16 @@ fn a_call_whose_function_is_dropped_unrun_returns_once_the_function_is_gone() {
 /// first, and the caller could return while the function was alive.)
 #[test]
 fn a_remote_call_whose_function_is_dropped_unrun_resolves_once_the_function_is_gone() {
-    let (remote, stop, hub_thread) = hub_thread_without_stacks();
-    let returned = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let probe = ReturnProbe {
-        returned: returned.clone(),
-        seen: seen.clone(),
-    };
-    let caller = thread::spawn(move || {
+    let (r, seen) = call_dropped_unrun(|remote, probe| {
         let r = hub::block_on(remote.call(move || {
             let _probe = &probe;
             1
         }));
-        returned.store(true, Ordering::SeqCst);
         format!("{:?}", r.err())
     });
-    assert_eq!(caller.join().unwrap(), "Some(NoStack)");
+    assert_eq!(r, "Some(NoStack)");
     assert!(
-        !seen.load(Ordering::SeqCst),
+        !seen,
         "the caller's future resolved while its function was still alive"
     );
-    stop.send(()).unwrap();
-    hub_thread.join().unwrap();
 }
