@@ -72,7 +72,12 @@ impl fmt::Debug for SwitchEvent {
 /// under way holds its target until it is made, so a target whose last
 /// handle the hook dropped still gets the transfer (and is killed once it
 /// switches away, as any running greenlet that lost its last handle), and
-/// a target the hook killed is routed past, as any dead greenlet.
+/// a target the hook killed is routed past, as any dead greenlet. If the
+/// origin itself is killed while its hook runs (the hook killed a greenlet
+/// that killed it back) and the hook catches that unwinding and returns,
+/// the origin has caught a kill: its switch or throw is then the kill's
+/// refusal (it goes back to the killer, whose kill returns
+/// [`KillRefused`](crate::KillRefused)), not the transfer it began.
 /// A hook that panics is removed; the panic propagates to the greenlet that
 /// was about to switch (the switch does not happen), or, for a finishing
 /// greenlet, for the hub greenlet, and for a kill made while the killer

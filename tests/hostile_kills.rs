@@ -907,3 +907,71 @@ fn a_greenlet_the_hook_kills_may_refuse_the_kill() {
         Ok("Ok(7) Some(Err(KillRefused)) alive true")
     );
 }
+
+/// The hook, running on `g` as `g` switches away, kills `v`; `v` catches
+/// its kill and kills `g` back, suspended inside the hook; the hook catches
+/// that and returns. `g` has caught a kill, so its switch (let through
+/// before the hook ran) is a refusal: `v`'s kill of it returns
+/// `KillRefused`, and `g` stays alive, its target not reached. (`g`'s
+/// own kill of `v` unwound with it, so `v`'s end goes to its parent.)
+#[test]
+fn a_kill_the_hooks_own_greenlet_catches_inside_the_hook_is_refused_by_its_switch() {
+    assert_eq!(
+        kill_caught_inside_the_hook(greenlet::SwitchKind::Switch).as_deref(),
+        Ok("Ok(\"v finished\") v saw Some(Err(KillRefused)), g alive true, t reached false")
+    );
+}
+
+/// The same, `g` throwing instead of switching: the throw is the refusal.
+#[test]
+fn a_kill_the_hooks_own_greenlet_catches_inside_the_hook_is_refused_by_its_throw() {
+    assert_eq!(
+        kill_caught_inside_the_hook(greenlet::SwitchKind::Throw).as_deref(),
+        Ok("Ok(\"v finished\") v saw Some(Err(KillRefused)), g alive true, t reached false")
+    );
+}
+
+/// Runs the scene above, `g` leaving by a transfer of `kind`.
+fn kill_caught_inside_the_hook(kind: greenlet::SwitchKind) -> Result<String, String> {
+    hang_guard::guard(60, move || {
+        let g_slot: Rc<RefCell<Option<Greenlet>>> = Rc::new(RefCell::new(None));
+        let v_saw = Rc::new(RefCell::new(None));
+        let (slot, saw) = (g_slot.clone(), v_saw.clone());
+        let v = Greenlet::new(move |()| {
+            let main = Greenlet::main();
+            let caught = panic::catch_unwind(AssertUnwindSafe(|| main.switch::<(), ()>(())));
+            assert!(caught.is_err(), "v is killed");
+            let g = slot.borrow().clone().expect("g is set");
+            *saw.borrow_mut() = Some(g.try_kill());
+            "v finished" // to main, its parent: g's kill of v was abandoned
+        });
+        v.switch::<(), ()>(()).unwrap();
+        let reached = Rc::new(Cell::new(false));
+        let r = reached.clone();
+        let t = Greenlet::new(move |()| r.set(true));
+        let g = Greenlet::new(move |()| {
+            let _ = match kind {
+                greenlet::SwitchKind::Throw => t.throw::<_, ()>("into t"),
+                _ => t.switch::<(), ()>(()),
+            };
+            "g finished"
+        });
+        *g_slot.borrow_mut() = Some(g.clone());
+        let victim = RefCell::new(Some(v.clone()));
+        greenlet::set_switch_hook(Some(Box::new(move |e| {
+            if e.kind == kind && e.origin.name().is_none() {
+                if let Some(v) = victim.borrow_mut().take() {
+                    let _ = panic::catch_unwind(AssertUnwindSafe(|| v.try_kill()));
+                }
+            }
+        })));
+        let first = g.switch::<(), &str>(());
+        greenlet::set_switch_hook(None);
+        let saw = *v_saw.borrow();
+        format!(
+            "{first:?} v saw {saw:?}, g alive {}, t reached {}",
+            g.is_active(),
+            reached.get()
+        )
+    })
+}

@@ -282,6 +282,10 @@ impl Runtime {
                 panic::resume_unwind(p);
             }
         }
+        let value = match self.leave_after_hook(cur, value) {
+            Ok(value) => value,
+            Err(instead) => return instead,
+        };
         let to = self.records.target(target);
         if to.state == State::Dead {
             // The hook killed it: route again, to its first live ancestor,
@@ -355,6 +359,10 @@ impl Runtime {
                 panic::resume_unwind(p);
             }
         }
+        let payload = match self.leave_after_hook(cur, payload) {
+            Ok(payload) => payload,
+            Err(instead) => return instead,
+        };
         let to = self.records.target(target);
         if to.state == State::Dead {
             // The hook killed it: route again, as in `switch_routed`.
@@ -551,6 +559,22 @@ impl Runtime {
         };
         drop_left_value(sent, "a value whose switch was refused");
         Err(Err(err))
+    }
+
+    /// `leave` again once the hook has run, if `cur` was killed meanwhile
+    /// (the hook, on `cur`'s stack, killed a greenlet that killed `cur`
+    /// back, and caught that): a greenlet that caught a kill refuses it by
+    /// switching, also when the kill came while its switch was under way.
+    #[inline]
+    fn leave_after_hook<V, R: 'static>(
+        &self,
+        cur: Key,
+        sent: V,
+    ) -> Result<V, Result<R, SwitchError>> {
+        if self.records.flags(cur) & DYING == 0 {
+            return Ok(sent);
+        }
+        self.leave(cur, sent)
     }
 
     /// `cur` if nobody can ever switch back to it.
