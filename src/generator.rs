@@ -42,6 +42,19 @@
 //!   for it. A kill hands the victim's end back to its killer, so the
 //!   consumer, suspended in a switch to the producer rather than in a hub
 //!   wait, would never be resumed.
+//! - A generator kept beyond its consumer (shared in an `Rc`, say) goes on
+//!   when that consumer is killed while the producer is blocked in the hub.
+//!   The item the producer yields then has no consumer to go to: it waits
+//!   in the generator, and the producer parks on the hub greenlet, until
+//!   the next resume (from any greenlet) hands the item out without
+//!   running the producer (the value that resume sends reaches no yield
+//!   and is dropped, as [`resume`](Generator::resume) says of a producer
+//!   blocked elsewhere); the resume after it runs the producer on. A
+//!   [`throw`](Generator::throw) passes such an item over (it is dropped,
+//!   the error raised at the yield that left it), as does a close. The
+//!   producer's end or panic in that window goes up past the dead
+//!   consumer as any greenlet's does, to the hub (which reports a panic on
+//!   stderr): the generator then ends, and its next resume gives `None`.
 
 use std::any::{Any, TypeId};
 use std::cell::Cell;
@@ -58,6 +71,16 @@ use crate::value::GreenletExit;
 
 /// What the producer's greenlet returns after storing the return value.
 struct End;
+
+/// What a resume does after [`Generator::prepare`].
+enum Prepared<Y> {
+    /// Switch to the producer.
+    Resume,
+    /// Nothing: the generator is finished.
+    Done,
+    /// Hand out this item, which waited in the generator.
+    Held(Y),
+}
 
 /// Lets a generator's producer hand out values and receive what the
 /// consumer sends back; see [`Generator`].
@@ -92,6 +115,9 @@ struct End;
 pub struct Yielder<Y, S = ()> {
     /// The producer's greenlet.
     key: Key,
+    /// Where an item waits whose consumer died before it came (see
+    /// `switch_out`), shared with the generator, which hands it out next.
+    held: Rc<Cell<Option<Y>>>,
     _types: PhantomData<fn(Y) -> S>,
     /// `*const ()` is neither `Send` nor `Sync`: a yielder only makes
     /// sense on its own producer's greenlet, so it stays on its thread.
@@ -214,7 +240,32 @@ impl<Y: 'static, S: 'static> Yielder<Y, S> {
         let consumer = rt.parent_of(self.key).unwrap_or(rt.main_key());
         // The consumer resumes us with an `S`, throws into us, or kills us
         // (a close or a drop, which unwinds from inside this switch).
-        rt.switch::<Y, S>(consumer, item)
+        rt.switch_unless_dead::<Y, S>(consumer, item, |item| self.hold(item))
+    }
+
+    /// The consumer died while the producer was blocked elsewhere (in the
+    /// hub: it was killed as it waited for this item), so the item has
+    /// nobody to go to: it waits in the generator for the next resume,
+    /// which hands it out, while the producer parks on the hub greenlet
+    /// (a stray wake-up there), where only that generator's resume after
+    /// it switches back. Walked up the dead consumer's parents instead,
+    /// it reached whatever greenlet was above, which took it for a value
+    /// of its own (the hub dropped it; a greenlet waiting in another
+    /// generator's resume took it for that one's item). Without a live
+    /// hub (nothing of the hub's brought the producer here) it goes up
+    /// as before.
+    #[cold]
+    #[inline(never)]
+    fn hold(&self, item: Y) -> Result<S, SwitchError> {
+        let rt = Runtime::get();
+        let consumer = rt.parent_of(self.key).unwrap_or(rt.main_key());
+        match crate::hub::live_hub_key() {
+            Some(hub) if hub != self.key => {
+                drop(self.held.replace(Some(item)));
+                rt.switch::<(), S>(hub, ())
+            }
+            _ => rt.switch::<Y, S>(consumer, item),
+        }
     }
 }
 
@@ -484,6 +535,8 @@ pub struct Generator<Y: 'static, R: 'static = (), S: 'static = ()> {
     /// greenlet is dead or was never started.
     done: bool,
     returned: Rc<Cell<Option<R>>>,
+    /// An item whose consumer died before it came (see `Yielder::hold`).
+    held: Rc<Cell<Option<Y>>>,
     _types: PhantomData<fn(S) -> Y>,
 }
 
@@ -544,9 +597,12 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
     {
         let returned = Rc::new(Cell::new(None));
         let slot = returned.clone();
+        let held = Rc::new(Cell::new(None));
+        let hold = held.clone();
         let greenlet = Greenlet::new(move |first: S| {
             let yielder = Yielder {
                 key: Runtime::get().current(),
+                held: hold,
                 _types: PhantomData,
                 _thread: PhantomData,
             };
@@ -560,6 +616,7 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
             greenlet,
             done: false,
             returned,
+            held,
             _types: PhantomData,
         }
     }
@@ -711,6 +768,9 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
             return self.throw_unstarted(into_payload(error));
         }
         self.adopt();
+        // An item left here for the next resume is passed over: the error
+        // is raised at the yield that handed it over.
+        drop(self.held.take());
         let payload = into_payload(error);
         let thrown = same_payload(&payload);
         match Runtime::get().throw::<Y>(self.greenlet.key(), payload) {
@@ -789,7 +849,11 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
     ///
     /// # Panics
     ///
-    /// When called from the producer's own greenlet.
+    /// When called from the producer's own greenlet; and with the switch
+    /// hook's panic, when the hook panics on the close's kill: the hook is
+    /// removed, the close is made without it, and its panic resumes here
+    /// afterwards, the generator finished (as the hub's kills do; a bare
+    /// [`Greenlet::kill`] does not happen then).
     pub fn close(&mut self) -> std::thread::Result<()> {
         if self.is_finished() {
             self.done = true;
@@ -799,12 +863,28 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
             !self.greenlet.is_current(),
             "greenlet::Generator: a generator cannot close itself from its own producer"
         );
-        let outcome = panic::catch_unwind(AssertUnwindSafe(|| self.greenlet.kill()));
-        // Finished once the producer is dead. A switch hook that panicked
-        // on the kill stopped it before it began: the producer is still
-        // suspended, and a later `close` (or the drop) tries again.
+        // A switch hook that panics on the kill stops it before it began:
+        // the kill is made again without it (removed), and the hook's
+        // panic raised once the close is over.
+        let rt = Runtime::get();
+        let key = self.greenlet.key();
+        let mut hooks_panic = None;
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+            let (outcome, panic) = rt.kill_past_the_hook(key);
+            hooks_panic = panic;
+            if let Some(Err(_)) = outcome {
+                rt.report_refused(key, "Generator::close");
+            }
+        }));
+        // Finished once the producer is dead (not when hooks stopped every
+        // try, each one's destructor setting another that panicked: then
+        // a later `close`, or the drop, tries again).
         if self.greenlet.is_dead() {
             self.done = true;
+        }
+        if let Some(p) = hooks_panic {
+            // (The kill then returned: `outcome` is `Ok`.)
+            panic::resume_unwind(p);
         }
         if outcome.is_err() {
             // It caught the kill, returned, and then panicked (a destructor
@@ -898,11 +978,19 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
         // `ended` reads as the end, unless `S` and `Y` are the same type.
         // Only then must the state be checked first (a constant condition,
         // so other generators pay nothing for it).
-        if (rt.parent_of(producer) != Some(rt.current())
-            || (TypeId::of::<S>() == TypeId::of::<Y>() && self.greenlet.is_dead()))
-            && !self.prepare()
+        if rt.parent_of(producer) != Some(rt.current())
+            || (TypeId::of::<S>() == TypeId::of::<Y>() && self.greenlet.is_dead())
         {
-            return None;
+            match self.prepare() {
+                Prepared::Resume => {}
+                Prepared::Done => return None,
+                Prepared::Held(item) => {
+                    // The value sent reaches no yield: the producer waits
+                    // for the resume after this one (see `resume`).
+                    drop(value);
+                    return Some(item);
+                }
+            }
         }
         if TypeId::of::<S>() == TypeId::of::<Y>() {
             rt.clear_echo();
@@ -951,18 +1039,23 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
 
     /// Before the first resume, a resume from a new consumer, or one after
     /// the producer died without the consumer seeing it (killed from
-    /// outside): whether there is a producer to switch to.
+    /// outside): whether there is a producer to switch to, or an item that
+    /// the producer left here when its last consumer had died (a new
+    /// consumer it is, then).
     #[cold]
     #[inline(never)]
-    fn prepare(&mut self) -> bool {
+    fn prepare(&mut self) -> Prepared<Y> {
         if self.greenlet.is_dead() {
             // A switch would walk up the dead producer's parent chain, which
             // may lead back here; there is nothing to resume.
             self.done = true;
-            return false;
+            return Prepared::Done;
         }
         self.adopt();
-        true
+        match self.held.take() {
+            Some(item) => Prepared::Held(item),
+            None => Prepared::Resume,
+        }
     }
 
     /// Makes the current greenlet the producer's parent, so the items (and

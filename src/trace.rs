@@ -72,7 +72,11 @@ impl fmt::Debug for SwitchEvent {
 /// under way holds its target until it is made, so a target whose last
 /// handle the hook dropped still gets the transfer (and is killed once it
 /// switches away, as any running greenlet that lost its last handle), and
-/// a target the hook killed is routed past, as any dead greenlet. If the
+/// a target the hook killed is routed past, as any dead greenlet (a
+/// finish the hook moves so, or by reparenting the finisher, is reported
+/// again towards its new receiver). A kill's refusal (a victim that caught
+/// its kill switching away) is reported as a `Switch` from the victim to
+/// its killer, where control goes. If the
 /// origin itself is killed while its hook runs (the hook killed a greenlet
 /// that killed it back) and the hook catches that unwinding and returns,
 /// the origin has caught a kill: its switch or throw is then the kill's
@@ -97,6 +101,11 @@ impl fmt::Debug for SwitchEvent {
 ///
 /// With no hook set, switches pay nothing for this feature.
 ///
+/// Clearing the hook needs no runtime: from a thread-local destructor that
+/// runs after the thread's greenlet runtime was torn down (a guard that
+/// clears what it set), it returns `None`, the teardown having dropped the
+/// hook. (Setting one there panics, as every call that needs the runtime.)
+///
 /// ```
 /// use std::cell::RefCell;
 /// use std::rc::Rc;
@@ -111,6 +120,11 @@ impl fmt::Debug for SwitchEvent {
 /// assert_eq!(*seen.borrow(), [SwitchKind::Switch, SwitchKind::Finish]);
 /// ```
 pub fn set_switch_hook(hook: Option<SwitchHook>) -> Option<SwitchHook> {
+    if hook.is_none() && Runtime::try_get().is_none() {
+        // A thread-local's destructor that runs after the thread's
+        // teardown (a guard that clears the hook): nothing is set.
+        return None;
+    }
     Runtime::get().tracer().replace(hook)
 }
 

@@ -572,11 +572,12 @@ fn a_panic_of_the_producers_own_child_unwinds_out_of_its_yield() {
 }
 
 #[test]
-fn a_close_stopped_by_a_panicking_switch_hook_leaves_the_generator_open() {
-    // The hook panics on the kill, before it begins: the producer is
-    // still suspended, so the generator is not finished, and the next
-    // close runs its destructors (it was marked finished, and only the
-    // generator's drop cleaned up).
+fn a_close_stopped_by_a_panicking_switch_hook_is_made_without_it_then_raises_its_panic() {
+    // The hook panics on the kill, before it begins: it is removed and the
+    // close made without it (the producer unwound, its destructors run),
+    // and the hook's panic comes out of `close` afterwards, not as the
+    // producer's `Err` (stop 47 changed this: the close used to stop, the
+    // generator left open, contrary to "finished afterwards").
     struct Guard(Rc<Cell<u32>>);
     impl Drop for Guard {
         fn drop(&mut self) {
@@ -599,14 +600,16 @@ fn a_close_stopped_by_a_panicking_switch_hook_leaves_the_generator_open() {
             panic!("a profiler's bug");
         }
     })));
-    let first = g.close();
-    greenlet::set_switch_hook(None);
-    assert!(first.is_err());
-    assert!(!g.is_finished());
-    assert_eq!(cleaned.get(), 0);
-    assert!(g.close().is_ok());
+    let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| g.close()));
+    assert!(
+        greenlet::set_switch_hook(None).is_none(),
+        "the hook was removed"
+    );
+    let raised = first.expect_err("the hook's panic comes out of close");
+    assert_eq!(raised.downcast_ref::<&str>(), Some(&"a profiler's bug"));
     assert!(g.is_finished());
     assert_eq!(cleaned.get(), 1);
+    assert!(g.close().is_ok());
     assert_eq!(g.next(), None);
 }
 

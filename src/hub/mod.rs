@@ -254,7 +254,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::greenlet::Greenlet;
-use crate::runtime::Key;
+use crate::runtime::{Key, Runtime, State};
 use crate::value::GreenletExit;
 
 use self::reactor::Reactor;
@@ -493,6 +493,15 @@ pub(crate) fn try_hub() -> Option<Rc<Hub>> {
         Rc::increment_strong_count(hub);
         Some(Rc::from_raw(hub))
     }
+}
+
+/// The key of this thread's hub greenlet, if the thread has a hub whose
+/// greenlet is not dead: where a greenlet can park, switching there with
+/// `()` (which the hub's loop takes for a stray wake-up), until something
+/// switches back to it directly. Never creates the hub.
+pub(crate) fn live_hub_key() -> Option<Key> {
+    let key = try_hub()?.key;
+    (Runtime::get().records().state(key) != State::Dead).then_some(key)
 }
 
 #[cold]

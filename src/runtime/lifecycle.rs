@@ -775,12 +775,23 @@ impl Runtime {
     /// others are still killed. Greenlets created meanwhile (by
     /// destructors) are killed too; a refusing greenlet is not asked twice.
     pub(crate) fn kill_all(&self, when: &str, spare: Option<Key>) {
-        if !self.kill_all_but(when, spare, &mut Vec::new()) {
+        let mut budget = self.kill_budget();
+        if !self.kill_all_but(when, spare, &mut Vec::new(), &mut budget) {
             report!(
                 "greenlet: {when}, destructors were still making greenlets after \
                  {TEARDOWN_ROUNDS} rounds of kills; the ones they made last are left alive"
             );
         }
+    }
+
+    /// How many kills a `kill_all` (or a thread's whole teardown) makes at
+    /// most: `TEARDOWN_ROUNDS` for each greenlet slot there is when it
+    /// begins. Passes alone bound a guard that respawns one worker per
+    /// kill, but not destructors (or a hook, which hears of each kill
+    /// twice) that make two greenlets per kill: those double what is
+    /// alive at every pass.
+    fn kill_budget(&self) -> usize {
+        (self.records.key_bound() as usize).saturating_mul(TEARDOWN_ROUNDS)
     }
 
     /// [`kill_all`](Runtime::kill_all), sparing the greenlets numbered in
@@ -789,8 +800,15 @@ impl Runtime {
     /// Destructors that make a new greenlet for each one killed (a guard
     /// that respawns its worker) would keep it going for ever: it makes
     /// at most `TEARDOWN_ROUNDS` passes, each over the slots there were
-    /// when it began, and returns whether the last one found nothing left.
-    fn kill_all_but(&self, when: &str, spare: Option<Key>, refused: &mut Vec<u64>) -> bool {
+    /// when it began, and at most `budget` kills (counted down), and
+    /// returns whether the last pass found nothing left.
+    fn kill_all_but(
+        &self,
+        when: &str,
+        spare: Option<Key>,
+        refused: &mut Vec<u64>,
+        budget: &mut usize,
+    ) -> bool {
         debug_assert_eq!(self.current.get(), self.main_key());
         for _ in 0..TEARDOWN_ROUNDS {
             let mut killed_any = false;
@@ -808,6 +826,10 @@ impl Runtime {
                 });
                 index += 1;
                 let Some(view) = target else { continue };
+                if *budget == 0 {
+                    return false;
+                }
+                *budget -= 1;
                 let (k, id) = (view.key, view.id);
                 let who = describe(view.name.as_deref(), id);
                 // Discarded unrun, on its own stack: what can panic there
@@ -889,9 +911,10 @@ impl Runtime {
         self.tearing_down.set(true);
         self.force_slow_path(true);
         let mut refused = Vec::new();
+        let mut budget = self.kill_budget();
         for _ in 0..TEARDOWN_ROUNDS {
             // Not done within its rounds: this one's next round goes on.
-            let _ = self.kill_all_but("at thread exit", None, &mut refused);
+            let _ = self.kill_all_but("at thread exit", None, &mut refused, &mut budget);
             self.recycle_finished();
             // A dead greenlet whose receiver switched away before recycling
             // it (a destructor in the receiver did) still holds its stack.
@@ -1010,19 +1033,34 @@ impl Runtime {
 
     // ----- finishing -----
 
-    /// Tells the switch hook that greenlet `me` finishes towards `to` (cold
-    /// and out of line: its locals would widen the frame of every
-    /// greenlet's end). The hook sees `me` still running (not yet dead),
-    /// so a kill it issues from here comes back here as usual.
+    /// Tells the switch hook that greenlet `me` finishes towards the first
+    /// live greenlet at or above `receiver()` (cold and out of line: its
+    /// locals would widen the frame of every greenlet's end). The hook
+    /// sees `me` still running (not yet dead), so a kill it issues from
+    /// here comes back here as usual. A hook that changes where the end
+    /// goes (it kills the receiver, or reparents `me`) hears of it again,
+    /// with the new receiver, until it leaves that be (a bounded number of
+    /// times: one that moves it on every call is not told again).
     #[cold]
     #[inline(never)]
-    fn trace_finish(&self, me: Key, to: Key, kind: SwitchKind) {
+    fn trace_finish(&self, me: Key, receiver: impl Fn() -> Key, kind: SwitchKind) {
+        let mut told = None;
+        for _ in 0..TEARDOWN_ROUNDS {
+            let to = self.first_live(receiver());
+            if told == Some(to) || !self.tracer.is_set() {
+                break;
+            }
+            self.trace_finish_to(me, to, kind);
+            told = Some(to);
+        }
+    }
+
+    /// One call of the hook for [`trace_finish`](Runtime::trace_finish).
+    fn trace_finish_to(&self, me: Key, to: Key, kind: SwitchKind) {
         // The event's handles drop after the hook, outside its catch: one
         // may be the last of a greenlet, collected there (see
         // `unwound_in_finish`).
-        let traced = panic::catch_unwind(AssertUnwindSafe(|| {
-            self.tracer.emit(me, self.first_live(to), kind)
-        }));
+        let traced = panic::catch_unwind(AssertUnwindSafe(|| self.tracer.emit(me, to, kind)));
         match traced {
             Ok(Ok(())) => {}
             // It killed this greenlet, which is ending anyway.
@@ -1108,7 +1146,7 @@ impl Runtime {
             // The hook is the only user code left before the greenlet is
             // dead, and its locals are gone: it may not make new ones.
             let outer = self.locals_closed.replace(Some(me));
-            self.trace_finish(me, start(), kind);
+            self.trace_finish(me, start, kind);
             self.locals_closed.set(outer);
         }
         // The hook may also have dropped this greenlet's last handle (an

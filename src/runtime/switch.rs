@@ -68,6 +68,36 @@ impl Runtime {
         }
     }
 
+    /// [`switch`](Runtime::switch), except that a dead `target` is not
+    /// walked past: `value` goes to `if_dead` instead, whose answer this
+    /// returns. Tested off the fast path only, where a dead target lands
+    /// anyway, so it costs the switch nothing: a generator's yield, whose
+    /// consumer may have died while its producer was blocked elsewhere.
+    #[inline(always)]
+    pub(crate) fn switch_unless_dead<T: 'static, R: 'static>(
+        &self,
+        target: Key,
+        value: T,
+        if_dead: impl FnOnce(T) -> Result<R, SwitchError>,
+    ) -> Result<R, SwitchError> {
+        let to = self.records.target(target);
+        if to.state as u8 == self.fast_state.get()
+            && target != self.current.get()
+            && !std::thread::panicking()
+        {
+            self.incoming.set(type_of::<T>());
+            // SAFETY: as in `switch`: `to` is active and not current, and
+            // `incoming` names `T`, the type of the value sent.
+            unsafe { self.send(target, to, value) }
+        } else if to.state == State::Dead {
+            if_dead(value)
+        } else if to.state == State::Unstarted {
+            self.switch_to_unstarted(target, value)
+        } else {
+            self.switch_slow(target, value)
+        }
+    }
+
     /// `switch` to an unstarted `target`: starting a greenlet is inlined
     /// too, because a greenlet started from `switch_slow` would finish
     /// into that frame, whose return is then mispredicted (see
@@ -257,7 +287,7 @@ impl Runtime {
         }
         if self.left_at_exit(target) {
             drop_left_value(value, "a value sent to a greenlet the thread's exit leaves");
-            return Err(resumed_at_exit());
+            return Err(resumed_at_exit(self.tracer.running()));
         }
         let value = match self.leave(cur, value) {
             Ok(value) => value,
@@ -345,7 +375,7 @@ impl Runtime {
                 payload,
                 "an error thrown into a greenlet the thread's exit leaves",
             );
-            return Err(resumed_at_exit());
+            return Err(resumed_at_exit(self.tracer.running()));
         }
         let payload = match self.leave(cur, payload) {
             Ok(payload) => payload,
@@ -538,16 +568,26 @@ impl Runtime {
             SwitchError::InSwitchHook
         } else if flags & DYING != 0 {
             // Being killed, yet not unwinding: it caught the kill.
-            if self.records.killer(cur).is_some() {
-                // What it sent is dropped once the refusal is made (and
-                // `cur` switched back to): its destructor is user code,
-                // which may switch, and so refuse the kill itself first.
-                // Held so that a second kill, which unwinds `cur` from
-                // inside the refusal, drops it as a left value, reported.
-                let sent = LeftValue(Some(sent));
-                let refused = self.refuse_kill::<R>(cur);
-                drop(sent);
-                return Err(refused);
+            if let Some(killer) = self.records.killer(cur) {
+                if self.tracer.is_set() && !self.tracer.running() {
+                    // The refusal is a transfer too, to the killer: the
+                    // hook hears of it first. What the hook does may
+                    // change the answer (it kills the killer, whose kill
+                    // then lets `cur` go): asked again then.
+                    if let Err(p) = self.tracer.emit(cur, killer, SwitchKind::Switch) {
+                        if !self.reports_hook_panic(cur, p.as_ref()) {
+                            drop_left_value(sent, "a value whose switch refused a kill");
+                            panic::resume_unwind(p);
+                        }
+                    }
+                    if self.records.killer(cur) != Some(killer)
+                        || self.records.flags(cur) & DYING == 0
+                    {
+                        return self.leave(cur, sent);
+                    }
+                    return Err(self.refuse_kill_leaving(cur, sent));
+                }
+                return Err(self.refuse_kill_leaving(cur, sent));
             }
             // It killed itself and caught that: it simply lives on.
             self.clear_flags(cur, DYING);
@@ -559,6 +599,19 @@ impl Runtime {
         };
         drop_left_value(sent, "a value whose switch was refused");
         Err(Err(err))
+    }
+
+    /// Refuses the kill that `cur` caught (see `refuse_kill`), leaving
+    /// `sent`, which is dropped once the refusal is made and `cur` switched
+    /// back to: its destructor is user code, which may switch, and so refuse
+    /// the kill itself first. Held meanwhile so that a second kill, which
+    /// unwinds `cur` from inside the refusal, drops it as a left value,
+    /// reported.
+    fn refuse_kill_leaving<V, R: 'static>(&self, cur: Key, sent: V) -> Result<R, SwitchError> {
+        let sent = LeftValue(Some(sent));
+        let refused = self.refuse_kill::<R>(cur);
+        drop(sent);
+        refused
     }
 
     /// `leave` again once the hook has run, if `cur` was killed meanwhile
@@ -889,11 +942,16 @@ impl<T> Drop for LeftValue<T> {
 /// suspended (see `Runtime::left_at_exit`), made by a destructor that the
 /// teardown runs: it panics, saying so, unless the thread is unwinding
 /// already (a destructor run by a panic), where a panic would abort the
-/// process: the error a switch gets while unwinding, then.
+/// process: the error a switch gets while unwinding, then. Made from
+/// inside the switch hook (`in_hook`), it gets the hook's error, as any
+/// switch made there does.
 #[cold]
-fn resumed_at_exit() -> SwitchError {
+fn resumed_at_exit(in_hook: bool) -> SwitchError {
     if std::thread::panicking() {
         return SwitchError::Unwinding;
+    }
+    if in_hook {
+        return SwitchError::InSwitchHook;
     }
     panic!(
         "greenlet: a started greenlet cannot be resumed while its thread exits \

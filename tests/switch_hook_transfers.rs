@@ -1,0 +1,259 @@
+//! The switch hook hears of every transfer of control, with the greenlet
+//! that really gets it, also where a kill is refused or the hook itself
+//! moves a finish elsewhere; its calls at thread exit keep the hook's
+//! rules; a hook that panics on a generator's close does not leave the
+//! generator half closed.
+
+use std::cell::{Cell, RefCell};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use greenlet::{
+    hub, set_switch_hook, Generator, Greenlet, KillRefused, SwitchError, SwitchEvent, SwitchKind,
+};
+
+#[path = "support/hang_guard.rs"]
+mod hang_guard;
+
+/// What the hook saw: (origin id, target id, kind).
+type Log = Rc<RefCell<Vec<(u64, u64, SwitchKind)>>>;
+
+fn logging_hook(log: &Log) -> Box<dyn FnMut(&SwitchEvent)> {
+    let log = log.clone();
+    Box::new(move |e| {
+        log.borrow_mut()
+            .push((e.origin.id(), e.target.id(), e.kind))
+    })
+}
+
+/// A victim that catches its kill and switches away sends control back to
+/// its killer: the hook hears of that transfer, victim to killer.
+#[test]
+fn a_refused_kill_is_reported_as_the_victims_switch_back_to_its_killer() {
+    let out = hang_guard::guard(60, || {
+        let g = Greenlet::new(|()| loop {
+            let _ = catch_unwind(AssertUnwindSafe(|| Greenlet::main().switch::<(), ()>(())));
+        });
+        g.switch::<(), ()>(()).unwrap();
+        let log = Log::default();
+        set_switch_hook(Some(logging_hook(&log)));
+        let refused = g.try_kill();
+        set_switch_hook(None);
+        let (m, id) = (Greenlet::main().id(), g.id());
+        assert_eq!(
+            *log.borrow(),
+            [(m, id, SwitchKind::Kill), (id, m, SwitchKind::Switch)]
+        );
+        refused
+    });
+    assert_eq!(out, Ok(Err(KillRefused)));
+}
+
+/// The hook kills the parent a greenlet finishes towards: the result goes
+/// to main, and the hook hears of that too.
+#[test]
+fn a_finish_whose_receiver_the_hook_kills_is_reported_again_towards_the_new_one() {
+    let out = hang_guard::guard(60, || {
+        let p = Greenlet::new(|()| {
+            let _ = Greenlet::main().switch::<(), ()>(());
+        });
+        p.switch::<(), ()>(()).unwrap();
+        let g = Greenlet::builder().parent(&p).build(|()| 5u32).unwrap();
+        let log = Log::default();
+        let mut inner = logging_hook(&log);
+        let victim = p.clone();
+        set_switch_hook(Some(Box::new(move |e| {
+            inner(e);
+            if e.kind == SwitchKind::Finish {
+                victim.kill();
+            }
+        })));
+        let r = g.switch::<(), u32>(());
+        set_switch_hook(None);
+        let (m, gid, pid) = (Greenlet::main().id(), g.id(), p.id());
+        // (p's own end, made inside the hook, is not reported.)
+        assert_eq!(
+            *log.borrow(),
+            [
+                (m, gid, SwitchKind::Switch),
+                (gid, pid, SwitchKind::Finish),
+                (gid, m, SwitchKind::Finish),
+            ]
+        );
+        r.ok()
+    });
+    assert_eq!(out, Ok(Some(5)));
+}
+
+/// The hook reparents the finishing greenlet: the result goes to the new
+/// parent, and the hook hears of that.
+#[test]
+fn a_finish_the_hook_reparents_is_reported_again_towards_the_new_parent() {
+    let out = hang_guard::guard(60, || {
+        let got = Rc::new(Cell::new(None));
+        let g2 = got.clone();
+        let p = Greenlet::new(move |()| {
+            g2.set(Some(Greenlet::main().switch::<(), u32>(()).unwrap()));
+            9u32
+        });
+        p.switch::<(), ()>(()).unwrap();
+        let g = Greenlet::new(|()| 5u32);
+        let gid = g.id();
+        let log = Log::default();
+        let mut inner = logging_hook(&log);
+        let new_parent = p.clone();
+        set_switch_hook(Some(Box::new(move |e| {
+            inner(e);
+            if e.kind == SwitchKind::Finish && e.origin.id() == gid {
+                e.origin.set_parent(&new_parent).unwrap();
+            }
+        })));
+        let r = g.switch::<(), u32>(());
+        set_switch_hook(None);
+        let (m, pid) = (Greenlet::main().id(), p.id());
+        assert_eq!(
+            *log.borrow(),
+            [
+                (m, gid, SwitchKind::Switch),
+                (gid, m, SwitchKind::Finish),
+                (gid, pid, SwitchKind::Finish),
+                (pid, m, SwitchKind::Finish),
+            ]
+        );
+        (r.ok(), got.get())
+    });
+    assert_eq!(out, Ok((Some(9), Some(5))));
+}
+
+/// At thread exit the hook still hears of the teardown's kills; a switch
+/// it makes then gets `InSwitchHook`, as anywhere inside the hook, rather
+/// than the panic of a switch into a greenlet the exit leaves.
+#[test]
+fn a_switch_from_the_hook_at_thread_exit_gets_in_switch_hook() {
+    let (tx, rx) = mpsc::channel::<String>();
+    let t = std::thread::spawn(move || {
+        let g = Greenlet::new(|()| {
+            let _ = Greenlet::main().switch::<(), ()>(());
+        });
+        g.switch::<(), ()>(()).unwrap();
+        // A hub greenlet, which the exit kills, so the hook fires then.
+        let _h = hub::spawn(|| ());
+        hub::yield_now();
+        let armed = Cell::new(true);
+        set_switch_hook(Some(Box::new(move |e| {
+            if e.kind == SwitchKind::Kill && armed.replace(false) {
+                let r = catch_unwind(AssertUnwindSafe(|| g.switch::<(), ()>(())));
+                let _ = tx.send(match r {
+                    Ok(r) => format!("{r:?}"),
+                    Err(p) => format!("panicked: {}", hang_guard::panic_message(p)),
+                });
+            }
+        })));
+    });
+    assert!(t.join().is_ok());
+    let got = rx.recv_timeout(Duration::from_secs(60));
+    assert_eq!(got.as_deref(), Ok("Err(InSwitchHook)"));
+    let _ = SwitchError::InSwitchHook; // the error named above
+}
+
+/// A hook that makes a greenlet for each event it hears at thread exit
+/// hears two for each kill (the kill, the victim's end): what is alive
+/// doubled with every pass of the teardown's kills, bounded by passes
+/// only. The kills are bounded in number too now.
+#[test]
+fn a_hook_making_a_greenlet_per_event_at_thread_exit_stops_within_the_kill_budget() {
+    static MADE: AtomicUsize = AtomicUsize::new(0);
+    const CAP: usize = 3_000;
+    let out = hang_guard::guard(60, || {
+        std::thread::spawn(|| {
+            std::mem::forget(Greenlet::new(|()| ()));
+            set_switch_hook(Some(Box::new(|_| {
+                if MADE.fetch_add(1, Ordering::Relaxed) < CAP {
+                    let g = Greenlet::builder()
+                        .stack_size(16 * 1024)
+                        .build(|()| ())
+                        .unwrap();
+                    std::mem::forget(g); // kept, as a stored handle would be
+                }
+            })));
+        })
+        .join()
+        .is_ok()
+    });
+    assert_eq!(out, Ok(true));
+    let made = MADE.load(Ordering::Relaxed);
+    assert!(
+        made < 200,
+        "the exit's kills went on: {made} greenlets made"
+    );
+}
+
+/// A hook that panics on a generator's close is removed, the close made
+/// without it, and its panic raised from `close` afterwards: the producer
+/// is unwound and the generator finished, as the docs promise.
+#[test]
+fn a_hook_panicking_on_a_generators_close_leaves_it_closed_and_raises_its_panic() {
+    let out = hang_guard::guard(60, || {
+        struct Flag(Rc<Cell<bool>>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.set(true);
+            }
+        }
+        let unwound = Rc::new(Cell::new(false));
+        let flag = Flag(unwound.clone());
+        let mut gen: Generator<u32> = Generator::new(move |y| {
+            let _flag = flag;
+            y.yield_(1);
+            y.yield_(2);
+        });
+        assert_eq!(gen.next(), Some(1));
+        set_switch_hook(Some(Box::new(|e| {
+            if e.kind == SwitchKind::Kill {
+                panic!("the hook's own panic");
+            }
+        })));
+        let closed = catch_unwind(AssertUnwindSafe(|| gen.close()));
+        let hook_left = set_switch_hook(None).is_some();
+        let raised = closed.map_err(hang_guard::panic_message);
+        format!(
+            "{raised:?} hook left {hook_left} finished {} unwound {} next {:?}",
+            gen.is_finished(),
+            unwound.get(),
+            gen.next()
+        )
+    });
+    assert_eq!(
+        out.as_deref(),
+        Ok("Err(\"the hook's own panic\") hook left false finished true unwound true next None")
+    );
+}
+
+/// A guard in a thread-local destroyed after the thread's teardown that
+/// clears the hook gets `None` (the teardown dropped the hook); it does
+/// not panic, which from a thread-local's destructor aborts the process.
+#[test]
+fn clearing_the_hook_after_the_threads_teardown_returns_none() {
+    struct ClearsHook(mpsc::Sender<Option<bool>>);
+    impl Drop for ClearsHook {
+        fn drop(&mut self) {
+            let r = catch_unwind(|| set_switch_hook(None).is_some());
+            let _ = self.0.send(r.ok());
+        }
+    }
+    thread_local! {
+        static GUARD: RefCell<Option<ClearsHook>> = const { RefCell::new(None) };
+    }
+    let (tx, rx) = mpsc::channel();
+    let t = std::thread::spawn(move || {
+        // First used before the runtime: destroyed after its teardown.
+        GUARD.with(|g| drop(g.borrow_mut().take()));
+        set_switch_hook(Some(Box::new(|_| {})));
+        GUARD.with(|g| *g.borrow_mut() = Some(ClearsHook(tx)));
+    });
+    assert!(t.join().is_ok());
+    assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(Some(false)));
+}
