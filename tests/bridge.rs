@@ -851,3 +851,65 @@ fn iterators_of_values_that_are_not_debug_are_debug() {
     let stream = hub::block_on_stream(|_: &mut Context<'_>| Poll::<Option<Opaque>>::Ready(None));
     assert_eq!(format!("{stream:?}"), "BlockOnStream { .. }");
 }
+
+/// Counts its drops.
+struct DropCount(Rc<Cell<u32>>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+/// Ready at once with the output it holds; its own destructor then does
+/// `on_drop` (panics, or blocks).
+struct ReadyThen(Option<DropCount>, fn());
+
+impl Future for ReadyThen {
+    type Output = DropCount;
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<DropCount> {
+        Poll::Ready(self.0.take().expect("polled once"))
+    }
+}
+
+impl Drop for ReadyThen {
+    fn drop(&mut self) {
+        (self.1)();
+    }
+}
+
+fn panics() {
+    panic!("the future's destructor panics");
+}
+
+fn sleeps() {
+    hub::sleep(Duration::from_secs(3600));
+}
+
+/// A future that completed and then unwinds from its destructor (a panic
+/// there, or a kill while it blocks): the output, which nobody gets, is
+/// dropped on the way. It used to be moved into `block_on`'s return slot
+/// before the future was dropped, and a return slot is not dropped when
+/// a later destructor unwinds (rust-lang/rust#47949): it leaked.
+#[test]
+fn the_output_is_dropped_when_the_futures_destructor_unwinds() {
+    let n = Rc::new(Cell::new(0));
+    let out = DropCount(n.clone());
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        hub::block_on(ReadyThen(Some(out), panics))
+    }));
+    assert!(r.is_err(), "the destructor's panic unwinds out of block_on");
+    assert_eq!(n.get(), 1, "block_on, destructor panicking");
+
+    let n = Rc::new(Cell::new(0));
+    let h = hub::spawn_local(ReadyThen(Some(DropCount(n.clone())), panics));
+    assert!(matches!(h.join(), Err(JoinError::Panicked(_))));
+    assert_eq!(n.get(), 1, "spawn_local, destructor panicking");
+
+    let n = Rc::new(Cell::new(0));
+    let h = hub::spawn_local(ReadyThen(Some(DropCount(n.clone())), sleeps));
+    hub::yield_now(); // polled (ready), it sleeps in the destructor
+    h.kill();
+    assert!(matches!(h.join(), Err(JoinError::Killed)));
+    assert_eq!(n.get(), 1, "spawn_local, killed in the destructor");
+}

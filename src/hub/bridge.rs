@@ -253,11 +253,11 @@ impl Drop for Lease {
 /// thread: a future that nothing will ever wake blocks its greenlet (and a
 /// `run` waiting for it) forever.
 pub fn block_on<F: Future>(fut: F) -> F::Output {
-    let mut held = DroppedInContext(ManuallyDrop::new(fut));
+    let mut held = DroppedInContext::new(fut);
     // SAFETY: `held` stays in this frame and is never moved after this
     // (only this pinned reference to its future is used), and its `Drop`
     // drops the future in place: the pinning guarantee holds (as `pin!`).
-    let mut fut = unsafe { Pin::new_unchecked(&mut *held.0) };
+    let mut fut = unsafe { Pin::new_unchecked(&mut *held.fut) };
     let hub = hub();
     // A future that is always ready (a tokio channel that is never empty)
     // would otherwise keep the other greenlets from running for good. Not
@@ -278,6 +278,8 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
         // Cleared before the poll: a wake-up during or after it is seen.
         slot.signal.woken.swap(false, Ordering::AcqRel);
         if let Poll::Ready(value) = poll_in_context(fut.as_mut(), &mut cx) {
+            // Dropped here, `value` a local still (see `drop_now`).
+            held.drop_now();
             return value;
         }
         #[cfg(feature = "tokio")]
@@ -369,31 +371,58 @@ fn wait(hub: &Hub, reg: &Registration) {
 /// destructor needs the runtime (a pooled connection that spawns a task to
 /// give itself back) would panic outside it, which aborts during an
 /// unwinding.
-struct DroppedInContext<F>(ManuallyDrop<F>);
+struct DroppedInContext<F> {
+    fut: ManuallyDrop<F>,
+    /// The future has been dropped (or its drop begun) already.
+    dropped: bool,
+}
 
 impl<F> Drop for DroppedInContext<F> {
     fn drop(&mut self) {
+        self.drop_now();
+    }
+}
+
+impl<F> DroppedInContext<F> {
+    fn new(fut: F) -> Self {
+        DroppedInContext {
+            fut: ManuallyDrop::new(fut),
+            dropped: false,
+        }
+    }
+
+    /// The future, no longer dropped by this.
+    fn into_inner(self) -> F {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never dropped, so its `Drop` does not drop the
+        // future again, and the future is moved out exactly once (it is
+        // not dropped yet: only `block_on` drops it early, and this is not
+        // called there); it was never pinned where it is (`block_on` pins
+        // only its own holder).
+        unsafe { ManuallyDrop::take(&mut this.fut) }
+    }
+
+    /// Drops the future in place, inside the tokio context if one is set,
+    /// unless that was done (or begun: a destructor that unwinds) before.
+    /// `block_on` calls it before it returns the output, while the output
+    /// is still a local of its own: a destructor that unwinds then (a
+    /// timeout or a kill while it blocks, or a panic) drops the output on
+    /// the way, where a return slot would be leaked (rust-lang/rust#47949).
+    fn drop_now(&mut self) {
+        if std::mem::replace(&mut self.dropped, true) {
+            return;
+        }
         #[cfg(feature = "tokio")]
         self::tokio::in_context(|| self.drop_future());
         #[cfg(not(feature = "tokio"))]
         self.drop_future();
     }
-}
-
-impl<F> DroppedInContext<F> {
-    /// The future, no longer dropped by this.
-    fn into_inner(self) -> F {
-        let mut this = ManuallyDrop::new(self);
-        // SAFETY: `this` is never dropped, so its `Drop` does not drop the
-        // future again, and the future is moved out exactly once; it was
-        // never pinned where it is (`block_on` pins only its own holder).
-        unsafe { ManuallyDrop::take(&mut this.0) }
-    }
 
     fn drop_future(&mut self) {
-        // SAFETY: called once, from `drop`: the future is dropped in place
-        // (it may be pinned), and never used again.
-        unsafe { ManuallyDrop::drop(&mut self.0) }
+        // SAFETY: called once (`dropped` was false, and is set before):
+        // the future is dropped in place (it may be pinned), and never
+        // used again.
+        unsafe { ManuallyDrop::drop(&mut self.fut) }
     }
 }
 
@@ -483,7 +512,7 @@ where
     // Held so that, dropped unrun (killed before it started, or by the
     // kills that end `run_main` and the thread), it drops in the tokio
     // context too, as `block_on` drops it.
-    let held = DroppedInContext(ManuallyDrop::new(fut));
+    let held = DroppedInContext::new(fut);
     super::spawn(move || block_on(held.into_inner()))
 }
 
