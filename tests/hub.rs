@@ -120,6 +120,27 @@ fn h1_a_throw_reaching_the_hub_before_its_loop_ran_does_not_end_it() {
 }
 
 #[test]
+fn h1_a_value_reaching_the_hub_before_its_loop_ran_is_ignored() {
+    // As above, with a value: it was refused with a type mismatch (the hub
+    // greenlet's first value is `()`), where a started hub ignores it.
+    let h = hub::spawn(|| 1u32);
+    let (g, hub_greenlet) = (h.greenlet().clone(), h.greenlet().parent().unwrap());
+    assert_eq!(h.join().unwrap(), 1);
+    assert!(!hub_greenlet.is_started());
+    let dropped = Rc::new(Cell::new(false));
+    struct Flags(Rc<Cell<bool>>);
+    impl Drop for Flags {
+        fn drop(&mut self) {
+            self.0.set(true);
+        }
+    }
+    assert_nothing_could_run(g.switch::<Flags, ()>(Flags(dropped.clone())));
+    assert!(dropped.get(), "the value was dropped");
+    assert!(hub_greenlet.is_active(), "the hub runs on");
+    assert_eq!(hub::spawn(|| 2u32).join().unwrap(), 2);
+}
+
+#[test]
 fn h1_the_panic_of_a_child_that_outlived_its_spawned_parent_reaches_the_hub() {
     let q: Queue<u32> = Queue::new();
     let q1 = q.clone();

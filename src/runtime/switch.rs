@@ -295,6 +295,13 @@ impl Runtime {
         };
         let to = self.records.target(target);
         if to.state == State::Unstarted && to.arg.id != TypeId::of::<T>() {
+            if self.hub.get() == Some(target) && to.arg.id == TypeId::of::<()>() {
+                // A value that reaches the hub greenlet is ignored (its
+                // loop takes it for a stray wake-up), also before the loop
+                // first ran, which it then starts.
+                drop_left_value(value, "a value that reached the hub greenlet");
+                return self.switch_routed::<(), R>(target, (), held);
+            }
             // The greenlet stays unstarted; the sender hears of it.
             drop(value);
             return Err(SwitchError::TypeMismatch {
