@@ -1039,3 +1039,50 @@ fn a_remote_call_whose_function_is_dropped_unrun_resolves_once_the_function_is_g
         "the caller's future resolved while its function was still alive"
     );
 }
+
+/// Dropping a `Remote::call` future kills the call's greenlet; the kill
+/// is made on the hub greenlet itself, which needs no stack: posted as a
+/// greenlet of its own, it was dropped unrun while the hub had no stack
+/// to spare, and the call's greenlet ran on for good.
+#[test]
+fn a_dropped_calls_greenlet_is_killed_also_when_the_hub_has_no_stack_to_spare() {
+    struct Guard(mpsc::Sender<()>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
+    let (remote, stop, hub_thread) = {
+        let (to_caller, from_hub) = mpsc::channel();
+        let hub_thread = thread::spawn(move || {
+            let (stop, stopped) = hub::channel::<()>();
+            to_caller.send((hub::remote(), stop)).unwrap();
+            let _ = stopped.recv();
+        });
+        let (remote, stop) = from_hub.recv().unwrap();
+        (remote, stop, hub_thread)
+    };
+    let (dropped_tx, dropped_rx) = mpsc::channel();
+    let (started_tx, started_rx) = mpsc::channel();
+    let guard = Guard(dropped_tx);
+    let mut call = Box::pin(remote.call(move || {
+        let _guard = guard;
+        started_tx.send(()).unwrap();
+        hub::sleep(Duration::from_secs(3600));
+    }));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(std::future::Future::poll(call.as_mut(), &mut cx).is_pending());
+    started_rx.recv().unwrap(); // its greenlet sleeps
+    remote
+        .call_blocking(|| {
+            // No stack can be had from now on.
+            greenlet::set_stack_policy(greenlet::StackPolicy::new().stack_size(1 << 60));
+            greenlet::trim_stacks();
+        })
+        .unwrap();
+    drop(call);
+    let killed = dropped_rx.recv_timeout(Duration::from_secs(60));
+    stop.send(()).unwrap();
+    hub_thread.join().unwrap();
+    assert_eq!(killed, Ok(()), "the call's greenlet was killed");
+}

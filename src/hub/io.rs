@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::join;
 use super::reactor::{Direction, Reactor, Registration};
+use super::remote::Task;
 use super::wait::{Unlink, WaitKey, WaitRef, Waiter, Wake, Woken};
 use super::{hub, try_hub, Hub};
 use crate::runtime::Runtime;
@@ -68,6 +69,9 @@ impl Hub {
         let Some(reactor) = self.reactor.get() else {
             return;
         };
+        // Work for the hub greenlet itself, run once the poll is over (not
+        // inside it, where the reactor is in use).
+        let mut on_hub = Vec::new();
         reactor.poll(
             timeout,
             |w| {
@@ -82,6 +86,13 @@ impl Hub {
                 // thread's own were being torn down. Then the tasks drop.
                 if let Some(hub) = try_hub().filter(|_| !mail.tasks.is_empty()) {
                     for task in mail.tasks {
+                        let task = match task {
+                            Task::Spawn(f) => f,
+                            Task::OnHub(f) => {
+                                on_hub.push(f);
+                                continue;
+                            }
+                        };
                         // Detached: a panic is kept in the dropped handle's
                         // state and goes nowhere, as for any unjoined spawn.
                         // Without a stack the task is dropped unrun, said on
@@ -110,6 +121,20 @@ impl Hub {
                 }
             },
         );
+        for f in on_hub {
+            // A panic goes no further: it would end the hub greenlet. (A
+            // kill of the hub greenlet itself, a watchdog's, unwinds on.)
+            if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                if super::is_kill(p.as_ref()) {
+                    std::panic::resume_unwind(p);
+                }
+                report!(
+                    "greenlet::hub: work of the crate's own run on the hub greenlet panicked: {}",
+                    crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
+                );
+                crate::error::drop_quietly(p);
+            }
+        }
     }
 
     /// Parks in `poll` for at most `timeout`, after spinning for up to

@@ -16,13 +16,20 @@ use super::hub;
 use super::reactor::Ticket;
 
 /// Work another thread hands to the hub.
-type Task = Box<dyn FnOnce() + Send>;
+pub(crate) enum Task {
+    /// Run in a greenlet of its own ([`Remote::spawn`]).
+    Spawn(Box<dyn FnOnce() + Send>),
+    /// Run on the hub greenlet itself, between rounds, needing no stack:
+    /// the crate's own short work that must not fail for want of one (the
+    /// kill of an abandoned call's greenlet). It must not block.
+    OnHub(Box<dyn FnOnce() + Send>),
+}
 
 /// What other threads have left for the hub since it last looked.
 #[derive(Default)]
 pub(crate) struct Mail {
     closed: bool,
-    /// Closures to spawn as greenlets.
+    /// Closures to spawn as greenlets, or to run on the hub greenlet.
     tasks: VecDeque<Task>,
     /// Registrations (channel receivers) whose readers to wake.
     wakeups: VecDeque<Ticket>,
@@ -421,7 +428,20 @@ impl Remote {
     /// [`RemoteClosed`] (`f` dropped unrun) once the hub's thread has
     /// exited.
     pub fn spawn<F: FnOnce() + Send + 'static>(&self, f: F) -> Result<(), RemoteClosed> {
-        self.inbox.post(|mail| mail.tasks.push_back(Box::new(f)))
+        self.inbox
+            .post(|mail| mail.tasks.push_back(Task::Spawn(Box::new(f))))
+    }
+
+    /// Runs `f` on the hub greenlet itself, the next time that hub polls,
+    /// without a greenlet of its own: work of the crate's that must not be
+    /// dropped for want of a stack. `f` must be short and must not block
+    /// (a panic there is reported on stderr and goes no further).
+    pub(crate) fn run_on_hub<F: FnOnce() + Send + 'static>(
+        &self,
+        f: F,
+    ) -> Result<(), RemoteClosed> {
+        self.inbox
+            .post(|mail| mail.tasks.push_back(Task::OnHub(Box::new(f))))
     }
 
     /// Runs `f` on the hub's thread, as [`spawn`](Remote::spawn) does, and

@@ -333,8 +333,11 @@ impl<R: Send + 'static> Drop for Call<R> {
         drop(state);
         if running {
             let shared = self.shared.clone();
-            // A closed hub has killed its greenlets already.
-            let _ = self.remote.spawn(move || kill(&shared));
+            // On the hub greenlet itself, which needs no stack: a greenlet
+            // of its own for the kill was dropped unrun when the hub had no
+            // stack to spare, and the call's greenlet ran on for good. A
+            // closed hub has killed its greenlets already.
+            let _ = self.remote.run_on_hub(move || kill(&shared));
         }
     }
 }
@@ -351,7 +354,7 @@ fn kill<R>(shared: &Shared<R>) {
         .ok()
         .flatten();
     if let Some(greenlet) = greenlet {
-        greenlet.kill();
+        crate::hub::join::kill_spawned(&greenlet);
     }
 }
 
