@@ -51,10 +51,15 @@
 //!   and is dropped, as [`resume`](Generator::resume) says of a producer
 //!   blocked elsewhere); the resume after it runs the producer on. A
 //!   [`throw`](Generator::throw) passes such an item over (it is dropped,
-//!   the error raised at the yield that left it), as does a close. The
-//!   producer's end or panic in that window goes up past the dead
-//!   consumer as any greenlet's does, to the hub (which reports a panic on
-//!   stderr): the generator then ends, and its next resume gives `None`.
+//!   the error raised at the yield that left it), as does a close. This
+//!   holds when the hub resumed the producer (its wait ended); a producer
+//!   that something else resumed (a plain switch, a throw) hands the item
+//!   up past the dead consumer to that consumer's first live ancestor,
+//!   which is then the one waiting for what comes back. The producer's end
+//!   or panic in that window goes up that way too, as any greenlet's does
+//!   (the hub reports a panic on stderr; main, for a plain consumer whose
+//!   parent it is, gets it as a switch's error): the generator then ends,
+//!   and its next resume gives `None`.
 
 use std::any::{Any, TypeId};
 use std::cell::Cell;
@@ -245,22 +250,23 @@ impl<Y: 'static, S: 'static> Yielder<Y, S> {
 
     /// The consumer died while the producer was blocked elsewhere (in the
     /// hub: it was killed as it waited for this item), so the item has
-    /// nobody to go to: it waits in the generator for the next resume,
-    /// which hands it out, while the producer parks on the hub greenlet
-    /// (a stray wake-up there), where only that generator's resume after
-    /// it switches back. Walked up the dead consumer's parents instead,
-    /// it reached whatever greenlet was above, which took it for a value
-    /// of its own (the hub dropped it; a greenlet waiting in another
-    /// generator's resume took it for that one's item). Without a live
-    /// hub (nothing of the hub's brought the producer here) it goes up
-    /// as before.
+    /// nobody to go to. When the hub's ready queue resumed the producer
+    /// (its wait ended), the item waits in the generator for the next
+    /// resume, which hands it out, while the producer parks on the hub
+    /// greenlet (a stray wake-up there), where only the generator's resume
+    /// after that switches back. Walked up the dead consumer's parents
+    /// instead, it reached whatever greenlet was above, which took it for
+    /// a value of its own (the hub dropped it; a greenlet waiting in
+    /// another generator's resume took it for that one's item). When
+    /// something else resumed the producer (a plain switch, a throw), that
+    /// greenlet waits for what comes back: the item goes up as before.
     #[cold]
     #[inline(never)]
     fn hold(&self, item: Y) -> Result<S, SwitchError> {
         let rt = Runtime::get();
         let consumer = rt.parent_of(self.key).unwrap_or(rt.main_key());
-        match crate::hub::live_hub_key() {
-            Some(hub) if hub != self.key => {
+        match crate::hub::parking_for(self.key) {
+            Some(hub) => {
                 drop(self.held.replace(Some(item)));
                 rt.switch::<(), S>(hub, ())
             }
@@ -767,10 +773,14 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
         if !self.greenlet.is_started() && !Runtime::get().switch_fails_at_once() {
             return self.throw_unstarted(into_payload(error));
         }
-        self.adopt();
-        // An item left here for the next resume is passed over: the error
-        // is raised at the yield that handed it over.
-        drop(self.held.take());
+        // (Not where the throw is refused, which leaves the generator as it
+        // was: its consumer, and an item left for the next resume.)
+        if !Runtime::get().switch_fails_at_once() {
+            self.adopt();
+            // An item left here for the next resume is passed over: the
+            // error is raised at the yield that handed it over.
+            self.drop_held();
+        }
         let payload = into_payload(error);
         let thrown = same_payload(&payload);
         match Runtime::get().throw::<Y>(self.greenlet.key(), payload) {
@@ -853,7 +863,9 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
     /// hook's panic, when the hook panics on the close's kill: the hook is
     /// removed, the close is made without it, and its panic resumes here
     /// afterwards, the generator finished (as the hub's kills do; a bare
-    /// [`Greenlet::kill`] does not happen then).
+    /// [`Greenlet::kill`] does not happen then). If the producer panics
+    /// as it is closed then, that is `close`'s `Err`, and the hook's panic
+    /// is reported on stderr.
     pub fn close(&mut self) -> std::thread::Result<()> {
         if self.is_finished() {
             self.done = true;
@@ -881,6 +893,10 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
         // a later `close`, or the drop, tries again).
         if self.greenlet.is_dead() {
             self.done = true;
+        }
+        if self.done {
+            // Nobody will resume it for an item left for that.
+            self.drop_held();
         }
         if let Some(p) = hooks_panic {
             // (The kill then returned: `outcome` is `Ok`.)
@@ -1012,6 +1028,19 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
         }
     }
 
+    /// Drops an item left for the next resume (see `Yielder::hold`),
+    /// reporting its destructor's panic where this greenlet unwinds (raised
+    /// there, it would abort the process).
+    fn drop_held(&self) {
+        if let Some(item) = self.held.take() {
+            if Runtime::get().current_unwinds() {
+                crate::error::drop_reporting(item, "an item a generator kept for its next resume");
+            } else {
+                drop(item);
+            }
+        }
+    }
+
     /// A resume whose producer died inside the switch, which handed the
     /// value sent back to its sender: the end, with no item.
     #[cold]
@@ -1050,6 +1079,12 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
             // may lead back here; there is nothing to resume.
             self.done = true;
             return Prepared::Done;
+        }
+        // Where no switch can be made, the resume leaves the generator as
+        // it was (its consumer, and an item left for the next resume): the
+        // switch below fails.
+        if Runtime::get().switch_fails_at_once() {
+            return Prepared::Resume;
         }
         self.adopt();
         match self.held.take() {
@@ -1191,8 +1226,10 @@ impl<Y: 'static, R: 'static, S: 'static> Drop for Generator<Y, R, S> {
     /// catching this close or an earlier one, say): it is dropped with
     /// the generator.
     fn drop(&mut self) {
-        // After the thread's runtime is torn down there is nothing to close.
+        // After the thread's runtime is torn down there is nothing to close
+        // (an item left for a resume goes, as below).
         let Some(rt) = Runtime::try_get() else {
+            drop(self.held.take());
             return;
         };
         if !self.done && !self.greenlet.is_current() && !self.greenlet.is_dead() {
@@ -1201,6 +1238,10 @@ impl<Y: 'static, R: 'static, S: 'static> Drop for Generator<Y, R, S> {
             // any greenlet.)
             self.close_as_dropped();
         }
+        // An item left for a resume that can no longer come goes with the
+        // generator, not with the producer's stack, which may be left
+        // suspended (at thread exit) and keeps the other hold on it.
+        self.drop_held();
         // A value the producer returned (after catching a close, say),
         // kept for a `return_value` that can no longer come, goes with the
         // generator. Where this greenlet unwinds, a panic of its

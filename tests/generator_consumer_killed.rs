@@ -4,11 +4,16 @@
 //! going up past the dead consumer to whatever greenlet is above it.
 
 use std::cell::{Cell, RefCell};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use greenlet::hub::{self, Pool, Queue};
 use greenlet::{Generator, Greenlet, Thrown, Yielder};
 
+#[path = "support/child.rs"]
+mod child;
 #[path = "support/hang_guard.rs"]
 mod hang_guard;
 
@@ -172,4 +177,186 @@ fn a_throw_drops_the_waiting_item_and_raises_at_its_yield() {
         (thrown, dropped)
     });
     assert_eq!(out, Ok((Ok(Some(7)), 1)));
+}
+
+/// A generator kept beyond its consumer.
+type Shared = Rc<RefCell<Generator<Item>>>;
+
+/// A shared generator of `Item`s of what it takes from `q`, whose consumer
+/// was killed while the producer waited, and which then took 1: item 1
+/// waits in the generator.
+fn with_an_item_waiting() -> (Queue<u32>, Shared, Rc<Cell<u32>>) {
+    let q: Queue<u32> = Queue::new();
+    let q2 = q.clone();
+    let drops = Rc::new(Cell::new(0));
+    let d = drops.clone();
+    let g = Rc::new(RefCell::new(Generator::new(
+        move |y: &Yielder<Item>| loop {
+            let v = q2.get();
+            y.yield_(Item(v, d.clone()));
+        },
+    )));
+    let g2 = g.clone();
+    let c = hub::spawn(move || g2.borrow_mut().next().map(|i| i.0));
+    hub::yield_now();
+    hub::yield_now();
+    c.kill();
+    q.put(1);
+    hub::run();
+    (q, g, drops)
+}
+
+/// A producer that something other than the hub resumed (main, by a plain
+/// switch) hands its item up past its dead consumer, to main waiting for
+/// what comes back, as before the item could wait in the generator; it
+/// used to park on the hub whenever the thread had one, and main's switch
+/// got "nothing can run" (or waited for the hub's timers).
+#[test]
+fn a_producer_resumed_by_a_plain_switch_hands_its_item_up_past_a_dead_consumer() {
+    let out = hang_guard::guard(60, || {
+        hub::spawn(|| ()).join().unwrap(); // the thread has a hub
+        let g = Rc::new(RefCell::new(Generator::new(|y: &Yielder<u32>| {
+            let v = Greenlet::main().switch::<&str, u32>("paused").unwrap();
+            y.yield_(v);
+        })));
+        let g2 = g.clone();
+        let c = Greenlet::new(move |()| g2.borrow_mut().next());
+        let paused = c.switch::<(), &str>(()).ok();
+        c.kill(); // the producer is not at a yield
+        let producer = g.borrow().greenlet().clone();
+        (paused, producer.switch::<u32, u32>(5).ok())
+    });
+    assert_eq!(out, Ok((Some("paused"), Some(5))));
+}
+
+/// A close drops the waiting item (the docs say so), not the generator's
+/// drop, later.
+#[test]
+fn a_close_drops_the_waiting_item() {
+    let out = hang_guard::guard(60, || {
+        let (_q, g, drops) = with_an_item_waiting();
+        let before = drops.get();
+        let closed = g.borrow_mut().close().is_ok();
+        (before, closed, drops.get())
+    });
+    assert_eq!(out, Ok((0, true, 1)));
+}
+
+/// A throw refused (from a destructor while the thread unwinds) leaves the
+/// generator as it was, its waiting item too: the next resume hands it
+/// out.
+#[test]
+fn a_refused_throw_keeps_the_waiting_item() {
+    let out = hang_guard::guard(60, || {
+        let (q, g, drops) = with_an_item_waiting();
+        struct ThrowsOnDrop(Shared, Rc<Cell<bool>>);
+        impl Drop for ThrowsOnDrop {
+            fn drop(&mut self) {
+                let r = self.0.borrow_mut().throw(7u32);
+                self.1.set(matches!(r, Ok(None)));
+            }
+        }
+        let refused = Rc::new(Cell::new(false));
+        let thrower = ThrowsOnDrop(g.clone(), refused.clone());
+        let _ = catch_unwind(AssertUnwindSafe(move || {
+            let _thrower = thrower;
+            panic!("unwinding main");
+        }));
+        let dropped = drops.get();
+        q.put(2);
+        let next = g.borrow_mut().next().map(|i| i.0);
+        (refused.get(), dropped, next)
+    });
+    assert_eq!(out, Ok((true, 0, Some(1))));
+}
+
+/// Counts its drops across threads.
+struct SendItem(u32, Arc<AtomicU32>);
+
+impl Drop for SendItem {
+    fn drop(&mut self) {
+        self.1.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A waiting item goes with its generator, also one dropped by a
+/// thread-local's destructor after the thread's teardown: the producer's
+/// stack, which holds the other reference to it, is left suspended then.
+#[test]
+fn a_waiting_item_is_dropped_with_its_generator_after_the_threads_teardown() {
+    thread_local! {
+        static KEPT: RefCell<Option<Rc<RefCell<Generator<SendItem>>>>> =
+            const { RefCell::new(None) };
+    }
+    let drops = Arc::new(AtomicU32::new(0));
+    let d = drops.clone();
+    let joined = hang_guard::guard(60, move || {
+        std::thread::spawn(move || {
+            // First used before the runtime: destroyed after its teardown.
+            KEPT.with(|k| drop(k.borrow_mut().take()));
+            let q: Queue<u32> = Queue::new();
+            let q2 = q.clone();
+            let g = Rc::new(RefCell::new(Generator::new(
+                move |y: &Yielder<SendItem>| loop {
+                    let v = q2.get();
+                    y.yield_(SendItem(v, d.clone()));
+                },
+            )));
+            let g2 = g.clone();
+            let c = hub::spawn(move || g2.borrow_mut().next().map(|i| i.0));
+            hub::yield_now();
+            hub::yield_now();
+            c.kill();
+            q.put(1);
+            hub::run(); // item 1 waits
+            KEPT.with(|k| *k.borrow_mut() = Some(g));
+        })
+        .join()
+        .is_ok()
+    });
+    assert_eq!((joined, drops.load(Ordering::SeqCst)), (Ok(true), 1));
+}
+
+/// Panics when dropped.
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("the item's destructor");
+    }
+}
+
+/// A waiting item whose destructor panics, dropped with its generator by
+/// a dropper that unwinds, has that panic reported: raised there, it
+/// aborted the process (run in a child process).
+#[test]
+fn a_waiting_items_panic_is_reported_when_a_dropper_that_unwinds_drops_it() {
+    const VAR: &str = "GREENLET_TEST_WAITING_ITEM_PANICS";
+    const NAME: &str = "a_waiting_items_panic_is_reported_when_a_dropper_that_unwinds_drops_it";
+    if std::env::var_os(VAR).is_none() {
+        let out = child::run(NAME, VAR, "1");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{}: {stderr}", out.status);
+        assert!(stderr.contains("the item's destructor"), "{stderr}");
+        return;
+    }
+    let q: Queue<u32> = Queue::new();
+    let q2 = q.clone();
+    let g = Rc::new(RefCell::new(Generator::new(
+        move |y: &Yielder<PanicsOnDrop>| loop {
+            q2.get();
+            y.yield_(PanicsOnDrop);
+        },
+    )));
+    let g2 = g.clone();
+    let c = hub::spawn(move || g2.borrow_mut().next().map(std::mem::forget));
+    hub::yield_now();
+    hub::yield_now();
+    c.kill();
+    q.put(1);
+    hub::run(); // the item waits
+    let _ = catch_unwind(AssertUnwindSafe(move || {
+        let _g = g;
+        panic!("unwinding main");
+    }));
 }

@@ -495,13 +495,17 @@ pub(crate) fn try_hub() -> Option<Rc<Hub>> {
     }
 }
 
-/// The key of this thread's hub greenlet, if the thread has a hub whose
-/// greenlet is not dead: where a greenlet can park, switching there with
-/// `()` (which the hub's loop takes for a stray wake-up), until something
-/// switches back to it directly. Never creates the hub.
-pub(crate) fn live_hub_key() -> Option<Key> {
-    let key = try_hub()?.key;
-    (Runtime::get().records().state(key) != State::Dead).then_some(key)
+/// The key of this thread's hub greenlet, if `key` was the greenlet its
+/// ready queue resumed last (so it runs on the hub's account: what it
+/// switches to next is the hub's to choose) and the hub greenlet is not
+/// dead: where `key` can park, switching there with `()` (which the hub's
+/// loop takes for a stray wake-up), until something switches back to it
+/// directly. Never creates the hub.
+pub(crate) fn parking_for(key: Key) -> Option<Key> {
+    let hub = try_hub()?;
+    let hub_key = hub.key;
+    (hub.resuming.get() == Some(key) && Runtime::get().records().state(hub_key) != State::Dead)
+        .then_some(hub_key)
 }
 
 #[cold]
