@@ -241,6 +241,11 @@ impl Tracer {
         self.running.set(true);
         self.runs_on.set(Some(rt.current()));
         self.lent.set(hook_addr(&hook));
+        // A panic of the hook on a greenlet being killed is listed as that
+        // greenlet's own unwinding (see `Runtime::note_panic`), which ends
+        // where it is caught: here.
+        let me = rt.current();
+        let listed = rt.own_panic_listed(me);
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| hook(&event)));
         self.lent.set(std::ptr::null());
         // The hook goes back unless the call replaced or cleared it, or it
@@ -266,6 +271,9 @@ impl Tracer {
         // it leave; where to; which stack to recycle) and its jump. A
         // panic there is the hook's.
         let dropped = panic::catch_unwind(AssertUnwindSafe(move || drop(gone)));
+        if (outcome.is_err() || dropped.is_err()) && !listed {
+            rt.own_panic_caught(me);
+        }
         self.running.set(false);
         self.runs_on.set(None);
         rt.force_slow_path(false);

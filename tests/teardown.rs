@@ -793,3 +793,79 @@ fn a_switch_into_a_suspended_greenlet_at_thread_exit_panics_and_is_reported() {
         "{stderr}"
     );
 }
+
+/// Counts its drops, from any thread.
+struct Dropped(Arc<AtomicU32>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// As it drops, spawns `n` clean-up greenlets that sleep, once (not a
+/// respawning guard), each holding a `Dropped`.
+struct FansOut(u32, Arc<AtomicU32>);
+
+impl Drop for FansOut {
+    fn drop(&mut self) {
+        for _ in 0..self.0 {
+            let d = Dropped(self.1.clone());
+            let _ = hub::spawn(move || {
+                let _d = d;
+                hub::sleep(Duration::from_secs(3600));
+            });
+        }
+    }
+}
+
+/// The kills at `run_main`'s end are bounded in number as well as in
+/// passes (a hook or destructors making two greenlets per kill doubled
+/// what was alive at every pass); the bound never stops a destructor that
+/// makes a hundred greenlets once, as the first version of it did (16
+/// kills per slot there was, 48 here).
+#[test]
+fn run_main_kills_the_greenlets_a_destructor_makes_once() {
+    let after_run_main = std::thread::spawn(move || {
+        let dropped = Arc::new(AtomicU32::new(0));
+        let d = dropped.clone();
+        hub::run_main(move || {
+            let guard = FansOut(100, d);
+            let _worker = hub::spawn(move || {
+                let _guard = guard;
+                hub::sleep(Duration::from_secs(3600));
+            });
+            hub::yield_now();
+        });
+        // (Not after the thread's exit, whose teardown would end the rest.)
+        dropped.load(Ordering::SeqCst)
+    })
+    .join()
+    .unwrap();
+    assert_eq!(after_run_main, 100);
+}
+
+/// The same at thread exit: an unstarted greenlet's function makes a
+/// hundred more unstarted greenlets as it is dropped; all their functions
+/// are dropped too.
+#[test]
+fn thread_exit_discards_the_greenlets_a_destructor_makes_once() {
+    struct MakesUnstarted(u32, Arc<AtomicU32>);
+    impl Drop for MakesUnstarted {
+        fn drop(&mut self) {
+            for _ in 0..self.0 {
+                let d = Dropped(self.1.clone());
+                std::mem::forget(Greenlet::new(move |()| drop(d)));
+            }
+        }
+    }
+    let dropped = Arc::new(AtomicU32::new(0));
+    let d = dropped.clone();
+    std::thread::spawn(move || {
+        let makes = MakesUnstarted(100, d);
+        std::mem::forget(Greenlet::new(move |()| drop(makes)));
+    })
+    .join()
+    .unwrap();
+    assert_eq!(dropped.load(Ordering::SeqCst), 100);
+}

@@ -829,7 +829,8 @@ pub fn run_timeout(timeout: Duration) -> bool {
 /// reported on stderr in one line naming it, and the others are still
 /// killed. Greenlets that destructors make meanwhile are killed too, for
 /// up to 16 rounds (and at most 16 kills for each greenlet slot there was
-/// as `f` returned): destructors still making them after that (a guard
+/// as `f` returned, 4,096 at the least): destructors still making them
+/// after that (a guard
 /// that respawns its worker) are reported, and the last ones they made
 /// left alive.
 ///

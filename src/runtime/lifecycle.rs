@@ -32,6 +32,10 @@ const MAX_NESTED_COLLECTIONS: u32 = 8;
 /// destructors leave more to do.
 const TEARDOWN_ROUNDS: usize = 16;
 
+/// The fewest kills a `kill_all` or a thread's teardown may make (see
+/// `Runtime::kill_budget`).
+const MIN_KILL_BUDGET: usize = 4096;
+
 /// A kill the victim refused: it caught the unwinding and switched away,
 /// so it is suspended, alive, at that switch.
 #[derive(Debug)]
@@ -758,7 +762,16 @@ impl Runtime {
                     }
                 }
                 Err(p) => {
+                    // The victim's panic (or a kill of the caller) goes
+                    // on; the hook's, which cannot be raised beside it, is
+                    // reported.
                     if let Some(h) = hooks_panic {
+                        report!(
+                            "greenlet: the switch hook panicked on a kill and was removed (the \
+                             kill was made without it): {}",
+                            crate::error::payload_message(h.as_ref())
+                                .unwrap_or("(non-text payload)")
+                        );
                         crate::error::drop_quietly(h);
                     }
                     panic::resume_unwind(p)
@@ -786,12 +799,15 @@ impl Runtime {
 
     /// How many kills a `kill_all` (or a thread's whole teardown) makes at
     /// most: `TEARDOWN_ROUNDS` for each greenlet slot there is when it
-    /// begins. Passes alone bound a guard that respawns one worker per
-    /// kill, but not destructors (or a hook, which hears of each kill
-    /// twice) that make two greenlets per kill: those double what is
-    /// alive at every pass.
+    /// begins, and never fewer than `MIN_KILL_BUDGET` (a destructor that
+    /// makes a few hundred clean-up greenlets once is served). Passes
+    /// alone bound a guard that respawns one worker per kill, but not
+    /// destructors (or a hook, which hears of each kill twice) that make
+    /// two greenlets per kill: those double what is alive at every pass.
     fn kill_budget(&self) -> usize {
-        (self.records.key_bound() as usize).saturating_mul(TEARDOWN_ROUNDS)
+        (self.records.key_bound() as usize)
+            .saturating_mul(TEARDOWN_ROUNDS)
+            .max(MIN_KILL_BUDGET)
     }
 
     /// [`kill_all`](Runtime::kill_all), sparing the greenlets numbered in

@@ -499,6 +499,27 @@ impl Runtime {
         }
     }
 
+    /// Whether `key` is listed as unwinding a panic of its own (see
+    /// `note_panic`).
+    pub(crate) fn own_panic_listed(&self, key: Key) -> bool {
+        let id = self.records.id(key);
+        self.kills_in_flight
+            .try_borrow()
+            .is_ok_and(|in_flight| in_flight.contains(&(id, OWN_PANIC)))
+    }
+
+    /// Takes back the listing `note_panic` made for a panic of `key`'s
+    /// that the crate caught where it called the program's code (the
+    /// switch hook): `key` unwinds no longer.
+    pub(crate) fn own_panic_caught(&self, key: Key) {
+        let id = self.records.id(key);
+        if let Ok(mut in_flight) = self.kills_in_flight.try_borrow_mut() {
+            if let Some(at) = in_flight.iter().position(|&e| e == (id, OWN_PANIC)) {
+                in_flight.swap_remove(at);
+            }
+        }
+    }
+
     /// An unwinding the crate raises in the current greenlet with a payload
     /// of its own that runs no panic hook (a `with_timeout` expiry): listed
     /// as `note_panic` lists a panic, but under a number of its own, which
@@ -582,10 +603,22 @@ impl Runtime {
                     // change the answer (it kills the killer, whose kill
                     // then lets `cur` go): asked again then.
                     if let Err(p) = self.tracer.emit(cur, killer, SwitchKind::Switch) {
-                        if !self.reports_hook_panic(cur, p.as_ref()) {
+                        if p.is::<GreenletExit>() {
+                            // The hook killed `cur` again: that unwinds.
                             drop_left_value(sent, "a value whose switch refused a kill");
                             panic::resume_unwind(p);
                         }
+                        // The refusal is the runtime's transfer, not one the
+                        // victim asked for, and goes on: the hook's panic is
+                        // reported (raised into a victim whose killer
+                        // unwinds, it would leave it unable to refuse).
+                        let what =
+                            crate::error::payload_message(p.as_ref()).unwrap_or("non-text payload");
+                        report!(
+                            "greenlet: the switch hook panicked on a refused kill and was \
+                             removed: {what}"
+                        );
+                        crate::error::drop_quietly(p);
                     }
                     if self.records.killer(cur) != Some(killer)
                         || self.records.flags(cur) & DYING == 0
