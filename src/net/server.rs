@@ -321,6 +321,26 @@ impl Shared {
 
     /// Kills the handlers left. Allowed while unwinding too: a kill always
     /// comes back.
+    /// Waits at most `grace` for the handlers to end; whether they all
+    /// did. As ordinary work even for a daemon (a signal listener calling
+    /// `stop`): main may be waiting for the stop in `wait`, and a daemon's
+    /// grace timer would not keep it waiting. A grace of zero does not
+    /// wait at all: a zero-timeout wait still lets every ready greenlet
+    /// run first, handlers accepted but not started among them, which "at
+    /// once" does not.
+    fn grace_for_handlers(&self, grace: Duration) -> bool {
+        if grace.is_zero() {
+            return match &self.members {
+                Members::Group(g) => g.is_empty(),
+                Members::Pool(p) => p.is_empty(),
+            };
+        }
+        hub::not_daemon(|| match &self.members {
+            Members::Group(g) => g.join_timeout(grace),
+            Members::Pool(p) => p.join_timeout(grace),
+        })
+    }
+
     fn kill_handlers(&self) {
         match &self.members {
             Members::Group(g) => g.kill_all(),
@@ -483,9 +503,30 @@ impl Drop for StopRest<'_> {
                 watcher.kill();
             }
         }
-        let handler = shared.handler.borrow_mut().take();
-        crate::error::drop_reporting(handler, "a stopped server's handler");
+        // Stopped before the handler goes: its destructor is the program's
+        // code, which may stop the server again (that stop then returns),
+        // take a `Stopper` (which says `false`) or block (as ordinary work
+        // even for a daemon's stop, as the grace is).
         shared.stopped.set();
+        let handler = shared.handler.borrow_mut().take();
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            hub::not_daemon(move || drop(handler))
+        }));
+        if let Err(p) = dropped {
+            // A kill or a `with_timeout` expiry of this greenlet, come
+            // while the destructor blocked, goes on (not where this drop
+            // runs as the greenlet unwinds already: that would abort);
+            // anything else is the handler's panic, reported.
+            let interruption = hub::is_kill(p.as_ref()) || p.is::<hub::timeout::Interrupt>();
+            if interruption && !std::thread::panicking() {
+                std::panic::resume_unwind(p);
+            }
+            report!(
+                "greenlet: a stopped server's handler panicked as it was dropped: {}",
+                crate::error::payload_message(p.as_ref()).unwrap_or("(non-text payload)")
+            );
+            crate::error::drop_quietly(p);
+        }
     }
 }
 
@@ -638,6 +679,14 @@ impl ServerHandle {
     /// first, at its next turn. Either way later `stop` and
     /// [`wait`](ServerHandle::wait) calls return.
     ///
+    /// The handler (the closure the server was made with) is dropped last,
+    /// once the server counts as stopped: a destructor of its captures may
+    /// use the server (a `stop` there returns, a [`Stopper`] says `false`)
+    /// and may block, as ordinary work even in a daemon's stop. A kill or
+    /// a `with_timeout` expiry that comes meanwhile goes on; a panic there
+    /// (a throw into the stopping greenlet too, which nothing tells from
+    /// one) is reported on stderr.
+    ///
     /// # Panics
     ///
     /// As any blocking call (see the [hub's docs](crate::hub)); and,
@@ -687,11 +736,7 @@ impl ServerHandle {
                     }
                 }
                 let mut cut = CutShort(shared, true);
-                let done = hub::not_daemon(|| match &shared.members {
-                    Members::Group(g) => g.join_timeout(grace),
-                    Members::Pool(p) => p.join_timeout(grace),
-                });
-                cut.1 = !done;
+                cut.1 = !shared.grace_for_handlers(grace);
             }
             shared.stopped.wait();
             return;
@@ -718,13 +763,7 @@ impl ServerHandle {
                 acceptor.kill();
             }
         }
-        // Waited out as ordinary work even by a daemon (a signal
-        // listener calling `stop`): main may be waiting for the stop in
-        // `wait`, and a daemon's grace timer would not keep it waiting.
-        tail.all_done = hub::not_daemon(|| match &shared.members {
-            Members::Group(g) => g.join_timeout(grace),
-            Members::Pool(p) => p.join_timeout(grace),
-        });
+        tail.all_done = shared.grace_for_handlers(grace);
     }
 
     /// Blocks until the server has stopped (`serve_forever`).
