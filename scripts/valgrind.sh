@@ -32,12 +32,17 @@ while read -r bin; do
         ;;
     esac
     # Skipped: valgrind runs a child's `exec` itself, and reports success
-    # for a program that does not exist (the three tests spawning one).
+    # for a program that does not exist (the three tests spawning one); and
+    # two tests whose subject is a hub kept alive by what the program
+    # leaks on purpose (a forgotten receiver, a forgotten clock hold).
     if ! valgrind -q --leak-check=full --errors-for-leak-kinds=definite \
         --suppressions=scripts/valgrind.supp \
         --error-exitcode=9 "$bin" --test-threads=1 \
         --skip status_and_a_missing_program --skip test_child_exception \
-        --skip test_issue148 >"$bin.valgrind.log" 2>&1; then
+        --skip test_issue148 \
+        --skip a_send_fails_once_the_receivers_thread_exited_though_the_receiver_leaked \
+        --skip a_remote_closes_when_its_thread_exits_even_if_the_hub_is_kept \
+        >"$bin.valgrind.log" 2>&1; then
         echo "   FAILED: see $bin.valgrind.log"
         status=1
     fi
