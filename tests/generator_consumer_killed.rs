@@ -35,28 +35,43 @@ fn from_queue(q: &Queue<u32>) -> Rc<RefCell<Generator<u32>>> {
     })))
 }
 
+/// A generator kept beyond its consumer.
+type Shared = Rc<RefCell<Generator<Item>>>;
+
+/// A shared generator of `Item`s of what it takes from `q`, whose consumer
+/// was killed while the producer waited, and which then took 1: item 1
+/// waits in the generator. Also its queue, and its items' drop count.
+fn with_an_item_waiting() -> (Queue<u32>, Shared, Rc<Cell<u32>>) {
+    let q: Queue<u32> = Queue::new();
+    let q2 = q.clone();
+    let drops = Rc::new(Cell::new(0));
+    let d = drops.clone();
+    // An error thrown in at a yield comes out as the next item (a `u32`'s
+    // value; 0 for anything else).
+    let g = Rc::new(RefCell::new(Generator::new(
+        move |y: &Yielder<Item>| loop {
+            let v = q2.get();
+            if let Err(e) = y.try_yield(Item(v, d.clone())) {
+                let _ = y.try_yield(Item(e.downcast::<u32>().unwrap_or(0), d.clone()));
+            }
+        },
+    )));
+    let g2 = g.clone();
+    let c = hub::spawn(move || g2.borrow_mut().next().map(|i| i.0));
+    hub::yield_now();
+    hub::yield_now(); // c waits in `next`, the producer in `get`
+    c.kill();
+    q.put(1);
+    hub::run(); // the producer takes 1 and yields it: it waits
+    (q, g, drops)
+}
+
 /// The hub's greenlet drops a value that reaches it: the item used to go
 /// there, silently.
 #[test]
 fn the_item_of_a_producer_whose_consumer_was_killed_waits_for_the_next_resume() {
     let out = hang_guard::guard(60, || {
-        let q: Queue<u32> = Queue::new();
-        let q2 = q.clone();
-        let drops = Rc::new(Cell::new(0));
-        let d = drops.clone();
-        let g = Rc::new(RefCell::new(Generator::new(
-            move |y: &Yielder<Item>| loop {
-                let v = q2.get();
-                y.yield_(Item(v, d.clone()));
-            },
-        )));
-        let g2 = g.clone();
-        let c = hub::spawn(move || g2.borrow_mut().next().map(|i| i.0));
-        hub::yield_now();
-        hub::yield_now(); // c waits in `next`, the producer in `get`
-        c.kill();
-        q.put(1);
-        hub::run(); // the producer takes 1 and yields it
+        let (q, g, drops) = with_an_item_waiting();
         let dropped_before = drops.get();
         let first = g.borrow_mut().next().map(|i| i.0);
         q.put(2);
@@ -150,25 +165,7 @@ fn imap_over_a_generator_loses_no_item_when_its_reader_is_killed() {
 #[test]
 fn a_throw_drops_the_waiting_item_and_raises_at_its_yield() {
     let out = hang_guard::guard(60, || {
-        let q: Queue<u32> = Queue::new();
-        let q2 = q.clone();
-        let drops = Rc::new(Cell::new(0));
-        let d = drops.clone();
-        let g = Rc::new(RefCell::new(Generator::new(
-            move |y: &Yielder<Item>| loop {
-                let v = q2.get();
-                if let Err(e) = y.try_yield(Item(v, d.clone())) {
-                    let _ = y.try_yield(Item(e.downcast::<u32>().unwrap_or(0), d.clone()));
-                }
-            },
-        )));
-        let g2 = g.clone();
-        let c = hub::spawn(move || g2.borrow_mut().next().map(|i| i.0));
-        hub::yield_now();
-        hub::yield_now();
-        c.kill();
-        q.put(1);
-        hub::run(); // item 1 waits in the generator
+        let (_q, g, drops) = with_an_item_waiting();
         let thrown = g.borrow_mut().throw(7u32);
         let dropped = drops.get(); // item 1, passed over
         let thrown = thrown
@@ -177,33 +174,6 @@ fn a_throw_drops_the_waiting_item_and_raises_at_its_yield() {
         (thrown, dropped)
     });
     assert_eq!(out, Ok((Ok(Some(7)), 1)));
-}
-
-/// A generator kept beyond its consumer.
-type Shared = Rc<RefCell<Generator<Item>>>;
-
-/// A shared generator of `Item`s of what it takes from `q`, whose consumer
-/// was killed while the producer waited, and which then took 1: item 1
-/// waits in the generator.
-fn with_an_item_waiting() -> (Queue<u32>, Shared, Rc<Cell<u32>>) {
-    let q: Queue<u32> = Queue::new();
-    let q2 = q.clone();
-    let drops = Rc::new(Cell::new(0));
-    let d = drops.clone();
-    let g = Rc::new(RefCell::new(Generator::new(
-        move |y: &Yielder<Item>| loop {
-            let v = q2.get();
-            y.yield_(Item(v, d.clone()));
-        },
-    )));
-    let g2 = g.clone();
-    let c = hub::spawn(move || g2.borrow_mut().next().map(|i| i.0));
-    hub::yield_now();
-    hub::yield_now();
-    c.kill();
-    q.put(1);
-    hub::run();
-    (q, g, drops)
 }
 
 /// A producer that something other than the hub resumed (main, by a plain

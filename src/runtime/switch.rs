@@ -73,6 +73,9 @@ impl Runtime {
     /// returns. Tested off the fast path only, where a dead target lands
     /// anyway, so it costs the switch nothing: a generator's yield, whose
     /// consumer may have died while its producer was blocked elsewhere.
+    /// (`switch` keeps a copy of its own: written as this with a closure
+    /// that routes, spawn + join took 2 instructions more, and a kill of a
+    /// started greenlet about 190, from the code's new layout.)
     #[inline(always)]
     pub(crate) fn switch_unless_dead<T: 'static, R: 'static>(
         &self,
