@@ -52,10 +52,14 @@
 //!   blocked elsewhere); the resume after it runs the producer on. A
 //!   [`throw`](Generator::throw) passes such an item over (it is dropped,
 //!   the error raised at the yield that left it), as does a close. This
-//!   holds when the hub resumed the producer (its wait ended); a producer
-//!   that something else resumed (a plain switch, a throw) hands the item
-//!   up past the dead consumer to that consumer's first live ancestor,
-//!   which is then the one waiting for what comes back. The producer's end
+//!   holds when the hub resumed the producer (its wait ended), or when the
+//!   dead consumer's first live ancestor is the hub greenlet (a spawned
+//!   consumer's); otherwise a producer that something else resumed (a
+//!   plain switch, a throw) hands the item up past the dead consumer to
+//!   that ancestor, which may be the one waiting for what comes back. (The
+//!   hub's mark of what it resumed last stays until it resumes another: a
+//!   producer it resumed that then goes on by plain switches before the
+//!   yield is still taken for its.) The producer's end
 //!   or panic in that window goes up that way too, as any greenlet's does
 //!   (the hub reports a panic on stderr; main, for a plain consumer whose
 //!   parent it is, gets it as a switch's error): the generator then ends,
@@ -251,21 +255,24 @@ impl<Y: 'static, S: 'static> Yielder<Y, S> {
     /// The consumer died while the producer was blocked elsewhere (in the
     /// hub: it was killed as it waited for this item), so the item has
     /// nobody to go to. When the hub's ready queue resumed the producer
-    /// (its wait ended), the item waits in the generator for the next
-    /// resume, which hands it out, while the producer parks on the hub
-    /// greenlet (a stray wake-up there), where only the generator's resume
-    /// after that switches back. Walked up the dead consumer's parents
-    /// instead, it reached whatever greenlet was above, which took it for
-    /// a value of its own (the hub dropped it; a greenlet waiting in
-    /// another generator's resume took it for that one's item). When
-    /// something else resumed the producer (a plain switch, a throw), that
-    /// greenlet waits for what comes back: the item goes up as before.
+    /// (its wait ended), or the dead consumer's first live ancestor is the
+    /// hub greenlet (a spawned consumer's: the item went there and was
+    /// dropped), the item waits in the generator for the next resume,
+    /// which hands it out, while the producer parks on the hub greenlet (a
+    /// stray wake-up there), where only the generator's resume after that
+    /// switches back. Walked up the dead consumer's parents instead, it
+    /// reached whatever greenlet was above, which took it for a value of
+    /// its own (the hub dropped it; a greenlet waiting in another
+    /// generator's resume took it for that one's item). Otherwise (a plain
+    /// switch or a throw resumed the producer, and the greenlet above is
+    /// not the hub's) that greenlet may be the one waiting for what comes
+    /// back: the item goes up as before.
     #[cold]
     #[inline(never)]
     fn hold(&self, item: Y) -> Result<S, SwitchError> {
         let rt = Runtime::get();
         let consumer = rt.parent_of(self.key).unwrap_or(rt.main_key());
-        match crate::hub::parking_for(self.key) {
+        match crate::hub::parking_for(self.key, consumer) {
             Some(hub) => {
                 drop(self.held.replace(Some(item)));
                 rt.switch::<(), S>(hub, ())
@@ -775,7 +782,7 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
         }
         // (Not where the throw is refused, which leaves the generator as it
         // was: its consumer, and an item left for the next resume.)
-        if !Runtime::get().switch_fails_at_once() {
+        if !Runtime::get().switch_refused_now() {
             self.adopt();
             // An item left here for the next resume is passed over: the
             // error is raised at the yield that handed it over.
@@ -900,7 +907,7 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
         }
         if let Some(p) = hooks_panic {
             // (The kill then returned: `outcome` is `Ok`.)
-            panic::resume_unwind(p);
+            rt.raise_hook_panic(p);
         }
         if outcome.is_err() {
             // It caught the kill, returned, and then panicked (a destructor
@@ -1083,7 +1090,7 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
         // Where no switch can be made, the resume leaves the generator as
         // it was (its consumer, and an item left for the next resume): the
         // switch below fails.
-        if Runtime::get().switch_fails_at_once() {
+        if Runtime::get().switch_refused_now() {
             return Prepared::Resume;
         }
         self.adopt();

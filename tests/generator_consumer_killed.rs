@@ -330,3 +330,130 @@ fn a_waiting_items_panic_is_reported_when_a_dropper_that_unwinds_drops_it() {
         panic!("unwinding main");
     }));
 }
+
+/// The hub resumed another greenlet, not the producer, which the producer
+/// then ran on from: an inner generator's producer (a pipeline), or a
+/// child greenlet that did the waiting. The dead consumer was a spawned
+/// greenlet, so what went up past it reached the hub greenlet, which
+/// dropped it: the item waits then too.
+#[test]
+fn the_item_waits_when_the_hub_resumed_a_greenlet_below_the_producer() {
+    let pipeline = hang_guard::guard(60, || {
+        let q: Queue<u32> = Queue::new();
+        let q2 = q.clone();
+        let drops = Rc::new(Cell::new(0));
+        let d = drops.clone();
+        let inner = Generator::new(move |y: &Yielder<u32>| loop {
+            y.yield_(q2.get());
+        });
+        let g = Rc::new(RefCell::new(Generator::new(move |y: &Yielder<Item>| {
+            for v in inner {
+                y.yield_(Item(v, d.clone()));
+            }
+        })));
+        let g2 = g.clone();
+        let c = hub::spawn(move || g2.borrow_mut().next().map(|i| i.0));
+        hub::yield_now();
+        hub::yield_now();
+        c.kill();
+        q.put(1);
+        hub::run();
+        let dropped = drops.get();
+        let next = g.borrow_mut().next().map(|i| i.0);
+        (dropped, next)
+    });
+    let child = hang_guard::guard(60, || {
+        let q: Queue<u32> = Queue::new();
+        let q2 = q.clone();
+        let drops = Rc::new(Cell::new(0));
+        let d = drops.clone();
+        let g = Rc::new(RefCell::new(Generator::new(
+            move |y: &Yielder<Item>| loop {
+                let q3 = q2.clone();
+                let waiter = Greenlet::new(move |()| q3.get());
+                let v = waiter.switch::<(), u32>(()).unwrap();
+                y.yield_(Item(v, d.clone()));
+            },
+        )));
+        let g2 = g.clone();
+        let c = hub::spawn(move || g2.borrow_mut().next().map(|i| i.0));
+        hub::yield_now();
+        hub::yield_now();
+        c.kill();
+        q.put(1);
+        hub::run();
+        let dropped = drops.get();
+        let next = g.borrow_mut().next().map(|i| i.0);
+        (dropped, next)
+    });
+    assert_eq!((pipeline, child), (Ok((0, Some(1))), Ok((0, Some(1)))));
+}
+
+/// The same with a producer woken by a direct `Greenlet::throw` (not by
+/// the hub) whose spawned consumer is dead: the item it yields waits.
+#[test]
+fn the_item_of_a_producer_thrown_into_waits_when_its_spawned_consumer_is_dead() {
+    let out = hang_guard::guard(60, || {
+        let q: Queue<u32> = Queue::new();
+        let q2 = q.clone();
+        let drops = Rc::new(Cell::new(0));
+        let d = drops.clone();
+        let g = Rc::new(RefCell::new(Generator::new(
+            move |y: &Yielder<Item>| loop {
+                // Catches the throw only (a close's kill unwinds on).
+                let v = match catch_unwind(AssertUnwindSafe(|| q2.get())) {
+                    Ok(v) => v,
+                    Err(p) if p.is::<&str>() => 99,
+                    Err(p) => std::panic::resume_unwind(p),
+                };
+                y.yield_(Item(v, d.clone()));
+            },
+        )));
+        let g2 = g.clone();
+        let c = hub::spawn(move || g2.borrow_mut().next().map(|i| i.0));
+        hub::yield_now();
+        hub::yield_now();
+        c.kill();
+        let producer = g.borrow().greenlet().clone();
+        let _ = producer.throw::<&str, ()>("wake up");
+        let dropped = drops.get();
+        let next = g.borrow_mut().next().map(|i| i.0);
+        (dropped, next)
+    });
+    assert_eq!(out, Ok((0, Some(99))));
+}
+
+/// A greenlet that caught the kill of a killer that unwinds (the thread
+/// panics, it does not) resumes a generator whose item waits: the resume
+/// hands the item out without a switch. Asked by the thread-wide
+/// `panicking`, the resume took itself for refused and made the switch
+/// after all, which was the kill's refusal.
+#[test]
+fn a_victim_that_caught_its_kill_gets_a_waiting_item_without_refusing() {
+    let out = hang_guard::guard(60, || {
+        let (_q, g, _drops) = with_an_item_waiting();
+        let got = Rc::new(Cell::new(None));
+        let (g3, got2) = (g.clone(), got.clone());
+        let v = Greenlet::new(move |()| {
+            let caught = catch_unwind(AssertUnwindSafe(|| {
+                let _ = Greenlet::main().switch::<(), ()>(());
+            }));
+            drop(caught);
+            got2.set(g3.borrow_mut().next().map(|i| i.0));
+        });
+        v.switch::<(), ()>(()).unwrap();
+        struct KillsOnDrop(Greenlet);
+        impl Drop for KillsOnDrop {
+            fn drop(&mut self) {
+                self.0.kill();
+            }
+        }
+        let killer = KillsOnDrop(v.clone());
+        let _ = catch_unwind(AssertUnwindSafe(move || {
+            let _killer = killer;
+            panic!("main unwinds");
+        }));
+        (got.get(), v.is_dead())
+    });
+    assert_eq!(out, Ok((Some(1), true)));
+}

@@ -495,16 +495,20 @@ pub(crate) fn try_hub() -> Option<Rc<Hub>> {
     }
 }
 
-/// The key of this thread's hub greenlet, if `key` was the greenlet its
-/// ready queue resumed last (so it runs on the hub's account: what it
-/// switches to next is the hub's to choose) and the hub greenlet is not
-/// dead: where `key` can park, switching there with `()` (which the hub's
-/// loop takes for a stray wake-up), until something switches back to it
-/// directly. Never creates the hub.
-pub(crate) fn parking_for(key: Key) -> Option<Key> {
+/// Where greenlet `key` can park (switching there with `()`, which the
+/// hub's loop takes for a stray wake-up) until something switches back
+/// to it directly, when what it would send to `to` has nobody to go to:
+/// this thread's hub greenlet, if it is not dead, and either `to`'s first
+/// live ancestor is that hub greenlet anyway (what went there was dropped)
+/// or `key` was the greenlet the hub's ready queue resumed last (it runs
+/// on the hub's account: what it switches to next is the hub's to
+/// choose). Never creates the hub.
+pub(crate) fn parking_for(key: Key, to: Key) -> Option<Key> {
     let hub = try_hub()?;
     let hub_key = hub.key;
-    (hub.resuming.get() == Some(key) && Runtime::get().records().state(hub_key) != State::Dead)
+    let rt = Runtime::get();
+    (rt.records().state(hub_key) != State::Dead
+        && (hub.resuming.get() == Some(key) || rt.first_live(to) == hub_key))
         .then_some(hub_key)
 }
 

@@ -292,6 +292,18 @@ impl Runtime {
         self.unwinding_here(self.current.get())
     }
 
+    /// Whether a switch by the current greenlet would be refused at once
+    /// (`Unwinding`, `InSwitchHook`), told as `leave` tells it: unlike
+    /// `switch_fails_at_once`, a greenlet that caught the kill of a
+    /// killer that unwinds (the thread panics, the greenlet does not) may
+    /// switch, and its switch is the kill's refusal.
+    pub(crate) fn switch_refused_now(&self) -> bool {
+        let cur = self.current.get();
+        self.unwinding_here(cur)
+            || self.records.flags(cur) & (DYING | NO_REFUSAL) == DYING | NO_REFUSAL
+            || self.tracer.running()
+    }
+
     /// The parent of a live greenlet (`None` for main).
     #[inline(always)]
     pub(crate) fn parent_of(&self, key: Key) -> Option<Key> {
