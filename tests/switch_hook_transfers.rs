@@ -15,6 +15,8 @@ use greenlet::{
     hub, set_switch_hook, Generator, Greenlet, KillRefused, SwitchError, SwitchEvent, SwitchKind,
 };
 
+#[path = "support/child.rs"]
+mod child;
 #[path = "support/hang_guard.rs"]
 mod hang_guard;
 
@@ -299,4 +301,109 @@ fn a_hook_panicking_on_a_refusal_made_to_an_unwinding_killer_does_not_stall_it()
         (killers_end, refused.get(), hook_left, v.is_active())
     });
     assert_eq!(out, Ok((true, Some(true), false, true)));
+}
+
+/// Where the killer does not unwind, a hook that panics on a refusal's
+/// event raises its panic in the victim, as for any switch (the victim
+/// may catch it and go on): the report instead is for a killer that
+/// unwinds only.
+#[test]
+fn a_hook_panicking_on_a_refusal_to_a_killer_not_unwinding_raises_in_the_victim() {
+    let out = hang_guard::guard(60, || {
+        let raised = Rc::new(Cell::new(false));
+        let r = raised.clone();
+        let v = Greenlet::new(move |()| {
+            let caught = catch_unwind(AssertUnwindSafe(|| {
+                let _ = Greenlet::main().switch::<(), ()>(());
+            }));
+            assert!(caught.is_err(), "killed");
+            drop(caught);
+            let me = Greenlet::current();
+            set_switch_hook(Some(Box::new(move |e| {
+                if e.kind == SwitchKind::Switch && e.origin == me {
+                    panic!("the hook panics on the victim's switch");
+                }
+            })));
+            let switched = catch_unwind(AssertUnwindSafe(|| {
+                let _ = Greenlet::main().switch::<(), ()>(());
+            }));
+            r.set(switched.is_err());
+        });
+        v.switch::<(), ()>(()).unwrap();
+        let killed = v.try_kill();
+        set_switch_hook(None);
+        (killed, raised.get(), v.is_dead())
+    });
+    assert_eq!(out, Ok((Ok(()), true, true)));
+}
+
+/// A victim of a killer that unwinds, which caught its kill, kills
+/// another greenlet under a hook that panics on kills: the hook's panic
+/// is raised in the victim, which unwinds, and a switch from a destructor
+/// of that unwinding gets `Unwinding`. The crate's catch of the hook's
+/// panic took the victim's listing as unwinding back before the panic was
+/// raised again: the switch was taken for the kill's refusal, in the
+/// middle of the unwinding, and the process aborted later (a child
+/// process runs the body).
+#[test]
+fn a_victim_unwinding_a_hooks_panic_raised_at_its_own_kill_cannot_switch() {
+    const VAR: &str = "GREENLET_TEST_HOOK_PANIC_AT_A_VICTIMS_KILL";
+    const NAME: &str = "a_victim_unwinding_a_hooks_panic_raised_at_its_own_kill_cannot_switch";
+    if std::env::var_os(VAR).is_none() {
+        let out = child::run(NAME, VAR, "1");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{}: {stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    let log = Rc::new(RefCell::new(Vec::<String>::new()));
+    let w = Greenlet::new(|()| {
+        let _ = Greenlet::main().switch::<(), ()>(());
+    });
+    w.switch::<(), ()>(()).unwrap();
+    let l = log.clone();
+    let v = Greenlet::new(move |()| {
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            let _ = Greenlet::main().switch::<(), ()>(());
+        }));
+        l.borrow_mut()
+            .push(format!("caught kill: {}", caught.is_err()));
+        drop(caught);
+        struct SwitchesOnDrop(Rc<RefCell<Vec<String>>>);
+        impl Drop for SwitchesOnDrop {
+            fn drop(&mut self) {
+                let r = Greenlet::main().switch::<(), ()>(());
+                self.0.borrow_mut().push(format!("switch: {r:?}"));
+            }
+        }
+        let _switches = SwitchesOnDrop(l.clone());
+        set_switch_hook(Some(Box::new(|e| {
+            if e.kind == SwitchKind::Kill {
+                panic!("the hook panics on a kill");
+            }
+        })));
+        w.kill();
+    });
+    v.switch::<(), ()>(()).unwrap();
+    struct KillsOnDrop(Greenlet);
+    impl Drop for KillsOnDrop {
+        fn drop(&mut self) {
+            self.0.kill();
+        }
+    }
+    let killer = KillsOnDrop(v.clone());
+    let _ = catch_unwind(AssertUnwindSafe(move || {
+        let _killer = killer;
+        panic!("main unwinds");
+    }));
+    set_switch_hook(None);
+    assert_eq!(
+        *log.borrow(),
+        ["caught kill: true", "switch: Err(Unwinding)"]
+    );
+    assert!(v.is_dead());
 }

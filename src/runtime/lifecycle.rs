@@ -534,7 +534,7 @@ impl Runtime {
                 // The hook's own panic, raised instead of the kill (told
                 // apart from the victim's by `kill_all`).
                 self.hook_stopped_kill_of.set(Some(victim));
-                panic::resume_unwind(p);
+                self.raise_hook_panic(p);
             }
         }
         let to = self.records.target(victim);
@@ -746,6 +746,8 @@ impl Runtime {
     /// unwinds on.
     pub(crate) fn kill_past_the_hook(&self, victim: Key) -> PastTheHook {
         let mut hooks_panic = None;
+        let me = self.current.get();
+        let listed = self.own_panic_listed(me);
         for _ in 0..TEARDOWN_ROUNDS {
             self.hook_stopped_kill_of.set(None);
             match panic::catch_unwind(AssertUnwindSafe(|| self.kill(victim))) {
@@ -754,6 +756,11 @@ impl Runtime {
                     if !p.is::<GreenletExit>()
                         && self.hook_stopped_kill_of.take() == Some(victim) =>
                 {
+                    // Caught here for good (raised again by `close`, which
+                    // lists it again): the caller unwinds no longer.
+                    if !listed {
+                        self.own_panic_caught(me);
+                    }
                     // A later hook's panic (one set by the last one's
                     // destructor) is dropped: the first is reported.
                     match hooks_panic {

@@ -319,7 +319,7 @@ impl Runtime {
         if let Err(p) = self.tracer.emit(cur, target, SwitchKind::Switch) {
             if !self.reports_hook_panic(cur, p.as_ref()) {
                 drop(value);
-                panic::resume_unwind(p);
+                self.raise_hook_panic(p);
             }
         }
         let value = match self.leave_after_hook(cur, value) {
@@ -396,7 +396,7 @@ impl Runtime {
         if let Err(p) = self.tracer.emit(cur, target, SwitchKind::Throw) {
             if !self.reports_hook_panic(cur, p.as_ref()) {
                 drop(payload);
-                panic::resume_unwind(p);
+                self.raise_hook_panic(p);
             }
         }
         let payload = match self.leave_after_hook(cur, payload) {
@@ -500,6 +500,16 @@ impl Runtime {
                 in_flight.push((self.records.id(cur), OWN_PANIC));
             }
         }
+    }
+
+    /// Raises the switch hook's panic `p`, which `Tracer::emit` caught,
+    /// in the current greenlet: listed again as the greenlet's own
+    /// unwinding where `note_panic` lists one (`emit` took the listing
+    /// back, as for a panic the crate keeps).
+    #[cold]
+    pub(crate) fn raise_hook_panic(&self, p: Box<dyn Any + Send>) -> ! {
+        self.note_panic();
+        panic::resume_unwind(p)
     }
 
     /// Whether `key` is listed as unwinding a panic of its own (see
@@ -611,10 +621,17 @@ impl Runtime {
                             drop_left_value(sent, "a value whose switch refused a kill");
                             panic::resume_unwind(p);
                         }
-                        // The refusal is the runtime's transfer, not one the
-                        // victim asked for, and goes on: the hook's panic is
-                        // reported (raised into a victim whose killer
-                        // unwinds, it would leave it unable to refuse).
+                        if self.records.flags(killer) & UNWINDING == 0 {
+                            // As for any switch: raised into `cur`.
+                            drop_left_value(sent, "a value whose switch refused a kill");
+                            self.raise_hook_panic(p);
+                        }
+                        // The killer unwinds: raised into `cur`, the panic
+                        // would list it as unwinding until it dies (only
+                        // the crate's panic hook tells its unwinding from
+                        // its killer's), and it could then neither refuse
+                        // nor die. The refusal is made; the hook's panic is
+                        // reported.
                         let what =
                             crate::error::payload_message(p.as_ref()).unwrap_or("non-text payload");
                         report!(
@@ -699,7 +716,7 @@ impl Runtime {
     /// The first greenlet at or above `key` that is not dead: a switch or a
     /// result aimed at a dead greenlet goes to its first live ancestor.
     /// Main never dies, so the walk ends.
-    pub(super) fn first_live(&self, mut key: Key) -> Key {
+    pub(crate) fn first_live(&self, mut key: Key) -> Key {
         loop {
             if self.records.state(key) != State::Dead {
                 return key;
