@@ -1086,3 +1086,54 @@ fn a_dropped_calls_greenlet_is_killed_also_when_the_hub_has_no_stack_to_spare() 
     hub_thread.join().unwrap();
     assert_eq!(killed, Ok(()), "the call's greenlet was killed");
 }
+
+/// The kill of a dropped call's greenlet is made in turn with the work
+/// posted before it (as a greenlet of its own): made on the hub greenlet
+/// at once, it overtook a `Remote::spawn` posted earlier in the same mail.
+#[test]
+fn a_dropped_calls_kill_comes_after_work_posted_before_it() {
+    struct Guard(mpsc::Sender<&'static str>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.0.send("killed");
+        }
+    }
+    let (to_caller, from_hub) = mpsc::channel();
+    let hub_thread = thread::spawn(move || {
+        let (stop, stopped) = hub::channel::<()>();
+        to_caller.send((hub::remote(), stop)).unwrap();
+        let _ = stopped.recv();
+    });
+    let (remote, stop) = from_hub.recv().unwrap();
+    let (log_tx, log_rx) = mpsc::channel();
+    let (started_tx, started_rx) = mpsc::channel();
+    let guard = Guard(log_tx.clone());
+    let mut call = Box::pin(remote.call(move || {
+        let _guard = guard;
+        started_tx.send(()).unwrap();
+        hub::sleep(Duration::from_secs(3600));
+    }));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(std::future::Future::poll(call.as_mut(), &mut cx).is_pending());
+    started_rx.recv().unwrap();
+    // The hub's thread held, so both posts land in one batch of mail.
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (gate_tx, gate_rx) = mpsc::channel::<()>();
+    remote
+        .spawn(move || {
+            entered_tx.send(()).unwrap();
+            let _ = gate_rx.recv();
+        })
+        .unwrap();
+    entered_rx.recv().unwrap();
+    remote
+        .spawn(move || log_tx.send("spawned").unwrap())
+        .unwrap();
+    drop(call);
+    gate_tx.send(()).unwrap();
+    let first = log_rx.recv_timeout(Duration::from_secs(60));
+    let second = log_rx.recv_timeout(Duration::from_secs(60));
+    stop.send(()).unwrap();
+    hub_thread.join().unwrap();
+    assert_eq!((first, second), (Ok("spawned"), Ok("killed")));
+}

@@ -145,3 +145,36 @@ fn a_zero_grace_stop_does_not_start_handlers_not_started_yet() {
     });
     assert_eq!(out, Ok((true, true)));
 }
+
+/// `wait` returns once the handler is dropped, its destructors done (a
+/// blocking flush among them): the stop used to count as stopped before
+/// it dropped the handler, and `wait` returned while a destructor still
+/// blocked (the thread's exit that usually follows cut it short).
+#[test]
+fn wait_returns_after_the_handlers_destructors() {
+    let out = hang_guard::guard(60, || {
+        struct Flush(Rc<Cell<bool>>);
+        impl Drop for Flush {
+            fn drop(&mut self) {
+                hub::sleep(Duration::from_millis(1)); // a blocking flush
+                self.0.set(true);
+            }
+        }
+        let flushed = Rc::new(Cell::new(false));
+        let capture = Flush(flushed.clone());
+        let server = Server::bind("127.0.0.1:0", move |_conn, _peer| {
+            let _ = &capture;
+        })
+        .unwrap()
+        .start();
+        hub::time::pause();
+        let s = server.clone();
+        let stopping = hub::spawn(move || s.stop(Duration::from_secs(1)));
+        server.wait();
+        let flushed_at_wait = flushed.get();
+        stopping.join().unwrap();
+        hub::time::resume();
+        flushed_at_wait
+    });
+    assert_eq!(out, Ok(true));
+}

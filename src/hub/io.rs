@@ -2,7 +2,9 @@
 //! `poll` when only I/O (or remote work) can make progress, and the wait of
 //! a greenlet on a socket or a channel.
 
+use std::cell::Cell;
 use std::io;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::join;
@@ -89,7 +91,23 @@ impl Hub {
                         let task = match task {
                             Task::Spawn(f) => f,
                             Task::OnHub(f) => {
-                                on_hub.push(f);
+                                // In a greenlet of its own, in turn with the
+                                // work posted before it; with no stack for
+                                // one, on the hub greenlet after the poll.
+                                let slot = Rc::new(Cell::new(Some(f)));
+                                let s = slot.clone();
+                                let spawned = join::spawn_with(
+                                    &hub,
+                                    crate::greenlet::Greenlet::builder(),
+                                    move || {
+                                        if let Some(f) = s.take() {
+                                            f();
+                                        }
+                                    },
+                                );
+                                if spawned.is_err() {
+                                    on_hub.extend(slot.take());
+                                }
                                 continue;
                             }
                         };

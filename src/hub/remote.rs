@@ -19,9 +19,10 @@ use super::reactor::Ticket;
 pub(crate) enum Task {
     /// Run in a greenlet of its own ([`Remote::spawn`]).
     Spawn(Box<dyn FnOnce() + Send>),
-    /// Run on the hub greenlet itself, between rounds, needing no stack:
-    /// the crate's own short work that must not fail for want of one (the
-    /// kill of an abandoned call's greenlet). It must not block.
+    /// Run as `Spawn`, or, when no stack can be had for its greenlet, on
+    /// the hub greenlet itself after the poll: the crate's own short work
+    /// that must not be dropped for want of a stack (the kill of an
+    /// abandoned call's greenlet). It must not block.
     OnHub(Box<dyn FnOnce() + Send>),
 }
 
@@ -432,10 +433,12 @@ impl Remote {
             .post(|mail| mail.tasks.push_back(Task::Spawn(Box::new(f))))
     }
 
-    /// Runs `f` on the hub greenlet itself, the next time that hub polls,
-    /// without a greenlet of its own: work of the crate's that must not be
-    /// dropped for want of a stack. `f` must be short and must not block
-    /// (a panic there is reported on stderr and goes no further).
+    /// Runs `f` on the hub's thread as [`spawn`](Remote::spawn) does, in
+    /// turn with the work posted before it, or, when no stack can be had
+    /// for its greenlet, on the hub greenlet itself once the poll that
+    /// took it is over: work of the crate's that must not be dropped for
+    /// want of a stack. `f` must be short and must not block (a panic
+    /// there is reported on stderr and goes no further).
     pub(crate) fn run_on_hub<F: FnOnce() + Send + 'static>(
         &self,
         f: F,

@@ -266,8 +266,15 @@ pub(super) struct Shared {
     /// Set once a stop has begun (what `is_stopping` says): what a
     /// `ServerHandle` waits for as a `Waitable`.
     stop_begun: Event,
-    /// Set once `stop` has finished.
+    /// Set once `stop` has finished, the handler dropped.
     stopped: Event,
+    /// The stop is over but for the handler's drop: a `Stopper` asked for
+    /// then has nobody to hear it.
+    over: Cell<bool>,
+    /// The greenlet (its id) dropping the handler, while it does: a `stop`
+    /// or `wait` from a destructor of the handler's captures runs there,
+    /// and would wait for itself.
+    dropper: Cell<Option<u64>>,
     acceptor: RefCell<Option<JoinHandle<()>>>,
     /// The greenlet waiting for a stop from another thread, if any.
     watcher: RefCell<Option<JoinHandle<()>>>,
@@ -287,6 +294,14 @@ pub(super) struct Shared {
 }
 
 impl Shared {
+    /// Whether the current greenlet is the one dropping the handler (see
+    /// `dropper`).
+    fn dropping_here(&self) -> bool {
+        self.dropper
+            .get()
+            .is_some_and(|id| id == crate::Greenlet::current().id())
+    }
+
     fn group_len(&self) -> usize {
         match &self.members {
             Members::Group(g) => g.len(),
@@ -503,15 +518,20 @@ impl Drop for StopRest<'_> {
                 watcher.kill();
             }
         }
-        // Stopped before the handler goes: its destructor is the program's
-        // code, which may stop the server again (that stop then returns),
-        // take a `Stopper` (which says `false`) or block (as ordinary work
-        // even for a daemon's stop, as the grace is).
-        shared.stopped.set();
+        // Over before the handler goes: its destructor is the program's
+        // code, which may stop the server again or wait for it (those
+        // return: they run on this very greenlet), take a `Stopper` (which
+        // says `false`) or block (as ordinary work even for a daemon's
+        // stop, as the grace is). Stopped once it has gone: `wait` returns
+        // after the handler's destructors.
+        shared.over.set(true);
         let handler = shared.handler.borrow_mut().take();
+        shared.dropper.set(Some(crate::Greenlet::current().id()));
         let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             hub::not_daemon(move || drop(handler))
         }));
+        shared.dropper.set(None);
+        shared.stopped.set();
         if let Err(p) = dropped {
             // A kill or a `with_timeout` expiry of this greenlet, come
             // while the destructor blocked, goes on (not where this drop
@@ -554,6 +574,8 @@ impl ServerHandle {
             stop_asked: Cell::new(false),
             stop_begun: Event::new(),
             stopped: Event::new(),
+            over: Cell::new(false),
+            dropper: Cell::new(None),
             acceptor: RefCell::new(None),
             watcher: RefCell::new(None),
             stop_tx: RefCell::new(None),
@@ -679,13 +701,18 @@ impl ServerHandle {
     /// first, at its next turn. Either way later `stop` and
     /// [`wait`](ServerHandle::wait) calls return.
     ///
-    /// The handler (the closure the server was made with) is dropped last,
-    /// once the server counts as stopped: a destructor of its captures may
-    /// use the server (a `stop` there returns, a [`Stopper`] says `false`)
-    /// and may block, as ordinary work even in a daemon's stop. A kill or
-    /// a `with_timeout` expiry that comes meanwhile goes on; a panic there
+    /// The handler (the closure the server was made with) is dropped last:
+    /// a destructor of its captures may use the server (a `stop` or
+    /// [`wait`](ServerHandle::wait) there returns, a [`Stopper`] says
+    /// `false`) and may block, as ordinary work even in a daemon's stop;
+    /// the stop, and `wait` elsewhere, return after it. A kill or a
+    /// `with_timeout` expiry that comes meanwhile goes on; a panic there
     /// (a throw into the stopping greenlet too, which nothing tells from
     /// one) is reported on stderr.
+    ///
+    /// A grace of zero kills at once: no handler runs again before its
+    /// kill, also one the stop itself woke (waiting on the server as a
+    /// `Waitable`), so saying goodbye needs a grace.
     ///
     /// # Panics
     ///
@@ -720,6 +747,11 @@ impl ServerHandle {
             return;
         }
         if shared.stopping.replace(true) {
+            if shared.dropping_here() {
+                // From a destructor of the handler's captures, which the
+                // stop drops last: over, but for that drop, its caller.
+                return;
+            }
             // A stop is under way: this one waits at most its own grace,
             // then kills the handlers left, so a shorter grace (a second
             // Ctrl-C) cuts the first one short; a longer one waits for
@@ -772,6 +804,9 @@ impl ServerHandle {
     ///
     /// As any blocking call.
     pub fn wait(&self) {
+        if self.shared.dropping_here() {
+            return; // from the handler's destructor: see `stop`
+        }
         self.shared.stopped.wait();
     }
 
@@ -791,7 +826,7 @@ impl ServerHandle {
         if let Some(tx) = &*self.shared.stop_tx.borrow() {
             return Stopper { tx: tx.clone() };
         }
-        if self.shared.stopped.is_set() {
+        if self.shared.over.get() {
             // Stopped already: a stopper with nobody to hear it, whose
             // `stop` says so. (While a stop is under way, a stopper can
             // still cut it short.)
@@ -829,7 +864,8 @@ impl ServerHandle {
 /// A `ServerHandle` is ready once a stop has begun (as
 /// [`is_stopping`](ServerHandle::is_stopping) says): a handler waiting for
 /// its next request can wait for a stop too, and say goodbye at once
-/// instead of sitting out the grace.
+/// instead of sitting out the grace (a stop with a grace of zero kills it
+/// before it runs again).
 ///
 /// ```
 /// use std::cell::OnceCell;

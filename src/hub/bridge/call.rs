@@ -333,10 +333,10 @@ impl<R: Send + 'static> Drop for Call<R> {
         drop(state);
         if running {
             let shared = self.shared.clone();
-            // On the hub greenlet itself, which needs no stack: a greenlet
-            // of its own for the kill was dropped unrun when the hub had no
-            // stack to spare, and the call's greenlet ran on for good. A
-            // closed hub has killed its greenlets already.
+            // Posted as a spawn is, but made on the hub greenlet itself
+            // when no stack can be had (a spawn alone was dropped unrun
+            // then, and the call's greenlet ran on for good). A closed hub
+            // has killed its greenlets already.
             let _ = self.remote.run_on_hub(move || kill(&shared));
         }
     }
