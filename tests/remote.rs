@@ -1137,3 +1137,47 @@ fn a_dropped_calls_kill_comes_after_work_posted_before_it() {
     hub_thread.join().unwrap();
     assert_eq!((first, second), (Ok("spawned"), Ok("killed")));
 }
+
+/// The kill of a dropped call's greenlet made on the hub greenlet (no
+/// stack for a greenlet of its own) ends the hub's last I/O wait: the hub
+/// goes round again and `run` returns. Made inside the idle spin's poll,
+/// it left the hub to park for ever on what it had read before.
+#[test]
+fn run_returns_when_a_dropped_calls_kill_without_a_stack_ends_the_last_io_wait() {
+    let (done_tx, done_rx) = mpsc::channel::<&'static str>();
+    let (to_caller, from_hub) = mpsc::channel();
+    let (k_done_tx, k_done_rx) = mpsc::channel::<()>();
+    let _hub_thread = thread::spawn(move || {
+        hub::set_idle_spin(Duration::from_secs(1));
+        let (k_tx, k_rx) = hub::channel::<()>();
+        // K keeps `run` going until the call's greenlet waits; then no
+        // stack can be had.
+        hub::spawn(move || {
+            let _ = k_rx.recv();
+            greenlet::set_stack_policy(greenlet::StackPolicy::new().stack_size(1 << 60));
+            greenlet::trim_stacks();
+            k_done_tx.send(()).unwrap();
+        });
+        to_caller.send((hub::remote(), k_tx)).unwrap();
+        hub::run();
+        let _ = done_tx.send("run returned");
+    });
+    let (remote, k_tx) = from_hub.recv().unwrap();
+    let (started_tx, started_rx) = mpsc::channel();
+    let mut call = Box::pin(remote.call(move || {
+        let listener = greenlet::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        started_tx.send(()).unwrap();
+        let _ = listener.accept(); // the last I/O wait once K is done
+    }));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(std::future::Future::poll(call.as_mut(), &mut cx).is_pending());
+    started_rx.recv().unwrap();
+    k_tx.send(()).unwrap();
+    k_done_rx.recv().unwrap();
+    drop(call);
+    // On failure the hub's thread stays parked, left behind.
+    assert_eq!(
+        done_rx.recv_timeout(Duration::from_secs(60)),
+        Ok("run returned")
+    );
+}

@@ -66,10 +66,15 @@ impl Hub {
     }
 
     /// Polls the reactor (see [`Reactor::poll`]), making the greenlets of
-    /// ready sockets runnable and taking other threads' mail.
-    pub(super) fn poll_io(&self, timeout: Option<Duration>) {
+    /// ready sockets runnable and taking other threads' mail. Returns
+    /// whether it ran work of the crate's on the hub greenlet (a
+    /// `Task::OnHub` with no stack for a greenlet): that may have changed
+    /// what the hub waits for (a kill ends waits, cancels timers), so a
+    /// caller about to park or jump the clock on what it read before goes
+    /// round again instead.
+    pub(super) fn poll_io(&self, timeout: Option<Duration>) -> bool {
         let Some(reactor) = self.reactor.get() else {
-            return;
+            return false;
         };
         // Work for the hub greenlet itself, run once the poll is over (not
         // inside it, where the reactor is in use).
@@ -139,6 +144,13 @@ impl Hub {
                 }
             },
         );
+        let ran = !on_hub.is_empty();
+        // Not parked while it runs (what `stats` says of the hub).
+        let parked = if ran {
+            self.parked.replace(false)
+        } else {
+            false
+        };
         for f in on_hub {
             // A panic goes no further: it would end the hub greenlet. (A
             // kill of the hub greenlet itself, a watchdog's, unwinds on.)
@@ -153,6 +165,10 @@ impl Hub {
                 crate::error::drop_quietly(p);
             }
         }
+        if ran {
+            self.parked.set(parked);
+        }
+        ran
     }
 
     /// Parks in `poll` for at most `timeout`, after spinning for up to
@@ -165,8 +181,7 @@ impl Hub {
             let limit = timeout.map_or(spin, |t| t.min(spin));
             let start = Instant::now();
             loop {
-                self.poll_io(Some(Duration::ZERO));
-                if !self.ready.borrow().is_empty() {
+                if self.poll_io(Some(Duration::ZERO)) || !self.ready.borrow().is_empty() {
                     return;
                 }
                 if start.elapsed() >= limit {

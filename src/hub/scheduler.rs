@@ -263,8 +263,7 @@ impl Hub {
                         self.parked.set(false);
                         continue;
                     }
-                    self.poll_io(Some(Duration::ZERO));
-                    if !self.ready.borrow().is_empty() {
+                    if self.poll_io(Some(Duration::ZERO)) || !self.ready.borrow().is_empty() {
                         continue;
                     }
                 }
