@@ -266,15 +266,9 @@ pub(super) struct Shared {
     /// Set once a stop has begun (what `is_stopping` says): what a
     /// `ServerHandle` waits for as a `Waitable`.
     stop_begun: Event,
-    /// Set once `stop` has finished, the handler dropped.
+    /// Set once `stop` has finished: before it drops the handler (see
+    /// `StopRest`).
     stopped: Event,
-    /// The stop is over but for the handler's drop: a `Stopper` asked for
-    /// then has nobody to hear it.
-    over: Cell<bool>,
-    /// The greenlet (its id) dropping the handler, while it does: a `stop`
-    /// or `wait` from a destructor of the handler's captures runs there,
-    /// and would wait for itself.
-    dropper: Cell<Option<u64>>,
     acceptor: RefCell<Option<JoinHandle<()>>>,
     /// The greenlet waiting for a stop from another thread, if any.
     watcher: RefCell<Option<JoinHandle<()>>>,
@@ -294,14 +288,6 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    /// Whether the current greenlet is the one dropping the handler (see
-    /// `dropper`).
-    fn dropping_here(&self) -> bool {
-        self.dropper
-            .get()
-            .is_some_and(|id| id == crate::Greenlet::current().id())
-    }
-
     fn group_len(&self) -> usize {
         match &self.members {
             Members::Group(g) => g.len(),
@@ -518,20 +504,19 @@ impl Drop for StopRest<'_> {
                 watcher.kill();
             }
         }
-        // Over before the handler goes: its destructor is the program's
+        // Stopped before the handler goes: its destructor is the program's
         // code, which may stop the server again or wait for it (those
-        // return: they run on this very greenlet), take a `Stopper` (which
-        // says `false`) or block (as ordinary work even for a daemon's
-        // stop, as the grace is). Stopped once it has gone: `wait` returns
-        // after the handler's destructors.
-        shared.over.set(true);
+        // return), hand the wait to other greenlets that do (a join of a
+        // helper that waits for the server), take a `Stopper` (which says
+        // `false`) or block (as ordinary work even for a daemon's stop, as
+        // the grace is). Stopped only once it has gone, `wait` would see
+        // the destructors done, but any of those waited for itself. (Tried,
+        // and reviewed: a helper joined by the destructor deadlocked.)
+        shared.stopped.set();
         let handler = shared.handler.borrow_mut().take();
-        shared.dropper.set(Some(crate::Greenlet::current().id()));
         let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             hub::not_daemon(move || drop(handler))
         }));
-        shared.dropper.set(None);
-        shared.stopped.set();
         if let Err(p) = dropped {
             // A kill or a `with_timeout` expiry of this greenlet, come
             // while the destructor blocked, goes on (not where this drop
@@ -574,8 +559,6 @@ impl ServerHandle {
             stop_asked: Cell::new(false),
             stop_begun: Event::new(),
             stopped: Event::new(),
-            over: Cell::new(false),
-            dropper: Cell::new(None),
             acceptor: RefCell::new(None),
             watcher: RefCell::new(None),
             stop_tx: RefCell::new(None),
@@ -701,14 +684,16 @@ impl ServerHandle {
     /// first, at its next turn. Either way later `stop` and
     /// [`wait`](ServerHandle::wait) calls return.
     ///
-    /// The handler (the closure the server was made with) is dropped last:
-    /// a destructor of its captures may use the server (a `stop` or
-    /// [`wait`](ServerHandle::wait) there returns, a [`Stopper`] says
-    /// `false`) and may block, as ordinary work even in a daemon's stop;
-    /// the stop, and `wait` elsewhere, return after it. A kill or a
-    /// `with_timeout` expiry that comes meanwhile goes on; a panic there
-    /// (a throw into the stopping greenlet too, which nothing tells from
-    /// one) is reported on stderr.
+    /// The handler (the closure the server was made with) is dropped last,
+    /// once the server counts as stopped: a destructor of its captures may
+    /// use the server (a `stop` or [`wait`](ServerHandle::wait) there, or
+    /// in a greenlet it waits for, returns; a [`Stopper`] says `false`)
+    /// and may block, as ordinary work even in a daemon's stop. So `wait`
+    /// elsewhere may return while such a destructor still blocks: the stop
+    /// returns after it (join the greenlet that called `stop`, to know the
+    /// destructors done). A kill or a `with_timeout` expiry that comes
+    /// meanwhile goes on; a panic there (a throw into the stopping
+    /// greenlet too, which nothing tells from one) is reported on stderr.
     ///
     /// A grace of zero kills at once: no handler runs again before its
     /// kill, also one the stop itself woke (waiting on the server as a
@@ -747,11 +732,6 @@ impl ServerHandle {
             return;
         }
         if shared.stopping.replace(true) {
-            if shared.dropping_here() {
-                // From a destructor of the handler's captures, which the
-                // stop drops last: over, but for that drop, its caller.
-                return;
-            }
             // A stop is under way: this one waits at most its own grace,
             // then kills the handlers left, so a shorter grace (a second
             // Ctrl-C) cuts the first one short; a longer one waits for
@@ -804,9 +784,6 @@ impl ServerHandle {
     ///
     /// As any blocking call.
     pub fn wait(&self) {
-        if self.shared.dropping_here() {
-            return; // from the handler's destructor: see `stop`
-        }
         self.shared.stopped.wait();
     }
 
@@ -826,7 +803,7 @@ impl ServerHandle {
         if let Some(tx) = &*self.shared.stop_tx.borrow() {
             return Stopper { tx: tx.clone() };
         }
-        if self.shared.over.get() {
+        if self.shared.stopped.is_set() {
             // Stopped already: a stopper with nobody to hear it, whose
             // `stop` says so. (While a stop is under way, a stopper can
             // still cut it short.)
