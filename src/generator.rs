@@ -784,8 +784,12 @@ impl<Y: 'static, R: 'static, S: 'static> Generator<Y, R, S> {
         // was: its consumer, and an item left for the next resume.)
         if !Runtime::get().switch_refused_now() {
             self.adopt();
+        }
+        if Runtime::get().switch_goes_now() {
             // An item left here for the next resume is passed over: the
-            // error is raised at the yield that handed it over.
+            // error is raised at the yield that handed it over. (Not when
+            // this switch is the refusal of a kill the caller caught: the
+            // throw never reaches the producer then.)
             self.drop_held();
         }
         let payload = into_payload(error);

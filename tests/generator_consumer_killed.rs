@@ -457,3 +457,40 @@ fn a_victim_that_caught_its_kill_gets_a_waiting_item_without_refusing() {
     });
     assert_eq!(out, Ok((Some(1), true)));
 }
+
+/// A throw made by a greenlet that caught the kill of a killer that
+/// unwinds is that kill's refusal, and never reaches the producer: the
+/// waiting item stays for the next resume (the throw dropped it first).
+#[test]
+fn a_throw_that_is_a_kills_refusal_keeps_the_waiting_item() {
+    let out = hang_guard::guard(60, || {
+        let (q, g, drops) = with_an_item_waiting();
+        let g3 = g.clone();
+        let v = Greenlet::new(move |()| {
+            let caught = catch_unwind(AssertUnwindSafe(|| {
+                let _ = Greenlet::main().switch::<(), ()>(());
+            }));
+            drop(caught);
+            let _ = g3.borrow_mut().throw(7u32);
+        });
+        v.switch::<(), ()>(()).unwrap();
+        struct KillsOnDrop(Greenlet, Rc<Cell<Option<bool>>>);
+        impl Drop for KillsOnDrop {
+            fn drop(&mut self) {
+                self.1.set(Some(self.0.try_kill().is_err()));
+            }
+        }
+        let refused = Rc::new(Cell::new(None));
+        let killer = KillsOnDrop(v.clone(), refused.clone());
+        let _ = catch_unwind(AssertUnwindSafe(move || {
+            let _killer = killer;
+            panic!("main unwinds");
+        }));
+        v.kill(); // it refused, suspended in its throw
+        let dropped = drops.get();
+        q.put(2);
+        let next = g.borrow_mut().next().map(|i| i.0);
+        (refused.get(), dropped, next)
+    });
+    assert_eq!(out, Ok((Some(true), 0, Some(1))));
+}

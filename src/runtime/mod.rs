@@ -304,6 +304,15 @@ impl Runtime {
             || self.tracer.running()
     }
 
+    /// Whether a switch by the current greenlet would go where it asks:
+    /// not refused at once, and not the refusal of a kill it caught (which
+    /// goes to the killer instead).
+    pub(crate) fn switch_goes_now(&self) -> bool {
+        let cur = self.current.get();
+        !self.switch_refused_now()
+            && (self.records.flags(cur) & DYING == 0 || self.records.killer(cur).is_none())
+    }
+
     /// The parent of a live greenlet (`None` for main).
     #[inline(always)]
     pub(crate) fn parent_of(&self, key: Key) -> Option<Key> {

@@ -506,9 +506,15 @@ impl Runtime {
     /// in the current greenlet: listed again as the greenlet's own
     /// unwinding where `note_panic` lists one (`emit` took the listing
     /// back, as for a panic the crate keeps).
+    /// Only where the thread panics already (a killer that unwinds), as
+    /// the crate's panic hook would have listed it: where it does not,
+    /// `panicking` tells this unwinding by itself, and a listing would
+    /// outlive its catch (the greenlet may catch it and live on).
     #[cold]
     pub(crate) fn raise_hook_panic(&self, p: Box<dyn Any + Send>) -> ! {
-        self.note_panic();
+        if std::thread::panicking() {
+            self.note_panic();
+        }
         panic::resume_unwind(p)
     }
 
