@@ -16,6 +16,8 @@ use greenlet::{Generator, Greenlet, Thrown, Yielder};
 mod child;
 #[path = "support/hang_guard.rs"]
 mod hang_guard;
+#[path = "support/unwinding.rs"]
+mod unwinding;
 
 /// Counts its drops.
 struct Item(u32, Rc<Cell<u32>>);
@@ -24,6 +26,16 @@ impl Drop for Item {
     fn drop(&mut self) {
         self.1.set(self.1.get() + 1);
     }
+}
+
+/// Spawns a consumer that resumes `g` and kills it once it waits there,
+/// the producer blocked in the hub (its first wait).
+fn kill_its_consumer_as_the_producer_waits<Y: 'static>(g: &Rc<RefCell<Generator<Y>>>) {
+    let g2 = g.clone();
+    let c = hub::spawn(move || drop(g2.borrow_mut().next()));
+    hub::yield_now();
+    hub::yield_now(); // c waits in `next`, the producer in its wait
+    c.kill();
 }
 
 /// A generator yielding what it takes from `q`, shared so it outlives a
@@ -56,11 +68,7 @@ fn with_an_item_waiting() -> (Queue<u32>, Shared, Rc<Cell<u32>>) {
             }
         },
     )));
-    let g2 = g.clone();
-    let c = hub::spawn(move || g2.borrow_mut().next().map(|i| i.0));
-    hub::yield_now();
-    hub::yield_now(); // c waits in `next`, the producer in `get`
-    c.kill();
+    kill_its_consumer_as_the_producer_waits(&g);
     q.put(1);
     hub::run(); // the producer takes 1 and yields it: it waits
     (q, g, drops)
@@ -241,11 +249,11 @@ fn a_refused_throw_keeps_the_waiting_item() {
 }
 
 /// Counts its drops across threads.
-struct SendItem(u32, Arc<AtomicU32>);
+struct SendItem(Arc<AtomicU32>);
 
 impl Drop for SendItem {
     fn drop(&mut self) {
-        self.1.fetch_add(1, Ordering::SeqCst);
+        self.0.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -268,15 +276,11 @@ fn a_waiting_item_is_dropped_with_its_generator_after_the_threads_teardown() {
             let q2 = q.clone();
             let g = Rc::new(RefCell::new(Generator::new(
                 move |y: &Yielder<SendItem>| loop {
-                    let v = q2.get();
-                    y.yield_(SendItem(v, d.clone()));
+                    q2.get();
+                    y.yield_(SendItem(d.clone()));
                 },
             )));
-            let g2 = g.clone();
-            let c = hub::spawn(move || g2.borrow_mut().next().map(|i| i.0));
-            hub::yield_now();
-            hub::yield_now();
-            c.kill();
+            kill_its_consumer_as_the_producer_waits(&g);
             q.put(1);
             hub::run(); // item 1 waits
             KEPT.with(|k| *k.borrow_mut() = Some(g));
@@ -318,11 +322,7 @@ fn a_waiting_items_panic_is_reported_when_a_dropper_that_unwinds_drops_it() {
             y.yield_(PanicsOnDrop);
         },
     )));
-    let g2 = g.clone();
-    let c = hub::spawn(move || g2.borrow_mut().next().map(std::mem::forget));
-    hub::yield_now();
-    hub::yield_now();
-    c.kill();
+    kill_its_consumer_as_the_producer_waits(&g);
     q.put(1);
     hub::run(); // the item waits
     let _ = catch_unwind(AssertUnwindSafe(move || {
@@ -351,11 +351,7 @@ fn the_item_waits_when_the_hub_resumed_a_greenlet_below_the_producer() {
                 y.yield_(Item(v, d.clone()));
             }
         })));
-        let g2 = g.clone();
-        let c = hub::spawn(move || g2.borrow_mut().next().map(|i| i.0));
-        hub::yield_now();
-        hub::yield_now();
-        c.kill();
+        kill_its_consumer_as_the_producer_waits(&g);
         q.put(1);
         hub::run();
         let dropped = drops.get();
@@ -375,11 +371,7 @@ fn the_item_waits_when_the_hub_resumed_a_greenlet_below_the_producer() {
                 y.yield_(Item(v, d.clone()));
             },
         )));
-        let g2 = g.clone();
-        let c = hub::spawn(move || g2.borrow_mut().next().map(|i| i.0));
-        hub::yield_now();
-        hub::yield_now();
-        c.kill();
+        kill_its_consumer_as_the_producer_waits(&g);
         q.put(1);
         hub::run();
         let dropped = drops.get();
@@ -409,11 +401,7 @@ fn the_item_of_a_producer_thrown_into_waits_when_its_spawned_consumer_is_dead() 
                 y.yield_(Item(v, d.clone()));
             },
         )));
-        let g2 = g.clone();
-        let c = hub::spawn(move || g2.borrow_mut().next().map(|i| i.0));
-        hub::yield_now();
-        hub::yield_now();
-        c.kill();
+        kill_its_consumer_as_the_producer_waits(&g);
         let producer = g.borrow().greenlet().clone();
         let _ = producer.throw::<&str, ()>("wake up");
         let dropped = drops.get();
@@ -442,17 +430,7 @@ fn a_victim_that_caught_its_kill_gets_a_waiting_item_without_refusing() {
             got2.set(g3.borrow_mut().next().map(|i| i.0));
         });
         v.switch::<(), ()>(()).unwrap();
-        struct KillsOnDrop(Greenlet);
-        impl Drop for KillsOnDrop {
-            fn drop(&mut self) {
-                self.0.kill();
-            }
-        }
-        let killer = KillsOnDrop(v.clone());
-        let _ = catch_unwind(AssertUnwindSafe(move || {
-            let _killer = killer;
-            panic!("main unwinds");
-        }));
+        assert_eq!(unwinding::try_kill_while_unwinding(&v), Ok(()));
         (got.get(), v.is_dead())
     });
     assert_eq!(out, Ok((Some(1), true)));
@@ -474,23 +452,12 @@ fn a_throw_that_is_a_kills_refusal_keeps_the_waiting_item() {
             let _ = g3.borrow_mut().throw(7u32);
         });
         v.switch::<(), ()>(()).unwrap();
-        struct KillsOnDrop(Greenlet, Rc<Cell<Option<bool>>>);
-        impl Drop for KillsOnDrop {
-            fn drop(&mut self) {
-                self.1.set(Some(self.0.try_kill().is_err()));
-            }
-        }
-        let refused = Rc::new(Cell::new(None));
-        let killer = KillsOnDrop(v.clone(), refused.clone());
-        let _ = catch_unwind(AssertUnwindSafe(move || {
-            let _killer = killer;
-            panic!("main unwinds");
-        }));
+        let refused = Some(unwinding::try_kill_while_unwinding(&v).is_err());
         v.kill(); // it refused, suspended in its throw
         let dropped = drops.get();
         q.put(2);
         let next = g.borrow_mut().next().map(|i| i.0);
-        (refused.get(), dropped, next)
+        (refused, dropped, next)
     });
     assert_eq!(out, Ok((Some(true), 0, Some(1))));
 }

@@ -1040,6 +1040,37 @@ fn a_remote_call_whose_function_is_dropped_unrun_resolves_once_the_function_is_g
     );
 }
 
+/// A hub thread whose main greenlet waits until told to stop: its
+/// `Remote`, what stops it, and the thread.
+fn hub_thread_until_stopped() -> (hub::Remote, hub::Sender<()>, thread::JoinHandle<()>) {
+    let (to_caller, from_hub) = mpsc::channel();
+    let hub_thread = thread::spawn(move || {
+        let (stop, stopped) = hub::channel::<()>();
+        to_caller.send((hub::remote(), stop)).unwrap();
+        let _ = stopped.recv();
+    });
+    let (remote, stop) = from_hub.recv().unwrap();
+    (remote, stop, hub_thread)
+}
+
+/// A call through `remote` whose greenlet holds `guard` and sleeps for an
+/// hour, polled once (in flight), returned once its greenlet sleeps.
+fn call_sleeping_with<G: Send + 'static>(
+    remote: &hub::Remote,
+    guard: G,
+) -> std::pin::Pin<Box<hub::Call<()>>> {
+    let (started_tx, started_rx) = mpsc::channel();
+    let mut call = Box::pin(remote.call(move || {
+        let _guard = guard;
+        started_tx.send(()).unwrap();
+        hub::sleep(Duration::from_secs(3600));
+    }));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(std::future::Future::poll(call.as_mut(), &mut cx).is_pending());
+    started_rx.recv().unwrap(); // its greenlet sleeps
+    call
+}
+
 /// Dropping a `Remote::call` future kills the call's greenlet; the kill
 /// is made on the hub greenlet itself, which needs no stack: posted as a
 /// greenlet of its own, it was dropped unrun while the hub had no stack
@@ -1052,27 +1083,9 @@ fn a_dropped_calls_greenlet_is_killed_also_when_the_hub_has_no_stack_to_spare() 
             let _ = self.0.send(());
         }
     }
-    let (remote, stop, hub_thread) = {
-        let (to_caller, from_hub) = mpsc::channel();
-        let hub_thread = thread::spawn(move || {
-            let (stop, stopped) = hub::channel::<()>();
-            to_caller.send((hub::remote(), stop)).unwrap();
-            let _ = stopped.recv();
-        });
-        let (remote, stop) = from_hub.recv().unwrap();
-        (remote, stop, hub_thread)
-    };
+    let (remote, stop, hub_thread) = hub_thread_until_stopped();
     let (dropped_tx, dropped_rx) = mpsc::channel();
-    let (started_tx, started_rx) = mpsc::channel();
-    let guard = Guard(dropped_tx);
-    let mut call = Box::pin(remote.call(move || {
-        let _guard = guard;
-        started_tx.send(()).unwrap();
-        hub::sleep(Duration::from_secs(3600));
-    }));
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    assert!(std::future::Future::poll(call.as_mut(), &mut cx).is_pending());
-    started_rx.recv().unwrap(); // its greenlet sleeps
+    let call = call_sleeping_with(&remote, Guard(dropped_tx));
     remote
         .call_blocking(|| {
             // No stack can be had from now on.
@@ -1098,24 +1111,9 @@ fn a_dropped_calls_kill_comes_after_work_posted_before_it() {
             let _ = self.0.send("killed");
         }
     }
-    let (to_caller, from_hub) = mpsc::channel();
-    let hub_thread = thread::spawn(move || {
-        let (stop, stopped) = hub::channel::<()>();
-        to_caller.send((hub::remote(), stop)).unwrap();
-        let _ = stopped.recv();
-    });
-    let (remote, stop) = from_hub.recv().unwrap();
+    let (remote, stop, hub_thread) = hub_thread_until_stopped();
     let (log_tx, log_rx) = mpsc::channel();
-    let (started_tx, started_rx) = mpsc::channel();
-    let guard = Guard(log_tx.clone());
-    let mut call = Box::pin(remote.call(move || {
-        let _guard = guard;
-        started_tx.send(()).unwrap();
-        hub::sleep(Duration::from_secs(3600));
-    }));
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    assert!(std::future::Future::poll(call.as_mut(), &mut cx).is_pending());
-    started_rx.recv().unwrap();
+    let call = call_sleeping_with(&remote, Guard(log_tx.clone()));
     // The hub's thread held, so both posts land in one batch of mail.
     let (entered_tx, entered_rx) = mpsc::channel();
     let (gate_tx, gate_rx) = mpsc::channel::<()>();

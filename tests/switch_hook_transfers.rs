@@ -19,6 +19,8 @@ use greenlet::{
 mod child;
 #[path = "support/hang_guard.rs"]
 mod hang_guard;
+#[path = "support/unwinding.rs"]
+mod unwinding;
 
 /// What the hook saw: (origin id, target id, kind).
 type Log = Rc<RefCell<Vec<(u64, u64, SwitchKind)>>>;
@@ -389,17 +391,7 @@ fn a_victim_unwinding_a_hooks_panic_raised_at_its_own_kill_cannot_switch() {
         w.kill();
     });
     v.switch::<(), ()>(()).unwrap();
-    struct KillsOnDrop(Greenlet);
-    impl Drop for KillsOnDrop {
-        fn drop(&mut self) {
-            self.0.kill();
-        }
-    }
-    let killer = KillsOnDrop(v.clone());
-    let _ = catch_unwind(AssertUnwindSafe(move || {
-        let _killer = killer;
-        panic!("main unwinds");
-    }));
+    let _ = unwinding::try_kill_while_unwinding(&v);
     set_switch_hook(None);
     assert_eq!(
         *log.borrow(),
