@@ -998,6 +998,64 @@ fn unix_listener_serves_a_greenlet_per_connection() {
     }
 }
 
+/// Lets the other greenlets run a few rounds; returns whether `h`'s
+/// greenlet finished meanwhile (a woken greenlet runs in the next round).
+fn finishes_soon<R: 'static>(h: &JoinHandle<R>) -> bool {
+    for _ in 0..8 {
+        if h.is_finished() {
+            return true;
+        }
+        hub::yield_now();
+    }
+    h.is_finished()
+}
+
+/// A greenlet writing `BIG` bytes to `stream`, which nobody reads.
+fn unread_writer(stream: &Rc<UnixStream>) -> JoinHandle<Result<(), ErrorKind>> {
+    let stream = stream.clone();
+    hub::spawn(move || (&*stream).write_all(&pattern(BIG)).map_err(|e| e.kind()))
+}
+
+// Linux tells a Unix stream's epoll nothing of its own write half shut
+// down while the send buffer is full (it does for TCP, above): the
+// shutdown wakes the writers itself.
+#[test]
+fn shutting_down_a_unix_streams_write_half_wakes_its_writers_and_its_clones_with_broken_pipe() {
+    let (a, _b) = UnixStream::pair().unwrap();
+    shrink_send_buffer(&a);
+    let clone = Rc::new(a.try_clone().unwrap());
+    let a = Rc::new(a);
+    let writer = unread_writer(&a);
+    assert!(is_writable(wait_until_blocked(&writer), &*a));
+    let clones_writer = unread_writer(&clone);
+    assert!(is_writable(wait_until_blocked(&clones_writer), &*clone));
+    a.shutdown(Shutdown::Write).unwrap();
+    assert!(finishes_soon(&writer), "the writer still waits");
+    assert!(
+        finishes_soon(&clones_writer),
+        "the clone's writer still waits"
+    );
+    assert_eq!(writer.join().unwrap(), Err(ErrorKind::BrokenPipe));
+    assert_eq!(clones_writer.join().unwrap(), Err(ErrorKind::BrokenPipe));
+}
+
+#[test]
+fn a_write_after_a_unix_streams_write_half_is_shut_down_fails_at_once_after_a_full_buffer() {
+    let (a, _b) = UnixStream::pair().unwrap();
+    shrink_send_buffer(&a);
+    let a = Rc::new(a);
+    let writer = unread_writer(&a);
+    wait_until_blocked(&writer); // its registration: not writable
+    writer.kill();
+    a.shutdown(Shutdown::Write).unwrap();
+    let late = {
+        let a = a.clone();
+        hub::spawn(move || (&*a).write(b"x").map_err(|e| e.kind()))
+    };
+    assert!(finishes_soon(&late), "the write waits for room");
+    assert_eq!(late.join().unwrap(), Err(ErrorKind::BrokenPipe));
+}
+
 #[test]
 fn unix_read_timeout_and_kill_during_accept() {
     let (a, _b) = UnixStream::pair().unwrap();

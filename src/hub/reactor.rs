@@ -215,6 +215,14 @@ impl Registration {
         self.fire(Direction::Write, true, &mut wake);
     }
 
+    /// The owner shut `dir` down (a Unix stream's write half): marks it
+    /// ready and hands its waits to `wake`, whose retries get the
+    /// kernel's error. Linux reports no readiness for it while the send
+    /// buffer is full, as it does for TCP.
+    pub(crate) fn shut_down(&self, dir: Direction, wake: impl FnMut(WaitKey)) {
+        self.fire(dir, false, wake);
+    }
+
     /// A stream read came back short, which on Linux (epoll) means the
     /// receive queue is drained: the next read waits for an event instead
     /// of asking the kernel first, saving a `WouldBlock` syscall per

@@ -1,10 +1,10 @@
 //! A mio socket registered with the thread's hub: the one place where a
 //! socket call that would block turns into a greenlet wait.
 
-use std::cell::{Cell, OnceCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use mio::event::Source;
@@ -29,11 +29,21 @@ type Pair = [Cell<Option<Duration>>; 2];
 /// open socket that every duplicate of its descriptor names, so a timeout
 /// set through a `try_clone`d handle holds for the original too. Here they
 /// are the socket's own until its first `try_clone`, which moves them
-/// where both handles share them (an allocation only for sockets that
-/// are cloned, none per accepted connection).
+/// into [`Clones`], shared by every handle (an allocation only for sockets
+/// that are cloned, none per accepted connection).
 struct Timeouts {
     own: Pair,
-    shared: OnceCell<Rc<Pair>>,
+    shared: OnceCell<Rc<Clones>>,
+}
+
+/// What the handles of one socket (the original and its `try_clone`s,
+/// each registered on its own) share: the timeouts, and each handle's
+/// registration, for a shutdown through one handle to wake the writers
+/// blocked on the others (see [`Socket::shut_down_writes`]).
+struct Clones {
+    timeouts: Pair,
+    /// Those of dropped handles are pruned as clones are made.
+    registrations: RefCell<Vec<Weak<Registration>>>,
 }
 
 impl Timeouts {
@@ -45,7 +55,9 @@ impl Timeouts {
     }
 
     fn pair(&self) -> &Pair {
-        self.shared.get().map_or(&self.own, |shared| shared)
+        self.shared
+            .get()
+            .map_or(&self.own, |shared| &shared.timeouts)
     }
 
     fn get(&self, dir: Direction) -> Option<Duration> {
@@ -56,11 +68,19 @@ impl Timeouts {
         self.pair()[dir as usize].set(timeout);
     }
 
-    /// The timeouts shared from now on with a clone.
-    fn share(&self) -> Timeouts {
-        let shared = self
-            .shared
-            .get_or_init(|| Rc::new([Cell::new(self.own[0].get()), Cell::new(self.own[1].get())]));
+    /// The timeouts of a clone, whose registration is `clone`, of the
+    /// socket whose registration is `own`: shared from now on.
+    fn share(&self, own: &Rc<Registration>, clone: &Rc<Registration>) -> Timeouts {
+        let shared = self.shared.get_or_init(|| {
+            Rc::new(Clones {
+                timeouts: [Cell::new(self.own[0].get()), Cell::new(self.own[1].get())],
+                registrations: RefCell::new(vec![Rc::downgrade(own)]),
+            })
+        });
+        let mut registrations = shared.registrations.borrow_mut();
+        registrations.retain(|reg| reg.strong_count() > 0);
+        registrations.push(Rc::downgrade(clone));
+        drop(registrations);
         Timeouts {
             own: Default::default(),
             shared: OnceCell::from(shared.clone()),
@@ -246,9 +266,37 @@ impl<S: Source + AsRawFd> Socket<S> {
     }
 
     /// Makes `self` share the timeouts of `other`, of which it is a clone
-    /// (see [`Timeouts`]).
+    /// (see [`Timeouts`]), and hear of its shutdowns.
     pub(crate) fn share_timeouts(&mut self, other: &Socket<S>) {
-        self.timeouts = other.timeouts.share();
+        self.timeouts = other.timeouts.share(&other.reg, &self.reg);
+    }
+
+    /// Its write half was shut down: wakes the greenlets blocked writing
+    /// through this handle or a clone, whose retries get `EPIPE` as
+    /// std's blocking writes do. Linux tells a Unix stream's epoll of no
+    /// such change while the send buffer is full (it does for TCP).
+    pub(crate) fn shut_down_writes(&self) {
+        let hub = &self.hub;
+        let wake = |w| {
+            hub.wake(w, crate::hub::Wake::Ready);
+        };
+        match self.timeouts.shared.get() {
+            None => self.reg.shut_down(Direction::Write, wake),
+            Some(clones) => {
+                // Upgraded first: a woken writer cannot run (and drop its
+                // handle) before this returns, but the list is not
+                // borrowed while the hub is called either way.
+                let registrations: Vec<_> = clones
+                    .registrations
+                    .borrow()
+                    .iter()
+                    .filter_map(Weak::upgrade)
+                    .collect();
+                for reg in registrations {
+                    reg.shut_down(Direction::Write, wake);
+                }
+            }
+        }
     }
 
     pub(crate) fn set_timeout(&self, dir: Direction, timeout: Option<Duration>) -> io::Result<()> {

@@ -244,13 +244,28 @@ impl UnixStream {
         self.socket.get().peer_addr()
     }
 
-    /// Shuts down the read half, the write half or both.
+    /// Shuts down the read half, the write half or both. Shutting down
+    /// the write half wakes the greenlets blocked writing to it, through
+    /// this handle or its [`try_clone`](UnixStream::try_clone)s, with
+    /// `BrokenPipe`, as std's blocking writes wake.
+    ///
+    /// A peer that shuts down *its read half* is another matter: Linux
+    /// tells epoll nothing of it while this end's send buffer is full, so
+    /// a write blocked then (or one made after a write found the buffer
+    /// full) waits until the peer reads, closes, or shuts down both halves,
+    /// or until the write timeout, after which it returns `BrokenPipe`.
+    /// Set a [write timeout](UnixStream::set_write_timeout) where a peer
+    /// may do that.
     ///
     /// # Errors
     ///
     /// As [`std::os::unix::net::UnixStream::shutdown`].
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.socket.get().shutdown(how)
+        self.socket.get().shutdown(how)?;
+        if how != Shutdown::Read {
+            self.socket.shut_down_writes();
+        }
+        Ok(())
     }
 
     /// Takes the pending `SO_ERROR`, if any.
