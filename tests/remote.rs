@@ -1179,3 +1179,122 @@ fn run_returns_when_a_dropped_calls_kill_without_a_stack_ends_the_last_io_wait()
         Ok("run returned")
     );
 }
+
+// ----- a send wakes the longest waiting receiver -----
+//
+// A receiver woken for a value that another greenlet takes before it runs
+// waits again first, in its place: the next value is still its.
+
+type Order = Rc<RefCell<Vec<(&'static str, u32)>>>;
+
+/// Greenlets named `names` receiving from `rx` until the end, recording
+/// what each got; each made to wait in turn, the first longest.
+fn waiting_receivers(
+    rx: &Rc<Receiver<u32>>,
+    names: &[&'static str],
+) -> (Vec<hub::JoinHandle<()>>, Order) {
+    let order: Order = Rc::default();
+    let handles = names
+        .iter()
+        .map(|&name| {
+            let (rx, order) = (rx.clone(), order.clone());
+            hub::spawn(move || {
+                while let Ok(v) = rx.recv() {
+                    order.borrow_mut().push((name, v));
+                }
+            })
+        })
+        .collect();
+    hub::yield_now();
+    (handles, order)
+}
+
+/// Sends `v` from another thread: the receivers' hub hears of it when it
+/// next reads its mail.
+fn send_from_a_thread(tx: &hub::Sender<u32>, v: u32) {
+    let tx = tx.clone();
+    thread::spawn(move || tx.send(v).unwrap()).join().unwrap();
+}
+
+/// Lets the hub run until some receiver got `v`; returns who.
+fn who_gets(order: &Order, v: u32) -> &'static str {
+    loop {
+        if let Some(&(name, _)) = order.borrow().iter().find(|(_, got)| *got == v) {
+            return name;
+        }
+        hub::yield_now();
+    }
+}
+
+fn end(tx: hub::Sender<u32>, handles: Vec<hub::JoinHandle<()>>) {
+    drop(tx);
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn a_receiver_woken_for_a_value_another_took_with_try_recv_keeps_its_place() {
+    let (tx, rx) = hub::channel();
+    let rx = Rc::new(rx);
+    let (handles, order) = waiting_receivers(&rx, &["A", "B"]);
+    tx.send(1).unwrap();
+    hub::yield_now(); // the hub wakes A, which has not run
+    assert_eq!(rx.try_recv(), Ok(1));
+    hub::yield_now(); // A runs and waits again
+    send_from_a_thread(&tx, 2);
+    assert_eq!(who_gets(&order, 2), "A", "{:?}", order.borrow());
+    end(tx, handles);
+}
+
+#[test]
+fn a_receiver_woken_for_a_value_a_running_receiver_took_keeps_its_place() {
+    let (tx, rx) = hub::channel();
+    let rx = Rc::new(rx);
+    let (handles, order) = waiting_receivers(&rx, &["A", "B"]);
+    send_from_a_thread(&tx, 1); // wakes A when the hub reads it
+    assert_eq!(rx.recv(), Ok(1)); // main, running, takes it first
+    hub::yield_now();
+    hub::yield_now(); // A has run, found nothing and waits again
+    send_from_a_thread(&tx, 2);
+    assert_eq!(who_gets(&order, 2), "A", "{:?}", order.borrow());
+    end(tx, handles);
+}
+
+#[test]
+fn a_receiver_woken_for_a_value_a_timed_out_receiver_took_keeps_its_place() {
+    hub::time::pause();
+    let (tx, rx) = hub::channel();
+    let rx = Rc::new(rx);
+    let timed = {
+        let rx = rx.clone();
+        hub::spawn(move || rx.recv_timeout(Duration::from_secs(1)))
+    };
+    let (handles, order) = waiting_receivers(&rx, &["B", "C"]);
+    send_from_a_thread(&tx, 1); // posted, not yet read by the hub
+                                // In one pass the timeout fires and the send's notification passes
+                                // the timed-out receiver over to wake B; the timed-out one looks once
+                                // more and takes 1.
+    hub::time::advance(Duration::from_secs(1));
+    assert_eq!(timed.join().unwrap(), Ok(1));
+    hub::yield_now();
+    send_from_a_thread(&tx, 2);
+    assert_eq!(who_gets(&order, 2), "B", "{:?}", order.borrow());
+    hub::time::resume();
+    end(tx, handles);
+}
+
+#[test]
+fn a_wake_up_a_killed_receiver_passes_on_for_nothing_keeps_the_next_ones_place() {
+    let (tx, rx) = hub::channel();
+    let rx = Rc::new(rx);
+    let (mut handles, order) = waiting_receivers(&rx, &["A", "B", "C"]);
+    tx.send(1).unwrap();
+    hub::yield_now(); // the hub wakes A, which has not run
+    assert_eq!(rx.try_recv(), Ok(1));
+    handles.remove(0).kill(); // A passes its wake-up to B
+    hub::yield_now(); // B runs, finds nothing, waits again
+    send_from_a_thread(&tx, 2);
+    assert_eq!(who_gets(&order, 2), "B", "{:?}", order.borrow());
+    end(tx, handles);
+}

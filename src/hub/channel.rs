@@ -222,7 +222,9 @@ impl<T> fmt::Debug for Sender<T> {
 /// (and hub) that created it; any of that thread's greenlets may receive
 /// (share it with an `Rc`): each value goes to one of them, and a send
 /// wakes one waiting greenlet, not all (the longest waiting; one woken and
-/// killed before it runs passes the wake-up on).
+/// killed before it runs passes the wake-up on; one woken for a value that
+/// another greenlet took first, with `try_recv` say, waits again in its
+/// place, first).
 pub struct Receiver<T> {
     chan: Arc<Chan<T>>,
     reg: Rc<Registration>,
@@ -354,6 +356,11 @@ impl<T> Receiver<T> {
 
     fn recv_until(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         self.hub.coop();
+        // Woken, and found nothing: a send woke this receiver, the
+        // longest waiting, but another greenlet took the value before it
+        // ran (a `try_recv`, a receiver that never waited, one whose
+        // timeout had passed). It waits again first, in its place.
+        let mut woken = false;
         loop {
             {
                 let mut state = self.chan.lock();
@@ -376,8 +383,12 @@ impl<T> Receiver<T> {
                 deadline,
                 "Receiver::recv",
                 on,
+                woken,
             ) {
-                IoWaitEnd::Ready => continue,
+                IoWaitEnd::Ready => {
+                    woken = true;
+                    continue;
+                }
                 // A value may have come in just now.
                 IoWaitEnd::TimedOut => RecvTimeoutError::Timeout,
                 // Refused while the greenlet unwinds: then as if the

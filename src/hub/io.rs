@@ -267,7 +267,7 @@ impl Hub {
         call: &'static str,
         on: WaitOn,
     ) -> io::Result<()> {
-        match self.wait_io_ended(reg, dir, deadline, call, on) {
+        match self.wait_io_ended(reg, dir, deadline, call, on, false) {
             IoWaitEnd::Ready => Ok(()),
             IoWaitEnd::TimedOut => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -280,7 +280,10 @@ impl Hub {
     /// [`wait_io`](Hub::wait_io), telling how it ended without making an
     /// error: for a caller that only needs to know which end it was (a
     /// channel's receive, whose timeout is `RecvTimeoutError::Timeout`),
-    /// so that a deadline that passes allocates nothing.
+    /// so that a deadline that passes allocates nothing. The wait is
+    /// listed last among those on `dir`, or first if `first`: a channel's
+    /// receiver woken for a value that another took before it ran waits
+    /// again in the place it had.
     pub(crate) fn wait_io_ended(
         &self,
         reg: &Registration,
@@ -288,6 +291,7 @@ impl Hub {
         deadline: Option<Instant>,
         call: &'static str,
         on: WaitOn,
+        first: bool,
     ) -> IoWaitEnd {
         if Runtime::get().current_unwinds() {
             return IoWaitEnd::Unwinding;
@@ -299,7 +303,11 @@ impl Hub {
             return IoWaitEnd::Ready;
         }
         let mut waiter = Waiter::new(self, deadline, on, |w| {
-            reg.add_waiter(dir, w);
+            if first {
+                reg.add_first_waiter(dir, w);
+            } else {
+                reg.add_waiter(dir, w);
+            }
             self.io_waits.set(self.io_waits.get() + 1);
             let daemon = self.daemons.get() > 0
                 && self.waits.borrow().get(w).is_some_and(|wait| wait.daemon);

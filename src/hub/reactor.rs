@@ -274,6 +274,12 @@ impl Registration {
         self.waiters(dir).borrow_mut().push_back(w);
     }
 
+    /// Adds wait `w` first among the waiters of `dir`: one woken for
+    /// nothing keeps its place (see `Hub::wait_io_ended`).
+    pub(crate) fn add_first_waiter(&self, dir: Direction, w: WaitKey) {
+        self.waiters(dir).borrow_mut().push_front(w);
+    }
+
     /// Removes wait `w` (woken or not) from the waiters of `dir`; returns
     /// whether it was still listed (a notification takes the waits it
     /// wakes off the list).
