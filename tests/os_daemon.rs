@@ -217,3 +217,18 @@ fn main_inside_daemon_collects_a_childs_output() {
     let output = hub::daemon(|| child.wait_with_output()).unwrap();
     assert_eq!(output.stderr, b"err\n");
 }
+
+/// A daemon whose descriptor became ready since the hub last polled can
+/// run: the hub polls once before it decides that only daemons wait (it
+/// told main its join would block for ever, unless something had made the
+/// hub poll since the write).
+#[test]
+fn joining_a_daemon_whose_descriptor_became_ready_waits_for_it() {
+    use std::io::Write;
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let daemon = hub::spawn_daemon(move || hub::wait_readable(&reader, None).map_err(|e| e.kind()));
+    hub::yield_now(); // it waits on the empty pipe
+    assert!(!daemon.is_finished());
+    writer.write_all(b"x").unwrap();
+    assert_eq!(daemon.join().unwrap(), Ok(()));
+}

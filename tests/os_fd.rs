@@ -410,3 +410,84 @@ fn an_async_fd_makes_non_blocking_the_descriptor_it_registers() {
     drop(fd);
     drop(AsyncFd::new(a.as_fd()).unwrap());
 }
+
+/// Lets the other greenlets run a few rounds; whether `h` finished.
+fn finishes_soon<R: 'static>(h: &hub::JoinHandle<R>) -> bool {
+    for _ in 0..8 {
+        if h.is_finished() {
+            return true;
+        }
+        hub::yield_now();
+    }
+    h.is_finished()
+}
+
+/// `flush` of a value that buffers nothing returns at once, as its own
+/// does, whatever room its descriptor has (it waited for room).
+#[test]
+fn flushing_an_async_fd_that_buffers_nothing_does_not_wait_for_room() {
+    let (_reader, writer, _) = full_pipe();
+    let writer = AsyncFd::new(writer).unwrap();
+    // The registration learns that the pipe is full.
+    assert_eq!(
+        hub::wait_any(&[writer.writable()], Some(Duration::ZERO)),
+        None
+    );
+    let flush = hub::spawn(move || {
+        let mut writer = writer;
+        writer.flush().map_err(|e| e.kind())
+    });
+    assert!(finishes_soon(&flush), "the flush waits for room");
+    assert_eq!(flush.join().unwrap(), Ok(()));
+}
+
+/// An `AsyncFd` whose value closed the descriptor it registered (swapped
+/// through `get_mut`), once the number went to another file that another
+/// `AsyncFd` registered, leaves that one's registration alone when it
+/// drops. (It took that entry out of the epoll set: its reader was never
+/// woken.)
+#[test]
+fn an_async_fd_whose_descriptor_was_swapped_leaves_the_numbers_next_owner_alone() {
+    let (first, _first_writer) = io::pipe().unwrap();
+    let (second, _second_writer) = io::pipe().unwrap();
+    let number = first.as_raw_fd();
+    let mut swapped = AsyncFd::new(std::os::fd::OwnedFd::from(first)).unwrap();
+    *swapped.get_mut() = std::os::fd::OwnedFd::from(second); // `first` closes
+    let (next, mut next_writer) = io::pipe().unwrap();
+    assert_eq!(next.as_raw_fd(), number, "the number goes to the next file");
+    let next = Rc::new(AsyncFd::new(next).unwrap());
+    drop(swapped);
+    let read = {
+        let next = next.clone();
+        hub::spawn(move || (&*next).read(&mut [0; 1]).map_err(|e| e.kind()))
+    };
+    hub::yield_now(); // it waits on the empty pipe
+    next_writer.write_all(b"x").unwrap();
+    assert!(finishes_soon(&read), "the reader was not woken");
+    assert_eq!(read.join().unwrap(), Ok(1));
+}
+
+/// A read or write through `&AsyncFd` on a value that now names another
+/// descriptor than the one registered is refused: it read the other one,
+/// which may be blocking (the whole thread blocked) and whose readiness
+/// the hub does not watch.
+#[test]
+fn a_read_through_an_async_fd_whose_value_names_another_descriptor_is_refused() {
+    let (registered, _peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    let (other, _other_peer) = std::os::unix::net::UnixStream::pair().unwrap();
+    // Blocking: bounded, should the read reach it.
+    other
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let fd = AsyncFd::new(Fickle {
+        first: registered.as_fd(),
+        later: other.as_fd(),
+        first_for: 1,
+        asked: std::cell::Cell::new(0),
+    })
+    .unwrap();
+    let read = (&fd).read(&mut [0; 1]).map_err(|e| e.kind());
+    assert_eq!(read, Err(io::ErrorKind::InvalidInput));
+    let write = (&fd).write(b"x").map_err(|e| e.kind());
+    assert_eq!(write, Err(io::ErrorKind::InvalidInput));
+}

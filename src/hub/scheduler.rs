@@ -218,6 +218,16 @@ impl Hub {
                     || (main_is_blocked && !self.main_can_wake_itself(main.key()));
                 self.main_in_run.get() || main_waits_for_daemons
             };
+            if only_daemons_left
+                && self.daemon_io_waits.get() > 0
+                && (self.poll_io(Some(Duration::ZERO)) || !self.ready.borrow().is_empty())
+            {
+                // A daemon's descriptor became ready since the last poll
+                // (main wrote to its pipe, say): that daemon can run, and
+                // what it does may bring main back. Left unpolled, the
+                // answer would hang on whether the hub happened to poll.
+                continue;
+            }
             if only_daemons_left {
                 // Main resumes in `run` or gets an error: not a resume the
                 // ready queue made (see `Hub::note_resumed`).

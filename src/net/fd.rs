@@ -26,7 +26,12 @@ use crate::stats::WaitOn;
 /// process's `fcntl` record locks on the file, as any close of one of its
 /// descriptors does on Linux). While it waits, `fd` is registered: an
 /// [`AsyncFd::new`] of it meanwhile is refused (`EEXIST`). A regular file
-/// is always ready.
+/// is always ready. Priority data (`POLLPRI`) counts as readable, as for
+/// [`AsyncFd::readable`]: for some descriptors (a sysfs attribute, a
+/// cgroup's events file) it is all they tell; on a TCP socket it is urgent
+/// data, which an ordinary read skips, so the read after such a wake-up
+/// may say `WouldBlock` (the sockets of [`net`](crate::net) wait on their
+/// `readable()` instead, which urgent data alone does not make ready).
 ///
 /// ```
 /// use std::io::Write;
@@ -248,6 +253,12 @@ pub struct AsyncFd<T: AsFd> {
     /// registration and its deregistration go by, whatever a later
     /// `as_fd` says (`AsFd` promises no stable answer).
     fd: RawFd,
+    /// The file `fd` named then (see [`file_id`]): once the wrapped value
+    /// closed `fd` (a value swapped through `get_mut`, or one that closes
+    /// its own descriptor) and the number went to another file, which
+    /// another `AsyncFd` or socket may have registered, the drop must not
+    /// take that one's entry out of the epoll set.
+    file: Option<FileId>,
     reg: Rc<Registration>,
     hub: Rc<Hub>,
     read_timeout: Cell<Option<Duration>>,
@@ -292,6 +303,7 @@ impl<T: AsFd> AsyncFd<T> {
         Ok(AsyncFd {
             inner: Some(inner),
             fd: raw,
+            file: file_id(raw),
             reg,
             hub,
             read_timeout: Cell::new(None),
@@ -509,7 +521,14 @@ impl<T: AsFd> AsyncFd<T> {
 
     fn deregister_now(&self) {
         if let (Some(_), Some(reactor)) = (&self.inner, self.hub.reactor()) {
-            reactor.deregister(self.fd, &self.reg);
+            if self.file.is_none() || file_id(self.fd) == self.file {
+                reactor.deregister(self.fd, &self.reg);
+            } else {
+                // Closed since, its entry gone with it (or left to
+                // copies of it elsewhere, which cannot be named): only
+                // the hub's record goes.
+                reactor.remove(&self.reg);
+            }
         }
     }
 }
@@ -563,6 +582,25 @@ fn check_timeout(timeout: Option<Duration>) -> io::Result<Option<Duration>> {
 /// blocking code, a child process above all).
 pub(crate) fn set_blocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     set_o_nonblock(fd, false).map(drop)
+}
+
+/// Which file a descriptor names: its device and inode.
+type FileId = (libc::dev_t, libc::ino_t);
+
+/// The file descriptor number `fd` names now (`None`: none, it is
+/// closed). Only asked: `fstat` reads the file's metadata whatever
+/// owns the number.
+fn file_id(fd: RawFd) -> Option<FileId> {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `fstat` writes a whole `stat` to the pointer, which is valid
+    // for it, on success, and reads no memory of ours; a number that names
+    // nothing is `EBADF`, not undefined.
+    let rc = unsafe { libc::fstat(fd, stat.as_mut_ptr()) };
+    (rc == 0).then(|| {
+        // SAFETY: `fstat` succeeded, so it initialised `stat`.
+        let stat = unsafe { stat.assume_init() };
+        (stat.st_dev, stat.st_ino)
+    })
 }
 
 /// Sets or clears `O_NONBLOCK` on `fd`'s open file, if it is not so yet;
@@ -649,13 +687,17 @@ impl<T: AsFd + Write> Write for AsyncFd<T> {
         )
     }
 
+    /// Tried first whatever the readiness, as a write of no bytes: a
+    /// value that buffers nothing (a pipe, a socket) flushes at once, even
+    /// with its descriptor full; one that has bytes to write out says
+    /// `WouldBlock` and waits for room.
     fn flush(&mut self) -> io::Result<()> {
         let (parts, inner) = self.split();
         drive(
             parts,
             Direction::Write,
             "net::AsyncFd::flush",
-            false,
+            true,
             &mut || inner.flush(),
         )
     }
@@ -666,17 +708,13 @@ impl<T: AsFd + Write> Write for AsyncFd<T> {
 impl<T: AsFd> Read for &AsyncFd<T> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let now = buf.is_empty();
+        let registered = self.fd;
         self.io_with(Direction::Read, "net::AsyncFd::read", now, |inner| {
+            let fd = the_registered_fd(inner, registered)?;
             // SAFETY: `buf` is valid for writes of `buf.len()` bytes for
             // the call, and the descriptor is borrowed from `inner`, so
             // open.
-            let n = unsafe {
-                libc::read(
-                    inner.as_fd().as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                )
-            };
+            let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
             byte_count(n)
         })
     }
@@ -684,7 +722,9 @@ impl<T: AsFd> Read for &AsyncFd<T> {
     /// One `readv(2)`, filling the buffers in order.
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
         let now = reads_nothing(bufs);
+        let registered = self.fd;
         self.io_with(Direction::Read, "net::AsyncFd::read", now, |inner| {
+            let fd = the_registered_fd(inner, registered)?;
             let count = bufs.len().min(IOV_MAX);
             // SAFETY: `IoSliceMut` has `iovec`'s layout on Unix (std
             // guarantees it), so the pointer names `count` valid iovecs,
@@ -692,13 +732,30 @@ impl<T: AsFd> Read for &AsyncFd<T> {
             // descriptor is borrowed from `inner`, so open.
             let n = unsafe {
                 libc::readv(
-                    inner.as_fd().as_raw_fd(),
+                    fd,
                     bufs.as_ptr().cast::<libc::iovec>(),
                     count as libc::c_int,
                 )
             };
             byte_count(n)
         })
+    }
+}
+
+/// The descriptor `inner` names, if it is the one `registered`: a read
+/// or a write through `&AsyncFd` on another one would not be woken by its
+/// readiness, and could block the thread (it may not be non-blocking).
+/// Another one comes only from a value swapped through
+/// [`AsyncFd::get_mut`] or an `AsFd` whose answer changes.
+fn the_registered_fd(inner: &impl AsFd, registered: RawFd) -> io::Result<RawFd> {
+    let fd = inner.as_fd().as_raw_fd();
+    if fd == registered {
+        Ok(fd)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "net::AsyncFd: the wrapped value names another descriptor than the one registered",
+        ))
     }
 }
 
@@ -754,11 +811,12 @@ fn reads_nothing(bufs: &[IoSliceMut<'_>]) -> bool {
 impl<T: AsFd> Write for &AsyncFd<T> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let now = buf.is_empty();
+        let registered = self.fd;
         self.io_with(Direction::Write, "net::AsyncFd::write", now, |inner| {
+            let fd = the_registered_fd(inner, registered)?;
             // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the
             // call, and the descriptor is borrowed from `inner`, so open.
-            let n =
-                unsafe { libc::write(inner.as_fd().as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+            let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
             byte_count(n)
         })
     }
@@ -766,7 +824,9 @@ impl<T: AsFd> Write for &AsyncFd<T> {
     /// One `writev(2)` of the buffers in order.
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let now = writes_nothing(bufs);
+        let registered = self.fd;
         self.io_with(Direction::Write, "net::AsyncFd::write", now, |inner| {
+            let fd = the_registered_fd(inner, registered)?;
             let count = bufs.len().min(IOV_MAX);
             // SAFETY: `IoSlice` has `iovec`'s layout on Unix (std
             // guarantees it), so the pointer names `count` valid iovecs,
@@ -774,7 +834,7 @@ impl<T: AsFd> Write for &AsyncFd<T> {
             // descriptor is borrowed from `inner`, so open.
             let n = unsafe {
                 libc::writev(
-                    inner.as_fd().as_raw_fd(),
+                    fd,
                     bufs.as_ptr().cast::<libc::iovec>(),
                     count as libc::c_int,
                 )
