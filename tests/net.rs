@@ -1056,6 +1056,30 @@ fn a_write_after_a_unix_streams_write_half_is_shut_down_fails_at_once_after_a_fu
     assert_eq!(late.join().unwrap(), Err(ErrorKind::BrokenPipe));
 }
 
+/// A look at its readiness (which asks the kernel, whose `poll` says "not
+/// writable" with the buffer full) neither hides the shutdown from a
+/// writer it woke nor makes a later write wait.
+#[test]
+fn after_a_unix_streams_write_half_is_shut_down_it_looks_writable_and_writes_fail_at_once() {
+    let (a, _b) = UnixStream::pair().unwrap();
+    shrink_send_buffer(&a);
+    let a = Rc::new(a);
+    let writer = unread_writer(&a);
+    assert!(is_writable(wait_until_blocked(&writer), &*a));
+    a.shutdown(Shutdown::Write).unwrap(); // wakes `writer`, which has not run
+    assert_eq!(
+        hub::wait_any(&[&a.writable()], Some(Duration::ZERO)),
+        Some(0)
+    );
+    assert!(finishes_soon(&writer), "the woken writer waits again");
+    assert_eq!(writer.join().unwrap(), Err(ErrorKind::BrokenPipe));
+    assert_eq!(
+        hub::wait_any(&[&a.writable()], Some(Duration::ZERO)),
+        Some(0)
+    );
+    assert_eq!((&*a).write(b"x").unwrap_err().kind(), ErrorKind::BrokenPipe);
+}
+
 #[test]
 fn unix_read_timeout_and_kill_during_accept() {
     let (a, _b) = UnixStream::pair().unwrap();

@@ -1298,3 +1298,56 @@ fn a_wake_up_a_killed_receiver_passes_on_for_nothing_keeps_the_next_ones_place()
     assert_eq!(who_gets(&order, 2), "B", "{:?}", order.borrow());
     end(tx, handles);
 }
+
+#[test]
+fn receivers_woken_for_values_another_took_keep_their_order() {
+    let (tx, rx) = hub::channel();
+    let rx = Rc::new(rx);
+    let (handles, order) = waiting_receivers(&rx, &["A", "B", "C"]);
+    tx.send(1).unwrap();
+    tx.send(2).unwrap();
+    hub::yield_now(); // the hub wakes A, which has not run
+    assert_eq!(rx.recv(), Ok(1)); // and passes the wake-up on to B
+    assert_eq!(rx.try_recv(), Ok(2));
+    hub::yield_now();
+    hub::yield_now(); // A and B ran, found nothing and wait again
+    assert!(order.borrow().is_empty(), "{:?}", order.borrow());
+    let got: Vec<_> = (3..6)
+        .map(|v| {
+            send_from_a_thread(&tx, v);
+            who_gets(&order, v)
+        })
+        .collect();
+    assert_eq!(got, ["A", "B", "C"], "{:?}", order.borrow());
+    end(tx, handles);
+}
+
+/// The worker pool's shape: a burst that the first receiver takes whole
+/// (each of its takes wakes the next receiver, for a value it then takes
+/// itself), after which the others still come before it.
+#[test]
+fn receivers_woken_during_a_burst_one_receiver_took_come_before_it() {
+    let (tx, rx) = hub::channel();
+    let rx = Rc::new(rx);
+    let (handles, order) = waiting_receivers(&rx, &["A", "B", "C"]);
+    {
+        let tx = tx.clone();
+        thread::spawn(move || (1..=3).for_each(|v| tx.send(v).unwrap()))
+            .join()
+            .unwrap();
+    }
+    for v in 1..=3 {
+        assert_eq!(who_gets(&order, v), "A", "{:?}", order.borrow());
+    }
+    for _ in 0..4 {
+        hub::yield_now(); // B and C run, find nothing and wait again
+    }
+    let got: Vec<_> = (4..=6)
+        .map(|v| {
+            send_from_a_thread(&tx, v);
+            who_gets(&order, v)
+        })
+        .collect();
+    assert_eq!(got, ["B", "C", "A"], "{:?}", order.borrow());
+    end(tx, handles);
+}

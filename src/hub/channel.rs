@@ -224,7 +224,7 @@ impl<T> fmt::Debug for Sender<T> {
 /// wakes one waiting greenlet, not all (the longest waiting; one woken and
 /// killed before it runs passes the wake-up on; one woken for a value that
 /// another greenlet took first, with `try_recv` say, waits again in its
-/// place, first).
+/// place, before the receivers that began waiting after it).
 pub struct Receiver<T> {
     chan: Arc<Chan<T>>,
     reg: Rc<Registration>,
@@ -356,11 +356,13 @@ impl<T> Receiver<T> {
 
     fn recv_until(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         self.hub.coop();
-        // Woken, and found nothing: a send woke this receiver, the
-        // longest waiting, but another greenlet took the value before it
-        // ran (a `try_recv`, a receiver that never waited, one whose
-        // timeout had passed). It waits again first, in its place.
-        let mut woken = false;
+        // Where it waits in line. Woken, it may find nothing: a send woke
+        // it, the longest waiting, but another greenlet took the value
+        // before it ran (a `try_recv`, a receiver that never waited, one
+        // whose timeout had passed, the one woken before it, taking a
+        // burst). It waits again in the same place: before those that
+        // waited after it, after those that waited before.
+        let mut place = None;
         loop {
             {
                 let mut state = self.chan.lock();
@@ -383,12 +385,9 @@ impl<T> Receiver<T> {
                 deadline,
                 "Receiver::recv",
                 on,
-                woken,
+                &mut place,
             ) {
-                IoWaitEnd::Ready => {
-                    woken = true;
-                    continue;
-                }
+                IoWaitEnd::Ready => continue,
                 // A value may have come in just now.
                 IoWaitEnd::TimedOut => RecvTimeoutError::Timeout,
                 // Refused while the greenlet unwinds: then as if the

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::join;
-use super::reactor::{Direction, Reactor, Registration};
+use super::reactor::{Direction, Place, Reactor, Registration};
 use super::remote::Task;
 use super::wait::{Unlink, WaitKey, WaitRef, Waiter, Wake, Woken};
 use super::{hub, try_hub, Hub};
@@ -267,7 +267,7 @@ impl Hub {
         call: &'static str,
         on: WaitOn,
     ) -> io::Result<()> {
-        match self.wait_io_ended(reg, dir, deadline, call, on, false) {
+        match self.wait_io_ended(reg, dir, deadline, call, on, &mut None) {
             IoWaitEnd::Ready => Ok(()),
             IoWaitEnd::TimedOut => Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -281,9 +281,9 @@ impl Hub {
     /// error: for a caller that only needs to know which end it was (a
     /// channel's receive, whose timeout is `RecvTimeoutError::Timeout`),
     /// so that a deadline that passes allocates nothing. The wait is
-    /// listed last among those on `dir`, or first if `first`: a channel's
-    /// receiver woken for a value that another took before it ran waits
-    /// again in the place it had.
+    /// listed last among those on `dir`, its place put in `place`, or at
+    /// `place` if it holds one: a channel's receiver woken for a value
+    /// that another greenlet took before it ran waits again where it was.
     pub(crate) fn wait_io_ended(
         &self,
         reg: &Registration,
@@ -291,7 +291,7 @@ impl Hub {
         deadline: Option<Instant>,
         call: &'static str,
         on: WaitOn,
-        first: bool,
+        place: &mut Option<Place>,
     ) -> IoWaitEnd {
         if Runtime::get().current_unwinds() {
             return IoWaitEnd::Unwinding;
@@ -303,10 +303,9 @@ impl Hub {
             return IoWaitEnd::Ready;
         }
         let mut waiter = Waiter::new(self, deadline, on, |w| {
-            if first {
-                reg.add_first_waiter(dir, w);
-            } else {
-                reg.add_waiter(dir, w);
+            match *place {
+                Some(place) => reg.add_waiter_at(dir, w, place),
+                None => *place = Some(reg.add_waiter(dir, w)),
             }
             self.io_waits.set(self.io_waits.get() + 1);
             let daemon = self.daemons.get() > 0

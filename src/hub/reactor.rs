@@ -51,6 +51,10 @@ const URGENT: u8 = 16;
 /// it was woken and every later operation fails.
 const CLOSED: u8 = 32;
 
+/// Sticky: the owner shut the write half down (see
+/// [`Registration::shut_down`]): every write fails at once.
+const WRITE_SHUT: u8 = 64;
+
 /// Which half of a registration an operation needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Direction {
@@ -77,6 +81,16 @@ impl Direction {
         match self {
             Direction::Read => 4,
             Direction::Write => 8,
+        }
+    }
+
+    /// "Shut down by the owner": sticky, and never cleared by a
+    /// `WouldBlock` (a write cannot say it), since Linux reports no event
+    /// for a Unix stream's own write shutdown while its buffer is full.
+    fn shut_bit(self) -> u8 {
+        match self {
+            Direction::Read => 0,
+            Direction::Write => WRITE_SHUT,
         }
     }
 }
@@ -149,6 +163,10 @@ impl Ticket {
     }
 }
 
+/// A wait's place in the line of waits on a registration: the order in
+/// which they were first listed.
+pub(crate) type Place = u64;
+
 /// One socket (or channel) known to the reactor: the readiness last seen
 /// for each direction and the waits blocked on each.
 pub(crate) struct Registration {
@@ -164,8 +182,12 @@ pub(crate) struct Registration {
     lock: RefCell<Option<Weak<dyn HoldAcrossFork>>>,
     /// `Direction::bit`s believed ready.
     ready: Cell<u8>,
-    readers: RefCell<VecDeque<WaitKey>>,
-    writers: RefCell<VecDeque<WaitKey>>,
+    /// The waits on each direction, each with its [`Place`]: in the
+    /// order of their places where a notification wakes one at a time.
+    readers: RefCell<VecDeque<(WaitKey, Place)>>,
+    writers: RefCell<VecDeque<(WaitKey, Place)>>,
+    /// The place the next wait listed gets.
+    next_place: Cell<Place>,
     /// A channel's: a notification wakes one reader, not all (see
     /// [`wake_first`](Registration::wake_first)).
     wake_one: Cell<bool>,
@@ -198,7 +220,12 @@ impl Registration {
     /// Whether `dir` may be ready (an operation is worth a try).
     #[inline]
     pub(crate) fn is_ready(&self, dir: Direction) -> bool {
-        self.ready.get() & (dir.bit() | dir.closed_bit()) != 0
+        self.ready.get() & (dir.bit() | dir.closed_bit() | dir.shut_bit()) != 0
+    }
+
+    /// Whether the owner shut `dir` down (see [`shut_down`](Registration::shut_down)).
+    pub(crate) fn is_shut(&self, dir: Direction) -> bool {
+        self.ready.get() & dir.shut_bit() != 0
     }
 
     /// Whether the owner closed it (see [`close`](Registration::close)).
@@ -216,10 +243,13 @@ impl Registration {
     }
 
     /// The owner shut `dir` down (a Unix stream's write half): marks it
-    /// ready and hands its waits to `wake`, whose retries get the
-    /// kernel's error. Linux reports no readiness for it while the send
-    /// buffer is full, as it does for TCP.
+    /// ready for good and hands its waits to `wake`, whose retries get
+    /// the kernel's error. Linux reports no readiness for it while the
+    /// send buffer is full (it does for TCP), and a look at the kernel's
+    /// readiness (`poll`) says "not writable" then, so no look may clear
+    /// the mark either.
     pub(crate) fn shut_down(&self, dir: Direction, wake: impl FnMut(WaitKey)) {
+        self.ready.set(self.ready.get() | dir.shut_bit());
         self.fire(dir, false, wake);
     }
 
@@ -262,22 +292,34 @@ impl Registration {
         forgot
     }
 
-    fn waiters(&self, dir: Direction) -> &RefCell<VecDeque<WaitKey>> {
+    fn waiters(&self, dir: Direction) -> &RefCell<VecDeque<(WaitKey, Place)>> {
         match dir {
             Direction::Read => &self.readers,
             Direction::Write => &self.writers,
         }
     }
 
-    /// Adds wait `w` to the waiters of `dir`.
-    pub(crate) fn add_waiter(&self, dir: Direction, w: WaitKey) {
-        self.waiters(dir).borrow_mut().push_back(w);
+    /// Adds wait `w` last among the waiters of `dir`; returns its place,
+    /// for a wait that ends for nothing to list again where it was (see
+    /// [`add_waiter_at`](Registration::add_waiter_at)).
+    pub(crate) fn add_waiter(&self, dir: Direction, w: WaitKey) -> Place {
+        let place = self.next_place.get();
+        self.next_place.set(place + 1);
+        self.waiters(dir).borrow_mut().push_back((w, place));
+        place
     }
 
-    /// Adds wait `w` first among the waiters of `dir`: one woken for
-    /// nothing keeps its place (see `Hub::wait_io_ended`).
-    pub(crate) fn add_first_waiter(&self, dir: Direction, w: WaitKey) {
-        self.waiters(dir).borrow_mut().push_front(w);
+    /// Adds wait `w` at `place`, a place an earlier wait of the same
+    /// caller had: before the waits listed after it, behind those listed
+    /// before it. A channel's receiver woken for a value that another
+    /// greenlet took before it ran keeps its turn so.
+    pub(crate) fn add_waiter_at(&self, dir: Direction, w: WaitKey, place: Place) {
+        let mut waiters = self.waiters(dir).borrow_mut();
+        let i = waiters
+            .iter()
+            .position(|&(_, p)| p > place)
+            .unwrap_or(waiters.len());
+        waiters.insert(i, (w, place));
     }
 
     /// Removes wait `w` (woken or not) from the waiters of `dir`; returns
@@ -285,7 +327,7 @@ impl Registration {
     /// wakes off the list).
     pub(crate) fn remove_waiter(&self, dir: Direction, w: WaitKey) -> bool {
         let mut waiters = self.waiters(dir).borrow_mut();
-        let Some(i) = waiters.iter().position(|x| *x == w) else {
+        let Some(i) = waiters.iter().position(|&(x, _)| x == w) else {
             return false;
         };
         if self.wake_one.get() {
@@ -320,7 +362,7 @@ impl Registration {
     pub(crate) fn wake_first(&self, dir: Direction, mut wake: impl FnMut(WaitKey) -> bool) -> bool {
         self.ready.set(self.ready.get() | dir.bit());
         loop {
-            let Some(w) = self.waiters(dir).borrow_mut().pop_front() else {
+            let Some((w, _)) = self.waiters(dir).borrow_mut().pop_front() else {
                 return false;
             };
             if wake(w) {
@@ -366,7 +408,7 @@ impl Registration {
         events.set(events.get() + 1);
         self.ready.set(self.ready.get() | dir.bit());
         // `drain` keeps the vector's capacity: no allocation per wake-up.
-        for w in self.waiters(dir).borrow_mut().drain(..) {
+        for (w, _) in self.waiters(dir).borrow_mut().drain(..) {
             wake(w);
         }
     }
@@ -590,6 +632,7 @@ impl Reactor {
             ready: Cell::new(Direction::Read.bit() | Direction::Write.bit()),
             readers: RefCell::new(VecDeque::new()),
             writers: RefCell::new(VecDeque::new()),
+            next_place: Cell::new(0),
             wake_one: Cell::new(false),
             ready_stamps: [Cell::new(0), Cell::new(0)],
             events: [Cell::new(0), Cell::new(0)],

@@ -112,8 +112,10 @@ impl fmt::Debug for Readiness<'_> {
 
 impl waitable::Source for Readiness<'_> {
     fn is_ready(&self) -> bool {
-        if self.reg.is_closed() {
-            // Closed by `close`: the call fails at once.
+        if self.reg.is_closed() || self.reg.is_shut(self.dir) {
+            // Closed by `close`, or its write half shut down: the call
+            // fails at once (`poll` would say "not writable" for a Unix
+            // stream's full buffer).
             return true;
         }
         if !self.reg.is_ready(self.dir) {
