@@ -1209,6 +1209,23 @@ fn waiting_receivers(
     (handles, order)
 }
 
+/// A channel, its receiver and greenlets receiving from it, waiting in
+/// line, with what each got.
+type Line = (
+    hub::Sender<u32>,
+    Rc<Receiver<u32>>,
+    Vec<hub::JoinHandle<()>>,
+    Order,
+);
+
+/// A channel and receivers named `names` waiting on it in that order.
+fn in_line(names: &[&'static str]) -> Line {
+    let (tx, rx) = hub::channel();
+    let rx = Rc::new(rx);
+    let (handles, order) = waiting_receivers(&rx, names);
+    (tx, rx, handles, order)
+}
+
 /// Sends `v` from another thread: the receivers' hub hears of it when it
 /// next reads its mail.
 fn send_from_a_thread(tx: &hub::Sender<u32>, v: u32) {
@@ -1235,9 +1252,7 @@ fn end(tx: hub::Sender<u32>, handles: Vec<hub::JoinHandle<()>>) {
 
 #[test]
 fn a_receiver_woken_for_a_value_another_took_with_try_recv_keeps_its_place() {
-    let (tx, rx) = hub::channel();
-    let rx = Rc::new(rx);
-    let (handles, order) = waiting_receivers(&rx, &["A", "B"]);
+    let (tx, rx, handles, order) = in_line(&["A", "B"]);
     tx.send(1).unwrap();
     hub::yield_now(); // the hub wakes A, which has not run
     assert_eq!(rx.try_recv(), Ok(1));
@@ -1249,9 +1264,7 @@ fn a_receiver_woken_for_a_value_another_took_with_try_recv_keeps_its_place() {
 
 #[test]
 fn a_receiver_woken_for_a_value_a_running_receiver_took_keeps_its_place() {
-    let (tx, rx) = hub::channel();
-    let rx = Rc::new(rx);
-    let (handles, order) = waiting_receivers(&rx, &["A", "B"]);
+    let (tx, rx, handles, order) = in_line(&["A", "B"]);
     send_from_a_thread(&tx, 1); // wakes A when the hub reads it
     assert_eq!(rx.recv(), Ok(1)); // main, running, takes it first
     hub::yield_now();
@@ -1271,10 +1284,10 @@ fn a_receiver_woken_for_a_value_a_timed_out_receiver_took_keeps_its_place() {
         hub::spawn(move || rx.recv_timeout(Duration::from_secs(1)))
     };
     let (handles, order) = waiting_receivers(&rx, &["B", "C"]);
-    send_from_a_thread(&tx, 1); // posted, not yet read by the hub
-                                // In one pass the timeout fires and the send's notification passes
-                                // the timed-out receiver over to wake B; the timed-out one looks once
-                                // more and takes 1.
+    // Posted, not yet read by the hub. In one pass the timeout fires and
+    // the send's notification passes the timed-out receiver over to wake
+    // B; the timed-out one looks once more and takes 1.
+    send_from_a_thread(&tx, 1);
     hub::time::advance(Duration::from_secs(1));
     assert_eq!(timed.join().unwrap(), Ok(1));
     hub::yield_now();
@@ -1286,9 +1299,7 @@ fn a_receiver_woken_for_a_value_a_timed_out_receiver_took_keeps_its_place() {
 
 #[test]
 fn a_wake_up_a_killed_receiver_passes_on_for_nothing_keeps_the_next_ones_place() {
-    let (tx, rx) = hub::channel();
-    let rx = Rc::new(rx);
-    let (mut handles, order) = waiting_receivers(&rx, &["A", "B", "C"]);
+    let (tx, rx, mut handles, order) = in_line(&["A", "B", "C"]);
     tx.send(1).unwrap();
     hub::yield_now(); // the hub wakes A, which has not run
     assert_eq!(rx.try_recv(), Ok(1));
@@ -1301,9 +1312,7 @@ fn a_wake_up_a_killed_receiver_passes_on_for_nothing_keeps_the_next_ones_place()
 
 #[test]
 fn receivers_woken_for_values_another_took_keep_their_order() {
-    let (tx, rx) = hub::channel();
-    let rx = Rc::new(rx);
-    let (handles, order) = waiting_receivers(&rx, &["A", "B", "C"]);
+    let (tx, rx, handles, order) = in_line(&["A", "B", "C"]);
     tx.send(1).unwrap();
     tx.send(2).unwrap();
     hub::yield_now(); // the hub wakes A, which has not run
@@ -1327,9 +1336,7 @@ fn receivers_woken_for_values_another_took_keep_their_order() {
 /// itself), after which the others still come before it.
 #[test]
 fn receivers_woken_during_a_burst_one_receiver_took_come_before_it() {
-    let (tx, rx) = hub::channel();
-    let rx = Rc::new(rx);
-    let (handles, order) = waiting_receivers(&rx, &["A", "B", "C"]);
+    let (tx, _rx, handles, order) = in_line(&["A", "B", "C"]);
     {
         let tx = tx.clone();
         thread::spawn(move || (1..=3).for_each(|v| tx.send(v).unwrap()))
