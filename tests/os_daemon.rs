@@ -5,6 +5,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use greenlet::hub::{self, with_timeout, Queue};
+use greenlet::net::AsyncFd;
 
 /// Long enough that `run` waiting for it would be a hang, not a delay.
 const HOUR: Duration = Duration::from_secs(3600);
@@ -231,4 +232,79 @@ fn joining_a_daemon_whose_descriptor_became_ready_waits_for_it() {
     assert!(!daemon.is_finished());
     writer.write_all(b"x").unwrap();
     assert_eq!(daemon.join().unwrap(), Ok(()));
+}
+
+/// Two daemons passing a byte to and fro through two pipes: each keeps
+/// the other's descriptor ready.
+fn ping_ponging_daemons() {
+    use std::io::{Read, Write};
+    use std::os::fd::OwnedFd;
+    let pipe = || {
+        let (r, w) = std::io::pipe().unwrap();
+        (OwnedFd::from(r), OwnedFd::from(w))
+    };
+    let ((there_r, there_w), (back_r, back_w)) = (pipe(), pipe());
+    hub::spawn_daemon(move || {
+        let (there, back) = (
+            AsyncFd::new(there_w).unwrap(),
+            AsyncFd::new(back_r).unwrap(),
+        );
+        loop {
+            (&there).write_all(b"x").unwrap();
+            (&back).read_exact(&mut [0]).unwrap();
+        }
+    });
+    hub::spawn_daemon(move || {
+        let (there, back) = (
+            AsyncFd::new(there_r).unwrap(),
+            AsyncFd::new(back_w).unwrap(),
+        );
+        loop {
+            (&there).read_exact(&mut [0]).unwrap();
+            (&back).write_all(b"y").unwrap();
+        }
+    });
+}
+
+/// Runs `f` on a thread of its own; `None` if it has not returned within
+/// a minute (a hang: the thread is left behind).
+fn on_a_thread<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(60)).ok()
+}
+
+/// The hub's poll for daemons' descriptors before it decides that only
+/// daemons wait is made once for each wait of main: daemons that keep
+/// each other's descriptors ready do not keep `run` going, nor main
+/// waiting for what nothing else can bring.
+#[test]
+fn daemons_that_keep_each_others_descriptors_ready_keep_neither_run_nor_main_waiting() {
+    let ran = on_a_thread(|| {
+        ping_ponging_daemons();
+        hub::run();
+    });
+    assert_eq!(ran, Some(()), "run never returned");
+    let told = on_a_thread(|| {
+        ping_ponging_daemons();
+        let never = hub::Event::new();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| never.wait())).is_err()
+    });
+    assert_eq!(told, Some(true), "main's wait never ended");
+}
+
+/// `run_timeout`, like `run`, lets a daemon whose descriptor main made
+/// ready run before it returns.
+#[test]
+fn run_timeout_lets_a_daemon_whose_descriptor_became_ready_run_first() {
+    use std::io::Write;
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let daemon = hub::spawn_daemon(move || hub::wait_readable(&reader, None).is_ok());
+    hub::yield_now(); // it waits on the empty pipe
+    writer.write_all(b"x").unwrap();
+    assert!(hub::run_timeout(Duration::from_secs(60)));
+    assert!(daemon.is_finished(), "run_timeout returned before it ran");
+    assert!(daemon.join().unwrap());
 }

@@ -491,3 +491,34 @@ fn a_read_through_an_async_fd_whose_value_names_another_descriptor_is_refused() 
     let write = (&fd).write(b"x").map_err(|e| e.kind());
     assert_eq!(write, Err(io::ErrorKind::InvalidInput));
 }
+
+/// The same with eventfds, which all share one inode: what tells the
+/// number's owner is the hub's record, not the file.
+#[test]
+fn an_async_eventfd_whose_descriptor_was_swapped_leaves_the_numbers_next_owner_alone() {
+    fn eventfd() -> std::os::fd::OwnedFd {
+        // SAFETY: `eventfd` takes plain integers and returns a new
+        // descriptor, which the `OwnedFd` then owns alone.
+        unsafe {
+            let fd = libc::eventfd(0, libc::EFD_CLOEXEC);
+            assert!(fd >= 0, "eventfd: {}", io::Error::last_os_error());
+            std::os::fd::FromRawFd::from_raw_fd(fd)
+        }
+    }
+    let first = eventfd();
+    let number = first.as_raw_fd();
+    let mut swapped = AsyncFd::new(first).unwrap();
+    *swapped.get_mut() = eventfd(); // `first` closes
+    let next = eventfd();
+    assert_eq!(next.as_raw_fd(), number, "the number goes to the next file");
+    let next = Rc::new(AsyncFd::new(next).unwrap());
+    drop(swapped);
+    let read = {
+        let next = next.clone();
+        hub::spawn(move || (&*next).read(&mut [0; 8]).map_err(|e| e.kind()))
+    };
+    hub::yield_now(); // it waits on the zero counter
+    (&*next).write_all(&1u64.to_ne_bytes()).unwrap();
+    assert!(finishes_soon(&read), "the reader was not woken");
+    assert_eq!(read.join().unwrap(), Ok(8));
+}

@@ -371,6 +371,12 @@ pub(crate) struct Hub {
     daemons: Cell<usize>,
     /// Of `io_waits`, those of daemons.
     daemon_io_waits: Cell<usize>,
+    /// The hub polled once for daemons' descriptors before it decided that
+    /// only daemons wait, since main last began to wait (or `run`): not
+    /// again until main waits anew, or two daemons that keep each other's
+    /// descriptors ready would keep it going for ever (see
+    /// `Hub::daemons_ready_first`).
+    daemons_polled: Cell<bool>,
     /// Waits in the table with a timer still to fire, daemons' not
     /// counted: each keeps the hub going (see `daemon.rs`), and the count
     /// saves walking the table on every idle pass.
@@ -591,6 +597,7 @@ impl Hub {
                 idle_spin: Cell::new(None),
                 daemons: Cell::new(0),
                 daemon_io_waits: Cell::new(0),
+                daemons_polled: Cell::new(false),
                 timed_waits: Cell::new(0),
                 off_hub_work: Cell::new(0),
                 off_hub_born: Cell::new(fork::forks()),

@@ -454,6 +454,14 @@ pub(crate) struct Reactor {
     born: Cell<u64>,
     /// The serial the next registration gets (see [`Ticket`]).
     next_serial: Cell<u64>,
+    /// By descriptor number: 1 + the serial of the registration that
+    /// holds its entry in the epoll set, 0 for none. A registration whose
+    /// descriptor was closed behind its back (an `AsyncFd`'s value that
+    /// closed its own) may outlive its entry, and the number go to a file
+    /// that another registration added: deregistering the first must not
+    /// take the second's entry out (no file's identity tells them apart:
+    /// every eventfd shares one inode).
+    owners: RefCell<Vec<u64>>,
 }
 
 /// What every descriptor is registered for: both directions,
@@ -478,6 +486,7 @@ impl Reactor {
             inbox: Arc::new(Inbox::new(waker)),
             born: Cell::new(super::fork::forks()),
             next_serial: Cell::new(0),
+            owners: RefCell::new(Vec::new()),
         })
     }
 
@@ -651,6 +660,12 @@ impl Reactor {
             return Err(e);
         }
         reg.fd.set(fd);
+        let mut owners = self.owners.borrow_mut();
+        let i = fd as usize; // registered: not negative
+        if owners.len() <= i {
+            owners.resize(i + 1, 0);
+        }
+        owners[i] = reg.serial + 1;
         Ok(reg)
     }
 
@@ -672,7 +687,19 @@ impl Reactor {
         // The fd is about to close, which removes it from the epoll set in
         // any case; an error here changes nothing. A forked child that
         // could not make an instance of its own leaves the parent's alone.
-        if self.own().is_ok() {
+        // A number that another registration holds now (see `owners`) is
+        // that one's.
+        let ours = {
+            let mut owners = self.owners.borrow_mut();
+            match usize::try_from(fd).ok().and_then(|i| owners.get_mut(i)) {
+                Some(owner) if *owner == reg.serial + 1 => {
+                    *owner = 0;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if ours && self.own().is_ok() {
             let _ = SourceFd(&fd).deregister(&self.registry());
         }
         self.remove(reg);

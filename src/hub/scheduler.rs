@@ -156,6 +156,7 @@ impl Hub {
                 if self.main_in_run.get()
                     && self.ready.borrow().is_empty()
                     && self.only_runs_deadlines_left()
+                    && !self.daemons_ready_first()
                 {
                     // Nothing left but `run`'s own deadline, due or not:
                     // the work ran out first (see below).
@@ -218,14 +219,7 @@ impl Hub {
                     || (main_is_blocked && !self.main_can_wake_itself(main.key()));
                 self.main_in_run.get() || main_waits_for_daemons
             };
-            if only_daemons_left
-                && self.daemon_io_waits.get() > 0
-                && (self.poll_io(Some(Duration::ZERO)) || !self.ready.borrow().is_empty())
-            {
-                // A daemon's descriptor became ready since the last poll
-                // (main wrote to its pipe, say): that daemon can run, and
-                // what it does may bring main back. Left unpolled, the
-                // answer would hang on whether the hub happened to poll.
+            if only_daemons_left && self.daemons_ready_first() {
                 continue;
             }
             if only_daemons_left {
@@ -251,7 +245,10 @@ impl Hub {
                 }
                 continue;
             }
-            if self.main_in_run.get() && self.only_runs_deadlines_left() {
+            if self.main_in_run.get()
+                && self.only_runs_deadlines_left()
+                && !self.daemons_ready_first()
+            {
                 // Main runs the hub inside `with_timeout` (`run_timeout`):
                 // its own deadlines do not keep `run` going.
                 self.end_run(&main);
@@ -348,6 +345,22 @@ impl Hub {
 
     /// Ends main's `run`: it returns.
     #[cold]
+    /// Before the hub decides that what is left would only keep daemons
+    /// going (`run` returns, main is told it would wait for ever): whether
+    /// a daemon's descriptor became ready since the last poll (main wrote
+    /// to its pipe, say), found by one poll that does not wait. That
+    /// daemon then runs first, and what it does may bring main back; left
+    /// unpolled, the answer would hang on whether the hub happened to poll.
+    /// Once for each wait of main, like libev's one last loop iteration
+    /// with only unreferenced watchers left: daemons that keep making each
+    /// other ready do not keep main waiting.
+    fn daemons_ready_first(&self) -> bool {
+        if self.daemon_io_waits.get() == 0 || self.daemons_polled.replace(true) {
+            return false;
+        }
+        self.poll_io(Some(Duration::ZERO)) || !self.ready.borrow().is_empty()
+    }
+
     fn end_run(&self, main: &Greenlet) {
         self.main_in_run.set(false);
         self.resuming.set(Some(main.key()));
@@ -756,6 +769,7 @@ pub fn run() {
         super::timeout::interrupted(s);
     }
     hub.main_in_run.set(true);
+    hub.daemons_polled.set(false);
     let _in_run = InRun(&hub);
     loop {
         hub.check_alive("hub::run");

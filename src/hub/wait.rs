@@ -857,6 +857,7 @@ impl Hub {
         let is_main = me == rt.main_key();
         if is_main {
             self.main_blocked.set(Some(call));
+            self.daemons_polled.set(false);
         }
         self.last_call.set(call);
         // Each arm looks at its own outcome, before anything else: merged,

@@ -253,12 +253,6 @@ pub struct AsyncFd<T: AsFd> {
     /// registration and its deregistration go by, whatever a later
     /// `as_fd` says (`AsFd` promises no stable answer).
     fd: RawFd,
-    /// The file `fd` named then (see [`file_id`]): once the wrapped value
-    /// closed `fd` (a value swapped through `get_mut`, or one that closes
-    /// its own descriptor) and the number went to another file, which
-    /// another `AsyncFd` or socket may have registered, the drop must not
-    /// take that one's entry out of the epoll set.
-    file: Option<FileId>,
     reg: Rc<Registration>,
     hub: Rc<Hub>,
     read_timeout: Cell<Option<Duration>>,
@@ -303,7 +297,6 @@ impl<T: AsFd> AsyncFd<T> {
         Ok(AsyncFd {
             inner: Some(inner),
             fd: raw,
-            file: file_id(raw),
             reg,
             hub,
             read_timeout: Cell::new(None),
@@ -521,14 +514,11 @@ impl<T: AsFd> AsyncFd<T> {
 
     fn deregister_now(&self) {
         if let (Some(_), Some(reactor)) = (&self.inner, self.hub.reactor()) {
-            if self.file.is_none() || file_id(self.fd) == self.file {
-                reactor.deregister(self.fd, &self.reg);
-            } else {
-                // Closed since, its entry gone with it (or left to
-                // copies of it elsewhere, which cannot be named): only
-                // the hub's record goes.
-                reactor.remove(&self.reg);
-            }
+            // Once the wrapped value closed the descriptor (one swapped
+            // through `get_mut`, or one that closes its own), the number
+            // may have gone to a file that something else registered:
+            // the reactor leaves that registration alone.
+            reactor.deregister(self.fd, &self.reg);
         }
     }
 }
@@ -582,25 +572,6 @@ fn check_timeout(timeout: Option<Duration>) -> io::Result<Option<Duration>> {
 /// blocking code, a child process above all).
 pub(crate) fn set_blocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     set_o_nonblock(fd, false).map(drop)
-}
-
-/// Which file a descriptor names: its device and inode.
-type FileId = (libc::dev_t, libc::ino_t);
-
-/// The file descriptor number `fd` names now (`None`: none, it is
-/// closed). Only asked: `fstat` reads the file's metadata whatever
-/// owns the number.
-fn file_id(fd: RawFd) -> Option<FileId> {
-    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: `fstat` writes a whole `stat` to the pointer, which is valid
-    // for it, on success, and reads no memory of ours; a number that names
-    // nothing is `EBADF`, not undefined.
-    let rc = unsafe { libc::fstat(fd, stat.as_mut_ptr()) };
-    (rc == 0).then(|| {
-        // SAFETY: `fstat` succeeded, so it initialised `stat`.
-        let stat = unsafe { stat.assume_init() };
-        (stat.st_dev, stat.st_ino)
-    })
 }
 
 /// Sets or clears `O_NONBLOCK` on `fd`'s open file, if it is not so yet;
