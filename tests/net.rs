@@ -1078,6 +1078,9 @@ fn after_a_unix_streams_write_half_is_shut_down_it_looks_writable_and_writes_fai
         Some(0)
     );
     assert_eq!((&*a).write(b"x").unwrap_err().kind(), ErrorKind::BrokenPipe);
+    let later_clone = a.try_clone().unwrap(); // of the shut-down stream
+    let look = hub::wait_any(&[&later_clone.writable()], Some(Duration::ZERO));
+    assert_eq!(look, Some(0), "a clone made after the shutdown");
 }
 
 #[test]

@@ -26,9 +26,13 @@ use crate::hub::{waitable, Hub, WaitKey, Waitable};
 /// an [`AsyncFd`](super::AsyncFd)'s `POLLPRI` counts: for some descriptors
 /// it is all there is to tell); for writing, enough room in the send
 /// buffer (the kernel's low-water mark: a small write may go through while
-/// the socket is not yet writable). The kernel is asked (a zero-timeout
-/// `poll`) whenever the hub cannot rule it out, so a fresh connection with
-/// nothing sent is not ready.
+/// the socket is not yet writable), or a write half shut down, where
+/// every write fails at once (for a Unix stream whose buffer is full,
+/// `poll` says "not writable" then, but a write says `BrokenPipe`: its
+/// [`writable`](super::UnixStream::writable) is ready, through the handle
+/// that shut it down and its `try_clone`s). The kernel is asked (a
+/// zero-timeout `poll`) whenever the hub cannot rule it out, so a fresh
+/// connection with nothing sent is not ready.
 ///
 /// As for every item of a multi-wait, an event the hub saw while the call
 /// waited counts even if the socket is no longer ready when the caller

@@ -269,6 +269,10 @@ impl<S: Source + AsRawFd> Socket<S> {
     /// (see [`Timeouts`]), and hear of its shutdowns.
     pub(crate) fn share_timeouts(&mut self, other: &Socket<S>) {
         self.timeouts = other.timeouts.share(&other.reg, &self.reg);
+        if other.reg.is_shut(Direction::Write) {
+            // A clone of a stream whose write half is shut down already.
+            self.reg.shut_down(Direction::Write, |_| {});
+        }
     }
 
     /// Its write half was shut down: wakes the greenlets blocked writing

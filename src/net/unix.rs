@@ -249,8 +249,9 @@ impl UnixStream {
     /// this handle or its [`try_clone`](UnixStream::try_clone)s, with
     /// `BrokenPipe`, as std's blocking writes wake, and later writes fail
     /// at once. Handles of the socket made otherwise (through `into_std`
-    /// and `from_std`, or on another thread) are not told: their writes
-    /// blocked on a full buffer wait as described next.
+    /// and `from_std`, or on another thread) are not told, nor is a
+    /// [`hub::wait_writable`](crate::hub::wait_writable) on its descriptor:
+    /// those blocked on a full buffer wait as described next.
     ///
     /// A peer that shuts down *its read half* is another matter: Linux
     /// tells epoll nothing of it while this end's send buffer is full, so
