@@ -13,7 +13,13 @@
 //! as a daemon itself) gets an error saying nothing can run but daemons,
 //! as when nothing at all is left to run: a daemon's wait
 //! never keeps main waiting, as gevent raises `LoopExit` when only
-//! `ref=False` watchers are left. A wait of main's own that can end by
+//! `ref=False` watchers are left. Before it so decides, the hub polls
+//! once, without waiting, for the daemons' descriptors: a daemon whose
+//! pipe main has just written to runs first (and what it does may bring
+//! main back). Once for each `run` and each blocking call of main: what
+//! that daemon makes ready for another daemon in turn does not keep main
+//! waiting, as libev makes one last pass of its loop, not more, once only
+//! unreferenced watchers are left. A wait of main's own that can end by
 //! itself (a deadline, a `with_timeout`, a descriptor, another thread)
 //! keeps its call waiting as usual, inside `daemon` too; but main blocked
 //! (inside `daemon` or not) on what only a daemon greenlet could bring (an

@@ -343,8 +343,6 @@ impl Hub {
         )
     }
 
-    /// Ends main's `run`: it returns.
-    #[cold]
     /// Before the hub decides that what is left would only keep daemons
     /// going (`run` returns, main is told it would wait for ever): whether
     /// a daemon's descriptor became ready since the last poll (main wrote
@@ -361,6 +359,8 @@ impl Hub {
         self.poll_io(Some(Duration::ZERO)) || !self.ready.borrow().is_empty()
     }
 
+    /// Ends main's `run`: it returns.
+    #[cold]
     fn end_run(&self, main: &Greenlet) {
         self.main_in_run.set(false);
         self.resuming.set(Some(main.key()));

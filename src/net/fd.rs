@@ -253,6 +253,9 @@ pub struct AsyncFd<T: AsFd> {
     /// registration and its deregistration go by, whatever a later
     /// `as_fd` says (`AsFd` promises no stable answer).
     fd: RawFd,
+    /// The file `fd` named then (see [`file_id`]), for the drop to tell
+    /// whether the number still names it (see `deregister_now`).
+    file: Option<FileId>,
     reg: Rc<Registration>,
     hub: Rc<Hub>,
     read_timeout: Cell<Option<Duration>>,
@@ -297,6 +300,7 @@ impl<T: AsFd> AsyncFd<T> {
         Ok(AsyncFd {
             inner: Some(inner),
             fd: raw,
+            file: file_id(raw),
             reg,
             hub,
             read_timeout: Cell::new(None),
@@ -516,9 +520,16 @@ impl<T: AsFd> AsyncFd<T> {
         if let (Some(_), Some(reactor)) = (&self.inner, self.hub.reactor()) {
             // Once the wrapped value closed the descriptor (one swapped
             // through `get_mut`, or one that closes its own), the number
-            // may have gone to a file that something else registered:
-            // the reactor leaves that registration alone.
-            reactor.deregister(self.fd, &self.reg);
+            // may have gone to a file that something else registered.
+            // The reactor leaves that registration alone when it made
+            // it; a file that names another file tells of the rest (the
+            // waker a forked child's hub made anew, which the reactor
+            // does not count as a registration).
+            if self.file.is_none() || file_id(self.fd) == self.file {
+                reactor.deregister(self.fd, &self.reg);
+            } else {
+                reactor.remove(&self.reg);
+            }
         }
     }
 }
@@ -572,6 +583,25 @@ fn check_timeout(timeout: Option<Duration>) -> io::Result<Option<Duration>> {
 /// blocking code, a child process above all).
 pub(crate) fn set_blocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     set_o_nonblock(fd, false).map(drop)
+}
+
+/// Which file a descriptor names: its device and inode.
+type FileId = (libc::dev_t, libc::ino_t);
+
+/// The file descriptor number `fd` names now (`None`: none, it is
+/// closed). Only asked: `fstat` reads the file's metadata whatever
+/// owns the number.
+fn file_id(fd: RawFd) -> Option<FileId> {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `fstat` writes a whole `stat` to the pointer, which is valid
+    // for it, on success, and reads no memory of ours; a number that names
+    // nothing is `EBADF`, not undefined.
+    let rc = unsafe { libc::fstat(fd, stat.as_mut_ptr()) };
+    (rc == 0).then(|| {
+        // SAFETY: `fstat` succeeded, so it initialised `stat`.
+        let stat = unsafe { stat.assume_init() };
+        (stat.st_dev, stat.st_ino)
+    })
 }
 
 /// Sets or clears `O_NONBLOCK` on `fd`'s open file, if it is not so yet;

@@ -32,7 +32,11 @@ use crate::hub::{waitable, Hub, WaitKey, Waitable};
 /// [`writable`](super::UnixStream::writable) is ready, through the handle
 /// that shut it down and its `try_clone`s). The kernel is asked (a
 /// zero-timeout `poll`) whenever the hub cannot rule it out, so a fresh
-/// connection with nothing sent is not ready.
+/// connection with nothing sent is not ready. It rules it out when the
+/// socket's last call said "would block" and the hub has had no event
+/// for it since: data that came after that, before the hub's next poll,
+/// counts once the hub polls, which a wait that blocks lets it do first,
+/// but a zero-timeout wait that finds something else ready does not.
 ///
 /// As for every item of a multi-wait, an event the hub saw while the call
 /// waited counts even if the socket is no longer ready when the caller
