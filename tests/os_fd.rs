@@ -331,6 +331,20 @@ fn a_wait_on_a_descriptor_keeps_the_process_fcntl_locks_on_its_file() {
     assert!(locked_for_others(fd), "the wait let go of the lock");
 }
 
+/// The variable that makes a re-run of this binary play a test's part.
+const ALONE: &str = "GREENLET_OS_FD_ALONE";
+
+/// Runs `body` in a re-run of this binary with `test` alone: the tests
+/// that count on the kernel giving a closed descriptor's number to the
+/// next file opened, which another test's thread could take first.
+fn alone(test: &str, body: impl FnOnce()) {
+    if std::env::var(ALONE).as_deref() == Ok(test) {
+        body();
+    } else {
+        child::assert_passes(test, ALONE, test);
+    }
+}
+
 /// An `AsFd` whose answer changes (safe code: the trait promises no
 /// stable one): `first` for the first `first_for` asks, `later` after.
 struct Fickle<'a> {
@@ -448,6 +462,13 @@ fn flushing_an_async_fd_that_buffers_nothing_does_not_wait_for_room() {
 /// woken.)
 #[test]
 fn an_async_fd_whose_descriptor_was_swapped_leaves_the_numbers_next_owner_alone() {
+    alone(
+        "an_async_fd_whose_descriptor_was_swapped_leaves_the_numbers_next_owner_alone",
+        swapped_pipe_then_the_numbers_next_owner,
+    );
+}
+
+fn swapped_pipe_then_the_numbers_next_owner() {
     let (first, _first_writer) = io::pipe().unwrap();
     let (second, _second_writer) = io::pipe().unwrap();
     let number = first.as_raw_fd();
@@ -496,6 +517,13 @@ fn a_read_through_an_async_fd_whose_value_names_another_descriptor_is_refused() 
 /// number's owner is the hub's record, not the file.
 #[test]
 fn an_async_eventfd_whose_descriptor_was_swapped_leaves_the_numbers_next_owner_alone() {
+    alone(
+        "an_async_eventfd_whose_descriptor_was_swapped_leaves_the_numbers_next_owner_alone",
+        swapped_eventfd_then_the_numbers_next_owner,
+    );
+}
+
+fn swapped_eventfd_then_the_numbers_next_owner() {
     fn eventfd() -> std::os::fd::OwnedFd {
         // SAFETY: `eventfd` takes plain integers and returns a new
         // descriptor, which the `OwnedFd` then owns alone.
