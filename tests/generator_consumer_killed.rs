@@ -50,25 +50,35 @@ fn from_queue(q: &Queue<u32>) -> Rc<RefCell<Generator<u32>>> {
 /// A generator kept beyond its consumer.
 type Shared = Rc<RefCell<Generator<Item>>>;
 
-/// A shared generator of `Item`s of what it takes from `q`, whose consumer
-/// was killed while the producer waited, and which then took 1: item 1
-/// waits in the generator. Also its queue, and its items' drop count.
-fn with_an_item_waiting() -> (Queue<u32>, Shared, Rc<Cell<u32>>) {
+/// A queue, a shared generator of `Item`s whose producer `produce` takes
+/// from it (and gives its items the drop count, the third), and that drop
+/// count; the generator's consumer is killed while the producer waits.
+fn consumer_killed(
+    produce: impl FnOnce(&Yielder<Item>, Queue<u32>, Rc<Cell<u32>>) + 'static,
+) -> (Queue<u32>, Shared, Rc<Cell<u32>>) {
     let q: Queue<u32> = Queue::new();
     let q2 = q.clone();
     let drops = Rc::new(Cell::new(0));
     let d = drops.clone();
+    let g = Rc::new(RefCell::new(Generator::new(move |y: &Yielder<Item>| {
+        produce(y, q2, d)
+    })));
+    kill_its_consumer_as_the_producer_waits(&g);
+    (q, g, drops)
+}
+
+/// A shared generator of `Item`s of what it takes from `q`, whose consumer
+/// was killed while the producer waited, and which then took 1: item 1
+/// waits in the generator. Also its queue, and its items' drop count.
+fn with_an_item_waiting() -> (Queue<u32>, Shared, Rc<Cell<u32>>) {
     // An error thrown in at a yield comes out as the next item (a `u32`'s
     // value; 0 for anything else).
-    let g = Rc::new(RefCell::new(Generator::new(
-        move |y: &Yielder<Item>| loop {
-            let v = q2.get();
-            if let Err(e) = y.try_yield(Item(v, d.clone())) {
-                let _ = y.try_yield(Item(e.downcast::<u32>().unwrap_or(0), d.clone()));
-            }
-        },
-    )));
-    kill_its_consumer_as_the_producer_waits(&g);
+    let (q, g, drops) = consumer_killed(|y, q, d| loop {
+        let v = q.get();
+        if let Err(e) = y.try_yield(Item(v, d.clone())) {
+            let _ = y.try_yield(Item(e.downcast::<u32>().unwrap_or(0), d.clone()));
+        }
+    });
     q.put(1);
     hub::run(); // the producer takes 1 and yields it: it waits
     (q, g, drops)
@@ -338,45 +348,35 @@ fn a_waiting_items_panic_is_reported_when_a_dropper_that_unwinds_drops_it() {
 /// dropped it: the item waits then too.
 #[test]
 fn the_item_waits_when_the_hub_resumed_a_greenlet_below_the_producer() {
+    /// Puts 1 for the producer, lets the hub run, then resumes the
+    /// generator: the items dropped by then, and the item it gives.
+    fn put_one_then_resume(q: &Queue<u32>, g: &Shared, drops: &Cell<u32>) -> (u32, Option<u32>) {
+        q.put(1);
+        hub::run();
+        let dropped = drops.get();
+        let next = g.borrow_mut().next().map(|i| i.0);
+        (dropped, next)
+    }
+
     let pipeline = hang_guard::guard(60, || {
-        let q: Queue<u32> = Queue::new();
-        let q2 = q.clone();
-        let drops = Rc::new(Cell::new(0));
-        let d = drops.clone();
-        let inner = Generator::new(move |y: &Yielder<u32>| loop {
-            y.yield_(q2.get());
-        });
-        let g = Rc::new(RefCell::new(Generator::new(move |y: &Yielder<Item>| {
+        let (q, g, drops) = consumer_killed(|y, q, d| {
+            let inner = Generator::new(move |y: &Yielder<u32>| loop {
+                y.yield_(q.get());
+            });
             for v in inner {
                 y.yield_(Item(v, d.clone()));
             }
-        })));
-        kill_its_consumer_as_the_producer_waits(&g);
-        q.put(1);
-        hub::run();
-        let dropped = drops.get();
-        let next = g.borrow_mut().next().map(|i| i.0);
-        (dropped, next)
+        });
+        put_one_then_resume(&q, &g, &drops)
     });
     let child = hang_guard::guard(60, || {
-        let q: Queue<u32> = Queue::new();
-        let q2 = q.clone();
-        let drops = Rc::new(Cell::new(0));
-        let d = drops.clone();
-        let g = Rc::new(RefCell::new(Generator::new(
-            move |y: &Yielder<Item>| loop {
-                let q3 = q2.clone();
-                let waiter = Greenlet::new(move |()| q3.get());
-                let v = waiter.switch::<(), u32>(()).unwrap();
-                y.yield_(Item(v, d.clone()));
-            },
-        )));
-        kill_its_consumer_as_the_producer_waits(&g);
-        q.put(1);
-        hub::run();
-        let dropped = drops.get();
-        let next = g.borrow_mut().next().map(|i| i.0);
-        (dropped, next)
+        let (q, g, drops) = consumer_killed(|y, q, d| loop {
+            let q = q.clone();
+            let waiter = Greenlet::new(move |()| q.get());
+            let v = waiter.switch::<(), u32>(()).unwrap();
+            y.yield_(Item(v, d.clone()));
+        });
+        put_one_then_resume(&q, &g, &drops)
     });
     assert_eq!((pipeline, child), (Ok((0, Some(1))), Ok((0, Some(1)))));
 }
@@ -386,22 +386,15 @@ fn the_item_waits_when_the_hub_resumed_a_greenlet_below_the_producer() {
 #[test]
 fn the_item_of_a_producer_thrown_into_waits_when_its_spawned_consumer_is_dead() {
     let out = hang_guard::guard(60, || {
-        let q: Queue<u32> = Queue::new();
-        let q2 = q.clone();
-        let drops = Rc::new(Cell::new(0));
-        let d = drops.clone();
-        let g = Rc::new(RefCell::new(Generator::new(
-            move |y: &Yielder<Item>| loop {
-                // Catches the throw only (a close's kill unwinds on).
-                let v = match catch_unwind(AssertUnwindSafe(|| q2.get())) {
-                    Ok(v) => v,
-                    Err(p) if p.is::<&str>() => 99,
-                    Err(p) => std::panic::resume_unwind(p),
-                };
-                y.yield_(Item(v, d.clone()));
-            },
-        )));
-        kill_its_consumer_as_the_producer_waits(&g);
+        let (_q, g, drops) = consumer_killed(|y, q, d| loop {
+            // Catches the throw only (a close's kill unwinds on).
+            let v = match catch_unwind(AssertUnwindSafe(|| q.get())) {
+                Ok(v) => v,
+                Err(p) if p.is::<&str>() => 99,
+                Err(p) => std::panic::resume_unwind(p),
+            };
+            y.yield_(Item(v, d.clone()));
+        });
         let producer = g.borrow().greenlet().clone();
         let _ = producer.throw::<&str, ()>("wake up");
         let dropped = drops.get();
